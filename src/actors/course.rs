@@ -1,0 +1,125 @@
+//! The course entity: one actor per course, owned by its trainer. Writes the
+//! `courses` read table used by course listing.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ctx, Entity};
+use crate::domain::catalog::{check_course, patch_course, Course, CourseInput, CoursePatch};
+use crate::domain::{Caller, DomainError};
+use crate::store::{codec, IndexOp};
+
+/// Read table: course id → encoded `Course`.
+pub const COURSES_TABLE: &str = "courses";
+
+pub struct CourseEntity;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CourseEvent {
+    Created { course: Course },
+    Updated { course: Course },
+}
+
+pub enum CourseCommand {
+    Create { caller: Caller, input: CourseInput },
+    Update { caller: Caller, patch: CoursePatch },
+    Get,
+}
+
+fn build(
+    id: &str,
+    trainer_id: String,
+    input: CourseInput,
+    ctx: &Ctx<'_>,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> Course {
+    Course {
+        id: id.to_owned(),
+        trainer_id,
+        title: input.title,
+        kind: input.kind,
+        capacity: input.capacity,
+        is_free: input.price == 0,
+        price: input.price,
+        currency: input.currency,
+        sessions: input.sessions,
+        created_at,
+        updated_at: ctx.now,
+    }
+}
+
+impl Entity for CourseEntity {
+    const KIND: &'static str = "course";
+    type State = Option<Course>;
+    type Command = CourseCommand;
+    type Event = CourseEvent;
+    type Reply = Course;
+    type Rejection = DomainError;
+
+    fn decide(
+        state: &Option<Course>,
+        cmd: CourseCommand,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<CourseEvent>, Course), DomainError> {
+        match cmd {
+            CourseCommand::Create { caller, input } => {
+                if state.is_some() {
+                    return Err(DomainError::Conflict {
+                        code: "already_exists",
+                        message: "this course already exists".into(),
+                    });
+                }
+                let course = build(ctx.id, caller.user_id, check_course(&input)?, ctx, ctx.now);
+                Ok((
+                    vec![CourseEvent::Created {
+                        course: course.clone(),
+                    }],
+                    course,
+                ))
+            }
+            CourseCommand::Update { caller, patch } => {
+                let current = state.as_ref().ok_or(DomainError::NotFound("course"))?;
+                caller.ensure_owner(&current.trainer_id, "course")?;
+                let input = patch_course(current, &patch)?;
+                let course = build(
+                    ctx.id,
+                    current.trainer_id.clone(),
+                    input,
+                    ctx,
+                    current.created_at,
+                );
+                Ok((
+                    vec![CourseEvent::Updated {
+                        course: course.clone(),
+                    }],
+                    course,
+                ))
+            }
+            CourseCommand::Get => Ok((
+                vec![],
+                state.clone().ok_or(DomainError::NotFound("course"))?,
+            )),
+        }
+    }
+
+    fn apply(state: &mut Option<Course>, event: &CourseEvent) {
+        match event {
+            CourseEvent::Created { course } | CourseEvent::Updated { course } => {
+                *state = Some(course.clone())
+            }
+        }
+    }
+
+    fn index(id: &str, state: &Option<Course>, _events: &[CourseEvent]) -> Vec<IndexOp> {
+        state
+            .as_ref()
+            .and_then(|c| codec::encode(Self::VERSION, c).ok())
+            .map(|value| IndexOp::Put {
+                table: COURSES_TABLE,
+                key: id.to_owned(),
+                value,
+            })
+            .into_iter()
+            .collect()
+    }
+}

@@ -1,0 +1,330 @@
+//! The `Entity` trait (a pure decide/apply pair) and the generic ractor actor
+//! that runs one entity: recover (snapshot + tail), decide in memory, persist,
+//! then reply.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::registry::{RegistryShared, Slot};
+use crate::metrics::KindLabels;
+use crate::store::{codec, AppendRequest, IndexOp, Seq, Snapshot, Store, StoreError};
+
+/// What a command handler may know besides the state: who it is and when.
+#[derive(Debug, Clone)]
+pub struct Ctx<'a> {
+    pub id: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// An event-sourced entity. `decide` and `apply` are pure; the actor does
+/// all I/O around them.
+pub trait Entity: Send + Sync + Sized + 'static {
+    /// Stream prefix and metrics label (`user`, `shop`, …).
+    const KIND: &'static str;
+    /// Schema version of events and snapshots; bump on incompatible change.
+    const VERSION: u16 = 1;
+    type State: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Command: Send + 'static;
+    type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Reply: Send + 'static;
+    /// A business rejection (sold out, not the owner…): a normal answer,
+    /// never an actor failure.
+    type Rejection: Send + std::fmt::Debug + 'static;
+
+    /// Decides what a command does: the events to persist and the reply to
+    /// send once they are durable. No events means a read-only command.
+    fn decide(
+        state: &Self::State,
+        cmd: Self::Command,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<Self::Event>, Self::Reply), Self::Rejection>;
+
+    /// Folds one event into the state. Must not fail: events are facts.
+    fn apply(state: &mut Self::State, event: &Self::Event);
+
+    /// Read-table rows to write atomically with `events`, given the state
+    /// after them.
+    fn index(_id: &str, _state: &Self::State, _events: &[Self::Event]) -> Vec<IndexOp> {
+        Vec::new()
+    }
+
+    /// The state after `events`, leaving `state` untouched.
+    fn evolve(state: &Self::State, events: &[Self::Event]) -> Self::State {
+        let mut next = state.clone();
+        for e in events {
+            Self::apply(&mut next, e);
+        }
+        next
+    }
+}
+
+/// The journal stream of an entity.
+pub fn stream_id<E: Entity>(id: &str) -> String {
+    format!("{}:{}", E::KIND, id)
+}
+
+/// Why a call to an entity did not produce a business answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<R: std::fmt::Debug> {
+    #[error("rejected: {0:?}")]
+    Rejected(R),
+    #[error("the entity did not answer in time; the outcome is unknown")]
+    Timeout,
+    #[error("the entity is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+pub type Reply<E> = Result<<E as Entity>::Reply, CallError<<E as Entity>::Rejection>>;
+
+/// The closed message set of an entity actor.
+pub enum EntityMsg<E: Entity> {
+    Command(E::Command, RpcReplyPort<Reply<E>>),
+    /// The live sequence and state (for diagnostics and tests).
+    Inspect(RpcReplyPort<(Seq, E::State)>),
+    /// Periodic: passivate when idle.
+    IdleCheck,
+}
+
+/// Recovers an entity from the store: latest snapshot (when `use_snapshot`
+/// and its version is readable) plus every event after it.
+pub async fn recover<E: Entity>(
+    store: &dyn Store,
+    id: &str,
+    use_snapshot: bool,
+) -> Result<(Seq, E::State), StoreError> {
+    const PAGE: usize = 1024;
+    let stream = stream_id::<E>(id);
+    let (mut seq, mut state) = (0, E::State::default());
+    if use_snapshot {
+        if let Some(snap) = store.load_snapshot(&stream).await? {
+            match codec::decode::<E::State>(E::VERSION, &snap.payload) {
+                Ok(s) => (seq, state) = (snap.seq, s),
+                Err(e) => tracing::warn!(%stream, error = %e, "snapshot ignored; replaying"),
+            }
+        }
+    }
+    loop {
+        let page = store.read(&stream, seq, PAGE).await?;
+        let n = page.len();
+        for rec in page {
+            let event: E::Event = codec::decode(E::VERSION, &rec.payload)?;
+            E::apply(&mut state, &event);
+            seq = rec.seq;
+        }
+        if n < PAGE {
+            return Ok((seq, state));
+        }
+    }
+}
+
+/// Startup arguments of an entity actor.
+pub struct EntityArgs<E: Entity> {
+    pub id: String,
+    pub shared: Arc<RegistryShared<E>>,
+    pub slot: Arc<Slot<E>>,
+    pub pending: Arc<AtomicUsize>,
+}
+
+pub struct EntityState<E: Entity> {
+    id: String,
+    stream: String,
+    seq: Seq,
+    state: E::State,
+    last_snapshot: Seq,
+    last_active: Instant,
+    shared: Arc<RegistryShared<E>>,
+    slot: Arc<Slot<E>>,
+    pending: Arc<AtomicUsize>,
+}
+
+pub struct EntityActor<E: Entity>(std::marker::PhantomData<E>);
+
+impl<E: Entity> Default for EntityActor<E> {
+    fn default() -> Self {
+        EntityActor(std::marker::PhantomData)
+    }
+}
+
+impl<E: Entity> EntityActor<E> {
+    async fn handle_command(
+        &self,
+        st: &mut EntityState<E>,
+        cmd: E::Command,
+        reply: RpcReplyPort<Reply<E>>,
+    ) -> Result<(), ActorProcessingErr> {
+        let ctx = Ctx {
+            id: &st.id,
+            now: Utc::now(),
+        };
+        let (events, answer) = match E::decide(&st.state, cmd, &ctx) {
+            Ok(decided) => decided,
+            Err(rejection) => {
+                let _ = reply.send(Err(CallError::Rejected(rejection)));
+                return Ok(());
+            }
+        };
+        if events.is_empty() {
+            let _ = reply.send(Ok(answer));
+            return Ok(());
+        }
+        let next = E::evolve(&st.state, &events);
+        let mut encoded = Vec::with_capacity(events.len());
+        for e in &events {
+            encoded.push(codec::encode(E::VERSION, e)?);
+        }
+        let req = AppendRequest {
+            stream: st.stream.clone(),
+            expected: st.seq,
+            events: encoded,
+            index: E::index(&st.id, &next, &events),
+        };
+        match st.shared.rt.store.append(req).await {
+            Ok(seq) => {
+                st.seq = seq;
+                st.state = next;
+                let _ = reply.send(Ok(answer));
+                self.maybe_snapshot(st);
+                Ok(())
+            }
+            Err(StoreError::Conflict {
+                expected, actual, ..
+            }) => {
+                // Someone else wrote this stream: our state is stale. Fail so
+                // the supervisor restarts us from the journal.
+                let _ = reply.send(Err(CallError::Unavailable(
+                    "stream moved; recovering".into(),
+                )));
+                Err(format!(
+                    "{}: journal conflict (expected {expected}, at {actual})",
+                    st.stream
+                )
+                .into())
+            }
+            Err(e) => {
+                // Nothing was applied: the in-memory state is still the
+                // durable one, so the actor stays up.
+                let _ = reply.send(Err(CallError::Storage(e)));
+                Ok(())
+            }
+        }
+    }
+
+    fn maybe_snapshot(&self, st: &mut EntityState<E>) {
+        let every = st.shared.rt.snapshot_every;
+        if every == 0 || st.seq - st.last_snapshot < every {
+            return;
+        }
+        match codec::encode(E::VERSION, &st.state) {
+            Ok(payload) => {
+                st.last_snapshot = st.seq;
+                let store = st.shared.rt.store.clone();
+                let (stream, seq) = (st.stream.clone(), st.seq);
+                tokio::spawn(async move {
+                    if let Err(e) = store
+                        .save_snapshot(&stream, Snapshot { seq, payload })
+                        .await
+                    {
+                        tracing::warn!(%stream, error = %e, "snapshot not saved");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(stream = %st.stream, error = %e, "snapshot not encoded"),
+        }
+    }
+}
+
+impl<E: Entity> Actor for EntityActor<E> {
+    type Msg = EntityMsg<E>;
+    type State = EntityState<E>;
+    type Arguments = EntityArgs<E>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (seq, state) = recover::<E>(args.shared.rt.store.as_ref(), &args.id, true).await?;
+        args.shared
+            .rt
+            .metrics
+            .actors_live
+            .get_or_create(&KindLabels { kind: E::KIND })
+            .inc();
+        Ok(EntityState {
+            stream: stream_id::<E>(&args.id),
+            id: args.id,
+            seq,
+            state,
+            last_snapshot: seq,
+            last_active: Instant::now(),
+            shared: args.shared,
+            slot: args.slot,
+            pending: args.pending,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let period = (st.shared.rt.idle_after / 4).max(std::time::Duration::from_millis(10));
+        myself.send_interval(period, || EntityMsg::IdleCheck);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EntityMsg::Command(cmd, reply) => {
+                st.last_active = Instant::now();
+                let result = self.handle_command(st, cmd, reply).await;
+                st.pending.fetch_sub(1, Ordering::AcqRel);
+                result
+            }
+            EntityMsg::Inspect(reply) => {
+                let _ = reply.send((st.seq, st.state.clone()));
+                Ok(())
+            }
+            EntityMsg::IdleCheck => {
+                if st.last_active.elapsed() >= st.shared.rt.idle_after
+                    && st.shared.try_retire(&st.id, &st.slot, &st.pending)
+                {
+                    st.shared
+                        .rt
+                        .metrics
+                        .actor_passivations
+                        .get_or_create(&KindLabels { kind: E::KIND })
+                        .inc();
+                    myself.stop(Some("passivated".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        st.shared
+            .rt
+            .metrics
+            .actors_live
+            .get_or_create(&KindLabels { kind: E::KIND })
+            .dec();
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! Entity actors (ractor): one long-lived actor per entity id, the single
+//! writer of its stream.
+//!
+//! - `entity`: the `Entity` trait (pure decide/apply) and the generic actor
+//!   that runs one: recover from snapshot + tail, decide, persist, reply.
+//! - `registry`: spawn-on-first-use, passivation, supervision, call timeouts.
+//! - `user`, `email`, `shop`, `product`, `course`: the entities of the
+//!   foundation (accounts and the catalog).
+
+pub mod course;
+pub mod email;
+pub mod entity;
+pub mod product;
+pub mod registry;
+pub mod shop;
+pub mod user;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use entity::{recover, CallError, Ctx, Entity};
+pub use registry::Registry;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every entity actor needs from its surroundings.
+#[derive(Clone)]
+pub struct Runtime {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Passivate an actor after this long without a command.
+    pub idle_after: Duration,
+    /// Upper bound of every call to an actor.
+    pub call_timeout: Duration,
+    /// Write a snapshot after this many events (0: never).
+    pub snapshot_every: u64,
+    /// Bound of live entity ids per kind.
+    pub max_live: usize,
+    /// Prefix of actor names, unique per running app.
+    pub instance: String,
+}

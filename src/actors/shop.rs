@@ -1,0 +1,82 @@
+//! The shop entity: one actor per shop. Only its owner (or an admin) may
+//! change it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ctx, Entity};
+use crate::domain::catalog::{check_shop, patch_shop, Shop, ShopInput, ShopPatch};
+use crate::domain::{Caller, DomainError};
+
+pub struct ShopEntity;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ShopEvent {
+    Created { shop: Shop },
+    Updated { shop: Shop },
+}
+
+pub enum ShopCommand {
+    Create { caller: Caller, input: ShopInput },
+    Update { caller: Caller, patch: ShopPatch },
+    Get,
+}
+
+impl Entity for ShopEntity {
+    const KIND: &'static str = "shop";
+    type State = Option<Shop>;
+    type Command = ShopCommand;
+    type Event = ShopEvent;
+    type Reply = Shop;
+    type Rejection = DomainError;
+
+    fn decide(
+        state: &Option<Shop>,
+        cmd: ShopCommand,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<ShopEvent>, Shop), DomainError> {
+        match cmd {
+            ShopCommand::Create { caller, input } => {
+                if state.is_some() {
+                    return Err(DomainError::Conflict {
+                        code: "already_exists",
+                        message: "this shop already exists".into(),
+                    });
+                }
+                let input = check_shop(&input)?;
+                let shop = Shop {
+                    id: ctx.id.to_owned(),
+                    owner_id: caller.user_id,
+                    name: input.name,
+                    location: input.location,
+                    address: input.address,
+                    created_at: ctx.now,
+                    updated_at: ctx.now,
+                };
+                Ok((vec![ShopEvent::Created { shop: shop.clone() }], shop))
+            }
+            ShopCommand::Update { caller, patch } => {
+                let current = state.as_ref().ok_or(DomainError::NotFound("shop"))?;
+                caller.ensure_owner(&current.owner_id, "shop")?;
+                let input = patch_shop(current, &patch)?;
+                let shop = Shop {
+                    name: input.name,
+                    location: input.location,
+                    address: input.address,
+                    updated_at: ctx.now,
+                    ..current.clone()
+                };
+                Ok((vec![ShopEvent::Updated { shop: shop.clone() }], shop))
+            }
+            ShopCommand::Get => Ok((vec![], state.clone().ok_or(DomainError::NotFound("shop"))?)),
+        }
+    }
+
+    fn apply(state: &mut Option<Shop>, event: &ShopEvent) {
+        match event {
+            ShopEvent::Created { shop } | ShopEvent::Updated { shop } => {
+                *state = Some(shop.clone())
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! The user entity: account, sessions (refresh-token rotation, logout) and
+//! delivery addresses. One actor per user id.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Ctx, Entity};
+use crate::domain::user::{
+    check_address, check_phone, default_after_add, default_after_remove, set_default, Address,
+    AddressInput, UserView, MAX_ADDRESSES, MAX_SESSIONS,
+};
+use crate::domain::{check_text, DomainError, Role};
+
+pub struct User;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Account {
+    pub fn view(&self) -> UserView {
+        UserView {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            name: self.name.clone(),
+            phone: self.phone.clone(),
+            role: self.role,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A login session; its refresh token id rotates on every refresh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub sid: String,
+    pub refresh_jti: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    pub account: Option<Account>,
+    /// Oldest first; at most `MAX_SESSIONS`.
+    pub sessions: Vec<Session>,
+    /// At most `MAX_ADDRESSES`; exactly one is default when any exist.
+    pub addresses: Vec<Address>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UserEvent {
+    Registered {
+        id: String,
+        email: String,
+        name: String,
+        role: Role,
+        password_hash: String,
+        at: DateTime<Utc>,
+    },
+    ProfileUpdated {
+        name: String,
+        phone: Option<String>,
+        at: DateTime<Utc>,
+    },
+    RoleChanged {
+        role: Role,
+        at: DateTime<Utc>,
+    },
+    SessionStarted {
+        sid: String,
+        refresh_jti: String,
+        expires_at: DateTime<Utc>,
+    },
+    SessionRotated {
+        sid: String,
+        refresh_jti: String,
+        expires_at: DateTime<Utc>,
+    },
+    SessionEnded {
+        sid: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    AddressAdded {
+        address: Address,
+    },
+    AddressUpdated {
+        address: Address,
+    },
+    AddressRemoved {
+        id: String,
+    },
+    DefaultAddressSet {
+        id: String,
+    },
+}
+
+pub enum UserCommand {
+    Register {
+        email: String,
+        name: String,
+        role: Role,
+        password_hash: String,
+    },
+    Get,
+    /// The account including its password hash (for login).
+    Credentials,
+    StartSession {
+        sid: String,
+        refresh_jti: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Rotate a session's refresh token. A token that is not the current
+    /// one (a replayed, stolen token) ends the whole session.
+    Rotate {
+        sid: String,
+        presented_jti: String,
+        new_jti: String,
+        expires_at: DateTime<Utc>,
+    },
+    EndSession {
+        sid: String,
+    },
+    /// Is this session live? Answers the account when it is.
+    CheckSession {
+        sid: String,
+    },
+    UpdateProfile {
+        name: Option<String>,
+        phone: Option<String>,
+    },
+    SetRole(Role),
+    AddAddress {
+        id: String,
+        input: AddressInput,
+    },
+    UpdateAddress {
+        id: String,
+        input: AddressInput,
+    },
+    RemoveAddress {
+        id: String,
+    },
+    ListAddresses,
+}
+
+#[derive(Debug)]
+pub enum UserReply {
+    Account(UserView),
+    Credentials(Account),
+    Addresses(Vec<Address>),
+    Address(Address),
+    /// The refresh token was refused (and the session ended).
+    Refused,
+    Done,
+}
+
+fn account(state: &UserState) -> Result<&Account, DomainError> {
+    state.account.as_ref().ok_or(DomainError::NotFound("user"))
+}
+
+fn live_session<'a>(state: &'a UserState, sid: &str, now: DateTime<Utc>) -> Option<&'a Session> {
+    state
+        .sessions
+        .iter()
+        .find(|s| s.sid == sid && s.expires_at > now)
+}
+
+impl Entity for User {
+    const KIND: &'static str = "user";
+    type State = UserState;
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Reply = UserReply;
+    type Rejection = DomainError;
+
+    fn decide(
+        state: &UserState,
+        cmd: UserCommand,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<UserEvent>, UserReply), DomainError> {
+        let now = ctx.now;
+        match cmd {
+            UserCommand::Register {
+                email,
+                name,
+                role,
+                password_hash,
+            } => {
+                if state.account.is_some() {
+                    return Err(DomainError::Conflict {
+                        code: "already_exists",
+                        message: "this user is already registered".into(),
+                    });
+                }
+                let ev = UserEvent::Registered {
+                    id: ctx.id.to_owned(),
+                    email,
+                    name,
+                    role,
+                    password_hash,
+                    at: now,
+                };
+                let view = User::evolve(state, std::slice::from_ref(&ev))
+                    .account
+                    .expect("registered")
+                    .view();
+                Ok((vec![ev], UserReply::Account(view)))
+            }
+            UserCommand::Get => Ok((vec![], UserReply::Account(account(state)?.view()))),
+            UserCommand::Credentials => {
+                Ok((vec![], UserReply::Credentials(account(state)?.clone())))
+            }
+            UserCommand::StartSession {
+                sid,
+                refresh_jti,
+                expires_at,
+            } => {
+                account(state)?;
+                // Drop expired sessions, then the oldest ones beyond the bound.
+                let mut events: Vec<UserEvent> = state
+                    .sessions
+                    .iter()
+                    .filter(|s| s.expires_at <= now)
+                    .map(|s| UserEvent::SessionEnded {
+                        sid: s.sid.clone(),
+                        reason: "expired".into(),
+                        at: now,
+                    })
+                    .collect();
+                let live: Vec<&Session> = state
+                    .sessions
+                    .iter()
+                    .filter(|s| s.expires_at > now)
+                    .collect();
+                let excess = (live.len() + 1).saturating_sub(MAX_SESSIONS);
+                events.extend(live.iter().take(excess).map(|s| UserEvent::SessionEnded {
+                    sid: s.sid.clone(),
+                    reason: "session limit".into(),
+                    at: now,
+                }));
+                events.push(UserEvent::SessionStarted {
+                    sid,
+                    refresh_jti,
+                    expires_at,
+                });
+                Ok((events, UserReply::Done))
+            }
+            UserCommand::Rotate {
+                sid,
+                presented_jti,
+                new_jti,
+                expires_at,
+            } => {
+                let view = account(state)?.view();
+                match live_session(state, &sid, now) {
+                    None => Ok((vec![], UserReply::Refused)),
+                    Some(s) if s.refresh_jti != presented_jti => Ok((
+                        vec![UserEvent::SessionEnded {
+                            sid,
+                            reason: "refresh token reuse".into(),
+                            at: now,
+                        }],
+                        UserReply::Refused,
+                    )),
+                    Some(_) => Ok((
+                        vec![UserEvent::SessionRotated {
+                            sid,
+                            refresh_jti: new_jti,
+                            expires_at,
+                        }],
+                        UserReply::Account(view),
+                    )),
+                }
+            }
+            UserCommand::EndSession { sid } => {
+                if state.sessions.iter().any(|s| s.sid == sid) {
+                    Ok((
+                        vec![UserEvent::SessionEnded {
+                            sid,
+                            reason: "logout".into(),
+                            at: now,
+                        }],
+                        UserReply::Done,
+                    ))
+                } else {
+                    Ok((vec![], UserReply::Done))
+                }
+            }
+            UserCommand::CheckSession { sid } => {
+                let acc =
+                    account(state).map_err(|_| DomainError::Unauthorized("unknown user".into()))?;
+                if live_session(state, &sid, now).is_none() {
+                    return Err(DomainError::Unauthorized("the session has ended".into()));
+                }
+                Ok((vec![], UserReply::Account(acc.view())))
+            }
+            UserCommand::UpdateProfile { name, phone } => {
+                let acc = account(state)?;
+                let name = match name {
+                    Some(n) => check_text("name", &n, 100)?,
+                    None => acc.name.clone(),
+                };
+                let phone = match phone {
+                    Some(p) => check_phone(&p)?,
+                    None => acc.phone.clone(),
+                };
+                let ev = UserEvent::ProfileUpdated {
+                    name,
+                    phone,
+                    at: now,
+                };
+                let view = User::evolve(state, std::slice::from_ref(&ev))
+                    .account
+                    .expect("exists")
+                    .view();
+                Ok((vec![ev], UserReply::Account(view)))
+            }
+            UserCommand::SetRole(role) => {
+                let acc = account(state)?;
+                if acc.role == role {
+                    return Ok((vec![], UserReply::Account(acc.view())));
+                }
+                let mut view = acc.view();
+                view.role = role;
+                Ok((
+                    vec![UserEvent::RoleChanged { role, at: now }],
+                    UserReply::Account(view),
+                ))
+            }
+            UserCommand::AddAddress { id, input } => {
+                account(state)?;
+                if state.addresses.len() >= MAX_ADDRESSES {
+                    return Err(DomainError::Conflict {
+                        code: "address_limit",
+                        message: format!("a user keeps at most {MAX_ADDRESSES} addresses"),
+                    });
+                }
+                let mut address = check_address(id, &input)?;
+                let default = default_after_add(&state.addresses, &address);
+                address.is_default = false;
+                let mut events = vec![UserEvent::AddressAdded {
+                    address: address.clone(),
+                }];
+                if let Some(id) = default {
+                    events.push(UserEvent::DefaultAddressSet { id });
+                }
+                let next = User::evolve(state, &events);
+                let added = next
+                    .addresses
+                    .iter()
+                    .find(|a| a.id == address.id)
+                    .cloned()
+                    .expect("added");
+                Ok((events, UserReply::Address(added)))
+            }
+            UserCommand::UpdateAddress { id, input } => {
+                account(state)?;
+                let current = state
+                    .addresses
+                    .iter()
+                    .find(|a| a.id == id)
+                    .ok_or(DomainError::NotFound("address"))?;
+                if current.is_default && !input.is_default {
+                    return Err(DomainError::invalid(
+                        "is_default",
+                        "make another address the default instead of unsetting this one",
+                    ));
+                }
+                let mut address = check_address(id.clone(), &input)?;
+                address.is_default = current.is_default;
+                let mut events = vec![UserEvent::AddressUpdated { address }];
+                if input.is_default && !current.is_default {
+                    events.push(UserEvent::DefaultAddressSet { id: id.clone() });
+                }
+                let next = User::evolve(state, &events);
+                let updated = next
+                    .addresses
+                    .iter()
+                    .find(|a| a.id == id)
+                    .cloned()
+                    .expect("exists");
+                Ok((events, UserReply::Address(updated)))
+            }
+            UserCommand::RemoveAddress { id } => {
+                account(state)?;
+                if !state.addresses.iter().any(|a| a.id == id) {
+                    return Err(DomainError::NotFound("address"));
+                }
+                let mut events = vec![];
+                let next_default = default_after_remove(&state.addresses, &id);
+                events.push(UserEvent::AddressRemoved { id });
+                if let Some(id) = next_default {
+                    events.push(UserEvent::DefaultAddressSet { id });
+                }
+                Ok((events, UserReply::Done))
+            }
+            UserCommand::ListAddresses => {
+                account(state)?;
+                Ok((vec![], UserReply::Addresses(state.addresses.clone())))
+            }
+        }
+    }
+
+    fn apply(state: &mut UserState, event: &UserEvent) {
+        match event {
+            UserEvent::Registered {
+                id,
+                email,
+                name,
+                role,
+                password_hash,
+                at,
+            } => {
+                state.account = Some(Account {
+                    id: id.clone(),
+                    email: email.clone(),
+                    name: name.clone(),
+                    phone: None,
+                    role: *role,
+                    password_hash: password_hash.clone(),
+                    created_at: *at,
+                })
+            }
+            UserEvent::ProfileUpdated { name, phone, .. } => {
+                if let Some(a) = state.account.as_mut() {
+                    a.name = name.clone();
+                    a.phone = phone.clone();
+                }
+            }
+            UserEvent::RoleChanged { role, .. } => {
+                if let Some(a) = state.account.as_mut() {
+                    a.role = *role;
+                }
+            }
+            UserEvent::SessionStarted {
+                sid,
+                refresh_jti,
+                expires_at,
+            } => state.sessions.push(Session {
+                sid: sid.clone(),
+                refresh_jti: refresh_jti.clone(),
+                expires_at: *expires_at,
+            }),
+            UserEvent::SessionRotated {
+                sid,
+                refresh_jti,
+                expires_at,
+            } => {
+                if let Some(s) = state.sessions.iter_mut().find(|s| &s.sid == sid) {
+                    s.refresh_jti = refresh_jti.clone();
+                    s.expires_at = *expires_at;
+                }
+            }
+            UserEvent::SessionEnded { sid, .. } => state.sessions.retain(|s| &s.sid != sid),
+            UserEvent::AddressAdded { address } => state.addresses.push(address.clone()),
+            UserEvent::AddressUpdated { address } => {
+                if let Some(a) = state.addresses.iter_mut().find(|a| a.id == address.id) {
+                    *a = address.clone();
+                }
+            }
+            UserEvent::AddressRemoved { id } => state.addresses.retain(|a| &a.id != id),
+            UserEvent::DefaultAddressSet { id } => set_default(&mut state.addresses, id),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `Application::build(settings)` → `port()` → `run_until_stopped(signal)`:
+//! how `surge serve` and every integration test start the engine.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::actors::Runtime;
+use crate::auth::{JwtKeys, PasswordHasher};
+use crate::config::Settings;
+use crate::http::server::{serve, ServeOptions};
+use crate::http::{router, AppState};
+use crate::metrics::Metrics;
+use crate::service::Services;
+use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("data directory {0}: {1}")]
+    DataDir(String, String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("start-up: {0}")]
+    Startup(String),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    settings: Settings,
+    store: Arc<dyn Store>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        let dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BuildError::DataDir(dir.display().to_string(), e.to_string()))?;
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(
+            RedbStore::open(
+                &dir,
+                RedbOptions {
+                    max_batch: settings.journal_max_batch,
+                    queue: settings.journal_queue,
+                },
+                metrics.clone(),
+            )
+            .map_err(|e| match e {
+                crate::store::StoreError::Backend(m) if m.contains("already open") => {
+                    BuildError::Startup(format!(
+                        "the data directory {} is in use by another Surge process",
+                        dir.display()
+                    ))
+                }
+                other => BuildError::Store(other),
+            })?,
+        );
+        let secret = jwt_secret(&settings, &dir)?;
+        let jwt = JwtKeys::new(
+            &secret,
+            &settings.jwt_issuer,
+            &settings.jwt_audience,
+            settings.access_token_ttl_secs,
+            settings.refresh_token_ttl_secs,
+        );
+        let hasher = PasswordHasher::new(settings.hash_concurrency, settings.hash_queue)
+            .map_err(|e| BuildError::Startup(e.to_string()))?;
+        let rt = Runtime {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            idle_after: Duration::from_secs(settings.actor_idle_secs.max(1)),
+            call_timeout: Duration::from_millis(settings.actor_call_timeout_ms),
+            snapshot_every: settings.snapshot_every,
+            max_live: settings.actor_max_live,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let services = Arc::new(
+            Services::start(rt, hasher, jwt)
+                .await
+                .map_err(|e| BuildError::Startup(e.to_string()))?,
+        );
+        if let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) {
+            services
+                .ensure_admin(email, password)
+                .await
+                .map_err(|e| BuildError::Startup(format!("bootstrap admin: {e}")))?;
+        }
+        let listener = TcpListener::bind(&settings.addr)
+            .await
+            .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
+        let state = AppState {
+            services,
+            metrics,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Application {
+            listener,
+            state,
+            settings,
+            store,
+        })
+    }
+
+    /// The bound port (useful with `addr = "127.0.0.1:0"`).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: stop accepting, finish
+    /// in-flight requests, stop every actor, flush the journal.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let app = router(self.state.clone(), self.settings.body_limit_bytes);
+        let opts = ServeOptions {
+            header_read_timeout: Duration::from_secs(self.settings.header_read_timeout_secs.max(1)),
+            max_connections: self.settings.max_connections,
+            grace: Duration::from_secs(self.settings.shutdown_grace_secs),
+        };
+        let flag = self.state.shutting_down.clone();
+        let signal = async move {
+            shutdown.await;
+            flag.store(true, Ordering::Release);
+            tracing::info!("shutdown: no longer accepting connections");
+        };
+        serve(self.listener, app, opts, signal).await;
+        self.state.services.shutdown().await;
+        self.store.close().await;
+        tracing::info!("shutdown complete: journal flushed");
+    }
+}
+
+/// The configured JWT secret, or the one kept in `data_dir/jwt.secret`
+/// (generated with 64 random bytes, mode 0600, on first start).
+fn jwt_secret(settings: &Settings, dir: &Path) -> Result<Vec<u8>, BuildError> {
+    if let Some(s) = &settings.jwt_secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = dir.join("jwt.secret");
+    let err = |e: std::io::Error| BuildError::DataDir(path.display().to_string(), e.to_string());
+    if !path.exists() {
+        let mut bytes = [0u8; 64];
+        rand::rng().fill_bytes(&mut bytes);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        match opts.open(&path) {
+            Ok(mut f) => {
+                std::io::Write::write_all(&mut f, STANDARD.encode(bytes).as_bytes()).map_err(err)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    let text = std::fs::read_to_string(&path).map_err(err)?;
+    STANDARD.decode(text.trim()).map_err(|e| {
+        BuildError::DataDir(
+            path.display().to_string(),
+            format!("not a valid secret: {e}"),
+        )
+    })
+}

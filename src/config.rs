@@ -1,0 +1,224 @@
+//! Settings. Every key can come from a command-line flag (for the few that
+//! have one), the environment (`SURGE_<KEY>`), a TOML file (`--config`), or
+//! the default — in that order of precedence.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Every setting, with its default. Keys are flat so that a TOML key, an
+/// environment variable (`SURGE_` + upper-cased key) and the README table
+/// line up one to one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub addr: String,
+    /// Directory of the embedded store and the generated JWT secret.
+    pub data_dir: PathBuf,
+    /// HMAC secret for JWTs (at least 32 bytes). Generated and kept in
+    /// `data_dir/jwt.secret` when unset.
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// Bootstrap admin: created (or promoted) at start when both are set.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Most concurrent TCP connections; further ones wait in the backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+    /// Passivate an entity actor after this long without a command.
+    pub actor_idle_secs: u64,
+    /// Upper bound of every call to an entity actor.
+    pub actor_call_timeout_ms: u64,
+    /// Most live entity actors per kind.
+    pub actor_max_live: usize,
+    /// Snapshot an entity every this many events (0: never).
+    pub snapshot_every: u64,
+    /// Most appends committed in one durable transaction.
+    pub journal_max_batch: usize,
+    /// Bound of the journal's write queue.
+    pub journal_queue: usize,
+    /// Password hashes computed at once (default: CPU count).
+    pub hash_concurrency: usize,
+    /// Password hashes allowed to wait; beyond, 429.
+    pub hash_queue: usize,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
+    pub log: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            addr: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: None,
+            jwt_issuer: "surge".into(),
+            jwt_audience: "surge-api".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            admin_email: None,
+            admin_password: None,
+            body_limit_bytes: 64 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: 10_000,
+            shutdown_grace_secs: 30,
+            actor_idle_secs: 300,
+            actor_call_timeout_ms: 5_000,
+            actor_max_live: 1_000_000,
+            snapshot_every: 100,
+            journal_max_batch: 1024,
+            journal_queue: 8192,
+            hash_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            hash_queue: 256,
+            log: "info".into(),
+        }
+    }
+}
+
+/// The keys, as accepted in TOML and (upper-cased, `SURGE_`-prefixed) in
+/// the environment.
+pub const KEYS: &[&str] = &[
+    "addr",
+    "data_dir",
+    "jwt_secret",
+    "jwt_issuer",
+    "jwt_audience",
+    "access_token_ttl_secs",
+    "refresh_token_ttl_secs",
+    "admin_email",
+    "admin_password",
+    "body_limit_bytes",
+    "header_read_timeout_secs",
+    "max_connections",
+    "shutdown_grace_secs",
+    "actor_idle_secs",
+    "actor_call_timeout_ms",
+    "actor_max_live",
+    "snapshot_every",
+    "journal_max_batch",
+    "journal_queue",
+    "hash_concurrency",
+    "hash_queue",
+    "log",
+];
+
+/// Values given as command-line flags (highest precedence).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Defaults < TOML file < `SURGE_*` environment < flags.
+    pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Settings, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let settings: Settings = fig
+            .merge(Env::prefixed("SURGE_").only(KEYS))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.addr.parse::<std::net::SocketAddr>().map_err(|_| {
+            ConfigError(format!(
+                "addr '{}' is not HOST:PORT (an IP address and a port)",
+                self.addr
+            ))
+        })?;
+        if let Some(s) = &self.jwt_secret {
+            if s.len() < 32 {
+                return Err(ConfigError("jwt_secret must be at least 32 bytes".into()));
+            }
+        }
+        if self.admin_email.is_some() != self.admin_password.is_some() {
+            return Err(ConfigError(
+                "admin_email and admin_password must be set together".into(),
+            ));
+        }
+        if self.actor_call_timeout_ms == 0
+            || self.body_limit_bytes == 0
+            || self.max_connections == 0
+        {
+            return Err(ConfigError(
+                "actor_call_timeout_ms, body_limit_bytes and max_connections must be positive"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_flag_env_file_default() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("surge.toml", "addr = \"127.0.0.1:1111\"\ndata_dir = \"/file\"\nsnapshot_every = 7\nlog = \"warn\"")?;
+            jail.set_env("SURGE_DATA_DIR", "/env");
+            jail.set_env("SURGE_LOG", "debug");
+            let s = Settings::load(
+                Some(Path::new("surge.toml")),
+                Overrides {
+                    addr: Some("127.0.0.1:2222".into()),
+                    data_dir: None,
+                },
+            )
+            .unwrap();
+            assert_eq!(s.addr, "127.0.0.1:2222", "flag beats env and file");
+            assert_eq!(s.data_dir, PathBuf::from("/env"), "env beats file");
+            assert_eq!(s.log, "debug", "env beats file");
+            assert_eq!(s.snapshot_every, 7, "file beats default");
+            assert_eq!(s.journal_max_batch, 1024, "default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_bad_values_and_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "adr = \"127.0.0.1:1\"")?;
+            assert!(Settings::load(Some(Path::new("typo.toml")), Overrides::default()).is_err());
+            jail.create_file("bad.toml", "addr = \"localhost\"")?;
+            let err =
+                Settings::load(Some(Path::new("bad.toml")), Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("HOST:PORT"), "{err}");
+            assert!(Settings::load(Some(Path::new("missing.toml")), Overrides::default()).is_err());
+            jail.set_env("SURGE_JWT_SECRET", "short");
+            assert!(Settings::load(None, Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,432 @@
+//! The catalog: shops, products and courses, and the rules of their input.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{check_currency, check_point, check_text, DomainError, GeoPoint};
+
+pub const MAX_PRICE: u64 = 1_000_000_000_000;
+pub const MAX_STOCK: u64 = 1_000_000_000;
+pub const MAX_WEIGHT_GRAMS: u64 = 1_000_000;
+pub const MAX_CAPACITY: u32 = 1_000_000;
+pub const MAX_COURSE_SESSIONS: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Shop {
+    pub id: String,
+    pub owner_id: String,
+    pub name: String,
+    pub location: GeoPoint,
+    pub address: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShopInput {
+    pub name: String,
+    pub location: GeoPoint,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShopPatch {
+    pub name: Option<String>,
+    pub location: Option<GeoPoint>,
+    pub address: Option<String>,
+}
+
+pub fn check_shop(input: &ShopInput) -> Result<ShopInput, DomainError> {
+    Ok(ShopInput {
+        name: check_text("name", &input.name, 120)?,
+        location: check_point("location", input.location)?,
+        address: check_text("address", &input.address, 300)?,
+    })
+}
+
+pub fn patch_shop(shop: &Shop, patch: &ShopPatch) -> Result<ShopInput, DomainError> {
+    check_shop(&ShopInput {
+        name: patch.name.clone().unwrap_or_else(|| shop.name.clone()),
+        location: patch.location.unwrap_or(shop.location),
+        address: patch
+            .address
+            .clone()
+            .unwrap_or_else(|| shop.address.clone()),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Product {
+    pub id: String,
+    pub shop_id: String,
+    pub owner_id: String,
+    pub name: String,
+    pub category: String,
+    /// Price in minor units of `currency`.
+    pub price: u64,
+    pub currency: String,
+    pub stock: u64,
+    pub weight_grams: u64,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProductInput {
+    pub name: String,
+    pub category: String,
+    pub price: u64,
+    pub currency: String,
+    pub stock: u64,
+    pub weight_grams: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub price: Option<u64>,
+    pub currency: Option<String>,
+    pub stock: Option<u64>,
+    pub weight_grams: Option<u64>,
+    pub active: Option<bool>,
+}
+
+pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> {
+    if input.price > MAX_PRICE {
+        return Err(DomainError::invalid(
+            "price",
+            format!("price must be at most {MAX_PRICE}"),
+        ));
+    }
+    if input.stock > MAX_STOCK {
+        return Err(DomainError::invalid(
+            "stock",
+            format!("stock must be at most {MAX_STOCK}"),
+        ));
+    }
+    if input.weight_grams > MAX_WEIGHT_GRAMS {
+        return Err(DomainError::invalid(
+            "weight_grams",
+            format!("weight_grams must be at most {MAX_WEIGHT_GRAMS}"),
+        ));
+    }
+    Ok(ProductInput {
+        name: check_text("name", &input.name, 200)?,
+        category: check_text("category", &input.category, 60)?.to_lowercase(),
+        price: input.price,
+        currency: check_currency(&input.currency)?,
+        stock: input.stock,
+        weight_grams: input.weight_grams,
+    })
+}
+
+pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, DomainError> {
+    check_product(&ProductInput {
+        name: patch.name.clone().unwrap_or_else(|| p.name.clone()),
+        category: patch.category.clone().unwrap_or_else(|| p.category.clone()),
+        price: patch.price.unwrap_or(p.price),
+        currency: patch.currency.clone().unwrap_or_else(|| p.currency.clone()),
+        stock: patch.stock.unwrap_or(p.stock),
+        weight_grams: patch.weight_grams.unwrap_or(p.weight_grams),
+    })
+}
+
+/// Product search filters (all optional, combined with AND).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductFilter {
+    pub category: Option<String>,
+    pub shop_id: Option<String>,
+    pub min_price: Option<u64>,
+    pub max_price: Option<u64>,
+    /// Case-insensitive substring of the name.
+    pub text: Option<String>,
+}
+
+impl ProductFilter {
+    pub fn matches(&self, p: &Product) -> bool {
+        p.active
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|c| p.category.eq_ignore_ascii_case(c))
+            && self.shop_id.as_ref().is_none_or(|s| &p.shop_id == s)
+            && self.min_price.is_none_or(|m| p.price >= m)
+            && self.max_price.is_none_or(|m| p.price <= m)
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|t| p.name.to_lowercase().contains(&t.to_lowercase()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CourseKind {
+    Gym,
+    Pilates,
+    Yoga,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CourseSession {
+    pub starts_at: DateTime<Utc>,
+    pub duration_min: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Course {
+    pub id: String,
+    pub trainer_id: String,
+    pub title: String,
+    pub kind: CourseKind,
+    pub capacity: u32,
+    /// Price in minor units; 0 is a free course.
+    pub price: u64,
+    pub currency: String,
+    pub is_free: bool,
+    pub sessions: Vec<CourseSession>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CourseInput {
+    pub title: String,
+    pub kind: CourseKind,
+    pub capacity: u32,
+    pub price: u64,
+    pub currency: String,
+    #[serde(default)]
+    pub sessions: Vec<CourseSession>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CoursePatch {
+    pub title: Option<String>,
+    pub kind: Option<CourseKind>,
+    pub capacity: Option<u32>,
+    pub price: Option<u64>,
+    pub currency: Option<String>,
+    pub sessions: Option<Vec<CourseSession>>,
+}
+
+pub fn check_course(input: &CourseInput) -> Result<CourseInput, DomainError> {
+    if input.capacity == 0 || input.capacity > MAX_CAPACITY {
+        return Err(DomainError::invalid(
+            "capacity",
+            format!("capacity must be between 1 and {MAX_CAPACITY}"),
+        ));
+    }
+    if input.price > MAX_PRICE {
+        return Err(DomainError::invalid(
+            "price",
+            format!("price must be at most {MAX_PRICE}"),
+        ));
+    }
+    if input.sessions.len() > MAX_COURSE_SESSIONS {
+        return Err(DomainError::invalid(
+            "sessions",
+            format!("a course has at most {MAX_COURSE_SESSIONS} sessions"),
+        ));
+    }
+    if let Some(s) = input
+        .sessions
+        .iter()
+        .find(|s| s.duration_min == 0 || s.duration_min > 24 * 60)
+    {
+        return Err(DomainError::invalid(
+            "sessions",
+            format!(
+                "session at {} must last 1 to 1440 minutes",
+                s.starts_at.to_rfc3339()
+            ),
+        ));
+    }
+    let mut sessions = input.sessions.clone();
+    sessions.sort_by_key(|s| s.starts_at);
+    Ok(CourseInput {
+        title: check_text("title", &input.title, 200)?,
+        kind: input.kind,
+        capacity: input.capacity,
+        price: input.price,
+        currency: check_currency(&input.currency)?,
+        sessions,
+    })
+}
+
+pub fn patch_course(c: &Course, patch: &CoursePatch) -> Result<CourseInput, DomainError> {
+    check_course(&CourseInput {
+        title: patch.title.clone().unwrap_or_else(|| c.title.clone()),
+        kind: patch.kind.unwrap_or(c.kind),
+        capacity: patch.capacity.unwrap_or(c.capacity),
+        price: patch.price.unwrap_or(c.price),
+        currency: patch.currency.clone().unwrap_or_else(|| c.currency.clone()),
+        sessions: patch.sessions.clone().unwrap_or_else(|| c.sessions.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(price: u64, cat: &str, name: &str, active: bool) -> Product {
+        let now = Utc::now();
+        Product {
+            id: "p".into(),
+            shop_id: "s1".into(),
+            owner_id: "o".into(),
+            name: name.into(),
+            category: cat.into(),
+            price,
+            currency: "VND".into(),
+            stock: 1,
+            weight_grams: 100,
+            active,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn product_filters() {
+        let p = product(500, "yoga", "Yoga Mat Pro", true);
+        let f = |f: ProductFilter| f.matches(&p);
+        assert!(f(ProductFilter::default()));
+        assert!(f(ProductFilter {
+            category: Some("YOGA".into()),
+            ..Default::default()
+        }));
+        assert!(!f(ProductFilter {
+            category: Some("gym".into()),
+            ..Default::default()
+        }));
+        assert!(f(ProductFilter {
+            min_price: Some(500),
+            max_price: Some(500),
+            ..Default::default()
+        }));
+        assert!(!f(ProductFilter {
+            min_price: Some(501),
+            ..Default::default()
+        }));
+        assert!(!f(ProductFilter {
+            max_price: Some(499),
+            ..Default::default()
+        }));
+        assert!(f(ProductFilter {
+            text: Some("mat".into()),
+            ..Default::default()
+        }));
+        assert!(!f(ProductFilter {
+            text: Some("ball".into()),
+            ..Default::default()
+        }));
+        assert!(!f(ProductFilter {
+            shop_id: Some("s2".into()),
+            ..Default::default()
+        }));
+        assert!(
+            !product(1, "x", "y", false).active
+                || !ProductFilter::default().matches(&product(1, "x", "y", false))
+        );
+    }
+
+    #[test]
+    fn product_input_rules() {
+        let ok = ProductInput {
+            name: " Mat ".into(),
+            category: "Yoga".into(),
+            price: 100,
+            currency: "vnd".into(),
+            stock: 5,
+            weight_grams: 800,
+        };
+        let checked = check_product(&ok).unwrap();
+        assert_eq!(
+            (
+                checked.name.as_str(),
+                checked.category.as_str(),
+                checked.currency.as_str()
+            ),
+            ("Mat", "yoga", "VND")
+        );
+        for bad in [
+            ProductInput {
+                price: MAX_PRICE + 1,
+                ..ok.clone()
+            },
+            ProductInput {
+                stock: MAX_STOCK + 1,
+                ..ok.clone()
+            },
+            ProductInput {
+                weight_grams: MAX_WEIGHT_GRAMS + 1,
+                ..ok.clone()
+            },
+            ProductInput {
+                currency: "ZZZ".into(),
+                ..ok.clone()
+            },
+            ProductInput {
+                name: "".into(),
+                ..ok.clone()
+            },
+        ] {
+            assert!(check_product(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn course_input_rules() {
+        let at = "2030-01-01T10:00:00Z".parse().unwrap();
+        let later = "2030-01-02T10:00:00Z".parse().unwrap();
+        let ok = CourseInput {
+            title: "Morning Yoga".into(),
+            kind: CourseKind::Yoga,
+            capacity: 20,
+            price: 0,
+            currency: "USD".into(),
+            sessions: vec![
+                CourseSession {
+                    starts_at: later,
+                    duration_min: 60,
+                },
+                CourseSession {
+                    starts_at: at,
+                    duration_min: 45,
+                },
+            ],
+        };
+        let checked = check_course(&ok).unwrap();
+        assert_eq!(
+            checked.sessions[0].starts_at, at,
+            "sessions are sorted by start"
+        );
+        for bad in [
+            CourseInput {
+                capacity: 0,
+                ..ok.clone()
+            },
+            CourseInput {
+                capacity: MAX_CAPACITY + 1,
+                ..ok.clone()
+            },
+            CourseInput {
+                sessions: vec![CourseSession {
+                    starts_at: at,
+                    duration_min: 0,
+                }],
+                ..ok.clone()
+            },
+            CourseInput {
+                title: " ".into(),
+                ..ok.clone()
+            },
+        ] {
+            assert!(check_course(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Domain rules as pure functions and plain data: validation, roles,
+//! ownership, the exactly-one-default-address rule. No I/O here; the actors
+//! call these and the HTTP layer never re-implements them.
+
+pub mod catalog;
+pub mod user;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A business rejection, mapped to a 4xx at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// Input breaks a rule (422).
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The thing does not exist (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with current state (409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The credentials or session are not (or no longer) valid (401).
+    #[error("{0}")]
+    Unauthorized(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Roles. `admin` is never self-assigned; it comes from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Customer,
+    Merchant,
+    Shipper,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Merchant => "merchant",
+            Role::Shipper => "shipper",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Who is asking: carried by every command that checks permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Owners and admins may change a thing; nobody else.
+    pub fn may_modify(&self, owner_id: &str) -> bool {
+        self.role == Role::Admin || self.user_id == owner_id
+    }
+
+    pub fn ensure_owner(&self, owner_id: &str, what: &str) -> Result<(), DomainError> {
+        if self.may_modify(owner_id) {
+            Ok(())
+        } else {
+            Err(DomainError::Forbidden(format!(
+                "only the owner of this {what} may change it"
+            )))
+        }
+    }
+}
+
+/// A point on the map (WGS84 degrees).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lng: f64,
+}
+
+pub fn check_point(field: &'static str, p: GeoPoint) -> Result<GeoPoint, DomainError> {
+    if !p.lat.is_finite() || !(-90.0..=90.0).contains(&p.lat) {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field}.lat must be between -90 and 90"),
+        ));
+    }
+    if !p.lng.is_finite() || !(-180.0..=180.0).contains(&p.lng) {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field}.lng must be between -180 and 180"),
+        ));
+    }
+    Ok(p)
+}
+
+/// Trims `s` and checks it has 1..=`max` characters and no control characters.
+pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<String, DomainError> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if t.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+/// An ISO 4217 currency code, upper-cased.
+pub fn check_currency(code: &str) -> Result<String, DomainError> {
+    let upper = code.trim().to_ascii_uppercase();
+    iso_currency::Currency::from_code(&upper)
+        .map(|_| upper)
+        .ok_or_else(|| {
+            DomainError::invalid(
+                "currency",
+                format!("'{code}' is not an ISO 4217 currency code"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_are_range_checked() {
+        let cases = [
+            (0.0, 0.0, true),
+            (90.0, 180.0, true),
+            (-90.0, -180.0, true),
+            (90.1, 0.0, false),
+            (0.0, -180.5, false),
+            (f64::NAN, 0.0, false),
+        ];
+        for (lat, lng, ok) in cases {
+            assert_eq!(
+                check_point("location", GeoPoint { lat, lng }).is_ok(),
+                ok,
+                "{lat},{lng}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(check_text("name", "  Shop  ", 10).unwrap(), "Shop");
+        assert!(check_text("name", "   ", 10).is_err());
+        assert!(check_text("name", "abcdefghijk", 10).is_err());
+        assert!(check_text("name", "a\u{7}b", 10).is_err());
+    }
+
+    #[test]
+    fn currencies_are_iso_codes() {
+        assert_eq!(check_currency("vnd").unwrap(), "VND");
+        assert_eq!(check_currency("USD").unwrap(), "USD");
+        assert!(check_currency("XXQ").is_err());
+        assert!(check_currency("").is_err());
+    }
+
+    #[test]
+    fn only_owner_or_admin_may_modify() {
+        let owner = Caller {
+            user_id: "u1".into(),
+            role: Role::Merchant,
+        };
+        let other = Caller {
+            user_id: "u2".into(),
+            role: Role::Merchant,
+        };
+        let admin = Caller {
+            user_id: "a".into(),
+            role: Role::Admin,
+        };
+        assert!(owner.may_modify("u1"));
+        assert!(!other.may_modify("u1"));
+        assert!(admin.may_modify("u1"));
+    }
+}

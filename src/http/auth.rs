@@ -1,0 +1,186 @@
+//! `/auth/*` and `/users/*`: thin handlers over `service::auth` and the
+//! user entity.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::error::{AppError, ErrorBody};
+use super::extract::{Auth, Json, Path};
+use super::AppState;
+use crate::actors::user::{UserCommand, UserReply};
+use crate::domain::user::{Address, AddressInput, UserView};
+use crate::domain::Role;
+use crate::service::{ServiceError, TokenPair};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    /// `customer` (default), `merchant` or `shipper`.
+    pub role: Option<Role>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub name: Option<String>,
+    /// An empty string clears the phone number.
+    pub phone: Option<String>,
+}
+
+/// Register an account.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = UserView), (status = 409, body = ErrorBody, description = "email taken"),
+              (status = 422, body = ErrorBody)))]
+pub async fn register(
+    State(s): State<AppState>,
+    Json(r): Json<RegisterRequest>,
+) -> Result<(StatusCode, Json<UserView>), AppError> {
+    let user = s
+        .services
+        .register(&r.email, &r.password, &r.name, r.role)
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Log in with email and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn login(
+    State(s): State<AppState>,
+    Json(r): Json<LoginRequest>,
+) -> Result<Json<TokenPair>, AppError> {
+    Ok(Json(s.services.login(&r.email, &r.password).await?))
+}
+
+/// Exchange a refresh token for a new pair (the old refresh token stops working).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody)))]
+pub async fn refresh(
+    State(s): State<AppState>,
+    Json(r): Json<RefreshRequest>,
+) -> Result<Json<TokenPair>, AppError> {
+    Ok(Json(s.services.refresh(&r.refresh_token).await?))
+}
+
+/// End the current session; its tokens stop working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(s): State<AppState>, auth: Auth) -> Result<StatusCode, AppError> {
+    s.services.logout(&auth.0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/v1/users/profile", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+pub async fn get_profile(auth: Auth) -> Json<UserView> {
+    Json(auth.0.view)
+}
+
+async fn user_call(s: &AppState, auth: &Auth, cmd: UserCommand) -> Result<UserReply, AppError> {
+    s.services
+        .users
+        .call(&auth.0.id, cmd)
+        .await
+        .map_err(|e| AppError::from(ServiceError::from(e)))
+}
+
+fn unexpected(reply: UserReply) -> AppError {
+    ServiceError::Unavailable(format!("unexpected reply {reply:?}")).into()
+}
+
+/// Change name or phone.
+#[utoipa::path(put, path = "/api/v1/users/profile", tag = "users", security(("bearer" = [])), request_body = ProfileUpdate,
+    responses((status = 200, body = UserView), (status = 422, body = ErrorBody)))]
+pub async fn update_profile(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(p): Json<ProfileUpdate>,
+) -> Result<Json<UserView>, AppError> {
+    match user_call(
+        &s,
+        &auth,
+        UserCommand::UpdateProfile {
+            name: p.name,
+            phone: p.phone,
+        },
+    )
+    .await?
+    {
+        UserReply::Account(v) => Ok(Json(v)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The caller's delivery addresses.
+#[utoipa::path(get, path = "/api/v1/users/addresses", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Address>)))]
+pub async fn list_addresses(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<Address>>, AppError> {
+    match user_call(&s, &auth, UserCommand::ListAddresses).await? {
+        UserReply::Addresses(a) => Ok(Json(a)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Add a delivery address (the first one, or one with `is_default`, becomes the default).
+#[utoipa::path(post, path = "/api/v1/users/addresses", tag = "users", security(("bearer" = [])), request_body = AddressInput,
+    responses((status = 201, body = Address), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_address(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(input): Json<AddressInput>,
+) -> Result<(StatusCode, Json<Address>), AppError> {
+    let id = crate::service::new_id();
+    match user_call(&s, &auth, UserCommand::AddAddress { id, input }).await? {
+        UserReply::Address(a) => Ok((StatusCode::CREATED, Json(a))),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Replace a delivery address.
+#[utoipa::path(put, path = "/api/v1/users/addresses/{id}", tag = "users", security(("bearer" = [])), request_body = AddressInput,
+    params(("id" = String, Path)), responses((status = 200, body = Address), (status = 404, body = ErrorBody)))]
+pub async fn update_address(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(input): Json<AddressInput>,
+) -> Result<Json<Address>, AppError> {
+    match user_call(&s, &auth, UserCommand::UpdateAddress { id, input }).await? {
+        UserReply::Address(a) => Ok(Json(a)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Delete a delivery address (if it was the default, the oldest remaining one becomes the default).
+#[utoipa::path(delete, path = "/api/v1/users/addresses/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_address(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    user_call(&s, &auth, UserCommand::RemoveAddress { id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

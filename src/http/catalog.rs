@@ -1,0 +1,234 @@
+//! `/shops`, `/products`, `/courses`: thin handlers over `service::catalog`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{AppError, ErrorBody};
+use super::extract::{Auth, Json, Path, Query};
+use super::AppState;
+use crate::domain::catalog::{
+    Course, CourseInput, CourseKind, CoursePatch, Product, ProductFilter, ProductInput,
+    ProductPatch, Shop, ShopInput, ShopPatch,
+};
+use crate::domain::Role;
+use crate::service::catalog::{check_limit, Page};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ProductQuery {
+    pub category: Option<String>,
+    pub shop_id: Option<String>,
+    /// Minimum price in minor units.
+    pub min_price: Option<u64>,
+    pub max_price: Option<u64>,
+    /// Text the product name contains (case-insensitive).
+    pub q: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CourseQuery {
+    pub kind: Option<CourseKind>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<Product>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct CoursePage {
+    pub items: Vec<Course>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<Product>> for ProductPage {
+    fn from(p: Page<Product>) -> Self {
+        ProductPage {
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+impl From<Page<Course>> for CoursePage {
+    fn from(p: Page<Course>) -> Self {
+        CoursePage {
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+const SELLERS: &[Role] = &[Role::Merchant];
+
+/// Open a shop (merchants).
+#[utoipa::path(post, path = "/api/v1/shops", tag = "catalog", security(("bearer" = [])), request_body = ShopInput,
+    responses((status = 201, body = Shop), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_shop(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(input): Json<ShopInput>,
+) -> Result<(StatusCode, Json<Shop>), AppError> {
+    auth.require(SELLERS)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.services.create_shop(auth.0.caller(), input).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/shops/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, body = Shop), (status = 404, body = ErrorBody)))]
+pub async fn get_shop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Shop>, AppError> {
+    Ok(Json(s.services.get_shop(&id).await?))
+}
+
+/// Change a shop (its owner only).
+#[utoipa::path(put, path = "/api/v1/shops/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ShopPatch, responses((status = 200, body = Shop), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_shop(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(patch): Json<ShopPatch>,
+) -> Result<Json<Shop>, AppError> {
+    Ok(Json(
+        s.services.update_shop(auth.0.caller(), &id, patch).await?,
+    ))
+}
+
+/// Add a product to a shop (the shop's owner only).
+#[utoipa::path(post, path = "/api/v1/shops/{id}/products", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ProductInput, responses((status = 201, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_product(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(shop_id): Path<String>,
+    Json(input): Json<ProductInput>,
+) -> Result<(StatusCode, Json<Product>), AppError> {
+    auth.require(SELLERS)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.services
+                .create_product(auth.0.caller(), &shop_id, input)
+                .await?,
+        ),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+pub async fn get_product(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Product>, AppError> {
+    Ok(Json(s.services.get_product(&id).await?))
+}
+
+/// Change a product (its owner only); `active: false` hides it from search.
+#[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ProductPatch, responses((status = 200, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_product(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(patch): Json<ProductPatch>,
+) -> Result<Json<Product>, AppError> {
+    Ok(Json(
+        s.services
+            .update_product(auth.0.caller(), &id, patch)
+            .await?,
+    ))
+}
+
+/// Search active products, oldest first, with cursor pagination.
+#[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ProductQuery),
+    responses((status = 200, body = ProductPage), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list_products(
+    State(s): State<AppState>,
+    Query(q): Query<ProductQuery>,
+) -> Result<Json<ProductPage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    let filter = ProductFilter {
+        category: q.category,
+        shop_id: q.shop_id,
+        min_price: q.min_price,
+        max_price: q.max_price,
+        text: q.q,
+    };
+    Ok(Json(
+        s.services
+            .list_products(&filter, q.cursor.as_deref(), limit)
+            .await?
+            .into(),
+    ))
+}
+
+/// Publish a course (merchants acting as trainers); `price: 0` is a free course.
+#[utoipa::path(post, path = "/api/v1/courses", tag = "catalog", security(("bearer" = [])), request_body = CourseInput,
+    responses((status = 201, body = Course), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_course(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(input): Json<CourseInput>,
+) -> Result<(StatusCode, Json<Course>), AppError> {
+    auth.require(SELLERS)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.services.create_course(auth.0.caller(), input).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/courses/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, body = Course), (status = 404, body = ErrorBody)))]
+pub async fn get_course(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Course>, AppError> {
+    Ok(Json(s.services.get_course(&id).await?))
+}
+
+/// Change a course (its trainer only).
+#[utoipa::path(put, path = "/api/v1/courses/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = CoursePatch, responses((status = 200, body = Course), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_course(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(patch): Json<CoursePatch>,
+) -> Result<Json<Course>, AppError> {
+    Ok(Json(
+        s.services
+            .update_course(auth.0.caller(), &id, patch)
+            .await?,
+    ))
+}
+
+/// List courses, optionally of one kind.
+#[utoipa::path(get, path = "/api/v1/courses", tag = "catalog", params(CourseQuery),
+    responses((status = 200, body = CoursePage), (status = 400, body = ErrorBody)))]
+pub async fn list_courses(
+    State(s): State<AppState>,
+    Query(q): Query<CourseQuery>,
+) -> Result<Json<CoursePage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    Ok(Json(
+        s.services
+            .list_courses(q.kind, q.cursor.as_deref(), limit)
+            .await?
+            .into(),
+    ))
+}

@@ -1,0 +1,178 @@
+//! The one error type of the HTTP edge. Every failure, including JSON
+//! syntax errors, unknown routes and wrong methods, answers
+//! `{"error": {"code", "message", "id"}}`. Internal failures become a
+//! generic message with an id; the cause goes to the log under that id.
+
+use std::borrow::Cow;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::DomainError;
+use crate::service::ServiceError;
+
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub code: Cow<'static, str>,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case, for programs.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// Quote it when reporting a problem; it is in the server log.
+    pub id: String,
+}
+
+impl AppError {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        AppError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        AppError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    fn retry(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if self.status.is_server_error() {
+            tracing::error!(%id, status = %self.status, code = %self.code, cause = %self.message, "request failed");
+        } else {
+            tracing::debug!(%id, status = %self.status, code = %self.code, message = %self.message, "request rejected");
+        }
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            "an internal error occurred; quote the id when reporting it".to_owned()
+        } else {
+            self.message
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into_owned(),
+                message,
+                id,
+            },
+        };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<DomainError> for AppError {
+    fn from(e: DomainError) -> Self {
+        let message = e.to_string();
+        match e {
+            DomainError::Invalid { .. } => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            ),
+            DomainError::NotFound(_) => AppError::new(StatusCode::NOT_FOUND, "not_found", message),
+            DomainError::Forbidden(_) => AppError::forbidden(message),
+            DomainError::Conflict { code, .. } => {
+                AppError::new(StatusCode::CONFLICT, code, message)
+            }
+            DomainError::Unauthorized(_) => AppError::unauthorized(message),
+        }
+    }
+}
+
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Domain(d) => d.into(),
+            ServiceError::Busy(m) => {
+                AppError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m).retry(1)
+            }
+            ServiceError::Timeout => {
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string()).retry(1)
+            }
+            ServiceError::Unavailable(_) => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+            .retry(1),
+            ServiceError::Storage(s) => {
+                AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", s.to_string())
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        let text = r.body_text();
+        match r {
+            JsonRejection::JsonSyntaxError(_) => {
+                AppError::new(StatusCode::BAD_REQUEST, "invalid_json", text)
+            }
+            JsonRejection::JsonDataError(_) => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text)
+            }
+            JsonRejection::MissingJsonContentType(_) => AppError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a request body with Content-Type: application/json",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ),
+            other => AppError::new(other.status(), "invalid_body", text),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        AppError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        AppError::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text())
+    }
+}

@@ -1,0 +1,76 @@
+//! Extractors whose rejections use the error shape, and the bearer-token
+//! extractor that authenticates a request.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::AppError;
+use super::AppState;
+use crate::domain::Role;
+use crate::service::AuthUser;
+
+/// JSON body in and out; a bad body is a 4xx in the error shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct Query<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct Path<T>(pub T);
+
+/// The authenticated caller (`Authorization: Bearer <access token>`).
+pub struct Auth(pub AuthUser);
+
+impl Auth {
+    /// 403 unless the caller has one of `roles` (admins always pass).
+    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
+        if self.0.role == Role::Admin || roles.contains(&self.0.role) {
+            return Ok(());
+        }
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(AppError::forbidden(format!(
+            "this requires the role {}",
+            names.join(" or ")
+        )))
+    }
+}
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer(parts: &Parts) -> Result<&str, AppError> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer token"))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::unauthorized("the Authorization header must be 'Bearer <token>'"))
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(parts)?;
+        Ok(Auth(state.services.authenticate(token).await?))
+    }
+}

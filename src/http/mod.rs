@@ -1,0 +1,95 @@
+//! The HTTP edge (axum). Handlers authenticate, validate, call one use case
+//! or entity, and map the answer; no business rule lives here.
+//!
+//! - `error`: the error shape every failure uses.
+//! - `extract`: JSON/Query/Path with that shape, and the bearer-token `Auth`.
+//! - `auth`, `catalog`, `ops`: the handlers (each documented for OpenAPI).
+//! - `server`: the hyper accept loop (header-read timeout, connection
+//!   bound, graceful shutdown).
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod server;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::metrics::Metrics;
+use crate::service::Services;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub metrics: Arc<Metrics>,
+    /// Set when shutdown begins; `/readyz` turns 503.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "ops"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The full router: API, OpenAPI document, Swagger UI, ops endpoints.
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::get_profile, auth::update_profile))
+        .routes(routes!(auth::list_addresses, auth::add_address))
+        .routes(routes!(auth::update_address, auth::delete_address))
+        .routes(routes!(catalog::create_shop))
+        .routes(routes!(catalog::get_shop, catalog::update_shop))
+        .routes(routes!(catalog::create_product))
+        .routes(routes!(catalog::get_product, catalog::update_product))
+        .routes(routes!(catalog::list_products))
+        .routes(routes!(catalog::create_course, catalog::list_courses))
+        .routes(routes!(catalog::get_course, catalog::update_course))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .split_for_parts();
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::track,
+        ))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

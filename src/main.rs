@@ -1,0 +1,92 @@
+//! The `surge` command.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use surge::app::Application;
+use surge::config::{Overrides, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "surge",
+    version,
+    about = "Surge: an actor-based real-time commerce engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine: HTTP API on --addr, data in --data-dir (embedded store, no external service needed).
+    #[command(
+        long_about = "Run the engine: HTTP API on --addr, data in --data-dir (embedded redb store; no external service needed).
+
+Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, SURGE_SNAPSHOT_EVERY) or from a TOML file given with --config; precedence is flag > environment > file > default. The README lists every key."
+    )]
+    Serve {
+        /// Address to listen on, HOST:PORT [env: SURGE_ADDR] [default: 127.0.0.1:8080]
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Directory for the embedded store and the generated JWT secret [env: SURGE_DATA_DIR] [default: ./data]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML file with settings (keys as in the README)
+        #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            addr,
+            data_dir,
+            config,
+        } => {
+            let settings = Settings::load(config.as_deref(), Overrides { addr, data_dir })?;
+            init_logging(&settings.log);
+            let data_dir = settings.data_dir.clone();
+            let app = Application::build(settings)
+                .await
+                .context("starting Surge")?;
+            tracing::info!(port = app.port(), data_dir = %data_dir.display(), "Surge is listening");
+            app.run_until_stopped(shutdown_signal()).await;
+        }
+    }
+    Ok(())
+}

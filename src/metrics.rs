@@ -1,0 +1,125 @@
+//! Prometheus metrics (prometheus-client), one registry per running app so
+//! that several apps in one test process never mix their numbers.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The matched route template (`/api/v1/products/{id}`), never the raw
+    /// path, so the label set stays bounded.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_latency: HistogramFamily<HttpLabels>,
+    pub actors_live: Family<KindLabels, Gauge>,
+    pub actor_restarts: Family<KindLabels, Counter>,
+    pub actor_passivations: Family<KindLabels, Counter>,
+    /// Appends per durable commit; a mean above 1 is group commit at work.
+    pub journal_batch_size: Histogram,
+    pub journal_commit_seconds: Histogram,
+    pub journal_appends: Counter,
+    pub journal_commits: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("surge");
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            http_requests: Family::default(),
+            http_latency: Family::new_with_constructor(latency_histogram),
+            actors_live: Family::default(),
+            actor_restarts: Family::default(),
+            actor_passivations: Family::default(),
+            journal_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            journal_commit_seconds: latency_histogram(),
+            journal_appends: Counter::default(),
+            journal_commits: Counter::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route and status",
+            m.http_latency.clone(),
+        );
+        registry.register(
+            "actors_live",
+            "Live entity actors by kind",
+            m.actors_live.clone(),
+        );
+        registry.register(
+            "actor_restarts",
+            "Entity actors restarted by their supervisor after a crash",
+            m.actor_restarts.clone(),
+        );
+        registry.register(
+            "actor_passivations",
+            "Entity actors stopped after being idle",
+            m.actor_passivations.clone(),
+        );
+        registry.register(
+            "journal_batch_size",
+            "Appends committed together in one durable journal transaction",
+            m.journal_batch_size.clone(),
+        );
+        registry.register(
+            "journal_commit_seconds",
+            "Latency of one durable journal commit",
+            m.journal_commit_seconds.clone(),
+        );
+        registry.register(
+            "journal_appends",
+            "Appends acknowledged by the journal",
+            m.journal_appends.clone(),
+        );
+        registry.register(
+            "journal_commits",
+            "Durable journal commits",
+            m.journal_commits.clone(),
+        );
+        *m.registry.lock().expect("metrics registry") = registry;
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics registry");
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

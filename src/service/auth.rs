@@ -1,0 +1,286 @@
+//! Account flows: register, login, refresh (rotating), logout, and
+//! authenticating a bearer token on every request.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{new_id, ServiceError, Services};
+use crate::actors::email::EmailCommand;
+use crate::actors::user::{UserCommand, UserReply};
+use crate::auth::TokenType;
+use crate::domain::user::{check_password, check_self_assigned_role, normalize_email, UserView};
+use crate::domain::{check_text, Caller, DomainError, Role};
+
+/// Tokens answered by login and refresh.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: String,
+    pub role: Role,
+    pub sid: String,
+    pub view: UserView,
+}
+
+impl AuthUser {
+    pub fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.id.clone(),
+            role: self.role,
+        }
+    }
+}
+
+fn invalid_credentials() -> ServiceError {
+    DomainError::Unauthorized("invalid email or password".into()).into()
+}
+
+fn unexpected(reply: UserReply) -> ServiceError {
+    ServiceError::Unavailable(format!("unexpected reply from user entity: {reply:?}"))
+}
+
+impl Services {
+    /// Creates an account. The email claim is the commit point: of many
+    /// concurrent registrations of one email exactly one wins.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        role: Option<Role>,
+    ) -> Result<UserView, ServiceError> {
+        let email = normalize_email(email)?;
+        let name = check_text("name", name, 100)?;
+        let role = check_self_assigned_role(role)?;
+        check_password(password, &email)?;
+        self.create_account(email, password, name, role).await
+    }
+
+    async fn create_account(
+        &self,
+        email: String,
+        password: &str,
+        name: String,
+        role: Role,
+    ) -> Result<UserView, ServiceError> {
+        // Fast path: a taken email needs no password hash.
+        if self
+            .emails
+            .call(&email, EmailCommand::Lookup)
+            .await?
+            .is_some()
+        {
+            return Err(email_taken());
+        }
+        let password_hash = self.hasher.hash(password.to_owned()).await?;
+        let user_id = new_id();
+        // The user stream is written first and is unreachable until the
+        // email claim below succeeds; a loser leaves an inert stream.
+        let view = match self
+            .users
+            .call(
+                &user_id,
+                UserCommand::Register {
+                    email: email.clone(),
+                    name,
+                    role,
+                    password_hash,
+                },
+            )
+            .await?
+        {
+            UserReply::Account(v) => v,
+            other => return Err(unexpected(other)),
+        };
+        self.emails
+            .call(
+                &email,
+                EmailCommand::Claim {
+                    user_id: user_id.clone(),
+                },
+            )
+            .await?;
+        Ok(view)
+    }
+
+    /// Makes sure the configured bootstrap admin exists and is an admin.
+    pub async fn ensure_admin(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<UserView, ServiceError> {
+        let email = normalize_email(email)?;
+        check_password(password, &email)?;
+        match self.emails.call(&email, EmailCommand::Lookup).await? {
+            Some(user_id) => match self
+                .users
+                .call(&user_id, UserCommand::SetRole(Role::Admin))
+                .await?
+            {
+                UserReply::Account(v) => Ok(v),
+                other => Err(unexpected(other)),
+            },
+            None => {
+                self.create_account(email, password, "Administrator".into(), Role::Admin)
+                    .await
+            }
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, ServiceError> {
+        let Ok(email) = normalize_email(email) else {
+            return Err(invalid_credentials());
+        };
+        let account = match self.emails.call(&email, EmailCommand::Lookup).await? {
+            Some(user_id) => match self.users.call(&user_id, UserCommand::Credentials).await? {
+                UserReply::Credentials(a) => Some(a),
+                other => return Err(unexpected(other)),
+            },
+            None => None,
+        };
+        let hash = account.as_ref().map(|a| a.password_hash.clone());
+        if !self.hasher.verify(password.to_owned(), hash).await? {
+            return Err(invalid_credentials());
+        }
+        let account = account.expect("verified against a real hash");
+        let now = Utc::now();
+        let (sid, jti) = (
+            uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
+        );
+        self.users
+            .call(
+                &account.id,
+                UserCommand::StartSession {
+                    sid: sid.clone(),
+                    refresh_jti: jti.clone(),
+                    expires_at: now + self.jwt.refresh_ttl,
+                },
+            )
+            .await?;
+        Ok(self.token_pair(&account.id, account.role, &sid, &jti, now))
+    }
+
+    /// Exchanges a refresh token for a new pair; the presented token stops
+    /// working. Presenting an already-rotated token ends the session.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, ServiceError> {
+        let claims = self
+            .jwt
+            .verify(refresh_token, TokenType::Refresh)
+            .map_err(|e| DomainError::Unauthorized(e.to_string()))?;
+        let now = Utc::now();
+        let new_jti = uuid::Uuid::new_v4().to_string();
+        let reply = self
+            .users
+            .call(
+                &claims.sub,
+                UserCommand::Rotate {
+                    sid: claims.sid.clone(),
+                    presented_jti: claims.jti,
+                    new_jti: new_jti.clone(),
+                    expires_at: now + self.jwt.refresh_ttl,
+                },
+            )
+            .await
+            .map_err(|e| match ServiceError::from(e) {
+                ServiceError::Domain(DomainError::NotFound(_)) => {
+                    ServiceError::Domain(DomainError::Unauthorized("unknown user".into()))
+                }
+                other => other,
+            })?;
+        match reply {
+            UserReply::Account(v) => Ok(self.token_pair(&v.id, v.role, &claims.sid, &new_jti, now)),
+            UserReply::Refused => {
+                Err(DomainError::Unauthorized("the refresh token is no longer valid".into()).into())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends the caller's session: its access and refresh tokens stop working.
+    pub async fn logout(&self, user: &AuthUser) -> Result<(), ServiceError> {
+        self.users
+            .call(
+                &user.id,
+                UserCommand::EndSession {
+                    sid: user.sid.clone(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Verifies an access token and that its session is still live.
+    pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ServiceError> {
+        let claims = self
+            .jwt
+            .verify(token, TokenType::Access)
+            .map_err(|e| DomainError::Unauthorized(e.to_string()))?;
+        if uuid::Uuid::try_parse(&claims.sub).is_err() {
+            return Err(DomainError::Unauthorized("unknown user".into()).into());
+        }
+        match self
+            .users
+            .call(
+                &claims.sub,
+                UserCommand::CheckSession {
+                    sid: claims.sid.clone(),
+                },
+            )
+            .await?
+        {
+            UserReply::Account(view) => Ok(AuthUser {
+                id: view.id.clone(),
+                role: view.role,
+                sid: claims.sid,
+                view,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn token_pair(
+        &self,
+        user_id: &str,
+        role: Role,
+        sid: &str,
+        refresh_jti: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> TokenPair {
+        let (access_token, _) = self.jwt.issue(
+            TokenType::Access,
+            user_id,
+            role,
+            sid,
+            &uuid::Uuid::new_v4().to_string(),
+            now,
+        );
+        let (refresh_token, _) =
+            self.jwt
+                .issue(TokenType::Refresh, user_id, role, sid, refresh_jti, now);
+        TokenPair {
+            access_token,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: self.jwt.access_ttl.num_seconds(),
+        }
+    }
+}
+
+fn email_taken() -> ServiceError {
+    DomainError::Conflict {
+        code: "email_taken",
+        message: "an account with this email already exists".into(),
+    }
+    .into()
+}

@@ -1,0 +1,229 @@
+//! Catalog use cases: shops, products, courses, and search over the
+//! `products` / `courses` read tables with cursor pagination.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{new_id, ServiceError, Services};
+use crate::actors::course::{CourseCommand, CourseEntity, COURSES_TABLE};
+use crate::actors::product::{ProductCommand, ProductEntity, PRODUCTS_TABLE};
+use crate::actors::shop::ShopCommand;
+use crate::actors::Entity;
+use crate::domain::catalog::{
+    Course, CourseInput, CourseKind, CoursePatch, Product, ProductFilter, ProductInput,
+    ProductPatch, Shop, ShopInput, ShopPatch,
+};
+use crate::domain::{Caller, DomainError};
+use crate::store::codec;
+
+pub const MAX_PAGE: usize = 100;
+/// Rows a single listing request may examine; a sparse filter returns a
+/// short page with a cursor rather than scanning without end.
+const SCAN_BUDGET: usize = 5_000;
+const SCAN_CHUNK: usize = 256;
+
+/// One page of a listing; pass `next_cursor` back as `cursor` for the next.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<String, DomainError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| DomainError::invalid("cursor", "cursor is not one this server issued"))
+}
+
+pub fn check_limit(limit: Option<usize>) -> Result<usize, DomainError> {
+    match limit.unwrap_or(20) {
+        0 => Err(DomainError::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )),
+        n if n > MAX_PAGE => Err(DomainError::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )),
+        n => Ok(n),
+    }
+}
+
+impl Services {
+    pub async fn create_shop(
+        &self,
+        caller: Caller,
+        input: ShopInput,
+    ) -> Result<Shop, ServiceError> {
+        Ok(self
+            .shops
+            .call(&new_id(), ShopCommand::Create { caller, input })
+            .await?)
+    }
+
+    pub async fn get_shop(&self, id: &str) -> Result<Shop, ServiceError> {
+        self.exists(&self.shops, id, "shop").await?;
+        Ok(self.shops.call(id, ShopCommand::Get).await?)
+    }
+
+    pub async fn update_shop(
+        &self,
+        caller: Caller,
+        id: &str,
+        patch: ShopPatch,
+    ) -> Result<Shop, ServiceError> {
+        self.exists(&self.shops, id, "shop").await?;
+        Ok(self
+            .shops
+            .call(id, ShopCommand::Update { caller, patch })
+            .await?)
+    }
+
+    pub async fn create_product(
+        &self,
+        caller: Caller,
+        shop_id: &str,
+        input: ProductInput,
+    ) -> Result<Product, ServiceError> {
+        let shop = self.get_shop(shop_id).await?;
+        Ok(self
+            .products
+            .call(
+                &new_id(),
+                ProductCommand::Create {
+                    caller,
+                    shop,
+                    input,
+                },
+            )
+            .await?)
+    }
+
+    pub async fn get_product(&self, id: &str) -> Result<Product, ServiceError> {
+        self.exists(&self.products, id, "product").await?;
+        Ok(self.products.call(id, ProductCommand::Get).await?)
+    }
+
+    pub async fn update_product(
+        &self,
+        caller: Caller,
+        id: &str,
+        patch: ProductPatch,
+    ) -> Result<Product, ServiceError> {
+        self.exists(&self.products, id, "product").await?;
+        Ok(self
+            .products
+            .call(id, ProductCommand::Update { caller, patch })
+            .await?)
+    }
+
+    pub async fn list_products(
+        &self,
+        filter: &ProductFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Product>, ServiceError> {
+        if let (Some(min), Some(max)) = (filter.min_price, filter.max_price) {
+            if min > max {
+                return Err(DomainError::invalid(
+                    "min_price",
+                    "min_price must not exceed max_price",
+                )
+                .into());
+            }
+        }
+        self.list::<ProductEntity, Product>(PRODUCTS_TABLE, cursor, limit, |p| filter.matches(p))
+            .await
+    }
+
+    pub async fn create_course(
+        &self,
+        caller: Caller,
+        input: CourseInput,
+    ) -> Result<Course, ServiceError> {
+        Ok(self
+            .courses
+            .call(&new_id(), CourseCommand::Create { caller, input })
+            .await?)
+    }
+
+    pub async fn get_course(&self, id: &str) -> Result<Course, ServiceError> {
+        self.exists(&self.courses, id, "course").await?;
+        Ok(self.courses.call(id, CourseCommand::Get).await?)
+    }
+
+    pub async fn update_course(
+        &self,
+        caller: Caller,
+        id: &str,
+        patch: CoursePatch,
+    ) -> Result<Course, ServiceError> {
+        self.exists(&self.courses, id, "course").await?;
+        Ok(self
+            .courses
+            .call(id, CourseCommand::Update { caller, patch })
+            .await?)
+    }
+
+    pub async fn list_courses(
+        &self,
+        kind: Option<CourseKind>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Course>, ServiceError> {
+        self.list::<CourseEntity, Course>(COURSES_TABLE, cursor, limit, |c| {
+            kind.is_none_or(|k| c.kind == k)
+        })
+        .await
+    }
+
+    /// Walks a read table in key (creation) order from `cursor`, keeping rows
+    /// that pass `keep`, within `SCAN_BUDGET` rows.
+    async fn list<E: Entity, T: DeserializeOwned>(
+        &self,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Page<T>, ServiceError> {
+        let mut after = cursor.map(decode_cursor).transpose()?;
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let rows = self
+                .store
+                .scan(table, "", after.as_deref(), SCAN_CHUNK)
+                .await?;
+            let exhausted = rows.len() < SCAN_CHUNK;
+            for (key, value) in rows {
+                scanned += 1;
+                let row: T = codec::decode(E::VERSION, &value)?;
+                if keep(&row) {
+                    items.push(row);
+                }
+                let full = items.len() >= limit || scanned >= SCAN_BUDGET;
+                after = Some(key);
+                if full {
+                    return Ok(Page {
+                        items,
+                        next_cursor: after.as_deref().map(encode_cursor),
+                    });
+                }
+            }
+            if exhausted {
+                return Ok(Page {
+                    items,
+                    next_cursor: None,
+                });
+            }
+        }
+    }
+}

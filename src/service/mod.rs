@@ -1,0 +1,125 @@
+//! Use cases that span entities (register = claim an email + create a
+//! user; add a product = read the shop + create the product) and read-side
+//! queries over the read tables. No HTTP types here: the edge maps
+//! `ServiceError` to responses.
+
+pub mod auth;
+pub mod catalog;
+
+use std::sync::Arc;
+
+use crate::actors::course::CourseEntity;
+use crate::actors::email::EmailClaim;
+use crate::actors::entity::stream_id;
+use crate::actors::product::ProductEntity;
+use crate::actors::shop::ShopEntity;
+use crate::actors::user::User;
+use crate::actors::{CallError, Entity, Registry, Runtime};
+use crate::auth::{HashError, JwtKeys, PasswordHasher};
+use crate::domain::DomainError;
+use crate::store::{Store, StoreError};
+
+pub use auth::{AuthUser, TokenPair};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Too much work queued (password hashing, live actors); retry later.
+    #[error("{0}")]
+    Busy(String),
+    #[error("the request timed out inside the engine; its outcome is unknown")]
+    Timeout,
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+impl From<CallError<DomainError>> for ServiceError {
+    fn from(e: CallError<DomainError>) -> Self {
+        match e {
+            CallError::Rejected(d) => ServiceError::Domain(d),
+            CallError::Timeout => ServiceError::Timeout,
+            CallError::Unavailable(m) if m.contains("too many live") => ServiceError::Busy(m),
+            CallError::Unavailable(m) => ServiceError::Unavailable(m),
+            CallError::Storage(s) => ServiceError::Storage(s),
+        }
+    }
+}
+
+impl From<HashError> for ServiceError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => ServiceError::Busy(e.to_string()),
+            HashError::Internal(m) => ServiceError::Unavailable(m),
+        }
+    }
+}
+
+/// Everything the use cases need: one registry per entity kind, the store
+/// for read tables, the hasher and the token keys.
+pub struct Services {
+    pub users: Registry<User>,
+    pub emails: Registry<EmailClaim>,
+    pub shops: Registry<ShopEntity>,
+    pub products: Registry<ProductEntity>,
+    pub courses: Registry<CourseEntity>,
+    pub store: Arc<dyn Store>,
+    pub hasher: PasswordHasher,
+    pub jwt: JwtKeys,
+}
+
+impl Services {
+    pub async fn start(
+        rt: Runtime,
+        hasher: PasswordHasher,
+        jwt: JwtKeys,
+    ) -> Result<Self, ServiceError> {
+        let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
+        Ok(Services {
+            users: Registry::start(rt.clone()).await.map_err(spawn)?,
+            emails: Registry::start(rt.clone()).await.map_err(spawn)?,
+            shops: Registry::start(rt.clone()).await.map_err(spawn)?,
+            products: Registry::start(rt.clone()).await.map_err(spawn)?,
+            courses: Registry::start(rt.clone()).await.map_err(spawn)?,
+            store: rt.store,
+            hasher,
+            jwt,
+        })
+    }
+
+    /// Stops every entity actor (after in-flight requests have drained).
+    pub async fn shutdown(&self) {
+        self.users.shutdown().await;
+        self.emails.shutdown().await;
+        self.shops.shutdown().await;
+        self.products.shutdown().await;
+        self.courses.shutdown().await;
+    }
+
+    /// Whether entity `id` of kind `E` has ever been written. Lets lookups
+    /// of unknown ids answer 404 without spawning an actor for them.
+    pub(crate) async fn exists<E: Entity>(
+        &self,
+        registry: &Registry<E>,
+        id: &str,
+        what: &'static str,
+    ) -> Result<(), ServiceError> {
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Err(DomainError::NotFound(what).into());
+        }
+        if registry.live_actor(id).await.is_some()
+            || self.store.head(&stream_id::<E>(id)).await? > 0
+        {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound(what).into())
+        }
+    }
+}
+
+/// A new, time-ordered entity id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

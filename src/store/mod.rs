@@ -1,0 +1,120 @@
+//! Storage: the one narrow trait every backend implements.
+//!
+//! A backend keeps three things, mirroring the ScyllaDB tables in `schema/`:
+//! - the **journal**: per stream, an append-only list of events numbered
+//!   1, 2, 3…; an append names the sequence number it expects the stream to be
+//!   at, and a conflicting append is rejected whole, never interleaved;
+//! - **snapshots**: the latest encoded state of a stream at some sequence;
+//! - **read tables**: query-first key → value rows (users by email, products,
+//!   …) written atomically with the events that produced them.
+//!
+//! Nothing here names a backend type; `redb` is the embedded backend.
+
+pub mod codec;
+pub mod redb;
+
+use async_trait::async_trait;
+
+/// A position in a stream. The first event of a stream has sequence 1; an
+/// empty stream is at 0.
+pub type Seq = u64;
+
+/// Failures of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream was not where the writer expected it: someone else wrote it.
+    #[error("append to {stream} expected sequence {expected}, but the stream is at {actual}")]
+    Conflict {
+        stream: String,
+        expected: Seq,
+        actual: Seq,
+    },
+    /// The store was closed (shutdown in progress).
+    #[error("the store is closed")]
+    Closed,
+    /// The backend failed (I/O, corruption, driver error).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A stored record could not be encoded or decoded.
+    #[error("codec: {0}")]
+    Codec(String),
+}
+
+impl StoreError {
+    pub(crate) fn backend(e: impl std::fmt::Display) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub seq: Seq,
+    pub payload: Vec<u8>,
+}
+
+/// The encoded state of a stream after applying events up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub seq: Seq,
+    pub payload: Vec<u8>,
+}
+
+/// A write to a read table, committed atomically with the events beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexOp {
+    Put {
+        table: &'static str,
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: &'static str,
+        key: String,
+    },
+}
+
+/// Append `events` to `stream`, which must currently be at `expected`.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub stream: String,
+    pub expected: Seq,
+    pub events: Vec<Vec<u8>>,
+    pub index: Vec<IndexOp>,
+}
+
+/// The storage contract. Every method is safe to call from many tasks at
+/// once; appends from many callers are group-committed by the backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Durably appends; returns the stream's new head sequence. Returns only
+    /// once the events are durable (fsynced or acknowledged by the cluster).
+    async fn append(&self, req: AppendRequest) -> Result<Seq, StoreError>;
+    /// Events of `stream` with sequence > `after`, at most `limit`, in order.
+    async fn read(
+        &self,
+        stream: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+    /// The stream's current head (0 when empty).
+    async fn head(&self, stream: &str) -> Result<Seq, StoreError>;
+    async fn save_snapshot(&self, stream: &str, snapshot: Snapshot) -> Result<(), StoreError>;
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError>;
+    /// One row of a read table.
+    async fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Rows of `table` whose key starts with `prefix`, in key order, strictly
+    /// after `after` when given, at most `limit`.
+    async fn scan(
+        &self,
+        table: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Cheap liveness probe used by `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Stops accepting writes, commits everything already queued, and
+    /// returns once the backend is flushed.
+    async fn close(&self);
+}

@@ -1,0 +1,370 @@
+//! The embedded backend: one redb file under the data directory.
+//!
+//! Writes go through a single writer thread fed by a bounded queue. The
+//! thread takes whatever is queued (up to `max_batch`), applies it in one
+//! write transaction, commits once with `Durability::Immediate` (fsync), and
+//! only then answers every caller in the batch: one durable write per batch,
+//! and no caller hears "ok" before its events are on disk.
+//!
+//! Reads run on the blocking pool against MVCC read transactions and never
+//! wait for the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot, RwLock};
+
+use super::{AppendRequest, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError};
+use crate::metrics::Metrics;
+
+const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
+const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
+const SNAPSHOTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("snapshots");
+const INDEX: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("index");
+
+enum WriteOp {
+    Append(AppendRequest, oneshot::Sender<Result<Seq, StoreError>>),
+    Snapshot(String, Snapshot, oneshot::Sender<Result<Seq, StoreError>>),
+}
+
+/// Tuning of the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct RedbOptions {
+    /// Most writes committed in one transaction.
+    pub max_batch: usize,
+    /// Bound of the write queue; callers wait (backpressure) when it is full.
+    pub queue: usize,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            max_batch: 1024,
+            queue: 8192,
+        }
+    }
+}
+
+pub struct RedbStore {
+    db: Arc<Database>,
+    sender: RwLock<Option<mpsc::Sender<WriteOp>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl RedbStore {
+    /// Opens (creating if needed) `surge.redb` in `dir`.
+    pub fn open(
+        dir: &Path,
+        options: RedbOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
+        let db = Database::create(dir.join("surge.redb")).map_err(StoreError::backend)?;
+        let txn = db.begin_write().map_err(StoreError::backend)?;
+        {
+            txn.open_table(JOURNAL).map_err(StoreError::backend)?;
+            txn.open_table(HEADS).map_err(StoreError::backend)?;
+            txn.open_table(SNAPSHOTS).map_err(StoreError::backend)?;
+            txn.open_table(INDEX).map_err(StoreError::backend)?;
+        }
+        txn.commit().map_err(StoreError::backend)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let writer_db = db.clone();
+        let max_batch = options.max_batch.max(1);
+        let writer = std::thread::Builder::new()
+            .name("surge-journal".into())
+            .spawn(move || writer_loop(&writer_db, rx, max_batch, &metrics))
+            .map_err(StoreError::backend)?;
+        Ok(RedbStore {
+            db,
+            sender: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
+        let sender = self.sender.read().await.clone().ok_or(StoreError::Closed)?;
+        sender.send(op).await.map_err(|_| StoreError::Closed)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(StoreError::backend)?
+    }
+}
+
+fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize, m: &Metrics) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let results = commit_batch(db, &batch);
+        m.journal_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.journal_batch_size.observe(batch.len() as f64);
+        m.journal_commits.inc();
+        for (op, result) in batch.drain(..).zip(results) {
+            match op {
+                WriteOp::Append(_, reply) => {
+                    if result.is_ok() {
+                        m.journal_appends.inc();
+                    }
+                    let _ = reply.send(result);
+                }
+                WriteOp::Snapshot(_, _, reply) => {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction. A conflicting append is answered with
+/// `Conflict` and contributes nothing; the rest of the batch still commits.
+fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>> {
+    let attempt = || -> Result<Vec<Result<Seq, StoreError>>, StoreError> {
+        let txn = db.begin_write().map_err(StoreError::backend)?;
+        let mut results = Vec::with_capacity(batch.len());
+        {
+            let mut journal = txn.open_table(JOURNAL).map_err(StoreError::backend)?;
+            let mut heads = txn.open_table(HEADS).map_err(StoreError::backend)?;
+            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(StoreError::backend)?;
+            let mut index = txn.open_table(INDEX).map_err(StoreError::backend)?;
+            for op in batch {
+                match op {
+                    WriteOp::Append(req, _) => {
+                        let head = heads
+                            .get(req.stream.as_str())
+                            .map_err(StoreError::backend)?
+                            .map(|g| g.value())
+                            .unwrap_or(0);
+                        if head != req.expected {
+                            results.push(Err(StoreError::Conflict {
+                                stream: req.stream.clone(),
+                                expected: req.expected,
+                                actual: head,
+                            }));
+                            continue;
+                        }
+                        let mut seq = head;
+                        for payload in &req.events {
+                            seq += 1;
+                            journal
+                                .insert((req.stream.as_str(), seq), payload.as_slice())
+                                .map_err(StoreError::backend)?;
+                        }
+                        heads
+                            .insert(req.stream.as_str(), seq)
+                            .map_err(StoreError::backend)?;
+                        for write in &req.index {
+                            match write {
+                                IndexOp::Put { table, key, value } => {
+                                    index
+                                        .insert((*table, key.as_str()), value.as_slice())
+                                        .map_err(StoreError::backend)?;
+                                }
+                                IndexOp::Delete { table, key } => {
+                                    index
+                                        .remove((*table, key.as_str()))
+                                        .map_err(StoreError::backend)?;
+                                }
+                            }
+                        }
+                        results.push(Ok(seq));
+                    }
+                    WriteOp::Snapshot(stream, snap, _) => {
+                        let newer = snapshots
+                            .get(stream.as_str())
+                            .map_err(StoreError::backend)?
+                            .is_some_and(|g| g.value().0 >= snap.seq);
+                        if !newer {
+                            snapshots
+                                .insert(stream.as_str(), (snap.seq, snap.payload.as_slice()))
+                                .map_err(StoreError::backend)?;
+                        }
+                        results.push(Ok(snap.seq));
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(StoreError::backend)?;
+        Ok(results)
+    };
+    match attempt() {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::error!(error = %e, "journal commit failed; the whole batch is rejected");
+            batch
+                .iter()
+                .map(|_| Err(StoreError::Backend(e.to_string())))
+                .collect()
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn append(&self, req: AppendRequest) -> Result<Seq, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(WriteOp::Append(req, tx)).await?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read(
+        &self,
+        stream: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(StoreError::backend)?;
+            let table = txn.open_table(JOURNAL).map_err(StoreError::backend)?;
+            let mut out = Vec::new();
+            if after == u64::MAX {
+                return Ok(out);
+            }
+            let range = table
+                .range((stream.as_str(), after + 1)..=(stream.as_str(), u64::MAX))
+                .map_err(StoreError::backend)?;
+            for row in range.take(limit) {
+                let (k, v) = row.map_err(StoreError::backend)?;
+                out.push(RecordedEvent {
+                    seq: k.value().1,
+                    payload: v.value().to_vec(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn head(&self, stream: &str) -> Result<Seq, StoreError> {
+        let stream = stream.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(StoreError::backend)?;
+            let table = txn.open_table(HEADS).map_err(StoreError::backend)?;
+            Ok(table
+                .get(stream.as_str())
+                .map_err(StoreError::backend)?
+                .map(|g| g.value())
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, stream: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(WriteOp::Snapshot(stream.to_owned(), snapshot, tx))
+            .await?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        let stream = stream.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(StoreError::backend)?;
+            let table = txn.open_table(SNAPSHOTS).map_err(StoreError::backend)?;
+            Ok(table
+                .get(stream.as_str())
+                .map_err(StoreError::backend)?
+                .map(|g| {
+                    let (seq, payload) = g.value();
+                    Snapshot {
+                        seq,
+                        payload: payload.to_vec(),
+                    }
+                }))
+        })
+        .await
+    }
+
+    async fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (t, key) = (table.to_owned(), key.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(StoreError::backend)?;
+            let index = txn.open_table(INDEX).map_err(StoreError::backend)?;
+            Ok(index
+                .get((t.as_str(), key.as_str()))
+                .map_err(StoreError::backend)?
+                .map(|g| g.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        table: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (t, prefix, after) = (
+            table.to_owned(),
+            prefix.to_owned(),
+            after.map(str::to_owned),
+        );
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(StoreError::backend)?;
+            let index = txn.open_table(INDEX).map_err(StoreError::backend)?;
+            let start = match &after {
+                Some(a) if a.as_str() >= prefix.as_str() => a.as_str(),
+                _ => prefix.as_str(),
+            };
+            let mut out = Vec::new();
+            let range = index
+                .range((t.as_str(), start)..)
+                .map_err(StoreError::backend)?;
+            for row in range {
+                let (k, v) = row.map_err(StoreError::backend)?;
+                let (kt, key) = k.value();
+                if kt != t || !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                if after.as_deref() == Some(key) {
+                    continue;
+                }
+                out.push((key.to_owned(), v.value().to_vec()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.sender.read().await.is_none() {
+            return Err(StoreError::Closed);
+        }
+        self.blocking(|db| {
+            db.begin_read().map_err(StoreError::backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        drop(self.sender.write().await.take());
+        let handle = self.writer.lock().expect("writer handle").take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
