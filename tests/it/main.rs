@@ -1,1 +1,10 @@
-mod x {}
+//! Integration tests: one binary, one module per area. Each test starts its
+//! own app through `helpers::spawn_app()` (port 0, its own temp data dir).
+
+mod actors;
+mod auth;
+mod catalog;
+mod helpers;
+mod http_edge;
+mod journal;
+mod lifecycle;

@@ -1,0 +1,232 @@
+//! `spawn_app()`: the engine built exactly as `surge serve` builds it, on
+//! port 0 with a fresh temp data dir, plus a typed HTTP client.
+
+use std::path::PathBuf;
+use std::sync::Once;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use surge::app::Application;
+use surge::config::Settings;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghij-klmnop";
+pub const PASSWORD: &str = "correct horse battery";
+
+static LOG: Once = Once::new();
+
+fn init_log() {
+    LOG.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt().with_env_filter("info").init();
+        }
+    });
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: Option<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub fn test_settings(dir: PathBuf) -> Settings {
+    Settings {
+        addr: "127.0.0.1:0".into(),
+        data_dir: dir,
+        jwt_secret: Some(TEST_SECRET.into()),
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(dir, tweak).await
+}
+
+/// Starts an app on `dir` (retrying while a previous app on it releases
+/// the store).
+pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_log();
+    let mut settings = test_settings(dir.path().to_owned());
+    tweak(&mut settings);
+    let mut attempts = 0;
+    let app = loop {
+        match Application::build(settings.clone()).await {
+            Ok(app) => break app,
+            Err(e) if attempts < 100 => {
+                attempts += 1;
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("app did not start: {e}"),
+        }
+    };
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        dir: Some(dir),
+        stop: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    pub email: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    /// Graceful stop; returns the data dir for a restart.
+    pub async fn stop(mut self) -> TempDir {
+        let _ = self.stop.take().expect("running").send(());
+        self.handle
+            .take()
+            .expect("running")
+            .await
+            .expect("server task");
+        self.dir.take().expect("dir")
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(Method::DELETE, path, token, None).await
+    }
+
+    pub async fn register(&self, email: &str, role: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "name": "Test User", "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn login(&self, email: &str) -> Session {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, profile) = self
+            .get("/api/v1/users/profile", body["access_token"].as_str())
+            .await;
+        Session {
+            id: profile["id"].as_str().expect("id").to_owned(),
+            email: email.to_owned(),
+            access: body["access_token"].as_str().expect("access").to_owned(),
+            refresh: body["refresh_token"].as_str().expect("refresh").to_owned(),
+        }
+    }
+
+    /// A fresh user of `role`, logged in.
+    pub async fn user(&self, role: &str) -> Session {
+        let email = format!("{}-{}@example.com", role, uuid::Uuid::new_v4().simple());
+        self.register(&email, role).await;
+        self.login(&email).await
+    }
+
+    /// A value of a Prometheus metric line starting with `prefix`.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, prefix)
+    }
+}
+
+pub fn metric_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Asserts the error shape and returns the code.
+pub fn error_code(body: &Value) -> &str {
+    let e = &body["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without message: {body}"
+    );
+    assert!(
+        e["id"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without id: {body}"
+    );
+    e["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without code: {body}"))
+}
+
+pub fn shop_body() -> Value {
+    json!({"name": "Hanoi Yoga Shop", "location": {"lat": 21.03, "lng": 105.85}, "address": "1 Trang Tien"})
+}
+
+pub fn product_body(name: &str, category: &str, price: u64) -> Value {
+    json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 10, "weight_grams": 500})
+}
