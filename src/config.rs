@@ -184,6 +184,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn precedence_is_flag_env_file_default() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("surge.toml", "addr = \"127.0.0.1:1111\"\ndata_dir = \"/file\"\nsnapshot_every = 7\nlog = \"warn\"")?;
@@ -207,6 +208,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn rejects_bad_values_and_unknown_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "adr = \"127.0.0.1:1\"")?;

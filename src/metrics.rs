@@ -34,6 +34,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_latency: HistogramFamily<HttpLabels>,
+    /// Requests being handled right now (routed ones).
+    pub http_in_flight: Gauge,
     pub actors_live: Family<KindLabels, Gauge>,
     pub actor_restarts: Family<KindLabels, Counter>,
     pub actor_passivations: Family<KindLabels, Counter>,
@@ -57,6 +59,7 @@ impl Metrics {
             registry: Mutex::new(Registry::default()),
             http_requests: Family::default(),
             http_latency: Family::new_with_constructor(latency_histogram),
+            http_in_flight: Gauge::default(),
             actors_live: Family::default(),
             actor_restarts: Family::default(),
             actor_passivations: Family::default(),
@@ -74,6 +77,11 @@ impl Metrics {
             "http_request_duration_seconds",
             "HTTP request latency by method, route and status",
             m.http_latency.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being handled",
+            m.http_in_flight.clone(),
         );
         registry.register(
             "actors_live",

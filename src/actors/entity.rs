@@ -38,11 +38,7 @@ pub trait Entity: Send + Sync + Sized + 'static {
 
     /// Decides what a command does: the events to persist and the reply to
     /// send once they are durable. No events means a read-only command.
-    fn decide(
-        state: &Self::State,
-        cmd: Self::Command,
-        ctx: &Ctx<'_>,
-    ) -> Result<(Vec<Self::Event>, Self::Reply), Self::Rejection>;
+    fn decide(state: &Self::State, cmd: Self::Command, ctx: &Ctx<'_>) -> Decision<Self>;
 
     /// Folds one event into the state. Must not fail: events are facts.
     fn apply(state: &mut Self::State, event: &Self::Event);
@@ -62,6 +58,10 @@ pub trait Entity: Send + Sync + Sized + 'static {
         next
     }
 }
+
+/// What `decide` answers: events to persist and the reply, or a rejection.
+pub type Decision<E> =
+    Result<(Vec<<E as Entity>::Event>, <E as Entity>::Reply), <E as Entity>::Rejection>;
 
 /// The journal stream of an entity.
 pub fn stream_id<E: Entity>(id: &str) -> String {

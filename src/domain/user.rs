@@ -265,9 +265,12 @@ mod tests {
         // (existing, new, expected new default)
         let a = addr("a", true);
         assert_eq!(default_after_add(&[], &addr("n", false)), Some("n".into()));
-        assert_eq!(default_after_add(&[a.clone()], &addr("n", false)), None);
         assert_eq!(
-            default_after_add(&[a.clone()], &addr("n", true)),
+            default_after_add(std::slice::from_ref(&a), &addr("n", false)),
+            None
+        );
+        assert_eq!(
+            default_after_add(std::slice::from_ref(&a), &addr("n", true)),
             Some("n".into())
         );
 

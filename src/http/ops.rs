@@ -68,7 +68,9 @@ pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
+    s.metrics.http_in_flight.inc();
     let resp = next.run(req).await;
+    s.metrics.http_in_flight.dec();
     let labels = HttpLabels {
         method,
         route,

@@ -193,3 +193,46 @@ fn help_explains_every_option() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:PORT"));
 }
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests() {
+    let app = spawn_app_with(|s| s.hash_concurrency = 1).await;
+    // Each registration hashes a password (tens of milliseconds) on one
+    // permit, so these are still in flight when shutdown begins.
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (client, base) = (app.client.clone(), app.base.clone());
+            tokio::spawn(async move {
+                client
+                    .post(format!("{base}/api/v1/auth/register"))
+                    .json(&json!({"email": format!("inflight{i}@example.com"), "password": PASSWORD, "name": "F"}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    // Wait until all twelve are inside the server (the /metrics request
+    // itself is the thirteenth).
+    let started = Instant::now();
+    while app.metric("surge_http_requests_in_flight").await < 13.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "requests never arrived: {}",
+            app.metric("surge_http_requests_in_flight").await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let dir = app.stop().await;
+    for t in tasks {
+        let status = t
+            .await
+            .unwrap()
+            .expect("an accepted request is answered, not cut off");
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let app = spawn_app_in(dir, |_| {}).await;
+    for i in 0..12 {
+        app.login(&format!("inflight{i}@example.com")).await;
+    }
+}
