@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::service::Services;
 use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::Store;
+use crate::ws::bus::Bus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -39,6 +40,7 @@ pub struct Application {
     state: AppState,
     settings: Settings,
     store: Arc<dyn Store>,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -83,6 +85,7 @@ impl Application {
             call_timeout: Duration::from_millis(settings.actor_call_timeout_ms),
             snapshot_every: settings.snapshot_every,
             max_live: settings.actor_max_live,
+            bus: Arc::new(Bus::new(1024)),
             instance: uuid::Uuid::new_v4().simple().to_string(),
         };
         let services = Arc::new(
@@ -99,14 +102,17 @@ impl Application {
         let listener = TcpListener::bind(&settings.addr)
             .await
             .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let state = AppState {
             services,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            shutdown,
         };
         Ok(Application {
             listener,
             state,
+            shutdown_tx,
             settings,
             store,
         })
@@ -131,9 +137,11 @@ impl Application {
             grace: Duration::from_secs(self.settings.shutdown_grace_secs),
         };
         let flag = self.state.shutting_down.clone();
+        let sessions = self.shutdown_tx;
         let signal = async move {
             shutdown.await;
             flag.store(true, Ordering::Release);
+            sessions.send_replace(true);
             tracing::info!("shutdown: no longer accepting connections");
         };
         serve(self.listener, app, opts, signal).await;

@@ -14,7 +14,7 @@
 //!   catalog search); no HTTP types.
 //! - [`http`]: the axum edge: routes, error shape, auth extractor, OpenAPI,
 //!   metrics, the server loop with header-read timeout and graceful shutdown.
-
+//! - [`ws`]: live updates: the topic bus and the WebSocket gateway.
 //! - [`metrics`]: the Prometheus registry.
 
 pub mod actors;
@@ -26,3 +26,4 @@ pub mod http;
 pub mod metrics;
 pub mod service;
 pub mod store;
+pub mod ws;

@@ -49,6 +49,12 @@ pub trait Entity: Send + Sync + Sized + 'static {
         Vec::new()
     }
 
+    /// The live topic and public payload of an event, if people may watch
+    /// it. Sent after the event is durable, tagged with its sequence number.
+    fn publish(_id: &str, _event: &Self::Event) -> Option<(String, serde_json::Value)> {
+        None
+    }
+
     /// The state after `events`, leaving `state` untouched.
     fn evolve(state: &Self::State, events: &[Self::Event]) -> Self::State {
         let mut next = state.clone();
@@ -187,6 +193,12 @@ impl<E: Entity> EntityActor<E> {
         };
         match st.shared.rt.store.append(req).await {
             Ok(seq) => {
+                let first = st.seq + 1;
+                for (i, e) in events.iter().enumerate() {
+                    if let Some((topic, data)) = E::publish(&st.id, e) {
+                        st.shared.rt.bus.publish(&topic, first + i as u64, data);
+                    }
+                }
                 st.seq = seq;
                 st.state = next;
                 let _ = reply.send(Ok(answer));

@@ -23,6 +23,7 @@ pub use registry::Registry;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::ws::bus::Bus;
 
 /// What every entity actor needs from its surroundings.
 #[derive(Clone)]
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub snapshot_every: u64,
     /// Bound of live entity ids per kind.
     pub max_live: usize,
+    /// Where persisted events are published for live subscribers.
+    pub bus: Arc<Bus>,
     /// Prefix of actor names, unique per running app.
     pub instance: String,
 }

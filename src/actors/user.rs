@@ -410,6 +410,35 @@ impl Entity for User {
         }
     }
 
+    /// Public on `user:{id}`: profile, role, address and session-end
+    /// changes. Never the password hash or refresh-token ids.
+    fn publish(id: &str, event: &UserEvent) -> Option<(String, serde_json::Value)> {
+        use serde_json::json;
+        let data = match event {
+            UserEvent::Registered { .. }
+            | UserEvent::SessionStarted { .. }
+            | UserEvent::SessionRotated { .. } => return None,
+            UserEvent::ProfileUpdated { name, phone, at } => {
+                json!({"kind": "profile_updated", "name": name, "phone": phone, "at": at})
+            }
+            UserEvent::RoleChanged { role, at } => {
+                json!({"kind": "role_changed", "role": role, "at": at})
+            }
+            UserEvent::SessionEnded { sid, reason, at } => {
+                json!({"kind": "session_ended", "sid": sid, "reason": reason, "at": at})
+            }
+            UserEvent::AddressAdded { address } => {
+                json!({"kind": "address_added", "address": address})
+            }
+            UserEvent::AddressUpdated { address } => {
+                json!({"kind": "address_updated", "address": address})
+            }
+            UserEvent::AddressRemoved { id } => json!({"kind": "address_removed", "id": id}),
+            UserEvent::DefaultAddressSet { id } => json!({"kind": "default_address_set", "id": id}),
+        };
+        Some((format!("user:{id}"), data))
+    }
+
     fn apply(state: &mut UserState, event: &UserEvent) {
         match event {
             UserEvent::Registered {

@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set when shutdown begins; `/readyz` turns 503.
     pub shutting_down: Arc<AtomicBool>,
+    /// Flips to `true` when shutdown begins; WebSocket sessions close (1001).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(OpenApi)]
@@ -83,7 +85,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .split_for_parts();
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+    api.route("/api/v1/ws", axum::routing::get(crate::ws::handler))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::track,

@@ -18,6 +18,7 @@ use crate::actors::{CallError, Entity, Registry, Runtime};
 use crate::auth::{HashError, JwtKeys, PasswordHasher};
 use crate::domain::DomainError;
 use crate::store::{Store, StoreError};
+use crate::ws::bus::Bus;
 
 pub use auth::{AuthUser, TokenPair};
 
@@ -66,6 +67,7 @@ pub struct Services {
     pub products: Registry<ProductEntity>,
     pub courses: Registry<CourseEntity>,
     pub store: Arc<dyn Store>,
+    pub bus: Arc<Bus>,
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
 }
@@ -83,6 +85,7 @@ impl Services {
             shops: Registry::start(rt.clone()).await.map_err(spawn)?,
             products: Registry::start(rt.clone()).await.map_err(spawn)?,
             courses: Registry::start(rt.clone()).await.map_err(spawn)?,
+            bus: rt.bus,
             store: rt.store,
             hasher,
             jwt,

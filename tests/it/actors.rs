@@ -97,6 +97,7 @@ async fn harness(idle: Duration, snapshot_every: u64) -> Harness {
         call_timeout: Duration::from_secs(5),
         snapshot_every,
         max_live: 10_000,
+        bus: Arc::new(surge::ws::bus::Bus::new(64)),
         instance: uuid::Uuid::new_v4().simple().to_string(),
     };
     let counters = Registry::start(rt).await.unwrap();

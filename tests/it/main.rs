@@ -8,3 +8,4 @@ mod helpers;
 mod http_edge;
 mod journal;
 mod lifecycle;
+mod ws;

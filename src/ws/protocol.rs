@@ -1,0 +1,80 @@
+//! The WebSocket wire contract (see the README): JSON text frames, or
+//! MessagePack binary frames for a client that negotiated `surge.msgpack`.
+
+use serde::{Deserialize, Serialize};
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// Watch `topic`; with `since`, first replay the events after that
+    /// sequence number from the journal.
+    Subscribe {
+        topic: String,
+        since: Option<u64>,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    Ping,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// An event of `topic` with its journal sequence number.
+    Event {
+        topic: String,
+        seq: u64,
+        data: serde_json::Value,
+    },
+    /// The subscription is live; events after `seq` will follow.
+    Subscribed {
+        topic: String,
+        seq: u64,
+    },
+    Unsubscribed {
+        topic: String,
+    },
+    Pong,
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+impl ServerMsg {
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerMsg::Error {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How frames are encoded on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Json,
+    MsgPack,
+}
+
+/// The subprotocol that selects MessagePack frames.
+pub const MSGPACK_PROTOCOL: &str = "surge.msgpack";
+/// The subprotocol that selects JSON frames (the default).
+pub const JSON_PROTOCOL: &str = "surge.json";
+/// Prefix of a subprotocol that carries the access token.
+pub const TOKEN_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// Close codes (4000–4999 are the application's own).
+pub mod close {
+    /// The client did not read fast enough; reconnect with `since`.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// Nothing received within the idle timeout.
+    pub const IDLE: u16 = 4001;
+    /// A frame exceeded the size limit or was not text/binary as negotiated.
+    pub const PROTOCOL: u16 = 1002;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+}

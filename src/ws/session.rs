@@ -1,0 +1,472 @@
+//! One WebSocket session, written against any `Sink`/`Stream` of messages so
+//! it can be driven by a real socket or by channels in a test.
+//!
+//! Everything the client is sent goes through one bounded queue, so replies,
+//! replayed events and live events keep their order. A subscription is a
+//! task: it subscribes to the bus first, then replays the journal after
+//! `since` up to the stream's head, announces `subscribed` with that head,
+//! and forwards live events above it — no gap, no duplicate. A client that
+//! cannot keep up (queue full, or the bus buffer lapped it) is disconnected
+//! with close code 4008 and resumes with `since`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use super::bus::Bus;
+use super::protocol::{close, ClientMsg, Codec, ServerMsg};
+use crate::service::AuthUser;
+
+/// Where topics come from: who may watch them, their journal head, and the
+/// replay of what a client missed.
+#[async_trait]
+pub trait TopicSource: Send + Sync + 'static {
+    /// `Err` carries the error frame to send (forbidden, unknown topic…).
+    async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<(), ServerMsg>;
+    /// The sequence number of the topic's latest event.
+    async fn head(&self, topic: &str) -> Result<u64, String>;
+    /// Published events with `after < seq <= until`, in order.
+    async fn replay(
+        &self,
+        topic: &str,
+        after: u64,
+        until: u64,
+    ) -> Result<Vec<(u64, serde_json::Value)>, String>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Frames queued for a client before it counts as a slow consumer.
+    pub out_queue: usize,
+    pub max_subscriptions: usize,
+    /// Close a connection that sent nothing (not even a pong) for this long.
+    pub idle: Duration,
+    /// Server ping interval.
+    pub ping_every: Duration,
+    /// A frame the client's connection cannot take within this long means
+    /// it stopped reading: the connection is dropped.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            out_queue: 256,
+            max_subscriptions: 32,
+            idle: Duration::from_secs(90),
+            ping_every: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct SessionCtx {
+    pub user: AuthUser,
+    pub codec: Codec,
+    pub bus: Arc<Bus>,
+    pub topics: Arc<dyn TopicSource>,
+    pub limits: Limits,
+    /// Becomes `true` when the server shuts down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+fn encode(codec: Codec, msg: &ServerMsg) -> Message {
+    match codec {
+        Codec::Json => Message::Text(
+            serde_json::to_string(msg)
+                .expect("server messages serialize")
+                .into(),
+        ),
+        Codec::MsgPack => Message::Binary(
+            rmp_serde::to_vec_named(msg)
+                .expect("server messages serialize")
+                .into(),
+        ),
+    }
+}
+
+fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
+    match (msg, codec) {
+        (Message::Text(t), _) => Some(serde_json::from_str(t.as_str()).map_err(|e| e.to_string())),
+        (Message::Binary(b), Codec::MsgPack) => {
+            Some(rmp_serde::from_slice(b).map_err(|e| e.to_string()))
+        }
+        (Message::Binary(_), Codec::Json) => Some(Err(
+            "binary frames need the surge.msgpack subprotocol".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// Runs the session until the client leaves, misbehaves past recovery, or
+/// falls behind.
+pub async fn run<S, R, E>(mut sink: S, mut stream: R, ctx: SessionCtx)
+where
+    S: Sink<Message> + Unpin + Send,
+    R: Stream<Item = Result<Message, E>> + Unpin + Send,
+{
+    let (out_tx, mut out_rx) = mpsc::channel::<ServerMsg>(ctx.limits.out_queue.max(1));
+    // A subscription task that sees the client fall behind asks for a close.
+    let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
+    let mut subs: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut last_heard = Instant::now();
+    let mut stalled = false;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut server_down = std::pin::pin!(async move {
+        if shutdown.wait_for(|down| *down).await.is_err() {
+            // No one can signal shutdown any more: never fires.
+            std::future::pending::<()>().await;
+        }
+    });
+    let mut ping = tokio::time::interval(ctx.limits.ping_every);
+    ping.tick().await;
+    let closing: Option<(u16, &'static str)> = loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let Some(Ok(frame)) = frame else { break None };
+                last_heard = Instant::now();
+                if let Message::Close(_) = frame {
+                    break None;
+                }
+                let Some(decoded) = decode(ctx.codec, &frame) else { continue };
+                let reply = match decoded {
+                    Err(e) => Some(ServerMsg::error("invalid_message", e)),
+                    Ok(ClientMsg::Ping) => Some(ServerMsg::Pong),
+                    Ok(ClientMsg::Unsubscribe { topic }) => {
+                        match subs.remove(&topic) {
+                            Some(task) => {
+                                task.abort();
+                                let _ = task.await;
+                                ctx.bus.release(&topic);
+                                Some(ServerMsg::Unsubscribed { topic })
+                            }
+                            None => Some(ServerMsg::error("not_subscribed", format!("not subscribed to {topic}"))),
+                        }
+                    }
+                    Ok(ClientMsg::Subscribe { topic, since }) => {
+                        if let Some(old) = subs.remove(&topic) {
+                            old.abort();
+                            let _ = old.await;
+                        }
+                        if subs.len() >= ctx.limits.max_subscriptions {
+                            Some(ServerMsg::error("too_many_subscriptions", format!("at most {} topics per connection", ctx.limits.max_subscriptions)))
+                        } else {
+                            match ctx.topics.authorize(&ctx.user, &topic).await {
+                                Err(e) => Some(e),
+                                Ok(()) => {
+                                    let task = tokio::spawn(subscription(topic.clone(), since, ctx.bus.clone(), ctx.topics.clone(), out_tx.clone(), close_tx.clone()));
+                                    subs.insert(topic, task);
+                                    None
+                                }
+                            }
+                        }
+                    }
+                };
+                if let Some(reply) = reply {
+                    if out_tx.try_send(reply).is_err() {
+                        break Some((close::SLOW_CONSUMER, "too slow: reconnect and resubscribe with since"));
+                    }
+                }
+            }
+            Some(msg) = out_rx.recv() => {
+                match tokio::time::timeout(ctx.limits.write_timeout, sink.send(encode(ctx.codec, &msg))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    // The client stopped reading; a close frame would not get through either.
+                    Err(_) => {
+                        stalled = true;
+                        break None;
+                    }
+                }
+            }
+            Some(reason) = close_rx.recv() => break Some(reason),
+            _ = &mut server_down => break Some((close::GOING_AWAY, "server shutting down")),
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= ctx.limits.idle {
+                    break Some((close::IDLE, "idle timeout"));
+                }
+                if !matches!(tokio::time::timeout(ctx.limits.write_timeout, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                    stalled = true;
+                    break None;
+                }
+            }
+        }
+    };
+    for (topic, task) in subs.drain() {
+        task.abort();
+        let _ = task.await;
+        ctx.bus.release(&topic);
+    }
+    if stalled {
+        return;
+    }
+    if let Some((code, reason)) = closing {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.send(frame)).await;
+    }
+    let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.close()).await;
+}
+
+async fn subscription(
+    topic: String,
+    since: Option<u64>,
+    bus: Arc<Bus>,
+    topics: Arc<dyn TopicSource>,
+    out: mpsc::Sender<ServerMsg>,
+    close_tx: mpsc::Sender<(u16, &'static str)>,
+) {
+    // Subscribe before reading the head: every event after the head is
+    // then in `live`, so the hand-over from replay to live has no gap.
+    let mut live = bus.subscribe(&topic);
+    let head = match topics.head(&topic).await {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = out.send(ServerMsg::error("unavailable", e)).await;
+            return;
+        }
+    };
+    if let Some(since) = since.filter(|s| *s < head) {
+        match topics.replay(&topic, since, head).await {
+            Ok(events) => {
+                for (seq, data) in events {
+                    if out
+                        .send(ServerMsg::Event {
+                            topic: topic.clone(),
+                            seq,
+                            data,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = out.send(ServerMsg::error("unavailable", e)).await;
+                return;
+            }
+        }
+    }
+    if out
+        .send(ServerMsg::Subscribed {
+            topic: topic.clone(),
+            seq: head,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        match live.recv().await {
+            Ok(ev) if ev.seq <= head => continue,
+            Ok(ev) => {
+                let msg = ServerMsg::Event {
+                    topic: topic.clone(),
+                    seq: ev.seq,
+                    data: (*ev.data).clone(),
+                };
+                if out.try_send(msg).is_err() {
+                    let _ = close_tx.try_send((
+                        close::SLOW_CONSUMER,
+                        "too slow: reconnect and resubscribe with since",
+                    ));
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let _ = close_tx.try_send((
+                    close::SLOW_CONSUMER,
+                    "too slow: reconnect and resubscribe with since",
+                ));
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::user::UserView;
+    use crate::domain::Role;
+    use futures::channel::mpsc as fmpsc;
+
+    struct OneTopic;
+
+    #[async_trait]
+    impl TopicSource for OneTopic {
+        async fn authorize(&self, _user: &AuthUser, topic: &str) -> Result<(), ServerMsg> {
+            if topic == "t" {
+                Ok(())
+            } else {
+                Err(ServerMsg::error("forbidden", "no"))
+            }
+        }
+        async fn head(&self, _topic: &str) -> Result<u64, String> {
+            Ok(3)
+        }
+        async fn replay(
+            &self,
+            _topic: &str,
+            after: u64,
+            until: u64,
+        ) -> Result<Vec<(u64, serde_json::Value)>, String> {
+            Ok((after + 1..=until)
+                .map(|s| (s, serde_json::json!({"n": s})))
+                .collect())
+        }
+    }
+
+    fn ctx(bus: Arc<Bus>, limits: Limits) -> SessionCtx {
+        let view = UserView {
+            id: "u".into(),
+            email: "u@example.com".into(),
+            name: "U".into(),
+            phone: None,
+            role: Role::Customer,
+            created_at: chrono::Utc::now(),
+        };
+        SessionCtx {
+            user: AuthUser {
+                id: "u".into(),
+                role: Role::Customer,
+                sid: "s".into(),
+                view,
+            },
+            codec: Codec::Json,
+            bus,
+            topics: Arc::new(OneTopic),
+            limits,
+            shutdown: tokio::sync::watch::channel(false).1,
+        }
+    }
+
+    fn text(v: serde_json::Value) -> Result<Message, std::convert::Infallible> {
+        Ok(Message::Text(v.to_string().into()))
+    }
+
+    async fn next_msg(rx: &mut fmpsc::Receiver<Message>) -> ServerMsg {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), rx.next())
+                .await
+                .expect("a frame")
+                .expect("open")
+            {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Ping(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_replays_and_forwards_live_events_in_order() {
+        let bus = Arc::new(Bus::new(16));
+        let (in_tx, in_rx) = fmpsc::unbounded();
+        let (out_tx, mut out_rx) = fmpsc::channel(64);
+        let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), Limits::default())));
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "ping"})))
+            .unwrap();
+        assert_eq!(next_msg(&mut out_rx).await, ServerMsg::Pong);
+        in_tx
+            .unbounded_send(Ok(Message::Text("{not json".into())))
+            .unwrap();
+        assert!(
+            matches!(next_msg(&mut out_rx).await, ServerMsg::Error { code, .. } if code == "invalid_message")
+        );
+        in_tx
+            .unbounded_send(text(
+                serde_json::json!({"type": "subscribe", "topic": "other"}),
+            ))
+            .unwrap();
+        assert!(
+            matches!(next_msg(&mut out_rx).await, ServerMsg::Error { code, .. } if code == "forbidden")
+        );
+
+        in_tx
+            .unbounded_send(text(
+                serde_json::json!({"type": "subscribe", "topic": "t", "since": 1}),
+            ))
+            .unwrap();
+        let seqs: Vec<u64> = [next_msg(&mut out_rx).await, next_msg(&mut out_rx).await]
+            .into_iter()
+            .map(|m| match m {
+                ServerMsg::Event { seq, .. } => seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [2, 3], "replayed after since up to the head");
+        assert_eq!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::Subscribed {
+                topic: "t".into(),
+                seq: 3
+            }
+        );
+        // A stale publish (≤ head) is skipped; newer ones follow in order.
+        bus.publish("t", 3, serde_json::json!({"n": 3}));
+        bus.publish("t", 4, serde_json::json!({"n": 4}));
+        assert!(matches!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::Event { seq: 4, .. }
+        ));
+
+        in_tx
+            .unbounded_send(text(
+                serde_json::json!({"type": "unsubscribe", "topic": "t"}),
+            ))
+            .unwrap();
+        assert_eq!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::Unsubscribed { topic: "t".into() }
+        );
+        assert_eq!(bus.topic_count(), 0, "the topic is released");
+        drop(in_tx);
+        tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped() {
+        let bus = Arc::new(Bus::new(1024));
+        let (in_tx, in_rx) = fmpsc::unbounded();
+        // A tiny sink nobody reads: the client stopped reading.
+        let (out_tx, _out_rx) = fmpsc::channel(1);
+        let limits = Limits {
+            out_queue: 4,
+            write_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), limits)));
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "subscribe", "topic": "t"})))
+            .unwrap();
+        while bus.topic_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for seq in 4..200 {
+            bus.publish("t", seq, serde_json::json!({"n": seq}));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("the session ends instead of buffering without bound")
+            .unwrap();
+        assert_eq!(bus.topic_count(), 0);
+    }
+}

@@ -1,0 +1,269 @@
+//! The WebSocket gateway over a real socket: authentication, topic
+//! authorization, live events, exact resume with `since`, MessagePack.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use surge::ws::protocol::ServerMsg;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::*;
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn ws_url(app: &TestApp, query: &str) -> String {
+    format!("{}/api/v1/ws{query}", app.base.replace("http://", "ws://"))
+}
+
+async fn connect(app: &TestApp, token: &str) -> Ws {
+    let mut req = ws_url(app, "").into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    connect_async(req).await.expect("websocket handshake").0
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn recv(ws: &mut Ws) -> ServerMsg {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .unwrap();
+        match frame {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Binary(b) => return rmp_serde::from_slice(&b).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+fn address(label: &str) -> Value {
+    json!({"label": label, "line1": "3 Le Loi", "city": "Da Nang", "lat": 16.06, "lng": 108.2})
+}
+
+#[tokio::test]
+async fn the_gateway_requires_a_valid_token() {
+    let app = spawn_app().await;
+    for req in [ws_url(&app, ""), ws_url(&app, "?token=not-a-jwt")] {
+        match connect_async(req.into_client_request().unwrap()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401)
+            }
+            other => panic!("expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    // A valid token on a plain GET (no upgrade) is a clear 400.
+    let s = app.user("customer").await;
+    let (status, body) = app.get("/api/v1/ws", Some(&s.access)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "websocket_upgrade_required")
+    );
+    // The query-string token works.
+    let (mut ws, _) = connect_async(ws_url(&app, &format!("?token={}", s.access)))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut ws).await, ServerMsg::Pong);
+}
+
+#[tokio::test]
+async fn a_user_watches_their_own_topic_and_nobody_elses() {
+    let app = spawn_app().await;
+    let alice = app.user("customer").await;
+    let bob = app.user("customer").await;
+    let mut ws = connect(&app, &alice.access).await;
+
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topic": format!("user:{}", alice.id)}),
+    )
+    .await;
+    let head = match recv(&mut ws).await {
+        ServerMsg::Subscribed { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    };
+    let (status, _) = app
+        .put(
+            "/api/v1/users/profile",
+            Some(&alice.access),
+            json!({"name": "Alice Live"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    match recv(&mut ws).await {
+        ServerMsg::Event { topic, seq, data } => {
+            assert_eq!(topic, format!("user:{}", alice.id));
+            assert_eq!(seq, head + 1);
+            assert_eq!(
+                (data["kind"].as_str(), data["name"].as_str()),
+                (Some("profile_updated"), Some("Alice Live"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    for (topic, code) in [
+        (format!("user:{}", bob.id), "forbidden"),
+        ("user:not-an-id".to_owned(), "forbidden"),
+        ("order:42".to_owned(), "unknown_topic"),
+        ("nonsense".to_owned(), "unknown_topic"),
+    ] {
+        send(&mut ws, json!({"type": "subscribe", "topic": topic})).await;
+        assert!(
+            matches!(recv(&mut ws).await, ServerMsg::Error { code: c, .. } if c == code),
+            "{topic}"
+        );
+    }
+    // Bob's changes never reach Alice.
+    app.put(
+        "/api/v1/users/profile",
+        Some(&bob.access),
+        json!({"name": "Bob"}),
+    )
+    .await;
+    send(&mut ws, json!({"type": "bogus"})).await;
+    assert!(
+        matches!(recv(&mut ws).await, ServerMsg::Error { code, .. } if code == "invalid_message")
+    );
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        ServerMsg::Pong,
+        "nothing of Bob's arrived in between"
+    );
+}
+
+#[tokio::test]
+async fn resume_with_since_replays_exactly_what_was_missed() {
+    let app = spawn_app().await;
+    let a = app.user("customer").await;
+    let topic = format!("user:{}", a.id);
+    let t = Some(a.access.as_str());
+
+    let mut ws = connect(&app, &a.access).await;
+    send(&mut ws, json!({"type": "subscribe", "topic": topic})).await;
+    let start = match recv(&mut ws).await {
+        ServerMsg::Subscribed { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    };
+    drop(ws); // the client goes away…
+
+    // …while things happen.
+    app.post("/api/v1/users/addresses", t, address("home"))
+        .await; // added + default set
+    app.post("/api/v1/users/addresses", t, address("work"))
+        .await;
+    app.put("/api/v1/users/profile", t, json!({"name": "Back Again"}))
+        .await;
+
+    let mut ws = connect(&app, &a.access).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topic": topic, "since": start}),
+    )
+    .await;
+    let mut replayed = Vec::new();
+    let head = loop {
+        match recv(&mut ws).await {
+            ServerMsg::Event { seq, data, .. } => {
+                replayed.push((seq, data["kind"].as_str().unwrap().to_owned()))
+            }
+            ServerMsg::Subscribed { seq, .. } => break seq,
+            other => panic!("{other:?}"),
+        }
+    };
+    let kinds: Vec<&str> = replayed.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "address_added",
+            "default_address_set",
+            "address_added",
+            "profile_updated"
+        ]
+    );
+    let seqs: Vec<u64> = replayed.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (start + 1..=head).collect::<Vec<_>>(),
+        "every missed event, once, in journal order"
+    );
+
+    // Live continues right after the replay, with the next sequence number.
+    app.put("/api/v1/users/profile", t, json!({"name": "Live"}))
+        .await;
+    assert!(matches!(recv(&mut ws).await, ServerMsg::Event { seq, .. } if seq == head + 1));
+
+    // A subscription without `since` replays nothing.
+    let mut fresh = connect(&app, &a.access).await;
+    send(&mut fresh, json!({"type": "subscribe", "topic": topic})).await;
+    assert!(matches!(recv(&mut fresh).await, ServerMsg::Subscribed { seq, .. } if seq == head + 1));
+}
+
+#[tokio::test]
+async fn msgpack_subprotocol_and_token_in_subprotocol() {
+    let app = spawn_app().await;
+    let a = app.user("customer").await;
+    let mut req = ws_url(&app, "").into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&format!("surge.msgpack, bearer.{}", a.access)).unwrap(),
+    );
+    let (mut ws, resp) = connect_async(req).await.expect("handshake");
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "surge.msgpack"
+    );
+    let sub = rmp_serde::to_vec_named(
+        &json!({"type": "subscribe", "topic": format!("user:{}", a.id), "since": 0}),
+    )
+    .unwrap();
+    ws.send(Message::Binary(sub.into())).await.unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        frame.is_binary(),
+        "msgpack sessions answer in binary frames"
+    );
+    let msg: ServerMsg = rmp_serde::from_slice(&frame.into_data()).unwrap();
+    assert!(matches!(msg, ServerMsg::Subscribed { .. }), "{msg:?}");
+}
+
+#[tokio::test]
+async fn sessions_are_closed_with_going_away_on_shutdown() {
+    let app = spawn_app().await;
+    let a = app.user("customer").await;
+    let mut ws = connect(&app, &a.access).await;
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut ws).await, ServerMsg::Pong);
+    let stopping = tokio::spawn(app.stop());
+    let frame = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(u16::from(frame.expect("a close frame").code), 1001);
+    stopping.await.unwrap();
+}
