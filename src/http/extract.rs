@@ -4,6 +4,7 @@
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -49,9 +50,8 @@ impl Auth {
 }
 
 /// The bearer token of a request, if it carries one.
-pub fn bearer(parts: &Parts) -> Result<&str, AppError> {
-    let value = parts
-        .headers
+pub fn bearer(headers: &HeaderMap) -> Result<&str, AppError> {
+    let value = headers
         .get(AUTHORIZATION)
         .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer token"))?;
     value
@@ -70,7 +70,7 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(parts)?;
+        let token = bearer(&parts.headers)?;
         Ok(Auth(state.services.authenticate(token).await?))
     }
 }

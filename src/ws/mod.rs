@@ -35,9 +35,8 @@ use session::{Limits, SessionCtx, TopicSource};
 
 /// Largest frame a client may send.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Most events one replay sends; a client further behind resubscribes
-/// from the last `seq` it received.
-pub const MAX_REPLAY: usize = 10_000;
+/// Journal records read per replay page.
+pub const REPLAY_PAGE: usize = 1024;
 
 /// Topic authorization and replay over the entities.
 pub struct Topics {
@@ -92,32 +91,26 @@ impl TopicSource for Topics {
         topic: &str,
         after: u64,
         until: u64,
-    ) -> Result<Vec<(u64, serde_json::Value)>, String> {
+    ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String> {
         let id = user_id_of(topic).ok_or("unknown topic")?;
-        let stream = stream_id::<User>(id);
-        let until = until.min(after.saturating_add(MAX_REPLAY as u64));
-        let mut out = Vec::new();
-        let mut pos = after;
-        while pos < until {
-            let page = self
-                .services
-                .store
-                .read(&stream, pos, 1024.min((until - pos) as usize))
-                .await
-                .map_err(|e| e.to_string())?;
-            if page.is_empty() {
-                break;
-            }
-            for rec in page {
-                pos = rec.seq;
-                let event: UserEvent =
-                    codec::decode(User::VERSION, &rec.payload).map_err(|e| e.to_string())?;
-                if let Some((_, data)) = User::publish(id, &event) {
-                    out.push((rec.seq, data));
-                }
+        let limit = REPLAY_PAGE.min(until.saturating_sub(after) as usize);
+        let page = self
+            .services
+            .store
+            .read(&stream_id::<User>(id), after, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut covered = after;
+        let mut out = Vec::with_capacity(page.len());
+        for rec in page {
+            covered = rec.seq;
+            let event: UserEvent =
+                codec::decode(User::VERSION, &rec.payload).map_err(|e| e.to_string())?;
+            if let Some((_, data)) = User::publish(id, &event) {
+                out.push((rec.seq, data));
             }
         }
-        Ok(out)
+        Ok((out, covered))
     }
 }
 
@@ -147,11 +140,7 @@ pub async fn handler(
 ) -> Result<Response, AppError> {
     let offered = offered_protocols(&headers);
     let token = match headers.get(header::AUTHORIZATION) {
-        Some(_) => {
-            let (mut parts, _) = axum::http::Request::new(()).into_parts();
-            parts.headers = headers.clone();
-            crate::http::extract::bearer(&parts)?.to_owned()
-        }
+        Some(_) => crate::http::extract::bearer(&headers)?.to_owned(),
         None => offered
             .iter()
             .find_map(|p| p.strip_prefix(TOKEN_PROTOCOL_PREFIX).map(str::to_owned))

@@ -31,13 +31,15 @@ pub trait TopicSource: Send + Sync + 'static {
     async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<(), ServerMsg>;
     /// The sequence number of the topic's latest event.
     async fn head(&self, topic: &str) -> Result<u64, String>;
-    /// Published events with `after < seq <= until`, in order.
+    /// One page of the topic's journal after `after` (up to `until`): the
+    /// published events in it, in order, and the last sequence number the
+    /// page covered (`after` when the journal has nothing more).
     async fn replay(
         &self,
         topic: &str,
         after: u64,
         until: u64,
-    ) -> Result<Vec<(u64, serde_json::Value)>, String>;
+    ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -234,9 +236,12 @@ async fn subscription(
             return;
         }
     };
-    if let Some(since) = since.filter(|s| *s < head) {
-        match topics.replay(&topic, since, head).await {
-            Ok(events) => {
+    // Replay page by page up to the head; `send().await` makes a slow
+    // reader slow the replay down instead of growing a buffer.
+    let mut pos = since.unwrap_or(head);
+    while pos < head {
+        match topics.replay(&topic, pos, head).await {
+            Ok((events, covered)) => {
                 for (seq, data) in events {
                     if out
                         .send(ServerMsg::Event {
@@ -250,6 +255,10 @@ async fn subscription(
                         return;
                     }
                 }
+                if covered <= pos {
+                    break;
+                }
+                pos = covered;
             }
             Err(e) => {
                 let _ = out.send(ServerMsg::error("unavailable", e)).await;
@@ -322,10 +331,17 @@ mod tests {
             _topic: &str,
             after: u64,
             until: u64,
-        ) -> Result<Vec<(u64, serde_json::Value)>, String> {
-            Ok((after + 1..=until)
-                .map(|s| (s, serde_json::json!({"n": s})))
-                .collect())
+        ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String> {
+            // One event per page, to exercise paging.
+            let seq = after + 1;
+            Ok((
+                if seq <= until {
+                    vec![(seq, serde_json::json!({"n": seq}))]
+                } else {
+                    vec![]
+                },
+                seq.min(until),
+            ))
         }
     }
 
