@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entity::record_row;
 use super::{Ctx, Entity};
 use crate::domain::catalog::{check_course, patch_course, Course, CourseInput, CoursePatch};
 use crate::domain::{Caller, DomainError};
-use crate::store::{codec, IndexOp};
+use crate::store::IndexOp;
 
 /// Read table: course id → encoded `Course`.
 pub const COURSES_TABLE: &str = "courses";
@@ -111,15 +112,6 @@ impl Entity for CourseEntity {
     }
 
     fn index(id: &str, state: &Option<Course>, _events: &[CourseEvent]) -> Vec<IndexOp> {
-        state
-            .as_ref()
-            .and_then(|c| codec::encode(Self::VERSION, c).ok())
-            .map(|value| IndexOp::Put {
-                table: COURSES_TABLE,
-                key: id.to_owned(),
-                value,
-            })
-            .into_iter()
-            .collect()
+        record_row(COURSES_TABLE, id, Self::VERSION, state.as_ref())
     }
 }

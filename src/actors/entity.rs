@@ -69,6 +69,23 @@ pub trait Entity: Send + Sync + Sized + 'static {
 pub type Decision<E> =
     Result<(Vec<<E as Entity>::Event>, <E as Entity>::Reply), <E as Entity>::Rejection>;
 
+/// The read-table row of an entity whose whole state is one record: `row`
+/// encoded under `id`, or nothing while the entity does not exist.
+pub fn record_row<T: Serialize>(
+    table: &'static str,
+    id: &str,
+    version: u16,
+    row: Option<&T>,
+) -> Vec<IndexOp> {
+    row.map(|r| IndexOp::Put {
+        table,
+        key: id.to_owned(),
+        value: codec::encode(version, r).expect("plain records always encode"),
+    })
+    .into_iter()
+    .collect()
+}
+
 /// The journal stream of an entity.
 pub fn stream_id<E: Entity>(id: &str) -> String {
     format!("{}:{}", E::KIND, id)

@@ -4,12 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entity::record_row;
 use super::{Ctx, Entity};
 use crate::domain::catalog::{
     check_product, patch_product, Product, ProductInput, ProductPatch, Shop,
 };
 use crate::domain::{Caller, DomainError};
-use crate::store::{codec, IndexOp};
+use crate::store::IndexOp;
 
 /// Read table: product id → encoded `Product`.
 pub const PRODUCTS_TABLE: &str = "products";
@@ -123,15 +124,6 @@ impl Entity for ProductEntity {
     }
 
     fn index(id: &str, state: &Option<Product>, _events: &[ProductEvent]) -> Vec<IndexOp> {
-        state
-            .as_ref()
-            .and_then(|p| codec::encode(Self::VERSION, p).ok())
-            .map(|value| IndexOp::Put {
-                table: PRODUCTS_TABLE,
-                key: id.to_owned(),
-                value,
-            })
-            .into_iter()
-            .collect()
+        record_row(PRODUCTS_TABLE, id, Self::VERSION, state.as_ref())
     }
 }

@@ -184,18 +184,20 @@ impl TestApp {
         self.login(&email).await
     }
 
-    /// A value of a Prometheus metric line starting with `prefix`.
-    pub async fn metric(&self, prefix: &str) -> f64 {
-        let text = self
+    /// The `/metrics` exposition.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
             .client
             .get(format!("{}/metrics", self.base))
             .send()
             .await
-            .unwrap()
-            .text()
-            .await
             .unwrap();
-        metric_value(&text, prefix)
+        resp.text().await.unwrap()
+    }
+
+    /// A value of a Prometheus metric line starting with `prefix`.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        metric_value(&self.metrics_text().await, prefix)
     }
 }
 

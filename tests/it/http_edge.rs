@@ -74,15 +74,7 @@ async fn openapi_docs_and_ops_endpoints() {
     assert_eq!(app.get("/healthz", None).await.1["status"], "ok");
     assert_eq!(app.get("/readyz", None).await.1["status"], "ready");
     app.user("customer").await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"surge_http_requests_total{method="POST",route="/api/v1/auth/register",status="201"} 1"#),
         "{metrics}"
