@@ -3,6 +3,8 @@
 //! call these and the HTTP layer never re-implements them.
 
 pub mod catalog;
+pub mod order;
+pub mod pricing;
 pub mod user;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,372 @@
+//! Pricing: subtotal, coupon discount, shipping fee (haversine distance and
+//! weight against a fee table), tax, total. All money is integer minor
+//! units; every sum is checked.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{DomainError, GeoPoint};
+
+/// One priced line of a cart or order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Line {
+    pub product_id: String,
+    pub shop_id: String,
+    pub name: String,
+    pub unit_price: u64,
+    pub currency: String,
+    pub quantity: u32,
+    pub weight_grams: u64,
+}
+
+fn overflow() -> DomainError {
+    DomainError::invalid("quantity", "the amount is too large")
+}
+
+pub fn line_total(l: &Line) -> Result<u64, DomainError> {
+    l.unit_price
+        .checked_mul(u64::from(l.quantity))
+        .ok_or_else(overflow)
+}
+
+pub fn subtotal(lines: &[Line]) -> Result<u64, DomainError> {
+    lines.iter().try_fold(0u64, |acc, l| {
+        acc.checked_add(line_total(l)?).ok_or_else(overflow)
+    })
+}
+
+pub fn total_weight(lines: &[Line]) -> Result<u64, DomainError> {
+    lines.iter().try_fold(0u64, |acc, l| {
+        l.weight_grams
+            .checked_mul(u64::from(l.quantity))
+            .and_then(|w| acc.checked_add(w))
+            .ok_or_else(overflow)
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscountKind {
+    /// `value` percent off (1–100).
+    Percentage,
+    /// `value` minor units off.
+    Fixed,
+}
+
+/// The rule part of a coupon (its usage limits live in the coupon entity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CouponRule {
+    pub kind: DiscountKind,
+    pub value: u64,
+    /// Minimum subtotal (of the coupon's shop's lines) to apply.
+    pub min_spend: u64,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub fn check_coupon_rule(rule: &CouponRule, now: DateTime<Utc>) -> Result<(), DomainError> {
+    match rule.kind {
+        DiscountKind::Percentage if !(1..=100).contains(&rule.value) => Err(DomainError::invalid(
+            "value",
+            "a percentage must be between 1 and 100",
+        )),
+        DiscountKind::Fixed if rule.value == 0 => Err(DomainError::invalid(
+            "value",
+            "a fixed discount must be positive",
+        )),
+        _ if rule.expires_at.is_some_and(|e| e <= now) => Err(DomainError::invalid(
+            "expires_at",
+            "expires_at must be in the future",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The discount `rule` gives on `eligible` (the coupon shop's subtotal), or
+/// why it does not apply. Never more than `eligible`.
+pub fn discount(rule: &CouponRule, eligible: u64, now: DateTime<Utc>) -> Result<u64, DomainError> {
+    if rule.expires_at.is_some_and(|e| e <= now) {
+        return Err(DomainError::Conflict {
+            code: "coupon_expired",
+            message: "this coupon has expired".into(),
+        });
+    }
+    if eligible < rule.min_spend {
+        return Err(DomainError::Conflict {
+            code: "coupon_min_spend",
+            message: format!("this coupon needs a minimum spend of {}", rule.min_spend),
+        });
+    }
+    let off = match rule.kind {
+        // Rounded down: the customer never gets more than the percentage.
+        DiscountKind::Percentage => (u128::from(eligible) * u128::from(rule.value) / 100) as u64,
+        DiscountKind::Fixed => rule.value,
+    };
+    Ok(off.min(eligible))
+}
+
+/// Great-circle distance in kilometres (mean Earth radius 6371.0088 km).
+pub fn haversine_km(a: GeoPoint, b: GeoPoint) -> f64 {
+    const R: f64 = 6371.0088;
+    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlat = la2 - la1;
+    let dlng = (b.lng - a.lng).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlng / 2.0).sin().powi(2);
+    2.0 * R * h.sqrt().min(1.0).asin()
+}
+
+/// The shipping fee table: a fee by distance bracket plus a surcharge by
+/// weight bracket. Brackets are "up to and including"; beyond the last
+/// distance bracket the address is out of the delivery area.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeeTable {
+    /// `(max_km, fee)`, ascending by `max_km`.
+    pub distance: Vec<(f64, u64)>,
+    /// `(max_grams, surcharge)`, ascending; heavier than the last bracket
+    /// pays the last surcharge plus `per_extra_kg` for each started kilogram.
+    pub weight: Vec<(u64, u64)>,
+    pub per_extra_kg: u64,
+}
+
+impl Default for FeeTable {
+    fn default() -> Self {
+        FeeTable {
+            distance: vec![
+                (3.0, 15_000),
+                (10.0, 25_000),
+                (25.0, 40_000),
+                (50.0, 60_000),
+            ],
+            weight: vec![(1_000, 0), (5_000, 10_000), (20_000, 30_000)],
+            per_extra_kg: 2_000,
+        }
+    }
+}
+
+pub fn check_fee_table(t: &FeeTable) -> Result<(), String> {
+    let asc_d = t.distance.windows(2).all(|w| w[0].0 < w[1].0);
+    let asc_w = t.weight.windows(2).all(|w| w[0].0 < w[1].0);
+    if t.distance.is_empty()
+        || !asc_d
+        || t.distance
+            .iter()
+            .any(|(km, _)| !km.is_finite() || *km <= 0.0)
+    {
+        return Err("shipping distance brackets must be positive and ascending".into());
+    }
+    if t.weight.is_empty() || !asc_w {
+        return Err("shipping weight brackets must be ascending".into());
+    }
+    Ok(())
+}
+
+pub fn shipping_fee(table: &FeeTable, km: f64, grams: u64) -> Result<u64, DomainError> {
+    let by_distance = table
+        .distance
+        .iter()
+        .find(|(max, _)| km <= *max)
+        .map(|(_, fee)| *fee)
+        .ok_or_else(|| DomainError::Conflict {
+            code: "out_of_delivery_area",
+            message: format!(
+                "the address is {km:.1} km away; the delivery area ends at {} km",
+                table.distance.last().map(|d| d.0).unwrap_or(0.0)
+            ),
+        })?;
+    let by_weight = match table.weight.iter().find(|(max, _)| grams <= *max) {
+        Some((_, fee)) => *fee,
+        None => {
+            let (max, fee) = *table.weight.last().expect("checked non-empty");
+            let extra_kg = (grams - max).div_ceil(1000);
+            fee.saturating_add(extra_kg.saturating_mul(table.per_extra_kg))
+        }
+    };
+    by_distance.checked_add(by_weight).ok_or_else(overflow)
+}
+
+/// Tax in basis points of `amount`, rounded half up.
+pub fn tax(amount: u64, rate_bps: u32) -> u64 {
+    ((u128::from(amount) * u128::from(rate_bps) + 5_000) / 10_000) as u64
+}
+
+/// The money of one order (or of a whole cart).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Totals {
+    pub subtotal: u64,
+    pub discount: u64,
+    pub shipping_fee: u64,
+    /// On (subtotal − discount); shipping is not taxed.
+    pub tax: u64,
+    pub total: u64,
+}
+
+pub fn totals(
+    subtotal: u64,
+    discount: u64,
+    shipping_fee: u64,
+    tax_bps: u32,
+) -> Result<Totals, DomainError> {
+    let taxable = subtotal.saturating_sub(discount);
+    let tax = tax(taxable, tax_bps);
+    let total = taxable
+        .checked_add(shipping_fee)
+        .and_then(|t| t.checked_add(tax))
+        .ok_or_else(overflow)?;
+    Ok(Totals {
+        subtotal,
+        discount: discount.min(subtotal),
+        shipping_fee,
+        tax,
+        total,
+    })
+}
+
+impl std::ops::Add for Totals {
+    type Output = Totals;
+    fn add(self, o: Totals) -> Totals {
+        Totals {
+            subtotal: self.subtotal.saturating_add(o.subtotal),
+            discount: self.discount.saturating_add(o.discount),
+            shipping_fee: self.shipping_fee.saturating_add(o.shipping_fee),
+            tax: self.tax.saturating_add(o.tax),
+            total: self.total.saturating_add(o.total),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(price: u64, qty: u32, grams: u64) -> Line {
+        Line {
+            product_id: "p".into(),
+            shop_id: "s".into(),
+            name: "n".into(),
+            unit_price: price,
+            currency: "VND".into(),
+            quantity: qty,
+            weight_grams: grams,
+        }
+    }
+
+    #[test]
+    fn subtotals_and_weights() {
+        let lines = [line(1000, 2, 300), line(250, 4, 50)];
+        assert_eq!(subtotal(&lines).unwrap(), 3000);
+        assert_eq!(total_weight(&lines).unwrap(), 800);
+        assert!(
+            subtotal(&[line(u64::MAX, 2, 0)]).is_err(),
+            "overflow is an error, not a wrap"
+        );
+    }
+
+    #[test]
+    fn discounts() {
+        let now = Utc::now();
+        let pct = |v, min| CouponRule {
+            kind: DiscountKind::Percentage,
+            value: v,
+            min_spend: min,
+            expires_at: None,
+        };
+        let fixed = |v, min| CouponRule {
+            kind: DiscountKind::Fixed,
+            value: v,
+            min_spend: min,
+            expires_at: None,
+        };
+        // (rule, eligible subtotal, expected discount or error code)
+        let cases: Vec<(CouponRule, u64, Result<u64, &str>)> = vec![
+            (pct(10, 0), 10_000, Ok(1_000)),
+            (pct(15, 0), 999, Ok(149)),
+            (pct(100, 0), 5_000, Ok(5_000)),
+            (fixed(3_000, 0), 10_000, Ok(3_000)),
+            (fixed(30_000, 0), 10_000, Ok(10_000)),
+            (fixed(1_000, 5_000), 4_999, Err("coupon_min_spend")),
+            (fixed(1_000, 5_000), 5_000, Ok(1_000)),
+            (
+                CouponRule {
+                    expires_at: Some(now - chrono::Duration::seconds(1)),
+                    ..pct(10, 0)
+                },
+                10_000,
+                Err("coupon_expired"),
+            ),
+        ];
+        for (rule, eligible, want) in cases {
+            let got = discount(&rule, eligible, now).map_err(|e| match e {
+                DomainError::Conflict { code, .. } => code,
+                _ => "other",
+            });
+            assert_eq!(got, want, "{rule:?} on {eligible}");
+        }
+        assert!(check_coupon_rule(&pct(0, 0), now).is_err());
+        assert!(check_coupon_rule(&pct(101, 0), now).is_err());
+        assert!(check_coupon_rule(&fixed(0, 0), now).is_err());
+        assert!(check_coupon_rule(&pct(50, 0), now).is_ok());
+    }
+
+    #[test]
+    fn haversine_matches_known_distances() {
+        let hanoi = GeoPoint {
+            lat: 21.0285,
+            lng: 105.8542,
+        };
+        let hcmc = GeoPoint {
+            lat: 10.8231,
+            lng: 106.6297,
+        };
+        let d = haversine_km(hanoi, hcmc);
+        assert!((d - 1138.0).abs() < 5.0, "{d}");
+        assert_eq!(haversine_km(hanoi, hanoi), 0.0);
+    }
+
+    #[test]
+    fn shipping_fees_by_distance_and_weight() {
+        let t = FeeTable::default();
+        // (km, grams, expected)
+        let cases: Vec<(f64, u64, Result<u64, ()>)> = vec![
+            (0.0, 0, Ok(15_000)),
+            (3.0, 1_000, Ok(15_000)),
+            (3.01, 1_000, Ok(25_000)),
+            (9.0, 1_001, Ok(35_000)),
+            (24.0, 20_000, Ok(70_000)),
+            (24.0, 20_001, Ok(72_000)),
+            (24.0, 22_500, Ok(76_000)),
+            (50.0, 0, Ok(60_000)),
+            (50.1, 0, Err(())),
+        ];
+        for (km, grams, want) in cases {
+            assert_eq!(
+                shipping_fee(&t, km, grams).map_err(|_| ()),
+                want,
+                "{km} km, {grams} g"
+            );
+        }
+        assert!(check_fee_table(&t).is_ok());
+        assert!(check_fee_table(&FeeTable {
+            distance: vec![(5.0, 1), (3.0, 2)],
+            ..t.clone()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn tax_and_totals() {
+        assert_eq!(tax(10_000, 1_000), 1_000);
+        assert_eq!(tax(15, 1_000), 2, "1.5 rounds half up");
+        assert_eq!(tax(14, 1_000), 1);
+        let t = totals(10_000, 2_000, 15_000, 1_000).unwrap();
+        assert_eq!(
+            t,
+            Totals {
+                subtotal: 10_000,
+                discount: 2_000,
+                shipping_fee: 15_000,
+                tax: 800,
+                total: 23_800
+            }
+        );
+    }
+}
