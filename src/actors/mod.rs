@@ -4,9 +4,10 @@
 //! - `entity`: the `Entity` trait (pure decide/apply) and the generic actor
 //!   that runs one: recover from snapshot + tail, decide, persist, reply.
 //! - `registry`: spawn-on-first-use, passivation, supervision, call timeouts.
-//! - `user`, `email`, `shop`, `product`, `course`: the entities of the
-//!   foundation (accounts and the catalog).
+//! - `user`, `email`, `shop`, `product`, `course`, `coupon`: accounts, the
+//!   catalog and its stock, coupons.
 
+pub mod coupon;
 pub mod course;
 pub mod email;
 pub mod entity;

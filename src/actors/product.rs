@@ -1,14 +1,16 @@
 //! The product entity: one actor per product, the single writer of its
-//! stock (so that checkouts in a later issue can never oversell). Writes the
-//! `products` read table used by the catalog search.
+//! stock. Checkouts hold stock per order (`Hold`), which a cancelled order
+//! gives back (`Release`) and a delivered order consumes (`Consume`); all
+//! three are idempotent per order id, so a retried step never counts twice.
+//! Writes the `products` read table used by the catalog search.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::entity::record_row;
 use super::{Ctx, Entity};
-use crate::domain::catalog::{
-    check_product, patch_product, Product, ProductInput, ProductPatch, Shop,
-};
+use crate::domain::catalog::{check_product, patch_product, Product, ProductInput, ProductPatch, Shop};
 use crate::domain::{Caller, DomainError};
 use crate::store::IndexOp;
 
@@ -17,47 +19,57 @@ pub const PRODUCTS_TABLE: &str = "products";
 
 pub struct ProductEntity;
 
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProductState {
+    /// The public record; `stock` is what is still available.
+    pub product: Option<Product>,
+    /// Stock held by open orders: order id → quantity.
+    pub held: BTreeMap<String, u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProductEvent {
     Created { product: Product },
     Updated { product: Product },
+    StockHeld { order_id: String, quantity: u64 },
+    StockReleased { order_id: String, quantity: u64 },
+    StockConsumed { order_id: String, quantity: u64 },
 }
 
 pub enum ProductCommand {
     /// Create in `shop`, which the caller must own.
-    Create {
-        caller: Caller,
-        shop: Shop,
-        input: ProductInput,
-    },
-    Update {
-        caller: Caller,
-        patch: ProductPatch,
-    },
+    Create { caller: Caller, shop: Shop, input: ProductInput },
+    Update { caller: Caller, patch: ProductPatch },
     Get,
+    /// Hold `quantity` for `order_id` (409 `out_of_stock` if not available).
+    Hold { order_id: String, quantity: u64 },
+    /// Give an order's held stock back.
+    Release { order_id: String },
+    /// The order was delivered: its held stock is sold.
+    Consume { order_id: String },
+}
+
+fn product(state: &ProductState) -> Result<&Product, DomainError> {
+    state.product.as_ref().ok_or(DomainError::NotFound("product"))
 }
 
 impl Entity for ProductEntity {
     const KIND: &'static str = "product";
-    type State = Option<Product>;
+    type State = ProductState;
     type Command = ProductCommand;
     type Event = ProductEvent;
     type Reply = Product;
     type Rejection = DomainError;
 
     fn decide(
-        state: &Option<Product>,
+        state: &ProductState,
         cmd: ProductCommand,
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<ProductEvent>, Product), DomainError> {
-        match cmd {
-            ProductCommand::Create {
-                caller,
-                shop,
-                input,
-            } => {
-                if state.is_some() {
+        let (events, _) = match cmd {
+            ProductCommand::Create { caller, shop, input } => {
+                if state.product.is_some() {
                     return Err(DomainError::Conflict {
                         code: "already_exists",
                         message: "this product already exists".into(),
@@ -79,15 +91,10 @@ impl Entity for ProductEntity {
                     created_at: ctx.now,
                     updated_at: ctx.now,
                 };
-                Ok((
-                    vec![ProductEvent::Created {
-                        product: product.clone(),
-                    }],
-                    product,
-                ))
+                (vec![ProductEvent::Created { product }], ())
             }
             ProductCommand::Update { caller, patch } => {
-                let current = state.as_ref().ok_or(DomainError::NotFound("product"))?;
+                let current = product(state)?;
                 caller.ensure_owner(&current.owner_id, "product")?;
                 let input = patch_product(current, &patch)?;
                 let product = Product {
@@ -101,29 +108,120 @@ impl Entity for ProductEntity {
                     updated_at: ctx.now,
                     ..current.clone()
                 };
-                Ok((
-                    vec![ProductEvent::Updated {
-                        product: product.clone(),
-                    }],
-                    product,
-                ))
+                (vec![ProductEvent::Updated { product }], ())
             }
-            ProductCommand::Get => Ok((
-                vec![],
-                state.clone().ok_or(DomainError::NotFound("product"))?,
-            )),
-        }
+            ProductCommand::Get => (vec![], ()),
+            ProductCommand::Hold { order_id, quantity } => {
+                let p = product(state)?;
+                if state.held.contains_key(&order_id) {
+                    (vec![], ())
+                } else if !p.active {
+                    return Err(DomainError::Conflict {
+                        code: "product_unavailable",
+                        message: format!("{} is no longer sold", p.name),
+                    });
+                } else if quantity == 0 || p.stock < quantity {
+                    return Err(DomainError::Conflict {
+                        code: "out_of_stock",
+                        message: format!("only {} of {} left", p.stock, p.name),
+                    });
+                } else {
+                    (vec![ProductEvent::StockHeld { order_id, quantity }], ())
+                }
+            }
+            ProductCommand::Release { order_id } => {
+                product(state)?;
+                match state.held.get(&order_id) {
+                    Some(q) => (vec![ProductEvent::StockReleased { order_id, quantity: *q }], ()),
+                    None => (vec![], ()),
+                }
+            }
+            ProductCommand::Consume { order_id } => {
+                product(state)?;
+                match state.held.get(&order_id) {
+                    Some(q) => (vec![ProductEvent::StockConsumed { order_id, quantity: *q }], ()),
+                    None => (vec![], ()),
+                }
+            }
+        };
+        let next = Self::evolve(state, &events);
+        let reply = next.product.clone().ok_or(DomainError::NotFound("product"))?;
+        Ok((events, reply))
     }
 
-    fn apply(state: &mut Option<Product>, event: &ProductEvent) {
+    fn apply(state: &mut ProductState, event: &ProductEvent) {
         match event {
             ProductEvent::Created { product } | ProductEvent::Updated { product } => {
-                *state = Some(product.clone())
+                state.product = Some(product.clone())
+            }
+            ProductEvent::StockHeld { order_id, quantity } => {
+                state.held.insert(order_id.clone(), *quantity);
+                if let Some(p) = state.product.as_mut() {
+                    p.stock = p.stock.saturating_sub(*quantity);
+                }
+            }
+            ProductEvent::StockReleased { order_id, quantity } => {
+                state.held.remove(order_id);
+                if let Some(p) = state.product.as_mut() {
+                    p.stock = p.stock.saturating_add(*quantity);
+                }
+            }
+            ProductEvent::StockConsumed { order_id, .. } => {
+                state.held.remove(order_id);
             }
         }
     }
 
-    fn index(id: &str, state: &Option<Product>, _events: &[ProductEvent]) -> Vec<IndexOp> {
-        record_row(PRODUCTS_TABLE, id, Self::VERSION, state.as_ref())
+    fn index(id: &str, state: &ProductState, _events: &[ProductEvent]) -> Vec<IndexOp> {
+        record_row(PRODUCTS_TABLE, id, Self::VERSION, state.product.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+    use chrono::Utc;
+
+    fn created(stock: u64) -> ProductState {
+        let caller = Caller { user_id: "m".into(), role: Role::Merchant };
+        let now = Utc::now();
+        let shop = Shop {
+            id: "s".into(),
+            owner_id: "m".into(),
+            name: "S".into(),
+            location: crate::domain::GeoPoint { lat: 0.0, lng: 0.0 },
+            address: "a".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        let input = ProductInput { name: "Mat".into(), category: "yoga".into(), price: 100, currency: "VND".into(), stock, weight_grams: 1 };
+        run(&ProductState::default(), ProductCommand::Create { caller, shop, input }).unwrap()
+    }
+
+    fn run(state: &ProductState, cmd: ProductCommand) -> Result<ProductState, DomainError> {
+        let (events, _) = ProductEntity::decide(state, cmd, &Ctx { id: "p", now: Utc::now() })?;
+        Ok(ProductEntity::evolve(state, &events))
+    }
+
+    fn hold(order: &str, q: u64) -> ProductCommand {
+        ProductCommand::Hold { order_id: order.into(), quantity: q }
+    }
+
+    #[test]
+    fn holds_never_exceed_stock_and_are_idempotent() {
+        let s = created(3);
+        let s = run(&s, hold("o1", 2)).unwrap();
+        assert_eq!(s.product.as_ref().unwrap().stock, 1);
+        let again = run(&s, hold("o1", 2)).unwrap();
+        assert_eq!(again, s, "holding twice for one order counts once");
+        assert!(matches!(run(&s, hold("o2", 2)), Err(DomainError::Conflict { code: "out_of_stock", .. })));
+        assert!(matches!(run(&s, hold("o2", 0)), Err(DomainError::Conflict { code: "out_of_stock", .. })));
+        let s = run(&s, ProductCommand::Release { order_id: "o1".into() }).unwrap();
+        assert_eq!(s.product.as_ref().unwrap().stock, 3);
+        assert_eq!(run(&s, ProductCommand::Release { order_id: "o1".into() }).unwrap(), s, "release is idempotent");
+        let s = run(&s, hold("o3", 3)).unwrap();
+        let s = run(&s, ProductCommand::Consume { order_id: "o3".into() }).unwrap();
+        assert_eq!((s.product.as_ref().unwrap().stock, s.held.len()), (0, 0), "consumed stock does not come back");
     }
 }
