@@ -18,7 +18,8 @@ use crate::config::Settings;
 use crate::http::server::{serve, ServeOptions};
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
-use crate::service::Services;
+use crate::service::commerce::CommerceConfig;
+use crate::service::{SandboxConfig, Services};
 use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::Store;
 use crate::ws::bus::Bus;
@@ -88,8 +89,33 @@ impl Application {
             bus: Arc::new(Bus::new(1024)),
             instance: uuid::Uuid::new_v4().simple().to_string(),
         };
+        let listener = TcpListener::bind(&settings.addr)
+            .await
+            .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
+        let commerce = CommerceConfig {
+            fees: settings.fee_table(),
+            tax_bps: settings.tax_rate_bps,
+            payment_timeout: chrono::Duration::seconds(settings.payment_timeout_secs as i64),
+            return_window_secs: settings.return_window_secs,
+        };
+        let sandbox = SandboxConfig {
+            secret: match &settings.sandbox_webhook_secret {
+                Some(s) => s.as_bytes().to_vec(),
+                None => derive_secret(&secret, b"sandbox-webhook"),
+            },
+            public_url: settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            webhook_addr: local,
+        };
         let services = Arc::new(
-            Services::start(rt, hasher, jwt)
+            Services::start(rt, hasher, jwt, commerce, sandbox)
                 .await
                 .map_err(|e| BuildError::Startup(e.to_string()))?,
         );
@@ -99,9 +125,6 @@ impl Application {
                 .await
                 .map_err(|e| BuildError::Startup(format!("bootstrap admin: {e}")))?;
         }
-        let listener = TcpListener::bind(&settings.addr)
-            .await
-            .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let state = AppState {
             services,
@@ -136,6 +159,10 @@ impl Application {
             max_connections: self.settings.max_connections,
             grace: Duration::from_secs(self.settings.shutdown_grace_secs),
         };
+        let scheduler = tokio::spawn(self.state.services.clone().run_scheduler(
+            Duration::from_millis(self.settings.timer_interval_ms),
+            self.state.shutdown.clone(),
+        ));
         let flag = self.state.shutting_down.clone();
         let sessions = self.shutdown_tx;
         let signal = async move {
@@ -145,10 +172,19 @@ impl Application {
             tracing::info!("shutdown: no longer accepting connections");
         };
         serve(self.listener, app, opts, signal).await;
+        let _ = scheduler.await;
         self.state.services.shutdown().await;
         self.store.close().await;
         tracing::info!("shutdown complete: journal flushed");
     }
+}
+
+/// A secret for another purpose, derived from `root` (HMAC-SHA256).
+fn derive_secret(root: &[u8], purpose: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(root).expect("any key length");
+    mac.update(purpose);
+    hex::encode(mac.finalize().into_bytes()).into_bytes()
 }
 
 /// The configured JWT secret, or the one kept in `data_dir/jwt.secret`

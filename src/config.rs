@@ -8,6 +8,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::pricing::{check_fee_table, FeeTable};
+
 /// Every setting, with its default. Keys are flat so that a TOML key, an
 /// environment variable (`SURGE_` + upper-cased key) and the README table
 /// line up one to one.
@@ -54,6 +56,27 @@ pub struct Settings {
     pub hash_queue: usize,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
     pub log: String,
+    /// Base URL customers reach this server at (payment page links).
+    /// Default: `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// Tax on (subtotal − discount), in basis points (1000 = 10 %).
+    pub tax_rate_bps: u32,
+    /// An online payment not made within this time cancels the order.
+    pub payment_timeout_secs: u64,
+    /// How long after delivery a return may be requested; escrow is
+    /// released to the shop when it ends.
+    pub return_window_secs: u64,
+    /// Shipping fee by distance: `[[max_km, fee], …]`, ascending.
+    pub shipping_distance_fees: Vec<(f64, u64)>,
+    /// Shipping surcharge by weight: `[[max_grams, fee], …]`, ascending.
+    pub shipping_weight_fees: Vec<(u64, u64)>,
+    /// Surcharge per started kilogram above the last weight bracket.
+    pub shipping_fee_per_extra_kg: u64,
+    /// Secret of the sandbox gateway's webhook signatures. Default:
+    /// derived from the JWT secret.
+    pub sandbox_webhook_secret: Option<String>,
+    /// How often due order timers are checked.
+    pub timer_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -83,6 +106,15 @@ impl Default for Settings {
                 .unwrap_or(2),
             hash_queue: 256,
             log: "info".into(),
+            public_url: None,
+            tax_rate_bps: 0,
+            payment_timeout_secs: 15 * 60,
+            return_window_secs: 7 * 24 * 3600,
+            shipping_distance_fees: FeeTable::default().distance,
+            shipping_weight_fees: FeeTable::default().weight,
+            shipping_fee_per_extra_kg: FeeTable::default().per_extra_kg,
+            sandbox_webhook_secret: None,
+            timer_interval_ms: 200,
         }
     }
 }
@@ -112,6 +144,15 @@ pub const KEYS: &[&str] = &[
     "hash_concurrency",
     "hash_queue",
     "log",
+    "public_url",
+    "tax_rate_bps",
+    "payment_timeout_secs",
+    "return_window_secs",
+    "shipping_distance_fees",
+    "shipping_weight_fees",
+    "shipping_fee_per_extra_kg",
+    "sandbox_webhook_secret",
+    "timer_interval_ms",
 ];
 
 /// Values given as command-line flags (highest precedence).
@@ -175,7 +216,26 @@ impl Settings {
                     .into(),
             ));
         }
+        check_fee_table(&self.fee_table()).map_err(ConfigError)?;
+        if self.tax_rate_bps > 10_000 {
+            return Err(ConfigError(
+                "tax_rate_bps must be at most 10000 (100 %)".into(),
+            ));
+        }
+        if self.timer_interval_ms == 0 || self.payment_timeout_secs == 0 {
+            return Err(ConfigError(
+                "timer_interval_ms and payment_timeout_secs must be positive".into(),
+            ));
+        }
         Ok(())
+    }
+
+    pub fn fee_table(&self) -> FeeTable {
+        FeeTable {
+            distance: self.shipping_distance_fees.clone(),
+            weight: self.shipping_weight_fees.clone(),
+            per_extra_kg: self.shipping_fee_per_extra_kg,
+        }
     }
 }
 

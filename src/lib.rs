@@ -15,6 +15,7 @@
 //! - [`http`]: the axum edge: routes, error shape, auth extractor, OpenAPI,
 //!   metrics, the server loop with header-read timeout and graceful shutdown.
 //! - [`ws`]: live updates: the topic bus and the WebSocket gateway.
+//! - [`payments`]: payment providers (cod, sandbox) and webhook signatures.
 //! - [`metrics`]: the Prometheus registry.
 
 pub mod actors;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod payments;
 pub mod service;
 pub mod store;
 pub mod ws;

@@ -37,7 +37,12 @@ pub struct Coupon {
 
 impl Coupon {
     pub fn rule(&self) -> CouponRule {
-        CouponRule { kind: self.kind, value: self.value, min_spend: self.min_spend, expires_at: self.expires_at }
+        CouponRule {
+            kind: self.kind,
+            value: self.value,
+            min_spend: self.min_spend,
+            expires_at: self.expires_at,
+        }
     }
 }
 
@@ -59,11 +64,17 @@ pub struct CouponInput {
 /// Upper-cases a code and checks its shape: 3–32 of A–Z, 0–9, `-`, `_`.
 pub fn normalize_code(raw: &str) -> Result<String, DomainError> {
     let code = raw.trim().to_ascii_uppercase();
-    let ok = (3..=32).contains(&code.len()) && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = (3..=32).contains(&code.len())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(code)
     } else {
-        Err(DomainError::invalid("code", "a coupon code is 3 to 32 letters, digits, '-' or '_'"))
+        Err(DomainError::invalid(
+            "code",
+            "a coupon code is 3 to 32 letters, digits, '-' or '_'",
+        ))
     }
 }
 
@@ -84,13 +95,26 @@ pub enum CouponEvent {
 }
 
 pub enum CouponCommand {
-    Create { caller: Caller, shop: Shop, input: CouponInput },
+    Create {
+        caller: Caller,
+        shop: Shop,
+        input: CouponInput,
+    },
     Get,
     /// The discount it would give `user_id` on `eligible`, without using it.
-    Quote { user_id: String, eligible: u64 },
+    Quote {
+        user_id: String,
+        eligible: u64,
+    },
     /// Use it for `order_id`; answers the discount.
-    Redeem { user_id: String, order_id: String, eligible: u64 },
-    Release { order_id: String },
+    Redeem {
+        user_id: String,
+        order_id: String,
+        eligible: u64,
+    },
+    Release {
+        order_id: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -103,10 +127,18 @@ fn coupon(state: &CouponState) -> Result<&Coupon, DomainError> {
     state.coupon.as_ref().ok_or(DomainError::NotFound("coupon"))
 }
 
-fn usable(state: &CouponState, user_id: &str, eligible: u64, now: DateTime<Utc>) -> Result<u64, DomainError> {
+fn usable(
+    state: &CouponState,
+    user_id: &str,
+    eligible: u64,
+    now: DateTime<Utc>,
+) -> Result<u64, DomainError> {
     let c = coupon(state)?;
     if c.global_limit.is_some_and(|g| c.used >= g) {
-        return Err(DomainError::Conflict { code: "coupon_exhausted", message: "this coupon has been used up".into() });
+        return Err(DomainError::Conflict {
+            code: "coupon_exhausted",
+            message: "this coupon has been used up".into(),
+        });
     }
     if state.per_user.get(user_id).copied().unwrap_or(0) >= c.per_user_limit {
         return Err(DomainError::Conflict {
@@ -125,21 +157,46 @@ impl Entity for CouponEntity {
     type Reply = CouponReply;
     type Rejection = DomainError;
 
-    fn decide(state: &CouponState, cmd: CouponCommand, ctx: &Ctx<'_>) -> Result<(Vec<CouponEvent>, CouponReply), DomainError> {
+    fn decide(
+        state: &CouponState,
+        cmd: CouponCommand,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<CouponEvent>, CouponReply), DomainError> {
         let (events, discount) = match cmd {
-            CouponCommand::Create { caller, shop, input } => {
+            CouponCommand::Create {
+                caller,
+                shop,
+                input,
+            } => {
                 if state.coupon.is_some() {
-                    return Err(DomainError::Conflict { code: "coupon_code_taken", message: "this coupon code is taken".into() });
+                    return Err(DomainError::Conflict {
+                        code: "coupon_code_taken",
+                        message: "this coupon code is taken".into(),
+                    });
                 }
                 caller.ensure_owner(&shop.owner_id, "shop")?;
-                let rule = CouponRule { kind: input.kind, value: input.value, min_spend: input.min_spend, expires_at: input.expires_at };
+                let rule = CouponRule {
+                    kind: input.kind,
+                    value: input.value,
+                    min_spend: input.min_spend,
+                    expires_at: input.expires_at,
+                };
                 check_coupon_rule(&rule, ctx.now)?;
                 let per_user_limit = input.per_user_limit.unwrap_or(1);
                 if per_user_limit == 0 {
-                    return Err(DomainError::invalid("per_user_limit", "per_user_limit must be at least 1"));
+                    return Err(DomainError::invalid(
+                        "per_user_limit",
+                        "per_user_limit must be at least 1",
+                    ));
                 }
-                if input.global_limit.is_some_and(|g| g == 0 || g > MAX_GLOBAL_LIMIT) {
-                    return Err(DomainError::invalid("global_limit", format!("global_limit must be between 1 and {MAX_GLOBAL_LIMIT}")));
+                if input
+                    .global_limit
+                    .is_some_and(|g| g == 0 || g > MAX_GLOBAL_LIMIT)
+                {
+                    return Err(DomainError::invalid(
+                        "global_limit",
+                        format!("global_limit must be between 1 and {MAX_GLOBAL_LIMIT}"),
+                    ));
                 }
                 let coupon = Coupon {
                     code: ctx.id.to_owned(),
@@ -157,10 +214,19 @@ impl Entity for CouponEntity {
                 (vec![CouponEvent::Created { coupon }], 0)
             }
             CouponCommand::Get => (vec![], 0),
-            CouponCommand::Quote { user_id, eligible } => (vec![], usable(state, &user_id, eligible, ctx.now)?),
-            CouponCommand::Redeem { user_id, order_id, eligible } => {
+            CouponCommand::Quote { user_id, eligible } => {
+                (vec![], usable(state, &user_id, eligible, ctx.now)?)
+            }
+            CouponCommand::Redeem {
+                user_id,
+                order_id,
+                eligible,
+            } => {
                 if state.redemptions.contains_key(&order_id) {
-                    (vec![], discount(&coupon(state)?.rule(), eligible, ctx.now).unwrap_or(0))
+                    (
+                        vec![],
+                        discount(&coupon(state)?.rule(), eligible, ctx.now).unwrap_or(0),
+                    )
                 } else {
                     let off = usable(state, &user_id, eligible, ctx.now)?;
                     (vec![CouponEvent::Redeemed { order_id, user_id }], off)
@@ -213,7 +279,14 @@ mod tests {
     use crate::domain::Role;
 
     fn run(state: &CouponState, cmd: CouponCommand) -> Result<(CouponState, u64), DomainError> {
-        let (events, reply) = CouponEntity::decide(state, cmd, &Ctx { id: "SAVE10", now: Utc::now() })?;
+        let (events, reply) = CouponEntity::decide(
+            state,
+            cmd,
+            &Ctx {
+                id: "SAVE10",
+                now: Utc::now(),
+            },
+        )?;
         Ok((CouponEntity::evolve(state, &events), reply.discount))
     }
 
@@ -237,11 +310,27 @@ mod tests {
             per_user_limit: Some(per_user),
             global_limit: global,
         };
-        run(&CouponState::default(), CouponCommand::Create { caller: Caller { user_id: "m".into(), role: Role::Merchant }, shop, input }).unwrap().0
+        run(
+            &CouponState::default(),
+            CouponCommand::Create {
+                caller: Caller {
+                    user_id: "m".into(),
+                    role: Role::Merchant,
+                },
+                shop,
+                input,
+            },
+        )
+        .unwrap()
+        .0
     }
 
     fn redeem(user: &str, order: &str) -> CouponCommand {
-        CouponCommand::Redeem { user_id: user.into(), order_id: order.into(), eligible: 1000 }
+        CouponCommand::Redeem {
+            user_id: user.into(),
+            order_id: order.into(),
+            eligible: 1000,
+        }
     }
 
     #[test]
@@ -251,12 +340,33 @@ mod tests {
         assert_eq!(off, 100);
         let (again, _) = run(&s, redeem("u1", "o1")).unwrap();
         assert_eq!(again, s, "the same order redeems once");
-        assert!(matches!(run(&s, redeem("u1", "o2")), Err(DomainError::Conflict { code: "coupon_limit_reached", .. })));
+        assert!(matches!(
+            run(&s, redeem("u1", "o2")),
+            Err(DomainError::Conflict {
+                code: "coupon_limit_reached",
+                ..
+            })
+        ));
         let (s, _) = run(&s, redeem("u2", "o3")).unwrap();
-        assert!(matches!(run(&s, redeem("u3", "o4")), Err(DomainError::Conflict { code: "coupon_exhausted", .. })));
-        let (s, _) = run(&s, CouponCommand::Release { order_id: "o3".into() }).unwrap();
+        assert!(matches!(
+            run(&s, redeem("u3", "o4")),
+            Err(DomainError::Conflict {
+                code: "coupon_exhausted",
+                ..
+            })
+        ));
+        let (s, _) = run(
+            &s,
+            CouponCommand::Release {
+                order_id: "o3".into(),
+            },
+        )
+        .unwrap();
         assert_eq!(s.coupon.as_ref().unwrap().used, 1);
-        assert!(run(&s, redeem("u3", "o4")).is_ok(), "a released use is available again");
+        assert!(
+            run(&s, redeem("u3", "o4")).is_ok(),
+            "a released use is available again"
+        );
         assert!(normalize_code("ab").is_err());
         assert_eq!(normalize_code(" summer-25 ").unwrap(), "SUMMER-25");
     }

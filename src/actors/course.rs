@@ -111,7 +111,12 @@ impl Entity for CourseEntity {
         }
     }
 
-    fn index(id: &str, state: &Option<Course>, _events: &[CourseEvent]) -> Vec<IndexOp> {
+    fn index(
+        id: &str,
+        _before: &Option<Course>,
+        state: &Option<Course>,
+        _events: &[CourseEvent],
+    ) -> Vec<IndexOp> {
         record_row(COURSES_TABLE, id, Self::VERSION, state.as_ref())
     }
 }

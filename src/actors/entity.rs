@@ -44,8 +44,13 @@ pub trait Entity: Send + Sync + Sized + 'static {
     fn apply(state: &mut Self::State, event: &Self::Event);
 
     /// Read-table rows to write atomically with `events`, given the state
-    /// after them.
-    fn index(_id: &str, _state: &Self::State, _events: &[Self::Event]) -> Vec<IndexOp> {
+    /// before and after them.
+    fn index(
+        _id: &str,
+        _before: &Self::State,
+        _after: &Self::State,
+        _events: &[Self::Event],
+    ) -> Vec<IndexOp> {
         Vec::new()
     }
 
@@ -206,7 +211,7 @@ impl<E: Entity> EntityActor<E> {
             stream: st.stream.clone(),
             expected: st.seq,
             events: encoded,
-            index: E::index(&st.id, &next, &events),
+            index: E::index(&st.id, &st.state, &next, &events),
         };
         match st.shared.rt.store.append(req).await {
             Ok(seq) => {

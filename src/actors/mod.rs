@@ -7,12 +7,15 @@
 //! - `user`, `email`, `shop`, `product`, `course`, `coupon`: accounts, the
 //!   catalog and its stock, coupons.
 
+pub mod cart;
 pub mod coupon;
 pub mod course;
 pub mod email;
 pub mod entity;
+pub mod order;
 pub mod product;
 pub mod registry;
+pub mod sandbox_payment;
 pub mod shop;
 pub mod user;
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::record_row;
 use super::{Ctx, Entity};
-use crate::domain::catalog::{check_product, patch_product, Product, ProductInput, ProductPatch, Shop};
+use crate::domain::catalog::{
+    check_product, patch_product, Product, ProductInput, ProductPatch, Shop,
+};
 use crate::domain::{Caller, DomainError};
 use crate::store::IndexOp;
 
@@ -39,19 +41,36 @@ pub enum ProductEvent {
 
 pub enum ProductCommand {
     /// Create in `shop`, which the caller must own.
-    Create { caller: Caller, shop: Shop, input: ProductInput },
-    Update { caller: Caller, patch: ProductPatch },
+    Create {
+        caller: Caller,
+        shop: Shop,
+        input: ProductInput,
+    },
+    Update {
+        caller: Caller,
+        patch: ProductPatch,
+    },
     Get,
     /// Hold `quantity` for `order_id` (409 `out_of_stock` if not available).
-    Hold { order_id: String, quantity: u64 },
+    Hold {
+        order_id: String,
+        quantity: u64,
+    },
     /// Give an order's held stock back.
-    Release { order_id: String },
+    Release {
+        order_id: String,
+    },
     /// The order was delivered: its held stock is sold.
-    Consume { order_id: String },
+    Consume {
+        order_id: String,
+    },
 }
 
 fn product(state: &ProductState) -> Result<&Product, DomainError> {
-    state.product.as_ref().ok_or(DomainError::NotFound("product"))
+    state
+        .product
+        .as_ref()
+        .ok_or(DomainError::NotFound("product"))
 }
 
 impl Entity for ProductEntity {
@@ -68,7 +87,11 @@ impl Entity for ProductEntity {
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<ProductEvent>, Product), DomainError> {
         let (events, _) = match cmd {
-            ProductCommand::Create { caller, shop, input } => {
+            ProductCommand::Create {
+                caller,
+                shop,
+                input,
+            } => {
                 if state.product.is_some() {
                     return Err(DomainError::Conflict {
                         code: "already_exists",
@@ -132,20 +155,35 @@ impl Entity for ProductEntity {
             ProductCommand::Release { order_id } => {
                 product(state)?;
                 match state.held.get(&order_id) {
-                    Some(q) => (vec![ProductEvent::StockReleased { order_id, quantity: *q }], ()),
+                    Some(q) => (
+                        vec![ProductEvent::StockReleased {
+                            order_id,
+                            quantity: *q,
+                        }],
+                        (),
+                    ),
                     None => (vec![], ()),
                 }
             }
             ProductCommand::Consume { order_id } => {
                 product(state)?;
                 match state.held.get(&order_id) {
-                    Some(q) => (vec![ProductEvent::StockConsumed { order_id, quantity: *q }], ()),
+                    Some(q) => (
+                        vec![ProductEvent::StockConsumed {
+                            order_id,
+                            quantity: *q,
+                        }],
+                        (),
+                    ),
                     None => (vec![], ()),
                 }
             }
         };
         let next = Self::evolve(state, &events);
-        let reply = next.product.clone().ok_or(DomainError::NotFound("product"))?;
+        let reply = next
+            .product
+            .clone()
+            .ok_or(DomainError::NotFound("product"))?;
         Ok((events, reply))
     }
 
@@ -172,7 +210,12 @@ impl Entity for ProductEntity {
         }
     }
 
-    fn index(id: &str, state: &ProductState, _events: &[ProductEvent]) -> Vec<IndexOp> {
+    fn index(
+        id: &str,
+        _before: &ProductState,
+        state: &ProductState,
+        _events: &[ProductEvent],
+    ) -> Vec<IndexOp> {
         record_row(PRODUCTS_TABLE, id, Self::VERSION, state.product.as_ref())
     }
 }
@@ -184,7 +227,10 @@ mod tests {
     use chrono::Utc;
 
     fn created(stock: u64) -> ProductState {
-        let caller = Caller { user_id: "m".into(), role: Role::Merchant };
+        let caller = Caller {
+            user_id: "m".into(),
+            role: Role::Merchant,
+        };
         let now = Utc::now();
         let shop = Shop {
             id: "s".into(),
@@ -195,17 +241,42 @@ mod tests {
             created_at: now,
             updated_at: now,
         };
-        let input = ProductInput { name: "Mat".into(), category: "yoga".into(), price: 100, currency: "VND".into(), stock, weight_grams: 1 };
-        run(&ProductState::default(), ProductCommand::Create { caller, shop, input }).unwrap()
+        let input = ProductInput {
+            name: "Mat".into(),
+            category: "yoga".into(),
+            price: 100,
+            currency: "VND".into(),
+            stock,
+            weight_grams: 1,
+        };
+        run(
+            &ProductState::default(),
+            ProductCommand::Create {
+                caller,
+                shop,
+                input,
+            },
+        )
+        .unwrap()
     }
 
     fn run(state: &ProductState, cmd: ProductCommand) -> Result<ProductState, DomainError> {
-        let (events, _) = ProductEntity::decide(state, cmd, &Ctx { id: "p", now: Utc::now() })?;
+        let (events, _) = ProductEntity::decide(
+            state,
+            cmd,
+            &Ctx {
+                id: "p",
+                now: Utc::now(),
+            },
+        )?;
         Ok(ProductEntity::evolve(state, &events))
     }
 
     fn hold(order: &str, q: u64) -> ProductCommand {
-        ProductCommand::Hold { order_id: order.into(), quantity: q }
+        ProductCommand::Hold {
+            order_id: order.into(),
+            quantity: q,
+        }
     }
 
     #[test]
@@ -215,13 +286,51 @@ mod tests {
         assert_eq!(s.product.as_ref().unwrap().stock, 1);
         let again = run(&s, hold("o1", 2)).unwrap();
         assert_eq!(again, s, "holding twice for one order counts once");
-        assert!(matches!(run(&s, hold("o2", 2)), Err(DomainError::Conflict { code: "out_of_stock", .. })));
-        assert!(matches!(run(&s, hold("o2", 0)), Err(DomainError::Conflict { code: "out_of_stock", .. })));
-        let s = run(&s, ProductCommand::Release { order_id: "o1".into() }).unwrap();
+        assert!(matches!(
+            run(&s, hold("o2", 2)),
+            Err(DomainError::Conflict {
+                code: "out_of_stock",
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(&s, hold("o2", 0)),
+            Err(DomainError::Conflict {
+                code: "out_of_stock",
+                ..
+            })
+        ));
+        let s = run(
+            &s,
+            ProductCommand::Release {
+                order_id: "o1".into(),
+            },
+        )
+        .unwrap();
         assert_eq!(s.product.as_ref().unwrap().stock, 3);
-        assert_eq!(run(&s, ProductCommand::Release { order_id: "o1".into() }).unwrap(), s, "release is idempotent");
+        assert_eq!(
+            run(
+                &s,
+                ProductCommand::Release {
+                    order_id: "o1".into()
+                }
+            )
+            .unwrap(),
+            s,
+            "release is idempotent"
+        );
         let s = run(&s, hold("o3", 3)).unwrap();
-        let s = run(&s, ProductCommand::Consume { order_id: "o3".into() }).unwrap();
-        assert_eq!((s.product.as_ref().unwrap().stock, s.held.len()), (0, 0), "consumed stock does not come back");
+        let s = run(
+            &s,
+            ProductCommand::Consume {
+                order_id: "o3".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (s.product.as_ref().unwrap().stock, s.held.len()),
+            (0, 0),
+            "consumed stock does not come back"
+        );
     }
 }

@@ -13,6 +13,26 @@ use super::AppState;
 use crate::domain::Role;
 use crate::service::AuthUser;
 
+/// An optional JSON body: absent when the request has no `Content-Type`.
+impl<T, S> axum::extract::OptionalFromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &S,
+    ) -> Result<Option<Self>, AppError> {
+        if !req.headers().contains_key(axum::http::header::CONTENT_TYPE) {
+            return Ok(None);
+        }
+        let Json(v) = <Json<T> as FromRequest<S>>::from_request(req, state).await?;
+        Ok(Some(Json(v)))
+    }
+}
+
 /// JSON body in and out; a bad body is a 4xx in the error shape.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(AppError))]

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod commerce;
 pub mod error;
 pub mod extract;
 pub mod ops;
@@ -43,7 +44,7 @@ pub struct AppState {
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -81,11 +82,49 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(catalog::list_products))
         .routes(routes!(catalog::create_course, catalog::list_courses))
         .routes(routes!(catalog::get_course, catalog::update_course))
+        .routes(routes!(commerce::get_cart))
+        .routes(routes!(commerce::add_item))
+        .routes(routes!(commerce::set_item, commerce::remove_item))
+        .routes(routes!(commerce::clear_cart))
+        .routes(routes!(commerce::calculate_total))
+        .routes(routes!(commerce::apply_coupon))
+        .routes(routes!(commerce::remove_coupon))
+        .routes(routes!(commerce::save_cart))
+        .routes(routes!(commerce::saved_carts))
+        .routes(routes!(commerce::restore_cart))
+        .routes(routes!(commerce::create_coupon))
+        .routes(routes!(commerce::get_coupon))
+        .routes(routes!(commerce::checkout, commerce::list_orders))
+        .routes(routes!(commerce::get_order))
+        .routes(routes!(commerce::order_timeline))
+        .routes(routes!(commerce::cancel_order))
+        .routes(routes!(commerce::confirm_order))
+        .routes(routes!(commerce::return_order))
+        .routes(routes!(commerce::receive_return))
+        .routes(routes!(commerce::shipping_status))
+        .routes(routes!(commerce::shipping_calculate))
+        .routes(routes!(commerce::shop_orders))
+        .routes(routes!(commerce::shop_revenue))
+        .routes(routes!(commerce::webhook))
+        .routes(routes!(commerce::payment_history))
+        .routes(routes!(commerce::get_payment))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .split_for_parts();
     api.route("/api/v1/ws", axum::routing::get(crate::ws::handler))
+        .route(
+            "/payments/sandbox/{reference}",
+            axum::routing::get(commerce::sandbox_page),
+        )
+        .route(
+            "/payments/sandbox/{reference}/pay",
+            axum::routing::post(commerce::sandbox_pay),
+        )
+        .route(
+            "/payments/sandbox/{reference}/fail",
+            axum::routing::post(commerce::sandbox_fail),
+        )
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

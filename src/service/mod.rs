@@ -5,20 +5,27 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod commerce;
 
 use std::sync::Arc;
 
+use crate::actors::cart::CartEntity;
+use crate::actors::coupon::CouponEntity;
 use crate::actors::course::CourseEntity;
 use crate::actors::email::EmailClaim;
 use crate::actors::entity::stream_id;
+use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::shop::ShopEntity;
 use crate::actors::user::User;
 use crate::actors::{CallError, Entity, Registry, Runtime};
 use crate::auth::{HashError, JwtKeys, PasswordHasher};
 use crate::domain::DomainError;
+use crate::payments::sandbox::Sandbox;
+use crate::payments::{Cod, Providers};
 use crate::store::{Store, StoreError};
 use crate::ws::bus::Bus;
+use commerce::CommerceConfig;
 
 pub use auth::{AuthUser, TokenPair};
 
@@ -66,6 +73,14 @@ pub struct Services {
     pub shops: Registry<ShopEntity>,
     pub products: Registry<ProductEntity>,
     pub courses: Registry<CourseEntity>,
+    pub carts: Registry<CartEntity>,
+    pub coupons: Registry<CouponEntity>,
+    pub orders: Registry<OrderEntity>,
+    /// Configured payment providers by name.
+    pub providers: Providers,
+    /// The sandbox gateway (its hosted page needs it directly).
+    pub sandbox: Arc<Sandbox>,
+    pub commerce: CommerceConfig,
     pub store: Arc<dyn Store>,
     pub bus: Arc<Bus>,
     pub hasher: PasswordHasher,
@@ -77,9 +92,26 @@ impl Services {
         rt: Runtime,
         hasher: PasswordHasher,
         jwt: JwtKeys,
+        commerce: CommerceConfig,
+        sandbox: SandboxConfig,
     ) -> Result<Self, ServiceError> {
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
+        let sandbox = Arc::new(Sandbox::new(
+            Registry::start(rt.clone()).await.map_err(spawn)?,
+            sandbox.secret,
+            sandbox.public_url,
+            sandbox.webhook_addr,
+        ));
+        let providers = Providers::default()
+            .with(Arc::new(Cod))
+            .with(sandbox.clone());
         Ok(Services {
+            carts: Registry::start(rt.clone()).await.map_err(spawn)?,
+            coupons: Registry::start(rt.clone()).await.map_err(spawn)?,
+            orders: Registry::start(rt.clone()).await.map_err(spawn)?,
+            providers,
+            sandbox,
+            commerce,
             users: Registry::start(rt.clone()).await.map_err(spawn)?,
             emails: Registry::start(rt.clone()).await.map_err(spawn)?,
             shops: Registry::start(rt.clone()).await.map_err(spawn)?,
@@ -99,6 +131,10 @@ impl Services {
         self.shops.shutdown().await;
         self.products.shutdown().await;
         self.courses.shutdown().await;
+        self.carts.shutdown().await;
+        self.coupons.shutdown().await;
+        self.orders.shutdown().await;
+        self.sandbox.shutdown().await;
     }
 
     /// Whether entity `id` of kind `E` has ever been written. Lets lookups
@@ -120,6 +156,14 @@ impl Services {
             Err(DomainError::NotFound(what).into())
         }
     }
+}
+
+/// Where the sandbox gateway links customers and delivers webhooks.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub secret: Vec<u8>,
+    pub public_url: String,
+    pub webhook_addr: std::net::SocketAddr,
 }
 
 /// A new, time-ordered entity id.

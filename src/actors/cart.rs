@@ -1,0 +1,416 @@
+//! The cart entity: one actor per customer (id = user id). It keeps item
+//! quantities and the applied coupon code (prices are read fresh from the
+//! products when totals are computed), saved carts, and the record of
+//! checkouts by idempotency key, so a retried checkout finds its orders.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Ctx, Entity};
+use crate::domain::DomainError;
+
+pub const MAX_ITEMS: usize = 50;
+pub const MAX_QUANTITY: u32 = 1_000;
+pub const MAX_SAVED: usize = 10;
+/// Checkouts remembered for idempotency.
+pub const MAX_CHECKOUTS: usize = 20;
+
+pub struct CartEntity;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CartItem {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SavedCart {
+    pub id: String,
+    pub items: Vec<CartItem>,
+    pub coupon: Option<String>,
+    pub saved_at: DateTime<Utc>,
+}
+
+/// One order a checkout creates: the shop and the order id chosen for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedOrder {
+    pub shop_id: String,
+    pub order_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkout {
+    pub key: String,
+    pub items: Vec<CartItem>,
+    pub coupon: Option<String>,
+    pub orders: Vec<PlannedOrder>,
+    pub completed: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CartState {
+    pub items: Vec<CartItem>,
+    pub coupon: Option<String>,
+    pub saved: Vec<SavedCart>,
+    /// Newest last; at most `MAX_CHECKOUTS`.
+    pub checkouts: VecDeque<Checkout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CartEvent {
+    ItemSet { product_id: String, quantity: u32 },
+    ItemRemoved { product_id: String },
+    Cleared,
+    CouponApplied { code: String },
+    CouponRemoved,
+    Saved { saved: SavedCart },
+    Restored { id: String },
+    CheckoutStarted { checkout: Checkout },
+    CheckoutCompleted { key: String },
+    CheckoutAbandoned { key: String },
+}
+
+pub enum CartCommand {
+    Get,
+    /// Set a product's quantity (validated against the product by the caller).
+    SetItem {
+        product_id: String,
+        quantity: u32,
+    },
+    RemoveItem {
+        product_id: String,
+    },
+    Clear,
+    ApplyCoupon {
+        code: String,
+    },
+    RemoveCoupon,
+    Save {
+        id: String,
+    },
+    Restore {
+        id: String,
+    },
+    /// Start (or find) the checkout of `key` with the given plan.
+    BeginCheckout {
+        key: String,
+        orders: Vec<PlannedOrder>,
+    },
+    CompleteCheckout {
+        key: String,
+    },
+    AbandonCheckout {
+        key: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum CartReply {
+    Cart(CartState),
+    Checkout(Checkout),
+}
+
+impl Entity for CartEntity {
+    const KIND: &'static str = "cart";
+    type State = CartState;
+    type Command = CartCommand;
+    type Event = CartEvent;
+    type Reply = CartReply;
+    type Rejection = DomainError;
+
+    fn decide(
+        state: &CartState,
+        cmd: CartCommand,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<CartEvent>, CartReply), DomainError> {
+        let events = match cmd {
+            CartCommand::Get => vec![],
+            CartCommand::SetItem {
+                product_id,
+                quantity,
+            } => {
+                if quantity == 0 || quantity > MAX_QUANTITY {
+                    return Err(DomainError::invalid(
+                        "quantity",
+                        format!("quantity must be between 1 and {MAX_QUANTITY}"),
+                    ));
+                }
+                let present = state.items.iter().any(|i| i.product_id == product_id);
+                if !present && state.items.len() >= MAX_ITEMS {
+                    return Err(DomainError::Conflict {
+                        code: "cart_full",
+                        message: format!("a cart holds at most {MAX_ITEMS} products"),
+                    });
+                }
+                vec![CartEvent::ItemSet {
+                    product_id,
+                    quantity,
+                }]
+            }
+            CartCommand::RemoveItem { product_id } => {
+                if !state.items.iter().any(|i| i.product_id == product_id) {
+                    return Err(DomainError::NotFound("cart item"));
+                }
+                vec![CartEvent::ItemRemoved { product_id }]
+            }
+            CartCommand::Clear => vec![CartEvent::Cleared],
+            CartCommand::ApplyCoupon { code } => vec![CartEvent::CouponApplied { code }],
+            CartCommand::RemoveCoupon => match state.coupon {
+                Some(_) => vec![CartEvent::CouponRemoved],
+                None => vec![],
+            },
+            CartCommand::Save { id } => {
+                if state.items.is_empty() {
+                    return Err(DomainError::Conflict {
+                        code: "cart_empty",
+                        message: "there is nothing in the cart to save".into(),
+                    });
+                }
+                if state.saved.len() >= MAX_SAVED {
+                    return Err(DomainError::Conflict {
+                        code: "saved_carts_full",
+                        message: format!("at most {MAX_SAVED} saved carts"),
+                    });
+                }
+                let saved = SavedCart {
+                    id,
+                    items: state.items.clone(),
+                    coupon: state.coupon.clone(),
+                    saved_at: ctx.now,
+                };
+                vec![CartEvent::Saved { saved }]
+            }
+            CartCommand::Restore { id } => {
+                if !state.saved.iter().any(|s| s.id == id) {
+                    return Err(DomainError::NotFound("saved cart"));
+                }
+                vec![CartEvent::Restored { id }]
+            }
+            CartCommand::BeginCheckout { key, orders } => {
+                if let Some(existing) = state.checkouts.iter().find(|c| c.key == key) {
+                    return Ok((vec![], CartReply::Checkout(existing.clone())));
+                }
+                if state.checkouts.iter().any(|c| !c.completed) {
+                    return Err(DomainError::Conflict {
+                        code: "checkout_in_progress",
+                        message: "another checkout of this cart is in progress".into(),
+                    });
+                }
+                if state.items.is_empty() {
+                    return Err(DomainError::Conflict {
+                        code: "cart_empty",
+                        message: "the cart is empty".into(),
+                    });
+                }
+                let checkout = Checkout {
+                    key,
+                    items: state.items.clone(),
+                    coupon: state.coupon.clone(),
+                    orders,
+                    completed: false,
+                };
+                return Ok((
+                    vec![CartEvent::CheckoutStarted {
+                        checkout: checkout.clone(),
+                    }],
+                    CartReply::Checkout(checkout),
+                ));
+            }
+            CartCommand::CompleteCheckout { key } => {
+                match state.checkouts.iter().find(|c| c.key == key) {
+                    Some(c) if !c.completed => vec![CartEvent::CheckoutCompleted { key }],
+                    Some(_) => vec![],
+                    None => return Err(DomainError::NotFound("checkout")),
+                }
+            }
+            CartCommand::AbandonCheckout { key } => {
+                match state.checkouts.iter().find(|c| c.key == key) {
+                    Some(c) if !c.completed => vec![CartEvent::CheckoutAbandoned { key }],
+                    _ => vec![],
+                }
+            }
+        };
+        let next = Self::evolve(state, &events);
+        Ok((events, CartReply::Cart(next)))
+    }
+
+    fn apply(state: &mut CartState, event: &CartEvent) {
+        match event {
+            CartEvent::ItemSet {
+                product_id,
+                quantity,
+            } => match state.items.iter_mut().find(|i| &i.product_id == product_id) {
+                Some(i) => i.quantity = *quantity,
+                None => state.items.push(CartItem {
+                    product_id: product_id.clone(),
+                    quantity: *quantity,
+                }),
+            },
+            CartEvent::ItemRemoved { product_id } => {
+                state.items.retain(|i| &i.product_id != product_id)
+            }
+            CartEvent::Cleared => {
+                state.items.clear();
+                state.coupon = None;
+            }
+            CartEvent::CouponApplied { code } => state.coupon = Some(code.clone()),
+            CartEvent::CouponRemoved => state.coupon = None,
+            CartEvent::Saved { saved } => state.saved.push(saved.clone()),
+            CartEvent::Restored { id } => {
+                if let Some(pos) = state.saved.iter().position(|s| &s.id == id) {
+                    let saved = state.saved.remove(pos);
+                    state.items = saved.items;
+                    state.coupon = saved.coupon;
+                }
+            }
+            CartEvent::CheckoutStarted { checkout } => {
+                state.checkouts.push_back(checkout.clone());
+                while state.checkouts.len() > MAX_CHECKOUTS {
+                    state.checkouts.pop_front();
+                }
+            }
+            CartEvent::CheckoutCompleted { key } => {
+                if let Some(c) = state.checkouts.iter_mut().find(|c| &c.key == key) {
+                    c.completed = true;
+                    // Only what was checked out leaves the cart.
+                    let bought = c.items.clone();
+                    state
+                        .items
+                        .retain(|i| !bought.iter().any(|b| b.product_id == i.product_id));
+                    state.coupon = None;
+                }
+            }
+            CartEvent::CheckoutAbandoned { key } => state.checkouts.retain(|c| &c.key != key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(state: &CartState, cmd: CartCommand) -> Result<(CartState, CartReply), DomainError> {
+        let (events, reply) = CartEntity::decide(
+            state,
+            cmd,
+            &Ctx {
+                id: "u",
+                now: Utc::now(),
+            },
+        )?;
+        Ok((CartEntity::evolve(state, &events), reply))
+    }
+
+    fn set(p: &str, q: u32) -> CartCommand {
+        CartCommand::SetItem {
+            product_id: p.into(),
+            quantity: q,
+        }
+    }
+
+    #[test]
+    fn checkouts_are_idempotent_by_key_and_exclusive() {
+        let (s, _) = run(&CartState::default(), set("p1", 2)).unwrap();
+        let plan = vec![PlannedOrder {
+            shop_id: "s".into(),
+            order_id: "o1".into(),
+        }];
+        let (s, r) = run(
+            &s,
+            CartCommand::BeginCheckout {
+                key: "k".into(),
+                orders: plan.clone(),
+            },
+        )
+        .unwrap();
+        assert!(matches!(r, CartReply::Checkout(c) if c.orders == plan));
+        let other = vec![PlannedOrder {
+            shop_id: "s".into(),
+            order_id: "o2".into(),
+        }];
+        let (_, r) = run(
+            &s,
+            CartCommand::BeginCheckout {
+                key: "k".into(),
+                orders: other.clone(),
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(r, CartReply::Checkout(c) if c.orders == plan),
+            "the same key finds the first plan"
+        );
+        assert!(matches!(
+            run(
+                &s,
+                CartCommand::BeginCheckout {
+                    key: "k2".into(),
+                    orders: other
+                }
+            ),
+            Err(DomainError::Conflict {
+                code: "checkout_in_progress",
+                ..
+            })
+        ));
+        let (s, _) = run(&s, set("p2", 1)).unwrap();
+        let (s, _) = run(&s, CartCommand::CompleteCheckout { key: "k".into() }).unwrap();
+        assert_eq!(
+            s.items,
+            vec![CartItem {
+                product_id: "p2".into(),
+                quantity: 1
+            }],
+            "items added during checkout stay"
+        );
+    }
+
+    #[test]
+    fn quantities_and_bounds() {
+        assert!(run(&CartState::default(), set("p", 0)).is_err());
+        assert!(run(&CartState::default(), set("p", MAX_QUANTITY + 1)).is_err());
+        let mut s = CartState::default();
+        for i in 0..MAX_ITEMS {
+            s = run(&s, set(&format!("p{i}"), 1)).unwrap().0;
+        }
+        assert!(matches!(
+            run(&s, set("extra", 1)),
+            Err(DomainError::Conflict {
+                code: "cart_full",
+                ..
+            })
+        ));
+        assert!(
+            run(&s, set("p0", 5)).is_ok(),
+            "changing a present item is fine when full"
+        );
+    }
+
+    #[test]
+    fn save_and_restore() {
+        let (s, _) = run(&CartState::default(), set("p", 2)).unwrap();
+        let (s, _) = run(
+            &s,
+            CartCommand::Save {
+                id: "saved1".into(),
+            },
+        )
+        .unwrap();
+        let (s, _) = run(&s, CartCommand::Clear).unwrap();
+        assert!(s.items.is_empty());
+        let (s, _) = run(
+            &s,
+            CartCommand::Restore {
+                id: "saved1".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.items.len(), 1);
+        assert!(s.saved.is_empty());
+        assert!(run(&s, CartCommand::Restore { id: "nope".into() }).is_err());
+    }
+}

@@ -1,0 +1,622 @@
+//! The order entity: one actor per order. It owns the lifecycle (the pure
+//! state machine in `domain::order`), the payment record, escrow, and the
+//! follow-up work an order still owes: releasing or consuming held stock,
+//! giving a coupon use back, refunding, releasing escrow, timing out an
+//! unpaid order. That work is the order's *next action*; its due time is
+//! kept in the `timers` read table, written atomically with the events that
+//! change it, so the scheduler finds it again after a restart.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Ctx, Entity};
+use crate::domain::order::{transition, OrderStatus, Party, Step};
+use crate::domain::pricing::{Line, Totals};
+use crate::domain::user::Address;
+use crate::domain::{Caller, DomainError, Role};
+use crate::store::{codec, IndexOp};
+
+/// Read table: `{due_ms:020}|{order_id}` → empty. Scanned in key order.
+pub const TIMERS_TABLE: &str = "timers";
+/// Read table: `{customer}|{inverted created ms}|{order}` → encoded order.
+pub const ORDERS_BY_CUSTOMER: &str = "orders_by_customer";
+/// Read table: `{shop}|{inverted created ms}|{order}` → encoded order.
+pub const ORDERS_BY_SHOP: &str = "orders_by_shop";
+/// Webhook event ids remembered per order for deduplication.
+pub const MAX_SEEN_EVENTS: usize = 64;
+
+pub struct OrderEntity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Waiting for the gateway.
+    Pending,
+    Paid,
+    Refunded,
+    /// Cash on delivery, not yet collected.
+    DueOnDelivery,
+    /// Cash on delivery, collected.
+    Collected,
+    /// Never paid; the order was cancelled.
+    Voided,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Payment {
+    pub id: String,
+    pub provider: String,
+    pub status: PaymentStatus,
+    pub amount: u64,
+    pub currency: String,
+    /// Where the customer pays (hosted payment page), for online providers.
+    pub checkout_url: Option<String>,
+    /// The provider's reference for this payment.
+    pub reference: String,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub refund_reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EscrowStatus {
+    /// Nothing held (cash on delivery, or not paid yet).
+    None,
+    /// Paid money held for the shop.
+    Held,
+    /// Paid out to the shop (delivered, return window over).
+    Released,
+    /// Given back to the customer.
+    Refunded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StockStatus {
+    Held,
+    Released,
+    Consumed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    /// What happened: a status name, or `payment_received`, `escrow_released`…
+    pub event: String,
+    pub status: OrderStatus,
+    pub by: Party,
+    pub actor_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Order {
+    pub id: String,
+    pub customer_id: String,
+    pub shop_id: String,
+    pub merchant_id: String,
+    pub lines: Vec<Line>,
+    pub coupon: Option<String>,
+    pub currency: String,
+    pub totals: Totals,
+    pub address: Address,
+    pub distance_km: f64,
+    pub status: OrderStatus,
+    pub payment: Payment,
+    pub escrow: EscrowStatus,
+    pub stock: StockStatus,
+    pub coupon_released: bool,
+    pub payment_deadline: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub return_deadline: Option<DateTime<Utc>>,
+    /// How long after delivery a return may be requested (seconds).
+    pub return_window_secs: u64,
+    pub timeline: Vec<TimelineEntry>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    pub fn is_cod(&self) -> bool {
+        self.payment.provider == "cod"
+    }
+
+    /// Which party `caller` is to this order, if any.
+    pub fn party_of(&self, caller: &Caller) -> Option<Party> {
+        if caller.role == Role::Admin {
+            Some(Party::Admin)
+        } else if caller.user_id == self.merchant_id {
+            Some(Party::Merchant)
+        } else if caller.user_id == self.customer_id {
+            Some(Party::Customer)
+        } else {
+            None
+        }
+    }
+}
+
+/// Work an order still owes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Unpaid at the deadline: ask the provider, then mark paid or cancel.
+    PaymentTimeout,
+    /// Cancelled: give held stock and the coupon use back.
+    ReleaseStock,
+    /// Delivered: the held stock is sold.
+    ConsumeStock,
+    /// Paid money must go back (cancelled after paying, or returned).
+    Refund,
+    /// Delivered and the return window is over: pay the shop.
+    ReleaseEscrow,
+}
+
+/// The earliest work `order` still owes, with its due time.
+pub fn next_action(o: &Order) -> Option<(DateTime<Utc>, Action)> {
+    use OrderStatus as S;
+    let mut due: Vec<(DateTime<Utc>, Action)> = Vec::new();
+    if o.status == S::PendingPayment {
+        if let Some(d) = o.payment_deadline {
+            due.push((d, Action::PaymentTimeout));
+        }
+    }
+    if o.status == S::Cancelled
+        && (o.stock == StockStatus::Held || (o.coupon.is_some() && !o.coupon_released))
+    {
+        due.push((o.updated_at, Action::ReleaseStock));
+    }
+    let delivered = matches!(
+        o.status,
+        S::Delivered | S::ReturnRequested | S::Returned | S::Refunded
+    );
+    if delivered && o.stock == StockStatus::Held {
+        due.push((o.delivered_at.unwrap_or(o.updated_at), Action::ConsumeStock));
+    }
+    if matches!(o.status, S::Cancelled | S::Returned) && o.payment.status == PaymentStatus::Paid {
+        due.push((o.updated_at, Action::Refund));
+    }
+    if o.status == S::Delivered && o.escrow == EscrowStatus::Held {
+        due.push((
+            o.return_deadline.unwrap_or(o.updated_at),
+            Action::ReleaseEscrow,
+        ));
+    }
+    due.into_iter().min_by_key(|(at, _)| *at)
+}
+
+pub fn timer_key(due: DateTime<Utc>, order_id: &str) -> String {
+    format!("{:020}|{order_id}", due.timestamp_millis().max(0))
+}
+
+/// The order id of a `timers` row key.
+pub fn timer_order(key: &str) -> Option<(i64, &str)> {
+    let (ms, id) = key.split_once('|')?;
+    Some((ms.parse().ok()?, id))
+}
+
+fn listing_key(owner: &str, o: &Order) -> String {
+    let inverted = i64::MAX - o.created_at.timestamp_millis().max(0);
+    format!("{owner}|{inverted:020}|{}", o.id)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrderState {
+    pub order: Option<Order>,
+    /// Recently processed webhook event ids, newest last.
+    pub seen_events: VecDeque<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderEvent {
+    Placed {
+        order: Box<Order>,
+    },
+    Transitioned {
+        step: Step,
+        to: OrderStatus,
+        by: Party,
+        actor_id: Option<String>,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    PaymentReceived {
+        event_id: Option<String>,
+        amount: u64,
+        by: Party,
+        at: DateTime<Utc>,
+    },
+    WebhookSeen {
+        event_id: String,
+    },
+    CashCollected {
+        at: DateTime<Utc>,
+    },
+    StockReleased {
+        at: DateTime<Utc>,
+    },
+    StockConsumed {
+        at: DateTime<Utc>,
+    },
+    CouponReleased,
+    EscrowReleased {
+        at: DateTime<Utc>,
+    },
+    Refunded {
+        refund_reference: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// What a payment provider reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentReport {
+    /// The provider's event id (webhooks); `None` for a status query.
+    pub event_id: Option<String>,
+    pub amount: u64,
+    pub paid: bool,
+}
+
+pub enum OrderCommand {
+    Place {
+        order: Box<Order>,
+    },
+    /// Read, for `caller` (404 unless customer, merchant or admin).
+    Get {
+        caller: Option<Caller>,
+    },
+    /// A lifecycle step asked by a person.
+    Act {
+        caller: Caller,
+        step: Step,
+        reason: Option<String>,
+    },
+    /// A lifecycle step taken by Surge itself.
+    System {
+        step: Step,
+        reason: String,
+    },
+    /// A verified webhook or status answer from the payment provider.
+    Payment(PaymentReport),
+    StockReleased,
+    StockConsumed,
+    CouponReleased,
+    ReleaseEscrow,
+    Refunded {
+        refund_reference: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum OrderReply {
+    Order(Box<Order>),
+    /// A webhook event this order had already processed: no effect.
+    Duplicate(Box<Order>),
+}
+
+fn order(state: &OrderState) -> Result<&Order, DomainError> {
+    state.order.as_ref().ok_or(DomainError::NotFound("order"))
+}
+
+fn step_events(
+    o: &Order,
+    step: Step,
+    by: Party,
+    actor_id: Option<String>,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    let to = transition(o.status, step, by, o.is_cod())?;
+    if step == Step::RequestReturn && o.return_deadline.is_some_and(|d| now > d) {
+        return Err(DomainError::Conflict {
+            code: "return_window_closed",
+            message: "the return window for this order has closed".into(),
+        });
+    }
+    let mut events = vec![OrderEvent::Transitioned {
+        step,
+        to,
+        by,
+        actor_id,
+        reason,
+        at: now,
+    }];
+    if step == Step::Deliver && o.is_cod() {
+        events.push(OrderEvent::CashCollected { at: now });
+    }
+    Ok(events)
+}
+
+impl Entity for OrderEntity {
+    const KIND: &'static str = "order";
+    type State = OrderState;
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Reply = OrderReply;
+    type Rejection = DomainError;
+
+    fn decide(
+        state: &OrderState,
+        cmd: OrderCommand,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<OrderEvent>, OrderReply), DomainError> {
+        let now = ctx.now;
+        let events = match cmd {
+            OrderCommand::Place { order } => match &state.order {
+                Some(existing) => {
+                    return Ok((vec![], OrderReply::Order(Box::new(existing.clone()))))
+                }
+                None => vec![OrderEvent::Placed { order }],
+            },
+            OrderCommand::Get { caller } => {
+                let o = order(state)?;
+                if caller.is_some_and(|c| o.party_of(&c).is_none()) {
+                    return Err(DomainError::NotFound("order"));
+                }
+                vec![]
+            }
+            OrderCommand::Act {
+                caller,
+                step,
+                reason,
+            } => {
+                let o = order(state)?;
+                let by = o.party_of(&caller).ok_or(DomainError::NotFound("order"))?;
+                step_events(o, step, by, Some(caller.user_id), reason, now)?
+            }
+            OrderCommand::System { step, reason } => {
+                step_events(order(state)?, step, Party::System, None, Some(reason), now)?
+            }
+            OrderCommand::Payment(report) => {
+                let o = order(state)?;
+                if let Some(id) = &report.event_id {
+                    if state.seen_events.contains(id) {
+                        return Ok((vec![], OrderReply::Duplicate(Box::new(o.clone()))));
+                    }
+                }
+                if report.paid && report.amount != o.totals.total {
+                    return Err(DomainError::Conflict {
+                        code: "amount_mismatch",
+                        message: format!(
+                            "paid {} but the order total is {}",
+                            report.amount, o.totals.total
+                        ),
+                    });
+                }
+                let mut events: Vec<OrderEvent> = report
+                    .event_id
+                    .iter()
+                    .map(|id| OrderEvent::WebhookSeen {
+                        event_id: id.clone(),
+                    })
+                    .collect();
+                if report.paid && o.payment.status == PaymentStatus::Pending {
+                    events.push(OrderEvent::PaymentReceived {
+                        event_id: report.event_id.clone(),
+                        amount: report.amount,
+                        by: Party::Gateway,
+                        at: now,
+                    });
+                    if o.status == OrderStatus::PendingPayment {
+                        events.push(OrderEvent::Transitioned {
+                            step: Step::Pay,
+                            to: OrderStatus::Paid,
+                            by: Party::Gateway,
+                            actor_id: None,
+                            reason: None,
+                            at: now,
+                        });
+                    }
+                }
+                events
+            }
+            OrderCommand::StockReleased => {
+                let o = order(state)?;
+                let mut events = vec![];
+                if o.stock == StockStatus::Held {
+                    events.push(OrderEvent::StockReleased { at: now });
+                }
+                if o.coupon.is_some() && !o.coupon_released {
+                    events.push(OrderEvent::CouponReleased);
+                }
+                events
+            }
+            OrderCommand::StockConsumed => match order(state)?.stock {
+                StockStatus::Held => vec![OrderEvent::StockConsumed { at: now }],
+                _ => vec![],
+            },
+            OrderCommand::CouponReleased => match order(state)? {
+                o if o.coupon.is_some() && !o.coupon_released => vec![OrderEvent::CouponReleased],
+                _ => vec![],
+            },
+            OrderCommand::ReleaseEscrow => {
+                let o = order(state)?;
+                let due = o.return_deadline.is_some_and(|d| now >= d);
+                if o.status == OrderStatus::Delivered && o.escrow == EscrowStatus::Held && due {
+                    vec![OrderEvent::EscrowReleased { at: now }]
+                } else {
+                    vec![]
+                }
+            }
+            OrderCommand::Refunded { refund_reference } => {
+                let o = order(state)?;
+                if o.payment.status != PaymentStatus::Paid {
+                    vec![]
+                } else {
+                    let mut events = vec![OrderEvent::Refunded {
+                        refund_reference,
+                        at: now,
+                    }];
+                    if o.status == OrderStatus::Returned {
+                        events.push(OrderEvent::Transitioned {
+                            step: Step::Refund,
+                            to: OrderStatus::Refunded,
+                            by: Party::System,
+                            actor_id: None,
+                            reason: None,
+                            at: now,
+                        });
+                    }
+                    events
+                }
+            }
+        };
+        let next = Self::evolve(state, &events);
+        let o = next.order.ok_or(DomainError::NotFound("order"))?;
+        Ok((events, OrderReply::Order(Box::new(o))))
+    }
+
+    fn apply(state: &mut OrderState, event: &OrderEvent) {
+        if let OrderEvent::Placed { order } = event {
+            state.order = Some((**order).clone());
+            return;
+        }
+        if let OrderEvent::WebhookSeen { event_id } = event {
+            state.seen_events.push_back(event_id.clone());
+            while state.seen_events.len() > MAX_SEEN_EVENTS {
+                state.seen_events.pop_front();
+            }
+            return;
+        }
+        let Some(o) = state.order.as_mut() else {
+            return;
+        };
+        let note = |o: &mut Order,
+                    at: DateTime<Utc>,
+                    event: &str,
+                    by: Party,
+                    actor_id: Option<String>,
+                    reason: Option<String>| {
+            o.timeline.push(TimelineEntry {
+                at,
+                event: event.into(),
+                status: o.status,
+                by,
+                actor_id,
+                reason,
+            });
+            o.updated_at = at;
+        };
+        match event {
+            OrderEvent::Placed { .. } | OrderEvent::WebhookSeen { .. } => {}
+            OrderEvent::Transitioned {
+                step,
+                to,
+                by,
+                actor_id,
+                reason,
+                at,
+            } => {
+                o.status = *to;
+                match step {
+                    Step::Deliver => {
+                        o.delivered_at = Some(*at);
+                        o.return_deadline =
+                            Some(*at + chrono::Duration::seconds(o.return_window_secs as i64));
+                    }
+                    Step::Cancel
+                        if o.payment.status == PaymentStatus::Pending
+                            || o.payment.status == PaymentStatus::DueOnDelivery =>
+                    {
+                        o.payment.status = PaymentStatus::Voided;
+                    }
+                    _ => {}
+                }
+                // The deadline only matters while the order awaits payment.
+                o.payment_deadline = None;
+                note(o, *at, to.as_str(), *by, actor_id.clone(), reason.clone());
+            }
+            OrderEvent::PaymentReceived { amount, by, at, .. } => {
+                o.payment.status = PaymentStatus::Paid;
+                o.payment.paid_at = Some(*at);
+                o.escrow = EscrowStatus::Held;
+                o.payment_deadline = None;
+                note(
+                    o,
+                    *at,
+                    "payment_received",
+                    *by,
+                    None,
+                    Some(format!("{amount} {}", o.currency)),
+                );
+            }
+            OrderEvent::CashCollected { at } => {
+                o.payment.status = PaymentStatus::Collected;
+                o.payment.paid_at = Some(*at);
+                note(o, *at, "cash_collected", Party::System, None, None);
+            }
+            OrderEvent::StockReleased { at } => {
+                o.stock = StockStatus::Released;
+                note(o, *at, "stock_released", Party::System, None, None);
+            }
+            OrderEvent::StockConsumed { at } => {
+                o.stock = StockStatus::Consumed;
+                o.updated_at = *at;
+            }
+            OrderEvent::CouponReleased => o.coupon_released = true,
+            OrderEvent::EscrowReleased { at } => {
+                o.escrow = EscrowStatus::Released;
+                note(o, *at, "escrow_released", Party::System, None, None);
+            }
+            OrderEvent::Refunded {
+                refund_reference,
+                at,
+            } => {
+                o.payment.status = PaymentStatus::Refunded;
+                o.payment.refund_reference = Some(refund_reference.clone());
+                if o.escrow == EscrowStatus::Held {
+                    o.escrow = EscrowStatus::Refunded;
+                }
+                note(o, *at, "payment_refunded", Party::System, None, None);
+            }
+        }
+    }
+
+    fn index(
+        id: &str,
+        before: &OrderState,
+        after: &OrderState,
+        _events: &[OrderEvent],
+    ) -> Vec<IndexOp> {
+        let Some(o) = after.order.as_ref() else {
+            return vec![];
+        };
+        let mut ops = Vec::new();
+        let old = before
+            .order
+            .as_ref()
+            .and_then(next_action)
+            .map(|(at, _)| timer_key(at, id));
+        let new = next_action(o).map(|(at, _)| timer_key(at, id));
+        if old != new {
+            if let Some(key) = old {
+                ops.push(IndexOp::Delete {
+                    table: TIMERS_TABLE,
+                    key,
+                });
+            }
+            if let Some(key) = new {
+                ops.push(IndexOp::Put {
+                    table: TIMERS_TABLE,
+                    key,
+                    value: Vec::new(),
+                });
+            }
+        }
+        let value = codec::encode(Self::VERSION, o).expect("orders always encode");
+        ops.push(IndexOp::Put {
+            table: ORDERS_BY_CUSTOMER,
+            key: listing_key(&o.customer_id, o),
+            value: value.clone(),
+        });
+        ops.push(IndexOp::Put {
+            table: ORDERS_BY_SHOP,
+            key: listing_key(&o.shop_id, o),
+            value,
+        });
+        ops
+    }
+}

@@ -1,0 +1,1035 @@
+//! Commerce use cases: the cart and its quote, checkout (stock holds,
+//! coupon redemption, one order per shop, idempotent by key), the order
+//! lifecycle, payments and webhooks, and the scheduler that carries out
+//! each order's durable next action.
+//!
+//! Checkout places every order *before* holding any stock, so each hold has
+//! an owner whose durable next action gives it back if the checkout fails,
+//! is abandoned, or the server dies half-way.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::catalog::{decode_cursor, encode_cursor, Page};
+use super::{new_id, ServiceError, Services};
+use crate::actors::cart::{CartCommand, CartItem, CartReply, CartState, PlannedOrder, SavedCart};
+use crate::actors::coupon::{normalize_code, Coupon, CouponCommand, CouponEntity, CouponInput};
+use crate::actors::entity::stream_id;
+use crate::actors::order::{
+    next_action, timer_order, Action, EscrowStatus, Order, OrderCommand, OrderEntity, OrderReply,
+    Payment, PaymentReport, PaymentStatus, StockStatus, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP,
+    TIMERS_TABLE,
+};
+use crate::actors::product::ProductCommand;
+use crate::actors::user::{UserCommand, UserReply};
+use crate::actors::Entity;
+use crate::domain::catalog::{Product, Shop};
+use crate::domain::order::{OrderStatus, Step};
+use crate::domain::pricing::{
+    haversine_km, shipping_fee, subtotal, total_weight, totals, FeeTable, Line, Totals,
+};
+use crate::domain::user::Address;
+use crate::domain::{Caller, DomainError, GeoPoint};
+use crate::payments::{NewPayment, ProviderError, RemoteStatus};
+use crate::store::codec;
+
+/// Commerce settings taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct CommerceConfig {
+    pub fees: FeeTable,
+    pub tax_bps: u32,
+    pub payment_timeout: chrono::Duration,
+    pub return_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartLine {
+    pub product_id: String,
+    pub shop_id: String,
+    pub name: String,
+    pub unit_price: u64,
+    pub currency: String,
+    pub quantity: u32,
+    pub line_total: u64,
+    /// Whether the product is on sale with enough stock right now.
+    pub available: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShopQuote {
+    pub shop_id: String,
+    pub distance_km: Option<f64>,
+    pub totals: Totals,
+}
+
+/// A cart with current prices; with an address, shipping is included.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartView {
+    pub items: Vec<CartLine>,
+    pub coupon: Option<String>,
+    pub currency: Option<String>,
+    /// One entry per shop (each becomes one order at checkout).
+    pub shops: Vec<ShopQuote>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShippingQuote {
+    pub distance_km: f64,
+    pub weight_grams: u64,
+    pub fee: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevenueDay {
+    /// `YYYY-MM-DD` (UTC), by order creation.
+    pub day: String,
+    pub orders: u64,
+    /// Sum of totals of paid (or cash-collected) orders not refunded.
+    pub revenue: u64,
+}
+
+/// What a webhook did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookOutcome {
+    /// `processed`, or `duplicate` for an event already handled.
+    pub status: &'static str,
+    pub order_id: String,
+    pub order_status: OrderStatus,
+}
+
+struct Priced {
+    lines: Vec<Line>,
+    products: Vec<Product>,
+}
+
+fn order_reply(r: OrderReply) -> Order {
+    match r {
+        OrderReply::Order(o) | OrderReply::Duplicate(o) => *o,
+    }
+}
+
+fn cart_state(r: CartReply) -> CartState {
+    match r {
+        CartReply::Cart(c) => c,
+        CartReply::Checkout(_) => CartState::default(),
+    }
+}
+
+fn conflict(code: &'static str, message: impl Into<String>) -> ServiceError {
+    DomainError::Conflict {
+        code,
+        message: message.into(),
+    }
+    .into()
+}
+
+impl Services {
+    async fn cart(&self, user_id: &str, cmd: CartCommand) -> Result<CartReply, ServiceError> {
+        Ok(self.carts.call(user_id, cmd).await?)
+    }
+
+    async fn price(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
+        let mut lines = Vec::with_capacity(items.len());
+        let mut products = Vec::with_capacity(items.len());
+        for item in items {
+            let p = self.get_product(&item.product_id).await?;
+            lines.push(Line {
+                product_id: p.id.clone(),
+                shop_id: p.shop_id.clone(),
+                name: p.name.clone(),
+                unit_price: p.price,
+                currency: p.currency.clone(),
+                quantity: item.quantity,
+                weight_grams: p.weight_grams,
+            });
+            products.push(p);
+        }
+        if let Some(first) = lines.first() {
+            if lines.iter().any(|l| l.currency != first.currency) {
+                return Err(conflict(
+                    "mixed_currency",
+                    "all products of one checkout must share a currency",
+                ));
+            }
+        }
+        Ok(Priced { lines, products })
+    }
+
+    async fn address(
+        &self,
+        user_id: &str,
+        address_id: Option<&str>,
+    ) -> Result<Option<Address>, ServiceError> {
+        let list = match self.users.call(user_id, UserCommand::ListAddresses).await? {
+            UserReply::Addresses(a) => a,
+            _ => vec![],
+        };
+        match address_id {
+            Some(id) => list
+                .into_iter()
+                .find(|a| a.id == id)
+                .map(Some)
+                .ok_or_else(|| {
+                    DomainError::invalid("address_id", "no such address of yours").into()
+                }),
+            None => Ok(list.into_iter().find(|a| a.is_default)),
+        }
+    }
+
+    /// Distance and fee from `shop` to `to` for `grams`.
+    fn ship(&self, shop: &Shop, to: GeoPoint, grams: u64) -> Result<(f64, u64), ServiceError> {
+        let km = haversine_km(shop.location, to);
+        Ok((km, shipping_fee(&self.commerce.fees, km, grams)?))
+    }
+
+    /// Prices `items` per shop, with the coupon and (given an address)
+    /// shipping and tax.
+    async fn quote(
+        &self,
+        user_id: &str,
+        priced: &Priced,
+        coupon: Option<&str>,
+        address: Option<&Address>,
+    ) -> Result<(Vec<ShopQuote>, Vec<(Shop, Vec<Line>)>, u64), ServiceError> {
+        let mut by_shop: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+        for l in &priced.lines {
+            by_shop
+                .entry(l.shop_id.clone())
+                .or_default()
+                .push(l.clone());
+        }
+        let coupon = match coupon {
+            Some(code) => Some(self.coupons.call(code, CouponCommand::Get).await?.coupon),
+            None => None,
+        };
+        let mut quotes = Vec::new();
+        let mut groups = Vec::new();
+        let mut coupon_discount = 0;
+        for (shop_id, lines) in by_shop {
+            let shop = self.get_shop(&shop_id).await?;
+            let sub = subtotal(&lines)?;
+            let discount = match &coupon {
+                Some(c) if c.shop_id == shop_id => {
+                    let reply = self
+                        .coupons
+                        .call(
+                            &c.code,
+                            CouponCommand::Quote {
+                                user_id: user_id.to_owned(),
+                                eligible: sub,
+                            },
+                        )
+                        .await?;
+                    coupon_discount = reply.discount;
+                    reply.discount
+                }
+                _ => 0,
+            };
+            let (km, fee) = match address {
+                Some(a) => {
+                    let (km, fee) = self.ship(
+                        &shop,
+                        GeoPoint {
+                            lat: a.lat,
+                            lng: a.lng,
+                        },
+                        total_weight(&lines)?,
+                    )?;
+                    (Some(km), fee)
+                }
+                None => (None, 0),
+            };
+            quotes.push(ShopQuote {
+                shop_id: shop_id.clone(),
+                distance_km: km,
+                totals: totals(sub, discount, fee, self.commerce.tax_bps)?,
+            });
+            groups.push((shop, lines));
+        }
+        Ok((quotes, groups, coupon_discount))
+    }
+
+    async fn view(
+        &self,
+        user_id: &str,
+        cart: &CartState,
+        address: Option<&Address>,
+    ) -> Result<CartView, ServiceError> {
+        let priced = self.price(&cart.items).await?;
+        let (shops, _, _) = self
+            .quote(user_id, &priced, cart.coupon.as_deref(), address)
+            .await?;
+        let items = priced
+            .lines
+            .iter()
+            .zip(&priced.products)
+            .map(|(l, p)| CartLine {
+                product_id: l.product_id.clone(),
+                shop_id: l.shop_id.clone(),
+                name: l.name.clone(),
+                unit_price: l.unit_price,
+                currency: l.currency.clone(),
+                quantity: l.quantity,
+                line_total: l.unit_price.saturating_mul(u64::from(l.quantity)),
+                available: p.active && p.stock >= u64::from(l.quantity),
+            })
+            .collect();
+        let sum = shops
+            .iter()
+            .fold(Totals::default(), |acc, s| acc + s.totals);
+        Ok(CartView {
+            items,
+            coupon: cart.coupon.clone(),
+            currency: priced.lines.first().map(|l| l.currency.clone()),
+            shops,
+            totals: sum,
+        })
+    }
+
+    pub async fn get_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn cart_total(
+        &self,
+        user_id: &str,
+        address_id: Option<&str>,
+    ) -> Result<CartView, ServiceError> {
+        let address = self.address(user_id, address_id).await?;
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        self.view(user_id, &cart, address.as_ref()).await
+    }
+
+    /// Sets (`add = false`) or adds to (`add = true`) a product's quantity,
+    /// checked against the product's availability.
+    pub async fn put_cart_item(
+        &self,
+        user_id: &str,
+        product_id: &str,
+        quantity: u32,
+        add: bool,
+    ) -> Result<CartView, ServiceError> {
+        let product = self.get_product(product_id).await?;
+        if !product.active {
+            return Err(conflict(
+                "product_unavailable",
+                format!("{} is no longer sold", product.name),
+            ));
+        }
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let current = cart
+            .items
+            .iter()
+            .find(|i| i.product_id == product_id)
+            .map(|i| i.quantity)
+            .unwrap_or(0);
+        let wanted = if add {
+            current.saturating_add(quantity)
+        } else {
+            quantity
+        };
+        if quantity == 0 && add {
+            return Err(DomainError::invalid("quantity", "quantity must be at least 1").into());
+        }
+        if wanted == 0 {
+            return self.remove_cart_item(user_id, product_id).await;
+        }
+        if u64::from(wanted) > product.stock {
+            return Err(conflict(
+                "out_of_stock",
+                format!("only {} of {} left", product.stock, product.name),
+            ));
+        }
+        let cart = cart_state(
+            self.cart(
+                user_id,
+                CartCommand::SetItem {
+                    product_id: product_id.to_owned(),
+                    quantity: wanted,
+                },
+            )
+            .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn remove_cart_item(
+        &self,
+        user_id: &str,
+        product_id: &str,
+    ) -> Result<CartView, ServiceError> {
+        let cart = cart_state(
+            self.cart(
+                user_id,
+                CartCommand::RemoveItem {
+                    product_id: product_id.to_owned(),
+                },
+            )
+            .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn clear_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::Clear).await?);
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn apply_coupon(&self, user_id: &str, code: &str) -> Result<CartView, ServiceError> {
+        let code = normalize_code(code)?;
+        if self.store.head(&stream_id::<CouponEntity>(&code)).await? == 0 {
+            return Err(DomainError::NotFound("coupon").into());
+        }
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let coupon = self.coupons.call(&code, CouponCommand::Get).await?.coupon;
+        let priced = self.price(&cart.items).await?;
+        let eligible: Vec<Line> = priced
+            .lines
+            .iter()
+            .filter(|l| l.shop_id == coupon.shop_id)
+            .cloned()
+            .collect();
+        if eligible.is_empty() {
+            return Err(conflict(
+                "coupon_not_applicable",
+                "this coupon is for a shop with nothing in your cart",
+            ));
+        }
+        self.coupons
+            .call(
+                &code,
+                CouponCommand::Quote {
+                    user_id: user_id.to_owned(),
+                    eligible: subtotal(&eligible)?,
+                },
+            )
+            .await?;
+        let cart = cart_state(
+            self.cart(user_id, CartCommand::ApplyCoupon { code })
+                .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn remove_coupon(&self, user_id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::RemoveCoupon).await?);
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn save_cart(&self, user_id: &str) -> Result<SavedCart, ServiceError> {
+        let id = new_id();
+        let cart = cart_state(
+            self.cart(user_id, CartCommand::Save { id: id.clone() })
+                .await?,
+        );
+        Ok(cart
+            .saved
+            .into_iter()
+            .find(|s| s.id == id)
+            .expect("just saved"))
+    }
+
+    pub async fn saved_carts(&self, user_id: &str) -> Result<Vec<SavedCart>, ServiceError> {
+        Ok(cart_state(self.cart(user_id, CartCommand::Get).await?).saved)
+    }
+
+    pub async fn restore_cart(&self, user_id: &str, id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(
+            self.cart(user_id, CartCommand::Restore { id: id.to_owned() })
+                .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn create_coupon(
+        &self,
+        caller: Caller,
+        shop_id: &str,
+        input: CouponInput,
+    ) -> Result<Coupon, ServiceError> {
+        let code = normalize_code(&input.code)?;
+        let shop = self.get_shop(shop_id).await?;
+        Ok(self
+            .coupons
+            .call(
+                &code,
+                CouponCommand::Create {
+                    caller,
+                    shop,
+                    input,
+                },
+            )
+            .await?
+            .coupon)
+    }
+
+    pub async fn get_coupon(&self, code: &str) -> Result<Coupon, ServiceError> {
+        let code = normalize_code(code).map_err(|_| DomainError::NotFound("coupon"))?;
+        if self.store.head(&stream_id::<CouponEntity>(&code)).await? == 0 {
+            return Err(DomainError::NotFound("coupon").into());
+        }
+        Ok(self.coupons.call(&code, CouponCommand::Get).await?.coupon)
+    }
+
+    pub async fn shipping_quote(
+        &self,
+        shop_id: &str,
+        to: GeoPoint,
+        weight_grams: u64,
+    ) -> Result<ShippingQuote, ServiceError> {
+        let to = crate::domain::check_point("to", to)?;
+        let shop = self.get_shop(shop_id).await?;
+        let (km, fee) = self.ship(&shop, to, weight_grams)?;
+        Ok(ShippingQuote {
+            distance_km: (km * 1000.0).round() / 1000.0,
+            weight_grams,
+            fee,
+        })
+    }
+
+    /// Checks out the caller's cart: one order per shop. Retrying with the
+    /// same `key` answers the same orders.
+    pub async fn checkout(
+        &self,
+        caller: &Caller,
+        address_id: &str,
+        method: &str,
+        key: Option<String>,
+    ) -> Result<Vec<Order>, ServiceError> {
+        let provider = self.providers.get(method).cloned().ok_or_else(|| {
+            DomainError::invalid(
+                "payment_method",
+                format!(
+                    "payment_method must be one of {}",
+                    self.providers.names().join(", ")
+                ),
+            )
+        })?;
+        let address = self
+            .address(&caller.user_id, Some(address_id))
+            .await?
+            .expect("found or rejected");
+        let key = key.unwrap_or_else(new_id);
+        let cart = cart_state(self.cart(&caller.user_id, CartCommand::Get).await?);
+        let planned_priced = self.price(&cart.items).await?;
+        let mut shops: Vec<String> = planned_priced
+            .lines
+            .iter()
+            .map(|l| l.shop_id.clone())
+            .collect();
+        shops.sort();
+        shops.dedup();
+        let plan = shops
+            .into_iter()
+            .map(|shop_id| PlannedOrder {
+                shop_id,
+                order_id: new_id(),
+            })
+            .collect();
+        let checkout = match self
+            .cart(
+                &caller.user_id,
+                CartCommand::BeginCheckout {
+                    key: key.clone(),
+                    orders: plan,
+                },
+            )
+            .await?
+        {
+            CartReply::Checkout(c) => c,
+            CartReply::Cart(_) => {
+                return Err(ServiceError::Unavailable("unexpected cart reply".into()))
+            }
+        };
+        if checkout.completed {
+            let mut orders = Vec::new();
+            for p in &checkout.orders {
+                orders.push(order_reply(
+                    self.orders
+                        .call(&p.order_id, OrderCommand::Get { caller: None })
+                        .await?,
+                ));
+            }
+            return Ok(orders);
+        }
+        match self
+            .place_checkout(
+                caller,
+                &address,
+                provider.as_ref(),
+                &checkout.items,
+                checkout.coupon.as_deref(),
+                &checkout.orders,
+            )
+            .await
+        {
+            Ok(orders) => {
+                self.cart(&caller.user_id, CartCommand::CompleteCheckout { key })
+                    .await?;
+                Ok(orders)
+            }
+            Err(e) => {
+                // Cancel what was placed: each order's next action gives its
+                // held stock and coupon use back.
+                for p in &checkout.orders {
+                    let cancel = OrderCommand::System {
+                        step: Step::Cancel,
+                        reason: "checkout failed".into(),
+                    };
+                    if self.orders.call(&p.order_id, cancel).await.is_ok() {
+                        let _ = self.advance_order(&p.order_id).await;
+                    }
+                }
+                let _ = self
+                    .cart(&caller.user_id, CartCommand::AbandonCheckout { key })
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn place_checkout(
+        &self,
+        caller: &Caller,
+        address: &Address,
+        provider: &dyn crate::payments::Provider,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        plan: &[PlannedOrder],
+    ) -> Result<Vec<Order>, ServiceError> {
+        let priced = self.price(items).await?;
+        let (quotes, groups, _) = self
+            .quote(&caller.user_id, &priced, coupon, Some(address))
+            .await?;
+        let now = Utc::now();
+        let mut orders = Vec::new();
+        // 1. Place every order (idempotent by id) before holding anything.
+        for ((shop, lines), quote) in groups.iter().zip(&quotes) {
+            let order_id = plan
+                .iter()
+                .find(|p| p.shop_id == shop.id)
+                .map(|p| p.order_id.clone())
+                .ok_or_else(|| {
+                    conflict(
+                        "cart_changed",
+                        "the cart changed during checkout; try again",
+                    )
+                })?;
+            let currency = lines[0].currency.clone();
+            let opened = provider
+                .open(&NewPayment {
+                    reference: order_id.clone(),
+                    amount: quote.totals.total,
+                    currency: currency.clone(),
+                })
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            let order = Order {
+                id: order_id.clone(),
+                customer_id: caller.user_id.clone(),
+                shop_id: shop.id.clone(),
+                merchant_id: shop.owner_id.clone(),
+                lines: lines.clone(),
+                coupon: coupon
+                    .filter(|_| quote.totals.discount > 0)
+                    .map(str::to_owned),
+                currency: currency.clone(),
+                totals: quote.totals,
+                address: address.clone(),
+                distance_km: quote.distance_km.unwrap_or(0.0),
+                status: OrderStatus::PendingPayment,
+                payment: Payment {
+                    id: order_id.clone(),
+                    provider: provider.name().to_owned(),
+                    status: if provider.online() {
+                        PaymentStatus::Pending
+                    } else {
+                        PaymentStatus::DueOnDelivery
+                    },
+                    amount: quote.totals.total,
+                    currency,
+                    checkout_url: opened.checkout_url,
+                    reference: order_id.clone(),
+                    paid_at: None,
+                    refund_reference: None,
+                },
+                escrow: EscrowStatus::None,
+                stock: StockStatus::Held,
+                coupon_released: false,
+                payment_deadline: provider
+                    .online()
+                    .then(|| now + self.commerce.payment_timeout),
+                delivered_at: None,
+                return_deadline: None,
+                return_window_secs: self.commerce.return_window_secs,
+                timeline: vec![crate::actors::order::TimelineEntry {
+                    at: now,
+                    event: "placed".into(),
+                    status: OrderStatus::PendingPayment,
+                    by: crate::domain::order::Party::Customer,
+                    actor_id: Some(caller.user_id.clone()),
+                    reason: None,
+                }],
+                created_at: now,
+                updated_at: now,
+            };
+            orders.push(order_reply(
+                self.orders
+                    .call(
+                        &order_id,
+                        OrderCommand::Place {
+                            order: Box::new(order),
+                        },
+                    )
+                    .await?,
+            ));
+        }
+        // 2. Hold stock, line by line (idempotent per order).
+        for o in &orders {
+            for l in &o.lines {
+                self.products
+                    .call(
+                        &l.product_id,
+                        ProductCommand::Hold {
+                            order_id: o.id.clone(),
+                            quantity: u64::from(l.quantity),
+                        },
+                    )
+                    .await?;
+            }
+        }
+        // 3. Redeem the coupon on its shop's order.
+        for o in &orders {
+            if let Some(code) = &o.coupon {
+                self.coupons
+                    .call(
+                        code,
+                        CouponCommand::Redeem {
+                            user_id: caller.user_id.clone(),
+                            order_id: o.id.clone(),
+                            eligible: o.totals.subtotal,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        Ok(orders)
+    }
+
+    async fn order_exists(&self, id: &str) -> Result<(), ServiceError> {
+        self.exists(&self.orders, id, "order").await
+    }
+
+    pub async fn get_order(&self, caller: &Caller, id: &str) -> Result<Order, ServiceError> {
+        self.order_exists(id).await?;
+        Ok(order_reply(
+            self.orders
+                .call(
+                    id,
+                    OrderCommand::Get {
+                        caller: Some(caller.clone()),
+                    },
+                )
+                .await?,
+        ))
+    }
+
+    /// A person's lifecycle step; follow-up work (stock, refunds) starts at once.
+    pub async fn order_step(
+        &self,
+        caller: &Caller,
+        id: &str,
+        step: Step,
+        reason: Option<String>,
+    ) -> Result<Order, ServiceError> {
+        self.order_exists(id).await?;
+        let order = order_reply(
+            self.orders
+                .call(
+                    id,
+                    OrderCommand::Act {
+                        caller: caller.clone(),
+                        step,
+                        reason,
+                    },
+                )
+                .await?,
+        );
+        if let Some((due, _)) = next_action(&order) {
+            if due <= Utc::now() {
+                if let Err(e) = self.advance_order(id).await {
+                    tracing::warn!(order = %id, error = %e, "follow-up deferred to the scheduler");
+                }
+                return Ok(order_reply(
+                    self.orders
+                        .call(id, OrderCommand::Get { caller: None })
+                        .await?,
+                ));
+            }
+        }
+        Ok(order)
+    }
+
+    async fn list_orders_in(
+        &self,
+        table: &str,
+        owner: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Order>, ServiceError> {
+        let prefix = format!("{owner}|");
+        let after = cursor.map(decode_cursor).transpose()?;
+        let rows = self
+            .store
+            .scan(table, &prefix, after.as_deref(), limit)
+            .await?;
+        let next_cursor = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| encode_cursor(k)))
+            .flatten();
+        let mut items = Vec::with_capacity(rows.len());
+        for (_, v) in rows {
+            items.push(codec::decode::<Order>(OrderEntity::VERSION, &v)?);
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The caller's orders, newest first.
+    pub async fn my_orders(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Order>, ServiceError> {
+        self.list_orders_in(ORDERS_BY_CUSTOMER, user_id, cursor, limit)
+            .await
+    }
+
+    /// A shop's orders, newest first (its owner or an admin).
+    pub async fn shop_orders(
+        &self,
+        caller: &Caller,
+        shop_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Order>, ServiceError> {
+        let shop = self.get_shop(shop_id).await?;
+        caller.ensure_owner(&shop.owner_id, "shop")?;
+        self.list_orders_in(ORDERS_BY_SHOP, shop_id, cursor, limit)
+            .await
+    }
+
+    /// Revenue and order count by day (at most the newest 10,000 orders).
+    pub async fn shop_revenue(
+        &self,
+        caller: &Caller,
+        shop_id: &str,
+    ) -> Result<Vec<RevenueDay>, ServiceError> {
+        let shop = self.get_shop(shop_id).await?;
+        caller.ensure_owner(&shop.owner_id, "shop")?;
+        let rows = self
+            .store
+            .scan(ORDERS_BY_SHOP, &format!("{shop_id}|"), None, 10_000)
+            .await?;
+        let mut days: BTreeMap<String, RevenueDay> = BTreeMap::new();
+        for (_, v) in rows {
+            let o: Order = codec::decode(OrderEntity::VERSION, &v)?;
+            let day = o.created_at.format("%Y-%m-%d").to_string();
+            let entry = days.entry(day.clone()).or_insert(RevenueDay {
+                day,
+                orders: 0,
+                revenue: 0,
+            });
+            entry.orders += 1;
+            if matches!(
+                o.payment.status,
+                PaymentStatus::Paid | PaymentStatus::Collected
+            ) {
+                entry.revenue = entry.revenue.saturating_add(o.totals.total);
+            }
+        }
+        Ok(days.into_values().collect())
+    }
+
+    /// A provider's webhook: verified, deduplicated, applied to its order.
+    pub async fn payment_webhook(
+        &self,
+        provider: &str,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<WebhookOutcome, ServiceError> {
+        let provider = self
+            .providers
+            .get(provider)
+            .ok_or(DomainError::NotFound("payment provider"))?;
+        let event = provider
+            .verify_webhook(headers, body, Utc::now().timestamp())
+            .map_err(|e| match e {
+                ProviderError::Signature(s) => ServiceError::Domain(DomainError::Unauthorized(
+                    format!("webhook rejected: {s}"),
+                )),
+                ProviderError::Payload(m) => ServiceError::Domain(DomainError::invalid("body", m)),
+                other => ServiceError::Unavailable(other.to_string()),
+            })?;
+        self.order_exists(&event.reference).await?;
+        let report = PaymentReport {
+            event_id: Some(event.event_id),
+            amount: event.amount,
+            paid: event.paid,
+        };
+        let (status, order) = match self
+            .orders
+            .call(&event.reference, OrderCommand::Payment(report))
+            .await?
+        {
+            OrderReply::Duplicate(o) => ("duplicate", *o),
+            OrderReply::Order(o) => ("processed", *o),
+        };
+        if next_action(&order).is_some_and(|(due, _)| due <= Utc::now()) {
+            let _ = self.advance_order(&order.id).await;
+        }
+        Ok(WebhookOutcome {
+            status,
+            order_id: order.id.clone(),
+            order_status: order.status,
+        })
+    }
+
+    /// Carries out an order's next action if it is due. Idempotent: every
+    /// step it takes is keyed by the order id.
+    pub async fn advance_order(&self, id: &str) -> Result<(), ServiceError> {
+        let order = order_reply(
+            self.orders
+                .call(id, OrderCommand::Get { caller: None })
+                .await?,
+        );
+        let Some((due, action)) = next_action(&order) else {
+            return Ok(());
+        };
+        if due > Utc::now() {
+            return Ok(());
+        }
+        let provider = || {
+            self.providers
+                .get(&order.payment.provider)
+                .cloned()
+                .ok_or_else(|| {
+                    ServiceError::Unavailable(format!(
+                        "payment provider {} is not configured",
+                        order.payment.provider
+                    ))
+                })
+        };
+        let cmd = match action {
+            Action::PaymentTimeout => match provider()?.status(&order.payment.reference).await {
+                Ok(RemoteStatus::Paid { amount }) => OrderCommand::Payment(PaymentReport {
+                    event_id: None,
+                    amount,
+                    paid: true,
+                }),
+                Ok(_) => OrderCommand::System {
+                    step: Step::Cancel,
+                    reason: "payment timeout".into(),
+                },
+                Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
+            },
+            Action::ReleaseStock => {
+                if order.stock == StockStatus::Held {
+                    for l in &order.lines {
+                        self.products
+                            .call(
+                                &l.product_id,
+                                ProductCommand::Release {
+                                    order_id: id.to_owned(),
+                                },
+                            )
+                            .await?;
+                    }
+                }
+                if let (Some(code), false) = (&order.coupon, order.coupon_released) {
+                    self.coupons
+                        .call(
+                            code,
+                            CouponCommand::Release {
+                                order_id: id.to_owned(),
+                            },
+                        )
+                        .await?;
+                }
+                OrderCommand::StockReleased
+            }
+            Action::ConsumeStock => {
+                for l in &order.lines {
+                    self.products
+                        .call(
+                            &l.product_id,
+                            ProductCommand::Consume {
+                                order_id: id.to_owned(),
+                            },
+                        )
+                        .await?;
+                }
+                OrderCommand::StockConsumed
+            }
+            Action::Refund => {
+                let refund_reference = provider()?
+                    .refund(&order.payment.reference, order.payment.amount)
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+                OrderCommand::Refunded { refund_reference }
+            }
+            Action::ReleaseEscrow => OrderCommand::ReleaseEscrow,
+        };
+        self.orders.call(id, cmd).await?;
+        Ok(())
+    }
+
+    /// Runs due order actions every `interval` until `shutdown` flips. An
+    /// order whose action fails is retried after a back-off.
+    pub async fn run_scheduler(
+        self: std::sync::Arc<Self>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut backoff: BTreeMap<String, chrono::DateTime<Utc>> = BTreeMap::new();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|d| *d) => return,
+            }
+            let now = Utc::now();
+            backoff.retain(|_, until| *until > now);
+            let rows = match self.store.scan(TIMERS_TABLE, "", None, 256).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "timer scan failed");
+                    continue;
+                }
+            };
+            for (key, _) in rows {
+                let Some((due_ms, order_id)) = timer_order(&key) else {
+                    continue;
+                };
+                if due_ms > now.timestamp_millis() {
+                    break;
+                }
+                if backoff.contains_key(order_id) {
+                    continue;
+                }
+                if let Err(e) = self.advance_order(order_id).await {
+                    tracing::warn!(order = %order_id, error = %e, "order action failed; retrying later");
+                    if backoff.len() < 10_000 {
+                        backoff.insert(order_id.to_owned(), now + chrono::Duration::seconds(5));
+                    }
+                }
+            }
+        }
+    }
+}
