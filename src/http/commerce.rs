@@ -603,10 +603,23 @@ pub async fn sandbox_page(
 #[derive(Serialize)]
 struct Settled {
     reference: String,
-    webhook_status: u16,
+    /// The status Surge's webhook endpoint answered; null when skipped.
+    webhook_status: Option<u16>,
 }
 
-async fn settle(s: &AppState, reference: &str, paid: bool) -> Result<Response, AppError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleQuery {
+    /// `skip` simulates a webhook lost on the way.
+    webhook: Option<String>,
+}
+
+async fn settle(
+    s: &AppState,
+    reference: &str,
+    paid: bool,
+    q: SettleQuery,
+) -> Result<Response, AppError> {
     if uuid::Uuid::try_parse(reference).is_err() {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
@@ -614,15 +627,26 @@ async fn settle(s: &AppState, reference: &str, paid: bool) -> Result<Response, A
             "no such payment",
         ));
     }
+    let deliver = match q.webhook.as_deref() {
+        None | Some("send") => true,
+        Some("skip") => false,
+        Some(_) => {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "webhook must be send or skip",
+            ))
+        }
+    };
     let status = s
         .services
         .sandbox
-        .settle(reference, paid)
+        .settle(reference, paid, deliver)
         .await
         .map_err(|e| AppError::from(crate::service::ServiceError::from(e)))?;
     Ok(Json(Settled {
         reference: reference.to_owned(),
-        webhook_status: status.as_u16(),
+        webhook_status: status.map(|s| s.as_u16()),
     })
     .into_response())
 }
@@ -631,13 +655,16 @@ async fn settle(s: &AppState, reference: &str, paid: bool) -> Result<Response, A
 pub async fn sandbox_pay(
     State(s): State<AppState>,
     Path(reference): Path<String>,
+    Query(q): Query<SettleQuery>,
 ) -> Result<Response, AppError> {
-    settle(&s, &reference, true).await
+    settle(&s, &reference, true, q).await
 }
 
+/// The payer declines on the sandbox page.
 pub async fn sandbox_fail(
     State(s): State<AppState>,
     Path(reference): Path<String>,
+    Query(q): Query<SettleQuery>,
 ) -> Result<Response, AppError> {
-    settle(&s, &reference, false).await
+    settle(&s, &reference, false, q).await
 }

@@ -78,18 +78,23 @@ impl Sandbox {
     }
 
     /// The payer paid (or gave up, `paid = false`) on the hosted page: record
-    /// it, then deliver the signed webhook. Answers the webhook's status.
+    /// it, then deliver the signed webhook (unless `deliver` is false, which
+    /// simulates a webhook lost on the way). Answers the webhook's status.
     pub async fn settle(
         &self,
         reference: &str,
         paid: bool,
-    ) -> Result<StatusCode, CallError<DomainError>> {
+        deliver: bool,
+    ) -> Result<Option<StatusCode>, CallError<DomainError>> {
         let cmd = if paid {
             SandboxCommand::Pay
         } else {
             SandboxCommand::Fail
         };
         let payment = self.payments.call(reference, cmd).await?;
+        if !deliver {
+            return Ok(None);
+        }
         let body = serde_json::json!({
             "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
             "type": if paid { "payment.succeeded" } else { "payment.failed" },
@@ -97,7 +102,10 @@ impl Sandbox {
             "data": {"reference": payment.reference, "amount": payment.amount, "currency": payment.currency},
         })
         .to_string();
-        self.deliver(body).await.map_err(CallError::Unavailable)
+        self.deliver(body)
+            .await
+            .map(Some)
+            .map_err(CallError::Unavailable)
     }
 
     async fn deliver(&self, body: String) -> Result<StatusCode, String> {

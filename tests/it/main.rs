@@ -4,6 +4,7 @@
 mod actors;
 mod auth;
 mod catalog;
+mod commerce;
 mod helpers;
 mod http_edge;
 mod journal;

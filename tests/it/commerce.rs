@@ -1,0 +1,956 @@
+//! The commerce flow through HTTP: cart, coupons, checkout, payment by
+//! signed webhook, the order lifecycle, escrow, returns and refunds,
+//! timers across restarts, and no overselling under concurrency.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use surge::payments::signature::stripe_sign;
+
+use crate::helpers::*;
+
+const SANDBOX_SECRET: &str = "sandbox-test-secret";
+
+fn fast(s: &mut surge::config::Settings) {
+    s.sandbox_webhook_secret = Some(SANDBOX_SECRET.into());
+    s.timer_interval_ms = 50;
+}
+
+async fn shop_with_product(app: &TestApp, price: u64, stock: u64) -> (Session, String, String) {
+    let m = app.user("merchant").await;
+    let (status, shop) = app
+        .post("/api/v1/shops", Some(&m.access), shop_body())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let shop_id = shop["id"].as_str().unwrap().to_owned();
+    let mut body = product_body("Yoga Mat", "yoga", price);
+    body["stock"] = json!(stock);
+    body["weight_grams"] = json!(800);
+    let (status, p) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/products"),
+            Some(&m.access),
+            body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    (m, shop_id, p["id"].as_str().unwrap().to_owned())
+}
+
+/// A customer with a default address about 2 km from the test shop.
+async fn customer(app: &TestApp) -> (Session, String) {
+    let c = app.user("customer").await;
+    let (status, a) = app
+        .post("/api/v1/users/addresses", Some(&c.access), json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.045, "lng": 105.85}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    (c, a["id"].as_str().unwrap().to_owned())
+}
+
+async fn add(app: &TestApp, c: &Session, product: &str, qty: u32) -> Value {
+    let (status, cart) = app
+        .post(
+            "/api/v1/cart/items",
+            Some(&c.access),
+            json!({"product_id": product, "quantity": qty}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    cart
+}
+
+async fn checkout(
+    app: &TestApp,
+    c: &Session,
+    address: &str,
+    method: &str,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = app
+        .client
+        .post(format!("{}/api/v1/orders", app.base))
+        .bearer_auth(&c.access)
+        .json(&json!({"address_id": address, "payment_method": method}));
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+async fn order(app: &TestApp, token: &str, id: &str) -> Value {
+    let (status, o) = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{o}");
+    o
+}
+
+async fn wait_for(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let o = order(app, token, id).await;
+        if done(&o) {
+            return o;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited too long for {what}: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stock(app: &TestApp, product: &str) -> u64 {
+    app.get(&format!("/api/v1/products/{product}"), None)
+        .await
+        .1["stock"]
+        .as_u64()
+        .unwrap()
+}
+
+fn signed_webhook(app: &TestApp, body: &Value, t: i64, secret: &str) -> reqwest::RequestBuilder {
+    let raw = body.to_string();
+    app.client
+        .post(format!("{}/api/v1/payments/sandbox/webhook", app.base))
+        .header("content-type", "application/json")
+        .header(
+            "surge-signature",
+            stripe_sign(secret.as_bytes(), t, raw.as_bytes()),
+        )
+        .body(raw)
+}
+
+fn paid_event(event_id: &str, reference: &str, amount: u64) -> Value {
+    json!({"id": event_id, "type": "payment.succeeded", "created": 0, "data": {"reference": reference, "amount": amount, "currency": "VND"}})
+}
+
+async fn step(app: &TestApp, token: &str, id: &str, status: &str) -> (StatusCode, Value) {
+    app.put(
+        &format!("/api/v1/shipping/{id}/status"),
+        Some(token),
+        json!({"status": status}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_happy_path_from_cart_to_escrow_release() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.return_window_secs = 1;
+        s.tax_rate_bps = 1_000;
+    })
+    .await;
+    let (m, shop_id, mat) = shop_with_product(&app, 200_000, 5).await;
+    let (status, coupon) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/coupons"),
+            Some(&m.access),
+            json!({"code": "yoga10", "kind": "percentage", "value": 10, "global_limit": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{coupon}");
+    let (c, address) = customer(&app).await;
+
+    add(&app, &c, &mat, 1).await;
+    let cart = add(&app, &c, &mat, 1).await;
+    assert_eq!(
+        cart["items"][0]["quantity"], 2,
+        "adding again adds to the quantity"
+    );
+    let (status, cart) = app
+        .post(
+            "/api/v1/cart/apply-coupon",
+            Some(&c.access),
+            json!({"code": "YOGA10"}),
+        )
+        .await;
+    assert_eq!(
+        (status, cart["coupon"].as_str()),
+        (StatusCode::OK, Some("YOGA10"))
+    );
+    let (_, quote) = app
+        .get("/api/v1/cart/calculate-total", Some(&c.access))
+        .await;
+    // 2 × 200,000 = 400,000; 10 % off = 40,000; ~1.7 km, 1.6 kg → 15,000 + 10,000;
+    // 10 % tax on 360,000 = 36,000.
+    assert_eq!(
+        quote["totals"],
+        json!({"subtotal": 400_000, "discount": 40_000, "shipping_fee": 25_000, "tax": 36_000, "total": 421_000})
+    );
+
+    let (status, placed) = checkout(&app, &c, &address, "sandbox", Some("checkout-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let o = &placed["orders"][0];
+    let id = o["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (o["status"].as_str(), o["totals"]["total"].as_u64()),
+        (Some("pending_payment"), Some(421_000))
+    );
+    assert_eq!(stock(&app, &mat).await, 3, "stock is held at checkout");
+    let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+    assert!(
+        cart["items"].as_array().unwrap().is_empty(),
+        "the cart was emptied"
+    );
+    // A retry with the same key answers the same order and holds nothing more.
+    let (status, again) = checkout(&app, &c, &address, "sandbox", Some("checkout-1")).await;
+    assert_eq!(
+        (status, again["orders"][0]["id"].as_str()),
+        (StatusCode::CREATED, Some(id.as_str()))
+    );
+    assert_eq!(stock(&app, &mat).await, 3);
+
+    // Pay on the sandbox gateway's hosted page; it sends the signed webhook.
+    let url = o["payment"]["checkout_url"].as_str().unwrap().to_owned();
+    let page = app.client.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("421000"));
+    let paid: Value = app
+        .client
+        .post(format!("{url}/pay"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["webhook_status"], 200);
+    let o = order(&app, &c.access, &id).await;
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["payment"]["status"].as_str(),
+            o["escrow"].as_str()
+        ),
+        (Some("paid"), Some("paid"), Some("held"))
+    );
+
+    let (status, o) = app
+        .put(
+            &format!("/api/v1/orders/{id}/confirm"),
+            Some(&m.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, o["status"].as_str()),
+        (StatusCode::OK, Some("confirmed"))
+    );
+    for s in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
+        let (status, o) = step(&app, &m.access, &id, s).await;
+        assert_eq!(
+            (status, o["status"].as_str()),
+            (StatusCode::OK, Some(s)),
+            "{o}"
+        );
+    }
+    let o = wait_for(&app, &c.access, &id, "escrow release", |o| {
+        o["escrow"] == "released"
+    })
+    .await;
+    assert_eq!(o["stock"], "consumed");
+    assert_eq!(stock(&app, &mat).await, 3, "sold stock does not come back");
+    let (_, timeline) = app
+        .get(&format!("/api/v1/orders/{id}/timeline"), Some(&c.access))
+        .await;
+    let events: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "placed",
+            "payment_received",
+            "paid",
+            "confirmed",
+            "ready_for_pickup",
+            "picked_up",
+            "delivering",
+            "delivered",
+            "escrow_released"
+        ]
+    );
+    assert!(timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["at"].is_string() && e["by"].is_string()));
+    let (_, coupon) = app.get("/api/v1/coupons/YOGA10", None).await;
+    assert_eq!(coupon["used"], 1);
+    let (status, revenue) = app
+        .get(
+            &format!("/api/v1/shops/{shop_id}/analytics/revenue"),
+            Some(&m.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            revenue[0]["orders"].as_u64(),
+            revenue[0]["revenue"].as_u64()
+        ),
+        (Some(1), Some(421_000))
+    );
+    let (_, mine) = app.get("/api/v1/orders", Some(&c.access)).await;
+    assert_eq!(mine["items"][0]["id"].as_str(), Some(id.as_str()));
+    let (_, shop_orders) = app
+        .get(&format!("/api/v1/shops/{shop_id}/orders"), Some(&m.access))
+        .await;
+    assert_eq!(shop_orders["items"][0]["id"].as_str(), Some(id.as_str()));
+    let (status, _) = app
+        .get(&format!("/api/v1/shops/{shop_id}/orders"), Some(&c.access))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_unpaid_order_times_out_and_gives_stock_and_coupon_back() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.payment_timeout_secs = 1;
+    })
+    .await;
+    let (m, shop_id, mat) = shop_with_product(&app, 100_000, 3).await;
+    app.post(
+        &format!("/api/v1/shops/{shop_id}/coupons"),
+        Some(&m.access),
+        json!({"code": "ONCE", "kind": "fixed", "value": 5000, "global_limit": 1}),
+    )
+    .await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 2).await;
+    app.post(
+        "/api/v1/cart/apply-coupon",
+        Some(&c.access),
+        json!({"code": "ONCE"}),
+    )
+    .await;
+    let (status, placed) = checkout(&app, &c, &address, "sandbox", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(stock(&app, &mat).await, 1);
+    assert_eq!(app.get("/api/v1/coupons/ONCE", None).await.1["used"], 1);
+
+    let o = wait_for(&app, &c.access, &id, "payment timeout", |o| {
+        o["status"] == "cancelled" && o["stock"] == "released"
+    })
+    .await;
+    assert_eq!(o["payment"]["status"], "voided");
+    assert_eq!(
+        o["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "cancelled")
+            .unwrap()["reason"],
+        "payment timeout"
+    );
+    assert_eq!(stock(&app, &mat).await, 3, "held stock came back");
+    assert_eq!(
+        app.get("/api/v1/coupons/ONCE", None).await.1["used"],
+        0,
+        "the coupon use came back"
+    );
+}
+
+#[tokio::test]
+async fn forged_stale_replayed_and_mismatched_webhooks() {
+    let app = spawn_app_with(fast).await;
+    let (_, _, mat) = shop_with_product(&app, 50_000, 10).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 1).await;
+    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
+    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let total = placed["orders"][0]["totals"]["total"].as_u64().unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    let forged = signed_webhook(
+        &app,
+        &paid_event("evt_1", &id, total),
+        now,
+        "not-the-secret",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let stale = signed_webhook(
+        &app,
+        &paid_event("evt_1", &id, total),
+        now - 1000,
+        SANDBOX_SECRET,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    let unsigned = app
+        .client
+        .post(format!("{}/api/v1/payments/sandbox/webhook", app.base))
+        .body(paid_event("evt_1", &id, total).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let mismatch = signed_webhook(
+        &app,
+        &paid_event("evt_2", &id, total - 1),
+        now,
+        SANDBOX_SECRET,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(mismatch.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        error_code(&mismatch.json().await.unwrap()),
+        "amount_mismatch"
+    );
+    assert_eq!(
+        order(&app, &c.access, &id).await["status"],
+        "pending_payment",
+        "nothing took effect"
+    );
+
+    let good = signed_webhook(&app, &paid_event("evt_3", &id, total), now, SANDBOX_SECRET);
+    let replay = good.try_clone().unwrap();
+    let first: Value = good.send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (first["status"].as_str(), first["order_status"].as_str()),
+        (Some("processed"), Some("paid"))
+    );
+    let second = replay.send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(second.json::<Value>().await.unwrap()["status"], "duplicate");
+    let o = order(&app, &c.access, &id).await;
+    let payments = o["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "payment_received")
+        .count();
+    assert_eq!(payments, 1, "a replayed webhook has exactly one effect");
+    let (status, _) = app
+        .post("/api/v1/payments/nope/webhook", None, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_return_is_refunded_through_the_provider() {
+    let app = spawn_app_with(fast).await;
+    let (m, _, mat) = shop_with_product(&app, 80_000, 4).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 1).await;
+    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
+    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let url = placed["orders"][0]["payment"]["checkout_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.client.post(format!("{url}/pay")).send().await.unwrap();
+    app.put(
+        &format!("/api/v1/orders/{id}/confirm"),
+        Some(&m.access),
+        json!({}),
+    )
+    .await;
+    for s in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
+        assert_eq!(step(&app, &m.access, &id, s).await.0, StatusCode::OK);
+    }
+    let (status, o) = app
+        .post(
+            &format!("/api/v1/orders/{id}/return"),
+            Some(&c.access),
+            json!({"reason": "too small"}),
+        )
+        .await;
+    assert_eq!(
+        (status, o["status"].as_str()),
+        (StatusCode::OK, Some("return_requested"))
+    );
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{id}/return/receive"),
+            Some(&c.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only the merchant receives returns"
+    );
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{id}/return/receive"),
+            Some(&m.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let o = wait_for(&app, &c.access, &id, "refund", |o| {
+        o["status"] == "refunded"
+    })
+    .await;
+    assert_eq!(
+        (o["payment"]["status"].as_str(), o["escrow"].as_str()),
+        (Some("refunded"), Some("refunded"))
+    );
+    assert!(o["payment"]["refund_reference"].as_str().is_some());
+    let page = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Refunded"),
+        "the gateway's side records the refund: {page}"
+    );
+}
+
+#[tokio::test]
+async fn illegal_transitions_get_409_with_the_current_state() {
+    let app = spawn_app_with(fast).await;
+    let (m, _, mat) = shop_with_product(&app, 10_000, 10).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 1).await;
+    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
+    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/orders/{id}/confirm"),
+            Some(&m.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "illegal_transition")
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pending_payment"),
+        "{body}"
+    );
+    // The state is checked before the party: confirming an unpaid order is
+    // illegal for anyone (wrong parties are covered in src/domain/order.rs).
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{id}/confirm"),
+            Some(&c.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = step(&app, &m.access, &id, "delivered").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/orders/{id}/return"),
+            Some(&c.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Strangers cannot see or touch it.
+    let stranger = app.user("customer").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/orders/{id}"), Some(&stranger.access))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.put(
+            &format!("/api/v1/orders/{id}/cancel"),
+            Some(&stranger.access),
+            json!({})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Cancel works once (without a body), then it is illegal.
+    let resp = app
+        .client
+        .put(format!("{}/api/v1/orders/{id}/cancel", app.base))
+        .bearer_auth(&c.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/orders/{id}/cancel"),
+            Some(&c.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cancelled"));
+    assert_eq!(stock(&app, &mat).await, 10, "the cancel released the stock");
+    // Bad input to checkout changes nothing.
+    add(&app, &c, &mat, 1).await;
+    let (status, body) = checkout(&app, &c, &address, "bitcoin", None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    let (status, _) = checkout(&app, &c, "no-such-address", "cod", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(stock(&app, &mat).await, 10);
+    let (status, body) = app
+        .post(
+            "/api/v1/cart/items",
+            Some(&c.access),
+            json!({"product_id": mat, "quantity": 11}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "out_of_stock")
+    );
+}
+
+#[tokio::test]
+async fn the_lifecycle_and_its_timers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |s: &mut surge::config::Settings| {
+        fast(s);
+        s.payment_timeout_secs = 2;
+    };
+    let app = spawn_app_in(dir, settings).await;
+    let (m, _, mat) = shop_with_product(&app, 10_000, 10).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 2).await;
+    let (_, unpaid) = checkout(&app, &c, &address, "sandbox", None).await;
+    let unpaid = unpaid["orders"][0]["id"].as_str().unwrap().to_owned();
+    add(&app, &c, &mat, 1).await;
+    let (_, cod) = checkout(&app, &c, &address, "cod", None).await;
+    let cod = cod["orders"][0]["id"].as_str().unwrap().to_owned();
+    app.put(
+        &format!("/api/v1/orders/{cod}/confirm"),
+        Some(&m.access),
+        json!({}),
+    )
+    .await;
+    assert_eq!(stock(&app, &mat).await, 7);
+
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, settings).await;
+    // The unpaid order's timer was persisted: it still times out.
+    wait_for(&app, &c.access, &unpaid, "timeout after restart", |o| {
+        o["status"] == "cancelled" && o["stock"] == "released"
+    })
+    .await;
+    assert_eq!(stock(&app, &mat).await, 9);
+    // The cash-on-delivery order carries on where it was.
+    for s in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
+        assert_eq!(step(&app, &m.access, &cod, s).await.0, StatusCode::OK);
+    }
+    let o = order(&app, &c.access, &cod).await;
+    assert_eq!(
+        (o["payment"]["status"].as_str(), o["escrow"].as_str()),
+        (Some("collected"), Some("none"))
+    );
+}
+
+#[tokio::test]
+async fn no_overselling_and_no_coupon_overuse_under_concurrency() {
+    let app = spawn_app_with(fast).await;
+    let (m, shop_id, last_ten) = shop_with_product(&app, 10_000, 10).await;
+    let mut big = product_body("Block", "yoga", 5_000);
+    big["stock"] = json!(1_000);
+    let (_, block) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/products"),
+            Some(&m.access),
+            big,
+        )
+        .await;
+    let block = block["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/api/v1/shops/{shop_id}/coupons"),
+        Some(&m.access),
+        json!({"code": "FIRST5", "kind": "fixed", "value": 1000, "global_limit": 5}),
+    )
+    .await;
+
+    let mut customers = Vec::new();
+    for _ in 0..100 {
+        customers.push(customer(&app).await);
+    }
+    for (c, _) in &customers {
+        add(&app, c, &last_ten, 1).await;
+    }
+    let run = |customers: &[(Session, String)]| {
+        customers
+            .iter()
+            .map(|(c, address)| {
+                let (client, base, token, address) = (
+                    app.client.clone(),
+                    app.base.clone(),
+                    c.access.clone(),
+                    address.clone(),
+                );
+                tokio::spawn(async move {
+                    let resp = client
+                        .post(format!("{base}/api/v1/orders"))
+                        .bearer_auth(token)
+                        .json(&json!({"address_id": address, "payment_method": "cod"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = resp.status();
+                    (status, resp.json::<Value>().await.unwrap())
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut created = 0;
+    for t in run(&customers) {
+        match t.await.unwrap() {
+            (StatusCode::CREATED, _) => created += 1,
+            (StatusCode::CONFLICT, body) => assert_eq!(error_code(&body), "out_of_stock"),
+            (other, body) => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(created, 10, "exactly the ten units were sold");
+    assert_eq!(stock(&app, &last_ten).await, 0);
+
+    // Fifty carts with the coupon: exactly five redemptions.
+    let fifty = &customers[..50];
+    for (c, _) in fifty {
+        app.delete("/api/v1/cart/clear", Some(&c.access)).await;
+        add(&app, c, &block, 1).await;
+        let (status, body) = app
+            .post(
+                "/api/v1/cart/apply-coupon",
+                Some(&c.access),
+                json!({"code": "FIRST5"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let mut with_coupon = 0;
+    for t in run(fifty) {
+        match t.await.unwrap() {
+            (StatusCode::CREATED, _) => with_coupon += 1,
+            (StatusCode::CONFLICT, body) => assert_eq!(error_code(&body), "coupon_exhausted"),
+            (other, body) => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(with_coupon, 5);
+    assert_eq!(app.get("/api/v1/coupons/FIRST5", None).await.1["used"], 5);
+    // The 45 failed checkouts gave their held blocks back (durably, promptly).
+    let started = Instant::now();
+    while stock(&app, &block).await != 995 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "held stock of failed checkouts was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_lost_webhook_is_recovered_by_asking_the_provider_at_the_deadline() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.payment_timeout_secs = 1;
+    })
+    .await;
+    let (_, _, mat) = shop_with_product(&app, 30_000, 5).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 1).await;
+    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
+    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let url = placed["orders"][0]["payment"]["checkout_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paid: Value = app
+        .client
+        .post(format!("{url}/pay?webhook=skip"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["webhook_status"], Value::Null);
+    assert_eq!(
+        order(&app, &c.access, &id).await["status"],
+        "pending_payment",
+        "no webhook arrived"
+    );
+    let o = wait_for(&app, &c.access, &id, "status query at the deadline", |o| {
+        o["status"] != "pending_payment"
+    })
+    .await;
+    assert_eq!(
+        (o["status"].as_str(), o["payment"]["status"].as_str()),
+        (Some("paid"), Some("paid")),
+        "paid, not cancelled"
+    );
+    assert_eq!(stock(&app, &mat).await, 4);
+}
+
+#[tokio::test]
+async fn multi_shop_checkout_saved_carts_quotes_and_payment_views() {
+    let app = spawn_app_with(fast).await;
+    let (_, shop_a, mat) = shop_with_product(&app, 10_000, 5).await;
+    let (_, shop_b, ball) = shop_with_product(&app, 20_000, 5).await;
+    let (c, address) = customer(&app).await;
+
+    add(&app, &c, &mat, 1).await;
+    let (status, saved) = app
+        .post("/api/v1/cart/save", Some(&c.access), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.delete("/api/v1/cart/clear", Some(&c.access)).await;
+    let (_, list) = app.get("/api/v1/cart/saved", Some(&c.access)).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, cart) = app
+        .post(
+            &format!("/api/v1/cart/restore/{}", saved["id"].as_str().unwrap()),
+            Some(&c.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, cart["items"][0]["product_id"].as_str()),
+        (StatusCode::OK, Some(mat.as_str()))
+    );
+    let (status, cart) = app
+        .put(
+            &format!("/api/v1/cart/items/{mat}"),
+            Some(&c.access),
+            json!({"quantity": 3}),
+        )
+        .await;
+    assert_eq!(
+        (status, cart["items"][0]["quantity"].as_u64()),
+        (StatusCode::OK, Some(3))
+    );
+    add(&app, &c, &ball, 2).await;
+
+    let (status, q) = app
+        .post(
+            "/api/v1/shipping/calculate",
+            Some(&c.access),
+            json!({"shop_id": shop_a, "to": {"lat": 21.045, "lng": 105.85}, "weight_grams": 2400}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{q}");
+    assert_eq!(q["fee"], 25_000);
+    assert!(
+        (q["distance_km"].as_f64().unwrap() - 1.67).abs() < 0.05,
+        "{q}"
+    );
+    let (status, body) = app
+        .post(
+            "/api/v1/shipping/calculate",
+            Some(&c.access),
+            json!({"shop_id": shop_a, "to": {"lat": 10.8, "lng": 106.6}, "weight_grams": 1}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "out_of_delivery_area")
+    );
+
+    let (status, placed) = checkout(&app, &c, &address, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let orders = placed["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 2, "one order per shop");
+    let mut shops: Vec<&str> = orders
+        .iter()
+        .map(|o| o["shop_id"].as_str().unwrap())
+        .collect();
+    shops.sort();
+    let mut want = vec![shop_a.as_str(), shop_b.as_str()];
+    want.sort();
+    assert_eq!(shops, want);
+    assert!(orders
+        .iter()
+        .all(|o| o["payment"]["status"] == "due_on_delivery" && o["payment_deadline"].is_null()));
+
+    let id = orders[0]["id"].as_str().unwrap();
+    let (status, payment) = app
+        .get(&format!("/api/v1/payments/{id}"), Some(&c.access))
+        .await;
+    assert_eq!(
+        (status, payment["provider"].as_str()),
+        (StatusCode::OK, Some("cod"))
+    );
+    let (_, history) = app.get("/api/v1/payments/history", Some(&c.access)).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 2);
+    let (_, page) = app.get("/api/v1/orders?limit=1", Some(&c.access)).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_str().expect("a second page");
+    let (_, page2) = app
+        .get(
+            &format!("/api/v1/orders?limit=1&cursor={cursor}"),
+            Some(&c.access),
+        )
+        .await;
+    assert_ne!(page2["items"][0]["id"], page["items"][0]["id"]);
+}
+
+#[tokio::test]
+async fn returns_close_with_the_window() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.return_window_secs = 1;
+    })
+    .await;
+    let (m, _, mat) = shop_with_product(&app, 10_000, 5).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 1).await;
+    let (_, placed) = checkout(&app, &c, &address, "cod", None).await;
+    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    app.put(
+        &format!("/api/v1/orders/{id}/confirm"),
+        Some(&m.access),
+        json!({}),
+    )
+    .await;
+    for s in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
+        assert_eq!(step(&app, &m.access, &id, s).await.0, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orders/{id}/return"),
+            Some(&c.access),
+            json!({"reason": "late"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "return_window_closed")
+    );
+}
