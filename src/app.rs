@@ -18,8 +18,9 @@ use crate::config::Settings;
 use crate::http::server::{serve, ServeOptions};
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
+use crate::payments::payos::PayOsConfig;
 use crate::service::commerce::CommerceConfig;
-use crate::service::{SandboxConfig, Services};
+use crate::service::{GatewayConfig, Services};
 use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::Store;
 use crate::ws::bus::Bus;
@@ -101,7 +102,7 @@ impl Application {
             payment_timeout: chrono::Duration::seconds(settings.payment_timeout_secs as i64),
             return_window_secs: settings.return_window_secs,
         };
-        let sandbox = SandboxConfig {
+        let sandbox = GatewayConfig {
             secret: match &settings.sandbox_webhook_secret {
                 Some(s) => s.as_bytes().to_vec(),
                 None => derive_secret(&secret, b"sandbox-webhook"),
@@ -113,6 +114,25 @@ impl Application {
                 .trim_end_matches('/')
                 .to_owned(),
             webhook_addr: local,
+            payos: None,
+        };
+        let sandbox = GatewayConfig {
+            payos: match (
+                &settings.payos_client_id,
+                &settings.payos_api_key,
+                &settings.payos_checksum_key,
+            ) {
+                (Some(client_id), Some(api_key), Some(checksum_key)) => Some(PayOsConfig {
+                    client_id: client_id.clone(),
+                    api_key: api_key.clone(),
+                    checksum_key: checksum_key.clone(),
+                    base_url: settings.payos_base_url.clone(),
+                    return_url: format!("{}/", sandbox.public_url),
+                    cancel_url: format!("{}/", sandbox.public_url),
+                }),
+                _ => None,
+            },
+            ..sandbox
         };
         let services = Arc::new(
             Services::start(rt, hasher, jwt, commerce, sandbox)

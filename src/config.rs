@@ -77,6 +77,12 @@ pub struct Settings {
     pub sandbox_webhook_secret: Option<String>,
     /// How often due order timers are checked.
     pub timer_interval_ms: u64,
+    /// PayOS credentials; the `payos` provider is on when all three are set.
+    pub payos_client_id: Option<String>,
+    pub payos_api_key: Option<String>,
+    pub payos_checksum_key: Option<String>,
+    /// PayOS API base URL.
+    pub payos_base_url: String,
 }
 
 impl Default for Settings {
@@ -115,6 +121,10 @@ impl Default for Settings {
             shipping_fee_per_extra_kg: FeeTable::default().per_extra_kg,
             sandbox_webhook_secret: None,
             timer_interval_ms: 200,
+            payos_client_id: None,
+            payos_api_key: None,
+            payos_checksum_key: None,
+            payos_base_url: "https://api-merchant.payos.vn".into(),
         }
     }
 }
@@ -153,6 +163,10 @@ pub const KEYS: &[&str] = &[
     "shipping_fee_per_extra_kg",
     "sandbox_webhook_secret",
     "timer_interval_ms",
+    "payos_client_id",
+    "payos_api_key",
+    "payos_checksum_key",
+    "payos_base_url",
 ];
 
 /// Values given as command-line flags (highest precedence).
@@ -217,6 +231,16 @@ impl Settings {
             ));
         }
         check_fee_table(&self.fee_table()).map_err(ConfigError)?;
+        let payos = [
+            &self.payos_client_id,
+            &self.payos_api_key,
+            &self.payos_checksum_key,
+        ];
+        if payos.iter().any(|v| v.is_some()) && !payos.iter().all(|v| v.is_some()) {
+            return Err(ConfigError(
+                "payos_client_id, payos_api_key and payos_checksum_key must be set together".into(),
+            ));
+        }
         if self.tax_rate_bps > 10_000 {
             return Err(ConfigError(
                 "tax_rate_bps must be at most 10000 (100 %)".into(),

@@ -25,6 +25,9 @@ pub const TIMERS_TABLE: &str = "timers";
 pub const ORDERS_BY_CUSTOMER: &str = "orders_by_customer";
 /// Read table: `{shop}|{inverted created ms}|{order}` → encoded order.
 pub const ORDERS_BY_SHOP: &str = "orders_by_shop";
+/// Read table: `{provider}|{provider reference}` → order id (webhooks name
+/// the provider's reference).
+pub const PAYMENT_REFS: &str = "payment_refs";
 /// Webhook event ids remembered per order for deduplication.
 pub const MAX_SEEN_EVENTS: usize = 64;
 
@@ -43,6 +46,8 @@ pub enum PaymentStatus {
     Collected,
     /// Never paid; the order was cancelled.
     Voided,
+    /// Must be refunded by hand: the provider has no refund API.
+    RefundDue,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -249,6 +254,9 @@ pub enum OrderEvent {
         refund_reference: String,
         at: DateTime<Utc>,
     },
+    RefundMarkedDue {
+        at: DateTime<Utc>,
+    },
 }
 
 /// What a payment provider reported.
@@ -288,6 +296,8 @@ pub enum OrderCommand {
     Refunded {
         refund_reference: String,
     },
+    /// The provider cannot refund: the merchant must, by hand.
+    RefundDue,
 }
 
 #[derive(Debug, Clone)]
@@ -441,6 +451,10 @@ impl Entity for OrderEntity {
                     vec![]
                 }
             }
+            OrderCommand::RefundDue => match order(state)?.payment.status {
+                PaymentStatus::Paid => vec![OrderEvent::RefundMarkedDue { at: now }],
+                _ => vec![],
+            },
             OrderCommand::Refunded { refund_reference } => {
                 let o = order(state)?;
                 if o.payment.status != PaymentStatus::Paid {
@@ -561,6 +575,14 @@ impl Entity for OrderEntity {
                 o.escrow = EscrowStatus::Released;
                 note(o, *at, "escrow_released", Party::System, None, None);
             }
+            OrderEvent::RefundMarkedDue { at } => {
+                o.payment.status = PaymentStatus::RefundDue;
+                let reason = format!(
+                    "{} cannot refund; the merchant refunds by hand",
+                    o.payment.provider
+                );
+                note(o, *at, "refund_due", Party::System, None, Some(reason));
+            }
             OrderEvent::Refunded {
                 refund_reference,
                 at,
@@ -605,6 +627,13 @@ impl Entity for OrderEntity {
                     value: Vec::new(),
                 });
             }
+        }
+        if before.order.is_none() {
+            ops.push(IndexOp::Put {
+                table: PAYMENT_REFS,
+                key: format!("{}|{}", o.payment.provider, o.payment.reference),
+                value: id.as_bytes().to_vec(),
+            });
         }
         let value = codec::encode(Self::VERSION, o).expect("orders always encode");
         ops.push(IndexOp::Put {

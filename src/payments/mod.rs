@@ -1,8 +1,10 @@
-//! Payment providers behind one trait: `cod` (cash on delivery) and
-//! `sandbox` (a gateway simulated by Surge, with a hosted payment page and
-//! Stripe-style signed webhooks sent over HTTP like a real gateway's).
+//! Payment providers behind one trait: `cod` (cash on delivery), `sandbox`
+//! (a gateway simulated by Surge, with a hosted payment page and
+//! Stripe-style signed webhooks sent over HTTP like a real gateway's), and
+//! `payos` (the PayOS API).
 //! `signature` holds the webhook signature schemes (Stripe-style, PayOS).
 
+pub mod payos;
 pub mod sandbox;
 pub mod signature;
 
@@ -26,6 +28,8 @@ pub struct NewPayment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedPayment {
     pub checkout_url: Option<String>,
+    /// The provider's own id for the payment, when it is not the order id.
+    pub reference: Option<String>,
 }
 
 /// A verified webhook.
@@ -86,7 +90,10 @@ impl Provider for Cod {
         false
     }
     async fn open(&self, _payment: &NewPayment) -> Result<OpenedPayment, ProviderError> {
-        Ok(OpenedPayment { checkout_url: None })
+        Ok(OpenedPayment {
+            checkout_url: None,
+            reference: None,
+        })
     }
     fn verify_webhook(
         &self,

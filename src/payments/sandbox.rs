@@ -162,6 +162,7 @@ impl Provider for Sandbox {
                 "{}/payments/sandbox/{}",
                 self.public_url, p.reference
             )),
+            reference: None,
         })
     }
 

@@ -22,7 +22,7 @@ use crate::actors::entity::stream_id;
 use crate::actors::order::{
     next_action, timer_order, Action, EscrowStatus, Order, OrderCommand, OrderEntity, OrderReply,
     Payment, PaymentReport, PaymentStatus, StockStatus, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP,
-    TIMERS_TABLE,
+    PAYMENT_REFS, TIMERS_TABLE,
 };
 use crate::actors::product::ProductCommand;
 use crate::actors::user::{UserCommand, UserReply};
@@ -96,10 +96,12 @@ pub struct RevenueDay {
 /// What a webhook did.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WebhookOutcome {
-    /// `processed`, or `duplicate` for an event already handled.
+    /// `processed`; `duplicate` for an event already handled; `ignored` for
+    /// a correctly signed event about no known payment (e.g. a provider's
+    /// test event).
     pub status: &'static str,
-    pub order_id: String,
-    pub order_status: OrderStatus,
+    pub order_id: Option<String>,
+    pub order_status: Option<OrderStatus>,
 }
 
 struct Priced {
@@ -655,7 +657,7 @@ impl Services {
                     amount: quote.totals.total,
                     currency,
                     checkout_url: opened.checkout_url,
-                    reference: order_id.clone(),
+                    reference: opened.reference.unwrap_or_else(|| order_id.clone()),
                     paid_at: None,
                     refund_reference: None,
                 },
@@ -876,7 +878,20 @@ impl Services {
                 ProviderError::Payload(m) => ServiceError::Domain(DomainError::invalid("body", m)),
                 other => ServiceError::Unavailable(other.to_string()),
             })?;
-        self.order_exists(&event.reference).await?;
+        let ref_key = format!("{}|{}", provider.name(), event.reference);
+        let Some(order_id) = self
+            .store
+            .get(PAYMENT_REFS, &ref_key)
+            .await?
+            .and_then(|v| String::from_utf8(v).ok())
+        else {
+            tracing::info!(provider = provider.name(), reference = %event.reference, "webhook for an unknown payment ignored");
+            return Ok(WebhookOutcome {
+                status: "ignored",
+                order_id: None,
+                order_status: None,
+            });
+        };
         let report = PaymentReport {
             event_id: Some(event.event_id),
             amount: event.amount,
@@ -884,7 +899,7 @@ impl Services {
         };
         let (status, order) = match self
             .orders
-            .call(&event.reference, OrderCommand::Payment(report))
+            .call(&order_id, OrderCommand::Payment(report))
             .await?
         {
             OrderReply::Duplicate(o) => ("duplicate", *o),
@@ -895,8 +910,8 @@ impl Services {
         }
         Ok(WebhookOutcome {
             status,
-            order_id: order.id.clone(),
-            order_status: order.status,
+            order_id: Some(order.id.clone()),
+            order_status: Some(order.status),
         })
     }
 
@@ -976,13 +991,14 @@ impl Services {
                 }
                 OrderCommand::StockConsumed
             }
-            Action::Refund => {
-                let refund_reference = provider()?
-                    .refund(&order.payment.reference, order.payment.amount)
-                    .await
-                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-                OrderCommand::Refunded { refund_reference }
-            }
+            Action::Refund => match provider()?
+                .refund(&order.payment.reference, order.payment.amount)
+                .await
+            {
+                Ok(refund_reference) => OrderCommand::Refunded { refund_reference },
+                Err(ProviderError::Unsupported(_)) => OrderCommand::RefundDue,
+                Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
+            },
             Action::ReleaseEscrow => OrderCommand::ReleaseEscrow,
         };
         self.orders.call(id, cmd).await?;

@@ -93,18 +93,24 @@ impl Services {
         hasher: PasswordHasher,
         jwt: JwtKeys,
         commerce: CommerceConfig,
-        sandbox: SandboxConfig,
+        sandbox: GatewayConfig,
     ) -> Result<Self, ServiceError> {
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
+        let payos = sandbox.payos.clone();
         let sandbox = Arc::new(Sandbox::new(
             Registry::start(rt.clone()).await.map_err(spawn)?,
             sandbox.secret,
             sandbox.public_url,
             sandbox.webhook_addr,
         ));
-        let providers = Providers::default()
+        let mut providers = Providers::default()
             .with(Arc::new(Cod))
             .with(sandbox.clone());
+        if let Some(cfg) = payos {
+            let payos = crate::payments::payos::PayOs::new(cfg)
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            providers = providers.with(Arc::new(payos));
+        }
         Ok(Services {
             carts: Registry::start(rt.clone()).await.map_err(spawn)?,
             coupons: Registry::start(rt.clone()).await.map_err(spawn)?,
@@ -158,12 +164,15 @@ impl Services {
     }
 }
 
-/// Where the sandbox gateway links customers and delivers webhooks.
+/// Payment gateway settings: where the sandbox links customers and delivers
+/// its webhooks, and the PayOS credentials when configured.
 #[derive(Debug, Clone)]
-pub struct SandboxConfig {
+pub struct GatewayConfig {
     pub secret: Vec<u8>,
     pub public_url: String,
     pub webhook_addr: std::net::SocketAddr,
+    /// The PayOS provider's settings, when configured.
+    pub payos: Option<crate::payments::payos::PayOsConfig>,
 }
 
 /// A new, time-ordered entity id.

@@ -9,4 +9,5 @@ mod helpers;
 mod http_edge;
 mod journal;
 mod lifecycle;
+mod payos;
 mod ws;
