@@ -692,6 +692,17 @@ impl Services {
                     .await?,
             ));
         }
+        // A retry of a checkout that failed (and was cancelled) must not hold
+        // stock for orders whose release already happened.
+        if orders
+            .iter()
+            .any(|o| o.status != OrderStatus::PendingPayment)
+        {
+            return Err(conflict(
+                "checkout_expired",
+                "this checkout was cancelled; check out again with a new Idempotency-Key",
+            ));
+        }
         // 2. Hold stock, line by line (idempotent per order).
         for o in &orders {
             for l in &o.lines {

@@ -657,9 +657,24 @@ async fn the_lifecycle_and_its_timers_survive_a_restart() {
     )
     .await;
     assert_eq!(stock(&app, &mat).await, 7);
+    add(&app, &c, &mat, 1).await;
+    app.post("/api/v1/cart/save", Some(&c.access), json!({}))
+        .await;
 
     let dir = app.stop().await;
     let app = spawn_app_in(dir, settings).await;
+    // The cart and its saved copy survived.
+    let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+    assert_eq!(cart["items"][0]["quantity"], 1);
+    assert_eq!(
+        app.get("/api/v1/cart/saved", Some(&c.access))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // The unpaid order's timer was persisted: it still times out.
     wait_for(&app, &c.access, &unpaid, "timeout after restart", |o| {
         o["status"] == "cancelled" && o["stock"] == "released"
