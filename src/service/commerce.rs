@@ -48,12 +48,8 @@ pub struct CommerceConfig {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CartLine {
-    pub product_id: String,
-    pub shop_id: String,
-    pub name: String,
-    pub unit_price: u64,
-    pub currency: String,
-    pub quantity: u32,
+    #[serde(flatten)]
+    pub line: Line,
     pub line_total: u64,
     /// Whether the product is on sale with enough stock right now.
     pub available: bool,
@@ -271,12 +267,7 @@ impl Services {
             .iter()
             .zip(&priced.products)
             .map(|(l, p)| CartLine {
-                product_id: l.product_id.clone(),
-                shop_id: l.shop_id.clone(),
-                name: l.name.clone(),
-                unit_price: l.unit_price,
-                currency: l.currency.clone(),
-                quantity: l.quantity,
+                line: l.clone(),
                 line_total: l.unit_price.saturating_mul(u64::from(l.quantity)),
                 available: p.active && p.stock >= u64::from(l.quantity),
             })

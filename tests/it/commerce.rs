@@ -79,6 +79,23 @@ async fn checkout(
     (resp.status(), resp.json().await.unwrap())
 }
 
+/// A shop with one product, a customer who bought `qty` of it with
+/// `method`: (merchant, customer, product id, the placed order).
+async fn bought(
+    app: &TestApp,
+    price: u64,
+    stock: u64,
+    qty: u32,
+    method: &str,
+) -> (Session, Session, String, Value) {
+    let (m, _, product) = shop_with_product(app, price, stock).await;
+    let (c, address) = customer(app).await;
+    add(app, &c, &product, qty).await;
+    let (status, placed) = checkout(app, &c, &address, method, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    (m, c, product, placed["orders"][0].clone())
+}
+
 async fn order(app: &TestApp, token: &str, id: &str) -> Value {
     let (status, o) = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
     assert_eq!(status, StatusCode::OK, "{o}");
@@ -366,12 +383,9 @@ async fn an_unpaid_order_times_out_and_gives_stock_and_coupon_back() {
 #[tokio::test]
 async fn forged_stale_replayed_and_mismatched_webhooks() {
     let app = spawn_app_with(fast).await;
-    let (_, _, mat) = shop_with_product(&app, 50_000, 10).await;
-    let (c, address) = customer(&app).await;
-    add(&app, &c, &mat, 1).await;
-    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
-    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
-    let total = placed["orders"][0]["totals"]["total"].as_u64().unwrap();
+    let (_, c, _, placed) = bought(&app, 50_000, 10, 1, "sandbox").await;
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let total = placed["totals"]["total"].as_u64().unwrap();
     let now = chrono::Utc::now().timestamp();
 
     let forged = signed_webhook(
@@ -449,12 +463,9 @@ async fn forged_stale_replayed_and_mismatched_webhooks() {
 #[tokio::test]
 async fn a_return_is_refunded_through_the_provider() {
     let app = spawn_app_with(fast).await;
-    let (m, _, mat) = shop_with_product(&app, 80_000, 4).await;
-    let (c, address) = customer(&app).await;
-    add(&app, &c, &mat, 1).await;
-    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
-    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
-    let url = placed["orders"][0]["payment"]["checkout_url"]
+    let (m, c, _, placed) = bought(&app, 80_000, 4, 1, "sandbox").await;
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let url = placed["payment"]["checkout_url"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -526,11 +537,12 @@ async fn a_return_is_refunded_through_the_provider() {
 #[tokio::test]
 async fn illegal_transitions_get_409_with_the_current_state() {
     let app = spawn_app_with(fast).await;
-    let (m, _, mat) = shop_with_product(&app, 10_000, 10).await;
-    let (c, address) = customer(&app).await;
-    add(&app, &c, &mat, 1).await;
-    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
-    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let (m, c, mat, placed) = bought(&app, 10_000, 10, 1, "sandbox").await;
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let address = app.get("/api/v1/users/addresses", Some(&c.access)).await.1[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let (status, body) = app
         .put(
@@ -797,12 +809,9 @@ async fn a_lost_webhook_is_recovered_by_asking_the_provider_at_the_deadline() {
         s.payment_timeout_secs = 1;
     })
     .await;
-    let (_, _, mat) = shop_with_product(&app, 30_000, 5).await;
-    let (c, address) = customer(&app).await;
-    add(&app, &c, &mat, 1).await;
-    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
-    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
-    let url = placed["orders"][0]["payment"]["checkout_url"]
+    let (_, c, mat, placed) = bought(&app, 30_000, 5, 1, "sandbox").await;
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let url = placed["payment"]["checkout_url"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -942,11 +951,8 @@ async fn returns_close_with_the_window() {
         s.return_window_secs = 1;
     })
     .await;
-    let (m, _, mat) = shop_with_product(&app, 10_000, 5).await;
-    let (c, address) = customer(&app).await;
-    add(&app, &c, &mat, 1).await;
-    let (_, placed) = checkout(&app, &c, &address, "cod", None).await;
-    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let (m, c, _, placed) = bought(&app, 10_000, 5, 1, "cod").await;
+    let id = placed["id"].as_str().unwrap().to_owned();
     app.put(
         &format!("/api/v1/orders/{id}/confirm"),
         Some(&m.access),
