@@ -662,6 +662,14 @@ async fn the_lifecycle_and_its_timers_survive_a_restart() {
     add(&app, &c, &mat, 1).await;
     let (_, cod) = checkout(&app, &c, &address, "cod", None).await;
     let cod = cod["orders"][0]["id"].as_str().unwrap().to_owned();
+    let (_, mine) = app.get("/api/v1/orders", Some(&c.access)).await;
+    let ids: Vec<&str> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [cod.as_str(), unpaid.as_str()], "newest first");
     app.put(
         &format!("/api/v1/orders/{cod}/confirm"),
         Some(&m.access),
