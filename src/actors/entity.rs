@@ -12,7 +12,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::registry::{RegistryShared, Slot};
 use crate::metrics::KindLabels;
-use crate::store::{codec, AppendRequest, IndexOp, Seq, Snapshot, Store, StoreError};
+use crate::store::{codec, AppendRequest, AppendTicket, IndexOp, Seq, Snapshot, Store, StoreError};
+use tokio::sync::mpsc;
 
 /// What a command handler may know besides the state: who it is and when.
 #[derive(Debug, Clone)]
@@ -118,6 +119,9 @@ pub enum EntityMsg<E: Entity> {
     Inspect(RpcReplyPort<(Seq, E::State)>),
     /// Periodic: passivate when idle.
     IdleCheck,
+    /// An append failed: the in-memory state ran ahead of the journal.
+    /// The actor fails so its supervisor restarts it from the journal.
+    Poisoned(String),
 }
 
 /// Recovers an entity from the store: latest snapshot (when `use_snapshot`
@@ -163,6 +167,7 @@ pub struct EntityArgs<E: Entity> {
 pub struct EntityState<E: Entity> {
     id: String,
     stream: String,
+    /// Sequence and state including decisions not yet durable.
     seq: Seq,
     state: E::State,
     last_snapshot: Seq,
@@ -170,6 +175,101 @@ pub struct EntityState<E: Entity> {
     shared: Arc<RegistryShared<E>>,
     slot: Arc<Slot<E>>,
     pending: Arc<AtomicUsize>,
+    /// Appends queued but not yet durable.
+    inflight: Arc<AtomicUsize>,
+    completions: mpsc::Sender<Completion<E>>,
+}
+
+/// Most decisions one entity may have waiting for durability.
+const MAX_INFLIGHT: usize = 4096;
+
+/// Work for the completer, in decision order.
+enum Completion<E: Entity> {
+    /// An append: once durable, publish, snapshot, reply.
+    Append {
+        ticket: AppendTicket,
+        reply: RpcReplyPort<Reply<E>>,
+        answer: E::Reply,
+        publish: Vec<(String, Seq, serde_json::Value)>,
+        snapshot: Option<Snapshot>,
+    },
+    /// A reply with no events of its own, sent once everything decided
+    /// before it is durable (so it never reveals a decision that may fail).
+    After {
+        reply: RpcReplyPort<Reply<E>>,
+        answer: Result<E::Reply, E::Rejection>,
+    },
+}
+
+/// Resolves an actor's appends strictly in order. After the first failure
+/// every later decision fails too (their expected sequence can no longer
+/// hold) and the actor is told to restart from the journal.
+async fn complete<E: Entity>(
+    mut rx: mpsc::Receiver<Completion<E>>,
+    shared: Arc<RegistryShared<E>>,
+    stream: String,
+    inflight: Arc<AtomicUsize>,
+    myself: ActorRef<EntityMsg<E>>,
+) {
+    let mut failed = false;
+    while let Some(item) = rx.recv().await {
+        match item {
+            Completion::After { reply, answer } => {
+                let _ = reply.send(if failed {
+                    Err(CallError::Unavailable(
+                        "an earlier decision failed; recovering".into(),
+                    ))
+                } else {
+                    answer.map_err(CallError::Rejected)
+                });
+            }
+            Completion::Append {
+                ticket,
+                reply,
+                answer,
+                publish,
+                snapshot,
+            } => {
+                let result = if failed {
+                    Err(StoreError::Backend("an earlier append failed".into()))
+                } else {
+                    ticket.await.unwrap_or(Err(StoreError::Closed))
+                };
+                match result {
+                    Ok(_) => {
+                        for (topic, seq, data) in publish {
+                            shared.rt.bus.publish(&topic, seq, data);
+                        }
+                        if let Some(snap) = snapshot {
+                            let (store, stream) = (shared.rt.store.clone(), stream.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = store.save_snapshot(&stream, snap).await {
+                                    tracing::warn!(%stream, error = %e, "snapshot not saved");
+                                }
+                            });
+                        }
+                        let _ = reply.send(Ok(answer));
+                    }
+                    Err(e) => {
+                        let err = match &e {
+                            StoreError::Conflict { .. } => {
+                                CallError::Unavailable("stream moved; recovering".into())
+                            }
+                            _ => CallError::Storage(e),
+                        };
+                        let _ = reply.send(Err(err));
+                        if !failed {
+                            failed = true;
+                            let _ = myself.send_message(EntityMsg::Poisoned(format!(
+                                "{stream}: an append failed"
+                            )));
+                        }
+                    }
+                }
+                inflight.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
 }
 
 pub struct EntityActor<E: Entity>(std::marker::PhantomData<E>);
@@ -181,6 +281,10 @@ impl<E: Entity> Default for EntityActor<E> {
 }
 
 impl<E: Entity> EntityActor<E> {
+    /// Decides in memory, queues the append, and hands the reply to the
+    /// completer, which sends it once the events are durable. The actor
+    /// goes on deciding meanwhile, so a burst on one entity is
+    /// group-committed instead of waiting one fsync per command.
     async fn handle_command(
         &self,
         st: &mut EntityState<E>,
@@ -191,17 +295,22 @@ impl<E: Entity> EntityActor<E> {
             id: &st.id,
             now: Utc::now(),
         };
-        let (events, answer) = match E::decide(&st.state, cmd, &ctx) {
-            Ok(decided) => decided,
-            Err(rejection) => {
-                let _ = reply.send(Err(CallError::Rejected(rejection)));
+        let decided = E::decide(&st.state, cmd, &ctx);
+        let (events, answer) = match decided {
+            Ok((events, answer)) if !events.is_empty() => (events, answer),
+            other => {
+                let answer = other.map(|(_, a)| a);
+                if st.inflight.load(Ordering::Acquire) == 0 {
+                    let _ = reply.send(answer.map_err(CallError::Rejected));
+                } else {
+                    st.completions
+                        .send(Completion::After { reply, answer })
+                        .await
+                        .map_err(|_| "the completer stopped")?;
+                }
                 return Ok(());
             }
         };
-        if events.is_empty() {
-            let _ = reply.send(Ok(answer));
-            return Ok(());
-        }
         let next = E::evolve(&st.state, &events);
         let mut encoded = Vec::with_capacity(events.len());
         for e in &events {
@@ -213,63 +322,57 @@ impl<E: Entity> EntityActor<E> {
             events: encoded,
             index: E::index(&st.id, &st.state, &next, &events),
         };
-        match st.shared.rt.store.append(req).await {
-            Ok(seq) => {
-                let first = st.seq + 1;
-                for (i, e) in events.iter().enumerate() {
-                    if let Some((topic, data)) = E::publish(&st.id, e) {
-                        st.shared.rt.bus.publish(&topic, first + i as u64, data);
-                    }
-                }
-                st.seq = seq;
-                st.state = next;
-                let _ = reply.send(Ok(answer));
-                self.maybe_snapshot(st);
-                Ok(())
-            }
-            Err(StoreError::Conflict {
-                expected, actual, ..
-            }) => {
-                // Someone else wrote this stream: our state is stale. Fail so
-                // the supervisor restarts us from the journal.
-                let _ = reply.send(Err(CallError::Unavailable(
-                    "stream moved; recovering".into(),
-                )));
-                Err(format!(
-                    "{}: journal conflict (expected {expected}, at {actual})",
-                    st.stream
-                )
-                .into())
-            }
+        let ticket = match st.shared.rt.store.submit(req).await {
+            Ok(t) => t,
             Err(e) => {
-                // Nothing was applied: the in-memory state is still the
-                // durable one, so the actor stays up.
+                // Not queued: nothing changed, the actor stays as it was.
                 let _ = reply.send(Err(CallError::Storage(e)));
-                Ok(())
+                return Ok(());
             }
-        }
+        };
+        let first = st.seq + 1;
+        let publish = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                E::publish(&st.id, e).map(|(topic, data)| (topic, first + i as u64, data))
+            })
+            .collect();
+        st.seq += events.len() as u64;
+        st.state = next;
+        let snapshot = self.snapshot_due(st);
+        st.inflight.fetch_add(1, Ordering::AcqRel);
+        st.completions
+            .send(Completion::Append {
+                ticket,
+                reply,
+                answer,
+                publish,
+                snapshot,
+            })
+            .await
+            .map_err(|_| "the completer stopped")?;
+        Ok(())
     }
 
-    fn maybe_snapshot(&self, st: &mut EntityState<E>) {
+    /// The snapshot to save once the current decision is durable, if one is due.
+    fn snapshot_due(&self, st: &mut EntityState<E>) -> Option<Snapshot> {
         let every = st.shared.rt.snapshot_every;
         if every == 0 || st.seq - st.last_snapshot < every {
-            return;
+            return None;
         }
         match codec::encode(E::VERSION, &st.state) {
             Ok(payload) => {
                 st.last_snapshot = st.seq;
-                let store = st.shared.rt.store.clone();
-                let (stream, seq) = (st.stream.clone(), st.seq);
-                tokio::spawn(async move {
-                    if let Err(e) = store
-                        .save_snapshot(&stream, Snapshot { seq, payload })
-                        .await
-                    {
-                        tracing::warn!(%stream, error = %e, "snapshot not saved");
-                    }
-                });
+                Some(Snapshot {
+                    seq: st.seq,
+                    payload,
+                })
             }
-            Err(e) => tracing::warn!(stream = %st.stream, error = %e, "snapshot not encoded"),
+            Err(e) => {
+                tracing::warn!(stream = %st.stream, error = %e, "snapshot not encoded");
+                None
+            }
         }
     }
 }
@@ -281,7 +384,7 @@ impl<E: Entity> Actor for EntityActor<E> {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (seq, state) = recover::<E>(args.shared.rt.store.as_ref(), &args.id, true).await?;
@@ -291,8 +394,20 @@ impl<E: Entity> Actor for EntityActor<E> {
             .actors_live
             .get_or_create(&KindLabels { kind: E::KIND })
             .inc();
+        let stream = stream_id::<E>(&args.id);
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let (completions, rx) = mpsc::channel(MAX_INFLIGHT);
+        tokio::spawn(complete(
+            rx,
+            args.shared.clone(),
+            stream.clone(),
+            inflight.clone(),
+            myself,
+        ));
         Ok(EntityState {
-            stream: stream_id::<E>(&args.id),
+            stream,
+            inflight,
+            completions,
             id: args.id,
             seq,
             state,
@@ -327,12 +442,14 @@ impl<E: Entity> Actor for EntityActor<E> {
                 st.pending.fetch_sub(1, Ordering::AcqRel);
                 result
             }
+            EntityMsg::Poisoned(why) => Err(why.into()),
             EntityMsg::Inspect(reply) => {
                 let _ = reply.send((st.seq, st.state.clone()));
                 Ok(())
             }
             EntityMsg::IdleCheck => {
                 if st.last_active.elapsed() >= st.shared.rt.idle_after
+                    && st.inflight.load(Ordering::Acquire) == 0
                     && st.shared.try_retire(&st.id, &st.slot, &st.pending)
                 {
                     st.shared

@@ -83,13 +83,27 @@ pub struct AppendRequest {
     pub index: Vec<IndexOp>,
 }
 
+/// Resolves to the stream's new head once a submitted append is durable.
+pub type AppendTicket = tokio::sync::oneshot::Receiver<Result<Seq, StoreError>>;
+
 /// The storage contract. Every method is safe to call from many tasks at
 /// once; appends from many callers are group-committed by the backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Queues an append and returns as soon as it is queued, with a ticket
+    /// that resolves once it is durable (or has failed). Appends one caller
+    /// submits one after another are committed in that order, so an entity
+    /// may pipeline several before the first is durable.
+    async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError>;
+
     /// Durably appends; returns the stream's new head sequence. Returns only
     /// once the events are durable (fsynced or acknowledged by the cluster).
-    async fn append(&self, req: AppendRequest) -> Result<Seq, StoreError>;
+    async fn append(&self, req: AppendRequest) -> Result<Seq, StoreError> {
+        self.submit(req)
+            .await?
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
     /// Events of `stream` with sequence > `after`, at most `limit`, in order.
     async fn read(
         &self,

@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot, RwLock};
 
-use super::{AppendRequest, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError};
+use super::{
+    AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
+};
 use crate::metrics::Metrics;
 
 const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
@@ -86,7 +88,7 @@ impl RedbStore {
         })
     }
 
-    async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
+    async fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
         let sender = self.sender.read().await.clone().ok_or(StoreError::Closed)?;
         sender.send(op).await.map_err(|_| StoreError::Closed)
     }
@@ -219,10 +221,10 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>
 
 #[async_trait]
 impl Store for RedbStore {
-    async fn append(&self, req: AppendRequest) -> Result<Seq, StoreError> {
+    async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.submit(WriteOp::Append(req, tx)).await?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.enqueue(WriteOp::Append(req, tx)).await?;
+        Ok(rx)
     }
 
     async fn read(
@@ -270,7 +272,7 @@ impl Store for RedbStore {
 
     async fn save_snapshot(&self, stream: &str, snapshot: Snapshot) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.submit(WriteOp::Snapshot(stream.to_owned(), snapshot, tx))
+        self.enqueue(WriteOp::Snapshot(stream.to_owned(), snapshot, tx))
             .await?;
         rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
     }

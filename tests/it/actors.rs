@@ -274,3 +274,85 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn a_burst_on_one_entity_is_group_committed() {
+    let h = harness(Duration::from_secs(60), 0).await;
+    let tasks: Vec<_> = (0..300)
+        .map(|_| {
+            let counters = h.counters.clone();
+            tokio::spawn(async move { counters.call("hot", CounterCmd::Add(1)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("every command succeeds");
+    }
+    let (seq, state) = h.counters.inspect("hot").await.unwrap();
+    assert_eq!((seq, state.value), (300, 300));
+    let text = h.metrics.render();
+    let appends = crate::helpers::metric_value(&text, "surge_journal_appends_total");
+    let commits = crate::helpers::metric_value(&text, "surge_journal_commits_total");
+    assert_eq!(appends, 300.0);
+    assert!(
+        commits < appends / 2.0,
+        "one entity's 300 commands took {commits} durable commits"
+    );
+    let (rseq, replayed) = recover::<Counter>(h.store.as_ref(), "hot", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rseq, replayed),
+        (seq, state),
+        "what was acknowledged is what the journal holds"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_append_restarts_the_actor_from_the_journal() {
+    let h = harness(Duration::from_secs(60), 0).await;
+    assert_eq!(h.counters.call("x", CounterCmd::Add(1)).await.unwrap(), 1);
+    let before = h.counters.live_actor("x").await.unwrap().get_id();
+    // Another writer slips an event in: the actor's next append conflicts.
+    let foreign = surge::store::codec::encode(Counter::VERSION, &CounterEvent::Added(100)).unwrap();
+    h.store
+        .append(surge::store::AppendRequest {
+            stream: "counter:x".into(),
+            expected: 1,
+            events: vec![foreign],
+            index: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            h.counters.call("x", CounterCmd::Add(1)).await,
+            Err(CallError::Unavailable(_))
+        ),
+        "the conflicting decision is not acknowledged"
+    );
+    let mut restarted = false;
+    for _ in 0..300 {
+        if h.counters
+            .live_actor("x")
+            .await
+            .is_some_and(|c| c.get_id() != before)
+        {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(restarted, "the actor was restarted");
+    assert_eq!(
+        h.counters.inspect("x").await.unwrap(),
+        (
+            2,
+            CounterState {
+                value: 101,
+                changes: 2,
+                log: vec![1, 100]
+            }
+        )
+    );
+    assert_eq!(h.counters.call("x", CounterCmd::Add(1)).await.unwrap(), 102);
+}
