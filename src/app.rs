@@ -102,40 +102,38 @@ impl Application {
             payment_timeout: chrono::Duration::seconds(settings.payment_timeout_secs as i64),
             return_window_secs: settings.return_window_secs,
         };
-        let sandbox = GatewayConfig {
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let payos = match (
+            &settings.payos_client_id,
+            &settings.payos_api_key,
+            &settings.payos_checksum_key,
+        ) {
+            (Some(client_id), Some(api_key), Some(checksum_key)) => Some(PayOsConfig {
+                client_id: client_id.clone(),
+                api_key: api_key.clone(),
+                checksum_key: checksum_key.clone(),
+                base_url: settings.payos_base_url.clone(),
+                return_url: format!("{public_url}/"),
+                cancel_url: format!("{public_url}/"),
+            }),
+            _ => None,
+        };
+        let gateways = GatewayConfig {
             secret: match &settings.sandbox_webhook_secret {
                 Some(s) => s.as_bytes().to_vec(),
                 None => derive_secret(&secret, b"sandbox-webhook"),
             },
-            public_url: settings
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{local}"))
-                .trim_end_matches('/')
-                .to_owned(),
+            public_url,
             webhook_addr: local,
-            payos: None,
-        };
-        let sandbox = GatewayConfig {
-            payos: match (
-                &settings.payos_client_id,
-                &settings.payos_api_key,
-                &settings.payos_checksum_key,
-            ) {
-                (Some(client_id), Some(api_key), Some(checksum_key)) => Some(PayOsConfig {
-                    client_id: client_id.clone(),
-                    api_key: api_key.clone(),
-                    checksum_key: checksum_key.clone(),
-                    base_url: settings.payos_base_url.clone(),
-                    return_url: format!("{}/", sandbox.public_url),
-                    cancel_url: format!("{}/", sandbox.public_url),
-                }),
-                _ => None,
-            },
-            ..sandbox
+            payos,
         };
         let services = Arc::new(
-            Services::start(rt, hasher, jwt, commerce, sandbox)
+            Services::start(rt, hasher, jwt, commerce, gateways)
                 .await
                 .map_err(|e| BuildError::Startup(e.to_string()))?,
         );

@@ -93,20 +93,19 @@ impl Services {
         hasher: PasswordHasher,
         jwt: JwtKeys,
         commerce: CommerceConfig,
-        sandbox: GatewayConfig,
+        gateways: GatewayConfig,
     ) -> Result<Self, ServiceError> {
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
-        let payos = sandbox.payos.clone();
         let sandbox = Arc::new(Sandbox::new(
             Registry::start(rt.clone()).await.map_err(spawn)?,
-            sandbox.secret,
-            sandbox.public_url,
-            sandbox.webhook_addr,
+            gateways.secret,
+            gateways.public_url,
+            gateways.webhook_addr,
         ));
         let mut providers = Providers::default()
             .with(Arc::new(Cod))
             .with(sandbox.clone());
-        if let Some(cfg) = payos {
+        if let Some(cfg) = gateways.payos {
             let payos = crate::payments::payos::PayOs::new(cfg)
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             providers = providers.with(Arc::new(payos));
