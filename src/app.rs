@@ -87,6 +87,7 @@ impl Application {
             call_timeout: Duration::from_millis(settings.actor_call_timeout_ms),
             snapshot_every: settings.snapshot_every,
             max_live: settings.actor_max_live,
+            max_pending: settings.actor_max_pending.max(1),
             bus: Arc::new(Bus::new(1024)),
             instance: uuid::Uuid::new_v4().simple().to_string(),
         };

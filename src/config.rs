@@ -44,6 +44,8 @@ pub struct Settings {
     pub actor_call_timeout_ms: u64,
     /// Most live entity actors per kind.
     pub actor_max_live: usize,
+    /// Most commands waiting for one entity actor (429 beyond).
+    pub actor_max_pending: usize,
     /// Snapshot an entity every this many events (0: never).
     pub snapshot_every: u64,
     /// Most appends committed in one durable transaction.
@@ -104,6 +106,7 @@ impl Default for Settings {
             actor_idle_secs: 300,
             actor_call_timeout_ms: 5_000,
             actor_max_live: 1_000_000,
+            actor_max_pending: 10_000,
             snapshot_every: 100,
             journal_max_batch: 1024,
             journal_queue: 8192,
@@ -148,6 +151,7 @@ pub const KEYS: &[&str] = &[
     "actor_idle_secs",
     "actor_call_timeout_ms",
     "actor_max_live",
+    "actor_max_pending",
     "snapshot_every",
     "journal_max_batch",
     "journal_queue",

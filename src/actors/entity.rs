@@ -106,6 +106,9 @@ pub enum CallError<R: std::fmt::Debug> {
     Timeout,
     #[error("the entity is unavailable: {0}")]
     Unavailable(String),
+    /// Too much is queued for this entity (or too many are live): retry later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     #[error(transparent)]
     Storage(#[from] StoreError),
 }

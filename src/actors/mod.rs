@@ -42,6 +42,9 @@ pub struct Runtime {
     pub snapshot_every: u64,
     /// Bound of live entity ids per kind.
     pub max_live: usize,
+    /// Bound of commands waiting in one actor's mailbox; beyond it callers
+    /// are refused at once (`CallError::Overloaded`).
+    pub max_pending: usize,
     /// Where persisted events are published for live subscribers.
     pub bus: Arc<Bus>,
     /// Prefix of actor names, unique per running app.

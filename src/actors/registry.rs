@@ -235,7 +235,10 @@ impl<E: Entity> Registry<E> {
                 Some(s) => s.clone(),
                 None => {
                     if self.shared.slots.len() >= self.shared.rt.max_live {
-                        return Err(CallError::Unavailable("too many live entities".into()));
+                        return Err(CallError::Overloaded(format!(
+                            "too many live {} entities",
+                            E::KIND
+                        )));
                     }
                     self.shared.slots.entry(id.to_owned()).or_default().clone()
                 }
@@ -248,7 +251,13 @@ impl<E: Entity> Registry<E> {
                 g.live = Some(self.shared.spawn(id, &slot).await?);
             }
             let live = g.live.clone().expect("just ensured");
-            live.pending.fetch_add(1, Ordering::AcqRel);
+            if live.pending.fetch_add(1, Ordering::AcqRel) >= self.shared.rt.max_pending {
+                live.pending.fetch_sub(1, Ordering::AcqRel);
+                return Err(CallError::Overloaded(format!(
+                    "{} {id} has too many commands waiting",
+                    E::KIND
+                )));
+            }
             return Ok(live);
         }
     }

@@ -49,7 +49,7 @@ impl From<CallError<DomainError>> for ServiceError {
         match e {
             CallError::Rejected(d) => ServiceError::Domain(d),
             CallError::Timeout => ServiceError::Timeout,
-            CallError::Unavailable(m) if m.contains("too many live") => ServiceError::Busy(m),
+            CallError::Overloaded(m) => ServiceError::Busy(m),
             CallError::Unavailable(m) => ServiceError::Unavailable(m),
             CallError::Storage(s) => ServiceError::Storage(s),
         }

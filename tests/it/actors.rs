@@ -36,6 +36,8 @@ enum CounterCmd {
     /// Rejected when the value is below the bound.
     RequireAtLeast(i64),
     Panic,
+    /// Holds the actor busy (to pile up its mailbox).
+    Stall(u64),
 }
 
 impl Entity for Counter {
@@ -60,6 +62,10 @@ impl Entity for Counter {
             }
             CounterCmd::RequireAtLeast(_) => Ok((vec![], state.value)),
             CounterCmd::Panic => panic!("counter asked to crash"),
+            CounterCmd::Stall(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok((vec![], state.value))
+            }
         }
     }
 
@@ -97,6 +103,7 @@ async fn harness(idle: Duration, snapshot_every: u64) -> Harness {
         call_timeout: Duration::from_secs(5),
         snapshot_every,
         max_live: 10_000,
+        max_pending: 64,
         bus: Arc::new(surge::ws::bus::Bus::new(64)),
         instance: uuid::Uuid::new_v4().simple().to_string(),
     };
@@ -355,4 +362,40 @@ async fn a_failed_append_restarts_the_actor_from_the_journal() {
         )
     );
     assert_eq!(h.counters.call("x", CounterCmd::Add(1)).await.unwrap(), 102);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_actor_refuses_beyond_its_mailbox_bound_and_loses_nothing_it_accepted() {
+    let h = harness(Duration::from_secs(60), 0).await;
+    h.counters.call("flood", CounterCmd::Add(0)).await.unwrap();
+    let stall = {
+        let counters = h.counters.clone();
+        tokio::spawn(async move { counters.call("flood", CounterCmd::Stall(500)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let counters = h.counters.clone();
+            tokio::spawn(async move { counters.call("flood", CounterCmd::Add(1)).await })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(CallError::Overloaded(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    stall.await.unwrap().unwrap();
+    assert!(
+        refused >= 200 - 64,
+        "the mailbox bound (64) held: {refused} refused"
+    );
+    assert_eq!(accepted + refused, 200);
+    assert_eq!(
+        h.counters.call("flood", CounterCmd::Get).await.unwrap(),
+        accepted,
+        "every accepted command counted"
+    );
 }
