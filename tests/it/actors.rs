@@ -370,7 +370,7 @@ async fn a_flooded_actor_refuses_beyond_its_mailbox_bound_and_loses_nothing_it_a
     h.counters.call("flood", CounterCmd::Add(0)).await.unwrap();
     let stall = {
         let counters = h.counters.clone();
-        tokio::spawn(async move { counters.call("flood", CounterCmd::Stall(500)).await })
+        tokio::spawn(async move { counters.call("flood", CounterCmd::Stall(1500)).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     let tasks: Vec<_> = (0..200)
