@@ -403,7 +403,14 @@ impl Entity for OrderEntity {
                         event_id: id.clone(),
                     })
                     .collect();
-                if report.paid && o.payment.status == PaymentStatus::Pending {
+                // A payment arriving after the order was cancelled unpaid is recorded
+                // too: the next action then refunds it.
+                if report.paid
+                    && matches!(
+                        o.payment.status,
+                        PaymentStatus::Pending | PaymentStatus::Voided
+                    )
+                {
                     events.push(OrderEvent::PaymentReceived {
                         event_id: report.event_id.clone(),
                         amount: report.amount,

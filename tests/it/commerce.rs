@@ -983,3 +983,46 @@ async fn returns_close_with_the_window() {
         (StatusCode::CONFLICT, "return_window_closed")
     );
 }
+
+#[tokio::test]
+async fn a_payment_after_the_timeout_is_refunded_not_kept() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.payment_timeout_secs = 1;
+    })
+    .await;
+    let (_, c, mat, placed) = bought(&app, 40_000, 5, 1, "sandbox").await;
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let url = placed["payment"]["checkout_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(&app, &c.access, &id, "timeout", |o| {
+        o["status"] == "cancelled" && o["stock"] == "released"
+    })
+    .await;
+    // The customer pays late anyway.
+    let paid: Value = app
+        .client
+        .post(format!("{url}/pay"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["webhook_status"], 200);
+    let o = wait_for(&app, &c.access, &id, "refund of the late payment", |o| {
+        o["payment"]["status"] == "refunded"
+    })
+    .await;
+    assert_eq!(
+        (o["status"].as_str(), o["escrow"].as_str()),
+        (Some("cancelled"), Some("refunded"))
+    );
+    assert_eq!(
+        stock(&app, &mat).await,
+        5,
+        "the cancelled order holds no stock"
+    );
+}
