@@ -132,6 +132,7 @@ impl Application {
             public_url,
             webhook_addr: local,
             payos,
+            enabled: settings.payment_providers.clone(),
         };
         let services = Arc::new(
             Services::start(rt, hasher, jwt, commerce, gateways)

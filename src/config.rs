@@ -85,6 +85,9 @@ pub struct Settings {
     pub payos_checksum_key: Option<String>,
     /// PayOS API base URL.
     pub payos_base_url: String,
+    /// Enabled payment providers: `cod`, `sandbox`, `payos`. Take `sandbox`
+    /// out in production: anyone can "pay" on its page.
+    pub payment_providers: Vec<String>,
 }
 
 impl Default for Settings {
@@ -128,6 +131,7 @@ impl Default for Settings {
             payos_api_key: None,
             payos_checksum_key: None,
             payos_base_url: "https://api-merchant.payos.vn".into(),
+            payment_providers: vec!["cod".into(), "sandbox".into()],
         }
     }
 }
@@ -171,6 +175,7 @@ pub const KEYS: &[&str] = &[
     "payos_api_key",
     "payos_checksum_key",
     "payos_base_url",
+    "payment_providers",
 ];
 
 /// Values given as command-line flags (highest precedence).
@@ -235,6 +240,21 @@ impl Settings {
             ));
         }
         check_fee_table(&self.fee_table()).map_err(ConfigError)?;
+        if let Some(p) = self
+            .payment_providers
+            .iter()
+            .find(|p| !["cod", "sandbox", "payos"].contains(&p.as_str()))
+        {
+            return Err(ConfigError(format!(
+                "payment_providers: unknown provider '{p}' (cod, sandbox, payos)"
+            )));
+        }
+        if self.payment_providers.iter().any(|p| p == "payos") && self.payos_checksum_key.is_none()
+        {
+            return Err(ConfigError(
+                "payment_providers lists payos but its credentials are not set".into(),
+            ));
+        }
         let payos = [
             &self.payos_client_id,
             &self.payos_api_key,

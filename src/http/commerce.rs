@@ -574,7 +574,7 @@ pub async fn sandbox_page(
     State(s): State<AppState>,
     Path(reference): Path<String>,
 ) -> Result<Response, AppError> {
-    if uuid::Uuid::try_parse(&reference).is_err() {
+    if uuid::Uuid::try_parse(&reference).is_err() || s.services.providers.get("sandbox").is_none() {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -620,7 +620,7 @@ async fn settle(
     paid: bool,
     q: SettleQuery,
 ) -> Result<Response, AppError> {
-    if uuid::Uuid::try_parse(reference).is_err() {
+    if uuid::Uuid::try_parse(reference).is_err() || s.services.providers.get("sandbox").is_none() {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -102,10 +102,15 @@ impl Services {
             gateways.public_url,
             gateways.webhook_addr,
         ));
-        let mut providers = Providers::default()
-            .with(Arc::new(Cod))
-            .with(sandbox.clone());
-        if let Some(cfg) = gateways.payos {
+        let enabled = |name: &str| gateways.enabled.iter().any(|p| p == name);
+        let mut providers = Providers::default();
+        if enabled("cod") {
+            providers = providers.with(Arc::new(Cod));
+        }
+        if enabled("sandbox") {
+            providers = providers.with(sandbox.clone());
+        }
+        if let (true, Some(cfg)) = (enabled("payos"), gateways.payos.clone()) {
             let payos = crate::payments::payos::PayOs::new(cfg)
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             providers = providers.with(Arc::new(payos));
@@ -172,6 +177,8 @@ pub struct GatewayConfig {
     pub webhook_addr: std::net::SocketAddr,
     /// The PayOS provider's settings, when configured.
     pub payos: Option<crate::payments::payos::PayOsConfig>,
+    /// Names of the enabled providers.
+    pub enabled: Vec<String>,
 }
 
 /// A new, time-ordered entity id.

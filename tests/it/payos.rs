@@ -116,6 +116,7 @@ async fn payos_links_webhooks_status_queries_and_manual_refunds() {
         s.payos_api_key = Some("api-key-1".into());
         s.payos_checksum_key = Some(CHECKSUM.into());
         s.payos_base_url = payos_url.clone();
+        s.payment_providers = vec!["payos".into()];
         s.payment_timeout_secs = 1;
         s.timer_interval_ms = 50;
     })
@@ -253,4 +254,43 @@ async fn payos_links_webhooks_status_queries_and_manual_refunds() {
     // 5. Never paid: cancelled at the deadline.
     let third = buy().await;
     wait_status(&app, &c.access, third["id"].as_str().unwrap(), "cancelled").await;
+
+    // Only the configured providers exist: no sandbox (its pay page would
+    // let anyone mark an order paid) and no cash on delivery here.
+    app.post(
+        "/api/v1/cart/items",
+        Some(&c.access),
+        json!({"product_id": product, "quantity": 1}),
+    )
+    .await;
+    for method in ["sandbox", "cod"] {
+        let (status, body) = app
+            .post(
+                "/api/v1/orders",
+                Some(&c.access),
+                json!({"address_id": address, "payment_method": method}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{method}"
+        );
+    }
+    let pay = app
+        .client
+        .post(format!("{}/payments/sandbox/{id}/pay", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.client
+            .get(format!("{}/payments/sandbox/{id}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }
