@@ -326,6 +326,26 @@ mod tests {
                 Settings::load(Some(Path::new("bad.toml")), Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("HOST:PORT"), "{err}");
             assert!(Settings::load(Some(Path::new("missing.toml")), Overrides::default()).is_err());
+            jail.create_file(
+                "providers.toml",
+                "payment_providers = [\"cod\", \"bitcoin\"]",
+            )?;
+            let err = Settings::load(Some(Path::new("providers.toml")), Overrides::default())
+                .unwrap_err();
+            assert!(err.to_string().contains("bitcoin"), "{err}");
+            jail.create_file("payos.toml", "payment_providers = [\"payos\"]")?;
+            assert!(
+                Settings::load(Some(Path::new("payos.toml")), Overrides::default()).is_err(),
+                "payos needs credentials"
+            );
+            jail.create_file(
+                "fees.toml",
+                "shipping_distance_fees = [[10.0, 1], [5.0, 2]]",
+            )?;
+            assert!(
+                Settings::load(Some(Path::new("fees.toml")), Overrides::default()).is_err(),
+                "brackets must ascend"
+            );
             jail.set_env("SURGE_JWT_SECRET", "short");
             assert!(Settings::load(None, Overrides::default()).is_err());
             Ok(())
