@@ -124,6 +124,7 @@ impl Application {
             }),
             _ => None,
         };
+        let gateways_public_url = public_url.clone();
         let gateways = GatewayConfig {
             secret: match &settings.sandbox_webhook_secret {
                 Some(s) => s.as_bytes().to_vec(),
@@ -146,11 +147,27 @@ impl Application {
                 .map_err(|e| BuildError::Startup(format!("bootstrap admin: {e}")))?;
         }
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let own_origin = {
+            let url = gateways_public_url.trim_end_matches('/');
+            // scheme://host[:port] of the public URL, without a path.
+            match url.split_once("://") {
+                Some((scheme, rest)) => {
+                    format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
+                }
+                None => url.to_owned(),
+            }
+        };
+        let ws = Arc::new(crate::ws::Gate::new(
+            own_origin,
+            settings.ws_allowed_origins.clone(),
+            settings.ws_max_connections_per_user.max(1),
+        ));
         let state = AppState {
             services,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
             shutdown,
+            ws,
         };
         Ok(Application {
             listener,

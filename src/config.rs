@@ -88,6 +88,11 @@ pub struct Settings {
     /// Enabled payment providers: `cod`, `sandbox`, `payos`. Take `sandbox`
     /// out in production: anyone can "pay" on its page.
     pub payment_providers: Vec<String>,
+    /// Origins (besides this server's own) whose pages may open WebSocket
+    /// sessions; `*` allows any.
+    pub ws_allowed_origins: Vec<String>,
+    /// Live WebSocket sessions one user may hold at once (429 beyond).
+    pub ws_max_connections_per_user: usize,
 }
 
 impl Default for Settings {
@@ -132,6 +137,8 @@ impl Default for Settings {
             payos_checksum_key: None,
             payos_base_url: "https://api-merchant.payos.vn".into(),
             payment_providers: vec!["cod".into(), "sandbox".into()],
+            ws_allowed_origins: Vec::new(),
+            ws_max_connections_per_user: 16,
         }
     }
 }
@@ -176,6 +183,8 @@ pub const KEYS: &[&str] = &[
     "payos_checksum_key",
     "payos_base_url",
     "payment_providers",
+    "ws_allowed_origins",
+    "ws_max_connections_per_user",
 ];
 
 /// Values given as command-line flags (highest precedence).

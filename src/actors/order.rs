@@ -490,6 +490,39 @@ impl Entity for OrderEntity {
         Ok((events, OrderReply::Order(Box::new(o))))
     }
 
+    /// Public on `order:{id}` (to its customer, its shop's merchant and
+    /// admins): status changes and what happened to the money.
+    fn publish(id: &str, event: &OrderEvent) -> Option<(String, serde_json::Value)> {
+        use serde_json::json;
+        let data = match event {
+            OrderEvent::Placed { order } => {
+                json!({"kind": "placed", "status": order.status, "at": order.created_at})
+            }
+            OrderEvent::Transitioned {
+                step,
+                to,
+                by,
+                reason,
+                at,
+                ..
+            } => {
+                json!({"kind": "status", "status": to, "step": step, "by": by, "reason": reason, "at": at})
+            }
+            OrderEvent::PaymentReceived { amount, at, .. } => {
+                json!({"kind": "payment_received", "amount": amount, "at": at})
+            }
+            OrderEvent::CashCollected { at } => json!({"kind": "cash_collected", "at": at}),
+            OrderEvent::EscrowReleased { at } => json!({"kind": "escrow_released", "at": at}),
+            OrderEvent::Refunded { at, .. } => json!({"kind": "refunded", "at": at}),
+            OrderEvent::RefundMarkedDue { at } => json!({"kind": "refund_due", "at": at}),
+            OrderEvent::StockReleased { .. }
+            | OrderEvent::StockConsumed { .. }
+            | OrderEvent::CouponReleased
+            | OrderEvent::WebhookSeen { .. } => return None,
+        };
+        Some((format!("order:{id}"), data))
+    }
+
     fn apply(state: &mut OrderState, event: &OrderEvent) {
         if let OrderEvent::Placed { order } = event {
             state.order = Some((**order).clone());

@@ -38,6 +38,8 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// Flips to `true` when shutdown begins; WebSocket sessions close (1001).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Who may open live sessions.
+    pub ws: Arc<crate::ws::Gate>,
 }
 
 #[derive(OpenApi)]
@@ -113,6 +115,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(ops::metrics))
         .split_for_parts();
     api.route("/api/v1/ws", axum::routing::get(crate::ws::handler))
+        .route(
+            "/api/v1/notifications/live",
+            axum::routing::get(crate::ws::notifications_live),
+        )
+        .route(
+            "/api/v1/orders/{id}/live-updates",
+            axum::routing::get(crate::ws::order_live),
+        )
         .route(
             "/payments/sandbox/{reference}",
             axum::routing::get(commerce::sandbox_page),

@@ -5,8 +5,11 @@
 //! - `protocol`: the frames (JSON, or MessagePack with `surge.msgpack`).
 //! - `session`: one connection's logic, generic over `Sink`/`Stream`.
 //!
-//! Topics served today: `user:{id}` (that user, or an admin). Order,
-//! shipper and queue topics arrive with their entities.
+//! Topics served today: `user:{id}` (that user, or an admin) and
+//! `order:{id}` (its customer, its shop's merchant, admins). Shipper and
+//! queue topics arrive with their entities. `/api/v1/notifications/live`
+//! and `/api/v1/orders/{id}/live-updates` are the same session, subscribed
+//! to the one topic from the start.
 
 pub mod bus;
 pub mod protocol;
@@ -14,21 +17,24 @@ pub mod session;
 
 use std::sync::Arc;
 
+use crate::http::extract::Query;
 use async_trait::async_trait;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
 use crate::actors::entity::stream_id;
-use crate::actors::user::{User, UserEvent};
+use crate::actors::order::OrderEntity;
+use crate::actors::user::User;
 use crate::actors::Entity;
 use crate::domain::Role;
 use crate::http::error::AppError;
+use crate::http::extract::Path;
 use crate::http::AppState;
-use crate::service::{AuthUser, Services};
+use crate::service::{AuthUser, ServiceError, Services};
 use crate::store::codec;
 use protocol::{Codec, ServerMsg, JSON_PROTOCOL, MSGPACK_PROTOCOL, TOKEN_PROTOCOL_PREFIX};
 use session::{Limits, SessionCtx, TopicSource};
@@ -49,39 +55,81 @@ impl Topics {
     }
 }
 
-fn user_id_of(topic: &str) -> Option<&str> {
-    topic
-        .strip_prefix("user:")
-        .filter(|id| uuid::Uuid::try_parse(id).is_ok())
+/// A topic served today.
+enum Topic<'a> {
+    User(&'a str),
+    Order(&'a str),
+}
+
+fn parse(topic: &str) -> Result<Topic<'_>, ServerMsg> {
+    let valid = |id: &str| uuid::Uuid::try_parse(id).is_ok();
+    match topic.split_once(':') {
+        Some(("user", id)) if valid(id) => Ok(Topic::User(id)),
+        Some(("order", id)) if valid(id) => Ok(Topic::Order(id)),
+        Some(("user" | "order", _)) => Err(ServerMsg::error(
+            "forbidden",
+            format!("you may not watch {topic}"),
+        )),
+        Some((kind @ ("shipper" | "queue"), _)) => Err(ServerMsg::error(
+            "unknown_topic",
+            format!("{kind} topics are not served yet"),
+        )),
+        _ => Err(ServerMsg::error(
+            "unknown_topic",
+            format!("no such topic: {topic}"),
+        )),
+    }
+}
+
+/// One page of `E`'s stream `id` after `after`: its published events and
+/// the last sequence number read.
+async fn replay_page<E: Entity>(
+    store: &dyn crate::store::Store,
+    id: &str,
+    after: u64,
+    until: u64,
+) -> Result<(Vec<(u64, serde_json::Value)>, u64), String> {
+    let limit = REPLAY_PAGE.min(until.saturating_sub(after) as usize);
+    let page = store
+        .read(&stream_id::<E>(id), after, limit)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut covered = after;
+    let mut out = Vec::with_capacity(page.len());
+    for rec in page {
+        covered = rec.seq;
+        let event: E::Event = codec::decode(E::VERSION, &rec.payload).map_err(|e| e.to_string())?;
+        if let Some((_, data)) = E::publish(id, &event) {
+            out.push((rec.seq, data));
+        }
+    }
+    Ok((out, covered))
 }
 
 #[async_trait]
 impl TopicSource for Topics {
     async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<(), ServerMsg> {
-        match topic.split_once(':') {
-            Some(("user", _)) => match user_id_of(topic) {
-                Some(id) if id == user.id || user.role == Role::Admin => Ok(()),
-                _ => Err(ServerMsg::error(
-                    "forbidden",
-                    format!("you may not watch {topic}"),
-                )),
+        let forbidden = || ServerMsg::error("forbidden", format!("you may not watch {topic}"));
+        match parse(topic)? {
+            Topic::User(id) if id == user.id || user.role == Role::Admin => Ok(()),
+            Topic::User(_) => Err(forbidden()),
+            // The order actor decides: its customer, its shop's merchant, admins.
+            Topic::Order(id) => match self.services.get_order(&user.caller(), id).await {
+                Ok(_) => Ok(()),
+                Err(ServiceError::Domain(_)) => Err(forbidden()),
+                Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
             },
-            Some((kind @ ("order" | "shipper" | "queue"), _)) => Err(ServerMsg::error(
-                "unknown_topic",
-                format!("{kind} topics are not served yet"),
-            )),
-            _ => Err(ServerMsg::error(
-                "unknown_topic",
-                format!("no such topic: {topic}"),
-            )),
         }
     }
 
     async fn head(&self, topic: &str) -> Result<u64, String> {
-        let id = user_id_of(topic).ok_or("unknown topic")?;
+        let stream = match parse(topic).map_err(|_| "unknown topic")? {
+            Topic::User(id) => stream_id::<User>(id),
+            Topic::Order(id) => stream_id::<OrderEntity>(id),
+        };
         self.services
             .store
-            .head(&stream_id::<User>(id))
+            .head(&stream)
             .await
             .map_err(|e| e.to_string())
     }
@@ -92,31 +140,20 @@ impl TopicSource for Topics {
         after: u64,
         until: u64,
     ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String> {
-        let id = user_id_of(topic).ok_or("unknown topic")?;
-        let limit = REPLAY_PAGE.min(until.saturating_sub(after) as usize);
-        let page = self
-            .services
-            .store
-            .read(&stream_id::<User>(id), after, limit)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut covered = after;
-        let mut out = Vec::with_capacity(page.len());
-        for rec in page {
-            covered = rec.seq;
-            let event: UserEvent =
-                codec::decode(User::VERSION, &rec.payload).map_err(|e| e.to_string())?;
-            if let Some((_, data)) = User::publish(id, &event) {
-                out.push((rec.seq, data));
-            }
+        let store = self.services.store.as_ref();
+        match parse(topic).map_err(|_| "unknown topic")? {
+            Topic::User(id) => replay_page::<User>(store, id, after, until).await,
+            Topic::Order(id) => replay_page::<OrderEntity>(store, id, after, until).await,
         }
-        Ok((out, covered))
     }
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WsQuery {
     token: Option<String>,
+    /// For the single-topic paths: resume after this sequence number.
+    since: Option<u64>,
 }
 
 fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
@@ -130,14 +167,105 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// `GET /api/v1/ws`: authenticate (Authorization header, a `bearer.<token>`
-/// subprotocol, or `?token=`), negotiate the codec, then run the session.
-pub async fn handler(
-    State(state): State<AppState>,
+/// Who may open sessions: the `Origin` allow-list and the per-user cap.
+pub struct Gate {
+    /// `scheme://host[:port]` of this server; always allowed.
+    pub own_origin: String,
+    /// Further allowed origins; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    pub max_per_user: usize,
+    open: dashmap::DashMap<String, usize>,
+}
+
+/// Counts one open session of a user until dropped.
+pub struct Admitted {
+    gate: Arc<Gate>,
+    user_id: String,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.gate.open.remove_if_mut(&self.user_id, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
+
+impl Gate {
+    pub fn new(own_origin: String, allowed_origins: Vec<String>, max_per_user: usize) -> Self {
+        Gate {
+            own_origin,
+            allowed_origins,
+            max_per_user,
+            open: dashmap::DashMap::new(),
+        }
+    }
+
+    /// Browsers send `Origin`; other clients may not (they are still
+    /// authenticated by their token).
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), AppError> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+        let allowed = origin == self.own_origin
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| o == "*" || o.trim_end_matches('/') == origin);
+        if allowed {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                format!("origin {origin} may not open live sessions"),
+            ))
+        }
+    }
+
+    fn admit(self: &Arc<Self>, user_id: &str) -> Result<Admitted, AppError> {
+        let mut n = self.open.entry(user_id.to_owned()).or_insert(0);
+        if *n >= self.max_per_user {
+            return Err(AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                format!("at most {} live connections per user", self.max_per_user),
+            ));
+        }
+        *n += 1;
+        Ok(Admitted {
+            gate: self.clone(),
+            user_id: user_id.to_owned(),
+        })
+    }
+
+    /// Live sessions of `user_id`.
+    pub fn open_sessions(&self, user_id: &str) -> usize {
+        self.open.get(user_id).map(|n| *n).unwrap_or(0)
+    }
+}
+
+/// What a path subscribes to from the start.
+enum Initial {
+    None,
+    /// `user:{the caller}`.
+    Mine,
+    Order(String),
+}
+
+/// Authenticate (Authorization header, a `bearer.<token>` subprotocol, or
+/// `?token=`), check the origin and the per-user cap, negotiate the codec,
+/// then run the session.
+async fn open_session(
+    state: AppState,
     headers: HeaderMap,
-    Query(q): Query<WsQuery>,
+    q: WsQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    initial: Initial,
 ) -> Result<Response, AppError> {
+    state.ws.check_origin(&headers)?;
     let offered = offered_protocols(&headers);
     let token = match headers.get(header::AUTHORIZATION) {
         Some(_) => crate::http::extract::bearer(&headers)?.to_owned(),
@@ -155,6 +283,7 @@ pub async fn handler(
             r.to_string(),
         )
     })?;
+    let admitted = state.ws.admit(&user.id)?;
     let (codec, selected) = if offered.iter().any(|p| p == MSGPACK_PROTOCOL) {
         (Codec::MsgPack, Some(MSGPACK_PROTOCOL))
     } else if offered.iter().any(|p| p == JSON_PROTOCOL) {
@@ -166,6 +295,11 @@ pub async fn handler(
         Some(p) => upgrade.protocols([p]),
         None => upgrade,
     };
+    let initial = match initial {
+        Initial::None => vec![],
+        Initial::Mine => vec![(format!("user:{}", user.id), q.since)],
+        Initial::Order(id) => vec![(format!("order:{id}"), q.since)],
+    };
     let ctx = SessionCtx {
         user,
         codec,
@@ -173,11 +307,44 @@ pub async fn handler(
         topics: Arc::new(Topics::new(state.services.clone())),
         limits: Limits::default(),
         shutdown: state.shutdown.clone(),
+        initial,
     };
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
+            let _admitted = admitted;
             let (sink, stream) = futures_util::StreamExt::split(socket);
             session::run(sink, stream, ctx).await;
         }))
+}
+
+/// `GET /api/v1/ws`: a multiplexed session.
+pub async fn handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    open_session(state, headers, q, upgrade, Initial::None).await
+}
+
+/// `GET /api/v1/notifications/live`: the session, subscribed to `user:{me}`.
+pub async fn notifications_live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    open_session(state, headers, q, upgrade, Initial::Mine).await
+}
+
+/// `GET /api/v1/orders/{id}/live-updates`: the session, subscribed to `order:{id}`.
+pub async fn order_live(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    open_session(state, headers, q, upgrade, Initial::Order(id)).await
 }

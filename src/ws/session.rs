@@ -76,6 +76,9 @@ pub struct SessionCtx {
     pub limits: Limits,
     /// Becomes `true` when the server shuts down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Topics (and `since`) subscribed from the start, as if the client had
+    /// sent `subscribe` first (the single-topic paths).
+    pub initial: Vec<(String, Option<u64>)>,
 }
 
 fn encode(codec: Codec, msg: &ServerMsg) -> Message {
@@ -108,11 +111,28 @@ fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
 
 /// Runs the session until the client leaves, misbehaves past recovery, or
 /// falls behind.
-pub async fn run<S, R, E>(mut sink: S, mut stream: R, ctx: SessionCtx)
+pub async fn run<S, R, E>(mut sink: S, stream: R, ctx: SessionCtx)
 where
     S: Sink<Message> + Unpin + Send,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
+    E: Send,
 {
+    let initial: Vec<Result<Message, E>> = ctx
+        .initial
+        .iter()
+        .map(|(topic, since)| {
+            let msg = ClientMsg::Subscribe {
+                topic: topic.clone(),
+                since: *since,
+            };
+            Ok(Message::Text(
+                serde_json::to_string(&msg)
+                    .expect("client messages serialize")
+                    .into(),
+            ))
+        })
+        .collect();
+    let mut stream = futures_util::stream::iter(initial).chain(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<ServerMsg>(ctx.limits.out_queue.max(1));
     // A subscription task that sees the client fall behind asks for a close.
     let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
@@ -366,6 +386,7 @@ mod tests {
             topics: Arc::new(OneTopic),
             limits,
             shutdown: tokio::sync::watch::channel(false).1,
+            initial: vec![],
         }
     }
 

@@ -118,7 +118,12 @@ async fn a_user_watches_their_own_topic_and_nobody_elses() {
     for (topic, code) in [
         (format!("user:{}", bob.id), "forbidden"),
         ("user:not-an-id".to_owned(), "forbidden"),
-        ("order:42".to_owned(), "unknown_topic"),
+        ("order:42".to_owned(), "forbidden"),
+        (
+            "order:00000000-0000-7000-8000-000000000000".to_owned(),
+            "forbidden",
+        ),
+        ("shipper:1".to_owned(), "unknown_topic"),
         ("nonsense".to_owned(), "unknown_topic"),
     ] {
         send(&mut ws, json!({"type": "subscribe", "topic": topic})).await;
@@ -266,4 +271,205 @@ async fn sessions_are_closed_with_going_away_on_shutdown() {
     .expect("closed in time");
     assert_eq!(u16::from(frame.expect("a close frame").code), 1001);
     stopping.await.unwrap();
+}
+
+/// A merchant, a customer and the customer's cash-on-delivery order.
+async fn an_order(app: &TestApp) -> (Session, Session, String) {
+    let m = app.user("merchant").await;
+    let (_, shop) = app
+        .post("/api/v1/shops", Some(&m.access), shop_body())
+        .await;
+    let (_, p) = app
+        .post(
+            &format!("/api/v1/shops/{}/products", shop["id"].as_str().unwrap()),
+            Some(&m.access),
+            product_body("Mat", "yoga", 1000),
+        )
+        .await;
+    let c = app.user("customer").await;
+    let near_the_shop = json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.04, "lng": 105.85});
+    let (_, a) = app
+        .post("/api/v1/users/addresses", Some(&c.access), near_the_shop)
+        .await;
+    app.post(
+        "/api/v1/cart/items",
+        Some(&c.access),
+        json!({"product_id": p["id"], "quantity": 1}),
+    )
+    .await;
+    let (status, placed) = app
+        .post(
+            "/api/v1/orders",
+            Some(&c.access),
+            json!({"address_id": a["id"], "payment_method": "cod"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    (m, c, placed["orders"][0]["id"].as_str().unwrap().to_owned())
+}
+
+async fn connect_path(app: &TestApp, path: &str, token: &str) -> Ws {
+    let url = format!("{}{path}", app.base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    connect_async(req).await.expect("handshake").0
+}
+
+#[tokio::test]
+async fn order_status_streams_live_to_the_orders_parties_only() {
+    let app = spawn_app().await;
+    let (m, c, id) = an_order(&app).await;
+    let topic = format!("order:{id}");
+
+    // The customer watches through the single-topic path.
+    let mut customer = connect_path(
+        &app,
+        &format!("/api/v1/orders/{id}/live-updates"),
+        &c.access,
+    )
+    .await;
+    let head = match recv(&mut customer).await {
+        ServerMsg::Subscribed { topic: t, seq } if t == topic => seq,
+        other => panic!("{other:?}"),
+    };
+    // The merchant watches through the multiplexed session.
+    let mut merchant = connect(&app, &m.access).await;
+    send(&mut merchant, json!({"type": "subscribe", "topic": topic})).await;
+    assert!(matches!(
+        recv(&mut merchant).await,
+        ServerMsg::Subscribed { .. }
+    ));
+    // A stranger may not.
+    let stranger = app.user("customer").await;
+    let mut other = connect(&app, &stranger.access).await;
+    send(&mut other, json!({"type": "subscribe", "topic": topic})).await;
+    assert!(matches!(recv(&mut other).await, ServerMsg::Error { code, .. } if code == "forbidden"));
+
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{id}/confirm"),
+            Some(&m.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for ws in [&mut customer, &mut merchant] {
+        match recv(ws).await {
+            ServerMsg::Event { seq, data, .. } => {
+                assert_eq!(seq, head + 1);
+                assert_eq!(
+                    (
+                        data["kind"].as_str(),
+                        data["status"].as_str(),
+                        data["by"].as_str()
+                    ),
+                    (Some("status"), Some("confirmed"), Some("merchant"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    send(&mut other, json!({"type": "ping"})).await;
+    assert_eq!(
+        recv(&mut other).await,
+        ServerMsg::Pong,
+        "the stranger got nothing in between"
+    );
+
+    // Resume from the start: the whole story, in order, then live.
+    let mut late = connect_path(
+        &app,
+        &format!("/api/v1/orders/{id}/live-updates?since=0"),
+        &c.access,
+    )
+    .await;
+    let mut kinds = Vec::new();
+    loop {
+        match recv(&mut late).await {
+            ServerMsg::Event { data, .. } => kinds.push(format!(
+                "{}:{}",
+                data["kind"].as_str().unwrap(),
+                data["status"].as_str().unwrap_or("")
+            )),
+            ServerMsg::Subscribed { seq, .. } => {
+                assert_eq!(seq, head + 1);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(kinds, ["placed:pending_payment", "status:confirmed"]);
+}
+
+#[tokio::test]
+async fn notifications_path_subscribes_to_the_callers_own_topic() {
+    let app = spawn_app().await;
+    let a = app.user("customer").await;
+    let mut ws = connect_path(&app, "/api/v1/notifications/live", &a.access).await;
+    assert!(
+        matches!(recv(&mut ws).await, ServerMsg::Subscribed { topic, .. } if topic == format!("user:{}", a.id))
+    );
+    app.put(
+        "/api/v1/users/profile",
+        Some(&a.access),
+        json!({"name": "Pinged"}),
+    )
+    .await;
+    assert!(
+        matches!(recv(&mut ws).await, ServerMsg::Event { data, .. } if data["kind"] == "profile_updated")
+    );
+}
+
+#[tokio::test]
+async fn origins_are_checked_and_connections_per_user_capped() {
+    let app = spawn_app_with(|s| {
+        s.ws_allowed_origins = vec!["https://shop.example".into()];
+        s.ws_max_connections_per_user = 2;
+    })
+    .await;
+    let a = app.user("customer").await;
+    let with_origin = |origin: &str| {
+        let mut req = ws_url(&app, "").into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", a.access)).unwrap(),
+        );
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).unwrap());
+        req
+    };
+    match connect_async(with_origin("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    let first = connect_async(with_origin("https://shop.example"))
+        .await
+        .expect("an allowed origin")
+        .0;
+    let second = connect_async(with_origin(&app.base))
+        .await
+        .expect("the server's own origin")
+        .0;
+    match connect_async(with_origin(&app.base)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429, "a third session is over the cap")
+        }
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    drop(second);
+    // Closed sessions free their places.
+    let started = std::time::Instant::now();
+    loop {
+        match connect_async(with_origin(&app.base)).await {
+            Ok(_) => break,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("places were not freed: {e}"),
+        }
+    }
 }
