@@ -417,10 +417,11 @@ impl Entity for OrderEntity {
                         by: Party::Gateway,
                         at: now,
                     });
-                    if o.status == OrderStatus::PendingPayment {
+                    // Paid on time moves the order on; paid late (cancelled) does not.
+                    if let Ok(to) = transition(o.status, Step::Pay, Party::Gateway, o.is_cod()) {
                         events.push(OrderEvent::Transitioned {
                             step: Step::Pay,
-                            to: OrderStatus::Paid,
+                            to,
                             by: Party::Gateway,
                             actor_id: None,
                             reason: None,
@@ -471,10 +472,11 @@ impl Entity for OrderEntity {
                         refund_reference,
                         at: now,
                     }];
-                    if o.status == OrderStatus::Returned {
+                    // A returned order becomes refunded; a cancelled one stays cancelled.
+                    if let Ok(to) = transition(o.status, Step::Refund, Party::System, o.is_cod()) {
                         events.push(OrderEvent::Transitioned {
                             step: Step::Refund,
-                            to: OrderStatus::Refunded,
+                            to,
                             by: Party::System,
                             actor_id: None,
                             reason: None,
