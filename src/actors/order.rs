@@ -120,6 +120,9 @@ pub struct Order {
     /// How long after delivery a return may be requested (seconds).
     pub return_window_secs: u64,
     pub timeline: Vec<TimelineEntry>,
+    /// Timeline entries already turned into notifications.
+    #[serde(default)]
+    pub notified: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -157,6 +160,8 @@ pub enum Action {
     Refund,
     /// Delivered and the return window is over: pay the shop.
     ReleaseEscrow,
+    /// Timeline entries not yet told to the people concerned.
+    Notify,
 }
 
 /// The earliest work `order` still owes, with its due time.
@@ -189,7 +194,135 @@ pub fn next_action(o: &Order) -> Option<(DateTime<Utc>, Action)> {
             Action::ReleaseEscrow,
         ));
     }
+    if (o.notified as usize) < o.timeline.len() {
+        due.push((o.updated_at, Action::Notify));
+    }
     due.into_iter().min_by_key(|(at, _)| *at)
+}
+
+/// The notifications timeline entry `index` of `o` produces:
+/// `(recipient user id, notification)`.
+pub fn notifications_for(
+    o: &Order,
+    index: usize,
+) -> Vec<(String, crate::actors::user::Notification)> {
+    let Some(entry) = o.timeline.get(index) else {
+        return vec![];
+    };
+    let short = &o.id[o.id.len().saturating_sub(8)..];
+    let total = format!("{} {}", o.totals.total, o.currency);
+    let to_customer = |kind: &str, title: &str, body: String| {
+        (
+            o.customer_id.clone(),
+            kind.to_owned(),
+            title.to_owned(),
+            body,
+        )
+    };
+    let to_merchant = |kind: &str, title: &str, body: String| {
+        (
+            o.merchant_id.clone(),
+            kind.to_owned(),
+            title.to_owned(),
+            body,
+        )
+    };
+    let mut out = Vec::new();
+    match entry.event.as_str() {
+        "placed" => {
+            out.push(to_customer(
+                "order_placed",
+                "Order placed",
+                format!("Order …{short} ({total}) is placed."),
+            ));
+            out.push(to_merchant(
+                "new_order",
+                "New order",
+                format!("Order …{short} ({total}) was placed at your shop."),
+            ));
+        }
+        "payment_received" => {
+            out.push(to_customer(
+                "payment_received",
+                "Payment received",
+                format!("We received {total} for order …{short}."),
+            ));
+            out.push(to_merchant(
+                "order_paid",
+                "Order paid",
+                format!("Order …{short} is paid; please confirm it."),
+            ));
+        }
+        "cancelled" => {
+            let why = entry
+                .reason
+                .clone()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            out.push(to_customer(
+                "order_cancelled",
+                "Order cancelled",
+                format!("Order …{short} was cancelled{why}."),
+            ));
+            out.push(to_merchant(
+                "order_cancelled",
+                "Order cancelled",
+                format!("Order …{short} was cancelled{why}."),
+            ));
+        }
+        "return_requested" => {
+            out.push(to_merchant(
+                "return_requested",
+                "Return requested",
+                format!("The customer asked to return order …{short}."),
+            ));
+        }
+        "escrow_released" => {
+            out.push(to_merchant(
+                "payout_released",
+                "Payout released",
+                format!("{total} for order …{short} was released to your shop."),
+            ));
+        }
+        "refund_due" => {
+            out.push(to_merchant(
+                "refund_due",
+                "Refund due",
+                format!("Order …{short} must be refunded by hand ({total})."),
+            ));
+        }
+        "payment_refunded" => {
+            out.push(to_customer(
+                "order_refunded",
+                "Refunded",
+                format!("{total} for order …{short} was refunded."),
+            ));
+        }
+        status @ ("confirmed" | "ready_for_pickup" | "picked_up" | "delivering" | "delivered"
+        | "returned" | "refunded") => {
+            let human = status.replace('_', " ");
+            out.push(to_customer(
+                &format!("order_{status}"),
+                &format!("Order {human}"),
+                format!("Order …{short} is {human}."),
+            ));
+        }
+        _ => {}
+    }
+    out.into_iter()
+        .map(|(to, kind, title, body)| {
+            let n = crate::actors::user::Notification {
+                id: format!("{}:{index}:{kind}", o.id),
+                kind,
+                title,
+                body,
+                order_id: Some(o.id.clone()),
+                created_at: entry.at,
+                read: false,
+            };
+            (to, n)
+        })
+        .collect()
 }
 
 pub fn timer_key(due: DateTime<Utc>, order_id: &str) -> String {
@@ -257,6 +390,9 @@ pub enum OrderEvent {
     RefundMarkedDue {
         at: DateTime<Utc>,
     },
+    NotificationsSent {
+        upto: u32,
+    },
 }
 
 /// What a payment provider reported.
@@ -298,6 +434,10 @@ pub enum OrderCommand {
     },
     /// The provider cannot refund: the merchant must, by hand.
     RefundDue,
+    /// Timeline entries before `upto` have been notified.
+    NotificationsSent {
+        upto: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -459,6 +599,12 @@ impl Entity for OrderEntity {
                     vec![]
                 }
             }
+            OrderCommand::NotificationsSent { upto } => match order(state)? {
+                o if upto > o.notified && upto as usize <= o.timeline.len() => {
+                    vec![OrderEvent::NotificationsSent { upto }]
+                }
+                _ => vec![],
+            },
             OrderCommand::RefundDue => match order(state)?.payment.status {
                 PaymentStatus::Paid => vec![OrderEvent::RefundMarkedDue { at: now }],
                 _ => vec![],
@@ -520,6 +666,7 @@ impl Entity for OrderEntity {
             OrderEvent::StockReleased { .. }
             | OrderEvent::StockConsumed { .. }
             | OrderEvent::CouponReleased
+            | OrderEvent::NotificationsSent { .. }
             | OrderEvent::WebhookSeen { .. } => return None,
         };
         Some((format!("order:{id}"), data))
@@ -617,6 +764,7 @@ impl Entity for OrderEntity {
                 o.escrow = EscrowStatus::Released;
                 note(o, *at, "escrow_released", Party::System, None, None);
             }
+            OrderEvent::NotificationsSent { upto } => o.notified = *upto,
             OrderEvent::RefundMarkedDue { at } => {
                 o.payment.status = PaymentStatus::RefundDue;
                 let reason = format!(
@@ -689,5 +837,125 @@ impl Entity for OrderEntity {
             value,
         });
         ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order_with(events: &[&str]) -> Order {
+        let now = Utc::now();
+        let entry = |e: &str| TimelineEntry {
+            at: now,
+            event: e.into(),
+            status: OrderStatus::Paid,
+            by: Party::System,
+            actor_id: None,
+            reason: None,
+        };
+        Order {
+            id: "0192a2b3-0000-7000-8000-00000000abcd".into(),
+            customer_id: "cust".into(),
+            shop_id: "shop".into(),
+            merchant_id: "merch".into(),
+            lines: vec![],
+            coupon: None,
+            currency: "VND".into(),
+            totals: Totals {
+                total: 1000,
+                ..Totals::default()
+            },
+            address: Address {
+                id: "a".into(),
+                label: "l".into(),
+                line1: "1".into(),
+                city: "c".into(),
+                lat: 0.0,
+                lng: 0.0,
+                is_default: true,
+            },
+            distance_km: 1.0,
+            status: OrderStatus::Paid,
+            payment: Payment {
+                id: "p".into(),
+                provider: "sandbox".into(),
+                status: PaymentStatus::Paid,
+                amount: 1000,
+                currency: "VND".into(),
+                checkout_url: None,
+                reference: "p".into(),
+                paid_at: None,
+                refund_reference: None,
+            },
+            escrow: EscrowStatus::Held,
+            stock: StockStatus::Held,
+            coupon_released: false,
+            payment_deadline: None,
+            delivered_at: None,
+            return_deadline: None,
+            return_window_secs: 0,
+            timeline: events.iter().map(|e| entry(e)).collect(),
+            notified: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn who_is_told_what() {
+        let o = order_with(&[
+            "placed",
+            "payment_received",
+            "confirmed",
+            "return_requested",
+            "escrow_released",
+            "stock_released",
+        ]);
+        let told = |i: usize| -> Vec<(String, String)> {
+            notifications_for(&o, i)
+                .into_iter()
+                .map(|(to, n)| (to, n.kind))
+                .collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            told(0),
+            vec![pair("cust", "order_placed"), pair("merch", "new_order")]
+        );
+        assert_eq!(
+            told(1),
+            vec![
+                pair("cust", "payment_received"),
+                pair("merch", "order_paid")
+            ]
+        );
+        assert_eq!(told(2), vec![pair("cust", "order_confirmed")]);
+        assert_eq!(told(3), vec![pair("merch", "return_requested")]);
+        assert_eq!(told(4), vec![pair("merch", "payout_released")]);
+        assert!(told(5).is_empty(), "internal bookkeeping tells nobody");
+        assert!(told(99).is_empty());
+        let ids: Vec<String> = (0..6)
+            .flat_map(|i| notifications_for(&o, i))
+            .map(|(_, n)| n.id)
+            .collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            ids.len(),
+            unique.len(),
+            "ids are unique, so redelivery keeps one"
+        );
+    }
+
+    #[test]
+    fn notifying_is_a_due_action_until_done() {
+        let mut o = order_with(&["placed"]);
+        o.status = OrderStatus::Confirmed;
+        o.escrow = EscrowStatus::None;
+        assert_eq!(next_action(&o).map(|(_, a)| a), Some(Action::Notify));
+        o.notified = 1;
+        assert_eq!(next_action(&o), None);
     }
 }

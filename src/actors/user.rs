@@ -1,8 +1,11 @@
 //! The user entity: account, sessions (refresh-token rotation, logout) and
 //! delivery addresses. One actor per user id.
 
+use std::collections::VecDeque;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{Ctx, Entity};
 use crate::domain::user::{
@@ -52,6 +55,26 @@ pub struct UserState {
     pub sessions: Vec<Session>,
     /// At most `MAX_ADDRESSES`; exactly one is default when any exist.
     pub addresses: Vec<Address>,
+    /// In-app notifications, oldest first; at most `MAX_NOTIFICATIONS`.
+    #[serde(default)]
+    pub notifications: VecDeque<Notification>,
+}
+
+/// Notifications kept per user (the oldest go first).
+pub const MAX_NOTIFICATIONS: usize = 200;
+
+/// An in-app notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    /// Stable per cause (e.g. `{order}:{n}`), so producing it twice keeps one.
+    pub id: String,
+    /// `order_placed`, `order_confirmed`, `new_order`, …
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub order_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +123,13 @@ pub enum UserEvent {
     },
     DefaultAddressSet {
         id: String,
+    },
+    Notified {
+        notification: Notification,
+    },
+    NotificationRead {
+        id: String,
+        at: DateTime<Utc>,
     },
 }
 
@@ -150,6 +180,12 @@ pub enum UserCommand {
         id: String,
     },
     ListAddresses,
+    /// Deliver a notification (no effect if its id is already there).
+    Notify(Notification),
+    Notifications,
+    MarkRead {
+        id: String,
+    },
 }
 
 #[derive(Debug)]
@@ -160,6 +196,7 @@ pub enum UserReply {
     Address(Address),
     /// The refresh token was refused (and the session ended).
     Refused,
+    Notifications(Vec<Notification>),
     Done,
 }
 
@@ -407,6 +444,31 @@ impl Entity for User {
                 account(state)?;
                 Ok((vec![], UserReply::Addresses(state.addresses.clone())))
             }
+            UserCommand::Notify(notification) => {
+                account(state)?;
+                if state.notifications.iter().any(|n| n.id == notification.id) {
+                    return Ok((vec![], UserReply::Done));
+                }
+                Ok((vec![UserEvent::Notified { notification }], UserReply::Done))
+            }
+            UserCommand::Notifications => {
+                account(state)?;
+                Ok((
+                    vec![],
+                    UserReply::Notifications(state.notifications.iter().rev().cloned().collect()),
+                ))
+            }
+            UserCommand::MarkRead { id } => {
+                account(state)?;
+                match state.notifications.iter().find(|n| n.id == id) {
+                    None => Err(DomainError::NotFound("notification")),
+                    Some(n) if n.read => Ok((vec![], UserReply::Done)),
+                    Some(_) => Ok((
+                        vec![UserEvent::NotificationRead { id, at: now }],
+                        UserReply::Done,
+                    )),
+                }
+            }
         }
     }
 
@@ -435,6 +497,12 @@ impl Entity for User {
             }
             UserEvent::AddressRemoved { id } => json!({"kind": "address_removed", "id": id}),
             UserEvent::DefaultAddressSet { id } => json!({"kind": "default_address_set", "id": id}),
+            UserEvent::Notified { notification } => {
+                json!({"kind": "notification", "notification": notification})
+            }
+            UserEvent::NotificationRead { id, at } => {
+                json!({"kind": "notification_read", "id": id, "at": at})
+            }
         };
         Some((format!("user:{id}"), data))
     }
@@ -498,6 +566,17 @@ impl Entity for User {
             }
             UserEvent::AddressRemoved { id } => state.addresses.retain(|a| &a.id != id),
             UserEvent::DefaultAddressSet { id } => set_default(&mut state.addresses, id),
+            UserEvent::Notified { notification } => {
+                state.notifications.push_back(notification.clone());
+                while state.notifications.len() > MAX_NOTIFICATIONS {
+                    state.notifications.pop_front();
+                }
+            }
+            UserEvent::NotificationRead { id, .. } => {
+                if let Some(n) = state.notifications.iter_mut().find(|n| &n.id == id) {
+                    n.read = true;
+                }
+            }
         }
     }
 }

@@ -668,3 +668,32 @@ pub async fn sandbox_fail(
 ) -> Result<Response, AppError> {
     settle(&s, &reference, false, q).await
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationList {
+    /// Newest first (the newest 200 are kept).
+    pub items: Vec<crate::actors::user::Notification>,
+    pub unread: usize,
+}
+
+/// Your notifications (they also arrive live on `user:{id}`).
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = NotificationList)))]
+pub async fn list_notifications(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<Json<NotificationList>, AppError> {
+    let (items, unread) = s.services.notifications(&auth.0.id).await?;
+    Ok(Json(NotificationList { items, unread }))
+}
+
+#[utoipa::path(put, path = "/api/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn read_notification(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    s.services.mark_notification_read(&auth.0.id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

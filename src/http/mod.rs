@@ -46,7 +46,7 @@ pub struct AppState {
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "notifications"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -110,6 +110,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(commerce::webhook))
         .routes(routes!(commerce::payment_history))
         .routes(routes!(commerce::get_payment))
+        .routes(routes!(commerce::list_notifications))
+        .routes(routes!(commerce::read_notification))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -19,13 +19,14 @@ use super::{new_id, ServiceError, Services};
 use crate::actors::cart::{CartCommand, CartItem, CartReply, CartState, PlannedOrder, SavedCart};
 use crate::actors::coupon::{normalize_code, Coupon, CouponCommand, CouponEntity, CouponInput};
 use crate::actors::entity::stream_id;
+use crate::actors::order::notifications_for;
 use crate::actors::order::{
     next_action, timer_order, Action, EscrowStatus, Order, OrderCommand, OrderEntity, OrderReply,
     Payment, PaymentReport, PaymentStatus, StockStatus, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP,
     PAYMENT_REFS, TIMERS_TABLE,
 };
 use crate::actors::product::ProductCommand;
-use crate::actors::user::{UserCommand, UserReply};
+use crate::actors::user::{Notification, UserCommand, UserReply};
 use crate::actors::Entity;
 use crate::domain::catalog::{Product, Shop};
 use crate::domain::order::{OrderStatus, Step};
@@ -661,6 +662,7 @@ impl Services {
                 delivered_at: None,
                 return_deadline: None,
                 return_window_secs: self.commerce.return_window_secs,
+                notified: 0,
                 timeline: vec![crate::actors::order::TimelineEntry {
                     at: now,
                     event: "placed".into(),
@@ -917,19 +919,30 @@ impl Services {
         })
     }
 
-    /// Carries out an order's next action if it is due. Idempotent: every
-    /// step it takes is keyed by the order id.
+    /// Carries out an order's due next actions (a few at most per call;
+    /// the scheduler picks up the rest). Idempotent: every step is keyed by
+    /// the order id.
     pub async fn advance_order(&self, id: &str) -> Result<(), ServiceError> {
+        for _ in 0..8 {
+            if !self.advance_once(id).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One due action of order `id`; whether there was one.
+    async fn advance_once(&self, id: &str) -> Result<bool, ServiceError> {
         let order = order_reply(
             self.orders
                 .call(id, OrderCommand::Get { caller: None })
                 .await?,
         );
         let Some((due, action)) = next_action(&order) else {
-            return Ok(());
+            return Ok(false);
         };
         if due > Utc::now() {
-            return Ok(());
+            return Ok(false);
         }
         let provider = || {
             self.providers
@@ -1002,8 +1015,45 @@ impl Services {
                 Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
             },
             Action::ReleaseEscrow => OrderCommand::ReleaseEscrow,
+            Action::Notify => {
+                for index in order.notified as usize..order.timeline.len() {
+                    for (to, notification) in notifications_for(&order, index) {
+                        self.users
+                            .call(&to, UserCommand::Notify(notification))
+                            .await?;
+                    }
+                }
+                OrderCommand::NotificationsSent {
+                    upto: order.timeline.len() as u32,
+                }
+            }
         };
         self.orders.call(id, cmd).await?;
+        Ok(true)
+    }
+
+    /// The caller's notifications, newest first, and how many are unread.
+    pub async fn notifications(
+        &self,
+        user_id: &str,
+    ) -> Result<(Vec<Notification>, usize), ServiceError> {
+        match self.users.call(user_id, UserCommand::Notifications).await? {
+            UserReply::Notifications(items) => {
+                let unread = items.iter().filter(|n| !n.read).count();
+                Ok((items, unread))
+            }
+            _ => Err(ServiceError::Unavailable("unexpected reply".into())),
+        }
+    }
+
+    pub async fn mark_notification_read(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<(), ServiceError> {
+        self.users
+            .call(user_id, UserCommand::MarkRead { id: id.to_owned() })
+            .await?;
         Ok(())
     }
 
