@@ -430,43 +430,17 @@ pub async fn shipping_calculate(
     auth: Auth,
     Json(r): Json<ShippingCalcRequest>,
 ) -> Result<Json<ShippingQuote>, AppError> {
-    let to = match (r.to, r.address_id) {
-        (Some(p), None) => p,
-        (None, Some(id)) => {
-            let services = &s.services;
-            let all = services
-                .users
-                .call(&auth.0.id, crate::actors::user::UserCommand::ListAddresses)
-                .await
-                .map_err(|e| AppError::from(crate::service::ServiceError::from(e)))?;
-            let crate::actors::user::UserReply::Addresses(list) = all else {
-                return Err(AppError::from(crate::domain::DomainError::NotFound(
-                    "address",
-                )));
-            };
-            let a = list.into_iter().find(|a| a.id == id).ok_or_else(|| {
-                AppError::from(crate::domain::DomainError::invalid(
-                    "address_id",
-                    "no such address of yours",
-                ))
-            })?;
-            GeoPoint {
-                lat: a.lat,
-                lng: a.lng,
-            }
-        }
-        _ => {
-            return Err(AppError::from(crate::domain::DomainError::invalid(
-                "to",
-                "give exactly one of to or address_id",
-            )))
-        }
-    };
-    Ok(Json(
-        s.services
-            .shipping_quote(&r.shop_id, to, r.weight_grams)
-            .await?,
-    ))
+    let quote = s
+        .services
+        .shipping_quote(
+            &auth.0.id,
+            &r.shop_id,
+            r.to,
+            r.address_id.as_deref(),
+            r.weight_grams,
+        )
+        .await?;
+    Ok(Json(quote))
 }
 
 /// A shop's orders, newest first (its merchant).

@@ -471,13 +471,34 @@ impl Services {
         Ok(self.coupons.call(&code, CouponCommand::Get).await?.coupon)
     }
 
+    /// The shipping fee from a shop to a point or to one of `user_id`'s
+    /// addresses (exactly one of the two).
     pub async fn shipping_quote(
         &self,
+        user_id: &str,
         shop_id: &str,
-        to: GeoPoint,
+        to: Option<GeoPoint>,
+        address_id: Option<&str>,
         weight_grams: u64,
     ) -> Result<ShippingQuote, ServiceError> {
-        let to = crate::domain::check_point("to", to)?;
+        let to = match (to, address_id) {
+            (Some(p), None) => crate::domain::check_point("to", p)?,
+            (None, Some(id)) => {
+                let a = self
+                    .address(user_id, Some(id))
+                    .await?
+                    .expect("found or rejected");
+                GeoPoint {
+                    lat: a.lat,
+                    lng: a.lng,
+                }
+            }
+            _ => {
+                return Err(
+                    DomainError::invalid("to", "give exactly one of to or address_id").into(),
+                )
+            }
+        };
         let shop = self.get_shop(shop_id).await?;
         let (km, fee) = self.ship(&shop, to, weight_grams)?;
         Ok(ShippingQuote {

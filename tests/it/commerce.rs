@@ -898,6 +898,32 @@ async fn multi_shop_checkout_saved_carts_quotes_and_payment_views() {
         .await;
     assert_eq!(status, StatusCode::OK, "{q}");
     assert_eq!(q["fee"], 25_000);
+    let (status, by_address) = app
+        .post(
+            "/api/v1/shipping/calculate",
+            Some(&c.access),
+            json!({"shop_id": shop_a, "address_id": address, "weight_grams": 2400}),
+        )
+        .await;
+    assert_eq!(
+        (status, &by_address),
+        (StatusCode::OK, &q),
+        "one of your addresses quotes the same as its point"
+    );
+    for body in [
+        json!({"shop_id": shop_a, "weight_grams": 1}),
+        json!({"shop_id": shop_a, "to": {"lat": 21.0, "lng": 105.8}, "address_id": address, "weight_grams": 1}),
+        json!({"shop_id": shop_a, "address_id": "not-mine", "weight_grams": 1}),
+    ] {
+        let (status, resp) = app
+            .post("/api/v1/shipping/calculate", Some(&c.access), body.clone())
+            .await;
+        assert_eq!(
+            (status, error_code(&resp)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{body}"
+        );
+    }
     assert!(
         (q["distance_km"].as_f64().unwrap() - 1.67).abs() < 0.05,
         "{q}"
