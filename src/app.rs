@@ -136,7 +136,7 @@ impl Application {
             enabled: settings.payment_providers.clone(),
         };
         let services = Arc::new(
-            Services::start(rt, hasher, jwt, commerce, gateways)
+            Services::start(rt, hasher, jwt, commerce, gateways, settings.tracking())
                 .await
                 .map_err(|e| BuildError::Startup(e.to_string()))?,
         );

@@ -93,6 +93,27 @@ pub struct Settings {
     pub ws_allowed_origins: Vec<String>,
     /// Live WebSocket sessions one user may hold at once (429 beyond).
     pub ws_max_connections_per_user: usize,
+    /// Shippers farther than this from the shop are not offered an order.
+    pub dispatch_radius_km: f64,
+    /// How long a shipper has to accept an offer before it goes to the next.
+    pub dispatch_offer_secs: u64,
+    /// With no shipper available, look again after this long.
+    pub dispatch_retry_secs: u64,
+    /// Radius of the arrival geofence around the delivery address.
+    pub geofence_radius_m: f64,
+    /// Time inside the geofence before "arriving" is announced.
+    pub arrival_dwell_secs: u64,
+    /// Fixes older than this (device time) are ignored; shippers without a
+    /// fix this recent are not dispatched.
+    pub location_max_age_secs: u64,
+    /// How far a device clock may run ahead of the server's.
+    pub location_max_skew_secs: u64,
+    /// Speed assumed for the ETA while a shipper is nearly still (m/s).
+    pub eta_default_speed_mps: f64,
+    /// One position per this interval is kept in a delivery's track.
+    pub track_sample_secs: u64,
+    /// A finished delivery's track is deleted after this long.
+    pub track_retention_secs: u64,
 }
 
 impl Default for Settings {
@@ -139,6 +160,16 @@ impl Default for Settings {
             payment_providers: vec!["cod".into(), "sandbox".into()],
             ws_allowed_origins: Vec::new(),
             ws_max_connections_per_user: 16,
+            dispatch_radius_km: 10.0,
+            dispatch_offer_secs: 30,
+            dispatch_retry_secs: 15,
+            geofence_radius_m: 50.0,
+            arrival_dwell_secs: 20,
+            location_max_age_secs: 120,
+            location_max_skew_secs: 30,
+            eta_default_speed_mps: 6.0,
+            track_sample_secs: 5,
+            track_retention_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -185,6 +216,16 @@ pub const KEYS: &[&str] = &[
     "payment_providers",
     "ws_allowed_origins",
     "ws_max_connections_per_user",
+    "dispatch_radius_km",
+    "dispatch_offer_secs",
+    "dispatch_retry_secs",
+    "geofence_radius_m",
+    "arrival_dwell_secs",
+    "location_max_age_secs",
+    "location_max_skew_secs",
+    "eta_default_speed_mps",
+    "track_sample_secs",
+    "track_retention_secs",
 ];
 
 /// Values given as command-line flags (highest precedence).
@@ -284,7 +325,43 @@ impl Settings {
                 "timer_interval_ms and payment_timeout_secs must be positive".into(),
             ));
         }
+        let positive = [
+            self.dispatch_radius_km,
+            self.geofence_radius_m,
+            self.eta_default_speed_mps,
+        ];
+        if positive.iter().any(|v| !v.is_finite() || *v <= 0.0)
+            || self.dispatch_offer_secs == 0
+            || self.dispatch_retry_secs == 0
+            || self.location_max_age_secs == 0
+        {
+            return Err(ConfigError(
+                "dispatch_radius_km, geofence_radius_m, eta_default_speed_mps, dispatch_offer_secs, dispatch_retry_secs and location_max_age_secs must be positive".into(),
+            ));
+        }
         Ok(())
+    }
+
+    pub fn tracking(&self) -> crate::service::tracking::TrackingConfig {
+        use crate::domain::shipping::{Freshness, Geofence};
+        let secs = |s: u64| chrono::Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64);
+        crate::service::tracking::TrackingConfig {
+            dispatch_radius_km: self.dispatch_radius_km,
+            offer_timeout: secs(self.dispatch_offer_secs),
+            dispatch_retry: secs(self.dispatch_retry_secs),
+            fence: Geofence {
+                radius_m: self.geofence_radius_m,
+                dwell_ms: secs(self.arrival_dwell_secs).num_milliseconds(),
+            },
+            fresh: Freshness {
+                max_age_ms: secs(self.location_max_age_secs).num_milliseconds(),
+                max_skew_ms: secs(self.location_max_skew_secs).num_milliseconds(),
+            },
+            default_speed: self.eta_default_speed_mps,
+            sample_every_ms: secs(self.track_sample_secs).num_milliseconds(),
+            retention: secs(self.track_retention_secs),
+            max_shippers: self.actor_max_live,
+        }
     }
 
     pub fn fee_table(&self) -> FeeTable {

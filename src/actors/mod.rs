@@ -16,6 +16,7 @@ pub mod order;
 pub mod product;
 pub mod registry;
 pub mod sandbox_payment;
+pub mod shipper;
 pub mod shop;
 pub mod user;
 

@@ -123,13 +123,73 @@ pub struct Order {
     /// Timeline entries already turned into notifications.
     #[serde(default)]
     pub notified: u32,
+    /// Who carries it, and the dispatch that finds them.
+    #[serde(default)]
+    pub delivery: Delivery,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Shippers remembered as having declined (or let lapse) an order.
+pub const MAX_DECLINED: usize = 32;
+
+/// A delivery offer waiting for the shipper's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryOffer {
+    pub shipper_id: String,
+    pub expires_at: DateTime<Utc>,
+    /// From the shipper to the shop when offered.
+    pub distance_m: f64,
+}
+
+/// The delivery side of an order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// The shipper who accepted.
+    pub shipper_id: Option<String>,
+    pub offer: Option<DeliveryOffer>,
+    /// Shippers not to offer again (declined or let the offer lapse).
+    pub declined: Vec<String>,
+    /// No shipper was available: look again at this time.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The shipper actor was told it carries this order.
+    pub shipper_bound: bool,
+    /// The shipper actor was told the delivery is over.
+    pub shipper_released: bool,
+    /// The shipper dwelt inside the delivery geofence.
+    pub arriving_at: Option<DateTime<Utc>>,
 }
 
 impl Order {
     pub fn is_cod(&self) -> bool {
         self.payment.provider == "cod"
+    }
+
+    /// Waiting for a shipper: confirmed (or ready) and nobody accepted yet.
+    pub fn awaits_shipper(&self) -> bool {
+        matches!(
+            self.status,
+            OrderStatus::Confirmed | OrderStatus::ReadyForPickup
+        ) && self.delivery.shipper_id.is_none()
+    }
+
+    /// The parcel is (or is about to be) on its way with the shipper.
+    pub fn in_delivery(&self) -> bool {
+        matches!(
+            self.status,
+            OrderStatus::Confirmed
+                | OrderStatus::ReadyForPickup
+                | OrderStatus::PickedUp
+                | OrderStatus::Delivering
+        )
+    }
+
+    /// `caller` holds a live offer for this order.
+    pub fn offered_to(&self, caller: &Caller, now: DateTime<Utc>) -> bool {
+        self.delivery
+            .offer
+            .as_ref()
+            .is_some_and(|o| o.shipper_id == caller.user_id && o.expires_at > now)
     }
 
     /// Which party `caller` is to this order, if any.
@@ -140,6 +200,8 @@ impl Order {
             Some(Party::Merchant)
         } else if caller.user_id == self.customer_id {
             Some(Party::Customer)
+        } else if self.delivery.shipper_id.as_deref() == Some(caller.user_id.as_str()) {
+            Some(Party::Shipper)
         } else {
             None
         }
@@ -162,6 +224,13 @@ pub enum Action {
     ReleaseEscrow,
     /// Timeline entries not yet told to the people concerned.
     Notify,
+    /// Offer the order to the nearest available shipper (or expire the
+    /// unanswered offer and offer it to the next one).
+    Dispatch,
+    /// A shipper accepted: tell the shipper actor it carries the order.
+    BindShipper,
+    /// The delivery is over: free the shipper.
+    ReleaseShipper,
 }
 
 /// The earliest work `order` still owes, with its due time.
@@ -196,6 +265,21 @@ pub fn next_action(o: &Order) -> Option<(DateTime<Utc>, Action)> {
     }
     if (o.notified as usize) < o.timeline.len() {
         due.push((o.updated_at, Action::Notify));
+    }
+    let d = &o.delivery;
+    if o.awaits_shipper() {
+        let at = match (&d.offer, d.retry_at) {
+            (Some(offer), _) => offer.expires_at,
+            (None, Some(retry)) => retry,
+            (None, None) => o.updated_at,
+        };
+        due.push((at, Action::Dispatch));
+    }
+    if d.shipper_id.is_some() && !d.shipper_bound {
+        due.push((o.updated_at, Action::BindShipper));
+    }
+    if d.shipper_bound && !d.shipper_released && !o.in_delivery() {
+        due.push((o.updated_at, Action::ReleaseShipper));
     }
     due.into_iter().min_by_key(|(at, _)| *at)
 }
@@ -298,6 +382,30 @@ pub fn notifications_for(
                 format!("{total} for order …{short} was refunded."),
             ));
         }
+        "shipper_offered" => {
+            if let (Some(shipper), Some(offer)) = (&entry.actor_id, &o.delivery.offer) {
+                out.push((
+                    shipper.clone(),
+                    "delivery_offer".to_owned(),
+                    "New delivery offer".to_owned(),
+                    format!(
+                        "Order …{short}: the shop is {:.1} km away. Accept before {}.",
+                        offer.distance_m / 1000.0,
+                        offer.expires_at.format("%H:%M:%S UTC")
+                    ),
+                ));
+            }
+        }
+        "shipper_assigned" => out.push(to_customer(
+            "shipper_assigned",
+            "Shipper on the way",
+            format!("A shipper accepted order …{short}; follow them live on the order page."),
+        )),
+        "arriving" => out.push(to_customer(
+            "shipper_arriving",
+            "Your shipper is arriving",
+            format!("The shipper with order …{short} is at your address."),
+        )),
         status @ ("confirmed" | "ready_for_pickup" | "picked_up" | "delivering" | "delivered"
         | "returned" | "refunded") => {
             let human = status.replace('_', " ");
@@ -393,6 +501,30 @@ pub enum OrderEvent {
     NotificationsSent {
         upto: u32,
     },
+    ShipperOffered {
+        shipper_id: String,
+        expires_at: DateTime<Utc>,
+        distance_m: f64,
+        at: DateTime<Utc>,
+    },
+    /// The offer was declined (or lapsed, `expired`).
+    OfferEnded {
+        shipper_id: String,
+        expired: bool,
+        at: DateTime<Utc>,
+    },
+    DispatchDeferred {
+        until: DateTime<Utc>,
+    },
+    ShipperAssigned {
+        shipper_id: String,
+        at: DateTime<Utc>,
+    },
+    ShipperBound,
+    ShipperReleased,
+    Arriving {
+        at: DateTime<Utc>,
+    },
 }
 
 /// What a payment provider reported.
@@ -438,6 +570,30 @@ pub enum OrderCommand {
     NotificationsSent {
         upto: u32,
     },
+    /// The dispatcher offers the order to `shipper_id` (who holds the
+    /// offer on its own actor already).
+    Offer {
+        shipper_id: String,
+        expires_at: DateTime<Utc>,
+        distance_m: f64,
+    },
+    /// The unanswered offer's deadline passed.
+    ExpireOffer,
+    /// No shipper available: look again at `until`.
+    DeferDispatch {
+        until: DateTime<Utc>,
+    },
+    /// The offered shipper answers.
+    Accept {
+        caller: Caller,
+    },
+    Decline {
+        caller: Caller,
+    },
+    ShipperBound,
+    ShipperReleased,
+    /// The shipper dwelt inside the delivery geofence.
+    Arriving,
 }
 
 #[derive(Debug, Clone)]
@@ -503,11 +659,107 @@ impl Entity for OrderEntity {
             },
             OrderCommand::Get { caller } => {
                 let o = order(state)?;
-                if caller.is_some_and(|c| o.party_of(&c).is_none()) {
+                // The offered shipper may look before answering.
+                if caller.is_some_and(|c| o.party_of(&c).is_none() && !o.offered_to(&c, now)) {
                     return Err(DomainError::NotFound("order"));
                 }
                 vec![]
             }
+            OrderCommand::Offer {
+                shipper_id,
+                expires_at,
+                distance_m,
+            } => {
+                let o = order(state)?;
+                // Two dispatchers racing for one order offer to the same
+                // shipper: the second is a no-op.
+                if o.awaits_shipper()
+                    && o.delivery
+                        .offer
+                        .as_ref()
+                        .is_some_and(|x| x.shipper_id == shipper_id)
+                {
+                    return Ok((vec![], OrderReply::Order(Box::new(o.clone()))));
+                }
+                if !o.awaits_shipper() || o.delivery.offer.is_some() {
+                    return Err(DomainError::Conflict {
+                        code: "not_dispatchable",
+                        message: "this order is not waiting for a shipper".into(),
+                    });
+                }
+                vec![OrderEvent::ShipperOffered {
+                    shipper_id,
+                    expires_at,
+                    distance_m,
+                    at: now,
+                }]
+            }
+            OrderCommand::ExpireOffer => match &order(state)?.delivery.offer {
+                Some(offer) if offer.expires_at <= now => vec![OrderEvent::OfferEnded {
+                    shipper_id: offer.shipper_id.clone(),
+                    expired: true,
+                    at: now,
+                }],
+                _ => vec![],
+            },
+            OrderCommand::DeferDispatch { until } => match order(state)? {
+                o if o.awaits_shipper() && o.delivery.offer.is_none() => {
+                    vec![OrderEvent::DispatchDeferred { until }]
+                }
+                _ => vec![],
+            },
+            OrderCommand::Accept { caller } | OrderCommand::Decline { caller }
+                if !order(state)?.offered_to(&caller, now) =>
+            {
+                let o = order(state)?;
+                return Err(
+                    if o.delivery.shipper_id.as_deref() == Some(caller.user_id.as_str()) {
+                        DomainError::Conflict {
+                            code: "already_assigned",
+                            message: "you already deliver this order".into(),
+                        }
+                    } else if o
+                        .delivery
+                        .offer
+                        .as_ref()
+                        .is_some_and(|x| x.shipper_id == caller.user_id)
+                        || o.delivery.declined.contains(&caller.user_id)
+                    {
+                        DomainError::Conflict {
+                            code: "offer_expired",
+                            message: "the offer expired and goes to another shipper".into(),
+                        }
+                    } else {
+                        DomainError::NotFound("offer")
+                    },
+                );
+            }
+            OrderCommand::Accept { caller } => vec![OrderEvent::ShipperAssigned {
+                shipper_id: caller.user_id,
+                at: now,
+            }],
+            OrderCommand::Decline { caller } => vec![OrderEvent::OfferEnded {
+                shipper_id: caller.user_id,
+                expired: false,
+                at: now,
+            }],
+            OrderCommand::ShipperBound => match &order(state)?.delivery {
+                d if d.shipper_id.is_some() && !d.shipper_bound => vec![OrderEvent::ShipperBound],
+                _ => vec![],
+            },
+            OrderCommand::ShipperReleased => match &order(state)?.delivery {
+                d if d.shipper_bound && !d.shipper_released => vec![OrderEvent::ShipperReleased],
+                _ => vec![],
+            },
+            OrderCommand::Arriving => match order(state)? {
+                o if o.delivery.shipper_id.is_some()
+                    && o.delivery.arriving_at.is_none()
+                    && matches!(o.status, OrderStatus::PickedUp | OrderStatus::Delivering) =>
+                {
+                    vec![OrderEvent::Arriving { at: now }]
+                }
+                _ => vec![],
+            },
             OrderCommand::Act {
                 caller,
                 step,
@@ -663,11 +915,20 @@ impl Entity for OrderEntity {
             OrderEvent::EscrowReleased { at } => json!({"kind": "escrow_released", "at": at}),
             OrderEvent::Refunded { at, .. } => json!({"kind": "refunded", "at": at}),
             OrderEvent::RefundMarkedDue { at } => json!({"kind": "refund_due", "at": at}),
+            OrderEvent::ShipperAssigned { shipper_id, at } => {
+                json!({"kind": "shipper_assigned", "shipper_id": shipper_id, "at": at})
+            }
+            OrderEvent::Arriving { at } => json!({"kind": "arriving", "at": at}),
             OrderEvent::StockReleased { .. }
             | OrderEvent::StockConsumed { .. }
             | OrderEvent::CouponReleased
             | OrderEvent::NotificationsSent { .. }
-            | OrderEvent::WebhookSeen { .. } => return None,
+            | OrderEvent::WebhookSeen { .. }
+            | OrderEvent::ShipperOffered { .. }
+            | OrderEvent::OfferEnded { .. }
+            | OrderEvent::DispatchDeferred { .. }
+            | OrderEvent::ShipperBound
+            | OrderEvent::ShipperReleased => return None,
         };
         Some((format!("order:{id}"), data))
     }
@@ -765,6 +1026,55 @@ impl Entity for OrderEntity {
                 note(o, *at, "escrow_released", Party::System, None, None);
             }
             OrderEvent::NotificationsSent { upto } => o.notified = *upto,
+            OrderEvent::ShipperOffered {
+                shipper_id,
+                expires_at,
+                distance_m,
+                at,
+            } => {
+                o.delivery.offer = Some(DeliveryOffer {
+                    shipper_id: shipper_id.clone(),
+                    expires_at: *expires_at,
+                    distance_m: *distance_m,
+                });
+                o.delivery.retry_at = None;
+                note(
+                    o,
+                    *at,
+                    "shipper_offered",
+                    Party::System,
+                    Some(shipper_id.clone()),
+                    None,
+                );
+            }
+            OrderEvent::OfferEnded { shipper_id, at, .. } => {
+                o.delivery.offer = None;
+                o.delivery.declined.push(shipper_id.clone());
+                if o.delivery.declined.len() > MAX_DECLINED {
+                    o.delivery.declined.remove(0);
+                }
+                o.updated_at = *at;
+            }
+            OrderEvent::DispatchDeferred { until } => o.delivery.retry_at = Some(*until),
+            OrderEvent::ShipperAssigned { shipper_id, at } => {
+                o.delivery.offer = None;
+                o.delivery.shipper_id = Some(shipper_id.clone());
+                note(
+                    o,
+                    *at,
+                    "shipper_assigned",
+                    Party::Shipper,
+                    Some(shipper_id.clone()),
+                    None,
+                );
+            }
+            OrderEvent::ShipperBound => o.delivery.shipper_bound = true,
+            OrderEvent::ShipperReleased => o.delivery.shipper_released = true,
+            OrderEvent::Arriving { at } => {
+                o.delivery.arriving_at = Some(*at);
+                let shipper = o.delivery.shipper_id.clone();
+                note(o, *at, "arriving", Party::Shipper, shipper, None);
+            }
             OrderEvent::RefundMarkedDue { at } => {
                 o.payment.status = PaymentStatus::RefundDue;
                 let reason = format!(
@@ -897,6 +1207,7 @@ mod tests {
             return_window_secs: 0,
             timeline: events.iter().map(|e| entry(e)).collect(),
             notified: 0,
+            delivery: Delivery::default(),
             created_at: now,
             updated_at: now,
         }
@@ -952,7 +1263,7 @@ mod tests {
     #[test]
     fn notifying_is_a_due_action_until_done() {
         let mut o = order_with(&["placed"]);
-        o.status = OrderStatus::Confirmed;
+        o.status = OrderStatus::Delivering;
         o.escrow = EscrowStatus::None;
         assert_eq!(next_action(&o).map(|(_, a)| a), Some(Action::Notify));
         o.notified = 1;

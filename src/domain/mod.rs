@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod order;
 pub mod pricing;
+pub mod shipping;
 pub mod user;
 
 use serde::{Deserialize, Serialize};

@@ -403,8 +403,9 @@ pub async fn receive_return(
     step(&s, &auth, &id, Step::ReceiveReturn, None).await
 }
 
-/// Delivery progress: `ready_for_pickup`, `picked_up`, `delivering`, `delivered`
-/// (the shop's merchant or an admin; assigned shippers with the real-time issue).
+/// Delivery progress: `ready_for_pickup` (the shop's merchant), then
+/// `picked_up`, `delivering`, `delivered` (the assigned shipper, or the
+/// merchant delivering by themselves; admins).
 #[utoipa::path(put, path = "/api/v1/shipping/{order_id}/status", tag = "orders", security(("bearer" = [])), params(("order_id" = String, Path)),
     request_body = ShippingStatusRequest, responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
 pub async fn shipping_status(

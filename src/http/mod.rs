@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod ops;
 pub mod server;
+pub mod shipping;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ pub struct AppState {
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "notifications"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "notifications"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -105,6 +106,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(commerce::receive_return))
         .routes(routes!(commerce::shipping_status))
         .routes(routes!(commerce::shipping_calculate))
+        .routes(routes!(shipping::set_status))
+        .routes(routes!(shipping::me))
+        .routes(routes!(shipping::accept))
+        .routes(routes!(shipping::decline))
+        .routes(routes!(shipping::location))
+        .routes(routes!(shipping::tracking))
         .routes(routes!(commerce::shop_orders))
         .routes(routes!(commerce::shop_revenue))
         .routes(routes!(commerce::webhook))
@@ -123,6 +130,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         )
         .route(
             "/api/v1/orders/{id}/live-updates",
+            axum::routing::get(crate::ws::order_live),
+        )
+        .route(
+            "/api/v1/shipping/{id}/live-tracking",
             axum::routing::get(crate::ws::order_live),
         )
         .route(

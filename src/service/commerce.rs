@@ -684,6 +684,7 @@ impl Services {
                 return_deadline: None,
                 return_window_secs: self.commerce.return_window_secs,
                 notified: 0,
+                delivery: Default::default(),
                 timeline: vec![crate::actors::order::TimelineEntry {
                     at: now,
                     event: "placed".into(),
@@ -749,7 +750,7 @@ impl Services {
         Ok(orders)
     }
 
-    async fn order_exists(&self, id: &str) -> Result<(), ServiceError> {
+    pub(crate) async fn order_exists(&self, id: &str) -> Result<(), ServiceError> {
         self.exists(&self.orders, id, "order").await
     }
 
@@ -1048,7 +1049,27 @@ impl Services {
                     upto: order.timeline.len() as u32,
                 }
             }
+            Action::Dispatch => self.dispatch(&order).await?,
+            Action::BindShipper => self.bind_shipper(&order).await?,
+            Action::ReleaseShipper => self.release_shipper(&order).await?,
         };
+        if let OrderCommand::Offer { shipper_id, .. } = &cmd {
+            // The order may have moved on since it was read: give the
+            // shipper's half of the offer back at once.
+            let shipper_id = shipper_id.clone();
+            if let Err(e) = self.orders.call(id, cmd).await {
+                self.shippers
+                    .call(
+                        &shipper_id,
+                        crate::actors::shipper::ShipperCommand::Withdraw {
+                            order_id: id.to_owned(),
+                        },
+                    )
+                    .await?;
+                return Err(e.into());
+            }
+            return Ok(true);
+        }
         self.orders.call(id, cmd).await?;
         Ok(true)
     }
@@ -1095,6 +1116,9 @@ impl Services {
             }
             let now = Utc::now();
             backoff.retain(|_, until| *until > now);
+            if let Err(e) = self.expire_tracks(4096).await {
+                tracing::warn!(error = %e, "track expiry failed");
+            }
             let rows = match self.store.scan(TIMERS_TABLE, "", None, 256).await {
                 Ok(rows) => rows,
                 Err(e) => {

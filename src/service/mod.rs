@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod commerce;
+pub mod tracking;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::actors::email::EmailClaim;
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
+use crate::actors::shipper::ShipperEntity;
 use crate::actors::shop::ShopEntity;
 use crate::actors::user::User;
 use crate::actors::{CallError, Entity, Registry, Runtime};
@@ -76,6 +78,9 @@ pub struct Services {
     pub carts: Registry<CartEntity>,
     pub coupons: Registry<CouponEntity>,
     pub orders: Registry<OrderEntity>,
+    pub shippers: Registry<ShipperEntity>,
+    /// Live shipper positions and dispatch.
+    pub tracker: tracking::Tracker,
     /// Configured payment providers by name.
     pub providers: Providers,
     /// The sandbox gateway (its hosted page needs it directly).
@@ -94,6 +99,7 @@ impl Services {
         jwt: JwtKeys,
         commerce: CommerceConfig,
         gateways: GatewayConfig,
+        tracking: tracking::TrackingConfig,
     ) -> Result<Self, ServiceError> {
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
         let sandbox = Arc::new(Sandbox::new(
@@ -119,6 +125,8 @@ impl Services {
             carts: Registry::start(rt.clone()).await.map_err(spawn)?,
             coupons: Registry::start(rt.clone()).await.map_err(spawn)?,
             orders: Registry::start(rt.clone()).await.map_err(spawn)?,
+            shippers: Registry::start(rt.clone()).await.map_err(spawn)?,
+            tracker: tracking::Tracker::new(tracking),
             providers,
             sandbox,
             commerce,
@@ -144,6 +152,7 @@ impl Services {
         self.carts.shutdown().await;
         self.coupons.shutdown().await;
         self.orders.shutdown().await;
+        self.shippers.shutdown().await;
         self.sandbox.shutdown().await;
     }
 

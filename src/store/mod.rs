@@ -115,6 +115,9 @@ pub trait Store: Send + Sync + 'static {
     async fn head(&self, stream: &str) -> Result<Seq, StoreError>;
     async fn save_snapshot(&self, stream: &str, snapshot: Snapshot) -> Result<(), StoreError>;
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError>;
+    /// Durably writes read-table rows that belong to no stream (sampled
+    /// track points, the mail outbox), group-committed like appends.
+    async fn write_rows(&self, ops: Vec<IndexOp>) -> Result<(), StoreError>;
     /// One row of a read table.
     async fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Rows of `table` whose key starts with `prefix`, in key order, strictly

@@ -30,6 +30,8 @@ const INDEX: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("index"
 enum WriteOp {
     Append(AppendRequest, oneshot::Sender<Result<Seq, StoreError>>),
     Snapshot(String, Snapshot, oneshot::Sender<Result<Seq, StoreError>>),
+    /// Read-table writes outside any stream.
+    Rows(Vec<IndexOp>, oneshot::Sender<Result<Seq, StoreError>>),
 }
 
 /// Tuning of the writer.
@@ -128,7 +130,7 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize,
                     }
                     let _ = reply.send(result);
                 }
-                WriteOp::Snapshot(_, _, reply) => {
+                WriteOp::Snapshot(_, _, reply) | WriteOp::Rows(_, reply) => {
                     let _ = reply.send(result);
                 }
             }
@@ -173,20 +175,7 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>
                         heads
                             .insert(req.stream.as_str(), seq)
                             .map_err(StoreError::backend)?;
-                        for write in &req.index {
-                            match write {
-                                IndexOp::Put { table, key, value } => {
-                                    index
-                                        .insert((*table, key.as_str()), value.as_slice())
-                                        .map_err(StoreError::backend)?;
-                                }
-                                IndexOp::Delete { table, key } => {
-                                    index
-                                        .remove((*table, key.as_str()))
-                                        .map_err(StoreError::backend)?;
-                                }
-                            }
-                        }
+                        write_rows(&mut index, &req.index)?;
                         results.push(Ok(seq));
                     }
                     WriteOp::Snapshot(stream, snap, _) => {
@@ -200,6 +189,10 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>
                                 .map_err(StoreError::backend)?;
                         }
                         results.push(Ok(snap.seq));
+                    }
+                    WriteOp::Rows(ops, _) => {
+                        write_rows(&mut index, ops)?;
+                        results.push(Ok(0));
                     }
                 }
             }
@@ -217,6 +210,27 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>
                 .collect()
         }
     }
+}
+
+fn write_rows(
+    index: &mut redb::Table<(&str, &str), &[u8]>,
+    ops: &[IndexOp],
+) -> Result<(), StoreError> {
+    for write in ops {
+        match write {
+            IndexOp::Put { table, key, value } => {
+                index
+                    .insert((*table, key.as_str()), value.as_slice())
+                    .map_err(StoreError::backend)?;
+            }
+            IndexOp::Delete { table, key } => {
+                index
+                    .remove((*table, key.as_str()))
+                    .map_err(StoreError::backend)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -274,6 +288,15 @@ impl Store for RedbStore {
         let (tx, rx) = oneshot::channel();
         self.enqueue(WriteOp::Snapshot(stream.to_owned(), snapshot, tx))
             .await?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    async fn write_rows(&self, ops: Vec<IndexOp>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(WriteOp::Rows(ops, tx)).await?;
         rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
     }
 

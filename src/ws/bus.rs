@@ -3,12 +3,16 @@
 //! sequence number; WebSocket sessions subscribe. A topic exists only while
 //! someone subscribes to it, and each topic's buffer is bounded: a
 //! subscriber that falls further behind is told it lagged (and resumes from
-//! the journal with `since`). Across nodes this becomes Redis pub/sub.
+//! the journal with `since`). Shipper positions are not journal events:
+//! each topic keeps only the newest one (a `watch` slot), so a watcher can
+//! never fall behind on them. Across nodes this becomes Redis pub/sub.
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
+
+use crate::domain::shipping::Position;
 
 /// One published event.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +22,23 @@ pub struct TopicEvent {
     pub data: Arc<serde_json::Value>,
 }
 
+/// The newest position published on a topic.
+pub type PositionSlot = watch::Receiver<Option<Arc<Position>>>;
+
+struct Channels {
+    events: broadcast::Sender<Arc<TopicEvent>>,
+    positions: watch::Sender<Option<Arc<Position>>>,
+}
+
+/// What one subscriber receives from a topic.
+pub struct Subscription {
+    pub events: broadcast::Receiver<Arc<TopicEvent>>,
+    /// Marked changed at once when the topic already has a position.
+    pub positions: PositionSlot,
+}
+
 pub struct Bus {
-    topics: DashMap<String, broadcast::Sender<Arc<TopicEvent>>>,
+    topics: DashMap<String, Channels>,
     /// Events buffered per topic for its slowest subscriber.
     capacity: usize,
 }
@@ -35,8 +54,8 @@ impl Bus {
     /// Delivers to the topic's current subscribers; a topic nobody watches
     /// costs one map lookup.
     pub fn publish(&self, topic: &str, seq: u64, data: serde_json::Value) {
-        if let Some(tx) = self.topics.get(topic) {
-            let _ = tx.send(Arc::new(TopicEvent {
+        if let Some(ch) = self.topics.get(topic) {
+            let _ = ch.events.send(Arc::new(TopicEvent {
                 topic: topic.into(),
                 seq,
                 data: Arc::new(data),
@@ -44,17 +63,36 @@ impl Bus {
         }
     }
 
-    pub fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<TopicEvent>> {
-        self.topics
+    /// Replaces the topic's newest position (when someone watches it).
+    pub fn publish_position(&self, topic: &str, position: Arc<Position>) {
+        if let Some(ch) = self.topics.get(topic) {
+            ch.positions.send_replace(Some(position));
+        }
+    }
+
+    pub fn subscribe(&self, topic: &str) -> Subscription {
+        let ch = self
+            .topics
             .entry(topic.to_owned())
-            .or_insert_with(|| broadcast::channel(self.capacity).0)
-            .subscribe()
+            .or_insert_with(|| Channels {
+                events: broadcast::channel(self.capacity).0,
+                positions: watch::channel(None).0,
+            });
+        let mut positions = ch.positions.subscribe();
+        if positions.borrow().is_some() {
+            positions.mark_changed();
+        }
+        Subscription {
+            events: ch.events.subscribe(),
+            positions,
+        }
     }
 
     /// Forgets `topic` once its last subscriber is gone.
     pub fn release(&self, topic: &str) {
-        self.topics
-            .remove_if(topic, |_, tx| tx.receiver_count() == 0);
+        self.topics.remove_if(topic, |_, ch| {
+            ch.events.receiver_count() == 0 && ch.positions.receiver_count() == 0
+        });
     }
 
     /// Topics with at least one subscriber (or not yet released).
@@ -76,7 +114,7 @@ mod tests {
             0,
             "publishing to an unwatched topic creates nothing"
         );
-        let mut rx = bus.subscribe("user:1");
+        let mut rx = bus.subscribe("user:1").events;
         bus.publish("user:1", 2, serde_json::json!({"a": 2}));
         bus.publish("user:2", 3, serde_json::json!({"a": 3}));
         bus.publish("user:1", 4, serde_json::json!({"a": 4}));
@@ -92,7 +130,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_subscriber_is_told_it_lagged() {
         let bus = Bus::new(2);
-        let mut rx = bus.subscribe("t");
+        let mut rx = bus.subscribe("t").events;
         for seq in 1..=5 {
             bus.publish("t", seq, serde_json::Value::Null);
         }
@@ -100,5 +138,38 @@ mod tests {
             rx.recv().await,
             Err(broadcast::error::RecvError::Lagged(3))
         ));
+    }
+
+    #[tokio::test]
+    async fn positions_keep_only_the_newest() {
+        let bus = Bus::new(2);
+        let pos = |ts| {
+            Arc::new(Position {
+                shipper_id: "s".into(),
+                order_id: None,
+                lat: 1.0,
+                lng: 2.0,
+                heading: None,
+                speed: None,
+                ts,
+                distance_m: None,
+                eta_s: None,
+                arriving: false,
+            })
+        };
+        let mut sub = bus.subscribe("shipper:s");
+        for ts in 1..=100 {
+            bus.publish_position("shipper:s", pos(ts));
+        }
+        sub.positions.changed().await.unwrap();
+        assert_eq!(sub.positions.borrow_and_update().as_ref().unwrap().ts, 100);
+        assert!(
+            sub.events.try_recv().is_err(),
+            "positions never fill the event buffer"
+        );
+        // A late subscriber sees the current position at once.
+        let mut late = bus.subscribe("shipper:s");
+        late.positions.changed().await.unwrap();
+        assert_eq!(late.positions.borrow().as_ref().unwrap().ts, 100);
     }
 }

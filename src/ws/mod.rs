@@ -5,11 +5,14 @@
 //! - `protocol`: the frames (JSON, or MessagePack with `surge.msgpack`).
 //! - `session`: one connection's logic, generic over `Sink`/`Stream`.
 //!
-//! Topics served today: `user:{id}` (that user, or an admin) and
-//! `order:{id}` (its customer, its shop's merchant, admins). Shipper and
-//! queue topics arrive with their entities. `/api/v1/notifications/live`
-//! and `/api/v1/orders/{id}/live-updates` are the same session, subscribed
-//! to the one topic from the start.
+//! Topics served today: `user:{id}` (that user, or an admin),
+//! `order:{id}` (its customer, its shop's merchant, its shipper, admins)
+//! and `shipper:{id}` (that shipper, admins, and, scoped to their order,
+//! the customer whose order the shipper is delivering). Queue topics
+//! arrive with their entity. `/api/v1/notifications/live`,
+//! `/api/v1/orders/{id}/live-updates` and
+//! `/api/v1/shipping/{order_id}/live-tracking` are the same session,
+//! subscribed to the one topic from the start.
 
 pub mod bus;
 pub mod protocol;
@@ -28,8 +31,10 @@ use serde::Deserialize;
 
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
+use crate::actors::shipper::ShipperEntity;
 use crate::actors::user::User;
 use crate::actors::Entity;
+use crate::domain::shipping::Fix;
 use crate::domain::Role;
 use crate::http::error::AppError;
 use crate::http::extract::Path;
@@ -37,9 +42,10 @@ use crate::http::AppState;
 use crate::service::{AuthUser, ServiceError, Services};
 use crate::store::codec;
 use protocol::{Codec, ServerMsg, JSON_PROTOCOL, MSGPACK_PROTOCOL, TOKEN_PROTOCOL_PREFIX};
-use session::{Limits, SessionCtx, TopicSource};
+use session::{Limits, Scope, SessionCtx, TopicSource};
 
-/// Largest frame a client may send.
+/// Largest message a client may send (bigger closes the session with
+/// 1009); the transport drops anything past 16 times this without reading it.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Journal records read per replay page.
 pub const REPLAY_PAGE: usize = 1024;
@@ -59,6 +65,7 @@ impl Topics {
 enum Topic<'a> {
     User(&'a str),
     Order(&'a str),
+    Shipper(&'a str),
 }
 
 fn parse(topic: &str) -> Result<Topic<'_>, ServerMsg> {
@@ -66,11 +73,12 @@ fn parse(topic: &str) -> Result<Topic<'_>, ServerMsg> {
     match topic.split_once(':') {
         Some(("user", id)) if valid(id) => Ok(Topic::User(id)),
         Some(("order", id)) if valid(id) => Ok(Topic::Order(id)),
-        Some(("user" | "order", _)) => Err(ServerMsg::error(
+        Some(("shipper", id)) if valid(id) => Ok(Topic::Shipper(id)),
+        Some(("user" | "order" | "shipper", _)) => Err(ServerMsg::error(
             "forbidden",
             format!("you may not watch {topic}"),
         )),
-        Some((kind @ ("shipper" | "queue"), _)) => Err(ServerMsg::error(
+        Some((kind @ "queue", _)) => Err(ServerMsg::error(
             "unknown_topic",
             format!("{kind} topics are not served yet"),
         )),
@@ -108,17 +116,38 @@ async fn replay_page<E: Entity>(
 
 #[async_trait]
 impl TopicSource for Topics {
-    async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<(), ServerMsg> {
+    async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<Scope, ServerMsg> {
         let forbidden = || ServerMsg::error("forbidden", format!("you may not watch {topic}"));
+        let decided = |r: Result<Scope, ServiceError>| match r {
+            Ok(scope) => Ok(scope),
+            Err(ServiceError::Domain(_)) => Err(forbidden()),
+            Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
+        };
         match parse(topic)? {
-            Topic::User(id) if id == user.id || user.role == Role::Admin => Ok(()),
+            Topic::User(id) if id == user.id || user.role == Role::Admin => Ok(None),
             Topic::User(_) => Err(forbidden()),
-            // The order actor decides: its customer, its shop's merchant, admins.
-            Topic::Order(id) => match self.services.get_order(&user.caller(), id).await {
-                Ok(_) => Ok(()),
-                Err(ServiceError::Domain(_)) => Err(forbidden()),
-                Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
-            },
+            // The order actor decides: its customer, its shop's merchant,
+            // its shipper, admins.
+            Topic::Order(id) => decided(
+                self.services
+                    .get_order(&user.caller(), id)
+                    .await
+                    .map(|_| None),
+            ),
+            Topic::Shipper(id) => {
+                decided(self.services.shipper_topic_scope(&user.caller(), id).await)
+            }
+        }
+    }
+
+    async fn location(&self, user: &AuthUser, fix: Fix) -> Result<(), ServerMsg> {
+        match self.services.report_location(&user.caller(), fix).await {
+            Ok(_) => Ok(()),
+            Err(ServiceError::Domain(d)) => {
+                let err = AppError::from(ServiceError::Domain(d));
+                Err(ServerMsg::error(&err.code, err.message))
+            }
+            Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
         }
     }
 
@@ -126,6 +155,7 @@ impl TopicSource for Topics {
         let stream = match parse(topic).map_err(|_| "unknown topic")? {
             Topic::User(id) => stream_id::<User>(id),
             Topic::Order(id) => stream_id::<OrderEntity>(id),
+            Topic::Shipper(id) => stream_id::<ShipperEntity>(id),
         };
         self.services
             .store
@@ -144,6 +174,7 @@ impl TopicSource for Topics {
         match parse(topic).map_err(|_| "unknown topic")? {
             Topic::User(id) => replay_page::<User>(store, id, after, until).await,
             Topic::Order(id) => replay_page::<OrderEntity>(store, id, after, until).await,
+            Topic::Shipper(id) => replay_page::<ShipperEntity>(store, id, after, until).await,
         }
     }
 }
@@ -305,12 +336,15 @@ async fn open_session(
         codec,
         bus: state.services.bus.clone(),
         topics: Arc::new(Topics::new(state.services.clone())),
-        limits: Limits::default(),
+        limits: Limits {
+            max_message: MAX_MESSAGE_BYTES,
+            ..Limits::default()
+        },
         shutdown: state.shutdown.clone(),
         initial,
     };
     Ok(upgrade
-        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES * 16)
         .on_upgrade(move |socket| async move {
             let _admitted = admitted;
             let (sink, stream) = futures_util::StreamExt::split(socket);

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::shipping::{Fix, Position};
+
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -16,6 +18,8 @@ pub enum ClientMsg {
     Unsubscribe {
         topic: String,
     },
+    /// A shipper's position (shippers only).
+    Location(Fix),
     Ping,
 }
 
@@ -36,6 +40,12 @@ pub enum ServerMsg {
     },
     Unsubscribed {
         topic: String,
+    },
+    /// The newest position of a shipper on `topic`. Not journaled and not
+    /// replayed: a slow reader gets only the newest one per topic.
+    Location {
+        topic: String,
+        data: Box<Position>,
     },
     Pong,
     Error {
@@ -73,8 +83,8 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// Nothing received within the idle timeout.
     pub const IDLE: u16 = 4001;
-    /// A frame exceeded the size limit or was not text/binary as negotiated.
-    pub const PROTOCOL: u16 = 1002;
+    /// A frame exceeded the per-message size limit.
+    pub const TOO_BIG: u16 = 1009;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
 }

@@ -8,6 +8,10 @@
 //! and forwards live events above it — no gap, no duplicate. A client that
 //! cannot keep up (queue full, or the bus buffer lapped it) is disconnected
 //! with close code 4008 and resumes with `since`.
+//!
+//! Shipper positions are the exception: they bypass the queue. Each topic's
+//! newest position waits in a per-session slot that the writer drains, so a
+//! slow reader gets fewer, newer positions instead of being disconnected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,19 +20,35 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use super::bus::Bus;
 use super::protocol::{close, ClientMsg, Codec, ServerMsg};
+use crate::domain::shipping::{Fix, Position};
 use crate::service::AuthUser;
+
+/// What of a topic a subscriber may see: `None`, everything; `Some(order)`,
+/// only events and positions about that order (a customer watching the
+/// shipper who delivers their order). A scoped subscription ends when
+/// that delivery does (`released`).
+pub type Scope = Option<String>;
+
+fn in_scope(scope: &Scope, data: &serde_json::Value) -> bool {
+    scope
+        .as_deref()
+        .is_none_or(|order| data.get("order_id").and_then(|v| v.as_str()) == Some(order))
+}
+
+/// Newest position per topic, waiting to be written.
+type Positions = Arc<std::sync::Mutex<HashMap<String, Arc<Position>>>>;
 
 /// Where topics come from: who may watch them, their journal head, and the
 /// replay of what a client missed.
 #[async_trait]
 pub trait TopicSource: Send + Sync + 'static {
     /// `Err` carries the error frame to send (forbidden, unknown topic…).
-    async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<(), ServerMsg>;
+    async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<Scope, ServerMsg>;
     /// The sequence number of the topic's latest event.
     async fn head(&self, topic: &str) -> Result<u64, String>;
     /// One page of the topic's journal after `after` (up to `until`): the
@@ -40,6 +60,13 @@ pub trait TopicSource: Send + Sync + 'static {
         after: u64,
         until: u64,
     ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String>;
+    /// A `location` frame from `user`.
+    async fn location(&self, _user: &AuthUser, _fix: Fix) -> Result<(), ServerMsg> {
+        Err(ServerMsg::error(
+            "unsupported",
+            "this server does not take locations",
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +81,8 @@ pub struct Limits {
     /// A frame the client's connection cannot take within this long means
     /// it stopped reading: the connection is dropped.
     pub write_timeout: Duration,
+    /// Largest message a client may send; a bigger one closes with 1009.
+    pub max_message: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +93,7 @@ impl Default for Limits {
             idle: Duration::from_secs(90),
             ping_every: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
+            max_message: 64 * 1024,
         }
     }
 }
@@ -136,6 +166,8 @@ where
     let (out_tx, mut out_rx) = mpsc::channel::<ServerMsg>(ctx.limits.out_queue.max(1));
     // A subscription task that sees the client fall behind asks for a close.
     let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
+    let positions: Positions = Arc::default();
+    let wake = Arc::new(Notify::new());
     let mut subs: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut last_heard = Instant::now();
     let mut stalled = false;
@@ -156,10 +188,19 @@ where
                 if let Message::Close(_) = frame {
                     break None;
                 }
+                let size = match &frame {
+                    Message::Text(t) => t.len(),
+                    Message::Binary(b) => b.len(),
+                    _ => 0,
+                };
+                if size > ctx.limits.max_message {
+                    break Some((close::TOO_BIG, "message too big"));
+                }
                 let Some(decoded) = decode(ctx.codec, &frame) else { continue };
                 let reply = match decoded {
                     Err(e) => Some(ServerMsg::error("invalid_message", e)),
                     Ok(ClientMsg::Ping) => Some(ServerMsg::Pong),
+                    Ok(ClientMsg::Location(fix)) => ctx.topics.location(&ctx.user, fix).await.err(),
                     Ok(ClientMsg::Unsubscribe { topic }) => {
                         match subs.remove(&topic) {
                             Some(task) => {
@@ -181,8 +222,8 @@ where
                         } else {
                             match ctx.topics.authorize(&ctx.user, &topic).await {
                                 Err(e) => Some(e),
-                                Ok(()) => {
-                                    let task = tokio::spawn(subscription(topic.clone(), since, ctx.bus.clone(), ctx.topics.clone(), out_tx.clone(), close_tx.clone()));
+                                Ok(scope) => {
+                                    let task = tokio::spawn(subscription(topic.clone(), since, scope, ctx.bus.clone(), ctx.topics.clone(), Outlet { out: out_tx.clone(), close: close_tx.clone(), positions: positions.clone(), wake: wake.clone() }));
                                     subs.insert(topic, task);
                                     None
                                 }
@@ -205,6 +246,22 @@ where
                         stalled = true;
                         break None;
                     }
+                }
+            }
+            _ = wake.notified() => {
+                let newest: Vec<_> = positions.lock().expect("positions lock").drain().collect();
+                let mut failed = None;
+                for (topic, data) in newest {
+                    let msg = ServerMsg::Location { topic, data: Box::new((*data).clone()) };
+                    match tokio::time::timeout(ctx.limits.write_timeout, sink.send(encode(ctx.codec, &msg))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => { failed = Some(false); break; }
+                        Err(_) => { failed = Some(true); break; }
+                    }
+                }
+                if let Some(timed_out) = failed {
+                    stalled = timed_out;
+                    break None;
                 }
             }
             Some(reason) = close_rx.recv() => break Some(reason),
@@ -238,17 +295,33 @@ where
     let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.close()).await;
 }
 
+/// Where a subscription delivers.
+struct Outlet {
+    out: mpsc::Sender<ServerMsg>,
+    close: mpsc::Sender<(u16, &'static str)>,
+    positions: Positions,
+    wake: Arc<Notify>,
+}
+
 async fn subscription(
     topic: String,
     since: Option<u64>,
+    scope: Scope,
     bus: Arc<Bus>,
     topics: Arc<dyn TopicSource>,
-    out: mpsc::Sender<ServerMsg>,
-    close_tx: mpsc::Sender<(u16, &'static str)>,
+    outlet: Outlet,
 ) {
+    let Outlet {
+        out,
+        close: close_tx,
+        positions: newest,
+        wake,
+    } = outlet;
     // Subscribe before reading the head: every event after the head is
     // then in `live`, so the hand-over from replay to live has no gap.
-    let mut live = bus.subscribe(&topic);
+    let sub = bus.subscribe(&topic);
+    let (mut live, mut positions) = (sub.events, sub.positions);
+    let mut positions_open = true;
     let head = match topics.head(&topic).await {
         Ok(h) => h,
         Err(e) => {
@@ -262,7 +335,7 @@ async fn subscription(
     while pos < head {
         match topics.replay(&topic, pos, head).await {
             Ok((events, covered)) => {
-                for (seq, data) in events {
+                for (seq, data) in events.into_iter().filter(|(_, d)| in_scope(&scope, d)) {
                     if out
                         .send(ServerMsg::Event {
                             topic: topic.clone(),
@@ -297,9 +370,27 @@ async fn subscription(
         return;
     }
     loop {
-        match live.recv().await {
-            Ok(ev) if ev.seq <= head => continue,
+        let received = tokio::select! {
+            ev = live.recv() => ev,
+            changed = positions.changed(), if positions_open => {
+                match changed {
+                    Ok(()) => {
+                        let newest_here = positions.borrow_and_update().clone();
+                        if let Some(p) = newest_here.filter(|p| scope.is_none() || p.order_id == scope) {
+                            newest.lock().expect("positions lock").insert(topic.clone(), p);
+                            wake.notify_one();
+                        }
+                    }
+                    Err(_) => positions_open = false,
+                }
+                continue;
+            }
+        };
+        match received {
+            Ok(ev) if ev.seq <= head || !in_scope(&scope, &ev.data) => continue,
             Ok(ev) => {
+                let ended = scope.is_some()
+                    && ev.data.get("kind").and_then(|k| k.as_str()) == Some("released");
                 let msg = ServerMsg::Event {
                     topic: topic.clone(),
                     seq: ev.seq,
@@ -310,6 +401,15 @@ async fn subscription(
                         close::SLOW_CONSUMER,
                         "too slow: reconnect and resubscribe with since",
                     ));
+                    return;
+                }
+                if ended {
+                    let _ = out
+                        .send(ServerMsg::error(
+                            "access_ended",
+                            format!("the delivery is over: no more updates from {topic}"),
+                        ))
+                        .await;
                     return;
                 }
             }
@@ -336,9 +436,9 @@ mod tests {
 
     #[async_trait]
     impl TopicSource for OneTopic {
-        async fn authorize(&self, _user: &AuthUser, topic: &str) -> Result<(), ServerMsg> {
+        async fn authorize(&self, _user: &AuthUser, topic: &str) -> Result<Scope, ServerMsg> {
             if topic == "t" {
-                Ok(())
+                Ok(None)
             } else {
                 Err(ServerMsg::error("forbidden", "no"))
             }

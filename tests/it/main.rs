@@ -10,4 +10,5 @@ mod http_edge;
 mod journal;
 mod lifecycle;
 mod payos;
+mod shipping;
 mod ws;

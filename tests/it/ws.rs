@@ -14,7 +14,7 @@ use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::*;
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn ws_url(app: &TestApp, query: &str) -> String {
     format!("{}/api/v1/ws{query}", app.base.replace("http://", "ws://"))
@@ -29,11 +29,11 @@ async fn connect(app: &TestApp, token: &str) -> Ws {
     connect_async(req).await.expect("websocket handshake").0
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub(crate) async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
-async fn recv(ws: &mut Ws) -> ServerMsg {
+pub(crate) async fn recv(ws: &mut Ws) -> ServerMsg {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
@@ -123,7 +123,12 @@ async fn a_user_watches_their_own_topic_and_nobody_elses() {
             "order:00000000-0000-7000-8000-000000000000".to_owned(),
             "forbidden",
         ),
-        ("shipper:1".to_owned(), "unknown_topic"),
+        ("shipper:1".to_owned(), "forbidden"),
+        (
+            "shipper:00000000-0000-7000-8000-000000000000".to_owned(),
+            "forbidden",
+        ),
+        ("queue:1".to_owned(), "unknown_topic"),
         ("nonsense".to_owned(), "unknown_topic"),
     ] {
         send(&mut ws, json!({"type": "subscribe", "topic": topic})).await;
@@ -274,7 +279,7 @@ async fn sessions_are_closed_with_going_away_on_shutdown() {
 }
 
 /// A merchant, a customer and the customer's cash-on-delivery order.
-async fn an_order(app: &TestApp) -> (Session, Session, String) {
+pub(crate) async fn an_order(app: &TestApp) -> (Session, Session, String) {
     let m = app.user("merchant").await;
     let (_, shop) = app
         .post("/api/v1/shops", Some(&m.access), shop_body())
@@ -308,7 +313,7 @@ async fn an_order(app: &TestApp) -> (Session, Session, String) {
     (m, c, placed["orders"][0]["id"].as_str().unwrap().to_owned())
 }
 
-async fn connect_path(app: &TestApp, path: &str, token: &str) -> Ws {
+pub(crate) async fn connect_path(app: &TestApp, path: &str, token: &str) -> Ws {
     let url = format!("{}{path}", app.base.replace("http://", "ws://"));
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(

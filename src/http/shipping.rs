@@ -1,0 +1,119 @@
+//! `/shipping`: shippers going online, answering offers, reporting
+//! positions, and the tracking view. Thin handlers over
+//! `service::tracking`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::error::{AppError, ErrorBody};
+use super::extract::{Auth, Json, Path};
+use super::AppState;
+use crate::actors::order::Order;
+use crate::domain::shipping::Fix;
+use crate::service::tracking::{LocationOutcome, ShipperView, Tracking};
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    Online,
+    Offline,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipperStatusRequest {
+    pub status: Availability,
+    /// Where the shipper is now (optional; positions normally stream over
+    /// the WebSocket).
+    pub location: Option<Fix>,
+}
+
+/// Go online (to be offered deliveries) or offline (shippers).
+#[utoipa::path(put, path = "/api/v1/shipping/shippers/me/status", tag = "shipping", security(("bearer" = [])),
+    request_body = ShipperStatusRequest,
+    responses((status = 200, body = ShipperView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "delivery_in_progress")))]
+pub async fn set_status(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(r): Json<ShipperStatusRequest>,
+) -> Result<Json<ShipperView>, AppError> {
+    let online = matches!(r.status, Availability::Online);
+    let view = s
+        .services
+        .set_shipper_online(&auth.0.caller(), online, r.location)
+        .await?;
+    Ok(Json(view))
+}
+
+/// Your shipper state: online, the offer waiting for you, the order you
+/// deliver, your newest position.
+#[utoipa::path(get, path = "/api/v1/shipping/shippers/me", tag = "shipping", security(("bearer" = [])),
+    responses((status = 200, body = ShipperView), (status = 403, body = ErrorBody)))]
+pub async fn me(State(s): State<AppState>, auth: Auth) -> Result<Json<ShipperView>, AppError> {
+    Ok(Json(s.services.shipper_me(&auth.0.caller()).await?))
+}
+
+/// Accept the delivery offer for this order (the offered shipper).
+#[utoipa::path(post, path = "/api/v1/shipping/{order_id}/accept", tag = "shipping", security(("bearer" = [])),
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "offer_expired")))]
+pub async fn accept(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(order_id): Path<String>,
+) -> Result<Json<Order>, AppError> {
+    Ok(Json(
+        s.services.accept_offer(&auth.0.caller(), &order_id).await?,
+    ))
+}
+
+/// Decline the delivery offer; the order is offered to the next shipper.
+#[utoipa::path(post, path = "/api/v1/shipping/{order_id}/decline", tag = "shipping", security(("bearer" = [])),
+    params(("order_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn decline(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(order_id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    s.services
+        .decline_offer(&auth.0.caller(), &order_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A position of the shipper delivering this order (the same as a
+/// WebSocket `location` frame). Out-of-order and stale fixes are answered
+/// with `accepted: false` and change nothing.
+#[utoipa::path(post, path = "/api/v1/shipping/{order_id}/location", tag = "shipping", security(("bearer" = [])),
+    params(("order_id" = String, Path)), request_body = Fix,
+    responses((status = 200, body = LocationOutcome), (status = 409, body = ErrorBody, description = "not_delivering"), (status = 422, body = ErrorBody)))]
+pub async fn location(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(order_id): Path<String>,
+    Json(fix): Json<Fix>,
+) -> Result<Json<LocationOutcome>, AppError> {
+    Ok(Json(
+        s.services
+            .report_order_location(&auth.0.caller(), &order_id, fix)
+            .await?,
+    ))
+}
+
+/// The delivery's path so far and the shipper's current position (the
+/// order's customer, the shop's merchant, the shipper, admins).
+#[utoipa::path(get, path = "/api/v1/shipping/{order_id}/tracking", tag = "shipping", security(("bearer" = [])),
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = Tracking), (status = 404, body = ErrorBody)))]
+pub async fn tracking(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(order_id): Path<String>,
+) -> Result<Json<Tracking>, AppError> {
+    Ok(Json(
+        s.services.tracking(&auth.0.caller(), &order_id).await?,
+    ))
+}
