@@ -17,10 +17,12 @@ use crate::auth::{JwtKeys, PasswordHasher};
 use crate::config::Settings;
 use crate::http::server::{serve, ServeOptions};
 use crate::http::{router, AppState};
+use crate::mail::MailConfig;
 use crate::metrics::Metrics;
 use crate::payments::payos::PayOsConfig;
+use crate::service::auth::ResetConfig;
 use crate::service::commerce::CommerceConfig;
-use crate::service::{GatewayConfig, Services};
+use crate::service::{GatewayConfig, ServiceConfig, Services};
 use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::Store;
 use crate::ws::bus::Bus;
@@ -136,9 +138,30 @@ impl Application {
             enabled: settings.payment_providers.clone(),
         };
         let services = Arc::new(
-            Services::start(rt, hasher, jwt, commerce, gateways, settings.tracking())
-                .await
-                .map_err(|e| BuildError::Startup(e.to_string()))?,
+            Services::start(
+                rt,
+                hasher,
+                jwt,
+                ServiceConfig {
+                    commerce,
+                    gateways,
+                    tracking: settings.tracking(),
+                    mail: MailConfig {
+                        smtp_url: settings.smtp_url.clone(),
+                        from: settings.mail_from.clone(),
+                        dir: dir.join("mail"),
+                    },
+                    reset: ResetConfig {
+                        key: derive_secret(&secret, b"password-reset"),
+                        ttl: chrono::Duration::seconds(
+                            settings.otp_ttl_secs.min(86_400 * 30) as i64
+                        ),
+                        max_attempts: settings.otp_max_attempts.max(1),
+                    },
+                },
+            )
+            .await
+            .map_err(|e| BuildError::Startup(e.to_string()))?,
         );
         if let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) {
             services
@@ -200,6 +223,13 @@ impl Application {
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
         ));
+        let mailer = tokio::spawn(
+            self.state
+                .services
+                .mailer
+                .clone()
+                .run(Duration::from_millis(500), self.state.shutdown.clone()),
+        );
         let flag = self.state.shutting_down.clone();
         let sessions = self.shutdown_tx;
         let signal = async move {
@@ -210,6 +240,7 @@ impl Application {
         };
         serve(self.listener, app, opts, signal).await;
         let _ = scheduler.await;
+        let _ = mailer.await;
         self.state.services.shutdown().await;
         self.store.close().await;
         tracing::info!("shutdown complete: journal flushed");

@@ -114,6 +114,16 @@ pub struct Settings {
     pub track_sample_secs: u64,
     /// A finished delivery's track is deleted after this long.
     pub track_retention_secs: u64,
+    /// Where mail goes: `smtp://host:port`, `smtps://user:pass@host`
+    /// (lettre's URL form). Unset: mails are written as `.eml` files under
+    /// `data_dir/mail/`.
+    pub smtp_url: Option<String>,
+    /// The sender of every mail.
+    pub mail_from: String,
+    /// How long a password-reset code works.
+    pub otp_ttl_secs: u64,
+    /// Wrong codes allowed before a reset code stops working.
+    pub otp_max_attempts: u32,
 }
 
 impl Default for Settings {
@@ -170,6 +180,10 @@ impl Default for Settings {
             eta_default_speed_mps: 6.0,
             track_sample_secs: 5,
             track_retention_secs: 7 * 24 * 3600,
+            smtp_url: None,
+            mail_from: "Surge <no-reply@surge.localhost>".into(),
+            otp_ttl_secs: 600,
+            otp_max_attempts: 5,
         }
     }
 }
@@ -226,6 +240,10 @@ pub const KEYS: &[&str] = &[
     "eta_default_speed_mps",
     "track_sample_secs",
     "track_retention_secs",
+    "smtp_url",
+    "mail_from",
+    "otp_ttl_secs",
+    "otp_max_attempts",
 ];
 
 /// Values given as command-line flags (highest precedence).

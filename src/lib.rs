@@ -24,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod payments;
 pub mod service;

@@ -13,6 +13,8 @@ use crate::domain::user::{
     AddressInput, UserView, MAX_ADDRESSES, MAX_SESSIONS,
 };
 use crate::domain::{check_text, DomainError, Role};
+use crate::mail::{outbox_row, templates, MailPrefs, OutMail};
+use crate::store::IndexOp;
 
 pub struct User;
 
@@ -58,7 +60,28 @@ pub struct UserState {
     /// In-app notifications, oldest first; at most `MAX_NOTIFICATIONS`.
     #[serde(default)]
     pub notifications: VecDeque<Notification>,
+    /// Which notifications are mailed too.
+    #[serde(default)]
+    pub mail_prefs: MailPrefs,
+    /// A pending password reset.
+    #[serde(default)]
+    pub reset: Option<PendingReset>,
 }
+
+/// A password-reset code waiting to be used (only its hash is kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingReset {
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A new reset code is not issued more often than this.
+pub const RESET_COOLDOWN_SECS: i64 = 30;
+
+/// Read table: `{role}|{user id}` → empty (whom a broadcast reaches).
+pub const USERS_BY_ROLE: &str = "users_by_role";
 
 /// Notifications kept per user (the oldest go first).
 pub const MAX_NOTIFICATIONS: usize = 200;
@@ -131,6 +154,23 @@ pub enum UserEvent {
         id: String,
         at: DateTime<Utc>,
     },
+    AllNotificationsRead {
+        at: DateTime<Utc>,
+    },
+    MailPrefsSet {
+        prefs: MailPrefs,
+    },
+    ResetRequested {
+        code_hash: String,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    ResetAttemptFailed,
+    /// The password was replaced (by a reset); every session ends.
+    PasswordChanged {
+        password_hash: String,
+        at: DateTime<Utc>,
+    },
 }
 
 pub enum UserCommand {
@@ -186,6 +226,21 @@ pub enum UserCommand {
     MarkRead {
         id: String,
     },
+    MarkAllRead,
+    GetMailPrefs,
+    SetMailPrefs(MailPrefs),
+    /// Keep the hash of a new reset code (refused while a recent one is
+    /// still pending).
+    RequestReset {
+        code_hash: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Replace the password if `code_hash` matches the pending code.
+    ResetPassword {
+        code_hash: String,
+        password_hash: String,
+        max_attempts: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -197,6 +252,7 @@ pub enum UserReply {
     /// The refresh token was refused (and the session ended).
     Refused,
     Notifications(Vec<Notification>),
+    MailPrefs(MailPrefs),
     Done,
 }
 
@@ -458,6 +514,81 @@ impl Entity for User {
                     UserReply::Notifications(state.notifications.iter().rev().cloned().collect()),
                 ))
             }
+            UserCommand::MarkAllRead => {
+                account(state)?;
+                if state.notifications.iter().all(|n| n.read) {
+                    return Ok((vec![], UserReply::Done));
+                }
+                Ok((
+                    vec![UserEvent::AllNotificationsRead { at: now }],
+                    UserReply::Done,
+                ))
+            }
+            UserCommand::GetMailPrefs => {
+                account(state)?;
+                Ok((vec![], UserReply::MailPrefs(state.mail_prefs)))
+            }
+            UserCommand::SetMailPrefs(prefs) => {
+                account(state)?;
+                let events = if prefs == state.mail_prefs {
+                    vec![]
+                } else {
+                    vec![UserEvent::MailPrefsSet { prefs }]
+                };
+                Ok((events, UserReply::MailPrefs(prefs)))
+            }
+            UserCommand::RequestReset {
+                code_hash,
+                expires_at,
+            } => {
+                account(state)?;
+                let recent = state.reset.as_ref().is_some_and(|r| {
+                    r.expires_at > now
+                        && now - r.requested_at < chrono::Duration::seconds(RESET_COOLDOWN_SECS)
+                });
+                if recent {
+                    return Ok((vec![], UserReply::Refused));
+                }
+                Ok((
+                    vec![UserEvent::ResetRequested {
+                        code_hash,
+                        expires_at,
+                        at: now,
+                    }],
+                    UserReply::Done,
+                ))
+            }
+            UserCommand::ResetPassword {
+                code_hash,
+                password_hash,
+                max_attempts,
+            } => {
+                account(state)?;
+                let expired = || DomainError::Conflict {
+                    code: "otp_expired",
+                    message: "this reset code is no longer valid: ask for a new one".into(),
+                };
+                let Some(reset) = state.reset.as_ref() else {
+                    return Err(expired());
+                };
+                if reset.expires_at <= now || reset.attempts >= max_attempts {
+                    return Err(expired());
+                }
+                let matches: bool =
+                    subtle::ConstantTimeEq::ct_eq(reset.code_hash.as_bytes(), code_hash.as_bytes())
+                        .into();
+                if !matches {
+                    // The failed attempt is recorded; the caller answers 422.
+                    return Ok((vec![UserEvent::ResetAttemptFailed], UserReply::Refused));
+                }
+                Ok((
+                    vec![UserEvent::PasswordChanged {
+                        password_hash,
+                        at: now,
+                    }],
+                    UserReply::Done,
+                ))
+            }
             UserCommand::MarkRead { id } => {
                 account(state)?;
                 match state.notifications.iter().find(|n| n.id == id) {
@@ -470,6 +601,64 @@ impl Entity for User {
                 }
             }
         }
+    }
+
+    /// Mails the events cause, queued atomically with them (welcome;
+    /// notifications the user wants by mail), and the role index.
+    fn index(
+        id: &str,
+        before: &UserState,
+        after: &UserState,
+        events: &[UserEvent],
+    ) -> Vec<IndexOp> {
+        let Some(account) = after.account.as_ref() else {
+            return vec![];
+        };
+        let mut ops = Vec::new();
+        let old_role = before.account.as_ref().map(|a| a.role);
+        if old_role != Some(account.role) {
+            if let Some(role) = old_role {
+                ops.push(IndexOp::Delete {
+                    table: USERS_BY_ROLE,
+                    key: format!("{}|{id}", role.as_str()),
+                });
+            }
+            ops.push(IndexOp::Put {
+                table: USERS_BY_ROLE,
+                key: format!("{}|{id}", account.role.as_str()),
+                value: Vec::new(),
+            });
+        }
+        for event in events {
+            let (mail_id, at, (subject, body)) = match event {
+                UserEvent::Registered { at, .. } => (
+                    format!("welcome:{id}"),
+                    *at,
+                    templates::welcome(&account.name),
+                ),
+                UserEvent::Notified { notification }
+                    if after.mail_prefs.wants(&notification.kind) =>
+                {
+                    (
+                        format!("note:{id}:{}", notification.id),
+                        notification.created_at,
+                        templates::notification(&account.name, notification),
+                    )
+                }
+                _ => continue,
+            };
+            let mail = OutMail {
+                id: mail_id,
+                to: account.email.clone(),
+                subject,
+                body,
+                attempts: 0,
+                created_at: at,
+                last_error: None,
+            };
+            ops.push(outbox_row(&mail, at));
+        }
+        ops
     }
 
     /// Public on `user:{id}`: profile, role, address and session-end
@@ -503,6 +692,14 @@ impl Entity for User {
             UserEvent::NotificationRead { id, at } => {
                 json!({"kind": "notification_read", "id": id, "at": at})
             }
+            UserEvent::AllNotificationsRead { at } => {
+                json!({"kind": "notifications_read", "at": at})
+            }
+            UserEvent::MailPrefsSet { prefs } => {
+                json!({"kind": "mail_preferences", "email": prefs})
+            }
+            UserEvent::PasswordChanged { at, .. } => json!({"kind": "password_changed", "at": at}),
+            UserEvent::ResetRequested { .. } | UserEvent::ResetAttemptFailed => return None,
         };
         Some((format!("user:{id}"), data))
     }
@@ -576,6 +773,34 @@ impl Entity for User {
                 if let Some(n) = state.notifications.iter_mut().find(|n| &n.id == id) {
                     n.read = true;
                 }
+            }
+            UserEvent::AllNotificationsRead { .. } => {
+                state.notifications.iter_mut().for_each(|n| n.read = true)
+            }
+            UserEvent::MailPrefsSet { prefs } => state.mail_prefs = *prefs,
+            UserEvent::ResetRequested {
+                code_hash,
+                expires_at,
+                at,
+            } => {
+                state.reset = Some(PendingReset {
+                    code_hash: code_hash.clone(),
+                    expires_at: *expires_at,
+                    attempts: 0,
+                    requested_at: *at,
+                })
+            }
+            UserEvent::ResetAttemptFailed => {
+                if let Some(r) = state.reset.as_mut() {
+                    r.attempts += 1;
+                }
+            }
+            UserEvent::PasswordChanged { password_hash, .. } => {
+                if let Some(a) = state.account.as_mut() {
+                    a.password_hash = password_hash.clone();
+                }
+                state.reset = None;
+                state.sessions.clear();
             }
         }
     }

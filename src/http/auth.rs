@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
@@ -183,4 +183,77 @@ pub async fn delete_address(
 ) -> Result<StatusCode, AppError> {
     user_call(&s, &auth, UserCommand::RemoveAddress { id }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub email: String,
+    /// The 6-digit code from the mail.
+    pub otp: String,
+    pub new_password: String,
+}
+
+/// Mail a password-reset code. Answers 202 whether or not the account
+/// exists; a new code is sent at most every 30 s per account.
+#[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth", request_body = ForgotPasswordRequest,
+    responses((status = 202), (status = 422, body = ErrorBody)))]
+pub async fn forgot_password(
+    State(s): State<AppState>,
+    Json(r): Json<ForgotPasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    s.services.forgot_password(&r.email).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Set a new password with the mailed code. The code works once, expires,
+/// and stops working after a few wrong tries; every session of the
+/// account ends.
+#[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "auth", request_body = ResetPasswordRequest,
+    responses((status = 204), (status = 422, body = ErrorBody, description = "invalid_otp or a weak password"),
+              (status = 409, body = ErrorBody, description = "otp_expired")))]
+pub async fn reset_password(
+    State(s): State<AppState>,
+    Json(r): Json<ResetPasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    s.services
+        .reset_password(&r.email, &r.otp, &r.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationPreferences {
+    /// Which notifications are mailed as well.
+    pub email: crate::mail::MailPrefs,
+}
+
+/// Your notification preferences.
+#[utoipa::path(get, path = "/api/v1/users/me/notification-preferences", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = NotificationPreferences)))]
+pub async fn get_preferences(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<Json<NotificationPreferences>, AppError> {
+    let email = s.services.mail_prefs(&auth.0.id, None).await?;
+    Ok(Json(NotificationPreferences { email }))
+}
+
+/// Choose which notifications are mailed as well.
+#[utoipa::path(put, path = "/api/v1/users/me/notification-preferences", tag = "users", security(("bearer" = [])),
+    request_body = NotificationPreferences, responses((status = 200, body = NotificationPreferences), (status = 422, body = ErrorBody)))]
+pub async fn set_preferences(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(r): Json<NotificationPreferences>,
+) -> Result<Json<NotificationPreferences>, AppError> {
+    let email = s.services.mail_prefs(&auth.0.id, Some(r.email)).await?;
+    Ok(Json(NotificationPreferences { email }))
 }

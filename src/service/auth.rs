@@ -284,3 +284,108 @@ fn email_taken() -> ServiceError {
     }
     .into()
 }
+
+/// Password reset by a one-time code sent by mail.
+#[derive(Debug, Clone)]
+pub struct ResetConfig {
+    /// Key of the code's HMAC (only the HMAC is journaled).
+    pub key: Vec<u8>,
+    pub ttl: chrono::Duration,
+    /// Wrong codes allowed before the code stops working.
+    pub max_attempts: u32,
+}
+
+impl Services {
+    fn reset_hash(&self, user_id: &str, code: &str) -> String {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.reset.key).expect("any key length");
+        mac.update(user_id.as_bytes());
+        mac.update(b":");
+        mac.update(code.trim().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// `POST /auth/forgot-password`: mails a 6-digit code to the account,
+    /// if there is one. The answer is the same either way, so it does not
+    /// tell who has an account.
+    pub async fn forgot_password(&self, email: &str) -> Result<(), ServiceError> {
+        let email = normalize_email(email)?;
+        let Some(user_id) = self.emails.call(&email, EmailCommand::Lookup).await? else {
+            return Ok(());
+        };
+        let account = match self.users.call(&user_id, UserCommand::Credentials).await? {
+            UserReply::Credentials(a) => a,
+            other => return Err(unexpected(other)),
+        };
+        // 6 digits from 122 random bits.
+        let code = format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
+        let now = Utc::now();
+        let reply = self
+            .users
+            .call(
+                &user_id,
+                UserCommand::RequestReset {
+                    code_hash: self.reset_hash(&user_id, &code),
+                    expires_at: now + self.reset.ttl,
+                },
+            )
+            .await?;
+        if let UserReply::Done = reply {
+            let (subject, body) = crate::mail::templates::password_reset(
+                &account.name,
+                &code,
+                self.reset.ttl.num_minutes(),
+            );
+            self.mailer
+                .enqueue(crate::mail::OutMail {
+                    id: format!("reset:{user_id}:{}", now.timestamp_millis()),
+                    to: account.email,
+                    subject,
+                    body,
+                    attempts: 0,
+                    created_at: now,
+                    last_error: None,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /auth/reset-password`: the code from the mail sets a new
+    /// password once; every session of the account ends.
+    pub async fn reset_password(
+        &self,
+        email: &str,
+        code: &str,
+        new_password: &str,
+    ) -> Result<(), ServiceError> {
+        let invalid = || -> ServiceError {
+            DomainError::invalid("otp", "the code is wrong (or was not sent to this email)").into()
+        };
+        let email = normalize_email(email).map_err(|_| invalid())?;
+        check_password(new_password, &email)?;
+        if code.trim().len() != 6 || !code.trim().bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let Some(user_id) = self.emails.call(&email, EmailCommand::Lookup).await? else {
+            return Err(invalid());
+        };
+        let password_hash = self.hasher.hash(new_password.to_owned()).await?;
+        match self
+            .users
+            .call(
+                &user_id,
+                UserCommand::ResetPassword {
+                    code_hash: self.reset_hash(&user_id, code),
+                    password_hash,
+                    max_attempts: self.reset.max_attempts,
+                },
+            )
+            .await?
+        {
+            UserReply::Done => Ok(()),
+            _ => Err(invalid()),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod commerce;
+pub mod notify;
 pub mod tracking;
 
 use std::sync::Arc;
@@ -90,6 +91,17 @@ pub struct Services {
     pub bus: Arc<Bus>,
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
+    pub mailer: Arc<crate::mail::Mailer>,
+    pub reset: auth::ResetConfig,
+}
+
+/// What the use cases are configured with.
+pub struct ServiceConfig {
+    pub commerce: CommerceConfig,
+    pub gateways: GatewayConfig,
+    pub tracking: tracking::TrackingConfig,
+    pub mail: crate::mail::MailConfig,
+    pub reset: auth::ResetConfig,
 }
 
 impl Services {
@@ -97,10 +109,18 @@ impl Services {
         rt: Runtime,
         hasher: PasswordHasher,
         jwt: JwtKeys,
-        commerce: CommerceConfig,
-        gateways: GatewayConfig,
-        tracking: tracking::TrackingConfig,
+        cfg: ServiceConfig,
     ) -> Result<Self, ServiceError> {
+        let ServiceConfig {
+            commerce,
+            gateways,
+            tracking,
+            mail,
+            reset,
+        } = cfg;
+        let mailer = Arc::new(
+            crate::mail::Mailer::new(&mail, rt.store.clone()).map_err(ServiceError::Unavailable)?,
+        );
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
         let sandbox = Arc::new(Sandbox::new(
             Registry::start(rt.clone()).await.map_err(spawn)?,
@@ -139,6 +159,8 @@ impl Services {
             store: rt.store,
             hasher,
             jwt,
+            mailer,
+            reset,
         })
     }
 

@@ -158,11 +158,15 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str) -> Session {
+        self.login_with(email, PASSWORD).await
+    }
+
+    pub async fn login_with(&self, email: &str, password: &str) -> Session {
         let (status, body) = self
             .post(
                 "/api/v1/auth/login",
                 None,
-                json!({"email": email, "password": PASSWORD}),
+                json!({"email": email, "password": password}),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");

@@ -9,6 +9,7 @@ mod helpers;
 mod http_edge;
 mod journal;
 mod lifecycle;
+mod mail;
 mod payos;
 mod shipping;
 mod ws;

@@ -1,0 +1,318 @@
+//! Mail: a durable outbox and the worker that drains it.
+//!
+//! A mail is a row of the `outbox` read table keyed by its due time. Rows
+//! are written atomically with the event that causes them (a welcome mail
+//! with the registration, an order-status mail with the in-app
+//! notification), or right after it (the password-reset code, which is
+//! never journaled in clear). The worker sends due rows through SMTP
+//! (lettre) when `smtp_url` is set, or writes them as `.eml` files under
+//! `data_dir/mail/` when it is not, and deletes each row once sent. A
+//! failure is retried with exponential back-off (1 s, 2 s, 4 s … at most
+//! 10 min); after `MAX_ATTEMPTS` the mail moves to `outbox_dead`.
+//! Delivery is at least once: a crash between sending and deleting the row
+//! sends that mail again.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::actors::user::Notification;
+use crate::store::{codec, IndexOp, Store, StoreError};
+
+/// Read table: `{due ms:020}|{mail id}` → encoded `OutMail`.
+pub const OUTBOX: &str = "outbox";
+/// Read table: mail id → encoded `OutMail` that could not be sent.
+pub const OUTBOX_DEAD: &str = "outbox_dead";
+/// Sends tried before a mail is given up.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// Mails sent per worker round.
+const ROUND: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutMail {
+    /// Stable per cause, so the same mail queued twice is one row.
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+/// The outbox row that queues `mail` to be sent at `due`.
+pub fn outbox_row(mail: &OutMail, due: DateTime<Utc>) -> IndexOp {
+    IndexOp::Put {
+        table: OUTBOX,
+        key: format!("{:020}|{}", due.timestamp_millis().max(0), mail.id),
+        value: codec::encode(1, mail).expect("mails always encode"),
+    }
+}
+
+/// What kinds of notification a user may get by mail as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailPrefs {
+    /// Order placed, paid, confirmed, shipped, delivered, cancelled, refunded.
+    pub orders: bool,
+    /// Shipper assigned or arriving; delivery offers (shippers).
+    pub delivery: bool,
+    /// Enrollment and flash-sale results, new course sessions.
+    pub enrollment: bool,
+    /// Messages from the platform's admins.
+    pub announcements: bool,
+}
+
+impl Default for MailPrefs {
+    fn default() -> Self {
+        MailPrefs {
+            orders: true,
+            delivery: false,
+            enrollment: true,
+            announcements: true,
+        }
+    }
+}
+
+impl MailPrefs {
+    /// Whether a notification of `kind` is also mailed.
+    pub fn wants(&self, kind: &str) -> bool {
+        if kind == "announcement" {
+            self.announcements
+        } else if kind.starts_with("enrollment")
+            || kind.starts_with("claim")
+            || kind == "new_session"
+        {
+            self.enrollment
+        } else if kind.starts_with("shipper") || kind == "delivery_offer" {
+            self.delivery
+        } else {
+            self.orders
+        }
+    }
+}
+
+/// Templates: `(subject, text body)`.
+pub mod templates {
+    use super::Notification;
+
+    pub fn welcome(name: &str) -> (String, String) {
+        (
+            "Welcome to Surge".into(),
+            format!(
+                "Hello {name},\n\nyour account is ready. Sign in to follow your orders live, \
+                 join courses and catch flash sales.\n\n— Surge\n"
+            ),
+        )
+    }
+
+    pub fn password_reset(name: &str, code: &str, minutes: i64) -> (String, String) {
+        (
+            format!("Your Surge password reset code: {code}"),
+            format!(
+                "Hello {name},\n\nsomeone (hopefully you) asked to reset your password.\n\n\
+                 Your code: {code}\n\nIt expires in {minutes} minutes and works once. If you did \
+                 not ask for it, ignore this mail; your password is unchanged.\n\n— Surge\n"
+            ),
+        )
+    }
+
+    /// Order status, delivery and enrollment results, announcements: the
+    /// notification's own words.
+    pub fn notification(name: &str, n: &Notification) -> (String, String) {
+        let link = n
+            .order_id
+            .as_ref()
+            .map(|id| format!("\nOrder: {id}\n"))
+            .unwrap_or_default();
+        (
+            n.title.clone(),
+            format!("Hello {name},\n\n{}\n{link}\n— Surge\n", n.body),
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `smtp://host:port`, `smtps://user:pass@host`, … (lettre's URL
+    /// form). `None`: write files under `dir`.
+    pub smtp_url: Option<String>,
+    pub from: String,
+    pub dir: PathBuf,
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    store: Arc<dyn Store>,
+    wake: Notify,
+}
+
+fn backoff(attempts: u32) -> chrono::Duration {
+    chrono::Duration::seconds(1i64 << attempts.min(10)).min(chrono::Duration::minutes(10))
+}
+
+impl Mailer {
+    pub fn new(cfg: &MailConfig, store: Arc<dyn Store>) -> Result<Self, String> {
+        let from: Mailbox = cfg
+            .from
+            .parse()
+            .map_err(|e| format!("mail_from '{}': {e}", cfg.from))?;
+        let transport = match &cfg.smtp_url {
+            Some(url) => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| format!("smtp_url: {e}"))?
+                    .timeout(Some(Duration::from_secs(10)))
+                    .build(),
+            ),
+            None => {
+                std::fs::create_dir_all(&cfg.dir)
+                    .map_err(|e| format!("mail dir {}: {e}", cfg.dir.display()))?;
+                Transport::Files(AsyncFileTransport::new(&cfg.dir))
+            }
+        };
+        Ok(Mailer {
+            transport,
+            from,
+            store,
+            wake: Notify::new(),
+        })
+    }
+
+    /// Queues `mail` durably and nudges the worker.
+    pub async fn enqueue(&self, mail: OutMail) -> Result<(), StoreError> {
+        self.store
+            .write_rows(vec![outbox_row(&mail, mail.created_at)])
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Something was queued: look at the outbox now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    async fn send(&self, m: &OutMail) -> Result<(), String> {
+        let to: Mailbox = m.to.parse().map_err(|e| format!("recipient: {e}"))?;
+        let msg = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(m.subject.clone())
+            .message_id(Some(format!("<{}@surge>", m.id.replace([':', '|'], "."))))
+            .body(m.body.clone())
+            .map_err(|e| e.to_string())?;
+        match &self.transport {
+            Transport::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+            Transport::Files(t) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Sends what is due; returns how many due mails were handled (sent,
+    /// rescheduled or given up).
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let mut handled = 0;
+        for (key, value) in self.store.scan(OUTBOX, "", None, ROUND).await? {
+            let due = key
+                .split_once('|')
+                .and_then(|(ms, _)| ms.parse::<i64>().ok())
+                .unwrap_or(0);
+            if due > now.timestamp_millis() {
+                break;
+            }
+            handled += 1;
+            let done = IndexOp::Delete {
+                table: OUTBOX,
+                key: key.clone(),
+            };
+            let Ok(mut mail) = codec::decode::<OutMail>(1, &value) else {
+                tracing::error!(%key, "undecodable outbox row dropped");
+                self.store.write_rows(vec![done]).await?;
+                continue;
+            };
+            match self.send(&mail).await {
+                Ok(()) => {
+                    self.store.write_rows(vec![done]).await?;
+                }
+                Err(e) => {
+                    mail.attempts += 1;
+                    tracing::warn!(mail = %mail.id, attempts = mail.attempts, error = %e, "mail not sent");
+                    mail.last_error = Some(e);
+                    let next = if mail.attempts >= MAX_ATTEMPTS {
+                        IndexOp::Put {
+                            table: OUTBOX_DEAD,
+                            key: mail.id.clone(),
+                            value: codec::encode(1, &mail)?,
+                        }
+                    } else {
+                        outbox_row(&mail, now + backoff(mail.attempts))
+                    };
+                    self.store.write_rows(vec![done, next]).await?;
+                }
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Drains the outbox whenever woken, and at least every `every`, until
+    /// `shutdown` flips.
+    pub async fn run(
+        self: Arc<Self>,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|d| *d) => return,
+            }
+            match self.drain().await {
+                Ok(ROUND..) => self.wake.notify_one(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox scan failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_minutes() {
+        assert_eq!(backoff(1).num_seconds(), 2);
+        assert_eq!(backoff(3).num_seconds(), 8);
+        assert_eq!(backoff(30).num_seconds(), 600);
+    }
+
+    #[test]
+    fn preferences_pick_by_kind() {
+        let p = MailPrefs::default();
+        assert!(p.wants("order_confirmed"));
+        assert!(p.wants("payment_received"));
+        assert!(!p.wants("shipper_arriving"));
+        assert!(p.wants("enrollment_confirmed"));
+        assert!(p.wants("announcement"));
+        let none = MailPrefs {
+            orders: false,
+            delivery: false,
+            enrollment: false,
+            announcements: false,
+        };
+        assert!(!none.wants("order_confirmed"));
+    }
+}

@@ -1,0 +1,96 @@
+//! Notification use cases beyond the order flow: marking all read, mail
+//! preferences, and admin broadcasts.
+
+use chrono::Utc;
+use futures_util::StreamExt;
+
+use super::{new_id, ServiceError, Services};
+use crate::actors::user::{Notification, UserCommand, UserReply, USERS_BY_ROLE};
+use crate::domain::{check_text, Caller, DomainError, Role};
+use crate::mail::MailPrefs;
+
+/// Most recipients of one broadcast.
+pub const MAX_BROADCAST: usize = 100_000;
+/// Notifications delivered at once during a broadcast.
+const BROADCAST_CONCURRENCY: usize = 32;
+
+impl Services {
+    pub async fn mark_all_read(&self, user_id: &str) -> Result<(), ServiceError> {
+        self.users.call(user_id, UserCommand::MarkAllRead).await?;
+        Ok(())
+    }
+
+    pub async fn mail_prefs(
+        &self,
+        user_id: &str,
+        set: Option<MailPrefs>,
+    ) -> Result<MailPrefs, ServiceError> {
+        let cmd = match set {
+            Some(p) => UserCommand::SetMailPrefs(p),
+            None => UserCommand::GetMailPrefs,
+        };
+        match self.users.call(user_id, cmd).await? {
+            UserReply::MailPrefs(p) => Ok(p),
+            _ => Err(ServiceError::Unavailable("unexpected reply".into())),
+        }
+    }
+
+    /// An admin's message to every user with `role` (everyone when
+    /// `None`), in-app and, for those who want announcements, by mail.
+    /// Returns how many users it reached.
+    pub async fn broadcast(
+        &self,
+        caller: &Caller,
+        title: &str,
+        body: &str,
+        role: Option<Role>,
+    ) -> Result<usize, ServiceError> {
+        if caller.role != Role::Admin {
+            return Err(DomainError::Forbidden("only admins may broadcast".into()).into());
+        }
+        let title = check_text("title", title, 120)?;
+        let body = check_text("body", body, 2000)?;
+        let id = new_id();
+        let prefix = role.map(|r| format!("{}|", r.as_str())).unwrap_or_default();
+        let mut reached = 0;
+        let mut after: Option<String> = None;
+        while reached < MAX_BROADCAST {
+            let page = self
+                .store
+                .scan(USERS_BY_ROLE, &prefix, after.as_deref(), 512)
+                .await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            let n = Notification {
+                id: format!("broadcast:{id}"),
+                kind: "announcement".into(),
+                title: title.clone(),
+                body: body.clone(),
+                order_id: None,
+                created_at: Utc::now(),
+                read: false,
+            };
+            let results: Vec<Result<(), ServiceError>> =
+                futures_util::stream::iter(page.into_iter().take(MAX_BROADCAST - reached))
+                    .map(|(key, _)| {
+                        let n = n.clone();
+                        async move {
+                            let user_id = key.split_once('|').map(|(_, id)| id).unwrap_or(&key);
+                            self.users.call(user_id, UserCommand::Notify(n)).await?;
+                            Ok(())
+                        }
+                    })
+                    .buffer_unordered(BROADCAST_CONCURRENCY)
+                    .collect()
+                    .await;
+            for r in results {
+                r?;
+                reached += 1;
+            }
+        }
+        self.mailer.wake();
+        Ok(reached)
+    }
+}
