@@ -217,6 +217,7 @@ impl Application {
         let opts = ServeOptions {
             header_read_timeout: Duration::from_secs(self.settings.header_read_timeout_secs.max(1)),
             max_connections: self.settings.max_connections,
+            send_buffer: self.settings.socket_send_buffer_bytes,
             grace: Duration::from_secs(self.settings.shutdown_grace_secs),
         };
         let scheduler = tokio::spawn(self.state.services.clone().run_scheduler(

@@ -93,6 +93,10 @@ pub struct Settings {
     pub ws_allowed_origins: Vec<String>,
     /// Live WebSocket sessions one user may hold at once (429 beyond).
     pub ws_max_connections_per_user: usize,
+    /// Kernel send buffer per connection in bytes (`SO_SNDBUF`). Unset:
+    /// the kernel auto-tunes it (up to `net.ipv4.tcp_wmem`, often 4 MiB,
+    /// which a client that stops reading can fill before Surge notices).
+    pub socket_send_buffer_bytes: Option<usize>,
     /// Shippers farther than this from the shop are not offered an order.
     pub dispatch_radius_km: f64,
     /// How long a shipper has to accept an offer before it goes to the next.
@@ -170,6 +174,7 @@ impl Default for Settings {
             payment_providers: vec!["cod".into(), "sandbox".into()],
             ws_allowed_origins: Vec::new(),
             ws_max_connections_per_user: 16,
+            socket_send_buffer_bytes: None,
             dispatch_radius_km: 10.0,
             dispatch_offer_secs: 30,
             dispatch_retry_secs: 15,
@@ -230,6 +235,7 @@ pub const KEYS: &[&str] = &[
     "payment_providers",
     "ws_allowed_origins",
     "ws_max_connections_per_user",
+    "socket_send_buffer_bytes",
     "dispatch_radius_km",
     "dispatch_offer_secs",
     "dispatch_retry_secs",

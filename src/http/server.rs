@@ -20,6 +20,10 @@ use tokio::sync::Semaphore;
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Kernel send buffer per connection (`SO_SNDBUF`); `None` keeps the
+    /// kernel's auto-tuning. With it, a WebSocket client that stops
+    /// reading backs up into Surge's bounded queue after this many bytes.
+    pub send_buffer: Option<usize>,
     /// How long to wait for in-flight requests after shutdown begins.
     pub grace: Duration,
 }
@@ -52,6 +56,9 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        if let Some(bytes) = opts.send_buffer {
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+        }
         let watcher = graceful.watcher();
         let service = TowerToHyperService::new(router.clone());
         let header_timeout = opts.header_read_timeout;

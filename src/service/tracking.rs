@@ -601,7 +601,7 @@ impl Services {
             .shipper_id
             .as_deref()
             .and_then(|s| self.tracker.newest(s))
-            .filter(|p| p.order_id.as_deref() == Some(order_id))
+            .filter(|p| o.in_delivery() && p.order_id.as_deref() == Some(order_id))
             .map(|p| (*p).clone());
         Ok(Tracking {
             order_id: o.id.clone(),

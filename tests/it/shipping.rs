@@ -251,6 +251,7 @@ async fn positions_stream_to_the_customer_and_arrival_is_announced_once() {
         s.arrival_dwell_secs = 3;
         s.geofence_radius_m = 50.0;
         s.track_sample_secs = 0;
+        s.track_retention_secs = 1;
     })
     .await;
     let (shipper, m, c, order) = delivering(&app).await;
@@ -475,6 +476,25 @@ async fn positions_stream_to_the_customer_and_arrival_is_announced_once() {
     let free = me(&app, &shipper).await;
     assert!(free["active_order"].is_null(), "{free}");
     assert_eq!(free["deliveries"], 1);
+    // The track is deleted once its retention (1 s here) is over.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, track) = app
+            .get(
+                &format!("/api/v1/shipping/{order}/tracking"),
+                Some(&c.access),
+            )
+            .await;
+        if track["path"].as_array().unwrap().is_empty() {
+            assert!(track["current"].is_null(), "{track}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the track outlived its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A later position no longer reaches the customer's order topic.
     send(
         &mut device,

@@ -574,3 +574,207 @@ async fn order_events_become_notifications_in_app_and_live() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "not someone else's");
 }
+
+/// A connection whose client reads slowly: a 4 KiB receive buffer, so the
+/// server's writes back up after a few frames once the test stops reading.
+async fn connect_small_buffer(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+) -> WebSocketStream<tokio::net::TcpStream> {
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let url = format!("{}{path}", app.base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    tokio_tungstenite::client_async(req, stream)
+        .await
+        .unwrap()
+        .0
+}
+
+#[tokio::test]
+async fn an_oversize_message_closes_with_1009_and_bad_json_does_not() {
+    let app = spawn_app().await;
+    let u = app.user("customer").await;
+    let mut ws = connect(&app, &u.access).await;
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert!(
+        matches!(recv(&mut ws).await, ServerMsg::Error { code, .. } if code == "invalid_message")
+    );
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut ws).await, ServerMsg::Pong, "still usable");
+    let big = format!(
+        "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
+    ws.send(Message::Text(big.into())).await.unwrap();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.expect("a close code").code), 1009);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
+    let app = spawn_app_with(|s| {
+        s.admin_email = Some("root@example.com".into());
+        s.admin_password = Some(PASSWORD.into());
+        s.socket_send_buffer_bytes = Some(64 * 1024);
+    })
+    .await;
+    let admin = app.login("root@example.com").await;
+    let slow_user = app.user("customer").await;
+    let good_user = app.user("customer").await;
+    let mut slow =
+        connect_small_buffer(&app, "/api/v1/notifications/live", &slow_user.access).await;
+    let mut good = connect_path(&app, "/api/v1/notifications/live", &good_user.access).await;
+    assert!(matches!(
+        recv(&mut good).await,
+        ServerMsg::Subscribed { .. }
+    ));
+    assert!(matches!(
+        serde_json::from_str::<ServerMsg>(slow.next().await.unwrap().unwrap().to_text().unwrap())
+            .unwrap(),
+        ServerMsg::Subscribed { .. }
+    ));
+    // The slow client stops reading; the good one reads as they come.
+    const N: usize = 800;
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while got < N {
+            if let ServerMsg::Event { data, .. } = recv(&mut good).await {
+                if data["kind"] == "notification" {
+                    got += 1;
+                }
+            }
+        }
+        got
+    });
+    // 800 announcements of ~2 KiB each go to every customer (10 at a time).
+    let body = "x".repeat(1900);
+    let sent = futures::stream::iter(0..N)
+        .map(|i| {
+            let (app, admin, body) = (&app, &admin, &body);
+            async move {
+                let (status, _) = app
+                    .post(
+                        "/api/v1/notifications/broadcast",
+                        Some(&admin.access),
+                        json!({"title": format!("n{i}"), "body": body, "role": "customer"}),
+                    )
+                    .await;
+                status
+            }
+        })
+        .buffer_unordered(10)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(sent.iter().all(|s| *s == StatusCode::OK));
+    assert_eq!(reader.await.unwrap(), N, "the reading client got every one");
+    // The slow one was cut off: a 4008 close (or the connection dropped)
+    // before all of them.
+    let mut slow_got = 0;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(20), slow.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                if let Ok(ServerMsg::Event { .. }) = serde_json::from_str::<ServerMsg>(t.as_str()) {
+                    slow_got += 1;
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_))) | Ok(None) => break None,
+            Err(_) => panic!("the slow client was neither cut off nor fed ({slow_got} events)"),
+        }
+    };
+    assert!(
+        slow_got < N,
+        "the slow client got everything: nothing was bounded"
+    );
+    if let Some(code) = ended {
+        assert_eq!(code, 4008);
+    }
+}
+
+#[tokio::test]
+async fn a_slow_watcher_gets_the_newest_position_not_every_one() {
+    let app = spawn_app_with(|s| {
+        s.track_sample_secs = 3600;
+        s.socket_send_buffer_bytes = Some(64 * 1024);
+    })
+    .await;
+    let shipper = app.user("shipper").await;
+    let start = chrono::Utc::now().timestamp_millis() - 60_000;
+    let (status, body) = app
+        .put(
+            "/api/v1/shipping/shippers/me/status",
+            Some(&shipper.access),
+            json!({"status": "online", "location": {"lat": 21.03, "lng": 105.85, "ts": start}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let topic = format!("shipper:{}", shipper.id);
+    let mut watcher = connect_small_buffer(&app, "/api/v1/ws", &shipper.access).await;
+    watcher
+        .send(Message::Text(
+            json!({"type": "subscribe", "topic": topic})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut device = connect(&app, &shipper.access).await;
+    // 3,000 positions while the watcher does not read.
+    const N: i64 = 3000;
+    for i in 1..=N {
+        let lat = 21.03 + i as f64 * 1e-6;
+        send(
+            &mut device,
+            json!({"type": "location", "lat": lat, "lng": 105.85, "ts": start + i * 10}),
+        )
+        .await;
+    }
+    send(&mut device, json!({"type": "ping"})).await;
+    assert_eq!(
+        recv(&mut device).await,
+        ServerMsg::Pong,
+        "all positions handled"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut positions, mut newest) = (0, 0);
+    while newest != start + N * 10 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("the newest position arrives")
+            .expect("still connected")
+            .unwrap();
+        if let Message::Text(t) = frame {
+            match serde_json::from_str::<ServerMsg>(t.as_str()).unwrap() {
+                ServerMsg::Location { data, .. } => {
+                    assert!(data.ts > newest, "positions only move forward");
+                    newest = data.ts;
+                    positions += 1;
+                }
+                ServerMsg::Error { code, .. } => panic!("error frame {code}"),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        positions < N as usize,
+        "{positions} positions: older ones were replaced while the watcher was not reading"
+    );
+}
