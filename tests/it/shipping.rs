@@ -342,6 +342,19 @@ async fn positions_stream_to_the_customer_and_arrival_is_announced_once() {
     )
     .await;
 
+    // The stranger received nothing after its refusals.
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(
+        Duration::from_millis(200),
+        futures::StreamExt::next(&mut nosy),
+    )
+    .await
+    {
+        assert!(
+            !matches!(frame, Message::Text(_) | Message::Binary(_)),
+            "a refused watcher got {frame:?}"
+        );
+    }
+
     // An out-of-order point is ignored.
     let (status, body) = app
         .post(
