@@ -80,8 +80,13 @@ impl Application {
             settings.access_token_ttl_secs,
             settings.refresh_token_ttl_secs,
         );
-        let hasher = PasswordHasher::new(settings.hash_concurrency, settings.hash_queue)
-            .map_err(|e| BuildError::Startup(e.to_string()))?;
+        let hasher = PasswordHasher::with_cost(
+            settings.hash_concurrency,
+            settings.hash_queue,
+            settings.hash_memory_kib,
+            settings.hash_iterations,
+        )
+        .map_err(|e| BuildError::Startup(e.to_string()))?;
         let rt = Runtime {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -93,8 +98,7 @@ impl Application {
             bus: Arc::new(Bus::new(1024)),
             instance: uuid::Uuid::new_v4().simple().to_string(),
         };
-        let listener = TcpListener::bind(&settings.addr)
-            .await
+        let listener = listen(&settings.addr, settings.listen_backlog)
             .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
         let local = listener
             .local_addr()
@@ -150,6 +154,10 @@ impl Application {
                         smtp_url: settings.smtp_url.clone(),
                         from: settings.mail_from.clone(),
                         dir: dir.join("mail"),
+                    },
+                    burst: crate::service::burst::BurstConfig {
+                        max_pending: settings.burst_max_pending.max(1),
+                        max_waitlist: settings.burst_max_waitlist,
                     },
                     reset: ResetConfig {
                         key: derive_secret(&secret, b"password-reset"),
@@ -231,6 +239,10 @@ impl Application {
                 .clone()
                 .run(Duration::from_millis(500), self.state.shutdown.clone()),
         );
+        let queue_work = tokio::spawn(self.state.services.clone().run_queue_work(
+            Duration::from_millis(self.settings.timer_interval_ms),
+            self.state.shutdown.clone(),
+        ));
         let flag = self.state.shutting_down.clone();
         let sessions = self.shutdown_tx;
         let signal = async move {
@@ -242,10 +254,28 @@ impl Application {
         serve(self.listener, app, opts, signal).await;
         let _ = scheduler.await;
         let _ = mailer.await;
+        let _ = queue_work.await;
         self.state.services.shutdown().await;
         self.store.close().await;
         tracing::info!("shutdown complete: journal flushed");
     }
+}
+
+/// Binds `addr` with a listen backlog of `backlog` (the kernel caps it at
+/// `net.core.somaxconn`): a burst of new connections waits in the backlog
+/// instead of having its SYNs dropped and retried seconds later.
+fn listen(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog.max(1))
 }
 
 /// A secret for another purpose, derived from `root` (HMAC-SHA256).

@@ -128,6 +128,17 @@ pub struct Settings {
     pub otp_ttl_secs: u64,
     /// Wrong codes allowed before a reset code stops working.
     pub otp_max_attempts: u32,
+    /// Pending TCP connections the kernel queues for accept (capped by
+    /// `net.core.somaxconn`).
+    pub listen_backlog: u32,
+    /// Claims waiting for their decision per queue; beyond, 429 at once.
+    pub burst_max_pending: usize,
+    /// Waitlist places per queue; beyond, 409 `sold_out`.
+    pub burst_max_waitlist: u32,
+    /// argon2id memory cost (KiB) and passes. Lower them only for tests
+    /// and load generators: they are what makes stolen hashes expensive.
+    pub hash_memory_kib: u32,
+    pub hash_iterations: u32,
 }
 
 impl Default for Settings {
@@ -189,6 +200,11 @@ impl Default for Settings {
             mail_from: "Surge <no-reply@surge.localhost>".into(),
             otp_ttl_secs: 600,
             otp_max_attempts: 5,
+            listen_backlog: 8192,
+            burst_max_pending: 20_000,
+            burst_max_waitlist: 10_000,
+            hash_memory_kib: 19_456,
+            hash_iterations: 2,
         }
     }
 }
@@ -250,6 +266,11 @@ pub const KEYS: &[&str] = &[
     "mail_from",
     "otp_ttl_secs",
     "otp_max_attempts",
+    "listen_backlog",
+    "burst_max_pending",
+    "burst_max_waitlist",
+    "hash_memory_kib",
+    "hash_iterations",
 ];
 
 /// Values given as command-line flags (highest precedence).

@@ -44,6 +44,13 @@ pub struct Metrics {
     pub journal_commit_seconds: Histogram,
     pub journal_appends: Counter,
     pub journal_commits: Counter,
+    /// Claims decided by enrollment queues, refusals included (not
+    /// idempotent replays).
+    pub queue_claims: Counter,
+    /// Durable journal commits per decided claim since start (everything
+    /// committed, notifications included): below 1 is group commit
+    /// absorbing a burst.
+    pub journal_commits_per_claim: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -67,6 +74,8 @@ impl Metrics {
             journal_commit_seconds: latency_histogram(),
             journal_appends: Counter::default(),
             journal_commits: Counter::default(),
+            queue_claims: Counter::default(),
+            journal_commits_per_claim: Gauge::default(),
         };
         registry.register(
             "http_requests",
@@ -117,6 +126,16 @@ impl Metrics {
             "journal_commits",
             "Durable journal commits",
             m.journal_commits.clone(),
+        );
+        registry.register(
+            "queue_claims",
+            "Claims decided by enrollment queues (flash sales, courses), refusals included",
+            m.queue_claims.clone(),
+        );
+        registry.register(
+            "journal_commits_per_claim",
+            "Durable journal commits per decided claim since start (group commit keeps it well below 1 in a burst)",
+            m.journal_commits_per_claim.clone(),
         );
         *m.registry.lock().expect("metrics registry") = registry;
         m

@@ -14,6 +14,7 @@ pub mod email;
 pub mod entity;
 pub mod order;
 pub mod product;
+pub mod queue;
 pub mod registry;
 pub mod sandbox_payment;
 pub mod shipper;

@@ -126,8 +126,19 @@ pub struct Order {
     /// Who carries it, and the dispatch that finds them.
     #[serde(default)]
     pub delivery: Delivery,
+    /// The flash-sale claim this order pays for: its stock comes from the
+    /// sale's reserve and goes back there if the order is cancelled.
+    #[serde(default)]
+    pub claim: Option<ClaimRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The queue claim behind an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClaimRef {
+    pub queue_id: String,
+    pub claim_id: String,
 }
 
 /// Shippers remembered as having declined (or let lapse) an order.
@@ -1208,6 +1219,7 @@ mod tests {
             timeline: events.iter().map(|e| entry(e)).collect(),
             notified: 0,
             delivery: Delivery::default(),
+            claim: None,
             created_at: now,
             updated_at: now,
         }

@@ -32,11 +32,31 @@ pub struct ProductState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProductEvent {
-    Created { product: Product },
-    Updated { product: Product },
-    StockHeld { order_id: String, quantity: u64 },
-    StockReleased { order_id: String, quantity: u64 },
-    StockConsumed { order_id: String, quantity: u64 },
+    Created {
+        product: Product,
+    },
+    Updated {
+        product: Product,
+    },
+    StockHeld {
+        order_id: String,
+        quantity: u64,
+    },
+    StockReleased {
+        order_id: String,
+        quantity: u64,
+    },
+    StockConsumed {
+        order_id: String,
+        quantity: u64,
+    },
+    /// Held stock moved from one holder to another (a flash sale's reserve
+    /// to a claim's order, and back).
+    StockTransferred {
+        from: String,
+        to: String,
+        quantity: u64,
+    },
 }
 
 pub enum ProductCommand {
@@ -63,6 +83,19 @@ pub enum ProductCommand {
     /// The order was delivered: its held stock is sold.
     Consume {
         order_id: String,
+    },
+    /// Move `quantity` held by `from` to `to` (a no-op once `to` holds
+    /// stock; 409 `out_of_stock` when `from` holds too little).
+    Transfer {
+        from: String,
+        to: String,
+        quantity: u64,
+    },
+    /// Give everything `from` holds back to `to`, adding to what `to`
+    /// holds (a no-op once `from` holds nothing).
+    Return {
+        from: String,
+        to: String,
     },
 }
 
@@ -165,6 +198,36 @@ impl Entity for ProductEntity {
                     None => (vec![], ()),
                 }
             }
+            ProductCommand::Transfer { from, to, quantity } => {
+                product(state)?;
+                if state.held.contains_key(&to) {
+                    (vec![], ())
+                } else if quantity == 0 || state.held.get(&from).copied().unwrap_or(0) < quantity {
+                    return Err(DomainError::Conflict {
+                        code: "out_of_stock",
+                        message: "the reserved stock is used up".into(),
+                    });
+                } else {
+                    (
+                        vec![ProductEvent::StockTransferred { from, to, quantity }],
+                        (),
+                    )
+                }
+            }
+            ProductCommand::Return { from, to } => {
+                product(state)?;
+                match state.held.get(&from) {
+                    Some(q) => (
+                        vec![ProductEvent::StockTransferred {
+                            from,
+                            to,
+                            quantity: *q,
+                        }],
+                        (),
+                    ),
+                    None => (vec![], ()),
+                }
+            }
             ProductCommand::Consume { order_id } => {
                 product(state)?;
                 match state.held.get(&order_id) {
@@ -206,6 +269,15 @@ impl Entity for ProductEntity {
             }
             ProductEvent::StockConsumed { order_id, .. } => {
                 state.held.remove(order_id);
+            }
+            ProductEvent::StockTransferred { from, to, quantity } => {
+                if let Some(q) = state.held.get_mut(from) {
+                    *q = q.saturating_sub(*quantity);
+                    if *q == 0 {
+                        state.held.remove(from);
+                    }
+                }
+                *state.held.entry(to.clone()).or_insert(0) += quantity;
             }
         }
     }

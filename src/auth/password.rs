@@ -32,9 +32,21 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     /// `concurrency` hashes run at once; at most `max_waiting` more wait.
+    /// OWASP's argon2id baseline: 19 MiB, 2 passes.
     pub fn new(concurrency: usize, max_waiting: usize) -> Result<Self, HashError> {
-        let params =
-            Params::new(19 * 1024, 2, 1, None).map_err(|e| HashError::Internal(e.to_string()))?;
+        Self::with_cost(concurrency, max_waiting, 19 * 1024, 2)
+    }
+
+    /// With an explicit memory cost (KiB) and number of passes. Existing
+    /// hashes keep verifying: each carries its own parameters.
+    pub fn with_cost(
+        concurrency: usize,
+        max_waiting: usize,
+        memory_kib: u32,
+        iterations: u32,
+    ) -> Result<Self, HashError> {
+        let params = Params::new(memory_kib, iterations, 1, None)
+            .map_err(|e| HashError::Internal(e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
         let dummy = argon

@@ -275,26 +275,7 @@ pub async fn checkout(
     headers: HeaderMap,
     Json(r): Json<CheckoutRequest>,
 ) -> Result<(StatusCode, Json<CheckoutResponse>), AppError> {
-    let key = match headers.get("idempotency-key") {
-        Some(v) => {
-            let k = v
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= 200);
-            Some(
-                k.ok_or_else(|| {
-                    AppError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_header",
-                        "Idempotency-Key must be 1 to 200 visible characters",
-                    )
-                })?
-                .to_owned(),
-            )
-        }
-        None => None,
-    };
+    let key = super::extract::idempotency_key(&headers)?;
     let orders = s
         .services
         .checkout(&auth.0.caller(), &r.address_id, &r.payment_method, key)

@@ -94,3 +94,23 @@ impl FromRequestParts<AppState> for Auth {
         Ok(Auth(state.services.authenticate(token).await?))
     }
 }
+
+/// The `Idempotency-Key` header, if any (400 `invalid_header` when it is
+/// empty, too long or not visible ASCII).
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .map(|k| Some(k.to_owned()))
+        .ok_or_else(|| {
+            AppError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "Idempotency-Key must be 1 to 200 visible characters",
+            )
+        })
+}

@@ -8,6 +8,7 @@
 //!   bound, graceful shutdown).
 
 pub mod auth;
+pub mod burst;
 pub mod catalog;
 pub mod commerce;
 pub mod error;
@@ -47,7 +48,7 @@ pub struct AppState {
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "notifications"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -106,6 +107,13 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(commerce::receive_return))
         .routes(routes!(commerce::shipping_status))
         .routes(routes!(commerce::shipping_calculate))
+        .routes(routes!(burst::create_flash_sale))
+        .routes(routes!(burst::get_flash_sale))
+        .routes(routes!(burst::claim_flash_sale, burst::sale_claims))
+        .routes(routes!(burst::cancel_sale_claim))
+        .routes(routes!(burst::enroll, burst::course_enrollments))
+        .routes(routes!(burst::cancel_enrollment))
+        .routes(routes!(burst::my_enrollments))
         .routes(routes!(shipping::set_status))
         .routes(routes!(shipping::me))
         .routes(routes!(shipping::accept))

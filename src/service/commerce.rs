@@ -159,7 +159,7 @@ impl Services {
         Ok(Priced { lines, products })
     }
 
-    async fn address(
+    pub(crate) async fn address(
         &self,
         user_id: &str,
         address_id: Option<&str>,
@@ -181,7 +181,12 @@ impl Services {
     }
 
     /// Distance and fee from `shop` to `to` for `grams`.
-    fn ship(&self, shop: &Shop, to: GeoPoint, grams: u64) -> Result<(f64, u64), ServiceError> {
+    pub(crate) fn ship(
+        &self,
+        shop: &Shop,
+        to: GeoPoint,
+        grams: u64,
+    ) -> Result<(f64, u64), ServiceError> {
         let km = haversine_km(shop.location, to);
         Ok((km, shipping_fee(&self.commerce.fees, km, grams)?))
     }
@@ -685,6 +690,7 @@ impl Services {
                 return_window_secs: self.commerce.return_window_secs,
                 notified: 0,
                 delivery: Default::default(),
+                claim: None,
                 timeline: vec![crate::actors::order::TimelineEntry {
                     at: now,
                     event: "placed".into(),
@@ -990,6 +996,34 @@ impl Services {
                 },
                 Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
             },
+            Action::ReleaseStock if order.claim.is_some() => {
+                // A flash-sale order: its units go back to the sale's reserve
+                // and the claim lapses, which lets the waitlist in.
+                let claim = order.claim.as_ref().expect("checked");
+                if order.stock == StockStatus::Held {
+                    for l in &order.lines {
+                        self.products
+                            .call(
+                                &l.product_id,
+                                ProductCommand::Return {
+                                    from: id.to_owned(),
+                                    to: crate::service::burst::sale_hold(&claim.queue_id),
+                                },
+                            )
+                            .await?;
+                    }
+                }
+                self.queues
+                    .call(
+                        &claim.queue_id,
+                        crate::actors::queue::QueueCommand::Expire {
+                            claim_id: claim.claim_id.clone(),
+                        },
+                    )
+                    .await?;
+                self.advance_queue(&claim.queue_id).await?;
+                OrderCommand::StockReleased
+            }
             Action::ReleaseStock => {
                 if order.stock == StockStatus::Held {
                     for l in &order.lines {

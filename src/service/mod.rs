@@ -4,6 +4,7 @@
 //! `ServiceError` to responses.
 
 pub mod auth;
+pub mod burst;
 pub mod catalog;
 pub mod commerce;
 pub mod notify;
@@ -18,6 +19,7 @@ use crate::actors::email::EmailClaim;
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
+use crate::actors::queue::QueueEntity;
 use crate::actors::shipper::ShipperEntity;
 use crate::actors::shop::ShopEntity;
 use crate::actors::user::User;
@@ -80,6 +82,12 @@ pub struct Services {
     pub coupons: Registry<CouponEntity>,
     pub orders: Registry<OrderEntity>,
     pub shippers: Registry<ShipperEntity>,
+    pub queues: Registry<QueueEntity>,
+    pub bursts: Arc<burst::Bursts>,
+    pub burst: burst::BurstConfig,
+    /// Wakes the queue worker (claims just decided).
+    pub queue_kick: tokio::sync::Notify,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Live shipper positions and dispatch.
     pub tracker: tracking::Tracker,
     /// Configured payment providers by name.
@@ -102,6 +110,7 @@ pub struct ServiceConfig {
     pub tracking: tracking::TrackingConfig,
     pub mail: crate::mail::MailConfig,
     pub reset: auth::ResetConfig,
+    pub burst: burst::BurstConfig,
 }
 
 impl Services {
@@ -117,6 +126,7 @@ impl Services {
             tracking,
             mail,
             reset,
+            burst,
         } = cfg;
         let mailer = Arc::new(
             crate::mail::Mailer::new(&mail, rt.store.clone()).map_err(ServiceError::Unavailable)?,
@@ -146,6 +156,11 @@ impl Services {
             coupons: Registry::start(rt.clone()).await.map_err(spawn)?,
             orders: Registry::start(rt.clone()).await.map_err(spawn)?,
             shippers: Registry::start(rt.clone()).await.map_err(spawn)?,
+            queues: Registry::start(rt.clone()).await.map_err(spawn)?,
+            bursts: Arc::default(),
+            burst,
+            queue_kick: tokio::sync::Notify::new(),
+            metrics: rt.metrics.clone(),
             tracker: tracking::Tracker::new(tracking),
             providers,
             sandbox,
@@ -175,6 +190,7 @@ impl Services {
         self.coupons.shutdown().await;
         self.orders.shutdown().await;
         self.shippers.shutdown().await;
+        self.queues.shutdown().await;
         self.sandbox.shutdown().await;
     }
 

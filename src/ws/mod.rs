@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
+use crate::actors::queue::QueueEntity;
 use crate::actors::shipper::ShipperEntity;
 use crate::actors::user::User;
 use crate::actors::Entity;
@@ -66,6 +67,7 @@ enum Topic<'a> {
     User(&'a str),
     Order(&'a str),
     Shipper(&'a str),
+    Queue(&'a str),
 }
 
 fn parse(topic: &str) -> Result<Topic<'_>, ServerMsg> {
@@ -74,13 +76,10 @@ fn parse(topic: &str) -> Result<Topic<'_>, ServerMsg> {
         Some(("user", id)) if valid(id) => Ok(Topic::User(id)),
         Some(("order", id)) if valid(id) => Ok(Topic::Order(id)),
         Some(("shipper", id)) if valid(id) => Ok(Topic::Shipper(id)),
+        Some(("queue", id)) if valid(id) => Ok(Topic::Queue(id)),
         Some(("user" | "order" | "shipper", _)) => Err(ServerMsg::error(
             "forbidden",
             format!("you may not watch {topic}"),
-        )),
-        Some((kind @ "queue", _)) => Err(ServerMsg::error(
-            "unknown_topic",
-            format!("{kind} topics are not served yet"),
         )),
         _ => Err(ServerMsg::error(
             "unknown_topic",
@@ -137,6 +136,29 @@ impl TopicSource for Topics {
             Topic::Shipper(id) => {
                 decided(self.services.shipper_topic_scope(&user.caller(), id).await)
             }
+            // Capacity counters are public to every signed-in user.
+            Topic::Queue(id) => match self
+                .services
+                .exists(&self.services.queues, id, "queue")
+                .await
+            {
+                Ok(()) => Ok(None),
+                // A course's queue opens with its first enrollment.
+                Err(ServiceError::Domain(_))
+                    if self
+                        .services
+                        .exists(&self.services.courses, id, "course")
+                        .await
+                        .is_ok() =>
+                {
+                    Ok(None)
+                }
+                Err(ServiceError::Domain(_)) => Err(ServerMsg::error(
+                    "not_found",
+                    format!("no such queue: {id}"),
+                )),
+                Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
+            },
         }
     }
 
@@ -156,6 +178,7 @@ impl TopicSource for Topics {
             Topic::User(id) => stream_id::<User>(id),
             Topic::Order(id) => stream_id::<OrderEntity>(id),
             Topic::Shipper(id) => stream_id::<ShipperEntity>(id),
+            Topic::Queue(id) => stream_id::<QueueEntity>(id),
         };
         self.services
             .store
@@ -175,6 +198,22 @@ impl TopicSource for Topics {
             Topic::User(id) => replay_page::<User>(store, id, after, until).await,
             Topic::Order(id) => replay_page::<OrderEntity>(store, id, after, until).await,
             Topic::Shipper(id) => replay_page::<ShipperEntity>(store, id, after, until).await,
+            // Counters, not a log: what was missed is the state at the head.
+            Topic::Queue(id) => {
+                let reply = self
+                    .services
+                    .queues
+                    .call(id, crate::actors::queue::QueueCommand::Status)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match reply {
+                    crate::actors::queue::QueueReply::Status(st) => Ok((
+                        vec![(until, crate::service::burst::counters_json(&st))],
+                        until,
+                    )),
+                    _ => Err("unexpected reply".into()),
+                }
+            }
         }
     }
 }

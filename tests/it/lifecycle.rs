@@ -71,7 +71,7 @@ async fn data_survives_a_restart() {
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -79,7 +79,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await {

@@ -3,12 +3,13 @@
 
 mod actors;
 mod auth;
+mod burst;
 mod catalog;
 mod commerce;
 mod helpers;
 mod http_edge;
 mod journal;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod mail;
 mod payos;
 mod shipping;

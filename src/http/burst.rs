@@ -1,0 +1,193 @@
+//! Flash sales and course enrollments: thin handlers over `service::burst`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{AppError, ErrorBody};
+use super::extract::{idempotency_key, Auth, Json, Path, Query};
+use super::AppState;
+use crate::actors::queue::{Claim, ClaimStatus};
+use crate::http::commerce::PageQuery;
+use crate::service::burst::{ClaimOutcome, ClaimRequest, FlashSaleInput, FlashSaleView};
+use crate::service::catalog::check_limit;
+
+/// 201 for a confirmed claim, 202 for a waitlisted one.
+fn claim_status(c: &ClaimOutcome) -> StatusCode {
+    match c.claim.status {
+        ClaimStatus::Confirmed => StatusCode::CREATED,
+        _ => StatusCode::ACCEPTED,
+    }
+}
+
+/// Open a flash sale on one of your products: its stock is reserved now.
+#[utoipa::path(post, path = "/api/v1/flash-sales", tag = "burst", security(("bearer" = [])),
+    request_body = FlashSaleInput,
+    responses((status = 201, body = FlashSaleView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "out_of_stock"), (status = 422, body = ErrorBody)))]
+pub async fn create_flash_sale(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(input): Json<FlashSaleInput>,
+) -> Result<(StatusCode, Json<FlashSaleView>), AppError> {
+    let sale = s
+        .services
+        .create_flash_sale(&auth.0.caller(), input)
+        .await?;
+    Ok((StatusCode::CREATED, Json(sale)))
+}
+
+/// A flash sale: capacity, confirmed, remaining, waitlisted and state.
+#[utoipa::path(get, path = "/api/v1/flash-sales/{id}", tag = "burst", params(("id" = String, Path)),
+    responses((status = 200, body = FlashSaleView), (status = 404, body = ErrorBody)))]
+pub async fn get_flash_sale(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<FlashSaleView>, AppError> {
+    Ok(Json(s.services.flash_sale(&id).await?))
+}
+
+/// Claim units of a flash sale. 201 `confirmed` (an order at the sale
+/// price follows for payment), 202 `waitlisted` with its position, 409
+/// `sold_out` / `limit_reached` / `not_open` / `closed`, 429 when too many
+/// claims are waiting. The answer is sent once the decision is durable; a
+/// retry with the same `Idempotency-Key` answers the first decision.
+#[utoipa::path(post, path = "/api/v1/flash-sales/{id}/claims", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = ClaimRequest,
+    responses((status = 201, body = ClaimOutcome), (status = 202, body = ClaimOutcome), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn claim_flash_sale(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<ClaimRequest>>,
+) -> Result<(StatusCode, Json<ClaimOutcome>), AppError> {
+    let key = idempotency_key(&headers)?;
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    let out = s
+        .services
+        .claim(&auth.0.caller(), &id, false, req, key)
+        .await?;
+    Ok((claim_status(&out), Json(out)))
+}
+
+/// Enroll in a free course: 201 confirmed, 202 waitlisted, 409 `sold_out`
+/// or `limit_reached` (one place per person). Same guarantees as claims.
+#[utoipa::path(post, path = "/api/v1/courses/{id}/enrollments", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = ClaimOutcome), (status = 202, body = ClaimOutcome), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn enroll(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<ClaimOutcome>), AppError> {
+    let key = idempotency_key(&headers)?;
+    let out = s
+        .services
+        .claim(
+            &auth.0.caller(),
+            &id,
+            true,
+            ClaimRequest {
+                quantity: 1,
+                ..Default::default()
+            },
+            key,
+        )
+        .await?;
+    Ok((claim_status(&out), Json(out)))
+}
+
+async fn cancel(
+    s: AppState,
+    auth: Auth,
+    id: String,
+    claim_id: String,
+) -> Result<Json<Claim>, AppError> {
+    Ok(Json(
+        s.services
+            .cancel_claim(&auth.0.caller(), &id, &claim_id)
+            .await?,
+    ))
+}
+
+/// Give up a flash-sale claim (its order is cancelled); the waitlist moves up.
+#[utoipa::path(delete, path = "/api/v1/flash-sales/{id}/claims/{claim_id}", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path), ("claim_id" = String, Path)),
+    responses((status = 200, body = Claim), (status = 404, body = ErrorBody)))]
+pub async fn cancel_sale_claim(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((id, claim_id)): Path<(String, String)>,
+) -> Result<Json<Claim>, AppError> {
+    cancel(s, auth, id, claim_id).await
+}
+
+/// Give up a course place; the waitlist moves up.
+#[utoipa::path(delete, path = "/api/v1/courses/{id}/enrollments/{claim_id}", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path), ("claim_id" = String, Path)),
+    responses((status = 200, body = Claim), (status = 404, body = ErrorBody)))]
+pub async fn cancel_enrollment(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((id, claim_id)): Path<(String, String)>,
+) -> Result<Json<Claim>, AppError> {
+    cancel(s, auth, id, claim_id).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClaimPage {
+    pub items: Vec<Claim>,
+    pub next_cursor: Option<String>,
+}
+
+async fn claims_page(
+    s: AppState,
+    auth: Auth,
+    id: String,
+    q: PageQuery,
+) -> Result<Json<ClaimPage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    let (items, next_cursor) = s
+        .services
+        .queue_claims(&auth.0.caller(), &id, q.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(ClaimPage { items, next_cursor }))
+}
+
+/// The claims of your flash sale (its merchant).
+#[utoipa::path(get, path = "/api/v1/flash-sales/{id}/claims", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = ClaimPage), (status = 403, body = ErrorBody)))]
+pub async fn sale_claims(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<ClaimPage>, AppError> {
+    claims_page(s, auth, id, q).await
+}
+
+/// The enrollments of your course (its trainer).
+#[utoipa::path(get, path = "/api/v1/courses/{id}/enrollments", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = ClaimPage), (status = 403, body = ErrorBody)))]
+pub async fn course_enrollments(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<ClaimPage>, AppError> {
+    claims_page(s, auth, id, q).await
+}
+
+/// Your enrollments and flash-sale claims.
+#[utoipa::path(get, path = "/api/v1/users/me/enrollments", tag = "burst", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Claim>)))]
+pub async fn my_enrollments(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<Claim>>, AppError> {
+    Ok(Json(s.services.my_claims(&auth.0.id).await?))
+}

@@ -1,0 +1,788 @@
+//! Burst signups: free-course enrollments and flash-sale claims through the
+//! queue actors (`actors::queue`).
+//!
+//! - Admission control: at most `max_pending` claims per queue wait for
+//!   their decision; beyond, 429 with `Retry-After` at once.
+//! - A flash sale reserves its stock on the product when it is created
+//!   (held under `sale:{id}`); each confirmed claim's order takes its units
+//!   from that reserve, and a cancelled or unpaid order gives them back.
+//! - The queue's next actions (placing orders, telling users their result
+//!   or promotion) run right after each decision and from the scheduler,
+//!   so they survive a crash.
+//! - `queue:{id}` gets the capacity counters at most every 100 ms.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{new_id, ServiceError, Services};
+use crate::actors::course::CourseCommand;
+use crate::actors::entity::stream_id;
+use crate::actors::order::{
+    ClaimRef, EscrowStatus, Order, OrderCommand, Payment, PaymentStatus, StockStatus, TimelineEntry,
+};
+use crate::actors::product::ProductCommand;
+use crate::actors::queue::{
+    Claim, ClaimOrder, ClaimStatus, QueueCommand, QueueConfig, QueueEntity, QueueKind, QueueReply,
+    QueueStatus, CLAIMS_BY_QUEUE, CLAIMS_BY_USER,
+};
+use crate::actors::shop::ShopCommand;
+use crate::actors::user::{Notification, UserCommand};
+use crate::actors::CallError;
+use crate::domain::order::{OrderStatus, Party};
+use crate::domain::pricing::{totals, Line};
+use crate::domain::{Caller, DomainError, GeoPoint, Role};
+use crate::payments::NewPayment;
+use crate::store::codec;
+
+/// The product hold that is a flash sale's reserve.
+pub fn sale_hold(queue_id: &str) -> String {
+    format!("sale:{queue_id}")
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BurstConfig {
+    /// Claims waiting for a decision per queue before 429.
+    pub max_pending: usize,
+    /// Waitlist bound per queue.
+    pub max_waitlist: u32,
+}
+
+impl Default for BurstConfig {
+    fn default() -> Self {
+        BurstConfig {
+            max_pending: 20_000,
+            max_waitlist: 10_000,
+        }
+    }
+}
+
+/// Per-queue live state of the service: pending claims and the newest
+/// counters waiting to be published.
+#[derive(Default)]
+pub struct Bursts {
+    pending: DashMap<String, Arc<AtomicUsize>>,
+    counters: DashMap<String, QueueStatus>,
+    /// Queue configurations (fixed once open), so that a claim costs one
+    /// call to its queue.
+    configs: DashMap<String, QueueConfig>,
+}
+
+/// Counts one waiting claim until dropped.
+struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlashSaleInput {
+    pub product_id: String,
+    /// Units reserved for the sale (taken from the product's stock).
+    pub stock: u32,
+    pub per_user_limit: u32,
+    /// Sale price per unit, in the product's currency.
+    pub price: u64,
+    pub opens_at: Option<DateTime<Utc>>,
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlashSaleView {
+    pub id: String,
+    #[serde(flatten)]
+    pub status: QueueStatus,
+    /// `scheduled`, `open`, `sold_out` (only the waitlist is left) or `closed`.
+    pub state: &'static str,
+}
+
+/// How a claim is answered.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClaimOutcome {
+    #[serde(flatten)]
+    pub claim: Claim,
+    /// Capacity left after the decision.
+    pub remaining: u32,
+    /// An idempotent retry: this is the first decision.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    #[serde(default = "one")]
+    pub quantity: u32,
+    /// Flash sales: where to deliver (default: your default address).
+    pub address_id: Option<String>,
+    /// Flash sales: `sandbox` (default), `payos` or `cod`.
+    pub payment_method: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn view(id: &str, status: QueueStatus, now: DateTime<Utc>) -> FlashSaleView {
+    let state = if status.config.opens_at.is_some_and(|t| now < t) {
+        "scheduled"
+    } else if status.config.closes_at.is_some_and(|t| now >= t) {
+        "closed"
+    } else if status.remaining == 0 {
+        "sold_out"
+    } else {
+        "open"
+    };
+    FlashSaleView {
+        id: id.to_owned(),
+        status,
+        state,
+    }
+}
+
+fn status_of(reply: QueueReply) -> Result<QueueStatus, ServiceError> {
+    match reply {
+        QueueReply::Status(s) => Ok(s),
+        QueueReply::Claim { status, .. } => Ok(*status),
+        QueueReply::Pending { .. } => Err(ServiceError::Unavailable("unexpected reply".into())),
+    }
+}
+
+impl Services {
+    /// `POST /flash-sales` (the product's merchant): reserves `stock` units
+    /// and opens the queue.
+    pub async fn create_flash_sale(
+        &self,
+        caller: &Caller,
+        input: FlashSaleInput,
+    ) -> Result<FlashSaleView, ServiceError> {
+        if !matches!(caller.role, Role::Merchant | Role::Admin) {
+            return Err(DomainError::Forbidden("only merchants open flash sales".into()).into());
+        }
+        if input.stock == 0 || input.per_user_limit == 0 {
+            return Err(DomainError::invalid(
+                "stock",
+                "stock and per_user_limit must be at least 1",
+            )
+            .into());
+        }
+        if let (Some(o), Some(c)) = (input.opens_at, input.closes_at) {
+            if c <= o {
+                return Err(
+                    DomainError::invalid("closes_at", "closes_at must be after opens_at").into(),
+                );
+            }
+        }
+        self.exists(&self.products, &input.product_id, "product")
+            .await?;
+        let product = self
+            .products
+            .call(&input.product_id, ProductCommand::Get)
+            .await?;
+        caller.ensure_owner(&product.owner_id, "product")?;
+        if input.price == 0 || input.price > product.price {
+            return Err(DomainError::invalid(
+                "price",
+                "the sale price must be between 1 and the product's price",
+            )
+            .into());
+        }
+        let id = new_id();
+        self.products
+            .call(
+                &product.id,
+                ProductCommand::Hold {
+                    order_id: sale_hold(&id),
+                    quantity: u64::from(input.stock),
+                },
+            )
+            .await?;
+        let config = QueueConfig {
+            kind: QueueKind::FlashSale,
+            owner_id: product.owner_id.clone(),
+            subject_id: product.id.clone(),
+            shop_id: Some(product.shop_id.clone()),
+            title: product.name.clone(),
+            capacity: input.stock,
+            per_user_limit: input.per_user_limit,
+            price: input.price,
+            currency: product.currency.clone(),
+            opens_at: input.opens_at,
+            closes_at: input.closes_at,
+            max_waitlist: self.burst.max_waitlist,
+        };
+        let status = status_of(self.queues.call(&id, QueueCommand::Open(config)).await?)?;
+        Ok(view(&id, status, Utc::now()))
+    }
+
+    /// `GET /flash-sales/{id}`.
+    pub async fn flash_sale(&self, id: &str) -> Result<FlashSaleView, ServiceError> {
+        self.exists(&self.queues, id, "flash sale").await?;
+        let status = status_of(self.queues.call(id, QueueCommand::Status).await?)?;
+        if status.config.kind != QueueKind::FlashSale {
+            return Err(DomainError::NotFound("flash sale").into());
+        }
+        Ok(view(id, status, Utc::now()))
+    }
+
+    /// The queue of course `id`, opened from the course on first use.
+    async fn course_queue(&self, id: &str) -> Result<QueueConfig, ServiceError> {
+        self.exists(&self.courses, id, "course").await?;
+        let course = self.courses.call(id, CourseCommand::Get).await?;
+        if course.price > 0 {
+            return Err(DomainError::Conflict {
+                code: "paid_enrollment_unsupported",
+                message: "enrolling in paid courses is not available yet; free courses only".into(),
+            }
+            .into());
+        }
+        Ok(QueueConfig {
+            kind: QueueKind::Course,
+            owner_id: course.trainer_id,
+            subject_id: course.id,
+            shop_id: None,
+            title: course.title,
+            capacity: course.capacity,
+            per_user_limit: 1,
+            price: 0,
+            currency: course.currency,
+            opens_at: None,
+            closes_at: None,
+            max_waitlist: self.burst.max_waitlist,
+        })
+    }
+
+    /// The queue's configuration; a course's queue is opened on first use.
+    async fn queue_config(
+        &self,
+        queue_id: &str,
+        course: bool,
+    ) -> Result<QueueConfig, ServiceError> {
+        if let Some(c) = self.bursts.configs.get(queue_id) {
+            return Ok(c.clone());
+        }
+        let status = if course {
+            let config = self.course_queue(queue_id).await?;
+            status_of(
+                self.queues
+                    .call(queue_id, QueueCommand::Open(config))
+                    .await?,
+            )?
+        } else {
+            self.exists(&self.queues, queue_id, "flash sale").await?;
+            status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?
+        };
+        if self.bursts.configs.len() < 100_000 {
+            self.bursts
+                .configs
+                .insert(queue_id.to_owned(), status.config.clone());
+        }
+        Ok(status.config)
+    }
+
+    fn admit(&self, queue_id: &str) -> Result<Admitted, ServiceError> {
+        let counter = self
+            .bursts
+            .pending
+            .entry(queue_id.to_owned())
+            .or_default()
+            .clone();
+        if counter.fetch_add(1, Ordering::AcqRel) >= self.burst.max_pending {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return Err(ServiceError::Busy(format!(
+                "more than {} claims are waiting for this queue; retry in a moment",
+                self.burst.max_pending
+            )));
+        }
+        Ok(Admitted(counter))
+    }
+
+    /// `POST /courses/{id}/enrollments` (`course == true`) or
+    /// `POST /flash-sales/{id}/claims`. The answer is sent once the
+    /// decision is durable.
+    pub async fn claim(
+        &self,
+        caller: &Caller,
+        queue_id: &str,
+        course: bool,
+        req: ClaimRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<ClaimOutcome, ServiceError> {
+        let _admitted = self.admit(queue_id)?;
+        let config = self.queue_config(queue_id, course).await?;
+        if (config.kind == QueueKind::Course) != course {
+            return Err(DomainError::NotFound(if course { "course" } else { "flash sale" }).into());
+        }
+        let order = if config.needs_order() {
+            let address = self
+                .address(&caller.user_id, req.address_id.as_deref())
+                .await?
+                .ok_or_else(|| {
+                    DomainError::invalid(
+                        "address_id",
+                        "add a delivery address to your profile first",
+                    )
+                })?;
+            let method = req.payment_method.unwrap_or_else(|| "sandbox".into());
+            if self.providers.get(&method).is_none() {
+                return Err(DomainError::invalid(
+                    "payment_method",
+                    format!("payment method {method} is not available"),
+                )
+                .into());
+            }
+            Some(ClaimOrder {
+                address,
+                payment_method: method,
+            })
+        } else {
+            None
+        };
+        let decided = self
+            .queues
+            .call(
+                queue_id,
+                QueueCommand::Claim {
+                    claim_id: new_id(),
+                    user_id: caller.user_id.clone(),
+                    quantity: req.quantity,
+                    idempotency_key,
+                    order,
+                },
+            )
+            .await;
+        // Every claim the queue decided counts, refusals included: they are
+        // what a burst is made of.
+        if matches!(
+            &decided,
+            Ok(QueueReply::Claim {
+                replayed: false,
+                ..
+            }) | Err(CallError::Rejected(DomainError::Conflict { .. }))
+        ) {
+            self.metrics.queue_claims.inc();
+            let claims = self.metrics.queue_claims.get() as f64;
+            self.metrics
+                .journal_commits_per_claim
+                .set(self.metrics.journal_commits.get() as f64 / claims.max(1.0));
+        }
+        let reply = decided?;
+        let QueueReply::Claim {
+            claim,
+            replayed,
+            status,
+        } = reply
+        else {
+            return Err(ServiceError::Unavailable("unexpected reply".into()));
+        };
+        if !replayed {
+            self.publish_counters(queue_id, (*status).clone());
+            self.kick_queue(queue_id);
+        }
+        Ok(ClaimOutcome {
+            remaining: status.remaining,
+            claim,
+            replayed,
+        })
+    }
+
+    /// The user gives a claim up; the waitlist moves up.
+    pub async fn cancel_claim(
+        &self,
+        caller: &Caller,
+        queue_id: &str,
+        claim_id: &str,
+    ) -> Result<Claim, ServiceError> {
+        self.exists(&self.queues, queue_id, "queue").await?;
+        let reply = self
+            .queues
+            .call(
+                queue_id,
+                QueueCommand::Cancel {
+                    user_id: caller.user_id.clone(),
+                    claim_id: claim_id.to_owned(),
+                },
+            )
+            .await?;
+        let QueueReply::Claim { claim, status, .. } = reply else {
+            return Err(ServiceError::Unavailable("unexpected reply".into()));
+        };
+        // A cancelled flash-sale claim whose order exists: cancel the order
+        // too (its units go back to the sale).
+        if claim.order_placed && claim.status == ClaimStatus::Cancelled {
+            let _ = self
+                .orders
+                .call(
+                    &claim.id,
+                    OrderCommand::System {
+                        step: crate::domain::order::Step::Cancel,
+                        reason: "claim cancelled".into(),
+                    },
+                )
+                .await;
+            let _ = self.advance_order(&claim.id).await;
+        }
+        self.publish_counters(queue_id, *status);
+        self.advance_queue(queue_id).await?;
+        Ok(claim)
+    }
+
+    /// Runs the queue's work soon, off the request path.
+    fn kick_queue(&self, queue_id: &str) {
+        let _ = queue_id;
+        self.queue_kick.notify_one();
+    }
+
+    /// Publishes `status` on `queue:{id}` — at most every 100 ms per queue,
+    /// always ending with the newest counters.
+    fn publish_counters(&self, queue_id: &str, status: QueueStatus) {
+        let first = self
+            .bursts
+            .counters
+            .insert(queue_id.to_owned(), status)
+            .is_none();
+        if !first {
+            return;
+        }
+        let (bus, store, bursts) = (self.bus.clone(), self.store.clone(), self.bursts.clone());
+        let id = queue_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some((_, status)) = bursts.counters.remove(&id) else {
+                return;
+            };
+            if let Ok(head) = store.head(&stream_id::<QueueEntity>(&id)).await {
+                bus.publish(&format!("queue:{id}"), head, counters_json(&status));
+            }
+        });
+    }
+
+    /// Places the orders confirmed claims need and tells users their
+    /// results, a page at a time.
+    pub async fn advance_queue(&self, queue_id: &str) -> Result<(), ServiceError> {
+        for _ in 0..64 {
+            let QueueReply::Pending {
+                config,
+                orders,
+                notify,
+            } = self
+                .queues
+                .call(queue_id, QueueCommand::Pending { limit: 256 })
+                .await?
+            else {
+                return Err(ServiceError::Unavailable("unexpected reply".into()));
+            };
+            if orders.is_empty() && notify.is_empty() {
+                return Ok(());
+            }
+            for claim in &orders {
+                self.place_claim_order(&config, claim).await?;
+                self.queues
+                    .call(
+                        queue_id,
+                        QueueCommand::OrderPlaced {
+                            claim_id: claim.id.clone(),
+                        },
+                    )
+                    .await?;
+            }
+            let results: Vec<Result<(String, ClaimStatus), ServiceError>> =
+                futures_util::StreamExt::collect(futures_util::StreamExt::buffer_unordered(
+                    futures_util::stream::iter(notify.into_iter().map(|c| {
+                        let config = config.clone();
+                        async move {
+                            self.users
+                                .call(
+                                    &c.user_id,
+                                    UserCommand::Notify(claim_notification(&config, &c)),
+                                )
+                                .await?;
+                            Ok((c.id.clone(), c.status))
+                        }
+                    })),
+                    256,
+                ))
+                .await;
+            let mut told = Vec::with_capacity(results.len());
+            for r in results {
+                told.push(r?);
+            }
+            if !told.is_empty() {
+                self.queues
+                    .call(queue_id, QueueCommand::Notified { claims: told })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The order of a confirmed flash-sale claim, at the sale price, its
+    /// units taken from the sale's reserve. Idempotent by claim id.
+    async fn place_claim_order(
+        &self,
+        config: &QueueConfig,
+        claim: &Claim,
+    ) -> Result<(), ServiceError> {
+        let Some(details) = &claim.order else {
+            return Ok(());
+        };
+        let shop_id = config.shop_id.clone().unwrap_or_default();
+        let shop = self.shops.call(&shop_id, ShopCommand::Get).await?;
+        let product = self
+            .products
+            .call(&config.subject_id, ProductCommand::Get)
+            .await?;
+        let provider = self
+            .providers
+            .get(&details.payment_method)
+            .cloned()
+            .ok_or_else(|| ServiceError::Unavailable("payment provider gone".into()))?;
+        let line = Line {
+            product_id: product.id.clone(),
+            shop_id: shop.id.clone(),
+            name: format!("{} (flash sale)", product.name),
+            unit_price: config.price,
+            currency: config.currency.clone(),
+            quantity: claim.quantity,
+            weight_grams: product.weight_grams,
+        };
+        let to = GeoPoint {
+            lat: details.address.lat,
+            lng: details.address.lng,
+        };
+        let (km, fee) = self
+            .ship(&shop, to, product.weight_grams * u64::from(claim.quantity))
+            .unwrap_or((0.0, 0));
+        let subtotal = config.price * u64::from(claim.quantity);
+        let t = totals(subtotal, 0, fee, self.commerce.tax_bps)?;
+        // Units from the sale's reserve to this order (no-op on a retry).
+        self.products
+            .call(
+                &product.id,
+                ProductCommand::Transfer {
+                    from: sale_hold(&claim.queue_id),
+                    to: claim.id.clone(),
+                    quantity: u64::from(claim.quantity),
+                },
+            )
+            .await?;
+        let opened = provider
+            .open(&NewPayment {
+                reference: claim.id.clone(),
+                amount: t.total,
+                currency: config.currency.clone(),
+            })
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let now = Utc::now();
+        let order = Order {
+            id: claim.id.clone(),
+            customer_id: claim.user_id.clone(),
+            shop_id: shop.id.clone(),
+            merchant_id: shop.owner_id.clone(),
+            lines: vec![line],
+            coupon: None,
+            currency: config.currency.clone(),
+            totals: t,
+            address: details.address.clone(),
+            distance_km: km,
+            status: OrderStatus::PendingPayment,
+            payment: Payment {
+                id: claim.id.clone(),
+                provider: provider.name().to_owned(),
+                status: if provider.online() {
+                    PaymentStatus::Pending
+                } else {
+                    PaymentStatus::DueOnDelivery
+                },
+                amount: t.total,
+                currency: config.currency.clone(),
+                checkout_url: opened.checkout_url,
+                reference: opened.reference.unwrap_or_else(|| claim.id.clone()),
+                paid_at: None,
+                refund_reference: None,
+            },
+            escrow: EscrowStatus::None,
+            stock: StockStatus::Held,
+            coupon_released: true,
+            payment_deadline: provider
+                .online()
+                .then(|| now + self.commerce.payment_timeout),
+            delivered_at: None,
+            return_deadline: None,
+            return_window_secs: self.commerce.return_window_secs,
+            notified: 0,
+            delivery: Default::default(),
+            claim: Some(ClaimRef {
+                queue_id: claim.queue_id.clone(),
+                claim_id: claim.id.clone(),
+            }),
+            timeline: vec![TimelineEntry {
+                at: now,
+                event: "placed".into(),
+                status: OrderStatus::PendingPayment,
+                by: Party::System,
+                actor_id: Some(claim.user_id.clone()),
+                reason: Some("flash-sale claim".into()),
+            }],
+            created_at: now,
+            updated_at: now,
+        };
+        self.orders
+            .call(
+                &claim.id,
+                OrderCommand::Place {
+                    order: Box::new(order),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /users/me/enrollments`: your claims and enrollments, newest
+    /// queue first.
+    pub async fn my_claims(&self, user_id: &str) -> Result<Vec<Claim>, ServiceError> {
+        let rows = self
+            .store
+            .scan(CLAIMS_BY_USER, &format!("{user_id}|"), None, 1000)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
+            .collect())
+    }
+
+    /// `GET /courses/{id}/enrollments` and `GET /flash-sales/{id}/claims`
+    /// (the owner).
+    pub async fn queue_claims(
+        &self,
+        caller: &Caller,
+        queue_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Claim>, Option<String>), ServiceError> {
+        self.exists(&self.queues, queue_id, "queue").await?;
+        let status = status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?;
+        caller.ensure_owner(&status.config.owner_id, "queue")?;
+        let prefix = format!("{queue_id}|");
+        let start = after.map(|a| format!("{prefix}{a}"));
+        let rows = self
+            .store
+            .scan(CLAIMS_BY_QUEUE, &prefix, start.as_deref(), limit)
+            .await?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| k[prefix.len()..].to_owned()))
+            .flatten();
+        Ok((
+            rows.iter()
+                .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
+                .collect(),
+            next,
+        ))
+    }
+
+    /// Runs the work of queues that owe some (after a restart, or when a
+    /// kick was missed).
+    pub async fn run_queue_work(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = self.queue_kick.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|d| *d) => return,
+            }
+            let rows = match self
+                .store
+                .scan(crate::actors::queue::QUEUE_TIMERS, "", None, 64)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue timer scan failed");
+                    continue;
+                }
+            };
+            for (key, _) in rows {
+                let Some((_, queue_id)) = key.split_once('|') else {
+                    continue;
+                };
+                if let Err(e) = self.advance_queue(queue_id).await {
+                    tracing::warn!(queue = %queue_id, error = %e, "queue work failed; retrying");
+                }
+            }
+        }
+    }
+}
+
+/// The public counters of a queue.
+pub fn counters_json(s: &QueueStatus) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "capacity",
+        "capacity": s.config.capacity,
+        "confirmed": s.confirmed,
+        "remaining": s.remaining,
+        "waitlisted": s.waitlisted,
+    })
+}
+
+/// What a claimant is told.
+fn claim_notification(config: &QueueConfig, c: &Claim) -> Notification {
+    let what = match config.kind {
+        QueueKind::Course => "the course",
+        QueueKind::FlashSale => "the flash sale",
+    };
+    let (kind, title, body) = match c.status {
+        ClaimStatus::Confirmed if c.notified == Some(ClaimStatus::Waitlisted) => (
+            "enrollment_promoted",
+            "A place opened up: you're in".to_owned(),
+            format!("You moved up from the waitlist of {what} {}.", config.title),
+        ),
+        ClaimStatus::Confirmed => (
+            "enrollment_confirmed",
+            "You're in".to_owned(),
+            format!("Your place in {what} {} is confirmed.", config.title),
+        ),
+        ClaimStatus::Waitlisted => (
+            "enrollment_waitlisted",
+            "You're on the waitlist".to_owned(),
+            format!(
+                "{} is full; you are number {} on the waitlist.",
+                config.title,
+                c.position.unwrap_or(0)
+            ),
+        ),
+        ClaimStatus::Cancelled => (
+            "enrollment_cancelled",
+            "Cancelled".to_owned(),
+            format!("Your place in {what} {} is cancelled.", config.title),
+        ),
+        ClaimStatus::Expired => (
+            "enrollment_expired",
+            "Your claim expired".to_owned(),
+            format!(
+                "Your claim in {what} {} expired: its order was not paid in time.",
+                config.title
+            ),
+        ),
+    };
+    Notification {
+        id: format!("claim:{}:{}", c.id, kind),
+        kind: kind.into(),
+        title,
+        body,
+        order_id: (config.needs_order() && c.status == ClaimStatus::Confirmed)
+            .then(|| c.id.clone()),
+        created_at: Utc::now(),
+        read: false,
+    }
+}

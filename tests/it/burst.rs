@@ -1,0 +1,592 @@
+//! Burst signups over real HTTP: thousands of concurrent claims, a user
+//! racing itself, waitlist promotion, flash-sale orders, the queue topic,
+//! and a server SIGKILLed in the middle of a burst.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use surge::ws::protocol::ServerMsg;
+
+use crate::helpers::*;
+use crate::lifecycle::{free_port, wait_healthy};
+use crate::ws::{connect_path, recv, send};
+
+/// Cheap password hashing: these tests register thousands of users.
+fn fast(s: &mut surge::config::Settings) {
+    s.hash_memory_kib = 8;
+    s.hash_iterations = 1;
+}
+
+/// Registers and logs in `n` users of `role` against `base`, 64 at a time;
+/// their access tokens.
+async fn users(client: &reqwest::Client, base: &str, n: usize, role: &str) -> Vec<String> {
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let client = client.clone();
+            let email = format!("{role}-{}@example.com", uuid::Uuid::new_v4().simple());
+            async move {
+                let body = json!({"email": email, "password": PASSWORD, "name": "U", "role": role});
+                let r = client
+                    .post(format!("{base}/api/v1/auth/register"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED);
+                let r = client
+                    .post(format!("{base}/api/v1/auth/login"))
+                    .json(&json!({"email": email, "password": PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap();
+                let v: Value = r.json().await.unwrap();
+                v["access_token"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await
+}
+
+async fn course(client: &reqwest::Client, base: &str, trainer: &str, capacity: u32) -> String {
+    let r = client
+        .post(format!("{base}/api/v1/courses"))
+        .bearer_auth(trainer)
+        .json(&json!({"title": "Free yoga", "kind": "yoga", "capacity": capacity, "price": 0, "currency": "VND", "sessions": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn enroll(
+    client: &reqwest::Client,
+    base: &str,
+    course: &str,
+    token: &str,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = client
+        .post(format!("{base}/api/v1/courses/{course}/enrollments"))
+        .bearer_auth(token);
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"transport": e.to_string()}),
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_users_claim_a_hundred_seats() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.burst_max_waitlist = 1000;
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(6000)
+        .build()
+        .unwrap();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 100).await;
+    let tokens = users(&client, &app.base, 5000, "customer").await;
+    let commits_before = app.metric("surge_journal_commits_total").await;
+    let claims_before = app.metric("surge_queue_claims_total").await;
+
+    // Open the connections first (as long-lived clients would have them),
+    // so the burst measures claims, not TCP handshakes.
+    futures::future::join_all(
+        (0..tokens.len()).map(|_| client.get(format!("{}/healthz", app.base)).send()),
+    )
+    .await;
+    // Everyone at once.
+    let started = Instant::now();
+    let results: Vec<(StatusCode, Value)> = futures::future::join_all(
+        tokens
+            .iter()
+            .map(|t| enroll(&client, &app.base, &id, t, None)),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let count = |s: StatusCode| results.iter().filter(|(st, _)| *st == s).count();
+    let (confirmed, waitlisted, conflict) = (
+        count(StatusCode::CREATED),
+        count(StatusCode::ACCEPTED),
+        count(StatusCode::CONFLICT),
+    );
+    let server_errors = results.iter().filter(|(s, _)| s.is_server_error()).count();
+    assert_eq!(
+        server_errors,
+        0,
+        "no 5xx: {:?}",
+        results.iter().find(|(s, _)| s.is_server_error())
+    );
+    assert_eq!(confirmed, 100, "exactly the capacity is confirmed");
+    assert_eq!(waitlisted, 1000, "then the waitlist fills");
+    assert_eq!(conflict, 3900);
+    assert!(results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CONFLICT)
+        .all(|(_, b)| error_code(b) == "sold_out"));
+    // Waitlist positions are 1..=1000, each once.
+    let positions: HashSet<u64> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .map(|(_, b)| b["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, (1..=1000).collect());
+
+    // The queue agrees, and so does the trainer's list.
+    let (_, course_claims) = app
+        .get(
+            &format!("/api/v1/courses/{id}/enrollments?limit=100"),
+            Some(&trainer.access),
+        )
+        .await;
+    let listed = course_claims["items"].as_array().unwrap();
+    assert_eq!(listed.len(), 100);
+
+    // Group commit: far fewer durable writes than decisions.
+    let commits = app.metric("surge_journal_commits_total").await - commits_before;
+    let batch_sum = app.metric("surge_journal_batch_size_sum").await;
+    let batch_count = app.metric("surge_journal_batch_size_count").await;
+    println!(
+        "mean batch over the run: {:.2} appends per commit",
+        batch_sum / batch_count
+    );
+    let claims = app.metric("surge_queue_claims_total").await - claims_before;
+    assert_eq!(claims, 5000.0, "every decided claim is counted once");
+    let per_claim = commits / claims;
+    println!(
+        "5000 claims in {elapsed:?}: {commits} journal commits ({per_claim:.3} per claim, {:.3} per confirmed or waitlisted claim)",
+        commits / 1100.0
+    );
+    assert!(per_claim < 0.5, "{per_claim} commits per claim");
+    assert!(app.metric("surge_journal_commits_per_claim").await > 0.0);
+}
+
+#[tokio::test]
+async fn one_user_racing_twenty_claims_never_exceeds_the_limit() {
+    let app = spawn_app_with(fast).await;
+    let client = reqwest::Client::new();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 10).await;
+    let me = app.user("customer").await;
+    let results = futures::future::join_all(
+        (0..20).map(|_| enroll(&client, &app.base, &id, &me.access, None)),
+    )
+    .await;
+    let ok = results.iter().filter(|(s, _)| s.is_success()).count();
+    assert_eq!(ok, 1, "one place per person");
+    assert!(results
+        .iter()
+        .filter(|(s, _)| !s.is_success())
+        .all(|(s, b)| *s == StatusCode::CONFLICT && error_code(b) == "limit_reached"));
+
+    // Retries with one Idempotency-Key answer the same decision.
+    let other = app.user("customer").await;
+    let results = futures::future::join_all(
+        (0..20).map(|_| enroll(&client, &app.base, &id, &other.access, Some("tap-1"))),
+    )
+    .await;
+    let ids: HashSet<&str> = results
+        .iter()
+        .map(|(s, b)| {
+            assert_eq!(*s, StatusCode::CREATED, "{b}");
+            b["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let replays = results
+        .iter()
+        .filter(|(_, b)| b["replayed"] == true)
+        .count();
+    assert_eq!(replays, 19);
+    let (_, mine) = app
+        .get("/api/v1/users/me/enrollments", Some(&other.access))
+        .await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    // Bad input changes nothing.
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/courses/{}/enrollments", uuid::Uuid::now_v7()),
+            Some(&me.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/courses/{id}/enrollments"),
+            Some(&me.access),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only the trainer lists enrollments"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_promotes_the_waitlist_in_order_and_notifies() {
+    let app = spawn_app_with(fast).await;
+    let client = reqwest::Client::new();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 2).await;
+    let mut people = Vec::new();
+    for _ in 0..5 {
+        people.push(app.user("customer").await);
+    }
+    // Someone watches the counters.
+    let mut watcher = connect_path(&app, "/api/v1/ws", &people[4].access).await;
+    send(
+        &mut watcher,
+        json!({"type": "subscribe", "topic": format!("queue:{id}")}),
+    )
+    .await;
+    let mut claims = Vec::new();
+    for (i, p) in people.iter().enumerate() {
+        let (status, body) = enroll(&client, &app.base, &id, &p.access, None).await;
+        let want = if i < 2 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::ACCEPTED
+        };
+        assert_eq!(status, want, "{body}");
+        if i >= 2 {
+            assert_eq!(body["position"], (i - 1) as u64);
+        }
+        claims.push(body["id"].as_str().unwrap().to_owned());
+    }
+    // The counters arrive (coalesced) on queue:{id}.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no capacity update");
+        if let ServerMsg::Event { data, .. } = recv(&mut watcher).await {
+            if data["remaining"] == 0 && data["waitlisted"] == 3 {
+                break;
+            }
+        }
+    }
+
+    // The first two cancel: the waitlist moves up in order.
+    for i in 0..2 {
+        let (status, body) = app
+            .delete(
+                &format!("/api/v1/courses/{id}/enrollments/{}", claims[i]),
+                Some(&people[i].access),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "cancelled");
+    }
+    let (_, list) = app
+        .get(
+            &format!("/api/v1/courses/{id}/enrollments"),
+            Some(&trainer.access),
+        )
+        .await;
+    let status_of = |claim: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == claim)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status_of(&claims[2]), "confirmed");
+    assert_eq!(status_of(&claims[3]), "confirmed");
+    assert_eq!(status_of(&claims[4]), "waitlisted");
+    // Strangers cannot cancel someone else's place.
+    let (status, _) = app
+        .delete(
+            &format!("/api/v1/courses/{id}/enrollments/{}", claims[4]),
+            Some(&people[0].access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The promoted are told.
+    for p in &people[2..4] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, inbox) = app.get("/api/v1/notifications", Some(&p.access)).await;
+            if inbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["kind"] == "enrollment_promoted")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no promotion notice: {inbox}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (_, inbox) = app
+        .get("/api/v1/notifications", Some(&people[4].access))
+        .await;
+    assert!(inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["kind"] == "enrollment_waitlisted"));
+}
+
+#[tokio::test]
+async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.payment_timeout_secs = 1;
+    })
+    .await;
+    let m = app.user("merchant").await;
+    let (_, shop) = app
+        .post("/api/v1/shops", Some(&m.access), shop_body())
+        .await;
+    let (_, product) = app
+        .post(
+            &format!("/api/v1/shops/{}/products", shop["id"].as_str().unwrap()),
+            Some(&m.access),
+            product_body("Mat", "yoga", 100_000),
+        )
+        .await;
+    let pid = product["id"].as_str().unwrap();
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(600);
+    let (status, sale) = app
+        .post(
+            "/api/v1/flash-sales",
+            Some(&m.access),
+            json!({"product_id": pid, "stock": 2, "per_user_limit": 1, "price": 50_000, "opens_at": soon}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sale}");
+    assert_eq!(sale["state"], "scheduled");
+    let sale_id = sale["id"].as_str().unwrap();
+    // The reserve left the product's stock.
+    let (_, p) = app.get(&format!("/api/v1/products/{pid}"), None).await;
+    assert_eq!(p["stock"], 8);
+    let home = json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.04, "lng": 105.85});
+    let mut buyers = Vec::new();
+    for _ in 0..3 {
+        let b = app.user("customer").await;
+        app.post("/api/v1/users/addresses", Some(&b.access), home.clone())
+            .await;
+        buyers.push(b);
+    }
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/flash-sales/{sale_id}/claims"),
+            Some(&buyers[0].access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "not_open");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // No address: refused, nothing decided.
+    let homeless = app.user("customer").await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/flash-sales/{sale_id}/claims"),
+            Some(&homeless.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let mut claim_ids = Vec::new();
+    for b in &buyers {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/flash-sales/{sale_id}/claims"),
+                Some(&b.access),
+                json!({"quantity": 1, "payment_method": "sandbox"}),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+        claim_ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (_, sale) = app
+        .get(&format!("/api/v1/flash-sales/{sale_id}"), None)
+        .await;
+    assert_eq!(
+        (
+            sale["confirmed"].as_u64(),
+            sale["remaining"].as_u64(),
+            sale["waitlisted"].as_u64()
+        ),
+        (Some(2), Some(0), Some(1))
+    );
+    assert_eq!(sale["state"], "sold_out");
+
+    // The confirmed claims became orders at the sale price.
+    let order_of = |token: String, id: String| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let (status, o) = app.get(&format!("/api/v1/orders/{id}"), Some(&token)).await;
+                if status == StatusCode::OK {
+                    return o;
+                }
+                assert!(Instant::now() < deadline, "no order for claim {id}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let first = order_of(buyers[0].access.clone(), claim_ids[0].clone()).await;
+    assert_eq!(first["lines"][0]["unit_price"], 50_000);
+    assert_eq!(first["status"], "pending_payment");
+    // Nobody pays: after the 1 s timeout the orders are cancelled, the
+    // claims expire and the waitlisted buyer is promoted and gets an order.
+    let third = order_of(buyers[2].access.clone(), claim_ids[2].clone()).await;
+    assert_eq!(third["lines"][0]["unit_price"], 50_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, o) = app
+            .get(
+                &format!("/api/v1/orders/{}", claim_ids[0]),
+                Some(&buyers[0].access),
+            )
+            .await;
+        if o["status"] == "cancelled" && o["stock"] == "released" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unpaid order was not cancelled: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Units went back to the sale's reserve, not to the shelf.
+    let (_, p) = app.get(&format!("/api/v1/products/{pid}"), None).await;
+    assert_eq!(p["stock"], 8);
+}
+
+/// A tiny deterministic generator for the crash points.
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[tokio::test]
+async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1000)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for seed in [7u64, 1_234_567, 987_654_321] {
+        let dir = tempfile::tempdir().unwrap();
+        let spawn = |port: u16| {
+            Command::new(env!("CARGO_BIN_EXE_surge"))
+                .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+                .env("SURGE_DATA_DIR", dir.path())
+                .env("SURGE_LOG", "error")
+                .env("SURGE_HASH_MEMORY_KIB", "8")
+                .env("SURGE_HASH_ITERATIONS", "1")
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = spawn(port);
+        wait_healthy(&client, &base).await;
+        let trainer = users(&client, &base, 1, "merchant").await.remove(0);
+        let capacity = 60;
+        let id = course(&client, &base, &trainer, capacity).await;
+        let tokens = users(&client, &base, 400, "customer").await;
+
+        let mut rng = seed;
+        let kill_after = Duration::from_millis(20 + xorshift(&mut rng) % 200);
+        let burst =
+            futures::future::join_all(tokens.iter().map(|t| enroll(&client, &base, &id, t, None)));
+        let pid = child.id();
+        let killer = async {
+            tokio::time::sleep(kill_after).await;
+            Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+        };
+        let (results, ()) = tokio::join!(burst, killer);
+        child.wait().unwrap();
+        let acknowledged: HashSet<String> = results
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .map(|(_, b)| b["id"].as_str().unwrap().to_owned())
+            .collect();
+
+        // Restart on the same data.
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = spawn(port);
+        wait_healthy(&client, &base).await;
+        let mut confirmed = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{base}/api/v1/courses/{id}/enrollments?limit=100&cursor={c}"),
+                None => format!("{base}/api/v1/courses/{id}/enrollments?limit=100"),
+            };
+            let page: Value = client
+                .get(url)
+                .bearer_auth(&trainer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for c in page["items"].as_array().unwrap() {
+                if c["status"] == "confirmed" {
+                    confirmed.push((
+                        c["id"].as_str().unwrap().to_owned(),
+                        c["user_id"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        let confirmed_ids: HashSet<&str> = confirmed.iter().map(|(c, _)| c.as_str()).collect();
+        let people: HashSet<&str> = confirmed.iter().map(|(_, u)| u.as_str()).collect();
+        println!(
+            "seed {seed}: killed after {kill_after:?}; {} acknowledged, {} confirmed after restart",
+            acknowledged.len(),
+            confirmed.len()
+        );
+        for id in &acknowledged {
+            assert!(
+                confirmed_ids.contains(id.as_str()),
+                "acknowledged claim {id} was lost"
+            );
+        }
+        assert!(confirmed.len() <= capacity as usize, "oversold");
+        assert_eq!(people.len(), confirmed.len(), "someone holds two places");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
