@@ -22,9 +22,20 @@ pub enum CourseEvent {
 }
 
 pub enum CourseCommand {
-    Create { caller: Caller, input: CourseInput },
-    Update { caller: Caller, patch: CoursePatch },
+    Create {
+        caller: Caller,
+        input: CourseInput,
+    },
+    Update {
+        caller: Caller,
+        patch: CoursePatch,
+    },
     Get,
+    /// Add a session to the schedule (the trainer).
+    AddSession {
+        caller: Caller,
+        session: crate::domain::catalog::CourseSession,
+    },
 }
 
 fn build(
@@ -89,6 +100,27 @@ impl Entity for CourseEntity {
                     ctx,
                     current.created_at,
                 );
+                Ok((
+                    vec![CourseEvent::Updated {
+                        course: course.clone(),
+                    }],
+                    course,
+                ))
+            }
+            CourseCommand::AddSession { caller, session } => {
+                let current = state.as_ref().ok_or(DomainError::NotFound("course"))?;
+                caller.ensure_owner(&current.trainer_id, "course")?;
+                if current.sessions.len() >= crate::domain::catalog::MAX_COURSE_SESSIONS {
+                    return Err(DomainError::Conflict {
+                        code: "schedule_full",
+                        message: "this course has as many sessions as it may".into(),
+                    });
+                }
+                let session = crate::domain::catalog::check_session(&session)?;
+                let mut course = current.clone();
+                course.sessions.push(session);
+                course.sessions.sort_by_key(|s| s.starts_at);
+                course.updated_at = ctx.now;
                 Ok((
                     vec![CourseEvent::Updated {
                         course: course.clone(),

@@ -170,10 +170,63 @@ pub enum CourseKind {
     Yoga,
 }
 
+/// One exercise of a session (what enrolled users see).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Exercise {
+    pub name: String,
+    pub sets: Option<u32>,
+    pub reps: Option<u32>,
+    pub duration_sec: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CourseSession {
+    /// Set when added through `POST /courses/{id}/sessions`.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
     pub starts_at: DateTime<Utc>,
     pub duration_min: u32,
+    /// Only enrolled users (and the trainer) see them.
+    #[serde(default)]
+    pub exercises: Vec<Exercise>,
+}
+
+/// Most exercises per session.
+pub const MAX_EXERCISES: usize = 50;
+
+/// Checks one session of a course's schedule.
+pub fn check_session(s: &CourseSession) -> Result<CourseSession, DomainError> {
+    if s.duration_min == 0 || s.duration_min > 24 * 60 {
+        return Err(DomainError::invalid(
+            "duration_min",
+            "a session lasts 1 to 1440 minutes",
+        ));
+    }
+    if s.exercises.len() > MAX_EXERCISES {
+        return Err(DomainError::invalid(
+            "exercises",
+            format!("at most {MAX_EXERCISES} exercises per session"),
+        ));
+    }
+    let mut exercises = Vec::with_capacity(s.exercises.len());
+    for e in &s.exercises {
+        exercises.push(Exercise {
+            name: check_text("exercises.name", &e.name, 100)?,
+            ..e.clone()
+        });
+    }
+    Ok(CourseSession {
+        title: s
+            .title
+            .as_deref()
+            .map(|t| check_text("title", t, 120))
+            .transpose()?,
+        exercises,
+        ..s.clone()
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -232,8 +285,9 @@ pub fn check_course(input: &CourseInput) -> Result<CourseInput, DomainError> {
             format!("a course has at most {MAX_COURSE_SESSIONS} sessions"),
         ));
     }
-    if let Some(s) = input
-        .sessions
+    let checked: Result<Vec<_>, _> = input.sessions.iter().map(check_session).collect();
+    let checked = checked?;
+    if let Some(s) = checked
         .iter()
         .find(|s| s.duration_min == 0 || s.duration_min > 24 * 60)
     {
@@ -245,7 +299,7 @@ pub fn check_course(input: &CourseInput) -> Result<CourseInput, DomainError> {
             ),
         ));
     }
-    let mut sessions = input.sessions.clone();
+    let mut sessions = checked;
     sessions.sort_by_key(|s| s.starts_at);
     Ok(CourseInput {
         title: check_text("title", &input.title, 200)?,
@@ -391,12 +445,18 @@ mod tests {
             currency: "USD".into(),
             sessions: vec![
                 CourseSession {
+                    id: None,
+                    title: None,
                     starts_at: later,
                     duration_min: 60,
+                    exercises: vec![],
                 },
                 CourseSession {
+                    id: None,
+                    title: None,
                     starts_at: at,
                     duration_min: 45,
+                    exercises: vec![],
                 },
             ],
         };
@@ -416,8 +476,11 @@ mod tests {
             },
             CourseInput {
                 sessions: vec![CourseSession {
+                    id: None,
+                    title: None,
                     starts_at: at,
                     duration_min: 0,
+                    exercises: vec![],
                 }],
                 ..ok.clone()
             },

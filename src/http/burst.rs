@@ -9,6 +9,7 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{idempotency_key, Auth, Json, Path, Query};
 use super::AppState;
 use crate::actors::queue::{Claim, ClaimStatus};
+use crate::domain::catalog::CourseSession;
 use crate::http::commerce::PageQuery;
 use crate::service::burst::{ClaimOutcome, ClaimRequest, FlashSaleInput, FlashSaleView};
 use crate::service::catalog::check_limit;
@@ -190,4 +191,36 @@ pub async fn my_enrollments(
     auth: Auth,
 ) -> Result<Json<Vec<Claim>>, AppError> {
     Ok(Json(s.services.my_claims(&auth.0.id).await?))
+}
+
+/// Add a session (with its exercises) to your course; everyone enrolled is
+/// notified.
+#[utoipa::path(post, path = "/api/v1/courses/{id}/sessions", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = CourseSession,
+    responses((status = 201, body = CourseSession), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_session(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(session): Json<CourseSession>,
+) -> Result<(StatusCode, Json<CourseSession>), AppError> {
+    let added = s
+        .services
+        .add_course_session(&auth.0.caller(), &id, session)
+        .await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// The course's sessions with their exercises (enrolled users, the trainer).
+#[utoipa::path(get, path = "/api/v1/courses/{id}/sessions", tag = "burst", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<CourseSession>), (status = 403, body = ErrorBody)))]
+pub async fn sessions(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<CourseSession>>, AppError> {
+    Ok(Json(
+        s.services.course_sessions(&auth.0.caller(), &id).await?,
+    ))
 }

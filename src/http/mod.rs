@@ -114,6 +114,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(burst::enroll, burst::course_enrollments))
         .routes(routes!(burst::cancel_enrollment))
         .routes(routes!(burst::my_enrollments))
+        .routes(routes!(burst::add_session, burst::sessions))
         .routes(routes!(shipping::set_status))
         .routes(routes!(shipping::me))
         .routes(routes!(shipping::accept))

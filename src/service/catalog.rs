@@ -155,9 +155,13 @@ impl Services {
             .await?)
     }
 
+    /// The public course: its timetable, without the sessions' exercises
+    /// (those are for the enrolled: `GET /courses/{id}/sessions`).
     pub async fn get_course(&self, id: &str) -> Result<Course, ServiceError> {
         self.exists(&self.courses, id, "course").await?;
-        Ok(self.courses.call(id, CourseCommand::Get).await?)
+        Ok(public_course(
+            self.courses.call(id, CourseCommand::Get).await?,
+        ))
     }
 
     pub async fn update_course(
@@ -179,10 +183,13 @@ impl Services {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Course>, ServiceError> {
-        self.list::<CourseEntity, Course>(COURSES_TABLE, cursor, limit, |c| {
-            kind.is_none_or(|k| c.kind == k)
-        })
-        .await
+        let mut page = self
+            .list::<CourseEntity, Course>(COURSES_TABLE, cursor, limit, |c| {
+                kind.is_none_or(|k| c.kind == k)
+            })
+            .await?;
+        page.items = page.items.into_iter().map(public_course).collect();
+        Ok(page)
     }
 
     /// Walks a read table in key (creation) order from `cursor`, keeping rows
@@ -226,4 +233,12 @@ impl Services {
             }
         }
     }
+}
+
+/// A course as anyone may see it: sessions without their exercises.
+fn public_course(mut c: Course) -> Course {
+    for s in &mut c.sessions {
+        s.exercises.clear();
+    }
+    c
 }

@@ -590,3 +590,106 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
         child.wait().unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_schedule_is_for_the_enrolled_and_new_sessions_are_announced() {
+    let app = spawn_app_with(fast).await;
+    let client = reqwest::Client::new();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 1).await;
+    let inside = app.user("customer").await;
+    let waiting = app.user("customer").await;
+    assert_eq!(
+        enroll(&client, &app.base, &id, &inside.access, None)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        enroll(&client, &app.base, &id, &waiting.access, None)
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+
+    let session = json!({
+        "title": "Sun salutations",
+        "starts_at": "2026-12-01T06:00:00Z",
+        "duration_min": 45,
+        "exercises": [{"name": "Downward dog", "sets": 3, "duration_sec": 60}, {"name": "Cobra", "reps": 10}]
+    });
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/courses/{id}/sessions"),
+            Some(&inside.access),
+            session.clone(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only the trainer adds sessions"
+    );
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/courses/{id}/sessions"),
+            Some(&trainer.access),
+            json!({"starts_at": "2026-12-01T06:00:00Z", "duration_min": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, added) = app
+        .post(
+            &format!("/api/v1/courses/{id}/sessions"),
+            Some(&trainer.access),
+            session,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert!(added["id"].is_string());
+
+    let (status, sessions) = app
+        .get(
+            &format!("/api/v1/courses/{id}/sessions"),
+            Some(&inside.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sessions}");
+    assert_eq!(sessions[0]["exercises"][0]["name"], "Downward dog");
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/courses/{id}/sessions"),
+            Some(&waiting.access),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the waitlisted are not enrolled"
+    );
+    let (_, public) = app.get(&format!("/api/v1/courses/{id}"), None).await;
+    assert_eq!(public["sessions"][0]["title"], "Sun salutations");
+    assert_eq!(
+        public["sessions"][0]["exercises"],
+        json!([]),
+        "exercises are for the enrolled"
+    );
+
+    let (_, inbox) = app.get("/api/v1/notifications", Some(&inside.access)).await;
+    assert!(
+        inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "new_session"),
+        "{inbox}"
+    );
+    let (_, inbox) = app
+        .get("/api/v1/notifications", Some(&waiting.access))
+        .await;
+    assert!(!inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["kind"] == "new_session"));
+}
