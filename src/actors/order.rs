@@ -130,6 +130,12 @@ pub struct Order {
     /// sale's reserve and goes back there if the order is cancelled.
     #[serde(default)]
     pub claim: Option<ClaimRef>,
+    /// Nothing to ship (a course place): fulfilled once paid.
+    #[serde(default)]
+    pub digital: bool,
+    /// The claim behind it was told the order ended unpaid or cancelled.
+    #[serde(default)]
+    pub claim_released: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -178,10 +184,12 @@ impl Order {
 
     /// Waiting for a shipper: confirmed (or ready) and nobody accepted yet.
     pub fn awaits_shipper(&self) -> bool {
-        matches!(
-            self.status,
-            OrderStatus::Confirmed | OrderStatus::ReadyForPickup
-        ) && self.delivery.shipper_id.is_none()
+        !self.digital
+            && matches!(
+                self.status,
+                OrderStatus::Confirmed | OrderStatus::ReadyForPickup
+            )
+            && self.delivery.shipper_id.is_none()
     }
 
     /// The parcel is (or is about to be) on its way with the shipper.
@@ -242,6 +250,8 @@ pub enum Action {
     BindShipper,
     /// The delivery is over: free the shipper.
     ReleaseShipper,
+    /// A paid digital order is fulfilled.
+    Complete,
 }
 
 /// The earliest work `order` still owes, with its due time.
@@ -254,7 +264,9 @@ pub fn next_action(o: &Order) -> Option<(DateTime<Utc>, Action)> {
         }
     }
     if o.status == S::Cancelled
-        && (o.stock == StockStatus::Held || (o.coupon.is_some() && !o.coupon_released))
+        && (o.stock == StockStatus::Held
+            || (o.coupon.is_some() && !o.coupon_released)
+            || (o.claim.is_some() && !o.claim_released))
     {
         due.push((o.updated_at, Action::ReleaseStock));
     }
@@ -276,6 +288,9 @@ pub fn next_action(o: &Order) -> Option<(DateTime<Utc>, Action)> {
     }
     if (o.notified as usize) < o.timeline.len() {
         due.push((o.updated_at, Action::Notify));
+    }
+    if o.digital && o.status == S::Paid {
+        due.push((o.updated_at, Action::Complete));
     }
     let d = &o.delivery;
     if o.awaits_shipper() {
@@ -536,6 +551,7 @@ pub enum OrderEvent {
     Arriving {
         at: DateTime<Utc>,
     },
+    ClaimReleased,
 }
 
 /// What a payment provider reported.
@@ -837,6 +853,9 @@ impl Entity for OrderEntity {
             OrderCommand::StockReleased => {
                 let o = order(state)?;
                 let mut events = vec![];
+                if o.claim.is_some() && !o.claim_released {
+                    events.push(OrderEvent::ClaimReleased);
+                }
                 if o.stock == StockStatus::Held {
                     events.push(OrderEvent::StockReleased { at: now });
                 }
@@ -939,7 +958,8 @@ impl Entity for OrderEntity {
             | OrderEvent::OfferEnded { .. }
             | OrderEvent::DispatchDeferred { .. }
             | OrderEvent::ShipperBound
-            | OrderEvent::ShipperReleased => return None,
+            | OrderEvent::ShipperReleased
+            | OrderEvent::ClaimReleased => return None,
         };
         Some((format!("order:{id}"), data))
     }
@@ -987,7 +1007,7 @@ impl Entity for OrderEntity {
             } => {
                 o.status = *to;
                 match step {
-                    Step::Deliver => {
+                    Step::Deliver | Step::Complete => {
                         o.delivered_at = Some(*at);
                         o.return_deadline =
                             Some(*at + chrono::Duration::seconds(o.return_window_secs as i64));
@@ -1079,6 +1099,7 @@ impl Entity for OrderEntity {
                     None,
                 );
             }
+            OrderEvent::ClaimReleased => o.claim_released = true,
             OrderEvent::ShipperBound => o.delivery.shipper_bound = true,
             OrderEvent::ShipperReleased => o.delivery.shipper_released = true,
             OrderEvent::Arriving { at } => {
@@ -1220,6 +1241,8 @@ mod tests {
             notified: 0,
             delivery: Delivery::default(),
             claim: None,
+            digital: false,
+            claim_released: false,
             created_at: now,
             updated_at: now,
         }

@@ -102,7 +102,8 @@ pub struct Claim {
 /// What a claim's order needs, fixed when the claim is made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClaimOrder {
-    pub address: crate::domain::user::Address,
+    /// Where to deliver (flash sales; none for a course).
+    pub address: Option<crate::domain::user::Address>,
     pub payment_method: String,
 }
 

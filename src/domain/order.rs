@@ -89,6 +89,8 @@ pub enum Step {
     RequestReturn,
     ReceiveReturn,
     Refund,
+    /// A digital order (a course place) is fulfilled once paid.
+    Complete,
 }
 
 impl Step {
@@ -104,6 +106,7 @@ impl Step {
             Step::RequestReturn => "return",
             Step::ReceiveReturn => "receive the return of",
             Step::Refund => "refund",
+            Step::Complete => "complete",
         }
     }
 }
@@ -141,6 +144,7 @@ pub fn transition(
         }
         (Step::ReceiveReturn, S::ReturnRequested) => (staff, S::Returned),
         (Step::Refund, S::Returned) => (matches!(by, P::System | P::Admin), S::Refunded),
+        (Step::Complete, S::Paid) => (by == P::System, S::Delivered),
         _ => {
             return Err(DomainError::Conflict {
                 code: "illegal_transition",

@@ -72,30 +72,32 @@ pub async fn claim_flash_sale(
     Ok((claim_status(&out), Json(out)))
 }
 
-/// Enroll in a free course: 201 confirmed, 202 waitlisted, 409 `sold_out`
-/// or `limit_reached` (one place per person). Same guarantees as claims.
+/// Enroll in a course: 201 confirmed (for a paid course, an order follows
+/// for payment, id = the enrollment's id; unpaid in time, the place goes to
+/// the waitlist), 202 waitlisted, 409 `sold_out` or `limit_reached` (one
+/// place per person). Same guarantees as claims. Optional body
+/// `{payment_method}` for paid courses (an online provider; `sandbox` by
+/// default).
 #[utoipa::path(post, path = "/api/v1/courses/{id}/enrollments", tag = "burst", security(("bearer" = [])),
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<ClaimRequest>),
     responses((status = 201, body = ClaimOutcome), (status = 202, body = ClaimOutcome), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn enroll(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: Option<Json<ClaimRequest>>,
 ) -> Result<(StatusCode, Json<ClaimOutcome>), AppError> {
     let key = idempotency_key(&headers)?;
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    let req = ClaimRequest {
+        quantity: 1,
+        address_id: None,
+        ..req
+    };
     let out = s
         .services
-        .claim(
-            &auth.0.caller(),
-            &id,
-            true,
-            ClaimRequest {
-                quantity: 1,
-                ..Default::default()
-            },
-            key,
-        )
+        .claim(&auth.0.caller(), &id, true, req, key)
         .await?;
     Ok((claim_status(&out), Json(out)))
 }

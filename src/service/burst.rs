@@ -115,7 +115,7 @@ pub struct ClaimOutcome {
     pub replayed: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     #[serde(default = "one")]
@@ -128,6 +128,16 @@ pub struct ClaimRequest {
 
 fn one() -> u32 {
     1
+}
+
+impl Default for ClaimRequest {
+    fn default() -> Self {
+        ClaimRequest {
+            quantity: 1,
+            address_id: None,
+            payment_method: None,
+        }
+    }
 }
 
 fn view(id: &str, status: QueueStatus, now: DateTime<Utc>) -> FlashSaleView {
@@ -236,13 +246,6 @@ impl Services {
     async fn course_queue(&self, id: &str) -> Result<QueueConfig, ServiceError> {
         self.exists(&self.courses, id, "course").await?;
         let course = self.courses.call(id, CourseCommand::Get).await?;
-        if course.price > 0 {
-            return Err(DomainError::Conflict {
-                code: "paid_enrollment_unsupported",
-                message: "enrolling in paid courses is not available yet; free courses only".into(),
-            }
-            .into());
-        }
         Ok(QueueConfig {
             kind: QueueKind::Course,
             owner_id: course.trainer_id,
@@ -251,7 +254,7 @@ impl Services {
             title: course.title,
             capacity: course.capacity,
             per_user_limit: 1,
-            price: 0,
+            price: course.price,
             currency: course.currency,
             opens_at: None,
             closes_at: None,
@@ -321,17 +324,30 @@ impl Services {
             return Err(DomainError::NotFound(if course { "course" } else { "flash sale" }).into());
         }
         let order = if config.needs_order() {
-            let address = self
-                .address(&caller.user_id, req.address_id.as_deref())
-                .await?
-                .ok_or_else(|| {
-                    DomainError::invalid(
-                        "address_id",
-                        "add a delivery address to your profile first",
-                    )
-                })?;
+            // A course place is not delivered; a flash sale's order is.
+            let address = match config.kind {
+                QueueKind::Course => None,
+                QueueKind::FlashSale => Some(
+                    self.address(&caller.user_id, req.address_id.as_deref())
+                        .await?
+                        .ok_or_else(|| {
+                            DomainError::invalid(
+                                "address_id",
+                                "add a delivery address to your profile first",
+                            )
+                        })?,
+                ),
+            };
             let method = req.payment_method.unwrap_or_else(|| "sandbox".into());
-            if self.providers.get(&method).is_none() {
+            let online = self.providers.get(&method).map(|p| p.online());
+            if config.kind == QueueKind::Course && online == Some(false) {
+                return Err(DomainError::invalid(
+                    "payment_method",
+                    "a course place is paid online",
+                )
+                .into());
+            }
+            if online.is_none() {
                 return Err(DomainError::invalid(
                     "payment_method",
                     format!("payment method {method} is not available"),
@@ -523,8 +539,9 @@ impl Services {
         Ok(())
     }
 
-    /// The order of a confirmed flash-sale claim, at the sale price, its
-    /// units taken from the sale's reserve. Idempotent by claim id.
+    /// The order of a confirmed claim that must be paid: a flash sale's at
+    /// the sale price, its units moved from the sale's reserve; a paid
+    /// course's, with nothing to ship. Idempotent by claim id.
     async fn place_claim_order(
         &self,
         config: &QueueConfig,
@@ -533,46 +550,85 @@ impl Services {
         let Some(details) = &claim.order else {
             return Ok(());
         };
-        let shop_id = config.shop_id.clone().unwrap_or_default();
-        let shop = self.shops.call(&shop_id, ShopCommand::Get).await?;
-        let product = self
-            .products
-            .call(&config.subject_id, ProductCommand::Get)
-            .await?;
         let provider = self
             .providers
             .get(&details.payment_method)
             .cloned()
             .ok_or_else(|| ServiceError::Unavailable("payment provider gone".into()))?;
-        let line = Line {
-            product_id: product.id.clone(),
-            shop_id: shop.id.clone(),
-            name: format!("{} (flash sale)", product.name),
-            unit_price: config.price,
-            currency: config.currency.clone(),
-            quantity: claim.quantity,
-            weight_grams: product.weight_grams,
-        };
-        let to = GeoPoint {
-            lat: details.address.lat,
-            lng: details.address.lng,
-        };
-        let (km, fee) = self
-            .ship(&shop, to, product.weight_grams * u64::from(claim.quantity))
-            .unwrap_or((0.0, 0));
         let subtotal = config.price * u64::from(claim.quantity);
+        let (shop_id, merchant_id, line, address, km, fee, digital) = match config.kind {
+            QueueKind::FlashSale => {
+                let shop_id = config.shop_id.clone().unwrap_or_default();
+                let shop = self.shops.call(&shop_id, ShopCommand::Get).await?;
+                let product = self
+                    .products
+                    .call(&config.subject_id, ProductCommand::Get)
+                    .await?;
+                let address = details
+                    .address
+                    .clone()
+                    .ok_or_else(|| ServiceError::Unavailable("claim without address".into()))?;
+                let to = GeoPoint {
+                    lat: address.lat,
+                    lng: address.lng,
+                };
+                let (km, fee) = self
+                    .ship(&shop, to, product.weight_grams * u64::from(claim.quantity))
+                    .unwrap_or((0.0, 0));
+                // Units from the sale's reserve to this order (no-op on a retry).
+                self.products
+                    .call(
+                        &product.id,
+                        ProductCommand::Transfer {
+                            from: sale_hold(&claim.queue_id),
+                            to: claim.id.clone(),
+                            quantity: u64::from(claim.quantity),
+                        },
+                    )
+                    .await?;
+                let line = Line {
+                    product_id: product.id.clone(),
+                    shop_id: shop.id.clone(),
+                    name: format!("{} (flash sale)", product.name),
+                    unit_price: config.price,
+                    currency: config.currency.clone(),
+                    quantity: claim.quantity,
+                    weight_grams: product.weight_grams,
+                };
+                (shop.id, shop.owner_id, line, address, km, fee, false)
+            }
+            QueueKind::Course => {
+                let line = Line {
+                    product_id: config.subject_id.clone(),
+                    shop_id: config.subject_id.clone(),
+                    name: format!("{} (course)", config.title),
+                    unit_price: config.price,
+                    currency: config.currency.clone(),
+                    quantity: claim.quantity,
+                    weight_grams: 0,
+                };
+                let online = crate::domain::user::Address {
+                    id: String::new(),
+                    label: "online".into(),
+                    line1: "course".into(),
+                    city: String::new(),
+                    lat: 0.0,
+                    lng: 0.0,
+                    is_default: false,
+                };
+                let trainer = config.owner_id.clone();
+                (
+                    config.subject_id.clone(),
+                    trainer,
+                    line,
+                    online,
+                    0.0,
+                    0,
+                    true,
+                )
+            }
+        };
         let t = totals(subtotal, 0, fee, self.commerce.tax_bps)?;
-        // Units from the sale's reserve to this order (no-op on a retry).
-        self.products
-            .call(
-                &product.id,
-                ProductCommand::Transfer {
-                    from: sale_hold(&claim.queue_id),
-                    to: claim.id.clone(),
-                    quantity: u64::from(claim.quantity),
-                },
-            )
-            .await?;
         let opened = provider
             .open(&NewPayment {
                 reference: claim.id.clone(),
@@ -585,13 +641,13 @@ impl Services {
         let order = Order {
             id: claim.id.clone(),
             customer_id: claim.user_id.clone(),
-            shop_id: shop.id.clone(),
-            merchant_id: shop.owner_id.clone(),
+            shop_id,
+            merchant_id,
             lines: vec![line],
             coupon: None,
             currency: config.currency.clone(),
             totals: t,
-            address: details.address.clone(),
+            address,
             distance_km: km,
             status: OrderStatus::PendingPayment,
             payment: Payment {
@@ -610,7 +666,12 @@ impl Services {
                 refund_reference: None,
             },
             escrow: EscrowStatus::None,
-            stock: StockStatus::Held,
+            // A course place holds no stock.
+            stock: if digital {
+                StockStatus::Consumed
+            } else {
+                StockStatus::Held
+            },
             coupon_released: true,
             payment_deadline: provider
                 .online()
@@ -624,13 +685,18 @@ impl Services {
                 queue_id: claim.queue_id.clone(),
                 claim_id: claim.id.clone(),
             }),
+            digital,
+            claim_released: false,
             timeline: vec![TimelineEntry {
                 at: now,
                 event: "placed".into(),
                 status: OrderStatus::PendingPayment,
                 by: Party::System,
                 actor_id: Some(claim.user_id.clone()),
-                reason: Some("flash-sale claim".into()),
+                reason: Some(match config.kind {
+                    QueueKind::FlashSale => "flash-sale claim".into(),
+                    QueueKind::Course => "course enrollment".into(),
+                }),
             }],
             created_at: now,
             updated_at: now,

@@ -691,6 +691,8 @@ impl Services {
                 notified: 0,
                 delivery: Default::default(),
                 claim: None,
+                digital: false,
+                claim_released: false,
                 timeline: vec![crate::actors::order::TimelineEntry {
                     at: now,
                     event: "placed".into(),
@@ -1000,7 +1002,7 @@ impl Services {
                 // A flash-sale order: its units go back to the sale's reserve
                 // and the claim lapses, which lets the waitlist in.
                 let claim = order.claim.as_ref().expect("checked");
-                if order.stock == StockStatus::Held {
+                if order.stock == StockStatus::Held && !order.digital {
                     for l in &order.lines {
                         self.products
                             .call(
@@ -1083,6 +1085,10 @@ impl Services {
                     upto: order.timeline.len() as u32,
                 }
             }
+            Action::Complete => OrderCommand::System {
+                step: Step::Complete,
+                reason: "paid: nothing to ship".into(),
+            },
             Action::Dispatch => self.dispatch(&order).await?,
             Action::BindShipper => self.bind_shipper(&order).await?,
             Action::ReleaseShipper => self.release_shipper(&order).await?,
