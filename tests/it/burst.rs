@@ -807,3 +807,57 @@ async fn a_paid_course_place_is_paid_online_or_passes_to_the_waitlist() {
         .await;
     assert_eq!(status, StatusCode::OK, "B is enrolled");
 }
+
+#[tokio::test]
+async fn past_the_pending_bound_claims_get_429_at_once() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.burst_max_pending = 4;
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(300)
+        .build()
+        .unwrap();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 50).await;
+    let tokens = users(&client, &app.base, 200, "customer").await;
+    futures::future::join_all((0..200).map(|_| client.get(format!("{}/healthz", app.base)).send()))
+        .await;
+    let results = futures::future::join_all(tokens.iter().map(|t| {
+        client
+            .post(format!("{}/api/v1/courses/{id}/enrollments", app.base))
+            .bearer_auth(t)
+            .send()
+    }))
+    .await;
+    let mut refused = 0;
+    let mut admitted = 0;
+    for r in results {
+        let r = r.unwrap();
+        match r.status() {
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(error_code(&body), "too_many_requests");
+                refused += 1;
+            }
+            StatusCode::CREATED | StatusCode::ACCEPTED => admitted += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    println!("{admitted} admitted, {refused} refused with 429");
+    assert!(
+        refused > 0,
+        "the bound of 4 pending claims was never reached"
+    );
+    assert!(admitted > 0);
+    // Refused claims changed nothing: the queue holds exactly the admitted.
+    let (_, list) = app
+        .get(
+            &format!("/api/v1/courses/{id}/enrollments?limit=100"),
+            Some(&trainer.access),
+        )
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), admitted);
+}
