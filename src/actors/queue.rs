@@ -30,6 +30,10 @@ pub const CLAIMS_BY_QUEUE: &str = "claims_by_queue";
 
 pub struct QueueEntity;
 
+/// Claims a queue keeps beyond its capacity and waitlist (cancelled and
+/// expired ones).
+pub const MAX_CLAIM_HISTORY: usize = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueKind {
@@ -403,6 +407,15 @@ impl Entity for QueueEntity {
                     return Err(rejected(
                         "limit_reached",
                         format!("at most {} per person", cfg.per_user_limit),
+                    ));
+                }
+                // Cancelled and expired claims stay (their retries must
+                // answer), so a cancel-and-claim loop is bounded too.
+                let room = cfg.capacity as usize + cfg.max_waitlist as usize + MAX_CLAIM_HISTORY;
+                if state.claims.len() >= room {
+                    return Err(rejected(
+                        "queue_full",
+                        "this queue has taken all the claims it can",
                     ));
                 }
                 if state.claims.contains_key(&claim_id) {

@@ -318,8 +318,9 @@ impl Services {
         req: ClaimRequest,
         idempotency_key: Option<String>,
     ) -> Result<ClaimOutcome, ServiceError> {
-        let _admitted = self.admit(queue_id)?;
+        // Known queues only: unknown ids answer 404 before taking a slot.
         let config = self.queue_config(queue_id, course).await?;
+        let _admitted = self.admit(queue_id)?;
         if (config.kind == QueueKind::Course) != course {
             return Err(DomainError::NotFound(if course { "course" } else { "flash sale" }).into());
         }

@@ -236,6 +236,11 @@ impl Services {
         let shipper = self
             .shipper(&caller.user_id, ShipperCommand::SetOnline(online))
             .await?;
+        if !online {
+            // An offline shipper's live slot goes; it comes back with the
+            // next position.
+            self.tracker.slots.remove(&caller.user_id);
+        }
         if let Some(fix) = at {
             self.report_location(caller, fix).await?;
         }
