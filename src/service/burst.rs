@@ -551,6 +551,16 @@ impl Services {
         let Some(details) = &claim.order else {
             return Ok(());
         };
+        // Placed already (by a concurrent or earlier round): its units were
+        // moved then, and may since have gone back to the reserve.
+        if self
+            .store
+            .head(&stream_id::<crate::actors::order::OrderEntity>(&claim.id))
+            .await?
+            > 0
+        {
+            return Ok(());
+        }
         let provider = self
             .providers
             .get(&details.payment_method)
