@@ -6,9 +6,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conformance;
 use surge::metrics::Metrics;
 use surge::store::redb::{RedbOptions, RedbStore};
-use surge::store::{AppendRequest, IndexOp, Snapshot, Store, StoreError};
+use surge::store::{AppendRequest, Store};
 
 fn open(dir: &std::path::Path) -> (Arc<RedbStore>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
@@ -29,31 +30,7 @@ fn append(stream: &str, expected: u64, events: &[&str]) -> AppendRequest {
 async fn conflicting_appends_are_rejected_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path());
-    assert_eq!(store.append(append("s", 0, &["a", "b"])).await.unwrap(), 2);
-    match store.append(append("s", 0, &["x"])).await {
-        Err(StoreError::Conflict {
-            expected: 0,
-            actual: 2,
-            ..
-        }) => {}
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-    match store.append(append("s", 5, &["y"])).await {
-        Err(StoreError::Conflict { actual: 2, .. }) => {}
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-    assert_eq!(store.append(append("s", 2, &["c"])).await.unwrap(), 3);
-    let events = store.read("s", 0, 100).await.unwrap();
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    assert_eq!(payloads, [b"a".as_slice(), b"b", b"c"]);
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(
-        store.read("s", 1, 1).await.unwrap()[0].seq,
-        2,
-        "read from a sequence, bounded"
-    );
-    assert_eq!(store.head("s").await.unwrap(), 3);
-    assert_eq!(store.head("other").await.unwrap(), 0);
+    conformance::conflicting_appends_are_rejected_whole(store.clone()).await;
     store.close().await;
 }
 
@@ -61,118 +38,21 @@ async fn conflicting_appends_are_rejected_whole() {
 async fn concurrent_racers_on_one_stream_never_interleave() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path());
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .append(append("race", 0, &[&format!("w{i}-1"), &format!("w{i}-2")]))
-                    .await
-            })
-        })
-        .collect();
-    let mut winners = 0;
-    for t in tasks {
-        if t.await.unwrap().is_ok() {
-            winners += 1;
-        }
-    }
-    assert_eq!(winners, 1);
-    let events = store.read("race", 0, 100).await.unwrap();
-    assert_eq!(events.len(), 2);
-    let w = String::from_utf8(events[0].payload.clone()).unwrap();
-    let prefix = w.trim_end_matches("-1");
-    assert_eq!(
-        String::from_utf8(events[1].payload.clone()).unwrap(),
-        format!("{prefix}-2"),
-        "one writer's events, not interleaved"
-    );
+    conformance::concurrent_racers_on_one_stream_never_interleave(store).await;
 }
 
 #[tokio::test]
 async fn snapshots_and_read_tables() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path());
-    assert!(store.load_snapshot("s").await.unwrap().is_none());
-    store
-        .save_snapshot(
-            "s",
-            Snapshot {
-                seq: 5,
-                payload: b"five".to_vec(),
-            },
-        )
-        .await
-        .unwrap();
-    store
-        .save_snapshot(
-            "s",
-            Snapshot {
-                seq: 3,
-                payload: b"three".to_vec(),
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.load_snapshot("s").await.unwrap().unwrap().payload,
-        b"five",
-        "an older snapshot never replaces a newer one"
-    );
+    conformance::snapshots_and_read_tables(store).await;
+}
 
-    let mut req = append("p", 0, &["e"]);
-    req.index = ["b1", "a1", "a2", "a3"]
-        .iter()
-        .map(|k| IndexOp::Put {
-            table: "t",
-            key: (*k).into(),
-            value: k.as_bytes().to_vec(),
-        })
-        .collect();
-    req.index.push(IndexOp::Put {
-        table: "u",
-        key: "a0".into(),
-        value: vec![],
-    });
-    store.append(req).await.unwrap();
-    let keys = |rows: Vec<(String, Vec<u8>)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-    assert_eq!(
-        keys(store.scan("t", "", None, 10).await.unwrap()),
-        ["a1", "a2", "a3", "b1"]
-    );
-    assert_eq!(
-        keys(store.scan("t", "a", None, 10).await.unwrap()),
-        ["a1", "a2", "a3"]
-    );
-    assert_eq!(
-        keys(store.scan("t", "a", Some("a1"), 1).await.unwrap()),
-        ["a2"]
-    );
-    assert_eq!(
-        keys(store.scan("t", "", Some("a3"), 10).await.unwrap()),
-        ["b1"]
-    );
-    assert_eq!(
-        store.get("t", "a2").await.unwrap().as_deref(),
-        Some(b"a2".as_slice())
-    );
-    let mut del = append("p", 1, &["e2"]);
-    del.index = vec![IndexOp::Delete {
-        table: "t",
-        key: "a2".into(),
-    }];
-    store.append(del).await.unwrap();
-    assert_eq!(store.get("t", "a2").await.unwrap(), None);
-
-    // A conflicting append writes none of its read-table rows either.
-    let mut stale = append("p", 0, &["x"]);
-    stale.index = vec![IndexOp::Put {
-        table: "t",
-        key: "zz".into(),
-        value: vec![],
-    }];
-    assert!(store.append(stale).await.is_err());
-    assert_eq!(store.get("t", "zz").await.unwrap(), None);
+#[tokio::test]
+async fn rows_outside_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    conformance::rows_outside_streams(store).await;
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod auth;
 mod burst;
 mod catalog;
 mod commerce;
+mod conformance;
 mod helpers;
 mod http_edge;
 mod journal;
