@@ -401,7 +401,7 @@ impl Services {
         };
         if !replayed {
             self.publish_counters(queue_id, (*status).clone());
-            self.kick_queue(queue_id);
+            self.kick_queue_worker();
         }
         Ok(ClaimOutcome {
             remaining: status.remaining,
@@ -451,9 +451,9 @@ impl Services {
         Ok(claim)
     }
 
-    /// Runs the queue's work soon, off the request path.
-    fn kick_queue(&self, queue_id: &str) {
-        let _ = queue_id;
+    /// Wakes the queue worker: work was just recorded (it finds which
+    /// queues owe some in the `queue_timers` table).
+    fn kick_queue_worker(&self) {
         self.queue_kick.notify_one();
     }
 
