@@ -32,7 +32,7 @@ use crate::actors::queue::{
     QueueStatus, CLAIMS_BY_QUEUE, CLAIMS_BY_USER,
 };
 use crate::actors::shop::ShopCommand;
-use crate::actors::user::{Notification, UserCommand};
+use crate::actors::user::Notification;
 use crate::actors::CallError;
 use crate::domain::order::{OrderStatus, Party};
 use crate::domain::pricing::{totals, Line};
@@ -510,27 +510,16 @@ impl Services {
                     )
                     .await?;
             }
-            let results: Vec<Result<(String, ClaimStatus), ServiceError>> =
-                futures_util::StreamExt::collect(futures_util::StreamExt::buffer_unordered(
-                    futures_util::stream::iter(notify.into_iter().map(|c| {
-                        let config = config.clone();
-                        async move {
-                            self.users
-                                .call(
-                                    &c.user_id,
-                                    UserCommand::Notify(claim_notification(&config, &c)),
-                                )
-                                .await?;
-                            Ok((c.id.clone(), c.status))
-                        }
-                    })),
-                    256,
-                ))
-                .await;
-            let mut told = Vec::with_capacity(results.len());
-            for r in results {
-                told.push(r?);
-            }
+            let told: Vec<(String, ClaimStatus)> =
+                notify.iter().map(|c| (c.id.clone(), c.status)).collect();
+            self.notify_each(
+                notify
+                    .iter()
+                    .map(|c| (c.user_id.clone(), claim_notification(&config, c)))
+                    .collect(),
+                256,
+            )
+            .await?;
             if !told.is_empty() {
                 self.queues
                     .call(queue_id, QueueCommand::Notified { claims: told })
@@ -940,21 +929,8 @@ impl Services {
                 .filter(|c| c.status == ClaimStatus::Confirmed)
                 .map(|c| c.user_id)
                 .collect();
-            let results: Vec<Result<(), ServiceError>> =
-                futures_util::StreamExt::collect(futures_util::StreamExt::buffer_unordered(
-                    futures_util::stream::iter(users.into_iter().map(|u| {
-                        let n = note.clone();
-                        async move {
-                            self.users.call(&u, UserCommand::Notify(n)).await?;
-                            Ok(())
-                        }
-                    })),
-                    32,
-                ))
-                .await;
-            for r in results {
-                r?;
-            }
+            self.notify_each(users.into_iter().map(|u| (u, note.clone())).collect(), 32)
+                .await?;
         }
         Ok(added)
     }

@@ -15,6 +15,24 @@ pub const MAX_BROADCAST: usize = 100_000;
 const BROADCAST_CONCURRENCY: usize = 32;
 
 impl Services {
+    /// Delivers each `(user id, notification)`, `concurrency` at a time;
+    /// the first failure is returned once all have been tried.
+    pub(crate) async fn notify_each(
+        &self,
+        items: Vec<(String, Notification)>,
+        concurrency: usize,
+    ) -> Result<(), ServiceError> {
+        let results: Vec<Result<(), ServiceError>> = futures_util::stream::iter(items)
+            .map(|(user_id, n)| async move {
+                self.users.call(&user_id, UserCommand::Notify(n)).await?;
+                Ok(())
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
     pub async fn mark_all_read(&self, user_id: &str) -> Result<(), ServiceError> {
         self.users.call(user_id, UserCommand::MarkAllRead).await?;
         Ok(())
@@ -72,23 +90,16 @@ impl Services {
                 created_at: Utc::now(),
                 read: false,
             };
-            let results: Vec<Result<(), ServiceError>> =
-                futures_util::stream::iter(page.into_iter().take(MAX_BROADCAST - reached))
-                    .map(|(key, _)| {
-                        let n = n.clone();
-                        async move {
-                            let user_id = key.split_once('|').map(|(_, id)| id).unwrap_or(&key);
-                            self.users.call(user_id, UserCommand::Notify(n)).await?;
-                            Ok(())
-                        }
-                    })
-                    .buffer_unordered(BROADCAST_CONCURRENCY)
-                    .collect()
-                    .await;
-            for r in results {
-                r?;
-                reached += 1;
-            }
+            let to: Vec<_> = page
+                .into_iter()
+                .take(MAX_BROADCAST - reached)
+                .map(|(key, _)| {
+                    let user_id = key.split_once('|').map_or(key.as_str(), |(_, id)| id);
+                    (user_id.to_owned(), n.clone())
+                })
+                .collect();
+            reached += to.len();
+            self.notify_each(to, BROADCAST_CONCURRENCY).await?;
         }
         self.mailer.wake();
         Ok(reached)

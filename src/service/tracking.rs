@@ -263,42 +263,32 @@ impl Services {
     /// Makes sure the shipper has a live slot that knows its actor's state
     /// and, while delivering, the delivery address.
     async fn ensure_slot(&self, shipper_id: &str) -> Result<(), ServiceError> {
-        let known = self.tracker.slots.get(shipper_id).map(|s| {
-            (
-                s.shipper.id.is_empty(),
-                s.shipper.active_order.clone(),
-                s.target.is_some(),
-            )
-        });
-        let (unloaded, active, targeted) = match known {
-            Some(k) => k,
+        // A slot exists only once its shipper's state was loaded into it.
+        let known = self
+            .tracker
+            .slots
+            .get(shipper_id)
+            .map(|s| (s.shipper.active_order.clone(), s.target.is_some()));
+        let active = match known {
+            Some((_, true)) => return Ok(()),
+            Some((active, false)) => active,
             None => {
                 if self.tracker.slots.len() >= self.tracker.cfg.max_shippers {
                     return Err(ServiceError::Busy(
                         "too many live shippers on this node".into(),
                     ));
                 }
-                (true, None, false)
+                let s = self.shippers.call(shipper_id, ShipperCommand::Get).await?;
+                let active = s.active_order.clone();
+                self.tracker
+                    .slots
+                    .entry(shipper_id.to_owned())
+                    .or_default()
+                    .shipper = s;
+                active
             }
         };
-        let shipper = if unloaded {
-            let s = self.shippers.call(shipper_id, ShipperCommand::Get).await?;
-            self.tracker
-                .slots
-                .entry(shipper_id.to_owned())
-                .or_default()
-                .shipper = s.clone();
-            s
-        } else if active.is_some() && !targeted {
-            self.tracker
-                .slots
-                .get(shipper_id)
-                .map(|s| s.shipper.clone())
-                .unwrap_or_default()
-        } else {
-            return Ok(());
-        };
-        if let Some(order_id) = shipper.active_order {
+        if let Some(order_id) = active {
             let o = order_of(
                 self.orders
                     .call(&order_id, OrderCommand::Get { caller: None })
