@@ -3,7 +3,7 @@
 //! and a server SIGKILLed in the middle of a burst.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use surge::ws::protocol::ServerMsg;
 
 use crate::helpers::*;
-use crate::lifecycle::{free_port, wait_healthy};
+use crate::lifecycle::{free_port, serve_child, wait_healthy};
 use crate::ws::{connect_path, recv, send};
 
 /// Cheap password hashing: these tests register thousands of users.
@@ -355,18 +355,8 @@ async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlis
         s.payment_timeout_secs = 1;
     })
     .await;
-    let m = app.user("merchant").await;
-    let (_, shop) = app
-        .post("/api/v1/shops", Some(&m.access), shop_body())
-        .await;
-    let (_, product) = app
-        .post(
-            &format!("/api/v1/shops/{}/products", shop["id"].as_str().unwrap()),
-            Some(&m.access),
-            product_body("Mat", "yoga", 100_000),
-        )
-        .await;
-    let pid = product["id"].as_str().unwrap();
+    let (m, _, pid) = shop_with_product(&app, 100_000, 10).await;
+    let pid = pid.as_str();
     let soon = chrono::Utc::now() + chrono::Duration::milliseconds(600);
     let (status, sale) = app
         .post(
@@ -435,47 +425,60 @@ async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlis
     assert_eq!(sale["state"], "sold_out");
 
     // The confirmed claims became orders at the sale price.
-    let order_of = |token: String, id: String| {
-        let app = &app;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let (status, o) = app.get(&format!("/api/v1/orders/{id}"), Some(&token)).await;
-                if status == StatusCode::OK {
-                    return o;
-                }
-                assert!(Instant::now() < deadline, "no order for claim {id}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    let first = order_of(buyers[0].access.clone(), claim_ids[0].clone()).await;
+    let first = wait_order(
+        &app,
+        &buyers[0].access,
+        &claim_ids[0],
+        Duration::from_secs(5),
+        |_| true,
+    )
+    .await;
     assert_eq!(first["lines"][0]["unit_price"], 50_000);
     assert_eq!(first["status"], "pending_payment");
     // Nobody pays: after the 1 s timeout the orders are cancelled, the
     // claims expire and the waitlisted buyer is promoted and gets an order.
-    let third = order_of(buyers[2].access.clone(), claim_ids[2].clone()).await;
+    let third = wait_order(
+        &app,
+        &buyers[2].access,
+        &claim_ids[2],
+        Duration::from_secs(5),
+        |_| true,
+    )
+    .await;
     assert_eq!(third["lines"][0]["unit_price"], 50_000);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, o) = app
-            .get(
-                &format!("/api/v1/orders/{}", claim_ids[0]),
-                Some(&buyers[0].access),
-            )
-            .await;
-        if o["status"] == "cancelled" && o["stock"] == "released" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the unpaid order was not cancelled: {o}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_order(
+        &app,
+        &buyers[0].access,
+        &claim_ids[0],
+        Duration::from_secs(10),
+        |o| o["status"] == "cancelled" && o["stock"] == "released",
+    )
+    .await;
     // Units went back to the sale's reserve, not to the shelf.
     let (_, p) = app.get(&format!("/api/v1/products/{pid}"), None).await;
     assert_eq!(p["stock"], 8);
+}
+
+/// Polls order `id` (as `token`) until it exists and `done` holds.
+async fn wait_order(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, o) = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
+        if status == StatusCode::OK && done(&o) {
+            return o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id} did not get there: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A tiny deterministic generator for the crash points.
@@ -496,17 +499,15 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
     for seed in [7u64, 1_234_567, 987_654_321] {
         let dir = tempfile::tempdir().unwrap();
         let spawn = |port: u16| {
-            Command::new(env!("CARGO_BIN_EXE_surge"))
-                .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-                .env("SURGE_DATA_DIR", dir.path())
-                .env("SURGE_LOG", "error")
-                .env("SURGE_HASH_MEMORY_KIB", "8")
-                .env("SURGE_HASH_ITERATIONS", "1")
-                .env_remove("RUST_LOG")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+            serve_child(
+                dir.path(),
+                port,
+                &[
+                    ("SURGE_LOG", "error"),
+                    ("SURGE_HASH_MEMORY_KIB", "8"),
+                    ("SURGE_HASH_ITERATIONS", "1"),
+                ],
+            )
         };
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -751,27 +752,20 @@ async fn a_paid_course_place_is_paid_online_or_passes_to_the_waitlist() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{second}");
 
-    let wait_order = |token: String, id: String| {
-        let app = &app;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let (status, o) = app.get(&format!("/api/v1/orders/{id}"), Some(&token)).await;
-                if status == StatusCode::OK {
-                    return o;
-                }
-                assert!(Instant::now() < deadline, "no order for {id}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
     // A does not pay within 1 s: the place goes to B, who gets an order.
-    let a_order = wait_order(a.access.clone(), first["id"].as_str().unwrap().to_owned()).await;
+    let (first_id, second_id) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    let a_order = wait_order(&app, &a.access, first_id, Duration::from_secs(10), |_| true).await;
     assert_eq!(
         a_order["totals"]["total"], 400_000,
         "no shipping for a course"
     );
-    let b_order = wait_order(b.access.clone(), second["id"].as_str().unwrap().to_owned()).await;
+    let b_order = wait_order(&app, &b.access, second_id, Duration::from_secs(10), |_| {
+        true
+    })
+    .await;
     assert_eq!(b_order["status"], "pending_payment");
     let (_, mine) = app
         .get("/api/v1/users/me/enrollments", Some(&a.access))
@@ -784,24 +778,15 @@ async fn a_paid_course_place_is_paid_online_or_passes_to_the_waitlist() {
         .to_owned();
     let paid = app.client.post(format!("{url}/pay")).send().await.unwrap();
     assert!(paid.status().is_success() || paid.status().is_redirection());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, o) = app
-            .get(
-                &format!("/api/v1/orders/{}", second["id"].as_str().unwrap()),
-                Some(&b.access),
-            )
-            .await;
-        if o["status"] == "delivered" {
-            assert_eq!(o["delivery"]["shipper_id"], Value::Null, "nothing to ship");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the paid place was not fulfilled: {o}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = wait_order(&app, &b.access, second_id, Duration::from_secs(10), |o| {
+        o["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(
+        done["delivery"]["shipper_id"],
+        Value::Null,
+        "nothing to ship"
+    );
     let (status, _) = app
         .get(&format!("/api/v1/courses/{id}/sessions"), Some(&b.access))
         .await;

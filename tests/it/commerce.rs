@@ -17,27 +17,6 @@ fn fast(s: &mut surge::config::Settings) {
     s.timer_interval_ms = 50;
 }
 
-async fn shop_with_product(app: &TestApp, price: u64, stock: u64) -> (Session, String, String) {
-    let m = app.user("merchant").await;
-    let (status, shop) = app
-        .post("/api/v1/shops", Some(&m.access), shop_body())
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let shop_id = shop["id"].as_str().unwrap().to_owned();
-    let mut body = product_body("Yoga Mat", "yoga", price);
-    body["stock"] = json!(stock);
-    body["weight_grams"] = json!(800);
-    let (status, p) = app
-        .post(
-            &format!("/api/v1/shops/{shop_id}/products"),
-            Some(&m.access),
-            body,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    (m, shop_id, p["id"].as_str().unwrap().to_owned())
-}
-
 /// A customer with a default address about 2 km from the test shop.
 async fn customer(app: &TestApp) -> (Session, String) {
     let c = app.user("customer").await;

@@ -236,3 +236,26 @@ pub fn shop_body() -> Value {
 pub fn product_body(name: &str, category: &str, price: u64) -> Value {
     json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 10, "weight_grams": 500})
 }
+
+/// A merchant with a shop and one 800 g product of `price` and `stock`:
+/// `(merchant, shop id, product id)`.
+pub async fn shop_with_product(app: &TestApp, price: u64, stock: u64) -> (Session, String, String) {
+    let m = app.user("merchant").await;
+    let (status, shop) = app
+        .post("/api/v1/shops", Some(&m.access), shop_body())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let shop_id = shop["id"].as_str().unwrap().to_owned();
+    let mut body = product_body("Yoga Mat", "yoga", price);
+    body["stock"] = json!(stock);
+    body["weight_grams"] = json!(800);
+    let (status, p) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/products"),
+            Some(&m.access),
+            body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    (m, shop_id, p["id"].as_str().unwrap().to_owned())
+}

@@ -79,6 +79,24 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// `surge serve` as a child process on `port` with data in `dir`, plus
+/// `env` (`SURGE_*` settings); output discarded.
+pub(crate) fn serve_child(
+    dir: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("SURGE_DATA_DIR", dir)
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
@@ -96,17 +114,7 @@ pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) {
 async fn serve_exits_zero_on_sigterm_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let spawn = |port: u16| {
-        Command::new(env!("CARGO_BIN_EXE_surge"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env("SURGE_DATA_DIR", dir.path())
-            .env("SURGE_LOG", "warn")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |port: u16| serve_child(dir.path(), port, &[("SURGE_LOG", "warn")]);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = spawn(port);
