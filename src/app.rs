@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::actors::Runtime;
 use crate::auth::{JwtKeys, PasswordHasher};
-use crate::config::Settings;
+use crate::config::{Settings, StoreKind};
 use crate::http::server::{serve, ServeOptions};
 use crate::http::{router, AppState};
 use crate::mail::MailConfig;
@@ -24,6 +24,7 @@ use crate::service::auth::ResetConfig;
 use crate::service::commerce::CommerceConfig;
 use crate::service::{GatewayConfig, ServiceConfig, Services};
 use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::scylla::ScyllaStore;
 use crate::store::Store;
 use crate::ws::bus::Bus;
 
@@ -53,25 +54,30 @@ impl Application {
         std::fs::create_dir_all(&dir)
             .map_err(|e| BuildError::DataDir(dir.display().to_string(), e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn Store> = Arc::new(
-            RedbStore::open(
-                &dir,
-                RedbOptions {
-                    max_batch: settings.journal_max_batch,
-                    queue: settings.journal_queue,
-                },
-                metrics.clone(),
-            )
-            .map_err(|e| match e {
-                crate::store::StoreError::Backend(m) if m.contains("already open") => {
-                    BuildError::Startup(format!(
-                        "the data directory {} is in use by another Surge process",
-                        dir.display()
-                    ))
-                }
-                other => BuildError::Store(other),
-            })?,
-        );
+        let store: Arc<dyn Store> = match settings.store {
+            StoreKind::Embedded => Arc::new(
+                RedbStore::open(
+                    &dir,
+                    RedbOptions {
+                        max_batch: settings.journal_max_batch,
+                        queue: settings.journal_queue,
+                    },
+                    metrics.clone(),
+                )
+                .map_err(|e| match e {
+                    crate::store::StoreError::Backend(m) if m.contains("already open") => {
+                        BuildError::Startup(format!(
+                            "the data directory {} is in use by another Surge process",
+                            dir.display()
+                        ))
+                    }
+                    other => BuildError::Store(other),
+                })?,
+            ),
+            StoreKind::Scylla => {
+                Arc::new(ScyllaStore::open(&settings.scylla(), metrics.clone()).await?)
+            }
+        };
         let secret = jwt_secret(&settings, &dir)?;
         let jwt = JwtKeys::new(
             &secret,

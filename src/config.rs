@@ -139,7 +139,42 @@ pub struct Settings {
     /// and load generators: they are what makes stolen hashes expensive.
     pub hash_memory_kib: u32,
     pub hash_iterations: u32,
+    /// Where state is kept: `embedded` (a redb file in `data_dir`) or
+    /// `scylla` (a ScyllaDB cluster; run `surge migrate` first).
+    pub store: StoreKind,
+    /// ScyllaDB contact points, `host:port,host:port`.
+    pub scylla_nodes: String,
+    /// Keyspace of Surge's tables.
+    pub scylla_keyspace: String,
+    /// Replication of the keyspace, as the CQL map `surge migrate` creates
+    /// it with. Production: `{'class': 'NetworkTopologyStrategy', 'dc1': 3}`.
+    pub scylla_replication: String,
+    /// Consistency of reads and writes (`local_quorum`, `quorum`, `one`, …).
+    pub scylla_consistency: String,
+    /// Credentials (PasswordAuthenticator), set together.
+    pub scylla_user: Option<String>,
+    pub scylla_password: Option<String>,
+    /// Insert journal rows `IF NOT EXISTS` (lightweight transactions), so
+    /// two nodes can never write the same sequence number. Costs a Paxos
+    /// round per append batch; must be off against the emulator.
+    pub scylla_lwt: bool,
+    /// The server is `surge cql-emulator` (kassandra), not ScyllaDB.
+    pub scylla_emulator: bool,
+    /// Upper bound of one ScyllaDB request, retries included.
+    pub scylla_request_timeout_ms: u64,
 }
+
+/// The storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Embedded,
+    Scylla,
+}
+
+/// The TTL (seconds) of `track_points` in `schema/001_init.cql`: tracks are
+/// deleted by Surge before it.
+pub const SCYLLA_TRACK_TTL_SECS: u64 = 30 * 24 * 3600;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -205,6 +240,16 @@ impl Default for Settings {
             burst_max_waitlist: 10_000,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
+            store: StoreKind::Embedded,
+            scylla_nodes: "127.0.0.1:9042".into(),
+            scylla_keyspace: "surge".into(),
+            scylla_replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            scylla_consistency: "local_quorum".into(),
+            scylla_user: None,
+            scylla_password: None,
+            scylla_lwt: true,
+            scylla_emulator: false,
+            scylla_request_timeout_ms: 5_000,
         }
     }
 }
@@ -271,6 +316,16 @@ pub const KEYS: &[&str] = &[
     "burst_max_waitlist",
     "hash_memory_kib",
     "hash_iterations",
+    "store",
+    "scylla_nodes",
+    "scylla_keyspace",
+    "scylla_replication",
+    "scylla_consistency",
+    "scylla_user",
+    "scylla_password",
+    "scylla_lwt",
+    "scylla_emulator",
+    "scylla_request_timeout_ms",
 ];
 
 /// Values given as command-line flags (highest precedence).
@@ -280,6 +335,10 @@ pub struct Overrides {
     pub addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scylla_nodes: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -384,7 +443,82 @@ impl Settings {
                 "dispatch_radius_km, geofence_radius_m, eta_default_speed_mps, dispatch_offer_secs, dispatch_retry_secs and location_max_age_secs must be positive".into(),
             ));
         }
+        self.validate_scylla()
+    }
+
+    fn validate_scylla(&self) -> Result<(), ConfigError> {
+        if self.scylla_nodes.split(',').all(|n| n.trim().is_empty()) {
+            return Err(ConfigError(
+                "scylla_nodes must name at least one host:port".into(),
+            ));
+        }
+        let ks = &self.scylla_keyspace;
+        let valid_ks = ks.len() <= 48
+            && ks.starts_with(|c: char| c.is_ascii_lowercase())
+            && ks
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_ks {
+            return Err(ConfigError(format!(
+                "scylla_keyspace '{ks}' must be 1-48 of a-z, 0-9 and _, starting with a letter"
+            )));
+        }
+        let r = self.scylla_replication.trim();
+        if !(r.starts_with('{') && r.ends_with('}') && r.contains("'class'") && !r.contains(';')) {
+            return Err(ConfigError(format!(
+                "scylla_replication '{r}' must be a CQL map like {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"
+            )));
+        }
+        if crate::store::scylla::parse_consistency(&self.scylla_consistency).is_none() {
+            return Err(ConfigError(format!(
+                "scylla_consistency '{}' is not a consistency level (local_quorum, quorum, one, all, …)",
+                self.scylla_consistency
+            )));
+        }
+        if self.scylla_user.is_some() != self.scylla_password.is_some() {
+            return Err(ConfigError(
+                "scylla_user and scylla_password must be set together".into(),
+            ));
+        }
+        if self.scylla_lwt && self.scylla_emulator {
+            return Err(ConfigError(
+                "scylla_lwt must be false with scylla_emulator: the emulator has no lightweight transactions".into(),
+            ));
+        }
+        if self.scylla_request_timeout_ms == 0 {
+            return Err(ConfigError(
+                "scylla_request_timeout_ms must be positive".into(),
+            ));
+        }
+        if self.store == StoreKind::Scylla && self.track_retention_secs >= SCYLLA_TRACK_TTL_SECS {
+            return Err(ConfigError(format!(
+                "track_retention_secs must be below {SCYLLA_TRACK_TTL_SECS} (the TTL of track_points on ScyllaDB)"
+            )));
+        }
         Ok(())
+    }
+
+    /// How the ScyllaDB backend connects (`store = scylla`, `surge migrate`).
+    pub fn scylla(&self) -> crate::store::scylla::ScyllaOptions {
+        crate::store::scylla::ScyllaOptions {
+            nodes: self
+                .scylla_nodes
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            keyspace: self.scylla_keyspace.clone(),
+            replication: self.scylla_replication.trim().to_owned(),
+            consistency: crate::store::scylla::parse_consistency(&self.scylla_consistency)
+                .unwrap_or(::scylla::statement::Consistency::LocalQuorum),
+            user: self.scylla_user.clone(),
+            password: self.scylla_password.clone(),
+            lwt: self.scylla_lwt,
+            emulator: self.scylla_emulator,
+            request_timeout: std::time::Duration::from_millis(self.scylla_request_timeout_ms),
+            max_batch: self.journal_max_batch,
+            queue: self.journal_queue,
+        }
     }
 
     pub fn tracking(&self) -> crate::service::tracking::TrackingConfig {
@@ -433,7 +567,7 @@ mod tests {
                 Some(Path::new("surge.toml")),
                 Overrides {
                     addr: Some("127.0.0.1:2222".into()),
-                    data_dir: None,
+                    ..Overrides::default()
                 },
             )
             .unwrap();

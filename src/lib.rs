@@ -23,6 +23,8 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "cql-emulator")]
+pub mod emulator;
 pub mod http;
 pub mod mail;
 pub mod metrics;

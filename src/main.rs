@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use surge::app::Application;
-use surge::config::{Overrides, Settings};
+use surge::config::{Overrides, Settings, StoreKind};
+use surge::store::scylla::schema;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,28 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         /// TOML file with settings (keys as in the README)
         #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
         config: Option<PathBuf>,
+        /// Storage backend [env: SURGE_STORE] [default: embedded]
+        #[arg(long, value_enum)]
+        store: Option<StoreKind>,
+        /// ScyllaDB contact points, HOST:PORT,... [env: SURGE_SCYLLA_NODES] [default: 127.0.0.1:9042]
+        #[arg(long, value_name = "HOST:PORT,...")]
+        scylla_nodes: Option<String>,
+    },
+    /// Apply pending CQL migrations (schema/*.cql) to the ScyllaDB keyspace and record them.
+    Migrate {
+        /// TOML file with settings (keys as in the README)
+        #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// ScyllaDB contact points, HOST:PORT,... [env: SURGE_SCYLLA_NODES] [default: 127.0.0.1:9042]
+        #[arg(long, value_name = "HOST:PORT,...")]
+        scylla_nodes: Option<String>,
+    },
+    /// Development only: an in-memory CQL server (kassandra) to run `--store scylla` against, with scylla_emulator=true and scylla_lwt=false.
+    #[cfg(feature = "cql-emulator")]
+    CqlEmulator {
+        /// Address to listen on
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9042")]
+        addr: String,
     },
 }
 
@@ -46,6 +69,19 @@ fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_target(false)
         .init();
+}
+
+/// The configured log filter; against the emulator, without the driver's
+/// complaints (every second) that it has no peers, shards or metadata.
+fn log_filter(settings: &Settings) -> String {
+    if settings.scylla_emulator {
+        format!(
+            "{},scylla=error,scylla::cluster::metadata=off",
+            settings.log
+        )
+    } else {
+        settings.log.clone()
+    }
 }
 
 async fn shutdown_signal() {
@@ -77,15 +113,71 @@ async fn main() -> anyhow::Result<()> {
             addr,
             data_dir,
             config,
+            store,
+            scylla_nodes,
         } => {
-            let settings = Settings::load(config.as_deref(), Overrides { addr, data_dir })?;
-            init_logging(&settings.log);
+            let settings = Settings::load(
+                config.as_deref(),
+                Overrides {
+                    addr,
+                    data_dir,
+                    store,
+                    scylla_nodes,
+                },
+            )?;
+            init_logging(&log_filter(&settings));
             let data_dir = settings.data_dir.clone();
             let app = Application::build(settings)
                 .await
                 .context("starting Surge")?;
             tracing::info!(port = app.port(), data_dir = %data_dir.display(), "Surge is listening");
             app.run_until_stopped(shutdown_signal()).await;
+        }
+        Command::Migrate {
+            config,
+            scylla_nodes,
+        } => {
+            let settings = Settings::load(
+                config.as_deref(),
+                Overrides {
+                    scylla_nodes,
+                    ..Overrides::default()
+                },
+            )?;
+            init_logging(&log_filter(&settings));
+            let options = settings.scylla();
+            let session = surge::store::scylla::connect(&options).await?;
+            let applied =
+                schema::migrate(&session, &options.keyspace, &options.replication).await?;
+            if applied.is_empty() {
+                println!(
+                    "keyspace {} is up to date (schema version {})",
+                    options.keyspace,
+                    schema::latest()
+                );
+            } else {
+                println!(
+                    "keyspace {}: applied {} (schema version {})",
+                    options.keyspace,
+                    applied.join(", "),
+                    schema::latest()
+                );
+            }
+        }
+        #[cfg(feature = "cql-emulator")]
+        Command::CqlEmulator { addr } => {
+            init_logging("info");
+            let emulator = surge::emulator::Emulator::start(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            println!(
+                "CQL emulator (kassandra, in memory) on {}: run Surge with SURGE_STORE=scylla SURGE_SCYLLA_NODES={} SURGE_SCYLLA_EMULATOR=true SURGE_SCYLLA_LWT=false",
+                emulator.addr, emulator.addr
+            );
+            tokio::select! {
+                _ = emulator.wait() => {}
+                _ = shutdown_signal() => {}
+            }
         }
     }
     Ok(())

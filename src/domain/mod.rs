@@ -55,6 +55,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Role::Customer, Role::Merchant, Role::Shipper, Role::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Customer => "customer",

@@ -69,37 +69,42 @@ impl Services {
         let title = check_text("title", title, 120)?;
         let body = check_text("body", body, 2000)?;
         let id = new_id();
-        let prefix = role.map(|r| format!("{}|", r.as_str())).unwrap_or_default();
+        // users_by_role is read one role at a time: its rows are kept by
+        // role (a partition per role on ScyllaDB).
+        let roles = role.map_or(Role::ALL.to_vec(), |r| vec![r]);
         let mut reached = 0;
-        let mut after: Option<String> = None;
-        while reached < MAX_BROADCAST {
-            let page = self
-                .store
-                .scan(USERS_BY_ROLE, &prefix, after.as_deref(), 512)
-                .await?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = Some(last.clone());
-            let n = Notification {
-                id: format!("broadcast:{id}"),
-                kind: "announcement".into(),
-                title: title.clone(),
-                body: body.clone(),
-                order_id: None,
-                created_at: Utc::now(),
-                read: false,
-            };
-            let to: Vec<_> = page
-                .into_iter()
-                .take(MAX_BROADCAST - reached)
-                .map(|(key, _)| {
-                    let user_id = key.split_once('|').map_or(key.as_str(), |(_, id)| id);
-                    (user_id.to_owned(), n.clone())
-                })
-                .collect();
-            reached += to.len();
-            self.notify_each(to, BROADCAST_CONCURRENCY).await?;
+        for role in roles {
+            let prefix = format!("{}|", role.as_str());
+            let mut after: Option<String> = None;
+            while reached < MAX_BROADCAST {
+                let page = self
+                    .store
+                    .scan(USERS_BY_ROLE, &prefix, after.as_deref(), 512)
+                    .await?;
+                let Some((last, _)) = page.last() else {
+                    break;
+                };
+                after = Some(last.clone());
+                let n = Notification {
+                    id: format!("broadcast:{id}"),
+                    kind: "announcement".into(),
+                    title: title.clone(),
+                    body: body.clone(),
+                    order_id: None,
+                    created_at: Utc::now(),
+                    read: false,
+                };
+                let to: Vec<_> = page
+                    .into_iter()
+                    .take(MAX_BROADCAST - reached)
+                    .map(|(key, _)| {
+                        let user_id = key.split_once('|').map_or(key.as_str(), |(_, id)| id);
+                        (user_id.to_owned(), n.clone())
+                    })
+                    .collect();
+                reached += to.len();
+                self.notify_each(to, BROADCAST_CONCURRENCY).await?;
+            }
         }
         self.mailer.wake();
         Ok(reached)

@@ -8,10 +8,12 @@
 //! - **read tables**: query-first key → value rows (users by email, products,
 //!   …) written atomically with the events that produced them.
 //!
-//! Nothing here names a backend type; `redb` is the embedded backend.
+//! Nothing here names a backend type; `redb` is the embedded backend and
+//! `scylla` the ScyllaDB one.
 
 pub mod codec;
 pub mod redb;
+pub mod scylla;
 
 use async_trait::async_trait;
 

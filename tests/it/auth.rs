@@ -93,7 +93,11 @@ async fn profile_update_is_validated_and_kept() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_ends_the_session() {
-    let app = spawn_app().await;
+    refresh_rotates_and_reuse_ends_the_session_on(spawn_app().await).await;
+}
+
+/// The body of `refresh_rotates_and_reuse_ends_the_session`, on any app (`scylla.rs` runs it on ScyllaDB).
+pub(crate) async fn refresh_rotates_and_reuse_ends_the_session_on(app: TestApp) {
     let s = app.user("customer").await;
 
     let (status, second) = app
@@ -296,7 +300,13 @@ async fn forged_and_misused_tokens_are_rejected() {
 
 #[tokio::test]
 async fn fifty_concurrent_registrations_of_one_email_create_one_account() {
-    let app = spawn_app().await;
+    fifty_concurrent_registrations_of_one_email_create_one_account_on(spawn_app().await).await;
+}
+
+/// The body of `fifty_concurrent_registrations_of_one_email_create_one_account`, on any app (`scylla.rs` runs it on ScyllaDB).
+pub(crate) async fn fifty_concurrent_registrations_of_one_email_create_one_account_on(
+    app: TestApp,
+) {
     let appends_before = app.metric("surge_journal_appends_total").await;
     let tasks: Vec<_> = (0..50)
         .map(|i| {

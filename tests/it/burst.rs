@@ -16,7 +16,7 @@ use crate::lifecycle::{free_port, serve_child, wait_healthy};
 use crate::ws::{connect_path, recv, send};
 
 /// Cheap password hashing: these tests register thousands of users.
-fn fast(s: &mut surge::config::Settings) {
+pub(crate) fn fast(s: &mut surge::config::Settings) {
     s.hash_memory_kib = 8;
     s.hash_iterations = 1;
 }
@@ -181,7 +181,11 @@ async fn five_thousand_users_claim_a_hundred_seats() {
 
 #[tokio::test]
 async fn one_user_racing_twenty_claims_never_exceeds_the_limit() {
-    let app = spawn_app_with(fast).await;
+    one_user_racing_twenty_claims_never_exceeds_the_limit_on(spawn_app_with(fast).await).await;
+}
+
+/// The body of `one_user_racing_twenty_claims_never_exceeds_the_limit`, on any app (`scylla.rs` runs it on ScyllaDB).
+pub(crate) async fn one_user_racing_twenty_claims_never_exceeds_the_limit_on(app: TestApp) {
     let client = reqwest::Client::new();
     let trainer = app.user("merchant").await;
     let id = course(&client, &app.base, &trainer.access, 10).await;
@@ -244,7 +248,11 @@ async fn one_user_racing_twenty_claims_never_exceeds_the_limit() {
 
 #[tokio::test]
 async fn cancelling_promotes_the_waitlist_in_order_and_notifies() {
-    let app = spawn_app_with(fast).await;
+    cancelling_promotes_the_waitlist_in_order_and_notifies_on(spawn_app_with(fast).await).await;
+}
+
+/// The body of `cancelling_promotes_the_waitlist_in_order_and_notifies`, on any app (`scylla.rs` runs it on ScyllaDB).
+pub(crate) async fn cancelling_promotes_the_waitlist_in_order_and_notifies_on(app: TestApp) {
     let client = reqwest::Client::new();
     let trainer = app.user("merchant").await;
     let id = course(&client, &app.base, &trainer.access, 2).await;
@@ -350,11 +358,20 @@ async fn cancelling_promotes_the_waitlist_in_order_and_notifies() {
 
 #[tokio::test]
 async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist() {
-    let app = spawn_app_with(|s| {
-        fast(s);
-        s.payment_timeout_secs = 1;
-    })
+    a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
+        spawn_app_with(|s| {
+            fast(s);
+            s.payment_timeout_secs = 1;
+        })
+        .await,
+    )
     .await;
+}
+
+/// The body of `a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist`, on any app (`scylla.rs` runs it on ScyllaDB).
+pub(crate) async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
+    app: TestApp,
+) {
     let (m, _, pid) = shop_with_product(&app, 100_000, 10).await;
     let pid = pid.as_str();
     let soon = chrono::Utc::now() + chrono::Duration::milliseconds(600);

@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 const SANDBOX_SECRET: &str = "sandbox-test-secret";
 
-fn fast(s: &mut surge::config::Settings) {
+pub(crate) fn fast(s: &mut surge::config::Settings) {
     s.sandbox_webhook_secret = Some(SANDBOX_SECRET.into());
     s.timer_interval_ms = 50;
 }
@@ -137,12 +137,19 @@ async fn step(app: &TestApp, token: &str, id: &str, status: &str) -> (StatusCode
 
 #[tokio::test]
 async fn the_happy_path_from_cart_to_escrow_release() {
-    let app = spawn_app_with(|s| {
-        fast(s);
-        s.return_window_secs = 1;
-        s.tax_rate_bps = 1_000;
-    })
+    the_happy_path_from_cart_to_escrow_release_on(
+        spawn_app_with(|s| {
+            fast(s);
+            s.return_window_secs = 1;
+            s.tax_rate_bps = 1_000;
+        })
+        .await,
+    )
     .await;
+}
+
+/// The body of `the_happy_path_from_cart_to_escrow_release`, on any app (`scylla.rs` runs it on ScyllaDB).
+pub(crate) async fn the_happy_path_from_cart_to_escrow_release_on(app: TestApp) {
     let (m, shop_id, mat) = shop_with_product(&app, 200_000, 5).await;
     let (status, coupon) = app
         .post(
@@ -693,7 +700,11 @@ async fn the_lifecycle_and_its_timers_survive_a_restart() {
 
 #[tokio::test]
 async fn no_overselling_and_no_coupon_overuse_under_concurrency() {
-    let app = spawn_app_with(fast).await;
+    no_overselling_and_no_coupon_overuse_under_concurrency_on(spawn_app_with(fast).await).await;
+}
+
+/// The body of `no_overselling_and_no_coupon_overuse_under_concurrency`, on any app (`scylla.rs` runs it on ScyllaDB).
+pub(crate) async fn no_overselling_and_no_coupon_overuse_under_concurrency_on(app: TestApp) {
     let (m, shop_id, last_ten) = shop_with_product(&app, 10_000, 10).await;
     let mut big = product_body("Block", "yoga", 5_000);
     big["stock"] = json!(1_000);

@@ -31,6 +31,8 @@ pub struct TestApp {
     pub dir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
+    /// Kept alive as long as the app (the CQL emulator it talks to).
+    pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 pub fn test_settings(dir: PathBuf) -> Settings {
@@ -80,6 +82,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         dir: Some(dir),
         stop: Some(tx),
         handle: Some(handle),
+        guard: None,
     }
 }
 

@@ -56,6 +56,20 @@ async fn rows_outside_streams() {
 }
 
 #[tokio::test]
+async fn scans_page_through_an_owner_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    conformance::scans_page_through_an_owner_in_order(store).await;
+}
+
+#[tokio::test]
+async fn pipelined_appends_commit_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    conformance::pipelined_appends_commit_in_order(store).await;
+}
+
+#[tokio::test]
 async fn group_commit_batches_concurrent_appends() {
     let dir = tempfile::tempdir().unwrap();
     let (store, metrics) = open(dir.path());

@@ -13,5 +13,6 @@ mod journal;
 pub(crate) mod lifecycle;
 mod mail;
 mod payos;
+mod scylla;
 mod shipping;
 mod ws;

@@ -1,0 +1,916 @@
+//! The ScyllaDB backend: the same `Store` contract over CQL with the
+//! `scylla` driver.
+//!
+//! - Statements are prepared once at start; keys are always bound values.
+//! - Writes go through one writer task fed by a bounded queue. It takes what
+//!   is queued (up to `max_batch`), checks each append's expected sequence,
+//!   and writes the group concurrently: one batch per stream (all that
+//!   stream's appends in the group, in order), one per snapshot, one per
+//!   `write_rows` call. A stream's batch is a single-partition UNLOGGED
+//!   batch when it carries only events, and a LOGGED batch when it also
+//!   carries read-table rows (so events and rows land together or not at
+//!   all). Callers hear "ok" only once their batch is acknowledged at the
+//!   configured consistency (LOCAL_QUORUM by default).
+//! - Single writer: within a node the actor registry guarantees one writer
+//!   per stream and the writer checks sequences against the heads it knows.
+//!   With `scylla_lwt` on, each event row is also inserted `IF NOT EXISTS`
+//!   (a conditional batch on the stream's partition, serial consistency
+//!   LOCAL_SERIAL), so two nodes can never both write sequence N. A
+//!   conditional batch cannot span partitions, so with LWT the read-table
+//!   rows follow in a second (logged) batch once the events are in.
+//! - Every batch carries an explicit write timestamp, increasing in queue
+//!   order, which makes it idempotent: only idempotent statements (reads,
+//!   timestamped batches) are retried by the driver; conditional batches
+//!   never are.
+//! - Reads are paged. Against the kassandra emulator (`scylla_emulator`),
+//!   which understands only `=` restrictions, ranges and limits are applied
+//!   while paging instead of in the statement.
+
+pub mod schema;
+pub mod tables;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::scylla::client::execution_profile::ExecutionProfile;
+use ::scylla::client::session::Session;
+use ::scylla::client::session_builder::SessionBuilder;
+use ::scylla::statement::batch::{Batch, BatchType};
+use ::scylla::statement::prepared::PreparedStatement;
+use ::scylla::statement::{Consistency, SerialConsistency};
+use ::scylla::value::{CqlValue, Row};
+use async_trait::async_trait;
+use dashmap::DashMap;
+use futures_util::future::join_all;
+use futures_util::TryStreamExt;
+use tokio::sync::{mpsc, oneshot, RwLock};
+
+use self::tables::ReadTable;
+use super::{
+    AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
+};
+use crate::metrics::Metrics;
+
+/// How to reach and use the cluster.
+#[derive(Debug, Clone)]
+pub struct ScyllaOptions {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    /// The keyspace's replication map, as CQL (`{'class': …}`).
+    pub replication: String,
+    /// Consistency of every read and write.
+    pub consistency: Consistency,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Conditional (`IF NOT EXISTS`) event inserts.
+    pub lwt: bool,
+    /// The server is the kassandra emulator: `=` restrictions only, no LWT.
+    pub emulator: bool,
+    /// Upper bound of one request, retries included.
+    pub request_timeout: Duration,
+    /// Most writes committed in one group.
+    pub max_batch: usize,
+    /// Bound of the write queue; callers wait when it is full.
+    pub queue: usize,
+}
+
+/// Opens a driver session with these options.
+pub async fn connect(o: &ScyllaOptions) -> Result<Session, StoreError> {
+    let profile = ExecutionProfile::builder()
+        .consistency(o.consistency)
+        .serial_consistency(Some(SerialConsistency::LocalSerial))
+        .request_timeout(Some(o.request_timeout))
+        .build();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&o.nodes)
+        .default_execution_profile_handle(profile.into_handle())
+        .connection_timeout(o.request_timeout);
+    if o.emulator {
+        // kassandra answers no schema-version queries.
+        builder = builder.auto_await_schema_agreement(false);
+    }
+    if let (Some(user), Some(password)) = (&o.user, &o.password) {
+        builder = builder.user(user, password);
+    }
+    builder.build().await.map_err(|e| {
+        StoreError::Backend(format!(
+            "cannot connect to ScyllaDB at {}: {e}",
+            o.nodes.join(",")
+        ))
+    })
+}
+
+/// Parses a consistency level name (`local_quorum`, `quorum`, `one`, …).
+pub fn parse_consistency(name: &str) -> Option<Consistency> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "any" => Consistency::Any,
+        "one" => Consistency::One,
+        "two" => Consistency::Two,
+        "three" => Consistency::Three,
+        "quorum" => Consistency::Quorum,
+        "all" => Consistency::All,
+        "local_quorum" => Consistency::LocalQuorum,
+        "each_quorum" => Consistency::EachQuorum,
+        "local_one" => Consistency::LocalOne,
+        _ => return None,
+    })
+}
+
+struct TableStatements {
+    table: &'static ReadTable,
+    get: PreparedStatement,
+    put: PreparedStatement,
+    delete: PreparedStatement,
+    scan: PreparedStatement,
+}
+
+struct Statements {
+    append: PreparedStatement,
+    append_if_absent: Option<PreparedStatement>,
+    read: PreparedStatement,
+    head: PreparedStatement,
+    snapshot_get: PreparedStatement,
+    snapshot_put: PreparedStatement,
+    ping: PreparedStatement,
+    tables: HashMap<&'static str, TableStatements>,
+}
+
+struct Inner {
+    session: Session,
+    st: Statements,
+    emulator: bool,
+    /// Heads of streams this node wrote or read, so an append needs no
+    /// read first. Dropped on any failure; cleared when it grows too big.
+    heads: DashMap<String, Seq>,
+    /// Last write timestamp handed out (µs).
+    clock: AtomicI64,
+}
+
+/// Most heads remembered before the cache is cleared.
+const MAX_CACHED_HEADS: usize = 200_000;
+/// Most statements in one batch; a stream's appends in one group are split
+/// into several batches (whole appends each) beyond it.
+const MAX_BATCH_STATEMENTS: usize = 256;
+/// Rows fetched per page.
+const PAGE: usize = 1000;
+
+enum WriteOp {
+    Append(AppendRequest, oneshot::Sender<Result<Seq, StoreError>>),
+    Snapshot(String, Snapshot, oneshot::Sender<Result<Seq, StoreError>>),
+    Rows(Vec<IndexOp>, oneshot::Sender<Result<Seq, StoreError>>),
+}
+
+pub struct ScyllaStore {
+    inner: Arc<Inner>,
+    sender: RwLock<Option<mpsc::Sender<WriteOp>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl ScyllaStore {
+    /// Connects, checks that the schema is current (see `schema::check`),
+    /// and prepares every statement.
+    pub async fn open(options: &ScyllaOptions, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        if options.lwt && options.emulator {
+            return Err(StoreError::Backend(
+                "scylla_lwt needs a real ScyllaDB cluster: the emulator has no lightweight transactions".into(),
+            ));
+        }
+        let session = connect(options).await?;
+        schema::check(&session, &options.keyspace)
+            .await
+            .map_err(backend)?;
+        let st = prepare(&session, options).await?;
+        let inner = Arc::new(Inner {
+            session,
+            st,
+            emulator: options.emulator,
+            heads: DashMap::new(),
+            clock: AtomicI64::new(0),
+        });
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let writer = tokio::spawn(writer_loop(
+            inner.clone(),
+            rx,
+            options.max_batch.max(1),
+            metrics,
+        ));
+        Ok(ScyllaStore {
+            inner,
+            sender: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    async fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
+        let sender = self.sender.read().await.clone().ok_or(StoreError::Closed)?;
+        sender.send(op).await.map_err(|_| StoreError::Closed)
+    }
+}
+
+async fn prepare(session: &Session, o: &ScyllaOptions) -> Result<Statements, StoreError> {
+    let ks = &o.keyspace;
+    let emu = o.emulator;
+    let prep = |cql: String, idempotent: bool| async move {
+        let mut p = session
+            .prepare(cql.clone())
+            .await
+            .map_err(|e| StoreError::Backend(format!("preparing `{cql}`: {e}")))?;
+        p.set_is_idempotent(idempotent);
+        Ok::<_, StoreError>(p)
+    };
+    let mut tables = HashMap::new();
+    for t in tables::READ_TABLES {
+        let n = t.name;
+        let scan = if emu {
+            format!("SELECT k, v FROM {ks}.{n} WHERE p = ?")
+        } else {
+            format!("SELECT k, v FROM {ks}.{n} WHERE p = ? AND k >= ? LIMIT ?")
+        };
+        // The key is selected and checked: kassandra reads `k = ?` as `k >= ?`.
+        let get = format!("SELECT k, v FROM {ks}.{n} WHERE p = ? AND k = ?");
+        tables.insert(
+            n,
+            TableStatements {
+                table: t,
+                get: prep(get, true).await?,
+                put: prep(
+                    format!("INSERT INTO {ks}.{n} (p, k, v) VALUES (?, ?, ?)"),
+                    true,
+                )
+                .await?,
+                delete: prep(format!("DELETE FROM {ks}.{n} WHERE p = ? AND k = ?"), true).await?,
+                scan: prep(scan, true).await?,
+            },
+        );
+    }
+    let read = if emu {
+        format!("SELECT seq, payload FROM {ks}.journal WHERE stream = ?")
+    } else {
+        format!("SELECT seq, payload FROM {ks}.journal WHERE stream = ? AND seq > ? LIMIT ?")
+    };
+    let head = if emu {
+        format!("SELECT seq FROM {ks}.journal WHERE stream = ?")
+    } else {
+        format!("SELECT seq FROM {ks}.journal WHERE stream = ? ORDER BY seq DESC LIMIT 1")
+    };
+    let append_if_absent = if o.lwt {
+        Some(
+            prep(
+                format!(
+                    "INSERT INTO {ks}.journal (stream, seq, payload) VALUES (?, ?, ?) IF NOT EXISTS"
+                ),
+                false,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    Ok(Statements {
+        append: prep(
+            format!("INSERT INTO {ks}.journal (stream, seq, payload) VALUES (?, ?, ?)"),
+            true,
+        )
+        .await?,
+        append_if_absent,
+        read: prep(read, true).await?,
+        head: prep(head, true).await?,
+        snapshot_get: prep(
+            format!("SELECT seq, payload FROM {ks}.snapshots WHERE stream = ?"),
+            true,
+        )
+        .await?,
+        snapshot_put: prep(
+            format!("INSERT INTO {ks}.snapshots (stream, seq, payload) VALUES (?, ?, ?)"),
+            true,
+        )
+        .await?,
+        ping: prep("SELECT release_version FROM system.local".into(), true).await?,
+        tables,
+    })
+}
+
+fn paged(stmt: &PreparedStatement, rows: usize) -> PreparedStatement {
+    let mut s = stmt.clone();
+    s.set_page_size(rows.clamp(1, PAGE) as i32);
+    s
+}
+
+fn limit_value(n: usize) -> i32 {
+    n.min(i32::MAX as usize) as i32
+}
+
+impl Inner {
+    fn table(&self, name: &str) -> Result<&TableStatements, StoreError> {
+        self.st.tables.get(name).ok_or_else(|| {
+            StoreError::Backend(format!(
+                "read table '{name}' is not in the ScyllaDB schema (src/store/scylla/tables.rs)"
+            ))
+        })
+    }
+
+    /// The next write timestamp: wall-clock µs, strictly increasing.
+    fn timestamp(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut prev = self.clock.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self
+                .clock
+                .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    async fn head(&self, stream: &str) -> Result<Seq, StoreError> {
+        if self.emulator {
+            let mut rows = self
+                .session
+                .execute_iter(paged(&self.st.head, PAGE), (stream,))
+                .await
+                .map_err(backend)?
+                .rows_stream::<(i64,)>()
+                .map_err(backend)?;
+            let mut head = 0;
+            while let Some((seq,)) = rows.try_next().await.map_err(backend)? {
+                head = head.max(seq as Seq);
+            }
+            Ok(head)
+        } else {
+            let result = self
+                .session
+                .execute_unpaged(&self.st.head, (stream,))
+                .await
+                .map_err(backend)?
+                .into_rows_result()
+                .map_err(backend)?;
+            Ok(result
+                .maybe_first_row::<(i64,)>()
+                .map_err(backend)?
+                .map_or(0, |(s,)| s as Seq))
+        }
+    }
+
+    /// Rows of one partition with keys ≥ `start` that start with `prefix`,
+    /// skipping `after`, at most `limit`, in key order.
+    async fn slice(
+        &self,
+        t: &TableStatements,
+        partition: String,
+        start: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let pager = if self.emulator {
+            self.session
+                .execute_iter(paged(&t.scan, limit + 1), (partition,))
+                .await
+        } else {
+            self.session
+                .execute_iter(
+                    paged(&t.scan, limit + 1),
+                    (partition, start, limit_value(limit + 1)),
+                )
+                .await
+        };
+        let mut rows = pager
+            .map_err(backend)?
+            .rows_stream::<(String, Vec<u8>)>()
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some((k, v)) = rows.try_next().await.map_err(backend)? {
+            if k.as_str() < start || after == Some(k.as_str()) {
+                continue;
+            }
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    async fn current_snapshot_seq(&self, stream: &str) -> Result<Option<Seq>, StoreError> {
+        let result = self
+            .session
+            .execute_unpaged(&self.st.snapshot_get, (stream,))
+            .await
+            .map_err(backend)?
+            .into_rows_result()
+            .map_err(backend)?;
+        Ok(result
+            .maybe_first_row::<(i64, Vec<u8>)>()
+            .map_err(backend)?
+            .map(|(seq, _)| seq as Seq))
+    }
+
+    /// Adds `ops` to `batch`; returns the partitions they touch.
+    fn add_rows(
+        &self,
+        batch: &mut Batch,
+        values: &mut Vec<Vec<CqlValue>>,
+        ops: &[IndexOp],
+        partitions: &mut Vec<(&'static str, String)>,
+    ) -> Result<(), StoreError> {
+        for op in ops {
+            let (name, key) = match op {
+                IndexOp::Put { table, key, .. } | IndexOp::Delete { table, key } => (*table, key),
+            };
+            let t = self.table(name)?;
+            let p = t.table.partition(key);
+            if !partitions.iter().any(|(n, q)| *n == name && *q == p) {
+                partitions.push((name, p.clone()));
+            }
+            match op {
+                IndexOp::Put { value, .. } => {
+                    batch.append_statement(t.put.clone());
+                    values.push(vec![
+                        CqlValue::Text(p),
+                        CqlValue::Text(key.clone()),
+                        CqlValue::Blob(value.clone()),
+                    ]);
+                }
+                IndexOp::Delete { .. } => {
+                    batch.append_statement(t.delete.clone());
+                    values.push(vec![CqlValue::Text(p), CqlValue::Text(key.clone())]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One timestamped, idempotent batch of read-table rows.
+    async fn write_rows(&self, ops: &[IndexOp], ts: i64) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new(BatchType::Unlogged);
+        let mut values = Vec::with_capacity(ops.len());
+        let mut partitions = Vec::new();
+        self.add_rows(&mut batch, &mut values, ops, &mut partitions)?;
+        if partitions.len() > 1 {
+            batch = Batch::new_with_statements(BatchType::Logged, batch.statements);
+        }
+        batch.set_timestamp(Some(ts));
+        batch.set_is_idempotent(true);
+        self.session.batch(&batch, values).await.map_err(backend)?;
+        Ok(())
+    }
+
+    /// Writes one chunk of a stream's appends: events (and rows) in one
+    /// batch, or with LWT a conditional batch of events then the rows.
+    async fn write_chunk(&self, stream: &str, chunk: &Chunk) -> Result<(), StoreError> {
+        let mut batch = Batch::new(BatchType::Unlogged);
+        let mut values: Vec<Vec<CqlValue>> = Vec::with_capacity(chunk.events.len());
+        let conditional = self.st.append_if_absent.as_ref();
+        for (seq, payload) in &chunk.events {
+            batch.append_statement(conditional.unwrap_or(&self.st.append).clone());
+            values.push(vec![
+                CqlValue::Text(stream.to_owned()),
+                CqlValue::BigInt(*seq as i64),
+                CqlValue::Blob(payload.clone()),
+            ]);
+        }
+        if conditional.is_some() {
+            batch.set_is_idempotent(false);
+            let result = self
+                .session
+                .batch(&batch, values)
+                .await
+                .map_err(backend)?
+                .into_rows_result()
+                .map_err(backend)?;
+            let applied = result
+                .maybe_first_row::<Row>()
+                .map_err(backend)?
+                .and_then(|r| r.columns.into_iter().next().flatten())
+                .is_some_and(|c| matches!(c, CqlValue::Boolean(true)));
+            if !applied {
+                let actual = self.head(stream).await?;
+                return Err(StoreError::Conflict {
+                    stream: stream.to_owned(),
+                    expected: chunk.first_expected,
+                    actual,
+                });
+            }
+            return self.write_rows(&chunk.index, chunk.ts).await;
+        }
+        let mut partitions = Vec::new();
+        self.add_rows(&mut batch, &mut values, &chunk.index, &mut partitions)?;
+        if !partitions.is_empty() {
+            // Events and rows in several partitions: the batch log makes
+            // them land together.
+            batch = Batch::new_with_statements(BatchType::Logged, batch.statements);
+        }
+        batch.set_timestamp(Some(chunk.ts));
+        batch.set_is_idempotent(true);
+        self.session.batch(&batch, values).await.map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Whole appends of one stream written in one batch.
+struct Chunk {
+    ts: i64,
+    first_expected: Seq,
+    /// (op index, head after the append)
+    appends: Vec<(usize, Seq)>,
+    events: Vec<(Seq, Vec<u8>)>,
+    index: Vec<IndexOp>,
+}
+
+async fn writer_loop(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<WriteOp>,
+    max_batch: usize,
+    m: Arc<Metrics>,
+) {
+    let mut ops = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut ops, max_batch).await > 0 {
+        let started = Instant::now();
+        let n = ops.len();
+        commit_group(&inner, std::mem::take(&mut ops), &m).await;
+        m.journal_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.journal_batch_size.observe(n as f64);
+        m.journal_commits.inc();
+    }
+}
+
+/// Writes one group and answers every caller in it.
+async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
+    // Heads of streams not seen before, read concurrently.
+    let mut missing: Vec<&str> = Vec::new();
+    for op in &ops {
+        if let WriteOp::Append(req, _) = op {
+            if !inner.heads.contains_key(&req.stream) && !missing.contains(&req.stream.as_str()) {
+                missing.push(&req.stream);
+            }
+        }
+    }
+    let fetched = join_all(missing.iter().map(|s| inner.head(s))).await;
+    let mut heads: HashMap<String, Result<Seq, String>> = missing
+        .iter()
+        .zip(fetched)
+        .map(|(s, r)| (s.to_string(), r.map_err(|e| e.to_string())))
+        .collect();
+
+    let mut results: Vec<Option<Result<Seq, StoreError>>> = (0..ops.len()).map(|_| None).collect();
+    // Streams in first-seen order, each with its chunks.
+    let mut streams: Vec<(String, Vec<Chunk>)> = Vec::new();
+    let mut snapshots: Vec<(String, Snapshot, Vec<usize>)> = Vec::new();
+    let mut rows: Vec<(usize, &[IndexOp], i64)> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            WriteOp::Append(req, _) => {
+                let head = match heads.get(&req.stream) {
+                    Some(Ok(h)) => *h,
+                    Some(Err(e)) => {
+                        results[i] = Some(Err(StoreError::Backend(e.clone())));
+                        continue;
+                    }
+                    None => inner.heads.get(&req.stream).map(|h| *h).unwrap_or(0),
+                };
+                if head != req.expected {
+                    results[i] = Some(Err(StoreError::Conflict {
+                        stream: req.stream.clone(),
+                        expected: req.expected,
+                        actual: head,
+                    }));
+                    continue;
+                }
+                if let Some(bad) = req.index.iter().find_map(|op| {
+                    let (IndexOp::Put { table, .. } | IndexOp::Delete { table, .. }) = op;
+                    inner.table(table).err()
+                }) {
+                    results[i] = Some(Err(bad));
+                    continue;
+                }
+                let new_head = head + req.events.len() as Seq;
+                heads.insert(req.stream.clone(), Ok(new_head));
+                let entry = match streams.iter().position(|(s, _)| *s == req.stream) {
+                    Some(at) => &mut streams[at].1,
+                    None => {
+                        streams.push((req.stream.clone(), Vec::new()));
+                        &mut streams.last_mut().expect("just pushed").1
+                    }
+                };
+                let size = req.events.len() + req.index.len();
+                let fits = entry
+                    .last()
+                    .is_some_and(|c| c.events.len() + c.index.len() + size <= MAX_BATCH_STATEMENTS);
+                if !fits {
+                    entry.push(Chunk {
+                        ts: inner.timestamp(),
+                        first_expected: head,
+                        appends: Vec::new(),
+                        events: Vec::new(),
+                        index: Vec::new(),
+                    });
+                }
+                let chunk = entry.last_mut().expect("a chunk");
+                chunk.appends.push((i, new_head));
+                chunk.events.extend(
+                    req.events
+                        .iter()
+                        .enumerate()
+                        .map(|(n, e)| (head + 1 + n as Seq, e.clone())),
+                );
+                chunk.index.extend(req.index.iter().cloned());
+            }
+            WriteOp::Snapshot(stream, snap, _) => {
+                match snapshots.iter_mut().find(|(s, _, _)| s == stream) {
+                    Some((_, kept, idx)) => {
+                        if snap.seq > kept.seq {
+                            *kept = snap.clone();
+                        }
+                        idx.push(i);
+                    }
+                    None => snapshots.push((stream.clone(), snap.clone(), vec![i])),
+                }
+            }
+            WriteOp::Rows(ops, _) => rows.push((i, ops, inner.timestamp())),
+        }
+    }
+
+    let stream_writes = streams.iter().map(|(stream, chunks)| async move {
+        let mut out: Vec<(usize, Result<Seq, StoreError>)> = Vec::new();
+        let mut failed: Option<String> = None;
+        for chunk in chunks {
+            let result = match &failed {
+                Some(e) => Err(StoreError::Backend(format!(
+                    "an earlier append to {stream} failed: {e}"
+                ))),
+                None => inner.write_chunk(stream, chunk).await,
+            };
+            match result {
+                Ok(()) => {
+                    out.extend(chunk.appends.iter().map(|(i, seq)| (*i, Ok(*seq))));
+                }
+                Err(e) => {
+                    if failed.is_none() {
+                        failed = Some(e.to_string());
+                    }
+                    for (n, (i, _)) in chunk.appends.iter().enumerate() {
+                        let err = match &e {
+                            StoreError::Conflict {
+                                stream,
+                                expected,
+                                actual,
+                            } if n == 0 => StoreError::Conflict {
+                                stream: stream.clone(),
+                                expected: *expected,
+                                actual: *actual,
+                            },
+                            other => StoreError::Backend(other.to_string()),
+                        };
+                        out.push((*i, Err(err)));
+                    }
+                }
+            }
+        }
+        match &failed {
+            None => {
+                if let Some(last) = chunks.last().and_then(|c| c.appends.last()) {
+                    if inner.heads.len() >= MAX_CACHED_HEADS {
+                        inner.heads.clear();
+                    }
+                    inner.heads.insert(stream.clone(), last.1);
+                }
+            }
+            Some(_) => {
+                inner.heads.remove(stream);
+            }
+        }
+        out
+    });
+    let snapshot_writes = snapshots.iter().map(|(stream, snap, idx)| async move {
+        let result = async {
+            if inner
+                .current_snapshot_seq(stream)
+                .await?
+                .is_some_and(|seq| seq >= snap.seq)
+            {
+                return Ok(snap.seq);
+            }
+            let mut stmt = inner.st.snapshot_put.clone();
+            // The sequence is the write timestamp: an older snapshot written
+            // late (by another node) never replaces a newer one.
+            stmt.set_timestamp(Some(snap.seq as i64));
+            inner
+                .session
+                .execute_unpaged(&stmt, (stream, snap.seq as i64, &snap.payload))
+                .await
+                .map_err(backend)?;
+            Ok(snap.seq)
+        }
+        .await;
+        idx.iter()
+            .map(|i| {
+                (
+                    *i,
+                    result
+                        .as_ref()
+                        .map(|s| *s)
+                        .map_err(|e: &StoreError| StoreError::Backend(e.to_string())),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    let row_writes = rows
+        .iter()
+        .map(|(i, ops, ts)| async move { vec![(*i, inner.write_rows(ops, *ts).await.map(|_| 0))] });
+    let (a, b, c) = futures_util::join!(
+        join_all(stream_writes),
+        join_all(snapshot_writes),
+        join_all(row_writes)
+    );
+    for (i, r) in a.into_iter().chain(b).chain(c).flatten() {
+        results[i] = Some(r);
+    }
+    for (op, result) in ops.into_iter().zip(results) {
+        let result = result.unwrap_or_else(|| Err(StoreError::Backend("not written".into())));
+        match op {
+            WriteOp::Append(_, reply) => {
+                if result.is_ok() {
+                    m.journal_appends.inc();
+                }
+                let _ = reply.send(result);
+            }
+            WriteOp::Snapshot(_, _, reply) | WriteOp::Rows(_, reply) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(WriteOp::Append(req, tx)).await?;
+        Ok(rx)
+    }
+
+    async fn read(
+        &self,
+        stream: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 || after >= i64::MAX as Seq {
+            return Ok(Vec::new());
+        }
+        let i = &self.inner;
+        let pager = if i.emulator {
+            i.session
+                .execute_iter(paged(&i.st.read, limit), (stream,))
+                .await
+        } else {
+            i.session
+                .execute_iter(
+                    paged(&i.st.read, limit),
+                    (stream, after as i64, limit_value(limit)),
+                )
+                .await
+        };
+        let mut rows = pager
+            .map_err(backend)?
+            .rows_stream::<(i64, Vec<u8>)>()
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some((seq, payload)) = rows.try_next().await.map_err(backend)? {
+            if seq as Seq <= after {
+                continue;
+            }
+            out.push(RecordedEvent {
+                seq: seq as Seq,
+                payload,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn head(&self, stream: &str) -> Result<Seq, StoreError> {
+        self.inner.head(stream).await
+    }
+
+    async fn save_snapshot(&self, stream: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(WriteOp::Snapshot(stream.to_owned(), snapshot, tx))
+            .await?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        let result = self
+            .inner
+            .session
+            .execute_unpaged(&self.inner.st.snapshot_get, (stream,))
+            .await
+            .map_err(backend)?
+            .into_rows_result()
+            .map_err(backend)?;
+        Ok(result
+            .maybe_first_row::<(i64, Vec<u8>)>()
+            .map_err(backend)?
+            .map(|(seq, payload)| Snapshot {
+                seq: seq as Seq,
+                payload,
+            }))
+    }
+
+    async fn write_rows(&self, ops: Vec<IndexOp>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(WriteOp::Rows(ops, tx)).await?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    async fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.inner.table(table)?;
+        let p = t.table.partition(key);
+        let mut rows = self
+            .inner
+            .session
+            .execute_iter(paged(&t.get, 1), (p, key))
+            .await
+            .map_err(backend)?
+            .rows_stream::<(String, Vec<u8>)>()
+            .map_err(backend)?;
+        Ok(match rows.try_next().await.map_err(backend)? {
+            Some((k, v)) if k == key => Some(v),
+            _ => None,
+        })
+    }
+
+    async fn scan(
+        &self,
+        table: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let t = self.inner.table(table)?;
+        let partitions = t
+            .table
+            .scan_partitions(prefix)
+            .map_err(StoreError::Backend)?;
+        let start = match after {
+            Some(a) if a >= prefix => a,
+            _ => prefix,
+        };
+        let slices = join_all(
+            partitions
+                .into_iter()
+                .map(|p| self.inner.slice(t, p, start, prefix, after, limit)),
+        )
+        .await;
+        let mut rows = Vec::new();
+        for slice in slices {
+            rows.extend(slice?);
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.sender.read().await.is_none() {
+            return Err(StoreError::Closed);
+        }
+        self.inner
+            .session
+            .execute_unpaged(&self.inner.st.ping, ())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        drop(self.sender.write().await.take());
+        let handle = self.writer.lock().expect("writer handle").take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The ScyllaDB backend over the real CQL wire, with the real `scylla`
+//! driver. By default against the kassandra emulator served in this process
+//! (`surge::emulator`, what `surge cql-emulator` runs); when
+//! `SURGE_SCYLLA_NODES` is set, against that cluster instead, each test in a
+//! fresh keyspace (`SURGE_SCYLLA_LWT=false` turns lightweight transactions
+//! off there; `SURGE_SCYLLA_REPLICATION` sets the keyspace's replication).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use surge::config::{Settings, StoreKind};
+use surge::emulator::Emulator;
+use surge::metrics::Metrics;
+use surge::store::scylla::{schema, ScyllaOptions, ScyllaStore};
+use surge::store::Store;
+
+use crate::helpers::*;
+use crate::{auth, burst, commerce, conformance};
+
+/// Where the tests' CQL goes: an emulator of their own, or a real cluster.
+struct Cql {
+    options: ScyllaOptions,
+    _emulator: Option<Emulator>,
+}
+
+async fn cql() -> Cql {
+    let mut options = Settings::default().scylla();
+    options.request_timeout = Duration::from_secs(10);
+    match std::env::var("SURGE_SCYLLA_NODES") {
+        Ok(nodes) if !nodes.trim().is_empty() => {
+            options.nodes = nodes.split(',').map(|n| n.trim().to_owned()).collect();
+            options.keyspace = format!(
+                "surge_t{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            options.lwt = std::env::var("SURGE_SCYLLA_LWT").map_or(true, |v| v != "false");
+            options.emulator = false;
+            if let Ok(r) = std::env::var("SURGE_SCYLLA_REPLICATION") {
+                options.replication = r;
+            }
+            Cql {
+                options,
+                _emulator: None,
+            }
+        }
+        _ => {
+            let emulator = Emulator::start("127.0.0.1:0").await.expect("emulator");
+            options.nodes = vec![emulator.addr.to_string()];
+            options.lwt = false;
+            options.emulator = true;
+            Cql {
+                options,
+                _emulator: Some(emulator),
+            }
+        }
+    }
+}
+
+impl Cql {
+    async fn migrate(&self) -> Vec<&'static str> {
+        let session = surge::store::scylla::connect(&self.options).await.unwrap();
+        schema::migrate(&session, &self.options.keyspace, &self.options.replication)
+            .await
+            .unwrap()
+    }
+
+    async fn store(&self) -> Arc<ScyllaStore> {
+        self.migrate().await;
+        Arc::new(
+            ScyllaStore::open(&self.options, Arc::new(Metrics::new()))
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+macro_rules! conformance_on_scylla {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let cql = cql().await;
+            let store = cql.store().await;
+            conformance::$name(store.clone()).await;
+            store.close().await;
+        }
+    )*};
+}
+
+conformance_on_scylla!(
+    conflicting_appends_are_rejected_whole,
+    concurrent_racers_on_one_stream_never_interleave,
+    snapshots_and_read_tables,
+    rows_outside_streams,
+    scans_page_through_an_owner_in_order,
+    pipelined_appends_commit_in_order,
+);
+
+#[tokio::test]
+async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind() {
+    let cql = cql().await;
+    // Nothing migrated yet: the store refuses to open, naming the command.
+    let err = ScyllaStore::open(&cql.options, Arc::new(Metrics::new()))
+        .await
+        .err()
+        .expect("no schema yet");
+    assert!(err.to_string().contains("surge migrate"), "{err}");
+
+    assert_eq!(cql.migrate().await, ["001_init.cql"]);
+    assert!(cql.migrate().await.is_empty(), "applied once");
+    let session = surge::store::scylla::connect(&cql.options).await.unwrap();
+    let applied = schema::applied(&session, &cql.options.keyspace)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied, [(1, schema::checksum(schema::MIGRATIONS[0].text))]);
+    schema::check(&session, &cql.options.keyspace)
+        .await
+        .unwrap();
+
+    // A schema recorded at a version this build does not know is refused.
+    session
+        .query_unpaged(
+            format!(
+                "INSERT INTO {}.schema_migrations (version, name, checksum, applied_ms) VALUES (99, '099_future.cql', 'x', 0)",
+                cql.options.keyspace
+            ),
+            (),
+        )
+        .await
+        .unwrap();
+    let err = schema::check(&session, &cql.options.keyspace)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("upgrade Surge"), "{err}");
+}
+
+/// An app on the ScyllaDB backend: `surge serve --store scylla` built in
+/// this process, its CQL server kept alive with it.
+async fn scylla_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let cql = cql().await;
+    cql.migrate().await;
+    let o = cql.options.clone();
+    let mut app = spawn_app_with(|s| {
+        tweak(s);
+        s.store = StoreKind::Scylla;
+        s.scylla_nodes = o.nodes.join(",");
+        s.scylla_keyspace = o.keyspace.clone();
+        s.scylla_replication = o.replication.clone();
+        s.scylla_lwt = o.lwt;
+        s.scylla_emulator = o.emulator;
+    })
+    .await;
+    app.guard = Some(Box::new(cql));
+    app
+}
+
+#[tokio::test]
+async fn auth_flows_on_scylla() {
+    auth::refresh_rotates_and_reuse_ends_the_session_on(scylla_app(|_| {}).await).await;
+    auth::fifty_concurrent_registrations_of_one_email_create_one_account_on(
+        scylla_app(|_| {}).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn commerce_flows_on_scylla() {
+    commerce::the_happy_path_from_cart_to_escrow_release_on(
+        scylla_app(|s| {
+            commerce::fast(s);
+            s.return_window_secs = 1;
+            s.tax_rate_bps = 1_000;
+        })
+        .await,
+    )
+    .await;
+    commerce::no_overselling_and_no_coupon_overuse_under_concurrency_on(
+        scylla_app(commerce::fast).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn burst_flows_on_scylla() {
+    burst::one_user_racing_twenty_claims_never_exceeds_the_limit_on(scylla_app(burst::fast).await)
+        .await;
+    burst::cancelling_promotes_the_waitlist_in_order_and_notifies_on(scylla_app(burst::fast).await)
+        .await;
+    burst::a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
+        scylla_app(|s| {
+            burst::fast(s);
+            s.payment_timeout_secs = 1;
+        })
+        .await,
+    )
+    .await;
+}
+
+/// The README's commands, as processes: `surge cql-emulator`, `surge
+/// migrate`, `surge serve --store scylla`; serve refuses before the
+/// migration, then runs, and the data outlives a restart of serve.
+#[tokio::test]
+async fn the_dev_commands_run_the_product_on_the_emulator() {
+    use crate::lifecycle::{free_port, wait_healthy};
+    use std::process::{Command, Stdio};
+
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let bin = env!("CARGO_BIN_EXE_surge");
+    let cql_addr = format!("127.0.0.1:{}", free_port());
+    let _emulator = Kill(
+        Command::new(bin)
+            .args(["cql-emulator", "--addr", &cql_addr])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SURGE_STORE", "scylla"),
+        ("SURGE_SCYLLA_EMULATOR", "true"),
+        ("SURGE_SCYLLA_LWT", "false"),
+        ("SURGE_JWT_SECRET", TEST_SECRET),
+        ("SURGE_LOG", "warn"),
+    ];
+    let surge = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .args(["--scylla-nodes", &cql_addr])
+            .envs(env)
+            .env_remove("SURGE_SCYLLA_NODES")
+            .env("SURGE_DATA_DIR", dir.path());
+        c
+    };
+    // The emulator may take a moment to listen.
+    let mut refused = None;
+    for _ in 0..100 {
+        let out = surge(&["serve", "--addr", "127.0.0.1:0"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if stderr.contains("surge migrate") {
+            refused = Some(out.status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        refused.is_some_and(|s| !s.success()),
+        "serve refuses an unmigrated keyspace"
+    );
+    let out = surge(&["migrate"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 001_init.cql"));
+
+    let client = reqwest::Client::new();
+    let serve = |port: u16| {
+        Kill(
+            surge(&["serve", "--addr", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let port = free_port();
+    let server = serve(port);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &base).await;
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let r = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"email": "dev@example.com", "password": PASSWORD, "name": "Dev"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    drop(server);
+
+    let port = free_port();
+    let _server = serve(port);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &base).await;
+    let r = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "dev@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the account outlived the restart"
+    );
+}
