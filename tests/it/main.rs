@@ -5,6 +5,7 @@ mod actors;
 mod auth;
 mod burst;
 mod catalog;
+mod cluster;
 mod commerce;
 mod conformance;
 mod helpers;

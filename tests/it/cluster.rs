@@ -1,0 +1,238 @@
+//! `cluster/`: the deployment files parse, pin the ScyllaDB version in one
+//! place, configure Surge only with keys it knows (and values it accepts),
+//! and probe the endpoints Surge serves. (No container engine runs here;
+//! these checks are what keeps the files from rotting.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use surge::config::{Overrides, Settings, KEYS};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn yaml(rel: &str) -> Vec<Yaml> {
+    YamlLoader::load_from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} is not YAML: {e}"))
+}
+
+/// `KEY=value` lines of an env file.
+fn env_file(rel: &str) -> BTreeMap<String, String> {
+    read(rel)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{rel}: {l}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Surge accepts these `SURGE_*` settings: known keys, valid values.
+#[allow(clippy::result_large_err)]
+fn assert_surge_accepts(source: &str, vars: &BTreeMap<String, String>) {
+    for k in vars.keys() {
+        let key = k
+            .strip_prefix("SURGE_")
+            .unwrap_or_else(|| panic!("{source}: {k} is not a SURGE_ setting"))
+            .to_ascii_lowercase();
+        assert!(KEYS.contains(&key.as_str()), "{source}: unknown key {k}");
+    }
+    figment::Jail::expect_with(|jail| {
+        for (k, v) in vars {
+            jail.set_env(k, v);
+        }
+        if let Err(e) = Settings::load(None, Overrides::default()) {
+            panic!("{source}: Surge rejects these settings: {e}");
+        }
+        Ok(())
+    });
+}
+
+fn all_yaml_files() -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in ["", "k8s"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".yaml") || name.ends_with(".yml") {
+                out.push(if dir.is_empty() {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_yaml_file_parses_and_kustomize_lists_every_manifest() {
+    let files = all_yaml_files();
+    assert!(files.len() >= 8, "{files:?}");
+    for f in &files {
+        assert!(!yaml(f).is_empty(), "{f} is empty");
+    }
+    let k = &yaml("kustomization.yaml")[0];
+    let listed: Vec<&str> = k["resources"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for f in files.iter().filter(|f| f.starts_with("k8s/")) {
+        assert!(
+            listed.contains(&f.as_str()),
+            "{f} not in kustomization.yaml"
+        );
+    }
+    for r in &listed {
+        assert!(root().join(r).is_file(), "{r} listed but missing");
+    }
+}
+
+#[test]
+fn the_scylla_version_is_pinned_once() {
+    let versions = env_file("versions.env");
+    let v = &versions["SCYLLA_VERSION"];
+    assert!(
+        v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u32>().is_ok()),
+        "SCYLLA_VERSION={v} is an exact version"
+    );
+    let compose = yaml("docker-compose.yml").remove(0);
+    let services = compose["services"].as_hash().unwrap();
+    let scylla: Vec<_> = services
+        .iter()
+        .filter(|(n, _)| n.as_str().unwrap().starts_with("scylla-"))
+        .collect();
+    assert_eq!(scylla.len(), 3, "three ScyllaDB nodes");
+    for (name, svc) in scylla {
+        let image = svc["image"].as_str().unwrap();
+        assert!(
+            image.starts_with("scylladb/scylla:${SCYLLA_VERSION"),
+            "{name:?}: {image}"
+        );
+    }
+    for s in ["redis", "surge", "surge-migrate"] {
+        assert!(!compose["services"][s].is_badvalue(), "compose service {s}");
+    }
+    // Kustomize copies the version from versions.env into the cluster.
+    let k = &yaml("kustomization.yaml")[0];
+    let r = &k["replacements"][0];
+    assert_eq!(
+        r["source"]["fieldPath"].as_str(),
+        Some("data.SCYLLA_VERSION")
+    );
+    assert_eq!(
+        r["targets"][0]["select"]["kind"].as_str(),
+        Some("ScyllaCluster")
+    );
+    for f in all_yaml_files() {
+        let text = read(&f);
+        assert!(
+            !text.contains(&format!("scylla:{v}")) && !text.contains(&format!("version: {v}")),
+            "{f} repeats the version instead of reading versions.env"
+        );
+    }
+}
+
+#[test]
+fn surge_accepts_the_settings_of_both_deployments() {
+    assert_surge_accepts("cluster/surge.env", &env_file("surge.env"));
+    let config = yaml("k8s/surge-config.yaml").remove(0);
+    assert_eq!(config["kind"].as_str(), Some("ConfigMap"));
+    let vars: BTreeMap<String, String> = config["data"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(vars["SURGE_STORE"], "scylla");
+    assert_surge_accepts("cluster/k8s/surge-config.yaml", &vars);
+}
+
+#[test]
+fn the_kubernetes_manifests_run_surge_on_a_scylla_cluster_with_probes() {
+    let docs: Vec<Yaml> = all_yaml_files()
+        .iter()
+        .filter(|f| f.starts_with("k8s/"))
+        .flat_map(|f| yaml(f))
+        .collect();
+    let of_kind = |kind: &str| -> Vec<&Yaml> {
+        docs.iter()
+            .filter(|d| d["kind"].as_str() == Some(kind))
+            .collect()
+    };
+    let scylla = of_kind("ScyllaCluster");
+    assert_eq!(scylla.len(), 1);
+    assert_eq!(
+        scylla[0]["apiVersion"].as_str(),
+        Some("scylla.scylladb.com/v1")
+    );
+    assert_eq!(
+        scylla[0]["spec"]["datacenter"]["racks"][0]["members"].as_i64(),
+        Some(3)
+    );
+    assert!(of_kind("Service")
+        .iter()
+        .any(|s| s["metadata"]["name"].as_str() == Some("surge")));
+    assert!(of_kind("Job")
+        .iter()
+        .any(
+            |j| j["spec"]["template"]["spec"]["containers"][0]["args"][0].as_str()
+                == Some("migrate")
+        ));
+    let surge = of_kind("Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some("surge"))
+        .expect("the surge Deployment");
+    let c = &surge["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    let refs: Vec<&str> = c["envFrom"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["configMapRef"]["name"].as_str())
+        .collect();
+    assert_eq!(refs, ["surge-config"]);
+    // The replication names the ScyllaCluster's datacenter.
+    let dc = scylla[0]["spec"]["datacenter"]["name"].as_str().unwrap();
+    let config = yaml("k8s/surge-config.yaml").remove(0);
+    let replication = config["data"]["SURGE_SCYLLA_REPLICATION"].as_str().unwrap();
+    assert!(replication.contains(&format!("'{dc}': 3")), "{replication}");
+}
+
+#[test]
+fn the_readme_points_at_the_cluster_files() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for f in [
+        "cluster/docker-compose.yml",
+        "cluster/kustomization.yaml",
+        "cluster/README.md",
+    ] {
+        assert!(readme.contains(f), "README.md does not mention {f}");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(f).is_file(),
+            "{f} missing"
+        );
+    }
+}
