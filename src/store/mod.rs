@@ -12,6 +12,7 @@
 //! `scylla` the ScyllaDB one.
 
 pub mod codec;
+mod queue;
 pub mod redb;
 pub mod scylla;
 

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, oneshot, RwLock};
+use tokio::sync::mpsc;
 
+use super::queue::{WriteOp, WriteQueue};
 use super::{
     AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
 };
@@ -26,13 +27,6 @@ const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journ
 const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
 const SNAPSHOTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("snapshots");
 const INDEX: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("index");
-
-enum WriteOp {
-    Append(AppendRequest, oneshot::Sender<Result<Seq, StoreError>>),
-    Snapshot(String, Snapshot, oneshot::Sender<Result<Seq, StoreError>>),
-    /// Read-table writes outside any stream.
-    Rows(Vec<IndexOp>, oneshot::Sender<Result<Seq, StoreError>>),
-}
 
 /// Tuning of the writer.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +48,7 @@ impl Default for RedbOptions {
 
 pub struct RedbStore {
     db: Arc<Database>,
-    sender: RwLock<Option<mpsc::Sender<WriteOp>>>,
+    queue: WriteQueue,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -76,7 +70,7 @@ impl RedbStore {
         }
         txn.commit().map_err(StoreError::backend)?;
         let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let (queue, rx) = WriteQueue::new(options.queue);
         let writer_db = db.clone();
         let max_batch = options.max_batch.max(1);
         let writer = std::thread::Builder::new()
@@ -85,14 +79,9 @@ impl RedbStore {
             .map_err(StoreError::backend)?;
         Ok(RedbStore {
             db,
-            sender: RwLock::new(Some(tx)),
+            queue,
             writer: Mutex::new(Some(writer)),
         })
-    }
-
-    async fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
-        let sender = self.sender.read().await.clone().ok_or(StoreError::Closed)?;
-        sender.send(op).await.map_err(|_| StoreError::Closed)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -123,17 +112,7 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize,
         m.journal_batch_size.observe(batch.len() as f64);
         m.journal_commits.inc();
         for (op, result) in batch.drain(..).zip(results) {
-            match op {
-                WriteOp::Append(_, reply) => {
-                    if result.is_ok() {
-                        m.journal_appends.inc();
-                    }
-                    let _ = reply.send(result);
-                }
-                WriteOp::Snapshot(_, _, reply) | WriteOp::Rows(_, reply) => {
-                    let _ = reply.send(result);
-                }
-            }
+            op.answer(result, m);
         }
     }
 }
@@ -236,9 +215,7 @@ fn write_rows(
 #[async_trait]
 impl Store for RedbStore {
     async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(WriteOp::Append(req, tx)).await?;
-        Ok(rx)
+        self.queue.append(req).await
     }
 
     async fn read(
@@ -285,19 +262,11 @@ impl Store for RedbStore {
     }
 
     async fn save_snapshot(&self, stream: &str, snapshot: Snapshot) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(WriteOp::Snapshot(stream.to_owned(), snapshot, tx))
-            .await?;
-        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+        self.queue.snapshot(stream, snapshot).await
     }
 
     async fn write_rows(&self, ops: Vec<IndexOp>) -> Result<(), StoreError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(WriteOp::Rows(ops, tx)).await?;
-        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+        self.queue.rows(ops).await
     }
 
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
@@ -375,7 +344,7 @@ impl Store for RedbStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        if self.sender.read().await.is_none() {
+        if !self.queue.is_open().await {
             return Err(StoreError::Closed);
         }
         self.blocking(|db| {
@@ -386,7 +355,7 @@ impl Store for RedbStore {
     }
 
     async fn close(&self) {
-        drop(self.sender.write().await.take());
+        self.queue.close().await;
         let handle = self.writer.lock().expect("writer handle").take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;

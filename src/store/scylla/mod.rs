@@ -45,13 +45,14 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use futures_util::future::join_all;
 use futures_util::TryStreamExt;
-use tokio::sync::{mpsc, oneshot, RwLock};
+use tokio::sync::mpsc;
 
 use self::tables::ReadTable;
 use super::{
     AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
 };
 use crate::metrics::Metrics;
+use crate::store::queue::{WriteOp, WriteQueue};
 
 /// How to reach and use the cluster.
 #[derive(Debug, Clone)]
@@ -157,15 +158,9 @@ const MAX_BATCH_STATEMENTS: usize = 256;
 /// Rows fetched per page.
 const PAGE: usize = 1000;
 
-enum WriteOp {
-    Append(AppendRequest, oneshot::Sender<Result<Seq, StoreError>>),
-    Snapshot(String, Snapshot, oneshot::Sender<Result<Seq, StoreError>>),
-    Rows(Vec<IndexOp>, oneshot::Sender<Result<Seq, StoreError>>),
-}
-
 pub struct ScyllaStore {
     inner: Arc<Inner>,
-    sender: RwLock<Option<mpsc::Sender<WriteOp>>>,
+    queue: WriteQueue,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -194,7 +189,7 @@ impl ScyllaStore {
             heads: DashMap::new(),
             clock: AtomicI64::new(0),
         });
-        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let (queue, rx) = WriteQueue::new(options.queue);
         let writer = tokio::spawn(writer_loop(
             inner.clone(),
             rx,
@@ -203,14 +198,9 @@ impl ScyllaStore {
         ));
         Ok(ScyllaStore {
             inner,
-            sender: RwLock::new(Some(tx)),
+            queue,
             writer: Mutex::new(Some(writer)),
         })
-    }
-
-    async fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
-        let sender = self.sender.read().await.clone().ok_or(StoreError::Closed)?;
-        sender.send(op).await.map_err(|_| StoreError::Closed)
     }
 }
 
@@ -347,16 +337,9 @@ impl Inner {
             }
             Ok(head)
         } else {
-            let result = self
-                .session
-                .execute_unpaged(&self.st.head, (stream,))
-                .await
-                .map_err(backend)?
-                .into_rows_result()
-                .map_err(backend)?;
-            Ok(result
-                .maybe_first_row::<(i64,)>()
-                .map_err(backend)?
+            Ok(self
+                .first_row::<(i64,)>(&self.st.head, (stream,))
+                .await?
                 .map_or(0, |(s,)| s as Seq))
         }
     }
@@ -401,18 +384,33 @@ impl Inner {
         Ok(out)
     }
 
-    async fn current_snapshot_seq(&self, stream: &str) -> Result<Option<Seq>, StoreError> {
-        let result = self
-            .session
-            .execute_unpaged(&self.st.snapshot_get, (stream,))
+    /// The first row a single-partition statement returns, if any.
+    async fn first_row<R>(
+        &self,
+        stmt: &PreparedStatement,
+        values: impl ::scylla::serialize::row::SerializeRow,
+    ) -> Result<Option<R>, StoreError>
+    where
+        R: for<'f> ::scylla::deserialize::row::DeserializeRow<'f, 'f>,
+    {
+        self.session
+            .execute_unpaged(stmt, values)
             .await
             .map_err(backend)?
             .into_rows_result()
-            .map_err(backend)?;
-        Ok(result
-            .maybe_first_row::<(i64, Vec<u8>)>()
             .map_err(backend)?
-            .map(|(seq, _)| seq as Seq))
+            .maybe_first_row::<R>()
+            .map_err(backend)
+    }
+
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self
+            .first_row::<(i64, Vec<u8>)>(&self.st.snapshot_get, (stream,))
+            .await?
+            .map(|(seq, payload)| Snapshot {
+                seq: seq as Seq,
+                payload,
+            }))
     }
 
     /// Adds `ops` to `batch`; returns the partitions they touch.
@@ -698,9 +696,9 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
     let snapshot_writes = snapshots.iter().map(|(stream, snap, idx)| async move {
         let result = async {
             if inner
-                .current_snapshot_seq(stream)
+                .load_snapshot(stream)
                 .await?
-                .is_some_and(|seq| seq >= snap.seq)
+                .is_some_and(|current| current.seq >= snap.seq)
             {
                 return Ok(snap.seq);
             }
@@ -740,27 +738,17 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
         results[i] = Some(r);
     }
     for (op, result) in ops.into_iter().zip(results) {
-        let result = result.unwrap_or_else(|| Err(StoreError::Backend("not written".into())));
-        match op {
-            WriteOp::Append(_, reply) => {
-                if result.is_ok() {
-                    m.journal_appends.inc();
-                }
-                let _ = reply.send(result);
-            }
-            WriteOp::Snapshot(_, _, reply) | WriteOp::Rows(_, reply) => {
-                let _ = reply.send(result);
-            }
-        }
+        op.answer(
+            result.unwrap_or_else(|| Err(StoreError::Backend("not written".into()))),
+            m,
+        );
     }
 }
 
 #[async_trait]
 impl Store for ScyllaStore {
     async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(WriteOp::Append(req, tx)).await?;
-        Ok(rx)
+        self.queue.append(req).await
     }
 
     async fn read(
@@ -810,37 +798,15 @@ impl Store for ScyllaStore {
     }
 
     async fn save_snapshot(&self, stream: &str, snapshot: Snapshot) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(WriteOp::Snapshot(stream.to_owned(), snapshot, tx))
-            .await?;
-        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+        self.queue.snapshot(stream, snapshot).await
     }
 
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
-        let result = self
-            .inner
-            .session
-            .execute_unpaged(&self.inner.st.snapshot_get, (stream,))
-            .await
-            .map_err(backend)?
-            .into_rows_result()
-            .map_err(backend)?;
-        Ok(result
-            .maybe_first_row::<(i64, Vec<u8>)>()
-            .map_err(backend)?
-            .map(|(seq, payload)| Snapshot {
-                seq: seq as Seq,
-                payload,
-            }))
+        self.inner.load_snapshot(stream).await
     }
 
     async fn write_rows(&self, ops: Vec<IndexOp>) -> Result<(), StoreError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(WriteOp::Rows(ops, tx)).await?;
-        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+        self.queue.rows(ops).await
     }
 
     async fn get(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -895,7 +861,7 @@ impl Store for ScyllaStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        if self.sender.read().await.is_none() {
+        if !self.queue.is_open().await {
             return Err(StoreError::Closed);
         }
         self.inner
@@ -907,7 +873,7 @@ impl Store for ScyllaStore {
     }
 
     async fn close(&self) {
-        drop(self.sender.write().await.take());
+        self.queue.close().await;
         let handle = self.writer.lock().expect("writer handle").take();
         if let Some(handle) = handle {
             let _ = handle.await;
