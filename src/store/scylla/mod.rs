@@ -550,9 +550,10 @@ async fn writer_loop(
 async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
     // Heads of streams not seen before, read concurrently.
     let mut missing: Vec<&str> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for op in &ops {
         if let WriteOp::Append(req, _) = op {
-            if !inner.heads.contains_key(&req.stream) && !missing.contains(&req.stream.as_str()) {
+            if !inner.heads.contains_key(&req.stream) && seen.insert(req.stream.as_str()) {
                 missing.push(&req.stream);
             }
         }
@@ -565,9 +566,12 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
         .collect();
 
     let mut results: Vec<Option<Result<Seq, StoreError>>> = (0..ops.len()).map(|_| None).collect();
-    // Streams in first-seen order, each with its chunks.
+    // Streams in first-seen order, each with its chunks; snapshots, the
+    // newest per stream with every caller waiting on one.
     let mut streams: Vec<(String, Vec<Chunk>)> = Vec::new();
+    let mut stream_at: HashMap<&str, usize> = HashMap::new();
     let mut snapshots: Vec<(String, Snapshot, Vec<usize>)> = Vec::new();
+    let mut snapshot_at: HashMap<&str, usize> = HashMap::new();
     let mut rows: Vec<(usize, &[IndexOp], i64)> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
@@ -597,13 +601,11 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
                 }
                 let new_head = head + req.events.len() as Seq;
                 heads.insert(req.stream.clone(), Ok(new_head));
-                let entry = match streams.iter().position(|(s, _)| *s == req.stream) {
-                    Some(at) => &mut streams[at].1,
-                    None => {
-                        streams.push((req.stream.clone(), Vec::new()));
-                        &mut streams.last_mut().expect("just pushed").1
-                    }
-                };
+                let at = *stream_at.entry(req.stream.as_str()).or_insert_with(|| {
+                    streams.push((req.stream.clone(), Vec::new()));
+                    streams.len() - 1
+                });
+                let entry = &mut streams[at].1;
                 let size = req.events.len() + req.index.len();
                 let fits = entry
                     .last()
@@ -627,17 +629,19 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
                 );
                 chunk.index.extend(req.index.iter().cloned());
             }
-            WriteOp::Snapshot(stream, snap, _) => {
-                match snapshots.iter_mut().find(|(s, _, _)| s == stream) {
-                    Some((_, kept, idx)) => {
-                        if snap.seq > kept.seq {
-                            *kept = snap.clone();
-                        }
-                        idx.push(i);
+            WriteOp::Snapshot(stream, snap, _) => match snapshot_at.get(stream.as_str()) {
+                Some(&at) => {
+                    let (_, kept, idx) = &mut snapshots[at];
+                    if snap.seq > kept.seq {
+                        *kept = snap.clone();
                     }
-                    None => snapshots.push((stream.clone(), snap.clone(), vec![i])),
+                    idx.push(i);
                 }
-            }
+                None => {
+                    snapshot_at.insert(stream, snapshots.len());
+                    snapshots.push((stream.clone(), snap.clone(), vec![i]));
+                }
+            },
             WriteOp::Rows(ops, _) => rows.push((i, ops, inner.timestamp())),
         }
     }
