@@ -1,0 +1,449 @@
+//! Scenario `burst`: N clients claim one unit each of a flash sale with
+//! capacity C, all at once, over HTTP — against Surge and three baselines
+//! measured in the same run:
+//! - `axum-noop`: a raw axum handler that answers 201 and does nothing (the
+//!   HTTP ceiling of this machine);
+//! - `redis-lua`: axum → EVALSHA of a stock-decrement script on
+//!   redis-server (AOF, fsync every second);
+//! - `postgres`: axum → one conditional `UPDATE … WHERE remaining >= 1`
+//!   plus the buyer's row, in one statement, on a deadpool of prepared
+//!   connections (fsync and synchronous commit on).
+//!
+//! Afterwards each target with state is checked against its store: nobody
+//! oversold, and every acknowledged claim present.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use fred::prelude::*;
+use serde_json::{json, Value};
+use surge::app::Application;
+use surge::config::Settings;
+
+use crate::load::{burst, warm_client, Burst};
+use crate::servers::{self, ServerThread};
+
+/// The knobs of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub clients: usize,
+    pub capacity: u32,
+    pub time_limit: Duration,
+}
+
+/// One target's result.
+pub struct Outcome {
+    pub target: &'static str,
+    pub burst: Burst,
+    /// Units confirmed beyond capacity (None: the target keeps no stock).
+    pub oversold: Option<u64>,
+    /// Acknowledged claims missing from the store afterwards.
+    pub lost: Option<u64>,
+}
+
+async fn serve_router(
+    router: Router,
+    bound: tokio::sync::oneshot::Sender<std::net::SocketAddr>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let _ = bound.send(listener.local_addr()?);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await?;
+    Ok(())
+}
+
+fn health_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
+async fn post_status(
+    client: &reqwest::Client,
+    url: String,
+) -> Result<(u16, Option<String>), String> {
+    let r = client.post(url).send().await.map_err(|e| e.to_string())?;
+    Ok((r.status().as_u16(), None))
+}
+
+// ---- axum no-op ------------------------------------------------------------
+
+pub async fn axum_noop(p: Params) -> anyhow::Result<Outcome> {
+    let server = ServerThread::start(|bound, stop| {
+        let router = health_router().route(
+            "/claim/{user}",
+            post(|| async { (StatusCode::CREATED, "{}") }),
+        );
+        serve_router(router, bound, stop)
+    })?;
+    let base = server.base();
+    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
+    let b = burst(p.clients, "axum-noop", p.time_limit, |i| {
+        let (client, url) = (client.clone(), format!("{base}/claim/u{i}"));
+        async move { post_status(&client, url).await }
+    })
+    .await;
+    server.stop();
+    Ok(Outcome {
+        target: "axum-noop",
+        burst: b,
+        oversold: None,
+        lost: None,
+    })
+}
+
+// ---- Redis + Lua -----------------------------------------------------------
+
+/// Decrements the stock unless empty or the buyer already bought; records
+/// the buyer. Returns the units left, -1 sold out, -2 already bought.
+const CLAIM_LUA: &str = r#"
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return -2 end
+local left = tonumber(redis.call('GET', KEYS[1]) or '0')
+if left <= 0 then return -1 end
+redis.call('DECR', KEYS[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return left - 1
+"#;
+
+#[derive(Clone)]
+struct RedisState {
+    pool: Pool,
+    sha: Arc<String>,
+}
+
+async fn redis_claim(State(s): State<RedisState>, Path(user): Path<String>) -> StatusCode {
+    let result: Result<i64, _> = s
+        .pool
+        .evalsha(
+            s.sha.as_str(),
+            vec!["sale:stock", "sale:buyers"],
+            vec![user],
+        )
+        .await;
+    match result {
+        Ok(left) if left >= 0 => StatusCode::CREATED,
+        Ok(_) => StatusCode::CONFLICT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn redis_pool(port: u16) -> anyhow::Result<Pool> {
+    let config = Config::from_url(&format!("redis://127.0.0.1:{port}"))?;
+    let pool = Builder::from_config(config).build_pool(8)?;
+    pool.init().await?;
+    Ok(pool)
+}
+
+pub async fn redis_lua(p: Params) -> anyhow::Result<Outcome> {
+    let redis = servers::redis().await?;
+    let port = redis.port;
+    let setup = redis_pool(port).await?;
+    setup
+        .set::<(), _, _>("sale:stock", p.capacity, None, None, false)
+        .await?;
+    setup.del::<(), _>("sale:buyers").await?;
+    let sha: String = setup.script_load(CLAIM_LUA).await?;
+    let server = ServerThread::start(move |bound, stop| async move {
+        let pool = redis_pool(port).await?;
+        let state = RedisState {
+            pool,
+            sha: Arc::new(sha),
+        };
+        let router = health_router()
+            .route("/claim/{user}", post(redis_claim))
+            .with_state(state);
+        serve_router(router, bound, stop).await
+    })?;
+    let base = server.base();
+    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
+    let b = burst(p.clients, "redis-lua", p.time_limit, |i| {
+        let (client, url) = (client.clone(), format!("{base}/claim/u{i}"));
+        async move { post_status(&client, url).await }
+    })
+    .await;
+    server.stop();
+    let buyers: HashSet<String> = setup.smembers("sale:buyers").await?;
+    let left: i64 = setup.get("sale:stock").await?;
+    ensure!(left >= 0, "redis stock went negative");
+    let acked = acked_users(&b);
+    Ok(Outcome {
+        target: "redis-lua",
+        oversold: Some((buyers.len() as u64).saturating_sub(p.capacity as u64)),
+        lost: Some(acked.iter().filter(|u| !buyers.contains(*u)).count() as u64),
+        burst: b,
+    })
+}
+
+fn acked_users(b: &Burst) -> Vec<String> {
+    b.answers
+        .iter()
+        .enumerate()
+        .filter(|(_, (s, _))| *s == 201)
+        .map(|(i, _)| format!("u{i}"))
+        .collect()
+}
+
+// ---- PostgreSQL -------------------------------------------------------------
+
+const PG_CLAIM: &str = "WITH s AS (
+    UPDATE stock SET remaining = remaining - 1
+    WHERE id = 1 AND remaining >= 1
+      AND NOT EXISTS (SELECT 1 FROM buyers WHERE user_id = $1)
+    RETURNING remaining)
+  INSERT INTO buyers (user_id) SELECT $1 FROM s RETURNING user_id";
+
+async fn pg_pool(port: u16, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
+    let mut cfg = deadpool_postgres::Config::new();
+    cfg.host = Some("127.0.0.1".into());
+    cfg.port = Some(port);
+    cfg.user = Some("postgres".into());
+    cfg.dbname = Some("postgres".into());
+    cfg.pool = Some(deadpool_postgres::PoolConfig::new(size));
+    Ok(cfg.create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )?)
+}
+
+async fn pg_claim(
+    State(pool): State<deadpool_postgres::Pool>,
+    Path(user): Path<String>,
+) -> StatusCode {
+    let Ok(client) = pool.get().await else {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
+    let Ok(stmt) = client.prepare_cached(PG_CLAIM).await else {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
+    match client.query_opt(&stmt, &[&user]).await {
+        Ok(Some(_)) => StatusCode::CREATED,
+        // Sold out, or the buyer's row already exists (a unique violation
+        // rolls the decrement back with it).
+        Ok(None) | Err(_) => StatusCode::CONFLICT,
+    }
+}
+
+pub async fn postgres(p: Params) -> anyhow::Result<Outcome> {
+    let pg = servers::postgres().await?;
+    let port = pg.port;
+    let setup = pg_pool(port, 1).await?;
+    {
+        let c = setup.get().await?;
+        c.batch_execute(&format!(
+            "CREATE TABLE stock (id int PRIMARY KEY, remaining int NOT NULL);
+             CREATE TABLE buyers (user_id text PRIMARY KEY);
+             INSERT INTO stock VALUES (1, {});",
+            p.capacity
+        ))
+        .await?;
+    }
+    let server = ServerThread::start(move |bound, stop| async move {
+        let pool = pg_pool(port, 64).await?;
+        let router = health_router()
+            .route("/claim/{user}", post(pg_claim))
+            .with_state(pool);
+        serve_router(router, bound, stop).await
+    })?;
+    let base = server.base();
+    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
+    let b = burst(p.clients, "postgres", p.time_limit, |i| {
+        let (client, url) = (client.clone(), format!("{base}/claim/u{i}"));
+        async move { post_status(&client, url).await }
+    })
+    .await;
+    server.stop();
+    let c = setup.get().await?;
+    let buyers: HashSet<String> = c
+        .query("SELECT user_id FROM buyers", &[])
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    let acked = acked_users(&b);
+    Ok(Outcome {
+        target: "postgres",
+        oversold: Some((buyers.len() as u64).saturating_sub(p.capacity as u64)),
+        lost: Some(acked.iter().filter(|u| !buyers.contains(*u)).count() as u64),
+        burst: b,
+    })
+}
+
+// ---- Surge -------------------------------------------------------------------
+
+fn surge_settings(dir: &std::path::Path, clients: usize) -> Settings {
+    Settings {
+        addr: "127.0.0.1:0".into(),
+        data_dir: dir.to_owned(),
+        jwt_secret: Some("bench-secret-0123456789-abcdefghij-klmnopqr".into()),
+        log: "warn".into(),
+        // Cheap password hashes: the setup registers thousands of users.
+        hash_memory_kib: 8,
+        hash_iterations: 1,
+        hash_queue: clients.max(256),
+        burst_max_pending: clients + 1_000,
+        ..Settings::default()
+    }
+}
+
+fn start_surge(settings: Settings) -> anyhow::Result<ServerThread> {
+    ServerThread::start(move |bound, stop| async move {
+        let app = Application::build(settings).await?;
+        let _ = bound.send(([127, 0, 0, 1], app.port()).into());
+        app.run_until_stopped(async {
+            let _ = stop.await;
+        })
+        .await;
+        Ok(())
+    })
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut req = client.request(method, &url);
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await?;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    ensure!(status.is_success(), "{url}: {status} {v}");
+    Ok(v)
+}
+
+/// Registers and logs in a user; its access token.
+async fn user(client: &reqwest::Client, base: &str, role: &str) -> anyhow::Result<String> {
+    let email = format!("{role}-{}@bench.example", uuid::Uuid::new_v4().simple());
+    let password = "bench password 123";
+    call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/auth/register"),
+        None,
+        json!({"email": email, "password": password, "name": "Bench", "role": role}),
+    )
+    .await?;
+    let v = call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/auth/login"),
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await?;
+    Ok(v["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned())
+}
+
+pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir()?;
+    let server = start_surge(surge_settings(dir.path(), p.clients))?;
+    let base = server.base();
+    let setup = reqwest::Client::new();
+    let merchant = user(&setup, &base, "merchant").await?;
+    let post = reqwest::Method::POST;
+    let shop = call(&setup, post.clone(), format!("{base}/api/v1/shops"), Some(&merchant),
+        json!({"name": "Bench shop", "location": {"lat": 21.03, "lng": 105.85}, "address": "1 Trang Tien"})).await?;
+    let shop_id = shop["id"].as_str().context("shop id")?;
+    let product = call(&setup, post.clone(), format!("{base}/api/v1/shops/{shop_id}/products"), Some(&merchant),
+        json!({"name": "Mat", "category": "yoga", "price": 100_000, "currency": "VND", "stock": p.capacity, "weight_grams": 500})).await?;
+    let product_id = product["id"].as_str().context("product id")?;
+    let sale = call(&setup, post.clone(), format!("{base}/api/v1/flash-sales"), Some(&merchant),
+        json!({"product_id": product_id, "stock": p.capacity, "per_user_limit": 1, "price": 50_000})).await?;
+    let sale_id = sale["id"].as_str().context("sale id")?.to_owned();
+    let progress = crate::load::bar(p.clients as u64, "surge setup");
+    let tokens: Vec<String> = futures::stream::iter(0..p.clients)
+        .map(|_| {
+            let (setup, base, progress) = (setup.clone(), base.clone(), progress.clone());
+            async move {
+                let token = user(&setup, &base, "customer").await?;
+                call(&setup, reqwest::Method::POST, format!("{base}/api/v1/users/addresses"), Some(&token),
+                    json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.04, "lng": 105.85})).await?;
+                progress.inc(1);
+                anyhow::Ok(token)
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    progress.finish_and_clear();
+    let tokens = Arc::new(tokens);
+    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
+    let b = burst(p.clients, "surge", p.time_limit, |i| {
+        let (client, tokens) = (client.clone(), tokens.clone());
+        let url = format!("{base}/api/v1/flash-sales/{sale_id}/claims");
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(&tokens[i])
+                .json(&json!({"quantity": 1, "payment_method": "cod"}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            Ok((status, v["id"].as_str().map(str::to_owned)))
+        }
+    })
+    .await;
+    server.stop();
+
+    // Check against the store: a fresh server recovered from the same data.
+    let server = start_surge(surge_settings(dir.path(), p.clients))?;
+    let base = server.base();
+    let mut confirmed = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = setup
+            .get(format!("{base}/api/v1/flash-sales/{sale_id}/claims"))
+            .bearer_auth(&merchant)
+            .query(&[("limit", "100")]);
+        if let Some(c) = &cursor {
+            req = req.query(&[("cursor", c)]);
+        }
+        let r = req.send().await?;
+        ensure!(r.status().is_success(), "claims listing: {}", r.status());
+        let page: Value = r.json().await?;
+        for c in page["items"].as_array().context("items")? {
+            if c["status"] == "confirmed" {
+                confirmed.insert(c["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    server.stop();
+    let lost = b
+        .answers
+        .iter()
+        .filter(|(s, id)| *s == 201 && !id.as_ref().is_some_and(|id| confirmed.contains(id)))
+        .count() as u64;
+    Ok(Outcome {
+        target: "surge",
+        oversold: Some((confirmed.len() as u64).saturating_sub(p.capacity as u64)),
+        lost: Some(lost),
+        burst: b,
+    })
+}
