@@ -236,7 +236,15 @@ pub async fn postgres(p: Params) -> anyhow::Result<Outcome> {
     let port = pg.port;
     let setup = pg_pool(port, 1).await?;
     {
-        let c = setup.get().await?;
+        // The port opens before the server accepts sessions.
+        let started = std::time::Instant::now();
+        let c = loop {
+            match setup.get().await {
+                Ok(c) => break c,
+                Err(e) if started.elapsed() > Duration::from_secs(30) => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
         c.batch_execute(&format!(
             "CREATE TABLE stock (id int PRIMARY KEY, remaining int NOT NULL);
              CREATE TABLE buyers (user_id text PRIMARY KEY);

@@ -139,7 +139,7 @@ pub async fn recover<E: Entity>(
     let (mut seq, mut state) = (0, E::State::default());
     if use_snapshot {
         if let Some(snap) = store.load_snapshot(&stream).await? {
-            match codec::decode::<E::State>(E::VERSION, &snap.payload) {
+            match codec::decode_snapshot::<E::State>(E::VERSION, &snap.payload) {
                 Ok(s) => (seq, state) = (snap.seq, s),
                 Err(e) => tracing::warn!(%stream, error = %e, "snapshot ignored; replaying"),
             }

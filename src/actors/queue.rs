@@ -123,6 +123,13 @@ pub struct QueueState {
     pub idempotency: imbl::HashMap<String, String>,
     /// Units a user holds (confirmed or waitlisted).
     pub held: imbl::HashMap<String, u32>,
+    /// Units waiting in the waitlist.
+    #[serde(default)]
+    pub waitlisted_units: u32,
+    /// Claims with work due (an order to place, a status to tell), so that
+    /// finding work never scans every claim.
+    #[serde(default)]
+    pub due: imbl::OrdSet<String>,
 }
 
 impl QueueState {
@@ -136,29 +143,56 @@ impl QueueState {
         self.held.get(user_id).copied().unwrap_or(0)
     }
 
+    fn needs_order(&self, c: &Claim) -> bool {
+        self.config.as_ref().is_some_and(|q| q.needs_order())
+            && c.status == ClaimStatus::Confirmed
+            && !c.order_placed
+    }
+
     /// Confirmed claims whose order is still to be placed.
     pub fn orders_due(&self) -> impl Iterator<Item = &Claim> {
-        let needs = self.config.as_ref().is_some_and(|c| c.needs_order());
-        self.claims
-            .values()
-            .filter(move |c| needs && c.status == ClaimStatus::Confirmed && !c.order_placed)
+        self.due
+            .iter()
+            .filter_map(|id| self.claims.get(id))
+            .filter(|c| self.needs_order(c))
     }
 
     /// Claims whose user has not been told their current status.
     pub fn notifications_due(&self) -> impl Iterator<Item = &Claim> {
-        self.claims
-            .values()
+        self.due
+            .iter()
+            .filter_map(|id| self.claims.get(id))
             .filter(|c| c.notified != Some(c.status))
     }
 
     fn work_due(&self) -> bool {
-        self.orders_due().next().is_some() || self.notifications_due().next().is_some()
+        !self.due.is_empty()
+    }
+
+    /// Keeps `due` true to `claim_id`'s state.
+    fn refresh_due(&mut self, claim_id: &str) {
+        let due = self
+            .claims
+            .get(claim_id)
+            .is_some_and(|c| self.needs_order(c) || c.notified != Some(c.status));
+        if due {
+            self.due.insert(claim_id.to_owned());
+        } else {
+            self.due.remove(claim_id);
+        }
     }
 
     fn with_position(&self, claim: &Claim) -> Claim {
         let mut c = claim.clone();
         c.position = (c.status == ClaimStatus::Waitlisted)
-            .then(|| self.waitlist.index_of(&c.id).map(|i| i as u32 + 1))
+            .then(|| {
+                // A new claim is last: no need to search the waitlist.
+                if self.waitlist.last() == Some(&c.id) {
+                    Some(self.waitlist.len() as u32)
+                } else {
+                    self.waitlist.index_of(&c.id).map(|i| i as u32 + 1)
+                }
+            })
             .flatten();
         c
     }
@@ -169,12 +203,7 @@ impl QueueState {
             config: c.clone(),
             confirmed: self.confirmed,
             remaining: self.remaining(),
-            waitlisted: self
-                .waitlist
-                .iter()
-                .filter_map(|id| self.claims.get(id))
-                .map(|c| c.quantity)
-                .sum(),
+            waitlisted: self.waitlisted_units,
         })
     }
 }
@@ -300,6 +329,9 @@ fn promotions(state: &QueueState, mut free: u32, now: DateTime<Utc>) -> Vec<Queu
 
 impl Entity for QueueEntity {
     const KIND: &'static str = "queue";
+    /// 2: the state keeps `waitlisted_units` and `due` (older snapshots are
+    /// replayed instead).
+    const VERSION: u16 = 2;
     type State = QueueState;
     type Command = QueueCommand;
     type Event = QueueEvent;
@@ -485,69 +517,21 @@ impl Entity for QueueEntity {
     }
 
     fn apply(state: &mut QueueState, event: &QueueEvent) {
+        Self::apply_event(state, event);
         match event {
-            QueueEvent::Opened { config } => state.config = Some(config.clone()),
-            QueueEvent::Claimed { claim } => {
-                if let Some(key) = &claim.idempotency_key {
-                    state
-                        .idempotency
-                        .insert(format!("{}|{key}", claim.user_id), claim.id.clone());
-                }
-                *state.held.entry(claim.user_id.clone()).or_insert(0) += claim.quantity;
-                match claim.status {
-                    ClaimStatus::Confirmed => state.confirmed += claim.quantity,
-                    ClaimStatus::Waitlisted => state.waitlist.push_back(claim.id.clone()),
-                    _ => {}
-                }
-                state.claims.insert(claim.id.clone(), claim.clone());
-            }
-            QueueEvent::Cancelled { claim_id, .. } | QueueEvent::Expired { claim_id, .. } => {
-                let expired = matches!(event, QueueEvent::Expired { .. });
-                if let Some(c) = state.claims.get_mut(claim_id) {
-                    match c.status {
-                        ClaimStatus::Confirmed => {
-                            state.confirmed = state.confirmed.saturating_sub(c.quantity)
-                        }
-                        ClaimStatus::Waitlisted => state.waitlist.retain(|id| id != claim_id),
-                        _ => {}
-                    }
-                    if matches!(c.status, ClaimStatus::Confirmed | ClaimStatus::Waitlisted) {
-                        if let Some(h) = state.held.get_mut(&c.user_id) {
-                            *h = h.saturating_sub(c.quantity);
-                        }
-                    }
-                    c.status = if expired {
-                        ClaimStatus::Expired
-                    } else {
-                        ClaimStatus::Cancelled
-                    };
-                }
-            }
-            QueueEvent::Promoted { claim_id, at } => {
-                if let Some(c) = state.claims.get_mut(claim_id) {
-                    if c.status == ClaimStatus::Waitlisted {
-                        c.status = ClaimStatus::Confirmed;
-                        c.confirmed_at = Some(*at);
-                        state.confirmed += c.quantity;
-                        state.waitlist.retain(|id| id != claim_id);
-                    }
-                }
-            }
-            QueueEvent::OrderPlaced { claim_id } => {
-                if let Some(c) = state.claims.get_mut(claim_id) {
-                    c.order_placed = true;
-                }
-            }
+            QueueEvent::Opened { .. } => {}
+            QueueEvent::Claimed { claim } => state.refresh_due(&claim.id),
+            QueueEvent::Cancelled { claim_id, .. }
+            | QueueEvent::Expired { claim_id, .. }
+            | QueueEvent::Promoted { claim_id, .. }
+            | QueueEvent::OrderPlaced { claim_id } => state.refresh_due(claim_id),
             QueueEvent::Notified { claims } => {
-                for (id, st) in claims {
-                    if let Some(c) = state.claims.get_mut(id) {
-                        c.notified = Some(*st);
-                    }
+                for (id, _) in claims {
+                    state.refresh_due(id);
                 }
             }
         }
     }
-
     // Nothing per event: `queue:{id}` carries the capacity counters,
     // coalesced by `service::burst`; each claimant hears of their own claim
     // through a notification on `user:{id}`.
@@ -609,6 +593,79 @@ impl Entity for QueueEntity {
 }
 
 impl QueueEntity {
+    /// The state change of one event (`apply` then refreshes `due`).
+    fn apply_event(state: &mut QueueState, event: &QueueEvent) {
+        match event {
+            QueueEvent::Opened { config } => state.config = Some(config.clone()),
+            QueueEvent::Claimed { claim } => {
+                if let Some(key) = &claim.idempotency_key {
+                    state
+                        .idempotency
+                        .insert(format!("{}|{key}", claim.user_id), claim.id.clone());
+                }
+                *state.held.entry(claim.user_id.clone()).or_insert(0) += claim.quantity;
+                match claim.status {
+                    ClaimStatus::Confirmed => state.confirmed += claim.quantity,
+                    ClaimStatus::Waitlisted => {
+                        state.waitlist.push_back(claim.id.clone());
+                        state.waitlisted_units += claim.quantity;
+                    }
+                    _ => {}
+                }
+                state.claims.insert(claim.id.clone(), claim.clone());
+            }
+            QueueEvent::Cancelled { claim_id, .. } | QueueEvent::Expired { claim_id, .. } => {
+                let expired = matches!(event, QueueEvent::Expired { .. });
+                if let Some(c) = state.claims.get_mut(claim_id) {
+                    match c.status {
+                        ClaimStatus::Confirmed => {
+                            state.confirmed = state.confirmed.saturating_sub(c.quantity)
+                        }
+                        ClaimStatus::Waitlisted => {
+                            state.waitlist.retain(|id| id != claim_id);
+                            state.waitlisted_units =
+                                state.waitlisted_units.saturating_sub(c.quantity);
+                        }
+                        _ => {}
+                    }
+                    if matches!(c.status, ClaimStatus::Confirmed | ClaimStatus::Waitlisted) {
+                        if let Some(h) = state.held.get_mut(&c.user_id) {
+                            *h = h.saturating_sub(c.quantity);
+                        }
+                    }
+                    c.status = if expired {
+                        ClaimStatus::Expired
+                    } else {
+                        ClaimStatus::Cancelled
+                    };
+                }
+            }
+            QueueEvent::Promoted { claim_id, at } => {
+                if let Some(c) = state.claims.get_mut(claim_id) {
+                    if c.status == ClaimStatus::Waitlisted {
+                        c.status = ClaimStatus::Confirmed;
+                        c.confirmed_at = Some(*at);
+                        state.confirmed += c.quantity;
+                        state.waitlist.retain(|id| id != claim_id);
+                        state.waitlisted_units = state.waitlisted_units.saturating_sub(c.quantity);
+                    }
+                }
+            }
+            QueueEvent::OrderPlaced { claim_id } => {
+                if let Some(c) = state.claims.get_mut(claim_id) {
+                    c.order_placed = true;
+                }
+            }
+            QueueEvent::Notified { claims } => {
+                for (id, st) in claims {
+                    if let Some(c) = state.claims.get_mut(id) {
+                        c.notified = Some(*st);
+                    }
+                }
+            }
+        }
+    }
+
     /// Events that free `claim` and promote whom that lets in.
     fn free(
         state: &QueueState,

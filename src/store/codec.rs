@@ -22,6 +22,19 @@ pub fn decode<T: DeserializeOwned>(current: u16, bytes: &[u8]) -> Result<T, Stor
     Ok(data)
 }
 
+/// Decodes a snapshot, which is only a cache of state: one written by any
+/// other schema version is refused, and the caller replays events instead.
+pub fn decode_snapshot<T: DeserializeOwned>(current: u16, bytes: &[u8]) -> Result<T, StoreError> {
+    let (version, data): (u16, T) =
+        rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
+    if version != current {
+        return Err(StoreError::Codec(format!(
+            "snapshot of schema version {version}, this build keeps version {current}"
+        )));
+    }
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,7 +103,9 @@ async fn harness(idle: Duration, snapshot_every: u64) -> Harness {
         call_timeout: Duration::from_secs(5),
         snapshot_every,
         max_live: 10_000,
-        max_pending: 64,
+        // Above the 300 concurrent commands of the group-commit test, which
+        // on a loaded machine may all be waiting at once.
+        max_pending: 1024,
         bus: Arc::new(surge::ws::bus::Bus::new(64)),
         instance: uuid::Uuid::new_v4().simple().to_string(),
     };
