@@ -297,6 +297,9 @@ fn surge_settings(dir: &std::path::Path, clients: usize) -> Settings {
         hash_iterations: 1,
         hash_queue: clients.max(256),
         burst_max_pending: clients + 1_000,
+        // Like the baselines: C winners, everyone else a 409 at once (a
+        // waitlist would make every loser a durable write too).
+        burst_max_waitlist: 0,
         ..Settings::default()
     }
 }

@@ -177,7 +177,7 @@ async fn run_burst(
                 notes.push("AOF fsync every second: an ack may be lost on a crash".into());
             }
             if o.target == "surge" {
-                notes.push("reply after fsync; checked after a restart".into());
+                notes.push("no waitlist; reply after fsync; checked after a restart".into());
             }
             Row {
                 target: o.target.to_owned(),
