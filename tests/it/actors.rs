@@ -92,6 +92,10 @@ struct Harness {
 }
 
 async fn harness(idle: Duration, snapshot_every: u64) -> Harness {
+    harness_with(idle, snapshot_every, 64).await
+}
+
+async fn harness_with(idle: Duration, snapshot_every: u64, max_pending: usize) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn Store> =
@@ -103,9 +107,7 @@ async fn harness(idle: Duration, snapshot_every: u64) -> Harness {
         call_timeout: Duration::from_secs(5),
         snapshot_every,
         max_live: 10_000,
-        // Above the 300 concurrent commands of the group-commit test, which
-        // on a loaded machine may all be waiting at once.
-        max_pending: 1024,
+        max_pending,
         bus: Arc::new(surge::ws::bus::Bus::new(64)),
         instance: uuid::Uuid::new_v4().simple().to_string(),
     };
@@ -286,7 +288,9 @@ proptest! {
 
 #[tokio::test]
 async fn a_burst_on_one_entity_is_group_committed() {
-    let h = harness(Duration::from_secs(60), 0).await;
+    // A pending bound above the 300 concurrent commands, which on a loaded
+    // machine may all be waiting at once.
+    let h = harness_with(Duration::from_secs(60), 0, 1024).await;
     let tasks: Vec<_> = (0..300)
         .map(|_| {
             let counters = h.counters.clone();
