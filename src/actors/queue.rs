@@ -808,5 +808,67 @@ mod tests {
         assert_eq!(s.claims["c2"].status, ClaimStatus::Waitlisted);
         assert_eq!(s.with_position(&s.claims["c2"]).position, Some(1));
         assert_eq!(s.confirmed, 1);
+        assert_derived_fields_match_a_full_scan(&s);
+        // Everyone told: nothing is due any more.
+        let told: Vec<_> = s
+            .claims
+            .values()
+            .map(|c| (c.id.clone(), c.status))
+            .collect();
+        let s = QueueEntity::evolve(&s, &[QueueEvent::Notified { claims: told }]);
+        assert_derived_fields_match_a_full_scan(&s);
+        assert!(!s.work_due());
+    }
+
+    /// `waitlisted_units` and `due` are kept by `apply`; they must equal
+    /// what scanning every claim gives.
+    fn assert_derived_fields_match_a_full_scan(s: &QueueState) {
+        let units: u32 = s
+            .waitlist
+            .iter()
+            .filter_map(|id| s.claims.get(id))
+            .map(|c| c.quantity)
+            .sum();
+        assert_eq!(s.waitlisted_units, units);
+        let due: imbl::OrdSet<String> = s
+            .claims
+            .values()
+            .filter(|c| s.needs_order(c) || c.notified != Some(c.status))
+            .map(|c| c.id.clone())
+            .collect();
+        assert_eq!(s.due, due);
+    }
+
+    #[test]
+    fn derived_fields_follow_claims_cancellations_and_promotions() {
+        let mut s = opened(2, 2, 10);
+        for (i, q) in [2, 1, 2, 1].into_iter().enumerate() {
+            s = claim(&s, &format!("c{i}"), &format!("u{i}"), q, None)
+                .unwrap()
+                .0;
+            assert_derived_fields_match_a_full_scan(&s);
+        }
+        assert_eq!(s.waitlisted_units, 4);
+        let (s2, c) = claim(&s, "c9", "u9", 1, None).unwrap();
+        assert_eq!(c.position, Some(4), "a new claim is last in the waitlist");
+        assert_derived_fields_match_a_full_scan(&s2);
+        let ctx = Ctx {
+            id: "q",
+            now: Utc::now(),
+        };
+        let (events, _) = QueueEntity::decide(
+            &s,
+            QueueCommand::Cancel {
+                user_id: "u0".into(),
+                claim_id: "c0".into(),
+            },
+            &ctx,
+        )
+        .unwrap();
+        let s = QueueEntity::evolve(&s, &events);
+        assert_derived_fields_match_a_full_scan(&s);
+        // Strict FIFO: the head (1 unit) fits, the next (2 units) does not.
+        assert_eq!(s.confirmed, 1);
+        assert_eq!(s.waitlisted_units, 3);
     }
 }
