@@ -742,6 +742,20 @@ mod tests {
         Ok((QueueEntity::evolve(s, &events), claim))
     }
 
+    /// The state after `user` cancels `claim_id`.
+    fn cancel(s: &QueueState, user: &str, claim_id: &str) -> QueueState {
+        let ctx = Ctx {
+            id: "q",
+            now: Utc::now(),
+        };
+        let cmd = QueueCommand::Cancel {
+            user_id: user.into(),
+            claim_id: claim_id.into(),
+        };
+        let (events, _) = QueueEntity::decide(s, cmd, &ctx).unwrap();
+        QueueEntity::evolve(s, &events)
+    }
+
     #[test]
     fn confirmed_then_waitlisted_then_sold_out() {
         let mut s = opened(2, 1, 1);
@@ -790,20 +804,7 @@ mod tests {
             s = claim(&s, &format!("c{i}"), user, 1, None).unwrap().0;
         }
         assert_eq!(s.claims["c2"].status, ClaimStatus::Waitlisted);
-        let ctx = Ctx {
-            id: "q",
-            now: Utc::now(),
-        };
-        let (events, _) = QueueEntity::decide(
-            &s,
-            QueueCommand::Cancel {
-                user_id: "a".into(),
-                claim_id: "c0".into(),
-            },
-            &ctx,
-        )
-        .unwrap();
-        let s = QueueEntity::evolve(&s, &events);
+        let s = cancel(&s, "a", "c0");
         assert_eq!(s.claims["c1"].status, ClaimStatus::Confirmed, "b first");
         assert_eq!(s.claims["c2"].status, ClaimStatus::Waitlisted);
         assert_eq!(s.with_position(&s.claims["c2"]).position, Some(1));
@@ -852,20 +853,7 @@ mod tests {
         let (s2, c) = claim(&s, "c9", "u9", 1, None).unwrap();
         assert_eq!(c.position, Some(4), "a new claim is last in the waitlist");
         assert_derived_fields_match_a_full_scan(&s2);
-        let ctx = Ctx {
-            id: "q",
-            now: Utc::now(),
-        };
-        let (events, _) = QueueEntity::decide(
-            &s,
-            QueueCommand::Cancel {
-                user_id: "u0".into(),
-                claim_id: "c0".into(),
-            },
-            &ctx,
-        )
-        .unwrap();
-        let s = QueueEntity::evolve(&s, &events);
+        let s = cancel(&s, "u0", "c0");
         assert_derived_fields_match_a_full_scan(&s);
         // Strict FIFO: the head (1 unit) fits, the next (2 units) does not.
         assert_eq!(s.confirmed, 1);
