@@ -24,7 +24,7 @@ use super::{new_id, ServiceError, Services};
 use crate::actors::course::CourseCommand;
 use crate::actors::entity::stream_id;
 use crate::actors::order::{
-    ClaimRef, EscrowStatus, Order, OrderCommand, Payment, PaymentStatus, StockStatus, TimelineEntry,
+    ClaimRef, EscrowStatus, Order, OrderCommand, StockStatus, TimelineEntry,
 };
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{
@@ -37,7 +37,6 @@ use crate::actors::CallError;
 use crate::domain::order::{OrderStatus, Party};
 use crate::domain::pricing::{totals, Line};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
-use crate::payments::NewPayment;
 use crate::store::codec;
 
 /// The product hold that is a flash sale's reserve.
@@ -629,15 +628,10 @@ impl Services {
             }
         };
         let t = totals(subtotal, 0, fee, self.commerce.tax_bps)?;
-        let opened = provider
-            .open(&NewPayment {
-                reference: claim.id.clone(),
-                amount: t.total,
-                currency: config.currency.clone(),
-            })
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         let now = Utc::now();
+        let (payment, payment_deadline) = self
+            .open_payment(provider.as_ref(), &claim.id, t.total, &config.currency, now)
+            .await?;
         let order = Order {
             id: claim.id.clone(),
             customer_id: claim.user_id.clone(),
@@ -650,21 +644,7 @@ impl Services {
             address,
             distance_km: km,
             status: OrderStatus::PendingPayment,
-            payment: Payment {
-                id: claim.id.clone(),
-                provider: provider.name().to_owned(),
-                status: if provider.online() {
-                    PaymentStatus::Pending
-                } else {
-                    PaymentStatus::DueOnDelivery
-                },
-                amount: t.total,
-                currency: config.currency.clone(),
-                checkout_url: opened.checkout_url,
-                reference: opened.reference.unwrap_or_else(|| claim.id.clone()),
-                paid_at: None,
-                refund_reference: None,
-            },
+            payment,
             escrow: EscrowStatus::None,
             // A course place holds no stock.
             stock: if digital {
@@ -673,9 +653,7 @@ impl Services {
                 StockStatus::Held
             },
             coupon_released: true,
-            payment_deadline: provider
-                .online()
-                .then(|| now + self.commerce.payment_timeout),
+            payment_deadline,
             delivered_at: None,
             return_deadline: None,
             return_window_secs: self.commerce.return_window_secs,

@@ -128,6 +128,45 @@ fn conflict(code: &'static str, message: impl Into<String>) -> ServiceError {
 }
 
 impl Services {
+    /// Opens the payment of a new order with `provider`: the order's
+    /// payment record and, for online providers, its deadline.
+    pub(crate) async fn open_payment(
+        &self,
+        provider: &dyn crate::payments::Provider,
+        order_id: &str,
+        amount: u64,
+        currency: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(Payment, Option<chrono::DateTime<Utc>>), ServiceError> {
+        let opened = provider
+            .open(&NewPayment {
+                reference: order_id.to_owned(),
+                amount,
+                currency: currency.to_owned(),
+            })
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let payment = Payment {
+            id: order_id.to_owned(),
+            provider: provider.name().to_owned(),
+            status: if provider.online() {
+                PaymentStatus::Pending
+            } else {
+                PaymentStatus::DueOnDelivery
+            },
+            amount,
+            currency: currency.to_owned(),
+            checkout_url: opened.checkout_url,
+            reference: opened.reference.unwrap_or_else(|| order_id.to_owned()),
+            paid_at: None,
+            refund_reference: None,
+        };
+        let deadline = provider
+            .online()
+            .then(|| now + self.commerce.payment_timeout);
+        Ok((payment, deadline))
+    }
+
     async fn cart(&self, user_id: &str, cmd: CartCommand) -> Result<CartReply, ServiceError> {
         Ok(self.carts.call(user_id, cmd).await?)
     }
@@ -642,14 +681,9 @@ impl Services {
                     )
                 })?;
             let currency = lines[0].currency.clone();
-            let opened = provider
-                .open(&NewPayment {
-                    reference: order_id.clone(),
-                    amount: quote.totals.total,
-                    currency: currency.clone(),
-                })
-                .await
-                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            let (payment, payment_deadline) = self
+                .open_payment(provider, &order_id, quote.totals.total, &currency, now)
+                .await?;
             let order = Order {
                 id: order_id.clone(),
                 customer_id: caller.user_id.clone(),
@@ -664,27 +698,11 @@ impl Services {
                 address: address.clone(),
                 distance_km: quote.distance_km.unwrap_or(0.0),
                 status: OrderStatus::PendingPayment,
-                payment: Payment {
-                    id: order_id.clone(),
-                    provider: provider.name().to_owned(),
-                    status: if provider.online() {
-                        PaymentStatus::Pending
-                    } else {
-                        PaymentStatus::DueOnDelivery
-                    },
-                    amount: quote.totals.total,
-                    currency,
-                    checkout_url: opened.checkout_url,
-                    reference: opened.reference.unwrap_or_else(|| order_id.clone()),
-                    paid_at: None,
-                    refund_reference: None,
-                },
+                payment,
                 escrow: EscrowStatus::None,
                 stock: StockStatus::Held,
                 coupon_released: false,
-                payment_deadline: provider
-                    .online()
-                    .then(|| now + self.commerce.payment_timeout),
+                payment_deadline,
                 delivered_at: None,
                 return_deadline: None,
                 return_window_secs: self.commerce.return_window_secs,
