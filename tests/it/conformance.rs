@@ -13,7 +13,8 @@ use surge::mail::OUTBOX;
 use surge::service::tracking::TRACK_POINTS;
 use surge::store::{AppendRequest, IndexOp, Snapshot, Store, StoreError};
 
-fn append(stream: &str, expected: u64, events: &[&str]) -> AppendRequest {
+/// An append of `events` (as bytes) to `stream`, expecting it at `expected`.
+pub(crate) fn append(stream: &str, expected: u64, events: &[&str]) -> AppendRequest {
     AppendRequest {
         stream: stream.into(),
         expected,

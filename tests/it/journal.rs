@@ -6,24 +6,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::conformance;
+use crate::conformance::{self, append};
 use surge::metrics::Metrics;
 use surge::store::redb::{RedbOptions, RedbStore};
-use surge::store::{AppendRequest, Store};
+use surge::store::Store;
 
 fn open(dir: &std::path::Path) -> (Arc<RedbStore>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let store = RedbStore::open(dir, RedbOptions::default(), metrics.clone()).expect("open store");
     (Arc::new(store), metrics)
-}
-
-fn append(stream: &str, expected: u64, events: &[&str]) -> AppendRequest {
-    AppendRequest {
-        stream: stream.into(),
-        expected,
-        events: events.iter().map(|e| e.as_bytes().to_vec()).collect(),
-        index: vec![],
-    }
 }
 
 #[tokio::test]
