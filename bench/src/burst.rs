@@ -23,11 +23,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use fred::prelude::*;
 use serde_json::{json, Value};
-use surge::app::Application;
-use surge::config::Settings;
 
 use crate::load::{burst, warm_client, Burst};
+use crate::report::{Goal, Report, Row};
 use crate::servers::{self, ServerThread};
+use crate::surge_api::{call, start_surge, surge_settings, user};
 
 /// The knobs of one run.
 #[derive(Debug, Clone, Copy)]
@@ -286,83 +286,6 @@ pub async fn postgres(p: Params) -> anyhow::Result<Outcome> {
 
 // ---- Surge -------------------------------------------------------------------
 
-fn surge_settings(dir: &std::path::Path, clients: usize) -> Settings {
-    Settings {
-        addr: "127.0.0.1:0".into(),
-        data_dir: dir.to_owned(),
-        jwt_secret: Some("bench-secret-0123456789-abcdefghij-klmnopqr".into()),
-        log: "warn".into(),
-        // Cheap password hashes: the setup registers thousands of users.
-        hash_memory_kib: 8,
-        hash_iterations: 1,
-        hash_queue: clients.max(256),
-        burst_max_pending: clients + 1_000,
-        // Like the baselines: C winners, everyone else a 409 at once (a
-        // waitlist would make every loser a durable write too).
-        burst_max_waitlist: 0,
-        ..Settings::default()
-    }
-}
-
-fn start_surge(settings: Settings) -> anyhow::Result<ServerThread> {
-    ServerThread::start(move |bound, stop| async move {
-        let app = Application::build(settings).await?;
-        let _ = bound.send(([127, 0, 0, 1], app.port()).into());
-        app.run_until_stopped(async {
-            let _ = stop.await;
-        })
-        .await;
-        Ok(())
-    })
-}
-
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let mut req = client.request(method, &url);
-    if !body.is_null() {
-        req = req.json(&body);
-    }
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await?;
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    ensure!(status.is_success(), "{url}: {status} {v}");
-    Ok(v)
-}
-
-/// Registers and logs in a user; its access token.
-async fn user(client: &reqwest::Client, base: &str, role: &str) -> anyhow::Result<String> {
-    let email = format!("{role}-{}@bench.example", uuid::Uuid::new_v4().simple());
-    let password = "bench password 123";
-    call(
-        client,
-        reqwest::Method::POST,
-        format!("{base}/api/v1/auth/register"),
-        None,
-        json!({"email": email, "password": password, "name": "Bench", "role": role}),
-    )
-    .await?;
-    let v = call(
-        client,
-        reqwest::Method::POST,
-        format!("{base}/api/v1/auth/login"),
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await?;
-    Ok(v["access_token"]
-        .as_str()
-        .context("access_token")?
-        .to_owned())
-}
-
 pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     use futures::StreamExt;
     let dir = tempfile::tempdir()?;
@@ -457,4 +380,152 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         lost: Some(lost),
         burst: b,
     })
+}
+
+// ---- report -----------------------------------------------------------------
+
+pub async fn run(p: Params, targets: &[String], command: String) -> anyhow::Result<Report> {
+    let mut outcomes = Vec::new();
+    for t in targets {
+        let outcome = match t.as_str() {
+            "surge" => surge(p).await?,
+            "axum-noop" => axum_noop(p).await?,
+            "redis-lua" => redis_lua(p).await?,
+            "postgres" => postgres(p).await?,
+            other => {
+                anyhow::bail!("unknown target {other} (surge, axum-noop, redis-lua, postgres)")
+            }
+        };
+        outcomes.push(outcome);
+    }
+    let rate = |name: &str| {
+        outcomes
+            .iter()
+            .find(|o| o.target == name)
+            .map(|o| o.burst.per_second())
+    };
+    let rows = outcomes
+        .iter()
+        .map(|o| {
+            let b = &o.burst;
+            let status = |s: u16| b.statuses.get(&s).copied().unwrap_or(0) as f64;
+            let mut values = vec![
+                ("clients", p.clients as f64),
+                ("claims/s", b.per_second().round()),
+                ("p50 ms", b.ms(0.5)),
+                ("p99 ms", b.ms(0.99)),
+                ("p999 ms", b.ms(0.999)),
+                ("201", status(201)),
+                ("202", status(202)),
+                ("409", status(409)),
+                (
+                    "errors",
+                    b.errors as f64
+                        + b.statuses
+                            .iter()
+                            .filter(|(s, _)| ![201, 202, 409].contains(*s))
+                            .map(|(_, n)| *n as f64)
+                            .sum::<f64>(),
+                ),
+            ];
+            if let Some(over) = o.oversold {
+                values.push(("oversold", over as f64));
+            }
+            if let Some(lost) = o.lost {
+                values.push(("lost acks", lost as f64));
+            }
+            let mut notes = Vec::new();
+            if o.oversold.is_none() {
+                notes.push("no stock kept: HTTP ceiling".into());
+            }
+            if o.target == "redis-lua" {
+                notes.push("AOF fsync every second: an ack may be lost on a crash".into());
+            }
+            if o.target == "surge" {
+                notes.push("no waitlist; reply after fsync; checked after a restart".into());
+            }
+            Row {
+                target: o.target.to_owned(),
+                values,
+                notes,
+            }
+        })
+        .collect::<Vec<_>>();
+    // Every row has the same columns, in the same order.
+    let rows = rows
+        .into_iter()
+        .map(|mut r| {
+            for k in ["oversold", "lost acks"] {
+                if !r.values.iter().any(|(n, _)| *n == k) {
+                    r.values.push((k, f64::NAN));
+                }
+            }
+            r
+        })
+        .collect();
+    let mut goals = Vec::new();
+    if let Some(s) = rate("surge") {
+        for (base, factor) in [("axum-noop", 0.6), ("redis-lua", 1.5), ("postgres", 10.0)] {
+            if let Some(b) = rate(base) {
+                let ratio = s / b.max(1e-9);
+                goals.push(Goal {
+                    text: format!("claims/s ≥ {factor}× {base}"),
+                    measured: format!("{ratio:.2}×"),
+                    met: ratio >= factor,
+                });
+            }
+        }
+        let o = outcomes
+            .iter()
+            .find(|o| o.target == "surge")
+            .expect("surge ran");
+        goals.push(Goal {
+            text: format!(
+                "p99 ≤ 20 ms at {} concurrent clients (goal stated for 5,000)",
+                p.clients
+            ),
+            measured: format!("{:.1} ms", o.burst.ms(0.99)),
+            met: o.burst.ms(0.99) <= 20.0,
+        });
+        goals.push(Goal {
+            text: "0 oversold, 0 lost acknowledgements".into(),
+            measured: format!(
+                "{} oversold, {} lost",
+                o.oversold.unwrap_or(0),
+                o.lost.unwrap_or(0)
+            ),
+            met: o.oversold == Some(0) && o.lost == Some(0),
+        });
+    }
+    Ok(Report {
+        scenario: "burst",
+        command,
+        rows,
+        goals,
+        chart: "claims/s",
+    })
+}
+
+/// Smoke-run invariants: every request answered, nobody oversold, every
+/// acknowledgement kept, exactly `capacity` units confirmed.
+pub fn check_smoke(report: &Report, capacity: u32) -> anyhow::Result<()> {
+    for row in &report.rows {
+        let get = |k: &str| row.get(k).unwrap_or(0.0);
+        ensure!(get("errors") == 0.0, "{}: requests failed", row.target);
+        ensure!(get("oversold") == 0.0, "{}: oversold", row.target);
+        ensure!(
+            get("lost acks") == 0.0,
+            "{}: lost acknowledgements",
+            row.target
+        );
+        if row.target != "axum-noop" {
+            ensure!(
+                get("201") == capacity as f64,
+                "{}: {} of {capacity} units confirmed",
+                row.target,
+                get("201")
+            );
+        }
+    }
+    Ok(())
 }

@@ -3,17 +3,18 @@
 //! Reports go to `--out` as JSON, Markdown and SVG (see bench/README.md).
 
 mod burst;
+mod fanout;
 mod load;
+mod rawws;
 mod report;
 mod servers;
+mod surge_api;
+mod wsclient;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::ensure;
 use clap::{Parser, Subcommand};
-
-use report::{Goal, Report, Row};
 
 #[derive(Parser)]
 #[command(
@@ -48,14 +49,37 @@ enum Scenario {
         )]
         targets: Vec<String>,
     },
+    /// S shippers stream positions at R Hz, W watchers per order: Surge
+    /// against a raw tokio-tungstenite broadcast server.
+    Fanout {
+        #[arg(long, default_value_t = 1_000)]
+        shippers: usize,
+        #[arg(long, default_value_t = 10.0)]
+        hz: f64,
+        #[arg(long, default_value_t = 10)]
+        watchers: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        #[arg(long, value_delimiter = ',', default_value = "surge,raw-broadcast")]
+        targets: Vec<String>,
+    },
     /// Every scenario with a small N, checking its invariants (part of the
     /// test command, so the tool cannot rot).
     Smoke,
+    /// (internal) a server process for the scenarios that measure one
+    #[command(hide = true)]
+    ServeChild {
+        kind: servers::ChildKind,
+        #[arg(long)]
+        settings: Option<String>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Thousands of sockets: as many descriptors as the hard limit allows.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     match cli.scenario {
         Scenario::Burst {
@@ -69,174 +93,56 @@ async fn main() -> anyhow::Result<()> {
                 capacity,
                 time_limit: Duration::from_secs(time_limit_secs),
             };
-            let report = run_burst(p, &targets, command).await?;
+            let report = burst::run(p, &targets, command).await?;
             report.write(&cli.out)?;
             println!("wrote {}/burst.{{md,json,svg}}", cli.out.display());
         }
+        Scenario::Fanout {
+            shippers,
+            hz,
+            watchers,
+            duration_secs,
+            targets,
+        } => {
+            let p = fanout::Params {
+                shippers,
+                hz,
+                watchers,
+                duration: Duration::from_secs(duration_secs),
+            };
+            let report = fanout::run(p, &targets, command).await?;
+            report.write(&cli.out)?;
+            println!("wrote {}/fanout.{{md,json,svg}}", cli.out.display());
+        }
         Scenario::Smoke => {
+            let out = cli.out.join("smoke");
+            let capacity = 20;
             let p = burst::Params {
                 clients: 200,
-                capacity: 20,
+                capacity,
                 time_limit: Duration::from_secs(60),
             };
             let all = ["surge", "axum-noop", "redis-lua", "postgres"].map(String::from);
-            let report = run_burst(p, &all, command).await?;
-            report.write(&cli.out.join("smoke"))?;
-            for row in &report.rows {
-                // NaN: not applicable to this target.
-                let get = |k: &str| {
-                    row.values
-                        .iter()
-                        .find(|(n, _)| *n == k)
-                        .map_or(0.0, |(_, v)| if v.is_nan() { 0.0 } else { *v })
-                };
-                ensure!(get("errors") == 0.0, "{}: requests failed", row.target);
-                ensure!(get("oversold") == 0.0, "{}: oversold", row.target);
-                ensure!(
-                    get("lost acks") == 0.0,
-                    "{}: lost acknowledgements",
-                    row.target
-                );
-                if row.target != "axum-noop" {
-                    ensure!(
-                        get("201") == 20.0,
-                        "{}: {} of 20 units confirmed",
-                        row.target,
-                        get("201")
-                    );
-                }
-            }
-            println!(
-                "smoke: every scenario ran; reports in {}/smoke",
-                cli.out.display()
-            );
+            let report = burst::run(p, &all, command.clone()).await?;
+            report.write(&out)?;
+            burst::check_smoke(&report, capacity)?;
+
+            let p = fanout::Params {
+                shippers: 8,
+                hz: 5.0,
+                watchers: 2,
+                duration: Duration::from_secs(3),
+            };
+            let all = ["surge", "raw-broadcast"].map(String::from);
+            let report = fanout::run(p, &all, command.clone()).await?;
+            report.write(&out)?;
+            fanout::check_smoke(&report)?;
+
+            println!("smoke: every scenario ran; reports in {}", out.display());
+        }
+        Scenario::ServeChild { kind, settings } => {
+            servers::serve_child(kind, settings).await?;
         }
     }
     Ok(())
-}
-
-async fn run_burst(
-    p: burst::Params,
-    targets: &[String],
-    command: String,
-) -> anyhow::Result<Report> {
-    let mut outcomes = Vec::new();
-    for t in targets {
-        let outcome = match t.as_str() {
-            "surge" => burst::surge(p).await?,
-            "axum-noop" => burst::axum_noop(p).await?,
-            "redis-lua" => burst::redis_lua(p).await?,
-            "postgres" => burst::postgres(p).await?,
-            other => {
-                anyhow::bail!("unknown target {other} (surge, axum-noop, redis-lua, postgres)")
-            }
-        };
-        outcomes.push(outcome);
-    }
-    let rate = |name: &str| {
-        outcomes
-            .iter()
-            .find(|o| o.target == name)
-            .map(|o| o.burst.per_second())
-    };
-    let rows = outcomes
-        .iter()
-        .map(|o| {
-            let b = &o.burst;
-            let status = |s: u16| b.statuses.get(&s).copied().unwrap_or(0) as f64;
-            let mut values = vec![
-                ("clients", p.clients as f64),
-                ("claims/s", b.per_second().round()),
-                ("p50 ms", b.ms(0.5)),
-                ("p99 ms", b.ms(0.99)),
-                ("p999 ms", b.ms(0.999)),
-                ("201", status(201)),
-                ("202", status(202)),
-                ("409", status(409)),
-                (
-                    "errors",
-                    b.errors as f64
-                        + b.statuses
-                            .iter()
-                            .filter(|(s, _)| ![201, 202, 409].contains(*s))
-                            .map(|(_, n)| *n as f64)
-                            .sum::<f64>(),
-                ),
-            ];
-            if let Some(over) = o.oversold {
-                values.push(("oversold", over as f64));
-            }
-            if let Some(lost) = o.lost {
-                values.push(("lost acks", lost as f64));
-            }
-            let mut notes = Vec::new();
-            if o.oversold.is_none() {
-                notes.push("no stock kept: HTTP ceiling".into());
-            }
-            if o.target == "redis-lua" {
-                notes.push("AOF fsync every second: an ack may be lost on a crash".into());
-            }
-            if o.target == "surge" {
-                notes.push("no waitlist; reply after fsync; checked after a restart".into());
-            }
-            Row {
-                target: o.target.to_owned(),
-                values,
-                notes,
-            }
-        })
-        .collect::<Vec<_>>();
-    // Every row has the same columns, in the same order.
-    let rows = rows
-        .into_iter()
-        .map(|mut r| {
-            for k in ["oversold", "lost acks"] {
-                if !r.values.iter().any(|(n, _)| *n == k) {
-                    r.values.push((k, f64::NAN));
-                }
-            }
-            r
-        })
-        .collect();
-    let mut goals = Vec::new();
-    if let Some(s) = rate("surge") {
-        for (base, factor) in [("axum-noop", 0.6), ("redis-lua", 1.5), ("postgres", 10.0)] {
-            if let Some(b) = rate(base) {
-                let ratio = s / b.max(1e-9);
-                goals.push(Goal {
-                    text: format!("claims/s ≥ {factor}× {base}"),
-                    measured: format!("{ratio:.2}×"),
-                    met: ratio >= factor,
-                });
-            }
-        }
-        let o = outcomes
-            .iter()
-            .find(|o| o.target == "surge")
-            .expect("surge ran");
-        goals.push(Goal {
-            text: format!(
-                "p99 ≤ 20 ms at {} concurrent clients (goal stated for 5,000)",
-                p.clients
-            ),
-            measured: format!("{:.1} ms", o.burst.ms(0.99)),
-            met: o.burst.ms(0.99) <= 20.0,
-        });
-        goals.push(Goal {
-            text: "0 oversold, 0 lost acknowledgements".into(),
-            measured: format!(
-                "{} oversold, {} lost",
-                o.oversold.unwrap_or(0),
-                o.lost.unwrap_or(0)
-            ),
-            met: o.oversold == Some(0) && o.lost == Some(0),
-        });
-    }
-    Ok(Report {
-        scenario: "burst",
-        command,
-        rows,
-        goals,
-        chart: "claims/s",
-    })
 }

@@ -176,3 +176,14 @@ fn fmt(v: f64) -> String {
         format!("{v:.2}")
     }
 }
+
+impl Row {
+    /// A value by column name; `None` when absent or not applicable (NaN).
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .filter(|v| !v.is_nan())
+    }
+}

@@ -101,7 +101,122 @@ pub fn free_port() -> anyhow::Result<u16> {
 pub struct Daemon {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The process's resident set size, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("the server exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmRSS")
+    }
+
+    /// Stops the process: SIGTERM, then waits (SIGKILL after 30 s).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.start_kill()?;
+        }
+        Ok(())
+    }
+}
+
+/// Which server `child` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChildKind {
+    Surge,
+    RawWs,
+}
+
+/// Starts this benchmark binary again as a server process (`serve-child`),
+/// so what it measures (its memory, say) is the server's alone and its
+/// file descriptors do not count against the load generator's. It exits
+/// when its stdin closes: it never outlives the benchmark.
+pub async fn child(
+    kind: ChildKind,
+    settings: Option<&surge::config::Settings>,
+) -> anyhow::Result<Daemon> {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("serve-child")
+        .arg(match kind {
+            ChildKind::Surge => "surge",
+            ChildKind::RawWs => "raw-ws",
+        })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(s) = settings {
+        cmd.arg("--settings").arg(serde_json::to_string(s)?);
+    }
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .context("the server did not start within 60 s")??
+        .context("the server exited at start")?;
+    let port = line
+        .strip_prefix("listening on ")
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("unexpected first line from the server: {line}"))?;
+    Ok(Daemon {
+        child,
+        port,
+        _dir: None,
+    })
+}
+
+/// The `serve-child` side: serves until stdin closes or SIGTERM.
+pub async fn serve_child(kind: ChildKind, settings: Option<String>) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let stop = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        let eof = async { while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {} };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = eof => {},
+            _ = term.recv() => {},
+        }
+    };
+    match kind {
+        ChildKind::Surge => {
+            let settings: surge::config::Settings =
+                serde_json::from_str(&settings.context("--settings")?)?;
+            let app = surge::app::Application::build(settings).await?;
+            println!("listening on {}", app.port());
+            app.run_until_stopped(stop).await;
+        }
+        ChildKind::RawWs => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("listening on {}", listener.local_addr()?.port());
+            let (tx, rx) = oneshot::channel();
+            let serve = tokio::spawn(crate::rawws::serve(listener, rx));
+            stop.await;
+            let _ = tx.send(());
+            serve.await??;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Daemon {
@@ -152,7 +267,7 @@ pub async fn redis() -> anyhow::Result<Daemon> {
     Ok(Daemon {
         child,
         port,
-        _dir: dir,
+        _dir: Some(dir),
     })
 }
 
@@ -222,6 +337,6 @@ pub async fn postgres() -> anyhow::Result<Daemon> {
     Ok(Daemon {
         child,
         port,
-        _dir: dir,
+        _dir: Some(dir),
     })
 }
