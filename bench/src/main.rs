@@ -3,6 +3,7 @@
 //! Reports go to `--out` as JSON, Markdown and SVG (see bench/README.md).
 
 mod burst;
+mod connections;
 mod fanout;
 mod load;
 mod rawws;
@@ -63,6 +64,17 @@ enum Scenario {
         #[arg(long, value_delimiter = ',', default_value = "surge,raw-broadcast")]
         targets: Vec<String>,
     },
+    /// K idle authenticated WebSockets: server RSS per connection and accept
+    /// rate, Surge against bare tokio-tungstenite.
+    Connections {
+        #[arg(long, default_value_t = 100_000)]
+        connections: usize,
+        /// Loopback source addresses (127.0.0.1 … 127.0.0.N)
+        #[arg(long, default_value_t = 4)]
+        sources: usize,
+        #[arg(long, value_delimiter = ',', default_value = "surge,raw-ws")]
+        targets: Vec<String>,
+    },
     /// Every scenario with a small N, checking its invariants (part of the
     /// test command, so the tool cannot rot).
     Smoke,
@@ -114,6 +126,19 @@ async fn main() -> anyhow::Result<()> {
             report.write(&cli.out)?;
             println!("wrote {}/fanout.{{md,json,svg}}", cli.out.display());
         }
+        Scenario::Connections {
+            connections,
+            sources,
+            targets,
+        } => {
+            let p = connections::Params {
+                connections,
+                sources,
+            };
+            let report = connections::run(p, &targets, command).await?;
+            report.write(&cli.out)?;
+            println!("wrote {}/connections.{{md,json,svg}}", cli.out.display());
+        }
         Scenario::Smoke => {
             let out = cli.out.join("smoke");
             let capacity = 20;
@@ -137,6 +162,15 @@ async fn main() -> anyhow::Result<()> {
             let report = fanout::run(p, &all, command.clone()).await?;
             report.write(&out)?;
             fanout::check_smoke(&report)?;
+
+            let p = connections::Params {
+                connections: 500,
+                sources: 4,
+            };
+            let all = ["surge", "raw-ws"].map(String::from);
+            let report = connections::run(p, &all, command.clone()).await?;
+            report.write(&out)?;
+            connections::check_smoke(&report, p.connections)?;
 
             println!("smoke: every scenario ran; reports in {}", out.display());
         }

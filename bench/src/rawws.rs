@@ -18,6 +18,7 @@ use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 const QUEUE: usize = 256;
@@ -105,7 +106,10 @@ pub async fn serve(listener: TcpListener, stop: oneshot::Receiver<()>) -> anyhow
 }
 
 async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>) {
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+    // Like Surge: a 4 KiB read buffer (tungstenite's 128 KiB default is
+    // zeroed before each read, so it would all be resident).
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     let (mut sink, mut source) = ws.split();

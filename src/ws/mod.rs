@@ -48,6 +48,11 @@ use session::{Limits, Scope, SessionCtx, TopicSource};
 /// Largest message a client may send (bigger closes the session with
 /// 1009); the transport drops anything past 16 times this without reading it.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Read buffer per connection. tungstenite zeroes its whole read buffer
+/// before each read, so its default (128 KiB) made every idle session cost
+/// ~140 KiB of resident memory (`bench/`, scenario `connections`); client
+/// frames are small and bigger ones are assembled across reads.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Journal records read per replay page.
 pub const REPLAY_PAGE: usize = 1024;
 
@@ -384,6 +389,7 @@ async fn open_session(
     };
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES * 16)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             let _admitted = admitted;
             let (sink, stream) = futures_util::StreamExt::split(socket);
