@@ -127,13 +127,21 @@ pub enum EntityMsg<E: Entity> {
     Poisoned(String),
 }
 
+/// An entity as recovered: its head, its state, and the sequence of the
+/// snapshot it started from (0: replayed from the start).
+pub struct Recovered<S> {
+    pub seq: Seq,
+    pub state: S,
+    pub snapshot_seq: Seq,
+}
+
 /// Recovers an entity from the store: latest snapshot (when `use_snapshot`
 /// and its version is readable) plus every event after it.
 pub async fn recover<E: Entity>(
     store: &dyn Store,
     id: &str,
     use_snapshot: bool,
-) -> Result<(Seq, E::State), StoreError> {
+) -> Result<Recovered<E::State>, StoreError> {
     const PAGE: usize = 1024;
     let stream = stream_id::<E>(id);
     let (mut seq, mut state) = (0, E::State::default());
@@ -145,6 +153,7 @@ pub async fn recover<E: Entity>(
             }
         }
     }
+    let snapshot_seq = seq;
     loop {
         let page = store.read(&stream, seq, PAGE).await?;
         let n = page.len();
@@ -154,7 +163,11 @@ pub async fn recover<E: Entity>(
             seq = rec.seq;
         }
         if n < PAGE {
-            return Ok((seq, state));
+            return Ok(Recovered {
+                seq,
+                state,
+                snapshot_seq,
+            });
         }
     }
 }
@@ -390,7 +403,11 @@ impl<E: Entity> Actor for EntityActor<E> {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (seq, state) = recover::<E>(args.shared.rt.store.as_ref(), &args.id, true).await?;
+        let Recovered {
+            seq,
+            state,
+            snapshot_seq,
+        } = recover::<E>(args.shared.rt.store.as_ref(), &args.id, true).await?;
         args.shared
             .rt
             .metrics
@@ -414,7 +431,9 @@ impl<E: Entity> Actor for EntityActor<E> {
             id: args.id,
             seq,
             state,
-            last_snapshot: seq,
+            // A long replay is snapshotted at the next decision, not only
+            // after `snapshot_every` more events.
+            last_snapshot: snapshot_seq,
             last_active: Instant::now(),
             shared: args.shared,
             slot: args.slot,

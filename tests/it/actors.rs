@@ -165,9 +165,10 @@ async fn a_panicking_actor_is_restarted_with_its_journal_state() {
         "the supervisor did not restart the actor"
     );
     let (seq, live) = h.counters.inspect("c1").await.unwrap();
-    let (rseq, replayed) = recover::<Counter>(h.store.as_ref(), "c1", false)
+    let r = recover::<Counter>(h.store.as_ref(), "c1", false)
         .await
         .unwrap();
+    let (rseq, replayed) = (r.seq, r.state);
     assert_eq!((seq, &live), (rseq, &replayed));
     assert_eq!(live.value, 10);
     assert_eq!(h.counters.call("c1", CounterCmd::Add(1)).await.unwrap(), 11);
@@ -277,8 +278,8 @@ proptest! {
                 let snap = h.store.load_snapshot("counter:prop").await.unwrap();
                 prop_assert!(snap.is_some_and(|s| s.seq > 0 && s.seq <= seq), "a snapshot was written");
             }
-            let replayed = recover::<Counter>(h.store.as_ref(), "prop", false).await.unwrap();
-            let from_snapshot = recover::<Counter>(h.store.as_ref(), "prop", true).await.unwrap();
+            let replayed = recover::<Counter>(h.store.as_ref(), "prop", false).await.map(|r| (r.seq, r.state)).unwrap();
+            let from_snapshot = recover::<Counter>(h.store.as_ref(), "prop", true).await.map(|r| (r.seq, r.state)).unwrap();
             prop_assert_eq!(&replayed, &(seq, live.clone()));
             prop_assert_eq!(&from_snapshot, &(seq, live));
             Ok(())
@@ -310,9 +311,10 @@ async fn a_burst_on_one_entity_is_group_committed() {
         commits < appends / 2.0,
         "one entity's 300 commands took {commits} durable commits"
     );
-    let (rseq, replayed) = recover::<Counter>(h.store.as_ref(), "hot", false)
+    let r = recover::<Counter>(h.store.as_ref(), "hot", false)
         .await
         .unwrap();
+    let (rseq, replayed) = (r.seq, r.state);
     assert_eq!(
         (rseq, replayed),
         (seq, state),
@@ -403,5 +405,38 @@ async fn a_flooded_actor_refuses_beyond_its_mailbox_bound_and_loses_nothing_it_a
         h.counters.call("flood", CounterCmd::Get).await.unwrap(),
         accepted,
         "every accepted command counted"
+    );
+}
+
+#[tokio::test]
+async fn an_entity_recovered_by_a_long_replay_is_snapshotted_at_its_next_decision() {
+    let h = harness(Duration::from_secs(60), 10).await;
+    // 30 events and no snapshot: written before snapshots were on, say.
+    let events: Vec<Vec<u8>> = (0..30)
+        .map(|_| surge::store::codec::encode(Counter::VERSION, &CounterEvent::Added(1)).unwrap())
+        .collect();
+    let req = surge::store::AppendRequest {
+        stream: "counter:long".into(),
+        expected: 0,
+        events,
+        index: vec![],
+    };
+    assert_eq!(h.store.append(req).await.unwrap(), 30);
+    assert_eq!(
+        h.counters.call("long", CounterCmd::Add(1)).await.unwrap(),
+        31
+    );
+    let mut saved = None;
+    for _ in 0..200 {
+        saved = h.store.load_snapshot("counter:long").await.unwrap();
+        if saved.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        saved.map(|s| s.seq),
+        Some(31),
+        "the next start would replay all 31 events again"
     );
 }
