@@ -6,7 +6,9 @@ mod burst;
 mod connections;
 mod fanout;
 mod load;
+mod mixed;
 mod rawws;
+mod recovery;
 mod report;
 mod servers;
 mod surge_api;
@@ -75,6 +77,25 @@ enum Scenario {
         #[arg(long, value_delimiter = ',', default_value = "surge,raw-ws")]
         targets: Vec<String>,
     },
+    /// Shoppers arrive at a target rate and browse, add to the cart, check
+    /// out, pay on the sandbox gateway and track: p99 per command.
+    Mixed {
+        /// Journeys started per second
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 30)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 500)]
+        shoppers: usize,
+    },
+    /// Start time against journal size; first reply of an entity with a long
+    /// journal, replayed and from a snapshot.
+    Recovery {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
     /// Every scenario with a small N, checking its invariants (part of the
     /// test command, so the tool cannot rot).
     Smoke,
@@ -139,6 +160,25 @@ async fn main() -> anyhow::Result<()> {
             report.write(&cli.out)?;
             println!("wrote {}/connections.{{md,json,svg}}", cli.out.display());
         }
+        Scenario::Mixed {
+            rate,
+            duration_secs,
+            shoppers,
+        } => {
+            let p = mixed::Params {
+                rate,
+                duration: Duration::from_secs(duration_secs),
+                shoppers,
+            };
+            let report = mixed::run(p, command).await?;
+            report.write(&cli.out)?;
+            println!("wrote {}/mixed.{{md,json,svg}}", cli.out.display());
+        }
+        Scenario::Recovery { events, repeats } => {
+            let report = recovery::run(recovery::Params { events, repeats }, command).await?;
+            report.write(&cli.out)?;
+            println!("wrote {}/recovery.{{md,json,svg}}", cli.out.display());
+        }
         Scenario::Smoke => {
             let out = cli.out.join("smoke");
             let capacity = 20;
@@ -171,6 +211,23 @@ async fn main() -> anyhow::Result<()> {
             let report = connections::run(p, &all, command.clone()).await?;
             report.write(&out)?;
             connections::check_smoke(&report, p.connections)?;
+
+            let p = mixed::Params {
+                rate: 10.0,
+                duration: Duration::from_secs(3),
+                shoppers: 20,
+            };
+            let report = mixed::run(p, command.clone()).await?;
+            report.write(&out)?;
+            mixed::check_smoke(&report)?;
+
+            let p = recovery::Params {
+                events: 1_000,
+                repeats: 1,
+            };
+            let report = recovery::run(p, command.clone()).await?;
+            report.write(&out)?;
+            recovery::check_smoke(&report, p.events)?;
 
             println!("smoke: every scenario ran; reports in {}", out.display());
         }
