@@ -7,11 +7,13 @@
 //! each topic keeps only the newest one (a `watch` slot), so a watcher can
 //! never fall behind on them. Across nodes this becomes Redis pub/sub.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use axum::extract::ws::Message;
 use dashmap::DashMap;
 use tokio::sync::{broadcast, watch};
 
+use super::protocol::{Codec, ServerMsg};
 use crate::domain::shipping::Position;
 
 /// One published event.
@@ -22,12 +24,51 @@ pub struct TopicEvent {
     pub data: Arc<serde_json::Value>,
 }
 
+/// A position as published on one topic, with its `location` frame
+/// encoded at most once per codec however many sessions watch the topic.
+#[derive(Debug)]
+pub struct PositionFrame {
+    pub topic: Arc<str>,
+    pub position: Arc<Position>,
+    /// JSON and MessagePack frames, encoded by the first session that needs
+    /// each.
+    encoded: [OnceLock<Message>; 2],
+}
+
+impl PositionFrame {
+    pub fn new(topic: &str, position: Arc<Position>) -> Self {
+        PositionFrame {
+            topic: topic.into(),
+            position,
+            encoded: Default::default(),
+        }
+    }
+
+    /// The `location` frame in `codec` (a cheap clone of shared bytes).
+    pub fn message(&self, codec: Codec) -> Message {
+        let slot = match codec {
+            Codec::Json => &self.encoded[0],
+            Codec::MsgPack => &self.encoded[1],
+        };
+        slot.get_or_init(|| {
+            super::session::encode(
+                codec,
+                &ServerMsg::Location {
+                    topic: self.topic.to_string(),
+                    data: Box::new((*self.position).clone()),
+                },
+            )
+        })
+        .clone()
+    }
+}
+
 /// The newest position published on a topic.
-pub type PositionSlot = watch::Receiver<Option<Arc<Position>>>;
+pub type PositionSlot = watch::Receiver<Option<Arc<PositionFrame>>>;
 
 struct Channels {
     events: broadcast::Sender<Arc<TopicEvent>>,
-    positions: watch::Sender<Option<Arc<Position>>>,
+    positions: watch::Sender<Option<Arc<PositionFrame>>>,
 }
 
 /// What one subscriber receives from a topic.
@@ -66,7 +107,8 @@ impl Bus {
     /// Replaces the topic's newest position (when someone watches it).
     pub fn publish_position(&self, topic: &str, position: Arc<Position>) {
         if let Some(ch) = self.topics.get(topic) {
-            ch.positions.send_replace(Some(position));
+            ch.positions
+                .send_replace(Some(Arc::new(PositionFrame::new(topic, position))));
         }
     }
 
@@ -162,7 +204,15 @@ mod tests {
             bus.publish_position("shipper:s", pos(ts));
         }
         sub.positions.changed().await.unwrap();
-        assert_eq!(sub.positions.borrow_and_update().as_ref().unwrap().ts, 100);
+        assert_eq!(
+            sub.positions
+                .borrow_and_update()
+                .as_ref()
+                .unwrap()
+                .position
+                .ts,
+            100
+        );
         assert!(
             sub.events.try_recv().is_err(),
             "positions never fill the event buffer"
@@ -170,6 +220,45 @@ mod tests {
         // A late subscriber sees the current position at once.
         let mut late = bus.subscribe("shipper:s");
         late.positions.changed().await.unwrap();
-        assert_eq!(late.positions.borrow().as_ref().unwrap().ts, 100);
+        assert_eq!(late.positions.borrow().as_ref().unwrap().position.ts, 100);
+    }
+
+    #[test]
+    fn a_position_frame_is_encoded_once_per_codec_for_every_watcher() {
+        let frame = PositionFrame::new(
+            "order:o",
+            Arc::new(Position {
+                shipper_id: "s".into(),
+                order_id: Some("o".into()),
+                lat: 1.0,
+                lng: 2.0,
+                heading: None,
+                speed: Some(3.0),
+                ts: 7,
+                distance_m: Some(10.0),
+                eta_s: Some(4),
+                arriving: false,
+            }),
+        );
+        let (Message::Text(a), Message::Text(b)) =
+            (frame.message(Codec::Json), frame.message(Codec::Json))
+        else {
+            panic!("JSON frames are text");
+        };
+        assert_eq!(
+            a.as_str().as_ptr(),
+            b.as_str().as_ptr(),
+            "one encoding, shared"
+        );
+        let v: serde_json::Value = serde_json::from_str(a.as_str()).unwrap();
+        assert_eq!(
+            (
+                v["type"].as_str(),
+                v["topic"].as_str(),
+                v["data"]["ts"].as_i64()
+            ),
+            (Some("location"), Some("order:o"), Some(7))
+        );
+        assert!(matches!(frame.message(Codec::MsgPack), Message::Binary(_)));
     }
 }

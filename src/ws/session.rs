@@ -23,9 +23,9 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use super::bus::Bus;
+use super::bus::{Bus, PositionFrame};
 use super::protocol::{close, ClientMsg, Codec, ServerMsg};
-use crate::domain::shipping::{Fix, Position};
+use crate::domain::shipping::Fix;
 use crate::service::AuthUser;
 
 /// What of a topic a subscriber may see: `None`, everything; `Some(order)`,
@@ -41,7 +41,10 @@ fn in_scope(scope: &Scope, data: &serde_json::Value) -> bool {
 }
 
 /// Newest position per topic, waiting to be written.
-type Positions = Arc<std::sync::Mutex<HashMap<String, Arc<Position>>>>;
+/// Most queued frames written together before one flush.
+const WRITE_BATCH: usize = 64;
+
+type Positions = Arc<std::sync::Mutex<HashMap<String, Arc<PositionFrame>>>>;
 
 /// Where topics come from: who may watch them, their journal head, and the
 /// replay of what a client missed.
@@ -111,7 +114,7 @@ pub struct SessionCtx {
     pub initial: Vec<(String, Option<u64>)>,
 }
 
-fn encode(codec: Codec, msg: &ServerMsg) -> Message {
+pub(crate) fn encode(codec: Codec, msg: &ServerMsg) -> Message {
     match codec {
         Codec::Json => Message::Text(
             serde_json::to_string(msg)
@@ -238,7 +241,16 @@ where
                 }
             }
             Some(msg) = out_rx.recv() => {
-                match tokio::time::timeout(ctx.limits.write_timeout, sink.send(encode(ctx.codec, &msg))).await {
+                // Whatever else is queued goes out in the same write.
+                let write = async {
+                    sink.feed(encode(ctx.codec, &msg)).await?;
+                    for _ in 1..WRITE_BATCH {
+                        let Ok(msg) = out_rx.try_recv() else { break };
+                        sink.feed(encode(ctx.codec, &msg)).await?;
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(ctx.limits.write_timeout, write).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     // The client stopped reading; a close frame would not get through either.
@@ -249,19 +261,22 @@ where
                 }
             }
             _ = wake.notified() => {
-                let newest: Vec<_> = positions.lock().expect("positions lock").drain().collect();
-                let mut failed = None;
-                for (topic, data) in newest {
-                    let msg = ServerMsg::Location { topic, data: Box::new((*data).clone()) };
-                    match tokio::time::timeout(ctx.limits.write_timeout, sink.send(encode(ctx.codec, &msg))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => { failed = Some(false); break; }
-                        Err(_) => { failed = Some(true); break; }
+                let newest: Vec<_> = positions.lock().expect("positions lock").drain().map(|(_, f)| f).collect();
+                // Frames encoded once per topic, shared by its watchers; one
+                // write for all of them.
+                let write = async {
+                    for frame in &newest {
+                        sink.feed(frame.message(ctx.codec)).await?;
                     }
-                }
-                if let Some(timed_out) = failed {
-                    stalled = timed_out;
-                    break None;
+                    sink.flush().await
+                };
+                match tokio::time::timeout(ctx.limits.write_timeout, write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => {
+                        stalled = true;
+                        break None;
+                    }
                 }
             }
             Some(reason) = close_rx.recv() => break Some(reason),
@@ -376,7 +391,7 @@ async fn subscription(
                 match changed {
                     Ok(()) => {
                         let newest_here = positions.borrow_and_update().clone();
-                        if let Some(p) = newest_here.filter(|p| scope.is_none() || p.order_id == scope) {
+                        if let Some(p) = newest_here.filter(|p| scope.is_none() || p.position.order_id == scope) {
                             newest.lock().expect("positions lock").insert(topic.clone(), p);
                             wake.notify_one();
                         }
