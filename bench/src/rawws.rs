@@ -106,9 +106,9 @@ pub async fn serve(listener: TcpListener, stop: oneshot::Receiver<()>) -> anyhow
 }
 
 async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>) {
-    // Like Surge: a 4 KiB read buffer (tungstenite's 128 KiB default is
+    // Like Surge: a 2 KiB read buffer (tungstenite's 128 KiB default is
     // zeroed before each read, so it would all be resident).
-    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let config = WebSocketConfig::default().read_buffer_size(2 * 1024);
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };

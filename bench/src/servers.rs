@@ -207,7 +207,12 @@ pub async fn serve_child(kind: ChildKind, settings: Option<String>) -> anyhow::R
             app.run_until_stopped(stop).await;
         }
         ChildKind::RawWs => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            // Surge's default accept backlog (`listen_backlog`), for a fair
+            // accept rate.
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(([127, 0, 0, 1], 0).into())?;
+            let listener = socket.listen(8192)?;
             println!("listening on {}", listener.local_addr()?.port());
             let (tx, rx) = oneshot::channel();
             let serve = tokio::spawn(crate::rawws::serve(listener, rx));

@@ -51,8 +51,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Read buffer per connection. tungstenite zeroes its whole read buffer
 /// before each read, so its default (128 KiB) made every idle session cost
 /// ~140 KiB of resident memory (`bench/`, scenario `connections`); client
-/// frames are small and bigger ones are assembled across reads.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// frames are small (a position is ~100 bytes) and bigger ones are
+/// assembled across reads.
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Journal records read per replay page.
 pub const REPLAY_PAGE: usize = 1024;
 

@@ -166,7 +166,9 @@ where
         })
         .collect();
     let mut stream = futures_util::stream::iter(initial).chain(stream);
-    let (out_tx, mut out_rx) = mpsc::channel::<ServerMsg>(ctx.limits.out_queue.max(1));
+    // Boxed: the channel allocates its slots in blocks of 32, and an idle
+    // session should not hold 32 whole messages' worth of memory.
+    let (out_tx, mut out_rx) = mpsc::channel::<Box<ServerMsg>>(ctx.limits.out_queue.max(1));
     // A subscription task that sees the client fall behind asks for a close.
     let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
     let positions: Positions = Arc::default();
@@ -235,7 +237,7 @@ where
                     }
                 };
                 if let Some(reply) = reply {
-                    if out_tx.try_send(reply).is_err() {
+                    if out_tx.try_send(Box::new(reply)).is_err() {
                         break Some((close::SLOW_CONSUMER, "too slow: reconnect and resubscribe with since"));
                     }
                 }
@@ -312,7 +314,7 @@ where
 
 /// Where a subscription delivers.
 struct Outlet {
-    out: mpsc::Sender<ServerMsg>,
+    out: mpsc::Sender<Box<ServerMsg>>,
     close: mpsc::Sender<(u16, &'static str)>,
     positions: Positions,
     wake: Arc<Notify>,
@@ -340,7 +342,7 @@ async fn subscription(
     let head = match topics.head(&topic).await {
         Ok(h) => h,
         Err(e) => {
-            let _ = out.send(ServerMsg::error("unavailable", e)).await;
+            let _ = out.send(Box::new(ServerMsg::error("unavailable", e))).await;
             return;
         }
     };
@@ -352,11 +354,11 @@ async fn subscription(
             Ok((events, covered)) => {
                 for (seq, data) in events.into_iter().filter(|(_, d)| in_scope(&scope, d)) {
                     if out
-                        .send(ServerMsg::Event {
+                        .send(Box::new(ServerMsg::Event {
                             topic: topic.clone(),
                             seq,
                             data,
-                        })
+                        }))
                         .await
                         .is_err()
                     {
@@ -369,16 +371,16 @@ async fn subscription(
                 pos = covered;
             }
             Err(e) => {
-                let _ = out.send(ServerMsg::error("unavailable", e)).await;
+                let _ = out.send(Box::new(ServerMsg::error("unavailable", e))).await;
                 return;
             }
         }
     }
     if out
-        .send(ServerMsg::Subscribed {
+        .send(Box::new(ServerMsg::Subscribed {
             topic: topic.clone(),
             seq: head,
-        })
+        }))
         .await
         .is_err()
     {
@@ -411,7 +413,7 @@ async fn subscription(
                     seq: ev.seq,
                     data: (*ev.data).clone(),
                 };
-                if out.try_send(msg).is_err() {
+                if out.try_send(Box::new(msg)).is_err() {
                     let _ = close_tx.try_send((
                         close::SLOW_CONSUMER,
                         "too slow: reconnect and resubscribe with since",
@@ -420,10 +422,10 @@ async fn subscription(
                 }
                 if ended {
                     let _ = out
-                        .send(ServerMsg::error(
+                        .send(Box::new(ServerMsg::error(
                             "access_ended",
                             format!("the delivery is over: no more updates from {topic}"),
-                        ))
+                        )))
                         .await;
                     return;
                 }
