@@ -81,7 +81,7 @@ enum Scenario {
     /// out, pay on the sandbox gateway and track: p99 per command.
     Mixed {
         /// Journeys started per second
-        #[arg(long, default_value_t = 50.0)]
+        #[arg(long, default_value_t = 100.0)]
         rate: f64,
         #[arg(long, default_value_t = 30)]
         duration_secs: u64,
