@@ -61,12 +61,12 @@ impl Default for BurstConfig {
     }
 }
 
-/// Per-queue live state of the service: pending claims and the newest
-/// counters waiting to be published.
+/// Per-queue live state of the service: pending claims and the queues
+/// whose counters are due to be published.
 #[derive(Default)]
 pub struct Bursts {
     pending: DashMap<String, Arc<AtomicUsize>>,
-    counters: DashMap<String, QueueStatus>,
+    counters: dashmap::DashSet<String>,
     /// Queue configurations (fixed once open), so that a claim costs one
     /// call to its queue.
     configs: DashMap<String, QueueConfig>,
@@ -399,7 +399,7 @@ impl Services {
             return Err(ServiceError::Unavailable("unexpected reply".into()));
         };
         if !replayed {
-            self.publish_counters(queue_id, (*status).clone());
+            self.publish_counters(queue_id);
             self.kick_queue_worker();
         }
         Ok(ClaimOutcome {
@@ -427,7 +427,7 @@ impl Services {
                 },
             )
             .await?;
-        let QueueReply::Claim { claim, status, .. } = reply else {
+        let QueueReply::Claim { claim, .. } = reply else {
             return Err(ServiceError::Unavailable("unexpected reply".into()));
         };
         // A cancelled flash-sale claim whose order exists: cancel the order
@@ -445,7 +445,7 @@ impl Services {
                 .await;
             let _ = self.advance_order(&claim.id).await;
         }
-        self.publish_counters(queue_id, *status);
+        self.publish_counters(queue_id);
         self.advance_queue(queue_id).await?;
         Ok(claim)
     }
@@ -456,22 +456,26 @@ impl Services {
         self.queue_kick.notify_one();
     }
 
-    /// Publishes `status` on `queue:{id}` — at most every 100 ms per queue,
-    /// always ending with the newest counters.
-    fn publish_counters(&self, queue_id: &str, status: QueueStatus) {
-        let first = self
-            .bursts
-            .counters
-            .insert(queue_id.to_owned(), status)
-            .is_none();
-        if !first {
+    /// Publishes the queue's counters on `queue:{id}` — at most every
+    /// 100 ms per queue, always ending with the newest. The counters are read
+    /// from the queue when the publication goes out: decisions racing to
+    /// report their own could otherwise leave an older one last.
+    fn publish_counters(&self, queue_id: &str) {
+        if !self.bursts.counters.insert(queue_id.to_owned()) {
             return;
         }
-        let (bus, store, bursts) = (self.bus.clone(), self.store.clone(), self.bursts.clone());
+        let (bus, store, bursts, queues) = (
+            self.bus.clone(),
+            self.store.clone(),
+            self.bursts.clone(),
+            self.queues.clone(),
+        );
         let id = queue_id.to_owned();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let Some((_, status)) = bursts.counters.remove(&id) else {
+            // A decision after this point schedules the next publication.
+            bursts.counters.remove(&id);
+            let Ok(Ok(status)) = queues.call(&id, QueueCommand::Status).await.map(status_of) else {
                 return;
             };
             if let Ok(head) = store.head(&stream_id::<QueueEntity>(&id)).await {

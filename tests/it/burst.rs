@@ -863,3 +863,44 @@ async fn past_the_pending_bound_claims_get_429_at_once() {
         .await;
     assert_eq!(list["items"].as_array().unwrap().len(), admitted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_capacity_update_after_a_burst_is_the_newest() {
+    // Coalesced counters must end on the queue's real state even when
+    // racing decisions report out of order (a stale one used to win).
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 200).await;
+    let tokens = users(&client, &app.base, 60, "customer").await;
+    let mut watcher = connect_path(&app, "/api/v1/ws", &tokens[0]).await;
+    send(
+        &mut watcher,
+        json!({"type": "subscribe", "topic": format!("queue:{id}")}),
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut watcher).await,
+        ServerMsg::Subscribed { .. }
+    ));
+    let answers = futures::future::join_all(
+        tokens
+            .iter()
+            .map(|t| enroll(&client, &app.base, &id, t, None)),
+    )
+    .await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::CREATED));
+    // Read until the counters have been quiet for a second.
+    let mut last = None;
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(Duration::from_secs(1), watcher.next()).await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = frame {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["data"]["kind"] == "capacity" {
+                last = Some(v["data"]["remaining"].clone());
+            }
+        }
+    }
+    assert_eq!(last, Some(json!(140)), "the newest counters: 200 - 60");
+}
