@@ -205,6 +205,7 @@ impl Application {
             shutting_down: Arc::new(AtomicBool::new(false)),
             shutdown,
             ws,
+            demo: Arc::default(),
         };
         Ok(Application {
             listener,

@@ -22,6 +22,7 @@ pub mod actors;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod domain;
 #[cfg(feature = "cql-emulator")]
 pub mod emulator;

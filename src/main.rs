@@ -44,6 +44,16 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         #[arg(long, value_name = "HOST:PORT,...")]
         scylla_nodes: Option<String>,
     },
+    /// Run the engine with demo data: a shop, a trainer, a flash sale, a free
+    /// course, customers and simulated shippers; prints the logins and the URL.
+    Demo {
+        /// Address to listen on, HOST:PORT [env: SURGE_ADDR] [default: 127.0.0.1:8080]
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Directory for the demo's embedded store
+        #[arg(long, value_name = "DIR", default_value = "./demo-data")]
+        data_dir: PathBuf,
+    },
     /// Apply pending CQL migrations (schema/*.cql) to the ScyllaDB keyspace and record them.
     Migrate {
         /// TOML file with settings (keys as in the README)
@@ -132,6 +142,39 @@ async fn main() -> anyhow::Result<()> {
                 .context("starting Surge")?;
             tracing::info!(port = app.port(), data_dir = %data_dir.display(), "Surge is listening");
             app.run_until_stopped(shutdown_signal()).await;
+        }
+        Command::Demo { addr, data_dir } => {
+            let settings = Settings::load(
+                None,
+                Overrides {
+                    addr,
+                    data_dir: Some(data_dir),
+                    store: Some(StoreKind::Embedded),
+                    scylla_nodes: None,
+                },
+            )?;
+            init_logging(&log_filter(&settings));
+            let data_dir = settings.data_dir.clone();
+            let public = settings.public_url.clone();
+            let app = Application::build(settings)
+                .await
+                .context("starting Surge")?;
+            let port = app.port();
+            let slot = app.state().demo.clone();
+            let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
+            let base = format!("http://127.0.0.1:{port}");
+            let seeded = surge::demo::start(&base, &data_dir)
+                .await
+                .context("seeding the demo")?;
+            slot.set(serde_json::to_value(&seeded)?).ok();
+            let url = public.unwrap_or_else(|| base.clone());
+            println!("\nSurge demo: open {url}/  (API docs: {url}/docs)\n");
+            println!("Password for every account: {}", seeded.password);
+            for l in seeded.logins.iter().filter(|l| !l.simulated) {
+                println!("  {:<9} {}", l.role, l.email);
+            }
+            println!("Simulated: a merchant who confirms orders, and shippers who deliver them.\n");
+            server.await?;
         }
         Command::Migrate {
             config,

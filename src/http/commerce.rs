@@ -575,6 +575,7 @@ async fn settle(
     reference: &str,
     paid: bool,
     q: SettleQuery,
+    headers: &HeaderMap,
 ) -> Result<Response, AppError> {
     if uuid::Uuid::try_parse(reference).is_err() || s.services.providers.get("sandbox").is_none() {
         return Err(AppError::new(
@@ -600,6 +601,15 @@ async fn settle(
         .settle(reference, paid, deliver)
         .await
         .map_err(|e| AppError::from(crate::service::ServiceError::from(e)))?;
+    // A person paying in a browser goes back to the order's page (the
+    // payment's reference is the order id); API clients get the outcome.
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser {
+        return Ok(axum::response::Redirect::to(&format!("/#/orders/{reference}")).into_response());
+    }
     Ok(Json(Settled {
         reference: reference.to_owned(),
         webhook_status: status.map(|s| s.as_u16()),
@@ -612,8 +622,9 @@ pub async fn sandbox_pay(
     State(s): State<AppState>,
     Path(reference): Path<String>,
     Query(q): Query<SettleQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    settle(&s, &reference, true, q).await
+    settle(&s, &reference, true, q, &headers).await
 }
 
 /// The payer declines on the sandbox page.
@@ -621,8 +632,9 @@ pub async fn sandbox_fail(
     State(s): State<AppState>,
     Path(reference): Path<String>,
     Query(q): Query<SettleQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    settle(&s, &reference, false, q).await
+    settle(&s, &reference, false, q, &headers).await
 }
 
 #[derive(Serialize, ToSchema)]

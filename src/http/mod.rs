@@ -16,6 +16,7 @@ pub mod extract;
 pub mod ops;
 pub mod server;
 pub mod shipping;
+pub mod web;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Who may open live sessions.
     pub ws: Arc<crate::ws::Gate>,
+    /// What `surge demo` seeded (logins, ids), served as `/demo.json`.
+    pub demo: Arc<std::sync::OnceLock<serde_json::Value>>,
 }
 
 #[derive(OpenApi)]
@@ -163,6 +166,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "/payments/sandbox/{reference}/fail",
             axum::routing::post(commerce::sandbox_fail),
         )
+        .route("/", axum::routing::get(web::index))
+        .route("/app.js", axum::routing::get(web::app_js))
+        .route("/style.css", axum::routing::get(web::style))
+        .route("/demo.json", axum::routing::get(web::demo))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1042,3 +1042,28 @@ async fn a_payment_after_the_timeout_is_refunded_not_kept() {
         "the cancelled order holds no stock"
     );
 }
+
+#[tokio::test]
+async fn a_browser_paying_on_the_sandbox_page_goes_back_to_its_order() {
+    let app = spawn_app_with(fast).await;
+    let (_, c, _, o) = bought(&app, 30_000, 5, 1, "sandbox").await;
+    let id = o["id"].as_str().unwrap();
+    let url = o["payment"]["checkout_url"].as_str().unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = browser
+        .post(format!("{url}/pay"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/#/orders/{id}")
+    );
+    let o = wait_for(&app, &c.access, id, "payment", |o| o["status"] == "paid").await;
+    assert_eq!(o["payment"]["status"], "paid");
+}

@@ -16,4 +16,5 @@ mod mail;
 mod payos;
 mod scylla;
 mod shipping;
+mod web;
 mod ws;

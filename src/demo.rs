@@ -1,0 +1,459 @@
+//! `surge demo`: the engine on embedded defaults, seeded through its own
+//! public HTTP API with a shop and products, a trainer with a free course, a
+//! flash sale, customers (one with an order already on its way), and
+//! simulated people: a merchant who confirms orders and hands them over,
+//! and shippers who accept offers and drive to the customer along the
+//! streets, reporting positions like a phone would.
+//!
+//! Seeding runs once per data directory (`demo.json` there records what was
+//! created); later starts only restart the simulations. `/demo.json` serves
+//! the logins and ids to the web front end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The password of every demo account.
+pub const PASSWORD: &str = "surge demo password";
+/// The shop (Hoan Kiem, Hanoi) and where the seeded customers live.
+const SHOP: (f64, f64) = (21.0285, 105.8542);
+const HOMES: [(f64, f64); 3] = [
+    (21.0362, 105.8601),
+    (21.0231, 105.8467),
+    (21.0330, 105.8455),
+];
+/// Simulated shippers' speed, metres per second, and report interval.
+const SPEED_MPS: f64 = 12.0;
+const TICK: Duration = Duration::from_secs(1);
+const METRES_PER_DEG: f64 = 111_195.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Login {
+    pub role: String,
+    pub email: String,
+    pub name: String,
+    /// Played by the demo itself (not for you to log in as).
+    #[serde(default)]
+    pub simulated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Queue {
+    pub id: String,
+    pub title: String,
+    pub owner_id: String,
+}
+
+/// What the seed created; served as `/demo.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Seeded {
+    pub password: String,
+    pub logins: Vec<Login>,
+    pub shop_id: String,
+    pub flash_sales: Vec<Queue>,
+    pub courses: Vec<Queue>,
+}
+
+/// A client of this server's own API.
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        ensure!(status.is_success(), "{path}: {status} {v}");
+        Ok(v)
+    }
+    async fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, Some(token), Value::Null)
+            .await
+    }
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, token, body).await
+    }
+    async fn put(&self, path: &str, token: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::PUT, path, Some(token), body)
+            .await
+    }
+
+    /// Logs in, registering the account first when it does not exist.
+    async fn account(&self, login: &Login) -> anyhow::Result<(String, String)> {
+        let creds = json!({"email": login.email, "password": PASSWORD});
+        let pair = match self.post("/api/v1/auth/login", None, creds.clone()).await {
+            Ok(p) => p,
+            Err(_) => {
+                self.post("/api/v1/auth/register", None,
+                    json!({"email": login.email, "password": PASSWORD, "name": login.name, "role": login.role})).await?;
+                self.post("/api/v1/auth/login", None, creds).await?
+            }
+        };
+        let token = pair["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_owned();
+        let me = self.get("/api/v1/users/profile", &token).await?;
+        Ok((token, me["id"].as_str().context("user id")?.to_owned()))
+    }
+}
+
+fn login(role: &str, email: &str, name: &str, simulated: bool) -> Login {
+    Login {
+        role: role.into(),
+        email: email.into(),
+        name: name.into(),
+        simulated,
+    }
+}
+
+fn people() -> Vec<Login> {
+    vec![
+        login("customer", "an@demo.surge", "An Nguyen", false),
+        login("customer", "binh@demo.surge", "Binh Tran", false),
+        login("merchant", "mai@demo.surge", "Mai (Mai Yoga Store)", false),
+        login(
+            "merchant",
+            "linh@demo.surge",
+            "Linh (Pilates trainer)",
+            false,
+        ),
+        login("shipper", "hoa@demo.surge", "Hoa (shipper)", false),
+        login(
+            "shipper",
+            "bot-duc@demo.surge",
+            "Duc (simulated shipper)",
+            true,
+        ),
+        login(
+            "shipper",
+            "bot-lan@demo.surge",
+            "Lan (simulated shipper)",
+            true,
+        ),
+        login(
+            "shipper",
+            "bot-minh@demo.surge",
+            "Minh (simulated shipper)",
+            true,
+        ),
+    ]
+}
+
+/// Seeds the server at `base` (once per `data_dir`) and starts the
+/// simulations; returns what was seeded. The simulations run until the
+/// process ends.
+pub async fn start(base: &str, data_dir: &Path) -> anyhow::Result<Seeded> {
+    let c = Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        base: base.trim_end_matches('/').to_owned(),
+    };
+    let file = data_dir.join("demo.json");
+    let seeded = match std::fs::read(&file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).context("demo.json")?,
+        Err(_) => {
+            let s = seed(&c).await?;
+            std::fs::write(&file, serde_json::to_vec_pretty(&s)?)?;
+            s
+        }
+    };
+    let logins = seeded.logins.clone();
+    let find = |email: &str| {
+        logins
+            .iter()
+            .find(|l| l.email == email)
+            .cloned()
+            .context("demo login")
+    };
+    let merchant = find("mai@demo.surge")?;
+    let mc = c.clone();
+    let shop = seeded.shop_id.clone();
+    tokio::spawn(async move { forever("merchant", || run_merchant(&mc, &merchant, &shop)).await });
+    for l in logins.iter().filter(|l| l.simulated && l.role == "shipper") {
+        let (c, l) = (c.clone(), l.clone());
+        tokio::spawn(async move { forever("shipper", || run_shipper(&c, &l)).await });
+    }
+    Ok(seeded)
+}
+
+/// Runs a simulation again after a failure (a restart of the server, say).
+async fn forever<F, Fut>(what: &str, mut run: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    loop {
+        if let Err(e) = run().await {
+            tracing::warn!(error = %format!("{e:#}"), "demo {what} stopped; restarting");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn seed(c: &Client) -> anyhow::Result<Seeded> {
+    let logins = people();
+    let mut tokens = std::collections::HashMap::new();
+    for l in &logins {
+        tokens.insert(l.email.clone(), c.account(l).await?);
+    }
+    let (mai, mai_id) = tokens["mai@demo.surge"].clone();
+    let (linh, linh_id) = tokens["linh@demo.surge"].clone();
+    let shop = c.post("/api/v1/shops", Some(&mai),
+        json!({"name": "Mai Yoga Store", "location": {"lat": SHOP.0, "lng": SHOP.1}, "address": "12 Trang Tien, Hoan Kiem, Hanoi"})).await?;
+    let shop_id = shop["id"].as_str().context("shop id")?.to_owned();
+    let mut products = Vec::new();
+    for (name, category, price, grams) in [
+        ("Cork yoga mat", "yoga", 450_000, 1_800),
+        ("Pilates ring", "pilates", 220_000, 600),
+        ("Resistance bands (set of 5)", "gym", 180_000, 400),
+        ("Foam roller", "gym", 260_000, 700),
+        ("Steel water bottle", "accessories", 150_000, 350),
+        ("Yoga block pair", "yoga", 120_000, 500),
+    ] {
+        let p = c.post(&format!("/api/v1/shops/{shop_id}/products"), Some(&mai),
+            json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 500, "weight_grams": grams})).await?;
+        products.push(p["id"].as_str().context("product id")?.to_owned());
+    }
+    let sale = c
+        .post(
+            "/api/v1/flash-sales",
+            Some(&mai),
+            json!({"product_id": products[0], "stock": 50, "per_user_limit": 1, "price": 225_000}),
+        )
+        .await?;
+    let course = c.post("/api/v1/courses", Some(&linh),
+        json!({"title": "Free Pilates basics", "kind": "pilates", "capacity": 30, "price": 0, "currency": "VND", "sessions": []})).await?;
+    for (i, email) in ["an@demo.surge", "binh@demo.surge"].iter().enumerate() {
+        let (token, _) = &tokens[*email];
+        let (lat, lng) = HOMES[i % HOMES.len()];
+        c.post("/api/v1/users/addresses", Some(token),
+            json!({"label": "home", "line1": format!("{} Hang Bai", 20 + i), "city": "Hanoi", "lat": lat, "lng": lng, "is_default": true})).await?;
+    }
+    // An's order is already on its way when you first look.
+    let (an, _) = &tokens["an@demo.surge"];
+    let addresses = c.get("/api/v1/users/addresses", an).await?;
+    let address = addresses[0]["id"].as_str().context("address id")?;
+    c.post(
+        "/api/v1/cart/items",
+        Some(an),
+        json!({"product_id": products[1], "quantity": 1}),
+    )
+    .await?;
+    c.post(
+        "/api/v1/orders",
+        Some(an),
+        json!({"address_id": address, "payment_method": "cod"}),
+    )
+    .await?;
+    Ok(Seeded {
+        password: PASSWORD.into(),
+        logins,
+        shop_id,
+        flash_sales: vec![Queue {
+            id: sale["id"].as_str().context("sale id")?.to_owned(),
+            title: "Flash sale: cork yoga mat at half price".into(),
+            owner_id: mai_id,
+        }],
+        courses: vec![Queue {
+            id: course["id"].as_str().context("course id")?.to_owned(),
+            title: "Free Pilates basics".into(),
+            owner_id: linh_id,
+        }],
+    })
+}
+
+/// The merchant: confirms what is paid (or cash on delivery) and hands
+/// orders with a shipper over for pickup.
+async fn run_merchant(c: &Client, who: &Login, shop: &str) -> anyhow::Result<()> {
+    let (token, _) = c.account(who).await?;
+    loop {
+        let page = c
+            .get(&format!("/api/v1/shops/{shop}/orders?limit=50"), &token)
+            .await?;
+        for o in page["items"].as_array().into_iter().flatten() {
+            let id = o["id"].as_str().unwrap_or_default();
+            let cod = o["payment"]["provider"] == "cod";
+            match o["status"].as_str() {
+                Some("paid") => {
+                    c.put(&format!("/api/v1/orders/{id}/confirm"), &token, json!({}))
+                        .await
+                        .ok();
+                }
+                Some("pending_payment") if cod => {
+                    c.put(&format!("/api/v1/orders/{id}/confirm"), &token, json!({}))
+                        .await
+                        .ok();
+                }
+                Some("confirmed") if !o["delivery"]["shipper_id"].is_null() => {
+                    c.put(
+                        &format!("/api/v1/shipping/{id}/status"),
+                        &token,
+                        json!({"status": "ready_for_pickup"}),
+                    )
+                    .await
+                    .ok();
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// One step of `speed × TICK` along the streets from `from` to `to`:
+/// north–south first, then east–west. `None` once there.
+pub fn step_towards(from: (f64, f64), to: (f64, f64), metres: f64) -> Option<(f64, f64)> {
+    let step = metres / METRES_PER_DEG;
+    let (dlat, dlng) = (to.0 - from.0, to.1 - from.1);
+    if dlat.abs() > 1e-7 {
+        Some((from.0 + dlat.signum() * dlat.abs().min(step), from.1))
+    } else if dlng.abs() > 1e-7 {
+        Some((from.0, from.1 + dlng.signum() * dlng.abs().min(step)))
+    } else {
+        None
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A shipper: online near the shop, accepts the offers it gets, picks up,
+/// drives to the customer reporting its position every second, delivers,
+/// drives back.
+async fn run_shipper(c: &Client, who: &Login) -> anyhow::Result<()> {
+    let (token, _) = c.account(who).await?;
+    // Spread around the shop so dispatch has a nearest one.
+    let jitter = (who.email.len() as f64 % 5.0 - 2.0) * 0.0006;
+    let mut pos = (SHOP.0 + jitter, SHOP.1 - jitter);
+    let mut last_online = None::<std::time::Instant>;
+    loop {
+        // Stay online with a fresh position (dispatch wants one < 2 min old).
+        if last_online.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+            c.put("/api/v1/shipping/shippers/me/status", &token,
+                json!({"status": "online", "location": {"lat": pos.0, "lng": pos.1, "ts": now_ms()}})).await?;
+            last_online = Some(std::time::Instant::now());
+        }
+        let me = c.get("/api/v1/shipping/shippers/me", &token).await?;
+        if let (Some(order), true) = (
+            me["offer"]["order_id"].as_str(),
+            me["active_order"].is_null(),
+        ) {
+            c.post(
+                &format!("/api/v1/shipping/{order}/accept"),
+                Some(&token),
+                json!({}),
+            )
+            .await
+            .ok();
+        } else if let Some(order) = me["active_order"].as_str() {
+            let o = c.get(&format!("/api/v1/orders/{order}"), &token).await?;
+            let home = (
+                o["address"]["lat"].as_f64().unwrap_or(SHOP.0),
+                o["address"]["lng"].as_f64().unwrap_or(SHOP.1),
+            );
+            match o["status"].as_str() {
+                Some("ready_for_pickup") => {
+                    c.put(
+                        &format!("/api/v1/shipping/{order}/status"),
+                        &token,
+                        json!({"status": "picked_up"}),
+                    )
+                    .await?;
+                }
+                Some("picked_up") => {
+                    c.put(
+                        &format!("/api/v1/shipping/{order}/status"),
+                        &token,
+                        json!({"status": "delivering"}),
+                    )
+                    .await?;
+                }
+                Some("delivering") => {
+                    pos = drive(c, &token, order, pos, home).await?;
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    c.put(
+                        &format!("/api/v1/shipping/{order}/status"),
+                        &token,
+                        json!({"status": "delivered"}),
+                    )
+                    .await?;
+                    // Back to the shop, off the clock.
+                    while let Some(next) = step_towards(pos, SHOP, SPEED_MPS * 3.0) {
+                        pos = next;
+                    }
+                    last_online = None;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Drives from `from` to `to`, one position report per tick; where it ended.
+async fn drive(
+    c: &Client,
+    token: &str,
+    order: &str,
+    from: (f64, f64),
+    to: (f64, f64),
+) -> anyhow::Result<(f64, f64)> {
+    let mut pos = from;
+    while let Some(next) = step_towards(pos, to, SPEED_MPS * TICK.as_secs_f64()) {
+        pos = next;
+        c.post(
+            &format!("/api/v1/shipping/{order}/location"),
+            Some(token),
+            json!({"lat": pos.0, "lng": pos.1, "speed": SPEED_MPS, "ts": now_ms()}),
+        )
+        .await?;
+        tokio::time::sleep(TICK).await;
+    }
+    Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driving_goes_along_the_streets_and_arrives() {
+        let (from, to) = ((21.0, 105.0), (21.001, 104.999));
+        let mut pos = from;
+        let mut steps = 0;
+        while let Some(next) = step_towards(pos, to, 12.0) {
+            // One axis at a time, never more than a step.
+            assert!(next.0 == pos.0 || next.1 == pos.1);
+            assert!(
+                ((next.0 - pos.0).abs() + (next.1 - pos.1).abs()) * METRES_PER_DEG <= 12.0 + 1e-6
+            );
+            pos = next;
+            steps += 1;
+            assert!(steps < 100);
+        }
+        assert_eq!(pos, to);
+        assert!(steps >= 18, "111 m + 111 m at 12 m a step: {steps}");
+    }
+}

@@ -1,0 +1,520 @@
+// Surge's demo front end: plain JavaScript, no build step, no external
+// requests. Talks to the same origin's HTTP API and one WebSocket session.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const view = () => $("#view");
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const money = (n, cur) => `${Number(n || 0).toLocaleString("en")} ${esc(cur || "")}`;
+const when = (t) => (t ? new Date(t).toLocaleTimeString() : "");
+
+// ---- session -----------------------------------------------------------------
+
+const auth = {
+  get token() { return sessionStorage.getItem("surge.access"); },
+  get refresh() { return sessionStorage.getItem("surge.refresh"); },
+  get me() { return JSON.parse(sessionStorage.getItem("surge.me") || "null"); },
+  save(pair, me) {
+    sessionStorage.setItem("surge.access", pair.access_token);
+    sessionStorage.setItem("surge.refresh", pair.refresh_token);
+    if (me) sessionStorage.setItem("surge.me", JSON.stringify(me));
+  },
+  clear() { sessionStorage.clear(); },
+};
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(method, path, body, retried) {
+  const headers = { accept: "application/json" };
+  if (auth.token) headers.authorization = `Bearer ${auth.token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = r.status === 204 ? null : await r.json().catch(() => null);
+  if (r.status === 401 && auth.refresh && !retried) {
+    const ok = await fetch("/api/v1/auth/refresh", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refresh_token: auth.refresh }),
+    });
+    if (ok.ok) { auth.save(await ok.json()); return api(method, path, body, true); }
+    auth.clear(); location.hash = "#/login";
+  }
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
+function toast(title, body) {
+  const t = document.createElement("div");
+  t.className = "toast";
+  t.innerHTML = `<b>${esc(title)}</b>${esc(body || "")}`;
+  $("#toasts").append(t);
+  setTimeout(() => t.remove(), 6000);
+}
+
+// ---- live: one WebSocket, resubscribed with `since` after a reconnect --------
+
+const live = {
+  ws: null,
+  topics: new Map(), // topic -> { since, handler }
+  backoff: 500,
+  timer: null,
+  open() {
+    if (!auth.token || this.ws) return;
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`;
+    const ws = new WebSocket(url, ["surge.json", `bearer.${auth.token}`]);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.backoff = 500;
+      setLive(true);
+      for (const [topic, t] of this.topics) this.send(subscribeMsg(topic, t.since));
+    };
+    ws.onmessage = (e) => this.receive(JSON.parse(e.data));
+    ws.onclose = () => {
+      this.ws = null;
+      setLive(false);
+      if (!auth.token) return;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.open(), this.backoff);
+      this.backoff = Math.min(this.backoff * 2, 8000);
+    };
+  },
+  close() {
+    clearTimeout(this.timer);
+    this.topics.clear();
+    if (this.ws) { const ws = this.ws; this.ws = null; ws.onclose = null; ws.close(); }
+    setLive(false);
+  },
+  send(msg) { if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg)); },
+  /// `handler` gets the topic's events and positions; `onSubscribed`, if
+  /// given, runs each time the subscription is (re)established — the moment
+  /// to read the current state, since nothing after it will be missed.
+  subscribe(topic, handler, onSubscribed) {
+    const known = this.topics.get(topic);
+    this.topics.set(topic, { since: known?.since ?? null, handler, onSubscribed });
+    this.open();
+    this.send(subscribeMsg(topic, known?.since ?? null));
+  },
+  unsubscribe(topic) {
+    if (this.topics.delete(topic)) this.send({ type: "unsubscribe", topic });
+  },
+  receive(msg) {
+    const t = msg.topic && this.topics.get(msg.topic);
+    if (msg.type === "event" && t) {
+      t.since = Math.max(t.since ?? 0, msg.seq);
+      t.handler(msg);
+    } else if (msg.type === "subscribed" && t) {
+      if (t.since == null || msg.seq > t.since) t.since = msg.seq;
+      t.onSubscribed?.();
+    } else if (msg.type === "location" && t) {
+      t.handler(msg);
+    } else if (msg.type === "error") {
+      console.warn("live:", msg.code, msg.message);
+    }
+  },
+};
+
+function subscribeMsg(topic, since) {
+  return since == null ? { type: "subscribe", topic } : { type: "subscribe", topic, since };
+}
+
+function setLive(on) {
+  const el = $("#live");
+  el.className = `live ${on ? "on" : "off"}`;
+  el.textContent = on ? "live" : "reconnecting";
+}
+
+function watchNotifications() {
+  const me = auth.me;
+  if (!me) return;
+  live.subscribe(`user:${me.id}`, (msg) => {
+    const d = msg.data || {};
+    if (d.kind === "notification" && d.notification) toast(d.notification.title, d.notification.body);
+  });
+}
+
+// ---- the map: SVG drawn from coordinates, no tiles -----------------------------
+
+class MiniMap {
+  constructor(el, points) {
+    this.el = el;
+    const lats = points.map((p) => p.lat), lngs = points.map((p) => p.lng);
+    const pad = 0.004;
+    this.box = {
+      minLat: Math.min(...lats) - pad, maxLat: Math.max(...lats) + pad,
+      minLng: Math.min(...lngs) - pad, maxLng: Math.max(...lngs) + pad,
+    };
+    this.w = 640;
+    const kx = Math.cos((((this.box.minLat + this.box.maxLat) / 2) * Math.PI) / 180);
+    this.h = Math.round((this.w * (this.box.maxLat - this.box.minLat)) / ((this.box.maxLng - this.box.minLng) * kx));
+    this.h = Math.max(240, Math.min(520, this.h));
+    this.trail = [];
+    let streets = "";
+    for (let i = 1; i < 12; i++) {
+      streets += `<line x1="${(i * this.w) / 12}" y1="0" x2="${(i * this.w) / 12}" y2="${this.h}" stroke="#fff" stroke-width="${i % 4 ? 3 : 7}"/>`;
+      streets += `<line x1="0" y1="${(i * this.h) / 12}" x2="${this.w}" y2="${(i * this.h) / 12}" stroke="#fff" stroke-width="${i % 4 ? 3 : 7}"/>`;
+    }
+    el.innerHTML = `<svg class="map" viewBox="0 0 ${this.w} ${this.h}" role="img" aria-label="delivery map">
+      ${streets}
+      <polyline id="trail" fill="none" stroke="#d9480f" stroke-width="3" stroke-dasharray="6 4" points=""/>
+      <g id="marks"></g>
+      <g id="shipper-marker" style="display:none"><circle r="11" fill="#d9480f" stroke="#fff" stroke-width="3"/><circle r="4" fill="#fff"/></g>
+    </svg>`;
+  }
+  xy(p) {
+    const x = ((p.lng - this.box.minLng) / (this.box.maxLng - this.box.minLng)) * this.w;
+    const y = ((this.box.maxLat - p.lat) / (this.box.maxLat - this.box.minLat)) * this.h;
+    return [Math.round(x * 10) / 10, Math.round(y * 10) / 10];
+  }
+  mark(p, label, color) {
+    const [x, y] = this.xy(p);
+    $("#marks", this.el).insertAdjacentHTML("beforeend",
+      `<g transform="translate(${x},${y})"><rect x="-8" y="-8" width="16" height="16" rx="3" fill="${color}"/><text x="12" y="5" font-size="13" fill="#1f2328">${esc(label)}</text></g>`);
+  }
+  shipper(p) {
+    const [x, y] = this.xy(p);
+    const m = $("#shipper-marker", this.el);
+    m.style.display = "";
+    m.setAttribute("transform", `translate(${x},${y})`);
+    m.dataset.lat = p.lat;
+    m.dataset.lng = p.lng;
+    this.trail.push(`${x},${y}`);
+    if (this.trail.length > 300) this.trail.shift();
+    $("#trail", this.el).setAttribute("points", this.trail.join(" "));
+  }
+}
+
+// ---- views ---------------------------------------------------------------------
+
+const routes = [
+  [/^#\/login$/, loginView],
+  [/^#\/shop$/, shopView],
+  [/^#\/orders$/, ordersView],
+  [/^#\/orders\/([\w-]+)$/, orderView],
+  [/^#\/shipper$/, shipperView],
+  [/^#\/merchant$/, merchantView],
+];
+
+let leaving = [];
+function onLeave(f) { leaving.push(f); }
+
+async function render() {
+  for (const f of leaving) f();
+  leaving = [];
+  const me = auth.me;
+  const hash = location.hash || "#/";
+  if (!me && hash !== "#/login") { location.hash = "#/login"; return; }
+  if (hash === "#/" || hash === "") { location.hash = home(me); return; }
+  drawNav(me, hash);
+  for (const [re, f] of routes) {
+    const m = hash.match(re);
+    if (m) {
+      try { await f(...m.slice(1)); } catch (e) { view().innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+      return;
+    }
+  }
+  view().innerHTML = `<p>Nothing here. <a href="#/">Home</a></p>`;
+}
+
+function home(me) {
+  return { customer: "#/shop", shipper: "#/shipper", merchant: "#/merchant", admin: "#/merchant" }[me?.role] || "#/login";
+}
+
+function drawNav(me, hash) {
+  const links = !me ? [] : me.role === "customer" ? [["#/shop", "Shop"], ["#/orders", "My orders"]]
+    : me.role === "shipper" ? [["#/shipper", "Deliveries"]] : [["#/merchant", "Shop and courses"]];
+  $("#nav").innerHTML = links.map(([h, t]) => `<a href="${h}" class="${hash.startsWith(h) ? "active" : ""}">${t}</a>`).join("");
+  $("#who").innerHTML = me ? `${esc(me.name)} (${esc(me.role)}) <button id="logout">Log out</button>` : "";
+  if (me) $("#logout").onclick = async () => {
+    try { await api("POST", "/api/v1/auth/logout", { refresh_token: auth.refresh }); } catch (_) { /* already gone */ }
+    live.close(); auth.clear(); location.hash = "#/login";
+  };
+}
+
+async function loginView() {
+  let demo = null;
+  try { demo = await (await fetch("/demo.json")).json(); } catch (_) { /* not a demo server */ }
+  const logins = demo?.logins || [];
+  view().innerHTML = `<div class="card"><h1>Log in</h1>
+    <form class="stack" id="login">
+      <input name="email" type="email" placeholder="email" required autocomplete="username">
+      <input name="password" type="password" placeholder="password" required autocomplete="current-password">
+      <button class="primary">Log in</button><p class="error" id="err"></p>
+    </form>
+    ${logins.length ? `<h2>Demo accounts</h2><div class="logins">${logins.map((l, i) => `<button data-i="${i}">${esc(l.role)}: ${esc(l.email)}</button>`).join("")}</div>
+    <p class="muted">Password for every demo account: <code>${esc(demo.password)}</code></p>` : ""}</div>`;
+  const form = $("#login");
+  form.onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      const pair = await api("POST", "/api/v1/auth/login", { email: form.email.value, password: form.password.value });
+      auth.save(pair);
+      const me = await api("GET", "/api/v1/users/profile");
+      auth.save(pair, me);
+      watchNotifications();
+      location.hash = home(me);
+    } catch (err) { $("#err").textContent = err.message; }
+  };
+  view().querySelectorAll(".logins button").forEach((b) => (b.onclick = () => {
+    const l = logins[b.dataset.i];
+    form.email.value = l.email;
+    form.password.value = demo.password;
+    form.requestSubmit();
+  }));
+}
+
+// customer --------------------------------------------------------------------
+
+async function shopView() {
+  const [products, cart, demo] = await Promise.all([
+    api("GET", "/api/v1/products?limit=50"), api("GET", "/api/v1/cart"),
+    fetch("/demo.json").then((r) => (r.ok ? r.json() : null)).catch(() => null),
+  ]);
+  const sales = demo?.flash_sales || [];
+  const courses = demo?.courses || [];
+  view().innerHTML = `<div class="cols"><section>
+      <h1>Products</h1><div class="grid">${products.items.map((p) => `<div class="card">
+        <b>${esc(p.name)}</b><div class="muted">${esc(p.category)} · ${p.stock} in stock</div>
+        <div class="row"><span class="price">${money(p.price, p.currency)}</span>
+        <button class="add" data-id="${p.id}" ${p.stock ? "" : "disabled"}>Add to cart</button></div></div>`).join("")}</div>
+      ${sales.length || courses.length ? `<h2>Flash sales and free courses</h2><div class="grid">
+        ${sales.map((s) => `<div class="card queue" data-queue="${s.id}" data-kind="sale"><b>${esc(s.title)}</b>
+          <div><span class="counter" data-remaining>…</span> <span class="muted">left</span></div>
+          <div class="bar"><div data-fill style="width:0"></div></div>
+          <button class="claim" data-id="${s.id}">Grab one</button></div>`).join("")}
+        ${courses.map((c) => `<div class="card queue" data-queue="${c.id}" data-kind="course"><b>${esc(c.title)}</b>
+          <div><span class="counter" data-remaining>…</span> <span class="muted">seats left</span></div>
+          <div class="bar"><div data-fill style="width:0"></div></div>
+          <button class="enroll" data-id="${c.id}">Enroll free</button></div>`).join("")}</div>` : ""}
+    </section><aside><div class="card" id="cart"></div></aside></div>`;
+  drawCart(cart);
+  view().querySelectorAll("button.add").forEach((b) => (b.onclick = async () => {
+    try { drawCart(await api("POST", "/api/v1/cart/items", { product_id: b.dataset.id, quantity: 1 })); } catch (e) { toast("Not added", e.message); }
+  }));
+  view().querySelectorAll("button.claim").forEach((b) => (b.onclick = async () => {
+    try {
+      const c = await api("POST", `/api/v1/flash-sales/${b.dataset.id}/claims`, { quantity: 1, payment_method: "cod" });
+      toast(c.status === "confirmed" ? "You got one" : `Claim ${c.status}`, c.order_id ? "Your order is placed." : "");
+    } catch (e) { toast("Not claimed", e.message); }
+  }));
+  view().querySelectorAll("button.enroll").forEach((b) => (b.onclick = async () => {
+    try { const c = await api("POST", `/api/v1/courses/${b.dataset.id}/enrollments`, {}); toast(`Enrollment ${c.status}`); } catch (e) { toast("Not enrolled", e.message); }
+  }));
+  watchQueues();
+}
+
+/// Live counters of every `.queue` card on the page.
+function watchQueues() {
+  view().querySelectorAll(".queue").forEach(async (card) => {
+    const id = card.dataset.queue;
+    const show = (s) => {
+      const cap = s.capacity ?? s.config?.capacity ?? 0;
+      $("[data-remaining]", card).textContent = s.remaining;
+      $("[data-fill]", card).style.width = `${cap ? (100 * (cap - s.remaining)) / cap : 0}%`;
+    };
+    const path = card.dataset.kind === "sale" ? `/api/v1/flash-sales/${id}` : `/api/v1/courses/${id}`;
+    const current = () => api("GET", path).then((s) => { if (s.remaining !== undefined) show(s); }, () => {});
+    await current();
+    // Read again once subscribed: a change between the read and the
+    // subscription would otherwise be missed.
+    live.subscribe(`queue:${id}`, (msg) => { if (msg.data?.kind === "capacity") show(msg.data); }, current);
+    onLeave(() => live.unsubscribe(`queue:${id}`));
+  });
+}
+
+function drawCart(cart) {
+  const el = $("#cart");
+  const items = cart.items || [];
+  el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td></tr>`).join("")}</table>
+    <p>Total <span class="price">${money(cart.totals?.total, cart.currency)}</span></p>
+    <button class="primary" id="checkout">Check out and pay</button><p class="error" id="cerr"></p>` : `<p class="muted">Empty.</p>`}`;
+  const btn = $("#checkout", el);
+  if (btn) btn.onclick = async () => {
+    btn.disabled = true;
+    try {
+      let addresses = await api("GET", "/api/v1/users/addresses");
+      if (!addresses.length) {
+        addresses = [await api("POST", "/api/v1/users/addresses", { label: "home", line1: "5 Hang Gai", city: "Hanoi", lat: 21.0335, lng: 105.8502 })];
+      }
+      const placed = await api("POST", "/api/v1/orders", { address_id: addresses[0].id, payment_method: "sandbox" });
+      const order = placed.orders[0];
+      // The sandbox gateway's hosted page; paying there returns to the order.
+      location.href = order.payment?.checkout_url || `#/orders/${order.id}`;
+    } catch (e) { $("#cerr").textContent = e.message; btn.disabled = false; }
+  };
+}
+
+async function ordersView() {
+  const page = await api("GET", "/api/v1/orders?limit=50");
+  view().innerHTML = `<h1>My orders</h1><div class="card"><table><tr><th>Order</th><th>Placed</th><th>Status</th><th>Total</th></tr>
+    ${page.items.map((o) => `<tr><td><a href="#/orders/${o.id}">${o.id.slice(0, 8)}…</a></td><td>${when(o.created_at)}</td>
+    <td class="status">${esc(o.status.replaceAll("_", " "))}</td><td>${money(o.totals?.total, o.currency)}</td></tr>`).join("")}</table></div>`;
+}
+
+async function orderView(id) {
+  const o = await api("GET", `/api/v1/orders/${id}`);
+  const shop = await api("GET", `/api/v1/shops/${o.shop_id}`);
+  view().innerHTML = `<h1>Order ${esc(id.slice(0, 8))}…</h1><div class="cols">
+    <section><div id="map"></div></section>
+    <aside class="card">
+      <div>Status: <span class="status" id="status">${esc(o.status.replaceAll("_", " "))}</span></div>
+      <div class="muted">Arriving in</div><div class="eta" id="eta">—</div>
+      <div class="muted" id="distance"></div>
+      <h2>Timeline</h2><ul class="timeline" id="timeline"></ul>
+    </aside></div>`;
+  const map = new MiniMap($("#map"), [shop.location, o.address]);
+  map.mark(shop.location, shop.name, "#1f6feb");
+  map.mark(o.address, "You", "#1a7f37");
+  const tl = $("#timeline");
+  const addStep = (status, at, by) => tl.insertAdjacentHTML("beforeend",
+    `<li><span class="status">${esc(String(status).replaceAll("_", " "))}</span> <span class="muted">${when(at)}${by ? ` · ${esc(by)}` : ""}</span></li>`);
+  const draw = (o) => {
+    $("#status").textContent = o.status.replaceAll("_", " ");
+    tl.innerHTML = "";
+    for (const t of o.timeline || []) addStep(t.status, t.at, t.by);
+  };
+  draw(o);
+  const topic = `order:${id}`;
+  live.subscribe(topic, (msg) => {
+    if (msg.type === "location") {
+      const p = msg.data;
+      map.shipper(p);
+      $("#eta").textContent = p.eta_s == null ? "—" : p.eta_s < 60 ? `${p.eta_s} s` : `${Math.round(p.eta_s / 60)} min`;
+      $("#distance").textContent = p.distance_m == null ? "" : `${Math.round(p.distance_m)} m away${p.arriving ? " · arriving" : ""}`;
+      return;
+    }
+    const d = msg.data || {};
+    if (d.kind === "status") {
+      $("#status").textContent = d.status.replaceAll("_", " ");
+      addStep(d.status, d.at, d.by);
+    } else if (d.kind === "shipper_assigned") {
+      addStep("shipper assigned", d.at);
+    } else if (d.kind === "arriving") {
+      addStep("arriving", d.at);
+      toast("Your shipper is arriving");
+    }
+  }, () => api("GET", `/api/v1/orders/${id}`).then(draw, () => {}));
+  onLeave(() => live.unsubscribe(topic));
+}
+
+// shipper ---------------------------------------------------------------------
+
+const HANOI = { lat: 21.0302, lng: 105.8501 };
+
+async function shipperView() {
+  view().innerHTML = `<h1>Deliveries</h1><div class="cols"><section class="card" id="job"></section>
+    <aside class="card"><div class="row"><button id="online" class="primary">Go online</button><button id="offline">Go offline</button></div>
+    <p class="muted" id="me"></p></aside></div>`;
+  let pos = { ...HANOI };
+  let driving = null;
+  const fix = () => ({ lat: pos.lat, lng: pos.lng, ts: Date.now() });
+  $("#online").onclick = () => api("PUT", "/api/v1/shipping/shippers/me/status", { status: "online", location: fix() }).then(refresh, (e) => toast("Not online", e.message));
+  $("#offline").onclick = () => api("PUT", "/api/v1/shipping/shippers/me/status", { status: "offline" }).then(refresh, (e) => toast("Still online", e.message));
+  async function refresh() {
+    const me = await api("GET", "/api/v1/shipping/shippers/me");
+    $("#me").textContent = `${me.online ? "Online" : "Offline"} · ${me.deliveries} deliveries`;
+    const job = $("#job");
+    if (me.offer && !me.active_order) {
+      job.innerHTML = `<h2>New offer</h2><p>Order ${esc(me.offer.order_id.slice(0, 8))}…, expires ${when(me.offer.expires_at)}</p>
+        <button class="primary" id="accept">Accept</button> <button id="decline">Decline</button>`;
+      $("#accept").onclick = () => api("POST", `/api/v1/shipping/${me.offer.order_id}/accept`, {}).then(refresh, (e) => toast("Not accepted", e.message));
+      $("#decline").onclick = () => api("POST", `/api/v1/shipping/${me.offer.order_id}/decline`, {}).then(refresh);
+    } else if (me.active_order) {
+      const o = await api("GET", `/api/v1/orders/${me.active_order}`);
+      job.innerHTML = `<h2>Delivering ${esc(o.id.slice(0, 8))}…</h2><p>Status: <span class="status">${esc(o.status.replaceAll("_", " "))}</span></p>
+        <div class="row">${["picked_up", "delivering", "delivered"].map((s) => `<button data-s="${s}">${s.replace("_", " ")}</button>`).join("")}
+        <button id="drive" class="primary">${driving ? "Stop driving" : "Drive to the customer"}</button></div>`;
+      job.querySelectorAll("[data-s]").forEach((b) => (b.onclick = () => api("PUT", `/api/v1/shipping/${o.id}/status`, { status: b.dataset.s }).then(refresh, (e) => toast("Not changed", e.message))));
+      $("#drive").onclick = () => {
+        if (driving) { clearInterval(driving); driving = null; refresh(); return; }
+        driving = setInterval(() => {
+          // One street at a time: latitude first, then longitude, ~8 m/s.
+          const step = 8 / 111195;
+          if (Math.abs(o.address.lat - pos.lat) > step) pos.lat += Math.sign(o.address.lat - pos.lat) * step;
+          else if (Math.abs(o.address.lng - pos.lng) > step) pos.lng += Math.sign(o.address.lng - pos.lng) * step;
+          live.send({ type: "location", ...fix(), speed: 8 });
+        }, 1000);
+        refresh();
+      };
+    } else {
+      job.innerHTML = `<p class="muted">${me.online ? "Waiting for an offer…" : "Go online to receive offers."}</p>`;
+    }
+  }
+  live.open();
+  await refresh();
+  const poll = setInterval(() => refresh().catch(() => {}), 2000);
+  onLeave(() => { clearInterval(poll); if (driving) clearInterval(driving); });
+}
+
+// merchant / trainer ----------------------------------------------------------
+
+async function merchantView() {
+  const me = auth.me;
+  const demo = await fetch("/demo.json").then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  const products = (await api("GET", "/api/v1/products?limit=100")).items.filter((p) => p.owner_id === me.id);
+  const shops = [...new Set(products.map((p) => p.shop_id))];
+  const courses = (await api("GET", "/api/v1/courses?limit=100")).items.filter((c) => c.trainer_id === me.id);
+  const sales = (demo?.flash_sales || []).filter((s) => s.owner_id === me.id);
+  view().innerHTML = `<h1>${shops.length ? "Shop orders" : "Courses"}</h1>
+    ${shops.length ? `<div class="card"><table id="orders"></table></div>` : ""}
+    <h2>Flash sales and courses, live</h2><div class="grid" id="queues">
+      ${sales.map((s) => queueCard(s.id, s.title, "sale")).join("")}
+      ${courses.map((c) => queueCard(c.id, c.title, "course")).join("")}</div>
+    ${products.length ? `<h2>Open a flash sale</h2><form class="row card" id="sale">
+      <select name="product">${products.map((p) => `<option value="${p.id}">${esc(p.name)}</option>`).join("")}</select>
+      <input name="stock" type="number" min="1" value="20" style="width:90px"> units at
+      <input name="price" type="number" min="0" value="10000" style="width:110px">
+      <button class="primary">Open</button></form>` : ""}
+    ${`<h2>Open a free course</h2><form class="row card" id="course">
+      <input name="title" value="Morning Yoga" required><input name="capacity" type="number" min="1" value="30" style="width:90px"> seats
+      <button class="primary">Open</button></form>`}`;
+  watchQueues();
+  const saleForm = $("#sale");
+  if (saleForm) saleForm.onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      const s = await api("POST", "/api/v1/flash-sales", { product_id: saleForm.product.value, stock: +saleForm.stock.value, per_user_limit: 1, price: +saleForm.price.value });
+      $("#queues").insertAdjacentHTML("beforeend", queueCard(s.id, s.config?.title || "Flash sale", "sale"));
+      watchQueues();
+    } catch (err) { toast("Not opened", err.message); }
+  };
+  const courseForm = $("#course");
+  if (courseForm) courseForm.onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      const c = await api("POST", "/api/v1/courses", { title: courseForm.title.value, kind: "yoga", capacity: +courseForm.capacity.value, price: 0, currency: "VND", sessions: [] });
+      $("#queues").insertAdjacentHTML("beforeend", queueCard(c.id, c.title, "course"));
+      watchQueues();
+    } catch (err) { toast("Not opened", err.message); }
+  };
+  async function drawOrders() {
+    const rows = [];
+    for (const shop of shops) rows.push(...(await api("GET", `/api/v1/shops/${shop}/orders?limit=30`)).items);
+    const table = $("#orders");
+    if (!table) return;
+    table.innerHTML = `<tr><th>Order</th><th>Placed</th><th>Status</th><th></th></tr>${rows.map((o) => `<tr><td>${o.id.slice(0, 8)}…</td><td>${when(o.created_at)}</td>
+      <td class="status">${esc(o.status.replaceAll("_", " "))}</td><td>${o.status === "paid" || (o.status === "pending_payment" && o.payment?.provider === "cod") ? `<button data-confirm="${o.id}">Confirm</button>` : ""}
+      ${o.status === "confirmed" && o.delivery?.shipper_id ? `<button data-ready="${o.id}">Ready for pickup</button>` : ""}</td></tr>`).join("")}`;
+    table.querySelectorAll("[data-confirm]").forEach((b) => (b.onclick = () => api("PUT", `/api/v1/orders/${b.dataset.confirm}/confirm`, {}).then(drawOrders, (e) => toast("Not confirmed", e.message))));
+    table.querySelectorAll("[data-ready]").forEach((b) => (b.onclick = () => api("PUT", `/api/v1/shipping/${b.dataset.ready}/status`, { status: "ready_for_pickup" }).then(drawOrders, (e) => toast("Not changed", e.message))));
+  }
+  if (shops.length) {
+    await drawOrders();
+    const poll = setInterval(() => drawOrders().catch(() => {}), 3000);
+    onLeave(() => clearInterval(poll));
+  }
+}
+
+function queueCard(id, title, kind) {
+  return `<div class="card queue" data-queue="${id}" data-kind="${kind}"><b>${esc(title)}</b>
+    <div><span class="counter" data-remaining>…</span> <span class="muted">${kind === "sale" ? "units" : "seats"} left</span></div>
+    <div class="bar"><div data-fill style="width:0"></div></div></div>`;
+}
+
+window.addEventListener("hashchange", render);
+if (auth.me) watchNotifications();
+render();

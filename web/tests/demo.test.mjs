@@ -1,0 +1,169 @@
+// The demo in a real browser: `surge demo` on a free loopback port, Debian's
+// chromium driven by playwright-core. A customer logs in, buys, pays on the
+// sandbox gateway's page and watches the order: the status and timeline must
+// change and the shipper's marker must move. A merchant watches a flash
+// sale's counter drop live during a small burst. Any request that leaves
+// 127.0.0.1 fails the test. Screenshots go to web/tests/artifacts/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const bin = process.env.SURGE_BIN || join(root, "target", "debug", "surge");
+const artifacts = join(here, "artifacts");
+mkdirSync(artifacts, { recursive: true });
+
+let server, base, browser, dataDir, demo;
+const external = [];
+
+const freePort = () => new Promise((resolve, reject) => {
+  const s = createServer();
+  s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  s.on("error", reject);
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, f, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try { last = await f(); if (last) return last; } catch (e) { last = e; }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+async function api(method, path, token, body) {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const v = await r.json().catch(() => null);
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(v)}`);
+  return v;
+}
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const page = await context.newPage();
+  // Nothing may leave the machine: record and refuse it.
+  await context.route("**/*", (route) => {
+    const url = new URL(route.request().url());
+    if (url.hostname !== "127.0.0.1") { external.push(url.href); return route.abort(); }
+    return route.continue();
+  });
+  page.on("websocket", (ws) => { if (new URL(ws.url()).hostname !== "127.0.0.1") external.push(ws.url()); });
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  return page;
+}
+
+async function logIn(page, email) {
+  await page.goto(`${base}/`);
+  await page.fill("input[name=email]", email);
+  await page.fill("input[name=password]", demo.password);
+  await page.click("form#login button");
+  await page.waitForSelector("#logout");
+}
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "surge-demo-"));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ["demo", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir], {
+    stdio: ["ignore", "inherit", "inherit"],
+    env: { ...process.env, SURGE_LOG: process.env.SURGE_LOG || "warn" },
+  });
+  demo = await until("the demo to be seeded", async () => {
+    const r = await fetch(`${base}/demo.json`);
+    return r.ok ? r.json() : null;
+  }, 120_000);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  await sleep(500);
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("a customer buys, pays on the sandbox page and watches the delivery live", async () => {
+  const page = await newPage();
+  await logIn(page, "binh@demo.surge");
+  await page.waitForSelector("button.add");
+  await page.click("button.add");
+  await page.waitForSelector("#checkout");
+  await page.click("#checkout");
+  // The sandbox gateway's hosted page; paying returns to the order's page.
+  await page.waitForSelector("button#pay");
+  await page.click("button#pay");
+  await page.waitForURL(/#\/orders\//);
+  await page.waitForSelector("#timeline li");
+  const steps = async () => page.locator("#timeline li").count();
+  const first = await steps();
+  // The simulated merchant confirms; a simulated shipper accepts, picks up
+  // and drives: the status and the timeline change live.
+  await until("the order to be confirmed", async () => (await page.textContent("#status")).match(/confirmed|ready|picked|delivering/));
+  await until("more timeline steps", async () => (await steps()) > first + 1);
+  await until("the shipper to be on the way", async () => (await page.textContent("#status")).includes("delivering"), 90_000);
+  const marker = page.locator("#shipper-marker");
+  const positions = new Set();
+  await until("the marker to move three times", async () => {
+    const t = await marker.getAttribute("transform");
+    if (t) positions.add(t);
+    return positions.size >= 3;
+  }, 30_000);
+  assert.match(await page.textContent("#eta"), /\d+ (s|min)/);
+  await page.screenshot({ path: join(artifacts, "order.png") });
+  assert.deepEqual(external, [], "requests left the machine");
+});
+
+test("a flash sale's counter drops live during a burst", async () => {
+  const page = await newPage();
+  const heard = [];
+  const subscribed = new Set();
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
+    const m = JSON.parse(String(f.payload));
+    if (m.type === "subscribed") subscribed.add(m.topic);
+    if (m.type === "event" && m.data?.kind === "capacity") heard.push(m.data.remaining);
+  }));
+  await logIn(page, "mai@demo.surge");
+  const sale = demo.flash_sales[0].id;
+  const counter = page.locator(`.queue[data-queue="${sale}"] [data-remaining]`);
+  const start = Number(await until("the counter", async () => {
+    const t = await counter.textContent();
+    return /^\d+$/.test(t) ? t : null;
+  }));
+  assert.ok(start >= 10, `only ${start} left`);
+  await until("the page's live subscription", async () => subscribed.has(`queue:${sale}`));
+  // Ten new customers claim at once.
+  const buyers = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+    const email = `burst-${Date.now()}-${i}@demo.surge`;
+    await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: `Burst ${i}`, role: "customer" });
+    const { access_token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
+    await api("POST", "/api/v1/users/addresses", access_token, { label: "home", line1: "1 Hang Bai", city: "Hanoi", lat: 21.03, lng: 105.85 });
+    return access_token;
+  }));
+  const claims = await Promise.all(buyers.map((t) => api("POST", `/api/v1/flash-sales/${sale}/claims`, t, { quantity: 1, payment_method: "cod" })));
+  assert.equal(claims.filter((c) => c.status === "confirmed").length, 10);
+  // No reload: the page hears it over the WebSocket.
+  await until("the counter to drop by 10", async () => Number(await counter.textContent()) === start - 10, 15_000);
+  // …because the page heard it over its WebSocket, not by reading again.
+  assert.ok(heard.includes(start - 10), `capacity frames heard: ${heard}`);
+  await page.screenshot({ path: join(artifacts, "flash-sale.png") });
+  assert.deepEqual(external, [], "requests left the machine");
+});
