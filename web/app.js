@@ -316,7 +316,7 @@ function watchQueues() {
       $("[data-remaining]", card).textContent = s.remaining;
       $("[data-fill]", card).style.width = `${cap ? (100 * (cap - s.remaining)) / cap : 0}%`;
     };
-    const path = card.dataset.kind === "sale" ? `/api/v1/flash-sales/${id}` : `/api/v1/courses/${id}`;
+    const path = card.dataset.kind === "sale" ? `/api/v1/flash-sales/${id}` : `/api/v1/courses/${id}/seats`;
     const current = () => api("GET", path).then((s) => { if (s.remaining !== undefined) show(s); }, () => {});
     await current();
     // Read again once subscribed: a change between the read and the

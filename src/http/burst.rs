@@ -11,7 +11,9 @@ use super::AppState;
 use crate::actors::queue::{Claim, ClaimStatus};
 use crate::domain::catalog::CourseSession;
 use crate::http::commerce::PageQuery;
-use crate::service::burst::{ClaimOutcome, ClaimRequest, FlashSaleInput, FlashSaleView};
+use crate::service::burst::{
+    ClaimOutcome, ClaimRequest, CourseSeats, FlashSaleInput, FlashSaleView,
+};
 use crate::service::catalog::check_limit;
 
 /// 201 for a confirmed claim, 202 for a waitlisted one.
@@ -170,6 +172,17 @@ pub async fn sale_claims(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<ClaimPage>, AppError> {
     claims_page(s, auth, id, q).await
+}
+
+/// A course's seats: capacity, confirmed, remaining, waitlisted (live on
+/// `queue:{id}`).
+#[utoipa::path(get, path = "/api/v1/courses/{id}/seats", tag = "burst", params(("id" = String, Path)),
+    responses((status = 200, body = CourseSeats), (status = 404, body = ErrorBody)))]
+pub async fn course_seats(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CourseSeats>, AppError> {
+    Ok(axum::Json(s.services.course_seats(&id).await?))
 }
 
 /// The enrollments of your course (its trainer).

@@ -116,6 +116,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(burst::cancel_sale_claim))
         .routes(routes!(burst::enroll, burst::course_enrollments))
         .routes(routes!(burst::cancel_enrollment))
+        .routes(routes!(burst::course_seats))
         .routes(routes!(burst::my_enrollments))
         .routes(routes!(burst::add_session, burst::sessions))
         .routes(routes!(shipping::set_status))

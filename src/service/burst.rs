@@ -103,6 +103,15 @@ pub struct FlashSaleView {
     pub state: &'static str,
 }
 
+/// A course's seats: the same counters `queue:{id}` publishes live.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CourseSeats {
+    pub capacity: u32,
+    pub confirmed: u32,
+    pub remaining: u32,
+    pub waitlisted: u32,
+}
+
 /// How a claim is answered.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ClaimOutcome {
@@ -239,6 +248,31 @@ impl Services {
             return Err(DomainError::NotFound("flash sale").into());
         }
         Ok(view(id, status, Utc::now()))
+    }
+
+    /// `GET /courses/{id}/seats`: the course's counters (all seats free
+    /// before its first enrollment opens its queue; reading opens nothing).
+    pub async fn course_seats(&self, id: &str) -> Result<CourseSeats, ServiceError> {
+        let (capacity, confirmed, remaining, waitlisted) =
+            match self.exists(&self.queues, id, "course").await {
+                Ok(()) => {
+                    let s = status_of(self.queues.call(id, QueueCommand::Status).await?)?;
+                    if s.config.kind != QueueKind::Course {
+                        return Err(DomainError::NotFound("course").into());
+                    }
+                    (s.config.capacity, s.confirmed, s.remaining, s.waitlisted)
+                }
+                Err(_) => {
+                    let c = self.course_queue(id).await?;
+                    (c.capacity, 0, c.capacity, 0)
+                }
+            };
+        Ok(CourseSeats {
+            capacity,
+            confirmed,
+            remaining,
+            waitlisted,
+        })
     }
 
     /// The queue of course `id`, opened from the course on first use.

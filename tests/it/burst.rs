@@ -904,3 +904,37 @@ async fn the_last_capacity_update_after_a_burst_is_the_newest() {
     }
     assert_eq!(last, Some(json!(140)), "the newest counters: 200 - 60");
 }
+
+#[tokio::test]
+async fn a_courses_seats_are_readable_before_and_after_enrollments() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 3).await;
+    let (status, seats) = app.get(&format!("/api/v1/courses/{id}/seats"), None).await;
+    assert_eq!(status, StatusCode::OK, "{seats}");
+    assert_eq!(
+        seats,
+        json!({"capacity": 3, "confirmed": 0, "remaining": 3, "waitlisted": 0})
+    );
+    let c = app.user("customer").await;
+    let (status, _) = enroll(&client, &app.base, &id, &c.access, None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, seats) = app.get(&format!("/api/v1/courses/{id}/seats"), None).await;
+    assert_eq!(
+        seats,
+        json!({"capacity": 3, "confirmed": 1, "remaining": 2, "waitlisted": 0})
+    );
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/courses/{}/seats", uuid::Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, _) = app.get("/api/v1/courses/not-an-id/seats", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -103,6 +103,8 @@ after(async () => {
 
 test("a customer buys, pays on the sandbox page and watches the delivery live", async () => {
   const page = await newPage();
+  const sent = [];
+  page.on("websocket", (ws) => ws.on("framesent", (f) => sent.push(JSON.parse(String(f.payload)))));
   await logIn(page, "binh@demo.surge");
   await page.waitForSelector("button.add");
   await page.click("button.add");
@@ -128,6 +130,18 @@ test("a customer buys, pays on the sandbox page and watches the delivery live", 
     return positions.size >= 3;
   }, 30_000);
   assert.match(await page.textContent("#eta"), /\d+ (s|min)/);
+  // The connection drops: the page reconnects and resumes where it was.
+  const topic = `order:${page.url().split("/").pop()}`;
+  await page.evaluate(() => live.ws.close());
+  const resumed = await until("a resubscription with since", async () =>
+    sent.find((m) => m.type === "subscribe" && m.topic === topic && Number.isInteger(m.since)));
+  assert.ok(resumed.since > 0);
+  const before = positions.size;
+  await until("the marker to keep moving after the reconnect", async () => {
+    const t = await marker.getAttribute("transform");
+    if (t) positions.add(t);
+    return positions.size >= before + 2;
+  }, 30_000);
   await page.screenshot({ path: join(artifacts, "order.png") });
   assert.deepEqual(external, [], "requests left the machine");
 });
