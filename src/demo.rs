@@ -1,9 +1,10 @@
 //! `surge demo`: the engine on embedded defaults, seeded through its own
 //! public HTTP API with a shop and products, a trainer with a free course, a
 //! flash sale, customers (one with an order already on its way), and
-//! simulated people: a merchant who confirms orders and hands them over,
-//! and shippers who accept offers and drive to the customer along the
-//! streets, reporting positions like a phone would.
+//! simulated people: a customer (An) who orders again whenever nothing is
+//! on its way, a merchant who confirms orders and hands them over, and
+//! shippers who accept offers and drive to the customer along the streets,
+//! reporting positions like a phone would.
 //!
 //! Seeding runs once per data directory (`demo.json` there records what was
 //! created); later starts only restart the simulations. `/demo.json` serves
@@ -190,6 +191,9 @@ pub async fn start(base: &str, data_dir: &Path) -> anyhow::Result<Seeded> {
     let mc = c.clone();
     let shop = seeded.shop_id.clone();
     tokio::spawn(async move { forever("merchant", || run_merchant(&mc, &merchant, &shop)).await });
+    let customer = find("an@demo.surge")?;
+    let cc = c.clone();
+    tokio::spawn(async move { forever("customer", || run_customer(&cc, &customer)).await });
     for l in logins.iter().filter(|l| l.simulated && l.role == "shipper") {
         let (c, l) = (c.clone(), l.clone());
         tokio::spawn(async move { forever("shipper", || run_shipper(&c, &l)).await });
@@ -281,6 +285,53 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
             owner_id: linh_id,
         }],
     })
+}
+
+/// An: whenever An has nothing on its way, orders something again (cash on
+/// delivery), so whoever opens the demo finds a delivery to follow.
+async fn run_customer(c: &Client, who: &Login) -> anyhow::Result<()> {
+    let (token, _) = c.account(who).await?;
+    loop {
+        let orders = c.get("/api/v1/orders?limit=20", &token).await?;
+        let busy = orders["items"].as_array().into_iter().flatten().any(|o| {
+            matches!(
+                o["status"].as_str(),
+                Some(
+                    "pending_payment"
+                        | "paid"
+                        | "confirmed"
+                        | "ready_for_pickup"
+                        | "picked_up"
+                        | "delivering"
+                )
+            )
+        });
+        if !busy {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            let products = c.get("/api/v1/products?limit=20", &token).await?;
+            let address = c.get("/api/v1/users/addresses", &token).await?;
+            if let (Some(p), Some(a)) = (
+                products["items"]
+                    .as_array()
+                    .and_then(|i| i.iter().find(|p| p["stock"].as_u64() > Some(0))),
+                address[0]["id"].as_str(),
+            ) {
+                c.post(
+                    "/api/v1/cart/items",
+                    Some(&token),
+                    json!({"product_id": p["id"], "quantity": 1}),
+                )
+                .await?;
+                c.post(
+                    "/api/v1/orders",
+                    Some(&token),
+                    json!({"address_id": a, "payment_method": "cod"}),
+                )
+                .await?;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// The merchant: confirms what is paid (or cash on delivery) and hands

@@ -173,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
             for l in seeded.logins.iter().filter(|l| !l.simulated) {
                 println!("  {:<9} {}", l.role, l.email);
             }
-            println!("Simulated: a merchant who confirms orders, and shippers who deliver them.\n");
+            println!("Simulated: An orders whenever nothing is on its way, a merchant confirms, shippers deliver.\n");
             server.await?;
         }
         Command::Migrate {

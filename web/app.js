@@ -403,7 +403,9 @@ async function orderView(id) {
 
 // shipper ---------------------------------------------------------------------
 
-const HANOI = { lat: 21.0302, lng: 105.8501 };
+// Where a shipper starts: at the demo shop's door (Hoan Kiem, Hanoi), so a
+// person playing the shipper is the nearest one and gets the next offer.
+const HANOI = { lat: 21.0285, lng: 105.8542 };
 
 async function shipperView() {
   view().innerHTML = `<h1>Deliveries</h1><div class="cols"><section class="card" id="job"></section>

@@ -63,6 +63,8 @@ async function newPage() {
     return route.continue();
   });
   page.on("websocket", (ws) => { if (new URL(ws.url()).hostname !== "127.0.0.1") external.push(ws.url()); });
+  // An attempt the page's Content-Security-Policy stopped counts too.
+  page.on("console", (m) => { if (m.text().includes("Content Security Policy")) external.push(m.text()); });
   page.on("pageerror", (e) => console.error("page error:", e.message));
   return page;
 }
