@@ -262,10 +262,12 @@ impl Services {
                     }
                     (s.config.capacity, s.confirmed, s.remaining, s.waitlisted)
                 }
-                Err(_) => {
+                // No queue yet: nobody has enrolled.
+                Err(ServiceError::Domain(DomainError::NotFound(_))) => {
                     let c = self.course_queue(id).await?;
                     (c.capacity, 0, c.capacity, 0)
                 }
+                Err(e) => return Err(e),
             };
         Ok(CourseSeats {
             capacity,
