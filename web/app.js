@@ -79,7 +79,9 @@ const live = {
       setLive(false);
       if (!auth.token) return;
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.open(), this.backoff);
+      // A request first: it renews an expired access token (the upgrade
+      // would be refused with 401 over and over otherwise).
+      this.timer = setTimeout(() => api("GET", "/api/v1/users/profile").catch(() => {}).finally(() => this.open()), this.backoff);
       this.backoff = Math.min(this.backoff * 2, 8000);
     };
   },
