@@ -377,7 +377,7 @@ async function orderView(id) {
   const draw = (o) => {
     $("#status").textContent = o.status.replaceAll("_", " ");
     tl.innerHTML = "";
-    for (const t of o.timeline || []) addStep(t.status, t.at, t.by);
+    for (const t of o.timeline || []) addStep(t.event || t.status, t.at, t.by);
   };
   draw(o);
   const topic = `order:${id}`;
