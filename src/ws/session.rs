@@ -252,14 +252,9 @@ where
                     }
                     sink.flush().await
                 };
-                match tokio::time::timeout(ctx.limits.write_timeout, write).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break None,
-                    // The client stopped reading; a close frame would not get through either.
-                    Err(_) => {
-                        stalled = true;
-                        break None;
-                    }
+                if let Some(timed_out) = write_failed(ctx.limits.write_timeout, write).await {
+                    stalled = timed_out;
+                    break None;
                 }
             }
             _ = wake.notified() => {
@@ -272,13 +267,9 @@ where
                     }
                     sink.flush().await
                 };
-                match tokio::time::timeout(ctx.limits.write_timeout, write).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break None,
-                    Err(_) => {
-                        stalled = true;
-                        break None;
-                    }
+                if let Some(timed_out) = write_failed(ctx.limits.write_timeout, write).await {
+                    stalled = timed_out;
+                    break None;
                 }
             }
             Some(reason) = close_rx.recv() => break Some(reason),
@@ -310,6 +301,20 @@ where
         let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.send(frame)).await;
     }
     let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.close()).await;
+}
+
+/// Runs a write bounded by `limit`: `None` when it went through, otherwise
+/// whether the client stalled (stopped reading: a close frame would not get
+/// through either) rather than the connection failing.
+async fn write_failed<E>(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> Option<bool> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) => Some(false),
+        Err(_) => Some(true),
+    }
 }
 
 /// Where a subscription delivers.
