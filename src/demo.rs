@@ -58,6 +58,30 @@ pub struct Seeded {
     pub courses: Vec<Queue>,
 }
 
+/// One JSON call to Surge's API: the answer's body, or an error naming the
+/// URL, the status and the body when it is not a success. (Also the
+/// benchmark's client.)
+pub async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut req = client.request(method, &url);
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await?;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    ensure!(status.is_success(), "{url}: {status} {v}");
+    Ok(v)
+}
+
 /// A client of this server's own API.
 #[derive(Clone)]
 struct Client {
@@ -73,18 +97,14 @@ impl Client {
         token: Option<&str>,
         body: Value,
     ) -> anyhow::Result<Value> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if !body.is_null() {
-            req = req.json(&body);
-        }
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        ensure!(status.is_success(), "{path}: {status} {v}");
-        Ok(v)
+        call(
+            &self.http,
+            method,
+            format!("{}{path}", self.base),
+            token,
+            body,
+        )
+        .await
     }
     async fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, Some(token), Value::Null)

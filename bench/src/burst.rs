@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::load::{burst, warm_client, Burst};
 use crate::report::{Goal, Report, Row};
 use crate::servers::{self, ServerThread};
-use crate::surge_api::{call, start_surge, surge_settings, user};
+use crate::surge_api::{call, customer, shop, start_surge, surge_settings};
 
 /// The knobs of one run.
 #[derive(Debug, Clone, Copy)]
@@ -292,15 +292,8 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     let server = start_surge(surge_settings(dir.path(), p.clients))?;
     let base = server.base();
     let setup = reqwest::Client::new();
-    let merchant = user(&setup, &base, "merchant").await?;
-    let post = reqwest::Method::POST;
-    let shop = call(&setup, post.clone(), format!("{base}/api/v1/shops"), Some(&merchant),
-        json!({"name": "Bench shop", "location": {"lat": 21.03, "lng": 105.85}, "address": "1 Trang Tien"})).await?;
-    let shop_id = shop["id"].as_str().context("shop id")?;
-    let product = call(&setup, post.clone(), format!("{base}/api/v1/shops/{shop_id}/products"), Some(&merchant),
-        json!({"name": "Mat", "category": "yoga", "price": 100_000, "currency": "VND", "stock": p.capacity, "weight_grams": 500})).await?;
-    let product_id = product["id"].as_str().context("product id")?;
-    let sale = call(&setup, post.clone(), format!("{base}/api/v1/flash-sales"), Some(&merchant),
+    let (merchant, _, product_id) = shop(&setup, &base, p.capacity as u64).await?;
+    let sale = call(&setup, reqwest::Method::POST, format!("{base}/api/v1/flash-sales"), Some(&merchant),
         json!({"product_id": product_id, "stock": p.capacity, "per_user_limit": 1, "price": 50_000})).await?;
     let sale_id = sale["id"].as_str().context("sale id")?.to_owned();
     let progress = crate::load::bar(p.clients as u64, "surge setup");
@@ -308,9 +301,7 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         .map(|_| {
             let (setup, base, progress) = (setup.clone(), base.clone(), progress.clone());
             async move {
-                let token = user(&setup, &base, "customer").await?;
-                call(&setup, reqwest::Method::POST, format!("{base}/api/v1/users/addresses"), Some(&token),
-                    json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.04, "lng": 105.85})).await?;
+                let (token, _) = customer(&setup, &base).await?;
                 progress.inc(1);
                 anyhow::Ok(token)
             }

@@ -5,6 +5,7 @@ use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 use surge::app::Application;
 use surge::config::Settings;
+pub use surge::demo::call;
 
 use crate::servers::ServerThread;
 
@@ -36,27 +37,6 @@ pub fn start_surge(settings: Settings) -> anyhow::Result<ServerThread> {
         .await;
         Ok(())
     })
-}
-
-pub async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let mut req = client.request(method, &url);
-    if !body.is_null() {
-        req = req.json(&body);
-    }
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await?;
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    ensure!(status.is_success(), "{url}: {status} {v}");
-    Ok(v)
 }
 
 /// Registers and logs in a user; its access token.
