@@ -201,6 +201,14 @@ const routes = [
   [/^#\/merchant$/, merchantView],
 ];
 
+/// What `surge demo` seeded (logins, flash sales, courses); null on a
+/// server that is not a demo. Read once it is there.
+let demoCache = null;
+async function demoInfo() {
+  demoCache ??= await fetch("/demo.json").then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  return demoCache;
+}
+
 let leaving = [];
 function onLeave(f) { leaving.push(f); }
 
@@ -238,8 +246,7 @@ function drawNav(me, hash) {
 }
 
 async function loginView() {
-  let demo = null;
-  try { demo = await (await fetch("/demo.json")).json(); } catch (_) { /* not a demo server */ }
+  const demo = await demoInfo();
   const logins = demo?.logins || [];
   view().innerHTML = `<div class="card"><h1>Log in</h1>
     <form class="stack" id="login">
@@ -274,7 +281,7 @@ async function loginView() {
 async function shopView() {
   const [products, cart, demo] = await Promise.all([
     api("GET", "/api/v1/products?limit=50"), api("GET", "/api/v1/cart"),
-    fetch("/demo.json").then((r) => (r.ok ? r.json() : null)).catch(() => null),
+    demoInfo(),
   ]);
   const sales = demo?.flash_sales || [];
   const courses = demo?.courses || [];
@@ -458,7 +465,7 @@ async function shipperView() {
 
 async function merchantView() {
   const me = auth.me;
-  const demo = await fetch("/demo.json").then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  const demo = await demoInfo();
   const products = (await api("GET", "/api/v1/products?limit=100")).items.filter((p) => p.owner_id === me.id);
   const shops = [...new Set(products.map((p) => p.shop_id))];
   const courses = (await api("GET", "/api/v1/courses?limit=100")).items.filter((c) => c.trainer_id === me.id);
