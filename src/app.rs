@@ -165,12 +165,19 @@ impl Application {
                         max_pending: settings.burst_max_pending.max(1),
                         max_waitlist: settings.burst_max_waitlist,
                     },
+                    throttles: crate::auth::ThrottleConfig {
+                        login_per_ip_per_minute: settings.login_attempts_per_ip_per_minute,
+                        login_per_account_per_hour: settings.login_attempts_per_account_per_hour,
+                        forgot_per_ip_per_hour: settings.password_resets_per_ip_per_hour,
+                        register_per_ip_per_hour: settings.registrations_per_ip_per_hour,
+                    },
                     reset: ResetConfig {
                         key: derive_secret(&secret, b"password-reset"),
                         ttl: chrono::Duration::seconds(
                             settings.otp_ttl_secs.min(86_400 * 30) as i64
                         ),
                         max_attempts: settings.otp_max_attempts.max(1),
+                        max_per_day: settings.reset_codes_per_account_per_day,
                     },
                 },
             )
@@ -199,7 +206,12 @@ impl Application {
             settings.ws_allowed_origins.clone(),
             settings.ws_max_connections_per_user.max(1),
         ));
+        let client_ip_header = settings
+            .client_ip_header
+            .as_deref()
+            .and_then(|h| axum::http::HeaderName::try_from(h).ok());
         let state = AppState {
+            client_ip_header,
             services,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
@@ -228,10 +240,15 @@ impl Application {
     /// Serves until `shutdown` resolves, then: stop accepting, finish
     /// in-flight requests, stop every actor, flush the journal.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
-        let app = router(self.state.clone(), self.settings.body_limit_bytes);
+        let app = router(
+            self.state.clone(),
+            self.settings.body_limit_bytes,
+            Duration::from_secs(self.settings.request_timeout_secs.max(1)),
+        );
         let opts = ServeOptions {
             header_read_timeout: Duration::from_secs(self.settings.header_read_timeout_secs.max(1)),
             max_connections: self.settings.max_connections,
+            max_connections_per_ip: self.settings.max_connections_per_ip.max(1),
             send_buffer: self.settings.socket_send_buffer_bytes,
             grace: Duration::from_secs(self.settings.shutdown_grace_secs),
         };

@@ -36,6 +36,27 @@ pub struct Settings {
     pub header_read_timeout_secs: u64,
     /// Most concurrent TCP connections; further ones wait in the backlog.
     pub max_connections: usize,
+    /// Most concurrent TCP connections from one client address; further
+    /// ones are answered 429 and closed.
+    pub max_connections_per_ip: usize,
+    /// Time a request has for its body and its answer (408 beyond, and
+    /// the connection is closed).
+    pub request_timeout_secs: u64,
+    /// A header naming the client's address, set by a reverse proxy in
+    /// front of Surge (e.g. `x-real-ip`). Unset: the TCP peer's address.
+    /// Throttles key on it; only set it when a proxy always overwrites it.
+    pub client_ip_header: Option<String>,
+    /// Login attempts one client address may make per minute (any account).
+    pub login_attempts_per_ip_per_minute: u32,
+    /// Login attempts on one account from one client address per hour
+    /// (10 at once, then evenly spread). 0: no limit.
+    pub login_attempts_per_account_per_hour: u32,
+    /// Password-reset codes mailed to one account per day.
+    pub reset_codes_per_account_per_day: u32,
+    /// Forgot-password requests one client address may make per hour.
+    pub password_resets_per_ip_per_hour: u32,
+    /// Registrations from one client address per hour.
+    pub registrations_per_ip_per_hour: u32,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
     /// Passivate an entity actor after this long without a command.
@@ -191,6 +212,14 @@ impl Default for Settings {
             body_limit_bytes: 64 * 1024,
             header_read_timeout_secs: 10,
             max_connections: 10_000,
+            max_connections_per_ip: 256,
+            request_timeout_secs: 30,
+            client_ip_header: None,
+            login_attempts_per_ip_per_minute: 30,
+            login_attempts_per_account_per_hour: 40,
+            reset_codes_per_account_per_day: 10,
+            password_resets_per_ip_per_hour: 30,
+            registrations_per_ip_per_hour: 30,
             shutdown_grace_secs: 30,
             actor_idle_secs: 300,
             actor_call_timeout_ms: 5_000,
@@ -269,6 +298,14 @@ pub const KEYS: &[&str] = &[
     "body_limit_bytes",
     "header_read_timeout_secs",
     "max_connections",
+    "max_connections_per_ip",
+    "request_timeout_secs",
+    "client_ip_header",
+    "login_attempts_per_ip_per_minute",
+    "login_attempts_per_account_per_hour",
+    "reset_codes_per_account_per_day",
+    "password_resets_per_ip_per_hour",
+    "registrations_per_ip_per_hour",
     "shutdown_grace_secs",
     "actor_idle_secs",
     "actor_call_timeout_ms",
@@ -387,11 +424,17 @@ impl Settings {
         if self.actor_call_timeout_ms == 0
             || self.body_limit_bytes == 0
             || self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.request_timeout_secs == 0
         {
             return Err(ConfigError(
-                "actor_call_timeout_ms, body_limit_bytes and max_connections must be positive"
+                "actor_call_timeout_ms, body_limit_bytes, max_connections, max_connections_per_ip and request_timeout_secs must be positive"
                     .into(),
             ));
+        }
+        if let Some(h) = &self.client_ip_header {
+            axum::http::HeaderName::try_from(h.as_str())
+                .map_err(|_| ConfigError(format!("client_ip_header '{h}' is not a header name")))?;
         }
         check_fee_table(&self.fee_table()).map_err(ConfigError)?;
         if let Some(p) = self

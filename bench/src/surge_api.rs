@@ -23,6 +23,12 @@ pub fn surge_settings(dir: &std::path::Path, clients: usize) -> Settings {
         // Like the baselines: C winners, everyone else a 409 at once (a
         // waitlist would make every loser a durable write too).
         burst_max_waitlist: 0,
+        // Every simulated client comes from loopback: lift the
+        // per-address limits meant for the open internet.
+        max_connections_per_ip: 1_000_000,
+        login_attempts_per_ip_per_minute: 0,
+        login_attempts_per_account_per_hour: 0,
+        registrations_per_ip_per_hour: 0,
         ..Settings::default()
     }
 }

@@ -48,7 +48,24 @@ pub struct Checkout {
     pub coupon: Option<String>,
     pub orders: Vec<PlannedOrder>,
     pub completed: bool,
+    /// When it began; one still open `CHECKOUT_DEADLINE_SECS` later was
+    /// interrupted (a crash) and is resolved by the scheduler.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
 }
+
+/// A checkout takes milliseconds; one open this long was interrupted.
+pub const CHECKOUT_DEADLINE_SECS: i64 = 60;
+
+/// The `timers` row of a cart's open checkout: due when it counts as
+/// interrupted (the order scheduler scans the same table).
+pub fn checkout_timer_key(started_at: DateTime<Utc>, user_id: &str) -> String {
+    let due = started_at + chrono::Duration::seconds(CHECKOUT_DEADLINE_SECS);
+    super::order::timer_key(due, &format!("{CHECKOUT_TIMER_PREFIX}{user_id}"))
+}
+
+/// What marks a cart's row among the order timers.
+pub const CHECKOUT_TIMER_PREFIX: &str = "checkout:";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CartState {
@@ -212,6 +229,7 @@ impl Entity for CartEntity {
                     coupon: state.coupon.clone(),
                     orders,
                     completed: false,
+                    started_at: Some(ctx.now),
                 };
                 return Ok((
                     vec![CartEvent::CheckoutStarted {
@@ -236,6 +254,35 @@ impl Entity for CartEntity {
         };
         let next = Self::evolve(state, &events);
         Ok((events, CartReply::Cart(next)))
+    }
+
+    /// The open checkout's timer row, while one is open.
+    fn index(
+        id: &str,
+        before: &CartState,
+        after: &CartState,
+        _events: &[CartEvent],
+    ) -> Vec<crate::store::IndexOp> {
+        let open = |s: &CartState| {
+            s.checkouts
+                .iter()
+                .find(|c| !c.completed)
+                .and_then(|c| c.started_at)
+                .map(|at| checkout_timer_key(at, id))
+        };
+        let (old, new) = (open(before), open(after));
+        if old == new {
+            return vec![];
+        }
+        let table = super::order::TIMERS_TABLE;
+        old.map(|key| crate::store::IndexOp::Delete { table, key })
+            .into_iter()
+            .chain(new.map(|key| crate::store::IndexOp::Put {
+                table,
+                key,
+                value: Vec::new(),
+            }))
+            .collect()
     }
 
     fn apply(state: &mut CartState, event: &CartEvent) {

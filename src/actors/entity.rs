@@ -61,6 +61,12 @@ pub trait Entity: Send + Sync + Sized + 'static {
         None
     }
 
+    /// The auth sessions an event ends (logout, reset…): every live
+    /// connection of them is closed once the event is durable.
+    fn revokes(_event: &Self::Event) -> Option<crate::ws::bus::Revocation> {
+        None
+    }
+
     /// The state after `events`, leaving `state` untouched.
     fn evolve(state: &Self::State, events: &[Self::Event]) -> Self::State {
         let mut next = state.clone();
@@ -207,6 +213,7 @@ enum Completion<E: Entity> {
         reply: RpcReplyPort<Reply<E>>,
         answer: E::Reply,
         publish: Vec<(String, Seq, serde_json::Value)>,
+        revoke: Vec<crate::ws::bus::Revocation>,
         snapshot: Option<Snapshot>,
     },
     /// A reply with no events of its own, sent once everything decided
@@ -223,7 +230,7 @@ enum Completion<E: Entity> {
 async fn complete<E: Entity>(
     mut rx: mpsc::Receiver<Completion<E>>,
     shared: Arc<RegistryShared<E>>,
-    stream: String,
+    (id, stream): (String, String),
     inflight: Arc<AtomicUsize>,
     myself: ActorRef<EntityMsg<E>>,
 ) {
@@ -244,6 +251,7 @@ async fn complete<E: Entity>(
                 reply,
                 answer,
                 publish,
+                revoke,
                 snapshot,
             } => {
                 let result = if failed {
@@ -255,6 +263,9 @@ async fn complete<E: Entity>(
                     Ok(_) => {
                         for (topic, seq, data) in publish {
                             shared.rt.bus.publish(&topic, seq, data);
+                        }
+                        for what in revoke {
+                            shared.rt.bus.revoke(&id, what);
                         }
                         if let Some(snap) = snapshot {
                             let (store, stream) = (shared.rt.store.clone(), stream.clone());
@@ -354,6 +365,7 @@ impl<E: Entity> EntityActor<E> {
                 E::publish(&st.id, e).map(|(topic, data)| (topic, first + i as u64, data))
             })
             .collect();
+        let revoke = events.iter().filter_map(E::revokes).collect();
         st.seq += events.len() as u64;
         st.state = next;
         let snapshot = self.snapshot_due(st);
@@ -364,6 +376,7 @@ impl<E: Entity> EntityActor<E> {
                 reply,
                 answer,
                 publish,
+                revoke,
                 snapshot,
             })
             .await
@@ -420,7 +433,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         tokio::spawn(complete(
             rx,
             args.shared.clone(),
-            stream.clone(),
+            (args.id.clone(), stream.clone()),
             inflight.clone(),
             myself,
         ));

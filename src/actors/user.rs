@@ -66,7 +66,14 @@ pub struct UserState {
     /// A pending password reset.
     #[serde(default)]
     pub reset: Option<PendingReset>,
+    /// When the latest reset codes were issued (newest last; at most
+    /// `MAX_RESET_HISTORY`): the daily cap counts them.
+    #[serde(default)]
+    pub reset_requests: VecDeque<DateTime<Utc>>,
 }
+
+/// Reset-code issue times kept per account (bounds the daily cap).
+pub const MAX_RESET_HISTORY: usize = 64;
 
 /// A password-reset code waiting to be used (only its hash is kept).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +206,10 @@ pub enum UserCommand {
     EndSession {
         sid: String,
     },
+    /// End every session (an admin's revocation); answers how many.
+    EndAllSessions {
+        reason: String,
+    },
     /// Is this session live? Answers the account when it is.
     CheckSession {
         sid: String,
@@ -234,6 +245,8 @@ pub enum UserCommand {
     RequestReset {
         code_hash: String,
         expires_at: DateTime<Utc>,
+        /// Codes an account may be sent per 24 hours (refused beyond).
+        max_per_day: u32,
     },
     /// Replace the password if `code_hash` matches the pending code.
     ResetPassword {
@@ -388,6 +401,19 @@ impl Entity for User {
                     Ok((vec![], UserReply::Done))
                 }
             }
+            UserCommand::EndAllSessions { reason } => {
+                let acc = account(state)?.view();
+                let events = state
+                    .sessions
+                    .iter()
+                    .map(|s| UserEvent::SessionEnded {
+                        sid: s.sid.clone(),
+                        reason: reason.clone(),
+                        at: now,
+                    })
+                    .collect();
+                Ok((events, UserReply::Account(acc)))
+            }
             UserCommand::CheckSession { sid } => {
                 let acc =
                     account(state).map_err(|_| DomainError::Unauthorized("unknown user".into()))?;
@@ -540,13 +566,19 @@ impl Entity for User {
             UserCommand::RequestReset {
                 code_hash,
                 expires_at,
+                max_per_day,
             } => {
                 account(state)?;
                 let recent = state.reset.as_ref().is_some_and(|r| {
                     r.expires_at > now
                         && now - r.requested_at < chrono::Duration::seconds(RESET_COOLDOWN_SECS)
                 });
-                if recent {
+                let today = state
+                    .reset_requests
+                    .iter()
+                    .filter(|t| now - **t < chrono::Duration::days(1))
+                    .count();
+                if recent || today >= max_per_day as usize {
                     return Ok((vec![], UserReply::Refused));
                 }
                 Ok((
@@ -659,6 +691,15 @@ impl Entity for User {
             ops.push(outbox_row(&mail, at));
         }
         ops
+    }
+
+    fn revokes(event: &UserEvent) -> Option<crate::ws::bus::Revocation> {
+        use crate::ws::bus::Revocation;
+        match event {
+            UserEvent::SessionEnded { sid, .. } => Some(Revocation::Session(sid.clone())),
+            UserEvent::PasswordChanged { .. } => Some(Revocation::AllSessions),
+            _ => None,
+        }
     }
 
     /// Public on `user:{id}`: profile, role, address and session-end
@@ -788,7 +829,11 @@ impl Entity for User {
                     expires_at: *expires_at,
                     attempts: 0,
                     requested_at: *at,
-                })
+                });
+                state.reset_requests.push_back(*at);
+                while state.reset_requests.len() > MAX_RESET_HISTORY {
+                    state.reset_requests.pop_front();
+                }
             }
             UserEvent::ResetAttemptFailed => {
                 if let Some(r) = state.reset.as_mut() {

@@ -135,7 +135,35 @@ pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<String, Do
             format!("{field} must not contain control characters"),
         ));
     }
+    if has_invisible_formatting(t) {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must not contain bidirectional-override or zero-width characters"),
+        ));
+    }
     Ok(t.to_owned())
+}
+
+/// Bidirectional controls (which make `"\u{202e}gnp.exe"` read as
+/// `exe.png`) and invisible zero-width characters. Joiners (U+200C,
+/// U+200D) are kept between two non-ASCII characters, where emoji
+/// sequences and several scripts need them.
+pub fn has_invisible_formatting(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| match c {
+        '\u{061C}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => true,
+        '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{180E}' | '\u{00AD}' => true,
+        '\u{200C}' | '\u{200D}' => {
+            let non_ascii =
+                |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(|c| !c.is_ascii());
+            !(non_ascii(i.checked_sub(1)) && non_ascii(Some(i + 1)))
+        }
+        _ => false,
+    })
 }
 
 /// An ISO 4217 currency code, upper-cased.
@@ -180,6 +208,24 @@ mod tests {
         assert!(check_text("name", "   ", 10).is_err());
         assert!(check_text("name", "abcdefghijk", 10).is_err());
         assert!(check_text("name", "a\u{7}b", 10).is_err());
+    }
+
+    #[test]
+    fn bidi_overrides_and_zero_width_characters_are_refused_ordinary_unicode_is_not() {
+        let table = [
+            ("\u{202e}gnp.exe", false),
+            ("a\u{2066}b\u{2069}", false),
+            ("invoice\u{200b}", false),
+            ("x\u{200d}y", false),
+            ("\u{feff}Mai", false),
+            ("Áo thun nữ Hà Nội", true),
+            ("Пилатес для начинающих", true),
+            ("Yoga 🧘‍♀️ class", true),
+            ("family 👨‍👩‍👧", true),
+        ];
+        for (text, ok) in table {
+            assert_eq!(check_text("name", text, 100).is_ok(), ok, "{text:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{Auth, Json, Path};
+use super::extract::{Auth, ClientIp, Json, Path};
 use super::AppState;
 use crate::actors::user::{UserCommand, UserReply};
 use crate::domain::user::{Address, AddressInput, UserView};
@@ -51,11 +51,12 @@ pub struct ProfileUpdate {
               (status = 422, body = ErrorBody)))]
 pub async fn register(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(r): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserView>), AppError> {
     let user = s
         .services
-        .register(&r.email, &r.password, &r.name, r.role)
+        .register(&r.email, &r.password, &r.name, r.role, ip)
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -65,9 +66,10 @@ pub async fn register(
     responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(r): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>, AppError> {
-    Ok(Json(s.services.login(&r.email, &r.password).await?))
+    Ok(Json(s.services.login(&r.email, &r.password, ip).await?))
 }
 
 /// Exchange a refresh token for a new pair (the old refresh token stops working).
@@ -206,9 +208,10 @@ pub struct ResetPasswordRequest {
     responses((status = 202), (status = 422, body = ErrorBody)))]
 pub async fn forgot_password(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(r): Json<ForgotPasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.services.forgot_password(&r.email).await?;
+    s.services.forgot_password(&r.email, ip).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -256,4 +259,18 @@ pub async fn set_preferences(
 ) -> Result<Json<NotificationPreferences>, AppError> {
     let email = s.services.mail_prefs(&auth.0.id, Some(r.email)).await?;
     Ok(Json(NotificationPreferences { email }))
+}
+
+/// End every session of a user (admin): their tokens stop working and their
+/// live connections close with 4001 at once.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/sessions", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn end_sessions(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    s.services.end_all_sessions(&auth.0.caller(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

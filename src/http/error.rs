@@ -59,7 +59,9 @@ impl AppError {
         AppError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
-    fn retry(mut self, secs: u64) -> Self {
+    /// Tells the client when to try again (`Retry-After`, seconds). Every
+    /// 429 carries one (1 s unless set).
+    pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
     }
@@ -86,7 +88,11 @@ impl IntoResponse for AppError {
             },
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
+        let retry_after = match self.retry_after {
+            None if self.status == StatusCode::TOO_MANY_REQUESTS => Some(1),
+            other => other,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -122,17 +128,24 @@ impl From<ServiceError> for AppError {
         match e {
             ServiceError::Domain(d) => d.into(),
             ServiceError::Busy(m) => {
-                AppError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m).retry(1)
+                AppError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m).retry_after(1)
             }
+            ServiceError::Throttled(ref t) => AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                e.to_string(),
+            )
+            .retry_after(t.retry_after_secs),
             ServiceError::Timeout => {
-                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string()).retry(1)
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string())
+                    .retry_after(1)
             }
             ServiceError::Unavailable(_) => AppError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 e.to_string(),
             )
-            .retry(1),
+            .retry_after(1),
             ServiceError::Storage(s) => {
                 AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", s.to_string())
             }

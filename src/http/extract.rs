@@ -114,3 +114,38 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
             )
         })
 }
+
+/// The client's address: from `client_ip_header` when a trusted proxy sets
+/// it (the last address in it, the one the proxy added), otherwise the TCP
+/// peer. Throttles key on it.
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let from_header = state.client_ip_header.as_ref().and_then(|h| {
+            parts
+                .headers
+                .get(h)?
+                .to_str()
+                .ok()?
+                .rsplit(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        });
+        let peer = || {
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+        };
+        Ok(ClientIp(from_header.unwrap_or_else(peer)))
+    }
+}

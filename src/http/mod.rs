@@ -35,6 +35,8 @@ use crate::service::Services;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The header a trusted reverse proxy puts the client's address in.
+    pub client_ip_header: Option<axum::http::HeaderName>,
     pub services: Arc<Services>,
     pub metrics: Arc<Metrics>,
     /// Set when shutdown begins; `/readyz` turns 503.
@@ -73,7 +75,7 @@ impl Modify for BearerAuth {
 }
 
 /// The full router: API, OpenAPI document, Swagger UI, ops endpoints.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Duration) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
@@ -138,6 +140,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .routes(routes!(auth::forgot_password))
         .routes(routes!(auth::reset_password))
         .routes(routes!(auth::get_preferences, auth::set_preferences))
+        .routes(routes!(auth::end_sessions))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
@@ -179,5 +182,13 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // A request's body and answer get `request_timeout` in all (a body
+        // trickled in byte by byte included); then 408 and the connection
+        // closes.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(axum::middleware::map_response(ops::timed_out))
         .with_state(state)
 }

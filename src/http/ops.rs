@@ -95,3 +95,22 @@ pub async fn method_not_allowed() -> AppError {
         "this route does not accept that method",
     )
 }
+
+/// The request-timeout layer answers a bare 408: give it the error shape,
+/// and close the connection (a half-sent body may still be arriving).
+pub async fn timed_out(resp: Response) -> Response {
+    if resp.status() != StatusCode::REQUEST_TIMEOUT {
+        return resp;
+    }
+    let mut resp = AppError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request (its body included) took too long",
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
+}

@@ -1,31 +1,95 @@
 //! The accept loop. `axum::serve` sets no header-read timeout, so this
-//! drives hyper directly: a timer-backed `header_read_timeout` against
-//! slow-loris clients, a bound on open connections, upgrades (WebSocket),
-//! and graceful shutdown that stops accepting and waits for in-flight
-//! requests.
+//! drives hyper's HTTP/1 connection directly, with a deadline for every
+//! phase of a connection:
+//!
+//! - the first byte and every request's headers, and the wait for the next
+//!   request on a kept-alive connection: `header_read_timeout` (hyper
+//!   starts it as soon as it waits for a request head, so a client that
+//!   never sends anything is closed too);
+//! - the request body and the handler: `request_timeout` (408, set in the
+//!   router with tower-http's `TimeoutLayer`), after which the connection
+//!   is closed;
+//! - an upgraded WebSocket: its own ping and idle timeouts (`ws::session`).
+//!
+//! It also bounds open connections (`max_connections`, further ones wait in
+//! the kernel backlog) and connections per client address
+//! (`max_connections_per_ip`, further ones are answered 429 and closed), and
+//! shuts down gracefully: stop accepting, wait for in-flight requests.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use dashmap::DashMap;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections one client address may hold.
+    pub max_connections_per_ip: usize,
     /// Kernel send buffer per connection (`SO_SNDBUF`); `None` keeps the
     /// kernel's auto-tuning. With it, a WebSocket client that stops
     /// reading backs up into Surge's bounded queue after this many bytes.
     pub send_buffer: Option<usize>,
     /// How long to wait for in-flight requests after shutdown begins.
     pub grace: Duration,
+}
+
+/// Open connections per client address; a slot is given back when its
+/// guard drops.
+#[derive(Default)]
+struct PerIp {
+    open: DashMap<IpAddr, usize>,
+}
+
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut n = self.open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        self.table.open.remove_if_mut(&self.ip, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
+
+/// What a client over its address's connection cap is told before the
+/// connection is closed.
+fn too_many_connections() -> Vec<u8> {
+    let body = r#"{"error":{"code":"too_many_connections","message":"too many open connections from this address","id":"connection"}}"#;
+    format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
@@ -35,17 +99,20 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Flips when shutdown begins: every connection finishes its request in
+    // flight and closes.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let permits = Arc::new(Semaphore::new(opts.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -55,29 +122,61 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let Some(slot) = per_ip.admit(peer.ip(), opts.max_connections_per_ip) else {
+            tracing::debug!(%peer, "connection refused: too many from this address");
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    stream.write_all(&too_many_connections()).await?;
+                    stream.shutdown().await
+                })
+                .await;
+                drop(permit);
+            });
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         if let Some(bytes) = opts.send_buffer {
             let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
         }
-        let watcher = graceful.watcher();
-        let service = TowerToHyperService::new(router.clone());
+        let mut stopping = stopping.clone();
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                req
+            },
+        ));
         let header_timeout = opts.header_read_timeout;
         tokio::spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-            builder
-                .http1()
+            // HTTP/1 only, and driven directly rather than through
+            // hyper-util's auto builder: the auto builder first reads the
+            // HTTP/2 preface without any deadline, so a client that sends
+            // nothing (or "PRI") held its connection for ever.
+            let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
             drop(permit);
         });
     }
     drop(listener);
+    stopping_tx.send_replace(true);
+    // Every connection task gives its permit back when it ends.
+    let all = u32::try_from(opts.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = permits.acquire_many(all) => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(opts.grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
 }

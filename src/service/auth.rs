@@ -28,8 +28,13 @@ pub struct TokenPair {
 pub struct AuthUser {
     pub id: String,
     pub role: Role,
+    /// The auth session the token belongs to: its live connections end
+    /// with it.
     pub sid: String,
     pub view: UserView,
+    /// When the access token expires (Unix seconds): a live connection
+    /// ends then unless it presents a fresh token.
+    pub expires_at: i64,
 }
 
 impl AuthUser {
@@ -45,6 +50,13 @@ fn invalid_credentials() -> ServiceError {
     DomainError::Unauthorized("invalid email or password".into()).into()
 }
 
+/// A token that does not verify. Why (signature, expiry, parser detail) is
+/// logged at debug level, never told to the client.
+fn invalid_token(why: crate::auth::jwt::TokenError) -> ServiceError {
+    tracing::debug!(reason = %why, "token refused");
+    DomainError::Unauthorized("invalid token".into()).into()
+}
+
 fn unexpected(reply: UserReply) -> ServiceError {
     ServiceError::Unavailable(format!("unexpected reply from user entity: {reply:?}"))
 }
@@ -58,7 +70,11 @@ impl Services {
         password: &str,
         name: &str,
         role: Option<Role>,
+        client: std::net::IpAddr,
     ) -> Result<UserView, ServiceError> {
+        self.throttles
+            .register(client)
+            .map_err(ServiceError::Throttled)?;
         let email = normalize_email(email)?;
         let name = check_text("name", name, 100)?;
         let role = check_self_assigned_role(role)?;
@@ -73,16 +89,13 @@ impl Services {
         name: String,
         role: Role,
     ) -> Result<UserView, ServiceError> {
-        // Fast path: a taken email needs no password hash.
-        if self
-            .emails
-            .call(&email, EmailCommand::Lookup)
-            .await?
-            .is_some()
-        {
+        // The hash is computed whether or not the email is taken, so the
+        // answer's timing does not tell who has an account.
+        let taken = self.emails.call(&email, EmailCommand::Lookup).await?;
+        let password_hash = self.hasher.hash(password.to_owned()).await?;
+        if taken.is_some() {
             return Err(email_taken());
         }
-        let password_hash = self.hasher.hash(password.to_owned()).await?;
         let user_id = new_id();
         // The user stream is written first and is unreachable until the
         // email claim below succeeds; a loser leaves an inert stream.
@@ -137,8 +150,19 @@ impl Services {
         }
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, ServiceError> {
-        let Ok(email) = normalize_email(email) else {
+    /// Logs in from `client`; attempts are throttled per client address
+    /// and per account (and address) before the password is checked.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: std::net::IpAddr,
+    ) -> Result<TokenPair, ServiceError> {
+        let normalized = normalize_email(email);
+        self.throttles
+            .login(client, normalized.as_deref().unwrap_or(email.trim()))
+            .map_err(ServiceError::Throttled)?;
+        let Ok(email) = normalized else {
             return Err(invalid_credentials());
         };
         let account = match self.emails.call(&email, EmailCommand::Lookup).await? {
@@ -177,7 +201,7 @@ impl Services {
         let claims = self
             .jwt
             .verify(refresh_token, TokenType::Refresh)
-            .map_err(|e| DomainError::Unauthorized(e.to_string()))?;
+            .map_err(invalid_token)?;
         let now = Utc::now();
         let new_jti = uuid::Uuid::new_v4().to_string();
         let reply = self
@@ -220,12 +244,51 @@ impl Services {
         Ok(())
     }
 
+    /// An admin ends every session of `user_id`: its tokens stop working
+    /// and its live connections close.
+    pub async fn end_all_sessions(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+    ) -> Result<UserView, ServiceError> {
+        if caller.role != Role::Admin {
+            return Err(DomainError::Forbidden(
+                "only admins may end other people's sessions".into(),
+            )
+            .into());
+        }
+        self.exists(&self.users, user_id, "user").await?;
+        match self
+            .users
+            .call(
+                user_id,
+                UserCommand::EndAllSessions {
+                    reason: format!("ended by admin {}", caller.user_id),
+                },
+            )
+            .await?
+        {
+            UserReply::Account(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The user an access token names, checking only the token itself (not
+    /// whether its session is live).
+    pub fn token_subject(&self, token: &str) -> Result<String, ServiceError> {
+        Ok(self
+            .jwt
+            .verify(token, TokenType::Access)
+            .map_err(invalid_token)?
+            .sub)
+    }
+
     /// Verifies an access token and that its session is still live.
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ServiceError> {
         let claims = self
             .jwt
             .verify(token, TokenType::Access)
-            .map_err(|e| DomainError::Unauthorized(e.to_string()))?;
+            .map_err(invalid_token)?;
         if uuid::Uuid::try_parse(&claims.sub).is_err() {
             return Err(DomainError::Unauthorized("unknown user".into()).into());
         }
@@ -244,6 +307,7 @@ impl Services {
                 role: view.role,
                 sid: claims.sid,
                 view,
+                expires_at: claims.exp,
             }),
             other => Err(unexpected(other)),
         }
@@ -293,6 +357,9 @@ pub struct ResetConfig {
     pub ttl: chrono::Duration,
     /// Wrong codes allowed before the code stops working.
     pub max_attempts: u32,
+    /// Codes mailed to one account per 24 hours; beyond, forgot-password
+    /// still answers 202 but sends nothing.
+    pub max_per_day: u32,
 }
 
 impl Services {
@@ -309,7 +376,17 @@ impl Services {
     /// `POST /auth/forgot-password`: mails a 6-digit code to the account,
     /// if there is one. The answer is the same either way, so it does not
     /// tell who has an account.
-    pub async fn forgot_password(&self, email: &str) -> Result<(), ServiceError> {
+    /// Codes per account are capped per day (by the user entity, so the
+    /// cap survives restarts); past it the answer is the same 202 and no
+    /// mail is sent.
+    pub async fn forgot_password(
+        &self,
+        email: &str,
+        client: std::net::IpAddr,
+    ) -> Result<(), ServiceError> {
+        self.throttles
+            .forgot_password(client)
+            .map_err(ServiceError::Throttled)?;
         let email = normalize_email(email)?;
         let Some(user_id) = self.emails.call(&email, EmailCommand::Lookup).await? else {
             return Ok(());
@@ -328,6 +405,7 @@ impl Services {
                 UserCommand::RequestReset {
                     code_hash: self.reset_hash(&user_id, &code),
                     expires_at: now + self.reset.ttl,
+                    max_per_day: self.reset.max_per_day,
                 },
             )
             .await?;
@@ -360,18 +438,27 @@ impl Services {
         code: &str,
         new_password: &str,
     ) -> Result<(), ServiceError> {
+        // One answer for every failure (wrong, expired or used-up code, an
+        // email without an account), so it does not tell who has one.
         let invalid = || -> ServiceError {
-            DomainError::invalid("otp", "the code is wrong (or was not sent to this email)").into()
+            DomainError::invalid(
+                "otp",
+                "the code is wrong, expired or used up (or was not sent to this email)",
+            )
+            .into()
         };
         let email = normalize_email(email).map_err(|_| invalid())?;
         check_password(new_password, &email)?;
         if code.trim().len() != 6 || !code.trim().bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }
-        let Some(user_id) = self.emails.call(&email, EmailCommand::Lookup).await? else {
+        let user_id = self.emails.call(&email, EmailCommand::Lookup).await?;
+        // Hashed either way: the answer takes as long with or without an
+        // account.
+        let password_hash = self.hasher.hash(new_password.to_owned()).await?;
+        let Some(user_id) = user_id else {
             return Err(invalid());
         };
-        let password_hash = self.hasher.hash(new_password.to_owned()).await?;
         match self
             .users
             .call(
@@ -382,10 +469,13 @@ impl Services {
                     max_attempts: self.reset.max_attempts,
                 },
             )
-            .await?
+            .await
         {
-            UserReply::Done => Ok(()),
-            _ => Err(invalid()),
+            Ok(UserReply::Done) => Ok(()),
+            Ok(_) | Err(crate::actors::CallError::Rejected(DomainError::Conflict { .. })) => {
+                Err(invalid())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::actors::order::{
 };
 use crate::actors::product::ProductCommand;
 use crate::actors::user::{Notification, UserCommand, UserReply};
-use crate::actors::Entity;
+use crate::actors::{CallError, Entity};
 use crate::domain::catalog::{Product, Shop};
 use crate::domain::order::{OrderStatus, Step};
 use crate::domain::pricing::{
@@ -617,7 +617,7 @@ impl Services {
             }
             return Ok(orders);
         }
-        match self
+        let placed = self
             .place_checkout(
                 caller,
                 &address,
@@ -626,33 +626,134 @@ impl Services {
                 checkout.coupon.as_deref(),
                 &checkout.orders,
             )
-            .await
-        {
+            .await;
+        match placed {
             Ok(orders) => {
                 self.cart(&caller.user_id, CartCommand::CompleteCheckout { key })
                     .await?;
                 Ok(orders)
             }
             Err(e) => {
-                // Cancel what was placed: each order's next action gives its
-                // held stock and coupon use back.
-                for p in &checkout.orders {
-                    let cancel = OrderCommand::System {
-                        step: Step::Cancel,
-                        reason: "checkout failed".into(),
-                    };
-                    if self.orders.call(&p.order_id, cancel).await.is_ok() {
-                        let _ = self.advance_order(&p.order_id).await;
-                    }
+                // Nothing was placed (a refused reservation), or what was
+                // placed has been cancelled: the checkout is over. Should a
+                // release itself fail, the checkout stays open and the
+                // scheduler resolves it at its deadline.
+                if self
+                    .undo_checkout(
+                        &checkout.items,
+                        checkout.coupon.as_deref(),
+                        &checkout.orders,
+                    )
+                    .await
+                {
+                    let _ = self
+                        .cart(&caller.user_id, CartCommand::AbandonCheckout { key })
+                        .await;
                 }
-                let _ = self
-                    .cart(&caller.user_id, CartCommand::AbandonCheckout { key })
-                    .await;
                 Err(e)
             }
         }
     }
 
+    /// Gives back what a checkout that did not complete holds: orders it
+    /// placed are cancelled (their next action returns their stock and
+    /// coupon use); for the others, held stock and the coupon use are
+    /// released directly. Whether everything went back.
+    async fn undo_checkout(
+        &self,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        plan: &[PlannedOrder],
+    ) -> bool {
+        let mut clean = true;
+        for p in plan {
+            if self.order_exists(&p.order_id).await.is_ok() {
+                let cancel = OrderCommand::System {
+                    step: Step::Cancel,
+                    reason: "checkout failed".into(),
+                };
+                clean &= self.orders.call(&p.order_id, cancel).await.is_ok();
+                let _ = self.advance_order(&p.order_id).await;
+                continue;
+            }
+            clean &= self.release_reservations(items, coupon, &p.order_id).await;
+        }
+        clean
+    }
+
+    /// Releases stock held and a coupon use made for `order_id` (a no-op
+    /// where nothing is held). Whether every release went through.
+    async fn release_reservations(
+        &self,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        order_id: &str,
+    ) -> bool {
+        let mut clean = true;
+        for item in items {
+            let release = ProductCommand::Release {
+                order_id: order_id.to_owned(),
+            };
+            match self.products.call(&item.product_id, release).await {
+                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, product = %item.product_id, error = %e, "stock not released");
+                    clean = false;
+                }
+            }
+        }
+        if let Some(code) = coupon {
+            let release = CouponCommand::Release {
+                order_id: order_id.to_owned(),
+            };
+            match self.coupons.call(code, release).await {
+                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, coupon = %code, error = %e, "coupon use not released");
+                    clean = false;
+                }
+            }
+        }
+        clean
+    }
+
+    /// A checkout still open at its deadline was interrupted (the process
+    /// stopped mid-way): completed if every order was placed, otherwise
+    /// undone.
+    pub async fn resolve_open_checkout(&self, user_id: &str) -> Result<(), ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let Some(open) = cart.checkouts.iter().find(|c| !c.completed) else {
+            return Ok(());
+        };
+        let mut placed = 0;
+        for p in &open.orders {
+            if self.order_exists(&p.order_id).await.is_ok() {
+                placed += 1;
+            }
+        }
+        let key = open.key.clone();
+        if placed == open.orders.len() {
+            self.cart(user_id, CartCommand::CompleteCheckout { key })
+                .await?;
+        } else if self
+            .undo_checkout(&open.items, open.coupon.as_deref(), &open.orders)
+            .await
+        {
+            self.cart(user_id, CartCommand::AbandonCheckout { key })
+                .await?;
+        } else {
+            return Err(ServiceError::Unavailable(
+                "an interrupted checkout could not be undone yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reserves first, then places: stock line by line and the coupon use
+    /// are held under the planned order ids, and only when every one held
+    /// are payments opened and orders placed. A refusal (out of stock,
+    /// coupon used up) therefore leaves no order, no notification and no
+    /// analytics row behind; the caller releases what was held.
     async fn place_checkout(
         &self,
         caller: &Caller,
@@ -667,8 +768,7 @@ impl Services {
             .quote(&caller.user_id, &priced, coupon, Some(address))
             .await?;
         let now = Utc::now();
-        let mut orders = Vec::new();
-        // 1. Place every order (idempotent by id) before holding anything.
+        let mut planned = Vec::new();
         for ((shop, lines), quote) in groups.iter().zip(&quotes) {
             let order_id = plan
                 .iter()
@@ -680,6 +780,43 @@ impl Services {
                         "the cart changed during checkout; try again",
                     )
                 })?;
+            let coupon = coupon
+                .filter(|_| quote.totals.discount > 0)
+                .map(str::to_owned);
+            planned.push((order_id, shop, lines, quote, coupon));
+        }
+        // 1. Reserve: stock (idempotent per order), then the coupon use.
+        for (order_id, _, lines, _, _) in &planned {
+            for l in lines.iter() {
+                self.products
+                    .call(
+                        &l.product_id,
+                        ProductCommand::Hold {
+                            order_id: order_id.clone(),
+                            quantity: u64::from(l.quantity),
+                        },
+                    )
+                    .await?;
+            }
+        }
+        for (order_id, _, _, quote, coupon) in &planned {
+            if let Some(code) = coupon {
+                self.coupons
+                    .call(
+                        code,
+                        CouponCommand::Redeem {
+                            user_id: caller.user_id.clone(),
+                            order_id: order_id.clone(),
+                            eligible: quote.totals.subtotal,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        // 2. Everything held: open the payments and place the orders
+        // (idempotent by id).
+        let mut orders = Vec::new();
+        for (order_id, shop, lines, quote, coupon) in planned {
             let currency = lines[0].currency.clone();
             let (payment, payment_deadline) = self
                 .open_payment(provider, &order_id, quote.totals.total, &currency, now)
@@ -690,9 +827,7 @@ impl Services {
                 shop_id: shop.id.clone(),
                 merchant_id: shop.owner_id.clone(),
                 lines: lines.clone(),
-                coupon: coupon
-                    .filter(|_| quote.totals.discount > 0)
-                    .map(str::to_owned),
+                coupon,
                 currency: currency.clone(),
                 totals: quote.totals,
                 address: address.clone(),
@@ -732,46 +867,6 @@ impl Services {
                     )
                     .await?,
             ));
-        }
-        // A retry of a checkout that failed (and was cancelled) must not hold
-        // stock for orders whose release already happened.
-        if orders
-            .iter()
-            .any(|o| o.status != OrderStatus::PendingPayment)
-        {
-            return Err(conflict(
-                "checkout_expired",
-                "this checkout was cancelled; check out again with a new Idempotency-Key",
-            ));
-        }
-        // 2. Hold stock, line by line (idempotent per order).
-        for o in &orders {
-            for l in &o.lines {
-                self.products
-                    .call(
-                        &l.product_id,
-                        ProductCommand::Hold {
-                            order_id: o.id.clone(),
-                            quantity: u64::from(l.quantity),
-                        },
-                    )
-                    .await?;
-            }
-        }
-        // 3. Redeem the coupon on its shop's order.
-        for o in &orders {
-            if let Some(code) = &o.coupon {
-                self.coupons
-                    .call(
-                        code,
-                        CouponCommand::Redeem {
-                            user_id: caller.user_id.clone(),
-                            order_id: o.id.clone(),
-                            eligible: o.totals.subtotal,
-                        },
-                    )
-                    .await?;
-            }
         }
         Ok(orders)
     }
@@ -1174,6 +1269,7 @@ impl Services {
             }
             let now = Utc::now();
             backoff.retain(|_, until| *until > now);
+            self.throttles.sweep();
             if let Err(e) = self.expire_tracks(4096).await {
                 tracing::warn!(error = %e, "track expiry failed");
             }
@@ -1194,7 +1290,11 @@ impl Services {
                 if backoff.contains_key(order_id) {
                     continue;
                 }
-                if let Err(e) = self.advance_order(order_id).await {
+                let done = match order_id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
+                    Some(user_id) => self.resolve_open_checkout(user_id).await,
+                    None => self.advance_order(order_id).await,
+                };
+                if let Err(e) = done {
                     tracing::warn!(order = %order_id, error = %e, "order action failed; retrying later");
                     if backoff.len() < 10_000 {
                         backoff.insert(order_id.to_owned(), now + chrono::Duration::seconds(5));

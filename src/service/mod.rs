@@ -41,6 +41,9 @@ pub enum ServiceError {
     /// Too much work queued (password hashing, live actors); retry later.
     #[error("{0}")]
     Busy(String),
+    /// A throttle refused the request before any work (429).
+    #[error("too many {}: try again in {} s", .0.what, .0.retry_after_secs)]
+    Throttled(crate::auth::Throttled),
     #[error("the request timed out inside the engine; its outcome is unknown")]
     Timeout,
     #[error("temporarily unavailable: {0}")]
@@ -101,6 +104,7 @@ pub struct Services {
     pub jwt: JwtKeys,
     pub mailer: Arc<crate::mail::Mailer>,
     pub reset: auth::ResetConfig,
+    pub throttles: crate::auth::Throttles,
 }
 
 /// What the use cases are configured with.
@@ -111,6 +115,7 @@ pub struct ServiceConfig {
     pub mail: crate::mail::MailConfig,
     pub reset: auth::ResetConfig,
     pub burst: burst::BurstConfig,
+    pub throttles: crate::auth::ThrottleConfig,
 }
 
 impl Services {
@@ -127,6 +132,7 @@ impl Services {
             mail,
             reset,
             burst,
+            throttles,
         } = cfg;
         let mailer = Arc::new(
             crate::mail::Mailer::new(&mail, rt.store.clone()).map_err(ServiceError::Unavailable)?,
@@ -176,6 +182,7 @@ impl Services {
             jwt,
             mailer,
             reset,
+            throttles: crate::auth::Throttles::new(throttles),
         })
     }
 

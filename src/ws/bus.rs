@@ -82,6 +82,61 @@ pub struct Bus {
     topics: DashMap<String, Channels>,
     /// Events buffered per topic for its slowest subscriber.
     capacity: usize,
+    /// Ended auth sessions, per user who has live connections: how every
+    /// socket of a logged-out (reset, reused, revoked) session learns it.
+    revoked: DashMap<String, watch::Sender<Revoked>>,
+}
+
+/// What an entity event ends, sent on the bus once the event is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// One auth session (`sid`) of the user.
+    Session(String),
+    /// Every session the user has now (a password reset).
+    AllSessions,
+}
+
+/// Recently ended sessions of one user, as the user's connections see it.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked {
+    /// Bumped by every revocation.
+    pub generation: u64,
+    /// The generation of the latest "every session" revocation.
+    pub all_at: u64,
+    /// The newest ended session ids (at most `REVOKED_KEPT`).
+    pub sids: std::collections::VecDeque<String>,
+}
+
+/// Ended session ids remembered per watched user: enough for the sessions
+/// a user can hold at once (10) and the ones ended while a connection was
+/// re-authenticating.
+const REVOKED_KEPT: usize = 32;
+
+impl Revoked {
+    /// Whether a connection of session `sid`, opened when the user's
+    /// revocations were at `opened_at`, has to end.
+    pub fn ends(&self, sid: &str, opened_at: u64) -> bool {
+        self.all_at > opened_at || self.sids.iter().any(|s| s == sid)
+    }
+}
+
+/// One connection's view of its user's revocations; unregisters on drop.
+/// (The receiver is dropped after `Drop::drop` runs, so the count there
+/// still includes it.)
+pub struct RevocationWatch {
+    bus: Arc<Bus>,
+    user_id: String,
+    /// The generation when the connection registered.
+    pub opened_at: u64,
+    pub rx: watch::Receiver<Revoked>,
+}
+
+impl Drop for RevocationWatch {
+    fn drop(&mut self) {
+        self.bus
+            .revoked
+            .remove_if(&self.user_id, |_, tx| tx.receiver_count() <= 1);
+    }
 }
 
 impl Bus {
@@ -89,7 +144,50 @@ impl Bus {
         Bus {
             topics: DashMap::new(),
             capacity: capacity.max(1),
+            revoked: DashMap::new(),
         }
+    }
+
+    /// Ends `what` of `user_id` on every connection watching it. A user
+    /// with no live connection costs one map lookup.
+    pub fn revoke(&self, user_id: &str, what: Revocation) {
+        if let Some(tx) = self.revoked.get(user_id) {
+            tx.send_modify(|r| {
+                r.generation += 1;
+                match what {
+                    Revocation::AllSessions => r.all_at = r.generation,
+                    Revocation::Session(sid) => {
+                        r.sids.push_back(sid);
+                        while r.sids.len() > REVOKED_KEPT {
+                            r.sids.pop_front();
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Registers a connection of `user_id`: revocations from now on reach
+    /// it. Register before checking that the session is live, so none is
+    /// missed in between.
+    pub fn watch_revocations(self: &Arc<Self>, user_id: &str) -> RevocationWatch {
+        let rx = self
+            .revoked
+            .entry(user_id.to_owned())
+            .or_insert_with(|| watch::channel(Revoked::default()).0)
+            .subscribe();
+        let opened_at = rx.borrow().generation;
+        RevocationWatch {
+            bus: self.clone(),
+            user_id: user_id.to_owned(),
+            opened_at,
+            rx,
+        }
+    }
+
+    /// Users with at least one connection watching revocations.
+    pub fn revocation_watchers(&self) -> usize {
+        self.revoked.len()
     }
 
     /// Delivers to the topic's current subscribers; a topic nobody watches

@@ -168,6 +168,13 @@ impl TopicSource for Topics {
         }
     }
 
+    async fn reauthenticate(&self, token: &str) -> Result<AuthUser, ServerMsg> {
+        self.services.authenticate(token).await.map_err(|e| {
+            let err = AppError::from(e);
+            ServerMsg::error(&err.code, err.message)
+        })
+    }
+
     async fn location(&self, user: &AuthUser, fix: Fix) -> Result<(), ServerMsg> {
         match self.services.report_location(&user.caller(), fix).await {
             Ok(_) => Ok(()),
@@ -308,7 +315,8 @@ impl Gate {
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_connections",
                 format!("at most {} live connections per user", self.max_per_user),
-            ));
+            )
+            .retry_after(5));
         }
         *n += 1;
         Ok(Admitted {
@@ -351,6 +359,10 @@ async fn open_session(
             .or(q.token)
             .ok_or_else(|| AppError::unauthorized("missing token: use the Authorization header, a bearer.<token> subprotocol or ?token="))?,
     };
+    // Watch the user's revocations before checking the session, so one
+    // that ends in between is not missed.
+    let subject = state.services.token_subject(&token)?;
+    let revocations = state.services.bus.watch_revocations(&subject);
     let user = state.services.authenticate(&token).await?;
     let upgrade = upgrade.map_err(|r| {
         AppError::new(
@@ -378,6 +390,7 @@ async fn open_session(
     };
     let ctx = SessionCtx {
         user,
+        revocations,
         codec,
         bus: state.services.bus.clone(),
         topics: Arc::new(Topics::new(state.services.clone())),

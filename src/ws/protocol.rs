@@ -21,6 +21,12 @@ pub enum ClientMsg {
     /// A shipper's position (shippers only).
     Location(Fix),
     Ping,
+    /// A fresh access token of the same user, before the current one
+    /// expires: the connection lives on until the new token's expiry (and
+    /// follows the new token's session).
+    Auth {
+        token: String,
+    },
 }
 
 /// Server → client.
@@ -48,6 +54,12 @@ pub enum ServerMsg {
         data: Box<Position>,
     },
     Pong,
+    /// The `auth` frame's token was accepted; the connection now ends at
+    /// `expires_at` (Unix seconds) unless renewed again.
+    AuthOk {
+        expires_at: i64,
+        expires_in: i64,
+    },
     Error {
         code: String,
         message: String,
@@ -82,7 +94,13 @@ pub mod close {
     /// The client did not read fast enough; reconnect with `since`.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// Nothing received within the idle timeout.
-    pub const IDLE: u16 = 4001;
+    pub const IDLE: u16 = 4000;
+    /// The auth session ended (logout, password reset, refresh-token
+    /// reuse, revoked by an admin): log in again.
+    pub const SESSION_ENDED: u16 = 4001;
+    /// The access token expired and no `auth` frame renewed it: refresh
+    /// the token and reconnect (resume with `since`).
+    pub const TOKEN_EXPIRED: u16 = 4002;
     /// A frame exceeded the per-message size limit.
     pub const TOO_BIG: u16 = 1009;
     /// The server is shutting down.

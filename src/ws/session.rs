@@ -23,7 +23,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use super::bus::{Bus, PositionFrame};
+use super::bus::{Bus, PositionFrame, RevocationWatch};
 use super::protocol::{close, ClientMsg, Codec, ServerMsg};
 use crate::domain::shipping::Fix;
 use crate::service::AuthUser;
@@ -63,6 +63,14 @@ pub trait TopicSource: Send + Sync + 'static {
         after: u64,
         until: u64,
     ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String>;
+    /// An `auth` frame's token: the user it authenticates (with a live
+    /// session), or the error frame to send.
+    async fn reauthenticate(&self, _token: &str) -> Result<AuthUser, ServerMsg> {
+        Err(ServerMsg::error(
+            "unsupported",
+            "this server does not renew tokens on a connection",
+        ))
+    }
     /// A `location` frame from `user`.
     async fn location(&self, _user: &AuthUser, _fix: Fix) -> Result<(), ServerMsg> {
         Err(ServerMsg::error(
@@ -103,6 +111,9 @@ impl Default for Limits {
 
 pub struct SessionCtx {
     pub user: AuthUser,
+    /// The user's ended auth sessions; the connection closes (4001) when
+    /// its own is among them.
+    pub revocations: RevocationWatch,
     pub codec: Codec,
     pub bus: Arc<Bus>,
     pub topics: Arc<dyn TopicSource>,
@@ -144,7 +155,7 @@ fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
 
 /// Runs the session until the client leaves, misbehaves past recovery, or
 /// falls behind.
-pub async fn run<S, R, E>(mut sink: S, stream: R, ctx: SessionCtx)
+pub async fn run<S, R, E>(mut sink: S, stream: R, mut ctx: SessionCtx)
 where
     S: Sink<Message> + Unpin + Send,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
@@ -185,7 +196,17 @@ where
     });
     let mut ping = tokio::time::interval(ctx.limits.ping_every);
     ping.tick().await;
+    let expiry = tokio::time::sleep(until_unix(ctx.user.expires_at));
+    let mut expiry = std::pin::pin!(expiry);
     let closing: Option<(u16, &'static str)> = loop {
+        if ctx
+            .revocations
+            .rx
+            .borrow_and_update()
+            .ends(&ctx.user.sid, ctx.revocations.opened_at)
+        {
+            break Some((close::SESSION_ENDED, "session ended: log in again"));
+        }
         tokio::select! {
             frame = stream.next() => {
                 let Some(Ok(frame)) = frame else { break None };
@@ -205,6 +226,19 @@ where
                 let reply = match decoded {
                     Err(e) => Some(ServerMsg::error("invalid_message", e)),
                     Ok(ClientMsg::Ping) => Some(ServerMsg::Pong),
+                    Ok(ClientMsg::Auth { token }) => match ctx.topics.reauthenticate(&token).await {
+                        Ok(user) if user.id == ctx.user.id => {
+                            let reply = ServerMsg::AuthOk {
+                                expires_at: user.expires_at,
+                                expires_in: user.expires_at - chrono::Utc::now().timestamp(),
+                            };
+                            expiry.as_mut().reset(tokio::time::Instant::now() + until_unix(user.expires_at));
+                            ctx.user = user;
+                            Some(reply)
+                        }
+                        Ok(_) => Some(ServerMsg::error("forbidden", "the token is another user's")),
+                        Err(e) => Some(e),
+                    },
                     Ok(ClientMsg::Location(fix)) => ctx.topics.location(&ctx.user, fix).await.err(),
                     Ok(ClientMsg::Unsubscribe { topic }) => {
                         match subs.remove(&topic) {
@@ -273,6 +307,9 @@ where
                 }
             }
             Some(reason) = close_rx.recv() => break Some(reason),
+            // Checked at the top of the loop.
+            Ok(()) = ctx.revocations.rx.changed() => {}
+            _ = &mut expiry => break Some((close::TOKEN_EXPIRED, "token expired: renew it with an auth frame before it expires")),
             _ = &mut server_down => break Some((close::GOING_AWAY, "server shutting down")),
             _ = ping.tick() => {
                 if last_heard.elapsed() >= ctx.limits.idle {
@@ -301,6 +338,12 @@ where
         let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.send(frame)).await;
     }
     let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.close()).await;
+}
+
+/// Time left until the Unix second `at` (zero when past).
+fn until_unix(at: i64) -> Duration {
+    let ms = at.saturating_mul(1000) - chrono::Utc::now().timestamp_millis();
+    Duration::from_millis(ms.max(0) as u64)
 }
 
 /// Runs a write bounded by `limit`: `None` when it went through, otherwise
@@ -468,6 +511,13 @@ mod tests {
         async fn head(&self, _topic: &str) -> Result<u64, String> {
             Ok(3)
         }
+        async fn reauthenticate(&self, token: &str) -> Result<AuthUser, ServerMsg> {
+            match token {
+                "fresh" => Ok(user("u", "s2", 3600)),
+                "stranger" => Ok(user("v", "s9", 3600)),
+                _ => Err(ServerMsg::error("unauthorized", "invalid token")),
+            }
+        }
         async fn replay(
             &self,
             _topic: &str,
@@ -487,6 +537,23 @@ mod tests {
         }
     }
 
+    fn user(id: &str, sid: &str, expires_in_secs: i64) -> AuthUser {
+        AuthUser {
+            id: id.into(),
+            role: Role::Customer,
+            sid: sid.into(),
+            view: UserView {
+                id: id.into(),
+                email: "u@example.com".into(),
+                name: "U".into(),
+                phone: None,
+                role: Role::Customer,
+                created_at: chrono::Utc::now(),
+            },
+            expires_at: chrono::Utc::now().timestamp() + expires_in_secs,
+        }
+    }
+
     fn ctx(bus: Arc<Bus>, limits: Limits) -> SessionCtx {
         let view = UserView {
             id: "u".into(),
@@ -502,7 +569,9 @@ mod tests {
                 role: Role::Customer,
                 sid: "s".into(),
                 view,
+                expires_at: chrono::Utc::now().timestamp() + 3600,
             },
+            revocations: bus.watch_revocations("u"),
             codec: Codec::Json,
             bus,
             topics: Arc::new(OneTopic),
@@ -598,6 +667,105 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// The close frame's code, skipping anything sent before it.
+    async fn close_code(rx: &mut fmpsc::Receiver<Message>) -> u16 {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), rx.next())
+                .await
+                .expect("a frame")
+                .expect("open")
+            {
+                Message::Close(Some(f)) => return f.code,
+                Message::Close(None) => panic!("a close without a code"),
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_connection_of_an_ended_session_closes_with_4001_others_stay() {
+        let bus = Arc::new(Bus::new(16));
+        let (_in_tx, in_rx) = fmpsc::unbounded::<Result<Message, std::convert::Infallible>>();
+        let (out_tx, mut out_rx) = fmpsc::channel(64);
+        let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), Limits::default())));
+        bus.revoke("u", crate::ws::bus::Revocation::Session("another".into()));
+        bus.revoke("someone else", crate::ws::bus::Revocation::AllSessions);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !session.is_finished(),
+            "other sessions' ends do not close it"
+        );
+        bus.revoke("u", crate::ws::bus::Revocation::Session("s".into()));
+        assert_eq!(close_code(&mut out_rx).await, close::SESSION_ENDED);
+        session.await.unwrap();
+        assert_eq!(bus.revocation_watchers(), 0, "unregistered when closed");
+
+        // A password reset ends every session of the user.
+        let (_in_tx, in_rx) = fmpsc::unbounded::<Result<Message, std::convert::Infallible>>();
+        let (out_tx, mut out_rx) = fmpsc::channel(64);
+        let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), Limits::default())));
+        bus.revoke("u", crate::ws::bus::Revocation::AllSessions);
+        assert_eq!(close_code(&mut out_rx).await, close::SESSION_ENDED);
+        session.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_connection_ends_at_token_expiry_unless_an_auth_frame_renews_it() {
+        let bus = Arc::new(Bus::new(16));
+        let mut expiring = ctx(bus.clone(), Limits::default());
+        expiring.user = user("u", "s", 1);
+        let (_in_tx, in_rx) = fmpsc::unbounded::<Result<Message, std::convert::Infallible>>();
+        let (out_tx, mut out_rx) = fmpsc::channel(64);
+        let session = tokio::spawn(run(out_tx, in_rx, expiring));
+        assert_eq!(close_code(&mut out_rx).await, close::TOKEN_EXPIRED);
+        session.await.unwrap();
+
+        let mut renewed = ctx(bus.clone(), Limits::default());
+        renewed.user = user("u", "s", 1);
+        let (in_tx, in_rx) = fmpsc::unbounded();
+        let (out_tx, mut out_rx) = fmpsc::channel(64);
+        let session = tokio::spawn(run(out_tx, in_rx, renewed));
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "auth", "token": "bad"})))
+            .unwrap();
+        assert!(
+            matches!(next_msg(&mut out_rx).await, ServerMsg::Error { code, .. } if code == "unauthorized")
+        );
+        in_tx
+            .unbounded_send(text(
+                serde_json::json!({"type": "auth", "token": "stranger"}),
+            ))
+            .unwrap();
+        assert!(
+            matches!(next_msg(&mut out_rx).await, ServerMsg::Error { code, .. } if code == "forbidden")
+        );
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "auth", "token": "fresh"})))
+            .unwrap();
+        assert!(matches!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::AuthOk { expires_in, .. } if expires_in > 3000
+        ));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "ping"})))
+            .unwrap();
+        assert_eq!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::Pong,
+            "alive past the first token's expiry"
+        );
+        // It now follows the new token's session.
+        bus.revoke("u", crate::ws::bus::Revocation::Session("s".into()));
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "ping"})))
+            .unwrap();
+        assert_eq!(next_msg(&mut out_rx).await, ServerMsg::Pong);
+        bus.revoke("u", crate::ws::bus::Revocation::Session("s2".into()));
+        assert_eq!(close_code(&mut out_rx).await, close::SESSION_ENDED);
+        session.await.unwrap();
     }
 
     #[tokio::test]

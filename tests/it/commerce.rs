@@ -18,7 +18,7 @@ pub(crate) fn fast(s: &mut surge::config::Settings) {
 }
 
 /// A customer with a default address about 2 km from the test shop.
-async fn customer(app: &TestApp) -> (Session, String) {
+pub(crate) async fn customer(app: &TestApp) -> (Session, String) {
     let c = app.user("customer").await;
     let (status, a) = app
         .post("/api/v1/users/addresses", Some(&c.access), json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.045, "lng": 105.85}))
@@ -27,7 +27,7 @@ async fn customer(app: &TestApp) -> (Session, String) {
     (c, a["id"].as_str().unwrap().to_owned())
 }
 
-async fn add(app: &TestApp, c: &Session, product: &str, qty: u32) -> Value {
+pub(crate) async fn add(app: &TestApp, c: &Session, product: &str, qty: u32) -> Value {
     let (status, cart) = app
         .post(
             "/api/v1/cart/items",
@@ -39,7 +39,7 @@ async fn add(app: &TestApp, c: &Session, product: &str, qty: u32) -> Value {
     cart
 }
 
-async fn checkout(
+pub(crate) async fn checkout(
     app: &TestApp,
     c: &Session,
     address: &str,
@@ -102,7 +102,7 @@ async fn wait_for(
     }
 }
 
-async fn stock(app: &TestApp, product: &str) -> u64 {
+pub(crate) async fn stock(app: &TestApp, product: &str) -> u64 {
     app.get(&format!("/api/v1/products/{product}"), None)
         .await
         .1["stock"]

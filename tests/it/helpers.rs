@@ -33,6 +33,9 @@ pub struct TestApp {
     handle: Option<JoinHandle<()>>,
     /// Kept alive as long as the app (the CQL emulator it talks to).
     pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// The running app's state: its use cases and entities, for tests that
+    /// stage what no request can (a checkout interrupted by a crash).
+    pub state: surge::http::AppState,
 }
 
 pub fn test_settings(dir: PathBuf) -> Settings {
@@ -40,6 +43,13 @@ pub fn test_settings(dir: PathBuf) -> Settings {
         addr: "127.0.0.1:0".into(),
         data_dir: dir,
         jwt_secret: Some(TEST_SECRET.into()),
+        // Every test client comes from loopback: the per-address limits
+        // are lifted here and switched back on by the tests of them.
+        max_connections_per_ip: 1_000_000,
+        login_attempts_per_ip_per_minute: 0,
+        login_attempts_per_account_per_hour: 0,
+        registrations_per_ip_per_hour: 0,
+        password_resets_per_ip_per_hour: 0,
         ..Settings::default()
     }
 }
@@ -72,6 +82,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         }
     };
     let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -83,6 +94,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         stop: Some(tx),
         handle: Some(handle),
         guard: None,
+        state,
     }
 }
 
@@ -94,6 +106,16 @@ pub struct Session {
 }
 
 impl TestApp {
+    /// The app's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.as_ref().expect("running").path().to_owned()
+    }
+
+    /// The port the app listens on.
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     /// Graceful stop; returns the data dir for a restart.
     pub async fn stop(mut self) -> TempDir {
         let _ = self.stop.take().expect("running").send(());

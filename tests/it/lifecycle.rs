@@ -89,6 +89,13 @@ pub(crate) fn serve_child(
     Command::new(env!("CARGO_BIN_EXE_surge"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("SURGE_DATA_DIR", dir)
+        // Every test client comes from loopback (see `test_settings`).
+        .envs([
+            ("SURGE_MAX_CONNECTIONS_PER_IP", "1000000"),
+            ("SURGE_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "0"),
+            ("SURGE_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_HOUR", "0"),
+            ("SURGE_REGISTRATIONS_PER_IP_PER_HOUR", "0"),
+        ])
         .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())

@@ -8,6 +8,7 @@ mod catalog;
 mod cluster;
 mod commerce;
 mod conformance;
+mod hardening;
 mod helpers;
 mod http_edge;
 mod journal;

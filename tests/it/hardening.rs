@@ -1,0 +1,554 @@
+//! The findings of the attacker's-eye review, one test each: live
+//! connections end with their auth session; every connection phase has a
+//! deadline; addresses are capped; guessing is throttled; refusals leave
+//! nothing behind; no 5xx for a client's mistake.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use surge::ws::protocol::ServerMsg;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+use crate::ws::{recv, send, Ws};
+
+async fn connect(app: &TestApp, token: &str) -> Ws {
+    let url = format!("{}/api/v1/ws", app.base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    connect_async(req).await.expect("websocket handshake").0
+}
+
+/// Waits for the server's close frame: its code and how long it took.
+async fn closed_within(ws: &mut Ws, limit: Duration) -> (u16, Duration) {
+    let started = Instant::now();
+    loop {
+        let frame = tokio::time::timeout(limit, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no close within {limit:?}"));
+        match frame {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), started.elapsed()),
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                panic!("closed without a code")
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn watching_own_topic(app: &TestApp, s: &Session) -> Ws {
+    let mut ws = connect(app, &s.access).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topic": format!("user:{}", s.id)}),
+    )
+    .await;
+    assert!(matches!(recv(&mut ws).await, ServerMsg::Subscribed { .. }));
+    ws
+}
+
+#[tokio::test]
+async fn logout_ends_the_sessions_sockets_within_a_second_and_no_other() {
+    let app = spawn_app().await;
+    let email = format!("ws-{}@example.com", uuid::Uuid::new_v4().simple());
+    app.register(&email, "customer").await;
+    let phone = app.login(&email).await;
+    let laptop = app.login(&email).await;
+    let mut phone_ws = watching_own_topic(&app, &phone).await;
+    let mut phone_ws2 = watching_own_topic(&app, &phone).await;
+    let mut laptop_ws = watching_own_topic(&app, &laptop).await;
+
+    let (status, _) = app
+        .post("/api/v1/auth/logout", Some(&phone.access), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for ws in [&mut phone_ws, &mut phone_ws2] {
+        let (code, took) = closed_within(ws, Duration::from_secs(1)).await;
+        assert_eq!(code, 4001, "session ended");
+        assert!(took < Duration::from_secs(1));
+    }
+    // The other session's socket lives on and still gets its events.
+    app.put(
+        "/api/v1/users/profile",
+        Some(&laptop.access),
+        json!({"name": "After"}),
+    )
+    .await;
+    loop {
+        match recv(&mut laptop_ws).await {
+            ServerMsg::Event { data, .. } if data["kind"] == "session_ended" => continue,
+            ServerMsg::Event { data, .. } => break assert_eq!(data["name"], "After"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn refresh_token_reuse_and_an_admins_revocation_end_sockets() {
+    let app = spawn_app_with(|s| {
+        s.admin_email = Some("root@example.com".into());
+        s.admin_password = Some(PASSWORD.into());
+    })
+    .await;
+    let admin = app.login("root@example.com").await;
+    let victim = app.user("customer").await;
+    let mut ws = watching_own_topic(&app, &victim).await;
+    // The refresh token is used twice (stolen): the session ends.
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": victim.refresh}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": victim.refresh}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(closed_within(&mut ws, Duration::from_secs(1)).await.0, 4001);
+
+    let other = app.user("customer").await;
+    let mut ws = watching_own_topic(&app, &other).await;
+    let (status, body) = app
+        .delete(
+            &format!("/api/v1/users/{}/sessions", other.id),
+            Some(&victim.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let third = app.user("customer").await;
+    let (status, _) = app
+        .delete(
+            &format!("/api/v1/users/{}/sessions", other.id),
+            Some(&third.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admins");
+    let (status, _) = app
+        .delete(
+            &format!("/api/v1/users/{}/sessions", other.id),
+            Some(&admin.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(closed_within(&mut ws, Duration::from_secs(1)).await.0, 4001);
+    let (status, _) = app.get("/api/v1/users/profile", Some(&other.access)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_every_socket_of_the_account() {
+    let app = spawn_app().await;
+    let user = app.user("customer").await;
+    let second = app.login(&user.email).await;
+    let mut a = watching_own_topic(&app, &user).await;
+    let mut b = watching_own_topic(&app, &second).await;
+    app.post(
+        "/api/v1/auth/forgot-password",
+        None,
+        json!({"email": user.email}),
+    )
+    .await;
+    let code = reset_code_from_files(&app, &user.email).await;
+    let (status, body) = app
+        .post(
+            "/api/v1/auth/reset-password",
+            None,
+            json!({"email": user.email, "otp": code, "new_password": "a brand new password"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for ws in [&mut a, &mut b] {
+        assert_eq!(closed_within(ws, Duration::from_secs(1)).await.0, 4001);
+    }
+}
+
+/// The code of the newest reset mail written to the app's mail folder.
+pub(crate) async fn reset_code_from_files(app: &TestApp, email: &str) -> String {
+    let dir = app.data_dir().join("mail");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut found: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let code = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Subject: Your Surge password reset code: "))?
+                    .trim()
+                    .to_owned();
+                if !text.contains(email) {
+                    return None;
+                }
+                Some((e.metadata().ok()?.modified().ok()?, code))
+            })
+            .collect();
+        found.sort();
+        if let Some((_, code)) = found.pop() {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "no reset mail for {email}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_socket_ends_at_token_expiry_unless_renewed_with_an_auth_frame() {
+    let app = spawn_app_with(|s| s.access_token_ttl_secs = 3).await;
+    let user = app.user("customer").await;
+    let mut lapsing = watching_own_topic(&app, &user).await;
+    let mut renewing = watching_own_topic(&app, &user).await;
+    // Past the next whole second: the renewed token expires at least a
+    // second after the first one (expiry is in whole seconds).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, pair) = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    send(
+        &mut renewing,
+        json!({"type": "auth", "token": pair["access_token"]}),
+    )
+    .await;
+    match recv(&mut renewing).await {
+        ServerMsg::AuthOk { expires_in, .. } => assert!((2..=3).contains(&expires_in)),
+        other => panic!("{other:?}"),
+    }
+    let (code, _) = closed_within(&mut lapsing, Duration::from_secs(4)).await;
+    assert_eq!(code, 4002, "token expired");
+    // The renewed one outlived the first token and still answers.
+    send(&mut renewing, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut renewing).await, ServerMsg::Pong);
+    assert_eq!(
+        closed_within(&mut renewing, Duration::from_secs(4)).await.0,
+        4002
+    );
+}
+
+fn addr(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection (or `limit` passes):
+/// what it sent, and whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut buf))
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&buf).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn silent_slow_and_idle_connections_are_closed_by_their_deadlines() {
+    let app = spawn_app_with(|s| {
+        s.header_read_timeout_secs = 1;
+        s.request_timeout_secs = 2;
+    })
+    .await;
+    // Never sends a byte; sends only an HTTP/2 preface's start.
+    let mut silent = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    let mut pri = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    pri.write_all(b"PRI").await.unwrap();
+    // A body announced at 60,000 bytes that trickles in.
+    let mut slow_body = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    slow_body
+        .write_all(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if slow_body.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+        read_until_closed(&mut slow_body, Duration::from_secs(5)).await
+    });
+    // One request, then nothing on the kept-alive connection.
+    let mut idle = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    // A normal client on the same server is unaffected meanwhile.
+    for _ in 0..5 {
+        let (status, _) = app.get("/healthz", None).await;
+        assert_eq!(status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(4)).await;
+    assert!(closed, "a connection that never sends a byte is closed");
+    let (_, closed) = read_until_closed(&mut pri, Duration::from_secs(4)).await;
+    assert!(closed, "a connection stuck in a preface is closed");
+    let (text, closed) = read_until_closed(&mut idle, Duration::from_secs(4)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(closed, "an idle kept-alive connection is closed");
+    let (text, closed) = trickle.await.unwrap();
+    assert!(closed, "a trickled body is cut off");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let app = spawn_app_with(|s| {
+        s.max_connections = 50;
+        s.max_connections_per_ip = 5;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(tokio::net::TcpStream::connect(addr(&app)).await.unwrap());
+    }
+    // The sixth from the same address is told why and closed.
+    let mut sixth = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    let (text, closed) = read_until_closed(&mut sixth, Duration::from_secs(3)).await;
+    assert!(closed);
+    assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 5"),
+        "{text}"
+    );
+    let body = text.split("\r\n\r\n").nth(1).unwrap();
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error_code(&v), "too_many_connections");
+    // Another address is served meanwhile (127.0.0.2 is loopback too).
+    let port = app.port();
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (text, _) = read_until_closed(&mut other, Duration::from_secs(3)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // A slot comes back when a connection closes.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (text, _) = read_until_closed(&mut again, Duration::from_secs(3)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+/// Mails written for `email` so far (no SMTP: `.eml` files).
+fn mails_to(app: &TestApp, email: &str) -> Vec<String> {
+    std::fs::read_dir(app.data_dir().join("mail"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|m| m.contains(&format!("To: {email}")))
+        .filter(|m| !m.contains("Subject: Welcome to Surge"))
+        .collect()
+}
+
+#[tokio::test]
+async fn refused_checkouts_in_a_race_leave_no_order_notification_mail_or_analytics_row() {
+    use crate::commerce::{add, checkout, customer, fast, stock};
+    let app = spawn_app_with(fast).await;
+    let (m, shop_id, product) = shop_with_product(&app, 10_000, 3).await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/coupons"),
+            Some(&m.access),
+            json!({"code": "ONCE", "kind": "fixed", "value": 1000, "global_limit": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut customers = Vec::new();
+    for _ in 0..12 {
+        let (c, address) = customer(&app).await;
+        add(&app, &c, &product, 1).await;
+        let (status, body) = app
+            .post(
+                "/api/v1/cart/apply-coupon",
+                Some(&c.access),
+                json!({"code": "ONCE"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        customers.push((c, address));
+    }
+    // Twelve race for three units and one coupon use.
+    let results = futures::future::join_all(
+        customers
+            .iter()
+            .map(|(c, a)| checkout(&app, c, a, "cod", None)),
+    )
+    .await;
+    let mut won = Vec::new();
+    for ((c, address), (status, body)) in customers.iter().zip(&results) {
+        match *status {
+            StatusCode::CREATED => won.push(body["orders"][0]["id"].as_str().unwrap().to_owned()),
+            StatusCode::CONFLICT => {
+                assert!(
+                    ["out_of_stock", "coupon_exhausted"].contains(&error_code(body)),
+                    "{body}"
+                );
+                // Refused five more times, one after another.
+                for _ in 0..5 {
+                    let (status, body) = checkout(&app, c, address, "cod", None).await;
+                    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+                }
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "one coupon use, so one winner");
+    // Let every follow-up (notifications, mails, releases) run.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for ((c, _), (status, _)) in customers.iter().zip(&results) {
+        let (_, mine) = app.get("/api/v1/orders", Some(&c.access)).await;
+        let expected = usize::from(*status == StatusCode::CREATED);
+        assert_eq!(mine["items"].as_array().unwrap().len(), expected, "{mine}");
+        let (_, notes) = app.get("/api/v1/notifications", Some(&c.access)).await;
+        let about_orders = notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"].as_str().is_some_and(|k| k.starts_with("order_")))
+            .count();
+        assert_eq!(about_orders, expected, "{notes}");
+        let order_mails = mails_to(&app, &c.email).len();
+        assert_eq!(order_mails, expected, "mails to {}", c.email);
+    }
+    let (_, shop_orders) = app
+        .get(&format!("/api/v1/shops/{shop_id}/orders"), Some(&m.access))
+        .await;
+    let listed: Vec<&str> = shop_orders["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, won.iter().map(String::as_str).collect::<Vec<_>>());
+    let (_, notes) = app.get("/api/v1/notifications", Some(&m.access)).await;
+    let kinds: Vec<&str> = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "new_order").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"order_cancelled"), "{kinds:?}");
+    let merchant_mails = mails_to(&app, &m.email).len();
+    assert_eq!(
+        merchant_mails, 1,
+        "the merchant is mailed about the one order"
+    );
+    let (_, revenue) = app
+        .get(
+            &format!("/api/v1/shops/{shop_id}/analytics/revenue"),
+            Some(&m.access),
+        )
+        .await;
+    assert_eq!(revenue[0]["orders"].as_u64(), Some(1), "{revenue}");
+    // What the losers held went back: 3 − 1 sold.
+    assert_eq!(stock(&app, &product).await, 2);
+    assert_eq!(app.get("/api/v1/coupons/ONCE", None).await.1["used"], 1);
+}
+
+#[tokio::test]
+async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_scheduler() {
+    use crate::commerce::{add, customer, stock};
+    use surge::actors::cart::{CartCommand, PlannedOrder};
+    use surge::actors::product::ProductCommand;
+    let app = spawn_app().await;
+    let (_, shop_id, product) = shop_with_product(&app, 10_000, 5).await;
+    let (c, _) = customer(&app).await;
+    add(&app, &c, &product, 2).await;
+    let services = app.state.services.clone();
+    // What a checkout does before a crash: record the plan, hold stock.
+    let order_id = surge::service::new_id();
+    services
+        .carts
+        .call(
+            &c.id,
+            CartCommand::BeginCheckout {
+                key: "k1".into(),
+                orders: vec![PlannedOrder {
+                    shop_id: shop_id.clone(),
+                    order_id: order_id.clone(),
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    services
+        .products
+        .call(
+            &product,
+            ProductCommand::Hold {
+                order_id: order_id.clone(),
+                quantity: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stock(&app, &product).await, 3);
+    let timers = || async {
+        services
+            .store
+            .scan(surge::actors::order::TIMERS_TABLE, "", None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.contains(&format!("checkout:{}", c.id)))
+            .count()
+    };
+    assert_eq!(timers().await, 1, "the open checkout has its deadline row");
+    // A new checkout meanwhile is refused, not doubled.
+    let (status, body) = app
+        .post(
+            "/api/v1/orders",
+            Some(&c.access),
+            json!({"address_id": "x", "payment_method": "cod"}),
+        )
+        .await;
+    assert!(status.is_client_error(), "{body}");
+    // At its deadline the scheduler resolves it: nothing was placed, so
+    // the stock goes back and the cart can check out again.
+    services.resolve_open_checkout(&c.id).await.unwrap();
+    assert_eq!(stock(&app, &product).await, 5);
+    assert_eq!(timers().await, 0);
+    let (_, mine) = app.get("/api/v1/orders", Some(&c.access)).await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 0);
+    let (_, a) = app.get("/api/v1/users/addresses", Some(&c.access)).await;
+    let (status, body) =
+        crate::commerce::checkout(&app, &c, a[0]["id"].as_str().unwrap(), "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(stock(&app, &product).await, 3);
+}
