@@ -552,3 +552,240 @@ async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_sch
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(stock(&app, &product).await, 3);
 }
+
+/// A request from a given loopback address (127.0.0.x).
+async fn post_from(
+    app: &TestApp,
+    from: [u8; 4],
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value, Option<String>) {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap();
+    let resp = client
+        .post(format!("{}{path}", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, resp.json().await.unwrap_or(Value::Null), retry)
+}
+
+#[tokio::test]
+async fn password_guessing_is_slowed_and_the_owner_still_gets_in_from_elsewhere() {
+    let app = spawn_app_with(|s| {
+        s.login_attempts_per_ip_per_minute = 30;
+        s.login_attempts_per_account_per_hour = 40;
+    })
+    .await;
+    let user = app.user("customer").await;
+    let guess = |p: &str| json!({"email": user.email, "password": p});
+    let attacker = [127, 0, 0, 7];
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let (status, _, retry) = post_from(
+            &app,
+            attacker,
+            "/api/v1/auth/login",
+            guess(&format!("guess number {i}")),
+        )
+        .await;
+        statuses.push((status, retry));
+    }
+    assert!(
+        statuses[..10]
+            .iter()
+            .all(|(s, _)| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let (status, retry) = &statuses[10];
+    assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS);
+    let secs: u64 = retry.as_deref().expect("Retry-After").parse().unwrap();
+    assert!((1..=90).contains(&secs), "{secs}");
+    // Even the right password is throttled from the guessing address…
+    let (status, body, _) = post_from(&app, attacker, "/api/v1/auth/login", guess(PASSWORD)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(error_code(&body), "too_many_requests");
+    // …but the owner, from another address, logs in at once.
+    let (status, body, _) =
+        post_from(&app, [127, 0, 0, 8], "/api/v1/auth/login", guess(PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The address's own bucket: 30 attempts a minute, whatever the account.
+    let mut last = StatusCode::OK;
+    for i in 0..30 {
+        let (status, _, _) = post_from(
+            &app,
+            attacker,
+            "/api/v1/auth/login",
+            json!({"email": format!("nobody{i}@example.com"), "password": "whatever it is"}),
+        )
+        .await;
+        last = status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn registrations_and_forgot_password_are_throttled_per_address() {
+    let app = spawn_app_with(|s| {
+        s.registrations_per_ip_per_hour = 3;
+        s.password_resets_per_ip_per_hour = 2;
+    })
+    .await;
+    let from = [127, 0, 0, 9];
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let (status, _, retry) = post_from(
+            &app,
+            from,
+            "/api/v1/auth/register",
+            json!({"email": format!("r{i}@example.com"), "password": PASSWORD, "name": "R"}),
+        )
+        .await;
+        statuses.push((status, retry.is_some()));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (StatusCode::CREATED, false),
+            (StatusCode::CREATED, false),
+            (StatusCode::CREATED, false),
+            (StatusCode::TOO_MANY_REQUESTS, true)
+        ]
+    );
+    let forgot = |e: &str| json!({"email": e});
+    for _ in 0..2 {
+        assert_eq!(
+            post_from(
+                &app,
+                from,
+                "/api/v1/auth/forgot-password",
+                forgot("r0@example.com")
+            )
+            .await
+            .0,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(
+        post_from(
+            &app,
+            from,
+            "/api/v1/auth/forgot-password",
+            forgot("r0@example.com")
+        )
+        .await
+        .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn reset_codes_are_capped_per_account_per_day() {
+    let app = spawn_app_with(|s| {
+        s.reset_codes_per_account_per_day = 2;
+        // A code lapses at once, so the 30-second resend rule does not
+        // hide the daily cap.
+        s.otp_ttl_secs = 1;
+    })
+    .await;
+    let user = app.user("customer").await;
+    let codes = || {
+        std::fs::read_dir(app.data_dir().join("mail"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter(|m| m.contains("Subject: Your Surge password reset code"))
+            .count()
+    };
+    for expected in [1, 2, 2, 2] {
+        let (status, _) = app
+            .post(
+                "/api/v1/auth/forgot-password",
+                None,
+                json!({"email": user.email}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "the same answer past the cap");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while codes() < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(codes(), expected);
+    }
+}
+
+#[tokio::test]
+async fn reset_and_register_answer_alike_for_known_and_unknown_emails() {
+    let app = spawn_app().await;
+    let user = app.user("customer").await;
+    let attempt = |email: &str| json!({"email": email, "otp": "123456", "new_password": "a brand new password"});
+    // No code was ever requested: a known email and an unknown one answer alike.
+    let (s1, b1) = app
+        .post("/api/v1/auth/reset-password", None, attempt(&user.email))
+        .await;
+    let (s2, b2) = app
+        .post(
+            "/api/v1/auth/reset-password",
+            None,
+            attempt("nobody@example.com"),
+        )
+        .await;
+    assert_eq!((s1, error_code(&b1)), (s2, error_code(&b2)));
+    assert_eq!(b1["error"]["message"], b2["error"]["message"]);
+    // A code requested and used up answers the same as well.
+    app.post(
+        "/api/v1/auth/forgot-password",
+        None,
+        json!({"email": user.email}),
+    )
+    .await;
+    let code = reset_code_from_files(&app, &user.email).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    for _ in 0..6 {
+        let (s, b) = app
+            .post(
+                "/api/v1/auth/reset-password",
+                None,
+                json!({"email": user.email, "otp": wrong, "new_password": "a brand new password"}),
+            )
+            .await;
+        assert_eq!((s, error_code(&b)), (s2, error_code(&b2)));
+    }
+    // Registering a taken email costs the same password hash as a new one.
+    let timed = |email: String| {
+        let app = &app;
+        async move {
+            let started = Instant::now();
+            let (status, _) = app
+                .post(
+                    "/api/v1/auth/register",
+                    None,
+                    json!({"email": email, "password": PASSWORD, "name": "T"}),
+                )
+                .await;
+            (status, started.elapsed())
+        }
+    };
+    let (mut taken, mut fresh) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..5 {
+        let (s, t) = timed(user.email.clone()).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        taken += t;
+        let (s, t) = timed(format!("fresh{i}@example.com")).await;
+        assert_eq!(s, StatusCode::CREATED);
+        fresh += t;
+    }
+    // Both pay for an argon2id hash (~tens of ms here); before, a taken
+    // email answered in well under a millisecond.
+    assert!(taken * 3 > fresh, "taken {taken:?} vs fresh {fresh:?}");
+}
