@@ -90,6 +90,10 @@ pub struct Claim {
     /// Position in the waitlist (1 = next), while waitlisted.
     pub position: Option<u32>,
     pub idempotency_key: Option<String>,
+    /// SHA-256 of the request that first used `idempotency_key` (method,
+    /// path, body): the same key with another request is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_request: Option<String>,
     /// Where and how its order is paid and delivered (claims that need one).
     pub order: Option<ClaimOrder>,
     /// The order was placed (claims that need one).
@@ -255,7 +259,7 @@ pub enum QueueCommand {
         claim_id: String,
         user_id: String,
         quantity: u32,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<crate::domain::IdempotencyKey>,
         order: Option<ClaimOrder>,
     },
     /// Work the queue owes: orders to place, users to notify (at most
@@ -405,7 +409,8 @@ impl Entity for QueueEntity {
             } => {
                 let cfg = open()?;
                 if let Some(key) = &idempotency_key {
-                    if let Some(id) = state.idempotency.get(&format!("{user_id}|{key}")) {
+                    if let Some(id) = state.idempotency.get(&format!("{user_id}|{}", key.key)) {
+                        key.check(state.claims[id].idempotency_request.as_deref())?;
                         let claim = state.with_position(&state.claims[id]);
                         return Ok((
                             vec![],
@@ -468,7 +473,8 @@ impl Entity for QueueEntity {
                         quantity,
                         status,
                         position: None,
-                        idempotency_key,
+                        idempotency_request: idempotency_key.as_ref().map(|k| k.request.clone()),
+                        idempotency_key: idempotency_key.map(|k| k.key),
                         order,
                         order_placed: false,
                         notified: None,
@@ -484,6 +490,19 @@ impl Entity for QueueEntity {
                     .get(&claim_id)
                     .filter(|c| c.user_id == user_id)
                     .ok_or(DomainError::NotFound("claim"))?;
+                if matches!(claim.status, ClaimStatus::Cancelled | ClaimStatus::Expired) {
+                    return Err(DomainError::Conflict {
+                        code: "claim_not_active",
+                        message: format!(
+                            "the claim is already {}",
+                            if claim.status == ClaimStatus::Cancelled {
+                                "cancelled"
+                            } else {
+                                "expired"
+                            }
+                        ),
+                    });
+                }
                 Self::free(state, claim, false, now)
             }
             QueueCommand::Expire { claim_id } => {
@@ -732,7 +751,10 @@ mod tests {
             claim_id: id.into(),
             user_id: user.into(),
             quantity: q,
-            idempotency_key: key.map(str::to_owned),
+            idempotency_key: key.map(|k| crate::domain::IdempotencyKey {
+                key: k.to_owned(),
+                request: "the same request".into(),
+            }),
             order: None,
         };
         let (events, reply) = QueueEntity::decide(s, cmd, &ctx)?;

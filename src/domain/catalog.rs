@@ -24,6 +24,7 @@ pub struct Shop {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ShopInput {
     pub name: String,
     pub location: GeoPoint,
@@ -31,6 +32,7 @@ pub struct ShopInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ShopPatch {
     pub name: Option<String>,
     pub location: Option<GeoPoint>,
@@ -74,6 +76,7 @@ pub struct Product {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProductInput {
     pub name: String,
     pub category: String,
@@ -84,6 +87,7 @@ pub struct ProductInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     pub name: Option<String>,
     pub category: Option<String>,
@@ -246,6 +250,7 @@ pub struct Course {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CourseInput {
     pub title: String,
     pub kind: CourseKind,
@@ -257,6 +262,7 @@ pub struct CourseInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CoursePatch {
     pub title: Option<String>,
     pub kind: Option<CourseKind>,

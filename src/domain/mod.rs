@@ -32,6 +32,34 @@ pub enum DomainError {
     /// The credentials or session are not (or no longer) valid (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// Well-formed, but not something the server will do, with a code of
+    /// its own (422): an idempotency key reused for another request.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+}
+
+/// An `Idempotency-Key` and the request it was first sent with: a retry
+/// of the same request answers the first result; the same key with another
+/// request is refused (`idempotency_key_reused`), as Stripe does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// A digest of the request's method, path and body.
+    pub request: String,
+}
+
+impl IdempotencyKey {
+    /// Whether a request with fingerprint `first` (recorded with the key;
+    /// `None` for records older than fingerprints) is this one.
+    pub fn check(&self, first: Option<&str>) -> Result<(), DomainError> {
+        match first {
+            Some(f) if f != self.request => Err(DomainError::Unprocessable {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key was used for a different request".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl DomainError {

@@ -6,9 +6,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{idempotency_key, Auth, Json, Path, Query};
+use super::extract::{idempotency, Auth, Json, Path, Query};
 use super::AppState;
-use crate::actors::queue::{Claim, ClaimStatus};
+use crate::actors::queue::{Claim, ClaimStatus, QueueKind};
 use crate::domain::catalog::CourseSession;
 use crate::http::commerce::PageQuery;
 use crate::service::burst::{
@@ -65,8 +65,13 @@ pub async fn claim_flash_sale(
     headers: HeaderMap,
     body: Option<Json<ClaimRequest>>,
 ) -> Result<(StatusCode, Json<ClaimOutcome>), AppError> {
-    let key = idempotency_key(&headers)?;
     let req = body.map(|Json(r)| r).unwrap_or_default();
+    let key = idempotency(
+        &headers,
+        "POST",
+        &format!("/api/v1/flash-sales/{id}/claims"),
+        &req,
+    )?;
     let out = s
         .services
         .claim(&auth.0.caller(), &id, false, req, key)
@@ -90,13 +95,18 @@ pub async fn enroll(
     headers: HeaderMap,
     body: Option<Json<ClaimRequest>>,
 ) -> Result<(StatusCode, Json<ClaimOutcome>), AppError> {
-    let key = idempotency_key(&headers)?;
     let req = body.map(|Json(r)| r).unwrap_or_default();
     let req = ClaimRequest {
         quantity: 1,
         address_id: None,
         ..req
     };
+    let key = idempotency(
+        &headers,
+        "POST",
+        &format!("/api/v1/courses/{id}/enrollments"),
+        &req,
+    )?;
     let out = s
         .services
         .claim(&auth.0.caller(), &id, true, req, key)
@@ -107,12 +117,13 @@ pub async fn enroll(
 async fn cancel(
     s: AppState,
     auth: Auth,
+    kind: QueueKind,
     id: String,
     claim_id: String,
 ) -> Result<Json<Claim>, AppError> {
     Ok(Json(
         s.services
-            .cancel_claim(&auth.0.caller(), &id, &claim_id)
+            .cancel_claim(&auth.0.caller(), kind, &id, &claim_id)
             .await?,
     ))
 }
@@ -126,7 +137,7 @@ pub async fn cancel_sale_claim(
     auth: Auth,
     Path((id, claim_id)): Path<(String, String)>,
 ) -> Result<Json<Claim>, AppError> {
-    cancel(s, auth, id, claim_id).await
+    cancel(s, auth, QueueKind::FlashSale, id, claim_id).await
 }
 
 /// Give up a course place; the waitlist moves up.
@@ -138,7 +149,7 @@ pub async fn cancel_enrollment(
     auth: Auth,
     Path((id, claim_id)): Path<(String, String)>,
 ) -> Result<Json<Claim>, AppError> {
-    cancel(s, auth, id, claim_id).await
+    cancel(s, auth, QueueKind::Course, id, claim_id).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -150,13 +161,14 @@ pub struct ClaimPage {
 async fn claims_page(
     s: AppState,
     auth: Auth,
+    kind: QueueKind,
     id: String,
     q: PageQuery,
 ) -> Result<Json<ClaimPage>, AppError> {
     let limit = check_limit(q.limit)?;
     let (items, next_cursor) = s
         .services
-        .queue_claims(&auth.0.caller(), &id, q.cursor.as_deref(), limit)
+        .queue_claims(&auth.0.caller(), kind, &id, q.cursor.as_deref(), limit)
         .await?;
     Ok(Json(ClaimPage { items, next_cursor }))
 }
@@ -171,7 +183,7 @@ pub async fn sale_claims(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<ClaimPage>, AppError> {
-    claims_page(s, auth, id, q).await
+    claims_page(s, auth, QueueKind::FlashSale, id, q).await
 }
 
 /// A course's seats: capacity, confirmed, remaining, waitlisted (live on
@@ -195,7 +207,7 @@ pub async fn course_enrollments(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<ClaimPage>, AppError> {
-    claims_page(s, auth, id, q).await
+    claims_page(s, auth, QueueKind::Course, id, q).await
 }
 
 /// Your enrollments and flash-sale claims.

@@ -46,7 +46,7 @@ pub struct TotalQuery {
     pub address_id: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub address_id: String,
@@ -275,7 +275,7 @@ pub async fn checkout(
     headers: HeaderMap,
     Json(r): Json<CheckoutRequest>,
 ) -> Result<(StatusCode, Json<CheckoutResponse>), AppError> {
-    let key = super::extract::idempotency_key(&headers)?;
+    let key = super::extract::idempotency(&headers, "POST", "/api/v1/orders", &r)?;
     let orders = s
         .services
         .checkout(&auth.0.caller(), &r.address_id, &r.payment_method, key)
@@ -528,22 +528,16 @@ fn escape(s: &str) -> String {
 /// The sandbox gateway's hosted payment page.
 pub async fn sandbox_page(
     State(s): State<AppState>,
-    Path(reference): Path<String>,
+    Path((reference, key)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
-    if uuid::Uuid::try_parse(&reference).is_err() || s.services.providers.get("sandbox").is_none() {
-        return Err(AppError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such payment",
-        ));
-    }
+    sandbox_link(&s, &reference, &key)?;
     let p = s
         .services
         .sandbox
         .get(&reference)
         .await
         .map_err(|e| AppError::from(crate::service::ServiceError::from(e)))?;
-    let r = escape(&p.reference);
+    let r = format!("{}/{}", escape(&p.reference), escape(&key));
     let html = format!(
         "<!doctype html><html><head><meta charset=utf-8><title>Sandbox payment</title></head><body>\
          <h1>Surge sandbox gateway</h1><p>Payment <code>{r}</code>: <strong>{} {}</strong> ({:?})</p>\
@@ -570,20 +564,31 @@ pub struct SettleQuery {
     webhook: Option<String>,
 }
 
-async fn settle(
-    s: &AppState,
-    reference: &str,
-    paid: bool,
-    q: SettleQuery,
-    headers: &HeaderMap,
-) -> Result<Response, AppError> {
-    if uuid::Uuid::try_parse(reference).is_err() || s.services.providers.get("sandbox").is_none() {
+/// A sandbox page link names a payment and carries its key; anything
+/// else (a stranger guessing an order id, sandbox disabled) is 404.
+fn sandbox_link(s: &AppState, reference: &str, key: &str) -> Result<(), AppError> {
+    if uuid::Uuid::try_parse(reference).is_err()
+        || s.services.providers.get("sandbox").is_none()
+        || !s.services.sandbox.check_page_key(reference, key)
+    {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "no such payment",
         ));
     }
+    Ok(())
+}
+
+async fn settle(
+    s: &AppState,
+    (reference, key): (String, String),
+    paid: bool,
+    q: SettleQuery,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
+    let reference = reference.as_str();
+    sandbox_link(s, reference, &key)?;
     let deliver = match q.webhook.as_deref() {
         None | Some("send") => true,
         Some("skip") => false,
@@ -620,21 +625,21 @@ async fn settle(
 /// The payer pays on the sandbox page; the gateway then sends the webhook.
 pub async fn sandbox_pay(
     State(s): State<AppState>,
-    Path(reference): Path<String>,
+    Path(link): Path<(String, String)>,
     Query(q): Query<SettleQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    settle(&s, &reference, true, q, &headers).await
+    settle(&s, link, true, q, &headers).await
 }
 
 /// The payer declines on the sandbox page.
 pub async fn sandbox_fail(
     State(s): State<AppState>,
-    Path(reference): Path<String>,
+    Path(link): Path<(String, String)>,
     Query(q): Query<SettleQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    settle(&s, &reference, false, q, &headers).await
+    settle(&s, link, false, q, &headers).await
 }
 
 #[derive(Serialize, ToSchema)]

@@ -119,6 +119,9 @@ impl From<DomainError> for AppError {
                 AppError::new(StatusCode::CONFLICT, code, message)
             }
             DomainError::Unauthorized(_) => AppError::unauthorized(message),
+            DomainError::Unprocessable { code, .. } => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
         }
     }
 }

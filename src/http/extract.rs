@@ -95,6 +95,30 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The `Idempotency-Key` header bound to the request it came with: the
+/// digest of `method`, `path` and the parsed `body`.
+pub fn idempotency(
+    headers: &axum::http::HeaderMap,
+    method: &str,
+    path: &str,
+    body: &impl Serialize,
+) -> Result<Option<crate::domain::IdempotencyKey>, AppError> {
+    use sha2::Digest;
+    let Some(key) = idempotency_key(headers)? else {
+        return Ok(None);
+    };
+    let mut h = sha2::Sha256::new();
+    h.update(method.as_bytes());
+    h.update(b" ");
+    h.update(path.as_bytes());
+    h.update(b"\n");
+    h.update(serde_json::to_vec(body).expect("request bodies serialize"));
+    Ok(Some(crate::domain::IdempotencyKey {
+        key,
+        request: hex::encode(h.finalize()),
+    }))
+}
+
 /// The `Idempotency-Key` header, if any (400 `invalid_header` when it is
 /// empty, too long or not visible ASCII).
 pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, AppError> {

@@ -159,15 +159,15 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
             axum::routing::get(crate::ws::order_live),
         )
         .route(
-            "/payments/sandbox/{reference}",
+            "/payments/sandbox/{reference}/{key}",
             axum::routing::get(commerce::sandbox_page),
         )
         .route(
-            "/payments/sandbox/{reference}/pay",
+            "/payments/sandbox/{reference}/{key}/pay",
             axum::routing::post(commerce::sandbox_pay),
         )
         .route(
-            "/payments/sandbox/{reference}/fail",
+            "/payments/sandbox/{reference}/{key}/fail",
             axum::routing::post(commerce::sandbox_fail),
         )
         .route("/", axum::routing::get(web::index))

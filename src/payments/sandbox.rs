@@ -73,6 +73,27 @@ impl Sandbox {
         self.payments.shutdown().await;
     }
 
+    /// The key in a payment page's link: only who was given the link (the
+    /// order's customer, through the order's `checkout_url`) may open the
+    /// page, pay or decline.
+    pub fn page_key(&self, reference: &str) -> String {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("any key length");
+        mac.update(b"page:");
+        mac.update(reference.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Whether `key` is `reference`'s page key (compared in constant time).
+    pub fn check_page_key(&self, reference: &str, key: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.page_key(reference)
+            .as_bytes()
+            .ct_eq(key.as_bytes())
+            .into()
+    }
+
     pub async fn get(&self, reference: &str) -> Result<SandboxPayment, CallError<DomainError>> {
         self.payments.call(reference, SandboxCommand::Get).await
     }
@@ -159,8 +180,10 @@ impl Provider for Sandbox {
             .map_err(unavailable)?;
         Ok(OpenedPayment {
             checkout_url: Some(format!(
-                "{}/payments/sandbox/{}",
-                self.public_url, p.reference
+                "{}/payments/sandbox/{}/{}",
+                self.public_url,
+                p.reference,
+                self.page_key(&p.reference)
             )),
             reference: None,
         })

@@ -123,7 +123,7 @@ pub struct ClaimOutcome {
     pub replayed: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     #[serde(default = "one")]
@@ -236,7 +236,18 @@ impl Services {
             closes_at: input.closes_at,
             max_waitlist: self.burst.max_waitlist,
         };
-        let status = status_of(self.queues.call(&id, QueueCommand::Open(config)).await?)?;
+        let opened = self.queues.call(&id, QueueCommand::Open(config)).await;
+        let status = match opened {
+            Ok(reply) => status_of(reply)?,
+            Err(e) => {
+                // The sale never opened: its reserve goes back (nobody saw it).
+                let release = ProductCommand::Release {
+                    order_id: sale_hold(&id),
+                };
+                let _ = self.products.call(&product.id, release).await;
+                return Err(e.into());
+            }
+        };
         Ok(view(&id, status, Utc::now()))
     }
 
@@ -351,7 +362,7 @@ impl Services {
         queue_id: &str,
         course: bool,
         req: ClaimRequest,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<crate::domain::IdempotencyKey>,
     ) -> Result<ClaimOutcome, ServiceError> {
         // Known queues only: unknown ids answer 404 before taking a slot.
         let config = self.queue_config(queue_id, course).await?;
@@ -449,10 +460,11 @@ impl Services {
     pub async fn cancel_claim(
         &self,
         caller: &Caller,
+        kind: QueueKind,
         queue_id: &str,
         claim_id: &str,
     ) -> Result<Claim, ServiceError> {
-        self.exists(&self.queues, queue_id, "queue").await?;
+        self.queue_of_kind(kind, queue_id).await?;
         let reply = self
             .queues
             .call(
@@ -484,6 +496,25 @@ impl Services {
         self.publish_counters(queue_id);
         self.advance_queue(queue_id).await?;
         Ok(claim)
+    }
+
+    /// The status of queue `queue_id` if it is a `kind` queue: a course's
+    /// id on a flash-sale path (or the other way round) is 404.
+    async fn queue_of_kind(
+        &self,
+        kind: QueueKind,
+        queue_id: &str,
+    ) -> Result<QueueStatus, ServiceError> {
+        let what = match kind {
+            QueueKind::Course => "course",
+            QueueKind::FlashSale => "flash sale",
+        };
+        self.exists(&self.queues, queue_id, what).await?;
+        let status = status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?;
+        if status.config.kind != kind {
+            return Err(DomainError::NotFound(what).into());
+        }
+        Ok(status)
     }
 
     /// Wakes the queue worker: work was just recorded (it finds which
@@ -748,12 +779,12 @@ impl Services {
     pub async fn queue_claims(
         &self,
         caller: &Caller,
+        kind: QueueKind,
         queue_id: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Claim>, Option<String>), ServiceError> {
-        self.exists(&self.queues, queue_id, "queue").await?;
-        let status = status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?;
+        let status = self.queue_of_kind(kind, queue_id).await?;
         caller.ensure_owner(&status.config.owner_id, "queue")?;
         let prefix = format!("{queue_id}|");
         let start = after.map(|a| format!("{prefix}{a}"));

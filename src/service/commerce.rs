@@ -559,7 +559,7 @@ impl Services {
         caller: &Caller,
         address_id: &str,
         method: &str,
-        key: Option<String>,
+        key: Option<crate::domain::IdempotencyKey>,
     ) -> Result<Vec<Order>, ServiceError> {
         let provider = self.providers.get(method).cloned().ok_or_else(|| {
             DomainError::invalid(
@@ -574,7 +574,10 @@ impl Services {
             .address(&caller.user_id, Some(address_id))
             .await?
             .expect("found or rejected");
-        let key = key.unwrap_or_else(new_id);
+        let (key, request) = match key {
+            Some(k) => (k.key, Some(k.request)),
+            None => (new_id(), None),
+        };
         let cart = cart_state(self.cart(&caller.user_id, CartCommand::Get).await?);
         let planned_priced = self.price(&cart.items).await?;
         let mut shops: Vec<String> = planned_priced
@@ -596,6 +599,7 @@ impl Services {
                 &caller.user_id,
                 CartCommand::BeginCheckout {
                     key: key.clone(),
+                    request,
                     orders: plan,
                 },
             )
@@ -1012,9 +1016,11 @@ impl Services {
         headers: &axum::http::HeaderMap,
         body: &[u8],
     ) -> Result<WebhookOutcome, ServiceError> {
+        // Only providers that take payments online send webhooks.
         let provider = self
             .providers
             .get(provider)
+            .filter(|p| p.online())
             .ok_or(DomainError::NotFound("payment provider"))?;
         let event = provider
             .verify_webhook(headers, body, Utc::now().timestamp())

@@ -499,6 +499,7 @@ async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_sch
             &c.id,
             CartCommand::BeginCheckout {
                 key: "k1".into(),
+                request: None,
                 orders: vec![PlannedOrder {
                     shop_id: shop_id.clone(),
                     order_id: order_id.clone(),
@@ -788,4 +789,313 @@ async fn reset_and_register_answer_alike_for_known_and_unknown_emails() {
     // Both pay for an argon2id hash (~tens of ms here); before, a taken
     // email answered in well under a millisecond.
     assert!(taken * 3 > fresh, "taken {taken:?} vs fresh {fresh:?}");
+}
+
+/// POST with an `Idempotency-Key`.
+async fn post_keyed(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let resp = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn client_mistakes_on_claims_courses_and_webhooks_are_4xx() {
+    let app = spawn_app().await;
+    let (m, _, product) = shop_with_product(&app, 100_000, 10).await;
+    let (status, sale) = app
+        .post(
+            "/api/v1/flash-sales",
+            Some(&m.access),
+            json!({"product_id": product, "stock": 3, "per_user_limit": 2, "price": 50_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sale}");
+    let sale = sale["id"].as_str().unwrap().to_owned();
+    let (status, course) = app
+        .post(
+            "/api/v1/courses",
+            Some(&m.access),
+            json!({"title": "Free yoga", "kind": "yoga", "capacity": 5, "price": 0, "currency": "VND", "sessions": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let course = course["id"].as_str().unwrap().to_owned();
+    let buyer = app.user("customer").await;
+    app.post(
+        "/api/v1/users/addresses",
+        Some(&buyer.access),
+        json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.04, "lng": 105.85}),
+    )
+    .await;
+
+    // Idempotency keys are bound to their request.
+    let claims = format!("/api/v1/flash-sales/{sale}/claims");
+    let (s1, first) = post_keyed(
+        &app,
+        &buyer.access,
+        &claims,
+        "k-1",
+        json!({"quantity": 1, "payment_method": "cod"}),
+    )
+    .await;
+    assert_eq!(s1, StatusCode::CREATED, "{first}");
+    let (s2, again) = post_keyed(
+        &app,
+        &buyer.access,
+        &claims,
+        "k-1",
+        json!({"quantity": 1, "payment_method": "cod"}),
+    )
+    .await;
+    assert_eq!(
+        (s2, &again["id"]),
+        (StatusCode::CREATED, &first["id"]),
+        "the same request replays"
+    );
+    let (s3, other) = post_keyed(
+        &app,
+        &buyer.access,
+        &claims,
+        "k-1",
+        json!({"quantity": 2, "payment_method": "cod"}),
+    )
+    .await;
+    assert_eq!(
+        (s3, error_code(&other)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    let (_, status_now) = app.get(&format!("/api/v1/flash-sales/{sale}"), None).await;
+    assert_eq!(
+        status_now["confirmed"], 1,
+        "the refused reuse changed nothing"
+    );
+
+    // Cancelling twice: the second names the claim's state.
+    let claim = first["id"].as_str().unwrap();
+    let path = format!("/api/v1/flash-sales/{sale}/claims/{claim}");
+    assert_eq!(
+        app.delete(&path, Some(&buyer.access)).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = app.delete(&path, Some(&buyer.access)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "claim_not_active"),
+        "{body}"
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cancelled"));
+
+    // Course and flash-sale paths take only their own kind of id.
+    let (status, enrolled) = app
+        .post(
+            &format!("/api/v1/courses/{course}/enrollments"),
+            Some(&buyer.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+    let place = enrolled["id"].as_str().unwrap();
+    let crossed = [
+        app.delete(
+            &format!("/api/v1/flash-sales/{course}/claims/{place}"),
+            Some(&buyer.access),
+        )
+        .await,
+        app.get(
+            &format!("/api/v1/flash-sales/{course}/claims"),
+            Some(&m.access),
+        )
+        .await,
+        app.get(
+            &format!("/api/v1/courses/{sale}/enrollments"),
+            Some(&m.access),
+        )
+        .await,
+        app.delete(
+            &format!("/api/v1/courses/{sale}/enrollments/{claim}"),
+            Some(&buyer.access),
+        )
+        .await,
+        app.post(
+            &format!("/api/v1/courses/{sale}/enrollments"),
+            Some(&buyer.access),
+            json!({}),
+        )
+        .await,
+    ];
+    for (status, body) in crossed {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    let (_, seats) = app
+        .get(&format!("/api/v1/courses/{course}/seats"), None)
+        .await;
+    assert_eq!(seats["confirmed"], 1, "the enrollment is untouched");
+
+    // A provider without webhooks has no webhook endpoint.
+    let (status, body) = app
+        .post("/api/v1/payments/cod/webhook", None, json!({}))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn checkout_keys_are_bound_to_their_request_and_strangers_cannot_decline_a_payment() {
+    use crate::commerce::{add, customer};
+    let app = spawn_app().await;
+    let (_, _, product) = shop_with_product(&app, 10_000, 10).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &product, 1).await;
+    let body = json!({"address_id": address, "payment_method": "sandbox"});
+    let (status, placed) =
+        post_keyed(&app, &c.access, "/api/v1/orders", "co-1", body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let (status, again) = post_keyed(&app, &c.access, "/api/v1/orders", "co-1", body).await;
+    assert_eq!(
+        (status, &again["orders"][0]["id"]),
+        (StatusCode::CREATED, &placed["orders"][0]["id"])
+    );
+    let (status, reused) = post_keyed(
+        &app,
+        &c.access,
+        "/api/v1/orders",
+        "co-1",
+        json!({"address_id": address, "payment_method": "cod"}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&reused)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+
+    // The sandbox page's link carries a key only the customer was given.
+    let order = &placed["orders"][0];
+    let id = order["id"].as_str().unwrap();
+    let url = order["payment"]["checkout_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.starts_with(&format!("{}/payments/sandbox/{id}/", app.base)),
+        "{url}"
+    );
+    let stranger = |path: String| {
+        let client = app.client.clone();
+        async move { client.post(path).send().await.unwrap().status() }
+    };
+    for path in [
+        format!("{}/payments/sandbox/{id}/fail", app.base),
+        format!(
+            "{}/payments/sandbox/{id}/0123456789abcdef0123456789abcdef/fail",
+            app.base
+        ),
+    ] {
+        let status = stranger(path).await;
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED,
+            "{status}"
+        );
+    }
+    let (_, o) = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&c.access))
+        .await;
+    assert_eq!(o["status"], "pending_payment", "a stranger changed nothing");
+    assert_eq!(o["payment"]["status"], "pending");
+    let paid = app.client.post(format!("{url}/pay")).send().await.unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+    let (_, o) = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&c.access))
+        .await;
+    assert_eq!(o["status"], "paid");
+}
+
+#[tokio::test]
+async fn bodies_refuse_unknown_fields_and_invisible_formatting() {
+    let app = spawn_app().await;
+    let m = app.user("merchant").await;
+    let mut shop = shop_body();
+    shop["owner_id"] = json!("someone-else");
+    let (status, body) = app.post("/api/v1/shops", Some(&m.access), shop).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        "{body}"
+    );
+    let (status, shop) = app
+        .post("/api/v1/shops", Some(&m.access), shop_body())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let shop_id = shop["id"].as_str().unwrap();
+    let mut product = product_body("Mat", "yoga", 1000);
+    product["owner_id"] = json!("x");
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/products"),
+            Some(&m.access),
+            product,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/products"),
+            Some(&m.access),
+            product_body("\u{202e}gnp.exe", "yoga", 1000),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{body}"
+    );
+    let (status, body) = app
+        .put(
+            "/api/v1/users/profile",
+            Some(&m.access),
+            json!({"name": "Mai\u{200b}"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    for fine in ["Áo thun nữ", "Пилатес", "Yoga 🧘‍♀️"] {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/shops/{shop_id}/products"),
+                Some(&m.access),
+                product_body(fine, "yoga", 1000),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{fine}: {body}");
+    }
+    let (_, listed) = app
+        .get(&format!("/api/v1/products?shop_id={shop_id}"), None)
+        .await;
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        3,
+        "only the accepted ones exist"
+    );
 }

@@ -279,14 +279,20 @@ async fn payos_links_webhooks_status_queries_and_manual_refunds() {
     }
     let pay = app
         .client
-        .post(format!("{}/payments/sandbox/{id}/pay", app.base))
+        .post(format!(
+            "{}/payments/sandbox/{id}/00000000000000000000000000000000/pay",
+            app.base
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(pay.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         app.client
-            .get(format!("{}/payments/sandbox/{id}", app.base))
+            .get(format!(
+                "{}/payments/sandbox/{id}/00000000000000000000000000000000",
+                app.base
+            ))
             .send()
             .await
             .unwrap()
