@@ -404,6 +404,18 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Settings from the text of a TOML config file (defaults for what it
+    /// does not say; no environment): how `load` reads `--config`, and
+    /// what `fuzz/` feeds arbitrary bytes to.
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.addr.parse::<std::net::SocketAddr>().map_err(|_| {
             ConfigError(format!(

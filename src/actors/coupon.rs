@@ -183,10 +183,10 @@ impl Entity for CouponEntity {
                 };
                 check_coupon_rule(&rule, ctx.now)?;
                 let per_user_limit = input.per_user_limit.unwrap_or(1);
-                if per_user_limit == 0 {
+                if per_user_limit == 0 || per_user_limit > MAX_GLOBAL_LIMIT {
                     return Err(DomainError::invalid(
                         "per_user_limit",
-                        "per_user_limit must be at least 1",
+                        format!("per_user_limit must be between 1 and {MAX_GLOBAL_LIMIT}"),
                     ));
                 }
                 if input

@@ -489,10 +489,11 @@ impl Entity for User {
                     .find(|a| a.id == id)
                     .ok_or(DomainError::NotFound("address"))?;
                 if current.is_default && !input.is_default {
-                    return Err(DomainError::invalid(
-                        "is_default",
-                        "make another address the default instead of unsetting this one",
-                    ));
+                    return Err(DomainError::Conflict {
+                        code: "default_address_required",
+                        message: "make another address the default instead of unsetting this one"
+                            .into(),
+                    });
                 }
                 let mut address = check_address(id.clone(), &input)?;
                 address.is_default = current.is_default;

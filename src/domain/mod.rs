@@ -142,7 +142,9 @@ pub fn check_point(field: &'static str, p: GeoPoint) -> Result<GeoPoint, DomainE
     Ok(p)
 }
 
-/// Trims `s` and checks it has 1..=`max` characters and no control characters.
+/// Checks `s` has at most `max` characters (as sent) and something
+/// visible, and no control or invisible formatting characters; answers it
+/// trimmed.
 pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<String, DomainError> {
     let t = s.trim();
     if t.is_empty() {
@@ -151,7 +153,7 @@ pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<String, Do
             format!("{field} must not be empty"),
         ));
     }
-    if t.chars().count() > max {
+    if s.chars().count() > max {
         return Err(DomainError::invalid(
             field,
             format!("{field} must be at most {max} characters"),

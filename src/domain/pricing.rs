@@ -70,9 +70,23 @@ pub fn check_coupon_rule(rule: &CouponRule, now: DateTime<Utc>) -> Result<(), Do
             "value",
             "a percentage must be between 1 and 100",
         )),
-        DiscountKind::Fixed if rule.value == 0 => Err(DomainError::invalid(
-            "value",
-            "a fixed discount must be positive",
+        DiscountKind::Fixed
+            if rule.value == 0 || rule.value > crate::domain::catalog::MAX_PRICE =>
+        {
+            Err(DomainError::invalid(
+                "value",
+                format!(
+                    "a fixed discount must be between 1 and {}",
+                    crate::domain::catalog::MAX_PRICE
+                ),
+            ))
+        }
+        _ if rule.min_spend > crate::domain::catalog::MAX_PRICE => Err(DomainError::invalid(
+            "min_spend",
+            format!(
+                "min_spend must be at most {}",
+                crate::domain::catalog::MAX_PRICE
+            ),
         )),
         _ if rule.expires_at.is_some_and(|e| e <= now) => Err(DomainError::invalid(
             "expires_at",

@@ -127,6 +127,7 @@ pub fn check_phone(phone: &str) -> Result<Option<String>, DomainError> {
 
 /// Input of a new or changed address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AddressInput {
     pub label: String,
     pub line1: String,

@@ -21,7 +21,27 @@ pub struct RegisterRequest {
     pub password: String,
     pub name: String,
     /// `customer` (default), `merchant` or `shipper`.
-    pub role: Option<Role>,
+    pub role: Option<SelfRole>,
+}
+
+/// The roles a person may choose at registration (`admin` is given, never
+/// chosen).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfRole {
+    Customer,
+    Merchant,
+    Shipper,
+}
+
+impl From<SelfRole> for Role {
+    fn from(r: SelfRole) -> Role {
+        match r {
+            SelfRole::Customer => Role::Customer,
+            SelfRole::Merchant => Role::Merchant,
+            SelfRole::Shipper => Role::Shipper,
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -56,7 +76,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<UserView>), AppError> {
     let user = s
         .services
-        .register(&r.email, &r.password, &r.name, r.role, ip)
+        .register(&r.email, &r.password, &r.name, r.role.map(Role::from), ip)
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -162,7 +182,8 @@ pub async fn add_address(
 
 /// Replace a delivery address.
 #[utoipa::path(put, path = "/api/v1/users/addresses/{id}", tag = "users", security(("bearer" = [])), request_body = AddressInput,
-    params(("id" = String, Path)), responses((status = 200, body = Address), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path)), responses((status = 200, body = Address), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "default_address_required: make another address the default first")))]
 pub async fn update_address(
     State(s): State<AppState>,
     auth: Auth,

@@ -27,7 +27,7 @@ fn claim_status(c: &ClaimOutcome) -> StatusCode {
 /// Open a flash sale on one of your products: its stock is reserved now.
 #[utoipa::path(post, path = "/api/v1/flash-sales", tag = "burst", security(("bearer" = [])),
     request_body = FlashSaleInput,
-    responses((status = 201, body = FlashSaleView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "out_of_stock"), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = FlashSaleView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "no such product"), (status = 409, body = ErrorBody, description = "out_of_stock"), (status = 422, body = ErrorBody)))]
 pub async fn create_flash_sale(
     State(s): State<AppState>,
     auth: Auth,

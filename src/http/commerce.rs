@@ -112,9 +112,13 @@ pub struct ShippingCalcRequest {
 
 const CART: &str = "cart";
 
-fn reason(body: Option<Json<Reason>>) -> Option<String> {
+/// An optional reason: free text, checked like every other (1–500
+/// characters, no control or invisible formatting characters).
+fn reason(body: Option<Json<Reason>>) -> Result<Option<String>, AppError> {
     body.and_then(|Json(r)| r.reason)
-        .map(|r| r.chars().take(500).collect())
+        .map(|r| crate::domain::check_text("reason", &r, 500))
+        .transpose()
+        .map_err(AppError::from)
 }
 
 /// The caller's cart with current prices.
@@ -173,7 +177,7 @@ pub async fn clear_cart(State(s): State<AppState>, auth: Auth) -> Result<Json<Ca
 
 /// Subtotal, discount, shipping fee, tax and total (per shop and overall).
 #[utoipa::path(get, path = "/api/v1/cart/calculate-total", tag = CART, security(("bearer" = [])), params(TotalQuery),
-    responses((status = 200, body = CartView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = CartView), (status = 404, body = ErrorBody, description = "no such address of yours"), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn calculate_total(
     State(s): State<AppState>,
     auth: Auth,
@@ -268,7 +272,7 @@ pub async fn get_coupon(
 /// per shop and empties the cart. `Idempotency-Key` makes retries safe.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = CheckoutRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = CheckoutResponse), (status = 409, body = ErrorBody, description = "out_of_stock, coupon_exhausted, cart_empty…"), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CheckoutResponse), (status = 404, body = ErrorBody, description = "no such address of yours, or a product in the cart is gone"), (status = 409, body = ErrorBody, description = "out_of_stock, coupon_exhausted, cart_empty…"), (status = 422, body = ErrorBody, description = "validation_failed, idempotency_key_reused")))]
 pub async fn checkout(
     State(s): State<AppState>,
     auth: Auth,
@@ -347,7 +351,7 @@ pub async fn cancel_order(
     Path(id): Path<String>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Order>, AppError> {
-    step(&s, &auth, &id, Step::Cancel, reason(body)).await
+    step(&s, &auth, &id, Step::Cancel, reason(body)?).await
 }
 
 /// Confirm (the shop's merchant).
@@ -370,7 +374,7 @@ pub async fn return_order(
     Path(id): Path<String>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Order>, AppError> {
-    step(&s, &auth, &id, Step::RequestReturn, reason(body)).await
+    step(&s, &auth, &id, Step::RequestReturn, reason(body)?).await
 }
 
 /// The merchant received the returned goods; the payment is refunded.
@@ -406,7 +410,7 @@ pub async fn shipping_status(
 
 /// The shipping fee from a shop to a point (or one of your addresses).
 #[utoipa::path(post, path = "/api/v1/shipping/calculate", tag = "orders", security(("bearer" = [])), request_body = ShippingCalcRequest,
-    responses((status = 200, body = ShippingQuote), (status = 409, body = ErrorBody, description = "out_of_delivery_area"), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ShippingQuote), (status = 404, body = ErrorBody, description = "no such shop, or no such address of yours"), (status = 409, body = ErrorBody, description = "out_of_delivery_area, no_address"), (status = 422, body = ErrorBody)))]
 pub async fn shipping_calculate(
     State(s): State<AppState>,
     auth: Auth,

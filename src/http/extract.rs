@@ -13,7 +13,8 @@ use super::AppState;
 use crate::domain::Role;
 use crate::service::AuthUser;
 
-/// An optional JSON body: absent when the request has no `Content-Type`.
+/// An optional JSON body: absent when the request has no `Content-Type`,
+/// or when the body is JSON `null`.
 impl<T, S> axum::extract::OptionalFromRequest<S> for Json<T>
 where
     T: serde::de::DeserializeOwned,
@@ -28,15 +29,80 @@ where
         if !req.headers().contains_key(axum::http::header::CONTENT_TYPE) {
             return Ok(None);
         }
-        let Json(v) = <Json<T> as FromRequest<S>>::from_request(req, state).await?;
-        Ok(Some(Json(v)))
+        let value = json_value(req, state).await?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        typed(value).map(|v| Some(Json(v)))
     }
 }
 
-/// JSON body in and out; a bad body is a 4xx in the error shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
+/// JSON body in and out; a bad body is a 4xx in the error shape. Numbers
+/// with a zero fraction (`1.0`) count as the integers they equal, as JSON
+/// Schema (and so the OpenAPI document) has it.
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        typed(json_value(req, state).await?).map(Json)
+    }
+}
+
+/// The body as a JSON value, whole-valued floats turned into integers.
+async fn json_value<S: Send + Sync>(
+    req: axum::extract::Request,
+    state: &S,
+) -> Result<serde_json::Value, AppError> {
+    let axum::Json(mut value) =
+        <axum::Json<serde_json::Value> as FromRequest<S>>::from_request(req, state).await?;
+    whole_numbers(&mut value);
+    Ok(value)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
+    // Every body is an object (serde would take an array for a struct).
+    if !value.is_object() {
+        return Err(AppError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        AppError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
+        )
+    })
+}
+
+/// Largest integer a double holds exactly.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// Rewrites every number with a zero fraction (`352830.0`) as an integer.
+pub fn whole_numbers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT) {
+                *n = if f < 0.0 {
+                    (f as i64).into()
+                } else {
+                    (f as u64).into()
+                };
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -119,22 +185,21 @@ pub fn idempotency(
     }))
 }
 
-/// The `Idempotency-Key` header, if any (400 `invalid_header` when it is
-/// empty, too long or not visible ASCII).
+/// The `Idempotency-Key` header, if any (400 `invalid_header` unless it is
+/// 1 to 200 visible ASCII characters, no spaces).
 pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, AppError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     v.to_str()
         .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .filter(|k| (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .map(|k| Some(k.to_owned()))
         .ok_or_else(|| {
             AppError::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "invalid_header",
-                "Idempotency-Key must be 1 to 200 visible characters",
+                "Idempotency-Key must be 1 to 200 visible ASCII characters (no spaces)",
             )
         })
 }

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod commerce;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod ops;
 pub mod server;
 pub mod shipping;
@@ -76,7 +77,7 @@ impl Modify for BearerAuth {
 
 /// The full router: API, OpenAPI document, Swagger UI, ops endpoints.
 pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Duration) -> Router {
-    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
@@ -145,6 +146,8 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .split_for_parts();
+    openapi::EdgeStatuses.modify(&mut doc);
+    let doc = openapi::constrain(doc, &state.services.providers.names());
     api.route("/api/v1/ws", axum::routing::get(crate::ws::handler))
         .route(
             "/api/v1/notifications/live",

@@ -47,7 +47,7 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, AppError>
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(

@@ -58,7 +58,7 @@ pub async fn me(State(s): State<AppState>, auth: Auth) -> Result<Json<ShipperVie
 /// Accept the delivery offer for this order (the offered shipper).
 #[utoipa::path(post, path = "/api/v1/shipping/{order_id}/accept", tag = "shipping", security(("bearer" = [])),
     params(("order_id" = String, Path)),
-    responses((status = 200, body = Order), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "offer_expired")))]
+    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "shippers only"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "offer_expired")))]
 pub async fn accept(
     State(s): State<AppState>,
     auth: Auth,
@@ -72,7 +72,7 @@ pub async fn accept(
 /// Decline the delivery offer; the order is offered to the next shipper.
 #[utoipa::path(post, path = "/api/v1/shipping/{order_id}/decline", tag = "shipping", security(("bearer" = [])),
     params(("order_id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody, description = "shippers only"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn decline(
     State(s): State<AppState>,
     auth: Auth,
@@ -89,7 +89,7 @@ pub async fn decline(
 /// with `accepted: false` and change nothing.
 #[utoipa::path(post, path = "/api/v1/shipping/{order_id}/location", tag = "shipping", security(("bearer" = [])),
     params(("order_id" = String, Path)), request_body = Fix,
-    responses((status = 200, body = LocationOutcome), (status = 409, body = ErrorBody, description = "not_delivering"), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = LocationOutcome), (status = 403, body = ErrorBody, description = "shippers only"), (status = 409, body = ErrorBody, description = "not_delivering"), (status = 422, body = ErrorBody)))]
 pub async fn location(
     State(s): State<AppState>,
     auth: Auth,

@@ -26,6 +26,30 @@ use crate::domain::DomainError;
 pub const SIGNATURE_HEADER: &str = "surge-signature";
 pub const WEBHOOK_PATH: &str = "/api/v1/payments/sandbox/webhook";
 
+/// Verifies a sandbox webhook signed with `secret` (the signature header,
+/// its freshness) and parses its body: bytes from outside, fuzzed in
+/// `fuzz/`.
+pub fn verify_webhook(
+    secret: &[u8],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<WebhookEvent, ProviderError> {
+    let sig = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ProviderError::Signature(super::SignatureError::Malformed))?;
+    stripe_verify(sig, body, std::slice::from_ref(&secret.to_vec()), now)?;
+    let parsed: WebhookBody =
+        serde_json::from_slice(body).map_err(|e| ProviderError::Payload(e.to_string()))?;
+    Ok(WebhookEvent {
+        event_id: parsed.id,
+        reference: parsed.data.reference,
+        amount: parsed.data.amount,
+        paid: parsed.kind == "payment.succeeded",
+    })
+}
+
 pub struct Sandbox {
     payments: Registry<SandboxPaymentEntity>,
     secret: Vec<u8>,
@@ -195,19 +219,7 @@ impl Provider for Sandbox {
         body: &[u8],
         now: i64,
     ) -> Result<WebhookEvent, ProviderError> {
-        let sig = headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ProviderError::Signature(super::SignatureError::Malformed))?;
-        stripe_verify(sig, body, std::slice::from_ref(&self.secret), now)?;
-        let parsed: WebhookBody =
-            serde_json::from_slice(body).map_err(|e| ProviderError::Payload(e.to_string()))?;
-        Ok(WebhookEvent {
-            event_id: parsed.id,
-            reference: parsed.data.reference,
-            amount: parsed.data.amount,
-            paid: parsed.kind == "payment.succeeded",
-        })
+        verify_webhook(&self.secret, headers, body, now)
     }
 
     async fn status(&self, reference: &str) -> Result<RemoteStatus, ProviderError> {

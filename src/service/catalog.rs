@@ -35,11 +35,21 @@ pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key)
 }
 
+/// Decodes a list cursor. Any string of the document's pattern (base64url
+/// of a valid length) is taken: the page starts after the key it names,
+/// whatever it is; only other strings are refused.
 pub fn decode_cursor(cursor: &str) -> Result<String, DomainError> {
-    URL_SAFE_NO_PAD
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT
         .decode(cursor)
         .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .ok_or_else(|| DomainError::invalid("cursor", "cursor is not one this server issued"))
 }
 
@@ -131,11 +141,18 @@ impl Services {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Product>, ServiceError> {
-        if let (Some(min), Some(max)) = (filter.min_price, filter.max_price) {
-            if min > max {
+        // min_price above max_price simply matches nothing.
+        for (field, v) in [
+            ("min_price", filter.min_price),
+            ("max_price", filter.max_price),
+        ] {
+            if v.is_some_and(|v| v > crate::domain::catalog::MAX_PRICE) {
                 return Err(DomainError::invalid(
-                    "min_price",
-                    "min_price must not exceed max_price",
+                    field,
+                    format!(
+                        "{field} must be at most {}",
+                        crate::domain::catalog::MAX_PRICE
+                    ),
                 )
                 .into());
             }

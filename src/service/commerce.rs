@@ -212,9 +212,8 @@ impl Services {
                 .into_iter()
                 .find(|a| a.id == id)
                 .map(Some)
-                .ok_or_else(|| {
-                    DomainError::invalid("address_id", "no such address of yours").into()
-                }),
+                // Someone else's address is as unknown as a made-up one.
+                .ok_or_else(|| DomainError::NotFound("address").into()),
             None => Ok(list.into_iter().find(|a| a.is_default)),
         }
     }
@@ -515,8 +514,9 @@ impl Services {
         Ok(self.coupons.call(&code, CouponCommand::Get).await?.coupon)
     }
 
-    /// The shipping fee from a shop to a point or to one of `user_id`'s
-    /// addresses (exactly one of the two).
+    /// The shipping fee from a shop to `to`, else to `user_id`'s address
+    /// `address_id`, else to their default address (409 `no_address`
+    /// without one).
     pub async fn shipping_quote(
         &self,
         user_id: &str,
@@ -525,22 +525,29 @@ impl Services {
         address_id: Option<&str>,
         weight_grams: u64,
     ) -> Result<ShippingQuote, ServiceError> {
-        let to = match (to, address_id) {
-            (Some(p), None) => crate::domain::check_point("to", p)?,
-            (None, Some(id)) => {
-                let a = self
-                    .address(user_id, Some(id))
-                    .await?
-                    .expect("found or rejected");
+        if weight_grams > crate::domain::catalog::MAX_WEIGHT_GRAMS {
+            return Err(DomainError::invalid(
+                "weight_grams",
+                format!(
+                    "weight_grams must be at most {}",
+                    crate::domain::catalog::MAX_WEIGHT_GRAMS
+                ),
+            )
+            .into());
+        }
+        let to = match to {
+            Some(p) => crate::domain::check_point("to", p)?,
+            None => {
+                let a = self.address(user_id, address_id).await?.ok_or_else(|| {
+                    conflict(
+                        "no_address",
+                        "give to or address_id, or add a default address first",
+                    )
+                })?;
                 GeoPoint {
                     lat: a.lat,
                     lng: a.lng,
                 }
-            }
-            _ => {
-                return Err(
-                    DomainError::invalid("to", "give exactly one of to or address_id").into(),
-                )
             }
         };
         let shop = self.get_shop(shop_id).await?;

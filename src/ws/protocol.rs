@@ -29,6 +29,21 @@ pub enum ClientMsg {
     },
 }
 
+impl ClientMsg {
+    /// A text frame (JSON, on either codec).
+    pub fn from_text(text: &str) -> Result<ClientMsg, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// A binary frame (MessagePack; only on a `surge.msgpack` connection).
+    pub fn from_binary(codec: Codec, bytes: &[u8]) -> Result<ClientMsg, String> {
+        match codec {
+            Codec::MsgPack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+            Codec::Json => Err("binary frames need the surge.msgpack subprotocol".into()),
+        }
+    }
+}
+
 /// Server → client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

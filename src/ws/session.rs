@@ -141,14 +141,9 @@ pub(crate) fn encode(codec: Codec, msg: &ServerMsg) -> Message {
 }
 
 fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
-    match (msg, codec) {
-        (Message::Text(t), _) => Some(serde_json::from_str(t.as_str()).map_err(|e| e.to_string())),
-        (Message::Binary(b), Codec::MsgPack) => {
-            Some(rmp_serde::from_slice(b).map_err(|e| e.to_string()))
-        }
-        (Message::Binary(_), Codec::Json) => Some(Err(
-            "binary frames need the surge.msgpack subprotocol".into(),
-        )),
+    match msg {
+        Message::Text(t) => Some(ClientMsg::from_text(t.as_str())),
+        Message::Binary(b) => Some(ClientMsg::from_binary(codec, b)),
         _ => None,
     }
 }

@@ -360,7 +360,7 @@ async fn bad_registrations_get_4xx_and_change_nothing() {
         (
             json!({"email": "a@example.com", "password": PASSWORD, "name": "X", "role": "admin"}),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            "invalid_body",
         ),
         (
             json!({"email": "a@example.com", "password": PASSWORD, "name": "X", "role": "king"}),
@@ -608,7 +608,7 @@ async fn addresses_keep_exactly_one_default() {
         .await;
     assert_eq!(
         (status, error_code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        (StatusCode::CONFLICT, "default_address_required")
     );
 
     let (status, _) = app

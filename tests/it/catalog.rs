@@ -125,7 +125,7 @@ async fn products_filter_and_paginate() {
             "validation_failed",
         ),
         (
-            "min_price=10&max_price=5",
+            "min_price=1000000000001",
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
         ),
@@ -141,6 +141,14 @@ async fn products_filter_and_paginate() {
         let (got, body) = app.get(&format!("/api/v1/products?{query}"), None).await;
         assert_eq!((got, error_code(&body)), (status, code), "{query}");
     }
+    // A price range that cannot match answers an empty page, not an error.
+    let (got, body) = app
+        .get("/api/v1/products?min_price=10&max_price=5", None)
+        .await;
+    assert_eq!(
+        (got, body["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
 }
 
 #[tokio::test]

@@ -617,7 +617,7 @@ async fn illegal_transitions_get_409_with_the_current_state() {
         (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
     );
     let (status, _) = checkout(&app, &c, "no-such-address", "cod", None).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(stock(&app, &mat).await, 10);
     let (status, body) = app
         .post(
@@ -900,19 +900,30 @@ async fn multi_shop_checkout_saved_carts_quotes_and_payment_views() {
         (StatusCode::OK, &q),
         "one of your addresses quotes the same as its point"
     );
-    for body in [
-        json!({"shop_id": shop_a, "weight_grams": 1}),
-        json!({"shop_id": shop_a, "to": {"lat": 21.0, "lng": 105.8}, "address_id": address, "weight_grams": 1}),
-        json!({"shop_id": shop_a, "address_id": "not-mine", "weight_grams": 1}),
+    // Without `to` or `address_id`, the default address; `to` wins over
+    // `address_id`; someone else's address is unknown.
+    for (body, want) in [
+        (
+            json!({"shop_id": shop_a, "weight_grams": 1}),
+            StatusCode::OK,
+        ),
+        (
+            json!({"shop_id": shop_a, "to": {"lat": 21.0, "lng": 105.8}, "address_id": address, "weight_grams": 1}),
+            StatusCode::OK,
+        ),
+        (
+            json!({"shop_id": shop_a, "address_id": "not-mine", "weight_grams": 1}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"shop_id": shop_a, "to": {"lat": 91.0, "lng": 105.8}, "weight_grams": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let (status, resp) = app
             .post("/api/v1/shipping/calculate", Some(&c.access), body.clone())
             .await;
-        assert_eq!(
-            (status, error_code(&resp)),
-            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            "{body}"
-        );
+        assert_eq!(status, want, "{body}: {resp}");
     }
     assert!(
         (q["distance_km"].as_f64().unwrap() - 1.67).abs() < 0.05,

@@ -1099,3 +1099,29 @@ async fn bodies_refuse_unknown_fields_and_invisible_formatting() {
         "only the accepted ones exist"
     );
 }
+
+#[tokio::test]
+async fn refused_tokens_are_just_invalid_without_parser_details() {
+    use base64::Engine as _;
+    let app = spawn_app().await;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(
+            r#"{"sub":"x","sid":"s","typ":"access","jti":"j","role":"admin","iat":0,"nbf":0,"exp":9999999999,"iss":"surge","aud":"surge-api"}"#
+        )
+    );
+    for token in [none.as_str(), "not-a-jwt", "a.b.c"] {
+        let (status, body) = app.get("/api/v1/users/profile", Some(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["message"], "invalid token", "{body}");
+    }
+    let (status, body) = app
+        .post("/api/v1/auth/refresh", None, json!({"refresh_token": none}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid token"))
+    );
+}
