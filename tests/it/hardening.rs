@@ -10,22 +10,13 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use surge::ws::protocol::ServerMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::connect_async;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 use crate::ws::{recv, send, Ws};
 
 async fn connect(app: &TestApp, token: &str) -> Ws {
-    let url = format!("{}/api/v1/ws", app.base.replace("http://", "ws://"));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    connect_async(req).await.expect("websocket handshake").0
+    crate::ws::connect_path(app, "/api/v1/ws", token).await
 }
 
 /// Waits for the server's close frame: its code and how long it took.
