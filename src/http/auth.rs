@@ -240,8 +240,7 @@ pub async fn forgot_password(
 /// and stops working after a few wrong tries; every session of the
 /// account ends.
 #[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "auth", request_body = ResetPasswordRequest,
-    responses((status = 204), (status = 422, body = ErrorBody, description = "invalid_otp or a weak password"),
-              (status = 409, body = ErrorBody, description = "otp_expired")))]
+    responses((status = 204), (status = 422, body = ErrorBody, description = "validation_failed: a wrong, expired or used-up code (the same answer for an email without an account), or a weak password")))]
 pub async fn reset_password(
     State(s): State<AppState>,
     Json(r): Json<ResetPasswordRequest>,
