@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use super::{Ctx, Entity};
 use crate::domain::DomainError;
-use crate::store::IndexOp;
+use crate::store::{codec, IndexOp};
 
 /// Read table: `{due ms:020}|{queue id}` → empty: queues with orders to
 /// place.
@@ -120,19 +120,29 @@ pub struct QueueState {
     pub config: Option<QueueConfig>,
     /// Units confirmed (never above capacity).
     pub confirmed: u32,
+    // The persistent collections are decoded through their std
+    // counterparts (`codec::via`): imbl preallocates whatever length the
+    // bytes claim, so a corrupt snapshot could abort the process.
+    #[serde(deserialize_with = "codec::via::<_, std::collections::BTreeMap<String, Claim>, _>")]
     pub claims: imbl::OrdMap<String, Claim>,
     /// Waitlisted claim ids, first in first out.
+    #[serde(deserialize_with = "codec::via::<_, Vec<String>, _>")]
     pub waitlist: imbl::Vector<String>,
     /// `{user}|{key}` → claim id.
+    #[serde(deserialize_with = "codec::via::<_, std::collections::HashMap<String, String>, _>")]
     pub idempotency: imbl::HashMap<String, String>,
     /// Units a user holds (confirmed or waitlisted).
+    #[serde(deserialize_with = "codec::via::<_, std::collections::HashMap<String, u32>, _>")]
     pub held: imbl::HashMap<String, u32>,
     /// Units waiting in the waitlist.
     #[serde(default)]
     pub waitlisted_units: u32,
     /// Claims with work due (an order to place, a status to tell), so that
     /// finding work never scans every claim.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "codec::via::<_, std::collections::BTreeSet<String>, _>"
+    )]
     pub due: imbl::OrdSet<String>,
 }
 
@@ -776,6 +786,27 @@ mod tests {
         };
         let (events, _) = QueueEntity::decide(s, cmd, &ctx).unwrap();
         QueueEntity::evolve(s, &events)
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_claiming_a_huge_collection_is_refused_not_allocated() {
+        // Found by `fuzz/` (journal_codec): a waitlist claiming 3.5 billion
+        // entries made imbl preallocate ~85 GB and abort the process.
+        let bytes = include_bytes!("../../fuzz/regressions/journal_codec-imbl-preallocation");
+        assert!(codec::decode::<QueueState>(QueueEntity::VERSION, bytes).is_err());
+        // A real state still round-trips through the std collections.
+        let mut s = opened(1, 1, 5);
+        for user in ["a", "b", "c"] {
+            s = claim(&s, &format!("c-{user}"), user, 1, Some("k"))
+                .unwrap()
+                .0;
+        }
+        assert_eq!(s.waitlist.len(), 2);
+        let bytes = codec::encode(QueueEntity::VERSION, &s).unwrap();
+        assert_eq!(
+            codec::decode::<QueueState>(QueueEntity::VERSION, &bytes).unwrap(),
+            s
+        );
     }
 
     #[test]

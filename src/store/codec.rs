@@ -11,6 +11,19 @@ pub fn encode<T: Serialize>(version: u16, data: &T) -> Result<Vec<u8>, StoreErro
 }
 
 /// Decodes a record, refusing one written by a newer schema than `current`.
+/// Deserializes `T` through `S` (`#[serde(deserialize_with = "…")]`): for
+/// collections whose own `Deserialize` preallocates the length the bytes
+/// claim (imbl's), decoded through the std collection, whose serde impl
+/// caps preallocation. Found by fuzzing (`fuzz/`, `journal_codec`).
+pub fn via<'de, D, S, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    S: serde::Deserialize<'de>,
+    T: From<S>,
+{
+    S::deserialize(d).map(T::from)
+}
+
 pub fn decode<T: DeserializeOwned>(current: u16, bytes: &[u8]) -> Result<T, StoreError> {
     let (version, data): (u16, T) =
         rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))?;
