@@ -796,6 +796,23 @@ impl Services {
                 .map(str::to_owned);
             planned.push((order_id, shop, lines, quote, coupon));
         }
+        // A retry of a checkout whose orders were placed and then cancelled
+        // (its release already happened) must not hold anything again.
+        for (order_id, ..) in &planned {
+            if self.order_exists(order_id).await.is_ok() {
+                let o = order_reply(
+                    self.orders
+                        .call(order_id, OrderCommand::Get { caller: None })
+                        .await?,
+                );
+                if o.status != OrderStatus::PendingPayment {
+                    return Err(conflict(
+                        "checkout_expired",
+                        "this checkout was cancelled; check out again with a new Idempotency-Key",
+                    ));
+                }
+            }
+        }
         // 1. Reserve: stock (idempotent per order), then the coupon use.
         for (order_id, _, lines, _, _) in &planned {
             for l in lines.iter() {
