@@ -22,7 +22,7 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::actors::user::Notification;
+use crate::domain::notification::Notification;
 use crate::store::{codec, IndexOp, Store, StoreError};
 
 /// Read table: `{due ms:020}|{mail id}` → encoded `OutMail`.

@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{Ctx, Entity};
-use crate::domain::order::{transition, OrderStatus, Party, Step};
-use crate::domain::pricing::{Line, Totals};
-use crate::domain::user::Address;
-use crate::domain::{Caller, DomainError, Role};
+use crate::domain::order::{
+    next_action, transition, DeliveryOffer, EscrowStatus, Order, OrderStatus, Party, PaymentStatus,
+    Step, StockStatus, TimelineEntry, TimelineEvent, MAX_DECLINED,
+};
+use crate::domain::{Caller, DomainError};
 use crate::store::{codec, IndexOp};
 
 /// Read table: `{due_ms:020}|{order_id}` → empty. Scanned in key order.
@@ -32,432 +32,6 @@ pub const PAYMENT_REFS: &str = "payment_refs";
 pub const MAX_SEEN_EVENTS: usize = 64;
 
 pub struct OrderEntity;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// Waiting for the gateway.
-    Pending,
-    Paid,
-    Refunded,
-    /// Cash on delivery, not yet collected.
-    DueOnDelivery,
-    /// Cash on delivery, collected.
-    Collected,
-    /// Never paid; the order was cancelled.
-    Voided,
-    /// Must be refunded by hand: the provider has no refund API.
-    RefundDue,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Payment {
-    pub id: String,
-    pub provider: String,
-    pub status: PaymentStatus,
-    pub amount: u64,
-    pub currency: String,
-    /// Where the customer pays (hosted payment page), for online providers.
-    pub checkout_url: Option<String>,
-    /// The provider's reference for this payment.
-    pub reference: String,
-    pub paid_at: Option<DateTime<Utc>>,
-    pub refund_reference: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EscrowStatus {
-    /// Nothing held (cash on delivery, or not paid yet).
-    None,
-    /// Paid money held for the shop.
-    Held,
-    /// Paid out to the shop (delivered, return window over).
-    Released,
-    /// Given back to the customer.
-    Refunded,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StockStatus {
-    Held,
-    Released,
-    Consumed,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct TimelineEntry {
-    pub at: DateTime<Utc>,
-    /// What happened: a status name, or `payment_received`, `escrow_released`…
-    pub event: String,
-    pub status: OrderStatus,
-    pub by: Party,
-    pub actor_id: Option<String>,
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Order {
-    pub id: String,
-    pub customer_id: String,
-    pub shop_id: String,
-    pub merchant_id: String,
-    pub lines: Vec<Line>,
-    pub coupon: Option<String>,
-    pub currency: String,
-    pub totals: Totals,
-    pub address: Address,
-    pub distance_km: f64,
-    pub status: OrderStatus,
-    pub payment: Payment,
-    pub escrow: EscrowStatus,
-    pub stock: StockStatus,
-    pub coupon_released: bool,
-    pub payment_deadline: Option<DateTime<Utc>>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub return_deadline: Option<DateTime<Utc>>,
-    /// How long after delivery a return may be requested (seconds).
-    pub return_window_secs: u64,
-    pub timeline: Vec<TimelineEntry>,
-    /// Timeline entries already turned into notifications.
-    #[serde(default)]
-    pub notified: u32,
-    /// Who carries it, and the dispatch that finds them.
-    #[serde(default)]
-    pub delivery: Delivery,
-    /// The flash-sale claim this order pays for: its stock comes from the
-    /// sale's reserve and goes back there if the order is cancelled.
-    #[serde(default)]
-    pub claim: Option<ClaimRef>,
-    /// Nothing to ship (a course place): fulfilled once paid.
-    #[serde(default)]
-    pub digital: bool,
-    /// The claim behind it was told the order ended unpaid or cancelled.
-    #[serde(default)]
-    pub claim_released: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// The queue claim behind an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ClaimRef {
-    pub queue_id: String,
-    pub claim_id: String,
-}
-
-/// Shippers remembered as having declined (or let lapse) an order.
-pub const MAX_DECLINED: usize = 32;
-
-/// A delivery offer waiting for the shipper's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryOffer {
-    pub shipper_id: String,
-    pub expires_at: DateTime<Utc>,
-    /// From the shipper to the shop when offered.
-    pub distance_m: f64,
-}
-
-/// The delivery side of an order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Delivery {
-    /// The shipper who accepted.
-    pub shipper_id: Option<String>,
-    pub offer: Option<DeliveryOffer>,
-    /// Shippers not to offer again (declined or let the offer lapse).
-    pub declined: Vec<String>,
-    /// No shipper was available: look again at this time.
-    pub retry_at: Option<DateTime<Utc>>,
-    /// The shipper actor was told it carries this order.
-    pub shipper_bound: bool,
-    /// The shipper actor was told the delivery is over.
-    pub shipper_released: bool,
-    /// The shipper dwelt inside the delivery geofence.
-    pub arriving_at: Option<DateTime<Utc>>,
-}
-
-impl Order {
-    pub fn is_cod(&self) -> bool {
-        self.payment.provider == "cod"
-    }
-
-    /// Waiting for a shipper: confirmed (or ready) and nobody accepted yet.
-    pub fn awaits_shipper(&self) -> bool {
-        !self.digital
-            && matches!(
-                self.status,
-                OrderStatus::Confirmed | OrderStatus::ReadyForPickup
-            )
-            && self.delivery.shipper_id.is_none()
-    }
-
-    /// The parcel is (or is about to be) on its way with the shipper.
-    pub fn in_delivery(&self) -> bool {
-        matches!(
-            self.status,
-            OrderStatus::Confirmed
-                | OrderStatus::ReadyForPickup
-                | OrderStatus::PickedUp
-                | OrderStatus::Delivering
-        )
-    }
-
-    /// `caller` holds a live offer for this order.
-    pub fn offered_to(&self, caller: &Caller, now: DateTime<Utc>) -> bool {
-        self.delivery
-            .offer
-            .as_ref()
-            .is_some_and(|o| o.shipper_id == caller.user_id && o.expires_at > now)
-    }
-
-    /// Which party `caller` is to this order, if any.
-    pub fn party_of(&self, caller: &Caller) -> Option<Party> {
-        if caller.role == Role::Admin {
-            Some(Party::Admin)
-        } else if caller.user_id == self.merchant_id {
-            Some(Party::Merchant)
-        } else if caller.user_id == self.customer_id {
-            Some(Party::Customer)
-        } else if self.delivery.shipper_id.as_deref() == Some(caller.user_id.as_str()) {
-            Some(Party::Shipper)
-        } else {
-            None
-        }
-    }
-}
-
-/// Work an order still owes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Unpaid at the deadline: ask the provider, then mark paid or cancel.
-    PaymentTimeout,
-    /// Cancelled: give held stock and the coupon use back.
-    ReleaseStock,
-    /// Delivered: the held stock is sold.
-    ConsumeStock,
-    /// Paid money must go back (cancelled after paying, or returned).
-    Refund,
-    /// Delivered and the return window is over: pay the shop.
-    ReleaseEscrow,
-    /// Timeline entries not yet told to the people concerned.
-    Notify,
-    /// Offer the order to the nearest available shipper (or expire the
-    /// unanswered offer and offer it to the next one).
-    Dispatch,
-    /// A shipper accepted: tell the shipper actor it carries the order.
-    BindShipper,
-    /// The delivery is over: free the shipper.
-    ReleaseShipper,
-    /// A paid digital order is fulfilled.
-    Complete,
-}
-
-/// The earliest work `order` still owes, with its due time.
-pub fn next_action(o: &Order) -> Option<(DateTime<Utc>, Action)> {
-    use OrderStatus as S;
-    let mut due: Vec<(DateTime<Utc>, Action)> = Vec::new();
-    if o.status == S::PendingPayment {
-        if let Some(d) = o.payment_deadline {
-            due.push((d, Action::PaymentTimeout));
-        }
-    }
-    if o.status == S::Cancelled
-        && (o.stock == StockStatus::Held
-            || (o.coupon.is_some() && !o.coupon_released)
-            || (o.claim.is_some() && !o.claim_released))
-    {
-        due.push((o.updated_at, Action::ReleaseStock));
-    }
-    let delivered = matches!(
-        o.status,
-        S::Delivered | S::ReturnRequested | S::Returned | S::Refunded
-    );
-    if delivered && o.stock == StockStatus::Held {
-        due.push((o.delivered_at.unwrap_or(o.updated_at), Action::ConsumeStock));
-    }
-    if matches!(o.status, S::Cancelled | S::Returned) && o.payment.status == PaymentStatus::Paid {
-        due.push((o.updated_at, Action::Refund));
-    }
-    if o.status == S::Delivered && o.escrow == EscrowStatus::Held {
-        due.push((
-            o.return_deadline.unwrap_or(o.updated_at),
-            Action::ReleaseEscrow,
-        ));
-    }
-    if (o.notified as usize) < o.timeline.len() {
-        due.push((o.updated_at, Action::Notify));
-    }
-    if o.digital && o.status == S::Paid {
-        due.push((o.updated_at, Action::Complete));
-    }
-    let d = &o.delivery;
-    if o.awaits_shipper() {
-        let at = match (&d.offer, d.retry_at) {
-            (Some(offer), _) => offer.expires_at,
-            (None, Some(retry)) => retry,
-            (None, None) => o.updated_at,
-        };
-        due.push((at, Action::Dispatch));
-    }
-    if d.shipper_id.is_some() && !d.shipper_bound {
-        due.push((o.updated_at, Action::BindShipper));
-    }
-    if d.shipper_bound && !d.shipper_released && !o.in_delivery() {
-        due.push((o.updated_at, Action::ReleaseShipper));
-    }
-    due.into_iter().min_by_key(|(at, _)| *at)
-}
-
-/// The notifications timeline entry `index` of `o` produces:
-/// `(recipient user id, notification)`.
-pub fn notifications_for(
-    o: &Order,
-    index: usize,
-) -> Vec<(String, crate::actors::user::Notification)> {
-    let Some(entry) = o.timeline.get(index) else {
-        return vec![];
-    };
-    let short = &o.id[o.id.len().saturating_sub(8)..];
-    let total = format!("{} {}", o.totals.total, o.currency);
-    let to_customer = |kind: &str, title: &str, body: String| {
-        (
-            o.customer_id.clone(),
-            kind.to_owned(),
-            title.to_owned(),
-            body,
-        )
-    };
-    let to_merchant = |kind: &str, title: &str, body: String| {
-        (
-            o.merchant_id.clone(),
-            kind.to_owned(),
-            title.to_owned(),
-            body,
-        )
-    };
-    let mut out = Vec::new();
-    match entry.event.as_str() {
-        "placed" => {
-            out.push(to_customer(
-                "order_placed",
-                "Order placed",
-                format!("Order …{short} ({total}) is placed."),
-            ));
-            out.push(to_merchant(
-                "new_order",
-                "New order",
-                format!("Order …{short} ({total}) was placed at your shop."),
-            ));
-        }
-        "payment_received" => {
-            out.push(to_customer(
-                "payment_received",
-                "Payment received",
-                format!("We received {total} for order …{short}."),
-            ));
-            out.push(to_merchant(
-                "order_paid",
-                "Order paid",
-                format!("Order …{short} is paid; please confirm it."),
-            ));
-        }
-        "cancelled" => {
-            let why = entry
-                .reason
-                .clone()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
-            out.push(to_customer(
-                "order_cancelled",
-                "Order cancelled",
-                format!("Order …{short} was cancelled{why}."),
-            ));
-            out.push(to_merchant(
-                "order_cancelled",
-                "Order cancelled",
-                format!("Order …{short} was cancelled{why}."),
-            ));
-        }
-        "return_requested" => {
-            out.push(to_merchant(
-                "return_requested",
-                "Return requested",
-                format!("The customer asked to return order …{short}."),
-            ));
-        }
-        "escrow_released" => {
-            out.push(to_merchant(
-                "payout_released",
-                "Payout released",
-                format!("{total} for order …{short} was released to your shop."),
-            ));
-        }
-        "refund_due" => {
-            out.push(to_merchant(
-                "refund_due",
-                "Refund due",
-                format!("Order …{short} must be refunded by hand ({total})."),
-            ));
-        }
-        "payment_refunded" => {
-            out.push(to_customer(
-                "order_refunded",
-                "Refunded",
-                format!("{total} for order …{short} was refunded."),
-            ));
-        }
-        "shipper_offered" => {
-            if let (Some(shipper), Some(offer)) = (&entry.actor_id, &o.delivery.offer) {
-                out.push((
-                    shipper.clone(),
-                    "delivery_offer".to_owned(),
-                    "New delivery offer".to_owned(),
-                    format!(
-                        "Order …{short}: the shop is {:.1} km away. Accept before {}.",
-                        offer.distance_m / 1000.0,
-                        offer.expires_at.format("%H:%M:%S UTC")
-                    ),
-                ));
-            }
-        }
-        "shipper_assigned" => out.push(to_customer(
-            "shipper_assigned",
-            "Shipper on the way",
-            format!("A shipper accepted order …{short}; follow them live on the order page."),
-        )),
-        "arriving" => out.push(to_customer(
-            "shipper_arriving",
-            "Your shipper is arriving",
-            format!("The shipper with order …{short} is at your address."),
-        )),
-        status @ ("confirmed" | "ready_for_pickup" | "picked_up" | "delivering" | "delivered"
-        | "returned" | "refunded") => {
-            let human = status.replace('_', " ");
-            out.push(to_customer(
-                &format!("order_{status}"),
-                &format!("Order {human}"),
-                format!("Order …{short} is {human}."),
-            ));
-        }
-        _ => {}
-    }
-    out.into_iter()
-        .map(|(to, kind, title, body)| {
-            let n = crate::actors::user::Notification {
-                id: format!("{}:{index}:{kind}", o.id),
-                kind,
-                title,
-                body,
-                order_id: Some(o.id.clone()),
-                created_at: entry.at,
-                read: false,
-            };
-            (to, n)
-        })
-        .collect()
-}
 
 pub fn timer_key(due: DateTime<Utc>, order_id: &str) -> String {
     format!("{:020}|{order_id}", due.timestamp_millis().max(0))
@@ -981,13 +555,13 @@ impl Entity for OrderEntity {
         };
         let note = |o: &mut Order,
                     at: DateTime<Utc>,
-                    event: &str,
+                    event: TimelineEvent,
                     by: Party,
                     actor_id: Option<String>,
                     reason: Option<String>| {
             o.timeline.push(TimelineEntry {
                 at,
-                event: event.into(),
+                event,
                 status: o.status,
                 by,
                 actor_id,
@@ -1022,7 +596,7 @@ impl Entity for OrderEntity {
                 }
                 // The deadline only matters while the order awaits payment.
                 o.payment_deadline = None;
-                note(o, *at, to.as_str(), *by, actor_id.clone(), reason.clone());
+                note(o, *at, (*to).into(), *by, actor_id.clone(), reason.clone());
             }
             OrderEvent::PaymentReceived { amount, by, at, .. } => {
                 o.payment.status = PaymentStatus::Paid;
@@ -1032,7 +606,7 @@ impl Entity for OrderEntity {
                 note(
                     o,
                     *at,
-                    "payment_received",
+                    TimelineEvent::PaymentReceived,
                     *by,
                     None,
                     Some(format!("{amount} {}", o.currency)),
@@ -1041,11 +615,25 @@ impl Entity for OrderEntity {
             OrderEvent::CashCollected { at } => {
                 o.payment.status = PaymentStatus::Collected;
                 o.payment.paid_at = Some(*at);
-                note(o, *at, "cash_collected", Party::System, None, None);
+                note(
+                    o,
+                    *at,
+                    TimelineEvent::CashCollected,
+                    Party::System,
+                    None,
+                    None,
+                );
             }
             OrderEvent::StockReleased { at } => {
                 o.stock = StockStatus::Released;
-                note(o, *at, "stock_released", Party::System, None, None);
+                note(
+                    o,
+                    *at,
+                    TimelineEvent::StockReleased,
+                    Party::System,
+                    None,
+                    None,
+                );
             }
             OrderEvent::StockConsumed { at } => {
                 o.stock = StockStatus::Consumed;
@@ -1054,7 +642,14 @@ impl Entity for OrderEntity {
             OrderEvent::CouponReleased => o.coupon_released = true,
             OrderEvent::EscrowReleased { at } => {
                 o.escrow = EscrowStatus::Released;
-                note(o, *at, "escrow_released", Party::System, None, None);
+                note(
+                    o,
+                    *at,
+                    TimelineEvent::EscrowReleased,
+                    Party::System,
+                    None,
+                    None,
+                );
             }
             OrderEvent::NotificationsSent { upto } => o.notified = *upto,
             OrderEvent::ShipperOffered {
@@ -1072,7 +667,7 @@ impl Entity for OrderEntity {
                 note(
                     o,
                     *at,
-                    "shipper_offered",
+                    TimelineEvent::ShipperOffered,
                     Party::System,
                     Some(shipper_id.clone()),
                     None,
@@ -1093,7 +688,7 @@ impl Entity for OrderEntity {
                 note(
                     o,
                     *at,
-                    "shipper_assigned",
+                    TimelineEvent::ShipperAssigned,
                     Party::Shipper,
                     Some(shipper_id.clone()),
                     None,
@@ -1105,7 +700,14 @@ impl Entity for OrderEntity {
             OrderEvent::Arriving { at } => {
                 o.delivery.arriving_at = Some(*at);
                 let shipper = o.delivery.shipper_id.clone();
-                note(o, *at, "arriving", Party::Shipper, shipper, None);
+                note(
+                    o,
+                    *at,
+                    TimelineEvent::Arriving,
+                    Party::Shipper,
+                    shipper,
+                    None,
+                );
             }
             OrderEvent::RefundMarkedDue { at } => {
                 o.payment.status = PaymentStatus::RefundDue;
@@ -1113,7 +715,14 @@ impl Entity for OrderEntity {
                     "{} cannot refund; the merchant refunds by hand",
                     o.payment.provider
                 );
-                note(o, *at, "refund_due", Party::System, None, Some(reason));
+                note(
+                    o,
+                    *at,
+                    TimelineEvent::RefundDue,
+                    Party::System,
+                    None,
+                    Some(reason),
+                );
             }
             OrderEvent::Refunded {
                 refund_reference,
@@ -1124,7 +733,14 @@ impl Entity for OrderEntity {
                 if o.escrow == EscrowStatus::Held {
                     o.escrow = EscrowStatus::Refunded;
                 }
-                note(o, *at, "payment_refunded", Party::System, None, None);
+                note(
+                    o,
+                    *at,
+                    TimelineEvent::PaymentRefunded,
+                    Party::System,
+                    None,
+                    None,
+                );
             }
         }
     }
@@ -1179,129 +795,5 @@ impl Entity for OrderEntity {
             value,
         });
         ops
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn order_with(events: &[&str]) -> Order {
-        let now = Utc::now();
-        let entry = |e: &str| TimelineEntry {
-            at: now,
-            event: e.into(),
-            status: OrderStatus::Paid,
-            by: Party::System,
-            actor_id: None,
-            reason: None,
-        };
-        Order {
-            id: "0192a2b3-0000-7000-8000-00000000abcd".into(),
-            customer_id: "cust".into(),
-            shop_id: "shop".into(),
-            merchant_id: "merch".into(),
-            lines: vec![],
-            coupon: None,
-            currency: "VND".into(),
-            totals: Totals {
-                total: 1000,
-                ..Totals::default()
-            },
-            address: Address {
-                id: "a".into(),
-                label: "l".into(),
-                line1: "1".into(),
-                city: "c".into(),
-                lat: 0.0,
-                lng: 0.0,
-                is_default: true,
-            },
-            distance_km: 1.0,
-            status: OrderStatus::Paid,
-            payment: Payment {
-                id: "p".into(),
-                provider: "sandbox".into(),
-                status: PaymentStatus::Paid,
-                amount: 1000,
-                currency: "VND".into(),
-                checkout_url: None,
-                reference: "p".into(),
-                paid_at: None,
-                refund_reference: None,
-            },
-            escrow: EscrowStatus::Held,
-            stock: StockStatus::Held,
-            coupon_released: false,
-            payment_deadline: None,
-            delivered_at: None,
-            return_deadline: None,
-            return_window_secs: 0,
-            timeline: events.iter().map(|e| entry(e)).collect(),
-            notified: 0,
-            delivery: Delivery::default(),
-            claim: None,
-            digital: false,
-            claim_released: false,
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
-    #[test]
-    fn who_is_told_what() {
-        let o = order_with(&[
-            "placed",
-            "payment_received",
-            "confirmed",
-            "return_requested",
-            "escrow_released",
-            "stock_released",
-        ]);
-        let told = |i: usize| -> Vec<(String, String)> {
-            notifications_for(&o, i)
-                .into_iter()
-                .map(|(to, n)| (to, n.kind))
-                .collect()
-        };
-        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-        assert_eq!(
-            told(0),
-            vec![pair("cust", "order_placed"), pair("merch", "new_order")]
-        );
-        assert_eq!(
-            told(1),
-            vec![
-                pair("cust", "payment_received"),
-                pair("merch", "order_paid")
-            ]
-        );
-        assert_eq!(told(2), vec![pair("cust", "order_confirmed")]);
-        assert_eq!(told(3), vec![pair("merch", "return_requested")]);
-        assert_eq!(told(4), vec![pair("merch", "payout_released")]);
-        assert!(told(5).is_empty(), "internal bookkeeping tells nobody");
-        assert!(told(99).is_empty());
-        let ids: Vec<String> = (0..6)
-            .flat_map(|i| notifications_for(&o, i))
-            .map(|(_, n)| n.id)
-            .collect();
-        let mut unique = ids.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(
-            ids.len(),
-            unique.len(),
-            "ids are unique, so redelivery keeps one"
-        );
-    }
-
-    #[test]
-    fn notifying_is_a_due_action_until_done() {
-        let mut o = order_with(&["placed"]);
-        o.status = OrderStatus::Delivering;
-        o.escrow = EscrowStatus::None;
-        assert_eq!(next_action(&o).map(|(_, a)| a), Some(Action::Notify));
-        o.notified = 1;
-        assert_eq!(next_action(&o), None);
     }
 }

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{Ctx, Entity};
+use crate::domain::notification::Notification;
 use crate::domain::user::{
     check_address, check_phone, default_after_add, default_after_remove, set_default, Address,
     AddressInput, UserView, MAX_ADDRESSES, MAX_SESSIONS,
@@ -92,20 +92,6 @@ pub const USERS_BY_ROLE: &str = "users_by_role";
 
 /// Notifications kept per user (the oldest go first).
 pub const MAX_NOTIFICATIONS: usize = 200;
-
-/// An in-app notification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Notification {
-    /// Stable per cause (e.g. `{order}:{n}`), so producing it twice keeps one.
-    pub id: String,
-    /// `order_placed`, `order_confirmed`, `new_order`, …
-    pub kind: String,
-    pub title: String,
-    pub body: String,
-    pub order_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub read: bool,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

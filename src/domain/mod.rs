@@ -3,6 +3,7 @@
 //! call these and the HTTP layer never re-implements them.
 
 pub mod catalog;
+pub mod notification;
 pub mod order;
 pub mod pricing;
 pub mod shipping;

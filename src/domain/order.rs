@@ -16,6 +16,12 @@ use utoipa::ToSchema;
 
 use super::DomainError;
 
+mod model;
+mod next;
+
+pub use model::*;
+pub use next::{next_action, Action};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -159,6 +165,85 @@ pub fn transition(
         )));
     }
     Ok(next)
+}
+
+/// What a timeline entry records: a status the order reached, or
+/// something that happened to its money, stock or delivery. Encoded as its
+/// snake_case name (the same string journals held before it had a type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineEvent {
+    Placed,
+    PendingPayment,
+    Paid,
+    Confirmed,
+    ReadyForPickup,
+    PickedUp,
+    Delivering,
+    Delivered,
+    Cancelled,
+    ReturnRequested,
+    Returned,
+    Refunded,
+    PaymentReceived,
+    CashCollected,
+    StockReleased,
+    EscrowReleased,
+    ShipperOffered,
+    ShipperAssigned,
+    Arriving,
+    RefundDue,
+    PaymentRefunded,
+}
+
+impl TimelineEvent {
+    /// The status this entry records the order reaching, if it is one.
+    pub fn status(self) -> Option<OrderStatus> {
+        use OrderStatus as S;
+        use TimelineEvent as E;
+        Some(match self {
+            E::PendingPayment => S::PendingPayment,
+            E::Paid => S::Paid,
+            E::Confirmed => S::Confirmed,
+            E::ReadyForPickup => S::ReadyForPickup,
+            E::PickedUp => S::PickedUp,
+            E::Delivering => S::Delivering,
+            E::Delivered => S::Delivered,
+            E::Cancelled => S::Cancelled,
+            E::ReturnRequested => S::ReturnRequested,
+            E::Returned => S::Returned,
+            E::Refunded => S::Refunded,
+            E::Placed
+            | E::PaymentReceived
+            | E::CashCollected
+            | E::StockReleased
+            | E::EscrowReleased
+            | E::ShipperOffered
+            | E::ShipperAssigned
+            | E::Arriving
+            | E::RefundDue
+            | E::PaymentRefunded => return None,
+        })
+    }
+}
+
+impl From<OrderStatus> for TimelineEvent {
+    /// The entry of a transition to `status`.
+    fn from(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::PendingPayment => TimelineEvent::PendingPayment,
+            OrderStatus::Paid => TimelineEvent::Paid,
+            OrderStatus::Confirmed => TimelineEvent::Confirmed,
+            OrderStatus::ReadyForPickup => TimelineEvent::ReadyForPickup,
+            OrderStatus::PickedUp => TimelineEvent::PickedUp,
+            OrderStatus::Delivering => TimelineEvent::Delivering,
+            OrderStatus::Delivered => TimelineEvent::Delivered,
+            OrderStatus::Cancelled => TimelineEvent::Cancelled,
+            OrderStatus::ReturnRequested => TimelineEvent::ReturnRequested,
+            OrderStatus::Returned => TimelineEvent::Returned,
+            OrderStatus::Refunded => TimelineEvent::Refunded,
+        }
+    }
 }
 
 #[cfg(test)]

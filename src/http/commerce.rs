@@ -13,8 +13,8 @@ use super::extract::{Auth, Json, Path, Query};
 use super::AppState;
 use crate::actors::cart::SavedCart;
 use crate::actors::coupon::{Coupon, CouponInput};
-use crate::actors::order::{Order, Payment, TimelineEntry};
 use crate::domain::order::Step;
+use crate::domain::order::{Order, Payment, TimelineEntry};
 use crate::domain::{GeoPoint, Role};
 use crate::service::catalog::check_limit;
 use crate::service::commerce::{CartView, RevenueDay, ShippingQuote, WebhookOutcome};
@@ -649,7 +649,7 @@ pub async fn sandbox_fail(
 #[derive(Serialize, ToSchema)]
 pub struct NotificationList {
     /// Newest first (the newest 200 are kept).
-    pub items: Vec<crate::actors::user::Notification>,
+    pub items: Vec<crate::domain::notification::Notification>,
     pub unread: usize,
 }
 

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path};
 use super::AppState;
-use crate::actors::order::Order;
+use crate::domain::order::Order;
 use crate::domain::shipping::Fix;
 use crate::service::tracking::{LocationOutcome, ShipperView, Tracking};
 

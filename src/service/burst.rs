@@ -23,18 +23,16 @@ use utoipa::ToSchema;
 use super::{new_id, ServiceError, Services};
 use crate::actors::course::CourseCommand;
 use crate::actors::entity::stream_id;
-use crate::actors::order::{
-    ClaimRef, EscrowStatus, Order, OrderCommand, StockStatus, TimelineEntry,
-};
+use crate::actors::order::OrderCommand;
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{
     Claim, ClaimOrder, ClaimStatus, QueueCommand, QueueConfig, QueueEntity, QueueKind, QueueReply,
     QueueStatus, CLAIMS_BY_QUEUE, CLAIMS_BY_USER,
 };
 use crate::actors::shop::ShopCommand;
-use crate::actors::user::Notification;
 use crate::actors::CallError;
-use crate::domain::order::{OrderStatus, Party};
+use crate::domain::notification::Notification;
+use crate::domain::order::{ClaimRef, Order, Party, Placement};
 use crate::domain::pricing::{totals, Line};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
 use crate::store::codec;
@@ -703,53 +701,35 @@ impl Services {
         let (payment, payment_deadline) = self
             .open_payment(provider.as_ref(), &claim.id, t.total, &config.currency, now)
             .await?;
-        let order = Order {
-            id: claim.id.clone(),
-            customer_id: claim.user_id.clone(),
-            shop_id,
-            merchant_id,
-            lines: vec![line],
-            coupon: None,
-            currency: config.currency.clone(),
-            totals: t,
-            address,
-            distance_km: km,
-            status: OrderStatus::PendingPayment,
-            payment,
-            escrow: EscrowStatus::None,
-            // A course place holds no stock.
-            stock: if digital {
-                StockStatus::Consumed
-            } else {
-                StockStatus::Held
-            },
-            coupon_released: true,
-            payment_deadline,
-            delivered_at: None,
-            return_deadline: None,
-            return_window_secs: self.commerce.return_window_secs,
-            notified: 0,
-            delivery: Default::default(),
-            claim: Some(ClaimRef {
-                queue_id: claim.queue_id.clone(),
-                claim_id: claim.id.clone(),
-            }),
-            digital,
-            claim_released: false,
-            timeline: vec![TimelineEntry {
-                at: now,
-                event: "placed".into(),
-                status: OrderStatus::PendingPayment,
+        let order = Order::placed(
+            Placement {
+                id: claim.id.clone(),
+                customer_id: claim.user_id.clone(),
+                shop_id,
+                merchant_id,
+                lines: vec![line],
+                coupon: None,
+                totals: t,
+                address,
+                distance_km: km,
+                payment,
+                payment_deadline,
+                return_window_secs: self.commerce.return_window_secs,
                 by: Party::System,
-                actor_id: Some(claim.user_id.clone()),
                 reason: Some(match config.kind {
                     QueueKind::FlashSale => "flash-sale claim".into(),
                     QueueKind::Course => "course enrollment".into(),
                 }),
-            }],
-            created_at: now,
-            updated_at: now,
-        };
+            },
+            now,
+        )
+        .for_claim(
+            ClaimRef {
+                queue_id: claim.queue_id.clone(),
+                claim_id: claim.id.clone(),
+            },
+            digital,
+        );
         self.orders
             .call(
                 &claim.id,

@@ -19,17 +19,19 @@ use super::{new_id, ServiceError, Services};
 use crate::actors::cart::{CartCommand, CartItem, CartReply, CartState, PlannedOrder, SavedCart};
 use crate::actors::coupon::{normalize_code, Coupon, CouponCommand, CouponEntity, CouponInput};
 use crate::actors::entity::stream_id;
-use crate::actors::order::notifications_for;
 use crate::actors::order::{
-    next_action, timer_order, Action, EscrowStatus, Order, OrderCommand, OrderEntity, OrderReply,
-    Payment, PaymentReport, PaymentStatus, StockStatus, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP,
-    PAYMENT_REFS, TIMERS_TABLE,
+    timer_order, OrderCommand, OrderEntity, OrderReply, PaymentReport, ORDERS_BY_CUSTOMER,
+    ORDERS_BY_SHOP, PAYMENT_REFS, TIMERS_TABLE,
 };
 use crate::actors::product::ProductCommand;
-use crate::actors::user::{Notification, UserCommand, UserReply};
+use crate::actors::user::{UserCommand, UserReply};
 use crate::actors::{CallError, Entity};
 use crate::domain::catalog::{Product, Shop};
-use crate::domain::order::{OrderStatus, Step};
+use crate::domain::notification::{notifications_for, Notification};
+use crate::domain::order::{
+    next_action, Action, Order, OrderStatus, Party, Payment, PaymentStatus, Placement, Step,
+    StockStatus,
+};
 use crate::domain::pricing::{
     haversine_km, shipping_fee, subtotal, total_weight, totals, FeeTable, Line, Totals,
 };
@@ -849,42 +851,25 @@ impl Services {
             let (payment, payment_deadline) = self
                 .open_payment(provider, &order_id, quote.totals.total, &currency, now)
                 .await?;
-            let order = Order {
-                id: order_id.clone(),
-                customer_id: caller.user_id.clone(),
-                shop_id: shop.id.clone(),
-                merchant_id: shop.owner_id.clone(),
-                lines: lines.clone(),
-                coupon,
-                currency: currency.clone(),
-                totals: quote.totals,
-                address: address.clone(),
-                distance_km: quote.distance_km.unwrap_or(0.0),
-                status: OrderStatus::PendingPayment,
-                payment,
-                escrow: EscrowStatus::None,
-                stock: StockStatus::Held,
-                coupon_released: false,
-                payment_deadline,
-                delivered_at: None,
-                return_deadline: None,
-                return_window_secs: self.commerce.return_window_secs,
-                notified: 0,
-                delivery: Default::default(),
-                claim: None,
-                digital: false,
-                claim_released: false,
-                timeline: vec![crate::actors::order::TimelineEntry {
-                    at: now,
-                    event: "placed".into(),
-                    status: OrderStatus::PendingPayment,
-                    by: crate::domain::order::Party::Customer,
-                    actor_id: Some(caller.user_id.clone()),
+            let order = Order::placed(
+                Placement {
+                    id: order_id.clone(),
+                    customer_id: caller.user_id.clone(),
+                    shop_id: shop.id.clone(),
+                    merchant_id: shop.owner_id.clone(),
+                    lines: lines.clone(),
+                    coupon,
+                    totals: quote.totals,
+                    address: address.clone(),
+                    distance_km: quote.distance_km.unwrap_or(0.0),
+                    payment,
+                    payment_deadline,
+                    return_window_secs: self.commerce.return_window_secs,
+                    by: Party::Customer,
                     reason: None,
-                }],
-                created_at: now,
-                updated_at: now,
-            };
+                },
+                now,
+            );
             orders.push(order_reply(
                 self.orders
                     .call(

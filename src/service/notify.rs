@@ -5,7 +5,8 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use super::{new_id, ServiceError, Services};
-use crate::actors::user::{Notification, UserCommand, UserReply, USERS_BY_ROLE};
+use crate::actors::user::{UserCommand, UserReply, USERS_BY_ROLE};
+use crate::domain::notification::Notification;
 use crate::domain::{check_text, Caller, DomainError, Role};
 use crate::mail::MailPrefs;
 

@@ -24,10 +24,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ServiceError, Services};
-use crate::actors::order::{Order, OrderCommand, OrderReply};
+use crate::actors::order::{OrderCommand, OrderReply};
 use crate::actors::shipper::{Shipper, ShipperCommand};
 use crate::actors::shop::ShopCommand;
 use crate::actors::CallError;
+use crate::domain::order::Order;
 use crate::domain::pricing::haversine_km;
 use crate::domain::shipping::{check_fix, Fix, Freshness, Geofence, Ignored, Live, Position};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
