@@ -15,8 +15,10 @@ use tokio::net::TcpListener;
 use crate::actors::Runtime;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::config::{Settings, StoreKind};
+use crate::http::router;
 use crate::http::server::{serve, ServeOptions};
-use crate::http::{router, AppState};
+use crate::http::state::AppState;
+use crate::live::Bus;
 use crate::mail::MailConfig;
 use crate::metrics::Metrics;
 use crate::payments::payos::PayOsConfig;
@@ -26,7 +28,6 @@ use crate::service::{GatewayConfig, ServiceConfig, Services};
 use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::scylla::ScyllaStore;
 use crate::store::Store;
-use crate::ws::bus::Bus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

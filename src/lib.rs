@@ -27,6 +27,7 @@ pub mod domain;
 #[cfg(feature = "cql-emulator")]
 pub mod emulator;
 pub mod http;
+pub mod live;
 pub mod mail;
 pub mod metrics;
 pub mod payments;

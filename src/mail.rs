@@ -23,12 +23,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::domain::notification::Notification;
+/// The read tables this module writes (named in the store's catalog).
+pub use crate::store::tables::{OUTBOX, OUTBOX_DEAD};
 use crate::store::{codec, IndexOp, Store, StoreError};
 
-/// Read table: `{due ms:020}|{mail id}` → encoded `OutMail`.
-pub const OUTBOX: &str = "outbox";
-/// Read table: mail id → encoded `OutMail` that could not be sent.
-pub const OUTBOX_DEAD: &str = "outbox_dead";
 /// Sends tried before a mail is given up.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Mails sent per worker round.
@@ -52,49 +50,6 @@ pub fn outbox_row(mail: &OutMail, due: DateTime<Utc>) -> IndexOp {
         table: OUTBOX,
         key: format!("{:020}|{}", due.timestamp_millis().max(0), mail.id),
         value: codec::encode(1, mail).expect("mails always encode"),
-    }
-}
-
-/// What kinds of notification a user may get by mail as well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MailPrefs {
-    /// Order placed, paid, confirmed, shipped, delivered, cancelled, refunded.
-    pub orders: bool,
-    /// Shipper assigned or arriving; delivery offers (shippers).
-    pub delivery: bool,
-    /// Enrollment and flash-sale results, new course sessions.
-    pub enrollment: bool,
-    /// Messages from the platform's admins.
-    pub announcements: bool,
-}
-
-impl Default for MailPrefs {
-    fn default() -> Self {
-        MailPrefs {
-            orders: true,
-            delivery: false,
-            enrollment: true,
-            announcements: true,
-        }
-    }
-}
-
-impl MailPrefs {
-    /// Whether a notification of `kind` is also mailed.
-    pub fn wants(&self, kind: &str) -> bool {
-        if kind == "announcement" {
-            self.announcements
-        } else if kind.starts_with("enrollment")
-            || kind.starts_with("claim")
-            || kind == "new_session"
-        {
-            self.enrollment
-        } else if kind.starts_with("shipper") || kind == "delivery_offer" {
-            self.delivery
-        } else {
-            self.orders
-        }
     }
 }
 
@@ -297,22 +252,5 @@ mod tests {
         assert_eq!(backoff(1).num_seconds(), 2);
         assert_eq!(backoff(3).num_seconds(), 8);
         assert_eq!(backoff(30).num_seconds(), 600);
-    }
-
-    #[test]
-    fn preferences_pick_by_kind() {
-        let p = MailPrefs::default();
-        assert!(p.wants("order_confirmed"));
-        assert!(p.wants("payment_received"));
-        assert!(!p.wants("shipper_arriving"));
-        assert!(p.wants("enrollment_confirmed"));
-        assert!(p.wants("announcement"));
-        let none = MailPrefs {
-            orders: false,
-            delivery: false,
-            enrollment: false,
-            announcements: false,
-        };
-        assert!(!none.wants("order_confirmed"));
     }
 }

@@ -7,10 +7,9 @@ use super::entity::record_row;
 use super::{Ctx, Entity};
 use crate::domain::catalog::{check_course, patch_course, Course, CourseInput, CoursePatch};
 use crate::domain::{Caller, DomainError};
+/// The read tables this module writes (named in the store's catalog).
+pub use crate::store::tables::COURSES_TABLE;
 use crate::store::IndexOp;
-
-/// Read table: course id → encoded `Course`.
-pub const COURSES_TABLE: &str = "courses";
 
 pub struct CourseEntity;
 

@@ -2,6 +2,7 @@
 //! that runs one entity: recover (snapshot + tail), decide in memory, persist,
 //! then reply.
 
+use crate::live::{LiveEvent, Topic};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,13 +58,13 @@ pub trait Entity: Send + Sync + Sized + 'static {
 
     /// The live topic and public payload of an event, if people may watch
     /// it. Sent after the event is durable, tagged with its sequence number.
-    fn publish(_id: &str, _event: &Self::Event) -> Option<(String, serde_json::Value)> {
+    fn publish(_id: &str, _event: &Self::Event) -> Option<(Topic, LiveEvent)> {
         None
     }
 
     /// The auth sessions an event ends (logout, reset…): every live
     /// connection of them is closed once the event is durable.
-    fn revokes(_event: &Self::Event) -> Option<crate::ws::bus::Revocation> {
+    fn revokes(_event: &Self::Event) -> Option<crate::live::Revocation> {
         None
     }
 
@@ -212,8 +213,8 @@ enum Completion<E: Entity> {
         ticket: AppendTicket,
         reply: RpcReplyPort<Reply<E>>,
         answer: E::Reply,
-        publish: Vec<(String, Seq, serde_json::Value)>,
-        revoke: Vec<crate::ws::bus::Revocation>,
+        publish: Vec<(Topic, Seq, LiveEvent)>,
+        revoke: Vec<crate::live::Revocation>,
         snapshot: Option<Snapshot>,
     },
     /// A reply with no events of its own, sent once everything decided

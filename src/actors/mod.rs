@@ -27,9 +27,9 @@ use std::time::Duration;
 pub use entity::{recover, CallError, Ctx, Entity};
 pub use registry::Registry;
 
+use crate::live::Bus;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::ws::bus::Bus;
 
 /// What every entity actor needs from its surroundings.
 #[derive(Clone)]

@@ -17,17 +17,11 @@ use crate::domain::order::{
     Step, StockStatus, TimelineEntry, TimelineEvent, MAX_DECLINED,
 };
 use crate::domain::{Caller, DomainError};
+use crate::live::{LiveEvent, OrderLive, Topic};
+/// The read tables this module writes (named in the store's catalog).
+pub use crate::store::tables::{ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, PAYMENT_REFS, TIMERS_TABLE};
 use crate::store::{codec, IndexOp};
 
-/// Read table: `{due_ms:020}|{order_id}` → empty. Scanned in key order.
-pub const TIMERS_TABLE: &str = "timers";
-/// Read table: `{customer}|{inverted created ms}|{order}` → encoded order.
-pub const ORDERS_BY_CUSTOMER: &str = "orders_by_customer";
-/// Read table: `{shop}|{inverted created ms}|{order}` → encoded order.
-pub const ORDERS_BY_SHOP: &str = "orders_by_shop";
-/// Read table: `{provider}|{provider reference}` → order id (webhooks name
-/// the provider's reference).
-pub const PAYMENT_REFS: &str = "payment_refs";
 /// Webhook event ids remembered per order for deduplication.
 pub const MAX_SEEN_EVENTS: usize = 64;
 
@@ -496,12 +490,12 @@ impl Entity for OrderEntity {
 
     /// Public on `order:{id}` (to its customer, its shop's merchant and
     /// admins): status changes and what happened to the money.
-    fn publish(id: &str, event: &OrderEvent) -> Option<(String, serde_json::Value)> {
-        use serde_json::json;
+    fn publish(id: &str, event: &OrderEvent) -> Option<(Topic, LiveEvent)> {
         let data = match event {
-            OrderEvent::Placed { order } => {
-                json!({"kind": "placed", "status": order.status, "at": order.created_at})
-            }
+            OrderEvent::Placed { order } => OrderLive::Placed {
+                status: order.status,
+                at: order.created_at,
+            },
             OrderEvent::Transitioned {
                 step,
                 to,
@@ -509,20 +503,26 @@ impl Entity for OrderEntity {
                 reason,
                 at,
                 ..
-            } => {
-                json!({"kind": "status", "status": to, "step": step, "by": by, "reason": reason, "at": at})
-            }
-            OrderEvent::PaymentReceived { amount, at, .. } => {
-                json!({"kind": "payment_received", "amount": amount, "at": at})
-            }
-            OrderEvent::CashCollected { at } => json!({"kind": "cash_collected", "at": at}),
-            OrderEvent::EscrowReleased { at } => json!({"kind": "escrow_released", "at": at}),
-            OrderEvent::Refunded { at, .. } => json!({"kind": "refunded", "at": at}),
-            OrderEvent::RefundMarkedDue { at } => json!({"kind": "refund_due", "at": at}),
-            OrderEvent::ShipperAssigned { shipper_id, at } => {
-                json!({"kind": "shipper_assigned", "shipper_id": shipper_id, "at": at})
-            }
-            OrderEvent::Arriving { at } => json!({"kind": "arriving", "at": at}),
+            } => OrderLive::Status {
+                status: *to,
+                step: *step,
+                by: *by,
+                reason: reason.clone(),
+                at: *at,
+            },
+            OrderEvent::PaymentReceived { amount, at, .. } => OrderLive::PaymentReceived {
+                amount: *amount,
+                at: *at,
+            },
+            OrderEvent::CashCollected { at } => OrderLive::CashCollected { at: *at },
+            OrderEvent::EscrowReleased { at } => OrderLive::EscrowReleased { at: *at },
+            OrderEvent::Refunded { at, .. } => OrderLive::Refunded { at: *at },
+            OrderEvent::RefundMarkedDue { at } => OrderLive::RefundDue { at: *at },
+            OrderEvent::ShipperAssigned { shipper_id, at } => OrderLive::ShipperAssigned {
+                shipper_id: shipper_id.clone(),
+                at: *at,
+            },
+            OrderEvent::Arriving { at } => OrderLive::Arriving { at: *at },
             OrderEvent::StockReleased { .. }
             | OrderEvent::StockConsumed { .. }
             | OrderEvent::CouponReleased
@@ -535,7 +535,7 @@ impl Entity for OrderEntity {
             | OrderEvent::ShipperReleased
             | OrderEvent::ClaimReleased => return None,
         };
-        Some((format!("order:{id}"), data))
+        Some((Topic::order(id), LiveEvent::Order(data)))
     }
 
     fn apply(state: &mut OrderState, event: &OrderEvent) {

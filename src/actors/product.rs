@@ -14,10 +14,9 @@ use crate::domain::catalog::{
     check_product, patch_product, Product, ProductInput, ProductPatch, Shop,
 };
 use crate::domain::{Caller, DomainError};
+/// The read tables this module writes (named in the store's catalog).
+pub use crate::store::tables::PRODUCTS_TABLE;
 use crate::store::IndexOp;
-
-/// Read table: product id → encoded `Product`.
-pub const PRODUCTS_TABLE: &str = "products";
 
 pub struct ProductEntity;
 

@@ -18,15 +18,9 @@ use utoipa::ToSchema;
 
 use super::{Ctx, Entity};
 use crate::domain::DomainError;
+/// The read tables this module writes (named in the store's catalog).
+pub use crate::store::tables::{CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS};
 use crate::store::{codec, IndexOp};
-
-/// Read table: `{due ms:020}|{queue id}` → empty: queues with orders to
-/// place.
-pub const QUEUE_TIMERS: &str = "queue_timers";
-/// Read table: `{user}|{queue}|{claim}` → encoded `Claim` (a user's claims).
-pub const CLAIMS_BY_USER: &str = "claims_by_user";
-/// Read table: `{queue}|{claim}` → encoded `Claim` (a queue's claims).
-pub const CLAIMS_BY_QUEUE: &str = "claims_by_queue";
 
 pub struct QueueEntity;
 

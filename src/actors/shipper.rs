@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::{Ctx, Entity};
 use crate::domain::DomainError;
+use crate::live::{LiveEvent, ShipperLive, Topic};
 
 pub struct ShipperEntity;
 
@@ -224,20 +225,21 @@ impl Entity for ShipperEntity {
     /// On `shipper:{id}`: online/offline and the start and end of each
     /// delivery (with its order id, so watchers scoped to one order can
     /// tell theirs from the next).
-    fn publish(id: &str, event: &ShipperEvent) -> Option<(String, serde_json::Value)> {
-        use serde_json::json;
+    fn publish(id: &str, event: &ShipperEvent) -> Option<(Topic, LiveEvent)> {
         let data = match event {
-            ShipperEvent::WentOnline { at } => json!({"kind": "online", "at": at}),
-            ShipperEvent::WentOffline { at } => json!({"kind": "offline", "at": at}),
-            ShipperEvent::Assigned { order_id, at } => {
-                json!({"kind": "assigned", "order_id": order_id, "at": at})
-            }
-            ShipperEvent::Released { order_id, at } => {
-                json!({"kind": "released", "order_id": order_id, "at": at})
-            }
+            ShipperEvent::WentOnline { at } => ShipperLive::Online { at: *at },
+            ShipperEvent::WentOffline { at } => ShipperLive::Offline { at: *at },
+            ShipperEvent::Assigned { order_id, at } => ShipperLive::Assigned {
+                order_id: order_id.clone(),
+                at: *at,
+            },
+            ShipperEvent::Released { order_id, at } => ShipperLive::Released {
+                order_id: order_id.clone(),
+                at: *at,
+            },
             ShipperEvent::Offered { .. } | ShipperEvent::OfferWithdrawn { .. } => return None,
         };
-        Some((format!("shipper:{id}"), data))
+        Some((Topic::shipper(id), LiveEvent::Shipper(data)))
     }
 }
 

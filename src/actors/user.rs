@@ -7,13 +7,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Entity};
-use crate::domain::notification::Notification;
+use crate::domain::notification::{MailPrefs, Notification};
 use crate::domain::user::{
     check_address, check_phone, default_after_add, default_after_remove, set_default, Address,
     AddressInput, UserView, MAX_ADDRESSES, MAX_SESSIONS,
 };
 use crate::domain::{check_text, DomainError, Role};
-use crate::mail::{outbox_row, templates, MailPrefs, OutMail};
+use crate::live::{LiveEvent, Topic, UserLive};
+use crate::mail::{outbox_row, templates, OutMail};
+/// The read tables this module writes (named in the store's catalog).
+pub use crate::store::tables::USERS_BY_ROLE;
 use crate::store::IndexOp;
 
 pub struct User;
@@ -86,9 +89,6 @@ pub struct PendingReset {
 
 /// A new reset code is not issued more often than this.
 pub const RESET_COOLDOWN_SECS: i64 = 30;
-
-/// Read table: `{role}|{user id}` → empty (whom a broadcast reaches).
-pub const USERS_BY_ROLE: &str = "users_by_role";
 
 /// Notifications kept per user (the oldest go first).
 pub const MAX_NOTIFICATIONS: usize = 200;
@@ -680,8 +680,8 @@ impl Entity for User {
         ops
     }
 
-    fn revokes(event: &UserEvent) -> Option<crate::ws::bus::Revocation> {
-        use crate::ws::bus::Revocation;
+    fn revokes(event: &UserEvent) -> Option<crate::live::Revocation> {
+        use crate::live::Revocation;
         match event {
             UserEvent::SessionEnded { sid, .. } => Some(Revocation::Session(sid.clone())),
             UserEvent::PasswordChanged { .. } => Some(Revocation::AllSessions),
@@ -691,45 +691,47 @@ impl Entity for User {
 
     /// Public on `user:{id}`: profile, role, address and session-end
     /// changes. Never the password hash or refresh-token ids.
-    fn publish(id: &str, event: &UserEvent) -> Option<(String, serde_json::Value)> {
-        use serde_json::json;
+    fn publish(id: &str, event: &UserEvent) -> Option<(Topic, LiveEvent)> {
         let data = match event {
             UserEvent::Registered { .. }
             | UserEvent::SessionStarted { .. }
-            | UserEvent::SessionRotated { .. } => return None,
-            UserEvent::ProfileUpdated { name, phone, at } => {
-                json!({"kind": "profile_updated", "name": name, "phone": phone, "at": at})
-            }
-            UserEvent::RoleChanged { role, at } => {
-                json!({"kind": "role_changed", "role": role, "at": at})
-            }
-            UserEvent::SessionEnded { sid, reason, at } => {
-                json!({"kind": "session_ended", "sid": sid, "reason": reason, "at": at})
-            }
-            UserEvent::AddressAdded { address } => {
-                json!({"kind": "address_added", "address": address})
-            }
-            UserEvent::AddressUpdated { address } => {
-                json!({"kind": "address_updated", "address": address})
-            }
-            UserEvent::AddressRemoved { id } => json!({"kind": "address_removed", "id": id}),
-            UserEvent::DefaultAddressSet { id } => json!({"kind": "default_address_set", "id": id}),
-            UserEvent::Notified { notification } => {
-                json!({"kind": "notification", "notification": notification})
-            }
-            UserEvent::NotificationRead { id, at } => {
-                json!({"kind": "notification_read", "id": id, "at": at})
-            }
-            UserEvent::AllNotificationsRead { at } => {
-                json!({"kind": "notifications_read", "at": at})
-            }
-            UserEvent::MailPrefsSet { prefs } => {
-                json!({"kind": "mail_preferences", "email": prefs})
-            }
-            UserEvent::PasswordChanged { at, .. } => json!({"kind": "password_changed", "at": at}),
-            UserEvent::ResetRequested { .. } | UserEvent::ResetAttemptFailed => return None,
+            | UserEvent::SessionRotated { .. }
+            | UserEvent::ResetRequested { .. }
+            | UserEvent::ResetAttemptFailed => return None,
+            UserEvent::ProfileUpdated { name, phone, at } => UserLive::ProfileUpdated {
+                name: name.clone(),
+                phone: phone.clone(),
+                at: *at,
+            },
+            UserEvent::RoleChanged { role, at } => UserLive::RoleChanged {
+                role: *role,
+                at: *at,
+            },
+            UserEvent::SessionEnded { sid, reason, at } => UserLive::SessionEnded {
+                sid: sid.clone(),
+                reason: reason.clone(),
+                at: *at,
+            },
+            UserEvent::AddressAdded { address } => UserLive::AddressAdded {
+                address: address.clone(),
+            },
+            UserEvent::AddressUpdated { address } => UserLive::AddressUpdated {
+                address: address.clone(),
+            },
+            UserEvent::AddressRemoved { id } => UserLive::AddressRemoved { id: id.clone() },
+            UserEvent::DefaultAddressSet { id } => UserLive::DefaultAddressSet { id: id.clone() },
+            UserEvent::Notified { notification } => UserLive::Notification {
+                notification: notification.clone(),
+            },
+            UserEvent::NotificationRead { id, at } => UserLive::NotificationRead {
+                id: id.clone(),
+                at: *at,
+            },
+            UserEvent::AllNotificationsRead { at } => UserLive::AllNotificationsRead { at: *at },
+            UserEvent::MailPrefsSet { prefs } => UserLive::MailPreferences { email: *prefs },
+            UserEvent::PasswordChanged { at, .. } => UserLive::PasswordChanged { at: *at },
         };
-        Some((format!("user:{id}"), data))
+        Some((Topic::user(id), LiveEvent::User(data)))
     }
 
     fn apply(state: &mut UserState, event: &UserEvent) {

@@ -20,6 +20,49 @@ pub struct Notification {
     pub read: bool,
 }
 
+/// What kinds of notification a user may get by mail as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailPrefs {
+    /// Order placed, paid, confirmed, shipped, delivered, cancelled, refunded.
+    pub orders: bool,
+    /// Shipper assigned or arriving; delivery offers (shippers).
+    pub delivery: bool,
+    /// Enrollment and flash-sale results, new course sessions.
+    pub enrollment: bool,
+    /// Messages from the platform's admins.
+    pub announcements: bool,
+}
+
+impl Default for MailPrefs {
+    fn default() -> Self {
+        MailPrefs {
+            orders: true,
+            delivery: false,
+            enrollment: true,
+            announcements: true,
+        }
+    }
+}
+
+impl MailPrefs {
+    /// Whether a notification of `kind` is also mailed.
+    pub fn wants(&self, kind: &str) -> bool {
+        if kind == "announcement" {
+            self.announcements
+        } else if kind.starts_with("enrollment")
+            || kind.starts_with("claim")
+            || kind == "new_session"
+        {
+            self.enrollment
+        } else if kind.starts_with("shipper") || kind == "delivery_offer" {
+            self.delivery
+        } else {
+            self.orders
+        }
+    }
+}
+
 /// The notifications timeline entry `index` of `o` produces:
 /// `(recipient user id, notification)`.
 pub fn notifications_for(o: &Order, index: usize) -> Vec<(String, Notification)> {
@@ -286,5 +329,22 @@ pub(crate) mod tests {
             unique.len(),
             "ids are unique, so redelivery keeps one"
         );
+    }
+
+    #[test]
+    fn preferences_pick_by_kind() {
+        let p = MailPrefs::default();
+        assert!(p.wants("order_confirmed"));
+        assert!(p.wants("payment_received"));
+        assert!(!p.wants("shipper_arriving"));
+        assert!(p.wants("enrollment_confirmed"));
+        assert!(p.wants("announcement"));
+        let none = MailPrefs {
+            orders: false,
+            delivery: false,
+            enrollment: false,
+            announcements: false,
+        };
+        assert!(!none.wants("order_confirmed"));
     }
 }

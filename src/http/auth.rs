@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, ClientIp, Json, Path};
-use super::AppState;
+use super::state::AppState;
 use crate::actors::user::{UserCommand, UserReply};
 use crate::domain::user::{Address, AddressInput, UserView};
 use crate::domain::Role;
@@ -255,7 +255,7 @@ pub async fn reset_password(
 #[serde(deny_unknown_fields)]
 pub struct NotificationPreferences {
     /// Which notifications are mailed as well.
-    pub email: crate::mail::MailPrefs,
+    pub email: crate::domain::notification::MailPrefs,
 }
 
 /// Your notification preferences.

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{idempotency, Auth, Json, Path, Query};
-use super::AppState;
+use super::state::AppState;
 use crate::actors::queue::{Claim, ClaimStatus, QueueKind};
 use crate::domain::catalog::CourseSession;
 use crate::http::commerce::PageQuery;

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
-use super::AppState;
+use super::state::AppState;
 use crate::domain::catalog::{
     Course, CourseInput, CourseKind, CoursePatch, Product, ProductFilter, ProductInput,
     ProductPatch, Shop, ShopInput, ShopPatch,

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
-use super::AppState;
+use super::state::AppState;
 use crate::actors::cart::SavedCart;
 use crate::actors::coupon::{Coupon, CouponInput};
 use crate::domain::order::Step;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::error::AppError;
-use super::AppState;
+use super::state::AppState;
 use crate::domain::Role;
 use crate::service::AuthUser;
 

@@ -1,6 +1,7 @@
 //! The HTTP edge (axum). Handlers authenticate, validate, call one use case
 //! or entity, and map the answer; no business rule lives here.
 //!
+//! - `state`: `AppState`, what every handler can reach.
 //! - `error`: the error shape every failure uses.
 //! - `extract`: JSON/Query/Path with that shape, and the bearer-token `Auth`.
 //! - `auth`, `catalog`, `ops`: the handlers (each documented for OpenAPI).
@@ -17,10 +18,8 @@ pub mod openapi;
 pub mod ops;
 pub mod server;
 pub mod shipping;
+pub mod state;
 pub mod web;
-
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -30,25 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::metrics::Metrics;
-use crate::service::Services;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The header a trusted reverse proxy puts the client's address in.
-    pub client_ip_header: Option<axum::http::HeaderName>,
-    pub services: Arc<Services>,
-    pub metrics: Arc<Metrics>,
-    /// Set when shutdown begins; `/readyz` turns 503.
-    pub shutting_down: Arc<AtomicBool>,
-    /// Flips to `true` when shutdown begins; WebSocket sessions close (1001).
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Who may open live sessions.
-    pub ws: Arc<crate::ws::Gate>,
-    /// What `surge demo` seeded (logins, ids), served as `/demo.json`.
-    pub demo: Arc<std::sync::OnceLock<serde_json::Value>>,
-}
+use state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::Json;
-use super::AppState;
+use super::state::AppState;
 use crate::metrics::HttpLabels;
 
 #[derive(Serialize, ToSchema)]

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path};
-use super::AppState;
+use super::state::AppState;
 use crate::domain::order::Order;
 use crate::domain::shipping::Fix;
 use crate::service::tracking::{LocationOutcome, ShipperView, Tracking};

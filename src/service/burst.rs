@@ -35,6 +35,7 @@ use crate::domain::notification::Notification;
 use crate::domain::order::{ClaimRef, Order, Party, Placement};
 use crate::domain::pricing::{totals, Line};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
+use crate::live::{LiveEvent, QueueLive, Topic};
 use crate::store::codec;
 
 /// The product hold that is a flash sale's reserve.
@@ -544,7 +545,7 @@ impl Services {
                 return;
             };
             if let Ok(head) = store.head(&stream_id::<QueueEntity>(&id)).await {
-                bus.publish(&format!("queue:{id}"), head, counters_json(&status));
+                bus.publish(&Topic::queue(&id), head, counters(&status));
             }
         });
     }
@@ -820,13 +821,12 @@ impl Services {
 }
 
 /// The public counters of a queue.
-pub fn counters_json(s: &QueueStatus) -> serde_json::Value {
-    serde_json::json!({
-        "kind": "capacity",
-        "capacity": s.config.capacity,
-        "confirmed": s.confirmed,
-        "remaining": s.remaining,
-        "waitlisted": s.waitlisted,
+pub fn counters(s: &QueueStatus) -> LiveEvent {
+    LiveEvent::Queue(QueueLive::Capacity {
+        capacity: s.config.capacity,
+        confirmed: s.confirmed,
+        remaining: s.remaining,
+        waitlisted: s.waitlisted,
     })
 }
 

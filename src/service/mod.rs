@@ -26,10 +26,10 @@ use crate::actors::user::User;
 use crate::actors::{CallError, Entity, Registry, Runtime};
 use crate::auth::{HashError, JwtKeys, PasswordHasher};
 use crate::domain::DomainError;
+use crate::live::Bus;
 use crate::payments::sandbox::Sandbox;
 use crate::payments::{Cod, Providers};
 use crate::store::{Store, StoreError};
-use crate::ws::bus::Bus;
 use commerce::CommerceConfig;
 
 pub use auth::{AuthUser, TokenPair};

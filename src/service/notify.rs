@@ -6,9 +6,8 @@ use futures_util::StreamExt;
 
 use super::{new_id, ServiceError, Services};
 use crate::actors::user::{UserCommand, UserReply, USERS_BY_ROLE};
-use crate::domain::notification::Notification;
+use crate::domain::notification::{MailPrefs, Notification};
 use crate::domain::{check_text, Caller, DomainError, Role};
-use crate::mail::MailPrefs;
 
 /// Most recipients of one broadcast.
 pub const MAX_BROADCAST: usize = 100_000;

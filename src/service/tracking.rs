@@ -32,13 +32,11 @@ use crate::domain::order::Order;
 use crate::domain::pricing::haversine_km;
 use crate::domain::shipping::{check_fix, Fix, Freshness, Geofence, Ignored, Live, Position};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
+use crate::live::Topic;
+/// The read tables this module writes (named in the store's catalog).
+pub use crate::store::tables::{TRACK_EXPIRY, TRACK_POINTS};
 use crate::store::{codec, IndexOp};
 
-/// Read table: `{order_id}|{device ts ms:020}` → encoded `TrackPoint`.
-pub const TRACK_POINTS: &str = "track_points";
-/// Read table: `{expires ms:020}|{order_id}` → empty: when an order's
-/// track is deleted.
-pub const TRACK_EXPIRY: &str = "track_expiry";
 /// Most sampled points kept per order.
 pub const MAX_TRACK_POINTS: u32 = 5_000;
 
@@ -374,10 +372,10 @@ impl Services {
             position
         };
         self.bus
-            .publish_position(&format!("shipper:{}", caller.user_id), position.clone());
+            .publish_position(&Topic::shipper(&caller.user_id), position.clone());
         if let Some(order_id) = &position.order_id {
             self.bus
-                .publish_position(&format!("order:{order_id}"), position.clone());
+                .publish_position(&Topic::order(order_id), position.clone());
         }
         if let Some(order_id) = sample {
             let point = TrackPoint {

@@ -15,6 +15,7 @@ pub mod codec;
 mod queue;
 pub mod redb;
 pub mod scylla;
+pub mod tables;
 
 use async_trait::async_trait;
 

@@ -14,9 +14,11 @@
 //! `/api/v1/shipping/{order_id}/live-tracking` are the same session,
 //! subscribed to the one topic from the start.
 
-pub mod bus;
+mod gate;
 pub mod protocol;
 pub mod session;
+
+pub use gate::{Admitted, Gate};
 
 use std::sync::Arc;
 
@@ -39,7 +41,8 @@ use crate::domain::shipping::Fix;
 use crate::domain::Role;
 use crate::http::error::AppError;
 use crate::http::extract::Path;
-use crate::http::AppState;
+use crate::http::state::AppState;
+use crate::live::{LiveEvent, Topic};
 use crate::service::{AuthUser, ServiceError, Services};
 use crate::store::codec;
 use protocol::{Codec, ServerMsg, JSON_PROTOCOL, MSGPACK_PROTOCOL, TOKEN_PROTOCOL_PREFIX};
@@ -68,32 +71,6 @@ impl Topics {
     }
 }
 
-/// A topic served today.
-enum Topic<'a> {
-    User(&'a str),
-    Order(&'a str),
-    Shipper(&'a str),
-    Queue(&'a str),
-}
-
-fn parse(topic: &str) -> Result<Topic<'_>, ServerMsg> {
-    let valid = |id: &str| uuid::Uuid::try_parse(id).is_ok();
-    match topic.split_once(':') {
-        Some(("user", id)) if valid(id) => Ok(Topic::User(id)),
-        Some(("order", id)) if valid(id) => Ok(Topic::Order(id)),
-        Some(("shipper", id)) if valid(id) => Ok(Topic::Shipper(id)),
-        Some(("queue", id)) if valid(id) => Ok(Topic::Queue(id)),
-        Some(("user" | "order" | "shipper", _)) => Err(ServerMsg::error(
-            "forbidden",
-            format!("you may not watch {topic}"),
-        )),
-        _ => Err(ServerMsg::error(
-            "unknown_topic",
-            format!("no such topic: {topic}"),
-        )),
-    }
-}
-
 /// One page of `E`'s stream `id` after `after`: its published events and
 /// the last sequence number read.
 async fn replay_page<E: Entity>(
@@ -101,7 +78,7 @@ async fn replay_page<E: Entity>(
     id: &str,
     after: u64,
     until: u64,
-) -> Result<(Vec<(u64, serde_json::Value)>, u64), String> {
+) -> Result<(Vec<(u64, LiveEvent)>, u64), String> {
     let limit = REPLAY_PAGE.min(until.saturating_sub(after) as usize);
     let page = store
         .read(&stream_id::<E>(id), after, limit)
@@ -121,15 +98,15 @@ async fn replay_page<E: Entity>(
 
 #[async_trait]
 impl TopicSource for Topics {
-    async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<Scope, ServerMsg> {
+    async fn authorize(&self, user: &AuthUser, topic: &Topic) -> Result<Scope, ServerMsg> {
         let forbidden = || ServerMsg::error("forbidden", format!("you may not watch {topic}"));
         let decided = |r: Result<Scope, ServiceError>| match r {
             Ok(scope) => Ok(scope),
             Err(ServiceError::Domain(_)) => Err(forbidden()),
             Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
         };
-        match parse(topic)? {
-            Topic::User(id) if id == user.id || user.role == Role::Admin => Ok(None),
+        match topic {
+            Topic::User(id) if *id == user.id || user.role == Role::Admin => Ok(None),
             Topic::User(_) => Err(forbidden()),
             // The order actor decides: its customer, its shop's merchant,
             // its shipper, admins.
@@ -186,8 +163,8 @@ impl TopicSource for Topics {
         }
     }
 
-    async fn head(&self, topic: &str) -> Result<u64, String> {
-        let stream = match parse(topic).map_err(|_| "unknown topic")? {
+    async fn head(&self, topic: &Topic) -> Result<u64, String> {
+        let stream = match topic {
             Topic::User(id) => stream_id::<User>(id),
             Topic::Order(id) => stream_id::<OrderEntity>(id),
             Topic::Shipper(id) => stream_id::<ShipperEntity>(id),
@@ -202,12 +179,12 @@ impl TopicSource for Topics {
 
     async fn replay(
         &self,
-        topic: &str,
+        topic: &Topic,
         after: u64,
         until: u64,
-    ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String> {
+    ) -> Result<(Vec<(u64, LiveEvent)>, u64), String> {
         let store = self.services.store.as_ref();
-        match parse(topic).map_err(|_| "unknown topic")? {
+        match topic {
             Topic::User(id) => replay_page::<User>(store, id, after, until).await,
             Topic::Order(id) => replay_page::<OrderEntity>(store, id, after, until).await,
             Topic::Shipper(id) => replay_page::<ShipperEntity>(store, id, after, until).await,
@@ -220,10 +197,9 @@ impl TopicSource for Topics {
                     .await
                     .map_err(|e| e.to_string())?;
                 match reply {
-                    crate::actors::queue::QueueReply::Status(st) => Ok((
-                        vec![(until, crate::service::burst::counters_json(&st))],
-                        until,
-                    )),
+                    crate::actors::queue::QueueReply::Status(st) => {
+                        Ok((vec![(until, crate::service::burst::counters(&st))], until))
+                    }
                     _ => Err("unexpected reply".into()),
                 }
             }
@@ -248,87 +224,6 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect()
-}
-
-/// Who may open sessions: the `Origin` allow-list and the per-user cap.
-pub struct Gate {
-    /// `scheme://host[:port]` of this server; always allowed.
-    pub own_origin: String,
-    /// Further allowed origins; `*` allows any.
-    pub allowed_origins: Vec<String>,
-    pub max_per_user: usize,
-    open: dashmap::DashMap<String, usize>,
-}
-
-/// Counts one open session of a user until dropped.
-pub struct Admitted {
-    gate: Arc<Gate>,
-    user_id: String,
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.gate.open.remove_if_mut(&self.user_id, |_, n| {
-            *n -= 1;
-            *n == 0
-        });
-    }
-}
-
-impl Gate {
-    pub fn new(own_origin: String, allowed_origins: Vec<String>, max_per_user: usize) -> Self {
-        Gate {
-            own_origin,
-            allowed_origins,
-            max_per_user,
-            open: dashmap::DashMap::new(),
-        }
-    }
-
-    /// Browsers send `Origin`; other clients may not (they are still
-    /// authenticated by their token).
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), AppError> {
-        let Some(origin) = headers.get(header::ORIGIN) else {
-            return Ok(());
-        };
-        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
-        let allowed = origin == self.own_origin
-            || self
-                .allowed_origins
-                .iter()
-                .any(|o| o == "*" || o.trim_end_matches('/') == origin);
-        if allowed {
-            Ok(())
-        } else {
-            Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                format!("origin {origin} may not open live sessions"),
-            ))
-        }
-    }
-
-    fn admit(self: &Arc<Self>, user_id: &str) -> Result<Admitted, AppError> {
-        let mut n = self.open.entry(user_id.to_owned()).or_insert(0);
-        if *n >= self.max_per_user {
-            return Err(AppError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
-                format!("at most {} live connections per user", self.max_per_user),
-            )
-            .retry_after(5));
-        }
-        *n += 1;
-        Ok(Admitted {
-            gate: self.clone(),
-            user_id: user_id.to_owned(),
-        })
-    }
-
-    /// Live sessions of `user_id`.
-    pub fn open_sessions(&self, user_id: &str) -> usize {
-        self.open.get(user_id).map(|n| *n).unwrap_or(0)
-    }
 }
 
 /// What a path subscribes to from the start.
@@ -385,8 +280,8 @@ async fn open_session(
     };
     let initial = match initial {
         Initial::None => vec![],
-        Initial::Mine => vec![(format!("user:{}", user.id), q.since)],
-        Initial::Order(id) => vec![(format!("order:{id}"), q.since)],
+        Initial::Mine => vec![(Topic::user(&user.id).to_string(), q.since)],
+        Initial::Order(id) => vec![(Topic::order(&id).to_string(), q.since)],
     };
     let ctx = SessionCtx {
         user,

@@ -1,9 +1,12 @@
 //! The WebSocket wire contract (see the README): JSON text frames, or
 //! MessagePack binary frames for a client that negotiated `surge.msgpack`.
 
+use axum::extract::ws::{Message, Utf8Bytes};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::shipping::{Fix, Position};
+use crate::live::{LiveEvent, PositionFrame, WIRE_FORMATS};
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -44,15 +47,17 @@ impl ClientMsg {
     }
 }
 
-/// Server → client.
+/// Server → client. The server sends typed event data ([`LiveEvent`]); a
+/// client may read it as anything that decodes the same wire (tests read
+/// `ServerMsg<serde_json::Value>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMsg {
+pub enum ServerMsg<D = LiveEvent> {
     /// An event of `topic` with its journal sequence number.
     Event {
         topic: String,
         seq: u64,
-        data: serde_json::Value,
+        data: D,
     },
     /// The subscription is live; events after `seq` will follow.
     Subscribed {
@@ -81,7 +86,7 @@ pub enum ServerMsg {
     },
 }
 
-impl ServerMsg {
+impl<D> ServerMsg<D> {
     pub fn error(code: &str, message: impl Into<String>) -> Self {
         ServerMsg::Error {
             code: code.into(),
@@ -95,6 +100,53 @@ impl ServerMsg {
 pub enum Codec {
     Json,
     MsgPack,
+}
+
+impl Codec {
+    /// The slot of this codec's encoding in a shared [`PositionFrame`].
+    fn wire_format(self) -> usize {
+        match self {
+            Codec::Json => 0,
+            Codec::MsgPack => 1,
+        }
+    }
+}
+
+const _: () = assert!(WIRE_FORMATS == 2, "one cached encoding per codec");
+
+fn encode_bytes(codec: Codec, msg: &ServerMsg) -> Bytes {
+    let bytes = match codec {
+        Codec::Json => serde_json::to_vec(msg).expect("server messages serialize"),
+        Codec::MsgPack => rmp_serde::to_vec_named(msg).expect("server messages serialize"),
+    };
+    bytes.into()
+}
+
+/// `msg` as one frame in `codec`: JSON text, or MessagePack binary.
+pub fn encode(codec: Codec, msg: &ServerMsg) -> Message {
+    frame(codec, encode_bytes(codec, msg))
+}
+
+fn frame(codec: Codec, bytes: Bytes) -> Message {
+    match codec {
+        Codec::Json => Message::Text(Utf8Bytes::try_from(bytes).expect("JSON is UTF-8")),
+        Codec::MsgPack => Message::Binary(bytes),
+    }
+}
+
+/// A position's `location` frame in `codec`, encoded once per codec however
+/// many sessions watch its topic (a cheap clone of shared bytes after).
+pub fn location_frame(position: &PositionFrame, codec: Codec) -> Message {
+    let bytes = position.encoded(codec.wire_format(), |p| {
+        encode_bytes(
+            codec,
+            &ServerMsg::Location {
+                topic: p.topic.to_string(),
+                data: Box::new((*p.position).clone()),
+            },
+        )
+    });
+    frame(codec, bytes)
 }
 
 /// The subprotocol that selects MessagePack frames.
@@ -120,4 +172,60 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_position_frame_is_encoded_once_per_codec_for_every_watcher() {
+        let frame = PositionFrame::new(
+            &"order:0192a2b3-0000-7000-8000-00000000000a"
+                .parse()
+                .unwrap(),
+            Arc::new(Position {
+                shipper_id: "s".into(),
+                order_id: Some("0192a2b3-0000-7000-8000-00000000000a".into()),
+                lat: 1.0,
+                lng: 2.0,
+                heading: None,
+                speed: Some(3.0),
+                ts: 7,
+                distance_m: Some(10.0),
+                eta_s: Some(4),
+                arriving: false,
+            }),
+        );
+        let (Message::Text(a), Message::Text(b)) = (
+            location_frame(&frame, Codec::Json),
+            location_frame(&frame, Codec::Json),
+        ) else {
+            panic!("JSON frames are text");
+        };
+        assert_eq!(
+            a.as_str().as_ptr(),
+            b.as_str().as_ptr(),
+            "one encoding, shared"
+        );
+        let v: serde_json::Value = serde_json::from_str(a.as_str()).unwrap();
+        assert_eq!(
+            (
+                v["type"].as_str(),
+                v["topic"].as_str(),
+                v["data"]["ts"].as_i64()
+            ),
+            (
+                Some("location"),
+                Some("order:0192a2b3-0000-7000-8000-00000000000a"),
+                Some(7)
+            )
+        );
+        assert!(matches!(
+            location_frame(&frame, Codec::MsgPack),
+            Message::Binary(_)
+        ));
+    }
 }

@@ -23,9 +23,9 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use super::bus::{Bus, PositionFrame, RevocationWatch};
-use super::protocol::{close, ClientMsg, Codec, ServerMsg};
+use super::protocol::{close, encode, ClientMsg, Codec, ServerMsg};
 use crate::domain::shipping::Fix;
+use crate::live::{Bus, LiveEvent, PositionFrame, RevocationWatch, Topic, TopicError};
 use crate::service::AuthUser;
 
 /// What of a topic a subscriber may see: `None`, everything; `Some(order)`,
@@ -34,10 +34,10 @@ use crate::service::AuthUser;
 /// that delivery does (`released`).
 pub type Scope = Option<String>;
 
-fn in_scope(scope: &Scope, data: &serde_json::Value) -> bool {
+fn in_scope(scope: &Scope, data: &LiveEvent) -> bool {
     scope
         .as_deref()
-        .is_none_or(|order| data.get("order_id").and_then(|v| v.as_str()) == Some(order))
+        .is_none_or(|order| data.order_id() == Some(order))
 }
 
 /// Newest position per topic, waiting to be written.
@@ -51,18 +51,18 @@ type Positions = Arc<std::sync::Mutex<HashMap<String, Arc<PositionFrame>>>>;
 #[async_trait]
 pub trait TopicSource: Send + Sync + 'static {
     /// `Err` carries the error frame to send (forbidden, unknown topic…).
-    async fn authorize(&self, user: &AuthUser, topic: &str) -> Result<Scope, ServerMsg>;
+    async fn authorize(&self, user: &AuthUser, topic: &Topic) -> Result<Scope, ServerMsg>;
     /// The sequence number of the topic's latest event.
-    async fn head(&self, topic: &str) -> Result<u64, String>;
+    async fn head(&self, topic: &Topic) -> Result<u64, String>;
     /// One page of the topic's journal after `after` (up to `until`): the
     /// published events in it, in order, and the last sequence number the
     /// page covered (`after` when the journal has nothing more).
     async fn replay(
         &self,
-        topic: &str,
+        topic: &Topic,
         after: u64,
         until: u64,
-    ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String>;
+    ) -> Result<(Vec<(u64, LiveEvent)>, u64), String>;
     /// An `auth` frame's token: the user it authenticates (with a live
     /// session), or the error frame to send.
     async fn reauthenticate(&self, _token: &str) -> Result<AuthUser, ServerMsg> {
@@ -125,21 +125,6 @@ pub struct SessionCtx {
     pub initial: Vec<(String, Option<u64>)>,
 }
 
-pub(crate) fn encode(codec: Codec, msg: &ServerMsg) -> Message {
-    match codec {
-        Codec::Json => Message::Text(
-            serde_json::to_string(msg)
-                .expect("server messages serialize")
-                .into(),
-        ),
-        Codec::MsgPack => Message::Binary(
-            rmp_serde::to_vec_named(msg)
-                .expect("server messages serialize")
-                .into(),
-        ),
-    }
-}
-
 fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
     match msg {
         Message::Text(t) => Some(ClientMsg::from_text(t.as_str())),
@@ -179,7 +164,8 @@ where
     let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
     let positions: Positions = Arc::default();
     let wake = Arc::new(Notify::new());
-    let mut subs: HashMap<String, JoinHandle<()>> = HashMap::new();
+    // By the topic as the client spelled it.
+    let mut subs: HashMap<String, (Topic, JoinHandle<()>)> = HashMap::new();
     let mut last_heard = Instant::now();
     let mut stalled = false;
     let mut shutdown = ctx.shutdown.clone();
@@ -237,30 +223,34 @@ where
                     Ok(ClientMsg::Location(fix)) => ctx.topics.location(&ctx.user, fix).await.err(),
                     Ok(ClientMsg::Unsubscribe { topic }) => {
                         match subs.remove(&topic) {
-                            Some(task) => {
+                            Some((parsed, task)) => {
                                 task.abort();
                                 let _ = task.await;
-                                ctx.bus.release(&topic);
+                                ctx.bus.release(&parsed);
                                 Some(ServerMsg::Unsubscribed { topic })
                             }
                             None => Some(ServerMsg::error("not_subscribed", format!("not subscribed to {topic}"))),
                         }
                     }
                     Ok(ClientMsg::Subscribe { topic, since }) => {
-                        if let Some(old) = subs.remove(&topic) {
+                        if let Some((_, old)) = subs.remove(&topic) {
                             old.abort();
                             let _ = old.await;
                         }
                         if subs.len() >= ctx.limits.max_subscriptions {
                             Some(ServerMsg::error("too_many_subscriptions", format!("at most {} topics per connection", ctx.limits.max_subscriptions)))
                         } else {
-                            match ctx.topics.authorize(&ctx.user, &topic).await {
-                                Err(e) => Some(e),
-                                Ok(scope) => {
-                                    let task = tokio::spawn(subscription(topic.clone(), since, scope, ctx.bus.clone(), ctx.topics.clone(), Outlet { out: out_tx.clone(), close: close_tx.clone(), positions: positions.clone(), wake: wake.clone() }));
-                                    subs.insert(topic, task);
-                                    None
-                                }
+                            match topic.parse::<Topic>() {
+                                Err(e @ TopicError::Forbidden(_)) => Some(ServerMsg::error("forbidden", e.to_string())),
+                                Err(e @ TopicError::Unknown(_)) => Some(ServerMsg::error("unknown_topic", e.to_string())),
+                                Ok(parsed) => match ctx.topics.authorize(&ctx.user, &parsed).await {
+                                    Err(e) => Some(e),
+                                    Ok(scope) => {
+                                        let task = tokio::spawn(subscription(parsed.clone(), topic.clone(), since, scope, ctx.bus.clone(), ctx.topics.clone(), Outlet { out: out_tx.clone(), close: close_tx.clone(), positions: positions.clone(), wake: wake.clone() }));
+                                        subs.insert(topic, (parsed, task));
+                                        None
+                                    }
+                                },
                             }
                         }
                     }
@@ -292,7 +282,7 @@ where
                 // write for all of them.
                 let write = async {
                     for frame in &newest {
-                        sink.feed(frame.message(ctx.codec)).await?;
+                        sink.feed(super::protocol::location_frame(frame, ctx.codec)).await?;
                     }
                     sink.flush().await
                 };
@@ -317,7 +307,7 @@ where
             }
         }
     };
-    for (topic, task) in subs.drain() {
+    for (_, (topic, task)) in subs.drain() {
         task.abort();
         let _ = task.await;
         ctx.bus.release(&topic);
@@ -364,7 +354,8 @@ struct Outlet {
 }
 
 async fn subscription(
-    topic: String,
+    topic: Topic,
+    name: String,
     since: Option<u64>,
     scope: Scope,
     bus: Arc<Bus>,
@@ -398,7 +389,7 @@ async fn subscription(
                 for (seq, data) in events.into_iter().filter(|(_, d)| in_scope(&scope, d)) {
                     if out
                         .send(Box::new(ServerMsg::Event {
-                            topic: topic.clone(),
+                            topic: name.clone(),
                             seq,
                             data,
                         }))
@@ -421,7 +412,7 @@ async fn subscription(
     }
     if out
         .send(Box::new(ServerMsg::Subscribed {
-            topic: topic.clone(),
+            topic: name.clone(),
             seq: head,
         }))
         .await
@@ -437,7 +428,7 @@ async fn subscription(
                     Ok(()) => {
                         let newest_here = positions.borrow_and_update().clone();
                         if let Some(p) = newest_here.filter(|p| scope.is_none() || p.position.order_id == scope) {
-                            newest.lock().expect("positions lock").insert(topic.clone(), p);
+                            newest.lock().expect("positions lock").insert(name.clone(), p);
                             wake.notify_one();
                         }
                     }
@@ -449,10 +440,9 @@ async fn subscription(
         match received {
             Ok(ev) if ev.seq <= head || !in_scope(&scope, &ev.data) => continue,
             Ok(ev) => {
-                let ended = scope.is_some()
-                    && ev.data.get("kind").and_then(|k| k.as_str()) == Some("released");
+                let ended = scope.is_some() && ev.data.ends_delivery();
                 let msg = ServerMsg::Event {
-                    topic: topic.clone(),
+                    topic: name.clone(),
                     seq: ev.seq,
                     data: (*ev.data).clone(),
                 };
@@ -467,7 +457,7 @@ async fn subscription(
                     let _ = out
                         .send(Box::new(ServerMsg::error(
                             "access_ended",
-                            format!("the delivery is over: no more updates from {topic}"),
+                            format!("the delivery is over: no more updates from {name}"),
                         )))
                         .await;
                     return;
@@ -492,18 +482,36 @@ mod tests {
     use crate::domain::Role;
     use futures::channel::mpsc as fmpsc;
 
+    /// The one topic `OneTopic` lets anyone watch; `OTHER` nobody.
+    const T: &str = "queue:0192a2b3-0000-7000-8000-00000000000a";
+    const OTHER: &str = "queue:0192a2b3-0000-7000-8000-00000000000b";
+
+    fn topic() -> Topic {
+        T.parse().unwrap()
+    }
+
+    /// A distinct event per sequence number.
+    fn counters(seq: u64) -> LiveEvent {
+        LiveEvent::Queue(crate::live::QueueLive::Capacity {
+            capacity: seq as u32,
+            confirmed: 0,
+            remaining: 0,
+            waitlisted: 0,
+        })
+    }
+
     struct OneTopic;
 
     #[async_trait]
     impl TopicSource for OneTopic {
-        async fn authorize(&self, _user: &AuthUser, topic: &str) -> Result<Scope, ServerMsg> {
-            if topic == "t" {
+        async fn authorize(&self, _user: &AuthUser, topic: &Topic) -> Result<Scope, ServerMsg> {
+            if topic.to_string() == T {
                 Ok(None)
             } else {
                 Err(ServerMsg::error("forbidden", "no"))
             }
         }
-        async fn head(&self, _topic: &str) -> Result<u64, String> {
+        async fn head(&self, _topic: &Topic) -> Result<u64, String> {
             Ok(3)
         }
         async fn reauthenticate(&self, token: &str) -> Result<AuthUser, ServerMsg> {
@@ -515,15 +523,15 @@ mod tests {
         }
         async fn replay(
             &self,
-            _topic: &str,
+            _topic: &Topic,
             after: u64,
             until: u64,
-        ) -> Result<(Vec<(u64, serde_json::Value)>, u64), String> {
+        ) -> Result<(Vec<(u64, LiveEvent)>, u64), String> {
             // One event per page, to exercise paging.
             let seq = after + 1;
             Ok((
                 if seq <= until {
-                    vec![(seq, serde_json::json!({"n": seq}))]
+                    vec![(seq, counters(seq))]
                 } else {
                     vec![]
                 },
@@ -612,7 +620,7 @@ mod tests {
         );
         in_tx
             .unbounded_send(text(
-                serde_json::json!({"type": "subscribe", "topic": "other"}),
+                serde_json::json!({"type": "subscribe", "topic": OTHER}),
             ))
             .unwrap();
         assert!(
@@ -621,7 +629,7 @@ mod tests {
 
         in_tx
             .unbounded_send(text(
-                serde_json::json!({"type": "subscribe", "topic": "t", "since": 1}),
+                serde_json::json!({"type": "subscribe", "topic": T, "since": 1}),
             ))
             .unwrap();
         let seqs: Vec<u64> = [next_msg(&mut out_rx).await, next_msg(&mut out_rx).await]
@@ -635,26 +643,24 @@ mod tests {
         assert_eq!(
             next_msg(&mut out_rx).await,
             ServerMsg::Subscribed {
-                topic: "t".into(),
+                topic: T.into(),
                 seq: 3
             }
         );
         // A stale publish (≤ head) is skipped; newer ones follow in order.
-        bus.publish("t", 3, serde_json::json!({"n": 3}));
-        bus.publish("t", 4, serde_json::json!({"n": 4}));
+        bus.publish(&topic(), 3, counters(3));
+        bus.publish(&topic(), 4, counters(4));
         assert!(matches!(
             next_msg(&mut out_rx).await,
             ServerMsg::Event { seq: 4, .. }
         ));
 
         in_tx
-            .unbounded_send(text(
-                serde_json::json!({"type": "unsubscribe", "topic": "t"}),
-            ))
+            .unbounded_send(text(serde_json::json!({"type": "unsubscribe", "topic": T})))
             .unwrap();
         assert_eq!(
             next_msg(&mut out_rx).await,
-            ServerMsg::Unsubscribed { topic: "t".into() }
+            ServerMsg::Unsubscribed { topic: T.into() }
         );
         assert_eq!(bus.topic_count(), 0, "the topic is released");
         drop(in_tx);
@@ -685,14 +691,14 @@ mod tests {
         let (_in_tx, in_rx) = fmpsc::unbounded::<Result<Message, std::convert::Infallible>>();
         let (out_tx, mut out_rx) = fmpsc::channel(64);
         let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), Limits::default())));
-        bus.revoke("u", crate::ws::bus::Revocation::Session("another".into()));
-        bus.revoke("someone else", crate::ws::bus::Revocation::AllSessions);
+        bus.revoke("u", crate::live::Revocation::Session("another".into()));
+        bus.revoke("someone else", crate::live::Revocation::AllSessions);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             !session.is_finished(),
             "other sessions' ends do not close it"
         );
-        bus.revoke("u", crate::ws::bus::Revocation::Session("s".into()));
+        bus.revoke("u", crate::live::Revocation::Session("s".into()));
         assert_eq!(close_code(&mut out_rx).await, close::SESSION_ENDED);
         session.await.unwrap();
         assert_eq!(bus.revocation_watchers(), 0, "unregistered when closed");
@@ -701,7 +707,7 @@ mod tests {
         let (_in_tx, in_rx) = fmpsc::unbounded::<Result<Message, std::convert::Infallible>>();
         let (out_tx, mut out_rx) = fmpsc::channel(64);
         let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), Limits::default())));
-        bus.revoke("u", crate::ws::bus::Revocation::AllSessions);
+        bus.revoke("u", crate::live::Revocation::AllSessions);
         assert_eq!(close_code(&mut out_rx).await, close::SESSION_ENDED);
         session.await.unwrap();
     }
@@ -753,12 +759,12 @@ mod tests {
             "alive past the first token's expiry"
         );
         // It now follows the new token's session.
-        bus.revoke("u", crate::ws::bus::Revocation::Session("s".into()));
+        bus.revoke("u", crate::live::Revocation::Session("s".into()));
         in_tx
             .unbounded_send(text(serde_json::json!({"type": "ping"})))
             .unwrap();
         assert_eq!(next_msg(&mut out_rx).await, ServerMsg::Pong);
-        bus.revoke("u", crate::ws::bus::Revocation::Session("s2".into()));
+        bus.revoke("u", crate::live::Revocation::Session("s2".into()));
         assert_eq!(close_code(&mut out_rx).await, close::SESSION_ENDED);
         session.await.unwrap();
     }
@@ -776,13 +782,13 @@ mod tests {
         };
         let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), limits)));
         in_tx
-            .unbounded_send(text(serde_json::json!({"type": "subscribe", "topic": "t"})))
+            .unbounded_send(text(serde_json::json!({"type": "subscribe", "topic": T})))
             .unwrap();
         while bus.topic_count() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for seq in 4..200 {
-            bus.publish("t", seq, serde_json::json!({"n": seq}));
+            bus.publish(&topic(), seq, counters(seq));
             tokio::task::yield_now().await;
         }
         tokio::time::timeout(Duration::from_secs(5), session)

@@ -108,7 +108,7 @@ async fn harness_with(idle: Duration, snapshot_every: u64, max_pending: usize) -
         snapshot_every,
         max_live: 10_000,
         max_pending,
-        bus: Arc::new(surge::ws::bus::Bus::new(64)),
+        bus: Arc::new(surge::live::Bus::new(64)),
         instance: uuid::Uuid::new_v4().simple().to_string(),
     };
     let counters = Registry::start(rt).await.unwrap();

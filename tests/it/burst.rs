@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use surge::ws::protocol::ServerMsg;
 
 use crate::helpers::*;
 use crate::lifecycle::{free_port, serve_child, wait_healthy};
 use crate::ws::{connect_path, recv, send};
+
+/// Server frames as a client reads them: event data as plain JSON.
+type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
 
 /// Cheap password hashing: these tests register thousands of users.
 pub(crate) fn fast(s: &mut surge::config::Settings) {

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use surge::ws::protocol::ServerMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 use crate::ws::{recv, send, Ws};
+
+/// Server frames as a client reads them: event data as plain JSON.
+type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
 
 async fn connect(app: &TestApp, token: &str) -> Ws {
     crate::ws::connect_path(app, "/api/v1/ws", token).await

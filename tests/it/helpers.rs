@@ -35,7 +35,7 @@ pub struct TestApp {
     pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// The running app's state: its use cases and entities, for tests that
     /// stage what no request can (a checkout interrupted by a crash).
-    pub state: surge::http::AppState,
+    pub state: surge::http::state::AppState,
 }
 
 pub fn test_settings(dir: PathBuf) -> Settings {

@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use surge::ws::protocol::ServerMsg;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 use crate::ws::{an_order, connect_path, recv, send, Ws};
+
+/// Server frames as a client reads them: event data as plain JSON.
+type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
 
 /// The test shop's location (see `shop_body`).
 const SHOP: (f64, f64) = (21.03, 105.85);

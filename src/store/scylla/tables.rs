@@ -14,13 +14,11 @@
 //! - [`Layout::Spread`]: `p` is one of N hash buckets. For tables read by
 //!   key and scanned whole in key order (catalog listings, due timers).
 
-use crate::actors::course::COURSES_TABLE;
-use crate::actors::order::{ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, PAYMENT_REFS, TIMERS_TABLE};
-use crate::actors::product::PRODUCTS_TABLE;
-use crate::actors::queue::{CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS};
-use crate::actors::user::USERS_BY_ROLE;
-use crate::mail::{OUTBOX, OUTBOX_DEAD};
-use crate::service::tracking::{TRACK_EXPIRY, TRACK_POINTS};
+use crate::store::tables::{
+    CLAIMS_BY_QUEUE, CLAIMS_BY_USER, COURSES_TABLE, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, OUTBOX,
+    OUTBOX_DEAD, PAYMENT_REFS, PRODUCTS_TABLE, QUEUE_TIMERS, TIMERS_TABLE, TRACK_EXPIRY,
+    TRACK_POINTS, USERS_BY_ROLE,
+};
 
 /// How a read table's keys map to partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

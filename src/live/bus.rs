@@ -9,57 +9,46 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Message;
+use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::{broadcast, watch};
 
-use super::protocol::{Codec, ServerMsg};
+use super::{LiveEvent, Topic};
 use crate::domain::shipping::Position;
 
 /// One published event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicEvent {
-    pub topic: Arc<str>,
     pub seq: u64,
-    pub data: Arc<serde_json::Value>,
+    pub data: Arc<LiveEvent>,
 }
 
-/// A position as published on one topic, with its `location` frame
-/// encoded at most once per codec however many sessions watch the topic.
+/// Wire encodings a position frame can be cached in (the gateway's codecs).
+pub const WIRE_FORMATS: usize = 2;
+
+/// A position as published on one topic. Its wire frame is encoded at most
+/// once per format however many sessions watch the topic; the bus does not
+/// know the formats, only that there are `WIRE_FORMATS` of them.
 #[derive(Debug)]
 pub struct PositionFrame {
     pub topic: Arc<str>,
     pub position: Arc<Position>,
-    /// JSON and MessagePack frames, encoded by the first session that needs
-    /// each.
-    encoded: [OnceLock<Message>; 2],
+    encoded: [OnceLock<Bytes>; WIRE_FORMATS],
 }
 
 impl PositionFrame {
-    pub fn new(topic: &str, position: Arc<Position>) -> Self {
+    pub fn new(topic: &Topic, position: Arc<Position>) -> Self {
         PositionFrame {
-            topic: topic.into(),
+            topic: topic.to_string().into(),
             position,
             encoded: Default::default(),
         }
     }
 
-    /// The `location` frame in `codec` (a cheap clone of shared bytes).
-    pub fn message(&self, codec: Codec) -> Message {
-        let slot = match codec {
-            Codec::Json => &self.encoded[0],
-            Codec::MsgPack => &self.encoded[1],
-        };
-        slot.get_or_init(|| {
-            super::session::encode(
-                codec,
-                &ServerMsg::Location {
-                    topic: self.topic.to_string(),
-                    data: Box::new((*self.position).clone()),
-                },
-            )
-        })
-        .clone()
+    /// The frame in wire format `format` (`< WIRE_FORMATS`), encoded by
+    /// `encode` the first time it is asked for (a cheap clone after).
+    pub fn encoded(&self, format: usize, encode: impl FnOnce(&PositionFrame) -> Bytes) -> Bytes {
+        self.encoded[format].get_or_init(|| encode(self)).clone()
     }
 }
 
@@ -79,7 +68,7 @@ pub struct Subscription {
 }
 
 pub struct Bus {
-    topics: DashMap<String, Channels>,
+    topics: DashMap<Topic, Channels>,
     /// Events buffered per topic for its slowest subscriber.
     capacity: usize,
     /// Ended auth sessions, per user who has live connections: how every
@@ -192,10 +181,9 @@ impl Bus {
 
     /// Delivers to the topic's current subscribers; a topic nobody watches
     /// costs one map lookup.
-    pub fn publish(&self, topic: &str, seq: u64, data: serde_json::Value) {
+    pub fn publish(&self, topic: &Topic, seq: u64, data: LiveEvent) {
         if let Some(ch) = self.topics.get(topic) {
             let _ = ch.events.send(Arc::new(TopicEvent {
-                topic: topic.into(),
                 seq,
                 data: Arc::new(data),
             }));
@@ -203,17 +191,17 @@ impl Bus {
     }
 
     /// Replaces the topic's newest position (when someone watches it).
-    pub fn publish_position(&self, topic: &str, position: Arc<Position>) {
+    pub fn publish_position(&self, topic: &Topic, position: Arc<Position>) {
         if let Some(ch) = self.topics.get(topic) {
             ch.positions
                 .send_replace(Some(Arc::new(PositionFrame::new(topic, position))));
         }
     }
 
-    pub fn subscribe(&self, topic: &str) -> Subscription {
+    pub fn subscribe(&self, topic: &Topic) -> Subscription {
         let ch = self
             .topics
-            .entry(topic.to_owned())
+            .entry(topic.clone())
             .or_insert_with(|| Channels {
                 events: broadcast::channel(self.capacity).0,
                 positions: watch::channel(None).0,
@@ -229,7 +217,7 @@ impl Bus {
     }
 
     /// Forgets `topic` once its last subscriber is gone.
-    pub fn release(&self, topic: &str) {
+    pub fn release(&self, topic: &Topic) {
         self.topics.remove_if(topic, |_, ch| {
             ch.events.receiver_count() == 0 && ch.positions.receiver_count() == 0
         });
@@ -244,35 +232,48 @@ impl Bus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::QueueLive;
+
+    const A: &str = "0192a2b3-0000-7000-8000-00000000000a";
+    const B: &str = "0192a2b3-0000-7000-8000-00000000000b";
+
+    fn counters(n: u32) -> LiveEvent {
+        LiveEvent::Queue(QueueLive::Capacity {
+            capacity: n,
+            confirmed: 0,
+            remaining: n,
+            waitlisted: 0,
+        })
+    }
 
     #[tokio::test]
     async fn delivers_in_order_and_forgets_unwatched_topics() {
         let bus = Bus::new(8);
-        bus.publish("user:1", 1, serde_json::json!({"a": 1}));
+        bus.publish(&Topic::user(A), 1, counters(1));
         assert_eq!(
             bus.topic_count(),
             0,
             "publishing to an unwatched topic creates nothing"
         );
-        let mut rx = bus.subscribe("user:1").events;
-        bus.publish("user:1", 2, serde_json::json!({"a": 2}));
-        bus.publish("user:2", 3, serde_json::json!({"a": 3}));
-        bus.publish("user:1", 4, serde_json::json!({"a": 4}));
+        let mut rx = bus.subscribe(&Topic::user(A)).events;
+        bus.publish(&Topic::user(A), 2, counters(2));
+        bus.publish(&Topic::user(B), 3, counters(3));
+        bus.publish(&Topic::user(A), 4, counters(4));
         assert_eq!(rx.recv().await.unwrap().seq, 2);
         assert_eq!(rx.recv().await.unwrap().seq, 4);
-        bus.release("user:1");
+        bus.release(&Topic::user(A));
         assert_eq!(bus.topic_count(), 1, "still subscribed");
         drop(rx);
-        bus.release("user:1");
+        bus.release(&Topic::user(A));
         assert_eq!(bus.topic_count(), 0);
     }
 
     #[tokio::test]
     async fn a_slow_subscriber_is_told_it_lagged() {
         let bus = Bus::new(2);
-        let mut rx = bus.subscribe("t").events;
+        let mut rx = bus.subscribe(&Topic::queue(A)).events;
         for seq in 1..=5 {
-            bus.publish("t", seq, serde_json::Value::Null);
+            bus.publish(&Topic::queue(A), seq, counters(1));
         }
         assert!(matches!(
             rx.recv().await,
@@ -297,9 +298,9 @@ mod tests {
                 arriving: false,
             })
         };
-        let mut sub = bus.subscribe("shipper:s");
+        let mut sub = bus.subscribe(&Topic::shipper(A));
         for ts in 1..=100 {
-            bus.publish_position("shipper:s", pos(ts));
+            bus.publish_position(&Topic::shipper(A), pos(ts));
         }
         sub.positions.changed().await.unwrap();
         assert_eq!(
@@ -316,47 +317,8 @@ mod tests {
             "positions never fill the event buffer"
         );
         // A late subscriber sees the current position at once.
-        let mut late = bus.subscribe("shipper:s");
+        let mut late = bus.subscribe(&Topic::shipper(A));
         late.positions.changed().await.unwrap();
         assert_eq!(late.positions.borrow().as_ref().unwrap().position.ts, 100);
-    }
-
-    #[test]
-    fn a_position_frame_is_encoded_once_per_codec_for_every_watcher() {
-        let frame = PositionFrame::new(
-            "order:o",
-            Arc::new(Position {
-                shipper_id: "s".into(),
-                order_id: Some("o".into()),
-                lat: 1.0,
-                lng: 2.0,
-                heading: None,
-                speed: Some(3.0),
-                ts: 7,
-                distance_m: Some(10.0),
-                eta_s: Some(4),
-                arriving: false,
-            }),
-        );
-        let (Message::Text(a), Message::Text(b)) =
-            (frame.message(Codec::Json), frame.message(Codec::Json))
-        else {
-            panic!("JSON frames are text");
-        };
-        assert_eq!(
-            a.as_str().as_ptr(),
-            b.as_str().as_ptr(),
-            "one encoding, shared"
-        );
-        let v: serde_json::Value = serde_json::from_str(a.as_str()).unwrap();
-        assert_eq!(
-            (
-                v["type"].as_str(),
-                v["topic"].as_str(),
-                v["data"]["ts"].as_i64()
-            ),
-            (Some("location"), Some("order:o"), Some(7))
-        );
-        assert!(matches!(frame.message(Codec::MsgPack), Message::Binary(_)));
     }
 }

@@ -1,0 +1,19 @@
+//! Live events, apart from any transport: what can be watched ([`Topic`]),
+//! what watchers are sent ([`LiveEvent`] and its per-topic payloads), and
+//! the in-process [`Bus`] that entity actors publish to once an event is
+//! durable (and that ends the connections of revoked auth sessions).
+//!
+//! Nothing here knows axum, sockets or frame encodings: the WebSocket
+//! gateway (`ws/`) subscribes and encodes. This is the seam where several
+//! nodes put Redis pub/sub behind the same calls.
+
+mod bus;
+mod event;
+mod topic;
+
+pub use bus::{
+    Bus, PositionFrame, PositionSlot, Revocation, RevocationWatch, Revoked, Subscription,
+    TopicEvent, WIRE_FORMATS,
+};
+pub use event::{LiveEvent, OrderLive, QueueLive, ShipperLive, UserLive};
+pub use topic::{Topic, TopicError};

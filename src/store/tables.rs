@@ -1,0 +1,49 @@
+//! The catalog of read tables: every table the product writes beside the
+//! journal, by name, with its key format. The backends' schemas (the CQL
+//! migrations, the PostgreSQL tables) create exactly these; the modules that
+//! write a table re-export its name beside the code that builds its keys.
+
+// Written by `actors::order`.
+/// Read table: `{due_ms:020}|{order_id}` → empty. Scanned in key order.
+pub const TIMERS_TABLE: &str = "timers";
+/// Read table: `{customer}|{inverted created ms}|{order}` → encoded order.
+pub const ORDERS_BY_CUSTOMER: &str = "orders_by_customer";
+/// Read table: `{shop}|{inverted created ms}|{order}` → encoded order.
+pub const ORDERS_BY_SHOP: &str = "orders_by_shop";
+/// Read table: `{provider}|{provider reference}` → order id (webhooks name
+/// the provider's reference).
+pub const PAYMENT_REFS: &str = "payment_refs";
+
+// Written by `actors::queue`.
+/// Read table: `{due ms:020}|{queue id}` → empty: queues with orders to
+/// place.
+pub const QUEUE_TIMERS: &str = "queue_timers";
+/// Read table: `{user}|{queue}|{claim}` → encoded `Claim` (a user's claims).
+pub const CLAIMS_BY_USER: &str = "claims_by_user";
+/// Read table: `{queue}|{claim}` → encoded `Claim` (a queue's claims).
+pub const CLAIMS_BY_QUEUE: &str = "claims_by_queue";
+
+// Written by `actors::user`.
+/// Read table: `{role}|{user id}` → empty (whom a broadcast reaches).
+pub const USERS_BY_ROLE: &str = "users_by_role";
+
+// Written by `actors::product`.
+/// Read table: product id → encoded `Product`.
+pub const PRODUCTS_TABLE: &str = "products";
+
+// Written by `actors::course`.
+/// Read table: course id → encoded `Course`.
+pub const COURSES_TABLE: &str = "courses";
+
+// Written by `mail`.
+/// Read table: `{due ms:020}|{mail id}` → encoded `OutMail`.
+pub const OUTBOX: &str = "outbox";
+/// Read table: mail id → encoded `OutMail` that could not be sent.
+pub const OUTBOX_DEAD: &str = "outbox_dead";
+
+// Written by `service::tracking`.
+/// Read table: `{order_id}|{device ts ms:020}` → encoded `TrackPoint`.
+pub const TRACK_POINTS: &str = "track_points";
+/// Read table: `{expires ms:020}|{order_id}` → empty: when an order's
+/// track is deleted.
+pub const TRACK_EXPIRY: &str = "track_expiry";
