@@ -23,7 +23,7 @@ use crate::mail::MailConfig;
 use crate::metrics::Metrics;
 use crate::payments::payos::PayOsConfig;
 use crate::service::auth::ResetConfig;
-use crate::service::commerce::CommerceConfig;
+use crate::service::CommerceConfig;
 use crate::service::{GatewayConfig, ServiceConfig, Services};
 use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::scylla::ScyllaStore;
@@ -162,7 +162,7 @@ impl Application {
                         from: settings.mail_from.clone(),
                         dir: dir.join("mail"),
                     },
-                    burst: crate::service::burst::BurstConfig {
+                    burst: crate::service::queues::BurstConfig {
                         max_pending: settings.burst_max_pending.max(1),
                         max_waitlist: settings.burst_max_waitlist,
                     },

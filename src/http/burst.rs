@@ -11,10 +11,9 @@ use super::state::AppState;
 use crate::actors::queue::{Claim, ClaimStatus, QueueKind};
 use crate::domain::catalog::CourseSession;
 use crate::http::commerce::PageQuery;
-use crate::service::burst::{
-    ClaimOutcome, ClaimRequest, CourseSeats, FlashSaleInput, FlashSaleView,
-};
 use crate::service::catalog::check_limit;
+use crate::service::flash_sales::{FlashSaleInput, FlashSaleView};
+use crate::service::queues::{ClaimOutcome, ClaimRequest, CourseSeats};
 
 /// 201 for a confirmed claim, 202 for a waitlisted one.
 fn claim_status(c: &ClaimOutcome) -> StatusCode {

@@ -16,8 +16,10 @@ use crate::actors::coupon::{Coupon, CouponInput};
 use crate::domain::order::Step;
 use crate::domain::order::{Order, Payment, TimelineEntry};
 use crate::domain::{GeoPoint, Role};
+use crate::service::cart::{CartView, ShippingQuote};
 use crate::service::catalog::check_limit;
-use crate::service::commerce::{CartView, RevenueDay, ShippingQuote, WebhookOutcome};
+use crate::service::orders::RevenueDay;
+use crate::service::payments::WebhookOutcome;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -4,10 +4,18 @@
 //! `ServiceError` to responses.
 
 pub mod auth;
-pub mod burst;
+pub mod cart;
 pub mod catalog;
-pub mod commerce;
-pub mod notify;
+pub mod checkout;
+pub mod coupons;
+pub mod course_sessions;
+pub mod flash_sales;
+pub mod fulfilment;
+pub mod notifications;
+pub mod orders;
+pub mod payments;
+pub mod queue_work;
+pub mod queues;
 pub mod tracking;
 
 use std::sync::Arc;
@@ -25,12 +33,12 @@ use crate::actors::shop::ShopEntity;
 use crate::actors::user::User;
 use crate::actors::{CallError, Entity, Registry, Runtime};
 use crate::auth::{HashError, JwtKeys, PasswordHasher};
+use crate::domain::pricing::FeeTable;
 use crate::domain::DomainError;
 use crate::live::Bus;
 use crate::payments::sandbox::Sandbox;
 use crate::payments::{Cod, Providers};
 use crate::store::{Store, StoreError};
-use commerce::CommerceConfig;
 
 pub use auth::{AuthUser, TokenPair};
 
@@ -73,6 +81,24 @@ impl From<HashError> for ServiceError {
     }
 }
 
+/// Commerce settings taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct CommerceConfig {
+    pub fees: FeeTable,
+    pub tax_bps: u32,
+    pub payment_timeout: chrono::Duration,
+    pub return_window_secs: u64,
+}
+
+/// A conflict with the state of things (409).
+fn conflict(code: &'static str, message: impl Into<String>) -> ServiceError {
+    DomainError::Conflict {
+        code,
+        message: message.into(),
+    }
+    .into()
+}
+
 /// Everything the use cases need: one registry per entity kind, the store
 /// for read tables, the hasher and the token keys.
 pub struct Services {
@@ -86,8 +112,8 @@ pub struct Services {
     pub orders: Registry<OrderEntity>,
     pub shippers: Registry<ShipperEntity>,
     pub queues: Registry<QueueEntity>,
-    pub bursts: Arc<burst::Bursts>,
-    pub burst: burst::BurstConfig,
+    pub bursts: Arc<queues::Bursts>,
+    pub burst: queues::BurstConfig,
     /// Wakes the queue worker (claims just decided).
     pub queue_kick: tokio::sync::Notify,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -114,7 +140,7 @@ pub struct ServiceConfig {
     pub tracking: tracking::TrackingConfig,
     pub mail: crate::mail::MailConfig,
     pub reset: auth::ResetConfig,
-    pub burst: burst::BurstConfig,
+    pub burst: queues::BurstConfig,
     pub throttles: crate::auth::ThrottleConfig,
 }
 

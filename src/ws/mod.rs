@@ -197,9 +197,10 @@ impl TopicSource for Topics {
                     .await
                     .map_err(|e| e.to_string())?;
                 match reply {
-                    crate::actors::queue::QueueReply::Status(st) => {
-                        Ok((vec![(until, crate::service::burst::counters(&st))], until))
-                    }
+                    crate::actors::queue::QueueReply::Status(st) => Ok((
+                        vec![(until, crate::service::queue_work::counters(&st))],
+                        until,
+                    )),
                     _ => Err("unexpected reply".into()),
                 }
             }

@@ -1,4 +1,4 @@
-//! Notification use cases beyond the order flow: marking all read, mail
+//! Notifications: the caller's list, marking read (one or all), mail
 //! preferences, and admin broadcasts.
 
 use chrono::Utc;
@@ -108,5 +108,32 @@ impl Services {
         }
         self.mailer.wake();
         Ok(reached)
+    }
+}
+
+impl Services {
+    /// The caller's notifications, newest first, and how many are unread.
+    pub async fn notifications(
+        &self,
+        user_id: &str,
+    ) -> Result<(Vec<Notification>, usize), ServiceError> {
+        match self.users.call(user_id, UserCommand::Notifications).await? {
+            UserReply::Notifications(items) => {
+                let unread = items.iter().filter(|n| !n.read).count();
+                Ok((items, unread))
+            }
+            _ => Err(ServiceError::Unavailable("unexpected reply".into())),
+        }
+    }
+
+    pub async fn mark_notification_read(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<(), ServiceError> {
+        self.users
+            .call(user_id, UserCommand::MarkRead { id: id.to_owned() })
+            .await?;
+        Ok(())
     }
 }

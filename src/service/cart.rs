@@ -1,0 +1,434 @@
+//! The cart and its quote: items priced from the catalog, the coupon, the
+//! shipping fee to an address, saved carts.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::conflict;
+use super::{new_id, ServiceError, Services};
+use crate::actors::cart::{CartCommand, CartItem, CartReply, CartState, SavedCart};
+use crate::actors::coupon::{normalize_code, CouponCommand, CouponEntity};
+use crate::actors::entity::stream_id;
+use crate::actors::user::{UserCommand, UserReply};
+use crate::domain::catalog::{Product, Shop};
+use crate::domain::pricing::{
+    haversine_km, shipping_fee, subtotal, total_weight, totals, Line, Totals,
+};
+use crate::domain::user::Address;
+use crate::domain::{DomainError, GeoPoint};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartLine {
+    #[serde(flatten)]
+    pub line: Line,
+    pub line_total: u64,
+    /// Whether the product is on sale with enough stock right now.
+    pub available: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShopQuote {
+    pub shop_id: String,
+    pub distance_km: Option<f64>,
+    pub totals: Totals,
+}
+
+/// A cart with current prices; with an address, shipping is included.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartView {
+    pub items: Vec<CartLine>,
+    pub coupon: Option<String>,
+    pub currency: Option<String>,
+    /// One entry per shop (each becomes one order at checkout).
+    pub shops: Vec<ShopQuote>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShippingQuote {
+    pub distance_km: f64,
+    pub weight_grams: u64,
+    pub fee: u64,
+}
+
+pub(super) struct Priced {
+    pub(super) lines: Vec<Line>,
+    pub(super) products: Vec<Product>,
+}
+
+pub(super) fn cart_state(r: CartReply) -> CartState {
+    match r {
+        CartReply::Cart(c) => c,
+        CartReply::Checkout(_) => CartState::default(),
+    }
+}
+
+impl Services {
+    pub(super) async fn cart(
+        &self,
+        user_id: &str,
+        cmd: CartCommand,
+    ) -> Result<CartReply, ServiceError> {
+        Ok(self.carts.call(user_id, cmd).await?)
+    }
+
+    pub(super) async fn price(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
+        let mut lines = Vec::with_capacity(items.len());
+        let mut products = Vec::with_capacity(items.len());
+        for item in items {
+            let p = self.get_product(&item.product_id).await?;
+            lines.push(Line {
+                product_id: p.id.clone(),
+                shop_id: p.shop_id.clone(),
+                name: p.name.clone(),
+                unit_price: p.price,
+                currency: p.currency.clone(),
+                quantity: item.quantity,
+                weight_grams: p.weight_grams,
+            });
+            products.push(p);
+        }
+        if let Some(first) = lines.first() {
+            if lines.iter().any(|l| l.currency != first.currency) {
+                return Err(conflict(
+                    "mixed_currency",
+                    "all products of one checkout must share a currency",
+                ));
+            }
+        }
+        Ok(Priced { lines, products })
+    }
+
+    pub(crate) async fn address(
+        &self,
+        user_id: &str,
+        address_id: Option<&str>,
+    ) -> Result<Option<Address>, ServiceError> {
+        let list = match self.users.call(user_id, UserCommand::ListAddresses).await? {
+            UserReply::Addresses(a) => a,
+            _ => vec![],
+        };
+        match address_id {
+            Some(id) => list
+                .into_iter()
+                .find(|a| a.id == id)
+                .map(Some)
+                // Someone else's address is as unknown as a made-up one.
+                .ok_or_else(|| DomainError::NotFound("address").into()),
+            None => Ok(list.into_iter().find(|a| a.is_default)),
+        }
+    }
+
+    /// Distance and fee from `shop` to `to` for `grams`.
+    pub(crate) fn ship(
+        &self,
+        shop: &Shop,
+        to: GeoPoint,
+        grams: u64,
+    ) -> Result<(f64, u64), ServiceError> {
+        let km = haversine_km(shop.location, to);
+        Ok((km, shipping_fee(&self.commerce.fees, km, grams)?))
+    }
+
+    /// Prices `items` per shop, with the coupon and (given an address)
+    /// shipping and tax.
+    pub(super) async fn quote(
+        &self,
+        user_id: &str,
+        priced: &Priced,
+        coupon: Option<&str>,
+        address: Option<&Address>,
+    ) -> Result<(Vec<ShopQuote>, Vec<(Shop, Vec<Line>)>, u64), ServiceError> {
+        let mut by_shop: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+        for l in &priced.lines {
+            by_shop
+                .entry(l.shop_id.clone())
+                .or_default()
+                .push(l.clone());
+        }
+        let coupon = match coupon {
+            Some(code) => Some(self.coupons.call(code, CouponCommand::Get).await?.coupon),
+            None => None,
+        };
+        let mut quotes = Vec::new();
+        let mut groups = Vec::new();
+        let mut coupon_discount = 0;
+        for (shop_id, lines) in by_shop {
+            let shop = self.get_shop(&shop_id).await?;
+            let sub = subtotal(&lines)?;
+            let discount = match &coupon {
+                Some(c) if c.shop_id == shop_id => {
+                    let reply = self
+                        .coupons
+                        .call(
+                            &c.code,
+                            CouponCommand::Quote {
+                                user_id: user_id.to_owned(),
+                                eligible: sub,
+                            },
+                        )
+                        .await?;
+                    coupon_discount = reply.discount;
+                    reply.discount
+                }
+                _ => 0,
+            };
+            let (km, fee) = match address {
+                Some(a) => {
+                    let (km, fee) = self.ship(
+                        &shop,
+                        GeoPoint {
+                            lat: a.lat,
+                            lng: a.lng,
+                        },
+                        total_weight(&lines)?,
+                    )?;
+                    (Some(km), fee)
+                }
+                None => (None, 0),
+            };
+            quotes.push(ShopQuote {
+                shop_id: shop_id.clone(),
+                distance_km: km,
+                totals: totals(sub, discount, fee, self.commerce.tax_bps)?,
+            });
+            groups.push((shop, lines));
+        }
+        Ok((quotes, groups, coupon_discount))
+    }
+
+    pub(super) async fn view(
+        &self,
+        user_id: &str,
+        cart: &CartState,
+        address: Option<&Address>,
+    ) -> Result<CartView, ServiceError> {
+        let priced = self.price(&cart.items).await?;
+        let (shops, _, _) = self
+            .quote(user_id, &priced, cart.coupon.as_deref(), address)
+            .await?;
+        let items = priced
+            .lines
+            .iter()
+            .zip(&priced.products)
+            .map(|(l, p)| CartLine {
+                line: l.clone(),
+                line_total: l.unit_price.saturating_mul(u64::from(l.quantity)),
+                available: p.active && p.stock >= u64::from(l.quantity),
+            })
+            .collect();
+        let sum = shops
+            .iter()
+            .fold(Totals::default(), |acc, s| acc + s.totals);
+        Ok(CartView {
+            items,
+            coupon: cart.coupon.clone(),
+            currency: priced.lines.first().map(|l| l.currency.clone()),
+            shops,
+            totals: sum,
+        })
+    }
+
+    pub async fn get_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn cart_total(
+        &self,
+        user_id: &str,
+        address_id: Option<&str>,
+    ) -> Result<CartView, ServiceError> {
+        let address = self.address(user_id, address_id).await?;
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        self.view(user_id, &cart, address.as_ref()).await
+    }
+
+    /// Sets (`add = false`) or adds to (`add = true`) a product's quantity,
+    /// checked against the product's availability.
+    pub async fn put_cart_item(
+        &self,
+        user_id: &str,
+        product_id: &str,
+        quantity: u32,
+        add: bool,
+    ) -> Result<CartView, ServiceError> {
+        let product = self.get_product(product_id).await?;
+        if !product.active {
+            return Err(conflict(
+                "product_unavailable",
+                format!("{} is no longer sold", product.name),
+            ));
+        }
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let current = cart
+            .items
+            .iter()
+            .find(|i| i.product_id == product_id)
+            .map(|i| i.quantity)
+            .unwrap_or(0);
+        let wanted = if add {
+            current.saturating_add(quantity)
+        } else {
+            quantity
+        };
+        if quantity == 0 && add {
+            return Err(DomainError::invalid("quantity", "quantity must be at least 1").into());
+        }
+        if wanted == 0 {
+            return self.remove_cart_item(user_id, product_id).await;
+        }
+        if u64::from(wanted) > product.stock {
+            return Err(conflict(
+                "out_of_stock",
+                format!("only {} of {} left", product.stock, product.name),
+            ));
+        }
+        let cart = cart_state(
+            self.cart(
+                user_id,
+                CartCommand::SetItem {
+                    product_id: product_id.to_owned(),
+                    quantity: wanted,
+                },
+            )
+            .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn remove_cart_item(
+        &self,
+        user_id: &str,
+        product_id: &str,
+    ) -> Result<CartView, ServiceError> {
+        let cart = cart_state(
+            self.cart(
+                user_id,
+                CartCommand::RemoveItem {
+                    product_id: product_id.to_owned(),
+                },
+            )
+            .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn clear_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::Clear).await?);
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn apply_coupon(&self, user_id: &str, code: &str) -> Result<CartView, ServiceError> {
+        let code = normalize_code(code)?;
+        if self.store.head(&stream_id::<CouponEntity>(&code)).await? == 0 {
+            return Err(DomainError::NotFound("coupon").into());
+        }
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let coupon = self.coupons.call(&code, CouponCommand::Get).await?.coupon;
+        let priced = self.price(&cart.items).await?;
+        let eligible: Vec<Line> = priced
+            .lines
+            .iter()
+            .filter(|l| l.shop_id == coupon.shop_id)
+            .cloned()
+            .collect();
+        if eligible.is_empty() {
+            return Err(conflict(
+                "coupon_not_applicable",
+                "this coupon is for a shop with nothing in your cart",
+            ));
+        }
+        self.coupons
+            .call(
+                &code,
+                CouponCommand::Quote {
+                    user_id: user_id.to_owned(),
+                    eligible: subtotal(&eligible)?,
+                },
+            )
+            .await?;
+        let cart = cart_state(
+            self.cart(user_id, CartCommand::ApplyCoupon { code })
+                .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn remove_coupon(&self, user_id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::RemoveCoupon).await?);
+        self.view(user_id, &cart, None).await
+    }
+
+    pub async fn save_cart(&self, user_id: &str) -> Result<SavedCart, ServiceError> {
+        let id = new_id();
+        let cart = cart_state(
+            self.cart(user_id, CartCommand::Save { id: id.clone() })
+                .await?,
+        );
+        Ok(cart
+            .saved
+            .into_iter()
+            .find(|s| s.id == id)
+            .expect("just saved"))
+    }
+
+    pub async fn saved_carts(&self, user_id: &str) -> Result<Vec<SavedCart>, ServiceError> {
+        Ok(cart_state(self.cart(user_id, CartCommand::Get).await?).saved)
+    }
+
+    pub async fn restore_cart(&self, user_id: &str, id: &str) -> Result<CartView, ServiceError> {
+        let cart = cart_state(
+            self.cart(user_id, CartCommand::Restore { id: id.to_owned() })
+                .await?,
+        );
+        self.view(user_id, &cart, None).await
+    }
+
+    /// The shipping fee from a shop to `to`, else to `user_id`'s address
+    /// `address_id`, else to their default address (409 `no_address`
+    /// without one).
+    pub async fn shipping_quote(
+        &self,
+        user_id: &str,
+        shop_id: &str,
+        to: Option<GeoPoint>,
+        address_id: Option<&str>,
+        weight_grams: u64,
+    ) -> Result<ShippingQuote, ServiceError> {
+        if weight_grams > crate::domain::catalog::MAX_WEIGHT_GRAMS {
+            return Err(DomainError::invalid(
+                "weight_grams",
+                format!(
+                    "weight_grams must be at most {}",
+                    crate::domain::catalog::MAX_WEIGHT_GRAMS
+                ),
+            )
+            .into());
+        }
+        let to = match to {
+            Some(p) => crate::domain::check_point("to", p)?,
+            None => {
+                let a = self.address(user_id, address_id).await?.ok_or_else(|| {
+                    conflict(
+                        "no_address",
+                        "give to or address_id, or add a default address first",
+                    )
+                })?;
+                GeoPoint {
+                    lat: a.lat,
+                    lng: a.lng,
+                }
+            }
+        };
+        let shop = self.get_shop(shop_id).await?;
+        let (km, fee) = self.ship(&shop, to, weight_grams)?;
+        Ok(ShippingQuote {
+            distance_km: (km * 1000.0).round() / 1000.0,
+            weight_grams,
+            fee,
+        })
+    }
+}

@@ -1,0 +1,346 @@
+//! Checkout: one order per shop, idempotent by key.
+//!
+//! Checkout reserves first (stock holds and coupon redemptions under the
+//! planned order ids), then opens the payments and places the orders. An
+//! open checkout has a `timers` row, so one abandoned half-way (or cut off
+//! by a crash) is resolved by the scheduler: its reservations go back.
+
+use chrono::Utc;
+
+use super::cart::cart_state;
+use super::conflict;
+use super::orders::order_reply;
+use super::{new_id, ServiceError, Services};
+use crate::actors::cart::{CartCommand, CartItem, CartReply, PlannedOrder};
+use crate::actors::coupon::CouponCommand;
+use crate::actors::order::OrderCommand;
+use crate::actors::product::ProductCommand;
+use crate::actors::CallError;
+use crate::domain::order::{Order, OrderStatus, Party, Placement, Step};
+use crate::domain::user::Address;
+use crate::domain::{Caller, DomainError};
+
+impl Services {
+    /// Checks out the caller's cart: one order per shop. Retrying with the
+    /// same `key` answers the same orders.
+    pub async fn checkout(
+        &self,
+        caller: &Caller,
+        address_id: &str,
+        method: &str,
+        key: Option<crate::domain::IdempotencyKey>,
+    ) -> Result<Vec<Order>, ServiceError> {
+        let provider = self.providers.get(method).cloned().ok_or_else(|| {
+            DomainError::invalid(
+                "payment_method",
+                format!(
+                    "payment_method must be one of {}",
+                    self.providers.names().join(", ")
+                ),
+            )
+        })?;
+        let address = self
+            .address(&caller.user_id, Some(address_id))
+            .await?
+            .expect("found or rejected");
+        let (key, request) = match key {
+            Some(k) => (k.key, Some(k.request)),
+            None => (new_id(), None),
+        };
+        let cart = cart_state(self.cart(&caller.user_id, CartCommand::Get).await?);
+        let planned_priced = self.price(&cart.items).await?;
+        let mut shops: Vec<String> = planned_priced
+            .lines
+            .iter()
+            .map(|l| l.shop_id.clone())
+            .collect();
+        shops.sort();
+        shops.dedup();
+        let plan = shops
+            .into_iter()
+            .map(|shop_id| PlannedOrder {
+                shop_id,
+                order_id: new_id(),
+            })
+            .collect();
+        let checkout = match self
+            .cart(
+                &caller.user_id,
+                CartCommand::BeginCheckout {
+                    key: key.clone(),
+                    request,
+                    orders: plan,
+                },
+            )
+            .await?
+        {
+            CartReply::Checkout(c) => c,
+            CartReply::Cart(_) => {
+                return Err(ServiceError::Unavailable("unexpected cart reply".into()))
+            }
+        };
+        if checkout.completed {
+            let mut orders = Vec::new();
+            for p in &checkout.orders {
+                orders.push(order_reply(
+                    self.orders
+                        .call(&p.order_id, OrderCommand::Get { caller: None })
+                        .await?,
+                ));
+            }
+            return Ok(orders);
+        }
+        let placed = self
+            .place_checkout(
+                caller,
+                &address,
+                provider.as_ref(),
+                &checkout.items,
+                checkout.coupon.as_deref(),
+                &checkout.orders,
+            )
+            .await;
+        match placed {
+            Ok(orders) => {
+                self.cart(&caller.user_id, CartCommand::CompleteCheckout { key })
+                    .await?;
+                Ok(orders)
+            }
+            Err(e) => {
+                // Nothing was placed (a refused reservation), or what was
+                // placed has been cancelled: the checkout is over. Should a
+                // release itself fail, the checkout stays open and the
+                // scheduler resolves it at its deadline.
+                if self
+                    .undo_checkout(
+                        &checkout.items,
+                        checkout.coupon.as_deref(),
+                        &checkout.orders,
+                    )
+                    .await
+                {
+                    let _ = self
+                        .cart(&caller.user_id, CartCommand::AbandonCheckout { key })
+                        .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives back what a checkout that did not complete holds: orders it
+    /// placed are cancelled (their next action returns their stock and
+    /// coupon use); for the others, held stock and the coupon use are
+    /// released directly. Whether everything went back.
+    pub(super) async fn undo_checkout(
+        &self,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        plan: &[PlannedOrder],
+    ) -> bool {
+        let mut clean = true;
+        for p in plan {
+            if self.order_exists(&p.order_id).await.is_ok() {
+                let cancel = OrderCommand::System {
+                    step: Step::Cancel,
+                    reason: "checkout failed".into(),
+                };
+                clean &= self.orders.call(&p.order_id, cancel).await.is_ok();
+                let _ = self.advance_order(&p.order_id).await;
+                continue;
+            }
+            clean &= self.release_reservations(items, coupon, &p.order_id).await;
+        }
+        clean
+    }
+
+    /// Releases stock held and a coupon use made for `order_id` (a no-op
+    /// where nothing is held). Whether every release went through.
+    pub(super) async fn release_reservations(
+        &self,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        order_id: &str,
+    ) -> bool {
+        let mut clean = true;
+        for item in items {
+            let release = ProductCommand::Release {
+                order_id: order_id.to_owned(),
+            };
+            match self.products.call(&item.product_id, release).await {
+                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, product = %item.product_id, error = %e, "stock not released");
+                    clean = false;
+                }
+            }
+        }
+        if let Some(code) = coupon {
+            let release = CouponCommand::Release {
+                order_id: order_id.to_owned(),
+            };
+            match self.coupons.call(code, release).await {
+                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, coupon = %code, error = %e, "coupon use not released");
+                    clean = false;
+                }
+            }
+        }
+        clean
+    }
+
+    /// A checkout still open at its deadline was interrupted (the process
+    /// stopped mid-way): completed if every order was placed, otherwise
+    /// undone.
+    pub async fn resolve_open_checkout(&self, user_id: &str) -> Result<(), ServiceError> {
+        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let Some(open) = cart.checkouts.iter().find(|c| !c.completed) else {
+            return Ok(());
+        };
+        let mut placed = 0;
+        for p in &open.orders {
+            if self.order_exists(&p.order_id).await.is_ok() {
+                placed += 1;
+            }
+        }
+        let key = open.key.clone();
+        if placed == open.orders.len() {
+            self.cart(user_id, CartCommand::CompleteCheckout { key })
+                .await?;
+        } else if self
+            .undo_checkout(&open.items, open.coupon.as_deref(), &open.orders)
+            .await
+        {
+            self.cart(user_id, CartCommand::AbandonCheckout { key })
+                .await?;
+        } else {
+            return Err(ServiceError::Unavailable(
+                "an interrupted checkout could not be undone yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reserves first, then places: stock line by line and the coupon use
+    /// are held under the planned order ids, and only when every one held
+    /// are payments opened and orders placed. A refusal (out of stock,
+    /// coupon used up) therefore leaves no order, no notification and no
+    /// analytics row behind; the caller releases what was held.
+    pub(super) async fn place_checkout(
+        &self,
+        caller: &Caller,
+        address: &Address,
+        provider: &dyn crate::payments::Provider,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        plan: &[PlannedOrder],
+    ) -> Result<Vec<Order>, ServiceError> {
+        let priced = self.price(items).await?;
+        let (quotes, groups, _) = self
+            .quote(&caller.user_id, &priced, coupon, Some(address))
+            .await?;
+        let now = Utc::now();
+        let mut planned = Vec::new();
+        for ((shop, lines), quote) in groups.iter().zip(&quotes) {
+            let order_id = plan
+                .iter()
+                .find(|p| p.shop_id == shop.id)
+                .map(|p| p.order_id.clone())
+                .ok_or_else(|| {
+                    conflict(
+                        "cart_changed",
+                        "the cart changed during checkout; try again",
+                    )
+                })?;
+            let coupon = coupon
+                .filter(|_| quote.totals.discount > 0)
+                .map(str::to_owned);
+            planned.push((order_id, shop, lines, quote, coupon));
+        }
+        // A retry of a checkout whose orders were placed and then cancelled
+        // (its release already happened) must not hold anything again.
+        for (order_id, ..) in &planned {
+            if self.order_exists(order_id).await.is_ok() {
+                let o = order_reply(
+                    self.orders
+                        .call(order_id, OrderCommand::Get { caller: None })
+                        .await?,
+                );
+                if o.status != OrderStatus::PendingPayment {
+                    return Err(conflict(
+                        "checkout_expired",
+                        "this checkout was cancelled; check out again with a new Idempotency-Key",
+                    ));
+                }
+            }
+        }
+        // 1. Reserve: stock (idempotent per order), then the coupon use.
+        for (order_id, _, lines, _, _) in &planned {
+            for l in lines.iter() {
+                self.products
+                    .call(
+                        &l.product_id,
+                        ProductCommand::Hold {
+                            order_id: order_id.clone(),
+                            quantity: u64::from(l.quantity),
+                        },
+                    )
+                    .await?;
+            }
+        }
+        for (order_id, _, _, quote, coupon) in &planned {
+            if let Some(code) = coupon {
+                self.coupons
+                    .call(
+                        code,
+                        CouponCommand::Redeem {
+                            user_id: caller.user_id.clone(),
+                            order_id: order_id.clone(),
+                            eligible: quote.totals.subtotal,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        // 2. Everything held: open the payments and place the orders
+        // (idempotent by id).
+        let mut orders = Vec::new();
+        for (order_id, shop, lines, quote, coupon) in planned {
+            let currency = lines[0].currency.clone();
+            let (payment, payment_deadline) = self
+                .open_payment(provider, &order_id, quote.totals.total, &currency, now)
+                .await?;
+            let order = Order::placed(
+                Placement {
+                    id: order_id.clone(),
+                    customer_id: caller.user_id.clone(),
+                    shop_id: shop.id.clone(),
+                    merchant_id: shop.owner_id.clone(),
+                    lines: lines.clone(),
+                    coupon,
+                    totals: quote.totals,
+                    address: address.clone(),
+                    distance_km: quote.distance_km.unwrap_or(0.0),
+                    payment,
+                    payment_deadline,
+                    return_window_secs: self.commerce.return_window_secs,
+                    by: Party::Customer,
+                    reason: None,
+                },
+                now,
+            );
+            orders.push(order_reply(
+                self.orders
+                    .call(
+                        &order_id,
+                        OrderCommand::Place {
+                            order: Box::new(order),
+                        },
+                    )
+                    .await?,
+            ));
+        }
+        Ok(orders)
+    }
+}

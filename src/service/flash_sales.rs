@@ -1,0 +1,146 @@
+//! Flash sales: created with a reserve of the product's stock (held under
+//! `sale:{id}`), read with their live counters. Claims go through the
+//! queue service (`queues`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::queues::status_of;
+use super::{new_id, ServiceError, Services};
+use crate::actors::product::ProductCommand;
+use crate::actors::queue::{QueueCommand, QueueConfig, QueueKind, QueueStatus};
+use crate::domain::{Caller, DomainError, Role};
+
+/// The product hold that is a flash sale's reserve.
+pub fn sale_hold(queue_id: &str) -> String {
+    format!("sale:{queue_id}")
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlashSaleInput {
+    pub product_id: String,
+    /// Units reserved for the sale (taken from the product's stock).
+    pub stock: u32,
+    pub per_user_limit: u32,
+    /// Sale price per unit, in the product's currency.
+    pub price: u64,
+    pub opens_at: Option<DateTime<Utc>>,
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlashSaleView {
+    pub id: String,
+    #[serde(flatten)]
+    pub status: QueueStatus,
+    /// `scheduled`, `open`, `sold_out` (only the waitlist is left) or `closed`.
+    pub state: &'static str,
+}
+
+pub(super) fn view(id: &str, status: QueueStatus, now: DateTime<Utc>) -> FlashSaleView {
+    let state = if status.config.opens_at.is_some_and(|t| now < t) {
+        "scheduled"
+    } else if status.config.closes_at.is_some_and(|t| now >= t) {
+        "closed"
+    } else if status.remaining == 0 {
+        "sold_out"
+    } else {
+        "open"
+    };
+    FlashSaleView {
+        id: id.to_owned(),
+        status,
+        state,
+    }
+}
+
+impl Services {
+    /// `POST /flash-sales` (the product's merchant): reserves `stock` units
+    /// and opens the queue.
+    pub async fn create_flash_sale(
+        &self,
+        caller: &Caller,
+        input: FlashSaleInput,
+    ) -> Result<FlashSaleView, ServiceError> {
+        if !matches!(caller.role, Role::Merchant | Role::Admin) {
+            return Err(DomainError::Forbidden("only merchants open flash sales".into()).into());
+        }
+        if input.stock == 0 || input.per_user_limit == 0 {
+            return Err(DomainError::invalid(
+                "stock",
+                "stock and per_user_limit must be at least 1",
+            )
+            .into());
+        }
+        if let (Some(o), Some(c)) = (input.opens_at, input.closes_at) {
+            if c <= o {
+                return Err(
+                    DomainError::invalid("closes_at", "closes_at must be after opens_at").into(),
+                );
+            }
+        }
+        self.exists(&self.products, &input.product_id, "product")
+            .await?;
+        let product = self
+            .products
+            .call(&input.product_id, ProductCommand::Get)
+            .await?;
+        caller.ensure_owner(&product.owner_id, "product")?;
+        if input.price == 0 || input.price > product.price {
+            return Err(DomainError::invalid(
+                "price",
+                "the sale price must be between 1 and the product's price",
+            )
+            .into());
+        }
+        let id = new_id();
+        self.products
+            .call(
+                &product.id,
+                ProductCommand::Hold {
+                    order_id: sale_hold(&id),
+                    quantity: u64::from(input.stock),
+                },
+            )
+            .await?;
+        let config = QueueConfig {
+            kind: QueueKind::FlashSale,
+            owner_id: product.owner_id.clone(),
+            subject_id: product.id.clone(),
+            shop_id: Some(product.shop_id.clone()),
+            title: product.name.clone(),
+            capacity: input.stock,
+            per_user_limit: input.per_user_limit,
+            price: input.price,
+            currency: product.currency.clone(),
+            opens_at: input.opens_at,
+            closes_at: input.closes_at,
+            max_waitlist: self.burst.max_waitlist,
+        };
+        let opened = self.queues.call(&id, QueueCommand::Open(config)).await;
+        let status = match opened {
+            Ok(reply) => status_of(reply)?,
+            Err(e) => {
+                // The sale never opened: its reserve goes back (nobody saw it).
+                let release = ProductCommand::Release {
+                    order_id: sale_hold(&id),
+                };
+                let _ = self.products.call(&product.id, release).await;
+                return Err(e.into());
+            }
+        };
+        Ok(view(&id, status, Utc::now()))
+    }
+
+    /// `GET /flash-sales/{id}`.
+    pub async fn flash_sale(&self, id: &str) -> Result<FlashSaleView, ServiceError> {
+        self.exists(&self.queues, id, "flash sale").await?;
+        let status = status_of(self.queues.call(id, QueueCommand::Status).await?)?;
+        if status.config.kind != QueueKind::FlashSale {
+            return Err(DomainError::NotFound("flash sale").into());
+        }
+        Ok(view(id, status, Utc::now()))
+    }
+}

@@ -1,0 +1,238 @@
+//! The order follow-up worker: each order's durable next action (payment
+//! timeout, releasing or consuming stock, refunds, escrow, notifications,
+//! dispatch) carried out by the scheduler, which also resolves abandoned
+//! checkouts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::orders::order_reply;
+use super::{ServiceError, Services};
+use crate::actors::coupon::CouponCommand;
+use crate::actors::order::{timer_order, OrderCommand, PaymentReport, TIMERS_TABLE};
+use crate::actors::product::ProductCommand;
+use crate::actors::user::UserCommand;
+use crate::domain::notification::notifications_for;
+use crate::domain::order::{next_action, Action, Step, StockStatus};
+use crate::payments::{ProviderError, RemoteStatus};
+
+impl Services {
+    /// Carries out an order's due next actions (a few at most per call;
+    /// the scheduler picks up the rest). Idempotent: every step is keyed by
+    /// the order id.
+    pub async fn advance_order(&self, id: &str) -> Result<(), ServiceError> {
+        for _ in 0..8 {
+            if !self.advance_once(id).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One due action of order `id`; whether there was one.
+    pub(super) async fn advance_once(&self, id: &str) -> Result<bool, ServiceError> {
+        let order = order_reply(
+            self.orders
+                .call(id, OrderCommand::Get { caller: None })
+                .await?,
+        );
+        let Some((due, action)) = next_action(&order) else {
+            return Ok(false);
+        };
+        if due > Utc::now() {
+            return Ok(false);
+        }
+        let provider = || {
+            self.providers
+                .get(&order.payment.provider)
+                .cloned()
+                .ok_or_else(|| {
+                    ServiceError::Unavailable(format!(
+                        "payment provider {} is not configured",
+                        order.payment.provider
+                    ))
+                })
+        };
+        let cmd = match action {
+            Action::PaymentTimeout => match provider()?.status(&order.payment.reference).await {
+                Ok(RemoteStatus::Paid { amount }) => OrderCommand::Payment(PaymentReport {
+                    event_id: None,
+                    amount,
+                    paid: true,
+                }),
+                Ok(_) => OrderCommand::System {
+                    step: Step::Cancel,
+                    reason: "payment timeout".into(),
+                },
+                Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
+            },
+            Action::ReleaseStock if order.claim.is_some() => {
+                // A flash-sale order: its units go back to the sale's reserve
+                // and the claim lapses, which lets the waitlist in.
+                let claim = order.claim.as_ref().expect("checked");
+                if order.stock == StockStatus::Held && !order.digital {
+                    for l in &order.lines {
+                        self.products
+                            .call(
+                                &l.product_id,
+                                ProductCommand::Return {
+                                    from: id.to_owned(),
+                                    to: crate::service::flash_sales::sale_hold(&claim.queue_id),
+                                },
+                            )
+                            .await?;
+                    }
+                }
+                self.queues
+                    .call(
+                        &claim.queue_id,
+                        crate::actors::queue::QueueCommand::Expire {
+                            claim_id: claim.claim_id.clone(),
+                        },
+                    )
+                    .await?;
+                self.advance_queue(&claim.queue_id).await?;
+                OrderCommand::StockReleased
+            }
+            Action::ReleaseStock => {
+                if order.stock == StockStatus::Held {
+                    for l in &order.lines {
+                        self.products
+                            .call(
+                                &l.product_id,
+                                ProductCommand::Release {
+                                    order_id: id.to_owned(),
+                                },
+                            )
+                            .await?;
+                    }
+                }
+                if let (Some(code), false) = (&order.coupon, order.coupon_released) {
+                    self.coupons
+                        .call(
+                            code,
+                            CouponCommand::Release {
+                                order_id: id.to_owned(),
+                            },
+                        )
+                        .await?;
+                }
+                OrderCommand::StockReleased
+            }
+            Action::ConsumeStock => {
+                for l in &order.lines {
+                    self.products
+                        .call(
+                            &l.product_id,
+                            ProductCommand::Consume {
+                                order_id: id.to_owned(),
+                            },
+                        )
+                        .await?;
+                }
+                OrderCommand::StockConsumed
+            }
+            Action::Refund => match provider()?
+                .refund(&order.payment.reference, order.payment.amount)
+                .await
+            {
+                Ok(refund_reference) => OrderCommand::Refunded { refund_reference },
+                Err(ProviderError::Unsupported(_)) => OrderCommand::RefundDue,
+                Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
+            },
+            Action::ReleaseEscrow => OrderCommand::ReleaseEscrow,
+            Action::Notify => {
+                for index in order.notified as usize..order.timeline.len() {
+                    for (to, notification) in notifications_for(&order, index) {
+                        self.users
+                            .call(&to, UserCommand::Notify(notification))
+                            .await?;
+                    }
+                }
+                OrderCommand::NotificationsSent {
+                    upto: order.timeline.len() as u32,
+                }
+            }
+            Action::Complete => OrderCommand::System {
+                step: Step::Complete,
+                reason: "paid: nothing to ship".into(),
+            },
+            Action::Dispatch => self.dispatch(&order).await?,
+            Action::BindShipper => self.bind_shipper(&order).await?,
+            Action::ReleaseShipper => self.release_shipper(&order).await?,
+        };
+        if let OrderCommand::Offer { shipper_id, .. } = &cmd {
+            // The order may have moved on since it was read: give the
+            // shipper's half of the offer back at once.
+            let shipper_id = shipper_id.clone();
+            if let Err(e) = self.orders.call(id, cmd).await {
+                self.shippers
+                    .call(
+                        &shipper_id,
+                        crate::actors::shipper::ShipperCommand::Withdraw {
+                            order_id: id.to_owned(),
+                        },
+                    )
+                    .await?;
+                return Err(e.into());
+            }
+            return Ok(true);
+        }
+        self.orders.call(id, cmd).await?;
+        Ok(true)
+    }
+
+    /// Runs due order actions every `interval` until `shutdown` flips. An
+    /// order whose action fails is retried after a back-off.
+    pub async fn run_scheduler(
+        self: std::sync::Arc<Self>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut backoff: BTreeMap<String, chrono::DateTime<Utc>> = BTreeMap::new();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|d| *d) => return,
+            }
+            let now = Utc::now();
+            backoff.retain(|_, until| *until > now);
+            self.throttles.sweep();
+            if let Err(e) = self.expire_tracks(4096).await {
+                tracing::warn!(error = %e, "track expiry failed");
+            }
+            let rows = match self.store.scan(TIMERS_TABLE, "", None, 256).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "timer scan failed");
+                    continue;
+                }
+            };
+            for (key, _) in rows {
+                let Some((due_ms, order_id)) = timer_order(&key) else {
+                    continue;
+                };
+                if due_ms > now.timestamp_millis() {
+                    break;
+                }
+                if backoff.contains_key(order_id) {
+                    continue;
+                }
+                let done = match order_id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
+                    Some(user_id) => self.resolve_open_checkout(user_id).await,
+                    None => self.advance_order(order_id).await,
+                };
+                if let Err(e) = done {
+                    tracing::warn!(order = %order_id, error = %e, "order action failed; retrying later");
+                    if backoff.len() < 10_000 {
+                        backoff.insert(order_id.to_owned(), now + chrono::Duration::seconds(5));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! What a queue decision leaves to do: placing the orders of confirmed
+//! claims, telling users their result or promotion, and publishing the
+//! counters on `queue:{id}` (at most every 100 ms). It runs right after
+//! each decision and from the scheduler, so it survives a crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::flash_sales::sale_hold;
+use super::queues::status_of;
+use super::{ServiceError, Services};
+use crate::actors::entity::stream_id;
+use crate::actors::order::OrderCommand;
+use crate::actors::product::ProductCommand;
+use crate::actors::queue::{
+    Claim, ClaimStatus, QueueCommand, QueueConfig, QueueEntity, QueueKind, QueueReply, QueueStatus,
+};
+use crate::actors::shop::ShopCommand;
+use crate::domain::notification::Notification;
+use crate::domain::order::{ClaimRef, Order, Party, Placement};
+use crate::domain::pricing::{totals, Line};
+use crate::domain::GeoPoint;
+use crate::live::{LiveEvent, QueueLive, Topic};
+
+impl Services {
+    /// Wakes the queue worker: work was just recorded (it finds which
+    /// queues owe some in the `queue_timers` table).
+    pub(super) fn kick_queue_worker(&self) {
+        self.queue_kick.notify_one();
+    }
+
+    /// Publishes the queue's counters on `queue:{id}` — at most every
+    /// 100 ms per queue, always ending with the newest. The counters are read
+    /// from the queue when the publication goes out: decisions racing to
+    /// report their own could otherwise leave an older one last.
+    pub(super) fn publish_counters(&self, queue_id: &str) {
+        if !self.bursts.counters.insert(queue_id.to_owned()) {
+            return;
+        }
+        let (bus, store, bursts, queues) = (
+            self.bus.clone(),
+            self.store.clone(),
+            self.bursts.clone(),
+            self.queues.clone(),
+        );
+        let id = queue_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A decision after this point schedules the next publication.
+            bursts.counters.remove(&id);
+            let Ok(Ok(status)) = queues.call(&id, QueueCommand::Status).await.map(status_of) else {
+                return;
+            };
+            if let Ok(head) = store.head(&stream_id::<QueueEntity>(&id)).await {
+                bus.publish(&Topic::queue(&id), head, counters(&status));
+            }
+        });
+    }
+
+    /// Places the orders confirmed claims need and tells users their
+    /// results, a page at a time.
+    pub async fn advance_queue(&self, queue_id: &str) -> Result<(), ServiceError> {
+        for _ in 0..64 {
+            let QueueReply::Pending {
+                config,
+                orders,
+                notify,
+            } = self
+                .queues
+                .call(queue_id, QueueCommand::Pending { limit: 256 })
+                .await?
+            else {
+                return Err(ServiceError::Unavailable("unexpected reply".into()));
+            };
+            if orders.is_empty() && notify.is_empty() {
+                return Ok(());
+            }
+            for claim in &orders {
+                self.place_claim_order(&config, claim).await?;
+                self.queues
+                    .call(
+                        queue_id,
+                        QueueCommand::OrderPlaced {
+                            claim_id: claim.id.clone(),
+                        },
+                    )
+                    .await?;
+            }
+            let told: Vec<(String, ClaimStatus)> =
+                notify.iter().map(|c| (c.id.clone(), c.status)).collect();
+            self.notify_each(
+                notify
+                    .iter()
+                    .map(|c| (c.user_id.clone(), claim_notification(&config, c)))
+                    .collect(),
+                256,
+            )
+            .await?;
+            if !told.is_empty() {
+                self.queues
+                    .call(queue_id, QueueCommand::Notified { claims: told })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The order of a confirmed claim that must be paid: a flash sale's at
+    /// the sale price, its units moved from the sale's reserve; a paid
+    /// course's, with nothing to ship. Idempotent by claim id.
+    pub(super) async fn place_claim_order(
+        &self,
+        config: &QueueConfig,
+        claim: &Claim,
+    ) -> Result<(), ServiceError> {
+        let Some(details) = &claim.order else {
+            return Ok(());
+        };
+        // Placed already (by a concurrent or earlier round): its units were
+        // moved then, and may since have gone back to the reserve.
+        if self
+            .store
+            .head(&stream_id::<crate::actors::order::OrderEntity>(&claim.id))
+            .await?
+            > 0
+        {
+            return Ok(());
+        }
+        let provider = self
+            .providers
+            .get(&details.payment_method)
+            .cloned()
+            .ok_or_else(|| ServiceError::Unavailable("payment provider gone".into()))?;
+        let subtotal = config.price * u64::from(claim.quantity);
+        let (shop_id, merchant_id, line, address, km, fee, digital) = match config.kind {
+            QueueKind::FlashSale => {
+                let shop_id = config.shop_id.clone().unwrap_or_default();
+                let shop = self.shops.call(&shop_id, ShopCommand::Get).await?;
+                let product = self
+                    .products
+                    .call(&config.subject_id, ProductCommand::Get)
+                    .await?;
+                let address = details
+                    .address
+                    .clone()
+                    .ok_or_else(|| ServiceError::Unavailable("claim without address".into()))?;
+                let to = GeoPoint {
+                    lat: address.lat,
+                    lng: address.lng,
+                };
+                let (km, fee) = self
+                    .ship(&shop, to, product.weight_grams * u64::from(claim.quantity))
+                    .unwrap_or((0.0, 0));
+                // Units from the sale's reserve to this order (no-op on a retry).
+                self.products
+                    .call(
+                        &product.id,
+                        ProductCommand::Transfer {
+                            from: sale_hold(&claim.queue_id),
+                            to: claim.id.clone(),
+                            quantity: u64::from(claim.quantity),
+                        },
+                    )
+                    .await?;
+                let line = Line {
+                    product_id: product.id.clone(),
+                    shop_id: shop.id.clone(),
+                    name: format!("{} (flash sale)", product.name),
+                    unit_price: config.price,
+                    currency: config.currency.clone(),
+                    quantity: claim.quantity,
+                    weight_grams: product.weight_grams,
+                };
+                (shop.id, shop.owner_id, line, address, km, fee, false)
+            }
+            QueueKind::Course => {
+                let line = Line {
+                    product_id: config.subject_id.clone(),
+                    shop_id: config.subject_id.clone(),
+                    name: format!("{} (course)", config.title),
+                    unit_price: config.price,
+                    currency: config.currency.clone(),
+                    quantity: claim.quantity,
+                    weight_grams: 0,
+                };
+                let online = crate::domain::user::Address {
+                    id: String::new(),
+                    label: "online".into(),
+                    line1: "course".into(),
+                    city: String::new(),
+                    lat: 0.0,
+                    lng: 0.0,
+                    is_default: false,
+                };
+                let trainer = config.owner_id.clone();
+                (
+                    config.subject_id.clone(),
+                    trainer,
+                    line,
+                    online,
+                    0.0,
+                    0,
+                    true,
+                )
+            }
+        };
+        let t = totals(subtotal, 0, fee, self.commerce.tax_bps)?;
+        let now = Utc::now();
+        let (payment, payment_deadline) = self
+            .open_payment(provider.as_ref(), &claim.id, t.total, &config.currency, now)
+            .await?;
+        let order = Order::placed(
+            Placement {
+                id: claim.id.clone(),
+                customer_id: claim.user_id.clone(),
+                shop_id,
+                merchant_id,
+                lines: vec![line],
+                coupon: None,
+                totals: t,
+                address,
+                distance_km: km,
+                payment,
+                payment_deadline,
+                return_window_secs: self.commerce.return_window_secs,
+                by: Party::System,
+                reason: Some(match config.kind {
+                    QueueKind::FlashSale => "flash-sale claim".into(),
+                    QueueKind::Course => "course enrollment".into(),
+                }),
+            },
+            now,
+        )
+        .for_claim(
+            ClaimRef {
+                queue_id: claim.queue_id.clone(),
+                claim_id: claim.id.clone(),
+            },
+            digital,
+        );
+        self.orders
+            .call(
+                &claim.id,
+                OrderCommand::Place {
+                    order: Box::new(order),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the work of queues that owe some (after a restart, or when a
+    /// kick was missed).
+    pub async fn run_queue_work(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = self.queue_kick.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|d| *d) => return,
+            }
+            let rows = match self
+                .store
+                .scan(crate::actors::queue::QUEUE_TIMERS, "", None, 64)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue timer scan failed");
+                    continue;
+                }
+            };
+            for (key, _) in rows {
+                let Some((_, queue_id)) = key.split_once('|') else {
+                    continue;
+                };
+                if let Err(e) = self.advance_queue(queue_id).await {
+                    tracing::warn!(queue = %queue_id, error = %e, "queue work failed; retrying");
+                }
+            }
+        }
+    }
+}
+
+/// The public counters of a queue.
+pub fn counters(s: &QueueStatus) -> LiveEvent {
+    LiveEvent::Queue(QueueLive::Capacity {
+        capacity: s.config.capacity,
+        confirmed: s.confirmed,
+        remaining: s.remaining,
+        waitlisted: s.waitlisted,
+    })
+}
+
+/// What a claimant is told.
+pub(super) fn claim_notification(config: &QueueConfig, c: &Claim) -> Notification {
+    let what = match config.kind {
+        QueueKind::Course => "the course",
+        QueueKind::FlashSale => "the flash sale",
+    };
+    let (kind, title, body) = match c.status {
+        ClaimStatus::Confirmed if c.notified == Some(ClaimStatus::Waitlisted) => (
+            "enrollment_promoted",
+            "A place opened up: you're in".to_owned(),
+            format!("You moved up from the waitlist of {what} {}.", config.title),
+        ),
+        ClaimStatus::Confirmed => (
+            "enrollment_confirmed",
+            "You're in".to_owned(),
+            format!("Your place in {what} {} is confirmed.", config.title),
+        ),
+        ClaimStatus::Waitlisted => (
+            "enrollment_waitlisted",
+            "You're on the waitlist".to_owned(),
+            format!(
+                "{} is full; you are number {} on the waitlist.",
+                config.title,
+                c.position.unwrap_or(0)
+            ),
+        ),
+        ClaimStatus::Cancelled => (
+            "enrollment_cancelled",
+            "Cancelled".to_owned(),
+            format!("Your place in {what} {} is cancelled.", config.title),
+        ),
+        ClaimStatus::Expired => (
+            "enrollment_expired",
+            "Your claim expired".to_owned(),
+            format!(
+                "Your claim in {what} {} expired: its order was not paid in time.",
+                config.title
+            ),
+        ),
+    };
+    Notification {
+        id: format!("claim:{}:{}", c.id, kind),
+        kind: kind.into(),
+        title,
+        body,
+        order_id: (config.needs_order() && c.status == ClaimStatus::Confirmed)
+            .then(|| c.id.clone()),
+        created_at: Utc::now(),
+        read: false,
+    }
+}

@@ -1,0 +1,416 @@
+//! Burst signups: free-course enrollments and flash-sale claims through the
+//! queue actors (`actors::queue`), one service for both kinds (`QueueKind`).
+//!
+//! - Admission control: at most `max_pending` claims per queue wait for
+//!   their decision; beyond, 429 with `Retry-After` at once.
+//! - Each confirmed flash-sale claim's order takes its units from the
+//!   sale's reserve, and a cancelled or unpaid order gives them back.
+//! - What a decision leaves to do runs in `queue_work`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{new_id, ServiceError, Services};
+use crate::actors::course::CourseCommand;
+use crate::actors::order::OrderCommand;
+use crate::actors::queue::{
+    Claim, ClaimOrder, ClaimStatus, QueueCommand, QueueConfig, QueueKind, QueueReply, QueueStatus,
+    CLAIMS_BY_QUEUE, CLAIMS_BY_USER,
+};
+use crate::actors::CallError;
+use crate::domain::{Caller, DomainError};
+use crate::store::codec;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BurstConfig {
+    /// Claims waiting for a decision per queue before 429.
+    pub max_pending: usize,
+    /// Waitlist bound per queue.
+    pub max_waitlist: u32,
+}
+
+impl Default for BurstConfig {
+    fn default() -> Self {
+        BurstConfig {
+            max_pending: 20_000,
+            max_waitlist: 10_000,
+        }
+    }
+}
+
+impl Default for ClaimRequest {
+    fn default() -> Self {
+        ClaimRequest {
+            quantity: 1,
+            address_id: None,
+            payment_method: None,
+        }
+    }
+}
+
+/// Per-queue live state of the service: pending claims and the queues
+/// whose counters are due to be published.
+#[derive(Default)]
+pub struct Bursts {
+    pub(super) pending: DashMap<String, Arc<AtomicUsize>>,
+    pub(super) counters: dashmap::DashSet<String>,
+    /// Queue configurations (fixed once open), so that a claim costs one
+    /// call to its queue.
+    pub(super) configs: DashMap<String, QueueConfig>,
+}
+
+/// Counts one waiting claim until dropped.
+pub(super) struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A course's seats: the same counters `queue:{id}` publishes live.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CourseSeats {
+    pub capacity: u32,
+    pub confirmed: u32,
+    pub remaining: u32,
+    pub waitlisted: u32,
+}
+
+/// How a claim is answered.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClaimOutcome {
+    #[serde(flatten)]
+    pub claim: Claim,
+    /// Capacity left after the decision.
+    pub remaining: u32,
+    /// An idempotent retry: this is the first decision.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    #[serde(default = "one")]
+    pub quantity: u32,
+    /// Flash sales: where to deliver (default: your default address).
+    pub address_id: Option<String>,
+    /// Flash sales: `sandbox` (default), `payos` or `cod`.
+    pub payment_method: Option<String>,
+}
+
+pub(super) fn one() -> u32 {
+    1
+}
+
+pub(super) fn status_of(reply: QueueReply) -> Result<QueueStatus, ServiceError> {
+    match reply {
+        QueueReply::Status(s) => Ok(s),
+        QueueReply::Claim { status, .. } => Ok(*status),
+        QueueReply::Pending { .. } => Err(ServiceError::Unavailable("unexpected reply".into())),
+    }
+}
+
+impl Services {
+    /// `GET /courses/{id}/seats`: the course's counters (all seats free
+    /// before its first enrollment opens its queue; reading opens nothing).
+    pub async fn course_seats(&self, id: &str) -> Result<CourseSeats, ServiceError> {
+        let (capacity, confirmed, remaining, waitlisted) =
+            match self.exists(&self.queues, id, "course").await {
+                Ok(()) => {
+                    let s = status_of(self.queues.call(id, QueueCommand::Status).await?)?;
+                    if s.config.kind != QueueKind::Course {
+                        return Err(DomainError::NotFound("course").into());
+                    }
+                    (s.config.capacity, s.confirmed, s.remaining, s.waitlisted)
+                }
+                // No queue yet: nobody has enrolled.
+                Err(ServiceError::Domain(DomainError::NotFound(_))) => {
+                    let c = self.course_queue(id).await?;
+                    (c.capacity, 0, c.capacity, 0)
+                }
+                Err(e) => return Err(e),
+            };
+        Ok(CourseSeats {
+            capacity,
+            confirmed,
+            remaining,
+            waitlisted,
+        })
+    }
+
+    /// The queue of course `id`, opened from the course on first use.
+    pub(super) async fn course_queue(&self, id: &str) -> Result<QueueConfig, ServiceError> {
+        self.exists(&self.courses, id, "course").await?;
+        let course = self.courses.call(id, CourseCommand::Get).await?;
+        Ok(QueueConfig {
+            kind: QueueKind::Course,
+            owner_id: course.trainer_id,
+            subject_id: course.id,
+            shop_id: None,
+            title: course.title,
+            capacity: course.capacity,
+            per_user_limit: 1,
+            price: course.price,
+            currency: course.currency,
+            opens_at: None,
+            closes_at: None,
+            max_waitlist: self.burst.max_waitlist,
+        })
+    }
+
+    /// The queue's configuration; a course's queue is opened on first use.
+    pub(super) async fn queue_config(
+        &self,
+        queue_id: &str,
+        course: bool,
+    ) -> Result<QueueConfig, ServiceError> {
+        if let Some(c) = self.bursts.configs.get(queue_id) {
+            return Ok(c.clone());
+        }
+        let status = if course {
+            let config = self.course_queue(queue_id).await?;
+            status_of(
+                self.queues
+                    .call(queue_id, QueueCommand::Open(config))
+                    .await?,
+            )?
+        } else {
+            self.exists(&self.queues, queue_id, "flash sale").await?;
+            status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?
+        };
+        if self.bursts.configs.len() < 100_000 {
+            self.bursts
+                .configs
+                .insert(queue_id.to_owned(), status.config.clone());
+        }
+        Ok(status.config)
+    }
+
+    pub(super) fn admit(&self, queue_id: &str) -> Result<Admitted, ServiceError> {
+        let counter = self
+            .bursts
+            .pending
+            .entry(queue_id.to_owned())
+            .or_default()
+            .clone();
+        if counter.fetch_add(1, Ordering::AcqRel) >= self.burst.max_pending {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return Err(ServiceError::Busy(format!(
+                "more than {} claims are waiting for this queue; retry in a moment",
+                self.burst.max_pending
+            )));
+        }
+        Ok(Admitted(counter))
+    }
+
+    /// `POST /courses/{id}/enrollments` (`course == true`) or
+    /// `POST /flash-sales/{id}/claims`. The answer is sent once the
+    /// decision is durable.
+    pub async fn claim(
+        &self,
+        caller: &Caller,
+        queue_id: &str,
+        course: bool,
+        req: ClaimRequest,
+        idempotency_key: Option<crate::domain::IdempotencyKey>,
+    ) -> Result<ClaimOutcome, ServiceError> {
+        // Known queues only: unknown ids answer 404 before taking a slot.
+        let config = self.queue_config(queue_id, course).await?;
+        let _admitted = self.admit(queue_id)?;
+        if (config.kind == QueueKind::Course) != course {
+            return Err(DomainError::NotFound(if course { "course" } else { "flash sale" }).into());
+        }
+        let order = if config.needs_order() {
+            // A course place is not delivered; a flash sale's order is.
+            let address = match config.kind {
+                QueueKind::Course => None,
+                QueueKind::FlashSale => Some(
+                    self.address(&caller.user_id, req.address_id.as_deref())
+                        .await?
+                        .ok_or_else(|| {
+                            DomainError::invalid(
+                                "address_id",
+                                "add a delivery address to your profile first",
+                            )
+                        })?,
+                ),
+            };
+            let method = req.payment_method.unwrap_or_else(|| "sandbox".into());
+            let online = self.providers.get(&method).map(|p| p.online());
+            if config.kind == QueueKind::Course && online == Some(false) {
+                return Err(DomainError::invalid(
+                    "payment_method",
+                    "a course place is paid online",
+                )
+                .into());
+            }
+            if online.is_none() {
+                return Err(DomainError::invalid(
+                    "payment_method",
+                    format!("payment method {method} is not available"),
+                )
+                .into());
+            }
+            Some(ClaimOrder {
+                address,
+                payment_method: method,
+            })
+        } else {
+            None
+        };
+        let decided = self
+            .queues
+            .call(
+                queue_id,
+                QueueCommand::Claim {
+                    claim_id: new_id(),
+                    user_id: caller.user_id.clone(),
+                    quantity: req.quantity,
+                    idempotency_key,
+                    order,
+                },
+            )
+            .await;
+        // Every claim the queue decided counts, refusals included: they are
+        // what a burst is made of.
+        if matches!(
+            &decided,
+            Ok(QueueReply::Claim {
+                replayed: false,
+                ..
+            }) | Err(CallError::Rejected(DomainError::Conflict { .. }))
+        ) {
+            self.metrics.queue_claims.inc();
+            let claims = self.metrics.queue_claims.get() as f64;
+            self.metrics
+                .journal_commits_per_claim
+                .set(self.metrics.journal_commits.get() as f64 / claims.max(1.0));
+        }
+        let reply = decided?;
+        let QueueReply::Claim {
+            claim,
+            replayed,
+            status,
+        } = reply
+        else {
+            return Err(ServiceError::Unavailable("unexpected reply".into()));
+        };
+        if !replayed {
+            self.publish_counters(queue_id);
+            self.kick_queue_worker();
+        }
+        Ok(ClaimOutcome {
+            remaining: status.remaining,
+            claim,
+            replayed,
+        })
+    }
+
+    /// The user gives a claim up; the waitlist moves up.
+    pub async fn cancel_claim(
+        &self,
+        caller: &Caller,
+        kind: QueueKind,
+        queue_id: &str,
+        claim_id: &str,
+    ) -> Result<Claim, ServiceError> {
+        self.queue_of_kind(kind, queue_id).await?;
+        let reply = self
+            .queues
+            .call(
+                queue_id,
+                QueueCommand::Cancel {
+                    user_id: caller.user_id.clone(),
+                    claim_id: claim_id.to_owned(),
+                },
+            )
+            .await?;
+        let QueueReply::Claim { claim, .. } = reply else {
+            return Err(ServiceError::Unavailable("unexpected reply".into()));
+        };
+        // A cancelled flash-sale claim whose order exists: cancel the order
+        // too (its units go back to the sale).
+        if claim.order_placed && claim.status == ClaimStatus::Cancelled {
+            let _ = self
+                .orders
+                .call(
+                    &claim.id,
+                    OrderCommand::System {
+                        step: crate::domain::order::Step::Cancel,
+                        reason: "claim cancelled".into(),
+                    },
+                )
+                .await;
+            let _ = self.advance_order(&claim.id).await;
+        }
+        self.publish_counters(queue_id);
+        self.advance_queue(queue_id).await?;
+        Ok(claim)
+    }
+
+    /// The status of queue `queue_id` if it is a `kind` queue: a course's
+    /// id on a flash-sale path (or the other way round) is 404.
+    pub(super) async fn queue_of_kind(
+        &self,
+        kind: QueueKind,
+        queue_id: &str,
+    ) -> Result<QueueStatus, ServiceError> {
+        let what = match kind {
+            QueueKind::Course => "course",
+            QueueKind::FlashSale => "flash sale",
+        };
+        self.exists(&self.queues, queue_id, what).await?;
+        let status = status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?;
+        if status.config.kind != kind {
+            return Err(DomainError::NotFound(what).into());
+        }
+        Ok(status)
+    }
+
+    /// `GET /users/me/enrollments`: your claims and enrollments, newest
+    /// queue first.
+    pub async fn my_claims(&self, user_id: &str) -> Result<Vec<Claim>, ServiceError> {
+        let rows = self
+            .store
+            .scan(CLAIMS_BY_USER, &format!("{user_id}|"), None, 1000)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
+            .collect())
+    }
+
+    /// `GET /courses/{id}/enrollments` and `GET /flash-sales/{id}/claims`
+    /// (the owner).
+    pub async fn queue_claims(
+        &self,
+        caller: &Caller,
+        kind: QueueKind,
+        queue_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Claim>, Option<String>), ServiceError> {
+        let status = self.queue_of_kind(kind, queue_id).await?;
+        caller.ensure_owner(&status.config.owner_id, "queue")?;
+        let prefix = format!("{queue_id}|");
+        let start = after.map(|a| format!("{prefix}{a}"));
+        let rows = self
+            .store
+            .scan(CLAIMS_BY_QUEUE, &prefix, start.as_deref(), limit)
+            .await?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| k[prefix.len()..].to_owned()))
+            .flatten();
+        Ok((
+            rows.iter()
+                .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
+                .collect(),
+            next,
+        ))
+    }
+}
