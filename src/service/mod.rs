@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod coupons;
 pub mod course_sessions;
+pub mod dispatch;
 pub mod flash_sales;
 pub mod fulfilment;
 pub mod notifications;

@@ -10,11 +10,7 @@
 //! `order:{id}`; one fix per `track_sample` is written to the `track_points`
 //! read table for history and removed after the retention period.
 //!
-//! Dispatch is an order's next action: the nearest available shipper with
-//! a fresh position within `dispatch_radius` of the shop gets the offer; a
-//! decline or a lapse offers it to the next one; nobody available retries
-//! after `dispatch_retry`. The order and the shipper actor each hold their
-//! half of an offer, and the shipper's half lapses by itself.
+//! Dispatch (offering orders to the nearest shippers) is in `dispatch`.
 
 use std::sync::Arc;
 
@@ -26,8 +22,6 @@ use utoipa::ToSchema;
 use super::{ServiceError, Services};
 use crate::actors::order::{OrderCommand, OrderReply};
 use crate::actors::shipper::{Shipper, ShipperCommand};
-use crate::actors::shop::ShopCommand;
-use crate::actors::CallError;
 use crate::domain::order::Order;
 use crate::domain::pricing::haversine_km;
 use crate::domain::shipping::{check_fix, Fix, Freshness, Geofence, Ignored, Live, Position};
@@ -154,7 +148,7 @@ impl Tracker {
         }
     }
 
-    fn observe(&self, s: &Shipper) {
+    pub(super) fn observe(&self, s: &Shipper) {
         if let Some(mut slot) = self.slots.get_mut(&s.id) {
             slot.shipper = s.clone();
             if slot.target.as_ref().map(|t| &t.order_id) != s.active_order.as_ref() {
@@ -202,7 +196,7 @@ fn order_of(reply: OrderReply) -> Order {
     }
 }
 
-fn shipper_only(user: &Caller) -> Result<(), ServiceError> {
+pub(super) fn shipper_only(user: &Caller) -> Result<(), ServiceError> {
     if user.role == Role::Shipper {
         Ok(())
     } else {
@@ -215,7 +209,11 @@ fn track_key(order_id: &str, ts: i64) -> String {
 }
 
 impl Services {
-    async fn shipper(&self, id: &str, cmd: ShipperCommand) -> Result<Shipper, ServiceError> {
+    pub(super) async fn shipper(
+        &self,
+        id: &str,
+        cmd: ShipperCommand,
+    ) -> Result<Shipper, ServiceError> {
         let s = self.shippers.call(id, cmd).await?;
         self.tracker.observe(&s);
         Ok(s)
@@ -261,7 +259,7 @@ impl Services {
 
     /// Makes sure the shipper has a live slot that knows its actor's state
     /// and, while delivering, the delivery address.
-    async fn ensure_slot(&self, shipper_id: &str) -> Result<(), ServiceError> {
+    pub(super) async fn ensure_slot(&self, shipper_id: &str) -> Result<(), ServiceError> {
         // A slot exists only once its shipper's state was loaded into it.
         let known = self
             .tracker
@@ -427,146 +425,6 @@ impl Services {
             .into());
         }
         self.report_location(caller, fix).await
-    }
-
-    /// The offered shipper takes the order.
-    pub async fn accept_offer(
-        &self,
-        caller: &Caller,
-        order_id: &str,
-    ) -> Result<Order, ServiceError> {
-        shipper_only(caller)?;
-        self.order_exists(order_id).await?;
-        self.orders
-            .call(
-                order_id,
-                OrderCommand::Accept {
-                    caller: caller.clone(),
-                },
-            )
-            .await?;
-        // Binding the shipper actor is the order's next action: run it now.
-        self.advance_order(order_id).await?;
-        self.ensure_slot(&caller.user_id).await?;
-        self.get_order(caller, order_id).await
-    }
-
-    /// The offered shipper turns the order down; it goes to the next one.
-    pub async fn decline_offer(&self, caller: &Caller, order_id: &str) -> Result<(), ServiceError> {
-        shipper_only(caller)?;
-        self.order_exists(order_id).await?;
-        self.orders
-            .call(
-                order_id,
-                OrderCommand::Decline {
-                    caller: caller.clone(),
-                },
-            )
-            .await?;
-        self.shipper(
-            &caller.user_id,
-            ShipperCommand::Withdraw {
-                order_id: order_id.to_owned(),
-            },
-        )
-        .await?;
-        self.advance_order(order_id).await
-    }
-
-    /// The dispatch step of an order's next actions: the command that
-    /// records what happened.
-    pub(crate) async fn dispatch(&self, o: &Order) -> Result<OrderCommand, ServiceError> {
-        let now = Utc::now();
-        if let Some(offer) = &o.delivery.offer {
-            // Due means unanswered at its deadline.
-            self.shipper(
-                &offer.shipper_id,
-                ShipperCommand::Withdraw {
-                    order_id: o.id.clone(),
-                },
-            )
-            .await?;
-            return Ok(OrderCommand::ExpireOffer);
-        }
-        let shop = self
-            .shops
-            .call(&o.shop_id, ShopCommand::Get)
-            .await
-            .map_err(ServiceError::from)?;
-        let expires_at = now + self.tracker.cfg.offer_timeout;
-        for (shipper_id, distance_m) in self
-            .tracker
-            .nearest(shop.location, &o.delivery.declined, now)
-            .into_iter()
-            .take(8)
-        {
-            let offered = self
-                .shippers
-                .call(
-                    &shipper_id,
-                    ShipperCommand::Offer {
-                        order_id: o.id.clone(),
-                        expires_at,
-                    },
-                )
-                .await;
-            match offered {
-                Ok(s) => {
-                    self.tracker.observe(&s);
-                    return Ok(OrderCommand::Offer {
-                        shipper_id,
-                        expires_at,
-                        distance_m: distance_m.round(),
-                    });
-                }
-                // Went offline or got busy since we looked: try the next.
-                Err(CallError::Rejected(_)) => {
-                    if let Ok(s) = self.shippers.call(&shipper_id, ShipperCommand::Get).await {
-                        self.tracker.observe(&s);
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(OrderCommand::DeferDispatch {
-            until: now + self.tracker.cfg.dispatch_retry,
-        })
-    }
-
-    /// Tells the accepting shipper's actor it carries `o`.
-    pub(crate) async fn bind_shipper(&self, o: &Order) -> Result<OrderCommand, ServiceError> {
-        if let Some(shipper_id) = &o.delivery.shipper_id {
-            self.shipper(
-                shipper_id,
-                ShipperCommand::Assign {
-                    order_id: o.id.clone(),
-                },
-            )
-            .await?;
-        }
-        Ok(OrderCommand::ShipperBound)
-    }
-
-    /// Frees the shipper of `o` and schedules its track's deletion.
-    pub(crate) async fn release_shipper(&self, o: &Order) -> Result<OrderCommand, ServiceError> {
-        if let Some(shipper_id) = &o.delivery.shipper_id {
-            self.shipper(
-                shipper_id,
-                ShipperCommand::Release {
-                    order_id: o.id.clone(),
-                },
-            )
-            .await?;
-        }
-        let expires = Utc::now() + self.tracker.cfg.retention;
-        self.store
-            .write_rows(vec![IndexOp::Put {
-                table: TRACK_EXPIRY,
-                key: format!("{:020}|{}", expires.timestamp_millis().max(0), o.id),
-                value: Vec::new(),
-            }])
-            .await?;
-        Ok(OrderCommand::ShipperReleased)
     }
 
     /// `GET /shipping/{order_id}/tracking`: the path so far and the

@@ -6,26 +6,25 @@
 //! kept in the `timers` read table, written atomically with the events that
 //! change it, so the scheduler finds it again after a restart.
 
-use std::collections::VecDeque;
+mod live;
+mod protocol;
+mod state;
+
+pub use protocol::*;
+pub use state::*;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use super::{Ctx, Entity};
+use crate::actors::{Ctx, Entity};
 use crate::domain::order::{
     next_action, transition, DeliveryOffer, EscrowStatus, Order, OrderStatus, Party, PaymentStatus,
     Step, StockStatus, TimelineEntry, TimelineEvent, MAX_DECLINED,
 };
-use crate::domain::{Caller, DomainError};
-use crate::live::{LiveEvent, OrderLive, Topic};
+use crate::domain::DomainError;
+use crate::live::{LiveEvent, Topic};
 /// The read tables this module writes (named in the store's catalog).
 pub use crate::store::tables::{ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, PAYMENT_REFS, TIMERS_TABLE};
 use crate::store::{codec, IndexOp};
-
-/// Webhook event ids remembered per order for deduplication.
-pub const MAX_SEEN_EVENTS: usize = 64;
-
-pub struct OrderEntity;
 
 pub fn timer_key(due: DateTime<Utc>, order_id: &str) -> String {
     format!("{:020}|{order_id}", due.timestamp_millis().max(0))
@@ -40,162 +39,6 @@ pub fn timer_order(key: &str) -> Option<(i64, &str)> {
 fn listing_key(owner: &str, o: &Order) -> String {
     let inverted = i64::MAX - o.created_at.timestamp_millis().max(0);
     format!("{owner}|{inverted:020}|{}", o.id)
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OrderState {
-    pub order: Option<Order>,
-    /// Recently processed webhook event ids, newest last.
-    pub seen_events: VecDeque<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OrderEvent {
-    Placed {
-        order: Box<Order>,
-    },
-    Transitioned {
-        step: Step,
-        to: OrderStatus,
-        by: Party,
-        actor_id: Option<String>,
-        reason: Option<String>,
-        at: DateTime<Utc>,
-    },
-    PaymentReceived {
-        event_id: Option<String>,
-        amount: u64,
-        by: Party,
-        at: DateTime<Utc>,
-    },
-    WebhookSeen {
-        event_id: String,
-    },
-    CashCollected {
-        at: DateTime<Utc>,
-    },
-    StockReleased {
-        at: DateTime<Utc>,
-    },
-    StockConsumed {
-        at: DateTime<Utc>,
-    },
-    CouponReleased,
-    EscrowReleased {
-        at: DateTime<Utc>,
-    },
-    Refunded {
-        refund_reference: String,
-        at: DateTime<Utc>,
-    },
-    RefundMarkedDue {
-        at: DateTime<Utc>,
-    },
-    NotificationsSent {
-        upto: u32,
-    },
-    ShipperOffered {
-        shipper_id: String,
-        expires_at: DateTime<Utc>,
-        distance_m: f64,
-        at: DateTime<Utc>,
-    },
-    /// The offer was declined (or lapsed, `expired`).
-    OfferEnded {
-        shipper_id: String,
-        expired: bool,
-        at: DateTime<Utc>,
-    },
-    DispatchDeferred {
-        until: DateTime<Utc>,
-    },
-    ShipperAssigned {
-        shipper_id: String,
-        at: DateTime<Utc>,
-    },
-    ShipperBound,
-    ShipperReleased,
-    Arriving {
-        at: DateTime<Utc>,
-    },
-    ClaimReleased,
-}
-
-/// What a payment provider reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentReport {
-    /// The provider's event id (webhooks); `None` for a status query.
-    pub event_id: Option<String>,
-    pub amount: u64,
-    pub paid: bool,
-}
-
-pub enum OrderCommand {
-    Place {
-        order: Box<Order>,
-    },
-    /// Read, for `caller` (404 unless customer, merchant or admin).
-    Get {
-        caller: Option<Caller>,
-    },
-    /// A lifecycle step asked by a person.
-    Act {
-        caller: Caller,
-        step: Step,
-        reason: Option<String>,
-    },
-    /// A lifecycle step taken by Surge itself.
-    System {
-        step: Step,
-        reason: String,
-    },
-    /// A verified webhook or status answer from the payment provider.
-    Payment(PaymentReport),
-    StockReleased,
-    StockConsumed,
-    CouponReleased,
-    ReleaseEscrow,
-    Refunded {
-        refund_reference: String,
-    },
-    /// The provider cannot refund: the merchant must, by hand.
-    RefundDue,
-    /// Timeline entries before `upto` have been notified.
-    NotificationsSent {
-        upto: u32,
-    },
-    /// The dispatcher offers the order to `shipper_id` (who holds the
-    /// offer on its own actor already).
-    Offer {
-        shipper_id: String,
-        expires_at: DateTime<Utc>,
-        distance_m: f64,
-    },
-    /// The unanswered offer's deadline passed.
-    ExpireOffer,
-    /// No shipper available: look again at `until`.
-    DeferDispatch {
-        until: DateTime<Utc>,
-    },
-    /// The offered shipper answers.
-    Accept {
-        caller: Caller,
-    },
-    Decline {
-        caller: Caller,
-    },
-    ShipperBound,
-    ShipperReleased,
-    /// The shipper dwelt inside the delivery geofence.
-    Arriving,
-}
-
-#[derive(Debug, Clone)]
-pub enum OrderReply {
-    Order(Box<Order>),
-    /// A webhook event this order had already processed: no effect.
-    Duplicate(Box<Order>),
 }
 
 fn order(state: &OrderState) -> Result<&Order, DomainError> {
@@ -491,51 +334,7 @@ impl Entity for OrderEntity {
     /// Public on `order:{id}` (to its customer, its shop's merchant and
     /// admins): status changes and what happened to the money.
     fn publish(id: &str, event: &OrderEvent) -> Option<(Topic, LiveEvent)> {
-        let data = match event {
-            OrderEvent::Placed { order } => OrderLive::Placed {
-                status: order.status,
-                at: order.created_at,
-            },
-            OrderEvent::Transitioned {
-                step,
-                to,
-                by,
-                reason,
-                at,
-                ..
-            } => OrderLive::Status {
-                status: *to,
-                step: *step,
-                by: *by,
-                reason: reason.clone(),
-                at: *at,
-            },
-            OrderEvent::PaymentReceived { amount, at, .. } => OrderLive::PaymentReceived {
-                amount: *amount,
-                at: *at,
-            },
-            OrderEvent::CashCollected { at } => OrderLive::CashCollected { at: *at },
-            OrderEvent::EscrowReleased { at } => OrderLive::EscrowReleased { at: *at },
-            OrderEvent::Refunded { at, .. } => OrderLive::Refunded { at: *at },
-            OrderEvent::RefundMarkedDue { at } => OrderLive::RefundDue { at: *at },
-            OrderEvent::ShipperAssigned { shipper_id, at } => OrderLive::ShipperAssigned {
-                shipper_id: shipper_id.clone(),
-                at: *at,
-            },
-            OrderEvent::Arriving { at } => OrderLive::Arriving { at: *at },
-            OrderEvent::StockReleased { .. }
-            | OrderEvent::StockConsumed { .. }
-            | OrderEvent::CouponReleased
-            | OrderEvent::NotificationsSent { .. }
-            | OrderEvent::WebhookSeen { .. }
-            | OrderEvent::ShipperOffered { .. }
-            | OrderEvent::OfferEnded { .. }
-            | OrderEvent::DispatchDeferred { .. }
-            | OrderEvent::ShipperBound
-            | OrderEvent::ShipperReleased
-            | OrderEvent::ClaimReleased => return None,
-        };
-        Some((Topic::order(id), LiveEvent::Order(data)))
+        live::payload(id, event)
     }
 
     fn apply(state: &mut OrderState, event: &OrderEvent) {

@@ -1,0 +1,157 @@
+//! What the order actor is asked (commands), answers (replies) and records
+//! (events): all serializable, so a command can travel to another node unchanged.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::order::{Order, OrderStatus, Party, Step};
+use crate::domain::Caller;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderEvent {
+    Placed {
+        order: Box<Order>,
+    },
+    Transitioned {
+        step: Step,
+        to: OrderStatus,
+        by: Party,
+        actor_id: Option<String>,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    PaymentReceived {
+        event_id: Option<String>,
+        amount: u64,
+        by: Party,
+        at: DateTime<Utc>,
+    },
+    WebhookSeen {
+        event_id: String,
+    },
+    CashCollected {
+        at: DateTime<Utc>,
+    },
+    StockReleased {
+        at: DateTime<Utc>,
+    },
+    StockConsumed {
+        at: DateTime<Utc>,
+    },
+    CouponReleased,
+    EscrowReleased {
+        at: DateTime<Utc>,
+    },
+    Refunded {
+        refund_reference: String,
+        at: DateTime<Utc>,
+    },
+    RefundMarkedDue {
+        at: DateTime<Utc>,
+    },
+    NotificationsSent {
+        upto: u32,
+    },
+    ShipperOffered {
+        shipper_id: String,
+        expires_at: DateTime<Utc>,
+        distance_m: f64,
+        at: DateTime<Utc>,
+    },
+    /// The offer was declined (or lapsed, `expired`).
+    OfferEnded {
+        shipper_id: String,
+        expired: bool,
+        at: DateTime<Utc>,
+    },
+    DispatchDeferred {
+        until: DateTime<Utc>,
+    },
+    ShipperAssigned {
+        shipper_id: String,
+        at: DateTime<Utc>,
+    },
+    ShipperBound,
+    ShipperReleased,
+    Arriving {
+        at: DateTime<Utc>,
+    },
+    ClaimReleased,
+}
+
+/// What a payment provider reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentReport {
+    /// The provider's event id (webhooks); `None` for a status query.
+    pub event_id: Option<String>,
+    pub amount: u64,
+    pub paid: bool,
+}
+
+pub enum OrderCommand {
+    Place {
+        order: Box<Order>,
+    },
+    /// Read, for `caller` (404 unless customer, merchant or admin).
+    Get {
+        caller: Option<Caller>,
+    },
+    /// A lifecycle step asked by a person.
+    Act {
+        caller: Caller,
+        step: Step,
+        reason: Option<String>,
+    },
+    /// A lifecycle step taken by Surge itself.
+    System {
+        step: Step,
+        reason: String,
+    },
+    /// A verified webhook or status answer from the payment provider.
+    Payment(PaymentReport),
+    StockReleased,
+    StockConsumed,
+    CouponReleased,
+    ReleaseEscrow,
+    Refunded {
+        refund_reference: String,
+    },
+    /// The provider cannot refund: the merchant must, by hand.
+    RefundDue,
+    /// Timeline entries before `upto` have been notified.
+    NotificationsSent {
+        upto: u32,
+    },
+    /// The dispatcher offers the order to `shipper_id` (who holds the
+    /// offer on its own actor already).
+    Offer {
+        shipper_id: String,
+        expires_at: DateTime<Utc>,
+        distance_m: f64,
+    },
+    /// The unanswered offer's deadline passed.
+    ExpireOffer,
+    /// No shipper available: look again at `until`.
+    DeferDispatch {
+        until: DateTime<Utc>,
+    },
+    /// The offered shipper answers.
+    Accept {
+        caller: Caller,
+    },
+    Decline {
+        caller: Caller,
+    },
+    ShipperBound,
+    ShipperReleased,
+    /// The shipper dwelt inside the delivery geofence.
+    Arriving,
+}
+
+#[derive(Debug, Clone)]
+pub enum OrderReply {
+    Order(Box<Order>),
+    /// A webhook event this order had already processed: no effect.
+    Duplicate(Box<Order>),
+}

@@ -1,0 +1,204 @@
+//! The queue actor's state and the data it keeps.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::*;
+use crate::store::codec;
+
+pub struct QueueEntity;
+
+/// Claims a queue keeps beyond its capacity and waitlist (cancelled and
+/// expired ones).
+pub const MAX_CLAIM_HISTORY: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    Course,
+    FlashSale,
+}
+
+/// Fixed when the queue opens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueConfig {
+    pub kind: QueueKind,
+    /// The trainer or merchant.
+    pub owner_id: String,
+    /// The course, or the flash sale's product.
+    pub subject_id: String,
+    /// The flash sale's shop.
+    pub shop_id: Option<String>,
+    pub title: String,
+    pub capacity: u32,
+    pub per_user_limit: u32,
+    /// Per unit, minor units; 0 needs no order.
+    pub price: u64,
+    pub currency: String,
+    pub opens_at: Option<DateTime<Utc>>,
+    pub closes_at: Option<DateTime<Utc>>,
+    pub max_waitlist: u32,
+}
+
+impl QueueConfig {
+    pub fn needs_order(&self) -> bool {
+        self.price > 0
+    }
+}
+
+impl QueueState {
+    pub(super) fn needs_order(&self, c: &Claim) -> bool {
+        self.config.as_ref().is_some_and(|q| q.needs_order())
+            && c.status == ClaimStatus::Confirmed
+            && !c.order_placed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimStatus {
+    Confirmed,
+    Waitlisted,
+    /// Given up by the user.
+    Cancelled,
+    /// Its order was not paid in time (or was cancelled).
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Claim {
+    /// Also the id of its order, when it needs one.
+    pub id: String,
+    pub queue_id: String,
+    pub user_id: String,
+    pub quantity: u32,
+    pub status: ClaimStatus,
+    /// Position in the waitlist (1 = next), while waitlisted.
+    pub position: Option<u32>,
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the request that first used `idempotency_key` (method,
+    /// path, body): the same key with another request is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_request: Option<String>,
+    /// Where and how its order is paid and delivered (claims that need one).
+    pub order: Option<ClaimOrder>,
+    /// The order was placed (claims that need one).
+    pub order_placed: bool,
+    /// The last status the user was notified of.
+    pub notified: Option<ClaimStatus>,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// Persistent (structurally shared) collections: the actor derives the
+/// next state from a clone of the current one for every decision, and a
+/// queue in a burst holds thousands of claims, so cloning must be O(1).
+/// What a claim's order needs, fixed when the claim is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClaimOrder {
+    /// Where to deliver (flash sales; none for a course).
+    pub address: Option<crate::domain::user::Address>,
+    pub payment_method: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueState {
+    pub config: Option<QueueConfig>,
+    /// Units confirmed (never above capacity).
+    pub confirmed: u32,
+    // The persistent collections are decoded through their std
+    // counterparts (`codec::via`): imbl preallocates whatever length the
+    // bytes claim, so a corrupt snapshot could abort the process.
+    #[serde(deserialize_with = "codec::via::<_, std::collections::BTreeMap<String, Claim>, _>")]
+    pub claims: imbl::OrdMap<String, Claim>,
+    /// Waitlisted claim ids, first in first out.
+    #[serde(deserialize_with = "codec::via::<_, Vec<String>, _>")]
+    pub waitlist: imbl::Vector<String>,
+    /// `{user}|{key}` → claim id.
+    #[serde(deserialize_with = "codec::via::<_, std::collections::HashMap<String, String>, _>")]
+    pub idempotency: imbl::HashMap<String, String>,
+    /// Units a user holds (confirmed or waitlisted).
+    #[serde(deserialize_with = "codec::via::<_, std::collections::HashMap<String, u32>, _>")]
+    pub held: imbl::HashMap<String, u32>,
+    /// Units waiting in the waitlist.
+    #[serde(default)]
+    pub waitlisted_units: u32,
+    /// Claims with work due (an order to place, a status to tell), so that
+    /// finding work never scans every claim.
+    #[serde(
+        default,
+        deserialize_with = "codec::via::<_, std::collections::BTreeSet<String>, _>"
+    )]
+    pub due: imbl::OrdSet<String>,
+}
+
+impl QueueState {
+    pub fn remaining(&self) -> u32 {
+        self.config
+            .as_ref()
+            .map_or(0, |c| c.capacity.saturating_sub(self.confirmed))
+    }
+
+    pub(super) fn held_by(&self, user_id: &str) -> u32 {
+        self.held.get(user_id).copied().unwrap_or(0)
+    }
+
+    /// Confirmed claims whose order is still to be placed.
+    pub fn orders_due(&self) -> impl Iterator<Item = &Claim> {
+        self.due
+            .iter()
+            .filter_map(|id| self.claims.get(id))
+            .filter(|c| self.needs_order(c))
+    }
+
+    /// Claims whose user has not been told their current status.
+    pub fn notifications_due(&self) -> impl Iterator<Item = &Claim> {
+        self.due
+            .iter()
+            .filter_map(|id| self.claims.get(id))
+            .filter(|c| c.notified != Some(c.status))
+    }
+
+    pub(super) fn work_due(&self) -> bool {
+        !self.due.is_empty()
+    }
+
+    /// Keeps `due` true to `claim_id`'s state.
+    pub(super) fn refresh_due(&mut self, claim_id: &str) {
+        let due = self
+            .claims
+            .get(claim_id)
+            .is_some_and(|c| self.needs_order(c) || c.notified != Some(c.status));
+        if due {
+            self.due.insert(claim_id.to_owned());
+        } else {
+            self.due.remove(claim_id);
+        }
+    }
+
+    pub(super) fn with_position(&self, claim: &Claim) -> Claim {
+        let mut c = claim.clone();
+        c.position = (c.status == ClaimStatus::Waitlisted)
+            .then(|| {
+                // A new claim is last: no need to search the waitlist.
+                if self.waitlist.last() == Some(&c.id) {
+                    Some(self.waitlist.len() as u32)
+                } else {
+                    self.waitlist.index_of(&c.id).map(|i| i as u32 + 1)
+                }
+            })
+            .flatten();
+        c
+    }
+
+    pub fn status(&self) -> Option<QueueStatus> {
+        let c = self.config.as_ref()?;
+        Some(QueueStatus {
+            config: c.clone(),
+            confirmed: self.confirmed,
+            remaining: self.remaining(),
+            waitlisted: self.waitlisted_units,
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! Given/when/then tests of the queue entity's decisions.
+
+use super::*;
+use crate::store::codec;
+
+fn opened(capacity: u32, limit: u32, waitlist: u32) -> QueueState {
+    let cfg = QueueConfig {
+        kind: QueueKind::Course,
+        owner_id: "t".into(),
+        subject_id: "c".into(),
+        shop_id: None,
+        title: "Yoga".into(),
+        capacity,
+        per_user_limit: limit,
+        price: 0,
+        currency: "VND".into(),
+        opens_at: None,
+        closes_at: None,
+        max_waitlist: waitlist,
+    };
+    QueueEntity::evolve(
+        &QueueState::default(),
+        &[QueueEvent::Opened { config: cfg }],
+    )
+}
+
+fn claim(
+    s: &QueueState,
+    id: &str,
+    user: &str,
+    q: u32,
+    key: Option<&str>,
+) -> Result<(QueueState, Claim), DomainError> {
+    let ctx = Ctx {
+        id: "q",
+        now: Utc::now(),
+    };
+    let cmd = QueueCommand::Claim {
+        claim_id: id.into(),
+        user_id: user.into(),
+        quantity: q,
+        idempotency_key: key.map(|k| crate::domain::IdempotencyKey {
+            key: k.to_owned(),
+            request: "the same request".into(),
+        }),
+        order: None,
+    };
+    let (events, reply) = QueueEntity::decide(s, cmd, &ctx)?;
+    let QueueReply::Claim { claim, .. } = reply else {
+        panic!("a claim reply")
+    };
+    Ok((QueueEntity::evolve(s, &events), claim))
+}
+
+/// The state after `user` cancels `claim_id`.
+fn cancel(s: &QueueState, user: &str, claim_id: &str) -> QueueState {
+    let ctx = Ctx {
+        id: "q",
+        now: Utc::now(),
+    };
+    let cmd = QueueCommand::Cancel {
+        user_id: user.into(),
+        claim_id: claim_id.into(),
+    };
+    let (events, _) = QueueEntity::decide(s, cmd, &ctx).unwrap();
+    QueueEntity::evolve(s, &events)
+}
+
+#[test]
+fn a_corrupt_snapshot_claiming_a_huge_collection_is_refused_not_allocated() {
+    // Found by `fuzz/` (journal_codec): a waitlist claiming 3.5 billion
+    // entries made imbl preallocate ~85 GB and abort the process.
+    let bytes = include_bytes!("../../../fuzz/regressions/journal_codec-imbl-preallocation");
+    assert!(codec::decode::<QueueState>(QueueEntity::VERSION, bytes).is_err());
+    // A real state still round-trips through the std collections.
+    let mut s = opened(1, 1, 5);
+    for user in ["a", "b", "c"] {
+        s = claim(&s, &format!("c-{user}"), user, 1, Some("k"))
+            .unwrap()
+            .0;
+    }
+    assert_eq!(s.waitlist.len(), 2);
+    let bytes = codec::encode(QueueEntity::VERSION, &s).unwrap();
+    assert_eq!(
+        codec::decode::<QueueState>(QueueEntity::VERSION, &bytes).unwrap(),
+        s
+    );
+}
+
+#[test]
+fn confirmed_then_waitlisted_then_sold_out() {
+    let mut s = opened(2, 1, 1);
+    for (i, want) in [
+        ClaimStatus::Confirmed,
+        ClaimStatus::Confirmed,
+        ClaimStatus::Waitlisted,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (next, c) = claim(&s, &format!("c{i}"), &format!("u{i}"), 1, None).unwrap();
+        assert_eq!(c.status, want);
+        s = next;
+    }
+    assert!(matches!(
+        claim(&s, "c9", "u9", 1, None),
+        Err(DomainError::Conflict {
+            code: "sold_out",
+            ..
+        })
+    ));
+    assert_eq!(s.confirmed, 2);
+}
+
+#[test]
+fn per_user_limit_and_idempotency() {
+    let s = opened(10, 2, 10);
+    let (s, first) = claim(&s, "a", "u", 2, Some("k1")).unwrap();
+    let (s2, again) = claim(&s, "b", "u", 2, Some("k1")).unwrap();
+    assert_eq!(again, first, "a retry answers the first decision");
+    assert_eq!(s2, s);
+    assert!(matches!(
+        claim(&s, "c", "u", 1, Some("k2")),
+        Err(DomainError::Conflict {
+            code: "limit_reached",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn cancelling_promotes_the_head_of_the_waitlist_in_order() {
+    let mut s = opened(1, 1, 10);
+    for (i, user) in ["a", "b", "c"].iter().enumerate() {
+        s = claim(&s, &format!("c{i}"), user, 1, None).unwrap().0;
+    }
+    assert_eq!(s.claims["c2"].status, ClaimStatus::Waitlisted);
+    let s = cancel(&s, "a", "c0");
+    assert_eq!(s.claims["c1"].status, ClaimStatus::Confirmed, "b first");
+    assert_eq!(s.claims["c2"].status, ClaimStatus::Waitlisted);
+    assert_eq!(s.with_position(&s.claims["c2"]).position, Some(1));
+    assert_eq!(s.confirmed, 1);
+    assert_derived_fields_match_a_full_scan(&s);
+    // Everyone told: nothing is due any more.
+    let told: Vec<_> = s
+        .claims
+        .values()
+        .map(|c| (c.id.clone(), c.status))
+        .collect();
+    let s = QueueEntity::evolve(&s, &[QueueEvent::Notified { claims: told }]);
+    assert_derived_fields_match_a_full_scan(&s);
+    assert!(!s.work_due());
+}
+
+/// `waitlisted_units` and `due` are kept by `apply`; they must equal
+/// what scanning every claim gives.
+fn assert_derived_fields_match_a_full_scan(s: &QueueState) {
+    let units: u32 = s
+        .waitlist
+        .iter()
+        .filter_map(|id| s.claims.get(id))
+        .map(|c| c.quantity)
+        .sum();
+    assert_eq!(s.waitlisted_units, units);
+    let due: imbl::OrdSet<String> = s
+        .claims
+        .values()
+        .filter(|c| s.needs_order(c) || c.notified != Some(c.status))
+        .map(|c| c.id.clone())
+        .collect();
+    assert_eq!(s.due, due);
+}
+
+#[test]
+fn derived_fields_follow_claims_cancellations_and_promotions() {
+    let mut s = opened(2, 2, 10);
+    for (i, q) in [2, 1, 2, 1].into_iter().enumerate() {
+        s = claim(&s, &format!("c{i}"), &format!("u{i}"), q, None)
+            .unwrap()
+            .0;
+        assert_derived_fields_match_a_full_scan(&s);
+    }
+    assert_eq!(s.waitlisted_units, 4);
+    let (s2, c) = claim(&s, "c9", "u9", 1, None).unwrap();
+    assert_eq!(c.position, Some(4), "a new claim is last in the waitlist");
+    assert_derived_fields_match_a_full_scan(&s2);
+    let s = cancel(&s, "u0", "c0");
+    assert_derived_fields_match_a_full_scan(&s);
+    // Strict FIFO: the head (1 unit) fits, the next (2 units) does not.
+    assert_eq!(s.confirmed, 1);
+    assert_eq!(s.waitlisted_units, 3);
+}

@@ -1,0 +1,103 @@
+//! Given/when/then tests of the user entity's decisions.
+
+use super::*;
+use crate::domain::Role;
+use chrono::Duration;
+
+fn registered(now: DateTime<Utc>) -> UserState {
+    let ctx = Ctx { id: "u1", now };
+    let cmd = UserCommand::Register {
+        email: "a@example.com".into(),
+        name: "A".into(),
+        role: Role::Customer,
+        password_hash: "h".into(),
+    };
+    let (events, _) = User::decide(&UserState::default(), cmd, &ctx).unwrap();
+    User::evolve(&UserState::default(), &events)
+}
+
+fn run(state: &UserState, cmd: UserCommand, now: DateTime<Utc>) -> (UserState, UserReply) {
+    let (events, reply) = User::decide(state, cmd, &Ctx { id: "u1", now }).unwrap();
+    (User::evolve(state, &events), reply)
+}
+
+fn start(sid: &str, expires_at: DateTime<Utc>) -> UserCommand {
+    UserCommand::StartSession {
+        sid: sid.into(),
+        refresh_jti: format!("{sid}-j"),
+        expires_at,
+    }
+}
+
+#[test]
+fn sessions_are_bounded_and_expired_ones_pruned() {
+    let now = Utc::now();
+    let mut s = registered(now);
+    s = run(&s, start("old", now + Duration::seconds(1)), now).0;
+    for i in 0..MAX_SESSIONS + 3 {
+        s = run(
+            &s,
+            start(&format!("s{i}"), now + Duration::days(1)),
+            now + Duration::seconds(2),
+        )
+        .0;
+    }
+    assert_eq!(s.sessions.len(), MAX_SESSIONS);
+    assert!(
+        s.sessions.iter().all(|x| x.sid != "old"),
+        "expired session pruned"
+    );
+    assert_eq!(
+        s.sessions.last().unwrap().sid,
+        format!("s{}", MAX_SESSIONS + 2)
+    );
+    assert_eq!(
+        s.sessions.first().unwrap().sid,
+        "s3",
+        "the oldest live sessions were ended first"
+    );
+}
+
+#[test]
+fn rotation_accepts_only_the_current_refresh_token() {
+    let now = Utc::now();
+    let s = run(&registered(now), start("s", now + Duration::days(1)), now).0;
+    let rotate = |presented: &str, new: &str| UserCommand::Rotate {
+        sid: "s".into(),
+        presented_jti: presented.into(),
+        new_jti: new.into(),
+        expires_at: now + Duration::days(2),
+    };
+    let (s2, reply) = run(&s, rotate("s-j", "j2"), now);
+    assert!(matches!(reply, UserReply::Account(_)));
+    assert_eq!(s2.sessions[0].refresh_jti, "j2");
+    let (s3, reply) = run(&s2, rotate("s-j", "j3"), now);
+    assert!(matches!(reply, UserReply::Refused));
+    assert!(
+        s3.sessions.is_empty(),
+        "reuse of an old token ends the session"
+    );
+    let later = now + Duration::days(3);
+    let (events, reply) = User::decide(
+        &s2,
+        rotate("j2", "j4"),
+        &Ctx {
+            id: "u1",
+            now: later,
+        },
+    )
+    .unwrap();
+    assert!(
+        events.is_empty() && matches!(reply, UserReply::Refused),
+        "an expired session cannot be refreshed"
+    );
+    let err = User::decide(
+        &s2,
+        UserCommand::CheckSession { sid: "s".into() },
+        &Ctx {
+            id: "u1",
+            now: later,
+        },
+    );
+    assert!(matches!(err, Err(DomainError::Unauthorized(_))));
+}
