@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Ctx, Entity};
+use super::{CallError, Ctx, Entity};
 use crate::domain::DomainError;
 
 pub const MAX_ITEMS: usize = 50;
@@ -353,6 +353,47 @@ impl Entity for CartEntity {
             CartEvent::CheckoutAbandoned { key } => state.checkouts.retain(|c| &c.key != key),
         }
     }
+}
+
+/// The typed client of cart actors: every command answers the cart as it
+/// is after it, except `BeginCheckout`, which answers the checkout. The
+/// reply enum is matched here and nowhere else.
+impl crate::actors::Registry<CartEntity> {
+    /// `cmd` (anything but `BeginCheckout`), answered with the cart after it.
+    pub async fn send(
+        &self,
+        id: &str,
+        cmd: CartCommand,
+    ) -> Result<CartState, CallError<DomainError>> {
+        match self.call(id, cmd).await? {
+            CartReply::Cart(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts checkout `key` with `orders` planned (or answers the
+    /// checkout already started under `key`).
+    pub async fn begin_checkout(
+        &self,
+        id: &str,
+        key: String,
+        request: Option<String>,
+        orders: Vec<PlannedOrder>,
+    ) -> Result<Checkout, CallError<DomainError>> {
+        let cmd = CartCommand::BeginCheckout {
+            key,
+            request,
+            orders,
+        };
+        match self.call(id, cmd).await? {
+            CartReply::Checkout(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(reply: CartReply) -> CallError<DomainError> {
+    CallError::Unavailable(format!("unexpected reply from a cart actor: {reply:?}"))
 }
 
 #[cfg(test)]

@@ -9,10 +9,9 @@ use utoipa::ToSchema;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, ClientIp, Json, Path};
 use super::state::AppState;
-use crate::actors::user::{UserCommand, UserReply};
 use crate::domain::user::{Address, AddressInput, UserView};
 use crate::domain::Role;
-use crate::service::{ServiceError, TokenPair};
+use crate::service::TokenPair;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -117,18 +116,6 @@ pub async fn get_profile(auth: Auth) -> Json<UserView> {
     Json(auth.0.view)
 }
 
-async fn user_call(s: &AppState, auth: &Auth, cmd: UserCommand) -> Result<UserReply, AppError> {
-    s.services
-        .users
-        .call(&auth.0.id, cmd)
-        .await
-        .map_err(|e| AppError::from(ServiceError::from(e)))
-}
-
-fn unexpected(reply: UserReply) -> AppError {
-    ServiceError::Unavailable(format!("unexpected reply {reply:?}")).into()
-}
-
 /// Change name or phone.
 #[utoipa::path(put, path = "/api/v1/users/profile", tag = "users", security(("bearer" = [])), request_body = ProfileUpdate,
     responses((status = 200, body = UserView), (status = 422, body = ErrorBody)))]
@@ -137,19 +124,11 @@ pub async fn update_profile(
     auth: Auth,
     Json(p): Json<ProfileUpdate>,
 ) -> Result<Json<UserView>, AppError> {
-    match user_call(
-        &s,
-        &auth,
-        UserCommand::UpdateProfile {
-            name: p.name,
-            phone: p.phone,
-        },
-    )
-    .await?
-    {
-        UserReply::Account(v) => Ok(Json(v)),
-        other => Err(unexpected(other)),
-    }
+    let view = s
+        .services
+        .update_profile(&auth.0.id, p.name, p.phone)
+        .await?;
+    Ok(Json(view))
 }
 
 /// The caller's delivery addresses.
@@ -159,10 +138,7 @@ pub async fn list_addresses(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<Address>>, AppError> {
-    match user_call(&s, &auth, UserCommand::ListAddresses).await? {
-        UserReply::Addresses(a) => Ok(Json(a)),
-        other => Err(unexpected(other)),
-    }
+    Ok(Json(s.services.addresses(&auth.0.id).await?))
 }
 
 /// Add a delivery address (the first one, or one with `is_default`, becomes the default).
@@ -173,11 +149,8 @@ pub async fn add_address(
     auth: Auth,
     Json(input): Json<AddressInput>,
 ) -> Result<(StatusCode, Json<Address>), AppError> {
-    let id = crate::service::new_id();
-    match user_call(&s, &auth, UserCommand::AddAddress { id, input }).await? {
-        UserReply::Address(a) => Ok((StatusCode::CREATED, Json(a))),
-        other => Err(unexpected(other)),
-    }
+    let address = s.services.add_address(&auth.0.id, input).await?;
+    Ok((StatusCode::CREATED, Json(address)))
 }
 
 /// Replace a delivery address.
@@ -190,10 +163,9 @@ pub async fn update_address(
     Path(id): Path<String>,
     Json(input): Json<AddressInput>,
 ) -> Result<Json<Address>, AppError> {
-    match user_call(&s, &auth, UserCommand::UpdateAddress { id, input }).await? {
-        UserReply::Address(a) => Ok(Json(a)),
-        other => Err(unexpected(other)),
-    }
+    Ok(Json(
+        s.services.update_address(&auth.0.id, id, input).await?,
+    ))
 }
 
 /// Delete a delivery address (if it was the default, the oldest remaining one becomes the default).
@@ -204,7 +176,7 @@ pub async fn delete_address(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    user_call(&s, &auth, UserCommand::RemoveAddress { id }).await?;
+    s.services.remove_address(&auth.0.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

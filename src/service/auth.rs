@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::{new_id, ServiceError, Services};
 use crate::actors::email::EmailCommand;
-use crate::actors::user::{UserCommand, UserReply};
+use crate::actors::user::Rotation;
 use crate::auth::TokenType;
 use crate::domain::user::{check_password, check_self_assigned_role, normalize_email, UserView};
 use crate::domain::{check_text, Caller, DomainError, Role};
@@ -57,10 +57,6 @@ fn invalid_token(why: crate::auth::jwt::TokenError) -> ServiceError {
     DomainError::Unauthorized("invalid token".into()).into()
 }
 
-fn unexpected(reply: UserReply) -> ServiceError {
-    ServiceError::Unavailable(format!("unexpected reply from user entity: {reply:?}"))
-}
-
 impl Services {
     /// Creates an account. The email claim is the commit point: of many
     /// concurrent registrations of one email exactly one wins.
@@ -99,22 +95,10 @@ impl Services {
         let user_id = new_id();
         // The user stream is written first and is unreachable until the
         // email claim below succeeds; a loser leaves an inert stream.
-        let view = match self
+        let view = self
             .users
-            .call(
-                &user_id,
-                UserCommand::Register {
-                    email: email.clone(),
-                    name,
-                    role,
-                    password_hash,
-                },
-            )
-            .await?
-        {
-            UserReply::Account(v) => v,
-            other => return Err(unexpected(other)),
-        };
+            .register(&user_id, email.clone(), name, role, password_hash)
+            .await?;
         self.emails
             .call(
                 &email,
@@ -135,14 +119,7 @@ impl Services {
         let email = normalize_email(email)?;
         check_password(password, &email)?;
         match self.emails.call(&email, EmailCommand::Lookup).await? {
-            Some(user_id) => match self
-                .users
-                .call(&user_id, UserCommand::SetRole(Role::Admin))
-                .await?
-            {
-                UserReply::Account(v) => Ok(v),
-                other => Err(unexpected(other)),
-            },
+            Some(user_id) => Ok(self.users.set_role(&user_id, Role::Admin).await?),
             None => {
                 self.create_account(email, password, "Administrator".into(), Role::Admin)
                     .await
@@ -166,10 +143,7 @@ impl Services {
             return Err(invalid_credentials());
         };
         let account = match self.emails.call(&email, EmailCommand::Lookup).await? {
-            Some(user_id) => match self.users.call(&user_id, UserCommand::Credentials).await? {
-                UserReply::Credentials(a) => Some(a),
-                other => return Err(unexpected(other)),
-            },
+            Some(user_id) => Some(self.users.credentials(&user_id).await?),
             None => None,
         };
         let hash = account.as_ref().map(|a| a.password_hash.clone());
@@ -183,13 +157,11 @@ impl Services {
             uuid::Uuid::new_v4().to_string(),
         );
         self.users
-            .call(
+            .start_session(
                 &account.id,
-                UserCommand::StartSession {
-                    sid: sid.clone(),
-                    refresh_jti: jti.clone(),
-                    expires_at: now + self.jwt.refresh_ttl,
-                },
+                sid.clone(),
+                jti.clone(),
+                now + self.jwt.refresh_ttl,
             )
             .await?;
         Ok(self.token_pair(&account.id, account.role, &sid, &jti, now))
@@ -204,16 +176,14 @@ impl Services {
             .map_err(invalid_token)?;
         let now = Utc::now();
         let new_jti = uuid::Uuid::new_v4().to_string();
-        let reply = self
+        let rotation = self
             .users
-            .call(
+            .rotate(
                 &claims.sub,
-                UserCommand::Rotate {
-                    sid: claims.sid.clone(),
-                    presented_jti: claims.jti,
-                    new_jti: new_jti.clone(),
-                    expires_at: now + self.jwt.refresh_ttl,
-                },
+                claims.sid.clone(),
+                claims.jti,
+                new_jti.clone(),
+                now + self.jwt.refresh_ttl,
             )
             .await
             .map_err(|e| match ServiceError::from(e) {
@@ -222,25 +192,17 @@ impl Services {
                 }
                 other => other,
             })?;
-        match reply {
-            UserReply::Account(v) => Ok(self.token_pair(&v.id, v.role, &claims.sid, &new_jti, now)),
-            UserReply::Refused => {
+        match rotation {
+            Rotation::Rotated(v) => Ok(self.token_pair(&v.id, v.role, &claims.sid, &new_jti, now)),
+            Rotation::Refused => {
                 Err(DomainError::Unauthorized("the refresh token is no longer valid".into()).into())
             }
-            other => Err(unexpected(other)),
         }
     }
 
     /// Ends the caller's session: its access and refresh tokens stop working.
     pub async fn logout(&self, user: &AuthUser) -> Result<(), ServiceError> {
-        self.users
-            .call(
-                &user.id,
-                UserCommand::EndSession {
-                    sid: user.sid.clone(),
-                },
-            )
-            .await?;
+        self.users.end_session(&user.id, user.sid.clone()).await?;
         Ok(())
     }
 
@@ -258,19 +220,8 @@ impl Services {
             .into());
         }
         self.exists(&self.users, user_id, "user").await?;
-        match self
-            .users
-            .call(
-                user_id,
-                UserCommand::EndAllSessions {
-                    reason: format!("ended by admin {}", caller.user_id),
-                },
-            )
-            .await?
-        {
-            UserReply::Account(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        let reason = format!("ended by admin {}", caller.user_id);
+        Ok(self.users.end_all_sessions(user_id, reason).await?)
     }
 
     /// The user an access token names, checking only the token itself (not
@@ -292,25 +243,17 @@ impl Services {
         if uuid::Uuid::try_parse(&claims.sub).is_err() {
             return Err(DomainError::Unauthorized("unknown user".into()).into());
         }
-        match self
+        let view = self
             .users
-            .call(
-                &claims.sub,
-                UserCommand::CheckSession {
-                    sid: claims.sid.clone(),
-                },
-            )
-            .await?
-        {
-            UserReply::Account(view) => Ok(AuthUser {
-                id: view.id.clone(),
-                role: view.role,
-                sid: claims.sid,
-                view,
-                expires_at: claims.exp,
-            }),
-            other => Err(unexpected(other)),
-        }
+            .check_session(&claims.sub, claims.sid.clone())
+            .await?;
+        Ok(AuthUser {
+            id: view.id.clone(),
+            role: view.role,
+            sid: claims.sid,
+            view,
+            expires_at: claims.exp,
+        })
     }
 
     fn token_pair(
@@ -391,25 +334,20 @@ impl Services {
         let Some(user_id) = self.emails.call(&email, EmailCommand::Lookup).await? else {
             return Ok(());
         };
-        let account = match self.users.call(&user_id, UserCommand::Credentials).await? {
-            UserReply::Credentials(a) => a,
-            other => return Err(unexpected(other)),
-        };
+        let account = self.users.credentials(&user_id).await?;
         // 6 digits from 122 random bits.
         let code = format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
         let now = Utc::now();
-        let reply = self
+        let requested = self
             .users
-            .call(
+            .request_reset(
                 &user_id,
-                UserCommand::RequestReset {
-                    code_hash: self.reset_hash(&user_id, &code),
-                    expires_at: now + self.reset.ttl,
-                    max_per_day: self.reset.max_per_day,
-                },
+                self.reset_hash(&user_id, &code),
+                now + self.reset.ttl,
+                self.reset.max_per_day,
             )
             .await?;
-        if let UserReply::Done = reply {
+        if requested {
             let (subject, body) = crate::mail::templates::password_reset(
                 &account.name,
                 &code,
@@ -459,20 +397,14 @@ impl Services {
         let Some(user_id) = user_id else {
             return Err(invalid());
         };
+        let code_hash = self.reset_hash(&user_id, code);
         match self
             .users
-            .call(
-                &user_id,
-                UserCommand::ResetPassword {
-                    code_hash: self.reset_hash(&user_id, code),
-                    password_hash,
-                    max_attempts: self.reset.max_attempts,
-                },
-            )
+            .reset_password(&user_id, code_hash, password_hash, self.reset.max_attempts)
             .await
         {
-            Ok(UserReply::Done) => Ok(()),
-            Ok(_) | Err(crate::actors::CallError::Rejected(DomainError::Conflict { .. })) => {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(crate::actors::CallError::Rejected(DomainError::Conflict { .. })) => {
                 Err(invalid())
             }
             Err(e) => Err(e.into()),

@@ -8,10 +8,9 @@ use utoipa::ToSchema;
 
 use super::conflict;
 use super::{new_id, ServiceError, Services};
-use crate::actors::cart::{CartCommand, CartItem, CartReply, CartState, SavedCart};
+use crate::actors::cart::{CartCommand, CartItem, CartState, SavedCart};
 use crate::actors::coupon::{normalize_code, CouponCommand, CouponEntity};
 use crate::actors::entity::stream_id;
-use crate::actors::user::{UserCommand, UserReply};
 use crate::domain::catalog::{Product, Shop};
 use crate::domain::pricing::{
     haversine_km, shipping_fee, subtotal, total_weight, totals, Line, Totals,
@@ -58,22 +57,7 @@ pub(super) struct Priced {
     pub(super) products: Vec<Product>,
 }
 
-pub(super) fn cart_state(r: CartReply) -> CartState {
-    match r {
-        CartReply::Cart(c) => c,
-        CartReply::Checkout(_) => CartState::default(),
-    }
-}
-
 impl Services {
-    pub(super) async fn cart(
-        &self,
-        user_id: &str,
-        cmd: CartCommand,
-    ) -> Result<CartReply, ServiceError> {
-        Ok(self.carts.call(user_id, cmd).await?)
-    }
-
     pub(super) async fn price(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
         let mut lines = Vec::with_capacity(items.len());
         let mut products = Vec::with_capacity(items.len());
@@ -106,10 +90,7 @@ impl Services {
         user_id: &str,
         address_id: Option<&str>,
     ) -> Result<Option<Address>, ServiceError> {
-        let list = match self.users.call(user_id, UserCommand::ListAddresses).await? {
-            UserReply::Addresses(a) => a,
-            _ => vec![],
-        };
+        let list = self.users.addresses(user_id).await?;
         match address_id {
             Some(id) => list
                 .into_iter()
@@ -232,7 +213,7 @@ impl Services {
     }
 
     pub async fn get_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
-        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let cart = self.carts.send(user_id, CartCommand::Get).await?;
         self.view(user_id, &cart, None).await
     }
 
@@ -242,7 +223,7 @@ impl Services {
         address_id: Option<&str>,
     ) -> Result<CartView, ServiceError> {
         let address = self.address(user_id, address_id).await?;
-        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let cart = self.carts.send(user_id, CartCommand::Get).await?;
         self.view(user_id, &cart, address.as_ref()).await
     }
 
@@ -262,7 +243,7 @@ impl Services {
                 format!("{} is no longer sold", product.name),
             ));
         }
-        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let cart = self.carts.send(user_id, CartCommand::Get).await?;
         let current = cart
             .items
             .iter()
@@ -286,16 +267,16 @@ impl Services {
                 format!("only {} of {} left", product.stock, product.name),
             ));
         }
-        let cart = cart_state(
-            self.cart(
+        let cart = self
+            .carts
+            .send(
                 user_id,
                 CartCommand::SetItem {
                     product_id: product_id.to_owned(),
                     quantity: wanted,
                 },
             )
-            .await?,
-        );
+            .await?;
         self.view(user_id, &cart, None).await
     }
 
@@ -304,20 +285,20 @@ impl Services {
         user_id: &str,
         product_id: &str,
     ) -> Result<CartView, ServiceError> {
-        let cart = cart_state(
-            self.cart(
+        let cart = self
+            .carts
+            .send(
                 user_id,
                 CartCommand::RemoveItem {
                     product_id: product_id.to_owned(),
                 },
             )
-            .await?,
-        );
+            .await?;
         self.view(user_id, &cart, None).await
     }
 
     pub async fn clear_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
-        let cart = cart_state(self.cart(user_id, CartCommand::Clear).await?);
+        let cart = self.carts.send(user_id, CartCommand::Clear).await?;
         self.view(user_id, &cart, None).await
     }
 
@@ -326,7 +307,7 @@ impl Services {
         if self.store.head(&stream_id::<CouponEntity>(&code)).await? == 0 {
             return Err(DomainError::NotFound("coupon").into());
         }
-        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let cart = self.carts.send(user_id, CartCommand::Get).await?;
         let coupon = self.coupons.call(&code, CouponCommand::Get).await?.coupon;
         let priced = self.price(&cart.items).await?;
         let eligible: Vec<Line> = priced
@@ -350,24 +331,24 @@ impl Services {
                 },
             )
             .await?;
-        let cart = cart_state(
-            self.cart(user_id, CartCommand::ApplyCoupon { code })
-                .await?,
-        );
+        let cart = self
+            .carts
+            .send(user_id, CartCommand::ApplyCoupon { code })
+            .await?;
         self.view(user_id, &cart, None).await
     }
 
     pub async fn remove_coupon(&self, user_id: &str) -> Result<CartView, ServiceError> {
-        let cart = cart_state(self.cart(user_id, CartCommand::RemoveCoupon).await?);
+        let cart = self.carts.send(user_id, CartCommand::RemoveCoupon).await?;
         self.view(user_id, &cart, None).await
     }
 
     pub async fn save_cart(&self, user_id: &str) -> Result<SavedCart, ServiceError> {
         let id = new_id();
-        let cart = cart_state(
-            self.cart(user_id, CartCommand::Save { id: id.clone() })
-                .await?,
-        );
+        let cart = self
+            .carts
+            .send(user_id, CartCommand::Save { id: id.clone() })
+            .await?;
         Ok(cart
             .saved
             .into_iter()
@@ -376,14 +357,14 @@ impl Services {
     }
 
     pub async fn saved_carts(&self, user_id: &str) -> Result<Vec<SavedCart>, ServiceError> {
-        Ok(cart_state(self.cart(user_id, CartCommand::Get).await?).saved)
+        Ok(self.carts.send(user_id, CartCommand::Get).await?.saved)
     }
 
     pub async fn restore_cart(&self, user_id: &str, id: &str) -> Result<CartView, ServiceError> {
-        let cart = cart_state(
-            self.cart(user_id, CartCommand::Restore { id: id.to_owned() })
-                .await?,
-        );
+        let cart = self
+            .carts
+            .send(user_id, CartCommand::Restore { id: id.to_owned() })
+            .await?;
         self.view(user_id, &cart, None).await
     }
 

@@ -7,11 +7,9 @@
 
 use chrono::Utc;
 
-use super::cart::cart_state;
 use super::conflict;
-use super::orders::order_reply;
 use super::{new_id, ServiceError, Services};
-use crate::actors::cart::{CartCommand, CartItem, CartReply, PlannedOrder};
+use crate::actors::cart::{CartCommand, CartItem, PlannedOrder};
 use crate::actors::coupon::CouponCommand;
 use crate::actors::order::OrderCommand;
 use crate::actors::product::ProductCommand;
@@ -47,7 +45,7 @@ impl Services {
             Some(k) => (k.key, Some(k.request)),
             None => (new_id(), None),
         };
-        let cart = cart_state(self.cart(&caller.user_id, CartCommand::Get).await?);
+        let cart = self.carts.send(&caller.user_id, CartCommand::Get).await?;
         let planned_priced = self.price(&cart.items).await?;
         let mut shops: Vec<String> = planned_priced
             .lines
@@ -63,30 +61,14 @@ impl Services {
                 order_id: new_id(),
             })
             .collect();
-        let checkout = match self
-            .cart(
-                &caller.user_id,
-                CartCommand::BeginCheckout {
-                    key: key.clone(),
-                    request,
-                    orders: plan,
-                },
-            )
-            .await?
-        {
-            CartReply::Checkout(c) => c,
-            CartReply::Cart(_) => {
-                return Err(ServiceError::Unavailable("unexpected cart reply".into()))
-            }
-        };
+        let checkout = self
+            .carts
+            .begin_checkout(&caller.user_id, key.clone(), request, plan)
+            .await?;
         if checkout.completed {
             let mut orders = Vec::new();
             for p in &checkout.orders {
-                orders.push(order_reply(
-                    self.orders
-                        .call(&p.order_id, OrderCommand::Get { caller: None })
-                        .await?,
-                ));
+                orders.push(self.orders.get(&p.order_id).await?);
             }
             return Ok(orders);
         }
@@ -102,7 +84,8 @@ impl Services {
             .await;
         match placed {
             Ok(orders) => {
-                self.cart(&caller.user_id, CartCommand::CompleteCheckout { key })
+                self.carts
+                    .send(&caller.user_id, CartCommand::CompleteCheckout { key })
                     .await?;
                 Ok(orders)
             }
@@ -120,7 +103,8 @@ impl Services {
                     .await
                 {
                     let _ = self
-                        .cart(&caller.user_id, CartCommand::AbandonCheckout { key })
+                        .carts
+                        .send(&caller.user_id, CartCommand::AbandonCheckout { key })
                         .await;
                 }
                 Err(e)
@@ -194,7 +178,7 @@ impl Services {
     /// stopped mid-way): completed if every order was placed, otherwise
     /// undone.
     pub async fn resolve_open_checkout(&self, user_id: &str) -> Result<(), ServiceError> {
-        let cart = cart_state(self.cart(user_id, CartCommand::Get).await?);
+        let cart = self.carts.send(user_id, CartCommand::Get).await?;
         let Some(open) = cart.checkouts.iter().find(|c| !c.completed) else {
             return Ok(());
         };
@@ -206,13 +190,15 @@ impl Services {
         }
         let key = open.key.clone();
         if placed == open.orders.len() {
-            self.cart(user_id, CartCommand::CompleteCheckout { key })
+            self.carts
+                .send(user_id, CartCommand::CompleteCheckout { key })
                 .await?;
         } else if self
             .undo_checkout(&open.items, open.coupon.as_deref(), &open.orders)
             .await
         {
-            self.cart(user_id, CartCommand::AbandonCheckout { key })
+            self.carts
+                .send(user_id, CartCommand::AbandonCheckout { key })
                 .await?;
         } else {
             return Err(ServiceError::Unavailable(
@@ -262,11 +248,7 @@ impl Services {
         // (its release already happened) must not hold anything again.
         for (order_id, ..) in &planned {
             if self.order_exists(order_id).await.is_ok() {
-                let o = order_reply(
-                    self.orders
-                        .call(order_id, OrderCommand::Get { caller: None })
-                        .await?,
-                );
+                let o = self.orders.get(order_id).await?;
                 if o.status != OrderStatus::PendingPayment {
                     return Err(conflict(
                         "checkout_expired",
@@ -330,16 +312,7 @@ impl Services {
                 },
                 now,
             );
-            orders.push(order_reply(
-                self.orders
-                    .call(
-                        &order_id,
-                        OrderCommand::Place {
-                            order: Box::new(order),
-                        },
-                    )
-                    .await?,
-            ));
+            orders.push(self.orders.place(order).await?);
         }
         Ok(orders)
     }

@@ -6,10 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::queues::status_of;
 use super::{new_id, ServiceError, Services};
 use crate::actors::product::ProductCommand;
-use crate::actors::queue::{QueueCommand, QueueConfig, QueueKind, QueueStatus};
+use crate::actors::queue::{QueueConfig, QueueKind, QueueStatus};
 use crate::domain::{Caller, DomainError, Role};
 
 /// The product hold that is a flash sale's reserve.
@@ -119,9 +118,9 @@ impl Services {
             closes_at: input.closes_at,
             max_waitlist: self.burst.max_waitlist,
         };
-        let opened = self.queues.call(&id, QueueCommand::Open(config)).await;
+        let opened = self.queues.open(&id, config).await;
         let status = match opened {
-            Ok(reply) => status_of(reply)?,
+            Ok(status) => status,
             Err(e) => {
                 // The sale never opened: its reserve goes back (nobody saw it).
                 let release = ProductCommand::Release {
@@ -137,7 +136,7 @@ impl Services {
     /// `GET /flash-sales/{id}`.
     pub async fn flash_sale(&self, id: &str) -> Result<FlashSaleView, ServiceError> {
         self.exists(&self.queues, id, "flash sale").await?;
-        let status = status_of(self.queues.call(id, QueueCommand::Status).await?)?;
+        let status = self.queues.status(id).await?;
         if status.config.kind != QueueKind::FlashSale {
             return Err(DomainError::NotFound("flash sale").into());
         }

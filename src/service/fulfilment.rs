@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::orders::order_reply;
 use super::{ServiceError, Services};
 use crate::actors::coupon::CouponCommand;
 use crate::actors::order::{timer_order, OrderCommand, PaymentReport, TIMERS_TABLE};
 use crate::actors::product::ProductCommand;
-use crate::actors::user::UserCommand;
 use crate::domain::notification::notifications_for;
 use crate::domain::order::{next_action, Action, Step, StockStatus};
 use crate::payments::{ProviderError, RemoteStatus};
@@ -33,11 +31,7 @@ impl Services {
 
     /// One due action of order `id`; whether there was one.
     pub(super) async fn advance_once(&self, id: &str) -> Result<bool, ServiceError> {
-        let order = order_reply(
-            self.orders
-                .call(id, OrderCommand::Get { caller: None })
-                .await?,
-        );
+        let order = self.orders.get(id).await?;
         let Some((due, action)) = next_action(&order) else {
             return Ok(false);
         };
@@ -86,12 +80,7 @@ impl Services {
                     }
                 }
                 self.queues
-                    .call(
-                        &claim.queue_id,
-                        crate::actors::queue::QueueCommand::Expire {
-                            claim_id: claim.claim_id.clone(),
-                        },
-                    )
+                    .expire(&claim.queue_id, claim.claim_id.clone())
                     .await?;
                 self.advance_queue(&claim.queue_id).await?;
                 OrderCommand::StockReleased
@@ -146,9 +135,7 @@ impl Services {
             Action::Notify => {
                 for index in order.notified as usize..order.timeline.len() {
                     for (to, notification) in notifications_for(&order, index) {
-                        self.users
-                            .call(&to, UserCommand::Notify(notification))
-                            .await?;
+                        self.users.notify(&to, notification).await?;
                     }
                 }
                 OrderCommand::NotificationsSent {

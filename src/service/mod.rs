@@ -18,6 +18,7 @@ pub mod payments;
 pub mod queue_work;
 pub mod queues;
 pub mod tracking;
+pub mod users;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use super::{new_id, ServiceError, Services};
-use crate::actors::user::{UserCommand, UserReply, USERS_BY_ROLE};
+use crate::actors::user::USERS_BY_ROLE;
 use crate::domain::notification::{MailPrefs, Notification};
 use crate::domain::{check_text, Caller, DomainError, Role};
 
@@ -24,7 +24,7 @@ impl Services {
     ) -> Result<(), ServiceError> {
         let results: Vec<Result<(), ServiceError>> = futures_util::stream::iter(items)
             .map(|(user_id, n)| async move {
-                self.users.call(&user_id, UserCommand::Notify(n)).await?;
+                self.users.notify(&user_id, n).await?;
                 Ok(())
             })
             .buffer_unordered(concurrency.max(1))
@@ -34,8 +34,7 @@ impl Services {
     }
 
     pub async fn mark_all_read(&self, user_id: &str) -> Result<(), ServiceError> {
-        self.users.call(user_id, UserCommand::MarkAllRead).await?;
-        Ok(())
+        Ok(self.users.mark_all_read(user_id).await?)
     }
 
     pub async fn mail_prefs(
@@ -43,14 +42,10 @@ impl Services {
         user_id: &str,
         set: Option<MailPrefs>,
     ) -> Result<MailPrefs, ServiceError> {
-        let cmd = match set {
-            Some(p) => UserCommand::SetMailPrefs(p),
-            None => UserCommand::GetMailPrefs,
-        };
-        match self.users.call(user_id, cmd).await? {
-            UserReply::MailPrefs(p) => Ok(p),
-            _ => Err(ServiceError::Unavailable("unexpected reply".into())),
-        }
+        Ok(match set {
+            Some(p) => self.users.set_mail_prefs(user_id, p).await?,
+            None => self.users.mail_prefs(user_id).await?,
+        })
     }
 
     /// An admin's message to every user with `role` (everyone when
@@ -117,13 +112,9 @@ impl Services {
         &self,
         user_id: &str,
     ) -> Result<(Vec<Notification>, usize), ServiceError> {
-        match self.users.call(user_id, UserCommand::Notifications).await? {
-            UserReply::Notifications(items) => {
-                let unread = items.iter().filter(|n| !n.read).count();
-                Ok((items, unread))
-            }
-            _ => Err(ServiceError::Unavailable("unexpected reply".into())),
-        }
+        let items = self.users.notifications(user_id).await?;
+        let unread = items.iter().filter(|n| !n.read).count();
+        Ok((items, unread))
     }
 
     pub async fn mark_notification_read(
@@ -131,9 +122,6 @@ impl Services {
         user_id: &str,
         id: &str,
     ) -> Result<(), ServiceError> {
-        self.users
-            .call(user_id, UserCommand::MarkRead { id: id.to_owned() })
-            .await?;
-        Ok(())
+        Ok(self.users.mark_read(user_id, id.to_owned()).await?)
     }
 }

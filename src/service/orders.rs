@@ -9,9 +9,7 @@ use utoipa::ToSchema;
 
 use super::catalog::{decode_cursor, encode_cursor, Page};
 use super::{ServiceError, Services};
-use crate::actors::order::{
-    OrderCommand, OrderEntity, OrderReply, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP,
-};
+use crate::actors::order::{OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP};
 use crate::actors::Entity;
 use crate::domain::order::{next_action, Order, PaymentStatus, Step};
 use crate::domain::Caller;
@@ -26,12 +24,6 @@ pub struct RevenueDay {
     pub revenue: u64,
 }
 
-pub(super) fn order_reply(r: OrderReply) -> Order {
-    match r {
-        OrderReply::Order(o) | OrderReply::Duplicate(o) => *o,
-    }
-}
-
 impl Services {
     pub(crate) async fn order_exists(&self, id: &str) -> Result<(), ServiceError> {
         self.exists(&self.orders, id, "order").await
@@ -39,16 +31,7 @@ impl Services {
 
     pub async fn get_order(&self, caller: &Caller, id: &str) -> Result<Order, ServiceError> {
         self.order_exists(id).await?;
-        Ok(order_reply(
-            self.orders
-                .call(
-                    id,
-                    OrderCommand::Get {
-                        caller: Some(caller.clone()),
-                    },
-                )
-                .await?,
-        ))
+        Ok(self.orders.get_for(id, caller).await?)
     }
 
     /// A person's lifecycle step; follow-up work (stock, refunds) starts at once.
@@ -60,28 +43,13 @@ impl Services {
         reason: Option<String>,
     ) -> Result<Order, ServiceError> {
         self.order_exists(id).await?;
-        let order = order_reply(
-            self.orders
-                .call(
-                    id,
-                    OrderCommand::Act {
-                        caller: caller.clone(),
-                        step,
-                        reason,
-                    },
-                )
-                .await?,
-        );
+        let order = self.orders.act(id, caller, step, reason).await?;
         if let Some((due, _)) = next_action(&order) {
             if due <= Utc::now() {
                 if let Err(e) = self.advance_order(id).await {
                     tracing::warn!(order = %id, error = %e, "follow-up deferred to the scheduler");
                 }
-                return Ok(order_reply(
-                    self.orders
-                        .call(id, OrderCommand::Get { caller: None })
-                        .await?,
-                ));
+                return Ok(self.orders.get(id).await?);
             }
         }
         Ok(order)

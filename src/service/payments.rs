@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ServiceError, Services};
-use crate::actors::order::{OrderCommand, OrderReply, PaymentReport, PAYMENT_REFS};
+use crate::actors::order::{PaymentReport, PAYMENT_REFS};
 use crate::domain::order::{next_action, OrderStatus, Payment, PaymentStatus};
 use crate::domain::DomainError;
 use crate::payments::{NewPayment, ProviderError};
@@ -103,13 +103,10 @@ impl Services {
             amount: event.amount,
             paid: event.paid,
         };
-        let (status, order) = match self
-            .orders
-            .call(&order_id, OrderCommand::Payment(report))
-            .await?
-        {
-            OrderReply::Duplicate(o) => ("duplicate", *o),
-            OrderReply::Order(o) => ("processed", *o),
+        let applied = self.orders.report_payment(&order_id, report).await?;
+        let (status, order) = match applied.duplicate {
+            true => ("duplicate", applied.order),
+            false => ("processed", applied.order),
         };
         if next_action(&order).is_some_and(|(due, _)| due <= Utc::now()) {
             let _ = self.advance_order(&order.id).await;

@@ -9,13 +9,12 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::flash_sales::sale_hold;
-use super::queues::status_of;
 use super::{ServiceError, Services};
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderCommand;
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{
-    Claim, ClaimStatus, QueueCommand, QueueConfig, QueueEntity, QueueKind, QueueReply, QueueStatus,
+    Claim, ClaimStatus, PendingWork, QueueConfig, QueueEntity, QueueKind, QueueStatus,
 };
 use crate::actors::shop::ShopCommand;
 use crate::domain::notification::Notification;
@@ -50,7 +49,7 @@ impl Services {
             tokio::time::sleep(Duration::from_millis(100)).await;
             // A decision after this point schedules the next publication.
             bursts.counters.remove(&id);
-            let Ok(Ok(status)) = queues.call(&id, QueueCommand::Status).await.map(status_of) else {
+            let Ok(status) = queues.status(&id).await else {
                 return;
             };
             if let Ok(head) = store.head(&stream_id::<QueueEntity>(&id)).await {
@@ -63,30 +62,17 @@ impl Services {
     /// results, a page at a time.
     pub async fn advance_queue(&self, queue_id: &str) -> Result<(), ServiceError> {
         for _ in 0..64 {
-            let QueueReply::Pending {
+            let PendingWork {
                 config,
                 orders,
                 notify,
-            } = self
-                .queues
-                .call(queue_id, QueueCommand::Pending { limit: 256 })
-                .await?
-            else {
-                return Err(ServiceError::Unavailable("unexpected reply".into()));
-            };
+            } = self.queues.pending(queue_id, 256).await?;
             if orders.is_empty() && notify.is_empty() {
                 return Ok(());
             }
             for claim in &orders {
                 self.place_claim_order(&config, claim).await?;
-                self.queues
-                    .call(
-                        queue_id,
-                        QueueCommand::OrderPlaced {
-                            claim_id: claim.id.clone(),
-                        },
-                    )
-                    .await?;
+                self.queues.order_placed(queue_id, claim.id.clone()).await?;
             }
             let told: Vec<(String, ClaimStatus)> =
                 notify.iter().map(|c| (c.id.clone(), c.status)).collect();
@@ -99,9 +85,7 @@ impl Services {
             )
             .await?;
             if !told.is_empty() {
-                self.queues
-                    .call(queue_id, QueueCommand::Notified { claims: told })
-                    .await?;
+                self.queues.notified(queue_id, told).await?;
             }
         }
         Ok(())

@@ -18,7 +18,7 @@ use super::{new_id, ServiceError, Services};
 use crate::actors::course::CourseCommand;
 use crate::actors::order::OrderCommand;
 use crate::actors::queue::{
-    Claim, ClaimOrder, ClaimStatus, QueueCommand, QueueConfig, QueueKind, QueueReply, QueueStatus,
+    Claim, ClaimDecision, ClaimOrder, ClaimStatus, NewClaim, QueueConfig, QueueKind, QueueStatus,
     CLAIMS_BY_QUEUE, CLAIMS_BY_USER,
 };
 use crate::actors::CallError;
@@ -107,14 +107,6 @@ pub(super) fn one() -> u32 {
     1
 }
 
-pub(super) fn status_of(reply: QueueReply) -> Result<QueueStatus, ServiceError> {
-    match reply {
-        QueueReply::Status(s) => Ok(s),
-        QueueReply::Claim { status, .. } => Ok(*status),
-        QueueReply::Pending { .. } => Err(ServiceError::Unavailable("unexpected reply".into())),
-    }
-}
-
 impl Services {
     /// `GET /courses/{id}/seats`: the course's counters (all seats free
     /// before its first enrollment opens its queue; reading opens nothing).
@@ -122,7 +114,7 @@ impl Services {
         let (capacity, confirmed, remaining, waitlisted) =
             match self.exists(&self.queues, id, "course").await {
                 Ok(()) => {
-                    let s = status_of(self.queues.call(id, QueueCommand::Status).await?)?;
+                    let s = self.queues.status(id).await?;
                     if s.config.kind != QueueKind::Course {
                         return Err(DomainError::NotFound("course").into());
                     }
@@ -174,14 +166,10 @@ impl Services {
         }
         let status = if course {
             let config = self.course_queue(queue_id).await?;
-            status_of(
-                self.queues
-                    .call(queue_id, QueueCommand::Open(config))
-                    .await?,
-            )?
+            self.queues.open(queue_id, config).await?
         } else {
             self.exists(&self.queues, queue_id, "flash sale").await?;
-            status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?
+            self.queues.status(queue_id).await?
         };
         if self.bursts.configs.len() < 100_000 {
             self.bursts
@@ -263,24 +251,19 @@ impl Services {
         } else {
             None
         };
-        let decided = self
-            .queues
-            .call(
-                queue_id,
-                QueueCommand::Claim {
-                    claim_id: new_id(),
-                    user_id: caller.user_id.clone(),
-                    quantity: req.quantity,
-                    idempotency_key,
-                    order,
-                },
-            )
-            .await;
+        let new = NewClaim {
+            claim_id: new_id(),
+            user_id: caller.user_id.clone(),
+            quantity: req.quantity,
+            idempotency_key,
+            order,
+        };
+        let decided = self.queues.claim(queue_id, new).await;
         // Every claim the queue decided counts, refusals included: they are
         // what a burst is made of.
         if matches!(
             &decided,
-            Ok(QueueReply::Claim {
+            Ok(ClaimDecision {
                 replayed: false,
                 ..
             }) | Err(CallError::Rejected(DomainError::Conflict { .. }))
@@ -291,15 +274,11 @@ impl Services {
                 .journal_commits_per_claim
                 .set(self.metrics.journal_commits.get() as f64 / claims.max(1.0));
         }
-        let reply = decided?;
-        let QueueReply::Claim {
+        let ClaimDecision {
             claim,
             replayed,
             status,
-        } = reply
-        else {
-            return Err(ServiceError::Unavailable("unexpected reply".into()));
-        };
+        } = decided?;
         if !replayed {
             self.publish_counters(queue_id);
             self.kick_queue_worker();
@@ -320,19 +299,11 @@ impl Services {
         claim_id: &str,
     ) -> Result<Claim, ServiceError> {
         self.queue_of_kind(kind, queue_id).await?;
-        let reply = self
+        let claim = self
             .queues
-            .call(
-                queue_id,
-                QueueCommand::Cancel {
-                    user_id: caller.user_id.clone(),
-                    claim_id: claim_id.to_owned(),
-                },
-            )
-            .await?;
-        let QueueReply::Claim { claim, .. } = reply else {
-            return Err(ServiceError::Unavailable("unexpected reply".into()));
-        };
+            .cancel(queue_id, caller.user_id.clone(), claim_id.to_owned())
+            .await?
+            .claim;
         // A cancelled flash-sale claim whose order exists: cancel the order
         // too (its units go back to the sale).
         if claim.order_placed && claim.status == ClaimStatus::Cancelled {
@@ -365,7 +336,7 @@ impl Services {
             QueueKind::FlashSale => "flash sale",
         };
         self.exists(&self.queues, queue_id, what).await?;
-        let status = status_of(self.queues.call(queue_id, QueueCommand::Status).await?)?;
+        let status = self.queues.status(queue_id).await?;
         if status.config.kind != kind {
             return Err(DomainError::NotFound(what).into());
         }

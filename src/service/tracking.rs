@@ -20,9 +20,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ServiceError, Services};
-use crate::actors::order::{OrderCommand, OrderReply};
+use crate::actors::order::OrderCommand;
 use crate::actors::shipper::{Shipper, ShipperCommand};
-use crate::domain::order::Order;
 use crate::domain::pricing::haversine_km;
 use crate::domain::shipping::{check_fix, Fix, Freshness, Geofence, Ignored, Live, Position};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
@@ -190,12 +189,6 @@ impl Tracker {
     }
 }
 
-fn order_of(reply: OrderReply) -> Order {
-    match reply {
-        OrderReply::Order(o) | OrderReply::Duplicate(o) => *o,
-    }
-}
-
 pub(super) fn shipper_only(user: &Caller) -> Result<(), ServiceError> {
     if user.role == Role::Shipper {
         Ok(())
@@ -286,11 +279,7 @@ impl Services {
             }
         };
         if let Some(order_id) = active {
-            let o = order_of(
-                self.orders
-                    .call(&order_id, OrderCommand::Get { caller: None })
-                    .await?,
-            );
+            let o = self.orders.get(&order_id).await?;
             if let Some(mut slot) = self.tracker.slots.get_mut(shipper_id) {
                 if slot.shipper.active_order.as_deref() == Some(order_id.as_str()) {
                     slot.target = Some(Target {
@@ -530,11 +519,7 @@ impl Services {
             .map_err(|_| forbidden())?;
         let s = self.shipper(shipper_id, ShipperCommand::Get).await?;
         let order_id = s.active_order.ok_or_else(forbidden)?;
-        let o = order_of(
-            self.orders
-                .call(&order_id, OrderCommand::Get { caller: None })
-                .await?,
-        );
+        let o = self.orders.get(&order_id).await?;
         if o.customer_id == caller.user_id {
             Ok(Some(order_id))
         } else {

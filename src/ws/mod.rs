@@ -190,19 +190,14 @@ impl TopicSource for Topics {
             Topic::Shipper(id) => replay_page::<ShipperEntity>(store, id, after, until).await,
             // Counters, not a log: what was missed is the state at the head.
             Topic::Queue(id) => {
-                let reply = self
+                let status = self
                     .services
                     .queues
-                    .call(id, crate::actors::queue::QueueCommand::Status)
+                    .status(id)
                     .await
                     .map_err(|e| e.to_string())?;
-                match reply {
-                    crate::actors::queue::QueueReply::Status(st) => Ok((
-                        vec![(until, crate::service::queue_work::counters(&st))],
-                        until,
-                    )),
-                    _ => Err("unexpected reply".into()),
-                }
+                let counters = crate::service::queue_work::counters(&status);
+                Ok((vec![(until, counters)], until))
             }
         }
     }

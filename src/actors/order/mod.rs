@@ -6,9 +6,12 @@
 //! kept in the `timers` read table, written atomically with the events that
 //! change it, so the scheduler finds it again after a restart.
 
+mod client;
 mod live;
 mod protocol;
 mod state;
+
+pub use client::PaymentApplied;
 
 pub use protocol::*;
 pub use state::*;

@@ -12,8 +12,11 @@
 //! action, under the claim's id, so it is created exactly once even across
 //! crashes.
 
+mod client;
 mod protocol;
 mod state;
+
+pub use client::{ClaimDecision, NewClaim, PendingWork};
 
 pub use protocol::*;
 pub use state::*;

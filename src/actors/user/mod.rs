@@ -1,10 +1,12 @@
 //! The user entity: account, sessions (refresh-token rotation, logout) and
 //! delivery addresses. One actor per user id.
 
+mod client;
 mod live;
 mod protocol;
 mod state;
 
+pub use client::Rotation;
 pub use protocol::*;
 pub use state::*;
 
