@@ -4,17 +4,19 @@
 //! - [`config`]: settings from flags, environment, a TOML file and defaults.
 //! - [`app`]: `Application::build(settings)` → `port()` → `run_until_stopped`,
 //!   used alike by `surge serve` and every integration test.
-//! - [`store`]: the narrow storage trait, its codec, and the embedded redb
-//!   backend with group commit.
+//! - [`store`]: the narrow storage trait, its codec, the read-table
+//!   catalog, the embedded redb and the ScyllaDB backends.
 //! - [`actors`]: the entity actor runtime (registry, supervisor,
-//!   passivation) and the entities: user, email claim, shop, product, course.
-//! - [`domain`]: pure rules and data (validation, roles, addresses, catalog).
-//! - [`auth`]: password hashing (bounded) and JWT issuing/validation.
-//! - [`service`]: use cases that span several entities (register, login,
-//!   catalog search); no HTTP types.
-//! - [`http`]: the axum edge: routes, error shape, auth extractor, OpenAPI,
-//!   metrics, the server loop with header-read timeout and graceful shutdown.
-//! - [`ws`]: live updates: the topic bus and the WebSocket gateway.
+//!   passivation) and the aggregates, each with its typed client.
+//! - [`domain`]: the business vocabulary as pure data and rules (orders,
+//!   notifications, pricing, shipping, validation, roles, addresses).
+//! - [`live`]: topics, typed live payloads and the in-process bus.
+//! - [`auth`]: password hashing (bounded), JWT, throttles.
+//! - [`service`]: the use cases, one file each; no HTTP types.
+//! - [`http`]: the axum edge: routes, error shape, extractors, OpenAPI,
+//!   metrics, the server loop with its deadlines and graceful shutdown.
+//! - [`ws`]: the WebSocket gateway (frames, sessions, topic authorization).
+//! - [`mail`]: the outbox and its worker.
 //! - [`payments`]: payment providers (cod, sandbox) and webhook signatures.
 //! - [`metrics`]: the Prometheus registry.
 

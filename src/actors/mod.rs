@@ -4,8 +4,13 @@
 //! - `entity`: the `Entity` trait (pure decide/apply) and the generic actor
 //!   that runs one: recover from snapshot + tail, decide, persist, reply.
 //! - `registry`: spawn-on-first-use, passivation, supervision, call timeouts.
-//! - `user`, `email`, `shop`, `product`, `course`, `coupon`: accounts, the
-//!   catalog and its stock, coupons.
+//! - the aggregates: `user` (accounts, sessions, addresses, notifications),
+//!   `email` (uniqueness claims), `shop`, `product` (the catalog and its
+//!   stock), `course`, `cart`, `coupon`, `order`, `queue` (enrollments and
+//!   flash-sale claims), `shipper`, `sandbox_payment`. Each defines its
+//!   commands, replies and events (serializable), its state, and — where
+//!   the reply is an enum — a typed client on `Registry<E>`, the one place
+//!   that reply is matched.
 
 pub mod cart;
 pub mod coupon;

@@ -1,10 +1,11 @@
 //! The HTTP edge (axum). Handlers authenticate, validate, call one use case
-//! or entity, and map the answer; no business rule lives here.
+//! (`service`), and map the answer; no business rule lives here.
 //!
 //! - `state`: `AppState`, what every handler can reach.
 //! - `error`: the error shape every failure uses.
 //! - `extract`: JSON/Query/Path with that shape, and the bearer-token `Auth`.
-//! - `auth`, `catalog`, `ops`: the handlers (each documented for OpenAPI).
+//! - `auth`, `catalog`, `commerce`, `burst`, `shipping`, `ops`, `web`: the
+//!   handlers (each documented for OpenAPI).
 //! - `server`: the hyper accept loop (header-read timeout, connection
 //!   bound, graceful shutdown).
 

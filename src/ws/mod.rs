@@ -1,15 +1,16 @@
-//! Live updates over WebSocket: `GET /api/v1/ws`.
+//! The WebSocket gateway: `GET /api/v1/ws`. Topics, payloads and the bus
+//! are in `live`; this module authenticates, authorizes, replays and
+//! encodes them for the wire.
 //!
-//! - `bus`: in-process topic pub/sub that entity actors publish to after
-//!   persisting.
 //! - `protocol`: the frames (JSON, or MessagePack with `surge.msgpack`).
 //! - `session`: one connection's logic, generic over `Sink`/`Stream`.
+//! - `gate`: the `Origin` allow-list and the per-user connection cap.
 //!
-//! Topics served today: `user:{id}` (that user, or an admin),
-//! `order:{id}` (its customer, its shop's merchant, its shipper, admins)
-//! and `shipper:{id}` (that shipper, admins, and, scoped to their order,
-//! the customer whose order the shipper is delivering). Queue topics
-//! arrive with their entity. `/api/v1/notifications/live`,
+//! Topics: `user:{id}` (that user, or an admin), `order:{id}` (its
+//! customer, its shop's merchant, its shipper, admins), `shipper:{id}`
+//! (that shipper, admins, and, scoped to their order, the customer whose
+//! order the shipper is delivering) and `queue:{id}` (capacity counters,
+//! any signed-in user). `/api/v1/notifications/live`,
 //! `/api/v1/orders/{id}/live-updates` and
 //! `/api/v1/shipping/{order_id}/live-tracking` are the same session,
 //! subscribed to the one topic from the start.

@@ -57,7 +57,7 @@ pub enum ServerMsg<D = LiveEvent> {
     Event {
         topic: String,
         seq: u64,
-        data: D,
+        data: Box<D>,
     },
     /// The subscription is live; events after `seq` will follow.
     Subscribed {

@@ -391,7 +391,7 @@ async fn subscription(
                         .send(Box::new(ServerMsg::Event {
                             topic: name.clone(),
                             seq,
-                            data,
+                            data: Box::new(data),
                         }))
                         .await
                         .is_err()
@@ -444,7 +444,7 @@ async fn subscription(
                 let msg = ServerMsg::Event {
                     topic: name.clone(),
                     seq: ev.seq,
-                    data: (*ev.data).clone(),
+                    data: Box::new((*ev.data).clone()),
                 };
                 if out.try_send(Box::new(msg)).is_err() {
                     let _ = close_tx.try_send((
