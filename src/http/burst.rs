@@ -10,7 +10,7 @@ use super::extract::{idempotency, Auth, Json, Path, Query};
 use super::state::AppState;
 use crate::actors::queue::{Claim, ClaimStatus, QueueKind};
 use crate::domain::catalog::CourseSession;
-use crate::http::commerce::PageQuery;
+use crate::http::extract::PageQuery;
 use crate::service::catalog::check_limit;
 use crate::service::flash_sales::{FlashSaleInput, FlashSaleView};
 use crate::service::queues::{ClaimOutcome, ClaimRequest, CourseSeats};

@@ -6,7 +6,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use super::error::AppError;
 use super::state::AppState;
@@ -237,4 +238,11 @@ impl FromRequestParts<AppState> for ClientIp {
         };
         Ok(ClientIp(from_header.unwrap_or_else(peer)))
     }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
 }

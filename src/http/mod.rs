@@ -11,12 +11,15 @@
 
 pub mod auth;
 pub mod burst;
+pub mod cart;
 pub mod catalog;
-pub mod commerce;
 pub mod error;
 pub mod extract;
+pub mod notifications;
 pub mod openapi;
 pub mod ops;
+pub mod orders;
+pub mod payments;
 pub mod server;
 pub mod shipping;
 pub mod state;
@@ -74,27 +77,27 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(catalog::list_products))
         .routes(routes!(catalog::create_course, catalog::list_courses))
         .routes(routes!(catalog::get_course, catalog::update_course))
-        .routes(routes!(commerce::get_cart))
-        .routes(routes!(commerce::add_item))
-        .routes(routes!(commerce::set_item, commerce::remove_item))
-        .routes(routes!(commerce::clear_cart))
-        .routes(routes!(commerce::calculate_total))
-        .routes(routes!(commerce::apply_coupon))
-        .routes(routes!(commerce::remove_coupon))
-        .routes(routes!(commerce::save_cart))
-        .routes(routes!(commerce::saved_carts))
-        .routes(routes!(commerce::restore_cart))
-        .routes(routes!(commerce::create_coupon))
-        .routes(routes!(commerce::get_coupon))
-        .routes(routes!(commerce::checkout, commerce::list_orders))
-        .routes(routes!(commerce::get_order))
-        .routes(routes!(commerce::order_timeline))
-        .routes(routes!(commerce::cancel_order))
-        .routes(routes!(commerce::confirm_order))
-        .routes(routes!(commerce::return_order))
-        .routes(routes!(commerce::receive_return))
-        .routes(routes!(commerce::shipping_status))
-        .routes(routes!(commerce::shipping_calculate))
+        .routes(routes!(cart::get_cart))
+        .routes(routes!(cart::add_item))
+        .routes(routes!(cart::set_item, cart::remove_item))
+        .routes(routes!(cart::clear_cart))
+        .routes(routes!(cart::calculate_total))
+        .routes(routes!(cart::apply_coupon))
+        .routes(routes!(cart::remove_coupon))
+        .routes(routes!(cart::save_cart))
+        .routes(routes!(cart::saved_carts))
+        .routes(routes!(cart::restore_cart))
+        .routes(routes!(cart::create_coupon))
+        .routes(routes!(cart::get_coupon))
+        .routes(routes!(orders::checkout, orders::list_orders))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::order_timeline))
+        .routes(routes!(orders::cancel_order))
+        .routes(routes!(orders::confirm_order))
+        .routes(routes!(orders::return_order))
+        .routes(routes!(orders::receive_return))
+        .routes(routes!(shipping::shipping_status))
+        .routes(routes!(shipping::shipping_calculate))
         .routes(routes!(burst::create_flash_sale))
         .routes(routes!(burst::get_flash_sale))
         .routes(routes!(burst::claim_flash_sale, burst::sale_claims))
@@ -110,16 +113,16 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(shipping::decline))
         .routes(routes!(shipping::location))
         .routes(routes!(shipping::tracking))
-        .routes(routes!(commerce::shop_orders))
-        .routes(routes!(commerce::shop_revenue))
-        .routes(routes!(commerce::webhook))
-        .routes(routes!(commerce::payment_history))
-        .routes(routes!(commerce::get_payment))
-        .routes(routes!(commerce::list_notifications))
-        .routes(routes!(commerce::read_notification))
-        .routes(routes!(commerce::mark_all_read))
-        .routes(routes!(commerce::unread_count))
-        .routes(routes!(commerce::broadcast))
+        .routes(routes!(orders::shop_orders))
+        .routes(routes!(orders::shop_revenue))
+        .routes(routes!(payments::webhook))
+        .routes(routes!(payments::payment_history))
+        .routes(routes!(payments::get_payment))
+        .routes(routes!(notifications::list_notifications))
+        .routes(routes!(notifications::read_notification))
+        .routes(routes!(notifications::mark_all_read))
+        .routes(routes!(notifications::unread_count))
+        .routes(routes!(notifications::broadcast))
         .routes(routes!(auth::forgot_password))
         .routes(routes!(auth::reset_password))
         .routes(routes!(auth::get_preferences, auth::set_preferences))
@@ -145,15 +148,15 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         )
         .route(
             "/payments/sandbox/{reference}/{key}",
-            axum::routing::get(commerce::sandbox_page),
+            axum::routing::get(payments::sandbox_page),
         )
         .route(
             "/payments/sandbox/{reference}/{key}/pay",
-            axum::routing::post(commerce::sandbox_pay),
+            axum::routing::post(payments::sandbox_pay),
         )
         .route(
             "/payments/sandbox/{reference}/{key}/fail",
-            axum::routing::post(commerce::sandbox_fail),
+            axum::routing::post(payments::sandbox_fail),
         )
         .route("/", axum::routing::get(web::index))
         .route("/app.js", axum::routing::get(web::app_js))

@@ -9,9 +9,12 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path};
+use super::orders::step;
 use super::state::AppState;
-use crate::domain::order::Order;
+use crate::domain::order::{Order, Step};
 use crate::domain::shipping::Fix;
+use crate::domain::GeoPoint;
+use crate::service::cart::ShippingQuote;
 use crate::service::tracking::{LocationOutcome, ShipperView, Tracking};
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -116,4 +119,70 @@ pub async fn tracking(
     Ok(Json(
         s.services.tracking(&auth.0.caller(), &order_id).await?,
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShippingStatus {
+    ReadyForPickup,
+    PickedUp,
+    Delivering,
+    Delivered,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingStatusRequest {
+    pub status: ShippingStatus,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingCalcRequest {
+    pub shop_id: String,
+    /// The destination; or give `address_id` of one of your addresses.
+    pub to: Option<GeoPoint>,
+    pub address_id: Option<String>,
+    pub weight_grams: u64,
+}
+
+/// Delivery progress: `ready_for_pickup` (the shop's merchant), then
+/// `picked_up`, `delivering`, `delivered` (the assigned shipper, or the
+/// merchant delivering by themselves; admins).
+#[utoipa::path(put, path = "/api/v1/shipping/{order_id}/status", tag = "orders", security(("bearer" = [])), params(("order_id" = String, Path)),
+    request_body = ShippingStatusRequest, responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+pub async fn shipping_status(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(r): Json<ShippingStatusRequest>,
+) -> Result<Json<Order>, AppError> {
+    let st = match r.status {
+        ShippingStatus::ReadyForPickup => Step::ReadyForPickup,
+        ShippingStatus::PickedUp => Step::PickUp,
+        ShippingStatus::Delivering => Step::StartDelivery,
+        ShippingStatus::Delivered => Step::Deliver,
+    };
+    step(&s, &auth, &id, st, None).await
+}
+
+/// The shipping fee from a shop to a point (or one of your addresses).
+#[utoipa::path(post, path = "/api/v1/shipping/calculate", tag = "orders", security(("bearer" = [])), request_body = ShippingCalcRequest,
+    responses((status = 200, body = ShippingQuote), (status = 404, body = ErrorBody, description = "no such shop, or no such address of yours"), (status = 409, body = ErrorBody, description = "out_of_delivery_area, no_address"), (status = 422, body = ErrorBody)))]
+pub async fn shipping_calculate(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(r): Json<ShippingCalcRequest>,
+) -> Result<Json<ShippingQuote>, AppError> {
+    let quote = s
+        .services
+        .shipping_quote(
+            &auth.0.id,
+            &r.shop_id,
+            r.to,
+            r.address_id.as_deref(),
+            r.weight_grams,
+        )
+        .await?;
+    Ok(Json(quote))
 }

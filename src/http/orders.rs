@@ -1,0 +1,204 @@
+//! Checkout and order handlers (`service::checkout`, `service::orders`).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{AppError, ErrorBody};
+use super::extract::{Auth, Json, PageQuery, Path, Query};
+use super::state::AppState;
+use crate::domain::order::Step;
+use crate::domain::order::{Order, TimelineEntry};
+use crate::service::catalog::check_limit;
+use crate::service::orders::RevenueDay;
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    pub address_id: String,
+    /// `cod` or `sandbox`.
+    pub payment_method: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckoutResponse {
+    /// One order per shop.
+    pub orders: Vec<Order>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<Order>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: Option<String>,
+}
+
+/// An optional reason: free text, checked like every other (1–500
+/// characters, no control or invisible formatting characters).
+pub(super) fn reason(body: Option<Json<Reason>>) -> Result<Option<String>, AppError> {
+    body.and_then(|Json(r)| r.reason)
+        .map(|r| crate::domain::check_text("reason", &r, 500))
+        .transpose()
+        .map_err(AppError::from)
+}
+
+/// Check out the cart: holds stock, redeems the coupon, creates one order
+/// per shop and empties the cart. `Idempotency-Key` makes retries safe.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = CheckoutRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = CheckoutResponse), (status = 404, body = ErrorBody, description = "no such address of yours, or a product in the cart is gone"), (status = 409, body = ErrorBody, description = "out_of_stock, coupon_exhausted, cart_empty…"), (status = 422, body = ErrorBody, description = "validation_failed, idempotency_key_reused")))]
+pub async fn checkout(
+    State(s): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Json(r): Json<CheckoutRequest>,
+) -> Result<(StatusCode, Json<CheckoutResponse>), AppError> {
+    let key = super::extract::idempotency(&headers, "POST", "/api/v1/orders", &r)?;
+    let orders = s
+        .services
+        .checkout(&auth.0.caller(), &r.address_id, &r.payment_method, key)
+        .await?;
+    Ok((StatusCode::CREATED, Json(CheckoutResponse { orders })))
+}
+
+/// Your orders, newest first.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(PageQuery), responses((status = 200, body = OrderPage)))]
+pub async fn list_orders(
+    State(s): State<AppState>,
+    auth: Auth,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<OrderPage>, AppError> {
+    let page = s
+        .services
+        .my_orders(&auth.0.id, q.cursor.as_deref(), check_limit(q.limit)?)
+        .await?;
+    Ok(Json(OrderPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// An order (its customer, its shop's merchant, or an admin).
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+pub async fn get_order(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, AppError> {
+    Ok(Json(s.services.get_order(&auth.0.caller(), &id).await?))
+}
+
+/// Every transition with who, when and why.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/timeline", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Vec<TimelineEntry>), (status = 404, body = ErrorBody)))]
+pub async fn order_timeline(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<TimelineEntry>>, AppError> {
+    Ok(Json(
+        s.services.get_order(&auth.0.caller(), &id).await?.timeline,
+    ))
+}
+
+pub(super) async fn step(
+    s: &AppState,
+    auth: &Auth,
+    id: &str,
+    step: Step,
+    reason: Option<String>,
+) -> Result<Json<Order>, AppError> {
+    Ok(Json(
+        s.services
+            .order_step(&auth.0.caller(), id, step, reason)
+            .await?,
+    ))
+}
+
+/// Cancel (customer or merchant, before pickup). Held stock is released.
+#[utoipa::path(put, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)), request_body = Option<Reason>,
+    responses((status = 200, body = Order), (status = 409, body = ErrorBody, description = "illegal_transition")))]
+pub async fn cancel_order(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Option<Json<Reason>>,
+) -> Result<Json<Order>, AppError> {
+    step(&s, &auth, &id, Step::Cancel, reason(body)?).await
+}
+
+/// Confirm (the shop's merchant).
+#[utoipa::path(put, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+pub async fn confirm_order(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, AppError> {
+    step(&s, &auth, &id, Step::Confirm, None).await
+}
+
+/// Request a return (customer, within the return window after delivery).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/return", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)), request_body = Option<Reason>,
+    responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+pub async fn return_order(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Option<Json<Reason>>,
+) -> Result<Json<Order>, AppError> {
+    step(&s, &auth, &id, Step::RequestReturn, reason(body)?).await
+}
+
+/// The merchant received the returned goods; the payment is refunded.
+#[utoipa::path(put, path = "/api/v1/orders/{id}/return/receive", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+pub async fn receive_return(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, AppError> {
+    step(&s, &auth, &id, Step::ReceiveReturn, None).await
+}
+
+/// A shop's orders, newest first (its merchant).
+#[utoipa::path(get, path = "/api/v1/shops/{id}/orders", tag = "orders", security(("bearer" = [])), params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = OrderPage), (status = 403, body = ErrorBody)))]
+pub async fn shop_orders(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<OrderPage>, AppError> {
+    let page = s
+        .services
+        .shop_orders(
+            &auth.0.caller(),
+            &id,
+            q.cursor.as_deref(),
+            check_limit(q.limit)?,
+        )
+        .await?;
+    Ok(Json(OrderPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Revenue and order count by day (its merchant).
+#[utoipa::path(get, path = "/api/v1/shops/{id}/analytics/revenue", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Vec<RevenueDay>), (status = 403, body = ErrorBody)))]
+pub async fn shop_revenue(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<RevenueDay>>, AppError> {
+    Ok(Json(s.services.shop_revenue(&auth.0.caller(), &id).await?))
+}
