@@ -7,6 +7,7 @@
 //! change it, so the scheduler finds it again after a restart.
 
 mod client;
+mod decide;
 mod live;
 mod protocol;
 mod state;
@@ -20,8 +21,8 @@ use chrono::{DateTime, Utc};
 
 use crate::actors::{Ctx, Entity};
 use crate::domain::order::{
-    next_action, transition, DeliveryOffer, EscrowStatus, Order, OrderStatus, Party, PaymentStatus,
-    Step, StockStatus, TimelineEntry, TimelineEvent, MAX_DECLINED,
+    next_action, DeliveryOffer, EscrowStatus, Order, Party, PaymentStatus, Step, StockStatus,
+    TimelineEntry, TimelineEvent, MAX_DECLINED,
 };
 use crate::domain::DomainError;
 use crate::live::{LiveEvent, Topic};
@@ -44,39 +45,6 @@ fn listing_key(owner: &str, o: &Order) -> String {
     format!("{owner}|{inverted:020}|{}", o.id)
 }
 
-fn order(state: &OrderState) -> Result<&Order, DomainError> {
-    state.order.as_ref().ok_or(DomainError::NotFound("order"))
-}
-
-fn step_events(
-    o: &Order,
-    step: Step,
-    by: Party,
-    actor_id: Option<String>,
-    reason: Option<String>,
-    now: DateTime<Utc>,
-) -> Result<Vec<OrderEvent>, DomainError> {
-    let to = transition(o.status, step, by, o.is_cod())?;
-    if step == Step::RequestReturn && o.return_deadline.is_some_and(|d| now > d) {
-        return Err(DomainError::Conflict {
-            code: "return_window_closed",
-            message: "the return window for this order has closed".into(),
-        });
-    }
-    let mut events = vec![OrderEvent::Transitioned {
-        step,
-        to,
-        by,
-        actor_id,
-        reason,
-        at: now,
-    }];
-    if step == Step::Deliver && o.is_cod() {
-        events.push(OrderEvent::CashCollected { at: now });
-    }
-    Ok(events)
-}
-
 impl Entity for OrderEntity {
     const KIND: &'static str = "order";
     type State = OrderState;
@@ -90,248 +58,50 @@ impl Entity for OrderEntity {
         cmd: OrderCommand,
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<OrderEvent>, OrderReply), DomainError> {
+        use decide as d;
         let now = ctx.now;
         let events = match cmd {
-            OrderCommand::Place { order } => match &state.order {
-                Some(existing) => {
-                    return Ok((vec![], OrderReply::Order(Box::new(existing.clone()))))
-                }
-                None => vec![OrderEvent::Placed { order }],
-            },
-            OrderCommand::Get { caller } => {
-                let o = order(state)?;
-                // The offered shipper may look before answering.
-                if caller.is_some_and(|c| o.party_of(&c).is_none() && !o.offered_to(&c, now)) {
-                    return Err(DomainError::NotFound("order"));
-                }
-                vec![]
-            }
+            OrderCommand::Place { order } => return d::place(state, order),
+            OrderCommand::Get { caller } => d::get(state, caller, now)?,
             OrderCommand::Offer {
                 shipper_id,
                 expires_at,
                 distance_m,
-            } => {
-                let o = order(state)?;
-                // Two dispatchers racing for one order offer to the same
-                // shipper: the second is a no-op.
-                if o.awaits_shipper()
-                    && o.delivery
-                        .offer
-                        .as_ref()
-                        .is_some_and(|x| x.shipper_id == shipper_id)
-                {
-                    return Ok((vec![], OrderReply::Order(Box::new(o.clone()))));
-                }
-                if !o.awaits_shipper() || o.delivery.offer.is_some() {
-                    return Err(DomainError::Conflict {
-                        code: "not_dispatchable",
-                        message: "this order is not waiting for a shipper".into(),
-                    });
-                }
-                vec![OrderEvent::ShipperOffered {
-                    shipper_id,
-                    expires_at,
-                    distance_m,
-                    at: now,
-                }]
-            }
-            OrderCommand::ExpireOffer => match &order(state)?.delivery.offer {
-                Some(offer) if offer.expires_at <= now => vec![OrderEvent::OfferEnded {
-                    shipper_id: offer.shipper_id.clone(),
-                    expired: true,
-                    at: now,
-                }],
-                _ => vec![],
-            },
-            OrderCommand::DeferDispatch { until } => match order(state)? {
-                o if o.awaits_shipper() && o.delivery.offer.is_none() => {
-                    vec![OrderEvent::DispatchDeferred { until }]
-                }
-                _ => vec![],
-            },
-            OrderCommand::Accept { caller } | OrderCommand::Decline { caller }
-                if !order(state)?.offered_to(&caller, now) =>
-            {
-                let o = order(state)?;
-                return Err(
-                    if o.delivery.shipper_id.as_deref() == Some(caller.user_id.as_str()) {
-                        DomainError::Conflict {
-                            code: "already_assigned",
-                            message: "you already deliver this order".into(),
-                        }
-                    } else if o
-                        .delivery
-                        .offer
-                        .as_ref()
-                        .is_some_and(|x| x.shipper_id == caller.user_id)
-                        || o.delivery.declined.contains(&caller.user_id)
-                    {
-                        DomainError::Conflict {
-                            code: "offer_expired",
-                            message: "the offer expired and goes to another shipper".into(),
-                        }
-                    } else {
-                        DomainError::NotFound("offer")
-                    },
-                );
-            }
-            OrderCommand::Accept { caller } => vec![OrderEvent::ShipperAssigned {
-                shipper_id: caller.user_id,
-                at: now,
-            }],
-            OrderCommand::Decline { caller } => vec![OrderEvent::OfferEnded {
-                shipper_id: caller.user_id,
-                expired: false,
-                at: now,
-            }],
-            OrderCommand::ShipperBound => match &order(state)?.delivery {
-                d if d.shipper_id.is_some() && !d.shipper_bound => vec![OrderEvent::ShipperBound],
-                _ => vec![],
-            },
-            OrderCommand::ShipperReleased => match &order(state)?.delivery {
-                d if d.shipper_bound && !d.shipper_released => vec![OrderEvent::ShipperReleased],
-                _ => vec![],
-            },
-            OrderCommand::Arriving => match order(state)? {
-                o if o.delivery.shipper_id.is_some()
-                    && o.delivery.arriving_at.is_none()
-                    && matches!(o.status, OrderStatus::PickedUp | OrderStatus::Delivering) =>
-                {
-                    vec![OrderEvent::Arriving { at: now }]
-                }
-                _ => vec![],
-            },
+            } => return d::offer(state, shipper_id, expires_at, distance_m, now),
+            OrderCommand::ExpireOffer => d::expire_offer(d::order(state)?, now),
+            OrderCommand::DeferDispatch { until } => d::defer_dispatch(d::order(state)?, until),
+            OrderCommand::Accept { caller } => d::accept(d::order(state)?, caller, now)?,
+            OrderCommand::Decline { caller } => d::decline(d::order(state)?, caller, now)?,
+            OrderCommand::ShipperBound => d::shipper_bound(d::order(state)?),
+            OrderCommand::ShipperReleased => d::shipper_released(d::order(state)?),
+            OrderCommand::Arriving => d::arriving(d::order(state)?, now),
             OrderCommand::Act {
                 caller,
                 step,
                 reason,
-            } => {
-                let o = order(state)?;
-                let by = o.party_of(&caller).ok_or(DomainError::NotFound("order"))?;
-                step_events(o, step, by, Some(caller.user_id), reason, now)?
+            } => d::act(d::order(state)?, caller, step, reason, now)?,
+            OrderCommand::System { step, reason } => d::step_events(
+                d::order(state)?,
+                step,
+                Party::System,
+                None,
+                Some(reason),
+                now,
+            )?,
+            OrderCommand::Payment(report) => return d::payment(state, report, now),
+            OrderCommand::StockReleased => d::stock_released(d::order(state)?, now),
+            OrderCommand::StockConsumed => d::stock_consumed(d::order(state)?, now),
+            OrderCommand::CouponReleased => d::coupon_released(d::order(state)?),
+            OrderCommand::ReleaseEscrow => d::release_escrow(d::order(state)?, now),
+            OrderCommand::NotificationsSent { upto } => {
+                d::notifications_sent(d::order(state)?, upto)
             }
-            OrderCommand::System { step, reason } => {
-                step_events(order(state)?, step, Party::System, None, Some(reason), now)?
-            }
-            OrderCommand::Payment(report) => {
-                let o = order(state)?;
-                if let Some(id) = &report.event_id {
-                    if state.seen_events.contains(id) {
-                        return Ok((vec![], OrderReply::Duplicate(Box::new(o.clone()))));
-                    }
-                }
-                if report.paid && report.amount != o.totals.total {
-                    return Err(DomainError::Conflict {
-                        code: "amount_mismatch",
-                        message: format!(
-                            "paid {} but the order total is {}",
-                            report.amount, o.totals.total
-                        ),
-                    });
-                }
-                let mut events: Vec<OrderEvent> = report
-                    .event_id
-                    .iter()
-                    .map(|id| OrderEvent::WebhookSeen {
-                        event_id: id.clone(),
-                    })
-                    .collect();
-                // A payment arriving after the order was cancelled unpaid is recorded
-                // too: the next action then refunds it.
-                if report.paid
-                    && matches!(
-                        o.payment.status,
-                        PaymentStatus::Pending | PaymentStatus::Voided
-                    )
-                {
-                    events.push(OrderEvent::PaymentReceived {
-                        event_id: report.event_id.clone(),
-                        amount: report.amount,
-                        by: Party::Gateway,
-                        at: now,
-                    });
-                    // Paid on time moves the order on; paid late (cancelled) does not.
-                    if let Ok(to) = transition(o.status, Step::Pay, Party::Gateway, o.is_cod()) {
-                        events.push(OrderEvent::Transitioned {
-                            step: Step::Pay,
-                            to,
-                            by: Party::Gateway,
-                            actor_id: None,
-                            reason: None,
-                            at: now,
-                        });
-                    }
-                }
-                events
-            }
-            OrderCommand::StockReleased => {
-                let o = order(state)?;
-                let mut events = vec![];
-                if o.claim.is_some() && !o.claim_released {
-                    events.push(OrderEvent::ClaimReleased);
-                }
-                if o.stock == StockStatus::Held {
-                    events.push(OrderEvent::StockReleased { at: now });
-                }
-                if o.coupon.is_some() && !o.coupon_released {
-                    events.push(OrderEvent::CouponReleased);
-                }
-                events
-            }
-            OrderCommand::StockConsumed => match order(state)?.stock {
-                StockStatus::Held => vec![OrderEvent::StockConsumed { at: now }],
-                _ => vec![],
-            },
-            OrderCommand::CouponReleased => match order(state)? {
-                o if o.coupon.is_some() && !o.coupon_released => vec![OrderEvent::CouponReleased],
-                _ => vec![],
-            },
-            OrderCommand::ReleaseEscrow => {
-                let o = order(state)?;
-                let due = o.return_deadline.is_some_and(|d| now >= d);
-                if o.status == OrderStatus::Delivered && o.escrow == EscrowStatus::Held && due {
-                    vec![OrderEvent::EscrowReleased { at: now }]
-                } else {
-                    vec![]
-                }
-            }
-            OrderCommand::NotificationsSent { upto } => match order(state)? {
-                o if upto > o.notified && upto as usize <= o.timeline.len() => {
-                    vec![OrderEvent::NotificationsSent { upto }]
-                }
-                _ => vec![],
-            },
-            OrderCommand::RefundDue => match order(state)?.payment.status {
-                PaymentStatus::Paid => vec![OrderEvent::RefundMarkedDue { at: now }],
-                _ => vec![],
-            },
+            OrderCommand::RefundDue => d::refund_due(d::order(state)?, now),
             OrderCommand::Refunded { refund_reference } => {
-                let o = order(state)?;
-                if o.payment.status != PaymentStatus::Paid {
-                    vec![]
-                } else {
-                    let mut events = vec![OrderEvent::Refunded {
-                        refund_reference,
-                        at: now,
-                    }];
-                    // A returned order becomes refunded; a cancelled one stays cancelled.
-                    if let Ok(to) = transition(o.status, Step::Refund, Party::System, o.is_cod()) {
-                        events.push(OrderEvent::Transitioned {
-                            step: Step::Refund,
-                            to,
-                            by: Party::System,
-                            actor_id: None,
-                            reason: None,
-                            at: now,
-                        });
-                    }
-                    events
-                }
+                d::refunded(d::order(state)?, refund_reference, now)
             }
         };
-        let next = Self::evolve(state, &events);
-        let o = next.order.ok_or(DomainError::NotFound("order"))?;
-        Ok((events, OrderReply::Order(Box::new(o))))
+        d::answered(state, events)
     }
 
     /// Public on `order:{id}` (to its customer, its shop's merchant and

@@ -13,6 +13,7 @@
 //! crashes.
 
 mod client;
+mod decide;
 mod protocol;
 mod state;
 
@@ -29,7 +30,7 @@ use crate::domain::DomainError;
 pub use crate::store::tables::{CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS};
 use crate::store::IndexOp;
 
-fn rejected(code: &'static str, message: impl Into<String>) -> DomainError {
+pub(super) fn rejected(code: &'static str, message: impl Into<String>) -> DomainError {
     DomainError::Conflict {
         code,
         message: message.into(),
@@ -71,59 +72,17 @@ impl Entity for QueueEntity {
         cmd: QueueCommand,
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<QueueEvent>, QueueReply), DomainError> {
+        use decide::{self as d, open};
         let now = ctx.now;
-        let open = || state.config.as_ref().ok_or(DomainError::NotFound("queue"));
         let events = match cmd {
             QueueCommand::Open(config) => match &state.config {
                 Some(_) => vec![],
                 None => vec![QueueEvent::Opened { config }],
             },
             QueueCommand::Status => vec![],
-            QueueCommand::GetClaim { claim_id } => {
-                let claim = state
-                    .claims
-                    .get(&claim_id)
-                    .ok_or(DomainError::NotFound("claim"))?;
-                return Ok((
-                    vec![],
-                    QueueReply::Claim {
-                        claim: state.with_position(claim),
-                        replayed: true,
-                        status: Box::new(state.status().ok_or(DomainError::NotFound("queue"))?),
-                    },
-                ));
-            }
-            QueueCommand::Pending { limit } => {
-                let config = Box::new(open()?.clone());
-                return Ok((
-                    vec![],
-                    QueueReply::Pending {
-                        config,
-                        orders: state.orders_due().take(limit).cloned().collect(),
-                        notify: state
-                            .notifications_due()
-                            .take(limit)
-                            .map(|c| state.with_position(c))
-                            .collect(),
-                    },
-                ));
-            }
-            QueueCommand::Notified { claims } => {
-                let fresh: Vec<_> = claims
-                    .into_iter()
-                    .filter(|(id, st)| {
-                        state
-                            .claims
-                            .get(id)
-                            .is_some_and(|c| c.notified != Some(*st))
-                    })
-                    .collect();
-                if fresh.is_empty() {
-                    vec![]
-                } else {
-                    vec![QueueEvent::Notified { claims: fresh }]
-                }
-            }
+            QueueCommand::GetClaim { claim_id } => return d::get_claim(state, &claim_id),
+            QueueCommand::Pending { limit } => return d::pending(state, limit),
+            QueueCommand::Notified { claims } => d::notified(state, claims),
             QueueCommand::Claim {
                 claim_id,
                 user_id,
@@ -131,106 +90,20 @@ impl Entity for QueueEntity {
                 idempotency_key,
                 order,
             } => {
-                let cfg = open()?;
-                if let Some(key) = &idempotency_key {
-                    if let Some(id) = state.idempotency.get(&format!("{user_id}|{}", key.key)) {
-                        key.check(state.claims[id].idempotency_request.as_deref())?;
-                        let claim = state.with_position(&state.claims[id]);
-                        return Ok((
-                            vec![],
-                            QueueReply::Claim {
-                                claim,
-                                replayed: true,
-                                status: Box::new(state.status().expect("open")),
-                            },
-                        ));
-                    }
-                }
-                if cfg.needs_order() && order.is_none() {
-                    return Err(DomainError::invalid(
-                        "address_id",
-                        "a delivery address is needed: add one to your profile",
-                    ));
-                }
-                if quantity == 0 {
-                    return Err(DomainError::invalid(
-                        "quantity",
-                        "quantity must be at least 1",
-                    ));
-                }
-                if cfg.opens_at.is_some_and(|t| now < t) {
-                    return Err(rejected("not_open", "this queue is not open yet"));
-                }
-                if cfg.closes_at.is_some_and(|t| now >= t) {
-                    return Err(rejected("closed", "this queue is closed"));
-                }
-                if state.held_by(&user_id) + quantity > cfg.per_user_limit {
-                    return Err(rejected(
-                        "limit_reached",
-                        format!("at most {} per person", cfg.per_user_limit),
-                    ));
-                }
-                // Cancelled and expired claims stay (their retries must
-                // answer), so a cancel-and-claim loop is bounded too.
-                let room = cfg.capacity as usize + cfg.max_waitlist as usize + MAX_CLAIM_HISTORY;
-                if state.claims.len() >= room {
-                    return Err(rejected(
-                        "queue_full",
-                        "this queue has taken all the claims it can",
-                    ));
-                }
-                if state.claims.contains_key(&claim_id) {
-                    return Err(rejected("duplicate_claim", "this claim id is taken"));
-                }
-                let status = if quantity <= state.remaining() {
-                    ClaimStatus::Confirmed
-                } else if (state.waitlist.len() as u32) < cfg.max_waitlist {
-                    ClaimStatus::Waitlisted
-                } else {
-                    return Err(rejected("sold_out", "sold out, and the waitlist is full"));
+                let new = NewClaim {
+                    claim_id,
+                    user_id,
+                    quantity,
+                    idempotency_key,
+                    order,
                 };
-                vec![QueueEvent::Claimed {
-                    claim: Claim {
-                        id: claim_id,
-                        queue_id: ctx.id.to_owned(),
-                        user_id,
-                        quantity,
-                        status,
-                        position: None,
-                        idempotency_request: idempotency_key.as_ref().map(|k| k.request.clone()),
-                        idempotency_key: idempotency_key.map(|k| k.key),
-                        order,
-                        order_placed: false,
-                        notified: None,
-                        created_at: now,
-                        confirmed_at: (status == ClaimStatus::Confirmed).then_some(now),
-                    },
-                }]
+                return d::claim(state, new, ctx);
             }
             QueueCommand::Cancel { user_id, claim_id } => {
-                open()?;
-                let claim = state
-                    .claims
-                    .get(&claim_id)
-                    .filter(|c| c.user_id == user_id)
-                    .ok_or(DomainError::NotFound("claim"))?;
-                if matches!(claim.status, ClaimStatus::Cancelled | ClaimStatus::Expired) {
-                    return Err(DomainError::Conflict {
-                        code: "claim_not_active",
-                        message: format!(
-                            "the claim is already {}",
-                            if claim.status == ClaimStatus::Cancelled {
-                                "cancelled"
-                            } else {
-                                "expired"
-                            }
-                        ),
-                    });
-                }
-                Self::free(state, claim, false, now)
+                d::cancel(state, &user_id, &claim_id, now)?
             }
             QueueCommand::Expire { claim_id } => {
-                open()?;
+                open(state)?;
                 match state.claims.get(&claim_id) {
                     Some(claim) => Self::free(state, claim, true, now),
                     None => vec![],
@@ -241,22 +114,7 @@ impl Entity for QueueEntity {
                 _ => vec![],
             },
         };
-        let next = Self::evolve(state, &events);
-        let reply = match events.iter().find_map(|e| match e {
-            QueueEvent::Claimed { claim } => Some(claim.id.clone()),
-            QueueEvent::Cancelled { claim_id, .. } | QueueEvent::Expired { claim_id, .. } => {
-                Some(claim_id.clone())
-            }
-            _ => None,
-        }) {
-            Some(id) => QueueReply::Claim {
-                claim: next.with_position(&next.claims[&id]),
-                replayed: false,
-                status: Box::new(next.status().ok_or(DomainError::NotFound("queue"))?),
-            },
-            None => QueueReply::Status(next.status().ok_or(DomainError::NotFound("queue"))?),
-        };
-        Ok((events, reply))
+        d::answered(state, events)
     }
 
     fn apply(state: &mut QueueState, event: &QueueEvent) {
@@ -410,7 +268,7 @@ impl QueueEntity {
     }
 
     /// Events that free `claim` and promote whom that lets in.
-    fn free(
+    pub(super) fn free(
         state: &QueueState,
         claim: &Claim,
         expired: bool,

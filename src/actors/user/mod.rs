@@ -2,6 +2,7 @@
 //! delivery addresses. One actor per user id.
 
 mod client;
+mod decide;
 mod live;
 mod protocol;
 mod state;
@@ -13,11 +14,8 @@ pub use state::*;
 use chrono::{DateTime, Utc};
 
 use crate::actors::{Ctx, Entity};
-use crate::domain::user::{
-    check_address, check_phone, default_after_add, default_after_remove, set_default,
-    MAX_ADDRESSES, MAX_SESSIONS,
-};
-use crate::domain::{check_text, DomainError};
+use crate::domain::user::set_default;
+use crate::domain::DomainError;
 use crate::live::{LiveEvent, Topic};
 use crate::mail::{outbox_row, templates, OutMail};
 /// The read tables this module writes (named in the store's catalog).
@@ -48,6 +46,7 @@ impl Entity for User {
         cmd: UserCommand,
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<UserEvent>, UserReply), DomainError> {
+        use decide as d;
         let now = ctx.now;
         match cmd {
             UserCommand::Register {
@@ -55,339 +54,47 @@ impl Entity for User {
                 name,
                 role,
                 password_hash,
-            } => {
-                if state.account.is_some() {
-                    return Err(DomainError::Conflict {
-                        code: "already_exists",
-                        message: "this user is already registered".into(),
-                    });
-                }
-                let ev = UserEvent::Registered {
-                    id: ctx.id.to_owned(),
-                    email,
-                    name,
-                    role,
-                    password_hash,
-                    at: now,
-                };
-                let view = User::evolve(state, std::slice::from_ref(&ev))
-                    .account
-                    .expect("registered")
-                    .view();
-                Ok((vec![ev], UserReply::Account(view)))
-            }
-            UserCommand::Get => Ok((vec![], UserReply::Account(account(state)?.view()))),
-            UserCommand::Credentials => {
-                Ok((vec![], UserReply::Credentials(account(state)?.clone())))
-            }
+            } => d::register(state, email, name, role, password_hash, ctx),
+            UserCommand::Get => d::get(state),
+            UserCommand::Credentials => d::credentials(state),
             UserCommand::StartSession {
                 sid,
                 refresh_jti,
                 expires_at,
-            } => {
-                account(state)?;
-                // Drop expired sessions, then the oldest ones beyond the bound.
-                let mut events: Vec<UserEvent> = state
-                    .sessions
-                    .iter()
-                    .filter(|s| s.expires_at <= now)
-                    .map(|s| UserEvent::SessionEnded {
-                        sid: s.sid.clone(),
-                        reason: "expired".into(),
-                        at: now,
-                    })
-                    .collect();
-                let live: Vec<&Session> = state
-                    .sessions
-                    .iter()
-                    .filter(|s| s.expires_at > now)
-                    .collect();
-                let excess = (live.len() + 1).saturating_sub(MAX_SESSIONS);
-                events.extend(live.iter().take(excess).map(|s| UserEvent::SessionEnded {
-                    sid: s.sid.clone(),
-                    reason: "session limit".into(),
-                    at: now,
-                }));
-                events.push(UserEvent::SessionStarted {
-                    sid,
-                    refresh_jti,
-                    expires_at,
-                });
-                Ok((events, UserReply::Done))
-            }
+            } => d::start_session(state, sid, refresh_jti, expires_at, now),
             UserCommand::Rotate {
                 sid,
                 presented_jti,
                 new_jti,
                 expires_at,
-            } => {
-                let view = account(state)?.view();
-                match live_session(state, &sid, now) {
-                    None => Ok((vec![], UserReply::Refused)),
-                    Some(s) if s.refresh_jti != presented_jti => Ok((
-                        vec![UserEvent::SessionEnded {
-                            sid,
-                            reason: "refresh token reuse".into(),
-                            at: now,
-                        }],
-                        UserReply::Refused,
-                    )),
-                    Some(_) => Ok((
-                        vec![UserEvent::SessionRotated {
-                            sid,
-                            refresh_jti: new_jti,
-                            expires_at,
-                        }],
-                        UserReply::Account(view),
-                    )),
-                }
-            }
-            UserCommand::EndSession { sid } => {
-                if state.sessions.iter().any(|s| s.sid == sid) {
-                    Ok((
-                        vec![UserEvent::SessionEnded {
-                            sid,
-                            reason: "logout".into(),
-                            at: now,
-                        }],
-                        UserReply::Done,
-                    ))
-                } else {
-                    Ok((vec![], UserReply::Done))
-                }
-            }
-            UserCommand::EndAllSessions { reason } => {
-                let acc = account(state)?.view();
-                let events = state
-                    .sessions
-                    .iter()
-                    .map(|s| UserEvent::SessionEnded {
-                        sid: s.sid.clone(),
-                        reason: reason.clone(),
-                        at: now,
-                    })
-                    .collect();
-                Ok((events, UserReply::Account(acc)))
-            }
-            UserCommand::CheckSession { sid } => {
-                let acc =
-                    account(state).map_err(|_| DomainError::Unauthorized("unknown user".into()))?;
-                if live_session(state, &sid, now).is_none() {
-                    return Err(DomainError::Unauthorized("the session has ended".into()));
-                }
-                Ok((vec![], UserReply::Account(acc.view())))
-            }
+            } => d::rotate(state, sid, presented_jti, new_jti, expires_at, now),
+            UserCommand::EndSession { sid } => d::end_session(state, sid, now),
+            UserCommand::EndAllSessions { reason } => d::end_all_sessions(state, reason, now),
+            UserCommand::CheckSession { sid } => d::check_session(state, sid, now),
             UserCommand::UpdateProfile { name, phone } => {
-                let acc = account(state)?;
-                let name = match name {
-                    Some(n) => check_text("name", &n, 100)?,
-                    None => acc.name.clone(),
-                };
-                let phone = match phone {
-                    Some(p) => check_phone(&p)?,
-                    None => acc.phone.clone(),
-                };
-                let ev = UserEvent::ProfileUpdated {
-                    name,
-                    phone,
-                    at: now,
-                };
-                let view = User::evolve(state, std::slice::from_ref(&ev))
-                    .account
-                    .expect("exists")
-                    .view();
-                Ok((vec![ev], UserReply::Account(view)))
+                d::update_profile(state, name, phone, now)
             }
-            UserCommand::SetRole(role) => {
-                let acc = account(state)?;
-                if acc.role == role {
-                    return Ok((vec![], UserReply::Account(acc.view())));
-                }
-                let mut view = acc.view();
-                view.role = role;
-                Ok((
-                    vec![UserEvent::RoleChanged { role, at: now }],
-                    UserReply::Account(view),
-                ))
-            }
-            UserCommand::AddAddress { id, input } => {
-                account(state)?;
-                if state.addresses.len() >= MAX_ADDRESSES {
-                    return Err(DomainError::Conflict {
-                        code: "address_limit",
-                        message: format!("a user keeps at most {MAX_ADDRESSES} addresses"),
-                    });
-                }
-                let mut address = check_address(id, &input)?;
-                let default = default_after_add(&state.addresses, &address);
-                address.is_default = false;
-                let mut events = vec![UserEvent::AddressAdded {
-                    address: address.clone(),
-                }];
-                if let Some(id) = default {
-                    events.push(UserEvent::DefaultAddressSet { id });
-                }
-                let next = User::evolve(state, &events);
-                let added = next
-                    .addresses
-                    .iter()
-                    .find(|a| a.id == address.id)
-                    .cloned()
-                    .expect("added");
-                Ok((events, UserReply::Address(added)))
-            }
-            UserCommand::UpdateAddress { id, input } => {
-                account(state)?;
-                let current = state
-                    .addresses
-                    .iter()
-                    .find(|a| a.id == id)
-                    .ok_or(DomainError::NotFound("address"))?;
-                if current.is_default && !input.is_default {
-                    return Err(DomainError::Conflict {
-                        code: "default_address_required",
-                        message: "make another address the default instead of unsetting this one"
-                            .into(),
-                    });
-                }
-                let mut address = check_address(id.clone(), &input)?;
-                address.is_default = current.is_default;
-                let mut events = vec![UserEvent::AddressUpdated { address }];
-                if input.is_default && !current.is_default {
-                    events.push(UserEvent::DefaultAddressSet { id: id.clone() });
-                }
-                let next = User::evolve(state, &events);
-                let updated = next
-                    .addresses
-                    .iter()
-                    .find(|a| a.id == id)
-                    .cloned()
-                    .expect("exists");
-                Ok((events, UserReply::Address(updated)))
-            }
-            UserCommand::RemoveAddress { id } => {
-                account(state)?;
-                if !state.addresses.iter().any(|a| a.id == id) {
-                    return Err(DomainError::NotFound("address"));
-                }
-                let mut events = vec![];
-                let next_default = default_after_remove(&state.addresses, &id);
-                events.push(UserEvent::AddressRemoved { id });
-                if let Some(id) = next_default {
-                    events.push(UserEvent::DefaultAddressSet { id });
-                }
-                Ok((events, UserReply::Done))
-            }
-            UserCommand::ListAddresses => {
-                account(state)?;
-                Ok((vec![], UserReply::Addresses(state.addresses.clone())))
-            }
-            UserCommand::Notify(notification) => {
-                account(state)?;
-                if state.notifications.iter().any(|n| n.id == notification.id) {
-                    return Ok((vec![], UserReply::Done));
-                }
-                Ok((vec![UserEvent::Notified { notification }], UserReply::Done))
-            }
-            UserCommand::Notifications => {
-                account(state)?;
-                Ok((
-                    vec![],
-                    UserReply::Notifications(state.notifications.iter().rev().cloned().collect()),
-                ))
-            }
-            UserCommand::MarkAllRead => {
-                account(state)?;
-                if state.notifications.iter().all(|n| n.read) {
-                    return Ok((vec![], UserReply::Done));
-                }
-                Ok((
-                    vec![UserEvent::AllNotificationsRead { at: now }],
-                    UserReply::Done,
-                ))
-            }
-            UserCommand::GetMailPrefs => {
-                account(state)?;
-                Ok((vec![], UserReply::MailPrefs(state.mail_prefs)))
-            }
-            UserCommand::SetMailPrefs(prefs) => {
-                account(state)?;
-                let events = if prefs == state.mail_prefs {
-                    vec![]
-                } else {
-                    vec![UserEvent::MailPrefsSet { prefs }]
-                };
-                Ok((events, UserReply::MailPrefs(prefs)))
-            }
+            UserCommand::SetRole(role) => d::set_role(state, role, now),
+            UserCommand::AddAddress { id, input } => d::add_address(state, id, input),
+            UserCommand::UpdateAddress { id, input } => d::update_address(state, id, input),
+            UserCommand::RemoveAddress { id } => d::remove_address(state, id),
+            UserCommand::ListAddresses => d::list_addresses(state),
+            UserCommand::Notify(notification) => d::notify(state, notification),
+            UserCommand::Notifications => d::notifications(state),
+            UserCommand::MarkAllRead => d::mark_all_read(state, now),
+            UserCommand::GetMailPrefs => d::get_mail_prefs(state),
+            UserCommand::SetMailPrefs(prefs) => d::set_mail_prefs(state, prefs),
             UserCommand::RequestReset {
                 code_hash,
                 expires_at,
                 max_per_day,
-            } => {
-                account(state)?;
-                let recent = state.reset.as_ref().is_some_and(|r| {
-                    r.expires_at > now
-                        && now - r.requested_at < chrono::Duration::seconds(RESET_COOLDOWN_SECS)
-                });
-                let today = state
-                    .reset_requests
-                    .iter()
-                    .filter(|t| now - **t < chrono::Duration::days(1))
-                    .count();
-                if recent || today >= max_per_day as usize {
-                    return Ok((vec![], UserReply::Refused));
-                }
-                Ok((
-                    vec![UserEvent::ResetRequested {
-                        code_hash,
-                        expires_at,
-                        at: now,
-                    }],
-                    UserReply::Done,
-                ))
-            }
+            } => d::request_reset(state, code_hash, expires_at, max_per_day, now),
             UserCommand::ResetPassword {
                 code_hash,
                 password_hash,
                 max_attempts,
-            } => {
-                account(state)?;
-                let expired = || DomainError::Conflict {
-                    code: "otp_expired",
-                    message: "this reset code is no longer valid: ask for a new one".into(),
-                };
-                let Some(reset) = state.reset.as_ref() else {
-                    return Err(expired());
-                };
-                if reset.expires_at <= now || reset.attempts >= max_attempts {
-                    return Err(expired());
-                }
-                let matches: bool =
-                    subtle::ConstantTimeEq::ct_eq(reset.code_hash.as_bytes(), code_hash.as_bytes())
-                        .into();
-                if !matches {
-                    // The failed attempt is recorded; the caller answers 422.
-                    return Ok((vec![UserEvent::ResetAttemptFailed], UserReply::Refused));
-                }
-                Ok((
-                    vec![UserEvent::PasswordChanged {
-                        password_hash,
-                        at: now,
-                    }],
-                    UserReply::Done,
-                ))
-            }
-            UserCommand::MarkRead { id } => {
-                account(state)?;
-                match state.notifications.iter().find(|n| n.id == id) {
-                    None => Err(DomainError::NotFound("notification")),
-                    Some(n) if n.read => Ok((vec![], UserReply::Done)),
-                    Some(_) => Ok((
-                        vec![UserEvent::NotificationRead { id, at: now }],
-                        UserReply::Done,
-                    )),
-                }
-            }
+            } => d::reset_password(state, code_hash, password_hash, max_attempts, now),
+            UserCommand::MarkRead { id } => d::mark_read(state, id, now),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Given/when/then tests of the user entity's decisions.
 
 use super::*;
+use crate::domain::user::MAX_SESSIONS;
 use crate::domain::Role;
 use chrono::Duration;
 

@@ -1,0 +1,346 @@
+//! The order's decisions, one function per command: what each command
+//! records, or why it is refused. Pure: state and command in, events out.
+
+use chrono::{DateTime, Utc};
+
+use super::{OrderEvent, OrderReply, OrderState, PaymentReport};
+use crate::actors::Entity;
+use crate::domain::order::{
+    transition, EscrowStatus, Order, OrderStatus, Party, PaymentStatus, Step, StockStatus,
+};
+use crate::domain::{Caller, DomainError};
+
+type Decided = Result<(Vec<OrderEvent>, OrderReply), DomainError>;
+
+/// `events`, answered with the order after them.
+pub(super) fn answered(state: &OrderState, events: Vec<OrderEvent>) -> Decided {
+    let next = super::OrderEntity::evolve(state, &events);
+    let o = next.order.ok_or(DomainError::NotFound("order"))?;
+    Ok((events, OrderReply::Order(Box::new(o))))
+}
+
+pub(super) fn order(state: &OrderState) -> Result<&Order, DomainError> {
+    state.order.as_ref().ok_or(DomainError::NotFound("order"))
+}
+
+pub(super) fn step_events(
+    o: &Order,
+    step: Step,
+    by: Party,
+    actor_id: Option<String>,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    let to = transition(o.status, step, by, o.is_cod())?;
+    if step == Step::RequestReturn && o.return_deadline.is_some_and(|d| now > d) {
+        return Err(DomainError::Conflict {
+            code: "return_window_closed",
+            message: "the return window for this order has closed".into(),
+        });
+    }
+    let mut events = vec![OrderEvent::Transitioned {
+        step,
+        to,
+        by,
+        actor_id,
+        reason,
+        at: now,
+    }];
+    if step == Step::Deliver && o.is_cod() {
+        events.push(OrderEvent::CashCollected { at: now });
+    }
+    Ok(events)
+}
+
+/// Placing is idempotent by id: a second `Place` answers the order there.
+pub(super) fn place(state: &OrderState, order: Box<Order>) -> Decided {
+    match &state.order {
+        Some(existing) => Ok((vec![], OrderReply::Order(Box::new(existing.clone())))),
+        None => answered(state, vec![OrderEvent::Placed { order }]),
+    }
+}
+
+/// A read: for `caller`, only if they are a party (or hold its offer).
+pub(super) fn get(
+    state: &OrderState,
+    caller: Option<Caller>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    let o = order(state)?;
+    if caller.is_some_and(|c| o.party_of(&c).is_none() && !o.offered_to(&c, now)) {
+        return Err(DomainError::NotFound("order"));
+    }
+    Ok(vec![])
+}
+
+pub(super) fn offer(
+    state: &OrderState,
+    shipper_id: String,
+    expires_at: DateTime<Utc>,
+    distance_m: f64,
+    now: DateTime<Utc>,
+) -> Decided {
+    let o = order(state)?;
+    // Two dispatchers racing for one order offer to the same shipper: the
+    // second is a no-op.
+    if o.awaits_shipper()
+        && o.delivery
+            .offer
+            .as_ref()
+            .is_some_and(|x| x.shipper_id == shipper_id)
+    {
+        return Ok((vec![], OrderReply::Order(Box::new(o.clone()))));
+    }
+    if !o.awaits_shipper() || o.delivery.offer.is_some() {
+        return Err(DomainError::Conflict {
+            code: "not_dispatchable",
+            message: "this order is not waiting for a shipper".into(),
+        });
+    }
+    let offered = OrderEvent::ShipperOffered {
+        shipper_id,
+        expires_at,
+        distance_m,
+        at: now,
+    };
+    answered(state, vec![offered])
+}
+
+pub(super) fn expire_offer(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
+    match &o.delivery.offer {
+        Some(offer) if offer.expires_at <= now => vec![OrderEvent::OfferEnded {
+            shipper_id: offer.shipper_id.clone(),
+            expired: true,
+            at: now,
+        }],
+        _ => vec![],
+    }
+}
+
+pub(super) fn defer_dispatch(o: &Order, until: DateTime<Utc>) -> Vec<OrderEvent> {
+    if o.awaits_shipper() && o.delivery.offer.is_none() {
+        vec![OrderEvent::DispatchDeferred { until }]
+    } else {
+        vec![]
+    }
+}
+
+/// Why `caller` cannot answer an offer they do not hold.
+fn no_offer(o: &Order, caller: &Caller) -> DomainError {
+    if o.delivery.shipper_id.as_deref() == Some(caller.user_id.as_str()) {
+        DomainError::Conflict {
+            code: "already_assigned",
+            message: "you already deliver this order".into(),
+        }
+    } else if o
+        .delivery
+        .offer
+        .as_ref()
+        .is_some_and(|x| x.shipper_id == caller.user_id)
+        || o.delivery.declined.contains(&caller.user_id)
+    {
+        DomainError::Conflict {
+            code: "offer_expired",
+            message: "the offer expired and goes to another shipper".into(),
+        }
+    } else {
+        DomainError::NotFound("offer")
+    }
+}
+
+pub(super) fn accept(
+    o: &Order,
+    caller: Caller,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    if !o.offered_to(&caller, now) {
+        return Err(no_offer(o, &caller));
+    }
+    Ok(vec![OrderEvent::ShipperAssigned {
+        shipper_id: caller.user_id,
+        at: now,
+    }])
+}
+
+pub(super) fn decline(
+    o: &Order,
+    caller: Caller,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    if !o.offered_to(&caller, now) {
+        return Err(no_offer(o, &caller));
+    }
+    Ok(vec![OrderEvent::OfferEnded {
+        shipper_id: caller.user_id,
+        expired: false,
+        at: now,
+    }])
+}
+
+pub(super) fn shipper_bound(o: &Order) -> Vec<OrderEvent> {
+    match &o.delivery {
+        d if d.shipper_id.is_some() && !d.shipper_bound => vec![OrderEvent::ShipperBound],
+        _ => vec![],
+    }
+}
+
+pub(super) fn shipper_released(o: &Order) -> Vec<OrderEvent> {
+    match &o.delivery {
+        d if d.shipper_bound && !d.shipper_released => vec![OrderEvent::ShipperReleased],
+        _ => vec![],
+    }
+}
+
+pub(super) fn arriving(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
+    if o.delivery.shipper_id.is_some()
+        && o.delivery.arriving_at.is_none()
+        && matches!(o.status, OrderStatus::PickedUp | OrderStatus::Delivering)
+    {
+        vec![OrderEvent::Arriving { at: now }]
+    } else {
+        vec![]
+    }
+}
+
+/// A person takes a lifecycle step, as whichever party they are.
+pub(super) fn act(
+    o: &Order,
+    caller: Caller,
+    step: Step,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    let by = o.party_of(&caller).ok_or(DomainError::NotFound("order"))?;
+    step_events(o, step, by, Some(caller.user_id), reason, now)
+}
+
+/// A provider's report: deduplicated by event id; a paid amount must be
+/// the total. A payment arriving after the order was cancelled unpaid is
+/// recorded too (the next action then refunds it).
+pub(super) fn payment(state: &OrderState, report: PaymentReport, now: DateTime<Utc>) -> Decided {
+    let o = order(state)?;
+    if let Some(id) = &report.event_id {
+        if state.seen_events.contains(id) {
+            return Ok((vec![], OrderReply::Duplicate(Box::new(o.clone()))));
+        }
+    }
+    if report.paid && report.amount != o.totals.total {
+        return Err(DomainError::Conflict {
+            code: "amount_mismatch",
+            message: format!(
+                "paid {} but the order total is {}",
+                report.amount, o.totals.total
+            ),
+        });
+    }
+    let mut events: Vec<OrderEvent> = report
+        .event_id
+        .iter()
+        .map(|id| OrderEvent::WebhookSeen {
+            event_id: id.clone(),
+        })
+        .collect();
+    let payable = matches!(
+        o.payment.status,
+        PaymentStatus::Pending | PaymentStatus::Voided
+    );
+    if report.paid && payable {
+        events.push(OrderEvent::PaymentReceived {
+            event_id: report.event_id.clone(),
+            amount: report.amount,
+            by: Party::Gateway,
+            at: now,
+        });
+        // Paid on time moves the order on; paid late (cancelled) does not.
+        if let Ok(to) = transition(o.status, Step::Pay, Party::Gateway, o.is_cod()) {
+            events.push(OrderEvent::Transitioned {
+                step: Step::Pay,
+                to,
+                by: Party::Gateway,
+                actor_id: None,
+                reason: None,
+                at: now,
+            });
+        }
+    }
+    answered(state, events)
+}
+
+/// Everything a cancelled order held went back: the claim, the stock,
+/// the coupon use.
+pub(super) fn stock_released(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
+    let mut events = vec![];
+    if o.claim.is_some() && !o.claim_released {
+        events.push(OrderEvent::ClaimReleased);
+    }
+    if o.stock == StockStatus::Held {
+        events.push(OrderEvent::StockReleased { at: now });
+    }
+    if o.coupon.is_some() && !o.coupon_released {
+        events.push(OrderEvent::CouponReleased);
+    }
+    events
+}
+
+pub(super) fn stock_consumed(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
+    match o.stock {
+        StockStatus::Held => vec![OrderEvent::StockConsumed { at: now }],
+        _ => vec![],
+    }
+}
+
+pub(super) fn coupon_released(o: &Order) -> Vec<OrderEvent> {
+    if o.coupon.is_some() && !o.coupon_released {
+        vec![OrderEvent::CouponReleased]
+    } else {
+        vec![]
+    }
+}
+
+/// Delivered, the return window over: the shop is paid.
+pub(super) fn release_escrow(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
+    let due = o.return_deadline.is_some_and(|d| now >= d);
+    if o.status == OrderStatus::Delivered && o.escrow == EscrowStatus::Held && due {
+        vec![OrderEvent::EscrowReleased { at: now }]
+    } else {
+        vec![]
+    }
+}
+
+pub(super) fn notifications_sent(o: &Order, upto: u32) -> Vec<OrderEvent> {
+    if upto > o.notified && upto as usize <= o.timeline.len() {
+        vec![OrderEvent::NotificationsSent { upto }]
+    } else {
+        vec![]
+    }
+}
+
+pub(super) fn refund_due(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
+    match o.payment.status {
+        PaymentStatus::Paid => vec![OrderEvent::RefundMarkedDue { at: now }],
+        _ => vec![],
+    }
+}
+
+/// The money went back. A returned order becomes refunded; a cancelled one
+/// stays cancelled.
+pub(super) fn refunded(o: &Order, refund_reference: String, now: DateTime<Utc>) -> Vec<OrderEvent> {
+    if o.payment.status != PaymentStatus::Paid {
+        return vec![];
+    }
+    let mut events = vec![OrderEvent::Refunded {
+        refund_reference,
+        at: now,
+    }];
+    if let Ok(to) = transition(o.status, Step::Refund, Party::System, o.is_cod()) {
+        events.push(OrderEvent::Transitioned {
+            step: Step::Refund,
+            to,
+            by: Party::System,
+            actor_id: None,
+            reason: None,
+            at: now,
+        });
+    }
+    events
+}
