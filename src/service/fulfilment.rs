@@ -4,6 +4,7 @@
 //! checkouts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,8 +14,8 @@ use crate::actors::coupon::CouponCommand;
 use crate::actors::order::{timer_order, OrderCommand, PaymentReport, TIMERS_TABLE};
 use crate::actors::product::ProductCommand;
 use crate::domain::notification::notifications_for;
-use crate::domain::order::{next_action, Action, Step, StockStatus};
-use crate::payments::{ProviderError, RemoteStatus};
+use crate::domain::order::{next_action, Action, Order, Step, StockStatus};
+use crate::payments::{Provider, ProviderError, RemoteStatus};
 
 impl Services {
     /// Carries out an order's due next actions (a few at most per call;
@@ -38,110 +39,13 @@ impl Services {
         if due > Utc::now() {
             return Ok(false);
         }
-        let provider = || {
-            self.providers
-                .get(&order.payment.provider)
-                .cloned()
-                .ok_or_else(|| {
-                    ServiceError::Unavailable(format!(
-                        "payment provider {} is not configured",
-                        order.payment.provider
-                    ))
-                })
-        };
         let cmd = match action {
-            Action::PaymentTimeout => match provider()?.status(&order.payment.reference).await {
-                Ok(RemoteStatus::Paid { amount }) => OrderCommand::Payment(PaymentReport {
-                    event_id: None,
-                    amount,
-                    paid: true,
-                }),
-                Ok(_) => OrderCommand::System {
-                    step: Step::Cancel,
-                    reason: "payment timeout".into(),
-                },
-                Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
-            },
-            Action::ReleaseStock if order.claim.is_some() => {
-                // A flash-sale order: its units go back to the sale's reserve
-                // and the claim lapses, which lets the waitlist in.
-                let claim = order.claim.as_ref().expect("checked");
-                if order.stock == StockStatus::Held && !order.digital {
-                    for l in &order.lines {
-                        self.products
-                            .call(
-                                &l.product_id,
-                                ProductCommand::Return {
-                                    from: id.to_owned(),
-                                    to: crate::service::flash_sales::sale_hold(&claim.queue_id),
-                                },
-                            )
-                            .await?;
-                    }
-                }
-                self.queues
-                    .expire(&claim.queue_id, claim.claim_id.clone())
-                    .await?;
-                self.advance_queue(&claim.queue_id).await?;
-                OrderCommand::StockReleased
-            }
-            Action::ReleaseStock => {
-                if order.stock == StockStatus::Held {
-                    for l in &order.lines {
-                        self.products
-                            .call(
-                                &l.product_id,
-                                ProductCommand::Release {
-                                    order_id: id.to_owned(),
-                                },
-                            )
-                            .await?;
-                    }
-                }
-                if let (Some(code), false) = (&order.coupon, order.coupon_released) {
-                    self.coupons
-                        .call(
-                            code,
-                            CouponCommand::Release {
-                                order_id: id.to_owned(),
-                            },
-                        )
-                        .await?;
-                }
-                OrderCommand::StockReleased
-            }
-            Action::ConsumeStock => {
-                for l in &order.lines {
-                    self.products
-                        .call(
-                            &l.product_id,
-                            ProductCommand::Consume {
-                                order_id: id.to_owned(),
-                            },
-                        )
-                        .await?;
-                }
-                OrderCommand::StockConsumed
-            }
-            Action::Refund => match provider()?
-                .refund(&order.payment.reference, order.payment.amount)
-                .await
-            {
-                Ok(refund_reference) => OrderCommand::Refunded { refund_reference },
-                Err(ProviderError::Unsupported(_)) => OrderCommand::RefundDue,
-                Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
-            },
+            Action::PaymentTimeout => self.payment_timeout(&order).await?,
+            Action::ReleaseStock => self.release_holds(&order).await?,
+            Action::ConsumeStock => self.consume_stock(&order).await?,
+            Action::Refund => self.refund(&order).await?,
             Action::ReleaseEscrow => OrderCommand::ReleaseEscrow,
-            Action::Notify => {
-                for index in order.notified as usize..order.timeline.len() {
-                    for (to, notification) in notifications_for(&order, index) {
-                        self.users.notify(&to, notification).await?;
-                    }
-                }
-                OrderCommand::NotificationsSent {
-                    upto: order.timeline.len() as u32,
-                }
-            }
+            Action::Notify => self.notify_timeline(&order).await?,
             Action::Complete => OrderCommand::System {
                 step: Step::Complete,
                 reason: "paid: nothing to ship".into(),
@@ -169,6 +73,111 @@ impl Services {
         }
         self.orders.call(id, cmd).await?;
         Ok(true)
+    }
+
+    fn provider_of(&self, order: &Order) -> Result<Arc<dyn Provider>, ServiceError> {
+        self.providers
+            .get(&order.payment.provider)
+            .cloned()
+            .ok_or_else(|| {
+                ServiceError::Unavailable(format!(
+                    "payment provider {} is not configured",
+                    order.payment.provider
+                ))
+            })
+    }
+
+    /// Unpaid at the deadline: the provider is asked once more; paid is
+    /// recorded, anything else cancels.
+    async fn payment_timeout(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
+        let provider = self.provider_of(order)?;
+        Ok(match provider.status(&order.payment.reference).await {
+            Ok(RemoteStatus::Paid { amount }) => OrderCommand::Payment(PaymentReport {
+                event_id: None,
+                amount,
+                paid: true,
+            }),
+            Ok(_) => OrderCommand::System {
+                step: Step::Cancel,
+                reason: "payment timeout".into(),
+            },
+            Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
+        })
+    }
+
+    /// Cancelled: what the order held goes back (stock and coupon use, or
+    /// a flash-sale claim's units to the sale's reserve).
+    async fn release_holds(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
+        let id = order.id.as_str();
+        if let Some(claim) = &order.claim {
+            // Its units go back to the sale's reserve and the claim lapses,
+            // which lets the waitlist in.
+            if order.stock == StockStatus::Held && !order.digital {
+                for l in &order.lines {
+                    let back = ProductCommand::Return {
+                        from: id.to_owned(),
+                        to: crate::service::flash_sales::sale_hold(&claim.queue_id),
+                    };
+                    self.products.call(&l.product_id, back).await?;
+                }
+            }
+            self.queues
+                .expire(&claim.queue_id, claim.claim_id.clone())
+                .await?;
+            self.advance_queue(&claim.queue_id).await?;
+            return Ok(OrderCommand::StockReleased);
+        }
+        if order.stock == StockStatus::Held {
+            for l in &order.lines {
+                let release = ProductCommand::Release {
+                    order_id: id.to_owned(),
+                };
+                self.products.call(&l.product_id, release).await?;
+            }
+        }
+        if let (Some(code), false) = (&order.coupon, order.coupon_released) {
+            let release = CouponCommand::Release {
+                order_id: id.to_owned(),
+            };
+            self.coupons.call(code, release).await?;
+        }
+        Ok(OrderCommand::StockReleased)
+    }
+
+    /// Delivered: the held stock is sold.
+    async fn consume_stock(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
+        for l in &order.lines {
+            let consume = ProductCommand::Consume {
+                order_id: order.id.clone(),
+            };
+            self.products.call(&l.product_id, consume).await?;
+        }
+        Ok(OrderCommand::StockConsumed)
+    }
+
+    /// Paid money goes back, through the provider when it can refund.
+    async fn refund(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
+        let provider = self.provider_of(order)?;
+        match provider
+            .refund(&order.payment.reference, order.payment.amount)
+            .await
+        {
+            Ok(refund_reference) => Ok(OrderCommand::Refunded { refund_reference }),
+            Err(ProviderError::Unsupported(_)) => Ok(OrderCommand::RefundDue),
+            Err(e) => Err(ServiceError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The timeline entries nobody was told about yet become notifications.
+    async fn notify_timeline(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
+        for index in order.notified as usize..order.timeline.len() {
+            for (to, notification) in notifications_for(order, index) {
+                self.users.notify(&to, notification).await?;
+            }
+        }
+        Ok(OrderCommand::NotificationsSent {
+            upto: order.timeline.len() as u32,
+        })
     }
 
     /// Runs due order actions every `interval` until `shutdown` flips. An

@@ -11,15 +11,15 @@ use chrono::Utc;
 use super::flash_sales::sale_hold;
 use super::{ServiceError, Services};
 use crate::actors::entity::stream_id;
-use crate::actors::order::OrderCommand;
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{
-    Claim, ClaimStatus, PendingWork, QueueConfig, QueueEntity, QueueKind, QueueStatus,
+    Claim, ClaimOrder, ClaimStatus, PendingWork, QueueConfig, QueueEntity, QueueKind, QueueStatus,
 };
 use crate::actors::shop::ShopCommand;
 use crate::domain::notification::Notification;
 use crate::domain::order::{ClaimRef, Order, Party, Placement};
 use crate::domain::pricing::{totals, Line};
+use crate::domain::user::Address;
 use crate::domain::GeoPoint;
 use crate::live::{LiveEvent, QueueLive, Topic};
 
@@ -118,78 +118,19 @@ impl Services {
             .cloned()
             .ok_or_else(|| ServiceError::Unavailable("payment provider gone".into()))?;
         let subtotal = config.price * u64::from(claim.quantity);
-        let (shop_id, merchant_id, line, address, km, fee, digital) = match config.kind {
-            QueueKind::FlashSale => {
-                let shop_id = config.shop_id.clone().unwrap_or_default();
-                let shop = self.shops.call(&shop_id, ShopCommand::Get).await?;
-                let product = self
-                    .products
-                    .call(&config.subject_id, ProductCommand::Get)
-                    .await?;
-                let address = details
-                    .address
-                    .clone()
-                    .ok_or_else(|| ServiceError::Unavailable("claim without address".into()))?;
-                let to = GeoPoint {
-                    lat: address.lat,
-                    lng: address.lng,
-                };
-                let (km, fee) = self
-                    .ship(&shop, to, product.weight_grams * u64::from(claim.quantity))
-                    .unwrap_or((0.0, 0));
-                // Units from the sale's reserve to this order (no-op on a retry).
-                self.products
-                    .call(
-                        &product.id,
-                        ProductCommand::Transfer {
-                            from: sale_hold(&claim.queue_id),
-                            to: claim.id.clone(),
-                            quantity: u64::from(claim.quantity),
-                        },
-                    )
-                    .await?;
-                let line = Line {
-                    product_id: product.id.clone(),
-                    shop_id: shop.id.clone(),
-                    name: format!("{} (flash sale)", product.name),
-                    unit_price: config.price,
-                    currency: config.currency.clone(),
-                    quantity: claim.quantity,
-                    weight_grams: product.weight_grams,
-                };
-                (shop.id, shop.owner_id, line, address, km, fee, false)
-            }
-            QueueKind::Course => {
-                let line = Line {
-                    product_id: config.subject_id.clone(),
-                    shop_id: config.subject_id.clone(),
-                    name: format!("{} (course)", config.title),
-                    unit_price: config.price,
-                    currency: config.currency.clone(),
-                    quantity: claim.quantity,
-                    weight_grams: 0,
-                };
-                let online = crate::domain::user::Address {
-                    id: String::new(),
-                    label: "online".into(),
-                    line1: "course".into(),
-                    city: String::new(),
-                    lat: 0.0,
-                    lng: 0.0,
-                    is_default: false,
-                };
-                let trainer = config.owner_id.clone();
-                (
-                    config.subject_id.clone(),
-                    trainer,
-                    line,
-                    online,
-                    0.0,
-                    0,
-                    true,
-                )
-            }
+        let what = match config.kind {
+            QueueKind::FlashSale => self.flash_sale_goods(config, claim, details).await?,
+            QueueKind::Course => course_goods(config, claim),
         };
+        let ClaimGoods {
+            shop_id,
+            merchant_id,
+            line,
+            address,
+            km,
+            fee,
+            digital,
+        } = what;
         let t = totals(subtotal, 0, fee, self.commerce.tax_bps)?;
         let now = Utc::now();
         let (payment, payment_deadline) = self
@@ -224,15 +165,64 @@ impl Services {
             },
             digital,
         );
-        self.orders
+        self.orders.place(order).await?;
+        Ok(())
+    }
+
+    /// A flash sale's line: the product at the sale price, shipped from the
+    /// shop; its units move from the sale's reserve to the order.
+    async fn flash_sale_goods(
+        &self,
+        config: &QueueConfig,
+        claim: &Claim,
+        details: &ClaimOrder,
+    ) -> Result<ClaimGoods, ServiceError> {
+        let shop_id = config.shop_id.clone().unwrap_or_default();
+        let shop = self.shops.call(&shop_id, ShopCommand::Get).await?;
+        let product = self
+            .products
+            .call(&config.subject_id, ProductCommand::Get)
+            .await?;
+        let address = details
+            .address
+            .clone()
+            .ok_or_else(|| ServiceError::Unavailable("claim without address".into()))?;
+        let to = GeoPoint {
+            lat: address.lat,
+            lng: address.lng,
+        };
+        let (km, fee) = self
+            .ship(&shop, to, product.weight_grams * u64::from(claim.quantity))
+            .unwrap_or((0.0, 0));
+        // Units from the sale's reserve to this order (no-op on a retry).
+        self.products
             .call(
-                &claim.id,
-                OrderCommand::Place {
-                    order: Box::new(order),
+                &product.id,
+                ProductCommand::Transfer {
+                    from: sale_hold(&claim.queue_id),
+                    to: claim.id.clone(),
+                    quantity: u64::from(claim.quantity),
                 },
             )
             .await?;
-        Ok(())
+        let line = Line {
+            product_id: product.id.clone(),
+            shop_id: shop.id.clone(),
+            name: format!("{} (flash sale)", product.name),
+            unit_price: config.price,
+            currency: config.currency.clone(),
+            quantity: claim.quantity,
+            weight_grams: product.weight_grams,
+        };
+        Ok(ClaimGoods {
+            shop_id: shop.id,
+            merchant_id: shop.owner_id,
+            line,
+            address,
+            km,
+            fee,
+            digital: false,
+        })
     }
 
     /// Runs the work of queues that owe some (after a restart, or when a
@@ -330,5 +320,48 @@ pub(super) fn claim_notification(config: &QueueConfig, c: &Claim) -> Notificatio
             .then(|| c.id.clone()),
         created_at: Utc::now(),
         read: false,
+    }
+}
+
+/// What a claim's order is for, and where it goes.
+struct ClaimGoods {
+    shop_id: String,
+    merchant_id: String,
+    line: Line,
+    address: Address,
+    km: f64,
+    fee: u64,
+    /// Nothing to ship (a course place).
+    digital: bool,
+}
+
+/// A course place: the trainer is paid; nothing is shipped.
+fn course_goods(config: &QueueConfig, claim: &Claim) -> ClaimGoods {
+    let line = Line {
+        product_id: config.subject_id.clone(),
+        shop_id: config.subject_id.clone(),
+        name: format!("{} (course)", config.title),
+        unit_price: config.price,
+        currency: config.currency.clone(),
+        quantity: claim.quantity,
+        weight_grams: 0,
+    };
+    let online = Address {
+        id: String::new(),
+        label: "online".into(),
+        line1: "course".into(),
+        city: String::new(),
+        lat: 0.0,
+        lng: 0.0,
+        is_default: false,
+    };
+    ClaimGoods {
+        shop_id: config.subject_id.clone(),
+        merchant_id: config.owner_id.clone(),
+        line,
+        address: online,
+        km: 0.0,
+        fee: 0,
+        digital: true,
     }
 }
