@@ -73,7 +73,7 @@ pub async fn claim_flash_sale(
     )?;
     let out = s
         .services
-        .claim(&auth.0.caller(), &id, false, req, key)
+        .claim(&auth.0.caller(), &id, QueueKind::FlashSale, req, key)
         .await?;
     Ok((claim_status(&out), Json(out)))
 }
@@ -108,7 +108,7 @@ pub async fn enroll(
     )?;
     let out = s
         .services
-        .claim(&auth.0.caller(), &id, true, req, key)
+        .claim(&auth.0.caller(), &id, QueueKind::Course, req, key)
         .await?;
     Ok((claim_status(&out), Json(out)))
 }

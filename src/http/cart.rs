@@ -11,7 +11,7 @@ use super::state::AppState;
 use crate::actors::cart::SavedCart;
 use crate::actors::coupon::{Coupon, CouponInput};
 use crate::domain::Role;
-use crate::service::cart::CartView;
+use crate::service::cart::{CartView, QuantityChange};
 
 pub(super) const CART: &str = "cart";
 
@@ -58,7 +58,7 @@ pub async fn add_item(
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(
         s.services
-            .put_cart_item(&auth.0.id, &r.product_id, r.quantity, true)
+            .put_cart_item(&auth.0.id, &r.product_id, QuantityChange::Add(r.quantity))
             .await?,
     ))
 }
@@ -74,7 +74,7 @@ pub async fn set_item(
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(
         s.services
-            .put_cart_item(&auth.0.id, &product_id, r.quantity, false)
+            .put_cart_item(&auth.0.id, &product_id, QuantityChange::Set(r.quantity))
             .await?,
     ))
 }

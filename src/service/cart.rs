@@ -18,6 +18,15 @@ use crate::domain::pricing::{
 use crate::domain::user::Address;
 use crate::domain::{DomainError, GeoPoint};
 
+/// How a cart line's quantity changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantityChange {
+    /// Add this many (at least 1) to what the cart holds.
+    Add(u32),
+    /// Hold exactly this many (0 removes the line).
+    Set(u32),
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CartLine {
     #[serde(flatten)]
@@ -227,15 +236,18 @@ impl Services {
         self.view(user_id, &cart, address.as_ref()).await
     }
 
-    /// Sets (`add = false`) or adds to (`add = true`) a product's quantity,
-    /// checked against the product's availability.
+    /// Sets or adds to a product's quantity, checked against the product's
+    /// availability.
     pub async fn put_cart_item(
         &self,
         user_id: &str,
         product_id: &str,
-        quantity: u32,
-        add: bool,
+        change: QuantityChange,
     ) -> Result<CartView, ServiceError> {
+        let (quantity, add) = match change {
+            QuantityChange::Add(q) => (q, true),
+            QuantityChange::Set(q) => (q, false),
+        };
         let product = self.get_product(product_id).await?;
         if !product.active {
             return Err(conflict(

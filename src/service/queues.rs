@@ -159,17 +159,20 @@ impl Services {
     pub(super) async fn queue_config(
         &self,
         queue_id: &str,
-        course: bool,
+        kind: QueueKind,
     ) -> Result<QueueConfig, ServiceError> {
         if let Some(c) = self.bursts.configs.get(queue_id) {
             return Ok(c.clone());
         }
-        let status = if course {
-            let config = self.course_queue(queue_id).await?;
-            self.queues.open(queue_id, config).await?
-        } else {
-            self.exists(&self.queues, queue_id, "flash sale").await?;
-            self.queues.status(queue_id).await?
+        let status = match kind {
+            QueueKind::Course => {
+                let config = self.course_queue(queue_id).await?;
+                self.queues.open(queue_id, config).await?
+            }
+            QueueKind::FlashSale => {
+                self.exists(&self.queues, queue_id, "flash sale").await?;
+                self.queues.status(queue_id).await?
+            }
         };
         if self.bursts.configs.len() < 100_000 {
             self.bursts
@@ -196,22 +199,26 @@ impl Services {
         Ok(Admitted(counter))
     }
 
-    /// `POST /courses/{id}/enrollments` (`course == true`) or
+    /// `POST /courses/{id}/enrollments` (`QueueKind::Course`) or
     /// `POST /flash-sales/{id}/claims`. The answer is sent once the
     /// decision is durable.
     pub async fn claim(
         &self,
         caller: &Caller,
         queue_id: &str,
-        course: bool,
+        kind: QueueKind,
         req: ClaimRequest,
         idempotency_key: Option<crate::domain::IdempotencyKey>,
     ) -> Result<ClaimOutcome, ServiceError> {
         // Known queues only: unknown ids answer 404 before taking a slot.
-        let config = self.queue_config(queue_id, course).await?;
+        let config = self.queue_config(queue_id, kind).await?;
         let _admitted = self.admit(queue_id)?;
-        if (config.kind == QueueKind::Course) != course {
-            return Err(DomainError::NotFound(if course { "course" } else { "flash sale" }).into());
+        if config.kind != kind {
+            return Err(DomainError::NotFound(match kind {
+                QueueKind::Course => "course",
+                QueueKind::FlashSale => "flash sale",
+            })
+            .into());
         }
         let order = if config.needs_order() {
             // A course place is not delivered; a flash sale's order is.
