@@ -95,6 +95,7 @@ pub enum CartEvent {
     CheckoutAbandoned { key: String },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CartCommand {
     Get,
     /// Set a product's quantity (validated against the product by the caller).
@@ -132,7 +133,7 @@ pub enum CartCommand {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CartReply {
     Cart(CartState),
     Checkout(Checkout),

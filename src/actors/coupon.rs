@@ -94,6 +94,7 @@ pub enum CouponEvent {
     Released { order_id: String },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CouponCommand {
     Create {
         caller: Caller,
@@ -117,7 +118,7 @@ pub enum CouponCommand {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CouponReply {
     pub coupon: Coupon,
     pub discount: u64,

@@ -20,6 +20,7 @@ pub enum CourseEvent {
     Updated { course: Course },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CourseCommand {
     Create {
         caller: Caller,

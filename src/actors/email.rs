@@ -17,6 +17,7 @@ pub enum EmailEvent {
     Claimed { user_id: String },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum EmailCommand {
     Claim { user_id: String },
     Lookup,

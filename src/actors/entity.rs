@@ -31,9 +31,11 @@ pub trait Entity: Send + Sync + Sized + 'static {
     /// Schema version of events and snapshots; bump on incompatible change.
     const VERSION: u16 = 1;
     type State: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
-    type Command: Send + 'static;
+    /// Commands and replies are plain data (serde), so a command can be
+    /// sent to the node that owns the entity and its reply sent back.
+    type Command: Serialize + DeserializeOwned + Send + 'static;
     type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
-    type Reply: Send + 'static;
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
     /// A business rejection (sold out, not the owner…): a normal answer,
     /// never an actor failure.
     type Rejection: Send + std::fmt::Debug + 'static;

@@ -58,6 +58,7 @@ pub enum ProductEvent {
     },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ProductCommand {
     /// Create in `shop`, which the caller must own.
     Create {

@@ -41,6 +41,7 @@ pub enum SandboxEvent {
     },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SandboxCommand {
     Create { amount: u64, currency: String },
     Get,

@@ -78,6 +78,7 @@ pub enum ShipperEvent {
     },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShipperCommand {
     SetOnline(bool),
     /// Hold an offer of `order_id` until `expires_at` (rejected unless

@@ -16,6 +16,7 @@ pub enum ShopEvent {
     Updated { shop: Shop },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShopCommand {
     Create { caller: Caller, input: ShopInput },
     Update { caller: Caller, patch: ShopPatch },

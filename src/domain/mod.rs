@@ -42,7 +42,7 @@ pub enum DomainError {
 /// An `Idempotency-Key` and the request it was first sent with: a retry
 /// of the same request answers the first result; the same key with another
 /// request is refused (`idempotency_key_reused`), as Stripe does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyKey {
     pub key: String,
     /// A digest of the request's method, path and body.
@@ -97,7 +97,7 @@ impl Role {
 }
 
 /// Who is asking: carried by every command that checks permissions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
     pub user_id: String,
     pub role: Role,

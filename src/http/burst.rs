@@ -1,4 +1,4 @@
-//! Flash sales and course enrollments: thin handlers over `service::burst`.
+//! Flash sales and course enrollments: thin handlers over `service::flash_sales` and `service::queues`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -28,7 +28,7 @@ enum CounterEvent {
     Reset,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum CounterCmd {
     Add(i64),
     Reset,

@@ -81,7 +81,7 @@ pub enum OrderEvent {
 }
 
 /// What a payment provider reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentReport {
     /// The provider's event id (webhooks); `None` for a status query.
     pub event_id: Option<String>,
@@ -89,6 +89,7 @@ pub struct PaymentReport {
     pub paid: bool,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OrderCommand {
     Place {
         order: Box<Order>,
@@ -149,7 +150,7 @@ pub enum OrderCommand {
     Arriving,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OrderReply {
     Order(Box<Order>),
     /// A webhook event this order had already processed: no effect.

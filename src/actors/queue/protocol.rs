@@ -47,6 +47,7 @@ pub enum QueueEvent {
     },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum QueueCommand {
     /// Open with `config` (a no-op when already open).
     Open(QueueConfig),
@@ -84,7 +85,7 @@ pub enum QueueCommand {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum QueueReply {
     /// The decision on a claim; `replayed` when an idempotent retry.
     Claim {

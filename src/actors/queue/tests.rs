@@ -190,3 +190,42 @@ fn derived_fields_follow_claims_cancellations_and_promotions() {
     assert_eq!(s.confirmed, 1);
     assert_eq!(s.waitlisted_units, 3);
 }
+
+#[test]
+fn a_command_and_its_reply_cross_the_wire_unchanged() {
+    // What cluster mode relies on: a command encoded on one node decides
+    // the same on the node that owns the queue, and the reply comes back.
+    let s = opened(1, 1, 0);
+    let ctx = Ctx {
+        id: "q",
+        now: Utc::now(),
+    };
+    let cmd = QueueCommand::Claim {
+        claim_id: "c1".into(),
+        user_id: "u1".into(),
+        quantity: 1,
+        idempotency_key: Some(crate::domain::IdempotencyKey {
+            key: "k".into(),
+            request: "r".into(),
+        }),
+        order: None,
+    };
+    let sent: QueueCommand =
+        rmp_serde::from_slice(&rmp_serde::to_vec_named(&cmd).unwrap()).unwrap();
+    let (events, reply) = QueueEntity::decide(&s, sent, &ctx).unwrap();
+    let (direct_events, _) = QueueEntity::decide(&s, cmd, &ctx).unwrap();
+    assert_eq!(events, direct_events);
+    let back: QueueReply =
+        rmp_serde::from_slice(&rmp_serde::to_vec_named(&reply).unwrap()).unwrap();
+    let (
+        QueueReply::Claim { claim, .. },
+        QueueReply::Claim {
+            claim: sent_claim, ..
+        },
+    ) = (back, reply)
+    else {
+        panic!("a claim reply")
+    };
+    assert_eq!(claim, sent_claim);
+    assert_eq!(claim.status, ClaimStatus::Confirmed);
+}

@@ -82,6 +82,7 @@ pub enum UserEvent {
     },
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum UserCommand {
     Register {
         email: String,
@@ -158,7 +159,7 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum UserReply {
     Account(UserView),
     Credentials(Account),
