@@ -139,6 +139,54 @@ pub enum CartReply {
     Checkout(Checkout),
 }
 
+/// Checkout `key` starts (one open checkout per cart; a retry under the
+/// same key answers the checkout it started).
+fn begin_checkout(
+    state: &CartState,
+    key: String,
+    request: Option<String>,
+    orders: Vec<PlannedOrder>,
+    ctx: &Ctx<'_>,
+) -> Result<(Vec<CartEvent>, CartReply), DomainError> {
+    if let Some(existing) = state.checkouts.iter().find(|c| c.key == key) {
+        if let Some(request) = &request {
+            crate::domain::IdempotencyKey {
+                key: key.clone(),
+                request: request.clone(),
+            }
+            .check(existing.request.as_deref())?;
+        }
+        return Ok((vec![], CartReply::Checkout(existing.clone())));
+    }
+    if state.checkouts.iter().any(|c| !c.completed) {
+        return Err(DomainError::Conflict {
+            code: "checkout_in_progress",
+            message: "another checkout of this cart is in progress".into(),
+        });
+    }
+    if state.items.is_empty() {
+        return Err(DomainError::Conflict {
+            code: "cart_empty",
+            message: "the cart is empty".into(),
+        });
+    }
+    let checkout = Checkout {
+        key,
+        items: state.items.clone(),
+        coupon: state.coupon.clone(),
+        orders,
+        completed: false,
+        started_at: Some(ctx.now),
+        request,
+    };
+    Ok((
+        vec![CartEvent::CheckoutStarted {
+            checkout: checkout.clone(),
+        }],
+        CartReply::Checkout(checkout),
+    ))
+}
+
 impl Entity for CartEntity {
     const KIND: &'static str = "cart";
     type State = CartState;
@@ -219,45 +267,7 @@ impl Entity for CartEntity {
                 key,
                 request,
                 orders,
-            } => {
-                if let Some(existing) = state.checkouts.iter().find(|c| c.key == key) {
-                    if let Some(request) = &request {
-                        crate::domain::IdempotencyKey {
-                            key: key.clone(),
-                            request: request.clone(),
-                        }
-                        .check(existing.request.as_deref())?;
-                    }
-                    return Ok((vec![], CartReply::Checkout(existing.clone())));
-                }
-                if state.checkouts.iter().any(|c| !c.completed) {
-                    return Err(DomainError::Conflict {
-                        code: "checkout_in_progress",
-                        message: "another checkout of this cart is in progress".into(),
-                    });
-                }
-                if state.items.is_empty() {
-                    return Err(DomainError::Conflict {
-                        code: "cart_empty",
-                        message: "the cart is empty".into(),
-                    });
-                }
-                let checkout = Checkout {
-                    key,
-                    items: state.items.clone(),
-                    coupon: state.coupon.clone(),
-                    orders,
-                    completed: false,
-                    started_at: Some(ctx.now),
-                    request,
-                };
-                return Ok((
-                    vec![CartEvent::CheckoutStarted {
-                        checkout: checkout.clone(),
-                    }],
-                    CartReply::Checkout(checkout),
-                ));
-            }
+            } => return begin_checkout(state, key, request, orders, ctx),
             CartCommand::CompleteCheckout { key } => {
                 match state.checkouts.iter().find(|c| c.key == key) {
                     Some(c) if !c.completed => vec![CartEvent::CheckoutCompleted { key }],

@@ -106,6 +106,63 @@ fn product(state: &ProductState) -> Result<&Product, DomainError> {
         .ok_or(DomainError::NotFound("product"))
 }
 
+/// A new product in `shop`, which `caller` must own.
+fn create(
+    state: &ProductState,
+    caller: &Caller,
+    shop: Shop,
+    input: &ProductInput,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<ProductEvent>, DomainError> {
+    if state.product.is_some() {
+        return Err(DomainError::Conflict {
+            code: "already_exists",
+            message: "this product already exists".into(),
+        });
+    }
+    caller.ensure_owner(&shop.owner_id, "shop")?;
+    let input = check_product(input)?;
+    let product = Product {
+        id: ctx.id.to_owned(),
+        shop_id: shop.id,
+        owner_id: shop.owner_id,
+        name: input.name,
+        category: input.category,
+        price: input.price,
+        currency: input.currency,
+        stock: input.stock,
+        weight_grams: input.weight_grams,
+        active: true,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    Ok(vec![ProductEvent::Created { product }])
+}
+
+/// The product with `patch` applied, by its owner.
+fn update(
+    state: &ProductState,
+    caller: &Caller,
+    patch: &ProductPatch,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<ProductEvent>, DomainError> {
+    let current = product(state)?;
+    caller.ensure_owner(&current.owner_id, "product")?;
+    let input = patch_product(current, patch)?;
+    let product = Product {
+        name: input.name,
+        category: input.category,
+        price: input.price,
+        currency: input.currency,
+        stock: input.stock,
+        weight_grams: input.weight_grams,
+        active: patch.active.unwrap_or(current.active),
+        updated_at: ctx.now,
+        ..current.clone()
+    };
+    Ok(vec![ProductEvent::Updated { product }])
+}
+
 impl Entity for ProductEntity {
     const KIND: &'static str = "product";
     type State = ProductState;
@@ -124,48 +181,8 @@ impl Entity for ProductEntity {
                 caller,
                 shop,
                 input,
-            } => {
-                if state.product.is_some() {
-                    return Err(DomainError::Conflict {
-                        code: "already_exists",
-                        message: "this product already exists".into(),
-                    });
-                }
-                caller.ensure_owner(&shop.owner_id, "shop")?;
-                let input = check_product(&input)?;
-                let product = Product {
-                    id: ctx.id.to_owned(),
-                    shop_id: shop.id,
-                    owner_id: shop.owner_id,
-                    name: input.name,
-                    category: input.category,
-                    price: input.price,
-                    currency: input.currency,
-                    stock: input.stock,
-                    weight_grams: input.weight_grams,
-                    active: true,
-                    created_at: ctx.now,
-                    updated_at: ctx.now,
-                };
-                (vec![ProductEvent::Created { product }], ())
-            }
-            ProductCommand::Update { caller, patch } => {
-                let current = product(state)?;
-                caller.ensure_owner(&current.owner_id, "product")?;
-                let input = patch_product(current, &patch)?;
-                let product = Product {
-                    name: input.name,
-                    category: input.category,
-                    price: input.price,
-                    currency: input.currency,
-                    stock: input.stock,
-                    weight_grams: input.weight_grams,
-                    active: patch.active.unwrap_or(current.active),
-                    updated_at: ctx.now,
-                    ..current.clone()
-                };
-                (vec![ProductEvent::Updated { product }], ())
-            }
+            } => (create(state, &caller, shop, &input, ctx)?, ()),
+            ProductCommand::Update { caller, patch } => (update(state, &caller, &patch, ctx)?, ()),
             ProductCommand::Get => (vec![], ()),
             ProductCommand::Hold { order_id, quantity } => {
                 let p = product(state)?;
