@@ -7,9 +7,9 @@
 //! each topic keeps only the newest one (a `watch` slot), so a watcher can
 //! never fall behind on them. Across nodes this becomes Redis pub/sub.
 
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::{broadcast, watch};
 
@@ -28,12 +28,13 @@ pub const WIRE_FORMATS: usize = 2;
 
 /// A position as published on one topic. Its wire frame is encoded at most
 /// once per format however many sessions watch the topic; the bus does not
-/// know the formats, only that there are `WIRE_FORMATS` of them.
+/// know the formats or their frame type, only that there are
+/// `WIRE_FORMATS` of them.
 #[derive(Debug)]
 pub struct PositionFrame {
     pub topic: Arc<str>,
     pub position: Arc<Position>,
-    encoded: [OnceLock<Bytes>; WIRE_FORMATS],
+    encoded: [OnceLock<Box<dyn Any + Send + Sync>>; WIRE_FORMATS],
 }
 
 impl PositionFrame {
@@ -47,8 +48,18 @@ impl PositionFrame {
 
     /// The frame in wire format `format` (`< WIRE_FORMATS`), encoded by
     /// `encode` the first time it is asked for (a cheap clone after).
-    pub fn encoded(&self, format: usize, encode: impl FnOnce(&PositionFrame) -> Bytes) -> Bytes {
-        self.encoded[format].get_or_init(|| encode(self)).clone()
+    /// Every caller of one format must ask for the same frame type `F`
+    /// (the gateway's codec decides both).
+    pub fn encoded<F: Clone + Send + Sync + 'static>(
+        &self,
+        format: usize,
+        encode: impl FnOnce(&PositionFrame) -> F,
+    ) -> F {
+        self.encoded[format]
+            .get_or_init(|| Box::new(encode(self)))
+            .downcast_ref::<F>()
+            .expect("one frame type per wire format")
+            .clone()
     }
 }
 

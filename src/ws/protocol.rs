@@ -1,8 +1,7 @@
 //! The WebSocket wire contract (see the README): JSON text frames, or
 //! MessagePack binary frames for a client that negotiated `surge.msgpack`.
 
-use axum::extract::ws::{Message, Utf8Bytes};
-use bytes::Bytes;
+use axum::extract::ws::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::shipping::{Fix, Position};
@@ -114,39 +113,34 @@ impl Codec {
 
 const _: () = assert!(WIRE_FORMATS == 2, "one cached encoding per codec");
 
-fn encode_bytes(codec: Codec, msg: &ServerMsg) -> Bytes {
-    let bytes = match codec {
-        Codec::Json => serde_json::to_vec(msg).expect("server messages serialize"),
-        Codec::MsgPack => rmp_serde::to_vec_named(msg).expect("server messages serialize"),
-    };
-    bytes.into()
-}
-
 /// `msg` as one frame in `codec`: JSON text, or MessagePack binary.
 pub fn encode(codec: Codec, msg: &ServerMsg) -> Message {
-    frame(codec, encode_bytes(codec, msg))
-}
-
-fn frame(codec: Codec, bytes: Bytes) -> Message {
     match codec {
-        Codec::Json => Message::Text(Utf8Bytes::try_from(bytes).expect("JSON is UTF-8")),
-        Codec::MsgPack => Message::Binary(bytes),
+        Codec::Json => Message::Text(
+            serde_json::to_string(msg)
+                .expect("server messages serialize")
+                .into(),
+        ),
+        Codec::MsgPack => Message::Binary(
+            rmp_serde::to_vec_named(msg)
+                .expect("server messages serialize")
+                .into(),
+        ),
     }
 }
 
 /// A position's `location` frame in `codec`, encoded once per codec however
 /// many sessions watch its topic (a cheap clone of shared bytes after).
 pub fn location_frame(position: &PositionFrame, codec: Codec) -> Message {
-    let bytes = position.encoded(codec.wire_format(), |p| {
-        encode_bytes(
+    position.encoded(codec.wire_format(), |p| {
+        encode(
             codec,
             &ServerMsg::Location {
                 topic: p.topic.to_string(),
                 data: Box::new((*p.position).clone()),
             },
         )
-    });
-    frame(codec, bytes)
+    })
 }
 
 /// The subprotocol that selects MessagePack frames.
