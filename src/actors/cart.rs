@@ -187,6 +187,53 @@ fn begin_checkout(
     ))
 }
 
+fn set_item(
+    state: &CartState,
+    product_id: String,
+    quantity: u32,
+) -> Result<Vec<CartEvent>, DomainError> {
+    if quantity == 0 || quantity > MAX_QUANTITY {
+        return Err(DomainError::invalid(
+            "quantity",
+            format!("quantity must be between 1 and {MAX_QUANTITY}"),
+        ));
+    }
+    let present = state.items.iter().any(|i| i.product_id == product_id);
+    if !present && state.items.len() >= MAX_ITEMS {
+        return Err(DomainError::Conflict {
+            code: "cart_full",
+            message: format!("a cart holds at most {MAX_ITEMS} products"),
+        });
+    }
+    Ok(vec![CartEvent::ItemSet {
+        product_id,
+        quantity,
+    }])
+}
+
+/// Saves the cart's lines under `id` (the cart itself stays as it is).
+fn save(state: &CartState, id: String, ctx: &Ctx<'_>) -> Result<Vec<CartEvent>, DomainError> {
+    if state.items.is_empty() {
+        return Err(DomainError::Conflict {
+            code: "cart_empty",
+            message: "there is nothing in the cart to save".into(),
+        });
+    }
+    if state.saved.len() >= MAX_SAVED {
+        return Err(DomainError::Conflict {
+            code: "saved_carts_full",
+            message: format!("at most {MAX_SAVED} saved carts"),
+        });
+    }
+    let saved = SavedCart {
+        id,
+        items: state.items.clone(),
+        coupon: state.coupon.clone(),
+        saved_at: ctx.now,
+    };
+    Ok(vec![CartEvent::Saved { saved }])
+}
+
 impl Entity for CartEntity {
     const KIND: &'static str = "cart";
     type State = CartState;
@@ -205,25 +252,7 @@ impl Entity for CartEntity {
             CartCommand::SetItem {
                 product_id,
                 quantity,
-            } => {
-                if quantity == 0 || quantity > MAX_QUANTITY {
-                    return Err(DomainError::invalid(
-                        "quantity",
-                        format!("quantity must be between 1 and {MAX_QUANTITY}"),
-                    ));
-                }
-                let present = state.items.iter().any(|i| i.product_id == product_id);
-                if !present && state.items.len() >= MAX_ITEMS {
-                    return Err(DomainError::Conflict {
-                        code: "cart_full",
-                        message: format!("a cart holds at most {MAX_ITEMS} products"),
-                    });
-                }
-                vec![CartEvent::ItemSet {
-                    product_id,
-                    quantity,
-                }]
-            }
+            } => set_item(state, product_id, quantity)?,
             CartCommand::RemoveItem { product_id } => {
                 if !state.items.iter().any(|i| i.product_id == product_id) {
                     return Err(DomainError::NotFound("cart item"));
@@ -236,27 +265,7 @@ impl Entity for CartEntity {
                 Some(_) => vec![CartEvent::CouponRemoved],
                 None => vec![],
             },
-            CartCommand::Save { id } => {
-                if state.items.is_empty() {
-                    return Err(DomainError::Conflict {
-                        code: "cart_empty",
-                        message: "there is nothing in the cart to save".into(),
-                    });
-                }
-                if state.saved.len() >= MAX_SAVED {
-                    return Err(DomainError::Conflict {
-                        code: "saved_carts_full",
-                        message: format!("at most {MAX_SAVED} saved carts"),
-                    });
-                }
-                let saved = SavedCart {
-                    id,
-                    items: state.items.clone(),
-                    coupon: state.coupon.clone(),
-                    saved_at: ctx.now,
-                };
-                vec![CartEvent::Saved { saved }]
-            }
+            CartCommand::Save { id } => save(state, id, ctx)?,
             CartCommand::Restore { id } => {
                 if !state.saved.iter().any(|s| s.id == id) {
                     return Err(DomainError::NotFound("saved cart"));

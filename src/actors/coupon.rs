@@ -150,6 +150,60 @@ fn usable(
     discount(&c.rule(), eligible, now)
 }
 
+/// A merchant creates a coupon for their shop under the actor's id (its code).
+fn create(
+    state: &CouponState,
+    caller: &Caller,
+    shop: Shop,
+    input: CouponInput,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<CouponEvent>, DomainError> {
+    if state.coupon.is_some() {
+        return Err(DomainError::Conflict {
+            code: "coupon_code_taken",
+            message: "this coupon code is taken".into(),
+        });
+    }
+    caller.ensure_owner(&shop.owner_id, "shop")?;
+    let rule = CouponRule {
+        kind: input.kind,
+        value: input.value,
+        min_spend: input.min_spend,
+        expires_at: input.expires_at,
+    };
+    check_coupon_rule(&rule, ctx.now)?;
+    let per_user_limit = input.per_user_limit.unwrap_or(1);
+    if per_user_limit == 0 || per_user_limit > MAX_GLOBAL_LIMIT {
+        return Err(DomainError::invalid(
+            "per_user_limit",
+            format!("per_user_limit must be between 1 and {MAX_GLOBAL_LIMIT}"),
+        ));
+    }
+    if input
+        .global_limit
+        .is_some_and(|g| g == 0 || g > MAX_GLOBAL_LIMIT)
+    {
+        return Err(DomainError::invalid(
+            "global_limit",
+            format!("global_limit must be between 1 and {MAX_GLOBAL_LIMIT}"),
+        ));
+    }
+    let coupon = Coupon {
+        code: ctx.id.to_owned(),
+        shop_id: shop.id,
+        owner_id: shop.owner_id,
+        kind: rule.kind,
+        value: rule.value,
+        min_spend: rule.min_spend,
+        expires_at: rule.expires_at,
+        per_user_limit,
+        global_limit: input.global_limit,
+        used: 0,
+        created_at: ctx.now,
+    };
+    Ok(vec![CouponEvent::Created { coupon }])
+}
+
 impl Entity for CouponEntity {
     const KIND: &'static str = "coupon";
     type State = CouponState;
@@ -168,52 +222,7 @@ impl Entity for CouponEntity {
                 caller,
                 shop,
                 input,
-            } => {
-                if state.coupon.is_some() {
-                    return Err(DomainError::Conflict {
-                        code: "coupon_code_taken",
-                        message: "this coupon code is taken".into(),
-                    });
-                }
-                caller.ensure_owner(&shop.owner_id, "shop")?;
-                let rule = CouponRule {
-                    kind: input.kind,
-                    value: input.value,
-                    min_spend: input.min_spend,
-                    expires_at: input.expires_at,
-                };
-                check_coupon_rule(&rule, ctx.now)?;
-                let per_user_limit = input.per_user_limit.unwrap_or(1);
-                if per_user_limit == 0 || per_user_limit > MAX_GLOBAL_LIMIT {
-                    return Err(DomainError::invalid(
-                        "per_user_limit",
-                        format!("per_user_limit must be between 1 and {MAX_GLOBAL_LIMIT}"),
-                    ));
-                }
-                if input
-                    .global_limit
-                    .is_some_and(|g| g == 0 || g > MAX_GLOBAL_LIMIT)
-                {
-                    return Err(DomainError::invalid(
-                        "global_limit",
-                        format!("global_limit must be between 1 and {MAX_GLOBAL_LIMIT}"),
-                    ));
-                }
-                let coupon = Coupon {
-                    code: ctx.id.to_owned(),
-                    shop_id: shop.id,
-                    owner_id: shop.owner_id,
-                    kind: rule.kind,
-                    value: rule.value,
-                    min_spend: rule.min_spend,
-                    expires_at: rule.expires_at,
-                    per_user_limit,
-                    global_limit: input.global_limit,
-                    used: 0,
-                    created_at: ctx.now,
-                };
-                (vec![CouponEvent::Created { coupon }], 0)
-            }
+            } => (create(state, &caller, shop, input, ctx)?, 0),
             CouponCommand::Get => (vec![], 0),
             CouponCommand::Quote { user_id, eligible } => {
                 (vec![], usable(state, &user_id, eligible, ctx.now)?)

@@ -163,6 +163,57 @@ fn update(
     Ok(vec![ProductEvent::Updated { product }])
 }
 
+/// What `holder` (an order, or a claim's reservation) holds of an existing
+/// product.
+fn held(state: &ProductState, holder: &str) -> Result<Option<u64>, DomainError> {
+    product(state)?;
+    Ok(state.held.get(holder).copied())
+}
+
+/// Holds stock for an order (idempotent per order).
+fn hold(
+    state: &ProductState,
+    order_id: String,
+    quantity: u64,
+) -> Result<Vec<ProductEvent>, DomainError> {
+    let p = product(state)?;
+    if state.held.contains_key(&order_id) {
+        Ok(vec![])
+    } else if !p.active {
+        Err(DomainError::Conflict {
+            code: "product_unavailable",
+            message: format!("{} is no longer sold", p.name),
+        })
+    } else if quantity == 0 || p.stock < quantity {
+        Err(DomainError::Conflict {
+            code: "out_of_stock",
+            message: format!("only {} of {} left", p.stock, p.name),
+        })
+    } else {
+        Ok(vec![ProductEvent::StockHeld { order_id, quantity }])
+    }
+}
+
+/// Moves held stock from one holder to another (idempotent per receiver).
+fn transfer(
+    state: &ProductState,
+    from: String,
+    to: String,
+    quantity: u64,
+) -> Result<Vec<ProductEvent>, DomainError> {
+    product(state)?;
+    if state.held.contains_key(&to) {
+        Ok(vec![])
+    } else if quantity == 0 || state.held.get(&from).copied().unwrap_or(0) < quantity {
+        Err(DomainError::Conflict {
+            code: "out_of_stock",
+            message: "the reserved stock is used up".into(),
+        })
+    } else {
+        Ok(vec![ProductEvent::StockTransferred { from, to, quantity }])
+    }
+}
+
 impl Entity for ProductEntity {
     const KIND: &'static str = "product";
     type State = ProductState;
@@ -176,87 +227,33 @@ impl Entity for ProductEntity {
         cmd: ProductCommand,
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<ProductEvent>, Product), DomainError> {
-        let (events, _) = match cmd {
+        let events = match cmd {
             ProductCommand::Create {
                 caller,
                 shop,
                 input,
-            } => (create(state, &caller, shop, &input, ctx)?, ()),
-            ProductCommand::Update { caller, patch } => (update(state, &caller, &patch, ctx)?, ()),
-            ProductCommand::Get => (vec![], ()),
-            ProductCommand::Hold { order_id, quantity } => {
-                let p = product(state)?;
-                if state.held.contains_key(&order_id) {
-                    (vec![], ())
-                } else if !p.active {
-                    return Err(DomainError::Conflict {
-                        code: "product_unavailable",
-                        message: format!("{} is no longer sold", p.name),
-                    });
-                } else if quantity == 0 || p.stock < quantity {
-                    return Err(DomainError::Conflict {
-                        code: "out_of_stock",
-                        message: format!("only {} of {} left", p.stock, p.name),
-                    });
-                } else {
-                    (vec![ProductEvent::StockHeld { order_id, quantity }], ())
-                }
-            }
+            } => create(state, &caller, shop, &input, ctx)?,
+            ProductCommand::Update { caller, patch } => update(state, &caller, &patch, ctx)?,
+            ProductCommand::Get => vec![],
+            ProductCommand::Hold { order_id, quantity } => hold(state, order_id, quantity)?,
             ProductCommand::Release { order_id } => {
-                product(state)?;
-                match state.held.get(&order_id) {
-                    Some(q) => (
-                        vec![ProductEvent::StockReleased {
-                            order_id,
-                            quantity: *q,
-                        }],
-                        (),
-                    ),
-                    None => (vec![], ()),
-                }
+                let held = held(state, &order_id)?;
+                held.map(|quantity| ProductEvent::StockReleased { order_id, quantity })
+                    .into_iter()
+                    .collect()
             }
-            ProductCommand::Transfer { from, to, quantity } => {
-                product(state)?;
-                if state.held.contains_key(&to) {
-                    (vec![], ())
-                } else if quantity == 0 || state.held.get(&from).copied().unwrap_or(0) < quantity {
-                    return Err(DomainError::Conflict {
-                        code: "out_of_stock",
-                        message: "the reserved stock is used up".into(),
-                    });
-                } else {
-                    (
-                        vec![ProductEvent::StockTransferred { from, to, quantity }],
-                        (),
-                    )
-                }
-            }
+            ProductCommand::Transfer { from, to, quantity } => transfer(state, from, to, quantity)?,
             ProductCommand::Return { from, to } => {
-                product(state)?;
-                match state.held.get(&from) {
-                    Some(q) => (
-                        vec![ProductEvent::StockTransferred {
-                            from,
-                            to,
-                            quantity: *q,
-                        }],
-                        (),
-                    ),
-                    None => (vec![], ()),
-                }
+                let held = held(state, &from)?;
+                held.map(|quantity| ProductEvent::StockTransferred { from, to, quantity })
+                    .into_iter()
+                    .collect()
             }
             ProductCommand::Consume { order_id } => {
-                product(state)?;
-                match state.held.get(&order_id) {
-                    Some(q) => (
-                        vec![ProductEvent::StockConsumed {
-                            order_id,
-                            quantity: *q,
-                        }],
-                        (),
-                    ),
-                    None => (vec![], ()),
-                }
+                let held = held(state, &order_id)?;
+                held.map(|quantity| ProductEvent::StockConsumed { order_id, quantity })
+                    .into_iter()
+                    .collect()
             }
         };
         let next = Self::evolve(state, &events);

@@ -7,16 +7,28 @@
 
 use chrono::Utc;
 
+use super::cart::ShopQuote;
 use super::conflict;
 use super::{new_id, ServiceError, Services};
-use crate::actors::cart::{CartCommand, CartItem, PlannedOrder};
+use crate::actors::cart::{CartCommand, CartItem, Checkout, PlannedOrder};
 use crate::actors::coupon::CouponCommand;
 use crate::actors::order::OrderCommand;
 use crate::actors::product::ProductCommand;
 use crate::actors::CallError;
+use crate::domain::catalog::Shop;
 use crate::domain::order::{Order, OrderStatus, Party, Placement, Step};
+use crate::domain::pricing::Line;
 use crate::domain::user::Address;
 use crate::domain::{Caller, DomainError};
+
+/// One order of a checkout, priced and planned, before it is placed.
+struct Planned<'a> {
+    order_id: String,
+    shop: &'a Shop,
+    lines: &'a [Line],
+    quote: &'a ShopQuote,
+    coupon: Option<String>,
+}
 
 impl Services {
     /// Checks out the caller's cart: one order per shop. Retrying with the
@@ -46,21 +58,7 @@ impl Services {
             None => (new_id(), None),
         };
         let cart = self.carts.send(&caller.user_id, CartCommand::Get).await?;
-        let planned_priced = self.price(&cart.items).await?;
-        let mut shops: Vec<String> = planned_priced
-            .lines
-            .iter()
-            .map(|l| l.shop_id.clone())
-            .collect();
-        shops.sort();
-        shops.dedup();
-        let plan = shops
-            .into_iter()
-            .map(|shop_id| PlannedOrder {
-                shop_id,
-                order_id: new_id(),
-            })
-            .collect();
+        let plan = self.plan_orders(&cart.items).await?;
         let checkout = self
             .carts
             .begin_checkout(&caller.user_id, key.clone(), request, plan)
@@ -82,29 +80,51 @@ impl Services {
                 &checkout.orders,
             )
             .await;
+        self.finish_checkout(&caller.user_id, key, &checkout, placed)
+            .await
+    }
+
+    /// One planned order (and its id) per shop the cart's lines come from.
+    async fn plan_orders(&self, items: &[CartItem]) -> Result<Vec<PlannedOrder>, ServiceError> {
+        let priced = self.price(items).await?;
+        let mut shops: Vec<String> = priced.lines.iter().map(|l| l.shop_id.clone()).collect();
+        shops.sort();
+        shops.dedup();
+        Ok(shops
+            .into_iter()
+            .map(|shop_id| PlannedOrder {
+                shop_id,
+                order_id: new_id(),
+            })
+            .collect())
+    }
+
+    /// Closes the checkout: completed when its orders were placed; when
+    /// not, nothing was placed (a refused reservation) or what was placed
+    /// has been cancelled, so the checkout is abandoned. Should a release
+    /// itself fail, the checkout stays open and the scheduler resolves it
+    /// at its deadline.
+    async fn finish_checkout(
+        &self,
+        user_id: &str,
+        key: String,
+        checkout: &Checkout,
+        placed: Result<Vec<Order>, ServiceError>,
+    ) -> Result<Vec<Order>, ServiceError> {
         match placed {
             Ok(orders) => {
                 self.carts
-                    .send(&caller.user_id, CartCommand::CompleteCheckout { key })
+                    .send(user_id, CartCommand::CompleteCheckout { key })
                     .await?;
                 Ok(orders)
             }
             Err(e) => {
-                // Nothing was placed (a refused reservation), or what was
-                // placed has been cancelled: the checkout is over. Should a
-                // release itself fail, the checkout stays open and the
-                // scheduler resolves it at its deadline.
-                if self
-                    .undo_checkout(
-                        &checkout.items,
-                        checkout.coupon.as_deref(),
-                        &checkout.orders,
-                    )
-                    .await
-                {
+                let items = &checkout.items;
+                let coupon = checkout.coupon.as_deref();
+                if self.undo_checkout(items, coupon, &checkout.orders).await {
                     let _ = self
                         .carts
-                        .send(&caller.user_id, CartCommand::AbandonCheckout { key })
+                        .send(user_id, CartCommand::AbandonCheckout { key })
                         .await;
                 }
                 Err(e)
@@ -208,6 +228,44 @@ impl Services {
         Ok(())
     }
 
+    /// Holds the stock (idempotent per order) and then the coupon uses for
+    /// the planned orders. A retry of a checkout whose orders were placed
+    /// and then cancelled (its release already happened) must not hold
+    /// anything again.
+    async fn reserve(&self, user_id: &str, planned: &[Planned<'_>]) -> Result<(), ServiceError> {
+        for p in planned {
+            if self.order_exists(&p.order_id).await.is_ok() {
+                let o = self.orders.get(&p.order_id).await?;
+                if o.status != OrderStatus::PendingPayment {
+                    return Err(conflict(
+                        "checkout_expired",
+                        "this checkout was cancelled; check out again with a new Idempotency-Key",
+                    ));
+                }
+            }
+        }
+        for p in planned {
+            for l in p.lines.iter() {
+                let hold = ProductCommand::Hold {
+                    order_id: p.order_id.clone(),
+                    quantity: u64::from(l.quantity),
+                };
+                self.products.call(&l.product_id, hold).await?;
+            }
+        }
+        for p in planned {
+            if let Some(code) = &p.coupon {
+                let redeem = CouponCommand::Redeem {
+                    user_id: user_id.to_owned(),
+                    order_id: p.order_id.clone(),
+                    eligible: p.quote.totals.subtotal,
+                };
+                self.coupons.call(code, redeem).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reserves first, then places: stock line by line and the coupon use
     /// are held under the planned order ids, and only when every one held
     /// are payments opened and orders placed. A refusal (out of stock,
@@ -242,53 +300,26 @@ impl Services {
             let coupon = coupon
                 .filter(|_| quote.totals.discount > 0)
                 .map(str::to_owned);
-            planned.push((order_id, shop, lines, quote, coupon));
+            planned.push(Planned {
+                order_id,
+                shop,
+                lines,
+                quote,
+                coupon,
+            });
         }
-        // A retry of a checkout whose orders were placed and then cancelled
-        // (its release already happened) must not hold anything again.
-        for (order_id, ..) in &planned {
-            if self.order_exists(order_id).await.is_ok() {
-                let o = self.orders.get(order_id).await?;
-                if o.status != OrderStatus::PendingPayment {
-                    return Err(conflict(
-                        "checkout_expired",
-                        "this checkout was cancelled; check out again with a new Idempotency-Key",
-                    ));
-                }
-            }
-        }
-        // 1. Reserve: stock (idempotent per order), then the coupon use.
-        for (order_id, _, lines, _, _) in &planned {
-            for l in lines.iter() {
-                self.products
-                    .call(
-                        &l.product_id,
-                        ProductCommand::Hold {
-                            order_id: order_id.clone(),
-                            quantity: u64::from(l.quantity),
-                        },
-                    )
-                    .await?;
-            }
-        }
-        for (order_id, _, _, quote, coupon) in &planned {
-            if let Some(code) = coupon {
-                self.coupons
-                    .call(
-                        code,
-                        CouponCommand::Redeem {
-                            user_id: caller.user_id.clone(),
-                            order_id: order_id.clone(),
-                            eligible: quote.totals.subtotal,
-                        },
-                    )
-                    .await?;
-            }
-        }
+        self.reserve(&caller.user_id, &planned).await?;
         // 2. Everything held: open the payments and place the orders
         // (idempotent by id).
         let mut orders = Vec::new();
-        for (order_id, shop, lines, quote, coupon) in planned {
+        for Planned {
+            order_id,
+            shop,
+            lines,
+            quote,
+            coupon,
+        } in planned
+        {
             let currency = lines[0].currency.clone();
             let (payment, payment_deadline) = self
                 .open_payment(provider, &order_id, quote.totals.total, &currency, now)
@@ -299,7 +330,7 @@ impl Services {
                     customer_id: caller.user_id.clone(),
                     shop_id: shop.id.clone(),
                     merchant_id: shop.owner_id.clone(),
-                    lines: lines.clone(),
+                    lines: lines.to_vec(),
                     coupon,
                     totals: quote.totals,
                     address: address.clone(),

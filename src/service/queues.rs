@@ -220,44 +220,9 @@ impl Services {
             })
             .into());
         }
-        let order = if config.needs_order() {
-            // A course place is not delivered; a flash sale's order is.
-            let address = match config.kind {
-                QueueKind::Course => None,
-                QueueKind::FlashSale => Some(
-                    self.address(&caller.user_id, req.address_id.as_deref())
-                        .await?
-                        .ok_or_else(|| {
-                            DomainError::invalid(
-                                "address_id",
-                                "add a delivery address to your profile first",
-                            )
-                        })?,
-                ),
-            };
-            let method = req.payment_method.unwrap_or_else(|| "sandbox".into());
-            let online = self.providers.get(&method).map(|p| p.online());
-            if config.kind == QueueKind::Course && online == Some(false) {
-                return Err(DomainError::invalid(
-                    "payment_method",
-                    "a course place is paid online",
-                )
-                .into());
-            }
-            if online.is_none() {
-                return Err(DomainError::invalid(
-                    "payment_method",
-                    format!("payment method {method} is not available"),
-                )
-                .into());
-            }
-            Some(ClaimOrder {
-                address,
-                payment_method: method,
-            })
-        } else {
-            None
-        };
+        let order = self
+            .claim_order(caller, &config, req.address_id, req.payment_method)
+            .await?;
         let new = NewClaim {
             claim_id: new_id(),
             user_id: caller.user_id.clone(),
@@ -268,19 +233,7 @@ impl Services {
         let decided = self.queues.claim(queue_id, new).await;
         // Every claim the queue decided counts, refusals included: they are
         // what a burst is made of.
-        if matches!(
-            &decided,
-            Ok(ClaimDecision {
-                replayed: false,
-                ..
-            }) | Err(CallError::Rejected(DomainError::Conflict { .. }))
-        ) {
-            self.metrics.queue_claims.inc();
-            let claims = self.metrics.queue_claims.get() as f64;
-            self.metrics
-                .journal_commits_per_claim
-                .set(self.metrics.journal_commits.get() as f64 / claims.max(1.0));
-        }
+        self.count_claim(&decided);
         let ClaimDecision {
             claim,
             replayed,
@@ -295,6 +248,70 @@ impl Services {
             claim,
             replayed,
         })
+    }
+
+    /// The order a claim places when it wins (`None` for a free course
+    /// place): a course place is not delivered and is paid online; a flash
+    /// sale's order is delivered to the caller's address.
+    async fn claim_order(
+        &self,
+        caller: &Caller,
+        config: &QueueConfig,
+        address_id: Option<String>,
+        payment_method: Option<String>,
+    ) -> Result<Option<ClaimOrder>, ServiceError> {
+        if !config.needs_order() {
+            return Ok(None);
+        }
+        let address = match config.kind {
+            QueueKind::Course => None,
+            QueueKind::FlashSale => Some(
+                self.address(&caller.user_id, address_id.as_deref())
+                    .await?
+                    .ok_or_else(|| {
+                        DomainError::invalid(
+                            "address_id",
+                            "add a delivery address to your profile first",
+                        )
+                    })?,
+            ),
+        };
+        let method = payment_method.unwrap_or_else(|| "sandbox".into());
+        let online = self.providers.get(&method).map(|p| p.online());
+        if config.kind == QueueKind::Course && online == Some(false) {
+            return Err(
+                DomainError::invalid("payment_method", "a course place is paid online").into(),
+            );
+        }
+        if online.is_none() {
+            return Err(DomainError::invalid(
+                "payment_method",
+                format!("payment method {method} is not available"),
+            )
+            .into());
+        }
+        Ok(Some(ClaimOrder {
+            address,
+            payment_method: method,
+        }))
+    }
+
+    /// Every claim the queue decided counts, refusals included: they are
+    /// what a burst is made of.
+    fn count_claim(&self, decided: &Result<ClaimDecision, CallError<DomainError>>) {
+        if matches!(
+            decided,
+            Ok(ClaimDecision {
+                replayed: false,
+                ..
+            }) | Err(CallError::Rejected(DomainError::Conflict { .. }))
+        ) {
+            self.metrics.queue_claims.inc();
+            let claims = self.metrics.queue_claims.get() as f64;
+            self.metrics
+                .journal_commits_per_claim
+                .set(self.metrics.journal_commits.get() as f64 / claims.max(1.0));
+        }
     }
 
     /// The user gives a claim up; the waitlist moves up.

@@ -101,6 +101,67 @@ struct Slot {
     newest: Option<Arc<Position>>,
 }
 
+/// What a fix the slot accepted leads to.
+struct Advanced {
+    position: Arc<Position>,
+    /// The order whose path samples this fix.
+    sample: Option<String>,
+    /// The order whose destination the shipper just reached.
+    arrived: Option<String>,
+}
+
+impl Slot {
+    /// Takes a fix in (or says why not): the new position with its progress
+    /// toward the order's destination, whether the path samples it, and
+    /// whether it crossed the arrival fence.
+    fn advance(
+        &mut self,
+        shipper_id: &str,
+        fix: Fix,
+        now_ms: i64,
+        cfg: &TrackingConfig,
+    ) -> Result<Advanced, Ignored> {
+        self.live.accept(fix, now_ms, cfg.fresh)?;
+        let (mut sample, mut arrived) = (None, None);
+        let progress = self
+            .target
+            .as_ref()
+            .map(|t| t.dest)
+            .map(|dest| self.live.progress(dest, cfg.fence, cfg.default_speed));
+        if let Some(t) = self.target.as_mut() {
+            let due = t
+                .last_sample
+                .is_none_or(|last| fix.ts - last >= cfg.sample_every_ms);
+            if due && t.samples < MAX_TRACK_POINTS {
+                t.last_sample = Some(fix.ts);
+                t.samples += 1;
+                sample = Some(t.order_id.clone());
+            }
+            if progress.is_some_and(|p| p.arrived_now) {
+                arrived = Some(t.order_id.clone());
+            }
+        }
+        let position = Arc::new(Position {
+            shipper_id: shipper_id.to_owned(),
+            order_id: self.target.as_ref().map(|t| t.order_id.clone()),
+            lat: fix.lat,
+            lng: fix.lng,
+            heading: fix.heading,
+            speed: self.live.speed,
+            ts: fix.ts,
+            distance_m: progress.map(|p| p.distance_m.round()),
+            eta_s: progress.map(|p| p.eta_s),
+            arriving: progress.is_some_and(|p| p.arriving),
+        });
+        self.newest = Some(position.clone());
+        Ok(Advanced {
+            position,
+            sample,
+            arrived,
+        })
+    }
+}
+
 /// The live slots of all shippers seen since start.
 pub struct Tracker {
     pub cfg: TrackingConfig,
@@ -311,52 +372,24 @@ impl Services {
         let cfg = self.tracker.cfg;
         check_fix(&fix, now_ms, cfg.fresh)?;
         self.ensure_slot(&caller.user_id).await?;
-        let mut sample = None;
-        let mut arrived = None;
-        let position = {
+        let Advanced {
+            position,
+            sample,
+            arrived,
+        } = {
             let Some(mut slot) = self.tracker.slots.get_mut(&caller.user_id) else {
                 return Err(ServiceError::Unavailable("shipper slot vanished".into()));
             };
-            if let Err(why) = slot.live.accept(fix, now_ms, cfg.fresh) {
-                return Ok(LocationOutcome {
-                    accepted: false,
-                    ignored: Some(why),
-                    position: slot.newest.as_deref().cloned(),
-                });
-            }
-            let slot = &mut *slot;
-            let progress = slot
-                .target
-                .as_ref()
-                .map(|t| t.dest)
-                .map(|dest| slot.live.progress(dest, cfg.fence, cfg.default_speed));
-            if let Some(t) = slot.target.as_mut() {
-                let due = t
-                    .last_sample
-                    .is_none_or(|last| fix.ts - last >= cfg.sample_every_ms);
-                if due && t.samples < MAX_TRACK_POINTS {
-                    t.last_sample = Some(fix.ts);
-                    t.samples += 1;
-                    sample = Some(t.order_id.clone());
-                }
-                if progress.is_some_and(|p| p.arrived_now) {
-                    arrived = Some(t.order_id.clone());
+            match slot.advance(&caller.user_id, fix, now_ms, &cfg) {
+                Ok(advanced) => advanced,
+                Err(why) => {
+                    return Ok(LocationOutcome {
+                        accepted: false,
+                        ignored: Some(why),
+                        position: slot.newest.as_deref().cloned(),
+                    })
                 }
             }
-            let position = Arc::new(Position {
-                shipper_id: caller.user_id.clone(),
-                order_id: slot.target.as_ref().map(|t| t.order_id.clone()),
-                lat: fix.lat,
-                lng: fix.lng,
-                heading: fix.heading,
-                speed: slot.live.speed,
-                ts: fix.ts,
-                distance_m: progress.map(|p| p.distance_m.round()),
-                eta_s: progress.map(|p| p.eta_s),
-                arriving: progress.is_some_and(|p| p.arriving),
-            });
-            slot.newest = Some(position.clone());
-            position
         };
         self.bus
             .publish_position(&Topic::shipper(&caller.user_id), position.clone());
@@ -365,19 +398,7 @@ impl Services {
                 .publish_position(&Topic::order(order_id), position.clone());
         }
         if let Some(order_id) = sample {
-            let point = TrackPoint {
-                lat: fix.lat,
-                lng: fix.lng,
-                speed: position.speed,
-                heading: fix.heading,
-                ts: fix.ts,
-            };
-            self.store
-                .write_rows(vec![IndexOp::Put {
-                    table: TRACK_POINTS,
-                    key: track_key(&order_id, fix.ts),
-                    value: codec::encode(1, &point).map_err(ServiceError::Storage)?,
-                }])
+            self.record_track_point(&order_id, &fix, position.speed)
                 .await?;
         }
         if let Some(order_id) = arrived {
@@ -389,6 +410,30 @@ impl Services {
             ignored: None,
             position: Some((*position).clone()),
         })
+    }
+
+    /// Keeps a sampled point of the path `order_id` took.
+    async fn record_track_point(
+        &self,
+        order_id: &str,
+        fix: &Fix,
+        speed: Option<f64>,
+    ) -> Result<(), ServiceError> {
+        let point = TrackPoint {
+            lat: fix.lat,
+            lng: fix.lng,
+            speed,
+            heading: fix.heading,
+            ts: fix.ts,
+        };
+        self.store
+            .write_rows(vec![IndexOp::Put {
+                table: TRACK_POINTS,
+                key: track_key(order_id, fix.ts),
+                value: codec::encode(1, &point).map_err(ServiceError::Storage)?,
+            }])
+            .await?;
+        Ok(())
     }
 
     /// `POST /shipping/{order_id}/location`: like a WebSocket `location`

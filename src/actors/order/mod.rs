@@ -6,6 +6,7 @@
 //! kept in the `timers` read table, written atomically with the events that
 //! change it, so the scheduler finds it again after a restart.
 
+mod apply;
 mod client;
 mod decide;
 mod live;
@@ -20,10 +21,7 @@ pub use state::*;
 use chrono::{DateTime, Utc};
 
 use crate::actors::{Ctx, Entity};
-use crate::domain::order::{
-    next_action, DeliveryOffer, EscrowStatus, Order, Party, PaymentStatus, Step, StockStatus,
-    TimelineEntry, TimelineEvent, MAX_DECLINED,
-};
+use crate::domain::order::{next_action, Order, Party};
 use crate::domain::DomainError;
 use crate::live::{LiveEvent, Topic};
 /// The read tables this module writes (named in the store's catalog).
@@ -111,210 +109,7 @@ impl Entity for OrderEntity {
     }
 
     fn apply(state: &mut OrderState, event: &OrderEvent) {
-        if let OrderEvent::Placed { order } = event {
-            state.order = Some((**order).clone());
-            return;
-        }
-        if let OrderEvent::WebhookSeen { event_id } = event {
-            state.seen_events.push_back(event_id.clone());
-            while state.seen_events.len() > MAX_SEEN_EVENTS {
-                state.seen_events.pop_front();
-            }
-            return;
-        }
-        let Some(o) = state.order.as_mut() else {
-            return;
-        };
-        let note = |o: &mut Order,
-                    at: DateTime<Utc>,
-                    event: TimelineEvent,
-                    by: Party,
-                    actor_id: Option<String>,
-                    reason: Option<String>| {
-            o.timeline.push(TimelineEntry {
-                at,
-                event,
-                status: o.status,
-                by,
-                actor_id,
-                reason,
-            });
-            o.updated_at = at;
-        };
-        match event {
-            OrderEvent::Placed { .. } | OrderEvent::WebhookSeen { .. } => {}
-            OrderEvent::Transitioned {
-                step,
-                to,
-                by,
-                actor_id,
-                reason,
-                at,
-            } => {
-                o.status = *to;
-                match step {
-                    Step::Deliver | Step::Complete => {
-                        o.delivered_at = Some(*at);
-                        o.return_deadline =
-                            Some(*at + chrono::Duration::seconds(o.return_window_secs as i64));
-                    }
-                    Step::Cancel
-                        if o.payment.status == PaymentStatus::Pending
-                            || o.payment.status == PaymentStatus::DueOnDelivery =>
-                    {
-                        o.payment.status = PaymentStatus::Voided;
-                    }
-                    _ => {}
-                }
-                // The deadline only matters while the order awaits payment.
-                o.payment_deadline = None;
-                note(o, *at, (*to).into(), *by, actor_id.clone(), reason.clone());
-            }
-            OrderEvent::PaymentReceived { amount, by, at, .. } => {
-                o.payment.status = PaymentStatus::Paid;
-                o.payment.paid_at = Some(*at);
-                o.escrow = EscrowStatus::Held;
-                o.payment_deadline = None;
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::PaymentReceived,
-                    *by,
-                    None,
-                    Some(format!("{amount} {}", o.currency)),
-                );
-            }
-            OrderEvent::CashCollected { at } => {
-                o.payment.status = PaymentStatus::Collected;
-                o.payment.paid_at = Some(*at);
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::CashCollected,
-                    Party::System,
-                    None,
-                    None,
-                );
-            }
-            OrderEvent::StockReleased { at } => {
-                o.stock = StockStatus::Released;
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::StockReleased,
-                    Party::System,
-                    None,
-                    None,
-                );
-            }
-            OrderEvent::StockConsumed { at } => {
-                o.stock = StockStatus::Consumed;
-                o.updated_at = *at;
-            }
-            OrderEvent::CouponReleased => o.coupon_released = true,
-            OrderEvent::EscrowReleased { at } => {
-                o.escrow = EscrowStatus::Released;
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::EscrowReleased,
-                    Party::System,
-                    None,
-                    None,
-                );
-            }
-            OrderEvent::NotificationsSent { upto } => o.notified = *upto,
-            OrderEvent::ShipperOffered {
-                shipper_id,
-                expires_at,
-                distance_m,
-                at,
-            } => {
-                o.delivery.offer = Some(DeliveryOffer {
-                    shipper_id: shipper_id.clone(),
-                    expires_at: *expires_at,
-                    distance_m: *distance_m,
-                });
-                o.delivery.retry_at = None;
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::ShipperOffered,
-                    Party::System,
-                    Some(shipper_id.clone()),
-                    None,
-                );
-            }
-            OrderEvent::OfferEnded { shipper_id, at, .. } => {
-                o.delivery.offer = None;
-                o.delivery.declined.push(shipper_id.clone());
-                if o.delivery.declined.len() > MAX_DECLINED {
-                    o.delivery.declined.remove(0);
-                }
-                o.updated_at = *at;
-            }
-            OrderEvent::DispatchDeferred { until } => o.delivery.retry_at = Some(*until),
-            OrderEvent::ShipperAssigned { shipper_id, at } => {
-                o.delivery.offer = None;
-                o.delivery.shipper_id = Some(shipper_id.clone());
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::ShipperAssigned,
-                    Party::Shipper,
-                    Some(shipper_id.clone()),
-                    None,
-                );
-            }
-            OrderEvent::ClaimReleased => o.claim_released = true,
-            OrderEvent::ShipperBound => o.delivery.shipper_bound = true,
-            OrderEvent::ShipperReleased => o.delivery.shipper_released = true,
-            OrderEvent::Arriving { at } => {
-                o.delivery.arriving_at = Some(*at);
-                let shipper = o.delivery.shipper_id.clone();
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::Arriving,
-                    Party::Shipper,
-                    shipper,
-                    None,
-                );
-            }
-            OrderEvent::RefundMarkedDue { at } => {
-                o.payment.status = PaymentStatus::RefundDue;
-                let reason = format!(
-                    "{} cannot refund; the merchant refunds by hand",
-                    o.payment.provider
-                );
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::RefundDue,
-                    Party::System,
-                    None,
-                    Some(reason),
-                );
-            }
-            OrderEvent::Refunded {
-                refund_reference,
-                at,
-            } => {
-                o.payment.status = PaymentStatus::Refunded;
-                o.payment.refund_reference = Some(refund_reference.clone());
-                if o.escrow == EscrowStatus::Held {
-                    o.escrow = EscrowStatus::Refunded;
-                }
-                note(
-                    o,
-                    *at,
-                    TimelineEvent::PaymentRefunded,
-                    Party::System,
-                    None,
-                    None,
-                );
-            }
-        }
+        apply::apply(state, event)
     }
 
     fn index(
