@@ -187,6 +187,7 @@ impl Application {
         );
         if let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) {
             services
+                .auth
                 .ensure_admin(email, password)
                 .await
                 .map_err(|e| BuildError::Startup(format!("bootstrap admin: {e}")))?;
@@ -253,7 +254,7 @@ impl Application {
             send_buffer: self.settings.socket_send_buffer_bytes,
             grace: Duration::from_secs(self.settings.shutdown_grace_secs),
         };
-        let scheduler = tokio::spawn(self.state.services.clone().run_scheduler(
+        let scheduler = tokio::spawn(self.state.services.fulfilment.clone().run_scheduler(
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
         ));
@@ -264,7 +265,7 @@ impl Application {
                 .clone()
                 .run(Duration::from_millis(500), self.state.shutdown.clone()),
         );
-        let queue_work = tokio::spawn(self.state.services.clone().run_queue_work(
+        let queue_work = tokio::spawn(self.state.services.queue_work.clone().run_queue_work(
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
         ));

@@ -576,10 +576,10 @@ impl Settings {
         }
     }
 
-    pub fn tracking(&self) -> crate::service::tracking::TrackingConfig {
+    pub fn tracking(&self) -> crate::service::fleet::TrackingConfig {
         use crate::domain::shipping::{Freshness, Geofence};
         let secs = |s: u64| chrono::Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64);
-        crate::service::tracking::TrackingConfig {
+        crate::service::fleet::TrackingConfig {
             dispatch_radius_km: self.dispatch_radius_km,
             offer_timeout: secs(self.dispatch_offer_secs),
             dispatch_retry: secs(self.dispatch_retry_secs),

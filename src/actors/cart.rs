@@ -159,16 +159,13 @@ fn begin_checkout(
         return Ok((vec![], CartReply::Checkout(existing.clone())));
     }
     if state.checkouts.iter().any(|c| !c.completed) {
-        return Err(DomainError::Conflict {
-            code: "checkout_in_progress",
-            message: "another checkout of this cart is in progress".into(),
-        });
+        return Err(DomainError::conflict(
+            "checkout_in_progress",
+            "another checkout of this cart is in progress",
+        ));
     }
     if state.items.is_empty() {
-        return Err(DomainError::Conflict {
-            code: "cart_empty",
-            message: "the cart is empty".into(),
-        });
+        return Err(DomainError::conflict("cart_empty", "the cart is empty"));
     }
     let checkout = Checkout {
         key,
@@ -200,10 +197,10 @@ fn set_item(
     }
     let present = state.items.iter().any(|i| i.product_id == product_id);
     if !present && state.items.len() >= MAX_ITEMS {
-        return Err(DomainError::Conflict {
-            code: "cart_full",
-            message: format!("a cart holds at most {MAX_ITEMS} products"),
-        });
+        return Err(DomainError::conflict(
+            "cart_full",
+            format!("a cart holds at most {MAX_ITEMS} products"),
+        ));
     }
     Ok(vec![CartEvent::ItemSet {
         product_id,
@@ -214,16 +211,16 @@ fn set_item(
 /// Saves the cart's lines under `id` (the cart itself stays as it is).
 fn save(state: &CartState, id: String, ctx: &Ctx<'_>) -> Result<Vec<CartEvent>, DomainError> {
     if state.items.is_empty() {
-        return Err(DomainError::Conflict {
-            code: "cart_empty",
-            message: "there is nothing in the cart to save".into(),
-        });
+        return Err(DomainError::conflict(
+            "cart_empty",
+            "there is nothing in the cart to save",
+        ));
     }
     if state.saved.len() >= MAX_SAVED {
-        return Err(DomainError::Conflict {
-            code: "saved_carts_full",
-            message: format!("at most {MAX_SAVED} saved carts"),
-        });
+        return Err(DomainError::conflict(
+            "saved_carts_full",
+            format!("at most {MAX_SAVED} saved carts"),
+        ));
     }
     let saved = SavedCart {
         id,

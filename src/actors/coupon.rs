@@ -136,16 +136,16 @@ fn usable(
 ) -> Result<u64, DomainError> {
     let c = coupon(state)?;
     if c.global_limit.is_some_and(|g| c.used >= g) {
-        return Err(DomainError::Conflict {
-            code: "coupon_exhausted",
-            message: "this coupon has been used up".into(),
-        });
+        return Err(DomainError::conflict(
+            "coupon_exhausted",
+            "this coupon has been used up",
+        ));
     }
     if state.per_user.get(user_id).copied().unwrap_or(0) >= c.per_user_limit {
-        return Err(DomainError::Conflict {
-            code: "coupon_limit_reached",
-            message: "you have already used this coupon as often as allowed".into(),
-        });
+        return Err(DomainError::conflict(
+            "coupon_limit_reached",
+            "you have already used this coupon as often as allowed",
+        ));
     }
     discount(&c.rule(), eligible, now)
 }
@@ -159,10 +159,10 @@ fn create(
     ctx: &Ctx<'_>,
 ) -> Result<Vec<CouponEvent>, DomainError> {
     if state.coupon.is_some() {
-        return Err(DomainError::Conflict {
-            code: "coupon_code_taken",
-            message: "this coupon code is taken".into(),
-        });
+        return Err(DomainError::conflict(
+            "coupon_code_taken",
+            "this coupon code is taken",
+        ));
     }
     caller.ensure_owner(&shop.owner_id, "shop")?;
     let rule = CouponRule {

@@ -76,10 +76,10 @@ impl Entity for CourseEntity {
         match cmd {
             CourseCommand::Create { caller, input } => {
                 if state.is_some() {
-                    return Err(DomainError::Conflict {
-                        code: "already_exists",
-                        message: "this course already exists".into(),
-                    });
+                    return Err(DomainError::conflict(
+                        "already_exists",
+                        "this course already exists",
+                    ));
                 }
                 let course = build(ctx.id, caller.user_id, check_course(&input)?, ctx, ctx.now);
                 Ok((
@@ -111,10 +111,10 @@ impl Entity for CourseEntity {
                 let current = state.as_ref().ok_or(DomainError::NotFound("course"))?;
                 caller.ensure_owner(&current.trainer_id, "course")?;
                 if current.sessions.len() >= crate::domain::catalog::MAX_COURSE_SESSIONS {
-                    return Err(DomainError::Conflict {
-                        code: "schedule_full",
-                        message: "this course has as many sessions as it may".into(),
-                    });
+                    return Err(DomainError::conflict(
+                        "schedule_full",
+                        "this course has as many sessions as it may",
+                    ));
                 }
                 let session = crate::domain::catalog::check_session(&session)?;
                 let mut course = current.clone();

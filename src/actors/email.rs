@@ -40,10 +40,10 @@ impl Entity for EmailClaim {
         match cmd {
             EmailCommand::Claim { user_id } => match owner {
                 Some(existing) if *existing == user_id => Ok((vec![], Some(user_id))),
-                Some(_) => Err(DomainError::Conflict {
-                    code: "email_taken",
-                    message: "an account with this email already exists".into(),
-                }),
+                Some(_) => Err(DomainError::conflict(
+                    "email_taken",
+                    "an account with this email already exists",
+                )),
                 None => Ok((
                     vec![EmailEvent::Claimed {
                         user_id: user_id.clone(),

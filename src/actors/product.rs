@@ -115,10 +115,10 @@ fn create(
     ctx: &Ctx<'_>,
 ) -> Result<Vec<ProductEvent>, DomainError> {
     if state.product.is_some() {
-        return Err(DomainError::Conflict {
-            code: "already_exists",
-            message: "this product already exists".into(),
-        });
+        return Err(DomainError::conflict(
+            "already_exists",
+            "this product already exists",
+        ));
     }
     caller.ensure_owner(&shop.owner_id, "shop")?;
     let input = check_product(input)?;
@@ -180,15 +180,15 @@ fn hold(
     if state.held.contains_key(&order_id) {
         Ok(vec![])
     } else if !p.active {
-        Err(DomainError::Conflict {
-            code: "product_unavailable",
-            message: format!("{} is no longer sold", p.name),
-        })
+        Err(DomainError::conflict(
+            "product_unavailable",
+            format!("{} is no longer sold", p.name),
+        ))
     } else if quantity == 0 || p.stock < quantity {
-        Err(DomainError::Conflict {
-            code: "out_of_stock",
-            message: format!("only {} of {} left", p.stock, p.name),
-        })
+        Err(DomainError::conflict(
+            "out_of_stock",
+            format!("only {} of {} left", p.stock, p.name),
+        ))
     } else {
         Ok(vec![ProductEvent::StockHeld { order_id, quantity }])
     }
@@ -205,10 +205,10 @@ fn transfer(
     if state.held.contains_key(&to) {
         Ok(vec![])
     } else if quantity == 0 || state.held.get(&from).copied().unwrap_or(0) < quantity {
-        Err(DomainError::Conflict {
-            code: "out_of_stock",
-            message: "the reserved stock is used up".into(),
-        })
+        Err(DomainError::conflict(
+            "out_of_stock",
+            "the reserved stock is used up",
+        ))
     } else {
         Ok(vec![ProductEvent::StockTransferred { from, to, quantity }])
     }

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 
-use super::entity::{CallError, Entity, EntityActor, EntityArgs, EntityMsg, Reply};
+use super::entity::{stream_id, CallError, Entity, EntityActor, EntityArgs, EntityMsg, Reply};
 use super::Runtime;
 use crate::metrics::KindLabels;
 use crate::store::Seq;
@@ -306,6 +306,15 @@ impl<E: Entity> Registry<E> {
         let slot = self.shared.slots.get(id)?.clone();
         let g = slot.state.lock().await;
         g.live.as_ref().map(|l| l.actor.get_cell())
+    }
+
+    /// Whether entity `id` has ever been written: it has a live actor or a
+    /// journal.
+    pub async fn exists(&self, id: &str) -> Result<bool, crate::store::StoreError> {
+        if self.live_actor(id).await.is_some() {
+            return Ok(true);
+        }
+        Ok(self.shared.rt.store.head(&stream_id::<E>(id)).await? > 0)
     }
 
     /// Number of entity ids with a slot (live or spawning).

@@ -74,10 +74,10 @@ impl Entity for SandboxPaymentEntity {
                         at: ctx.now,
                     }])
                 } else {
-                    Err(DomainError::Conflict {
-                        code: "illegal_payment_state",
-                        message: format!("the payment is {:?}", p.status).to_lowercase(),
-                    })
+                    Err(DomainError::conflict(
+                        "illegal_payment_state",
+                        format!("the payment is {:?}", p.status).to_lowercase(),
+                    ))
                 }
             };
         let events = match cmd {

@@ -103,10 +103,7 @@ pub enum ShipperCommand {
 }
 
 fn busy(message: impl Into<String>) -> DomainError {
-    DomainError::Conflict {
-        code: "shipper_busy",
-        message: message.into(),
-    }
+    DomainError::conflict("shipper_busy", message)
 }
 
 impl Entity for ShipperEntity {
@@ -130,10 +127,10 @@ impl Entity for ShipperEntity {
             ShipperCommand::SetOnline(false) if !s.online => vec![],
             ShipperCommand::SetOnline(false) => {
                 if let Some(order) = &s.active_order {
-                    return Err(DomainError::Conflict {
-                        code: "delivery_in_progress",
-                        message: format!("finish delivering order {order} before going offline"),
-                    });
+                    return Err(DomainError::conflict(
+                        "delivery_in_progress",
+                        format!("finish delivering order {order} before going offline"),
+                    ));
                 }
                 let mut events = vec![];
                 if let Some(o) = s.live_offer(now) {

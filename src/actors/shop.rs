@@ -39,10 +39,10 @@ impl Entity for ShopEntity {
         match cmd {
             ShopCommand::Create { caller, input } => {
                 if state.is_some() {
-                    return Err(DomainError::Conflict {
-                        code: "already_exists",
-                        message: "this shop already exists".into(),
-                    });
+                    return Err(DomainError::conflict(
+                        "already_exists",
+                        "this shop already exists",
+                    ));
                 }
                 let input = check_shop(&input)?;
                 let shop = Shop {

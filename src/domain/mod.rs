@@ -64,6 +64,14 @@ impl IdempotencyKey {
 }
 
 impl DomainError {
+    /// A conflict with the state of things (409 with `code`).
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         DomainError::Invalid {
             field,

@@ -152,10 +152,10 @@ pub fn transition(
         (Step::Refund, S::Returned) => (matches!(by, P::System | P::Admin), S::Refunded),
         (Step::Complete, S::Paid) => (by == P::System, S::Delivered),
         _ => {
-            return Err(DomainError::Conflict {
-                code: "illegal_transition",
-                message: format!("cannot {} an order that is {}", step.verb(), from.as_str()),
-            })
+            return Err(DomainError::conflict(
+                "illegal_transition",
+                format!("cannot {} an order that is {}", step.verb(), from.as_str()),
+            ))
         }
     };
     if !allowed_party {

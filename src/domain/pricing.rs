@@ -100,16 +100,16 @@ pub fn check_coupon_rule(rule: &CouponRule, now: DateTime<Utc>) -> Result<(), Do
 /// why it does not apply. Never more than `eligible`.
 pub fn discount(rule: &CouponRule, eligible: u64, now: DateTime<Utc>) -> Result<u64, DomainError> {
     if rule.expires_at.is_some_and(|e| e <= now) {
-        return Err(DomainError::Conflict {
-            code: "coupon_expired",
-            message: "this coupon has expired".into(),
-        });
+        return Err(DomainError::conflict(
+            "coupon_expired",
+            "this coupon has expired",
+        ));
     }
     if eligible < rule.min_spend {
-        return Err(DomainError::Conflict {
-            code: "coupon_min_spend",
-            message: format!("this coupon needs a minimum spend of {}", rule.min_spend),
-        });
+        return Err(DomainError::conflict(
+            "coupon_min_spend",
+            format!("this coupon needs a minimum spend of {}", rule.min_spend),
+        ));
     }
     let off = match rule.kind {
         // Rounded down: the customer never gets more than the percentage.
@@ -180,12 +180,14 @@ pub fn shipping_fee(table: &FeeTable, km: f64, grams: u64) -> Result<u64, Domain
         .iter()
         .find(|(max, _)| km <= *max)
         .map(|(_, fee)| *fee)
-        .ok_or_else(|| DomainError::Conflict {
-            code: "out_of_delivery_area",
-            message: format!(
-                "the address is {km:.1} km away; the delivery area ends at {} km",
-                table.distance.last().map(|d| d.0).unwrap_or(0.0)
-            ),
+        .ok_or_else(|| {
+            DomainError::conflict(
+                "out_of_delivery_area",
+                format!(
+                    "the address is {km:.1} km away; the delivery area ends at {} km",
+                    table.distance.last().map(|d| d.0).unwrap_or(0.0)
+                ),
+            )
         })?;
     let by_weight = match table.weight.iter().find(|(max, _)| grams <= *max) {
         Some((_, fee)) => *fee,

@@ -75,6 +75,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<UserView>), AppError> {
     let user = s
         .services
+        .auth
         .register(&r.email, &r.password, &r.name, r.role.map(Role::from), ip)
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
@@ -88,7 +89,9 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     Json(r): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>, AppError> {
-    Ok(Json(s.services.login(&r.email, &r.password, ip).await?))
+    Ok(Json(
+        s.services.auth.login(&r.email, &r.password, ip).await?,
+    ))
 }
 
 /// Exchange a refresh token for a new pair (the old refresh token stops working).
@@ -98,14 +101,14 @@ pub async fn refresh(
     State(s): State<AppState>,
     Json(r): Json<RefreshRequest>,
 ) -> Result<Json<TokenPair>, AppError> {
-    Ok(Json(s.services.refresh(&r.refresh_token).await?))
+    Ok(Json(s.services.auth.refresh(&r.refresh_token).await?))
 }
 
 /// End the current session; its tokens stop working at once.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(s): State<AppState>, auth: Auth) -> Result<StatusCode, AppError> {
-    s.services.logout(&auth.0).await?;
+    s.services.auth.logout(&auth.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -126,6 +129,7 @@ pub async fn update_profile(
 ) -> Result<Json<UserView>, AppError> {
     let view = s
         .services
+        .profiles
         .update_profile(&auth.0.id, p.name, p.phone)
         .await?;
     Ok(Json(view))
@@ -138,7 +142,7 @@ pub async fn list_addresses(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<Address>>, AppError> {
-    Ok(Json(s.services.addresses(&auth.0.id).await?))
+    Ok(Json(s.services.profiles.addresses(&auth.0.id).await?))
 }
 
 /// Add a delivery address (the first one, or one with `is_default`, becomes the default).
@@ -149,7 +153,7 @@ pub async fn add_address(
     auth: Auth,
     Json(input): Json<AddressInput>,
 ) -> Result<(StatusCode, Json<Address>), AppError> {
-    let address = s.services.add_address(&auth.0.id, input).await?;
+    let address = s.services.profiles.add_address(&auth.0.id, input).await?;
     Ok((StatusCode::CREATED, Json(address)))
 }
 
@@ -164,7 +168,10 @@ pub async fn update_address(
     Json(input): Json<AddressInput>,
 ) -> Result<Json<Address>, AppError> {
     Ok(Json(
-        s.services.update_address(&auth.0.id, id, input).await?,
+        s.services
+            .profiles
+            .update_address(&auth.0.id, id, input)
+            .await?,
     ))
 }
 
@@ -176,7 +183,7 @@ pub async fn delete_address(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    s.services.remove_address(&auth.0.id, id).await?;
+    s.services.profiles.remove_address(&auth.0.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -204,7 +211,7 @@ pub async fn forgot_password(
     ClientIp(ip): ClientIp,
     Json(r): Json<ForgotPasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.services.forgot_password(&r.email, ip).await?;
+    s.services.auth.forgot_password(&r.email, ip).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -218,6 +225,7 @@ pub async fn reset_password(
     Json(r): Json<ResetPasswordRequest>,
 ) -> Result<StatusCode, AppError> {
     s.services
+        .auth
         .reset_password(&r.email, &r.otp, &r.new_password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -237,7 +245,11 @@ pub async fn get_preferences(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<NotificationPreferences>, AppError> {
-    let email = s.services.mail_prefs(&auth.0.id, None).await?;
+    let email = s
+        .services
+        .notifications
+        .mail_prefs(&auth.0.id, None)
+        .await?;
     Ok(Json(NotificationPreferences { email }))
 }
 
@@ -249,7 +261,11 @@ pub async fn set_preferences(
     auth: Auth,
     Json(r): Json<NotificationPreferences>,
 ) -> Result<Json<NotificationPreferences>, AppError> {
-    let email = s.services.mail_prefs(&auth.0.id, Some(r.email)).await?;
+    let email = s
+        .services
+        .notifications
+        .mail_prefs(&auth.0.id, Some(r.email))
+        .await?;
     Ok(Json(NotificationPreferences { email }))
 }
 
@@ -263,6 +279,9 @@ pub async fn end_sessions(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    s.services.end_all_sessions(&auth.0.caller(), &id).await?;
+    s.services
+        .auth
+        .end_all_sessions(&auth.0.caller(), &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

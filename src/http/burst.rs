@@ -34,6 +34,7 @@ pub async fn create_flash_sale(
 ) -> Result<(StatusCode, Json<FlashSaleView>), AppError> {
     let sale = s
         .services
+        .flash_sales
         .create_flash_sale(&auth.0.caller(), input)
         .await?;
     Ok((StatusCode::CREATED, Json(sale)))
@@ -46,7 +47,7 @@ pub async fn get_flash_sale(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<FlashSaleView>, AppError> {
-    Ok(Json(s.services.flash_sale(&id).await?))
+    Ok(Json(s.services.flash_sales.flash_sale(&id).await?))
 }
 
 /// Claim units of a flash sale. 201 `confirmed` (an order at the sale
@@ -73,6 +74,7 @@ pub async fn claim_flash_sale(
     )?;
     let out = s
         .services
+        .queues
         .claim(&auth.0.caller(), &id, QueueKind::FlashSale, req, key)
         .await?;
     Ok((claim_status(&out), Json(out)))
@@ -108,6 +110,7 @@ pub async fn enroll(
     )?;
     let out = s
         .services
+        .queues
         .claim(&auth.0.caller(), &id, QueueKind::Course, req, key)
         .await?;
     Ok((claim_status(&out), Json(out)))
@@ -122,6 +125,7 @@ async fn cancel(
 ) -> Result<Json<Claim>, AppError> {
     Ok(Json(
         s.services
+            .queues
             .cancel_claim(&auth.0.caller(), kind, &id, &claim_id)
             .await?,
     ))
@@ -167,6 +171,7 @@ async fn claims_page(
     let limit = check_limit(q.limit)?;
     let (items, next_cursor) = s
         .services
+        .queues
         .queue_claims(&auth.0.caller(), kind, &id, q.cursor.as_deref(), limit)
         .await?;
     Ok(Json(ClaimPage { items, next_cursor }))
@@ -193,7 +198,7 @@ pub async fn course_seats(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CourseSeats>, AppError> {
-    Ok(axum::Json(s.services.course_seats(&id).await?))
+    Ok(axum::Json(s.services.queues.course_seats(&id).await?))
 }
 
 /// The enrollments of your course (its trainer).
@@ -216,7 +221,7 @@ pub async fn my_enrollments(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<Claim>>, AppError> {
-    Ok(Json(s.services.my_claims(&auth.0.id).await?))
+    Ok(Json(s.services.queues.my_claims(&auth.0.id).await?))
 }
 
 /// Add a session (with its exercises) to your course; everyone enrolled is
@@ -232,6 +237,7 @@ pub async fn add_session(
 ) -> Result<(StatusCode, Json<CourseSession>), AppError> {
     let added = s
         .services
+        .course_sessions
         .add_course_session(&auth.0.caller(), &id, session)
         .await?;
     Ok((StatusCode::CREATED, Json(added)))
@@ -247,6 +253,9 @@ pub async fn sessions(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<CourseSession>>, AppError> {
     Ok(Json(
-        s.services.course_sessions(&auth.0.caller(), &id).await?,
+        s.services
+            .course_sessions
+            .course_sessions(&auth.0.caller(), &id)
+            .await?,
     ))
 }

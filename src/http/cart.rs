@@ -45,7 +45,7 @@ pub struct TotalQuery {
 /// The caller's cart with current prices.
 #[utoipa::path(get, path = "/api/v1/cart", tag = CART, security(("bearer" = [])), responses((status = 200, body = CartView)))]
 pub async fn get_cart(State(s): State<AppState>, auth: Auth) -> Result<Json<CartView>, AppError> {
-    Ok(Json(s.services.get_cart(&auth.0.id).await?))
+    Ok(Json(s.services.carts.get_cart(&auth.0.id).await?))
 }
 
 /// Add a product (adds to the quantity already in the cart).
@@ -58,6 +58,7 @@ pub async fn add_item(
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(
         s.services
+            .carts
             .put_cart_item(&auth.0.id, &r.product_id, QuantityChange::Add(r.quantity))
             .await?,
     ))
@@ -74,6 +75,7 @@ pub async fn set_item(
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(
         s.services
+            .carts
             .put_cart_item(&auth.0.id, &product_id, QuantityChange::Set(r.quantity))
             .await?,
     ))
@@ -87,13 +89,16 @@ pub async fn remove_item(
     Path(product_id): Path<String>,
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(
-        s.services.remove_cart_item(&auth.0.id, &product_id).await?,
+        s.services
+            .carts
+            .remove_cart_item(&auth.0.id, &product_id)
+            .await?,
     ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/cart/clear", tag = CART, security(("bearer" = [])), responses((status = 200, body = CartView)))]
 pub async fn clear_cart(State(s): State<AppState>, auth: Auth) -> Result<Json<CartView>, AppError> {
-    Ok(Json(s.services.clear_cart(&auth.0.id).await?))
+    Ok(Json(s.services.carts.clear_cart(&auth.0.id).await?))
 }
 
 /// Subtotal, discount, shipping fee, tax and total (per shop and overall).
@@ -106,6 +111,7 @@ pub async fn calculate_total(
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(
         s.services
+            .carts
             .cart_total(&auth.0.id, q.address_id.as_deref())
             .await?,
     ))
@@ -118,7 +124,9 @@ pub async fn apply_coupon(
     auth: Auth,
     Json(r): Json<ApplyCoupon>,
 ) -> Result<Json<CartView>, AppError> {
-    Ok(Json(s.services.apply_coupon(&auth.0.id, &r.code).await?))
+    Ok(Json(
+        s.services.carts.apply_coupon(&auth.0.id, &r.code).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/cart/remove-coupon", tag = CART, security(("bearer" = [])), responses((status = 200, body = CartView)))]
@@ -126,7 +134,7 @@ pub async fn remove_coupon(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<CartView>, AppError> {
-    Ok(Json(s.services.remove_coupon(&auth.0.id).await?))
+    Ok(Json(s.services.carts.remove_coupon(&auth.0.id).await?))
 }
 
 /// Save the current cart for later (at most 10).
@@ -137,7 +145,7 @@ pub async fn save_cart(
 ) -> Result<(StatusCode, Json<SavedCart>), AppError> {
     Ok((
         StatusCode::CREATED,
-        Json(s.services.save_cart(&auth.0.id).await?),
+        Json(s.services.carts.save_cart(&auth.0.id).await?),
     ))
 }
 
@@ -146,7 +154,7 @@ pub async fn saved_carts(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<SavedCart>>, AppError> {
-    Ok(Json(s.services.saved_carts(&auth.0.id).await?))
+    Ok(Json(s.services.carts.saved_carts(&auth.0.id).await?))
 }
 
 /// Replace the cart with a saved one.
@@ -157,7 +165,7 @@ pub async fn restore_cart(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<CartView>, AppError> {
-    Ok(Json(s.services.restore_cart(&auth.0.id, &id).await?))
+    Ok(Json(s.services.carts.restore_cart(&auth.0.id, &id).await?))
 }
 
 /// Create a coupon on your shop.
@@ -174,6 +182,7 @@ pub async fn create_coupon(
         StatusCode::CREATED,
         Json(
             s.services
+                .coupons
                 .create_coupon(auth.0.caller(), &shop_id, input)
                 .await?,
         ),
@@ -186,5 +195,5 @@ pub async fn get_coupon(
     State(s): State<AppState>,
     Path(code): Path<String>,
 ) -> Result<Json<Coupon>, AppError> {
-    Ok(Json(s.services.get_coupon(&code).await?))
+    Ok(Json(s.services.coupons.get_coupon(&code).await?))
 }

@@ -82,7 +82,12 @@ pub async fn create_shop(
     auth.require(SELLERS)?;
     Ok((
         StatusCode::CREATED,
-        Json(s.services.create_shop(auth.0.caller(), input).await?),
+        Json(
+            s.services
+                .catalog
+                .create_shop(auth.0.caller(), input)
+                .await?,
+        ),
     ))
 }
 
@@ -92,7 +97,7 @@ pub async fn get_shop(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Shop>, AppError> {
-    Ok(Json(s.services.get_shop(&id).await?))
+    Ok(Json(s.services.catalog.get_shop(&id).await?))
 }
 
 /// Change a shop (its owner only).
@@ -105,7 +110,10 @@ pub async fn update_shop(
     Json(patch): Json<ShopPatch>,
 ) -> Result<Json<Shop>, AppError> {
     Ok(Json(
-        s.services.update_shop(auth.0.caller(), &id, patch).await?,
+        s.services
+            .catalog
+            .update_shop(auth.0.caller(), &id, patch)
+            .await?,
     ))
 }
 
@@ -123,6 +131,7 @@ pub async fn create_product(
         StatusCode::CREATED,
         Json(
             s.services
+                .catalog
                 .create_product(auth.0.caller(), &shop_id, input)
                 .await?,
         ),
@@ -135,7 +144,7 @@ pub async fn get_product(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Product>, AppError> {
-    Ok(Json(s.services.get_product(&id).await?))
+    Ok(Json(s.services.catalog.get_product(&id).await?))
 }
 
 /// Change a product (its owner only); `active: false` hides it from search.
@@ -149,6 +158,7 @@ pub async fn update_product(
 ) -> Result<Json<Product>, AppError> {
     Ok(Json(
         s.services
+            .catalog
             .update_product(auth.0.caller(), &id, patch)
             .await?,
     ))
@@ -171,6 +181,7 @@ pub async fn list_products(
     };
     Ok(Json(
         s.services
+            .catalog
             .list_products(&filter, q.cursor.as_deref(), limit)
             .await?
             .into(),
@@ -188,7 +199,12 @@ pub async fn create_course(
     auth.require(SELLERS)?;
     Ok((
         StatusCode::CREATED,
-        Json(s.services.create_course(auth.0.caller(), input).await?),
+        Json(
+            s.services
+                .catalog
+                .create_course(auth.0.caller(), input)
+                .await?,
+        ),
     ))
 }
 
@@ -198,7 +214,7 @@ pub async fn get_course(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Course>, AppError> {
-    Ok(Json(s.services.get_course(&id).await?))
+    Ok(Json(s.services.catalog.get_course(&id).await?))
 }
 
 /// Change a course (its trainer only).
@@ -212,6 +228,7 @@ pub async fn update_course(
 ) -> Result<Json<Course>, AppError> {
     Ok(Json(
         s.services
+            .catalog
             .update_course(auth.0.caller(), &id, patch)
             .await?,
     ))
@@ -227,6 +244,7 @@ pub async fn list_courses(
     let limit = check_limit(q.limit)?;
     Ok(Json(
         s.services
+            .catalog
             .list_courses(q.kind, q.cursor.as_deref(), limit)
             .await?
             .into(),

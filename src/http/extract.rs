@@ -158,7 +158,7 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = bearer(&parts.headers)?;
-        Ok(Auth(state.services.authenticate(token).await?))
+        Ok(Auth(state.services.auth.authenticate(token).await?))
     }
 }
 

@@ -24,7 +24,7 @@ pub async fn list_notifications(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<NotificationList>, AppError> {
-    let (items, unread) = s.services.notifications(&auth.0.id).await?;
+    let (items, unread) = s.services.notifications.notifications(&auth.0.id).await?;
     Ok(Json(NotificationList { items, unread }))
 }
 
@@ -35,7 +35,10 @@ pub async fn read_notification(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    s.services.mark_notification_read(&auth.0.id, &id).await?;
+    s.services
+        .notifications
+        .mark_notification_read(&auth.0.id, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -43,7 +46,7 @@ pub async fn read_notification(
 #[utoipa::path(post, path = "/api/v1/notifications/mark-all-read", tag = "notifications", security(("bearer" = [])),
     responses((status = 204)))]
 pub async fn mark_all_read(State(s): State<AppState>, auth: Auth) -> Result<StatusCode, AppError> {
-    s.services.mark_all_read(&auth.0.id).await?;
+    s.services.notifications.mark_all_read(&auth.0.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -59,7 +62,7 @@ pub async fn unread_count(
     State(s): State<AppState>,
     auth: Auth,
 ) -> Result<Json<UnreadCount>, AppError> {
-    let (_, unread) = s.services.notifications(&auth.0.id).await?;
+    let (_, unread) = s.services.notifications.notifications(&auth.0.id).await?;
     Ok(Json(UnreadCount { unread }))
 }
 
@@ -88,6 +91,7 @@ pub async fn broadcast(
 ) -> Result<Json<BroadcastOutcome>, AppError> {
     let recipients = s
         .services
+        .notifications
         .broadcast(&auth.0.caller(), &r.title, &r.body, r.role)
         .await?;
     Ok(Json(BroadcastOutcome { recipients }))

@@ -62,6 +62,7 @@ pub async fn checkout(
     let key = super::extract::idempotency(&headers, "POST", "/api/v1/orders", &r)?;
     let orders = s
         .services
+        .checkout
         .checkout(&auth.0.caller(), &r.address_id, &r.payment_method, key)
         .await?;
     Ok((StatusCode::CREATED, Json(CheckoutResponse { orders })))
@@ -76,6 +77,7 @@ pub async fn list_orders(
 ) -> Result<Json<OrderPage>, AppError> {
     let page = s
         .services
+        .orders
         .my_orders(&auth.0.id, q.cursor.as_deref(), check_limit(q.limit)?)
         .await?;
     Ok(Json(OrderPage {
@@ -92,7 +94,9 @@ pub async fn get_order(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, AppError> {
-    Ok(Json(s.services.get_order(&auth.0.caller(), &id).await?))
+    Ok(Json(
+        s.services.orders.get_order(&auth.0.caller(), &id).await?,
+    ))
 }
 
 /// Every transition with who, when and why.
@@ -104,7 +108,11 @@ pub async fn order_timeline(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<TimelineEntry>>, AppError> {
     Ok(Json(
-        s.services.get_order(&auth.0.caller(), &id).await?.timeline,
+        s.services
+            .orders
+            .get_order(&auth.0.caller(), &id)
+            .await?
+            .timeline,
     ))
 }
 
@@ -117,6 +125,7 @@ pub(super) async fn step(
 ) -> Result<Json<Order>, AppError> {
     Ok(Json(
         s.services
+            .orders
             .order_step(&auth.0.caller(), id, step, reason)
             .await?,
     ))
@@ -179,6 +188,7 @@ pub async fn shop_orders(
 ) -> Result<Json<OrderPage>, AppError> {
     let page = s
         .services
+        .orders
         .shop_orders(
             &auth.0.caller(),
             &id,
@@ -200,5 +210,10 @@ pub async fn shop_revenue(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<RevenueDay>>, AppError> {
-    Ok(Json(s.services.shop_revenue(&auth.0.caller(), &id).await?))
+    Ok(Json(
+        s.services
+            .orders
+            .shop_revenue(&auth.0.caller(), &id)
+            .await?,
+    ))
 }

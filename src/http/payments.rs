@@ -42,9 +42,14 @@ pub async fn webhook(
                 "the webhook body is too large",
             )
         })?;
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
     Ok(Json(
         s.services
-            .payment_webhook(&provider, &parts.headers, &body)
+            .payments
+            .payment_webhook(&provider, &headers.collect(), &body)
             .await?,
     ))
 }
@@ -58,7 +63,11 @@ pub async fn get_payment(
     Path(id): Path<String>,
 ) -> Result<Json<Payment>, AppError> {
     Ok(Json(
-        s.services.get_order(&auth.0.caller(), &id).await?.payment,
+        s.services
+            .orders
+            .get_order(&auth.0.caller(), &id)
+            .await?
+            .payment,
     ))
 }
 
@@ -71,6 +80,7 @@ pub async fn payment_history(
 ) -> Result<Json<PaymentPage>, AppError> {
     let page = s
         .services
+        .orders
         .my_orders(&auth.0.id, q.cursor.as_deref(), check_limit(q.limit)?)
         .await?;
     Ok(Json(PaymentPage {

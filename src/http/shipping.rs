@@ -45,6 +45,7 @@ pub async fn set_status(
     let online = matches!(r.status, Availability::Online);
     let view = s
         .services
+        .shipping
         .set_shipper_online(&auth.0.caller(), online, r.location)
         .await?;
     Ok(Json(view))
@@ -55,7 +56,9 @@ pub async fn set_status(
 #[utoipa::path(get, path = "/api/v1/shipping/shippers/me", tag = "shipping", security(("bearer" = [])),
     responses((status = 200, body = ShipperView), (status = 403, body = ErrorBody)))]
 pub async fn me(State(s): State<AppState>, auth: Auth) -> Result<Json<ShipperView>, AppError> {
-    Ok(Json(s.services.shipper_me(&auth.0.caller()).await?))
+    Ok(Json(
+        s.services.shipping.shipper_me(&auth.0.caller()).await?,
+    ))
 }
 
 /// Accept the delivery offer for this order (the offered shipper).
@@ -68,7 +71,10 @@ pub async fn accept(
     Path(order_id): Path<String>,
 ) -> Result<Json<Order>, AppError> {
     Ok(Json(
-        s.services.accept_offer(&auth.0.caller(), &order_id).await?,
+        s.services
+            .shipping
+            .accept_offer(&auth.0.caller(), &order_id)
+            .await?,
     ))
 }
 
@@ -82,6 +88,7 @@ pub async fn decline(
     Path(order_id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     s.services
+        .shipping
         .decline_offer(&auth.0.caller(), &order_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -101,6 +108,7 @@ pub async fn location(
 ) -> Result<Json<LocationOutcome>, AppError> {
     Ok(Json(
         s.services
+            .shipping
             .report_order_location(&auth.0.caller(), &order_id, fix)
             .await?,
     ))
@@ -117,7 +125,10 @@ pub async fn tracking(
     Path(order_id): Path<String>,
 ) -> Result<Json<Tracking>, AppError> {
     Ok(Json(
-        s.services.tracking(&auth.0.caller(), &order_id).await?,
+        s.services
+            .shipping
+            .tracking(&auth.0.caller(), &order_id)
+            .await?,
     ))
 }
 
@@ -176,6 +187,7 @@ pub async fn shipping_calculate(
 ) -> Result<Json<ShippingQuote>, AppError> {
     let quote = s
         .services
+        .carts
         .shipping_quote(
             &auth.0.id,
             &r.shop_id,

@@ -11,8 +11,8 @@ pub mod signature;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::domain::order::{Payment, PaymentStatus};
 use async_trait::async_trait;
-use axum::http::HeaderMap;
 
 pub use signature::SignatureError;
 
@@ -69,7 +69,7 @@ pub trait Provider: Send + Sync + 'static {
     /// Verifies a webhook (signature, freshness) and parses it.
     fn verify_webhook(
         &self,
-        headers: &HeaderMap,
+        headers: &WebhookHeaders,
         body: &[u8],
         now: i64,
     ) -> Result<WebhookEvent, ProviderError>;
@@ -97,7 +97,7 @@ impl Provider for Cod {
     }
     fn verify_webhook(
         &self,
-        _h: &HeaderMap,
+        _h: &WebhookHeaders,
         _b: &[u8],
         _now: i64,
     ) -> Result<WebhookEvent, ProviderError> {
@@ -109,6 +109,67 @@ impl Provider for Cod {
     async fn refund(&self, _reference: &str, _amount: u64) -> Result<String, ProviderError> {
         Err(ProviderError::Unsupported("cod"))
     }
+}
+
+/// The headers of an inbound webhook as plain data (names lower-case):
+/// providers and services know nothing of the HTTP server.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookHeaders(Vec<(String, String)>);
+
+impl WebhookHeaders {
+    /// The first value of header `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for WebhookHeaders {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        WebhookHeaders(
+            iter.into_iter()
+                .map(|(k, v)| (k.into().to_ascii_lowercase(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// Opens the payment of a new order with `provider`: the order's
+/// payment record and, for online providers, its deadline.
+pub async fn open_payment(
+    payment_timeout: chrono::Duration,
+    provider: &dyn crate::payments::Provider,
+    order_id: &str,
+    amount: u64,
+    currency: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Payment, Option<chrono::DateTime<chrono::Utc>>), ProviderError> {
+    let opened = provider
+        .open(&NewPayment {
+            reference: order_id.to_owned(),
+            amount,
+            currency: currency.to_owned(),
+        })
+        .await?;
+    let payment = Payment {
+        id: order_id.to_owned(),
+        provider: provider.name().to_owned(),
+        status: if provider.online() {
+            PaymentStatus::Pending
+        } else {
+            PaymentStatus::DueOnDelivery
+        },
+        amount,
+        currency: currency.to_owned(),
+        checkout_url: opened.checkout_url,
+        reference: opened.reference.unwrap_or_else(|| order_id.to_owned()),
+        paid_at: None,
+        refund_reference: None,
+    };
+    let deadline = provider.online().then(|| now + payment_timeout);
+    Ok((payment, deadline))
 }
 
 /// The configured providers by name.

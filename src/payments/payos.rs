@@ -17,7 +17,6 @@
 //! for the same code.
 
 use async_trait::async_trait;
-use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -142,7 +141,7 @@ impl Provider for PayOs {
 
     fn verify_webhook(
         &self,
-        _headers: &HeaderMap,
+        _headers: &super::WebhookHeaders,
         body: &[u8],
         _now: i64,
     ) -> Result<WebhookEvent, ProviderError> {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -31,13 +31,12 @@ pub const WEBHOOK_PATH: &str = "/api/v1/payments/sandbox/webhook";
 /// `fuzz/`.
 pub fn verify_webhook(
     secret: &[u8],
-    headers: &HeaderMap,
+    headers: &super::WebhookHeaders,
     body: &[u8],
     now: i64,
 ) -> Result<WebhookEvent, ProviderError> {
     let sig = headers
         .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
         .ok_or(ProviderError::Signature(super::SignatureError::Malformed))?;
     stripe_verify(sig, body, std::slice::from_ref(&secret.to_vec()), now)?;
     let parsed: WebhookBody =
@@ -215,7 +214,7 @@ impl Provider for Sandbox {
 
     fn verify_webhook(
         &self,
-        headers: &HeaderMap,
+        headers: &super::WebhookHeaders,
         body: &[u8],
         now: i64,
     ) -> Result<WebhookEvent, ProviderError> {

@@ -1,11 +1,16 @@
 //! Account flows: register, login, refresh (rotating), logout, and
 //! authenticating a bearer token on every request.
 
+use super::found;
+use crate::actors::email::EmailClaim;
+use crate::actors::user::User;
+use crate::actors::Registry;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::email::EmailCommand;
 use crate::actors::user::Rotation;
 use crate::auth::TokenType;
@@ -57,7 +62,19 @@ fn invalid_token(why: crate::auth::jwt::TokenError) -> ServiceError {
     DomainError::Unauthorized("invalid token".into()).into()
 }
 
-impl Services {
+/// Accounts and sessions: registration, login, token refresh and
+/// revocation, password reset, and authenticating every request.
+pub struct Auth {
+    pub(super) users: Registry<User>,
+    pub(super) emails: Registry<EmailClaim>,
+    pub(super) hasher: crate::auth::PasswordHasher,
+    pub(super) jwt: crate::auth::JwtKeys,
+    pub(super) mailer: Arc<crate::mail::Mailer>,
+    pub(super) reset: ResetConfig,
+    pub(super) throttles: Arc<crate::auth::Throttles>,
+}
+
+impl Auth {
     /// Creates an account. The email claim is the commit point: of many
     /// concurrent registrations of one email exactly one wins.
     pub async fn register(
@@ -219,7 +236,7 @@ impl Services {
             )
             .into());
         }
-        self.exists(&self.users, user_id, "user").await?;
+        found(&self.users, user_id, "user").await?;
         let reason = format!("ended by admin {}", caller.user_id);
         Ok(self.users.end_all_sessions(user_id, reason).await?)
     }
@@ -285,11 +302,7 @@ impl Services {
 }
 
 fn email_taken() -> ServiceError {
-    DomainError::Conflict {
-        code: "email_taken",
-        message: "an account with this email already exists".into(),
-    }
-    .into()
+    DomainError::conflict("email_taken", "an account with this email already exists").into()
 }
 
 /// Password reset by a one-time code sent by mail.
@@ -305,7 +318,7 @@ pub struct ResetConfig {
     pub max_per_day: u32,
 }
 
-impl Services {
+impl Auth {
     fn reset_hash(&self, user_id: &str, code: &str) -> String {
         use hmac::Mac;
         let mut mac =

@@ -1,20 +1,24 @@
 //! The cart and its quote: items priced from the catalog, the coupon, the
 //! shipping fee to an address, saved carts.
 
+use super::catalog::Catalog;
+use super::users::Profiles;
+use super::CommerceConfig;
+use crate::actors::cart::CartEntity;
+use crate::actors::Registry;
+use crate::store::Store;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::conflict;
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::cart::{CartCommand, CartItem, CartState, SavedCart};
 use crate::actors::coupon::{normalize_code, CouponCommand, CouponEntity};
 use crate::actors::entity::stream_id;
 use crate::domain::catalog::{Product, Shop};
-use crate::domain::pricing::{
-    haversine_km, shipping_fee, subtotal, total_weight, totals, Line, Totals,
-};
+use crate::domain::pricing::{subtotal, total_weight, totals, Line, Totals};
 use crate::domain::user::Address;
 use crate::domain::{DomainError, GeoPoint};
 
@@ -66,12 +70,24 @@ pub(super) struct Priced {
     pub(super) products: Vec<Product>,
 }
 
-impl Services {
+/// The caller's cart, saved carts, and what a cart costs (lines, coupon,
+/// shipping, tax).
+#[derive(Clone)]
+pub struct Carts {
+    pub(super) carts: Registry<CartEntity>,
+    pub(super) coupons: Registry<CouponEntity>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) commerce: Arc<CommerceConfig>,
+    pub(super) catalog: Catalog,
+    pub(super) profiles: Profiles,
+}
+
+impl Carts {
     pub(super) async fn price(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
         let mut lines = Vec::with_capacity(items.len());
         let mut products = Vec::with_capacity(items.len());
         for item in items {
-            let p = self.get_product(&item.product_id).await?;
+            let p = self.catalog.get_product(&item.product_id).await?;
             lines.push(Line {
                 product_id: p.id.clone(),
                 shop_id: p.shop_id.clone(),
@@ -85,41 +101,14 @@ impl Services {
         }
         if let Some(first) = lines.first() {
             if lines.iter().any(|l| l.currency != first.currency) {
-                return Err(conflict(
+                return Err(DomainError::conflict(
                     "mixed_currency",
                     "all products of one checkout must share a currency",
-                ));
+                )
+                .into());
             }
         }
         Ok(Priced { lines, products })
-    }
-
-    pub(crate) async fn address(
-        &self,
-        user_id: &str,
-        address_id: Option<&str>,
-    ) -> Result<Option<Address>, ServiceError> {
-        let list = self.users.addresses(user_id).await?;
-        match address_id {
-            Some(id) => list
-                .into_iter()
-                .find(|a| a.id == id)
-                .map(Some)
-                // Someone else's address is as unknown as a made-up one.
-                .ok_or_else(|| DomainError::NotFound("address").into()),
-            None => Ok(list.into_iter().find(|a| a.is_default)),
-        }
-    }
-
-    /// Distance and fee from `shop` to `to` for `grams`.
-    pub(crate) fn ship(
-        &self,
-        shop: &Shop,
-        to: GeoPoint,
-        grams: u64,
-    ) -> Result<(f64, u64), ServiceError> {
-        let km = haversine_km(shop.location, to);
-        Ok((km, shipping_fee(&self.commerce.fees, km, grams)?))
     }
 
     /// Prices `items` per shop, with the coupon and (given an address)
@@ -146,7 +135,7 @@ impl Services {
         let mut groups = Vec::new();
         let mut coupon_discount = 0;
         for (shop_id, lines) in by_shop {
-            let shop = self.get_shop(&shop_id).await?;
+            let shop = self.catalog.get_shop(&shop_id).await?;
             let sub = subtotal(&lines)?;
             let discount = match &coupon {
                 Some(c) if c.shop_id == shop_id => {
@@ -167,7 +156,7 @@ impl Services {
             };
             let (km, fee) = match address {
                 Some(a) => {
-                    let (km, fee) = self.ship(
+                    let (km, fee) = self.commerce.ship(
                         &shop,
                         GeoPoint {
                             lat: a.lat,
@@ -231,7 +220,7 @@ impl Services {
         user_id: &str,
         address_id: Option<&str>,
     ) -> Result<CartView, ServiceError> {
-        let address = self.address(user_id, address_id).await?;
+        let address = self.profiles.address(user_id, address_id).await?;
         let cart = self.carts.send(user_id, CartCommand::Get).await?;
         self.view(user_id, &cart, address.as_ref()).await
     }
@@ -248,12 +237,13 @@ impl Services {
             QuantityChange::Add(q) => (q, true),
             QuantityChange::Set(q) => (q, false),
         };
-        let product = self.get_product(product_id).await?;
+        let product = self.catalog.get_product(product_id).await?;
         if !product.active {
-            return Err(conflict(
+            return Err(DomainError::conflict(
                 "product_unavailable",
                 format!("{} is no longer sold", product.name),
-            ));
+            )
+            .into());
         }
         let cart = self.carts.send(user_id, CartCommand::Get).await?;
         let current = cart
@@ -274,10 +264,11 @@ impl Services {
             return self.remove_cart_item(user_id, product_id).await;
         }
         if u64::from(wanted) > product.stock {
-            return Err(conflict(
+            return Err(DomainError::conflict(
                 "out_of_stock",
                 format!("only {} of {} left", product.stock, product.name),
-            ));
+            )
+            .into());
         }
         let cart = self
             .carts
@@ -329,10 +320,11 @@ impl Services {
             .cloned()
             .collect();
         if eligible.is_empty() {
-            return Err(conflict(
+            return Err(DomainError::conflict(
                 "coupon_not_applicable",
                 "this coupon is for a shop with nothing in your cart",
-            ));
+            )
+            .into());
         }
         self.coupons
             .call(
@@ -404,20 +396,24 @@ impl Services {
         let to = match to {
             Some(p) => crate::domain::check_point("to", p)?,
             None => {
-                let a = self.address(user_id, address_id).await?.ok_or_else(|| {
-                    conflict(
-                        "no_address",
-                        "give to or address_id, or add a default address first",
-                    )
-                })?;
+                let a = self
+                    .profiles
+                    .address(user_id, address_id)
+                    .await?
+                    .ok_or_else(|| {
+                        DomainError::conflict(
+                            "no_address",
+                            "give to or address_id, or add a default address first",
+                        )
+                    })?;
                 GeoPoint {
                     lat: a.lat,
                     lng: a.lng,
                 }
             }
         };
-        let shop = self.get_shop(shop_id).await?;
-        let (km, fee) = self.ship(&shop, to, weight_grams)?;
+        let shop = self.catalog.get_shop(shop_id).await?;
+        let (km, fee) = self.commerce.ship(&shop, to, weight_grams)?;
         Ok(ShippingQuote {
             distance_km: (km * 1000.0).round() / 1000.0,
             weight_grams,

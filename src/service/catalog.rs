@@ -1,12 +1,17 @@
 //! Catalog use cases: shops, products, courses, and search over the
 //! `products` / `courses` read tables with cursor pagination.
 
+use super::found;
+use crate::actors::shop::ShopEntity;
+use crate::actors::Registry;
+use crate::store::Store;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::course::{CourseCommand, CourseEntity, COURSES_TABLE};
 use crate::actors::product::{ProductCommand, ProductEntity, PRODUCTS_TABLE};
 use crate::actors::shop::ShopCommand;
@@ -67,7 +72,16 @@ pub fn check_limit(limit: Option<usize>) -> Result<usize, DomainError> {
     }
 }
 
-impl Services {
+/// Shops, products and courses: what merchants and trainers publish.
+#[derive(Clone)]
+pub struct Catalog {
+    pub(super) shops: Registry<ShopEntity>,
+    pub(super) products: Registry<ProductEntity>,
+    pub(super) courses: Registry<CourseEntity>,
+    pub(super) store: Arc<dyn Store>,
+}
+
+impl Catalog {
     pub async fn create_shop(
         &self,
         caller: Caller,
@@ -80,7 +94,7 @@ impl Services {
     }
 
     pub async fn get_shop(&self, id: &str) -> Result<Shop, ServiceError> {
-        self.exists(&self.shops, id, "shop").await?;
+        found(&self.shops, id, "shop").await?;
         Ok(self.shops.call(id, ShopCommand::Get).await?)
     }
 
@@ -90,7 +104,7 @@ impl Services {
         id: &str,
         patch: ShopPatch,
     ) -> Result<Shop, ServiceError> {
-        self.exists(&self.shops, id, "shop").await?;
+        found(&self.shops, id, "shop").await?;
         Ok(self
             .shops
             .call(id, ShopCommand::Update { caller, patch })
@@ -118,7 +132,7 @@ impl Services {
     }
 
     pub async fn get_product(&self, id: &str) -> Result<Product, ServiceError> {
-        self.exists(&self.products, id, "product").await?;
+        found(&self.products, id, "product").await?;
         Ok(self.products.call(id, ProductCommand::Get).await?)
     }
 
@@ -128,7 +142,7 @@ impl Services {
         id: &str,
         patch: ProductPatch,
     ) -> Result<Product, ServiceError> {
-        self.exists(&self.products, id, "product").await?;
+        found(&self.products, id, "product").await?;
         Ok(self
             .products
             .call(id, ProductCommand::Update { caller, patch })
@@ -175,7 +189,7 @@ impl Services {
     /// The public course: its timetable, without the sessions' exercises
     /// (those are for the enrolled: `GET /courses/{id}/sessions`).
     pub async fn get_course(&self, id: &str) -> Result<Course, ServiceError> {
-        self.exists(&self.courses, id, "course").await?;
+        found(&self.courses, id, "course").await?;
         Ok(public_course(
             self.courses.call(id, CourseCommand::Get).await?,
         ))
@@ -187,7 +201,7 @@ impl Services {
         id: &str,
         patch: CoursePatch,
     ) -> Result<Course, ServiceError> {
-        self.exists(&self.courses, id, "course").await?;
+        found(&self.courses, id, "course").await?;
         Ok(self
             .courses
             .call(id, CourseCommand::Update { caller, patch })

@@ -5,18 +5,28 @@
 //! open checkout has a `timers` row, so one abandoned half-way (or cut off
 //! by a crash) is resolved by the scheduler: its reservations go back.
 
+use super::cart::Carts;
+use super::found;
+use super::fulfilment::Fulfilment;
+use super::users::Profiles;
+use super::CommerceConfig;
+use crate::actors::cart::CartEntity;
+use crate::actors::coupon::CouponEntity;
+use crate::actors::order::OrderEntity;
+use crate::actors::product::ProductEntity;
+use crate::actors::Registry;
+use crate::payments::open_payment;
+use crate::payments::Providers;
 use chrono::Utc;
+use std::sync::Arc;
 
 use super::cart::ShopQuote;
-use super::conflict;
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::cart::{CartCommand, CartItem, Checkout, PlannedOrder};
 use crate::actors::coupon::CouponCommand;
-use crate::actors::order::OrderCommand;
 use crate::actors::product::ProductCommand;
-use crate::actors::CallError;
 use crate::domain::catalog::Shop;
-use crate::domain::order::{Order, OrderStatus, Party, Placement, Step};
+use crate::domain::order::{Order, OrderStatus, Party, Placement};
 use crate::domain::pricing::Line;
 use crate::domain::user::Address;
 use crate::domain::{Caller, DomainError};
@@ -30,7 +40,22 @@ struct Planned<'a> {
     coupon: Option<String>,
 }
 
-impl Services {
+/// Checking out a cart: reserve, open the payments, place the orders.
+pub struct Checkouts {
+    pub(super) carts: Registry<CartEntity>,
+    pub(super) products: Registry<ProductEntity>,
+    pub(super) coupons: Registry<CouponEntity>,
+    pub(super) orders: Registry<OrderEntity>,
+    pub(super) providers: Providers,
+    pub(super) commerce: Arc<CommerceConfig>,
+    /// Prices and quotes the cart.
+    pub(super) cart: Carts,
+    pub(super) profiles: Profiles,
+    /// Undoes what a failed checkout holds.
+    pub(super) fulfilment: Arc<Fulfilment>,
+}
+
+impl Checkouts {
     /// Checks out the caller's cart: one order per shop. Retrying with the
     /// same `key` answers the same orders.
     pub async fn checkout(
@@ -50,6 +75,7 @@ impl Services {
             )
         })?;
         let address = self
+            .profiles
             .address(&caller.user_id, Some(address_id))
             .await?
             .expect("found or rejected");
@@ -86,7 +112,7 @@ impl Services {
 
     /// One planned order (and its id) per shop the cart's lines come from.
     async fn plan_orders(&self, items: &[CartItem]) -> Result<Vec<PlannedOrder>, ServiceError> {
-        let priced = self.price(items).await?;
+        let priced = self.cart.price(items).await?;
         let mut shops: Vec<String> = priced.lines.iter().map(|l| l.shop_id.clone()).collect();
         shops.sort();
         shops.dedup();
@@ -121,7 +147,11 @@ impl Services {
             Err(e) => {
                 let items = &checkout.items;
                 let coupon = checkout.coupon.as_deref();
-                if self.undo_checkout(items, coupon, &checkout.orders).await {
+                if self
+                    .fulfilment
+                    .undo_checkout(items, coupon, &checkout.orders)
+                    .await
+                {
                     let _ = self
                         .carts
                         .send(user_id, CartCommand::AbandonCheckout { key })
@@ -132,115 +162,20 @@ impl Services {
         }
     }
 
-    /// Gives back what a checkout that did not complete holds: orders it
-    /// placed are cancelled (their next action returns their stock and
-    /// coupon use); for the others, held stock and the coupon use are
-    /// released directly. Whether everything went back.
-    pub(super) async fn undo_checkout(
-        &self,
-        items: &[CartItem],
-        coupon: Option<&str>,
-        plan: &[PlannedOrder],
-    ) -> bool {
-        let mut clean = true;
-        for p in plan {
-            if self.order_exists(&p.order_id).await.is_ok() {
-                let cancel = OrderCommand::System {
-                    step: Step::Cancel,
-                    reason: "checkout failed".into(),
-                };
-                clean &= self.orders.call(&p.order_id, cancel).await.is_ok();
-                let _ = self.advance_order(&p.order_id).await;
-                continue;
-            }
-            clean &= self.release_reservations(items, coupon, &p.order_id).await;
-        }
-        clean
-    }
-
-    /// Releases stock held and a coupon use made for `order_id` (a no-op
-    /// where nothing is held). Whether every release went through.
-    pub(super) async fn release_reservations(
-        &self,
-        items: &[CartItem],
-        coupon: Option<&str>,
-        order_id: &str,
-    ) -> bool {
-        let mut clean = true;
-        for item in items {
-            let release = ProductCommand::Release {
-                order_id: order_id.to_owned(),
-            };
-            match self.products.call(&item.product_id, release).await {
-                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
-                Err(e) => {
-                    tracing::warn!(order = %order_id, product = %item.product_id, error = %e, "stock not released");
-                    clean = false;
-                }
-            }
-        }
-        if let Some(code) = coupon {
-            let release = CouponCommand::Release {
-                order_id: order_id.to_owned(),
-            };
-            match self.coupons.call(code, release).await {
-                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
-                Err(e) => {
-                    tracing::warn!(order = %order_id, coupon = %code, error = %e, "coupon use not released");
-                    clean = false;
-                }
-            }
-        }
-        clean
-    }
-
-    /// A checkout still open at its deadline was interrupted (the process
-    /// stopped mid-way): completed if every order was placed, otherwise
-    /// undone.
-    pub async fn resolve_open_checkout(&self, user_id: &str) -> Result<(), ServiceError> {
-        let cart = self.carts.send(user_id, CartCommand::Get).await?;
-        let Some(open) = cart.checkouts.iter().find(|c| !c.completed) else {
-            return Ok(());
-        };
-        let mut placed = 0;
-        for p in &open.orders {
-            if self.order_exists(&p.order_id).await.is_ok() {
-                placed += 1;
-            }
-        }
-        let key = open.key.clone();
-        if placed == open.orders.len() {
-            self.carts
-                .send(user_id, CartCommand::CompleteCheckout { key })
-                .await?;
-        } else if self
-            .undo_checkout(&open.items, open.coupon.as_deref(), &open.orders)
-            .await
-        {
-            self.carts
-                .send(user_id, CartCommand::AbandonCheckout { key })
-                .await?;
-        } else {
-            return Err(ServiceError::Unavailable(
-                "an interrupted checkout could not be undone yet".into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// Holds the stock (idempotent per order) and then the coupon uses for
     /// the planned orders. A retry of a checkout whose orders were placed
     /// and then cancelled (its release already happened) must not hold
     /// anything again.
     async fn reserve(&self, user_id: &str, planned: &[Planned<'_>]) -> Result<(), ServiceError> {
         for p in planned {
-            if self.order_exists(&p.order_id).await.is_ok() {
+            if found(&self.orders, &p.order_id, "order").await.is_ok() {
                 let o = self.orders.get(&p.order_id).await?;
                 if o.status != OrderStatus::PendingPayment {
-                    return Err(conflict(
+                    return Err(DomainError::conflict(
                         "checkout_expired",
                         "this checkout was cancelled; check out again with a new Idempotency-Key",
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -280,8 +215,9 @@ impl Services {
         coupon: Option<&str>,
         plan: &[PlannedOrder],
     ) -> Result<Vec<Order>, ServiceError> {
-        let priced = self.price(items).await?;
+        let priced = self.cart.price(items).await?;
         let (quotes, groups, _) = self
+            .cart
             .quote(&caller.user_id, &priced, coupon, Some(address))
             .await?;
         let now = Utc::now();
@@ -292,7 +228,7 @@ impl Services {
                 .find(|p| p.shop_id == shop.id)
                 .map(|p| p.order_id.clone())
                 .ok_or_else(|| {
-                    conflict(
+                    DomainError::conflict(
                         "cart_changed",
                         "the cart changed during checkout; try again",
                     )
@@ -321,9 +257,16 @@ impl Services {
         } in planned
         {
             let currency = lines[0].currency.clone();
-            let (payment, payment_deadline) = self
-                .open_payment(provider, &order_id, quote.totals.total, &currency, now)
-                .await?;
+            let (payment, payment_deadline) = open_payment(
+                self.commerce.payment_timeout,
+                provider,
+                &order_id,
+                quote.totals.total,
+                &currency,
+                now,
+            )
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             let order = Order::placed(
                 Placement {
                     id: order_id.clone(),

@@ -1,11 +1,22 @@
 //! Coupons: created by merchants and admins, read by code.
 
-use super::{ServiceError, Services};
+use super::catalog::Catalog;
+use super::ServiceError;
 use crate::actors::coupon::{normalize_code, Coupon, CouponCommand, CouponEntity, CouponInput};
 use crate::actors::entity::stream_id;
+use crate::actors::Registry;
 use crate::domain::{Caller, DomainError};
+use crate::store::Store;
+use std::sync::Arc;
 
-impl Services {
+/// A shop's coupons.
+pub struct Coupons {
+    pub(super) coupons: Registry<CouponEntity>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) catalog: Catalog,
+}
+
+impl Coupons {
     pub async fn create_coupon(
         &self,
         caller: Caller,
@@ -13,7 +24,7 @@ impl Services {
         input: CouponInput,
     ) -> Result<Coupon, ServiceError> {
         let code = normalize_code(&input.code)?;
-        let shop = self.get_shop(shop_id).await?;
+        let shop = self.catalog.get_shop(shop_id).await?;
         Ok(self
             .coupons
             .call(

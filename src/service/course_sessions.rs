@@ -1,15 +1,26 @@
 //! Course schedules: sessions and their exercises, for the enrolled.
 
+use super::found;
+use super::notifications::Notifications;
+use crate::actors::course::CourseEntity;
+use crate::actors::Registry;
 use chrono::Utc;
 
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::course::CourseCommand;
 use crate::actors::queue::{Claim, ClaimStatus, CLAIMS_BY_QUEUE, CLAIMS_BY_USER};
 use crate::domain::notification::Notification;
 use crate::domain::{Caller, DomainError};
 use crate::store::codec;
 
-impl Services {
+/// A course's sessions (its schedule and exercises).
+pub struct CourseSessions {
+    pub(super) courses: Registry<CourseEntity>,
+    pub(super) notifications: Notifications,
+    pub(super) store: std::sync::Arc<dyn crate::store::Store>,
+}
+
+impl CourseSessions {
     /// Whether `user_id` holds a confirmed place in course `course_id`.
     pub(super) async fn enrolled(
         &self,
@@ -34,7 +45,7 @@ impl Services {
         course_id: &str,
         mut session: crate::domain::catalog::CourseSession,
     ) -> Result<crate::domain::catalog::CourseSession, ServiceError> {
-        self.exists(&self.courses, course_id, "course").await?;
+        found(&self.courses, course_id, "course").await?;
         let session_id = new_id();
         session.id = Some(session_id.clone());
         let course = self
@@ -88,7 +99,8 @@ impl Services {
                 .filter(|c| c.status == ClaimStatus::Confirmed)
                 .map(|c| c.user_id)
                 .collect();
-            self.notify_each(users.into_iter().map(|u| (u, note.clone())).collect(), 32)
+            self.notifications
+                .notify_each(users.into_iter().map(|u| (u, note.clone())).collect(), 32)
                 .await?;
         }
         Ok(added)
@@ -101,7 +113,7 @@ impl Services {
         caller: &Caller,
         course_id: &str,
     ) -> Result<Vec<crate::domain::catalog::CourseSession>, ServiceError> {
-        self.exists(&self.courses, course_id, "course").await?;
+        found(&self.courses, course_id, "course").await?;
         let course = self.courses.call(course_id, CourseCommand::Get).await?;
         if !caller.may_modify(&course.trainer_id)
             && !self.enrolled(&caller.user_id, course_id).await?

@@ -4,63 +4,141 @@
 //! after `dispatch_retry`. The order and the shipper actor each hold their
 //! half of an offer, and the shipper's half lapses by itself.
 
+use super::fleet::Target;
+use super::fleet::Tracker;
+use crate::actors::order::OrderEntity;
+use crate::actors::shipper::Shipper;
+use crate::actors::shipper::ShipperEntity;
+use crate::actors::shop::ShopEntity;
+use crate::actors::Registry;
+use crate::domain::GeoPoint;
+use crate::store::Store;
 use chrono::Utc;
+use std::sync::Arc;
 
-use super::tracking::shipper_only;
-use super::{ServiceError, Services};
+use super::ServiceError;
 use crate::actors::order::OrderCommand;
 use crate::actors::shipper::ShipperCommand;
 use crate::actors::shop::ShopCommand;
 use crate::actors::CallError;
 use crate::domain::order::Order;
-use crate::domain::Caller;
 /// The read tables this module writes (named in the store's catalog).
 pub use crate::store::tables::{TRACK_EXPIRY, TRACK_POINTS};
 use crate::store::IndexOp;
 
-impl Services {
-    /// The offered shipper takes the order.
-    pub async fn accept_offer(
+/// The engine's side of the shippers: their live slots, offers, binding
+/// and releasing them, and the retention of their tracks.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub(super) tracker: Arc<Tracker>,
+    pub(super) shippers: Registry<ShipperEntity>,
+    pub(super) orders: Registry<OrderEntity>,
+    pub(super) shops: Registry<ShopEntity>,
+    pub(super) store: Arc<dyn Store>,
+}
+
+impl Dispatch {
+    pub(super) async fn shipper(
         &self,
-        caller: &Caller,
-        order_id: &str,
-    ) -> Result<Order, ServiceError> {
-        shipper_only(caller)?;
-        self.order_exists(order_id).await?;
-        self.orders
-            .call(
-                order_id,
-                OrderCommand::Accept {
-                    caller: caller.clone(),
-                },
-            )
-            .await?;
-        // Binding the shipper actor is the order's next action: run it now.
-        self.advance_order(order_id).await?;
-        self.ensure_slot(&caller.user_id).await?;
-        self.get_order(caller, order_id).await
+        id: &str,
+        cmd: ShipperCommand,
+    ) -> Result<Shipper, ServiceError> {
+        let s = self.shippers.call(id, cmd).await?;
+        self.tracker.observe(&s);
+        Ok(s)
     }
 
-    /// The offered shipper turns the order down; it goes to the next one.
-    pub async fn decline_offer(&self, caller: &Caller, order_id: &str) -> Result<(), ServiceError> {
-        shipper_only(caller)?;
-        self.order_exists(order_id).await?;
-        self.orders
-            .call(
-                order_id,
-                OrderCommand::Decline {
-                    caller: caller.clone(),
-                },
-            )
-            .await?;
-        self.shipper(
-            &caller.user_id,
-            ShipperCommand::Withdraw {
-                order_id: order_id.to_owned(),
-            },
-        )
-        .await?;
-        self.advance_order(order_id).await
+    /// Makes sure the shipper has a live slot that knows its actor's state
+    /// and, while delivering, the delivery address.
+    pub(super) async fn ensure_slot(&self, shipper_id: &str) -> Result<(), ServiceError> {
+        // A slot exists only once its shipper's state was loaded into it.
+        let known = self
+            .tracker
+            .slots
+            .get(shipper_id)
+            .map(|s| (s.shipper.active_order.clone(), s.target.is_some()));
+        let active = match known {
+            Some((_, true)) => return Ok(()),
+            Some((active, false)) => active,
+            None => {
+                if self.tracker.slots.len() >= self.tracker.cfg.max_shippers {
+                    return Err(ServiceError::Busy(
+                        "too many live shippers on this node".into(),
+                    ));
+                }
+                let s = self.shippers.call(shipper_id, ShipperCommand::Get).await?;
+                let active = s.active_order.clone();
+                self.tracker
+                    .slots
+                    .entry(shipper_id.to_owned())
+                    .or_default()
+                    .shipper = s;
+                active
+            }
+        };
+        if let Some(order_id) = active {
+            let o = self.orders.get(&order_id).await?;
+            if let Some(mut slot) = self.tracker.slots.get_mut(shipper_id) {
+                if slot.shipper.active_order.as_deref() == Some(order_id.as_str()) {
+                    slot.target = Some(Target {
+                        order_id,
+                        dest: GeoPoint {
+                            lat: o.address.lat,
+                            lng: o.address.lng,
+                        },
+                        last_sample: None,
+                        samples: 0,
+                    });
+                    // Arrival already announced before a restart stays announced.
+                    slot.live.fence.announced = o.delivery.arriving_at.is_some();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the tracks whose retention ended (at most `budget` points).
+    pub async fn expire_tracks(&self, budget: usize) -> Result<usize, ServiceError> {
+        let now_ms = Utc::now().timestamp_millis();
+        let mut deleted = 0;
+        for (key, _) in self.store.scan(TRACK_EXPIRY, "", None, 64).await? {
+            let Some((ms, order_id)) = key.split_once('|') else {
+                continue;
+            };
+            if ms.parse::<i64>().map_or(true, |ms| ms > now_ms) {
+                break;
+            }
+            loop {
+                let rows = self
+                    .store
+                    .scan(TRACK_POINTS, &format!("{order_id}|"), None, 512)
+                    .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                deleted += rows.len();
+                self.store
+                    .write_rows(
+                        rows.into_iter()
+                            .map(|(key, _)| IndexOp::Delete {
+                                table: TRACK_POINTS,
+                                key,
+                            })
+                            .collect(),
+                    )
+                    .await?;
+                if deleted >= budget {
+                    return Ok(deleted);
+                }
+            }
+            self.store
+                .write_rows(vec![IndexOp::Delete {
+                    table: TRACK_EXPIRY,
+                    key,
+                }])
+                .await?;
+        }
+        Ok(deleted)
     }
 
     /// The dispatch step of an order's next actions: the command that

@@ -2,19 +2,19 @@
 //! `sale:{id}`), read with their live counters. Claims go through the
 //! queue service (`queues`).
 
+use super::found;
+use super::queue_work::sale_hold;
+use crate::actors::product::ProductEntity;
+use crate::actors::queue::QueueEntity;
+use crate::actors::Registry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{QueueConfig, QueueKind, QueueStatus};
 use crate::domain::{Caller, DomainError, Role};
-
-/// The product hold that is a flash sale's reserve.
-pub fn sale_hold(queue_id: &str) -> String {
-    format!("sale:{queue_id}")
-}
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +55,14 @@ pub(super) fn view(id: &str, status: QueueStatus, now: DateTime<Utc>) -> FlashSa
     }
 }
 
-impl Services {
+/// Opening and reading flash sales.
+pub struct FlashSales {
+    pub(super) queues: Registry<QueueEntity>,
+    pub(super) products: Registry<ProductEntity>,
+    pub(super) burst: super::queues::BurstConfig,
+}
+
+impl FlashSales {
     /// `POST /flash-sales` (the product's merchant): reserves `stock` units
     /// and opens the queue.
     pub async fn create_flash_sale(
@@ -80,8 +87,7 @@ impl Services {
                 );
             }
         }
-        self.exists(&self.products, &input.product_id, "product")
-            .await?;
+        found(&self.products, &input.product_id, "product").await?;
         let product = self
             .products
             .call(&input.product_id, ProductCommand::Get)
@@ -135,7 +141,7 @@ impl Services {
 
     /// `GET /flash-sales/{id}`.
     pub async fn flash_sale(&self, id: &str) -> Result<FlashSaleView, ServiceError> {
-        self.exists(&self.queues, id, "flash sale").await?;
+        found(&self.queues, id, "flash sale").await?;
         let status = self.queues.status(id).await?;
         if status.config.kind != QueueKind::FlashSale {
             return Err(DomainError::NotFound("flash sale").into());

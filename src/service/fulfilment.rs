@@ -3,13 +3,28 @@
 //! dispatch) carried out by the scheduler, which also resolves abandoned
 //! checkouts.
 
+use super::dispatch::Dispatch;
+use super::found;
+use super::queue_work::QueueWork;
+use crate::actors::cart::CartEntity;
+use crate::actors::cart::{CartCommand, CartItem, PlannedOrder};
+use crate::actors::coupon::CouponEntity;
+use crate::actors::order::OrderEntity;
+use crate::actors::product::ProductEntity;
+use crate::actors::queue::QueueEntity;
+use crate::actors::user::User;
+use crate::actors::CallError;
+use crate::actors::Registry;
+use crate::domain::DomainError;
+use crate::payments::Providers;
+use crate::store::Store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{ServiceError, Services};
+use super::ServiceError;
 use crate::actors::coupon::CouponCommand;
 use crate::actors::order::{timer_order, OrderCommand, PaymentReport, TIMERS_TABLE};
 use crate::actors::product::ProductCommand;
@@ -17,7 +32,119 @@ use crate::domain::notification::notifications_for;
 use crate::domain::order::{next_action, Action, Order, Step, StockStatus};
 use crate::payments::{Provider, ProviderError, RemoteStatus};
 
-impl Services {
+/// The order follow-up worker: it touches every entity an order holds
+/// something of.
+pub struct Fulfilment {
+    pub(super) orders: Registry<OrderEntity>,
+    pub(super) products: Registry<ProductEntity>,
+    pub(super) coupons: Registry<CouponEntity>,
+    pub(super) carts: Registry<CartEntity>,
+    pub(super) queues: Registry<QueueEntity>,
+    pub(super) users: Registry<User>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) providers: Providers,
+    pub(super) throttles: Arc<crate::auth::Throttles>,
+    pub(super) dispatch: Dispatch,
+    pub(super) queue_work: Arc<QueueWork>,
+}
+
+impl Fulfilment {
+    /// Gives back what a checkout that did not complete holds: orders it
+    /// placed are cancelled (their next action returns their stock and
+    /// coupon use); for the others, held stock and the coupon use are
+    /// released directly. Whether everything went back.
+    pub(super) async fn undo_checkout(
+        &self,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        plan: &[PlannedOrder],
+    ) -> bool {
+        let mut clean = true;
+        for p in plan {
+            if found(&self.orders, &p.order_id, "order").await.is_ok() {
+                let cancel = OrderCommand::System {
+                    step: Step::Cancel,
+                    reason: "checkout failed".into(),
+                };
+                clean &= self.orders.call(&p.order_id, cancel).await.is_ok();
+                let _ = self.advance_order(&p.order_id).await;
+                continue;
+            }
+            clean &= self.release_reservations(items, coupon, &p.order_id).await;
+        }
+        clean
+    }
+
+    /// Releases stock held and a coupon use made for `order_id` (a no-op
+    /// where nothing is held). Whether every release went through.
+    pub(super) async fn release_reservations(
+        &self,
+        items: &[CartItem],
+        coupon: Option<&str>,
+        order_id: &str,
+    ) -> bool {
+        let mut clean = true;
+        for item in items {
+            let release = ProductCommand::Release {
+                order_id: order_id.to_owned(),
+            };
+            match self.products.call(&item.product_id, release).await {
+                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, product = %item.product_id, error = %e, "stock not released");
+                    clean = false;
+                }
+            }
+        }
+        if let Some(code) = coupon {
+            let release = CouponCommand::Release {
+                order_id: order_id.to_owned(),
+            };
+            match self.coupons.call(code, release).await {
+                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, coupon = %code, error = %e, "coupon use not released");
+                    clean = false;
+                }
+            }
+        }
+        clean
+    }
+
+    /// A checkout still open at its deadline was interrupted (the process
+    /// stopped mid-way): completed if every order was placed, otherwise
+    /// undone.
+    pub async fn resolve_open_checkout(&self, user_id: &str) -> Result<(), ServiceError> {
+        let cart = self.carts.send(user_id, CartCommand::Get).await?;
+        let Some(open) = cart.checkouts.iter().find(|c| !c.completed) else {
+            return Ok(());
+        };
+        let mut placed = 0;
+        for p in &open.orders {
+            if found(&self.orders, &p.order_id, "order").await.is_ok() {
+                placed += 1;
+            }
+        }
+        let key = open.key.clone();
+        if placed == open.orders.len() {
+            self.carts
+                .send(user_id, CartCommand::CompleteCheckout { key })
+                .await?;
+        } else if self
+            .undo_checkout(&open.items, open.coupon.as_deref(), &open.orders)
+            .await
+        {
+            self.carts
+                .send(user_id, CartCommand::AbandonCheckout { key })
+                .await?;
+        } else {
+            return Err(ServiceError::Unavailable(
+                "an interrupted checkout could not be undone yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Carries out an order's due next actions (a few at most per call;
     /// the scheduler picks up the rest). Idempotent: every step is keyed by
     /// the order id.
@@ -50,16 +177,17 @@ impl Services {
                 step: Step::Complete,
                 reason: "paid: nothing to ship".into(),
             },
-            Action::Dispatch => self.dispatch(&order).await?,
-            Action::BindShipper => self.bind_shipper(&order).await?,
-            Action::ReleaseShipper => self.release_shipper(&order).await?,
+            Action::Dispatch => self.dispatch.dispatch(&order).await?,
+            Action::BindShipper => self.dispatch.bind_shipper(&order).await?,
+            Action::ReleaseShipper => self.dispatch.release_shipper(&order).await?,
         };
         if let OrderCommand::Offer { shipper_id, .. } = &cmd {
             // The order may have moved on since it was read: give the
             // shipper's half of the offer back at once.
             let shipper_id = shipper_id.clone();
             if let Err(e) = self.orders.call(id, cmd).await {
-                self.shippers
+                self.dispatch
+                    .shippers
                     .call(
                         &shipper_id,
                         crate::actors::shipper::ShipperCommand::Withdraw {
@@ -116,7 +244,7 @@ impl Services {
                 for l in &order.lines {
                     let back = ProductCommand::Return {
                         from: id.to_owned(),
-                        to: crate::service::flash_sales::sale_hold(&claim.queue_id),
+                        to: crate::service::queue_work::sale_hold(&claim.queue_id),
                     };
                     self.products.call(&l.product_id, back).await?;
                 }
@@ -124,7 +252,7 @@ impl Services {
             self.queues
                 .expire(&claim.queue_id, claim.claim_id.clone())
                 .await?;
-            self.advance_queue(&claim.queue_id).await?;
+            self.queue_work.advance_queue(&claim.queue_id).await?;
             return Ok(OrderCommand::StockReleased);
         }
         if order.stock == StockStatus::Held {
@@ -198,7 +326,7 @@ impl Services {
             let now = Utc::now();
             backoff.retain(|_, until| *until > now);
             self.throttles.sweep();
-            if let Err(e) = self.expire_tracks(4096).await {
+            if let Err(e) = self.dispatch.expire_tracks(4096).await {
                 tracing::warn!(error = %e, "track expiry failed");
             }
             let rows = match self.store.scan(TIMERS_TABLE, "", None, 256).await {

@@ -11,6 +11,7 @@ pub mod coupons;
 pub mod course_sessions;
 pub mod dispatch;
 pub mod flash_sales;
+pub mod fleet;
 pub mod fulfilment;
 pub mod notifications;
 pub mod orders;
@@ -26,7 +27,6 @@ use crate::actors::cart::CartEntity;
 use crate::actors::coupon::CouponEntity;
 use crate::actors::course::CourseEntity;
 use crate::actors::email::EmailClaim;
-use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::queue::QueueEntity;
@@ -92,18 +92,26 @@ pub struct CommerceConfig {
     pub return_window_secs: u64,
 }
 
-/// A conflict with the state of things (409).
-fn conflict(code: &'static str, message: impl Into<String>) -> ServiceError {
-    DomainError::Conflict {
-        code,
-        message: message.into(),
+impl CommerceConfig {
+    /// Distance and fee from `shop` to `to` for `grams`.
+    pub(crate) fn ship(
+        &self,
+        shop: &crate::domain::catalog::Shop,
+        to: crate::domain::GeoPoint,
+        grams: u64,
+    ) -> Result<(f64, u64), ServiceError> {
+        let km = crate::domain::pricing::haversine_km(shop.location, to);
+        Ok((
+            km,
+            crate::domain::pricing::shipping_fee(&self.fees, km, grams)?,
+        ))
     }
-    .into()
 }
 
-/// Everything the use cases need: one registry per entity kind, the store
-/// for read tables, the hasher and the token keys.
-pub struct Services {
+/// One client per entity kind (each a cheap handle). The use cases take
+/// the ones they use; the facade keeps them all to stop them at shutdown.
+#[derive(Clone)]
+pub struct Entities {
     pub users: Registry<User>,
     pub emails: Registry<EmailClaim>,
     pub shops: Registry<ShopEntity>,
@@ -114,32 +122,74 @@ pub struct Services {
     pub orders: Registry<OrderEntity>,
     pub shippers: Registry<ShipperEntity>,
     pub queues: Registry<QueueEntity>,
-    pub bursts: Arc<queues::Bursts>,
-    pub burst: queues::BurstConfig,
-    /// Wakes the queue worker (claims just decided).
-    pub queue_kick: tokio::sync::Notify,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Live shipper positions and dispatch.
-    pub tracker: tracking::Tracker,
+}
+
+impl Entities {
+    async fn start(rt: &Runtime) -> Result<Self, ractor::SpawnErr> {
+        Ok(Entities {
+            users: Registry::start(rt.clone()).await?,
+            emails: Registry::start(rt.clone()).await?,
+            shops: Registry::start(rt.clone()).await?,
+            products: Registry::start(rt.clone()).await?,
+            courses: Registry::start(rt.clone()).await?,
+            carts: Registry::start(rt.clone()).await?,
+            coupons: Registry::start(rt.clone()).await?,
+            orders: Registry::start(rt.clone()).await?,
+            shippers: Registry::start(rt.clone()).await?,
+            queues: Registry::start(rt.clone()).await?,
+        })
+    }
+
+    /// Stops every entity actor (after in-flight requests have drained).
+    async fn shutdown(&self) {
+        self.users.shutdown().await;
+        self.emails.shutdown().await;
+        self.shops.shutdown().await;
+        self.products.shutdown().await;
+        self.courses.shutdown().await;
+        self.carts.shutdown().await;
+        self.coupons.shutdown().await;
+        self.orders.shutdown().await;
+        self.shippers.shutdown().await;
+        self.queues.shutdown().await;
+    }
+}
+
+/// The use cases, one per room: each holds only the entity clients and
+/// settings it uses. A handler calls exactly one of them.
+pub struct Services {
+    pub auth: auth::Auth,
+    pub profiles: users::Profiles,
+    pub catalog: catalog::Catalog,
+    pub coupons: coupons::Coupons,
+    pub carts: cart::Carts,
+    pub checkout: checkout::Checkouts,
+    pub orders: orders::Orders,
+    pub payments: payments::Payments,
+    /// The order follow-up worker (and its scheduler).
+    pub fulfilment: Arc<fulfilment::Fulfilment>,
+    pub notifications: notifications::Notifications,
+    pub queues: queues::Queues,
+    /// The queue worker (places the orders of won claims).
+    pub queue_work: Arc<queue_work::QueueWork>,
+    pub flash_sales: flash_sales::FlashSales,
+    pub course_sessions: course_sessions::CourseSessions,
+    pub shipping: tracking::Shipping,
     /// Configured payment providers by name.
     pub providers: Providers,
     /// The sandbox gateway (its hosted page needs it directly).
     pub sandbox: Arc<Sandbox>,
-    pub commerce: CommerceConfig,
+    pub mailer: Arc<crate::mail::Mailer>,
     pub store: Arc<dyn Store>,
     pub bus: Arc<Bus>,
-    pub hasher: PasswordHasher,
-    pub jwt: JwtKeys,
-    pub mailer: Arc<crate::mail::Mailer>,
-    pub reset: auth::ResetConfig,
-    pub throttles: crate::auth::Throttles,
+    pub entities: Entities,
 }
 
 /// What the use cases are configured with.
 pub struct ServiceConfig {
     pub commerce: CommerceConfig,
     pub gateways: GatewayConfig,
-    pub tracking: tracking::TrackingConfig,
+    pub tracking: fleet::TrackingConfig,
     pub mail: crate::mail::MailConfig,
     pub reset: auth::ResetConfig,
     pub burst: queues::BurstConfig,
@@ -162,91 +212,182 @@ impl Services {
             burst,
             throttles,
         } = cfg;
-        let mailer = Arc::new(
-            crate::mail::Mailer::new(&mail, rt.store.clone()).map_err(ServiceError::Unavailable)?,
-        );
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
+        let e = Entities::start(&rt).await.map_err(spawn)?;
+        let store = rt.store.clone();
+        let bus = rt.bus.clone();
+        let mailer = Arc::new(
+            crate::mail::Mailer::new(&mail, store.clone()).map_err(ServiceError::Unavailable)?,
+        );
         let sandbox = Arc::new(Sandbox::new(
             Registry::start(rt.clone()).await.map_err(spawn)?,
-            gateways.secret,
-            gateways.public_url,
+            gateways.secret.clone(),
+            gateways.public_url.clone(),
             gateways.webhook_addr,
         ));
-        let enabled = |name: &str| gateways.enabled.iter().any(|p| p == name);
-        let mut providers = Providers::default();
-        if enabled("cod") {
-            providers = providers.with(Arc::new(Cod));
-        }
-        if enabled("sandbox") {
-            providers = providers.with(sandbox.clone());
-        }
-        if let (true, Some(cfg)) = (enabled("payos"), gateways.payos.clone()) {
-            let payos = crate::payments::payos::PayOs::new(cfg)
-                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-            providers = providers.with(Arc::new(payos));
-        }
+        let providers = gateways.providers(&sandbox)?;
+        let throttles = Arc::new(crate::auth::Throttles::new(throttles));
+        let commerce = Arc::new(commerce);
+
+        let profiles = users::Profiles {
+            users: e.users.clone(),
+        };
+        let catalog = catalog::Catalog {
+            shops: e.shops.clone(),
+            products: e.products.clone(),
+            courses: e.courses.clone(),
+            store: store.clone(),
+        };
+        let notifications = notifications::Notifications {
+            users: e.users.clone(),
+            mailer: mailer.clone(),
+            store: store.clone(),
+        };
+        let carts = cart::Carts {
+            carts: e.carts.clone(),
+            coupons: e.coupons.clone(),
+            store: store.clone(),
+            commerce: commerce.clone(),
+            catalog: catalog.clone(),
+            profiles: profiles.clone(),
+        };
+        let bursts = Arc::new(queue_work::Bursts::default());
+        let queue_work = Arc::new(queue_work::QueueWork {
+            queues: e.queues.clone(),
+            orders: e.orders.clone(),
+            products: e.products.clone(),
+            shops: e.shops.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            bursts: bursts.clone(),
+            commerce: commerce.clone(),
+            providers: providers.clone(),
+            kick: tokio::sync::Notify::new(),
+            notifications: notifications.clone(),
+        });
+        let dispatch = dispatch::Dispatch {
+            tracker: Arc::new(fleet::Tracker::new(tracking)),
+            shippers: e.shippers.clone(),
+            orders: e.orders.clone(),
+            shops: e.shops.clone(),
+            store: store.clone(),
+        };
+        let fulfilment = Arc::new(fulfilment::Fulfilment {
+            orders: e.orders.clone(),
+            products: e.products.clone(),
+            coupons: e.coupons.clone(),
+            carts: e.carts.clone(),
+            queues: e.queues.clone(),
+            users: e.users.clone(),
+            store: store.clone(),
+            providers: providers.clone(),
+            throttles: throttles.clone(),
+            dispatch: dispatch.clone(),
+            queue_work: queue_work.clone(),
+        });
+        let orders = orders::Orders {
+            orders: e.orders.clone(),
+            store: store.clone(),
+            catalog: catalog.clone(),
+            fulfilment: fulfilment.clone(),
+        };
         Ok(Services {
-            carts: Registry::start(rt.clone()).await.map_err(spawn)?,
-            coupons: Registry::start(rt.clone()).await.map_err(spawn)?,
-            orders: Registry::start(rt.clone()).await.map_err(spawn)?,
-            shippers: Registry::start(rt.clone()).await.map_err(spawn)?,
-            queues: Registry::start(rt.clone()).await.map_err(spawn)?,
-            bursts: Arc::default(),
-            burst,
-            queue_kick: tokio::sync::Notify::new(),
-            metrics: rt.metrics.clone(),
-            tracker: tracking::Tracker::new(tracking),
+            auth: auth::Auth {
+                users: e.users.clone(),
+                emails: e.emails.clone(),
+                hasher,
+                jwt,
+                mailer: mailer.clone(),
+                reset,
+                throttles,
+            },
+            coupons: coupons::Coupons {
+                coupons: e.coupons.clone(),
+                store: store.clone(),
+                catalog: catalog.clone(),
+            },
+            checkout: checkout::Checkouts {
+                carts: e.carts.clone(),
+                products: e.products.clone(),
+                coupons: e.coupons.clone(),
+                orders: e.orders.clone(),
+                providers: providers.clone(),
+                commerce: commerce.clone(),
+                cart: carts.clone(),
+                profiles: profiles.clone(),
+                fulfilment: fulfilment.clone(),
+            },
+            payments: payments::Payments {
+                orders: e.orders.clone(),
+                providers: providers.clone(),
+                store: store.clone(),
+                fulfilment: fulfilment.clone(),
+            },
+            queues: queues::Queues {
+                queues: e.queues.clone(),
+                courses: e.courses.clone(),
+                bursts,
+                burst,
+                metrics: rt.metrics.clone(),
+                providers: providers.clone(),
+                profiles: profiles.clone(),
+                queue_work: queue_work.clone(),
+                fulfilment: fulfilment.clone(),
+                orders: e.orders.clone(),
+                store: store.clone(),
+            },
+            flash_sales: flash_sales::FlashSales {
+                queues: e.queues.clone(),
+                products: e.products.clone(),
+                burst,
+            },
+            course_sessions: course_sessions::CourseSessions {
+                courses: e.courses.clone(),
+                notifications: notifications.clone(),
+                store: store.clone(),
+            },
+            shipping: tracking::Shipping {
+                dispatch,
+                orders: orders.clone(),
+                fulfilment: fulfilment.clone(),
+                store: store.clone(),
+                bus: bus.clone(),
+            },
+            profiles,
+            catalog,
+            carts,
+            orders,
+            fulfilment,
+            notifications,
+            queue_work,
             providers,
             sandbox,
-            commerce,
-            users: Registry::start(rt.clone()).await.map_err(spawn)?,
-            emails: Registry::start(rt.clone()).await.map_err(spawn)?,
-            shops: Registry::start(rt.clone()).await.map_err(spawn)?,
-            products: Registry::start(rt.clone()).await.map_err(spawn)?,
-            courses: Registry::start(rt.clone()).await.map_err(spawn)?,
-            bus: rt.bus,
-            store: rt.store,
-            hasher,
-            jwt,
             mailer,
-            reset,
-            throttles: crate::auth::Throttles::new(throttles),
+            store,
+            bus,
+            entities: e,
         })
     }
 
     /// Stops every entity actor (after in-flight requests have drained).
     pub async fn shutdown(&self) {
-        self.users.shutdown().await;
-        self.emails.shutdown().await;
-        self.shops.shutdown().await;
-        self.products.shutdown().await;
-        self.courses.shutdown().await;
-        self.carts.shutdown().await;
-        self.coupons.shutdown().await;
-        self.orders.shutdown().await;
-        self.shippers.shutdown().await;
-        self.queues.shutdown().await;
+        self.entities.shutdown().await;
         self.sandbox.shutdown().await;
     }
+}
 
-    /// Whether entity `id` of kind `E` has ever been written. Lets lookups
-    /// of unknown ids answer 404 without spawning an actor for them.
-    pub(crate) async fn exists<E: Entity>(
-        &self,
-        registry: &Registry<E>,
-        id: &str,
-        what: &'static str,
-    ) -> Result<(), ServiceError> {
-        if uuid::Uuid::try_parse(id).is_err() {
-            return Err(DomainError::NotFound(what).into());
-        }
-        if registry.live_actor(id).await.is_some()
-            || self.store.head(&stream_id::<E>(id)).await? > 0
-        {
-            Ok(())
-        } else {
-            Err(DomainError::NotFound(what).into())
-        }
+/// `NotFound(what)` unless entity `id` of kind `E` has ever been written.
+/// Lets lookups of unknown ids answer 404 without spawning an actor for
+/// them (ids are UUIDs: anything else never was).
+pub(crate) async fn found<E: Entity>(
+    registry: &Registry<E>,
+    id: &str,
+    what: &'static str,
+) -> Result<(), ServiceError> {
+    if uuid::Uuid::try_parse(id).is_ok() && registry.exists(id).await? {
+        Ok(())
+    } else {
+        Err(DomainError::NotFound(what).into())
     }
 }
 
@@ -261,6 +402,26 @@ pub struct GatewayConfig {
     pub payos: Option<crate::payments::payos::PayOsConfig>,
     /// Names of the enabled providers.
     pub enabled: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// The enabled providers.
+    fn providers(&self, sandbox: &Arc<Sandbox>) -> Result<Providers, ServiceError> {
+        let enabled = |name: &str| self.enabled.iter().any(|p| p == name);
+        let mut providers = Providers::default();
+        if enabled("cod") {
+            providers = providers.with(Arc::new(Cod));
+        }
+        if enabled("sandbox") {
+            providers = providers.with(sandbox.clone());
+        }
+        if let (true, Some(cfg)) = (enabled("payos"), self.payos.clone()) {
+            let payos = crate::payments::payos::PayOs::new(cfg)
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            providers = providers.with(Arc::new(payos));
+        }
+        Ok(providers)
+    }
 }
 
 /// A new, time-ordered entity id.

@@ -1,10 +1,13 @@
 //! Notifications: the caller's list, marking read (one or all), mail
 //! preferences, and admin broadcasts.
 
+use crate::actors::user::User;
+use crate::actors::Registry;
 use chrono::Utc;
 use futures_util::StreamExt;
+use std::sync::Arc;
 
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::user::USERS_BY_ROLE;
 use crate::domain::notification::{MailPrefs, Notification};
 use crate::domain::{check_text, Caller, DomainError, Role};
@@ -14,7 +17,15 @@ pub const MAX_BROADCAST: usize = 100_000;
 /// Notifications delivered at once during a broadcast.
 const BROADCAST_CONCURRENCY: usize = 32;
 
-impl Services {
+/// In-app notifications, mail preferences and broadcasts.
+#[derive(Clone)]
+pub struct Notifications {
+    pub(super) users: Registry<User>,
+    pub(super) mailer: Arc<crate::mail::Mailer>,
+    pub(super) store: Arc<dyn crate::store::Store>,
+}
+
+impl Notifications {
     /// Delivers each `(user id, notification)`, `concurrency` at a time;
     /// the first failure is returned once all have been tried.
     pub(crate) async fn notify_each(
@@ -106,7 +117,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Notifications {
     /// The caller's notifications, newest first, and how many are unread.
     pub async fn notifications(
         &self,

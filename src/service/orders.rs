@@ -1,14 +1,20 @@
 //! Order reads and steps: one order, a customer's or a shop's list, a
 //! shop's revenue, and the lifecycle steps people take.
 
+use super::catalog::Catalog;
+use super::found;
+use super::fulfilment::Fulfilment;
+use crate::actors::Registry;
+use crate::store::Store;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::catalog::{decode_cursor, encode_cursor, Page};
-use super::{ServiceError, Services};
+use super::ServiceError;
 use crate::actors::order::{OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP};
 use crate::actors::Entity;
 use crate::domain::order::{next_action, Order, PaymentStatus, Step};
@@ -24,9 +30,19 @@ pub struct RevenueDay {
     pub revenue: u64,
 }
 
-impl Services {
+/// Reading orders (the customer's, a shop's, one by id) and moving them
+/// along their lifecycle.
+#[derive(Clone)]
+pub struct Orders {
+    pub(super) orders: Registry<OrderEntity>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) catalog: Catalog,
+    pub(super) fulfilment: Arc<Fulfilment>,
+}
+
+impl Orders {
     pub(crate) async fn order_exists(&self, id: &str) -> Result<(), ServiceError> {
-        self.exists(&self.orders, id, "order").await
+        found(&self.orders, id, "order").await
     }
 
     pub async fn get_order(&self, caller: &Caller, id: &str) -> Result<Order, ServiceError> {
@@ -46,7 +62,7 @@ impl Services {
         let order = self.orders.act(id, caller, step, reason).await?;
         if let Some((due, _)) = next_action(&order) {
             if due <= Utc::now() {
-                if let Err(e) = self.advance_order(id).await {
+                if let Err(e) = self.fulfilment.advance_order(id).await {
                     tracing::warn!(order = %id, error = %e, "follow-up deferred to the scheduler");
                 }
                 return Ok(self.orders.get(id).await?);
@@ -97,7 +113,7 @@ impl Services {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Order>, ServiceError> {
-        let shop = self.get_shop(shop_id).await?;
+        let shop = self.catalog.get_shop(shop_id).await?;
         caller.ensure_owner(&shop.owner_id, "shop")?;
         self.list_orders_in(ORDERS_BY_SHOP, shop_id, cursor, limit)
             .await
@@ -109,7 +125,7 @@ impl Services {
         caller: &Caller,
         shop_id: &str,
     ) -> Result<Vec<RevenueDay>, ServiceError> {
-        let shop = self.get_shop(shop_id).await?;
+        let shop = self.catalog.get_shop(shop_id).await?;
         caller.ensure_owner(&shop.owner_id, "shop")?;
         let rows = self
             .store

@@ -1,15 +1,19 @@
 //! Payments: opening an order's payment with its provider, and the
 //! providers' signed webhooks (verified, deduplicated, applied).
 
+use super::fulfilment::Fulfilment;
+use crate::actors::order::OrderEntity;
+use crate::actors::Registry;
 use chrono::Utc;
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
-use super::{ServiceError, Services};
+use super::ServiceError;
 use crate::actors::order::{PaymentReport, PAYMENT_REFS};
-use crate::domain::order::{next_action, OrderStatus, Payment, PaymentStatus};
+use crate::domain::order::{next_action, OrderStatus};
 use crate::domain::DomainError;
-use crate::payments::{NewPayment, ProviderError};
+use crate::payments::ProviderError;
 
 /// What a webhook did.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -22,51 +26,20 @@ pub struct WebhookOutcome {
     pub order_status: Option<OrderStatus>,
 }
 
-impl Services {
-    /// Opens the payment of a new order with `provider`: the order's
-    /// payment record and, for online providers, its deadline.
-    pub(crate) async fn open_payment(
-        &self,
-        provider: &dyn crate::payments::Provider,
-        order_id: &str,
-        amount: u64,
-        currency: &str,
-        now: chrono::DateTime<Utc>,
-    ) -> Result<(Payment, Option<chrono::DateTime<Utc>>), ServiceError> {
-        let opened = provider
-            .open(&NewPayment {
-                reference: order_id.to_owned(),
-                amount,
-                currency: currency.to_owned(),
-            })
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        let payment = Payment {
-            id: order_id.to_owned(),
-            provider: provider.name().to_owned(),
-            status: if provider.online() {
-                PaymentStatus::Pending
-            } else {
-                PaymentStatus::DueOnDelivery
-            },
-            amount,
-            currency: currency.to_owned(),
-            checkout_url: opened.checkout_url,
-            reference: opened.reference.unwrap_or_else(|| order_id.to_owned()),
-            paid_at: None,
-            refund_reference: None,
-        };
-        let deadline = provider
-            .online()
-            .then(|| now + self.commerce.payment_timeout);
-        Ok((payment, deadline))
-    }
+/// What payment providers report (webhooks).
+pub struct Payments {
+    pub(super) orders: Registry<OrderEntity>,
+    pub(super) providers: crate::payments::Providers,
+    pub(super) store: Arc<dyn crate::store::Store>,
+    pub(super) fulfilment: Arc<Fulfilment>,
+}
 
+impl Payments {
     /// A provider's webhook: verified, deduplicated, applied to its order.
     pub async fn payment_webhook(
         &self,
         provider: &str,
-        headers: &axum::http::HeaderMap,
+        headers: &crate::payments::WebhookHeaders,
         body: &[u8],
     ) -> Result<WebhookOutcome, ServiceError> {
         // Only providers that take payments online send webhooks.
@@ -109,7 +82,7 @@ impl Services {
             false => ("processed", applied.order),
         };
         if next_action(&order).is_some_and(|(due, _)| due <= Utc::now()) {
-            let _ = self.advance_order(&order.id).await;
+            let _ = self.fulfilment.advance_order(&order.id).await;
         }
         Ok(WebhookOutcome {
             status,

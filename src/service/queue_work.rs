@@ -3,13 +3,23 @@
 //! counters on `queue:{id}` (at most every 100 ms). It runs right after
 //! each decision and from the scheduler, so it survives a crash.
 
+use super::notifications::Notifications;
+use super::CommerceConfig;
+use crate::actors::order::OrderEntity;
+use crate::actors::product::ProductEntity;
+use crate::actors::shop::ShopEntity;
+use crate::actors::Registry;
+use crate::payments::open_payment;
+use crate::payments::Providers;
+use crate::store::Store;
+use dashmap::DashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
-use super::flash_sales::sale_hold;
-use super::{ServiceError, Services};
+use super::ServiceError;
 use crate::actors::entity::stream_id;
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{
@@ -23,11 +33,44 @@ use crate::domain::user::Address;
 use crate::domain::GeoPoint;
 use crate::live::{LiveEvent, QueueLive, Topic};
 
-impl Services {
+/// The product hold that is a flash sale's reserve.
+pub fn sale_hold(queue_id: &str) -> String {
+    format!("sale:{queue_id}")
+}
+
+/// Per-queue live state of the service: pending claims and the queues
+/// whose counters are due to be published.
+#[derive(Default)]
+pub struct Bursts {
+    pub(super) pending: DashMap<String, Arc<AtomicUsize>>,
+    pub(super) counters: dashmap::DashSet<String>,
+    /// Queue configurations (fixed once open), so that a claim costs one
+    /// call to its queue.
+    pub(super) configs: DashMap<String, QueueConfig>,
+}
+
+/// The queue worker: what a decided claim still owes (the order of a won
+/// flash-sale claim, notifications, the live counters).
+pub struct QueueWork {
+    pub(super) queues: Registry<QueueEntity>,
+    pub(super) orders: Registry<OrderEntity>,
+    pub(super) products: Registry<ProductEntity>,
+    pub(super) shops: Registry<ShopEntity>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) bus: Arc<crate::live::Bus>,
+    pub(super) bursts: Arc<Bursts>,
+    pub(super) commerce: Arc<CommerceConfig>,
+    pub(super) providers: Providers,
+    /// Wakes the worker (claims just decided).
+    pub(super) kick: tokio::sync::Notify,
+    pub(super) notifications: Notifications,
+}
+
+impl QueueWork {
     /// Wakes the queue worker: work was just recorded (it finds which
     /// queues owe some in the `queue_timers` table).
     pub(super) fn kick_queue_worker(&self) {
-        self.queue_kick.notify_one();
+        self.kick.notify_one();
     }
 
     /// Publishes the queue's counters on `queue:{id}` — at most every
@@ -76,14 +119,15 @@ impl Services {
             }
             let told: Vec<(String, ClaimStatus)> =
                 notify.iter().map(|c| (c.id.clone(), c.status)).collect();
-            self.notify_each(
-                notify
-                    .iter()
-                    .map(|c| (c.user_id.clone(), claim_notification(&config, c)))
-                    .collect(),
-                256,
-            )
-            .await?;
+            self.notifications
+                .notify_each(
+                    notify
+                        .iter()
+                        .map(|c| (c.user_id.clone(), claim_notification(&config, c)))
+                        .collect(),
+                    256,
+                )
+                .await?;
             if !told.is_empty() {
                 self.queues.notified(queue_id, told).await?;
             }
@@ -133,9 +177,16 @@ impl Services {
         } = what;
         let t = totals(subtotal, 0, fee, self.commerce.tax_bps)?;
         let now = Utc::now();
-        let (payment, payment_deadline) = self
-            .open_payment(provider.as_ref(), &claim.id, t.total, &config.currency, now)
-            .await?;
+        let (payment, payment_deadline) = open_payment(
+            self.commerce.payment_timeout,
+            provider.as_ref(),
+            &claim.id,
+            t.total,
+            &config.currency,
+            now,
+        )
+        .await
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         let order = Order::placed(
             Placement {
                 id: claim.id.clone(),
@@ -192,6 +243,7 @@ impl Services {
             lng: address.lng,
         };
         let (km, fee) = self
+            .commerce
             .ship(&shop, to, product.weight_grams * u64::from(claim.quantity))
             .unwrap_or((0.0, 0));
         // Units from the sale's reserve to this order (no-op on a retry).
@@ -234,7 +286,7 @@ impl Services {
     ) {
         loop {
             tokio::select! {
-                _ = self.queue_kick.notified() => {}
+                _ = self.kick.notified() => {}
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.wait_for(|d| *d) => return,
             }

@@ -7,14 +7,21 @@
 //!   sale's reserve, and a cancelled or unpaid order gives them back.
 //! - What a decision leaves to do runs in `queue_work`.
 
+use super::found;
+use super::fulfilment::Fulfilment;
+use super::queue_work::{Bursts, QueueWork};
+use super::users::Profiles;
+use crate::actors::course::CourseEntity;
+use crate::actors::queue::QueueEntity;
+use crate::actors::Registry;
+use crate::payments::Providers;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
 use crate::actors::course::CourseCommand;
 use crate::actors::order::OrderCommand;
 use crate::actors::queue::{
@@ -50,17 +57,6 @@ impl Default for ClaimRequest {
             payment_method: None,
         }
     }
-}
-
-/// Per-queue live state of the service: pending claims and the queues
-/// whose counters are due to be published.
-#[derive(Default)]
-pub struct Bursts {
-    pub(super) pending: DashMap<String, Arc<AtomicUsize>>,
-    pub(super) counters: dashmap::DashSet<String>,
-    /// Queue configurations (fixed once open), so that a claim costs one
-    /// call to its queue.
-    pub(super) configs: DashMap<String, QueueConfig>,
 }
 
 /// Counts one waiting claim until dropped.
@@ -107,12 +103,41 @@ pub(super) fn one() -> u32 {
     1
 }
 
-impl Services {
+/// Claims on a queue: enrolling in a course, grabbing a flash-sale unit.
+pub struct Queues {
+    pub(super) queues: Registry<QueueEntity>,
+    pub(super) courses: Registry<CourseEntity>,
+    pub(super) bursts: Arc<Bursts>,
+    pub(super) burst: BurstConfig,
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
+    pub(super) providers: Providers,
+    pub(super) profiles: Profiles,
+    pub(super) queue_work: Arc<QueueWork>,
+    pub(super) fulfilment: Arc<Fulfilment>,
+    pub(super) orders: Registry<crate::actors::order::OrderEntity>,
+    pub(super) store: Arc<dyn crate::store::Store>,
+}
+
+impl Queues {
+    /// Whether `queue:{id}` can be watched: a queue, or a course (its queue
+    /// opens with its first enrollment).
+    pub async fn watchable(&self, id: &str) -> Result<(), ServiceError> {
+        match found(&self.queues, id, "queue").await {
+            Err(ServiceError::Domain(_)) => found(&self.courses, id, "queue").await,
+            other => other,
+        }
+    }
+
+    /// A queue's counters as they are now.
+    pub async fn queue_status(&self, id: &str) -> Result<QueueStatus, ServiceError> {
+        Ok(self.queues.status(id).await?)
+    }
+
     /// `GET /courses/{id}/seats`: the course's counters (all seats free
     /// before its first enrollment opens its queue; reading opens nothing).
     pub async fn course_seats(&self, id: &str) -> Result<CourseSeats, ServiceError> {
         let (capacity, confirmed, remaining, waitlisted) =
-            match self.exists(&self.queues, id, "course").await {
+            match found(&self.queues, id, "course").await {
                 Ok(()) => {
                     let s = self.queues.status(id).await?;
                     if s.config.kind != QueueKind::Course {
@@ -137,7 +162,7 @@ impl Services {
 
     /// The queue of course `id`, opened from the course on first use.
     pub(super) async fn course_queue(&self, id: &str) -> Result<QueueConfig, ServiceError> {
-        self.exists(&self.courses, id, "course").await?;
+        found(&self.courses, id, "course").await?;
         let course = self.courses.call(id, CourseCommand::Get).await?;
         Ok(QueueConfig {
             kind: QueueKind::Course,
@@ -170,7 +195,7 @@ impl Services {
                 self.queues.open(queue_id, config).await?
             }
             QueueKind::FlashSale => {
-                self.exists(&self.queues, queue_id, "flash sale").await?;
+                found(&self.queues, queue_id, "flash sale").await?;
                 self.queues.status(queue_id).await?
             }
         };
@@ -240,8 +265,8 @@ impl Services {
             status,
         } = decided?;
         if !replayed {
-            self.publish_counters(queue_id);
-            self.kick_queue_worker();
+            self.queue_work.publish_counters(queue_id);
+            self.queue_work.kick_queue_worker();
         }
         Ok(ClaimOutcome {
             remaining: status.remaining,
@@ -266,7 +291,8 @@ impl Services {
         let address = match config.kind {
             QueueKind::Course => None,
             QueueKind::FlashSale => Some(
-                self.address(&caller.user_id, address_id.as_deref())
+                self.profiles
+                    .address(&caller.user_id, address_id.as_deref())
                     .await?
                     .ok_or_else(|| {
                         DomainError::invalid(
@@ -341,10 +367,10 @@ impl Services {
                     },
                 )
                 .await;
-            let _ = self.advance_order(&claim.id).await;
+            let _ = self.fulfilment.advance_order(&claim.id).await;
         }
-        self.publish_counters(queue_id);
-        self.advance_queue(queue_id).await?;
+        self.queue_work.publish_counters(queue_id);
+        self.queue_work.advance_queue(queue_id).await?;
         Ok(claim)
     }
 
@@ -359,7 +385,7 @@ impl Services {
             QueueKind::Course => "course",
             QueueKind::FlashSale => "flash sale",
         };
-        self.exists(&self.queues, queue_id, what).await?;
+        found(&self.queues, queue_id, what).await?;
         let status = self.queues.status(queue_id).await?;
         if status.config.kind != kind {
             return Err(DomainError::NotFound(what).into());

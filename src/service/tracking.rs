@@ -10,65 +10,31 @@
 //! `order:{id}`; one fix per `track_sample` is written to the `track_points`
 //! read table for history and removed after the retention period.
 //!
-//! Dispatch (offering orders to the nearest shippers) is in `dispatch`.
+//! The live slots are in `fleet`; dispatch (offering orders to the
+//! nearest shippers) is in `dispatch`.
 
+use super::dispatch::Dispatch;
+use super::fleet::{Advanced, MAX_TRACK_POINTS};
+use super::found;
+use super::fulfilment::Fulfilment;
+use super::orders::Orders;
+use crate::domain::order::Order;
+use crate::store::Store;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use dashmap::DashMap;
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ServiceError, Services};
+use super::ServiceError;
 use crate::actors::order::OrderCommand;
 use crate::actors::shipper::{Shipper, ShipperCommand};
-use crate::domain::pricing::haversine_km;
-use crate::domain::shipping::{check_fix, Fix, Freshness, Geofence, Ignored, Live, Position};
+use crate::domain::shipping::{check_fix, Fix, Ignored, Position};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
 use crate::live::Topic;
 /// The read tables this module writes (named in the store's catalog).
 pub use crate::store::tables::{TRACK_EXPIRY, TRACK_POINTS};
 use crate::store::{codec, IndexOp};
-
-/// Most sampled points kept per order.
-pub const MAX_TRACK_POINTS: u32 = 5_000;
-
-#[derive(Debug, Clone, Copy)]
-pub struct TrackingConfig {
-    pub dispatch_radius_km: f64,
-    pub offer_timeout: chrono::Duration,
-    pub dispatch_retry: chrono::Duration,
-    pub fence: Geofence,
-    pub fresh: Freshness,
-    /// Speed assumed for the ETA while the shipper is nearly still (m/s).
-    pub default_speed: f64,
-    pub sample_every_ms: i64,
-    pub retention: chrono::Duration,
-    /// Most shippers with a live slot; fixes from more are refused (503).
-    pub max_shippers: usize,
-}
-
-impl Default for TrackingConfig {
-    fn default() -> Self {
-        TrackingConfig {
-            dispatch_radius_km: 10.0,
-            offer_timeout: chrono::Duration::seconds(30),
-            dispatch_retry: chrono::Duration::seconds(15),
-            fence: Geofence {
-                radius_m: 50.0,
-                dwell_ms: 20_000,
-            },
-            fresh: Freshness {
-                max_age_ms: 120_000,
-                max_skew_ms: 30_000,
-            },
-            default_speed: 6.0,
-            sample_every_ms: 5_000,
-            retention: chrono::Duration::days(7),
-            max_shippers: 1_000_000,
-        }
-    }
-}
 
 /// A sampled point of a delivery's path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -79,93 +45,6 @@ pub struct TrackPoint {
     pub heading: Option<f64>,
     /// Device time, ms since the epoch.
     pub ts: i64,
-}
-
-/// The order a shipper is carrying, as the tracker needs it.
-#[derive(Debug, Clone)]
-struct Target {
-    order_id: String,
-    dest: GeoPoint,
-    last_sample: Option<i64>,
-    samples: u32,
-}
-
-/// One shipper's live slot.
-#[derive(Debug, Clone, Default)]
-struct Slot {
-    live: Live,
-    /// The shipper actor's state as last seen (a prefilter for dispatch;
-    /// the actor itself decides).
-    shipper: Shipper,
-    target: Option<Target>,
-    newest: Option<Arc<Position>>,
-}
-
-/// What a fix the slot accepted leads to.
-struct Advanced {
-    position: Arc<Position>,
-    /// The order whose path samples this fix.
-    sample: Option<String>,
-    /// The order whose destination the shipper just reached.
-    arrived: Option<String>,
-}
-
-impl Slot {
-    /// Takes a fix in (or says why not): the new position with its progress
-    /// toward the order's destination, whether the path samples it, and
-    /// whether it crossed the arrival fence.
-    fn advance(
-        &mut self,
-        shipper_id: &str,
-        fix: Fix,
-        now_ms: i64,
-        cfg: &TrackingConfig,
-    ) -> Result<Advanced, Ignored> {
-        self.live.accept(fix, now_ms, cfg.fresh)?;
-        let (mut sample, mut arrived) = (None, None);
-        let progress = self
-            .target
-            .as_ref()
-            .map(|t| t.dest)
-            .map(|dest| self.live.progress(dest, cfg.fence, cfg.default_speed));
-        if let Some(t) = self.target.as_mut() {
-            let due = t
-                .last_sample
-                .is_none_or(|last| fix.ts - last >= cfg.sample_every_ms);
-            if due && t.samples < MAX_TRACK_POINTS {
-                t.last_sample = Some(fix.ts);
-                t.samples += 1;
-                sample = Some(t.order_id.clone());
-            }
-            if progress.is_some_and(|p| p.arrived_now) {
-                arrived = Some(t.order_id.clone());
-            }
-        }
-        let position = Arc::new(Position {
-            shipper_id: shipper_id.to_owned(),
-            order_id: self.target.as_ref().map(|t| t.order_id.clone()),
-            lat: fix.lat,
-            lng: fix.lng,
-            heading: fix.heading,
-            speed: self.live.speed,
-            ts: fix.ts,
-            distance_m: progress.map(|p| p.distance_m.round()),
-            eta_s: progress.map(|p| p.eta_s),
-            arriving: progress.is_some_and(|p| p.arriving),
-        });
-        self.newest = Some(position.clone());
-        Ok(Advanced {
-            position,
-            sample,
-            arrived,
-        })
-    }
-}
-
-/// The live slots of all shippers seen since start.
-pub struct Tracker {
-    pub cfg: TrackingConfig,
-    slots: DashMap<String, Slot>,
 }
 
 /// What became of a fix.
@@ -200,56 +79,6 @@ pub struct ShipperView {
     pub position: Option<Position>,
 }
 
-impl Tracker {
-    pub fn new(cfg: TrackingConfig) -> Self {
-        Tracker {
-            cfg,
-            slots: DashMap::new(),
-        }
-    }
-
-    pub(super) fn observe(&self, s: &Shipper) {
-        if let Some(mut slot) = self.slots.get_mut(&s.id) {
-            slot.shipper = s.clone();
-            if slot.target.as_ref().map(|t| &t.order_id) != s.active_order.as_ref() {
-                slot.target = None;
-                slot.live.fence = Default::default();
-            }
-        }
-    }
-
-    fn newest(&self, shipper_id: &str) -> Option<Arc<Position>> {
-        self.slots.get(shipper_id).and_then(|s| s.newest.clone())
-    }
-
-    /// Available shippers with a fresh position within the dispatch radius
-    /// of `from`, nearest first, leaving out `exclude`.
-    pub fn nearest(
-        &self,
-        from: GeoPoint,
-        exclude: &[String],
-        now: DateTime<Utc>,
-    ) -> Vec<(String, f64)> {
-        let oldest = now.timestamp_millis() - self.cfg.fresh.max_age_ms;
-        let mut found: Vec<(String, f64)> = self
-            .slots
-            .iter()
-            .filter(|e| e.shipper.available(now) && !exclude.contains(e.key()))
-            .filter_map(|e| {
-                let fix = e.live.last.filter(|f| f.ts >= oldest)?;
-                let km = haversine_km(fix.point(), from);
-                (km <= self.cfg.dispatch_radius_km).then(|| (e.key().clone(), km * 1000.0))
-            })
-            .collect();
-        found.sort_by(|a, b| a.1.total_cmp(&b.1));
-        found
-    }
-
-    pub fn live_shippers(&self) -> usize {
-        self.slots.len()
-    }
-}
-
 pub(super) fn shipper_only(user: &Caller) -> Result<(), ServiceError> {
     if user.role == Role::Shipper {
         Ok(())
@@ -262,15 +91,62 @@ fn track_key(order_id: &str, ts: i64) -> String {
     format!("{order_id}|{:020}", ts.max(0))
 }
 
-impl Services {
-    pub(super) async fn shipper(
+/// The shipper's use cases (going online, reporting positions, taking or
+/// turning down offers) and following a delivery.
+pub struct Shipping {
+    pub(super) dispatch: Dispatch,
+    pub(super) orders: Orders,
+    pub(super) fulfilment: Arc<Fulfilment>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) bus: Arc<crate::live::Bus>,
+}
+
+impl Shipping {
+    /// The offered shipper takes the order.
+    pub async fn accept_offer(
         &self,
-        id: &str,
-        cmd: ShipperCommand,
-    ) -> Result<Shipper, ServiceError> {
-        let s = self.shippers.call(id, cmd).await?;
-        self.tracker.observe(&s);
-        Ok(s)
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<Order, ServiceError> {
+        shipper_only(caller)?;
+        self.orders.order_exists(order_id).await?;
+        self.dispatch
+            .orders
+            .call(
+                order_id,
+                OrderCommand::Accept {
+                    caller: caller.clone(),
+                },
+            )
+            .await?;
+        // Binding the shipper actor is the order's next action: run it now.
+        self.fulfilment.advance_order(order_id).await?;
+        self.dispatch.ensure_slot(&caller.user_id).await?;
+        self.orders.get_order(caller, order_id).await
+    }
+
+    /// The offered shipper turns the order down; it goes to the next one.
+    pub async fn decline_offer(&self, caller: &Caller, order_id: &str) -> Result<(), ServiceError> {
+        shipper_only(caller)?;
+        self.orders.order_exists(order_id).await?;
+        self.dispatch
+            .orders
+            .call(
+                order_id,
+                OrderCommand::Decline {
+                    caller: caller.clone(),
+                },
+            )
+            .await?;
+        self.dispatch
+            .shipper(
+                &caller.user_id,
+                ShipperCommand::Withdraw {
+                    order_id: order_id.to_owned(),
+                },
+            )
+            .await?;
+        self.fulfilment.advance_order(order_id).await
     }
 
     /// `PUT /shipping/shippers/me/status`.
@@ -282,21 +158,30 @@ impl Services {
     ) -> Result<ShipperView, ServiceError> {
         shipper_only(caller)?;
         if let Some(fix) = &at {
-            check_fix(fix, Utc::now().timestamp_millis(), self.tracker.cfg.fresh)?;
+            check_fix(
+                fix,
+                Utc::now().timestamp_millis(),
+                self.dispatch.tracker.cfg.fresh,
+            )?;
         }
         let shipper = self
+            .dispatch
             .shipper(&caller.user_id, ShipperCommand::SetOnline(online))
             .await?;
         if !online {
             // An offline shipper's live slot goes; it comes back with the
             // next position.
-            self.tracker.slots.remove(&caller.user_id);
+            self.dispatch.tracker.slots.remove(&caller.user_id);
         }
         if let Some(fix) = at {
             self.report_location(caller, fix).await?;
         }
         Ok(ShipperView {
-            position: self.tracker.newest(&shipper.id).map(|p| (*p).clone()),
+            position: self
+                .dispatch
+                .tracker
+                .newest(&shipper.id)
+                .map(|p| (*p).clone()),
             shipper,
         })
     }
@@ -304,60 +189,18 @@ impl Services {
     /// `GET /shipping/shippers/me`.
     pub async fn shipper_me(&self, caller: &Caller) -> Result<ShipperView, ServiceError> {
         shipper_only(caller)?;
-        let shipper = self.shipper(&caller.user_id, ShipperCommand::Get).await?;
+        let shipper = self
+            .dispatch
+            .shipper(&caller.user_id, ShipperCommand::Get)
+            .await?;
         Ok(ShipperView {
-            position: self.tracker.newest(&shipper.id).map(|p| (*p).clone()),
+            position: self
+                .dispatch
+                .tracker
+                .newest(&shipper.id)
+                .map(|p| (*p).clone()),
             shipper,
         })
-    }
-
-    /// Makes sure the shipper has a live slot that knows its actor's state
-    /// and, while delivering, the delivery address.
-    pub(super) async fn ensure_slot(&self, shipper_id: &str) -> Result<(), ServiceError> {
-        // A slot exists only once its shipper's state was loaded into it.
-        let known = self
-            .tracker
-            .slots
-            .get(shipper_id)
-            .map(|s| (s.shipper.active_order.clone(), s.target.is_some()));
-        let active = match known {
-            Some((_, true)) => return Ok(()),
-            Some((active, false)) => active,
-            None => {
-                if self.tracker.slots.len() >= self.tracker.cfg.max_shippers {
-                    return Err(ServiceError::Busy(
-                        "too many live shippers on this node".into(),
-                    ));
-                }
-                let s = self.shippers.call(shipper_id, ShipperCommand::Get).await?;
-                let active = s.active_order.clone();
-                self.tracker
-                    .slots
-                    .entry(shipper_id.to_owned())
-                    .or_default()
-                    .shipper = s;
-                active
-            }
-        };
-        if let Some(order_id) = active {
-            let o = self.orders.get(&order_id).await?;
-            if let Some(mut slot) = self.tracker.slots.get_mut(shipper_id) {
-                if slot.shipper.active_order.as_deref() == Some(order_id.as_str()) {
-                    slot.target = Some(Target {
-                        order_id,
-                        dest: GeoPoint {
-                            lat: o.address.lat,
-                            lng: o.address.lng,
-                        },
-                        last_sample: None,
-                        samples: 0,
-                    });
-                    // Arrival already announced before a restart stays announced.
-                    slot.live.fence.announced = o.delivery.arriving_at.is_some();
-                }
-            }
-        }
-        Ok(())
     }
 
     /// A position report from a shipper (WebSocket `location` frame or
@@ -369,15 +212,15 @@ impl Services {
     ) -> Result<LocationOutcome, ServiceError> {
         shipper_only(caller)?;
         let now_ms = Utc::now().timestamp_millis();
-        let cfg = self.tracker.cfg;
+        let cfg = self.dispatch.tracker.cfg;
         check_fix(&fix, now_ms, cfg.fresh)?;
-        self.ensure_slot(&caller.user_id).await?;
+        self.dispatch.ensure_slot(&caller.user_id).await?;
         let Advanced {
             position,
             sample,
             arrived,
         } = {
-            let Some(mut slot) = self.tracker.slots.get_mut(&caller.user_id) else {
+            let Some(mut slot) = self.dispatch.tracker.slots.get_mut(&caller.user_id) else {
                 return Err(ServiceError::Unavailable("shipper slot vanished".into()));
             };
             match slot.advance(&caller.user_id, fix, now_ms, &cfg) {
@@ -402,8 +245,11 @@ impl Services {
                 .await?;
         }
         if let Some(order_id) = arrived {
-            self.orders.call(&order_id, OrderCommand::Arriving).await?;
-            self.advance_order(&order_id).await?;
+            self.dispatch
+                .orders
+                .call(&order_id, OrderCommand::Arriving)
+                .await?;
+            self.fulfilment.advance_order(&order_id).await?;
         }
         Ok(LocationOutcome {
             accepted: true,
@@ -445,17 +291,18 @@ impl Services {
         fix: Fix,
     ) -> Result<LocationOutcome, ServiceError> {
         shipper_only(caller)?;
-        self.ensure_slot(&caller.user_id).await?;
+        self.dispatch.ensure_slot(&caller.user_id).await?;
         let delivering = self
+            .dispatch
             .tracker
             .slots
             .get(&caller.user_id)
             .is_some_and(|s| s.shipper.active_order.as_deref() == Some(order_id));
         if !delivering {
-            return Err(DomainError::Conflict {
-                code: "not_delivering",
-                message: "you are not delivering this order".into(),
-            }
+            return Err(DomainError::conflict(
+                "not_delivering",
+                "you are not delivering this order",
+            )
             .into());
         }
         self.report_location(caller, fix).await
@@ -468,7 +315,7 @@ impl Services {
         caller: &Caller,
         order_id: &str,
     ) -> Result<Tracking, ServiceError> {
-        let o = self.get_order(caller, order_id).await?;
+        let o = self.orders.get_order(caller, order_id).await?;
         let rows = self
             .store
             .scan(
@@ -486,7 +333,7 @@ impl Services {
             .delivery
             .shipper_id
             .as_deref()
-            .and_then(|s| self.tracker.newest(s))
+            .and_then(|s| self.dispatch.tracker.newest(s))
             .filter(|p| o.in_delivery() && p.order_id.as_deref() == Some(order_id))
             .map(|p| (*p).clone());
         Ok(Tracking {
@@ -503,50 +350,6 @@ impl Services {
         })
     }
 
-    /// Deletes the tracks whose retention ended (at most `budget` points).
-    pub async fn expire_tracks(&self, budget: usize) -> Result<usize, ServiceError> {
-        let now_ms = Utc::now().timestamp_millis();
-        let mut deleted = 0;
-        for (key, _) in self.store.scan(TRACK_EXPIRY, "", None, 64).await? {
-            let Some((ms, order_id)) = key.split_once('|') else {
-                continue;
-            };
-            if ms.parse::<i64>().map_or(true, |ms| ms > now_ms) {
-                break;
-            }
-            loop {
-                let rows = self
-                    .store
-                    .scan(TRACK_POINTS, &format!("{order_id}|"), None, 512)
-                    .await?;
-                if rows.is_empty() {
-                    break;
-                }
-                deleted += rows.len();
-                self.store
-                    .write_rows(
-                        rows.into_iter()
-                            .map(|(key, _)| IndexOp::Delete {
-                                table: TRACK_POINTS,
-                                key,
-                            })
-                            .collect(),
-                    )
-                    .await?;
-                if deleted >= budget {
-                    return Ok(deleted);
-                }
-            }
-            self.store
-                .write_rows(vec![IndexOp::Delete {
-                    table: TRACK_EXPIRY,
-                    key,
-                }])
-                .await?;
-        }
-        Ok(deleted)
-    }
-
     /// May `user` watch `shipper:{shipper_id}`? `Ok(None)`: everything on
     /// it; `Ok(Some(order))`: only what concerns that order (a customer
     /// whose order the shipper is delivering).
@@ -559,12 +362,15 @@ impl Services {
             return Ok(None);
         }
         let forbidden = || ServiceError::Domain(DomainError::Forbidden("not your shipper".into()));
-        self.exists(&self.shippers, shipper_id, "shipper")
+        found(&self.dispatch.shippers, shipper_id, "shipper")
             .await
             .map_err(|_| forbidden())?;
-        let s = self.shipper(shipper_id, ShipperCommand::Get).await?;
+        let s = self
+            .dispatch
+            .shipper(shipper_id, ShipperCommand::Get)
+            .await?;
         let order_id = s.active_order.ok_or_else(forbidden)?;
-        let o = self.orders.get(&order_id).await?;
+        let o = self.dispatch.orders.get(&order_id).await?;
         if o.customer_id == caller.user_id {
             Ok(Some(order_id))
         } else {

@@ -1,9 +1,35 @@
 //! A user's own profile and delivery addresses.
 
-use super::{new_id, ServiceError, Services};
+use super::{new_id, ServiceError};
+use crate::actors::user::User;
+use crate::actors::Registry;
 use crate::domain::user::{Address, AddressInput, UserView};
+use crate::domain::DomainError;
 
-impl Services {
+/// A user's own profile and addresses.
+#[derive(Clone)]
+pub struct Profiles {
+    pub(super) users: Registry<User>,
+}
+
+impl Profiles {
+    pub(crate) async fn address(
+        &self,
+        user_id: &str,
+        address_id: Option<&str>,
+    ) -> Result<Option<Address>, ServiceError> {
+        let list = self.users.addresses(user_id).await?;
+        match address_id {
+            Some(id) => list
+                .into_iter()
+                .find(|a| a.id == id)
+                .map(Some)
+                // Someone else's address is as unknown as a made-up one.
+                .ok_or_else(|| DomainError::NotFound("address").into()),
+            None => Ok(list.into_iter().find(|a| a.is_default)),
+        }
+    }
+
     pub async fn update_profile(
         &self,
         user_id: &str,

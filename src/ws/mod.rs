@@ -113,30 +113,20 @@ impl TopicSource for Topics {
             // its shipper, admins.
             Topic::Order(id) => decided(
                 self.services
+                    .orders
                     .get_order(&user.caller(), id)
                     .await
                     .map(|_| None),
             ),
-            Topic::Shipper(id) => {
-                decided(self.services.shipper_topic_scope(&user.caller(), id).await)
-            }
+            Topic::Shipper(id) => decided(
+                self.services
+                    .shipping
+                    .shipper_topic_scope(&user.caller(), id)
+                    .await,
+            ),
             // Capacity counters are public to every signed-in user.
-            Topic::Queue(id) => match self
-                .services
-                .exists(&self.services.queues, id, "queue")
-                .await
-            {
+            Topic::Queue(id) => match self.services.queues.watchable(id).await {
                 Ok(()) => Ok(None),
-                // A course's queue opens with its first enrollment.
-                Err(ServiceError::Domain(_))
-                    if self
-                        .services
-                        .exists(&self.services.courses, id, "course")
-                        .await
-                        .is_ok() =>
-                {
-                    Ok(None)
-                }
                 Err(ServiceError::Domain(_)) => Err(ServerMsg::error(
                     "not_found",
                     format!("no such queue: {id}"),
@@ -147,14 +137,19 @@ impl TopicSource for Topics {
     }
 
     async fn reauthenticate(&self, token: &str) -> Result<AuthUser, ServerMsg> {
-        self.services.authenticate(token).await.map_err(|e| {
+        self.services.auth.authenticate(token).await.map_err(|e| {
             let err = AppError::from(e);
             ServerMsg::error(&err.code, err.message)
         })
     }
 
     async fn location(&self, user: &AuthUser, fix: Fix) -> Result<(), ServerMsg> {
-        match self.services.report_location(&user.caller(), fix).await {
+        match self
+            .services
+            .shipping
+            .report_location(&user.caller(), fix)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(ServiceError::Domain(d)) => {
                 let err = AppError::from(ServiceError::Domain(d));
@@ -194,7 +189,7 @@ impl TopicSource for Topics {
                 let status = self
                     .services
                     .queues
-                    .status(id)
+                    .queue_status(id)
                     .await
                     .map_err(|e| e.to_string())?;
                 let counters = crate::service::queue_work::counters(&status);
@@ -253,9 +248,9 @@ async fn open_session(
     };
     // Watch the user's revocations before checking the session, so one
     // that ends in between is not missed.
-    let subject = state.services.token_subject(&token)?;
+    let subject = state.services.auth.token_subject(&token)?;
     let revocations = state.services.bus.watch_revocations(&subject);
-    let user = state.services.authenticate(&token).await?;
+    let user = state.services.auth.authenticate(&token).await?;
     let upgrade = upgrade.map_err(|r| {
         AppError::new(
             StatusCode::BAD_REQUEST,

@@ -487,6 +487,7 @@ async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_sch
     // What a checkout does before a crash: record the plan, hold stock.
     let order_id = surge::service::new_id();
     services
+        .entities
         .carts
         .call(
             &c.id,
@@ -502,6 +503,7 @@ async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_sch
         .await
         .unwrap();
     services
+        .entities
         .products
         .call(
             &product,
@@ -535,7 +537,11 @@ async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_sch
     assert!(status.is_client_error(), "{body}");
     // At its deadline the scheduler resolves it: nothing was placed, so
     // the stock goes back and the cart can check out again.
-    services.resolve_open_checkout(&c.id).await.unwrap();
+    services
+        .fulfilment
+        .resolve_open_checkout(&c.id)
+        .await
+        .unwrap();
     assert_eq!(stock(&app, &product).await, 5);
     assert_eq!(timers().await, 0);
     let (_, mine) = app.get("/api/v1/orders", Some(&c.access)).await;

@@ -33,10 +33,10 @@ pub(super) fn step_events(
 ) -> Result<Vec<OrderEvent>, DomainError> {
     let to = transition(o.status, step, by, o.is_cod())?;
     if step == Step::RequestReturn && o.return_deadline.is_some_and(|d| now > d) {
-        return Err(DomainError::Conflict {
-            code: "return_window_closed",
-            message: "the return window for this order has closed".into(),
-        });
+        return Err(DomainError::conflict(
+            "return_window_closed",
+            "the return window for this order has closed",
+        ));
     }
     let mut events = vec![OrderEvent::Transitioned {
         step,
@@ -92,10 +92,10 @@ pub(super) fn offer(
         return Ok((vec![], OrderReply::Order(Box::new(o.clone()))));
     }
     if !o.awaits_shipper() || o.delivery.offer.is_some() {
-        return Err(DomainError::Conflict {
-            code: "not_dispatchable",
-            message: "this order is not waiting for a shipper".into(),
-        });
+        return Err(DomainError::conflict(
+            "not_dispatchable",
+            "this order is not waiting for a shipper",
+        ));
     }
     let offered = OrderEvent::ShipperOffered {
         shipper_id,
@@ -128,10 +128,7 @@ pub(super) fn defer_dispatch(o: &Order, until: DateTime<Utc>) -> Vec<OrderEvent>
 /// Why `caller` cannot answer an offer they do not hold.
 fn no_offer(o: &Order, caller: &Caller) -> DomainError {
     if o.delivery.shipper_id.as_deref() == Some(caller.user_id.as_str()) {
-        DomainError::Conflict {
-            code: "already_assigned",
-            message: "you already deliver this order".into(),
-        }
+        DomainError::conflict("already_assigned", "you already deliver this order")
     } else if o
         .delivery
         .offer
@@ -139,10 +136,10 @@ fn no_offer(o: &Order, caller: &Caller) -> DomainError {
         .is_some_and(|x| x.shipper_id == caller.user_id)
         || o.delivery.declined.contains(&caller.user_id)
     {
-        DomainError::Conflict {
-            code: "offer_expired",
-            message: "the offer expired and goes to another shipper".into(),
-        }
+        DomainError::conflict(
+            "offer_expired",
+            "the offer expired and goes to another shipper",
+        )
     } else {
         DomainError::NotFound("offer")
     }
@@ -225,13 +222,13 @@ pub(super) fn payment(state: &OrderState, report: PaymentReport, now: DateTime<U
         }
     }
     if report.paid && report.amount != o.totals.total {
-        return Err(DomainError::Conflict {
-            code: "amount_mismatch",
-            message: format!(
+        return Err(DomainError::conflict(
+            "amount_mismatch",
+            format!(
                 "paid {} but the order total is {}",
                 report.amount, o.totals.total
             ),
-        });
+        ));
     }
     let mut events: Vec<OrderEvent> = report
         .event_id

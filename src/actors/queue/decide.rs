@@ -3,8 +3,8 @@
 //! other command gets. Pure: state and command in, events and reply out.
 
 use super::{
-    rejected, Claim, ClaimStatus, NewClaim, QueueConfig, QueueEntity, QueueEvent, QueueReply,
-    QueueState, MAX_CLAIM_HISTORY,
+    Claim, ClaimStatus, NewClaim, QueueConfig, QueueEntity, QueueEvent, QueueReply, QueueState,
+    MAX_CLAIM_HISTORY,
 };
 use crate::actors::{Ctx, Entity};
 use crate::domain::DomainError;
@@ -146,13 +146,16 @@ fn admit(
         ));
     }
     if cfg.opens_at.is_some_and(|t| now < t) {
-        return Err(rejected("not_open", "this queue is not open yet"));
+        return Err(DomainError::conflict(
+            "not_open",
+            "this queue is not open yet",
+        ));
     }
     if cfg.closes_at.is_some_and(|t| now >= t) {
-        return Err(rejected("closed", "this queue is closed"));
+        return Err(DomainError::conflict("closed", "this queue is closed"));
     }
     if state.held_by(&new.user_id) + quantity > cfg.per_user_limit {
-        return Err(rejected(
+        return Err(DomainError::conflict(
             "limit_reached",
             format!("at most {} per person", cfg.per_user_limit),
         ));
@@ -161,20 +164,26 @@ fn admit(
     // cancel-and-claim loop is bounded too.
     let room = cfg.capacity as usize + cfg.max_waitlist as usize + MAX_CLAIM_HISTORY;
     if state.claims.len() >= room {
-        return Err(rejected(
+        return Err(DomainError::conflict(
             "queue_full",
             "this queue has taken all the claims it can",
         ));
     }
     if state.claims.contains_key(&new.claim_id) {
-        return Err(rejected("duplicate_claim", "this claim id is taken"));
+        return Err(DomainError::conflict(
+            "duplicate_claim",
+            "this claim id is taken",
+        ));
     }
     if quantity <= state.remaining() {
         Ok(ClaimStatus::Confirmed)
     } else if (state.waitlist.len() as u32) < cfg.max_waitlist {
         Ok(ClaimStatus::Waitlisted)
     } else {
-        Err(rejected("sold_out", "sold out, and the waitlist is full"))
+        Err(DomainError::conflict(
+            "sold_out",
+            "sold out, and the waitlist is full",
+        ))
     }
 }
 
@@ -197,10 +206,10 @@ pub(super) fn cancel(
         } else {
             "expired"
         };
-        return Err(DomainError::Conflict {
-            code: "claim_not_active",
-            message: format!("the claim is already {was}"),
-        });
+        return Err(DomainError::conflict(
+            "claim_not_active",
+            format!("the claim is already {was}"),
+        ));
     }
     Ok(QueueEntity::free(state, claim, false, now))
 }

@@ -30,13 +30,6 @@ use crate::domain::DomainError;
 pub use crate::store::tables::{CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS};
 use crate::store::IndexOp;
 
-pub(super) fn rejected(code: &'static str, message: impl Into<String>) -> DomainError {
-    DomainError::Conflict {
-        code,
-        message: message.into(),
-    }
-}
-
 /// Promotions that freeing capacity allows, head of the waitlist first.
 fn promotions(state: &QueueState, mut free: u32, now: DateTime<Utc>) -> Vec<QueueEvent> {
     let mut out = Vec::new();

@@ -25,10 +25,10 @@ pub(super) fn register(
 ) -> Decided {
     let now = ctx.now;
     if state.account.is_some() {
-        return Err(DomainError::Conflict {
-            code: "already_exists",
-            message: "this user is already registered".into(),
-        });
+        return Err(DomainError::conflict(
+            "already_exists",
+            "this user is already registered",
+        ));
     }
     let ev = UserEvent::Registered {
         id: ctx.id.to_owned(),
@@ -201,10 +201,10 @@ pub(super) fn set_role(state: &UserState, role: Role, now: DateTime<Utc>) -> Dec
 pub(super) fn add_address(state: &UserState, id: String, input: AddressInput) -> Decided {
     account(state)?;
     if state.addresses.len() >= MAX_ADDRESSES {
-        return Err(DomainError::Conflict {
-            code: "address_limit",
-            message: format!("a user keeps at most {MAX_ADDRESSES} addresses"),
-        });
+        return Err(DomainError::conflict(
+            "address_limit",
+            format!("a user keeps at most {MAX_ADDRESSES} addresses"),
+        ));
     }
     let mut address = check_address(id, &input)?;
     let default = default_after_add(&state.addresses, &address);
@@ -233,10 +233,10 @@ pub(super) fn update_address(state: &UserState, id: String, input: AddressInput)
         .find(|a| a.id == id)
         .ok_or(DomainError::NotFound("address"))?;
     if current.is_default && !input.is_default {
-        return Err(DomainError::Conflict {
-            code: "default_address_required",
-            message: "make another address the default instead of unsetting this one".into(),
-        });
+        return Err(DomainError::conflict(
+            "default_address_required",
+            "make another address the default instead of unsetting this one",
+        ));
     }
     let mut address = check_address(id.clone(), &input)?;
     address.is_default = current.is_default;
@@ -352,9 +352,11 @@ pub(super) fn reset_password(
     now: DateTime<Utc>,
 ) -> Decided {
     account(state)?;
-    let expired = || DomainError::Conflict {
-        code: "otp_expired",
-        message: "this reset code is no longer valid: ask for a new one".into(),
+    let expired = || {
+        DomainError::conflict(
+            "otp_expired",
+            "this reset code is no longer valid: ask for a new one",
+        )
     };
     let Some(reset) = state.reset.as_ref() else {
         return Err(expired());

@@ -1,0 +1,192 @@
+//! The engine's picture of the shippers: one live slot per shipper, in
+//! memory (the newest position with speed, heading and arrival state, the
+//! order it carries), because positions are high-rate and not journal
+//! events. A restarted server relearns positions from the next fixes the
+//! devices send. `dispatch` offers orders from it; `tracking` feeds it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+use crate::actors::shipper::Shipper;
+use crate::domain::pricing::haversine_km;
+use crate::domain::shipping::{Fix, Freshness, Geofence, Ignored, Live, Position};
+use crate::domain::GeoPoint;
+
+/// Most sampled points kept per order.
+pub const MAX_TRACK_POINTS: u32 = 5_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TrackingConfig {
+    pub dispatch_radius_km: f64,
+    pub offer_timeout: chrono::Duration,
+    pub dispatch_retry: chrono::Duration,
+    pub fence: Geofence,
+    pub fresh: Freshness,
+    /// Speed assumed for the ETA while the shipper is nearly still (m/s).
+    pub default_speed: f64,
+    pub sample_every_ms: i64,
+    pub retention: chrono::Duration,
+    /// Most shippers with a live slot; fixes from more are refused (503).
+    pub max_shippers: usize,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            dispatch_radius_km: 10.0,
+            offer_timeout: chrono::Duration::seconds(30),
+            dispatch_retry: chrono::Duration::seconds(15),
+            fence: Geofence {
+                radius_m: 50.0,
+                dwell_ms: 20_000,
+            },
+            fresh: Freshness {
+                max_age_ms: 120_000,
+                max_skew_ms: 30_000,
+            },
+            default_speed: 6.0,
+            sample_every_ms: 5_000,
+            retention: chrono::Duration::days(7),
+            max_shippers: 1_000_000,
+        }
+    }
+}
+
+/// The order a shipper is carrying, as the tracker needs it.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub(super) order_id: String,
+    pub(super) dest: GeoPoint,
+    pub(super) last_sample: Option<i64>,
+    pub(super) samples: u32,
+}
+
+/// One shipper's live slot.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Slot {
+    pub(super) live: Live,
+    /// The shipper actor's state as last seen (a prefilter for dispatch;
+    /// the actor itself decides).
+    pub(super) shipper: Shipper,
+    pub(super) target: Option<Target>,
+    pub(super) newest: Option<Arc<Position>>,
+}
+
+/// What a fix the slot accepted leads to.
+pub(super) struct Advanced {
+    pub(super) position: Arc<Position>,
+    /// The order whose path samples this fix.
+    pub(super) sample: Option<String>,
+    /// The order whose destination the shipper just reached.
+    pub(super) arrived: Option<String>,
+}
+
+impl Slot {
+    /// Takes a fix in (or says why not): the new position with its progress
+    /// toward the order's destination, whether the path samples it, and
+    /// whether it crossed the arrival fence.
+    pub(super) fn advance(
+        &mut self,
+        shipper_id: &str,
+        fix: Fix,
+        now_ms: i64,
+        cfg: &TrackingConfig,
+    ) -> Result<Advanced, Ignored> {
+        self.live.accept(fix, now_ms, cfg.fresh)?;
+        let (mut sample, mut arrived) = (None, None);
+        let progress = self
+            .target
+            .as_ref()
+            .map(|t| t.dest)
+            .map(|dest| self.live.progress(dest, cfg.fence, cfg.default_speed));
+        if let Some(t) = self.target.as_mut() {
+            let due = t
+                .last_sample
+                .is_none_or(|last| fix.ts - last >= cfg.sample_every_ms);
+            if due && t.samples < MAX_TRACK_POINTS {
+                t.last_sample = Some(fix.ts);
+                t.samples += 1;
+                sample = Some(t.order_id.clone());
+            }
+            if progress.is_some_and(|p| p.arrived_now) {
+                arrived = Some(t.order_id.clone());
+            }
+        }
+        let position = Arc::new(Position {
+            shipper_id: shipper_id.to_owned(),
+            order_id: self.target.as_ref().map(|t| t.order_id.clone()),
+            lat: fix.lat,
+            lng: fix.lng,
+            heading: fix.heading,
+            speed: self.live.speed,
+            ts: fix.ts,
+            distance_m: progress.map(|p| p.distance_m.round()),
+            eta_s: progress.map(|p| p.eta_s),
+            arriving: progress.is_some_and(|p| p.arriving),
+        });
+        self.newest = Some(position.clone());
+        Ok(Advanced {
+            position,
+            sample,
+            arrived,
+        })
+    }
+}
+
+/// The live slots of all shippers seen since start.
+pub struct Tracker {
+    pub cfg: TrackingConfig,
+    pub(super) slots: DashMap<String, Slot>,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackingConfig) -> Self {
+        Tracker {
+            cfg,
+            slots: DashMap::new(),
+        }
+    }
+
+    pub(super) fn observe(&self, s: &Shipper) {
+        if let Some(mut slot) = self.slots.get_mut(&s.id) {
+            slot.shipper = s.clone();
+            if slot.target.as_ref().map(|t| &t.order_id) != s.active_order.as_ref() {
+                slot.target = None;
+                slot.live.fence = Default::default();
+            }
+        }
+    }
+
+    pub(super) fn newest(&self, shipper_id: &str) -> Option<Arc<Position>> {
+        self.slots.get(shipper_id).and_then(|s| s.newest.clone())
+    }
+
+    /// Available shippers with a fresh position within the dispatch radius
+    /// of `from`, nearest first, leaving out `exclude`.
+    pub fn nearest(
+        &self,
+        from: GeoPoint,
+        exclude: &[String],
+        now: DateTime<Utc>,
+    ) -> Vec<(String, f64)> {
+        let oldest = now.timestamp_millis() - self.cfg.fresh.max_age_ms;
+        let mut found: Vec<(String, f64)> = self
+            .slots
+            .iter()
+            .filter(|e| e.shipper.available(now) && !exclude.contains(e.key()))
+            .filter_map(|e| {
+                let fix = e.live.last.filter(|f| f.ts >= oldest)?;
+                let km = haversine_km(fix.point(), from);
+                (km <= self.cfg.dispatch_radius_km).then(|| (e.key().clone(), km * 1000.0))
+            })
+            .collect();
+        found.sort_by(|a, b| a.1.total_cmp(&b.1));
+        found
+    }
+
+    pub fn live_shippers(&self) -> usize {
+        self.slots.len()
+    }
+}
