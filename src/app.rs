@@ -55,30 +55,7 @@ impl Application {
         std::fs::create_dir_all(&dir)
             .map_err(|e| BuildError::DataDir(dir.display().to_string(), e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn Store> = match settings.store {
-            StoreKind::Embedded => Arc::new(
-                RedbStore::open(
-                    &dir,
-                    RedbOptions {
-                        max_batch: settings.journal_max_batch,
-                        queue: settings.journal_queue,
-                    },
-                    metrics.clone(),
-                )
-                .map_err(|e| match e {
-                    crate::store::StoreError::Backend(m) if m.contains("already open") => {
-                        BuildError::Startup(format!(
-                            "the data directory {} is in use by another Surge process",
-                            dir.display()
-                        ))
-                    }
-                    other => BuildError::Store(other),
-                })?,
-            ),
-            StoreKind::Scylla => {
-                Arc::new(ScyllaStore::open(&settings.scylla(), metrics.clone()).await?)
-            }
-        };
+        let store = open_store(&settings, &dir, metrics.clone()).await?;
         let secret = jwt_secret(&settings, &dir)?;
         let jwt = JwtKeys::new(
             &secret,
@@ -110,77 +87,18 @@ impl Application {
         let local = listener
             .local_addr()
             .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
-        let commerce = CommerceConfig {
-            fees: settings.fee_table(),
-            tax_bps: settings.tax_rate_bps,
-            payment_timeout: chrono::Duration::seconds(settings.payment_timeout_secs as i64),
-            return_window_secs: settings.return_window_secs,
-        };
         let public_url = settings
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}"))
             .trim_end_matches('/')
             .to_owned();
-        let payos = match (
-            &settings.payos_client_id,
-            &settings.payos_api_key,
-            &settings.payos_checksum_key,
-        ) {
-            (Some(client_id), Some(api_key), Some(checksum_key)) => Some(PayOsConfig {
-                client_id: client_id.clone(),
-                api_key: api_key.clone(),
-                checksum_key: checksum_key.clone(),
-                base_url: settings.payos_base_url.clone(),
-                return_url: format!("{public_url}/"),
-                cancel_url: format!("{public_url}/"),
-            }),
-            _ => None,
-        };
-        let gateways_public_url = public_url.clone();
-        let gateways = GatewayConfig {
-            secret: match &settings.sandbox_webhook_secret {
-                Some(s) => s.as_bytes().to_vec(),
-                None => derive_secret(&secret, b"sandbox-webhook"),
-            },
-            public_url,
-            webhook_addr: local,
-            payos,
-            enabled: settings.payment_providers.clone(),
-        };
         let services = Arc::new(
             Services::start(
                 rt,
                 hasher,
                 jwt,
-                ServiceConfig {
-                    commerce,
-                    gateways,
-                    tracking: settings.tracking(),
-                    mail: MailConfig {
-                        smtp_url: settings.smtp_url.clone(),
-                        from: settings.mail_from.clone(),
-                        dir: dir.join("mail"),
-                    },
-                    burst: crate::service::queues::BurstConfig {
-                        max_pending: settings.burst_max_pending.max(1),
-                        max_waitlist: settings.burst_max_waitlist,
-                    },
-                    throttles: crate::auth::ThrottleConfig {
-                        login_per_ip_per_minute: settings.login_attempts_per_ip_per_minute,
-                        login_per_account_per_hour: settings.login_attempts_per_account_per_hour,
-                        forgot_per_ip_per_hour: settings.password_resets_per_ip_per_hour,
-                        register_per_ip_per_hour: settings.registrations_per_ip_per_hour,
-                    },
-                    reset: ResetConfig {
-                        key: derive_secret(&secret, b"password-reset"),
-                        ttl: chrono::Duration::seconds(
-                            settings.otp_ttl_secs.min(86_400 * 30) as i64
-                        ),
-                        max_attempts: settings.otp_max_attempts.max(1),
-                        max_per_day: settings.reset_codes_per_account_per_day,
-                    },
-                },
+                service_config(&settings, &secret, &public_url, local),
             )
             .await
             .map_err(|e| BuildError::Startup(e.to_string()))?,
@@ -193,18 +111,8 @@ impl Application {
                 .map_err(|e| BuildError::Startup(format!("bootstrap admin: {e}")))?;
         }
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
-        let own_origin = {
-            let url = gateways_public_url.trim_end_matches('/');
-            // scheme://host[:port] of the public URL, without a path.
-            match url.split_once("://") {
-                Some((scheme, rest)) => {
-                    format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
-                }
-                None => url.to_owned(),
-            }
-        };
         let ws = Arc::new(crate::ws::Gate::new(
-            own_origin,
+            origin_of(&public_url),
             settings.ws_allowed_origins.clone(),
             settings.ws_max_connections_per_user.max(1),
         ));
@@ -284,6 +192,110 @@ impl Application {
         self.state.services.shutdown().await;
         self.store.close().await;
         tracing::info!("shutdown complete: journal flushed");
+    }
+}
+
+/// Opens the configured journal store.
+async fn open_store(
+    settings: &Settings,
+    dir: &Path,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn Store>, BuildError> {
+    Ok(match settings.store {
+        StoreKind::Embedded => Arc::new(
+            RedbStore::open(
+                dir,
+                RedbOptions {
+                    max_batch: settings.journal_max_batch,
+                    queue: settings.journal_queue,
+                },
+                metrics,
+            )
+            .map_err(|e| match e {
+                crate::store::StoreError::Backend(m) if m.contains("already open") => {
+                    BuildError::Startup(format!(
+                        "the data directory {} is in use by another Surge process",
+                        dir.display()
+                    ))
+                }
+                other => BuildError::Store(other),
+            })?,
+        ),
+        StoreKind::Scylla => Arc::new(ScyllaStore::open(&settings.scylla(), metrics).await?),
+    })
+}
+
+/// What the use cases are configured with; secrets not set explicitly are
+/// derived from the token secret.
+fn service_config(
+    settings: &Settings,
+    secret: &[u8],
+    public_url: &str,
+    local: std::net::SocketAddr,
+) -> ServiceConfig {
+    let payos = match (
+        &settings.payos_client_id,
+        &settings.payos_api_key,
+        &settings.payos_checksum_key,
+    ) {
+        (Some(client_id), Some(api_key), Some(checksum_key)) => Some(PayOsConfig {
+            client_id: client_id.clone(),
+            api_key: api_key.clone(),
+            checksum_key: checksum_key.clone(),
+            base_url: settings.payos_base_url.clone(),
+            return_url: format!("{public_url}/"),
+            cancel_url: format!("{public_url}/"),
+        }),
+        _ => None,
+    };
+    ServiceConfig {
+        commerce: CommerceConfig {
+            fees: settings.fee_table(),
+            tax_bps: settings.tax_rate_bps,
+            payment_timeout: chrono::Duration::seconds(settings.payment_timeout_secs as i64),
+            return_window_secs: settings.return_window_secs,
+        },
+        gateways: GatewayConfig {
+            secret: match &settings.sandbox_webhook_secret {
+                Some(s) => s.as_bytes().to_vec(),
+                None => derive_secret(secret, b"sandbox-webhook"),
+            },
+            public_url: public_url.to_owned(),
+            webhook_addr: local,
+            payos,
+            enabled: settings.payment_providers.clone(),
+        },
+        tracking: settings.tracking(),
+        mail: MailConfig {
+            smtp_url: settings.smtp_url.clone(),
+            from: settings.mail_from.clone(),
+            dir: settings.data_dir.join("mail"),
+        },
+        burst: crate::service::queues::BurstConfig {
+            max_pending: settings.burst_max_pending.max(1),
+            max_waitlist: settings.burst_max_waitlist,
+        },
+        throttles: crate::auth::ThrottleConfig {
+            login_per_ip_per_minute: settings.login_attempts_per_ip_per_minute,
+            login_per_account_per_hour: settings.login_attempts_per_account_per_hour,
+            forgot_per_ip_per_hour: settings.password_resets_per_ip_per_hour,
+            register_per_ip_per_hour: settings.registrations_per_ip_per_hour,
+        },
+        reset: ResetConfig {
+            key: derive_secret(secret, b"password-reset"),
+            ttl: chrono::Duration::seconds(settings.otp_ttl_secs.min(86_400 * 30) as i64),
+            max_attempts: settings.otp_max_attempts.max(1),
+            max_per_day: settings.reset_codes_per_account_per_day,
+        },
+    }
+}
+
+/// scheme://host[:port] of a URL, without a path: the page's own origin.
+fn origin_of(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => url.to_owned(),
     }
 }
 

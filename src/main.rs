@@ -115,6 +115,78 @@ async fn shutdown_signal() {
     }
 }
 
+/// `surge demo`: a server on the embedded store, seeded once, with its
+/// simulated people.
+async fn demo(addr: Option<String>, data_dir: PathBuf) -> anyhow::Result<()> {
+    let mut settings = Settings::load(
+        None,
+        Overrides {
+            addr,
+            data_dir: Some(data_dir),
+            store: Some(StoreKind::Embedded),
+            scylla_nodes: None,
+        },
+    )?;
+    // The demo's simulated people all log in from this machine's
+    // loopback address: the per-address login and registration
+    // throttles would slow them, not an attacker.
+    settings.login_attempts_per_ip_per_minute = 0;
+    settings.registrations_per_ip_per_hour = 0;
+    init_logging(&log_filter(&settings));
+    let data_dir = settings.data_dir.clone();
+    let public = settings.public_url.clone();
+    let app = Application::build(settings)
+        .await
+        .context("starting Surge")?;
+    let port = app.port();
+    let slot = app.state().demo.clone();
+    let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
+    let base = format!("http://127.0.0.1:{port}");
+    let seeded = surge::demo::start(&base, &data_dir)
+        .await
+        .context("seeding the demo")?;
+    slot.set(serde_json::to_value(&seeded)?).ok();
+    let url = public.unwrap_or_else(|| base.clone());
+    println!("\nSurge demo: open {url}/  (API docs: {url}/docs)\n");
+    println!("Password for every account: {}", seeded.password);
+    for l in seeded.logins.iter().filter(|l| !l.simulated) {
+        println!("  {:<9} {}", l.role, l.email);
+    }
+    println!("Simulated: An orders whenever nothing is on its way, a merchant confirms, shippers deliver.\n");
+    server.await?;
+    Ok(())
+}
+
+/// `surge migrate`: applies the CQL migrations the keyspace lacks.
+async fn migrate(config: Option<PathBuf>, scylla_nodes: Option<String>) -> anyhow::Result<()> {
+    let settings = Settings::load(
+        config.as_deref(),
+        Overrides {
+            scylla_nodes,
+            ..Overrides::default()
+        },
+    )?;
+    init_logging(&log_filter(&settings));
+    let options = settings.scylla();
+    let session = surge::store::scylla::connect(&options).await?;
+    let applied = schema::migrate(&session, &options.keyspace, &options.replication).await?;
+    if applied.is_empty() {
+        println!(
+            "keyspace {} is up to date (schema version {})",
+            options.keyspace,
+            schema::latest()
+        );
+    } else {
+        println!(
+            "keyspace {}: applied {} (schema version {})",
+            options.keyspace,
+            applied.join(", "),
+            schema::latest()
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -143,75 +215,11 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(port = app.port(), data_dir = %data_dir.display(), "Surge is listening");
             app.run_until_stopped(shutdown_signal()).await;
         }
-        Command::Demo { addr, data_dir } => {
-            let mut settings = Settings::load(
-                None,
-                Overrides {
-                    addr,
-                    data_dir: Some(data_dir),
-                    store: Some(StoreKind::Embedded),
-                    scylla_nodes: None,
-                },
-            )?;
-            // The demo's simulated people all log in from this machine's
-            // loopback address: the per-address login and registration
-            // throttles would slow them, not an attacker.
-            settings.login_attempts_per_ip_per_minute = 0;
-            settings.registrations_per_ip_per_hour = 0;
-            init_logging(&log_filter(&settings));
-            let data_dir = settings.data_dir.clone();
-            let public = settings.public_url.clone();
-            let app = Application::build(settings)
-                .await
-                .context("starting Surge")?;
-            let port = app.port();
-            let slot = app.state().demo.clone();
-            let server = tokio::spawn(app.run_until_stopped(shutdown_signal()));
-            let base = format!("http://127.0.0.1:{port}");
-            let seeded = surge::demo::start(&base, &data_dir)
-                .await
-                .context("seeding the demo")?;
-            slot.set(serde_json::to_value(&seeded)?).ok();
-            let url = public.unwrap_or_else(|| base.clone());
-            println!("\nSurge demo: open {url}/  (API docs: {url}/docs)\n");
-            println!("Password for every account: {}", seeded.password);
-            for l in seeded.logins.iter().filter(|l| !l.simulated) {
-                println!("  {:<9} {}", l.role, l.email);
-            }
-            println!("Simulated: An orders whenever nothing is on its way, a merchant confirms, shippers deliver.\n");
-            server.await?;
-        }
+        Command::Demo { addr, data_dir } => demo(addr, data_dir).await?,
         Command::Migrate {
             config,
             scylla_nodes,
-        } => {
-            let settings = Settings::load(
-                config.as_deref(),
-                Overrides {
-                    scylla_nodes,
-                    ..Overrides::default()
-                },
-            )?;
-            init_logging(&log_filter(&settings));
-            let options = settings.scylla();
-            let session = surge::store::scylla::connect(&options).await?;
-            let applied =
-                schema::migrate(&session, &options.keyspace, &options.replication).await?;
-            if applied.is_empty() {
-                println!(
-                    "keyspace {} is up to date (schema version {})",
-                    options.keyspace,
-                    schema::latest()
-                );
-            } else {
-                println!(
-                    "keyspace {}: applied {} (schema version {})",
-                    options.keyspace,
-                    applied.join(", "),
-                    schema::latest()
-                );
-            }
-        }
+        } => migrate(config, scylla_nodes).await?,
         #[cfg(feature = "cql-emulator")]
         Command::CqlEmulator { addr } => {
             init_logging("info");
