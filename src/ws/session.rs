@@ -25,7 +25,9 @@ use tokio::task::JoinHandle;
 
 use super::protocol::{close, encode, ClientMsg, Codec, ServerMsg};
 use crate::domain::shipping::Fix;
-use crate::live::{Bus, LiveEvent, PositionFrame, RevocationWatch, Topic, TopicError};
+use crate::live::{
+    Bus, LiveEvent, PositionFrame, PositionSlot, RevocationWatch, Topic, TopicError, TopicEvent,
+};
 use crate::service::AuthUser;
 
 /// What of a topic a subscriber may see: `None`, everything; `Some(order)`,
@@ -133,16 +135,124 @@ fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
     }
 }
 
-/// Runs the session until the client leaves, misbehaves past recovery, or
-/// falls behind.
-pub async fn run<S, R, E>(mut sink: S, stream: R, mut ctx: SessionCtx)
-where
-    S: Sink<Message> + Unpin + Send,
-    R: Stream<Item = Result<Message, E>> + Unpin + Send,
-    E: Send,
-{
-    let initial: Vec<Result<Message, E>> = ctx
-        .initial
+/// The client's subscriptions and where their tasks deliver.
+struct Subscriptions {
+    /// By the topic as the client spelled it.
+    tasks: HashMap<String, (Topic, JoinHandle<()>)>,
+    outlet: Outlet,
+}
+
+impl Subscriptions {
+    fn new(out: mpsc::Sender<Box<ServerMsg>>, close: mpsc::Sender<(u16, &'static str)>) -> Self {
+        Subscriptions {
+            tasks: HashMap::new(),
+            outlet: Outlet {
+                out,
+                close,
+                positions: Positions::default(),
+                wake: Arc::new(Notify::new()),
+            },
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        ctx: &SessionCtx,
+        topic: String,
+        since: Option<u64>,
+    ) -> Option<ServerMsg> {
+        if let Some((_, old)) = self.tasks.remove(&topic) {
+            old.abort();
+            let _ = old.await;
+        }
+        if self.tasks.len() >= ctx.limits.max_subscriptions {
+            return Some(ServerMsg::error(
+                "too_many_subscriptions",
+                format!(
+                    "at most {} topics per connection",
+                    ctx.limits.max_subscriptions
+                ),
+            ));
+        }
+        let parsed = match topic.parse::<Topic>() {
+            Err(e @ TopicError::Forbidden(_)) => {
+                return Some(ServerMsg::error("forbidden", e.to_string()))
+            }
+            Err(e @ TopicError::Unknown(_)) => {
+                return Some(ServerMsg::error("unknown_topic", e.to_string()))
+            }
+            Ok(parsed) => parsed,
+        };
+        match ctx.topics.authorize(&ctx.user, &parsed).await {
+            Err(e) => Some(e),
+            Ok(scope) => {
+                let feed = Feed {
+                    topic: parsed.clone(),
+                    name: topic.clone(),
+                    scope,
+                    bus: ctx.bus.clone(),
+                    topics: ctx.topics.clone(),
+                    outlet: self.outlet.clone(),
+                };
+                self.tasks
+                    .insert(topic, (parsed, tokio::spawn(feed.run(since))));
+                None
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, bus: &Bus, topic: String) -> ServerMsg {
+        match self.tasks.remove(&topic) {
+            Some((parsed, task)) => {
+                task.abort();
+                let _ = task.await;
+                bus.release(&parsed);
+                ServerMsg::Unsubscribed { topic }
+            }
+            None => ServerMsg::error("not_subscribed", format!("not subscribed to {topic}")),
+        }
+    }
+
+    async fn end(&mut self, bus: &Bus) {
+        for (_, (topic, task)) in self.tasks.drain() {
+            task.abort();
+            let _ = task.await;
+            bus.release(&topic);
+        }
+    }
+}
+
+/// What a client's frame is answered with (`None`: nothing, or the
+/// subscription task answers).
+async fn on_client_msg(
+    ctx: &mut SessionCtx,
+    subs: &mut Subscriptions,
+    msg: Result<ClientMsg, String>,
+) -> Option<ServerMsg> {
+    match msg {
+        Err(e) => Some(ServerMsg::error("invalid_message", e)),
+        Ok(ClientMsg::Ping) => Some(ServerMsg::Pong),
+        Ok(ClientMsg::Auth { token }) => match ctx.topics.reauthenticate(&token).await {
+            Ok(user) if user.id == ctx.user.id => {
+                let reply = ServerMsg::AuthOk {
+                    expires_at: user.expires_at,
+                    expires_in: user.expires_at - chrono::Utc::now().timestamp(),
+                };
+                ctx.user = user;
+                Some(reply)
+            }
+            Ok(_) => Some(ServerMsg::error("forbidden", "the token is another user's")),
+            Err(e) => Some(e),
+        },
+        Ok(ClientMsg::Location(fix)) => ctx.topics.location(&ctx.user, fix).await.err(),
+        Ok(ClientMsg::Unsubscribe { topic }) => Some(subs.unsubscribe(&ctx.bus, topic).await),
+        Ok(ClientMsg::Subscribe { topic, since }) => subs.subscribe(ctx, topic, since).await,
+    }
+}
+
+/// The topics subscribed from the start, as `subscribe` frames.
+fn initial_frames<E>(initial: &[(String, Option<u64>)]) -> Vec<Result<Message, E>> {
+    initial
         .iter()
         .map(|(topic, since)| {
             let msg = ClientMsg::Subscribe {
@@ -155,174 +265,179 @@ where
                     .into(),
             ))
         })
+        .collect()
+}
+
+/// How a session's loop ended.
+enum Ending {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// The client left, or its connection failed: just close.
+    Quietly,
+    /// The client stopped reading: nothing more can be sent.
+    Stalled,
+}
+
+/// A frame from the client: its answer, or how the session ends.
+async fn on_frame(
+    ctx: &mut SessionCtx,
+    subs: &mut Subscriptions,
+    frame: Message,
+) -> Result<Option<ServerMsg>, Ending> {
+    let size = match &frame {
+        Message::Close(_) => return Err(Ending::Quietly),
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
+    };
+    if size > ctx.limits.max_message {
+        return Err(Ending::Close(close::TOO_BIG, "message too big"));
+    }
+    match decode(ctx.codec, &frame) {
+        Some(decoded) => Ok(on_client_msg(ctx, subs, decoded).await),
+        None => Ok(None),
+    }
+}
+
+/// Writes `first` and whatever else is queued in one flush.
+async fn write_queued<S: Sink<Message> + Unpin>(
+    sink: &mut S,
+    codec: Codec,
+    first: &ServerMsg,
+    queue: &mut mpsc::Receiver<Box<ServerMsg>>,
+) -> Result<(), S::Error> {
+    sink.feed(encode(codec, first)).await?;
+    for _ in 1..WRITE_BATCH {
+        let Ok(msg) = queue.try_recv() else { break };
+        sink.feed(encode(codec, &msg)).await?;
+    }
+    sink.flush().await
+}
+
+/// Writes the newest position of every topic that has one waiting: frames
+/// encoded once per topic, shared by its watchers; one flush for all.
+async fn write_positions<S: Sink<Message> + Unpin>(
+    sink: &mut S,
+    codec: Codec,
+    positions: &Positions,
+) -> Result<(), S::Error> {
+    let newest: Vec<_> = positions
+        .lock()
+        .expect("positions lock")
+        .drain()
+        .map(|(_, f)| f)
         .collect();
-    let mut stream = futures_util::stream::iter(initial).chain(stream);
+    for frame in &newest {
+        sink.feed(super::protocol::location_frame(frame, codec))
+            .await?;
+    }
+    sink.flush().await
+}
+
+/// Runs the session until the client leaves, misbehaves past recovery, or
+/// falls behind.
+pub async fn run<S, R, E>(mut sink: S, stream: R, mut ctx: SessionCtx)
+where
+    S: Sink<Message> + Unpin + Send,
+    R: Stream<Item = Result<Message, E>> + Unpin + Send,
+    E: Send,
+{
+    let mut stream = futures_util::stream::iter(initial_frames(&ctx.initial)).chain(stream);
     // Boxed: the channel allocates its slots in blocks of 32, and an idle
     // session should not hold 32 whole messages' worth of memory.
     let (out_tx, mut out_rx) = mpsc::channel::<Box<ServerMsg>>(ctx.limits.out_queue.max(1));
     // A subscription task that sees the client fall behind asks for a close.
     let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
-    let positions: Positions = Arc::default();
-    let wake = Arc::new(Notify::new());
-    // By the topic as the client spelled it.
-    let mut subs: HashMap<String, (Topic, JoinHandle<()>)> = HashMap::new();
+    let mut subs = Subscriptions::new(out_tx.clone(), close_tx);
+    let (positions, wake) = (subs.outlet.positions.clone(), subs.outlet.wake.clone());
     let mut last_heard = Instant::now();
-    let mut stalled = false;
-    let mut shutdown = ctx.shutdown.clone();
-    let mut server_down = std::pin::pin!(async move {
-        if shutdown.wait_for(|down| *down).await.is_err() {
-            // No one can signal shutdown any more: never fires.
-            std::future::pending::<()>().await;
-        }
-    });
+    let mut server_down = std::pin::pin!(server_down(ctx.shutdown.clone()));
     let mut ping = tokio::time::interval(ctx.limits.ping_every);
     ping.tick().await;
-    let expiry = tokio::time::sleep(until_unix(ctx.user.expires_at));
-    let mut expiry = std::pin::pin!(expiry);
-    let closing: Option<(u16, &'static str)> = loop {
+    let mut expires_at = ctx.user.expires_at;
+    let mut expiry = std::pin::pin!(tokio::time::sleep(until_unix(expires_at)));
+    let limits = ctx.limits;
+    let ending = loop {
         if ctx
             .revocations
             .rx
             .borrow_and_update()
             .ends(&ctx.user.sid, ctx.revocations.opened_at)
         {
-            break Some((close::SESSION_ENDED, "session ended: log in again"));
+            break Ending::Close(close::SESSION_ENDED, "session ended: log in again");
         }
         tokio::select! {
             frame = stream.next() => {
-                let Some(Ok(frame)) = frame else { break None };
+                let Some(Ok(frame)) = frame else { break Ending::Quietly };
                 last_heard = Instant::now();
-                if let Message::Close(_) = frame {
-                    break None;
-                }
-                let size = match &frame {
-                    Message::Text(t) => t.len(),
-                    Message::Binary(b) => b.len(),
-                    _ => 0,
+                let reply = match on_frame(&mut ctx, &mut subs, frame).await {
+                    Ok(reply) => reply,
+                    Err(ending) => break ending,
                 };
-                if size > ctx.limits.max_message {
-                    break Some((close::TOO_BIG, "message too big"));
+                if ctx.user.expires_at != expires_at {
+                    // A renewed token moves the deadline.
+                    expires_at = ctx.user.expires_at;
+                    expiry.as_mut().reset(tokio::time::Instant::now() + until_unix(expires_at));
                 }
-                let Some(decoded) = decode(ctx.codec, &frame) else { continue };
-                let reply = match decoded {
-                    Err(e) => Some(ServerMsg::error("invalid_message", e)),
-                    Ok(ClientMsg::Ping) => Some(ServerMsg::Pong),
-                    Ok(ClientMsg::Auth { token }) => match ctx.topics.reauthenticate(&token).await {
-                        Ok(user) if user.id == ctx.user.id => {
-                            let reply = ServerMsg::AuthOk {
-                                expires_at: user.expires_at,
-                                expires_in: user.expires_at - chrono::Utc::now().timestamp(),
-                            };
-                            expiry.as_mut().reset(tokio::time::Instant::now() + until_unix(user.expires_at));
-                            ctx.user = user;
-                            Some(reply)
-                        }
-                        Ok(_) => Some(ServerMsg::error("forbidden", "the token is another user's")),
-                        Err(e) => Some(e),
-                    },
-                    Ok(ClientMsg::Location(fix)) => ctx.topics.location(&ctx.user, fix).await.err(),
-                    Ok(ClientMsg::Unsubscribe { topic }) => {
-                        match subs.remove(&topic) {
-                            Some((parsed, task)) => {
-                                task.abort();
-                                let _ = task.await;
-                                ctx.bus.release(&parsed);
-                                Some(ServerMsg::Unsubscribed { topic })
-                            }
-                            None => Some(ServerMsg::error("not_subscribed", format!("not subscribed to {topic}"))),
-                        }
-                    }
-                    Ok(ClientMsg::Subscribe { topic, since }) => {
-                        if let Some((_, old)) = subs.remove(&topic) {
-                            old.abort();
-                            let _ = old.await;
-                        }
-                        if subs.len() >= ctx.limits.max_subscriptions {
-                            Some(ServerMsg::error("too_many_subscriptions", format!("at most {} topics per connection", ctx.limits.max_subscriptions)))
-                        } else {
-                            match topic.parse::<Topic>() {
-                                Err(e @ TopicError::Forbidden(_)) => Some(ServerMsg::error("forbidden", e.to_string())),
-                                Err(e @ TopicError::Unknown(_)) => Some(ServerMsg::error("unknown_topic", e.to_string())),
-                                Ok(parsed) => match ctx.topics.authorize(&ctx.user, &parsed).await {
-                                    Err(e) => Some(e),
-                                    Ok(scope) => {
-                                        let task = tokio::spawn(subscription(parsed.clone(), topic.clone(), since, scope, ctx.bus.clone(), ctx.topics.clone(), Outlet { out: out_tx.clone(), close: close_tx.clone(), positions: positions.clone(), wake: wake.clone() }));
-                                        subs.insert(topic, (parsed, task));
-                                        None
-                                    }
-                                },
-                            }
-                        }
-                    }
-                };
                 if let Some(reply) = reply {
                     if out_tx.try_send(Box::new(reply)).is_err() {
-                        break Some((close::SLOW_CONSUMER, "too slow: reconnect and resubscribe with since"));
+                        break Ending::Close(close::SLOW_CONSUMER, "too slow: reconnect and resubscribe with since");
                     }
                 }
             }
             Some(msg) = out_rx.recv() => {
-                // Whatever else is queued goes out in the same write.
-                let write = async {
-                    sink.feed(encode(ctx.codec, &msg)).await?;
-                    for _ in 1..WRITE_BATCH {
-                        let Ok(msg) = out_rx.try_recv() else { break };
-                        sink.feed(encode(ctx.codec, &msg)).await?;
-                    }
-                    sink.flush().await
-                };
-                if let Some(timed_out) = write_failed(ctx.limits.write_timeout, write).await {
-                    stalled = timed_out;
-                    break None;
+                let write = write_queued(&mut sink, ctx.codec, &msg, &mut out_rx);
+                if let Some(ending) = write_failed(limits.write_timeout, write).await {
+                    break ending;
                 }
             }
             _ = wake.notified() => {
-                let newest: Vec<_> = positions.lock().expect("positions lock").drain().map(|(_, f)| f).collect();
-                // Frames encoded once per topic, shared by its watchers; one
-                // write for all of them.
-                let write = async {
-                    for frame in &newest {
-                        sink.feed(super::protocol::location_frame(frame, ctx.codec)).await?;
-                    }
-                    sink.flush().await
-                };
-                if let Some(timed_out) = write_failed(ctx.limits.write_timeout, write).await {
-                    stalled = timed_out;
-                    break None;
+                let write = write_positions(&mut sink, ctx.codec, &positions);
+                if let Some(ending) = write_failed(limits.write_timeout, write).await {
+                    break ending;
                 }
             }
-            Some(reason) = close_rx.recv() => break Some(reason),
+            Some((code, reason)) = close_rx.recv() => break Ending::Close(code, reason),
             // Checked at the top of the loop.
             Ok(()) = ctx.revocations.rx.changed() => {}
-            _ = &mut expiry => break Some((close::TOKEN_EXPIRED, "token expired: renew it with an auth frame before it expires")),
-            _ = &mut server_down => break Some((close::GOING_AWAY, "server shutting down")),
+            _ = &mut expiry => break Ending::Close(close::TOKEN_EXPIRED, "token expired: renew it with an auth frame before it expires"),
+            _ = &mut server_down => break Ending::Close(close::GOING_AWAY, "server shutting down"),
             _ = ping.tick() => {
-                if last_heard.elapsed() >= ctx.limits.idle {
-                    break Some((close::IDLE, "idle timeout"));
+                if last_heard.elapsed() >= limits.idle {
+                    break Ending::Close(close::IDLE, "idle timeout");
                 }
-                if !matches!(tokio::time::timeout(ctx.limits.write_timeout, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
-                    stalled = true;
-                    break None;
+                if write_failed(limits.write_timeout, sink.send(Message::Ping(Default::default()))).await.is_some() {
+                    break Ending::Stalled;
                 }
             }
         }
     };
-    for (_, (topic, task)) in subs.drain() {
-        task.abort();
-        let _ = task.await;
-        ctx.bus.release(&topic);
+    subs.end(&ctx.bus).await;
+    finish(sink, ending, limits.write_timeout).await;
+}
+
+/// Says goodbye as the ending allows.
+async fn finish<S: Sink<Message> + Unpin>(mut sink: S, ending: Ending, limit: Duration) {
+    match ending {
+        Ending::Stalled => return,
+        Ending::Close(code, reason) => {
+            let frame = Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            let _ = tokio::time::timeout(limit, sink.send(frame)).await;
+        }
+        Ending::Quietly => {}
     }
-    if stalled {
-        return;
+    let _ = tokio::time::timeout(limit, sink.close()).await;
+}
+
+/// Resolves when the server starts shutting down (never, once no one can
+/// signal it any more).
+async fn server_down(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|down| *down).await.is_err() {
+        std::future::pending::<()>().await;
     }
-    if let Some((code, reason)) = closing {
-        let frame = Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
-        let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.send(frame)).await;
-    }
-    let _ = tokio::time::timeout(ctx.limits.write_timeout, sink.close()).await;
 }
 
 /// Time left until the Unix second `at` (zero when past).
@@ -332,20 +447,21 @@ fn until_unix(at: i64) -> Duration {
 }
 
 /// Runs a write bounded by `limit`: `None` when it went through, otherwise
-/// whether the client stalled (stopped reading: a close frame would not get
-/// through either) rather than the connection failing.
+/// how the session ends: the client stalled (stopped reading: a close frame
+/// would not get through either), or the connection failed.
 async fn write_failed<E>(
     limit: Duration,
     write: impl std::future::Future<Output = Result<(), E>>,
-) -> Option<bool> {
+) -> Option<Ending> {
     match tokio::time::timeout(limit, write).await {
         Ok(Ok(())) => None,
-        Ok(Err(_)) => Some(false),
-        Err(_) => Some(true),
+        Ok(Err(_)) => Some(Ending::Quietly),
+        Err(_) => Some(Ending::Stalled),
     }
 }
 
 /// Where a subscription delivers.
+#[derive(Clone)]
 struct Outlet {
     out: mpsc::Sender<Box<ServerMsg>>,
     close: mpsc::Sender<(u16, &'static str)>,
@@ -353,124 +469,148 @@ struct Outlet {
     wake: Arc<Notify>,
 }
 
-async fn subscription(
+impl Outlet {
+    /// Asks the session to close: the client fell behind.
+    fn too_slow(&self) {
+        let _ = self.close.try_send((
+            close::SLOW_CONSUMER,
+            "too slow: reconnect and resubscribe with since",
+        ));
+    }
+}
+
+/// One subscription's task: a topic, what of it the client may see, and
+/// where it goes.
+struct Feed {
     topic: Topic,
+    /// The topic as the client spelled it.
     name: String,
-    since: Option<u64>,
     scope: Scope,
     bus: Arc<Bus>,
     topics: Arc<dyn TopicSource>,
     outlet: Outlet,
-) {
-    let Outlet {
-        out,
-        close: close_tx,
-        positions: newest,
-        wake,
-    } = outlet;
-    // Subscribe before reading the head: every event after the head is
-    // then in `live`, so the hand-over from replay to live has no gap.
-    let sub = bus.subscribe(&topic);
-    let (mut live, mut positions) = (sub.events, sub.positions);
-    let mut positions_open = true;
-    let head = match topics.head(&topic).await {
-        Ok(h) => h,
-        Err(e) => {
-            let _ = out.send(Box::new(ServerMsg::error("unavailable", e))).await;
+}
+
+impl Feed {
+    async fn run(self, since: Option<u64>) {
+        // Subscribe before reading the head: every event after the head is
+        // then in `live`, so the hand-over from replay to live has no gap.
+        let sub = self.bus.subscribe(&self.topic);
+        let head = match self.topics.head(&self.topic).await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = self
+                    .outlet
+                    .out
+                    .send(Box::new(ServerMsg::error("unavailable", e)))
+                    .await;
+                return;
+            }
+        };
+        if self.replay(since.unwrap_or(head), head).await.is_none() {
             return;
         }
-    };
-    // Replay page by page up to the head; `send().await` makes a slow
-    // reader slow the replay down instead of growing a buffer.
-    let mut pos = since.unwrap_or(head);
-    while pos < head {
-        match topics.replay(&topic, pos, head).await {
-            Ok((events, covered)) => {
-                for (seq, data) in events.into_iter().filter(|(_, d)| in_scope(&scope, d)) {
-                    if out
-                        .send(Box::new(ServerMsg::Event {
-                            topic: name.clone(),
-                            seq,
-                            data: Box::new(data),
-                        }))
-                        .await
-                        .is_err()
-                    {
+        let subscribed = ServerMsg::Subscribed {
+            topic: self.name.clone(),
+            seq: head,
+        };
+        if self.outlet.out.send(Box::new(subscribed)).await.is_err() {
+            return;
+        }
+        self.forward(head, sub.events, sub.positions).await;
+    }
+
+    /// Replays page by page from `pos` up to the head; `send().await` makes
+    /// a slow reader slow the replay down instead of growing a buffer.
+    /// `None` when the subscription is over.
+    async fn replay(&self, mut pos: u64, head: u64) -> Option<()> {
+        let out = &self.outlet.out;
+        while pos < head {
+            let (events, covered) = match self.topics.replay(&self.topic, pos, head).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = out.send(Box::new(ServerMsg::error("unavailable", e))).await;
+                    return None;
+                }
+            };
+            for (seq, data) in events.into_iter().filter(|(_, d)| in_scope(&self.scope, d)) {
+                let event = ServerMsg::Event {
+                    topic: self.name.clone(),
+                    seq,
+                    data: Box::new(data),
+                };
+                out.send(Box::new(event)).await.ok()?;
+            }
+            if covered <= pos {
+                break;
+            }
+            pos = covered;
+        }
+        Some(())
+    }
+
+    /// Live events above the head, and the newest positions.
+    async fn forward(
+        &self,
+        head: u64,
+        mut live: broadcast::Receiver<Arc<TopicEvent>>,
+        mut positions: PositionSlot,
+    ) {
+        let mut positions_open = true;
+        loop {
+            let received = tokio::select! {
+                ev = live.recv() => ev,
+                changed = positions.changed(), if positions_open => {
+                    match changed {
+                        Ok(()) => {
+                            let newest = positions.borrow_and_update().clone();
+                            self.offer_position(newest);
+                        }
+                        Err(_) => positions_open = false,
+                    }
+                    continue;
+                }
+            };
+            match received {
+                Ok(ev) if ev.seq <= head || !in_scope(&self.scope, &ev.data) => continue,
+                Ok(ev) => {
+                    let ended = self.scope.is_some() && ev.data.ends_delivery();
+                    let msg = ServerMsg::Event {
+                        topic: self.name.clone(),
+                        seq: ev.seq,
+                        data: Box::new((*ev.data).clone()),
+                    };
+                    if self.outlet.out.try_send(Box::new(msg)).is_err() {
+                        self.outlet.too_slow();
+                        return;
+                    }
+                    if ended {
+                        let over = ServerMsg::error(
+                            "access_ended",
+                            format!("the delivery is over: no more updates from {}", self.name),
+                        );
+                        let _ = self.outlet.out.send(Box::new(over)).await;
                         return;
                     }
                 }
-                if covered <= pos {
-                    break;
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.outlet.too_slow();
+                    return;
                 }
-                pos = covered;
-            }
-            Err(e) => {
-                let _ = out.send(Box::new(ServerMsg::error("unavailable", e))).await;
-                return;
+                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     }
-    if out
-        .send(Box::new(ServerMsg::Subscribed {
-            topic: name.clone(),
-            seq: head,
-        }))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    loop {
-        let received = tokio::select! {
-            ev = live.recv() => ev,
-            changed = positions.changed(), if positions_open => {
-                match changed {
-                    Ok(()) => {
-                        let newest_here = positions.borrow_and_update().clone();
-                        if let Some(p) = newest_here.filter(|p| scope.is_none() || p.position.order_id == scope) {
-                            newest.lock().expect("positions lock").insert(name.clone(), p);
-                            wake.notify_one();
-                        }
-                    }
-                    Err(_) => positions_open = false,
-                }
-                continue;
-            }
-        };
-        match received {
-            Ok(ev) if ev.seq <= head || !in_scope(&scope, &ev.data) => continue,
-            Ok(ev) => {
-                let ended = scope.is_some() && ev.data.ends_delivery();
-                let msg = ServerMsg::Event {
-                    topic: name.clone(),
-                    seq: ev.seq,
-                    data: Box::new((*ev.data).clone()),
-                };
-                if out.try_send(Box::new(msg)).is_err() {
-                    let _ = close_tx.try_send((
-                        close::SLOW_CONSUMER,
-                        "too slow: reconnect and resubscribe with since",
-                    ));
-                    return;
-                }
-                if ended {
-                    let _ = out
-                        .send(Box::new(ServerMsg::error(
-                            "access_ended",
-                            format!("the delivery is over: no more updates from {name}"),
-                        )))
-                        .await;
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let _ = close_tx.try_send((
-                    close::SLOW_CONSUMER,
-                    "too slow: reconnect and resubscribe with since",
-                ));
-                return;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+
+    /// A new position waits in the session's slot for this topic (only
+    /// those about the scoped order, if scoped).
+    fn offer_position(&self, newest: Option<Arc<PositionFrame>>) {
+        if let Some(p) =
+            newest.filter(|p| self.scope.is_none() || p.position.order_id == self.scope)
+        {
+            let mut slot = self.outlet.positions.lock().expect("positions lock");
+            slot.insert(self.name.clone(), p);
+            self.outlet.wake.notify_one();
         }
     }
 }

@@ -546,12 +546,15 @@ async fn writer_loop(
     }
 }
 
-/// Writes one group and answers every caller in it.
-async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
-    // Heads of streams not seen before, read concurrently.
+type Heads = HashMap<String, Result<Seq, String>>;
+type Answers = Vec<(usize, Result<Seq, StoreError>)>;
+
+/// Heads of the streams the group appends to that the cache does not know,
+/// read concurrently.
+async fn fetch_heads(inner: &Inner, ops: &[WriteOp]) -> Heads {
     let mut missing: Vec<&str> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for op in &ops {
+    for op in ops {
         if let WriteOp::Append(req, _) = op {
             if !inner.heads.contains_key(&req.stream) && seen.insert(req.stream.as_str()) {
                 missing.push(&req.stream);
@@ -559,178 +562,219 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
         }
     }
     let fetched = join_all(missing.iter().map(|s| inner.head(s))).await;
-    let mut heads: HashMap<String, Result<Seq, String>> = missing
+    missing
         .iter()
         .zip(fetched)
         .map(|(s, r)| (s.to_string(), r.map_err(|e| e.to_string())))
-        .collect();
+        .collect()
+}
 
+/// What a group writes: streams in first-seen order, each with its chunks;
+/// snapshots, the newest per stream with every caller waiting on one; rows
+/// outside streams.
+#[derive(Default)]
+struct Plan<'a> {
+    streams: Vec<(String, Vec<Chunk>)>,
+    stream_at: HashMap<&'a str, usize>,
+    snapshots: Vec<(String, Snapshot, Vec<usize>)>,
+    snapshot_at: HashMap<&'a str, usize>,
+    rows: Vec<(usize, &'a [IndexOp], i64)>,
+}
+
+impl<'a> Plan<'a> {
+    /// Plans append `i` at the head it expects (or refuses it).
+    fn append(
+        &mut self,
+        inner: &Inner,
+        heads: &mut Heads,
+        i: usize,
+        req: &'a AppendRequest,
+    ) -> Result<(), StoreError> {
+        let head = match heads.get(&req.stream) {
+            Some(Ok(h)) => *h,
+            Some(Err(e)) => return Err(StoreError::Backend(e.clone())),
+            None => inner.heads.get(&req.stream).map(|h| *h).unwrap_or(0),
+        };
+        if head != req.expected {
+            return Err(StoreError::Conflict {
+                stream: req.stream.clone(),
+                expected: req.expected,
+                actual: head,
+            });
+        }
+        if let Some(bad) = req.index.iter().find_map(|op| {
+            let (IndexOp::Put { table, .. } | IndexOp::Delete { table, .. }) = op;
+            inner.table(table).err()
+        }) {
+            return Err(bad);
+        }
+        let new_head = head + req.events.len() as Seq;
+        heads.insert(req.stream.clone(), Ok(new_head));
+        let streams = &mut self.streams;
+        let at = *self
+            .stream_at
+            .entry(req.stream.as_str())
+            .or_insert_with(|| {
+                streams.push((req.stream.clone(), Vec::new()));
+                streams.len() - 1
+            });
+        let entry = &mut streams[at].1;
+        let size = req.events.len() + req.index.len();
+        let fits = entry
+            .last()
+            .is_some_and(|c| c.events.len() + c.index.len() + size <= MAX_BATCH_STATEMENTS);
+        if !fits {
+            entry.push(Chunk {
+                ts: inner.timestamp(),
+                first_expected: head,
+                appends: Vec::new(),
+                events: Vec::new(),
+                index: Vec::new(),
+            });
+        }
+        let chunk = entry.last_mut().expect("a chunk");
+        chunk.appends.push((i, new_head));
+        chunk.events.extend(
+            req.events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| (head + 1 + n as Seq, e.clone())),
+        );
+        chunk.index.extend(req.index.iter().cloned());
+        Ok(())
+    }
+
+    /// Plans snapshot `i` (only the newest per stream is written).
+    fn snapshot(&mut self, i: usize, stream: &'a str, snap: &Snapshot) {
+        match self.snapshot_at.get(stream) {
+            Some(&at) => {
+                let (_, kept, idx) = &mut self.snapshots[at];
+                if snap.seq > kept.seq {
+                    *kept = snap.clone();
+                }
+                idx.push(i);
+            }
+            None => {
+                self.snapshot_at.insert(stream, self.snapshots.len());
+                self.snapshots
+                    .push((stream.to_owned(), snap.clone(), vec![i]));
+            }
+        }
+    }
+}
+
+/// Writes a stream's chunks in order; after a failure the later ones are
+/// not tried. Keeps the head cache right.
+async fn write_stream(inner: &Inner, stream: &str, chunks: &[Chunk]) -> Answers {
+    let mut out = Vec::new();
+    let mut failed: Option<String> = None;
+    for chunk in chunks {
+        let result = match &failed {
+            Some(e) => Err(StoreError::Backend(format!(
+                "an earlier append to {stream} failed: {e}"
+            ))),
+            None => inner.write_chunk(stream, chunk).await,
+        };
+        match result {
+            Ok(()) => out.extend(chunk.appends.iter().map(|(i, seq)| (*i, Ok(*seq)))),
+            Err(e) => {
+                if failed.is_none() {
+                    failed = Some(e.to_string());
+                }
+                for (n, (i, _)) in chunk.appends.iter().enumerate() {
+                    let err = match &e {
+                        StoreError::Conflict {
+                            stream,
+                            expected,
+                            actual,
+                        } if n == 0 => StoreError::Conflict {
+                            stream: stream.clone(),
+                            expected: *expected,
+                            actual: *actual,
+                        },
+                        other => StoreError::Backend(other.to_string()),
+                    };
+                    out.push((*i, Err(err)));
+                }
+            }
+        }
+    }
+    match &failed {
+        None => {
+            if let Some(last) = chunks.last().and_then(|c| c.appends.last()) {
+                if inner.heads.len() >= MAX_CACHED_HEADS {
+                    inner.heads.clear();
+                }
+                inner.heads.insert(stream.to_owned(), last.1);
+            }
+        }
+        Some(_) => {
+            inner.heads.remove(stream);
+        }
+    }
+    out
+}
+
+/// Writes a snapshot unless a newer one is stored; answers every caller
+/// that asked for one of this stream.
+async fn write_snapshot(inner: &Inner, stream: &str, snap: &Snapshot, idx: &[usize]) -> Answers {
+    let result = async {
+        if inner
+            .load_snapshot(stream)
+            .await?
+            .is_some_and(|current| current.seq >= snap.seq)
+        {
+            return Ok(snap.seq);
+        }
+        let mut stmt = inner.st.snapshot_put.clone();
+        // The sequence is the write timestamp: an older snapshot written
+        // late (by another node) never replaces a newer one.
+        stmt.set_timestamp(Some(snap.seq as i64));
+        inner
+            .session
+            .execute_unpaged(&stmt, (stream, snap.seq as i64, &snap.payload))
+            .await
+            .map_err(backend)?;
+        Ok(snap.seq)
+    }
+    .await;
+    idx.iter()
+        .map(|i| {
+            let answer = result
+                .as_ref()
+                .map(|s| *s)
+                .map_err(|e: &StoreError| StoreError::Backend(e.to_string()));
+            (*i, answer)
+        })
+        .collect()
+}
+
+/// Writes one group and answers every caller in it.
+async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
+    let mut heads = fetch_heads(inner, &ops).await;
     let mut results: Vec<Option<Result<Seq, StoreError>>> = (0..ops.len()).map(|_| None).collect();
-    // Streams in first-seen order, each with its chunks; snapshots, the
-    // newest per stream with every caller waiting on one.
-    let mut streams: Vec<(String, Vec<Chunk>)> = Vec::new();
-    let mut stream_at: HashMap<&str, usize> = HashMap::new();
-    let mut snapshots: Vec<(String, Snapshot, Vec<usize>)> = Vec::new();
-    let mut snapshot_at: HashMap<&str, usize> = HashMap::new();
-    let mut rows: Vec<(usize, &[IndexOp], i64)> = Vec::new();
+    let mut plan = Plan::default();
     for (i, op) in ops.iter().enumerate() {
         match op {
             WriteOp::Append(req, _) => {
-                let head = match heads.get(&req.stream) {
-                    Some(Ok(h)) => *h,
-                    Some(Err(e)) => {
-                        results[i] = Some(Err(StoreError::Backend(e.clone())));
-                        continue;
-                    }
-                    None => inner.heads.get(&req.stream).map(|h| *h).unwrap_or(0),
-                };
-                if head != req.expected {
-                    results[i] = Some(Err(StoreError::Conflict {
-                        stream: req.stream.clone(),
-                        expected: req.expected,
-                        actual: head,
-                    }));
-                    continue;
+                if let Err(e) = plan.append(inner, &mut heads, i, req) {
+                    results[i] = Some(Err(e));
                 }
-                if let Some(bad) = req.index.iter().find_map(|op| {
-                    let (IndexOp::Put { table, .. } | IndexOp::Delete { table, .. }) = op;
-                    inner.table(table).err()
-                }) {
-                    results[i] = Some(Err(bad));
-                    continue;
-                }
-                let new_head = head + req.events.len() as Seq;
-                heads.insert(req.stream.clone(), Ok(new_head));
-                let at = *stream_at.entry(req.stream.as_str()).or_insert_with(|| {
-                    streams.push((req.stream.clone(), Vec::new()));
-                    streams.len() - 1
-                });
-                let entry = &mut streams[at].1;
-                let size = req.events.len() + req.index.len();
-                let fits = entry
-                    .last()
-                    .is_some_and(|c| c.events.len() + c.index.len() + size <= MAX_BATCH_STATEMENTS);
-                if !fits {
-                    entry.push(Chunk {
-                        ts: inner.timestamp(),
-                        first_expected: head,
-                        appends: Vec::new(),
-                        events: Vec::new(),
-                        index: Vec::new(),
-                    });
-                }
-                let chunk = entry.last_mut().expect("a chunk");
-                chunk.appends.push((i, new_head));
-                chunk.events.extend(
-                    req.events
-                        .iter()
-                        .enumerate()
-                        .map(|(n, e)| (head + 1 + n as Seq, e.clone())),
-                );
-                chunk.index.extend(req.index.iter().cloned());
             }
-            WriteOp::Snapshot(stream, snap, _) => match snapshot_at.get(stream.as_str()) {
-                Some(&at) => {
-                    let (_, kept, idx) = &mut snapshots[at];
-                    if snap.seq > kept.seq {
-                        *kept = snap.clone();
-                    }
-                    idx.push(i);
-                }
-                None => {
-                    snapshot_at.insert(stream, snapshots.len());
-                    snapshots.push((stream.clone(), snap.clone(), vec![i]));
-                }
-            },
-            WriteOp::Rows(ops, _) => rows.push((i, ops, inner.timestamp())),
+            WriteOp::Snapshot(stream, snap, _) => plan.snapshot(i, stream, snap),
+            WriteOp::Rows(ops, _) => plan.rows.push((i, ops, inner.timestamp())),
         }
     }
-
-    let stream_writes = streams.iter().map(|(stream, chunks)| async move {
-        let mut out: Vec<(usize, Result<Seq, StoreError>)> = Vec::new();
-        let mut failed: Option<String> = None;
-        for chunk in chunks {
-            let result = match &failed {
-                Some(e) => Err(StoreError::Backend(format!(
-                    "an earlier append to {stream} failed: {e}"
-                ))),
-                None => inner.write_chunk(stream, chunk).await,
-            };
-            match result {
-                Ok(()) => {
-                    out.extend(chunk.appends.iter().map(|(i, seq)| (*i, Ok(*seq))));
-                }
-                Err(e) => {
-                    if failed.is_none() {
-                        failed = Some(e.to_string());
-                    }
-                    for (n, (i, _)) in chunk.appends.iter().enumerate() {
-                        let err = match &e {
-                            StoreError::Conflict {
-                                stream,
-                                expected,
-                                actual,
-                            } if n == 0 => StoreError::Conflict {
-                                stream: stream.clone(),
-                                expected: *expected,
-                                actual: *actual,
-                            },
-                            other => StoreError::Backend(other.to_string()),
-                        };
-                        out.push((*i, Err(err)));
-                    }
-                }
-            }
-        }
-        match &failed {
-            None => {
-                if let Some(last) = chunks.last().and_then(|c| c.appends.last()) {
-                    if inner.heads.len() >= MAX_CACHED_HEADS {
-                        inner.heads.clear();
-                    }
-                    inner.heads.insert(stream.clone(), last.1);
-                }
-            }
-            Some(_) => {
-                inner.heads.remove(stream);
-            }
-        }
-        out
-    });
-    let snapshot_writes = snapshots.iter().map(|(stream, snap, idx)| async move {
-        let result = async {
-            if inner
-                .load_snapshot(stream)
-                .await?
-                .is_some_and(|current| current.seq >= snap.seq)
-            {
-                return Ok(snap.seq);
-            }
-            let mut stmt = inner.st.snapshot_put.clone();
-            // The sequence is the write timestamp: an older snapshot written
-            // late (by another node) never replaces a newer one.
-            stmt.set_timestamp(Some(snap.seq as i64));
-            inner
-                .session
-                .execute_unpaged(&stmt, (stream, snap.seq as i64, &snap.payload))
-                .await
-                .map_err(backend)?;
-            Ok(snap.seq)
-        }
-        .await;
-        idx.iter()
-            .map(|i| {
-                (
-                    *i,
-                    result
-                        .as_ref()
-                        .map(|s| *s)
-                        .map_err(|e: &StoreError| StoreError::Backend(e.to_string())),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
-    let row_writes = rows
+    let stream_writes = plan
+        .streams
+        .iter()
+        .map(|(stream, chunks)| write_stream(inner, stream, chunks));
+    let snapshot_writes = plan
+        .snapshots
+        .iter()
+        .map(|(stream, snap, idx)| write_snapshot(inner, stream, snap, idx));
+    let row_writes = plan
+        .rows
         .iter()
         .map(|(i, ops, ts)| async move { vec![(*i, inner.write_rows(ops, *ts).await.map(|_| 0))] });
     let (a, b, c) = futures_util::join!(
