@@ -45,7 +45,7 @@ pub struct Login {
 pub struct Queue {
     pub id: String,
     pub title: String,
-    pub owner_id: String,
+    pub owner_id: crate::domain::ids::UserId,
 }
 
 /// What the seed created; served as `/demo.json`.
@@ -53,7 +53,7 @@ pub struct Queue {
 pub struct Seeded {
     pub password: String,
     pub logins: Vec<Login>,
-    pub shop_id: String,
+    pub shop_id: crate::domain::ids::ShopId,
     pub flash_sales: Vec<Queue>,
     pub courses: Vec<Queue>,
 }
@@ -293,16 +293,16 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
     Ok(Seeded {
         password: PASSWORD.into(),
         logins,
-        shop_id,
+        shop_id: shop_id.into(),
         flash_sales: vec![Queue {
             id: sale["id"].as_str().context("sale id")?.to_owned(),
             title: "Flash sale: cork yoga mat at half price".into(),
-            owner_id: mai_id,
+            owner_id: mai_id.into(),
         }],
         courses: vec![Queue {
             id: course["id"].as_str().context("course id")?.to_owned(),
             title: "Free Pilates basics".into(),
-            owner_id: linh_id,
+            owner_id: linh_id.into(),
         }],
     })
 }

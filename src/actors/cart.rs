@@ -22,7 +22,7 @@ pub struct CartEntity;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CartItem {
-    pub product_id: String,
+    pub product_id: crate::domain::ids::ProductId,
     pub quantity: u32,
 }
 
@@ -37,8 +37,8 @@ pub struct SavedCart {
 /// One order a checkout creates: the shop and the order id chosen for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedOrder {
-    pub shop_id: String,
-    pub order_id: String,
+    pub shop_id: crate::domain::ids::ShopId,
+    pub order_id: crate::domain::ids::OrderId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,11 +100,11 @@ pub enum CartCommand {
     Get,
     /// Set a product's quantity (validated against the product by the caller).
     SetItem {
-        product_id: String,
+        product_id: crate::domain::ids::ProductId,
         quantity: u32,
     },
     RemoveItem {
-        product_id: String,
+        product_id: crate::domain::ids::ProductId,
     },
     Clear,
     ApplyCoupon {
@@ -186,7 +186,7 @@ fn begin_checkout(
 
 fn set_item(
     state: &CartState,
-    product_id: String,
+    product_id: crate::domain::ids::ProductId,
     quantity: u32,
 ) -> Result<Vec<CartEvent>, DomainError> {
     if quantity == 0 || quantity > MAX_QUANTITY {
@@ -203,7 +203,7 @@ fn set_item(
         ));
     }
     Ok(vec![CartEvent::ItemSet {
-        product_id,
+        product_id: product_id.into(),
         quantity,
     }])
 }
@@ -254,7 +254,9 @@ impl Entity for CartEntity {
                 if !state.items.iter().any(|i| i.product_id == product_id) {
                     return Err(DomainError::NotFound("cart item"));
                 }
-                vec![CartEvent::ItemRemoved { product_id }]
+                vec![CartEvent::ItemRemoved {
+                    product_id: product_id.into(),
+                }]
             }
             CartCommand::Clear => vec![CartEvent::Cleared],
             CartCommand::ApplyCoupon { code } => vec![CartEvent::CouponApplied { code }],
@@ -329,7 +331,7 @@ impl Entity for CartEntity {
             } => match state.items.iter_mut().find(|i| &i.product_id == product_id) {
                 Some(i) => i.quantity = *quantity,
                 None => state.items.push(CartItem {
-                    product_id: product_id.clone(),
+                    product_id: product_id.clone().into(),
                     quantity: *quantity,
                 }),
             },

@@ -21,8 +21,8 @@ pub struct CouponEntity;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Coupon {
     pub code: String,
-    pub shop_id: String,
-    pub owner_id: String,
+    pub shop_id: crate::domain::ids::ShopId,
+    pub owner_id: crate::domain::ids::UserId,
     pub kind: DiscountKind,
     /// Percent (1–100) or minor units, by `kind`.
     pub value: u64,
@@ -104,17 +104,17 @@ pub enum CouponCommand {
     Get,
     /// The discount it would give `user_id` on `eligible`, without using it.
     Quote {
-        user_id: String,
+        user_id: crate::domain::ids::UserId,
         eligible: u64,
     },
     /// Use it for `order_id`; answers the discount.
     Redeem {
-        user_id: String,
-        order_id: String,
+        user_id: crate::domain::ids::UserId,
+        order_id: crate::domain::ids::OrderId,
         eligible: u64,
     },
     Release {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
     },
 }
 
@@ -232,20 +232,31 @@ impl Entity for CouponEntity {
                 order_id,
                 eligible,
             } => {
-                if state.redemptions.contains_key(&order_id) {
+                if state.redemptions.contains_key(order_id.as_str()) {
                     (
                         vec![],
                         discount(&coupon(state)?.rule(), eligible, ctx.now).unwrap_or(0),
                     )
                 } else {
                     let off = usable(state, &user_id, eligible, ctx.now)?;
-                    (vec![CouponEvent::Redeemed { order_id, user_id }], off)
+                    (
+                        vec![CouponEvent::Redeemed {
+                            order_id: order_id.into(),
+                            user_id: user_id.into(),
+                        }],
+                        off,
+                    )
                 }
             }
             CouponCommand::Release { order_id } => {
                 coupon(state)?;
-                if state.redemptions.contains_key(&order_id) {
-                    (vec![CouponEvent::Released { order_id }], 0)
+                if state.redemptions.contains_key(order_id.as_str()) {
+                    (
+                        vec![CouponEvent::Released {
+                            order_id: order_id.into(),
+                        }],
+                        0,
+                    )
                 } else {
                     (vec![], 0)
                 }

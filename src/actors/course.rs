@@ -40,7 +40,7 @@ pub enum CourseCommand {
 
 fn build(
     id: &str,
-    trainer_id: String,
+    trainer_id: crate::domain::ids::UserId,
     input: CourseInput,
     ctx: &Ctx<'_>,
     created_at: chrono::DateTime<chrono::Utc>,

@@ -123,7 +123,7 @@ fn create(
     caller.ensure_owner(&shop.owner_id, "shop")?;
     let input = check_product(input)?;
     let product = Product {
-        id: ctx.id.to_owned(),
+        id: ctx.id.into(),
         shop_id: shop.id,
         owner_id: shop.owner_id,
         name: input.name,

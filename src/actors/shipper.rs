@@ -21,18 +21,18 @@ pub struct ShipperEntity;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Offer {
-    pub order_id: String,
+    pub order_id: crate::domain::ids::OrderId,
     pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Shipper {
-    pub id: String,
+    pub id: crate::domain::ids::UserId,
     pub online: bool,
     /// The delivery offer waiting for an answer.
     pub offer: Option<Offer>,
     /// The order being delivered.
-    pub active_order: Option<String>,
+    pub active_order: Option<crate::domain::ids::OrderId>,
     /// Deliveries finished (delivered or ended otherwise).
     pub deliveries: u64,
     pub updated_at: Option<DateTime<Utc>>,
@@ -60,20 +60,20 @@ pub enum ShipperEvent {
         at: DateTime<Utc>,
     },
     Offered {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
         expires_at: DateTime<Utc>,
     },
     OfferWithdrawn {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
     },
     /// The shipper is delivering `order_id`.
     Assigned {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
         at: DateTime<Utc>,
     },
     /// The delivery of `order_id` is over (delivered, cancelled…).
     Released {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
         at: DateTime<Utc>,
     },
 }
@@ -84,20 +84,20 @@ pub enum ShipperCommand {
     /// Hold an offer of `order_id` until `expires_at` (rejected unless
     /// available; repeating the same offer is a no-op).
     Offer {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
         expires_at: DateTime<Utc>,
     },
     /// Drop the offer of `order_id` (declined or given to someone else).
     Withdraw {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
     },
     /// The order recorded this shipper as its carrier. Idempotent.
     Assign {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
     },
     /// The delivery of `order_id` ended. Idempotent.
     Release {
-        order_id: String,
+        order_id: crate::domain::ids::OrderId,
     },
     Get,
 }
@@ -177,7 +177,7 @@ impl Entity for ShipperEntity {
             },
         };
         let mut next = Self::evolve(s, &events);
-        next.id = ctx.id.to_owned();
+        next.id = ctx.id.into();
         Ok((events, next))
     }
 
@@ -228,11 +228,11 @@ impl Entity for ShipperEntity {
             ShipperEvent::WentOnline { at } => ShipperLive::Online { at: *at },
             ShipperEvent::WentOffline { at } => ShipperLive::Offline { at: *at },
             ShipperEvent::Assigned { order_id, at } => ShipperLive::Assigned {
-                order_id: order_id.clone(),
+                order_id: order_id.clone().into(),
                 at: *at,
             },
             ShipperEvent::Released { order_id, at } => ShipperLive::Released {
-                order_id: order_id.clone(),
+                order_id: order_id.clone().into(),
                 at: *at,
             },
             ShipperEvent::Offered { .. } | ShipperEvent::OfferWithdrawn { .. } => return None,

@@ -46,7 +46,7 @@ impl Entity for ShopEntity {
                 }
                 let input = check_shop(&input)?;
                 let shop = Shop {
-                    id: ctx.id.to_owned(),
+                    id: ctx.id.into(),
                     owner_id: caller.user_id,
                     name: input.name,
                     location: input.location,

@@ -14,8 +14,8 @@ pub const MAX_COURSE_SESSIONS: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Shop {
-    pub id: String,
-    pub owner_id: String,
+    pub id: crate::domain::ids::ShopId,
+    pub owner_id: crate::domain::ids::UserId,
     pub name: String,
     pub location: GeoPoint,
     pub address: String,
@@ -60,9 +60,9 @@ pub fn patch_shop(shop: &Shop, patch: &ShopPatch) -> Result<ShopInput, DomainErr
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
-    pub id: String,
-    pub shop_id: String,
-    pub owner_id: String,
+    pub id: crate::domain::ids::ProductId,
+    pub shop_id: crate::domain::ids::ShopId,
+    pub owner_id: crate::domain::ids::UserId,
     pub name: String,
     pub category: String,
     /// Price in minor units of `currency`.
@@ -142,7 +142,7 @@ pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProductFilter {
     pub category: Option<String>,
-    pub shop_id: Option<String>,
+    pub shop_id: Option<crate::domain::ids::ShopId>,
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,
     /// Case-insensitive substring of the name.
@@ -236,7 +236,7 @@ pub fn check_session(s: &CourseSession) -> Result<CourseSession, DomainError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Course {
     pub id: String,
-    pub trainer_id: String,
+    pub trainer_id: crate::domain::ids::UserId,
     pub title: String,
     pub kind: CourseKind,
     pub capacity: u32,

@@ -3,6 +3,7 @@
 //! call these and the HTTP layer never re-implements them.
 
 pub mod catalog;
+pub mod ids;
 pub mod notification;
 pub mod order;
 pub mod pricing;
@@ -107,7 +108,7 @@ impl Role {
 /// Who is asking: carried by every command that checks permissions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
-    pub user_id: String,
+    pub user_id: ids::UserId,
     pub role: Role,
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::ids::UserId;
 use crate::domain::order::{Order, TimelineEvent as E};
 
 /// An in-app notification.
@@ -15,7 +16,7 @@ pub struct Notification {
     pub kind: String,
     pub title: String,
     pub body: String,
-    pub order_id: Option<String>,
+    pub order_id: Option<crate::domain::ids::OrderId>,
     pub created_at: DateTime<Utc>,
     pub read: bool,
 }
@@ -65,7 +66,7 @@ impl MailPrefs {
 
 /// The notifications timeline entry `index` of `o` produces:
 /// `(recipient user id, notification)`.
-pub fn notifications_for(o: &Order, index: usize) -> Vec<(String, Notification)> {
+pub fn notifications_for(o: &Order, index: usize) -> Vec<(UserId, Notification)> {
     let Some(entry) = o.timeline.get(index) else {
         return vec![];
     };
@@ -161,7 +162,7 @@ pub fn notifications_for(o: &Order, index: usize) -> Vec<(String, Notification)>
         E::ShipperOffered => {
             if let (Some(shipper), Some(offer)) = (&entry.actor_id, &o.delivery.offer) {
                 out.push((
-                    shipper.clone(),
+                    shipper.clone().into(),
                     "delivery_offer".to_owned(),
                     "New delivery offer".to_owned(),
                     format!(
@@ -297,7 +298,7 @@ pub(crate) mod tests {
         let told = |i: usize| -> Vec<(String, String)> {
             notifications_for(&o, i)
                 .into_iter()
-                .map(|(to, n)| (to, n.kind))
+                .map(|(to, n)| (to.into_string(), n.kind))
                 .collect()
         };
         let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());

@@ -11,8 +11,8 @@ use super::{DomainError, GeoPoint};
 /// One priced line of a cart or order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Line {
-    pub product_id: String,
-    pub shop_id: String,
+    pub product_id: crate::domain::ids::ProductId,
+    pub shop_id: crate::domain::ids::ShopId,
     pub name: String,
     pub unit_price: u64,
     pub currency: String,

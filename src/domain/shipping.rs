@@ -199,9 +199,9 @@ impl Live {
 /// and `GET /shipping/{order_id}/tracking`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Position {
-    pub shipper_id: String,
+    pub shipper_id: crate::domain::ids::UserId,
     /// The order the shipper is delivering, if any.
-    pub order_id: Option<String>,
+    pub order_id: Option<crate::domain::ids::OrderId>,
     pub lat: f64,
     pub lng: f64,
     pub heading: Option<f64>,

@@ -16,7 +16,7 @@ pub const MAX_PASSWORD_CHARS: usize = 128;
 /// The public view of a user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UserView {
-    pub id: String,
+    pub id: crate::domain::ids::UserId,
     pub email: String,
     pub name: String,
     pub phone: Option<String>,

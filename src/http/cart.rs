@@ -18,7 +18,7 @@ pub(super) const CART: &str = "cart";
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddItem {
-    pub product_id: String,
+    pub product_id: crate::domain::ids::ProductId,
     pub quantity: u32,
 }
 

@@ -19,7 +19,7 @@ use crate::service::catalog::{check_limit, Page};
 #[serde(deny_unknown_fields)]
 pub struct ProductQuery {
     pub category: Option<String>,
-    pub shop_id: Option<String>,
+    pub shop_id: Option<crate::domain::ids::ShopId>,
     /// Minimum price in minor units.
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,

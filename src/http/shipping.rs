@@ -150,7 +150,7 @@ pub struct ShippingStatusRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingCalcRequest {
-    pub shop_id: String,
+    pub shop_id: crate::domain::ids::ShopId,
     /// The destination; or give `address_id` of one of your addresses.
     pub to: Option<GeoPoint>,
     pub address_id: Option<String>,

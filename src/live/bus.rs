@@ -125,7 +125,7 @@ impl Revoked {
 /// still includes it.)
 pub struct RevocationWatch {
     bus: Arc<Bus>,
-    user_id: String,
+    user_id: crate::domain::ids::UserId,
     /// The generation when the connection registered.
     pub opened_at: u64,
     pub rx: watch::Receiver<Revoked>,
@@ -135,7 +135,7 @@ impl Drop for RevocationWatch {
     fn drop(&mut self) {
         self.bus
             .revoked
-            .remove_if(&self.user_id, |_, tx| tx.receiver_count() <= 1);
+            .remove_if(self.user_id.as_str(), |_, tx| tx.receiver_count() <= 1);
     }
 }
 
@@ -179,7 +179,7 @@ impl Bus {
         let opened_at = rx.borrow().generation;
         RevocationWatch {
             bus: self.clone(),
-            user_id: user_id.to_owned(),
+            user_id: user_id.into(),
             opened_at,
             rx,
         }

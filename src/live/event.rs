@@ -123,7 +123,7 @@ pub enum OrderLive {
         at: DateTime<Utc>,
     },
     ShipperAssigned {
-        shipper_id: String,
+        shipper_id: crate::domain::ids::UserId,
         at: DateTime<Utc>,
     },
     Arriving {

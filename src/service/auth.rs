@@ -31,7 +31,7 @@ pub struct TokenPair {
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    pub id: String,
+    pub id: crate::domain::ids::UserId,
     pub role: Role,
     /// The auth session the token belongs to: its live connections end
     /// with it.

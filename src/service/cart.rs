@@ -42,7 +42,7 @@ pub struct CartLine {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ShopQuote {
-    pub shop_id: String,
+    pub shop_id: crate::domain::ids::ShopId,
     pub distance_km: Option<f64>,
     pub totals: Totals,
 }
@@ -123,7 +123,7 @@ impl Carts {
         let mut by_shop: BTreeMap<String, Vec<Line>> = BTreeMap::new();
         for l in &priced.lines {
             by_shop
-                .entry(l.shop_id.clone())
+                .entry(l.shop_id.clone().into())
                 .or_default()
                 .push(l.clone());
         }
@@ -144,7 +144,7 @@ impl Carts {
                         .call(
                             &c.code,
                             CouponCommand::Quote {
-                                user_id: user_id.to_owned(),
+                                user_id: user_id.into(),
                                 eligible: sub,
                             },
                         )
@@ -169,7 +169,7 @@ impl Carts {
                 None => (None, 0),
             };
             quotes.push(ShopQuote {
-                shop_id: shop_id.clone(),
+                shop_id: shop_id.clone().into(),
                 distance_km: km,
                 totals: totals(sub, discount, fee, self.commerce.tax_bps)?,
             });
@@ -275,7 +275,7 @@ impl Carts {
             .send(
                 user_id,
                 CartCommand::SetItem {
-                    product_id: product_id.to_owned(),
+                    product_id: product_id.into(),
                     quantity: wanted,
                 },
             )
@@ -293,7 +293,7 @@ impl Carts {
             .send(
                 user_id,
                 CartCommand::RemoveItem {
-                    product_id: product_id.to_owned(),
+                    product_id: product_id.into(),
                 },
             )
             .await?;
@@ -330,7 +330,7 @@ impl Carts {
             .call(
                 &code,
                 CouponCommand::Quote {
-                    user_id: user_id.to_owned(),
+                    user_id: user_id.into(),
                     eligible: subtotal(&eligible)?,
                 },
             )

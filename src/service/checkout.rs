@@ -26,6 +26,7 @@ use crate::actors::cart::{CartCommand, CartItem, Checkout, PlannedOrder};
 use crate::actors::coupon::CouponCommand;
 use crate::actors::product::ProductCommand;
 use crate::domain::catalog::Shop;
+use crate::domain::ids::OrderId;
 use crate::domain::order::{Order, OrderStatus, Party, Placement};
 use crate::domain::pricing::Line;
 use crate::domain::user::Address;
@@ -33,7 +34,7 @@ use crate::domain::{Caller, DomainError};
 
 /// One order of a checkout, priced and planned, before it is placed.
 struct Planned<'a> {
-    order_id: String,
+    order_id: crate::domain::ids::OrderId,
     shop: &'a Shop,
     lines: &'a [Line],
     quote: &'a ShopQuote,
@@ -113,14 +114,15 @@ impl Checkouts {
     /// One planned order (and its id) per shop the cart's lines come from.
     async fn plan_orders(&self, items: &[CartItem]) -> Result<Vec<PlannedOrder>, ServiceError> {
         let priced = self.cart.price(items).await?;
-        let mut shops: Vec<String> = priced.lines.iter().map(|l| l.shop_id.clone()).collect();
+        let mut shops: Vec<crate::domain::ids::ShopId> =
+            priced.lines.iter().map(|l| l.shop_id.clone()).collect();
         shops.sort();
         shops.dedup();
         Ok(shops
             .into_iter()
             .map(|shop_id| PlannedOrder {
                 shop_id,
-                order_id: new_id(),
+                order_id: OrderId::generate(),
             })
             .collect())
     }
@@ -182,7 +184,7 @@ impl Checkouts {
         for p in planned {
             for l in p.lines.iter() {
                 let hold = ProductCommand::Hold {
-                    order_id: p.order_id.clone(),
+                    order_id: p.order_id.clone().into(),
                     quantity: u64::from(l.quantity),
                 };
                 self.products.call(&l.product_id, hold).await?;
@@ -191,7 +193,7 @@ impl Checkouts {
         for p in planned {
             if let Some(code) = &p.coupon {
                 let redeem = CouponCommand::Redeem {
-                    user_id: user_id.to_owned(),
+                    user_id: user_id.into(),
                     order_id: p.order_id.clone(),
                     eligible: p.quote.totals.subtotal,
                 };

@@ -93,7 +93,7 @@ impl CourseSessions {
                 break;
             };
             after = Some(last.clone());
-            let users: Vec<String> = page
+            let users: Vec<crate::domain::ids::UserId> = page
                 .iter()
                 .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
                 .filter(|c| c.status == ClaimStatus::Confirmed)

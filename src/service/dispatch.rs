@@ -182,7 +182,7 @@ impl Dispatch {
                 Ok(s) => {
                     self.tracker.observe(&s);
                     return Ok(OrderCommand::Offer {
-                        shipper_id,
+                        shipper_id: shipper_id.into(),
                         expires_at,
                         distance_m: distance_m.round(),
                     });

@@ -19,7 +19,7 @@ use crate::domain::{Caller, DomainError, Role};
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlashSaleInput {
-    pub product_id: String,
+    pub product_id: crate::domain::ids::ProductId,
     /// Units reserved for the sale (taken from the product's stock).
     pub stock: u32,
     pub per_user_limit: u32,
@@ -113,7 +113,7 @@ impl FlashSales {
         let config = QueueConfig {
             kind: QueueKind::FlashSale,
             owner_id: product.owner_id.clone(),
-            subject_id: product.id.clone(),
+            subject_id: product.id.clone().into(),
             shop_id: Some(product.shop_id.clone()),
             title: product.name.clone(),
             capacity: input.stock,

@@ -57,7 +57,7 @@ impl Default for TrackingConfig {
 /// The order a shipper is carrying, as the tracker needs it.
 #[derive(Debug, Clone)]
 pub(super) struct Target {
-    pub(super) order_id: String,
+    pub(super) order_id: crate::domain::ids::OrderId,
     pub(super) dest: GeoPoint,
     pub(super) last_sample: Option<i64>,
     pub(super) samples: u32,
@@ -78,9 +78,9 @@ pub(super) struct Slot {
 pub(super) struct Advanced {
     pub(super) position: Arc<Position>,
     /// The order whose path samples this fix.
-    pub(super) sample: Option<String>,
+    pub(super) sample: Option<crate::domain::ids::OrderId>,
     /// The order whose destination the shipper just reached.
-    pub(super) arrived: Option<String>,
+    pub(super) arrived: Option<crate::domain::ids::OrderId>,
 }
 
 impl Slot {
@@ -115,7 +115,7 @@ impl Slot {
             }
         }
         let position = Arc::new(Position {
-            shipper_id: shipper_id.to_owned(),
+            shipper_id: shipper_id.into(),
             order_id: self.target.as_ref().map(|t| t.order_id.clone()),
             lat: fix.lat,
             lng: fix.lng,
@@ -150,7 +150,7 @@ impl Tracker {
     }
 
     pub(super) fn observe(&self, s: &Shipper) {
-        if let Some(mut slot) = self.slots.get_mut(&s.id) {
+        if let Some(mut slot) = self.slots.get_mut(s.id.as_str()) {
             slot.shipper = s.clone();
             if slot.target.as_ref().map(|t| &t.order_id) != s.active_order.as_ref() {
                 slot.target = None;

@@ -98,7 +98,7 @@ impl Fulfilment {
         }
         if let Some(code) = coupon {
             let release = CouponCommand::Release {
-                order_id: order_id.to_owned(),
+                order_id: order_id.into(),
             };
             match self.coupons.call(code, release).await {
                 Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
@@ -191,7 +191,7 @@ impl Fulfilment {
                     .call(
                         &shipper_id,
                         crate::actors::shipper::ShipperCommand::Withdraw {
-                            order_id: id.to_owned(),
+                            order_id: id.into(),
                         },
                     )
                     .await?;
@@ -265,7 +265,7 @@ impl Fulfilment {
         }
         if let (Some(code), false) = (&order.coupon, order.coupon_released) {
             let release = CouponCommand::Release {
-                order_id: id.to_owned(),
+                order_id: id.into(),
             };
             self.coupons.call(code, release).await?;
         }
@@ -276,7 +276,7 @@ impl Fulfilment {
     async fn consume_stock(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
         for l in &order.lines {
             let consume = ProductCommand::Consume {
-                order_id: order.id.clone(),
+                order_id: order.id.clone().into(),
             };
             self.products.call(&l.product_id, consume).await?;
         }

@@ -30,7 +30,7 @@ impl Notifications {
     /// the first failure is returned once all have been tried.
     pub(crate) async fn notify_each(
         &self,
-        items: Vec<(String, Notification)>,
+        items: Vec<(crate::domain::ids::UserId, Notification)>,
         concurrency: usize,
     ) -> Result<(), ServiceError> {
         let results: Vec<Result<(), ServiceError>> = futures_util::stream::iter(items)
@@ -105,7 +105,7 @@ impl Notifications {
                     .take(MAX_BROADCAST - reached)
                     .map(|(key, _)| {
                         let user_id = key.split_once('|').map_or(key.as_str(), |(_, id)| id);
-                        (user_id.to_owned(), n.clone())
+                        (user_id.into(), n.clone())
                     })
                     .collect();
                 reached += to.len();

@@ -22,7 +22,7 @@ pub struct WebhookOutcome {
     /// a correctly signed event about no known payment (e.g. a provider's
     /// test event).
     pub status: &'static str,
-    pub order_id: Option<String>,
+    pub order_id: Option<crate::domain::ids::OrderId>,
     pub order_status: Option<OrderStatus>,
 }
 

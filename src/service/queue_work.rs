@@ -189,7 +189,7 @@ impl QueueWork {
         .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         let order = Order::placed(
             Placement {
-                id: claim.id.clone(),
+                id: claim.id.clone().into(),
                 customer_id: claim.user_id.clone(),
                 shop_id,
                 merchant_id,
@@ -369,7 +369,7 @@ pub(super) fn claim_notification(config: &QueueConfig, c: &Claim) -> Notificatio
         title,
         body,
         order_id: (config.needs_order() && c.status == ClaimStatus::Confirmed)
-            .then(|| c.id.clone()),
+            .then(|| c.id.clone().into()),
         created_at: Utc::now(),
         read: false,
     }
@@ -377,8 +377,8 @@ pub(super) fn claim_notification(config: &QueueConfig, c: &Claim) -> Notificatio
 
 /// What a claim's order is for, and where it goes.
 struct ClaimGoods {
-    shop_id: String,
-    merchant_id: String,
+    shop_id: crate::domain::ids::ShopId,
+    merchant_id: crate::domain::ids::UserId,
     line: Line,
     address: Address,
     km: f64,
@@ -390,8 +390,8 @@ struct ClaimGoods {
 /// A course place: the trainer is paid; nothing is shipped.
 fn course_goods(config: &QueueConfig, claim: &Claim) -> ClaimGoods {
     let line = Line {
-        product_id: config.subject_id.clone(),
-        shop_id: config.subject_id.clone(),
+        product_id: config.subject_id.clone().into(),
+        shop_id: config.subject_id.clone().into(),
         name: format!("{} (course)", config.title),
         unit_price: config.price,
         currency: config.currency.clone(),
@@ -408,7 +408,7 @@ fn course_goods(config: &QueueConfig, claim: &Claim) -> ClaimGoods {
         is_default: false,
     };
     ClaimGoods {
-        shop_id: config.subject_id.clone(),
+        shop_id: config.subject_id.clone().into(),
         merchant_id: config.owner_id.clone(),
         line,
         address: online,

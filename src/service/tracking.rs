@@ -60,9 +60,9 @@ pub struct LocationOutcome {
 /// `GET /shipping/{order_id}/tracking`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tracking {
-    pub order_id: String,
+    pub order_id: crate::domain::ids::OrderId,
     pub status: crate::domain::order::OrderStatus,
-    pub shipper_id: Option<String>,
+    pub shipper_id: Option<crate::domain::ids::UserId>,
     pub destination: GeoPoint,
     pub arriving: bool,
     /// The shipper's newest position while delivering this order.
@@ -142,7 +142,7 @@ impl Shipping {
             .shipper(
                 &caller.user_id,
                 ShipperCommand::Withdraw {
-                    order_id: order_id.to_owned(),
+                    order_id: order_id.into(),
                 },
             )
             .await?;
@@ -171,7 +171,7 @@ impl Shipping {
         if !online {
             // An offline shipper's live slot goes; it comes back with the
             // next position.
-            self.dispatch.tracker.slots.remove(&caller.user_id);
+            self.dispatch.tracker.slots.remove(caller.user_id.as_str());
         }
         if let Some(fix) = at {
             self.report_location(caller, fix).await?;
@@ -220,7 +220,8 @@ impl Shipping {
             sample,
             arrived,
         } = {
-            let Some(mut slot) = self.dispatch.tracker.slots.get_mut(&caller.user_id) else {
+            let Some(mut slot) = self.dispatch.tracker.slots.get_mut(caller.user_id.as_str())
+            else {
                 return Err(ServiceError::Unavailable("shipper slot vanished".into()));
             };
             match slot.advance(&caller.user_id, fix, now_ms, &cfg) {
@@ -296,7 +297,7 @@ impl Shipping {
             .dispatch
             .tracker
             .slots
-            .get(&caller.user_id)
+            .get(caller.user_id.as_str())
             .is_some_and(|s| s.shipper.active_order.as_deref() == Some(order_id));
         if !delivering {
             return Err(DomainError::conflict(
@@ -372,7 +373,7 @@ impl Shipping {
         let order_id = s.active_order.ok_or_else(forbidden)?;
         let o = self.dispatch.orders.get(&order_id).await?;
         if o.customer_id == caller.user_id {
-            Ok(Some(order_id))
+            Ok(Some(order_id.into()))
         } else {
             Err(forbidden())
         }

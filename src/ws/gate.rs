@@ -20,12 +20,12 @@ pub struct Gate {
 /// Counts one open session of a user until dropped.
 pub struct Admitted {
     gate: Arc<Gate>,
-    user_id: String,
+    user_id: crate::domain::ids::UserId,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.gate.open.remove_if_mut(&self.user_id, |_, n| {
+        self.gate.open.remove_if_mut(self.user_id.as_str(), |_, n| {
             *n -= 1;
             *n == 0
         });
@@ -78,7 +78,7 @@ impl Gate {
         *n += 1;
         Ok(Admitted {
             gate: self.clone(),
-            user_id: user_id.to_owned(),
+            user_id: user_id.into(),
         })
     }
 

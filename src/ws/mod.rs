@@ -107,7 +107,7 @@ impl TopicSource for Topics {
             Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
         };
         match topic {
-            Topic::User(id) if *id == user.id || user.role == Role::Admin => Ok(None),
+            Topic::User(id) if user.id == *id || user.role == Role::Admin => Ok(None),
             Topic::User(_) => Err(forbidden()),
             // The order actor decides: its customer, its shop's merchant,
             // its shipper, admins.

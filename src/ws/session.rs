@@ -605,9 +605,9 @@ impl Feed {
     /// A new position waits in the session's slot for this topic (only
     /// those about the scoped order, if scoped).
     fn offer_position(&self, newest: Option<Arc<PositionFrame>>) {
-        if let Some(p) =
-            newest.filter(|p| self.scope.is_none() || p.position.order_id == self.scope)
-        {
+        if let Some(p) = newest.filter(|p| {
+            self.scope.is_none() || p.position.order_id.as_deref() == self.scope.as_deref()
+        }) {
             let mut slot = self.outlet.positions.lock().expect("positions lock");
             slot.insert(self.name.clone(), p);
             self.outlet.wake.notify_one();

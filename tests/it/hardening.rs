@@ -495,8 +495,8 @@ async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_sch
                 key: "k1".into(),
                 request: None,
                 orders: vec![PlannedOrder {
-                    shop_id: shop_id.clone(),
-                    order_id: order_id.clone(),
+                    shop_id: shop_id.clone().into(),
+                    order_id: order_id.clone().into(),
                 }],
             },
         )

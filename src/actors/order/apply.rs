@@ -171,11 +171,18 @@ fn delivery(o: &mut Order, event: &OrderEvent) {
             });
             o.delivery.retry_at = None;
             let shipper = Some(shipper_id.clone());
-            note(o, *at, T::ShipperOffered, Party::System, shipper, None);
+            note(
+                o,
+                *at,
+                T::ShipperOffered,
+                Party::System,
+                shipper.map(Into::into),
+                None,
+            );
         }
         OrderEvent::OfferEnded { shipper_id, at, .. } => {
             o.delivery.offer = None;
-            o.delivery.declined.push(shipper_id.clone());
+            o.delivery.declined.push(shipper_id.clone().into());
             if o.delivery.declined.len() > MAX_DECLINED {
                 o.delivery.declined.remove(0);
             }
@@ -186,14 +193,28 @@ fn delivery(o: &mut Order, event: &OrderEvent) {
             o.delivery.offer = None;
             o.delivery.shipper_id = Some(shipper_id.clone());
             let shipper = Some(shipper_id.clone());
-            note(o, *at, T::ShipperAssigned, Party::Shipper, shipper, None);
+            note(
+                o,
+                *at,
+                T::ShipperAssigned,
+                Party::Shipper,
+                shipper.map(Into::into),
+                None,
+            );
         }
         OrderEvent::ShipperBound => o.delivery.shipper_bound = true,
         OrderEvent::ShipperReleased => o.delivery.shipper_released = true,
         OrderEvent::Arriving { at } => {
             o.delivery.arriving_at = Some(*at);
             let shipper = o.delivery.shipper_id.clone();
-            note(o, *at, T::Arriving, Party::Shipper, shipper, None);
+            note(
+                o,
+                *at,
+                T::Arriving,
+                Party::Shipper,
+                shipper.map(Into::into),
+                None,
+            );
         }
         _ => {}
     }

@@ -75,7 +75,7 @@ pub(super) fn get(
 
 pub(super) fn offer(
     state: &OrderState,
-    shipper_id: String,
+    shipper_id: crate::domain::ids::UserId,
     expires_at: DateTime<Utc>,
     distance_m: f64,
     now: DateTime<Utc>,
@@ -134,7 +134,7 @@ fn no_offer(o: &Order, caller: &Caller) -> DomainError {
         .offer
         .as_ref()
         .is_some_and(|x| x.shipper_id == caller.user_id)
-        || o.delivery.declined.contains(&caller.user_id)
+        || o.delivery.declined.iter().any(|d| caller.user_id == *d)
     {
         DomainError::conflict(
             "offer_expired",
@@ -208,7 +208,7 @@ pub(super) fn act(
     now: DateTime<Utc>,
 ) -> Result<Vec<OrderEvent>, DomainError> {
     let by = o.party_of(&caller).ok_or(DomainError::NotFound("order"))?;
-    step_events(o, step, by, Some(caller.user_id), reason, now)
+    step_events(o, step, by, Some(caller.user_id.into()), reason, now)
 }
 
 /// A provider's report: deduplicated by event id; a paid amount must be

@@ -54,14 +54,14 @@ pub enum OrderEvent {
         upto: u32,
     },
     ShipperOffered {
-        shipper_id: String,
+        shipper_id: crate::domain::ids::UserId,
         expires_at: DateTime<Utc>,
         distance_m: f64,
         at: DateTime<Utc>,
     },
     /// The offer was declined (or lapsed, `expired`).
     OfferEnded {
-        shipper_id: String,
+        shipper_id: crate::domain::ids::UserId,
         expired: bool,
         at: DateTime<Utc>,
     },
@@ -69,7 +69,7 @@ pub enum OrderEvent {
         until: DateTime<Utc>,
     },
     ShipperAssigned {
-        shipper_id: String,
+        shipper_id: crate::domain::ids::UserId,
         at: DateTime<Utc>,
     },
     ShipperBound,
@@ -127,7 +127,7 @@ pub enum OrderCommand {
     /// The dispatcher offers the order to `shipper_id` (who holds the
     /// offer on its own actor already).
     Offer {
-        shipper_id: String,
+        shipper_id: crate::domain::ids::UserId,
         expires_at: DateTime<Utc>,
         distance_m: f64,
     },

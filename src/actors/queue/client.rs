@@ -40,7 +40,7 @@ pub struct PendingWork {
 #[derive(Debug, Clone)]
 pub struct NewClaim {
     pub claim_id: String,
-    pub user_id: String,
+    pub user_id: crate::domain::ids::UserId,
     pub quantity: u32,
     pub idempotency_key: Option<IdempotencyKey>,
     pub order: Option<ClaimOrder>,
@@ -94,7 +94,7 @@ impl Registry<QueueEntity> {
     pub async fn cancel(
         &self,
         id: &str,
-        user_id: String,
+        user_id: crate::domain::ids::UserId,
         claim_id: String,
     ) -> Answer<ClaimDecision> {
         self.decision(id, QueueCommand::Cancel { user_id, claim_id })

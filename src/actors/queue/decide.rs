@@ -109,7 +109,7 @@ pub(super) fn claim(state: &QueueState, new: NewClaim, ctx: &Ctx<'_>) -> Decided
     let now = ctx.now;
     let claim = Claim {
         id: new.claim_id,
-        queue_id: ctx.id.to_owned(),
+        queue_id: ctx.id.into(),
         user_id: new.user_id,
         quantity: new.quantity,
         status,

@@ -197,7 +197,7 @@ impl QueueEntity {
                         .idempotency
                         .insert(format!("{}|{key}", claim.user_id), claim.id.clone());
                 }
-                *state.held.entry(claim.user_id.clone()).or_insert(0) += claim.quantity;
+                *state.held.entry(claim.user_id.clone().into()).or_insert(0) += claim.quantity;
                 match claim.status {
                     ClaimStatus::Confirmed => state.confirmed += claim.quantity,
                     ClaimStatus::Waitlisted => {
@@ -223,7 +223,7 @@ impl QueueEntity {
                         _ => {}
                     }
                     if matches!(c.status, ClaimStatus::Confirmed | ClaimStatus::Waitlisted) {
-                        if let Some(h) = state.held.get_mut(&c.user_id) {
+                        if let Some(h) = state.held.get_mut(c.user_id.as_str()) {
                             *h = h.saturating_sub(c.quantity);
                         }
                     }

@@ -53,7 +53,7 @@ pub enum QueueCommand {
     Open(QueueConfig),
     Claim {
         claim_id: String,
-        user_id: String,
+        user_id: crate::domain::ids::UserId,
         quantity: u32,
         idempotency_key: Option<crate::domain::IdempotencyKey>,
         order: Option<ClaimOrder>,
@@ -68,7 +68,7 @@ pub enum QueueCommand {
     },
     /// The user gives a claim up.
     Cancel {
-        user_id: String,
+        user_id: crate::domain::ids::UserId,
         claim_id: String,
     },
     /// The claim's order was cancelled or not paid in time.

@@ -25,11 +25,11 @@ pub enum QueueKind {
 pub struct QueueConfig {
     pub kind: QueueKind,
     /// The trainer or merchant.
-    pub owner_id: String,
+    pub owner_id: crate::domain::ids::UserId,
     /// The course, or the flash sale's product.
     pub subject_id: String,
     /// The flash sale's shop.
-    pub shop_id: Option<String>,
+    pub shop_id: Option<crate::domain::ids::ShopId>,
     pub title: String,
     pub capacity: u32,
     pub per_user_limit: u32,
@@ -70,8 +70,8 @@ pub enum ClaimStatus {
 pub struct Claim {
     /// Also the id of its order, when it needs one.
     pub id: String,
-    pub queue_id: String,
-    pub user_id: String,
+    pub queue_id: crate::domain::ids::QueueId,
+    pub user_id: crate::domain::ids::UserId,
     pub quantity: u32,
     pub status: ClaimStatus,
     /// Position in the waitlist (1 = next), while waitlisted.

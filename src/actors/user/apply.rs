@@ -40,7 +40,7 @@ fn account(state: &mut UserState, event: &UserEvent) {
             at,
         } => {
             state.account = Some(Account {
-                id: id.clone(),
+                id: id.clone().into(),
                 email: email.clone(),
                 name: name.clone(),
                 phone: None,

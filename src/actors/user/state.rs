@@ -13,7 +13,7 @@ pub struct User;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
-    pub id: String,
+    pub id: crate::domain::ids::UserId,
     pub email: String,
     pub name: String,
     pub phone: Option<String>,

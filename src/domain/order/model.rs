@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{OrderStatus, Party, TimelineEvent};
+use crate::domain::ids::{OrderId, QueueId, ShopId, UserId};
 use crate::domain::pricing::{Line, Totals};
 use crate::domain::user::Address;
 use crate::domain::{Caller, Role};
@@ -76,10 +77,10 @@ pub struct TimelineEntry {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
-    pub id: String,
-    pub customer_id: String,
-    pub shop_id: String,
-    pub merchant_id: String,
+    pub id: OrderId,
+    pub customer_id: UserId,
+    pub shop_id: ShopId,
+    pub merchant_id: UserId,
     pub lines: Vec<Line>,
     pub coupon: Option<String>,
     pub currency: String,
@@ -120,7 +121,7 @@ pub struct Order {
 /// The queue claim behind an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClaimRef {
-    pub queue_id: String,
+    pub queue_id: QueueId,
     pub claim_id: String,
 }
 
@@ -130,7 +131,7 @@ pub const MAX_DECLINED: usize = 32;
 /// A delivery offer waiting for the shipper's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryOffer {
-    pub shipper_id: String,
+    pub shipper_id: crate::domain::ids::UserId,
     pub expires_at: DateTime<Utc>,
     /// From the shipper to the shop when offered.
     pub distance_m: f64,
@@ -140,7 +141,7 @@ pub struct DeliveryOffer {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
     /// The shipper who accepted.
-    pub shipper_id: Option<String>,
+    pub shipper_id: Option<crate::domain::ids::UserId>,
     pub offer: Option<DeliveryOffer>,
     /// Shippers not to offer again (declined or let the offer lapse).
     pub declined: Vec<String>,
@@ -207,10 +208,10 @@ impl Order {
 /// What placing an order takes; everything else starts at its initial
 /// value (pending payment, stock held, escrow empty).
 pub struct Placement {
-    pub id: String,
-    pub customer_id: String,
-    pub shop_id: String,
-    pub merchant_id: String,
+    pub id: OrderId,
+    pub customer_id: UserId,
+    pub shop_id: ShopId,
+    pub merchant_id: UserId,
     pub lines: Vec<Line>,
     pub coupon: Option<String>,
     pub totals: Totals,
@@ -234,7 +235,7 @@ impl Order {
                 event: TimelineEvent::Placed,
                 status: OrderStatus::PendingPayment,
                 by: p.by,
-                actor_id: Some(p.customer_id.clone()),
+                actor_id: Some(p.customer_id.clone().into()),
                 reason: p.reason,
             }],
             id: p.id,
