@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod ids;
 pub mod notification;
 pub mod order;
+pub mod payment;
 pub mod pricing;
 pub mod shipping;
 pub mod user;

@@ -253,7 +253,7 @@ pub(crate) mod tests {
                 distance_km: 1.0,
                 payment: Payment {
                     id: "p".into(),
-                    provider: "sandbox".into(),
+                    provider: crate::domain::payment::PaymentMethod::Sandbox,
                     status: PaymentStatus::Paid,
                     amount: 1000,
                     currency: "VND".into(),

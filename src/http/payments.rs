@@ -139,7 +139,10 @@ pub struct SettleQuery {
 /// else (a stranger guessing an order id, sandbox disabled) is 404.
 pub(super) fn sandbox_link(s: &AppState, reference: &str, key: &str) -> Result<(), AppError> {
     if uuid::Uuid::try_parse(reference).is_err()
-        || s.services.providers.get("sandbox").is_none()
+        || s.services
+            .providers
+            .get(crate::domain::payment::PaymentMethod::Sandbox)
+            .is_none()
         || !s.services.sandbox.check_page_key(reference, key)
     {
         return Err(AppError::new(

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::domain::order::{Payment, PaymentStatus};
+use crate::domain::payment::{Money, PaymentMethod};
 use async_trait::async_trait;
 
 pub use signature::SignatureError;
@@ -21,8 +22,7 @@ pub use signature::SignatureError;
 pub struct NewPayment {
     /// The order id; also the payment's id and its reference at the provider.
     pub reference: String,
-    pub amount: u64,
-    pub currency: String,
+    pub price: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,11 @@ pub enum ProviderError {
 
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
+    /// The payment method this provider takes.
+    fn method(&self) -> PaymentMethod;
+    fn name(&self) -> &'static str {
+        self.method().as_str()
+    }
     /// Whether money moves online before the order is confirmed.
     fn online(&self) -> bool;
     async fn open(&self, payment: &NewPayment) -> Result<OpenedPayment, ProviderError>;
@@ -83,8 +87,8 @@ pub struct Cod;
 
 #[async_trait]
 impl Provider for Cod {
-    fn name(&self) -> &'static str {
-        "cod"
+    fn method(&self) -> PaymentMethod {
+        PaymentMethod::Cod
     }
     fn online(&self) -> bool {
         false
@@ -142,27 +146,25 @@ pub async fn open_payment(
     payment_timeout: chrono::Duration,
     provider: &dyn crate::payments::Provider,
     order_id: &str,
-    amount: u64,
-    currency: &str,
+    price: Money,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(Payment, Option<chrono::DateTime<chrono::Utc>>), ProviderError> {
     let opened = provider
         .open(&NewPayment {
             reference: order_id.to_owned(),
-            amount,
-            currency: currency.to_owned(),
+            price: price.clone(),
         })
         .await?;
     let payment = Payment {
         id: order_id.to_owned(),
-        provider: provider.name().to_owned(),
+        provider: provider.method(),
         status: if provider.online() {
             PaymentStatus::Pending
         } else {
             PaymentStatus::DueOnDelivery
         },
-        amount,
-        currency: currency.to_owned(),
+        amount: price.amount,
+        currency: price.currency,
         checkout_url: opened.checkout_url,
         reference: opened.reference.unwrap_or_else(|| order_id.to_owned()),
         paid_at: None,
@@ -172,21 +174,26 @@ pub async fn open_payment(
     Ok((payment, deadline))
 }
 
-/// The configured providers by name.
+/// The configured providers by payment method.
 #[derive(Clone, Default)]
-pub struct Providers(BTreeMap<&'static str, Arc<dyn Provider>>);
+pub struct Providers(BTreeMap<PaymentMethod, Arc<dyn Provider>>);
 
 impl Providers {
     pub fn with(mut self, p: Arc<dyn Provider>) -> Self {
-        self.0.insert(p.name(), p);
+        self.0.insert(p.method(), p);
         self
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
-        self.0.get(name)
+    pub fn get(&self, method: PaymentMethod) -> Option<&Arc<dyn Provider>> {
+        self.0.get(&method)
+    }
+
+    /// The provider of the method called `name`, if it is configured.
+    pub fn named(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.get(name.parse().ok()?)
     }
 
     pub fn names(&self) -> Vec<&'static str> {
-        self.0.keys().copied().collect()
+        self.0.keys().map(|m| m.as_str()).collect()
     }
 }

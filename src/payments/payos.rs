@@ -105,8 +105,8 @@ impl PayOs {
 
 #[async_trait]
 impl Provider for PayOs {
-    fn name(&self) -> &'static str {
-        "payos"
+    fn method(&self) -> crate::domain::payment::PaymentMethod {
+        crate::domain::payment::PaymentMethod::PayOs
     }
 
     fn online(&self) -> bool {
@@ -118,7 +118,7 @@ impl Provider for PayOs {
         // PayOS limits descriptions to 25 characters for most banks.
         let description = format!("SURGE {code}").chars().take(25).collect::<String>();
         let mut signed = Map::new();
-        signed.insert("amount".into(), json!(p.amount));
+        signed.insert("amount".into(), json!(p.price.amount));
         signed.insert("cancelUrl".into(), json!(self.cfg.cancel_url));
         signed.insert("description".into(), json!(description));
         signed.insert("orderCode".into(), json!(code));

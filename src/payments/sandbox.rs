@@ -182,8 +182,8 @@ impl Sandbox {
 
 #[async_trait]
 impl Provider for Sandbox {
-    fn name(&self) -> &'static str {
-        "sandbox"
+    fn method(&self) -> crate::domain::payment::PaymentMethod {
+        crate::domain::payment::PaymentMethod::Sandbox
     }
 
     fn online(&self) -> bool {
@@ -195,8 +195,8 @@ impl Provider for Sandbox {
             .call(
                 &p.reference,
                 SandboxCommand::Create {
-                    amount: p.amount,
-                    currency: p.currency.clone(),
+                    amount: p.price.amount,
+                    currency: p.price.currency.clone(),
                 },
             )
             .await

@@ -28,6 +28,7 @@ use crate::actors::product::ProductCommand;
 use crate::domain::catalog::Shop;
 use crate::domain::ids::OrderId;
 use crate::domain::order::{Order, OrderStatus, Party, Placement};
+use crate::domain::payment::Money;
 use crate::domain::pricing::Line;
 use crate::domain::user::Address;
 use crate::domain::{Caller, DomainError};
@@ -66,7 +67,7 @@ impl Checkouts {
         method: &str,
         key: Option<crate::domain::IdempotencyKey>,
     ) -> Result<Vec<Order>, ServiceError> {
-        let provider = self.providers.get(method).cloned().ok_or_else(|| {
+        let provider = self.providers.named(method).cloned().ok_or_else(|| {
             DomainError::invalid(
                 "payment_method",
                 format!(
@@ -263,8 +264,7 @@ impl Checkouts {
                 self.commerce.payment_timeout,
                 provider,
                 &order_id,
-                quote.totals.total,
-                &currency,
+                Money::new(quote.totals.total, currency),
                 now,
             )
             .await

@@ -205,7 +205,7 @@ impl Fulfilment {
 
     fn provider_of(&self, order: &Order) -> Result<Arc<dyn Provider>, ServiceError> {
         self.providers
-            .get(&order.payment.provider)
+            .get(order.payment.provider)
             .cloned()
             .ok_or_else(|| {
                 ServiceError::Unavailable(format!(

@@ -45,7 +45,7 @@ impl Payments {
         // Only providers that take payments online send webhooks.
         let provider = self
             .providers
-            .get(provider)
+            .named(provider)
             .filter(|p| p.online())
             .ok_or(DomainError::NotFound("payment provider"))?;
         let event = provider

@@ -9,6 +9,7 @@ use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::shop::ShopEntity;
 use crate::actors::Registry;
+use crate::domain::payment::Money;
 use crate::payments::open_payment;
 use crate::payments::Providers;
 use crate::store::Store;
@@ -158,7 +159,7 @@ impl QueueWork {
         }
         let provider = self
             .providers
-            .get(&details.payment_method)
+            .get(details.payment_method)
             .cloned()
             .ok_or_else(|| ServiceError::Unavailable("payment provider gone".into()))?;
         let subtotal = config.price * u64::from(claim.quantity);
@@ -181,8 +182,7 @@ impl QueueWork {
             self.commerce.payment_timeout,
             provider.as_ref(),
             &claim.id,
-            t.total,
-            &config.currency,
+            Money::new(t.total, config.currency.clone()),
             now,
         )
         .await

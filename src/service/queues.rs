@@ -302,23 +302,22 @@ impl Queues {
                     })?,
             ),
         };
-        let method = payment_method.unwrap_or_else(|| "sandbox".into());
-        let online = self.providers.get(&method).map(|p| p.online());
-        if config.kind == QueueKind::Course && online == Some(false) {
+        let name = payment_method.unwrap_or_else(|| "sandbox".into());
+        let Some(provider) = self.providers.named(&name) else {
+            return Err(DomainError::invalid(
+                "payment_method",
+                format!("payment method {name} is not available"),
+            )
+            .into());
+        };
+        if config.kind == QueueKind::Course && !provider.online() {
             return Err(
                 DomainError::invalid("payment_method", "a course place is paid online").into(),
             );
         }
-        if online.is_none() {
-            return Err(DomainError::invalid(
-                "payment_method",
-                format!("payment method {method} is not available"),
-            )
-            .into());
-        }
         Ok(Some(ClaimOrder {
             address,
-            payment_method: method,
+            payment_method: provider.method(),
         }))
     }
 

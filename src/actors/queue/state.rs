@@ -99,7 +99,7 @@ pub struct Claim {
 pub struct ClaimOrder {
     /// Where to deliver (flash sales; none for a course).
     pub address: Option<crate::domain::user::Address>,
-    pub payment_method: String,
+    pub payment_method: crate::domain::payment::PaymentMethod,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ pub enum PaymentStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Payment {
     pub id: String,
-    pub provider: String,
+    pub provider: crate::domain::payment::PaymentMethod,
     pub status: PaymentStatus,
     pub amount: u64,
     pub currency: String,
@@ -157,7 +157,7 @@ pub struct Delivery {
 
 impl Order {
     pub fn is_cod(&self) -> bool {
-        self.payment.provider == "cod"
+        self.payment.provider == crate::domain::payment::PaymentMethod::Cod
     }
 
     /// Waiting for a shipper: confirmed (or ready) and nobody accepted yet.
