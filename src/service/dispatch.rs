@@ -2,7 +2,9 @@
 //! shipper with a fresh position within `dispatch_radius` of the shop; a
 //! decline or a lapse offers it to the next one; nobody available retries
 //! after `dispatch_retry`. The order and the shipper actor each hold their
-//! half of an offer, and the shipper's half lapses by itself.
+//! half of an offer, and the shipper's half lapses by itself. `Dispatch`
+//! also binds and releases shippers and expires tracks: the follow-up work
+//! (`fulfilment`) calls it.
 
 use super::fleet::Target;
 use super::fleet::Tracker;

@@ -1,7 +1,7 @@
 //! The order follow-up worker: each order's durable next action (payment
 //! timeout, releasing or consuming stock, refunds, escrow, notifications,
 //! dispatch) carried out by the scheduler, which also resolves abandoned
-//! checkouts.
+//! checkouts; and undoing what a checkout that failed holds.
 
 use super::dispatch::Dispatch;
 use super::found;

@@ -1,7 +1,9 @@
-//! Use cases that span entities (register = claim an email + create a
-//! user; add a product = read the shop + create the product) and read-side
-//! queries over the read tables. No HTTP types here: the edge maps
-//! `ServiceError` to responses.
+//! Use cases, one room per file: each file holds one struct with only the
+//! entity clients and settings it uses (`Carts`, `Checkouts`, `Queues`…),
+//! built in `Services::start`, the facade a handler calls into. Use cases
+//! depend on each other downwards only: `Fulfilment` (each order's next
+//! action) sits under everything that moves an order. No HTTP types here:
+//! the edge maps `ServiceError` to responses.
 
 pub mod auth;
 pub mod cart;

@@ -1,17 +1,15 @@
-//! Shippers, live positions and dispatch.
+//! The shipper's use cases (`Shipping`): going online and offline,
+//! reporting positions, taking or turning down offers, and following a
+//! delivery.
 //!
 //! The shipper actor (`actors::shipper`) persists what must survive a
 //! restart: online/offline, the offer it holds, the order it delivers. Its
-//! live side, the newest position with speed, heading and arrival state, is
-//! kept here in memory, one slot per shipper, because positions are
-//! high-rate and not journal events. A restarted server relearns positions
-//! from the next fixes the devices send. Each accepted fix is published as
-//! the newest position on `shipper:{id}` and, while delivering, on
-//! `order:{id}`; one fix per `track_sample` is written to the `track_points`
-//! read table for history and removed after the retention period.
-//!
-//! The live slots are in `fleet`; dispatch (offering orders to the
-//! nearest shippers) is in `dispatch`.
+//! live side, the newest position with speed, heading and arrival state,
+//! is kept in memory in `fleet`, one slot per shipper. Each accepted fix is
+//! published as the newest position on `shipper:{id}` and, while
+//! delivering, on `order:{id}`; one fix per `track_sample` is written to the
+//! `track_points` read table for history and removed after the retention
+//! period (`dispatch`).
 
 use super::dispatch::Dispatch;
 use super::fleet::{Advanced, MAX_TRACK_POINTS};
