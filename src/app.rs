@@ -71,17 +71,7 @@ impl Application {
             settings.hash_iterations,
         )
         .map_err(|e| BuildError::Startup(e.to_string()))?;
-        let rt = Runtime {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            idle_after: Duration::from_secs(settings.actor_idle_secs.max(1)),
-            call_timeout: Duration::from_millis(settings.actor_call_timeout_ms),
-            snapshot_every: settings.snapshot_every,
-            max_live: settings.actor_max_live,
-            max_pending: settings.actor_max_pending.max(1),
-            bus: Arc::new(Bus::new(1024)),
-            instance: uuid::Uuid::new_v4().simple().to_string(),
-        };
+        let rt = runtime(&settings, store.clone(), metrics.clone());
         let listener = listen(&settings.addr, settings.listen_backlog)
             .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
         let local = listener
@@ -223,6 +213,21 @@ async fn open_store(
         ),
         StoreKind::Scylla => Arc::new(ScyllaStore::open(&settings.scylla(), metrics).await?),
     })
+}
+
+/// The actors' runtime as configured.
+fn runtime(settings: &Settings, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Runtime {
+    Runtime {
+        store,
+        metrics,
+        idle_after: Duration::from_secs(settings.actor_idle_secs.max(1)),
+        call_timeout: Duration::from_millis(settings.actor_call_timeout_ms),
+        snapshot_every: settings.snapshot_every,
+        max_live: settings.actor_max_live,
+        max_pending: settings.actor_max_pending.max(1),
+        bus: Arc::new(Bus::new(1024)),
+        instance: uuid::Uuid::new_v4().simple().to_string(),
+    }
 }
 
 /// What the use cases are configured with; secrets not set explicitly are

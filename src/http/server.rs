@@ -92,6 +92,61 @@ fn too_many_connections() -> Vec<u8> {
     .into_bytes()
 }
 
+/// Tells a client over its per-address cap so, within a second, and lets
+/// the connection go.
+async fn refuse(mut stream: tokio::net::TcpStream, permit: tokio::sync::OwnedSemaphorePermit) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&too_many_connections()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    drop(permit);
+}
+
+/// One accepted connection and what it holds until it ends.
+struct Connection {
+    header_timeout: Duration,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    slot: IpSlot,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve<S>(mut self, stream: tokio::net::TcpStream, service: S)
+    where
+        S: hyper::service::Service<
+                hyper::Request<hyper::body::Incoming>,
+                Response = axum::response::Response,
+            > + Send,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // HTTP/1 only, and driven directly rather than through hyper-util's
+        // auto builder: the auto builder first reads the HTTP/2 preface
+        // without any deadline, so a client that sends nothing (or "PRI")
+        // held its connection for ever.
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut conn = std::pin::pin!(conn);
+        let stopping = &mut self.stopping;
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+        drop(self.slot);
+        drop(self.permit);
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -110,7 +165,7 @@ pub async fn serve(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = &mut shutdown => break,
         };
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -124,52 +179,26 @@ pub async fn serve(
         };
         let Some(slot) = per_ip.admit(peer.ip(), opts.max_connections_per_ip) else {
             tracing::debug!(%peer, "connection refused: too many from this address");
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    stream.write_all(&too_many_connections()).await?;
-                    stream.shutdown().await
-                })
-                .await;
-                drop(permit);
-            });
+            tokio::spawn(refuse(stream, permit));
             continue;
         };
         let _ = stream.set_nodelay(true);
         if let Some(bytes) = opts.send_buffer {
             let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
         }
-        let mut stopping = stopping.clone();
         let service = TowerToHyperService::new(router.clone().map_request(
             move |mut req: axum::extract::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 req
             },
         ));
-        let header_timeout = opts.header_read_timeout;
-        tokio::spawn(async move {
-            // HTTP/1 only, and driven directly rather than through
-            // hyper-util's auto builder: the auto builder first reads the
-            // HTTP/2 preface without any deadline, so a client that sends
-            // nothing (or "PRI") held its connection for ever.
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            drop(slot);
-            drop(permit);
-        });
+        let conn = Connection {
+            header_timeout: opts.header_read_timeout,
+            stopping: stopping.clone(),
+            slot,
+            permit,
+        };
+        tokio::spawn(conn.serve(stream, service));
     }
     drop(listener);
     stopping_tx.send_replace(true);
