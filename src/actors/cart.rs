@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{CallError, Ctx, Entity};
+use crate::domain::ids::ProductId;
 use crate::domain::DomainError;
 
 pub const MAX_ITEMS: usize = 50;
@@ -22,7 +23,7 @@ pub struct CartEntity;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CartItem {
-    pub product_id: crate::domain::ids::ProductId,
+    pub product_id: ProductId,
     pub quantity: u32,
 }
 
@@ -83,16 +84,33 @@ pub struct CartState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CartEvent {
-    ItemSet { product_id: String, quantity: u32 },
-    ItemRemoved { product_id: String },
+    ItemSet {
+        product_id: ProductId,
+        quantity: u32,
+    },
+    ItemRemoved {
+        product_id: ProductId,
+    },
     Cleared,
-    CouponApplied { code: String },
+    CouponApplied {
+        code: String,
+    },
     CouponRemoved,
-    Saved { saved: SavedCart },
-    Restored { id: String },
-    CheckoutStarted { checkout: Checkout },
-    CheckoutCompleted { key: String },
-    CheckoutAbandoned { key: String },
+    Saved {
+        saved: SavedCart,
+    },
+    Restored {
+        id: String,
+    },
+    CheckoutStarted {
+        checkout: Checkout,
+    },
+    CheckoutCompleted {
+        key: String,
+    },
+    CheckoutAbandoned {
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,11 +118,11 @@ pub enum CartCommand {
     Get,
     /// Set a product's quantity (validated against the product by the caller).
     SetItem {
-        product_id: crate::domain::ids::ProductId,
+        product_id: ProductId,
         quantity: u32,
     },
     RemoveItem {
-        product_id: crate::domain::ids::ProductId,
+        product_id: ProductId,
     },
     Clear,
     ApplyCoupon {
@@ -186,7 +204,7 @@ fn begin_checkout(
 
 fn set_item(
     state: &CartState,
-    product_id: crate::domain::ids::ProductId,
+    product_id: ProductId,
     quantity: u32,
 ) -> Result<Vec<CartEvent>, DomainError> {
     if quantity == 0 || quantity > MAX_QUANTITY {
@@ -203,7 +221,7 @@ fn set_item(
         ));
     }
     Ok(vec![CartEvent::ItemSet {
-        product_id: product_id.into(),
+        product_id,
         quantity,
     }])
 }
@@ -254,9 +272,7 @@ impl Entity for CartEntity {
                 if !state.items.iter().any(|i| i.product_id == product_id) {
                     return Err(DomainError::NotFound("cart item"));
                 }
-                vec![CartEvent::ItemRemoved {
-                    product_id: product_id.into(),
-                }]
+                vec![CartEvent::ItemRemoved { product_id }]
             }
             CartCommand::Clear => vec![CartEvent::Cleared],
             CartCommand::ApplyCoupon { code } => vec![CartEvent::CouponApplied { code }],
@@ -331,7 +347,7 @@ impl Entity for CartEntity {
             } => match state.items.iter_mut().find(|i| &i.product_id == product_id) {
                 Some(i) => i.quantity = *quantity,
                 None => state.items.push(CartItem {
-                    product_id: product_id.clone().into(),
+                    product_id: product_id.clone(),
                     quantity: *quantity,
                 }),
             },

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::{Ctx, Entity};
 use crate::domain::catalog::Shop;
+use crate::domain::ids::{OrderId, UserId};
 use crate::domain::pricing::{check_coupon_rule, discount, CouponRule, DiscountKind};
 use crate::domain::{Caller, DomainError};
 
@@ -22,7 +23,7 @@ pub struct CouponEntity;
 pub struct Coupon {
     pub code: String,
     pub shop_id: crate::domain::ids::ShopId,
-    pub owner_id: crate::domain::ids::UserId,
+    pub owner_id: UserId,
     pub kind: DiscountKind,
     /// Percent (1–100) or minor units, by `kind`.
     pub value: u64,
@@ -82,16 +83,16 @@ pub fn normalize_code(raw: &str) -> Result<String, DomainError> {
 pub struct CouponState {
     pub coupon: Option<Coupon>,
     /// order id → user id of live redemptions.
-    pub redemptions: BTreeMap<String, String>,
-    pub per_user: BTreeMap<String, u32>,
+    pub redemptions: BTreeMap<OrderId, UserId>,
+    pub per_user: BTreeMap<UserId, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CouponEvent {
     Created { coupon: Coupon },
-    Redeemed { order_id: String, user_id: String },
-    Released { order_id: String },
+    Redeemed { order_id: OrderId, user_id: UserId },
+    Released { order_id: OrderId },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,17 +105,17 @@ pub enum CouponCommand {
     Get,
     /// The discount it would give `user_id` on `eligible`, without using it.
     Quote {
-        user_id: crate::domain::ids::UserId,
+        user_id: UserId,
         eligible: u64,
     },
     /// Use it for `order_id`; answers the discount.
     Redeem {
-        user_id: crate::domain::ids::UserId,
-        order_id: crate::domain::ids::OrderId,
+        user_id: UserId,
+        order_id: OrderId,
         eligible: u64,
     },
     Release {
-        order_id: crate::domain::ids::OrderId,
+        order_id: OrderId,
     },
 }
 
@@ -232,31 +233,20 @@ impl Entity for CouponEntity {
                 order_id,
                 eligible,
             } => {
-                if state.redemptions.contains_key(order_id.as_str()) {
+                if state.redemptions.contains_key(&order_id) {
                     (
                         vec![],
                         discount(&coupon(state)?.rule(), eligible, ctx.now).unwrap_or(0),
                     )
                 } else {
                     let off = usable(state, &user_id, eligible, ctx.now)?;
-                    (
-                        vec![CouponEvent::Redeemed {
-                            order_id: order_id.into(),
-                            user_id: user_id.into(),
-                        }],
-                        off,
-                    )
+                    (vec![CouponEvent::Redeemed { order_id, user_id }], off)
                 }
             }
             CouponCommand::Release { order_id } => {
                 coupon(state)?;
-                if state.redemptions.contains_key(order_id.as_str()) {
-                    (
-                        vec![CouponEvent::Released {
-                            order_id: order_id.into(),
-                        }],
-                        0,
-                    )
+                if state.redemptions.contains_key(&order_id) {
+                    (vec![CouponEvent::Released { order_id }], 0)
                 } else {
                     (vec![], 0)
                 }

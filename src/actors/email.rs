@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Entity};
+use crate::domain::ids::UserId;
 use crate::domain::DomainError;
 
 pub struct EmailClaim;
@@ -14,29 +15,29 @@ pub struct EmailClaim;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EmailEvent {
-    Claimed { user_id: String },
+    Claimed { user_id: UserId },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum EmailCommand {
-    Claim { user_id: String },
+    Claim { user_id: UserId },
     Lookup,
 }
 
 impl Entity for EmailClaim {
     const KIND: &'static str = "email";
-    type State = Option<String>;
+    type State = Option<UserId>;
     type Command = EmailCommand;
     type Event = EmailEvent;
     /// The owning user id, if any.
-    type Reply = Option<String>;
+    type Reply = Option<UserId>;
     type Rejection = DomainError;
 
     fn decide(
-        owner: &Option<String>,
+        owner: &Option<UserId>,
         cmd: EmailCommand,
         _ctx: &Ctx<'_>,
-    ) -> Result<(Vec<EmailEvent>, Option<String>), DomainError> {
+    ) -> Result<(Vec<EmailEvent>, Option<UserId>), DomainError> {
         match cmd {
             EmailCommand::Claim { user_id } => match owner {
                 Some(existing) if *existing == user_id => Ok((vec![], Some(user_id))),
@@ -55,7 +56,7 @@ impl Entity for EmailClaim {
         }
     }
 
-    fn apply(owner: &mut Option<String>, event: &EmailEvent) {
+    fn apply(owner: &mut Option<UserId>, event: &EmailEvent) {
         match event {
             EmailEvent::Claimed { user_id } => *owner = Some(user_id.clone()),
         }

@@ -228,11 +228,11 @@ impl Entity for ShipperEntity {
             ShipperEvent::WentOnline { at } => ShipperLive::Online { at: *at },
             ShipperEvent::WentOffline { at } => ShipperLive::Offline { at: *at },
             ShipperEvent::Assigned { order_id, at } => ShipperLive::Assigned {
-                order_id: order_id.clone().into(),
+                order_id: order_id.clone(),
                 at: *at,
             },
             ShipperEvent::Released { order_id, at } => ShipperLive::Released {
-                order_id: order_id.clone().into(),
+                order_id: order_id.clone(),
                 at: *at,
             },
             ShipperEvent::Offered { .. } | ShipperEvent::OfferWithdrawn { .. } => return None,

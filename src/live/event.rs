@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::ids::OrderId;
 use crate::domain::notification::{MailPrefs, Notification};
 use crate::domain::order::{OrderStatus, Party, Step};
 use crate::domain::user::Address;
@@ -137,10 +138,20 @@ pub enum OrderLive {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ShipperLive {
-    Online { at: DateTime<Utc> },
-    Offline { at: DateTime<Utc> },
-    Assigned { order_id: String, at: DateTime<Utc> },
-    Released { order_id: String, at: DateTime<Utc> },
+    Online {
+        at: DateTime<Utc>,
+    },
+    Offline {
+        at: DateTime<Utc>,
+    },
+    Assigned {
+        order_id: OrderId,
+        at: DateTime<Utc>,
+    },
+    Released {
+        order_id: OrderId,
+        at: DateTime<Utc>,
+    },
 }
 
 /// On `queue:{id}`: a flash sale's or course's counters (at most every

@@ -120,7 +120,7 @@ impl Auth {
             .call(
                 &email,
                 EmailCommand::Claim {
-                    user_id: user_id.clone(),
+                    user_id: user_id.clone().into(),
                 },
             )
             .await?;
