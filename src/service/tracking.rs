@@ -100,23 +100,29 @@ pub struct Shipping {
 }
 
 impl Shipping {
+    /// A shipper's answer to the offer of `order_id`, given to the order.
+    async fn answer_offer(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+        answer: OrderCommand,
+    ) -> Result<(), ServiceError> {
+        shipper_only(caller)?;
+        self.orders.order_exists(order_id).await?;
+        self.dispatch.orders.call(order_id, answer).await?;
+        Ok(())
+    }
+
     /// The offered shipper takes the order.
     pub async fn accept_offer(
         &self,
         caller: &Caller,
         order_id: &str,
     ) -> Result<Order, ServiceError> {
-        shipper_only(caller)?;
-        self.orders.order_exists(order_id).await?;
-        self.dispatch
-            .orders
-            .call(
-                order_id,
-                OrderCommand::Accept {
-                    caller: caller.clone(),
-                },
-            )
-            .await?;
+        let accept = OrderCommand::Accept {
+            caller: caller.clone(),
+        };
+        self.answer_offer(caller, order_id, accept).await?;
         // Binding the shipper actor is the order's next action: run it now.
         self.fulfilment.advance_order(order_id).await?;
         self.dispatch.ensure_slot(&caller.user_id).await?;
@@ -125,17 +131,10 @@ impl Shipping {
 
     /// The offered shipper turns the order down; it goes to the next one.
     pub async fn decline_offer(&self, caller: &Caller, order_id: &str) -> Result<(), ServiceError> {
-        shipper_only(caller)?;
-        self.orders.order_exists(order_id).await?;
-        self.dispatch
-            .orders
-            .call(
-                order_id,
-                OrderCommand::Decline {
-                    caller: caller.clone(),
-                },
-            )
-            .await?;
+        let decline = OrderCommand::Decline {
+            caller: caller.clone(),
+        };
+        self.answer_offer(caller, order_id, decline).await?;
         self.dispatch
             .shipper(
                 &caller.user_id,
