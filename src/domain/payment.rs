@@ -7,7 +7,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// A way to pay, one per payment provider. Stored and sent as its name.
+/// A way to pay, one per payment provider. Stored and sent as its name;
+/// ordered by name (the order lists of methods are given in).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
@@ -15,18 +16,18 @@ use utoipa::ToSchema;
 pub enum PaymentMethod {
     /// Cash on delivery.
     Cod,
-    /// The built-in sandbox gateway.
-    Sandbox,
     /// PayOS (VietQR bank transfers).
     #[serde(rename = "payos")]
     PayOs,
+    /// The built-in sandbox gateway.
+    Sandbox,
 }
 
 impl PaymentMethod {
     pub const ALL: [PaymentMethod; 3] = [
         PaymentMethod::Cod,
-        PaymentMethod::Sandbox,
         PaymentMethod::PayOs,
+        PaymentMethod::Sandbox,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,7 +60,7 @@ impl FromStr for PaymentMethod {
 }
 
 /// An amount in the currency's smallest unit, with its currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Money {
     pub amount: u64,
     /// ISO 4217 code.
@@ -95,6 +96,14 @@ mod tests {
             assert_eq!(rmp_serde::from_slice::<PaymentMethod>(&stored).unwrap(), m);
         }
         assert_eq!("PayOS".parse::<PaymentMethod>(), Err(UnknownMethod));
+        // Ordered as their names are.
+        let mut names: Vec<_> = PaymentMethod::ALL.iter().map(|m| m.as_str()).collect();
+        names.sort();
+        let by_method: Vec<_> = PaymentMethod::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(by_method, names);
+        let mut sorted = PaymentMethod::ALL;
+        sorted.sort();
+        assert_eq!(sorted, PaymentMethod::ALL);
         assert_eq!("".parse::<PaymentMethod>(), Err(UnknownMethod));
     }
 

@@ -1,5 +1,5 @@
-//! Payments: opening an order's payment with its provider, and the
-//! providers' signed webhooks (verified, deduplicated, applied).
+//! Payments: the providers' signed webhooks (verified, deduplicated,
+//! applied). Opening a payment is `payments::open_payment`.
 
 use super::fulfilment::Fulfilment;
 use crate::actors::order::OrderEntity;

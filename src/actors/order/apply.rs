@@ -8,6 +8,7 @@ use crate::domain::order::{
     DeliveryOffer, EscrowStatus, Order, Party, PaymentStatus, Step, StockStatus, TimelineEntry,
     TimelineEvent, MAX_DECLINED,
 };
+use crate::domain::payment::Money;
 
 pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
     use OrderEvent as E;
@@ -109,7 +110,7 @@ fn money(o: &mut Order, event: &OrderEvent) {
             o.payment.paid_at = Some(*at);
             o.escrow = EscrowStatus::Held;
             o.payment_deadline = None;
-            let reason = Some(format!("{amount} {}", o.currency));
+            let reason = Some(Money::new(*amount, o.currency.clone()).to_string());
             note(o, *at, T::PaymentReceived, *by, None, reason);
         }
         OrderEvent::CashCollected { at } => {
