@@ -12,7 +12,7 @@
 //! Afterwards each target with state is checked against its store: nobody
 //! oversold, and every acknowledged claim present.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use crate::load::{burst, warm_client, Burst};
 use crate::report::{Goal, Report, Row};
 use crate::servers::{self, ServerThread};
 use crate::surge_api::{call, customer, shop, start_surge, surge_settings};
+use crate::wrk::{self, Planned};
 
 /// The knobs of one run.
 #[derive(Debug, Clone, Copy)]
@@ -35,16 +36,46 @@ pub struct Params {
     pub clients: usize,
     pub capacity: u32,
     pub time_limit: Duration,
+    /// wrk's keep-alive connections (the in-process client opens one per
+    /// simulated client).
+    pub connections: usize,
+}
+
+/// What sends the burst's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    /// `wrk` (C, one thread, `connections` keep-alive connections).
+    Wrk,
+    /// reqwest in this process, one connection per client, all released at once.
+    InProcess,
+}
+
+impl Driver {
+    fn label(self) -> &'static str {
+        match self {
+            Driver::Wrk => "wrk",
+            Driver::InProcess => "in-process",
+        }
+    }
 }
 
 /// One target's result.
 pub struct Outcome {
     pub target: &'static str,
+    pub driver: Driver,
     pub burst: Burst,
+    /// `GET /healthz` of the same server, wrk, requests/s (wrk driver).
+    pub healthz: Option<f64>,
     /// Units confirmed beyond capacity (None: the target keeps no stock).
     pub oversold: Option<u64>,
     /// Acknowledged claims missing from the store afterwards.
     pub lost: Option<u64>,
+}
+
+impl Outcome {
+    fn row_name(&self) -> String {
+        format!("{} [{}]", self.target, self.driver.label())
+    }
 }
 
 async fn serve_router(
@@ -66,17 +97,84 @@ fn health_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/healthz", get(|| async { "ok" }))
 }
 
-async fn post_status(
-    client: &reqwest::Client,
-    url: String,
-) -> Result<(u16, Option<String>), String> {
-    let r = client.post(url).send().await.map_err(|e| e.to_string())?;
-    Ok((r.status().as_u16(), None))
+/// The baselines' plan: client i claims as user `u{i}`.
+fn user_plan(p: Params) -> Vec<Planned> {
+    (0..p.clients)
+        .map(|i| Planned {
+            path: format!("/claim/u{i}"),
+            token: None,
+            body: None,
+        })
+        .collect()
+}
+
+/// Sends `plan` to `base` with `driver`; with wrk, also measures the
+/// server's `GET /healthz` first (the floor a claim is compared with).
+async fn fire(
+    driver: Driver,
+    p: Params,
+    base: &str,
+    label: &str,
+    plan: Vec<Planned>,
+) -> anyhow::Result<(Burst, Option<f64>)> {
+    match driver {
+        Driver::Wrk => {
+            let healthz = wrk::rate(&format!("{base}/healthz"), p.connections, 3).await?;
+            let b = wrk::burst(base, &plan, 1, p.connections, p.time_limit).await?;
+            println!("{label:>14} [wrk] {:.0}/s", b.per_second());
+            Ok((b, Some(healthz)))
+        }
+        Driver::InProcess => {
+            let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
+            let plan = Arc::new(plan);
+            let base = base.to_owned();
+            let b = burst(plan.len(), label, p.time_limit, |i| {
+                let (client, plan, base) = (client.clone(), plan.clone(), base.clone());
+                async move {
+                    let r = &plan[i];
+                    let mut req = client.post(format!("{base}{}", r.path));
+                    if let Some(t) = &r.token {
+                        req = req.bearer_auth(t);
+                    }
+                    if let Some(body) = &r.body {
+                        req = req
+                            .header("content-type", "application/json")
+                            .body(body.clone());
+                    }
+                    let r = req.send().await.map_err(|e| e.to_string())?;
+                    let status = r.status().as_u16();
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    Ok((status, v["id"].as_str().map(str::to_owned)))
+                }
+            })
+            .await;
+            Ok((b, None))
+        }
+    }
+}
+
+/// The ids of the claims answered `status`.
+fn answered(b: &Burst, status: u16) -> impl Iterator<Item = &str> {
+    b.answers
+        .iter()
+        .filter(move |(s, _)| *s == status)
+        .filter_map(|(_, id)| id.as_deref())
+}
+
+/// Oversold and lost acknowledgements of a store that ended holding
+/// `buyers` (a baseline: every 201 names its buyer).
+fn baseline_check(b: &Burst, p: Params, buyers: &HashSet<String>) -> (Option<u64>, Option<u64>) {
+    let acked = b.answers.iter().filter(|(s, _)| *s == 201).count();
+    let kept = answered(b, 201).filter(|u| buyers.contains(*u)).count();
+    (
+        Some((buyers.len() as u64).saturating_sub(p.capacity as u64)),
+        Some((acked - kept) as u64),
+    )
 }
 
 // ---- axum no-op ------------------------------------------------------------
 
-pub async fn axum_noop(p: Params) -> anyhow::Result<Outcome> {
+pub async fn axum_noop(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
     let server = ServerThread::start(|bound, stop| {
         let router = health_router().route(
             "/claim/{user}",
@@ -84,17 +182,13 @@ pub async fn axum_noop(p: Params) -> anyhow::Result<Outcome> {
         );
         serve_router(router, bound, stop)
     })?;
-    let base = server.base();
-    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
-    let b = burst(p.clients, "axum-noop", p.time_limit, |i| {
-        let (client, url) = (client.clone(), format!("{base}/claim/u{i}"));
-        async move { post_status(&client, url).await }
-    })
-    .await;
+    let (b, healthz) = fire(driver, p, &server.base(), "axum-noop", user_plan(p)).await?;
     server.stop();
     Ok(Outcome {
         target: "axum-noop",
+        driver,
         burst: b,
+        healthz,
         oversold: None,
         lost: None,
     })
@@ -119,19 +213,23 @@ struct RedisState {
     sha: Arc<String>,
 }
 
-async fn redis_claim(State(s): State<RedisState>, Path(user): Path<String>) -> StatusCode {
+/// 201 `{"id": user}` for a buyer, 409 otherwise.
+async fn redis_claim(
+    State(s): State<RedisState>,
+    Path(user): Path<String>,
+) -> (StatusCode, String) {
     let result: Result<i64, _> = s
         .pool
         .evalsha(
             s.sha.as_str(),
             vec!["sale:stock", "sale:buyers"],
-            vec![user],
+            vec![user.clone()],
         )
         .await;
     match result {
-        Ok(left) if left >= 0 => StatusCode::CREATED,
-        Ok(_) => StatusCode::CONFLICT,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Ok(left) if left >= 0 => (StatusCode::CREATED, format!(r#"{{"id":"{user}"}}"#)),
+        Ok(_) => (StatusCode::CONFLICT, "{}".into()),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "{}".into()),
     }
 }
 
@@ -142,7 +240,7 @@ async fn redis_pool(port: u16) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-pub async fn redis_lua(p: Params) -> anyhow::Result<Outcome> {
+pub async fn redis_lua(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
     let redis = servers::redis().await?;
     let port = redis.port;
     let setup = redis_pool(port).await?;
@@ -162,33 +260,20 @@ pub async fn redis_lua(p: Params) -> anyhow::Result<Outcome> {
             .with_state(state);
         serve_router(router, bound, stop).await
     })?;
-    let base = server.base();
-    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
-    let b = burst(p.clients, "redis-lua", p.time_limit, |i| {
-        let (client, url) = (client.clone(), format!("{base}/claim/u{i}"));
-        async move { post_status(&client, url).await }
-    })
-    .await;
+    let (b, healthz) = fire(driver, p, &server.base(), "redis-lua", user_plan(p)).await?;
     server.stop();
     let buyers: HashSet<String> = setup.smembers("sale:buyers").await?;
     let left: i64 = setup.get("sale:stock").await?;
     ensure!(left >= 0, "redis stock went negative");
-    let acked = acked_users(&b);
+    let (oversold, lost) = baseline_check(&b, p, &buyers);
     Ok(Outcome {
         target: "redis-lua",
-        oversold: Some((buyers.len() as u64).saturating_sub(p.capacity as u64)),
-        lost: Some(acked.iter().filter(|u| !buyers.contains(*u)).count() as u64),
+        driver,
+        healthz,
+        oversold,
+        lost,
         burst: b,
     })
-}
-
-fn acked_users(b: &Burst) -> Vec<String> {
-    b.answers
-        .iter()
-        .enumerate()
-        .filter(|(_, (s, _))| *s == 201)
-        .map(|(i, _)| format!("u{i}"))
-        .collect()
 }
 
 // ---- PostgreSQL -------------------------------------------------------------
@@ -213,25 +298,27 @@ async fn pg_pool(port: u16, size: usize) -> anyhow::Result<deadpool_postgres::Po
     )?)
 }
 
+/// 201 `{"id": user}` for a buyer, 409 otherwise.
 async fn pg_claim(
     State(pool): State<deadpool_postgres::Pool>,
     Path(user): Path<String>,
-) -> StatusCode {
+) -> (StatusCode, String) {
+    let unavailable = || (StatusCode::SERVICE_UNAVAILABLE, "{}".to_owned());
     let Ok(client) = pool.get().await else {
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return unavailable();
     };
     let Ok(stmt) = client.prepare_cached(PG_CLAIM).await else {
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return unavailable();
     };
     match client.query_opt(&stmt, &[&user]).await {
-        Ok(Some(_)) => StatusCode::CREATED,
+        Ok(Some(_)) => (StatusCode::CREATED, format!(r#"{{"id":"{user}"}}"#)),
         // Sold out, or the buyer's row already exists (a unique violation
         // rolls the decrement back with it).
-        Ok(None) | Err(_) => StatusCode::CONFLICT,
+        Ok(None) | Err(_) => (StatusCode::CONFLICT, "{}".into()),
     }
 }
 
-pub async fn postgres(p: Params) -> anyhow::Result<Outcome> {
+pub async fn postgres(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
     let pg = servers::postgres().await?;
     let port = pg.port;
     let setup = pg_pool(port, 1).await?;
@@ -260,13 +347,7 @@ pub async fn postgres(p: Params) -> anyhow::Result<Outcome> {
             .with_state(pool);
         serve_router(router, bound, stop).await
     })?;
-    let base = server.base();
-    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
-    let b = burst(p.clients, "postgres", p.time_limit, |i| {
-        let (client, url) = (client.clone(), format!("{base}/claim/u{i}"));
-        async move { post_status(&client, url).await }
-    })
-    .await;
+    let (b, healthz) = fire(driver, p, &server.base(), "postgres", user_plan(p)).await?;
     server.stop();
     let c = setup.get().await?;
     let buyers: HashSet<String> = c
@@ -275,21 +356,39 @@ pub async fn postgres(p: Params) -> anyhow::Result<Outcome> {
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect();
-    let acked = acked_users(&b);
+    let (oversold, lost) = baseline_check(&b, p, &buyers);
     Ok(Outcome {
         target: "postgres",
-        oversold: Some((buyers.len() as u64).saturating_sub(p.capacity as u64)),
-        lost: Some(acked.iter().filter(|u| !buyers.contains(*u)).count() as u64),
+        driver,
+        healthz,
+        oversold,
+        lost,
         burst: b,
     })
 }
 
 // ---- Surge -------------------------------------------------------------------
 
-pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
+/// Surge with its default settings (`waitlist`: every loser up to the
+/// waitlist bound is a durable write too, answered 202) or with the
+/// waitlist off (`burst_max_waitlist = 0`: C winners, everyone else 409 at
+/// once, like the baselines).
+pub async fn surge(p: Params, driver: Driver, waitlist: bool) -> anyhow::Result<Outcome> {
     use futures::StreamExt;
+    let target = if waitlist {
+        "surge"
+    } else {
+        "surge-no-waitlist"
+    };
     let dir = tempfile::tempdir()?;
-    let server = start_surge(surge_settings(dir.path(), p.clients))?;
+    let settings = || {
+        let mut s = surge_settings(dir.path(), p.clients);
+        if !waitlist {
+            s.burst_max_waitlist = 0;
+        }
+        s
+    };
+    let server = start_surge(settings())?;
     let base = server.base();
     let setup = reqwest::Client::new();
     let (merchant, _, product_id) = shop(&setup, &base, p.capacity as u64).await?;
@@ -297,13 +396,18 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         json!({"product_id": product_id, "stock": p.capacity, "per_user_limit": 1, "price": 50_000})).await?;
     let sale_id = sale["id"].as_str().context("sale id")?.to_owned();
     let progress = crate::load::bar(p.clients as u64, "surge setup");
-    let tokens: Vec<String> = futures::stream::iter(0..p.clients)
+    let plan: Vec<Planned> = futures::stream::iter(0..p.clients)
         .map(|_| {
             let (setup, base, progress) = (setup.clone(), base.clone(), progress.clone());
+            let path = format!("/api/v1/flash-sales/{sale_id}/claims");
             async move {
                 let (token, _) = customer(&setup, &base).await?;
                 progress.inc(1);
-                anyhow::Ok(token)
+                anyhow::Ok(Planned {
+                    path,
+                    token: Some(token),
+                    body: Some(r#"{"quantity":1,"payment_method":"cod"}"#.into()),
+                })
             }
         })
         .buffer_unordered(64)
@@ -312,36 +416,45 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     progress.finish_and_clear();
-    let tokens = Arc::new(tokens);
-    let client = warm_client(p.clients, &format!("{base}/healthz")).await?;
-    let b = burst(p.clients, "surge", p.time_limit, |i| {
-        let (client, tokens) = (client.clone(), tokens.clone());
-        let url = format!("{base}/api/v1/flash-sales/{sale_id}/claims");
-        async move {
-            let r = client
-                .post(url)
-                .bearer_auth(&tokens[i])
-                .json(&json!({"quantity": 1, "payment_method": "cod"}))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = r.status().as_u16();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            Ok((status, v["id"].as_str().map(str::to_owned)))
-        }
-    })
-    .await;
+    let (b, healthz) = fire(driver, p, &base, target, plan).await?;
     server.stop();
 
     // Check against the store: a fresh server recovered from the same data.
-    let server = start_surge(surge_settings(dir.path(), p.clients))?;
-    let base = server.base();
-    let mut confirmed = HashSet::new();
+    let server = start_surge(settings())?;
+    let listed = listed_claims(&setup, &server.base(), &sale_id, &merchant).await?;
+    server.stop();
+    let confirmed = listed.values().filter(|s| *s == "confirmed").count() as u64;
+    // A 201 must be confirmed after the restart; a 202 still waitlisted
+    // (nobody cancelled, so nobody was promoted).
+    let lost = answered(&b, 201)
+        .filter(|id| listed.get(*id).map(String::as_str) != Some("confirmed"))
+        .count()
+        + answered(&b, 202)
+            .filter(|id| listed.get(*id).map(String::as_str) != Some("waitlisted"))
+            .count();
+    Ok(Outcome {
+        target,
+        driver,
+        healthz,
+        oversold: Some(confirmed.saturating_sub(p.capacity as u64)),
+        lost: Some(lost as u64),
+        burst: b,
+    })
+}
+
+/// Every claim of the sale as the owner lists it: id → status.
+async fn listed_claims(
+    client: &reqwest::Client,
+    base: &str,
+    sale_id: &str,
+    merchant: &str,
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut listed = HashMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut req = setup
+        let mut req = client
             .get(format!("{base}/api/v1/flash-sales/{sale_id}/claims"))
-            .bearer_auth(&merchant)
+            .bearer_auth(merchant)
             .query(&[("limit", "100")]);
         if let Some(c) = &cursor {
             req = req.query(&[("cursor", c)]);
@@ -350,144 +463,51 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         ensure!(r.status().is_success(), "claims listing: {}", r.status());
         let page: Value = r.json().await?;
         for c in page["items"].as_array().context("items")? {
-            if c["status"] == "confirmed" {
-                confirmed.insert(c["id"].as_str().unwrap_or_default().to_owned());
-            }
+            listed.insert(
+                c["id"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            );
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
-            None => break,
+            None => return Ok(listed),
         }
     }
-    server.stop();
-    let lost = b
-        .answers
-        .iter()
-        .filter(|(s, id)| *s == 201 && !id.as_ref().is_some_and(|id| confirmed.contains(id)))
-        .count() as u64;
-    Ok(Outcome {
-        target: "surge",
-        oversold: Some((confirmed.len() as u64).saturating_sub(p.capacity as u64)),
-        lost: Some(lost),
-        burst: b,
-    })
 }
 
 // ---- report -----------------------------------------------------------------
 
-pub async fn run(p: Params, targets: &[String], command: String) -> anyhow::Result<Report> {
+/// Every target the scenario knows.
+pub const TARGETS: [&str; 5] = [
+    "surge",
+    "surge-no-waitlist",
+    "axum-noop",
+    "redis-lua",
+    "postgres",
+];
+
+pub async fn run(
+    p: Params,
+    targets: &[String],
+    drivers: &[Driver],
+    command: String,
+) -> anyhow::Result<Report> {
     let mut outcomes = Vec::new();
-    for t in targets {
-        let outcome = match t.as_str() {
-            "surge" => surge(p).await?,
-            "axum-noop" => axum_noop(p).await?,
-            "redis-lua" => redis_lua(p).await?,
-            "postgres" => postgres(p).await?,
-            other => {
-                anyhow::bail!("unknown target {other} (surge, axum-noop, redis-lua, postgres)")
-            }
-        };
-        outcomes.push(outcome);
-    }
-    let rate = |name: &str| {
-        outcomes
-            .iter()
-            .find(|o| o.target == name)
-            .map(|o| o.burst.per_second())
-    };
-    let rows = outcomes
-        .iter()
-        .map(|o| {
-            let b = &o.burst;
-            let status = |s: u16| b.statuses.get(&s).copied().unwrap_or(0) as f64;
-            let mut values = vec![
-                ("clients", p.clients as f64),
-                ("claims/s", b.per_second().round()),
-                ("p50 ms", b.ms(0.5)),
-                ("p99 ms", b.ms(0.99)),
-                ("p999 ms", b.ms(0.999)),
-                ("201", status(201)),
-                ("202", status(202)),
-                ("409", status(409)),
-                (
-                    "errors",
-                    b.errors as f64
-                        + b.statuses
-                            .iter()
-                            .filter(|(s, _)| ![201, 202, 409].contains(*s))
-                            .map(|(_, n)| *n as f64)
-                            .sum::<f64>(),
-                ),
-            ];
-            if let Some(over) = o.oversold {
-                values.push(("oversold", over as f64));
-            }
-            if let Some(lost) = o.lost {
-                values.push(("lost acks", lost as f64));
-            }
-            let mut notes = Vec::new();
-            if o.oversold.is_none() {
-                notes.push("no stock kept: HTTP ceiling".into());
-            }
-            if o.target == "redis-lua" {
-                notes.push("AOF fsync every second: an ack may be lost on a crash".into());
-            }
-            if o.target == "surge" {
-                notes.push("no waitlist; reply after fsync; checked after a restart".into());
-            }
-            Row {
-                target: o.target.to_owned(),
-                values,
-                notes,
-            }
-        })
-        .collect::<Vec<_>>();
-    // Every row has the same columns, in the same order.
-    let rows = rows
-        .into_iter()
-        .map(|mut r| {
-            for k in ["oversold", "lost acks"] {
-                if !r.values.iter().any(|(n, _)| *n == k) {
-                    r.values.push((k, f64::NAN));
-                }
-            }
-            r
-        })
-        .collect();
-    let mut goals = Vec::new();
-    if let Some(s) = rate("surge") {
-        for (base, factor) in [("axum-noop", 0.6), ("redis-lua", 1.5), ("postgres", 10.0)] {
-            if let Some(b) = rate(base) {
-                let ratio = s / b.max(1e-9);
-                goals.push(Goal {
-                    text: format!("claims/s ≥ {factor}× {base}"),
-                    measured: format!("{ratio:.2}×"),
-                    met: ratio >= factor,
-                });
-            }
+    for &driver in drivers {
+        for t in targets {
+            let outcome = match t.as_str() {
+                "surge" => surge(p, driver, true).await?,
+                "surge-no-waitlist" => surge(p, driver, false).await?,
+                "axum-noop" => axum_noop(p, driver).await?,
+                "redis-lua" => redis_lua(p, driver).await?,
+                "postgres" => postgres(p, driver).await?,
+                other => anyhow::bail!("unknown target {other} ({})", TARGETS.join(", ")),
+            };
+            outcomes.push(outcome);
         }
-        let o = outcomes
-            .iter()
-            .find(|o| o.target == "surge")
-            .expect("surge ran");
-        goals.push(Goal {
-            text: format!(
-                "p99 ≤ 20 ms at {} concurrent clients (goal stated for 5,000)",
-                p.clients
-            ),
-            measured: format!("{:.1} ms", o.burst.ms(0.99)),
-            met: o.burst.ms(0.99) <= 20.0,
-        });
-        goals.push(Goal {
-            text: "0 oversold, 0 lost acknowledgements".into(),
-            measured: format!(
-                "{} oversold, {} lost",
-                o.oversold.unwrap_or(0),
-                o.lost.unwrap_or(0)
-            ),
-            met: o.oversold == Some(0) && o.lost == Some(0),
-        });
     }
+    let rows = outcomes.iter().map(|o| row(p, o)).collect();
+    let goals = drivers.iter().flat_map(|&d| goals(&outcomes, d)).collect();
     Ok(Report {
         scenario: "burst",
         command,
@@ -497,24 +517,151 @@ pub async fn run(p: Params, targets: &[String], command: String) -> anyhow::Resu
     })
 }
 
+fn row(p: Params, o: &Outcome) -> Row {
+    let b = &o.burst;
+    let status = |s: u16| b.statuses.get(&s).copied().unwrap_or(0) as f64;
+    let others: f64 = b
+        .statuses
+        .iter()
+        .filter(|(s, _)| ![201, 202, 409].contains(*s))
+        .map(|(_, n)| *n as f64)
+        .sum();
+    let values = vec![
+        ("clients", p.clients as f64),
+        ("claims/s", b.per_second().round()),
+        ("healthz/s", o.healthz.map_or(f64::NAN, f64::round)),
+        ("p50 ms", b.ms(0.5)),
+        ("p99 ms", b.ms(0.99)),
+        ("p999 ms", b.ms(0.999)),
+        ("201", status(201)),
+        ("202", status(202)),
+        ("409", status(409)),
+        ("errors", b.errors as f64 + others),
+        ("oversold", o.oversold.map_or(f64::NAN, |n| n as f64)),
+        ("lost acks", o.lost.map_or(f64::NAN, |n| n as f64)),
+    ];
+    let mut notes = Vec::new();
+    if o.oversold.is_none() {
+        notes.push("no stock kept: HTTP ceiling".into());
+    }
+    match o.target {
+        "redis-lua" => notes.push("AOF fsync every second: an ack may be lost on a crash".into()),
+        "surge" => notes.push(
+            "default settings: every claim durable (losers waitlisted, 202); checked after a restart"
+                .into(),
+        ),
+        "surge-no-waitlist" => notes
+            .push("burst_max_waitlist = 0: winners durable, losers 409; checked after a restart".into()),
+        _ => {}
+    }
+    Row {
+        target: o.row_name(),
+        values,
+        notes,
+    }
+}
+
+/// The issue's targets, for the outcomes of one driver.
+fn goals(outcomes: &[Outcome], driver: Driver) -> Vec<Goal> {
+    let of = |name: &str| {
+        outcomes
+            .iter()
+            .find(|o| o.target == name && o.driver == driver)
+    };
+    let d = driver.label();
+    let mut goals = Vec::new();
+    let ratio_goal =
+        |goals: &mut Vec<Goal>, what: &str, rate: f64, base: &str, of_base: f64, factor: f64| {
+            let ratio = rate / of_base.max(1e-9);
+            goals.push(Goal {
+                text: format!("[{d}] {what} claims/s ≥ {factor}× {base}"),
+                measured: format!("{ratio:.2}× ({rate:.0} vs {of_base:.0})"),
+                met: ratio >= factor,
+            });
+        };
+    if let Some(s) = of("surge") {
+        let rate = s.burst.per_second();
+        if let Some(h) = s.healthz {
+            ratio_goal(&mut goals, "surge", rate, "its own GET /healthz", h, 0.5);
+        }
+        for (base, factor) in [("redis-lua", 1.0), ("postgres", 3.0)] {
+            if let Some(b) = of(base) {
+                ratio_goal(
+                    &mut goals,
+                    "surge",
+                    rate,
+                    base,
+                    b.burst.per_second(),
+                    factor,
+                );
+            }
+        }
+        if let Some(noop) = of("axum-noop") {
+            let (mine, theirs) = (s.burst.ms(0.99), noop.burst.ms(0.99));
+            goals.push(Goal {
+                text: format!("[{d}] surge p99 ≤ 1.5× axum-noop's p99"),
+                measured: format!(
+                    "{mine:.1} ms vs {theirs:.1} ms ({:.2}×)",
+                    mine / theirs.max(1e-9)
+                ),
+                met: mine <= 1.5 * theirs,
+            });
+        }
+    }
+    if let Some(s) = of("surge-no-waitlist") {
+        if let Some(h) = s.healthz {
+            ratio_goal(
+                &mut goals,
+                "surge-no-waitlist",
+                s.burst.per_second(),
+                "its own GET /healthz",
+                h,
+                0.7,
+            );
+        }
+    }
+    for o in outcomes
+        .iter()
+        .filter(|o| o.driver == driver && o.oversold.is_some())
+    {
+        goals.push(Goal {
+            text: format!("[{d}] {}: 0 oversold, 0 lost acknowledgements", o.target),
+            measured: format!(
+                "{} oversold, {} lost",
+                o.oversold.unwrap_or(0),
+                o.lost.unwrap_or(0)
+            ),
+            met: o.oversold == Some(0) && o.lost == Some(0),
+        });
+    }
+    goals
+}
+
 /// Smoke-run invariants: every request answered, nobody oversold, every
-/// acknowledgement kept, exactly `capacity` units confirmed.
-pub fn check_smoke(report: &Report, capacity: u32) -> anyhow::Result<()> {
+/// acknowledgement kept, exactly `capacity` units confirmed, and with
+/// Surge's waitlist every other client waitlisted.
+pub fn check_smoke(report: &Report, p: Params) -> anyhow::Result<()> {
     for row in &report.rows {
         let get = |k: &str| row.get(k).unwrap_or(0.0);
-        ensure!(get("errors") == 0.0, "{}: requests failed", row.target);
-        ensure!(get("oversold") == 0.0, "{}: oversold", row.target);
+        let name = &row.target;
+        ensure!(get("errors") == 0.0, "{name}: requests failed");
+        ensure!(get("oversold") == 0.0, "{name}: oversold");
+        ensure!(get("lost acks") == 0.0, "{name}: lost acknowledgements");
+        if name.starts_with("axum-noop ") {
+            continue;
+        }
         ensure!(
-            get("lost acks") == 0.0,
-            "{}: lost acknowledgements",
-            row.target
+            get("201") == p.capacity as f64,
+            "{name}: {} of {} units confirmed",
+            get("201"),
+            p.capacity
         );
-        if row.target != "axum-noop" {
+        if name.starts_with("surge ") {
+            let waitlisted = (p.clients - p.capacity as usize) as f64;
             ensure!(
-                get("201") == capacity as f64,
-                "{}: {} of {capacity} units confirmed",
-                row.target,
-                get("201")
+                get("202") == waitlisted,
+                "{name}: {} of {waitlisted} waitlisted",
+                get("202")
             );
         }
     }

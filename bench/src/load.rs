@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 /// What a burst measured.
 pub struct Burst {
-    /// Latency of each completed request, in microseconds.
-    pub latency: Histogram<u64>,
+    /// Latency of the completed requests.
+    pub latency: Latency,
     /// From the start signal to the last answer.
     pub elapsed: Duration,
     /// Answers by HTTP status.
@@ -31,8 +31,23 @@ impl Burst {
     }
 
     pub fn ms(&self, quantile: f64) -> f64 {
-        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+        match &self.latency {
+            Latency::Histogram(h) => h.value_at_quantile(quantile) as f64 / 1000.0,
+            Latency::Quantiles(q) => {
+                q.iter()
+                    .find(|(at, _)| (at - quantile).abs() < 1e-9)
+                    .map_or(f64::NAN, |(_, us)| *us)
+                    / 1000.0
+            }
+        }
     }
+}
+
+/// Latencies in microseconds: every request's (the in-process client), or
+/// the quantiles an external generator reports (wrk: 0.5, 0.99, 0.999).
+pub enum Latency {
+    Histogram(Histogram<u64>),
+    Quantiles(Vec<(f64, f64)>),
 }
 
 pub fn bar(len: u64, label: &str) -> ProgressBar {
@@ -97,7 +112,7 @@ where
         statuses.values().sum::<u64>() as f64 / elapsed.as_secs_f64()
     ));
     Burst {
-        latency,
+        latency: Latency::Histogram(latency),
         elapsed,
         statuses,
         errors,

@@ -12,6 +12,7 @@ mod recovery;
 mod report;
 mod servers;
 mod surge_api;
+mod wrk;
 mod wsclient;
 
 use std::path::PathBuf;
@@ -48,9 +49,17 @@ enum Scenario {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "surge,axum-noop,redis-lua,postgres"
+            default_value = "surge,surge-no-waitlist,axum-noop,redis-lua,postgres"
         )]
         targets: Vec<String>,
+        /// What sends the requests: wrk (external, `connections` keep-alive
+        /// connections) and/or the in-process client (one connection per
+        /// client, all released at once)
+        #[arg(long, value_delimiter = ',', default_value = "wrk,in-process")]
+        drivers: Vec<burst::Driver>,
+        /// wrk's connections
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
     },
     /// S shippers stream positions at R Hz, W watchers per order: Surge
     /// against a raw tokio-tungstenite broadcast server.
@@ -120,13 +129,16 @@ async fn main() -> anyhow::Result<()> {
             capacity,
             time_limit_secs,
             targets,
+            drivers,
+            connections,
         } => {
             let p = burst::Params {
                 clients,
                 capacity,
                 time_limit: Duration::from_secs(time_limit_secs),
+                connections,
             };
-            let report = burst::run(p, &targets, command).await?;
+            let report = burst::run(p, &targets, &drivers, command).await?;
             report.write(&cli.out)?;
             println!("wrote {}/burst.{{md,json,svg}}", cli.out.display());
         }
@@ -181,16 +193,17 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Smoke => {
             let out = cli.out.join("smoke");
-            let capacity = 20;
             let p = burst::Params {
                 clients: 200,
-                capacity,
+                capacity: 20,
                 time_limit: Duration::from_secs(60),
+                connections: 32,
             };
-            let all = ["surge", "axum-noop", "redis-lua", "postgres"].map(String::from);
-            let report = burst::run(p, &all, command.clone()).await?;
+            let all = burst::TARGETS.map(String::from);
+            let drivers = [burst::Driver::Wrk, burst::Driver::InProcess];
+            let report = burst::run(p, &all, &drivers, command.clone()).await?;
             report.write(&out)?;
-            burst::check_smoke(&report, capacity)?;
+            burst::check_smoke(&report, p)?;
 
             let p = fanout::Params {
                 shippers: 8,

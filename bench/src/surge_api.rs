@@ -20,9 +20,6 @@ pub fn surge_settings(dir: &std::path::Path, clients: usize) -> Settings {
         hash_iterations: 1,
         hash_queue: clients.max(256),
         burst_max_pending: clients + 1_000,
-        // Like the baselines: C winners, everyone else a 409 at once (a
-        // waitlist would make every loser a durable write too).
-        burst_max_waitlist: 0,
         // Every simulated client comes from loopback: lift the
         // per-address limits meant for the open internet.
         max_connections_per_ip: 1_000_000,
