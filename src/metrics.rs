@@ -39,6 +39,8 @@ pub struct Metrics {
     pub actors_live: Family<KindLabels, Gauge>,
     pub actor_restarts: Family<KindLabels, Counter>,
     pub actor_passivations: Family<KindLabels, Counter>,
+    /// Snapshots encoded by entity actors (saved once their events are durable).
+    pub entity_snapshots: Family<KindLabels, Counter>,
     /// Appends per durable commit; a mean above 1 is group commit at work.
     pub journal_batch_size: Histogram,
     pub journal_commit_seconds: Histogram,
@@ -70,6 +72,7 @@ impl Metrics {
             actors_live: Family::default(),
             actor_restarts: Family::default(),
             actor_passivations: Family::default(),
+            entity_snapshots: Family::default(),
             journal_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             journal_commit_seconds: latency_histogram(),
             journal_appends: Counter::default(),
@@ -101,6 +104,11 @@ impl Metrics {
             "actor_restarts",
             "Entity actors restarted by their supervisor after a crash",
             m.actor_restarts.clone(),
+        );
+        registry.register(
+            "entity_snapshots",
+            "Snapshots written by entity actors, by kind",
+            m.entity_snapshots.clone(),
         );
         registry.register(
             "actor_passivations",

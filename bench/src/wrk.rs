@@ -16,7 +16,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::load::{Burst, Latency};
 
@@ -167,6 +167,12 @@ pub async fn burst(
     // wrk sleeps its whole `-d` even when every thread has stopped; once
     // they all have, SIGINT ends the sleep and wrk reports at once.
     let pid = child.id().context("wrk's pid")?;
+    // Its report can exceed a pipe's buffer: read it meanwhile.
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let report = tokio::spawn(async move {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).await.map(|_| text)
+    });
     let mut stderr = BufReader::new(child.stderr.take().context("stderr")?).lines();
     let mut errors = String::new();
     let mut done = 0;
@@ -182,14 +188,12 @@ pub async fn burst(
             errors.push('\n');
         }
     }
-    let out = child.wait_with_output().await?;
-    if !out.status.success() {
-        bail!(
-            "wrk failed: {}{errors}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+    let status = child.wait().await?;
+    let report = report.await??;
+    if !status.success() {
+        bail!("wrk failed: {report}{errors}");
     }
-    parse(&String::from_utf8_lossy(&out.stdout), plan.len())
+    parse(&report, plan.len())
 }
 
 /// wrk's report as `done` prints it.

@@ -142,6 +142,9 @@ pub struct Recovered<S> {
     pub seq: Seq,
     pub state: S,
     pub snapshot_seq: Seq,
+    /// The size of that snapshot and of the events replayed after it.
+    pub snapshot_bytes: u64,
+    pub tail_bytes: u64,
 }
 
 /// Recovers an entity from the store: latest snapshot (when `use_snapshot`
@@ -154,10 +157,14 @@ pub async fn recover<E: Entity>(
     const PAGE: usize = 1024;
     let stream = stream_id::<E>(id);
     let (mut seq, mut state) = (0, E::State::default());
+    let (mut snapshot_bytes, mut tail_bytes) = (0, 0);
     if use_snapshot {
         if let Some(snap) = store.load_snapshot(&stream).await? {
             match codec::decode_snapshot::<E::State>(E::VERSION, &snap.payload) {
-                Ok(s) => (seq, state) = (snap.seq, s),
+                Ok(s) => {
+                    (seq, state) = (snap.seq, s);
+                    snapshot_bytes = snap.payload.len() as u64;
+                }
                 Err(e) => tracing::warn!(%stream, error = %e, "snapshot ignored; replaying"),
             }
         }
@@ -169,6 +176,7 @@ pub async fn recover<E: Entity>(
         for rec in page {
             let event: E::Event = codec::decode(E::VERSION, &rec.payload)?;
             E::apply(&mut state, &event);
+            tail_bytes += rec.payload.len() as u64;
             seq = rec.seq;
         }
         if n < PAGE {
@@ -176,6 +184,8 @@ pub async fn recover<E: Entity>(
                 seq,
                 state,
                 snapshot_seq,
+                snapshot_bytes,
+                tail_bytes,
             });
         }
     }
@@ -196,6 +206,9 @@ pub struct EntityState<E: Entity> {
     seq: Seq,
     state: E::State,
     last_snapshot: Seq,
+    /// The size of the last snapshot, and of the events appended since.
+    snapshot_bytes: u64,
+    tail_bytes: u64,
     last_active: Instant,
     shared: Arc<RegistryShared<E>>,
     slot: Arc<Slot<E>>,
@@ -346,6 +359,7 @@ impl<E: Entity> EntityActor<E> {
         for e in &events {
             encoded.push(codec::encode(E::VERSION, e)?);
         }
+        let bytes: usize = encoded.iter().map(Vec::len).sum();
         let req = AppendRequest {
             stream: st.stream.clone(),
             expected: st.seq,
@@ -370,6 +384,7 @@ impl<E: Entity> EntityActor<E> {
             .collect();
         let revoke = events.iter().filter_map(E::revokes).collect();
         st.seq += events.len() as u64;
+        st.tail_bytes += bytes as u64;
         st.state = next;
         let snapshot = self.snapshot_due(st);
         st.inflight.fetch_add(1, Ordering::AcqRel);
@@ -387,15 +402,29 @@ impl<E: Entity> EntityActor<E> {
         Ok(())
     }
 
-    /// The snapshot to save once the current decision is durable, if one is due.
+    /// The snapshot to save once the current decision is durable, if one
+    /// is due: after `snapshot_every` events, and only once the events
+    /// since the last snapshot are at least as large as it. A snapshot
+    /// costs the size of the state, so a large state (a queue with
+    /// thousands of claims) is written after proportionally more events:
+    /// the cost per event stays constant instead of growing with the state,
+    /// and a recovery still reads at most about twice a snapshot's bytes.
     fn snapshot_due(&self, st: &mut EntityState<E>) -> Option<Snapshot> {
         let every = st.shared.rt.snapshot_every;
-        if every == 0 || st.seq - st.last_snapshot < every {
+        if every == 0 || st.seq - st.last_snapshot < every || st.tail_bytes < st.snapshot_bytes {
             return None;
         }
         match codec::encode(E::VERSION, &st.state) {
             Ok(payload) => {
                 st.last_snapshot = st.seq;
+                st.snapshot_bytes = payload.len() as u64;
+                st.tail_bytes = 0;
+                st.shared
+                    .rt
+                    .metrics
+                    .entity_snapshots
+                    .get_or_create(&KindLabels { kind: E::KIND })
+                    .inc();
                 Some(Snapshot {
                     seq: st.seq,
                     payload,
@@ -423,6 +452,8 @@ impl<E: Entity> Actor for EntityActor<E> {
             seq,
             state,
             snapshot_seq,
+            snapshot_bytes,
+            tail_bytes,
         } = recover::<E>(args.shared.rt.store.as_ref(), &args.id, true).await?;
         args.shared
             .rt
@@ -450,6 +481,8 @@ impl<E: Entity> Actor for EntityActor<E> {
             // A long replay is snapshotted at the next decision, not only
             // after `snapshot_every` more events.
             last_snapshot: snapshot_seq,
+            snapshot_bytes,
+            tail_bytes,
             last_active: Instant::now(),
             shared: args.shared,
             slot: args.slot,
