@@ -416,6 +416,9 @@ pub async fn surge(p: Params, driver: Driver, waitlist: bool) -> anyhow::Result<
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     progress.finish_and_clear();
+    // The setup's welcome mails (one per account, written as files here)
+    // are sent before the burst, so it is not measured beside them.
+    mails_sent(&dir.path().join("mail"), p.clients + 1).await?;
     let (b, healthz) = fire(driver, p, &base, target, plan).await?;
     server.stop();
 
@@ -440,6 +443,22 @@ pub async fn surge(p: Params, driver: Driver, waitlist: bool) -> anyhow::Result<
         lost: Some(lost as u64),
         burst: b,
     })
+}
+
+/// Waits until `n` mails are in the server's mail directory.
+async fn mails_sent(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let sent = std::fs::read_dir(dir).map_or(0, |d| d.count());
+        if sent >= n {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{sent} of {n} welcome mails sent after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Every claim of the sale as the owner lists it: id → status.

@@ -20,6 +20,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator the `surge` binary uses, for every server measured here.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "surge-bench",
