@@ -6,11 +6,13 @@
 //! notification), or right after it (the password-reset code, which is
 //! never journaled in clear). The worker sends due rows through SMTP
 //! (lettre) when `smtp_url` is set, or writes them as `.eml` files under
-//! `data_dir/mail/` when it is not, and deletes each row once sent. A
+//! `data_dir/mail/` when it is not, and deletes the rows of a round (up to
+//! `ROUND` mails) in one durable write once they are sent. A
 //! failure is retried with exponential back-off (1 s, 2 s, 4 s … at most
 //! 10 min); after `MAX_ATTEMPTS` the mail moves to `outbox_dead`.
-//! Delivery is at least once: a crash between sending and deleting the row
-//! sends that mail again.
+//! Delivery is at least once: a crash between sending and deleting the
+//! rows sends the mails of that round again (same `Message-ID`, so a
+//! receiver can drop the copy).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -179,6 +181,9 @@ impl Mailer {
     pub async fn drain(&self) -> Result<usize, StoreError> {
         let now = Utc::now();
         let mut handled = 0;
+        // What the round's sends change in the outbox, written at once: one
+        // commit per round, not one per mail.
+        let mut ops = Vec::new();
         for (key, value) in self.store.scan(OUTBOX, "", None, ROUND).await? {
             let due = key
                 .split_once('|')
@@ -194,13 +199,11 @@ impl Mailer {
             };
             let Ok(mut mail) = codec::decode::<OutMail>(1, &value) else {
                 tracing::error!(%key, "undecodable outbox row dropped");
-                self.store.write_rows(vec![done]).await?;
+                ops.push(done);
                 continue;
             };
             match self.send(&mail).await {
-                Ok(()) => {
-                    self.store.write_rows(vec![done]).await?;
-                }
+                Ok(()) => ops.push(done),
                 Err(e) => {
                     mail.attempts += 1;
                     tracing::warn!(mail = %mail.id, attempts = mail.attempts, error = %e, "mail not sent");
@@ -214,9 +217,12 @@ impl Mailer {
                     } else {
                         outbox_row(&mail, now + backoff(mail.attempts))
                     };
-                    self.store.write_rows(vec![done, next]).await?;
+                    ops.extend([done, next]);
                 }
             }
+        }
+        if !ops.is_empty() {
+            self.store.write_rows(ops).await?;
         }
         Ok(handled)
     }

@@ -97,6 +97,10 @@ async fn five_thousand_users_claim_a_hundred_seats() {
     let app = spawn_app_with(|s| {
         fast(s);
         s.burst_max_waitlist = 1000;
+        // The warmed connections may sit idle longer than the default 10 s
+        // on a slow machine before the burst reuses them; the server's
+        // keep-alive timeout must outlast the client pool's (README).
+        s.header_read_timeout_secs = 120;
     })
     .await;
     let client = reqwest::Client::builder()

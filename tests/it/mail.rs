@@ -363,3 +363,50 @@ async fn without_smtp_mails_are_files_and_broadcasts_reach_inboxes() {
         "the customer turned announcement mails off"
     );
 }
+
+#[tokio::test]
+async fn a_round_of_mails_is_one_durable_write() {
+    use surge::mail::{outbox_row, MailConfig, Mailer, OutMail};
+    use surge::store::redb::{RedbOptions, RedbStore};
+    use surge::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(surge::metrics::Metrics::new());
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(dir.path(), RedbOptions::default(), metrics.clone()).unwrap());
+    let rows = (0..10)
+        .map(|i| {
+            let mail = OutMail {
+                id: format!("m{i}"),
+                to: format!("u{i}@example.com"),
+                subject: "Hi".into(),
+                body: "Hello".into(),
+                attempts: 0,
+                created_at: chrono::Utc::now(),
+                last_error: None,
+            };
+            outbox_row(&mail, mail.created_at)
+        })
+        .collect();
+    store.write_rows(rows).await.unwrap();
+    let mailer = Mailer::new(
+        &MailConfig {
+            smtp_url: None,
+            from: "Surge <no-reply@surge.localhost>".into(),
+            dir: dir.path().join("mail"),
+        },
+        store.clone(),
+    )
+    .unwrap();
+    let before = metrics.journal_commits.get();
+    assert_eq!(mailer.drain().await.unwrap(), 10);
+    assert_eq!(
+        metrics.journal_commits.get() - before,
+        1,
+        "ten mails sent, their rows deleted in one commit"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("mail")).unwrap().count(),
+        10
+    );
+    assert_eq!(mailer.drain().await.unwrap(), 0, "nothing is sent twice");
+}
