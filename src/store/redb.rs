@@ -8,6 +8,13 @@
 //!
 //! Reads run on the blocking pool against MVCC read transactions and never
 //! wait for the writer.
+//!
+//! A stream's head (its last sequence number) is the last key of its range
+//! in `journal`, found by one descent of the tree, not a row of its own: a
+//! `heads` row per stream was one more page rewritten (copy-on-write, with
+//! its path to the root) per append, and appends to many streams at once —
+//! a burst's notifications, one per user — are random keys. Files written
+//! before keep a `heads` table that nothing reads.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -24,7 +31,6 @@ use super::{
 use crate::metrics::Metrics;
 
 const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
-const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
 const SNAPSHOTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("snapshots");
 const INDEX: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("index");
 
@@ -64,7 +70,6 @@ impl RedbStore {
         let txn = db.begin_write().map_err(StoreError::backend)?;
         {
             txn.open_table(JOURNAL).map_err(StoreError::backend)?;
-            txn.open_table(HEADS).map_err(StoreError::backend)?;
             txn.open_table(SNAPSHOTS).map_err(StoreError::backend)?;
             txn.open_table(INDEX).map_err(StoreError::backend)?;
         }
@@ -125,17 +130,12 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>
         let mut results = Vec::with_capacity(batch.len());
         {
             let mut journal = txn.open_table(JOURNAL).map_err(StoreError::backend)?;
-            let mut heads = txn.open_table(HEADS).map_err(StoreError::backend)?;
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(StoreError::backend)?;
             let mut index = txn.open_table(INDEX).map_err(StoreError::backend)?;
             for op in batch {
                 match op {
                     WriteOp::Append(req, _) => {
-                        let head = heads
-                            .get(req.stream.as_str())
-                            .map_err(StoreError::backend)?
-                            .map(|g| g.value())
-                            .unwrap_or(0);
+                        let head = journal_head(&journal, &req.stream)?;
                         if head != req.expected {
                             results.push(Err(StoreError::Conflict {
                                 stream: req.stream.clone(),
@@ -151,9 +151,6 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>
                                 .insert((req.stream.as_str(), seq), payload.as_slice())
                                 .map_err(StoreError::backend)?;
                         }
-                        heads
-                            .insert(req.stream.as_str(), seq)
-                            .map_err(StoreError::backend)?;
                         write_rows(&mut index, &req.index)?;
                         results.push(Ok(seq));
                     }
@@ -189,6 +186,20 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Vec<Result<Seq, StoreError>
                 .collect()
         }
     }
+}
+
+/// The last sequence number of `stream` (0: no events).
+fn journal_head(
+    journal: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    stream: &str,
+) -> Result<Seq, StoreError> {
+    let last = journal
+        .range((stream, 0)..=(stream, u64::MAX))
+        .map_err(StoreError::backend)?
+        .next_back()
+        .transpose()
+        .map_err(StoreError::backend)?;
+    Ok(last.map_or(0, |(k, _)| k.value().1))
 }
 
 fn write_rows(
@@ -251,12 +262,8 @@ impl Store for RedbStore {
         let stream = stream.to_owned();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(StoreError::backend)?;
-            let table = txn.open_table(HEADS).map_err(StoreError::backend)?;
-            Ok(table
-                .get(stream.as_str())
-                .map_err(StoreError::backend)?
-                .map(|g| g.value())
-                .unwrap_or(0))
+            let table = txn.open_table(JOURNAL).map_err(StoreError::backend)?;
+            journal_head(&table, &stream)
         })
         .await
     }
