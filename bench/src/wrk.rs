@@ -144,8 +144,7 @@ pub async fn burst(
     }
     f.flush()?;
     drop(f);
-    // Every connection's first request is sent without `delay`: never
-    // more connections than requests per thread.
+    // Connections beyond a thread's share of the plan would only wait.
     let threads = threads.clamp(1, plan.len());
     let connections = connections.clamp(threads, plan.len());
     let mut child = tokio::process::Command::new("wrk")
