@@ -279,6 +279,10 @@ fn service_config(
         burst: crate::service::queues::BurstConfig {
             max_pending: settings.burst_max_pending.max(1),
             max_waitlist: settings.burst_max_waitlist,
+            parts: match settings.burst_queue_parts {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+                n => n,
+            },
         },
         throttles: crate::auth::ThrottleConfig {
             login_per_ip_per_minute: settings.login_attempts_per_ip_per_minute,

@@ -156,6 +156,10 @@ pub struct Settings {
     pub burst_max_pending: usize,
     /// Waitlist places per queue; beyond, 409 `sold_out`.
     pub burst_max_waitlist: u32,
+    /// Parts (sub-queues, each its own actor and stream) a new course's or
+    /// flash sale's capacity is split over, so its burst is decided on
+    /// several cores; 0: the number of cores. Fixed per queue when it opens.
+    pub burst_queue_parts: u32,
     /// argon2id memory cost (KiB) and passes. Lower them only for tests
     /// and load generators: they are what makes stolen hashes expensive.
     pub hash_memory_kib: u32,
@@ -267,6 +271,7 @@ impl Default for Settings {
             listen_backlog: 8192,
             burst_max_pending: 20_000,
             burst_max_waitlist: 10_000,
+            burst_queue_parts: 0,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
             store: StoreKind::Embedded,
@@ -351,6 +356,7 @@ pub const KEYS: &[&str] = &[
     "listen_backlog",
     "burst_max_pending",
     "burst_max_waitlist",
+    "burst_queue_parts",
     "hash_memory_kib",
     "hash_iterations",
     "store",
@@ -364,6 +370,9 @@ pub const KEYS: &[&str] = &[
     "scylla_emulator",
     "scylla_request_timeout_ms",
 ];
+
+/// Bound of `burst_queue_parts`: a refill visits every part.
+pub const MAX_QUEUE_PARTS: u32 = 64;
 
 /// Values given as command-line flags (highest precedence).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -427,6 +436,11 @@ impl Settings {
             if s.len() < 32 {
                 return Err(ConfigError("jwt_secret must be at least 32 bytes".into()));
             }
+        }
+        if self.burst_queue_parts > MAX_QUEUE_PARTS {
+            return Err(ConfigError(format!(
+                "burst_queue_parts must be at most {MAX_QUEUE_PARTS}"
+            )));
         }
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError(

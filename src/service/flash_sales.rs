@@ -123,6 +123,8 @@ impl FlashSales {
             opens_at: input.opens_at,
             closes_at: input.closes_at,
             max_waitlist: self.burst.max_waitlist,
+            parts: self.burst.parts_for(input.stock),
+            part_of: None,
         };
         let opened = self.queues.open(&id, config).await;
         let status = match opened {

@@ -250,9 +250,10 @@ impl Fulfilment {
                 }
             }
             self.queues
-                .expire(&claim.queue_id, claim.claim_id.clone())
+                .expire(&claim.queue_id, &order.customer_id, claim.claim_id.clone())
                 .await?;
-            self.queue_work.advance_queue(&claim.queue_id).await?;
+            self.queue_work.rebalance(&claim.queue_id).await?;
+            self.queue_work.advance_all(&claim.queue_id).await?;
             return Ok(OrderCommand::StockReleased);
         }
         if order.stock == StockStatus::Held {

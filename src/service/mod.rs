@@ -18,6 +18,7 @@ pub mod fulfilment;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod queue_parts;
 pub mod queue_work;
 pub mod queues;
 pub mod tracking;

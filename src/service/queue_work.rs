@@ -24,7 +24,8 @@ use super::ServiceError;
 use crate::actors::entity::stream_id;
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{
-    Claim, ClaimOrder, ClaimStatus, PendingWork, QueueConfig, QueueEntity, QueueKind, QueueStatus,
+    part_id, Claim, ClaimOrder, ClaimStatus, PendingWork, QueueConfig, QueueEntity, QueueKind,
+    QueueStatus,
 };
 use crate::actors::shop::ShopCommand;
 use crate::domain::notification::Notification;
@@ -48,6 +49,13 @@ pub struct Bursts {
     /// Queue configurations (fixed once open), so that a claim costs one
     /// call to its queue.
     pub(super) configs: DashMap<String, QueueConfig>,
+    /// Split queues: one refill or rebalance at a time per queue.
+    pub(super) refills: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Split queues found sold out (no unit unconfirmed anywhere): claims
+    /// are waitlisted without a refill until units are freed.
+    pub(super) exhausted: dashmap::DashSet<String>,
+    /// Split queues: what each part confirmed, as last heard.
+    pub(super) part_confirmed: DashMap<String, Arc<Vec<std::sync::atomic::AtomicU32>>>,
 }
 
 /// The queue worker: what a decided claim still owes (the order of a won
@@ -96,10 +104,47 @@ impl QueueWork {
             let Ok(status) = queues.status(&id).await else {
                 return;
             };
-            if let Ok(head) = store.head(&stream_id::<QueueEntity>(&id)).await {
-                bus.publish(&Topic::queue(&id), head, counters(&status));
+            if let Ok(seq) = counters_seq(store.as_ref(), &id, &status.config).await {
+                bus.publish(&Topic::queue(&id), seq, counters(&status));
             }
         });
+    }
+
+    /// A queue's configuration (fixed once open).
+    async fn config_of(&self, queue_id: &str) -> Result<QueueConfig, ServiceError> {
+        if let Some(c) = self.bursts.configs.get(queue_id) {
+            return Ok(c.clone());
+        }
+        Ok(self.queues.status(queue_id).await?.config)
+    }
+
+    /// The sequence number `queue:{id}`'s counters are published with.
+    pub async fn queue_seq(&self, queue_id: &str) -> Result<u64, ServiceError> {
+        let config = match self.config_of(queue_id).await {
+            Ok(config) => config,
+            // Not open yet (a course before its first enrollment).
+            Err(ServiceError::Domain(crate::domain::DomainError::NotFound(_))) => {
+                return Ok(self.store.head(&stream_id::<QueueEntity>(queue_id)).await?)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(counters_seq(self.store.as_ref(), queue_id, &config).await?)
+    }
+
+    /// `advance_queue` of queue `queue_id`, or of each of its parts.
+    pub(super) async fn advance_all(&self, queue_id: &str) -> Result<(), ServiceError> {
+        let config = self.config_of(queue_id).await?;
+        if !config.is_split() {
+            return self.advance_queue(queue_id).await;
+        }
+        for i in 0..config.parts {
+            match self.advance_queue(&part_id(queue_id, i)).await {
+                // Not opened: it decided nothing.
+                Err(ServiceError::Domain(crate::domain::DomainError::NotFound(_))) => {}
+                other => other?,
+            }
+        }
+        Ok(())
     }
 
     /// Places the orders confirmed claims need and tells users their
@@ -311,6 +356,24 @@ impl QueueWork {
             }
         }
     }
+}
+
+/// The sequence number of a queue's counters: its journal head, plus its
+/// parts' for a split queue (each only grows, so the sum does).
+async fn counters_seq(
+    store: &dyn Store,
+    queue_id: &str,
+    config: &QueueConfig,
+) -> Result<u64, crate::store::StoreError> {
+    let mut seq = store.head(&stream_id::<QueueEntity>(queue_id)).await?;
+    if config.is_split() {
+        for i in 0..config.parts {
+            seq += store
+                .head(&stream_id::<QueueEntity>(&part_id(queue_id, i)))
+                .await?;
+        }
+    }
+    Ok(seq)
 }
 
 /// The public counters of a queue.

@@ -28,7 +28,6 @@ use crate::actors::queue::{
     Claim, ClaimDecision, ClaimOrder, ClaimStatus, NewClaim, QueueConfig, QueueKind, QueueStatus,
     CLAIMS_BY_QUEUE, CLAIMS_BY_USER,
 };
-use crate::actors::CallError;
 use crate::domain::{Caller, DomainError};
 use crate::store::codec;
 
@@ -38,6 +37,9 @@ pub struct BurstConfig {
     pub max_pending: usize,
     /// Waitlist bound per queue.
     pub max_waitlist: u32,
+    /// Parts (sub-queues, each its own actor) a new queue's capacity is
+    /// split over; never more than its capacity.
+    pub parts: u32,
 }
 
 impl Default for BurstConfig {
@@ -45,7 +47,15 @@ impl Default for BurstConfig {
         BurstConfig {
             max_pending: 20_000,
             max_waitlist: 10_000,
+            parts: 1,
         }
+    }
+}
+
+impl BurstConfig {
+    /// The parts of a new queue of `capacity`.
+    pub fn parts_for(&self, capacity: u32) -> u32 {
+        self.parts.clamp(1, capacity.max(1))
     }
 }
 
@@ -177,6 +187,8 @@ impl Queues {
             opens_at: None,
             closes_at: None,
             max_waitlist: self.burst.max_waitlist,
+            parts: self.burst.parts_for(course.capacity),
+            part_of: None,
         })
     }
 
@@ -254,8 +266,19 @@ impl Queues {
             quantity: req.quantity,
             idempotency_key,
             order,
+            dry_first: false,
         };
-        let decided = self.queues.claim(queue_id, new).await;
+        let decided = if config.is_split() {
+            self.queue_work.claim_in_part(queue_id, &config, new).await
+        } else {
+            self.queues
+                .claim(queue_id, new)
+                .await
+                .map_err(ServiceError::from)
+                .and_then(|d| {
+                    d.ok_or_else(|| ServiceError::Unavailable("a queue answered dry".into()))
+                })
+        };
         // Every claim the queue decided counts, refusals included: they are
         // what a burst is made of.
         self.count_claim(&decided);
@@ -323,13 +346,13 @@ impl Queues {
 
     /// Every claim the queue decided counts, refusals included: they are
     /// what a burst is made of.
-    fn count_claim(&self, decided: &Result<ClaimDecision, CallError<DomainError>>) {
+    fn count_claim(&self, decided: &Result<ClaimDecision, ServiceError>) {
         if matches!(
             decided,
             Ok(ClaimDecision {
                 replayed: false,
                 ..
-            }) | Err(CallError::Rejected(DomainError::Conflict { .. }))
+            }) | Err(ServiceError::Domain(DomainError::Conflict { .. }))
         ) {
             self.metrics.queue_claims.inc();
             let claims = self.metrics.queue_claims.get() as f64;
@@ -368,8 +391,11 @@ impl Queues {
                 .await;
             let _ = self.fulfilment.advance_order(&claim.id).await;
         }
+        // A split queue's freed units go to the waitlists before the
+        // answer (see `queue_parts`).
+        self.queue_work.rebalance(queue_id).await?;
         self.queue_work.publish_counters(queue_id);
-        self.queue_work.advance_queue(queue_id).await?;
+        self.queue_work.advance_all(queue_id).await?;
         Ok(claim)
     }
 
@@ -415,8 +441,15 @@ impl Queues {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Claim>, Option<String>), ServiceError> {
-        let status = self.queue_of_kind(kind, queue_id).await?;
-        caller.ensure_owner(&status.config.owner_id, "queue")?;
+        let owner = match self.queue_of_kind(kind, queue_id).await {
+            Ok(status) => status.config.owner_id,
+            // A course nobody enrolled in yet: its queue is not open.
+            Err(ServiceError::Domain(DomainError::NotFound(_))) if kind == QueueKind::Course => {
+                self.course_queue(queue_id).await?.owner_id
+            }
+            Err(e) => return Err(e),
+        };
+        caller.ensure_owner(&owner, "queue")?;
         let prefix = format!("{queue_id}|");
         let start = after.map(|a| format!("{prefix}{a}"));
         let rows = self

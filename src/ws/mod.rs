@@ -34,7 +34,6 @@ use serde::Deserialize;
 
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
-use crate::actors::queue::QueueEntity;
 use crate::actors::shipper::ShipperEntity;
 use crate::actors::user::User;
 use crate::actors::Entity;
@@ -164,7 +163,15 @@ impl TopicSource for Topics {
             Topic::User(id) => stream_id::<User>(id),
             Topic::Order(id) => stream_id::<OrderEntity>(id),
             Topic::Shipper(id) => stream_id::<ShipperEntity>(id),
-            Topic::Queue(id) => stream_id::<QueueEntity>(id),
+            // A split queue's counters move with its parts' journals too.
+            Topic::Queue(id) => {
+                return self
+                    .services
+                    .queue_work
+                    .queue_seq(id)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         };
         self.services
             .store

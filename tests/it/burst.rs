@@ -101,6 +101,8 @@ async fn five_thousand_users_claim_a_hundred_seats() {
         // on a slow machine before the burst reuses them; the server's
         // keep-alive timeout must outlast the client pool's (README).
         s.header_read_timeout_secs = 120;
+        // Two parts, each deciding the claims of half the users.
+        s.burst_queue_parts = 2;
     })
     .await;
     let client = reqwest::Client::builder()
@@ -148,13 +150,23 @@ async fn five_thousand_users_claim_a_hundred_seats() {
         .iter()
         .filter(|(s, _)| *s == StatusCode::CONFLICT)
         .all(|(_, b)| error_code(b) == "sold_out"));
-    // Waitlist positions are 1..=1000, each once.
-    let positions: HashSet<u64> = results
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
-        .map(|(_, b)| b["position"].as_u64().unwrap())
-        .collect();
-    assert_eq!(positions, (1..=1000).collect());
+    // Each part's waitlist holds positions 1..=n of its own (500 each:
+    // the waitlist bound is shared out), each once.
+    let mut per_part: std::collections::HashMap<u32, Vec<u64>> = Default::default();
+    for (st, body) in &results {
+        if *st == StatusCode::ACCEPTED {
+            let user = body["user_id"].as_str().unwrap();
+            per_part
+                .entry(surge::actors::queue::part_of_user(user, 2))
+                .or_default()
+                .push(body["position"].as_u64().unwrap());
+        }
+    }
+    for positions in per_part.values_mut() {
+        positions.sort_unstable();
+        assert_eq!(*positions, (1..=500).collect::<Vec<u64>>());
+    }
+    assert_eq!(per_part.len(), 2);
 
     // The queue agrees, and so does the trainer's list.
     let (_, course_claims) = app
@@ -374,6 +386,21 @@ async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlis
     .await;
 }
 
+#[tokio::test]
+async fn a_split_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist() {
+    // The same over two parts: orders from every part, the sale's reserve
+    // shared, expired units moved to whichever part has the waitlist.
+    a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
+        spawn_app_with(|s| {
+            fast(s);
+            s.payment_timeout_secs = 1;
+            s.burst_queue_parts = 2;
+        })
+        .await,
+    )
+    .await;
+}
+
 /// The body of `a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist`, on any app (`scylla.rs` runs it on ScyllaDB).
 pub(crate) async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
     app: TestApp,
@@ -519,7 +546,8 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    for seed in [7u64, 1_234_567, 987_654_321] {
+    // One queue actor, then the capacity split over 2 and 4 parts.
+    for (seed, parts) in [(7u64, "1"), (1_234_567, "2"), (987_654_321, "4")] {
         let dir = tempfile::tempdir().unwrap();
         let spawn = |port: u16| {
             serve_child(
@@ -529,6 +557,7 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
                     ("SURGE_LOG", "error"),
                     ("SURGE_HASH_MEMORY_KIB", "8"),
                     ("SURGE_HASH_ITERATIONS", "1"),
+                    ("SURGE_BURST_QUEUE_PARTS", parts),
                 ],
             )
         };
@@ -550,10 +579,14 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
             .map(|t| enroll(&client, &base, &id, t, None))
             .collect();
         let mut acknowledged: HashSet<String> = HashSet::new();
+        let mut waiting: HashSet<String> = HashSet::new();
         let mut killed = false;
         while let Some((status, body)) = pending.next().await {
             if status == StatusCode::CREATED {
                 acknowledged.insert(body["id"].as_str().unwrap().to_owned());
+            }
+            if status == StatusCode::ACCEPTED && !killed {
+                waiting.insert(body["id"].as_str().unwrap().to_owned());
             }
             if !killed && acknowledged.len() >= kill_at {
                 Command::new("kill")
@@ -572,6 +605,7 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
         let mut child = spawn(port);
         wait_healthy(&client, &base).await;
         let mut confirmed = Vec::new();
+        let mut waiting_after = HashSet::new();
         let mut cursor: Option<String> = None;
         loop {
             let url = match &cursor {
@@ -593,6 +627,9 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
             }
             let items = page["items"].as_array().unwrap_or_else(|| panic!("{page}"));
             for c in items {
+                if c["status"] == "waitlisted" {
+                    waiting_after.insert(c["id"].as_str().unwrap().to_owned());
+                }
                 if c["status"] == "confirmed" {
                     confirmed.push((
                         c["id"].as_str().unwrap().to_owned(),
@@ -608,7 +645,7 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
         let confirmed_ids: HashSet<&str> = confirmed.iter().map(|(c, _)| c.as_str()).collect();
         let people: HashSet<&str> = confirmed.iter().map(|(_, u)| u.as_str()).collect();
         println!(
-            "seed {seed}: killed after {kill_at} acknowledgements; {} acknowledged in all, {} confirmed after restart",
+            "seed {seed}, {parts} part(s): killed after {kill_at} acknowledgements; {} acknowledged in all, {} confirmed after restart",
             acknowledged.len(),
             confirmed.len()
         );
@@ -616,6 +653,12 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
             assert!(
                 confirmed_ids.contains(id.as_str()),
                 "acknowledged claim {id} was lost"
+            );
+        }
+        for id in &waiting {
+            assert!(
+                waiting_after.contains(id) || confirmed_ids.contains(id.as_str()),
+                "waitlisted claim {id} was lost"
             );
         }
         assert!(confirmed.len() <= capacity as usize, "oversold");

@@ -50,6 +50,9 @@ pub fn test_settings(dir: PathBuf) -> Settings {
         login_attempts_per_account_per_hour: 0,
         registrations_per_ip_per_hour: 0,
         password_resets_per_ip_per_hour: 0,
+        // One queue actor per queue unless a test splits it (the default
+        // follows the machine's cores).
+        burst_queue_parts: 1,
         ..Settings::default()
     }
 }

@@ -17,5 +17,6 @@ mod mail;
 mod payos;
 mod scylla;
 mod shipping;
+mod split;
 mod web;
 mod ws;

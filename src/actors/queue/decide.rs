@@ -8,6 +8,7 @@ use super::{
 };
 use crate::actors::{Ctx, Entity};
 use crate::domain::DomainError;
+use chrono::{DateTime, Utc};
 
 type Decided = Result<(Vec<QueueEvent>, QueueReply), DomainError>;
 
@@ -105,11 +106,14 @@ pub(super) fn claim(state: &QueueState, new: NewClaim, ctx: &Ctx<'_>) -> Decided
             return Ok((vec![], reply));
         }
     }
-    let status = admit(state, cfg, &new, ctx)?;
+    let Some(status) = admit(state, cfg, &new, ctx)? else {
+        return Ok((vec![], QueueReply::Dry));
+    };
     let now = ctx.now;
     let claim = Claim {
         id: new.claim_id,
-        queue_id: ctx.id.into(),
+        // A part's claims are its queue's.
+        queue_id: cfg.part_of.clone().unwrap_or_else(|| ctx.id.into()),
         user_id: new.user_id,
         quantity: new.quantity,
         status,
@@ -125,14 +129,22 @@ pub(super) fn claim(state: &QueueState, new: NewClaim, ctx: &Ctx<'_>) -> Decided
     answered(state, vec![QueueEvent::Claimed { claim }])
 }
 
-/// Whether a new claim gets a place (and which), or why not.
+/// Whether a new claim gets a place (and which), or why not; `None`: a
+/// part asked `dry_first` has no units for it.
 fn admit(
     state: &QueueState,
     cfg: &QueueConfig,
     new: &NewClaim,
     ctx: &Ctx<'_>,
-) -> Result<ClaimStatus, DomainError> {
+) -> Result<Option<ClaimStatus>, DomainError> {
     let (now, quantity) = (ctx.now, new.quantity);
+    if cfg.is_split() {
+        // Its parts decide claims; this one only allots their units.
+        return Err(DomainError::conflict(
+            "queue_split",
+            "this queue's claims are decided by its parts",
+        ));
+    }
     if cfg.needs_order() && new.order.is_none() {
         return Err(DomainError::invalid(
             "address_id",
@@ -176,9 +188,11 @@ fn admit(
         ));
     }
     if quantity <= state.remaining() {
-        Ok(ClaimStatus::Confirmed)
+        Ok(Some(ClaimStatus::Confirmed))
+    } else if new.dry_first && cfg.part_of.is_some() {
+        Ok(None)
     } else if (state.waitlist.len() as u32) < cfg.max_waitlist {
-        Ok(ClaimStatus::Waitlisted)
+        Ok(Some(ClaimStatus::Waitlisted))
     } else {
         Err(DomainError::conflict(
             "sold_out",
@@ -212,4 +226,91 @@ pub(super) fn cancel(
         ));
     }
     Ok(QueueEntity::free(state, claim, false, now))
+}
+
+/// A part's units, after `events`.
+pub(super) fn part_answer(state: &QueueState, events: Vec<QueueEvent>) -> Decided {
+    let cfg = open(state)?;
+    if cfg.part_of.is_none() {
+        return Err(DomainError::conflict(
+            "not_a_part",
+            "this queue is not a part",
+        ));
+    }
+    let next = QueueEntity::evolve(state, &events);
+    Ok((events, QueueReply::Part(next.part_units())))
+}
+
+/// A part's grant rises to `total`: the head of its waitlist moves up into
+/// the new units while they fit.
+pub(super) fn grant(state: &QueueState, total: u32, now: DateTime<Utc>) -> Decided {
+    open(state)?;
+    if total <= state.received {
+        return part_answer(state, vec![]);
+    }
+    let mut events = vec![QueueEvent::Granted { total }];
+    let after = QueueEntity::evolve(state, &events);
+    events.extend(super::promotions(&after, after.remaining(), now));
+    part_answer(state, events)
+}
+
+/// A part gives back every unit it holds and has not confirmed.
+pub(super) fn give_back(state: &QueueState) -> Decided {
+    open(state)?;
+    let unused = state.remaining();
+    if unused == 0 {
+        return part_answer(state, vec![]);
+    }
+    let total = state.returned + unused;
+    part_answer(state, vec![QueueEvent::GaveBack { total }])
+}
+
+/// The split queue's allotment, after `events`.
+fn pool_answer(state: &QueueState, events: Vec<QueueEvent>) -> Decided {
+    let next = QueueEntity::evolve(state, &events);
+    Ok((events, QueueReply::Pool(next.pool())))
+}
+
+/// The split queue whose part `part` is asked about.
+fn split(state: &QueueState, part: u32) -> Result<&QueueConfig, DomainError> {
+    let cfg = open(state)?;
+    if !cfg.is_split() || part >= cfg.parts {
+        return Err(DomainError::invalid("part", "no such part of this queue"));
+    }
+    Ok(cfg)
+}
+
+/// Up to `want` units no part holds go to `part`.
+pub(super) fn allot(state: &QueueState, part: u32, want: u32) -> Decided {
+    split(state, part)?;
+    let n = want.min(state.pool_free());
+    if n == 0 {
+        return pool_answer(state, vec![]);
+    }
+    let before = state.allotted.get(part as usize).copied().unwrap_or(0);
+    pool_answer(
+        state,
+        vec![QueueEvent::Allotted {
+            part,
+            total: before + n,
+        }],
+    )
+}
+
+/// `part` has given back `total` units so far: those not yet counted are
+/// free again. Never more than it was allotted.
+pub(super) fn recover(state: &QueueState, part: u32, total: u32) -> Decided {
+    split(state, part)?;
+    let allotted = state.allotted.get(part as usize).copied().unwrap_or(0);
+    let known = state.recovered.get(part as usize).copied().unwrap_or(0);
+    if total > allotted {
+        return Err(DomainError::invalid(
+            "total",
+            "a part cannot give back more than it was allotted",
+        ));
+    }
+    if total <= known {
+        return pool_answer(state, vec![]);
+    }
+    pool_answer(state, vec![QueueEvent::Recovered { part, total }])
 }

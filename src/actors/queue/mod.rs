@@ -49,11 +49,20 @@ fn promotions(state: &QueueState, mut free: u32, now: DateTime<Utc>) -> Vec<Queu
     out
 }
 
+/// `totals[part] = max(totals[part], total)`.
+fn raise(totals: &mut Vec<u32>, part: u32, total: u32) {
+    let i = part as usize;
+    if totals.len() <= i {
+        totals.resize(i + 1, 0);
+    }
+    totals[i] = totals[i].max(total);
+}
+
 impl Entity for QueueEntity {
     const KIND: &'static str = "queue";
-    /// 2: the state keeps `waitlisted_units` and `due` (older snapshots are
-    /// replayed instead).
-    const VERSION: u16 = 2;
+    /// 2: the state keeps `waitlisted_units` and `due`; 3: the units of
+    /// split queues and their parts (older snapshots are replayed instead).
+    const VERSION: u16 = 3;
     type State = QueueState;
     type Command = QueueCommand;
     type Event = QueueEvent;
@@ -82,6 +91,7 @@ impl Entity for QueueEntity {
                 quantity,
                 idempotency_key,
                 order,
+                dry_first,
             } => {
                 let new = NewClaim {
                     claim_id,
@@ -89,9 +99,15 @@ impl Entity for QueueEntity {
                     quantity,
                     idempotency_key,
                     order,
+                    dry_first,
                 };
                 return d::claim(state, new, ctx);
             }
+            QueueCommand::Grant { total } => return d::grant(state, total, now),
+            QueueCommand::GiveBack => return d::give_back(state),
+            QueueCommand::Units => return d::part_answer(state, vec![]),
+            QueueCommand::Allot { part, want } => return d::allot(state, part, want),
+            QueueCommand::Recover { part, total } => return d::recover(state, part, total),
             QueueCommand::Cancel { user_id, claim_id } => {
                 d::cancel(state, &user_id, &claim_id, now)?
             }
@@ -124,6 +140,10 @@ impl Entity for QueueEntity {
                     state.refresh_due(id);
                 }
             }
+            QueueEvent::Granted { .. }
+            | QueueEvent::GaveBack { .. }
+            | QueueEvent::Allotted { .. }
+            | QueueEvent::Recovered { .. } => {}
         }
     }
     // Nothing per event: `queue:{id}` carries the capacity counters,
@@ -145,7 +165,12 @@ impl Entity for QueueEntity {
                 | QueueEvent::Expired { claim_id, .. }
                 | QueueEvent::Promoted { claim_id, .. }
                 | QueueEvent::OrderPlaced { claim_id } => Some(claim_id),
-                QueueEvent::Opened { .. } | QueueEvent::Notified { .. } => None,
+                QueueEvent::Opened { .. }
+                | QueueEvent::Notified { .. }
+                | QueueEvent::Granted { .. }
+                | QueueEvent::GaveBack { .. }
+                | QueueEvent::Allotted { .. }
+                | QueueEvent::Recovered { .. } => None,
             })
             .collect();
         touched.dedup();
@@ -154,14 +179,16 @@ impl Entity for QueueEntity {
                 continue;
             };
             let value = crate::store::codec::encode(1, c).expect("claims always encode");
+            // Under the queue's id (a part's claims are its queue's).
+            let queue = &c.queue_id;
             ops.push(IndexOp::Put {
                 table: CLAIMS_BY_USER,
-                key: format!("{}|{id}|{}", c.user_id, c.id),
+                key: format!("{}|{queue}|{}", c.user_id, c.id),
                 value: value.clone(),
             });
             ops.push(IndexOp::Put {
                 table: CLAIMS_BY_QUEUE,
-                key: format!("{id}|{}", c.id),
+                key: format!("{queue}|{}", c.id),
                 value,
             });
         }
@@ -256,6 +283,14 @@ impl QueueEntity {
                         c.notified = Some(*st);
                     }
                 }
+            }
+            QueueEvent::Granted { total } => state.received = state.received.max(*total),
+            QueueEvent::GaveBack { total } => state.returned = state.returned.max(*total),
+            QueueEvent::Allotted { part, total } => {
+                raise(&mut state.allotted, *part, *total);
+            }
+            QueueEvent::Recovered { part, total } => {
+                raise(&mut state.recovered, *part, *total);
             }
         }
     }

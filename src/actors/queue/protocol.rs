@@ -45,6 +45,24 @@ pub enum QueueEvent {
     Notified {
         claims: Vec<(String, ClaimStatus)>,
     },
+    /// A part of a split queue: units granted to it so far, in total.
+    Granted {
+        total: u32,
+    },
+    /// A part of a split queue: units it gave back so far, in total.
+    GaveBack {
+        total: u32,
+    },
+    /// A split queue: units allotted to `part` so far, in total.
+    Allotted {
+        part: u32,
+        total: u32,
+    },
+    /// A split queue: units `part` is known to have given back, in total.
+    Recovered {
+        part: u32,
+        total: u32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +75,10 @@ pub enum QueueCommand {
         quantity: u32,
         idempotency_key: Option<crate::domain::IdempotencyKey>,
         order: Option<ClaimOrder>,
+        /// A part of a split queue answers `Dry` instead of waitlisting or
+        /// refusing `sold_out` (the caller moves units to it first).
+        #[serde(default)]
+        dry_first: bool,
     },
     /// Work the queue owes: orders to place, users to notify (at most
     /// `limit` of each).
@@ -83,6 +105,26 @@ pub enum QueueCommand {
     GetClaim {
         claim_id: String,
     },
+    /// A part: raise the units granted to it to `total` (a lower or equal
+    /// total changes nothing); its waitlist moves up into them.
+    Grant {
+        total: u32,
+    },
+    /// A part: give back every unit it holds and has not confirmed.
+    GiveBack,
+    /// A part: its units.
+    Units,
+    /// A split queue: allot up to `want` units from what no part holds to
+    /// `part` (`want` 0 only reads).
+    Allot {
+        part: u32,
+        want: u32,
+    },
+    /// A split queue: `part` has given back `total` units so far.
+    Recover {
+        part: u32,
+        total: u32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,4 +141,36 @@ pub enum QueueReply {
         orders: Vec<Claim>,
         notify: Vec<Claim>,
     },
+    /// A part has no units for the claim (it was asked `dry_first`).
+    Dry,
+    /// A part's units.
+    Part(PartUnits),
+    /// A split queue's allotment.
+    Pool(Pool),
+}
+
+/// The units a part of a split queue holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartUnits {
+    /// Granted so far, in total.
+    pub received: u32,
+    /// Given back so far, in total.
+    pub returned: u32,
+    pub confirmed: u32,
+    /// Held and not confirmed.
+    pub unused: u32,
+    pub waitlisted: u32,
+    /// When the head of its waitlist claimed.
+    pub waiting_since: Option<DateTime<Utc>>,
+}
+
+/// How a split queue's capacity is allotted to its parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    /// Per part: allotted so far, in total.
+    pub allotted: Vec<u32>,
+    /// Per part: given back so far, in total (as far as the pool knows).
+    pub recovered: Vec<u32>,
+    /// Allotted to no part.
+    pub free: u32,
 }

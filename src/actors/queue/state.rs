@@ -39,12 +39,67 @@ pub struct QueueConfig {
     pub opens_at: Option<DateTime<Utc>>,
     pub closes_at: Option<DateTime<Utc>>,
     pub max_waitlist: u32,
+    /// The parts (sub-queues) its capacity is split over, each its own
+    /// actor and stream deciding the claims of its share of the users; 1:
+    /// this queue decides every claim itself.
+    #[serde(default = "one_part")]
+    pub parts: u32,
+    /// On a part: the queue it is a part of (its claims carry that id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub part_of: Option<crate::domain::ids::QueueId>,
+}
+
+fn one_part() -> u32 {
+    1
 }
 
 impl QueueConfig {
     pub fn needs_order(&self) -> bool {
         self.price > 0
     }
+
+    /// Split over parts, and this is the queue (not one of its parts).
+    pub fn is_split(&self) -> bool {
+        self.parts > 1 && self.part_of.is_none()
+    }
+
+    /// The configuration of part `i` of this split queue `id`: the same
+    /// rules, its share of the waitlist, and no units until some are
+    /// granted.
+    pub fn part(&self, id: &str) -> QueueConfig {
+        QueueConfig {
+            max_waitlist: self.max_waitlist.div_ceil(self.parts.max(1)),
+            part_of: Some(id.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The part of this split queue `id` that decides `user_id`'s claims:
+    /// a stable hash of the user (the same on every node and version), so a
+    /// user's per-user limit and idempotency keys live in one part.
+    pub fn part_for(&self, id: &str, user_id: &str) -> String {
+        part_id(id, self.part_index(user_id))
+    }
+
+    /// The number of the part `part_for` names.
+    pub fn part_index(&self, user_id: &str) -> u32 {
+        part_of_user(user_id, self.parts)
+    }
+}
+
+/// The part (of `parts`) that decides `user_id`'s claims: the first 8
+/// bytes of SHA-256 of the user id, modulo `parts`.
+pub fn part_of_user(user_id: &str, parts: u32) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(user_id.as_bytes());
+    let h = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    (h % u64::from(parts.max(1))) as u32
+}
+
+/// The actor id of part `i` of queue `id`.
+pub fn part_id(id: &str, i: u32) -> String {
+    format!("{id}~{i}")
 }
 
 impl QueueState {
@@ -131,13 +186,67 @@ pub struct QueueState {
         deserialize_with = "codec::via::<_, std::collections::BTreeSet<String>, _>"
     )]
     pub due: imbl::OrdSet<String>,
+    /// A part: units granted to it and given back, in total (it holds the
+    /// difference).
+    #[serde(default)]
+    pub received: u32,
+    #[serde(default)]
+    pub returned: u32,
+    /// A split queue: per part, units allotted and recovered, in total.
+    #[serde(default)]
+    pub allotted: Vec<u32>,
+    #[serde(default)]
+    pub recovered: Vec<u32>,
 }
 
 impl QueueState {
+    /// The units this queue decides on: a part's are those it holds.
+    pub fn capacity(&self) -> u32 {
+        match &self.config {
+            Some(c) if c.part_of.is_some() => self.received.saturating_sub(self.returned),
+            Some(c) => c.capacity,
+            None => 0,
+        }
+    }
+
     pub fn remaining(&self) -> u32 {
-        self.config
-            .as_ref()
-            .map_or(0, |c| c.capacity.saturating_sub(self.confirmed))
+        self.capacity().saturating_sub(self.confirmed)
+    }
+
+    /// A split queue: units allotted to no part.
+    pub fn pool_free(&self) -> u32 {
+        let capacity = self.config.as_ref().map_or(0, |c| c.capacity);
+        let out: u32 = self.allotted.iter().sum();
+        let back: u32 = self.recovered.iter().sum();
+        (capacity + back).saturating_sub(out)
+    }
+
+    pub fn pool(&self) -> Pool {
+        let parts = self.config.as_ref().map_or(0, |c| c.parts as usize);
+        let mut allotted = self.allotted.clone();
+        let mut recovered = self.recovered.clone();
+        allotted.resize(parts, 0);
+        recovered.resize(parts, 0);
+        Pool {
+            allotted,
+            recovered,
+            free: self.pool_free(),
+        }
+    }
+
+    pub fn part_units(&self) -> PartUnits {
+        PartUnits {
+            received: self.received,
+            returned: self.returned,
+            confirmed: self.confirmed,
+            unused: self.remaining(),
+            waitlisted: self.waitlisted_units,
+            waiting_since: self
+                .waitlist
+                .front()
+                .and_then(|id| self.claims.get(id))
+                .map(|c| c.created_at),
+        }
     }
 
     pub(super) fn held_by(&self, user_id: &str) -> u32 {

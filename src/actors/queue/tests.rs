@@ -17,6 +17,8 @@ fn opened(capacity: u32, limit: u32, waitlist: u32) -> QueueState {
         opens_at: None,
         closes_at: None,
         max_waitlist: waitlist,
+        parts: 1,
+        part_of: None,
     };
     QueueEntity::evolve(
         &QueueState::default(),
@@ -44,6 +46,7 @@ fn claim(
             request: "the same request".into(),
         }),
         order: None,
+        dry_first: false,
     };
     let (events, reply) = QueueEntity::decide(s, cmd, &ctx)?;
     let QueueReply::Claim { claim, .. } = reply else {
@@ -209,6 +212,7 @@ fn a_command_and_its_reply_cross_the_wire_unchanged() {
             request: "r".into(),
         }),
         order: None,
+        dry_first: false,
     };
     let sent: QueueCommand =
         rmp_serde::from_slice(&rmp_serde::to_vec_named(&cmd).unwrap()).unwrap();
@@ -228,4 +232,151 @@ fn a_command_and_its_reply_cross_the_wire_unchanged() {
     };
     assert_eq!(claim, sent_claim);
     assert_eq!(claim.status, ClaimStatus::Confirmed);
+}
+
+/// `cmd` decided and applied on `s`, with its reply.
+fn run(
+    s: &QueueState,
+    id: &str,
+    cmd: QueueCommand,
+) -> Result<(QueueState, QueueReply), DomainError> {
+    let ctx = Ctx {
+        id,
+        now: Utc::now(),
+    };
+    let (events, reply) = QueueEntity::decide(s, cmd, &ctx)?;
+    Ok((QueueEntity::evolve(s, &events), reply))
+}
+
+/// Split queue `q` (capacity 10, 2 parts) and its part 0, opened.
+fn split_and_part() -> (QueueState, QueueState) {
+    let mut queue = opened(10, 3, 4);
+    let mut cfg = queue.config.clone().unwrap();
+    cfg.parts = 2;
+    queue.config = Some(cfg.clone());
+    let part = QueueEntity::evolve(
+        &QueueState::default(),
+        &[QueueEvent::Opened {
+            config: cfg.part("q"),
+        }],
+    );
+    (queue, part)
+}
+
+fn part_claim(s: &QueueState, id: &str, user: &str, dry_first: bool) -> (QueueState, QueueReply) {
+    let cmd = QueueCommand::Claim {
+        claim_id: id.into(),
+        user_id: user.into(),
+        quantity: 1,
+        idempotency_key: None,
+        order: None,
+        dry_first,
+    };
+    run(s, "q~0", cmd).unwrap()
+}
+
+#[test]
+fn a_part_decides_only_on_the_units_granted_to_it() {
+    let (queue, part) = split_and_part();
+    assert_eq!(
+        part.config.as_ref().unwrap().max_waitlist,
+        2,
+        "its share of the waitlist"
+    );
+    // No units yet: asked `dry_first`, it answers dry and records nothing.
+    let (after, reply) = part_claim(&part, "c1", "u1", true);
+    assert!(matches!(reply, QueueReply::Dry));
+    assert_eq!(after, part);
+    // The split queue itself decides no claim.
+    let err = run(
+        &queue,
+        "q",
+        QueueCommand::Claim {
+            claim_id: "c0".into(),
+            user_id: "u0".into(),
+            quantity: 1,
+            idempotency_key: None,
+            order: None,
+            dry_first: false,
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, DomainError::Conflict { code, .. } if code == "queue_split"));
+
+    let (part, _) = run(&part, "q~0", QueueCommand::Grant { total: 1 }).unwrap();
+    let (part, reply) = part_claim(&part, "c1", "u1", true);
+    let QueueReply::Claim { claim, .. } = reply else {
+        panic!("decided")
+    };
+    assert_eq!(claim.status, ClaimStatus::Confirmed);
+    assert_eq!(
+        claim.queue_id.as_str(),
+        "q",
+        "a part's claims are its queue's"
+    );
+    // Full again: dry first, waitlisted when told to decide.
+    let (_, reply) = part_claim(&part, "c2", "u2", true);
+    assert!(matches!(reply, QueueReply::Dry));
+    let (part, reply) = part_claim(&part, "c2", "u2", false);
+    let QueueReply::Claim { claim, .. } = reply else {
+        panic!("decided")
+    };
+    assert_eq!(claim.status, ClaimStatus::Waitlisted);
+    // A grant promotes the waitlist head; a lower total changes nothing.
+    let (part, reply) = run(&part, "q~0", QueueCommand::Grant { total: 3 }).unwrap();
+    let QueueReply::Part(units) = reply else {
+        panic!("units")
+    };
+    assert_eq!(
+        (
+            units.received,
+            units.confirmed,
+            units.unused,
+            units.waitlisted
+        ),
+        (3, 2, 1, 0)
+    );
+    assert_eq!(part.claims["c2"].status, ClaimStatus::Confirmed);
+    let (same, _) = run(&part, "q~0", QueueCommand::Grant { total: 2 }).unwrap();
+    assert_eq!(same, part);
+    // Giving back returns exactly the unconfirmed unit, once.
+    let (part, reply) = run(&part, "q~0", QueueCommand::GiveBack).unwrap();
+    let QueueReply::Part(units) = reply else {
+        panic!("units")
+    };
+    assert_eq!((units.returned, units.unused), (1, 0));
+    let (again, _) = run(&part, "q~0", QueueCommand::GiveBack).unwrap();
+    assert_eq!(again, part);
+    assert_eq!(part.capacity(), 2);
+}
+
+#[test]
+fn a_split_queue_never_allots_more_than_its_capacity() {
+    let (queue, _) = split_and_part();
+    let pool = |s: &QueueState, cmd| match run(s, "q", cmd) {
+        Ok((next, QueueReply::Pool(p))) => (next, p),
+        other => panic!("{other:?}"),
+    };
+    let (q, p) = pool(&queue, QueueCommand::Allot { part: 0, want: 7 });
+    assert_eq!((p.allotted.clone(), p.free), (vec![7, 0], 3));
+    let (q, p) = pool(&q, QueueCommand::Allot { part: 1, want: 7 });
+    assert_eq!(
+        (p.allotted.clone(), p.free),
+        (vec![7, 3], 0),
+        "only what is free"
+    );
+    let (q2, p) = pool(&q, QueueCommand::Allot { part: 1, want: 1 });
+    assert_eq!(
+        (q2, p.free),
+        (q.clone(), 0),
+        "nothing left: nothing recorded"
+    );
+    // Part 0 gave back 2: they are free again, counted once.
+    let (q, p) = pool(&q, QueueCommand::Recover { part: 0, total: 2 });
+    assert_eq!((p.recovered.clone(), p.free), (vec![2, 0], 2));
+    let (q, p) = pool(&q, QueueCommand::Recover { part: 0, total: 1 });
+    assert_eq!(p.free, 2, "an older total changes nothing");
+    // Never more back than allotted, no part beyond the split.
+    assert!(run(&q, "q", QueueCommand::Recover { part: 0, total: 8 }).is_err());
+    assert!(run(&q, "q", QueueCommand::Allot { part: 2, want: 1 }).is_err());
 }
