@@ -373,18 +373,25 @@ pub async fn postgres(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
 /// waitlist bound is a durable write too, answered 202) or with the
 /// waitlist off (`burst_max_waitlist = 0`: C winners, everyone else 409 at
 /// once, like the baselines).
-pub async fn surge(p: Params, driver: Driver, waitlist: bool) -> anyhow::Result<Outcome> {
+///
+/// `parts`: the sale's queue split over this many parts
+/// (`burst_queue_parts`; default: one per core).
+pub async fn surge(
+    p: Params,
+    driver: Driver,
+    target: &'static str,
+    waitlist: bool,
+    parts: Option<u32>,
+) -> anyhow::Result<Outcome> {
     use futures::StreamExt;
-    let target = if waitlist {
-        "surge"
-    } else {
-        "surge-no-waitlist"
-    };
     let dir = tempfile::tempdir()?;
     let settings = || {
         let mut s = surge_settings(dir.path(), p.clients);
         if !waitlist {
             s.burst_max_waitlist = 0;
+        }
+        if let Some(k) = parts {
+            s.burst_queue_parts = k;
         }
         s
     };
@@ -497,9 +504,12 @@ async fn listed_claims(
 // ---- report -----------------------------------------------------------------
 
 /// Every target the scenario knows.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 8] = [
     "surge",
     "surge-no-waitlist",
+    "surge-k1",
+    "surge-k2",
+    "surge-k4",
     "axum-noop",
     "redis-lua",
     "postgres",
@@ -515,8 +525,11 @@ pub async fn run(
     for &driver in drivers {
         for t in targets {
             let outcome = match t.as_str() {
-                "surge" => surge(p, driver, true).await?,
-                "surge-no-waitlist" => surge(p, driver, false).await?,
+                "surge" => surge(p, driver, "surge", true, None).await?,
+                "surge-no-waitlist" => surge(p, driver, "surge-no-waitlist", false, None).await?,
+                "surge-k1" => surge(p, driver, "surge-k1", true, Some(1)).await?,
+                "surge-k2" => surge(p, driver, "surge-k2", true, Some(2)).await?,
+                "surge-k4" => surge(p, driver, "surge-k4", true, Some(4)).await?,
                 "axum-noop" => axum_noop(p, driver).await?,
                 "redis-lua" => redis_lua(p, driver).await?,
                 "postgres" => postgres(p, driver).await?,
@@ -571,6 +584,10 @@ fn row(p: Params, o: &Outcome) -> Row {
         ),
         "surge-no-waitlist" => notes
             .push("burst_max_waitlist = 0: winners durable, losers 409; checked after a restart".into()),
+        "surge-k1" | "surge-k2" | "surge-k4" => notes.push(format!(
+            "default settings, the sale's queue split over {} part(s); checked after a restart",
+            &o.target[7..]
+        )),
         _ => {}
     }
     Row {
@@ -675,7 +692,8 @@ pub fn check_smoke(report: &Report, p: Params) -> anyhow::Result<()> {
             get("201"),
             p.capacity
         );
-        if name.starts_with("surge ") {
+        // Surge with its waitlist on: everyone else waits.
+        if name.starts_with("surge ") || name.starts_with("surge-k") {
             let waitlisted = (p.clients - p.capacity as usize) as f64;
             ensure!(
                 get("202") == waitlisted,

@@ -22,6 +22,7 @@
 //! waiting one only through units freed in its own part while its own
 //! waitlist was not empty.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::queue_work::QueueWork;
@@ -47,6 +48,12 @@ impl QueueWork {
     /// A claim on split queue `queue_id`, decided by the claimant's part.
     /// A part without units for it gets some first (from the pool, else
     /// from the other parts); only then is the claim waitlisted or refused.
+    ///
+    /// A claim that finds its part dry waits for the refill in progress
+    /// and, if units came or the queue was found sold out meanwhile, tries
+    /// again outside the lock (claims do not queue behind each other's
+    /// retries); otherwise — or after two such tries — it refills itself and
+    /// is decided on the new units in the same step.
     pub(super) async fn claim_in_part(
         &self,
         queue_id: &str,
@@ -55,45 +62,57 @@ impl QueueWork {
     ) -> Result<ClaimDecision, ServiceError> {
         let index = config.part_index(&new.user_id);
         let part = part_id(queue_id, index);
-        // Once the whole queue was found sold out, claims wait in their part
-        // without asking for units (cancellations clear the mark).
-        let exhausted = self.bursts.exhausted.contains(queue_id);
-        let first = NewClaim {
-            dry_first: !exhausted,
-            ..new.clone()
-        };
-        if let Some(Some(decided)) = dry_or(self.queues.claim(&part, first).await)? {
-            return Ok(self.counted(queue_id, index, decided));
-        }
-        let lock = self
+        let refill = self
             .bursts
             .refills
             .entry(queue_id.to_owned())
             .or_default()
             .clone();
-        let _refilling = lock.lock().await;
-        // Another claim's refill may have brought units meanwhile, or found
-        // the queue sold out (then this one waits without another refill).
-        let sold_out = self.bursts.exhausted.contains(queue_id);
-        let again = NewClaim {
-            dry_first: !sold_out,
-            ..new.clone()
-        };
-        if let Some(Some(decided)) = dry_or(self.queues.claim(&part, again).await)? {
-            return Ok(self.counted(queue_id, index, decided));
-        }
-        if self.refill(queue_id, config, index).await? == 0 {
-            self.bursts.exhausted.insert(queue_id.to_owned());
-        }
-        let last = NewClaim {
-            dry_first: false,
-            ..new
-        };
-        match self.queues.claim(&part, last).await? {
-            Some(decided) => Ok(self.counted(queue_id, index, decided)),
-            None => Err(ServiceError::Unavailable(
-                "a queue part answered dry".into(),
-            )),
+        let mut seen = refill.generation.load(Ordering::Acquire);
+        let mut rounds = 0;
+        loop {
+            // Once the whole queue was found sold out, claims wait in their
+            // part without asking for units (cancellations clear the mark).
+            let exhausted = self.bursts.exhausted.contains(queue_id);
+            let attempt = NewClaim {
+                dry_first: !exhausted,
+                ..new.clone()
+            };
+            if let Some(Some(decided)) = dry_or(self.queues.claim(&part, attempt).await)? {
+                return Ok(self.counted(queue_id, index, decided));
+            }
+            let _turn = refill.lock.lock().await;
+            let now = refill.generation.load(Ordering::Acquire);
+            let sold_out = self.bursts.exhausted.contains(queue_id);
+            if rounds < 2 && (now != seen || sold_out != exhausted) {
+                // Units came since this claim found its part dry, or the
+                // queue was found sold out: try again without a refill.
+                seen = now;
+                rounds += 1;
+                continue;
+            }
+            let (total, brought) = self.refill(queue_id, config, index).await?;
+            if !brought {
+                self.bursts.exhausted.insert(queue_id.to_owned());
+            }
+            let decided = self
+                .queues
+                .claim(
+                    &part,
+                    NewClaim {
+                        dry_first: false,
+                        grant: Some(total),
+                        ..new
+                    },
+                )
+                .await;
+            refill.generation.fetch_add(1, Ordering::AcqRel);
+            return match decided? {
+                Some(decided) => Ok(self.counted(queue_id, index, decided)),
+                None => Err(ServiceError::Unavailable(
+                    "a queue part answered dry".into(),
+                )),
+            };
         }
     }
 
@@ -123,23 +142,25 @@ impl QueueWork {
     }
 
     /// Units for part `index`: its fair share from the pool, else (the
-    /// pool is empty) after every other part gave back what it holds
-    /// unconfirmed. Answers how many units the part gained.
+    /// pool is empty) from what every other part gave back of what it held
+    /// unconfirmed. Answers the units allotted to the part in all, and
+    /// whether this brought any (the caller grants them with its claim).
     async fn refill(
         &self,
         queue_id: &str,
         config: &QueueConfig,
         index: u32,
-    ) -> Result<u32, ServiceError> {
+    ) -> Result<(u32, bool), ServiceError> {
         let part = part_id(queue_id, index);
         self.queues.open(&part, config.part(queue_id)).await?;
         let fair = config.capacity.div_ceil(config.parts.max(1));
-        let got = self.move_units(queue_id, index, fair).await?;
-        if got > 0 {
-            return Ok(got);
+        let mut pool = self.queues.allot(queue_id, index, fair).await?;
+        if pool.allotted_now == 0 {
+            self.reconcile(queue_id, config, |j, _| j != index).await?;
+            pool = self.queues.allot(queue_id, index, fair).await?;
         }
-        self.reconcile(queue_id, config, |j, _| j != index).await?;
-        self.move_units(queue_id, index, fair).await
+        let total = pool.allotted.get(index as usize).copied().unwrap_or(0);
+        Ok((total, pool.allotted_now > 0))
     }
 
     /// Up to `want` free units of the queue to part `index`; answers how
@@ -193,13 +214,15 @@ impl QueueWork {
             return Ok(());
         }
         self.bursts.exhausted.remove(queue_id);
-        let lock = self
+        let refill = self
             .bursts
             .refills
             .entry(queue_id.to_owned())
             .or_default()
             .clone();
-        let _refilling = lock.lock().await;
+        let _turn = refill.lock.lock().await;
+        // Claims waiting for this turn try their parts again after it.
+        refill.generation.fetch_add(1, Ordering::AcqRel);
         let mut parts = self
             .reconcile(queue_id, &config, |_, u| u.waitlisted == 0)
             .await?;

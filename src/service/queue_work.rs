@@ -50,12 +50,20 @@ pub struct Bursts {
     /// call to its queue.
     pub(super) configs: DashMap<String, QueueConfig>,
     /// Split queues: one refill or rebalance at a time per queue.
-    pub(super) refills: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    pub(super) refills: DashMap<String, Arc<Refills>>,
     /// Split queues found sold out (no unit unconfirmed anywhere): claims
     /// are waitlisted without a refill until units are freed.
     pub(super) exhausted: dashmap::DashSet<String>,
     /// Split queues: what each part confirmed, as last heard.
     pub(super) part_confirmed: DashMap<String, Arc<Vec<std::sync::atomic::AtomicU32>>>,
+}
+
+/// A split queue's refills: one at a time, counted.
+#[derive(Default)]
+pub(super) struct Refills {
+    pub(super) lock: tokio::sync::Mutex<()>,
+    /// Refills done so far.
+    pub(super) generation: std::sync::atomic::AtomicU64,
 }
 
 /// The queue worker: what a decided claim still owes (the order of a won

@@ -267,6 +267,7 @@ impl Queues {
             idempotency_key,
             order,
             dry_first: false,
+            grant: None,
         };
         let decided = if config.is_split() {
             self.queue_work.claim_in_part(queue_id, &config, new).await

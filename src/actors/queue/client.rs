@@ -47,6 +47,8 @@ pub struct NewClaim {
     pub order: Option<ClaimOrder>,
     /// A part answers `None` (dry) instead of waitlisting or refusing.
     pub dry_first: bool,
+    /// A part: the units granted to it in all, raised before the decision.
+    pub grant: Option<u32>,
 }
 
 impl Registry<QueueEntity> {
@@ -115,6 +117,7 @@ impl Registry<QueueEntity> {
             idempotency_key: new.idempotency_key,
             order: new.order,
             dry_first: new.dry_first,
+            grant: new.grant,
         };
         match self.call(id, cmd).await? {
             QueueReply::Dry => Ok(None),

@@ -3,8 +3,8 @@
 //! other command gets. Pure: state and command in, events and reply out.
 
 use super::{
-    Claim, ClaimStatus, NewClaim, QueueConfig, QueueEntity, QueueEvent, QueueReply, QueueState,
-    MAX_CLAIM_HISTORY,
+    Claim, ClaimStatus, NewClaim, Pool, QueueConfig, QueueEntity, QueueEvent, QueueReply,
+    QueueState, MAX_CLAIM_HISTORY,
 };
 use crate::actors::{Ctx, Entity};
 use crate::domain::DomainError;
@@ -89,8 +89,23 @@ pub(super) fn notified(state: &QueueState, claims: Vec<(String, ClaimStatus)>) -
 }
 
 /// A claim: a retry answers its first decision; otherwise it is confirmed
-/// while capacity remains, then waitlisted, then refused `sold_out`.
-pub(super) fn claim(state: &QueueState, new: NewClaim, ctx: &Ctx<'_>) -> Decided {
+/// while capacity remains, then waitlisted, then refused `sold_out`. With
+/// `grant`, a part first takes the units granted to it (its waitlist
+/// first), then decides.
+pub(super) fn claim(state: &QueueState, mut new: NewClaim, ctx: &Ctx<'_>) -> Decided {
+    let Some(total) = new.grant.take() else {
+        return decide_claim(state, new, ctx);
+    };
+    let (mut events, _) = grant(state, total, ctx.now)?;
+    // Decided on the state after the grant: its counters and positions
+    // are the ones after every event.
+    let granted = QueueEntity::evolve(state, &events);
+    let (more, reply) = decide_claim(&granted, new, ctx)?;
+    events.extend(more);
+    Ok((events, reply))
+}
+
+fn decide_claim(state: &QueueState, new: NewClaim, ctx: &Ctx<'_>) -> Decided {
     let cfg = open(state)?;
     if let Some(key) = &new.idempotency_key {
         if let Some(id) = state
@@ -265,10 +280,14 @@ pub(super) fn give_back(state: &QueueState) -> Decided {
     part_answer(state, vec![QueueEvent::GaveBack { total }])
 }
 
-/// The split queue's allotment, after `events`.
-fn pool_answer(state: &QueueState, events: Vec<QueueEvent>) -> Decided {
+/// The split queue's allotment, after `events` (which allot `now`).
+fn pool_answer(state: &QueueState, events: Vec<QueueEvent>, now: u32) -> Decided {
     let next = QueueEntity::evolve(state, &events);
-    Ok((events, QueueReply::Pool(next.pool())))
+    let pool = Pool {
+        allotted_now: now,
+        ..next.pool()
+    };
+    Ok((events, QueueReply::Pool(pool)))
 }
 
 /// The split queue whose part `part` is asked about.
@@ -285,7 +304,7 @@ pub(super) fn allot(state: &QueueState, part: u32, want: u32) -> Decided {
     split(state, part)?;
     let n = want.min(state.pool_free());
     if n == 0 {
-        return pool_answer(state, vec![]);
+        return pool_answer(state, vec![], 0);
     }
     let before = state.allotted.get(part as usize).copied().unwrap_or(0);
     pool_answer(
@@ -294,6 +313,7 @@ pub(super) fn allot(state: &QueueState, part: u32, want: u32) -> Decided {
             part,
             total: before + n,
         }],
+        n,
     )
 }
 
@@ -310,7 +330,7 @@ pub(super) fn recover(state: &QueueState, part: u32, total: u32) -> Decided {
         ));
     }
     if total <= known {
-        return pool_answer(state, vec![]);
+        return pool_answer(state, vec![], 0);
     }
-    pool_answer(state, vec![QueueEvent::Recovered { part, total }])
+    pool_answer(state, vec![QueueEvent::Recovered { part, total }], 0)
 }

@@ -92,6 +92,7 @@ impl Entity for QueueEntity {
                 idempotency_key,
                 order,
                 dry_first,
+                grant,
             } => {
                 let new = NewClaim {
                     claim_id,
@@ -100,6 +101,7 @@ impl Entity for QueueEntity {
                     idempotency_key,
                     order,
                     dry_first,
+                    grant,
                 };
                 return d::claim(state, new, ctx);
             }

@@ -79,6 +79,11 @@ pub enum QueueCommand {
         /// refusing `sold_out` (the caller moves units to it first).
         #[serde(default)]
         dry_first: bool,
+        /// A part: first raise the units granted to it to this total (as
+        /// `Grant`), then decide the claim — one step, so the units a
+        /// refill brought cannot go to another claim in between.
+        #[serde(default)]
+        grant: Option<u32>,
     },
     /// Work the queue owes: orders to place, users to notify (at most
     /// `limit` of each).
@@ -173,4 +178,6 @@ pub struct Pool {
     pub recovered: Vec<u32>,
     /// Allotted to no part.
     pub free: u32,
+    /// Allotted by the command answered (`Allot`).
+    pub allotted_now: u32,
 }

@@ -231,6 +231,7 @@ impl QueueState {
             allotted,
             recovered,
             free: self.pool_free(),
+            allotted_now: 0,
         }
     }
 

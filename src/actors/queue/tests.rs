@@ -47,6 +47,7 @@ fn claim(
         }),
         order: None,
         dry_first: false,
+        grant: None,
     };
     let (events, reply) = QueueEntity::decide(s, cmd, &ctx)?;
     let QueueReply::Claim { claim, .. } = reply else {
@@ -213,6 +214,7 @@ fn a_command_and_its_reply_cross_the_wire_unchanged() {
         }),
         order: None,
         dry_first: false,
+        grant: None,
     };
     let sent: QueueCommand =
         rmp_serde::from_slice(&rmp_serde::to_vec_named(&cmd).unwrap()).unwrap();
@@ -271,6 +273,7 @@ fn part_claim(s: &QueueState, id: &str, user: &str, dry_first: bool) -> (QueueSt
         idempotency_key: None,
         order: None,
         dry_first,
+        grant: None,
     };
     run(s, "q~0", cmd).unwrap()
 }
@@ -298,6 +301,7 @@ fn a_part_decides_only_on_the_units_granted_to_it() {
             idempotency_key: None,
             order: None,
             dry_first: false,
+            grant: None,
         },
     )
     .unwrap_err();
@@ -379,4 +383,41 @@ fn a_split_queue_never_allots_more_than_its_capacity() {
     // Never more back than allotted, no part beyond the split.
     assert!(run(&q, "q", QueueCommand::Recover { part: 0, total: 8 }).is_err());
     assert!(run(&q, "q", QueueCommand::Allot { part: 2, want: 1 }).is_err());
+}
+
+#[test]
+fn a_claim_with_a_grant_takes_the_new_units_in_the_same_step_after_older_waiters() {
+    let (_, part) = split_and_part();
+    let with_grant = |s: &QueueState, id: &str, user: &str, total: u32| {
+        let cmd = QueueCommand::Claim {
+            claim_id: id.into(),
+            user_id: user.into(),
+            quantity: 1,
+            idempotency_key: None,
+            order: None,
+            dry_first: false,
+            grant: Some(total),
+        };
+        let (next, reply) = run(s, "q~0", cmd).unwrap();
+        let QueueReply::Claim { claim, status, .. } = reply else {
+            panic!("decided")
+        };
+        (next, claim, status)
+    };
+    // A dry part: the grant and the claim in one decision.
+    let (part, claim, status) = with_grant(&part, "c1", "u1", 1);
+    assert_eq!(claim.status, ClaimStatus::Confirmed);
+    assert_eq!(
+        (part.received, status.confirmed, status.remaining),
+        (1, 1, 0)
+    );
+    // Someone waits: the next unit is theirs, the new claim waits behind.
+    let (part, _) = part_claim(&part, "c2", "u2", false);
+    let (part, claim, status) = with_grant(&part, "c3", "u3", 2);
+    assert_eq!(part.claims["c2"].status, ClaimStatus::Confirmed);
+    assert_eq!(
+        (claim.status, claim.position),
+        (ClaimStatus::Waitlisted, Some(1))
+    );
+    assert_eq!((status.confirmed, status.waitlisted), (2, 1));
 }
