@@ -52,8 +52,8 @@ impl QueueWork {
     /// A claim that finds its part dry waits for the refill in progress
     /// and, if units came or the queue was found sold out meanwhile, tries
     /// again outside the lock (claims do not queue behind each other's
-    /// retries); otherwise — or after two such tries — it refills itself and
-    /// is decided on the new units in the same step.
+    /// retries); otherwise — or after four such tries — it refills itself
+    /// and is decided on the new units in the same step.
     pub(super) async fn claim_in_part(
         &self,
         queue_id: &str,
@@ -84,14 +84,14 @@ impl QueueWork {
             let _turn = refill.lock.lock().await;
             let now = refill.generation.load(Ordering::Acquire);
             let sold_out = self.bursts.exhausted.contains(queue_id);
-            if rounds < 2 && (now != seen || sold_out != exhausted) {
+            if rounds < 4 && (now != seen || (sold_out && !exhausted)) {
                 // Units came since this claim found its part dry, or the
                 // queue was found sold out: try again without a refill.
                 seen = now;
                 rounds += 1;
                 continue;
             }
-            let (total, brought) = self.refill(queue_id, config, index).await?;
+            let (total, brought) = self.refill(queue_id, config, index, new.quantity).await?;
             if !brought {
                 self.bursts.exhausted.insert(queue_id.to_owned());
             }
@@ -141,26 +141,30 @@ impl QueueWork {
         decided
     }
 
-    /// Units for part `index`: its fair share from the pool, else (the
-    /// pool is empty) from what every other part gave back of what it held
-    /// unconfirmed. Answers the units allotted to the part in all, and
-    /// whether this brought any (the caller grants them with its claim).
+    /// Units for part `index`, which lacks `need`: its fair share from the
+    /// pool, and when that is less than `need`, more from what every other
+    /// part gives back of what it holds unconfirmed. Answers the units
+    /// allotted to the part in all, and whether this brought any (the
+    /// caller grants them with its claim).
     async fn refill(
         &self,
         queue_id: &str,
         config: &QueueConfig,
         index: u32,
+        need: u32,
     ) -> Result<(u32, bool), ServiceError> {
         let part = part_id(queue_id, index);
         self.queues.open(&part, config.part(queue_id)).await?;
-        let fair = config.capacity.div_ceil(config.parts.max(1));
+        let fair = config.capacity.div_ceil(config.parts.max(1)).max(need);
         let mut pool = self.queues.allot(queue_id, index, fair).await?;
-        if pool.allotted_now == 0 {
+        let mut brought = pool.allotted_now;
+        if brought < need {
             self.reconcile(queue_id, config, |j, _| j != index).await?;
-            pool = self.queues.allot(queue_id, index, fair).await?;
+            pool = self.queues.allot(queue_id, index, fair - brought).await?;
+            brought += pool.allotted_now;
         }
         let total = pool.allotted.get(index as usize).copied().unwrap_or(0);
-        Ok((total, pool.allotted_now > 0))
+        Ok((total, brought > 0))
     }
 
     /// Up to `want` free units of the queue to part `index`; answers how
