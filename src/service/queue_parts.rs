@@ -159,7 +159,8 @@ impl QueueWork {
         let mut pool = self.queues.allot(queue_id, index, fair).await?;
         let mut brought = pool.allotted_now;
         if brought < need {
-            self.reconcile(queue_id, config, |j, _| j != index).await?;
+            self.reconcile(queue_id, config, true, |j, _| j != index)
+                .await?;
             pool = self.queues.allot(queue_id, index, fair - brought).await?;
             brought += pool.allotted_now;
         }
@@ -180,12 +181,15 @@ impl QueueWork {
 
     /// Pushes the queue's totals to every part and back: each part holds
     /// what it was allotted, and the parts `gives_back` picks give back
-    /// what they hold unconfirmed (into the pool). Answers each opened
-    /// part's units.
+    /// what they hold unconfirmed (into the pool): all of it, or with
+    /// `half` half of it rounded up — every part holding any unit still
+    /// gives one, and the others are not left dry at once. Answers each
+    /// opened part's units.
     async fn reconcile(
         &self,
         queue_id: &str,
         config: &QueueConfig,
+        half: bool,
         gives_back: impl Fn(u32, &PartUnits) -> bool,
     ) -> Result<Vec<(u32, PartUnits)>, ServiceError> {
         let pool = self.queues.allot(queue_id, 0, 0).await?;
@@ -197,7 +201,7 @@ impl QueueWork {
                 continue;
             };
             if units.unused > 0 && gives_back(j, &units) {
-                units = self.queues.give_back(&part).await?;
+                units = self.queues.give_back(&part, half).await?;
             }
             let known = pool.recovered.get(j as usize).copied().unwrap_or(0);
             if units.returned > known {
@@ -228,7 +232,7 @@ impl QueueWork {
         // Claims waiting for this turn try their parts again after it.
         refill.generation.fetch_add(1, Ordering::AcqRel);
         let mut parts = self
-            .reconcile(queue_id, &config, |_, u| u.waitlisted == 0)
+            .reconcile(queue_id, &config, false, |_, u| u.waitlisted == 0)
             .await?;
         for _ in 0..MAX_REBALANCE_ROUNDS {
             parts.retain(|(_, u)| u.waitlisted > 0);

@@ -185,9 +185,10 @@ impl Registry<QueueEntity> {
         self.part_units(part, QueueCommand::Grant { total }).await
     }
 
-    /// Part `part` gives back every unit it holds unconfirmed.
-    pub async fn give_back(&self, part: &str) -> Answer<PartUnits> {
-        self.part_units(part, QueueCommand::GiveBack).await
+    /// Part `part` gives back the units it holds unconfirmed (all, or
+    /// half of them rounded up).
+    pub async fn give_back(&self, part: &str, half: bool) -> Answer<PartUnits> {
+        self.part_units(part, QueueCommand::GiveBack { half }).await
     }
 
     pub async fn units(&self, part: &str) -> Answer<PartUnits> {

@@ -269,10 +269,15 @@ pub(super) fn grant(state: &QueueState, total: u32, now: DateTime<Utc>) -> Decid
     part_answer(state, events)
 }
 
-/// A part gives back every unit it holds and has not confirmed.
-pub(super) fn give_back(state: &QueueState) -> Decided {
+/// A part gives back the units it holds and has not confirmed (all, or
+/// half rounded up).
+pub(super) fn give_back(state: &QueueState, half: bool) -> Decided {
     open(state)?;
-    let unused = state.remaining();
+    let unused = if half {
+        state.remaining().div_ceil(2)
+    } else {
+        state.remaining()
+    };
     if unused == 0 {
         return part_answer(state, vec![]);
     }

@@ -106,7 +106,7 @@ impl Entity for QueueEntity {
                 return d::claim(state, new, ctx);
             }
             QueueCommand::Grant { total } => return d::grant(state, total, now),
-            QueueCommand::GiveBack => return d::give_back(state),
+            QueueCommand::GiveBack { half } => return d::give_back(state, half),
             QueueCommand::Units => return d::part_answer(state, vec![]),
             QueueCommand::Allot { part, want } => return d::allot(state, part, want),
             QueueCommand::Recover { part, total } => return d::recover(state, part, total),

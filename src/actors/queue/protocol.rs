@@ -115,8 +115,13 @@ pub enum QueueCommand {
     Grant {
         total: u32,
     },
-    /// A part: give back every unit it holds and has not confirmed.
-    GiveBack,
+    /// A part: give back the units it holds and has not confirmed — all of
+    /// them, or (`half`) half of them rounded up, so a part holding any
+    /// gives at least one.
+    GiveBack {
+        #[serde(default)]
+        half: bool,
+    },
     /// A part: its units.
     Units,
     /// A split queue: allot up to `want` units from what no part holds to

@@ -344,12 +344,12 @@ fn a_part_decides_only_on_the_units_granted_to_it() {
     let (same, _) = run(&part, "q~0", QueueCommand::Grant { total: 2 }).unwrap();
     assert_eq!(same, part);
     // Giving back returns exactly the unconfirmed unit, once.
-    let (part, reply) = run(&part, "q~0", QueueCommand::GiveBack).unwrap();
+    let (part, reply) = run(&part, "q~0", QueueCommand::GiveBack { half: false }).unwrap();
     let QueueReply::Part(units) = reply else {
         panic!("units")
     };
     assert_eq!((units.returned, units.unused), (1, 0));
-    let (again, _) = run(&part, "q~0", QueueCommand::GiveBack).unwrap();
+    let (again, _) = run(&part, "q~0", QueueCommand::GiveBack { half: false }).unwrap();
     assert_eq!(again, part);
     assert_eq!(part.capacity(), 2);
 }
