@@ -193,22 +193,31 @@ impl QueueWork {
         gives_back: impl Fn(u32, &PartUnits) -> bool,
     ) -> Result<Vec<(u32, PartUnits)>, ServiceError> {
         let pool = self.queues.allot(queue_id, 0, 0).await?;
-        let mut parts = Vec::new();
-        for j in 0..config.parts {
-            let part = part_id(queue_id, j);
-            let allotted = pool.allotted.get(j as usize).copied().unwrap_or(0);
-            let Some(mut units) = dry_or(self.queues.grant(&part, allotted).await)? else {
-                continue;
-            };
-            if units.unused > 0 && gives_back(j, &units) {
-                units = self.queues.give_back(&part, half).await?;
+        // Every part at once: each step is a durable write of its own
+        // actor, so the parts' steps share group commits.
+        let visits = (0..config.parts).map(|j| {
+            let (part, pool, gives_back) = (part_id(queue_id, j), &pool, &gives_back);
+            async move {
+                let allotted = pool.allotted.get(j as usize).copied().unwrap_or(0);
+                let Some(mut units) = dry_or(self.queues.grant(&part, allotted).await)? else {
+                    return Ok(None);
+                };
+                if units.unused > 0 && gives_back(j, &units) {
+                    units = self.queues.give_back(&part, half).await?;
+                }
+                Ok::<_, ServiceError>(Some((j, units)))
             }
-            let known = pool.recovered.get(j as usize).copied().unwrap_or(0);
-            if units.returned > known {
-                self.queues.recover(queue_id, j, units.returned).await?;
-            }
-            parts.push((j, units));
-        }
+        });
+        let parts: Vec<(u32, PartUnits)> = futures_util::future::try_join_all(visits)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        let recoveries = parts.iter().filter_map(|(j, units)| {
+            let known = pool.recovered.get(*j as usize).copied().unwrap_or(0);
+            (units.returned > known).then(|| self.queues.recover(queue_id, *j, units.returned))
+        });
+        futures_util::future::try_join_all(recoveries).await?;
         Ok(parts)
     }
 
