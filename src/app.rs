@@ -283,6 +283,10 @@ fn service_config(
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
                 n => n,
             },
+            min_units_per_part: match settings.burst_queue_parts {
+                0 => crate::service::queues::AUTO_UNITS_PER_PART,
+                _ => 1,
+            },
         },
         throttles: crate::auth::ThrottleConfig {
             login_per_ip_per_minute: settings.login_attempts_per_ip_per_minute,
