@@ -62,12 +62,7 @@ impl QueueWork {
     ) -> Result<ClaimDecision, ServiceError> {
         let index = config.part_index(&new.user_id);
         let part = part_id(queue_id, index);
-        let refill = self
-            .bursts
-            .refills
-            .entry(queue_id.to_owned())
-            .or_default()
-            .clone();
+        let refill = self.refills(queue_id);
         let mut seen = refill.generation.load(Ordering::Acquire);
         let mut rounds = 0;
         loop {
@@ -114,6 +109,15 @@ impl QueueWork {
                 )),
             };
         }
+    }
+
+    /// The refill turn and count of split queue `queue_id`.
+    fn refills(&self, queue_id: &str) -> Arc<super::queue_work::Refills> {
+        self.bursts
+            .refills
+            .entry(queue_id.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// `decided`, with the queue's `remaining` instead of its part's: the
@@ -231,12 +235,7 @@ impl QueueWork {
             return Ok(());
         }
         self.bursts.exhausted.remove(queue_id);
-        let refill = self
-            .bursts
-            .refills
-            .entry(queue_id.to_owned())
-            .or_default()
-            .clone();
+        let refill = self.refills(queue_id);
         let _turn = refill.lock.lock().await;
         // Claims waiting for this turn try their parts again after it.
         refill.generation.fetch_add(1, Ordering::AcqRel);
