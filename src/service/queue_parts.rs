@@ -173,14 +173,20 @@ impl QueueWork {
     }
 
     /// Up to `want` free units of the queue to part `index`; answers how
-    /// many units the part gained (a grant lost to a crash counts too).
-    async fn move_units(&self, queue_id: &str, index: u32, want: u32) -> Result<u32, ServiceError> {
+    /// many units the part gained (a grant lost to a crash counts too) and
+    /// its units after.
+    async fn move_units(
+        &self,
+        queue_id: &str,
+        index: u32,
+        want: u32,
+    ) -> Result<(u32, PartUnits), ServiceError> {
         let part = part_id(queue_id, index);
         let before = self.queues.units(&part).await?;
         let pool = self.queues.allot(queue_id, index, want).await?;
         let total = pool.allotted.get(index as usize).copied().unwrap_or(0);
         let after = self.queues.grant(&part, total).await?;
-        Ok(after.received.saturating_sub(before.received))
+        Ok((after.received.saturating_sub(before.received), after))
     }
 
     /// Pushes the queue's totals to every part and back: each part holds
@@ -230,7 +236,7 @@ impl QueueWork {
     /// unconfirmed, and the free units go to the waitlists, the part whose
     /// head claimed first first.
     pub(super) async fn rebalance(&self, queue_id: &str) -> Result<(), ServiceError> {
-        let config = self.queues.status(queue_id).await?.config;
+        let config = self.config_of(queue_id).await?;
         if !config.is_split() {
             return Ok(());
         }
@@ -248,10 +254,10 @@ impl QueueWork {
             else {
                 break;
             };
-            if self.move_units(queue_id, index, units.waitlisted).await? == 0 {
+            let (gained, now) = self.move_units(queue_id, index, units.waitlisted).await?;
+            if gained == 0 {
                 break;
             }
-            let now = self.queues.units(&part_id(queue_id, index)).await?;
             if let Some(slot) = parts.iter_mut().find(|(j, _)| *j == index) {
                 slot.1 = now;
             }

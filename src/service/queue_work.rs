@@ -119,7 +119,7 @@ impl QueueWork {
     }
 
     /// A queue's configuration (fixed once open).
-    async fn config_of(&self, queue_id: &str) -> Result<QueueConfig, ServiceError> {
+    pub(super) async fn config_of(&self, queue_id: &str) -> Result<QueueConfig, ServiceError> {
         if let Some(c) = self.bursts.configs.get(queue_id) {
             return Ok(c.clone());
         }
