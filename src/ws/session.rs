@@ -2,16 +2,18 @@
 //! it can be driven by a real socket or by channels in a test.
 //!
 //! Everything the client is sent goes through one bounded queue, so replies,
-//! replayed events and live events keep their order. A subscription is a
-//! task: it subscribes to the bus first, then replays the journal after
+//! replayed events and live events keep their order. A subscription is
+//! subscribed to the bus first, then its task replays the journal after
 //! `since` up to the stream's head, announces `subscribed` with that head,
 //! and forwards live events above it — no gap, no duplicate. A client that
 //! cannot keep up (queue full, or the bus buffer lapped it) is disconnected
 //! with close code 4008 and resumes with `since`.
 //!
 //! Shipper positions are the exception: they bypass the queue. Each topic's
-//! newest position waits in a per-session slot that the writer drains, so a
-//! slow reader gets fewer, newer positions instead of being disconnected.
+//! newest position waits in the bus's slot for that topic, which the
+//! session task polls itself once the topic's `subscribed` is written: a
+//! new position wakes the session once, and a slow reader gets fewer,
+//! newer positions instead of being disconnected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +21,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::extract::ws::{CloseFrame, Message};
+use futures_util::FutureExt;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::StreamMap;
 
 use super::protocol::{close, encode, ClientMsg, Codec, ServerMsg};
 use crate::domain::shipping::Fix;
@@ -42,11 +47,12 @@ fn in_scope(scope: &Scope, data: &LiveEvent) -> bool {
         .is_none_or(|order| data.order_id() == Some(order))
 }
 
-/// Newest position per topic, waiting to be written.
 /// Most queued frames written together before one flush.
 const WRITE_BATCH: usize = 64;
 
-type Positions = Arc<std::sync::Mutex<HashMap<String, Arc<PositionFrame>>>>;
+/// The position slots the session polls, by the topic as the client
+/// spelled it.
+type Positions = StreamMap<String, WatchStream<Option<Arc<PositionFrame>>>>;
 
 /// Where topics come from: who may watch them, their journal head, and the
 /// replay of what a client missed.
@@ -135,10 +141,22 @@ fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
     }
 }
 
+/// One subscription: its topic, what of it the client may see, and the
+/// task that replays and forwards its events.
+struct Subscribed {
+    topic: Topic,
+    scope: Scope,
+    task: JoinHandle<()>,
+}
+
 /// The client's subscriptions and where their tasks deliver.
 struct Subscriptions {
     /// By the topic as the client spelled it.
-    tasks: HashMap<String, (Topic, JoinHandle<()>)>,
+    tasks: HashMap<String, Subscribed>,
+    /// Position slots of topics whose `subscribed` is not written yet.
+    waiting: HashMap<String, PositionSlot>,
+    /// Position slots the session polls.
+    positions: Positions,
     outlet: Outlet,
 }
 
@@ -146,13 +164,39 @@ impl Subscriptions {
     fn new(out: mpsc::Sender<Box<ServerMsg>>, close: mpsc::Sender<(u16, &'static str)>) -> Self {
         Subscriptions {
             tasks: HashMap::new(),
-            outlet: Outlet {
-                out,
-                close,
-                positions: Positions::default(),
-                wake: Arc::new(Notify::new()),
-            },
+            waiting: HashMap::new(),
+            positions: Positions::new(),
+            outlet: Outlet { out, close },
         }
+    }
+
+    /// Stops what the session had of `topic` (its task, its positions).
+    async fn drop_topic(&mut self, topic: &str) -> Option<Topic> {
+        self.waiting.remove(topic);
+        self.positions.remove(topic);
+        let old = self.tasks.remove(topic)?;
+        old.task.abort();
+        let _ = old.task.await;
+        Some(old.topic)
+    }
+
+    /// `topic`'s `subscribed` was written: its positions flow from now on.
+    fn announced(&mut self, msg: &ServerMsg) {
+        if let ServerMsg::Subscribed { topic, .. } = msg {
+            if let Some(slot) = self.waiting.remove(topic) {
+                self.positions.insert(topic.clone(), WatchStream::new(slot));
+            }
+        }
+    }
+
+    /// Whether `frame` of the topic the client calls `name` is for it:
+    /// positions flow while the topic's task does (a scoped subscription
+    /// ends with its delivery), and only those about the scoped order.
+    fn wants(&self, name: &str, frame: &PositionFrame) -> bool {
+        self.tasks.get(name).is_some_and(|s| {
+            !s.task.is_finished()
+                && (s.scope.is_none() || frame.position.order_id.as_deref() == s.scope.as_deref())
+        })
     }
 
     async fn subscribe(
@@ -161,10 +205,7 @@ impl Subscriptions {
         topic: String,
         since: Option<u64>,
     ) -> Option<ServerMsg> {
-        if let Some((_, old)) = self.tasks.remove(&topic) {
-            old.abort();
-            let _ = old.await;
-        }
+        self.drop_topic(&topic).await;
         if self.tasks.len() >= ctx.limits.max_subscriptions {
             return Some(ServerMsg::error(
                 "too_many_subscriptions",
@@ -186,26 +227,35 @@ impl Subscriptions {
         match ctx.topics.authorize(&ctx.user, &parsed).await {
             Err(e) => Some(e),
             Ok(scope) => {
+                // Subscribe before the task reads the head: every event
+                // after the head is then in `events`, so the hand-over from
+                // replay to live has no gap.
+                let sub = ctx.bus.subscribe(&parsed);
                 let feed = Feed {
                     topic: parsed.clone(),
                     name: topic.clone(),
-                    scope,
-                    bus: ctx.bus.clone(),
+                    scope: scope.clone(),
                     topics: ctx.topics.clone(),
                     outlet: self.outlet.clone(),
                 };
-                self.tasks
-                    .insert(topic, (parsed, tokio::spawn(feed.run(since))));
+                self.waiting.insert(topic.clone(), sub.positions);
+                let task = tokio::spawn(feed.run(sub.events, since));
+                self.tasks.insert(
+                    topic,
+                    Subscribed {
+                        topic: parsed,
+                        scope,
+                        task,
+                    },
+                );
                 None
             }
         }
     }
 
     async fn unsubscribe(&mut self, bus: &Bus, topic: String) -> ServerMsg {
-        match self.tasks.remove(&topic) {
-            Some((parsed, task)) => {
-                task.abort();
-                let _ = task.await;
+        match self.drop_topic(&topic).await {
+            Some(parsed) => {
                 bus.release(&parsed);
                 ServerMsg::Unsubscribed { topic }
             }
@@ -214,10 +264,12 @@ impl Subscriptions {
     }
 
     async fn end(&mut self, bus: &Bus) {
-        for (_, (topic, task)) in self.tasks.drain() {
-            task.abort();
-            let _ = task.await;
-            bus.release(&topic);
+        self.waiting.clear();
+        self.positions.clear();
+        for (_, s) in self.tasks.drain() {
+            s.task.abort();
+            let _ = s.task.await;
+            bus.release(&s.topic);
         }
     }
 }
@@ -305,31 +357,35 @@ async fn write_queued<S: Sink<Message> + Unpin>(
     codec: Codec,
     first: &ServerMsg,
     queue: &mut mpsc::Receiver<Box<ServerMsg>>,
+    subs: &mut Subscriptions,
 ) -> Result<(), S::Error> {
     sink.feed(encode(codec, first)).await?;
+    subs.announced(first);
     for _ in 1..WRITE_BATCH {
         let Ok(msg) = queue.try_recv() else { break };
         sink.feed(encode(codec, &msg)).await?;
+        subs.announced(&msg);
     }
     sink.flush().await
 }
 
-/// Writes the newest position of every topic that has one waiting: frames
-/// encoded once per topic, shared by its watchers; one flush for all.
+/// Writes `first` and the newest position of every other topic that has
+/// one ready: frames encoded once per topic, shared by its watchers; one
+/// flush for all.
 async fn write_positions<S: Sink<Message> + Unpin>(
     sink: &mut S,
     codec: Codec,
-    positions: &Positions,
+    first: (String, Option<Arc<PositionFrame>>),
+    subs: &mut Subscriptions,
 ) -> Result<(), S::Error> {
-    let newest: Vec<_> = positions
-        .lock()
-        .expect("positions lock")
-        .drain()
-        .map(|(_, f)| f)
-        .collect();
-    for frame in &newest {
-        sink.feed(super::protocol::location_frame(frame, codec))
-            .await?;
+    let mut next = Some(first);
+    for _ in 0..WRITE_BATCH {
+        let Some((name, newest)) = next else { break };
+        if let Some(frame) = newest.filter(|f| subs.wants(&name, f)) {
+            sink.feed(super::protocol::location_frame(&frame, codec))
+                .await?;
+        }
+        next = subs.positions.next().now_or_never().flatten();
     }
     sink.flush().await
 }
@@ -349,7 +405,6 @@ where
     // A subscription task that sees the client fall behind asks for a close.
     let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
     let mut subs = Subscriptions::new(out_tx.clone(), close_tx);
-    let (positions, wake) = (subs.outlet.positions.clone(), subs.outlet.wake.clone());
     let mut last_heard = Instant::now();
     let mut server_down = std::pin::pin!(server_down(ctx.shutdown.clone()));
     let mut ping = tokio::time::interval(ctx.limits.ping_every);
@@ -386,13 +441,13 @@ where
                 }
             }
             Some(msg) = out_rx.recv() => {
-                let write = write_queued(&mut sink, ctx.codec, &msg, &mut out_rx);
+                let write = write_queued(&mut sink, ctx.codec, &msg, &mut out_rx, &mut subs);
                 if let Some(ending) = write_failed(limits.write_timeout, write).await {
                     break ending;
                 }
             }
-            _ = wake.notified() => {
-                let write = write_positions(&mut sink, ctx.codec, &positions);
+            Some(newest) = subs.positions.next() => {
+                let write = write_positions(&mut sink, ctx.codec, newest, &mut subs);
                 if let Some(ending) = write_failed(limits.write_timeout, write).await {
                     break ending;
                 }
@@ -465,8 +520,6 @@ async fn write_failed<E>(
 struct Outlet {
     out: mpsc::Sender<Box<ServerMsg>>,
     close: mpsc::Sender<(u16, &'static str)>,
-    positions: Positions,
-    wake: Arc<Notify>,
 }
 
 impl Outlet {
@@ -479,23 +532,20 @@ impl Outlet {
     }
 }
 
-/// One subscription's task: a topic, what of it the client may see, and
-/// where it goes.
+/// One subscription's task: a topic's events, what of them the client may
+/// see, and where they go.
 struct Feed {
     topic: Topic,
     /// The topic as the client spelled it.
     name: String,
     scope: Scope,
-    bus: Arc<Bus>,
     topics: Arc<dyn TopicSource>,
     outlet: Outlet,
 }
 
 impl Feed {
-    async fn run(self, since: Option<u64>) {
-        // Subscribe before reading the head: every event after the head is
-        // then in `live`, so the hand-over from replay to live has no gap.
-        let sub = self.bus.subscribe(&self.topic);
+    /// `live` was subscribed before this reads the head.
+    async fn run(self, live: broadcast::Receiver<Arc<TopicEvent>>, since: Option<u64>) {
         let head = match self.topics.head(&self.topic).await {
             Ok(h) => h,
             Err(e) => {
@@ -517,7 +567,7 @@ impl Feed {
         if self.outlet.out.send(Box::new(subscribed)).await.is_err() {
             return;
         }
-        self.forward(head, sub.events, sub.positions).await;
+        self.forward(head, live).await;
     }
 
     /// Replays page by page from `pos` up to the head; `send().await` makes
@@ -549,29 +599,10 @@ impl Feed {
         Some(())
     }
 
-    /// Live events above the head, and the newest positions.
-    async fn forward(
-        &self,
-        head: u64,
-        mut live: broadcast::Receiver<Arc<TopicEvent>>,
-        mut positions: PositionSlot,
-    ) {
-        let mut positions_open = true;
+    /// Live events above the head.
+    async fn forward(&self, head: u64, mut live: broadcast::Receiver<Arc<TopicEvent>>) {
         loop {
-            let received = tokio::select! {
-                ev = live.recv() => ev,
-                changed = positions.changed(), if positions_open => {
-                    match changed {
-                        Ok(()) => {
-                            let newest = positions.borrow_and_update().clone();
-                            self.offer_position(newest);
-                        }
-                        Err(_) => positions_open = false,
-                    }
-                    continue;
-                }
-            };
-            match received {
+            match live.recv().await {
                 Ok(ev) if ev.seq <= head || !in_scope(&self.scope, &ev.data) => continue,
                 Ok(ev) => {
                     let ended = self.scope.is_some() && ev.data.ends_delivery();
@@ -599,18 +630,6 @@ impl Feed {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
-        }
-    }
-
-    /// A new position waits in the session's slot for this topic (only
-    /// those about the scoped order, if scoped).
-    fn offer_position(&self, newest: Option<Arc<PositionFrame>>) {
-        if let Some(p) = newest.filter(|p| {
-            self.scope.is_none() || p.position.order_id.as_deref() == self.scope.as_deref()
-        }) {
-            let mut slot = self.outlet.positions.lock().expect("positions lock");
-            slot.insert(self.name.clone(), p);
-            self.outlet.wake.notify_one();
         }
     }
 }
@@ -740,6 +759,71 @@ mod tests {
                 other => panic!("unexpected frame {other:?}"),
             }
         }
+    }
+
+    fn position(ts: i64) -> Arc<crate::domain::shipping::Position> {
+        Arc::new(crate::domain::shipping::Position {
+            shipper_id: "s".into(),
+            order_id: None,
+            lat: 10.0,
+            lng: 106.0,
+            heading: None,
+            speed: None,
+            ts,
+            distance_m: None,
+            eta_s: None,
+            arriving: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn positions_follow_subscribed_and_stop_at_unsubscribe() {
+        let bus = Arc::new(Bus::new(16));
+        // Someone else watches the topic, so it has a newest position.
+        let _other = bus.subscribe(&topic());
+        bus.publish_position(&topic(), position(1));
+        let (in_tx, in_rx) = fmpsc::unbounded();
+        let (out_tx, mut out_rx) = fmpsc::channel(64);
+        let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), Limits::default())));
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "subscribe", "topic": T})))
+            .unwrap();
+        assert!(
+            matches!(next_msg(&mut out_rx).await, ServerMsg::Subscribed { .. }),
+            "subscribed comes first"
+        );
+        let ts = |m: ServerMsg| match m {
+            ServerMsg::Location { data, .. } => data.ts,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            ts(next_msg(&mut out_rx).await),
+            1,
+            "the newest on subscribing"
+        );
+        bus.publish_position(&topic(), position(2));
+        assert_eq!(ts(next_msg(&mut out_rx).await), 2);
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "unsubscribe", "topic": T})))
+            .unwrap();
+        assert_eq!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::Unsubscribed { topic: T.into() }
+        );
+        bus.publish_position(&topic(), position(3));
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "ping"})))
+            .unwrap();
+        assert_eq!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::Pong,
+            "no position after unsubscribing"
+        );
+        drop(in_tx);
+        tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
