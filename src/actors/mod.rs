@@ -6,7 +6,7 @@
 //! - `registry`: spawn-on-first-use, passivation, supervision, call timeouts.
 //! - the aggregates: `user` (accounts, sessions, addresses, notifications),
 //!   `email` (uniqueness claims), `shop`, `product` (the catalog and its
-//!   stock), `course`, `cart`, `coupon`, `order`, `queue` (enrollments and
+//!   stock), `stock_bucket` (a share of a hot product's stock), `course`, `cart`, `coupon`, `order`, `queue` (enrollments and
 //!   flash-sale claims), `shipper`, `sandbox_payment`. Each defines its
 //!   commands, replies and events (serializable), its state, and — where
 //!   the reply is an enum — a typed client on `Registry<E>`, the one place
@@ -24,6 +24,7 @@ pub mod registry;
 pub mod sandbox_payment;
 pub mod shipper;
 pub mod shop;
+pub mod stock_bucket;
 pub mod user;
 
 use std::sync::Arc;

@@ -3,6 +3,12 @@
 //! gives back (`Release`) and a delivered order consumes (`Consume`); all
 //! three are idempotent per order id, so a retried step never counts twice.
 //! Writes the `products` read table used by the catalog search.
+//!
+//! A product with `stock_buckets` > 1 also allots units to its buckets
+//! (`stock_bucket`), which decide the holds of checkouts, and recovers what
+//! they give back, both as growing totals per bucket. Its `stock` is then
+//! the pool not allotted; the public record adds what each bucket last
+//! said it had free (an upper bound: buckets only hold since).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +33,42 @@ pub struct ProductState {
     /// open order; decoded through its std counterpart (`codec::via`).
     #[serde(deserialize_with = "codec::via::<_, std::collections::BTreeMap<String, u64>, _>")]
     pub held: imbl::OrdMap<String, u64>,
+    /// Split stock: per bucket, units allotted and recovered, in total.
+    #[serde(default)]
+    pub allotted: Vec<u64>,
+    #[serde(default)]
+    pub recovered: Vec<u64>,
+    /// Per bucket, what it had free when it last asked or gave back, plus
+    /// what was allotted to it since.
+    #[serde(default)]
+    pub bucket_free: Vec<u64>,
+    /// Per bucket, how many changes it had made at that report (an older
+    /// report arriving late does not overwrite a newer one).
+    #[serde(default)]
+    pub bucket_changes: Vec<u64>,
 }
+
+impl ProductState {
+    /// The public record: the pool plus what the buckets have free.
+    pub fn public(&self) -> Option<Product> {
+        let mut p = self.product.clone()?;
+        p.stock = p.stock.saturating_add(self.bucket_free.iter().sum::<u64>());
+        Some(p)
+    }
+}
+
+/// A product's answer: its public record, and for `Allot` the bucket's
+/// allotted total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductReply {
+    pub product: Product,
+    pub allotted: u64,
+}
+
+/// Most units a bucket is allotted in one refill beyond what the asking
+/// hold needs: the public stock overstates what is left by at most this
+/// per bucket.
+pub const REFILL_UNITS: u64 = 32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -56,6 +97,21 @@ pub enum ProductEvent {
         from: String,
         to: String,
         quantity: u64,
+    },
+    /// Units of the pool allotted to a bucket, which had `free` when it
+    /// asked.
+    Allotted {
+        bucket: u32,
+        units: u64,
+        free: u64,
+        changes: u64,
+    },
+    /// Units a bucket gave back, in the pool again; it has `free` left.
+    Recovered {
+        bucket: u32,
+        units: u64,
+        free: u64,
+        changes: u64,
     },
 }
 
@@ -98,6 +154,22 @@ pub enum ProductCommand {
         from: String,
         to: String,
     },
+    /// Bucket `bucket`, which has `free` units and is short of `need` for
+    /// a hold, asks for more; answers its allotted total.
+    Allot {
+        bucket: u32,
+        need: u64,
+        free: u64,
+        changes: u64,
+    },
+    /// Bucket `bucket` has given back `returned` units in total and has
+    /// `free` left.
+    Recover {
+        bucket: u32,
+        returned: u64,
+        free: u64,
+        changes: u64,
+    },
 }
 
 fn product(state: &ProductState) -> Result<&Product, DomainError> {
@@ -133,6 +205,7 @@ fn create(
         currency: input.currency,
         stock: input.stock,
         weight_grams: input.weight_grams,
+        stock_buckets: input.stock_buckets,
         active: true,
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -150,13 +223,26 @@ fn update(
     let current = product(state)?;
     caller.ensure_owner(&current.owner_id, "product")?;
     let input = patch_product(current, patch)?;
+    if input.stock_buckets != current.stock_buckets && !state.allotted.is_empty() {
+        return Err(DomainError::conflict(
+            "stock_buckets_fixed",
+            "stock_buckets cannot change once a bucket has been stocked",
+        ));
+    }
+    // A new stock is what is available: the buckets' free units count.
+    let in_buckets: u64 = state.bucket_free.iter().sum();
+    let stock = match patch.stock {
+        Some(n) => n.saturating_sub(in_buckets),
+        None => current.stock,
+    };
     let product = Product {
         name: input.name,
         category: input.category,
         price: input.price,
         currency: input.currency,
-        stock: input.stock,
+        stock,
         weight_grams: input.weight_grams,
+        stock_buckets: input.stock_buckets,
         active: patch.active.unwrap_or(current.active),
         updated_at: ctx.now,
         ..current.clone()
@@ -215,19 +301,99 @@ fn transfer(
     }
 }
 
+/// Units for bucket `bucket` (short of `need`): what it needs, or more,
+/// up to a fair share of the pool (at most `REFILL_UNITS` beyond the need).
+fn allot(
+    state: &ProductState,
+    bucket: u32,
+    need: u64,
+    (free, changes): (u64, u64),
+) -> Result<Vec<ProductEvent>, DomainError> {
+    let p = product(state)?;
+    if !p.active {
+        return Err(DomainError::conflict(
+            "product_unavailable",
+            format!("{} is no longer sold", p.name),
+        ));
+    }
+    if bucket >= p.stock_buckets {
+        return Err(DomainError::conflict(
+            "not_split",
+            "this product's stock is not split over that many buckets",
+        ));
+    }
+    let share = (p.stock / (2 * u64::from(p.stock_buckets))).min(REFILL_UNITS);
+    let units = need.max(share).min(p.stock);
+    Ok((units > 0)
+        .then_some(ProductEvent::Allotted {
+            bucket,
+            units,
+            free,
+            changes,
+        })
+        .into_iter()
+        .collect())
+}
+
+/// What bucket `bucket` gave back since the last recovery.
+fn recover(
+    state: &ProductState,
+    bucket: u32,
+    returned: u64,
+    (free, changes): (u64, u64),
+) -> Result<Vec<ProductEvent>, DomainError> {
+    product(state)?;
+    let i = bucket as usize;
+    let done = state.recovered.get(i).copied().unwrap_or(0);
+    let out = state.allotted.get(i).copied().unwrap_or(0);
+    // Never more than was allotted: a bucket gives back only what it got.
+    let units = returned.min(out).saturating_sub(done);
+    let newer = changes > state.bucket_changes.get(i).copied().unwrap_or(0);
+    let stale = newer && state.bucket_free.get(i).copied().unwrap_or(0) != free;
+    Ok((units > 0 || stale)
+        .then_some(ProductEvent::Recovered {
+            bucket,
+            units,
+            free,
+            changes,
+        })
+        .into_iter()
+        .collect())
+}
+
+/// Bucket `bucket` said it had `free` units after `changes` changes: kept
+/// unless a newer report came first.
+fn report(state: &mut ProductState, bucket: u32, free: u64, changes: u64) {
+    let seen = slot(&mut state.bucket_changes, bucket);
+    if changes >= *seen {
+        *seen = changes;
+        *slot(&mut state.bucket_free, bucket) = free;
+    }
+}
+
+/// `v[i]`, grown to hold it.
+fn slot(v: &mut Vec<u64>, i: u32) -> &mut u64 {
+    let i = i as usize;
+    if v.len() <= i {
+        v.resize(i + 1, 0);
+    }
+    &mut v[i]
+}
+
 impl Entity for ProductEntity {
     const KIND: &'static str = "product";
     type State = ProductState;
     type Command = ProductCommand;
     type Event = ProductEvent;
-    type Reply = Product;
+    type Reply = ProductReply;
     type Rejection = DomainError;
 
     fn decide(
         state: &ProductState,
         cmd: ProductCommand,
         ctx: &Ctx<'_>,
-    ) -> Result<(Vec<ProductEvent>, Product), DomainError> {
+    ) -> Result<(Vec<ProductEvent>, ProductReply), DomainError> {
+        let mut asked = None;
         let events = match cmd {
             ProductCommand::Create {
                 caller,
@@ -256,13 +422,28 @@ impl Entity for ProductEntity {
                     .into_iter()
                     .collect()
             }
+            ProductCommand::Allot {
+                bucket,
+                need,
+                free,
+                changes,
+            } => {
+                asked = Some(bucket);
+                allot(state, bucket, need, (free, changes))?
+            }
+            ProductCommand::Recover {
+                bucket,
+                returned,
+                free,
+                changes,
+            } => recover(state, bucket, returned, (free, changes))?,
         };
         let next = Self::evolve(state, &events);
-        let reply = next
-            .product
-            .clone()
-            .ok_or(DomainError::NotFound("product"))?;
-        Ok((events, reply))
+        let product = next.public().ok_or(DomainError::NotFound("product"))?;
+        let allotted = asked
+            .and_then(|b| next.allotted.get(b as usize).copied())
+            .unwrap_or(0);
+        Ok((events, ProductReply { product, allotted }))
     }
 
     fn apply(state: &mut ProductState, event: &ProductEvent) {
@@ -294,6 +475,32 @@ impl Entity for ProductEntity {
                 }
                 *state.held.entry(to.clone()).or_insert(0) += quantity;
             }
+            ProductEvent::Allotted {
+                bucket,
+                units,
+                free,
+                changes,
+            } => {
+                *slot(&mut state.allotted, *bucket) += units;
+                slot(&mut state.recovered, *bucket);
+                report(state, *bucket, *free, *changes);
+                *slot(&mut state.bucket_free, *bucket) += units;
+                if let Some(p) = state.product.as_mut() {
+                    p.stock = p.stock.saturating_sub(*units);
+                }
+            }
+            ProductEvent::Recovered {
+                bucket,
+                units,
+                free,
+                changes,
+            } => {
+                *slot(&mut state.recovered, *bucket) += units;
+                report(state, *bucket, *free, *changes);
+                if let Some(p) = state.product.as_mut() {
+                    p.stock = p.stock.saturating_add(*units);
+                }
+            }
         }
     }
 
@@ -303,7 +510,7 @@ impl Entity for ProductEntity {
         state: &ProductState,
         _events: &[ProductEvent],
     ) -> Vec<IndexOp> {
-        record_row(PRODUCTS_TABLE, id, Self::VERSION, state.product.as_ref())
+        record_row(PRODUCTS_TABLE, id, Self::VERSION, state.public().as_ref())
     }
 }
 
@@ -335,6 +542,7 @@ mod tests {
             currency: "VND".into(),
             stock,
             weight_grams: 1,
+            stock_buckets: 1,
         };
         run(
             &ProductState::default(),
@@ -345,6 +553,161 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// A product of `stock` split over `k` buckets.
+    fn split(stock: u64, k: u32) -> ProductState {
+        let mut s = created(stock);
+        s.product.as_mut().unwrap().stock_buckets = k;
+        s
+    }
+
+    mod model {
+        use super::*;
+        use crate::actors::stock_bucket::{BucketCommand, BucketState, StockBucketEntity};
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Order `order` holds `quantity` in bucket `bucket`, by the
+            /// service's protocol; `lose` drops the step after the allotment
+            /// (a crash between the product's event and the bucket's).
+            Hold {
+                order: u8,
+                bucket: u32,
+                quantity: u64,
+                lose: bool,
+            },
+            Release(u8),
+            Consume(u8),
+            /// A bucket gives back what it has free; `lose` drops the
+            /// product's recovery.
+            Drain {
+                bucket: u32,
+                lose: bool,
+            },
+        }
+
+        fn op(k: u32) -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0u8..24, 0..k, 1u64..4, proptest::bool::weighted(0.2)).prop_map(
+                    |(order, bucket, quantity, lose)| Op::Hold { order, bucket, quantity, lose }
+                ),
+                1 => (0u8..24).prop_map(Op::Release),
+                1 => (0u8..24).prop_map(Op::Consume),
+                1 => (0..k, proptest::bool::weighted(0.2))
+                    .prop_map(|(bucket, lose)| Op::Drain { bucket, lose }),
+            ]
+        }
+
+        fn bucket(
+            b: &BucketState,
+            cmd: BucketCommand,
+        ) -> (BucketState, crate::actors::stock_bucket::BucketView) {
+            let ctx = Ctx {
+                id: "p~0",
+                now: Utc::now(),
+            };
+            let (events, view) = StockBucketEntity::decide(b, cmd, &ctx).unwrap();
+            (StockBucketEntity::evolve(b, &events), view)
+        }
+
+        fn product(p: &ProductState, cmd: ProductCommand) -> (ProductState, u64) {
+            let ctx = Ctx {
+                id: "p",
+                now: Utc::now(),
+            };
+            let (events, reply) = ProductEntity::decide(p, cmd, &ctx).unwrap();
+            (ProductEntity::evolve(p, &events), reply.allotted)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            /// Whatever the order of holds, releases, sales and drains, and
+            /// whichever second steps are lost: no unit is held or sold
+            /// twice, the pool never goes below zero, and every unit is
+            /// somewhere (pool, in flight, or a bucket).
+            #[test]
+            fn split_stock_never_oversells(
+                stock in 0u64..40,
+                k in 2u32..5,
+                ops in proptest::collection::vec(op(4), 1..80),
+            ) {
+                let mut p = split(stock, k);
+                let mut buckets = vec![BucketState::default(); k as usize];
+                let mut at: std::collections::HashMap<u8, usize> = Default::default();
+                for op in ops {
+                    match op {
+                        Op::Hold { order, bucket: b, quantity, lose } => {
+                            let b = (b % k) as usize;
+                            let id = format!("o{order}");
+                            if at.get(&order).is_some_and(|&h| h != b) {
+                                continue; // an order's hold lives in one bucket
+                            }
+                            let hold = |grant| BucketCommand::Hold { order_id: id.clone(), quantity, grant };
+                            let (next, seen) = bucket(&buckets[b], hold(None));
+                            buckets[b] = next;
+                            if !seen.holds {
+                                let allot = ProductCommand::Allot {
+                                    bucket: b as u32,
+                                    need: quantity.saturating_sub(seen.free),
+                                    free: seen.free,
+                                    changes: seen.changes,
+                                };
+                                let (next, allotted) = product(&p, allot);
+                                p = next;
+                                if !lose {
+                                    let (next, _) = bucket(&buckets[b], hold(Some(allotted)));
+                                    buckets[b] = next;
+                                }
+                            }
+                            if buckets[b].held.contains_key(&id) {
+                                at.insert(order, b);
+                            }
+                        }
+                        Op::Release(order) | Op::Consume(order) => {
+                            let Some(&b) = at.get(&order) else { continue };
+                            let id = format!("o{order}");
+                            let cmd = if matches!(op, Op::Release(_)) {
+                                at.remove(&order);
+                                BucketCommand::Release { order_id: id }
+                            } else {
+                                BucketCommand::Consume { order_id: id }
+                            };
+                            buckets[b] = bucket(&buckets[b], cmd).0;
+                        }
+                        Op::Drain { bucket: b, lose } => {
+                            let b = (b % k) as usize;
+                            let (next, back) = bucket(&buckets[b], BucketCommand::GiveBack);
+                            buckets[b] = next;
+                            if !lose {
+                                let recover = ProductCommand::Recover {
+                                    bucket: b as u32,
+                                    returned: back.returned,
+                                    free: back.free,
+                                    changes: back.changes,
+                                };
+                                p = product(&p, recover).0;
+                            }
+                        }
+                    }
+                    let pool = p.product.as_ref().unwrap().stock;
+                    let mut out = 0;
+                    for (i, s) in buckets.iter().enumerate() {
+                        let allotted = p.allotted.get(i).copied().unwrap_or(0);
+                        let recovered = p.recovered.get(i).copied().unwrap_or(0);
+                        prop_assert!(s.received <= allotted, "granted only what was allotted");
+                        prop_assert!(recovered <= s.returned, "recovered only what was given back");
+                        prop_assert_eq!(s.held_units + s.sold + s.free() + s.returned, s.received);
+                        prop_assert_eq!(s.held.values().sum::<u64>(), s.held_units);
+                        out += allotted - recovered;
+                    }
+                    prop_assert_eq!(pool + out, stock, "every unit in the pool or out in a bucket");
+                    let taken: u64 = buckets.iter().map(|s| s.held_units + s.sold).sum();
+                    prop_assert!(taken <= stock, "never more held and sold than there is");
+                }
+            }
+        }
     }
 
     fn run(state: &ProductState, cmd: ProductCommand) -> Result<ProductState, DomainError> {

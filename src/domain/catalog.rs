@@ -9,6 +9,8 @@ use super::{check_currency, check_point, check_text, DomainError, GeoPoint};
 pub const MAX_PRICE: u64 = 1_000_000_000_000;
 pub const MAX_STOCK: u64 = 1_000_000_000;
 pub const MAX_WEIGHT_GRAMS: u64 = 1_000_000;
+/// Most stock buckets a product's stock is split over.
+pub const MAX_STOCK_BUCKETS: u32 = 64;
 pub const MAX_CAPACITY: u32 = 1_000_000;
 pub const MAX_COURSE_SESSIONS: usize = 500;
 
@@ -70,6 +72,10 @@ pub struct Product {
     pub currency: String,
     pub stock: u64,
     pub weight_grams: u64,
+    /// Buckets the stock is split over, each deciding holds on its own
+    /// (1: not split). Fixed once a bucket has been stocked.
+    #[serde(default = "one_bucket")]
+    pub stock_buckets: u32,
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -84,6 +90,15 @@ pub struct ProductInput {
     pub currency: String,
     pub stock: u64,
     pub weight_grams: u64,
+    /// Split the stock over this many buckets, each its own actor, for a
+    /// product expected to sell hundreds a second (default 1: not split).
+    #[serde(default = "one_bucket")]
+    #[schema(minimum = 1, maximum = 64, default = 1)]
+    pub stock_buckets: u32,
+}
+
+fn one_bucket() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -95,6 +110,9 @@ pub struct ProductPatch {
     pub currency: Option<String>,
     pub stock: Option<u64>,
     pub weight_grams: Option<u64>,
+    /// Only while no bucket has been stocked yet (409 `stock_buckets_fixed`).
+    #[schema(minimum = 1, maximum = 64)]
+    pub stock_buckets: Option<u32>,
     pub active: Option<bool>,
 }
 
@@ -111,6 +129,12 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
             format!("stock must be at most {MAX_STOCK}"),
         ));
     }
+    if !(1..=MAX_STOCK_BUCKETS).contains(&input.stock_buckets) {
+        return Err(DomainError::invalid(
+            "stock_buckets",
+            format!("stock_buckets must be between 1 and {MAX_STOCK_BUCKETS}"),
+        ));
+    }
     if input.weight_grams > MAX_WEIGHT_GRAMS {
         return Err(DomainError::invalid(
             "weight_grams",
@@ -124,6 +148,7 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
         currency: check_currency(&input.currency)?,
         stock: input.stock,
         weight_grams: input.weight_grams,
+        stock_buckets: input.stock_buckets,
     })
 }
 
@@ -135,6 +160,7 @@ pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, 
         currency: patch.currency.clone().unwrap_or_else(|| p.currency.clone()),
         stock: patch.stock.unwrap_or(p.stock),
         weight_grams: patch.weight_grams.unwrap_or(p.weight_grams),
+        stock_buckets: patch.stock_buckets.unwrap_or(p.stock_buckets),
     })
 }
 
@@ -344,6 +370,7 @@ mod tests {
             currency: "VND".into(),
             stock: 1,
             weight_grams: 100,
+            stock_buckets: 1,
             active,
             created_at: now,
             updated_at: now,
@@ -403,6 +430,7 @@ mod tests {
             currency: "vnd".into(),
             stock: 5,
             weight_grams: 800,
+            stock_buckets: 1,
         };
         let checked = check_product(&ok).unwrap();
         assert_eq!(
@@ -424,6 +452,14 @@ mod tests {
             },
             ProductInput {
                 weight_grams: MAX_WEIGHT_GRAMS + 1,
+                ..ok.clone()
+            },
+            ProductInput {
+                stock_buckets: 0,
+                ..ok.clone()
+            },
+            ProductInput {
+                stock_buckets: MAX_STOCK_BUCKETS + 1,
                 ..ok.clone()
             },
             ProductInput {

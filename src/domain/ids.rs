@@ -125,6 +125,16 @@ entity_id!(
     QueueId
 );
 
+/// `key` spread over `n` slots (0..n): the first 8 bytes of its SHA-256,
+/// mod n. Stable across processes and releases (not std's hasher), so a
+/// key finds its slot again after a restart.
+pub fn spread(key: &str, n: u32) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let h = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    (h % u64::from(n.max(1))) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

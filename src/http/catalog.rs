@@ -149,7 +149,7 @@ pub async fn get_product(
 
 /// Change a product (its owner only); `active: false` hides it from search.
 #[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
-    request_body = ProductPatch, responses((status = 200, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = ProductPatch, responses((status = 200, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "stock_buckets_fixed: the stock was split and a bucket stocked already")))]
 pub async fn update_product(
     State(s): State<AppState>,
     auth: Auth,

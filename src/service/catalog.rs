@@ -78,6 +78,7 @@ pub struct Catalog {
     pub(super) shops: Registry<ShopEntity>,
     pub(super) products: Registry<ProductEntity>,
     pub(super) courses: Registry<CourseEntity>,
+    pub(super) stock: super::stock::Stock,
     pub(super) store: Arc<dyn Store>,
 }
 
@@ -118,7 +119,7 @@ impl Catalog {
         input: ProductInput,
     ) -> Result<Product, ServiceError> {
         let shop = self.get_shop(shop_id).await?;
-        Ok(self
+        let created = self
             .products
             .call(
                 &new_id(),
@@ -128,12 +129,14 @@ impl Catalog {
                     input,
                 },
             )
-            .await?)
+            .await?;
+        self.stock.note(&created.product);
+        Ok(created.product)
     }
 
     pub async fn get_product(&self, id: &str) -> Result<Product, ServiceError> {
         found(&self.products, id, "product").await?;
-        Ok(self.products.call(id, ProductCommand::Get).await?)
+        Ok(self.products.call(id, ProductCommand::Get).await?.product)
     }
 
     pub async fn update_product(
@@ -143,10 +146,15 @@ impl Catalog {
         patch: ProductPatch,
     ) -> Result<Product, ServiceError> {
         found(&self.products, id, "product").await?;
-        Ok(self
+        let updated = self
             .products
             .call(id, ProductCommand::Update { caller, patch })
-            .await?)
+            .await?
+            .product;
+        // A split product's buckets give back their free units, so a new
+        // stock or availability holds for all of it.
+        self.stock.drain(&updated).await?;
+        Ok(self.products.call(id, ProductCommand::Get).await?.product)
     }
 
     pub async fn list_products(

@@ -13,7 +13,6 @@ use super::CommerceConfig;
 use crate::actors::cart::CartEntity;
 use crate::actors::coupon::CouponEntity;
 use crate::actors::order::OrderEntity;
-use crate::actors::product::ProductEntity;
 use crate::actors::Registry;
 use crate::payments::open_payment;
 use crate::payments::Providers;
@@ -24,7 +23,6 @@ use super::cart::ShopQuote;
 use super::{new_id, ServiceError};
 use crate::actors::cart::{CartCommand, CartItem, Checkout, PlannedOrder};
 use crate::actors::coupon::CouponCommand;
-use crate::actors::product::ProductCommand;
 use crate::domain::catalog::Shop;
 use crate::domain::ids::OrderId;
 use crate::domain::order::{Order, OrderStatus, Party, Placement};
@@ -45,7 +43,7 @@ struct Planned<'a> {
 /// Checking out a cart: reserve, open the payments, place the orders.
 pub struct Checkouts {
     pub(super) carts: Registry<CartEntity>,
-    pub(super) products: Registry<ProductEntity>,
+    pub(super) stock: super::stock::Stock,
     pub(super) coupons: Registry<CouponEntity>,
     pub(super) orders: Registry<OrderEntity>,
     pub(super) providers: Providers,
@@ -184,11 +182,9 @@ impl Checkouts {
         }
         for p in planned {
             for l in p.lines.iter() {
-                let hold = ProductCommand::Hold {
-                    order_id: p.order_id.clone().into(),
-                    quantity: u64::from(l.quantity),
-                };
-                self.products.call(&l.product_id, hold).await?;
+                self.stock
+                    .hold(&l.product_id, &p.order_id, u64::from(l.quantity))
+                    .await?;
             }
         }
         for p in planned {

@@ -59,6 +59,7 @@ pub(super) fn view(id: &str, status: QueueStatus, now: DateTime<Utc>) -> FlashSa
 pub struct FlashSales {
     pub(super) queues: Registry<QueueEntity>,
     pub(super) products: Registry<ProductEntity>,
+    pub(super) stock: super::stock::Stock,
     pub(super) burst: super::queues::BurstConfig,
 }
 
@@ -91,7 +92,8 @@ impl FlashSales {
         let product = self
             .products
             .call(&input.product_id, ProductCommand::Get)
-            .await?;
+            .await?
+            .product;
         caller.ensure_owner(&product.owner_id, "product")?;
         if input.price == 0 || input.price > product.price {
             return Err(DomainError::invalid(
@@ -101,14 +103,8 @@ impl FlashSales {
             .into());
         }
         let id = new_id();
-        self.products
-            .call(
-                &product.id,
-                ProductCommand::Hold {
-                    order_id: sale_hold(&id),
-                    quantity: u64::from(input.stock),
-                },
-            )
+        self.stock
+            .hold_on_product(&product.id, &sale_hold(&id), u64::from(input.stock))
             .await?;
         let config = QueueConfig {
             kind: QueueKind::FlashSale,

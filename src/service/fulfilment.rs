@@ -37,6 +37,7 @@ use crate::payments::{Provider, ProviderError, RemoteStatus};
 pub struct Fulfilment {
     pub(super) orders: Registry<OrderEntity>,
     pub(super) products: Registry<ProductEntity>,
+    pub(super) stock: super::stock::Stock,
     pub(super) coupons: Registry<CouponEntity>,
     pub(super) carts: Registry<CartEntity>,
     pub(super) queues: Registry<QueueEntity>,
@@ -85,11 +86,8 @@ impl Fulfilment {
     ) -> bool {
         let mut clean = true;
         for item in items {
-            let release = ProductCommand::Release {
-                order_id: order_id.to_owned(),
-            };
-            match self.products.call(&item.product_id, release).await {
-                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+            match self.stock.release(&item.product_id, order_id).await {
+                Ok(()) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
                 Err(e) => {
                     tracing::warn!(order = %order_id, product = %item.product_id, error = %e, "stock not released");
                     clean = false;
@@ -258,10 +256,7 @@ impl Fulfilment {
         }
         if order.stock == StockStatus::Held {
             for l in &order.lines {
-                let release = ProductCommand::Release {
-                    order_id: id.to_owned(),
-                };
-                self.products.call(&l.product_id, release).await?;
+                self.stock.release(&l.product_id, id).await?;
             }
         }
         if let (Some(code), false) = (&order.coupon, order.coupon_released) {
@@ -276,10 +271,7 @@ impl Fulfilment {
     /// Delivered: the held stock is sold.
     async fn consume_stock(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
         for l in &order.lines {
-            let consume = ProductCommand::Consume {
-                order_id: order.id.clone().into(),
-            };
-            self.products.call(&l.product_id, consume).await?;
+            self.stock.consume(&l.product_id, &order.id).await?;
         }
         Ok(OrderCommand::StockConsumed)
     }

@@ -21,6 +21,7 @@ pub mod payments;
 pub mod queue_parts;
 pub mod queue_work;
 pub mod queues;
+pub mod stock;
 pub mod tracking;
 pub mod users;
 
@@ -35,6 +36,7 @@ use crate::actors::product::ProductEntity;
 use crate::actors::queue::QueueEntity;
 use crate::actors::shipper::ShipperEntity;
 use crate::actors::shop::ShopEntity;
+use crate::actors::stock_bucket::StockBucketEntity;
 use crate::actors::user::User;
 use crate::actors::{CallError, Entity, Registry, Runtime};
 use crate::auth::{HashError, JwtKeys, PasswordHasher};
@@ -125,6 +127,7 @@ pub struct Entities {
     pub orders: Registry<OrderEntity>,
     pub shippers: Registry<ShipperEntity>,
     pub queues: Registry<QueueEntity>,
+    pub stock_buckets: Registry<StockBucketEntity>,
 }
 
 impl Entities {
@@ -140,6 +143,7 @@ impl Entities {
             orders: Registry::start(rt.clone()).await?,
             shippers: Registry::start(rt.clone()).await?,
             queues: Registry::start(rt.clone()).await?,
+            stock_buckets: Registry::start(rt.clone()).await?,
         })
     }
 
@@ -155,6 +159,7 @@ impl Entities {
         self.orders.shutdown().await;
         self.shippers.shutdown().await;
         self.queues.shutdown().await;
+        self.stock_buckets.shutdown().await;
     }
 }
 
@@ -235,10 +240,12 @@ impl Services {
         let profiles = users::Profiles {
             users: e.users.clone(),
         };
+        let stock = stock::Stock::new(e.products.clone(), e.stock_buckets.clone());
         let catalog = catalog::Catalog {
             shops: e.shops.clone(),
             products: e.products.clone(),
             courses: e.courses.clone(),
+            stock: stock.clone(),
             store: store.clone(),
         };
         let notifications = notifications::Notifications {
@@ -278,6 +285,7 @@ impl Services {
         let fulfilment = Arc::new(fulfilment::Fulfilment {
             orders: e.orders.clone(),
             products: e.products.clone(),
+            stock: stock.clone(),
             coupons: e.coupons.clone(),
             carts: e.carts.clone(),
             queues: e.queues.clone(),
@@ -311,7 +319,7 @@ impl Services {
             },
             checkout: checkout::Checkouts {
                 carts: e.carts.clone(),
-                products: e.products.clone(),
+                stock: stock.clone(),
                 coupons: e.coupons.clone(),
                 orders: e.orders.clone(),
                 providers: providers.clone(),
@@ -342,6 +350,7 @@ impl Services {
             flash_sales: flash_sales::FlashSales {
                 queues: e.queues.clone(),
                 products: e.products.clone(),
+                stock: stock.clone(),
                 burst,
             },
             course_sessions: course_sessions::CourseSessions {

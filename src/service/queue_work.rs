@@ -286,7 +286,8 @@ impl QueueWork {
         let product = self
             .products
             .call(&config.subject_id, ProductCommand::Get)
-            .await?;
+            .await?
+            .product;
         let address = details
             .address
             .clone()

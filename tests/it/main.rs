@@ -18,5 +18,6 @@ mod payos;
 mod scylla;
 mod shipping;
 mod split;
+mod stock;
 mod web;
 mod ws;

@@ -91,10 +91,7 @@ impl QueueConfig {
 /// The part (of `parts`) that decides `user_id`'s claims: the first 8
 /// bytes of SHA-256 of the user id, modulo `parts`.
 pub fn part_of_user(user_id: &str, parts: u32) -> u32 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(user_id.as_bytes());
-    let h = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    (h % u64::from(parts.max(1))) as u32
+    crate::domain::ids::spread(user_id, parts)
 }
 
 /// The actor id of part `i` of queue `id`.

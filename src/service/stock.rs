@@ -1,0 +1,337 @@
+//! Stock holds, on the product or — for a product whose stock is split
+//! (`stock_buckets` > 1) — on the order's bucket, so that the checkouts of
+//! one hot product are decided on several cores.
+//!
+//! An order's hold lives in bucket `bucket_of(order, k)`. A bucket short of
+//! units asks the product for more (`Allot`: what the hold needs, or a fair
+//! share of the pool up to `REFILL_UNITS` more) and takes them and decides
+//! the hold in one step (`Hold { grant }`), so no other order takes a
+//! refill meant for this one. When the pool is empty too, the other
+//! buckets give back what they have free (`drain`) and the bucket asks
+//! once more; only then is the hold refused (`out_of_stock`). One refill
+//! at a time per product. Units move as growing totals on both sides
+//! (see `actors::stock_bucket`), so nothing is ever sold twice:
+//! Σ held + sold in buckets ≤ Σ granted − given back ≤ Σ allotted − recovered,
+//! and the pool never goes below zero.
+//!
+//! Holds that are not an order's own (a flash sale's reserve, which claims
+//! transfer to their orders) stay on the product. Release and consume go
+//! to the product and to the order's bucket; each is a no-op where the
+//! order holds nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::{DashMap, DashSet};
+
+use super::ServiceError;
+use crate::actors::product::{ProductCommand, ProductEntity, ProductReply};
+use crate::actors::stock_bucket::{
+    bucket_id, bucket_of, BucketCommand, BucketView, StockBucketEntity,
+};
+use crate::actors::{CallError, Registry};
+use crate::domain::catalog::Product;
+use crate::domain::DomainError;
+
+/// Refill rounds of one hold before it gives up (429, retry after 1 s).
+const MAX_REFILL_ROUNDS: usize = 4;
+
+/// How long after a hold its bucket tells the product what it has free
+/// (one report for all the holds of that while): the public stock of a
+/// split product is behind its buckets by about this much.
+const REPORT_AFTER: Duration = Duration::from_millis(200);
+
+#[derive(Clone)]
+pub struct Stock {
+    pub(super) products: Registry<ProductEntity>,
+    pub(super) buckets: Registry<StockBucketEntity>,
+    /// `stock_buckets` per product as last seen (it only changes before a
+    /// bucket is stocked; a stale 1 holds on the product, a stale k > 1 is
+    /// refused by the product's `Allot` and holds on the product too).
+    split: Arc<DashMap<String, u32>>,
+    /// One refill at a time per product.
+    refills: Arc<DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Buckets with a report to the product due.
+    reports_due: Arc<DashSet<String>>,
+}
+
+impl Stock {
+    pub fn new(products: Registry<ProductEntity>, buckets: Registry<StockBucketEntity>) -> Self {
+        Stock {
+            products,
+            buckets,
+            split: Arc::default(),
+            refills: Arc::default(),
+            reports_due: Arc::default(),
+        }
+    }
+
+    /// Remembers how `product` is split.
+    pub(super) fn note(&self, product: &Product) {
+        self.split
+            .insert(product.id.to_string(), product.stock_buckets.max(1));
+    }
+
+    async fn buckets_of(&self, product_id: &str) -> Result<u32, ServiceError> {
+        if let Some(k) = self.split.get(product_id) {
+            return Ok(*k);
+        }
+        let reply = self.products.call(product_id, ProductCommand::Get).await?;
+        self.note(&reply.product);
+        Ok(reply.product.stock_buckets.max(1))
+    }
+
+    /// Holds `quantity` of `product_id` for `order_id` (idempotent per
+    /// order): 409 `out_of_stock` when not that many are left.
+    pub async fn hold(
+        &self,
+        product_id: &str,
+        order_id: &str,
+        quantity: u64,
+    ) -> Result<(), ServiceError> {
+        let k = self.buckets_of(product_id).await?;
+        if k > 1 {
+            match self.hold_in_bucket(product_id, order_id, quantity, k).await {
+                Err(ServiceError::Domain(DomainError::Conflict {
+                    code: "not_split", ..
+                })) => {}
+                done => return done,
+            }
+        }
+        let hold = ProductCommand::Hold {
+            order_id: order_id.to_owned(),
+            quantity,
+        };
+        self.products.call(product_id, hold).await?;
+        Ok(())
+    }
+
+    async fn hold_in_bucket(
+        &self,
+        product_id: &str,
+        order_id: &str,
+        quantity: u64,
+        k: u32,
+    ) -> Result<(), ServiceError> {
+        let i = bucket_of(order_id, k);
+        let bucket = bucket_id(product_id, i);
+        let hold = |grant| BucketCommand::Hold {
+            order_id: order_id.to_owned(),
+            quantity,
+            grant,
+        };
+        if self.buckets.call(&bucket, hold(None)).await?.holds {
+            self.report_later(product_id, i);
+            return Ok(());
+        }
+        let lock = self
+            .refills
+            .entry(product_id.to_owned())
+            .or_default()
+            .clone();
+        let _turn = lock.lock().await;
+        // Holds that take the bucket's free units without waiting for a
+        // refill can overtake this one: a bounded number of rounds.
+        for _ in 0..MAX_REFILL_ROUNDS {
+            // A refill before this turn may have stocked the bucket already.
+            let seen = self.buckets.call(&bucket, hold(None)).await?;
+            if seen.holds {
+                self.report_later(product_id, i);
+                return Ok(());
+            }
+            let short = |got: &ProductReply| {
+                got.allotted < seen.received + quantity.saturating_sub(seen.free)
+            };
+            let mut got = self.allot(product_id, i, quantity, &seen).await?;
+            let drained = short(&got);
+            if drained {
+                // The pool is short: the other buckets give back what they
+                // have free, and the bucket asks once more.
+                self.drain_except(product_id, k, Some(i)).await?;
+                got = self.allot(product_id, i, quantity, &seen).await?;
+            }
+            if self
+                .buckets
+                .call(&bucket, hold(Some(got.allotted)))
+                .await?
+                .holds
+            {
+                self.report_later(product_id, i);
+                return Ok(());
+            }
+            if drained && short(&got) {
+                // Sold out for this hold: every bucket says what it has
+                // free, so the public stock is exact again.
+                self.drain_except(product_id, k, None).await?;
+                let left = self.products.call(product_id, ProductCommand::Get).await?;
+                return Err(DomainError::conflict(
+                    "out_of_stock",
+                    format!("only {} of {} left", left.product.stock, left.product.name),
+                )
+                .into());
+            }
+        }
+        Err(ServiceError::Busy(
+            "this product is selling fast: try again".into(),
+        ))
+    }
+
+    /// Bucket `i` of `product_id` tells the product what it has free,
+    /// `REPORT_AFTER` from now (once for all holds until then).
+    fn report_later(&self, product_id: &str, i: u32) {
+        let bucket = bucket_id(product_id, i);
+        if !self.reports_due.insert(bucket.clone()) {
+            return;
+        }
+        let (this, product_id) = (self.clone(), product_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(REPORT_AFTER).await;
+            this.reports_due.remove(&bucket);
+            if let Err(e) = this.report(&product_id, i).await {
+                tracing::debug!(bucket = %bucket, error = %e, "stock report not delivered");
+            }
+        });
+    }
+
+    async fn report(&self, product_id: &str, i: u32) -> Result<(), ServiceError> {
+        let now = self
+            .buckets
+            .call(&bucket_id(product_id, i), BucketCommand::Get)
+            .await?;
+        let report = ProductCommand::Recover {
+            bucket: i,
+            returned: now.returned,
+            free: now.free,
+            changes: now.changes,
+        };
+        self.products.call(product_id, report).await?;
+        Ok(())
+    }
+
+    async fn allot(
+        &self,
+        product_id: &str,
+        bucket: u32,
+        quantity: u64,
+        seen: &BucketView,
+    ) -> Result<ProductReply, ServiceError> {
+        let allot = ProductCommand::Allot {
+            bucket,
+            need: quantity.saturating_sub(seen.free),
+            free: seen.free,
+            changes: seen.changes,
+        };
+        Ok(self.products.call(product_id, allot).await?)
+    }
+
+    /// Every bucket of `product_id` but `except` gives back what it has
+    /// free, and the product counts it in its pool again.
+    async fn drain_except(
+        &self,
+        product_id: &str,
+        k: u32,
+        except: Option<u32>,
+    ) -> Result<(), ServiceError> {
+        let visits = (0..k).filter(|j| Some(*j) != except).map(|j| async move {
+            let back = self
+                .buckets
+                .call(&bucket_id(product_id, j), BucketCommand::GiveBack)
+                .await?;
+            let recover = ProductCommand::Recover {
+                bucket: j,
+                returned: back.returned,
+                free: back.free,
+                changes: back.changes,
+            };
+            self.products.call(product_id, recover).await?;
+            Ok::<_, ServiceError>(())
+        });
+        for visit in futures_util::future::join_all(visits).await {
+            visit?;
+        }
+        Ok(())
+    }
+
+    /// Every bucket of `product` gives back what it has free (after a
+    /// change of its stock or availability, so the pool is what is left).
+    pub(super) async fn drain(&self, product: &Product) -> Result<(), ServiceError> {
+        self.note(product);
+        if product.stock_buckets > 1 {
+            self.drain_except(&product.id, product.stock_buckets, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Holds `quantity` on the product itself for `holder` (a flash sale's
+    /// reserve), taking back the buckets' free units if the pool is short.
+    pub async fn hold_on_product(
+        &self,
+        product_id: &str,
+        holder: &str,
+        quantity: u64,
+    ) -> Result<(), ServiceError> {
+        let hold = || ProductCommand::Hold {
+            order_id: holder.to_owned(),
+            quantity,
+        };
+        match self.products.call(product_id, hold()).await {
+            Err(CallError::Rejected(DomainError::Conflict {
+                code: "out_of_stock",
+                ..
+            })) if self.buckets_of(product_id).await? > 1 => {
+                let k = self.buckets_of(product_id).await?;
+                self.drain_except(product_id, k, None).await?;
+                self.products.call(product_id, hold()).await?;
+                Ok(())
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// What `order_id` holds of `product_id` is free again (a no-op where
+    /// it holds nothing). Units freed in a bucket stay there; the product
+    /// learns the bucket's free count, so the public stock shows them.
+    pub async fn release(&self, product_id: &str, order_id: &str) -> Result<(), ServiceError> {
+        let release = ProductCommand::Release {
+            order_id: order_id.to_owned(),
+        };
+        self.products.call(product_id, release).await?;
+        let k = self.buckets_of(product_id).await?;
+        if k > 1 {
+            let release = BucketCommand::Release {
+                order_id: order_id.to_owned(),
+            };
+            let i = bucket_of(order_id, k);
+            let after = self
+                .buckets
+                .call(&bucket_id(product_id, i), release)
+                .await?;
+            let report = ProductCommand::Recover {
+                bucket: i,
+                returned: after.returned,
+                free: after.free,
+                changes: after.changes,
+            };
+            self.products.call(product_id, report).await?;
+        }
+        Ok(())
+    }
+
+    /// What `order_id` holds of `product_id` is sold.
+    pub async fn consume(&self, product_id: &str, order_id: &str) -> Result<(), ServiceError> {
+        let consume = ProductCommand::Consume {
+            order_id: order_id.to_owned(),
+        };
+        self.products.call(product_id, consume).await?;
+        let k = self.buckets_of(product_id).await?;
+        if k > 1 {
+            let consume = BucketCommand::Consume {
+                order_id: order_id.to_owned(),
+            };
+            let bucket = bucket_id(product_id, bucket_of(order_id, k));
+            self.buckets.call(&bucket, consume).await?;
+        }
+        Ok(())
+    }
+}
