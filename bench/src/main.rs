@@ -101,6 +101,9 @@ enum Scenario {
         duration_secs: u64,
         #[arg(long, default_value_t = 500)]
         shoppers: usize,
+        /// The shared product's `stock_buckets` (1: not split)
+        #[arg(long, default_value_t = 1)]
+        stock_buckets: u32,
     },
     /// Start time against journal size; first reply of an entity with a long
     /// journal, replayed and from a snapshot.
@@ -181,11 +184,13 @@ async fn main() -> anyhow::Result<()> {
             rate,
             duration_secs,
             shoppers,
+            stock_buckets,
         } => {
             let p = mixed::Params {
                 rate,
                 duration: Duration::from_secs(duration_secs),
                 shoppers,
+                stock_buckets,
             };
             let report = mixed::run(p, command).await?;
             report.write(&cli.out)?;
@@ -240,6 +245,8 @@ async fn main() -> anyhow::Result<()> {
                 rate: 10.0,
                 duration: Duration::from_secs(3),
                 shoppers: 20,
+                // The smoke run checks out a split product end to end.
+                stock_buckets: 2,
             };
             let report = mixed::run(p, command.clone()).await?;
             report.write(&out)?;

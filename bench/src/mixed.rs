@@ -23,6 +23,8 @@ pub struct Params {
     pub duration: Duration,
     /// Pre-registered shoppers (a journey waits for a free one).
     pub shoppers: usize,
+    /// The shared product's `stock_buckets`.
+    pub stock_buckets: u32,
 }
 
 pub const COMMANDS: [&str; 5] = ["browse", "cart", "checkout", "pay", "track"];
@@ -171,7 +173,8 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let journeys = (p.rate * p.duration.as_secs_f64()).ceil() as u64;
-    let (_, shop, product) = surge_api::shop(&client, &base, journeys + 10).await?;
+    let (_, shop, product) =
+        surge_api::split_shop(&client, &base, journeys + 10, p.stock_buckets).await?;
     let progress = crate::load::bar(p.shoppers as u64, "mixed setup");
     let shoppers: Vec<(String, String)> = futures::stream::iter(0..p.shoppers)
         .map(|_| {

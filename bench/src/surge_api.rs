@@ -83,13 +83,24 @@ pub async fn shop(
     base: &str,
     stock: u64,
 ) -> anyhow::Result<(String, String, String)> {
+    split_shop(client, base, stock, 1).await
+}
+
+/// A merchant with a shop and one product of `stock` split over
+/// `stock_buckets`: `(merchant token, shop id, product id)`.
+pub async fn split_shop(
+    client: &reqwest::Client,
+    base: &str,
+    stock: u64,
+    stock_buckets: u32,
+) -> anyhow::Result<(String, String, String)> {
     let merchant = user(client, base, "merchant").await?;
     let post = reqwest::Method::POST;
     let shop = call(client, post.clone(), format!("{base}/api/v1/shops"), Some(&merchant),
         json!({"name": "Bench shop", "location": {"lat": SHOP.0, "lng": SHOP.1}, "address": "1 Trang Tien"})).await?;
     let shop_id = shop["id"].as_str().context("shop id")?.to_owned();
     let product = call(client, post, format!("{base}/api/v1/shops/{shop_id}/products"), Some(&merchant),
-        json!({"name": "Mat", "category": "yoga", "price": 100_000, "currency": "VND", "stock": stock, "weight_grams": 500})).await?;
+        json!({"name": "Mat", "category": "yoga", "price": 100_000, "currency": "VND", "stock": stock, "weight_grams": 500, "stock_buckets": stock_buckets})).await?;
     let product_id = product["id"].as_str().context("product id")?.to_owned();
     Ok((merchant, shop_id, product_id))
 }
