@@ -112,6 +112,10 @@ pub enum BucketCommand {
     },
     /// Every free unit goes back to the product.
     GiveBack,
+    /// Take the units granted up to `total` (a refill ahead of need).
+    Grant {
+        total: u64,
+    },
     Get,
 }
 
@@ -192,6 +196,10 @@ impl Entity for StockBucketEntity {
                 (events.into_iter().collect(), Some(order_id))
             }
             BucketCommand::Get => (vec![], None),
+            BucketCommand::Grant { total } => {
+                let events = (total > state.received).then_some(BucketEvent::Granted { total });
+                (events.into_iter().collect(), None)
+            }
             BucketCommand::GiveBack => {
                 let units = state.free();
                 let events = (units > 0).then_some(BucketEvent::GaveBack { units });

@@ -3,13 +3,17 @@
 //! one hot product are decided on several cores.
 //!
 //! An order's hold lives in bucket `bucket_of(order, k)`. A bucket short of
-//! units asks the product for more (`Allot`: what the hold needs, or a fair
-//! share of the pool up to `REFILL_UNITS` more) and takes them and decides
-//! the hold in one step (`Hold { grant }`), so no other order takes a
-//! refill meant for this one. When the pool is empty too, the other
-//! buckets give back what they have free (`drain`) and the bucket asks
-//! once more; only then is the hold refused (`out_of_stock`). One refill
-//! at a time per product. Units move as growing totals on both sides
+//! units asks the product for more (`Allot`: its fair share of the pool,
+//! pool ÷ k, or what the hold needs) and takes them and decides the hold
+//! in one step (`Hold { grant }`), so no other order takes a refill meant
+//! for this one; a bucket left with less than a quarter of its last refill
+//! is refilled ahead of need, off the holds' path. One refill at a time
+//! per product. The last units (fewer than
+//! [`END_OF_STOCK`](crate::actors::product::END_OF_STOCK) per bucket) are
+//! not allotted: those holds are decided by the product itself, and when
+//! it is short every bucket first gives back what it has free (`drain`);
+//! only then is a hold refused (`out_of_stock`), with the public stock
+//! exact. Units move as growing totals on both sides
 //! (see `actors::stock_bucket`), so nothing is ever sold twice:
 //! Σ held + sold in buckets ≤ Σ granted − given back ≤ Σ allotted − recovered,
 //! and the pool never goes below zero.
@@ -33,7 +37,7 @@ use crate::actors::{CallError, Registry};
 use crate::domain::catalog::Product;
 use crate::domain::DomainError;
 
-/// Refill rounds of one hold before it gives up (429, retry after 1 s).
+/// Refill rounds of one hold before it is decided on the product.
 const MAX_REFILL_ROUNDS: usize = 4;
 
 /// How long after a hold its bucket tells the product what it has free
@@ -53,6 +57,11 @@ pub struct Stock {
     refills: Arc<DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Buckets with a report to the product due.
     reports_due: Arc<DashSet<String>>,
+    /// Buckets being refilled ahead of need.
+    refilling: Arc<DashSet<String>>,
+    /// Per bucket, the units of its last refill (it is refilled ahead once
+    /// it has less than a quarter of that free).
+    chunks: Arc<DashMap<String, u64>>,
 }
 
 impl Stock {
@@ -63,6 +72,8 @@ impl Stock {
             split: Arc::default(),
             refills: Arc::default(),
             reports_due: Arc::default(),
+            refilling: Arc::default(),
+            chunks: Arc::default(),
         }
     }
 
@@ -120,60 +131,81 @@ impl Stock {
             quantity,
             grant,
         };
-        if self.buckets.call(&bucket, hold(None)).await?.holds {
-            self.report_later(product_id, i);
+        let first = self.buckets.call(&bucket, hold(None)).await?;
+        if first.holds {
+            self.held(product_id, i, &first);
             return Ok(());
         }
+        {
+            let _turn = self.refill_turn(product_id).await;
+            // Holds that take the bucket's free units without waiting for
+            // a refill can overtake this one: a bounded number of rounds.
+            for _ in 0..MAX_REFILL_ROUNDS {
+                // A refill before this turn may have stocked the bucket.
+                let seen = self.buckets.call(&bucket, hold(None)).await?;
+                if seen.holds {
+                    self.held(product_id, i, &seen);
+                    return Ok(());
+                }
+                let got = self.allot(product_id, i, quantity, &seen).await?;
+                if got.allotted < seen.received + quantity.saturating_sub(seen.free) {
+                    break; // the end of the stock
+                }
+                let after = self.buckets.call(&bucket, hold(Some(got.allotted))).await?;
+                if after.holds {
+                    self.chunks
+                        .insert(bucket.clone(), got.allotted - seen.received);
+                    self.held(product_id, i, &after);
+                    return Ok(());
+                }
+            }
+        }
+        // The last units of the product are held on the product itself
+        // (the buckets' free units taken back first if it is short).
+        self.hold_on_product(product_id, order_id, quantity).await
+    }
+
+    async fn refill_turn(&self, product_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self
             .refills
             .entry(product_id.to_owned())
             .or_default()
             .clone();
-        let _turn = lock.lock().await;
-        // Holds that take the bucket's free units without waiting for a
-        // refill can overtake this one: a bounded number of rounds.
-        for _ in 0..MAX_REFILL_ROUNDS {
-            // A refill before this turn may have stocked the bucket already.
-            let seen = self.buckets.call(&bucket, hold(None)).await?;
-            if seen.holds {
-                self.report_later(product_id, i);
-                return Ok(());
-            }
-            let short = |got: &ProductReply| {
-                got.allotted < seen.received + quantity.saturating_sub(seen.free)
-            };
-            let mut got = self.allot(product_id, i, quantity, &seen).await?;
-            let drained = short(&got);
-            if drained {
-                // The pool is short: the other buckets give back what they
-                // have free, and the bucket asks once more.
-                self.drain_except(product_id, k, Some(i)).await?;
-                got = self.allot(product_id, i, quantity, &seen).await?;
-            }
-            if self
-                .buckets
-                .call(&bucket, hold(Some(got.allotted)))
-                .await?
-                .holds
-            {
-                self.report_later(product_id, i);
-                return Ok(());
-            }
-            if drained && short(&got) {
-                // Sold out for this hold: every bucket says what it has
-                // free, so the public stock is exact again.
-                self.drain_except(product_id, k, None).await?;
-                let left = self.products.call(product_id, ProductCommand::Get).await?;
-                return Err(DomainError::conflict(
-                    "out_of_stock",
-                    format!("only {} of {} left", left.product.stock, left.product.name),
-                )
-                .into());
-            }
+        lock.lock_owned().await
+    }
+
+    /// After a hold in bucket `i`: its report to the product is due, and
+    /// when it runs low it is refilled ahead of need, off the hold's path.
+    fn held(&self, product_id: &str, i: u32, view: &BucketView) {
+        self.report_later(product_id, i);
+        let bucket = bucket_id(product_id, i);
+        let chunk = self.chunks.get(&bucket).map_or(0, |c| *c);
+        if view.free.saturating_mul(4) >= chunk || !self.refilling.insert(bucket.clone()) {
+            return;
         }
-        Err(ServiceError::Busy(
-            "this product is selling fast: try again".into(),
-        ))
+        let (this, product_id) = (self.clone(), product_id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = this.refill_ahead(&product_id, i).await {
+                tracing::debug!(bucket = %bucket, error = %e, "stock refill ahead failed");
+            }
+            this.refilling.remove(&bucket);
+        });
+    }
+
+    async fn refill_ahead(&self, product_id: &str, i: u32) -> Result<(), ServiceError> {
+        let _turn = self.refill_turn(product_id).await;
+        let bucket = bucket_id(product_id, i);
+        let seen = self.buckets.call(&bucket, BucketCommand::Get).await?;
+        let got = self.allot(product_id, i, 0, &seen).await?;
+        if got.allotted > seen.received {
+            self.chunks
+                .insert(bucket.clone(), got.allotted - seen.received);
+            let grant = BucketCommand::Grant {
+                total: got.allotted,
+            };
+            self.buckets.call(&bucket, grant).await?;
+        }
+        Ok(())
     }
 
     /// Bucket `i` of `product_id` tells the product what it has free,
