@@ -230,13 +230,19 @@ impl Stock {
             .buckets
             .call(&bucket_id(product_id, i), BucketCommand::Get)
             .await?;
-        let report = ProductCommand::Recover {
+        self.heard(product_id, i, &now).await
+    }
+
+    /// The product hears what bucket `i` answered: what it gave back in
+    /// total (counted in the pool again) and what it has free.
+    async fn heard(&self, product_id: &str, i: u32, view: &BucketView) -> Result<(), ServiceError> {
+        let recover = ProductCommand::Recover {
             bucket: i,
-            returned: now.returned,
-            free: now.free,
-            changes: now.changes,
+            returned: view.returned,
+            free: view.free,
+            changes: view.changes,
         };
-        self.products.call(product_id, report).await?;
+        self.products.call(product_id, recover).await?;
         Ok(())
     }
 
@@ -269,14 +275,7 @@ impl Stock {
                 .buckets
                 .call(&bucket_id(product_id, j), BucketCommand::GiveBack)
                 .await?;
-            let recover = ProductCommand::Recover {
-                bucket: j,
-                returned: back.returned,
-                free: back.free,
-                changes: back.changes,
-            };
-            self.products.call(product_id, recover).await?;
-            Ok::<_, ServiceError>(())
+            self.heard(product_id, j, &back).await
         });
         for visit in futures_util::future::join_all(visits).await {
             visit?;
@@ -339,13 +338,7 @@ impl Stock {
                 .buckets
                 .call(&bucket_id(product_id, i), release)
                 .await?;
-            let report = ProductCommand::Recover {
-                bucket: i,
-                returned: after.returned,
-                free: after.free,
-                changes: after.changes,
-            };
-            self.products.call(product_id, report).await?;
+            self.heard(product_id, i, &after).await?;
         }
         Ok(())
     }
