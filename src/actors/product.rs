@@ -57,12 +57,13 @@ impl ProductState {
     }
 }
 
-/// A product's answer: its public record, and for `Allot` the bucket's
-/// allotted total.
+/// A product's answer: its public record; for `Allot` the bucket's
+/// allotted total; for `Holds` whether the order holds stock here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductReply {
     pub product: Product,
     pub allotted: u64,
+    pub holds: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +149,11 @@ pub enum ProductCommand {
     Return {
         from: String,
         to: String,
+    },
+    /// Whether `order_id` holds stock on the product itself (a split
+    /// product's order held here at the end of its stock).
+    Holds {
+        order_id: String,
     },
     /// Bucket `bucket`, which has `free` units and is short of `need` for
     /// a hold, asks for more; answers its allotted total.
@@ -403,6 +409,7 @@ impl Entity for ProductEntity {
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<ProductEvent>, ProductReply), DomainError> {
         let mut asked = None;
+        let mut holder = None;
         let events = match cmd {
             ProductCommand::Create {
                 caller,
@@ -411,6 +418,10 @@ impl Entity for ProductEntity {
             } => create(state, &caller, shop, &input, ctx)?,
             ProductCommand::Update { caller, patch } => update(state, &caller, &patch, ctx)?,
             ProductCommand::Get => vec![],
+            ProductCommand::Holds { order_id } => {
+                holder = Some(order_id);
+                vec![]
+            }
             ProductCommand::Hold { order_id, quantity } => hold(state, order_id, quantity)?,
             ProductCommand::Release { order_id } => {
                 let held = held(state, &order_id)?;
@@ -452,7 +463,15 @@ impl Entity for ProductEntity {
         let allotted = asked
             .and_then(|b| next.allotted.get(b as usize).copied())
             .unwrap_or(0);
-        Ok((events, ProductReply { product, allotted }))
+        let holds = holder.is_some_and(|o| next.held.contains_key(&o));
+        Ok((
+            events,
+            ProductReply {
+                product,
+                allotted,
+                holds,
+            },
+        ))
     }
 
     fn apply(state: &mut ProductState, event: &ProductEvent) {
@@ -797,6 +816,25 @@ mod tests {
             order_id: order.into(),
             quantity: q,
         }
+    }
+
+    #[test]
+    fn holds_answers_whether_an_order_holds_on_the_product() {
+        let s = run(&created(3), hold("o1", 1)).unwrap();
+        let holds = |order: &str| {
+            let cmd = ProductCommand::Holds {
+                order_id: order.into(),
+            };
+            let ctx = Ctx {
+                id: "p",
+                now: Utc::now(),
+            };
+            let (events, reply) = ProductEntity::decide(&s, cmd, &ctx).unwrap();
+            assert!(events.is_empty(), "a read");
+            reply.holds
+        };
+        assert!(holds("o1"));
+        assert!(!holds("o2"));
     }
 
     #[test]

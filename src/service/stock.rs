@@ -136,6 +136,14 @@ impl Stock {
             self.held(product_id, i, &first);
             return Ok(());
         }
+        // A retried checkout whose hold was made on the product (the end
+        // of its stock) holds there already: never a second unit here.
+        let here = ProductCommand::Holds {
+            order_id: order_id.to_owned(),
+        };
+        if self.products.call(product_id, here).await?.holds {
+            return Ok(());
+        }
         {
             let _turn = self.refill_turn(product_id).await;
             // Holds that take the bucket's free units without waiting for
