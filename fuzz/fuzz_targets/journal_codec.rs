@@ -13,6 +13,7 @@ use surge::actors::queue::QueueEntity;
 use surge::actors::sandbox_payment::SandboxPaymentEntity;
 use surge::actors::shipper::ShipperEntity;
 use surge::actors::shop::ShopEntity;
+use surge::actors::stock_bucket::StockBucketEntity;
 use surge::actors::user::User;
 use surge::actors::Entity;
 use surge::store::codec::decode;
@@ -27,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
     both::<EmailClaim>(data);
     both::<ShopEntity>(data);
     both::<ProductEntity>(data);
+    both::<StockBucketEntity>(data);
     both::<CourseEntity>(data);
     both::<CartEntity>(data);
     both::<CouponEntity>(data);
