@@ -25,7 +25,12 @@ pub(crate) fn fast(s: &mut surge::config::Settings) {
 
 /// Registers and logs in `n` users of `role` against `base`, 64 at a time;
 /// their access tokens.
-async fn users(client: &reqwest::Client, base: &str, n: usize, role: &str) -> Vec<String> {
+pub(crate) async fn users(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+    role: &str,
+) -> Vec<String> {
     futures::stream::iter(0..n)
         .map(|_| {
             let client = client.clone();

@@ -3,7 +3,7 @@
 
 mod actors;
 mod auth;
-mod burst;
+pub(crate) mod burst;
 mod catalog;
 mod cluster;
 mod commerce;

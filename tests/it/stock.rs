@@ -182,3 +182,200 @@ async fn a_product_not_yet_sold_can_be_split_and_a_withdrawn_one_sells_no_more()
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_code(&body), "product_unavailable", "{body}");
 }
+
+/// `POST path` with `token` and `body` against a server at `base`.
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    try_post(client, base, path, token, body)
+        .await
+        .expect("the server answers")
+}
+
+/// `post`, or `None` when the server is gone (killed mid-request).
+async fn try_post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> Option<(StatusCode, serde_json::Value)> {
+    let r = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    let status = r.status();
+    Some((status, r.json().await.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn a_sigkill_during_a_rush_on_a_split_product_loses_no_order_and_oversells_nothing() {
+    use crate::lifecycle::{free_port, serve_child, wait_healthy};
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1000)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |port: u16| {
+        serve_child(
+            dir.path(),
+            port,
+            &[
+                ("SURGE_LOG", "error"),
+                ("SURGE_HASH_MEMORY_KIB", "8"),
+                ("SURGE_HASH_ITERATIONS", "1"),
+            ],
+        )
+    };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = spawn(port);
+    wait_healthy(&client, &base).await;
+    let merchant = crate::burst::users(&client, &base, 1, "merchant")
+        .await
+        .remove(0);
+    let (status, shop) = post(&client, &base, "/api/v1/shops", &merchant, shop_body()).await;
+    assert_eq!(status, StatusCode::CREATED, "{shop}");
+    let mut body = product_body("Kettlebell 16 kg", "gym", 20_000);
+    body["stock"] = json!(50);
+    body["stock_buckets"] = json!(4);
+    let path = format!("/api/v1/shops/{}/products", shop["id"].as_str().unwrap());
+    let (status, p) = post(&client, &base, &path, &merchant, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let product = p["id"].as_str().unwrap().to_owned();
+    let mut ready = Vec::new();
+    for token in crate::burst::users(&client, &base, 120, "customer").await {
+        let address = json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.045, "lng": 105.85});
+        let (status, a) = post(&client, &base, "/api/v1/users/addresses", &token, address).await;
+        assert_eq!(status, StatusCode::CREATED, "{a}");
+        let item = json!({"product_id": product, "quantity": 1});
+        let (status, cart) = post(&client, &base, "/api/v1/cart/items", &token, item).await;
+        assert_eq!(status, StatusCode::OK, "{cart}");
+        ready.push((token, a["id"].as_str().unwrap().to_owned()));
+    }
+    // Kill after 20 acknowledged orders, inside the rush.
+    let mut pending: futures::stream::FuturesUnordered<_> = ready
+        .iter()
+        .map(|(token, address)| {
+            let body = json!({"address_id": address, "payment_method": "cod"});
+            let (client, base) = (&client, &base);
+            async move {
+                (
+                    token,
+                    try_post(client, base, "/api/v1/orders", token, body).await,
+                )
+            }
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    let mut killed = false;
+    while let Some((token, answer)) = futures::StreamExt::next(&mut pending).await {
+        let Some((status, body)) = answer else {
+            assert!(killed, "no answer before the kill");
+            continue;
+        };
+        if status == StatusCode::CREATED {
+            acknowledged.push((
+                token.clone(),
+                body["orders"][0]["id"].as_str().unwrap().to_owned(),
+            ));
+        }
+        if !killed && acknowledged.len() >= 20 {
+            std::process::Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status()
+                .unwrap();
+            killed = true;
+        }
+    }
+    assert!(killed, "the rush ended before the kill point");
+    child.wait().unwrap();
+
+    // Restart on the same data: every acknowledged order holds its unit.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = spawn(port);
+    wait_healthy(&client, &base).await;
+    for (token, id) in &acknowledged {
+        let o: serde_json::Value = client
+            .get(format!("{base}/api/v1/orders/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            o["stock"], "held",
+            "acknowledged order {id} lost its unit: {o}"
+        );
+    }
+    // Everyone tries again: never more orders holding units than the stock.
+    let retries = futures::future::join_all(ready.iter().map(|(token, address)| {
+        let body = json!({"address_id": address, "payment_method": "cod"});
+        post(&client, &base, "/api/v1/orders", token, body)
+    }))
+    .await;
+    let mut codes = std::collections::BTreeMap::new();
+    for (status, body) in &retries {
+        assert!(
+            [StatusCode::CREATED, StatusCode::CONFLICT].contains(status),
+            "{status}: {body}"
+        );
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or("created")
+            .to_owned();
+        *codes.entry(code).or_insert(0) += 1;
+    }
+    // Checkouts cut off by the kill stay open until their deadline (60 s),
+    // when the scheduler gives their holds back.
+    for code in codes.keys() {
+        assert!(
+            [
+                "created",
+                "cart_empty",
+                "checkout_in_progress",
+                "out_of_stock"
+            ]
+            .contains(&code.as_str()),
+            "{codes:?}"
+        );
+    }
+    println!("after the restart: {codes:?}");
+    let mut held = 0;
+    for (token, _) in &ready {
+        let mine: serde_json::Value = client
+            .get(format!("{base}/api/v1/orders?limit=100"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        held += mine["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["stock"] == "held")
+            .count();
+    }
+    println!(
+        "{} acknowledged before the kill, {held} orders hold a unit after",
+        acknowledged.len()
+    );
+    assert!(held <= 50, "oversold: {held} orders hold one of 50 units");
+    assert!(held >= acknowledged.len());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
