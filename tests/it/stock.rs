@@ -196,6 +196,12 @@ async fn post(
         .expect("the server answers")
 }
 
+/// The JSON answer to `GET url` with `token`.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    let r = client.get(url).bearer_auth(token).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 /// `post`, or `None` when the server is gone (killed mid-request).
 async fn try_post(
     client: &reqwest::Client,
@@ -305,15 +311,7 @@ async fn a_sigkill_during_a_rush_on_a_split_product_loses_no_order_and_oversells
     let mut child = spawn(port);
     wait_healthy(&client, &base).await;
     for (token, id) in &acknowledged {
-        let o: serde_json::Value = client
-            .get(format!("{base}/api/v1/orders/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let o = get_json(&client, &format!("{base}/api/v1/orders/{id}"), token).await;
         assert_eq!(
             o["stock"], "held",
             "acknowledged order {id} lost its unit: {o}"
@@ -354,15 +352,7 @@ async fn a_sigkill_during_a_rush_on_a_split_product_loses_no_order_and_oversells
     println!("after the restart: {codes:?}");
     let mut held = 0;
     for (token, _) in &ready {
-        let mine: serde_json::Value = client
-            .get(format!("{base}/api/v1/orders?limit=100"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let mine = get_json(&client, &format!("{base}/api/v1/orders?limit=100"), token).await;
         held += mine["items"]
             .as_array()
             .unwrap()
