@@ -153,8 +153,7 @@ impl Catalog {
             .product;
         // A split product's buckets give back their free units, so a new
         // stock or availability holds for all of it.
-        self.stock.drain(&updated).await?;
-        Ok(self.products.call(id, ProductCommand::Get).await?.product)
+        self.stock.drain(updated).await
     }
 
     pub async fn list_products(

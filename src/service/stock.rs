@@ -293,13 +293,19 @@ impl Stock {
 
     /// Every bucket of `product` gives back what it has free (after a
     /// change of its stock or availability, so the pool is what is left).
-    pub(super) async fn drain(&self, product: &Product) -> Result<(), ServiceError> {
-        self.note(product);
-        if product.stock_buckets > 1 {
-            self.drain_except(&product.id, product.stock_buckets, None)
-                .await?;
+    /// `product` as it is after (read again only when it is split).
+    pub(super) async fn drain(&self, product: Product) -> Result<Product, ServiceError> {
+        self.note(&product);
+        if product.stock_buckets <= 1 {
+            return Ok(product);
         }
-        Ok(())
+        self.drain_except(&product.id, product.stock_buckets, None)
+            .await?;
+        Ok(self
+            .products
+            .call(&product.id, ProductCommand::Get)
+            .await?
+            .product)
     }
 
     /// Holds `quantity` on the product itself for `holder` (a flash sale's
@@ -314,18 +320,22 @@ impl Stock {
             order_id: holder.to_owned(),
             quantity,
         };
-        match self.products.call(product_id, hold()).await {
-            Err(CallError::Rejected(DomainError::Conflict {
-                code: "out_of_stock",
-                ..
-            })) if self.buckets_of(product_id).await? > 1 => {
-                let k = self.buckets_of(product_id).await?;
-                self.drain_except(product_id, k, None).await?;
-                self.products.call(product_id, hold()).await?;
-                Ok(())
-            }
-            other => other.map(|_| ()).map_err(Into::into),
+        let refused = match self.products.call(product_id, hold()).await {
+            Err(CallError::Rejected(
+                e @ DomainError::Conflict {
+                    code: "out_of_stock",
+                    ..
+                },
+            )) => e,
+            other => return other.map(|_| ()).map_err(Into::into),
+        };
+        let k = self.buckets_of(product_id).await?;
+        if k <= 1 {
+            return Err(refused.into());
         }
+        self.drain_except(product_id, k, None).await?;
+        self.products.call(product_id, hold()).await?;
+        Ok(())
     }
 
     /// What `order_id` holds of `product_id` is free again (a no-op where
