@@ -218,6 +218,26 @@ pub struct Position {
 }
 
 #[cfg(test)]
+impl Position {
+    /// Shipper `s` at one fixed point at device time `ts`, delivering
+    /// nothing (for tests of what carries positions).
+    pub(crate) fn sample(ts: i64) -> Self {
+        Position {
+            shipper_id: "s".into(),
+            order_id: None,
+            lat: 10.0,
+            lng: 106.0,
+            heading: None,
+            speed: None,
+            ts,
+            distance_m: None,
+            eta_s: None,
+            arriving: false,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -295,20 +295,7 @@ mod tests {
     #[tokio::test]
     async fn positions_keep_only_the_newest() {
         let bus = Bus::new(2);
-        let pos = |ts| {
-            Arc::new(Position {
-                shipper_id: "s".into(),
-                order_id: None,
-                lat: 1.0,
-                lng: 2.0,
-                heading: None,
-                speed: None,
-                ts,
-                distance_m: None,
-                eta_s: None,
-                arriving: false,
-            })
-        };
+        let pos = |ts| Arc::new(Position::sample(ts));
         let mut sub = bus.subscribe(&Topic::shipper(A));
         for ts in 1..=100 {
             bus.publish_position(&Topic::shipper(A), pos(ts));

@@ -762,18 +762,7 @@ mod tests {
     }
 
     fn position(ts: i64) -> Arc<crate::domain::shipping::Position> {
-        Arc::new(crate::domain::shipping::Position {
-            shipper_id: "s".into(),
-            order_id: None,
-            lat: 10.0,
-            lng: 106.0,
-            heading: None,
-            speed: None,
-            ts,
-            distance_m: None,
-            eta_s: None,
-            arriving: false,
-        })
+        Arc::new(crate::domain::shipping::Position::sample(ts))
     }
 
     #[tokio::test]
