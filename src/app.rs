@@ -26,6 +26,7 @@ use crate::service::auth::ResetConfig;
 use crate::service::CommerceConfig;
 use crate::service::{GatewayConfig, ServiceConfig, Services};
 use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::postgres::PostgresStore;
 use crate::store::scylla::ScyllaStore;
 use crate::store::Store;
 
@@ -212,6 +213,12 @@ async fn open_store(
             })?,
         ),
         StoreKind::Scylla => Arc::new(ScyllaStore::open(&settings.scylla(), metrics).await?),
+        StoreKind::Postgres => {
+            let options = settings
+                .postgres()
+                .map_err(|e| BuildError::Startup(e.to_string()))?;
+            Arc::new(PostgresStore::open(&options, metrics).await?)
+        }
     })
 }
 

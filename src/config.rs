@@ -164,8 +164,9 @@ pub struct Settings {
     /// and load generators: they are what makes stolen hashes expensive.
     pub hash_memory_kib: u32,
     pub hash_iterations: u32,
-    /// Where state is kept: `embedded` (a redb file in `data_dir`) or
-    /// `scylla` (a ScyllaDB cluster; run `surge migrate` first).
+    /// Where state is kept: `embedded` (a redb file in `data_dir`),
+    /// `postgres` (a PostgreSQL database) or `scylla` (a ScyllaDB cluster);
+    /// run `surge migrate` first for the last two.
     pub store: StoreKind,
     /// ScyllaDB contact points, `host:port,host:port`.
     pub scylla_nodes: String,
@@ -187,6 +188,23 @@ pub struct Settings {
     pub scylla_emulator: bool,
     /// Upper bound of one ScyllaDB request, retries included.
     pub scylla_request_timeout_ms: u64,
+    /// PostgreSQL to use with `store = postgres`: a libpq URL
+    /// (`postgres://user:password@host:5432/db?sslmode=require`) or
+    /// key=value string. TLS as its `sslmode` says.
+    pub postgres_url: String,
+    /// Password, when not in the URL; else `PGPASSWORD` is used.
+    pub postgres_password: Option<String>,
+    /// Schema holding Surge's tables (created by `surge migrate`).
+    pub postgres_schema: String,
+    /// Most connections Surge opens (one writer plus readers).
+    pub postgres_pool_size: usize,
+    /// Bound of connecting and of waiting for a free connection.
+    pub postgres_connect_timeout_ms: u64,
+    /// `statement_timeout` of Surge's connections.
+    pub postgres_statement_timeout_ms: u64,
+    /// PEM CA certificates trusted besides the web PKI roots (for a
+    /// managed database's own CA).
+    pub postgres_ca_file: Option<PathBuf>,
 }
 
 /// The storage backend.
@@ -195,9 +213,10 @@ pub struct Settings {
 pub enum StoreKind {
     Embedded,
     Scylla,
+    Postgres,
 }
 
-/// The TTL (seconds) of `track_points` in `schema/001_init.cql`: tracks are
+/// The TTL (seconds) of `track_points` in `schema/scylla/001_init.cql`: tracks are
 /// deleted by Surge before it.
 pub const SCYLLA_TRACK_TTL_SECS: u64 = 30 * 24 * 3600;
 
@@ -284,6 +303,13 @@ impl Default for Settings {
             scylla_lwt: true,
             scylla_emulator: false,
             scylla_request_timeout_ms: 5_000,
+            postgres_url: "postgres://postgres@127.0.0.1:5432/surge".into(),
+            postgres_password: None,
+            postgres_schema: "surge".into(),
+            postgres_pool_size: 16,
+            postgres_connect_timeout_ms: 3_000,
+            postgres_statement_timeout_ms: 10_000,
+            postgres_ca_file: None,
         }
     }
 }
@@ -369,6 +395,13 @@ pub const KEYS: &[&str] = &[
     "scylla_lwt",
     "scylla_emulator",
     "scylla_request_timeout_ms",
+    "postgres_url",
+    "postgres_password",
+    "postgres_schema",
+    "postgres_pool_size",
+    "postgres_connect_timeout_ms",
+    "postgres_statement_timeout_ms",
+    "postgres_ca_file",
 ];
 
 /// Bound of `burst_queue_parts`: a refill visits every part.
@@ -385,6 +418,8 @@ pub struct Overrides {
     pub store: Option<StoreKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scylla_nodes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -512,7 +547,76 @@ impl Settings {
                 "dispatch_radius_km, geofence_radius_m, eta_default_speed_mps, dispatch_offer_secs, dispatch_retry_secs and location_max_age_secs must be positive".into(),
             ));
         }
-        self.validate_scylla()
+        self.validate_scylla()?;
+        self.validate_postgres()
+    }
+
+    fn validate_postgres(&self) -> Result<(), ConfigError> {
+        self.postgres_config()?;
+        let schema = &self.postgres_schema;
+        let valid = schema.len() <= 48
+            && schema.starts_with(|c: char| c.is_ascii_lowercase())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(ConfigError(format!(
+                "postgres_schema '{schema}' must be 1-48 of a-z, 0-9 and _, starting with a letter"
+            )));
+        }
+        if self.postgres_pool_size < 2 || self.postgres_pool_size > 1000 {
+            return Err(ConfigError(
+                "postgres_pool_size must be 2-1000 (one connection writes, the others read)".into(),
+            ));
+        }
+        if self.postgres_connect_timeout_ms == 0 || self.postgres_statement_timeout_ms == 0 {
+            return Err(ConfigError(
+                "postgres_connect_timeout_ms and postgres_statement_timeout_ms must be positive"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `postgres_url` parsed, with the password from `postgres_password`
+    /// or `PGPASSWORD` when the URL has none.
+    fn postgres_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        let mut config: tokio_postgres::Config = self.postgres_url.parse().map_err(|e| {
+            // The URL may hold a password: name the problem, not the URL.
+            ConfigError(format!(
+                "postgres_url is not a libpq URL or key=value string: {e}"
+            ))
+        })?;
+        if config.get_hosts().is_empty() {
+            return Err(ConfigError("postgres_url must name a host".into()));
+        }
+        if config.get_password().is_none() {
+            let password = self
+                .postgres_password
+                .clone()
+                .or_else(|| std::env::var("PGPASSWORD").ok());
+            if let Some(p) = password {
+                config.password(p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// How the PostgreSQL backend connects (`store = postgres`, `surge
+    /// migrate`).
+    pub fn postgres(&self) -> Result<crate::store::postgres::PostgresOptions, ConfigError> {
+        Ok(crate::store::postgres::PostgresOptions {
+            config: self.postgres_config()?,
+            schema: self.postgres_schema.clone(),
+            pool_size: self.postgres_pool_size,
+            connect_timeout: std::time::Duration::from_millis(self.postgres_connect_timeout_ms),
+            statement_timeout: std::time::Duration::from_millis(
+                self.postgres_statement_timeout_ms,
+            ),
+            ca_file: self.postgres_ca_file.clone(),
+            max_batch: self.journal_max_batch,
+            queue: self.journal_queue,
+        })
     }
 
     fn validate_scylla(&self) -> Result<(), ConfigError> {

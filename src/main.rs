@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use surge::app::Application;
 use surge::config::{Overrides, Settings, StoreKind};
-use surge::store::scylla::schema;
+use surge::store::postgres::schema as postgres_schema;
+use surge::store::scylla::schema as scylla_schema;
 
 /// mimalloc instead of glibc's malloc: under a burst a fifth of the CPU was
 /// glibc's allocator (`malloc_consolidate`, `_int_free`: perf, bench/README).
@@ -48,6 +49,9 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         /// ScyllaDB contact points, HOST:PORT,... [env: SURGE_SCYLLA_NODES] [default: 127.0.0.1:9042]
         #[arg(long, value_name = "HOST:PORT,...")]
         scylla_nodes: Option<String>,
+        /// PostgreSQL URL for --store postgres [env: SURGE_POSTGRES_URL]
+        #[arg(long, value_name = "URL")]
+        postgres_url: Option<String>,
     },
     /// Run the engine with demo data: a shop, a trainer, a flash sale, a free
     /// course, customers and simulated shippers; prints the logins and the URL.
@@ -59,14 +63,20 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         #[arg(long, value_name = "DIR", default_value = "./demo-data")]
         data_dir: PathBuf,
     },
-    /// Apply pending CQL migrations (schema/*.cql) to the ScyllaDB keyspace and record them.
+    /// Apply pending migrations to the configured store and record them: schema/scylla/*.cql to the ScyllaDB keyspace, schema/postgres/*.sql to the PostgreSQL schema.
     Migrate {
         /// TOML file with settings (keys as in the README)
         #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
         config: Option<PathBuf>,
+        /// The store to migrate: scylla or postgres [env: SURGE_STORE]
+        #[arg(long, value_enum)]
+        store: Option<StoreKind>,
         /// ScyllaDB contact points, HOST:PORT,... [env: SURGE_SCYLLA_NODES] [default: 127.0.0.1:9042]
         #[arg(long, value_name = "HOST:PORT,...")]
         scylla_nodes: Option<String>,
+        /// PostgreSQL URL [env: SURGE_POSTGRES_URL]
+        #[arg(long, value_name = "URL")]
+        postgres_url: Option<String>,
     },
     /// Development only: an in-memory CQL server (kassandra) to run `--store scylla` against, with scylla_emulator=true and scylla_lwt=false.
     #[cfg(feature = "cql-emulator")]
@@ -129,7 +139,7 @@ async fn demo(addr: Option<String>, data_dir: PathBuf) -> anyhow::Result<()> {
             addr,
             data_dir: Some(data_dir),
             store: Some(StoreKind::Embedded),
-            scylla_nodes: None,
+            ..Overrides::default()
         },
     )?;
     // The demo's simulated people all log in from this machine's
@@ -162,31 +172,43 @@ async fn demo(addr: Option<String>, data_dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `surge migrate`: applies the CQL migrations the keyspace lacks.
-async fn migrate(config: Option<PathBuf>, scylla_nodes: Option<String>) -> anyhow::Result<()> {
-    let settings = Settings::load(
-        config.as_deref(),
-        Overrides {
-            scylla_nodes,
-            ..Overrides::default()
-        },
-    )?;
+/// `surge migrate`: applies the migrations the configured store lacks.
+async fn migrate(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref(), flags)?;
     init_logging(&log_filter(&settings));
-    let options = settings.scylla();
-    let session = surge::store::scylla::connect(&options).await?;
-    let applied = schema::migrate(&session, &options.keyspace, &options.replication).await?;
+    let (place, applied, latest) = match settings.store {
+        StoreKind::Embedded => anyhow::bail!(
+            "the embedded store needs no migration: `surge migrate` is for store = scylla or postgres (set SURGE_STORE or --store)"
+        ),
+        StoreKind::Scylla => {
+            let options = settings.scylla();
+            let session = surge::store::scylla::connect(&options).await?;
+            let applied =
+                scylla_schema::migrate(&session, &options.keyspace, &options.replication).await?;
+            (
+                format!("keyspace {}", options.keyspace),
+                applied,
+                scylla_schema::latest(),
+            )
+        }
+        StoreKind::Postgres => {
+            let options = settings.postgres()?;
+            let pool = surge::store::postgres::pool(&options)?;
+            let mut client = pool.get().await.context("connecting to PostgreSQL")?;
+            let applied = postgres_schema::migrate(&mut client, &options.schema).await?;
+            (
+                format!("PostgreSQL schema {}", options.schema),
+                applied,
+                postgres_schema::latest(),
+            )
+        }
+    };
     if applied.is_empty() {
-        println!(
-            "keyspace {} is up to date (schema version {})",
-            options.keyspace,
-            schema::latest()
-        );
+        println!("{place} is up to date (schema version {latest})");
     } else {
         println!(
-            "keyspace {}: applied {} (schema version {})",
-            options.keyspace,
-            applied.join(", "),
-            schema::latest()
+            "{place}: applied {} (schema version {latest})",
+            applied.join(", ")
         );
     }
     Ok(())
@@ -202,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             store,
             scylla_nodes,
+            postgres_url,
         } => {
             let settings = Settings::load(
                 config.as_deref(),
@@ -210,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
                     data_dir,
                     store,
                     scylla_nodes,
+                    postgres_url,
                 },
             )?;
             init_logging(&log_filter(&settings));
@@ -223,8 +247,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { addr, data_dir } => demo(addr, data_dir).await?,
         Command::Migrate {
             config,
+            store,
             scylla_nodes,
-        } => migrate(config, scylla_nodes).await?,
+            postgres_url,
+        } => {
+            migrate(
+                config,
+                Overrides {
+                    store,
+                    scylla_nodes,
+                    postgres_url,
+                    ..Overrides::default()
+                },
+            )
+            .await?
+        }
         #[cfg(feature = "cql-emulator")]
         Command::CqlEmulator { addr } => {
             init_logging("info");

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::domain::DomainError;
 use crate::service::ServiceError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct AppError {
@@ -149,6 +150,12 @@ impl From<ServiceError> for AppError {
                 e.to_string(),
             )
             .retry_after(1),
+            // The store down, restarting or closing: nothing was
+            // acknowledged, and a retry later can succeed.
+            ServiceError::Storage(s @ (StoreError::Unavailable(_) | StoreError::Closed)) => {
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", s.to_string())
+                    .retry_after(1)
+            }
             ServiceError::Storage(s) => {
                 AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", s.to_string())
             }

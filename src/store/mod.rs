@@ -1,6 +1,7 @@
 //! Storage: the one narrow trait every backend implements.
 //!
-//! A backend keeps three things, mirroring the ScyllaDB tables in `schema/`:
+//! A backend keeps three things (the tables of `schema/scylla/` and
+//! `schema/postgres/`):
 //! - the **journal**: per stream, an append-only list of events numbered
 //!   1, 2, 3…; an append names the sequence number it expects the stream to be
 //!   at, and a conflicting append is rejected whole, never interleaved;
@@ -8,10 +9,12 @@
 //! - **read tables**: query-first key → value rows (users by email, products,
 //!   …) written atomically with the events that produced them.
 //!
-//! Nothing here names a backend type; `redb` is the embedded backend and
-//! `scylla` the ScyllaDB one.
+//! Nothing here names a backend type; `redb` is the embedded backend,
+//! `postgres` the PostgreSQL one and `scylla` the ScyllaDB one.
 
 pub mod codec;
+pub mod migrations;
+pub mod postgres;
 mod queue;
 pub mod redb;
 pub mod scylla;
@@ -24,7 +27,7 @@ use async_trait::async_trait;
 pub type Seq = u64;
 
 /// Failures of the storage layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The stream was not where the writer expected it: someone else wrote it.
     #[error("append to {stream} expected sequence {expected}, but the stream is at {actual}")]
@@ -36,6 +39,11 @@ pub enum StoreError {
     /// The store was closed (shutdown in progress).
     #[error("the store is closed")]
     Closed,
+    /// The backend cannot be reached now (down, restarting, failing over,
+    /// timed out): nothing was written, or what was is not acknowledged.
+    /// The caller may retry later (HTTP 503 `unavailable`).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The backend failed (I/O, corruption, driver error).
     #[error("storage backend: {0}")]
     Backend(String),

@@ -47,3 +47,22 @@ pub const TRACK_POINTS: &str = "track_points";
 /// Read table: `{expires ms:020}|{order_id}` → empty: when an order's
 /// track is deleted.
 pub const TRACK_EXPIRY: &str = "track_expiry";
+
+/// Every read table, by name: what each backend's schema creates. A write
+/// to a table not listed here is refused.
+pub const ALL: &[&str] = &[
+    ORDERS_BY_CUSTOMER,
+    ORDERS_BY_SHOP,
+    CLAIMS_BY_QUEUE,
+    CLAIMS_BY_USER,
+    USERS_BY_ROLE,
+    TRACK_POINTS,
+    PRODUCTS_TABLE,
+    COURSES_TABLE,
+    PAYMENT_REFS,
+    TIMERS_TABLE,
+    QUEUE_TIMERS,
+    OUTBOX,
+    OUTBOX_DEAD,
+    TRACK_EXPIRY,
+];

@@ -546,26 +546,42 @@ fn xorshift(seed: &mut u64) -> u64 {
 
 #[tokio::test]
 async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
+    // One queue actor, then the capacity split over 2 and 4 parts.
+    sigkill_during_a_burst_on(
+        &[],
+        &[(7, "1"), (1_234_567, "2"), (987_654_321, "4")],
+        || Vec::new(),
+    )
+    .await;
+}
+
+/// `surge serve` as a process with `backend` (the store's settings; fresh
+/// ones for each case from `fresh`), SIGKILLed after a seeded number of
+/// acknowledged enrollments, then restarted on the same data: every
+/// acknowledged claim is confirmed, every waitlisted one is still there,
+/// nobody holds two places, capacity is not exceeded.
+pub(crate) async fn sigkill_during_a_burst_on(
+    backend: &[(&str, &str)],
+    cases: &[(u64, &str)],
+    fresh: impl Fn() -> Vec<(&'static str, String)>,
+) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1000)
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    // One queue actor, then the capacity split over 2 and 4 parts.
-    for (seed, parts) in [(7u64, "1"), (1_234_567, "2"), (987_654_321, "4")] {
+    for &(seed, parts) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let spawn = |port: u16| {
-            serve_child(
-                dir.path(),
-                port,
-                &[
-                    ("SURGE_LOG", "error"),
-                    ("SURGE_HASH_MEMORY_KIB", "8"),
-                    ("SURGE_HASH_ITERATIONS", "1"),
-                    ("SURGE_BURST_QUEUE_PARTS", parts),
-                ],
-            )
-        };
+        let per_case = fresh();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("SURGE_LOG", "error"),
+            ("SURGE_HASH_MEMORY_KIB", "8"),
+            ("SURGE_HASH_ITERATIONS", "1"),
+            ("SURGE_BURST_QUEUE_PARTS", parts),
+        ];
+        env.extend_from_slice(backend);
+        env.extend(per_case.iter().map(|(k, v)| (*k, v.as_str())));
+        let spawn = |port: u16| serve_child(dir.path(), port, &env);
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut child = spawn(port);

@@ -15,6 +15,7 @@ mod journal;
 pub(crate) mod lifecycle;
 mod mail;
 mod payos;
+mod postgres;
 mod scylla;
 mod shipping;
 mod split;

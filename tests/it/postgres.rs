@@ -1,0 +1,662 @@
+//! The PostgreSQL backend against a real server: by default a private one
+//! each test starts (`initdb` into a temp dir, a free loopback port, as the
+//! `postgres` user when root); when `SURGE_POSTGRES_URL` is set, that
+//! server instead, each test in a fresh schema. The outage test always
+//! starts its own server, since it stops and starts it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use surge::config::{Settings, StoreKind};
+use surge::metrics::Metrics;
+use surge::store::postgres::{schema, sql, PostgresOptions, PostgresStore};
+use surge::store::{Store, StoreError};
+
+use crate::conformance::append;
+use crate::helpers::*;
+use crate::lifecycle::free_port;
+use crate::{auth, burst, commerce, conformance};
+
+/// The newest PostgreSQL server binaries Debian installed.
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: the README's test command installs it")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("postgres").is_file())
+        .collect();
+    found.sort();
+    found.pop().expect("no server under /usr/lib/postgresql")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// PostgreSQL refuses to run as root: as root, run it as `postgres`.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A private PostgreSQL server (trust authentication, fsync and synchronous
+/// commit on), stopped and deleted on drop.
+pub(crate) struct PgServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("surge-test-pg")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+        }
+        let out = as_postgres(&bin_dir().join("initdb"))
+            .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut server = PgServer {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        server.run();
+        server
+    }
+
+    /// Starts the server on its data and port; returns once it accepts
+    /// connections.
+    pub fn run(&mut self) {
+        let child = as_postgres(&bin_dir().join("postgres"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.dir.path().display()))
+            .args(["-c", "max_connections=200"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            let ready = Command::new(bin_dir().join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .unwrap();
+            if ready.success() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "postgres did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&mut self, signal: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            child.wait().unwrap();
+        }
+    }
+
+    /// Fast shutdown (SIGINT): sessions are ended, the server stops.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGINT);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        // Immediate shutdown: the server and its backends exit at once.
+        self.signal(libc::SIGQUIT);
+    }
+}
+
+/// Where a test's SQL goes: a fresh schema on a server of its own, or on
+/// `SURGE_POSTGRES_URL`.
+pub(crate) struct Pg {
+    pub url: String,
+    pub schema: String,
+    pub options: PostgresOptions,
+    pub server: Option<PgServer>,
+}
+
+fn fresh_schema() -> String {
+    format!(
+        "surge_t{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+fn options(url: &str, schema: &str) -> PostgresOptions {
+    let settings = Settings {
+        postgres_url: url.into(),
+        postgres_schema: schema.into(),
+        postgres_connect_timeout_ms: 2_000,
+        ..Settings::default()
+    };
+    settings.postgres().unwrap()
+}
+
+impl Pg {
+    pub fn on(url: String, server: Option<PgServer>) -> Pg {
+        let schema = fresh_schema();
+        Pg {
+            options: options(&url, &schema),
+            url,
+            schema,
+            server,
+        }
+    }
+
+    /// A server of the test's own.
+    pub fn private() -> Pg {
+        let server = PgServer::start();
+        Pg::on(server.url(), Some(server))
+    }
+
+    /// `SURGE_POSTGRES_URL`, or a server of the test's own.
+    pub fn new() -> Pg {
+        match std::env::var("SURGE_POSTGRES_URL") {
+            Ok(url) if !url.trim().is_empty() => Pg::on(url, None),
+            _ => Pg::private(),
+        }
+    }
+
+    /// The same server, another fresh schema.
+    pub fn another(&self) -> Pg {
+        Pg::on(self.url.clone(), None)
+    }
+
+    pub async fn client(&self) -> deadpool_postgres::Object {
+        surge::store::postgres::pool(&self.options)
+            .unwrap()
+            .get()
+            .await
+            .unwrap()
+    }
+
+    pub async fn migrate(&self) -> Vec<&'static str> {
+        let mut client = self.client().await;
+        schema::migrate(&mut client, &self.schema).await.unwrap()
+    }
+
+    pub async fn store(&self) -> Arc<PostgresStore> {
+        self.migrate().await;
+        self.open().await
+    }
+
+    pub async fn open(&self) -> Arc<PostgresStore> {
+        Arc::new(
+            PostgresStore::open(&self.options, Arc::new(Metrics::new()))
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// Settings for an app on this schema.
+    pub fn apply(&self, s: &mut Settings) {
+        s.store = StoreKind::Postgres;
+        s.postgres_url = self.url.clone();
+        s.postgres_schema = self.schema.clone();
+        s.postgres_connect_timeout_ms = 2_000;
+    }
+}
+
+macro_rules! conformance_on_postgres {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let pg = Pg::new();
+            let store = pg.store().await;
+            conformance::$name(store.clone()).await;
+            store.close().await;
+        }
+    )*};
+}
+
+conformance_on_postgres!(
+    conflicting_appends_are_rejected_whole,
+    concurrent_racers_on_one_stream_never_interleave,
+    snapshots_and_read_tables,
+    rows_outside_streams,
+    scans_page_through_an_owner_in_order,
+    pipelined_appends_commit_in_order,
+);
+
+#[tokio::test]
+async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind_or_edited() {
+    let pg = Pg::new();
+    let err = PostgresStore::open(&pg.options, Arc::new(Metrics::new()))
+        .await
+        .err()
+        .expect("no schema yet");
+    assert!(err.to_string().contains("surge migrate"), "{err}");
+
+    // Two migrators at once apply each file once.
+    let (a, b) = tokio::join!(pg.migrate(), pg.migrate());
+    let mut applied_now = [a, b].concat();
+    applied_now.sort();
+    assert_eq!(applied_now, ["001_init.sql"]);
+    assert!(pg.migrate().await.is_empty(), "applied once");
+    let client = pg.client().await;
+    let applied = schema::applied(&**client, &pg.schema)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied, [(1, schema::checksum(schema::MIGRATIONS[0].text))]);
+    schema::check(&**client, &pg.schema).await.unwrap();
+    pg.open().await.close().await;
+
+    // An edited file: the recorded checksum differs.
+    let table = format!("{}.schema_migrations", pg.schema);
+    client
+        .execute(
+            &format!("UPDATE {table} SET checksum = 'x' WHERE version = 1"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = schema::check(&**client, &pg.schema).await.unwrap_err();
+    assert!(err.to_string().contains("changed after it was applied"), "{err}");
+    client
+        .execute(
+            &format!("UPDATE {table} SET checksum = $1 WHERE version = 1"),
+            &[&schema::checksum(schema::MIGRATIONS[0].text)],
+        )
+        .await
+        .unwrap();
+
+    // A schema recorded at a version this build does not know.
+    client
+        .execute(
+            &format!("INSERT INTO {table} (version, name, checksum) VALUES (99, '099_future.sql', 'x')"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = PostgresStore::open(&pg.options, Arc::new(Metrics::new()))
+        .await
+        .err()
+        .expect("schema ahead");
+    assert!(err.to_string().contains("upgrade Surge"), "{err}");
+}
+
+/// Two Surge processes on one database: two `Store`s racing for the same
+/// streams. Each sequence number is written once, by the append that was
+/// told "ok"; the other is told `Conflict`, and nothing of it is kept —
+/// also when it carried more events than the winner (its group is rolled
+/// back whole and the rest of that group is still written).
+#[tokio::test]
+async fn two_stores_on_one_database_never_both_append_one_sequence() {
+    let pg = Pg::new();
+    let a = pg.store().await;
+    let b = pg.open().await;
+    let streams: Vec<String> = (0..12).map(|i| format!("race-{i}")).collect();
+    let mut heads = vec![0u64; streams.len()];
+    for round in 0..8 {
+        let mut racers = Vec::new();
+        for (s, stream) in streams.iter().enumerate() {
+            let expected = heads[s];
+            let a_events: Vec<String> = (0..1 + (round + s) % 2)
+                .map(|n| format!("a{round}.{n}"))
+                .collect();
+            let b_events: Vec<String> = (0..1 + (round + s + 1) % 3)
+                .map(|n| format!("b{round}.{n}"))
+                .collect();
+            let a_req = append(
+                stream,
+                expected,
+                &a_events.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+            let b_req = append(
+                stream,
+                expected,
+                &b_events.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+            // An innocent append in B's queue beside the racing one.
+            let bystander = append(&format!("solo-{round}-{s}"), 0, &["solo"]);
+            let (a, b) = (a.clone(), b.clone());
+            racers.push(tokio::spawn(async move {
+                let a_ticket = a.submit(a_req).await.unwrap();
+                let b_ticket = b.submit(b_req).await.unwrap();
+                let solo = b.submit(bystander).await.unwrap();
+                let (ra, rb, rs) = (
+                    a_ticket.await.unwrap(),
+                    b_ticket.await.unwrap(),
+                    solo.await.unwrap(),
+                );
+                (ra, rb, rs, a_events, b_events)
+            }));
+        }
+        for (s, racer) in racers.into_iter().enumerate() {
+            let (ra, rb, rs, a_events, b_events) = racer.await.unwrap();
+            assert_eq!(rs.unwrap(), 1, "the bystander is written");
+            let winner = match (&ra, &rb) {
+                (Ok(_), Err(StoreError::Conflict { .. })) => a_events,
+                (Err(StoreError::Conflict { .. }), Ok(_)) => b_events,
+                other => panic!("round {round}, stream {s}: one must win, got {other:?}"),
+            };
+            let head = ra.as_ref().or(rb.as_ref()).copied().unwrap();
+            assert_eq!(head, heads[s] + winner.len() as u64);
+            let stored = a.read(&streams[s], heads[s], 100).await.unwrap();
+            let payloads: Vec<String> = stored
+                .iter()
+                .map(|e| String::from_utf8(e.payload.clone()).unwrap())
+                .collect();
+            assert_eq!(payloads, winner, "round {round}, stream {s}");
+            heads[s] = head;
+        }
+    }
+    for (s, stream) in streams.iter().enumerate() {
+        assert_eq!(b.head(stream).await.unwrap(), heads[s]);
+    }
+    a.close().await;
+    b.close().await;
+}
+
+/// Every statement the backend runs is served by an index, with the plan a
+/// prepared statement gets (generic), on tables with rows.
+#[tokio::test]
+async fn no_statement_is_a_sequential_scan() {
+    let pg = Pg::new();
+    let store = pg.store().await;
+    for i in 0..300 {
+        store
+            .append(append(&format!("s{}", i % 30), (i / 30) as u64, &["e"]))
+            .await
+            .unwrap();
+    }
+    let client = pg.client().await;
+    client
+        .batch_execute(&format!(
+            "SET search_path TO {}; ANALYZE; SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan",
+            pg.schema
+        ))
+        .await
+        .unwrap();
+    let mut statements: Vec<(String, &str)> = vec![
+        (sql::HEADS.into(), "(ARRAY['s1','s2'])"),
+        (sql::HEAD.into(), "('s1')"),
+        (sql::READ.into(), "('s1', 0, 10)"),
+        (sql::READ_BACK.into(), "('s1', 1)"),
+        (sql::APPEND.into(), "(ARRAY['s1'], ARRAY[100], ARRAY['\\x00'::bytea])"),
+        (sql::SNAPSHOT_GET.into(), "('s1')"),
+        (sql::SNAPSHOT_PUT.into(), "(ARRAY['s1'], ARRAY[1], ARRAY['\\x00'::bytea])"),
+    ];
+    for t in surge::store::tables::ALL {
+        statements.push((sql::get(t), "('k')"));
+        statements.push((sql::put(t), "(ARRAY['k'], ARRAY['\\x00'::bytea])"));
+        statements.push((sql::delete(t), "(ARRAY['k'])"));
+        statements.push((sql::scan(t, false, true), "('a|', 10, 'a}')"));
+        statements.push((sql::scan(t, true, true), "('a|b', 10, 'a}')"));
+        statements.push((sql::scan(t, false, false), "('', 10)"));
+    }
+    for (n, (statement, args)) in statements.iter().enumerate() {
+        client
+            .batch_execute(&format!("PREPARE q{n} AS {statement}"))
+            .await
+            .unwrap();
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN EXECUTE q{n}{args}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            !plan.contains("Seq Scan"),
+            "{statement}\nis planned with a sequential scan:\n{plan}"
+        );
+    }
+    store.close().await;
+}
+
+/// An app on the PostgreSQL backend, its server kept alive with it.
+async fn postgres_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let pg = Pg::new();
+    pg.migrate().await;
+    let mut app = spawn_app_with(|s| {
+        tweak(s);
+        pg.apply(s);
+    })
+    .await;
+    app.guard = Some(Box::new(pg));
+    app
+}
+
+#[tokio::test]
+async fn auth_flows_on_postgres() {
+    auth::refresh_rotates_and_reuse_ends_the_session_on(postgres_app(|_| {}).await).await;
+    auth::fifty_concurrent_registrations_of_one_email_create_one_account_on(
+        postgres_app(|_| {}).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn commerce_flows_on_postgres() {
+    commerce::the_happy_path_from_cart_to_escrow_release_on(
+        postgres_app(|s| {
+            commerce::fast(s);
+            s.return_window_secs = 1;
+            s.tax_rate_bps = 1_000;
+        })
+        .await,
+    )
+    .await;
+    commerce::no_overselling_and_no_coupon_overuse_under_concurrency_on(
+        postgres_app(commerce::fast).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn burst_flows_on_postgres() {
+    burst::one_user_racing_twenty_claims_never_exceeds_the_limit_on(
+        postgres_app(burst::fast).await,
+    )
+    .await;
+    burst::cancelling_promotes_the_waitlist_in_order_and_notifies_on(
+        postgres_app(burst::fast).await,
+    )
+    .await;
+    burst::a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
+        postgres_app(|s| {
+            burst::fast(s);
+            s.payment_timeout_secs = 1;
+        })
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sigkill_during_a_burst_on_postgres_loses_no_acknowledged_enrollment() {
+    let pg = Pg::new();
+    let cases = [(7u64, "1"), (1_234_567, "4")];
+    let mut schemas = Vec::new();
+    for _ in cases {
+        let fresh = pg.another();
+        fresh.migrate().await;
+        schemas.push(fresh.schema);
+    }
+    let schemas = std::sync::Mutex::new(schemas);
+    burst::sigkill_during_a_burst_on(
+        &[("SURGE_STORE", "postgres"), ("SURGE_POSTGRES_URL", &pg.url)],
+        &cases,
+        || {
+            let schema = schemas.lock().unwrap().remove(0);
+            vec![("SURGE_POSTGRES_SCHEMA", schema)]
+        },
+    )
+    .await;
+}
+
+/// What one command of the outage run got.
+#[derive(Debug)]
+struct Outcome {
+    status: StatusCode,
+    body: Value,
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Outcome {
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let body = r.json().await.unwrap_or(Value::Null);
+    Outcome { status, body }
+}
+
+/// PostgreSQL stopped and started under a stream of commands: nothing but
+/// 503 `unavailable` while it is down, `/readyz` not ready, service back
+/// without restarting Surge, and every acknowledged write still there for a
+/// new Surge process on the same database.
+#[tokio::test]
+async fn postgres_stopped_and_started_under_commands_loses_nothing_acknowledged() {
+    let mut pg = Pg::private();
+    pg.migrate().await;
+    let mut server = pg.server.take().expect("a server of its own");
+    let apply = |s: &mut Settings| {
+        pg.apply(s);
+        s.hash_memory_kib = 8;
+        s.hash_iterations = 1;
+    };
+    let app = spawn_app_with(apply).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let customer = app.user("customer").await;
+
+    // Each round registers a new account and renames the customer to
+    // `n{round}`: both acknowledged writes or 503s.
+    let mut registered = Vec::new();
+    let mut renamed_acked = 0u64;
+    let mut renamed_tried = 0u64;
+    let mut unavailable = 0;
+    let mut not_ready_seen = false;
+    let mut stopped_at = None;
+    let mut restarted = false;
+    let started = Instant::now();
+    for i in 0..2_000u64 {
+        let phase = started.elapsed();
+        if stopped_at.is_none() && phase > Duration::from_secs(2) {
+            server.stop();
+            stopped_at = Some(Instant::now());
+        }
+        if !restarted && stopped_at.is_some_and(|t| t.elapsed() > Duration::from_secs(4)) {
+            server.run();
+            restarted = true;
+        }
+        if restarted && phase > Duration::from_secs(8) && registered.len() > 20 {
+            let ready = send(client.get(format!("{}/readyz", app.base))).await;
+            if ready.status == StatusCode::OK && renamed_acked == renamed_tried {
+                break;
+            }
+        }
+        assert!(phase < Duration::from_secs(60), "service did not come back");
+        let email = format!("outage{i}@example.com");
+        let register = send(
+            client
+                .post(format!("{}/api/v1/auth/register", app.base))
+                .json(&json!({"email": email, "password": PASSWORD, "name": "O", "role": "customer"})),
+        )
+        .await;
+        renamed_tried = i + 1;
+        let rename = send(
+            client
+                .put(format!("{}/api/v1/users/profile", app.base))
+                .bearer_auth(&customer.access)
+                .json(&json!({"name": format!("n{renamed_tried}")})),
+        )
+        .await;
+        for (what, o) in [("register", &register), ("rename", &rename)] {
+            if o.status.is_success() {
+                continue;
+            }
+            assert_eq!(
+                (o.status, o.body["error"]["code"].as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+                "{what} #{i}: only 503 unavailable while the database is away: {o:?}"
+            );
+            unavailable += 1;
+        }
+        if register.status == StatusCode::CREATED {
+            registered.push(email);
+        }
+        if rename.status.is_success() {
+            renamed_acked = renamed_tried;
+        }
+        if stopped_at.is_some() && !restarted && !not_ready_seen {
+            let ready = send(client.get(format!("{}/readyz", app.base))).await;
+            if ready.status == StatusCode::SERVICE_UNAVAILABLE {
+                not_ready_seen = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(restarted, "the run ended before the restart");
+    assert!(unavailable > 0, "the outage was noticed");
+    assert!(not_ready_seen, "/readyz said not ready during the outage");
+    println!(
+        "{} registrations acknowledged, {unavailable} commands answered 503, renamed {renamed_acked} times",
+        registered.len()
+    );
+
+    // A new Surge process on the same database finds every acknowledged
+    // write.
+    app.stop().await;
+    let app = spawn_app_with(apply).await;
+    for email in &registered {
+        let login = send(
+            client
+                .post(format!("{}/api/v1/auth/login", app.base))
+                .json(&json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+        assert_eq!(login.status, StatusCode::OK, "{email}: {login:?}");
+    }
+    let token = app.login(&customer.email).await.access;
+    let (_, profile) = app.get("/api/v1/users/profile", Some(&token)).await;
+    let n: u64 = profile["name"].as_str().unwrap()[1..].parse().unwrap();
+    assert!(
+        n >= renamed_acked && n <= renamed_tried,
+        "name n{n}: acknowledged n{renamed_acked}, tried n{renamed_tried}"
+    );
+}
