@@ -25,8 +25,8 @@ use crate::payments::payos::PayOsConfig;
 use crate::service::auth::ResetConfig;
 use crate::service::CommerceConfig;
 use crate::service::{GatewayConfig, ServiceConfig, Services};
-use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::postgres::PostgresStore;
+use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::scylla::ScyllaStore;
 use crate::store::Store;
 

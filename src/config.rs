@@ -610,9 +610,7 @@ impl Settings {
             schema: self.postgres_schema.clone(),
             pool_size: self.postgres_pool_size,
             connect_timeout: std::time::Duration::from_millis(self.postgres_connect_timeout_ms),
-            statement_timeout: std::time::Duration::from_millis(
-                self.postgres_statement_timeout_ms,
-            ),
+            statement_timeout: std::time::Duration::from_millis(self.postgres_statement_timeout_ms),
             ca_file: self.postgres_ca_file.clone(),
             max_batch: self.journal_max_batch,
             queue: self.journal_queue,

@@ -154,12 +154,20 @@ mod tests {
         ahead.push((3, String::new()));
         assert!(matches!(
             pending(ALL, "ks", &ahead),
-            Err(SchemaError::Ahead { at: 3, knows: 2, .. })
+            Err(SchemaError::Ahead {
+                at: 3,
+                knows: 2,
+                ..
+            })
         ));
         assert_eq!(pending(ALL, "ks", &[]).unwrap().len(), 2);
         assert!(matches!(
             check(ALL, "ks", Some(vec![(1, checksum("a"))])),
-            Err(SchemaError::Behind { at: 1, needs: 2, .. })
+            Err(SchemaError::Behind {
+                at: 1,
+                needs: 2,
+                ..
+            })
         ));
         let missing = check(ALL, "keyspace 'ks'", None).unwrap_err().to_string();
         assert!(missing.contains("keyspace 'ks'") && missing.contains("surge migrate"));

@@ -550,7 +550,7 @@ async fn a_sigkill_during_a_burst_loses_no_acknowledged_enrollment() {
     sigkill_during_a_burst_on(
         &[],
         &[(7, "1"), (1_234_567, "2"), (987_654_321, "4")],
-        || Vec::new(),
+        Vec::new,
     )
     .await;
 }

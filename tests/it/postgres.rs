@@ -98,7 +98,10 @@ impl PgServer {
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.dir.path().display()))
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
             .args(["-c", "max_connections=200"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -293,7 +296,10 @@ async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind_or_edite
         .await
         .unwrap();
     let err = schema::check(&**client, &pg.schema).await.unwrap_err();
-    assert!(err.to_string().contains("changed after it was applied"), "{err}");
+    assert!(
+        err.to_string().contains("changed after it was applied"),
+        "{err}"
+    );
     client
         .execute(
             &format!("UPDATE {table} SET checksum = $1 WHERE version = 1"),
@@ -305,7 +311,9 @@ async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind_or_edite
     // A schema recorded at a version this build does not know.
     client
         .execute(
-            &format!("INSERT INTO {table} (version, name, checksum) VALUES (99, '099_future.sql', 'x')"),
+            &format!(
+                "INSERT INTO {table} (version, name, checksum) VALUES (99, '099_future.sql', 'x')"
+            ),
             &[],
         )
         .await
@@ -415,9 +423,15 @@ async fn no_statement_is_a_sequential_scan() {
         (sql::HEAD.into(), "('s1')"),
         (sql::READ.into(), "('s1', 0, 10)"),
         (sql::READ_BACK.into(), "('s1', 1)"),
-        (sql::APPEND.into(), "(ARRAY['s1'], ARRAY[100], ARRAY['\\x00'::bytea])"),
+        (
+            sql::APPEND.into(),
+            "(ARRAY['s1'], ARRAY[100], ARRAY['\\x00'::bytea])",
+        ),
         (sql::SNAPSHOT_GET.into(), "('s1')"),
-        (sql::SNAPSHOT_PUT.into(), "(ARRAY['s1'], ARRAY[1], ARRAY['\\x00'::bytea])"),
+        (
+            sql::SNAPSHOT_PUT.into(),
+            "(ARRAY['s1'], ARRAY[1], ARRAY['\\x00'::bytea])",
+        ),
     ];
     for t in surge::store::tables::ALL {
         statements.push((sql::get(t), "('k')"));
@@ -595,7 +609,9 @@ async fn postgres_stopped_and_started_under_commands_loses_nothing_acknowledged(
         let register = send(
             client
                 .post(format!("{}/api/v1/auth/register", app.base))
-                .json(&json!({"email": email, "password": PASSWORD, "name": "O", "role": "customer"})),
+                .json(
+                    &json!({"email": email, "password": PASSWORD, "name": "O", "role": "customer"}),
+                ),
         )
         .await;
         renamed_tried = i + 1;
@@ -659,4 +675,201 @@ async fn postgres_stopped_and_started_under_commands_loses_nothing_acknowledged(
         n >= renamed_acked && n <= renamed_tried,
         "name n{n}: acknowledged n{renamed_acked}, tried n{renamed_tried}"
     );
+}
+
+/// Where a `CuttingProxy` cuts the connection that sends `COMMIT`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cut {
+    /// `COMMIT` never reaches the server: the transaction rolls back.
+    BeforeCommit,
+    /// The server gets `COMMIT` and commits; its answer never comes back.
+    AfterCommit,
+}
+
+/// A TCP proxy in front of PostgreSQL that, once armed, cuts the first
+/// connection that sends `COMMIT`, on the side `cut` says.
+struct CuttingProxy {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: u16, cut: Cut) -> CuttingProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let trigger = armed.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let trigger = trigger.clone();
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                        .await
+                        .unwrap();
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let severed = Arc::new(AtomicBool::new(false));
+                    let back = severed.clone();
+                    let up = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            let chunk = &buf[..n];
+                            let commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
+                            if commit && trigger.swap(false, Ordering::SeqCst) {
+                                severed.store(true, Ordering::SeqCst);
+                                if cut == Cut::AfterCommit {
+                                    let _ = sw.write_all(chunk).await;
+                                    // Let the server commit before the cut.
+                                    tokio::time::sleep(Duration::from_millis(300)).await;
+                                }
+                                return;
+                            }
+                            if sw.write_all(chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let down = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match sr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if back.load(Ordering::SeqCst) || cw.write_all(&buf[..n]).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    };
+                    // Whichever side ends first ends the connection (both
+                    // halves are dropped).
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                });
+            }
+        });
+        CuttingProxy { port, armed }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn fired(&self) -> bool {
+        !self.armed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A connection lost during `COMMIT` leaves the outcome unknown: the store
+/// reads the group back on another connection before answering. Committed
+/// → "ok"; rolled back → `Unavailable`, and the stream is as before.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_read_back_before_anyone_is_answered() {
+    let pg = Pg::private();
+    let direct = pg.store().await;
+    let upstream = pg.server.as_ref().unwrap().port;
+    for (cut, written) in [(Cut::AfterCommit, true), (Cut::BeforeCommit, false)] {
+        let proxy = CuttingProxy::start(upstream, cut).await;
+        let through = options(
+            &format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port),
+            &pg.schema,
+        );
+        let store = PostgresStore::open(&through, Arc::new(Metrics::new()))
+            .await
+            .unwrap();
+        let stream = format!("cut-{cut:?}");
+        assert_eq!(
+            store.append(append(&stream, 0, &["first"])).await.unwrap(),
+            1
+        );
+        proxy.arm();
+        let result = store.append(append(&stream, 1, &["second"])).await;
+        assert!(proxy.fired(), "{cut:?}: the proxy cut a COMMIT");
+        if written {
+            assert_eq!(result.unwrap(), 2, "{cut:?}: committed, so acknowledged");
+        } else {
+            assert!(
+                matches!(result, Err(StoreError::Unavailable(_))),
+                "{cut:?}: {result:?}"
+            );
+        }
+        let stored = direct.read(&stream, 0, 10).await.unwrap();
+        assert_eq!(stored.len(), if written { 2 } else { 1 }, "{cut:?}");
+        // The store goes on from what is stored.
+        let head = stored.len() as u64;
+        assert_eq!(
+            store
+                .append(append(&stream, head, &["third"]))
+                .await
+                .unwrap(),
+            head + 1
+        );
+        store.close().await;
+    }
+    direct.close().await;
+}
+
+/// The README's commands, as processes: `surge serve --store postgres`
+/// refuses a database without the schema, `surge migrate --store postgres`
+/// applies it once, then serve runs.
+#[tokio::test]
+async fn the_commands_migrate_and_serve_on_postgres() {
+    let pg = Pg::new();
+    let bin = env!("CARGO_BIN_EXE_surge");
+    let dir = tempfile::tempdir().unwrap();
+    let surge = |args: &[&str]| {
+        Command::new(bin)
+            .args(args)
+            .args(["--store", "postgres", "--postgres-url", &pg.url])
+            .env("SURGE_POSTGRES_SCHEMA", &pg.schema)
+            .env("SURGE_JWT_SECRET", TEST_SECRET)
+            .env("SURGE_DATA_DIR", dir.path())
+            .env("SURGE_LOG", "warn")
+            .env_remove("SURGE_STORE")
+            .output()
+            .unwrap()
+    };
+    let refused = surge(&["serve", "--addr", "127.0.0.1:0"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("surge migrate"), "{stderr}");
+
+    let first = surge(&["migrate"]);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success() && stdout.contains("applied 001_init.sql"),
+        "{stdout}"
+    );
+    let again = surge(&["migrate"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("is up to date"), "{stdout}");
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut serve = Command::new(bin)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--store", "postgres", "--postgres-url", &pg.url])
+        .env("SURGE_POSTGRES_SCHEMA", &pg.schema)
+        .env("SURGE_JWT_SECRET", TEST_SECRET)
+        .env("SURGE_DATA_DIR", dir.path())
+        .env("SURGE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    crate::lifecycle::wait_healthy(&client, &base).await;
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    serve.kill().unwrap();
+    serve.wait().unwrap();
 }

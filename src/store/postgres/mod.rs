@@ -158,7 +158,8 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
             // 08 connection, 53 resources, 57 operator intervention
             // (shutdown, statement timeout), 40 serialization/deadlock;
             // 25006: a read-only standby (during a failover).
-            matches!(class, "08" | "53" | "57" | "40") || code == &SqlState::READ_ONLY_SQL_TRANSACTION
+            matches!(class, "08" | "53" | "57" | "40")
+                || code == &SqlState::READ_ONLY_SQL_TRANSACTION
         }
         None => {
             e.is_closed()
@@ -253,7 +254,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects, checks that the schema is current (see `schema::check`)
     /// and starts the writer.
-    pub async fn open(options: &PostgresOptions, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+    pub async fn open(
+        options: &PostgresOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
         let pool = pool(options)?;
         {
             let client = pool.get().await.map_err(pool_error)?;
@@ -381,7 +385,12 @@ impl<'a> Plan<'a> {
     }
 
     /// Plans append `i` at the head it expects (or refuses it).
-    fn append(&mut self, inner: &Inner, i: usize, req: &'a AppendRequest) -> Result<(), StoreError> {
+    fn append(
+        &mut self,
+        inner: &Inner,
+        i: usize,
+        req: &'a AppendRequest,
+    ) -> Result<(), StoreError> {
         let head = self.head(inner, &req.stream);
         if head != req.expected {
             return Err(StoreError::Conflict {
@@ -480,10 +489,7 @@ async fn fetch_heads(
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let st = client
-        .prepare_cached(sql::HEADS)
-        .await
-        .map_err(pg)?;
+    let st = client.prepare_cached(sql::HEADS).await.map_err(pg)?;
     let rows = client.query(&st, &[&wanted]).await.map_err(pg)?;
     Ok(rows
         .iter()
@@ -496,7 +502,11 @@ async fn fetch_heads(
 
 /// One attempt at a group: plan, one transaction, one commit.
 async fn try_group(inner: &Inner, ops: &[WriteOp], results: &mut Results) -> Result<(), Failure> {
-    let mut client = inner.pool.get().await.map_err(|e| Failure::Fail(pool_error(e)))?;
+    let mut client = inner
+        .pool
+        .get()
+        .await
+        .map_err(|e| Failure::Fail(pool_error(e)))?;
     let fetched = fetch_heads(&client, ops, results, inner)
         .await
         .map_err(Failure::Fail)?;
@@ -527,7 +537,10 @@ async fn try_group(inner: &Inner, ops: &[WriteOp], results: &mut Results) -> Res
         answer(inner, &plan, results);
         return Ok(());
     }
-    let tx = client.transaction().await.map_err(|e| Failure::Fail(pg(e)))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Failure::Fail(pg(e)))?;
     let inserted = write_plan(&tx, &plan).await.map_err(Failure::Fail)?;
     if inserted != plan.event_seqs.len() as u64 {
         // Another writer holds some of these sequence numbers: roll back
@@ -573,7 +586,10 @@ fn answer(inner: &Inner, plan: &Plan<'_>, results: &mut Results) {
 
 /// Writes a plan inside `tx`, every statement pipelined on the one
 /// connection; returns how many events were inserted.
-async fn write_plan(tx: &deadpool_postgres::Transaction<'_>, plan: &Plan<'_>) -> Result<u64, StoreError> {
+async fn write_plan(
+    tx: &deadpool_postgres::Transaction<'_>,
+    plan: &Plan<'_>,
+) -> Result<u64, StoreError> {
     let mut puts: HashMap<&'static str, (Vec<&str>, Vec<&[u8]>)> = HashMap::new();
     let mut deletes: HashMap<&'static str, Vec<&str>> = HashMap::new();
     for ((t, key), value) in &plan.rows {
@@ -588,44 +604,43 @@ async fn write_plan(tx: &deadpool_postgres::Transaction<'_>, plan: &Plan<'_>) ->
     }
     let snap_streams: Vec<&str> = plan.snapshots.keys().copied().collect();
     let snap_seqs: Vec<i64> = plan.snapshots.values().map(|s| s.seq as i64).collect();
-    let snap_payloads: Vec<&[u8]> = plan.snapshots.values().map(|s| s.payload.as_slice()).collect();
+    let snap_payloads: Vec<&[u8]> = plan
+        .snapshots
+        .values()
+        .map(|s| s.payload.as_slice())
+        .collect();
 
     let events = async {
         if plan.event_seqs.is_empty() {
             return Ok(0);
         }
-        let st = tx
-            .prepare_cached(sql::APPEND)
-            .await?;
+        let st = tx.prepare_cached(sql::APPEND).await?;
         tx.execute(
             &st,
             &[&plan.event_streams, &plan.event_seqs, &plan.event_payloads],
         )
         .await
     };
-    let put_rows = futures_util::future::try_join_all(puts.iter().map(|(t, (keys, values))| async move {
-        let st = tx
-            .prepare_cached(&sql::put(t))
-            .await?;
-        tx.execute(&st, &[keys, values]).await
-    }));
-    let delete_rows = futures_util::future::try_join_all(deletes.iter().map(|(t, keys)| async move {
-        let st = tx
-            .prepare_cached(&sql::delete(t))
-            .await?;
-        tx.execute(&st, &[keys]).await
-    }));
+    let put_rows =
+        futures_util::future::try_join_all(puts.iter().map(|(t, (keys, values))| async move {
+            let st = tx.prepare_cached(&sql::put(t)).await?;
+            tx.execute(&st, &[keys, values]).await
+        }));
+    let delete_rows =
+        futures_util::future::try_join_all(deletes.iter().map(|(t, keys)| async move {
+            let st = tx.prepare_cached(&sql::delete(t)).await?;
+            tx.execute(&st, &[keys]).await
+        }));
     let snapshots = async {
         if snap_streams.is_empty() {
             return Ok(0);
         }
-        let st = tx
-            .prepare_cached(sql::SNAPSHOT_PUT)
-            .await?;
+        let st = tx.prepare_cached(sql::SNAPSHOT_PUT).await?;
         tx.execute(&st, &[&snap_streams, &snap_seqs, &snap_payloads])
             .await
     };
-    let (inserted, _, _, _) = futures_util::try_join!(events, put_rows, delete_rows, snapshots).map_err(pg)?;
+    let (inserted, _, _, _) =
+        futures_util::try_join!(events, put_rows, delete_rows, snapshots).map_err(pg)?;
     Ok(inserted)
 }
 
@@ -648,10 +663,7 @@ async fn committed(inner: &Inner, plan: &Plan<'_>) -> bool {
         let Ok(client) = inner.pool.get().await else {
             continue;
         };
-        match client
-            .query_opt(sql::READ_BACK, &[stream, seq])
-            .await
-        {
+        match client.query_opt(sql::READ_BACK, &[stream, seq]).await {
             Ok(row) => return row.is_some_and(|r| r.get::<_, &[u8]>(0) == *payload),
             Err(e) => tracing::warn!(error = %describe(&e), "reading back an unknown commit"),
         }
@@ -681,10 +693,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        let st = client
-            .prepare_cached(sql::READ)
-            .await
-            .map_err(pg)?;
+        let st = client.prepare_cached(sql::READ).await.map_err(pg)?;
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows = client
             .query(&st, &[&stream, &(after as i64), &limit])
@@ -701,10 +710,7 @@ impl Store for PostgresStore {
 
     async fn head(&self, stream: &str) -> Result<Seq, StoreError> {
         let client = self.client().await?;
-        let st = client
-            .prepare_cached(sql::HEAD)
-            .await
-            .map_err(pg)?;
+        let st = client.prepare_cached(sql::HEAD).await.map_err(pg)?;
         let row = client.query_opt(&st, &[&stream]).await.map_err(pg)?;
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as Seq))
     }
@@ -715,10 +721,7 @@ impl Store for PostgresStore {
 
     async fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
         let client = self.client().await?;
-        let st = client
-            .prepare_cached(sql::SNAPSHOT_GET)
-            .await
-            .map_err(pg)?;
+        let st = client.prepare_cached(sql::SNAPSHOT_GET).await.map_err(pg)?;
         let row = client.query_opt(&st, &[&stream]).await.map_err(pg)?;
         Ok(row.map(|r| Snapshot {
             seq: r.get::<_, i64>(0) as Seq,
@@ -733,10 +736,7 @@ impl Store for PostgresStore {
     async fn get(&self, table_name: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let t = table(table_name)?;
         let client = self.client().await?;
-        let st = client
-            .prepare_cached(&sql::get(t))
-            .await
-            .map_err(pg)?;
+        let st = client.prepare_cached(&sql::get(t)).await.map_err(pg)?;
         let row = client.query_opt(&st, &[&key]).await.map_err(pg)?;
         Ok(row.map(|r| r.get(0)))
     }

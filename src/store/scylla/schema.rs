@@ -3,8 +3,8 @@
 
 use ::scylla::client::session::Session;
 
-pub use crate::store::migrations::{checksum, Migration, SchemaError};
 use crate::store::migrations;
+pub use crate::store::migrations::{checksum, Migration, SchemaError};
 
 /// Every migration, in order. Append-only: a new file gets the next number
 /// (a test checks this list matches `schema/scylla/`).
