@@ -375,18 +375,25 @@ pub async fn postgres(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
 /// once, like the baselines).
 ///
 /// `parts`: the sale's queue split over this many parts
-/// (`burst_queue_parts`; default: one per core).
+/// (`burst_queue_parts`; default: one per core). `postgres`: on the
+/// PostgreSQL backend, on a server like the `postgres` baseline's.
 pub async fn surge(
     p: Params,
     driver: Driver,
     target: &'static str,
     waitlist: bool,
     parts: Option<u32>,
+    postgres: bool,
 ) -> anyhow::Result<Outcome> {
     use futures::StreamExt;
     let dir = tempfile::tempdir()?;
+    let mut base_settings = surge_settings(dir.path(), p.clients);
+    let _pg = match postgres {
+        true => Some(crate::surge_api::on_postgres(&mut base_settings).await?),
+        false => None,
+    };
     let settings = || {
-        let mut s = surge_settings(dir.path(), p.clients);
+        let mut s = base_settings.clone();
         if !waitlist {
             s.burst_max_waitlist = 0;
         }
@@ -504,8 +511,9 @@ async fn listed_claims(
 // ---- report -----------------------------------------------------------------
 
 /// Every target the scenario knows.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "surge",
+    "surge-postgres",
     "surge-no-waitlist",
     "surge-k1",
     "surge-k2",
@@ -525,11 +533,14 @@ pub async fn run(
     for &driver in drivers {
         for t in targets {
             let outcome = match t.as_str() {
-                "surge" => surge(p, driver, "surge", true, None).await?,
-                "surge-no-waitlist" => surge(p, driver, "surge-no-waitlist", false, None).await?,
-                "surge-k1" => surge(p, driver, "surge-k1", true, Some(1)).await?,
-                "surge-k2" => surge(p, driver, "surge-k2", true, Some(2)).await?,
-                "surge-k4" => surge(p, driver, "surge-k4", true, Some(4)).await?,
+                "surge" => surge(p, driver, "surge", true, None, false).await?,
+                "surge-postgres" => surge(p, driver, "surge-postgres", true, None, true).await?,
+                "surge-no-waitlist" => {
+                    surge(p, driver, "surge-no-waitlist", false, None, false).await?
+                }
+                "surge-k1" => surge(p, driver, "surge-k1", true, Some(1), false).await?,
+                "surge-k2" => surge(p, driver, "surge-k2", true, Some(2), false).await?,
+                "surge-k4" => surge(p, driver, "surge-k4", true, Some(4), false).await?,
                 "axum-noop" => axum_noop(p, driver).await?,
                 "redis-lua" => redis_lua(p, driver).await?,
                 "postgres" => postgres(p, driver).await?,
@@ -580,6 +591,10 @@ fn row(p: Params, o: &Outcome) -> Row {
         "redis-lua" => notes.push("AOF fsync every second: an ack may be lost on a crash".into()),
         "surge" => notes.push(
             "default settings: every claim durable (losers waitlisted, 202); checked after a restart"
+                .into(),
+        ),
+        "surge-postgres" => notes.push(
+            "default settings on store = postgres (the baseline's server): every claim committed; checked after a restart"
                 .into(),
         ),
         "surge-no-waitlist" => notes
@@ -644,6 +659,18 @@ fn goals(outcomes: &[Outcome], driver: Driver) -> Vec<Goal> {
             });
         }
     }
+    if let (Some(s), Some(b)) = (of("surge-postgres"), of("postgres")) {
+        // Group commit (one transaction per group) against one
+        // transaction per claim, on the same kind of server.
+        ratio_goal(
+            &mut goals,
+            "surge-postgres",
+            s.burst.per_second(),
+            "postgres",
+            b.burst.per_second(),
+            2.0,
+        );
+    }
     if let Some(s) = of("surge-no-waitlist") {
         if let Some(h) = s.healthz {
             ratio_goal(
@@ -693,7 +720,10 @@ pub fn check_smoke(report: &Report, p: Params) -> anyhow::Result<()> {
             p.capacity
         );
         // Surge with its waitlist on: everyone else waits.
-        if name.starts_with("surge ") || name.starts_with("surge-k") {
+        if name.starts_with("surge ")
+            || name.starts_with("surge-k")
+            || name.starts_with("surge-postgres ")
+        {
             let waitlisted = (p.clients - p.capacity as usize) as f64;
             ensure!(
                 get("202") == waitlisted,

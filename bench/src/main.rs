@@ -104,6 +104,9 @@ enum Scenario {
         /// The shared product's `stock_buckets` (1: not split)
         #[arg(long, default_value_t = 1)]
         stock_buckets: u32,
+        /// Surge's store: embedded, or postgres (a private server)
+        #[arg(long, default_value = "embedded")]
+        store: surge::config::StoreKind,
     },
     /// Start time against journal size; first reply of an entity with a long
     /// journal, replayed and from a snapshot.
@@ -185,12 +188,18 @@ async fn main() -> anyhow::Result<()> {
             duration_secs,
             shoppers,
             stock_buckets,
+            store,
         } => {
+            anyhow::ensure!(
+                store != surge::config::StoreKind::Scylla,
+                "mixed runs on the embedded store or postgres"
+            );
             let p = mixed::Params {
                 rate,
                 duration: Duration::from_secs(duration_secs),
                 shoppers,
                 stock_buckets,
+                postgres: store == surge::config::StoreKind::Postgres,
             };
             let report = mixed::run(p, command).await?;
             report.write(&cli.out)?;
@@ -247,9 +256,21 @@ async fn main() -> anyhow::Result<()> {
                 shoppers: 20,
                 // The smoke run checks out a split product end to end.
                 stock_buckets: 2,
+                postgres: false,
             };
             let report = mixed::run(p, command.clone()).await?;
             report.write(&out)?;
+            mixed::check_smoke(&report)?;
+            // And every journey on the PostgreSQL backend.
+            let report = mixed::run(
+                mixed::Params {
+                    postgres: true,
+                    ..p
+                },
+                command.clone(),
+            )
+            .await?;
+            report.write(&out.join("postgres"))?;
             mixed::check_smoke(&report)?;
 
             let p = recovery::Params {

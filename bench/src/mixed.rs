@@ -25,6 +25,9 @@ pub struct Params {
     pub shoppers: usize,
     /// The shared product's `stock_buckets`.
     pub stock_buckets: u32,
+    /// On the PostgreSQL backend (a private server like the burst
+    /// baseline's) instead of the embedded store.
+    pub postgres: bool,
 }
 
 pub const COMMANDS: [&str; 5] = ["browse", "cart", "checkout", "pay", "track"];
@@ -162,9 +165,13 @@ async fn journey(
 
 pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir()?;
-    let settings = surge::config::Settings {
+    let mut settings = surge::config::Settings {
         sandbox_webhook_secret: Some("bench-sandbox-secret-0123456789".into()),
         ..surge_api::surge_settings(dir.path(), p.shoppers)
+    };
+    let _pg = match p.postgres {
+        true => Some(surge_api::on_postgres(&mut settings).await?),
+        false => None,
     };
     let server = start_surge(settings)?;
     let base = server.base();
@@ -271,7 +278,10 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<Report> {
             let q = |x: f64| h.map_or(f64::NAN, |h| h.value_at_quantile(x) as f64 / 1000.0);
             let ok = h.map_or(0, |h| h.len());
             Row {
-                target: format!("surge {cmd}"),
+                target: match p.postgres {
+                    true => format!("surge-postgres {cmd}"),
+                    false => format!("surge {cmd}"),
+                },
                 values: vec![
                     ("ok", ok as f64),
                     ("errors", *o.stats.errors.get(cmd).unwrap_or(&0) as f64),

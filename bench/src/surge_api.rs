@@ -30,6 +30,24 @@ pub fn surge_settings(dir: &std::path::Path, clients: usize) -> Settings {
     }
 }
 
+/// A private PostgreSQL server (the one the `postgres` baseline runs on:
+/// fsync and synchronous commit on) with Surge's schema migrated, and
+/// `settings` pointed at it. Keep the server as long as Surge runs.
+pub async fn on_postgres(settings: &mut Settings) -> anyhow::Result<crate::servers::Daemon> {
+    let pg = crate::servers::postgres().await?;
+    settings.store = surge::config::StoreKind::Postgres;
+    settings.postgres_url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    settings.postgres_schema = "surge".into();
+    let options = settings.postgres()?;
+    let pool = surge::store::postgres::pool(&options)?;
+    let mut client = pool
+        .get()
+        .await
+        .context("connecting to the bench's PostgreSQL")?;
+    surge::store::postgres::schema::migrate(&mut client, &options.schema).await?;
+    Ok(pg)
+}
+
 pub fn start_surge(settings: Settings) -> anyhow::Result<ServerThread> {
     ServerThread::start(move |bound, stop| async move {
         let app = Application::build(settings).await?;
