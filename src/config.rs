@@ -196,7 +196,7 @@ pub struct Settings {
     pub postgres_password: Option<String>,
     /// Schema holding Surge's tables (created by `surge migrate`).
     pub postgres_schema: String,
-    /// Most connections Surge opens (one writer plus readers).
+    /// Most connections Surge opens for reads (the writer has two more).
     pub postgres_pool_size: usize,
     /// Bound of connecting and of waiting for a free connection.
     pub postgres_connect_timeout_ms: u64,
@@ -564,9 +564,10 @@ impl Settings {
                 "postgres_schema '{schema}' must be 1-48 of a-z, 0-9 and _, starting with a letter"
             )));
         }
-        if self.postgres_pool_size < 2 || self.postgres_pool_size > 1000 {
+        if self.postgres_pool_size == 0 || self.postgres_pool_size > 1000 {
             return Err(ConfigError(
-                "postgres_pool_size must be 2-1000 (one connection writes, the others read)".into(),
+                "postgres_pool_size must be 1-1000 (connections for reads; the writer has two more)"
+                    .into(),
             ));
         }
         if self.postgres_connect_timeout_ms == 0 || self.postgres_statement_timeout_ms == 0 {

@@ -70,6 +70,17 @@ pub struct Outcome {
     pub oversold: Option<u64>,
     /// Acknowledged claims missing from the store afterwards.
     pub lost: Option<u64>,
+    /// What Surge's journal did during the burst (Surge targets).
+    pub journal: Option<Journal>,
+}
+
+/// Surge's group commit during a burst, from its `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Journal {
+    pub appends_per_commit: f64,
+    /// Mean time of one commit (one redb transaction, one PostgreSQL
+    /// transaction), ms.
+    pub commit_ms: f64,
 }
 
 impl Outcome {
@@ -191,6 +202,7 @@ pub async fn axum_noop(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
         healthz,
         oversold: None,
         lost: None,
+        journal: None,
     })
 }
 
@@ -273,6 +285,7 @@ pub async fn redis_lua(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
         oversold,
         lost,
         burst: b,
+        journal: None,
     })
 }
 
@@ -364,6 +377,7 @@ pub async fn postgres(p: Params, driver: Driver) -> anyhow::Result<Outcome> {
         oversold,
         lost,
         burst: b,
+        journal: None,
     })
 }
 
@@ -433,7 +447,10 @@ pub async fn surge(
     // The setup's welcome mails (one per account, written as files here)
     // are sent before the burst, so it is not measured beside them.
     mails_sent(&dir.path().join("mail"), p.clients + 1).await?;
+    let before = crate::surge_api::journal_counters(&setup, &base).await?;
     let (b, healthz) = fire(driver, p, &base, target, plan).await?;
+    let after = crate::surge_api::journal_counters(&setup, &base).await?;
+    let [appends, commits, seconds] = [0, 1, 2].map(|i| after[i] - before[i]);
     server.stop();
 
     // Check against the store: a fresh server recovered from the same data.
@@ -456,6 +473,10 @@ pub async fn surge(
         oversold: Some(confirmed.saturating_sub(p.capacity as u64)),
         lost: Some(lost as u64),
         burst: b,
+        journal: Some(Journal {
+            appends_per_commit: appends / commits.max(1.0),
+            commit_ms: 1000.0 * seconds / commits.max(1.0),
+        }),
     })
 }
 
@@ -511,9 +532,10 @@ async fn listed_claims(
 // ---- report -----------------------------------------------------------------
 
 /// Every target the scenario knows.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "surge",
     "surge-postgres",
+    "surge-postgres-no-waitlist",
     "surge-no-waitlist",
     "surge-k1",
     "surge-k2",
@@ -535,6 +557,9 @@ pub async fn run(
             let outcome = match t.as_str() {
                 "surge" => surge(p, driver, "surge", true, None, false).await?,
                 "surge-postgres" => surge(p, driver, "surge-postgres", true, None, true).await?,
+                "surge-postgres-no-waitlist" => {
+                    surge(p, driver, "surge-postgres-no-waitlist", false, None, true).await?
+                }
                 "surge-no-waitlist" => {
                     surge(p, driver, "surge-no-waitlist", false, None, false).await?
                 }
@@ -582,6 +607,15 @@ fn row(p: Params, o: &Outcome) -> Row {
         ("errors", b.errors as f64 + others),
         ("oversold", o.oversold.map_or(f64::NAN, |n| n as f64)),
         ("lost acks", o.lost.map_or(f64::NAN, |n| n as f64)),
+        (
+            "appends/commit",
+            o.journal.map_or(f64::NAN, |j| j.appends_per_commit.round()),
+        ),
+        (
+            "commit ms",
+            o.journal
+                .map_or(f64::NAN, |j| (j.commit_ms * 100.0).round() / 100.0),
+        ),
     ];
     let mut notes = Vec::new();
     if o.oversold.is_none() {
@@ -595,6 +629,10 @@ fn row(p: Params, o: &Outcome) -> Row {
         ),
         "surge-postgres" => notes.push(
             "default settings on store = postgres (the baseline's server): every claim committed; checked after a restart"
+                .into(),
+        ),
+        "surge-postgres-no-waitlist" => notes.push(
+            "burst_max_waitlist = 0 on store = postgres: winners committed, losers 409, like the baseline"
                 .into(),
         ),
         "surge-no-waitlist" => notes
@@ -665,6 +703,16 @@ fn goals(outcomes: &[Outcome], driver: Driver) -> Vec<Goal> {
         ratio_goal(
             &mut goals,
             "surge-postgres",
+            s.burst.per_second(),
+            "postgres",
+            b.burst.per_second(),
+            2.0,
+        );
+    }
+    if let (Some(s), Some(b)) = (of("surge-postgres-no-waitlist"), of("postgres")) {
+        ratio_goal(
+            &mut goals,
+            "surge-postgres-no-waitlist",
             s.burst.per_second(),
             "postgres",
             b.burst.per_second(),

@@ -222,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
             // default `surge` is split over the cores already).
             let all: Vec<String> = burst::TARGETS
                 .iter()
-                .filter(|t| !matches!(**t, "surge-k1" | "surge-k2"))
+                .filter(|t| !matches!(**t, "surge-k1" | "surge-k2" | "surge-postgres-no-waitlist"))
                 .map(|t| t.to_string())
                 .collect();
             let drivers = [burst::Driver::Wrk, burst::Driver::InProcess];

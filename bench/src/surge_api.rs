@@ -288,3 +288,26 @@ pub async fn deliveries(
     progress.finish_and_clear();
     Ok(out)
 }
+
+/// Surge's journal counters from `/metrics`: (appends, commits, seconds
+/// spent committing), to tell what a run's group commit did.
+pub async fn journal_counters(client: &reqwest::Client, base: &str) -> anyhow::Result<[f64; 3]> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok([
+        value("surge_journal_appends_total"),
+        value("surge_journal_commits_total"),
+        value("surge_journal_commit_seconds_sum"),
+    ])
+}

@@ -57,7 +57,7 @@ fn assert_surge_accepts(source: &str, vars: &BTreeMap<String, String>) {
 
 fn all_yaml_files() -> Vec<String> {
     let mut out = Vec::new();
-    for dir in ["", "k8s"] {
+    for dir in ["", "k8s", "postgres"] {
         for e in std::fs::read_dir(root().join(dir)).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
             if name.ends_with(".yaml") || name.ends_with(".yml") {
@@ -221,6 +221,51 @@ fn the_kubernetes_manifests_run_surge_on_a_scylla_cluster_with_probes() {
 }
 
 #[test]
+fn the_postgres_deployment_runs_surge_on_postgres() {
+    let versions = env_file("versions.env");
+    let v = &versions["POSTGRES_VERSION"];
+    let compose = yaml("postgres/docker-compose.yml").remove(0);
+    let image = compose["services"]["postgres"]["image"].as_str().unwrap();
+    assert!(image.starts_with("postgres:${POSTGRES_VERSION"), "{image}");
+    for s in ["redis", "surge", "surge-migrate"] {
+        assert!(!compose["services"][s].is_badvalue(), "compose service {s}");
+    }
+    for f in all_yaml_files() {
+        assert!(
+            !read(&f).contains(&format!("postgres:{v}")),
+            "{f} repeats the PostgreSQL version instead of reading versions.env"
+        );
+    }
+    let vars = env_file("postgres/surge.env");
+    assert_eq!(vars["SURGE_STORE"], "postgres");
+    assert_surge_accepts("cluster/postgres/surge.env", &vars);
+    // The password Surge is given is the one the server is created with.
+    let env = &compose["services"]["postgres"]["environment"];
+    assert_eq!(
+        env["POSTGRES_PASSWORD"].as_str(),
+        Some(vars["SURGE_POSTGRES_PASSWORD"].as_str())
+    );
+    assert!(vars["SURGE_POSTGRES_URL"].contains(&format!(
+        "{}@postgres:5432/{}",
+        env["POSTGRES_USER"].as_str().unwrap(),
+        env["POSTGRES_DB"].as_str().unwrap()
+    )));
+    let cnpg = yaml("postgres/cnpg-cluster.yaml");
+    let cluster = cnpg
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Cluster"))
+        .expect("a CloudNativePG Cluster");
+    assert_eq!(
+        cluster["apiVersion"].as_str(),
+        Some("postgresql.cnpg.io/v1")
+    );
+    assert_eq!(cluster["spec"]["instances"].as_i64(), Some(3));
+    assert!(cnpg
+        .iter()
+        .any(|d| d["kind"].as_str() == Some("ScheduledBackup")));
+}
+
+#[test]
 fn the_readme_points_at_the_cluster_files() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
@@ -228,6 +273,7 @@ fn the_readme_points_at_the_cluster_files() {
         "cluster/docker-compose.yml",
         "cluster/kustomization.yaml",
         "cluster/README.md",
+        "cluster/postgres/docker-compose.yml",
     ] {
         assert!(readme.contains(f), "README.md does not mention {f}");
         assert!(

@@ -1,7 +1,9 @@
 //! The PostgreSQL backend: the same `Store` contract on the database most
 //! teams already run, with `tokio-postgres` and a bounded `deadpool` pool.
 //!
-//! - Writes go through one writer task fed by a bounded queue. It takes
+//! - Writes go through one writer thread (its own single-threaded runtime
+//!   and two connections of its own, so a burst of requests on the server's
+//!   runtime does not delay commits) fed by a bounded queue. It takes
 //!   what is queued (up to `max_batch`), checks each append's expected
 //!   sequence against the heads it knows (reading the ones it does not), and
 //!   writes the whole group in **one transaction**: every event in one
@@ -238,7 +240,11 @@ const ATTEMPTS: usize = 3;
 const READ_BACK_TRIES: u32 = 5;
 
 struct Inner {
+    /// Connections for reads, on the server's runtime.
     pool: Pool,
+    /// The writer's two connections (a group, and reading back a commit
+    /// whose outcome is unknown), on the writer thread's runtime.
+    writer_pool: Pool,
     /// Heads of streams this node wrote or read, so an append needs no read
     /// first. Only trusted when they equal what the appender expects.
     heads: DashMap<String, Seq>,
@@ -248,7 +254,7 @@ struct Inner {
 pub struct PostgresStore {
     inner: Arc<Inner>,
     queue: WriteQueue,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl PostgresStore {
@@ -265,18 +271,26 @@ impl PostgresStore {
                 .await
                 .map_err(StoreError::backend)?;
         }
+        let writer_pool = self::pool(&PostgresOptions {
+            pool_size: 2,
+            ..options.clone()
+        })?;
         let inner = Arc::new(Inner {
             pool,
+            writer_pool,
             heads: DashMap::new(),
             connect_timeout: options.connect_timeout,
         });
         let (queue, rx) = WriteQueue::new(options.queue);
-        let writer = tokio::spawn(writer_loop(
-            inner.clone(),
-            rx,
-            options.max_batch.max(1),
-            metrics,
-        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StoreError::backend)?;
+        let (writer_inner, max_batch) = (inner.clone(), options.max_batch.max(1));
+        let writer = std::thread::Builder::new()
+            .name("surge-pg-writer".into())
+            .spawn(move || runtime.block_on(writer_loop(writer_inner, rx, max_batch, metrics)))
+            .map_err(StoreError::backend)?;
         Ok(PostgresStore {
             inner,
             queue,
@@ -470,7 +484,9 @@ fn fail_open(results: &mut Results, e: StoreError) {
 }
 
 /// Heads of the streams the group appends to whose cached head is not what
-/// the appender expects (unknown, or moved by another writer).
+/// the appender expects (unknown, or moved by another writer). Only a read
+/// head prevents a gap: an append expecting more than the stream holds
+/// (after an earlier append of its pipeline failed) conflicts with no row.
 async fn fetch_heads(
     client: &deadpool_postgres::Client,
     ops: &[WriteOp],
@@ -481,7 +497,10 @@ async fn fetch_heads(
     for (op, done) in ops.iter().zip(results) {
         if let (WriteOp::Append(req, _), None) = (op, done) {
             let cached = inner.heads.get(&req.stream).map(|h| *h);
-            if cached != Some(req.expected) && !wanted.contains(&req.stream.as_str()) {
+            // A stream expected empty and unknown here needs no read: its
+            // first insert (sequence 1) conflicts if it is not empty.
+            let trusted = cached == Some(req.expected) || (cached.is_none() && req.expected == 0);
+            if !trusted && !wanted.contains(&req.stream.as_str()) {
                 wanted.push(&req.stream);
             }
         }
@@ -503,7 +522,7 @@ async fn fetch_heads(
 /// One attempt at a group: plan, one transaction, one commit.
 async fn try_group(inner: &Inner, ops: &[WriteOp], results: &mut Results) -> Result<(), Failure> {
     let mut client = inner
-        .pool
+        .writer_pool
         .get()
         .await
         .map_err(|e| Failure::Fail(pool_error(e)))?;
@@ -660,7 +679,7 @@ async fn committed(inner: &Inner, plan: &Plan<'_>) -> bool {
         if attempt > 0 {
             tokio::time::sleep(inner.connect_timeout / READ_BACK_TRIES).await;
         }
-        let Ok(client) = inner.pool.get().await else {
+        let Ok(client) = inner.writer_pool.get().await else {
             continue;
         };
         match client.query_opt(sql::READ_BACK, &[stream, seq]).await {
@@ -788,9 +807,10 @@ impl Store for PostgresStore {
         self.queue.close().await;
         let handle = self.writer.lock().expect("writer handle").take();
         if let Some(handle) = handle {
-            let _ = handle.await;
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         self.inner.pool.close();
+        self.inner.writer_pool.close();
     }
 }
 
