@@ -452,7 +452,8 @@ impl<'a> Plan<'a> {
 async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
     let mut results: Results = (0..ops.len()).map(|_| None).collect();
     for attempt in 1..=ATTEMPTS {
-        match try_group(inner, &ops, &mut results).await {
+        // After a conflict, no cached or assumed head is trusted.
+        match try_group(inner, &ops, &mut results, attempt > 1).await {
             Ok(()) => break,
             Err(Failure::Retry) if attempt < ATTEMPTS => continue,
             Err(Failure::Retry) => {
@@ -492,6 +493,7 @@ async fn fetch_heads(
     ops: &[WriteOp],
     results: &Results,
     inner: &Inner,
+    read_all: bool,
 ) -> Result<HashMap<String, Seq>, StoreError> {
     let mut wanted: Vec<&str> = Vec::new();
     for (op, done) in ops.iter().zip(results) {
@@ -499,7 +501,8 @@ async fn fetch_heads(
             let cached = inner.heads.get(&req.stream).map(|h| *h);
             // A stream expected empty and unknown here needs no read: its
             // first insert (sequence 1) conflicts if it is not empty.
-            let trusted = cached == Some(req.expected) || (cached.is_none() && req.expected == 0);
+            let trusted = !read_all
+                && (cached == Some(req.expected) || (cached.is_none() && req.expected == 0));
             if !trusted && !wanted.contains(&req.stream.as_str()) {
                 wanted.push(&req.stream);
             }
@@ -520,13 +523,18 @@ async fn fetch_heads(
 }
 
 /// One attempt at a group: plan, one transaction, one commit.
-async fn try_group(inner: &Inner, ops: &[WriteOp], results: &mut Results) -> Result<(), Failure> {
+async fn try_group(
+    inner: &Inner,
+    ops: &[WriteOp],
+    results: &mut Results,
+    read_all: bool,
+) -> Result<(), Failure> {
     let mut client = inner
         .writer_pool
         .get()
         .await
         .map_err(|e| Failure::Fail(pool_error(e)))?;
-    let fetched = fetch_heads(&client, ops, results, inner)
+    let fetched = fetch_heads(&client, ops, results, inner, read_all)
         .await
         .map_err(Failure::Fail)?;
     for (stream, head) in &fetched {
