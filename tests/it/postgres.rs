@@ -55,10 +55,109 @@ pub(crate) struct PgServer {
     dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    /// More `postgres` arguments (TLS).
+    extra: Vec<String>,
 }
 
 impl PgServer {
     pub fn start() -> PgServer {
+        let mut server = PgServer::init();
+        server.run();
+        server
+    }
+
+    /// A server with TLS on: a certificate for 127.0.0.1 signed by a CA of
+    /// its own (made with openssl); returns the CA's PEM file too.
+    pub fn start_tls() -> (PgServer, PathBuf) {
+        let mut server = PgServer::init();
+        let dir = server.dir.path().to_owned();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl (the test command installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=surge-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        if is_root() {
+            Command::new("chown")
+                .args(["postgres", "server.key", "server.crt"])
+                .current_dir(&dir)
+                .status()
+                .unwrap();
+        }
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        server.extra = vec![
+            "-c".into(),
+            "ssl=on".into(),
+            "-c".into(),
+            format!("ssl_cert_file={}", dir.join("server.crt").display()),
+            "-c".into(),
+            format!("ssl_key_file={}", dir.join("server.key").display()),
+        ];
+        server.run();
+        (server, dir.join("ca.crt"))
+    }
+
+    /// initdb into a new temp dir; not started.
+    fn init() -> PgServer {
         let dir = tempfile::Builder::new()
             .prefix("surge-test-pg")
             .tempdir()
@@ -80,13 +179,12 @@ impl PgServer {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut server = PgServer {
+        PgServer {
             dir,
             port: free_port(),
             child: None,
-        };
-        server.run();
-        server
+            extra: Vec::new(),
+        }
     }
 
     /// Starts the server on its data and port; returns once it accepts
@@ -103,6 +201,7 @@ impl PgServer {
                 self.dir.path().display()
             ))
             .args(["-c", "max_connections=200"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -872,4 +971,65 @@ async fn the_commands_migrate_and_serve_on_postgres() {
     assert_eq!(ready.status(), StatusCode::OK);
     serve.kill().unwrap();
     serve.wait().unwrap();
+}
+
+/// TLS as the URL's `sslmode` says: `require` encrypts and verifies the
+/// server's certificate (against `postgres_ca_file` here), and refuses a
+/// server it cannot verify; `disable` does not use TLS.
+#[tokio::test]
+async fn tls_is_used_as_the_url_says_and_the_server_is_verified() {
+    let (server, ca) = PgServer::start_tls();
+    let base = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
+    let schema = fresh_schema();
+    let encrypted = |url: String, ca_file: Option<PathBuf>| {
+        let schema = schema.clone();
+        async move {
+            let mut o = options(&url, &schema);
+            o.ca_file = ca_file;
+            let client = surge::store::postgres::pool(&o)?
+                .get()
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let row = client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            Ok::<bool, StoreError>(row.get(0))
+        }
+    };
+    assert!(
+        encrypted(format!("{base}?sslmode=require"), Some(ca.clone()))
+            .await
+            .unwrap(),
+        "sslmode=require with the CA: encrypted"
+    );
+    let refused = encrypted(format!("{base}?sslmode=require"), None).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("certificate") || e.to_string().contains("TLS")),
+        "an unverifiable server is refused: {refused:?}"
+    );
+    assert!(
+        !encrypted(format!("{base}?sslmode=disable"), None)
+            .await
+            .unwrap(),
+        "sslmode=disable: plain"
+    );
+    // The whole store over TLS.
+    let pg = Pg {
+        options: PostgresOptions {
+            ca_file: Some(ca),
+            ..options(&format!("{base}?sslmode=require"), &schema)
+        },
+        url: format!("{base}?sslmode=require"),
+        schema,
+        server: Some(server),
+    };
+    let store = pg.store().await;
+    assert_eq!(store.append(append("tls", 0, &["a"])).await.unwrap(), 1);
+    store.close().await;
 }
