@@ -2,6 +2,9 @@
 //! writer: callers enqueue an operation with a reply channel; the writer
 //! takes whatever is queued, commits it as one group, and answers each.
 
+use std::future::Future;
+use std::time::Instant;
+
 use tokio::sync::{mpsc, oneshot, RwLock};
 
 use super::{AppendRequest, AppendTicket, IndexOp, Seq, Snapshot, StoreError};
@@ -84,5 +87,29 @@ impl WriteQueue {
     /// Stops accepting writes; the writer ends once it drained the queue.
     pub(crate) async fn close(&self) {
         drop(self.sender.write().await.take());
+    }
+}
+
+/// An async backend's writer: takes what is queued (up to `max_batch`),
+/// has `commit` write and answer it as one group, and records the group in
+/// the journal metrics; ends when the queue is closed and drained.
+pub(crate) async fn run_groups<F, Fut>(
+    mut rx: mpsc::Receiver<WriteOp>,
+    max_batch: usize,
+    m: &Metrics,
+    mut commit: F,
+) where
+    F: FnMut(Vec<WriteOp>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ops = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut ops, max_batch).await > 0 {
+        let started = Instant::now();
+        let n = ops.len();
+        commit(std::mem::take(&mut ops)).await;
+        m.journal_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.journal_batch_size.observe(n as f64);
+        m.journal_commits.inc();
     }
 }

@@ -19,7 +19,7 @@ use surge::store::{Store, StoreError};
 use crate::conformance::append;
 use crate::helpers::*;
 use crate::lifecycle::free_port;
-use crate::{auth, burst, commerce, conformance};
+use crate::{burst, conformance};
 
 /// The newest PostgreSQL server binaries Debian installed.
 fn bin_dir() -> PathBuf {
@@ -574,51 +574,7 @@ async fn postgres_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     app
 }
 
-#[tokio::test]
-async fn auth_flows_on_postgres() {
-    auth::refresh_rotates_and_reuse_ends_the_session_on(postgres_app(|_| {}).await).await;
-    auth::fifty_concurrent_registrations_of_one_email_create_one_account_on(
-        postgres_app(|_| {}).await,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn commerce_flows_on_postgres() {
-    commerce::the_happy_path_from_cart_to_escrow_release_on(
-        postgres_app(|s| {
-            commerce::fast(s);
-            s.return_window_secs = 1;
-            s.tax_rate_bps = 1_000;
-        })
-        .await,
-    )
-    .await;
-    commerce::no_overselling_and_no_coupon_overuse_under_concurrency_on(
-        postgres_app(commerce::fast).await,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn burst_flows_on_postgres() {
-    burst::one_user_racing_twenty_claims_never_exceeds_the_limit_on(
-        postgres_app(burst::fast).await,
-    )
-    .await;
-    burst::cancelling_promotes_the_waitlist_in_order_and_notifies_on(
-        postgres_app(burst::fast).await,
-    )
-    .await;
-    burst::a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
-        postgres_app(|s| {
-            burst::fast(s);
-            s.payment_timeout_secs = 1;
-        })
-        .await,
-    )
-    .await;
-}
+flows_on!(postgres_app);
 
 #[tokio::test]
 async fn a_sigkill_during_a_burst_on_postgres_loses_no_acknowledged_enrollment() {

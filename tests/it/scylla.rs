@@ -16,8 +16,8 @@ use surge::metrics::Metrics;
 use surge::store::scylla::{schema, ScyllaOptions, ScyllaStore};
 use surge::store::Store;
 
+use crate::conformance;
 use crate::helpers::*;
-use crate::{auth, burst, commerce, conformance};
 
 /// Where the tests' CQL goes: an emulator of their own, or a real cluster.
 struct Cql {
@@ -156,51 +156,8 @@ async fn scylla_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     app
 }
 
-#[tokio::test]
-async fn auth_flows_on_scylla() {
-    auth::refresh_rotates_and_reuse_ends_the_session_on(scylla_app(|_| {}).await).await;
-    auth::fifty_concurrent_registrations_of_one_email_create_one_account_on(
-        scylla_app(|_| {}).await,
-    )
-    .await;
-}
+flows_on!(scylla_app);
 
-#[tokio::test]
-async fn commerce_flows_on_scylla() {
-    commerce::the_happy_path_from_cart_to_escrow_release_on(
-        scylla_app(|s| {
-            commerce::fast(s);
-            s.return_window_secs = 1;
-            s.tax_rate_bps = 1_000;
-        })
-        .await,
-    )
-    .await;
-    commerce::no_overselling_and_no_coupon_overuse_under_concurrency_on(
-        scylla_app(commerce::fast).await,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn burst_flows_on_scylla() {
-    burst::one_user_racing_twenty_claims_never_exceeds_the_limit_on(scylla_app(burst::fast).await)
-        .await;
-    burst::cancelling_promotes_the_waitlist_in_order_and_notifies_on(scylla_app(burst::fast).await)
-        .await;
-    burst::a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_the_waitlist_on(
-        scylla_app(|s| {
-            burst::fast(s);
-            s.payment_timeout_secs = 1;
-        })
-        .await,
-    )
-    .await;
-}
-
-/// The README's commands, as processes: `surge cql-emulator`, `surge
-/// migrate`, `surge serve --store scylla`; serve refuses before the
-/// migration, then runs, and the data outlives a restart of serve.
 #[tokio::test]
 async fn the_dev_commands_run_the_product_on_the_emulator() {
     use crate::lifecycle::{free_port, wait_healthy};

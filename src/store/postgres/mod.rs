@@ -33,7 +33,7 @@ pub mod schema;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -45,7 +45,7 @@ use super::{
     AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
 };
 use crate::metrics::Metrics;
-use crate::store::queue::{WriteOp, WriteQueue};
+use crate::store::queue::{run_groups, WriteOp, WriteQueue};
 use crate::store::tables;
 
 /// How to reach and use the database.
@@ -328,20 +328,11 @@ fn prefix_end(prefix: &str) -> Option<String> {
 
 async fn writer_loop(
     inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<WriteOp>,
+    rx: mpsc::Receiver<WriteOp>,
     max_batch: usize,
     m: Arc<Metrics>,
 ) {
-    let mut ops = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut ops, max_batch).await > 0 {
-        let started = Instant::now();
-        let n = ops.len();
-        commit_group(&inner, std::mem::take(&mut ops), &m).await;
-        m.journal_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        m.journal_batch_size.observe(n as f64);
-        m.journal_commits.inc();
-    }
+    run_groups(rx, max_batch, &m, |ops| commit_group(&inner, ops, &m)).await
 }
 
 type Results = Vec<Option<Result<Seq, StoreError>>>;

@@ -32,7 +32,7 @@ pub mod tables;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::scylla::client::execution_profile::ExecutionProfile;
 use ::scylla::client::session::Session;
@@ -52,7 +52,7 @@ use super::{
     AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
 };
 use crate::metrics::Metrics;
-use crate::store::queue::{WriteOp, WriteQueue};
+use crate::store::queue::{run_groups, WriteOp, WriteQueue};
 
 /// How to reach and use the cluster.
 #[derive(Debug, Clone)]
@@ -530,20 +530,11 @@ struct Chunk {
 
 async fn writer_loop(
     inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<WriteOp>,
+    rx: mpsc::Receiver<WriteOp>,
     max_batch: usize,
     m: Arc<Metrics>,
 ) {
-    let mut ops = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut ops, max_batch).await > 0 {
-        let started = Instant::now();
-        let n = ops.len();
-        commit_group(&inner, std::mem::take(&mut ops), &m).await;
-        m.journal_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        m.journal_batch_size.observe(n as f64);
-        m.journal_commits.inc();
-    }
+    run_groups(rx, max_batch, &m, |ops| commit_group(&inner, ops, &m)).await
 }
 
 type Heads = HashMap<String, Result<Seq, String>>;
