@@ -1,6 +1,31 @@
 //! Integration tests: one binary, one module per area. Each test starts its
 //! own app through `helpers::spawn_app()` (port 0, its own temp data dir).
 
+/// The store conformance suite (`conformance.rs`) as one test per function,
+/// each on a store `$open` makes: an expression giving a future of
+/// `(guard, Arc<store>)`, the guard kept alive until the store is closed.
+macro_rules! conformance_on {
+    ($open:expr) => {
+        conformance_on!(
+            $open;
+            conflicting_appends_are_rejected_whole,
+            concurrent_racers_on_one_stream_never_interleave,
+            snapshots_and_read_tables,
+            rows_outside_streams,
+            scans_page_through_an_owner_in_order,
+            pipelined_appends_commit_in_order,
+        );
+    };
+    ($open:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (_guard, store) = $open.await;
+            crate::conformance::$name(store.clone()).await;
+            store.close().await;
+        }
+    )*};
+}
+
 /// The auth, commerce and burst flows end to end over HTTP, as tests named
 /// `auth_flows`, `commerce_flows` and `burst_flows`, on the apps `$app`
 /// starts: an `async fn(impl FnOnce(&mut Settings)) -> TestApp` of the

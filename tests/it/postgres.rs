@@ -16,10 +16,10 @@ use surge::metrics::Metrics;
 use surge::store::postgres::{schema, sql, PostgresOptions, PostgresStore};
 use surge::store::{Store, StoreError};
 
+use crate::burst;
 use crate::conformance::append;
 use crate::helpers::*;
 use crate::lifecycle::free_port;
-use crate::{burst, conformance};
 
 /// The newest PostgreSQL server binaries Debian installed.
 fn bin_dir() -> PathBuf {
@@ -340,26 +340,11 @@ impl Pg {
     }
 }
 
-macro_rules! conformance_on_postgres {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let pg = Pg::new();
-            let store = pg.store().await;
-            conformance::$name(store.clone()).await;
-            store.close().await;
-        }
-    )*};
-}
-
-conformance_on_postgres!(
-    conflicting_appends_are_rejected_whole,
-    concurrent_racers_on_one_stream_never_interleave,
-    snapshots_and_read_tables,
-    rows_outside_streams,
-    scans_page_through_an_owner_in_order,
-    pipelined_appends_commit_in_order,
-);
+conformance_on!(async {
+    let pg = Pg::new();
+    let store = pg.store().await;
+    (pg, store)
+});
 
 #[tokio::test]
 async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind_or_edited() {

@@ -16,7 +16,6 @@ use surge::metrics::Metrics;
 use surge::store::scylla::{schema, ScyllaOptions, ScyllaStore};
 use surge::store::Store;
 
-use crate::conformance;
 use crate::helpers::*;
 
 /// Where the tests' CQL goes: an emulator of their own, or a real cluster.
@@ -76,26 +75,11 @@ impl Cql {
     }
 }
 
-macro_rules! conformance_on_scylla {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let cql = cql().await;
-            let store = cql.store().await;
-            conformance::$name(store.clone()).await;
-            store.close().await;
-        }
-    )*};
-}
-
-conformance_on_scylla!(
-    conflicting_appends_are_rejected_whole,
-    concurrent_racers_on_one_stream_never_interleave,
-    snapshots_and_read_tables,
-    rows_outside_streams,
-    scans_page_through_an_owner_in_order,
-    pipelined_appends_commit_in_order,
-);
+conformance_on!(async {
+    let cql = cql().await;
+    let store = cql.store().await;
+    (cql, store)
+});
 
 #[tokio::test]
 async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind() {
