@@ -974,3 +974,72 @@ async fn tls_is_used_as_the_url_says_and_the_server_is_verified() {
     assert_eq!(store.append(append("tls", 0, &["a"])).await.unwrap(), 1);
     store.close().await;
 }
+
+/// The next group is written while the previous one commits. When that
+/// commit fails, the next group (planned on heads that did not happen) is
+/// rolled back and planned again: an append that followed the failed one
+/// on its stream is refused, leaving no gap; the others are written.
+#[tokio::test]
+async fn a_group_written_behind_a_failed_commit_is_planned_again() {
+    let pg = Pg::private();
+    let direct = pg.store().await;
+    // Inserts into the stream `slow` take 300 ms: long enough to queue the
+    // next group behind one being written.
+    pg.client()
+        .await
+        .batch_execute(&format!(
+            "SET search_path TO {};
+             CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN IF NEW.stream = 'slow' THEN PERFORM pg_sleep(0.3); END IF; RETURN NEW; END $$;
+             CREATE TRIGGER slow BEFORE INSERT ON journal FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+            pg.schema
+        ))
+        .await
+        .unwrap();
+    let proxy = CuttingProxy::start(pg.server.as_ref().unwrap().port, Cut::BeforeCommit).await;
+    let through = options(
+        &format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port),
+        &pg.schema,
+    );
+    let store = PostgresStore::open(&through, Arc::new(Metrics::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.append(append("slow", 0, &["first"])).await.unwrap(),
+        1
+    );
+
+    proxy.arm();
+    let a = store.submit(append("slow", 1, &["a"])).await.unwrap();
+    // `a` is being written (its insert sleeps); these queue behind it and
+    // are written while its COMMIT is cut.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = store.submit(append("slow", 2, &["b"])).await.unwrap();
+    let c = store.submit(append("other", 0, &["c"])).await.unwrap();
+    let (a, b, c) = (a.await.unwrap(), b.await.unwrap(), c.await.unwrap());
+    assert!(proxy.fired(), "the proxy cut a COMMIT");
+    assert!(matches!(a, Err(StoreError::Unavailable(_))), "{a:?}");
+    assert!(
+        matches!(
+            b,
+            Err(StoreError::Conflict {
+                expected: 2,
+                actual: 1,
+                ..
+            })
+        ),
+        "b followed the failed append: {b:?}"
+    );
+    assert_eq!(c.unwrap(), 1, "the unrelated append is written");
+    let slow: Vec<u64> = direct
+        .read("slow", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(slow, [1], "no gap, nothing of the failed group");
+    assert_eq!(direct.head("other").await.unwrap(), 1);
+    store.close().await;
+    direct.close().await;
+}
