@@ -975,12 +975,14 @@ async fn tls_is_used_as_the_url_says_and_the_server_is_verified() {
     store.close().await;
 }
 
-/// The next group is written while the previous one commits. When that
-/// commit fails, the next group (planned on heads that did not happen) is
-/// rolled back and planned again: an append that followed the failed one
-/// on its stream is refused, leaving no gap; the others are written.
+/// Appends queued behind a group whose commit fails: one that followed the
+/// failed append on its stream (pipelined by its entity) is refused, so the
+/// stream has no gap; the others are written. (An overlapped writer — the
+/// next group written while the previous commits — was built against this
+/// test and measured no faster on this machine, so it was not kept:
+/// bench/README.)
 #[tokio::test]
-async fn a_group_written_behind_a_failed_commit_is_planned_again() {
+async fn appends_queued_behind_a_failed_commit_leave_no_gap() {
     let pg = Pg::private();
     let direct = pg.store().await;
     // Inserts into the stream `slow` take 300 ms: long enough to queue the
@@ -1011,8 +1013,7 @@ async fn a_group_written_behind_a_failed_commit_is_planned_again() {
 
     proxy.arm();
     let a = store.submit(append("slow", 1, &["a"])).await.unwrap();
-    // `a` is being written (its insert sleeps); these queue behind it and
-    // are written while its COMMIT is cut.
+    // `a` is being written (its insert sleeps); these queue behind it.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let b = store.submit(append("slow", 2, &["b"])).await.unwrap();
     let c = store.submit(append("other", 0, &["c"])).await.unwrap();

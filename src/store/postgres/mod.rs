@@ -2,7 +2,7 @@
 //! teams already run, with `tokio-postgres` and a bounded `deadpool` pool.
 //!
 //! - Writes go through one writer thread (its own single-threaded runtime
-//!   and connections of its own, so a burst of requests on the server's
+//!   and two connections of its own, so a burst of requests on the server's
 //!   runtime does not delay commits) fed by a bounded queue. It takes
 //!   what is queued (up to `max_batch`), checks each append's expected
 //!   sequence against the heads it knows (reading the ones it does not), and
@@ -11,10 +11,6 @@
 //!   last write per key wins, as if applied in queue order) and the newest
 //!   snapshot per stream, pipelined on one connection; then one `COMMIT`,
 //!   i.e. one WAL flush for the group. Callers hear "ok" only after it.
-//!   While a group's `COMMIT` is in flight the next group is already
-//!   written on a second connection, planned on the heads the first will
-//!   leave; it commits only after the first did, and is rolled back and
-//!   planned again from the store when the first fails.
 //! - Two writers of one stream (two Surge processes on one database): the
 //!   primary key `(stream, seq)` lets only one insert a sequence number. The
 //!   loser's insert affects fewer rows than it sent; its group is rolled
@@ -37,7 +33,7 @@ pub mod schema;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -49,7 +45,7 @@ use super::{
     AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
 };
 use crate::metrics::Metrics;
-use crate::store::queue::{WriteOp, WriteQueue};
+use crate::store::queue::{run_groups, WriteOp, WriteQueue};
 use crate::store::tables;
 
 /// How to reach and use the database.
@@ -246,9 +242,8 @@ const READ_BACK_TRIES: u32 = 5;
 struct Inner {
     /// Connections for reads, on the server's runtime.
     pool: Pool,
-    /// The writer's connections (a group committing, the next group being
-    /// written, reading back a commit whose outcome is unknown), on the
-    /// writer thread's runtime.
+    /// The writer's two connections (a group, and reading back a commit
+    /// whose outcome is unknown), on the writer thread's runtime.
     writer_pool: Pool,
     /// Heads of streams this node wrote or read, so an append needs no read
     /// first. Only trusted when they equal what the appender expects.
@@ -277,7 +272,7 @@ impl PostgresStore {
                 .map_err(StoreError::backend)?;
         }
         let writer_pool = self::pool(&PostgresOptions {
-            pool_size: 3,
+            pool_size: 2,
             ..options.clone()
         })?;
         let inner = Arc::new(Inner {
@@ -331,76 +326,18 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
-/// The writer: while one group's `COMMIT` is in flight, the next group is
-/// already planned and written on the second connection (planned on the
-/// first group's heads), so a commit's WAL flush overlaps the next group's
-/// statements. The next group commits only after the first did; if the
-/// first fails, the next is rolled back and planned again from the store.
 async fn writer_loop(
     inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<WriteOp>,
+    rx: mpsc::Receiver<WriteOp>,
     max_batch: usize,
     m: Arc<Metrics>,
 ) {
-    let mut staged: Option<Staged> = None;
-    loop {
-        let mut ops = Vec::new();
-        if staged.is_some() {
-            // Something is written and waits for its COMMIT: take what is
-            // queued, without waiting for more.
-            while ops.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
-                }
-            }
-        } else if rx.recv_many(&mut ops, max_batch).await == 0 {
-            break;
-        }
-        staged = match (staged.take(), ops.is_empty()) {
-            (Some(prev), true) => {
-                finish(&inner, prev).await.0.answer(&m);
-                None
-            }
-            (None, _) => stage_retrying(&inner, Group::new(ops), &HashMap::new(), false, &m).await,
-            (Some(prev), false) => {
-                let pending = prev.outcome.heads.clone();
-                let ((done, committed), next) = futures_util::join!(
-                    finish(&inner, prev),
-                    stage(&inner, Group::new(ops), &pending, false)
-                );
-                done.answer(&m);
-                match next {
-                    Ok(next) if committed => Some(next),
-                    Ok(next) => {
-                        // Planned on heads that did not happen.
-                        let mut group = next.abandon().await;
-                        group.reset();
-                        stage_retrying(&inner, group, &HashMap::new(), true, &m).await
-                    }
-                    Err((mut group, Failure::Retry)) => {
-                        if !committed {
-                            group.reset();
-                        }
-                        stage_retrying(&inner, group, &HashMap::new(), true, &m).await
-                    }
-                    Err((mut group, Failure::Fail(e))) => {
-                        group.fail_open(e);
-                        group.answer(&m);
-                        None
-                    }
-                }
-            }
-        };
-    }
-    if let Some(prev) = staged {
-        finish(&inner, prev).await.0.answer(&m);
-    }
+    run_groups(rx, max_batch, &m, |ops| commit_group(&inner, ops, &m)).await
 }
 
 type Results = Vec<Option<Result<Seq, StoreError>>>;
 
-/// Why a group was not written.
+/// Why a group was not committed.
 enum Failure {
     /// Another writer's rows conflicted: read the heads again and retry.
     Retry,
@@ -408,135 +345,11 @@ enum Failure {
     Fail(StoreError),
 }
 
-/// Queued operations and, as they are decided, their answers.
-struct Group {
-    ops: Vec<WriteOp>,
-    results: Results,
-    started: Instant,
-}
-
-impl Group {
-    fn new(ops: Vec<WriteOp>) -> Group {
-        Group {
-            results: (0..ops.len()).map(|_| None).collect(),
-            ops,
-            started: Instant::now(),
-        }
-    }
-
-    fn fail_open(&mut self, e: StoreError) {
-        for r in self.results.iter_mut().filter(|r| r.is_none()) {
-            *r = Some(Err(e.clone()));
-        }
-    }
-
-    /// Forgets every answer (they were decided on heads that did not
-    /// happen).
-    fn reset(&mut self) {
-        self.results.iter_mut().for_each(|r| *r = None);
-    }
-
-    /// Answers every caller and records the group in the metrics.
-    fn answer(self, m: &Metrics) {
-        m.journal_commit_seconds
-            .observe(self.started.elapsed().as_secs_f64());
-        m.journal_batch_size.observe(self.ops.len() as f64);
-        m.journal_commits.inc();
-        for (op, result) in self.ops.into_iter().zip(self.results) {
-            op.answer(
-                result.unwrap_or_else(|| Err(StoreError::Backend("not written".into()))),
-                m,
-            );
-        }
-    }
-}
-
-/// A connection inside a transaction. It never goes back to the pool
-/// inside one: dropped unfinished, it is detached and closed (the server
-/// rolls back).
-struct OpenTx(Option<deadpool_postgres::Client>);
-
-impl OpenTx {
-    async fn begin(client: deadpool_postgres::Client) -> Result<OpenTx, StoreError> {
-        client.batch_execute("BEGIN").await.map_err(pg)?;
-        Ok(OpenTx(Some(client)))
-    }
-
-    fn client(&self) -> &deadpool_postgres::Client {
-        self.0.as_ref().expect("an open transaction")
-    }
-
-    async fn end(mut self, statement: &str) -> Result<(), tokio_postgres::Error> {
-        let client = self.0.take().expect("an open transaction");
-        let ended = client.batch_execute(statement).await;
-        if ended.is_err() {
-            detach(client);
-        }
-        ended
-    }
-}
-
-impl Drop for OpenTx {
-    fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
-            detach(client);
-        }
-    }
-}
-
-fn detach(client: deadpool_postgres::Client) {
-    drop(deadpool_postgres::Object::take(client));
-}
-
-/// What a group changes once committed (owned: the plan borrows the group).
-#[derive(Default)]
-struct Outcome {
-    /// Heads after the commit.
-    heads: HashMap<String, Seq>,
-    /// Streams whose heads were read for the plan.
-    read: Vec<String>,
-    appends: Vec<(usize, Seq)>,
-    snapshot_ops: Vec<(usize, Seq)>,
-    row_ops: Vec<usize>,
-    /// The first event written, to read back after an unknown commit.
-    probe: Option<(String, i64, Vec<u8>)>,
-    /// Events written.
-    events: u64,
-}
-
-impl Outcome {
-    fn forget_heads(&self, inner: &Inner) {
-        for stream in self.heads.keys().chain(&self.read) {
-            inner.heads.remove(stream);
-        }
-    }
-}
-
-/// A group written in a transaction not yet committed (`tx` is `None` when
-/// there was nothing to write).
-struct Staged {
-    group: Group,
-    outcome: Outcome,
-    tx: Option<OpenTx>,
-}
-
-impl Staged {
-    /// Rolls the transaction back; the group is to be planned again.
-    async fn abandon(self) -> Group {
-        if let Some(tx) = self.tx {
-            let _ = tx.end("ROLLBACK").await;
-        }
-        self.group
-    }
-}
-
 /// What one attempt writes.
 #[derive(Default)]
 struct Plan<'a> {
     /// Heads read from the store for this attempt.
     fetched: HashMap<String, Seq>,
-    /// Heads a group still committing will leave.
-    pending: Option<&'a HashMap<String, Seq>>,
     /// Heads after the appends planned so far.
     heads: HashMap<&'a str, Seq>,
     /// (op index, new head) of each planned append.
@@ -556,7 +369,6 @@ impl<'a> Plan<'a> {
     fn head(&self, inner: &Inner, stream: &str) -> Seq {
         self.heads
             .get(stream)
-            .or_else(|| self.pending.and_then(|p| p.get(stream)))
             .or_else(|| self.fetched.get(stream))
             .copied()
             .or_else(|| inner.heads.get(stream).map(|h| *h))
@@ -612,31 +424,54 @@ impl<'a> Plan<'a> {
         self.snapshot_ops.push((i, snap.seq));
     }
 
-    /// What committing this plan changes.
-    fn outcome(&self) -> Outcome {
-        Outcome {
-            heads: self
-                .heads
-                .iter()
-                .map(|(s, h)| ((*s).to_owned(), *h))
-                .collect(),
-            read: self.fetched.keys().cloned().collect(),
-            appends: self.appends.clone(),
-            snapshot_ops: self.snapshot_ops.clone(),
-            row_ops: self.row_ops.clone(),
-            probe: self.event_streams.first().map(|stream| {
-                (
-                    (*stream).to_owned(),
-                    self.event_seqs[0],
-                    self.event_payloads[0].to_vec(),
-                )
-            }),
-            events: self.event_seqs.len() as u64,
+    /// Drops the cached heads of every stream this plan read or wrote.
+    fn forget_heads(&self, inner: &Inner) {
+        for stream in self.heads.keys() {
+            inner.heads.remove(*stream);
+        }
+        for stream in self.fetched.keys() {
+            inner.heads.remove(stream);
         }
     }
 
     fn is_empty(&self) -> bool {
         self.event_seqs.is_empty() && self.rows.is_empty() && self.snapshots.is_empty()
+    }
+}
+
+/// Writes one group and answers every caller in it.
+async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
+    let mut results: Results = (0..ops.len()).map(|_| None).collect();
+    for attempt in 1..=ATTEMPTS {
+        // After a conflict, no cached or assumed head is trusted.
+        match try_group(inner, &ops, &mut results, attempt > 1).await {
+            Ok(()) => break,
+            Err(Failure::Retry) if attempt < ATTEMPTS => continue,
+            Err(Failure::Retry) => {
+                fail_open(
+                    &mut results,
+                    StoreError::Unavailable(
+                        "PostgreSQL: another writer kept conflicting with this group".into(),
+                    ),
+                );
+            }
+            Err(Failure::Fail(e)) => {
+                fail_open(&mut results, e);
+                break;
+            }
+        }
+    }
+    for (op, result) in ops.into_iter().zip(results) {
+        op.answer(
+            result.unwrap_or_else(|| Err(StoreError::Backend("not written".into()))),
+            m,
+        );
+    }
+}
+
+fn fail_open(results: &mut Results, e: StoreError) {
+    for r in results.iter_mut().filter(|r| r.is_none()) {
+        *r = Some(Err(e.clone()));
     }
 }
 
@@ -646,18 +481,14 @@ impl<'a> Plan<'a> {
 /// (after an earlier append of its pipeline failed) conflicts with no row.
 async fn fetch_heads(
     client: &deadpool_postgres::Client,
-    group: &Group,
+    ops: &[WriteOp],
+    results: &Results,
     inner: &Inner,
-    pending: &HashMap<String, Seq>,
     read_all: bool,
 ) -> Result<HashMap<String, Seq>, StoreError> {
     let mut wanted: Vec<&str> = Vec::new();
-    for (op, done) in group.ops.iter().zip(&group.results) {
+    for (op, done) in ops.iter().zip(results) {
         if let (WriteOp::Append(req, _), None) = (op, done) {
-            if pending.contains_key(&req.stream) {
-                // Written by the group still committing: its head is known.
-                continue;
-            }
             let cached = inner.heads.get(&req.stream).map(|h| *h);
             // A stream expected empty and unknown here needs no read: its
             // first insert (sequence 1) conflicts if it is not empty.
@@ -682,29 +513,26 @@ async fn fetch_heads(
         .collect())
 }
 
-/// Plans and writes `group` in a new transaction (up to the `COMMIT`),
-/// on `pending`: the heads a group still committing will leave.
-async fn stage(
+/// One attempt at a group: plan, one transaction, one commit.
+async fn try_group(
     inner: &Inner,
-    mut group: Group,
-    pending: &HashMap<String, Seq>,
+    ops: &[WriteOp],
+    results: &mut Results,
     read_all: bool,
-) -> Result<Staged, (Group, Failure)> {
-    let client = match inner.writer_pool.get().await {
-        Ok(c) => c,
-        Err(e) => return Err((group, Failure::Fail(pool_error(e)))),
-    };
-    let fetched = match fetch_heads(&client, &group, inner, pending, read_all).await {
-        Ok(f) => f,
-        Err(e) => return Err((group, Failure::Fail(e))),
-    };
+) -> Result<(), Failure> {
+    let mut client = inner
+        .writer_pool
+        .get()
+        .await
+        .map_err(|e| Failure::Fail(pool_error(e)))?;
+    let fetched = fetch_heads(&client, ops, results, inner, read_all)
+        .await
+        .map_err(Failure::Fail)?;
     for (stream, head) in &fetched {
         inner.heads.insert(stream.clone(), *head);
     }
-    let Group { ops, results, .. } = &mut group;
     let mut plan = Plan {
         fetched,
-        pending: Some(pending),
         ..Plan::default()
     };
     for (i, op) in ops.iter().enumerate() {
@@ -724,110 +552,62 @@ async fn stage(
         }
     }
     if plan.is_empty() {
-        let outcome = plan.outcome();
-        return Ok(Staged {
-            group,
-            outcome,
-            tx: None,
-        });
+        answer(inner, &plan, results);
+        return Ok(());
     }
-    let written = async {
-        let tx = OpenTx::begin(client).await?;
-        let inserted = write_plan(tx.client(), &plan).await?;
-        Ok::<_, StoreError>((tx, inserted))
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Failure::Fail(pg(e)))?;
+    let inserted = write_plan(&tx, &plan).await.map_err(Failure::Fail)?;
+    if inserted != plan.event_seqs.len() as u64 {
+        // Another writer holds some of these sequence numbers: roll back
+        // (dropping the transaction does), forget the heads, plan again.
+        drop(tx);
+        plan.forget_heads(inner);
+        return Err(Failure::Retry);
     }
-    .await;
-    let outcome = plan.outcome();
-    match written {
-        Err(e) => Err((group, Failure::Fail(e))),
-        Ok((tx, inserted)) if inserted != outcome.events => {
-            // Another writer holds some of these sequence numbers: roll
-            // back, forget the heads, plan again.
-            let _ = tx.end("ROLLBACK").await;
-            outcome.forget_heads(inner);
-            Err((group, Failure::Retry))
+    if let Err(e) = tx.commit().await {
+        drop(client);
+        plan.forget_heads(inner);
+        if !committed(inner, &plan).await {
+            return Err(Failure::Fail(StoreError::Unavailable(format!(
+                "PostgreSQL: the commit failed ({}) and was not found written",
+                describe(&e)
+            ))));
         }
-        Ok((tx, _)) => Ok(Staged {
-            group,
-            outcome,
-            tx: Some(tx),
-        }),
+        tracing::warn!(error = %describe(&e), "a commit reported failure but was found written");
     }
+    answer(inner, &plan, results);
+    Ok(())
 }
 
-/// Stages `group`, reading every head again after a conflict (at most
-/// `ATTEMPTS` times); answers it when it cannot be written.
-async fn stage_retrying(
-    inner: &Inner,
-    mut group: Group,
-    pending: &HashMap<String, Seq>,
-    mut read_all: bool,
-    m: &Metrics,
-) -> Option<Staged> {
-    for _ in 0..ATTEMPTS {
-        match stage(inner, group, pending, read_all).await {
-            Ok(staged) => return Some(staged),
-            Err((g, Failure::Retry)) => {
-                group = g;
-                read_all = true;
-            }
-            Err((mut g, Failure::Fail(e))) => {
-                g.fail_open(e);
-                g.answer(m);
-                return None;
-            }
-        }
-    }
-    group.fail_open(StoreError::Unavailable(
-        "PostgreSQL: another writer kept conflicting with this group".into(),
-    ));
-    group.answer(m);
-    None
-}
-
-/// Commits a staged group and decides its answers; `true` when it was
-/// committed (a lost `COMMIT` answer is read back first).
-async fn finish(inner: &Inner, staged: Staged) -> (Group, bool) {
-    let Staged {
-        mut group,
-        outcome,
-        tx,
-    } = staged;
-    if let Some(tx) = tx {
-        if let Err(e) = tx.end("COMMIT").await {
-            outcome.forget_heads(inner);
-            if !committed(inner, outcome.probe.as_ref()).await {
-                group.fail_open(StoreError::Unavailable(format!(
-                    "PostgreSQL: the commit failed ({}) and was not found written",
-                    describe(&e)
-                )));
-                return (group, false);
-            }
-            tracing::warn!(error = %describe(&e), "a commit reported failure but was found written");
-        }
-    }
-    if inner.heads.len() + outcome.heads.len() > MAX_CACHED_HEADS {
+/// Answers the planned operations of a committed group and remembers the
+/// new heads.
+fn answer(inner: &Inner, plan: &Plan<'_>, results: &mut Results) {
+    if inner.heads.len() + plan.heads.len() > MAX_CACHED_HEADS {
         inner.heads.clear();
     }
-    for (stream, head) in &outcome.heads {
-        inner.heads.insert(stream.clone(), *head);
+    for (stream, head) in &plan.heads {
+        inner.heads.insert((*stream).to_owned(), *head);
     }
-    let results = &mut group.results;
-    for (i, head) in &outcome.appends {
+    for (i, head) in &plan.appends {
         results[*i] = Some(Ok(*head));
     }
-    for (i, seq) in &outcome.snapshot_ops {
+    for (i, seq) in &plan.snapshot_ops {
         results[*i] = Some(Ok(*seq));
     }
-    for i in &outcome.row_ops {
+    for i in &plan.row_ops {
         results[*i] = Some(Ok(0));
     }
-    (group, true)
 }
 
 /// Writes a plan inside `tx`, every statement pipelined on the one
 /// connection; returns how many events were inserted.
-async fn write_plan(tx: &deadpool_postgres::Client, plan: &Plan<'_>) -> Result<u64, StoreError> {
+async fn write_plan(
+    tx: &deadpool_postgres::Transaction<'_>,
+    plan: &Plan<'_>,
+) -> Result<u64, StoreError> {
     let mut puts: HashMap<&'static str, (Vec<&str>, Vec<&[u8]>)> = HashMap::new();
     let mut deletes: HashMap<&'static str, Vec<&str>> = HashMap::new();
     for ((t, key), value) in &plan.rows {
@@ -886,8 +666,12 @@ async fn write_plan(tx: &deadpool_postgres::Client, plan: &Plan<'_>) -> Result<u
 /// event is in the journal (a transaction is all or nothing). `false` when
 /// it is absent, someone else's, the group wrote no event, or the database
 /// cannot be reached to tell.
-async fn committed(inner: &Inner, probe: Option<&(String, i64, Vec<u8>)>) -> bool {
-    let Some((stream, seq, payload)) = probe else {
+async fn committed(inner: &Inner, plan: &Plan<'_>) -> bool {
+    let (Some(stream), Some(seq), Some(payload)) = (
+        plan.event_streams.first(),
+        plan.event_seqs.first(),
+        plan.event_payloads.first(),
+    ) else {
         return false;
     };
     for attempt in 0..READ_BACK_TRIES {
