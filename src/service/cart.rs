@@ -70,6 +70,13 @@ pub(super) struct Priced {
     pub(super) products: Vec<Product>,
 }
 
+/// Whether `lines` are priced in more than one currency.
+fn mixed_currency(lines: &[Line]) -> bool {
+    lines
+        .first()
+        .is_some_and(|first| lines.iter().any(|l| l.currency != first.currency))
+}
+
 /// The caller's cart, saved carts, and what a cart costs (lines, coupon,
 /// shipping, tax).
 #[derive(Clone)]
@@ -83,7 +90,22 @@ pub struct Carts {
 }
 
 impl Carts {
+    /// Prices `items` for a checkout: every product in one currency, else
+    /// 409 `mixed_currency`.
     pub(super) async fn price(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
+        let priced = self.lines_of(items).await?;
+        if mixed_currency(&priced.lines) {
+            return Err(DomainError::conflict(
+                "mixed_currency",
+                "all products of one checkout must share a currency",
+            )
+            .into());
+        }
+        Ok(priced)
+    }
+
+    /// The cart's lines at today's product records.
+    async fn lines_of(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
         let mut lines = Vec::with_capacity(items.len());
         let mut products = Vec::with_capacity(items.len());
         for item in items {
@@ -98,15 +120,6 @@ impl Carts {
                 weight_grams: p.weight_grams,
             });
             products.push(p);
-        }
-        if let Some(first) = lines.first() {
-            if lines.iter().any(|l| l.currency != first.currency) {
-                return Err(DomainError::conflict(
-                    "mixed_currency",
-                    "all products of one checkout must share a currency",
-                )
-                .into());
-            }
         }
         Ok(Priced { lines, products })
     }
@@ -178,15 +191,30 @@ impl Carts {
         Ok((quotes, groups, coupon_discount))
     }
 
+    /// The cart as its owner sees it. A line whose product has since moved
+    /// to another currency than the cart's (its first line's) is shown
+    /// unavailable and left out of the totals, so the cart can still be
+    /// seen and fixed; checking it out is refused (`mixed_currency`).
     pub(super) async fn view(
         &self,
         user_id: &str,
         cart: &CartState,
         address: Option<&Address>,
     ) -> Result<CartView, ServiceError> {
-        let priced = self.price(&cart.items).await?;
+        let priced = self.lines_of(&cart.items).await?;
+        let currency = priced.lines.first().map(|l| l.currency.clone());
+        let in_currency = |l: &Line| Some(&l.currency) == currency.as_ref();
+        let quoted = Priced {
+            lines: priced
+                .lines
+                .iter()
+                .filter(|l| in_currency(l))
+                .cloned()
+                .collect(),
+            products: Vec::new(),
+        };
         let (shops, _, _) = self
-            .quote(user_id, &priced, cart.coupon.as_deref(), address)
+            .quote(user_id, &quoted, cart.coupon.as_deref(), address)
             .await?;
         let items = priced
             .lines
@@ -195,7 +223,7 @@ impl Carts {
             .map(|(l, p)| CartLine {
                 line: l.clone(),
                 line_total: l.unit_price.saturating_mul(u64::from(l.quantity)),
-                available: p.active && p.stock >= u64::from(l.quantity),
+                available: p.active && p.stock >= u64::from(l.quantity) && in_currency(l),
             })
             .collect();
         let sum = shops
@@ -204,7 +232,7 @@ impl Carts {
         Ok(CartView {
             items,
             coupon: cart.coupon.clone(),
-            currency: priced.lines.first().map(|l| l.currency.clone()),
+            currency,
             shops,
             totals: sum,
         })
@@ -262,6 +290,24 @@ impl Carts {
         }
         if wanted == 0 {
             return self.remove_cart_item(user_id, product_id).await;
+        }
+        let others = cart.items.iter().filter(|i| i.product_id != product_id);
+        let others: Vec<CartItem> = others.cloned().collect();
+        if self
+            .lines_of(&others)
+            .await?
+            .lines
+            .iter()
+            .any(|l| l.currency != product.currency)
+        {
+            return Err(DomainError::conflict(
+                "mixed_currency",
+                format!(
+                    "{} is priced in {}, the cart in another currency: one checkout is in one currency",
+                    product.name, product.currency
+                ),
+            )
+            .into());
         }
         if u64::from(wanted) > product.stock {
             return Err(DomainError::conflict(

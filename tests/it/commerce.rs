@@ -1078,3 +1078,95 @@ async fn a_browser_paying_on_the_sandbox_page_goes_back_to_its_order() {
     let o = wait_for(&app, &c.access, id, "payment", |o| o["status"] == "paid").await;
     assert_eq!(o["payment"]["status"], "paid");
 }
+
+/// One cart is in one currency: adding a product in another is refused and
+/// changes nothing; a product that moves to another currency after it was
+/// added leaves the cart viewable and fixable (the line shown unavailable,
+/// outside the totals), and only its checkout is refused.
+#[tokio::test]
+async fn a_cart_stays_in_one_currency_and_viewable_when_a_product_changes_currency() {
+    let app = spawn_app_with(fast).await;
+    let (m, shop, mat) = shop_with_product(&app, 100_000, 10).await;
+    let product = |name: &str, currency: &str| {
+        let mut body = product_body(name, "yoga", 50_000);
+        body["currency"] = json!(currency);
+        body
+    };
+    let create = |body: Value| {
+        let (app, m, shop) = (&app, &m, &shop);
+        async move {
+            let (status, p) = app
+                .post(
+                    &format!("/api/v1/shops/{shop}/products"),
+                    Some(&m.access),
+                    body,
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{p}");
+            p["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let strap = create(product("Strap", "USD")).await;
+    let block = create(product("Block", "VND")).await;
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 1).await;
+
+    let (status, body) = app
+        .post(
+            "/api/v1/cart/items",
+            Some(&c.access),
+            json!({"product_id": strap, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "mixed_currency")
+    );
+    let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+    assert_eq!(
+        cart["items"].as_array().unwrap().len(),
+        1,
+        "nothing added: {cart}"
+    );
+
+    // The block is added in VND, then its merchant prices it in USD.
+    add(&app, &c, &block, 1).await;
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/products/{block}"),
+            Some(&m.access),
+            json!({"currency": "USD"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    let line = |cart: &Value, id: &str| {
+        cart["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["product_id"] == id)
+            .cloned()
+    };
+    assert_eq!(line(&cart, &block).unwrap()["available"], false);
+    assert_eq!(line(&cart, &mat).unwrap()["available"], true);
+    assert_eq!(cart["currency"], "VND");
+    assert_eq!(
+        cart["totals"]["subtotal"], 100_000,
+        "only the VND line: {cart}"
+    );
+    let (status, body) = checkout(&app, &c, &address, "cod", None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "mixed_currency")
+    );
+
+    let (status, cart) = app
+        .delete(&format!("/api/v1/cart/items/{block}"), Some(&c.access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    assert!(line(&cart, &block).is_none());
+    let (status, order) = checkout(&app, &c, &address, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+}
