@@ -1013,8 +1013,27 @@ async fn appends_queued_behind_a_failed_commit_leave_no_gap() {
 
     proxy.arm();
     let a = store.submit(append("slow", 1, &["a"])).await.unwrap();
-    // `a` is being written (its insert sleeps); these queue behind it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once `a` is being written (its insert sleeps), these queue behind it.
+    let watcher = pg.client().await;
+    let started = Instant::now();
+    loop {
+        let writing: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT INTO journal%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if writing > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let b = store.submit(append("slow", 2, &["b"])).await.unwrap();
     let c = store.submit(append("other", 0, &["c"])).await.unwrap();
     let (a, b, c) = (a.await.unwrap(), b.await.unwrap(), c.await.unwrap());
