@@ -800,6 +800,17 @@ impl CuttingProxy {
         CuttingProxy { port, armed }
     }
 
+    /// A store on `schema` whose connections go through this proxy.
+    async fn store(&self, schema: &str) -> PostgresStore {
+        let through = options(
+            &format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
+            schema,
+        );
+        PostgresStore::open(&through, Arc::new(Metrics::new()))
+            .await
+            .unwrap()
+    }
+
     fn arm(&self) {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -819,13 +830,7 @@ async fn a_commit_whose_answer_is_lost_is_read_back_before_anyone_is_answered() 
     let upstream = pg.server.as_ref().unwrap().port;
     for (cut, written) in [(Cut::AfterCommit, true), (Cut::BeforeCommit, false)] {
         let proxy = CuttingProxy::start(upstream, cut).await;
-        let through = options(
-            &format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port),
-            &pg.schema,
-        );
-        let store = PostgresStore::open(&through, Arc::new(Metrics::new()))
-            .await
-            .unwrap();
+        let store = proxy.store(&pg.schema).await;
         let stream = format!("cut-{cut:?}");
         assert_eq!(
             store.append(append(&stream, 0, &["first"])).await.unwrap(),
@@ -999,13 +1004,7 @@ async fn appends_queued_behind_a_failed_commit_leave_no_gap() {
         .await
         .unwrap();
     let proxy = CuttingProxy::start(pg.server.as_ref().unwrap().port, Cut::BeforeCommit).await;
-    let through = options(
-        &format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port),
-        &pg.schema,
-    );
-    let store = PostgresStore::open(&through, Arc::new(Metrics::new()))
-        .await
-        .unwrap();
+    let store = proxy.store(&pg.schema).await;
     assert_eq!(
         store.append(append("slow", 0, &["first"])).await.unwrap(),
         1
