@@ -697,27 +697,19 @@ fn goals(outcomes: &[Outcome], driver: Driver) -> Vec<Goal> {
             });
         }
     }
-    if let (Some(s), Some(b)) = (of("surge-postgres"), of("postgres")) {
-        // Group commit (one transaction per group) against one
-        // transaction per claim, on the same kind of server.
-        ratio_goal(
-            &mut goals,
-            "surge-postgres",
-            s.burst.per_second(),
-            "postgres",
-            b.burst.per_second(),
-            2.0,
-        );
-    }
-    if let (Some(s), Some(b)) = (of("surge-postgres-no-waitlist"), of("postgres")) {
-        ratio_goal(
-            &mut goals,
-            "surge-postgres-no-waitlist",
-            s.burst.per_second(),
-            "postgres",
-            b.burst.per_second(),
-            2.0,
-        );
+    // Group commit (one transaction per group) against one transaction
+    // per claim, on the same kind of server.
+    for target in ["surge-postgres", "surge-postgres-no-waitlist"] {
+        if let (Some(s), Some(b)) = (of(target), of("postgres")) {
+            ratio_goal(
+                &mut goals,
+                target,
+                s.burst.per_second(),
+                "postgres",
+                b.burst.per_second(),
+                2.0,
+            );
+        }
     }
     if let Some(s) = of("surge-no-waitlist") {
         if let Some(h) = s.healthz {

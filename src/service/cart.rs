@@ -124,17 +124,17 @@ impl Carts {
         Ok(Priced { lines, products })
     }
 
-    /// Prices `items` per shop, with the coupon and (given an address)
+    /// Prices `lines` per shop, with the coupon and (given an address)
     /// shipping and tax.
     pub(super) async fn quote(
         &self,
         user_id: &str,
-        priced: &Priced,
+        lines: &[Line],
         coupon: Option<&str>,
         address: Option<&Address>,
     ) -> Result<(Vec<ShopQuote>, Vec<(Shop, Vec<Line>)>, u64), ServiceError> {
         let mut by_shop: BTreeMap<String, Vec<Line>> = BTreeMap::new();
-        for l in &priced.lines {
+        for l in lines {
             by_shop
                 .entry(l.shop_id.clone().into())
                 .or_default()
@@ -204,15 +204,12 @@ impl Carts {
         let priced = self.lines_of(&cart.items).await?;
         let currency = priced.lines.first().map(|l| l.currency.clone());
         let in_currency = |l: &Line| Some(&l.currency) == currency.as_ref();
-        let quoted = Priced {
-            lines: priced
-                .lines
-                .iter()
-                .filter(|l| in_currency(l))
-                .cloned()
-                .collect(),
-            products: Vec::new(),
-        };
+        let quoted: Vec<Line> = priced
+            .lines
+            .iter()
+            .filter(|l| in_currency(l))
+            .cloned()
+            .collect();
         let (shops, _, _) = self
             .quote(user_id, &quoted, cart.coupon.as_deref(), address)
             .await?;

@@ -217,7 +217,7 @@ impl Checkouts {
         let priced = self.cart.price(items).await?;
         let (quotes, groups, _) = self
             .cart
-            .quote(&caller.user_id, &priced, coupon, Some(address))
+            .quote(&caller.user_id, &priced.lines, coupon, Some(address))
             .await?;
         let now = Utc::now();
         let mut planned = Vec::new();
