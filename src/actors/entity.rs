@@ -365,6 +365,7 @@ impl<E: Entity> EntityActor<E> {
             expected: st.seq,
             events: encoded,
             index: E::index(&st.id, &st.state, &next, &events),
+            fence: None,
         };
         let ticket = match st.shared.rt.store.submit(req).await {
             Ok(t) => t,

@@ -150,16 +150,17 @@ impl From<ServiceError> for AppError {
                 e.to_string(),
             )
             .retry_after(1),
-            // The store down, restarting or closing: nothing was
-            // acknowledged, and a retry later can succeed.
-            ServiceError::Storage(s @ (StoreError::Unavailable(_) | StoreError::Closed)) => {
-                AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    s.to_string(),
-                )
-                .retry_after(1)
-            }
+            // The store down, restarting or closing, or the shard moved to
+            // another node: nothing was acknowledged, and a retry later
+            // can succeed.
+            ServiceError::Storage(
+                s @ (StoreError::Unavailable(_) | StoreError::Closed | StoreError::Fenced { .. }),
+            ) => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                s.to_string(),
+            )
+            .retry_after(1),
             ServiceError::Storage(s) => {
                 AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", s.to_string())
             }

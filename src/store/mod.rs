@@ -13,6 +13,7 @@
 //! `postgres` the PostgreSQL one and `scylla` the ScyllaDB one.
 
 pub mod codec;
+pub mod lease;
 pub mod migrations;
 pub mod postgres;
 mod queue;
@@ -35,6 +36,14 @@ pub enum StoreError {
         stream: String,
         expected: Seq,
         actual: Seq,
+    },
+    /// The append was made under a shard epoch that is no longer current:
+    /// another node took the shard over. Nothing was written.
+    #[error("shard {shard} is now at epoch {current}; an append under epoch {epoch} is refused")]
+    Fenced {
+        shard: u32,
+        epoch: u64,
+        current: u64,
     },
     /// The store was closed (shutdown in progress).
     #[error("the store is closed")]
@@ -93,6 +102,17 @@ pub struct AppendRequest {
     pub expected: Seq,
     pub events: Vec<Vec<u8>>,
     pub index: Vec<IndexOp>,
+    /// Cluster mode: the shard lease the append is made under. The store
+    /// refuses the append atomically (`StoreError::Fenced`) unless this is
+    /// still the shard's current epoch. `None` in single-node mode.
+    pub fence: Option<Fence>,
+}
+
+/// A shard and the lease epoch a node holds it under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub shard: u32,
+    pub epoch: u64,
 }
 
 /// Resolves to the stream's new head once a submitted append is durable.
@@ -141,6 +161,11 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Shard leases and membership, for cluster mode; `None` when this
+    /// backend cannot fence appends (the embedded store is single-node).
+    fn coordination(&self) -> Option<&dyn lease::Coordination> {
+        None
+    }
     /// Cheap liveness probe used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Stops accepting writes, commits everything already queued, and

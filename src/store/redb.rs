@@ -226,6 +226,12 @@ fn write_rows(
 #[async_trait]
 impl Store for RedbStore {
     async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError> {
+        if req.fence.is_some() {
+            // Cluster mode refuses this store at start; never write unfenced.
+            return Err(StoreError::Backend(
+                "the embedded store is single-node: a fenced append is refused".into(),
+            ));
+        }
         self.queue.append(req).await
     }
 

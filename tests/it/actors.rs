@@ -333,6 +333,7 @@ async fn a_failed_append_restarts_the_actor_from_the_journal() {
             expected: 1,
             events: vec![foreign],
             index: vec![],
+            fence: None,
         })
         .await
         .unwrap();
@@ -448,6 +449,7 @@ async fn an_entity_recovered_by_a_long_replay_is_snapshotted_at_its_next_decisio
         expected: 0,
         events,
         index: vec![],
+        fence: None,
     };
     assert_eq!(h.store.append(req).await.unwrap(), 30);
     assert_eq!(

@@ -20,6 +20,7 @@ pub(crate) fn append(stream: &str, expected: u64, events: &[&str]) -> AppendRequ
         expected,
         events: events.iter().map(|e| e.as_bytes().to_vec()).collect(),
         index: vec![],
+        fence: None,
     }
 }
 

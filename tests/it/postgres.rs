@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use surge::config::{Settings, StoreKind};
 use surge::metrics::Metrics;
 use surge::store::postgres::{schema, sql, PostgresOptions, PostgresStore};
-use surge::store::{Store, StoreError};
+use surge::store::{Fence, Store, StoreError};
 
 use crate::burst;
 use crate::conformance::append;
@@ -359,14 +359,19 @@ async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind_or_edite
     let (a, b) = tokio::join!(pg.migrate(), pg.migrate());
     let mut applied_now = [a, b].concat();
     applied_now.sort();
-    assert_eq!(applied_now, ["001_init.sql"]);
+    let every: Vec<&str> = schema::MIGRATIONS.iter().map(|m| m.name).collect();
+    assert_eq!(applied_now, every);
     assert!(pg.migrate().await.is_empty(), "applied once");
     let client = pg.client().await;
     let applied = schema::applied(&**client, &pg.schema)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(applied, [(1, schema::checksum(schema::MIGRATIONS[0].text))]);
+    let recorded: Vec<(i32, String)> = schema::MIGRATIONS
+        .iter()
+        .map(|m| (m.version, schema::checksum(m.text)))
+        .collect();
+    assert_eq!(applied, recorded);
     schema::check(&**client, &pg.schema).await.unwrap();
     pg.open().await.close().await;
 
@@ -482,6 +487,165 @@ async fn two_stores_on_one_database_never_both_append_one_sequence() {
     b.close().await;
 }
 
+/// An append made under `fence`, expecting the stream's true head (so only
+/// the fence can refuse it).
+async fn fenced(
+    store: &PostgresStore,
+    stream: &str,
+    fence: Fence,
+    event: &str,
+) -> Result<u64, StoreError> {
+    let mut req = append(stream, store.head(stream).await.unwrap(), &[event]);
+    req.fence = Some(fence);
+    store.append(req).await
+}
+
+/// Leases hand each shard to one node at a time under a growing epoch, and
+/// the store refuses an append made under an epoch that is no longer the
+/// shard's — atomically: a takeover racing a stream of appends splits the
+/// journal into the old owner's events, then the new owner's, never mixed.
+#[tokio::test]
+async fn a_shard_taken_over_refuses_the_old_owners_appends() {
+    let pg = Pg::new();
+    let a = pg.store().await;
+    let b = pg.open().await;
+    let (ca, cb) = (a.coordination().unwrap(), b.coordination().unwrap());
+    assert_eq!(ca.init_shards(8).await.unwrap(), 8);
+    assert_eq!(
+        cb.init_shards(64).await.unwrap(),
+        8,
+        "the first count stays"
+    );
+    assert_eq!(ca.leases().await.unwrap().len(), 8);
+
+    let ttl = Duration::from_secs(30);
+    let fa = ca.acquire("a", &[3, 4], ttl).await.unwrap();
+    assert_eq!(
+        fa,
+        [Fence { shard: 3, epoch: 1 }, Fence { shard: 4, epoch: 1 }]
+    );
+    assert!(cb.acquire("b", &[3], ttl).await.unwrap().is_empty(), "held");
+    let lease = &cb.leases().await.unwrap()[3];
+    assert_eq!(lease.holder(), Some("a"));
+    assert!(lease.remaining > Duration::from_secs(20));
+    assert_eq!(fenced(&a, "x", fa[0], "a1").await.unwrap(), 1);
+
+    // A hands shard 3 over; B takes it under epoch 2 and A is fenced, even
+    // with the right expected sequence; its other shard is untouched.
+    ca.release("a", &fa[..1]).await.unwrap();
+    assert_eq!(cb.leases().await.unwrap()[3].holder(), None);
+    let fb = cb.acquire("b", &[3], ttl).await.unwrap();
+    assert_eq!(fb, [Fence { shard: 3, epoch: 2 }]);
+    match fenced(&a, "x", fa[0], "a2").await {
+        Err(StoreError::Fenced {
+            shard: 3,
+            epoch: 1,
+            current: 2,
+        }) => {}
+        other => panic!("expected the stale owner to be fenced, got {other:?}"),
+    }
+    assert_eq!(ca.renew("a", &fa, ttl).await.unwrap(), [4], "3 is B's now");
+    assert_eq!(fenced(&a, "y", fa[1], "a-y").await.unwrap(), 1);
+    assert_eq!(fenced(&b, "x", fb[0], "b1").await.unwrap(), 2);
+
+    // A takeover racing A's appends: everything before it is A's, nothing
+    // after it is, and A hears `Fenced` from then on.
+    let fa = ca
+        .acquire("a", &[5], Duration::from_millis(300))
+        .await
+        .unwrap()[0];
+    let writer = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut acked = 0;
+            for i in 0..10_000 {
+                match fenced(&a, "z", fa, &format!("a{i}")).await {
+                    Ok(_) => acked += 1,
+                    Err(StoreError::Fenced { .. }) => return acked,
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            panic!("never fenced");
+        })
+    };
+    let fb = loop {
+        if let Some(f) = cb.acquire("b", &[5], ttl).await.unwrap().first() {
+            break *f;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(fb.epoch, fa.epoch + 1);
+    let acked = writer.await.unwrap();
+    assert!(acked > 0, "A wrote before its lease expired");
+    assert_eq!(fenced(&b, "z", fb, "b").await.unwrap(), acked + 1);
+    let client = pg.client().await;
+    let epochs: Vec<i64> = client
+        .query(
+            &format!(
+                "SELECT epoch FROM {}.journal WHERE stream = 'z' ORDER BY seq",
+                pg.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut expected = vec![fa.epoch as i64; acked as usize];
+    expected.push(fb.epoch as i64);
+    assert_eq!(epochs, expected);
+    // Every epoch was handed to one node, and the record says which.
+    let owners: Vec<(i32, i64, String)> = client
+        .query(
+            &format!(
+                "SELECT shard, epoch, owner FROM {}.lease_epochs ORDER BY shard, epoch",
+                pg.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let named = |v: &[(i32, i64, &str)]| -> Vec<(i32, i64, String)> {
+        v.iter().map(|(s, e, o)| (*s, *e, o.to_string())).collect()
+    };
+    assert_eq!(
+        owners,
+        named(&[
+            (3, 1, "a"),
+            (3, 2, "b"),
+            (4, 1, "a"),
+            (5, 1, "a"),
+            (5, 2, "b")
+        ])
+    );
+
+    // Members: a heartbeat adds or refreshes a row; leaving removes it.
+    ca.heartbeat("a", "127.0.0.1:7001", false).await.unwrap();
+    cb.heartbeat("b", "127.0.0.1:7002", true).await.unwrap();
+    let members = ca.members().await.unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.node.as_str(), m.addr.as_str(), m.draining))
+            .collect::<Vec<_>>(),
+        [
+            ("a", "127.0.0.1:7001", false),
+            ("b", "127.0.0.1:7002", true)
+        ]
+    );
+    assert!(members
+        .iter()
+        .all(|m| m.silent_for < Duration::from_secs(5)));
+    cb.leave("b").await.unwrap();
+    assert_eq!(ca.members().await.unwrap().len(), 1);
+    a.close().await;
+    b.close().await;
+}
+
 /// Every statement the backend runs is served by an index, with the plan a
 /// prepared statement gets (generic), on tables with rows.
 #[tokio::test]
@@ -494,6 +658,14 @@ async fn no_statement_is_a_sequential_scan() {
             .await
             .unwrap();
     }
+    // The member and lease lists are read whole (a row per node, a row per
+    // shard); every other cluster statement names its shards.
+    store
+        .coordination()
+        .unwrap()
+        .init_shards(256)
+        .await
+        .unwrap();
     let client = pg.client().await;
     client
         .batch_execute(&format!(
@@ -509,8 +681,12 @@ async fn no_statement_is_a_sequential_scan() {
         (sql::READ_BACK.into(), "('s1', 1)"),
         (
             sql::APPEND.into(),
-            "(ARRAY['s1'], ARRAY[100], ARRAY['\\x00'::bytea])",
+            "(ARRAY['s1'], ARRAY[100], ARRAY['\\x00'::bytea], ARRAY[0])",
         ),
+        (sql::FENCES.into(), "(ARRAY[1, 2])"),
+        (sql::ACQUIRE.into(), "('n1', ARRAY[1, 2], 5.0)"),
+        (sql::RENEW.into(), "('n1', ARRAY[1, 2], ARRAY[1, 1], 5.0)"),
+        (sql::RELEASE.into(), "('n1', ARRAY[1, 2], ARRAY[1, 1])"),
         (sql::SNAPSHOT_GET.into(), "('s1')"),
         (
             sql::SNAPSHOT_PUT.into(),

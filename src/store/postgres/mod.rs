@@ -41,8 +41,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 
+use super::lease::{Coordination, Lease, Member};
 use super::{
-    AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
+    AppendRequest, AppendTicket, Fence, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
 };
 use crate::metrics::Metrics;
 use crate::store::queue::{run_groups, WriteOp, WriteQueue};
@@ -203,8 +204,60 @@ pub mod sql {
     pub const READ: &str =
         "SELECT seq, payload FROM journal WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3";
     pub const READ_BACK: &str = "SELECT payload FROM journal WHERE stream = $1 AND seq = $2";
-    pub const APPEND: &str = "INSERT INTO journal (stream, seq, payload) \
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[]) ON CONFLICT DO NOTHING";
+    pub const APPEND: &str = "INSERT INTO journal (stream, seq, payload, epoch) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bigint[]) \
+         ON CONFLICT DO NOTHING";
+    /// The current epochs of the shards a group appends under, locked
+    /// against a takeover (whose `FOR UPDATE` waits for this transaction)
+    /// but not against renewals.
+    pub const FENCES: &str = "SELECT shard, epoch FROM shard_leases \
+         WHERE shard = ANY($1::int[]) ORDER BY shard FOR KEY SHARE";
+
+    // Cluster coordination: tables of one row per node or shard, read whole.
+    pub const SETTING_INIT: &str = "INSERT INTO cluster_settings (name, value) \
+         VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+    pub const SETTING_GET: &str = "SELECT value FROM cluster_settings WHERE name = $1";
+    pub const SHARDS_INIT: &str = "INSERT INTO shard_leases (shard) \
+         SELECT generate_series(0, $1::int - 1) ON CONFLICT (shard) DO NOTHING";
+    pub const HEARTBEAT: &str = "INSERT INTO members (node, addr, draining) VALUES ($1, $2, $3) \
+         ON CONFLICT (node) DO UPDATE \
+         SET addr = excluded.addr, draining = excluded.draining, heartbeat_at = now()";
+    pub const LEAVE: &str = "DELETE FROM members WHERE node = $1";
+    pub const MEMBERS: &str = "SELECT node, addr, draining, \
+         greatest(0, extract(epoch FROM now() - heartbeat_at) * 1000)::bigint \
+         FROM members ORDER BY node";
+    pub const LEASES: &str = "SELECT shard, owner, epoch, \
+         coalesce(greatest(0, extract(epoch FROM expires_at - now()) * 1000), 0)::bigint \
+         FROM shard_leases ORDER BY shard";
+    /// Takes the free or expired shards of `$2` (or ones recorded under
+    /// this node's own name: a restarted node), each under a new epoch,
+    /// locking them in shard order (as appends do) so two takers and the
+    /// writer never deadlock; records each epoch's owner.
+    pub const ACQUIRE: &str = "WITH free AS ( \
+           SELECT shard FROM shard_leases \
+           WHERE shard = ANY($2::int[]) \
+             AND (owner IS NULL OR owner = $1 OR expires_at IS NULL OR expires_at <= now()) \
+           ORDER BY shard FOR UPDATE), \
+         taken AS ( \
+           UPDATE shard_leases s SET owner = $1, epoch = s.epoch + 1, \
+             expires_at = now() + make_interval(secs => $3::float8) \
+           FROM free WHERE s.shard = free.shard RETURNING s.shard, s.epoch) \
+         INSERT INTO lease_epochs (shard, epoch, owner) \
+         SELECT shard, epoch, $1 FROM taken RETURNING shard, epoch";
+    pub const RENEW: &str = "WITH mine AS ( \
+           SELECT s.shard FROM shard_leases s \
+           JOIN unnest($2::int[], $3::bigint[]) AS t(shard, epoch) \
+             ON s.shard = t.shard AND s.epoch = t.epoch \
+           WHERE s.owner = $1 ORDER BY s.shard FOR NO KEY UPDATE OF s) \
+         UPDATE shard_leases s SET expires_at = now() + make_interval(secs => $4::float8) \
+         FROM mine WHERE s.shard = mine.shard RETURNING s.shard";
+    pub const RELEASE: &str = "WITH mine AS ( \
+           SELECT s.shard FROM shard_leases s \
+           JOIN unnest($2::int[], $3::bigint[]) AS t(shard, epoch) \
+             ON s.shard = t.shard AND s.epoch = t.epoch \
+           WHERE s.owner = $1 ORDER BY s.shard FOR NO KEY UPDATE OF s) \
+         UPDATE shard_leases s SET owner = NULL, expires_at = NULL \
+         FROM mine WHERE s.shard = mine.shard";
     pub const SNAPSHOT_GET: &str = "SELECT seq, payload FROM snapshots WHERE stream = $1";
     pub const SNAPSHOT_PUT: &str = "INSERT INTO snapshots (stream, seq, payload) \
          SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[]) \
@@ -357,6 +410,7 @@ struct Plan<'a> {
     event_streams: Vec<&'a str>,
     event_seqs: Vec<i64>,
     event_payloads: Vec<&'a [u8]>,
+    event_epochs: Vec<i64>,
     /// Read-table rows, the last write per key: `None` deletes.
     rows: HashMap<(&'static str, &'a str), Option<&'a [u8]>>,
     /// Newest snapshot per stream, and every op waiting on one.
@@ -409,6 +463,8 @@ impl<'a> Plan<'a> {
             self.event_streams.push(&req.stream);
             self.event_seqs.push((head + 1 + n as Seq) as i64);
             self.event_payloads.push(event);
+            self.event_epochs
+                .push(req.fence.map_or(0, |f| f.epoch.min(i64::MAX as u64) as i64));
         }
         let new_head = head + req.events.len() as Seq;
         self.heads.insert(&req.stream, new_head);
@@ -531,6 +587,13 @@ async fn try_group(
     for (stream, head) in &fetched {
         inner.heads.insert(stream.clone(), *head);
     }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Failure::Fail(pg(e)))?;
+    refuse_stale_fences(&tx, ops, results)
+        .await
+        .map_err(Failure::Fail)?;
     let mut plan = Plan {
         fetched,
         ..Plan::default()
@@ -552,13 +615,10 @@ async fn try_group(
         }
     }
     if plan.is_empty() {
+        drop(tx);
         answer(inner, &plan, results);
         return Ok(());
     }
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| Failure::Fail(pg(e)))?;
     let inserted = write_plan(&tx, &plan).await.map_err(Failure::Fail)?;
     if inserted != plan.event_seqs.len() as u64 {
         // Another writer holds some of these sequence numbers: roll back
@@ -579,6 +639,53 @@ async fn try_group(
         tracing::warn!(error = %describe(&e), "a commit reported failure but was found written");
     }
     answer(inner, &plan, results);
+    Ok(())
+}
+
+/// Refuses (`Fenced`) every open append of the group made under a shard
+/// epoch that is no longer current. The lease rows stay locked until the
+/// group commits, so no takeover lands between this check and the commit.
+async fn refuse_stale_fences(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ops: &[WriteOp],
+    results: &mut Results,
+) -> Result<(), StoreError> {
+    let mut shards: Vec<i32> = Vec::new();
+    for (op, done) in ops.iter().zip(results.iter()) {
+        if let (WriteOp::Append(req, _), None) = (op, done) {
+            if let Some(f) = req.fence {
+                let shard = i32::try_from(f.shard).unwrap_or(i32::MAX);
+                if !shards.contains(&shard) {
+                    shards.push(shard);
+                }
+            }
+        }
+    }
+    if shards.is_empty() {
+        return Ok(());
+    }
+    let st = tx.prepare_cached(sql::FENCES).await.map_err(pg)?;
+    let current: HashMap<u32, u64> = tx
+        .query(&st, &[&shards])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64))
+        .collect();
+    for (op, done) in ops.iter().zip(results.iter_mut()) {
+        if let (WriteOp::Append(req, _), None) = (op, &done) {
+            if let Some(f) = req.fence {
+                let now = current.get(&f.shard).copied().unwrap_or(0);
+                if now != f.epoch {
+                    *done = Some(Err(StoreError::Fenced {
+                        shard: f.shard,
+                        epoch: f.epoch,
+                        current: now,
+                    }));
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -635,7 +742,12 @@ async fn write_plan(
         let st = tx.prepare_cached(sql::APPEND).await?;
         tx.execute(
             &st,
-            &[&plan.event_streams, &plan.event_seqs, &plan.event_payloads],
+            &[
+                &plan.event_streams,
+                &plan.event_seqs,
+                &plan.event_payloads,
+                &plan.event_epochs,
+            ],
         )
         .await
     };
@@ -692,6 +804,152 @@ async fn committed(inner: &Inner, plan: &Plan<'_>) -> bool {
 impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.inner.pool.get().await.map_err(pool_error)
+    }
+}
+
+/// Shards and epochs as the lease statements take them.
+fn fence_arrays(held: &[Fence]) -> (Vec<i32>, Vec<i64>) {
+    held.iter()
+        .map(|f| {
+            (
+                i32::try_from(f.shard).unwrap_or(i32::MAX),
+                f.epoch.min(i64::MAX as u64) as i64,
+            )
+        })
+        .unzip()
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+#[async_trait]
+impl Coordination for PostgresStore {
+    async fn init_shards(&self, shards: u32) -> Result<u32, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(sql::SETTING_INIT, &[&"shards", &shards.to_string()])
+            .await
+            .map_err(pg)?;
+        let fixed: String = tx
+            .query_one(sql::SETTING_GET, &[&"shards"])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let fixed: u32 = fixed
+            .parse()
+            .map_err(|_| StoreError::Backend(format!("cluster_settings.shards is '{fixed}'")))?;
+        let count = i32::try_from(fixed).unwrap_or(i32::MAX);
+        tx.execute(sql::SHARDS_INIT, &[&count]).await.map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(fixed)
+    }
+
+    async fn heartbeat(&self, node: &str, addr: &str, draining: bool) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql::HEARTBEAT).await.map_err(pg)?;
+        client
+            .execute(&st, &[&node, &addr, &draining])
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.execute(sql::LEAVE, &[&node]).await.map_err(pg)?;
+        Ok(())
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql::MEMBERS).await.map_err(pg)?;
+        let rows = client.query(&st, &[]).await.map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| Member {
+                node: r.get(0),
+                addr: r.get(1),
+                draining: r.get(2),
+                silent_for: millis(r.get(3)),
+            })
+            .collect())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql::LEASES).await.map_err(pg)?;
+        let rows = client.query(&st, &[]).await.map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| Lease {
+                shard: r.get::<_, i32>(0) as u32,
+                owner: r.get(1),
+                epoch: r.get::<_, i64>(2) as u64,
+                remaining: millis(r.get(3)),
+            })
+            .collect())
+    }
+
+    async fn acquire(
+        &self,
+        node: &str,
+        shards: &[u32],
+        ttl: Duration,
+    ) -> Result<Vec<Fence>, StoreError> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shards: Vec<i32> = shards
+            .iter()
+            .map(|s| i32::try_from(*s).unwrap_or(i32::MAX))
+            .collect();
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql::ACQUIRE).await.map_err(pg)?;
+        let rows = client
+            .query(&st, &[&node, &shards, &ttl.as_secs_f64()])
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| Fence {
+                shard: r.get::<_, i32>(0) as u32,
+                epoch: r.get::<_, i64>(1) as u64,
+            })
+            .collect())
+    }
+
+    async fn renew(
+        &self,
+        node: &str,
+        held: &[Fence],
+        ttl: Duration,
+    ) -> Result<Vec<u32>, StoreError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (shards, epochs) = fence_arrays(held);
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql::RENEW).await.map_err(pg)?;
+        let rows = client
+            .query(&st, &[&node, &shards, &epochs, &ttl.as_secs_f64()])
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
+    }
+
+    async fn release(&self, node: &str, held: &[Fence]) -> Result<(), StoreError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let (shards, epochs) = fence_arrays(held);
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql::RELEASE).await.map_err(pg)?;
+        client
+            .execute(&st, &[&node, &shards, &epochs])
+            .await
+            .map_err(pg)?;
+        Ok(())
     }
 }
 
@@ -791,6 +1049,10 @@ impl Store for PostgresStore {
             .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
             .filter(|(k, _)| k.starts_with(prefix))
             .collect())
+    }
+
+    fn coordination(&self) -> Option<&dyn Coordination> {
+        Some(self)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

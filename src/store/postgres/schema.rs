@@ -13,11 +13,18 @@ pub use crate::store::migrations::{checksum, Migration, SchemaError};
 
 /// Every migration, in order. Append-only: a new file gets the next number
 /// (a test checks this list matches `schema/postgres/`).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init.sql",
-    text: include_str!("../../../schema/postgres/001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init.sql",
+        text: include_str!("../../../schema/postgres/001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_cluster.sql",
+        text: include_str!("../../../schema/postgres/002_cluster.sql"),
+    },
+];
 
 /// The schema version this build needs.
 pub fn latest() -> i32 {

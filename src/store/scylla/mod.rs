@@ -787,6 +787,13 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
 #[async_trait]
 impl Store for ScyllaStore {
     async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError> {
+        if req.fence.is_some() {
+            // Cluster mode refuses this store at start; never write unfenced.
+            return Err(StoreError::Backend(
+                "the ScyllaDB backend does not fence appends yet: a fenced append is refused"
+                    .into(),
+            ));
+        }
         self.queue.append(req).await
     }
 
