@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::actors::Runtime;
 use crate::auth::{JwtKeys, PasswordHasher};
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::{Settings, StoreKind};
 use crate::http::router;
 use crate::http::server::{serve, ServeOptions};
@@ -48,6 +49,8 @@ pub struct Application {
     settings: Settings,
     store: Arc<dyn Store>,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
+    /// Cluster mode: this node's membership and its inter-node listener.
+    cluster: Option<(Arc<Cluster>, TcpListener, Vec<u8>)>,
 }
 
 impl Application {
@@ -72,7 +75,12 @@ impl Application {
             settings.hash_iterations,
         )
         .map_err(|e| BuildError::Startup(e.to_string()))?;
-        let rt = runtime(&settings, store.clone(), metrics.clone());
+        let cluster = match settings.cluster {
+            true => Some(join_cluster(&settings, &secret, store.clone(), metrics.clone()).await?),
+            false => None,
+        };
+        let mut rt = runtime(&settings, store.clone(), metrics.clone());
+        rt.cluster = cluster.as_ref().map(|(c, _, _)| c.clone());
         let listener = listen(&settings.addr, settings.listen_backlog)
             .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
         let local = listener
@@ -126,6 +134,7 @@ impl Application {
             shutdown_tx,
             settings,
             store,
+            cluster,
         })
     }
 
@@ -168,6 +177,19 @@ impl Application {
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
         ));
+        // Cluster mode: lease rounds, and forwarded commands served until
+        // this node has handed its shards over.
+        let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
+        let cluster = self.cluster.map(|(cluster, listener, secret)| {
+            let rounds = tokio::spawn(cluster.clone().run(self.state.shutdown.clone()));
+            let peers = tokio::spawn(crate::cluster::wire::serve(
+                listener,
+                Arc::downgrade(&cluster),
+                secret,
+                peers_stopped,
+            ));
+            (cluster, rounds, peers)
+        });
         let flag = self.state.shutting_down.clone();
         let sessions = self.shutdown_tx;
         let signal = async move {
@@ -180,6 +202,14 @@ impl Application {
         let _ = scheduler.await;
         let _ = mailer.await;
         let _ = queue_work.await;
+        if let Some((cluster, rounds, peers)) = cluster {
+            let _ = rounds.await;
+            // Actors of every shard stopped, appends flushed, leases
+            // released: the other nodes take the shards over at once.
+            cluster.drain().await;
+            peers_stop.send_replace(true);
+            let _ = peers.await;
+        }
         self.state.services.shutdown().await;
         self.store.close().await;
         tracing::info!("shutdown complete: journal flushed");
@@ -222,6 +252,47 @@ async fn open_store(
     })
 }
 
+/// Joins the cluster: binds the inter-node listener, checks the store can
+/// fence and the shard count matches, and takes this node's first shards
+/// (one lease round) before the node serves anything.
+async fn join_cluster(
+    settings: &Settings,
+    secret: &[u8],
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<Cluster>, TcpListener, Vec<u8>), BuildError> {
+    let config = |e: crate::config::ConfigError| BuildError::Startup(e.to_string());
+    let (listen, mut advertise) = settings.cluster_advertised().map_err(config)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| BuildError::Listen(listen.to_string(), e))?;
+    if settings.cluster_advertise.is_none() && listen.port() == 0 {
+        let bound = listener
+            .local_addr()
+            .map_err(|e| BuildError::Listen(listen.to_string(), e))?;
+        advertise = bound.to_string();
+    }
+    let cluster_secret = derive_secret(secret, b"cluster");
+    let cluster = Cluster::new(
+        ClusterConfig {
+            node: settings.node_id().map_err(config)?,
+            advertise,
+            shards: settings.shards,
+            lease_ttl: Duration::from_millis(settings.lease_ttl_ms),
+            renew_every: settings.lease_renew(),
+            secret: cluster_secret.clone(),
+        },
+        store,
+        metrics,
+    )
+    .await
+    .map_err(|e| BuildError::Startup(e.to_string()))?;
+    if let Err(e) = cluster.round().await {
+        tracing::warn!(error = %e, "first lease round failed; retrying in the background");
+    }
+    Ok((cluster, listener, cluster_secret))
+}
+
 /// The actors' runtime as configured.
 fn runtime(settings: &Settings, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Runtime {
     Runtime {
@@ -234,6 +305,7 @@ fn runtime(settings: &Settings, store: Arc<dyn Store>, metrics: Arc<Metrics>) ->
         max_pending: settings.actor_max_pending.max(1),
         bus: Arc::new(Bus::new(1024)),
         instance: uuid::Uuid::new_v4().simple().to_string(),
+        cluster: None,
     }
 }
 

@@ -205,6 +205,27 @@ pub struct Settings {
     /// PEM CA certificates trusted besides the web PKI roots (for a
     /// managed database's own CA).
     pub postgres_ca_file: Option<PathBuf>,
+    /// Cluster mode: several nodes on one shared store (`postgres`), each
+    /// entity served by the one node holding its shard's lease. Needs
+    /// `jwt_secret` (every node must accept every token).
+    pub cluster: bool,
+    /// This node's name in the cluster: unique, stable across restarts.
+    /// Unset: the `HOSTNAME` environment variable (a pod's name).
+    pub node_id: Option<String>,
+    /// Where the inter-node listener listens (forwarded commands).
+    pub cluster_addr: String,
+    /// The address other nodes reach `cluster_addr` at, when it differs
+    /// (required when `cluster_addr` listens on every interface).
+    pub cluster_advertise: Option<String>,
+    /// Shards entities are placed in; fixed when the cluster's first node
+    /// starts (a node configured otherwise refuses to start).
+    pub shards: u32,
+    /// A shard lease's lifetime: how long a dead node's shards wait before
+    /// another node takes them.
+    pub lease_ttl_ms: u64,
+    /// How often leases are renewed and placement reconsidered; 0: a third
+    /// of `lease_ttl_ms`.
+    pub lease_renew_ms: u64,
 }
 
 /// The storage backend.
@@ -310,6 +331,13 @@ impl Default for Settings {
             postgres_connect_timeout_ms: 3_000,
             postgres_statement_timeout_ms: 10_000,
             postgres_ca_file: None,
+            cluster: false,
+            node_id: None,
+            cluster_addr: "127.0.0.1:7070".into(),
+            cluster_advertise: None,
+            shards: 256,
+            lease_ttl_ms: 10_000,
+            lease_renew_ms: 0,
         }
     }
 }
@@ -402,7 +430,17 @@ pub const KEYS: &[&str] = &[
     "postgres_connect_timeout_ms",
     "postgres_statement_timeout_ms",
     "postgres_ca_file",
+    "cluster",
+    "node_id",
+    "cluster_addr",
+    "cluster_advertise",
+    "shards",
+    "lease_ttl_ms",
+    "lease_renew_ms",
 ];
+
+/// Bound of `shards`.
+pub const MAX_SHARDS: u32 = 4096;
 
 /// Bound of `burst_queue_parts`: a refill visits every part.
 pub const MAX_QUEUE_PARTS: u32 = 64;
@@ -548,7 +586,84 @@ impl Settings {
             ));
         }
         self.validate_scylla()?;
-        self.validate_postgres()
+        self.validate_postgres()?;
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        if !self.cluster {
+            return Ok(());
+        }
+        if self.store != StoreKind::Postgres {
+            return Err(ConfigError(format!(
+                "cluster mode needs store = postgres (a shared store that fences stale owners' appends); store = {} cannot be shared this way",
+                match self.store {
+                    StoreKind::Embedded => "embedded is one process's file and",
+                    StoreKind::Scylla => "scylla does not fence appends in this version and",
+                    StoreKind::Postgres => "postgres",
+                }
+            )));
+        }
+        if self.jwt_secret.is_none() {
+            return Err(ConfigError(
+                "cluster mode needs jwt_secret set, the same on every node".into(),
+            ));
+        }
+        self.node_id()?;
+        self.cluster_advertised()?;
+        if !(1..=MAX_SHARDS).contains(&self.shards) {
+            return Err(ConfigError(format!("shards must be 1–{MAX_SHARDS}")));
+        }
+        if self.lease_ttl_ms < 1_000 || self.lease_ttl_ms > 600_000 {
+            return Err(ConfigError("lease_ttl_ms must be 1000–600000".into()));
+        }
+        if self.lease_renew_ms != 0 && self.lease_renew_ms * 2 > self.lease_ttl_ms {
+            return Err(ConfigError(
+                "lease_renew_ms must be at most half of lease_ttl_ms (leases are renewed well before they expire)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's name: `node_id`, else `HOSTNAME`.
+    pub fn node_id(&self) -> Result<String, ConfigError> {
+        let name = match &self.node_id {
+            Some(n) => n.clone(),
+            None => std::env::var("HOSTNAME")
+                .map_err(|_| ConfigError("cluster mode needs node_id (or HOSTNAME) set".into()))?,
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !valid {
+            return Err(ConfigError(format!(
+                "node_id '{name}' must be 1–63 of a-z, A-Z, 0-9, '-', '_', '.'"
+            )));
+        }
+        Ok(name)
+    }
+
+    /// The inter-node listen address and the address advertised for it.
+    pub fn cluster_advertised(&self) -> Result<(std::net::SocketAddr, String), ConfigError> {
+        let listen: std::net::SocketAddr = self.cluster_addr.parse().map_err(|_| {
+            ConfigError(format!(
+                "cluster_addr '{}' is not HOST:PORT (an IP address and a port)",
+                self.cluster_addr
+            ))
+        })?;
+        let advertised = crate::cluster::advertised(listen, self.cluster_advertise.as_deref())
+            .map_err(ConfigError)?;
+        Ok((listen, advertised))
+    }
+
+    /// How often leases are renewed.
+    pub fn lease_renew(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(match self.lease_renew_ms {
+            0 => self.lease_ttl_ms / 3,
+            n => n,
+        })
     }
 
     fn validate_postgres(&self) -> Result<(), ConfigError> {

@@ -23,6 +23,7 @@
 pub mod actors;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;

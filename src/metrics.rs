@@ -53,6 +53,16 @@ pub struct Metrics {
     /// committed, notifications included): below 1 is group commit
     /// absorbing a burst.
     pub journal_commits_per_claim: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Cluster mode: commands sent to the node owning their entity.
+    pub forwarded: Family<KindLabels, Counter>,
+    /// Cluster mode: shards this node holds, live members it sees, leases
+    /// it lost (taken over or expired), shards it handed over and took.
+    pub cluster_shards_held: Gauge,
+    pub cluster_members_live: Gauge,
+    pub cluster_leases_lost: Counter,
+    pub cluster_shards_handed_over: Counter,
+    pub cluster_shards_taken: Counter,
+    pub cluster_rounds_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +89,13 @@ impl Metrics {
             journal_commits: Counter::default(),
             queue_claims: Counter::default(),
             journal_commits_per_claim: Gauge::default(),
+            forwarded: Family::default(),
+            cluster_shards_held: Gauge::default(),
+            cluster_members_live: Gauge::default(),
+            cluster_leases_lost: Counter::default(),
+            cluster_shards_handed_over: Counter::default(),
+            cluster_shards_taken: Counter::default(),
+            cluster_rounds_failed: Counter::default(),
         };
         registry.register(
             "http_requests",
@@ -144,6 +161,41 @@ impl Metrics {
             "journal_commits_per_claim",
             "Durable journal commits per decided claim since start (group commit keeps it well below 1 in a burst)",
             m.journal_commits_per_claim.clone(),
+        );
+        registry.register(
+            "forwarded_commands",
+            "Cluster mode: commands forwarded to the node owning their entity, by kind",
+            m.forwarded.clone(),
+        );
+        registry.register(
+            "cluster_shards_held",
+            "Cluster mode: shards this node holds a lease on",
+            m.cluster_shards_held.clone(),
+        );
+        registry.register(
+            "cluster_members_live",
+            "Cluster mode: members with a recent heartbeat, this node included",
+            m.cluster_members_live.clone(),
+        );
+        registry.register(
+            "cluster_leases_lost",
+            "Cluster mode: shard leases lost (taken over, or expired before renewal)",
+            m.cluster_leases_lost.clone(),
+        );
+        registry.register(
+            "cluster_shards_handed_over",
+            "Cluster mode: shards released to the node placement gives them to",
+            m.cluster_shards_handed_over.clone(),
+        );
+        registry.register(
+            "cluster_shards_taken",
+            "Cluster mode: shard leases acquired",
+            m.cluster_shards_taken.clone(),
+        );
+        registry.register(
+            "cluster_rounds_failed",
+            "Cluster mode: lease rounds that failed (store unreachable)",
+            m.cluster_rounds_failed.clone(),
         );
         *m.registry.lock().expect("metrics registry") = registry;
         m

@@ -13,7 +13,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::registry::{RegistryShared, Slot};
 use crate::metrics::KindLabels;
-use crate::store::{codec, AppendRequest, AppendTicket, IndexOp, Seq, Snapshot, Store, StoreError};
+use crate::store::{
+    codec, AppendRequest, AppendTicket, Fence, IndexOp, Seq, Snapshot, Store, StoreError,
+};
 use tokio::sync::mpsc;
 
 /// What a command handler may know besides the state: who it is and when.
@@ -38,7 +40,7 @@ pub trait Entity: Send + Sync + Sized + 'static {
     type Reply: Serialize + DeserializeOwned + Send + 'static;
     /// A business rejection (sold out, not the owner…): a normal answer,
     /// never an actor failure.
-    type Rejection: Send + std::fmt::Debug + 'static;
+    type Rejection: Serialize + DeserializeOwned + Send + std::fmt::Debug + 'static;
 
     /// Decides what a command does: the events to persist and the reply to
     /// send once they are durable. No events means a read-only command.
@@ -118,6 +120,10 @@ pub enum CallError<R: std::fmt::Debug> {
     /// Too much is queued for this entity (or too many are live): retry later.
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// Cluster mode: this node does not (or no longer) serve the entity's
+    /// shard, and nothing was written. Retry through routing.
+    #[error("moved: {0}")]
+    Moved(String),
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
@@ -197,6 +203,11 @@ pub struct EntityArgs<E: Entity> {
     pub shared: Arc<RegistryShared<E>>,
     pub slot: Arc<Slot<E>>,
     pub pending: Arc<AtomicUsize>,
+    /// Appends queued but not yet durable (shared with the registry, which
+    /// waits for them before handing the shard over).
+    pub inflight: Arc<AtomicUsize>,
+    /// Cluster mode: the shard lease every append is made under.
+    pub fence: Option<Fence>,
 }
 
 pub struct EntityState<E: Entity> {
@@ -216,6 +227,7 @@ pub struct EntityState<E: Entity> {
     /// Appends queued but not yet durable.
     inflight: Arc<AtomicUsize>,
     completions: mpsc::Sender<Completion<E>>,
+    fence: Option<Fence>,
 }
 
 /// Most decisions one entity may have waiting for durability.
@@ -298,6 +310,15 @@ async fn complete<E: Entity>(
                             StoreError::Conflict { .. } => {
                                 CallError::Unavailable("stream moved; recovering".into())
                             }
+                            StoreError::Fenced { shard, epoch, .. } => {
+                                if let Some(c) = &shared.rt.cluster {
+                                    c.lost(Fence {
+                                        shard: *shard,
+                                        epoch: *epoch,
+                                    });
+                                }
+                                CallError::Moved(e.to_string())
+                            }
                             _ => CallError::Storage(e),
                         };
                         let _ = reply.send(Err(err));
@@ -365,7 +386,7 @@ impl<E: Entity> EntityActor<E> {
             expected: st.seq,
             events: encoded,
             index: E::index(&st.id, &st.state, &next, &events),
-            fence: None,
+            fence: st.fence,
         };
         let ticket = match st.shared.rt.store.submit(req).await {
             Ok(t) => t,
@@ -463,7 +484,7 @@ impl<E: Entity> Actor for EntityActor<E> {
             .get_or_create(&KindLabels { kind: E::KIND })
             .inc();
         let stream = stream_id::<E>(&args.id);
-        let inflight = Arc::new(AtomicUsize::new(0));
+        let inflight = args.inflight.clone();
         let (completions, rx) = mpsc::channel(MAX_INFLIGHT);
         tokio::spawn(complete(
             rx,
@@ -488,6 +509,7 @@ impl<E: Entity> Actor for EntityActor<E> {
             shared: args.shared,
             slot: args.slot,
             pending: args.pending,
+            fence: args.fence,
         })
     }
 

@@ -57,4 +57,6 @@ pub struct Runtime {
     pub bus: Arc<Bus>,
     /// Prefix of actor names, unique per running app.
     pub instance: String,
+    /// Cluster mode: placement, leases and forwarding. `None` on one node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }

@@ -7,9 +7,10 @@
 //! is queued for it; and ractor's global name registry, which refuses a
 //! second live actor under the same `{instance}/{kind}/{id}` name.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
@@ -17,13 +18,18 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, Supervisi
 
 use super::entity::{stream_id, CallError, Entity, EntityActor, EntityArgs, EntityMsg, Reply};
 use super::Runtime;
+use crate::cluster::wire::{Outcome, SendError};
+use crate::cluster::{shard_of, RemoteHandler, Route, ShardHost};
 use crate::metrics::KindLabels;
-use crate::store::Seq;
+use crate::store::{Fence, Seq, StoreError};
 
-/// A live actor and the count of commands sent to it but not yet handled.
+/// A live actor, the count of commands sent to it but not yet handled, its
+/// appends not yet durable, and the shard lease it writes under.
 pub(crate) struct Live<E: Entity> {
     actor: ActorRef<EntityMsg<E>>,
     pending: Arc<AtomicUsize>,
+    inflight: Arc<AtomicUsize>,
+    fence: Option<Fence>,
 }
 
 impl<E: Entity> Clone for Live<E> {
@@ -31,6 +37,8 @@ impl<E: Entity> Clone for Live<E> {
         Live {
             actor: self.actor.clone(),
             pending: self.pending.clone(),
+            inflight: self.inflight.clone(),
+            fence: self.fence,
         }
     }
 }
@@ -69,12 +77,29 @@ impl<E: Entity> RegistryShared<E> {
         format!("{}/{}/{}", self.rt.instance, E::KIND, id)
     }
 
-    /// Spawns and recovers the actor of `id`. Waits out a previous actor of
-    /// the same id that is still finishing its stop.
+    /// In cluster mode, the lease this node holds the shard of `id` under;
+    /// `Moved` when it holds none. `None` on a single node.
+    fn fence(&self, id: &str) -> Result<Option<Fence>, CallError<E::Rejection>> {
+        let Some(cluster) = &self.rt.cluster else {
+            return Ok(None);
+        };
+        match cluster.route(&stream_id::<E>(id)) {
+            Route::Local(f) => Ok(Some(f)),
+            _ => Err(CallError::Moved(format!(
+                "{} {id} is not served by this node now",
+                E::KIND
+            ))),
+        }
+    }
+
+    /// Spawns and recovers the actor of `id`, under `fence` (recovery reads
+    /// the journal after the lease was taken, so what it reads is final).
+    /// Waits out a previous actor of the same id still finishing its stop.
     async fn spawn(
         self: &Arc<Self>,
         id: &str,
         slot: &Arc<Slot<E>>,
+        fence: Option<Fence>,
     ) -> Result<Live<E>, CallError<E::Rejection>> {
         let supervisor = self
             .supervisor
@@ -84,11 +109,14 @@ impl<E: Entity> RegistryShared<E> {
         let name = self.actor_name(id);
         for _ in 0..1000 {
             let pending = Arc::new(AtomicUsize::new(0));
+            let inflight = Arc::new(AtomicUsize::new(0));
             let args = EntityArgs {
                 id: id.to_owned(),
                 shared: self.clone(),
                 slot: slot.clone(),
                 pending: pending.clone(),
+                inflight: inflight.clone(),
+                fence,
             };
             match Actor::spawn_linked(
                 Some(name.clone()),
@@ -98,7 +126,14 @@ impl<E: Entity> RegistryShared<E> {
             )
             .await
             {
-                Ok((actor, _)) => return Ok(Live { actor, pending }),
+                Ok((actor, _)) => {
+                    return Ok(Live {
+                        actor,
+                        pending,
+                        inflight,
+                        fence,
+                    })
+                }
                 Err(SpawnErr::ActorAlreadyRegistered(_)) => {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -114,6 +149,76 @@ impl<E: Entity> RegistryShared<E> {
             "{} {id}: previous actor did not stop",
             E::KIND
         )))
+    }
+
+    /// The live actor of `id`, spawned and recovered if needed, with its
+    /// pending count already raised for the command about to be sent. In
+    /// cluster mode `fence` is the lease the shard is held under now; an
+    /// actor left from an earlier lease of the shard is replaced.
+    async fn live(
+        self: &Arc<Self>,
+        id: &str,
+        fence: Option<Fence>,
+    ) -> Result<Live<E>, CallError<E::Rejection>> {
+        loop {
+            let slot = match self.slots.get(id) {
+                Some(s) => s.clone(),
+                None => {
+                    if self.slots.len() >= self.rt.max_live {
+                        return Err(CallError::Overloaded(format!(
+                            "too many live {} entities",
+                            E::KIND
+                        )));
+                    }
+                    self.slots.entry(id.to_owned()).or_default().clone()
+                }
+            };
+            let mut g = slot.state.lock().await;
+            if g.retired {
+                continue;
+            }
+            if let Some(stale) = g.live.as_ref().filter(|l| l.fence != fence) {
+                // Its appends would be refused (its epoch is gone).
+                stale
+                    .actor
+                    .stop(Some("shard lease renewed under a new epoch".into()));
+                g.live = None;
+            }
+            if g.live.is_none() {
+                g.live = Some(self.spawn(id, &slot, fence).await?);
+            }
+            let live = g.live.clone().expect("just ensured");
+            if live.pending.fetch_add(1, Ordering::AcqRel) >= self.rt.max_pending {
+                live.pending.fetch_sub(1, Ordering::AcqRel);
+                return Err(CallError::Overloaded(format!(
+                    "{} {id} has too many commands waiting",
+                    E::KIND
+                )));
+            }
+            return Ok(live);
+        }
+    }
+
+    /// Sends `cmd` to a live actor and waits for the reply.
+    async fn send(&self, live: Live<E>, cmd: E::Command) -> Reply<E> {
+        match live
+            .actor
+            .call(
+                |port| EntityMsg::Command(cmd, port),
+                Some(self.rt.call_timeout),
+            )
+            .await
+        {
+            Ok(CallResult::Success(reply)) => reply,
+            Ok(CallResult::Timeout) => Err(CallError::Timeout),
+            Ok(CallResult::SenderError) => Err(CallError::Unavailable(
+                "the entity stopped while handling the command".into(),
+            )),
+            Err(e) => {
+                live.pending.fetch_sub(1, Ordering::AcqRel);
+                Err(CallError::Unavailable(e.to_string()))
+            }
+        }
     }
 
     /// Called by an idle actor: retires its slot if no command is queued for
@@ -184,7 +289,12 @@ impl<E: Entity> Actor for Supervisor<E> {
             .is_some_and(|l| l.actor.get_id() == cell.get_id());
         if is_current && !g.retired {
             g.live = None;
-            match shared.spawn(&id, &slot).await {
+            // Restarted only while this node still serves its shard.
+            let spawned = match shared.fence(&id) {
+                Ok(fence) => shared.spawn(&id, &slot, fence).await,
+                Err(e) => Err(e),
+            };
+            match spawned {
                 Ok(live) => g.live = Some(live),
                 Err(e) => {
                     tracing::error!(kind = E::KIND, %id, error = %e, "restart failed; next call retries")
@@ -224,71 +334,92 @@ impl<E: Entity> Registry<E> {
         )
         .await?;
         let _ = shared.supervisor.set(supervisor.get_cell());
-        Ok(Registry { shared, supervisor })
-    }
-
-    /// The live actor of `id`, spawned and recovered if needed, with its
-    /// pending count already raised for the command about to be sent.
-    async fn live(&self, id: &str) -> Result<Live<E>, CallError<E::Rejection>> {
-        loop {
-            let slot = match self.shared.slots.get(id) {
-                Some(s) => s.clone(),
-                None => {
-                    if self.shared.slots.len() >= self.shared.rt.max_live {
-                        return Err(CallError::Overloaded(format!(
-                            "too many live {} entities",
-                            E::KIND
-                        )));
-                    }
-                    self.shared.slots.entry(id.to_owned()).or_default().clone()
-                }
-            };
-            let mut g = slot.state.lock().await;
-            if g.retired {
-                continue;
-            }
-            if g.live.is_none() {
-                g.live = Some(self.shared.spawn(id, &slot).await?);
-            }
-            let live = g.live.clone().expect("just ensured");
-            if live.pending.fetch_add(1, Ordering::AcqRel) >= self.shared.rt.max_pending {
-                live.pending.fetch_sub(1, Ordering::AcqRel);
-                return Err(CallError::Overloaded(format!(
-                    "{} {id} has too many commands waiting",
-                    E::KIND
-                )));
-            }
-            return Ok(live);
+        if let Some(cluster) = &shared.rt.cluster {
+            let hosted = Arc::new(Hosted(Arc::downgrade(&shared)));
+            cluster.register(E::KIND, hosted.clone(), hosted);
         }
+        Ok(Registry { shared, supervisor })
     }
 
     /// Sends one command to entity `id` and waits (bounded by the call
     /// timeout) for its reply, which comes only after its events are durable.
+    ///
+    /// In cluster mode the command goes to the node holding the entity's
+    /// shard: here, the local actor; elsewhere, forwarded (`cluster::wire`).
+    /// While nobody holds the shard (a handoff, a failover) or its holder
+    /// answers "moved", it is retried with bounded back-off until the call
+    /// timeout; a forwarded command whose reply is lost is `Timeout` (its
+    /// outcome is unknown, and a client retries with its idempotency key).
     pub async fn call(&self, id: &str, cmd: E::Command) -> Reply<E> {
-        let live = self.live(id).await?;
-        match live
-            .actor
-            .call(
-                |port| EntityMsg::Command(cmd, port),
-                Some(self.shared.rt.call_timeout),
-            )
-            .await
-        {
-            Ok(CallResult::Success(reply)) => reply,
-            Ok(CallResult::Timeout) => Err(CallError::Timeout),
-            Ok(CallResult::SenderError) => Err(CallError::Unavailable(
-                "the entity stopped while handling the command".into(),
-            )),
-            Err(e) => {
-                live.pending.fetch_sub(1, Ordering::AcqRel);
-                Err(CallError::Unavailable(e.to_string()))
+        let Some(cluster) = self.shared.rt.cluster.clone() else {
+            let live = self.shared.live(id, None).await?;
+            return self.shared.send(live, cmd).await;
+        };
+        let stream = stream_id::<E>(id);
+        let deadline = Instant::now() + self.shared.rt.call_timeout;
+        let mut backoff = Duration::from_millis(5);
+        // Kept encoded: a command refused because the shard moved (nothing
+        // written) is sent again, here or to the new owner.
+        let body = rmp_serde::to_vec(&cmd)
+            .map_err(|e| CallError::Unavailable(format!("command not encodable: {e}")))?;
+        let mut cmd = Some(cmd);
+        let mut last = String::from("no node holds its shard");
+        loop {
+            match cluster.route(&stream) {
+                Route::Local(fence) => match self.shared.live(id, Some(fence)).await {
+                    Ok(live) => {
+                        let c = match cmd.take() {
+                            Some(c) => c,
+                            None => rmp_serde::from_slice(&body).map_err(|e| {
+                                CallError::Unavailable(format!("command not decodable: {e}"))
+                            })?,
+                        };
+                        match self.shared.send(live, c).await {
+                            Err(CallError::Moved(why)) => last = why,
+                            other => return other,
+                        }
+                    }
+                    Err(CallError::Moved(why)) => last = why,
+                    Err(e) => return Err(e),
+                },
+                Route::Remote(addr) => {
+                    let budget = deadline.saturating_duration_since(Instant::now());
+                    let bytes = body.clone();
+                    self.shared
+                        .rt
+                        .metrics
+                        .forwarded
+                        .get_or_create(&KindLabels { kind: E::KIND })
+                        .inc();
+                    match cluster
+                        .peers()
+                        .call(&addr, E::KIND, id, bytes, budget)
+                        .await
+                    {
+                        Ok(Outcome::Moved) => last = format!("{addr} no longer serves it"),
+                        Err(SendError::NotSent(why)) => last = why,
+                        Ok(outcome) => return reply_of::<E>(outcome),
+                        Err(SendError::Lost(_)) => return Err(CallError::Timeout),
+                    }
+                }
+                Route::Unknown => {}
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CallError::Unavailable(format!(
+                    "{} {id}: {last}; retry shortly",
+                    E::KIND
+                )));
+            }
+            tokio::time::sleep(backoff.min(left)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 
     /// The live sequence number and state of `id` (spawning it if needed).
+    /// Local only: in cluster mode, `Moved` unless this node serves it.
     pub async fn inspect(&self, id: &str) -> Result<(Seq, E::State), CallError<E::Rejection>> {
-        let live = self.live(id).await?;
+        let live = self.shared.live(id, self.shared.fence(id)?).await?;
         let out = live
             .actor
             .call(EntityMsg::Inspect, Some(self.shared.rt.call_timeout))
@@ -333,5 +464,129 @@ impl<E: Entity> Registry<E> {
             .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
             .await;
         self.shared.slots.clear();
+    }
+}
+
+/// The reply of a forwarded command, as the caller's registry returns it.
+fn reply_of<E: Entity>(outcome: Outcome) -> Reply<E> {
+    match outcome {
+        Outcome::Done(bytes) => {
+            match rmp_serde::from_slice::<Result<E::Reply, E::Rejection>>(&bytes) {
+                Ok(answer) => answer.map_err(CallError::Rejected),
+                Err(e) => Err(CallError::Storage(StoreError::Backend(format!(
+                    "a forwarded {} reply could not be decoded: {e}",
+                    E::KIND
+                )))),
+            }
+        }
+        Outcome::Moved => Err(CallError::Moved("moved".into())),
+        Outcome::Busy(m) => Err(CallError::Overloaded(m)),
+        Outcome::Timeout => Err(CallError::Timeout),
+        Outcome::Failed {
+            transient: true,
+            message,
+        } => Err(CallError::Unavailable(message)),
+        Outcome::Failed { message, .. } => Err(CallError::Storage(StoreError::Backend(message))),
+    }
+}
+
+/// A registry as the cluster sees it: actors to evict by shard, and the
+/// server side of forwarded commands. Weak, so the cluster does not keep
+/// a stopped app's registries alive.
+struct Hosted<E: Entity>(Weak<RegistryShared<E>>);
+
+#[async_trait::async_trait]
+impl<E: Entity> ShardHost for Hosted<E> {
+    async fn evict(&self, shards: &HashSet<u32>) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let Some(n) = shared.rt.cluster.as_ref().map(|c| c.shards()) else {
+            return;
+        };
+        let doomed: Vec<(String, Arc<Slot<E>>)> = shared
+            .slots
+            .iter()
+            .filter(|e| shards.contains(&shard_of(&stream_id::<E>(e.key()), n)))
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        let stops = doomed.into_iter().map(|(id, slot)| {
+            let shared = shared.clone();
+            async move {
+                let mut g = slot.state.lock().await;
+                g.retired = true;
+                let live = g.live.take();
+                drop(g);
+                shared.slots.remove_if(&id, |_, s| Arc::ptr_eq(s, &slot));
+                if let Some(live) = live {
+                    // Commands already queued are handled (the lease still
+                    // holds), then the actor stops; then its appends land.
+                    let _ = live
+                        .actor
+                        .drain_and_wait(Some(shared.rt.call_timeout))
+                        .await;
+                    let until = Instant::now() + shared.rt.call_timeout;
+                    while live.inflight.load(Ordering::Acquire) > 0 && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(stops).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl<E: Entity> RemoteHandler for Hosted<E> {
+    async fn handle(&self, entity: &str, body: &[u8], _budget: Duration) -> Outcome {
+        let Some(shared) = self.0.upgrade() else {
+            return Outcome::Moved;
+        };
+        let fence = match shared.fence(entity) {
+            Ok(f) => f,
+            Err(_) => return Outcome::Moved,
+        };
+        let cmd: E::Command = match rmp_serde::from_slice(body) {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome::Failed {
+                    transient: false,
+                    message: format!("a forwarded {} command could not be decoded: {e}", E::KIND),
+                }
+            }
+        };
+        let live = match shared.live(entity, fence).await {
+            Ok(l) => l,
+            Err(CallError::Moved(_)) => return Outcome::Moved,
+            Err(e) => return outcome_of::<E>(Err(e)),
+        };
+        outcome_of::<E>(shared.send(live, cmd).await)
+    }
+}
+
+/// A local reply as a forwarded command's outcome.
+fn outcome_of<E: Entity>(reply: Reply<E>) -> Outcome {
+    let done = |answer: Result<E::Reply, E::Rejection>| match rmp_serde::to_vec(&answer) {
+        Ok(bytes) => Outcome::Done(bytes),
+        Err(e) => Outcome::Failed {
+            transient: false,
+            message: format!("a {} reply could not be encoded: {e}", E::KIND),
+        },
+    };
+    match reply {
+        Ok(r) => done(Ok(r)),
+        Err(CallError::Rejected(r)) => done(Err(r)),
+        Err(CallError::Timeout) => Outcome::Timeout,
+        Err(CallError::Moved(_)) => Outcome::Moved,
+        Err(CallError::Overloaded(m)) => Outcome::Busy(m),
+        Err(CallError::Unavailable(m)) => Outcome::Failed {
+            transient: true,
+            message: m,
+        },
+        Err(CallError::Storage(StoreError::Fenced { .. })) => Outcome::Moved,
+        Err(CallError::Storage(e)) => Outcome::Failed {
+            transient: matches!(e, StoreError::Unavailable(_) | StoreError::Closed),
+            message: e.to_string(),
+        },
     }
 }

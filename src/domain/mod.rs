@@ -41,6 +41,87 @@ pub enum DomainError {
     Unprocessable { code: &'static str, message: String },
 }
 
+/// `DomainError` as it crosses between nodes (a forwarded command's
+/// rejection): the same variants with owned text.
+#[derive(Serialize, Deserialize)]
+enum WireDomainError {
+    Invalid { field: String, message: String },
+    NotFound(String),
+    Forbidden(String),
+    Conflict { code: String, message: String },
+    Unauthorized(String),
+    Unprocessable { code: String, message: String },
+}
+
+/// The program's own static string equal to `s`: codes, field names and
+/// entity names are a fixed set in the code, so each is leaked once; past
+/// `MAX_INTERNED` distinct strings (a peer sending nonsense) it is
+/// "unknown".
+fn intern(s: String) -> &'static str {
+    const MAX_INTERNED: usize = 4096;
+    static INTERNED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashSet<&'static str>>,
+    > = std::sync::OnceLock::new();
+    let mut set = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .expect("interned");
+    if let Some(known) = set.get(s.as_str()) {
+        return known;
+    }
+    if set.len() >= MAX_INTERNED {
+        return "unknown";
+    }
+    let leaked: &'static str = Box::leak(s.into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+impl Serialize for DomainError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let wire = match self.clone() {
+            DomainError::Invalid { field, message } => WireDomainError::Invalid {
+                field: field.into(),
+                message,
+            },
+            DomainError::NotFound(what) => WireDomainError::NotFound(what.into()),
+            DomainError::Forbidden(m) => WireDomainError::Forbidden(m),
+            DomainError::Conflict { code, message } => WireDomainError::Conflict {
+                code: code.into(),
+                message,
+            },
+            DomainError::Unauthorized(m) => WireDomainError::Unauthorized(m),
+            DomainError::Unprocessable { code, message } => WireDomainError::Unprocessable {
+                code: code.into(),
+                message,
+            },
+        };
+        wire.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DomainError {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match WireDomainError::deserialize(deserializer)? {
+            WireDomainError::Invalid { field, message } => DomainError::Invalid {
+                field: intern(field),
+                message,
+            },
+            WireDomainError::NotFound(what) => DomainError::NotFound(intern(what)),
+            WireDomainError::Forbidden(m) => DomainError::Forbidden(m),
+            WireDomainError::Conflict { code, message } => DomainError::Conflict {
+                code: intern(code),
+                message,
+            },
+            WireDomainError::Unauthorized(m) => DomainError::Unauthorized(m),
+            WireDomainError::Unprocessable { code, message } => DomainError::Unprocessable {
+                code: intern(code),
+                message,
+            },
+        })
+    }
+}
+
 /// An `Idempotency-Key` and the request it was first sent with: a retry
 /// of the same request answers the first result; the same key with another
 /// request is refused (`idempotency_key_reused`), as Stripe does.
@@ -223,6 +304,30 @@ pub fn check_currency(code: &str) -> Result<String, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejection_crosses_between_nodes_unchanged() {
+        for e in [
+            DomainError::Invalid {
+                field: "quantity",
+                message: "too many".into(),
+            },
+            DomainError::NotFound("order"),
+            DomainError::Conflict {
+                code: "sold_out",
+                message: "gone".into(),
+            },
+            DomainError::Unprocessable {
+                code: "idempotency_key_reused",
+                message: "x".into(),
+            },
+            DomainError::Forbidden("no".into()),
+            DomainError::Unauthorized("who".into()),
+        ] {
+            let bytes = rmp_serde::to_vec(&e).unwrap();
+            assert_eq!(rmp_serde::from_slice::<DomainError>(&bytes).unwrap(), e);
+        }
+    }
 
     #[test]
     fn points_are_range_checked() {

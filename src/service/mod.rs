@@ -73,7 +73,7 @@ impl From<CallError<DomainError>> for ServiceError {
             CallError::Rejected(d) => ServiceError::Domain(d),
             CallError::Timeout => ServiceError::Timeout,
             CallError::Overloaded(m) => ServiceError::Busy(m),
-            CallError::Unavailable(m) => ServiceError::Unavailable(m),
+            CallError::Unavailable(m) | CallError::Moved(m) => ServiceError::Unavailable(m),
             CallError::Storage(s) => ServiceError::Storage(s),
         }
     }

@@ -110,6 +110,7 @@ async fn harness_with(idle: Duration, snapshot_every: u64, max_pending: usize) -
         max_pending,
         bus: Arc::new(surge::live::Bus::new(64)),
         instance: uuid::Uuid::new_v4().simple().to_string(),
+        cluster: None,
     };
     let counters = Registry::start(rt).await.unwrap();
     Harness {

@@ -119,6 +119,25 @@ impl TestApp {
         self.base.rsplit(':').next().unwrap().parse().unwrap()
     }
 
+    /// A client of `base` — a load balancer in front of several apps — as a
+    /// `TestApp` (sharing this app's state handle; it cannot be stopped).
+    /// Every request opens a new connection, so a balancer that picks a
+    /// node per connection spreads the requests.
+    pub fn behind(&self, base: String) -> TestApp {
+        TestApp {
+            base,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
+            dir: None,
+            stop: None,
+            handle: None,
+            guard: None,
+            state: self.state.clone(),
+        }
+    }
+
     /// Graceful stop; returns the data dir for a restart.
     pub async fn stop(mut self) -> TempDir {
         let _ = self.stop.take().expect("running").send(());

@@ -93,6 +93,7 @@ mod http_edge;
 mod journal;
 pub(crate) mod lifecycle;
 mod mail;
+mod nodes;
 mod payos;
 mod postgres;
 mod scylla;

@@ -1,0 +1,239 @@
+//! Cluster mode in one test process: several complete nodes (each an
+//! `Application` as `surge serve` builds it) on one PostgreSQL, behind a
+//! round-robin TCP balancer, so consecutive requests land on different
+//! nodes and most commands are forwarded to their entity's owner.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use surge::config::Settings;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::*;
+use crate::postgres::Pg;
+
+pub(crate) const SHARDS: u32 = 32;
+
+/// Settings of node `name` of a cluster on `pg`: short leases so a test
+/// sees failover within seconds.
+pub(crate) fn node(pg: &Pg, name: &str, s: &mut Settings) {
+    pg.apply(s);
+    s.cluster = true;
+    s.node_id = Some(name.into());
+    s.cluster_addr = "127.0.0.1:0".into();
+    s.shards = SHARDS;
+    s.lease_ttl_ms = 2_000;
+    s.lease_renew_ms = 200;
+}
+
+/// A round-robin TCP balancer: each accepted connection goes to the next
+/// backend port (the list can change while it runs).
+pub(crate) struct Balancer {
+    pub port: u16,
+    /// The ports connections are spread over; a test may change them.
+    #[allow(dead_code)]
+    pub backends: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Balancer {
+    pub(crate) async fn start(backends: Vec<u16>) -> Balancer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let backends = Arc::new(Mutex::new(backends));
+        let list = backends.clone();
+        tokio::spawn(async move {
+            let mut next = 0usize;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = {
+                    let l = list.lock().unwrap();
+                    next += 1;
+                    l[next % l.len()]
+                };
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Balancer { port, backends }
+    }
+}
+
+/// Shards each node holds, by its `/metrics`.
+pub(crate) async fn held(nodes: &[&TestApp]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for n in nodes {
+        out.push(n.metric("surge_cluster_shards_held").await as u32);
+    }
+    out
+}
+
+/// Waits (bounded) until every node holds some shards and all are held.
+pub(crate) async fn wait_spread(nodes: &[&TestApp]) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let h = held(nodes).await;
+        if h.iter().all(|n| *n > 0) && h.iter().sum::<u32>() == SHARDS {
+            return h;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "shards never spread over the nodes: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Three nodes on a fresh schema, their shards spread, and a client
+/// behind a balancer over all three.
+pub(crate) async fn three_nodes(tweak: fn(&mut Settings)) -> (Pg, Vec<TestApp>, TestApp) {
+    let pg = Pg::new();
+    pg.migrate().await;
+    let mut apps = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        apps.push(
+            spawn_app_with(|s| {
+                tweak(s);
+                node(&pg, name, s);
+            })
+            .await,
+        );
+    }
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    wait_spread(&refs).await;
+    let lb = Balancer::start(apps.iter().map(TestApp::port).collect()).await;
+    let front = apps[0].behind(format!("http://127.0.0.1:{}", lb.port));
+    (pg, apps, front)
+}
+
+async fn forwarded(nodes: &[TestApp]) -> f64 {
+    let mut total = 0.0;
+    for n in nodes {
+        let text = n.metrics_text().await;
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("surge_forwarded_commands_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
+}
+
+/// The commerce flows through three nodes, every request on the next node:
+/// each entity is served by its shard's owner, whoever took the request.
+#[tokio::test]
+async fn three_nodes_serve_every_entity_from_any_node() {
+    let (pg, apps, front) = three_nodes(crate::commerce::fast).await;
+    // Registered on one node, logged in on another, read on a third.
+    let email = format!("c-{}@example.com", uuid::Uuid::new_v4().simple());
+    apps[0].register(&email, "customer").await;
+    let session = apps[1].login(&email).await;
+    let (status, profile) = apps[2]
+        .get("/api/v1/users/profile", Some(&session.access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["email"], email.as_str());
+
+    crate::commerce::no_overselling_and_no_coupon_overuse_under_concurrency_on(
+        apps[0].behind(front.base.clone()),
+    )
+    .await;
+    assert!(forwarded(&apps).await > 0.0, "nothing was forwarded");
+    // Every event was appended under a shard lease, and along each stream
+    // the epochs never go down.
+    let client = pg.client().await;
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE epoch = 0), count(*) FROM {s}.journal",
+                s = pg.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (unfenced, all): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(unfenced, 0, "of {all} events");
+    assert!(all > 100);
+    let backwards: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM (SELECT epoch < lag(epoch) OVER (PARTITION BY stream ORDER BY seq) AS back FROM {s}.journal) t WHERE back",
+                s = pg.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(backwards, 0);
+}
+
+/// A node stopping gracefully hands its shards over at once (no lease has
+/// to expire), and the survivors serve its entities, state intact.
+#[tokio::test]
+async fn a_draining_node_hands_its_shards_over_and_nothing_is_lost() {
+    let (_pg, mut apps, front) = three_nodes(crate::commerce::fast).await;
+    let c = front.user("customer").await;
+    let (_, _, pid) = shop_with_product(&front, 10_000, 50).await;
+    for _ in 0..6 {
+        let (status, body) = front
+            .post(
+                "/api/v1/cart/items",
+                Some(&c.access),
+                json!({"product_id": pid, "quantity": 1}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let leaving = apps.remove(2);
+    let started = Instant::now();
+    leaving.stop().await;
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    // The two survivors hold everything well before a lease TTL would pass
+    // for all of them (handover, not expiry).
+    loop {
+        let h = held(&refs).await;
+        if h.iter().sum::<u32>() == SHARDS {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "shards not taken over: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for app in &apps {
+        let (status, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+        assert_eq!(status, StatusCode::OK, "{cart}");
+        assert_eq!(cart["items"][0]["quantity"], 6, "{cart}");
+    }
+}
+
+/// Nodes that disagree with the cluster refuse to start, clearly.
+#[tokio::test]
+async fn a_node_with_another_shard_count_or_the_embedded_store_refuses_to_start() {
+    let pg = Pg::new();
+    pg.migrate().await;
+    let first = spawn_app_with(|s| node(&pg, "n1", s)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = test_settings(dir.path().to_owned());
+    node(&pg, "n2", &mut s);
+    s.shards = SHARDS * 2;
+    let err = surge::app::Application::build(s)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("fixed for the cluster's life"),
+        "{err}"
+    );
+
+    let toml = format!("cluster = true\nnode_id = \"n3\"\njwt_secret = \"{TEST_SECRET}\"\n");
+    let err = Settings::from_toml(&toml).unwrap_err();
+    assert!(err.to_string().contains("store = postgres"), "{err}");
+    drop(first);
+}
