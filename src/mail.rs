@@ -33,6 +33,14 @@ use crate::store::{codec, IndexOp, Store, StoreError};
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Mails sent per worker round.
 const ROUND: usize = 64;
+/// Pages of due rows one round reads at most (cluster mode skips other
+/// nodes' mails).
+const MAX_PAGES: usize = 16;
+
+/// The stream whose shard's owner sends mail `id` (cluster mode).
+pub fn mail_stream(id: &str) -> String {
+    format!("mail:{id}")
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutMail {
@@ -114,6 +122,8 @@ pub struct Mailer {
     from: Mailbox,
     store: Arc<dyn Store>,
     wake: Notify,
+    /// Cluster mode: a mail is sent by the owner of `mail:{id}`'s shard.
+    duty: crate::cluster::Duty,
 }
 
 fn backoff(attempts: u32) -> chrono::Duration {
@@ -121,7 +131,11 @@ fn backoff(attempts: u32) -> chrono::Duration {
 }
 
 impl Mailer {
-    pub fn new(cfg: &MailConfig, store: Arc<dyn Store>) -> Result<Self, String> {
+    pub fn new(
+        cfg: &MailConfig,
+        store: Arc<dyn Store>,
+        duty: crate::cluster::Duty,
+    ) -> Result<Self, String> {
         let from: Mailbox = cfg
             .from
             .parse()
@@ -144,6 +158,7 @@ impl Mailer {
             from,
             store,
             wake: Notify::new(),
+            duty,
         })
     }
 
@@ -184,14 +199,33 @@ impl Mailer {
         // What the round's sends change in the outbox, written at once: one
         // commit per round, not one per mail.
         let mut ops = Vec::new();
-        for (key, value) in self.store.scan(OUTBOX, "", None, ROUND).await? {
-            let due = key
-                .split_once('|')
-                .and_then(|(ms, _)| ms.parse::<i64>().ok())
-                .unwrap_or(0);
-            if due > now.timestamp_millis() {
+        // In cluster mode the due rows of other nodes' mails are skipped:
+        // a few pages are read to find a round's worth of this node's.
+        let mut after: Option<String> = None;
+        let mut rows = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = self.store.scan(OUTBOX, "", after.as_deref(), ROUND).await?;
+            let last = page.len() < ROUND;
+            after = page.last().map(|(k, _)| k.clone());
+            let mut past_due = false;
+            for (key, value) in page {
+                let (due, id) = key
+                    .split_once('|')
+                    .map(|(ms, id)| (ms.parse::<i64>().unwrap_or(0), id))
+                    .unwrap_or((0, ""));
+                if due > now.timestamp_millis() {
+                    past_due = true;
+                    break;
+                }
+                if self.duty.mine(&mail_stream(id)) && rows.len() < ROUND {
+                    rows.push((key, value));
+                }
+            }
+            if last || past_due || rows.len() >= ROUND {
                 break;
             }
+        }
+        for (key, value) in rows {
             handled += 1;
             let done = IndexOp::Delete {
                 table: OUTBOX,

@@ -121,6 +121,34 @@ struct View {
     held: HashMap<u32, Held>,
 }
 
+/// Which node runs the background work that belongs to an entity (its
+/// timers, its queue work, a mail): the owner of its shard, so each runs
+/// on one node, and after a handoff on the new owner. On a single node,
+/// this node.
+#[derive(Clone, Default)]
+pub struct Duty(Option<Arc<Cluster>>);
+
+impl Duty {
+    pub fn new(cluster: Option<Arc<Cluster>>) -> Duty {
+        Duty(cluster)
+    }
+
+    /// Whether this node runs the work of `stream`.
+    pub fn mine(&self, stream: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|c| matches!(c.route(stream), Route::Local(_)))
+    }
+
+    /// Whether this node runs the cluster-wide chores (expiring old
+    /// tracks): the holder of shard 0.
+    pub fn chores(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|c| matches!(c.route_shard(0), Route::Local(_)))
+    }
+}
+
 /// A cluster status report (`surge cluster status`, `/metrics`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {

@@ -207,11 +207,7 @@ impl Peers {
     }
 
     async fn conn(&self, addr: &str) -> Result<Arc<Conn>, SendError> {
-        let cell = self
-            .conns
-            .entry(addr.to_owned())
-            .or_default()
-            .clone();
+        let cell = self.conns.entry(addr.to_owned()).or_default().clone();
         let mut slot = cell.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.out.is_closed()) {
             return Ok(c.clone());

@@ -9,6 +9,7 @@ use super::queue_work::QueueWork;
 use crate::actors::cart::CartEntity;
 use crate::actors::cart::{CartCommand, CartItem, PlannedOrder};
 use crate::actors::coupon::CouponEntity;
+use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::queue::QueueEntity;
@@ -47,6 +48,8 @@ pub struct Fulfilment {
     pub(super) throttles: Arc<crate::auth::Throttles>,
     pub(super) dispatch: Dispatch,
     pub(super) queue_work: Arc<QueueWork>,
+    /// Cluster mode: a timer runs on the owner of its order (or cart).
+    pub(super) duty: crate::cluster::Duty,
 }
 
 impl Fulfilment {
@@ -303,6 +306,48 @@ impl Fulfilment {
 
     /// Runs due order actions every `interval` until `shutdown` flips. An
     /// order whose action fails is retried after a back-off.
+    /// Due timers, oldest first, with the stream whose owner runs each
+    /// (`order:{id}`, or `cart:{user}` for an open checkout): up to 256,
+    /// reading at most 16 pages to get past other nodes' timers.
+    async fn due_timers(
+        &self,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, crate::store::StoreError> {
+        const WANT: usize = 256;
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..16 {
+            let page = self
+                .store
+                .scan(TIMERS_TABLE, "", after.as_deref(), WANT)
+                .await?;
+            let last = page.len() < WANT;
+            after = page.last().map(|(k, _)| k.clone());
+            for (key, _) in page {
+                let Some((due_ms, id)) = timer_order(&key) else {
+                    continue;
+                };
+                if due_ms > now.timestamp_millis() {
+                    return Ok(out);
+                }
+                let stream = match id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
+                    Some(user) => stream_id::<CartEntity>(user),
+                    None => stream_id::<OrderEntity>(id),
+                };
+                if self.duty.mine(&stream) {
+                    out.push((id.to_owned(), stream));
+                    if out.len() >= WANT {
+                        return Ok(out);
+                    }
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn run_scheduler(
         self: std::sync::Arc<Self>,
         interval: Duration,
@@ -319,24 +364,21 @@ impl Fulfilment {
             let now = Utc::now();
             backoff.retain(|_, until| *until > now);
             self.throttles.sweep();
-            if let Err(e) = self.dispatch.expire_tracks(4096).await {
-                tracing::warn!(error = %e, "track expiry failed");
+            if self.duty.chores() {
+                if let Err(e) = self.dispatch.expire_tracks(4096).await {
+                    tracing::warn!(error = %e, "track expiry failed");
+                }
             }
-            let rows = match self.store.scan(TIMERS_TABLE, "", None, 256).await {
+            let due = match self.due_timers(now).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "timer scan failed");
                     continue;
                 }
             };
-            for (key, _) in rows {
-                let Some((due_ms, order_id)) = timer_order(&key) else {
-                    continue;
-                };
-                if due_ms > now.timestamp_millis() {
-                    break;
-                }
-                if backoff.contains_key(order_id) {
+            for (order_id, stream) in due {
+                let order_id = order_id.as_str();
+                if backoff.contains_key(order_id) || !self.duty.mine(&stream) {
                     continue;
                 }
                 let done = match order_id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {

@@ -222,10 +222,12 @@ impl Services {
         } = cfg;
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
         let e = Entities::start(&rt).await.map_err(spawn)?;
+        let duty = crate::cluster::Duty::new(rt.cluster.clone());
         let store = rt.store.clone();
         let bus = rt.bus.clone();
         let mailer = Arc::new(
-            crate::mail::Mailer::new(&mail, store.clone()).map_err(ServiceError::Unavailable)?,
+            crate::mail::Mailer::new(&mail, store.clone(), duty.clone())
+                .map_err(ServiceError::Unavailable)?,
         );
         let sandbox = Arc::new(Sandbox::new(
             Registry::start(rt.clone()).await.map_err(spawn)?,
@@ -274,6 +276,7 @@ impl Services {
             providers: providers.clone(),
             kick: tokio::sync::Notify::new(),
             notifications: notifications.clone(),
+            duty: duty.clone(),
         });
         let dispatch = dispatch::Dispatch {
             tracker: Arc::new(fleet::Tracker::new(tracking)),
@@ -295,6 +298,7 @@ impl Services {
             throttles: throttles.clone(),
             dispatch: dispatch.clone(),
             queue_work: queue_work.clone(),
+            duty: duty.clone(),
         });
         let orders = orders::Orders {
             orders: e.orders.clone(),

@@ -81,6 +81,8 @@ pub struct QueueWork {
     /// Wakes the worker (claims just decided).
     pub(super) kick: tokio::sync::Notify,
     pub(super) notifications: Notifications,
+    /// Cluster mode: a queue's work runs on the owner of its shard.
+    pub(super) duty: crate::cluster::Duty,
 }
 
 impl QueueWork {
@@ -333,6 +335,42 @@ impl QueueWork {
 
     /// Runs the work of queues that owe some (after a restart, or when a
     /// kick was missed).
+    /// Queues that owe work and whose shard this node holds: up to 64,
+    /// reading at most 16 pages to get past other nodes' queues.
+    async fn queues_owing_work(&self) -> Result<Vec<String>, crate::store::StoreError> {
+        const WANT: usize = 64;
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..16 {
+            let page = self
+                .store
+                .scan(
+                    crate::actors::queue::QUEUE_TIMERS,
+                    "",
+                    after.as_deref(),
+                    WANT,
+                )
+                .await?;
+            let last = page.len() < WANT;
+            after = page.last().map(|(k, _)| k.clone());
+            for (key, _) in page {
+                let Some((_, queue_id)) = key.split_once('|') else {
+                    continue;
+                };
+                if self.duty.mine(&stream_id::<QueueEntity>(queue_id)) {
+                    out.push(queue_id.to_owned());
+                    if out.len() >= WANT {
+                        return Ok(out);
+                    }
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn run_queue_work(
         self: Arc<Self>,
         interval: Duration,
@@ -344,21 +382,15 @@ impl QueueWork {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.wait_for(|d| *d) => return,
             }
-            let rows = match self
-                .store
-                .scan(crate::actors::queue::QUEUE_TIMERS, "", None, 64)
-                .await
-            {
-                Ok(rows) => rows,
+            let queues = match self.queues_owing_work().await {
+                Ok(q) => q,
                 Err(e) => {
                     tracing::warn!(error = %e, "queue timer scan failed");
                     continue;
                 }
             };
-            for (key, _) in rows {
-                let Some((_, queue_id)) = key.split_once('|') else {
-                    continue;
-                };
+            for queue_id in queues {
+                let queue_id = queue_id.as_str();
                 if let Err(e) = self.advance_queue(queue_id).await {
                     tracing::warn!(queue = %queue_id, error = %e, "queue work failed; retrying");
                 }

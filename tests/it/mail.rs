@@ -395,6 +395,7 @@ async fn a_round_of_mails_is_one_durable_write() {
             dir: dir.path().join("mail"),
         },
         store.clone(),
+        surge::cluster::Duty::default(),
     )
     .unwrap();
     let before = metrics.journal_commits.get();

@@ -237,3 +237,67 @@ async fn a_node_with_another_shard_count_or_the_embedded_store_refuses_to_start(
     assert!(err.to_string().contains("store = postgres"), "{err}");
     drop(first);
 }
+
+/// Background work runs on one node: each welcome mail of thirty
+/// registrations made through the balancer is sent once, by the node that
+/// holds its shard (not the node that took the registration).
+#[tokio::test]
+async fn each_mail_is_sent_once_by_the_node_owning_it() {
+    let (pg, apps, front) = three_nodes(|_| {}).await;
+    for i in 0..30 {
+        front
+            .register(
+                &format!("w{i}-{}@example.com", uuid::Uuid::new_v4().simple()),
+                "customer",
+            )
+            .await;
+    }
+    let files = |app: &TestApp| -> Vec<String> {
+        std::fs::read_dir(app.data_dir().join("mail")).map_or(Vec::new(), |d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+    };
+    let start = Instant::now();
+    while apps.iter().map(|a| files(a).len()).sum::<usize>() < 30 {
+        assert!(start.elapsed() < Duration::from_secs(20), "mails not sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few more outbox rounds (every 500 ms): nothing is sent twice.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let owners: Vec<Option<String>> = pg
+        .client()
+        .await
+        .query(
+            &format!(
+                "SELECT owner FROM {}.shard_leases ORDER BY shard",
+                pg.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut sent = 0;
+    for (i, app) in apps.iter().enumerate() {
+        for mail in files(app) {
+            let user = mail
+                .split("<welcome.")
+                .nth(1)
+                .and_then(|r| r.split('@').next())
+                .expect("a welcome mail's Message-ID");
+            let stream = surge::mail::mail_stream(&format!("welcome:{user}"));
+            let shard = surge::cluster::shard_of(&stream, SHARDS) as usize;
+            assert_eq!(
+                owners[shard].as_deref(),
+                Some(format!("n{}", i + 1).as_str()),
+                "mail of {user} sent by n{}",
+                i + 1
+            );
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 30);
+}
