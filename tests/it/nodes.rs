@@ -71,17 +71,39 @@ pub(crate) async fn held(nodes: &[&TestApp]) -> Vec<u32> {
     out
 }
 
-/// Waits (bounded) until every node holds some shards and all are held.
-pub(crate) async fn wait_spread(nodes: &[&TestApp]) -> Vec<u32> {
+/// Each shard's holder, from the store (`None`: free or expired).
+pub(crate) async fn holders(pg: &Pg) -> Vec<Option<String>> {
+    pg.client()
+        .await
+        .query(
+            &format!(
+                "SELECT CASE WHEN expires_at > now() THEN owner END FROM {}.shard_leases ORDER BY shard",
+                pg.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Waits (bounded) until placement has settled on `names`: every shard is
+/// held by the node rendezvous hashing gives it, so nothing moves any more.
+pub(crate) async fn wait_placed(pg: &Pg, names: &[&str]) {
+    let want: Vec<Option<String>> = (0..SHARDS)
+        .map(|s| surge::cluster::owner_of(s, names).map(str::to_owned))
+        .collect();
     let start = Instant::now();
     loop {
-        let h = held(nodes).await;
-        if h.iter().all(|n| *n > 0) && h.iter().sum::<u32>() == SHARDS {
-            return h;
+        let have = holders(pg).await;
+        if have == want {
+            return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "shards never spread over the nodes: {h:?}"
+            "placement never settled on {names:?}: {have:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -102,8 +124,7 @@ pub(crate) async fn three_nodes(tweak: fn(&mut Settings)) -> (Pg, Vec<TestApp>, 
             .await,
         );
     }
-    let refs: Vec<&TestApp> = apps.iter().collect();
-    wait_spread(&refs).await;
+    wait_placed(&pg, &["n1", "n2", "n3"]).await;
     let lb = Balancer::start(apps.iter().map(TestApp::port).collect()).await;
     let front = apps[0].behind(format!("http://127.0.0.1:{}", lb.port));
     (pg, apps, front)
@@ -127,6 +148,22 @@ async fn forwarded(nodes: &[TestApp]) -> f64 {
 #[tokio::test]
 async fn three_nodes_serve_every_entity_from_any_node() {
     let (pg, apps, front) = three_nodes(crate::commerce::fast).await;
+    // Each node reports the shards placement gives it.
+    let names = ["n1", "n2", "n3"];
+    let placed: Vec<u32> = names
+        .iter()
+        .map(|n| {
+            (0..SHARDS)
+                .filter(|s| surge::cluster::owner_of(*s, &names) == Some(*n))
+                .count() as u32
+        })
+        .collect();
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    let start = Instant::now();
+    while held(&refs).await != placed {
+        assert!(start.elapsed() < Duration::from_secs(5), "{placed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Registered on one node, logged in on another, read on a third.
     let email = format!("c-{}@example.com", uuid::Uuid::new_v4().simple());
     apps[0].register(&email, "customer").await;
@@ -176,7 +213,7 @@ async fn three_nodes_serve_every_entity_from_any_node() {
 /// to expire), and the survivors serve its entities, state intact.
 #[tokio::test]
 async fn a_draining_node_hands_its_shards_over_and_nothing_is_lost() {
-    let (_pg, mut apps, front) = three_nodes(crate::commerce::fast).await;
+    let (pg, mut apps, front) = three_nodes(crate::commerce::fast).await;
     let c = front.user("customer").await;
     let (_, _, pid) = shop_with_product(&front, 10_000, 50).await;
     for _ in 0..6 {
@@ -192,20 +229,11 @@ async fn a_draining_node_hands_its_shards_over_and_nothing_is_lost() {
     let leaving = apps.remove(2);
     let started = Instant::now();
     leaving.stop().await;
-    let refs: Vec<&TestApp> = apps.iter().collect();
-    // The two survivors hold everything well before a lease TTL would pass
-    // for all of them (handover, not expiry).
-    loop {
-        let h = held(&refs).await;
-        if h.iter().sum::<u32>() == SHARDS {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "shards not taken over: {h:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The two survivors hold everything, placed as rendezvous says, soon
+    // after (handover, not a lease expiry).
+    wait_placed(&pg, &["n1", "n2"]).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     for app in &apps {
         let (status, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
         assert_eq!(status, StatusCode::OK, "{cart}");
