@@ -51,6 +51,8 @@ pub struct Application {
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     /// Cluster mode: this node's membership and its inter-node listener.
     cluster: Option<(Arc<Cluster>, TcpListener, Vec<u8>)>,
+    /// Cluster mode: live events to and from the other nodes.
+    relay: Option<Arc<crate::cluster::relay::RedisRelay>>,
 }
 
 impl Application {
@@ -81,6 +83,21 @@ impl Application {
         };
         let mut rt = runtime(&settings, store.clone(), metrics.clone());
         rt.cluster = cluster.as_ref().map(|(c, _, _)| c.clone());
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let relay = match (&rt.cluster, &settings.redis_url) {
+            (Some(c), Some(url)) => Some(
+                crate::cluster::relay::RedisRelay::start(
+                    url,
+                    c.node(),
+                    &rt.bus,
+                    metrics.clone(),
+                    shutdown.clone(),
+                )
+                .await
+                .map_err(|e| BuildError::Startup(e.to_string()))?,
+            ),
+            _ => None,
+        };
         let listener = listen(&settings.addr, settings.listen_backlog)
             .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
         let local = listener
@@ -109,7 +126,6 @@ impl Application {
                 .await
                 .map_err(|e| BuildError::Startup(format!("bootstrap admin: {e}")))?;
         }
-        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let ws = Arc::new(crate::ws::Gate::new(
             origin_of(&public_url),
             settings.ws_allowed_origins.clone(),
@@ -135,6 +151,7 @@ impl Application {
             settings,
             store,
             cluster,
+            relay,
         })
     }
 
@@ -207,10 +224,17 @@ impl Application {
             // Actors of every shard stopped, appends flushed, leases
             // released: the other nodes take the shards over at once.
             cluster.drain().await;
+            // Other nodes learn the new owners at their next round; until
+            // then what they forward here is answered "moved" (not run),
+            // not cut off with an unknown outcome.
+            tokio::time::sleep(2 * cluster.renew_every()).await;
             peers_stop.send_replace(true);
             let _ = peers.await;
         }
         self.state.services.shutdown().await;
+        if let Some(relay) = &self.relay {
+            relay.close().await;
+        }
         self.store.close().await;
         tracing::info!("shutdown complete: journal flushed");
     }

@@ -226,6 +226,9 @@ pub struct Settings {
     /// How often leases are renewed and placement reconsidered; 0: a third
     /// of `lease_ttl_ms`.
     pub lease_renew_ms: u64,
+    /// Redis (`redis://host:6379`, `rediss://` for TLS) carrying live
+    /// events between nodes; required in cluster mode.
+    pub redis_url: Option<String>,
 }
 
 /// The storage backend.
@@ -338,6 +341,7 @@ impl Default for Settings {
             shards: 256,
             lease_ttl_ms: 10_000,
             lease_renew_ms: 0,
+            redis_url: None,
         }
     }
 }
@@ -437,6 +441,7 @@ pub const KEYS: &[&str] = &[
     "shards",
     "lease_ttl_ms",
     "lease_renew_ms",
+    "redis_url",
 ];
 
 /// Bound of `shards`.
@@ -611,6 +616,17 @@ impl Settings {
         }
         self.node_id()?;
         self.cluster_advertised()?;
+        match &self.redis_url {
+            None => {
+                return Err(ConfigError(
+                    "cluster mode needs redis_url (live events between nodes)".into(),
+                ))
+            }
+            Some(url) => {
+                fred::prelude::Config::from_url(url)
+                    .map_err(|e| ConfigError(format!("redis_url: {e}")))?;
+            }
+        }
         if !(1..=MAX_SHARDS).contains(&self.shards) {
             return Err(ConfigError(format!("shards must be 1–{MAX_SHARDS}")));
         }

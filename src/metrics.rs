@@ -63,6 +63,12 @@ pub struct Metrics {
     pub cluster_shards_handed_over: Counter,
     pub cluster_shards_taken: Counter,
     pub cluster_rounds_failed: Counter,
+    /// Cluster mode, live events over Redis: pipelines sent, pipelines
+    /// that failed, messages dropped at the full queue, reconnects.
+    pub relay_published: Counter,
+    pub relay_failed: Counter,
+    pub relay_dropped: Counter,
+    pub relay_reconnects: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +102,10 @@ impl Metrics {
             cluster_shards_handed_over: Counter::default(),
             cluster_shards_taken: Counter::default(),
             cluster_rounds_failed: Counter::default(),
+            relay_published: Counter::default(),
+            relay_failed: Counter::default(),
+            relay_dropped: Counter::default(),
+            relay_reconnects: Counter::default(),
         };
         registry.register(
             "http_requests",
@@ -196,6 +206,26 @@ impl Metrics {
             "cluster_rounds_failed",
             "Cluster mode: lease rounds that failed (store unreachable)",
             m.cluster_rounds_failed.clone(),
+        );
+        registry.register(
+            "relay_pipelines",
+            "Cluster mode: pipelines of live events sent to Redis",
+            m.relay_published.clone(),
+        );
+        registry.register(
+            "relay_pipelines_failed",
+            "Cluster mode: pipelines of live events Redis did not take (subscribers catch up from the journal)",
+            m.relay_failed.clone(),
+        );
+        registry.register(
+            "relay_dropped",
+            "Cluster mode: live events dropped at the full Redis queue (subscribers catch up from the journal)",
+            m.relay_dropped.clone(),
+        );
+        registry.register(
+            "relay_reconnects",
+            "Cluster mode: reconnections to Redis (every watched topic is checked against the journal)",
+            m.relay_reconnects.clone(),
         );
         *m.registry.lock().expect("metrics registry") = registry;
         m

@@ -263,6 +263,9 @@ async fn complete<E: Entity>(
     myself: ActorRef<EntityMsg<E>>,
 ) {
     let mut failed = false;
+    // The last event this actor published per topic: subscribers elsewhere
+    // tell from it whether they missed one (a new actor starts unknown).
+    let mut published: std::collections::HashMap<Topic, Seq> = Default::default();
     while let Some(item) = rx.recv().await {
         match item {
             Completion::After { reply, answer } => {
@@ -290,7 +293,11 @@ async fn complete<E: Entity>(
                 match result {
                     Ok(_) => {
                         for (topic, seq, data) in publish {
-                            shared.rt.bus.publish(&topic, seq, data);
+                            if published.len() >= 64 {
+                                published.clear();
+                            }
+                            let prev = published.insert(topic.clone(), seq);
+                            shared.rt.bus.publish_event(&topic, seq, prev, data);
                         }
                         for what in revoke {
                             shared.rt.bus.revoke(&id, what);

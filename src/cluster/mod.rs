@@ -22,6 +22,7 @@
 //!   over the inter-node channel (`wire`); a shard held by nobody yet is
 //!   retried with bounded back-off until the caller's deadline.
 
+pub mod relay;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -232,6 +233,10 @@ impl Cluster {
 
     pub fn shards(&self) -> u32 {
         self.cfg.shards
+    }
+
+    pub fn renew_every(&self) -> Duration {
+        self.cfg.renew_every
     }
 
     /// The deadline of a forwarded call and of handshakes.

@@ -5,7 +5,14 @@
 //! subscriber that falls further behind is told it lagged (and resumes from
 //! the journal with `since`). Shipper positions are not journal events:
 //! each topic keeps only the newest one (a `watch` slot), so a watcher can
-//! never fall behind on them. Across nodes this becomes Redis pub/sub.
+//! never fall behind on them.
+//!
+//! Across nodes (cluster mode) an `Uplink` is attached: what this node
+//! publishes is also sent to the other nodes (Redis pub/sub, `relay`),
+//! and what they publish arrives through `deliver*`. Remote events carry
+//! the sequence number of the topic's previous event (`Prev`), so a
+//! subscriber that sees a gap fills it from the journal; `resync` asks
+//! every subscriber of a topic to check the journal (after a reconnect).
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
@@ -20,8 +27,49 @@ use crate::domain::shipping::Position;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicEvent {
     pub seq: u64,
-    pub data: Arc<LiveEvent>,
+    /// `None` only for a `Prev::Resync` marker.
+    pub data: Option<Arc<LiveEvent>>,
+    /// What preceded it on the topic, for gap detection.
+    pub prev: Prev,
 }
+
+/// What a subscriber knows about the event before this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prev {
+    /// Published in this process: nothing between can be missing.
+    Local,
+    /// From another node: the topic's previous event had this sequence
+    /// number. A subscriber that last saw less missed something.
+    Seq(u64),
+    /// From another node that does not know the previous one (it just
+    /// took the entity over): check the journal.
+    Unknown,
+    /// Not an event: something may have been missed (Redis reconnected,
+    /// the topic was just subscribed there). Check the journal up to its
+    /// head. `seq` and `data` carry nothing.
+    Resync,
+}
+
+/// Where this node's publications go besides its own subscribers, and
+/// which topics it wants from the other nodes (cluster mode).
+pub trait Uplink: Send + Sync {
+    fn event(&self, topic: &Topic, seq: u64, kind: Published, data: &LiveEvent);
+    fn position(&self, topic: &Topic, position: &Arc<Position>);
+    fn revoke(&self, user_id: &str, what: &Revocation);
+    /// The first local subscriber of `topic` arrived / the last one left.
+    fn watch(&self, topic: &Topic);
+    fn unwatch(&self, topic: &Topic);
+}
+
+/// What a publication is, for subscribers on other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Published {
+    /// A state snapshot: the newest replaces the rest.
+    Snapshot,
+    /// A journal event, and the publisher's previous one on the topic.
+    Event(Option<u64>),
+}
+use Published::{Event, Snapshot};
 
 /// Wire encodings a position frame can be cached in (the gateway's codecs).
 pub const WIRE_FORMATS: usize = 2;
@@ -85,6 +133,7 @@ pub struct Bus {
     /// Ended auth sessions, per user who has live connections: how every
     /// socket of a logged-out (reset, reused, revoked) session learns it.
     revoked: DashMap<String, watch::Sender<Revoked>>,
+    uplink: OnceLock<Arc<dyn Uplink>>,
 }
 
 /// What an entity event ends, sent on the bus once the event is durable.
@@ -145,12 +194,30 @@ impl Bus {
             topics: DashMap::new(),
             capacity: capacity.max(1),
             revoked: DashMap::new(),
+            uplink: OnceLock::new(),
         }
+    }
+
+    /// Cluster mode: sends this node's publications to the other nodes too.
+    pub fn attach(&self, uplink: Arc<dyn Uplink>) {
+        let _ = self.uplink.set(uplink);
     }
 
     /// Ends `what` of `user_id` on every connection watching it. A user
     /// with no live connection costs one map lookup.
     pub fn revoke(&self, user_id: &str, what: Revocation) {
+        if let Some(up) = self.uplink.get() {
+            up.revoke(user_id, &what);
+        }
+        self.revoke_here(user_id, what);
+    }
+
+    /// A revocation made on another node.
+    pub fn deliver_revoke(&self, user_id: &str, what: Revocation) {
+        self.revoke_here(user_id, what);
+    }
+
+    fn revoke_here(&self, user_id: &str, what: Revocation) {
         if let Some(tx) = self.revoked.get(user_id) {
             tx.send_modify(|r| {
                 r.generation += 1;
@@ -192,17 +259,76 @@ impl Bus {
 
     /// Delivers to the topic's current subscribers; a topic nobody watches
     /// costs one map lookup.
+    /// Publishes a state snapshot (a queue's counters): each one replaces
+    /// the last, so a subscriber that missed some needs nothing filled in.
     pub fn publish(&self, topic: &Topic, seq: u64, data: LiveEvent) {
+        if let Some(up) = self.uplink.get() {
+            up.event(topic, seq, Snapshot, &data);
+        }
+        self.deliver(topic, seq, Prev::Local, data);
+    }
+
+    /// Publishes a journal event of the entity that owns `topic`, once it
+    /// is durable. `prev` is the sequence number of the event this same
+    /// actor published on the topic before (`None`: it has not since it
+    /// started). In cluster mode subscribers use it to notice what they
+    /// missed, here or on another node (after a handoff the new owner's
+    /// first event has no `prev`, and subscribers check the journal).
+    pub fn publish_event(&self, topic: &Topic, seq: u64, prev: Option<u64>, data: LiveEvent) {
+        let Some(up) = self.uplink.get() else {
+            return self.deliver(topic, seq, Prev::Local, data);
+        };
+        up.event(topic, seq, Event(prev), &data);
+        self.deliver(topic, seq, prev.map_or(Prev::Unknown, Prev::Seq), data);
+    }
+
+    /// Delivers to this node's subscribers of `topic` (an event published
+    /// here, or by another node).
+    pub fn deliver(&self, topic: &Topic, seq: u64, prev: Prev, data: LiveEvent) {
         if let Some(ch) = self.topics.get(topic) {
             let _ = ch.events.send(Arc::new(TopicEvent {
                 seq,
-                data: Arc::new(data),
+                data: Some(Arc::new(data)),
+                prev,
             }));
         }
     }
 
+    /// Tells `topic`'s subscribers to check the journal for what they may
+    /// have missed.
+    pub fn resync(&self, topic: &Topic) {
+        if let Some(ch) = self.topics.get(topic) {
+            let _ = ch.events.send(Arc::new(TopicEvent {
+                seq: 0,
+                data: None,
+                prev: Prev::Resync,
+            }));
+        }
+    }
+
+    /// `resync` on every topic with a subscriber here.
+    pub fn resync_all(&self) {
+        let topics: Vec<Topic> = self.topics.iter().map(|e| e.key().clone()).collect();
+        for t in topics {
+            self.resync(&t);
+        }
+    }
+
+    /// Topics with a subscriber here.
+    pub fn watched(&self) -> Vec<Topic> {
+        self.topics.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// Replaces the topic's newest position (when someone watches it).
     pub fn publish_position(&self, topic: &Topic, position: Arc<Position>) {
+        if let Some(up) = self.uplink.get() {
+            up.position(topic, &position);
+        }
+        self.deliver_position(topic, position);
+    }
+
+    /// A position published here or on another node.
+    pub fn deliver_position(&self, topic: &Topic, position: Arc<Position>) {
         if let Some(ch) = self.topics.get(topic) {
             ch.positions
                 .send_replace(Some(Arc::new(PositionFrame::new(topic, position))));
@@ -210,13 +336,15 @@ impl Bus {
     }
 
     pub fn subscribe(&self, topic: &Topic) -> Subscription {
-        let ch = self
-            .topics
-            .entry(topic.clone())
-            .or_insert_with(|| Channels {
+        let ch = self.topics.entry(topic.clone()).or_insert_with(|| {
+            if let Some(up) = self.uplink.get() {
+                up.watch(topic);
+            }
+            Channels {
                 events: broadcast::channel(self.capacity).0,
                 positions: watch::channel(None).0,
-            });
+            }
+        });
         let mut positions = ch.positions.subscribe();
         if positions.borrow().is_some() {
             positions.mark_changed();
@@ -229,9 +357,12 @@ impl Bus {
 
     /// Forgets `topic` once its last subscriber is gone.
     pub fn release(&self, topic: &Topic) {
-        self.topics.remove_if(topic, |_, ch| {
+        let removed = self.topics.remove_if(topic, |_, ch| {
             ch.events.receiver_count() == 0 && ch.positions.receiver_count() == 0
         });
+        if let (Some(_), Some(up)) = (removed, self.uplink.get()) {
+            up.unwatch(topic);
+        }
     }
 
     /// Topics with at least one subscriber (or not yet released).

@@ -4,16 +4,16 @@
 //! durable (and that ends the connections of revoked auth sessions).
 //!
 //! Nothing here knows axum, sockets or frame encodings: the WebSocket
-//! gateway (`ws/`) subscribes and encodes. This is the seam where several
-//! nodes put Redis pub/sub behind the same calls.
+//! gateway (`ws/`) subscribes and encodes. Across nodes, `relay` carries
+//! publications over Redis pub/sub behind the same calls.
 
 mod bus;
 mod event;
 mod topic;
 
 pub use bus::{
-    Bus, PositionFrame, PositionSlot, Revocation, RevocationWatch, Revoked, Subscription,
-    TopicEvent, WIRE_FORMATS,
+    Bus, PositionFrame, PositionSlot, Prev, Published, Revocation, RevocationWatch, Revoked,
+    Subscription, TopicEvent, Uplink, WIRE_FORMATS,
 };
 pub use event::{LiveEvent, OrderLive, QueueLive, ShipperLive, UserLive};
 pub use topic::{Topic, TopicError};

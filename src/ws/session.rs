@@ -31,7 +31,8 @@ use tokio_stream::StreamMap;
 use super::protocol::{close, encode, ClientMsg, Codec, ServerMsg};
 use crate::domain::shipping::Fix;
 use crate::live::{
-    Bus, LiveEvent, PositionFrame, PositionSlot, RevocationWatch, Topic, TopicError, TopicEvent,
+    Bus, LiveEvent, PositionFrame, PositionSlot, Prev, RevocationWatch, Topic, TopicError,
+    TopicEvent,
 };
 use crate::service::AuthUser;
 
@@ -599,36 +600,56 @@ impl Feed {
         Some(())
     }
 
-    /// Live events above the head.
+    /// Live events above the head. An event from another node whose
+    /// predecessor this subscriber did not see (`Prev`), or a resync
+    /// marker, first fills the gap from the journal, so the client never
+    /// sees a hole or a duplicate.
     async fn forward(&self, head: u64, mut live: broadcast::Receiver<Arc<TopicEvent>>) {
+        let mut last = head;
         loop {
-            match live.recv().await {
-                Ok(ev) if ev.seq <= head || !in_scope(&self.scope, &ev.data) => continue,
-                Ok(ev) => {
-                    let ended = self.scope.is_some() && ev.data.ends_delivery();
-                    let msg = ServerMsg::Event {
-                        topic: self.name.clone(),
-                        seq: ev.seq,
-                        data: Box::new((*ev.data).clone()),
-                    };
-                    if self.outlet.out.try_send(Box::new(msg)).is_err() {
-                        self.outlet.too_slow();
-                        return;
-                    }
-                    if ended {
-                        let over = ServerMsg::error(
-                            "access_ended",
-                            format!("the delivery is over: no more updates from {}", self.name),
-                        );
-                        let _ = self.outlet.out.send(Box::new(over)).await;
-                        return;
-                    }
-                }
+            let ev = match live.recv().await {
+                Ok(ev) => ev,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.outlet.too_slow();
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let missed_before = match ev.prev {
+                Prev::Local => None,
+                Prev::Seq(p) if p <= last => None,
+                Prev::Seq(_) | Prev::Unknown => Some(ev.seq.saturating_sub(1)),
+                Prev::Resync => self.topics.head(&self.topic).await.ok(),
+            };
+            if let Some(until) = missed_before.filter(|u| *u > last) {
+                if self.replay(last, until).await.is_none() {
+                    return;
+                }
+                last = until;
+            }
+            let Some(data) = &ev.data else { continue };
+            if ev.seq <= last || !in_scope(&self.scope, data) {
+                last = last.max(ev.seq);
+                continue;
+            }
+            last = ev.seq;
+            let ended = self.scope.is_some() && data.ends_delivery();
+            let msg = ServerMsg::Event {
+                topic: self.name.clone(),
+                seq: ev.seq,
+                data: Box::new((**data).clone()),
+            };
+            if self.outlet.out.try_send(Box::new(msg)).is_err() {
+                self.outlet.too_slow();
+                return;
+            }
+            if ended {
+                let over = ServerMsg::error(
+                    "access_ended",
+                    format!("the delivery is over: no more updates from {}", self.name),
+                );
+                let _ = self.outlet.out.send(Box::new(over)).await;
+                return;
             }
         }
     }
@@ -813,6 +834,44 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// Events from another node name their predecessor: a subscriber that
+    /// did not see it gets the missing ones from the journal first, and a
+    /// duplicate is dropped — the client sees 4, 5, 6, 7, 8, 9 once each.
+    #[tokio::test]
+    async fn a_gap_in_relayed_events_is_filled_from_the_journal() {
+        let bus = Arc::new(Bus::new(16));
+        let (in_tx, in_rx) = fmpsc::unbounded();
+        let (out_tx, mut out_rx) = fmpsc::channel(64);
+        let session = tokio::spawn(run(out_tx, in_rx, ctx(bus.clone(), Limits::default())));
+        in_tx
+            .unbounded_send(text(serde_json::json!({"type": "subscribe", "topic": T})))
+            .unwrap();
+        assert!(matches!(
+            next_msg(&mut out_rx).await,
+            ServerMsg::Subscribed { seq: 3, .. }
+        ));
+        let t = topic();
+        bus.deliver(&t, 4, Prev::Seq(3), counters(4));
+        bus.deliver(&t, 7, Prev::Seq(6), counters(7)); // 5 and 6 were lost
+        bus.deliver(&t, 7, Prev::Seq(6), counters(7)); // delivered twice
+        bus.deliver(&t, 8, Prev::Unknown, counters(8)); // a new owner
+        bus.resync(&t); // nothing beyond the head
+        bus.deliver(&t, 9, Prev::Seq(8), counters(9));
+        let mut seqs = Vec::new();
+        while seqs.len() < 6 {
+            match next_msg(&mut out_rx).await {
+                ServerMsg::Event { seq, data, .. } => {
+                    assert_eq!(*data, counters(seq));
+                    seqs.push(seq);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(seqs, [4, 5, 6, 7, 8, 9]);
+        drop(in_tx);
+        let _ = session.await;
     }
 
     #[tokio::test]

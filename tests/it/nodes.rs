@@ -16,10 +16,79 @@ use crate::postgres::Pg;
 
 pub(crate) const SHARDS: u32 = 32;
 
-/// Settings of node `name` of a cluster on `pg`: short leases so a test
-/// sees failover within seconds.
-pub(crate) fn node(pg: &Pg, name: &str, s: &mut Settings) {
+/// A redis-server of the test's own on a free loopback port (no
+/// persistence), killed on drop; `restart` keeps the port.
+pub(crate) struct Redis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    pub(crate) fn start() -> Redis {
+        let mut r = Redis {
+            port: crate::lifecycle::free_port(),
+            child: None,
+        };
+        r.run();
+        r
+    }
+
+    fn run(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (bench/scripts/setup installs it)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (stopping it first if it runs):
+    /// subscriptions and anything in flight are lost.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Settings of node `name` of a cluster on `pg` and `redis`: short leases
+/// so a test sees failover within seconds.
+pub(crate) fn node(pg: &Pg, redis: &Redis, name: &str, s: &mut Settings) {
     pg.apply(s);
+    s.redis_url = Some(redis.url());
     s.cluster = true;
     s.node_id = Some(name.into());
     s.cluster_addr = "127.0.0.1:0".into();
@@ -109,17 +178,27 @@ pub(crate) async fn wait_placed(pg: &Pg, names: &[&str]) {
     }
 }
 
-/// Three nodes on a fresh schema, their shards spread, and a client
+/// A cluster for a test: its database, Redis, nodes, and a client behind
+/// a balancer over them.
+pub(crate) struct Cluster {
+    pub pg: Pg,
+    pub redis: Redis,
+    pub apps: Vec<TestApp>,
+    pub front: TestApp,
+}
+
+/// Three nodes on a fresh schema, their shards placed, and a client
 /// behind a balancer over all three.
-pub(crate) async fn three_nodes(tweak: fn(&mut Settings)) -> (Pg, Vec<TestApp>, TestApp) {
+pub(crate) async fn three_nodes(tweak: fn(&mut Settings)) -> Cluster {
     let pg = Pg::new();
     pg.migrate().await;
+    let redis = Redis::start();
     let mut apps = Vec::new();
     for name in ["n1", "n2", "n3"] {
         apps.push(
             spawn_app_with(|s| {
                 tweak(s);
-                node(&pg, name, s);
+                node(&pg, &redis, name, s);
             })
             .await,
         );
@@ -127,7 +206,12 @@ pub(crate) async fn three_nodes(tweak: fn(&mut Settings)) -> (Pg, Vec<TestApp>, 
     wait_placed(&pg, &["n1", "n2", "n3"]).await;
     let lb = Balancer::start(apps.iter().map(TestApp::port).collect()).await;
     let front = apps[0].behind(format!("http://127.0.0.1:{}", lb.port));
-    (pg, apps, front)
+    Cluster {
+        pg,
+        redis,
+        apps,
+        front,
+    }
 }
 
 async fn forwarded(nodes: &[TestApp]) -> f64 {
@@ -147,7 +231,12 @@ async fn forwarded(nodes: &[TestApp]) -> f64 {
 /// each entity is served by its shard's owner, whoever took the request.
 #[tokio::test]
 async fn three_nodes_serve_every_entity_from_any_node() {
-    let (pg, apps, front) = three_nodes(crate::commerce::fast).await;
+    let Cluster {
+        pg,
+        apps,
+        front,
+        redis: _redis,
+    } = three_nodes(crate::commerce::fast).await;
     // Each node reports the shards placement gives it.
     let names = ["n1", "n2", "n3"];
     let placed: Vec<u32> = names
@@ -213,7 +302,12 @@ async fn three_nodes_serve_every_entity_from_any_node() {
 /// to expire), and the survivors serve its entities, state intact.
 #[tokio::test]
 async fn a_draining_node_hands_its_shards_over_and_nothing_is_lost() {
-    let (pg, mut apps, front) = three_nodes(crate::commerce::fast).await;
+    let Cluster {
+        pg,
+        mut apps,
+        front,
+        redis: _redis,
+    } = three_nodes(crate::commerce::fast).await;
     let c = front.user("customer").await;
     let (_, _, pid) = shop_with_product(&front, 10_000, 50).await;
     for _ in 0..6 {
@@ -246,10 +340,11 @@ async fn a_draining_node_hands_its_shards_over_and_nothing_is_lost() {
 async fn a_node_with_another_shard_count_or_the_embedded_store_refuses_to_start() {
     let pg = Pg::new();
     pg.migrate().await;
-    let first = spawn_app_with(|s| node(&pg, "n1", s)).await;
+    let redis = Redis::start();
+    let first = spawn_app_with(|s| node(&pg, &redis, "n1", s)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut s = test_settings(dir.path().to_owned());
-    node(&pg, "n2", &mut s);
+    node(&pg, &redis, "n2", &mut s);
     s.shards = SHARDS * 2;
     let err = surge::app::Application::build(s)
         .await
@@ -271,7 +366,12 @@ async fn a_node_with_another_shard_count_or_the_embedded_store_refuses_to_start(
 /// holds its shard (not the node that took the registration).
 #[tokio::test]
 async fn each_mail_is_sent_once_by_the_node_owning_it() {
-    let (pg, apps, front) = three_nodes(|_| {}).await;
+    let Cluster {
+        pg,
+        apps,
+        front,
+        redis: _redis,
+    } = three_nodes(|_| {}).await;
     for i in 0..30 {
         front
             .register(
@@ -328,4 +428,97 @@ async fn each_mail_is_sent_once_by_the_node_owning_it() {
         }
     }
     assert_eq!(sent, 30);
+}
+
+/// The index of the node holding `stream`'s shard now.
+pub(crate) async fn owner_index(pg: &Pg, stream: &str) -> usize {
+    let shard = surge::cluster::shard_of(stream, SHARDS) as usize;
+    let start = Instant::now();
+    loop {
+        if let Some(name) = &holders(pg).await[shard] {
+            return name.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{stream} has no owner"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A WebSocket client on one node watches a user whose commands another
+/// node forwards to the owner (a third). Through Redis going down for a
+/// few seconds (commands go on) and the owner draining away mid-run, the client receives every event, in
+/// order, with no gap and no duplicate: what Redis lost is filled in from
+/// the journal.
+#[tokio::test]
+async fn a_watcher_on_another_node_sees_every_event_in_order_through_faults() {
+    use crate::ws::{recv, send};
+    type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+    let Cluster {
+        pg,
+        mut redis,
+        mut apps,
+        front,
+    } = three_nodes(|_| {}).await;
+    let user = front.user("customer").await;
+    let owner = owner_index(&pg, &format!("user:{}", user.id)).await;
+    let watcher = (owner + 1) % 3;
+    let commander = (owner + 2) % 3;
+    let mut ws = crate::ws::connect_path(&apps[watcher], "/api/v1/ws", &user.access).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topic": format!("user:{}", user.id)}),
+    )
+    .await;
+    let head = match recv(&mut ws).await {
+        ServerMsg::Subscribed { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    };
+    let mut last = head;
+    for i in 0..60 {
+        if i == 20 {
+            redis.stop();
+        }
+        if i == 30 {
+            // Down long enough that what was published meanwhile is gone
+            // (the client gives up on a command after 2 s).
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            redis.restart();
+        }
+        if i == 40 {
+            // The owner hands its shards over and leaves.
+            let gone = std::mem::replace(&mut apps[owner], front.behind(front.base.clone()));
+            gone.stop().await;
+        }
+        let (status, body) = apps[commander]
+            .put(
+                "/api/v1/users/profile",
+                Some(&user.access),
+                json!({"name": format!("Name {i}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "update {i}: {body}");
+    }
+    let (_, profile) = apps[commander]
+        .get("/api/v1/users/profile", Some(&user.access))
+        .await;
+    assert_eq!(profile["name"], "Name 59");
+    // Every update is one event: sixty, numbered on from the head.
+    let mut names = Vec::new();
+    while names.len() < 60 {
+        match recv(&mut ws).await {
+            ServerMsg::Event { seq, data, .. } => {
+                assert_eq!(seq, last + 1, "after {last} came {seq}: {data}");
+                last = seq;
+                if let Some(n) = data["name"].as_str() {
+                    names.push(n.to_owned());
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..60).map(|i| format!("Name {i}")).collect();
+    assert_eq!(names, expected);
+    let _ = &pg;
 }
