@@ -746,6 +746,13 @@ impl Settings {
             ca_file: self.postgres_ca_file.clone(),
             max_batch: self.journal_max_batch,
             queue: self.journal_queue,
+            // Cluster mode: the writer's sessions are named after the node,
+            // so a node taking over an expired lease can end them.
+            node: if self.cluster {
+                Some(self.node_id()?)
+            } else {
+                None
+            },
         })
     }
 

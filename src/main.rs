@@ -78,12 +78,30 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         #[arg(long, value_name = "URL")]
         postgres_url: Option<String>,
     },
+    /// Cluster mode: what the shared store says about the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Development only: an in-memory CQL server (kassandra) to run `--store scylla` against, with scylla_emulator=true and scylla_lwt=false.
     #[cfg(feature = "cql-emulator")]
     CqlEmulator {
         /// Address to listen on
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9042")]
         addr: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Members (address, live/silent/draining, shards held, highest epoch, last heartbeat), shards held by nobody, and whether Redis answers.
+    Status {
+        /// TOML file with settings (keys as in the README)
+        #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// PostgreSQL URL [env: SURGE_POSTGRES_URL]
+        #[arg(long, value_name = "URL")]
+        postgres_url: Option<String>,
     },
 }
 
@@ -214,6 +232,32 @@ async fn migrate(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()
     Ok(())
 }
 
+/// `surge cluster status`.
+async fn cluster_status(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref(), flags)?;
+    init_logging("warn");
+    anyhow::ensure!(
+        settings.store == StoreKind::Postgres,
+        "cluster mode runs on store = postgres (set SURGE_STORE=postgres or --config)"
+    );
+    let options = settings.postgres()?;
+    let store = surge::store::postgres::PostgresStore::open(
+        &options,
+        std::sync::Arc::new(surge::metrics::Metrics::new()),
+    )
+    .await
+    .context("opening the PostgreSQL store")?;
+    let report = surge::cluster::status_report(
+        &store,
+        settings.redis_url.as_deref(),
+        std::time::Duration::from_millis(settings.lease_ttl_ms),
+    )
+    .await;
+    surge::store::Store::close(&store).await;
+    print!("{}", report?);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -256,6 +300,23 @@ async fn main() -> anyhow::Result<()> {
                 Overrides {
                     store,
                     scylla_nodes,
+                    postgres_url,
+                    ..Overrides::default()
+                },
+            )
+            .await?
+        }
+        Command::Cluster {
+            command:
+                ClusterCommand::Status {
+                    config,
+                    postgres_url,
+                },
+        } => {
+            cluster_status(
+                config,
+                Overrides {
+                    store: Some(StoreKind::Postgres),
                     postgres_url,
                     ..Overrides::default()
                 },

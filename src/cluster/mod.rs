@@ -579,6 +579,102 @@ pub fn status_of(
     }
 }
 
+/// `surge cluster status`: members, shards per node and epochs as the
+/// store records them, and whether Redis answers — one text report.
+pub async fn status_report(
+    store: &dyn Store,
+    redis_url: Option<&str>,
+    lease_ttl: Duration,
+) -> Result<String, StoreError> {
+    use std::fmt::Write as _;
+    let coord = store.coordination().ok_or_else(|| {
+        StoreError::Backend(
+            "this store has no cluster (cluster mode needs store = postgres)".into(),
+        )
+    })?;
+    let members = coord.members().await?;
+    let leases = coord.leases().await?;
+    let owners: Vec<Option<String>> = leases
+        .iter()
+        .map(|l| l.holder().map(str::to_owned))
+        .collect();
+    let epochs: Vec<u64> = leases.iter().map(|l| l.epoch).collect();
+    let status = status_of("", leases.len() as u32, &members, &owners, &epochs);
+    let live = members
+        .iter()
+        .filter(|m| m.silent_for < lease_ttl && !m.draining)
+        .count();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cluster: {} shards, {} members ({live} live)",
+        leases.len(),
+        members.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:<22} {:<9} {:>6} {:>9} {:>10}",
+        "NODE", "ADDRESS", "STATE", "SHARDS", "MAX EPOCH", "HEARTBEAT"
+    );
+    for m in &status.members {
+        let state = if m.draining {
+            "draining"
+        } else if Duration::from_millis(m.silent_ms) >= lease_ttl {
+            "silent"
+        } else {
+            "live"
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<22} {:<9} {:>6} {:>9} {:>8.1} s",
+            m.node,
+            m.addr,
+            state,
+            m.shards,
+            m.max_epoch,
+            m.silent_ms as f64 / 1000.0
+        );
+    }
+    let unheld = owners.iter().filter(|o| o.is_none()).count();
+    let _ = writeln!(out, "shards held by nobody now: {unheld}");
+    let _ = match redis_url {
+        None => writeln!(out, "redis: not configured"),
+        Some(url) => writeln!(out, "redis: {}", redis_state(url).await),
+    };
+    Ok(out)
+}
+
+/// Whether Redis at `url` answers a PING within two seconds.
+async fn redis_state(url: &str) -> String {
+    use fred::prelude::*;
+    let config = match Config::from_url(url) {
+        Ok(c) => c,
+        Err(e) => return format!("{url}: invalid ({e})"),
+    };
+    let client = match Builder::from_config(config)
+        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return format!("{url}: {e}"),
+    };
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(2), async {
+        client.init().await?;
+        client.ping::<String>(None).await
+    })
+    .await;
+    let _ = client.quit().await;
+    match answer {
+        Ok(Ok(pong)) => format!(
+            "{url}: reachable ({pong} in {:.1} ms)",
+            started.elapsed().as_secs_f64() * 1000.0
+        ),
+        Ok(Err(e)) => format!("{url}: unreachable ({e})"),
+        Err(_) => format!("{url}: unreachable (no answer within 2 s)"),
+    }
+}
+
 /// The inter-node listener's address as configured, and the address
 /// advertised for it.
 pub fn advertised(listen: SocketAddr, advertise: Option<&str>) -> Result<String, String> {

@@ -43,6 +43,18 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, AppError>
             e.to_string(),
         )
     })?;
+    // Cluster mode: ready once this node holds every shard placement gives
+    // it (it forwards the rest, but a node taking no shards is not done
+    // starting, or is draining).
+    if let Some(c) = &s.services.cluster {
+        if !c.is_ready() {
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shards_not_held",
+                "this node does not yet hold the shards placed on it",
+            ));
+        }
+    }
     Ok(Json(Health { status: "ready" }))
 }
 

@@ -191,6 +191,8 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub bus: Arc<Bus>,
     pub entities: Entities,
+    /// Cluster mode: this node's place in the cluster.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// What the use cases are configured with.
@@ -307,6 +309,7 @@ impl Services {
             fulfilment: fulfilment.clone(),
         };
         Ok(Services {
+            cluster: rt.cluster.clone(),
             auth: auth::Auth {
                 users: e.users.clone(),
                 emails: e.emails.clone(),

@@ -87,6 +87,7 @@ mod catalog;
 mod cluster;
 mod commerce;
 mod conformance;
+mod faults;
 mod hardening;
 mod helpers;
 mod http_edge;

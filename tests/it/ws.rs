@@ -316,7 +316,12 @@ pub(crate) async fn an_order(app: &TestApp) -> (Session, Session, String) {
 }
 
 pub(crate) async fn connect_path(app: &TestApp, path: &str, token: &str) -> Ws {
-    let url = format!("{}{path}", app.base.replace("http://", "ws://"));
+    connect_at(&app.base, path, token).await
+}
+
+/// A WebSocket to `path` of the server at `base` (`http://host:port`).
+pub(crate) async fn connect_at(base: &str, path: &str, token: &str) -> Ws {
+    let url = format!("{}{path}", base.replace("http://", "ws://"));
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
         "authorization",

@@ -70,6 +70,14 @@ pub struct PostgresOptions {
     pub max_batch: usize,
     /// Bound of the write queue; callers wait when it is full.
     pub queue: usize,
+    /// Cluster mode: this node's name. Its writer's sessions are named
+    /// `surge-writer/{node}` (see `Coordination::acquire`).
+    pub node: Option<String>,
+}
+
+/// The `application_name` of node `node`'s writer sessions.
+fn writer_name(node: &str) -> String {
+    format!("surge-writer/{node}")
 }
 
 /// The TLS connector: rustls with the web PKI roots and `ca_file`. Used as
@@ -244,6 +252,14 @@ pub mod sql {
            FROM free WHERE s.shard = free.shard RETURNING s.shard, s.epoch) \
          INSERT INTO lease_epochs (shard, epoch, owner) \
          SELECT shard, epoch, $1 FROM taken RETURNING shard, epoch";
+    /// Ends the writer sessions (named `surge-writer/{node}`) of nodes
+    /// whose lease on one of `$1` has expired (not `$2`, the caller).
+    pub const END_EXPIRED_WRITERS: &str = "SELECT pg_terminate_backend(a.pid) \
+         FROM pg_stat_activity a \
+         WHERE a.datname = current_database() AND a.application_name IN ( \
+           SELECT 'surge-writer/' || owner FROM shard_leases \
+           WHERE shard = ANY($1::int[]) AND owner IS NOT NULL AND owner <> $2 \
+             AND expires_at <= now())";
     pub const RENEW: &str = "WITH mine AS ( \
            SELECT s.shard FROM shard_leases s \
            JOIN unnest($2::int[], $3::bigint[]) AS t(shard, epoch) \
@@ -285,6 +301,10 @@ pub mod sql {
     }
 }
 
+/// How long taking a lease waits for a row lock before ending the
+/// sessions of the expired holder that keep it.
+const LEASE_LOCK_WAIT_MS: u64 = 500;
+
 /// Most heads remembered before the cache is cleared.
 const MAX_CACHED_HEADS: usize = 200_000;
 /// Tries of one group when another writer's rows keep conflicting.
@@ -324,10 +344,14 @@ impl PostgresStore {
                 .await
                 .map_err(StoreError::backend)?;
         }
-        let writer_pool = self::pool(&PostgresOptions {
+        let mut writer_options = PostgresOptions {
             pool_size: 2,
             ..options.clone()
-        })?;
+        };
+        if let Some(node) = &options.node {
+            writer_options.config.application_name(writer_name(node));
+        }
+        let writer_pool = self::pool(&writer_options)?;
         let inner = Arc::new(Inner {
             pool,
             writer_pool,
@@ -904,19 +928,45 @@ impl Coordination for PostgresStore {
             .iter()
             .map(|s| i32::try_from(*s).unwrap_or(i32::MAX))
             .collect();
-        let client = self.client().await?;
-        let st = client.prepare_cached(sql::ACQUIRE).await.map_err(pg)?;
-        let rows = client
-            .query(&st, &[&node, &shards, &ttl.as_secs_f64()])
-            .await
-            .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| Fence {
-                shard: r.get::<_, i32>(0) as u32,
-                epoch: r.get::<_, i64>(1) as u64,
-            })
-            .collect())
+        let mut client = self.client().await?;
+        for attempt in 0..2 {
+            let tx = client.transaction().await.map_err(pg)?;
+            // An expired owner's append transaction may still hold a lease
+            // row (its process paused or cut off mid-commit); waiting for
+            // it would delay the takeover until the database ends it.
+            tx.batch_execute(&format!("SET LOCAL lock_timeout = {LEASE_LOCK_WAIT_MS}"))
+                .await
+                .map_err(pg)?;
+            let st = tx.prepare_cached(sql::ACQUIRE).await.map_err(pg)?;
+            match tx.query(&st, &[&node, &shards, &ttl.as_secs_f64()]).await {
+                Ok(rows) => {
+                    tx.commit().await.map_err(pg)?;
+                    return Ok(rows
+                        .iter()
+                        .map(|r| Fence {
+                            shard: r.get::<_, i32>(0) as u32,
+                            epoch: r.get::<_, i64>(1) as u64,
+                        })
+                        .collect());
+                }
+                Err(e) if attempt == 0 && e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    drop(tx);
+                    // End the writer sessions of the nodes whose leases on
+                    // these shards expired: they may not write any more, and
+                    // their open transaction is what holds the rows.
+                    let ended = client
+                        .query(sql::END_EXPIRED_WRITERS, &[&shards, &node])
+                        .await
+                        .map_err(pg)?;
+                    tracing::warn!(
+                        sessions = ended.len(),
+                        "ended the writer sessions of expired lease holders"
+                    );
+                }
+                Err(e) => return Err(pg(e)),
+            }
+        }
+        Ok(Vec::new())
     }
 
     async fn renew(
