@@ -221,15 +221,16 @@ fn the_kubernetes_manifests_run_surge_on_a_scylla_cluster_with_probes() {
 }
 
 #[test]
-fn the_postgres_deployment_runs_surge_on_postgres() {
+fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
     let versions = env_file("versions.env");
     let v = &versions["POSTGRES_VERSION"];
     let compose = yaml("postgres/docker-compose.yml").remove(0);
     let image = compose["services"]["postgres"]["image"].as_str().unwrap();
     assert!(image.starts_with("postgres:${POSTGRES_VERSION"), "{image}");
-    for s in ["redis", "surge", "surge-migrate"] {
-        assert!(!compose["services"][s].is_badvalue(), "compose service {s}");
-    }
+    assert!(compose["services"]["lb"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("haproxy:${HAPROXY_VERSION"));
     for f in all_yaml_files() {
         assert!(
             !read(&f).contains(&format!("postgres:{v}")),
@@ -238,7 +239,31 @@ fn the_postgres_deployment_runs_surge_on_postgres() {
     }
     let vars = env_file("postgres/surge.env");
     assert_eq!(vars["SURGE_STORE"], "postgres");
-    assert_surge_accepts("cluster/postgres/surge.env", &vars);
+    assert_eq!(vars["SURGE_CLUSTER"], "true");
+    // Each node: its own name and advertised address, and Surge accepts
+    // the whole of its settings; HAProxy balances over exactly these nodes.
+    let haproxy = read("postgres/haproxy.cfg");
+    let mut nodes = Vec::new();
+    for (name, service) in compose["services"].as_hash().unwrap() {
+        let name = name.as_str().unwrap();
+        if !name.starts_with("surge-") || name == "surge-migrate" {
+            continue;
+        }
+        let mut node = vars.clone();
+        for (k, v) in service["environment"].as_hash().unwrap() {
+            node.insert(k.as_str().unwrap().into(), v.as_str().unwrap().into());
+        }
+        assert_eq!(node["SURGE_NODE_ID"], name);
+        assert_eq!(node["SURGE_CLUSTER_ADVERTISE"], format!("{name}:7070"));
+        assert_surge_accepts(&format!("cluster/postgres ({name})"), &node);
+        assert!(
+            haproxy.contains(&format!("server {name} {name}:8080 check")),
+            "haproxy.cfg does not balance over {name}"
+        );
+        nodes.push(name.to_owned());
+    }
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(haproxy.contains("option httpchk GET /readyz"));
     // The password Surge is given is the one the server is created with.
     let env = &compose["services"]["postgres"]["environment"];
     assert_eq!(
@@ -263,6 +288,54 @@ fn the_postgres_deployment_runs_surge_on_postgres() {
     assert!(cnpg
         .iter()
         .any(|d| d["kind"].as_str() == Some("ScheduledBackup")));
+
+    // Kubernetes: three replicas rolled one at a time, a budget keeping
+    // two, a preStop before the SIGTERM drain, readiness on /readyz, and
+    // settings Surge accepts (with what the pod spec adds).
+    let k8s = yaml("postgres/surge-cluster.yaml");
+    let of_kind = |kind: &str| {
+        k8s.iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let d = of_kind("Deployment");
+    assert_eq!(d["spec"]["replicas"].as_i64(), Some(3));
+    assert_eq!(
+        d["spec"]["strategy"]["type"].as_str(),
+        Some("RollingUpdate")
+    );
+    assert_eq!(
+        d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_i64(),
+        Some(0)
+    );
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert!(!c["lifecycle"]["preStop"].is_badvalue());
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        of_kind("PodDisruptionBudget")["spec"]["minAvailable"].as_i64(),
+        Some(2)
+    );
+    let mut vars: BTreeMap<String, String> = of_kind("ConfigMap")["data"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    vars.insert("SURGE_CLUSTER_ADVERTISE".into(), "10.0.0.7:7070".into());
+    vars.insert(
+        "SURGE_JWT_SECRET".into(),
+        "a-secret-from-surge-secrets-0123456789abcdef".into(),
+    );
+    vars.insert("SURGE_NODE_ID".into(), "surge-5d9c7b-x2k4q".into());
+    assert_surge_accepts("cluster/postgres/surge-cluster.yaml", &vars);
 }
 
 #[test]

@@ -664,6 +664,37 @@ async fn a_node_joining_and_another_draining_mid_burst_lose_nothing() {
     );
     procs.settled(&["n2", "n3", "n4"]).await;
     check(&procs, &trainer, &course, 100, &acks).await;
+
+    // `surge cluster status` reads the same from the store.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(["cluster", "status"])
+        .env("SURGE_STORE", "postgres")
+        .env("SURGE_POSTGRES_URL", &procs.pg.url)
+        .env("SURGE_POSTGRES_SCHEMA", &procs.pg.schema)
+        .env("SURGE_LEASE_TTL_MS", TTL_MS.to_string())
+        .env("SURGE_REDIS_URL", procs.redis.url())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with(&format!("cluster: {SHARDS} shards, 3 members (3 live)")),
+        "{text}"
+    );
+    for n in ["n2", "n3", "n4"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains(" live "), "{line}");
+    }
+    assert!(!text.contains("\nn1 "), "the drained node left: {text}");
+    assert!(text.contains("shards held by nobody now: 0"), "{text}");
+    assert!(text.contains("reachable (PONG"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ async fn connect(app: &TestApp, token: &str) -> Ws {
 }
 
 /// Waits for the server's close frame: its code and how long it took.
-async fn closed_within(ws: &mut Ws, limit: Duration) -> (u16, Duration) {
+pub(crate) async fn closed_within(ws: &mut Ws, limit: Duration) -> (u16, Duration) {
     let started = Instant::now();
     loop {
         let frame = tokio::time::timeout(limit, ws.next())
@@ -38,7 +38,7 @@ async fn closed_within(ws: &mut Ws, limit: Duration) -> (u16, Duration) {
     }
 }
 
-async fn watching_own_topic(app: &TestApp, s: &Session) -> Ws {
+pub(crate) async fn watching_own_topic(app: &TestApp, s: &Session) -> Ws {
     let mut ws = connect(app, &s.access).await;
     send(
         &mut ws,

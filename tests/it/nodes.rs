@@ -204,6 +204,14 @@ pub(crate) async fn three_nodes(tweak: fn(&mut Settings)) -> Cluster {
         );
     }
     wait_placed(&pg, &["n1", "n2", "n3"]).await;
+    // Ready once each holds the shards placed on it (a round after).
+    for app in &apps {
+        let start = Instant::now();
+        while app.get("/readyz", None).await.0 != StatusCode::OK {
+            assert!(start.elapsed() < Duration::from_secs(5), "not ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let lb = Balancer::start(apps.iter().map(TestApp::port).collect()).await;
     let front = apps[0].behind(format!("http://127.0.0.1:{}", lb.port));
     Cluster {
@@ -521,4 +529,51 @@ async fn a_watcher_on_another_node_sees_every_event_in_order_through_faults() {
     let expected: Vec<String> = (0..60).map(|i| format!("Name {i}")).collect();
     assert_eq!(names, expected);
     let _ = &pg;
+}
+
+/// Invariant 8 across nodes: a logout taken by one node ends that
+/// session's sockets on every node within a second, and no other socket.
+#[tokio::test]
+async fn a_logout_on_one_node_ends_the_sessions_sockets_on_every_node() {
+    use crate::hardening::{closed_within, watching_own_topic};
+    // Every part is kept: dropping `pg` would stop the database.
+    let Cluster {
+        apps,
+        redis: _redis,
+        pg: _pg,
+        front: _front,
+    } = three_nodes(|_| {}).await;
+    let email = format!("s-{}@example.com", uuid::Uuid::new_v4().simple());
+    apps[0].register(&email, "customer").await;
+    let phone = apps[0].login(&email).await;
+    let laptop = apps[1].login(&email).await;
+    let mut sockets = Vec::new();
+    for app in &apps {
+        sockets.push(watching_own_topic(app, &phone).await);
+    }
+    let mut laptop_ws = watching_own_topic(&apps[2], &laptop).await;
+    let (status, _) = apps[1]
+        .post("/api/v1/auth/logout", Some(&phone.access), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for ws in &mut sockets {
+        let (code, took) = closed_within(ws, Duration::from_secs(1)).await;
+        assert_eq!(code, 4001, "session ended");
+        assert!(took < Duration::from_secs(1));
+    }
+    apps[0]
+        .put(
+            "/api/v1/users/profile",
+            Some(&laptop.access),
+            json!({"name": "After"}),
+        )
+        .await;
+    type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+    loop {
+        match crate::ws::recv(&mut laptop_ws).await {
+            ServerMsg::Event { data, .. } if data["kind"] == "session_ended" => continue,
+            ServerMsg::Event { data, .. } => break assert_eq!(data["name"], "After"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
