@@ -40,6 +40,8 @@ pub const MAX_FRAME: usize = 16 << 20;
 pub const MAX_IN_FLIGHT: usize = 4096;
 /// Inbound connections one node accepts.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Peer addresses remembered before the closed ones are forgotten.
+const MAX_PEERS: usize = 64;
 /// Bound of connecting and of the handshake.
 pub const HANDSHAKE: Duration = Duration::from_secs(2);
 
@@ -184,7 +186,7 @@ impl Peers {
         let (mut sink, mut stream) = framed.split();
         let (out, mut rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
         let pending: Arc<DashMap<u64, oneshot::Sender<Outcome>>> = Arc::default();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
                 if sink.send(frame).await.is_err() {
                     break;
@@ -200,13 +202,23 @@ impl Peers {
                     }
                 }
             }
-            // The connection ended: every waiting caller learns it now.
+            // The connection ended: every waiting caller learns it now,
+            // and the connection counts as closed (`out.is_closed()`).
+            writer.abort();
             replies.clear();
         });
         Ok(Arc::new(Conn { out, pending }))
     }
 
     async fn conn(&self, addr: &str) -> Result<Arc<Conn>, SendError> {
+        if self.conns.len() > MAX_PEERS && !self.conns.contains_key(addr) {
+            // Addresses of nodes that left (a rollout gives pods new IPs):
+            // forget every one without an open connection.
+            self.conns.retain(|_, cell| {
+                cell.try_lock()
+                    .map_or(true, |c| c.as_ref().is_some_and(|c| !c.out.is_closed()))
+            });
+        }
         let cell = self.conns.entry(addr.to_owned()).or_default().clone();
         let mut slot = cell.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.out.is_closed()) {
