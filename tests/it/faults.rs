@@ -78,7 +78,6 @@ impl Link {
 /// One node: its process, its HTTP port, and the links carrying its
 /// traffic to the store, to Redis and from the other nodes.
 struct Node {
-    name: String,
     port: u16,
     child: Option<Child>,
     links: Vec<Link>,
@@ -232,7 +231,6 @@ impl Procs {
         let port = free_port();
         let child = serve_child(dir.path(), port, &env_ref);
         let node = Node {
-            name: name.into(),
             port,
             child: Some(child),
             links: vec![to_pg, to_redis, from_peers],
@@ -250,54 +248,14 @@ impl Procs {
             .collect()
     }
 
-    /// Waits (bounded) until placement has settled on the live nodes.
+    /// Waits (bounded) until placement has settled on `names`.
     async fn settled(&self, names: &[&str]) -> Duration {
-        let start = Instant::now();
-        let want: Vec<Option<String>> = (0..SHARDS)
-            .map(|s| surge::cluster::owner_of(s, names).map(str::to_owned))
-            .collect();
-        loop {
-            let have = self.holders().await;
-            if have == want {
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(40),
-                "placement never settled on {names:?}: {have:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn holders(&self) -> Vec<Option<String>> {
-        self.pg
-            .client()
-            .await
-            .query(
-                &format!(
-                    "SELECT CASE WHEN expires_at > now() THEN owner END FROM {}.shard_leases ORDER BY shard",
-                    self.pg.schema
-                ),
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
+        crate::nodes::wait_placed_over(&self.pg, SHARDS, names).await
     }
 
     /// The node owning the queue of course `id` now.
     async fn owner_of_queue(&self, id: &str) -> usize {
-        let shard = surge::cluster::shard_of(&format!("queue:{id}"), SHARDS) as usize;
-        let start = Instant::now();
-        loop {
-            if let Some(n) = &self.holders().await[shard] {
-                return self.nodes.iter().position(|x| &x.name == n).unwrap();
-            }
-            assert!(start.elapsed() < Duration::from_secs(20));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::nodes::owner_index(&self.pg, SHARDS, &format!("queue:{id}")).await
     }
 }
 
@@ -582,28 +540,37 @@ async fn kill_9_of_the_queue_owner_mid_burst_loses_nothing_acknowledged() {
     check(&procs, &trainer, &course, 120, &acks).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_owner_past_its_lease_is_fenced_when_it_wakes() {
+/// The burst with the queue's owner out of the cluster (`away`) for well
+/// past the lease TTL, then back (`back`): the others take its shards over
+/// within the TTL and a little more, and nothing acknowledged is lost.
+/// Returns the cluster and the node that was away.
+async fn owner_away_for_a_while(away: fn(&Node), back: fn(&Node)) -> (Procs, usize) {
     let procs = Procs::start(3).await;
     procs.settled(&["n1", "n2", "n3"]).await;
     let (trainer, course, tokens) = course_and_users(&procs, 100, 300).await;
     let owner = procs.owner_of_queue(&course).await;
-    let zombie = &procs.nodes[owner];
-    let pause = async {
-        zombie.signal("-STOP");
-        // Well past the TTL: the others take its shards over.
+    let node = &procs.nodes[owner];
+    let fault = async {
+        away(node);
         tokio::time::sleep(Duration::from_millis(TTL_MS * 2 + 1_000)).await;
-        zombie.signal("-CONT");
+        back(node);
     };
-    let (acks, back) = burst(&procs, &course, &tokens, 60, pause).await;
-    // Taken over after the TTL, without waiting for the paused process (the
-    // taker ends its writer's sessions, which held the lease rows).
-    assert!(back < Duration::from_millis(TTL_MS + 3_000), "{back:?}");
+    let (acks, served) = burst(&procs, &course, &tokens, 60, fault).await;
+    // Taken over after the TTL without waiting for the node that is away
+    // (a paused one's open transaction is ended by the taker).
+    assert!(served < Duration::from_millis(TTL_MS + 3_000), "{served:?}");
+    check(&procs, &trainer, &course, 100, &acks).await;
+    (procs, owner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_past_its_lease_is_fenced_when_it_wakes() {
+    let (procs, owner) = owner_away_for_a_while(|n| n.signal("-STOP"), |n| n.signal("-CONT")).await;
     // The zombie woke with leases it no longer holds: it dropped them (its
     // own clock, or the store refusing its appends) and took part again.
-    let lost = procs
+    let text = procs
         .client
-        .get(format!("{}/metrics", zombie.base()))
+        .get(format!("{}/metrics", procs.nodes[owner].base()))
         .send()
         .await
         .unwrap()
@@ -611,29 +578,16 @@ async fn a_paused_owner_past_its_lease_is_fenced_when_it_wakes() {
         .await
         .unwrap();
     assert!(
-        metric_value(&lost, "surge_cluster_leases_lost_total") >= 1.0,
-        "{lost}"
+        metric_value(&text, "surge_cluster_leases_lost_total") >= 1.0,
+        "{text}"
     );
-    check(&procs, &trainer, &course, 100, &acks).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_owner_stops_serving_and_rejoins_when_healed() {
-    let procs = Procs::start(3).await;
-    procs.settled(&["n1", "n2", "n3"]).await;
-    let (trainer, course, tokens) = course_and_users(&procs, 100, 300).await;
-    let owner = procs.owner_of_queue(&course).await;
-    let cut_off = &procs.nodes[owner];
-    let partition = async {
-        cut_off.partition();
-        tokio::time::sleep(Duration::from_millis(TTL_MS * 2 + 1_000)).await;
-        cut_off.heal();
-    };
-    let (acks, back) = burst(&procs, &course, &tokens, 60, partition).await;
-    assert!(back < Duration::from_millis(TTL_MS + 3_000), "{back:?}");
+    let (procs, _) = owner_away_for_a_while(Node::partition, Node::heal).await;
     // Healed, it gets its share back.
     procs.settled(&["n1", "n2", "n3"]).await;
-    check(&procs, &trainer, &course, 100, &acks).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

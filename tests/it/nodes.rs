@@ -160,18 +160,24 @@ pub(crate) async fn holders(pg: &Pg) -> Vec<Option<String>> {
 
 /// Waits (bounded) until placement has settled on `names`: every shard is
 /// held by the node rendezvous hashing gives it, so nothing moves any more.
-pub(crate) async fn wait_placed(pg: &Pg, names: &[&str]) {
-    let want: Vec<Option<String>> = (0..SHARDS)
+/// Returns how long that took.
+pub(crate) async fn wait_placed(pg: &Pg, names: &[&str]) -> Duration {
+    wait_placed_over(pg, SHARDS, names).await
+}
+
+/// `wait_placed` for a cluster of `shards` shards.
+pub(crate) async fn wait_placed_over(pg: &Pg, shards: u32, names: &[&str]) -> Duration {
+    let want: Vec<Option<String>> = (0..shards)
         .map(|s| surge::cluster::owner_of(s, names).map(str::to_owned))
         .collect();
     let start = Instant::now();
     loop {
         let have = holders(pg).await;
         if have == want {
-            return;
+            return start.elapsed();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < Duration::from_secs(40),
             "placement never settled on {names:?}: {have:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -438,9 +444,10 @@ async fn each_mail_is_sent_once_by_the_node_owning_it() {
     assert_eq!(sent, 30);
 }
 
-/// The index of the node holding `stream`'s shard now.
-pub(crate) async fn owner_index(pg: &Pg, stream: &str) -> usize {
-    let shard = surge::cluster::shard_of(stream, SHARDS) as usize;
+/// The index of the node holding `stream`'s shard now (nodes are named
+/// `n1`, `n2`, … in order), in a cluster of `shards` shards.
+pub(crate) async fn owner_index(pg: &Pg, shards: u32, stream: &str) -> usize {
+    let shard = surge::cluster::shard_of(stream, shards) as usize;
     let start = Instant::now();
     loop {
         if let Some(name) = &holders(pg).await[shard] {
@@ -470,7 +477,7 @@ async fn a_watcher_on_another_node_sees_every_event_in_order_through_faults() {
         front,
     } = three_nodes(|_| {}).await;
     let user = front.user("customer").await;
-    let owner = owner_index(&pg, &format!("user:{}", user.id)).await;
+    let owner = owner_index(&pg, SHARDS, &format!("user:{}", user.id)).await;
     let watcher = (owner + 1) % 3;
     let commander = (owner + 2) % 3;
     let mut ws = crate::ws::connect_path(&apps[watcher], "/api/v1/ws", &user.access).await;
