@@ -497,7 +497,7 @@ async fn mails_sent(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
 }
 
 /// Every claim of the sale as the owner lists it: id → status.
-async fn listed_claims(
+pub async fn listed_claims(
     client: &reqwest::Client,
     base: &str,
     sale_id: &str,

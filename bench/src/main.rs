@@ -3,6 +3,7 @@
 //! Reports go to `--out` as JSON, Markdown and SVG (see bench/README.md).
 
 mod burst;
+mod cluster;
 mod connections;
 mod fanout;
 mod load;
@@ -108,6 +109,20 @@ enum Scenario {
         #[arg(long, default_value = "embedded")]
         store: surge::config::StoreKind,
     },
+    /// Cluster mode on this machine: the flash-sale burst on 1 and on 3
+    /// nodes (processes on one PostgreSQL and Redis), claims spread over
+    /// the nodes; per-node CPU; a read at its owner against a forwarded one.
+    Cluster {
+        #[arg(long, default_value_t = 5_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        capacity: u32,
+        /// Node counts to measure
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 120)]
+        time_limit_secs: u64,
+    },
     /// Start time against journal size; first reply of an entity with a long
     /// journal, replayed and from a snapshot.
     Recovery {
@@ -205,6 +220,21 @@ async fn main() -> anyhow::Result<()> {
             report.write(&cli.out)?;
             println!("wrote {}/mixed.{{md,json,svg}}", cli.out.display());
         }
+        Scenario::Cluster {
+            clients,
+            capacity,
+            nodes,
+            time_limit_secs,
+        } => {
+            let p = cluster::Params {
+                clients,
+                capacity,
+                time_limit: Duration::from_secs(time_limit_secs),
+            };
+            let report = cluster::run(p, &nodes, command).await?;
+            report.write(&cli.out)?;
+            println!("wrote {}/cluster.{{md,json,svg}}", cli.out.display());
+        }
         Scenario::Recovery { events, repeats } => {
             let report = recovery::run(recovery::Params { events, repeats }, command).await?;
             report.write(&cli.out)?;
@@ -272,6 +302,16 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             report.write(&out.join("postgres"))?;
             mixed::check_smoke(&report)?;
+
+            // Cluster mode on 1 and 3 nodes.
+            let p = cluster::Params {
+                clients: 150,
+                capacity: 20,
+                time_limit: Duration::from_secs(60),
+            };
+            let report = cluster::run(p, &[1, 3], command.clone()).await?;
+            report.write(&out)?;
+            cluster::check_smoke(&report)?;
 
             let p = recovery::Params {
                 events: 1_000,

@@ -109,6 +109,11 @@ impl Daemon {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The process's resident set size, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("the server exited")?;
