@@ -3,7 +3,9 @@
 //! - What a node publishes (an event after its commit, a shipper position,
 //!   a session ending) goes to its own subscribers at once and, through a
 //!   bounded queue, to Redis: channel `surge:{topic}` for a topic's events
-//!   and positions, `surge:revoke` for session endings. Messages are
+//!   and positions, `surge:revoke` for session endings, `surge:fleet` for
+//!   shippers' fixes and statuses (every node's dispatch looks for the
+//!   nearest shipper among all of them). Messages are
 //!   MessagePack, tagged with the sending node (which skips its own).
 //! - A node subscribes to the channel of each topic one of its WebSocket
 //!   clients watches, and unsubscribes when the last one leaves: the
@@ -28,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use crate::domain::shipping::Position;
-use crate::live::{Bus, LiveEvent, Prev, Published, Revocation, Topic, Uplink};
+use crate::live::{Bus, FleetUpdate, LiveEvent, Prev, Published, Revocation, Topic, Uplink};
 use crate::metrics::Metrics;
 
 /// Messages queued for Redis; beyond it publications are dropped (and
@@ -37,6 +39,8 @@ const QUEUE: usize = 65_536;
 /// Most messages sent in one pipeline.
 const BATCH: usize = 512;
 const REVOKE_CHANNEL: &str = "surge:revoke";
+/// Shippers' fixes and statuses, for every node's dispatch.
+const FLEET_CHANNEL: &str = "surge:fleet";
 
 fn channel(topic: &Topic) -> String {
     format!("surge:{topic}")
@@ -61,6 +65,10 @@ enum Wire {
         user: String,
         /// `None`: every session of the user.
         sid: Option<String>,
+    },
+    Fleet {
+        node: String,
+        update: FleetUpdate,
     },
 }
 
@@ -186,6 +194,16 @@ impl Uplink for RedisRelay {
         );
     }
 
+    fn fleet(&self, update: &FleetUpdate) {
+        self.send(
+            FLEET_CHANNEL.to_owned(),
+            &Wire::Fleet {
+                node: self.node.clone(),
+                update: update.clone(),
+            },
+        );
+    }
+
     fn watch(&self, _topic: &Topic) {
         self.wake.notify_one();
     }
@@ -288,6 +306,7 @@ fn deliver(bus: &Bus, me: &str, wire: Wire) {
                 bus.deliver_position(&topic, Arc::new(position));
             }
         }
+        Wire::Fleet { node, update } if node != me => bus.deliver_fleet(update),
         Wire::Revoke { node, user, sid } if node != me => bus.deliver_revoke(
             &user,
             match sid {
@@ -313,6 +332,7 @@ async fn reconcile_loop(
         };
         let mut want: BTreeSet<String> = bus.watched().iter().map(channel).collect();
         want.insert(REVOKE_CHANNEL.to_owned());
+        want.insert(FLEET_CHANNEL.to_owned());
         let have: BTreeSet<String> = relay
             .subscriber
             .tracked_channels()

@@ -56,10 +56,25 @@ pub trait Uplink: Send + Sync {
     fn event(&self, topic: &Topic, seq: u64, kind: Published, data: &LiveEvent);
     fn position(&self, topic: &Topic, position: &Arc<Position>);
     fn revoke(&self, user_id: &str, what: &Revocation);
+    fn fleet(&self, update: &FleetUpdate);
     /// The first local subscriber of `topic` arrived / the last one left.
     fn watch(&self, topic: &Topic);
     fn unwatch(&self, topic: &Topic);
 }
+
+/// A shipper as the nodes' dispatch sees it across the cluster: its newest
+/// accepted fix and whether it was available for an offer then, or that it
+/// went offline (`at: None`). Sent by the node that took the fix.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetUpdate {
+    pub shipper_id: String,
+    /// `(lat, lng, device time ms)`; `None`: offline.
+    pub at: Option<(f64, f64, i64)>,
+    pub available: bool,
+}
+
+/// Where fleet updates from other nodes go (the dispatch's tracker).
+pub type FleetSink = Arc<dyn Fn(FleetUpdate) + Send + Sync>;
 
 /// What a publication is, for subscribers on other nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -134,6 +149,7 @@ pub struct Bus {
     /// socket of a logged-out (reset, reused, revoked) session learns it.
     revoked: DashMap<String, watch::Sender<Revoked>>,
     uplink: OnceLock<Arc<dyn Uplink>>,
+    fleet: OnceLock<FleetSink>,
 }
 
 /// What an entity event ends, sent on the bus once the event is durable.
@@ -195,6 +211,7 @@ impl Bus {
             capacity: capacity.max(1),
             revoked: DashMap::new(),
             uplink: OnceLock::new(),
+            fleet: OnceLock::new(),
         }
     }
 
@@ -210,6 +227,26 @@ impl Bus {
             up.revoke(user_id, &what);
         }
         self.revoke_here(user_id, what);
+    }
+
+    /// A shipper's fix or status taken here, for the other nodes' dispatch
+    /// (cluster mode; nothing on one node).
+    pub fn publish_fleet(&self, update: FleetUpdate) {
+        if let Some(up) = self.uplink.get() {
+            up.fleet(&update);
+        }
+    }
+
+    /// Where fleet updates from other nodes go.
+    pub fn on_fleet(&self, sink: FleetSink) {
+        let _ = self.fleet.set(sink);
+    }
+
+    /// A fleet update from another node.
+    pub fn deliver_fleet(&self, update: FleetUpdate) {
+        if let Some(sink) = self.fleet.get() {
+            sink(update);
+        }
     }
 
     /// A revocation made on another node.

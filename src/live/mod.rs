@@ -12,8 +12,8 @@ mod event;
 mod topic;
 
 pub use bus::{
-    Bus, PositionFrame, PositionSlot, Prev, Published, Revocation, RevocationWatch, Revoked,
-    Subscription, TopicEvent, Uplink, WIRE_FORMATS,
+    Bus, FleetSink, FleetUpdate, PositionFrame, PositionSlot, Prev, Published, Revocation,
+    RevocationWatch, Revoked, Subscription, TopicEvent, Uplink, WIRE_FORMATS,
 };
 pub use event::{LiveEvent, OrderLive, QueueLive, ShipperLive, UserLive};
 pub use topic::{Topic, TopicError};

@@ -135,10 +135,21 @@ impl Slot {
     }
 }
 
-/// The live slots of all shippers seen since start.
+/// A shipper whose fixes another node takes (cluster mode): where it was
+/// and whether it was available for an offer then.
+#[derive(Debug, Clone, Copy)]
+struct Remote {
+    at: GeoPoint,
+    ts: i64,
+    available: bool,
+}
+
+/// The live slots of all shippers seen since start, and (cluster mode)
+/// the newest fix of every shipper whose fixes other nodes take.
 pub struct Tracker {
     pub cfg: TrackingConfig,
     pub(super) slots: DashMap<String, Slot>,
+    remote: DashMap<String, Remote>,
 }
 
 impl Tracker {
@@ -146,6 +157,33 @@ impl Tracker {
         Tracker {
             cfg,
             slots: DashMap::new(),
+            remote: DashMap::new(),
+        }
+    }
+
+    /// A fix or status another node took: kept (the newest per shipper, at
+    /// most `max_shippers`) for `nearest`. The offer itself goes to the
+    /// shipper's actor, which refuses it if the shipper is no longer free.
+    pub fn apply_remote(&self, u: crate::live::FleetUpdate) {
+        match u.at {
+            None => {
+                self.remote.remove(&u.shipper_id);
+            }
+            Some((lat, lng, ts)) => {
+                let newer = self.remote.get(&u.shipper_id).is_none_or(|r| r.ts <= ts);
+                let room = self.remote.len() < self.cfg.max_shippers
+                    || self.remote.contains_key(&u.shipper_id);
+                if newer && room {
+                    self.remote.insert(
+                        u.shipper_id,
+                        Remote {
+                            at: GeoPoint { lat, lng },
+                            ts,
+                            available: u.available,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -172,16 +210,39 @@ impl Tracker {
         now: DateTime<Utc>,
     ) -> Vec<(String, f64)> {
         let oldest = now.timestamp_millis() - self.cfg.fresh.max_age_ms;
+        let within = |at: GeoPoint| {
+            let km = haversine_km(at, from);
+            (km <= self.cfg.dispatch_radius_km).then_some(km * 1000.0)
+        };
         let mut found: Vec<(String, f64)> = self
             .slots
             .iter()
             .filter(|e| e.shipper.available(now) && !exclude.contains(e.key()))
             .filter_map(|e| {
                 let fix = e.live.last.filter(|f| f.ts >= oldest)?;
-                let km = haversine_km(fix.point(), from);
-                (km <= self.cfg.dispatch_radius_km).then(|| (e.key().clone(), km * 1000.0))
+                within(fix.point()).map(|m| (e.key().clone(), m))
             })
             .collect();
+        // Shippers whose fixes other nodes take, unless this node's own
+        // slot of them is newer.
+        for e in self.remote.iter() {
+            let r = e.value();
+            let local = self
+                .slots
+                .get(e.key())
+                .and_then(|s| s.live.last.map(|f| f.ts));
+            if !r.available
+                || r.ts < oldest
+                || exclude.contains(e.key())
+                || local.is_some_and(|ts| ts >= r.ts)
+            {
+                continue;
+            }
+            if let Some(m) = within(r.at) {
+                found.retain(|(id, _)| id != e.key());
+                found.push((e.key().clone(), m));
+            }
+        }
         found.sort_by(|a, b| a.1.total_cmp(&b.1));
         found
     }

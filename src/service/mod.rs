@@ -287,6 +287,13 @@ impl Services {
             shops: e.shops.clone(),
             store: store.clone(),
         };
+        // Cluster mode: shippers whose fixes other nodes take.
+        let tracker = Arc::downgrade(&dispatch.tracker);
+        bus.on_fleet(Arc::new(move |update| {
+            if let Some(t) = tracker.upgrade() {
+                t.apply_remote(update);
+            }
+        }));
         let fulfilment = Arc::new(fulfilment::Fulfilment {
             orders: e.orders.clone(),
             products: e.products.clone(),

@@ -169,6 +169,11 @@ impl Shipping {
             // An offline shipper's live slot goes; it comes back with the
             // next position.
             self.dispatch.tracker.slots.remove(caller.user_id.as_str());
+            self.bus.publish_fleet(crate::live::FleetUpdate {
+                shipper_id: caller.user_id.to_string(),
+                at: None,
+                available: false,
+            });
         }
         if let Some(fix) = at {
             self.report_location(caller, fix).await?;
@@ -222,7 +227,15 @@ impl Shipping {
                 return Err(ServiceError::Unavailable("shipper slot vanished".into()));
             };
             match slot.advance(&caller.user_id, fix, now_ms, &cfg) {
-                Ok(advanced) => advanced,
+                Ok(advanced) => {
+                    // The other nodes' dispatch sees this shipper too.
+                    self.bus.publish_fleet(crate::live::FleetUpdate {
+                        shipper_id: caller.user_id.to_string(),
+                        at: Some((fix.lat, fix.lng, fix.ts)),
+                        available: slot.shipper.available(Utc::now()),
+                    });
+                    advanced
+                }
                 Err(why) => {
                     return Ok(LocationOutcome {
                         accepted: false,
