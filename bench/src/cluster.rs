@@ -36,14 +36,14 @@ pub struct Params {
 const SHARDS: u32 = 64;
 
 /// One node: its process and data directory.
-struct Node {
-    daemon: Daemon,
+pub struct Node {
+    pub daemon: Daemon,
     pid: u32,
     dir: tempfile::TempDir,
 }
 
 impl Node {
-    fn base(&self) -> String {
+    pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.daemon.port)
     }
 
@@ -62,10 +62,27 @@ impl Node {
     }
 }
 
-/// `n` cluster nodes on `pg` and `redis`, ready (each holds its shards).
-async fn start_nodes(
+/// A private PostgreSQL with Surge's schema (in `surge`) and a redis-server.
+pub async fn store_and_redis() -> anyhow::Result<(Daemon, Daemon)> {
+    let pg = crate::servers::postgres().await?;
+    let redis = crate::servers::redis().await?;
+    let mut s = surge::config::Settings {
+        postgres_url: format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port),
+        postgres_schema: "surge".into(),
+        ..Default::default()
+    };
+    s.store = surge::config::StoreKind::Postgres;
+    let pool = surge::store::postgres::pool(&s.postgres()?)?;
+    let mut client = pool.get().await.context("connecting to PostgreSQL")?;
+    surge::store::postgres::schema::migrate(&mut client, "surge").await?;
+    Ok((pg, redis))
+}
+
+/// `n` cluster nodes on `pg` and `redis` (each with the settings `base`
+/// gives for its data directory), ready, placement settled.
+pub async fn start_nodes(
     n: usize,
-    p: Params,
+    base: impl Fn(&std::path::Path) -> surge::config::Settings,
     pg_port: u16,
     schema: &str,
     redis_port: u16,
@@ -73,7 +90,7 @@ async fn start_nodes(
     let mut nodes = Vec::new();
     for i in 0..n {
         let dir = tempfile::tempdir()?;
-        let mut s = surge_settings(dir.path(), p.clients);
+        let mut s = base(dir.path());
         s.store = surge::config::StoreKind::Postgres;
         s.postgres_url = format!("postgres://postgres@127.0.0.1:{pg_port}/postgres");
         s.postgres_schema = schema.into();
@@ -164,20 +181,15 @@ struct Outcome {
 
 async fn run_nodes(n: usize, p: Params) -> anyhow::Result<Outcome> {
     use futures::StreamExt;
-    let pg = crate::servers::postgres().await?;
-    let redis = crate::servers::redis().await?;
-    {
-        let mut s = surge::config::Settings {
-            postgres_url: format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port),
-            postgres_schema: "surge".into(),
-            ..Default::default()
-        };
-        s.store = surge::config::StoreKind::Postgres;
-        let pool = surge::store::postgres::pool(&s.postgres()?)?;
-        let mut client = pool.get().await.context("connecting to PostgreSQL")?;
-        surge::store::postgres::schema::migrate(&mut client, "surge").await?;
-    }
-    let nodes = start_nodes(n, p, pg.port, "surge", redis.port).await?;
+    let (pg, redis) = store_and_redis().await?;
+    let nodes = start_nodes(
+        n,
+        |dir| surge_settings(dir, p.clients),
+        pg.port,
+        "surge",
+        redis.port,
+    )
+    .await?;
     let bases: Vec<String> = nodes.iter().map(Node::base).collect();
     let setup = reqwest::Client::new();
     let (merchant, _, product) = shop(&setup, &bases[0], p.capacity as u64).await?;

@@ -303,6 +303,76 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// Surge in cluster mode: two nodes on one PostgreSQL and Redis, the
+/// shippers' WebSockets on one and the watchers' on the other, so every
+/// position reaches its watchers through Redis.
+pub async fn surge_cluster(p: Params) -> anyhow::Result<Outcome> {
+    let (pg, redis) = crate::cluster::store_and_redis().await?;
+    let nodes = crate::cluster::start_nodes(
+        2,
+        |dir| surge_settings(dir, p),
+        pg.port,
+        "surge",
+        redis.port,
+    )
+    .await?;
+    let (shipper_node, watcher_node) = (nodes[0].daemon.addr(), nodes[1].daemon.addr());
+    let client = reqwest::Client::new();
+    let deliveries = surge_api::deliveries(&client, &nodes[0].base(), p.shippers).await?;
+    let watchers = open_all(p.shippers * p.watchers, "cluster watchers", |i| {
+        let d = &deliveries[i / p.watchers];
+        let path = format!("/api/v1/shipping/{}/live-tracking", d.order_id);
+        let token = d.customer.clone();
+        async move {
+            let mut ws = wsclient::connect(
+                watcher_node,
+                wsclient::source(i, SOURCES),
+                &path,
+                Some(&token),
+            )
+            .await?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let frame = tokio::time::timeout_at(deadline, ws.next()).await;
+                match frame {
+                    Ok(Some(Ok(Message::Text(t))))
+                        if t.as_str().contains(r#""type":"subscribed""#) =>
+                    {
+                        break
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    other => anyhow::bail!("watcher {i} not subscribed: {other:?}"),
+                }
+            }
+            Ok(ws)
+        }
+    })
+    .await?;
+    let shippers = open_all(p.shippers, "cluster shippers", |i| {
+        let token = deliveries[i].shipper.clone();
+        async move {
+            wsclient::connect(
+                shipper_node,
+                wsclient::source(i, SOURCES),
+                "/api/v1/ws",
+                Some(&token),
+            )
+            .await
+        }
+    })
+    .await?;
+    let wired = Wired {
+        shippers: shippers.into_iter().map(|ws| (ws, None)).collect(),
+        watchers,
+    };
+    let outcome = measure("surge-cluster", p, wired).await;
+    for node in nodes {
+        stop(node.daemon).await;
+    }
+    drop((pg, redis));
+    Ok(outcome)
+}
+
 pub async fn raw(p: Params) -> anyhow::Result<Outcome> {
     let server = servers::child(ChildKind::RawWs, None).await?;
     let addr = server.addr();
@@ -359,8 +429,9 @@ pub async fn run(p: Params, targets: &[String], command: String) -> anyhow::Resu
     for t in targets {
         outcomes.push(match t.as_str() {
             "surge" => surge(p).await?,
+            "surge-cluster" => surge_cluster(p).await?,
             "raw-broadcast" => raw(p).await?,
-            other => anyhow::bail!("unknown target {other} (surge, raw-broadcast)"),
+            other => anyhow::bail!("unknown target {other} (surge, surge-cluster, raw-broadcast)"),
         });
     }
     let rows = outcomes
@@ -385,6 +456,7 @@ pub async fn run(p: Params, targets: &[String], command: String) -> anyhow::Resu
                 ],
                 notes: match o.target {
                     "surge" => vec!["auth, access rules, ETA and geofence per position; newest-only per watcher".into()],
+                    "surge-cluster" => vec!["two nodes: shippers on one, watchers on the other, every position through Redis".into()],
                     _ => vec!["no auth, no rules: the ceiling".into()],
                 },
             }
@@ -392,6 +464,18 @@ pub async fn run(p: Params, targets: &[String], command: String) -> anyhow::Resu
         .collect();
     let mut goals = Vec::new();
     let get = |name: &str| outcomes.iter().find(|o| o.target == name);
+    if let (Some(s), Some(c)) = (get("surge"), get("surge-cluster")) {
+        goals.push(Goal {
+            text: "across two nodes through Redis: deliveries/s against one node (reported)".into(),
+            measured: format!(
+                "{:.2}×, p99 {:.0} ms against {:.0} ms",
+                c.per_second() / s.per_second().max(1e-9),
+                c.ms(0.99),
+                s.ms(0.99)
+            ),
+            met: c.dropped == 0 && c.refused == 0,
+        });
+    }
     if let Some(s) = get("surge") {
         if let Some(r) = get("raw-broadcast") {
             let ratio = s.per_second() / r.per_second().max(1e-9);

@@ -78,7 +78,13 @@ enum Scenario {
         watchers: usize,
         #[arg(long, default_value_t = 20)]
         duration_secs: u64,
-        #[arg(long, value_delimiter = ',', default_value = "surge,raw-broadcast")]
+        /// surge, surge-cluster (two nodes: shippers on one, watchers on
+        /// the other, through Redis), raw-broadcast
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "surge,surge-cluster,raw-broadcast"
+        )]
         targets: Vec<String>,
     },
     /// K idle authenticated WebSockets: server RSS per connection and accept
@@ -266,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
                 watchers: 2,
                 duration: Duration::from_secs(3),
             };
-            let all = ["surge", "raw-broadcast"].map(String::from);
+            let all = ["surge", "surge-cluster", "raw-broadcast"].map(String::from);
             let report = fanout::run(p, &all, command.clone()).await?;
             report.write(&out)?;
             fanout::check_smoke(&report)?;
