@@ -199,32 +199,28 @@ impl Mailer {
         // What the round's sends change in the outbox, written at once: one
         // commit per round, not one per mail.
         let mut ops = Vec::new();
-        // In cluster mode the due rows of other nodes' mails are skipped:
-        // a few pages are read to find a round's worth of this node's.
-        let mut after: Option<String> = None;
-        let mut rows = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let page = self.store.scan(OUTBOX, "", after.as_deref(), ROUND).await?;
-            let last = page.len() < ROUND;
-            after = page.last().map(|(k, _)| k.clone());
-            let mut past_due = false;
-            for (key, value) in page {
+        // In cluster mode the due rows of other nodes' mails are skipped.
+        let due_by = now.timestamp_millis();
+        let rows = crate::store::scan_picking(
+            self.store.as_ref(),
+            OUTBOX,
+            ROUND,
+            MAX_PAGES,
+            |key, value| {
                 let (due, id) = key
                     .split_once('|')
                     .map(|(ms, id)| (ms.parse::<i64>().unwrap_or(0), id))
                     .unwrap_or((0, ""));
-                if due > now.timestamp_millis() {
-                    past_due = true;
-                    break;
+                if due > due_by {
+                    crate::store::Pick::Stop
+                } else if self.duty.mine(&mail_stream(id)) {
+                    crate::store::Pick::Take((key, value))
+                } else {
+                    crate::store::Pick::Skip
                 }
-                if self.duty.mine(&mail_stream(id)) && rows.len() < ROUND {
-                    rows.push((key, value));
-                }
-            }
-            if last || past_due || rows.len() >= ROUND {
-                break;
-            }
-        }
+            },
+        )
+        .await?;
         for (key, value) in rows {
             handled += 1;
             let done = IndexOp::Delete {

@@ -253,51 +253,8 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let server = servers::child(ChildKind::Surge, Some(&surge_settings(dir.path(), p))).await?;
     let base = format!("http://{}", server.addr());
-    let client = reqwest::Client::new();
-    let deliveries = surge_api::deliveries(&client, &base, p.shippers).await?;
-    let addr = server.addr();
-    let watchers = open_all(p.shippers * p.watchers, "surge watchers", |i| {
-        let d = &deliveries[i / p.watchers];
-        let path = format!("/api/v1/shipping/{}/live-tracking", d.order_id);
-        let token = d.customer.clone();
-        async move {
-            let mut ws =
-                wsclient::connect(addr, wsclient::source(i, SOURCES), &path, Some(&token)).await?;
-            // Subscribed once the server says so (after the current position).
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let frame = tokio::time::timeout_at(deadline, ws.next()).await;
-                match frame {
-                    Ok(Some(Ok(Message::Text(t))))
-                        if t.as_str().contains(r#""type":"subscribed""#) =>
-                    {
-                        break
-                    }
-                    Ok(Some(Ok(_))) => {}
-                    other => anyhow::bail!("watcher {i} not subscribed: {other:?}"),
-                }
-            }
-            Ok(ws)
-        }
-    })
-    .await?;
-    let shippers = open_all(p.shippers, "surge shippers", |i| {
-        let token = deliveries[i].shipper.clone();
-        async move {
-            wsclient::connect(
-                addr,
-                wsclient::source(i, SOURCES),
-                "/api/v1/ws",
-                Some(&token),
-            )
-            .await
-        }
-    })
-    .await?;
-    let wired = Wired {
-        shippers: shippers.into_iter().map(|ws| (ws, None)).collect(),
-        watchers,
-    };
+    let deliveries = surge_api::deliveries(&reqwest::Client::new(), &base, p.shippers).await?;
+    let wired = wire_surge(p, &deliveries, server.addr(), server.addr(), "surge").await?;
     let outcome = measure("surge", p, wired).await;
     stop(server).await;
     Ok(outcome)
@@ -316,21 +273,41 @@ pub async fn surge_cluster(p: Params) -> anyhow::Result<Outcome> {
         redis.port,
     )
     .await?;
-    let (shipper_node, watcher_node) = (nodes[0].daemon.addr(), nodes[1].daemon.addr());
-    let client = reqwest::Client::new();
-    let deliveries = surge_api::deliveries(&client, &nodes[0].base(), p.shippers).await?;
-    let watchers = open_all(p.shippers * p.watchers, "cluster watchers", |i| {
+    let deliveries =
+        surge_api::deliveries(&reqwest::Client::new(), &nodes[0].base(), p.shippers).await?;
+    let (shippers_at, watchers_at) = (nodes[0].daemon.addr(), nodes[1].daemon.addr());
+    let wired = wire_surge(p, &deliveries, shippers_at, watchers_at, "cluster").await?;
+    let outcome = measure("surge-cluster", p, wired).await;
+    for node in nodes {
+        stop(node.daemon).await;
+    }
+    drop((pg, redis));
+    Ok(outcome)
+}
+
+/// Each delivery's watchers (its customer on the order's live-tracking
+/// path, subscribed) on `watchers_at`, and its shipper's socket on
+/// `shippers_at`.
+async fn wire_surge(
+    p: Params,
+    deliveries: &[surge_api::Delivery],
+    shippers_at: std::net::SocketAddr,
+    watchers_at: std::net::SocketAddr,
+    label: &str,
+) -> anyhow::Result<Wired> {
+    let watchers = open_all(p.shippers * p.watchers, &format!("{label} watchers"), |i| {
         let d = &deliveries[i / p.watchers];
         let path = format!("/api/v1/shipping/{}/live-tracking", d.order_id);
         let token = d.customer.clone();
         async move {
             let mut ws = wsclient::connect(
-                watcher_node,
+                watchers_at,
                 wsclient::source(i, SOURCES),
                 &path,
                 Some(&token),
             )
             .await?;
+            // Subscribed once the server says so (after the current position).
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             loop {
                 let frame = tokio::time::timeout_at(deadline, ws.next()).await;
@@ -348,11 +325,11 @@ pub async fn surge_cluster(p: Params) -> anyhow::Result<Outcome> {
         }
     })
     .await?;
-    let shippers = open_all(p.shippers, "cluster shippers", |i| {
+    let shippers = open_all(p.shippers, &format!("{label} shippers"), |i| {
         let token = deliveries[i].shipper.clone();
         async move {
             wsclient::connect(
-                shipper_node,
+                shippers_at,
                 wsclient::source(i, SOURCES),
                 "/api/v1/ws",
                 Some(&token),
@@ -361,16 +338,10 @@ pub async fn surge_cluster(p: Params) -> anyhow::Result<Outcome> {
         }
     })
     .await?;
-    let wired = Wired {
+    Ok(Wired {
         shippers: shippers.into_iter().map(|ws| (ws, None)).collect(),
         watchers,
-    };
-    let outcome = measure("surge-cluster", p, wired).await;
-    for node in nodes {
-        stop(node.daemon).await;
-    }
-    drop((pg, redis));
-    Ok(outcome)
+    })
 }
 
 pub async fn raw(p: Params) -> anyhow::Result<Outcome> {

@@ -307,45 +307,30 @@ impl Fulfilment {
     /// Runs due order actions every `interval` until `shutdown` flips. An
     /// order whose action fails is retried after a back-off.
     /// Due timers, oldest first, with the stream whose owner runs each
-    /// (`order:{id}`, or `cart:{user}` for an open checkout): up to 256,
-    /// reading at most 16 pages to get past other nodes' timers.
+    /// (`order:{id}`, or `cart:{user}` for an open checkout): up to 256 of
+    /// this node's, reading at most 16 pages to get past other nodes'.
     async fn due_timers(
         &self,
         now: chrono::DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, crate::store::StoreError> {
-        const WANT: usize = 256;
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..16 {
-            let page = self
-                .store
-                .scan(TIMERS_TABLE, "", after.as_deref(), WANT)
-                .await?;
-            let last = page.len() < WANT;
-            after = page.last().map(|(k, _)| k.clone());
-            for (key, _) in page {
-                let Some((due_ms, id)) = timer_order(&key) else {
-                    continue;
-                };
-                if due_ms > now.timestamp_millis() {
-                    return Ok(out);
-                }
-                let stream = match id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
-                    Some(user) => stream_id::<CartEntity>(user),
-                    None => stream_id::<OrderEntity>(id),
-                };
-                if self.duty.mine(&stream) {
-                    out.push((id.to_owned(), stream));
-                    if out.len() >= WANT {
-                        return Ok(out);
-                    }
-                }
+        use crate::store::Pick;
+        crate::store::scan_picking(self.store.as_ref(), TIMERS_TABLE, 256, 16, |key, _| {
+            let Some((due_ms, id)) = timer_order(&key) else {
+                return Pick::Skip;
+            };
+            if due_ms > now.timestamp_millis() {
+                return Pick::Stop;
             }
-            if last {
-                break;
+            let stream = match id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
+                Some(user) => stream_id::<CartEntity>(user),
+                None => stream_id::<OrderEntity>(id),
+            };
+            match self.duty.mine(&stream) {
+                true => Pick::Take((id.to_owned(), stream)),
+                false => Pick::Skip,
             }
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn run_scheduler(

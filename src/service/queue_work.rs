@@ -338,37 +338,17 @@ impl QueueWork {
     /// Queues that owe work and whose shard this node holds: up to 64,
     /// reading at most 16 pages to get past other nodes' queues.
     async fn queues_owing_work(&self) -> Result<Vec<String>, crate::store::StoreError> {
-        const WANT: usize = 64;
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..16 {
-            let page = self
-                .store
-                .scan(
-                    crate::actors::queue::QUEUE_TIMERS,
-                    "",
-                    after.as_deref(),
-                    WANT,
-                )
-                .await?;
-            let last = page.len() < WANT;
-            after = page.last().map(|(k, _)| k.clone());
-            for (key, _) in page {
-                let Some((_, queue_id)) = key.split_once('|') else {
-                    continue;
-                };
-                if self.duty.mine(&stream_id::<QueueEntity>(queue_id)) {
-                    out.push(queue_id.to_owned());
-                    if out.len() >= WANT {
-                        return Ok(out);
-                    }
+        use crate::store::Pick;
+        let table = crate::actors::queue::QUEUE_TIMERS;
+        crate::store::scan_picking(self.store.as_ref(), table, 64, 16, |key, _| {
+            match key.split_once('|') {
+                Some((_, id)) if self.duty.mine(&stream_id::<QueueEntity>(id)) => {
+                    Pick::Take(id.to_owned())
                 }
+                _ => Pick::Skip,
             }
-            if last {
-                break;
-            }
-        }
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn run_queue_work(

@@ -115,6 +115,50 @@ pub struct Fence {
     pub epoch: u64,
 }
 
+/// What `scan_picking` does with one row.
+pub enum Pick<T> {
+    Take(T),
+    Skip,
+    /// This row and every later one are not wanted (past the due time).
+    Stop,
+}
+
+/// Rows of `table` picked by `pick`, in key order: up to `want`, reading
+/// at most `max_pages` pages of `want` rows (so rows `pick` skips — other
+/// nodes' work in cluster mode — cannot hide the wanted ones behind them
+/// for long, and a round's work stays bounded).
+pub async fn scan_picking<T>(
+    store: &dyn Store,
+    table: &str,
+    want: usize,
+    max_pages: usize,
+    mut pick: impl FnMut(String, Vec<u8>) -> Pick<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..max_pages {
+        let page = store.scan(table, "", after.as_deref(), want).await?;
+        let last = page.len() < want;
+        after = page.last().map(|(k, _)| k.clone());
+        for (key, value) in page {
+            match pick(key, value) {
+                Pick::Take(t) => {
+                    out.push(t);
+                    if out.len() >= want {
+                        return Ok(out);
+                    }
+                }
+                Pick::Skip => {}
+                Pick::Stop => return Ok(out),
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Resolves to the stream's new head once a submitted append is durable.
 pub type AppendTicket = tokio::sync::oneshot::Receiver<Result<Seq, StoreError>>;
 

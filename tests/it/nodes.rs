@@ -585,21 +585,6 @@ async fn a_logout_on_one_node_ends_the_sessions_sockets_on_every_node() {
     }
 }
 
-/// A shipper online at `metres` north of the shop, through `app`.
-async fn shipper_online(app: &TestApp, metres: f64) -> Session {
-    let s = app.user("shipper").await;
-    let now = chrono::Utc::now().timestamp_millis();
-    let (status, body) = app
-        .put(
-            "/api/v1/shipping/shippers/me/status",
-            Some(&s.access),
-            json!({"status": "online", "location": {"lat": 21.03 + metres / 111_320.0, "lng": 105.85, "ts": now - 1_000}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    s
-}
-
 /// Dispatch runs on the node owning the order, which sees every shipper:
 /// the nearest one's fixes are taken by another node and still it gets the
 /// offer, not a farther shipper whose fixes the owner takes itself.
@@ -613,8 +598,8 @@ async fn the_owner_of_an_order_offers_it_to_the_nearest_shipper_whichever_node_h
     } = three_nodes(|_| {}).await;
     let (m, _c, order) = crate::ws::an_order(&front).await;
     let owner = owner_index(&pg, SHARDS, &format!("order:{order}")).await;
-    let near = shipper_online(&apps[(owner + 1) % 3], 500.0).await;
-    let far = shipper_online(&apps[owner], 3_000.0).await;
+    let near = crate::shipping::shipper_at(&apps[(owner + 1) % 3], 500.0).await;
+    let far = crate::shipping::shipper_at(&apps[owner], 3_000.0).await;
     // The owner heard of the near shipper over Redis.
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Confirmed at the owner (the node whose own slots hold only the far

@@ -30,7 +30,7 @@ fn fix(lat: f64, lng: f64, ts: i64) -> Value {
 }
 
 /// A shipper, online at `metres` north of the shop.
-async fn shipper_at(app: &TestApp, metres: f64) -> Session {
+pub(crate) async fn shipper_at(app: &TestApp, metres: f64) -> Session {
     let s = app.user("shipper").await;
     let (status, body) = app
         .put(
