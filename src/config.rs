@@ -648,14 +648,16 @@ impl Settings {
             None => std::env::var("HOSTNAME")
                 .map_err(|_| ConfigError("cluster mode needs node_id (or HOSTNAME) set".into()))?,
         };
+        // At most 50: the writer's sessions are named `surge-writer/{node}`
+        // and PostgreSQL keeps 63 bytes of a session's name.
         let valid = !name.is_empty()
-            && name.len() <= 63
+            && name.len() <= 50
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
         if !valid {
             return Err(ConfigError(format!(
-                "node_id '{name}' must be 1–63 of a-z, A-Z, 0-9, '-', '_', '.'"
+                "node_id '{name}' must be 1–50 of a-z, A-Z, 0-9, '-', '_', '.'"
             )));
         }
         Ok(name)

@@ -188,6 +188,11 @@ impl Tracker {
     }
 
     pub(super) fn observe(&self, s: &Shipper) {
+        // A shipper whose fixes another node takes: what its actor just
+        // said about it holds until its next fix (an offer it refused, say).
+        if let Some(mut r) = self.remote.get_mut(s.id.as_str()) {
+            r.available = s.available(Utc::now());
+        }
         if let Some(mut slot) = self.slots.get_mut(s.id.as_str()) {
             slot.shipper = s.clone();
             if slot.target.as_ref().map(|t| &t.order_id) != s.active_order.as_ref() {
