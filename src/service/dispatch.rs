@@ -37,16 +37,27 @@ pub struct Dispatch {
     pub(super) orders: Registry<OrderEntity>,
     pub(super) shops: Registry<ShopEntity>,
     pub(super) store: Arc<dyn Store>,
+    /// Cluster mode: what this node learns of a shipper goes to the others.
+    pub(super) bus: Arc<crate::live::Bus>,
 }
 
 impl Dispatch {
+    /// Takes in a shipper actor's state, here and (cluster mode) on the
+    /// other nodes, whose dispatch would otherwise go on offering orders to
+    /// a busy shipper, or never again to one free again, until its next fix.
+    pub(super) fn seen(&self, s: &Shipper) {
+        if let Some(update) = self.tracker.observe(s) {
+            self.bus.publish_fleet(update);
+        }
+    }
+
     pub(super) async fn shipper(
         &self,
         id: &str,
         cmd: ShipperCommand,
     ) -> Result<Shipper, ServiceError> {
         let s = self.shippers.call(id, cmd).await?;
-        self.tracker.observe(&s);
+        self.seen(&s);
         Ok(s)
     }
 
@@ -182,7 +193,7 @@ impl Dispatch {
                 .await;
             match offered {
                 Ok(s) => {
-                    self.tracker.observe(&s);
+                    self.seen(&s);
                     return Ok(OrderCommand::Offer {
                         shipper_id: shipper_id.into(),
                         expires_at,
@@ -192,7 +203,7 @@ impl Dispatch {
                 // Went offline or got busy since we looked: try the next.
                 Err(CallError::Rejected(_)) => {
                     if let Ok(s) = self.shippers.call(&shipper_id, ShipperCommand::Get).await {
-                        self.tracker.observe(&s);
+                        self.seen(&s);
                     }
                 }
                 Err(e) => return Err(e.into()),

@@ -187,11 +187,15 @@ impl Tracker {
         }
     }
 
-    pub(super) fn observe(&self, s: &Shipper) {
-        // A shipper whose fixes another node takes: what its actor just
-        // said about it holds until its next fix (an offer it refused, say).
+    /// Takes in the shipper actor's state; returns what the other nodes'
+    /// dispatch should now know of it (its newest known fix and whether it
+    /// is free), when this node knows where it is.
+    pub(super) fn observe(&self, s: &Shipper) -> Option<crate::live::FleetUpdate> {
+        let available = s.available(Utc::now());
+        let mut at = None;
         if let Some(mut r) = self.remote.get_mut(s.id.as_str()) {
-            r.available = s.available(Utc::now());
+            r.available = available;
+            at = Some((r.at.lat, r.at.lng, r.ts));
         }
         if let Some(mut slot) = self.slots.get_mut(s.id.as_str()) {
             slot.shipper = s.clone();
@@ -199,7 +203,17 @@ impl Tracker {
                 slot.target = None;
                 slot.live.fence = Default::default();
             }
+            if let Some(f) = slot.live.last {
+                if at.is_none_or(|(_, _, ts)| ts <= f.ts) {
+                    at = Some((f.lat, f.lng, f.ts));
+                }
+            }
         }
+        at.map(|at| crate::live::FleetUpdate {
+            shipper_id: s.id.to_string(),
+            at: Some(at),
+            available,
+        })
     }
 
     pub(super) fn newest(&self, shipper_id: &str) -> Option<Arc<Position>> {

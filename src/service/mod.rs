@@ -286,6 +286,7 @@ impl Services {
             orders: e.orders.clone(),
             shops: e.shops.clone(),
             store: store.clone(),
+            bus: bus.clone(),
         };
         // Cluster mode: shippers whose fixes other nodes take.
         let tracker = Arc::downgrade(&dispatch.tracker);
