@@ -462,6 +462,9 @@ impl Queues {
             Err(e) => return Err(e),
         };
         caller.ensure_owner(&owner, "queue")?;
+        // Cursors are base64url of the last key, as every listing's (the
+        // document's pattern); another string is refused (422).
+        let after = after.map(super::catalog::decode_cursor).transpose()?;
         let prefix = format!("{queue_id}|");
         let start = after.map(|a| format!("{prefix}{a}"));
         let rows = self
@@ -469,7 +472,10 @@ impl Queues {
             .scan(CLAIMS_BY_QUEUE, &prefix, start.as_deref(), limit)
             .await?;
         let next = (rows.len() == limit)
-            .then(|| rows.last().map(|(k, _)| k[prefix.len()..].to_owned()))
+            .then(|| {
+                rows.last()
+                    .map(|(k, _)| super::catalog::encode_cursor(&k[prefix.len()..]))
+            })
             .flatten();
         Ok((
             rows.iter()

@@ -1008,3 +1008,48 @@ async fn a_courses_seats_are_readable_before_and_after_enrollments() {
     let (status, _) = app.get("/api/v1/courses/not-an-id/seats", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A claims listing's cursor is one the server issued (base64url, the
+/// document's pattern); another string is refused, not read as a key
+/// (found by schemathesis).
+#[tokio::test]
+async fn a_claims_listing_refuses_a_cursor_it_did_not_issue() {
+    let app = spawn_app_with(fast).await;
+    let client = reqwest::Client::new();
+    let trainer = app.user("merchant").await;
+    let id = course(&client, &app.base, &trainer.access, 3).await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let c = app.user("customer").await;
+        let (status, body) = enroll(&client, &app.base, &id, &c.access, None).await;
+        assert!(status.is_success(), "{body}");
+        tokens.push(c);
+    }
+    let path = format!("/api/v1/courses/{id}/enrollments");
+    for bad in ["%C3%92", "a", "%25%25%25"] {
+        let (status, body) = app
+            .get(&format!("{path}?cursor={bad}"), Some(&trainer.access))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    // The issued cursors page through every enrollment once.
+    let (_, first) = app
+        .get(&format!("{path}?limit=2"), Some(&trainer.access))
+        .await;
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (status, rest) = app
+        .get(
+            &format!("{path}?limit=2&cursor={cursor}"),
+            Some(&trainer.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    let ids: std::collections::HashSet<&str> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+}
