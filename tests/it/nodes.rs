@@ -407,21 +407,7 @@ async fn each_mail_is_sent_once_by_the_node_owning_it() {
     }
     // A few more outbox rounds (every 500 ms): nothing is sent twice.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let owners: Vec<Option<String>> = pg
-        .client()
-        .await
-        .query(
-            &format!(
-                "SELECT owner FROM {}.shard_leases ORDER BY shard",
-                pg.schema
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let owners = holders(&pg).await;
     let mut sent = 0;
     for (i, app) in apps.iter().enumerate() {
         for mail in files(app) {
