@@ -197,8 +197,12 @@ impl Application {
         // Cluster mode: lease rounds, and forwarded commands served until
         // this node has handed its shards over.
         let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
+        // Leases are renewed until the HTTP server has finished its
+        // requests; from the shutdown signal on the node is draining (it
+        // takes no shard and hands some over each round).
+        let (rounds_stop, rounds_stopped) = tokio::sync::watch::channel(false);
         let cluster = self.cluster.map(|(cluster, listener, secret)| {
-            let rounds = tokio::spawn(cluster.clone().run(self.state.shutdown.clone()));
+            let rounds = tokio::spawn(cluster.clone().run(rounds_stopped));
             let peers = tokio::spawn(crate::cluster::wire::serve(
                 listener,
                 Arc::downgrade(&cluster),
@@ -209,8 +213,12 @@ impl Application {
         });
         let flag = self.state.shutting_down.clone();
         let sessions = self.shutdown_tx;
+        let draining = cluster.as_ref().map(|(c, _, _)| c.clone());
         let signal = async move {
             shutdown.await;
+            if let Some(c) = &draining {
+                c.begin_drain();
+            }
             flag.store(true, Ordering::Release);
             sessions.send_replace(true);
             tracing::info!("shutdown: no longer accepting connections");
@@ -220,6 +228,7 @@ impl Application {
         let _ = mailer.await;
         let _ = queue_work.await;
         if let Some((cluster, rounds, peers)) = cluster {
+            rounds_stop.send_replace(true);
             let _ = rounds.await;
             // Actors of every shard stopped, appends flushed, leases
             // released: the other nodes take the shards over at once.

@@ -405,7 +405,9 @@ impl Cluster {
         let give: Vec<Fence> = self
             .held()
             .into_iter()
-            .filter(|f| desired[f.shard as usize] != Some(me))
+            // (Only to a live node: with nobody to take a shard, keep
+            // serving it until the final drain.)
+            .filter(|f| desired[f.shard as usize].is_some_and(|d| d != me))
             .take(per_round)
             .collect();
         if !give.is_empty() {
@@ -474,8 +476,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Runs rounds every `renew_every` until `stop` turns true; then
-    /// drains: hands every shard over (bounded per round), leaves.
+    /// Runs rounds every `renew_every` until `stop` turns true (`drain`
+    /// then hands the rest over).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.round().await {
@@ -489,12 +491,19 @@ impl Cluster {
         }
     }
 
+    /// From now on this node takes no shard, is not ready, and (heartbeat
+    /// `draining`) is placed nothing: its rounds hand its shards over a few
+    /// at a time while it finishes its requests.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
+    }
+
     /// Stops taking shards and hands every held one over: their actors are
     /// stopped (appends flushed) and their leases released, so the other
     /// nodes take them at once rather than after a TTL. Then leaves.
     pub async fn drain(&self) {
-        self.draining.store(true, Ordering::Release);
-        self.ready.store(false, Ordering::Release);
+        self.begin_drain();
         let held = self.held();
         let set: HashSet<u32> = held.iter().map(|f| f.shard).collect();
         {
