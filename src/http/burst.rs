@@ -134,7 +134,8 @@ async fn cancel(
 /// Give up a flash-sale claim (its order is cancelled); the waitlist moves up.
 #[utoipa::path(delete, path = "/api/v1/flash-sales/{id}/claims/{claim_id}", tag = "burst", security(("bearer" = [])),
     params(("id" = String, Path), ("claim_id" = String, Path)),
-    responses((status = 200, body = Claim), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Claim), (status = 404, body = ErrorBody),
+        (status = 409, description = "`claim_not_active`: the claim is already cancelled or expired", body = ErrorBody)))]
 pub async fn cancel_sale_claim(
     State(s): State<AppState>,
     auth: Auth,
@@ -146,7 +147,8 @@ pub async fn cancel_sale_claim(
 /// Give up a course place; the waitlist moves up.
 #[utoipa::path(delete, path = "/api/v1/courses/{id}/enrollments/{claim_id}", tag = "burst", security(("bearer" = [])),
     params(("id" = String, Path), ("claim_id" = String, Path)),
-    responses((status = 200, body = Claim), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Claim), (status = 404, body = ErrorBody),
+        (status = 409, description = "`claim_not_active`: the claim is already cancelled or expired", body = ErrorBody)))]
 pub async fn cancel_enrollment(
     State(s): State<AppState>,
     auth: Auth,

@@ -133,7 +133,7 @@ pub(super) async fn step(
 
 /// Cancel (customer or merchant, before pickup). Held stock is released.
 #[utoipa::path(put, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)), request_body = Option<Reason>,
-    responses((status = 200, body = Order), (status = 409, body = ErrorBody, description = "illegal_transition")))]
+    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody, description = "illegal_transition")))]
 pub async fn cancel_order(
     State(s): State<AppState>,
     auth: Auth,
@@ -145,7 +145,7 @@ pub async fn cancel_order(
 
 /// Confirm (the shop's merchant).
 #[utoipa::path(put, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody)))]
 pub async fn confirm_order(
     State(s): State<AppState>,
     auth: Auth,
@@ -156,7 +156,7 @@ pub async fn confirm_order(
 
 /// Request a return (customer, within the return window after delivery).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/return", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)), request_body = Option<Reason>,
-    responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody)))]
 pub async fn return_order(
     State(s): State<AppState>,
     auth: Auth,
@@ -168,7 +168,7 @@ pub async fn return_order(
 
 /// The merchant received the returned goods; the payment is refunded.
 #[utoipa::path(put, path = "/api/v1/orders/{id}/return/receive", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody)))]
 pub async fn receive_return(
     State(s): State<AppState>,
     auth: Auth,

@@ -36,6 +36,9 @@ pub struct TestApp {
     /// The running app's state: its use cases and entities, for tests that
     /// stage what no request can (a checkout interrupted by a crash).
     pub state: surge::http::state::AppState,
+    /// The app's OpenAPI document, fetched on the first `/api/v1` answer:
+    /// every answer a test receives is checked against it.
+    doc: std::sync::Arc<tokio::sync::OnceCell<Value>>,
 }
 
 pub fn test_settings(dir: PathBuf) -> Settings {
@@ -98,7 +101,37 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         handle: Some(handle),
         guard: None,
         state,
+        doc: Default::default(),
     }
+}
+
+/// The document's path template `path` matches: same segments, `{..}`
+/// standing for any one; the template with the most literal segments wins
+/// (`/orders/mine` over `/orders/{id}`).
+fn documented_path<'d>(doc: &'d Value, path: &str) -> Option<&'d str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    doc["paths"]
+        .as_object()?
+        .keys()
+        .filter_map(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            if parts.len() != segments.len() {
+                return None;
+            }
+            let mut literal = 0;
+            for (p, s) in parts.iter().zip(&segments) {
+                if p.starts_with('{') {
+                    continue;
+                }
+                if p != s {
+                    return None;
+                }
+                literal += 1;
+            }
+            Some((literal, template.as_str()))
+        })
+        .max_by_key(|(literal, _)| *literal)
+        .map(|(_, t)| t)
 }
 
 pub struct Session {
@@ -135,6 +168,7 @@ impl TestApp {
             handle: None,
             guard: None,
             state: self.state.clone(),
+            doc: self.doc.clone(),
         }
     }
 
@@ -158,7 +192,7 @@ impl TestApp {
     ) -> (StatusCode, Value) {
         let mut req = self
             .client
-            .request(method, format!("{}{}", self.base, path));
+            .request(method.clone(), format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -173,7 +207,47 @@ impl TestApp {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        self.assert_documented(&method, path, status, &value).await;
         (status, value)
+    }
+
+    /// Fails the test if the OpenAPI document does not list `status` for
+    /// the operation `path` (an `/api/v1` path) reached: the document
+    /// states every answer the server gives.
+    async fn assert_documented(
+        &self,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        body: &Value,
+    ) {
+        if !path.starts_with("/api/v1/") {
+            return;
+        }
+        let doc = self
+            .doc
+            .get_or_init(|| async {
+                let resp = self
+                    .client
+                    .get(format!("{}/openapi.json", self.base))
+                    .send()
+                    .await
+                    .expect("openapi request");
+                resp.json().await.expect("openapi json")
+            })
+            .await;
+        let path = path.split('?').next().unwrap_or(path);
+        let Some(template) = documented_path(doc, path) else {
+            return;
+        };
+        let Some(op) = doc["paths"][template].get(method.as_str().to_lowercase()) else {
+            return;
+        };
+        let responses = &op["responses"];
+        assert!(
+            responses.get(status.as_str()).is_some() || responses.get("default").is_some(),
+            "{method} {template} answered {status}, which the OpenAPI document does not list: {body}"
+        );
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
