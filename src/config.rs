@@ -599,15 +599,19 @@ impl Settings {
         if !self.cluster {
             return Ok(());
         }
-        if self.store != StoreKind::Postgres {
-            return Err(ConfigError(format!(
-                "cluster mode needs store = postgres (a shared store that fences stale owners' appends); store = {} cannot be shared this way",
-                match self.store {
-                    StoreKind::Embedded => "embedded is one process's file and",
-                    StoreKind::Scylla => "scylla does not fence appends in this version and",
-                    StoreKind::Postgres => "postgres",
-                }
-            )));
+        match self.store {
+            StoreKind::Postgres => {}
+            StoreKind::Scylla if self.scylla_lwt && !self.scylla_emulator => {}
+            StoreKind::Scylla => {
+                return Err(ConfigError(
+                    "cluster mode on ScyllaDB needs scylla_lwt = true on a real cluster (leases and fenced appends are lightweight transactions; the emulator has none)".into(),
+                ))
+            }
+            StoreKind::Embedded => {
+                return Err(ConfigError(
+                    "cluster mode needs a shared store that fences stale owners' appends (store = postgres or scylla); store = embedded is one process's file and cannot be shared".into(),
+                ))
+            }
         }
         if self.jwt_secret.is_none() {
             return Err(ConfigError(

@@ -477,6 +477,22 @@ impl<E: Entity> Actor for EntityActor<E> {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // Activation = fence, then recover: what is read after the fence is
+        // final (no stale owner can append behind it).
+        if let Some(fence) = args.fence {
+            let fenced = args
+                .shared
+                .rt
+                .store
+                .fence_stream(&stream_id::<E>(&args.id), fence)
+                .await;
+            if let Err(e) = fenced {
+                if let (StoreError::Fenced { .. }, Some(c)) = (&e, &args.shared.rt.cluster) {
+                    c.lost(fence);
+                }
+                return Err(e.into());
+            }
+        }
         let Recovered {
             seq,
             state,

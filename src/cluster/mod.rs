@@ -185,7 +185,7 @@ pub struct Cluster {
 /// Why a node cannot join the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
-    #[error("cluster mode needs a shared store that fences appends (postgres); this one cannot")]
+    #[error("cluster mode needs a shared store that fences appends (postgres, or scylla with scylla_lwt); this one cannot")]
     Unsupported,
     #[error("the cluster was created with {fixed} shards; this node is configured with {configured} (the count is fixed for the cluster's life)")]
     Shards { fixed: u32, configured: u32 },
@@ -598,7 +598,7 @@ pub async fn status_report(
     use std::fmt::Write as _;
     let coord = store.coordination().ok_or_else(|| {
         StoreError::Backend(
-            "this store has no cluster (cluster mode needs store = postgres)".into(),
+            "this store has no cluster (cluster mode needs store = postgres, or scylla with scylla_lwt)".into(),
         )
     })?;
     let members = coord.members().await?;

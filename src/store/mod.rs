@@ -210,6 +210,17 @@ pub trait Store: Send + Sync + 'static {
     fn coordination(&self) -> Option<&dyn lease::Coordination> {
         None
     }
+    /// Cluster mode, before an entity of `stream` recovers under `fence`:
+    /// from now on the store refuses every append to `stream` made under
+    /// an older epoch, and the recovery that follows reads a tail no stale
+    /// owner can extend. `Fenced` if a newer epoch already fenced it. A
+    /// backend whose appends check the shard's lease in their own
+    /// transaction (PostgreSQL) needs nothing here; ScyllaDB, whose
+    /// conditional batch sees one partition only, keeps the stream's fence
+    /// in that partition.
+    async fn fence_stream(&self, _stream: &str, _fence: Fence) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Cheap liveness probe used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Stops accepting writes, commits everything already queued, and

@@ -490,7 +490,7 @@ async fn two_stores_on_one_database_never_both_append_one_sequence() {
 /// An append made under `fence`, expecting the stream's true head (so only
 /// the fence can refuse it).
 async fn fenced(
-    store: &PostgresStore,
+    store: &dyn Store,
     stream: &str,
     fence: Fence,
     event: &str,
@@ -500,15 +500,41 @@ async fn fenced(
     store.append(req).await
 }
 
+/// What an actor's activation does before it appends: fence the stream,
+/// then append under the lease.
+async fn activated(
+    store: &dyn Store,
+    stream: &str,
+    fence: Fence,
+    event: &str,
+) -> Result<u64, StoreError> {
+    store.fence_stream(stream, fence).await?;
+    fenced(store, stream, fence, event).await
+}
+
+/// The payloads of `stream`, in order.
+async fn payloads(store: &dyn Store, stream: &str) -> Vec<String> {
+    store
+        .read(stream, 0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.payload).unwrap())
+        .collect()
+}
+
 /// Leases hand each shard to one node at a time under a growing epoch, and
 /// the store refuses an append made under an epoch that is no longer the
 /// shard's — atomically: a takeover racing a stream of appends splits the
 /// journal into the old owner's events, then the new owner's, never mixed.
-#[tokio::test]
-async fn a_shard_taken_over_refuses_the_old_owners_appends() {
-    let pg = Pg::new();
-    let a = pg.store().await;
-    let b = pg.open().await;
+/// `a` and `b` are two nodes' stores on one database (PostgreSQL, or
+/// ScyllaDB with LWT: `scylla.rs`); each owner fences a stream before its
+/// first append there, as an actor's activation does. Returns the number
+/// of A's appends acknowledged in the race on stream `z` (shard 5).
+pub(crate) async fn a_shard_taken_over_refuses_the_old_owners_appends_on(
+    a: &dyn Store,
+    b: &dyn Store,
+) -> u64 {
     let (ca, cb) = (a.coordination().unwrap(), b.coordination().unwrap());
     assert_eq!(ca.init_shards(8).await.unwrap(), 8);
     assert_eq!(
@@ -528,15 +554,17 @@ async fn a_shard_taken_over_refuses_the_old_owners_appends() {
     let lease = &cb.leases().await.unwrap()[3];
     assert_eq!(lease.holder(), Some("a"));
     assert!(lease.remaining > Duration::from_secs(20));
-    assert_eq!(fenced(&a, "x", fa[0], "a1").await.unwrap(), 1);
+    assert_eq!(activated(a, "x", fa[0], "a1").await.unwrap(), 1);
 
-    // A hands shard 3 over; B takes it under epoch 2 and A is fenced, even
-    // with the right expected sequence; its other shard is untouched.
+    // A hands shard 3 over; B takes it under epoch 2 and, once B has
+    // activated the stream, A is fenced even with the right expected
+    // sequence; its other shard is untouched.
     ca.release("a", &fa[..1]).await.unwrap();
     assert_eq!(cb.leases().await.unwrap()[3].holder(), None);
     let fb = cb.acquire("b", &[3], ttl).await.unwrap();
     assert_eq!(fb, [Fence { shard: 3, epoch: 2 }]);
-    match fenced(&a, "x", fa[0], "a2").await {
+    b.fence_stream("x", fb[0]).await.unwrap();
+    match fenced(a, "x", fa[0], "a2").await {
         Err(StoreError::Fenced {
             shard: 3,
             epoch: 1,
@@ -544,9 +572,14 @@ async fn a_shard_taken_over_refuses_the_old_owners_appends() {
         }) => {}
         other => panic!("expected the stale owner to be fenced, got {other:?}"),
     }
+    match a.fence_stream("x", fa[0]).await {
+        Err(StoreError::Fenced { current: 2, .. }) => {}
+        other => panic!("a stale owner cannot fence the stream back, got {other:?}"),
+    }
     assert_eq!(ca.renew("a", &fa, ttl).await.unwrap(), [4], "3 is B's now");
-    assert_eq!(fenced(&a, "y", fa[1], "a-y").await.unwrap(), 1);
-    assert_eq!(fenced(&b, "x", fb[0], "b1").await.unwrap(), 2);
+    assert_eq!(activated(a, "y", fa[1], "a-y").await.unwrap(), 1);
+    assert_eq!(fenced(b, "x", fb[0], "b1").await.unwrap(), 2);
+    assert_eq!(payloads(a, "x").await, ["a1", "b1"]);
 
     // A takeover racing A's appends: everything before it is A's, nothing
     // after it is, and A hears `Fenced` from then on.
@@ -554,30 +587,67 @@ async fn a_shard_taken_over_refuses_the_old_owners_appends() {
         .acquire("a", &[5], Duration::from_millis(300))
         .await
         .unwrap()[0];
-    let writer = {
-        let a = a.clone();
-        tokio::spawn(async move {
+    a.fence_stream("z", fa).await.unwrap();
+    let (acked, fb) = tokio::join!(
+        async {
             let mut acked = 0;
             for i in 0..10_000 {
-                match fenced(&a, "z", fa, &format!("a{i}")).await {
+                match fenced(a, "z", fa, &format!("a{i}")).await {
                     Ok(_) => acked += 1,
                     Err(StoreError::Fenced { .. }) => return acked,
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
             panic!("never fenced");
-        })
-    };
-    let fb = loop {
-        if let Some(f) = cb.acquire("b", &[5], ttl).await.unwrap().first() {
-            break *f;
+        },
+        async {
+            let fb = loop {
+                if let Some(f) = cb.acquire("b", &[5], ttl).await.unwrap().first() {
+                    break *f;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            b.fence_stream("z", fb).await.unwrap();
+            fb
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    );
     assert_eq!(fb.epoch, fa.epoch + 1);
-    let acked = writer.await.unwrap();
     assert!(acked > 0, "A wrote before its lease expired");
-    assert_eq!(fenced(&b, "z", fb, "b").await.unwrap(), acked + 1);
+    assert_eq!(fenced(b, "z", fb, "b").await.unwrap(), acked + 1);
+    let mut expected: Vec<String> = (0..acked).map(|i| format!("a{i}")).collect();
+    expected.push("b".into());
+    assert_eq!(payloads(b, "z").await, expected);
+
+    // Members: a heartbeat adds or refreshes a row; leaving removes it.
+    ca.heartbeat("a", "127.0.0.1:7001", false).await.unwrap();
+    cb.heartbeat("b", "127.0.0.1:7002", true).await.unwrap();
+    let members = ca.members().await.unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.node.as_str(), m.addr.as_str(), m.draining))
+            .collect::<Vec<_>>(),
+        [
+            ("a", "127.0.0.1:7001", false),
+            ("b", "127.0.0.1:7002", true)
+        ]
+    );
+    assert!(members
+        .iter()
+        .all(|m| m.silent_for < Duration::from_secs(5)));
+    cb.leave("b").await.unwrap();
+    assert_eq!(ca.members().await.unwrap().len(), 1);
+    acked
+}
+
+#[tokio::test]
+async fn a_shard_taken_over_refuses_the_old_owners_appends() {
+    let pg = Pg::new();
+    let a = pg.store().await;
+    let b = pg.open().await;
+    let acked = a_shard_taken_over_refuses_the_old_owners_appends_on(a.as_ref(), b.as_ref()).await;
+    // The journal records each event's epoch; every epoch was handed to
+    // one node, and the record says which.
     let client = pg.client().await;
     let epochs: Vec<i64> = client
         .query(
@@ -592,10 +662,9 @@ async fn a_shard_taken_over_refuses_the_old_owners_appends() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let mut expected = vec![fa.epoch as i64; acked as usize];
-    expected.push(fb.epoch as i64);
+    let mut expected = vec![1i64; acked as usize];
+    expected.push(2);
     assert_eq!(epochs, expected);
-    // Every epoch was handed to one node, and the record says which.
     let owners: Vec<(i32, i64, String)> = client
         .query(
             &format!(
@@ -622,26 +691,6 @@ async fn a_shard_taken_over_refuses_the_old_owners_appends() {
             (5, 2, "b")
         ])
     );
-
-    // Members: a heartbeat adds or refreshes a row; leaving removes it.
-    ca.heartbeat("a", "127.0.0.1:7001", false).await.unwrap();
-    cb.heartbeat("b", "127.0.0.1:7002", true).await.unwrap();
-    let members = ca.members().await.unwrap();
-    assert_eq!(
-        members
-            .iter()
-            .map(|m| (m.node.as_str(), m.addr.as_str(), m.draining))
-            .collect::<Vec<_>>(),
-        [
-            ("a", "127.0.0.1:7001", false),
-            ("b", "127.0.0.1:7002", true)
-        ]
-    );
-    assert!(members
-        .iter()
-        .all(|m| m.silent_for < Duration::from_secs(5)));
-    cb.leave("b").await.unwrap();
-    assert_eq!(ca.members().await.unwrap().len(), 1);
     a.close().await;
     b.close().await;
 }
@@ -684,6 +733,7 @@ async fn no_statement_is_a_sequential_scan() {
             "(ARRAY['s1'], ARRAY[100], ARRAY['\\x00'::bytea], ARRAY[0])",
         ),
         (sql::FENCES.into(), "(ARRAY[1, 2])"),
+        (sql::LEASE_EPOCH.into(), "(1)"),
         (sql::ACQUIRE.into(), "('n1', ARRAY[1, 2], 5.0)"),
         (sql::RENEW.into(), "('n1', ARRAY[1, 2], ARRAY[1, 1], 5.0)"),
         (sql::RELEASE.into(), "('n1', ARRAY[1, 2], ARRAY[1, 1])"),
@@ -895,7 +945,7 @@ async fn postgres_stopped_and_started_under_commands_loses_nothing_acknowledged(
 
 /// Where a `CuttingProxy` cuts the connection that sends `COMMIT`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Cut {
+pub(crate) enum Cut {
     /// `COMMIT` never reaches the server: the transaction rolls back.
     BeforeCommit,
     /// The server gets `COMMIT` and commits; its answer never comes back.
@@ -903,27 +953,35 @@ enum Cut {
 }
 
 /// A TCP proxy in front of PostgreSQL that, once armed, cuts the first
-/// connection that sends `COMMIT`, on the side `cut` says.
-struct CuttingProxy {
-    port: u16,
+/// connection that sends `COMMIT`, on the side `cut` says; or, with
+/// `cut_every(k)`, every k-th connection's `COMMIT` from then on.
+pub(crate) struct CuttingProxy {
+    pub port: u16,
     armed: Arc<std::sync::atomic::AtomicBool>,
+    every: Arc<std::sync::atomic::AtomicUsize>,
+    cuts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CuttingProxy {
-    async fn start(upstream: u16, cut: Cut) -> CuttingProxy {
-        use std::sync::atomic::{AtomicBool, Ordering};
+    pub(crate) async fn start(upstream: u16, cut: Cut) -> CuttingProxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let armed = Arc::new(AtomicBool::new(false));
-        let trigger = armed.clone();
+        let every = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let (trigger, period, counted) = (armed.clone(), every.clone(), cuts.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let trigger = trigger.clone();
+                let (trigger, period) = (trigger.clone(), period.clone());
+                let (counted, commits) = (counted.clone(), commits.clone());
                 tokio::spawn(async move {
-                    let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
-                        .await
-                        .unwrap();
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return; // the server is gone (the test is over)
+                    };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
                     let severed = Arc::new(AtomicBool::new(false));
@@ -937,7 +995,13 @@ impl CuttingProxy {
                             };
                             let chunk = &buf[..n];
                             let commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
-                            if commit && trigger.swap(false, Ordering::SeqCst) {
+                            let due = commit && {
+                                let k = period.load(Ordering::SeqCst);
+                                let n = commits.fetch_add(1, Ordering::SeqCst);
+                                trigger.swap(false, Ordering::SeqCst) || (k > 0 && n % k == k - 1)
+                            };
+                            if due {
+                                counted.fetch_add(1, Ordering::SeqCst);
                                 severed.store(true, Ordering::SeqCst);
                                 if cut == Cut::AfterCommit {
                                     let _ = sw.write_all(chunk).await;
@@ -973,7 +1037,22 @@ impl CuttingProxy {
                 });
             }
         });
-        CuttingProxy { port, armed }
+        CuttingProxy {
+            port,
+            armed,
+            every,
+            cuts,
+        }
+    }
+
+    /// From now on cuts the connection of every `k`-th `COMMIT` (0: none).
+    pub(crate) fn cut_every(&self, k: usize) {
+        self.every.store(k, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Connections cut so far.
+    pub(crate) fn cuts(&self) -> usize {
+        self.cuts.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A store on `schema` whose connections go through this proxy.

@@ -91,14 +91,20 @@ async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind() {
         .expect("no schema yet");
     assert!(err.to_string().contains("surge migrate"), "{err}");
 
-    assert_eq!(cql.migrate().await, ["001_init.cql"]);
+    assert_eq!(cql.migrate().await, ["001_init.cql", "002_cluster.cql"]);
     assert!(cql.migrate().await.is_empty(), "applied once");
     let session = surge::store::scylla::connect(&cql.options).await.unwrap();
     let applied = schema::applied(&session, &cql.options.keyspace)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(applied, [(1, schema::checksum(schema::MIGRATIONS[0].text))]);
+    assert_eq!(
+        applied,
+        [
+            (1, schema::checksum(schema::MIGRATIONS[0].text)),
+            (2, schema::checksum(schema::MIGRATIONS[1].text))
+        ]
+    );
     schema::check(&session, &cql.options.keyspace)
         .await
         .unwrap();
@@ -118,6 +124,74 @@ async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("upgrade Surge"), "{err}");
+}
+
+/// Cluster mode on ScyllaDB. With lightweight transactions (a real
+/// cluster, `SURGE_SCYLLA_NODES`): leases as LWT, each stream's fence in
+/// its partition, fenced appends as one conditional batch — the scenario
+/// PostgreSQL passes, plus the epoch record. On the emulator (no LWT): no
+/// cluster is offered, a fenced append is refused and writes nothing, and
+/// cluster mode refuses the configuration with the reason.
+#[tokio::test]
+async fn a_shard_taken_over_refuses_the_old_owners_appends() {
+    let cql = cql().await;
+    let a = cql.store().await;
+    if cql.options.lwt {
+        let b = ScyllaStore::open(&cql.options, Arc::new(Metrics::new()))
+            .await
+            .unwrap();
+        let acked =
+            crate::postgres::a_shard_taken_over_refuses_the_old_owners_appends_on(a.as_ref(), &b)
+                .await;
+        println!("A's appends acknowledged before the takeover: {acked}");
+        let session = surge::store::scylla::connect(&cql.options).await.unwrap();
+        let mut owners: Vec<(i32, i64, String)> = session
+            .query_unpaged(
+                format!(
+                    "SELECT shard, epoch, owner FROM {}.lease_epochs",
+                    cql.options.keyspace
+                ),
+                (),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows::<(i32, i64, String)>()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        owners.sort();
+        let named = |v: &[(i32, i64, &str)]| -> Vec<(i32, i64, String)> {
+            v.iter().map(|(s, e, o)| (*s, *e, o.to_string())).collect()
+        };
+        assert_eq!(
+            owners,
+            named(&[
+                (3, 1, "a"),
+                (3, 2, "b"),
+                (4, 1, "a"),
+                (5, 1, "a"),
+                (5, 2, "b")
+            ])
+        );
+        b.close().await;
+    } else {
+        assert!(a.coordination().is_none(), "no leases without LWT");
+        let mut req = crate::conformance::append("s", 0, &["e"]);
+        req.fence = Some(surge::store::Fence { shard: 0, epoch: 1 });
+        match a.append(req).await {
+            Err(surge::store::StoreError::Backend(m)) => assert!(m.contains("scylla_lwt"), "{m}"),
+            other => panic!("a fenced append without LWT must be refused, got {other:?}"),
+        }
+        assert_eq!(a.head("s").await.unwrap(), 0, "nothing written");
+        let toml = format!(
+            "cluster = true\nstore = \"scylla\"\nscylla_emulator = true\nscylla_lwt = false\nnode_id = \"n1\"\nredis_url = \"redis://127.0.0.1:1\"\njwt_secret = \"{TEST_SECRET}\"\n"
+        );
+        let err = Settings::from_toml(&toml).unwrap_err();
+        assert!(err.to_string().contains("scylla_lwt = true"), "{err}");
+    }
+    a.close().await;
 }
 
 /// An app on the ScyllaDB backend: `surge serve --store scylla` built in

@@ -234,6 +234,8 @@ pub mod sql {
     pub const MEMBERS: &str = "SELECT node, addr, draining, \
          greatest(0, extract(epoch FROM now() - heartbeat_at) * 1000)::bigint \
          FROM members ORDER BY node";
+    /// The epoch shard `$1` is held under now.
+    pub const LEASE_EPOCH: &str = "SELECT epoch FROM shard_leases WHERE shard = $1";
     pub const LEASES: &str = "SELECT shard, owner, epoch, \
          coalesce(greatest(0, extract(epoch FROM expires_at - now()) * 1000), 0)::bigint \
          FROM shard_leases ORDER BY shard";
@@ -1103,6 +1105,27 @@ impl Store for PostgresStore {
 
     fn coordination(&self) -> Option<&dyn Coordination> {
         Some(self)
+    }
+
+    /// Appends check the shard's lease in their own transaction; here a
+    /// stale owner is only turned away before it recovers anything.
+    async fn fence_stream(&self, _stream: &str, fence: Fence) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql::LEASE_EPOCH).await.map_err(pg)?;
+        let shard = i32::try_from(fence.shard).unwrap_or(i32::MAX);
+        let current = client
+            .query_opt(&st, &[&shard])
+            .await
+            .map_err(pg)?
+            .map_or(0, |r| r.get::<_, i64>(0) as u64);
+        if current > fence.epoch {
+            return Err(StoreError::Fenced {
+                shard: fence.shard,
+                epoch: fence.epoch,
+                current,
+            });
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

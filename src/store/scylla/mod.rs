@@ -26,6 +26,7 @@
 //!   which understands only `=` restrictions, ranges and limits are applied
 //!   while paging instead of in the statement.
 
+mod cluster;
 pub mod schema;
 pub mod tables;
 
@@ -40,7 +41,7 @@ use ::scylla::client::session_builder::SessionBuilder;
 use ::scylla::statement::batch::{Batch, BatchType};
 use ::scylla::statement::prepared::PreparedStatement;
 use ::scylla::statement::{Consistency, SerialConsistency};
-use ::scylla::value::{CqlValue, Row};
+use ::scylla::value::CqlValue;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use futures_util::future::join_all;
@@ -49,7 +50,7 @@ use tokio::sync::mpsc;
 
 use self::tables::ReadTable;
 use super::{
-    AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
+    AppendRequest, AppendTicket, Fence, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
 };
 use crate::metrics::Metrics;
 use crate::store::queue::{run_groups, WriteOp, WriteQueue};
@@ -137,6 +138,9 @@ struct Statements {
     snapshot_put: PreparedStatement,
     ping: PreparedStatement,
     tables: HashMap<&'static str, TableStatements>,
+    /// Leases and fenced appends (cluster mode): with `scylla_lwt` on a
+    /// real cluster only.
+    cluster: Option<cluster::ClusterStatements>,
 }
 
 struct Inner {
@@ -284,6 +288,11 @@ async fn prepare(session: &Session, o: &ScyllaOptions) -> Result<Statements, Sto
         .await?,
         ping: prep("SELECT release_version FROM system.local".into(), true).await?,
         tables,
+        cluster: if o.lwt && !emu {
+            Some(cluster::prepare(session, ks).await?)
+        } else {
+            None
+        },
     })
 }
 
@@ -471,6 +480,9 @@ impl Inner {
     async fn write_chunk(&self, stream: &str, chunk: &Chunk) -> Result<(), StoreError> {
         let mut batch = Batch::new(BatchType::Unlogged);
         let mut values: Vec<Vec<CqlValue>> = Vec::with_capacity(chunk.events.len());
+        if let Some(fence) = chunk.fence {
+            return self.write_fenced_chunk(stream, chunk, fence).await;
+        }
         let conditional = self.st.append_if_absent.as_ref();
         for (seq, payload) in &chunk.events {
             batch.append_statement(conditional.unwrap_or(&self.st.append).clone());
@@ -482,18 +494,8 @@ impl Inner {
         }
         if conditional.is_some() {
             batch.set_is_idempotent(false);
-            let result = self
-                .session
-                .batch(&batch, values)
-                .await
-                .map_err(backend)?
-                .into_rows_result()
-                .map_err(backend)?;
-            let applied = result
-                .maybe_first_row::<Row>()
-                .map_err(backend)?
-                .and_then(|r| r.columns.into_iter().next().flatten())
-                .is_some_and(|c| matches!(c, CqlValue::Boolean(true)));
+            let applied =
+                cluster::was_applied(self.session.batch(&batch, values).await.map_err(backend)?)?;
             if !applied {
                 let actual = self.head(stream).await?;
                 return Err(StoreError::Conflict {
@@ -521,6 +523,8 @@ impl Inner {
 /// Whole appends of one stream written in one batch.
 struct Chunk {
     ts: i64,
+    /// The lease its appends were made under (cluster mode).
+    fence: Option<Fence>,
     first_expected: Seq,
     /// (op index, head after the append)
     appends: Vec<(usize, Seq)>,
@@ -611,12 +615,13 @@ impl<'a> Plan<'a> {
             });
         let entry = &mut streams[at].1;
         let size = req.events.len() + req.index.len();
-        let fits = entry
-            .last()
-            .is_some_and(|c| c.events.len() + c.index.len() + size <= MAX_BATCH_STATEMENTS);
+        let fits = entry.last().is_some_and(|c| {
+            c.fence == req.fence && c.events.len() + c.index.len() + size <= MAX_BATCH_STATEMENTS
+        });
         if !fits {
             entry.push(Chunk {
                 ts: inner.timestamp(),
+                fence: req.fence,
                 first_expected: head,
                 appends: Vec::new(),
                 events: Vec::new(),
@@ -787,11 +792,10 @@ async fn commit_group(inner: &Inner, ops: Vec<WriteOp>, m: &Metrics) {
 #[async_trait]
 impl Store for ScyllaStore {
     async fn submit(&self, req: AppendRequest) -> Result<AppendTicket, StoreError> {
-        if req.fence.is_some() {
-            // Cluster mode refuses this store at start; never write unfenced.
+        if req.fence.is_some() && self.inner.st.cluster.is_none() {
+            // Never write a fenced append unfenced.
             return Err(StoreError::Backend(
-                "the ScyllaDB backend does not fence appends yet: a fenced append is refused"
-                    .into(),
+                "a fenced append needs scylla_lwt on a real ScyllaDB cluster".into(),
             ));
         }
         self.queue.append(req).await
@@ -904,6 +908,18 @@ impl Store for ScyllaStore {
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows.truncate(limit);
         Ok(rows)
+    }
+
+    fn coordination(&self) -> Option<&dyn super::lease::Coordination> {
+        self.inner
+            .st
+            .cluster
+            .as_ref()
+            .map(|_| self as &dyn super::lease::Coordination)
+    }
+
+    async fn fence_stream(&self, stream: &str, fence: Fence) -> Result<(), StoreError> {
+        self.inner.fence_stream(stream, fence).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

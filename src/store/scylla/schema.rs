@@ -8,11 +8,18 @@ pub use crate::store::migrations::{checksum, Migration, SchemaError};
 
 /// Every migration, in order. Append-only: a new file gets the next number
 /// (a test checks this list matches `schema/scylla/`).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init.cql",
-    text: include_str!("../../../schema/scylla/001_init.cql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init.cql",
+        text: include_str!("../../../schema/scylla/001_init.cql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_cluster.cql",
+        text: include_str!("../../../schema/scylla/002_cluster.cql"),
+    },
+];
 
 /// The schema version this build needs.
 pub fn latest() -> i32 {
