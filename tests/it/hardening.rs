@@ -483,7 +483,7 @@ async fn a_checkout_interrupted_between_holding_and_placing_is_undone_by_the_sch
     let (_, shop_id, product) = shop_with_product(&app, 10_000, 5).await;
     let (c, _) = customer(&app).await;
     add(&app, &c, &product, 2).await;
-    let services = app.state.services.clone();
+    let services = app.state.as_ref().expect("in process").services.clone();
     // What a checkout does before a crash: record the plan, hold stock.
     let order_id = surge::service::new_id();
     services

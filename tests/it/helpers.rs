@@ -35,7 +35,8 @@ pub struct TestApp {
     pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// The running app's state: its use cases and entities, for tests that
     /// stage what no request can (a checkout interrupted by a crash).
-    pub state: surge::http::state::AppState,
+    /// `None` for a client of a server in another process (`TestApp::at`).
+    pub state: Option<surge::http::state::AppState>,
     /// The app's OpenAPI document, fetched on the first `/api/v1` answer:
     /// every answer a test receives is checked against it.
     doc: std::sync::Arc<tokio::sync::OnceCell<Value>>,
@@ -100,7 +101,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         stop: Some(tx),
         handle: Some(handle),
         guard: None,
-        state,
+        state: Some(state),
         doc: Default::default(),
     }
 }
@@ -152,26 +153,6 @@ impl TestApp {
         self.base.rsplit(':').next().unwrap().parse().unwrap()
     }
 
-    /// A client of `base` — a load balancer in front of several apps — as a
-    /// `TestApp` (sharing this app's state handle; it cannot be stopped).
-    /// Every request opens a new connection, so a balancer that picks a
-    /// node per connection spreads the requests.
-    pub fn behind(&self, base: String) -> TestApp {
-        TestApp {
-            base,
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("client"),
-            dir: None,
-            stop: None,
-            handle: None,
-            guard: None,
-            state: self.state.clone(),
-            doc: self.doc.clone(),
-        }
-    }
-
     /// Graceful stop; returns the data dir for a restart.
     pub async fn stop(mut self) -> TempDir {
         let _ = self.stop.take().expect("running").send(());
@@ -181,6 +162,41 @@ impl TestApp {
             .await
             .expect("server task");
         self.dir.take().expect("dir")
+    }
+
+    /// A client of `base` — a load balancer in front of several apps — as a
+    /// `TestApp` (sharing this app's state handle; it cannot be stopped).
+    /// Every request opens a new connection, so a balancer that picks a
+    /// node per connection spreads the requests.
+    pub fn behind(&self, base: String) -> TestApp {
+        TestApp {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
+            state: self.state.clone(),
+            doc: self.doc.clone(),
+            ..TestApp::at(base)
+        }
+    }
+
+    /// A client of the server at `base` (`http://host:port`), one this test
+    /// did not start (a `surge serve` process): the same typed helpers,
+    /// nothing to stop.
+    pub fn at(base: String) -> TestApp {
+        TestApp {
+            base,
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .expect("client"),
+            dir: None,
+            stop: None,
+            handle: None,
+            guard: None,
+            state: None,
+            doc: Default::default(),
+        }
     }
 
     pub async fn request(

@@ -614,3 +614,96 @@ async fn the_owner_of_an_order_offers_it_to_the_nearest_shipper_whichever_node_h
         .await;
     assert!(me["offer"].is_null(), "{me}");
 }
+
+/// Nodes in this process as the fault workload sees them.
+struct InProcess {
+    pg: Pg,
+    apps: Vec<TestApp>,
+    client: reqwest::Client,
+}
+
+impl crate::faults::Nodes for InProcess {
+    fn bases(&self) -> Vec<String> {
+        self.apps.iter().map(|a| a.base.clone()).collect()
+    }
+    fn base(&self, i: usize) -> String {
+        self.apps[i].base.clone()
+    }
+    fn pg(&self) -> &Pg {
+        &self.pg
+    }
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn shards(&self) -> u32 {
+        SHARDS
+    }
+}
+
+/// The fault suite's workload on three nodes in this process whose store
+/// drops answers after commit: each node talks to PostgreSQL through a
+/// proxy that, once the burst is under way, cuts the connection of every
+/// 20th `COMMIT` after the server has it (the transaction is durable, its
+/// answer lost — appends, lease renewals, everything). The store reads an
+/// unanswered commit back before anyone is answered, and a node whose
+/// lease round failed stops serving the shard until it holds it again; so
+/// the checkers still find every acknowledged claim and checkout exactly
+/// once, capacity and stock kept, the watcher's events complete, streams
+/// contiguous and fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_whose_answers_are_lost_lose_nothing_acknowledged() {
+    use crate::faults::{check, run, Workload};
+    use crate::postgres::{Cut, CuttingProxy};
+    let pg = Pg::new();
+    pg.migrate().await;
+    let redis = Redis::start();
+    let pg_port: u16 = pg
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the url");
+    let mut proxies = Vec::new();
+    let mut apps = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        let proxy = CuttingProxy::start(pg_port, Cut::AfterCommit).await;
+        let through = pg
+            .url
+            .replace(&format!(":{pg_port}"), &format!(":{}", proxy.port));
+        apps.push(
+            spawn_app_with(|s| {
+                node(&pg, &redis, name, s);
+                s.postgres_url = through;
+                // Cheap password hashes: the setup registers 1,500 buyers.
+                s.hash_memory_kib = 8;
+                s.hash_iterations = 1;
+            })
+            .await,
+        );
+        proxies.push(proxy);
+    }
+    wait_placed(&pg, &["n1", "n2", "n3"]).await;
+    let nodes = InProcess {
+        pg,
+        apps,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    };
+    let w = Workload::prepare(&nodes, crate::faults::claims(1_500)).await;
+    let fault = async {
+        for p in &proxies {
+            p.cut_every(20);
+        }
+    };
+    let (acks, _) = run(&nodes, &w, (1, 2), 200, fault).await;
+    for p in &proxies {
+        p.cut_every(0);
+    }
+    let cuts: usize = proxies.iter().map(CuttingProxy::cuts).sum();
+    assert!(cuts >= 3, "answers lost after commit: {cuts}");
+    println!("{cuts} commits' answers were lost");
+    check(&nodes, &w, &acks).await;
+}
