@@ -7,7 +7,10 @@
 //!   commands forwarded per claim, each node's CPU time, oversold and lost checked against the
 //!   store;
 //! - the cost of forwarding: every customer's profile read, one at a time,
-//!   from every node, split by whether that node owns the user's shard.
+//!   from every node, split by whether that node owns the user's shard;
+//! - the `mixed` shopper journeys (browse, cart, checkout, pay on the
+//!   sandbox page, track), journey `i` entirely at node `i mod n`: latency
+//!   per command, every journey completed (report `cluster-mixed`).
 //!
 //! Every node shares these two cores, so 3 nodes here cannot be faster
 //! than 1; bench/README works out what 3 machines would do from the
@@ -31,6 +34,8 @@ pub struct Params {
     pub clients: usize,
     pub capacity: u32,
     pub time_limit: Duration,
+    /// The shopper journeys run on the same nodes after the burst.
+    pub mixed: crate::mixed::Params,
 }
 
 const SHARDS: u32 = 64;
@@ -177,6 +182,7 @@ struct Outcome {
     lost: u64,
     local_ms: Vec<f64>,
     remote_ms: Vec<f64>,
+    mixed: crate::mixed::Outcome,
 }
 
 async fn run_nodes(n: usize, p: Params) -> anyhow::Result<Outcome> {
@@ -184,7 +190,10 @@ async fn run_nodes(n: usize, p: Params) -> anyhow::Result<Outcome> {
     let (pg, redis) = store_and_redis().await?;
     let nodes = start_nodes(
         n,
-        |dir| surge_settings(dir, p.clients),
+        |dir| surge::config::Settings {
+            sandbox_webhook_secret: Some(crate::mixed::SANDBOX_SECRET.into()),
+            ..surge_settings(dir, p.clients.max(p.mixed.shoppers))
+        },
         pg.port,
         "surge",
         redis.port,
@@ -341,11 +350,13 @@ async fn run_nodes(n: usize, p: Params) -> anyhow::Result<Outcome> {
             .map(|x| h.value_at_quantile(*x) as f64 / 1000.0)
             .collect()
     };
+    let mixed = crate::mixed::drive(&bases, p.mixed).await?;
     for node in nodes {
         node.daemon.stop().await?;
     }
     drop((pg, redis));
     Ok(Outcome {
+        mixed,
         nodes: n,
         forwarded,
         cpu,
@@ -376,11 +387,17 @@ async fn shard_owners(pg_port: u16) -> anyhow::Result<HashMap<usize, String>> {
         .collect())
 }
 
-pub async fn run(p: Params, counts: &[usize], command: String) -> anyhow::Result<Report> {
+/// The burst report (`cluster`) and the journeys' (`cluster-mixed`).
+pub async fn run(p: Params, counts: &[usize], command: String) -> anyhow::Result<(Report, Report)> {
     let mut rows = Vec::new();
     let mut goals = Vec::new();
+    let mut mixed_rows = Vec::new();
+    let mut mixed_goals = Vec::new();
     for &n in counts {
         let o = run_nodes(n, p).await?;
+        let (r, g) = crate::mixed::rows(&o.mixed, &format!("cluster-{n}"), p.mixed.rate);
+        mixed_rows.extend(r);
+        mixed_goals.push(g);
         let done: u64 = o.burst.statuses.values().sum();
         let mut values = vec![
             ("claims/s", o.burst.per_second().round()),
@@ -423,13 +440,22 @@ pub async fn run(p: Params, counts: &[usize], command: String) -> anyhow::Result
             notes,
         });
     }
-    Ok(Report {
-        scenario: "cluster",
-        command,
-        rows,
-        goals,
-        chart: "claims/s",
-    })
+    Ok((
+        Report {
+            scenario: "cluster",
+            command: command.clone(),
+            rows,
+            goals,
+            chart: "claims/s",
+        },
+        Report {
+            scenario: "cluster-mixed",
+            command,
+            rows: mixed_rows,
+            goals: mixed_goals,
+            chart: "p99 ms",
+        },
+    ))
 }
 
 /// Smoke-run invariants: every claim answered, nothing oversold or lost.

@@ -117,7 +117,8 @@ enum Scenario {
     },
     /// Cluster mode on this machine: the flash-sale burst on 1 and on 3
     /// nodes (processes on one PostgreSQL and Redis), claims spread over
-    /// the nodes; per-node CPU; a read at its owner against a forwarded one.
+    /// the nodes; per-node CPU; a read at its owner against a forwarded one;
+    /// then the mixed shopper journeys spread over the nodes.
     Cluster {
         #[arg(long, default_value_t = 5_000)]
         clients: usize,
@@ -128,6 +129,13 @@ enum Scenario {
         nodes: Vec<usize>,
         #[arg(long, default_value_t = 120)]
         time_limit_secs: u64,
+        /// Shopper journeys started per second (after the burst)
+        #[arg(long, default_value_t = 50.0)]
+        mixed_rate: f64,
+        #[arg(long, default_value_t = 20)]
+        mixed_duration_secs: u64,
+        #[arg(long, default_value_t = 300)]
+        mixed_shoppers: usize,
     },
     /// Start time against journal size; first reply of an entity with a long
     /// journal, replayed and from a snapshot.
@@ -231,15 +239,29 @@ async fn main() -> anyhow::Result<()> {
             capacity,
             nodes,
             time_limit_secs,
+            mixed_rate,
+            mixed_duration_secs,
+            mixed_shoppers,
         } => {
             let p = cluster::Params {
                 clients,
                 capacity,
                 time_limit: Duration::from_secs(time_limit_secs),
+                mixed: mixed::Params {
+                    rate: mixed_rate,
+                    duration: Duration::from_secs(mixed_duration_secs),
+                    shoppers: mixed_shoppers,
+                    stock_buckets: 1,
+                    postgres: true,
+                },
             };
-            let report = cluster::run(p, &nodes, command).await?;
+            let (report, journeys) = cluster::run(p, &nodes, command).await?;
             report.write(&cli.out)?;
-            println!("wrote {}/cluster.{{md,json,svg}}", cli.out.display());
+            journeys.write(&cli.out)?;
+            println!(
+                "wrote {}/cluster.{{md,json,svg}} and cluster-mixed.{{md,json,svg}}",
+                cli.out.display()
+            );
         }
         Scenario::Recovery { events, repeats } => {
             let report = recovery::run(recovery::Params { events, repeats }, command).await?;
@@ -314,10 +336,19 @@ async fn main() -> anyhow::Result<()> {
                 clients: 150,
                 capacity: 20,
                 time_limit: Duration::from_secs(60),
+                mixed: mixed::Params {
+                    rate: 10.0,
+                    duration: Duration::from_secs(3),
+                    shoppers: 20,
+                    stock_buckets: 1,
+                    postgres: true,
+                },
             };
-            let report = cluster::run(p, &[1, 3], command.clone()).await?;
+            let (report, journeys) = cluster::run(p, &[1, 3], command.clone()).await?;
             report.write(&out)?;
+            journeys.write(&out)?;
             cluster::check_smoke(&report)?;
+            mixed::check_smoke(&journeys)?;
 
             let p = recovery::Params {
                 events: 1_000,

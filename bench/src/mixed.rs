@@ -163,10 +163,13 @@ async fn journey(
     Ok(())
 }
 
+/// The sandbox gateway's webhook secret the servers under test share.
+pub const SANDBOX_SECRET: &str = "bench-sandbox-secret-0123456789";
+
 pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let mut settings = surge::config::Settings {
-        sandbox_webhook_secret: Some("bench-sandbox-secret-0123456789".into()),
+        sandbox_webhook_secret: Some(SANDBOX_SECRET.into()),
         ..surge_api::surge_settings(dir.path(), p.shoppers)
     };
     let _pg = match p.postgres {
@@ -174,7 +177,16 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         false => None,
     };
     let server = start_surge(settings)?;
-    let base = server.base();
+    let outcome = drive(&[server.base()], p).await;
+    server.stop();
+    outcome
+}
+
+/// The journeys against the servers at `bases` (journey `i` entirely at
+/// `bases[i % n]`, the setup spread the same way).
+pub async fn drive(bases: &[String], p: Params) -> anyhow::Result<Outcome> {
+    let n = bases.len();
+    let base = bases[0].clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(p.shoppers)
         .timeout(Duration::from_secs(30))
@@ -184,8 +196,8 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
         surge_api::split_shop(&client, &base, journeys + 10, p.stock_buckets).await?;
     let progress = crate::load::bar(p.shoppers as u64, "mixed setup");
     let shoppers: Vec<(String, String)> = futures::stream::iter(0..p.shoppers)
-        .map(|_| {
-            let (client, base, progress) = (client.clone(), base.clone(), progress.clone());
+        .map(|i| {
+            let (client, base, progress) = (client.clone(), bases[i % n].clone(), progress.clone());
             async move {
                 let c = surge_api::customer(&client, &base).await;
                 progress.inc(1);
@@ -208,10 +220,14 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / p.rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(journeys as usize);
-    for _ in 0..journeys {
+    for i in 0..journeys as usize {
         tick.tick().await;
-        let (client, base, shop, product) =
-            (client.clone(), base.clone(), shop.clone(), product.clone());
+        let (client, base, shop, product) = (
+            client.clone(),
+            bases[i % n].clone(),
+            shop.clone(),
+            product.clone(),
+        );
         let (stats, free_tx, free_rx, progress) = (
             stats.clone(),
             free_tx.clone(),
@@ -235,7 +251,6 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    server.stop();
     let stats = Arc::try_unwrap(stats)
         .ok()
         .context("journeys still running")?
@@ -268,8 +283,25 @@ impl SharedReceiver {
 
 pub async fn run(p: Params, command: String) -> anyhow::Result<Report> {
     let o = surge(p).await?;
+    let prefix = match p.postgres {
+        true => "surge-postgres",
+        false => "surge",
+    };
+    let (rows, goal) = rows(&o, prefix, p.rate);
+    Ok(Report {
+        scenario: "mixed",
+        command,
+        rows,
+        goals: vec![goal],
+        chart: "p99 ms",
+    })
+}
+
+/// A row per command (target `{prefix} {command}`) and the goal: every
+/// journey started at `rate` completed.
+pub fn rows(o: &Outcome, prefix: &str, rate: f64) -> (Vec<Row>, Goal) {
     if let Some(e) = &o.stats.last_error {
-        eprintln!("mixed: last error: {e}");
+        eprintln!("mixed ({prefix}): last error: {e}");
     }
     let rows: Vec<Row> = COMMANDS
         .iter()
@@ -278,10 +310,7 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<Report> {
             let q = |x: f64| h.map_or(f64::NAN, |h| h.value_at_quantile(x) as f64 / 1000.0);
             let ok = h.map_or(0, |h| h.len());
             Row {
-                target: match p.postgres {
-                    true => format!("surge-postgres {cmd}"),
-                    false => format!("surge {cmd}"),
-                },
+                target: format!("{prefix} {cmd}"),
                 values: vec![
                     ("ok", ok as f64),
                     ("errors", *o.stats.errors.get(cmd).unwrap_or(&0) as f64),
@@ -295,21 +324,15 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<Report> {
         })
         .collect();
     let achieved = o.completed as f64 / o.elapsed.as_secs_f64();
-    let goals = vec![Goal {
-        text: format!("{:.0} journeys/s started, every one completed", p.rate),
+    let goal = Goal {
+        text: format!("{prefix}: {rate:.0} journeys/s started, every one completed"),
         measured: format!(
             "{} of {} completed, {achieved:.1}/s",
             o.completed, o.started
         ),
         met: o.completed == o.started,
-    }];
-    Ok(Report {
-        scenario: "mixed",
-        command,
-        rows,
-        goals,
-        chart: "p99 ms",
-    })
+    };
+    (rows, goal)
 }
 
 /// Smoke-run invariants: every journey completed without an error.
