@@ -640,6 +640,21 @@ pub(crate) async fn a_shard_taken_over_refuses_the_old_owners_appends_on(
     acked
 }
 
+/// The `lease_epochs` record the scenario above leaves: (shard, epoch,
+/// owner), every epoch handed to one node.
+pub(crate) fn epochs_handed_out() -> Vec<(i32, i64, String)> {
+    [
+        (3, 1, "a"),
+        (3, 2, "b"),
+        (4, 1, "a"),
+        (5, 1, "a"),
+        (5, 2, "b"),
+    ]
+    .iter()
+    .map(|(s, e, o)| (*s, *e, o.to_string()))
+    .collect()
+}
+
 #[tokio::test]
 async fn a_shard_taken_over_refuses_the_old_owners_appends() {
     let pg = Pg::new();
@@ -678,19 +693,7 @@ async fn a_shard_taken_over_refuses_the_old_owners_appends() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    let named = |v: &[(i32, i64, &str)]| -> Vec<(i32, i64, String)> {
-        v.iter().map(|(s, e, o)| (*s, *e, o.to_string())).collect()
-    };
-    assert_eq!(
-        owners,
-        named(&[
-            (3, 1, "a"),
-            (3, 2, "b"),
-            (4, 1, "a"),
-            (5, 1, "a"),
-            (5, 2, "b")
-        ])
-    );
+    assert_eq!(owners, epochs_handed_out());
     a.close().await;
     b.close().await;
 }
