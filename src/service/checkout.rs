@@ -130,7 +130,12 @@ impl Checkouts {
     /// not, nothing was placed (a refused reservation) or what was placed
     /// has been cancelled, so the checkout is abandoned. Should a release
     /// itself fail, the checkout stays open and the scheduler resolves it
-    /// at its deadline.
+    /// at its deadline. So does a checkout whose placement ended with an
+    /// unknown outcome (a timeout, the store or an entity's owner
+    /// unreachable): its orders may exist, and the client's retry under
+    /// the same key resumes the same planned orders (every step is
+    /// idempotent by order id) instead of placing new ones beside
+    /// cancelled ones.
     async fn finish_checkout(
         &self,
         user_id: &str,
@@ -145,6 +150,11 @@ impl Checkouts {
                     .await?;
                 Ok(orders)
             }
+            Err(
+                e @ (ServiceError::Timeout
+                | ServiceError::Unavailable(_)
+                | ServiceError::Storage(_)),
+            ) => Err(e),
             Err(e) => {
                 let items = &checkout.items;
                 let coupon = checkout.coupon.as_deref();
@@ -255,6 +265,12 @@ impl Checkouts {
             coupon,
         } in planned
         {
+            // Placed by an earlier attempt under this key (whose answer was
+            // lost): its payment is open already.
+            if found(&self.orders, &order_id, "order").await.is_ok() {
+                orders.push(self.orders.get(&order_id).await?);
+                continue;
+            }
             let currency = lines[0].currency.clone();
             let (payment, payment_deadline) = open_payment(
                 self.commerce.payment_timeout,

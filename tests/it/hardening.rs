@@ -791,7 +791,7 @@ async fn reset_and_register_answer_alike_for_known_and_unknown_emails() {
 }
 
 /// POST with an `Idempotency-Key`.
-async fn post_keyed(
+pub(crate) async fn post_keyed(
     app: &TestApp,
     token: &str,
     path: &str,

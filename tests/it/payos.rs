@@ -22,6 +22,10 @@ struct Fake {
     /// orderCode → (amount, status)
     links: HashMap<i64, (u64, &'static str)>,
     bad_requests: usize,
+    /// Payment-link requests received (valid ones).
+    creates: usize,
+    /// The request (by `creates` count, from 0) answered 503 instead.
+    fail_at: Option<usize>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -37,7 +41,8 @@ async fn create(
     State(fake): State<Shared>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let mut signed_fields = Map::new();
     for k in [
         "amount",
@@ -56,7 +61,16 @@ async fn create(
         fake.lock().unwrap().bad_requests += 1;
         return Json(
             json!({"code": "20", "desc": "invalid signature or credentials", "data": null}),
-        );
+        )
+        .into_response();
+    }
+    {
+        let mut f = fake.lock().unwrap();
+        let n = f.creates;
+        f.creates += 1;
+        if f.fail_at == Some(n) {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
     }
     let code = body["orderCode"].as_i64().unwrap();
     let amount = body["amount"].as_u64().unwrap();
@@ -65,6 +79,7 @@ async fn create(
         json!({"orderCode": code, "amount": amount, "status": "PENDING", "paymentLinkId": format!("plink{code}"),
                   "checkoutUrl": format!("https://pay.payos.vn/web/plink{code}")}),
     )
+    .into_response()
 }
 
 async fn status(State(fake): State<Shared>, Path(code): Path<i64>) -> Json<Value> {
@@ -298,5 +313,79 @@ async fn payos_links_webhooks_status_queries_and_manual_refunds() {
             .unwrap()
             .status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+/// A checkout of two shops' goods whose second payment link cannot be
+/// opened (PayOS answering 503) ends with an unknown outcome: the first
+/// order exists. The retry under the same key resumes that checkout — the
+/// first order as it was (its link not asked for again), the second placed
+/// — so the customer has exactly the two orders the retry answers, not a
+/// cancelled one beside two new ones.
+#[tokio::test]
+async fn a_checkout_retried_after_a_provider_outage_resumes_its_orders() {
+    let (payos_url, fake) = fake_payos().await;
+    let app = spawn_app_with(|s| {
+        s.payos_client_id = Some("client-1".into());
+        s.payos_api_key = Some("api-key-1".into());
+        s.payos_checksum_key = Some(CHECKSUM.into());
+        s.payos_base_url = payos_url.clone();
+        s.payment_providers = vec!["payos".into()];
+    })
+    .await;
+    let (_, _, mat) = shop_with_product(&app, 99_000, 5).await;
+    let (_, _, block) = shop_with_product(&app, 49_000, 5).await;
+    let c = app.user("customer").await;
+    let (_, address) = app
+        .post(
+            "/api/v1/users/addresses",
+            Some(&c.access),
+            json!({"label": "home", "line1": "1", "city": "Hanoi", "lat": 21.04, "lng": 105.85}),
+        )
+        .await;
+    for product in [&mat, &block] {
+        let (status, cart) = app
+            .post(
+                "/api/v1/cart/items",
+                Some(&c.access),
+                json!({"product_id": product, "quantity": 1}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{cart}");
+    }
+    fake.lock().unwrap().fail_at = Some(1);
+    let body = json!({"address_id": address["id"], "payment_method": "payos"});
+    let (status, failed) =
+        crate::hardening::post_keyed(&app, &c.access, "/api/v1/orders", "co-1", body.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{failed}");
+    let (status, placed) =
+        crate::hardening::post_keyed(&app, &c.access, "/api/v1/orders", "co-1", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let mut answered: Vec<&str> = placed["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    answered.sort();
+    let (_, mine) = app.get("/api/v1/orders", Some(&c.access)).await;
+    let mut listed: Vec<&str> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, answered, "the customer's orders are the retry's");
+    assert_eq!(listed.len(), 2);
+    assert!(mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["status"] == "pending_payment"));
+    assert_eq!(
+        fake.lock().unwrap().creates,
+        3,
+        "one link, the one refused, then only the missing one"
     );
 }
