@@ -236,24 +236,29 @@ async fn migrate(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()
 async fn cluster_status(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref(), flags)?;
     init_logging("warn");
-    anyhow::ensure!(
-        settings.store == StoreKind::Postgres,
-        "cluster mode runs on store = postgres (set SURGE_STORE=postgres or --config)"
-    );
-    let options = settings.postgres()?;
-    let store = surge::store::postgres::PostgresStore::open(
-        &options,
-        std::sync::Arc::new(surge::metrics::Metrics::new()),
-    )
-    .await
-    .context("opening the PostgreSQL store")?;
+    let metrics = std::sync::Arc::new(surge::metrics::Metrics::new());
+    let store: std::sync::Arc<dyn surge::store::Store> = match settings.store {
+        StoreKind::Postgres => std::sync::Arc::new(
+            surge::store::postgres::PostgresStore::open(&settings.postgres()?, metrics)
+                .await
+                .context("opening the PostgreSQL store")?,
+        ),
+        StoreKind::Scylla => std::sync::Arc::new(
+            surge::store::scylla::ScyllaStore::open(&settings.scylla(), metrics)
+                .await
+                .context("opening the ScyllaDB store")?,
+        ),
+        StoreKind::Embedded => anyhow::bail!(
+            "cluster mode runs on store = postgres or scylla (set SURGE_STORE or --config)"
+        ),
+    };
     let report = surge::cluster::status_report(
-        &store,
+        store.as_ref(),
         settings.redis_url.as_deref(),
         std::time::Duration::from_millis(settings.lease_ttl_ms),
     )
     .await;
-    surge::store::Store::close(&store).await;
+    store.close().await;
     print!("{}", report?);
     Ok(())
 }

@@ -213,11 +213,11 @@ pub trait Store: Send + Sync + 'static {
     /// Cluster mode, before an entity of `stream` recovers under `fence`:
     /// from now on the store refuses every append to `stream` made under
     /// an older epoch, and the recovery that follows reads a tail no stale
-    /// owner can extend. `Fenced` if a newer epoch already fenced it. A
-    /// backend whose appends check the shard's lease in their own
-    /// transaction (PostgreSQL) needs nothing here; ScyllaDB, whose
+    /// owner can extend. `Fenced` if a newer epoch already fenced it.
+    /// PostgreSQL checks the shard's lease in every append's transaction
+    /// and here only turns a stale owner away early; ScyllaDB, whose
     /// conditional batch sees one partition only, keeps the stream's fence
-    /// in that partition.
+    /// in that partition. Single-node backends need nothing.
     async fn fence_stream(&self, _stream: &str, _fence: Fence) -> Result<(), StoreError> {
         Ok(())
     }
