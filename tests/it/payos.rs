@@ -100,6 +100,15 @@ async fn fake_payos() -> (String, Shared) {
     (url, fake)
 }
 
+/// PayOS as the only provider, at the fake's `url`.
+fn on_payos(s: &mut surge::config::Settings, url: &str) {
+    s.payos_client_id = Some("client-1".into());
+    s.payos_api_key = Some("api-key-1".into());
+    s.payos_checksum_key = Some(CHECKSUM.into());
+    s.payos_base_url = url.to_owned();
+    s.payment_providers = vec!["payos".into()];
+}
+
 fn webhook(code: i64, amount: u64, tx: &str, key: &str) -> Value {
     let data = json!({"orderCode": code, "amount": amount, "description": "SURGE", "accountNumber": "123", "reference": tx,
                       "transactionDateTime": "2026-11-21 12:00:00", "currency": "VND", "paymentLinkId": format!("plink{code}"),
@@ -127,11 +136,7 @@ async fn wait_status(app: &TestApp, token: &str, id: &str, want: &str) -> Value 
 async fn payos_links_webhooks_status_queries_and_manual_refunds() {
     let (payos_url, fake) = fake_payos().await;
     let app = spawn_app_with(|s| {
-        s.payos_client_id = Some("client-1".into());
-        s.payos_api_key = Some("api-key-1".into());
-        s.payos_checksum_key = Some(CHECKSUM.into());
-        s.payos_base_url = payos_url.clone();
-        s.payment_providers = vec!["payos".into()];
+        on_payos(s, &payos_url);
         s.payment_timeout_secs = 1;
         s.timer_interval_ms = 50;
     })
@@ -325,14 +330,7 @@ async fn payos_links_webhooks_status_queries_and_manual_refunds() {
 #[tokio::test]
 async fn a_checkout_retried_after_a_provider_outage_resumes_its_orders() {
     let (payos_url, fake) = fake_payos().await;
-    let app = spawn_app_with(|s| {
-        s.payos_client_id = Some("client-1".into());
-        s.payos_api_key = Some("api-key-1".into());
-        s.payos_checksum_key = Some(CHECKSUM.into());
-        s.payos_base_url = payos_url.clone();
-        s.payment_providers = vec!["payos".into()];
-    })
-    .await;
+    let app = spawn_app_with(|s| on_payos(s, &payos_url)).await;
     let (_, _, mat) = shop_with_product(&app, 99_000, 5).await;
     let (_, _, block) = shop_with_product(&app, 49_000, 5).await;
     let c = app.user("customer").await;

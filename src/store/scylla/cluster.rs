@@ -58,109 +58,95 @@ pub(super) struct ClusterStatements {
     members: PreparedStatement,
 }
 
+/// Every statement of cluster mode, as listed in
+/// `schema/scylla/002_cluster.cql` (a test keeps the two the same);
+/// `${keyspace}` is replaced when they are prepared.
+pub mod cql {
+    pub const FENCE_INIT: &str =
+        "INSERT INTO ${keyspace}.journal (stream, seq, payload) VALUES (?, 0, ?) IF NOT EXISTS";
+    pub const FENCE_CAS: &str =
+        "UPDATE ${keyspace}.journal SET payload = ? WHERE stream = ? AND seq = 0 IF payload = ?";
+    pub const SERIAL_ROW: &str =
+        "SELECT payload FROM ${keyspace}.journal WHERE stream = ? AND seq = ?";
+    pub const SETTING_INIT: &str =
+        "INSERT INTO ${keyspace}.cluster_settings (name, value) VALUES ('shards', ?) IF NOT EXISTS";
+    pub const SETTING_GET: &str =
+        "SELECT value FROM ${keyspace}.cluster_settings WHERE name = 'shards'";
+    pub const LEASE_INIT: &str =
+        "INSERT INTO ${keyspace}.shard_leases (shard, epoch, expires_ms) VALUES (?, 0, 0) IF NOT EXISTS";
+    pub const LEASE_GET: &str =
+        "SELECT owner, epoch, expires_ms FROM ${keyspace}.shard_leases WHERE shard = ?";
+    pub const LEASES: &str = "SELECT shard, owner, epoch, expires_ms FROM ${keyspace}.shard_leases";
+    pub const LEASE_TAKE: &str =
+        "UPDATE ${keyspace}.shard_leases SET owner = ?, epoch = ?, expires_ms = ? WHERE shard = ? IF epoch = ?";
+    pub const LEASE_RENEW: &str =
+        "UPDATE ${keyspace}.shard_leases SET expires_ms = ? WHERE shard = ? IF owner = ? AND epoch = ?";
+    pub const LEASE_RELEASE: &str =
+        "UPDATE ${keyspace}.shard_leases SET owner = null, expires_ms = 0 WHERE shard = ? IF owner = ? AND epoch = ?";
+    pub const EPOCH_RECORD: &str =
+        "INSERT INTO ${keyspace}.lease_epochs (shard, epoch, owner) VALUES (?, ?, ?)";
+    pub const HEARTBEAT: &str =
+        "INSERT INTO ${keyspace}.members (node, addr, draining, seen_ms) VALUES (?, ?, ?, ?)";
+    pub const LEAVE: &str = "DELETE FROM ${keyspace}.members WHERE node = ?";
+    pub const MEMBERS: &str = "SELECT node, addr, draining, seen_ms FROM ${keyspace}.members";
+
+    /// (name, statement), in the order the migration lists them.
+    #[cfg(test)]
+    pub const ALL: &[(&str, &str)] = &[
+        ("fence_init", FENCE_INIT),
+        ("fence_cas", FENCE_CAS),
+        ("serial_row", SERIAL_ROW),
+        ("setting_init", SETTING_INIT),
+        ("setting_get", SETTING_GET),
+        ("lease_init", LEASE_INIT),
+        ("lease_get", LEASE_GET),
+        ("leases", LEASES),
+        ("lease_take", LEASE_TAKE),
+        ("lease_renew", LEASE_RENEW),
+        ("lease_release", LEASE_RELEASE),
+        ("epoch_record", EPOCH_RECORD),
+        ("heartbeat", HEARTBEAT),
+        ("leave", LEAVE),
+        ("members", MEMBERS),
+    ];
+}
+
 /// Prepares the cluster statements (needs migration 002 and a server with
 /// lightweight transactions).
 pub(super) async fn prepare(
     session: &::scylla::client::session::Session,
     ks: &str,
 ) -> Result<ClusterStatements, StoreError> {
-    let prep = |cql: String, idempotent: bool, serial: bool| async move {
-        let mut p = session
-            .prepare(cql.clone())
-            .await
-            .map_err(|e| StoreError::Backend(format!("preparing `{cql}`: {e}")))?;
-        p.set_is_idempotent(idempotent);
-        if serial {
-            p.set_consistency(Consistency::LocalSerial);
+    let prep = |text: &str, idempotent: bool, serial: bool| {
+        let cql = text.replace("${keyspace}", ks);
+        async move {
+            let mut p = session
+                .prepare(cql.clone())
+                .await
+                .map_err(|e| StoreError::Backend(format!("preparing `{cql}`: {e}")))?;
+            p.set_is_idempotent(idempotent);
+            if serial {
+                p.set_consistency(Consistency::LocalSerial);
+            }
+            Ok::<_, StoreError>(p)
         }
-        Ok::<_, StoreError>(p)
     };
     Ok(ClusterStatements {
-        fence_init: prep(
-            format!("INSERT INTO {ks}.journal (stream, seq, payload) VALUES (?, 0, ?) IF NOT EXISTS"),
-            false,
-            false,
-        )
-        .await?,
-        fence_cas: prep(
-            format!("UPDATE {ks}.journal SET payload = ? WHERE stream = ? AND seq = 0 IF payload = ?"),
-            false,
-            false,
-        )
-        .await?,
-        serial_row: prep(
-            format!("SELECT payload FROM {ks}.journal WHERE stream = ? AND seq = ?"),
-            true,
-            true,
-        )
-        .await?,
-        setting_init: prep(
-            format!("INSERT INTO {ks}.cluster_settings (name, value) VALUES ('shards', ?) IF NOT EXISTS"),
-            false,
-            false,
-        )
-        .await?,
-        setting_get: prep(
-            format!("SELECT value FROM {ks}.cluster_settings WHERE name = 'shards'"),
-            true,
-            true,
-        )
-        .await?,
-        lease_init: prep(
-            format!("INSERT INTO {ks}.shard_leases (shard, epoch, expires_ms) VALUES (?, 0, 0) IF NOT EXISTS"),
-            false,
-            false,
-        )
-        .await?,
-        lease_get: prep(
-            format!("SELECT owner, epoch, expires_ms FROM {ks}.shard_leases WHERE shard = ?"),
-            true,
-            true,
-        )
-        .await?,
-        leases: prep(
-            format!("SELECT shard, owner, epoch, expires_ms FROM {ks}.shard_leases"),
-            true,
-            false,
-        )
-        .await?,
-        lease_take: prep(
-            format!("UPDATE {ks}.shard_leases SET owner = ?, epoch = ?, expires_ms = ? WHERE shard = ? IF epoch = ?"),
-            false,
-            false,
-        )
-        .await?,
-        lease_renew: prep(
-            format!("UPDATE {ks}.shard_leases SET expires_ms = ? WHERE shard = ? IF owner = ? AND epoch = ?"),
-            false,
-            false,
-        )
-        .await?,
-        lease_release: prep(
-            format!("UPDATE {ks}.shard_leases SET owner = null, expires_ms = 0 WHERE shard = ? IF owner = ? AND epoch = ?"),
-            false,
-            false,
-        )
-        .await?,
-        epoch_record: prep(
-            format!("INSERT INTO {ks}.lease_epochs (shard, epoch, owner) VALUES (?, ?, ?)"),
-            true,
-            false,
-        )
-        .await?,
-        heartbeat: prep(
-            format!("INSERT INTO {ks}.members (node, addr, draining, seen_ms) VALUES (?, ?, ?, ?)"),
-            true,
-            false,
-        )
-        .await?,
-        leave: prep(format!("DELETE FROM {ks}.members WHERE node = ?"), true, false).await?,
-        members: prep(
-            format!("SELECT node, addr, draining, seen_ms FROM {ks}.members"),
-            true,
-            false,
-        )
-        .await?,
+        fence_init: prep(cql::FENCE_INIT, false, false).await?,
+        fence_cas: prep(cql::FENCE_CAS, false, false).await?,
+        serial_row: prep(cql::SERIAL_ROW, true, true).await?,
+        setting_init: prep(cql::SETTING_INIT, false, false).await?,
+        setting_get: prep(cql::SETTING_GET, true, true).await?,
+        lease_init: prep(cql::LEASE_INIT, false, false).await?,
+        lease_get: prep(cql::LEASE_GET, true, true).await?,
+        leases: prep(cql::LEASES, true, false).await?,
+        lease_take: prep(cql::LEASE_TAKE, false, false).await?,
+        lease_renew: prep(cql::LEASE_RENEW, false, false).await?,
+        lease_release: prep(cql::LEASE_RELEASE, false, false).await?,
+        epoch_record: prep(cql::EPOCH_RECORD, true, false).await?,
+        heartbeat: prep(cql::HEARTBEAT, true, false).await?,
+        leave: prep(cql::LEAVE, true, false).await?,
+        members: prep(cql::MEMBERS, true, false).await?,
     })
 }
 
@@ -545,5 +531,20 @@ impl Coordination for ScyllaStore {
         })
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_migration_lists_every_statement_cluster_mode_runs() {
+        let text = include_str!("../../../schema/scylla/002_cluster.cql");
+        for (name, statement) in super::cql::ALL {
+            let line = format!("--   {name}: {statement}");
+            assert!(
+                text.lines().any(|l| l.trim_end() == line),
+                "002_cluster.cql does not list `{line}`"
+            );
+        }
     }
 }
