@@ -30,8 +30,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body, retried) {
-  const headers = { accept: "application/json" };
+async function api(method, path, body, retried, extra) {
+  const headers = { accept: "application/json", ...extra };
   if (auth.token) headers.authorization = `Bearer ${auth.token}`;
   if (body !== undefined) headers["content-type"] = "application/json";
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -41,7 +41,7 @@ async function api(method, path, body, retried) {
       method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ refresh_token: auth.refresh }),
     });
-    if (ok.ok) { auth.save(await ok.json()); return api(method, path, body, true); }
+    if (ok.ok) { auth.save(await ok.json()); return api(method, path, body, true, extra); }
     auth.clear(); location.hash = "#/login";
   }
   if (!r.ok) throw new ApiError(r.status, data);
@@ -342,6 +342,9 @@ function drawCart(cart) {
     <p>Total <span class="price">${money(cart.totals?.total, cart.currency)}</span></p>
     <button class="primary" id="checkout">Check out and pay</button><p class="error" id="cerr"></p>` : `<p class="muted">Empty.</p>`}`;
   const btn = $("#checkout", el);
+  // One key per checkout of this cart, kept across retries: a checkout
+  // answered 503 is resumed, not placed again.
+  const key = Date.now().toString(36) + Math.random().toString(36).slice(2);
   if (btn) btn.onclick = async () => {
     btn.disabled = true;
     try {
@@ -349,7 +352,7 @@ function drawCart(cart) {
       if (!addresses.length) {
         addresses = [await api("POST", "/api/v1/users/addresses", { label: "home", line1: "5 Hang Gai", city: "Hanoi", lat: 21.0335, lng: 105.8502 })];
       }
-      const placed = await api("POST", "/api/v1/orders", { address_id: addresses[0].id, payment_method: "sandbox" });
+      const placed = await api("POST", "/api/v1/orders", { address_id: addresses[0].id, payment_method: "sandbox" }, false, { "idempotency-key": key });
       const order = placed.orders[0];
       // The sandbox gateway's hosted page; paying there returns to the order.
       location.href = order.payment?.checkout_url || `#/orders/${order.id}`;

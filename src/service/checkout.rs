@@ -79,10 +79,13 @@ impl Checkouts {
             .address(&caller.user_id, Some(address_id))
             .await?
             .expect("found or rejected");
+        // Only a client's own key can be retried: a checkout without one
+        // is undone on any failure (see `finish_checkout`).
         let (key, request) = match key {
             Some(k) => (k.key, Some(k.request)),
             None => (new_id(), None),
         };
+        let resumable = request.is_some();
         let cart = self.carts.send(&caller.user_id, CartCommand::Get).await?;
         let plan = self.plan_orders(&cart.items).await?;
         let checkout = self
@@ -106,7 +109,7 @@ impl Checkouts {
                 &checkout.orders,
             )
             .await;
-        self.finish_checkout(&caller.user_id, key, &checkout, placed)
+        self.finish_checkout(&caller.user_id, key, resumable, &checkout, placed)
             .await
     }
 
@@ -130,16 +133,17 @@ impl Checkouts {
     /// not, nothing was placed (a refused reservation) or what was placed
     /// has been cancelled, so the checkout is abandoned. Should a release
     /// itself fail, the checkout stays open and the scheduler resolves it
-    /// at its deadline. So does a checkout whose placement ended with an
-    /// unknown outcome (a timeout, the store or an entity's owner
-    /// unreachable): its orders may exist, and the client's retry under
-    /// the same key resumes the same planned orders (every step is
-    /// idempotent by order id) instead of placing new ones beside
-    /// cancelled ones.
+    /// at its deadline. So does a `resumable` checkout (one under the
+    /// client's `Idempotency-Key`) whose placement ended with an unknown
+    /// outcome (a timeout, the store or an entity's owner unreachable):
+    /// its orders may exist, and the client's retry under the same key
+    /// resumes the same planned orders (every step is idempotent by order
+    /// id) instead of placing new ones beside cancelled ones.
     async fn finish_checkout(
         &self,
         user_id: &str,
         key: String,
+        resumable: bool,
         checkout: &Checkout,
         placed: Result<Vec<Order>, ServiceError>,
     ) -> Result<Vec<Order>, ServiceError> {
@@ -154,7 +158,7 @@ impl Checkouts {
                 e @ (ServiceError::Timeout
                 | ServiceError::Unavailable(_)
                 | ServiceError::Storage(_)),
-            ) => Err(e),
+            ) if resumable => Err(e),
             Err(e) => {
                 let items = &checkout.items;
                 let coupon = checkout.coupon.as_deref();

@@ -478,11 +478,11 @@ impl Inner {
     /// Writes one chunk of a stream's appends: events (and rows) in one
     /// batch, or with LWT a conditional batch of events then the rows.
     async fn write_chunk(&self, stream: &str, chunk: &Chunk) -> Result<(), StoreError> {
-        let mut batch = Batch::new(BatchType::Unlogged);
-        let mut values: Vec<Vec<CqlValue>> = Vec::with_capacity(chunk.events.len());
         if let Some(fence) = chunk.fence {
             return self.write_fenced_chunk(stream, chunk, fence).await;
         }
+        let mut batch = Batch::new(BatchType::Unlogged);
+        let mut values: Vec<Vec<CqlValue>> = Vec::with_capacity(chunk.events.len());
         let conditional = self.st.append_if_absent.as_ref();
         for (seq, payload) in &chunk.events {
             batch.append_statement(conditional.unwrap_or(&self.st.append).clone());
