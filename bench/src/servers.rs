@@ -344,6 +344,23 @@ pub async fn postgres() -> anyhow::Result<Daemon> {
         .kill_on_drop(true)
         .spawn()?;
     wait_port(port, &mut child, "postgres").await?;
+    // The port opens before the server takes sessions ("the database
+    // system is starting up"): wait (bounded) for one that is accepted.
+    let started = std::time::Instant::now();
+    loop {
+        let conn = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await;
+        match conn {
+            Ok(_) => break,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(30) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => anyhow::bail!("postgres did not take sessions within 30 s: {e}"),
+        }
+    }
     Ok(Daemon {
         child,
         port,
