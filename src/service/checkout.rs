@@ -180,8 +180,14 @@ impl Checkouts {
     /// Holds the stock (idempotent per order) and then the coupon uses for
     /// the planned orders. A retry of a checkout whose orders were placed
     /// and then cancelled (its release already happened) must not hold
-    /// anything again.
-    async fn reserve(&self, user_id: &str, planned: &[Planned<'_>]) -> Result<(), ServiceError> {
+    /// anything again. Returns the orders an earlier attempt under this
+    /// key placed already.
+    async fn reserve(
+        &self,
+        user_id: &str,
+        planned: &[Planned<'_>],
+    ) -> Result<Vec<Order>, ServiceError> {
+        let mut placed = Vec::new();
         for p in planned {
             if found(&self.orders, &p.order_id, "order").await.is_ok() {
                 let o = self.orders.get(&p.order_id).await?;
@@ -192,6 +198,7 @@ impl Checkouts {
                     )
                     .into());
                 }
+                placed.push(o);
             }
         }
         for p in planned {
@@ -211,7 +218,7 @@ impl Checkouts {
                 self.coupons.call(code, redeem).await?;
             }
         }
-        Ok(())
+        Ok(placed)
     }
 
     /// Reserves first, then places: stock line by line and the coupon use
@@ -257,7 +264,7 @@ impl Checkouts {
                 coupon,
             });
         }
-        self.reserve(&caller.user_id, &planned).await?;
+        let mut placed = self.reserve(&caller.user_id, &planned).await?;
         // 2. Everything held: open the payments and place the orders
         // (idempotent by id).
         let mut orders = Vec::new();
@@ -271,8 +278,8 @@ impl Checkouts {
         {
             // Placed by an earlier attempt under this key (whose answer was
             // lost): its payment is open already.
-            if found(&self.orders, &order_id, "order").await.is_ok() {
-                orders.push(self.orders.get(&order_id).await?);
+            if let Some(at) = placed.iter().position(|o| o.id == order_id) {
+                orders.push(placed.swap_remove(at));
                 continue;
             }
             let currency = lines[0].currency.clone();
