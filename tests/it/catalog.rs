@@ -6,22 +6,8 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 async fn all_pages(app: &TestApp, query: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..50 {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/products?{query}&cursor={c}"),
-            None => format!("/api/v1/products?{query}"),
-        };
-        let (status, page) = app.get(&path, None).await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return items,
-        }
-    }
-    panic!("pagination did not end");
+    app.all_pages(&format!("/api/v1/products?{query}"), None, 50)
+        .await
 }
 
 fn names(items: &[Value]) -> Vec<&str> {

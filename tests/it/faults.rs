@@ -313,8 +313,6 @@ const SHOPPERS: usize = 40;
 /// Orders placed before the burst, watched live on one node while their
 /// merchant's commands go to another.
 const TRACKED: usize = 12;
-const HOME: &str =
-    r#"{"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.04, "lng": 105.85}"#;
 
 /// What every fault test runs: a flash sale claimed by many distinct
 /// buyers, shoppers buying from the shop's shelf, and orders tracked live.
@@ -354,13 +352,8 @@ async fn customers(procs: &impl Nodes, n: usize) -> Vec<(String, String)> {
         .map(|i| {
             let app = &apps[i % apps.len()];
             async move {
-                let c = app.user("customer").await;
-                let home: Value = serde_json::from_str(HOME).unwrap();
-                let (status, a) = app
-                    .post("/api/v1/users/addresses", Some(&c.access), home)
-                    .await;
-                assert_eq!(status, StatusCode::CREATED, "{a}");
-                (c.access, a["id"].as_str().unwrap().to_owned())
+                let (c, address) = crate::commerce::customer(app).await;
+                (c.access, address)
             }
         })
         .buffer_unordered(48)
@@ -734,26 +727,15 @@ impl Watch {
 /// confirmed).
 async fn listed_claims(procs: &impl Nodes, w: &Workload) -> HashMap<String, (String, bool)> {
     let app = TestApp::at(procs.bases()[0].clone());
+    let path = format!("/api/v1/flash-sales/{}/claims?limit=100", w.sale);
     let mut out = HashMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("/api/v1/flash-sales/{}/claims?limit=100", w.sale);
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = app.get(&url, Some(&w.merchant)).await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        for c in page["items"].as_array().unwrap() {
-            let confirmed = c["status"] == "confirmed";
-            assert!(confirmed || c["status"] == "waitlisted", "{c}");
-            let user = c["user_id"].as_str().unwrap_or_default().to_owned();
-            out.insert(c["id"].as_str().unwrap().to_owned(), (user, confirmed));
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
+    for c in app.all_pages(&path, Some(&w.merchant), 1_000).await {
+        let confirmed = c["status"] == "confirmed";
+        assert!(confirmed || c["status"] == "waitlisted", "{c}");
+        let user = c["user_id"].as_str().unwrap_or_default().to_owned();
+        out.insert(c["id"].as_str().unwrap().to_owned(), (user, confirmed));
     }
+    out
 }
 
 /// The checkers: what the clients were told against the final state, then
@@ -874,37 +856,25 @@ pub(crate) async fn check(procs: &impl Nodes, w: &Workload, acks: &Acks) {
 
 /// Claims for `token` at node `at` (key `probe`) until the sale's queue
 /// decides it there (201, 202 or 409 `sold_out`), and records the answer
-/// as buyer `i`'s. Returns how long that took.
-async fn served_again(at: &str, w: &Workload, token: &str, i: usize, acks: &mut Acks) -> Duration {
+/// as buyer `i`'s.
+async fn served_again(at: &str, w: &Workload, token: &str, i: usize, acks: &mut Acks) {
     let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        let r = client
-            .post(format!("{at}/api/v1/flash-sales/{}/claims", w.sale))
+    let (status, body) = until_answered(&client, &[at.to_owned()], 0, |c, base| {
+        c.post(format!("{base}/api/v1/flash-sales/{}/claims", w.sale))
             .bearer_auth(token)
             .header("Idempotency-Key", "probe")
             .json(&json!({"quantity": 1, "payment_method": "cod"}))
-            .send()
-            .await;
-        if let Ok(r) = r {
-            let status = r.status();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            if status == StatusCode::CREATED || status == StatusCode::ACCEPTED {
-                let id = body["id"].as_str().unwrap().to_owned();
-                acks.claims.insert(i, (id, status == StatusCode::CREATED));
-                return start.elapsed();
-            }
-            if status == StatusCode::CONFLICT {
-                assert_eq!(body["error"]["code"], "sold_out", "{body}");
-                acks.refused.insert(i);
-                return start.elapsed();
-            }
+    })
+    .await;
+    match status {
+        StatusCode::CREATED | StatusCode::ACCEPTED => {
+            let id = body["id"].as_str().unwrap().to_owned();
+            acks.claims.insert(i, (id, status == StatusCode::CREATED));
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never served again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        StatusCode::CONFLICT if body["error"]["code"] == "sold_out" => {
+            acks.refused.insert(i);
+        }
+        other => panic!("the probe: {other} {body}"),
     }
 }
 

@@ -590,14 +590,7 @@ async fn the_owner_of_an_order_offers_it_to_the_nearest_shipper_whichever_node_h
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Confirmed at the owner (the node whose own slots hold only the far
     // shipper): the offer is decided there.
-    let (status, body) = apps[owner]
-        .put(
-            &format!("/api/v1/orders/{order}/confirm"),
-            Some(&m.access),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    crate::shipping::confirm(&apps[owner], &m, &order).await;
     let start = Instant::now();
     loop {
         let (_, me) = front

@@ -333,26 +333,12 @@ async fn a_checkout_retried_after_a_provider_outage_resumes_its_orders() {
     let app = spawn_app_with(|s| on_payos(s, &payos_url)).await;
     let (_, _, mat) = shop_with_product(&app, 99_000, 5).await;
     let (_, _, block) = shop_with_product(&app, 49_000, 5).await;
-    let c = app.user("customer").await;
-    let (_, address) = app
-        .post(
-            "/api/v1/users/addresses",
-            Some(&c.access),
-            json!({"label": "home", "line1": "1", "city": "Hanoi", "lat": 21.04, "lng": 105.85}),
-        )
-        .await;
+    let (c, address) = crate::commerce::customer(&app).await;
     for product in [&mat, &block] {
-        let (status, cart) = app
-            .post(
-                "/api/v1/cart/items",
-                Some(&c.access),
-                json!({"product_id": product, "quantity": 1}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{cart}");
+        crate::commerce::add(&app, &c, product, 1).await;
     }
     fake.lock().unwrap().fail_at = Some(1);
-    let body = json!({"address_id": address["id"], "payment_method": "payos"});
+    let body = json!({"address_id": address, "payment_method": "payos"});
     let (status, failed) =
         crate::hardening::post_keyed(&app, &c.access, "/api/v1/orders", "co-1", body.clone()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{failed}");

@@ -70,7 +70,7 @@ async fn wait_for_offer(app: &TestApp, s: &Session, order: &str, within: Duratio
     }
 }
 
-async fn confirm(app: &TestApp, m: &Session, order: &str) {
+pub(crate) async fn confirm(app: &TestApp, m: &Session, order: &str) {
     let (status, body) = app
         .put(
             &format!("/api/v1/orders/{order}/confirm"),
