@@ -400,6 +400,11 @@ fn service_config(
                 _ => 1,
             },
         },
+        reviews: crate::domain::review::ReviewPolicy {
+            auto_approve: settings.review_moderation == crate::config::ReviewModeration::Auto,
+            report_threshold: settings.review_report_threshold,
+            edit_window_secs: settings.review_edit_window_secs.min(10 * 365 * 86_400),
+        },
         throttles: crate::auth::ThrottleConfig {
             login_per_ip_per_minute: settings.login_attempts_per_ip_per_minute,
             login_per_account_per_hour: settings.login_attempts_per_account_per_hour,

@@ -160,6 +160,14 @@ pub struct Settings {
     /// flash sale's capacity is split over, so its burst is decided on
     /// several cores; 0: the number of cores. Fixed per queue when it opens.
     pub burst_queue_parts: u32,
+    /// `auto`: a new or edited review is public (and counted) at once and
+    /// goes back to moderation once reported `review_report_threshold`
+    /// times; `manual`: every new or edited review waits for an admin.
+    pub review_moderation: ReviewModeration,
+    /// Distinct reports that send an approved review back to moderation.
+    pub review_report_threshold: u32,
+    /// How long after writing it the author may edit a review.
+    pub review_edit_window_secs: u64,
     /// argon2id memory cost (KiB) and passes. Lower them only for tests
     /// and load generators: they are what makes stolen hashes expensive.
     pub hash_memory_kib: u32,
@@ -229,6 +237,14 @@ pub struct Settings {
     /// Redis (`redis://host:6379`, `rediss://` for TLS) carrying live
     /// events between nodes; required in cluster mode.
     pub redis_url: Option<String>,
+}
+
+/// How reviews are moderated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewModeration {
+    Auto,
+    Manual,
 }
 
 /// The storage backend.
@@ -315,6 +331,9 @@ impl Default for Settings {
             burst_max_pending: 20_000,
             burst_max_waitlist: 10_000,
             burst_queue_parts: 0,
+            review_moderation: ReviewModeration::Auto,
+            review_report_threshold: 3,
+            review_edit_window_secs: 7 * 24 * 3600,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
             store: StoreKind::Embedded,
@@ -415,6 +434,9 @@ pub const KEYS: &[&str] = &[
     "burst_max_pending",
     "burst_max_waitlist",
     "burst_queue_parts",
+    "review_moderation",
+    "review_report_threshold",
+    "review_edit_window_secs",
     "hash_memory_kib",
     "hash_iterations",
     "store",
@@ -514,6 +536,11 @@ impl Settings {
             if s.len() < 32 {
                 return Err(ConfigError("jwt_secret must be at least 32 bytes".into()));
             }
+        }
+        if self.review_report_threshold == 0 {
+            return Err(ConfigError(
+                "review_report_threshold must be at least 1".into(),
+            ));
         }
         if self.burst_queue_parts > MAX_QUEUE_PARTS {
             return Err(ConfigError(format!(

@@ -7,7 +7,9 @@
 //! - the aggregates: `user` (accounts, sessions, addresses, notifications),
 //!   `email` (uniqueness claims), `shop`, `product` (the catalog and its
 //!   stock), `stock_bucket` (a share of a hot product's stock), `course`, `cart`, `coupon`, `order`, `queue` (enrollments and
-//!   flash-sale claims), `shipper`, `sandbox_payment`. Each defines its
+//!   flash-sale claims), `shipper`, `sandbox_payment`, `review` (one
+//!   review of an order line, shop or delivery) and `rating` (a product's,
+//!   shop's or shipper's summary). Each defines its
 //!   commands, replies and events (serializable), its state, and — where
 //!   the reply is an enum — a typed client on `Registry<E>`, the one place
 //!   that reply is matched.
@@ -20,7 +22,9 @@ pub mod entity;
 pub mod order;
 pub mod product;
 pub mod queue;
+pub mod rating;
 pub mod registry;
+pub mod review;
 pub mod sandbox_payment;
 pub mod shipper;
 pub mod shop;

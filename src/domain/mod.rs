@@ -8,6 +8,7 @@ pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod pricing;
+pub mod review;
 pub mod shipping;
 pub mod user;
 

@@ -217,6 +217,39 @@ pub struct Position {
     pub arriving: bool,
 }
 
+/// Shippers whose distances to the shop fall in the same band of this
+/// many metres count as equally near: among them, the better rated one is
+/// offered the order first.
+pub const DISPATCH_TIE_BAND_M: f64 = 250.0;
+
+/// A shipper's rating for dispatch: the mean of their approved reviews
+/// pulled towards 4 stars as if by 5 more reviews, so a newcomer (4.0)
+/// is neither first nor last, and one review moves it little.
+pub fn dispatch_score(r: &crate::domain::review::RatingSummary) -> f64 {
+    const PRIOR_STARS: f64 = 4.0;
+    const PRIOR_WEIGHT: f64 = 5.0;
+    let sum: f64 = r
+        .distribution
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as f64 + 1.0) * *n as f64)
+        .sum();
+    (sum + PRIOR_STARS * PRIOR_WEIGHT) / (r.count as f64 + PRIOR_WEIGHT)
+}
+
+/// The order in which candidates `(shipper, metres, score)` are offered an
+/// order: nearest band first, then the higher score, then the nearer.
+pub fn dispatch_order(mut candidates: Vec<(String, f64, f64)>) -> Vec<(String, f64)> {
+    let band = |m: f64| (m / DISPATCH_TIE_BAND_M).floor() as i64;
+    candidates.sort_by(|a, b| {
+        band(a.1)
+            .cmp(&band(b.1))
+            .then(b.2.total_cmp(&a.2))
+            .then(a.1.total_cmp(&b.1))
+    });
+    candidates.into_iter().map(|(id, m, _)| (id, m)).collect()
+}
+
 #[cfg(test)]
 impl Position {
     /// Shipper `s` at one fixed point at device time `ts`, delivering
@@ -240,6 +273,32 @@ impl Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_a_band_the_better_rated_shipper_goes_first_and_bands_go_by_distance() {
+        let rated = |d: [u64; 5]| dispatch_score(&crate::domain::review::summarize("s", d));
+        let (great, poor, new) = (
+            rated([0, 0, 0, 0, 20]),
+            rated([10, 0, 0, 0, 0]),
+            rated([0; 5]),
+        );
+        assert!(great > new && new > poor, "{great} {new} {poor}");
+        assert_eq!(new, 4.0);
+        let order = dispatch_order(vec![
+            ("poor-near".into(), 10.0, poor),
+            ("great-same-band".into(), 200.0, great),
+            ("new-same-band".into(), 120.0, new),
+            ("great-far".into(), 260.0, great),
+        ]);
+        let ids: Vec<&str> = order.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["great-same-band", "new-same-band", "poor-near", "great-far"]
+        );
+        // Same score: the nearer first.
+        let order = dispatch_order(vec![("b".into(), 90.0, 4.0), ("a".into(), 30.0, 4.0)]);
+        assert_eq!(order[0].0, "a");
+    }
 
     const FRESH: Freshness = Freshness {
         max_age_ms: 60_000,

@@ -162,6 +162,29 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The caller when the request carries a token (which must then be valid:
+/// 401 otherwise), or nobody.
+pub struct MaybeAuth(pub Option<AuthUser>);
+
+impl MaybeAuth {
+    pub fn caller(&self) -> Option<crate::domain::Caller> {
+        self.0.as_ref().map(AuthUser::caller)
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        match parts.headers.contains_key(AUTHORIZATION) {
+            false => Ok(MaybeAuth(None)),
+            true => Ok(MaybeAuth(Some(
+                Auth::from_request_parts(parts, state).await?.0,
+            ))),
+        }
+    }
+}
+
 /// The `Idempotency-Key` header bound to the request it came with: the
 /// digest of `method`, `path` and the parsed `body`.
 pub fn idempotency(

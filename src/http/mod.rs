@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod payments;
+pub mod reviews;
 pub mod server;
 pub mod shipping;
 pub mod state;
@@ -39,7 +40,7 @@ use state::AppState;
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -127,6 +128,19 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(auth::reset_password))
         .routes(routes!(auth::get_preferences, auth::set_preferences))
         .routes(routes!(auth::end_sessions))
+        .routes(routes!(reviews::review_product, reviews::product_reviews))
+        .routes(routes!(reviews::product_rating))
+        .routes(routes!(reviews::review_shop, reviews::shop_reviews))
+        .routes(routes!(reviews::shop_rating))
+        .routes(routes!(reviews::review_delivery, reviews::delivery_review))
+        .routes(routes!(reviews::shipper_rating))
+        .routes(routes!(reviews::order_reviews))
+        .routes(routes!(reviews::get_review, reviews::edit_review))
+        .routes(routes!(reviews::reply_review))
+        .routes(routes!(reviews::report_review))
+        .routes(routes!(reviews::pending_reviews))
+        .routes(routes!(reviews::approve_review))
+        .routes(routes!(reviews::reject_review))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -146,6 +146,38 @@ fn text(max: usize) -> serde_json::Value {
     serde_json::json!({"minLength": 1, "maxLength": max, "pattern": TEXT})
 }
 
+/// `TEXT` where line breaks are allowed too (review texts and replies).
+fn paragraphs() -> String {
+    TEXT.replace(r"\u0000-\u001f", r"\u0000-\u0009\u000b\u000c\u000e-\u001f")
+}
+
+/// Review content: 1–5 stars, text that may be empty, image paths on this
+/// host (`domain::review::check_draft`).
+fn review_rules(schema: &'static str) -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    use crate::domain::review::{MAX_IMAGES, MAX_IMAGE_PATH, MAX_REVIEW_TEXT};
+    let no_controls = paragraphs().replacen(r"[^\s", "[^", 1);
+    vec![
+        (
+            schema,
+            "stars",
+            serde_json::json!({"minimum": 1, "maximum": 5}),
+        ),
+        (
+            schema,
+            "text",
+            serde_json::json!({"maxLength": MAX_REVIEW_TEXT, "pattern": format!("^$|{no_controls}")}),
+        ),
+        (
+            schema,
+            "images",
+            serde_json::json!({"maxItems": MAX_IMAGES, "items": {
+                "type": "string", "maxLength": MAX_IMAGE_PATH,
+                "pattern": r"^/([!-.0-\[\]-~][!-\[\]-~]*)?$"
+            }}),
+        ),
+    ]
+}
+
 /// The constraints the server enforces on request fields, stated in the
 /// document (each is checked where the field is validated; the numbers
 /// are the same constants).
@@ -285,7 +317,19 @@ fn constraints(enabled_providers: &[&str]) -> Vec<(&'static str, &'static str, s
         ("BroadcastRequest", "title", text(120)),
         ("BroadcastRequest", "body", text(2000)),
         ("Reason", "reason", text(500)),
+        (
+            "ReplyInput",
+            "text",
+            serde_json::json!({"minLength": 1, "maxLength": crate::domain::review::MAX_REPLY_TEXT, "pattern": paragraphs()}),
+        ),
+        ("ReportInput", "reason", text(crate::domain::review::MAX_REPORT_REASON)),
+        ("ModerationInput", "note", text(crate::domain::review::MAX_MODERATION_NOTE)),
     ]
+    .into_iter()
+    .chain(review_rules("ReviewInput"))
+    .chain(review_rules("DeliveryReviewInput"))
+    .chain(review_rules("ReviewEdit"))
+    .collect()
 }
 
 /// Writes the server's constraints into the document's request schemas.

@@ -20,6 +20,7 @@ pub enum LiveEvent {
     Order(OrderLive),
     Shipper(ShipperLive),
     Queue(QueueLive),
+    Product(ProductLive),
 }
 
 impl LiveEvent {
@@ -164,5 +165,15 @@ pub enum QueueLive {
         confirmed: u32,
         remaining: u32,
         waitlisted: u32,
+    },
+}
+
+/// On `product:{id}`: the product's rating summary after each review that
+/// changes it (a late subscriber is sent the current one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProductLive {
+    Rating {
+        summary: crate::domain::review::RatingSummary,
     },
 }

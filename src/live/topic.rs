@@ -1,5 +1,5 @@
 //! The names of what can be watched: `user:{id}`, `order:{id}`,
-//! `shipper:{id}`, `queue:{id}`. One spelling (`Display`) and one parser
+//! `shipper:{id}`, `queue:{id}`, `product:{id}`. One spelling (`Display`) and one parser
 //! (`FromStr`), used by every publisher and by the gateway.
 
 use std::fmt;
@@ -17,6 +17,8 @@ pub enum Topic {
     Shipper(String),
     /// A flash sale's or course's capacity counters.
     Queue(String),
+    /// A product's rating summary.
+    Product(String),
 }
 
 /// Why a string names no topic one may watch.
@@ -43,11 +45,18 @@ impl Topic {
     pub fn queue(id: &str) -> Topic {
         Topic::Queue(id.to_owned())
     }
+    pub fn product(id: &str) -> Topic {
+        Topic::Product(id.to_owned())
+    }
 
     /// The id of the entity the topic belongs to.
     pub fn id(&self) -> &str {
         match self {
-            Topic::User(id) | Topic::Order(id) | Topic::Shipper(id) | Topic::Queue(id) => id,
+            Topic::User(id)
+            | Topic::Order(id)
+            | Topic::Shipper(id)
+            | Topic::Queue(id)
+            | Topic::Product(id) => id,
         }
     }
 }
@@ -59,6 +68,7 @@ impl fmt::Display for Topic {
             Topic::Order(_) => "order",
             Topic::Shipper(_) => "shipper",
             Topic::Queue(_) => "queue",
+            Topic::Product(_) => "product",
         };
         write!(f, "{kind}:{}", self.id())
     }
@@ -74,6 +84,7 @@ impl FromStr for Topic {
             Some(("order", id)) if valid(id) => Ok(Topic::order(id)),
             Some(("shipper", id)) if valid(id) => Ok(Topic::shipper(id)),
             Some(("queue", id)) if valid(id) => Ok(Topic::queue(id)),
+            Some(("product", id)) if valid(id) => Ok(Topic::product(id)),
             Some(("user" | "order" | "shipper", _)) => Err(TopicError::Forbidden(s.to_owned())),
             _ => Err(TopicError::Unknown(s.to_owned())),
         }
@@ -92,6 +103,7 @@ mod tests {
             Topic::order(id),
             Topic::shipper(id),
             Topic::queue(id),
+            Topic::product(id),
         ] {
             assert_eq!(t.to_string().parse::<Topic>(), Ok(t.clone()));
             assert_eq!(t.id(), id);

@@ -58,6 +58,28 @@ pub fn decode_cursor(cursor: &str) -> Result<String, DomainError> {
         .ok_or_else(|| DomainError::invalid("cursor", "cursor is not one this server issued"))
 }
 
+/// One page of the rows of `table` under `prefix`, each decoded as a `T`
+/// written at `version`, after the key the cursor names.
+pub async fn scan_page<T: DeserializeOwned>(
+    store: &dyn Store,
+    table: &str,
+    prefix: &str,
+    version: u16,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<T>, ServiceError> {
+    let after = cursor.map(decode_cursor).transpose()?;
+    let rows = store.scan(table, prefix, after.as_deref(), limit).await?;
+    let next_cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|(k, _)| encode_cursor(k)))
+        .flatten();
+    let mut items = Vec::with_capacity(rows.len());
+    for (_, v) in rows {
+        items.push(codec::decode::<T>(version, &v)?);
+    }
+    Ok(Page { items, next_cursor })
+}
+
 pub fn check_limit(limit: Option<usize>) -> Result<usize, DomainError> {
     match limit.unwrap_or(20) {
         0 => Err(DomainError::invalid(

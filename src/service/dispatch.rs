@@ -1,6 +1,7 @@
 //! Dispatch: an order's next action offers it to the nearest available
-//! shipper with a fresh position within `dispatch_radius` of the shop; a
-//! decline or a lapse offers it to the next one; nobody available retries
+//! shipper with a fresh position within `dispatch_radius` of the shop
+//! (among shippers about as near — the same 250 m band — the better rated
+//! first: `domain::shipping::dispatch_order`); a decline or a lapse offers it to the next one; nobody available retries
 //! after `dispatch_retry`. The order and the shipper actor each hold their
 //! half of an offer, and the shipper's half lapses by itself. `Dispatch`
 //! also binds and releases shippers and expires tracks: the follow-up work
@@ -13,6 +14,7 @@ use crate::actors::shipper::Shipper;
 use crate::actors::shipper::ShipperEntity;
 use crate::actors::shop::ShopEntity;
 use crate::actors::Registry;
+use crate::domain::shipping::{dispatch_order, dispatch_score};
 use crate::domain::GeoPoint;
 use crate::store::Store;
 use chrono::Utc;
@@ -175,12 +177,22 @@ impl Dispatch {
             .await
             .map_err(ServiceError::from)?;
         let expires_at = now + self.tracker.cfg.offer_timeout;
+        let mut candidates = Vec::new();
         for (shipper_id, distance_m) in self
             .tracker
             .nearest(shop.location, &o.delivery.declined, now)
             .into_iter()
             .take(8)
         {
+            let rating = super::reviews::rating_of(
+                self.store.as_ref(),
+                crate::domain::review::ReviewKind::Shipper,
+                &shipper_id,
+            )
+            .await?;
+            candidates.push((shipper_id, distance_m, dispatch_score(&rating)));
+        }
+        for (shipper_id, distance_m) in dispatch_order(candidates) {
             let offered = self
                 .shippers
                 .call(

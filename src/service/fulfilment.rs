@@ -13,6 +13,7 @@ use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::queue::QueueEntity;
+use crate::actors::review::ReviewEntity;
 use crate::actors::user::User;
 use crate::actors::CallError;
 use crate::actors::Registry;
@@ -50,6 +51,8 @@ pub struct Fulfilment {
     pub(super) queue_work: Arc<QueueWork>,
     /// Cluster mode: a timer runs on the owner of its order (or cart).
     pub(super) duty: crate::cluster::Duty,
+    /// Settles reviews whose rating summary was not told (their timers).
+    pub(super) tally: super::reviews::Tally,
 }
 
 impl Fulfilment {
@@ -307,7 +310,8 @@ impl Fulfilment {
     /// Runs due order actions every `interval` until `shutdown` flips. An
     /// order whose action fails is retried after a back-off.
     /// Due timers, oldest first, with the stream whose owner runs each
-    /// (`order:{id}`, or `cart:{user}` for an open checkout): up to 256 of
+    /// (`order:{id}`, `cart:{user}` for an open checkout, `review:{id}` for
+    /// a review whose rating is not yet counted): up to 256 of
     /// this node's, reading at most 16 pages to get past other nodes'.
     async fn due_timers(
         &self,
@@ -321,9 +325,10 @@ impl Fulfilment {
             if due_ms > now.timestamp_millis() {
                 return Pick::Stop;
             }
-            let stream = match id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
-                Some(user) => stream_id::<CartEntity>(user),
-                None => stream_id::<OrderEntity>(id),
+            let stream = match timer_of(id) {
+                Timer::Checkout(user) => stream_id::<CartEntity>(user),
+                Timer::Review(review) => stream_id::<ReviewEntity>(review),
+                Timer::Order(order) => stream_id::<OrderEntity>(order),
             };
             match self.duty.mine(&stream) {
                 true => Pick::Take((id.to_owned(), stream)),
@@ -366,9 +371,10 @@ impl Fulfilment {
                 if backoff.contains_key(order_id) || !self.duty.mine(&stream) {
                     continue;
                 }
-                let done = match order_id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
-                    Some(user_id) => self.resolve_open_checkout(user_id).await,
-                    None => self.advance_order(order_id).await,
+                let done = match timer_of(order_id) {
+                    Timer::Checkout(user_id) => self.resolve_open_checkout(user_id).await,
+                    Timer::Review(review_id) => self.tally.settle(review_id).await,
+                    Timer::Order(order_id) => self.advance_order(order_id).await,
                 };
                 if let Err(e) = done {
                     tracing::warn!(order = %order_id, error = %e, "order action failed; retrying later");
@@ -378,5 +384,24 @@ impl Fulfilment {
                 }
             }
         }
+    }
+}
+
+/// What a row of the timers table is for.
+enum Timer<'a> {
+    Order(&'a str),
+    /// A checkout left open (the cart's user).
+    Checkout(&'a str),
+    /// A review whose rating summary was not told.
+    Review(&'a str),
+}
+
+fn timer_of(id: &str) -> Timer<'_> {
+    if let Some(user) = id.strip_prefix(crate::actors::cart::CHECKOUT_TIMER_PREFIX) {
+        Timer::Checkout(user)
+    } else if let Some(review) = id.strip_prefix(crate::actors::review::REVIEW_TIMER_PREFIX) {
+        Timer::Review(review)
+    } else {
+        Timer::Order(id)
     }
 }

@@ -21,6 +21,7 @@ pub mod payments;
 pub mod queue_parts;
 pub mod queue_work;
 pub mod queues;
+pub mod reviews;
 pub mod stock;
 pub mod tracking;
 pub mod users;
@@ -34,6 +35,8 @@ use crate::actors::email::EmailClaim;
 use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::queue::QueueEntity;
+use crate::actors::rating::RatingEntity;
+use crate::actors::review::ReviewEntity;
 use crate::actors::shipper::ShipperEntity;
 use crate::actors::shop::ShopEntity;
 use crate::actors::stock_bucket::StockBucketEntity;
@@ -128,6 +131,8 @@ pub struct Entities {
     pub shippers: Registry<ShipperEntity>,
     pub queues: Registry<QueueEntity>,
     pub stock_buckets: Registry<StockBucketEntity>,
+    pub reviews: Registry<ReviewEntity>,
+    pub ratings: Registry<RatingEntity>,
 }
 
 impl Entities {
@@ -144,6 +149,8 @@ impl Entities {
             shippers: Registry::start(rt.clone()).await?,
             queues: Registry::start(rt.clone()).await?,
             stock_buckets: Registry::start(rt.clone()).await?,
+            reviews: Registry::start(rt.clone()).await?,
+            ratings: Registry::start(rt.clone()).await?,
         })
     }
 
@@ -160,6 +167,8 @@ impl Entities {
         self.shippers.shutdown().await;
         self.queues.shutdown().await;
         self.stock_buckets.shutdown().await;
+        self.reviews.shutdown().await;
+        self.ratings.shutdown().await;
     }
 }
 
@@ -181,6 +190,7 @@ pub struct Services {
     /// The queue worker (places the orders of won claims).
     pub queue_work: Arc<queue_work::QueueWork>,
     pub flash_sales: flash_sales::FlashSales,
+    pub reviews: reviews::Reviews,
     pub course_sessions: course_sessions::CourseSessions,
     pub shipping: tracking::Shipping,
     /// Configured payment providers by name.
@@ -204,6 +214,7 @@ pub struct ServiceConfig {
     pub reset: auth::ResetConfig,
     pub burst: queues::BurstConfig,
     pub throttles: crate::auth::ThrottleConfig,
+    pub reviews: crate::domain::review::ReviewPolicy,
 }
 
 impl Services {
@@ -221,6 +232,7 @@ impl Services {
             reset,
             burst,
             throttles,
+            reviews: review_policy,
         } = cfg;
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
         let e = Entities::start(&rt).await.map_err(spawn)?;
@@ -295,7 +307,12 @@ impl Services {
                 t.apply_remote(update);
             }
         }));
+        let tally = reviews::Tally {
+            reviews: e.reviews.clone(),
+            ratings: e.ratings.clone(),
+        };
         let fulfilment = Arc::new(fulfilment::Fulfilment {
+            tally: tally.clone(),
             orders: e.orders.clone(),
             products: e.products.clone(),
             stock: stock.clone(),
@@ -361,6 +378,15 @@ impl Services {
                 fulfilment: fulfilment.clone(),
                 orders: e.orders.clone(),
                 store: store.clone(),
+            },
+            reviews: reviews::Reviews {
+                reviews: e.reviews.clone(),
+                tally,
+                orders: orders.clone(),
+                catalog: catalog.clone(),
+                users: e.users.clone(),
+                store: store.clone(),
+                policy: review_policy,
             },
             flash_sales: flash_sales::FlashSales {
                 queues: e.queues.clone(),

@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::catalog::{decode_cursor, encode_cursor, Page};
+use super::catalog::Page;
 use super::ServiceError;
 use crate::actors::order::{OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP};
 use crate::actors::Entity;
@@ -78,20 +78,15 @@ impl Orders {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Order>, ServiceError> {
-        let prefix = format!("{owner}|");
-        let after = cursor.map(decode_cursor).transpose()?;
-        let rows = self
-            .store
-            .scan(table, &prefix, after.as_deref(), limit)
-            .await?;
-        let next_cursor = (rows.len() == limit)
-            .then(|| rows.last().map(|(k, _)| encode_cursor(k)))
-            .flatten();
-        let mut items = Vec::with_capacity(rows.len());
-        for (_, v) in rows {
-            items.push(codec::decode::<Order>(OrderEntity::VERSION, &v)?);
-        }
-        Ok(Page { items, next_cursor })
+        super::catalog::scan_page(
+            self.store.as_ref(),
+            table,
+            &format!("{owner}|"),
+            OrderEntity::VERSION,
+            cursor,
+            limit,
+        )
+        .await
     }
 
     /// The caller's orders, newest first.

@@ -35,6 +35,19 @@ pub const PRODUCTS_TABLE: &str = "products";
 /// Read table: course id → encoded `Course`.
 pub const COURSES_TABLE: &str = "courses";
 
+// Written by `actors::review`.
+/// Read table: `{kind}:{subject}|{inverted created ms:020}|{review}` →
+/// encoded `Review`: a product's, shop's or shipper's approved reviews,
+/// newest first.
+pub const REVIEWS_BY_SUBJECT: &str = "reviews_by_subject";
+/// Read table: `{created ms:020}|{review}` → encoded `Review`: reviews
+/// waiting for moderation, oldest first.
+pub const REVIEWS_PENDING: &str = "reviews_pending";
+
+// Written by `actors::rating`.
+/// Read table: `{kind}:{subject}` → encoded `RatingSummary`.
+pub const RATINGS: &str = "ratings";
+
 // Written by `mail`.
 /// Read table: `{due ms:020}|{mail id}` → encoded `OutMail`.
 pub const OUTBOX: &str = "outbox";
@@ -65,4 +78,7 @@ pub const ALL: &[&str] = &[
     OUTBOX,
     OUTBOX_DEAD,
     TRACK_EXPIRY,
+    REVIEWS_BY_SUBJECT,
+    REVIEWS_PENDING,
+    RATINGS,
 ];

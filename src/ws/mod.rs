@@ -34,9 +34,11 @@ use serde::Deserialize;
 
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
+use crate::actors::rating::RatingEntity;
 use crate::actors::shipper::ShipperEntity;
 use crate::actors::user::User;
 use crate::actors::Entity;
+use crate::domain::review::ReviewKind;
 use crate::domain::shipping::Fix;
 use crate::domain::Role;
 use crate::http::error::AppError;
@@ -132,6 +134,15 @@ impl TopicSource for Topics {
                 )),
                 Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
             },
+            // A product's rating is public to every signed-in user.
+            Topic::Product(id) => match self.services.catalog.get_product(id).await {
+                Ok(_) => Ok(None),
+                Err(ServiceError::Domain(_)) => Err(ServerMsg::error(
+                    "not_found",
+                    format!("no such product: {id}"),
+                )),
+                Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
+            },
         }
     }
 
@@ -163,6 +174,7 @@ impl TopicSource for Topics {
             Topic::User(id) => stream_id::<User>(id),
             Topic::Order(id) => stream_id::<OrderEntity>(id),
             Topic::Shipper(id) => stream_id::<ShipperEntity>(id),
+            Topic::Product(id) => stream_id::<RatingEntity>(&format!("product:{id}")),
             // A split queue's counters move with its parts' journals too.
             Topic::Queue(id) => {
                 return self
@@ -201,6 +213,14 @@ impl TopicSource for Topics {
                     .map_err(|e| e.to_string())?;
                 let counters = crate::service::queue_work::counters(&status);
                 Ok((vec![(until, counters)], until))
+            }
+            // A summary, not a log: what was missed is the one at the head.
+            Topic::Product(id) => {
+                let summary = crate::service::reviews::rating_of(store, ReviewKind::Product, id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let data = LiveEvent::Product(crate::live::ProductLive::Rating { summary });
+                Ok((vec![(until, data)], until))
             }
         }
     }

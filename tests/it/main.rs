@@ -26,8 +26,9 @@ macro_rules! conformance_on {
     )*};
 }
 
-/// The auth, commerce and burst flows end to end over HTTP, as tests named
-/// `auth_flows`, `commerce_flows` and `burst_flows`, on the apps `$app`
+/// The auth, commerce, review and burst flows end to end over HTTP, as
+/// tests named `auth_flows`, `commerce_flows`, `review_flows` and
+/// `burst_flows`, on the apps `$app`
 /// starts: an `async fn(impl FnOnce(&mut Settings)) -> TestApp` of the
 /// backend's module (`scylla_app`, `postgres_app`).
 macro_rules! flows_on {
@@ -54,6 +55,14 @@ macro_rules! flows_on {
             .await;
             crate::commerce::no_overselling_and_no_coupon_overuse_under_concurrency_on(
                 $app(crate::commerce::fast).await,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn review_flows() {
+            crate::reviews::only_a_delivered_orders_customer_reviews_once_per_line_and_the_merchant_replies_once_on(
+                $app(crate::reviews::with_admin).await,
             )
             .await;
         }
@@ -97,6 +106,7 @@ mod mail;
 mod nodes;
 mod payos;
 mod postgres;
+pub(crate) mod reviews;
 mod scylla;
 mod shipping;
 mod split;

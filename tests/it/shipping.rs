@@ -197,7 +197,7 @@ async fn the_nearest_shipper_gets_the_offer_and_declines_or_lapses_pass_it_on() 
 
 /// A confirmed order with `shipper` (the only one online) delivering it,
 /// picked up and on its way.
-async fn delivering(app: &TestApp) -> (Session, Session, Session, String) {
+pub(crate) async fn delivering(app: &TestApp) -> (Session, Session, Session, String) {
     let shipper = shipper_at(app, 100.0).await;
     let (m, c, order) = an_order(app).await;
     confirm(app, &m, &order).await;

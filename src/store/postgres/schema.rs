@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002_cluster.sql",
         text: include_str!("../../../schema/postgres/002_cluster.sql"),
     },
+    Migration {
+        version: 3,
+        name: "003_reviews.sql",
+        text: include_str!("../../../schema/postgres/003_reviews.sql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002_cluster.cql",
         text: include_str!("../../../schema/scylla/002_cluster.cql"),
     },
+    Migration {
+        version: 3,
+        name: "003_reviews.cql",
+        text: include_str!("../../../schema/scylla/003_reviews.cql"),
+    },
 ];
 
 /// The schema version this build needs.

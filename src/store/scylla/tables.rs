@@ -16,8 +16,8 @@
 
 use crate::store::tables::{
     CLAIMS_BY_QUEUE, CLAIMS_BY_USER, COURSES_TABLE, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, OUTBOX,
-    OUTBOX_DEAD, PAYMENT_REFS, PRODUCTS_TABLE, QUEUE_TIMERS, TIMERS_TABLE, TRACK_EXPIRY,
-    TRACK_POINTS, USERS_BY_ROLE,
+    OUTBOX_DEAD, PAYMENT_REFS, PRODUCTS_TABLE, QUEUE_TIMERS, RATINGS, REVIEWS_BY_SUBJECT,
+    REVIEWS_PENDING, TIMERS_TABLE, TRACK_EXPIRY, TRACK_POINTS, USERS_BY_ROLE,
 };
 
 /// How a read table's keys map to partitions.
@@ -67,6 +67,9 @@ pub const READ_TABLES: &[ReadTable] = &[
     spread(OUTBOX, 4),
     spread(OUTBOX_DEAD, 4),
     spread(TRACK_EXPIRY, 4),
+    owner(REVIEWS_BY_SUBJECT, 4),
+    spread(REVIEWS_PENDING, 4),
+    spread(RATINGS, 16),
 ];
 
 /// The read table named `name`.

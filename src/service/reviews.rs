@@ -1,0 +1,344 @@
+//! Reviews and ratings: writing a review of a delivered order (its
+//! products, its shop, its shipper), editing, the merchant's reply,
+//! reports, moderation, the listings, and keeping each subject's rating
+//! summary equal to its approved reviews (`Tally`).
+
+use std::sync::Arc;
+
+use super::catalog::{scan_page, Catalog, Page};
+use super::orders::Orders;
+use super::{found, ServiceError};
+use crate::actors::rating::{RatingCommand, RatingEntity, RATINGS};
+use crate::actors::review::{
+    subject_key, ReviewCommand, ReviewEntity, REVIEWS_BY_SUBJECT, REVIEWS_PENDING,
+};
+use crate::actors::user::User;
+use crate::actors::{Entity, Registry};
+use crate::domain::order::Order;
+use crate::domain::review::{
+    check_draft, check_note, check_reason, check_reply, review_id, subject_of, summarize,
+    DeliveryReviewInput, Held, ModerationInput, RatingSummary, ReplyInput, ReportInput, Review,
+    ReviewEdit, ReviewKind, ReviewPolicy, ReviewRecord, ReviewStatus,
+};
+use crate::domain::{Caller, DomainError, Role};
+use crate::store::{codec, Store};
+
+/// Keeps each subject's rating summary equal to its approved reviews: a
+/// review that changed what it counts is settled (the summary told its
+/// revision, then the review marked told) right after the change, and by
+/// the scheduler from the review's timer row if that was interrupted.
+#[derive(Clone)]
+pub struct Tally {
+    pub(super) reviews: Registry<ReviewEntity>,
+    pub(super) ratings: Registry<RatingEntity>,
+}
+
+impl Tally {
+    pub async fn settle(&self, review_id: &str) -> Result<(), ServiceError> {
+        let rec = self.reviews.call(review_id, ReviewCommand::Get).await?;
+        if !rec.unsettled() {
+            return Ok(());
+        }
+        let held = Held {
+            revision: rec.revision,
+            stars: rec.review.counts(),
+        };
+        let set = RatingCommand::Set {
+            review_id: review_id.to_owned(),
+            held,
+        };
+        self.ratings.call(&subject_key(&rec.review), set).await?;
+        let counted = ReviewCommand::Counted {
+            revision: rec.revision,
+        };
+        self.reviews.call(review_id, counted).await?;
+        Ok(())
+    }
+}
+
+/// The review use cases.
+#[derive(Clone)]
+pub struct Reviews {
+    pub(super) reviews: Registry<ReviewEntity>,
+    pub(super) tally: Tally,
+    pub(super) orders: Orders,
+    pub(super) catalog: Catalog,
+    pub(super) users: Registry<User>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) policy: ReviewPolicy,
+}
+
+impl Reviews {
+    /// Settles at once; the timer row retries what fails here.
+    async fn settled(&self, rec: ReviewRecord) -> Review {
+        if rec.unsettled() {
+            if let Err(e) = self.tally.settle(&rec.review.id).await {
+                tracing::warn!(review = %rec.review.id, error = %e, "rating not updated yet; the scheduler retries");
+            }
+        }
+        rec.review
+    }
+
+    /// The subject of a listing or summary exists (404 otherwise).
+    async fn subject_exists(&self, kind: ReviewKind, id: &str) -> Result<(), ServiceError> {
+        match kind {
+            ReviewKind::Product => found(&self.catalog.products, id, "product").await,
+            ReviewKind::Shop => found(&self.catalog.shops, id, "shop").await,
+            ReviewKind::Shipper => found(&self.users, id, "shipper").await,
+        }
+    }
+
+    /// A review by the customer of a delivered order: of one of its
+    /// products, of its shop, or (`subject_id` `None`) of its shipper.
+    pub async fn write(
+        &self,
+        caller: &Caller,
+        kind: ReviewKind,
+        subject_id: Option<&str>,
+        order_id: &str,
+        input: DeliveryReviewInput,
+    ) -> Result<Review, ServiceError> {
+        let draft = check_draft(&input)?;
+        if let Some(id) = subject_id {
+            self.subject_exists(kind, id).await?;
+        }
+        let order = self.orders.get_order(caller, order_id).await?;
+        let subject_id = match subject_id {
+            Some(id) => id.to_owned(),
+            None => shipper_of(&order)?.to_owned(),
+        };
+        let subject = subject_of(&order, caller, kind, &subject_id)?;
+        let id = review_id(&order.id, kind, &subject_id);
+        let create = ReviewCommand::Create {
+            caller: caller.clone(),
+            subject,
+            draft,
+            policy: self.policy,
+        };
+        let rec = self.reviews.call(&id, create).await?;
+        Ok(self.settled(rec).await)
+    }
+
+    async fn record(&self, id: &str) -> Result<ReviewRecord, ServiceError> {
+        found(&self.reviews, id, "review").await?;
+        Ok(self.reviews.call(id, ReviewCommand::Get).await?)
+    }
+
+    /// A review `caller` may see (404 otherwise, so hidden ones are not
+    /// probed).
+    async fn visible(
+        &self,
+        caller: Option<&Caller>,
+        id: &str,
+    ) -> Result<ReviewRecord, ServiceError> {
+        let rec = self.record(id).await?;
+        match rec.review.visible_to(caller, &rec.merchant_id) {
+            true => Ok(rec),
+            false => Err(DomainError::NotFound("review").into()),
+        }
+    }
+
+    pub async fn get(&self, caller: Option<&Caller>, id: &str) -> Result<Review, ServiceError> {
+        Ok(self.visible(caller, id).await?.review)
+    }
+
+    pub async fn edit(
+        &self,
+        caller: &Caller,
+        id: &str,
+        edit: ReviewEdit,
+    ) -> Result<Review, ServiceError> {
+        self.visible(Some(caller), id).await?;
+        let cmd = ReviewCommand::Edit {
+            caller: caller.clone(),
+            edit,
+            policy: self.policy,
+        };
+        let rec = self.reviews.call(id, cmd).await?;
+        Ok(self.settled(rec).await)
+    }
+
+    pub async fn reply(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: ReplyInput,
+    ) -> Result<Review, ServiceError> {
+        let text = check_reply(&input)?;
+        self.visible(Some(caller), id).await?;
+        let cmd = ReviewCommand::Reply {
+            caller: caller.clone(),
+            text,
+        };
+        Ok(self.reviews.call(id, cmd).await?.review)
+    }
+
+    pub async fn report(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: ReportInput,
+    ) -> Result<Review, ServiceError> {
+        let reason = check_reason(&input)?;
+        self.visible(Some(caller), id).await?;
+        let cmd = ReviewCommand::Report {
+            caller: caller.clone(),
+            reason,
+            policy: self.policy,
+        };
+        let rec = self.reviews.call(id, cmd).await?;
+        Ok(self.settled(rec).await)
+    }
+
+    pub async fn moderate(
+        &self,
+        caller: &Caller,
+        id: &str,
+        to: ReviewStatus,
+        input: ModerationInput,
+    ) -> Result<Review, ServiceError> {
+        let note = check_note(&input)?;
+        ensure_admin(caller)?;
+        self.record(id).await?;
+        let cmd = ReviewCommand::Moderate {
+            caller: caller.clone(),
+            to,
+            note,
+        };
+        let rec = self.reviews.call(id, cmd).await?;
+        Ok(self.settled(rec).await)
+    }
+
+    /// A product's, shop's or shipper's approved reviews, newest first.
+    pub async fn list(
+        &self,
+        kind: ReviewKind,
+        subject_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Review>, ServiceError> {
+        self.subject_exists(kind, subject_id).await?;
+        let prefix = format!("{}:{subject_id}|", kind.as_str());
+        scan_page(
+            self.store.as_ref(),
+            REVIEWS_BY_SUBJECT,
+            &prefix,
+            ReviewEntity::VERSION,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    /// Reviews waiting for moderation, oldest first (admins).
+    pub async fn pending(
+        &self,
+        caller: &Caller,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Review>, ServiceError> {
+        ensure_admin(caller)?;
+        scan_page(
+            self.store.as_ref(),
+            REVIEWS_PENDING,
+            "",
+            ReviewEntity::VERSION,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    /// The rating summary of a product or shop (public), or of a shipper
+    /// (the shipper, merchants and admins).
+    pub async fn summary(
+        &self,
+        caller: Option<&Caller>,
+        kind: ReviewKind,
+        subject_id: &str,
+    ) -> Result<RatingSummary, ServiceError> {
+        if kind == ReviewKind::Shipper {
+            let allowed = caller.is_some_and(|c| {
+                matches!(c.role, Role::Admin | Role::Merchant) || c.user_id == subject_id
+            });
+            if !allowed {
+                return Err(DomainError::Forbidden(
+                    "a shipper's rating is shown to merchants, admins and the shipper".into(),
+                )
+                .into());
+            }
+        }
+        self.subject_exists(kind, subject_id).await?;
+        rating_of(self.store.as_ref(), kind, subject_id).await
+    }
+
+    /// The reviews written for one order that `caller` may see: its
+    /// products', its shop's and its shipper's.
+    pub async fn of_order(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<Vec<Review>, ServiceError> {
+        let order = self.orders.get_order(caller, order_id).await?;
+        let mut subjects: Vec<(ReviewKind, String)> = order
+            .lines
+            .iter()
+            .map(|l| (ReviewKind::Product, l.product_id.to_string()))
+            .collect();
+        subjects.dedup();
+        subjects.push((ReviewKind::Shop, order.shop_id.to_string()));
+        if let Some(s) = &order.delivery.shipper_id {
+            subjects.push((ReviewKind::Shipper, s.to_string()));
+        }
+        let mut out = Vec::new();
+        for (kind, subject) in subjects {
+            let id = review_id(&order.id, kind, &subject);
+            if self.reviews.exists(&id).await? {
+                let rec = self.reviews.call(&id, ReviewCommand::Get).await?;
+                if rec.review.visible_to(Some(caller), &rec.merchant_id) {
+                    out.push(rec.review);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The review of an order's delivery (its shipper), if written.
+    pub async fn of_delivery(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<Review, ServiceError> {
+        let order = self.orders.get_order(caller, order_id).await?;
+        let id = review_id(&order.id, ReviewKind::Shipper, shipper_of(&order)?);
+        self.get(Some(caller), &id).await
+    }
+}
+
+fn ensure_admin(caller: &Caller) -> Result<(), ServiceError> {
+    match caller.role {
+        Role::Admin => Ok(()),
+        _ => Err(DomainError::Forbidden("only admins moderate reviews".into()).into()),
+    }
+}
+
+fn shipper_of(order: &Order) -> Result<&str, DomainError> {
+    order
+        .delivery
+        .shipper_id
+        .as_deref()
+        .ok_or_else(|| DomainError::conflict("no_shipper", "no shipper carried this order"))
+}
+
+/// The stored rating summary of a subject (zero before its first review).
+pub async fn rating_of(
+    store: &dyn Store,
+    kind: ReviewKind,
+    subject_id: &str,
+) -> Result<RatingSummary, ServiceError> {
+    let key = format!("{}:{subject_id}", kind.as_str());
+    Ok(match store.get(RATINGS, &key).await? {
+        Some(v) => codec::decode(RatingEntity::VERSION, &v)?,
+        None => summarize(&key, [0; 5]),
+    })
+}

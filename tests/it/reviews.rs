@@ -1,0 +1,595 @@
+//! Reviews and ratings over HTTP and WebSockets: the verified-purchase rule,
+//! one review per order line, the merchant's one reply, reports and
+//! moderation, the rating summary (live on `product:{id}`), the shipper's
+//! review, and a summary settled by the scheduler when its update was cut.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::commerce::{add, checkout, customer, fast};
+use crate::helpers::*;
+use crate::ws::{connect_path, recv, send};
+
+type ServerMsg = surge::ws::protocol::ServerMsg<Value>;
+
+const ADMIN: &str = "root@example.com";
+
+pub(crate) fn with_admin(s: &mut surge::config::Settings) {
+    fast(s);
+    s.admin_email = Some(ADMIN.into());
+    s.admin_password = Some(PASSWORD.into());
+}
+
+/// A customer's cash order of one unit of `product`: (customer, order id).
+async fn ordered(app: &TestApp, product: &str) -> (Session, String) {
+    let (c, address) = customer(app).await;
+    add(app, &c, product, 1).await;
+    let (status, placed) = checkout(app, &c, &address, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    (c, placed["orders"][0]["id"].as_str().unwrap().to_owned())
+}
+
+/// The merchant confirms and delivers `order` themselves (no shipper).
+async fn deliver(app: &TestApp, m: &Session, order: &str) {
+    crate::shipping::confirm(app, m, order).await;
+    for s in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
+        let (status, body) = app
+            .put(
+                &format!("/api/v1/shipping/{order}/status"),
+                Some(&m.access),
+                json!({"status": s}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{s}: {body}");
+    }
+}
+
+async fn summary(app: &TestApp, path: &str) -> Value {
+    let (status, s) = app.get(path, None).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    s
+}
+
+/// The summary at `path` once it has `count` reviews (settlement follows
+/// the review's answer at once; the scheduler retries what failed).
+async fn summary_with(app: &TestApp, path: &str, count: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = summary(app, path).await;
+        if s["count"] == count {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "summary stuck at {s}, want {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn review(app: &TestApp, who: &Session, path: &str, body: Value) -> (StatusCode, Value) {
+    app.post(path, Some(&who.access), body).await
+}
+
+#[tokio::test]
+async fn only_a_delivered_orders_customer_reviews_once_per_line_and_the_merchant_replies_once() {
+    only_a_delivered_orders_customer_reviews_once_per_line_and_the_merchant_replies_once_on(
+        spawn_app_with(with_admin).await,
+    )
+    .await;
+}
+
+/// The body of the test above, on any app (`postgres.rs` and `scylla.rs`
+/// run it on their stores); the app has `ADMIN` as its admin.
+pub(crate) async fn only_a_delivered_orders_customer_reviews_once_per_line_and_the_merchant_replies_once_on(
+    app: TestApp,
+) {
+    let (m, shop, mat) = shop_with_product(&app, 50_000, 10).await;
+    let (_, other) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            product_body("Block", "yoga", 9_000),
+        )
+        .await;
+    let other = other["id"].as_str().unwrap().to_owned();
+    let (c, order) = ordered(&app, &mat).await;
+    let stranger = app.user("customer").await;
+    let product_path = format!("/api/v1/products/{mat}/reviews");
+    let five = json!({"order_id": order, "stars": 5, "text": "Grippy.\nWorth it."});
+
+    // Before delivery, a stranger, the merchant: refused, nothing written.
+    let (status, body) = review(&app, &c, &product_path, five.clone()).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "not_delivered")
+    );
+    let (status, _) = review(&app, &stranger, &product_path, five.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = review(&app, &m, &product_path, five.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app
+        .get(&format!("/api/v1/orders/{order}/reviews"), Some(&c.access))
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+
+    deliver(&app, &m, &order).await;
+    let (status, bad) = review(
+        &app,
+        &c,
+        &product_path,
+        json!({"order_id": order, "stars": 6}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    let (status, bad) = review(
+        &app,
+        &c,
+        &product_path,
+        json!({"order_id": order, "stars": 5, "images": ["https://elsewhere.example/x.jpg"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    let (status, r) = review(&app, &c, &product_path, five.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["verified_purchase"].as_bool(),
+            r["text"].as_str()
+        ),
+        (Some("approved"), Some(true), Some("Grippy.\nWorth it."))
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (status, body) = review(&app, &c, &product_path, five.clone()).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "already_reviewed")
+    );
+    // A product of the shop that is not in the order.
+    let (status, body) = review(
+        &app,
+        &c,
+        &format!("/api/v1/products/{other}/reviews"),
+        five.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let rating_path = format!("/api/v1/products/{mat}/rating-summary");
+    let s = summary_with(&app, &rating_path, 1).await;
+    assert_eq!(
+        (s["average"].as_f64(), &s["distribution"]),
+        (Some(5.0), &json!([0, 0, 0, 0, 1]))
+    );
+    let listed = app.all_pages(&product_path, None, 5).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    // The shop, once; another merchant's shop is not this order's.
+    let (status, r) = review(
+        &app,
+        &c,
+        &format!("/api/v1/shops/{shop}/reviews"),
+        json!({"order_id": order, "stars": 4}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let (_, rival_shop, _) = shop_with_product(&app, 1_000, 1).await;
+    let (status, _) = review(
+        &app,
+        &c,
+        &format!("/api/v1/shops/{rival_shop}/reviews"),
+        json!({"order_id": order, "stars": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    summary_with(&app, &format!("/api/v1/shops/{shop}/rating-summary"), 1).await;
+    // The merchant carried it: there is no shipper to review.
+    let (status, body) = review(
+        &app,
+        &c,
+        &format!("/api/v1/deliveries/{order}/review"),
+        json!({"stars": 5}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "no_shipper")
+    );
+    let (status, mine) = app
+        .get(&format!("/api/v1/orders/{order}/reviews"), Some(&c.access))
+        .await;
+    assert_eq!(
+        (status, mine.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(2)),
+        "{mine}"
+    );
+
+    // The shop's merchant replies, once; nobody else may.
+    let reply_path = format!("/api/v1/reviews/{id}/reply");
+    let (status, _) = app
+        .post(&reply_path, Some(&stranger.access), json!({"text": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, r) = app
+        .post(&reply_path, Some(&m.access), json!({"text": "Thank you!"}))
+        .await;
+    assert_eq!(
+        (status, r["reply"]["text"].as_str()),
+        (StatusCode::OK, Some("Thank you!"))
+    );
+    let (status, body) = app
+        .post(&reply_path, Some(&m.access), json!({"text": "Again"}))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "already_replied")
+    );
+
+    // The author edits; the summary follows; nobody else edits.
+    let review_path = format!("/api/v1/reviews/{id}");
+    let (status, _) = app
+        .put(&review_path, Some(&stranger.access), json!({"stars": 1}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, r) = app
+        .put(&review_path, Some(&c.access), json!({"stars": 3}))
+        .await;
+    assert_eq!(
+        (status, r["stars"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{r}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while summary(&app, &rating_path).await["average"] != 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the edit never reached the summary"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Reports: not one's own; each person once; three send it back to
+    // moderation (hidden, not counted).
+    let report_path = format!("/api/v1/reviews/{id}/report");
+    let (status, body) = app
+        .post(&report_path, Some(&c.access), json!({"reason": "mine"}))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "own_review")
+    );
+    let first = app.user("customer").await;
+    for who in [&first, &first] {
+        let (status, r) = app
+            .post(&report_path, Some(&who.access), json!({"reason": "spam"}))
+            .await;
+        assert_eq!((status, r["reports"].as_u64()), (StatusCode::OK, Some(1)));
+    }
+    for _ in 0..2 {
+        let who = app.user("customer").await;
+        app.post(&report_path, Some(&who.access), json!({"reason": "spam"}))
+            .await;
+    }
+    let (_, r) = app.get(&review_path, Some(&c.access)).await;
+    assert_eq!(
+        (r["status"].as_str(), r["reports"].as_u64()),
+        (Some("pending"), Some(3))
+    );
+    let (status, _) = app.get(&review_path, None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a pending review is not public"
+    );
+    assert!(app.all_pages(&product_path, None, 5).await.is_empty());
+    summary_with(&app, &rating_path, 0).await;
+
+    // Admins moderate; nobody else.
+    let admin = app.login(ADMIN).await;
+    let (status, _) = app
+        .get("/api/v1/reviews/moderation/pending", Some(&c.access))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let pending = app
+        .all_pages("/api/v1/reviews/moderation/pending", Some(&admin.access), 5)
+        .await;
+    assert_eq!(pending.iter().filter(|r| r["id"] == id.as_str()).count(), 1);
+    let (status, _) = app
+        .put(
+            &format!("{review_path}/approve"),
+            Some(&m.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, r) = app
+        .put(
+            &format!("{review_path}/approve"),
+            Some(&admin.access),
+            json!({"note": "fine"}),
+        )
+        .await;
+    assert_eq!(
+        (status, r["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+    summary_with(&app, &rating_path, 1).await;
+    assert!(app
+        .all_pages("/api/v1/reviews/moderation/pending", Some(&admin.access), 5)
+        .await
+        .is_empty());
+    let (status, r) = app
+        .put(
+            &format!("{review_path}/reject"),
+            Some(&admin.access),
+            json!({"note": "off-topic"}),
+        )
+        .await;
+    assert_eq!(
+        (status, r["moderation_note"].as_str()),
+        (StatusCode::OK, Some("off-topic"))
+    );
+    summary_with(&app, &rating_path, 0).await;
+    let (status, body) = app
+        .put(
+            &format!("{review_path}/reject"),
+            Some(&admin.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "already_rejected")
+    );
+    // The author still sees their rejected review; the public does not.
+    let (status, _) = app.get(&review_path, Some(&c.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get(&review_path, Some(&stranger.access)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn under_manual_moderation_a_review_counts_only_once_approved_and_again_after_an_edit() {
+    let app = spawn_app_with(|s| {
+        with_admin(s);
+        s.review_moderation = surge::config::ReviewModeration::Manual;
+    })
+    .await;
+    let (m, _, mat) = shop_with_product(&app, 50_000, 10).await;
+    let (c, order) = ordered(&app, &mat).await;
+    deliver(&app, &m, &order).await;
+    let (status, r) = review(
+        &app,
+        &c,
+        &format!("/api/v1/products/{mat}/reviews"),
+        json!({"order_id": order, "stars": 2}),
+    )
+    .await;
+    assert_eq!(
+        (status, r["status"].as_str()),
+        (StatusCode::CREATED, Some("pending")),
+        "{r}"
+    );
+    let id = r["id"].as_str().unwrap();
+    let rating_path = format!("/api/v1/products/{mat}/rating-summary");
+    assert_eq!(summary(&app, &rating_path).await["count"], 0);
+    assert_eq!(
+        app.get(&format!("/api/v1/reviews/{id}"), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/reviews/{id}"), Some(&m.access))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let admin = app.login(ADMIN).await;
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/reviews/{id}/approve"),
+            Some(&admin.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    summary_with(&app, &rating_path, 1).await;
+    assert_eq!(
+        app.get(&format!("/api/v1/reviews/{id}"), None).await.0,
+        StatusCode::OK
+    );
+    // An edit waits for moderation again; an edit that changes nothing does not.
+    let (_, r) = app
+        .put(
+            &format!("/api/v1/reviews/{id}"),
+            Some(&c.access),
+            json!({"stars": 2, "text": null}),
+        )
+        .await;
+    assert_eq!(r["status"], "approved", "{r}");
+    let (_, r) = app
+        .put(
+            &format!("/api/v1/reviews/{id}"),
+            Some(&c.access),
+            json!({"text": "changed my mind"}),
+        )
+        .await;
+    assert_eq!(r["status"], "pending", "{r}");
+    summary_with(&app, &rating_path, 0).await;
+}
+
+#[tokio::test]
+async fn a_products_rating_is_pushed_live_on_its_topic() {
+    let app = spawn_app_with(fast).await;
+    let (m, _, mat) = shop_with_product(&app, 50_000, 10).await;
+    let (c, order) = ordered(&app, &mat).await;
+    deliver(&app, &m, &order).await;
+    let watcher = app.user("customer").await;
+    let mut ws = connect_path(&app, "/api/v1/ws", &watcher.access).await;
+    let topic = format!("product:{mat}");
+    send(&mut ws, json!({"type": "subscribe", "topic": topic})).await;
+    assert!(matches!(recv(&mut ws).await, ServerMsg::Subscribed { .. }));
+    let (status, _) = review(
+        &app,
+        &c,
+        &format!("/api/v1/products/{mat}/reviews"),
+        json!({"order_id": order, "stars": 4}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ServerMsg::Event {
+        topic: t,
+        seq,
+        data,
+    } = recv(&mut ws).await
+    else {
+        panic!("expected the rating event")
+    };
+    assert_eq!(t, topic);
+    assert_eq!(data["kind"], "rating");
+    assert_eq!(
+        (
+            data["summary"]["count"].as_u64(),
+            data["summary"]["average"].as_f64()
+        ),
+        (Some(1), Some(4.0))
+    );
+    // A late subscriber resuming from before it is sent the current summary.
+    let mut late = connect_path(&app, "/api/v1/ws", &watcher.access).await;
+    send(
+        &mut late,
+        json!({"type": "subscribe", "topic": topic, "since": 0}),
+    )
+    .await;
+    let mut got = None;
+    for _ in 0..3 {
+        if let ServerMsg::Event { seq: s, data, .. } = recv(&mut late).await {
+            got = Some((s, data));
+            break;
+        }
+    }
+    let (s, data) = got.expect("the current summary");
+    assert_eq!((s, data["summary"]["count"].as_u64()), (seq, Some(1)));
+    // An unknown product is not a topic.
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topic": format!("product:{}", uuid::Uuid::new_v4())}),
+    )
+    .await;
+    assert!(matches!(recv(&mut ws).await, ServerMsg::Error { code, .. } if code == "not_found"));
+}
+
+#[tokio::test]
+async fn the_shipper_of_a_delivery_is_reviewed_once_and_merchants_see_the_rating() {
+    let app = spawn_app_with(fast).await;
+    let (shipper, m, c, order) = crate::shipping::delivering(&app).await;
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/shipping/{order}/status"),
+            Some(&shipper.access),
+            json!({"status": "delivered"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/api/v1/deliveries/{order}/review");
+    assert_eq!(
+        app.get(&path, Some(&c.access)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, r) = review(
+        &app,
+        &c,
+        &path,
+        json!({"stars": 5, "text": "Fast and careful"}),
+    )
+    .await;
+    assert_eq!(
+        (status, r["kind"].as_str(), r["subject_id"].as_str()),
+        (
+            StatusCode::CREATED,
+            Some("shipper"),
+            Some(shipper.id.as_str())
+        ),
+        "{r}"
+    );
+    let (status, again) = review(&app, &c, &path, json!({"stars": 1})).await;
+    assert_eq!(
+        (status, error_code(&again)),
+        (StatusCode::CONFLICT, "already_reviewed")
+    );
+    let (status, got) = app.get(&path, Some(&shipper.access)).await;
+    assert_eq!((status, &got["id"]), (StatusCode::OK, &r["id"]));
+    let rating = format!("/api/v1/shippers/{}/rating-summary", shipper.id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, s) = app.get(&rating, Some(&m.access)).await;
+        assert_eq!(status, StatusCode::OK, "{s}");
+        if s["count"] == 1 {
+            assert_eq!(s["average"], 5.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.get(&rating, Some(&shipper.access)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get(&rating, Some(&c.access)).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_review_whose_rating_update_was_cut_short_is_counted_by_the_scheduler() {
+    use surge::actors::review::ReviewCommand;
+    use surge::domain::review::{
+        check_draft, review_id, DeliveryReviewInput, ReviewKind, ReviewPolicy, Subject,
+    };
+    use surge::domain::{Caller, Role};
+    let app = spawn_app_with(fast).await;
+    let (m, shop, mat) = shop_with_product(&app, 50_000, 10).await;
+    let services = app.state.as_ref().expect("in process").services.clone();
+    // The review is written, and the process "stops" before the summary is
+    // told: the review actor is called directly, as the service would, but
+    // without the settlement that follows.
+    let order = uuid::Uuid::now_v7().to_string();
+    let author = Caller {
+        user_id: "someone".into(),
+        role: Role::Customer,
+    };
+    let subject = Subject {
+        kind: ReviewKind::Product,
+        subject_id: mat.clone(),
+        order_id: order.clone().into(),
+        shop_id: shop.into(),
+        merchant_id: m.id.clone().into(),
+    };
+    let draft = check_draft(&DeliveryReviewInput {
+        stars: 2,
+        text: String::new(),
+        images: vec![],
+    })
+    .unwrap();
+    let id = review_id(&order, ReviewKind::Product, &mat);
+    let create = ReviewCommand::Create {
+        caller: author,
+        subject,
+        draft,
+        policy: ReviewPolicy::default(),
+    };
+    let rec = services.entities.reviews.call(&id, create).await.unwrap();
+    assert!(rec.unsettled());
+    let s = summary_with(&app, &format!("/api/v1/products/{mat}/rating-summary"), 1).await;
+    assert_eq!(s["average"], 2.0);
+    let rec = services
+        .entities
+        .reviews
+        .call(&id, ReviewCommand::Get)
+        .await
+        .unwrap();
+    assert!(!rec.unsettled(), "the scheduler marked it counted");
+}
