@@ -190,6 +190,10 @@ impl Application {
                 .clone()
                 .run(Duration::from_millis(500), self.state.shutdown.clone()),
         );
+        let indexer = tokio::spawn(self.state.services.search.clone().run_indexer(
+            Duration::from_millis(self.settings.search_refresh_ms.max(10)),
+            self.state.shutdown.clone(),
+        ));
         let queue_work = tokio::spawn(self.state.services.queue_work.clone().run_queue_work(
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
@@ -227,6 +231,7 @@ impl Application {
         let _ = scheduler.await;
         let _ = mailer.await;
         let _ = queue_work.await;
+        let _ = indexer.await;
         if let Some((cluster, rounds, peers)) = cluster {
             rounds_stop.send_replace(true);
             let _ = rounds.await;
@@ -399,6 +404,9 @@ fn service_config(
                 0 => crate::service::queues::AUTO_UNITS_PER_PART,
                 _ => 1,
             },
+        },
+        search: crate::service::search::SearchConfig {
+            dir: settings.data_dir.join("search"),
         },
         reviews: crate::domain::review::ReviewPolicy {
             auto_approve: settings.review_moderation == crate::config::ReviewModeration::Auto,

@@ -168,6 +168,8 @@ pub struct Settings {
     pub review_report_threshold: u32,
     /// How long after writing it the author may edit a review.
     pub review_edit_window_secs: u64,
+    /// How often each node's search index applies catalog changes (ms).
+    pub search_refresh_ms: u64,
     /// argon2id memory cost (KiB) and passes. Lower them only for tests
     /// and load generators: they are what makes stolen hashes expensive.
     pub hash_memory_kib: u32,
@@ -334,6 +336,7 @@ impl Default for Settings {
             review_moderation: ReviewModeration::Auto,
             review_report_threshold: 3,
             review_edit_window_secs: 7 * 24 * 3600,
+            search_refresh_ms: 500,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
             store: StoreKind::Embedded,
@@ -437,6 +440,7 @@ pub const KEYS: &[&str] = &[
     "review_moderation",
     "review_report_threshold",
     "review_edit_window_secs",
+    "search_refresh_ms",
     "hash_memory_kib",
     "hash_iterations",
     "store",

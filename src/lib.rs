@@ -18,6 +18,7 @@
 //! - [`ws`]: the WebSocket gateway (frames, sessions, topic authorization).
 //! - [`mail`]: the outbox and its worker.
 //! - [`payments`]: payment providers (cod, sandbox) and webhook signatures.
+//! - [`search`]: the full-text catalog index (tantivy) and its queries.
 //! - [`metrics`]: the Prometheus registry.
 
 pub mod actors;
@@ -34,6 +35,7 @@ pub mod live;
 pub mod mail;
 pub mod metrics;
 pub mod payments;
+pub mod search;
 pub mod service;
 pub mod store;
 pub mod ws;

@@ -1,5 +1,5 @@
--- Surge on PostgreSQL, migration 003: reviews and ratings. Read tables in
--- the shape of the others (key text in byte order, encoded value).
+-- Surge on PostgreSQL, migration 003: reviews, ratings and search. Read
+-- tables in the shape of the others (key text in byte order, encoded value).
 
 -- `{kind}:{subject}|{inverted created ms}|{review}` → review: a product's,
 -- shop's or shipper's approved reviews, newest first.
@@ -8,3 +8,8 @@ CREATE TABLE reviews_by_subject (k text COLLATE "C" PRIMARY KEY, v bytea NOT NUL
 CREATE TABLE reviews_pending (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);
 -- `{kind}:{subject}` → rating summary.
 CREATE TABLE ratings (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);
+-- Shop records by id, scanned in id order for listings.
+CREATE TABLE shops (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);
+-- `{changed ms}|{kind}:{id}` → empty: catalog changes, tailed by each
+-- node's search indexer.
+CREATE TABLE catalog_feed (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);

@@ -149,6 +149,10 @@ impl Entity for CourseEntity {
         state: &Option<Course>,
         _events: &[CourseEvent],
     ) -> Vec<IndexOp> {
-        record_row(COURSES_TABLE, id, Self::VERSION, state.as_ref())
+        let mut ops = record_row(COURSES_TABLE, id, Self::VERSION, state.as_ref());
+        if let Some(c) = state {
+            ops.push(super::entity::catalog_change("course", id, c.updated_at));
+        }
+        ops
     }
 }

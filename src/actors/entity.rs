@@ -103,6 +103,16 @@ pub fn record_row<T: Serialize>(
     .collect()
 }
 
+/// The catalog feed row saying that `{kind}:{id}` changed at `at` (the
+/// search indexers tail the feed).
+pub fn catalog_change(kind: &str, id: &str, at: DateTime<Utc>) -> IndexOp {
+    IndexOp::Put {
+        table: crate::store::tables::CATALOG_FEED,
+        key: format!("{:020}|{kind}:{id}", at.timestamp_millis().max(0)),
+        value: Vec::new(),
+    }
+}
+
 /// The journal stream of an entity.
 pub fn stream_id<E: Entity>(id: &str) -> String {
     format!("{}:{}", E::KIND, id)

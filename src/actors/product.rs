@@ -532,13 +532,25 @@ impl Entity for ProductEntity {
         }
     }
 
+    /// The `products` row, and a catalog feed row when what search shows
+    /// of it changed (not on every stock hold).
     fn index(
         id: &str,
-        _before: &ProductState,
+        before: &ProductState,
         state: &ProductState,
         _events: &[ProductEvent],
     ) -> Vec<IndexOp> {
-        record_row(PRODUCTS_TABLE, id, Self::VERSION, state.public().as_ref())
+        let after = state.public();
+        let mut ops = record_row(PRODUCTS_TABLE, id, Self::VERSION, after.as_ref());
+        if let Some(p) = after {
+            fn seen(p: &Product) -> (&str, &str, u64, &str, bool) {
+                (&p.name, &p.category, p.price, &p.currency, p.active)
+            }
+            if before.product.as_ref().map(seen) != Some(seen(&p)) {
+                ops.push(super::entity::catalog_change("product", id, p.updated_at));
+            }
+        }
+        ops
     }
 }
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entity::record_row;
+use super::entity::{catalog_change, record_row};
 use super::{Ctx, Entity};
 use crate::domain::review::{summarize, Held, RatingSummary, Ratings};
 use crate::domain::DomainError;
@@ -26,6 +26,7 @@ pub enum RatingEvent {
         review_id: String,
         held: Held,
         summary: RatingSummary,
+        at: chrono::DateTime<chrono::Utc>,
     },
 }
 
@@ -61,6 +62,7 @@ impl Entity for RatingEntity {
                 review_id,
                 held,
                 summary: summary.clone(),
+                at: ctx.now,
             }],
             summary,
         ))
@@ -71,18 +73,24 @@ impl Entity for RatingEntity {
             review_id,
             held,
             summary,
+            ..
         } = event;
         state.subject = summary.subject.clone();
         state.set(review_id, *held);
     }
 
-    fn index(
-        id: &str,
-        _before: &Ratings,
-        after: &Ratings,
-        _events: &[RatingEvent],
-    ) -> Vec<IndexOp> {
-        record_row(RATINGS, id, Self::VERSION, Some(&after.summary()))
+    /// The `ratings` row; a product's or shop's rating is shown in search,
+    /// so its change goes to the catalog feed too.
+    fn index(id: &str, _before: &Ratings, after: &Ratings, events: &[RatingEvent]) -> Vec<IndexOp> {
+        let mut ops = record_row(RATINGS, id, Self::VERSION, Some(&after.summary()));
+        if let (Some(RatingEvent::Set { at, .. }), Some((kind, subject))) =
+            (events.last(), id.split_once(':'))
+        {
+            if matches!(kind, "product" | "shop") {
+                ops.push(catalog_change(kind, subject, *at));
+            }
+        }
+        ops
     }
 
     /// A product's summary, live on `product:{id}` to every signed-in user.

@@ -3,9 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entity::{catalog_change, record_row};
 use super::{Ctx, Entity};
 use crate::domain::catalog::{check_shop, patch_shop, Shop, ShopInput, ShopPatch};
 use crate::domain::{Caller, DomainError};
+/// The read table this module writes (named in the store's catalog).
+pub use crate::store::tables::SHOPS_TABLE;
+use crate::store::IndexOp;
 
 pub struct ShopEntity;
 
@@ -79,5 +83,18 @@ impl Entity for ShopEntity {
                 *state = Some(shop.clone())
             }
         }
+    }
+
+    fn index(
+        id: &str,
+        _before: &Option<Shop>,
+        after: &Option<Shop>,
+        _events: &[ShopEvent],
+    ) -> Vec<IndexOp> {
+        let mut ops = record_row(SHOPS_TABLE, id, Self::VERSION, after.as_ref());
+        if let Some(shop) = after {
+            ops.push(catalog_change("shop", id, shop.updated_at));
+        }
+        ops
     }
 }

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod orders;
 pub mod payments;
 pub mod reviews;
+pub mod search;
 pub mod server;
 pub mod shipping;
 pub mod state;
@@ -40,7 +41,7 @@ use state::AppState;
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -141,6 +142,8 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(reviews::pending_reviews))
         .routes(routes!(reviews::approve_review))
         .routes(routes!(reviews::reject_review))
+        .routes(routes!(search::search))
+        .routes(routes!(search::suggest))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -340,13 +340,31 @@ pub fn constrain(
     let mut v = serde_json::to_value(&doc).expect("the document serializes");
     // Parameters every operation shares: list limits and idempotency keys.
     if let Some(paths) = v.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            let search = path.starts_with("/api/v1/search");
             for op in item.values_mut() {
                 let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
                     continue;
                 };
                 for param in params {
                     let rules = match (param["in"].as_str(), param["name"].as_str()) {
+                        (Some("query"), Some("q")) if search => serde_json::json!({
+                            "type": "string", "maxLength": crate::http::search::MAX_Q
+                        }),
+                        (Some("query"), Some("near")) if search => serde_json::json!({
+                            "type": "string",
+                            "pattern": r"^-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?),-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)$",
+                            "description": "lat,lng in degrees"
+                        }),
+                        (Some("query"), Some("radius_km")) if search => serde_json::json!({
+                            "type": "number", "exclusiveMinimum": 0, "maximum": crate::http::search::MAX_RADIUS_KM
+                        }),
+                        (Some("query"), Some("min_rating")) if search => serde_json::json!({
+                            "type": "number", "minimum": 0, "maximum": 5
+                        }),
                         (Some("query"), Some("limit")) => serde_json::json!({
                             "type": "integer", "minimum": 1, "maximum": crate::service::catalog::MAX_PAGE
                         }),

@@ -22,6 +22,7 @@ pub mod queue_parts;
 pub mod queue_work;
 pub mod queues;
 pub mod reviews;
+pub mod search;
 pub mod stock;
 pub mod tracking;
 pub mod users;
@@ -191,6 +192,8 @@ pub struct Services {
     pub queue_work: Arc<queue_work::QueueWork>,
     pub flash_sales: flash_sales::FlashSales,
     pub reviews: reviews::Reviews,
+    /// Full-text search over this node's index (and its indexer).
+    pub search: Arc<search::Search>,
     pub course_sessions: course_sessions::CourseSessions,
     pub shipping: tracking::Shipping,
     /// Configured payment providers by name.
@@ -215,6 +218,7 @@ pub struct ServiceConfig {
     pub burst: queues::BurstConfig,
     pub throttles: crate::auth::ThrottleConfig,
     pub reviews: crate::domain::review::ReviewPolicy,
+    pub search: search::SearchConfig,
 }
 
 impl Services {
@@ -233,6 +237,7 @@ impl Services {
             burst,
             throttles,
             reviews: review_policy,
+            search,
         } = cfg;
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
         let e = Entities::start(&rt).await.map_err(spawn)?;
@@ -333,7 +338,9 @@ impl Services {
             catalog: catalog.clone(),
             fulfilment: fulfilment.clone(),
         };
+        let search = Arc::new(search::Search::open(&search, store.clone(), duty.clone())?);
         Ok(Services {
+            search,
             cluster: rt.cluster.clone(),
             auth: auth::Auth {
                 users: e.users.clone(),

@@ -31,6 +31,16 @@ pub const USERS_BY_ROLE: &str = "users_by_role";
 /// Read table: product id → encoded `Product`.
 pub const PRODUCTS_TABLE: &str = "products";
 
+// Written by `actors::shop`.
+/// Read table: shop id → encoded `Shop`.
+pub const SHOPS_TABLE: &str = "shops";
+
+// Written by `actors::{product,shop,course,rating}`.
+/// Read table: `{changed ms:020}|{kind}:{id}` → empty: what in the
+/// catalog changed when (products, shops, courses, their ratings), tailed
+/// by each node's search indexer and pruned after a day.
+pub const CATALOG_FEED: &str = "catalog_feed";
+
 // Written by `actors::course`.
 /// Read table: course id → encoded `Course`.
 pub const COURSES_TABLE: &str = "courses";
@@ -81,4 +91,6 @@ pub const ALL: &[&str] = &[
     REVIEWS_BY_SUBJECT,
     REVIEWS_PENDING,
     RATINGS,
+    SHOPS_TABLE,
+    CATALOG_FEED,
 ];

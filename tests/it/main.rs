@@ -108,6 +108,7 @@ mod payos;
 mod postgres;
 pub(crate) mod reviews;
 mod scylla;
+mod search;
 mod shipping;
 mod split;
 mod stock;

@@ -1,0 +1,215 @@
+//! `/search` and `/search/suggest`: thin handlers over `service::search`.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::AppError;
+use super::extract::{Json, Query};
+use super::state::AppState;
+use crate::domain::{DomainError, GeoPoint};
+use crate::search::{Facets, Hit, Kind, Params, Sort};
+use crate::service::catalog::{check_limit, decode_cursor, encode_cursor};
+
+/// Longest query text taken.
+pub const MAX_Q: usize = 200;
+/// Deepest a search pages (offset + limit).
+pub const MAX_DEPTH: usize = 1_000;
+pub const MAX_RADIUS_KM: f64 = 1_000.0;
+pub const DEFAULT_RADIUS_KM: f64 = 10.0;
+pub const MAX_SUGGESTIONS: usize = 20;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Words to find (all must match; typos of 1–2 letters and missing
+    /// Vietnamese tones are forgiven; the last word may be a prefix).
+    pub q: Option<String>,
+    /// `product`, `shop` or `course` (default: all).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<Kind>,
+    pub category: Option<String>,
+    /// Minimum price in minor units (what has a price: products, courses).
+    pub min_price: Option<u64>,
+    pub max_price: Option<u64>,
+    /// Minimum average rating, 0–5.
+    pub min_rating: Option<f64>,
+    /// `lat,lng`: only what is within `radius_km` of it (products by their
+    /// shop's place, shops); distances are given.
+    pub near: Option<String>,
+    /// With `near`: 0 < radius ≤ 1000, default 10.
+    pub radius_km: Option<f64>,
+    pub sort: Option<Sort>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchPage {
+    pub items: Vec<Hit>,
+    /// Matches in all (not only this page), at most what the filters allow.
+    pub total: u64,
+    pub facets: Facets,
+    pub next_cursor: Option<String>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+    DomainError::invalid(field, message).into()
+}
+
+fn check_q(q: Option<String>) -> Result<String, AppError> {
+    let q = q.unwrap_or_default();
+    if q.chars().count() > MAX_Q {
+        return Err(invalid(
+            "q",
+            format!("q must be at most {MAX_Q} characters"),
+        ));
+    }
+    Ok(q)
+}
+
+/// `lat,lng` within the globe.
+fn parse_near(s: &str) -> Result<GeoPoint, AppError> {
+    let bad = || {
+        invalid(
+            "near",
+            "near must be 'lat,lng' (degrees, lat -90..90, lng -180..180)",
+        )
+    };
+    let (lat, lng) = s.split_once(',').ok_or_else(bad)?;
+    let (lat, lng): (f64, f64) = (
+        lat.trim().parse().map_err(|_| bad())?,
+        lng.trim().parse().map_err(|_| bad())?,
+    );
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lng) {
+        return Err(bad());
+    }
+    Ok(GeoPoint { lat, lng })
+}
+
+/// A search's offset, from its cursor (what does not name one starts at
+/// the beginning, as other lists take any cursor of their pattern).
+fn offset_of(cursor: Option<&str>) -> Result<usize, AppError> {
+    Ok(match cursor {
+        Some(c) => decode_cursor(c)?
+            .strip_prefix("o:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// Products, shops and courses by words, filters and place, with facets.
+#[utoipa::path(get, path = "/api/v1/search", tag = "search", params(SearchQuery),
+    responses((status = 200, body = SearchPage)))]
+pub async fn search(
+    State(s): State<AppState>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<SearchPage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    let text = check_q(q.q)?;
+    let near = match q.near.as_deref() {
+        Some(n) => {
+            let radius = q.radius_km.unwrap_or(DEFAULT_RADIUS_KM);
+            if !(radius > 0.0 && radius <= MAX_RADIUS_KM) {
+                return Err(invalid(
+                    "radius_km",
+                    format!("radius_km must be above 0 and at most {MAX_RADIUS_KM}"),
+                ));
+            }
+            Some((parse_near(n)?, radius))
+        }
+        None => None,
+    };
+    let sort = q.sort.unwrap_or_default();
+    if sort == Sort::Distance && near.is_none() {
+        return Err(invalid("sort", "sort=distance needs near=lat,lng"));
+    }
+    if let Some(r) = q.min_rating {
+        if !(0.0..=5.0).contains(&r) {
+            return Err(invalid("min_rating", "min_rating must be between 0 and 5"));
+        }
+    }
+    for (field, v) in [("min_price", q.min_price), ("max_price", q.max_price)] {
+        if v.is_some_and(|v| v > crate::domain::catalog::MAX_PRICE) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{field} must be at most {}",
+                    crate::domain::catalog::MAX_PRICE
+                ),
+            ));
+        }
+    }
+    let offset = offset_of(q.cursor.as_deref())?;
+    if offset >= MAX_DEPTH {
+        return Ok(Json(SearchPage {
+            items: vec![],
+            total: 0,
+            facets: Facets {
+                categories: vec![],
+                price: vec![],
+                rating: vec![],
+            },
+            next_cursor: None,
+        }));
+    }
+    let limit = limit.min(MAX_DEPTH - offset);
+    let params = Params {
+        q: text,
+        kind: q.kind,
+        category: q.category.map(|c| c.trim().to_lowercase()),
+        min_price: q.min_price,
+        max_price: q.max_price,
+        min_rating: q.min_rating,
+        near,
+        sort,
+        offset,
+        limit,
+    };
+    let r = s.services.search.search(params).await?;
+    let next = offset + r.hits.len();
+    let next_cursor = (r.hits.len() == limit && (next as u64) < r.total && next < MAX_DEPTH)
+        .then(|| encode_cursor(&format!("o:{next}")));
+    Ok(Json(SearchPage {
+        items: r.hits,
+        total: r.total,
+        facets: r.facets,
+        next_cursor,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SuggestQuery {
+    /// What has been typed so far.
+    pub q: Option<String>,
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<Kind>,
+    /// 1 to 100, default 8; at most 20 are answered.
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Suggestions {
+    pub suggestions: Vec<Hit>,
+}
+
+/// Names matching what has been typed (its last word as a prefix), most
+/// rated first.
+#[utoipa::path(get, path = "/api/v1/search/suggest", tag = "search", params(SuggestQuery),
+    responses((status = 200, body = Suggestions)))]
+pub async fn suggest(
+    State(s): State<AppState>,
+    Query(q): Query<SuggestQuery>,
+) -> Result<Json<Suggestions>, AppError> {
+    let limit = check_limit(Some(q.limit.unwrap_or(8)))?.min(MAX_SUGGESTIONS);
+    let text = check_q(q.q)?;
+    Ok(Json(Suggestions {
+        suggestions: s.services.search.suggest(text, q.kind, limit).await?,
+    }))
+}

@@ -1,0 +1,435 @@
+//! Search use cases: queries and suggestions over this node's index, and
+//! the indexer that keeps the index equal to the catalog: it tails the
+//! catalog feed (every product, shop and course change, and their rating
+//! changes, written in the same commit as their events), re-reading each
+//! changed thing from its read table, and rebuilds the index from the read
+//! tables when it is missing, of another schema, or further behind than
+//! the feed keeps.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::ServiceError;
+use crate::actors::course::COURSES_TABLE;
+use crate::actors::product::PRODUCTS_TABLE;
+use crate::actors::rating::{RatingEntity, RATINGS};
+use crate::actors::shop::SHOPS_TABLE;
+use crate::actors::Entity;
+use crate::domain::catalog::{Course, Product, Shop};
+use crate::domain::review::RatingSummary;
+use crate::search::{Entry, Hit, Kind, Params, Results, SearchIndex};
+use crate::store::tables::CATALOG_FEED;
+use crate::store::{codec, IndexOp, Store};
+
+/// Feed rows are kept this long; an index further behind is rebuilt.
+pub const FEED_RETENTION_MS: i64 = 24 * 3600 * 1000;
+/// Each round re-reads the feed from this long before its checkpoint: a
+/// change committed late (its row dated when it was decided) is still seen.
+pub const FEED_OVERLAP_MS: i64 = 5_000;
+/// Feed rows read per round at most; more wait for the next round.
+const FEED_ROWS_PER_ROUND: usize = 20_000;
+const PAGE: usize = 1_000;
+
+/// Where the index lives.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    pub dir: PathBuf,
+}
+
+pub struct Search {
+    pub(super) index: Arc<SearchIndex>,
+    pub(super) store: Arc<dyn Store>,
+    /// How far the feed has been applied (ms); `None` until the first
+    /// rebuild or catch-up.
+    checkpoint: tokio::sync::Mutex<Option<i64>>,
+    /// Feed rows applied inside the overlap window (not applied again).
+    seen: std::sync::Mutex<BTreeSet<String>>,
+    pub(super) duty: crate::cluster::Duty,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Unavailable(e.to_string())
+}
+
+/// Runs blocking index work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::search::IndexError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)
+}
+
+fn product_entry(p: &Product, shop: Option<&Shop>, rating: Option<&RatingSummary>) -> Entry {
+    Entry {
+        kind: Kind::Product,
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        extra: format!(
+            "{} {}",
+            p.category,
+            shop.map(|s| s.name.as_str()).unwrap_or("")
+        ),
+        category: p.category.clone(),
+        price: Some(p.price),
+        currency: Some(p.currency.clone()),
+        rating: rating.map_or(0.0, |r| r.average),
+        rating_count: rating.map_or(0, |r| r.count),
+        created_ms: p.created_at.timestamp_millis(),
+        location: shop.map(|s| s.location),
+        shop_id: Some(p.shop_id.to_string()),
+    }
+}
+
+fn shop_entry(s: &Shop, rating: Option<&RatingSummary>) -> Entry {
+    Entry {
+        kind: Kind::Shop,
+        id: s.id.to_string(),
+        name: s.name.clone(),
+        extra: s.address.clone(),
+        category: String::new(),
+        price: None,
+        currency: None,
+        rating: rating.map_or(0.0, |r| r.average),
+        rating_count: rating.map_or(0, |r| r.count),
+        created_ms: s.created_at.timestamp_millis(),
+        location: Some(s.location),
+        shop_id: Some(s.id.to_string()),
+    }
+}
+
+fn course_entry(c: &Course) -> Entry {
+    let kind = serde_json::to_value(c.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Entry {
+        kind: Kind::Course,
+        id: c.id.clone(),
+        name: c.title.clone(),
+        extra: kind.clone(),
+        category: kind,
+        price: Some(c.price),
+        currency: Some(c.currency.clone()),
+        rating: 0.0,
+        rating_count: 0,
+        created_ms: c.created_at.timestamp_millis(),
+        location: None,
+        shop_id: None,
+    }
+}
+
+impl Search {
+    /// Opens the index in `cfg.dir`.
+    pub fn open(
+        cfg: &SearchConfig,
+        store: Arc<dyn Store>,
+        duty: crate::cluster::Duty,
+    ) -> Result<Search, ServiceError> {
+        let (index, checkpoint) = SearchIndex::open(&cfg.dir).map_err(unavailable)?;
+        Ok(Search {
+            index: Arc::new(index),
+            store,
+            checkpoint: tokio::sync::Mutex::new(checkpoint.map(|c| c.feed_ms)),
+            seen: Default::default(),
+            duty,
+        })
+    }
+
+    pub async fn search(&self, p: Params) -> Result<Results, ServiceError> {
+        let index = self.index.clone();
+        blocking(move || index.search(&p)).await
+    }
+
+    pub async fn suggest(
+        &self,
+        q: String,
+        kind: Option<Kind>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, ServiceError> {
+        let index = self.index.clone();
+        blocking(move || index.suggest(&q, kind, limit)).await
+    }
+
+    /// Entries in this node's index.
+    pub fn indexed(&self) -> u64 {
+        self.index.len()
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        version: u16,
+    ) -> Result<Option<T>, ServiceError> {
+        match self.store.get(table, key).await? {
+            Some(v) => Ok(Some(codec::decode(version, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn rating(&self, key: &str) -> Result<Option<RatingSummary>, ServiceError> {
+        self.get(RATINGS, key, RatingEntity::VERSION).await
+    }
+
+    /// Every row of `table`, decoded.
+    async fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        version: u16,
+    ) -> Result<Vec<(String, T)>, ServiceError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.scan(table, "", after.as_deref(), PAGE).await?;
+            let last = page.len() < PAGE;
+            after = page.last().map(|(k, _)| k.clone());
+            for (k, v) in page {
+                out.push((k, codec::decode(version, &v)?));
+            }
+            if last {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Builds the index again from the catalog's read tables; the feed is
+    /// then applied from when the rebuild began. Returns the entries.
+    pub async fn rebuild(&self) -> Result<u64, ServiceError> {
+        let mut checkpoint = self.checkpoint.lock().await;
+        let started = Utc::now().timestamp_millis();
+        let ratings: HashMap<String, RatingSummary> = self
+            .all::<RatingSummary>(RATINGS, RatingEntity::VERSION)
+            .await?
+            .into_iter()
+            .collect();
+        let shops: HashMap<String, Shop> = self
+            .all::<Shop>(SHOPS_TABLE, crate::actors::shop::ShopEntity::VERSION)
+            .await?
+            .into_iter()
+            .collect();
+        let mut entries: Vec<Entry> = shops
+            .values()
+            .map(|s| shop_entry(s, ratings.get(&format!("shop:{}", s.id))))
+            .collect();
+        for (_, p) in self
+            .all::<Product>(
+                PRODUCTS_TABLE,
+                crate::actors::product::ProductEntity::VERSION,
+            )
+            .await?
+        {
+            if p.active {
+                let rating = ratings.get(&format!("product:{}", p.id));
+                entries.push(product_entry(&p, shops.get(p.shop_id.as_str()), rating));
+            }
+        }
+        for (_, c) in self
+            .all::<Course>(COURSES_TABLE, crate::actors::course::CourseEntity::VERSION)
+            .await?
+        {
+            entries.push(course_entry(&c));
+        }
+        let n = entries.len() as u64;
+        let index = self.index.clone();
+        blocking(move || {
+            index.clear()?;
+            index.apply(&entries, &[])?;
+            index.commit(started)
+        })
+        .await?;
+        *checkpoint = Some(started);
+        self.seen.lock().expect("seen").clear();
+        Ok(n)
+    }
+
+    /// The entries `changed` (`{kind}:{id}` keys) now are, and the keys to
+    /// remove (gone or inactive).
+    async fn hydrate(
+        &self,
+        changed: &BTreeSet<String>,
+    ) -> Result<(Vec<Entry>, Vec<String>), ServiceError> {
+        let mut entries = Vec::new();
+        let mut removed = Vec::new();
+        let mut products: BTreeSet<String> = BTreeSet::new();
+        let mut shops: HashMap<String, Option<Shop>> = HashMap::new();
+        for key in changed {
+            let Some((kind, id)) = key.split_once(':') else {
+                continue;
+            };
+            match kind {
+                "product" => {
+                    products.insert(id.to_owned());
+                }
+                "shop" => {
+                    let shop: Option<Shop> = self
+                        .get(SHOPS_TABLE, id, crate::actors::shop::ShopEntity::VERSION)
+                        .await?;
+                    match &shop {
+                        Some(s) => entries.push(shop_entry(s, self.rating(key).await?.as_ref())),
+                        None => removed.push(key.clone()),
+                    }
+                    // Its products show its name and place.
+                    let index = self.index.clone();
+                    let owned = id.to_owned();
+                    products.extend(blocking(move || index.products_of(&owned)).await?);
+                    shops.insert(id.to_owned(), shop);
+                }
+                "course" => {
+                    let course: Option<Course> = self
+                        .get(
+                            COURSES_TABLE,
+                            id,
+                            crate::actors::course::CourseEntity::VERSION,
+                        )
+                        .await?;
+                    match course {
+                        Some(c) => entries.push(course_entry(&c)),
+                        None => removed.push(key.clone()),
+                    }
+                }
+                _ => {}
+            }
+        }
+        for id in products {
+            let key = format!("product:{id}");
+            let p: Option<Product> = self
+                .get(
+                    PRODUCTS_TABLE,
+                    &id,
+                    crate::actors::product::ProductEntity::VERSION,
+                )
+                .await?;
+            let Some(p) = p.filter(|p| p.active) else {
+                removed.push(key);
+                continue;
+            };
+            if !shops.contains_key(p.shop_id.as_str()) {
+                let shop = self
+                    .get(
+                        SHOPS_TABLE,
+                        &p.shop_id,
+                        crate::actors::shop::ShopEntity::VERSION,
+                    )
+                    .await?;
+                shops.insert(p.shop_id.to_string(), shop);
+            }
+            let shop = shops.get(p.shop_id.as_str()).and_then(Option::as_ref);
+            entries.push(product_entry(&p, shop, self.rating(&key).await?.as_ref()));
+        }
+        Ok((entries, removed))
+    }
+
+    /// Applies the feed since the checkpoint (less the overlap); rebuilds
+    /// instead when there is no checkpoint or it is older than the feed
+    /// keeps. Returns the things re-indexed.
+    pub async fn catch_up(&self) -> Result<usize, ServiceError> {
+        let now = Utc::now().timestamp_millis();
+        let checkpoint = *self.checkpoint.lock().await;
+        let from = match checkpoint {
+            Some(cp) if cp > now - FEED_RETENTION_MS + FEED_OVERLAP_MS => cp - FEED_OVERLAP_MS,
+            _ => return Ok(self.rebuild().await? as usize),
+        };
+        let mut changed = BTreeSet::new();
+        let mut applied = Vec::new();
+        let mut newest = from;
+        let mut after = format!("{:020}|", from.max(0));
+        let mut read = 0;
+        {
+            let seen = self.seen.lock().expect("seen").clone();
+            while read < FEED_ROWS_PER_ROUND {
+                let page = self
+                    .store
+                    .scan(CATALOG_FEED, "", Some(&after), PAGE)
+                    .await?;
+                read += page.len();
+                let last = page.len() < PAGE;
+                for (k, _) in &page {
+                    let Some((ms, what)) = k.split_once('|') else {
+                        continue;
+                    };
+                    newest = newest.max(ms.parse().unwrap_or(newest));
+                    if !seen.contains(k) {
+                        changed.insert(what.to_owned());
+                        applied.push(k.clone());
+                    }
+                }
+                match page.last() {
+                    Some((k, _)) if !last => after = k.clone(),
+                    _ => break,
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let (entries, removed) = self.hydrate(&changed).await?;
+        let mut checkpoint = self.checkpoint.lock().await;
+        let index = self.index.clone();
+        let cp = newest.max(checkpoint.unwrap_or(0));
+        blocking(move || {
+            index.apply(&entries, &removed)?;
+            index.commit(cp)
+        })
+        .await?;
+        *checkpoint = Some(cp);
+        let mut seen = self.seen.lock().expect("seen");
+        seen.extend(applied);
+        let oldest = format!("{:020}|", (cp - FEED_OVERLAP_MS).max(0));
+        *seen = seen.split_off(&oldest);
+        Ok(changed.len())
+    }
+
+    /// Deletes feed rows older than the retention (one node's chore).
+    pub async fn prune_feed(&self) -> Result<usize, ServiceError> {
+        let before = format!(
+            "{:020}|",
+            (Utc::now().timestamp_millis() - FEED_RETENTION_MS).max(0)
+        );
+        let rows = self.store.scan(CATALOG_FEED, "", None, 4096).await?;
+        let ops: Vec<IndexOp> = rows
+            .into_iter()
+            .take_while(|(k, _)| *k < before)
+            .map(|(key, _)| IndexOp::Delete {
+                table: CATALOG_FEED,
+                key,
+            })
+            .collect();
+        let n = ops.len();
+        if n > 0 {
+            self.store.write_rows(ops).await?;
+        }
+        Ok(n)
+    }
+
+    /// Keeps the index caught up every `every` until `shutdown` flips.
+    pub async fn run_indexer(
+        self: Arc<Self>,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|d| *d) => return,
+            }
+            if let Err(e) = self.catch_up().await {
+                tracing::warn!(error = %e, "search index not caught up; retrying");
+            }
+            if pruned.elapsed() >= Duration::from_secs(60) && self.duty.chores() {
+                pruned = std::time::Instant::now();
+                if let Err(e) = self.prune_feed().await {
+                    tracing::warn!(error = %e, "catalog feed not pruned");
+                }
+            }
+        }
+    }
+}

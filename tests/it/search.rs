@@ -1,0 +1,386 @@
+//! Search over HTTP: words with typos, prefixes and Vietnamese without
+//! tones; filters, facets, sorts and paging; nearby by distance;
+//! suggestions as you type; freshness after changes; and the index built
+//! again from the catalog after it was deleted.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn fast(s: &mut surge::config::Settings) {
+    crate::commerce::fast(s);
+    s.search_refresh_ms = 50;
+}
+
+/// A shop at `(lat, lng)` of a new merchant: (merchant, shop id).
+async fn shop_at(app: &TestApp, name: &str, lat: f64, lng: f64) -> (Session, String) {
+    let m = app.user("merchant").await;
+    let (status, shop) = app
+        .post(
+            "/api/v1/shops",
+            Some(&m.access),
+            json!({"name": name, "location": {"lat": lat, "lng": lng}, "address": "1 Pho Hue"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{shop}");
+    (m, shop["id"].as_str().unwrap().to_owned())
+}
+
+async fn product(
+    app: &TestApp,
+    m: &Session,
+    shop: &str,
+    name: &str,
+    category: &str,
+    price: u64,
+) -> String {
+    let (status, p) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            product_body(name, category, price),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    p["id"].as_str().unwrap().to_owned()
+}
+
+async fn search(app: &TestApp, query: &str) -> Value {
+    let (status, page) = app.get(&format!("/api/v1/search?{query}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {page}");
+    page
+}
+
+/// The search once `done` holds of its answer (the index follows the
+/// catalog within its refresh interval).
+async fn search_until(app: &TestApp, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = search(app, query).await;
+        if done(&page) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "{query}: still {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn names(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn sum(buckets: &Value) -> u64 {
+    buckets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum()
+}
+
+/// A catalog of one shop: two shirts, a jacket, two yoga things, an
+/// inactive shirt, and a yoga course. Returns (merchant, shop, product ids).
+async fn catalog(app: &TestApp) -> (Session, String, Vec<String>) {
+    let (m, shop) = shop_at(app, "Hanoi Threads", 21.03, 105.85).await;
+    let mut ids = Vec::new();
+    for (name, category, price) in [
+        ("Áo thun cotton", "fashion", 150_000),
+        ("Áo khoác gió", "fashion", 350_000),
+        ("Yoga Mat Pro", "yoga", 500_000),
+        ("Yoga Block", "yoga", 90_000),
+        ("Áo thun cũ", "fashion", 20_000),
+    ] {
+        ids.push(product(app, &m, &shop, name, category, price).await);
+    }
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/products/{}", ids[4]),
+            Some(&m.access),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, c) = app
+        .post(
+            "/api/v1/courses",
+            Some(&m.access),
+            json!({"title": "Morning Yoga Flow", "kind": "yoga", "capacity": 10, "price": 0, "currency": "VND"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    // Four active products, the shop and the course.
+    search_until(app, "limit=100", |p| p["total"] == 6).await;
+    (m, shop, ids)
+}
+
+#[tokio::test]
+async fn words_typos_prefixes_and_toneless_vietnamese_find_with_filters_facets_and_pages() {
+    let app = spawn_app_with(fast).await;
+    let (_, shop, ids) = catalog(&app).await;
+
+    // Without tones, with them, and the inactive shirt never.
+    for q in ["ao%20thun", "%C3%A1o%20thun", "AO%20THUN%20COTTON"] {
+        let page = search(&app, &format!("q={q}")).await;
+        assert_eq!(names(&page), ["Áo thun cotton"], "{q}");
+    }
+    // A typo, a prefix being typed, a word of the shop's name.
+    assert_eq!(names(&search(&app, "q=yoag%20mat").await), ["Yoga Mat Pro"]);
+    assert_eq!(names(&search(&app, "q=cottno").await), ["Áo thun cotton"]);
+    let typed = names(&search(&app, "q=yog&sort=price").await);
+    assert_eq!(typed, ["Morning Yoga Flow", "Yoga Block", "Yoga Mat Pro"]);
+    assert_eq!(search(&app, "q=threads&type=product").await["total"], 4);
+    assert_eq!(search(&app, "q=zzzzqqq").await["total"], 0);
+
+    // Filters.
+    let yoga = search(&app, "type=product&category=yoga").await;
+    assert_eq!(yoga["total"], 2);
+    let mid = search(&app, "min_price=100000&max_price=400000&sort=price").await;
+    assert_eq!(names(&mid), ["Áo thun cotton", "Áo khoác gió"]);
+    let shops = search(&app, "type=shop").await;
+    assert_eq!(
+        (shops["total"].as_u64(), shops["items"][0]["id"].as_str()),
+        (Some(1), Some(shop.as_str()))
+    );
+
+    // Facets count every match, not the page.
+    let all = search(&app, "limit=1").await;
+    assert_eq!(all["total"], 6);
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    let f = &all["facets"];
+    assert_eq!(sum(&f["categories"]), 6, "{f}");
+    assert_eq!(sum(&f["rating"]), 6, "{f}");
+    assert_eq!(
+        sum(&f["price"]),
+        5,
+        "everything but the shop has a price: {f}"
+    );
+    let yoga_bucket = f["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["value"] == "yoga")
+        .unwrap();
+    assert_eq!(yoga_bucket["count"], 3);
+
+    // Pages: every hit once, in order.
+    let mut seen = Vec::new();
+    let mut query = "sort=newest&limit=2".to_owned();
+    for _ in 0..5 {
+        let page = search(&app, &query).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => query = format!("sort=newest&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 6);
+    assert!(!seen.contains(&ids[4]), "the inactive product");
+
+    // Bad input: 422, and distance needs a place.
+    for bad in [
+        "sort=distance",
+        "near=91,0",
+        "near=10,10&radius_km=0",
+        "min_rating=6",
+        "q=".to_owned().as_str(),
+    ] {
+        let (status, body) = app.get(&format!("/api/v1/search?{bad}"), None).await;
+        if bad == "q=" {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        } else {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn changes_reach_the_index_within_seconds_and_ratings_filter() {
+    let app = spawn_app_with(fast).await;
+    let (m, _, ids) = catalog(&app).await;
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/products/{}", ids[0]),
+            Some(&m.access),
+            json!({"name": "Áo polo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    search_until(&app, "q=polo", |p| p["total"] == 1).await;
+    assert_eq!(search(&app, "q=cotton").await["total"], 0);
+    app.put(
+        &format!("/api/v1/products/{}", ids[1]),
+        Some(&m.access),
+        json!({"active": false}),
+    )
+    .await;
+    search_until(&app, "q=khoac", |p| p["total"] == 0).await;
+
+    // A review's rating reaches the index.
+    let (c, address) = crate::commerce::customer(&app).await;
+    crate::commerce::add(&app, &c, &ids[2], 1).await;
+    let (status, placed) = crate::commerce::checkout(&app, &c, &address, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    crate::shipping::confirm(&app, &m, &order).await;
+    for s in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
+        app.put(
+            &format!("/api/v1/shipping/{order}/status"),
+            Some(&m.access),
+            json!({"status": s}),
+        )
+        .await;
+    }
+    assert_eq!(search(&app, "min_rating=4").await["total"], 0);
+    let (status, r) = app
+        .post(
+            &format!("/api/v1/products/{}/reviews", ids[2]),
+            Some(&c.access),
+            json!({"order_id": order, "stars": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let rated = search_until(&app, "min_rating=4", |p| p["total"] == 1).await;
+    assert_eq!(
+        (
+            rated["items"][0]["name"].as_str(),
+            rated["items"][0]["rating"].as_f64()
+        ),
+        (Some("Yoga Mat Pro"), Some(5.0))
+    );
+    assert_eq!(rated["facets"]["rating"][0]["count"], 1);
+}
+
+#[tokio::test]
+async fn nearby_shops_come_nearest_first_within_the_radius() {
+    let app = spawn_app_with(fast).await;
+    let here = (21.03, 105.85);
+    let (_, near) = shop_at(&app, "Near", 21.035, 105.85).await;
+    let (_, mid) = shop_at(&app, "Mid", 21.09, 105.85).await;
+    let (_, _far) = shop_at(&app, "Far", 21.5, 105.85).await;
+    search_until(&app, "type=shop", |p| p["total"] == 3).await;
+    let page = search(
+        &app,
+        &format!(
+            "type=shop&near={},{}&radius_km=10&sort=distance",
+            here.0, here.1
+        ),
+    )
+    .await;
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [near.as_str(), mid.as_str()], "{page}");
+    let d0 = page["items"][0]["distance_km"].as_f64().unwrap();
+    let d1 = page["items"][1]["distance_km"].as_f64().unwrap();
+    assert!(
+        (0.5..0.6).contains(&d0) && (6.6..6.8).contains(&d1),
+        "{d0} {d1}"
+    );
+    assert_eq!(
+        search(
+            &app,
+            &format!("type=shop&near={},{}&radius_km=100", here.0, here.1)
+        )
+        .await["total"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn suggestions_follow_what_is_typed() {
+    let app = spawn_app_with(fast).await;
+    catalog(&app).await;
+    let suggest = |q: &'static str| {
+        let app = &app;
+        async move {
+            let (status, s) = app
+                .get(&format!("/api/v1/search/suggest?q={q}"), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{s}");
+            let mut n: Vec<String> = s["suggestions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["name"].as_str().unwrap().to_owned())
+                .collect();
+            n.sort();
+            n
+        }
+    };
+    assert_eq!(
+        suggest("yo").await,
+        ["Morning Yoga Flow", "Yoga Block", "Yoga Mat Pro"]
+    );
+    assert_eq!(suggest("yoga%20b").await, ["Yoga Block"]);
+    assert_eq!(suggest("ao%20kh").await, ["Áo khoác gió"]);
+    assert!(suggest("").await.is_empty());
+    let (_, s) = app
+        .get("/api/v1/search/suggest?q=yo&type=course", None)
+        .await;
+    assert_eq!(s["suggestions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_index_is_built_again_from_the_catalog_after_it_was_deleted() {
+    let app = spawn_app_with(fast).await;
+    catalog(&app).await;
+    let dir = app.stop().await;
+    let index = dir.path().join("search");
+    assert!(index.exists());
+    std::fs::remove_dir_all(&index).unwrap();
+    let app = spawn_app_in(dir, fast).await;
+    let page = search_until(&app, "q=ao%20thun", |p| p["total"] == 1).await;
+    assert_eq!(names(&page), ["Áo thun cotton"]);
+    assert_eq!(search(&app, "limit=100").await["total"], 6);
+}
+
+#[tokio::test]
+async fn the_catalog_feed_keeps_a_day() {
+    use surge::store::IndexOp;
+    let app = spawn_app_with(fast).await;
+    let services = app.state.as_ref().expect("in process").services.clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = surge::service::search::FEED_RETENTION_MS;
+    let row = |ms: i64, id: &str| IndexOp::Put {
+        table: surge::store::tables::CATALOG_FEED,
+        key: format!("{ms:020}|product:{id}"),
+        value: vec![],
+    };
+    services
+        .store
+        .write_rows(vec![
+            row(now - day - 60_000, "a"),
+            row(now - day - 1_000, "b"),
+            row(now - 1_000, "c"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(services.search.prune_feed().await.unwrap(), 2);
+    let left = services
+        .store
+        .scan(surge::store::tables::CATALOG_FEED, "", None, 10)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = left.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, [format!("{:020}|product:c", now - 1_000)]);
+}
