@@ -10,6 +10,8 @@ CREATE TABLE reviews_pending (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);
 CREATE TABLE ratings (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);
 -- Shop records by id, scanned in id order for listings.
 CREATE TABLE shops (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);
+-- `{owner}|{shop}` → shop: a merchant's shops.
+CREATE TABLE shops_by_owner (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);
 -- `{changed ms}|{kind}:{id}` → empty: catalog changes, tailed by each
 -- node's search indexer.
 CREATE TABLE catalog_feed (k text COLLATE "C" PRIMARY KEY, v bytea NOT NULL);

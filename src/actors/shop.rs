@@ -8,7 +8,7 @@ use super::{Ctx, Entity};
 use crate::domain::catalog::{check_shop, patch_shop, Shop, ShopInput, ShopPatch};
 use crate::domain::{Caller, DomainError};
 /// The read table this module writes (named in the store's catalog).
-pub use crate::store::tables::SHOPS_TABLE;
+pub use crate::store::tables::{SHOPS_BY_OWNER, SHOPS_TABLE};
 use crate::store::IndexOp;
 
 pub struct ShopEntity;
@@ -93,6 +93,12 @@ impl Entity for ShopEntity {
     ) -> Vec<IndexOp> {
         let mut ops = record_row(SHOPS_TABLE, id, Self::VERSION, after.as_ref());
         if let Some(shop) = after {
+            ops.extend(record_row(
+                SHOPS_BY_OWNER,
+                &format!("{}|{id}", shop.owner_id),
+                Self::VERSION,
+                Some(shop),
+            ));
             ops.push(catalog_change("shop", id, shop.updated_at));
         }
         ops

@@ -91,6 +91,68 @@ pub async fn create_shop(
     ))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ShopQuery {
+    /// Text the shop's name contains (case-insensitive).
+    pub q: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct ShopPage {
+    pub items: Vec<Shop>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<Shop>> for ShopPage {
+    fn from(p: Page<Shop>) -> Self {
+        ShopPage {
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+/// Shops, oldest first, with cursor pagination (for nearby shops, see
+/// `/shops/nearby`; for words, `/search?type=shop`).
+#[utoipa::path(get, path = "/api/v1/shops", tag = "catalog", params(ShopQuery),
+    responses((status = 200, body = ShopPage)))]
+pub async fn list_shops(
+    State(s): State<AppState>,
+    Query(q): Query<ShopQuery>,
+) -> Result<Json<ShopPage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    Ok(Json(
+        s.services
+            .catalog
+            .list_shops(q.q.as_deref(), q.cursor.as_deref(), limit)
+            .await?
+            .into(),
+    ))
+}
+
+/// Your shops (merchants).
+#[utoipa::path(get, path = "/api/v1/users/me/shops", tag = "catalog", security(("bearer" = [])),
+    params(super::extract::PageQuery), responses((status = 200, body = ShopPage)))]
+pub async fn my_shops(
+    State(s): State<AppState>,
+    auth: Auth,
+    Query(q): Query<super::extract::PageQuery>,
+) -> Result<Json<ShopPage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    Ok(Json(
+        s.services
+            .catalog
+            .shops_of(&auth.0.id, q.cursor.as_deref(), limit)
+            .await?
+            .into(),
+    ))
+}
+
 #[utoipa::path(get, path = "/api/v1/shops/{id}", tag = "catalog", params(("id" = String, Path)),
     responses((status = 200, body = Shop), (status = 404, body = ErrorBody)))]
 pub async fn get_shop(

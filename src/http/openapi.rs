@@ -345,6 +345,7 @@ pub fn constrain(
                 continue;
             };
             let search = path.starts_with("/api/v1/search");
+            let geo = search || path == "/api/v1/shops/nearby";
             for op in item.values_mut() {
                 let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
                     continue;
@@ -359,7 +360,13 @@ pub fn constrain(
                             "pattern": r"^-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?),-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)$",
                             "description": "lat,lng in degrees"
                         }),
-                        (Some("query"), Some("radius_km")) if search => serde_json::json!({
+                        (Some("query"), Some("lat")) if geo => serde_json::json!({
+                            "type": "number", "minimum": -90, "maximum": 90
+                        }),
+                        (Some("query"), Some("lng")) if geo => serde_json::json!({
+                            "type": "number", "minimum": -180, "maximum": 180
+                        }),
+                        (Some("query"), Some("radius_km")) if geo => serde_json::json!({
                             "type": "number", "exclusiveMinimum": 0, "maximum": crate::http::search::MAX_RADIUS_KM
                         }),
                         (Some("query"), Some("min_rating")) if search => serde_json::json!({

@@ -90,6 +90,24 @@ fn parse_near(s: &str) -> Result<GeoPoint, AppError> {
     Ok(GeoPoint { lat, lng })
 }
 
+fn check_radius(radius_km: Option<f64>) -> Result<f64, AppError> {
+    let radius = radius_km.unwrap_or(DEFAULT_RADIUS_KM);
+    match radius > 0.0 && radius <= MAX_RADIUS_KM {
+        true => Ok(radius),
+        false => Err(invalid(
+            "radius_km",
+            format!("radius_km must be above 0 and at most {MAX_RADIUS_KM}"),
+        )),
+    }
+}
+
+/// The cursor of the page after `offset + limit`, if there is one.
+fn next_cursor(offset: usize, limit: usize, r: &crate::search::Results) -> Option<String> {
+    let next = offset + r.hits.len();
+    (r.hits.len() == limit && (next as u64) < r.total && next < MAX_DEPTH)
+        .then(|| encode_cursor(&format!("o:{next}")))
+}
+
 /// A search's offset, from its cursor (what does not name one starts at
 /// the beginning, as other lists take any cursor of their pattern).
 fn offset_of(cursor: Option<&str>) -> Result<usize, AppError> {
@@ -162,6 +180,7 @@ pub async fn search(
         q: text,
         kind: q.kind,
         category: q.category.map(|c| c.trim().to_lowercase()),
+        sells: None,
         min_price: q.min_price,
         max_price: q.max_price,
         min_rating: q.min_rating,
@@ -171,14 +190,11 @@ pub async fn search(
         limit,
     };
     let r = s.services.search.search(params).await?;
-    let next = offset + r.hits.len();
-    let next_cursor = (r.hits.len() == limit && (next as u64) < r.total && next < MAX_DEPTH)
-        .then(|| encode_cursor(&format!("o:{next}")));
     Ok(Json(SearchPage {
+        next_cursor: next_cursor(offset, limit, &r),
         items: r.hits,
         total: r.total,
         facets: r.facets,
-        next_cursor,
     }))
 }
 
@@ -211,5 +227,58 @@ pub async fn suggest(
     let text = check_q(q.q)?;
     Ok(Json(Suggestions {
         suggestions: s.services.search.suggest(text, q.kind, limit).await?,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NearbyQuery {
+    pub lat: f64,
+    pub lng: f64,
+    /// 0 < radius ≤ 1000, default 10.
+    pub radius_km: Option<f64>,
+    /// Only shops selling something of this category.
+    pub category: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NearbyPage {
+    /// Nearest first, each with `distance_km`.
+    pub items: Vec<Hit>,
+    pub total: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// Shops within `radius_km` of a point, nearest first (from the search
+/// index's place fields, not a scan).
+#[utoipa::path(get, path = "/api/v1/shops/nearby", tag = "search", params(NearbyQuery),
+    responses((status = 200, body = NearbyPage)))]
+pub async fn nearby_shops(
+    State(s): State<AppState>,
+    Query(q): Query<NearbyQuery>,
+) -> Result<Json<NearbyPage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    let at = parse_near(&format!("{},{}", q.lat, q.lng))
+        .map_err(|_| invalid("lat", "lat must be -90..90 and lng -180..180"))?;
+    let radius = check_radius(q.radius_km)?;
+    let offset = offset_of(q.cursor.as_deref())?.min(MAX_DEPTH);
+    let limit = limit.min(MAX_DEPTH - offset);
+    let params = Params {
+        kind: Some(Kind::Shop),
+        sells: q.category.map(|c| c.trim().to_lowercase()),
+        near: Some((at, radius)),
+        sort: Sort::Distance,
+        offset,
+        limit,
+        ..Params::default()
+    };
+    let r = s.services.search.search(params).await?;
+    Ok(Json(NearbyPage {
+        next_cursor: next_cursor(offset, limit, &r),
+        items: r.hits,
+        total: r.total,
     }))
 }

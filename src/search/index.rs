@@ -68,6 +68,9 @@ pub struct Entry {
     /// Products: their shop's; shops: their own; courses: none.
     pub location: Option<GeoPoint>,
     pub shop_id: Option<String>,
+    /// Shops: the categories of their active products.
+    #[serde(default)]
+    pub sells: Vec<String>,
 }
 
 impl Entry {
@@ -92,6 +95,7 @@ pub(super) struct Fields {
     pub lat: Field,
     pub lng: Field,
     pub shop: Field,
+    pub sells: Field,
     /// The entry itself (JSON), handed back with each hit.
     pub entry: Field,
 }
@@ -122,6 +126,7 @@ fn schema() -> (Schema, Fields) {
         lat: b.add_f64_field("lat", number()),
         lng: b.add_f64_field("lng", number()),
         shop: b.add_text_field("shop", STRING),
+        sells: b.add_text_field("sells", STRING),
         entry: b.add_text_field("entry", STORED),
     };
     (b.build(), fields)
@@ -223,6 +228,9 @@ impl SearchIndex {
         if let Some(s) = &e.shop_id {
             d.add_text(f.shop, s);
         }
+        for c in &e.sells {
+            d.add_text(f.sells, c);
+        }
         d
     }
 
@@ -274,27 +282,35 @@ impl SearchIndex {
         self.len() == 0
     }
 
-    /// The keys of the products of shop `shop_id` (to re-index them when
-    /// the shop moves or is renamed).
-    pub fn products_of(&self, shop_id: &str) -> Result<Vec<String>, IndexError> {
+    /// The entries of the products of shop `shop_id` (to re-index them
+    /// when the shop moves or is renamed, and to know what it sells).
+    pub fn products_of(&self, shop_id: &str) -> Result<Vec<Entry>, IndexError> {
         use tantivy::collector::DocSetCollector;
-        use tantivy::query::TermQuery;
+        use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
         use tantivy::schema::Value;
         let searcher = self.reader.searcher();
-        let q = TermQuery::new(
-            Term::from_field_text(self.fields.shop, shop_id),
-            IndexRecordOption::Basic,
-        );
+        let term =
+            |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
+        let q = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                term(Term::from_field_text(self.fields.shop, shop_id)),
+            ),
+            (
+                Occur::Must,
+                term(Term::from_field_u64(self.fields.kind, Kind::Product.code())),
+            ),
+        ]);
         let docs = searcher.search(&q, &DocSetCollector).map_err(err)?;
         let mut out = Vec::with_capacity(docs.len());
         for addr in docs {
             let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
-            if let Some(json) = d.get_first(self.fields.entry).and_then(|v| v.as_str()) {
-                if let Ok(e) = serde_json::from_str::<Entry>(json) {
-                    if e.kind == Kind::Product {
-                        out.push(e.id);
-                    }
-                }
+            if let Some(e) = d
+                .get_first(self.fields.entry)
+                .and_then(|v| v.as_str())
+                .and_then(|j| serde_json::from_str::<Entry>(j).ok())
+            {
+                out.push(e);
             }
         }
         Ok(out)

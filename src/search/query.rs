@@ -54,6 +54,8 @@ pub struct Params {
     pub q: String,
     pub kind: Option<Kind>,
     pub category: Option<String>,
+    /// Shops selling something of this category.
+    pub sells: Option<String>,
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,
     pub min_rating: Option<f64>,
@@ -298,6 +300,9 @@ impl SearchIndex {
         }
         if let Some(c) = &p.category {
             parts.push(filter(term_query(Term::from_field_text(f.category, c))));
+        }
+        if let Some(c) = &p.sells {
+            parts.push(filter(term_query(Term::from_field_text(f.sells, c))));
         }
         if p.min_price.is_some() || p.max_price.is_some() {
             parts.push(filter(range(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::{new_id, ServiceError};
 use crate::actors::course::{CourseCommand, CourseEntity, COURSES_TABLE};
 use crate::actors::product::{ProductCommand, ProductEntity, PRODUCTS_TABLE};
-use crate::actors::shop::ShopCommand;
+use crate::actors::shop::{ShopCommand, SHOPS_BY_OWNER, SHOPS_TABLE};
 use crate::actors::Entity;
 use crate::domain::catalog::{
     Course, CourseInput, CourseKind, CoursePatch, Product, ProductFilter, ProductInput,
@@ -119,6 +119,40 @@ impl Catalog {
     pub async fn get_shop(&self, id: &str) -> Result<Shop, ServiceError> {
         found(&self.shops, id, "shop").await?;
         Ok(self.shops.call(id, ShopCommand::Get).await?)
+    }
+
+    /// Shops in id order (oldest first), with a name filter
+    /// (case-insensitive substring).
+    pub async fn list_shops(
+        &self,
+        text: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Shop>, ServiceError> {
+        let text = text.map(str::to_lowercase);
+        self.list::<ShopEntity, Shop>(SHOPS_TABLE, cursor, limit, |s| {
+            text.as_deref()
+                .is_none_or(|t| s.name.to_lowercase().contains(t))
+        })
+        .await
+    }
+
+    /// A merchant's shops, in id order.
+    pub async fn shops_of(
+        &self,
+        owner: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Shop>, ServiceError> {
+        scan_page(
+            self.store.as_ref(),
+            SHOPS_BY_OWNER,
+            &format!("{owner}|"),
+            ShopEntity::VERSION,
+            cursor,
+            limit,
+        )
+        .await
     }
 
     pub async fn update_shop(

@@ -83,10 +83,11 @@ fn product_entry(p: &Product, shop: Option<&Shop>, rating: Option<&RatingSummary
         created_ms: p.created_at.timestamp_millis(),
         location: shop.map(|s| s.location),
         shop_id: Some(p.shop_id.to_string()),
+        sells: Vec::new(),
     }
 }
 
-fn shop_entry(s: &Shop, rating: Option<&RatingSummary>) -> Entry {
+fn shop_entry(s: &Shop, rating: Option<&RatingSummary>, sells: BTreeSet<String>) -> Entry {
     Entry {
         kind: Kind::Shop,
         id: s.id.to_string(),
@@ -100,6 +101,7 @@ fn shop_entry(s: &Shop, rating: Option<&RatingSummary>) -> Entry {
         created_ms: s.created_at.timestamp_millis(),
         location: Some(s.location),
         shop_id: Some(s.id.to_string()),
+        sells: sells.into_iter().collect(),
     }
 }
 
@@ -121,6 +123,7 @@ fn course_entry(c: &Course) -> Entry {
         created_ms: c.created_at.timestamp_millis(),
         location: None,
         shop_id: None,
+        sells: Vec::new(),
     }
 }
 
@@ -213,10 +216,8 @@ impl Search {
             .await?
             .into_iter()
             .collect();
-        let mut entries: Vec<Entry> = shops
-            .values()
-            .map(|s| shop_entry(s, ratings.get(&format!("shop:{}", s.id))))
-            .collect();
+        let mut entries = Vec::new();
+        let mut sells: HashMap<String, BTreeSet<String>> = HashMap::new();
         for (_, p) in self
             .all::<Product>(
                 PRODUCTS_TABLE,
@@ -227,7 +228,19 @@ impl Search {
             if p.active {
                 let rating = ratings.get(&format!("product:{}", p.id));
                 entries.push(product_entry(&p, shops.get(p.shop_id.as_str()), rating));
+                sells
+                    .entry(p.shop_id.to_string())
+                    .or_default()
+                    .insert(p.category);
             }
+        }
+        for s in shops.values() {
+            let rating = ratings.get(&format!("shop:{}", s.id));
+            entries.push(shop_entry(
+                s,
+                rating,
+                sells.remove(s.id.as_str()).unwrap_or_default(),
+            ));
         }
         for (_, c) in self
             .all::<Course>(COURSES_TABLE, crate::actors::course::CourseEntity::VERSION)
@@ -249,46 +262,32 @@ impl Search {
     }
 
     /// The entries `changed` (`{kind}:{id}` keys) now are, and the keys to
-    /// remove (gone or inactive).
+    /// remove (gone or inactive). A shop's change re-reads its products
+    /// (they show its name and place); a product's change re-reads its
+    /// shop (it shows what the shop sells).
     async fn hydrate(
         &self,
         changed: &BTreeSet<String>,
     ) -> Result<(Vec<Entry>, Vec<String>), ServiceError> {
         let mut entries = Vec::new();
         let mut removed = Vec::new();
-        let mut products: BTreeSet<String> = BTreeSet::new();
-        let mut shops: HashMap<String, Option<Shop>> = HashMap::new();
+        let mut product_ids: BTreeSet<String> = BTreeSet::new();
+        let mut shop_ids: BTreeSet<String> = BTreeSet::new();
+        let mut indexed: HashMap<String, Vec<Entry>> = HashMap::new();
         for key in changed {
-            let Some((kind, id)) = key.split_once(':') else {
-                continue;
-            };
-            match kind {
-                "product" => {
-                    products.insert(id.to_owned());
+            match key.split_once(':') {
+                Some(("product", id)) => {
+                    product_ids.insert(id.to_owned());
                 }
-                "shop" => {
-                    let shop: Option<Shop> = self
-                        .get(SHOPS_TABLE, id, crate::actors::shop::ShopEntity::VERSION)
-                        .await?;
-                    match &shop {
-                        Some(s) => entries.push(shop_entry(s, self.rating(key).await?.as_ref())),
-                        None => removed.push(key.clone()),
-                    }
-                    // Its products show its name and place.
-                    let index = self.index.clone();
-                    let owned = id.to_owned();
-                    products.extend(blocking(move || index.products_of(&owned)).await?);
-                    shops.insert(id.to_owned(), shop);
+                Some(("shop", id)) => {
+                    shop_ids.insert(id.to_owned());
+                    let of = self.products_in_index(id).await?;
+                    product_ids.extend(of.iter().map(|e| e.id.clone()));
+                    indexed.insert(id.to_owned(), of);
                 }
-                "course" => {
-                    let course: Option<Course> = self
-                        .get(
-                            COURSES_TABLE,
-                            id,
-                            crate::actors::course::CourseEntity::VERSION,
-                        )
-                        .await?;
-                    match course {
+                Some(("course", id)) => {
+                    let version = crate::actors::course::CourseEntity::VERSION;
+                    match self.get::<Course>(COURSES_TABLE, id, version).await? {
                         Some(c) => entries.push(course_entry(&c)),
                         None => removed.push(key.clone()),
                     }
@@ -296,33 +295,62 @@ impl Search {
                 _ => {}
             }
         }
-        for id in products {
+        let shop_version = crate::actors::shop::ShopEntity::VERSION;
+        let mut shops: HashMap<String, Option<Shop>> = HashMap::new();
+        let mut fresh: Vec<Entry> = Vec::new();
+        for id in &product_ids {
             let key = format!("product:{id}");
-            let p: Option<Product> = self
-                .get(
-                    PRODUCTS_TABLE,
-                    &id,
-                    crate::actors::product::ProductEntity::VERSION,
-                )
-                .await?;
-            let Some(p) = p.filter(|p| p.active) else {
+            let version = crate::actors::product::ProductEntity::VERSION;
+            let Some(p) = self.get::<Product>(PRODUCTS_TABLE, id, version).await? else {
                 removed.push(key);
                 continue;
             };
+            shop_ids.insert(p.shop_id.to_string());
+            if !p.active {
+                removed.push(key);
+                continue;
+            }
             if !shops.contains_key(p.shop_id.as_str()) {
-                let shop = self
-                    .get(
-                        SHOPS_TABLE,
-                        &p.shop_id,
-                        crate::actors::shop::ShopEntity::VERSION,
-                    )
-                    .await?;
+                let shop = self.get(SHOPS_TABLE, &p.shop_id, shop_version).await?;
                 shops.insert(p.shop_id.to_string(), shop);
             }
             let shop = shops.get(p.shop_id.as_str()).and_then(Option::as_ref);
-            entries.push(product_entry(&p, shop, self.rating(&key).await?.as_ref()));
+            fresh.push(product_entry(&p, shop, self.rating(&key).await?.as_ref()));
         }
+        for id in shop_ids {
+            let key = format!("shop:{id}");
+            let shop = match shops.remove(&id) {
+                Some(s) => s,
+                None => self.get(SHOPS_TABLE, &id, shop_version).await?,
+            };
+            let Some(shop) = shop else {
+                removed.push(key);
+                continue;
+            };
+            let before = match indexed.remove(&id) {
+                Some(of) => of,
+                None => self.products_in_index(&id).await?,
+            };
+            let sells: BTreeSet<String> = before
+                .iter()
+                .filter(|e| !product_ids.contains(&e.id))
+                .chain(
+                    fresh
+                        .iter()
+                        .filter(|e| e.shop_id.as_deref() == Some(id.as_str())),
+                )
+                .map(|e| e.category.clone())
+                .collect();
+            entries.push(shop_entry(&shop, self.rating(&key).await?.as_ref(), sells));
+        }
+        entries.extend(fresh);
         Ok((entries, removed))
+    }
+
+    async fn products_in_index(&self, shop_id: &str) -> Result<Vec<Entry>, ServiceError> {
+        let index = self.index.clone();
+        let owned = shop_id.to_owned();
+        blocking(move || index.products_of(&owned)).await
     }
 
     /// Applies the feed since the checkpoint (less the overlap); rebuilds

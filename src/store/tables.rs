@@ -34,6 +34,8 @@ pub const PRODUCTS_TABLE: &str = "products";
 // Written by `actors::shop`.
 /// Read table: shop id → encoded `Shop`.
 pub const SHOPS_TABLE: &str = "shops";
+/// Read table: `{owner}|{shop id}` → encoded `Shop` (a merchant's shops).
+pub const SHOPS_BY_OWNER: &str = "shops_by_owner";
 
 // Written by `actors::{product,shop,course,rating}`.
 /// Read table: `{changed ms:020}|{kind}:{id}` → empty: what in the
@@ -92,5 +94,6 @@ pub const ALL: &[&str] = &[
     REVIEWS_PENDING,
     RATINGS,
     SHOPS_TABLE,
+    SHOPS_BY_OWNER,
     CATALOG_FEED,
 ];

@@ -304,6 +304,53 @@ async fn nearby_shops_come_nearest_first_within_the_radius() {
         .await["total"],
         3
     );
+
+    // The nearby endpoint, and what a shop sells: only a shop with a yoga
+    // product is found for that category.
+    let (status, page) = app
+        .get(
+            &format!("/api/v1/shops/nearby?lat={}&lng={}", here.0, here.1),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &page["total"]),
+        (StatusCode::OK, &json!(2)),
+        "{page}"
+    );
+    let nearby_yoga = format!(
+        "/api/v1/shops/nearby?lat={}&lng={}&radius_km=50&category=yoga",
+        here.0, here.1
+    );
+    assert_eq!(app.get(&nearby_yoga, None).await.1["total"], 0);
+    let (m, shop) = shop_at(&app, "Mid Yoga", 21.1, 105.85).await;
+    let (status, mine) = app.get("/api/v1/users/me/shops", Some(&m.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        mine["items"][0]["id"].as_str(),
+        Some(shop.as_str()),
+        "{mine}"
+    );
+    product(&app, &m, &shop, "Cork Block", "yoga", 120_000).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = app.get(&nearby_yoga, None).await;
+        if page["total"] == 1 {
+            assert_eq!(page["items"][0]["id"].as_str(), Some(shop.as_str()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The plain listing, paged, and its name filter.
+    assert_eq!(
+        app.all_pages("/api/v1/shops?limit=2", None, 10).await.len(),
+        4
+    );
+    let (_, named) = app.get("/api/v1/shops?q=yoga", None).await;
+    assert_eq!(named["items"].as_array().unwrap().len(), 1, "{named}");
+    let (status, _) = app.get("/api/v1/shops/nearby?lat=91&lng=0", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]
