@@ -11,6 +11,7 @@ mod mixed;
 mod rawws;
 mod recovery;
 mod report;
+mod search;
 mod servers;
 mod surge_api;
 mod wrk;
@@ -136,6 +137,22 @@ enum Scenario {
         mixed_duration_secs: u64,
         #[arg(long, default_value_t = 300)]
         mixed_shoppers: usize,
+    },
+    /// A generated catalog: index catch-up and rebuild time and size;
+    /// search and suggestion latency under concurrent indexing, against the
+    /// products listing's substring scan.
+    Search {
+        #[arg(long, default_value_t = 100_000)]
+        products: usize,
+        #[arg(long, default_value_t = 100)]
+        shops: usize,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        /// New products per second while the queries run
+        #[arg(long, default_value_t = 50.0)]
+        writes_per_sec: f64,
     },
     /// Start time against journal size; first reply of an entity with a long
     /// journal, replayed and from a snapshot.
@@ -263,6 +280,28 @@ async fn main() -> anyhow::Result<()> {
                 cli.out.display()
             );
         }
+        Scenario::Search {
+            products,
+            shops,
+            clients,
+            duration_secs,
+            writes_per_sec,
+        } => {
+            let p = search::Params {
+                products,
+                shops,
+                clients,
+                duration: Duration::from_secs(duration_secs),
+                writes_per_sec,
+            };
+            let (report, index) = search::run(p, command).await?;
+            report.write(&cli.out)?;
+            index.write(&cli.out)?;
+            println!(
+                "wrote {}/search{{,-index}}.{{md,json,svg}}",
+                cli.out.display()
+            );
+        }
         Scenario::Recovery { events, repeats } => {
             let report = recovery::run(recovery::Params { events, repeats }, command).await?;
             report.write(&cli.out)?;
@@ -349,6 +388,18 @@ async fn main() -> anyhow::Result<()> {
             journeys.write(&out)?;
             cluster::check_smoke(&report)?;
             mixed::check_smoke(&journeys)?;
+
+            let p = search::Params {
+                products: 2_000,
+                shops: 10,
+                clients: 8,
+                duration: Duration::from_secs(2),
+                writes_per_sec: 20.0,
+            };
+            let (report, index) = search::run(p, command.clone()).await?;
+            report.write(&out)?;
+            index.write(&out)?;
+            search::check_smoke(&report)?;
 
             let p = recovery::Params {
                 events: 1_000,
