@@ -197,6 +197,7 @@ const routes = [
   [/^#\/shop$/, shopView],
   [/^#\/orders$/, ordersView],
   [/^#\/orders\/([\w-]+)$/, orderView],
+  [/^#\/products\/([\w-]+)$/, productView],
   [/^#\/shipper$/, shipperView],
   [/^#\/merchant$/, merchantView],
 ];
@@ -278,18 +279,65 @@ async function loginView() {
 
 // customer --------------------------------------------------------------------
 
+const stars = (avg, count) => (count ? `★ ${Number(avg).toFixed(1)} <span class="muted">(${count})</span>` : `<span class="muted">no reviews yet</span>`);
+
+/// Adds `p` to the cart from any "Add to cart" button.
+async function addToCart(id) {
+  try { const cart = await api("POST", "/api/v1/cart/items", { product_id: id, quantity: 1 }); if ($("#cart")) drawCart(cart); toast("Added to cart"); } catch (e) { toast("Not added", e.message); }
+}
+
+const productCard = (h) => `<div class="card hit" data-id="${h.id}">
+  <a href="#/products/${h.id}"><b>${esc(h.name)}</b></a><div class="muted">${esc(h.category)}</div>
+  <div class="rating">${stars(h.rating, h.rating_count)}</div>
+  <div class="row"><span class="price">${money(h.price, h.currency)}</span>
+  <button class="add" data-id="${h.id}">Add to cart</button></div></div>`;
+
+/// The search box: suggestions while typing, results with facets and sort.
+function searchBox(el) {
+  el.innerHTML = `<form id="search" class="row" autocomplete="off">
+      <input id="q" name="q" type="search" placeholder="Search products (typos and missing accents are fine)">
+      <select id="sort"><option value="relevance">Best match</option><option value="price">Cheapest</option><option value="rating">Best rated</option><option value="newest">Newest</option></select>
+      <button class="primary">Search</button></form>
+    <ul id="suggest" class="suggest"></ul><div id="facets" class="facets"></div><div class="grid" id="results"></div>`;
+  const q = $("#q", el);
+  let category = "";
+  let typing = 0;
+  let waits = 0;
+  const run = async () => {
+    const params = new URLSearchParams({ type: "product", limit: "30", sort: $("#sort", el).value });
+    if (q.value.trim()) params.set("q", q.value.trim());
+    if (category) params.set("category", category);
+    const r = await api("GET", `/api/v1/search?${params}`);
+    $("#suggest", el).innerHTML = "";
+    $("#results", el).innerHTML = r.items.length ? r.items.map(productCard).join("") : `<p class="muted">Nothing found.</p>`;
+    $("#facets", el).innerHTML = `<span class="muted">${r.total} found</span> ` + r.facets.categories
+      .map((b) => `<button class="facet ${b.value === category ? "on" : ""}" data-c="${esc(b.value)}">${esc(b.value || "other")} (${b.count})</button>`).join("");
+    el.querySelectorAll("button.facet").forEach((b) => (b.onclick = () => { category = category === b.dataset.c ? "" : b.dataset.c; run(); }));
+    el.querySelectorAll("#results button.add").forEach((b) => (b.onclick = () => addToCart(b.dataset.id)));
+    // A catalog just seeded may not be searchable yet (the index follows
+    // within a second): look again a few times.
+    if (!r.total && !q.value.trim() && !category && waits++ < 10) setTimeout(() => el.isConnected && run(), 1000);
+  };
+  q.oninput = () => {
+    clearTimeout(typing);
+    typing = setTimeout(async () => {
+      const text = q.value.trim();
+      if (!text) { $("#suggest", el).innerHTML = ""; return; }
+      const s = await api("GET", `/api/v1/search/suggest?type=product&q=${encodeURIComponent(text)}`).catch(() => ({ suggestions: [] }));
+      $("#suggest", el).innerHTML = s.suggestions.map((h) => `<li><a href="#/products/${h.id}">${esc(h.name)}</a></li>`).join("");
+    }, 120);
+  };
+  $("#sort", el).onchange = run;
+  $("#search", el).onsubmit = (e) => { e.preventDefault(); run(); };
+  return run();
+}
+
 async function shopView() {
-  const [products, cart, demo] = await Promise.all([
-    api("GET", "/api/v1/products?limit=50"), api("GET", "/api/v1/cart"),
-    demoInfo(),
-  ]);
+  const [cart, demo] = await Promise.all([api("GET", "/api/v1/cart"), demoInfo()]);
   const sales = demo?.flash_sales || [];
   const courses = demo?.courses || [];
   view().innerHTML = `<div class="cols"><section>
-      <h1>Products</h1><div class="grid">${products.items.map((p) => `<div class="card">
-        <b>${esc(p.name)}</b><div class="muted">${esc(p.category)} · ${p.stock} in stock</div>
-        <div class="row"><span class="price">${money(p.price, p.currency)}</span>
-        <button class="add" data-id="${p.id}" ${p.stock ? "" : "disabled"}>Add to cart</button></div></div>`).join("")}</div>
+      <h1>Products</h1><div id="finder"></div>
       ${sales.length || courses.length ? `<h2>Flash sales and free courses</h2><div class="grid">
         ${sales.map((s) => `<div class="card queue" data-queue="${s.id}" data-kind="sale"><b>${esc(s.title)}</b>
           <div><span class="counter" data-remaining>…</span> <span class="muted">left</span></div>
@@ -301,9 +349,7 @@ async function shopView() {
           <button class="enroll" data-id="${c.id}">Enroll free</button></div>`).join("")}</div>` : ""}
     </section><aside><div class="card" id="cart"></div></aside></div>`;
   drawCart(cart);
-  view().querySelectorAll("button.add").forEach((b) => (b.onclick = async () => {
-    try { drawCart(await api("POST", "/api/v1/cart/items", { product_id: b.dataset.id, quantity: 1 })); } catch (e) { toast("Not added", e.message); }
-  }));
+  await searchBox($("#finder"));
   view().querySelectorAll("button.claim").forEach((b) => (b.onclick = async () => {
     try {
       const c = await api("POST", `/api/v1/flash-sales/${b.dataset.id}/claims`, { quantity: 1, payment_method: "cod" });
@@ -377,6 +423,7 @@ async function orderView(id) {
       <div class="muted">Arriving in</div><div class="eta" id="eta">—</div>
       <div class="muted" id="distance"></div>
       <h2>Timeline</h2><ul class="timeline" id="timeline"></ul>
+      <div id="review"></div>
     </aside></div>`;
   const map = new MiniMap($("#map"), [shop.location, o.address]);
   map.mark(shop.location, shop.name, "#1f6feb");
@@ -388,6 +435,7 @@ async function orderView(id) {
     $("#status").textContent = o.status.replaceAll("_", " ");
     tl.innerHTML = "";
     for (const t of o.timeline || []) addStep(t.event || t.status, t.at, t.by);
+    reviewForms(o);
   };
   draw(o);
   const topic = `order:${id}`;
@@ -403,6 +451,7 @@ async function orderView(id) {
     if (d.kind === "status") {
       $("#status").textContent = d.status.replaceAll("_", " ");
       addStep(d.status, d.at, d.by);
+      if (d.status === "delivered") api("GET", `/api/v1/orders/${id}`).then(reviewForms, () => {});
     } else if (d.kind === "shipper_assigned") {
       addStep("shipper assigned", d.at);
     } else if (d.kind === "arriving") {
@@ -411,6 +460,60 @@ async function orderView(id) {
     }
   }, () => api("GET", `/api/v1/orders/${id}`).then(draw, () => {}));
   onLeave(() => live.unsubscribe(topic));
+}
+
+/// A product: details, its rating (live on `product:{id}`), its reviews
+/// and related products of its category.
+async function productView(id) {
+  const [p, summary, reviews] = await Promise.all([
+    api("GET", `/api/v1/products/${id}`), api("GET", `/api/v1/products/${id}/rating-summary`),
+    api("GET", `/api/v1/products/${id}/reviews?limit=20`),
+  ]);
+  const related = await api("GET", `/api/v1/search?type=product&category=${encodeURIComponent(p.category)}&sort=rating&limit=5`);
+  view().innerHTML = `<div class="cols"><section>
+      <h1>${esc(p.name)}</h1><div class="muted">${esc(p.category)} · ${p.stock} in stock</div>
+      <p><span class="price">${money(p.price, p.currency)}</span> <button class="add primary" data-id="${p.id}">Add to cart</button></p>
+      <h2>Reviews</h2><div id="reviews"></div></section>
+    <aside class="card"><h2>Rating</h2><div id="rating"></div><h2>Related</h2><div id="related"></div></aside></div>`;
+  const drawSummary = (s) => {
+    $("#rating").innerHTML = `<div class="big">${stars(s.average, s.count)}</div>` +
+      [5, 4, 3, 2, 1].map((n) => `<div class="muted">${n} ★ ${s.distribution[n - 1]}</div>`).join("");
+  };
+  drawSummary(summary);
+  $("#reviews").innerHTML = reviews.items.length ? reviews.items.map((r) => `<div class="card review">
+      <div>${"★".repeat(r.stars)}${"☆".repeat(5 - r.stars)} <span class="muted">verified purchase · ${when(r.created_at)}</span></div>
+      <p>${esc(r.text)}</p>${r.reply ? `<p class="muted">Shop: ${esc(r.reply.text)}</p>` : ""}</div>`).join("")
+    : `<p class="muted">No reviews yet.</p>`;
+  $("#related").innerHTML = related.items.filter((h) => h.id !== id).slice(0, 4)
+    .map((h) => `<div><a href="#/products/${h.id}">${esc(h.name)}</a> ${stars(h.rating, h.rating_count)}</div>`).join("") || `<p class="muted">—</p>`;
+  view().querySelectorAll("button.add").forEach((b) => (b.onclick = () => addToCart(b.dataset.id)));
+  const topic = `product:${id}`;
+  live.subscribe(topic, (msg) => { if (msg.data?.kind === "rating") drawSummary(msg.data.summary); },
+    () => api("GET", `/api/v1/products/${id}/rating-summary`).then(drawSummary, () => {}));
+  onLeave(() => live.unsubscribe(topic));
+}
+
+/// On a received order: a review form per product not yet reviewed.
+async function reviewForms(o) {
+  const el = $("#review");
+  if (!el || !["delivered", "return_requested", "returned", "refunded"].includes(o.status)) return;
+  const written = await api("GET", `/api/v1/orders/${o.id}/reviews`).catch(() => []);
+  const done = new Set(written.filter((r) => r.kind === "product").map((r) => r.subject_id));
+  const lines = [...new Map(o.lines.map((l) => [l.product_id, l])).values()];
+  el.innerHTML = `<h2>Your reviews</h2>` + lines.map((l) => done.has(l.product_id)
+    ? `<p>${esc(l.name)}: reviewed, thank you.</p>`
+    : `<form class="stack review-form" data-product="${l.product_id}"><b>${esc(l.name)}</b>
+        <select name="stars">${[5, 4, 3, 2, 1].map((n) => `<option value="${n}">${n} ★</option>`).join("")}</select>
+        <textarea name="text" maxlength="2000" placeholder="What did you think?"></textarea>
+        <button class="primary">Post review</button></form>`).join("");
+  el.querySelectorAll("form.review-form").forEach((f) => (f.onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      await api("POST", `/api/v1/products/${f.dataset.product}/reviews`, { order_id: o.id, stars: Number(f.stars.value), text: f.text.value });
+      toast("Review posted");
+      reviewForms(o);
+    } catch (err) { toast("Not posted", err.message); }
+  }));
 }
 
 // shipper ---------------------------------------------------------------------

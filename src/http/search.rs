@@ -181,6 +181,7 @@ pub async fn search(
         kind: q.kind,
         category: q.category.map(|c| c.trim().to_lowercase()),
         sells: None,
+        shop: None,
         min_price: q.min_price,
         max_price: q.max_price,
         min_rating: q.min_rating,

@@ -273,13 +273,28 @@ impl SearchIndex {
         self.reader.reload().map_err(err)
     }
 
-    /// Entries in the index.
-    pub fn len(&self) -> u64 {
-        self.reader.searcher().num_docs()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The entry under `key` (`{kind}:{id}`), if indexed.
+    pub fn entry(&self, key: &str) -> Result<Option<Entry>, IndexError> {
+        use tantivy::collector::TopDocs;
+        use tantivy::query::TermQuery;
+        use tantivy::schema::Value;
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(
+            Term::from_field_text(self.fields.key, key),
+            IndexRecordOption::Basic,
+        );
+        let Some((_, addr)) = searcher
+            .search(&q, &TopDocs::with_limit(1))
+            .map_err(err)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
+        Ok(d.get_first(self.fields.entry)
+            .and_then(|v| v.as_str())
+            .and_then(|j| serde_json::from_str(j).ok()))
     }
 
     /// The entries of the products of shop `shop_id` (to re-index them

@@ -56,6 +56,8 @@ pub struct Params {
     pub category: Option<String>,
     /// Shops selling something of this category.
     pub sells: Option<String>,
+    /// Products of this shop.
+    pub shop: Option<String>,
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,
     pub min_rating: Option<f64>,
@@ -300,6 +302,9 @@ impl SearchIndex {
         }
         if let Some(c) = &p.category {
             parts.push(filter(term_query(Term::from_field_text(f.category, c))));
+        }
+        if let Some(id) = &p.shop {
+            parts.push(filter(term_query(Term::from_field_text(f.shop, id))));
         }
         if let Some(c) = &p.sells {
             parts.push(filter(term_query(Term::from_field_text(f.sells, c))));

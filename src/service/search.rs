@@ -159,11 +159,6 @@ impl Search {
         blocking(move || index.suggest(&q, kind, limit)).await
     }
 
-    /// Entries in this node's index.
-    pub fn indexed(&self) -> u64 {
-        self.index.len()
-    }
-
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,
@@ -262,28 +257,35 @@ impl Search {
     }
 
     /// The entries `changed` (`{kind}:{id}` keys) now are, and the keys to
-    /// remove (gone or inactive). A shop's change re-reads its products
-    /// (they show its name and place); a product's change re-reads its
-    /// shop (it shows what the shop sells).
+    /// remove (gone or inactive). A shop renamed or moved re-reads its
+    /// products (they show its name and place); a product's change
+    /// re-reads its shop (it shows what the shop sells).
     async fn hydrate(
         &self,
         changed: &BTreeSet<String>,
     ) -> Result<(Vec<Entry>, Vec<String>), ServiceError> {
+        let shop_version = crate::actors::shop::ShopEntity::VERSION;
         let mut entries = Vec::new();
         let mut removed = Vec::new();
         let mut product_ids: BTreeSet<String> = BTreeSet::new();
-        let mut shop_ids: BTreeSet<String> = BTreeSet::new();
-        let mut indexed: HashMap<String, Vec<Entry>> = HashMap::new();
+        let mut shops: HashMap<String, Option<Shop>> = HashMap::new();
         for key in changed {
             match key.split_once(':') {
                 Some(("product", id)) => {
                     product_ids.insert(id.to_owned());
                 }
                 Some(("shop", id)) => {
-                    shop_ids.insert(id.to_owned());
-                    let of = self.products_in_index(id).await?;
-                    product_ids.extend(of.iter().map(|e| e.id.clone()));
-                    indexed.insert(id.to_owned(), of);
+                    let shop: Option<Shop> = self.get(SHOPS_TABLE, id, shop_version).await?;
+                    let before = self.indexed_entry(key).await?;
+                    let moved = match (&shop, &before) {
+                        (Some(s), Some(e)) => s.name != e.name || Some(s.location) != e.location,
+                        _ => true,
+                    };
+                    if moved {
+                        let of = self.products_in_index(id).await?;
+                        product_ids.extend(of.into_iter().map(|e| e.id));
+                    }
+                    shops.insert(id.to_owned(), shop);
                 }
                 Some(("course", id)) => {
                     let version = crate::actors::course::CourseEntity::VERSION;
@@ -295,11 +297,13 @@ impl Search {
                 _ => {}
             }
         }
-        let shop_version = crate::actors::shop::ShopEntity::VERSION;
-        let mut shops: HashMap<String, Option<Shop>> = HashMap::new();
+        let mut shop_ids: BTreeSet<String> = shops.keys().cloned().collect();
+        // What each changed product counted for in its shop's categories.
+        let mut was: Vec<Entry> = Vec::new();
         let mut fresh: Vec<Entry> = Vec::new();
         for id in &product_ids {
             let key = format!("product:{id}");
+            was.extend(self.indexed_entry(&key).await?);
             let version = crate::actors::product::ProductEntity::VERSION;
             let Some(p) = self.get::<Product>(PRODUCTS_TABLE, id, version).await? else {
                 removed.push(key);
@@ -327,30 +331,60 @@ impl Search {
                 removed.push(key);
                 continue;
             };
-            let before = match indexed.remove(&id) {
-                Some(of) => of,
-                None => self.products_in_index(&id).await?,
-            };
-            let sells: BTreeSet<String> = before
-                .iter()
-                .filter(|e| !product_ids.contains(&e.id))
-                .chain(
-                    fresh
-                        .iter()
-                        .filter(|e| e.shop_id.as_deref() == Some(id.as_str())),
-                )
-                .map(|e| e.category.clone())
-                .collect();
+            let sells = self.sells(&id, &was, &fresh).await?;
             entries.push(shop_entry(&shop, self.rating(&key).await?.as_ref(), sells));
         }
         entries.extend(fresh);
         Ok((entries, removed))
     }
 
+    async fn indexed_entry(&self, key: &str) -> Result<Option<Entry>, ServiceError> {
+        let index = self.index.clone();
+        let key = key.to_owned();
+        blocking(move || index.entry(&key)).await
+    }
+
     async fn products_in_index(&self, shop_id: &str) -> Result<Vec<Entry>, ServiceError> {
         let index = self.index.clone();
         let owned = shop_id.to_owned();
         blocking(move || index.products_of(&owned)).await
+    }
+
+    /// The categories shop `id` sells once products `was` are replaced by
+    /// `fresh`: the index's category counts of its products (a facet, not
+    /// a read of each), less what `was` counted, plus `fresh`.
+    async fn sells(
+        &self,
+        id: &str,
+        was: &[Entry],
+        fresh: &[Entry],
+    ) -> Result<BTreeSet<String>, ServiceError> {
+        let of_shop = |e: &&Entry| e.shop_id.as_deref() == Some(id);
+        let params = Params {
+            kind: Some(Kind::Product),
+            shop: Some(id.to_owned()),
+            limit: 0,
+            ..Params::default()
+        };
+        let mut counts: HashMap<String, i64> = self
+            .search(params)
+            .await?
+            .facets
+            .categories
+            .into_iter()
+            .map(|b| (b.value, b.count as i64))
+            .collect();
+        for e in was.iter().filter(of_shop) {
+            *counts.entry(e.category.clone()).or_default() -= 1;
+        }
+        for e in fresh.iter().filter(of_shop) {
+            *counts.entry(e.category.clone()).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, _)| c)
+            .collect())
     }
 
     /// Applies the feed since the checkpoint (less the overlap); rebuilds

@@ -116,8 +116,15 @@ async fn catalog(app: &TestApp) -> (Session, String, Vec<String>) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
-    // Four active products, the shop and the course.
-    search_until(app, "limit=100", |p| p["total"] == 6).await;
+    // Four active products, the shop and the course (and not the shirt
+    // taken off sale, which may be counted until its change is applied).
+    search_until(app, "limit=100", |p| {
+        let n = names(p);
+        n.len() == 6
+            && n.iter().any(|n| n == "Morning Yoga Flow")
+            && !n.iter().any(|n| n == "Áo thun cũ")
+    })
+    .await;
     (m, shop, ids)
 }
 
@@ -331,23 +338,49 @@ async fn nearby_shops_come_nearest_first_within_the_radius() {
         Some(shop.as_str()),
         "{mine}"
     );
-    product(&app, &m, &shop, "Cork Block", "yoga", 120_000).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, page) = app.get(&nearby_yoga, None).await;
-        if page["total"] == 1 {
-            assert_eq!(page["items"][0]["id"].as_str(), Some(shop.as_str()));
-            break;
+    let cork = product(&app, &m, &shop, "Cork Block", "yoga", 120_000).await;
+    let nearby_count = |want: u64| {
+        let (app, url) = (&app, nearby_yoga.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (_, page) = app.get(&url, None).await;
+                if page["total"] == want {
+                    return page;
+                }
+                assert!(Instant::now() < deadline, "{page}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        assert!(Instant::now() < deadline, "{page}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    let page = nearby_count(1).await;
+    assert_eq!(page["items"][0]["id"].as_str(), Some(shop.as_str()));
+    // Renamed, the shop's products are found by its new name.
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/shops/{shop}"),
+            Some(&m.access),
+            json!({"name": "Zen Corner"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    search_until(&app, "q=zen&type=product", |p| p["total"] == 1).await;
+    // Its only yoga product taken off sale: it no longer sells yoga.
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/products/{cork}"),
+            Some(&m.access),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    nearby_count(0).await;
     // The plain listing, paged, and its name filter.
     assert_eq!(
         app.all_pages("/api/v1/shops?limit=2", None, 10).await.len(),
         4
     );
-    let (_, named) = app.get("/api/v1/shops?q=yoga", None).await;
+    let (_, named) = app.get("/api/v1/shops?q=zen", None).await;
     assert_eq!(named["items"].as_array().unwrap().len(), 1, "{named}");
     let (status, _) = app.get("/api/v1/shops/nearby?lat=91&lng=0", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);

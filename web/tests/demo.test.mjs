@@ -2,7 +2,9 @@
 // chromium driven by playwright-core. A customer logs in, buys, pays on the
 // sandbox gateway's page and watches the order: the status and timeline must
 // change and the shipper's marker must move. A merchant watches a flash
-// sale's counter drop live during a small burst. Any request that leaves
+// sale's counter drop live during a small burst. A shopper finds a product
+// by a typo without accents, and its page's rating changes live when the
+// customer of a delivered order reviews it in another browser context. Any request that leaves
 // 127.0.0.1 fails the test. Screenshots go to web/tests/artifacts/.
 
 import { test, before, after } from "node:test";
@@ -181,5 +183,70 @@ test("a flash sale's counter drops live during a burst", async () => {
   // …because the page heard it over its WebSocket, not by reading again.
   assert.ok(heard.includes(start - 10), `capacity frames heard: ${heard}`);
   await page.screenshot({ path: join(artifacts, "flash-sale.png") });
+  assert.deepEqual(external, [], "requests left the machine");
+});
+
+test("a typo finds a product, and its rating changes live when a delivered order is reviewed", async () => {
+  // A shop in Da Nang (no demo shipper within reach: its merchant delivers)
+  // and a customer whose order of its mat is delivered.
+  const stamp = Date.now();
+  const account = async (role, i) => {
+    const email = `review-${stamp}-${role}-${i}@demo.surge`;
+    await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: `Review ${role}`, role });
+    const { access_token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
+    return { email, token: access_token };
+  };
+  const merchant = await account("merchant", 0);
+  const shop = await api("POST", "/api/v1/shops", merchant.token, { name: "Da Nang Yoga", location: { lat: 16.06, lng: 108.2 }, address: "3 Le Loi" });
+  const name = `Thảm tập Yoga Lụa ${stamp % 1000}`;
+  const product = await api("POST", `/api/v1/shops/${shop.id}/products`, merchant.token, { name, category: "yoga", price: 300000, currency: "VND", stock: 10, weight_grams: 900 });
+  const buyer = await account("customer", 1);
+  const address = await api("POST", "/api/v1/users/addresses", buyer.token, { label: "home", line1: "5 Bach Dang", city: "Da Nang", lat: 16.07, lng: 108.22 });
+  await api("POST", "/api/v1/cart/items", buyer.token, { product_id: product.id, quantity: 1 });
+  const placed = await api("POST", "/api/v1/orders", buyer.token, { address_id: address.id, payment_method: "cod" });
+  const order = placed.orders[0].id;
+  await api("PUT", `/api/v1/orders/${order}/confirm`, merchant.token, {});
+  for (const status of ["ready_for_pickup", "picked_up", "delivering", "delivered"]) {
+    await api("PUT", `/api/v1/shipping/${order}/status`, merchant.token, { status });
+  }
+
+  // A shopper types it with a typo and no accents, and opens its page.
+  const shopper = await newPage();
+  const ratings = [];
+  const subscribed = new Set();
+  shopper.on("websocket", (ws) => ws.on("framereceived", (f) => {
+    const m = JSON.parse(String(f.payload));
+    if (m.type === "subscribed") subscribed.add(m.topic);
+    if (m.type === "event" && m.data?.kind === "rating") ratings.push(m.data.summary);
+  }));
+  await logIn(shopper, "binh@demo.surge");
+  await shopper.waitForSelector("#q");
+  const card = shopper.locator(`.hit[data-id="${product.id}"]`);
+  await until("the product to be found by 'tham tap yoag'", async () => {
+    await shopper.fill("#q", "tham tap yoag");
+    await shopper.click("#search button");
+    await sleep(300);
+    return (await card.count()) > 0;
+  }, 30_000);
+  await card.locator("a").click();
+  await shopper.waitForSelector("#rating");
+  assert.match(await shopper.textContent("#rating"), /no reviews yet/);
+  await until("the product page's live subscription", async () => subscribed.has(`product:${product.id}`));
+
+  // The customer reviews it from the order's page.
+  const customer = await newPage();
+  await logIn(customer, buyer.email);
+  await customer.goto(`${base}/#/orders/${order}`);
+  const form = customer.locator(`form.review-form[data-product="${product.id}"]`);
+  await form.waitFor();
+  await form.locator("select").selectOption("4");
+  await form.locator("textarea").fill("Grippy and thick.");
+  await form.locator("button").click();
+  await customer.waitForSelector("text=reviewed, thank you");
+
+  // The shopper's page shows it without a reload, heard over its socket.
+  await until("the rating on the product page", async () => (await shopper.textContent("#rating")).includes("★ 4.0"), 15_000);
+  assert.ok(ratings.some((s) => s.count === 1 && s.average === 4), `rating frames: ${JSON.stringify(ratings)}`);
+  await shopper.screenshot({ path: join(artifacts, "product.png") });
   assert.deepEqual(external, [], "requests left the machine");
 });
