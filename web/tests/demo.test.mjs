@@ -245,7 +245,12 @@ test("a typo finds a product, and its rating changes live when a delivered order
   await customer.waitForSelector("text=reviewed, thank you");
 
   // The shopper's page shows it without a reload, heard over its socket.
-  await until("the rating on the product page", async () => (await shopper.textContent("#rating")).includes("★ 4.0"), 15_000);
+  await until("the rating on the product page", async () => (await shopper.textContent("#rating")).includes("★ 4.0"), 15_000)
+    .catch(async (e) => {
+      console.error("rating shown:", await shopper.textContent("#rating"), "frames:", JSON.stringify(ratings), "url:", shopper.url());
+      await shopper.screenshot({ path: join(artifacts, "product-failed.png") });
+      throw e;
+    });
   assert.ok(ratings.some((s) => s.count === 1 && s.average === 4), `rating frames: ${JSON.stringify(ratings)}`);
   await shopper.screenshot({ path: join(artifacts, "product.png") });
   assert.deepEqual(external, [], "requests left the machine");
