@@ -115,7 +115,9 @@ impl Review {
     }
 }
 
-/// A new review of a product or shop, as the customer sends it.
+/// A new review of a product or shop, as the customer sends it: the order
+/// and `DeliveryReviewInput`'s fields (spelled out, since serde cannot
+/// refuse unknown fields of a flattened struct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewInput {

@@ -273,11 +273,23 @@ impl SearchIndex {
         self.reader.reload().map_err(err)
     }
 
+    /// The entry stored with document `addr`.
+    pub(super) fn stored(
+        &self,
+        searcher: &tantivy::Searcher,
+        addr: tantivy::DocAddress,
+    ) -> Result<Option<Entry>, IndexError> {
+        use tantivy::schema::Value;
+        let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
+        Ok(d.get_first(self.fields.entry)
+            .and_then(|v| v.as_str())
+            .and_then(|j| serde_json::from_str(j).ok()))
+    }
+
     /// The entry under `key` (`{kind}:{id}`), if indexed.
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, IndexError> {
         use tantivy::collector::TopDocs;
         use tantivy::query::TermQuery;
-        use tantivy::schema::Value;
         let searcher = self.reader.searcher();
         let q = TermQuery::new(
             Term::from_field_text(self.fields.key, key),
@@ -291,10 +303,7 @@ impl SearchIndex {
         else {
             return Ok(None);
         };
-        let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
-        Ok(d.get_first(self.fields.entry)
-            .and_then(|v| v.as_str())
-            .and_then(|j| serde_json::from_str(j).ok()))
+        self.stored(&searcher, addr)
     }
 
     /// The entries of the products of shop `shop_id` (to re-index them
@@ -302,7 +311,6 @@ impl SearchIndex {
     pub fn products_of(&self, shop_id: &str) -> Result<Vec<Entry>, IndexError> {
         use tantivy::collector::DocSetCollector;
         use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-        use tantivy::schema::Value;
         let searcher = self.reader.searcher();
         let term =
             |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
@@ -319,14 +327,7 @@ impl SearchIndex {
         let docs = searcher.search(&q, &DocSetCollector).map_err(err)?;
         let mut out = Vec::with_capacity(docs.len());
         for addr in docs {
-            let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
-            if let Some(e) = d
-                .get_first(self.fields.entry)
-                .and_then(|v| v.as_str())
-                .and_then(|j| serde_json::from_str::<Entry>(j).ok())
-            {
-                out.push(e);
-            }
+            out.extend(self.stored(&searcher, addr)?);
         }
         Ok(out)
     }

@@ -18,8 +18,8 @@ use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
 };
-use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
 use utoipa::ToSchema;
 
 use super::index::{err, Entry, IndexError, Kind, SearchIndex};
@@ -86,6 +86,25 @@ pub struct Hit {
     /// From `near`, when given.
     pub distance_km: Option<f64>,
     pub score: f32,
+}
+
+impl Hit {
+    fn of(e: Entry, distance_km: Option<f64>, score: f32) -> Hit {
+        Hit {
+            kind: e.kind,
+            id: e.id,
+            name: e.name,
+            category: e.category,
+            price: e.price,
+            currency: e.currency,
+            rating: e.rating,
+            rating_count: e.rating_count,
+            shop_id: e.shop_id,
+            location: e.location,
+            distance_km: distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+            score,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -368,28 +387,9 @@ impl SearchIndex {
         });
         let mut hits = Vec::with_capacity(p.limit);
         for r in rows.iter().skip(p.offset).take(p.limit) {
-            let d: TantivyDocument = searcher.doc(DocAddress::new(r.seg, r.doc)).map_err(err)?;
-            let Some(e) = d
-                .get_first(self.fields.entry)
-                .and_then(|v| v.as_str())
-                .and_then(|j| serde_json::from_str::<Entry>(j).ok())
-            else {
-                continue;
-            };
-            hits.push(Hit {
-                kind: e.kind,
-                id: e.id,
-                name: e.name,
-                category: e.category,
-                price: e.price,
-                currency: e.currency,
-                rating: e.rating,
-                rating_count: e.rating_count,
-                shop_id: e.shop_id,
-                location: e.location,
-                distance_km: r.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
-                score: r.score,
-            });
+            if let Some(e) = self.stored(&searcher, DocAddress::new(r.seg, r.doc))? {
+                hits.push(Hit::of(e, r.distance_km, r.score));
+            }
         }
         Ok(Results {
             total: rows.len() as u64,
@@ -501,31 +501,13 @@ impl SearchIndex {
             .map_err(err)?;
         let mut out: Vec<Hit> = Vec::with_capacity(limit);
         for (_, addr) in top {
-            let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
-            let Some(e) = d
-                .get_first(f.entry)
-                .and_then(|v| v.as_str())
-                .and_then(|j| serde_json::from_str::<Entry>(j).ok())
-            else {
+            let Some(e) = self.stored(&searcher, addr)? else {
                 continue;
             };
             if out.iter().any(|h| h.name.eq_ignore_ascii_case(&e.name)) {
                 continue;
             }
-            out.push(Hit {
-                kind: e.kind,
-                id: e.id,
-                name: e.name,
-                category: e.category,
-                price: e.price,
-                currency: e.currency,
-                rating: e.rating,
-                rating_count: e.rating_count,
-                shop_id: e.shop_id,
-                location: e.location,
-                distance_km: None,
-                score: 0.0,
-            });
+            out.push(Hit::of(e, None, 0.0));
             if out.len() == limit {
                 break;
             }

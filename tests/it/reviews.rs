@@ -23,7 +23,7 @@ pub(crate) fn with_admin(s: &mut surge::config::Settings) {
 }
 
 /// A customer's cash order of one unit of `product`: (customer, order id).
-async fn ordered(app: &TestApp, product: &str) -> (Session, String) {
+pub(crate) async fn ordered(app: &TestApp, product: &str) -> (Session, String) {
     let (c, address) = customer(app).await;
     add(app, &c, product, 1).await;
     let (status, placed) = checkout(app, &c, &address, "cod", None).await;
@@ -32,7 +32,7 @@ async fn ordered(app: &TestApp, product: &str) -> (Session, String) {
 }
 
 /// The merchant confirms and delivers `order` themselves (no shipper).
-async fn deliver(app: &TestApp, m: &Session, order: &str) {
+pub(crate) async fn deliver(app: &TestApp, m: &Session, order: &str) {
     crate::shipping::confirm(app, m, order).await;
     for s in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
         let (status, body) = app
