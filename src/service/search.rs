@@ -29,9 +29,11 @@ use crate::store::{codec, IndexOp, Store};
 pub const FEED_RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// Each round re-reads the feed from this long before its checkpoint: a
 /// change committed late (its row dated when it was decided) is still seen.
-pub const FEED_OVERLAP_MS: i64 = 5_000;
-/// Feed rows read per round at most; more wait for the next round.
-const FEED_ROWS_PER_ROUND: usize = 20_000;
+pub const FEED_OVERLAP_MS: i64 = 2_000;
+/// Changes applied per round at most; more wait for the next round.
+const FEED_ROWS_PER_ROUND: usize = 5_000;
+/// Feed rows read per round at most, counting the overlap's rows read again.
+const FEED_READ_PER_ROUND: usize = 100_000;
 const PAGE: usize = 1_000;
 
 /// Where the index lives.
@@ -404,7 +406,7 @@ impl Search {
         let mut read = 0;
         {
             let seen = self.seen.lock().expect("seen").clone();
-            while read < FEED_ROWS_PER_ROUND {
+            'pages: while applied.len() < FEED_ROWS_PER_ROUND && read < FEED_READ_PER_ROUND {
                 let page = self
                     .store
                     .scan(CATALOG_FEED, "", Some(&after), PAGE)
@@ -412,6 +414,9 @@ impl Search {
                 read += page.len();
                 let last = page.len() < PAGE;
                 for (k, _) in &page {
+                    if applied.len() >= FEED_ROWS_PER_ROUND {
+                        break 'pages;
+                    }
                     let Some((ms, what)) = k.split_once('|') else {
                         continue;
                     };
@@ -428,6 +433,10 @@ impl Search {
             }
         }
         if changed.is_empty() {
+            // Only rows applied before: the checkpoint still moves on (the
+            // index's own copy of it does at its next commit).
+            let mut checkpoint = self.checkpoint.lock().await;
+            *checkpoint = Some(newest.max(checkpoint.unwrap_or(0)));
             return Ok(0);
         }
         let (entries, removed) = self.hydrate(&changed).await?;

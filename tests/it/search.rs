@@ -452,3 +452,38 @@ async fn the_catalog_feed_keeps_a_day() {
     let keys: Vec<&str> = left.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, [format!("{:020}|product:c", now - 1_000)]);
 }
+
+#[tokio::test]
+async fn a_burst_of_catalog_changes_larger_than_a_round_is_worked_through() {
+    use surge::store::IndexOp;
+    // The indexer's own rounds are an hour apart: this test runs them.
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.search_refresh_ms = 3_600_000;
+    })
+    .await;
+    let services = app.state.as_ref().expect("in process").services.clone();
+    let indexer = services.search.clone();
+    indexer.catch_up().await.unwrap();
+    // 12,000 changes dated within one second (of things that do not exist:
+    // each is re-read and found gone): more than a round applies, and all
+    // inside the window each round reads again.
+    let now = chrono::Utc::now().timestamp_millis();
+    let rows: Vec<IndexOp> = (0..12_000)
+        .map(|i| IndexOp::Put {
+            table: surge::store::tables::CATALOG_FEED,
+            key: format!("{:020}|product:{:08}", now + i % 1000, i),
+            value: vec![],
+        })
+        .collect();
+    services.store.write_rows(rows).await.unwrap();
+    let (m, shop) = shop_at(&app, "After The Burst", 21.03, 105.85).await;
+    product(&app, &m, &shop, "Latecomer Mat", "yoga", 10_000).await;
+    let mut rounds = 0;
+    while indexer.catch_up().await.unwrap() > 0 {
+        rounds += 1;
+        assert!(rounds <= 10, "the rounds never end");
+    }
+    assert!(rounds >= 3, "12,000 changes in {rounds} rounds");
+    assert_eq!(search(&app, "q=latecomer").await["total"], 1);
+}
