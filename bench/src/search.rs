@@ -376,6 +376,10 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<(Report, Report)>
     };
     let search = drive(&client, &base, p.clients, p.duration, search_path).await;
     let suggest = drive(&client, &base, p.clients, p.duration, suggest_path).await;
+    // The same at a quarter of the clients: latency without the queue a
+    // saturated box adds.
+    let quiet = (p.clients / 4).max(1);
+    let suggest_quiet = drive(&client, &base, quiet, p.duration / 2, suggest_path).await;
     writer.await?;
     let scan = drive(&client, &base, p.clients, p.duration, scan_path).await;
     let written = written.load(Ordering::Relaxed);
@@ -432,6 +436,11 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<(Report, Report)>
         ),
         row("suggest", &suggest, "prefixes of 1–4 letters"),
         row(
+            &format!("suggest, {quiet} clients"),
+            &suggest_quiet,
+            "the same, a quarter of the clients",
+        ),
+        row(
             "products?q= (baseline: substring scan)",
             &scan,
             "the listing's filter over the products table",
@@ -451,13 +460,19 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<(Report, Report)>
     let goals = vec![
         Goal {
             text: "suggestions p99 < 10 ms".into(),
-            measured: format!("{:.2} ms ({} products)", suggest.p99_ms, want),
+            measured: format!(
+                "{:.2} ms at {} clients, {:.2} ms at {quiet} ({} products)",
+                suggest.p99_ms, p.clients, suggest_quiet.p99_ms, want
+            ),
             met: suggest.p99_ms < 10.0,
         },
         Goal {
             text: "every query answered 200".into(),
-            measured: format!("{} failed", search.failed + suggest.failed + scan.failed),
-            met: search.failed + suggest.failed + scan.failed == 0,
+            measured: format!(
+                "{} failed",
+                search.failed + suggest.failed + suggest_quiet.failed + scan.failed
+            ),
+            met: search.failed + suggest.failed + suggest_quiet.failed + scan.failed == 0,
         },
     ];
     Ok((

@@ -365,7 +365,7 @@ impl SearchIndex {
             .map_err(err)?;
         let facets = self.facets(&searcher, &rows)?;
         let by_relevance = !text::terms(&p.q).is_empty();
-        rows.sort_by(|a, b| {
+        let order = |a: &Row, b: &Row| {
             match p.sort {
                 Sort::Relevance if by_relevance => b.score.total_cmp(&a.score),
                 Sort::Relevance | Sort::Newest => b.created.cmp(&a.created),
@@ -384,7 +384,14 @@ impl SearchIndex {
             }
             .then(b.created.cmp(&a.created))
             .then((a.seg, a.doc).cmp(&(b.seg, b.doc)))
-        });
+        };
+        // Only the rows up to the page's end need their order: select
+        // them (linear), then sort those.
+        let end = (p.offset + p.limit).min(rows.len());
+        if end > 0 && end < rows.len() {
+            rows.select_nth_unstable_by(end - 1, order);
+        }
+        rows[..end].sort_unstable_by(order);
         let mut hits = Vec::with_capacity(p.limit);
         for r in rows.iter().skip(p.offset).take(p.limit) {
             if let Some(e) = self.stored(&searcher, DocAddress::new(r.seg, r.doc))? {
