@@ -184,7 +184,7 @@ impl Dispatch {
             .into_iter()
             .take(8)
         {
-            let rating = super::reviews::rating_of(
+            let rating = super::ratings::rating_of(
                 self.store.as_ref(),
                 crate::domain::review::ReviewKind::Shipper,
                 &shipper_id,

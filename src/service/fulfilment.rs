@@ -52,7 +52,7 @@ pub struct Fulfilment {
     /// Cluster mode: a timer runs on the owner of its order (or cart).
     pub(super) duty: crate::cluster::Duty,
     /// Settles reviews whose rating summary was not told (their timers).
-    pub(super) tally: super::reviews::Tally,
+    pub(super) tally: super::ratings::Tally,
 }
 
 impl Fulfilment {

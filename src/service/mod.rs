@@ -21,6 +21,7 @@ pub mod payments;
 pub mod queue_parts;
 pub mod queue_work;
 pub mod queues;
+pub mod ratings;
 pub mod reviews;
 pub mod search;
 pub mod stock;
@@ -312,7 +313,7 @@ impl Services {
                 t.apply_remote(update);
             }
         }));
-        let tally = reviews::Tally {
+        let tally = ratings::Tally {
             reviews: e.reviews.clone(),
             ratings: e.ratings.clone(),
         };

@@ -1,60 +1,26 @@
 //! Reviews and ratings: writing a review of a delivered order (its
 //! products, its shop, its shipper), editing, the merchant's reply,
-//! reports, moderation, the listings, and keeping each subject's rating
-//! summary equal to its approved reviews (`Tally`).
+//! reports, moderation and the listings; each change is then counted in
+//! its subject's rating summary (`ratings::Tally`).
 
 use std::sync::Arc;
 
 use super::catalog::{scan_page, Catalog, Page};
 use super::orders::Orders;
+use super::ratings::rating_of;
+use super::ratings::Tally;
 use super::{found, ServiceError};
-use crate::actors::rating::{RatingCommand, RatingEntity, RATINGS};
-use crate::actors::review::{
-    subject_key, ReviewCommand, ReviewEntity, REVIEWS_BY_SUBJECT, REVIEWS_PENDING,
-};
+use crate::actors::review::{ReviewCommand, ReviewEntity, REVIEWS_BY_SUBJECT, REVIEWS_PENDING};
 use crate::actors::user::User;
 use crate::actors::{Entity, Registry};
 use crate::domain::order::Order;
 use crate::domain::review::{
-    check_draft, check_note, check_reason, check_reply, review_id, subject_of, summarize,
-    DeliveryReviewInput, Held, ModerationInput, RatingSummary, ReplyInput, ReportInput, Review,
-    ReviewEdit, ReviewKind, ReviewPolicy, ReviewRecord, ReviewStatus,
+    check_draft, check_note, check_reason, check_reply, review_id, subject_of, DeliveryReviewInput,
+    ModerationInput, RatingSummary, ReplyInput, ReportInput, Review, ReviewEdit, ReviewKind,
+    ReviewPolicy, ReviewRecord, ReviewStatus,
 };
 use crate::domain::{Caller, DomainError, Role};
-use crate::store::{codec, Store};
-
-/// Keeps each subject's rating summary equal to its approved reviews: a
-/// review that changed what it counts is settled (the summary told its
-/// revision, then the review marked told) right after the change, and by
-/// the scheduler from the review's timer row if that was interrupted.
-#[derive(Clone)]
-pub struct Tally {
-    pub(super) reviews: Registry<ReviewEntity>,
-    pub(super) ratings: Registry<RatingEntity>,
-}
-
-impl Tally {
-    pub async fn settle(&self, review_id: &str) -> Result<(), ServiceError> {
-        let rec = self.reviews.call(review_id, ReviewCommand::Get).await?;
-        if !rec.unsettled() {
-            return Ok(());
-        }
-        let held = Held {
-            revision: rec.revision,
-            stars: rec.review.counts(),
-        };
-        let set = RatingCommand::Set {
-            review_id: review_id.to_owned(),
-            held,
-        };
-        self.ratings.call(&subject_key(&rec.review), set).await?;
-        let counted = ReviewCommand::Counted {
-            revision: rec.revision,
-        };
-        self.reviews.call(review_id, counted).await?;
-        Ok(())
-    }
-}
+use crate::store::Store;
 
 /// The review use cases.
 #[derive(Clone)]
@@ -328,17 +294,4 @@ fn shipper_of(order: &Order) -> Result<&str, DomainError> {
         .shipper_id
         .as_deref()
         .ok_or_else(|| DomainError::conflict("no_shipper", "no shipper carried this order"))
-}
-
-/// The stored rating summary of a subject (zero before its first review).
-pub async fn rating_of(
-    store: &dyn Store,
-    kind: ReviewKind,
-    subject_id: &str,
-) -> Result<RatingSummary, ServiceError> {
-    let key = format!("{}:{subject_id}", kind.as_str());
-    Ok(match store.get(RATINGS, &key).await? {
-        Some(v) => codec::decode(RatingEntity::VERSION, &v)?,
-        None => summarize(&key, [0; 5]),
-    })
 }

@@ -216,7 +216,7 @@ impl TopicSource for Topics {
             }
             // A summary, not a log: what was missed is the one at the head.
             Topic::Product(id) => {
-                let summary = crate::service::reviews::rating_of(store, ReviewKind::Product, id)
+                let summary = crate::service::ratings::rating_of(store, ReviewKind::Product, id)
                     .await
                     .map_err(|e| e.to_string())?;
                 let data = LiveEvent::Product(crate::live::ProductLive::Rating { summary });
