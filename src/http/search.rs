@@ -129,17 +129,10 @@ pub async fn search(
 ) -> Result<Json<SearchPage>, AppError> {
     let limit = check_limit(q.limit)?;
     let text = check_q(q.q)?;
+    // The radius is checked even without `near`, as the document says.
+    let radius = check_radius(q.radius_km)?;
     let near = match q.near.as_deref() {
-        Some(n) => {
-            let radius = q.radius_km.unwrap_or(DEFAULT_RADIUS_KM);
-            if !(radius > 0.0 && radius <= MAX_RADIUS_KM) {
-                return Err(invalid(
-                    "radius_km",
-                    format!("radius_km must be above 0 and at most {MAX_RADIUS_KM}"),
-                ));
-            }
-            Some((parse_near(n)?, radius))
-        }
+        Some(n) => Some((parse_near(n)?, radius)),
         None => None,
     };
     let sort = q.sort.unwrap_or_default();
