@@ -65,9 +65,9 @@ async fn list(
 #[utoipa::path(post, path = "/api/v1/products/{id}/reviews", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReviewInput,
     responses((status = 201, body = Review), (status = 403, body = ErrorBody, description = "not the order's customer"),
-        (status = 404, body = ErrorBody, description = "no such product, or no such order of yours"),
+        (status = 404, body = ErrorBody, description = "no such product"),
         (status = 409, body = ErrorBody, description = "`not_delivered`, `already_reviewed`"),
-        (status = 422, body = ErrorBody, description = "the order has no such product, or the review breaks a rule")))]
+        (status = 422, body = ErrorBody, description = "`order_id` is no order of yours or has no such product, or the review breaks a rule")))]
 pub async fn review_product(
     State(s): State<AppState>,
     auth: Auth,
@@ -107,9 +107,9 @@ pub async fn product_rating(
 #[utoipa::path(post, path = "/api/v1/shops/{id}/reviews", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReviewInput,
     responses((status = 201, body = Review), (status = 403, body = ErrorBody, description = "not the order's customer"),
-        (status = 404, body = ErrorBody, description = "no such shop, or no such order of yours"),
+        (status = 404, body = ErrorBody, description = "no such shop"),
         (status = 409, body = ErrorBody, description = "`not_delivered`, `already_reviewed`"),
-        (status = 422, body = ErrorBody, description = "the order is not from this shop, or the review breaks a rule")))]
+        (status = 422, body = ErrorBody, description = "`order_id` is no order of yours or not from this shop, or the review breaks a rule")))]
 pub async fn review_shop(
     State(s): State<AppState>,
     auth: Auth,

@@ -68,7 +68,14 @@ impl Reviews {
         if let Some(id) = subject_id {
             self.subject_exists(kind, id).await?;
         }
-        let order = self.orders.get_order(caller, order_id).await?;
+        let order = match (subject_id, self.orders.get_order(caller, order_id).await) {
+            // The order is named in the body, beside the path's product or
+            // shop: not one of yours is a bad field, not a missing path.
+            (Some(_), Err(ServiceError::Domain(DomainError::NotFound(_)))) => {
+                return Err(DomainError::invalid("order_id", "no such order of yours").into())
+            }
+            (_, order) => order?,
+        };
         let subject_id = match subject_id {
             Some(id) => id.to_owned(),
             None => shipper_of(&order)?.to_owned(),

@@ -29,6 +29,9 @@ use crate::store::{codec, IndexOp, Store};
 pub const FEED_RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// Each round re-reads the feed from this long before its checkpoint: a
 /// change committed late (its row dated when it was decided) is still seen.
+/// The checkpoint never passes this node's clock, so a row dated by a
+/// node whose clock runs ahead does not hide the others' (clocks within
+/// this of each other lose nothing; cluster leases need them close too).
 pub const FEED_OVERLAP_MS: i64 = 2_000;
 /// Changes applied per round at most; more wait for the next round.
 const FEED_ROWS_PER_ROUND: usize = 5_000;
@@ -436,13 +439,13 @@ impl Search {
             // Only rows applied before: the checkpoint still moves on (the
             // index's own copy of it does at its next commit).
             let mut checkpoint = self.checkpoint.lock().await;
-            *checkpoint = Some(newest.max(checkpoint.unwrap_or(0)));
+            *checkpoint = Some(newest.min(now).max(checkpoint.unwrap_or(0)));
             return Ok(0);
         }
         let (entries, removed) = self.hydrate(&changed).await?;
         let mut checkpoint = self.checkpoint.lock().await;
         let index = self.index.clone();
-        let cp = newest.max(checkpoint.unwrap_or(0));
+        let cp = newest.min(now).max(checkpoint.unwrap_or(0));
         blocking(move || {
             index.apply(&entries, &removed)?;
             index.commit(cp)

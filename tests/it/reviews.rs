@@ -106,8 +106,17 @@ pub(crate) async fn only_a_delivered_orders_customer_reviews_once_per_line_and_t
         (status, error_code(&body)),
         (StatusCode::CONFLICT, "not_delivered")
     );
-    let (status, _) = review(&app, &stranger, &product_path, five.clone()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Someone else's order, or none: a bad `order_id`, whatever the reason.
+    let (status, body) = review(&app, &stranger, &product_path, five.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = review(
+        &app,
+        &c,
+        &product_path,
+        json!({"order_id": uuid::Uuid::now_v7().to_string(), "stars": 5}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = review(&app, &m, &product_path, five.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = app
