@@ -164,6 +164,20 @@ pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, 
     })
 }
 
+/// Price bounds of a listing or search: each at most `MAX_PRICE` (a
+/// minimum above the maximum simply matches nothing).
+pub fn check_price_bounds(min: Option<u64>, max: Option<u64>) -> Result<(), DomainError> {
+    for (field, v) in [("min_price", min), ("max_price", max)] {
+        if v.is_some_and(|v| v > MAX_PRICE) {
+            return Err(DomainError::invalid(
+                field,
+                format!("{field} must be at most {MAX_PRICE}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Product search filters (all optional, combined with AND).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProductFilter {

@@ -80,14 +80,11 @@ fn parse_near(s: &str) -> Result<GeoPoint, AppError> {
         )
     };
     let (lat, lng) = s.split_once(',').ok_or_else(bad)?;
-    let (lat, lng): (f64, f64) = (
-        lat.trim().parse().map_err(|_| bad())?,
-        lng.trim().parse().map_err(|_| bad())?,
-    );
-    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lng) {
-        return Err(bad());
-    }
-    Ok(GeoPoint { lat, lng })
+    let at = GeoPoint {
+        lat: lat.trim().parse().map_err(|_| bad())?,
+        lng: lng.trim().parse().map_err(|_| bad())?,
+    };
+    crate::domain::check_point("near", at).map_err(|_| bad())
 }
 
 fn check_radius(radius_km: Option<f64>) -> Result<f64, AppError> {
@@ -144,17 +141,7 @@ pub async fn search(
             return Err(invalid("min_rating", "min_rating must be between 0 and 5"));
         }
     }
-    for (field, v) in [("min_price", q.min_price), ("max_price", q.max_price)] {
-        if v.is_some_and(|v| v > crate::domain::catalog::MAX_PRICE) {
-            return Err(invalid(
-                field,
-                format!(
-                    "{field} must be at most {}",
-                    crate::domain::catalog::MAX_PRICE
-                ),
-            ));
-        }
-    }
+    crate::domain::catalog::check_price_bounds(q.min_price, q.max_price)?;
     let offset = offset_of(q.cursor.as_deref())?;
     if offset >= MAX_DEPTH {
         return Ok(Json(SearchPage {
@@ -255,8 +242,14 @@ pub async fn nearby_shops(
     Query(q): Query<NearbyQuery>,
 ) -> Result<Json<NearbyPage>, AppError> {
     let limit = check_limit(q.limit)?;
-    let at = parse_near(&format!("{},{}", q.lat, q.lng))
-        .map_err(|_| invalid("lat", "lat must be -90..90 and lng -180..180"))?;
+    let at = crate::domain::check_point(
+        "lat",
+        GeoPoint {
+            lat: q.lat,
+            lng: q.lng,
+        },
+    )
+    .map_err(|_| invalid("lat", "lat must be -90..90 and lng -180..180"))?;
     let radius = check_radius(q.radius_km)?;
     let offset = offset_of(q.cursor.as_deref())?.min(MAX_DEPTH);
     let limit = limit.min(MAX_DEPTH - offset);

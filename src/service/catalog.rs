@@ -218,22 +218,7 @@ impl Catalog {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Product>, ServiceError> {
-        // min_price above max_price simply matches nothing.
-        for (field, v) in [
-            ("min_price", filter.min_price),
-            ("max_price", filter.max_price),
-        ] {
-            if v.is_some_and(|v| v > crate::domain::catalog::MAX_PRICE) {
-                return Err(DomainError::invalid(
-                    field,
-                    format!(
-                        "{field} must be at most {}",
-                        crate::domain::catalog::MAX_PRICE
-                    ),
-                )
-                .into());
-            }
-        }
+        crate::domain::catalog::check_price_bounds(filter.min_price, filter.max_price)?;
         self.list::<ProductEntity, Product>(PRODUCTS_TABLE, cursor, limit, |p| filter.matches(p))
             .await
     }

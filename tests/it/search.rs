@@ -206,6 +206,7 @@ async fn words_typos_prefixes_and_toneless_vietnamese_find_with_filters_facets_a
         "near=91,0",
         "near=10,10&radius_km=0",
         "radius_km=0",
+        "max_price=1000000000001",
         "min_rating=6",
         "q=".to_owned().as_str(),
     ] {
