@@ -2,6 +2,7 @@
 //! ownership, the exactly-one-default-address rule. No I/O here; the actors
 //! call these and the HTTP layer never re-implements them.
 
+pub mod behavior;
 pub mod catalog;
 pub mod ids;
 pub mod notification;
