@@ -194,6 +194,10 @@ impl Application {
             Duration::from_millis(self.settings.search_refresh_ms.max(10)),
             self.state.shutdown.clone(),
         ));
+        let behavior = tokio::spawn(self.state.services.behavior.clone().run(
+            Duration::from_millis(self.settings.behavior_flush_ms.max(10)),
+            self.state.shutdown.clone(),
+        ));
         let queue_work = tokio::spawn(self.state.services.queue_work.clone().run_queue_work(
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
@@ -232,6 +236,7 @@ impl Application {
         let _ = mailer.await;
         let _ = queue_work.await;
         let _ = indexer.await;
+        let _ = behavior.await;
         if let Some((cluster, rounds, peers)) = cluster {
             rounds_stop.send_replace(true);
             let _ = rounds.await;
@@ -407,6 +412,14 @@ fn service_config(
         },
         search: crate::service::search::SearchConfig {
             dir: settings.data_dir.join("search"),
+        },
+        behavior: crate::service::behavior::BehaviorConfig {
+            half_life_ms: settings.trending_half_life_secs as i64 * 1000,
+            // One node alone names its rows `local`.
+            node: match settings.cluster {
+                true => settings.node_id().unwrap_or_else(|_| "local".into()),
+                false => "local".into(),
+            },
         },
         reviews: crate::domain::review::ReviewPolicy {
             auto_approve: settings.review_moderation == crate::config::ReviewModeration::Auto,

@@ -170,6 +170,12 @@ pub struct Settings {
     pub review_edit_window_secs: u64,
     /// How often each node's search index applies catalog changes (ms).
     pub search_refresh_ms: u64,
+    /// How often each node writes the views and checkouts it buffered
+    /// (recently viewed, bought together, trending activity), in ms
+    /// (10–60000); what a killed node buffered since is lost.
+    pub behavior_flush_ms: u64,
+    /// Trending counts halve every this many seconds (60 s – 30 days).
+    pub trending_half_life_secs: u64,
     /// argon2id memory cost (KiB) and passes. Lower them only for tests
     /// and load generators: they are what makes stolen hashes expensive.
     pub hash_memory_kib: u32,
@@ -337,6 +343,8 @@ impl Default for Settings {
             review_report_threshold: 3,
             review_edit_window_secs: 7 * 24 * 3600,
             search_refresh_ms: 500,
+            behavior_flush_ms: 1_000,
+            trending_half_life_secs: 6 * 3600,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
             store: StoreKind::Embedded,
@@ -441,6 +449,8 @@ pub const KEYS: &[&str] = &[
     "review_report_threshold",
     "review_edit_window_secs",
     "search_refresh_ms",
+    "behavior_flush_ms",
+    "trending_half_life_secs",
     "hash_memory_kib",
     "hash_iterations",
     "store",
@@ -619,6 +629,14 @@ impl Settings {
         {
             return Err(ConfigError(
                 "dispatch_radius_km, geofence_radius_m, eta_default_speed_mps, dispatch_offer_secs, dispatch_retry_secs and location_max_age_secs must be positive".into(),
+            ));
+        }
+        if !(10..=60_000).contains(&self.behavior_flush_ms) {
+            return Err(ConfigError("behavior_flush_ms must be 10–60000".into()));
+        }
+        if !(60..=30 * 86_400).contains(&self.trending_half_life_secs) {
+            return Err(ConfigError(
+                "trending_half_life_secs must be 60–2592000 (one minute to 30 days)".into(),
             ));
         }
         self.validate_scylla()?;

@@ -69,6 +69,11 @@ pub struct Metrics {
     pub relay_failed: Counter,
     pub relay_dropped: Counter,
     pub relay_reconnects: Counter,
+    /// Behaviour signals not recorded because this node's buffer was full
+    /// (`view`, `order`: a product's view or checkout; `basket`: a
+    /// checkout for bought together; `activity`: a product's trending
+    /// count in a window).
+    pub behavior_dropped: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,6 +101,7 @@ impl Metrics {
             queue_claims: Counter::default(),
             journal_commits_per_claim: Gauge::default(),
             forwarded: Family::default(),
+            behavior_dropped: Family::default(),
             cluster_shards_held: Gauge::default(),
             cluster_members_live: Gauge::default(),
             cluster_leases_lost: Counter::default(),
@@ -171,6 +177,11 @@ impl Metrics {
             "journal_commits_per_claim",
             "Durable journal commits per decided claim since start (group commit keeps it well below 1 in a burst)",
             m.journal_commits_per_claim.clone(),
+        );
+        registry.register(
+            "behavior_dropped",
+            "Behaviour signals not recorded because the node's buffer was full, by kind",
+            m.behavior_dropped.clone(),
         );
         registry.register(
             "forwarded_commands",

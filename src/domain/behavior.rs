@@ -68,7 +68,7 @@ impl Activity {
 }
 
 /// A ranked thing and its decayed score now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Ranked {
     pub id: String,
     pub score: f64,
@@ -196,21 +196,33 @@ impl RecentlyViewed {
     /// Records a view: the product moves to the front; the oldest beyond
     /// `RECENT_MAX` is dropped.
     pub fn view(&mut self, product_id: &str, at_ms: i64) {
-        self.merge(std::iter::once((product_id.to_owned(), at_ms)));
+        self.items.retain(|(p, _)| p != product_id);
+        self.items.insert(0, (product_id.to_owned(), at_ms));
+        self.items.truncate(RECENT_MAX);
     }
 
-    /// Merges views from elsewhere (another node's list): each product at
-    /// its latest view, newest first, at most `RECENT_MAX`.
+    /// Merges views from elsewhere (this node's newer ones, another node's
+    /// list): each product at its latest view, newest first — views of
+    /// the same millisecond in the order given, `views` before these —
+    /// at most `RECENT_MAX`.
     pub fn merge(&mut self, views: impl IntoIterator<Item = (String, i64)>) {
-        let mut latest: HashMap<String, i64> = self.items.drain(..).collect();
-        for (p, at) in views {
-            let t = latest.entry(p).or_insert(at);
-            *t = (*t).max(at);
+        let mut all: Vec<(String, i64)> = views.into_iter().collect();
+        all.append(&mut self.items);
+        let mut latest: HashMap<&str, i64> = HashMap::new();
+        for (p, at) in &all {
+            let t = latest.entry(p).or_insert(*at);
+            *t = (*t).max(*at);
         }
-        let mut items: Vec<(String, i64)> = latest.into_iter().collect();
-        items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        items.truncate(RECENT_MAX);
-        self.items = items;
+        let mut kept: Vec<(String, i64)> = Vec::with_capacity(RECENT_MAX.min(all.len()));
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (p, at) in &all {
+            if latest[p.as_str()] == *at && seen.insert(p) {
+                kept.push((p.clone(), *at));
+            }
+        }
+        kept.sort_by_key(|v| std::cmp::Reverse(v.1));
+        kept.truncate(RECENT_MAX);
+        self.items = kept;
     }
 }
 

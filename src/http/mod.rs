@@ -10,6 +10,7 @@
 //!   bound, graceful shutdown).
 
 pub mod auth;
+pub mod behavior;
 pub mod burst;
 pub mod cart;
 pub mod catalog;
@@ -41,7 +42,7 @@ use state::AppState;
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "discovery"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -146,6 +147,12 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(reviews::reject_review))
         .routes(routes!(search::search))
         .routes(routes!(search::suggest))
+        .routes(routes!(behavior::view))
+        .routes(routes!(behavior::recently_viewed))
+        .routes(routes!(behavior::trending))
+        .routes(routes!(behavior::trending_categories))
+        .routes(routes!(behavior::also_bought))
+        .routes(routes!(behavior::similar))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

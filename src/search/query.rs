@@ -521,4 +521,64 @@ impl SearchIndex {
         }
         Ok(out)
     }
+
+    /// The entries under `keys` (`{kind}:{id}`), in that order, each with
+    /// its given score; keys not indexed (inactive, gone) are skipped.
+    pub fn hits(&self, keys: &[(String, f32)]) -> Result<Vec<Hit>, IndexError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, score) in keys {
+            if let Some(e) = self.entry(key)? {
+                out.push(Hit::of(e, None, *score));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` other products like product `id`: sharing words of
+    /// its name (each word, rarer ones scoring higher) or its category
+    /// (which adds to the score); best first. Empty when `id` is not
+    /// indexed.
+    pub fn similar(&self, id: &str, limit: usize) -> Result<Vec<Hit>, IndexError> {
+        use tantivy::collector::TopDocs;
+        let f = self.fields;
+        let key = format!("{}:{id}", Kind::Product.as_str());
+        let Some(e) = self.entry(&key)? else {
+            return Ok(Vec::new());
+        };
+        let mut like: Vec<(Occur, Box<dyn Query>)> = text::terms(&e.name)
+            .into_iter()
+            .take(MAX_QUERY_TERMS)
+            .map(|w| (Occur::Should, term_query(Term::from_field_text(f.text, &w))))
+            .collect();
+        if !e.category.is_empty() {
+            let category = term_query(Term::from_field_text(f.category, &e.category));
+            like.push((Occur::Should, Box::new(BoostQuery::new(category, 2.0))));
+        }
+        let q = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(like)) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                term_query(Term::from_field_u64(f.kind, Kind::Product.code())),
+            ),
+            (
+                Occur::MustNot,
+                term_query(Term::from_field_text(f.key, &key)),
+            ),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&q, &TopDocs::with_limit(limit))
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            out.extend(
+                self.stored(&searcher, addr)?
+                    .map(|e| Hit::of(e, None, score)),
+            );
+        }
+        Ok(out)
+    }
 }

@@ -53,6 +53,8 @@ pub struct Checkouts {
     pub(super) profiles: Profiles,
     /// Undoes what a failed checkout holds.
     pub(super) fulfilment: Arc<Fulfilment>,
+    /// Told of each checkout placed (trending, bought together).
+    pub(super) behavior: Arc<super::behavior::Behavior>,
 }
 
 impl Checkouts {
@@ -109,8 +111,15 @@ impl Checkouts {
                 &checkout.orders,
             )
             .await;
-        self.finish_checkout(&caller.user_id, key, resumable, &checkout, placed)
-            .await
+        let orders = self
+            .finish_checkout(&caller.user_id, key, resumable, &checkout, placed)
+            .await?;
+        self.behavior.ordered(
+            orders
+                .iter()
+                .flat_map(|o| o.lines.iter().map(|l| l.product_id.as_str())),
+        );
+        Ok(orders)
     }
 
     /// One planned order (and its id) per shop the cart's lines come from.

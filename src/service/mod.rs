@@ -6,12 +6,14 @@
 //! the edge maps `ServiceError` to responses.
 
 pub mod auth;
+pub mod behavior;
 pub mod cart;
 pub mod catalog;
 pub mod checkout;
 pub mod coupons;
 pub mod course_sessions;
 pub mod dispatch;
+pub mod feed;
 pub mod flash_sales;
 pub mod fleet;
 pub mod fulfilment;
@@ -195,6 +197,8 @@ pub struct Services {
     pub reviews: reviews::Reviews,
     /// Full-text search over this node's index (and its indexer).
     pub search: Arc<search::Search>,
+    /// Views and checkouts as trending, recently viewed, bought together.
+    pub behavior: Arc<behavior::Behavior>,
     pub course_sessions: course_sessions::CourseSessions,
     pub shipping: tracking::Shipping,
     /// Configured payment providers by name.
@@ -220,6 +224,7 @@ pub struct ServiceConfig {
     pub throttles: crate::auth::ThrottleConfig,
     pub reviews: crate::domain::review::ReviewPolicy,
     pub search: search::SearchConfig,
+    pub behavior: behavior::BehaviorConfig,
 }
 
 impl Services {
@@ -239,6 +244,7 @@ impl Services {
             throttles,
             reviews: review_policy,
             search,
+            behavior,
         } = cfg;
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
         let e = Entities::start(&rt).await.map_err(spawn)?;
@@ -340,8 +346,16 @@ impl Services {
             fulfilment: fulfilment.clone(),
         };
         let search = Arc::new(search::Search::open(&search, store.clone(), duty.clone())?);
+        let behavior = Arc::new(behavior::Behavior::new(
+            store.clone(),
+            search.clone(),
+            behavior,
+            duty.clone(),
+            rt.metrics.clone(),
+        ));
         Ok(Services {
             search,
+            behavior: behavior.clone(),
             cluster: rt.cluster.clone(),
             auth: auth::Auth {
                 users: e.users.clone(),
@@ -367,6 +381,7 @@ impl Services {
                 cart: carts.clone(),
                 profiles: profiles.clone(),
                 fulfilment: fulfilment.clone(),
+                behavior,
             },
             payments: payments::Payments {
                 orders: e.orders.clone(),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::feed::{self, Limits, Tail};
 use super::ServiceError;
 use crate::actors::course::COURSES_TABLE;
 use crate::actors::product::PRODUCTS_TABLE;
@@ -23,7 +24,7 @@ use crate::domain::catalog::{Course, Product, Shop};
 use crate::domain::review::RatingSummary;
 use crate::search::{Entry, Hit, Kind, Params, Results, SearchIndex};
 use crate::store::tables::CATALOG_FEED;
-use crate::store::{codec, IndexOp, Store};
+use crate::store::{codec, Store};
 
 /// Feed rows are kept this long; an index further behind is rebuilt.
 pub const FEED_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -33,10 +34,13 @@ pub const FEED_RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// node whose clock runs ahead does not hide the others' (clocks within
 /// this of each other lose nothing; cluster leases need them close too).
 pub const FEED_OVERLAP_MS: i64 = 2_000;
-/// Changes applied per round at most; more wait for the next round.
-const FEED_ROWS_PER_ROUND: usize = 5_000;
-/// Feed rows read per round at most, counting the overlap's rows read again.
-const FEED_READ_PER_ROUND: usize = 100_000;
+/// A round applies at most 5,000 changes (more wait for the next) and
+/// reads at most 100,000 feed rows, counting the overlap's read again.
+const FEED_ROUND: Limits = Limits {
+    overlap_ms: FEED_OVERLAP_MS,
+    rows: 5_000,
+    read: 100_000,
+};
 const PAGE: usize = 1_000;
 
 /// Where the index lives.
@@ -48,11 +52,9 @@ pub struct SearchConfig {
 pub struct Search {
     pub(super) index: Arc<SearchIndex>,
     pub(super) store: Arc<dyn Store>,
-    /// How far the feed has been applied (ms); `None` until the first
+    /// How far the feed has been applied; no checkpoint until the first
     /// rebuild or catch-up.
-    checkpoint: tokio::sync::Mutex<Option<i64>>,
-    /// Feed rows applied inside the overlap window (not applied again).
-    seen: std::sync::Mutex<BTreeSet<String>>,
+    tail: tokio::sync::Mutex<Tail>,
     pub(super) duty: crate::cluster::Duty,
 }
 
@@ -143,8 +145,7 @@ impl Search {
         Ok(Search {
             index: Arc::new(index),
             store,
-            checkpoint: tokio::sync::Mutex::new(checkpoint.map(|c| c.feed_ms)),
-            seen: Default::default(),
+            tail: tokio::sync::Mutex::new(Tail::at(checkpoint.map(|c| c.feed_ms))),
             duty,
         })
     }
@@ -162,6 +163,19 @@ impl Search {
     ) -> Result<Vec<Hit>, ServiceError> {
         let index = self.index.clone();
         blocking(move || index.suggest(&q, kind, limit)).await
+    }
+
+    /// The entries under `keys`, in order, each with its score (keys not
+    /// indexed are skipped).
+    pub async fn hits(&self, keys: Vec<(String, f32)>) -> Result<Vec<Hit>, ServiceError> {
+        let index = self.index.clone();
+        blocking(move || index.hits(&keys)).await
+    }
+
+    /// Products like product `id` (none when it is not indexed).
+    pub async fn similar(&self, id: String, limit: usize) -> Result<Vec<Hit>, ServiceError> {
+        let index = self.index.clone();
+        blocking(move || index.similar(&id, limit)).await
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
@@ -204,7 +218,7 @@ impl Search {
     /// Builds the index again from the catalog's read tables; the feed is
     /// then applied from when the rebuild began. Returns the entries.
     pub async fn rebuild(&self) -> Result<u64, ServiceError> {
-        let mut checkpoint = self.checkpoint.lock().await;
+        let mut tail = self.tail.lock().await;
         let started = Utc::now().timestamp_millis();
         let ratings: HashMap<String, RatingSummary> = self
             .all::<RatingSummary>(RATINGS, RatingEntity::VERSION)
@@ -256,8 +270,7 @@ impl Search {
             index.commit(started)
         })
         .await?;
-        *checkpoint = Some(started);
-        self.seen.lock().expect("seen").clear();
+        tail.reset(started);
         Ok(n)
     }
 
@@ -397,88 +410,41 @@ impl Search {
     /// keeps. Returns the things re-indexed.
     pub async fn catch_up(&self) -> Result<usize, ServiceError> {
         let now = Utc::now().timestamp_millis();
-        let checkpoint = *self.checkpoint.lock().await;
-        let from = match checkpoint {
-            Some(cp) if cp > now - FEED_RETENTION_MS + FEED_OVERLAP_MS => cp - FEED_OVERLAP_MS,
-            _ => return Ok(self.rebuild().await? as usize),
-        };
-        let mut changed = BTreeSet::new();
-        let mut applied = Vec::new();
-        let mut newest = from;
-        let mut after = format!("{:020}|", from.max(0));
-        let mut read = 0;
-        {
-            let seen = self.seen.lock().expect("seen").clone();
-            'pages: while applied.len() < FEED_ROWS_PER_ROUND && read < FEED_READ_PER_ROUND {
-                let page = self
-                    .store
-                    .scan(CATALOG_FEED, "", Some(&after), PAGE)
-                    .await?;
-                read += page.len();
-                let last = page.len() < PAGE;
-                for (k, _) in &page {
-                    if applied.len() >= FEED_ROWS_PER_ROUND {
-                        break 'pages;
-                    }
-                    let Some((ms, what)) = k.split_once('|') else {
-                        continue;
-                    };
-                    newest = newest.max(ms.parse().unwrap_or(newest));
-                    if !seen.contains(k) {
-                        changed.insert(what.to_owned());
-                        applied.push(k.clone());
-                    }
-                }
-                match page.last() {
-                    Some((k, _)) if !last => after = k.clone(),
-                    _ => break,
-                }
+        let mut tail = self.tail.lock().await;
+        match tail.checkpoint {
+            Some(cp) if cp > now - FEED_RETENTION_MS + FEED_OVERLAP_MS => {}
+            _ => {
+                drop(tail);
+                return Ok(self.rebuild().await? as usize);
             }
         }
-        if changed.is_empty() {
-            // Only rows applied before: the checkpoint still moves on (the
-            // index's own copy of it does at its next commit).
-            let mut checkpoint = self.checkpoint.lock().await;
-            *checkpoint = Some(newest.min(now).max(checkpoint.unwrap_or(0)));
-            return Ok(0);
+        let round = tail.read(&*self.store, CATALOG_FEED, FEED_ROUND).await?;
+        let changed: BTreeSet<String> = round
+            .rows
+            .iter()
+            .filter_map(|(k, _)| k.split_once('|').map(|(_, what)| what.to_owned()))
+            .collect();
+        let applied = round.rows.into_iter().map(|(k, _)| k);
+        if !changed.is_empty() {
+            let (entries, removed) = self.hydrate(&changed).await?;
+            let index = self.index.clone();
+            let cp = round.newest.min(now).max(tail.checkpoint.unwrap_or(0));
+            blocking(move || {
+                index.apply(&entries, &removed)?;
+                index.commit(cp)
+            })
+            .await?;
         }
-        let (entries, removed) = self.hydrate(&changed).await?;
-        let mut checkpoint = self.checkpoint.lock().await;
-        let index = self.index.clone();
-        let cp = newest.min(now).max(checkpoint.unwrap_or(0));
-        blocking(move || {
-            index.apply(&entries, &removed)?;
-            index.commit(cp)
-        })
-        .await?;
-        *checkpoint = Some(cp);
-        let mut seen = self.seen.lock().expect("seen");
-        seen.extend(applied);
-        let oldest = format!("{:020}|", (cp - FEED_OVERLAP_MS).max(0));
-        *seen = seen.split_off(&oldest);
+        // With only rows applied before, the checkpoint still moves on
+        // (the index's own copy of it does at its next commit).
+        tail.advance(applied, round.newest, now, FEED_OVERLAP_MS);
         Ok(changed.len())
     }
 
     /// Deletes feed rows older than the retention (one node's chore).
     pub async fn prune_feed(&self) -> Result<usize, ServiceError> {
-        let before = format!(
-            "{:020}|",
-            (Utc::now().timestamp_millis() - FEED_RETENTION_MS).max(0)
-        );
-        let rows = self.store.scan(CATALOG_FEED, "", None, 4096).await?;
-        let ops: Vec<IndexOp> = rows
-            .into_iter()
-            .take_while(|(k, _)| *k < before)
-            .map(|(key, _)| IndexOp::Delete {
-                table: CATALOG_FEED,
-                key,
-            })
-            .collect();
-        let n = ops.len();
-        if n > 0 {
-            self.store.write_rows(ops).await?;
-        }
-        Ok(n)
+        let before = Utc::now().timestamp_millis() - FEED_RETENTION_MS;
+        Ok(feed::prune(&*self.store, CATALOG_FEED, before).await?)
     }
 
     /// Keeps the index caught up every `every` until `shutdown` flips.

@@ -60,6 +60,17 @@ pub const REVIEWS_PENDING: &str = "reviews_pending";
 /// Read table: `{kind}:{subject}` → encoded `RatingSummary`.
 pub const RATINGS: &str = "ratings";
 
+// Written by `service::behavior`, each node its own rows.
+/// Read table: `{user}|{node}` → encoded `RecentlyViewed`: a user's last
+/// views as one node recorded them (a read merges the user's rows).
+pub const RECENTLY_VIEWED: &str = "recently_viewed";
+/// Read table: `{product}|{node}` → encoded `Partners`: what was bought
+/// together with a product, as one node counted it.
+pub const ALSO_BOUGHT: &str = "also_bought";
+/// Read table: `{window end ms:020}|{node}` → encoded activity of one
+/// node's window, tailed by every node's trending and pruned after a day.
+pub const ACTIVITY_FEED: &str = "activity_feed";
+
 // Written by `mail`.
 /// Read table: `{due ms:020}|{mail id}` → encoded `OutMail`.
 pub const OUTBOX: &str = "outbox";
@@ -96,4 +107,7 @@ pub const ALL: &[&str] = &[
     SHOPS_TABLE,
     SHOPS_BY_OWNER,
     CATALOG_FEED,
+    RECENTLY_VIEWED,
+    ALSO_BOUGHT,
+    ACTIVITY_FEED,
 ];

@@ -91,6 +91,7 @@ macro_rules! flows_on {
 
 mod actors;
 mod auth;
+mod behavior;
 pub(crate) mod burst;
 mod catalog;
 mod cluster;

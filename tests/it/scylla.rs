@@ -93,8 +93,13 @@ async fn migrations_are_recorded_once_and_serve_refuses_a_schema_behind() {
 
     let every: Vec<&str> = schema::MIGRATIONS.iter().map(|m| m.name).collect();
     assert_eq!(
-        every[..3],
-        ["001_init.cql", "002_cluster.cql", "003_reviews.cql"]
+        every[..4],
+        [
+            "001_init.cql",
+            "002_cluster.cql",
+            "003_reviews.cql",
+            "004_behavior.cql"
+        ]
     );
     assert_eq!(cql.migrate().await, every);
     assert!(cql.migrate().await.is_empty(), "applied once");

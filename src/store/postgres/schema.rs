@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "003_reviews.sql",
         text: include_str!("../../../schema/postgres/003_reviews.sql"),
     },
+    Migration {
+        version: 4,
+        name: "004_behavior.sql",
+        text: include_str!("../../../schema/postgres/004_behavior.sql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "003_reviews.cql",
         text: include_str!("../../../schema/scylla/003_reviews.cql"),
     },
+    Migration {
+        version: 4,
+        name: "004_behavior.cql",
+        text: include_str!("../../../schema/scylla/004_behavior.cql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -1,0 +1,128 @@
+//! Tailing a time-keyed feed table (`{ms:020}|{what}` keys) written by
+//! every node: the search indexer tails the catalog feed, trending tails
+//! the activity feed. A round re-reads from an overlap before its
+//! checkpoint, so a row committed late (dated when it was decided) is
+//! still seen, and skips the rows it applied inside that overlap.
+
+use std::collections::BTreeSet;
+
+use crate::store::{IndexOp, Store, StoreError};
+
+const PAGE: usize = 1_000;
+
+/// Where a tail stands: how far it applied, and what it applied inside the
+/// overlap (not applied again).
+#[derive(Debug, Default)]
+pub struct Tail {
+    pub checkpoint: Option<i64>,
+    seen: BTreeSet<String>,
+}
+
+/// One round's new rows, and the newest time any row read carried.
+pub struct Round {
+    pub rows: Vec<(String, Vec<u8>)>,
+    pub newest: i64,
+}
+
+/// How much one round may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub overlap_ms: i64,
+    /// New rows taken at most; more wait for the next round.
+    pub rows: usize,
+    /// Rows read at most, counting the overlap's rows read again.
+    pub read: usize,
+}
+
+impl Tail {
+    pub fn at(checkpoint: Option<i64>) -> Tail {
+        Tail {
+            checkpoint,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Starts over from `checkpoint` (after a rebuild).
+    pub fn reset(&mut self, checkpoint: i64) {
+        self.checkpoint = Some(checkpoint);
+        self.seen.clear();
+    }
+
+    /// Reads the rows of `table` after `checkpoint − overlap` not applied
+    /// yet (the caller has a checkpoint).
+    pub async fn read(
+        &self,
+        store: &dyn Store,
+        table: &str,
+        limits: Limits,
+    ) -> Result<Round, StoreError> {
+        let from = self.checkpoint.unwrap_or(0) - limits.overlap_ms;
+        let mut round = Round {
+            rows: Vec::new(),
+            newest: from,
+        };
+        let mut after = format!("{:020}|", from.max(0));
+        let mut read = 0;
+        'pages: while round.rows.len() < limits.rows && read < limits.read {
+            let page = store.scan(table, "", Some(&after), PAGE).await?;
+            read += page.len();
+            let last = page.len() < PAGE;
+            let next = page.last().map(|(k, _)| k.clone());
+            for (k, v) in page {
+                if round.rows.len() >= limits.rows {
+                    break 'pages;
+                }
+                let Some(ms) = k.split_once('|').and_then(|(ms, _)| ms.parse().ok()) else {
+                    continue;
+                };
+                round.newest = round.newest.max(ms);
+                if !self.seen.contains(&k) {
+                    round.rows.push((k, v));
+                }
+            }
+            match next {
+                Some(k) if !last => after = k,
+                _ => break,
+            }
+        }
+        Ok(round)
+    }
+
+    /// Records `applied` keys and moves the checkpoint to `newest`, never
+    /// past `now` (a row dated by a node whose clock runs ahead does not
+    /// hide the others') nor backwards. Returns the checkpoint.
+    pub fn advance(
+        &mut self,
+        applied: impl IntoIterator<Item = String>,
+        newest: i64,
+        now: i64,
+        overlap_ms: i64,
+    ) -> i64 {
+        let cp = newest.min(now).max(self.checkpoint.unwrap_or(0));
+        self.checkpoint = Some(cp);
+        self.seen.extend(applied);
+        let oldest = format!("{:020}|", (cp - overlap_ms).max(0));
+        self.seen = self.seen.split_off(&oldest);
+        cp
+    }
+}
+
+/// Deletes up to 4,096 rows of feed `table` dated before `before_ms`.
+pub async fn prune(
+    store: &dyn Store,
+    table: &'static str,
+    before_ms: i64,
+) -> Result<usize, StoreError> {
+    let before = format!("{:020}|", before_ms.max(0));
+    let rows = store.scan(table, "", None, 4096).await?;
+    let ops: Vec<IndexOp> = rows
+        .into_iter()
+        .take_while(|(k, _)| *k < before)
+        .map(|(key, _)| IndexOp::Delete { table, key })
+        .collect();
+    let n = ops.len();
+    if n > 0 {
+        store.write_rows(ops).await?;
+    }
+    Ok(n)
+}
