@@ -56,6 +56,10 @@ pub struct Seeded {
     pub shop_id: crate::domain::ids::ShopId,
     pub flash_sales: Vec<Queue>,
     pub courses: Vec<Queue>,
+    /// The generated shops, in `SHOPS` order (their merchants are
+    /// simulated).
+    #[serde(default)]
+    pub shops: Vec<crate::domain::ids::ShopId>,
 }
 
 /// One JSON call to Surge's API: the answer's body, or an error naming the
@@ -178,6 +182,107 @@ fn people() -> Vec<Login> {
             true,
         ),
     ]
+    .into_iter()
+    .chain(SHOPS.iter().enumerate().map(|(i, s)| {
+        login(
+            "merchant",
+            &format!("shop{i}@demo.surge"),
+            &format!("{} (merchant)", s.0),
+            true,
+        )
+    }))
+    .collect()
+}
+
+/// More shops, at growing distances from the first (name, address, km
+/// north, km east), each with `PRODUCTS_PER_SHOP` generated products and a
+/// simulated merchant; all within the shippers' reach (`dispatch_radius_km`).
+const SHOPS: [(&str, &str, f64, f64); 4] = [
+    ("Gym Corner Hàng Bài", "40 Hang Bai, Hoan Kiem", 0.6, 0.2),
+    ("Pilates House Tây Hồ", "8 Xuan Dieu, Tay Ho", 4.5, -0.8),
+    ("Sport Zone Cầu Giấy", "120 Xuan Thuy, Cau Giay", 1.0, -6.5),
+    (
+        "Yoga Garden Long Biên",
+        "15 Nguyen Van Cu, Long Bien",
+        1.5,
+        7.5,
+    ),
+];
+const PRODUCTS_PER_SHOP: usize = 75;
+
+/// The `i`-th generated product of a shop: (name, category, price, grams).
+/// Names combine a kind of thing, a material or model and a colour, in
+/// Vietnamese or English, so search, facets and typos have something to
+/// work on.
+pub fn generated_product(shop: usize, i: usize) -> (String, &'static str, u64, u64) {
+    const KINDS: [(&str, &[&str]); 6] = [
+        (
+            "yoga",
+            &[
+                "Thảm yoga",
+                "Gạch tập yoga",
+                "Dây đai yoga",
+                "Yoga mat",
+                "Yoga bolster",
+            ],
+        ),
+        (
+            "pilates",
+            &[
+                "Vòng tập pilates",
+                "Bóng pilates",
+                "Pilates ring",
+                "Reformer strap",
+            ],
+        ),
+        (
+            "gym",
+            &[
+                "Tạ tay",
+                "Dây kháng lực",
+                "Con lăn giãn cơ",
+                "Kettlebell",
+                "Găng tay tập gym",
+            ],
+        ),
+        (
+            "apparel",
+            &[
+                "Áo thun thể thao",
+                "Quần legging",
+                "Áo bra thể thao",
+                "Running shorts",
+            ],
+        ),
+        (
+            "nutrition",
+            &[
+                "Bình lắc protein",
+                "Whey protein",
+                "Thanh năng lượng",
+                "Electrolyte mix",
+            ],
+        ),
+        (
+            "accessories",
+            &["Bình nước giữ nhiệt", "Khăn tập", "Túi gym", "Headband"],
+        ),
+    ];
+    const MODELS: [&str; 6] = ["cao su", "TPE", "Pro", "Lite", "cotton", "Eco"];
+    const COLOURS: [&str; 5] = ["xanh", "đen", "hồng", "tím", "xám"];
+    let n = shop * PRODUCTS_PER_SHOP + i;
+    let (category, names) = KINDS[n % KINDS.len()];
+    // A multiplicative hash spreads the parts over the combinations.
+    let h = (n as u64).wrapping_mul(2_654_435_761);
+    let name = format!(
+        "{} {} {}",
+        names[(n / KINDS.len()) % names.len()],
+        MODELS[((h >> 8) % MODELS.len() as u64) as usize],
+        COLOURS[((h >> 16) % COLOURS.len() as u64) as usize]
+    );
+    let price = 50_000 + ((n * 37_000) % 900_000) as u64;
+    let grams = 100 + ((n * 130) % 2_000) as u64;
+    (name, category, price, grams)
 }
 
 /// Seeds the server at `base` (once per `data_dir`) and starts the
@@ -207,10 +312,19 @@ pub async fn start(base: &str, data_dir: &Path) -> anyhow::Result<Seeded> {
             .cloned()
             .context("demo login")
     };
-    let merchant = find("mai@demo.surge")?;
-    let mc = c.clone();
-    let shop = seeded.shop_id.clone();
-    tokio::spawn(async move { forever("merchant", || run_merchant(&mc, &merchant, &shop)).await });
+    let merchants = std::iter::once(("mai@demo.surge".to_owned(), seeded.shop_id.clone())).chain(
+        seeded
+            .shops
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("shop{i}@demo.surge"), s.clone())),
+    );
+    for (email, shop) in merchants {
+        let (mc, merchant) = (c.clone(), find(&email)?);
+        tokio::spawn(
+            async move { forever("merchant", || run_merchant(&mc, &merchant, &shop)).await },
+        );
+    }
     let customer = find("an@demo.surge")?;
     let cc = c.clone();
     tokio::spawn(async move { forever("customer", || run_customer(&cc, &customer)).await });
@@ -259,6 +373,16 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
             json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 500, "weight_grams": grams})).await?;
         products.push(p["id"].as_str().context("product id")?.to_owned());
     }
+    let shops = seed_catalog(c, &tokens).await?;
+    // A few views and a basket, so trending and "bought together" show.
+    let (binh, _) = &tokens["binh@demo.surge"];
+    let (an_token, _) = &tokens["an@demo.surge"];
+    for (who, seen) in [(binh, &products[..4]), (an_token, &products[1..3])] {
+        for p in seen {
+            c.post("/api/v1/behavior/view", Some(who), json!({"product_id": p}))
+                .await?;
+        }
+    }
     let sale = c
         .post(
             "/api/v1/flash-sales",
@@ -274,6 +398,22 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
         c.post("/api/v1/users/addresses", Some(token),
             json!({"label": "home", "line1": format!("{} Hang Bai", 20 + i), "city": "Hanoi", "lat": lat, "lng": lng, "is_default": true})).await?;
     }
+    // Binh bought the mat with its blocks (bought together).
+    let binh_address = c.get("/api/v1/users/addresses", binh).await?;
+    for p in [&products[0], &products[5]] {
+        c.post(
+            "/api/v1/cart/items",
+            Some(binh),
+            json!({"product_id": p, "quantity": 1}),
+        )
+        .await?;
+    }
+    c.post(
+        "/api/v1/orders",
+        Some(binh),
+        json!({"address_id": binh_address[0]["id"], "payment_method": "cod"}),
+    )
+    .await?;
     // An's order is already on its way when you first look.
     let (an, _) = &tokens["an@demo.surge"];
     let addresses = c.get("/api/v1/users/addresses", an).await?;
@@ -294,6 +434,7 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
         password: PASSWORD.into(),
         logins,
         shop_id: shop_id.into(),
+        shops,
         flash_sales: vec![Queue {
             id: sale["id"].as_str().context("sale id")?.to_owned(),
             title: "Flash sale: cork yoga mat at half price".into(),
@@ -305,6 +446,34 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
             owner_id: linh_id.into(),
         }],
     })
+}
+
+/// The generated shops and their products.
+async fn seed_catalog(
+    c: &Client,
+    tokens: &std::collections::HashMap<String, (String, String)>,
+) -> anyhow::Result<Vec<crate::domain::ids::ShopId>> {
+    let mut shops = Vec::new();
+    for (i, (name, address, north, east)) in SHOPS.iter().enumerate() {
+        let (token, _) = &tokens[&format!("shop{i}@demo.surge")];
+        let lat = SHOP.0 + north * 1000.0 / METRES_PER_DEG;
+        let lng = SHOP.1 + east * 1000.0 / (METRES_PER_DEG * SHOP.0.to_radians().cos());
+        let shop = c
+            .post(
+                "/api/v1/shops",
+                Some(token),
+                json!({"name": name, "location": {"lat": lat, "lng": lng}, "address": address}),
+            )
+            .await?;
+        let id = shop["id"].as_str().context("shop id")?;
+        shops.push(id.into());
+        for n in 0..PRODUCTS_PER_SHOP {
+            let (name, category, price, grams) = generated_product(i, n);
+            c.post(&format!("/api/v1/shops/{id}/products"), Some(token),
+                json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 100, "weight_grams": grams})).await?;
+        }
+    }
+    Ok(shops)
 }
 
 /// An: whenever An has nothing on its way, orders something again (cash on
@@ -326,6 +495,7 @@ async fn run_customer(c: &Client, who: &Login) -> anyhow::Result<()> {
                 )
             )
         });
+        review_delivered(c, &token, &orders).await?;
         if !busy {
             tokio::time::sleep(Duration::from_secs(15)).await;
             let products = c.get("/api/v1/products?limit=20", &token).await?;
@@ -352,6 +522,52 @@ async fn run_customer(c: &Client, who: &Login) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
+}
+
+/// An reviews each delivered order (its first product and the shop), so
+/// ratings and reviews fill in as the demo runs.
+async fn review_delivered(c: &Client, token: &str, orders: &Value) -> anyhow::Result<()> {
+    const SAID: [(u8, &str); 4] = [
+        (5, "Arrived quickly and exactly as described."),
+        (
+            4,
+            "Good quality for the price; the box was a little dented.",
+        ),
+        (5, "Rất tốt, giao hàng nhanh!"),
+        (
+            4,
+            "Nice, though the colour is slightly darker than the photo.",
+        ),
+    ];
+    let delivered = orders["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["status"] == "delivered");
+    for (n, o) in delivered.enumerate() {
+        let id = o["id"].as_str().unwrap_or_default();
+        let written = c
+            .get(&format!("/api/v1/orders/{id}/reviews"), token)
+            .await?;
+        if written.as_array().is_some_and(|w| !w.is_empty()) {
+            continue;
+        }
+        let (stars, text) = SAID[n % SAID.len()];
+        let body = json!({"order_id": id, "stars": stars, "text": text});
+        if let Some(p) = o["lines"][0]["product_id"].as_str() {
+            c.post(
+                &format!("/api/v1/products/{p}/reviews"),
+                Some(token),
+                body.clone(),
+            )
+            .await?;
+        }
+        if let Some(shop) = o["shop_id"].as_str() {
+            c.post(&format!("/api/v1/shops/{shop}/reviews"), Some(token), body)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The merchant: confirms what is paid (or cash on delivery) and hands
@@ -508,6 +724,18 @@ async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generated_catalog_spans_every_category_with_varied_names() {
+        let all: Vec<_> = (0..SHOPS.len())
+            .flat_map(|s| (0..PRODUCTS_PER_SHOP).map(move |i| generated_product(s, i)))
+            .collect();
+        let names: std::collections::HashSet<&str> = all.iter().map(|p| p.0.as_str()).collect();
+        let categories: std::collections::HashSet<&str> = all.iter().map(|p| p.1).collect();
+        assert!(names.len() >= 200, "{} distinct names", names.len());
+        assert_eq!(categories.len(), 6);
+        assert!(all.iter().all(|p| p.2 > 0 && p.3 > 0));
+    }
 
     #[test]
     fn driving_goes_along_the_streets_and_arrives() {

@@ -198,6 +198,8 @@ const routes = [
   [/^#\/orders$/, ordersView],
   [/^#\/orders\/([\w-]+)$/, orderView],
   [/^#\/products\/([\w-]+)$/, productView],
+  [/^#\/shops\/([\w-]+)$/, shopPage],
+  [/^#\/admin$/, adminView],
   [/^#\/shipper$/, shipperView],
   [/^#\/merchant$/, merchantView],
 ];
@@ -232,12 +234,13 @@ async function render() {
 }
 
 function home(me) {
-  return { customer: "#/shop", shipper: "#/shipper", merchant: "#/merchant", admin: "#/merchant" }[me?.role] || "#/login";
+  return { customer: "#/shop", shipper: "#/shipper", merchant: "#/merchant", admin: "#/admin" }[me?.role] || "#/login";
 }
 
 function drawNav(me, hash) {
   const links = !me ? [] : me.role === "customer" ? [["#/shop", "Shop"], ["#/orders", "My orders"]]
-    : me.role === "shipper" ? [["#/shipper", "Deliveries"]] : [["#/merchant", "Shop and courses"]];
+    : me.role === "shipper" ? [["#/shipper", "Deliveries"]]
+    : me.role === "admin" ? [["#/admin", "Moderation"], ["#/merchant", "Shop and courses"]] : [["#/merchant", "Shop and courses"]];
   $("#nav").innerHTML = links.map(([h, t]) => `<a href="${h}" class="${hash.startsWith(h) ? "active" : ""}">${t}</a>`).join("");
   $("#who").innerHTML = me ? `${esc(me.name)} (${esc(me.role)}) <button id="logout">Log out</button>` : "";
   if (me) $("#logout").onclick = async () => {
@@ -337,7 +340,7 @@ async function shopView() {
   const sales = demo?.flash_sales || [];
   const courses = demo?.courses || [];
   view().innerHTML = `<div class="cols"><section>
-      <h1>Products</h1><div id="finder"></div>
+      <h1>Products</h1><div id="strips"></div><div id="finder"></div>
       ${sales.length || courses.length ? `<h2>Flash sales and free courses</h2><div class="grid">
         ${sales.map((s) => `<div class="card queue" data-queue="${s.id}" data-kind="sale"><b>${esc(s.title)}</b>
           <div><span class="counter" data-remaining>…</span> <span class="muted">left</span></div>
@@ -349,7 +352,7 @@ async function shopView() {
           <button class="enroll" data-id="${c.id}">Enroll free</button></div>`).join("")}</div>` : ""}
     </section><aside><div class="card" id="cart"></div></aside></div>`;
   drawCart(cart);
-  await searchBox($("#finder"));
+  await Promise.all([strips($("#strips")), searchBox($("#finder"))]);
   view().querySelectorAll("button.claim").forEach((b) => (b.onclick = async () => {
     try {
       const c = await api("POST", `/api/v1/flash-sales/${b.dataset.id}/claims`, { quantity: 1, payment_method: "cod" });
@@ -462,35 +465,73 @@ async function orderView(id) {
   onLeave(() => live.unsubscribe(topic));
 }
 
-/// A product: details, its rating (live on `product:{id}`), its reviews
-/// and related products of its category.
+/// Small lists of products (trending, recently viewed, …).
+const mini = (items, what = (h) => stars(h.rating, h.rating_count), href = (h) => `#/products/${h.id}`) => items.length
+  ? items.map((h) => `<div><a href="${href(h)}">${esc(h.name)}</a> ${what(h)}</div>`).join("")
+  : `<p class="muted">—</p>`;
+
+/// Under the search: trending now, your recently viewed, shops near you.
+async function strips(el) {
+  const [trending, recent, nearby] = await Promise.all([
+    api("GET", "/api/v1/trending?limit=6").catch(() => ({ items: [] })),
+    api("GET", "/api/v1/users/me/recently-viewed?limit=6").catch(() => ({ items: [] })),
+    api("GET", `/api/v1/shops/nearby?lat=${HANOI.lat}&lng=${HANOI.lng}&radius_km=20&limit=6`).catch(() => ({ items: [] })),
+  ]);
+  el.innerHTML = `<div class="grid strips">
+    <div class="card" id="trending"><h2>Trending now</h2>${mini(trending.items)}</div>
+    <div class="card" id="recent"><h2>Recently viewed</h2>${mini(recent.items)}</div>
+    <div class="card" id="nearby"><h2>Shops near you</h2>${mini(nearby.items,
+      (s) => `<span class="muted">${s.distance_km} km</span> ${stars(s.rating, s.rating_count)}`, (s) => `#/shops/${s.id}`)}</div></div>`;
+}
+
+const reviewCard = (r, extra = "") => `<div class="card review" data-review="${r.id}">
+  <div>${"★".repeat(r.stars)}${"☆".repeat(5 - r.stars)} <span class="muted">verified purchase · ${when(r.created_at)}</span></div>
+  <p>${esc(r.text)}</p>${r.reply ? `<p class="muted reply">Shop: ${esc(r.reply.text)}</p>` : ""}${extra}</div>`;
+
+/// A product: details, its rating (live on `product:{id}`), its reviews,
+/// what was bought with it and similar products. Opening it records a view.
 async function productView(id) {
-  const [p, summary, reviews] = await Promise.all([
+  const [p, summary, reviews, together, similar] = await Promise.all([
     api("GET", `/api/v1/products/${id}`), api("GET", `/api/v1/products/${id}/rating-summary`),
     api("GET", `/api/v1/products/${id}/reviews?limit=20`),
+    api("GET", `/api/v1/products/${id}/also-bought?limit=4`), api("GET", `/api/v1/products/${id}/similar?limit=4`),
   ]);
-  const related = await api("GET", `/api/v1/search?type=product&category=${encodeURIComponent(p.category)}&sort=rating&limit=5`);
+  api("POST", "/api/v1/behavior/view", { product_id: id }).catch(() => {});
   view().innerHTML = `<div class="cols"><section>
-      <h1>${esc(p.name)}</h1><div class="muted">${esc(p.category)} · ${p.stock} in stock</div>
+      <h1>${esc(p.name)}</h1><div class="muted">${esc(p.category)} · ${p.stock} in stock · <a href="#/shops/${p.shop_id}">the shop</a></div>
       <p><span class="price">${money(p.price, p.currency)}</span> <button class="add primary" data-id="${p.id}">Add to cart</button></p>
       <h2>Reviews</h2><div id="reviews"></div></section>
-    <aside class="card"><h2>Rating</h2><div id="rating"></div><h2>Related</h2><div id="related"></div></aside></div>`;
+    <aside class="card"><h2>Rating</h2><div id="rating"></div><h2>Bought together</h2><div id="together"></div>
+      <h2>Similar</h2><div id="related"></div></aside></div>`;
   const drawSummary = (s) => {
     $("#rating").innerHTML = `<div class="big">${stars(s.average, s.count)}</div>` +
       [5, 4, 3, 2, 1].map((n) => `<div class="muted">${n} ★ ${s.distribution[n - 1]}</div>`).join("");
   };
   drawSummary(summary);
-  $("#reviews").innerHTML = reviews.items.length ? reviews.items.map((r) => `<div class="card review">
-      <div>${"★".repeat(r.stars)}${"☆".repeat(5 - r.stars)} <span class="muted">verified purchase · ${when(r.created_at)}</span></div>
-      <p>${esc(r.text)}</p>${r.reply ? `<p class="muted">Shop: ${esc(r.reply.text)}</p>` : ""}</div>`).join("")
-    : `<p class="muted">No reviews yet.</p>`;
-  $("#related").innerHTML = related.items.filter((h) => h.id !== id).slice(0, 4)
-    .map((h) => `<div><a href="#/products/${h.id}">${esc(h.name)}</a> ${stars(h.rating, h.rating_count)}</div>`).join("") || `<p class="muted">—</p>`;
+  $("#reviews").innerHTML = reviews.items.length ? reviews.items.map((r) => reviewCard(r)).join("") : `<p class="muted">No reviews yet.</p>`;
+  $("#together").innerHTML = mini(together.items);
+  $("#related").innerHTML = mini(similar.items);
   view().querySelectorAll("button.add").forEach((b) => (b.onclick = () => addToCart(b.dataset.id)));
   const topic = `product:${id}`;
   live.subscribe(topic, (msg) => { if (msg.data?.kind === "rating") drawSummary(msg.data.summary); },
     () => api("GET", `/api/v1/products/${id}/rating-summary`).then(drawSummary, () => {}));
   onLeave(() => live.unsubscribe(topic));
+}
+
+/// A shop: where it is, its rating and reviews, its products.
+async function shopPage(id) {
+  const [shop, summary, reviews, products] = await Promise.all([
+    api("GET", `/api/v1/shops/${id}`), api("GET", `/api/v1/shops/${id}/rating-summary`),
+    api("GET", `/api/v1/shops/${id}/reviews?limit=20`), api("GET", `/api/v1/products?shop_id=${id}&limit=60`),
+  ]);
+  view().innerHTML = `<div class="cols"><section>
+      <h1>${esc(shop.name)}</h1><div class="muted">${esc(shop.address)}</div>
+      <div class="grid" id="shop-products">${products.items.filter((p) => p.active).map((p) => productCard({ ...p, rating: 0, rating_count: 0 })).join("")}</div>
+      <h2>Reviews of the shop</h2><div id="shop-reviews">${reviews.items.map((r) => reviewCard(r)).join("") || `<p class="muted">No reviews yet.</p>`}</div></section>
+    <aside class="card"><h2>Rating</h2><div class="big" id="shop-rating">${stars(summary.average, summary.count)}</div>
+      ${[5, 4, 3, 2, 1].map((n) => `<div class="muted">${n} ★ ${summary.distribution[n - 1]}</div>`).join("")}</aside></div>`;
+  view().querySelectorAll(".rating").forEach((r) => r.remove());
+  view().querySelectorAll("button.add").forEach((b) => (b.onclick = () => addToCart(b.dataset.id)));
 }
 
 /// On a received order: a review form per product not yet reviewed.
@@ -499,6 +540,11 @@ async function reviewForms(o) {
   if (!el || !["delivered", "return_requested", "returned", "refunded"].includes(o.status)) return;
   const written = await api("GET", `/api/v1/orders/${o.id}/reviews`).catch(() => []);
   const done = new Set(written.filter((r) => r.kind === "product").map((r) => r.subject_id));
+  // The order's page redraws on each of its live events: forms being
+  // filled in are kept unless what was reviewed changed.
+  const sig = `${o.id}:${[...done].sort().join(",")}`;
+  if (el.dataset.sig === sig) return;
+  el.dataset.sig = sig;
   const lines = [...new Map(o.lines.map((l) => [l.product_id, l])).values()];
   el.innerHTML = `<h2>Your reviews</h2>` + lines.map((l) => done.has(l.product_id)
     ? `<p>${esc(l.name)}: reviewed, thank you.</p>`
@@ -572,8 +618,8 @@ async function shipperView() {
 async function merchantView() {
   const me = auth.me;
   const demo = await demoInfo();
-  const products = (await api("GET", "/api/v1/products?limit=100")).items.filter((p) => p.owner_id === me.id);
-  const shops = [...new Set(products.map((p) => p.shop_id))];
+  const shops = (await api("GET", "/api/v1/users/me/shops?limit=100")).items.map((s) => s.id);
+  const products = (await Promise.all(shops.map((s) => api("GET", `/api/v1/products?shop_id=${s}&limit=100`)))).flatMap((p) => p.items);
   const courses = (await api("GET", "/api/v1/courses?limit=100")).items.filter((c) => c.trainer_id === me.id);
   const sales = (demo?.flash_sales || []).filter((s) => s.owner_id === me.id);
   view().innerHTML = `<h1>${shops.length ? "Shop orders" : "Courses"}</h1>
@@ -590,6 +636,10 @@ async function merchantView() {
       <input name="title" value="Morning Yoga" required><input name="capacity" type="number" min="1" value="30" style="width:90px"> seats
       <button class="primary">Open</button></form>`}`;
   watchQueues();
+  if (products.length) {
+    view().insertAdjacentHTML("beforeend", `<h2>Reviews</h2><div id="merchant-reviews"></div>`);
+    await merchantReviews($("#merchant-reviews"), products.slice(0, 20));
+  }
   const saleForm = $("#sale");
   if (saleForm) saleForm.onsubmit = async (e) => {
     e.preventDefault();
@@ -624,6 +674,40 @@ async function merchantView() {
     const poll = setInterval(() => drawOrders().catch(() => {}), 3000);
     onLeave(() => clearInterval(poll));
   }
+}
+
+/// The newest reviews of the merchant's products, each with a reply form
+/// until replied (a merchant replies once).
+async function merchantReviews(el, products) {
+  const pages = await Promise.all(products.map((p) => api("GET", `/api/v1/products/${p.id}/reviews?limit=5`).catch(() => ({ items: [] }))));
+  const all = pages.flatMap((p) => p.items).sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const name = Object.fromEntries(products.map((p) => [p.id, p.name]));
+  el.innerHTML = all.length ? all.map((r) => reviewCard(r, `<div class="muted">on ${esc(name[r.subject_id])}</div>` + (r.reply ? "" : `<form class="row reply-form" data-id="${r.id}">
+      <input name="text" maxlength="1000" required placeholder="Reply to this review"><button class="primary">Reply</button></form>`))).join("")
+    : `<p class="muted">No reviews yet.</p>`;
+  el.querySelectorAll("form.reply-form").forEach((f) => (f.onsubmit = async (e) => {
+    e.preventDefault();
+    try { await api("POST", `/api/v1/reviews/${f.dataset.id}/reply`, { text: f.text.value }); toast("Reply posted"); merchantReviews(el, products); } catch (err) { toast("Not posted", err.message); }
+  }));
+}
+
+// admin -------------------------------------------------------------------------
+
+/// Reviews waiting for moderation, oldest first: approve or reject each.
+async function adminView() {
+  view().innerHTML = `<h1>Reviews waiting for moderation</h1><div id="pending"></div>`;
+  const draw = async () => {
+    const page = await api("GET", "/api/v1/reviews/moderation/pending?limit=50");
+    $("#pending").innerHTML = page.items.length ? page.items.map((r) => reviewCard(r, `<div class="muted">${esc(r.kind)} ${esc(r.subject_id).slice(0, 8)}… · ${r.reports} report(s)</div>
+      <div class="row"><input name="note" maxlength="300" placeholder="Note (optional)"><button data-act="approve" class="primary">Approve</button><button data-act="reject">Reject</button></div>`)).join("")
+      : `<p class="muted">Nothing waits for moderation.</p>`;
+    $("#pending").querySelectorAll("[data-act]").forEach((b) => (b.onclick = async () => {
+      const card = b.closest("[data-review]");
+      const note = card.querySelector("input[name=note]").value.trim();
+      try { await api("PUT", `/api/v1/reviews/${card.dataset.review}/${b.dataset.act}`, note ? { note } : {}); toast(b.dataset.act === "approve" ? "Approved" : "Rejected"); draw(); } catch (e) { toast("Not changed", e.message); }
+    }));
+  };
+  await draw();
 }
 
 function queueCard(id, title, kind) {

@@ -4,7 +4,9 @@
 // change and the shipper's marker must move. A merchant watches a flash
 // sale's counter drop live during a small burst. A shopper finds a product
 // by a typo without accents, and its page's rating changes live when the
-// customer of a delivered order reviews it in another browser context. Any request that leaves
+// customer of a delivered order reviews it in another browser context; its
+// merchant replies from the console, and the product heads the shopper's
+// recently viewed list. Any request that leaves
 // 127.0.0.1 fails the test. Screenshots go to web/tests/artifacts/.
 
 import { test, before, after } from "node:test";
@@ -186,7 +188,7 @@ test("a flash sale's counter drops live during a burst", async () => {
   assert.deepEqual(external, [], "requests left the machine");
 });
 
-test("a typo finds a product, and its rating changes live when a delivered order is reviewed", async () => {
+test("a typo finds a product, its rating changes live when a delivered order is reviewed, the merchant replies, and it is recently viewed", async () => {
   // A shop in Da Nang (no demo shipper within reach: its merchant delivers)
   // and a customer whose order of its mat is delivered.
   const stamp = Date.now();
@@ -253,5 +255,28 @@ test("a typo finds a product, and its rating changes live when a delivered order
     });
   assert.ok(ratings.some((s) => s.count === 1 && s.average === 4), `rating frames: ${JSON.stringify(ratings)}`);
   await shopper.screenshot({ path: join(artifacts, "product.png") });
+
+  // The merchant answers it from their console; the shopper sees the reply.
+  const console_ = await newPage();
+  await logIn(console_, merchant.email);
+  await console_.goto(`${base}/#/merchant`);
+  const reply = console_.locator("form.reply-form").first();
+  await reply.waitFor();
+  await reply.locator("input").fill("Thank you, enjoy your practice!");
+  await reply.locator("button").click();
+  await console_.waitForSelector("#merchant-reviews .reply");
+  await shopper.reload();
+  await shopper.waitForSelector("#reviews .reply");
+  assert.match(await shopper.textContent("#reviews"), /enjoy your practice/);
+
+  // Back on the shop's front page, the product heads the shopper's
+  // recently viewed list.
+  await shopper.goto(`${base}/#/shop`);
+  await until("the product among the recently viewed", async () => {
+    await shopper.reload();
+    await shopper.waitForSelector("#recent", { timeout: 5_000 });
+    return (await shopper.textContent("#recent")).includes(name);
+  }, 20_000);
+  await shopper.screenshot({ path: join(artifacts, "shop-front.png") });
   assert.deepEqual(external, [], "requests left the machine");
 });
