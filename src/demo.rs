@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 
 /// The password of every demo account.
 pub const PASSWORD: &str = "surge demo password";
+/// The demo's admin (made at start, as `admin_email` makes one).
+pub const ADMIN_EMAIL: &str = "admin@demo.surge";
 /// The shop (Hoan Kiem, Hanoi) and where the seeded customers live.
 const SHOP: (f64, f64) = (21.0285, 105.8542);
 const HOMES: [(f64, f64); 3] = [
@@ -163,6 +165,7 @@ fn people() -> Vec<Login> {
             false,
         ),
         login("shipper", "hoa@demo.surge", "Hoa (shipper)", false),
+        login("admin", ADMIN_EMAIL, "Admin", false),
         login(
             "shipper",
             "bot-duc@demo.surge",

@@ -165,6 +165,9 @@ async fn demo(addr: Option<String>, data_dir: PathBuf) -> anyhow::Result<()> {
     // throttles would slow them, not an attacker.
     settings.login_attempts_per_ip_per_minute = 0;
     settings.registrations_per_ip_per_hour = 0;
+    // An admin to moderate reviews with (bootstrapped at start).
+    settings.admin_email = Some(surge::demo::ADMIN_EMAIL.into());
+    settings.admin_password = Some(surge::demo::PASSWORD.into());
     init_logging(&log_filter(&settings));
     let data_dir = settings.data_dir.clone();
     let public = settings.public_url.clone();

@@ -5,7 +5,8 @@
 // sale's counter drop live during a small burst. A shopper finds a product
 // by a typo without accents, and its page's rating changes live when the
 // customer of a delivered order reviews it in another browser context; its
-// merchant replies from the console, and the product heads the shopper's
+// merchant replies from the console, an admin approves it again after
+// three reports sent it back to moderation, and the product heads the shopper's
 // recently viewed list. Any request that leaves
 // 127.0.0.1 fails the test. Screenshots go to web/tests/artifacts/.
 
@@ -268,6 +269,20 @@ test("a typo finds a product, its rating changes live when a delivered order is 
   await shopper.reload();
   await shopper.waitForSelector("#reviews .reply");
   assert.match(await shopper.textContent("#reviews"), /enjoy your practice/);
+
+  // Three people report it, which sends it back to moderation; the admin
+  // approves it from the moderation view.
+  const written = (await api("GET", `/api/v1/products/${product.id}/reviews`)).items[0];
+  for (let i = 0; i < 3; i++) {
+    const reporter = await account("customer", 10 + i);
+    await api("POST", `/api/v1/reviews/${written.id}/report`, reporter.token, { reason: "Looks like an advert" });
+  }
+  const admin = await newPage();
+  await logIn(admin, "admin@demo.surge");
+  const pending = admin.locator(`#pending [data-review="${written.id}"]`);
+  await pending.waitFor();
+  await pending.locator('[data-act="approve"]').click();
+  await until("the review to leave the moderation queue", async () => (await pending.count()) === 0, 15_000);
 
   // Back on the shop's front page, the product heads the shopper's
   // recently viewed list.
