@@ -250,7 +250,15 @@ async fn trending_follows_views_and_checkouts_per_category_and_survives_a_restar
 
 #[tokio::test]
 async fn bought_together_comes_from_checkouts_and_similar_from_the_index() {
-    let app = spawn_app_with(fast).await;
+    bought_together_comes_from_checkouts_and_similar_from_the_index_on(spawn_app_with(fast).await)
+        .await;
+}
+
+/// Also run on PostgreSQL and ScyllaDB (`behavior_flows`): every table of
+/// the signals is written and read back.
+pub(crate) async fn bought_together_comes_from_checkouts_and_similar_from_the_index_on(
+    app: TestApp,
+) {
     let (m, shop, mat) = shop_with_product(&app, 100_000, 50).await;
     let strap = product(&app, &m, &shop, "Yoga Strap", "yoga").await;
     let bottle = product(&app, &m, &shop, "Water Bottle", "gym").await;
@@ -312,4 +320,17 @@ async fn bought_together_comes_from_checkouts_and_similar_from_the_index() {
     assert!(!like.contains(&mat));
     let (status, _) = app.get("/api/v1/products/nope/similar", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The checkouts made the mat trending (three of them), then the
+    // strap (two); a view is recently viewed.
+    until(&app, "/api/v1/trending?category=yoga", None, |t| {
+        ids(t).first() == Some(&mat) && t["items"][0]["score"].as_f64() > Some(29.9)
+    })
+    .await;
+    let c = app.user("customer").await;
+    assert_eq!(view(&app, &c, &towel).await.0, StatusCode::NO_CONTENT);
+    let (_, seen) = app
+        .get("/api/v1/users/me/recently-viewed", Some(&c.access))
+        .await;
+    assert_eq!(ids(&seen), vec![towel.clone()]);
 }

@@ -26,9 +26,9 @@ macro_rules! conformance_on {
     )*};
 }
 
-/// The auth, commerce, review and burst flows end to end over HTTP, as
-/// tests named `auth_flows`, `commerce_flows`, `review_flows` and
-/// `burst_flows`, on the apps `$app`
+/// The auth, commerce, review, behaviour and burst flows end to end over
+/// HTTP, as tests named `auth_flows`, `commerce_flows`, `review_flows`,
+/// `behavior_flows` and `burst_flows`, on the apps `$app`
 /// starts: an `async fn(impl FnOnce(&mut Settings)) -> TestApp` of the
 /// backend's module (`scylla_app`, `postgres_app`).
 macro_rules! flows_on {
@@ -68,6 +68,19 @@ macro_rules! flows_on {
         }
 
         #[tokio::test]
+        async fn behavior_flows() {
+            crate::behavior::bought_together_comes_from_checkouts_and_similar_from_the_index_on(
+                $app(|s| {
+                    crate::commerce::fast(s);
+                    s.search_refresh_ms = 50;
+                    s.behavior_flush_ms = 50;
+                })
+                .await,
+            )
+            .await;
+        }
+
+        #[tokio::test]
         async fn burst_flows() {
             crate::burst::one_user_racing_twenty_claims_never_exceeds_the_limit_on(
                 $app(crate::burst::fast).await,
@@ -91,7 +104,7 @@ macro_rules! flows_on {
 
 mod actors;
 mod auth;
-mod behavior;
+pub(crate) mod behavior;
 pub(crate) mod burst;
 mod catalog;
 mod cluster;
