@@ -417,6 +417,8 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
         json!({"address_id": binh_address[0]["id"], "payment_method": "cod"}),
     )
     .await?;
+    let address = binh_address[0]["id"].as_str().context("address id")?;
+    seed_reviews(c, &tokens, address, &shops).await?;
     // An's order is already on its way when you first look.
     let (an, _) = &tokens["an@demo.surge"];
     let addresses = c.get("/api/v1/users/addresses", an).await?;
@@ -449,6 +451,75 @@ async fn seed(c: &Client) -> anyhow::Result<Seeded> {
             owner_id: linh_id.into(),
         }],
     })
+}
+
+/// What the demo's reviews say (stars, text).
+const SAID: [(u8, &str); 4] = [
+    (5, "Arrived quickly and exactly as described."),
+    (
+        4,
+        "Good quality for the price; the box was a little dented.",
+    ),
+    (5, "Rất tốt, giao hàng nhanh!"),
+    (3, "Works, though the colour is darker than the photo."),
+];
+
+/// Binh received an order from each of three generated shops (delivered
+/// by the shop itself: no shipper is online while the demo seeds) and
+/// reviewed its product and the shop.
+async fn seed_reviews(
+    c: &Client,
+    tokens: &std::collections::HashMap<String, (String, String)>,
+    address: &str,
+    shops: &[crate::domain::ids::ShopId],
+) -> anyhow::Result<()> {
+    let (binh, _) = &tokens["binh@demo.surge"];
+    for (i, shop) in shops.iter().take(3).enumerate() {
+        let page = c
+            .get(&format!("/api/v1/products?shop_id={shop}&limit=5"), binh)
+            .await?;
+        let product = page["items"][i]["id"].as_str().context("product id")?;
+        c.post(
+            "/api/v1/cart/items",
+            Some(binh),
+            json!({"product_id": product, "quantity": 1}),
+        )
+        .await?;
+        let placed = c
+            .post(
+                "/api/v1/orders",
+                Some(binh),
+                json!({"address_id": address, "payment_method": "cod"}),
+            )
+            .await?;
+        let order = placed["orders"][0]["id"].as_str().context("order id")?;
+        let (merchant, _) = &tokens[&format!("shop{i}@demo.surge")];
+        c.put(
+            &format!("/api/v1/orders/{order}/confirm"),
+            merchant,
+            json!({}),
+        )
+        .await?;
+        for status in ["ready_for_pickup", "picked_up", "delivering", "delivered"] {
+            c.put(
+                &format!("/api/v1/shipping/{order}/status"),
+                merchant,
+                json!({"status": status}),
+            )
+            .await?;
+        }
+        let (stars, text) = SAID[i % SAID.len()];
+        let review = json!({"order_id": order, "stars": stars, "text": text});
+        c.post(
+            &format!("/api/v1/products/{product}/reviews"),
+            Some(binh),
+            review.clone(),
+        )
+        .await?;
+        c.post(&format!("/api/v1/shops/{shop}/reviews"), Some(binh), review)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The generated shops and their products.
@@ -530,18 +601,6 @@ async fn run_customer(c: &Client, who: &Login) -> anyhow::Result<()> {
 /// An reviews each delivered order (its first product and the shop), so
 /// ratings and reviews fill in as the demo runs.
 async fn review_delivered(c: &Client, token: &str, orders: &Value) -> anyhow::Result<()> {
-    const SAID: [(u8, &str); 4] = [
-        (5, "Arrived quickly and exactly as described."),
-        (
-            4,
-            "Good quality for the price; the box was a little dented.",
-        ),
-        (5, "Rất tốt, giao hàng nhanh!"),
-        (
-            4,
-            "Nice, though the colour is slightly darker than the photo.",
-        ),
-    ];
     let delivered = orders["items"]
         .as_array()
         .into_iter()

@@ -59,6 +59,8 @@ pub const VIEW_REPEAT_MS: i64 = 3_600_000;
 const MAX_NODE_ROWS: usize = 64;
 /// Reads and writes in flight at once during a flush.
 const FLUSH_CONCURRENCY: usize = 16;
+/// Rounds of the feed one tick runs at most while behind.
+const CATCH_UP_ROUNDS: usize = 100;
 /// The activity feed's round: overlap (late rows are still seen) and bounds.
 const ACTIVITY_ROUND: Limits = Limits {
     overlap_ms: 5_000,
@@ -535,8 +537,17 @@ impl Behavior {
             if let Err(e) = self.flush().await {
                 tracing::warn!(error = %e, "behaviour not flushed; it is dropped");
             }
-            if let Err(e) = self.catch_up().await {
-                tracing::warn!(error = %e, "trending not caught up; retrying");
+            // After a start the feed's last day may take several rounds:
+            // they follow one another (at most `CATCH_UP_ROUNDS` a tick).
+            for _ in 0..CATCH_UP_ROUNDS {
+                match self.catch_up().await {
+                    Ok(n) if n == ACTIVITY_ROUND.rows => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "trending not caught up; retrying");
+                        break;
+                    }
+                }
             }
             if pruned.elapsed() >= Duration::from_secs(60) && self.duty.chores() {
                 pruned = std::time::Instant::now();

@@ -524,6 +524,108 @@ async fn a_watcher_on_another_node_sees_every_event_in_order_through_faults() {
     let _ = &pg;
 }
 
+fn discovering(s: &mut Settings) {
+    crate::commerce::fast(s);
+    s.search_refresh_ms = 50;
+    s.behavior_flush_ms = 50;
+}
+
+/// Every node answers search and discovery alike: each indexes the shared
+/// catalog feed and folds the shared activity feed, and a person's views
+/// recorded by two nodes are one list on a third.
+#[tokio::test]
+async fn every_node_finds_the_catalog_and_agrees_on_trending_and_recent_views() {
+    let Cluster {
+        apps,
+        redis: _redis,
+        pg: _pg,
+        ..
+    } = three_nodes(discovering).await;
+    let (m, shop, mat) = shop_with_product(&apps[0], 100_000, 50).await;
+    let (status, strap) = apps[1]
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            product_body("Yoga Strap", "yoga", 80_000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{strap}");
+    let strap = strap["id"].as_str().unwrap().to_owned();
+    let wait = |app: &TestApp, path: String, done: Box<dyn Fn(&serde_json::Value) -> bool>| {
+        let app = app.behind(app.base.clone());
+        async move {
+            let start = Instant::now();
+            loop {
+                let (status, body) = app.get(&path, None).await;
+                assert_eq!(status, StatusCode::OK, "{path}: {body}");
+                if done(&body) {
+                    return body;
+                }
+                assert!(start.elapsed() < Duration::from_secs(15), "{path}: {body}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    for app in &apps {
+        wait(
+            app,
+            "/api/v1/search?q=yoga&type=product".into(),
+            Box::new(|p| p["total"] == 2),
+        )
+        .await;
+    }
+    // Views on two nodes, a checkout on the third.
+    let c = apps[0].user("customer").await;
+    for (app, p) in [(&apps[0], &mat), (&apps[1], &strap)] {
+        let (status, body) = app
+            .post(
+                "/api/v1/behavior/view",
+                Some(&c.access),
+                json!({"product_id": p}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        // Views of different milliseconds: their order is unambiguous.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (buyer, address) = crate::commerce::customer(&apps[2]).await;
+    crate::commerce::add(&apps[2], &buyer, &strap, 1).await;
+    let (status, placed) = crate::commerce::checkout(&apps[2], &buyer, &address, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    for app in &apps {
+        let top = wait(
+            app,
+            "/api/v1/trending".into(),
+            Box::new(|t| {
+                t["items"].as_array().is_some_and(|i| i.len() == 2)
+                    && t["items"][0]["score"].as_f64() > Some(10.9)
+            }),
+        )
+        .await;
+        assert_eq!(top["items"][0]["id"], strap.as_str(), "{top}");
+        assert_eq!(top["items"][1]["id"], mat.as_str(), "{top}");
+    }
+    // Read on the third node: both views, newest first.
+    let start = Instant::now();
+    loop {
+        let (status, seen) = apps[2]
+            .get("/api/v1/users/me/recently-viewed", Some(&c.access))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<&str> = seen["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap())
+            .collect();
+        if ids == [strap.as_str(), mat.as_str()] {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{seen}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Invariant 8 across nodes: a logout taken by one node ends that
 /// session's sockets on every node within a second, and no other socket.
 #[tokio::test]
