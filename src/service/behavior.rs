@@ -513,12 +513,6 @@ impl Behavior {
         self.search.similar(product_id.to_owned(), limit).await
     }
 
-    /// Deletes activity older than the retention (one node's chore).
-    pub async fn prune_feed(&self) -> Result<usize, ServiceError> {
-        let before = Utc::now().timestamp_millis() - ACTIVITY_RETENTION_MS;
-        Ok(feed::prune(&*self.store, ACTIVITY_FEED, before).await?)
-    }
-
     /// Flushes every `every` and folds the feed into trending, until
     /// `shutdown` flips; then flushes what is left.
     pub async fn run(
@@ -528,7 +522,7 @@ impl Behavior {
     ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pruned = std::time::Instant::now();
+        let mut pruning = feed::Pruning::new(ACTIVITY_FEED, ACTIVITY_RETENTION_MS);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -549,12 +543,7 @@ impl Behavior {
                     }
                 }
             }
-            if pruned.elapsed() >= Duration::from_secs(60) && self.duty.chores() {
-                pruned = std::time::Instant::now();
-                if let Err(e) = self.prune_feed().await {
-                    tracing::warn!(error = %e, "activity feed not pruned");
-                }
-            }
+            pruning.when_due(&*self.store, &self.duty).await;
         }
         if let Err(e) = self.flush().await {
             tracing::warn!(error = %e, "behaviour not flushed at shutdown");

@@ -107,6 +107,37 @@ impl Tail {
     }
 }
 
+/// Deletes a feed's rows older than its retention, once a minute, on the
+/// node that runs the cluster-wide chores.
+pub struct Pruning {
+    table: &'static str,
+    retention_ms: i64,
+    last: std::time::Instant,
+}
+
+impl Pruning {
+    pub fn new(table: &'static str, retention_ms: i64) -> Pruning {
+        Pruning {
+            table,
+            retention_ms,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Prunes if a minute has passed since the last time and this node
+    /// runs the chores.
+    pub async fn when_due(&mut self, store: &dyn Store, duty: &crate::cluster::Duty) {
+        if self.last.elapsed() < std::time::Duration::from_secs(60) || !duty.chores() {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let before = chrono::Utc::now().timestamp_millis() - self.retention_ms;
+        if let Err(e) = prune(store, self.table, before).await {
+            tracing::warn!(table = self.table, error = %e, "feed not pruned");
+        }
+    }
+}
+
 /// Deletes up to 4,096 rows of feed `table` dated before `before_ms`.
 pub async fn prune(
     store: &dyn Store,

@@ -455,7 +455,7 @@ impl Search {
     ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pruned = std::time::Instant::now();
+        let mut pruning = feed::Pruning::new(CATALOG_FEED, FEED_RETENTION_MS);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -464,12 +464,7 @@ impl Search {
             if let Err(e) = self.catch_up().await {
                 tracing::warn!(error = %e, "search index not caught up; retrying");
             }
-            if pruned.elapsed() >= Duration::from_secs(60) && self.duty.chores() {
-                pruned = std::time::Instant::now();
-                if let Err(e) = self.prune_feed().await {
-                    tracing::warn!(error = %e, "catalog feed not pruned");
-                }
-            }
+            pruning.when_due(&*self.store, &self.duty).await;
         }
     }
 }
