@@ -118,8 +118,13 @@ pub struct Behavior {
     flushing: tokio::sync::Mutex<()>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, ServiceError> {
-    Ok(codec::decode(ROW_VERSION, v)?)
+/// A row's value; an unreadable row (of another version) is logged and
+/// read as empty, so that it cannot stop every later flush or read.
+fn decode<T: serde::de::DeserializeOwned + Default>(key: &str, v: &[u8]) -> T {
+    codec::decode(ROW_VERSION, v).unwrap_or_else(|e| {
+        tracing::warn!(%key, error = %e, "behaviour row unreadable; read as empty");
+        T::default()
+    })
 }
 
 /// `read(key)` for each of `keys`, `FLUSH_CONCURRENCY` at a time, each
@@ -280,7 +285,7 @@ impl Behavior {
             let mut own = RecentlyViewed::default();
             let mut before: HashMap<String, i64> = HashMap::new();
             for (k, v) in rows {
-                let list: RecentlyViewed = decode(&v)?;
+                let list: RecentlyViewed = decode(&k, &v);
                 for (p, at) in &list.items {
                     let t = before.entry(p.clone()).or_insert(*at);
                     *t = (*t).max(*at);
@@ -319,7 +324,7 @@ impl Behavior {
         .await?;
         for ((key, row), (_, adds)) in rows.into_iter().zip(pairs) {
             let mut partners: Partners =
-                row.as_deref().map(decode).transpose()?.unwrap_or_default();
+                row.as_deref().map(|v| decode(&key, v)).unwrap_or_default();
             let mut adds: Vec<(&str, u64)> = adds.into_iter().collect();
             adds.sort_unstable();
             for (q, n) in adds {
@@ -389,9 +394,8 @@ impl Behavior {
                     .split_once('|')
                     .and_then(|(ms, _)| ms.parse().ok())
                     .unwrap_or_default();
-                match decode::<Vec<Activity>>(&v) {
-                    Ok(window) => window.iter().for_each(|a| trending.record(a, at)),
-                    Err(e) => tracing::warn!(%key, error = %e, "activity row skipped"),
+                for a in decode::<Vec<Activity>>(&key, &v) {
+                    trending.record(&a, at);
                 }
                 keys.push(key);
             }
@@ -460,8 +464,8 @@ impl Behavior {
             .scan(RECENTLY_VIEWED, &format!("{user_id}|"), None, MAX_NODE_ROWS)
             .await?;
         let mut list = RecentlyViewed::default();
-        for (_, v) in rows {
-            list.merge(decode::<RecentlyViewed>(&v)?.items);
+        for (k, v) in rows {
+            list.merge(decode::<RecentlyViewed>(&k, &v).items);
         }
         if let Some(p) = self.in_flight.lock().expect("in flight").get(user_id) {
             list.merge(p.items.clone());
@@ -496,10 +500,7 @@ impl Behavior {
             .store
             .scan(ALSO_BOUGHT, &format!("{product_id}|"), None, MAX_NODE_ROWS)
             .await?;
-        let lists: Vec<Partners> = rows
-            .iter()
-            .map(|(_, v)| decode(v))
-            .collect::<Result<_, _>>()?;
+        let lists: Vec<Partners> = rows.iter().map(|(k, v)| decode(k, v)).collect();
         let top = Partners::merged(&lists).top(limit * 2);
         self.hits(
             top.into_iter().map(|(id, n)| (id, n as f32)).collect(),
