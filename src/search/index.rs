@@ -145,6 +145,8 @@ pub struct SearchIndex {
     pub(super) reader: IndexReader,
     writer: Mutex<IndexWriter>,
     pub(super) fields: Fields,
+    /// Suggestions for the shortest prefixes, until the index changes.
+    pub(super) suggestions: Mutex<super::query::ShortPrefixes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +202,7 @@ impl SearchIndex {
                 reader,
                 writer: Mutex::new(writer),
                 fields,
+                suggestions: Mutex::default(),
             },
             checkpoint,
         ))

@@ -48,6 +48,43 @@ pub enum Sort {
     Distance,
 }
 
+/// Prefixes this short (in letters), with no complete word before them,
+/// have their suggestions kept.
+const SHORT_PREFIX: usize = 2;
+/// Suggestion answers kept at most (short prefixes × types × limits); a
+/// full cache is emptied.
+const SHORT_PREFIXES_KEPT: usize = 4_096;
+
+type SuggestKey = (String, Option<u64>, usize);
+
+/// Suggestions of short prefixes for one generation of the index's
+/// searcher: any commit makes a new generation, which empties it.
+#[derive(Default)]
+pub struct ShortPrefixes {
+    generation: u64,
+    hits: HashMap<SuggestKey, Vec<Hit>>,
+}
+
+impl ShortPrefixes {
+    fn get(&self, generation: u64, key: &SuggestKey) -> Option<Vec<Hit>> {
+        (self.generation == generation)
+            .then(|| self.hits.get(key).cloned())
+            .flatten()
+    }
+
+    fn put(&mut self, generation: u64, key: SuggestKey, hits: Vec<Hit>) {
+        if generation < self.generation {
+            // Answered from a searcher older than the cached one.
+            return;
+        }
+        if self.generation != generation || self.hits.len() >= SHORT_PREFIXES_KEPT {
+            self.hits.clear();
+            self.generation = generation;
+        }
+        self.hits.insert(key, hits);
+    }
+}
+
 /// A search, checked.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -499,6 +536,18 @@ impl SearchIndex {
             ));
         }
         let searcher = self.reader.searcher();
+        // Nothing but a prefix of one or two letters: the longest posting
+        // lists (every name with a word so begun), and what everyone
+        // types first. Their answers are kept until the index changes.
+        let short = words.is_empty() && prefix.chars().count() <= SHORT_PREFIX;
+        let key = (prefix.clone(), kind.map(Kind::code), limit);
+        let generation = searcher.generation().generation_id();
+        if short {
+            let cache = self.suggestions.lock().expect("suggestions");
+            if let Some(hits) = cache.get(generation, &key) {
+                return Ok(hits);
+            }
+        }
         let top = searcher
             .search(
                 &BooleanQuery::new(parts),
@@ -518,6 +567,10 @@ impl SearchIndex {
             if out.len() == limit {
                 break;
             }
+        }
+        if short {
+            let mut cache = self.suggestions.lock().expect("suggestions");
+            cache.put(generation, key, out.clone());
         }
         Ok(out)
     }

@@ -408,6 +408,32 @@ async fn suggestions_follow_what_is_typed() {
         .get("/api/v1/search/suggest?q=yo&type=course", None)
         .await;
     assert_eq!(s["suggestions"].as_array().unwrap().len(), 1);
+
+    // A short prefix's answer is kept only until the index changes: a
+    // new product and a product taken off sale show at its next commit.
+    assert_eq!(
+        suggest("yo").await,
+        ["Morning Yoga Flow", "Yoga Block", "Yoga Mat Pro"]
+    );
+    let (m, shop) = shop_at(&app, "Nook Studio", 21.0, 105.8).await;
+    let wheel = product(&app, &m, &shop, "Yoga Wheel", "yoga", 300_000).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while suggest("yo").await.len() != 4 {
+        assert!(Instant::now() < deadline, "{:?}", suggest("yo").await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/products/{wheel}"),
+            Some(&m.access),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    while suggest("yo").await.len() != 3 {
+        assert!(Instant::now() < deadline, "{:?}", suggest("yo").await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
