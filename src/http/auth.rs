@@ -231,6 +231,37 @@ pub async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change your password (the current one required; attempts are throttled
+/// like logins). Every session of the account ends — other devices, their
+/// live connections, and this session too; the answer is a new pair for
+/// this client.
+#[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 200, body = TokenPair),
+        (status = 409, body = ErrorBody, description = "password_changed: it was changed meanwhile"),
+        (status = 422, body = ErrorBody, description = "validation_failed: the current password is wrong, or the new one is weak or the same"),
+        (status = 429, body = ErrorBody)))]
+pub async fn change_password(
+    State(s): State<AppState>,
+    auth: Auth,
+    ClientIp(ip): ClientIp,
+    Json(r): Json<ChangePasswordRequest>,
+) -> Result<Json<TokenPair>, AppError> {
+    Ok(Json(
+        s.services
+            .auth
+            .change_password(&auth.0, &r.current_password, &r.new_password, ip)
+            .await?,
+    ))
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationPreferences {

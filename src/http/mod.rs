@@ -130,6 +130,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(notifications::broadcast))
         .routes(routes!(auth::forgot_password))
         .routes(routes!(auth::reset_password))
+        .routes(routes!(auth::change_password))
         .routes(routes!(auth::get_preferences, auth::set_preferences))
         .routes(routes!(auth::end_sessions))
         .routes(routes!(reviews::review_product, reviews::product_reviews))

@@ -201,7 +201,13 @@ fn constraints(enabled_providers: &[&str]) -> Vec<(&'static str, &'static str, s
         ("RegisterRequest", "name", text(100)),
         ("ForgotPasswordRequest", "email", email.clone()),
         ("ResetPasswordRequest", "email", email),
-        ("ResetPasswordRequest", "new_password", password),
+        ("ResetPasswordRequest", "new_password", password.clone()),
+        ("ChangePasswordRequest", "new_password", password),
+        (
+            "ChangePasswordRequest",
+            "current_password",
+            json!({"minLength": 1, "maxLength": MAX_PASSWORD_CHARS}),
+        ),
         (
             "ResetPasswordRequest",
             "otp",

@@ -168,20 +168,59 @@ impl Auth {
             return Err(invalid_credentials());
         }
         let account = account.expect("verified against a real hash");
+        self.new_session(&account.id, account.role).await
+    }
+
+    /// A new session of user `id`, and its token pair.
+    async fn new_session(&self, id: &str, role: Role) -> Result<TokenPair, ServiceError> {
         let now = Utc::now();
         let (sid, jti) = (
             uuid::Uuid::new_v4().to_string(),
             uuid::Uuid::new_v4().to_string(),
         );
         self.users
-            .start_session(
-                &account.id,
-                sid.clone(),
-                jti.clone(),
-                now + self.jwt.refresh_ttl,
-            )
+            .start_session(id, sid.clone(), jti.clone(), now + self.jwt.refresh_ttl)
             .await?;
-        Ok(self.token_pair(&account.id, account.role, &sid, &jti, now))
+        Ok(self.token_pair(id, role, &sid, &jti, now))
+    }
+
+    /// `POST /auth/change-password`: the current password (checked, and
+    /// throttled like a login from `client`) is replaced by `new`. Every
+    /// session of the account ends, the caller's too, so every device and
+    /// socket signed in with the old password is out; the caller gets a
+    /// new session's pair in the answer.
+    pub async fn change_password(
+        &self,
+        user: &AuthUser,
+        current: &str,
+        new: &str,
+        client: std::net::IpAddr,
+    ) -> Result<TokenPair, ServiceError> {
+        let account = self.users.credentials(&user.id).await?;
+        self.throttles
+            .login(client, &account.email)
+            .map_err(ServiceError::Throttled)?;
+        check_password(new, &account.email)?;
+        let verified = account.password_hash.clone();
+        if !self
+            .hasher
+            .verify(current.to_owned(), Some(verified.clone()))
+            .await?
+        {
+            return Err(
+                DomainError::invalid("current_password", "the current password is wrong").into(),
+            );
+        }
+        if new == current {
+            return Err(DomainError::invalid(
+                "new_password",
+                "the new password must differ from the current one",
+            )
+            .into());
+        }
+        let hash = self.hasher.hash(new.to_owned()).await?;
+        self.users.change_password(&user.id, verified, hash).await?;
+        self.new_session(&account.id, account.role).await
     }
 
     /// Exchanges a refresh token for a new pair; the presented token stops

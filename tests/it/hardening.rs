@@ -143,6 +143,111 @@ async fn refresh_token_reuse_and_an_admins_revocation_end_sockets() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Changing one's password needs the current one, refuses a weak or an
+/// unchanged one without changing anything, ends every session (other
+/// devices, their sockets, the old tokens of this one) and hands this
+/// client a new pair.
+#[tokio::test]
+async fn a_password_change_ends_every_other_session_and_socket() {
+    let app = spawn_app().await;
+    let user = app.user("customer").await;
+    let phone = app.login(&user.email).await;
+    let mut ws = watching_own_topic(&app, &phone).await;
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let new = "a brand new long passphrase";
+    // Refusals change nothing: the old password still logs in, the other
+    // session still works.
+    for (body, says) in [
+        (change("not my password", new), "current password is wrong"),
+        (change(PASSWORD, "short"), "at least"),
+        (change(PASSWORD, PASSWORD), "must differ"),
+        (change(PASSWORD, &user.email), "email"),
+    ] {
+        let (status, err) = app
+            .post("/api/v1/auth/change-password", Some(&user.access), body)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{err}");
+    }
+    let (status, _) = app
+        .post("/api/v1/auth/change-password", None, change(PASSWORD, new))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.get("/api/v1/users/profile", Some(&phone.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    app.login(&user.email).await;
+
+    let (status, pair) = app
+        .post(
+            "/api/v1/auth/change-password",
+            Some(&user.access),
+            change(PASSWORD, new),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    // The other device's socket closes, its tokens stop working …
+    assert_eq!(closed_within(&mut ws, Duration::from_secs(1)).await.0, 4001);
+    let (status, _) = app.get("/api/v1/users/profile", Some(&phone.access)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": phone.refresh}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // … so do this session's old ones; the new pair works.
+    let (status, _) = app.get("/api/v1/users/profile", Some(&user.access)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let access = pair["access_token"].as_str().unwrap();
+    let (status, me) = app.get("/api/v1/users/profile", Some(access)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["id"], user.id.as_str());
+    // Only the new password logs in now.
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": user.email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.login_with(&user.email, new).await;
+}
+
+/// Guessing the current password through change-password is throttled
+/// like logins are.
+#[tokio::test]
+async fn guessing_the_current_password_is_throttled() {
+    let app = spawn_app_with(|s| s.login_attempts_per_account_per_hour = 5).await;
+    let user = app.user("customer").await;
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let (status, _) = app
+            .post(
+                "/api/v1/auth/change-password",
+                Some(&user.access),
+                json!({"current_password": format!("guess {i}"), "new_password": "a brand new long passphrase"}),
+            )
+            .await;
+        statuses.push(status);
+    }
+    // The login that opened the session was the first of the five.
+    assert_eq!(
+        statuses[..4],
+        [StatusCode::UNPROCESSABLE_ENTITY; 4],
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[4..],
+        [StatusCode::TOO_MANY_REQUESTS; 3],
+        "{statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_password_reset_ends_every_socket_of_the_account() {
     let app = spawn_app().await;

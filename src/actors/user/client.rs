@@ -246,6 +246,21 @@ impl Registry<User> {
     }
 
     /// `false` when the code is wrong or used up.
+    /// Sets `password_hash` if the password is still the one whose hash
+    /// the caller verified.
+    pub async fn change_password(
+        &self,
+        id: &str,
+        verified_hash: String,
+        password_hash: String,
+    ) -> Answer<()> {
+        let cmd = UserCommand::ChangePassword {
+            verified_hash,
+            password_hash,
+        };
+        self.done(id, cmd).await
+    }
+
     pub async fn reset_password(
         &self,
         id: &str,

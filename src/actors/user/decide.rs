@@ -379,6 +379,30 @@ pub(super) fn reset_password(
     ))
 }
 
+pub(super) fn change_password(
+    state: &UserState,
+    verified_hash: String,
+    password_hash: String,
+    now: DateTime<Utc>,
+) -> Decided {
+    let a = account(state)?;
+    let same: bool =
+        subtle::ConstantTimeEq::ct_eq(a.password_hash.as_bytes(), verified_hash.as_bytes()).into();
+    if !same {
+        return Err(DomainError::conflict(
+            "password_changed",
+            "the password was changed meanwhile: check it again",
+        ));
+    }
+    Ok((
+        vec![UserEvent::PasswordChanged {
+            password_hash,
+            at: now,
+        }],
+        UserReply::Done,
+    ))
+}
+
 pub(super) fn mark_read(state: &UserState, id: String, now: DateTime<Utc>) -> Decided {
     account(state)?;
     match state.notifications.iter().find(|n| n.id == id) {

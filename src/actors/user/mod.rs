@@ -94,6 +94,10 @@ impl Entity for User {
                 password_hash,
                 max_attempts,
             } => d::reset_password(state, code_hash, password_hash, max_attempts, now),
+            UserCommand::ChangePassword {
+                verified_hash,
+                password_hash,
+            } => d::change_password(state, verified_hash, password_hash, now),
             UserCommand::MarkRead { id } => d::mark_read(state, id, now),
         }
     }

@@ -157,6 +157,12 @@ pub enum UserCommand {
         password_hash: String,
         max_attempts: u32,
     },
+    /// Replace the password its owner just proved to know: the one whose
+    /// hash is `verified_hash` (refused if it changed meanwhile).
+    ChangePassword {
+        verified_hash: String,
+        password_hash: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

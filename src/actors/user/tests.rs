@@ -102,3 +102,31 @@ fn rotation_accepts_only_the_current_refresh_token() {
     );
     assert!(matches!(err, Err(DomainError::Unauthorized(_))));
 }
+
+#[test]
+fn a_password_change_applies_only_over_the_password_it_verified_and_ends_every_session() {
+    let now = Utc::now();
+    let s = run(&registered(now), start("s1", now + Duration::days(1)), now).0;
+    let change = |verified: &str| UserCommand::ChangePassword {
+        verified_hash: verified.into(),
+        password_hash: "h2".into(),
+    };
+    // Changed meanwhile (another change won the race): refused, no event.
+    let refused = User::decide(&s, change("h-old"), &Ctx { id: "u1", now });
+    assert!(
+        matches!(&refused, Err(DomainError::Conflict { code, .. }) if *code == "password_changed"),
+        "{refused:?}"
+    );
+    let (events, _) = User::decide(&s, change("h"), &Ctx { id: "u1", now }).unwrap();
+    assert!(matches!(
+        events.as_slice(),
+        [UserEvent::PasswordChanged { .. }]
+    ));
+    assert!(matches!(
+        User::revokes(&events[0]),
+        Some(crate::live::Revocation::AllSessions)
+    ));
+    let after = User::evolve(&s, &events);
+    assert_eq!(after.account.as_ref().unwrap().password_hash, "h2");
+    assert!(after.sessions.is_empty());
+}
