@@ -80,6 +80,79 @@ impl Entry {
     }
 }
 
+/// One hit: the entry, its score and (with `near`) its distance.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Hit {
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub id: String,
+    pub name: String,
+    pub category: String,
+    pub price: Option<u64>,
+    pub currency: Option<String>,
+    /// Mean stars of approved reviews (0 without any).
+    pub rating: f64,
+    pub rating_count: u64,
+    pub shop_id: Option<String>,
+    pub location: Option<GeoPoint>,
+    /// From `near`, when given.
+    pub distance_km: Option<f64>,
+    pub score: f32,
+}
+
+impl Hit {
+    pub(super) fn of(e: Entry, distance_km: Option<f64>, score: f32) -> Hit {
+        Hit {
+            kind: e.kind,
+            id: e.id,
+            name: e.name,
+            category: e.category,
+            price: e.price,
+            currency: e.currency,
+            rating: e.rating,
+            rating_count: e.rating_count,
+            shop_id: e.shop_id,
+            location: e.location,
+            distance_km: distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+            score,
+        }
+    }
+}
+
+/// Suggestion answers kept at most (short prefixes × types × limits); a
+/// full cache is emptied.
+const SHORT_PREFIXES_KEPT: usize = 4_096;
+
+pub(super) type SuggestKey = (String, Option<u64>, usize);
+
+/// Suggestions of short prefixes for one generation of the index's
+/// searcher: any commit makes a new generation, which empties it.
+#[derive(Default)]
+pub struct ShortPrefixes {
+    generation: u64,
+    hits: std::collections::HashMap<SuggestKey, Vec<Hit>>,
+}
+
+impl ShortPrefixes {
+    pub(super) fn get(&self, generation: u64, key: &SuggestKey) -> Option<Vec<Hit>> {
+        (self.generation == generation)
+            .then(|| self.hits.get(key).cloned())
+            .flatten()
+    }
+
+    pub(super) fn put(&mut self, generation: u64, key: SuggestKey, hits: Vec<Hit>) {
+        if generation < self.generation {
+            // Answered from a searcher older than the cached one.
+            return;
+        }
+        if self.generation != generation || self.hits.len() >= SHORT_PREFIXES_KEPT {
+            self.hits.clear();
+            self.generation = generation;
+        }
+        self.hits.insert(key, hits);
+    }
+}
+
 /// The index's fields.
 #[derive(Clone, Copy)]
 pub(super) struct Fields {
@@ -146,7 +219,7 @@ pub struct SearchIndex {
     writer: Mutex<IndexWriter>,
     pub(super) fields: Fields,
     /// Suggestions for the shortest prefixes, until the index changes.
-    pub(super) suggestions: Mutex<super::query::ShortPrefixes>,
+    pub(super) suggestions: Mutex<ShortPrefixes>,
 }
 
 #[derive(Debug, thiserror::Error)]

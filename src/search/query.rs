@@ -22,7 +22,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
 use utoipa::ToSchema;
 
-use super::index::{err, Entry, IndexError, Kind, SearchIndex};
+use super::index::{err, Hit, IndexError, Kind, SearchIndex};
 use super::text;
 use crate::domain::pricing::haversine_km;
 use crate::domain::GeoPoint;
@@ -51,40 +51,6 @@ pub enum Sort {
 /// Prefixes this short (in letters), with no complete word before them,
 /// have their suggestions kept.
 const SHORT_PREFIX: usize = 2;
-/// Suggestion answers kept at most (short prefixes × types × limits); a
-/// full cache is emptied.
-const SHORT_PREFIXES_KEPT: usize = 4_096;
-
-type SuggestKey = (String, Option<u64>, usize);
-
-/// Suggestions of short prefixes for one generation of the index's
-/// searcher: any commit makes a new generation, which empties it.
-#[derive(Default)]
-pub struct ShortPrefixes {
-    generation: u64,
-    hits: HashMap<SuggestKey, Vec<Hit>>,
-}
-
-impl ShortPrefixes {
-    fn get(&self, generation: u64, key: &SuggestKey) -> Option<Vec<Hit>> {
-        (self.generation == generation)
-            .then(|| self.hits.get(key).cloned())
-            .flatten()
-    }
-
-    fn put(&mut self, generation: u64, key: SuggestKey, hits: Vec<Hit>) {
-        if generation < self.generation {
-            // Answered from a searcher older than the cached one.
-            return;
-        }
-        if self.generation != generation || self.hits.len() >= SHORT_PREFIXES_KEPT {
-            self.hits.clear();
-            self.generation = generation;
-        }
-        self.hits.insert(key, hits);
-    }
-}
-
 /// A search, checked.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -103,45 +69,6 @@ pub struct Params {
     pub sort: Sort,
     pub offset: usize,
     pub limit: usize,
-}
-
-/// One hit: the entry, its score and (with `near`) its distance.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Hit {
-    #[serde(rename = "type")]
-    pub kind: Kind,
-    pub id: String,
-    pub name: String,
-    pub category: String,
-    pub price: Option<u64>,
-    pub currency: Option<String>,
-    /// Mean stars of approved reviews (0 without any).
-    pub rating: f64,
-    pub rating_count: u64,
-    pub shop_id: Option<String>,
-    pub location: Option<GeoPoint>,
-    /// From `near`, when given.
-    pub distance_km: Option<f64>,
-    pub score: f32,
-}
-
-impl Hit {
-    fn of(e: Entry, distance_km: Option<f64>, score: f32) -> Hit {
-        Hit {
-            kind: e.kind,
-            id: e.id,
-            name: e.name,
-            category: e.category,
-            price: e.price,
-            currency: e.currency,
-            rating: e.rating,
-            rating_count: e.rating_count,
-            shop_id: e.shop_id,
-            location: e.location,
-            distance_km: distance_km.map(|d| (d * 1000.0).round() / 1000.0),
-            score,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
