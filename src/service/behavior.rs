@@ -185,10 +185,7 @@ impl Behavior {
     }
 
     async fn product(&self, id: &str) -> Result<Option<Product>, ServiceError> {
-        match self.store.get(PRODUCTS_TABLE, id).await? {
-            Some(v) => Ok(Some(codec::decode(ProductEntity::VERSION, &v)?)),
-            None => Ok(None),
-        }
+        super::read_row(&*self.store, PRODUCTS_TABLE, id, ProductEntity::VERSION).await
     }
 
     /// Records that `user_id` viewed `product_id` (an active product, else
@@ -401,8 +398,8 @@ impl Behavior {
             }
         }
         let n = keys.len();
-        let now = Utc::now().timestamp_millis();
-        tail.advance(keys, round.newest, now, ACTIVITY_ROUND.overlap_ms);
+        let cp = tail.next_checkpoint(round.newest, Utc::now().timestamp_millis());
+        tail.advance(keys, cp, ACTIVITY_ROUND.overlap_ms);
         Ok(n)
     }
 

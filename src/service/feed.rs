@@ -88,22 +88,25 @@ impl Tail {
         Ok(round)
     }
 
-    /// Records `applied` keys and moves the checkpoint to `newest`, never
-    /// past `now` (a row dated by a node whose clock runs ahead does not
-    /// hide the others') nor backwards. Returns the checkpoint.
+    /// The checkpoint after a round whose newest row is dated `newest`:
+    /// never past `now` (a row dated by a node whose clock runs ahead does
+    /// not hide the others') nor backwards.
+    pub fn next_checkpoint(&self, newest: i64, now: i64) -> i64 {
+        newest.min(now).max(self.checkpoint.unwrap_or(0))
+    }
+
+    /// Records `applied` keys and moves to `checkpoint` (from
+    /// `next_checkpoint`), forgetting keys older than its overlap.
     pub fn advance(
         &mut self,
         applied: impl IntoIterator<Item = String>,
-        newest: i64,
-        now: i64,
+        checkpoint: i64,
         overlap_ms: i64,
-    ) -> i64 {
-        let cp = newest.min(now).max(self.checkpoint.unwrap_or(0));
-        self.checkpoint = Some(cp);
+    ) {
+        self.checkpoint = Some(checkpoint);
         self.seen.extend(applied);
-        let oldest = format!("{:020}|", (cp - overlap_ms).max(0));
+        let oldest = format!("{:020}|", (checkpoint - overlap_ms).max(0));
         self.seen = self.seen.split_off(&oldest);
-        cp
     }
 }
 

@@ -500,6 +500,19 @@ impl GatewayConfig {
     }
 }
 
+/// One row of a read table, decoded (written by entities of `version`).
+pub(crate) async fn read_row<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    table: &str,
+    key: &str,
+    version: u16,
+) -> Result<Option<T>, ServiceError> {
+    match store.get(table, key).await? {
+        Some(v) => Ok(Some(crate::store::codec::decode(version, &v)?)),
+        None => Ok(None),
+    }
+}
+
 /// A new, time-ordered entity id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -7,7 +7,7 @@ use crate::actors::rating::{RatingCommand, RatingEntity, RATINGS};
 use crate::actors::review::{subject_key, ReviewCommand, ReviewEntity};
 use crate::actors::{Entity, Registry};
 use crate::domain::review::{summarize, Held, RatingSummary, ReviewKind};
-use crate::store::{codec, Store};
+use crate::store::Store;
 
 /// Keeps each subject's rating summary equal to its approved reviews: a
 /// review that changed what it counts is settled (the summary told its
@@ -49,8 +49,7 @@ pub async fn rating_of(
     subject_id: &str,
 ) -> Result<RatingSummary, ServiceError> {
     let key = format!("{}:{subject_id}", kind.as_str());
-    Ok(match store.get(RATINGS, &key).await? {
-        Some(v) => codec::decode(RatingEntity::VERSION, &v)?,
-        None => summarize(&key, [0; 5]),
-    })
+    Ok(super::read_row(store, RATINGS, &key, RatingEntity::VERSION)
+        .await?
+        .unwrap_or_else(|| summarize(&key, [0; 5])))
 }

@@ -184,10 +184,7 @@ impl Search {
         key: &str,
         version: u16,
     ) -> Result<Option<T>, ServiceError> {
-        match self.store.get(table, key).await? {
-            Some(v) => Ok(Some(codec::decode(version, &v)?)),
-            None => Ok(None),
-        }
+        super::read_row(&*self.store, table, key, version).await
     }
 
     async fn rating(&self, key: &str) -> Result<Option<RatingSummary>, ServiceError> {
@@ -425,10 +422,10 @@ impl Search {
             .filter_map(|(k, _)| k.split_once('|').map(|(_, what)| what.to_owned()))
             .collect();
         let applied = round.rows.into_iter().map(|(k, _)| k);
+        let cp = tail.next_checkpoint(round.newest, now);
         if !changed.is_empty() {
             let (entries, removed) = self.hydrate(&changed).await?;
             let index = self.index.clone();
-            let cp = round.newest.min(now).max(tail.checkpoint.unwrap_or(0));
             blocking(move || {
                 index.apply(&entries, &removed)?;
                 index.commit(cp)
@@ -437,7 +434,7 @@ impl Search {
         }
         // With only rows applied before, the checkpoint still moves on
         // (the index's own copy of it does at its next commit).
-        tail.advance(applied, round.newest, now, FEED_OVERLAP_MS);
+        tail.advance(applied, cp, FEED_OVERLAP_MS);
         Ok(changed.len())
     }
 
