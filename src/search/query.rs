@@ -449,19 +449,6 @@ impl SearchIndex {
             return Ok(Vec::new());
         };
         let prefix: String = last.chars().take(text::MAX_PREFIX).collect();
-        let mut parts: Vec<(Occur, Box<dyn Query>)> = vec![(
-            Occur::Must,
-            term_query(Term::from_field_text(f.prefixes, &prefix)),
-        )];
-        for w in &words {
-            parts.push((Occur::Must, term_query(Term::from_field_text(f.text, w))));
-        }
-        if let Some(k) = kind {
-            parts.push((
-                Occur::Must,
-                term_query(Term::from_field_u64(f.kind, k.code())),
-            ));
-        }
         let searcher = self.reader.searcher();
         // Nothing but a prefix of one or two letters: the longest posting
         // lists (every name with a word so begun), and what everyone
@@ -474,6 +461,19 @@ impl SearchIndex {
             if let Some(hits) = cache.get(generation, &key) {
                 return Ok(hits);
             }
+        }
+        let mut parts: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Must,
+            term_query(Term::from_field_text(f.prefixes, &prefix)),
+        )];
+        for w in &words {
+            parts.push((Occur::Must, term_query(Term::from_field_text(f.text, w))));
+        }
+        if let Some(k) = kind {
+            parts.push((
+                Occur::Must,
+                term_query(Term::from_field_u64(f.kind, k.code())),
+            ));
         }
         let top = searcher
             .search(
