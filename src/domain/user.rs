@@ -22,6 +22,16 @@ pub struct UserView {
     pub phone: Option<String>,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Set while an admin has the account suspended (no login, no session).
+    #[serde(default)]
+    pub suspension: Option<Suspension>,
+}
+
+/// Why and since when an account is suspended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Suspension {
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 /// A saved delivery address.

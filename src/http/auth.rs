@@ -81,9 +81,10 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-/// Log in with email and password.
+/// Log in with email and password. 403 `account_suspended` when the
+/// password is right but an admin has suspended the account.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -245,6 +246,7 @@ pub struct ChangePasswordRequest {
 #[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth", security(("bearer" = [])),
     request_body = ChangePasswordRequest,
     responses((status = 200, body = TokenPair),
+        (status = 403, body = ErrorBody, description = "account_suspended: suspended meanwhile"),
         (status = 409, body = ErrorBody, description = "password_changed: it was changed meanwhile"),
         (status = 422, body = ErrorBody, description = "validation_failed: the current password is wrong, or the new one is weak or the same"),
         (status = 429, body = ErrorBody)))]

@@ -140,6 +140,9 @@ impl From<ServiceError> for AppError {
                 e.to_string(),
             )
             .retry_after(t.retry_after_secs),
+            ServiceError::Suspended => {
+                AppError::new(StatusCode::FORBIDDEN, "account_suspended", e.to_string())
+            }
             ServiceError::Timeout => {
                 AppError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string())
                     .retry_after(1)

@@ -9,6 +9,7 @@
 //! - `server`: the hyper accept loop (header-read timeout, connection
 //!   bound, graceful shutdown).
 
+pub mod admin;
 pub mod auth;
 pub mod behavior;
 pub mod burst;
@@ -42,7 +43,7 @@ use state::AppState;
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "discovery"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "discovery"), (name = "admin"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -154,6 +155,11 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(behavior::trending_categories))
         .routes(routes!(behavior::also_bought))
         .routes(routes!(behavior::similar))
+        .routes(routes!(admin::list_users))
+        .routes(routes!(admin::get_user))
+        .routes(routes!(admin::suspend_user))
+        .routes(routes!(admin::reactivate_user))
+        .routes(routes!(admin::set_user_role))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

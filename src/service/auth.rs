@@ -168,6 +168,9 @@ impl Auth {
             return Err(invalid_credentials());
         }
         let account = account.expect("verified against a real hash");
+        if account.suspension.is_some() {
+            return Err(ServiceError::Suspended);
+        }
         self.new_session(&account.id, account.role).await
     }
 
@@ -180,7 +183,12 @@ impl Auth {
         );
         self.users
             .start_session(id, sid.clone(), jti.clone(), now + self.jwt.refresh_ttl)
-            .await?;
+            .await
+            .map_err(|e| match ServiceError::from(e) {
+                // Suspended between the password check and now.
+                ServiceError::Domain(DomainError::Forbidden(_)) => ServiceError::Suspended,
+                other => other,
+            })?;
         Ok(self.token_pair(id, role, &sid, &jti, now))
     }
 

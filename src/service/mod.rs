@@ -5,6 +5,7 @@
 //! action) sits under everything that moves an order. No HTTP types here:
 //! the edge maps `ServiceError` to responses.
 
+pub mod admin;
 pub mod auth;
 pub mod behavior;
 pub mod cart;
@@ -68,6 +69,9 @@ pub enum ServiceError {
     Throttled(crate::auth::Throttled),
     #[error("the request timed out inside the engine; its outcome is unknown")]
     Timeout,
+    /// The account is suspended: no session starts (403 `account_suspended`).
+    #[error("this account is suspended: contact the platform's support")]
+    Suspended,
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -180,6 +184,8 @@ impl Entities {
 /// settings it uses. A handler calls exactly one of them.
 pub struct Services {
     pub auth: auth::Auth,
+    /// The admin's console over accounts.
+    pub accounts: admin::Accounts,
     pub profiles: users::Profiles,
     pub catalog: catalog::Catalog,
     pub coupons: coupons::Coupons,
@@ -357,6 +363,10 @@ impl Services {
             search,
             behavior: behavior.clone(),
             cluster: rt.cluster.clone(),
+            accounts: admin::Accounts {
+                users: e.users.clone(),
+                store: store.clone(),
+            },
             auth: auth::Auth {
                 users: e.users.clone(),
                 emails: e.emails.clone(),

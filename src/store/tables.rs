@@ -24,8 +24,13 @@ pub const CLAIMS_BY_USER: &str = "claims_by_user";
 pub const CLAIMS_BY_QUEUE: &str = "claims_by_queue";
 
 // Written by `actors::user`.
-/// Read table: `{role}|{user id}` → empty (whom a broadcast reaches).
+/// Read table: `{role}|{user id}` → encoded `UserView` (whom a broadcast
+/// reaches; the admin's listing by role). Rows of accounts unchanged since
+/// before migration 005 are empty.
 pub const USERS_BY_ROLE: &str = "users_by_role";
+/// Read table: `{email}` → encoded `UserView` (the admin's listing and
+/// search by email prefix).
+pub const USERS_BY_EMAIL: &str = "users_by_email";
 
 // Written by `actors::product`.
 /// Read table: product id → encoded `Product`.
@@ -92,6 +97,7 @@ pub const ALL: &[&str] = &[
     CLAIMS_BY_QUEUE,
     CLAIMS_BY_USER,
     USERS_BY_ROLE,
+    USERS_BY_EMAIL,
     TRACK_POINTS,
     PRODUCTS_TABLE,
     COURSES_TABLE,

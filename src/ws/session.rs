@@ -732,6 +732,7 @@ mod tests {
                 phone: None,
                 role: Role::Customer,
                 created_at: chrono::Utc::now(),
+                suspension: None,
             },
             expires_at: chrono::Utc::now().timestamp() + expires_in_secs,
         }
@@ -745,6 +746,7 @@ mod tests {
             phone: None,
             role: Role::Customer,
             created_at: chrono::Utc::now(),
+            suspension: None,
         };
         SessionCtx {
             user: AuthUser {

@@ -110,6 +110,7 @@ mod catalog;
 mod cluster;
 mod commerce;
 mod conformance;
+mod console;
 mod faults;
 mod hardening;
 mod helpers;

@@ -3,7 +3,7 @@
 
 use super::{Account, PendingReset, Session, UserEvent, UserState};
 use super::{MAX_NOTIFICATIONS, MAX_RESET_HISTORY};
-use crate::domain::user::set_default;
+use crate::domain::user::{set_default, Suspension};
 
 pub(super) fn apply(state: &mut UserState, event: &UserEvent) {
     use UserEvent as E;
@@ -12,6 +12,8 @@ pub(super) fn apply(state: &mut UserState, event: &UserEvent) {
         E::Registered { .. }
         | E::ProfileUpdated { .. }
         | E::RoleChanged { .. }
+        | E::Suspended { .. }
+        | E::Reactivated { .. }
         | E::ResetRequested { .. }
         | E::ResetAttemptFailed
         | E::PasswordChanged { .. } => account(state, event),
@@ -47,6 +49,7 @@ fn account(state: &mut UserState, event: &UserEvent) {
                 role: *role,
                 password_hash: password_hash.clone(),
                 created_at: *at,
+                suspension: None,
             })
         }
         UserEvent::ProfileUpdated { name, phone, .. } => {
@@ -58,6 +61,19 @@ fn account(state: &mut UserState, event: &UserEvent) {
         UserEvent::RoleChanged { role, .. } => {
             if let Some(a) = state.account.as_mut() {
                 a.role = *role;
+            }
+        }
+        UserEvent::Suspended { reason, at, .. } => {
+            if let Some(a) = state.account.as_mut() {
+                a.suspension = Some(Suspension {
+                    reason: reason.clone(),
+                    at: *at,
+                });
+            }
+        }
+        UserEvent::Reactivated { .. } => {
+            if let Some(a) = state.account.as_mut() {
+                a.suspension = None;
             }
         }
         UserEvent::ResetRequested {

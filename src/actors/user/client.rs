@@ -160,6 +160,15 @@ impl Registry<User> {
         self.account_of(id, UserCommand::SetRole(role)).await
     }
 
+    pub async fn suspend(&self, id: &str, reason: String, by: String) -> Answer<UserView> {
+        self.account_of(id, UserCommand::Suspend { reason, by })
+            .await
+    }
+
+    pub async fn reactivate(&self, id: &str, by: String) -> Answer<UserView> {
+        self.account_of(id, UserCommand::Reactivate { by }).await
+    }
+
     pub async fn add_address(
         &self,
         id: &str,

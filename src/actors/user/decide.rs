@@ -60,7 +60,9 @@ pub(super) fn start_session(
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Decided {
-    account(state)?;
+    if account(state)?.suspension.is_some() {
+        return Err(suspended());
+    }
     // Drop expired sessions, then the oldest ones beyond the bound.
     let mut events: Vec<UserEvent> = state
         .sessions
@@ -136,18 +138,64 @@ pub(super) fn end_session(state: &UserState, sid: String, now: DateTime<Utc>) ->
     }
 }
 
-pub(super) fn end_all_sessions(state: &UserState, reason: String, now: DateTime<Utc>) -> Decided {
-    let acc = account(state)?.view();
-    let events = state
+/// The refusal of a session to a suspended account.
+pub(crate) fn suspended() -> DomainError {
+    DomainError::Forbidden("this account is suspended".into())
+}
+
+/// Every session of the account ends, for `reason`.
+fn all_sessions_end(state: &UserState, reason: &str, now: DateTime<Utc>) -> Vec<UserEvent> {
+    state
         .sessions
         .iter()
         .map(|s| UserEvent::SessionEnded {
             sid: s.sid.clone(),
-            reason: reason.clone(),
+            reason: reason.to_owned(),
             at: now,
         })
-        .collect();
-    Ok((events, UserReply::Account(acc)))
+        .collect()
+}
+
+pub(super) fn end_all_sessions(state: &UserState, reason: String, now: DateTime<Utc>) -> Decided {
+    let acc = account(state)?.view();
+    Ok((
+        all_sessions_end(state, &reason, now),
+        UserReply::Account(acc),
+    ))
+}
+
+/// The answer to an admin's change: the account as the events leave it.
+fn changed(state: &UserState, events: Vec<UserEvent>) -> Decided {
+    let view = User::evolve(state, &events).account.expect("exists").view();
+    Ok((events, UserReply::Account(view)))
+}
+
+pub(super) fn suspend(
+    state: &UserState,
+    reason: String,
+    by: String,
+    now: DateTime<Utc>,
+) -> Decided {
+    let acc = account(state)?;
+    if acc.suspension.is_some() {
+        return Ok((vec![], UserReply::Account(acc.view())));
+    }
+    let reason = check_text("reason", &reason, 500)?;
+    let mut events = vec![UserEvent::Suspended {
+        reason,
+        by,
+        at: now,
+    }];
+    events.extend(all_sessions_end(state, "account suspended", now));
+    changed(state, events)
+}
+
+pub(super) fn reactivate(state: &UserState, by: String, now: DateTime<Utc>) -> Decided {
+    let acc = account(state)?;
+    if acc.suspension.is_none() {
+        return Ok((vec![], UserReply::Account(acc.view())));
+    }
+    changed(state, vec![UserEvent::Reactivated { by, at: now }])
 }
 
 pub(super) fn check_session(state: &UserState, sid: String, now: DateTime<Utc>) -> Decided {
@@ -190,12 +238,9 @@ pub(super) fn set_role(state: &UserState, role: Role, now: DateTime<Utc>) -> Dec
     if acc.role == role {
         return Ok((vec![], UserReply::Account(acc.view())));
     }
-    let mut view = acc.view();
-    view.role = role;
-    Ok((
-        vec![UserEvent::RoleChanged { role, at: now }],
-        UserReply::Account(view),
-    ))
+    let mut events = vec![UserEvent::RoleChanged { role, at: now }];
+    events.extend(all_sessions_end(state, "role changed", now));
+    changed(state, events)
 }
 
 pub(super) fn add_address(state: &UserState, id: String, input: AddressInput) -> Decided {

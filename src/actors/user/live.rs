@@ -11,7 +11,11 @@ pub(super) fn payload(id: &str, event: &UserEvent) -> Option<(Topic, LiveEvent)>
         | UserEvent::SessionStarted { .. }
         | UserEvent::SessionRotated { .. }
         | UserEvent::ResetRequested { .. }
-        | UserEvent::ResetAttemptFailed => return None,
+        | UserEvent::ResetAttemptFailed
+        // The user hears of it as their sessions ending ("account
+        // suspended"); there is nobody signed in to hear a reactivation.
+        | UserEvent::Suspended { .. }
+        | UserEvent::Reactivated { .. } => return None,
         UserEvent::ProfileUpdated { name, phone, at } => UserLive::ProfileUpdated {
             name: name.clone(),
             phone: phone.clone(),

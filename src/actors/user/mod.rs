@@ -19,8 +19,12 @@ use crate::domain::DomainError;
 use crate::live::{LiveEvent, Topic};
 use crate::mail::{outbox_row, templates, OutMail};
 /// The read tables this module writes (named in the store's catalog).
-pub use crate::store::tables::USERS_BY_ROLE;
-use crate::store::IndexOp;
+pub use crate::store::tables::{USERS_BY_EMAIL, USERS_BY_ROLE};
+use crate::store::{codec, IndexOp};
+
+/// The version of the `UserView` rows of `users_by_role` and
+/// `users_by_email` (rows written before it hold no value).
+pub const USER_ROW_VERSION: u16 = 1;
 
 fn account(state: &UserState) -> Result<&Account, DomainError> {
     state.account.as_ref().ok_or(DomainError::NotFound("user"))
@@ -75,6 +79,8 @@ impl Entity for User {
                 d::update_profile(state, name, phone, now)
             }
             UserCommand::SetRole(role) => d::set_role(state, role, now),
+            UserCommand::Suspend { reason, by } => d::suspend(state, reason, by, now),
+            UserCommand::Reactivate { by } => d::reactivate(state, by, now),
             UserCommand::AddAddress { id, input } => d::add_address(state, id, input),
             UserCommand::UpdateAddress { id, input } => d::update_address(state, id, input),
             UserCommand::RemoveAddress { id } => d::remove_address(state, id),
@@ -103,7 +109,8 @@ impl Entity for User {
     }
 
     /// Mails the events cause, queued atomically with them (welcome;
-    /// notifications the user wants by mail), and the role index.
+    /// notifications the user wants by mail), and the account's rows in
+    /// the role and email listings whenever its public view changes.
     fn index(
         id: &str,
         before: &UserState,
@@ -114,18 +121,25 @@ impl Entity for User {
             return vec![];
         };
         let mut ops = Vec::new();
-        let old_role = before.account.as_ref().map(|a| a.role);
-        if old_role != Some(account.role) {
-            if let Some(role) = old_role {
+        let view = account.view();
+        let old = before.account.as_ref().map(Account::view);
+        if old.as_ref() != Some(&view) {
+            if let Some(old) = old.as_ref().filter(|o| o.role != view.role) {
                 ops.push(IndexOp::Delete {
                     table: USERS_BY_ROLE,
-                    key: format!("{}|{id}", role.as_str()),
+                    key: format!("{}|{id}", old.role.as_str()),
                 });
             }
+            let value = codec::encode(USER_ROW_VERSION, &view).expect("user views encode");
             ops.push(IndexOp::Put {
                 table: USERS_BY_ROLE,
-                key: format!("{}|{id}", account.role.as_str()),
-                value: Vec::new(),
+                key: format!("{}|{id}", view.role.as_str()),
+                value: value.clone(),
+            });
+            ops.push(IndexOp::Put {
+                table: USERS_BY_EMAIL,
+                key: view.email.clone(),
+                value,
             });
         }
         for event in events {
@@ -164,7 +178,9 @@ impl Entity for User {
         use crate::live::Revocation;
         match event {
             UserEvent::SessionEnded { sid, .. } => Some(Revocation::Session(sid.clone())),
-            UserEvent::PasswordChanged { .. } => Some(Revocation::AllSessions),
+            UserEvent::PasswordChanged { .. } | UserEvent::Suspended { .. } => {
+                Some(Revocation::AllSessions)
+            }
             _ => None,
         }
     }

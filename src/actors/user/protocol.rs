@@ -29,6 +29,17 @@ pub enum UserEvent {
         role: Role,
         at: DateTime<Utc>,
     },
+    /// An admin suspended the account (its sessions end in the same append).
+    Suspended {
+        reason: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// An admin lifted the suspension.
+    Reactivated {
+        by: String,
+        at: DateTime<Utc>,
+    },
     SessionStarted {
         sid: String,
         refresh_jti: String,
@@ -121,7 +132,17 @@ pub enum UserCommand {
         name: Option<String>,
         phone: Option<String>,
     },
+    /// A new role; every session ends with it (the next login carries
+    /// the new role, and no socket keeps what the old one could see).
     SetRole(Role),
+    /// Suspend the account: every session ends, no new one starts.
+    Suspend {
+        reason: String,
+        by: String,
+    },
+    Reactivate {
+        by: String,
+    },
     AddAddress {
         id: String,
         input: AddressInput,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::notification::{MailPrefs, Notification};
-use crate::domain::user::{Address, UserView};
+use crate::domain::user::{Address, Suspension, UserView};
 use crate::domain::Role;
 
 pub struct User;
@@ -20,6 +20,9 @@ pub struct Account {
     pub role: Role,
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
+    /// Set while the account is suspended.
+    #[serde(default)]
+    pub suspension: Option<Suspension>,
 }
 
 impl Account {
@@ -31,6 +34,7 @@ impl Account {
             phone: self.phone.clone(),
             role: self.role,
             created_at: self.created_at,
+            suspension: self.suspension.clone(),
         }
     }
 }

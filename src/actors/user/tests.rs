@@ -130,3 +130,72 @@ fn a_password_change_applies_only_over_the_password_it_verified_and_ends_every_s
     assert_eq!(after.account.as_ref().unwrap().password_hash, "h2");
     assert!(after.sessions.is_empty());
 }
+
+#[test]
+fn a_suspension_ends_every_session_and_no_new_one_starts_until_lifted() {
+    let now = Utc::now();
+    let mut s = registered(now);
+    for sid in ["s1", "s2"] {
+        s = run(&s, start(sid, now + Duration::days(1)), now).0;
+    }
+    let suspend = |reason: &str| UserCommand::Suspend {
+        reason: reason.into(),
+        by: "admin".into(),
+    };
+    let ctx = Ctx { id: "u1", now };
+    assert!(
+        User::decide(&s, suspend("  "), &ctx).is_err(),
+        "a reason is required"
+    );
+    let (events, _) = User::decide(&s, suspend("fraud"), &ctx).unwrap();
+    let ended: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            UserEvent::SessionEnded { sid, .. } => Some(sid.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, ["s1", "s2"]);
+    let s = User::evolve(&s, &events);
+    assert!(s.sessions.is_empty());
+    assert_eq!(
+        s.account
+            .as_ref()
+            .unwrap()
+            .suspension
+            .as_ref()
+            .unwrap()
+            .reason,
+        "fraud"
+    );
+    // No session starts; suspending again records nothing.
+    let refused = User::decide(&s, start("s3", now + Duration::days(1)), &ctx);
+    assert!(
+        matches!(refused, Err(DomainError::Forbidden(_))),
+        "{refused:?}"
+    );
+    let (again, _) = User::decide(&s, suspend("again"), &ctx).unwrap();
+    assert!(again.is_empty());
+    let s = run(&s, UserCommand::Reactivate { by: "admin".into() }, now).0;
+    assert!(s.account.as_ref().unwrap().suspension.is_none());
+    let s = run(&s, start("s3", now + Duration::days(1)), now).0;
+    assert_eq!(s.sessions.len(), 1);
+}
+
+#[test]
+fn a_role_change_ends_every_session() {
+    let now = Utc::now();
+    let s = run(&registered(now), start("s1", now + Duration::days(1)), now).0;
+    let (s, reply) = run(&s, UserCommand::SetRole(Role::Merchant), now);
+    assert!(matches!(reply, UserReply::Account(v) if v.role == Role::Merchant));
+    assert!(s.sessions.is_empty());
+    // The same role again changes nothing.
+    let s = run(&s, start("s2", now + Duration::days(1)), now).0;
+    let (events, _) = User::decide(
+        &s,
+        UserCommand::SetRole(Role::Merchant),
+        &Ctx { id: "u1", now },
+    )
+    .unwrap();
+    assert!(events.is_empty());
+}

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "004_behavior.sql",
         text: include_str!("../../../schema/postgres/004_behavior.sql"),
     },
+    Migration {
+        version: 5,
+        name: "005_console.sql",
+        text: include_str!("../../../schema/postgres/005_console.sql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "004_behavior.cql",
         text: include_str!("../../../schema/scylla/004_behavior.cql"),
     },
+    Migration {
+        version: 5,
+        name: "005_console.cql",
+        text: include_str!("../../../schema/scylla/005_console.cql"),
+    },
 ];
 
 /// The schema version this build needs.

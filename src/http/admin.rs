@@ -1,0 +1,151 @@
+//! `/admin/...`: the admin console's handlers over `service::admin`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{AppError, ErrorBody};
+use super::extract::{Auth, Json, Path, Query};
+use super::state::AppState;
+use crate::domain::user::UserView;
+use crate::domain::Role;
+use crate::service::admin::UserFilter;
+use crate::service::catalog::{check_limit, Page};
+use axum::extract::State;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    /// Emails starting with this (any case).
+    pub email: Option<String>,
+    pub role: Option<Role>,
+    /// `true`: only suspended accounts; `false`: only active ones.
+    pub suspended: Option<bool>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserView>,
+    /// Present while more accounts may follow. A filtered page holds the
+    /// matches among the accounts scanned for it, so it may be short (even
+    /// empty) with more to come.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<UserView>> for UserPage {
+    fn from(p: Page<UserView>) -> Self {
+        UserPage {
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendInput {
+    /// Why (kept with the account; shown to admins). 1 to 500 characters.
+    pub reason: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleInput {
+    pub role: Role,
+}
+
+/// Accounts (admins): in email order, or filtered by an email prefix,
+/// role, suspension.
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    params(UserQuery), responses((status = 200, body = UserPage), (status = 403, body = ErrorBody)))]
+pub async fn list_users(
+    State(s): State<AppState>,
+    auth: Auth,
+    Query(q): Query<UserQuery>,
+) -> Result<Json<UserPage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    let filter = UserFilter {
+        email: q.email,
+        role: q.role,
+        suspended: q.suspended,
+    };
+    Ok(Json(
+        s.services
+            .accounts
+            .list(&auth.0.caller(), filter, q.cursor.as_deref(), limit)
+            .await?
+            .into(),
+    ))
+}
+
+/// One account (admins).
+#[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_user(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, AppError> {
+    Ok(Json(s.services.accounts.user(&auth.0.caller(), &id).await?))
+}
+
+/// Suspend an account (admins): its sessions end and its live connections
+/// close (4001) at once; logins answer 403 `account_suspended` until it is
+/// reactivated. Suspending a suspended account changes nothing. 409
+/// `own_account` for the caller's own.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/suspend", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = SuspendInput,
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn suspend_user(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(input): Json<SuspendInput>,
+) -> Result<Json<UserView>, AppError> {
+    Ok(Json(
+        s.services
+            .accounts
+            .suspend(&auth.0.caller(), &id, input.reason)
+            .await?,
+    ))
+}
+
+/// Lift a suspension (admins); the user logs in again.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/reactivate", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reactivate_user(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, AppError> {
+    Ok(Json(
+        s.services
+            .accounts
+            .reactivate(&auth.0.caller(), &id)
+            .await?,
+    ))
+}
+
+/// Change an account's role (admins). Its sessions end: the next login
+/// carries the new role. 409 `own_account` for the caller's own.
+#[utoipa::path(put, path = "/api/v1/admin/users/{id}/role", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = RoleInput,
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn set_user_role(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(input): Json<RoleInput>,
+) -> Result<Json<UserView>, AppError> {
+    Ok(Json(
+        s.services
+            .accounts
+            .set_role(&auth.0.caller(), &id, input.role)
+            .await?,
+    ))
+}
