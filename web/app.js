@@ -616,14 +616,14 @@ async function shipperView() {
 // merchant / trainer ----------------------------------------------------------
 
 async function merchantView() {
-  const me = auth.me;
-  const demo = await demoInfo();
   const shops = (await api("GET", "/api/v1/users/me/shops?limit=100")).items.map((s) => s.id);
   const products = (await Promise.all(shops.map((s) => api("GET", `/api/v1/products?shop_id=${s}&limit=100`)))).flatMap((p) => p.items);
-  const courses = (await api("GET", "/api/v1/courses?limit=100")).items.filter((c) => c.trainer_id === me.id);
-  const sales = (demo?.flash_sales || []).filter((s) => s.owner_id === me.id);
+  const courses = (await api("GET", "/api/v1/users/me/courses?limit=100")).items;
+  const sales = (await api("GET", "/api/v1/users/me/flash-sales?limit=100")).items;
   view().innerHTML = `<h1>${shops.length ? "Shop orders" : "Courses"}</h1>
-    ${shops.length ? `<div class="card"><table id="orders"></table></div>` : ""}
+    ${shops.length ? `<div class="row"><button id="confirm-all" class="primary">Confirm every waiting order</button></div>
+      <div class="card"><table id="orders"></table></div>
+      <h2>Top products</h2><div class="card"><table id="top-products"></table></div>` : ""}
     <h2>Flash sales and courses, live</h2><div class="grid" id="queues">
       ${sales.map((s) => queueCard(s.id, s.title, "sale")).join("")}
       ${courses.map((c) => queueCard(c.id, c.title, "course")).join("")}</div>
@@ -645,7 +645,7 @@ async function merchantView() {
     e.preventDefault();
     try {
       const s = await api("POST", "/api/v1/flash-sales", { product_id: saleForm.product.value, stock: +saleForm.stock.value, per_user_limit: 1, price: +saleForm.price.value });
-      $("#queues").insertAdjacentHTML("beforeend", queueCard(s.id, s.config?.title || "Flash sale", "sale"));
+      $("#queues").insertAdjacentHTML("beforeend", queueCard(s.id, s.title || "Flash sale", "sale"));
       watchQueues();
     } catch (err) { toast("Not opened", err.message); }
   };
@@ -669,9 +669,35 @@ async function merchantView() {
     table.querySelectorAll("[data-confirm]").forEach((b) => (b.onclick = () => api("PUT", `/api/v1/orders/${b.dataset.confirm}/confirm`, {}).then(drawOrders, (e) => toast("Not confirmed", e.message))));
     table.querySelectorAll("[data-ready]").forEach((b) => (b.onclick = () => api("PUT", `/api/v1/shipping/${b.dataset.ready}/status`, { status: "ready_for_pickup" }).then(drawOrders, (e) => toast("Not changed", e.message))));
   }
+  /// Top products of every shop, by revenue of paid orders.
+  async function drawTop() {
+    const rows = (await Promise.all(shops.map((s) => api("GET", `/api/v1/shops/${s}/analytics/products?limit=5`)))).flat();
+    const table = $("#top-products");
+    if (!table) return;
+    table.innerHTML = rows.length ? `<tr><th>Product</th><th>Orders</th><th>Units</th><th>Revenue</th></tr>${rows.map((p) => `<tr><td>${esc(p.name)}</td>
+      <td>${p.orders}</td><td>${p.units}</td><td>${money(p.revenue, products.find((x) => x.id === p.product_id)?.currency || "VND")}</td></tr>`).join("")}`
+      : `<tr><td class="muted">No sales yet.</td></tr>`;
+  }
+  const confirmAll = $("#confirm-all");
+  if (confirmAll) confirmAll.onclick = async () => {
+    // The queue: paid orders, and cash orders waiting (confirmed before payment).
+    let done = 0;
+    for (const shop of shops) {
+      const waiting = [
+        ...(await api("GET", `/api/v1/shops/${shop}/orders?status=paid&limit=100`)).items,
+        ...(await api("GET", `/api/v1/shops/${shop}/orders?status=pending_payment&limit=100`)).items.filter((o) => o.payment?.provider === "cod"),
+      ];
+      if (!waiting.length) continue;
+      const out = await api("POST", `/api/v1/shops/${shop}/orders/confirm`, { order_ids: waiting.map((o) => o.id) });
+      done += out.results.filter((r) => r.status === 200).length;
+    }
+    toast(done ? `${done} order(s) confirmed` : "Nothing waits for confirmation");
+    drawOrders();
+  };
   if (shops.length) {
     await drawOrders();
-    const poll = setInterval(() => drawOrders().catch(() => {}), 3000);
+    await drawTop();
+    const poll = setInterval(() => { drawOrders().catch(() => {}); drawTop().catch(() => {}); }, 3000);
     onLeave(() => clearInterval(poll));
   }
 }

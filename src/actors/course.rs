@@ -8,7 +8,7 @@ use super::{Ctx, Entity};
 use crate::domain::catalog::{check_course, patch_course, Course, CourseInput, CoursePatch};
 use crate::domain::{Caller, DomainError};
 /// The read tables this module writes (named in the store's catalog).
-pub use crate::store::tables::COURSES_TABLE;
+pub use crate::store::tables::{COURSES_BY_TRAINER, COURSES_TABLE};
 use crate::store::IndexOp;
 
 pub struct CourseEntity;
@@ -151,6 +151,12 @@ impl Entity for CourseEntity {
     ) -> Vec<IndexOp> {
         let mut ops = record_row(COURSES_TABLE, id, Self::VERSION, state.as_ref());
         if let Some(c) = state {
+            ops.extend(record_row(
+                COURSES_BY_TRAINER,
+                &format!("{}|{id}", c.trainer_id),
+                Self::VERSION,
+                Some(c),
+            ));
             ops.push(super::entity::catalog_change("course", id, c.updated_at));
         }
         ops

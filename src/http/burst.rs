@@ -40,6 +40,32 @@ pub async fn create_flash_sale(
     Ok((StatusCode::CREATED, Json(sale)))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct FlashSalePage {
+    pub items: Vec<FlashSaleView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Your flash sales (merchants), oldest first, with their live counters.
+#[utoipa::path(get, path = "/api/v1/users/me/flash-sales", tag = "burst", security(("bearer" = [])),
+    params(PageQuery), responses((status = 200, body = FlashSalePage)))]
+pub async fn my_flash_sales(
+    State(s): State<AppState>,
+    auth: Auth,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<FlashSalePage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    let page = s
+        .services
+        .flash_sales
+        .sales_of(&auth.0.id, q.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(FlashSalePage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
 /// A flash sale: capacity, confirmed, remaining, waitlisted and state.
 #[utoipa::path(get, path = "/api/v1/flash-sales/{id}", tag = "burst", params(("id" = String, Path)),
     responses((status = 200, body = FlashSaleView), (status = 404, body = ErrorBody)))]

@@ -153,6 +153,24 @@ pub async fn my_shops(
     ))
 }
 
+/// Your courses (trainers), oldest first.
+#[utoipa::path(get, path = "/api/v1/users/me/courses", tag = "catalog", security(("bearer" = [])),
+    params(super::extract::PageQuery), responses((status = 200, body = CoursePage)))]
+pub async fn my_courses(
+    State(s): State<AppState>,
+    auth: Auth,
+    Query(q): Query<super::extract::PageQuery>,
+) -> Result<Json<CoursePage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    Ok(Json(
+        s.services
+            .catalog
+            .courses_of(&auth.0.id, q.cursor.as_deref(), limit)
+            .await?
+            .into(),
+    ))
+}
+
 #[utoipa::path(get, path = "/api/v1/shops/{id}", tag = "catalog", params(("id" = String, Path)),
     responses((status = 200, body = Shop), (status = 404, body = ErrorBody)))]
 pub async fn get_shop(

@@ -68,8 +68,10 @@ impl AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
+impl AppError {
+    /// The error as a client is told it, with a fresh id under which the
+    /// log has it (a 5xx's cause is only in the log).
+    pub fn detail(&self) -> ErrorDetail {
         let id = uuid::Uuid::new_v4().simple().to_string();
         if self.status.is_server_error() {
             tracing::error!(%id, status = %self.status, code = %self.code, cause = %self.message, "request failed");
@@ -79,14 +81,20 @@ impl IntoResponse for AppError {
         let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             "an internal error occurred; quote the id when reporting it".to_owned()
         } else {
-            self.message
+            self.message.clone()
         };
+        ErrorDetail {
+            code: self.code.to_string(),
+            message,
+            id,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.into_owned(),
-                message,
-                id,
-            },
+            error: self.detail(),
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         let retry_after = match self.retry_after {

@@ -26,6 +26,7 @@ pub mod reviews;
 pub mod search;
 pub mod server;
 pub mod shipping;
+pub mod shop_console;
 pub mod state;
 pub mod web;
 
@@ -119,8 +120,13 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(shipping::decline))
         .routes(routes!(shipping::location))
         .routes(routes!(shipping::tracking))
-        .routes(routes!(orders::shop_orders))
-        .routes(routes!(orders::shop_revenue))
+        .routes(routes!(shop_console::shop_orders))
+        .routes(routes!(shop_console::confirm_orders))
+        .routes(routes!(shop_console::export_orders))
+        .routes(routes!(shop_console::shop_revenue))
+        .routes(routes!(shop_console::product_sales))
+        .routes(routes!(catalog::my_courses))
+        .routes(routes!(burst::my_flash_sales))
         .routes(routes!(payments::webhook))
         .routes(routes!(payments::payment_history))
         .routes(routes!(payments::get_payment))

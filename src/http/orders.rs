@@ -11,7 +11,6 @@ use super::state::AppState;
 use crate::domain::order::Step;
 use crate::domain::order::{Order, TimelineEntry};
 use crate::service::catalog::check_limit;
-use crate::service::orders::RevenueDay;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -175,45 +174,4 @@ pub async fn receive_return(
     Path(id): Path<String>,
 ) -> Result<Json<Order>, AppError> {
     step(&s, &auth, &id, Step::ReceiveReturn, None).await
-}
-
-/// A shop's orders, newest first (its merchant).
-#[utoipa::path(get, path = "/api/v1/shops/{id}/orders", tag = "orders", security(("bearer" = [])), params(("id" = String, Path), PageQuery),
-    responses((status = 200, body = OrderPage), (status = 403, body = ErrorBody)))]
-pub async fn shop_orders(
-    State(s): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Result<Json<OrderPage>, AppError> {
-    let page = s
-        .services
-        .orders
-        .shop_orders(
-            &auth.0.caller(),
-            &id,
-            q.cursor.as_deref(),
-            check_limit(q.limit)?,
-        )
-        .await?;
-    Ok(Json(OrderPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
-}
-
-/// Revenue and order count by day (its merchant).
-#[utoipa::path(get, path = "/api/v1/shops/{id}/analytics/revenue", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = Vec<RevenueDay>), (status = 403, body = ErrorBody)))]
-pub async fn shop_revenue(
-    State(s): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> Result<Json<Vec<RevenueDay>>, AppError> {
-    Ok(Json(
-        s.services
-            .orders
-            .shop_revenue(&auth.0.caller(), &id)
-            .await?,
-    ))
 }

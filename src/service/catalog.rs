@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::{new_id, ServiceError};
-use crate::actors::course::{CourseCommand, CourseEntity, COURSES_TABLE};
+use crate::actors::course::{CourseCommand, CourseEntity, COURSES_BY_TRAINER, COURSES_TABLE};
 use crate::actors::product::{ProductCommand, ProductEntity, PRODUCTS_TABLE};
 use crate::actors::shop::{ShopCommand, SHOPS_BY_OWNER, SHOPS_TABLE};
 use crate::actors::Entity;
@@ -149,6 +149,24 @@ impl Catalog {
             SHOPS_BY_OWNER,
             &format!("{owner}|"),
             ShopEntity::VERSION,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    /// A trainer's courses, in id order (oldest first).
+    pub async fn courses_of(
+        &self,
+        trainer: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Course>, ServiceError> {
+        scan_page(
+            self.store.as_ref(),
+            COURSES_BY_TRAINER,
+            &format!("{trainer}|"),
+            CourseEntity::VERSION,
             cursor,
             limit,
         )

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::{new_id, ServiceError};
 use crate::actors::product::ProductCommand;
-use crate::actors::queue::{QueueConfig, QueueKind, QueueStatus};
+use crate::actors::queue::{QueueConfig, QueueKind, QueueStatus, SALES_BY_OWNER};
 use crate::domain::{Caller, DomainError, Role};
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -61,6 +61,7 @@ pub struct FlashSales {
     pub(super) products: Registry<ProductEntity>,
     pub(super) stock: super::stock::Stock,
     pub(super) burst: super::queues::BurstConfig,
+    pub(super) store: std::sync::Arc<dyn crate::store::Store>,
 }
 
 impl FlashSales {
@@ -135,6 +136,36 @@ impl FlashSales {
             }
         };
         Ok(view(&id, status, Utc::now()))
+    }
+
+    /// A merchant's flash sales, oldest first, each with its live counters.
+    pub async fn sales_of(
+        &self,
+        owner: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<super::catalog::Page<FlashSaleView>, ServiceError> {
+        let after = cursor.map(super::catalog::decode_cursor).transpose()?;
+        let rows = self
+            .store
+            .scan(
+                SALES_BY_OWNER,
+                &format!("{owner}|"),
+                after.as_deref(),
+                limit,
+            )
+            .await?;
+        let next_cursor = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| super::catalog::encode_cursor(k)))
+            .flatten();
+        let now = Utc::now();
+        let reads = rows.iter().map(|(key, _)| async move {
+            let id = key.split_once('|').map(|(_, id)| id).unwrap_or(key);
+            let status = self.queues.status(id).await?;
+            Ok::<_, ServiceError>(view(id, status, now))
+        });
+        let items = futures_util::future::try_join_all(reads).await?;
+        Ok(super::catalog::Page { items, next_cursor })
     }
 
     /// `GET /flash-sales/{id}`.

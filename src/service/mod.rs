@@ -27,6 +27,7 @@ pub mod queues;
 pub mod ratings;
 pub mod reviews;
 pub mod search;
+pub mod shop_reports;
 pub mod stock;
 pub mod tracking;
 pub mod users;
@@ -192,6 +193,8 @@ pub struct Services {
     pub carts: cart::Carts,
     pub checkout: checkout::Checkouts,
     pub orders: orders::Orders,
+    /// A merchant's figures about a shop (revenue, product sales, CSV).
+    pub reports: shop_reports::ShopReports,
     pub payments: payments::Payments,
     /// The order follow-up worker (and its scheduler).
     pub fulfilment: Arc<fulfilment::Fulfilment>,
@@ -426,6 +429,7 @@ impl Services {
                 products: e.products.clone(),
                 stock: stock.clone(),
                 burst,
+                store: store.clone(),
             },
             course_sessions: course_sessions::CourseSessions {
                 courses: e.courses.clone(),
@@ -438,6 +442,10 @@ impl Services {
                 fulfilment: fulfilment.clone(),
                 store: store.clone(),
                 bus: bus.clone(),
+            },
+            reports: shop_reports::ShopReports {
+                store: store.clone(),
+                catalog: catalog.clone(),
             },
             profiles,
             catalog,

@@ -1,34 +1,30 @@
-//! Order reads and steps: one order, a customer's or a shop's list, a
-//! shop's revenue, and the lifecycle steps people take.
+//! Order reads and steps: one order, a customer's or a shop's list (by
+//! status too), and the lifecycle steps people take (one by one, or a
+//! merchant's bulk confirmation).
 
 use super::catalog::Catalog;
 use super::found;
 use super::fulfilment::Fulfilment;
 use crate::actors::Registry;
 use crate::store::Store;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::catalog::Page;
 use super::ServiceError;
-use crate::actors::order::{OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP};
+use crate::actors::order::{
+    OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, ORDERS_BY_SHOP_STATUS,
+};
 use crate::actors::Entity;
-use crate::domain::order::{next_action, Order, PaymentStatus, Step};
-use crate::domain::Caller;
-use crate::store::codec;
+use crate::domain::order::{next_action, Order, OrderStatus, Step};
+use crate::domain::{Caller, DomainError};
+use futures_util::StreamExt;
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RevenueDay {
-    /// `YYYY-MM-DD` (UTC), by order creation.
-    pub day: String,
-    pub orders: u64,
-    /// Sum of totals of paid (or cash-collected) orders not refunded.
-    pub revenue: u64,
-}
+/// Orders one bulk request may name.
+pub const MAX_BULK: usize = 100;
+/// Orders of one bulk request worked on at once.
+const BULK_CONCURRENCY: usize = 8;
 
 /// Reading orders (the customer's, a shop's, one by id) and moving them
 /// along their lifecycle.
@@ -100,49 +96,85 @@ impl Orders {
             .await
     }
 
-    /// A shop's orders, newest first (its owner or an admin).
+    /// A shop's orders, newest first (its owner or an admin); with
+    /// `status`, only those in it now (`paid`: the queue waiting for the
+    /// merchant's confirmation).
     pub async fn shop_orders(
         &self,
         caller: &Caller,
         shop_id: &str,
+        status: Option<OrderStatus>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Order>, ServiceError> {
-        let shop = self.catalog.get_shop(shop_id).await?;
-        caller.ensure_owner(&shop.owner_id, "shop")?;
-        self.list_orders_in(ORDERS_BY_SHOP, shop_id, cursor, limit)
-            .await
+        self.own_shop(caller, shop_id).await?;
+        match status {
+            None => {
+                self.list_orders_in(ORDERS_BY_SHOP, shop_id, cursor, limit)
+                    .await
+            }
+            Some(status) => {
+                let owner = format!("{shop_id}|{}", status.as_str());
+                self.list_orders_in(ORDERS_BY_SHOP_STATUS, &owner, cursor, limit)
+                    .await
+            }
+        }
     }
 
-    /// Revenue and order count by day (at most the newest 10,000 orders).
-    pub async fn shop_revenue(
+    async fn own_shop(&self, caller: &Caller, shop_id: &str) -> Result<(), ServiceError> {
+        let shop = self.catalog.get_shop(shop_id).await?;
+        caller.ensure_owner(&shop.owner_id, "shop")?;
+        Ok(())
+    }
+
+    /// Confirms several of a shop's orders (its owner or an admin), each on
+    /// its own: the answer says, in the order asked, which were confirmed
+    /// and why each other one was not (nothing happens to those).
+    pub async fn confirm_many(
         &self,
         caller: &Caller,
         shop_id: &str,
-    ) -> Result<Vec<RevenueDay>, ServiceError> {
-        let shop = self.catalog.get_shop(shop_id).await?;
-        caller.ensure_owner(&shop.owner_id, "shop")?;
-        let rows = self
-            .store
-            .scan(ORDERS_BY_SHOP, &format!("{shop_id}|"), None, 10_000)
-            .await?;
-        let mut days: BTreeMap<String, RevenueDay> = BTreeMap::new();
-        for (_, v) in rows {
-            let o: Order = codec::decode(OrderEntity::VERSION, &v)?;
-            let day = o.created_at.format("%Y-%m-%d").to_string();
-            let entry = days.entry(day.clone()).or_insert(RevenueDay {
-                day,
-                orders: 0,
-                revenue: 0,
-            });
-            entry.orders += 1;
-            if matches!(
-                o.payment.status,
-                PaymentStatus::Paid | PaymentStatus::Collected
-            ) {
-                entry.revenue = entry.revenue.saturating_add(o.totals.total);
-            }
+        order_ids: Vec<String>,
+    ) -> Result<Vec<(String, Result<Order, ServiceError>)>, ServiceError> {
+        if order_ids.is_empty() || order_ids.len() > MAX_BULK {
+            return Err(DomainError::invalid(
+                "order_ids",
+                format!("order_ids must hold 1 to {MAX_BULK} ids"),
+            )
+            .into());
         }
-        Ok(days.into_values().collect())
+        self.own_shop(caller, shop_id).await?;
+        let mut seen = std::collections::HashSet::new();
+        let asked: Vec<_> = order_ids
+            .into_iter()
+            .map(|id| {
+                let first = seen.insert(id.clone());
+                async move {
+                    let result = if first {
+                        self.confirm_in_shop(caller, shop_id, &id).await
+                    } else {
+                        Err(DomainError::invalid("order_ids", "this id was already given").into())
+                    };
+                    (id, result)
+                }
+            })
+            .collect();
+        Ok(futures_util::stream::iter(asked)
+            .buffered(BULK_CONCURRENCY)
+            .collect()
+            .await)
+    }
+
+    async fn confirm_in_shop(
+        &self,
+        caller: &Caller,
+        shop_id: &str,
+        id: &str,
+    ) -> Result<Order, ServiceError> {
+        let order = self.get_order(caller, id).await?;
+        if order.shop_id != shop_id {
+            return Err(DomainError::NotFound("order").into());
+        }
+        self.order_step(caller, id, Step::Confirm, None).await
     }
 }

@@ -10,6 +10,9 @@ pub const TIMERS_TABLE: &str = "timers";
 pub const ORDERS_BY_CUSTOMER: &str = "orders_by_customer";
 /// Read table: `{shop}|{inverted created ms}|{order}` → encoded order.
 pub const ORDERS_BY_SHOP: &str = "orders_by_shop";
+/// Read table: `{shop}|{status}|{inverted created ms}|{order}` → encoded
+/// order: a shop's orders in one status (the pending-orders queue).
+pub const ORDERS_BY_SHOP_STATUS: &str = "orders_by_shop_status";
 /// Read table: `{provider}|{provider reference}` → order id (webhooks name
 /// the provider's reference).
 pub const PAYMENT_REFS: &str = "payment_refs";
@@ -22,6 +25,9 @@ pub const QUEUE_TIMERS: &str = "queue_timers";
 pub const CLAIMS_BY_USER: &str = "claims_by_user";
 /// Read table: `{queue}|{claim}` → encoded `Claim` (a queue's claims).
 pub const CLAIMS_BY_QUEUE: &str = "claims_by_queue";
+/// Read table: `{owner}|{sale}` → encoded `QueueConfig`: a merchant's flash
+/// sales (written when one opens).
+pub const SALES_BY_OWNER: &str = "sales_by_owner";
 
 // Written by `actors::user`.
 /// Read table: `{role}|{user id}` → encoded `UserView` (whom a broadcast
@@ -51,6 +57,8 @@ pub const CATALOG_FEED: &str = "catalog_feed";
 // Written by `actors::course`.
 /// Read table: course id → encoded `Course`.
 pub const COURSES_TABLE: &str = "courses";
+/// Read table: `{trainer}|{course}` → encoded `Course` (a trainer's courses).
+pub const COURSES_BY_TRAINER: &str = "courses_by_trainer";
 
 // Written by `actors::review`.
 /// Read table: `{kind}:{subject}|{inverted created ms:020}|{review}` →
@@ -94,6 +102,7 @@ pub const TRACK_EXPIRY: &str = "track_expiry";
 pub const ALL: &[&str] = &[
     ORDERS_BY_CUSTOMER,
     ORDERS_BY_SHOP,
+    ORDERS_BY_SHOP_STATUS,
     CLAIMS_BY_QUEUE,
     CLAIMS_BY_USER,
     USERS_BY_ROLE,
@@ -101,6 +110,8 @@ pub const ALL: &[&str] = &[
     TRACK_POINTS,
     PRODUCTS_TABLE,
     COURSES_TABLE,
+    COURSES_BY_TRAINER,
+    SALES_BY_OWNER,
     PAYMENT_REFS,
     TIMERS_TABLE,
     QUEUE_TIMERS,

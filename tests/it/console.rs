@@ -325,3 +325,351 @@ async fn a_role_change_ends_the_sessions_and_the_next_login_carries_the_new_role
         .await;
     assert!(customers.iter().all(|u| u["id"] != user.id.as_str()));
 }
+
+fn ids(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn merchants_list_only_their_own_shops_courses_and_flash_sales() {
+    let app = spawn_app().await;
+    let mut mine = Vec::new();
+    for _ in 0..2 {
+        let (m, shop, product) = shop_with_product(&app, 100_000, 10).await;
+        let mut courses = Vec::new();
+        for title in ["Yoga at dawn", "Pilates core", "Gym basics"] {
+            let (status, c) = app
+                .post(
+                    "/api/v1/courses",
+                    Some(&m.access),
+                    json!({"title": title, "kind": "yoga", "capacity": 5, "price": 0, "currency": "VND"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{c}");
+            courses.push(c["id"].as_str().unwrap().to_owned());
+        }
+        let (status, sale) = app
+            .post(
+                "/api/v1/flash-sales",
+                Some(&m.access),
+                json!({"product_id": product, "stock": 2, "per_user_limit": 1, "price": 50_000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{sale}");
+        mine.push((m, shop, courses, sale["id"].as_str().unwrap().to_owned()));
+    }
+    for (m, shop, courses, sale) in &mine {
+        let shops = app
+            .all_pages("/api/v1/users/me/shops", Some(&m.access), 5)
+            .await;
+        assert_eq!(ids(&shops), vec![shop.clone()]);
+        // Paged, every course once, oldest first.
+        let got = app
+            .all_pages("/api/v1/users/me/courses?limit=2", Some(&m.access), 5)
+            .await;
+        assert_eq!(&ids(&got), courses);
+        let (status, sales) = app
+            .get("/api/v1/users/me/flash-sales", Some(&m.access))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sales}");
+        let sales = sales["items"].as_array().unwrap();
+        assert_eq!(ids(sales), vec![sale.clone()]);
+        assert_eq!(sales[0]["capacity"], 2);
+        assert_eq!(sales[0]["remaining"], 2);
+        assert_eq!(sales[0]["state"], "open");
+    }
+    // Someone with none gets empty lists.
+    let c = app.user("customer").await;
+    for path in ["/api/v1/users/me/courses", "/api/v1/users/me/flash-sales"] {
+        let (status, page) = app.get(path, Some(&c.access)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["items"], json!([]));
+        let (status, _) = app.get(path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+async fn shop_orders(app: &TestApp, m: &Session, shop: &str, status: &str) -> Vec<String> {
+    let (code, page) = app
+        .get(
+            &format!("/api/v1/shops/{shop}/orders?status={status}"),
+            Some(&m.access),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    ids(page["items"].as_array().unwrap())
+}
+
+#[tokio::test]
+async fn the_pending_queue_follows_each_order_and_a_bulk_confirm_confirms_each_on_its_own() {
+    let app = spawn_app_with(crate::commerce::fast).await;
+    let (m, shop, product) = shop_with_product(&app, 100_000, 10).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(crate::reviews::ordered(&app, &product).await.1);
+    }
+    let (other, other_shop, other_product) = shop_with_product(&app, 100_000, 10).await;
+    let (_, foreign) = crate::reviews::ordered(&app, &other_product).await;
+    // Cash orders wait for the merchant as `pending_payment`, newest first.
+    let newest_first: Vec<String> = orders.iter().rev().cloned().collect();
+    assert_eq!(
+        shop_orders(&app, &m, &shop, "pending_payment").await,
+        newest_first
+    );
+    assert!(shop_orders(&app, &m, &shop, "confirmed").await.is_empty());
+
+    let confirm = format!("/api/v1/shops/{shop}/orders/confirm");
+    // Refusals of the whole request change nothing.
+    let too_many: Vec<String> = (0..101).map(|_| orders[0].clone()).collect();
+    for (token, body, status) in [
+        (
+            &m.access,
+            json!({"order_ids": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &m.access,
+            json!({"order_ids": too_many}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &m.access,
+            json!({"ids": [orders[0]]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &other.access,
+            json!({"order_ids": [orders[0]]}),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (got, body) = app.post(&confirm, Some(token), body).await;
+        assert_eq!(got, status, "{body}");
+    }
+    assert_eq!(
+        shop_orders(&app, &m, &shop, "pending_payment").await,
+        newest_first
+    );
+
+    let asked = json!({"order_ids": [orders[0], orders[1], orders[0], foreign, "nonsense"]});
+    let (status, out) = app.post(&confirm, Some(&m.access), asked).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let results = out["results"].as_array().unwrap();
+    let summary: Vec<(String, u64)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["order_id"].as_str().unwrap().to_owned(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (orders[0].clone(), 200),
+            (orders[1].clone(), 200),
+            (orders[0].clone(), 422),
+            (foreign.clone(), 404),
+            ("nonsense".to_owned(), 404),
+        ]
+    );
+    assert_eq!(results[0]["order"]["status"], "confirmed");
+    assert_eq!(results[3]["error"]["code"], "not_found");
+    // The queue moved: one left waiting, two confirmed (newest first); the
+    // other shop's order was not touched.
+    assert_eq!(
+        shop_orders(&app, &m, &shop, "pending_payment").await,
+        vec![orders[2].clone()]
+    );
+    assert_eq!(
+        shop_orders(&app, &m, &shop, "confirmed").await,
+        vec![orders[1].clone(), orders[0].clone()]
+    );
+    assert_eq!(
+        shop_orders(&app, &other, &other_shop, "pending_payment").await,
+        vec![foreign.clone()]
+    );
+    // Confirming again is refused per order, as one request would be.
+    let (_, out) = app
+        .post(&confirm, Some(&m.access), json!({"order_ids": [orders[0]]}))
+        .await;
+    assert_eq!(out["results"][0]["status"], 409);
+    // Cancelled orders leave the queue too.
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{}/cancel", orders[2]),
+            Some(&m.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(shop_orders(&app, &m, &shop, "pending_payment")
+        .await
+        .is_empty());
+    assert_eq!(
+        shop_orders(&app, &m, &shop, "cancelled").await,
+        vec![orders[2].clone()]
+    );
+    // Only the shop's merchant (or an admin) reads its queue; a bad status
+    // is refused.
+    let c = app.user("customer").await;
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/shops/{shop}/orders?status=paid"),
+            Some(&c.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/shops/{shop}/orders?status=lost"),
+            Some(&m.access),
+        )
+        .await;
+    assert!(status.is_client_error());
+}
+
+#[tokio::test]
+async fn sales_by_product_and_the_csv_export_add_up_to_the_orders() {
+    let app = spawn_app_with(crate::commerce::fast).await;
+    let (m, shop, mat) = shop_with_product(&app, 1_000, 50).await;
+    let (status, block) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            product_body("Yoga Block", "yoga", 500),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let block = block["id"].as_str().unwrap().to_owned();
+    let started = chrono::Utc::now();
+    // c1: 2 mats and a block, delivered (cash collected); c2: one block,
+    // from an address whose city would be a spreadsheet formula; c3: one
+    // mat, cancelled.
+    let (c1, a1) = crate::commerce::customer(&app).await;
+    crate::commerce::add(&app, &c1, &mat, 2).await;
+    crate::commerce::add(&app, &c1, &block, 1).await;
+    let (_, placed) = crate::commerce::checkout(&app, &c1, &a1, "cod", None).await;
+    let o1 = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    crate::reviews::deliver(&app, &m, &o1).await;
+    let (c2, _) = crate::commerce::customer(&app).await;
+    let (status, a2) = app
+        .post(
+            "/api/v1/users/addresses",
+            Some(&c2.access),
+            json!({"label": "work", "line1": "1 Ly Thai To", "city": "=1+1", "lat": 21.03, "lng": 105.85, "is_default": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{a2}");
+    crate::commerce::add(&app, &c2, &block, 1).await;
+    let (_, placed) =
+        crate::commerce::checkout(&app, &c2, a2["id"].as_str().unwrap(), "cod", None).await;
+    let o2 = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let (_, o3) = crate::reviews::ordered(&app, &mat).await;
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{o3}/cancel"),
+            Some(&m.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, sales) = app
+        .get(
+            &format!("/api/v1/shops/{shop}/analytics/products"),
+            Some(&m.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sales}");
+    assert_eq!(
+        sales,
+        json!([
+            {"product_id": mat, "name": "Yoga Mat", "orders": 1, "units": 2, "units_paid": 2, "revenue": 2_000},
+            {"product_id": block, "name": "Yoga Block", "orders": 2, "units": 2, "units_paid": 1, "revenue": 500},
+        ])
+    );
+    let (_, top) = app
+        .get(
+            &format!("/api/v1/shops/{shop}/analytics/products?limit=1"),
+            Some(&m.access),
+        )
+        .await;
+    assert_eq!(top.as_array().unwrap().len(), 1);
+    assert_eq!(top[0]["product_id"], mat.as_str());
+
+    // The export: one row per order, newest first, totals as the API has
+    // them, free text kept as text.
+    let export = |query: String, token: String| {
+        let (app, shop) = (&app, &shop);
+        async move {
+            app.client
+                .get(format!(
+                    "{}/api/v1/shops/{shop}/orders/export{query}",
+                    app.base
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = export(String::new(), m.access.clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(resp.headers()["x-export-truncated"], "false");
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let order_ids: Vec<&str> = rows.iter().map(|r| &r[col("order_id")]).collect();
+    assert_eq!(order_ids, vec![o3.as_str(), o2.as_str(), o1.as_str()]);
+    for (row, id) in rows.iter().zip([&o3, &o2, &o1]) {
+        let (_, o) = app
+            .get(&format!("/api/v1/orders/{id}"), Some(&m.access))
+            .await;
+        assert_eq!(row[col("total")], o["totals"]["total"].to_string());
+        assert_eq!(row[col("status")], o["status"].as_str().unwrap().to_owned());
+        assert_eq!(
+            row[col("payment_status")],
+            o["payment"]["status"].as_str().unwrap().to_owned()
+        );
+    }
+    assert_eq!(&rows[1][col("city")], "'=1+1");
+    assert_eq!(&rows[0][col("units")], "1");
+    assert_eq!(&rows[2][col("units")], "3");
+    // A range: nothing after now; everything since the start.
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let text = export(format!("?from={later}"), m.access.clone())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count(), 1, "only the header: {text}");
+    let since = started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let text = export(format!("?from={since}&to={later}"), m.access.clone())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    let resp = export(format!("?from={later}&to={since}"), m.access.clone()).await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let c = app.user("customer").await;
+    let resp = export(String::new(), c.access.clone()).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}

@@ -25,7 +25,9 @@ use crate::domain::order::{next_action, Order, Party};
 use crate::domain::DomainError;
 use crate::live::{LiveEvent, Topic};
 /// The read tables this module writes (named in the store's catalog).
-pub use crate::store::tables::{ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, PAYMENT_REFS, TIMERS_TABLE};
+pub use crate::store::tables::{
+    ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, ORDERS_BY_SHOP_STATUS, PAYMENT_REFS, TIMERS_TABLE,
+};
 use crate::store::{codec, IndexOp};
 
 pub fn timer_key(due: DateTime<Utc>, order_id: &str) -> String {
@@ -41,6 +43,11 @@ pub fn timer_order(key: &str) -> Option<(i64, &str)> {
 fn listing_key(owner: &str, o: &Order) -> String {
     let inverted = i64::MAX - o.created_at.timestamp_millis().max(0);
     format!("{owner}|{inverted:020}|{}", o.id)
+}
+
+/// The order's row in its shop's listing of orders in its status.
+fn status_key(o: &Order) -> String {
+    listing_key(&format!("{}|{}", o.shop_id, o.status.as_str()), o)
 }
 
 impl Entity for OrderEntity {
@@ -154,6 +161,17 @@ impl Entity for OrderEntity {
         ops.push(IndexOp::Put {
             table: ORDERS_BY_CUSTOMER,
             key: listing_key(&o.customer_id, o),
+            value: value.clone(),
+        });
+        if let Some(old) = before.order.as_ref().filter(|b| b.status != o.status) {
+            ops.push(IndexOp::Delete {
+                table: ORDERS_BY_SHOP_STATUS,
+                key: status_key(old),
+            });
+        }
+        ops.push(IndexOp::Put {
+            table: ORDERS_BY_SHOP_STATUS,
+            key: status_key(o),
             value: value.clone(),
         });
         ops.push(IndexOp::Put {

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use crate::actors::{Ctx, Entity};
 use crate::domain::DomainError;
 /// The read tables this module writes (named in the store's catalog).
-pub use crate::store::tables::{CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS};
+pub use crate::store::tables::{CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS, SALES_BY_OWNER};
 use crate::store::IndexOp;
 
 /// Promotions that freeing capacity allows, head of the waitlist first.
@@ -159,6 +159,18 @@ impl Entity for QueueEntity {
         events: &[QueueEvent],
     ) -> Vec<IndexOp> {
         let mut ops = Vec::new();
+        for e in events {
+            if let QueueEvent::Opened { config } = e {
+                if config.kind == QueueKind::FlashSale && config.part_of.is_none() {
+                    ops.push(IndexOp::Put {
+                        table: SALES_BY_OWNER,
+                        key: format!("{}|{id}", config.owner_id),
+                        value: crate::store::codec::encode(1, config)
+                            .expect("queue configs encode"),
+                    });
+                }
+            }
+        }
         let mut touched: Vec<&String> = events
             .iter()
             .filter_map(|e| match e {
