@@ -198,6 +198,13 @@ impl Application {
             Duration::from_millis(self.settings.behavior_flush_ms.max(10)),
             self.state.shutdown.clone(),
         ));
+        let alerts = tokio::spawn(
+            self.state
+                .services
+                .inventory
+                .clone()
+                .run_alerts(Duration::from_millis(500), self.state.shutdown.clone()),
+        );
         let queue_work = tokio::spawn(self.state.services.queue_work.clone().run_queue_work(
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
@@ -234,6 +241,7 @@ impl Application {
         serve(self.listener, app, opts, signal).await;
         let _ = scheduler.await;
         let _ = mailer.await;
+        let _ = alerts.await;
         let _ = queue_work.await;
         let _ = indexer.await;
         let _ = behavior.await;

@@ -76,6 +76,10 @@ pub struct Product {
     /// (1: not split). Fixed once a bucket has been stocked.
     #[serde(default = "one_bucket")]
     pub stock_buckets: u32,
+    /// Available units at or below this are low: the merchant is alerted
+    /// once per crossing (none: no alert).
+    #[serde(default)]
+    pub low_stock_threshold: Option<u64>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -95,6 +99,11 @@ pub struct ProductInput {
     #[serde(default = "one_bucket")]
     #[schema(minimum = 1, maximum = 64, default = 1)]
     pub stock_buckets: u32,
+    /// Alert the merchant when available units fall to this (at most
+    /// 1,000,000,000).
+    #[serde(default)]
+    #[schema(maximum = 1_000_000_000)]
+    pub low_stock_threshold: Option<u64>,
 }
 
 fn one_bucket() -> u32 {
@@ -114,6 +123,20 @@ pub struct ProductPatch {
     #[schema(minimum = 1, maximum = 64)]
     pub stock_buckets: Option<u32>,
     pub active: Option<bool>,
+    /// A number sets the low-stock threshold; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, maximum = 1_000_000_000)]
+    pub low_stock_threshold: Option<Option<u64>>,
+}
+
+/// A field that is present, `null` included (`Some(None)`); absent is
+/// `None` (`#[serde(default)]`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> {
@@ -135,6 +158,12 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
             format!("stock_buckets must be between 1 and {MAX_STOCK_BUCKETS}"),
         ));
     }
+    if input.low_stock_threshold.is_some_and(|t| t > MAX_STOCK) {
+        return Err(DomainError::invalid(
+            "low_stock_threshold",
+            format!("low_stock_threshold must be at most {MAX_STOCK}"),
+        ));
+    }
     if input.weight_grams > MAX_WEIGHT_GRAMS {
         return Err(DomainError::invalid(
             "weight_grams",
@@ -149,6 +178,7 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
         stock: input.stock,
         weight_grams: input.weight_grams,
         stock_buckets: input.stock_buckets,
+        low_stock_threshold: input.low_stock_threshold,
     })
 }
 
@@ -161,6 +191,7 @@ pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, 
         stock: patch.stock.unwrap_or(p.stock),
         weight_grams: patch.weight_grams.unwrap_or(p.weight_grams),
         stock_buckets: patch.stock_buckets.unwrap_or(p.stock_buckets),
+        low_stock_threshold: patch.low_stock_threshold.unwrap_or(p.low_stock_threshold),
     })
 }
 
@@ -385,6 +416,7 @@ mod tests {
             stock: 1,
             weight_grams: 100,
             stock_buckets: 1,
+            low_stock_threshold: None,
             active,
             created_at: now,
             updated_at: now,
@@ -445,6 +477,7 @@ mod tests {
             stock: 5,
             weight_grams: 800,
             stock_buckets: 1,
+            low_stock_threshold: None,
         };
         let checked = check_product(&ok).unwrap();
         assert_eq!(

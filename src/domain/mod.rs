@@ -5,6 +5,7 @@
 pub mod behavior;
 pub mod catalog;
 pub mod ids;
+pub mod inventory;
 pub mod notification;
 pub mod order;
 pub mod payment;

@@ -33,6 +33,13 @@ pub struct MailPrefs {
     pub enrollment: bool,
     /// Messages from the platform's admins.
     pub announcements: bool,
+    /// Low-stock alerts (merchants).
+    #[serde(default = "yes")]
+    pub inventory: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for MailPrefs {
@@ -42,6 +49,7 @@ impl Default for MailPrefs {
             delivery: false,
             enrollment: true,
             announcements: true,
+            inventory: true,
         }
     }
 }
@@ -51,6 +59,8 @@ impl MailPrefs {
     pub fn wants(&self, kind: &str) -> bool {
         if kind == "announcement" {
             self.announcements
+        } else if kind == "low_stock" {
+            self.inventory
         } else if kind.starts_with("enrollment")
             || kind.starts_with("claim")
             || kind == "new_session"
@@ -340,12 +350,15 @@ pub(crate) mod tests {
         assert!(!p.wants("shipper_arriving"));
         assert!(p.wants("enrollment_confirmed"));
         assert!(p.wants("announcement"));
+        assert!(p.wants("low_stock"));
         let none = MailPrefs {
             orders: false,
             delivery: false,
             enrollment: false,
             announcements: false,
+            inventory: false,
         };
         assert!(!none.wants("order_confirmed"));
+        assert!(!none.wants("low_stock"));
     }
 }

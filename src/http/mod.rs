@@ -17,6 +17,7 @@ pub mod cart;
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod inventory;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;
@@ -44,7 +45,7 @@ use state::AppState;
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "discovery"), (name = "admin"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "inventory"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "discovery"), (name = "admin"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -82,6 +83,11 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(catalog::create_product))
         .routes(routes!(catalog::get_product, catalog::update_product))
         .routes(routes!(catalog::list_products))
+        .routes(routes!(inventory::product_inventory))
+        .routes(routes!(inventory::adjust_inventory))
+        .routes(routes!(inventory::shop_inventory))
+        .routes(routes!(inventory::low_stock))
+        .routes(routes!(inventory::export_inventory))
         .routes(routes!(catalog::create_course, catalog::list_courses))
         .routes(routes!(catalog::get_course, catalog::update_course))
         .routes(routes!(cart::get_cart))

@@ -18,6 +18,7 @@ pub mod feed;
 pub mod flash_sales;
 pub mod fleet;
 pub mod fulfilment;
+pub mod inventory;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
@@ -193,6 +194,8 @@ pub struct Services {
     pub carts: cart::Carts,
     pub checkout: checkout::Checkouts,
     pub orders: orders::Orders,
+    /// Stock levels, movements, low-stock alerts (and their worker).
+    pub inventory: Arc<inventory::Inventory>,
     /// A merchant's figures about a shop (revenue, product sales, CSV).
     pub reports: shop_reports::ShopReports,
     pub payments: payments::Payments,
@@ -443,6 +446,15 @@ impl Services {
                 store: store.clone(),
                 bus: bus.clone(),
             },
+            inventory: Arc::new(inventory::Inventory {
+                products: e.products.clone(),
+                orders: e.orders.clone(),
+                users: e.users.clone(),
+                catalog: catalog.clone(),
+                store: store.clone(),
+                duty: duty.clone(),
+                wake: Arc::new(tokio::sync::Notify::new()),
+            }),
             reports: shop_reports::ShopReports {
                 store: store.clone(),
                 catalog: catalog.clone(),

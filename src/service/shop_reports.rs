@@ -230,7 +230,7 @@ pub fn product_sales(orders: &[Order], limit: usize) -> Vec<ProductSales> {
 /// Free text as a CSV cell a spreadsheet shows as text: one starting with
 /// `=`, `+`, `-`, `@`, a tab or a carriage return (a formula to Excel and
 /// LibreOffice) gets a leading `'`, as OWASP advises against CSV injection.
-fn text_cell(s: &str) -> String {
+pub(crate) fn text_cell(s: &str) -> String {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {

@@ -42,6 +42,20 @@ pub const USERS_BY_EMAIL: &str = "users_by_email";
 /// Read table: product id → encoded `Product`.
 pub const PRODUCTS_TABLE: &str = "products";
 
+// Written by `actors::product` (its inventory).
+/// Read table: `{product}|{u64::MAX - seq:020}` → encoded `Movement`: a
+/// product's stock movements, newest first.
+pub const STOCK_MOVEMENTS: &str = "stock_movements";
+/// Read table: `{shop}|{product}` → encoded `InventoryItem`: a shop's stock
+/// levels by product.
+pub const INVENTORY: &str = "inventory";
+/// Read table: `{shop}|{product}` → encoded `InventoryItem`: a shop's
+/// products at or below their low-stock threshold.
+pub const LOW_STOCK: &str = "low_stock";
+/// Read table: `{product}|{crossing:020}` → encoded `StockAlert`: low-stock
+/// crossings not yet told to the merchant (deleted once told).
+pub const STOCK_ALERTS: &str = "stock_alerts";
+
 // Written by `actors::shop`.
 /// Read table: shop id → encoded `Shop`.
 pub const SHOPS_TABLE: &str = "shops";
@@ -109,6 +123,10 @@ pub const ALL: &[&str] = &[
     USERS_BY_EMAIL,
     TRACK_POINTS,
     PRODUCTS_TABLE,
+    STOCK_MOVEMENTS,
+    INVENTORY,
+    LOW_STOCK,
+    STOCK_ALERTS,
     COURSES_TABLE,
     COURSES_BY_TRAINER,
     SALES_BY_OWNER,

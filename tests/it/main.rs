@@ -115,6 +115,7 @@ mod faults;
 mod hardening;
 mod helpers;
 mod http_edge;
+mod inventory;
 mod journal;
 pub(crate) mod lifecycle;
 mod mail;

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "005_console.sql",
         text: include_str!("../../../schema/postgres/005_console.sql"),
     },
+    Migration {
+        version: 6,
+        name: "006_inventory.sql",
+        text: include_str!("../../../schema/postgres/006_inventory.sql"),
+    },
 ];
 
 /// The schema version this build needs.

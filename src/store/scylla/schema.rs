@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "005_console.cql",
         text: include_str!("../../../schema/scylla/005_console.cql"),
     },
+    Migration {
+        version: 6,
+        name: "006_inventory.cql",
+        text: include_str!("../../../schema/scylla/006_inventory.cql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -10,6 +10,11 @@
 //! the pool not allotted; the public record adds what each bucket last
 //! said it had free (an upper bound: buckets only hold since).
 
+mod inventory;
+
+pub use inventory::{movement_key, StockAlert, ROW_VERSION as INVENTORY_ROW_VERSION};
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::entity::record_row;
@@ -17,9 +22,12 @@ use super::{Ctx, Entity};
 use crate::domain::catalog::{
     check_product, patch_product, Product, ProductInput, ProductPatch, Shop,
 };
+use crate::domain::inventory::{AdjustmentInput, StockLevels};
 use crate::domain::{Caller, DomainError};
 /// The read tables this module writes (named in the store's catalog).
-pub use crate::store::tables::PRODUCTS_TABLE;
+pub use crate::store::tables::{
+    INVENTORY, LOW_STOCK, PRODUCTS_TABLE, STOCK_ALERTS, STOCK_MOVEMENTS,
+};
 use crate::store::{codec, IndexOp};
 
 pub struct ProductEntity;
@@ -46,9 +54,40 @@ pub struct ProductState {
     /// report arriving late does not overwrite a newer one).
     #[serde(default)]
     pub bucket_changes: Vec<u64>,
+    /// The sum of `held` (`None` in states saved before it was kept:
+    /// counted once, then kept).
+    #[serde(default)]
+    pub held_units: Option<u64>,
+    /// Movements recorded: the newest one's seq.
+    #[serde(default)]
+    pub movements: u64,
+    /// Available is at or below the threshold (and the crossing alerted).
+    #[serde(default)]
+    pub low: bool,
+    /// Low-stock crossings so far.
+    #[serde(default)]
+    pub crossings: u64,
+    /// Returned orders whose goods were put back (each once).
+    #[serde(
+        default,
+        deserialize_with = "codec::via::<_, std::collections::BTreeSet<String>, _>"
+    )]
+    pub restocked: imbl::OrdSet<String>,
 }
 
 impl ProductState {
+    /// Keeps `held_units` with a holder's change from `before` to `after`
+    /// (counting `held` once if it was not kept yet).
+    fn count_held(&mut self, before: Option<u64>, after: Option<u64>) {
+        self.held_units = Some(match self.held_units {
+            Some(t) => t
+                .saturating_sub(before.unwrap_or(0))
+                .saturating_add(after.unwrap_or(0)),
+            // `held` already has the change.
+            None => self.held.values().copied().sum(),
+        });
+    }
+
     /// The public record: the pool plus what the buckets have free.
     pub fn public(&self) -> Option<Product> {
         let mut p = self.product.clone()?;
@@ -64,6 +103,8 @@ pub struct ProductReply {
     pub product: Product,
     pub allotted: u64,
     pub holds: bool,
+    /// On hand, reserved and available after the command.
+    pub levels: StockLevels,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,14 +119,42 @@ pub enum ProductEvent {
     StockHeld {
         order_id: String,
         quantity: u64,
+        /// Absent in events recorded before movements had a time.
+        #[serde(default)]
+        at: Option<DateTime<Utc>>,
     },
     StockReleased {
         order_id: String,
         quantity: u64,
+        #[serde(default)]
+        at: Option<DateTime<Utc>>,
     },
     StockConsumed {
         order_id: String,
         quantity: u64,
+        #[serde(default)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// A movement the merchant recorded: on hand and available change by
+    /// `quantity`.
+    StockAdjusted {
+        kind: crate::domain::inventory::AdjustmentKind,
+        quantity: i64,
+        reason: Option<String>,
+        order_id: Option<String>,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// Available fell to the low-stock threshold (crossing number `crossing`).
+    LowStockReached {
+        crossing: u64,
+        available: u64,
+        threshold: u64,
+        at: DateTime<Utc>,
+    },
+    /// Available is above the threshold again (or it was removed).
+    LowStockCleared {
+        at: DateTime<Utc>,
     },
     /// Held stock moved from one holder to another (a flash sale's reserve
     /// to a claim's order, and back).
@@ -124,6 +193,13 @@ pub enum ProductCommand {
         patch: ProductPatch,
     },
     Get,
+    /// Record a received, adjusted or returned movement (the owner);
+    /// `returnable`: what the returned order had of the product.
+    Adjust {
+        caller: Caller,
+        input: AdjustmentInput,
+        returnable: u64,
+    },
     /// Hold `quantity` for `order_id` (409 `out_of_stock` if not available).
     Hold {
         order_id: String,
@@ -173,7 +249,7 @@ pub enum ProductCommand {
     },
 }
 
-fn product(state: &ProductState) -> Result<&Product, DomainError> {
+pub(crate) fn product(state: &ProductState) -> Result<&Product, DomainError> {
     state
         .product
         .as_ref()
@@ -207,6 +283,7 @@ fn create(
         stock: input.stock,
         weight_grams: input.weight_grams,
         stock_buckets: input.stock_buckets,
+        low_stock_threshold: input.low_stock_threshold,
         active: true,
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -241,14 +318,26 @@ fn update(
         category: input.category,
         price: input.price,
         currency: input.currency,
-        stock,
         weight_grams: input.weight_grams,
         stock_buckets: input.stock_buckets,
+        low_stock_threshold: input.low_stock_threshold,
         active: patch.active.unwrap_or(current.active),
         updated_at: ctx.now,
         ..current.clone()
     };
-    Ok(vec![ProductEvent::Updated { product }])
+    let mut events = vec![ProductEvent::Updated { product }];
+    // A new stock is recorded as the correction it is.
+    if stock != current.stock {
+        events.push(ProductEvent::StockAdjusted {
+            kind: crate::domain::inventory::AdjustmentKind::Adjusted,
+            quantity: stock as i64 - current.stock as i64,
+            reason: Some(format!("available set to {}", patch.stock.unwrap_or(stock))),
+            order_id: None,
+            by: caller.user_id.to_string(),
+            at: ctx.now,
+        });
+    }
+    Ok(events)
 }
 
 /// What `holder` (an order, or a claim's reservation) holds of an existing
@@ -263,6 +352,7 @@ fn hold(
     state: &ProductState,
     order_id: String,
     quantity: u64,
+    now: DateTime<Utc>,
 ) -> Result<Vec<ProductEvent>, DomainError> {
     let p = product(state)?;
     if state.held.contains_key(&order_id) {
@@ -278,7 +368,11 @@ fn hold(
             format!("only {} of {} left", p.stock, p.name),
         ))
     } else {
-        Ok(vec![ProductEvent::StockHeld { order_id, quantity }])
+        Ok(vec![ProductEvent::StockHeld {
+            order_id,
+            quantity,
+            at: Some(now),
+        }])
     }
 }
 
@@ -418,16 +512,27 @@ impl Entity for ProductEntity {
             } => create(state, &caller, shop, &input, ctx)?,
             ProductCommand::Update { caller, patch } => update(state, &caller, &patch, ctx)?,
             ProductCommand::Get => vec![],
+            ProductCommand::Adjust {
+                caller,
+                input,
+                returnable,
+            } => inventory::adjust(state, &caller, input, returnable, ctx.now)?,
             ProductCommand::Holds { order_id } => {
                 holder = Some(order_id);
                 vec![]
             }
-            ProductCommand::Hold { order_id, quantity } => hold(state, order_id, quantity)?,
+            ProductCommand::Hold { order_id, quantity } => {
+                hold(state, order_id, quantity, ctx.now)?
+            }
             ProductCommand::Release { order_id } => {
                 let held = held(state, &order_id)?;
-                held.map(|quantity| ProductEvent::StockReleased { order_id, quantity })
-                    .into_iter()
-                    .collect()
+                held.map(|quantity| ProductEvent::StockReleased {
+                    order_id,
+                    quantity,
+                    at: Some(ctx.now),
+                })
+                .into_iter()
+                .collect()
             }
             ProductCommand::Transfer { from, to, quantity } => transfer(state, from, to, quantity)?,
             ProductCommand::Return { from, to } => {
@@ -438,9 +543,13 @@ impl Entity for ProductEntity {
             }
             ProductCommand::Consume { order_id } => {
                 let held = held(state, &order_id)?;
-                held.map(|quantity| ProductEvent::StockConsumed { order_id, quantity })
-                    .into_iter()
-                    .collect()
+                held.map(|quantity| ProductEvent::StockConsumed {
+                    order_id,
+                    quantity,
+                    at: Some(ctx.now),
+                })
+                .into_iter()
+                .collect()
             }
             ProductCommand::Allot {
                 bucket,
@@ -458,7 +567,12 @@ impl Entity for ProductEntity {
                 changes,
             } => recover(state, bucket, returned, (free, changes))?,
         };
-        let next = Self::evolve(state, &events);
+        let mut events = events;
+        let mut next = Self::evolve(state, &events);
+        if let Some(crossed) = inventory::crossing(&next, ctx.now) {
+            Self::apply(&mut next, &crossed);
+            events.push(crossed);
+        }
         let product = next.public().ok_or(DomainError::NotFound("product"))?;
         let allotted = asked
             .and_then(|b| next.allotted.get(b as usize).copied())
@@ -470,31 +584,43 @@ impl Entity for ProductEntity {
                 product,
                 allotted,
                 holds,
+                levels: next.levels(),
             },
         ))
     }
 
     fn apply(state: &mut ProductState, event: &ProductEvent) {
+        if inventory::is_movement(event) {
+            state.movements += 1;
+        }
         match event {
             ProductEvent::Created { product } | ProductEvent::Updated { product } => {
                 state.product = Some(product.clone())
             }
-            ProductEvent::StockHeld { order_id, quantity } => {
-                state.held.insert(order_id.clone(), *quantity);
+            ProductEvent::StockHeld {
+                order_id, quantity, ..
+            } => {
+                let before = state.held.insert(order_id.clone(), *quantity);
+                state.count_held(before, Some(*quantity));
                 if let Some(p) = state.product.as_mut() {
                     p.stock = p.stock.saturating_sub(*quantity);
                 }
             }
-            ProductEvent::StockReleased { order_id, quantity } => {
-                state.held.remove(order_id);
+            ProductEvent::StockReleased {
+                order_id, quantity, ..
+            } => {
+                let before = state.held.remove(order_id);
+                state.count_held(before, None);
                 if let Some(p) = state.product.as_mut() {
                     p.stock = p.stock.saturating_add(*quantity);
                 }
             }
             ProductEvent::StockConsumed { order_id, .. } => {
-                state.held.remove(order_id);
+                let before = state.held.remove(order_id);
+                state.count_held(before, None);
             }
             ProductEvent::StockTransferred { from, to, quantity } => {
+                // Held stays held: only the holders change.
                 if let Some(q) = state.held.get_mut(from) {
                     *q = q.saturating_sub(*quantity);
                     if *q == 0 {
@@ -503,6 +629,26 @@ impl Entity for ProductEntity {
                 }
                 *state.held.entry(to.clone()).or_insert(0) += quantity;
             }
+            ProductEvent::StockAdjusted {
+                kind,
+                quantity,
+                order_id,
+                ..
+            } => {
+                if let Some(p) = state.product.as_mut() {
+                    p.stock = p.stock.saturating_add_signed(*quantity);
+                }
+                if *kind == crate::domain::inventory::AdjustmentKind::Returned {
+                    if let Some(o) = order_id {
+                        state.restocked.insert(o.clone());
+                    }
+                }
+            }
+            ProductEvent::LowStockReached { crossing, .. } => {
+                state.low = true;
+                state.crossings = *crossing;
+            }
+            ProductEvent::LowStockCleared { .. } => state.low = false,
             ProductEvent::Allotted {
                 bucket,
                 units,
@@ -532,16 +678,18 @@ impl Entity for ProductEntity {
         }
     }
 
-    /// The `products` row, and a catalog feed row when what search shows
-    /// of it changed (not on every stock hold).
+    /// The `products` row, a catalog feed row when what search shows of it
+    /// changed (not on every stock hold), and the inventory's rows
+    /// (movements, the shop's lines, low-stock alerts).
     fn index(
         id: &str,
         before: &ProductState,
         state: &ProductState,
-        _events: &[ProductEvent],
+        events: &[ProductEvent],
     ) -> Vec<IndexOp> {
         let after = state.public();
         let mut ops = record_row(PRODUCTS_TABLE, id, Self::VERSION, after.as_ref());
+        ops.extend(inventory::rows(id, before, state, events));
         if let Some(p) = after {
             fn seen(p: &Product) -> (&str, &str, u64, &str, bool) {
                 (&p.name, &p.category, p.price, &p.currency, p.active)
@@ -583,6 +731,7 @@ mod tests {
             stock,
             weight_grams: 1,
             stock_buckets: 1,
+            low_stock_threshold: None,
         };
         run(
             &ProductState::default(),
