@@ -9,12 +9,13 @@
 //!   stock), `stock_bucket` (a share of a hot product's stock), `course`, `cart`, `coupon`, `order`, `queue` (enrollments and
 //!   flash-sale claims), `shipper`, `sandbox_payment`, `review` (one
 //!   review of an order line, shop or delivery) and `rating` (a product's,
-//!   shop's or shipper's summary). Each defines its
+//!   shop's or shipper's summary), `category` (the one category tree). Each defines its
 //!   commands, replies and events (serializable), its state, and — where
 //!   the reply is an enum — a typed client on `Registry<E>`, the one place
 //!   that reply is matched.
 
 pub mod cart;
+pub mod category;
 pub mod coupon;
 pub mod course;
 pub mod email;

@@ -80,6 +80,10 @@ pub struct Product {
     /// once per crossing (none: no alert).
     #[serde(default)]
     pub low_stock_threshold: Option<u64>,
+    /// The category of the tree it is in (its `category` is that
+    /// category's slug); none for a free-text category.
+    #[serde(default)]
+    pub category_id: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -89,7 +93,13 @@ pub struct Product {
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
     pub name: String,
+    /// Free text (1 to 60 characters), or, with `category_id`, ignored:
+    /// the category's slug is used.
+    #[serde(default)]
     pub category: String,
+    /// A category of the tree (`/categories`).
+    #[serde(default)]
+    pub category_id: Option<String>,
     pub price: u64,
     pub currency: String,
     pub stock: u64,
@@ -114,7 +124,10 @@ fn one_bucket() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     pub name: Option<String>,
+    /// Free text: the product leaves its tree category.
     pub category: Option<String>,
+    /// A category of the tree: `category` becomes its slug.
+    pub category_id: Option<String>,
     pub price: Option<u64>,
     pub currency: Option<String>,
     pub stock: Option<u64>,
@@ -131,7 +144,7 @@ pub struct ProductPatch {
 
 /// A field that is present, `null` included (`Some(None)`); absent is
 /// `None` (`#[serde(default)]`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -173,6 +186,7 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
     Ok(ProductInput {
         name: check_text("name", &input.name, 200)?,
         category: check_text("category", &input.category, 60)?.to_lowercase(),
+        category_id: input.category_id.clone(),
         price: input.price,
         currency: check_currency(&input.currency)?,
         stock: input.stock,
@@ -186,6 +200,12 @@ pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, 
     check_product(&ProductInput {
         name: patch.name.clone().unwrap_or_else(|| p.name.clone()),
         category: patch.category.clone().unwrap_or_else(|| p.category.clone()),
+        // A free-text category leaves the tree; a tree category replaces it.
+        category_id: match (&patch.category_id, &patch.category) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(_)) => None,
+            (None, None) => p.category_id.clone(),
+        },
         price: patch.price.unwrap_or(p.price),
         currency: patch.currency.clone().unwrap_or_else(|| p.currency.clone()),
         stock: patch.stock.unwrap_or(p.stock),
@@ -213,6 +233,8 @@ pub fn check_price_bounds(min: Option<u64>, max: Option<u64>) -> Result<(), Doma
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProductFilter {
     pub category: Option<String>,
+    /// Any of these categories (slugs): a tree category and its subtree.
+    pub categories: Option<std::collections::HashSet<String>>,
     pub shop_id: Option<crate::domain::ids::ShopId>,
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,
@@ -227,6 +249,10 @@ impl ProductFilter {
                 .category
                 .as_ref()
                 .is_none_or(|c| p.category.eq_ignore_ascii_case(c))
+            && self
+                .categories
+                .as_ref()
+                .is_none_or(|set| set.contains(&p.category))
             && self.shop_id.as_ref().is_none_or(|s| &p.shop_id == s)
             && self.min_price.is_none_or(|m| p.price >= m)
             && self.max_price.is_none_or(|m| p.price <= m)
@@ -417,6 +443,7 @@ mod tests {
             weight_grams: 100,
             stock_buckets: 1,
             low_stock_threshold: None,
+            category_id: None,
             active,
             created_at: now,
             updated_at: now,
@@ -478,6 +505,7 @@ mod tests {
             weight_grams: 800,
             stock_buckets: 1,
             low_stock_threshold: None,
+            category_id: None,
         };
         let checked = check_product(&ok).unwrap();
         assert_eq!(

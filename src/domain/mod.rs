@@ -4,6 +4,7 @@
 
 pub mod behavior;
 pub mod catalog;
+pub mod category;
 pub mod ids;
 pub mod inventory;
 pub mod notification;

@@ -19,6 +19,8 @@ use crate::service::catalog::{check_limit, Page};
 #[serde(deny_unknown_fields)]
 pub struct ProductQuery {
     pub category: Option<String>,
+    /// A category of the tree: products in it or in one below it.
+    pub category_id: Option<String>,
     pub shop_id: Option<crate::domain::ids::ShopId>,
     /// Minimum price in minor units.
     pub min_price: Option<u64>,
@@ -254,6 +256,7 @@ pub async fn list_products(
     let limit = check_limit(q.limit)?;
     let filter = ProductFilter {
         category: q.category,
+        categories: None,
         shop_id: q.shop_id,
         min_price: q.min_price,
         max_price: q.max_price,
@@ -262,7 +265,12 @@ pub async fn list_products(
     Ok(Json(
         s.services
             .catalog
-            .list_products(&filter, q.cursor.as_deref(), limit)
+            .list_products(
+                &filter,
+                q.category_id.as_deref(),
+                q.cursor.as_deref(),
+                limit,
+            )
             .await?
             .into(),
     ))

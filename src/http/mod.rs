@@ -15,6 +15,7 @@ pub mod behavior;
 pub mod burst;
 pub mod cart;
 pub mod catalog;
+pub mod categories;
 pub mod error;
 pub mod extract;
 pub mod inventory;
@@ -83,6 +84,15 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(catalog::create_product))
         .routes(routes!(catalog::get_product, catalog::update_product))
         .routes(routes!(catalog::list_products))
+        .routes(routes!(
+            categories::list_categories,
+            categories::create_category
+        ))
+        .routes(routes!(
+            categories::get_category,
+            categories::update_category,
+            categories::delete_category
+        ))
         .routes(routes!(inventory::product_inventory))
         .routes(routes!(inventory::adjust_inventory))
         .routes(routes!(inventory::shop_inventory))

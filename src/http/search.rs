@@ -30,6 +30,8 @@ pub struct SearchQuery {
     #[param(rename = "type")]
     pub kind: Option<Kind>,
     pub category: Option<String>,
+    /// A category of the tree: what is in it or in one below it.
+    pub category_id: Option<String>,
     /// Minimum price in minor units (what has a price: products, courses).
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,
@@ -160,6 +162,17 @@ pub async fn search(
         q: text,
         kind: q.kind,
         category: q.category.map(|c| c.trim().to_lowercase()),
+        categories: match &q.category_id {
+            Some(id) => Some(
+                s.services
+                    .categories
+                    .subtree_slugs(id)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+            None => None,
+        },
         sells: None,
         shop: None,
         min_price: q.min_price,

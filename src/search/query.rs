@@ -57,6 +57,8 @@ pub struct Params {
     pub q: String,
     pub kind: Option<Kind>,
     pub category: Option<String>,
+    /// Any of these categories (a tree category's subtree, as slugs).
+    pub categories: Option<Vec<String>>,
     /// Shops selling something of this category.
     pub sells: Option<String>,
     /// Products of this shop.
@@ -285,6 +287,18 @@ impl SearchIndex {
         }
         if let Some(c) = &p.category {
             parts.push(filter(term_query(Term::from_field_text(f.category, c))));
+        }
+        if let Some(set) = &p.categories {
+            let any: Vec<(Occur, Box<dyn Query>)> = set
+                .iter()
+                .map(|c| {
+                    (
+                        Occur::Should,
+                        term_query(Term::from_field_text(f.category, c)),
+                    )
+                })
+                .collect();
+            parts.push(filter(Box::new(BooleanQuery::new(any))));
         }
         if let Some(id) = &p.shop {
             parts.push(filter(term_query(Term::from_field_text(f.shop, id))));

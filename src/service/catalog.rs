@@ -102,6 +102,7 @@ pub struct Catalog {
     pub(super) courses: Registry<CourseEntity>,
     pub(super) stock: super::stock::Stock,
     pub(super) store: Arc<dyn Store>,
+    pub(super) categories: super::categories::Categories,
 }
 
 impl Catalog {
@@ -190,9 +191,12 @@ impl Catalog {
         &self,
         caller: Caller,
         shop_id: &str,
-        input: ProductInput,
+        mut input: ProductInput,
     ) -> Result<Product, ServiceError> {
         let shop = self.get_shop(shop_id).await?;
+        if let Some(id) = &input.category_id {
+            input.category = self.categories.slug_of(id).await?;
+        }
         let created = self
             .products
             .call(
@@ -217,9 +221,12 @@ impl Catalog {
         &self,
         caller: Caller,
         id: &str,
-        patch: ProductPatch,
+        mut patch: ProductPatch,
     ) -> Result<Product, ServiceError> {
         found(&self.products, id, "product").await?;
+        if let Some(category) = &patch.category_id {
+            patch.category = Some(self.categories.slug_of(category).await?);
+        }
         let updated = self
             .products
             .call(id, ProductCommand::Update { caller, patch })
@@ -230,13 +237,20 @@ impl Catalog {
         self.stock.drain(updated).await
     }
 
+    /// Products matching `filter`; with `category_id`, only those of that
+    /// category or one below it.
     pub async fn list_products(
         &self,
         filter: &ProductFilter,
+        category_id: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Product>, ServiceError> {
         crate::domain::catalog::check_price_bounds(filter.min_price, filter.max_price)?;
+        let mut filter = filter.clone();
+        if let Some(id) = category_id {
+            filter.categories = Some(self.categories.subtree_slugs(id).await?);
+        }
         self.list::<ProductEntity, Product>(PRODUCTS_TABLE, cursor, limit, |p| filter.matches(p))
             .await
     }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod behavior;
 pub mod cart;
 pub mod catalog;
+pub mod categories;
 pub mod checkout;
 pub mod coupons;
 pub mod course_sessions;
@@ -36,6 +37,7 @@ pub mod users;
 use std::sync::Arc;
 
 use crate::actors::cart::CartEntity;
+use crate::actors::category::CategoryTreeEntity;
 use crate::actors::coupon::CouponEntity;
 use crate::actors::course::CourseEntity;
 use crate::actors::email::EmailClaim;
@@ -143,6 +145,7 @@ pub struct Entities {
     pub stock_buckets: Registry<StockBucketEntity>,
     pub reviews: Registry<ReviewEntity>,
     pub ratings: Registry<RatingEntity>,
+    pub categories: Registry<CategoryTreeEntity>,
 }
 
 impl Entities {
@@ -161,6 +164,7 @@ impl Entities {
             stock_buckets: Registry::start(rt.clone()).await?,
             reviews: Registry::start(rt.clone()).await?,
             ratings: Registry::start(rt.clone()).await?,
+            categories: Registry::start(rt.clone()).await?,
         })
     }
 
@@ -179,6 +183,7 @@ impl Entities {
         self.stock_buckets.shutdown().await;
         self.reviews.shutdown().await;
         self.ratings.shutdown().await;
+        self.categories.shutdown().await;
     }
 }
 
@@ -190,6 +195,7 @@ pub struct Services {
     pub accounts: admin::Accounts,
     pub profiles: users::Profiles,
     pub catalog: catalog::Catalog,
+    pub categories: categories::Categories,
     pub coupons: coupons::Coupons,
     pub carts: cart::Carts,
     pub checkout: checkout::Checkouts,
@@ -281,7 +287,12 @@ impl Services {
             users: e.users.clone(),
         };
         let stock = stock::Stock::new(e.products.clone(), e.stock_buckets.clone());
+        let categories = categories::Categories {
+            tree: e.categories.clone(),
+            store: store.clone(),
+        };
         let catalog = catalog::Catalog {
+            categories: categories.clone(),
             shops: e.shops.clone(),
             products: e.products.clone(),
             courses: e.courses.clone(),
@@ -461,6 +472,7 @@ impl Services {
             },
             profiles,
             catalog,
+            categories,
             carts,
             orders,
             fulfilment,

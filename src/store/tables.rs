@@ -56,6 +56,10 @@ pub const LOW_STOCK: &str = "low_stock";
 /// crossings not yet told to the merchant (deleted once told).
 pub const STOCK_ALERTS: &str = "stock_alerts";
 
+// Written by `actors::category`.
+/// Read table: `all` → the encoded category tree, in reading order.
+pub const CATEGORIES: &str = "categories";
+
 // Written by `actors::shop`.
 /// Read table: shop id → encoded `Shop`.
 pub const SHOPS_TABLE: &str = "shops";
@@ -127,6 +131,7 @@ pub const ALL: &[&str] = &[
     INVENTORY,
     LOW_STOCK,
     STOCK_ALERTS,
+    CATEGORIES,
     COURSES_TABLE,
     COURSES_BY_TRAINER,
     SALES_BY_OWNER,

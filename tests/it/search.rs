@@ -515,3 +515,191 @@ async fn a_burst_of_catalog_changes_larger_than_a_round_is_worked_through() {
     assert!(rounds >= 3, "12,000 changes in {rounds} rounds");
     assert_eq!(search(&app, "q=latecomer").await["total"], 1);
 }
+
+/// The ids of a product listing's items, sorted.
+fn sorted_ids(items: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_category_finds_its_subtree_in_listings_and_search_and_follows_moves() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.admin_email = Some("root@example.com".into());
+        s.admin_password = Some(PASSWORD.into());
+    })
+    .await;
+    let admin = app.login("root@example.com").await;
+    let add = |slug: &'static str, parent: Option<String>| {
+        let (app, token) = (&app, admin.access.clone());
+        async move {
+            let (status, c) = app
+                .post(
+                    "/api/v1/categories",
+                    Some(&token),
+                    json!({"slug": slug, "name": slug.to_uppercase(), "parent_id": parent}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{c}");
+            c["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let sport = add("sport", None).await;
+    let yoga = add("yoga", Some(sport.clone())).await;
+    let mats = add("yoga-mats", Some(yoga.clone())).await;
+    let home = add("home", None).await;
+    // Refusals: not an admin, a taken or malformed slug, an unknown parent,
+    // a cycle, deleting a parent.
+    let (m, shop) = shop_at(&app, "Yoga House", 21.03, 105.85).await;
+    let (status, _) = app
+        .post(
+            "/api/v1/categories",
+            Some(&m.access),
+            json!({"slug": "x", "name": "X"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (body, status) in [
+        (
+            json!({"slug": "yoga", "name": "Again"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({"slug": "Yoga Mats", "name": "Bad"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"slug": "x", "name": "X", "parent_id": "nope"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (got, b) = app
+            .post("/api/v1/categories", Some(&admin.access), body)
+            .await;
+        assert_eq!(got, status, "{b}");
+    }
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/categories/{sport}"),
+            Some(&admin.access),
+            json!({"parent_id": mats}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a cycle");
+    let (status, _) = app
+        .delete(&format!("/api/v1/categories/{sport}"), Some(&admin.access))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, all) = app.get("/api/v1/categories", None).await;
+    let slugs: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        slugs,
+        ["home", "sport", "yoga", "yoga-mats"],
+        "reading order"
+    );
+
+    // Products name a category by id (their category text is its slug).
+    let in_category = |name: &'static str, category: String| {
+        let (app, token, shop) = (&app, m.access.clone(), shop.clone());
+        async move {
+            let mut body = product_body(name, "", 100_000);
+            body["category_id"] = json!(category);
+            let (status, p) = app
+                .post(
+                    &format!("/api/v1/shops/{shop}/products"),
+                    Some(&token),
+                    body,
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{p}");
+            p
+        }
+    };
+    let p_mat = in_category("Cork mat", mats.clone()).await;
+    assert_eq!(p_mat["category"], "yoga-mats");
+    assert_eq!(p_mat["category_id"], mats.as_str());
+    let p_strap = in_category("Cotton strap", yoga.clone()).await;
+    let p_lamp = in_category("Reading lamp", home.clone()).await;
+    let p_ball = product(&app, &m, &shop, "Football", "football", 50_000).await;
+    let mut bad = product_body("Ghost", "", 1);
+    bad["category_id"] = json!("nope");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            bad,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let id = |p: &Value| p["id"].as_str().unwrap().to_owned();
+    let listed = |category: String| {
+        let app = &app;
+        async move {
+            let (status, page) = app
+                .get(
+                    &format!("/api/v1/products?category_id={category}&limit=100"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            sorted_ids(page["items"].as_array().unwrap())
+        }
+    };
+    let mut want = vec![id(&p_mat), id(&p_strap)];
+    want.sort();
+    assert_eq!(listed(sport.clone()).await, want);
+    assert_eq!(listed(mats.clone()).await, vec![id(&p_mat)]);
+    let found = search_until(&app, &format!("category_id={sport}&type=product"), |p| {
+        p["total"] == 2
+    })
+    .await;
+    assert_eq!(sorted_ids(found["items"].as_array().unwrap()), want);
+    // Yoga moves under home: its products follow at once.
+    let (status, moved) = app
+        .put(
+            &format!("/api/v1/categories/{yoga}"),
+            Some(&admin.access),
+            json!({"parent_id": home}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert!(listed(sport.clone()).await.is_empty());
+    let mut want = vec![id(&p_mat), id(&p_strap), id(&p_lamp)];
+    want.sort();
+    assert_eq!(listed(home.clone()).await, want);
+    let found = search(&app, &format!("category_id={home}&type=product")).await;
+    assert_eq!(sorted_ids(found["items"].as_array().unwrap()), want);
+    // A product moved to free text leaves the tree.
+    let (status, p) = app
+        .put(
+            &format!("/api/v1/products/{}", id(&p_strap)),
+            Some(&m.access),
+            json!({"category": "straps"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(p["category_id"].is_null());
+    assert!(!listed(home.clone()).await.contains(&id(&p_strap)));
+    let _ = p_ball;
+    // An unknown category is a clear 422; a leaf may be deleted.
+    let (status, _) = app.get("/api/v1/products?category_id=nope", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app.get("/api/v1/search?category_id=nope", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app
+        .delete(&format!("/api/v1/categories/{mats}"), Some(&admin.access))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.get(&format!("/api/v1/categories/{mats}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

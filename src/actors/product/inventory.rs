@@ -394,6 +394,7 @@ mod tests {
                 weight_grams: 1,
                 stock_buckets: 1,
                 low_stock_threshold: None,
+            category_id: None,
             };
             let create = ProductCommand::Create { caller: owner(), shop, input };
             let (events, _) = ProductEntity::decide(&ProductState::default(), create, &ctx).unwrap();

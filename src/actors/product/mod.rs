@@ -284,6 +284,7 @@ fn create(
         weight_grams: input.weight_grams,
         stock_buckets: input.stock_buckets,
         low_stock_threshold: input.low_stock_threshold,
+        category_id: input.category_id,
         active: true,
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -321,6 +322,7 @@ fn update(
         weight_grams: input.weight_grams,
         stock_buckets: input.stock_buckets,
         low_stock_threshold: input.low_stock_threshold,
+        category_id: input.category_id,
         active: patch.active.unwrap_or(current.active),
         updated_at: ctx.now,
         ..current.clone()
@@ -732,6 +734,7 @@ mod tests {
             weight_grams: 1,
             stock_buckets: 1,
             low_stock_threshold: None,
+            category_id: None,
         };
         run(
             &ProductState::default(),

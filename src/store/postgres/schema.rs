@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "006_inventory.sql",
         text: include_str!("../../../schema/postgres/006_inventory.sql"),
     },
+    Migration {
+        version: 7,
+        name: "007_categories.sql",
+        text: include_str!("../../../schema/postgres/007_categories.sql"),
+    },
 ];
 
 /// The schema version this build needs.

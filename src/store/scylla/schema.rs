@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "006_inventory.cql",
         text: include_str!("../../../schema/scylla/006_inventory.cql"),
     },
+    Migration {
+        version: 7,
+        name: "007_categories.cql",
+        text: include_str!("../../../schema/scylla/007_categories.cql"),
+    },
 ];
 
 /// The schema version this build needs.
