@@ -205,6 +205,10 @@ impl Application {
                 .clone()
                 .run_alerts(Duration::from_millis(500), self.state.shutdown.clone()),
         );
+        let stats = tokio::spawn(self.state.services.stats.clone().run(
+            Duration::from_millis(self.settings.stats_interval_ms.max(10)),
+            self.state.shutdown.clone(),
+        ));
         let queue_work = tokio::spawn(self.state.services.queue_work.clone().run_queue_work(
             Duration::from_millis(self.settings.timer_interval_ms),
             self.state.shutdown.clone(),
@@ -242,6 +246,7 @@ impl Application {
         let _ = scheduler.await;
         let _ = mailer.await;
         let _ = alerts.await;
+        let _ = stats.await;
         let _ = queue_work.await;
         let _ = indexer.await;
         let _ = behavior.await;

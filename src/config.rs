@@ -174,6 +174,9 @@ pub struct Settings {
     /// (recently viewed, bought together, trending activity), in ms
     /// (10–60000); what a killed node buffered since is lost.
     pub behavior_flush_ms: u64,
+    /// How often the platform statistics count what happened, in ms
+    /// (10–60000): what `GET /admin/stats` and `admin:stats` lag by at most.
+    pub stats_interval_ms: u64,
     /// Trending counts halve every this many seconds (60 s – 30 days).
     pub trending_half_life_secs: u64,
     /// argon2id memory cost (KiB) and passes. Lower them only for tests
@@ -344,6 +347,7 @@ impl Default for Settings {
             review_edit_window_secs: 7 * 24 * 3600,
             search_refresh_ms: 500,
             behavior_flush_ms: 1_000,
+            stats_interval_ms: 1_000,
             trending_half_life_secs: 6 * 3600,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
@@ -450,6 +454,7 @@ pub const KEYS: &[&str] = &[
     "review_edit_window_secs",
     "search_refresh_ms",
     "behavior_flush_ms",
+    "stats_interval_ms",
     "trending_half_life_secs",
     "hash_memory_kib",
     "hash_iterations",
@@ -633,6 +638,9 @@ impl Settings {
         }
         if !(10..=60_000).contains(&self.behavior_flush_ms) {
             return Err(ConfigError("behavior_flush_ms must be 10–60000".into()));
+        }
+        if !(10..=60_000).contains(&self.stats_interval_ms) {
+            return Err(ConfigError("stats_interval_ms must be 10–60000".into()));
         }
         if !(60..=30 * 86_400).contains(&self.trending_half_life_secs) {
             return Err(ConfigError(

@@ -103,6 +103,16 @@ pub fn record_row<T: Serialize>(
     .collect()
 }
 
+/// The statistics feed row of `fact`, which happened at `at`; `key` names
+/// it uniquely (`order:{id}:paid`), so the statistics count it once.
+pub fn stats_fact(at: DateTime<Utc>, key: &str, fact: &crate::domain::stats::Fact) -> IndexOp {
+    IndexOp::Put {
+        table: crate::store::tables::STATS_FEED,
+        key: format!("{:020}|{key}", at.timestamp_millis().max(0)),
+        value: codec::encode(1, fact).expect("facts encode"),
+    }
+}
+
 /// The catalog feed row saying that `{kind}:{id}` changed at `at` (the
 /// search indexers tail the feed).
 pub fn catalog_change(kind: &str, id: &str, at: DateTime<Utc>) -> IndexOp {

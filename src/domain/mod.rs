@@ -13,6 +13,7 @@ pub mod payment;
 pub mod pricing;
 pub mod review;
 pub mod shipping;
+pub mod stats;
 pub mod user;
 
 use serde::{Deserialize, Serialize};

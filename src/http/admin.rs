@@ -149,3 +149,51 @@ pub async fn set_user_role(
             .await?,
     ))
 }
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    /// Start (RFC 3339; rounded down to its hour or day, UTC). Default:
+    /// 7 days (by day) or 24 hours (by hour) before `to`.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End, exclusive (RFC 3339). Default: now.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// `day` (default; at most 366) or `hour` (at most 744).
+    pub granularity: Option<crate::service::stats::Granularity>,
+    /// Top products and shops listed: 1 to 100, default 10.
+    pub top: Option<usize>,
+}
+
+/// Platform statistics (admins): orders, paid orders and GMV by currency,
+/// refunds, deliveries and active shippers, new users, course and
+/// flash-sale sign-ups, per hour or day over `[from, to)`, with totals and
+/// the top products and shops by GMV. Counted from what entities recorded
+/// as it happened (not by scanning orders), at most `stats_interval_ms`
+/// behind; the same counters for today arrive live on `admin:stats`.
+#[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", security(("bearer" = [])),
+    params(StatsQuery),
+    responses((status = 200, body = crate::service::stats::StatsReport), (status = 403, body = ErrorBody)))]
+pub async fn platform_stats(
+    State(s): State<AppState>,
+    auth: Auth,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<crate::service::stats::StatsReport>, AppError> {
+    let granularity = q.granularity.unwrap_or_default();
+    let to = q.to.unwrap_or_else(chrono::Utc::now);
+    let from = q.from.unwrap_or_else(|| match granularity {
+        crate::service::stats::Granularity::Day => to - chrono::Duration::days(7),
+        crate::service::stats::Granularity::Hour => to - chrono::Duration::hours(24),
+    });
+    let top = q.top.unwrap_or(10);
+    if !(1..=100).contains(&top) {
+        return Err(
+            crate::domain::DomainError::invalid("top", "top must be between 1 and 100").into(),
+        );
+    }
+    Ok(Json(
+        s.services
+            .stats
+            .report(&auth.0.caller(), from, to, granularity, top)
+            .await?,
+    ))
+}

@@ -182,6 +182,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(admin::suspend_user))
         .routes(routes!(admin::reactivate_user))
         .routes(routes!(admin::set_user_role))
+        .routes(routes!(admin::platform_stats))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

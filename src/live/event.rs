@@ -21,6 +21,7 @@ pub enum LiveEvent {
     Shipper(ShipperLive),
     Queue(QueueLive),
     Product(ProductLive),
+    Stats(StatsLive),
 }
 
 impl LiveEvent {
@@ -175,5 +176,17 @@ pub enum QueueLive {
 pub enum ProductLive {
     Rating {
         summary: crate::domain::review::RatingSummary,
+    },
+}
+
+/// On `admin:stats` (admins): today's platform counters (UTC), after each
+/// round of the statistics worker that counted something.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StatsLive {
+    Today {
+        day: String,
+        #[serde(flatten)]
+        counters: crate::domain::stats::Counters,
     },
 }

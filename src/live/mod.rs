@@ -15,5 +15,5 @@ pub use bus::{
     Bus, FleetSink, FleetUpdate, PositionFrame, PositionSlot, Prev, Published, Revocation,
     RevocationWatch, Revoked, Subscription, TopicEvent, Uplink, WIRE_FORMATS,
 };
-pub use event::{LiveEvent, OrderLive, ProductLive, QueueLive, ShipperLive, UserLive};
+pub use event::{LiveEvent, OrderLive, ProductLive, QueueLive, ShipperLive, StatsLive, UserLive};
 pub use topic::{Topic, TopicError};

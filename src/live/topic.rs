@@ -19,6 +19,8 @@ pub enum Topic {
     Queue(String),
     /// A product's rating summary.
     Product(String),
+    /// The platform's counters of today (admins): `admin:stats`.
+    AdminStats,
 }
 
 /// Why a string names no topic one may watch.
@@ -57,6 +59,7 @@ impl Topic {
             | Topic::Shipper(id)
             | Topic::Queue(id)
             | Topic::Product(id) => id,
+            Topic::AdminStats => "stats",
         }
     }
 }
@@ -69,6 +72,7 @@ impl fmt::Display for Topic {
             Topic::Shipper(_) => "shipper",
             Topic::Queue(_) => "queue",
             Topic::Product(_) => "product",
+            Topic::AdminStats => "admin",
         };
         write!(f, "{kind}:{}", self.id())
     }
@@ -85,6 +89,7 @@ impl FromStr for Topic {
             Some(("shipper", id)) if valid(id) => Ok(Topic::shipper(id)),
             Some(("queue", id)) if valid(id) => Ok(Topic::queue(id)),
             Some(("product", id)) if valid(id) => Ok(Topic::product(id)),
+            Some(("admin", "stats")) => Ok(Topic::AdminStats),
             Some(("user" | "order" | "shipper", _)) => Err(TopicError::Forbidden(s.to_owned())),
             _ => Err(TopicError::Unknown(s.to_owned())),
         }
@@ -108,6 +113,8 @@ mod tests {
             assert_eq!(t.to_string().parse::<Topic>(), Ok(t.clone()));
             assert_eq!(t.id(), id);
         }
+        assert_eq!("admin:stats".parse::<Topic>(), Ok(Topic::AdminStats));
+        assert_eq!(Topic::AdminStats.to_string(), "admin:stats");
         assert_eq!(
             "order:42".parse::<Topic>(),
             Err(TopicError::Forbidden("order:42".into()))

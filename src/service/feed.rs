@@ -42,6 +42,20 @@ impl Tail {
         }
     }
 
+    /// A tail as it was saved: its checkpoint and the keys it had applied
+    /// inside the overlap.
+    pub fn restored(checkpoint: Option<i64>, seen: impl IntoIterator<Item = String>) -> Tail {
+        Tail {
+            checkpoint,
+            seen: seen.into_iter().collect(),
+        }
+    }
+
+    /// The keys applied inside the overlap (to save with the checkpoint).
+    pub fn seen(&self) -> impl Iterator<Item = &String> {
+        self.seen.iter()
+    }
+
     /// Starts over from `checkpoint` (after a rebuild).
     pub fn reset(&mut self, checkpoint: i64) {
         self.checkpoint = Some(checkpoint);

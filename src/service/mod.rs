@@ -30,6 +30,7 @@ pub mod ratings;
 pub mod reviews;
 pub mod search;
 pub mod shop_reports;
+pub mod stats;
 pub mod stock;
 pub mod tracking;
 pub mod users;
@@ -200,6 +201,8 @@ pub struct Services {
     pub carts: cart::Carts,
     pub checkout: checkout::Checkouts,
     pub orders: orders::Orders,
+    /// Platform statistics (and the worker that counts them).
+    pub stats: Arc<stats::Stats>,
     /// Stock levels, movements, low-stock alerts (and their worker).
     pub inventory: Arc<inventory::Inventory>,
     /// A merchant's figures about a shop (revenue, product sales, CSV).
@@ -457,6 +460,7 @@ impl Services {
                 store: store.clone(),
                 bus: bus.clone(),
             },
+            stats: Arc::new(stats::Stats::new(store.clone(), bus.clone(), duty.clone())),
             inventory: Arc::new(inventory::Inventory {
                 products: e.products.clone(),
                 orders: e.orders.clone(),

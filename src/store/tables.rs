@@ -102,6 +102,15 @@ pub const ALSO_BOUGHT: &str = "also_bought";
 /// node's window, tailed by every node's trending and pruned after a day.
 pub const ACTIVITY_FEED: &str = "activity_feed";
 
+// Written by `actors::{order,user,queue}` (the feed) and
+// `service::stats` (the hours).
+/// Read table: `{ms:020}|{fact key}` → encoded `Fact`: what happened, for
+/// the statistics worker to count (pruned after two days).
+pub const STATS_FEED: &str = "stats_feed";
+/// Read table: `h|{YYYYMMDDHH}` → encoded `Hour`; `cursor` → where the
+/// statistics worker stands in the feed.
+pub const STATS: &str = "stats";
+
 // Written by `mail`.
 /// Read table: `{due ms:020}|{mail id}` → encoded `OutMail`.
 pub const OUTBOX: &str = "outbox";
@@ -132,6 +141,8 @@ pub const ALL: &[&str] = &[
     LOW_STOCK,
     STOCK_ALERTS,
     CATEGORIES,
+    STATS_FEED,
+    STATS,
     COURSES_TABLE,
     COURSES_BY_TRAINER,
     SALES_BY_OWNER,

@@ -134,6 +134,8 @@ impl TopicSource for Topics {
                 )),
                 Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
             },
+            Topic::AdminStats if user.role == Role::Admin => Ok(None),
+            Topic::AdminStats => Err(forbidden()),
             // A product's rating is public to every signed-in user.
             Topic::Product(id) => match self.services.catalog.get_product(id).await {
                 Ok(_) => Ok(None),
@@ -175,6 +177,14 @@ impl TopicSource for Topics {
             Topic::Order(id) => stream_id::<OrderEntity>(id),
             Topic::Shipper(id) => stream_id::<ShipperEntity>(id),
             Topic::Product(id) => stream_id::<RatingEntity>(&format!("product:{id}")),
+            Topic::AdminStats => {
+                return self
+                    .services
+                    .stats
+                    .applied()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             // A split queue's counters move with its parts' journals too.
             Topic::Queue(id) => {
                 return self
@@ -213,6 +223,16 @@ impl TopicSource for Topics {
                     .map_err(|e| e.to_string())?;
                 let counters = crate::service::queue_work::counters(&status);
                 Ok((vec![(until, counters)], until))
+            }
+            // Counters, not a log: what was missed is today's now.
+            Topic::AdminStats => {
+                let today = self
+                    .services
+                    .stats
+                    .today()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((vec![(until, today)], until))
             }
             // A summary, not a log: what was missed is the one at the head.
             Topic::Product(id) => {

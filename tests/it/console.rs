@@ -673,3 +673,342 @@ async fn sales_by_product_and_the_csv_export_add_up_to_the_orders() {
     let resp = export(String::new(), c.access.clone()).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
+
+/// Orders of every shop, as their merchants list them.
+async fn all_orders(app: &TestApp, shops: &[(&Session, &String)]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (m, shop) in shops {
+        out.extend(
+            app.all_pages(
+                &format!("/api/v1/shops/{shop}/orders?limit=100"),
+                Some(&m.access),
+                20,
+            )
+            .await,
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn platform_statistics_equal_a_recount_of_what_happened_and_move_live() {
+    let app = spawn_app_with(|s| {
+        crate::commerce::fast(s);
+        s.stats_interval_ms = 50;
+        s.admin_email = Some(ADMIN.into());
+        s.admin_password = Some(PASSWORD.into());
+    })
+    .await;
+    let admin = app.login(ADMIN).await;
+    let mut live = crate::ws::connect_path(&app, "/api/v1/ws", &admin.access).await;
+    crate::ws::send(
+        &mut live,
+        json!({"type": "subscribe", "topic": "admin:stats"}),
+    )
+    .await;
+    let subscribed = crate::ws::recv(&mut live).await;
+    assert!(
+        matches!(
+            subscribed,
+            surge::ws::protocol::ServerMsg::Subscribed { .. }
+        ),
+        "{subscribed:?}"
+    );
+    // Nobody else may watch it.
+    let nosy = app.user("customer").await;
+    let mut other = crate::ws::connect_path(&app, "/api/v1/ws", &nosy.access).await;
+    crate::ws::send(
+        &mut other,
+        json!({"type": "subscribe", "topic": "admin:stats"}),
+    )
+    .await;
+    assert!(matches!(
+        crate::ws::recv(&mut other).await,
+        surge::ws::protocol::ServerMsg::Error { .. }
+    ));
+
+    // A generated history: two shops, cash orders delivered, cancelled or
+    // left; one online order paid, delivered, returned and refunded; a
+    // flash sale and a free course taken.
+    let (m1, shop1, p1) = shop_with_product(&app, 30_000, 100).await;
+    let (m2, shop2, p2) = shop_with_product(&app, 55_000, 100).await;
+    let mut seed = 7u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for i in 0..8 {
+        let (m, product) = if i % 3 == 0 { (&m2, &p2) } else { (&m1, &p1) };
+        let (c, address) = crate::commerce::customer(&app).await;
+        crate::commerce::add(&app, &c, product, 1 + next(3) as u32).await;
+        let (status, placed) = crate::commerce::checkout(&app, &c, &address, "cod", None).await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        let order = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+        match next(3) {
+            0 => crate::reviews::deliver(&app, m, &order).await,
+            1 => {
+                let (status, _) = app
+                    .put(
+                        &format!("/api/v1/orders/{order}/cancel"),
+                        Some(&c.access),
+                        json!({}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK);
+            }
+            _ => {}
+        }
+    }
+    let (c, address) = crate::commerce::customer(&app).await;
+    crate::commerce::add(&app, &c, &p1, 2).await;
+    let (_, placed) = crate::commerce::checkout(&app, &c, &address, "sandbox", None).await;
+    let online = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let url = placed["orders"][0]["payment"]["checkout_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.client.post(format!("{url}/pay")).send().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, o) = app
+            .get(&format!("/api/v1/orders/{online}"), Some(&c.access))
+            .await;
+        if o["status"] == "paid" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{o}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crate::reviews::deliver(&app, &m1, &online).await;
+    app.post(
+        &format!("/api/v1/orders/{online}/return"),
+        Some(&c.access),
+        json!({"reason": "broken"}),
+    )
+    .await;
+    app.put(
+        &format!("/api/v1/orders/{online}/return/receive"),
+        Some(&m1.access),
+        json!({}),
+    )
+    .await;
+    let (status, sale) = app
+        .post(
+            "/api/v1/flash-sales",
+            Some(&m2.access),
+            json!({"product_id": p2, "stock": 5, "per_user_limit": 1, "price": 10_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sale}");
+    let sale = sale["id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let (c, _) = crate::commerce::customer(&app).await;
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/flash-sales/{sale}/claims"),
+                Some(&c.access),
+                json!({"payment_method": "cod"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, course) = app
+        .post(
+            "/api/v1/courses",
+            Some(&m1.access),
+            json!({"title": "Free yoga", "kind": "yoga", "capacity": 3, "price": 0, "currency": "VND"}),
+        )
+        .await;
+    let (status, _) = app
+        .post(
+            &format!(
+                "/api/v1/courses/{}/enrollments",
+                course["id"].as_str().unwrap()
+            ),
+            Some(&nosy.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // The recount, from what the API says happened.
+    let shops = vec![(&m1, &shop1), (&m2, &shop2)];
+    let settle = std::time::Instant::now() + Duration::from_secs(20);
+    let orders = loop {
+        let orders = all_orders(&app, &shops).await;
+        // Claims' orders are placed by the queue worker.
+        let refunded = orders
+            .iter()
+            .any(|o| o["id"] == online.as_str() && o["status"] == "refunded");
+        if orders.len() == 11 && refunded {
+            break orders;
+        }
+        assert!(
+            std::time::Instant::now() < settle,
+            "{} orders",
+            orders.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let was_paid = |o: &&Value| {
+        ["paid", "collected", "refunded"].contains(&o["payment"]["status"].as_str().unwrap())
+    };
+    let paid: Vec<&Value> = orders.iter().filter(was_paid).collect();
+    let gmv: u64 = paid
+        .iter()
+        .map(|o| o["totals"]["total"].as_u64().unwrap())
+        .sum();
+    let refunded: Vec<&Value> = orders
+        .iter()
+        .filter(|o| o["payment"]["status"] == "refunded")
+        .collect();
+    let users = app
+        .all_pages("/api/v1/admin/users?limit=100", Some(&admin.access), 10)
+        .await;
+    let mut product_gmv: std::collections::BTreeMap<String, u64> = Default::default();
+    for o in &paid {
+        for l in o["lines"].as_array().unwrap() {
+            *product_gmv
+                .entry(l["product_id"].as_str().unwrap().to_owned())
+                .or_default() +=
+                l["unit_price"].as_u64().unwrap() * l["quantity"].as_u64().unwrap();
+        }
+    }
+    let want = json!({
+        "orders": orders.len(),
+        "paid_orders": paid.len(),
+        "gmv": {"VND": gmv},
+        "refunds": refunded.len(),
+        "refunded": if refunded.is_empty() { json!({}) } else { json!({"VND": refunded.iter().map(|o| o["payment"]["amount"].as_u64().unwrap()).sum::<u64>()}) },
+        "deliveries": 0,
+        "active_shippers": 0,
+        "new_users": users.len(),
+        "course_signups": 1,
+        "flash_sale_signups": 2,
+    });
+    assert_eq!(refunded.len(), 1);
+    let today = chrono::Utc::now().date_naive();
+    let from = format!("{today}T00:00:00Z");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let (status, report) = app
+            .get(
+                &format!("/api/v1/admin/stats?from={from}&granularity=hour"),
+                Some(&admin.access),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        if report["totals"] == want {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} vs {want}",
+            report["totals"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The hours add up to the totals; the top products by GMV are the
+    // recount's.
+    let hour_orders: u64 = report["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["orders"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hour_orders, orders.len() as u64);
+    for t in report["top_products"].as_array().unwrap() {
+        let id = t["id"].as_str().unwrap();
+        assert_eq!(
+            t["gmv"].as_u64().unwrap(),
+            product_gmv.get(id).copied().unwrap_or(0),
+            "{t}"
+        );
+    }
+    // By day: today's bucket holds it all.
+    let (_, by_day) = app.get("/api/v1/admin/stats", Some(&admin.access)).await;
+    assert_eq!(by_day["buckets"].as_array().unwrap().len(), 8);
+    assert_eq!(by_day["totals"], want);
+    // The live topic carried today's counters as they moved.
+    let mut last = Value::Null;
+    while let Ok(msg) =
+        tokio::time::timeout(Duration::from_millis(500), crate::ws::recv(&mut live)).await
+    {
+        if let surge::ws::protocol::ServerMsg::Event { data, .. } = msg {
+            last = serde_json::to_value(data).unwrap();
+        }
+    }
+    assert_eq!(last["kind"], "today");
+    assert_eq!(last["orders"], orders.len());
+    // Refusals.
+    for (token, query, status) in [
+        (&nosy.access, "", StatusCode::FORBIDDEN),
+        (
+            &admin.access,
+            "?granularity=hour&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &admin.access,
+            "?from=2026-03-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (&admin.access, "?top=0", StatusCode::UNPROCESSABLE_ENTITY),
+        (&admin.access, "?granularity=week", StatusCode::BAD_REQUEST),
+    ] {
+        let (got, body) = app
+            .get(&format!("/api/v1/admin/stats{query}"), Some(token))
+            .await;
+        assert_eq!(got, status, "{query}: {body}");
+    }
+}
+
+/// Today's totals once they equal `done` (the worker counts within its
+/// interval).
+async fn stats_until(app: &TestApp, admin: &Session, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, report) = app.get("/api/v1/admin/stats", Some(&admin.access)).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        if done(&report["totals"]) {
+            return report["totals"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", report["totals"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn statistics_count_each_fact_once_across_a_restart() {
+    let tweak = |s: &mut surge::config::Settings| {
+        crate::commerce::fast(s);
+        s.stats_interval_ms = 50;
+        s.admin_email = Some(ADMIN.into());
+        s.admin_password = Some(PASSWORD.into());
+    };
+    let app = spawn_app_with(tweak).await;
+    let admin = app.login(ADMIN).await;
+    let (_, _, product) = shop_with_product(&app, 10_000, 50).await;
+    for _ in 0..3 {
+        crate::reviews::ordered(&app, &product).await;
+    }
+    let before = stats_until(&app, &admin, |t| t["orders"] == 3).await;
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, tweak).await;
+    let admin = app.login(ADMIN).await;
+    // Nothing counted twice after the restart; what comes next counts once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, report) = app.get("/api/v1/admin/stats", Some(&admin.access)).await;
+    assert_eq!(report["totals"], before);
+    crate::reviews::ordered(&app, &product).await;
+    let after = stats_until(&app, &admin, |t| t["orders"] == 4).await;
+    assert_eq!(
+        after["new_users"],
+        before["new_users"].as_u64().unwrap() + 1
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, report) = app.get("/api/v1/admin/stats", Some(&admin.access)).await;
+    assert_eq!(report["totals"], after);
+}

@@ -45,6 +45,79 @@ fn listing_key(owner: &str, o: &Order) -> String {
     format!("{owner}|{inverted:020}|{}", o.id)
 }
 
+/// What the statistics count of the order's change from `before` to `o`:
+/// placed, paid (online or cash collected), refunded, delivered by a
+/// shipper — each once.
+fn stats_facts(id: &str, before: Option<&Order>, o: &Order) -> Vec<IndexOp> {
+    use crate::actors::entity::stats_fact;
+    use crate::domain::order::PaymentStatus as P;
+    use crate::domain::stats::Fact;
+    let paid =
+        |o: Option<&Order>| o.is_some_and(|o| matches!(o.payment.status, P::Paid | P::Collected));
+    let refunded = |o: Option<&Order>| o.is_some_and(|o| o.payment.status == P::Refunded);
+    let mut ops = Vec::new();
+    if before.is_none() {
+        let lines = o
+            .lines
+            .iter()
+            .map(|l| (l.product_id.to_string(), u64::from(l.quantity)))
+            .collect();
+        let fact = Fact::OrderPlaced {
+            shop_id: o.shop_id.to_string(),
+            lines,
+        };
+        ops.push(stats_fact(
+            o.created_at,
+            &format!("order:{id}:placed"),
+            &fact,
+        ));
+    }
+    if paid(Some(o)) && !paid(before) && !refunded(before) {
+        let lines = o
+            .lines
+            .iter()
+            .map(|l| {
+                let units = u64::from(l.quantity);
+                (
+                    l.product_id.to_string(),
+                    units,
+                    l.unit_price.saturating_mul(units),
+                )
+            })
+            .collect();
+        let fact = Fact::OrderPaid {
+            shop_id: o.shop_id.to_string(),
+            currency: o.currency.clone(),
+            total: o.totals.total,
+            lines,
+        };
+        let at = o.payment.paid_at.unwrap_or(o.updated_at);
+        ops.push(stats_fact(at, &format!("order:{id}:paid"), &fact));
+    }
+    if refunded(Some(o)) && !refunded(before) {
+        let fact = Fact::OrderRefunded {
+            currency: o.currency.clone(),
+            amount: o.payment.amount,
+        };
+        ops.push(stats_fact(
+            o.updated_at,
+            &format!("order:{id}:refunded"),
+            &fact,
+        ));
+    }
+    if let (Some(at), None, Some(shipper)) = (
+        o.delivered_at,
+        before.and_then(|b| b.delivered_at),
+        o.delivery.shipper_id.as_ref(),
+    ) {
+        let fact = Fact::Delivered {
+            shipper_id: shipper.to_string(),
+        };
+        ops.push(stats_fact(at, &format!("order:{id}:delivered"), &fact));
+    }
+    ops
+}
+
 /// The order's row in its shop's listing of orders in its status.
 fn status_key(o: &Order) -> String {
     listing_key(&format!("{}|{}", o.shop_id, o.status.as_str()), o)
@@ -150,6 +223,7 @@ impl Entity for OrderEntity {
                 });
             }
         }
+        ops.extend(stats_facts(id, before.order.as_ref(), o));
         if before.order.is_none() {
             ops.push(IndexOp::Put {
                 table: PAYMENT_REFS,

@@ -159,7 +159,24 @@ impl Entity for QueueEntity {
         events: &[QueueEvent],
     ) -> Vec<IndexOp> {
         let mut ops = Vec::new();
+        let flash_sale = after
+            .config
+            .as_ref()
+            .is_some_and(|c| c.kind == QueueKind::FlashSale);
         for e in events {
+            // A place confirmed, at once or from the waitlist: a sign-up.
+            let confirmed = match e {
+                QueueEvent::Claimed { claim } if claim.status == ClaimStatus::Confirmed => {
+                    Some((claim.id.as_str(), claim.created_at))
+                }
+                QueueEvent::Promoted { claim_id, at } => Some((claim_id.as_str(), *at)),
+                _ => None,
+            };
+            if let Some((claim, at)) = confirmed {
+                let fact = crate::domain::stats::Fact::SignUp { flash_sale };
+                let key = format!("claim:{claim}:confirmed");
+                ops.push(super::entity::stats_fact(at, &key, &fact));
+            }
             if let QueueEvent::Opened { config } = e {
                 if config.kind == QueueKind::FlashSale && config.part_of.is_none() {
                     ops.push(IndexOp::Put {

@@ -143,6 +143,11 @@ impl Entity for User {
             });
         }
         for event in events {
+            if let UserEvent::Registered { at, .. } = event {
+                let key = format!("user:{id}:registered");
+                let fact = crate::domain::stats::Fact::UserRegistered;
+                ops.push(crate::actors::entity::stats_fact(*at, &key, &fact));
+            }
             let (mail_id, at, (subject, body)) = match event {
                 UserEvent::Registered { at, .. } => (
                     format!("welcome:{id}"),

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "007_categories.sql",
         text: include_str!("../../../schema/postgres/007_categories.sql"),
     },
+    Migration {
+        version: 8,
+        name: "008_stats.sql",
+        text: include_str!("../../../schema/postgres/008_stats.sql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "007_categories.cql",
         text: include_str!("../../../schema/scylla/007_categories.cql"),
     },
+    Migration {
+        version: 8,
+        name: "008_stats.cql",
+        text: include_str!("../../../schema/scylla/008_stats.cql"),
+    },
 ];
 
 /// The schema version this build needs.
