@@ -9,6 +9,7 @@
 //! - `server`: the hyper accept loop (header-read timeout, connection
 //!   bound, graceful shutdown).
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod behavior;
@@ -156,6 +157,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(auth::change_password))
         .routes(routes!(auth::get_preferences, auth::set_preferences))
         .routes(routes!(auth::end_sessions))
+        .routes(routes!(account::export))
         .routes(routes!(reviews::review_product, reviews::product_reviews))
         .routes(routes!(reviews::product_rating))
         .routes(routes!(reviews::review_shop, reviews::shop_reviews))

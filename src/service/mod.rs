@@ -5,6 +5,7 @@
 //! action) sits under everything that moves an order. No HTTP types here:
 //! the edge maps `ServiceError` to responses.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod behavior;
@@ -192,6 +193,8 @@ impl Entities {
 /// settings it uses. A handler calls exactly one of them.
 pub struct Services {
     pub auth: auth::Auth,
+    /// The user's own account: export (and erasure).
+    pub account: account::SelfService,
     /// The admin's console over accounts.
     pub accounts: admin::Accounts,
     pub profiles: users::Profiles,
@@ -379,7 +382,26 @@ impl Services {
             duty.clone(),
             rt.metrics.clone(),
         ));
+        let reviews = reviews::Reviews {
+            reviews: e.reviews.clone(),
+            tally: tally.clone(),
+            orders: orders.clone(),
+            catalog: catalog.clone(),
+            users: e.users.clone(),
+            store: store.clone(),
+            policy: review_policy,
+        };
+        let account = account::SelfService {
+            users: e.users.clone(),
+            orders: orders.clone(),
+            reviews: reviews.clone(),
+            carts: carts.clone(),
+            catalog: catalog.clone(),
+            behavior: behavior.clone(),
+            store: store.clone(),
+        };
         Ok(Services {
+            account,
             search,
             behavior: behavior.clone(),
             cluster: rt.cluster.clone(),
@@ -432,15 +454,7 @@ impl Services {
                 orders: e.orders.clone(),
                 store: store.clone(),
             },
-            reviews: reviews::Reviews {
-                reviews: e.reviews.clone(),
-                tally,
-                orders: orders.clone(),
-                catalog: catalog.clone(),
-                users: e.users.clone(),
-                store: store.clone(),
-                policy: review_policy,
-            },
+            reviews: reviews.clone(),
             flash_sales: flash_sales::FlashSales {
                 queues: e.queues.clone(),
                 products: e.products.clone(),

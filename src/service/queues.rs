@@ -433,14 +433,7 @@ impl Queues {
     /// `GET /users/me/enrollments`: your claims and enrollments, newest
     /// queue first.
     pub async fn my_claims(&self, user_id: &str) -> Result<Vec<Claim>, ServiceError> {
-        let rows = self
-            .store
-            .scan(CLAIMS_BY_USER, &format!("{user_id}|"), None, 1000)
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
-            .collect())
+        claims_of(self.store.as_ref(), user_id).await
     }
 
     /// `GET /courses/{id}/enrollments` and `GET /flash-sales/{id}/claims`
@@ -508,4 +501,18 @@ mod tests {
         assert_eq!(explicit.parts_for(3), 3, "never more parts than units");
         assert_eq!(explicit.parts_for(0), 1);
     }
+}
+
+/// A user's claims and enrollments (the newest 1,000 queues' worth).
+pub(crate) async fn claims_of(
+    store: &dyn crate::store::Store,
+    user_id: &str,
+) -> Result<Vec<Claim>, ServiceError> {
+    let rows = store
+        .scan(CLAIMS_BY_USER, &format!("{user_id}|"), None, 1000)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
+        .collect())
 }

@@ -102,6 +102,7 @@ macro_rules! flows_on {
     };
 }
 
+mod account;
 mod actors;
 mod auth;
 pub(crate) mod behavior;

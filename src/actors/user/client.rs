@@ -165,6 +165,13 @@ impl Registry<User> {
             .await
     }
 
+    pub async fn export(&self, id: &str) -> Answer<super::UserExport> {
+        match self.call(id, UserCommand::Export).await? {
+            UserReply::Export(e) => Ok(*e),
+            other => unexpected(other),
+        }
+    }
+
     pub async fn reactivate(&self, id: &str, by: String) -> Answer<UserView> {
         self.account_of(id, UserCommand::Reactivate { by }).await
     }

@@ -459,3 +459,22 @@ pub(super) fn mark_read(state: &UserState, id: String, now: DateTime<Utc>) -> De
         )),
     }
 }
+
+pub(super) fn export(state: &UserState) -> Decided {
+    let a = account(state)?;
+    Ok((
+        vec![],
+        UserReply::Export(Box::new(UserExport {
+            account: a.view(),
+            addresses: state.addresses.clone(),
+            notifications: state.notifications.iter().rev().cloned().collect(),
+            mail_preferences: state.mail_prefs,
+            sessions: state
+                .sessions
+                .iter()
+                .map(|s| (s.sid.clone(), s.expires_at))
+                .collect(),
+            reset_requests: state.reset_requests.iter().copied().collect(),
+        })),
+    ))
+}

@@ -105,6 +105,7 @@ impl Entity for User {
                 password_hash,
             } => d::change_password(state, verified_hash, password_hash, now),
             UserCommand::MarkRead { id } => d::mark_read(state, id, now),
+            UserCommand::Export => d::export(state),
         }
     }
 

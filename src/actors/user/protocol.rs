@@ -178,6 +178,8 @@ pub enum UserCommand {
         password_hash: String,
         max_attempts: u32,
     },
+    /// Everything the entity holds about the user (for their export).
+    Export,
     /// Replace the password its owner just proved to know: the one whose
     /// hash is `verified_hash` (refused if it changed meanwhile).
     ChangePassword {
@@ -196,5 +198,20 @@ pub enum UserReply {
     Refused,
     Notifications(Vec<Notification>),
     MailPrefs(MailPrefs),
+    Export(Box<UserExport>),
     Done,
+}
+
+/// What the user entity holds about its user, as their export shows it
+/// (never the password hash, refresh-token ids or reset codes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserExport {
+    pub account: UserView,
+    pub addresses: Vec<Address>,
+    pub notifications: Vec<Notification>,
+    pub mail_preferences: MailPrefs,
+    /// Live sign-ins: session id and when its refresh token expires.
+    pub sessions: Vec<(String, DateTime<Utc>)>,
+    /// When password-reset codes were mailed (the last 24 h or so).
+    pub reset_requests: Vec<DateTime<Utc>>,
 }
