@@ -479,6 +479,20 @@ impl Queues {
     }
 }
 
+/// A user's claims and enrollments (the newest 1,000 queues' worth).
+pub(crate) async fn claims_of(
+    store: &dyn crate::store::Store,
+    user_id: &str,
+) -> Result<Vec<Claim>, ServiceError> {
+    let rows = store
+        .scan(CLAIMS_BY_USER, &format!("{user_id}|"), None, 1000)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,18 +515,4 @@ mod tests {
         assert_eq!(explicit.parts_for(3), 3, "never more parts than units");
         assert_eq!(explicit.parts_for(0), 1);
     }
-}
-
-/// A user's claims and enrollments (the newest 1,000 queues' worth).
-pub(crate) async fn claims_of(
-    store: &dyn crate::store::Store,
-    user_id: &str,
-) -> Result<Vec<Claim>, ServiceError> {
-    let rows = store
-        .scan(CLAIMS_BY_USER, &format!("{user_id}|"), None, 1000)
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|(_, v)| codec::decode::<Claim>(1, v).ok())
-        .collect())
 }
