@@ -16,12 +16,19 @@ pub struct EmailClaim;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EmailEvent {
     Claimed { user_id: UserId },
+    Released,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum EmailCommand {
-    Claim { user_id: UserId },
+    Claim {
+        user_id: UserId,
+    },
     Lookup,
+    /// `user_id` erased their account: the email is free again.
+    Release {
+        user_id: UserId,
+    },
 }
 
 impl Entity for EmailClaim {
@@ -53,12 +60,17 @@ impl Entity for EmailClaim {
                 )),
             },
             EmailCommand::Lookup => Ok((vec![], owner.clone())),
+            EmailCommand::Release { user_id } => match owner {
+                Some(o) if *o == user_id => Ok((vec![EmailEvent::Released], None)),
+                _ => Ok((vec![], owner.clone())),
+            },
         }
     }
 
     fn apply(owner: &mut Option<UserId>, event: &EmailEvent) {
         match event {
             EmailEvent::Claimed { user_id } => *owner = Some(user_id.clone()),
+            EmailEvent::Released => *owner = None,
         }
     }
 }

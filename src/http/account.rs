@@ -20,3 +20,34 @@ pub async fn export(
 ) -> Result<Json<AccountExport>, AppError> {
     Ok(Json(s.services.account.export(&auth.0.caller()).await?))
 }
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// Your password, to confirm.
+    pub password: String,
+}
+
+/// Erase your account (see the README's erasure policy): personal data is
+/// removed from the account, its addresses, notifications and queued mail,
+/// its orders' delivery addresses and tracks, its claims and recently
+/// viewed products; orders keep what accounting needs. Every session and
+/// live connection ends; the email may be registered again. 422 when the
+/// password is wrong (attempts count against the login throttles); 409
+/// `admin_account`, `owns_shops` or `orders_in_progress`, with nothing
+/// changed.
+#[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+    request_body = EraseRequest,
+    responses((status = 204), (status = 409, body = super::error::ErrorBody)))]
+pub async fn erase(
+    State(s): State<AppState>,
+    auth: Auth,
+    super::extract::ClientIp(ip): super::extract::ClientIp,
+    Json(r): Json<EraseRequest>,
+) -> Result<axum::http::StatusCode, AppError> {
+    s.services
+        .account
+        .erase(&s.services.auth, &auth.0, &r.password, ip)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

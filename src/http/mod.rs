@@ -158,6 +158,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(auth::get_preferences, auth::set_preferences))
         .routes(routes!(auth::end_sessions))
         .routes(routes!(account::export))
+        .routes(routes!(account::erase))
         .routes(routes!(reviews::review_product, reviews::product_reviews))
         .routes(routes!(reviews::product_rating))
         .routes(routes!(reviews::review_shop, reviews::shop_reviews))

@@ -12,9 +12,11 @@ use crate::actors::queue::Claim;
 use crate::actors::user::{User, UserExport};
 use crate::actors::Registry;
 use crate::domain::catalog::{Course, Shop};
-use crate::domain::order::Order;
+use crate::domain::order::{Order, OrderStatus};
 use crate::domain::review::Review;
 use crate::domain::Caller;
+use crate::domain::{DomainError, Role};
+use crate::store::IndexOp;
 use crate::store::Store;
 
 /// Orders an export holds at most (the newest).
@@ -46,6 +48,8 @@ pub struct AccountExport {
 #[derive(Clone)]
 pub struct SelfService {
     pub(super) users: Registry<User>,
+    pub(super) emails: Registry<crate::actors::email::EmailClaim>,
+    pub(super) queues: Registry<crate::actors::queue::QueueEntity>,
     pub(super) orders: super::orders::Orders,
     pub(super) reviews: super::reviews::Reviews,
     pub(super) carts: super::cart::Carts,
@@ -128,4 +132,147 @@ impl SelfService {
         }
         Ok(out)
     }
+
+    /// `DELETE /users/me`: the caller's account is erased (see the
+    /// README's erasure policy). Refused with nothing changed for an admin,
+    /// a merchant who runs shops, or someone with an order under way.
+    /// Every step can be repeated, so an interrupted erasure is finished
+    /// by asking again (until the account itself is erased, the last step
+    /// but one).
+    pub async fn erase(
+        &self,
+        auth: &super::auth::Auth,
+        user: &super::AuthUser,
+        password: &str,
+        client: std::net::IpAddr,
+    ) -> Result<(), ServiceError> {
+        let caller = user.caller();
+        let id = caller.user_id.as_str();
+        if caller.role == Role::Admin {
+            return Err(DomainError::conflict(
+                "admin_account",
+                "an admin account cannot be erased: have another admin change its role first",
+            )
+            .into());
+        }
+        auth.check_own_password(user, password, client).await?;
+        if !self.catalog.shops_of(id, None, 1).await?.items.is_empty() {
+            return Err(DomainError::conflict(
+                "owns_shops",
+                "an account that runs shops cannot be erased while it does",
+            )
+            .into());
+        }
+        let (orders, _) = self.orders_of(id).await?;
+        if orders.iter().any(under_way) {
+            return Err(DomainError::conflict(
+                "orders_in_progress",
+                "wait until every order is delivered, cancelled or returned",
+            )
+            .into());
+        }
+        // Orders keep what accounting needs; the address's personal part
+        // goes, and so do the delivery tracks.
+        for o in &orders {
+            self.orders.erase_customer(&o.id).await?;
+            self.delete_rows(crate::store::tables::TRACK_POINTS, &format!("{}|", o.id))
+                .await?;
+        }
+        // Claims keep no delivery address.
+        let claims = super::queues::claims_of(self.store.as_ref(), id).await?;
+        let mut queues: Vec<String> = claims.iter().map(|c| c.queue_id.to_string()).collect();
+        queues.sort();
+        queues.dedup();
+        for q in queues {
+            self.erase_claimant(&q, id).await?;
+        }
+        self.behavior.forget(id).await;
+        self.delete_rows(crate::store::tables::RECENTLY_VIEWED, &format!("{id}|"))
+            .await?;
+        self.carts.clear_cart(id).await?;
+        let email = self.users.erase(id).await?;
+        self.emails
+            .call(
+                &email,
+                crate::actors::email::EmailCommand::Release {
+                    user_id: caller.user_id.clone(),
+                },
+            )
+            .await?;
+        self.forget_mail(&email).await
+    }
+
+    async fn erase_claimant(&self, queue: &str, user: &str) -> Result<(), ServiceError> {
+        use crate::actors::queue::{part_id, QueueCommand};
+        let erase = || QueueCommand::EraseClaimant {
+            user_id: user.into(),
+        };
+        self.queues.call(queue, erase()).await?;
+        let config = self.queues.status(queue).await?.config;
+        if config.is_split() {
+            for i in 0..config.parts {
+                self.queues.call(&part_id(queue, i), erase()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every row of `table` under `prefix` (in pages).
+    async fn delete_rows(&self, table: &'static str, prefix: &str) -> Result<(), ServiceError> {
+        loop {
+            let rows = self.store.scan(table, prefix, None, 500).await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let done = rows.len() < 500;
+            let ops = rows
+                .into_iter()
+                .map(|(key, _)| IndexOp::Delete { table, key })
+                .collect();
+            self.store.write_rows(ops).await?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Mail to `email` not sent yet (or given up on) is deleted.
+    async fn forget_mail(&self, email: &str) -> Result<(), ServiceError> {
+        use crate::store::tables::{OUTBOX, OUTBOX_DEAD};
+        for table in [OUTBOX, OUTBOX_DEAD] {
+            let mut after: Option<String> = None;
+            // At most 100,000 queued mails are looked through.
+            for _ in 0..200 {
+                let rows = self.store.scan(table, "", after.as_deref(), 500).await?;
+                let last = rows.len() < 500;
+                after = rows.last().map(|(k, _)| k.clone());
+                let ops: Vec<IndexOp> = rows
+                    .into_iter()
+                    .filter(|(_, v)| {
+                        crate::store::codec::decode::<crate::mail::OutMail>(1, v)
+                            .is_ok_and(|m| m.to == email)
+                    })
+                    .map(|(key, _)| IndexOp::Delete { table, key })
+                    .collect();
+                if !ops.is_empty() {
+                    self.store.write_rows(ops).await?;
+                }
+                if last {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An order still moving: its address is needed until it ends.
+fn under_way(o: &Order) -> bool {
+    !matches!(
+        o.status,
+        OrderStatus::Delivered
+            | OrderStatus::Cancelled
+            | OrderStatus::Returned
+            | OrderStatus::Refunded
+    )
 }

@@ -104,7 +104,7 @@ impl Auth {
     ) -> Result<UserView, ServiceError> {
         // The hash is computed whether or not the email is taken, so the
         // answer's timing does not tell who has an account.
-        let taken = self.emails.call(&email, EmailCommand::Lookup).await?;
+        let taken = self.owner_of(&email).await?;
         let password_hash = self.hasher.hash(password.to_owned()).await?;
         if taken.is_some() {
             return Err(email_taken());
@@ -127,6 +127,47 @@ impl Auth {
         Ok(view)
     }
 
+    /// The account `email` belongs to. An email still claimed by an
+    /// erased account (its release interrupted) is released here.
+    async fn owner_of(&self, email: &str) -> Result<Option<String>, ServiceError> {
+        let Some(id) = self.emails.call(email, EmailCommand::Lookup).await? else {
+            return Ok(None);
+        };
+        match self.users.account(&id).await {
+            Ok(_) => Ok(Some(id.to_string())),
+            Err(crate::actors::CallError::Rejected(DomainError::NotFound(_))) => {
+                self.emails
+                    .call(email, EmailCommand::Release { user_id: id })
+                    .await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks the caller's own password (throttled like a login from
+    /// `client`): 422 on `password` when it is wrong.
+    pub(crate) async fn check_own_password(
+        &self,
+        user: &AuthUser,
+        password: &str,
+        client: std::net::IpAddr,
+    ) -> Result<(), ServiceError> {
+        let account = self.users.credentials(&user.id).await?;
+        self.throttles
+            .login(client, &account.email)
+            .map_err(ServiceError::Throttled)?;
+        if self
+            .hasher
+            .verify(password.to_owned(), Some(account.password_hash))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(DomainError::invalid("password", "the password is wrong").into())
+        }
+    }
+
     /// Makes sure the configured bootstrap admin exists and is an admin.
     pub async fn ensure_admin(
         &self,
@@ -135,7 +176,7 @@ impl Auth {
     ) -> Result<UserView, ServiceError> {
         let email = normalize_email(email)?;
         check_password(password, &email)?;
-        match self.emails.call(&email, EmailCommand::Lookup).await? {
+        match self.owner_of(&email).await? {
             Some(user_id) => Ok(self.users.set_role(&user_id, Role::Admin).await?),
             None => {
                 self.create_account(email, password, "Administrator".into(), Role::Admin)
@@ -160,7 +201,12 @@ impl Auth {
             return Err(invalid_credentials());
         };
         let account = match self.emails.call(&email, EmailCommand::Lookup).await? {
-            Some(user_id) => Some(self.users.credentials(&user_id).await?),
+            Some(user_id) => match self.users.credentials(&user_id).await {
+                Ok(a) => Some(a),
+                // Erased, its email not yet released: no account.
+                Err(crate::actors::CallError::Rejected(DomainError::NotFound(_))) => None,
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
         let hash = account.as_ref().map(|a| a.password_hash.clone());
@@ -391,7 +437,7 @@ impl Auth {
             .forgot_password(client)
             .map_err(ServiceError::Throttled)?;
         let email = normalize_email(email)?;
-        let Some(user_id) = self.emails.call(&email, EmailCommand::Lookup).await? else {
+        let Some(user_id) = self.owner_of(&email).await? else {
             return Ok(());
         };
         let account = self.users.credentials(&user_id).await?;
@@ -450,7 +496,7 @@ impl Auth {
         if code.trim().len() != 6 || !code.trim().bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }
-        let user_id = self.emails.call(&email, EmailCommand::Lookup).await?;
+        let user_id = self.owner_of(&email).await?;
         // Hashed either way: the answer takes as long with or without an
         // account.
         let password_hash = self.hasher.hash(new_password.to_owned()).await?;

@@ -239,6 +239,13 @@ impl Behavior {
         }
     }
 
+    /// Drops what this node buffered of `user`'s views (an erasure), after
+    /// any flush under way has written.
+    pub async fn forget(&self, user: &str) {
+        let _one = self.flushing.lock().await;
+        self.pending.lock().expect("pending").views.remove(user);
+    }
+
     /// Writes what was buffered: recently viewed and bought-together rows
     /// of this node, and the window's activity to the feed. A person's
     /// views of a product count in trending once an hour: a view is not

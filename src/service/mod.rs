@@ -393,6 +393,8 @@ impl Services {
         };
         let account = account::SelfService {
             users: e.users.clone(),
+            emails: e.emails.clone(),
+            queues: e.queues.clone(),
             orders: orders.clone(),
             reviews: reviews.clone(),
             carts: carts.clone(),

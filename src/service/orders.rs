@@ -177,4 +177,12 @@ impl Orders {
         }
         self.order_step(caller, id, Step::Confirm, None).await
     }
+
+    /// The customer erased their account: the order forgets their address.
+    pub(crate) async fn erase_customer(&self, id: &str) -> Result<(), ServiceError> {
+        self.orders
+            .call(id, crate::actors::order::OrderCommand::EraseCustomer)
+            .await?;
+        Ok(())
+    }
 }

@@ -113,3 +113,205 @@ async fn an_export_holds_what_surge_keeps_about_the_user_and_nobody_elses() {
     let (status, _) = app.get("/api/v1/users/me/export", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_erased_account_leaves_no_personal_data_behind_and_orders_still_add_up() {
+    let tweak = |s: &mut surge::config::Settings| {
+        crate::commerce::fast(s);
+        s.search_refresh_ms = 50;
+        s.admin_email = Some("root@example.com".into());
+        s.admin_password = Some(PASSWORD.into());
+    };
+    let app = spawn_app_with(tweak).await;
+    let admin = app.login("root@example.com").await;
+    let (m, shop, product) = shop_with_product(&app, 40_000, 20).await;
+    let (c, delivered) = crate::reviews::ordered(&app, &product).await;
+    crate::reviews::deliver(&app, &m, &delivered).await;
+    app.post(
+        "/api/v1/behavior/view",
+        Some(&c.access),
+        json!({"product_id": product}),
+    )
+    .await;
+    let (_, sale) = app
+        .post(
+            "/api/v1/flash-sales",
+            Some(&m.access),
+            json!({"product_id": product, "stock": 3, "per_user_limit": 1, "price": 20_000}),
+        )
+        .await;
+    let sale = sale["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/flash-sales/{sale}/claims"),
+            Some(&c.access),
+            json!({"payment_method": "cod"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The claim's order comes from the queue worker.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let before = loop {
+        let orders = shop_orders(&app, &m, &shop).await;
+        if orders.len() == 2 {
+            break orders;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(Value::Array(before.clone()).to_string().contains(STREET));
+    let erase = |token: &str, password: &str| {
+        let (app, token, password) = (&app, token.to_owned(), password.to_owned());
+        async move {
+            app.request(
+                reqwest::Method::DELETE,
+                "/api/v1/users/me",
+                Some(&token),
+                Some(json!({"password": password})),
+            )
+            .await
+        }
+    };
+    // Refusals leave everything as it was.
+    let (status, body) = erase(&c.access, "not my password at all").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = erase(&c.access, PASSWORD).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "orders_in_progress"),
+        "the claim's order is under way"
+    );
+    let (status, body) = erase(&m.access, PASSWORD).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "owns_shops")
+    );
+    let (status, body) = erase(&admin.access, PASSWORD).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "admin_account")
+    );
+    let (status, _) = app.get("/api/v1/users/profile", Some(&c.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let claim_order = before
+        .iter()
+        .find(|o| o["id"] != delivered.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::reviews::deliver(&app, &m, &claim_order).await;
+    let totals: Vec<Value> = before.iter().map(|o| o["totals"].clone()).collect();
+
+    let mut ws = crate::hardening::watching_own_topic(&app, &c).await;
+    let (status, body) = erase(&c.access, PASSWORD).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        crate::hardening::closed_within(&mut ws, std::time::Duration::from_secs(1))
+            .await
+            .0,
+        4001
+    );
+    let erased = Erased {
+        m: &m,
+        c: &c,
+        admin: &admin,
+        shop: &shop,
+        sale: &sale,
+        totals: &totals,
+    };
+    erased.check(&app).await;
+    // After a restart (state rebuilt from snapshots and the journal) too.
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, tweak).await;
+    erased.check(&app).await;
+    // The email is free again: a new account, with nothing of the old one.
+    app.register(&c.email, "customer").await;
+    let again = app.login(&c.email).await;
+    assert_ne!(again.id, c.id);
+    let (_, viewed) = app
+        .get("/api/v1/users/me/recently-viewed", Some(&again.access))
+        .await;
+    assert_eq!(viewed["items"], json!([]));
+}
+
+const STREET: &str = "5 Hang Gai";
+
+async fn shop_orders(app: &TestApp, m: &Session, shop: &str) -> Vec<Value> {
+    app.all_pages(
+        &format!("/api/v1/shops/{shop}/orders?limit=100"),
+        Some(&m.access),
+        10,
+    )
+    .await
+}
+
+/// What must hold of an erased customer `c`, whoever reads.
+struct Erased<'a> {
+    m: &'a Session,
+    c: &'a Session,
+    admin: &'a Session,
+    shop: &'a str,
+    sale: &'a str,
+    totals: &'a [Value],
+}
+
+impl Erased<'_> {
+    async fn check(&self, app: &TestApp) {
+        let Erased {
+            m,
+            c,
+            admin,
+            shop,
+            sale,
+            totals,
+        } = self;
+        let (status, _) = app.get("/api/v1/users/profile", Some(&c.access)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": c.email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // The orders add up as before, without the street or position.
+        let after = shop_orders(app, m, shop).await;
+        let text = Value::Array(after.clone()).to_string();
+        assert!(!text.contains(STREET), "{text}");
+        let now: Vec<Value> = after.iter().map(|o| o["totals"].clone()).collect();
+        assert_eq!(&now[..], *totals);
+        for o in &after {
+            assert_eq!(o["address"]["line1"], "(erased)");
+            assert_eq!(o["address"]["lat"], 0.0);
+            assert_eq!(o["address"]["city"], "Hanoi");
+        }
+        let (_, claims) = app
+            .get(
+                &format!("/api/v1/flash-sales/{sale}/claims"),
+                Some(&m.access),
+            )
+            .await;
+        assert!(!claims.to_string().contains(STREET), "{claims}");
+        // Gone from the admin's listings and reads.
+        let (_, found) = app
+            .get(
+                &format!("/api/v1/admin/users?email={}", c.email),
+                Some(&admin.access),
+            )
+            .await;
+        assert_eq!(found["items"], json!([]));
+        let customers = app
+            .all_pages("/api/v1/admin/users?role=customer", Some(&admin.access), 20)
+            .await;
+        assert!(customers.iter().all(|u| u["id"] != c.id.as_str()));
+        let (status, _) = app
+            .get(
+                &format!("/api/v1/admin/users/{}", c.id),
+                Some(&admin.access),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -14,6 +14,14 @@ pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
     use OrderEvent as E;
     match event {
         E::Placed { order } => state.order = Some((**order).clone()),
+        E::CustomerErased { .. } => {
+            if let Some(o) = state.order.as_mut() {
+                o.address.label = String::new();
+                o.address.line1 = super::ERASED.into();
+                o.address.lat = 0.0;
+                o.address.lng = 0.0;
+            }
+        }
         E::WebhookSeen { event_id } => {
             state.seen_events.push_back(event_id.clone());
             while state.seen_events.len() > MAX_SEEN_EVENTS {
@@ -26,7 +34,7 @@ pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
             };
             // Exhaustive on purpose: a new event must be given a theme.
             match event {
-                E::Placed { .. } | E::WebhookSeen { .. } => {}
+                E::Placed { .. } | E::WebhookSeen { .. } | E::CustomerErased { .. } => {}
                 E::Transitioned { .. } => lifecycle(o, event),
                 E::PaymentReceived { .. }
                 | E::CashCollected { .. }

@@ -48,7 +48,8 @@ pub(super) fn payload(id: &str, event: &OrderEvent) -> Option<(Topic, LiveEvent)
         | OrderEvent::DispatchDeferred { .. }
         | OrderEvent::ShipperBound
         | OrderEvent::ShipperReleased
-        | OrderEvent::ClaimReleased => return None,
+        | OrderEvent::ClaimReleased
+        | OrderEvent::CustomerErased { .. } => return None,
     };
     Some((Topic::order(id), LiveEvent::Order(data)))
 }

@@ -118,6 +118,9 @@ fn stats_facts(id: &str, before: Option<&Order>, o: &Order) -> Vec<IndexOp> {
     ops
 }
 
+/// What an erased customer's street reads as on their orders.
+pub const ERASED: &str = "(erased)";
+
 /// The order's row in its shop's listing of orders in its status.
 fn status_key(o: &Order) -> String {
     listing_key(&format!("{}|{}", o.shop_id, o.status.as_str()), o)
@@ -175,6 +178,14 @@ impl Entity for OrderEntity {
                 d::notifications_sent(d::order(state)?, upto)
             }
             OrderCommand::RefundDue => d::refund_due(d::order(state)?, now),
+            OrderCommand::EraseCustomer => {
+                let o = d::order(state)?;
+                if o.address.line1 == ERASED {
+                    vec![]
+                } else {
+                    vec![OrderEvent::CustomerErased { at: now }]
+                }
+            }
             OrderCommand::Refunded { refund_reference } => {
                 d::refunded(d::order(state)?, refund_reference, now)
             }

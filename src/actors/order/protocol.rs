@@ -30,6 +30,11 @@ pub enum OrderEvent {
     WebhookSeen {
         event_id: String,
     },
+    /// The customer erased their account: the delivery address's personal
+    /// part (label, street, position) is gone; the city stays.
+    CustomerErased {
+        at: DateTime<Utc>,
+    },
     CashCollected {
         at: DateTime<Utc>,
     },
@@ -120,6 +125,8 @@ pub enum OrderCommand {
     },
     /// The provider cannot refund: the merchant must, by hand.
     RefundDue,
+    /// The customer erased their account (a no-op once done).
+    EraseCustomer,
     /// Timeline entries before `upto` have been notified.
     NotificationsSent {
         upto: u32,

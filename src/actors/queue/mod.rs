@@ -82,6 +82,22 @@ impl Entity for QueueEntity {
                 None => vec![QueueEvent::Opened { config }],
             },
             QueueCommand::Status => vec![],
+            QueueCommand::EraseClaimant { user_id } => {
+                let claim_ids: Vec<String> = state
+                    .claims
+                    .values()
+                    .filter(|c| {
+                        c.user_id == user_id
+                            && c.order.as_ref().is_some_and(|o| o.address.is_some())
+                    })
+                    .map(|c| c.id.clone())
+                    .collect();
+                if claim_ids.is_empty() {
+                    vec![]
+                } else {
+                    vec![QueueEvent::ClaimantErased { claim_ids }]
+                }
+            }
             QueueCommand::GetClaim { claim_id } => return d::get_claim(state, &claim_id),
             QueueCommand::Pending { limit } => return d::pending(state, limit),
             QueueCommand::Notified { claims } => d::notified(state, claims),
@@ -142,6 +158,7 @@ impl Entity for QueueEntity {
                     state.refresh_due(id);
                 }
             }
+            QueueEvent::ClaimantErased { .. } => {}
             QueueEvent::Granted { .. }
             | QueueEvent::GaveBack { .. }
             | QueueEvent::Allotted { .. }
@@ -190,18 +207,19 @@ impl Entity for QueueEntity {
         }
         let mut touched: Vec<&String> = events
             .iter()
-            .filter_map(|e| match e {
-                QueueEvent::Claimed { claim } => Some(&claim.id),
+            .flat_map(|e| match e {
+                QueueEvent::Claimed { claim } => vec![&claim.id],
                 QueueEvent::Cancelled { claim_id, .. }
                 | QueueEvent::Expired { claim_id, .. }
                 | QueueEvent::Promoted { claim_id, .. }
-                | QueueEvent::OrderPlaced { claim_id } => Some(claim_id),
+                | QueueEvent::OrderPlaced { claim_id } => vec![claim_id],
+                QueueEvent::ClaimantErased { claim_ids } => claim_ids.iter().collect(),
                 QueueEvent::Opened { .. }
                 | QueueEvent::Notified { .. }
                 | QueueEvent::Granted { .. }
                 | QueueEvent::GaveBack { .. }
                 | QueueEvent::Allotted { .. }
-                | QueueEvent::Recovered { .. } => None,
+                | QueueEvent::Recovered { .. } => vec![],
             })
             .collect();
         touched.dedup();
@@ -312,6 +330,13 @@ impl QueueEntity {
                 for (id, st) in claims {
                     if let Some(c) = state.claims.get_mut(id) {
                         c.notified = Some(*st);
+                    }
+                }
+            }
+            QueueEvent::ClaimantErased { claim_ids } => {
+                for id in claim_ids {
+                    if let Some(order) = state.claims.get_mut(id).and_then(|c| c.order.as_mut()) {
+                        order.address = None;
                     }
                 }
             }

@@ -45,6 +45,11 @@ pub enum QueueEvent {
     Notified {
         claims: Vec<(String, ClaimStatus)>,
     },
+    /// The claimant erased their account: these claims keep no delivery
+    /// address.
+    ClaimantErased {
+        claim_ids: Vec<String>,
+    },
     /// A part of a split queue: units granted to it so far, in total.
     Granted {
         total: u32,
@@ -106,6 +111,10 @@ pub enum QueueCommand {
         claim_id: String,
     },
     Status,
+    /// `user_id` erased their account: their claims' delivery addresses go.
+    EraseClaimant {
+        user_id: crate::domain::ids::UserId,
+    },
     /// One claim (its owner, or the queue's owner).
     GetClaim {
         claim_id: String,

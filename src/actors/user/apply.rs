@@ -14,6 +14,7 @@ pub(super) fn apply(state: &mut UserState, event: &UserEvent) {
         | E::RoleChanged { .. }
         | E::Suspended { .. }
         | E::Reactivated { .. }
+        | E::Erased { .. }
         | E::ResetRequested { .. }
         | E::ResetAttemptFailed
         | E::PasswordChanged { .. } => account(state, event),
@@ -50,6 +51,7 @@ fn account(state: &mut UserState, event: &UserEvent) {
                 password_hash: password_hash.clone(),
                 created_at: *at,
                 suspension: None,
+                erased_at: None,
             })
         }
         UserEvent::ProfileUpdated { name, phone, .. } => {
@@ -70,6 +72,28 @@ fn account(state: &mut UserState, event: &UserEvent) {
                     at: *at,
                 });
             }
+        }
+        UserEvent::Erased { at } => {
+            if let Some(a) = state.account.as_mut() {
+                a.email = format!("erased+{}@invalid", a.id);
+                a.name = "Deleted user".into();
+                a.phone = None;
+                a.password_hash = String::new();
+                a.suspension = None;
+                a.erased_at = Some(*at);
+            }
+            state.sessions.clear();
+            state.addresses.clear();
+            state.notifications.clear();
+            state.mail_prefs = crate::domain::notification::MailPrefs {
+                orders: false,
+                delivery: false,
+                enrollment: false,
+                announcements: false,
+                inventory: false,
+            };
+            state.reset = None;
+            state.reset_requests.clear();
         }
         UserEvent::Reactivated { .. } => {
             if let Some(a) = state.account.as_mut() {

@@ -172,6 +172,14 @@ impl Registry<User> {
         }
     }
 
+    /// Erases the account; answers the email it had.
+    pub async fn erase(&self, id: &str) -> Answer<String> {
+        match self.call(id, UserCommand::Erase).await? {
+            UserReply::Erased(email) => Ok(email),
+            other => unexpected(other),
+        }
+    }
+
     pub async fn reactivate(&self, id: &str, by: String) -> Answer<UserView> {
         self.account_of(id, UserCommand::Reactivate { by }).await
     }

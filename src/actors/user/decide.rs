@@ -319,6 +319,14 @@ pub(super) fn list_addresses(state: &UserState) -> Decided {
 }
 
 pub(super) fn notify(state: &UserState, notification: Notification) -> Decided {
+    // An erased account is told nothing (and its senders need not care).
+    if state
+        .account
+        .as_ref()
+        .is_some_and(|a| a.erased_at.is_some())
+    {
+        return Ok((vec![], UserReply::Done));
+    }
     account(state)?;
     if state.notifications.iter().any(|n| n.id == notification.id) {
         return Ok((vec![], UserReply::Done));
@@ -477,4 +485,12 @@ pub(super) fn export(state: &UserState) -> Decided {
             reset_requests: state.reset_requests.iter().copied().collect(),
         })),
     ))
+}
+
+pub(super) fn erase(state: &UserState, now: DateTime<Utc>) -> Decided {
+    let a = account(state)?;
+    let email = a.email.clone();
+    let mut events = all_sessions_end(state, "account erased", now);
+    events.push(UserEvent::Erased { at: now });
+    Ok((events, UserReply::Erased(email)))
 }

@@ -15,7 +15,8 @@ pub(super) fn payload(id: &str, event: &UserEvent) -> Option<(Topic, LiveEvent)>
         // The user hears of it as their sessions ending ("account
         // suspended"); there is nobody signed in to hear a reactivation.
         | UserEvent::Suspended { .. }
-        | UserEvent::Reactivated { .. } => return None,
+        | UserEvent::Reactivated { .. }
+        | UserEvent::Erased { .. } => return None,
         UserEvent::ProfileUpdated { name, phone, at } => UserLive::ProfileUpdated {
             name: name.clone(),
             phone: phone.clone(),

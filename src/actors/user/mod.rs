@@ -26,8 +26,13 @@ use crate::store::{codec, IndexOp};
 /// `users_by_email` (rows written before it hold no value).
 pub const USER_ROW_VERSION: u16 = 1;
 
+/// The account, unless there is none or it was erased.
 fn account(state: &UserState) -> Result<&Account, DomainError> {
-    state.account.as_ref().ok_or(DomainError::NotFound("user"))
+    state
+        .account
+        .as_ref()
+        .filter(|a| a.erased_at.is_none())
+        .ok_or(DomainError::NotFound("user"))
 }
 
 fn live_session<'a>(state: &'a UserState, sid: &str, now: DateTime<Utc>) -> Option<&'a Session> {
@@ -106,6 +111,7 @@ impl Entity for User {
             } => d::change_password(state, verified_hash, password_hash, now),
             UserCommand::MarkRead { id } => d::mark_read(state, id, now),
             UserCommand::Export => d::export(state),
+            UserCommand::Erase => d::erase(state, now),
         }
     }
 
@@ -131,17 +137,33 @@ impl Entity for User {
                     key: format!("{}|{id}", old.role.as_str()),
                 });
             }
+            // An erased account's email leaves the listing with it.
+            if let Some(old) = old.as_ref().filter(|o| o.email != view.email) {
+                ops.push(IndexOp::Delete {
+                    table: USERS_BY_EMAIL,
+                    key: old.email.clone(),
+                });
+            }
             let value = codec::encode(USER_ROW_VERSION, &view).expect("user views encode");
-            ops.push(IndexOp::Put {
-                table: USERS_BY_ROLE,
-                key: format!("{}|{id}", view.role.as_str()),
-                value: value.clone(),
-            });
-            ops.push(IndexOp::Put {
-                table: USERS_BY_EMAIL,
-                key: view.email.clone(),
-                value,
-            });
+            let role_key = format!("{}|{id}", view.role.as_str());
+            if account.erased_at.is_some() {
+                // Gone from the listings (and from broadcasts).
+                ops.push(IndexOp::Delete {
+                    table: USERS_BY_ROLE,
+                    key: role_key,
+                });
+            } else {
+                ops.push(IndexOp::Put {
+                    table: USERS_BY_ROLE,
+                    key: role_key,
+                    value: value.clone(),
+                });
+                ops.push(IndexOp::Put {
+                    table: USERS_BY_EMAIL,
+                    key: view.email.clone(),
+                    value,
+                });
+            }
         }
         for event in events {
             if let UserEvent::Registered { at, .. } = event {
@@ -184,9 +206,9 @@ impl Entity for User {
         use crate::live::Revocation;
         match event {
             UserEvent::SessionEnded { sid, .. } => Some(Revocation::Session(sid.clone())),
-            UserEvent::PasswordChanged { .. } | UserEvent::Suspended { .. } => {
-                Some(Revocation::AllSessions)
-            }
+            UserEvent::PasswordChanged { .. }
+            | UserEvent::Suspended { .. }
+            | UserEvent::Erased { .. } => Some(Revocation::AllSessions),
             _ => None,
         }
     }

@@ -35,6 +35,11 @@ pub enum UserEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// The user erased their account: every personal field is replaced
+    /// or emptied; no session, login or read of it works again.
+    Erased {
+        at: DateTime<Utc>,
+    },
     /// An admin lifted the suspension.
     Reactivated {
         by: String,
@@ -180,6 +185,9 @@ pub enum UserCommand {
     },
     /// Everything the entity holds about the user (for their export).
     Export,
+    /// Erase the account (its sessions end in the same append); answers
+    /// the email it had.
+    Erase,
     /// Replace the password its owner just proved to know: the one whose
     /// hash is `verified_hash` (refused if it changed meanwhile).
     ChangePassword {
@@ -199,6 +207,8 @@ pub enum UserReply {
     Notifications(Vec<Notification>),
     MailPrefs(MailPrefs),
     Export(Box<UserExport>),
+    /// The email the erased account had.
+    Erased(String),
     Done,
 }
 

@@ -23,6 +23,9 @@ pub struct Account {
     /// Set while the account is suspended.
     #[serde(default)]
     pub suspension: Option<Suspension>,
+    /// When its owner erased it (then nothing personal is left).
+    #[serde(default)]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl Account {
