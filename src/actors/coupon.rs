@@ -99,7 +99,7 @@ pub enum CouponEvent {
 pub enum CouponCommand {
     Create {
         caller: Caller,
-        shop: Shop,
+        shop: Box<Shop>,
         input: CouponInput,
     },
     Get,
@@ -223,7 +223,7 @@ impl Entity for CouponEntity {
                 caller,
                 shop,
                 input,
-            } => (create(state, &caller, shop, input, ctx)?, 0),
+            } => (create(state, &caller, *shop, input, ctx)?, 0),
             CouponCommand::Get => (vec![], 0),
             CouponCommand::Quote { user_id, eligible } => {
                 (vec![], usable(state, &user_id, eligible, ctx.now)?)
@@ -309,6 +309,7 @@ mod tests {
             name: "S".into(),
             location: crate::domain::GeoPoint { lat: 0.0, lng: 0.0 },
             address: "a".into(),
+            hidden: None,
             created_at: now,
             updated_at: now,
         };
@@ -328,7 +329,7 @@ mod tests {
                     user_id: "m".into(),
                     role: Role::Merchant,
                 },
-                shop,
+                shop: Box::new(shop),
                 input,
             },
         )

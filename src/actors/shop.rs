@@ -22,9 +22,20 @@ pub enum ShopEvent {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShopCommand {
-    Create { caller: Caller, input: ShopInput },
-    Update { caller: Caller, patch: ShopPatch },
+    Create {
+        caller: Caller,
+        input: ShopInput,
+    },
+    Update {
+        caller: Caller,
+        patch: ShopPatch,
+    },
     Get,
+    /// An admin hides the shop (`Some`) or lifts it (`None`).
+    Moderate {
+        caller: Caller,
+        hidden: Option<crate::domain::catalog::Moderation>,
+    },
 }
 
 impl Entity for ShopEntity {
@@ -55,6 +66,7 @@ impl Entity for ShopEntity {
                     name: input.name,
                     location: input.location,
                     address: input.address,
+                    hidden: None,
                     created_at: ctx.now,
                     updated_at: ctx.now,
                 };
@@ -74,6 +86,19 @@ impl Entity for ShopEntity {
                 Ok((vec![ShopEvent::Updated { shop: shop.clone() }], shop))
             }
             ShopCommand::Get => Ok((vec![], state.clone().ok_or(DomainError::NotFound("shop"))?)),
+            ShopCommand::Moderate { caller, hidden } => {
+                let current = state.as_ref().ok_or(DomainError::NotFound("shop"))?;
+                super::product::admin_only(&caller)?;
+                if current.hidden.is_some() == hidden.is_some() {
+                    return Ok((vec![], current.clone()));
+                }
+                let shop = Shop {
+                    hidden,
+                    updated_at: ctx.now,
+                    ..current.clone()
+                };
+                Ok((vec![ShopEvent::Updated { shop: shop.clone() }], shop))
+            }
         }
     }
 

@@ -21,8 +21,22 @@ pub struct Shop {
     pub name: String,
     pub location: GeoPoint,
     pub address: String,
+    /// Set while an admin hides the shop (moderation): it is not listed,
+    /// searched or sold from.
+    #[serde(default)]
+    pub hidden: Option<Moderation>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Why and since when an admin hides a shop or product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Moderation {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+    /// Hidden because its shop is (lifted with the shop's).
+    #[serde(default)]
+    pub by_shop: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -84,6 +98,9 @@ pub struct Product {
     /// category's slug); none for a free-text category.
     #[serde(default)]
     pub category_id: Option<String>,
+    /// Set while an admin hides it (moderation; its merchant cannot lift it).
+    #[serde(default)]
+    pub hidden: Option<Moderation>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -242,9 +259,16 @@ pub struct ProductFilter {
     pub text: Option<String>,
 }
 
+impl Product {
+    /// Active and not hidden by an admin: listed, searched, sold.
+    pub fn on_sale(&self) -> bool {
+        self.active && self.hidden.is_none()
+    }
+}
+
 impl ProductFilter {
     pub fn matches(&self, p: &Product) -> bool {
-        p.active
+        p.on_sale()
             && self
                 .category
                 .as_ref()
@@ -444,6 +468,7 @@ mod tests {
             stock_buckets: 1,
             low_stock_threshold: None,
             category_id: None,
+            hidden: None,
             active,
             created_at: now,
             updated_at: now,

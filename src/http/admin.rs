@@ -197,3 +197,85 @@ pub async fn platform_stats(
             .await?,
     ))
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HideInput {
+    /// Why (kept with it; shown to its merchant and admins). 1 to 500
+    /// characters.
+    pub reason: String,
+}
+
+/// Hide a product (admins): it leaves listings and search and cannot be
+/// bought (`product_unavailable`) until an admin lifts it; its merchant
+/// cannot. Hiding a hidden product keeps the first reason.
+#[utoipa::path(put, path = "/api/v1/admin/products/{id}/hide", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = HideInput,
+    responses((status = 200, body = crate::domain::catalog::Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn hide_product(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(input): Json<HideInput>,
+) -> Result<Json<crate::domain::catalog::Product>, AppError> {
+    Ok(Json(
+        s.services
+            .moderation
+            .hide_product(&auth.0.caller(), &id, &input.reason)
+            .await?,
+    ))
+}
+
+/// Lift a product's hiding (admins).
+#[utoipa::path(delete, path = "/api/v1/admin/products/{id}/hide", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = crate::domain::catalog::Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unhide_product(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<crate::domain::catalog::Product>, AppError> {
+    Ok(Json(
+        s.services
+            .moderation
+            .unhide_product(&auth.0.caller(), &id)
+            .await?,
+    ))
+}
+
+/// Hide a shop (admins): it leaves listings, search and nearby, and each
+/// of its products is hidden with it.
+#[utoipa::path(put, path = "/api/v1/admin/shops/{id}/hide", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = HideInput,
+    responses((status = 200, body = crate::domain::catalog::Shop), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn hide_shop(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(input): Json<HideInput>,
+) -> Result<Json<crate::domain::catalog::Shop>, AppError> {
+    Ok(Json(
+        s.services
+            .moderation
+            .hide_shop(&auth.0.caller(), &id, &input.reason)
+            .await?,
+    ))
+}
+
+/// Lift a shop's hiding (admins), and the hiding it gave its products
+/// (not products hidden on their own).
+#[utoipa::path(delete, path = "/api/v1/admin/shops/{id}/hide", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = crate::domain::catalog::Shop), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unhide_shop(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<crate::domain::catalog::Shop>, AppError> {
+    Ok(Json(
+        s.services
+            .moderation
+            .unhide_shop(&auth.0.caller(), &id)
+            .await?,
+    ))
+}

@@ -186,6 +186,8 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(admin::reactivate_user))
         .routes(routes!(admin::set_user_role))
         .routes(routes!(admin::platform_stats))
+        .routes(routes!(admin::hide_product, admin::unhide_product))
+        .routes(routes!(admin::hide_shop, admin::unhide_shop))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

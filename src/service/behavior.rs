@@ -195,7 +195,7 @@ impl Behavior {
             Ok(_) => self.product(product_id).await?,
             Err(_) => None,
         };
-        let Some(product) = product.filter(|p| p.active) else {
+        let Some(product) = product.filter(|p| p.on_sale()) else {
             return Err(DomainError::invalid("product_id", "no such active product").into());
         };
         let now = Utc::now().timestamp_millis();

@@ -220,7 +220,7 @@ impl Carts {
             .map(|(l, p)| CartLine {
                 line: l.clone(),
                 line_total: l.unit_price.saturating_mul(u64::from(l.quantity)),
-                available: p.active && p.stock >= u64::from(l.quantity) && in_currency(l),
+                available: p.on_sale() && p.stock >= u64::from(l.quantity) && in_currency(l),
             })
             .collect();
         let sum = shops
@@ -263,7 +263,7 @@ impl Carts {
             QuantityChange::Set(q) => (q, false),
         };
         let product = self.catalog.get_product(product_id).await?;
-        if !product.active {
+        if !product.on_sale() {
             return Err(DomainError::conflict(
                 "product_unavailable",
                 format!("{} is no longer sold", product.name),

@@ -132,8 +132,10 @@ impl Catalog {
     ) -> Result<Page<Shop>, ServiceError> {
         let text = text.map(str::to_lowercase);
         self.list::<ShopEntity, Shop>(SHOPS_TABLE, cursor, limit, |s| {
-            text.as_deref()
-                .is_none_or(|t| s.name.to_lowercase().contains(t))
+            s.hidden.is_none()
+                && text
+                    .as_deref()
+                    .is_none_or(|t| s.name.to_lowercase().contains(t))
         })
         .await
     }

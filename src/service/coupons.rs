@@ -31,7 +31,7 @@ impl Coupons {
                 &code,
                 CouponCommand::Create {
                     caller,
-                    shop,
+                    shop: Box::new(shop),
                     input,
                 },
             )

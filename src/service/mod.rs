@@ -21,6 +21,7 @@ pub mod flash_sales;
 pub mod fleet;
 pub mod fulfilment;
 pub mod inventory;
+pub mod moderation;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
@@ -195,6 +196,8 @@ pub struct Services {
     pub auth: auth::Auth,
     /// The user's own account: export (and erasure).
     pub account: account::SelfService,
+    /// Hiding products and shops (admins).
+    pub moderation: moderation::CatalogModeration,
     /// The admin's console over accounts.
     pub accounts: admin::Accounts,
     pub profiles: users::Profiles,
@@ -407,6 +410,11 @@ impl Services {
             search,
             behavior: behavior.clone(),
             cluster: rt.cluster.clone(),
+            moderation: moderation::CatalogModeration {
+                products: e.products.clone(),
+                shops: e.shops.clone(),
+                store: store.clone(),
+            },
             accounts: admin::Accounts {
                 users: e.users.clone(),
                 store: store.clone(),

@@ -236,7 +236,7 @@ impl Search {
             )
             .await?
         {
-            if p.active {
+            if p.on_sale() {
                 let rating = ratings.get(&format!("product:{}", p.id));
                 entries.push(product_entry(&p, shops.get(p.shop_id.as_str()), rating));
                 sells
@@ -245,7 +245,7 @@ impl Search {
                     .insert(p.category);
             }
         }
-        for s in shops.values() {
+        for s in shops.values().filter(|s| s.hidden.is_none()) {
             let rating = ratings.get(&format!("shop:{}", s.id));
             entries.push(shop_entry(
                 s,
@@ -325,7 +325,7 @@ impl Search {
                 continue;
             };
             shop_ids.insert(p.shop_id.to_string());
-            if !p.active {
+            if !p.on_sale() {
                 removed.push(key);
                 continue;
             }
@@ -342,7 +342,7 @@ impl Search {
                 Some(s) => s,
                 None => self.get(SHOPS_TABLE, &id, shop_version).await?,
             };
-            let Some(shop) = shop else {
+            let Some(shop) = shop.filter(|s| s.hidden.is_none()) else {
                 removed.push(key);
                 continue;
             };

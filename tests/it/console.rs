@@ -1012,3 +1012,136 @@ async fn statistics_count_each_fact_once_across_a_restart() {
     let (_, report) = app.get("/api/v1/admin/stats", Some(&admin.access)).await;
     assert_eq!(report["totals"], after);
 }
+
+#[tokio::test]
+async fn hidden_products_and_shops_leave_listings_search_and_sale_until_lifted() {
+    let app = spawn_app_with(|s| {
+        crate::commerce::fast(s);
+        s.search_refresh_ms = 50;
+        s.admin_email = Some(ADMIN.into());
+        s.admin_password = Some(PASSWORD.into());
+    })
+    .await;
+    let admin = app.login(ADMIN).await;
+    let (m, shop, mat) = shop_with_product(&app, 10_000, 10).await;
+    let (_, block) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            product_body("Cork Block", "yoga", 5_000),
+        )
+        .await;
+    let block = block["id"].as_str().unwrap().to_owned();
+    let listed = |app: &TestApp| {
+        let (app, shop) = (app.behind(app.base.clone()), shop.clone());
+        async move {
+            let (_, page) = app
+                .get(&format!("/api/v1/products?shop_id={shop}"), None)
+                .await;
+            let mut v: Vec<String> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let searched = |app: &TestApp, query: &'static str| {
+        let app = app.behind(app.base.clone());
+        async move {
+            let (_, page) = app.get(&format!("/api/v1/search?{query}"), None).await;
+            page["total"].as_u64().unwrap()
+        }
+    };
+    let until = |what: &'static str, query: &'static str, want: u64| {
+        let app = app.behind(app.base.clone());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while searched(&app, query).await != want {
+                if std::time::Instant::now() >= deadline {
+                    let (_, page) = app.get(&format!("/api/v1/search?{query}"), None).await;
+                    panic!("{what}: {page}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    until("both indexed", "q=cork&type=product", 1).await;
+    until("the mat indexed", "q=yoga+mat&type=product", 1).await;
+    let hide = |kind: &str, id: &str| format!("/api/v1/admin/{kind}/{id}/hide");
+    // Only admins, with a reason.
+    let (status, _) = app
+        .put(
+            &hide("products", &mat),
+            Some(&m.access),
+            json!({"reason": "counterfeit"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .put(
+            &hide("products", &mat),
+            Some(&admin.access),
+            json!({"reason": " "}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, p) = app
+        .put(
+            &hide("products", &mat),
+            Some(&admin.access),
+            json!({"reason": "counterfeit"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["hidden"]["reason"], "counterfeit");
+    assert_eq!(listed(&app).await, vec![block.clone()]);
+    until("the mat leaves search", "q=yoga+mat&type=product", 0).await;
+    let (c, _) = crate::commerce::customer(&app).await;
+    let (status, body) = app
+        .post(
+            "/api/v1/cart/items",
+            Some(&c.access),
+            json!({"product_id": mat, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Its merchant cannot lift it.
+    let (_, p) = app
+        .put(
+            &format!("/api/v1/products/{mat}"),
+            Some(&m.access),
+            json!({"active": true}),
+        )
+        .await;
+    assert!(p["hidden"].is_object());
+    // The shop hidden: out of the shop listing and search, its products too.
+    let (status, s) = app
+        .put(
+            &hide("shops", &shop),
+            Some(&admin.access),
+            json!({"reason": "fraud"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert!(listed(&app).await.is_empty());
+    let shops = app.all_pages("/api/v1/shops?limit=100", None, 5).await;
+    assert!(shops.iter().all(|s| s["id"] != shop.as_str()));
+    until("the shop leaves search", "q=hanoi+yoga&type=shop", 0).await;
+    until("the block leaves search", "q=cork&type=product", 0).await;
+    // The shop lifted: its products come back, but not one hidden on its own.
+    let (status, _) = app.delete(&hide("shops", &shop), Some(&admin.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed(&app).await, vec![block.clone()]);
+    until("the block is back", "q=cork&type=product", 1).await;
+    let (status, _) = app
+        .delete(&hide("products", &mat), Some(&admin.access))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut both = vec![mat.clone(), block.clone()];
+    both.sort();
+    assert_eq!(listed(&app).await, both);
+    until("the mat is back", "q=yoga+mat&type=product", 1).await;
+}

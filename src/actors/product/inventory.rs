@@ -382,6 +382,7 @@ mod tests {
                 name: "S".into(),
                 location: crate::domain::GeoPoint { lat: 0.0, lng: 0.0 },
                 address: "a".into(),
+                hidden: None,
                 created_at: now,
                 updated_at: now,
             };

@@ -145,6 +145,11 @@ pub enum ProductEvent {
         by: String,
         at: DateTime<Utc>,
     },
+    /// An admin hid the product or lifted it.
+    Moderated {
+        hidden: Option<crate::domain::catalog::Moderation>,
+        at: DateTime<Utc>,
+    },
     /// Available fell to the low-stock threshold (crossing number `crossing`).
     LowStockReached {
         crossing: u64,
@@ -193,6 +198,13 @@ pub enum ProductCommand {
         patch: ProductPatch,
     },
     Get,
+    /// An admin hides the product (`Some`) or lifts its hiding (`None`;
+    /// with `only_by_shop`, only a hiding that came with its shop's).
+    Moderate {
+        caller: Caller,
+        hidden: Option<crate::domain::catalog::Moderation>,
+        only_by_shop: bool,
+    },
     /// Record a received, adjusted or returned movement (the owner);
     /// `returnable`: what the returned order had of the product.
     Adjust {
@@ -285,6 +297,7 @@ fn create(
         stock_buckets: input.stock_buckets,
         low_stock_threshold: input.low_stock_threshold,
         category_id: input.category_id,
+        hidden: None,
         active: true,
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -342,6 +355,37 @@ fn update(
     Ok(events)
 }
 
+/// Only admins moderate.
+pub(crate) fn admin_only(caller: &Caller) -> Result<(), DomainError> {
+    if caller.role == crate::domain::Role::Admin {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden("only admins moderate".into()))
+    }
+}
+
+/// Hides the product or lifts its hiding; hiding a hidden product keeps
+/// the first reason.
+fn moderate(
+    state: &ProductState,
+    caller: &Caller,
+    hidden: Option<crate::domain::catalog::Moderation>,
+    only_by_shop: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<ProductEvent>, DomainError> {
+    let p = product(state)?;
+    admin_only(caller)?;
+    let change = match (&p.hidden, &hidden) {
+        (None, Some(_)) => true,
+        (Some(now), None) => !only_by_shop || now.by_shop,
+        _ => false,
+    };
+    Ok(change
+        .then_some(ProductEvent::Moderated { hidden, at: now })
+        .into_iter()
+        .collect())
+}
+
 /// What `holder` (an order, or a claim's reservation) holds of an existing
 /// product.
 fn held(state: &ProductState, holder: &str) -> Result<Option<u64>, DomainError> {
@@ -359,7 +403,7 @@ fn hold(
     let p = product(state)?;
     if state.held.contains_key(&order_id) {
         Ok(vec![])
-    } else if !p.active {
+    } else if !p.on_sale() {
         Err(DomainError::conflict(
             "product_unavailable",
             format!("{} is no longer sold", p.name),
@@ -411,7 +455,7 @@ fn allot(
     (free, changes): (u64, u64),
 ) -> Result<Vec<ProductEvent>, DomainError> {
     let p = product(state)?;
-    if !p.active {
+    if !p.on_sale() {
         return Err(DomainError::conflict(
             "product_unavailable",
             format!("{} is no longer sold", p.name),
@@ -519,6 +563,11 @@ impl Entity for ProductEntity {
                 input,
                 returnable,
             } => inventory::adjust(state, &caller, input, returnable, ctx.now)?,
+            ProductCommand::Moderate {
+                caller,
+                hidden,
+                only_by_shop,
+            } => moderate(state, &caller, hidden, only_by_shop, ctx.now)?,
             ProductCommand::Holds { order_id } => {
                 holder = Some(order_id);
                 vec![]
@@ -651,6 +700,14 @@ impl Entity for ProductEntity {
                 state.crossings = *crossing;
             }
             ProductEvent::LowStockCleared { .. } => state.low = false,
+            ProductEvent::Moderated { hidden, at } => {
+                if let Some(p) = state.product.as_mut() {
+                    p.hidden = hidden.clone();
+                    // Dated now: the search indexers follow catalog
+                    // changes by their time.
+                    p.updated_at = *at;
+                }
+            }
             ProductEvent::Allotted {
                 bucket,
                 units,
@@ -694,7 +751,7 @@ impl Entity for ProductEntity {
         ops.extend(inventory::rows(id, before, state, events));
         if let Some(p) = after {
             fn seen(p: &Product) -> (&str, &str, u64, &str, bool) {
-                (&p.name, &p.category, p.price, &p.currency, p.active)
+                (&p.name, &p.category, p.price, &p.currency, p.on_sale())
             }
             if before.product.as_ref().map(seen) != Some(seen(&p)) {
                 ops.push(super::entity::catalog_change("product", id, p.updated_at));
@@ -722,6 +779,7 @@ mod tests {
             name: "S".into(),
             location: crate::domain::GeoPoint { lat: 0.0, lng: 0.0 },
             address: "a".into(),
+            hidden: None,
             created_at: now,
             updated_at: now,
         };
