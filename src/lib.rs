@@ -20,6 +20,7 @@
 //! - [`payments`]: payment providers (cod, sandbox) and webhook signatures.
 //! - [`search`]: the full-text catalog index (tantivy) and its queries.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`worker`]: the rhythm of the background workers.
 
 pub mod actors;
 pub mod app;
@@ -38,4 +39,5 @@ pub mod payments;
 pub mod search;
 pub mod service;
 pub mod store;
+pub mod worker;
 pub mod ws;

@@ -264,12 +264,7 @@ impl Mailer {
         every: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.wait_for(|d| *d) => return,
-            }
+        while crate::worker::next_round(every, Some(&self.wake), &mut shutdown).await {
             match self.drain().await {
                 Ok(ROUND..) => self.wake.notify_one(),
                 Ok(_) => {}

@@ -159,6 +159,7 @@ pub struct StatsQuery {
     /// End, exclusive (RFC 3339). Default: now.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     /// `day` (default; at most 366) or `hour` (at most 744).
+    #[param(inline)]
     pub granularity: Option<crate::service::stats::Granularity>,
     /// Top products and shops listed: 1 to 100, default 10.
     pub top: Option<usize>,

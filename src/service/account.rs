@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::ServiceError;
 use crate::actors::queue::Claim;
+use crate::actors::queue::CLAIMS_BY_USER;
 use crate::actors::user::{User, UserExport};
 use crate::actors::Registry;
 use crate::domain::catalog::{Course, Shop};
@@ -113,6 +114,20 @@ impl SelfService {
         }
     }
 
+    /// Every order of the user (an erasure must reach them all).
+    async fn every_order_of(&self, id: &str) -> Result<Vec<Order>, ServiceError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.orders.my_orders(id, cursor.as_deref(), 100).await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Every page of a listing (bounded by the listing itself: a user's
     /// shops or courses).
     async fn all<T, F, Fut>(&self, page: F) -> Result<Vec<T>, ServiceError>
@@ -163,7 +178,7 @@ impl SelfService {
             )
             .into());
         }
-        let (orders, _) = self.orders_of(id).await?;
+        let orders = self.every_order_of(id).await?;
         if orders.iter().any(under_way) {
             return Err(DomainError::conflict(
                 "orders_in_progress",
@@ -179,8 +194,24 @@ impl SelfService {
                 .await?;
         }
         // Claims keep no delivery address.
-        let claims = super::queues::claims_of(self.store.as_ref(), id).await?;
-        let mut queues: Vec<String> = claims.iter().map(|c| c.queue_id.to_string()).collect();
+        let mut queues: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self
+                .store
+                .scan(CLAIMS_BY_USER, &format!("{id}|"), after.as_deref(), 500)
+                .await?;
+            let last = rows.len() < 500;
+            after = rows.last().map(|(k, _)| k.clone());
+            // `{user}|{queue}|{claim}`
+            queues.extend(
+                rows.iter()
+                    .filter_map(|(k, _)| k.split('|').nth(1).map(str::to_owned)),
+            );
+            if last {
+                break;
+            }
+        }
         queues.sort();
         queues.dedup();
         for q in queues {

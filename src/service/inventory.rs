@@ -327,12 +327,7 @@ impl Inventory {
         every: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.wait_for(|d| *d) => return,
-            }
+        while crate::worker::next_round(every, Some(&self.wake), &mut shutdown).await {
             match self.tell_alerts().await {
                 Ok(ALERT_ROUND..) => self.wake.notify_one(),
                 Ok(_) => {}

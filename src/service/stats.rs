@@ -58,7 +58,7 @@ pub enum Granularity {
 
 /// One hour or day of a range.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Bucket {
+pub struct StatsBucket {
     pub start: DateTime<Utc>,
     #[serde(flatten)]
     pub counters: Counters,
@@ -69,7 +69,7 @@ pub struct Bucket {
 pub struct StatsReport {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
-    pub buckets: Vec<Bucket>,
+    pub buckets: Vec<StatsBucket>,
     pub totals: Counters,
     pub top_products: Vec<Top>,
     pub top_shops: Vec<Top>,
@@ -301,7 +301,7 @@ impl Stats {
                 .get(&n)
                 .map(|hs| sum(hs.iter().copied()))
                 .unwrap_or_default();
-            buckets.push(Bucket { start, counters });
+            buckets.push(StatsBucket { start, counters });
             start += step;
             n += 1;
         }
@@ -324,11 +324,7 @@ impl Stats {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut pruning = Pruning::new(STATS_FEED, RETENTION_MS);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.wait_for(|d| *d) => return,
-            }
+        while crate::worker::next_round(every, None, &mut shutdown).await {
             if !self.duty.chores() {
                 // Another node counts; start from the stored cursor when
                 // this one takes over.

@@ -294,7 +294,7 @@ mod tests {
     use super::*;
     use crate::actors::product::ProductCommand;
     use crate::actors::Ctx;
-    use crate::domain::catalog::{ProductInput, ProductPatch, Shop};
+    use crate::domain::catalog::ProductPatch;
     use crate::domain::Role;
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -376,30 +376,7 @@ mod tests {
         ) {
             let now = Utc::now();
             let ctx = Ctx { id: "p", now };
-            let shop = Shop {
-                id: "s".into(),
-                owner_id: "m".into(),
-                name: "S".into(),
-                location: crate::domain::GeoPoint { lat: 0.0, lng: 0.0 },
-                address: "a".into(),
-                hidden: None,
-                created_at: now,
-                updated_at: now,
-            };
-            let input = ProductInput {
-                name: "Mat".into(),
-                category: "yoga".into(),
-                price: 100,
-                currency: "VND".into(),
-                stock,
-                weight_grams: 1,
-                stock_buckets: 1,
-                low_stock_threshold: None,
-            category_id: None,
-            };
-            let create = ProductCommand::Create { caller: owner(), shop, input };
-            let (events, _) = ProductEntity::decide(&ProductState::default(), create, &ctx).unwrap();
-            let mut state = ProductEntity::evolve(&ProductState::default(), &events);
+            let mut state = super::super::tests::created(stock);
             // The independent count.
             let (mut on_hand, mut holds) = (stock, HashMap::<String, u64>::new());
             let mut threshold: Option<u64> = None;

@@ -767,7 +767,8 @@ mod tests {
     use crate::domain::Role;
     use chrono::Utc;
 
-    fn created(stock: u64) -> ProductState {
+    /// A product of `stock` (id `p`) in shop `s` of merchant `m`.
+    pub(super) fn created(stock: u64) -> ProductState {
         let caller = Caller {
             user_id: "m".into(),
             role: Role::Merchant,
