@@ -17,8 +17,8 @@ use crate::domain::order::{Order, OrderStatus};
 use crate::domain::review::Review;
 use crate::domain::Caller;
 use crate::domain::{DomainError, Role};
-use crate::store::IndexOp;
 use crate::store::Store;
+use crate::store::{walk_rows, IndexOp};
 
 /// Orders an export holds at most (the newest).
 pub const MAX_EXPORT_ORDERS: usize = 10_000;
@@ -195,23 +195,19 @@ impl SelfService {
         }
         // Claims keep no delivery address.
         let mut queues: Vec<String> = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let rows = self
-                .store
-                .scan(CLAIMS_BY_USER, &format!("{id}|"), after.as_deref(), 500)
-                .await?;
-            let last = rows.len() < 500;
-            after = rows.last().map(|(k, _)| k.clone());
-            // `{user}|{queue}|{claim}`
-            queues.extend(
-                rows.iter()
-                    .filter_map(|(k, _)| k.split('|').nth(1).map(str::to_owned)),
-            );
-            if last {
-                break;
-            }
-        }
+        walk_rows(
+            self.store.as_ref(),
+            CLAIMS_BY_USER,
+            &format!("{id}|"),
+            None,
+            500,
+            |k, _| {
+                // `{user}|{queue}|{claim}`
+                queues.extend(k.split('|').nth(1).map(str::to_owned));
+                Ok::<_, ServiceError>(true)
+            },
+        )
+        .await?;
         queues.sort();
         queues.dedup();
         for q in queues {
@@ -248,50 +244,49 @@ impl SelfService {
         Ok(())
     }
 
-    /// Deletes every row of `table` under `prefix` (in pages).
+    /// Deletes every row of `table` under `prefix`.
     async fn delete_rows(&self, table: &'static str, prefix: &str) -> Result<(), ServiceError> {
-        loop {
-            let rows = self.store.scan(table, prefix, None, 500).await?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let done = rows.len() < 500;
-            let ops = rows
-                .into_iter()
-                .map(|(key, _)| IndexOp::Delete { table, key })
-                .collect();
-            self.store.write_rows(ops).await?;
-            if done {
-                return Ok(());
-            }
-        }
+        let mut keys = Vec::new();
+        walk_rows(self.store.as_ref(), table, prefix, None, 500, |k, _| {
+            keys.push(k);
+            Ok::<_, ServiceError>(true)
+        })
+        .await?;
+        self.delete(table, keys).await
     }
 
     /// Mail to `email` not sent yet (or given up on) is deleted.
     async fn forget_mail(&self, email: &str) -> Result<(), ServiceError> {
         use crate::store::tables::{OUTBOX, OUTBOX_DEAD};
         for table in [OUTBOX, OUTBOX_DEAD] {
-            let mut after: Option<String> = None;
-            // At most 100,000 queued mails are looked through.
-            for _ in 0..200 {
-                let rows = self.store.scan(table, "", after.as_deref(), 500).await?;
-                let last = rows.len() < 500;
-                after = rows.last().map(|(k, _)| k.clone());
-                let ops: Vec<IndexOp> = rows
-                    .into_iter()
-                    .filter(|(_, v)| {
-                        crate::store::codec::decode::<crate::mail::OutMail>(1, v)
-                            .is_ok_and(|m| m.to == email)
-                    })
-                    .map(|(key, _)| IndexOp::Delete { table, key })
-                    .collect();
-                if !ops.is_empty() {
-                    self.store.write_rows(ops).await?;
+            let (mut keys, mut seen) = (Vec::new(), 0);
+            walk_rows(self.store.as_ref(), table, "", None, 500, |k, v| {
+                let to_them = crate::store::codec::decode::<crate::mail::OutMail>(1, &v)
+                    .is_ok_and(|m| m.to == email);
+                if to_them {
+                    keys.push(k);
                 }
-                if last {
-                    break;
-                }
-            }
+                seen += 1;
+                // At most 100,000 queued mails are looked through.
+                Ok::<_, ServiceError>(seen < 100_000)
+            })
+            .await?;
+            self.delete(table, keys).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `keys` of `table`, 500 to a write.
+    async fn delete(&self, table: &'static str, keys: Vec<String>) -> Result<(), ServiceError> {
+        for chunk in keys.chunks(500) {
+            let ops = chunk
+                .iter()
+                .map(|key| IndexOp::Delete {
+                    table,
+                    key: key.clone(),
+                })
+                .collect();
+            self.store.write_rows(ops).await?;
         }
         Ok(())
     }

@@ -205,7 +205,6 @@ impl Inventory {
         shop_id: &str,
     ) -> Result<InventoryExport, ServiceError> {
         self.own_shop(caller, shop_id).await?;
-        let prefix = format!("{shop_id}|");
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record([
             "product_id",
@@ -219,20 +218,16 @@ impl Inventory {
             "active",
         ])
         .expect("writing to memory");
-        let (mut after, mut written) = (None::<String>, 0);
-        loop {
-            let rows = self
-                .store
-                .scan(INVENTORY, &prefix, after.as_deref(), 500)
-                .await?;
-            let last = rows.len() < 500;
-            after = rows.last().map(|(k, _)| k.clone());
-            for (_, v) in rows {
+        let mut written = 0;
+        let truncated = crate::store::walk_rows(
+            self.store.as_ref(),
+            INVENTORY,
+            &format!("{shop_id}|"),
+            None,
+            500,
+            |_, v| {
                 if written == MAX_EXPORT {
-                    return Ok(InventoryExport {
-                        csv: w.into_inner().expect("writing to memory"),
-                        truncated: true,
-                    });
+                    return Ok::<_, ServiceError>(false);
                 }
                 let i: InventoryItem = codec::decode(INVENTORY_ROW_VERSION, &v)?;
                 w.write_record([
@@ -250,14 +245,14 @@ impl Inventory {
                 ])
                 .expect("writing to memory");
                 written += 1;
-            }
-            if last {
-                return Ok(InventoryExport {
-                    csv: w.into_inner().expect("writing to memory"),
-                    truncated: false,
-                });
-            }
-        }
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok(InventoryExport {
+            csv: w.into_inner().expect("writing to memory"),
+            truncated,
+        })
     }
 
     /// Tells merchants of the low-stock crossings waiting in

@@ -115,23 +115,19 @@ impl CatalogModeration {
 
     /// The products of shop `id`, as its inventory lists them.
     async fn products_of(&self, id: &str) -> Result<Vec<String>, ServiceError> {
-        let prefix = format!("{id}|");
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let rows = self
-                .store
-                .scan(INVENTORY, &prefix, after.as_deref(), 500)
-                .await?;
-            let last = rows.len() < 500;
-            after = rows.last().map(|(k, _)| k.clone());
-            out.extend(
-                rows.into_iter()
-                    .filter_map(|(k, _)| k.split_once('|').map(|(_, p)| p.to_owned())),
-            );
-            if last {
-                return Ok(out);
-            }
-        }
+        crate::store::walk_rows(
+            self.store.as_ref(),
+            INVENTORY,
+            &format!("{id}|"),
+            None,
+            500,
+            |k, _| {
+                out.extend(k.split_once('|').map(|(_, p)| p.to_owned()));
+                Ok::<_, ServiceError>(true)
+            },
+        )
+        .await?;
+        Ok(out)
     }
 }

@@ -15,7 +15,7 @@ use crate::actors::order::{OrderEntity, ORDERS_BY_SHOP};
 use crate::actors::Entity;
 use crate::domain::order::{Order, PaymentStatus};
 use crate::domain::{Caller, DomainError};
-use crate::store::{codec, Store};
+use crate::store::{codec, walk_rows, Store};
 
 /// Orders a report reads at most (the newest).
 pub const MAX_REPORT_ORDERS: usize = 10_000;
@@ -95,30 +95,29 @@ impl ShopReports {
                 return Err(DomainError::invalid("to", "to must be after from").into());
             }
         }
-        let prefix = format!("{shop_id}|");
-        let mut after = to.map(|t| key_before(shop_id, t));
-        let mut out = Vec::new();
-        loop {
-            let rows = self
-                .store
-                .scan(ORDERS_BY_SHOP, &prefix, after.as_deref(), PAGE)
-                .await?;
-            let last_page = rows.len() < PAGE;
-            after = rows.last().map(|(k, _)| k.clone());
-            for (_, v) in rows {
+        let (mut out, mut more) = (Vec::new(), false);
+        let after = to.map(|t| key_before(shop_id, t));
+        walk_rows(
+            self.store.as_ref(),
+            ORDERS_BY_SHOP,
+            &format!("{shop_id}|"),
+            after,
+            PAGE,
+            |_, v| {
                 let o: Order = codec::decode(OrderEntity::VERSION, &v)?;
                 if from.is_some_and(|f| o.created_at < f) {
-                    return Ok((out, false));
+                    return Ok::<_, ServiceError>(false);
                 }
                 if out.len() == max {
-                    return Ok((out, true));
+                    more = true;
+                    return Ok(false);
                 }
                 out.push(o);
-            }
-            if last_page {
-                return Ok((out, false));
-            }
-        }
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok((out, more))
     }
 
     /// Revenue and order count by day (the newest `MAX_REPORT_ORDERS`

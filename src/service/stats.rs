@@ -224,27 +224,23 @@ impl Stats {
     ) -> Result<BTreeMap<String, Hour>, ServiceError> {
         let (first, end) = (hour_row(&hour_key(from)), hour_row(&hour_key(to)));
         let mut out = BTreeMap::new();
+        let ends_on_the_hour = start_of_hour(to) == to;
         // Just before the first hour's key (a prefix of it sorts first).
-        let mut after = Some(first[..first.len() - 1].to_owned());
-        loop {
-            let rows = self.store.scan(STATS, "h|", after.as_deref(), 500).await?;
-            let last = rows.len() < 500;
-            after = rows.last().map(|(k, _)| k.clone());
-            for (k, v) in rows {
-                if k < first {
-                    continue;
-                }
-                // Hours that start before `to`.
-                if k > end || (k == end && start_of_hour(to) == to) {
-                    return Ok(out);
-                }
-                let h: Hour = codec::decode(ROW_VERSION, &v)?;
-                out.insert(k[2..].to_owned(), h);
+        let after = Some(first[..first.len() - 1].to_owned());
+        crate::store::walk_rows(self.store.as_ref(), STATS, "h|", after, 500, |k, v| {
+            if k < first {
+                return Ok::<_, ServiceError>(true);
             }
-            if last {
-                return Ok(out);
+            // Hours that start before `to`.
+            if k > end || (k == end && ends_on_the_hour) {
+                return Ok(false);
             }
-        }
+            let h: Hour = codec::decode(ROW_VERSION, &v)?;
+            out.insert(k[2..].to_owned(), h);
+            Ok(true)
+        })
+        .await?;
+        Ok(out)
     }
 
     /// `GET /admin/stats` (admins): the range `[from, to)` by hour or day

@@ -159,6 +159,33 @@ pub async fn scan_picking<T>(
     Ok(out)
 }
 
+/// Walks the rows of `table` under `prefix` after the key `after`, in key
+/// order, `page` rows per read, handing each to `each` until it answers
+/// `false` (stop) or the rows run out. Answers whether `each` stopped it.
+pub async fn walk_rows<E: From<StoreError>>(
+    store: &dyn Store,
+    table: &str,
+    prefix: &str,
+    after: Option<String>,
+    page: usize,
+    mut each: impl FnMut(String, Vec<u8>) -> Result<bool, E>,
+) -> Result<bool, E> {
+    let mut after = after;
+    loop {
+        let rows = store.scan(table, prefix, after.as_deref(), page).await?;
+        let last = rows.len() < page;
+        after = rows.last().map(|(k, _)| k.clone());
+        for (k, v) in rows {
+            if !each(k, v)? {
+                return Ok(true);
+            }
+        }
+        if last {
+            return Ok(false);
+        }
+    }
+}
+
 /// Resolves to the stream's new head once a submitted append is durable.
 pub type AppendTicket = tokio::sync::oneshot::Receiver<Result<Seq, StoreError>>;
 

@@ -128,9 +128,14 @@ impl Entity for User {
             return vec![];
         };
         let mut ops = Vec::new();
-        let view = account.view();
-        let old = before.account.as_ref().map(Account::view);
-        if old.as_ref() != Some(&view) {
+        // Most appends (notifications, sessions) leave the account as it
+        // was: its views are built only when it changed.
+        let changed = before.account.as_ref() != Some(account);
+        let view = changed.then(|| account.view());
+        let old = changed
+            .then(|| before.account.as_ref().map(Account::view))
+            .flatten();
+        if let Some(view) = view.filter(|v| old.as_ref() != Some(v)) {
             if let Some(old) = old.as_ref().filter(|o| o.role != view.role) {
                 ops.push(IndexOp::Delete {
                     table: USERS_BY_ROLE,
