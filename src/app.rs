@@ -109,12 +109,14 @@ impl Application {
             .unwrap_or_else(|| format!("http://{local}"))
             .trim_end_matches('/')
             .to_owned();
+        let media = crate::media::MediaStore::open(&settings)
+            .map_err(|e| BuildError::Startup(format!("media store: {e}")))?;
         let services = Arc::new(
             Services::start(
                 rt,
                 hasher,
                 jwt,
-                service_config(&settings, &secret, &public_url, local),
+                service_config(&settings, &secret, &public_url, local, media),
             )
             .await
             .map_err(|e| BuildError::Startup(e.to_string()))?,
@@ -372,6 +374,7 @@ fn service_config(
     secret: &[u8],
     public_url: &str,
     local: std::net::SocketAddr,
+    media: crate::media::MediaStore,
 ) -> ServiceConfig {
     let payos = match (
         &settings.payos_client_id,
@@ -426,6 +429,7 @@ fn service_config(
         search: crate::service::search::SearchConfig {
             dir: settings.data_dir.join("search"),
         },
+        media,
         behavior: crate::service::behavior::BehaviorConfig {
             half_life_ms: settings.trending_half_life_secs as i64 * 1000,
             // One node alone names its rows `local`.

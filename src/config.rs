@@ -177,6 +177,24 @@ pub struct Settings {
     /// How often the platform statistics count what happened, in ms
     /// (10–60000): what `GET /admin/stats` and `admin:stats` lag by at most.
     pub stats_interval_ms: u64,
+    /// Where uploaded images are kept: `disk` (`media_dir`) or `s3` (an
+    /// S3-compatible bucket, which several nodes sharing a store need).
+    pub media_store: String,
+    /// Directory of the `disk` media store. Default: `data_dir/media`.
+    pub media_dir: Option<PathBuf>,
+    /// The `s3` media store's bucket, endpoint (unset: AWS; set it for
+    /// MinIO, Ceph, R2, …), region and credentials. Unset credentials come
+    /// from the usual `AWS_*` environment variables.
+    pub media_s3_bucket: Option<String>,
+    pub media_s3_endpoint: Option<String>,
+    pub media_s3_region: String,
+    pub media_s3_access_key_id: Option<String>,
+    pub media_s3_secret_access_key: Option<String>,
+    /// Largest image upload, in bytes (413 beyond).
+    pub media_max_bytes: usize,
+    /// Most pixels an uploaded image may have (width × height, read from
+    /// its header before decoding; 413 beyond).
+    pub media_max_pixels: u64,
     /// Trending counts halve every this many seconds (60 s – 30 days).
     pub trending_half_life_secs: u64,
     /// argon2id memory cost (KiB) and passes. Lower them only for tests
@@ -348,6 +366,15 @@ impl Default for Settings {
             search_refresh_ms: 500,
             behavior_flush_ms: 1_000,
             stats_interval_ms: 1_000,
+            media_store: "disk".into(),
+            media_dir: None,
+            media_s3_bucket: None,
+            media_s3_endpoint: None,
+            media_s3_region: "us-east-1".into(),
+            media_s3_access_key_id: None,
+            media_s3_secret_access_key: None,
+            media_max_bytes: 10 << 20,
+            media_max_pixels: 40_000_000,
             trending_half_life_secs: 6 * 3600,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
@@ -455,6 +482,15 @@ pub const KEYS: &[&str] = &[
     "search_refresh_ms",
     "behavior_flush_ms",
     "stats_interval_ms",
+    "media_store",
+    "media_dir",
+    "media_s3_bucket",
+    "media_s3_endpoint",
+    "media_s3_region",
+    "media_s3_access_key_id",
+    "media_s3_secret_access_key",
+    "media_max_bytes",
+    "media_max_pixels",
     "trending_half_life_secs",
     "hash_memory_kib",
     "hash_iterations",
@@ -641,6 +677,19 @@ impl Settings {
         }
         if !(10..=60_000).contains(&self.stats_interval_ms) {
             return Err(ConfigError("stats_interval_ms must be 10–60000".into()));
+        }
+        match self.media_store.as_str() {
+            "disk" => {}
+            "s3" if self.media_s3_bucket.is_some() => {}
+            "s3" => return Err(ConfigError("media_store = s3 needs media_s3_bucket".into())),
+            _ => return Err(ConfigError("media_store must be disk or s3".into())),
+        }
+        if !(1024..=256 << 20).contains(&self.media_max_bytes)
+            || !(1..=400_000_000).contains(&self.media_max_pixels)
+        {
+            return Err(ConfigError(
+                "media_max_bytes must be 1 KiB – 256 MiB and media_max_pixels 1 – 400000000".into(),
+            ));
         }
         if !(60..=30 * 86_400).contains(&self.trending_half_life_secs) {
             return Err(ConfigError(

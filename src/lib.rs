@@ -34,6 +34,7 @@ pub mod emulator;
 pub mod http;
 pub mod live;
 pub mod mail;
+pub mod media;
 pub mod metrics;
 pub mod payments;
 pub mod search;

@@ -31,6 +31,11 @@ pub enum CourseCommand {
         patch: CoursePatch,
     },
     Get,
+    /// Add, reorder or remove an image (the trainer).
+    Media {
+        caller: Caller,
+        change: crate::domain::media::MediaChange,
+    },
     /// Add a session to the schedule (the trainer).
     AddSession {
         caller: Caller,
@@ -55,6 +60,7 @@ fn build(
         price: input.price,
         currency: input.currency,
         sessions: input.sessions,
+        media: Vec::new(),
         created_at,
         updated_at: ctx.now,
     }
@@ -93,13 +99,16 @@ impl Entity for CourseEntity {
                 let current = state.as_ref().ok_or(DomainError::NotFound("course"))?;
                 caller.ensure_owner(&current.trainer_id, "course")?;
                 let input = patch_course(current, &patch)?;
-                let course = build(
-                    ctx.id,
-                    current.trainer_id.clone(),
-                    input,
-                    ctx,
-                    current.created_at,
-                );
+                let course = Course {
+                    media: current.media.clone(),
+                    ..build(
+                        ctx.id,
+                        current.trainer_id.clone(),
+                        input,
+                        ctx,
+                        current.created_at,
+                    )
+                };
                 Ok((
                     vec![CourseEvent::Updated {
                         course: course.clone(),
@@ -121,6 +130,29 @@ impl Entity for CourseEntity {
                 course.sessions.push(session);
                 course.sessions.sort_by_key(|s| s.starts_at);
                 course.updated_at = ctx.now;
+                Ok((
+                    vec![CourseEvent::Updated {
+                        course: course.clone(),
+                    }],
+                    course,
+                ))
+            }
+            CourseCommand::Media { caller, change } => {
+                let current = state.as_ref().ok_or(DomainError::NotFound("course"))?;
+                caller.ensure_owner(&current.trainer_id, "course")?;
+                let media = crate::domain::media::change(
+                    &current.media,
+                    &change,
+                    crate::domain::media::MAX_MEDIA,
+                )?;
+                if media == current.media {
+                    return Ok((vec![], current.clone()));
+                }
+                let course = Course {
+                    media,
+                    updated_at: ctx.now,
+                    ..current.clone()
+                };
                 Ok((
                     vec![CourseEvent::Updated {
                         course: course.clone(),

@@ -102,6 +102,13 @@ pub struct Product {
     #[serde(default)]
     pub hidden: Option<Moderation>,
     pub active: bool,
+    /// Its images, the primary one first.
+    #[serde(default)]
+    pub media: Vec<crate::domain::media::MediaRef>,
+    /// Set when its merchant deleted it: it reads as gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -262,7 +269,7 @@ pub struct ProductFilter {
 impl Product {
     /// Active and not hidden by an admin: listed, searched, sold.
     pub fn on_sale(&self) -> bool {
-        self.active && self.hidden.is_none()
+        self.active && self.hidden.is_none() && self.deleted_at.is_none()
     }
 }
 
@@ -366,6 +373,9 @@ pub struct Course {
     pub currency: String,
     pub is_free: bool,
     pub sessions: Vec<CourseSession>,
+    /// Its images, the primary one first.
+    #[serde(default)]
+    pub media: Vec<crate::domain::media::MediaRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -470,6 +480,8 @@ mod tests {
             category_id: None,
             hidden: None,
             active,
+            media: Vec::new(),
+            deleted_at: None,
             created_at: now,
             updated_at: now,
         }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod category;
 pub mod ids;
 pub mod inventory;
+pub mod media;
 pub mod notification;
 pub mod order;
 pub mod payment;

@@ -229,6 +229,25 @@ pub async fn get_product(
     Ok(Json(s.services.catalog.get_product(&id).await?))
 }
 
+/// Delete a product (its merchant): it leaves listings, search, inventory
+/// and carts' checkouts, reads 404, and its images are deleted. Orders
+/// keep what they bought. 409 `stock_held` while orders or a flash sale
+/// hold its stock (set `active: false` and delete it when they are done).
+/// Deleting it again answers 204 (and finishes an interrupted deletion).
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_product(
+    State(s): State<AppState>,
+    auth: super::extract::Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    s.services
+        .media
+        .delete_product(&auth.0.caller(), &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Change a product (its owner only); `active: false` hides it from search.
 #[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = ProductPatch, responses((status = 200, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "stock_buckets_fixed: the stock was split and a bucket stocked already")))]

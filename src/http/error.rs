@@ -175,6 +175,24 @@ impl From<ServiceError> for AppError {
             ServiceError::Storage(s) => {
                 AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", s.to_string())
             }
+            ServiceError::Media(m) => {
+                use crate::media::MediaError;
+                let (status, code) = match &m {
+                    MediaError::Unsupported(_) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image")
+                    }
+                    MediaError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+                    MediaError::Unreadable(_) => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_image")
+                    }
+                    MediaError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                };
+                let e = AppError::new(status, code, m.to_string());
+                match status {
+                    StatusCode::SERVICE_UNAVAILABLE => e.retry_after(1),
+                    _ => e,
+                }
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod categories;
 pub mod error;
 pub mod extract;
 pub mod inventory;
+pub mod media;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;
@@ -47,7 +48,7 @@ use state::AppState;
 #[openapi(
     info(title = "Surge", description = "Actor-based real-time commerce engine. Errors are always {\"error\": {\"code\", \"message\", \"id\"}}. Money is an integer in minor units plus an ISO 4217 currency code."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "inventory"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "discovery"), (name = "admin"), (name = "ops"))
+    tags((name = "auth"), (name = "users"), (name = "catalog"), (name = "inventory"), (name = "media"), (name = "cart"), (name = "orders"), (name = "payments"), (name = "shipping"), (name = "burst"), (name = "notifications"), (name = "reviews"), (name = "search"), (name = "discovery"), (name = "admin"), (name = "ops"))
 )]
 struct ApiDoc;
 
@@ -68,6 +69,10 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What a multipart form adds to the image it carries (boundaries, part
+/// headers, a few small parts).
+const UPLOAD_FORM_OVERHEAD: usize = 64 * 1024;
+
 /// The full router: API, OpenAPI document, Swagger UI, ops endpoints.
 pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Duration) -> Router {
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -83,7 +88,11 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(search::nearby_shops))
         .routes(routes!(catalog::get_shop, catalog::update_shop))
         .routes(routes!(catalog::create_product))
-        .routes(routes!(catalog::get_product, catalog::update_product))
+        .routes(routes!(
+            catalog::get_product,
+            catalog::update_product,
+            catalog::delete_product
+        ))
         .routes(routes!(catalog::list_products))
         .routes(routes!(
             categories::list_categories,
@@ -188,6 +197,22 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(admin::platform_stats))
         .routes(routes!(admin::hide_product, admin::unhide_product))
         .routes(routes!(admin::hide_shop, admin::unhide_shop))
+        .routes(routes!(media::arrange_product_media))
+        .routes(routes!(media::remove_product_media))
+        .routes(routes!(media::arrange_course_media))
+        .routes(routes!(media::remove_course_media))
+        .routes(routes!(media::remove_review_photo))
+        .routes(routes!(media::get_media))
+        // Uploads may be larger than other bodies.
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(media::upload_product_media))
+                .routes(routes!(media::upload_course_media))
+                .routes(routes!(media::upload_review_photo))
+                .layer(DefaultBodyLimit::max(
+                    state.services.media.max_bytes() + UPLOAD_FORM_OVERHEAD,
+                )),
+        )
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

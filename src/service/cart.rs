@@ -109,7 +109,7 @@ impl Carts {
         let mut lines = Vec::with_capacity(items.len());
         let mut products = Vec::with_capacity(items.len());
         for item in items {
-            let p = self.catalog.get_product(&item.product_id).await?;
+            let p = self.catalog.product_record(&item.product_id).await?;
             lines.push(Line {
                 product_id: p.id.clone(),
                 shop_id: p.shop_id.clone(),

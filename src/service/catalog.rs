@@ -214,7 +214,18 @@ impl Catalog {
         Ok(created.product)
     }
 
+    /// The product, unless it does not exist or was deleted (404).
     pub async fn get_product(&self, id: &str) -> Result<Product, ServiceError> {
+        let p = self.product_record(id).await?;
+        match p.deleted_at {
+            None => Ok(p),
+            Some(_) => Err(DomainError::NotFound("product").into()),
+        }
+    }
+
+    /// The product's record, also after it was deleted (what a cart still
+    /// holding it shows; its checkout is refused as for an inactive one).
+    pub async fn product_record(&self, id: &str) -> Result<Product, ServiceError> {
         found(&self.products, id, "product").await?;
         Ok(self.products.call(id, ProductCommand::Get).await?.product)
     }

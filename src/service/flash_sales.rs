@@ -95,6 +95,9 @@ impl FlashSales {
             .call(&input.product_id, ProductCommand::Get)
             .await?
             .product;
+        if product.deleted_at.is_some() {
+            return Err(DomainError::NotFound("product").into());
+        }
         caller.ensure_owner(&product.owner_id, "product")?;
         if input.price == 0 || input.price > product.price {
             return Err(DomainError::invalid(

@@ -69,6 +69,9 @@ impl Inventory {
     ) -> Result<crate::actors::product::ProductReply, ServiceError> {
         found(&self.products, id, "product").await?;
         let reply = self.products.call(id, ProductCommand::Get).await?;
+        if reply.product.deleted_at.is_some() {
+            return Err(crate::domain::DomainError::NotFound("product").into());
+        }
         caller.ensure_owner(&reply.product.owner_id, "product")?;
         Ok(reply)
     }

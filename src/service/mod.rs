@@ -21,6 +21,7 @@ pub mod flash_sales;
 pub mod fleet;
 pub mod fulfilment;
 pub mod inventory;
+pub mod media;
 pub mod moderation;
 pub mod notifications;
 pub mod orders;
@@ -83,6 +84,9 @@ pub enum ServiceError {
     Unavailable(String),
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// An image refused, or the media store failing.
+    #[error(transparent)]
+    Media(crate::media::MediaError),
 }
 
 impl From<CallError<DomainError>> for ServiceError {
@@ -222,6 +226,8 @@ pub struct Services {
     pub queue_work: Arc<queue_work::QueueWork>,
     pub flash_sales: flash_sales::FlashSales,
     pub reviews: reviews::Reviews,
+    /// Images of products, courses and reviews.
+    pub media: media::Media,
     /// Full-text search over this node's index (and its indexer).
     pub search: Arc<search::Search>,
     /// Views and checkouts as trending, recently viewed, bought together.
@@ -252,6 +258,7 @@ pub struct ServiceConfig {
     pub reviews: crate::domain::review::ReviewPolicy,
     pub search: search::SearchConfig,
     pub behavior: behavior::BehaviorConfig,
+    pub media: crate::media::MediaStore,
 }
 
 impl Services {
@@ -272,6 +279,7 @@ impl Services {
             reviews: review_policy,
             search,
             behavior,
+            media,
         } = cfg;
         let spawn = |e: ractor::SpawnErr| ServiceError::Unavailable(e.to_string());
         let e = Entities::start(&rt).await.map_err(spawn)?;
@@ -405,7 +413,13 @@ impl Services {
             behavior: behavior.clone(),
             store: store.clone(),
         };
+        let media = media::Media {
+            store: media,
+            catalog: catalog.clone(),
+            reviews: reviews.clone(),
+        };
         Ok(Services {
+            media,
             account,
             search,
             behavior: behavior.clone(),

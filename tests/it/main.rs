@@ -120,6 +120,7 @@ mod inventory;
 mod journal;
 pub(crate) mod lifecycle;
 mod mail;
+mod media;
 mod nodes;
 mod payos;
 mod postgres;

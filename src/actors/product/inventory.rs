@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{product, ProductEntity, ProductEvent, ProductState};
+use super::{ProductEntity, ProductEvent, ProductState};
 use crate::actors::Entity;
 use crate::domain::inventory::{
     is_low, AdjustmentInput, AdjustmentKind, InventoryItem, Movement, MovementKind, StockLevels,
@@ -88,7 +88,7 @@ pub(super) fn adjust(
     returnable: u64,
     now: DateTime<Utc>,
 ) -> Result<Vec<ProductEvent>, DomainError> {
-    let p = product(state)?;
+    let p = super::live(state)?;
     caller.ensure_owner(&p.owner_id, "product")?;
     let input = crate::domain::inventory::check_adjustment(&input)?;
     if input.quantity < 0 && input.quantity.unsigned_abs() > p.stock {
@@ -271,6 +271,14 @@ pub(super) fn rows(
             };
             ops.push(row(STOCK_ALERTS, format!("{id}|{crossing:020}"), &alert));
         }
+    }
+    if p.deleted_at.is_some() {
+        let key = format!("{}|{id}", p.shop_id);
+        ops.extend([INVENTORY, LOW_STOCK].map(|table| IndexOp::Delete {
+            table,
+            key: key.clone(),
+        }));
+        return ops;
     }
     let item = after.item();
     if before.item() != item {

@@ -198,6 +198,16 @@ pub enum ProductCommand {
         patch: ProductPatch,
     },
     Get,
+    /// Add, reorder or remove an image (the owner).
+    Media {
+        caller: Caller,
+        change: crate::domain::media::MediaChange,
+    },
+    /// The owner deletes the product: it reads as gone from then on (409
+    /// `stock_held` while orders or a sale hold its stock). Again: a no-op.
+    Delete {
+        caller: Caller,
+    },
     /// An admin hides the product (`Some`) or lifts its hiding (`None`;
     /// with `only_by_shop`, only a hiding that came with its shop's).
     Moderate {
@@ -268,6 +278,69 @@ pub(crate) fn product(state: &ProductState) -> Result<&Product, DomainError> {
         .ok_or(DomainError::NotFound("product"))
 }
 
+/// The product, unless it was deleted (what its merchant and admins may
+/// still change).
+pub(super) fn live(state: &ProductState) -> Result<&Product, DomainError> {
+    product(state).and_then(|p| match p.deleted_at {
+        None => Ok(p),
+        Some(_) => Err(DomainError::NotFound("product")),
+    })
+}
+
+/// The product with its images changed by its owner.
+fn media(
+    state: &ProductState,
+    caller: &Caller,
+    change: &crate::domain::media::MediaChange,
+    now: DateTime<Utc>,
+) -> Result<Vec<ProductEvent>, DomainError> {
+    let p = live(state)?;
+    caller.ensure_owner(&p.owner_id, "product")?;
+    let media = crate::domain::media::change(&p.media, change, crate::domain::media::MAX_MEDIA)?;
+    Ok((media != p.media)
+        .then(|| ProductEvent::Updated {
+            product: Product {
+                media,
+                updated_at: now,
+                ..p.clone()
+            },
+        })
+        .into_iter()
+        .collect())
+}
+
+/// Deletes the product (its owner), unless stock of it is held.
+fn delete(
+    state: &ProductState,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<Vec<ProductEvent>, DomainError> {
+    let p = product(state)?;
+    caller.ensure_owner(&p.owner_id, "product")?;
+    if p.deleted_at.is_some() {
+        return Ok(vec![]);
+    }
+    let in_buckets = state
+        .allotted
+        .iter()
+        .enumerate()
+        .any(|(i, a)| *a > state.recovered.get(i).copied().unwrap_or(0));
+    if !state.held.is_empty() || in_buckets {
+        return Err(DomainError::conflict(
+            "stock_held",
+            "orders or a flash sale still hold its stock: set active to false and delete it when they are done",
+        ));
+    }
+    Ok(vec![ProductEvent::Updated {
+        product: Product {
+            active: false,
+            deleted_at: Some(now),
+            updated_at: now,
+            ..p.clone()
+        },
+    }])
+}
+
 /// A new product in `shop`, which `caller` must own.
 fn create(
     state: &ProductState,
@@ -299,6 +372,8 @@ fn create(
         category_id: input.category_id,
         hidden: None,
         active: true,
+        media: Vec::new(),
+        deleted_at: None,
         created_at: ctx.now,
         updated_at: ctx.now,
     };
@@ -312,7 +387,7 @@ fn update(
     patch: &ProductPatch,
     ctx: &Ctx<'_>,
 ) -> Result<Vec<ProductEvent>, DomainError> {
-    let current = product(state)?;
+    let current = live(state)?;
     caller.ensure_owner(&current.owner_id, "product")?;
     let input = patch_product(current, patch)?;
     if input.stock_buckets != current.stock_buckets && !state.allotted.is_empty() {
@@ -373,7 +448,7 @@ fn moderate(
     only_by_shop: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<ProductEvent>, DomainError> {
-    let p = product(state)?;
+    let p = live(state)?;
     admin_only(caller)?;
     let change = match (&p.hidden, &hidden) {
         (None, Some(_)) => true,
@@ -558,6 +633,8 @@ impl Entity for ProductEntity {
             } => create(state, &caller, shop, &input, ctx)?,
             ProductCommand::Update { caller, patch } => update(state, &caller, &patch, ctx)?,
             ProductCommand::Get => vec![],
+            ProductCommand::Media { caller, change } => media(state, &caller, &change, ctx.now)?,
+            ProductCommand::Delete { caller } => delete(state, &caller, ctx.now)?,
             ProductCommand::Adjust {
                 caller,
                 input,
@@ -747,7 +824,14 @@ impl Entity for ProductEntity {
         events: &[ProductEvent],
     ) -> Vec<IndexOp> {
         let after = state.public();
-        let mut ops = record_row(PRODUCTS_TABLE, id, Self::VERSION, after.as_ref());
+        let mut ops = match after.as_ref().filter(|p| p.deleted_at.is_some()) {
+            // A deleted product leaves every listing.
+            Some(_) => vec![IndexOp::Delete {
+                table: PRODUCTS_TABLE,
+                key: id.to_owned(),
+            }],
+            None => record_row(PRODUCTS_TABLE, id, Self::VERSION, after.as_ref()),
+        };
         ops.extend(inventory::rows(id, before, state, events));
         if let Some(p) = after {
             fn seen(p: &Product) -> (&str, &str, u64, &str, bool) {
@@ -1039,6 +1123,53 @@ mod tests {
             order_id: order.into(),
             quantity: q,
         }
+    }
+
+    #[test]
+    fn a_product_is_deleted_only_when_nothing_holds_it_and_is_then_gone_for_changes() {
+        let owner = || Caller {
+            user_id: "m".into(),
+            role: Role::Merchant,
+        };
+        let delete = || ProductCommand::Delete { caller: owner() };
+        let held = run(&created(3), hold("o1", 1)).unwrap();
+        let refused = run(&held, delete()).unwrap_err();
+        assert!(matches!(refused, DomainError::Conflict { code: "stock_held", .. }));
+        let stranger = Caller {
+            user_id: "x".into(),
+            role: Role::Merchant,
+        };
+        assert!(run(&created(3), ProductCommand::Delete { caller: stranger }).is_err());
+        let released = run(&held, ProductCommand::Release { order_id: "o1".into() }).unwrap();
+        let gone = run(&released, delete()).unwrap();
+        assert!(gone.product.as_ref().unwrap().deleted_at.is_some());
+        assert_eq!(run(&gone, delete()).unwrap(), gone, "again: nothing");
+        assert!(run(&gone, hold("o2", 1)).is_err(), "not sold");
+        let patch = ProductCommand::Update {
+            caller: owner(),
+            patch: crate::domain::catalog::ProductPatch::default(),
+        };
+        assert!(matches!(run(&gone, patch), Err(DomainError::NotFound(_))));
+        let add = ProductCommand::Media {
+            caller: owner(),
+            change: crate::domain::media::MediaChange::Add(crate::domain::media::MediaRef::new(
+                "i".into(),
+                "image/jpeg",
+                1,
+                1,
+            )),
+        };
+        assert!(matches!(run(&gone, add), Err(DomainError::NotFound(_))));
+        // Its rows leave the listings and the inventory.
+        let ops = ProductEntity::index("p", &released, &gone, &[]);
+        let deleted: Vec<&str> = ops
+            .iter()
+            .filter_map(|op| match op {
+                IndexOp::Delete { table, .. } => Some(*table),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, vec![PRODUCTS_TABLE, INVENTORY, LOW_STOCK]);
     }
 
     #[test]

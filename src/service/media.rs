@@ -1,0 +1,269 @@
+//! Images of products, courses and reviews: an upload is checked by its
+//! owner's rules first (no decoding for someone who may not add it), then
+//! converted and stored, then listed on its record in the record's own
+//! entity (which re-checks). A failure after storing deletes what was
+//! stored; a crash between the two leaves objects under the owner's prefix
+//! that the owner's deletion removes.
+
+use bytes::Bytes;
+
+use super::catalog::Catalog;
+use super::reviews::Reviews;
+use super::{found, ServiceError};
+use crate::actors::course::CourseCommand;
+use crate::actors::product::ProductCommand;
+use crate::domain::catalog::{Course, Product};
+use crate::domain::media::{MediaChange, MediaRef, MAX_MEDIA};
+use crate::domain::review::{Review, ReviewEdit, MAX_IMAGES};
+use crate::domain::{Caller, DomainError};
+use crate::media::{MediaError, MediaStore, Size};
+
+#[derive(Clone)]
+pub struct Media {
+    pub(super) store: MediaStore,
+    pub(super) catalog: Catalog,
+    pub(super) reviews: Reviews,
+}
+
+/// A record whose images can change.
+enum Owner<'a> {
+    Product(&'a str),
+    Course(&'a str),
+}
+
+impl Media {
+    /// The largest image upload accepted.
+    pub fn max_bytes(&self) -> usize {
+        self.store.limits.max_bytes
+    }
+
+    /// Stores `bytes` as an image of `owner` after `allowed` says the
+    /// caller may add one, and lists it with `attach`; undoes the storing
+    /// when listing fails.
+    async fn upload<T, F, Fut>(
+        &self,
+        owner: &str,
+        bytes: Bytes,
+        attach: F,
+    ) -> Result<T, ServiceError>
+    where
+        F: FnOnce(MediaRef) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ServiceError>>,
+    {
+        let processed = self.store.process(bytes).await?;
+        let id = MediaStore::new_id(owner);
+        self.store.put(&id, &processed).await?;
+        let media = MediaRef::new(
+            id.clone(),
+            processed.content_type,
+            processed.width,
+            processed.height,
+        );
+        match attach(media).await {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                if let Err(d) = self.store.delete(&id).await {
+                    tracing::warn!(%id, error = %d, "an image not listed stays stored");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn change(
+        &self,
+        caller: &Caller,
+        owner: Owner<'_>,
+        change: MediaChange,
+    ) -> Result<Vec<MediaRef>, ServiceError> {
+        let caller = caller.clone();
+        Ok(match owner {
+            Owner::Product(id) => {
+                let cmd = ProductCommand::Media { caller, change };
+                self.catalog.products.call(id, cmd).await?.product.media
+            }
+            Owner::Course(id) => {
+                let cmd = CourseCommand::Media { caller, change };
+                self.catalog.courses.call(id, cmd).await?.media
+            }
+        })
+    }
+
+    /// Checks that `caller` may add an image to a record owned by
+    /// `owner_id` that has `count` already.
+    fn may_add(
+        caller: &Caller,
+        owner_id: &str,
+        what: &str,
+        count: usize,
+    ) -> Result<(), ServiceError> {
+        caller.ensure_owner(owner_id, what)?;
+        if count >= MAX_MEDIA {
+            return Err(DomainError::conflict(
+                "media_limit",
+                format!("at most {MAX_MEDIA} images; remove one first"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    pub async fn add_to_product(
+        &self,
+        caller: &Caller,
+        id: &str,
+        bytes: Bytes,
+    ) -> Result<MediaRef, ServiceError> {
+        let p = self.catalog.get_product(id).await?;
+        Self::may_add(caller, &p.owner_id, "product", p.media.len())?;
+        self.upload(id, bytes, |m| async move {
+            self.change(caller, Owner::Product(id), MediaChange::Add(m.clone()))
+                .await?;
+            Ok(m)
+        })
+        .await
+    }
+
+    pub async fn add_to_course(
+        &self,
+        caller: &Caller,
+        id: &str,
+        bytes: Bytes,
+    ) -> Result<MediaRef, ServiceError> {
+        let c = self.catalog.get_course(id).await?;
+        Self::may_add(caller, &c.trainer_id, "course", c.media.len())?;
+        self.upload(id, bytes, |m| async move {
+            self.change(caller, Owner::Course(id), MediaChange::Add(m.clone()))
+                .await?;
+            Ok(m)
+        })
+        .await
+    }
+
+    pub async fn arrange_product(
+        &self,
+        caller: &Caller,
+        id: &str,
+        order: Vec<String>,
+    ) -> Result<Product, ServiceError> {
+        self.catalog.get_product(id).await?;
+        self.change(caller, Owner::Product(id), MediaChange::Arrange(order))
+            .await?;
+        self.catalog.get_product(id).await
+    }
+
+    pub async fn arrange_course(
+        &self,
+        caller: &Caller,
+        id: &str,
+        order: Vec<String>,
+    ) -> Result<Course, ServiceError> {
+        self.catalog.get_course(id).await?;
+        self.change(caller, Owner::Course(id), MediaChange::Arrange(order))
+            .await?;
+        self.catalog.get_course(id).await
+    }
+
+    /// Takes an image off its product and deletes it.
+    pub async fn remove_from_product(
+        &self,
+        caller: &Caller,
+        id: &str,
+        media_id: &str,
+    ) -> Result<(), ServiceError> {
+        self.catalog.get_product(id).await?;
+        let change = MediaChange::Remove(media_id.to_owned());
+        self.change(caller, Owner::Product(id), change).await?;
+        Ok(self.store.delete(media_id).await?)
+    }
+
+    pub async fn remove_from_course(
+        &self,
+        caller: &Caller,
+        id: &str,
+        media_id: &str,
+    ) -> Result<(), ServiceError> {
+        self.catalog.get_course(id).await?;
+        let change = MediaChange::Remove(media_id.to_owned());
+        self.change(caller, Owner::Course(id), change).await?;
+        Ok(self.store.delete(media_id).await?)
+    }
+
+    /// Deletes a product (its merchant) and then its images. Asking again
+    /// finishes an interrupted deletion.
+    pub async fn delete_product(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
+        found(&self.catalog.products, id, "product").await?;
+        let cmd = ProductCommand::Delete {
+            caller: caller.clone(),
+        };
+        self.catalog.products.call(id, cmd).await?;
+        Ok(self.store.purge(id).await?)
+    }
+
+    /// Adds a photo to the caller's own review (while it may be edited;
+    /// at most `MAX_IMAGES`).
+    pub async fn add_to_review(
+        &self,
+        caller: &Caller,
+        id: &str,
+        bytes: Bytes,
+    ) -> Result<Review, ServiceError> {
+        let r = self.reviews.get(Some(caller), id).await?;
+        caller.ensure_owner(&r.author_id, "review")?;
+        if r.images.len() >= MAX_IMAGES {
+            return Err(DomainError::conflict(
+                "media_limit",
+                format!("at most {MAX_IMAGES} images; remove one first"),
+            )
+            .into());
+        }
+        self.upload(id, bytes, |m| async move {
+            let mut images = r.images;
+            images.push(m.url);
+            let edit = ReviewEdit {
+                stars: None,
+                text: None,
+                images: Some(images),
+            };
+            self.reviews.edit(caller, id, edit).await
+        })
+        .await
+    }
+
+    /// Takes a photo uploaded to the review off it and deletes it.
+    pub async fn remove_from_review(
+        &self,
+        caller: &Caller,
+        id: &str,
+        media_id: &str,
+    ) -> Result<Review, ServiceError> {
+        let r = self.reviews.get(Some(caller), id).await?;
+        caller.ensure_owner(&r.author_id, "review")?;
+        let url = MediaRef::new(media_id.to_owned(), "", 0, 0).url;
+        if !media_id.starts_with(&format!("{id}.")) || !r.images.contains(&url) {
+            return Err(DomainError::NotFound("media").into());
+        }
+        let edit = ReviewEdit {
+            stars: None,
+            text: None,
+            images: Some(r.images.into_iter().filter(|i| *i != url).collect()),
+        };
+        let review = self.reviews.edit(caller, id, edit).await?;
+        self.store.delete(media_id).await?;
+        Ok(review)
+    }
+
+    /// A stored size of an image and its content type; 404 for none.
+    pub async fn get(&self, id: &str, size: Size) -> Result<Bytes, ServiceError> {
+        self.store
+            .get(id, size)
+            .await?
+            .ok_or_else(|| DomainError::NotFound("media").into())
+    }
+}
+
+impl From<MediaError> for ServiceError {
+    fn from(e: MediaError) -> Self {
+        ServiceError::Media(e)
+    }
+}
