@@ -48,6 +48,16 @@ async function api(method, path, body, retried, extra) {
   return data;
 }
 
+/// Sends `file` as the `file` part of a multipart form (image uploads).
+async function upload(path, file) {
+  const form = new FormData();
+  form.append("file", file);
+  const r = await fetch(path, { method: "POST", headers: { authorization: `Bearer ${auth.token}` }, body: form });
+  const data = await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
 function toast(title, body) {
   const t = document.createElement("div");
   t.className = "toast";
@@ -130,12 +140,18 @@ function setLive(on) {
   el.textContent = on ? "live" : "reconnecting";
 }
 
+/// Views that react to the user's notifications (besides the toast).
+const notificationHooks = new Set();
+
 function watchNotifications() {
   const me = auth.me;
   if (!me) return;
   live.subscribe(`user:${me.id}`, (msg) => {
     const d = msg.data || {};
-    if (d.kind === "notification" && d.notification) toast(d.notification.title, d.notification.body);
+    if (d.kind === "notification" && d.notification) {
+      toast(d.notification.title, d.notification.body);
+      for (const hook of notificationHooks) hook(d.notification);
+    }
   });
 }
 
@@ -240,7 +256,7 @@ function home(me) {
 function drawNav(me, hash) {
   const links = !me ? [] : me.role === "customer" ? [["#/shop", "Shop"], ["#/orders", "My orders"]]
     : me.role === "shipper" ? [["#/shipper", "Deliveries"]]
-    : me.role === "admin" ? [["#/admin", "Moderation"], ["#/merchant", "Shop and courses"]] : [["#/merchant", "Shop and courses"]];
+    : me.role === "admin" ? [["#/admin", "Console"], ["#/merchant", "Shop and courses"]] : [["#/merchant", "Shop and courses"]];
   $("#nav").innerHTML = links.map(([h, t]) => `<a href="${h}" class="${hash.startsWith(h) ? "active" : ""}">${t}</a>`).join("");
   $("#who").innerHTML = me ? `${esc(me.name)} (${esc(me.role)}) <button id="logout">Log out</button>` : "";
   if (me) $("#logout").onclick = async () => {
@@ -289,8 +305,11 @@ async function addToCart(id) {
   try { const cart = await api("POST", "/api/v1/cart/items", { product_id: id, quantity: 1 }); if ($("#cart")) drawCart(cart); toast("Added to cart"); } catch (e) { toast("Not added", e.message); }
 }
 
+/// A record's primary image as a thumbnail (nothing without one).
+const thumb = (p) => (p.media?.length ? `<img class="thumb" src="${esc(p.media[0].thumbnail_url)}" alt="" data-media="${esc(p.media[0].id)}">` : "");
+
 const productCard = (h) => `<div class="card hit" data-id="${h.id}">
-  <a href="#/products/${h.id}"><b>${esc(h.name)}</b></a><div class="muted">${esc(h.category)}</div>
+  ${thumb(h)}<a href="#/products/${h.id}"><b>${esc(h.name)}</b></a><div class="muted">${esc(h.category)}</div>
   <div class="rating">${stars(h.rating, h.rating_count)}</div>
   <div class="row"><span class="price">${money(h.price, h.currency)}</span>
   <button class="add" data-id="${h.id}">Add to cart</button></div></div>`;
@@ -484,9 +503,10 @@ async function strips(el) {
       (s) => `<span class="muted">${s.distance_km} km</span> ${stars(s.rating, s.rating_count)}`, (s) => `#/shops/${s.id}`)}</div></div>`;
 }
 
+const photos = (r) => (r.images?.length ? `<div class="row">${r.images.filter((i) => i.startsWith("/api/v1/media/")).map((i) => `<img class="thumb" src="${esc(i)}?size=thumbnail" alt="">`).join("")}</div>` : "");
 const reviewCard = (r, extra = "") => `<div class="card review" data-review="${r.id}">
   <div>${"★".repeat(r.stars)}${"☆".repeat(5 - r.stars)} <span class="muted">verified purchase · ${when(r.created_at)}</span></div>
-  <p>${esc(r.text)}</p>${r.reply ? `<p class="muted reply">Shop: ${esc(r.reply.text)}</p>` : ""}${extra}</div>`;
+  <p>${esc(r.text)}</p>${photos(r)}${r.reply ? `<p class="muted reply">Shop: ${esc(r.reply.text)}</p>` : ""}${extra}</div>`;
 
 /// A product: details, its rating (live on `product:{id}`), its reviews,
 /// what was bought with it and similar products. Opening it records a view.
@@ -499,6 +519,7 @@ async function productView(id) {
   api("POST", "/api/v1/behavior/view", { product_id: id }).catch(() => {});
   view().innerHTML = `<div class="cols"><section>
       <h1>${esc(p.name)}</h1><div class="muted">${esc(p.category)} · ${p.stock} in stock · <a href="#/shops/${p.shop_id}">the shop</a></div>
+      ${p.media?.length ? `<div class="gallery">${p.media.map((m) => `<img src="${esc(m.url)}" width="${m.width}" height="${m.height}" alt="">`).join("")}</div>` : ""}
       <p><span class="price">${money(p.price, p.currency)}</span> <button class="add primary" data-id="${p.id}">Add to cart</button></p>
       <h2>Reviews</h2><div id="reviews"></div></section>
     <aside class="card"><h2>Rating</h2><div id="rating"></div><h2>Bought together</h2><div id="together"></div>
@@ -623,7 +644,8 @@ async function merchantView() {
   view().innerHTML = `<h1>${shops.length ? "Shop orders" : "Courses"}</h1>
     ${shops.length ? `<div class="row"><button id="confirm-all" class="primary">Confirm every waiting order</button></div>
       <div class="card"><table id="orders"></table></div>
-      <h2>Top products</h2><div class="card"><table id="top-products"></table></div>` : ""}
+      <h2>Top products</h2><div class="card"><table id="top-products"></table></div>
+      <h2>Products and stock</h2><div class="card"><table id="stock"></table></div>` : ""}
     <h2>Flash sales and courses, live</h2><div class="grid" id="queues">
       ${sales.map((s) => queueCard(s.id, s.title, "sale")).join("")}
       ${courses.map((c) => queueCard(c.id, c.title, "course")).join("")}</div>
@@ -678,6 +700,48 @@ async function merchantView() {
       <td>${p.orders}</td><td>${p.units}</td><td>${money(p.revenue, products.find((x) => x.id === p.product_id)?.currency || "VND")}</td></tr>`).join("")}`
       : `<tr><td class="muted">No sales yet.</td></tr>`;
   }
+  /// Every product's levels, threshold and images; record a movement, set
+  /// the threshold, add an image. A low-stock alert redraws it live.
+  async function drawStock() {
+    const table = $("#stock");
+    if (!table) return;
+    const items = (await Promise.all(shops.map((s) => api("GET", `/api/v1/shops/${s}/inventory?limit=100`)))).flatMap((p) => p.items);
+    const records = Object.fromEntries(products.map((p) => [p.id, p]));
+    table.innerHTML = `<tr><th></th><th>Product</th><th>On hand</th><th>Reserved</th><th>Available</th><th>Low at</th><th></th></tr>${items.map((i) => `<tr data-product="${i.product_id}" class="${i.low ? "low" : ""}">
+      <td>${thumb(records[i.product_id] || {})}</td><td>${esc(i.name)} ${i.low ? `<span class="badge">low stock</span>` : ""}</td>
+      <td>${i.on_hand}</td><td>${i.reserved}</td><td data-available>${i.available}</td>
+      <td><form class="row threshold"><input name="at" type="number" min="0" value="${i.low_stock_threshold ?? ""}" style="width:70px"><button>Set</button></form></td>
+      <td><form class="row adjust"><input name="quantity" type="number" required placeholder="±" style="width:70px"><input name="reason" placeholder="reason" required maxlength="200" style="width:110px"><button>Record</button></form>
+        <label class="file">Add image<input type="file" accept="image/jpeg,image/png,image/webp" data-upload="${i.product_id}" hidden></label></td></tr>`).join("")}`;
+    table.querySelectorAll("tr[data-product]").forEach((row) => {
+      const id = row.dataset.product;
+      row.querySelector("form.adjust").onsubmit = async (e) => {
+        e.preventDefault();
+        const f = e.target;
+        try { await api("POST", `/api/v1/products/${id}/inventory/adjustments`, { quantity: +f.quantity.value, reason: f.reason.value }); await drawStock(); } catch (err) { toast("Not recorded", err.message); }
+      };
+      row.querySelector("form.threshold").onsubmit = async (e) => {
+        e.preventDefault();
+        const v = e.target.at.value;
+        try { await api("PUT", `/api/v1/products/${id}`, { low_stock_threshold: v === "" ? null : +v }); await drawStock(); } catch (err) { toast("Not set", err.message); }
+      };
+      row.querySelector("[data-upload]").onchange = async (e) => {
+        const file = e.target.files[0];
+        if (!file) return;
+        try {
+          const m = await upload(`/api/v1/products/${id}/media`, file);
+          const p = records[id];
+          if (p) p.media = [...(p.media || []), m];
+          toast("Image added");
+          await drawStock();
+        } catch (err) { toast("Image refused", err.message); }
+      };
+    });
+  }
+  const onAlert = (n) => { if (n.kind === "low_stock") drawStock().catch(() => {}); };
+  notificationHooks.add(onAlert);
+  onLeave(() => notificationHooks.delete(onAlert));
+
   const confirmAll = $("#confirm-all");
   if (confirmAll) confirmAll.onclick = async () => {
     // The queue: paid orders, and cash orders waiting (confirmed before payment).
@@ -697,6 +761,7 @@ async function merchantView() {
   if (shops.length) {
     await drawOrders();
     await drawTop();
+    await drawStock();
     const poll = setInterval(() => { drawOrders().catch(() => {}); drawTop().catch(() => {}); }, 3000);
     onLeave(() => clearInterval(poll));
   }
@@ -719,9 +784,52 @@ async function merchantReviews(el, products) {
 
 // admin -------------------------------------------------------------------------
 
-/// Reviews waiting for moderation, oldest first: approve or reject each.
+/// The admin's console: today's platform figures (live on `admin:stats`),
+/// accounts (search, suspend, reactivate), and reviews waiting for
+/// moderation.
 async function adminView() {
-  view().innerHTML = `<h1>Reviews waiting for moderation</h1><div id="pending"></div>`;
+  view().innerHTML = `<h1>Today on the platform <span class="muted" id="stats-day"></span></h1>
+    <div class="grid stats" id="stats"></div>
+    <h2>Accounts</h2><form class="row" id="user-search"><input name="email" placeholder="email starts with"><select name="role">
+      <option value="">any role</option>${["customer", "merchant", "shipper", "admin"].map((r) => `<option>${r}</option>`).join("")}</select><button>Search</button></form>
+    <div class="card"><table id="users"></table></div>
+    <h2>Reviews waiting for moderation</h2><div id="pending"></div>`;
+  const figures = [["orders", "Orders"], ["paid_orders", "Paid orders"], ["gmv", "GMV"], ["refunds", "Refunds"], ["new_users", "New users"],
+    ["active_shippers", "Active shippers"], ["course_signups", "Course sign-ups"], ["flash_sale_signups", "Flash-sale sign-ups"]];
+  const drawStats = (c) => {
+    $("#stats").innerHTML = figures.map(([k, label]) => `<div class="card"><div class="muted">${label}</div><div class="figure" data-stat="${k}">${
+      k === "gmv" ? Object.entries(c.gmv || {}).map(([cur, n]) => money(n, cur)).join("<br>") || "0" : Number(c[k] || 0)}</div></div>`).join("");
+  };
+  const day = new Date().toISOString().slice(0, 10);
+  $("#stats-day").textContent = `(${day}, UTC)`;
+  const load = async () => {
+    const from = `${day}T00:00:00Z`;
+    const to = new Date(Date.parse(from) + 86_400_000).toISOString().replace(/\.\d+Z$/, "Z");
+    drawStats((await api("GET", `/api/v1/admin/stats?from=${from}&to=${to}&granularity=day`)).totals);
+  };
+  live.subscribe("admin:stats", (msg) => { if (msg.data?.kind === "today" && msg.data.day === day) drawStats(msg.data); },
+    () => load().catch(() => {}));
+  onLeave(() => live.unsubscribe("admin:stats"));
+  await load();
+
+  const searchForm = $("#user-search");
+  const drawUsers = async () => {
+    const q = new URLSearchParams({ limit: "20" });
+    if (searchForm.email.value.trim()) q.set("email", searchForm.email.value.trim());
+    if (searchForm.role.value) q.set("role", searchForm.role.value);
+    const page = await api("GET", `/api/v1/admin/users?${q}`);
+    $("#users").innerHTML = `<tr><th>Email</th><th>Name</th><th>Role</th><th>State</th><th></th></tr>${page.items.map((u) => `<tr data-user="${u.id}">
+      <td>${esc(u.email)}</td><td>${esc(u.name)}</td><td>${esc(u.role)}</td><td>${u.suspension ? `<span class="badge">suspended</span> ${esc(u.suspension.reason)}` : "active"}</td>
+      <td>${u.id === auth.me.id ? "" : u.suspension ? `<button data-act="reactivate">Reactivate</button>` : `<button data-act="suspend">Suspend</button>`}</td></tr>`).join("")}`;
+    $("#users").querySelectorAll("[data-act]").forEach((b) => (b.onclick = async () => {
+      const id = b.closest("[data-user]").dataset.user;
+      const body = b.dataset.act === "suspend" ? { reason: "suspended from the admin console" } : {};
+      try { await api("POST", `/api/v1/admin/users/${id}/${b.dataset.act}`, body); await drawUsers(); } catch (e) { toast("Not changed", e.message); }
+    }));
+  };
+  searchForm.onsubmit = (e) => { e.preventDefault(); drawUsers().catch((err) => toast("Search failed", err.message)); };
+  await drawUsers();
+
   const draw = async () => {
     const page = await api("GET", "/api/v1/reviews/moderation/pending?limit=50");
     $("#pending").innerHTML = page.items.length ? page.items.map((r) => reviewCard(r, `<div class="muted">${esc(r.kind)} ${esc(r.subject_id).slice(0, 8)}… · ${r.reports} report(s)</div>

@@ -18,7 +18,8 @@ use crate::domain::review::Review;
 use crate::media::Size;
 
 /// A multipart form with the image in its `file` part.
-#[derive(ToSchema)]
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Upload {
     /// A JPEG, PNG or WebP image (judged by its bytes), at most
@@ -238,6 +239,7 @@ pub async fn remove_review_photo(
 #[serde(deny_unknown_fields)]
 pub struct SizeQuery {
     /// `display` (default) or `thumbnail`.
+    #[param(inline)]
     pub size: Option<MediaSize>,
 }
 

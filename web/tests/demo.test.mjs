@@ -7,7 +7,12 @@
 // customer of a delivered order reviews it in another browser context; its
 // merchant replies from the console, an admin approves it again after
 // three reports sent it back to moderation, and the product heads the shopper's
-// recently viewed list. Any request that leaves
+// recently viewed list. A merchant adds a product image through the page's
+// file input and a shopper sees it on the shop's page; writing stock off to
+// the product's threshold brings the low-stock alert over the WebSocket. An
+// admin watches today's flash-sale sign-ups rise live during a burst and
+// suspends one of its buyers from the console.
+// Any request that leaves
 // 127.0.0.1 fails the test. Screenshots go to web/tests/artifacts/.
 
 import { test, before, after } from "node:test";
@@ -18,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -293,5 +299,144 @@ test("a typo finds a product, its rating changes live when a delivered order is 
     return (await shopper.textContent("#recent")).includes(name);
   }, 20_000);
   await shopper.screenshot({ path: join(artifacts, "shop-front.png") });
+  assert.deepEqual(external, [], "requests left the machine");
+});
+
+/// A `w` × `h` RGB PNG with a gradient (made here: the test needs a real
+/// image file, and the page sends it as a browser would).
+function png(w, h) {
+  const table = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = table[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), body.length + 4);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) raw.set([(x * 255) / w, (y * 255) / h, 140], y * (w * 3 + 1) + 1 + x * 3);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
+}
+
+test("a merchant adds a product image and sees it in the shop, and is alerted live when stock falls to its threshold", async () => {
+  const stamp = Date.now();
+  const email = `stock-${stamp}@demo.surge`;
+  await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: "Stock keeper", role: "merchant" });
+  const { access_token: token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
+  const shop = await api("POST", "/api/v1/shops", token, { name: "Hue Pilates Supply", location: { lat: 16.46, lng: 107.59 }, address: "9 Le Loi" });
+  const product = await api("POST", `/api/v1/shops/${shop.id}/products`, token, { name: "Pilates ring", category: "pilates", price: 250000, currency: "VND", stock: 10, weight_grams: 400, low_stock_threshold: 3 });
+
+  const page = await newPage();
+  const alerts = [];
+  const subscribed = new Set();
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
+    const m = JSON.parse(String(f.payload));
+    if (m.type === "subscribed") subscribed.add(m.topic);
+    if (m.type === "event" && m.data?.notification?.kind === "low_stock") alerts.push(m.data.notification);
+  }));
+  await logIn(page, email);
+  const row = page.locator(`#stock tr[data-product="${product.id}"]`);
+  await row.waitFor();
+
+  // The image goes up through the page's file input, as a merchant's would.
+  await row.locator("[data-upload]").setInputFiles({ name: "ring.png", mimeType: "image/png", buffer: png(480, 320) });
+  await row.locator("img.thumb").waitFor();
+  const stored = await api("GET", `/api/v1/products/${product.id}`);
+  assert.equal(stored.media.length, 1);
+  assert.equal(stored.media[0].width, 480);
+
+  // The shop's page shows it, loaded from /media.
+  const shopper = await newPage();
+  await logIn(shopper, demo.logins.find((l) => l.role === "customer" && !l.simulated).email);
+  await shopper.goto(`${base}/#/shops/${shop.id}`);
+  const img = shopper.locator(`.hit[data-id="${product.id}"] img.thumb`);
+  await img.waitFor();
+  await until("the image to load", async () => (await img.evaluate((i) => i.complete && i.naturalWidth)) > 0, 15_000);
+  assert.equal(await img.getAttribute("data-media"), stored.media[0].id);
+  await shopper.screenshot({ path: join(artifacts, "product-image.png") });
+
+  // Seven units written off: available 3 reaches the threshold; the alert
+  // comes over the WebSocket, without a reload.
+  await until("the page's live subscription", async () => [...subscribed].some((t) => t.startsWith("user:")));
+  await row.locator("form.adjust input[name=quantity]").fill("-7");
+  await row.locator("form.adjust input[name=reason]").fill("damaged in transit");
+  await row.locator("form.adjust button").click();
+  await until("the low-stock alert", async () => alerts.length === 1, 15_000);
+  assert.match(alerts[0].body, /Pilates ring/);
+  await page.locator(".toast", { hasText: alerts[0].title }).waitFor();
+  await page.locator(`#stock tr.low[data-product="${product.id}"]`).waitFor();
+  assert.equal(await page.locator(`#stock tr[data-product="${product.id}"] [data-available]`).textContent(), "3");
+  await sleep(1_000);
+  assert.equal(alerts.length, 1, "one alert per crossing");
+  await page.screenshot({ path: join(artifacts, "merchant-stock.png") });
+  assert.deepEqual(external, [], "requests left the machine");
+});
+
+test("an admin sees today's statistics move live during a burst", async () => {
+  const page = await newPage();
+  const heard = [];
+  const subscribed = new Set();
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
+    const m = JSON.parse(String(f.payload));
+    if (m.type === "subscribed") subscribed.add(m.topic);
+    if (m.type === "event" && m.topic === "admin:stats") heard.push(m.data.flash_sale_signups);
+  }));
+  await logIn(page, demo.logins.find((l) => l.role === "admin").email);
+  const figure = page.locator('[data-stat="flash_sale_signups"]');
+  const start = Number(await until("today's figures", async () => {
+    const t = (await figure.textContent().catch(() => "")).trim();
+    return /^\d+$/.test(t) ? t : null;
+  }));
+  await until("the page's live subscription", async () => subscribed.has("admin:stats"));
+  // A merchant opens a sale; ten new customers claim it at once.
+  const seller = `seller-${Date.now()}@demo.surge`;
+  await api("POST", "/api/v1/auth/register", null, { email: seller, password: demo.password, name: "Seller", role: "merchant" });
+  const { access_token: st } = await api("POST", "/api/v1/auth/login", null, { email: seller, password: demo.password });
+  const shop = await api("POST", "/api/v1/shops", st, { name: "Hanoi Yoga Outlet", location: { lat: 21.03, lng: 105.85 }, address: "2 Hang Bai" });
+  const product = await api("POST", `/api/v1/shops/${shop.id}/products`, st, { name: "Yoga block", category: "yoga", price: 90000, currency: "VND", stock: 100, weight_grams: 300 });
+  const sale = (await api("POST", "/api/v1/flash-sales", st, { product_id: product.id, stock: 20, per_user_limit: 1, price: 45000 })).id;
+  const buyers = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+    const email = `stats-${Date.now()}-${i}@demo.surge`;
+    await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: `Stats ${i}`, role: "customer" });
+    const { access_token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
+    await api("POST", "/api/v1/users/addresses", access_token, { label: "home", line1: "1 Hang Bai", city: "Hanoi", lat: 21.03, lng: 105.85 });
+    return access_token;
+  }));
+  const claims = await Promise.all(buyers.map((t) => api("POST", `/api/v1/flash-sales/${sale}/claims`, t, { quantity: 1, payment_method: "cod" })));
+  assert.equal(claims.filter((c) => c.status === "confirmed").length, 10);
+  await until("the figure to rise by 10", async () => Number(await figure.textContent()) >= start + 10, 20_000);
+  assert.ok(heard.some((n) => n >= start + 10), `admin:stats frames heard: ${heard}`);
+  await page.screenshot({ path: join(artifacts, "admin-stats.png") });
+
+  // One of the buyers is found by email and suspended from the console:
+  // they can no longer log in (403 `account_suspended`).
+  await page.fill("#user-search input[name=email]", "stats-");
+  await page.click("#user-search button");
+  const first = page.locator("#users tr[data-user]").first();
+  const email = await until("the search's accounts", async () => {
+    const t = (await first.locator("td").first().textContent()).trim();
+    return t.startsWith("stats-") ? t : null;
+  }, 10_000);
+  assert.equal(await page.locator("#users tr[data-user]").count(), 10, "only the ten buyers match");
+  await first.locator('[data-act="suspend"]').click();
+  await page.locator("#users tr[data-user] .badge", { hasText: "suspended" }).first().waitFor();
+  const r = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: demo.password }) });
+  assert.equal(r.status, 403, "a suspended account cannot log in");
   assert.deepEqual(external, [], "requests left the machine");
 });

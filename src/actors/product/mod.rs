@@ -1134,13 +1134,25 @@ mod tests {
         let delete = || ProductCommand::Delete { caller: owner() };
         let held = run(&created(3), hold("o1", 1)).unwrap();
         let refused = run(&held, delete()).unwrap_err();
-        assert!(matches!(refused, DomainError::Conflict { code: "stock_held", .. }));
+        assert!(matches!(
+            refused,
+            DomainError::Conflict {
+                code: "stock_held",
+                ..
+            }
+        ));
         let stranger = Caller {
             user_id: "x".into(),
             role: Role::Merchant,
         };
         assert!(run(&created(3), ProductCommand::Delete { caller: stranger }).is_err());
-        let released = run(&held, ProductCommand::Release { order_id: "o1".into() }).unwrap();
+        let released = run(
+            &held,
+            ProductCommand::Release {
+                order_id: "o1".into(),
+            },
+        )
+        .unwrap();
         let gone = run(&released, delete()).unwrap();
         assert!(gone.product.as_ref().unwrap().deleted_at.is_some());
         assert_eq!(run(&gone, delete()).unwrap(), gone, "again: nothing");
@@ -1150,15 +1162,13 @@ mod tests {
             patch: crate::domain::catalog::ProductPatch::default(),
         };
         assert!(matches!(run(&gone, patch), Err(DomainError::NotFound(_))));
-        let add = ProductCommand::Media {
-            caller: owner(),
-            change: crate::domain::media::MediaChange::Add(crate::domain::media::MediaRef::new(
-                "i".into(),
-                "image/jpeg",
-                1,
-                1,
-            )),
-        };
+        let add =
+            ProductCommand::Media {
+                caller: owner(),
+                change: crate::domain::media::MediaChange::Add(
+                    crate::domain::media::MediaRef::new("i".into(), "image/jpeg", 1, 1),
+                ),
+            };
         assert!(matches!(run(&gone, add), Err(DomainError::NotFound(_))));
         // Its rows leave the listings and the inventory.
         let ops = ProductEntity::index("p", &released, &gone, &[]);
