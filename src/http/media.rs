@@ -16,6 +16,7 @@ use crate::domain::catalog::{Course, Product};
 use crate::domain::media::{MediaOrder, MediaRef};
 use crate::domain::review::Review;
 use crate::media::Size;
+use crate::service::media::Owner;
 
 /// A multipart form with the image in its `file` part.
 #[derive(ToSchema, Deserialize)]
@@ -93,7 +94,7 @@ pub async fn upload_product_media(
     let m = s
         .services
         .media
-        .add_to_product(&auth.0.caller(), &id, bytes)
+        .add(&auth.0.caller(), Owner::Product(&id), bytes)
         .await?;
     Ok((StatusCode::CREATED, Json(m)))
 }
@@ -130,7 +131,7 @@ pub async fn remove_product_media(
     let caller = auth.0.caller();
     s.services
         .media
-        .remove_from_product(&caller, &id, &media_id)
+        .remove(&caller, Owner::Product(&id), &media_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -152,7 +153,7 @@ pub async fn upload_course_media(
     let m = s
         .services
         .media
-        .add_to_course(&auth.0.caller(), &id, bytes)
+        .add(&auth.0.caller(), Owner::Course(&id), bytes)
         .await?;
     Ok((StatusCode::CREATED, Json(m)))
 }
@@ -188,7 +189,7 @@ pub async fn remove_course_media(
     let caller = auth.0.caller();
     s.services
         .media
-        .remove_from_course(&caller, &id, &media_id)
+        .remove(&caller, Owner::Course(&id), &media_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -25,10 +25,20 @@ pub struct Media {
     pub(super) reviews: Reviews,
 }
 
-/// A record whose images can change.
-enum Owner<'a> {
+/// A record whose images can change, by its id.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
     Product(&'a str),
     Course(&'a str),
+}
+
+impl Owner<'_> {
+    fn what(self) -> &'static str {
+        match self {
+            Owner::Product(_) => "product",
+            Owner::Course(_) => "course",
+        }
+    }
 }
 
 impl Media {
@@ -108,32 +118,26 @@ impl Media {
         Ok(())
     }
 
-    pub async fn add_to_product(
+    /// Adds an image to a product or course (its owner).
+    pub async fn add(
         &self,
         caller: &Caller,
-        id: &str,
+        owner: Owner<'_>,
         bytes: Bytes,
     ) -> Result<MediaRef, ServiceError> {
-        let p = self.catalog.get_product(id).await?;
-        Self::may_add(caller, &p.owner_id, "product", p.media.len())?;
+        let (id, owner_id, count) = match owner {
+            Owner::Product(id) => {
+                let p = self.catalog.get_product(id).await?;
+                (id, p.owner_id.to_string(), p.media.len())
+            }
+            Owner::Course(id) => {
+                let c = self.catalog.get_course(id).await?;
+                (id, c.trainer_id.to_string(), c.media.len())
+            }
+        };
+        Self::may_add(caller, &owner_id, owner.what(), count)?;
         self.upload(id, bytes, |m| async move {
-            self.change(caller, Owner::Product(id), MediaChange::Add(m.clone()))
-                .await?;
-            Ok(m)
-        })
-        .await
-    }
-
-    pub async fn add_to_course(
-        &self,
-        caller: &Caller,
-        id: &str,
-        bytes: Bytes,
-    ) -> Result<MediaRef, ServiceError> {
-        let c = self.catalog.get_course(id).await?;
-        Self::may_add(caller, &c.trainer_id, "course", c.media.len())?;
-        self.upload(id, bytes, |m| async move {
-            self.change(caller, Owner::Course(id), MediaChange::Add(m.clone()))
+            self.change(caller, owner, MediaChange::Add(m.clone()))
                 .await?;
             Ok(m)
         })
@@ -164,28 +168,19 @@ impl Media {
         self.catalog.get_course(id).await
     }
 
-    /// Takes an image off its product and deletes it.
-    pub async fn remove_from_product(
+    /// Takes an image off its product or course and deletes it.
+    pub async fn remove(
         &self,
         caller: &Caller,
-        id: &str,
+        owner: Owner<'_>,
         media_id: &str,
     ) -> Result<(), ServiceError> {
-        self.catalog.get_product(id).await?;
+        match owner {
+            Owner::Product(id) => drop(self.catalog.get_product(id).await?),
+            Owner::Course(id) => drop(self.catalog.get_course(id).await?),
+        }
         let change = MediaChange::Remove(media_id.to_owned());
-        self.change(caller, Owner::Product(id), change).await?;
-        Ok(self.store.delete(media_id).await?)
-    }
-
-    pub async fn remove_from_course(
-        &self,
-        caller: &Caller,
-        id: &str,
-        media_id: &str,
-    ) -> Result<(), ServiceError> {
-        self.catalog.get_course(id).await?;
-        let change = MediaChange::Remove(media_id.to_owned());
-        self.change(caller, Owner::Course(id), change).await?;
+        self.change(caller, owner, change).await?;
         Ok(self.store.delete(media_id).await?)
     }
 

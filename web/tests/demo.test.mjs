@@ -64,6 +64,21 @@ async function api(method, path, token, body) {
   return v;
 }
 
+/// A new account (`email`, `token`); a customer gets a Hanoi address.
+async function account(email, role, name) {
+  await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name, role });
+  const { access_token: token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
+  if (role === "customer") await api("POST", "/api/v1/users/addresses", token, { label: "home", line1: "1 Hang Bai", city: "Hanoi", lat: 21.03, lng: 105.85 });
+  return { email, token };
+}
+
+/// `n` new customers with an address, who each claim `sale` at once.
+async function burst(sale, prefix, n) {
+  const buyers = await Promise.all(Array.from({ length: n }, (_, i) => account(`${prefix}-${Date.now()}-${i}@demo.surge`, "customer", `${prefix} ${i}`)));
+  const claims = await Promise.all(buyers.map((b) => api("POST", `/api/v1/flash-sales/${sale}/claims`, b.token, { quantity: 1, payment_method: "cod" })));
+  assert.equal(claims.filter((c) => c.status === "confirmed").length, n);
+}
+
 async function newPage() {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await context.newPage();
@@ -178,15 +193,7 @@ test("a flash sale's counter drops live during a burst", async () => {
   assert.ok(start >= 10, `only ${start} left`);
   await until("the page's live subscription", async () => subscribed.has(`queue:${sale}`));
   // Ten new customers claim at once.
-  const buyers = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-    const email = `burst-${Date.now()}-${i}@demo.surge`;
-    await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: `Burst ${i}`, role: "customer" });
-    const { access_token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
-    await api("POST", "/api/v1/users/addresses", access_token, { label: "home", line1: "1 Hang Bai", city: "Hanoi", lat: 21.03, lng: 105.85 });
-    return access_token;
-  }));
-  const claims = await Promise.all(buyers.map((t) => api("POST", `/api/v1/flash-sales/${sale}/claims`, t, { quantity: 1, payment_method: "cod" })));
-  assert.equal(claims.filter((c) => c.status === "confirmed").length, 10);
+  await burst(sale, "burst", 10);
   // No reload: the page hears it over the WebSocket.
   await until("the counter to drop by 10", async () => Number(await counter.textContent()) === start - 10, 15_000);
   // …because the page heard it over its WebSocket, not by reading again.
@@ -199,17 +206,12 @@ test("a typo finds a product, its rating changes live when a delivered order is 
   // A shop in Da Nang (no demo shipper within reach: its merchant delivers)
   // and a customer whose order of its mat is delivered.
   const stamp = Date.now();
-  const account = async (role, i) => {
-    const email = `review-${stamp}-${role}-${i}@demo.surge`;
-    await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: `Review ${role}`, role });
-    const { access_token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
-    return { email, token: access_token };
-  };
-  const merchant = await account("merchant", 0);
+  const person = (role, i) => account(`review-${stamp}-${role}-${i}@demo.surge`, role, `Review ${role}`);
+  const merchant = await person("merchant", 0);
   const shop = await api("POST", "/api/v1/shops", merchant.token, { name: "Da Nang Yoga", location: { lat: 16.06, lng: 108.2 }, address: "3 Le Loi" });
   const name = `Thảm tập Yoga Lụa ${stamp % 1000}`;
   const product = await api("POST", `/api/v1/shops/${shop.id}/products`, merchant.token, { name, category: "yoga", price: 300000, currency: "VND", stock: 10, weight_grams: 900 });
-  const buyer = await account("customer", 1);
+  const buyer = await person("customer", 1);
   const address = await api("POST", "/api/v1/users/addresses", buyer.token, { label: "home", line1: "5 Bach Dang", city: "Da Nang", lat: 16.07, lng: 108.22 });
   await api("POST", "/api/v1/cart/items", buyer.token, { product_id: product.id, quantity: 1 });
   const placed = await api("POST", "/api/v1/orders", buyer.token, { address_id: address.id, payment_method: "cod" });
@@ -280,7 +282,7 @@ test("a typo finds a product, its rating changes live when a delivered order is 
   // approves it from the moderation view.
   const written = (await api("GET", `/api/v1/products/${product.id}/reviews`)).items[0];
   for (let i = 0; i < 3; i++) {
-    const reporter = await account("customer", 10 + i);
+    const reporter = await person("customer", 10 + i);
     await api("POST", `/api/v1/reviews/${written.id}/report`, reporter.token, { reason: "Looks like an advert" });
   }
   const admin = await newPage();
@@ -336,9 +338,7 @@ function png(w, h) {
 
 test("a merchant adds a product image and sees it in the shop, and is alerted live when stock falls to its threshold", async () => {
   const stamp = Date.now();
-  const email = `stock-${stamp}@demo.surge`;
-  await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: "Stock keeper", role: "merchant" });
-  const { access_token: token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
+  const { email, token } = await account(`stock-${stamp}@demo.surge`, "merchant", "Stock keeper");
   const shop = await api("POST", "/api/v1/shops", token, { name: "Hue Pilates Supply", location: { lat: 16.46, lng: 107.59 }, address: "9 Le Loi" });
   const product = await api("POST", `/api/v1/shops/${shop.id}/products`, token, { name: "Pilates ring", category: "pilates", price: 250000, currency: "VND", stock: 10, weight_grams: 400, low_stock_threshold: 3 });
 
@@ -405,21 +405,11 @@ test("an admin sees today's statistics move live during a burst", async () => {
   }));
   await until("the page's live subscription", async () => subscribed.has("admin:stats"));
   // A merchant opens a sale; ten new customers claim it at once.
-  const seller = `seller-${Date.now()}@demo.surge`;
-  await api("POST", "/api/v1/auth/register", null, { email: seller, password: demo.password, name: "Seller", role: "merchant" });
-  const { access_token: st } = await api("POST", "/api/v1/auth/login", null, { email: seller, password: demo.password });
+  const { token: st } = await account(`seller-${Date.now()}@demo.surge`, "merchant", "Seller");
   const shop = await api("POST", "/api/v1/shops", st, { name: "Hanoi Yoga Outlet", location: { lat: 21.03, lng: 105.85 }, address: "2 Hang Bai" });
   const product = await api("POST", `/api/v1/shops/${shop.id}/products`, st, { name: "Yoga block", category: "yoga", price: 90000, currency: "VND", stock: 100, weight_grams: 300 });
   const sale = (await api("POST", "/api/v1/flash-sales", st, { product_id: product.id, stock: 20, per_user_limit: 1, price: 45000 })).id;
-  const buyers = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
-    const email = `stats-${Date.now()}-${i}@demo.surge`;
-    await api("POST", "/api/v1/auth/register", null, { email, password: demo.password, name: `Stats ${i}`, role: "customer" });
-    const { access_token } = await api("POST", "/api/v1/auth/login", null, { email, password: demo.password });
-    await api("POST", "/api/v1/users/addresses", access_token, { label: "home", line1: "1 Hang Bai", city: "Hanoi", lat: 21.03, lng: 105.85 });
-    return access_token;
-  }));
-  const claims = await Promise.all(buyers.map((t) => api("POST", `/api/v1/flash-sales/${sale}/claims`, t, { quantity: 1, payment_method: "cod" })));
-  assert.equal(claims.filter((c) => c.status === "confirmed").length, 10);
+  await burst(sale, "stats", 10);
   await until("the figure to rise by 10", async () => Number(await figure.textContent()) >= start + 10, 20_000);
   assert.ok(heard.some((n) => n >= start + 10), `admin:stats frames heard: ${heard}`);
   await page.screenshot({ path: join(artifacts, "admin-stats.png") });
