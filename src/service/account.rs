@@ -57,6 +57,8 @@ pub struct SelfService {
     pub(super) catalog: super::catalog::Catalog,
     pub(super) behavior: Arc<super::behavior::Behavior>,
     pub(super) store: Arc<dyn Store>,
+    /// Where the photos of the user's reviews are.
+    pub(super) media: crate::media::MediaStore,
 }
 
 impl SelfService {
@@ -187,11 +189,19 @@ impl SelfService {
             .into());
         }
         // Orders keep what accounting needs; the address's personal part
-        // goes, and so do the delivery tracks.
+        // goes, and so do the delivery tracks and the photos of the
+        // user's reviews of them.
         for o in &orders {
             self.orders.erase_customer(&o.id).await?;
             self.delete_rows(crate::store::tables::TRACK_POINTS, &format!("{}|", o.id))
                 .await?;
+            if o.delivered_at.is_some() {
+                for r in self.reviews.of_order(&caller, &o.id).await? {
+                    if r.author_id == caller.user_id {
+                        self.media.purge(&r.id).await?;
+                    }
+                }
+            }
         }
         // Claims keep no delivery address.
         let mut queues: Vec<String> = Vec::new();

@@ -412,6 +412,7 @@ impl Services {
             catalog: catalog.clone(),
             behavior: behavior.clone(),
             store: store.clone(),
+            media: media.clone(),
         };
         let media = media::Media {
             store: media,

@@ -127,6 +127,24 @@ async fn an_erased_account_leaves_no_personal_data_behind_and_orders_still_add_u
     let (m, shop, product) = shop_with_product(&app, 40_000, 20).await;
     let (c, delivered) = crate::reviews::ordered(&app, &product).await;
     crate::reviews::deliver(&app, &m, &delivered).await;
+    // A review with a photo of the customer's own.
+    let (status, review) = app
+        .post(
+            &format!("/api/v1/products/{product}/reviews"),
+            Some(&c.access),
+            json!({"order_id": delivered, "stars": 4, "text": "fine"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{review}");
+    let photos = format!("/api/v1/reviews/{}/photos", review["id"].as_str().unwrap());
+    let (status, with_photo) =
+        crate::media::upload(&app, &c.access, &photos, &crate::media::jpeg(64, 48)).await;
+    assert_eq!(status, StatusCode::CREATED, "{with_photo}");
+    let photo = format!("{}{}", app.base, with_photo["images"][0].as_str().unwrap());
+    assert_eq!(
+        app.client.get(&photo).send().await.unwrap().status(),
+        StatusCode::OK
+    );
     app.post(
         "/api/v1/behavior/view",
         Some(&c.access),
@@ -221,6 +239,16 @@ async fn an_erased_account_leaves_no_personal_data_behind_and_orders_still_add_u
         totals: &totals,
     };
     erased.check(&app).await;
+    for size in ["", "?size=thumbnail"] {
+        let status = app
+            .client
+            .get(format!("{photo}{size}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::NOT_FOUND, "the review's photo is gone");
+    }
     // After a restart (state rebuilt from snapshots and the journal) too.
     let dir = app.stop().await;
     let app = spawn_app_in(dir, tweak).await;
