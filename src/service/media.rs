@@ -47,9 +47,9 @@ impl Media {
         self.store.limits.max_bytes
     }
 
-    /// Stores `bytes` as an image of `owner` after `allowed` says the
-    /// caller may add one, and lists it with `attach`; undoes the storing
-    /// when listing fails.
+    /// Converts and stores `bytes` as an image of `owner`, and lists it
+    /// with `attach`; deletes what was stored when the listing was refused
+    /// (not when its outcome is unknown, a timeout: it may be listed).
     async fn upload<T, F, Fut>(
         &self,
         owner: &str,
@@ -71,12 +71,13 @@ impl Media {
         );
         match attach(media).await {
             Ok(t) => Ok(t),
-            Err(e) => {
+            Err(e @ ServiceError::Domain(_)) => {
                 if let Err(d) = self.store.delete(&id).await {
                     tracing::warn!(%id, error = %d, "an image not listed stays stored");
                 }
                 Err(e)
             }
+            Err(e) => Err(e),
         }
     }
 
@@ -195,6 +196,19 @@ impl Media {
         Ok(self.store.purge(id).await?)
     }
 
+    /// The caller's own review (its author only: admins do not edit
+    /// reviews).
+    async fn own_review(&self, caller: &Caller, id: &str) -> Result<Review, ServiceError> {
+        let r = self.reviews.get(Some(caller), id).await?;
+        if r.author_id != caller.user_id {
+            return Err(DomainError::Forbidden(
+                "only its author adds or removes a review's photos".into(),
+            )
+            .into());
+        }
+        Ok(r)
+    }
+
     /// Adds a photo to the caller's own review (while it may be edited;
     /// at most `MAX_IMAGES`).
     pub async fn add_to_review(
@@ -203,8 +217,16 @@ impl Media {
         id: &str,
         bytes: Bytes,
     ) -> Result<Review, ServiceError> {
-        let r = self.reviews.get(Some(caller), id).await?;
-        caller.ensure_owner(&r.author_id, "review")?;
+        let r = self.own_review(caller, id).await?;
+        // The review's own rule, checked again when the photo is listed;
+        // first here, so nothing is decoded for a review that is closed.
+        if chrono::Utc::now() > r.editable_until {
+            return Err(DomainError::conflict(
+                "edit_window_closed",
+                "this review can no longer be edited",
+            )
+            .into());
+        }
         if r.images.len() >= MAX_IMAGES {
             return Err(DomainError::conflict(
                 "media_limit",
@@ -232,8 +254,7 @@ impl Media {
         id: &str,
         media_id: &str,
     ) -> Result<Review, ServiceError> {
-        let r = self.reviews.get(Some(caller), id).await?;
-        caller.ensure_owner(&r.author_id, "review")?;
+        let r = self.own_review(caller, id).await?;
         let url = MediaRef::new(media_id.to_owned(), "", 0, 0).url;
         if !media_id.starts_with(&format!("{id}.")) || !r.images.contains(&url) {
             return Err(DomainError::NotFound("media").into());
@@ -248,7 +269,7 @@ impl Media {
         Ok(review)
     }
 
-    /// A stored size of an image and its content type; 404 for none.
+    /// A stored size of an image; 404 for none.
     pub async fn get(&self, id: &str, size: Size) -> Result<Bytes, ServiceError> {
         self.store
             .get(id, size)
