@@ -105,9 +105,10 @@ pub struct Product {
     /// Its images, the primary one first.
     #[serde(default)]
     pub media: Vec<crate::domain::media::MediaRef>,
-    /// Set when its merchant deleted it: it reads as gone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(ignore)]
+    /// Set when its merchant deleted it, from then on it reads 404: what
+    /// the API shows is always null. (Always encoded: the inter-node
+    /// channel's MessagePack is positional, so no field may be skipped.)
+    #[serde(default)]
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
