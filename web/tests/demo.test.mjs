@@ -79,6 +79,18 @@ async function burst(sale, prefix, n) {
   assert.equal(claims.filter((c) => c.status === "confirmed").length, n);
 }
 
+/// What `page`'s WebSocket hears: the topics it got subscribed to, and
+/// each event passed to `onEvent`.
+function listen(page, onEvent) {
+  const subscribed = new Set();
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
+    const m = JSON.parse(String(f.payload));
+    if (m.type === "subscribed") subscribed.add(m.topic);
+    if (m.type === "event") onEvent(m);
+  }));
+  return subscribed;
+}
+
 async function newPage() {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await context.newPage();
@@ -177,12 +189,7 @@ test("a customer buys, pays on the sandbox page and watches the delivery live", 
 test("a flash sale's counter drops live during a burst", async () => {
   const page = await newPage();
   const heard = [];
-  const subscribed = new Set();
-  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
-    const m = JSON.parse(String(f.payload));
-    if (m.type === "subscribed") subscribed.add(m.topic);
-    if (m.type === "event" && m.data?.kind === "capacity") heard.push(m.data.remaining);
-  }));
+  const subscribed = listen(page, (m) => { if (m.data?.kind === "capacity") heard.push(m.data.remaining); });
   await logIn(page, "mai@demo.surge");
   const sale = demo.flash_sales[0].id;
   const counter = page.locator(`.queue[data-queue="${sale}"] [data-remaining]`);
@@ -224,12 +231,7 @@ test("a typo finds a product, its rating changes live when a delivered order is 
   // A shopper types it with a typo and no accents, and opens its page.
   const shopper = await newPage();
   const ratings = [];
-  const subscribed = new Set();
-  shopper.on("websocket", (ws) => ws.on("framereceived", (f) => {
-    const m = JSON.parse(String(f.payload));
-    if (m.type === "subscribed") subscribed.add(m.topic);
-    if (m.type === "event" && m.data?.kind === "rating") ratings.push(m.data.summary);
-  }));
+  const subscribed = listen(shopper, (m) => { if (m.data?.kind === "rating") ratings.push(m.data.summary); });
   await logIn(shopper, "binh@demo.surge");
   await shopper.waitForSelector("#q");
   const card = shopper.locator(`.hit[data-id="${product.id}"]`);
@@ -344,12 +346,7 @@ test("a merchant adds a product image and sees it in the shop, and is alerted li
 
   const page = await newPage();
   const alerts = [];
-  const subscribed = new Set();
-  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
-    const m = JSON.parse(String(f.payload));
-    if (m.type === "subscribed") subscribed.add(m.topic);
-    if (m.type === "event" && m.data?.notification?.kind === "low_stock") alerts.push(m.data.notification);
-  }));
+  const subscribed = listen(page, (m) => { if (m.data?.notification?.kind === "low_stock") alerts.push(m.data.notification); });
   await logIn(page, email);
   const row = page.locator(`#stock tr[data-product="${product.id}"]`);
   await row.waitFor();
@@ -391,12 +388,7 @@ test("a merchant adds a product image and sees it in the shop, and is alerted li
 test("an admin sees today's statistics move live during a burst", async () => {
   const page = await newPage();
   const heard = [];
-  const subscribed = new Set();
-  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
-    const m = JSON.parse(String(f.payload));
-    if (m.type === "subscribed") subscribed.add(m.topic);
-    if (m.type === "event" && m.topic === "admin:stats") heard.push(m.data.flash_sale_signups);
-  }));
+  const subscribed = listen(page, (m) => { if (m.topic === "admin:stats") heard.push(m.data.flash_sale_signups); });
   await logIn(page, demo.logins.find((l) => l.role === "admin").email);
   const figure = page.locator('[data-stat="flash_sale_signups"]');
   const start = Number(await until("today's figures", async () => {
