@@ -1033,6 +1033,17 @@ mod tests {
                 Settings::load(Some(Path::new("fees.toml")), Overrides::default()).is_err(),
                 "brackets must ascend"
             );
+            for (text, why) in [
+                ("media_store = \"s3\"", "needs media_s3_bucket"),
+                ("media_store = \"ftp\"", "disk or s3"),
+                ("media_max_bytes = 10", "1 KiB"),
+                ("media_max_pixels = 0", "media_max_pixels"),
+            ] {
+                let err = Settings::from_toml(text).unwrap_err();
+                assert!(err.to_string().contains(why), "{text}: {err}");
+            }
+            let s3 = "media_store = \"s3\"\nmedia_s3_bucket = \"b\"";
+            assert!(Settings::from_toml(s3).is_ok());
             jail.set_env("SURGE_JWT_SECRET", "short");
             assert!(Settings::load(None, Overrides::default()).is_err());
             Ok(())
