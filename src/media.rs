@@ -36,7 +36,7 @@ const PURGE_MAX: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    /// Not a JPEG, PNG or WebP by its content (415).
+    /// Not a JPEG, PNG or WebP by its content (422).
     #[error("{0}")]
     Unsupported(String),
     /// More bytes or pixels than allowed (413).

@@ -162,6 +162,7 @@ pub struct StatsQuery {
     #[param(inline)]
     pub granularity: Option<crate::service::stats::Granularity>,
     /// Top products and shops listed: 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub top: Option<usize>,
 }
 

@@ -178,8 +178,10 @@ impl From<ServiceError> for AppError {
             ServiceError::Media(m) => {
                 use crate::media::MediaError;
                 let (status, code) = match &m {
+                    // The form's type is fine (415 is for that); its
+                    // file's content is what cannot be processed.
                     MediaError::Unsupported(_) => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image")
+                        (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_image")
                     }
                     MediaError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
                     MediaError::Unreadable(_) => {

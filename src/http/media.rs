@@ -72,7 +72,8 @@ async fn file(form: Result<Multipart, MultipartRejection>) -> Result<Bytes, AppE
 }
 
 /// Add an image to a product (its merchant). It is checked by its content
-/// (415 `unsupported_image` for anything but JPEG, PNG and WebP), refused
+/// (422 `unsupported_image` for anything but JPEG, PNG and WebP; 415 is for
+/// a body that is not a multipart form), refused
 /// beyond `media_max_bytes` or `media_max_pixels` (413 `image_too_large`,
 /// read from the header before decoding), turned upright, stripped of
 /// EXIF and other metadata, and stored as a display size (≤ 1600 px) and a

@@ -159,7 +159,7 @@ async fn images_are_checked_by_content_converted_served_ordered_and_deleted_with
 
     // Refused by content, size and claimed dimensions: nothing stored.
     let (status, body) = upload(&app, &m.access, &path, b"just some text, renamed photo.jpg").await;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(error_code(&body), "unsupported_image");
     let (status, body) = upload(&app, &m.access, &path, &png_claiming(60_000, 60_000)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
