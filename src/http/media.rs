@@ -237,6 +237,12 @@ pub async fn remove_review_photo(
     Ok(Json(r))
 }
 
+/// An image's bytes, as `GET /media/{id}` answers them.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct ImageBytes(Vec<u8>);
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SizeQuery {
@@ -256,7 +262,8 @@ pub enum MediaSize {
 /// matching `If-None-Match`.
 #[utoipa::path(get, path = "/api/v1/media/{id}", tag = "media",
     params(("id" = String, Path), SizeQuery),
-    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>,
+    responses((status = 200, description = "JPEG, or PNG for an image with transparency",
+        content((ImageBytes = "image/jpeg"), (ImageBytes = "image/png")),
         headers(("cache-control" = String), ("etag" = String))), (status = 304), (status = 404, body = ErrorBody)))]
 pub async fn get_media(
     State(s): State<AppState>,
