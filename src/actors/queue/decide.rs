@@ -141,7 +141,33 @@ fn decide_claim(state: &QueueState, new: NewClaim, ctx: &Ctx<'_>) -> Decided {
         created_at: now,
         confirmed_at: (status == ClaimStatus::Confirmed).then_some(now),
     };
-    answered(state, vec![QueueEvent::Claimed { claim }])
+    claimed(state, claim)
+}
+
+/// A new claim, answered as `answered` would but without applying its
+/// event to a copy of the state first (the entity applies it once, after):
+/// the burst's hot path. `answers_a_new_claim_as_applying_it_would`
+/// checks it against `answered`.
+pub(super) fn claimed(state: &QueueState, claim: Claim) -> Decided {
+    let mut status = state.status().ok_or(DomainError::NotFound("queue"))?;
+    let mut answer = claim.clone();
+    match claim.status {
+        ClaimStatus::Confirmed => {
+            status.confirmed = state.confirmed + claim.quantity;
+            status.remaining = state.capacity().saturating_sub(status.confirmed);
+        }
+        ClaimStatus::Waitlisted => {
+            status.waitlisted = state.waitlisted_units + claim.quantity;
+            answer.position = Some(state.waitlist.len() as u32 + 1);
+        }
+        _ => {}
+    }
+    let reply = QueueReply::Claim {
+        claim: answer,
+        replayed: false,
+        status: Box::new(status),
+    };
+    Ok((vec![QueueEvent::Claimed { claim }], reply))
 }
 
 /// Whether a new claim gets a place (and which), or why not; `None`: a

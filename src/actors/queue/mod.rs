@@ -282,11 +282,13 @@ impl QueueEntity {
                     }
                     _ => {}
                 }
-                state.claims.insert(claim.id.clone(), claim.clone());
+                state
+                    .claims
+                    .insert(claim.id.clone(), std::sync::Arc::new(claim.clone()));
             }
             QueueEvent::Cancelled { claim_id, .. } | QueueEvent::Expired { claim_id, .. } => {
                 let expired = matches!(event, QueueEvent::Expired { .. });
-                if let Some(c) = state.claims.get_mut(claim_id) {
+                if let Some(c) = state.claims.get_mut(claim_id).map(std::sync::Arc::make_mut) {
                     match c.status {
                         ClaimStatus::Confirmed => {
                             state.confirmed = state.confirmed.saturating_sub(c.quantity)
@@ -311,7 +313,7 @@ impl QueueEntity {
                 }
             }
             QueueEvent::Promoted { claim_id, at } => {
-                if let Some(c) = state.claims.get_mut(claim_id) {
+                if let Some(c) = state.claims.get_mut(claim_id).map(std::sync::Arc::make_mut) {
                     if c.status == ClaimStatus::Waitlisted {
                         c.status = ClaimStatus::Confirmed;
                         c.confirmed_at = Some(*at);
@@ -322,20 +324,25 @@ impl QueueEntity {
                 }
             }
             QueueEvent::OrderPlaced { claim_id } => {
-                if let Some(c) = state.claims.get_mut(claim_id) {
+                if let Some(c) = state.claims.get_mut(claim_id).map(std::sync::Arc::make_mut) {
                     c.order_placed = true;
                 }
             }
             QueueEvent::Notified { claims } => {
                 for (id, st) in claims {
-                    if let Some(c) = state.claims.get_mut(id) {
+                    if let Some(c) = state.claims.get_mut(id).map(std::sync::Arc::make_mut) {
                         c.notified = Some(*st);
                     }
                 }
             }
             QueueEvent::ClaimantErased { claim_ids } => {
                 for id in claim_ids {
-                    if let Some(order) = state.claims.get_mut(id).and_then(|c| c.order.as_mut()) {
+                    if let Some(order) = state
+                        .claims
+                        .get_mut(id)
+                        .map(std::sync::Arc::make_mut)
+                        .and_then(|c| c.order.as_mut())
+                    {
                         order.address = None;
                     }
                 }

@@ -162,8 +162,11 @@ pub struct QueueState {
     // The persistent collections are decoded through their std
     // counterparts (`codec::via`): imbl preallocates whatever length the
     // bytes claim, so a corrupt snapshot could abort the process.
-    #[serde(deserialize_with = "codec::via::<_, std::collections::BTreeMap<String, Claim>, _>")]
-    pub claims: imbl::OrdMap<String, Claim>,
+    /// Each claim behind an `Arc`: a decision applies its events to a copy
+    /// of the state, and copying a tree node then bumps reference counts
+    /// instead of cloning up to 64 claims (their ids, addresses, …).
+    #[serde(serialize_with = "ser_claims", deserialize_with = "de_claims")]
+    pub claims: imbl::OrdMap<String, std::sync::Arc<Claim>>,
     /// Waitlisted claim ids, first in first out.
     #[serde(deserialize_with = "codec::via::<_, Vec<String>, _>")]
     pub waitlist: imbl::Vector<String>,
@@ -194,6 +197,26 @@ pub struct QueueState {
     pub allotted: Vec<u32>,
     #[serde(default)]
     pub recovered: Vec<u32>,
+}
+
+/// The claims as a map of plain claims (the same bytes as before they
+/// were shared).
+fn ser_claims<S: serde::Serializer>(
+    claims: &imbl::OrdMap<String, std::sync::Arc<Claim>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(claims.iter().map(|(k, v)| (k, v.as_ref())))
+}
+
+/// Decoded through a `BTreeMap` (see `codec::via`).
+fn de_claims<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<imbl::OrdMap<String, std::sync::Arc<Claim>>, D::Error> {
+    let plain: std::collections::BTreeMap<String, Claim> = Deserialize::deserialize(d)?;
+    Ok(plain
+        .into_iter()
+        .map(|(k, v)| (k, std::sync::Arc::new(v)))
+        .collect())
 }
 
 impl QueueState {
@@ -255,7 +278,7 @@ impl QueueState {
     pub fn orders_due(&self) -> impl Iterator<Item = &Claim> {
         self.due
             .iter()
-            .filter_map(|id| self.claims.get(id))
+            .filter_map(|id| self.claims.get(id).map(|c| &**c))
             .filter(|c| self.needs_order(c))
     }
 
@@ -263,7 +286,7 @@ impl QueueState {
     pub fn notifications_due(&self) -> impl Iterator<Item = &Claim> {
         self.due
             .iter()
-            .filter_map(|id| self.claims.get(id))
+            .filter_map(|id| self.claims.get(id).map(|c| &**c))
             .filter(|c| c.notified != Some(c.status))
     }
 

@@ -421,3 +421,49 @@ fn a_claim_with_a_grant_takes_the_new_units_in_the_same_step_after_older_waiters
     );
     assert_eq!((status.confirmed, status.waitlisted), (2, 1));
 }
+
+/// Every claim a queue and a part decide (confirmed, waitlisted, with
+/// quantities above one, after cancellations and promotions) is answered
+/// exactly as applying its event to a copy of the state and reading the
+/// claim and counters back (`decide::answered`) would answer it.
+#[test]
+fn answers_a_new_claim_as_applying_it_would() {
+    let ctx = Ctx {
+        id: "q",
+        now: Utc::now(),
+    };
+    let check = |s: &QueueState, id: &str, user: &str, q: u32| -> QueueState {
+        let cmd = QueueCommand::Claim {
+            claim_id: id.into(),
+            user_id: user.into(),
+            quantity: q,
+            idempotency_key: None,
+            order: None,
+            dry_first: false,
+            grant: None,
+        };
+        let Ok((events, fast)) = QueueEntity::decide(s, cmd, &ctx) else {
+            return s.clone();
+        };
+        let (_, slow) = decide::answered(s, events.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(codec::encode(1, &fast).unwrap()).unwrap(),
+            serde_json::to_value(codec::encode(1, &slow).unwrap()).unwrap(),
+            "claim {id}: {fast:?} vs {slow:?}"
+        );
+        QueueEntity::evolve(s, &events)
+    };
+    let mut s = opened(5, 3, 10);
+    for i in 0..12 {
+        s = check(&s, &format!("c{i}"), &format!("u{}", i % 6), 1 + i % 2);
+        if i == 7 {
+            s = cancel(&s, "u1", "c1");
+        }
+    }
+    assert!(s.confirmed > 0 && !s.waitlist.is_empty(), "both kinds seen");
+    let (_, part) = split_and_part();
+    let mut p = part;
+    for i in 0..8 {
+        p = check(&p, &format!("p{i}"), &format!("pu{i}"), 1);
+    }
+}
