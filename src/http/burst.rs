@@ -101,7 +101,14 @@ pub async fn claim_flash_sale(
     let out = s
         .services
         .queues
-        .claim(&auth.0.caller(), &id, QueueKind::FlashSale, req, key)
+        .claim(
+            &auth.0.caller(),
+            &id,
+            QueueKind::FlashSale,
+            req,
+            key,
+            auth.0.default_address.clone(),
+        )
         .await?;
     Ok((claim_status(&out), Json(out)))
 }
@@ -137,7 +144,7 @@ pub async fn enroll(
     let out = s
         .services
         .queues
-        .claim(&auth.0.caller(), &id, QueueKind::Course, req, key)
+        .claim(&auth.0.caller(), &id, QueueKind::Course, req, key, None)
         .await?;
     Ok((claim_status(&out), Json(out)))
 }

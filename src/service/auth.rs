@@ -37,6 +37,9 @@ pub struct AuthUser {
     /// with it.
     pub sid: String,
     pub view: UserView,
+    /// The account's default delivery address when the request was
+    /// authenticated (a flash-sale claim without `address_id` ships there).
+    pub default_address: Option<crate::domain::user::Address>,
     /// When the access token expires (Unix seconds): a live connection
     /// ends then unless it presents a fresh token.
     pub expires_at: i64,
@@ -353,7 +356,7 @@ impl Auth {
         if uuid::Uuid::try_parse(&claims.sub).is_err() {
             return Err(DomainError::Unauthorized("unknown user".into()).into());
         }
-        let view = self
+        let (view, default_address) = self
             .users
             .check_session(&claims.sub, claims.sid.clone())
             .await?;
@@ -362,6 +365,7 @@ impl Auth {
             role: view.role,
             sid: claims.sid,
             view,
+            default_address,
             expires_at: claims.exp,
         })
     }

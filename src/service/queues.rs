@@ -28,6 +28,7 @@ use crate::actors::queue::{
     Claim, ClaimDecision, ClaimOrder, ClaimStatus, NewClaim, QueueConfig, QueueKind, QueueStatus,
     CLAIMS_BY_QUEUE, CLAIMS_BY_USER,
 };
+use crate::domain::user::Address;
 use crate::domain::{Caller, DomainError};
 use crate::store::codec;
 
@@ -249,7 +250,9 @@ impl Queues {
 
     /// `POST /courses/{id}/enrollments` (`QueueKind::Course`) or
     /// `POST /flash-sales/{id}/claims`. The answer is sent once the
-    /// decision is durable.
+    /// decision is durable. `default_address` is the caller's, as their
+    /// session check found it: a claim without `address_id` ships there
+    /// without asking the user's actor again.
     pub async fn claim(
         &self,
         caller: &Caller,
@@ -257,6 +260,7 @@ impl Queues {
         kind: QueueKind,
         req: ClaimRequest,
         idempotency_key: Option<crate::domain::IdempotencyKey>,
+        default_address: Option<Address>,
     ) -> Result<ClaimOutcome, ServiceError> {
         // Known queues only: unknown ids answer 404 before taking a slot.
         let config = self.queue_config(queue_id, kind).await?;
@@ -269,7 +273,13 @@ impl Queues {
             .into());
         }
         let order = self
-            .claim_order(caller, &config, req.address_id, req.payment_method)
+            .claim_order(
+                caller,
+                &config,
+                req.address_id,
+                default_address,
+                req.payment_method,
+            )
             .await?;
         let new = NewClaim {
             claim_id: new_id(),
@@ -318,24 +328,20 @@ impl Queues {
         caller: &Caller,
         config: &QueueConfig,
         address_id: Option<String>,
+        default_address: Option<Address>,
         payment_method: Option<String>,
     ) -> Result<Option<ClaimOrder>, ServiceError> {
         if !config.needs_order() {
             return Ok(None);
         }
-        let address = match config.kind {
-            QueueKind::Course => None,
-            QueueKind::FlashSale => Some(
-                self.profiles
-                    .address(&caller.user_id, address_id.as_deref())
-                    .await?
-                    .ok_or_else(|| {
-                        DomainError::invalid(
-                            "address_id",
-                            "add a delivery address to your profile first",
-                        )
-                    })?,
-            ),
+        let address = match (config.kind, address_id) {
+            (QueueKind::Course, _) => None,
+            (QueueKind::FlashSale, None) => Some(default_address.ok_or_else(|| {
+                DomainError::invalid("address_id", "add a delivery address to your profile first")
+            })?),
+            (QueueKind::FlashSale, Some(id)) => {
+                self.profiles.address(&caller.user_id, Some(&id)).await?
+            }
         };
         let name = payment_method.unwrap_or_else(|| "sandbox".into());
         let Some(provider) = self.providers.named(&name) else {

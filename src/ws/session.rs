@@ -734,6 +734,7 @@ mod tests {
                 created_at: chrono::Utc::now(),
                 suspension: None,
             },
+            default_address: None,
             expires_at: chrono::Utc::now().timestamp() + expires_in_secs,
         }
     }
@@ -754,6 +755,7 @@ mod tests {
                 role: Role::Customer,
                 sid: "s".into(),
                 view,
+                default_address: None,
                 expires_at: chrono::Utc::now().timestamp() + 3600,
             },
             revocations: bus.watch_revocations("u"),

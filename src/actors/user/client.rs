@@ -141,9 +141,16 @@ impl Registry<User> {
             .await
     }
 
-    /// The account, if session `sid` is live.
-    pub async fn check_session(&self, id: &str, sid: String) -> Answer<UserView> {
-        self.account_of(id, UserCommand::CheckSession { sid }).await
+    /// The account and its default address, if session `sid` is live.
+    pub async fn check_session(
+        &self,
+        id: &str,
+        sid: String,
+    ) -> Answer<(UserView, Option<Address>)> {
+        match self.call(id, UserCommand::CheckSession { sid }).await? {
+            UserReply::Session(view, address) => Ok((view, address)),
+            other => unexpected(other),
+        }
     }
 
     pub async fn update_profile(

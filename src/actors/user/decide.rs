@@ -203,7 +203,8 @@ pub(super) fn check_session(state: &UserState, sid: String, now: DateTime<Utc>) 
     if live_session(state, &sid, now).is_none() {
         return Err(DomainError::Unauthorized("the session has ended".into()));
     }
-    Ok((vec![], UserReply::Account(acc.view())))
+    let address = state.addresses.iter().find(|a| a.is_default).cloned();
+    Ok((vec![], UserReply::Session(acc.view(), address)))
 }
 
 pub(super) fn update_profile(

@@ -129,7 +129,9 @@ pub enum UserCommand {
     EndAllSessions {
         reason: String,
     },
-    /// Is this session live? Answers the account when it is.
+    /// Is this session live? Answers the account and its default address
+    /// when it is (`Session`): what a request needs of its caller, in the
+    /// one round trip that authenticates it.
     CheckSession {
         sid: String,
     },
@@ -199,6 +201,8 @@ pub enum UserCommand {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum UserReply {
     Account(UserView),
+    /// A live session's account and default delivery address.
+    Session(UserView, Option<Address>),
     Credentials(Account),
     Addresses(Vec<Address>),
     Address(Address),

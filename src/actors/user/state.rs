@@ -58,8 +58,14 @@ pub struct UserState {
     /// At most `MAX_ADDRESSES`; exactly one is default when any exist.
     pub addresses: Vec<Address>,
     /// In-app notifications, oldest first; at most `MAX_NOTIFICATIONS`.
-    #[serde(default)]
-    pub notifications: VecDeque<Notification>,
+    /// Persistent (imbl): each decision works on a copy of the state, and
+    /// copying this list is then a reference count, not up to 200
+    /// notifications; decoded through a `Vec` (see `codec::via`).
+    #[serde(
+        default,
+        deserialize_with = "crate::store::codec::via::<_, Vec<Notification>, _>"
+    )]
+    pub notifications: imbl::Vector<Notification>,
     /// Which notifications are mailed too.
     #[serde(default)]
     pub mail_prefs: MailPrefs,

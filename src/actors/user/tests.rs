@@ -199,3 +199,61 @@ fn a_role_change_ends_every_session() {
     .unwrap();
     assert!(events.is_empty());
 }
+
+#[test]
+fn a_session_check_answers_the_account_and_its_default_address() {
+    let now = Utc::now();
+    let s = run(&registered(now), start("s", now + Duration::days(1)), now).0;
+    let check = || UserCommand::CheckSession { sid: "s".into() };
+    match run(&s, check(), now).1 {
+        UserReply::Session(view, None) => assert_eq!(view.id, "u1"),
+        other => panic!("{other:?}"),
+    }
+    let add = |id: &str, is_default: bool| UserCommand::AddAddress {
+        id: id.into(),
+        input: crate::domain::user::AddressInput {
+            label: id.into(),
+            line1: "1 Street".into(),
+            city: "Hanoi".into(),
+            lat: 21.0,
+            lng: 105.8,
+            is_default,
+        },
+    };
+    let s = run(&s, add("a1", false), now).0;
+    let s = run(&s, add("a2", true), now).0;
+    match run(&s, check(), now).1 {
+        UserReply::Session(_, Some(a)) => assert_eq!(a.id, "a2", "the default one"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn notifications_stay_bounded_and_decode_from_a_plain_list() {
+    let now = Utc::now();
+    let mut s = registered(now);
+    for i in 0..super::state::MAX_NOTIFICATIONS + 5 {
+        let n = crate::domain::notification::Notification {
+            id: format!("n{i}"),
+            kind: "order_placed".into(),
+            title: "t".into(),
+            body: "b".into(),
+            order_id: None,
+            created_at: now,
+            read: false,
+        };
+        s = run(&s, UserCommand::Notify(n), now).0;
+    }
+    assert_eq!(s.notifications.len(), super::state::MAX_NOTIFICATIONS);
+    assert_eq!(s.notifications.front().unwrap().id, "n5", "the oldest go");
+    // A snapshot holds the list as a plain sequence: the same bytes as a
+    // `Vec`, and it decodes back to the same state.
+    let bytes = crate::store::codec::encode(User::VERSION, &s).unwrap();
+    let back: UserState = crate::store::codec::decode(User::VERSION, &bytes).unwrap();
+    assert_eq!(back, s);
+    let plain: Vec<_> = s.notifications.iter().cloned().collect();
+    assert_eq!(
+        rmp_serde::to_vec(&s.notifications).unwrap(),
+        rmp_serde::to_vec(&plain).unwrap()
+    );
+}
