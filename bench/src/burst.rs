@@ -81,6 +81,22 @@ pub struct Journal {
     /// Mean time of one commit (one redb transaction, one PostgreSQL
     /// transaction), ms.
     pub commit_ms: f64,
+    /// Bytes the benchmark process (the server, its journal and mail
+    /// files) caused to be written to disk from the burst's start until the
+    /// server stopped, per claim, KB (`/proc/self/io` `write_bytes`).
+    pub disk_kb_per_claim: f64,
+}
+
+/// `write_bytes` of `/proc/self/io`: bytes this process sent to storage.
+fn disk_written() -> f64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(f64::NAN)
 }
 
 impl Outcome {
@@ -448,10 +464,12 @@ pub async fn surge(
     // are sent before the burst, so it is not measured beside them.
     mails_sent(&dir.path().join("mail"), p.clients + 1).await?;
     let before = crate::surge_api::journal_counters(&setup, &base).await?;
+    let disk_before = disk_written();
     let (b, healthz) = fire(driver, p, &base, target, plan).await?;
     let after = crate::surge_api::journal_counters(&setup, &base).await?;
     let [appends, commits, seconds] = [0, 1, 2].map(|i| after[i] - before[i]);
     server.stop();
+    let disk = disk_written() - disk_before;
 
     // Check against the store: a fresh server recovered from the same data.
     let server = start_surge(settings())?;
@@ -476,6 +494,7 @@ pub async fn surge(
         journal: Some(Journal {
             appends_per_commit: appends / commits.max(1.0),
             commit_ms: 1000.0 * seconds / commits.max(1.0),
+            disk_kb_per_claim: disk / 1000.0 / p.clients.max(1) as f64,
         }),
     })
 }
@@ -615,6 +634,11 @@ fn row(p: Params, o: &Outcome) -> Row {
             "commit ms",
             o.journal
                 .map_or(f64::NAN, |j| (j.commit_ms * 100.0).round() / 100.0),
+        ),
+        (
+            "disk KB/claim",
+            o.journal
+                .map_or(f64::NAN, |j| (j.disk_kb_per_claim * 10.0).round() / 10.0),
         ),
     ];
     let mut notes = Vec::new();
