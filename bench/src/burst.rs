@@ -83,7 +83,8 @@ pub struct Journal {
     pub commit_ms: f64,
     /// Bytes the benchmark process (the server, its journal and mail
     /// files) caused to be written to disk from the burst's start until the
-    /// server stopped, per claim, KB (`/proc/self/io` `write_bytes`).
+    /// server stopped, per claim, KB (`/proc/self/io` `write_bytes`; on
+    /// `store = postgres` the database server's own writes are not in it).
     pub disk_kb_per_claim: f64,
 }
 
