@@ -72,6 +72,21 @@ pub trait Entity: Send + Sync + Sized + 'static {
         None
     }
 
+    /// Applies `events` to `state` in place and answers the read-table
+    /// rows to write with them. By default a copy of the state before them
+    /// is kept for `index`; an entity whose `index` needs only a little of
+    /// that state overrides this, so that its persistent collections are
+    /// changed in place instead of copied node by node (the queue in a
+    /// burst). Must leave `state` and the rows as `evolve` then `index`
+    /// would.
+    fn advance(id: &str, state: &mut Self::State, events: &[Self::Event]) -> Vec<IndexOp> {
+        let before = state.clone();
+        for e in events {
+            Self::apply(state, e);
+        }
+        Self::index(id, &before, state, events)
+    }
+
     /// The state after `events`, leaving `state` untouched.
     fn evolve(state: &Self::State, events: &[Self::Event]) -> Self::State {
         let mut next = state.clone();
@@ -250,6 +265,9 @@ pub struct EntityState<E: Entity> {
     fence: Option<Fence>,
 }
 
+/// Most bytes a snapshot's buffer starts with (it grows beyond if needed).
+const MAX_SNAPSHOT_PREALLOCATION: u64 = 64 << 20;
+
 /// Most decisions one entity may have waiting for durability.
 const MAX_INFLIGHT: usize = 4096;
 
@@ -402,25 +420,30 @@ impl<E: Entity> EntityActor<E> {
                 return Ok(());
             }
         };
-        let next = E::evolve(&st.state, &events);
         let mut encoded = Vec::with_capacity(events.len());
         for e in &events {
             encoded.push(codec::encode(E::VERSION, e)?);
         }
         let bytes: usize = encoded.iter().map(Vec::len).sum();
+        // From here the state holds the decision (not yet durable).
+        let index = E::advance(&st.id, &mut st.state, &events);
         let req = AppendRequest {
             stream: st.stream.clone(),
             expected: st.seq,
             events: encoded,
-            index: E::index(&st.id, &st.state, &next, &events),
+            index,
             fence: st.fence,
         };
         let ticket = match st.shared.rt.store.submit(req).await {
             Ok(t) => t,
             Err(e) => {
-                // Not queued: nothing changed, the actor stays as it was.
+                // Not queued (the store's writer is gone), but the state
+                // already holds it: the actor stops, without deciding
+                // anything more, and the next command activates it again
+                // from its journal.
+                let why = format!("{}: an append was not queued: {e}", st.stream);
                 let _ = reply.send(Err(CallError::Storage(e)));
-                return Ok(());
+                return Err(why.into());
             }
         };
         let first = st.seq + 1;
@@ -434,7 +457,6 @@ impl<E: Entity> EntityActor<E> {
         let revoke = events.iter().filter_map(E::revokes).collect();
         st.seq += events.len() as u64;
         st.tail_bytes += bytes as u64;
-        st.state = next;
         let snapshot = self.snapshot_due(st);
         st.inflight.fetch_add(1, Ordering::AcqRel);
         st.completions
@@ -463,7 +485,11 @@ impl<E: Entity> EntityActor<E> {
         if every == 0 || st.seq - st.last_snapshot < every || st.tail_bytes < st.snapshot_bytes {
             return None;
         }
-        match codec::encode(E::VERSION, &st.state) {
+        // About the last snapshot and the events since (capped: an event
+        // need not grow the state).
+        let estimate = st.snapshot_bytes.saturating_add(st.tail_bytes);
+        let capacity = estimate.min(MAX_SNAPSHOT_PREALLOCATION) as usize + 256;
+        match codec::encode_sized(E::VERSION, &st.state, capacity) {
             Ok(payload) => {
                 st.last_snapshot = st.seq;
                 st.snapshot_bytes = payload.len() as u64;

@@ -138,6 +138,32 @@ async fn rejections_are_answers_and_change_nothing() {
     );
 }
 
+/// A decision is applied to the actor's state before the store queues it;
+/// when the store refuses to queue it (its writer is gone), the caller gets
+/// the storage error and nothing of the decision stays in memory: the actor
+/// stops and comes back with its journal's state.
+#[tokio::test]
+async fn an_append_the_store_does_not_queue_leaves_no_trace() {
+    let h = harness(Duration::from_secs(60), 0).await;
+    h.counters.call("c", CounterCmd::Add(5)).await.unwrap();
+    h.store.close().await;
+    assert!(matches!(
+        h.counters.call("c", CounterCmd::Add(3)).await,
+        Err(CallError::Storage(_))
+    ));
+    let mut seen = None;
+    for _ in 0..200 {
+        match h.counters.call("c", CounterCmd::Get).await {
+            Ok(v) => {
+                seen = Some(v);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    assert_eq!(seen, Some(5), "the refused +3 is not in the state");
+}
+
 #[tokio::test]
 async fn a_panicking_actor_is_restarted_with_its_journal_state() {
     let h = harness(Duration::from_secs(60), 0).await;

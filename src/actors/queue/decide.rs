@@ -20,6 +20,19 @@ pub(super) fn open(state: &QueueState) -> Result<&QueueConfig, DomainError> {
 /// `events`, answered with the claim they decided (if any) and the
 /// counters after them.
 pub(super) fn answered(state: &QueueState, events: Vec<QueueEvent>) -> Decided {
+    // Bookkeeping events (the worker's, one per page of claims) change no
+    // counter and answer no claim: the answer needs no copy of the state.
+    if events.iter().all(|e| {
+        matches!(
+            e,
+            QueueEvent::Notified { .. }
+                | QueueEvent::OrderPlaced { .. }
+                | QueueEvent::ClaimantErased { .. }
+        )
+    }) {
+        let status = state.status().ok_or(DomainError::NotFound("queue"))?;
+        return Ok((events, QueueReply::Status(status)));
+    }
     let next = QueueEntity::evolve(state, &events);
     let decided = events.iter().find_map(|e| match e {
         QueueEvent::Claimed { claim } => Some(claim.id.clone()),

@@ -175,6 +175,25 @@ impl Entity for QueueEntity {
         after: &QueueState,
         events: &[QueueEvent],
     ) -> Vec<IndexOp> {
+        Self::rows(id, before.work_due(), after, events)
+    }
+
+    /// In place: `index` needs only whether work was due before, and a
+    /// copy of the state kept beside it would make every change to its
+    /// collections copy their nodes (a burst's claims, waitlist and sets).
+    fn advance(id: &str, state: &mut QueueState, events: &[QueueEvent]) -> Vec<IndexOp> {
+        let was_due = state.work_due();
+        for e in events {
+            Self::apply(state, e);
+        }
+        Self::rows(id, was_due, state, events)
+    }
+}
+
+impl QueueEntity {
+    /// The read-table rows of `events`, given the state after them and
+    /// whether work was due before them.
+    fn rows(id: &str, was_due: bool, after: &QueueState, events: &[QueueEvent]) -> Vec<IndexOp> {
         let mut ops = Vec::new();
         let flash_sale = after
             .config
@@ -241,7 +260,6 @@ impl Entity for QueueEntity {
                 value,
             });
         }
-        let was_due = before.work_due();
         let due = after.work_due();
         if was_due != due {
             let key = format!("{:020}|{id}", 0);

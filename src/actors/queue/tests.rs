@@ -467,3 +467,73 @@ fn answers_a_new_claim_as_applying_it_would() {
         p = check(&p, &format!("p{i}"), &format!("pu{i}"), 1);
     }
 }
+
+/// The actor applies a decision in place (`advance`): for any sequence of
+/// claims, cancellations, expiries, placed orders, notifications and
+/// erasures of a paid flash sale, the state and the read-table rows are
+/// those of applying it to a copy (`evolve`, then `index`); and a worker's
+/// bookkeeping command is answered with the counters applying it gives.
+#[test]
+fn applying_in_place_leaves_what_applying_to_a_copy_leaves() {
+    use proptest::prelude::*;
+    let mut flash = opened(3, 2, 4);
+    let mut cfg = flash.config.clone().unwrap();
+    cfg.kind = QueueKind::FlashSale;
+    cfg.price = 100;
+    flash.config = Some(cfg);
+    let order = ClaimOrder {
+        address: Some(crate::domain::user::Address {
+            id: "a".into(),
+            label: "home".into(),
+            line1: "1 Le Loi".into(),
+            city: "HCMC".into(),
+            lat: 10.7,
+            lng: 106.7,
+            is_default: true,
+        }),
+        payment_method: crate::domain::payment::PaymentMethod::Cod,
+    };
+    proptest!(ProptestConfig::with_cases(256), |(ops in proptest::collection::vec((0u8..6, 0u32..12, 1u32..3), 1..40))| {
+        let ctx = Ctx { id: "q", now: Utc::now() };
+        let mut copied = flash.clone();
+        let mut in_place = flash.clone();
+        for (i, (op, n, q)) in ops.into_iter().enumerate() {
+            let user: crate::domain::ids::UserId = format!("u{}", n % 5).into();
+            let claim_id = format!("c{n}");
+            let cmd = match op {
+                0 => QueueCommand::Claim {
+                    claim_id: format!("c{i}"),
+                    user_id: user,
+                    quantity: q,
+                    idempotency_key: (n % 3 == 0).then(|| crate::domain::IdempotencyKey {
+                        key: format!("k{n}"),
+                        request: "r".into(),
+                    }),
+                    order: Some(order.clone()),
+                    dry_first: false,
+                    grant: None,
+                },
+                1 => QueueCommand::Cancel { user_id: copied.claims.get(&claim_id).map_or(user, |c| c.user_id.clone()), claim_id },
+                2 => QueueCommand::Expire { claim_id },
+                3 => QueueCommand::OrderPlaced { claim_id },
+                4 => QueueCommand::Notified {
+                    claims: copied.notifications_due().take(q as usize).map(|c| (c.id.clone(), c.status)).collect(),
+                },
+                _ => QueueCommand::EraseClaimant { user_id: user },
+            };
+            let bookkeeping = op >= 3;
+            let Ok((events, reply)) = QueueEntity::decide(&copied, cmd, &ctx) else {
+                continue;
+            };
+            let next = QueueEntity::evolve(&copied, &events);
+            let rows = QueueEntity::index("q", &copied, &next, &events);
+            prop_assert_eq!(QueueEntity::advance("q", &mut in_place, &events), rows);
+            prop_assert_eq!(&in_place, &next);
+            if bookkeeping {
+                let counters = QueueReply::Status(next.status().unwrap());
+                prop_assert_eq!(codec::encode(1, &reply).unwrap(), codec::encode(1, &counters).unwrap());
+            }
+            copied = next;
+        }
+    });
+}
