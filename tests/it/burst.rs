@@ -59,7 +59,12 @@ pub(crate) async fn users(
         .await
 }
 
-async fn course(client: &reqwest::Client, base: &str, trainer: &str, capacity: u32) -> String {
+pub(crate) async fn course(
+    client: &reqwest::Client,
+    base: &str,
+    trainer: &str,
+    capacity: u32,
+) -> String {
     let r = client
         .post(format!("{base}/api/v1/courses"))
         .bearer_auth(trainer)
@@ -72,7 +77,7 @@ async fn course(client: &reqwest::Client, base: &str, trainer: &str, capacity: u
     v["id"].as_str().unwrap().to_owned()
 }
 
-async fn enroll(
+pub(crate) async fn enroll(
     client: &reqwest::Client,
     base: &str,
     course: &str,

@@ -277,6 +277,23 @@ async fn three_nodes_serve_every_entity_from_any_node() {
     assert_eq!(status, StatusCode::OK, "{profile}");
     assert_eq!(profile["email"], email.as_str());
 
+    // Enrollments through each node, without an Idempotency-Key: the
+    // course's queue decides at its owner and the answer comes back
+    // (positionally encoded: a field skipped when empty once broke it).
+    let client = reqwest::Client::new();
+    let trainer = apps[0].user("merchant").await;
+    let course = crate::burst::course(&client, &apps[0].base, &trainer.access, 2).await;
+    let mut statuses = Vec::new();
+    for app in &apps {
+        let customer = app.user("customer").await;
+        let (status, claim) =
+            crate::burst::enroll(&client, &app.base, &course, &customer.access, None).await;
+        assert!(claim["id"].is_string(), "{status}: {claim}");
+        statuses.push(status.as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 201, 202]);
+
     crate::commerce::no_overselling_and_no_coupon_overuse_under_concurrency_on(
         apps[0].behind(front.base.clone()),
     )

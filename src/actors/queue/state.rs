@@ -45,7 +45,9 @@ pub struct QueueConfig {
     #[serde(default = "one_part")]
     pub parts: u32,
     /// On a part: the queue it is a part of (its claims carry that id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always written (never skipped when empty): commands and replies
+    /// cross nodes positionally, where a skipped field shifts the rest.
+    #[serde(default)]
     #[schema(ignore)]
     pub part_of: Option<crate::domain::ids::QueueId>,
 }
@@ -130,8 +132,9 @@ pub struct Claim {
     pub position: Option<u32>,
     pub idempotency_key: Option<String>,
     /// SHA-256 of the request that first used `idempotency_key` (method,
-    /// path, body): the same key with another request is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// path, body): the same key with another request is refused. Always
+    /// written, like `QueueConfig::part_of`.
+    #[serde(default)]
     pub idempotency_request: Option<String>,
     /// Where and how its order is paid and delivered (claims that need one).
     pub order: Option<ClaimOrder>,
