@@ -11,6 +11,8 @@ use surge::store::scylla::schema as scylla_schema;
 
 /// mimalloc instead of glibc's malloc: under a burst a fifth of the CPU was
 /// glibc's allocator (`malloc_consolidate`, `_int_free`: perf, bench/README).
+/// Its 2.x line (feature `v2`): the 3.x default measured ~40 % higher
+/// burst p99 on the same code (bench/README, "burst — 2026-11-30, afternoon").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
