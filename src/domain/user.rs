@@ -187,6 +187,11 @@ pub fn default_after_remove(existing: &[Address], id: &str) -> Option<String> {
     existing.iter().find(|a| a.id != id).map(|a| a.id.clone())
 }
 
+/// The default address of `addresses` (exactly one is, when any exist).
+pub fn default_address(addresses: &[Address]) -> Option<&Address> {
+    addresses.iter().find(|a| a.is_default)
+}
+
 /// Marks exactly `id` as the default.
 pub fn set_default(addresses: &mut [Address], id: &str) {
     for a in addresses.iter_mut() {

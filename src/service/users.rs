@@ -26,7 +26,7 @@ impl Profiles {
                 .map(Some)
                 // Someone else's address is as unknown as a made-up one.
                 .ok_or_else(|| DomainError::NotFound("address").into()),
-            None => Ok(list.into_iter().find(|a| a.is_default)),
+            None => Ok(crate::domain::user::default_address(&list).cloned()),
         }
     }
 

@@ -203,7 +203,7 @@ pub(super) fn check_session(state: &UserState, sid: String, now: DateTime<Utc>) 
     if live_session(state, &sid, now).is_none() {
         return Err(DomainError::Unauthorized("the session has ended".into()));
     }
-    let address = state.addresses.iter().find(|a| a.is_default).cloned();
+    let address = crate::domain::user::default_address(&state.addresses).cloned();
     Ok((vec![], UserReply::Session(acc.view(), address)))
 }
 
