@@ -90,14 +90,7 @@ pub struct Journal {
 
 /// `write_bytes` of `/proc/self/io`: bytes this process sent to storage.
 fn disk_written() -> f64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("write_bytes: "))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(f64::NAN)
+    crate::servers::proc_number("/proc/self/io", "write_bytes:").map_or(f64::NAN, |b| b as f64)
 }
 
 impl Outcome {

@@ -117,13 +117,7 @@ impl Daemon {
     /// The process's resident set size, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("the server exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmRSS")
+        proc_number(&format!("/proc/{pid}/status"), "VmRSS:").context("VmRSS")
     }
 
     /// Stops the process: SIGTERM, then waits (SIGKILL after 30 s).
@@ -366,4 +360,29 @@ pub async fn postgres() -> anyhow::Result<Daemon> {
         port,
         _dir: Some(dir),
     })
+}
+
+/// The first number after `key` on its line of the `/proc` file at `path`
+/// (`VmRSS:` in `/proc/<pid>/status`, `write_bytes:` in `/proc/self/io`).
+pub fn proc_number(path: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_numbers_of_proc_files() {
+        let rss = super::proc_number("/proc/self/status", "VmRSS:");
+        assert!(rss.is_some_and(|kib| kib > 0), "{rss:?}");
+        assert!(super::proc_number("/proc/self/io", "write_bytes:").is_some());
+        assert_eq!(super::proc_number("/proc/self/io", "no_such_key:"), None);
+        assert_eq!(super::proc_number("/proc/no/such/file", "VmRSS:"), None);
+    }
 }
