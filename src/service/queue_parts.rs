@@ -75,8 +75,8 @@ impl Tries {
     /// (the mark is cleared when units are freed) and costs several durable
     /// round trips under the queue's one turn. At the end of a burst
     /// hundreds of claims that found their part dry before the queue was
-    /// found sold out wait for that turn; each refilled in turn, and the
-    /// last waited 200–450 ms (k = 4, 5,000 claims, bench/README.md).
+    /// found sold out wait for that turn; each refilled in turn (k = 4,
+    /// 5,000 claims: p99 440–540 ms, bench/README.md).
     fn after_turn(&mut self, units_came: bool, found_sold_out: bool) -> Step {
         if found_sold_out && self.on_sold_out < Self::MAX {
             self.on_sold_out += 1;
