@@ -302,15 +302,19 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<Report> {
 }
 
 /// Issue #16's goals for one node on the embedded store: ≥ 1,000 journeys/s
-/// completed, and checkout p99 ≤ 50 ms at 500 journeys/s (reported only
-/// for a run at that rate: at another rate its p99 says nothing of it).
+/// completed (reported for a run started at 1,000/s or more), and checkout
+/// p99 ≤ 50 ms at 500 journeys/s (reported only for a run at that rate: at
+/// another rate its p99 says nothing of it).
 fn speed_goals(o: &Outcome, rate: f64) -> Vec<Goal> {
     let achieved = o.completed as f64 / o.elapsed.as_secs_f64();
-    let mut goals = vec![Goal {
-        text: "≥ 1,000 journeys/s completed (#16)".into(),
-        measured: format!("{achieved:.1}/s at {rate:.0}/s started"),
-        met: achieved >= 1000.0,
-    }];
+    let mut goals = Vec::new();
+    if rate >= 1000.0 {
+        goals.push(Goal {
+            text: "≥ 1,000 journeys/s completed (#16)".into(),
+            measured: format!("{achieved:.1}/s at {rate:.0}/s started"),
+            met: achieved >= 1000.0,
+        });
+    }
     if (rate - 500.0).abs() < 0.5 {
         let p99 = o
             .stats
