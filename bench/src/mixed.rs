@@ -63,6 +63,21 @@ pub struct Outcome {
     stats: Stats,
 }
 
+impl Outcome {
+    /// Journeys completed per second of the run.
+    fn per_second(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Quantile `q` of command `cmd`'s latency, ms (NaN when none ran).
+    fn ms(&self, cmd: &str, q: f64) -> f64 {
+        self.stats
+            .latency
+            .get(cmd)
+            .map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
 /// Times one command; `Err` when it failed.
 async fn timed<T>(
     stats: &Mutex<Stats>,
@@ -306,7 +321,7 @@ pub async fn run(p: Params, command: String) -> anyhow::Result<Report> {
 /// p99 ≤ 50 ms at 500 journeys/s (reported only for a run at that rate: at
 /// another rate its p99 says nothing of it).
 fn speed_goals(o: &Outcome, rate: f64) -> Vec<Goal> {
-    let achieved = o.completed as f64 / o.elapsed.as_secs_f64();
+    let achieved = o.per_second();
     let mut goals = Vec::new();
     if rate >= 1000.0 {
         goals.push(Goal {
@@ -316,11 +331,7 @@ fn speed_goals(o: &Outcome, rate: f64) -> Vec<Goal> {
         });
     }
     if (rate - 500.0).abs() < 0.5 {
-        let p99 = o
-            .stats
-            .latency
-            .get("checkout")
-            .map_or(f64::NAN, |h| h.value_at_quantile(0.99) as f64 / 1000.0);
+        let p99 = o.ms("checkout", 0.99);
         goals.push(Goal {
             text: "checkout p99 ≤ 50 ms at 500 journeys/s (#16)".into(),
             measured: format!("{p99:.1} ms"),
@@ -339,9 +350,8 @@ pub fn rows(o: &Outcome, prefix: &str, rate: f64) -> (Vec<Row>, Goal) {
     let rows: Vec<Row> = COMMANDS
         .iter()
         .map(|cmd| {
-            let h = o.stats.latency.get(cmd);
-            let q = |x: f64| h.map_or(f64::NAN, |h| h.value_at_quantile(x) as f64 / 1000.0);
-            let ok = h.map_or(0, |h| h.len());
+            let ok = o.stats.latency.get(cmd).map_or(0, |h| h.len());
+            let q = |x: f64| o.ms(cmd, x);
             Row {
                 target: format!("{prefix} {cmd}"),
                 values: vec![
@@ -356,7 +366,7 @@ pub fn rows(o: &Outcome, prefix: &str, rate: f64) -> (Vec<Row>, Goal) {
             }
         })
         .collect();
-    let achieved = o.completed as f64 / o.elapsed.as_secs_f64();
+    let achieved = o.per_second();
     let goal = Goal {
         text: format!("{prefix}: {rate:.0} journeys/s started, every one completed"),
         measured: format!(

@@ -39,15 +39,7 @@ fn machine() -> Value {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_default();
-    let mem_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let mem_kib = crate::servers::proc_number("/proc/meminfo", "MemTotal:").unwrap_or(0);
     json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "cpu": cpu,
