@@ -176,6 +176,7 @@ impl Application {
         );
         let opts = ServeOptions {
             header_read_timeout: Duration::from_secs(self.settings.header_read_timeout_secs.max(1)),
+            keep_alive_idle: Duration::from_secs(self.settings.keep_alive_idle_secs.max(1)),
             max_connections: self.settings.max_connections,
             max_connections_per_ip: self.settings.max_connections_per_ip.max(1),
             send_buffer: self.settings.socket_send_buffer_bytes,

@@ -32,8 +32,13 @@ pub struct Settings {
     pub admin_password: Option<String>,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
-    /// Time a client has to send a request's headers.
+    /// Time a client has to send a request's headers once their first
+    /// byte came, and a new connection's wait for its first byte.
     pub header_read_timeout_secs: u64,
+    /// Time a kept-alive connection waits for its next request before the
+    /// server closes it: above the idle timeout of every client pool and
+    /// load balancer in front.
+    pub keep_alive_idle_secs: u64,
     /// Most concurrent TCP connections; further ones wait in the backlog.
     pub max_connections: usize,
     /// Most concurrent TCP connections from one client address; further
@@ -303,6 +308,7 @@ impl Default for Settings {
             admin_password: None,
             body_limit_bytes: 64 * 1024,
             header_read_timeout_secs: 10,
+            keep_alive_idle_secs: 120,
             max_connections: 10_000,
             max_connections_per_ip: 256,
             request_timeout_secs: 30,
@@ -421,6 +427,7 @@ pub const KEYS: &[&str] = &[
     "admin_password",
     "body_limit_bytes",
     "header_read_timeout_secs",
+    "keep_alive_idle_secs",
     "max_connections",
     "max_connections_per_ip",
     "request_timeout_secs",

@@ -428,7 +428,7 @@ pub async fn surge(
     };
     let server = start_surge(settings())?;
     let base = server.base();
-    let setup = reqwest::Client::new();
+    let setup = crate::servers::http_client();
     let (merchant, _, product_id) = shop(&setup, &base, p.capacity as u64).await?;
     let sale = call(&setup, reqwest::Method::POST, format!("{base}/api/v1/flash-sales"), Some(&merchant),
         json!({"product_id": product_id, "stock": p.capacity, "per_user_limit": 1, "price": 50_000})).await?;

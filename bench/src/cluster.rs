@@ -110,7 +110,7 @@ pub async fn start_nodes(
         let pid = daemon.pid().context("node pid")?;
         nodes.push(Node { daemon, pid, dir });
     }
-    let client = reqwest::Client::new();
+    let client = crate::servers::http_client();
     let started = Instant::now();
     for node in &nodes {
         loop {
@@ -200,7 +200,7 @@ async fn run_nodes(n: usize, p: Params) -> anyhow::Result<Outcome> {
     )
     .await?;
     let bases: Vec<String> = nodes.iter().map(Node::base).collect();
-    let setup = reqwest::Client::new();
+    let setup = crate::servers::http_client();
     let (merchant, _, product) = shop(&setup, &bases[0], p.capacity as u64).await?;
     let sale = call(
         &setup,
@@ -239,7 +239,7 @@ async fn run_nodes(n: usize, p: Params) -> anyhow::Result<Outcome> {
     }
 
     // The burst: claim i to node i mod n, on a connection warmed there.
-    let client = reqwest::Client::builder()
+    let client = crate::servers::http_client_builder()
         .pool_max_idle_per_host(p.clients)
         .timeout(p.time_limit)
         .build()?;
@@ -310,7 +310,7 @@ async fn run_nodes(n: usize, p: Params) -> anyhow::Result<Outcome> {
     let owners = shard_owners(pg.port).await?;
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut remote = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let reader = reqwest::Client::new();
+    let reader = crate::servers::http_client();
     for token in tokens.iter().take(200) {
         let me: Value = call(
             &reader,

@@ -121,7 +121,7 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     };
     let server = servers::child(ChildKind::Surge, Some(&settings)).await?;
     let base = format!("http://{}", server.addr());
-    let client = reqwest::Client::new();
+    let client = crate::servers::http_client();
     let mut tokens = Vec::new();
     for _ in 0..USERS {
         tokens.push(surge_api::user(&client, &base, "customer").await?);

@@ -253,7 +253,8 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let server = servers::child(ChildKind::Surge, Some(&surge_settings(dir.path(), p))).await?;
     let base = format!("http://{}", server.addr());
-    let deliveries = surge_api::deliveries(&reqwest::Client::new(), &base, p.shippers).await?;
+    let deliveries =
+        surge_api::deliveries(&crate::servers::http_client(), &base, p.shippers).await?;
     let wired = wire_surge(p, &deliveries, server.addr(), server.addr(), "surge").await?;
     let outcome = measure("surge", p, wired).await;
     stop(server).await;
@@ -274,7 +275,7 @@ pub async fn surge_cluster(p: Params) -> anyhow::Result<Outcome> {
     )
     .await?;
     let deliveries =
-        surge_api::deliveries(&reqwest::Client::new(), &nodes[0].base(), p.shippers).await?;
+        surge_api::deliveries(&crate::servers::http_client(), &nodes[0].base(), p.shippers).await?;
     let (shippers_at, watchers_at) = (nodes[0].daemon.addr(), nodes[1].daemon.addr());
     let wired = wire_surge(p, &deliveries, shippers_at, watchers_at, "cluster").await?;
     let outcome = measure("surge-cluster", p, wired).await;

@@ -123,7 +123,7 @@ where
 /// A client whose pool keeps `n` connections, warmed by one request each
 /// to `warm_url`, so a burst measures the servers, not TCP handshakes.
 pub async fn warm_client(n: usize, warm_url: &str) -> anyhow::Result<reqwest::Client> {
-    let client = reqwest::Client::builder()
+    let client = crate::servers::http_client_builder()
         .pool_max_idle_per_host(n)
         .timeout(Duration::from_secs(60))
         .build()?;

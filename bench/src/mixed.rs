@@ -202,7 +202,7 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
 pub async fn drive(bases: &[String], p: Params) -> anyhow::Result<Outcome> {
     let n = bases.len();
     let base = bases[0].clone();
-    let client = reqwest::Client::builder()
+    let client = crate::servers::http_client_builder()
         .pool_max_idle_per_host(p.shoppers)
         .timeout(Duration::from_secs(30))
         .build()?;

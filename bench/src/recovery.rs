@@ -37,7 +37,7 @@ fn settings(dir: &Path, snapshot_every: u64) -> Settings {
 }
 
 async fn ready(base: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = crate::servers::http_client();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
@@ -85,7 +85,7 @@ async fn first_reply(
     token: &str,
     repeats: usize,
 ) -> anyhow::Result<Duration> {
-    let client = reqwest::Client::new();
+    let client = crate::servers::http_client();
     let mut took = Vec::new();
     for _ in 0..repeats {
         let (server, _) = timed_start(dir, snapshot_every).await?;
@@ -111,7 +111,7 @@ async fn first_reply(
 /// Sets the cart's one line `count` times (quantities 1–9 in turn, 32 at a
 /// time), each an event of the cart's journal.
 async fn grow(base: &str, token: &str, product: &str, from: u64, count: u64) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = crate::servers::http_client();
     let progress = crate::load::bar(count, "cart events");
     let results: Vec<anyhow::Result<Value>> = futures::stream::iter(from..from + count)
         .map(|i| {
@@ -171,7 +171,7 @@ pub async fn surge(p: Params) -> anyhow::Result<Outcome> {
 
     let (server, _) = timed_start(d, 0).await?;
     let base = server.base();
-    let client = reqwest::Client::new();
+    let client = crate::servers::http_client();
     let (_, _, product) = surge_api::shop(&client, &base, 100).await?;
     let token = surge_api::user(&client, &base, "customer").await?;
     let me = surge_api::call(

@@ -91,6 +91,18 @@ impl Drop for ServerThread {
 }
 
 /// A free loopback port.
+/// Every HTTP client the bench uses, built one way: an idle pool below
+/// the server's keep-alive and one retry of a request safe to repeat on a
+/// reset (`surge::http::client`, the rule the README gives clients).
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    surge::http::client::builder()
+}
+
+/// [`http_client_builder`] with nothing more set.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("an HTTP client")
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

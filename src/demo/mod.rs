@@ -159,7 +159,7 @@ impl Client {
 /// process ends.
 pub async fn start(base: &str, data_dir: &Path) -> anyhow::Result<Seeded> {
     let c = Client {
-        http: reqwest::Client::builder()
+        http: crate::http::client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,
         base: base.trim_end_matches('/').to_owned(),

@@ -6,8 +6,11 @@
 //! - `extract`: JSON/Query/Path with that shape, and the bearer-token `Auth`.
 //! - `auth`, `catalog`, `commerce`, `burst`, `shipping`, `ops`, `web`: the
 //!   handlers (each documented for OpenAPI).
+//! - `client`: how a client of a Surge server is built (idle pool below
+//!   the server's keep-alive, one retry of a request safe to repeat).
 //! - `server`: the hyper accept loop (header-read timeout, connection
-//!   bound, graceful shutdown).
+//!   bound, graceful shutdown); `keepalive`: its keep-alive idle deadline
+//!   apart from the header one.
 
 pub mod account;
 pub mod admin;
@@ -17,9 +20,11 @@ pub mod burst;
 pub mod cart;
 pub mod catalog;
 pub mod categories;
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod inventory;
+pub mod keepalive;
 pub mod media;
 pub mod notifications;
 pub mod openapi;

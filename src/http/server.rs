@@ -2,10 +2,11 @@
 //! drives hyper's HTTP/1 connection directly, with a deadline for every
 //! phase of a connection:
 //!
-//! - the first byte and every request's headers, and the wait for the next
-//!   request on a kept-alive connection: `header_read_timeout` (hyper
-//!   starts it as soon as it waits for a request head, so a client that
+//! - a new connection's first byte and every request's headers once its
+//!   first byte came: `header_read_timeout` (a client that connects and
 //!   never sends anything is closed too);
+//! - the wait for the next request on a kept-alive connection:
+//!   `keep_alive_idle` (`keepalive`: hyper has one timer for both);
 //! - the request body and the handler: `request_timeout` (408, set in the
 //!   router with tower-http's `TimeoutLayer`), after which the connection
 //!   is closed;
@@ -25,16 +26,24 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use dashmap::DashMap;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use super::keepalive::{self, HeadDeadlines};
+
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
+    /// A new connection's wait for its first byte, and a request's time
+    /// for its headers once their first byte came.
     pub header_read_timeout: Duration,
+    /// A kept-alive connection's wait for its next request. Longer than
+    /// the idle pools of the clients in front (a client that reuses a
+    /// connection just as the server closes it gets a reset).
+    pub keep_alive_idle: Duration,
     pub max_connections: usize,
     /// Open connections one client address may hold.
     pub max_connections_per_ip: usize,
@@ -105,7 +114,7 @@ async fn refuse(mut stream: tokio::net::TcpStream, permit: tokio::sync::OwnedSem
 
 /// One accepted connection and what it holds until it ends.
 struct Connection {
-    header_timeout: Duration,
+    deadlines: HeadDeadlines,
     stopping: tokio::sync::watch::Receiver<bool>,
     slot: IpSlot,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -125,9 +134,11 @@ impl Connection {
         // auto builder: the auto builder first reads the HTTP/2 preface
         // without any deadline, so a client that sends nothing (or "PRI")
         // held its connection for ever.
+        let (stream, timer) = keepalive::watch(stream, self.deadlines);
         let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
+            .timer(timer)
+            // Arms the timer; the deadlines are the timer's.
+            .header_read_timeout(self.deadlines.header)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let mut conn = std::pin::pin!(conn);
@@ -193,7 +204,11 @@ pub async fn serve(
             },
         ));
         let conn = Connection {
-            header_timeout: opts.header_read_timeout,
+            deadlines: HeadDeadlines {
+                first: opts.header_read_timeout,
+                idle: opts.keep_alive_idle,
+                header: opts.header_read_timeout,
+            },
             stopping: stopping.clone(),
             slot,
             permit,

@@ -1060,7 +1060,7 @@ async fn a_browser_paying_on_the_sandbox_page_goes_back_to_its_order() {
     let (_, c, _, o) = bought(&app, 30_000, 5, 1, "sandbox").await;
     let id = o["id"].as_str().unwrap();
     let url = o["payment"]["checkout_url"].as_str().unwrap();
-    let browser = reqwest::Client::builder()
+    let browser = crate::helpers::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -169,7 +169,7 @@ impl Procs {
             redis: Mutex::new(Redis::start()),
             pg_port,
             nodes: Vec::new(),
-            client: reqwest::Client::builder()
+            client: crate::helpers::client_builder()
                 .timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(64)
                 .build()
@@ -858,7 +858,7 @@ pub(crate) async fn check(procs: &impl Nodes, w: &Workload, acks: &Acks) {
 /// decides it there (201, 202 or 409 `sold_out`), and records the answer
 /// as buyer `i`'s.
 async fn served_again(at: &str, w: &Workload, token: &str, i: usize, acks: &mut Acks) {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let (status, body) = until_answered(&client, &[at.to_owned()], 0, |c, base| {
         c.post(format!("{base}/api/v1/flash-sales/{}/claims", w.sale))
             .bearer_auth(token)

@@ -42,6 +42,18 @@ pub struct TestApp {
     doc: std::sync::Arc<tokio::sync::OnceCell<Value>>,
 }
 
+/// Every HTTP client the tests use, built one way: an idle pool below the
+/// server's keep-alive and one retry of a request safe to repeat on a
+/// reset (`surge::http::client`, the rule the README gives clients).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    surge::http::client::builder()
+}
+
+/// [`client_builder`] with nothing more set.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("an HTTP client")
+}
+
 pub fn test_settings(dir: PathBuf) -> Settings {
     Settings {
         addr: "127.0.0.1:0".into(),
@@ -96,7 +108,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
     }));
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: crate::helpers::client(),
         dir: Some(dir),
         stop: Some(tx),
         handle: Some(handle),
@@ -170,7 +182,7 @@ impl TestApp {
     /// node per connection spreads the requests.
     pub fn behind(&self, base: String) -> TestApp {
         TestApp {
-            client: reqwest::Client::builder()
+            client: crate::helpers::client_builder()
                 .pool_max_idle_per_host(0)
                 .build()
                 .expect("client"),
@@ -186,7 +198,7 @@ impl TestApp {
     pub fn at(base: String) -> TestApp {
         TestApp {
             base,
-            client: reqwest::Client::builder()
+            client: crate::helpers::client_builder()
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
                 .expect("client"),

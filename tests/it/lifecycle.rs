@@ -120,7 +120,7 @@ pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) {
 #[tokio::test]
 async fn serve_exits_zero_on_sigterm_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let spawn = |port: u16| serve_child(dir.path(), port, &[("SURGE_LOG", "warn")]);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");

@@ -421,7 +421,7 @@ async fn s3_server() -> S3Server {
         url: format!("http://127.0.0.1:{port}"),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     loop {
         // moto takes unsigned requests: create the bucket directly.
         match client

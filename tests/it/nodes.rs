@@ -280,7 +280,7 @@ async fn three_nodes_serve_every_entity_from_any_node() {
     // Enrollments through each node, without an Idempotency-Key: the
     // course's queue decides at its owner and the answer comes back
     // (positionally encoded: a field skipped when empty once broke it).
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let trainer = apps[0].user("merchant").await;
     let course = crate::burst::course(&client, &apps[0].base, &trainer.access, 2).await;
     let mut statuses = Vec::new();
@@ -799,7 +799,7 @@ async fn commits_whose_answers_are_lost_lose_nothing_acknowledged() {
     let nodes = InProcess {
         pg,
         apps,
-        client: reqwest::Client::builder()
+        client: crate::helpers::client_builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap(),

@@ -841,7 +841,7 @@ async fn postgres_stopped_and_started_under_commands_loses_nothing_acknowledged(
         s.hash_iterations = 1;
     };
     let app = spawn_app_with(apply).await;
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
@@ -1169,7 +1169,7 @@ async fn the_commands_migrate_and_serve_on_postgres() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     crate::lifecycle::wait_healthy(&client, &base).await;
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);

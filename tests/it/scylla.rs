@@ -273,7 +273,7 @@ async fn the_dev_commands_run_the_product_on_the_emulator() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("applied 001_init.cql"));
 
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let serve = |port: u16| {
         Kill(
             surge(&["serve", "--addr", &format!("127.0.0.1:{port}")])

@@ -224,7 +224,7 @@ async fn try_post(
 #[tokio::test]
 async fn a_sigkill_during_a_rush_on_a_split_product_loses_no_order_and_oversells_nothing() {
     use crate::lifecycle::{free_port, serve_child, wait_healthy};
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .pool_max_idle_per_host(1000)
         .timeout(std::time::Duration::from_secs(10))
         .build()
