@@ -449,6 +449,7 @@ fn service_config(
             login_per_account_per_hour: settings.login_attempts_per_account_per_hour,
             forgot_per_ip_per_hour: settings.password_resets_per_ip_per_hour,
             register_per_ip_per_hour: settings.registrations_per_ip_per_hour,
+            reports_per_account_per_hour: settings.review_reports_per_account_per_hour,
         },
         reset: ResetConfig {
             key: derive_secret(secret, b"password-reset"),

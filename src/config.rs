@@ -62,6 +62,8 @@ pub struct Settings {
     pub password_resets_per_ip_per_hour: u32,
     /// Registrations from one client address per hour.
     pub registrations_per_ip_per_hour: u32,
+    /// Review reports one account may file per hour (10 at once; 0: off).
+    pub review_reports_per_account_per_hour: u32,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
     /// Passivate an entity actor after this long without a command.
@@ -318,6 +320,7 @@ impl Default for Settings {
             reset_codes_per_account_per_day: 10,
             password_resets_per_ip_per_hour: 30,
             registrations_per_ip_per_hour: 30,
+            review_reports_per_account_per_hour: 20,
             shutdown_grace_secs: 30,
             actor_idle_secs: 300,
             actor_call_timeout_ms: 5_000,
@@ -437,6 +440,7 @@ pub const KEYS: &[&str] = &[
     "reset_codes_per_account_per_day",
     "password_resets_per_ip_per_hour",
     "registrations_per_ip_per_hour",
+    "review_reports_per_account_per_hour",
     "shutdown_grace_secs",
     "actor_idle_secs",
     "actor_call_timeout_ms",

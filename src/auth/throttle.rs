@@ -53,6 +53,7 @@ pub struct ThrottleConfig {
     pub login_per_account_per_hour: u32,
     pub forgot_per_ip_per_hour: u32,
     pub register_per_ip_per_hour: u32,
+    pub reports_per_account_per_hour: u32,
 }
 
 pub struct Throttles {
@@ -60,6 +61,7 @@ pub struct Throttles {
     login_account: Option<Bucket<(String, IpAddr)>>,
     forgot_ip: Option<Bucket<IpAddr>>,
     register_ip: Option<Bucket<IpAddr>>,
+    report_account: Option<Bucket<String>>,
 }
 
 /// Why a request was throttled: which limit, and when to come back.
@@ -93,6 +95,7 @@ impl Throttles {
             login_account: Bucket::new(c.login_per_account_per_hour, HOUR, MAX_BURST),
             forgot_ip: Bucket::new(c.forgot_per_ip_per_hour, HOUR, c.forgot_per_ip_per_hour),
             register_ip: Bucket::new(c.register_per_ip_per_hour, HOUR, c.register_per_ip_per_hour),
+            report_account: Bucket::new(c.reports_per_account_per_hour, HOUR, MAX_BURST),
         }
     }
 
@@ -115,6 +118,15 @@ impl Throttles {
         off_or(&self.register_ip, &ip, "registrations from this address")
     }
 
+    /// A report (of a review) by account `user`.
+    pub fn report(&self, user: &str) -> Result<(), Throttled> {
+        off_or(
+            &self.report_account,
+            &user.to_owned(),
+            "reports from this account",
+        )
+    }
+
     /// Forgets keys whose buckets are full again (bounds the memory).
     pub fn sweep(&self) {
         for b in [&self.login_ip, &self.forgot_ip, &self.register_ip]
@@ -124,6 +136,9 @@ impl Throttles {
             b.limiter.retain_recent();
         }
         if let Some(b) = &self.login_account {
+            b.limiter.retain_recent();
+        }
+        if let Some(b) = &self.report_account {
             b.limiter.retain_recent();
         }
     }
@@ -138,6 +153,7 @@ impl Throttles {
             n += b.limiter.len();
         }
         n + self.login_account.as_ref().map_or(0, |b| b.limiter.len())
+            + self.report_account.as_ref().map_or(0, |b| b.limiter.len())
     }
 }
 

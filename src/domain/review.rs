@@ -88,7 +88,7 @@ pub struct Review {
     /// Why an admin rejected it (or approved it after reports).
     pub moderation_note: Option<String>,
     pub reply: Option<ReviewReply>,
-    /// Distinct people who reported it.
+    /// Distinct people who reported it since an admin last approved it.
     pub reports: u32,
     /// The author may edit it until then.
     pub editable_until: DateTime<Utc>,
@@ -481,9 +481,12 @@ impl ReviewRecord {
         self
     }
 
-    /// The author's edit: within the window; approved again at once under
-    /// auto moderation, otherwise back to pending. `None` when it changes
-    /// nothing.
+    /// The author's edit: within the window. Moderation is a state the
+    /// author cannot leave: an approved review is approved again at once
+    /// under auto moderation (pending under manual); a pending one (waiting
+    /// for an admin, or held by reports) stays pending; a rejected one
+    /// stays rejected, with the admin's note. Only an admin approves.
+    /// `None` when it changes nothing.
     pub fn edit(
         &self,
         caller: &Caller,
@@ -509,12 +512,16 @@ impl ReviewRecord {
         if (r.stars, &r.text, &r.images) == (draft.stars, &draft.text, &draft.images) {
             return Ok(None);
         }
+        let (status, moderation_note) = match r.status {
+            ReviewStatus::Approved => (policy.first_status(), None),
+            held => (held, r.moderation_note.clone()),
+        };
         Ok(Some(Review {
             stars: draft.stars,
             text: draft.text,
             images: draft.images,
-            status: policy.first_status(),
-            moderation_note: None,
+            status,
+            moderation_note,
             updated_at: now,
             ..self.review.clone()
         }))
@@ -545,9 +552,11 @@ impl ReviewRecord {
         })
     }
 
-    /// A report by someone other than the author: counted once per person;
-    /// at the threshold an approved review goes back to pending. `None`
-    /// when it changes nothing (reported before, or reporters full).
+    /// A report by someone other than the author and the reviewed shop's
+    /// merchant: a person's report of a review counts once, ever; at the
+    /// threshold an approved review goes back to pending. The count is of
+    /// reports since the last approval (an admin's approval sets it to 0).
+    /// `None` when it changes nothing (reported before, or reporters full).
     pub fn report(
         &self,
         caller: &Caller,
@@ -558,6 +567,12 @@ impl ReviewRecord {
             return Err(DomainError::conflict(
                 "own_review",
                 "you cannot report your own review",
+            ));
+        }
+        if caller.user_id == self.merchant_id {
+            return Err(DomainError::Forbidden(
+                "the reviewed shop's merchant cannot report its reviews; reply to it instead"
+                    .into(),
             ));
         }
         if self.reporters.contains(&caller.user_id) || self.reporters.len() >= MAX_REPORTERS {
@@ -600,9 +615,15 @@ impl ReviewRecord {
                 "the review is already in that state",
             ));
         }
+        // Reports count from the last approval: the admin has read them.
+        let reports = match to {
+            ReviewStatus::Approved => 0,
+            _ => self.review.reports,
+        };
         Ok(Review {
             status: to,
             moderation_note: note,
+            reports,
             updated_at: now,
             ..self.review.clone()
         })

@@ -272,12 +272,15 @@ pub async fn reply_review(
     ))
 }
 
-/// Report a review (counted once per person; enough reports send it back
-/// to moderation).
+/// Report a review (a person's report counts once; enough reports since an
+/// admin last approved it send it back to moderation). The reviewed shop's
+/// merchant cannot report its reviews; reports are throttled per account.
 #[utoipa::path(post, path = "/api/v1/reviews/{id}/report", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReportInput,
-    responses((status = 200, body = Review), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "`own_review`")))]
+    responses((status = 200, body = Review), (status = 403, body = ErrorBody, description = "the reviewed shop's merchant"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`own_review`"),
+        (status = 429, body = ErrorBody, description = "too many reports from this account")))]
 pub async fn report_review(
     State(s): State<AppState>,
     auth: Auth,

@@ -401,6 +401,7 @@ impl Services {
             users: e.users.clone(),
             store: store.clone(),
             policy: review_policy,
+            throttles: throttles.clone(),
         };
         let account = account::SelfService {
             users: e.users.clone(),

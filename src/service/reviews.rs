@@ -32,6 +32,7 @@ pub struct Reviews {
     pub(super) users: Registry<User>,
     pub(super) store: Arc<dyn Store>,
     pub(super) policy: ReviewPolicy,
+    pub(super) throttles: Arc<crate::auth::Throttles>,
 }
 
 impl Reviews {
@@ -154,6 +155,9 @@ impl Reviews {
     ) -> Result<Review, ServiceError> {
         let reason = check_reason(&input)?;
         self.visible(Some(caller), id).await?;
+        self.throttles
+            .report(&caller.user_id)
+            .map_err(ServiceError::Throttled)?;
         let cmd = ReviewCommand::Report {
             caller: caller.clone(),
             reason,

@@ -602,3 +602,168 @@ async fn a_review_whose_rating_update_was_cut_short_is_counted_by_the_scheduler(
         .unwrap();
     assert!(!rec.unsettled(), "the scheduler marked it counted");
 }
+
+/// A delivered order of `product` reviewed by its customer with `stars`
+/// under auto moderation: (customer, review id).
+async fn reviewed(app: &TestApp, m: &Session, product: &str, stars: u8) -> (Session, String) {
+    let (c, order) = ordered(app, product).await;
+    deliver(app, m, &order).await;
+    let (status, r) = review(
+        app,
+        &c,
+        &format!("/api/v1/products/{product}/reviews"),
+        json!({"order_id": order, "stars": stars}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    (c, r["id"].as_str().unwrap().to_owned())
+}
+
+async fn set_status(app: &TestApp, admin: &Session, id: &str, to: &str) {
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/reviews/{id}/{to}"),
+            Some(&admin.access),
+            json!({"note": "checked by the team"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{to}: {body}");
+}
+
+#[tokio::test]
+async fn an_edit_never_lifts_moderation() {
+    let app = spawn_app_with(with_admin).await;
+    let admin = app.login(ADMIN).await;
+    let (m, _, mat) = shop_with_product(&app, 50_000, 10).await;
+    let (c, id) = reviewed(&app, &m, &mat, 1).await;
+    let path = format!("/api/v1/reviews/{id}");
+    set_status(&app, &admin, &id, "reject").await;
+    // The author's edit within the window: still rejected, still hidden.
+    let (status, r) = app
+        .put(
+            &path,
+            Some(&c.access),
+            json!({"stars": 5, "text": "wonderful"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "rejected", "{r}");
+    assert_eq!(r["moderation_note"], "checked by the team");
+    assert_eq!(app.get(&path, None).await.0, StatusCode::NOT_FOUND);
+    let rating = format!("/api/v1/products/{mat}/rating-summary");
+    assert_eq!(summary(&app, &rating).await["count"], 0);
+
+    // Held by reports: an edit keeps it held.
+    let (author, held) = reviewed(&app, &m, &mat, 2).await;
+    for _ in 0..3 {
+        let reporter = app.user("customer").await;
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/reviews/{held}/report"),
+                Some(&reporter.access),
+                json!({"reason": "spam"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let held_path = format!("/api/v1/reviews/{held}");
+    let (status, r) = app
+        .put(
+            &held_path,
+            Some(&author.access),
+            json!({"text": "now with words"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "pending", "{r}");
+    assert_eq!(app.get(&held_path, None).await.0, StatusCode::NOT_FOUND);
+    summary_with(&app, &rating, 0).await;
+    // An admin's approval lifts it; then an edit under auto moderation is
+    // public at once, as before.
+    set_status(&app, &admin, &held, "approve").await;
+    let (_, r) = app
+        .put(&held_path, Some(&author.access), json!({"stars": 3}))
+        .await;
+    assert_eq!(r["status"], "approved", "{r}");
+    summary_with(&app, &rating, 1).await;
+}
+
+#[tokio::test]
+async fn a_reapproval_resets_the_reports_and_the_shop_cannot_report() {
+    let app = spawn_app_with(|s| {
+        with_admin(s);
+        s.review_reports_per_account_per_hour = 11;
+    })
+    .await;
+    let admin = app.login(ADMIN).await;
+    let (m, _, mat) = shop_with_product(&app, 50_000, 30).await;
+    let (_, id) = reviewed(&app, &m, &mat, 1).await;
+    let report = |who: Session| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            app.post(
+                &format!("/api/v1/reviews/{id}/report"),
+                Some(&who.access),
+                json!({"reason": "unfair"}),
+            )
+            .await
+        }
+    };
+    // The reviewed shop's merchant may not report it.
+    let (status, body) = report(app.login(&m.email).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let path = format!("/api/v1/reviews/{id}");
+    assert_eq!(app.get(&path, None).await.1["reports"], 0);
+
+    let mut reporters = Vec::new();
+    for _ in 0..3 {
+        let r = app.user("customer").await;
+        reporters.push(r.email.clone());
+        let (status, body) = report(r).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(app.get(&path, None).await.0, StatusCode::NOT_FOUND, "held");
+    set_status(&app, &admin, &id, "approve").await;
+    let (status, r) = app.get(&path, None).await;
+    assert_eq!(
+        (status, r["reports"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{r}"
+    );
+    // One new report (and the old reporters again) does not hide it.
+    let (status, r) = report(app.user("customer").await).await;
+    assert_eq!(
+        (status, r["reports"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{r}"
+    );
+    for email in &reporters {
+        report(app.login(email).await).await;
+    }
+    let (status, r) = app.get(&path, None).await;
+    assert_eq!(
+        (status, r["status"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{r}"
+    );
+
+    // Reports are throttled per account: 10 at once.
+    let busy = app.user("customer").await;
+    let mut last = StatusCode::OK;
+    for _ in 0..11 {
+        let (_, other) = reviewed(&app, &m, &mat, 4).await;
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/reviews/{other}/report"),
+                Some(&busy.access),
+                json!({"reason": "unfair"}),
+            )
+            .await;
+        last = status;
+        if status != StatusCode::OK {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}

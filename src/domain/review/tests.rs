@@ -106,6 +106,13 @@ fn the_author_edits_within_the_window_and_manual_moderation_checks_it_again() {
     assert_eq!((edited.stars, edited.status), (2, ReviewStatus::Pending));
     rec.take(edited);
     assert_eq!(rec.revision, 2, "what it counts changed");
+    // An edit of a review held for moderation leaves it held, even under
+    // auto moderation.
+    let held = rec
+        .edit(&author, draft(3, "fair"), &ReviewPolicy::default(), now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.status, ReviewStatus::Pending);
     let late = now + Duration::seconds(ReviewPolicy::default().edit_window_secs as i64 + 1);
     assert!(matches!(
         rec.edit(&author, draft(5, "better"), &manual, late),
@@ -248,4 +255,78 @@ fn a_summary_ignores_repeated_and_older_revisions() {
     assert_eq!((r.summary().count, r.summary().average), (1, 1.0));
     assert_eq!(summarize("x", [0; 5]).average, 0.0);
     assert_eq!(summarize("x", [0, 0, 1, 0, 2]).average, 4.33);
+}
+
+#[test]
+fn an_edit_never_lifts_moderation() {
+    let now = Utc::now();
+    let auto = ReviewPolicy::default();
+    let admin = caller("a", Role::Admin);
+    let author = caller("c", Role::Customer);
+    let mut rec = record(&auto, now);
+    let rejected = rec
+        .moderate(&admin, ReviewStatus::Rejected, Some("abuse".into()), now)
+        .unwrap();
+    rec.take(rejected);
+    let edited = rec
+        .edit(&author, draft(5, "all lovely now"), &auto, now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(edited.status, ReviewStatus::Rejected);
+    assert_eq!(edited.moderation_note.as_deref(), Some("abuse"));
+    assert_eq!(edited.counts(), None);
+    // Approved again by an admin only, and then an edit under auto
+    // moderation is approved as before.
+    rec.take(edited);
+    let approved = rec
+        .moderate(&admin, ReviewStatus::Approved, None, now)
+        .unwrap();
+    rec.take(approved);
+    let edited = rec
+        .edit(&author, draft(4, "fine"), &auto, now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(edited.status, ReviewStatus::Approved);
+}
+
+#[test]
+fn a_reapproval_resets_the_reports_and_the_shops_merchant_cannot_report() {
+    let now = Utc::now();
+    let policy = ReviewPolicy {
+        report_threshold: 2,
+        ..ReviewPolicy::default()
+    };
+    let mut rec = record(&policy, now);
+    assert!(matches!(
+        rec.report(&caller("m", Role::Merchant), &policy, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    for r in ["r1", "r2"] {
+        let reported = rec
+            .report(&caller(r, Role::Customer), &policy, now)
+            .unwrap()
+            .unwrap();
+        rec.reporters.push(r.into());
+        rec.take(reported);
+    }
+    assert_eq!(
+        (rec.review.reports, rec.review.status),
+        (2, ReviewStatus::Pending)
+    );
+    let approved = rec
+        .moderate(&caller("a", Role::Admin), ReviewStatus::Approved, None, now)
+        .unwrap();
+    assert_eq!(approved.reports, 0, "counted from the approval");
+    rec.take(approved);
+    // One new report does not hide it again; the old reporters count once, ever.
+    assert_eq!(
+        rec.report(&caller("r1", Role::Customer), &policy, now)
+            .unwrap(),
+        None
+    );
+    let one = rec
+        .report(&caller("r3", Role::Customer), &policy, now)
+        .unwrap()
+        .unwrap();
+    assert_eq!((one.reports, one.status), (1, ReviewStatus::Approved));
 }
