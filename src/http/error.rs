@@ -1,7 +1,8 @@
 //! The one error type of the HTTP edge. Every failure, including JSON
 //! syntax errors, unknown routes and wrong methods, answers
-//! `{"error": {"code", "message", "id"}}`. Internal failures become a
-//! generic message with an id; the cause goes to the log under that id.
+//! `{"error": {"code", "message", "id"}}`. Internal failures and outages
+//! (every 5xx) become a generic message with an id; the cause (a store's
+//! error, a file path) goes to the log under that id.
 
 use std::borrow::Cow;
 
@@ -78,10 +79,16 @@ impl AppError {
         } else {
             tracing::debug!(%id, status = %self.status, code = %self.code, message = %self.message, "request rejected");
         }
-        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            "an internal error occurred; quote the id when reporting it".to_owned()
-        } else {
-            self.message.clone()
+        // A 5xx's cause (a store's error, a file path, a peer's address)
+        // is for the operator: the client gets a sentence per status.
+        let message = match self.status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                "an internal error occurred; quote the id when reporting it".to_owned()
+            }
+            s if s.is_server_error() => {
+                "the service is unavailable for a moment; try again after Retry-After seconds, and quote the id if it lasts".to_owned()
+            }
+            _ => self.message.clone(),
         };
         ErrorDetail {
             code: self.code.to_string(),

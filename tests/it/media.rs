@@ -487,3 +487,29 @@ async fn images_live_in_an_s3_bucket_when_configured() {
     let (status, ..) = fetch(&app, img["url"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_store_failure_answers_without_internals() {
+    let media = tempfile::tempdir().unwrap();
+    let root = media.path().join("store");
+    let app = spawn_app_with(|s| s.media_dir = Some(root.clone())).await;
+    let (m, _, product) = shop_with_product(&app, 1_000, 1).await;
+    // The store's directory is now a file: every write fails.
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::write(&root, b"not a directory").unwrap();
+    let (status, body) = upload(
+        &app,
+        &m.access,
+        &format!("/api/v1/products/{product}/media"),
+        &jpeg(64, 48),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "unavailable");
+    let text = body.to_string();
+    let dir = media.path().to_str().unwrap();
+    assert!(!text.contains(dir) && !text.contains("directory"), "{text}");
+    assert!(body["error"]["id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+}
