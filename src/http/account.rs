@@ -34,7 +34,8 @@ pub struct EraseRequest {
 /// viewed products; orders keep what accounting needs. Every session and
 /// live connection ends; the email may be registered again. 422 when the
 /// password is wrong (attempts count against the login throttles); 409
-/// `admin_account`, `owns_shops` or `orders_in_progress`, with nothing
+/// `admin_account`, `owns_shops`, `orders_in_progress` or (a shipper
+/// carrying an order) `deliveries_in_progress` naming it, with nothing
 /// changed.
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     request_body = EraseRequest,

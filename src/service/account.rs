@@ -59,6 +59,8 @@ pub struct SelfService {
     pub(super) store: Arc<dyn Store>,
     /// Where the photos of the user's reviews are.
     pub(super) media: crate::media::MediaStore,
+    /// A shipper's delivery under way keeps their account.
+    pub(super) shippers: Registry<crate::actors::shipper::ShipperEntity>,
 }
 
 impl SelfService {
@@ -179,6 +181,20 @@ impl SelfService {
                 "an account that runs shops cannot be erased while it does",
             )
             .into());
+        }
+        if caller.role == Role::Shipper && super::found(&self.shippers, id, "shipper").await.is_ok()
+        {
+            let shipper = self
+                .shippers
+                .call(id, crate::actors::shipper::ShipperCommand::Get)
+                .await?;
+            if let Some(order) = shipper.active_order {
+                return Err(DomainError::conflict(
+                    "deliveries_in_progress",
+                    format!("you are delivering order {order}: finish the delivery first"),
+                )
+                .into());
+            }
         }
         let orders = self.every_order_of(id).await?;
         if orders.iter().any(under_way) {

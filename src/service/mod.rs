@@ -414,6 +414,7 @@ impl Services {
             behavior: behavior.clone(),
             store: store.clone(),
             media: media.clone(),
+            shippers: e.shippers.clone(),
         };
         let media = media::Media {
             store: media,

@@ -343,3 +343,57 @@ impl Erased<'_> {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn a_shipper_cannot_erase_their_account_mid_delivery() {
+    let app = spawn_app_with(crate::commerce::fast).await;
+    let (shipper, _, c, order) = crate::shipping::delivering(&app).await;
+    let (status, body) = app
+        .request(
+            reqwest::Method::DELETE,
+            "/api/v1/users/me",
+            Some(&shipper.access),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "deliveries_in_progress");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&order),
+        "{body}"
+    );
+    // Nothing changed: the shipper still signs in and still carries it.
+    app.login(&shipper.email).await;
+    let (_, o) = app
+        .get(&format!("/api/v1/orders/{order}"), Some(&c.access))
+        .await;
+    assert_eq!(o["delivery"]["shipper_id"], shipper.id, "{o}");
+    // Delivered, the account may go.
+    crate::shipping::at_the_door(&app, &shipper, &order).await;
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/shipping/{order}/status"),
+            Some(&shipper.access),
+            json!({"status": "delivered"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = app
+            .request(
+                reqwest::Method::DELETE,
+                "/api/v1/users/me",
+                Some(&shipper.access),
+                Some(json!({"password": PASSWORD})),
+            )
+            .await;
+        if status == StatusCode::NO_CONTENT {
+            break;
+        }
+        // The shipper is released right after the delivery closes.
+        assert_eq!(error_code(&body), "deliveries_in_progress", "{body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
