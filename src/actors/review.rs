@@ -375,6 +375,7 @@ mod tests {
                             order_id: id(review).into(),
                             shop_id: "s".into(),
                             merchant_id: "m".into(),
+                            verified: true,
                         };
                         let draft = check_draft(&DeliveryReviewInput { stars, text: String::new(), images: vec![] }).unwrap();
                         let cmd = ReviewCommand::Create { caller: author.clone(), subject, draft, policy };

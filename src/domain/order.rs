@@ -100,6 +100,12 @@ pub enum Step {
 }
 
 impl Step {
+    /// A step of carrying the parcel: the shipper's, or the merchant's when
+    /// they deliver it themselves.
+    pub fn carries(self) -> bool {
+        matches!(self, Step::PickUp | Step::StartDelivery | Step::Deliver)
+    }
+
     fn verb(self) -> &'static str {
         match self {
             Step::Pay => "pay",
@@ -165,6 +171,20 @@ pub fn transition(
         )));
     }
     Ok(next)
+}
+
+/// Self-delivery: a merchant carries an order (picks it up, delivers it)
+/// only while no shipper has accepted it; once one has, the carrying steps
+/// are the shipper's (and admins'). A self-delivered order is never a
+/// verified purchase (`review::verified_purchase`).
+pub fn may_carry(o: &Order, step: Step, by: Party) -> Result<(), DomainError> {
+    if by == Party::Merchant && step.carries() && o.delivery.shipper_id.is_some() {
+        return Err(DomainError::Forbidden(format!(
+            "a shipper carries this order: only they may {} it",
+            step.verb()
+        )));
+    }
+    Ok(())
 }
 
 /// What a timeline entry records: a status the order reached, or

@@ -76,7 +76,10 @@ pub struct Review {
     pub order_id: OrderId,
     pub shop_id: ShopId,
     pub author_id: UserId,
-    /// Always true: only the customer of a delivered order may review it.
+    /// The order was a real purchase ([`verified_purchase`]): carried by
+    /// a shipper who is neither the shop's merchant nor the customer, or
+    /// (nothing to ship) paid online. A review of an order the merchant
+    /// delivered themselves is shown with `false`.
     pub verified_purchase: bool,
     #[schema(minimum = 1, maximum = 5)]
     pub stars: u8,
@@ -337,6 +340,9 @@ pub struct Subject {
     pub shop_id: ShopId,
     /// Who may reply: the shop's merchant.
     pub merchant_id: UserId,
+    /// The order was a real purchase ([`verified_purchase`]).
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// The order was received: delivered (also when a return followed).
@@ -351,8 +357,21 @@ pub fn received(o: &Order) -> bool {
         )
 }
 
-/// The verified-purchase rule: what `caller` may review of order `o`
-/// (`subject_id` names the product for a product review).
+/// The verified-purchase rule: an order is a real purchase when a shipper
+/// who is neither the shop's merchant nor the customer carried it, or,
+/// with nothing to ship, when it was paid online. An order the merchant
+/// delivered themselves (self-delivery, cash or not) never is: the money
+/// and the parcel went only between two accounts one person may hold.
+pub fn verified_purchase(o: &Order) -> bool {
+    match &o.delivery.shipper_id {
+        Some(s) => *s != o.merchant_id && *s != o.customer_id,
+        None => o.digital && !o.is_cod(),
+    }
+}
+
+/// Who may review what of order `o` (`subject_id` names the product for a
+/// product review): its customer, once it is delivered, and never their
+/// own shop.
 pub fn subject_of(
     o: &Order,
     caller: &Caller,
@@ -362,6 +381,11 @@ pub fn subject_of(
     if caller.user_id != o.customer_id {
         return Err(DomainError::Forbidden(
             "only the customer of this order may review it".into(),
+        ));
+    }
+    if o.customer_id == o.merchant_id {
+        return Err(DomainError::Forbidden(
+            "nobody reviews their own shop".into(),
         ));
     }
     if !received(o) {
@@ -390,6 +414,7 @@ pub fn subject_of(
         order_id: o.id.clone(),
         shop_id: o.shop_id.clone(),
         merchant_id: o.merchant_id.clone(),
+        verified: verified_purchase(o),
     })
 }
 
@@ -436,7 +461,7 @@ impl ReviewRecord {
                 order_id: subject.order_id,
                 shop_id: subject.shop_id,
                 author_id: author.user_id.clone(),
-                verified_purchase: true,
+                verified_purchase: subject.verified,
                 stars: draft.stars,
                 text: draft.text,
                 images: draft.images,

@@ -9,7 +9,6 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path};
-use super::orders::step;
 use super::state::AppState;
 use crate::domain::order::{Order, Step};
 use crate::domain::shipping::Fix;
@@ -145,6 +144,11 @@ pub enum ShippingStatus {
 #[serde(deny_unknown_fields)]
 pub struct ShippingStatusRequest {
     pub status: ShippingStatus,
+    /// Only with `delivered`, by the carrying shipper away from the
+    /// address (farther than `geofence_radius_m` by their newest fix):
+    /// why (up to 300 characters). The order's timeline records it.
+    #[schema(max_length = 300)]
+    pub override_reason: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -158,10 +162,17 @@ pub struct ShippingCalcRequest {
 }
 
 /// Delivery progress: `ready_for_pickup` (the shop's merchant), then
-/// `picked_up`, `delivering`, `delivered` (the assigned shipper, or the
-/// merchant delivering by themselves; admins).
+/// `picked_up`, `delivering`, `delivered` (the assigned shipper; the
+/// merchant only while no shipper has accepted the order, delivering it
+/// themselves; admins). The shipper marks `delivered` from within
+/// `geofence_radius_m` of the address by their newest fix, or gives
+/// `override_reason`.
 #[utoipa::path(put, path = "/api/v1/shipping/{order_id}/status", tag = "orders", security(("bearer" = [])), params(("order_id" = String, Path)),
-    request_body = ShippingStatusRequest, responses((status = 200, body = Order), (status = 409, body = ErrorBody)))]
+    request_body = ShippingStatusRequest, responses((status = 200, body = Order),
+        (status = 403, body = ErrorBody, description = "not a party allowed this step (a merchant once a shipper carries the order)"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`illegal_transition`; `not_at_address`: the shipper is away from the address and gave no `override_reason`"),
+        (status = 422, body = ErrorBody)))]
 pub async fn shipping_status(
     State(s): State<AppState>,
     auth: Auth,
@@ -174,7 +185,12 @@ pub async fn shipping_status(
         ShippingStatus::Delivering => Step::StartDelivery,
         ShippingStatus::Delivered => Step::Deliver,
     };
-    step(&s, &auth, &id, st, None).await
+    Ok(Json(
+        s.services
+            .shipping
+            .delivery_step(&auth.0.caller(), &id, st, r.override_reason)
+            .await?,
+    ))
 }
 
 /// The shipping fee from a shop to a point (or one of your addresses).

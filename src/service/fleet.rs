@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 use crate::actors::shipper::Shipper;
 use crate::domain::pricing::haversine_km;
-use crate::domain::shipping::{Fix, Freshness, Geofence, Ignored, Live, Position};
+use crate::domain::shipping::{Fix, Freshness, Geofence, Ignored, Live, Position, Seen};
 use crate::domain::GeoPoint;
 
 /// Most sampled points kept per order.
@@ -214,6 +214,30 @@ impl Tracker {
             at: Some(at),
             available,
         })
+    }
+
+    /// Where `shipper_id` was last seen: the newest fix this node took or
+    /// another node published.
+    pub(super) fn last_seen(&self, shipper_id: &str) -> Option<Seen> {
+        let local = self
+            .slots
+            .get(shipper_id)
+            .and_then(|s| s.live.last)
+            .map(|f| Seen {
+                at: GeoPoint {
+                    lat: f.lat,
+                    lng: f.lng,
+                },
+                ts: f.ts,
+            });
+        let remote = self
+            .remote
+            .get(shipper_id)
+            .map(|r| Seen { at: r.at, ts: r.ts });
+        match (local, remote) {
+            (Some(l), Some(r)) => Some(if r.ts > l.ts { r } else { l }),
+            (l, r) => l.or(r),
+        }
     }
 
     pub(super) fn newest(&self, shipper_id: &str) -> Option<Arc<Position>> {

@@ -16,7 +16,7 @@ use super::fleet::{Advanced, MAX_TRACK_POINTS};
 use super::found;
 use super::fulfilment::Fulfilment;
 use super::orders::Orders;
-use crate::domain::order::Order;
+use crate::domain::order::{Order, Step};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 use super::ServiceError;
 use crate::actors::order::OrderCommand;
 use crate::actors::shipper::{Shipper, ShipperCommand};
-use crate::domain::shipping::{check_fix, Fix, Ignored, Position};
+use crate::domain::shipping::{check_fix, closing, Fix, Ignored, Position};
 use crate::domain::{Caller, DomainError, GeoPoint, Role};
 use crate::live::Topic;
 /// The read tables this module writes (named in the store's catalog).
@@ -100,6 +100,47 @@ pub struct Shipping {
 }
 
 impl Shipping {
+    /// A delivery step (`PUT /shipping/{order_id}/status`). The shipper
+    /// carrying the order closes it only at its address, by their newest
+    /// fix, or with an override reason that the timeline records
+    /// (`domain::shipping::closing`); a merchant carries only orders they
+    /// deliver themselves (`domain::order::may_carry`).
+    pub async fn delivery_step(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+        step: Step,
+        override_reason: Option<String>,
+    ) -> Result<Order, ServiceError> {
+        let carrier = step == Step::Deliver && caller.role == Role::Shipper;
+        if override_reason.is_some() && !carrier {
+            return Err(DomainError::invalid(
+                "override_reason",
+                "override_reason is given only by the shipper marking an order delivered",
+            )
+            .into());
+        }
+        let mut reason = None;
+        if carrier {
+            let o = self.orders.get_order(caller, order_id).await?;
+            if o.delivery.shipper_id.as_deref() == Some(caller.user_id.as_str()) {
+                let tracker = &self.dispatch.tracker;
+                reason = closing(
+                    tracker.last_seen(&caller.user_id),
+                    GeoPoint {
+                        lat: o.address.lat,
+                        lng: o.address.lng,
+                    },
+                    tracker.cfg.fence,
+                    tracker.cfg.fresh,
+                    Utc::now().timestamp_millis(),
+                    override_reason.as_deref(),
+                )?;
+            }
+        }
+        self.orders.order_step(caller, order_id, step, reason).await
+    }
+
     /// A shipper's answer to the offer of `order_id`, given to the order.
     async fn answer_offer(
         &self,

@@ -149,7 +149,8 @@ pub(crate) async fn only_a_delivered_orders_customer_reviews_once_per_line_and_t
             r["verified_purchase"].as_bool(),
             r["text"].as_str()
         ),
-        (Some("approved"), Some(true), Some("Grippy.\nWorth it."))
+        // The merchant delivered it themselves: not a verified purchase.
+        (Some("approved"), Some(false), Some("Grippy.\nWorth it."))
     );
     let id = r["id"].as_str().unwrap().to_owned();
     let (status, body) = review(&app, &c, &product_path, five.clone()).await;
@@ -494,6 +495,7 @@ async fn a_products_rating_is_pushed_live_on_its_topic() {
 async fn the_shipper_of_a_delivery_is_reviewed_once_and_merchants_see_the_rating() {
     let app = spawn_app_with(fast).await;
     let (shipper, m, c, order) = crate::shipping::delivering(&app).await;
+    crate::shipping::at_the_door(&app, &shipper, &order).await;
     let (status, body) = app
         .put(
             &format!("/api/v1/shipping/{order}/status"),
@@ -576,6 +578,7 @@ async fn a_review_whose_rating_update_was_cut_short_is_counted_by_the_scheduler(
         order_id: order.clone().into(),
         shop_id: shop.into(),
         merchant_id: m.id.clone().into(),
+        verified: true,
     };
     let draft = check_draft(&DeliveryReviewInput {
         stars: 2,
@@ -766,4 +769,54 @@ async fn a_reapproval_resets_the_reports_and_the_shop_cannot_report() {
         }
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn verified_means_a_real_purchase_and_nobody_reviews_their_own_shop() {
+    let app = spawn_app_with(with_admin).await;
+    let (m, _, mat) = shop_with_product(&app, 50_000, 10).await;
+    // The merchant buys their own product with cash and delivers it.
+    let home = json!({"label": "home", "line1": "1 Trang Tien", "city": "Hanoi", "lat": 21.03, "lng": 105.85});
+    let (status, a) = app
+        .post("/api/v1/users/addresses", Some(&m.access), home)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    crate::commerce::add(&app, &m, &mat, 1).await;
+    let (status, placed) =
+        crate::commerce::checkout(&app, &m, a["id"].as_str().unwrap(), "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let own = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    deliver(&app, &m, &own).await;
+    let path = format!("/api/v1/products/{mat}/reviews");
+    let (status, body) = review(&app, &m, &path, json!({"order_id": own, "stars": 5})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // A throwaway customer, cash, the merchant delivering: shown, but not
+    // a verified purchase.
+    let (c, order) = ordered(&app, &mat).await;
+    deliver(&app, &m, &order).await;
+    let (status, r) = review(&app, &c, &path, json!({"order_id": order, "stars": 5})).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(r["verified_purchase"], false, "{r}");
+
+    // Carried by a shipper: verified.
+    let (shipper, _, c, order) = crate::shipping::delivering(&app).await;
+    crate::shipping::at_the_door(&app, &shipper, &order).await;
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/shipping/{order}/status"),
+            Some(&shipper.access),
+            json!({"status": "delivered"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, r) = review(
+        &app,
+        &c,
+        &format!("/api/v1/deliveries/{order}/review"),
+        json!({"stars": 4}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(r["verified_purchase"], true, "{r}");
 }

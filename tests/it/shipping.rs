@@ -70,6 +70,19 @@ async fn wait_for_offer(app: &TestApp, s: &Session, order: &str, within: Duratio
     }
 }
 
+/// `shipper` reports a fix at `order`'s address (`HOME`), now.
+pub(crate) async fn at_the_door(app: &TestApp, shipper: &Session, order: &str) {
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/shipping/{order}/location"),
+            Some(&shipper.access),
+            fix(HOME.0, HOME.1, now_ms()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], true, "{body}");
+}
+
 pub(crate) async fn confirm(app: &TestApp, m: &Session, order: &str) {
     let (status, body) = app
         .put(
@@ -472,8 +485,16 @@ async fn positions_stream_to_the_customer_and_arrival_is_announced_once() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // Delivered: the shipper is free again and the customer's view of the
-    // shipper ends.
+    // Delivered from the door: the shipper is free again and the
+    // customer's view of the shipper ends.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/shipping/{order}/location"),
+            Some(&shipper.access),
+            fix(HOME.0 - 10.0 * DEG_PER_M, HOME.1, ts + 500),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
         .put(
             &format!("/api/v1/shipping/{order}/status"),
@@ -539,4 +560,89 @@ async fn positions_stream_to_the_customer_and_arrival_is_announced_once() {
             assert!(!matches!(msg, ServerMsg::Location { .. }), "{msg:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_delivery_closes_by_its_shipper_at_the_address_or_with_a_recorded_reason() {
+    let app = spawn_app_with(|s| s.geofence_radius_m = 50.0).await;
+    let (shipper, m, c, order) = delivering(&app).await;
+    let status_path = format!("/api/v1/shipping/{order}/status");
+    // The shipper was last seen near the shop, about 1.1 km from the
+    // address.
+    let (status, body) = app
+        .put(
+            &status_path,
+            Some(&shipper.access),
+            json!({"status": "delivered"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "not_at_address");
+    // The shop's merchant cannot close an order a shipper carries.
+    let (status, body) = app
+        .put(
+            &status_path,
+            Some(&m.access),
+            json!({"status": "delivered"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // An override is the shipper's, only for `delivered`.
+    let (status, body) = app
+        .put(
+            &status_path,
+            Some(&m.access),
+            json!({"status": "delivered", "override_reason": "trust me"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, o) = app
+        .get(&format!("/api/v1/orders/{order}"), Some(&c.access))
+        .await;
+    assert_eq!(o["status"], "delivering", "nothing changed: {o}");
+    // With a reason, away from the door: delivered, and the timeline says
+    // where and why, for the customer and the admin to see.
+    let (status, o) = app
+        .put(
+            &status_path,
+            Some(&shipper.access),
+            json!({"status": "delivered", "override_reason": "customer met me at the shop"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{o}");
+    let entry = o["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "delivered")
+        .cloned()
+        .unwrap();
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("delivered away from the address")
+            && reason.contains("met me at the shop"),
+        "{entry}"
+    );
+    assert_eq!(entry["actor_id"], shipper.id);
+
+    // At the door, no reason is needed (a new shipper and order: the
+    // first shipper goes off duty so the offer is the new one's).
+    let (status, body) = app
+        .put(
+            "/api/v1/shipping/shippers/me/status",
+            Some(&shipper.access),
+            json!({"status": "offline"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (shipper, _, _, order) = delivering(&app).await;
+    at_the_door(&app, &shipper, &order).await;
+    let (status, o) = app
+        .put(
+            &format!("/api/v1/shipping/{order}/status"),
+            Some(&shipper.access),
+            json!({"status": "delivered"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{o}");
 }

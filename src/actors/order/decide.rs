@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use super::{OrderEvent, OrderReply, OrderState, PaymentReport};
 use crate::actors::Entity;
 use crate::domain::order::{
-    transition, EscrowStatus, Order, OrderStatus, Party, PaymentStatus, Step, StockStatus,
+    may_carry, transition, EscrowStatus, Order, OrderStatus, Party, PaymentStatus, Step,
+    StockStatus,
 };
 use crate::domain::{Caller, DomainError};
 
@@ -32,6 +33,7 @@ pub(super) fn step_events(
     now: DateTime<Utc>,
 ) -> Result<Vec<OrderEvent>, DomainError> {
     let to = transition(o.status, step, by, o.is_cod())?;
+    may_carry(o, step, by)?;
     if step == Step::RequestReturn && o.return_deadline.is_some_and(|d| now > d) {
         return Err(DomainError::conflict(
             "return_window_closed",

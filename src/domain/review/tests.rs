@@ -24,6 +24,7 @@ fn record(policy: &ReviewPolicy, now: DateTime<Utc>) -> ReviewRecord {
         order_id: "o1".into(),
         shop_id: "s1".into(),
         merchant_id: "m".into(),
+        verified: true,
     };
     ReviewRecord::new(
         subject,
