@@ -59,9 +59,15 @@ pub async fn shop_orders(
 #[serde(deny_unknown_fields)]
 pub struct BulkConfirm {
     /// 1 to 100 order ids of this shop.
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(min_items = 1, max_items = 100, value_type = Vec<AnId>)]
     pub order_ids: Vec<String>,
 }
+
+/// An entity's id as a request names it: 1 to 100 visible characters.
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 100, pattern = "^[!-~]+$")]
+#[allow(dead_code)]
+pub struct AnId(String);
 
 /// What became of one order of a bulk request.
 #[derive(Serialize, ToSchema)]

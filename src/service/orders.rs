@@ -143,6 +143,18 @@ impl Orders {
             )
             .into());
         }
+        // An id is 1 to 100 visible characters: anything else names no
+        // order and is a mistake in the request, not an outcome.
+        if let Some(bad) = order_ids
+            .iter()
+            .find(|id| id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(DomainError::invalid(
+                "order_ids",
+                format!("{bad:?} is not an order id (1 to 100 visible characters)"),
+            )
+            .into());
+        }
         self.own_shop(caller, shop_id).await?;
         let mut seen = std::collections::HashSet::new();
         let asked: Vec<_> = order_ids

@@ -440,6 +440,14 @@ async fn the_pending_queue_follows_each_order_and_a_bulk_confirm_confirms_each_o
             json!({"ids": [orders[0]]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+        // An empty id names no order: a mistake in the request (the
+        // contract check once followed such an id, echoed back, to
+        // `PUT /orders//confirm`).
+        (
+            &m.access,
+            json!({"order_ids": [orders[0], ""]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (
             &other.access,
             json!({"order_ids": [orders[0]]}),
