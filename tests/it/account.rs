@@ -348,14 +348,15 @@ impl Erased<'_> {
 async fn a_shipper_cannot_erase_their_account_mid_delivery() {
     let app = spawn_app_with(crate::commerce::fast).await;
     let (shipper, _, c, order) = crate::shipping::delivering(&app).await;
-    let (status, body) = app
-        .request(
+    let erase = || {
+        app.request(
             reqwest::Method::DELETE,
             "/api/v1/users/me",
             Some(&shipper.access),
             Some(json!({"password": PASSWORD})),
         )
-        .await;
+    };
+    let (status, body) = erase().await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_code(&body), "deliveries_in_progress");
     assert!(
@@ -369,25 +370,10 @@ async fn a_shipper_cannot_erase_their_account_mid_delivery() {
         .await;
     assert_eq!(o["delivery"]["shipper_id"], shipper.id, "{o}");
     // Delivered, the account may go.
-    crate::shipping::at_the_door(&app, &shipper, &order).await;
-    let (status, body) = app
-        .put(
-            &format!("/api/v1/shipping/{order}/status"),
-            Some(&shipper.access),
-            json!({"status": "delivered"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    crate::shipping::delivered_at_the_door(&app, &shipper, &order).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let (status, body) = app
-            .request(
-                reqwest::Method::DELETE,
-                "/api/v1/users/me",
-                Some(&shipper.access),
-                Some(json!({"password": PASSWORD})),
-            )
-            .await;
+        let (status, body) = erase().await;
         if status == StatusCode::NO_CONTENT {
             break;
         }

@@ -495,15 +495,7 @@ async fn a_products_rating_is_pushed_live_on_its_topic() {
 async fn the_shipper_of_a_delivery_is_reviewed_once_and_merchants_see_the_rating() {
     let app = spawn_app_with(fast).await;
     let (shipper, m, c, order) = crate::shipping::delivering(&app).await;
-    crate::shipping::at_the_door(&app, &shipper, &order).await;
-    let (status, body) = app
-        .put(
-            &format!("/api/v1/shipping/{order}/status"),
-            Some(&shipper.access),
-            json!({"status": "delivered"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    crate::shipping::delivered_at_the_door(&app, &shipper, &order).await;
     let path = format!("/api/v1/deliveries/{order}/review");
     assert_eq!(
         app.get(&path, Some(&c.access)).await.0,
@@ -801,15 +793,7 @@ async fn verified_means_a_real_purchase_and_nobody_reviews_their_own_shop() {
 
     // Carried by a shipper: verified.
     let (shipper, _, c, order) = crate::shipping::delivering(&app).await;
-    crate::shipping::at_the_door(&app, &shipper, &order).await;
-    let (status, body) = app
-        .put(
-            &format!("/api/v1/shipping/{order}/status"),
-            Some(&shipper.access),
-            json!({"status": "delivered"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    crate::shipping::delivered_at_the_door(&app, &shipper, &order).await;
     let (status, r) = review(
         &app,
         &c,

@@ -83,6 +83,20 @@ pub(crate) async fn at_the_door(app: &TestApp, shipper: &Session, order: &str) {
     assert_eq!(body["accepted"], true, "{body}");
 }
 
+/// `shipper` reaches `order`'s door and marks it delivered; the order.
+pub(crate) async fn delivered_at_the_door(app: &TestApp, shipper: &Session, order: &str) -> Value {
+    at_the_door(app, shipper, order).await;
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/shipping/{order}/status"),
+            Some(&shipper.access),
+            json!({"status": "delivered"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
 pub(crate) async fn confirm(app: &TestApp, m: &Session, order: &str) {
     let (status, body) = app
         .put(
@@ -636,13 +650,6 @@ async fn a_delivery_closes_by_its_shipper_at_the_address_or_with_a_recorded_reas
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (shipper, _, _, order) = delivering(&app).await;
-    at_the_door(&app, &shipper, &order).await;
-    let (status, o) = app
-        .put(
-            &format!("/api/v1/shipping/{order}/status"),
-            Some(&shipper.access),
-            json!({"status": "delivered"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{o}");
+    let o = delivered_at_the_door(&app, &shipper, &order).await;
+    assert_eq!(o["status"], "delivered", "{o}");
 }
