@@ -273,6 +273,56 @@ impl Position {
     }
 }
 
+/// Longest reason a shipper gives for marking an order delivered away from
+/// its address.
+pub const MAX_OVERRIDE_REASON: usize = 300;
+
+/// Where the carrying shipper was last seen, by device time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seen {
+    pub at: GeoPoint,
+    pub ts: i64,
+}
+
+/// The delivery-closing rule: the shipper carrying an order may mark it
+/// delivered when their newest fix (no older than `fresh.max_age_ms`) is
+/// inside `fence.radius_m` of the address (no dwell needed); otherwise
+/// only with an override reason, which the order's timeline records.
+/// Returns the timeline reason to record (`None` at the address).
+pub fn closing(
+    seen: Option<Seen>,
+    dest: GeoPoint,
+    fence: Geofence,
+    fresh: Freshness,
+    now_ms: i64,
+    override_reason: Option<&str>,
+) -> Result<Option<String>, DomainError> {
+    let away = match seen {
+        Some(s) if now_ms - s.ts <= fresh.max_age_ms => {
+            let m = haversine_km(s.at, dest) * 1000.0;
+            if m <= fence.radius_m {
+                return Ok(None);
+            }
+            format!("{} m from the address", m.round())
+        }
+        Some(_) => "no recent position".to_owned(),
+        None => "no position".to_owned(),
+    };
+    match override_reason {
+        Some(r) => {
+            let r = super::check_text("override_reason", r, MAX_OVERRIDE_REASON)?;
+            Ok(Some(format!("delivered away from the address ({away}): {r}")))
+        }
+        None => Err(DomainError::conflict(
+            "not_at_address",
+            format!(
+                "you are not at the delivery address ({away}; within {} m needed): mark it delivered there, or give override_reason",
+                fence.radius_m
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,80 +487,13 @@ mod tests {
         live.accept(north(40.0, 17_000), 17_000, FRESH).unwrap();
         assert!(live.progress(DEST, FENCE, 5.0).arrived_now);
     }
-}
-
-/// Longest reason a shipper gives for marking an order delivered away from
-/// its address.
-pub const MAX_OVERRIDE_REASON: usize = 300;
-
-/// Where the carrying shipper was last seen, by device time.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Seen {
-    pub at: GeoPoint,
-    pub ts: i64,
-}
-
-/// The delivery-closing rule: the shipper carrying an order may mark it
-/// delivered when their newest fix (no older than `fresh.max_age_ms`) is
-/// inside `fence.radius_m` of the address (no dwell needed); otherwise
-/// only with an override reason, which the order's timeline records.
-/// Returns the timeline reason to record (`None` at the address).
-pub fn closing(
-    seen: Option<Seen>,
-    dest: GeoPoint,
-    fence: Geofence,
-    fresh: Freshness,
-    now_ms: i64,
-    override_reason: Option<&str>,
-) -> Result<Option<String>, DomainError> {
-    let away = match seen {
-        Some(s) if now_ms - s.ts <= fresh.max_age_ms => {
-            let m = haversine_km(s.at, dest) * 1000.0;
-            if m <= fence.radius_m {
-                return Ok(None);
-            }
-            format!("{} m from the address", m.round())
-        }
-        Some(_) => "no recent position".to_owned(),
-        None => "no position".to_owned(),
-    };
-    match override_reason {
-        Some(r) => {
-            let r = super::check_text("override_reason", r, MAX_OVERRIDE_REASON)?;
-            Ok(Some(format!("delivered away from the address ({away}): {r}")))
-        }
-        None => Err(DomainError::conflict(
-            "not_at_address",
-            format!(
-                "you are not at the delivery address ({away}; within {} m needed): mark it delivered there, or give override_reason",
-                fence.radius_m
-            ),
-        )),
-    }
-}
-
-#[cfg(test)]
-mod closing_tests {
-    use super::*;
-
-    const FENCE: Geofence = Geofence {
-        radius_m: 50.0,
-        dwell_ms: 20_000,
-    };
-    const FRESH: Freshness = Freshness {
-        max_age_ms: 120_000,
-        max_skew_ms: 30_000,
-    };
-    const HOME: GeoPoint = GeoPoint {
-        lat: 21.04,
-        lng: 105.85,
-    };
 
     fn seen(metres: f64, ts: i64) -> Option<Seen> {
+        let f = north(metres, ts);
         Some(Seen {
             at: GeoPoint {
-                lat: HOME.lat + metres / 111_195.0,
-                lng: HOME.lng,
+                lat: f.lat,
+                lng: f.lng,
             },
             ts,
         })
@@ -519,11 +502,9 @@ mod closing_tests {
     #[test]
     fn a_delivery_closes_at_the_address_or_with_a_recorded_reason() {
         let now = 1_000_000;
-        assert_eq!(
-            closing(seen(30.0, now), HOME, FENCE, FRESH, now, None).unwrap(),
-            None
-        );
-        let far = closing(seen(525.0, now), HOME, FENCE, FRESH, now, None).unwrap_err();
+        let close = |seen, why| closing(seen, DEST, FENCE, FRESH, now, why);
+        assert_eq!(close(seen(30.0, now), None).unwrap(), None);
+        let far = close(seen(525.0, now), None).unwrap_err();
         assert!(
             matches!(
                 far,
@@ -535,23 +516,15 @@ mod closing_tests {
             "{far:?}"
         );
         // Near, but the fix is stale: as good as unknown.
-        let stale = closing(seen(10.0, now - 200_000), HOME, FENCE, FRESH, now, None);
-        assert!(stale.is_err());
-        assert!(closing(None, HOME, FENCE, FRESH, now, None).is_err());
-        let why = closing(
-            seen(525.0, now),
-            HOME,
-            FENCE,
-            FRESH,
-            now,
-            Some("gate locked, left with the guard"),
-        )
-        .unwrap()
-        .unwrap();
+        assert!(close(seen(10.0, now - FRESH.max_age_ms - 1), None).is_err());
+        assert!(close(None, None).is_err());
+        let why = close(seen(525.0, now), Some("gate locked, left with the guard"))
+            .unwrap()
+            .unwrap();
         assert!(
             why.contains("525 m from the address") && why.contains("left with the guard"),
             "{why}"
         );
-        assert!(closing(seen(525.0, now), HOME, FENCE, FRESH, now, Some("\u{202e}x")).is_err());
+        assert!(close(seen(525.0, now), Some("\u{202e}x")).is_err());
     }
 }
