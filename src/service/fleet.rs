@@ -192,10 +192,8 @@ impl Tracker {
     /// is free), when this node knows where it is.
     pub(super) fn observe(&self, s: &Shipper) -> Option<crate::live::FleetUpdate> {
         let available = s.available(Utc::now());
-        let mut at = None;
         if let Some(mut r) = self.remote.get_mut(s.id.as_str()) {
             r.available = available;
-            at = Some((r.at.lat, r.at.lng, r.ts));
         }
         if let Some(mut slot) = self.slots.get_mut(s.id.as_str()) {
             slot.shipper = s.clone();
@@ -203,17 +201,13 @@ impl Tracker {
                 slot.target = None;
                 slot.live.fence = Default::default();
             }
-            if let Some(f) = slot.live.last {
-                if at.is_none_or(|(_, _, ts)| ts <= f.ts) {
-                    at = Some((f.lat, f.lng, f.ts));
-                }
-            }
         }
-        at.map(|at| crate::live::FleetUpdate {
-            shipper_id: s.id.to_string(),
-            at: Some(at),
-            available,
-        })
+        self.last_seen(s.id.as_str())
+            .map(|seen| crate::live::FleetUpdate {
+                shipper_id: s.id.to_string(),
+                at: Some((seen.at.lat, seen.at.lng, seen.ts)),
+                available,
+            })
     }
 
     /// Where `shipper_id` was last seen: the newest fix this node took or
