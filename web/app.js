@@ -30,11 +30,25 @@ class ApiError extends Error {
   }
 }
 
+/// `fetch`, sent once more when it failed before any answer (a reset of a
+/// kept-alive connection the server or a proxy was closing) and the request
+/// is safe to repeat: GET, PUT, DELETE, or one with an Idempotency-Key
+/// (README, API: the client rule). Anything else fails as it came.
+async function send(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (e) {
+    const repeatable = ["GET", "PUT", "DELETE"].includes(init.method) || "idempotency-key" in init.headers;
+    if (!repeatable) throw e;
+    return fetch(path, init);
+  }
+}
+
 async function api(method, path, body, retried, extra) {
   const headers = { accept: "application/json", ...extra };
   if (auth.token) headers.authorization = `Bearer ${auth.token}`;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await send(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = r.status === 204 ? null : await r.json().catch(() => null);
   if (r.status === 401 && auth.refresh && !retried) {
     const ok = await fetch("/api/v1/auth/refresh", {

@@ -11,7 +11,8 @@
 // file input and a shopper sees it on the shop's page; writing stock off to
 // the product's threshold brings the low-stock alert over the WebSocket. An
 // admin watches today's flash-sale sign-ups rise live during a burst and
-// suspends one of its buyers from the console.
+// suspends one of its buyers from the console. The page's client sends a
+// request safe to repeat once more after a connection reset, and nothing else.
 // Any request that leaves
 // 127.0.0.1 fails the test. Screenshots go to web/tests/artifacts/.
 
@@ -139,6 +140,30 @@ after(async () => {
   server?.kill("SIGTERM");
   await sleep(500);
   rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("a request safe to repeat is sent once more after a reset, and a plain POST is not", async () => {
+  const page = await newPage();
+  await page.goto(`${base}/`);
+  // The first GET meets a reset (as on a kept-alive connection the server
+  // was closing): the page's client sends it again and gets the answer.
+  let gets = 0;
+  await page.route("**/api/v1/products?limit=5", (route) => (++gets === 1 ? route.abort("connectionreset") : route.continue()));
+  const products = await page.evaluate(() => api("GET", "/api/v1/products?limit=5"));
+  assert.equal(gets, 2, "one retry");
+  assert.equal(products.items.length, 5, "the retry's answer");
+  // A POST without an Idempotency-Key is never sent twice.
+  let posts = 0;
+  await page.route("**/api/v1/auth/login", (route) => { posts++; return route.abort("connectionreset"); });
+  const failed = await page.evaluate(() => api("POST", "/api/v1/auth/login", { email: "nobody@demo.surge", password: "x" }).then(() => "answered", (e) => e.name));
+  assert.equal(failed, "TypeError");
+  assert.equal(posts, 1, "no retry");
+  // With a key it is safe to repeat, and repeated once.
+  let keyed = 0;
+  await page.route("**/api/v1/orders", (route) => { keyed++; return route.abort("connectionreset"); });
+  await page.evaluate(() => api("POST", "/api/v1/orders", {}, false, { "idempotency-key": "k1" }).catch(() => null));
+  assert.equal(keyed, 2, "one retry under the same key");
+  assert.deepEqual(external, [], "requests left the machine");
 });
 
 test("a customer buys, pays on the sandbox page and watches the delivery live", async () => {
