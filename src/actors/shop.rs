@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::{catalog_change, record_row};
 use super::{Ctx, Entity};
-use crate::domain::catalog::{check_shop, patch_shop, Shop, ShopInput, ShopPatch};
+use crate::domain::catalog::{check_shop, patch_shop, Moderation, Shop, ShopInput, ShopPatch};
 use crate::domain::{Caller, DomainError};
 /// The read table this module writes (named in the store's catalog).
 pub use crate::store::tables::{SHOPS_BY_OWNER, SHOPS_TABLE};
@@ -31,10 +31,13 @@ pub enum ShopCommand {
         patch: ShopPatch,
     },
     Get,
-    /// An admin hides the shop (`Some`) or lifts it (`None`).
+    /// An admin hides the shop (`Some`) or lifts it (`None`; with
+    /// `only_by_owner`, only a hiding for the owner's ended seller rights).
     Moderate {
         caller: Caller,
         hidden: Option<crate::domain::catalog::Moderation>,
+        #[serde(default)]
+        only_by_owner: bool,
     },
 }
 
@@ -86,10 +89,14 @@ impl Entity for ShopEntity {
                 Ok((vec![ShopEvent::Updated { shop: shop.clone() }], shop))
             }
             ShopCommand::Get => Ok((vec![], state.clone().ok_or(DomainError::NotFound("shop"))?)),
-            ShopCommand::Moderate { caller, hidden } => {
+            ShopCommand::Moderate {
+                caller,
+                hidden,
+                only_by_owner,
+            } => {
                 let current = state.as_ref().ok_or(DomainError::NotFound("shop"))?;
                 super::product::admin_only(&caller)?;
-                if current.hidden.is_some() == hidden.is_some() {
+                if !Moderation::changes(current.hidden.as_ref(), hidden.as_ref(), only_by_owner) {
                     return Ok((vec![], current.clone()));
                 }
                 let shop = Shop {

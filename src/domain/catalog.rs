@@ -37,6 +37,31 @@ pub struct Moderation {
     /// Hidden because its shop is (lifted with the shop's).
     #[serde(default)]
     pub by_shop: bool,
+    /// Hidden because its owner's seller rights ended (made another role,
+    /// or suspended): lifted when they return, unless an admin hid it for
+    /// a reason of their own since.
+    #[serde(default)]
+    pub by_owner: bool,
+}
+
+impl Moderation {
+    /// Whether a shop's hiding changes from `current` to `next`. Hiding a
+    /// visible shop does; an admin's own hiding replaces one for the
+    /// owner's ended rights (so their return does not lift it); lifting
+    /// does, unless `only_by_owner` lifts only a hiding for the owner's
+    /// rights. Anything else keeps the first reason.
+    pub fn changes(
+        current: Option<&Moderation>,
+        next: Option<&Moderation>,
+        only_by_owner: bool,
+    ) -> bool {
+        match (current, next) {
+            (None, Some(_)) => true,
+            (Some(c), Some(n)) => c.by_owner && !n.by_owner,
+            (Some(c), None) => !only_by_owner || c.by_owner,
+            (None, None) => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, Json, MaybeAuth, Path, Query};
 use super::state::AppState;
 use crate::domain::behavior::{Ranked, RECENT_MAX};
 use crate::search::Hit;
@@ -125,16 +125,18 @@ pub async fn trending_categories(
 }
 
 /// Products bought in the same checkout as this one, most often first.
-#[utoipa::path(get, path = "/api/v1/products/{id}/also-bought", tag = "discovery",
+#[utoipa::path(get, path = "/api/v1/products/{id}/also-bought", tag = "discovery", security((), ("bearer" = [])),
     params(("id" = String, Path), LimitQuery),
     responses((status = 200, body = Products), (status = 404, body = ErrorBody)))]
 pub async fn also_bought(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Products>, AppError> {
     let limit = check_limit(q.limit)?;
-    s.services.catalog.get_product(&id).await?;
+    let viewer = viewer.caller();
+    s.services.catalog.product_for(viewer.as_ref(), &id).await?;
     Ok(Json(Products {
         items: s.services.behavior.also_bought(&id, limit).await?,
     }))
@@ -142,16 +144,18 @@ pub async fn also_bought(
 
 /// Products like this one (sharing words of its name or its category),
 /// best first.
-#[utoipa::path(get, path = "/api/v1/products/{id}/similar", tag = "discovery",
+#[utoipa::path(get, path = "/api/v1/products/{id}/similar", tag = "discovery", security((), ("bearer" = [])),
     params(("id" = String, Path), LimitQuery),
     responses((status = 200, body = Products), (status = 404, body = ErrorBody)))]
 pub async fn similar(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Products>, AppError> {
     let limit = check_limit(q.limit)?;
-    s.services.catalog.get_product(&id).await?;
+    let viewer = viewer.caller();
+    s.services.catalog.product_for(viewer.as_ref(), &id).await?;
     Ok(Json(Products {
         items: s.services.behavior.similar(&id, limit).await?,
     }))

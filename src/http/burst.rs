@@ -24,7 +24,7 @@ fn claim_status(c: &ClaimOutcome) -> StatusCode {
 }
 
 /// Open a flash sale on one of your products: its stock is reserved now.
-#[utoipa::path(post, path = "/api/v1/flash-sales", tag = "burst", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/flash-sales", tag = "burst", security(("bearer" = ["merchant"])),
     request_body = FlashSaleInput,
     responses((status = 201, body = FlashSaleView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "no such product"), (status = 409, body = ErrorBody, description = "out_of_stock"), (status = 422, body = ErrorBody)))]
 pub async fn create_flash_sale(
@@ -47,7 +47,7 @@ pub struct FlashSalePage {
 }
 
 /// Your flash sales (merchants), oldest first, with their live counters.
-#[utoipa::path(get, path = "/api/v1/users/me/flash-sales", tag = "burst", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me/flash-sales", tag = "burst", security(("bearer" = ["merchant"])),
     params(PageQuery), responses((status = 200, body = FlashSalePage)))]
 pub async fn my_flash_sales(
     State(s): State<AppState>,
@@ -213,7 +213,7 @@ async fn claims_page(
 }
 
 /// The claims of your flash sale (its merchant).
-#[utoipa::path(get, path = "/api/v1/flash-sales/{id}/claims", tag = "burst", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/flash-sales/{id}/claims", tag = "burst", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), PageQuery),
     responses((status = 200, body = ClaimPage), (status = 403, body = ErrorBody)))]
 pub async fn sale_claims(
@@ -237,7 +237,7 @@ pub async fn course_seats(
 }
 
 /// The enrollments of your course (its trainer).
-#[utoipa::path(get, path = "/api/v1/courses/{id}/enrollments", tag = "burst", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/courses/{id}/enrollments", tag = "burst", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), PageQuery),
     responses((status = 200, body = ClaimPage), (status = 403, body = ErrorBody)))]
 pub async fn course_enrollments(
@@ -261,7 +261,7 @@ pub async fn my_enrollments(
 
 /// Add a session (with its exercises) to your course; everyone enrolled is
 /// notified.
-#[utoipa::path(post, path = "/api/v1/courses/{id}/sessions", tag = "burst", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/courses/{id}/sessions", tag = "burst", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)), request_body = CourseSession,
     responses((status = 201, body = CourseSession), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_session(

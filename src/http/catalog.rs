@@ -6,13 +6,12 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, Json, MaybeAuth, Path, Query};
 use super::state::AppState;
 use crate::domain::catalog::{
     Course, CourseInput, CourseKind, CoursePatch, Product, ProductFilter, ProductInput,
     ProductPatch, Shop, ShopInput, ShopPatch,
 };
-use crate::domain::Role;
 use crate::service::catalog::{check_limit, Page};
 
 #[derive(Deserialize, IntoParams)]
@@ -71,17 +70,14 @@ impl From<Page<Course>> for CoursePage {
     }
 }
 
-const SELLERS: &[Role] = &[Role::Merchant];
-
 /// Open a shop (merchants).
-#[utoipa::path(post, path = "/api/v1/shops", tag = "catalog", security(("bearer" = [])), request_body = ShopInput,
+#[utoipa::path(post, path = "/api/v1/shops", tag = "catalog", security(("bearer" = ["merchant"])), request_body = ShopInput,
     responses((status = 201, body = Shop), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_shop(
     State(s): State<AppState>,
     auth: Auth,
     Json(input): Json<ShopInput>,
 ) -> Result<(StatusCode, Json<Shop>), AppError> {
-    auth.require(SELLERS)?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -138,7 +134,7 @@ pub async fn list_shops(
 }
 
 /// Your shops (merchants).
-#[utoipa::path(get, path = "/api/v1/users/me/shops", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me/shops", tag = "catalog", security(("bearer" = ["merchant"])),
     params(super::extract::PageQuery), responses((status = 200, body = ShopPage)))]
 pub async fn my_shops(
     State(s): State<AppState>,
@@ -156,7 +152,7 @@ pub async fn my_shops(
 }
 
 /// Your courses (trainers), oldest first.
-#[utoipa::path(get, path = "/api/v1/users/me/courses", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/me/courses", tag = "catalog", security(("bearer" = ["merchant"])),
     params(super::extract::PageQuery), responses((status = 200, body = CoursePage)))]
 pub async fn my_courses(
     State(s): State<AppState>,
@@ -173,17 +169,22 @@ pub async fn my_courses(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/shops/{id}", tag = "catalog", params(("id" = String, Path)),
+/// A shop. One an admin hid is 404 to anyone but its merchant and admins.
+#[utoipa::path(get, path = "/api/v1/shops/{id}", tag = "catalog", security((), ("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Shop), (status = 404, body = ErrorBody)))]
 pub async fn get_shop(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Shop>, AppError> {
-    Ok(Json(s.services.catalog.get_shop(&id).await?))
+    let viewer = viewer.caller();
+    Ok(Json(
+        s.services.catalog.shop_for(viewer.as_ref(), &id).await?,
+    ))
 }
 
 /// Change a shop (its owner only).
-#[utoipa::path(put, path = "/api/v1/shops/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/shops/{id}", tag = "catalog", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     request_body = ShopPatch, responses((status = 200, body = Shop), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_shop(
     State(s): State<AppState>,
@@ -200,7 +201,7 @@ pub async fn update_shop(
 }
 
 /// Add a product to a shop (the shop's owner only).
-#[utoipa::path(post, path = "/api/v1/shops/{id}/products", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/shops/{id}/products", tag = "catalog", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     request_body = ProductInput, responses((status = 201, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_product(
     State(s): State<AppState>,
@@ -208,7 +209,6 @@ pub async fn create_product(
     Path(shop_id): Path<String>,
     Json(input): Json<ProductInput>,
 ) -> Result<(StatusCode, Json<Product>), AppError> {
-    auth.require(SELLERS)?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -220,13 +220,19 @@ pub async fn create_product(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path)),
+/// A product. One an admin hid (or whose shop they hid) is 404 to anyone
+/// but its merchant and admins.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", security((), ("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
 pub async fn get_product(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Product>, AppError> {
-    Ok(Json(s.services.catalog.get_product(&id).await?))
+    let viewer = viewer.caller();
+    Ok(Json(
+        s.services.catalog.product_for(viewer.as_ref(), &id).await?,
+    ))
 }
 
 /// Delete a product (its merchant): it leaves listings, search, inventory
@@ -234,7 +240,7 @@ pub async fn get_product(
 /// keep what they bought. 409 `stock_held` while orders or a flash sale
 /// hold its stock (set `active: false` and delete it when they are done).
 /// Deleting it again answers 204 (and finishes an interrupted deletion).
-#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_product(
     State(s): State<AppState>,
@@ -249,7 +255,7 @@ pub async fn delete_product(
 }
 
 /// Change a product (its owner only); `active: false` hides it from search.
-#[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     request_body = ProductPatch, responses((status = 200, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "stock_buckets_fixed: the stock was split and a bucket stocked already")))]
 pub async fn update_product(
     State(s): State<AppState>,
@@ -296,14 +302,13 @@ pub async fn list_products(
 }
 
 /// Publish a course (merchants acting as trainers); `price: 0` is a free course.
-#[utoipa::path(post, path = "/api/v1/courses", tag = "catalog", security(("bearer" = [])), request_body = CourseInput,
+#[utoipa::path(post, path = "/api/v1/courses", tag = "catalog", security(("bearer" = ["merchant"])), request_body = CourseInput,
     responses((status = 201, body = Course), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_course(
     State(s): State<AppState>,
     auth: Auth,
     Json(input): Json<CourseInput>,
 ) -> Result<(StatusCode, Json<Course>), AppError> {
-    auth.require(SELLERS)?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -325,7 +330,7 @@ pub async fn get_course(
 }
 
 /// Change a course (its trainer only).
-#[utoipa::path(put, path = "/api/v1/courses/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/courses/{id}", tag = "catalog", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     request_body = CoursePatch, responses((status = 200, body = Course), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_course(
     State(s): State<AppState>,

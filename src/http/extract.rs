@@ -11,7 +11,6 @@ use utoipa::IntoParams;
 
 use super::error::AppError;
 use super::state::AppState;
-use crate::domain::Role;
 use crate::service::AuthUser;
 
 /// An optional JSON body: absent when the request has no `Content-Type`,
@@ -122,20 +121,6 @@ pub struct Path<T>(pub T);
 /// The authenticated caller (`Authorization: Bearer <access token>`).
 pub struct Auth(pub AuthUser);
 
-impl Auth {
-    /// 403 unless the caller has one of `roles` (admins always pass).
-    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
-        if self.0.role == Role::Admin || roles.contains(&self.0.role) {
-            return Ok(());
-        }
-        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(AppError::forbidden(format!(
-            "this requires the role {}",
-            names.join(" or ")
-        )))
-    }
-}
-
 /// The bearer token of a request, if it carries one.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, AppError> {
     let value = headers
@@ -157,6 +142,10 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        // The role guard authenticated an operation that requires a role.
+        if let Some(caller) = parts.extensions.get::<AuthUser>() {
+            return Ok(Auth(caller.clone()));
+        }
         let token = bearer(&parts.headers)?;
         Ok(Auth(state.services.auth.authenticate(token).await?))
     }

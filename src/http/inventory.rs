@@ -22,7 +22,7 @@ pub struct InventoryPage {
 
 /// A product's stock (its merchant): on hand, reserved, available, the
 /// threshold, and its movements newest first (paged by `cursor`).
-#[utoipa::path(get, path = "/api/v1/products/{id}/inventory", tag = "inventory", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/products/{id}/inventory", tag = "inventory", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), PageQuery),
     responses((status = 200, body = ProductInventory), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn product_inventory(
@@ -44,7 +44,7 @@ pub async fn product_inventory(
 /// correction with its reason (a decrease never takes reserved units: 409
 /// `below_reserved`), or `returned` goods of a returned order put back
 /// (409 `already_returned` the second time). Answers the levels after it.
-#[utoipa::path(post, path = "/api/v1/products/{id}/inventory/adjustments", tag = "inventory", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/products/{id}/inventory/adjustments", tag = "inventory", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)), request_body = AdjustmentInput,
     responses((status = 201, body = StockLevels), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn adjust_inventory(
@@ -81,7 +81,7 @@ async fn shop_page(
 }
 
 /// A shop's stock levels by product (its merchant).
-#[utoipa::path(get, path = "/api/v1/shops/{id}/inventory", tag = "inventory", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/inventory", tag = "inventory", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), PageQuery),
     responses((status = 200, body = InventoryPage), (status = 403, body = ErrorBody)))]
 pub async fn shop_inventory(
@@ -95,7 +95,7 @@ pub async fn shop_inventory(
 
 /// The shop's products at or below their low-stock threshold now (its
 /// merchant).
-#[utoipa::path(get, path = "/api/v1/shops/{id}/products/low-stock", tag = "inventory", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/products/low-stock", tag = "inventory", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), PageQuery),
     responses((status = 200, body = InventoryPage), (status = 403, body = ErrorBody)))]
 pub async fn low_stock(
@@ -109,7 +109,7 @@ pub async fn low_stock(
 
 /// The shop's inventory as CSV (its merchant): one row per product, at
 /// most 50,000 (`X-Export-Truncated: true` when there were more).
-#[utoipa::path(get, path = "/api/v1/shops/{id}/inventory/export", tag = "inventory", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/inventory/export", tag = "inventory", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)),
     responses((status = 200, content_type = "text/csv", body = String,
         headers(("X-Export-Truncated" = String, description = "`true` when the shop had more products than one export holds"))),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, Json, MaybeAuth, Path, Query};
 use super::state::AppState;
 use crate::domain::catalog::{Course, Product};
 use crate::domain::media::{MediaOrder, MediaRef};
@@ -79,7 +79,7 @@ async fn file(form: Result<Multipart, MultipartRejection>) -> Result<Bytes, AppE
 /// EXIF and other metadata, and stored as a display size (≤ 1600 px) and a
 /// thumbnail (≤ 320 px). The first image of a product is its primary one.
 /// 409 `media_limit` beyond 10.
-#[utoipa::path(post, path = "/api/v1/products/{id}/media", tag = "media", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/products/{id}/media", tag = "media", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)),
     request_body(content = inline(Upload), content_type = "multipart/form-data"),
     responses((status = 201, body = MediaRef), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -102,7 +102,7 @@ pub async fn upload_product_media(
 
 /// Reorder a product's images (its merchant): `order` names every image
 /// once, the primary one first (422 otherwise).
-#[utoipa::path(put, path = "/api/v1/products/{id}/media", tag = "media", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/products/{id}/media", tag = "media", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)), request_body = MediaOrder,
     responses((status = 200, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn arrange_product_media(
@@ -121,7 +121,7 @@ pub async fn arrange_product_media(
 }
 
 /// Take an image off a product and delete it (its merchant).
-#[utoipa::path(delete, path = "/api/v1/products/{id}/media/{media_id}", tag = "media", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/products/{id}/media/{media_id}", tag = "media", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), ("media_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn remove_product_media(
@@ -138,7 +138,7 @@ pub async fn remove_product_media(
 }
 
 /// Add an image to a course (its trainer); as for products.
-#[utoipa::path(post, path = "/api/v1/courses/{id}/media", tag = "media", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/courses/{id}/media", tag = "media", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)),
     request_body(content = inline(Upload), content_type = "multipart/form-data"),
     responses((status = 201, body = MediaRef), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -160,7 +160,7 @@ pub async fn upload_course_media(
 }
 
 /// Reorder a course's images (its trainer), the primary one first.
-#[utoipa::path(put, path = "/api/v1/courses/{id}/media", tag = "media", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/courses/{id}/media", tag = "media", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)), request_body = MediaOrder,
     responses((status = 200, body = Course), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn arrange_course_media(
@@ -179,7 +179,7 @@ pub async fn arrange_course_media(
 }
 
 /// Take an image off a course and delete it (its trainer).
-#[utoipa::path(delete, path = "/api/v1/courses/{id}/media/{media_id}", tag = "media", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/courses/{id}/media/{media_id}", tag = "media", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), ("media_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn remove_course_media(
@@ -258,15 +258,19 @@ pub enum MediaSize {
     Thumbnail,
 }
 
-/// An image. Its bytes never change: cached for a year, and 304 for a
-/// matching `If-None-Match`.
-#[utoipa::path(get, path = "/api/v1/media/{id}", tag = "media",
+/// An image. Its bytes never change, but whether it may be seen does: a
+/// hidden product's images (and a review's not visible to the caller) are
+/// 404 but to its merchant and admins. Shared caches keep it an hour,
+/// then ask again (304 for a matching `If-None-Match`); the answer to
+/// someone who sees it only as the owner or an admin is not stored.
+#[utoipa::path(get, path = "/api/v1/media/{id}", tag = "media", security((), ("bearer" = [])),
     params(("id" = String, Path), SizeQuery),
     responses((status = 200, description = "JPEG, or PNG for an image with transparency",
         content((ImageBytes = "image/jpeg"), (ImageBytes = "image/png")),
         headers(("cache-control" = String), ("etag" = String))), (status = 304), (status = 404, body = ErrorBody)))]
 pub async fn get_media(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
     Query(q): Query<SizeQuery>,
     headers: HeaderMap,
@@ -275,11 +279,16 @@ pub async fn get_media(
         MediaSize::Display => Size::Display,
         MediaSize::Thumbnail => Size::Thumbnail,
     };
+    let viewer = viewer.caller();
+    let public = s.services.media.readable(viewer.as_ref(), &id).await?;
     let bytes = s.services.media.get(&id, size).await?;
     let etag = format!("\"{id}-{}\"", matches!(size, Size::Thumbnail) as u8);
     let etag = HeaderValue::from_str(&etag)
         .map_err(|_| AppError::from(crate::domain::DomainError::NotFound("media")))?;
-    let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
+    let cache = HeaderValue::from_static(match public {
+        true => "public, max-age=3600",
+        false => "private, no-store",
+    });
     if headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes() || v.as_bytes() == b"*")

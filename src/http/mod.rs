@@ -6,6 +6,8 @@
 //! - `extract`: JSON/Query/Path with that shape, and the bearer-token `Auth`.
 //! - `auth`, `catalog`, `commerce`, `burst`, `shipping`, `ops`, `web`: the
 //!   handlers (each documented for OpenAPI).
+//! - `roles`: who may call an operation, read from its OpenAPI security
+//!   requirement and checked before any handler runs.
 //! - `client`: how a client of a Surge server is built (idle pool below
 //!   the server's keep-alive, one retry of a request safe to repeat).
 //! - `server`: the hyper accept loop (header-read timeout, connection
@@ -32,6 +34,7 @@ pub mod ops;
 pub mod orders;
 pub mod payments;
 pub mod reviews;
+pub mod roles;
 pub mod search;
 pub mod server;
 pub mod shipping;
@@ -224,6 +227,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .split_for_parts();
     openapi::EdgeStatuses.modify(&mut doc);
     let doc = openapi::constrain(doc, &state.services.providers.names());
+    let roles = std::sync::Arc::new(roles::Roles::from_doc(&doc));
     api.route("/api/v1/ws", axum::routing::get(crate::ws::handler))
         .route(
             "/api/v1/notifications/live",
@@ -254,6 +258,10 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .route("/style.css", axum::routing::get(web::style))
         .route("/demo.json", axum::routing::get(web::demo))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), roles),
+            roles::guard,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::track,

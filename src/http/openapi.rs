@@ -8,7 +8,8 @@
 //!   (`too_many_requests`: an entity's mailbox, the hash queue or a
 //!   throttle is full; with `Retry-After`), 503 (`unavailable`/`timeout`:
 //!   the store or an entity did not answer in time; with `Retry-After`);
-//! - secured operations: 401 (missing, invalid, expired or ended token);
+//! - secured operations: 401 (missing, invalid, expired or ended token),
+//!   and 403 where the requirement names roles (`roles`);
 //! - operations with a body: 400 (`invalid_json`), 413, 415, 422
 //!   (`invalid_body`, `validation_failed`);
 //! - operations with query parameters: 400 (`invalid_query`);
@@ -74,6 +75,21 @@ fn complete(path: &str, op: &mut Operation, global_security: bool) {
             op,
             "401",
             "unauthorized: missing, invalid, expired or ended token",
+            false,
+        );
+    }
+    // Roles named in the requirement are checked at the edge (`roles`).
+    let roles = serde_json::to_value(&op.security).unwrap_or_default();
+    let needs_role = roles
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|req| req["bearer"].as_array().is_some_and(|r| !r.is_empty()));
+    if needs_role {
+        add(
+            op,
+            "403",
+            "forbidden: the operation requires a role the caller lacks (its security requirement names the roles; admins always pass)",
             false,
         );
     }

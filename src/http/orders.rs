@@ -143,7 +143,7 @@ pub async fn cancel_order(
 }
 
 /// Confirm (the shop's merchant).
-#[utoipa::path(put, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody)))]
 pub async fn confirm_order(
     State(s): State<AppState>,
@@ -166,7 +166,7 @@ pub async fn return_order(
 }
 
 /// The merchant received the returned goods; the payment is refunded.
-#[utoipa::path(put, path = "/api/v1/orders/{id}/return/receive", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/orders/{id}/return/receive", tag = "orders", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody)))]
 pub async fn receive_return(
     State(s): State<AppState>,

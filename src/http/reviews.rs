@@ -47,15 +47,17 @@ async fn write(
 
 async fn list(
     s: &AppState,
+    viewer: MaybeAuth,
     kind: ReviewKind,
     subject: &str,
     q: PageQuery,
 ) -> Result<Json<ReviewPage>, AppError> {
     let limit = check_limit(q.limit)?;
+    let viewer = viewer.caller();
     Ok(Json(
         s.services
             .reviews
-            .list(kind, subject, q.cursor.as_deref(), limit)
+            .list(viewer.as_ref(), kind, subject, q.cursor.as_deref(), limit)
             .await?
             .into(),
     ))
@@ -78,27 +80,30 @@ pub async fn review_product(
 }
 
 /// A product's approved reviews, newest first.
-#[utoipa::path(get, path = "/api/v1/products/{id}/reviews", tag = "reviews", params(("id" = String, Path), PageQuery),
+#[utoipa::path(get, path = "/api/v1/products/{id}/reviews", tag = "reviews", security((), ("bearer" = [])), params(("id" = String, Path), PageQuery),
     responses((status = 200, body = ReviewPage), (status = 404, body = ErrorBody)))]
 pub async fn product_reviews(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<ReviewPage>, AppError> {
-    list(&s, ReviewKind::Product, &id, q).await
+    list(&s, viewer, ReviewKind::Product, &id, q).await
 }
 
 /// A product's rating: average, count and distribution of approved reviews.
-#[utoipa::path(get, path = "/api/v1/products/{id}/rating-summary", tag = "reviews", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/products/{id}/rating-summary", tag = "reviews", security((), ("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = RatingSummary), (status = 404, body = ErrorBody)))]
 pub async fn product_rating(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
 ) -> Result<Json<RatingSummary>, AppError> {
+    let viewer = viewer.caller();
     Ok(Json(
         s.services
             .reviews
-            .summary(None, ReviewKind::Product, &id)
+            .summary(viewer.as_ref(), ReviewKind::Product, &id)
             .await?,
     ))
 }
@@ -120,27 +125,30 @@ pub async fn review_shop(
 }
 
 /// A shop's approved reviews, newest first.
-#[utoipa::path(get, path = "/api/v1/shops/{id}/reviews", tag = "reviews", params(("id" = String, Path), PageQuery),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/reviews", tag = "reviews", security((), ("bearer" = [])), params(("id" = String, Path), PageQuery),
     responses((status = 200, body = ReviewPage), (status = 404, body = ErrorBody)))]
 pub async fn shop_reviews(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<ReviewPage>, AppError> {
-    list(&s, ReviewKind::Shop, &id, q).await
+    list(&s, viewer, ReviewKind::Shop, &id, q).await
 }
 
 /// A shop's rating: average, count and distribution of approved reviews.
-#[utoipa::path(get, path = "/api/v1/shops/{id}/rating-summary", tag = "reviews", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/rating-summary", tag = "reviews", security((), ("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = RatingSummary), (status = 404, body = ErrorBody)))]
 pub async fn shop_rating(
     State(s): State<AppState>,
+    viewer: MaybeAuth,
     Path(id): Path<String>,
 ) -> Result<Json<RatingSummary>, AppError> {
+    let viewer = viewer.caller();
     Ok(Json(
         s.services
             .reviews
-            .summary(None, ReviewKind::Shop, &id)
+            .summary(viewer.as_ref(), ReviewKind::Shop, &id)
             .await?,
     ))
 }
@@ -254,7 +262,7 @@ pub async fn edit_review(
 }
 
 /// Reply to a review of your shop, its products or its deliveries (once).
-#[utoipa::path(post, path = "/api/v1/reviews/{id}/reply", tag = "reviews", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/reviews/{id}/reply", tag = "reviews", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)), request_body = ReplyInput,
     responses((status = 200, body = Review), (status = 403, body = ErrorBody, description = "not the shop's merchant"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`already_replied`")))]

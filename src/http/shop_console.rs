@@ -30,7 +30,7 @@ pub struct ShopOrdersQuery {
 
 /// A shop's orders, newest first (its merchant); with `status`, the ones in
 /// that status now.
-#[utoipa::path(get, path = "/api/v1/shops/{id}/orders", tag = "orders", security(("bearer" = [])), params(("id" = String, Path), ShopOrdersQuery),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/orders", tag = "orders", security(("bearer" = ["merchant"])), params(("id" = String, Path), ShopOrdersQuery),
     responses((status = 200, body = OrderPage), (status = 403, body = ErrorBody)))]
 pub async fn shop_orders(
     State(s): State<AppState>,
@@ -92,7 +92,7 @@ pub struct BulkResults {
 /// lists, in the order asked, each order confirmed or the refusal it met
 /// (an order of another shop is `not_found`; a repeated id is refused
 /// once confirmed). Refused ones are left as they were.
-#[utoipa::path(post, path = "/api/v1/shops/{id}/orders/confirm", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/shops/{id}/orders/confirm", tag = "orders", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)), request_body = BulkConfirm,
     responses((status = 200, body = BulkResults), (status = 403, body = ErrorBody)))]
 pub async fn confirm_orders(
@@ -130,7 +130,7 @@ pub async fn confirm_orders(
 }
 
 /// Revenue and order count by day (its merchant; the newest 10,000 orders).
-#[utoipa::path(get, path = "/api/v1/shops/{id}/analytics/revenue", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/analytics/revenue", tag = "orders", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     responses((status = 200, body = Vec<RevenueDay>), (status = 403, body = ErrorBody)))]
 pub async fn shop_revenue(
     State(s): State<AppState>,
@@ -165,7 +165,7 @@ pub struct SalesQuery {
 /// Sales by product (its merchant): the top products by revenue of paid
 /// orders, then units, over the orders created in `[from, to)` (the newest
 /// 10,000 of them). Cancelled orders count nowhere.
-#[utoipa::path(get, path = "/api/v1/shops/{id}/analytics/products", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/analytics/products", tag = "orders", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), SalesQuery),
     responses((status = 200, body = Vec<ProductSales>), (status = 403, body = ErrorBody)))]
 pub async fn product_sales(
@@ -186,7 +186,7 @@ pub async fn product_sales(
 /// The shop's orders created in `[from, to)` as CSV (its merchant), newest
 /// first, one row per order, at most 10,000: `X-Export-Truncated: true`
 /// says more were left (narrow the range). Money in minor units.
-#[utoipa::path(get, path = "/api/v1/shops/{id}/orders/export", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/shops/{id}/orders/export", tag = "orders", security(("bearer" = ["merchant"])),
     params(("id" = String, Path), RangeQuery),
     responses((status = 200, content_type = "text/csv", body = String,
         headers(("X-Export-Truncated" = String, description = "`true` when the range held more orders than one export"))),

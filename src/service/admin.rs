@@ -33,6 +33,8 @@ impl UserFilter {
 pub struct Accounts {
     pub(super) users: Registry<User>,
     pub(super) store: Arc<dyn Store>,
+    /// A seller's shops follow their seller rights.
+    pub(super) catalog: super::moderation::CatalogModeration,
 }
 
 fn admin_only(caller: &Caller) -> Result<(), ServiceError> {
@@ -111,7 +113,8 @@ impl Accounts {
 
     /// Suspends `id`: every session and socket of it ends at once and no
     /// login succeeds until it is reactivated. Suspending a suspended
-    /// account changes nothing.
+    /// account changes nothing. A suspended seller's shops leave the
+    /// storefront until the account is reactivated.
     pub async fn suspend(
         &self,
         caller: &Caller,
@@ -121,23 +124,30 @@ impl Accounts {
         admin_only(caller)?;
         found(&self.users, id, "user").await?;
         not_self(caller, id)?;
-        Ok(self
+        let user = self
             .users
             .suspend(id, reason, caller.user_id.to_string())
-            .await?)
+            .await?;
+        self.catalog.follow_seller_rights(caller, &user).await?;
+        Ok(user)
     }
 
     pub async fn reactivate(&self, caller: &Caller, id: &str) -> Result<UserView, ServiceError> {
         admin_only(caller)?;
         found(&self.users, id, "user").await?;
-        Ok(self
+        let user = self
             .users
             .reactivate(id, caller.user_id.to_string())
-            .await?)
+            .await?;
+        self.catalog.follow_seller_rights(caller, &user).await?;
+        Ok(user)
     }
 
     /// Gives `id` another role; its sessions end (the next login carries
     /// the new role, and no socket keeps what the old role could watch).
+    /// A merchant made another role keeps no seller right (every merchant
+    /// operation requires the role) and their shops leave the storefront
+    /// until they are a merchant again.
     pub async fn set_role(
         &self,
         caller: &Caller,
@@ -147,6 +157,8 @@ impl Accounts {
         admin_only(caller)?;
         found(&self.users, id, "user").await?;
         not_self(caller, id)?;
-        Ok(self.users.set_role(id, role).await?)
+        let user = self.users.set_role(id, role).await?;
+        self.catalog.follow_seller_rights(caller, &user).await?;
+        Ok(user)
     }
 }

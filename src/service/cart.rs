@@ -263,6 +263,10 @@ impl Carts {
             QuantityChange::Set(q) => (q, false),
         };
         let product = self.catalog.get_product(product_id).await?;
+        // One an admin hid is not there for a shopper (not even its name).
+        if product.hidden.is_some() {
+            return Err(DomainError::NotFound("product").into());
+        }
         if !product.on_sale() {
             return Err(DomainError::conflict(
                 "product_unavailable",

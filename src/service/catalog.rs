@@ -24,6 +24,12 @@ use crate::domain::{Caller, DomainError};
 use crate::store::codec;
 
 pub const MAX_PAGE: usize = 100;
+
+/// Whether `viewer` sees what an admin hid of `owner`'s: the owner and
+/// admins do; to anyone else it does not exist.
+fn sees_hidden(viewer: Option<&Caller>, owner: &str) -> bool {
+    viewer.is_some_and(|c| c.may_modify(owner))
+}
 /// Rows a single listing request may examine; a sparse filter returns a
 /// short page with a cursor rather than scanning without end.
 const SCAN_BUDGET: usize = 5_000;
@@ -120,6 +126,30 @@ impl Catalog {
     pub async fn get_shop(&self, id: &str) -> Result<Shop, ServiceError> {
         found(&self.shops, id, "shop").await?;
         Ok(self.shops.call(id, ShopCommand::Get).await?)
+    }
+
+    /// Shop `id` as `viewer` may read it: one an admin hid is 404 to
+    /// anyone but its merchant and admins, and so is why it was hidden.
+    pub async fn shop_for(&self, viewer: Option<&Caller>, id: &str) -> Result<Shop, ServiceError> {
+        let shop = self.get_shop(id).await?;
+        match shop.hidden.is_none() || sees_hidden(viewer, &shop.owner_id) {
+            true => Ok(shop),
+            false => Err(DomainError::NotFound("shop").into()),
+        }
+    }
+
+    /// Product `id` as `viewer` may read it: one an admin hid (or whose
+    /// shop they hid) is 404 to anyone but its merchant and admins.
+    pub async fn product_for(
+        &self,
+        viewer: Option<&Caller>,
+        id: &str,
+    ) -> Result<Product, ServiceError> {
+        let p = self.get_product(id).await?;
+        match p.hidden.is_none() || sees_hidden(viewer, &p.owner_id) {
+            true => Ok(p),
+            false => Err(DomainError::NotFound("product").into()),
+        }
     }
 
     /// Shops in id order (oldest first), with a name filter

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::{new_id, ServiceError};
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{QueueConfig, QueueKind, QueueStatus, SALES_BY_OWNER};
-use crate::domain::{Caller, DomainError, Role};
+use crate::domain::{Caller, DomainError};
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,9 +72,6 @@ impl FlashSales {
         caller: &Caller,
         input: FlashSaleInput,
     ) -> Result<FlashSaleView, ServiceError> {
-        if !matches!(caller.role, Role::Merchant | Role::Admin) {
-            return Err(DomainError::Forbidden("only merchants open flash sales".into()).into());
-        }
         if input.stock == 0 || input.per_user_limit == 0 {
             return Err(DomainError::invalid(
                 "stock",

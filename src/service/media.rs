@@ -270,6 +270,37 @@ impl Media {
     }
 
     /// A stored size of an image; 404 for none.
+    /// Whether `viewer` may fetch image `id` (`{owner}.{uuid}`): a
+    /// product's images are 404 while an admin hides it, and a review's
+    /// while the review is not visible to them, as the product or review
+    /// itself is. Answers whether anyone may see it (only then may shared
+    /// caches keep it).
+    pub async fn readable(&self, viewer: Option<&Caller>, id: &str) -> Result<bool, ServiceError> {
+        let not_found = |e: ServiceError| match e {
+            ServiceError::Domain(DomainError::NotFound(_)) => DomainError::NotFound("media").into(),
+            e => e,
+        };
+        let Some((owner, _)) = id.rsplit_once('.') else {
+            return Ok(true);
+        };
+        if found(&self.catalog.products, owner, "product")
+            .await
+            .is_ok()
+        {
+            let p = self
+                .catalog
+                .product_for(viewer, owner)
+                .await
+                .map_err(not_found)?;
+            return Ok(p.hidden.is_none());
+        }
+        if found(&self.reviews.reviews, owner, "review").await.is_ok() {
+            self.reviews.get(viewer, owner).await.map_err(not_found)?;
+            return Ok(viewer.is_none() || self.reviews.get(None, owner).await.is_ok());
+        }
+        Ok(true)
+    }
+
     pub async fn get(&self, id: &str, size: Size) -> Result<Bytes, ServiceError> {
         self.store
             .get(id, size)

@@ -435,6 +435,11 @@ impl Services {
             accounts: admin::Accounts {
                 users: e.users.clone(),
                 store: store.clone(),
+                catalog: moderation::CatalogModeration {
+                    products: e.products.clone(),
+                    shops: e.shops.clone(),
+                    store: store.clone(),
+                },
             },
             auth: auth::Auth {
                 users: e.users.clone(),

@@ -46,11 +46,18 @@ impl Reviews {
         rec.review
     }
 
-    /// The subject of a listing or summary exists (404 otherwise).
-    async fn subject_exists(&self, kind: ReviewKind, id: &str) -> Result<(), ServiceError> {
+    /// The subject of a listing or summary exists and `viewer` may see it
+    /// (404 otherwise: a product or shop an admin hid is there only for its
+    /// merchant and admins, and so are its reviews).
+    async fn subject_visible(
+        &self,
+        viewer: Option<&Caller>,
+        kind: ReviewKind,
+        id: &str,
+    ) -> Result<(), ServiceError> {
         match kind {
-            ReviewKind::Product => found(&self.catalog.products, id, "product").await,
-            ReviewKind::Shop => found(&self.catalog.shops, id, "shop").await,
+            ReviewKind::Product => self.catalog.product_for(viewer, id).await.map(drop),
+            ReviewKind::Shop => self.catalog.shop_for(viewer, id).await.map(drop),
             ReviewKind::Shipper => found(&self.users, id, "shipper").await,
         }
     }
@@ -67,7 +74,7 @@ impl Reviews {
     ) -> Result<Review, ServiceError> {
         let draft = check_draft(&input)?;
         if let Some(id) = subject_id {
-            self.subject_exists(kind, id).await?;
+            self.subject_visible(Some(caller), kind, id).await?;
         }
         let order = match (subject_id, self.orders.get_order(caller, order_id).await) {
             // The order is named in the body, beside the path's product or
@@ -106,10 +113,15 @@ impl Reviews {
         id: &str,
     ) -> Result<ReviewRecord, ServiceError> {
         let rec = self.record(id).await?;
-        match rec.review.visible_to(caller, &rec.merchant_id) {
-            true => Ok(rec),
-            false => Err(DomainError::NotFound("review").into()),
+        if !rec.review.visible_to(caller, &rec.merchant_id) {
+            return Err(DomainError::NotFound("review").into());
         }
+        if rec.review.kind != ReviewKind::Shipper {
+            self.subject_visible(caller, rec.review.kind, &rec.review.subject_id)
+                .await
+                .map_err(|_| ServiceError::from(DomainError::NotFound("review")))?;
+        }
+        Ok(rec)
     }
 
     pub async fn get(&self, caller: Option<&Caller>, id: &str) -> Result<Review, ServiceError> {
@@ -189,12 +201,13 @@ impl Reviews {
     /// A product's, shop's or shipper's approved reviews, newest first.
     pub async fn list(
         &self,
+        viewer: Option<&Caller>,
         kind: ReviewKind,
         subject_id: &str,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Review>, ServiceError> {
-        self.subject_exists(kind, subject_id).await?;
+        self.subject_visible(viewer, kind, subject_id).await?;
         let prefix = format!("{}:{subject_id}|", kind.as_str());
         scan_page(
             self.store.as_ref(),
@@ -245,7 +258,7 @@ impl Reviews {
                 .into());
             }
         }
-        self.subject_exists(kind, subject_id).await?;
+        self.subject_visible(caller, kind, subject_id).await?;
         rating_of(self.store.as_ref(), kind, subject_id).await
     }
 

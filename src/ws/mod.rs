@@ -137,7 +137,12 @@ impl TopicSource for Topics {
             Topic::AdminStats if user.role == Role::Admin => Ok(None),
             Topic::AdminStats => Err(forbidden()),
             // A product's rating is public to every signed-in user.
-            Topic::Product(id) => match self.services.catalog.get_product(id).await {
+            Topic::Product(id) => match self
+                .services
+                .catalog
+                .product_for(Some(&user.caller()), id)
+                .await
+            {
                 Ok(_) => Ok(None),
                 Err(ServiceError::Domain(_)) => Err(ServerMsg::error(
                     "not_found",

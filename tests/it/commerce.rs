@@ -548,8 +548,9 @@ async fn illegal_transitions_get_409_with_the_current_state() {
             .contains("pending_payment"),
         "{body}"
     );
-    // The state is checked before the party: confirming an unpaid order is
-    // illegal for anyone (wrong parties are covered in src/domain/order.rs).
+    // Confirming is a merchant's operation: a customer is refused by role
+    // first (403); for the merchant, the unpaid order's state refuses it
+    // (wrong parties are covered in src/domain/order.rs).
     let (status, _) = app
         .put(
             &format!("/api/v1/orders/{id}/confirm"),
@@ -557,7 +558,7 @@ async fn illegal_transitions_get_409_with_the_current_state() {
             json!({}),
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = step(&app, &m.access, &id, "delivered").await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = app

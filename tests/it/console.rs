@@ -381,12 +381,14 @@ async fn merchants_list_only_their_own_shops_courses_and_flash_sales() {
         assert_eq!(sales[0]["remaining"], 2);
         assert_eq!(sales[0]["state"], "open");
     }
-    // Someone with none gets empty lists.
-    let c = app.user("customer").await;
+    // A merchant with none gets empty lists; the lists are merchants'.
+    let (c, other) = (app.user("customer").await, app.user("merchant").await);
     for path in ["/api/v1/users/me/courses", "/api/v1/users/me/flash-sales"] {
-        let (status, page) = app.get(path, Some(&c.access)).await;
+        let (status, page) = app.get(path, Some(&other.access)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(page["items"], json!([]));
+        let (status, _) = app.get(path, Some(&c.access)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
         let (status, _) = app.get(path, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
@@ -1115,7 +1117,8 @@ async fn hidden_products_and_shops_leave_listings_search_and_sale_until_lifted()
             json!({"product_id": mat, "quantity": 1}),
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Not there for a shopper: 404, not "no longer sold" with its name.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     // Its merchant cannot lift it.
     let (_, p) = app
         .put(
@@ -1152,4 +1155,325 @@ async fn hidden_products_and_shops_leave_listings_search_and_sale_until_lifted()
     both.sort();
     assert_eq!(listed(&app).await, both);
     until("the mat is back", "q=yoga+mat&type=product", 1).await;
+}
+
+/// The operations the OpenAPI document reserves for merchants (the roles
+/// of their `bearer` requirement include `merchant`, not `customer`).
+fn merchant_operations(doc: &Value) -> Vec<(reqwest::Method, String)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let roles: Vec<&str> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["bearer"].as_array())
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if roles.contains(&"merchant") && !roles.contains(&"customer") {
+                out.push((method.to_uppercase().parse().unwrap(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+async fn storefront_shops(app: &TestApp) -> Vec<String> {
+    ids(&app.all_pages("/api/v1/shops", None, 20).await)
+}
+
+#[tokio::test]
+async fn seller_rights_follow_the_role_on_every_merchant_operation() {
+    let app = spawn_app_with(crate::reviews::with_admin).await;
+    let admin = app.login(ADMIN).await;
+    let (m, shop, product) = shop_with_product(&app, 10_000, 10).await;
+    let (status, course) = app
+        .post(
+            "/api/v1/courses",
+            Some(&m.access),
+            json!({"title": "Yoga 4 weeks", "kind": "yoga", "capacity": 5, "price": 0, "currency": "VND", "sessions": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let (status, sale) = app
+        .post(
+            "/api/v1/flash-sales",
+            Some(&m.access),
+            json!({"product_id": product, "stock": 2, "per_user_limit": 1, "price": 5_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sale}");
+    let (_, order) = crate::reviews::ordered(&app, &product).await;
+    assert!(storefront_shops(&app).await.contains(&shop));
+
+    // Made a customer: every merchant operation of the document refuses
+    // them, on their own shop, product, course, sale and order.
+    let role = format!("/api/v1/admin/users/{}/role", m.id);
+    let (status, view) = app
+        .put(&role, Some(&admin.access), json!({"role": "customer"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let former = app.login(&m.email).await;
+    let (_, doc) = app.get("/openapi.json", None).await;
+    let operations = merchant_operations(&doc);
+    assert!(operations.len() >= 30, "{operations:?}");
+    let own = [
+        ("shops", shop.as_str()),
+        ("products", product.as_str()),
+        ("courses", course["id"].as_str().unwrap()),
+        ("flash-sales", sale["id"].as_str().unwrap()),
+        ("orders", order.as_str()),
+        ("reviews", "no-such-review"),
+    ];
+    for (method, template) in &operations {
+        let mut path = template.replace("{media_id}", "no-such-media");
+        if let Some((_, id)) = own
+            .iter()
+            .find(|(kind, _)| path.starts_with(&format!("/api/v1/{kind}/{{id}}")))
+        {
+            path = path.replace("{id}", id);
+        }
+        assert!(
+            !path.contains('{'),
+            "{template}: a parameter the test does not fill"
+        );
+        let body =
+            matches!(*method, reqwest::Method::POST | reqwest::Method::PUT).then(|| json!({}));
+        let (status, answer) = app
+            .request(method.clone(), &path, Some(&former.access), body)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+        assert_eq!(error_code(&answer), "forbidden");
+    }
+    // Nothing changed, and the shop left the storefront (its products with
+    // it) while its open order waits for an admin, who may finish it.
+    let (_, p) = app
+        .get(&format!("/api/v1/products/{product}"), Some(&admin.access))
+        .await;
+    assert_eq!(p["price"], 10_000);
+    assert!(!storefront_shops(&app).await.contains(&shop));
+    let (_, listed) = app
+        .get(&format!("/api/v1/products?shop_id={shop}"), None)
+        .await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+    let (status, confirmed) = app
+        .put(
+            &format!("/api/v1/orders/{order}/confirm"),
+            Some(&admin.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+
+    // A merchant again: the shop is back and theirs to change.
+    let (status, _) = app
+        .put(&role, Some(&admin.access), json!({"role": "merchant"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(storefront_shops(&app).await.contains(&shop));
+    let again = app.login(&m.email).await;
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/shops/{shop}"),
+            Some(&again.access),
+            json!({"name": "Hanoi Yoga House"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Suspension hides the shops too; an admin's own hiding outlives the
+    // seller's return.
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/admin/users/{}/suspend", m.id),
+            Some(&admin.access),
+            json!({"reason": "chargebacks"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!storefront_shops(&app).await.contains(&shop));
+    let (status, hidden) = app
+        .put(
+            &format!("/api/v1/admin/shops/{shop}/hide"),
+            Some(&admin.access),
+            json!({"reason": "fraud investigation"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hidden}");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/admin/users/{}/reactivate", m.id),
+            Some(&admin.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!storefront_shops(&app).await.contains(&shop));
+    let (_, s) = app
+        .get(&format!("/api/v1/shops/{shop}"), Some(&admin.access))
+        .await;
+    assert_eq!(s["hidden"]["reason"], "fraud investigation", "{s}");
+}
+
+#[tokio::test]
+async fn hidden_means_not_found_on_every_storefront_read_path() {
+    let app = spawn_app_with(|s| {
+        crate::reviews::with_admin(s);
+        s.search_refresh_ms = 50;
+    })
+    .await;
+    let admin = app.login(ADMIN).await;
+    let (m, shop, mat) = shop_with_product(&app, 10_000, 10).await;
+    let (_, block) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            product_body("Cork Block", "yoga", 5_000),
+        )
+        .await;
+    let block = block["id"].as_str().unwrap().to_owned();
+    let (status, image) = crate::media::upload(
+        &app,
+        &m.access,
+        &format!("/api/v1/products/{mat}/media"),
+        &crate::media::jpeg(64, 48),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{image}");
+    let image = image["id"].as_str().unwrap().to_owned();
+    // A delivered order's reviews of the mat and of the shop.
+    let (c, order) = crate::reviews::ordered(&app, &mat).await;
+    crate::reviews::deliver(&app, &m, &order).await;
+    let mut reviews = Vec::new();
+    for path in [
+        format!("/api/v1/products/{mat}/reviews"),
+        format!("/api/v1/shops/{shop}/reviews"),
+    ] {
+        let (status, r) = app
+            .post(
+                &path,
+                Some(&c.access),
+                json!({"order_id": order, "stars": 4}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+        reviews.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let stranger = app.user("customer").await;
+    let product_paths = |p: &str| {
+        vec![
+            format!("/api/v1/products/{p}"),
+            format!("/api/v1/products/{p}/reviews"),
+            format!("/api/v1/products/{p}/rating-summary"),
+            format!("/api/v1/products/{p}/also-bought"),
+            format!("/api/v1/products/{p}/similar"),
+        ]
+    };
+    let mut paths = product_paths(&mat);
+    paths.push(format!("/api/v1/reviews/{}", reviews[0]));
+    paths.push(format!("/api/v1/media/{image}"));
+    // Every read path answers 404 to a stranger, signed in or not, and 200
+    // to the merchant and an admin.
+    let check = |paths: Vec<String>, hidden: bool| {
+        let app = app.behind(app.base.clone());
+        let tokens = [
+            (None, hidden),
+            (Some(stranger.access.clone()), hidden),
+            (Some(m.access.clone()), false),
+            (Some(admin.access.clone()), false),
+        ];
+        async move {
+            for path in &paths {
+                for (token, hidden) in &tokens {
+                    let (status, body) = app.get(path, token.as_deref()).await;
+                    let want = match hidden {
+                        true => StatusCode::NOT_FOUND,
+                        false => StatusCode::OK,
+                    };
+                    let who = if token.is_some() {
+                        "signed in"
+                    } else {
+                        "anonymous"
+                    };
+                    assert_eq!(status, want, "{path} ({who}): {body}");
+                }
+            }
+        }
+    };
+    check(paths.clone(), false).await;
+    let (status, _) = app
+        .post(
+            "/api/v1/cart/items",
+            Some(&stranger.access),
+            json!({"product_id": mat, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The product hidden.
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/admin/products/{mat}/hide"),
+            Some(&admin.access),
+            json!({"reason": "counterfeit, case #123"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    check(paths.clone(), true).await;
+    let (_, p) = app
+        .get(&format!("/api/v1/products/{mat}"), Some(&m.access))
+        .await;
+    assert_eq!(p["hidden"]["reason"], "counterfeit, case #123");
+    // A cart that held it shows it unavailable; it is not added again.
+    let (_, cart) = app.get("/api/v1/cart", Some(&stranger.access)).await;
+    assert_eq!(cart["items"][0]["available"], false, "{cart}");
+    let (status, _) = app
+        .post(
+            "/api/v1/cart/items",
+            Some(&stranger.access),
+            json!({"product_id": mat, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The shop hidden: its own paths, and its other product's, too.
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/admin/shops/{shop}/hide"),
+            Some(&admin.access),
+            json!({"reason": "fraud investigation #123"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut shop_paths = vec![
+        format!("/api/v1/shops/{shop}"),
+        format!("/api/v1/shops/{shop}/reviews"),
+        format!("/api/v1/shops/{shop}/rating-summary"),
+        format!("/api/v1/reviews/{}", reviews[1]),
+    ];
+    shop_paths.extend(product_paths(&block));
+    check(shop_paths, true).await;
+    let (_, s) = app
+        .get(&format!("/api/v1/shops/{shop}"), Some(&admin.access))
+        .await;
+    assert_eq!(s["hidden"]["reason"], "fraud investigation #123");
+    // Lists leave them out: shops, a shop's products, search, suggestions.
+    assert!(!ids(&app.all_pages("/api/v1/shops", None, 20).await).contains(&shop));
+    let (_, listed) = app
+        .get(&format!("/api/v1/products?shop_id={shop}"), None)
+        .await;
+    assert_eq!(listed["items"], json!([]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, found) = app.get("/api/v1/search?q=cork&type=product", None).await;
+        let (_, suggested) = app
+            .get("/api/v1/search/suggest?type=product&q=cor", None)
+            .await;
+        if found["total"] == 0 && suggested["suggestions"] == json!([]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found} {suggested}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
