@@ -176,33 +176,25 @@ impl CatalogModeration {
 
     /// The ids of the shops `owner` opened.
     async fn shops_of(&self, owner: &str) -> Result<Vec<String>, ServiceError> {
-        let mut out = Vec::new();
-        crate::store::walk_rows(
-            self.store.as_ref(),
-            SHOPS_BY_OWNER,
-            &format!("{owner}|"),
-            None,
-            500,
-            |k, _| {
-                out.extend(k.split_once('|').map(|(_, s)| s.to_owned()));
-                Ok::<_, ServiceError>(true)
-            },
-        )
-        .await?;
-        Ok(out)
+        self.second_keys(SHOPS_BY_OWNER, owner).await
     }
 
     /// The products of shop `id`, as its inventory lists them.
     async fn products_of(&self, id: &str) -> Result<Vec<String>, ServiceError> {
+        self.second_keys(INVENTORY, id).await
+    }
+
+    /// The second halves of `table`'s `{first}|{second}` keys under `first`.
+    async fn second_keys(&self, table: &str, first: &str) -> Result<Vec<String>, ServiceError> {
         let mut out = Vec::new();
         crate::store::walk_rows(
             self.store.as_ref(),
-            INVENTORY,
-            &format!("{id}|"),
+            table,
+            &format!("{first}|"),
             None,
             500,
             |k, _| {
-                out.extend(k.split_once('|').map(|(_, p)| p.to_owned()));
+                out.extend(k.split_once('|').map(|(_, id)| id.to_owned()));
                 Ok::<_, ServiceError>(true)
             },
         )

@@ -1402,14 +1402,11 @@ async fn hidden_means_not_found_on_every_storefront_read_path() {
         }
     };
     check(paths.clone(), false).await;
-    let (status, _) = app
-        .post(
-            "/api/v1/cart/items",
-            Some(&stranger.access),
-            json!({"product_id": mat, "quantity": 1}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let add_to_cart = || {
+        let body = json!({"product_id": mat, "quantity": 1});
+        app.post("/api/v1/cart/items", Some(&stranger.access), body)
+    };
+    assert_eq!(add_to_cart().await.0, StatusCode::OK);
 
     // The product hidden.
     let (status, _) = app
@@ -1428,14 +1425,7 @@ async fn hidden_means_not_found_on_every_storefront_read_path() {
     // A cart that held it shows it unavailable; it is not added again.
     let (_, cart) = app.get("/api/v1/cart", Some(&stranger.access)).await;
     assert_eq!(cart["items"][0]["available"], false, "{cart}");
-    let (status, _) = app
-        .post(
-            "/api/v1/cart/items",
-            Some(&stranger.access),
-            json!({"product_id": mat, "quantity": 1}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(add_to_cart().await.0, StatusCode::NOT_FOUND);
 
     // The shop hidden: its own paths, and its other product's, too.
     let (status, _) = app
