@@ -45,6 +45,8 @@ pub enum BuildError {
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` on its own (`metrics_addr`), when set.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     settings: Settings,
     store: Arc<dyn Store>,
@@ -103,6 +105,10 @@ impl Application {
         let local = listener
             .local_addr()
             .map_err(|e| BuildError::Listen(settings.addr.clone(), e))?;
+        let metrics_listener = match settings.metrics_addr.trim() {
+            "" => None,
+            addr => Some(listen(addr, 128).map_err(|e| BuildError::Listen(addr.to_owned(), e))?),
+        };
         let public_url = settings
             .public_url
             .clone()
@@ -144,10 +150,15 @@ impl Application {
             shutting_down: Arc::new(AtomicBool::new(false)),
             shutdown,
             ws,
+            metrics_token: settings.metrics_token.as_ref().map(|t| {
+                use sha2::Digest;
+                sha2::Sha256::digest(t.as_bytes()).into()
+            }),
             demo: Arc::default(),
         };
         Ok(Application {
             listener,
+            metrics_listener,
             state,
             shutdown_tx,
             settings,
@@ -160,6 +171,12 @@ impl Application {
     /// The bound port (useful with `addr = "127.0.0.1:0"`).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The metrics listener's bound port, if it has one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let l = self.metrics_listener.as_ref()?;
+        l.local_addr().ok().map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -245,7 +262,24 @@ impl Application {
             sessions.send_replace(true);
             tracing::info!("shutdown: no longer accepting connections");
         };
+        // `/metrics` on its own listener, with the same deadlines, until
+        // shutdown begins.
+        let metrics = self.metrics_listener.map(|listener| {
+            let mut stopping = self.state.shutdown.clone();
+            let app = crate::http::metrics_router(self.state.clone());
+            let opts = ServeOptions {
+                max_connections: 64,
+                max_connections_per_ip: 64,
+                ..opts
+            };
+            tokio::spawn(serve(listener, app, opts, async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            }))
+        });
         serve(self.listener, app, opts, signal).await;
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         let _ = scheduler.await;
         let _ = mailer.await;
         let _ = alerts.await;

@@ -18,6 +18,14 @@ use crate::domain::pricing::{check_fee_table, FeeTable};
 pub struct Settings {
     /// Address the HTTP server listens on.
     pub addr: String,
+    /// Where `/metrics` is served, on a listener of its own: loopback by
+    /// default, as the counts per route and status tell how many log in,
+    /// register, order or are suspended. Empty: no such listener.
+    pub metrics_addr: String,
+    /// A token (at least 32 characters) that also opens `/metrics` on the
+    /// API port, as `Authorization: Bearer <token>`, for a scraper that
+    /// reaches only that port. Unset: the API port answers 404 there.
+    pub metrics_token: Option<String>,
     /// Directory of the embedded store and the generated JWT secret.
     pub data_dir: PathBuf,
     /// HMAC secret for JWTs (at least 32 bytes). Generated and kept in
@@ -300,6 +308,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             addr: "127.0.0.1:8080".into(),
+            metrics_addr: "127.0.0.1:9464".into(),
+            metrics_token: None,
             data_dir: PathBuf::from("./data"),
             jwt_secret: None,
             jwt_issuer: "surge".into(),
@@ -420,6 +430,8 @@ impl Default for Settings {
 /// the environment.
 pub const KEYS: &[&str] = &[
     "addr",
+    "metrics_addr",
+    "metrics_token",
     "data_dir",
     "jwt_secret",
     "jwt_issuer",
@@ -632,6 +644,11 @@ impl Settings {
         if let Some(h) = &self.client_ip_header {
             axum::http::HeaderName::try_from(h.as_str())
                 .map_err(|_| ConfigError(format!("client_ip_header '{h}' is not a header name")))?;
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
+            return Err(ConfigError(
+                "metrics_token must be at least 32 characters".into(),
+            ));
         }
         check_fee_table(&self.fee_table()).map_err(ConfigError)?;
         if let Some(p) = self
@@ -996,6 +1013,8 @@ mod tests {
             jail.create_file("surge.toml", "addr = \"127.0.0.1:1111\"\ndata_dir = \"/file\"\nsnapshot_every = 7\nlog = \"warn\"")?;
             jail.set_env("SURGE_DATA_DIR", "/env");
             jail.set_env("SURGE_LOG", "debug");
+            // Empty turns the metrics listener off.
+            jail.set_env("SURGE_METRICS_ADDR", "");
             let s = Settings::load(
                 Some(Path::new("surge.toml")),
                 Overrides {
@@ -1008,6 +1027,7 @@ mod tests {
             assert_eq!(s.data_dir, PathBuf::from("/env"), "env beats file");
             assert_eq!(s.log, "debug", "env beats file");
             assert_eq!(s.snapshot_every, 7, "file beats default");
+            assert_eq!(s.metrics_addr, "", "an empty value is a value");
             assert_eq!(s.journal_max_batch, 1024, "default");
             Ok(())
         });
@@ -1045,6 +1065,10 @@ mod tests {
                 "brackets must ascend"
             );
             for (text, why) in [
+                (
+                    "metrics_token = \"short\"",
+                    "metrics_token must be at least 32 characters",
+                ),
                 ("media_store = \"s3\"", "needs media_s3_bucket"),
                 ("media_store = \"ftp\"", "disk or s3"),
                 ("media_max_bytes = 10", "1 KiB"),

@@ -159,12 +159,7 @@ pub async fn start_nodes(
 
 /// The sum of a metric's samples (every label set) on one node.
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<f64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = crate::surge_api::metrics_text(client, base).await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))

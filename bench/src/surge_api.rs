@@ -9,9 +9,27 @@ pub use surge::demo::call;
 
 use crate::servers::ServerThread;
 
+/// The token that opens a bench server's `/metrics` on its API port (the
+/// bench runs several servers at once: none has a metrics listener).
+pub const METRICS_TOKEN: &str = "bench-metrics-0123456789-abcdefghij";
+
+/// `GET {base}/metrics` with the bench's metrics token.
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    Ok(client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
 pub fn surge_settings(dir: &std::path::Path, clients: usize) -> Settings {
     Settings {
         addr: "127.0.0.1:0".into(),
+        metrics_addr: String::new(),
+        metrics_token: Some(METRICS_TOKEN.into()),
         data_dir: dir.to_owned(),
         jwt_secret: Some("bench-secret-0123456789-abcdefghij-klmnopqr".into()),
         log: "warn".into(),
@@ -292,12 +310,7 @@ pub async fn deliveries(
 /// Surge's journal counters from `/metrics`: (appends, commits, seconds
 /// spent committing), to tell what a run's group commit did.
 pub async fn journal_counters(client: &reqwest::Client, base: &str) -> anyhow::Result<[f64; 3]> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = metrics_text(client, base).await?;
     let value = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))

@@ -74,12 +74,29 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the `metrics_token` setting"))
+                    .build(),
+            ),
+        );
     }
 }
 
 /// What a multipart form adds to the image it carries (boundaries, part
 /// headers, a few small parts).
 const UPLOAD_FORM_OVERHEAD: usize = 64 * 1024;
+
+/// The metrics listener's router (`metrics_addr`): `/metrics` alone.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(ops::metrics_listener))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
 
 /// The full router: API, OpenAPI document, Swagger UI, ops endpoints.
 pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Duration) -> Router {

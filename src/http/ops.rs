@@ -59,8 +59,33 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, AppError>
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
-pub async fn metrics(State(s): State<AppState>) -> Response {
+/// The metrics on the API port: only with `metrics_token` set, and then
+/// only for `Authorization: Bearer <metrics_token>` (404 without the
+/// setting, 401 without the token). Their own listener (`metrics_addr`)
+/// serves them without a token.
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(("metrics_token" = [])),
+    responses((status = 200, content_type = "application/openmetrics-text", body = String),
+        (status = 401, body = ErrorBody, description = "unauthorized: not the metrics token"),
+        (status = 404, body = ErrorBody, description = "not_found: metrics_token is not set")))]
+pub async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    use sha2::Digest;
+    let Some(want) = s.metrics_token else {
+        return not_found().await.into_response();
+    };
+    let given = super::extract::bearer(&headers).map(|t| sha2::Sha256::digest(t.as_bytes()));
+    // Digests compared: how long it takes tells nothing of the token.
+    if !given.is_ok_and(|g| g[..] == want[..]) {
+        return AppError::unauthorized("/metrics needs the metrics token").into_response();
+    }
+    exposition(&s)
+}
+
+/// The metrics on their own listener (`metrics_addr`).
+pub async fn metrics_listener(State(s): State<AppState>) -> Response {
+    exposition(&s)
+}
+
+fn exposition(s: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,

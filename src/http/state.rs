@@ -20,6 +20,9 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Who may open live sessions.
     pub ws: Arc<Gate>,
+    /// The digest of `metrics_token`: the bearer that opens `/metrics` on
+    /// the API port (none: 404 there).
+    pub metrics_token: Option<[u8; 32]>,
     /// What `surge demo` seeded (logins, ids), served as `/demo.json`.
     pub demo: Arc<std::sync::OnceLock<serde_json::Value>>,
 }

@@ -946,6 +946,7 @@ async fn a_paused_owner_past_its_lease_is_fenced_when_it_wakes() {
     let text = procs
         .client
         .get(format!("{}/metrics", procs.nodes[owner].base()))
+        .bearer_auth(crate::helpers::METRICS_TOKEN)
         .send()
         .await
         .unwrap()

@@ -13,6 +13,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghij-klmnop";
+/// The token that opens `/metrics` on the API port of the servers the
+/// tests start as processes (`lifecycle::serve_child`).
+pub const METRICS_TOKEN: &str = "test-metrics-0123456789-abcdefghij";
 pub const PASSWORD: &str = "correct horse battery";
 
 static LOG: Once = Once::new();
@@ -37,6 +40,8 @@ pub struct TestApp {
     /// stage what no request can (a checkout interrupted by a crash).
     /// `None` for a client of a server in another process (`TestApp::at`).
     pub state: Option<surge::http::state::AppState>,
+    /// Where the app serves `/metrics` (its metrics listener).
+    pub metrics: Option<String>,
     /// The app's OpenAPI document, fetched on the first `/api/v1` answer:
     /// every answer a test receives is checked against it.
     doc: std::sync::Arc<tokio::sync::OnceCell<Value>>,
@@ -57,6 +62,7 @@ pub fn client() -> reqwest::Client {
 pub fn test_settings(dir: PathBuf) -> Settings {
     Settings {
         addr: "127.0.0.1:0".into(),
+        metrics_addr: "127.0.0.1:0".into(),
         data_dir: dir,
         jwt_secret: Some(TEST_SECRET.into()),
         // Every test client comes from loopback: the per-address limits
@@ -101,6 +107,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         }
     };
     let base = format!("http://127.0.0.1:{}", app.port());
+    let metrics = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
@@ -114,6 +121,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         handle: Some(handle),
         guard: None,
         state: Some(state),
+        metrics,
         doc: Default::default(),
     }
 }
@@ -187,6 +195,7 @@ impl TestApp {
                 .build()
                 .expect("client"),
             state: self.state.clone(),
+            metrics: self.metrics.clone(),
             doc: self.doc.clone(),
             ..TestApp::at(base)
         }
@@ -207,6 +216,7 @@ impl TestApp {
             handle: None,
             guard: None,
             state: None,
+            metrics: None,
             doc: Default::default(),
         }
     }
@@ -359,11 +369,15 @@ impl TestApp {
         self.login(&email).await
     }
 
-    /// The `/metrics` exposition.
+    /// The `/metrics` exposition, from the app's metrics listener.
     pub async fn metrics_text(&self) -> String {
+        let metrics = self
+            .metrics
+            .as_deref()
+            .expect("an app with a metrics listener");
         let resp = self
             .client
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{metrics}/metrics"))
             .send()
             .await
             .unwrap();

@@ -86,6 +86,62 @@ async fn openapi_docs_and_ops_endpoints() {
 }
 
 #[tokio::test]
+async fn the_metrics_leave_the_api_port_for_a_listener_of_their_own() {
+    // By default on loopback.
+    let default: std::net::SocketAddr = surge::config::Settings::default()
+        .metrics_addr
+        .parse()
+        .unwrap();
+    assert!(default.ip().is_loopback());
+    let app = spawn_app().await;
+    app.user("customer").await;
+    let get = |url: String, token: Option<&'static str>| {
+        let client = app.client.clone();
+        async move {
+            let mut req = client.get(url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    // The API port has none: the counts per route and status tell who logs
+    // in, registers, orders or is suspended.
+    let (status, body) = get(format!("{}/metrics", app.base), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.contains("surge_http_requests_total"));
+    // Their own listener has them, and nothing else.
+    let own = app.metrics.clone().unwrap();
+    let (status, text) = get(format!("{own}/metrics"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains(r#"route="/api/v1/auth/register",status="201"} 1"#),
+        "{text}"
+    );
+    for path in ["/healthz", "/api/v1/products", "/openapi.json"] {
+        assert_eq!(
+            get(format!("{own}{path}"), None).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    // With a token set, the API port serves them to that bearer only.
+    const TOKEN: &str = "metrics-token-0123456789-abcdefghijk";
+    let app = spawn_app_with(|s| s.metrics_token = Some(TOKEN.into())).await;
+    let url = format!("{}/metrics", app.base);
+    assert_eq!(get(url.clone(), None).await.0, StatusCode::UNAUTHORIZED);
+    let wrong = "metrics-token-0123456789-abcdefghijX";
+    assert_eq!(
+        get(url.clone(), Some(wrong)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, text) = get(url, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("surge_http_requests_total"));
+}
+
+#[tokio::test]
 async fn slow_headers_are_cut_off() {
     let app = spawn_app_with(|s| s.header_read_timeout_secs = 1).await;
     let addr = app.base.trim_start_matches("http://").to_owned();

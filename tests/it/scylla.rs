@@ -240,6 +240,7 @@ async fn the_dev_commands_run_the_product_on_the_emulator() {
         ("SURGE_SCYLLA_LWT", "false"),
         ("SURGE_JWT_SECRET", TEST_SECRET),
         ("SURGE_LOG", "warn"),
+        ("SURGE_METRICS_ADDR", "127.0.0.1:0"),
     ];
     let surge = |args: &[&str]| {
         let mut c = Command::new(bin);

@@ -122,7 +122,7 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   server = spawn(bin, ["demo", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir], {
     stdio: ["ignore", "inherit", "inherit"],
-    env: { ...process.env, SURGE_LOG: process.env.SURGE_LOG || "warn" },
+    env: { ...process.env, SURGE_LOG: process.env.SURGE_LOG || "warn", SURGE_METRICS_ADDR: "127.0.0.1:0" },
   });
   demo = await until("the demo to be seeded", async () => {
     const r = await fetch(`${base}/demo.json`);
