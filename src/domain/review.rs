@@ -105,16 +105,24 @@ impl Review {
         (self.status == ReviewStatus::Approved).then_some(self.stars)
     }
 
-    /// Whether `caller` may see it: everyone once approved; before that,
-    /// its author, the shop's merchant (or the reviewed shipper) and admins.
+    /// Whether `caller` may see it: its author, the shop's merchant (or
+    /// the reviewed shipper) and admins always; once approved, everyone a
+    /// product's or shop's, and a shipper's only merchants (as the
+    /// shipper's rating: nobody else rates shippers).
     pub fn visible_to(&self, caller: Option<&Caller>, merchant_id: &str) -> bool {
-        self.status == ReviewStatus::Approved
-            || caller.is_some_and(|c| {
-                c.role == Role::Admin
-                    || c.user_id == self.author_id
-                    || c.user_id == merchant_id
-                    || (self.kind == ReviewKind::Shipper && c.user_id == self.subject_id)
-            })
+        let involved = caller.is_some_and(|c| {
+            c.role == Role::Admin
+                || c.user_id == self.author_id
+                || c.user_id == merchant_id
+                || (self.kind == ReviewKind::Shipper && c.user_id == self.subject_id)
+        });
+        let approved = self.status == ReviewStatus::Approved;
+        match self.kind {
+            ReviewKind::Shipper => {
+                involved || (approved && caller.is_some_and(|c| c.role == Role::Merchant))
+            }
+            ReviewKind::Product | ReviewKind::Shop => involved || approved,
+        }
     }
 }
 

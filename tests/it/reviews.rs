@@ -492,7 +492,8 @@ async fn a_products_rating_is_pushed_live_on_its_topic() {
 }
 
 #[tokio::test]
-async fn the_shipper_of_a_delivery_is_reviewed_once_and_merchants_see_the_rating() {
+async fn the_shipper_of_a_delivery_is_reviewed_once_and_only_merchants_admins_and_the_shipper_see_it(
+) {
     let app = spawn_app_with(fast).await;
     let (shipper, m, c, order) = crate::shipping::delivering(&app).await;
     crate::shipping::delivered_at_the_door(&app, &shipper, &order).await;
@@ -524,6 +525,27 @@ async fn the_shipper_of_a_delivery_is_reviewed_once_and_merchants_see_the_rating
     );
     let (status, got) = app.get(&path, Some(&shipper.access)).await;
     assert_eq!((status, &got["id"]), (StatusCode::OK, &r["id"]));
+    // By id, a shipper's review is for merchants, admins and the shipper
+    // (and its author), not for anyone holding the id.
+    let by_id = format!("/api/v1/reviews/{}", r["id"].as_str().unwrap());
+    let (other, merchant) = (app.user("customer").await, app.user("merchant").await);
+    for (who, token, want) in [
+        ("anonymous", None, StatusCode::NOT_FOUND),
+        (
+            "another customer",
+            Some(&other.access),
+            StatusCode::NOT_FOUND,
+        ),
+        ("a merchant", Some(&merchant.access), StatusCode::OK),
+        ("the shipper", Some(&shipper.access), StatusCode::OK),
+        ("the author", Some(&c.access), StatusCode::OK),
+    ] {
+        assert_eq!(
+            app.get(&by_id, token.map(String::as_str)).await.0,
+            want,
+            "{who}"
+        );
+    }
     let rating = format!("/api/v1/shippers/{}/rating-summary", shipper.id);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

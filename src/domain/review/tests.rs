@@ -331,3 +331,31 @@ fn a_reapproval_resets_the_reports_and_the_shops_merchant_cannot_report() {
         .unwrap();
     assert_eq!((one.reports, one.status), (1, ReviewStatus::Approved));
 }
+
+#[test]
+fn who_sees_an_approved_review_depends_on_what_it_reviews() {
+    let mut r = record(&ReviewPolicy::default(), Utc::now()).review;
+    r.status = ReviewStatus::Approved;
+    let sees = |r: &Review, who: Option<Caller>| r.visible_to(who.as_ref(), "m");
+    // A product's: everyone.
+    assert!(sees(&r, None));
+    assert!(sees(&r, Some(caller("x", Role::Customer))));
+    // A shipper's: merchants, admins, the shipper and the author only.
+    r.kind = ReviewKind::Shipper;
+    r.subject_id = "shipper".into();
+    for (who, want) in [
+        (None, false),
+        (Some(caller("x", Role::Customer)), false),
+        (Some(caller("y", Role::Shipper)), false),
+        (Some(caller("z", Role::Merchant)), true),
+        (Some(caller("a", Role::Admin)), true),
+        (Some(caller("shipper", Role::Shipper)), true),
+        (Some(caller("c", Role::Customer)), true),
+    ] {
+        assert_eq!(sees(&r, who.clone()), want, "{who:?}");
+    }
+    // Not approved: only those involved.
+    r.status = ReviewStatus::Rejected;
+    assert!(!sees(&r, Some(caller("z", Role::Merchant))));
+    assert!(sees(&r, Some(caller("shipper", Role::Shipper))));
+}
