@@ -484,6 +484,7 @@ fn service_config(
             forgot_per_ip_per_hour: settings.password_resets_per_ip_per_hour,
             register_per_ip_per_hour: settings.registrations_per_ip_per_hour,
             reports_per_account_per_hour: settings.review_reports_per_account_per_hour,
+            uploads_per_account_per_minute: settings.media_uploads_per_account_per_minute,
         },
         reset: ResetConfig {
             key: derive_secret(secret, b"password-reset"),

@@ -210,6 +210,12 @@ pub struct Settings {
     /// Most pixels an uploaded image may have (width × height, read from
     /// its header before decoding; 413 beyond).
     pub media_max_pixels: u64,
+    /// Uploads that may wait for a decoder (one decodes per core at once);
+    /// past that an upload is answered 429 with `Retry-After`.
+    pub media_decode_queue: usize,
+    /// Image uploads one account may make a minute (10 at once); 0: no
+    /// limit.
+    pub media_uploads_per_account_per_minute: u32,
     /// Trending counts halve every this many seconds (60 s – 30 days).
     pub trending_half_life_secs: u64,
     /// argon2id memory cost (KiB) and passes. Lower them only for tests
@@ -393,7 +399,9 @@ impl Default for Settings {
             media_s3_access_key_id: None,
             media_s3_secret_access_key: None,
             media_max_bytes: 10 << 20,
-            media_max_pixels: 40_000_000,
+            media_max_pixels: 25_000_000,
+            media_decode_queue: 8,
+            media_uploads_per_account_per_minute: 20,
             trending_half_life_secs: 6 * 3600,
             hash_memory_kib: 19_456,
             hash_iterations: 2,
@@ -514,6 +522,8 @@ pub const KEYS: &[&str] = &[
     "media_s3_secret_access_key",
     "media_max_bytes",
     "media_max_pixels",
+    "media_decode_queue",
+    "media_uploads_per_account_per_minute",
     "trending_half_life_secs",
     "hash_memory_kib",
     "hash_iterations",

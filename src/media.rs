@@ -48,6 +48,10 @@ pub enum MediaError {
     /// The media store failed (503).
     #[error("the media store failed: {0}")]
     Store(String),
+    /// Every decoder is busy and the queue before them is full (429,
+    /// `Retry-After`).
+    #[error("too many images are being processed; try again shortly")]
+    Busy,
 }
 
 /// The two sizes made of one upload.
@@ -166,8 +170,22 @@ impl Size {
 pub struct MediaStore {
     objects: Arc<dyn ObjectStore>,
     pub limits: MediaLimits,
-    /// Decodes at once (each may take up to `max_pixels` × 8 bytes).
+    /// Decodes at once, one per core (each may take up to `max_pixels` ×
+    /// 8 bytes and 64 MiB more: `process`'s allocation limit).
     decoding: Arc<Semaphore>,
+    /// Uploads waiting for a decoder, at most `max_waiting`: past that an
+    /// upload is answered 429 at once, before its bytes are held longer.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    max_waiting: usize,
+}
+
+/// An upload's place in the queue before the decoders (given back on drop).
+struct Waiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for MediaStore {
@@ -216,7 +234,20 @@ impl MediaStore {
                 max_pixels: s.media_max_pixels,
             },
             decoding: Arc::new(Semaphore::new(cores)),
+            waiting: Arc::default(),
+            max_waiting: s.media_decode_queue,
         })
+    }
+
+    /// A place in the queue before the decoders, or `Busy` when it is full.
+    fn queue(&self) -> Result<Waiting, MediaError> {
+        use std::sync::atomic::Ordering;
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let place = Waiting(self.waiting.clone());
+        match ahead < self.max_waiting {
+            true => Ok(place),
+            false => Err(MediaError::Busy),
+        }
     }
 
     /// Image `{owner}.{n}` is kept as `{owner}/{n}/{size}`: everything of
@@ -235,13 +266,18 @@ impl MediaStore {
     }
 
     /// Checks and converts `bytes` (at most one decode per core at once;
-    /// others wait their turn).
+    /// `media_decode_queue` others wait their turn, and more are `Busy`).
     pub async fn process(&self, bytes: Bytes) -> Result<Processed, MediaError> {
-        let _permit = self
-            .decoding
-            .acquire()
-            .await
-            .map_err(|_| MediaError::Store("shutting down".into()))?;
+        let _permit = match self.decoding.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                let _place = self.queue()?;
+                self.decoding
+                    .acquire()
+                    .await
+                    .map_err(|_| MediaError::Store("shutting down".into()))?
+            }
+        };
         let limits = self.limits;
         tokio::task::spawn_blocking(move || process(&bytes, limits))
             .await
@@ -322,5 +358,44 @@ pub fn content_type(bytes: &[u8]) -> &'static str {
     match image::guess_format(bytes) {
         Ok(ImageFormat::Png) => "image/png",
         _ => "image/jpeg",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn past_the_queue_before_the_decoders_an_upload_is_told_to_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().to_owned(),
+            media_decode_queue: 2,
+            ..Settings::default()
+        };
+        let store = MediaStore::open(&settings).unwrap();
+        // Every decoder busy, two uploads waiting: the next is refused at
+        // once, and a place given back lets one more wait.
+        let busy = store
+            .decoding
+            .clone()
+            .try_acquire_many_owned(store.decoding.available_permits() as u32)
+            .unwrap();
+        let first = store.queue().unwrap();
+        let _second = store.queue().unwrap();
+        assert!(matches!(store.queue(), Err(MediaError::Busy)));
+        assert!(matches!(
+            store.process(Bytes::from_static(b"\x89PNG")).await,
+            Err(MediaError::Busy)
+        ));
+        drop(first);
+        let _third = store.queue().unwrap();
+        assert!(matches!(store.queue(), Err(MediaError::Busy)));
+        // With a decoder free, nothing waits: the image is judged at once.
+        drop(busy);
+        assert!(matches!(
+            store.process(Bytes::from_static(b"not an image")).await,
+            Err(MediaError::Unsupported(_))
+        ));
     }
 }

@@ -54,6 +54,7 @@ pub struct ThrottleConfig {
     pub forgot_per_ip_per_hour: u32,
     pub register_per_ip_per_hour: u32,
     pub reports_per_account_per_hour: u32,
+    pub uploads_per_account_per_minute: u32,
 }
 
 pub struct Throttles {
@@ -62,6 +63,7 @@ pub struct Throttles {
     forgot_ip: Option<Bucket<IpAddr>>,
     register_ip: Option<Bucket<IpAddr>>,
     report_account: Option<Bucket<String>>,
+    upload_account: Option<Bucket<String>>,
 }
 
 /// Why a request was throttled: which limit, and when to come back.
@@ -96,6 +98,7 @@ impl Throttles {
             forgot_ip: Bucket::new(c.forgot_per_ip_per_hour, HOUR, c.forgot_per_ip_per_hour),
             register_ip: Bucket::new(c.register_per_ip_per_hour, HOUR, c.register_per_ip_per_hour),
             report_account: Bucket::new(c.reports_per_account_per_hour, HOUR, MAX_BURST),
+            upload_account: Bucket::new(c.uploads_per_account_per_minute, MINUTE, MAX_BURST),
         }
     }
 
@@ -127,6 +130,15 @@ impl Throttles {
         )
     }
 
+    /// An image upload by account `user` (before its bytes are decoded).
+    pub fn upload(&self, user: &str) -> Result<(), Throttled> {
+        off_or(
+            &self.upload_account,
+            &user.to_owned(),
+            "image uploads from this account",
+        )
+    }
+
     /// Forgets keys whose buckets are full again (bounds the memory).
     pub fn sweep(&self) {
         for b in [&self.login_ip, &self.forgot_ip, &self.register_ip]
@@ -138,7 +150,10 @@ impl Throttles {
         if let Some(b) = &self.login_account {
             b.limiter.retain_recent();
         }
-        if let Some(b) = &self.report_account {
+        for b in [&self.report_account, &self.upload_account]
+            .into_iter()
+            .flatten()
+        {
             b.limiter.retain_recent();
         }
     }
@@ -154,6 +169,7 @@ impl Throttles {
         }
         n + self.login_account.as_ref().map_or(0, |b| b.limiter.len())
             + self.report_account.as_ref().map_or(0, |b| b.limiter.len())
+            + self.upload_account.as_ref().map_or(0, |b| b.limiter.len())
     }
 }
 

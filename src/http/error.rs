@@ -195,10 +195,13 @@ impl From<ServiceError> for AppError {
                         (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_image")
                     }
                     MediaError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                    MediaError::Busy => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
                 };
                 let e = AppError::new(status, code, m.to_string());
                 match status {
-                    StatusCode::SERVICE_UNAVAILABLE => e.retry_after(1),
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                        e.retry_after(1)
+                    }
                     _ => e,
                 }
             }

@@ -5,6 +5,8 @@
 //! stored; a crash between the two leaves objects under the owner's prefix
 //! that the owner's deletion removes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::catalog::Catalog;
@@ -23,6 +25,7 @@ pub struct Media {
     pub(super) store: MediaStore,
     pub(super) catalog: Catalog,
     pub(super) reviews: Reviews,
+    pub(super) throttles: Arc<crate::auth::Throttles>,
 }
 
 /// A record whose images can change, by its id.
@@ -50,8 +53,10 @@ impl Media {
     /// Converts and stores `bytes` as an image of `owner`, and lists it
     /// with `attach`; deletes what was stored when the listing was refused
     /// (not when its outcome is unknown, a timeout: it may be listed).
+    /// Each account's uploads are throttled before any decoding.
     async fn upload<T, F, Fut>(
         &self,
+        caller: &Caller,
         owner: &str,
         bytes: Bytes,
         attach: F,
@@ -60,6 +65,9 @@ impl Media {
         F: FnOnce(MediaRef) -> Fut,
         Fut: std::future::Future<Output = Result<T, ServiceError>>,
     {
+        self.throttles
+            .upload(&caller.user_id)
+            .map_err(ServiceError::Throttled)?;
         let processed = self.store.process(bytes).await?;
         let id = MediaStore::new_id(owner);
         self.store.put(&id, &processed).await?;
@@ -137,7 +145,7 @@ impl Media {
             }
         };
         Self::may_add(caller, &owner_id, owner.what(), count)?;
-        self.upload(id, bytes, |m| async move {
+        self.upload(caller, id, bytes, |m| async move {
             self.change(caller, owner, MediaChange::Add(m.clone()))
                 .await?;
             Ok(m)
@@ -234,7 +242,7 @@ impl Media {
             )
             .into());
         }
-        self.upload(id, bytes, |m| async move {
+        self.upload(caller, id, bytes, |m| async move {
             let mut images = r.images;
             images.push(m.url);
             let edit = ReviewEdit {

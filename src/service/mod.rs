@@ -420,6 +420,7 @@ impl Services {
             store: media,
             catalog: catalog.clone(),
             reviews: reviews.clone(),
+            throttles: throttles.clone(),
         };
         Ok(Services {
             media,

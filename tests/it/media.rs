@@ -510,3 +510,31 @@ async fn a_store_failure_answers_without_internals() {
         .as_str()
         .is_some_and(|id| !id.is_empty()));
 }
+
+#[tokio::test]
+async fn uploads_have_a_budget_per_account_and_a_pixel_cap_a_camera_photo_fits() {
+    let app = spawn_app_with(|s| s.media_uploads_per_account_per_minute = 2).await;
+    let (m, _, product) = shop_with_product(&app, 10_000, 5).await;
+    let path = format!("/api/v1/products/{product}/media");
+    // 25 megapixels: a 24-megapixel photo (6000 × 4000) passes the cap
+    // (and fails later, as this one is only a header); one row more than
+    // 5000 × 5000 does not.
+    let (status, body) = upload(&app, &m.access, &path, &png_claiming(6000, 4000)).await;
+    assert_eq!(error_code(&body), "unreadable_image", "{status} {body}");
+    let (status, body) = upload(&app, &m.access, &path, &png_claiming(5000, 5001)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    // Two a minute for this account: the third is told to come back, before
+    // anything is decoded, and another account is not held up.
+    let (status, body) = upload(&app, &m.access, &path, &jpeg(32, 32)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(error_code(&body), "too_many_requests");
+    let (other, _, theirs) = shop_with_product(&app, 10_000, 5).await;
+    let (status, body) = upload(
+        &app,
+        &other.access,
+        &format!("/api/v1/products/{theirs}/media"),
+        &jpeg(32, 32),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
