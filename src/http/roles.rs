@@ -21,10 +21,10 @@ use super::extract::bearer;
 use super::state::AppState;
 use crate::domain::Role;
 
-/// The roles each operation (method, path template) requires, from the
-/// OpenAPI document.
+/// The roles each operation (path template, then method) requires, from
+/// the OpenAPI document.
 #[derive(Debug, Default)]
-pub struct Roles(HashMap<(Method, String), Vec<Role>>);
+pub struct Roles(HashMap<String, Vec<(Method, Vec<Role>)>>);
 
 impl Roles {
     /// Reads every operation's `bearer` roles from `doc`. A name that is
@@ -50,7 +50,9 @@ impl Roles {
                     })
                     .collect();
                 if !roles.is_empty() {
-                    out.insert((method, path.clone()), roles);
+                    out.entry(path.clone())
+                        .or_insert_with(Vec::new)
+                        .push((method, roles));
                 }
             }
         }
@@ -61,16 +63,10 @@ impl Roles {
     /// an operation any caller may try.
     pub fn of(&self, method: &Method, path: &str) -> &[Role] {
         self.0
-            .get(&(method.clone(), path.to_owned()))
-            .map(Vec::as_slice)
+            .get(path)
+            .and_then(|ops| ops.iter().find(|(m, _)| m == method))
+            .map(|(_, roles)| roles.as_slice())
             .unwrap_or_default()
-    }
-
-    /// Every operation that requires a role, with the roles.
-    pub fn operations(&self) -> impl Iterator<Item = (&Method, &str, &[Role])> {
-        self.0
-            .iter()
-            .map(|((m, p), r)| (m, p.as_str(), r.as_slice()))
     }
 }
 

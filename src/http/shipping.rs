@@ -167,7 +167,7 @@ pub struct ShippingCalcRequest {
 /// themselves; admins). The shipper marks `delivered` from within
 /// `geofence_radius_m` of the address by their newest fix, or gives
 /// `override_reason`.
-#[utoipa::path(put, path = "/api/v1/shipping/{order_id}/status", tag = "orders", security(("bearer" = [])), params(("order_id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/shipping/{order_id}/status", tag = "orders", security(("bearer" = ["merchant", "shipper"])), params(("order_id" = String, Path)),
     request_body = ShippingStatusRequest, responses((status = 200, body = Order),
         (status = 403, body = ErrorBody, description = "not a party allowed this step (a merchant once a shipper carries the order)"),
         (status = 404, body = ErrorBody),

@@ -1227,7 +1227,9 @@ async fn seller_rights_follow_the_role_on_every_merchant_operation() {
         ("reviews", "no-such-review"),
     ];
     for (method, template) in &operations {
-        let mut path = template.replace("{media_id}", "no-such-media");
+        let mut path = template
+            .replace("{media_id}", "no-such-media")
+            .replace("{order_id}", &order);
         if let Some((_, id)) = own
             .iter()
             .find(|(kind, _)| path.starts_with(&format!("/api/v1/{kind}/{{id}}")))
