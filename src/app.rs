@@ -523,7 +523,7 @@ fn listen(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
 
 /// A secret for another purpose, derived from `root` (HMAC-SHA256).
 fn derive_secret(root: &[u8], purpose: &[u8]) -> Vec<u8> {
-    use hmac::Mac;
+    use hmac::{KeyInit, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(root).expect("any key length");
     mac.update(purpose);
     hex::encode(mac.finalize().into_bytes()).into_bytes()

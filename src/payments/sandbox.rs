@@ -100,7 +100,7 @@ impl Sandbox {
     /// order's customer, through the order's `checkout_url`) may open the
     /// page, pay or decline.
     pub fn page_key(&self, reference: &str) -> String {
-        use hmac::Mac;
+        use hmac::{KeyInit, Mac};
         let mut mac =
             hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("any key length");
         mac.update(b"page:");

@@ -9,7 +9,7 @@
 //!   checksum key over the `data` object's fields sorted alphabetically and
 //!   joined as `key=value&key=value` (null → empty, nested values as JSON).
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;

@@ -417,7 +417,7 @@ pub struct ResetConfig {
 
 impl Auth {
     fn reset_hash(&self, user_id: &str, code: &str) -> String {
-        use hmac::Mac;
+        use hmac::{KeyInit, Mac};
         let mut mac =
             hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.reset.key).expect("any key length");
         mac.update(user_id.as_bytes());
