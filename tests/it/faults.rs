@@ -107,7 +107,11 @@ impl Node {
         }
     }
 
-    /// SIGTERM, and the exit (bounded).
+    /// SIGTERM, and the exit (bounded). A drain finishes its requests
+    /// in flight and hands its shards over a lease round at a time; it took
+    /// more than 30 s once, with four nodes, PostgreSQL and a compiler
+    /// sharing two cores (the whole test takes 55 s on a quiet machine).
+    /// The bound catches a node that never exits, not a slow one.
     async fn drain(&mut self) -> Option<i32> {
         self.signal("-TERM");
         let mut c = self.child.take()?;
@@ -117,8 +121,8 @@ impl Node {
                 return s.code();
             }
             assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no exit after SIGTERM"
+                start.elapsed() < Duration::from_secs(120),
+                "no exit within 120 s of SIGTERM"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
