@@ -36,6 +36,10 @@ pub struct Shipper {
     /// Deliveries finished (delivered or ended otherwise).
     pub deliveries: u64,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Events applied so far: a later state has a higher revision, so a
+    /// reply that arrives after a newer one is recognised as stale.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Shipper {
@@ -182,6 +186,7 @@ impl Entity for ShipperEntity {
     }
 
     fn apply(s: &mut Shipper, event: &ShipperEvent) {
+        s.revision += 1;
         match event {
             ShipperEvent::WentOnline { at } => {
                 s.online = true;

@@ -87,7 +87,7 @@ impl Dispatch {
                     .slots
                     .entry(shipper_id.to_owned())
                     .or_default()
-                    .shipper = s;
+                    .take_in(&s);
                 active
             }
         };

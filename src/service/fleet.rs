@@ -84,6 +84,22 @@ pub(super) struct Advanced {
 }
 
 impl Slot {
+    /// Takes in the shipper actor's state unless the slot already knows a
+    /// later one: replies to concurrent commands (an offer refused, an
+    /// assignment) can arrive in any order, and a stale one would drop the
+    /// order being delivered, and with it every position its watchers wait
+    /// for. A changed delivery resets the target and the arrival fence.
+    pub(super) fn take_in(&mut self, s: &Shipper) {
+        if s.revision < self.shipper.revision {
+            return;
+        }
+        self.shipper = s.clone();
+        if self.target.as_ref().map(|t| &t.order_id) != s.active_order.as_ref() {
+            self.target = None;
+            self.live.fence = Default::default();
+        }
+    }
+
     /// Takes a fix in (or says why not): the new position with its progress
     /// toward the order's destination, whether the path samples it, and
     /// whether it crossed the arrival fence.
@@ -196,11 +212,7 @@ impl Tracker {
             r.available = available;
         }
         if let Some(mut slot) = self.slots.get_mut(s.id.as_str()) {
-            slot.shipper = s.clone();
-            if slot.target.as_ref().map(|t| &t.order_id) != s.active_order.as_ref() {
-                slot.target = None;
-                slot.live.fence = Default::default();
-            }
+            slot.take_in(s);
         }
         self.last_seen(s.id.as_str())
             .map(|seen| crate::live::FleetUpdate {
@@ -286,5 +298,67 @@ impl Tracker {
 
     pub fn live_shippers(&self) -> usize {
         self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::entity::Entity;
+    use crate::actors::shipper::{ShipperEntity, ShipperEvent};
+
+    #[test]
+    fn a_reply_older_than_the_state_a_slot_knows_changes_nothing() {
+        let at = Utc::now();
+        let order = crate::domain::ids::OrderId::from("o1");
+        let online = ShipperEntity::evolve(
+            &Shipper {
+                id: "s1".into(),
+                ..Default::default()
+            },
+            &[ShipperEvent::WentOnline { at }],
+        );
+        let offered = ShipperEntity::evolve(
+            &online,
+            &[ShipperEvent::Offered {
+                order_id: order.clone(),
+                expires_at: at + chrono::Duration::seconds(30),
+            }],
+        );
+        let assigned = ShipperEntity::evolve(
+            &offered,
+            &[ShipperEvent::Assigned {
+                order_id: order.clone(),
+                at,
+            }],
+        );
+        let tracker = Tracker::new(TrackingConfig::default());
+        tracker.slots.insert("s1".into(), Slot::default());
+        tracker.slots.get_mut("s1").unwrap().take_in(&assigned);
+        tracker.slots.get_mut("s1").unwrap().target = Some(Target {
+            order_id: order.clone(),
+            dest: GeoPoint { lat: 0.0, lng: 0.0 },
+            last_sample: None,
+            samples: 0,
+        });
+        // Another order's dispatch read the shipper while it held the
+        // offer; that reply is observed after the assignment's.
+        tracker.observe(&offered);
+        let slot = tracker.slots.get("s1").unwrap();
+        assert_eq!(slot.shipper.active_order.as_ref(), Some(&order));
+        assert!(slot.target.is_some(), "the delivery stays the target");
+        drop(slot);
+        // The delivery's end is newer: it clears the target.
+        let released = ShipperEntity::evolve(
+            &assigned,
+            &[ShipperEvent::Released {
+                order_id: order.clone(),
+                at,
+            }],
+        );
+        tracker.observe(&released);
+        let slot = tracker.slots.get("s1").unwrap();
+        assert_eq!(slot.shipper.active_order, None);
+        assert!(slot.target.is_none());
     }
 }
