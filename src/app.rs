@@ -246,6 +246,7 @@ impl Application {
                 listener,
                 Arc::downgrade(&cluster),
                 secret,
+                cluster.transport().clone(),
                 peers_stopped,
             ));
             (cluster, rounds, peers)
@@ -366,6 +367,15 @@ async fn join_cluster(
         advertise = bound.to_string();
     }
     let cluster_secret = derive_secret(secret, b"cluster");
+    let transport = match settings.cluster_tls_files().map_err(config)? {
+        Some(files) => crate::cluster::tls::Transport::tls(&files).map_err(BuildError::Startup)?,
+        None => {
+            tracing::warn!(
+                "cluster_plaintext: the inter-node channel is not encrypted (development only)"
+            );
+            crate::cluster::tls::Transport::Plain
+        }
+    };
     let cluster = Cluster::new(
         ClusterConfig {
             node: settings.node_id().map_err(config)?,
@@ -374,6 +384,7 @@ async fn join_cluster(
             lease_ttl: Duration::from_millis(settings.lease_ttl_ms),
             renew_every: settings.lease_renew(),
             secret: cluster_secret.clone(),
+            transport,
         },
         store,
         metrics,

@@ -275,6 +275,22 @@ pub struct Settings {
     /// The address other nodes reach `cluster_addr` at, when it differs
     /// (required when `cluster_addr` listens on every interface).
     pub cluster_advertise: Option<String>,
+    /// PEM CA certificate(s) every node's inter-node certificate must be
+    /// issued by (the cluster's own CA, not a public one). Required in
+    /// cluster mode unless `cluster_plaintext`.
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// PEM certificate chain this node presents on the inter-node channel,
+    /// issued by `cluster_tls_ca` for `cluster_tls_name`
+    /// (`surge cluster certs DIR` makes a CA and one).
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// PEM private key of `cluster_tls_cert`.
+    pub cluster_tls_key: Option<PathBuf>,
+    /// The DNS name every node's certificate carries (checked on both
+    /// sides; peers are reached by address, which changes).
+    pub cluster_tls_name: String,
+    /// Development only: the inter-node channel in plaintext (commands and
+    /// replies readable on the network). Refused with the TLS files set.
+    pub cluster_plaintext: bool,
     /// Shards entities are placed in; fixed when the cluster's first node
     /// starts (a node configured otherwise refuses to start).
     pub shards: u32,
@@ -426,6 +442,11 @@ impl Default for Settings {
             node_id: None,
             cluster_addr: "127.0.0.1:7070".into(),
             cluster_advertise: None,
+            cluster_tls_ca: None,
+            cluster_tls_cert: None,
+            cluster_tls_key: None,
+            cluster_tls_name: "surge-cluster".into(),
+            cluster_plaintext: false,
             shards: 256,
             lease_ttl_ms: 10_000,
             lease_renew_ms: 0,
@@ -548,6 +569,11 @@ pub const KEYS: &[&str] = &[
     "node_id",
     "cluster_addr",
     "cluster_advertise",
+    "cluster_tls_ca",
+    "cluster_tls_cert",
+    "cluster_tls_key",
+    "cluster_tls_name",
+    "cluster_plaintext",
     "shards",
     "lease_ttl_ms",
     "lease_renew_ms",
@@ -775,6 +801,7 @@ impl Settings {
                     .map_err(|e| ConfigError(format!("redis_url: {e}")))?;
             }
         }
+        self.cluster_tls_files()?;
         if !(1..=MAX_SHARDS).contains(&self.shards) {
             return Err(ConfigError(format!("shards must be 1–{MAX_SHARDS}")));
         }
@@ -787,6 +814,35 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The inter-node channel's TLS files (`None`: plaintext, allowed for
+    /// development): all three, or `cluster_plaintext` and none.
+    pub fn cluster_tls_files(
+        &self,
+    ) -> Result<Option<crate::cluster::tls::TlsFiles<'_>>, ConfigError> {
+        let files = (
+            self.cluster_tls_ca.as_deref(),
+            self.cluster_tls_cert.as_deref(),
+            self.cluster_tls_key.as_deref(),
+        );
+        match (self.cluster_plaintext, files) {
+            (false, (Some(ca), Some(cert), Some(key))) => {
+                Ok(Some(crate::cluster::tls::TlsFiles {
+                    ca,
+                    cert,
+                    key,
+                    name: &self.cluster_tls_name,
+                }))
+            }
+            (true, (None, None, None)) => Ok(None),
+            (true, _) => Err(ConfigError(
+                "cluster_plaintext = true and cluster_tls_* files are both set: choose one".into(),
+            )),
+            (false, _) => Err(ConfigError(
+                "cluster mode needs cluster_tls_ca, cluster_tls_cert and cluster_tls_key (the inter-node channel is TLS; `surge cluster certs DIR` makes them), or cluster_plaintext = true for development".into(),
+            )),
+        }
     }
 
     /// This node's name: `node_id`, else `HOSTNAME`.

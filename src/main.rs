@@ -105,6 +105,18 @@ enum ClusterCommand {
         #[arg(long, value_name = "URL")]
         postgres_url: Option<String>,
     },
+    /// A new cluster CA and the node certificate every node presents on the inter-node channel: writes ca.pem, node.pem and node.key into DIR (for cluster_tls_ca, cluster_tls_cert, cluster_tls_key). The CA's key is not kept; to rotate, run again and roll the files out.
+    Certs {
+        /// Directory to write the three files into (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The name in the certificate: cluster_tls_name on every node
+        #[arg(long, default_value = "surge-cluster")]
+        name: String,
+        /// Days the CA and the certificate are valid
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
 }
 
 fn init_logging(default: &str) {
@@ -332,6 +344,17 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await?
+        }
+        Command::Cluster {
+            command: ClusterCommand::Certs { dir, name, days },
+        } => {
+            let written = surge::cluster::tls::issue(&name, days)
+                .and_then(|issued| issued.write(&dir))
+                .map_err(anyhow::Error::msg)
+                .context("issuing the cluster's certificates")?;
+            for path in written {
+                println!("{}", path.display());
+            }
         }
         #[cfg(feature = "cql-emulator")]
         Command::CqlEmulator { addr } => {

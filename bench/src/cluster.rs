@@ -93,9 +93,16 @@ pub async fn start_nodes(
     redis_port: u16,
 ) -> anyhow::Result<Vec<Node>> {
     let mut nodes = Vec::new();
+    // One CA and node certificate for all: the inter-node channel is TLS.
+    let tls = surge::cluster::tls::issue("surge-cluster", 1).map_err(anyhow::Error::msg)?;
     for i in 0..n {
         let dir = tempfile::tempdir()?;
         let mut s = base(dir.path());
+        let [ca, cert, key] = tls
+            .write(&dir.path().join("cluster-tls"))
+            .map_err(anyhow::Error::msg)?;
+        (s.cluster_tls_ca, s.cluster_tls_cert, s.cluster_tls_key) =
+            (Some(ca), Some(cert), Some(key));
         s.store = surge::config::StoreKind::Postgres;
         s.postgres_url = format!("postgres://postgres@127.0.0.1:{pg_port}/postgres");
         s.postgres_schema = schema.into();

@@ -23,6 +23,7 @@
 //!   retried with bounded back-off until the caller's deadline.
 
 pub mod relay;
+pub mod tls;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -76,6 +77,8 @@ pub struct ClusterConfig {
     /// Shared by every node (derived from the JWT secret): the inter-node
     /// channel admits only peers that prove they know it.
     pub secret: Vec<u8>,
+    /// TLS (or, for development, plain TCP) under the handshake.
+    pub transport: tls::Transport,
 }
 
 /// Where a command for an entity goes.
@@ -209,7 +212,7 @@ impl Cluster {
             });
         }
         let n = cfg.shards as usize;
-        let peers = wire::Peers::new(cfg.node.clone(), cfg.secret.clone());
+        let peers = wire::Peers::new(cfg.node.clone(), cfg.secret.clone(), cfg.transport.clone());
         Ok(Arc::new(Cluster {
             view: RwLock::new(View {
                 owners: vec![None; n],
@@ -225,6 +228,11 @@ impl Cluster {
             draining: AtomicBool::new(false),
             ready: AtomicBool::new(false),
         }))
+    }
+
+    /// How the inter-node channel's connections are secured.
+    pub fn transport(&self) -> &tls::Transport {
+        &self.cfg.transport
     }
 
     pub fn node(&self) -> &str {

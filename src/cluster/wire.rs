@@ -3,7 +3,10 @@
 //! MessagePack frames (`tokio-util`'s `LengthDelimitedCodec`, at most
 //! `MAX_FRAME` bytes each).
 //!
-//! - A connection starts with a challenge: the listener sends a random
+//! - A connection is TLS 1.3 with both sides' certificates checked
+//!   (`tls`; plaintext only when allowed for development), within
+//!   `HANDSHAKE`.
+//! - Then comes a challenge: the listener sends a random
 //!   nonce, the caller answers with its node name and an HMAC-SHA256 of the
 //!   nonce under the cluster secret, within `HANDSHAKE` (else it is
 //!   closed). Nothing else is read before that.
@@ -32,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::tls::{Io, Transport};
 use super::Cluster;
 
 /// Largest frame either side accepts.
@@ -122,7 +126,7 @@ fn proof(secret: &[u8], nonce: &[u8], node: &str) -> hmac::Hmac<sha2::Sha256> {
 }
 
 async fn next_frame(
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    framed: &mut Framed<Box<dyn Io>, LengthDelimitedCodec>,
     within: Duration,
 ) -> Option<Frame> {
     match tokio::time::timeout(within, framed.next()).await {
@@ -142,15 +146,17 @@ struct Conn {
 pub struct Peers {
     node: String,
     secret: Vec<u8>,
+    transport: Transport,
     conns: DashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>>,
     next_id: AtomicU64,
 }
 
 impl Peers {
-    pub fn new(node: String, secret: Vec<u8>) -> Peers {
+    pub fn new(node: String, secret: Vec<u8>, transport: Transport) -> Peers {
         Peers {
             node,
             secret,
+            transport,
             conns: DashMap::new(),
             next_id: AtomicU64::new(1),
         }
@@ -163,6 +169,10 @@ impl Peers {
             .map_err(|_| not_sent("connect timed out".into()))?
             .map_err(|e| not_sent(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        let stream = tokio::time::timeout(HANDSHAKE, self.transport.connect(stream))
+            .await
+            .map_err(|_| not_sent("TLS handshake timed out".into()))?
+            .map_err(|e| not_sent(format!("TLS handshake failed: {e}")))?;
         let mut framed = Framed::new(stream, codec());
         let Some(Frame::Challenge { nonce }) = next_frame(&mut framed, HANDSHAKE).await else {
             return Err(not_sent("no challenge".into()));
@@ -280,6 +290,7 @@ pub async fn serve(
     listener: TcpListener,
     cluster: Weak<Cluster>,
     secret: Vec<u8>,
+    transport: Transport,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -297,20 +308,27 @@ pub async fn serve(
             continue; // dropped: the caller reconnects later
         };
         let (cluster, secret, stop) = (cluster.clone(), secret.clone(), stop.clone());
+        let transport = transport.clone();
         tokio::spawn(async move {
-            serve_conn(stream, cluster, &secret, stop).await;
+            let _ = stream.set_nodelay(true);
+            match tokio::time::timeout(HANDSHAKE, transport.accept(stream)).await {
+                Ok(Ok(stream)) => serve_conn(stream, cluster, &secret, stop).await,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "inter-node connection refused: TLS handshake failed")
+                }
+                Err(_) => tracing::warn!("inter-node connection refused: no TLS handshake in time"),
+            }
             drop(permit);
         });
     }
 }
 
 async fn serve_conn(
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     cluster: Weak<Cluster>,
     secret: &[u8],
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, codec());
     let mut nonce = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);

@@ -246,7 +246,7 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
     let mut nodes = Vec::new();
     for (name, service) in compose["services"].as_hash().unwrap() {
         let name = name.as_str().unwrap();
-        if !name.starts_with("surge-") || name == "surge-migrate" {
+        if !name.starts_with("surge-") || name == "surge-migrate" || name == "surge-certs" {
             continue;
         }
         let mut node = vars.clone();
@@ -254,6 +254,18 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
             node.insert(k.as_str().unwrap().into(), v.as_str().unwrap().into());
         }
         assert_eq!(node["SURGE_NODE_ID"], name);
+        // The inter-node channel's files are the ones surge-certs made.
+        let mounts: Vec<&str> = service["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(
+            mounts.contains(&"cluster-tls:/var/lib/surge-tls:ro"),
+            "{mounts:?}"
+        );
+        assert!(node["SURGE_CLUSTER_TLS_KEY"].starts_with("/var/lib/surge-tls/"));
         assert_eq!(node["SURGE_CLUSTER_ADVERTISE"], format!("{name}:7070"));
         assert_surge_accepts(&format!("cluster/postgres ({name})"), &node);
         assert!(
@@ -263,6 +275,11 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
         nodes.push(name.to_owned());
     }
     assert_eq!(nodes.len(), 3, "{nodes:?}");
+    let certs = &compose["services"]["surge-certs"];
+    assert!(certs["entrypoint"][2]
+        .as_str()
+        .unwrap()
+        .contains("surge cluster certs /var/lib/surge-tls"));
     assert!(haproxy.contains("option httpchk GET /readyz"));
     // The password Surge is given is the one the server is created with.
     let env = &compose["services"]["postgres"]["environment"];
@@ -314,6 +331,22 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
         c["readinessProbe"]["httpGet"]["path"].as_str(),
         Some("/readyz")
     );
+    // The inter-node channel's TLS files are the mounted Secret's.
+    let mounted = c["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"].as_str() == Some("cluster-tls"))
+        .expect("the cluster-tls mount");
+    assert_eq!(
+        mounted["mountPath"].as_str(),
+        Some("/etc/surge/cluster-tls")
+    );
+    assert!(d["spec"]["template"]["spec"]["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|v| v["secret"]["secretName"].as_str() == Some("surge-cluster-tls")));
     assert_eq!(
         of_kind("PodDisruptionBudget")["spec"]["minAvailable"].as_i64(),
         Some(2)

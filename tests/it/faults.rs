@@ -202,7 +202,11 @@ impl Procs {
             .pg
             .url
             .replace(&format!(":{}", self.pg_port), &format!(":{}", to_pg.port));
+        let [ca, cert, key] = crate::nodes::cluster_tls();
         let env: Vec<(String, String)> = vec![
+            ("SURGE_CLUSTER_TLS_CA".into(), ca.display().to_string()),
+            ("SURGE_CLUSTER_TLS_CERT".into(), cert.display().to_string()),
+            ("SURGE_CLUSTER_TLS_KEY".into(), key.display().to_string()),
             ("SURGE_LOG".into(), "error".into()),
             ("SURGE_STORE".into(), "postgres".into()),
             ("SURGE_POSTGRES_URL".into(), pg_url),
