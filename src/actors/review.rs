@@ -1,6 +1,6 @@
-//! The review entity: one actor per review (its id derives from the order
-//! and what is reviewed, so each order line, shop and delivery has at most
-//! one). It keeps the moderation state, the reply and the reports, and
+//! The review entity: one actor per review (its id is random and recorded
+//! by its order, which keeps one per order line, shop and delivery). It
+//! keeps the moderation state, the reply and the reports, and
 //! until the subject's rating summary has been told what the review counts,
 //! a row among the order timers (`review:{id}`) that the scheduler settles.
 
@@ -10,7 +10,8 @@ use super::order::{timer_key, TIMERS_TABLE};
 use super::{Ctx, Entity};
 use crate::domain::ids::UserId;
 use crate::domain::review::{
-    check_edit, Draft, Review, ReviewEdit, ReviewPolicy, ReviewRecord, ReviewStatus, Subject,
+    check_edit, Draft, Review, ReviewEdit, ReviewKind, ReviewPolicy, ReviewRecord, ReviewStatus,
+    Subject, ERASED_AUTHOR,
 };
 use crate::domain::{Caller, DomainError};
 /// The read tables this module writes (named in the store's catalog).
@@ -47,12 +48,16 @@ pub enum ReviewEvent {
     Counted {
         revision: u64,
     },
+    /// The author erased their account: the review shows `ERASED_AUTHOR`.
+    AuthorErased,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ReviewCommand {
     Create {
         caller: Caller,
+        /// How the author is shown (`display_name`).
+        author_name: String,
         subject: Subject,
         draft: Draft,
         policy: ReviewPolicy,
@@ -80,13 +85,20 @@ pub enum ReviewCommand {
     Counted {
         revision: u64,
     },
+    /// The author erased their account (a no-op once done).
+    EraseAuthor,
     Get,
 }
 
 /// `{kind}:{subject}`: the rating entity and listing prefix of a review's
-/// subject.
+/// subject (and how its order records it).
 pub fn subject_key(r: &Review) -> String {
-    format!("{}:{}", r.kind.as_str(), r.subject_id)
+    subject_key_of(r.kind, &r.subject_id)
+}
+
+/// `{kind}:{subject_id}`.
+pub fn subject_key_of(kind: ReviewKind, subject_id: &str) -> String {
+    format!("{}:{subject_id}", kind.as_str())
 }
 
 fn listing_key(r: &Review) -> String {
@@ -123,6 +135,7 @@ impl Entity for ReviewEntity {
         let now = ctx.now;
         if let ReviewCommand::Create {
             caller,
+            author_name,
             subject,
             draft,
             policy,
@@ -134,7 +147,8 @@ impl Entity for ReviewEntity {
                     "this was already reviewed for this order; edit that review instead",
                 ));
             }
-            let record = ReviewRecord::new(subject, &caller, draft, &policy, now);
+            let record =
+                ReviewRecord::new(ctx.id, subject, &caller, author_name, draft, &policy, now);
             return Ok((
                 vec![ReviewEvent::Created {
                     record: record.clone(),
@@ -174,6 +188,9 @@ impl Entity for ReviewEntity {
                 review: current.moderate(&caller, to, note, now)?,
                 by: caller.user_id,
             }),
+            ReviewCommand::EraseAuthor => {
+                (current.review.author_name != ERASED_AUTHOR).then_some(ReviewEvent::AuthorErased)
+            }
             ReviewCommand::Counted { revision } => {
                 (current.counted < revision).then_some(ReviewEvent::Counted {
                     revision: revision.min(current.revision),
@@ -202,6 +219,9 @@ impl Entity for ReviewEntity {
             ) => {
                 rec.reporters.push(reporter.clone());
                 rec.take(review.clone());
+            }
+            (ReviewEvent::AuthorErased, Some(rec)) => {
+                rec.review.author_name = ERASED_AUTHOR.into();
             }
             (ReviewEvent::Counted { revision }, Some(rec)) => {
                 rec.counted = rec.counted.max(*revision)
@@ -378,7 +398,7 @@ mod tests {
                             verified: true,
                         };
                         let draft = check_draft(&DeliveryReviewInput { stars, text: String::new(), images: vec![] }).unwrap();
-                        let cmd = ReviewCommand::Create { caller: author.clone(), subject, draft, policy };
+                        let cmd = ReviewCommand::Create { caller: author.clone(), author_name: "A.".into(), subject, draft, policy };
                         reviews[review] = run(&reviews[review], cmd);
                     }
                     Op::Edit { review, stars } => {

@@ -66,7 +66,7 @@ pub struct ReviewReply {
     pub at: DateTime<Utc>,
 }
 
-/// A review as people see it.
+/// A review as the review actor keeps it (shown as a `ReviewView`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Review {
     pub id: String,
@@ -97,9 +97,107 @@ pub struct Review {
     pub editable_until: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// How the author is shown (`display_name` of their name when they
+    /// wrote it; `Deleted user` once they erased their account).
+    #[serde(default)]
+    pub author_name: String,
+}
+
+/// What a public review shows of its author once they erased their account.
+pub const ERASED_AUTHOR: &str = "Deleted user";
+
+/// How an author is shown on a review: the first word of their name and
+/// the last word's initial ("Lan Nguyen" → "Lan N."), at most 40
+/// characters; "A customer" for an empty name.
+pub fn display_name(name: &str) -> String {
+    let words: Vec<&str> = name.split_whitespace().collect();
+    let first = |w: &str| w.chars().take(40).collect::<String>();
+    match words.as_slice() {
+        [] => "A customer".into(),
+        [one] => first(one),
+        [one, .., last] => format!(
+            "{} {}.",
+            first(one),
+            last.chars().next().expect("a word has a first character")
+        ),
+    }
+}
+
+/// A review as one viewer is shown it. Who wrote it (`author_id`) and
+/// from which order (`order_id`, a UUIDv7, so the purchase time) are shown
+/// only to its author, the reviewed shop's merchant and admins; everyone
+/// else, and every public listing, shows `author_name` alone, so one
+/// person's reviews do not link into a purchase history.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReviewView {
+    pub id: String,
+    pub kind: ReviewKind,
+    /// The product, shop or shipper reviewed.
+    pub subject_id: String,
+    pub shop_id: ShopId,
+    /// The author's display name, as of writing.
+    pub author_name: String,
+    /// Only for the author, the shop's merchant and admins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
+    /// Only for the author, the shop's merchant and admins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<OrderId>,
+    /// See `Review::verified_purchase`.
+    pub verified_purchase: bool,
+    #[schema(minimum = 1, maximum = 5)]
+    pub stars: u8,
+    /// May be empty (a rating without words).
+    pub text: String,
+    /// Paths of images on this host.
+    pub images: Vec<String>,
+    pub status: ReviewStatus,
+    /// Why an admin rejected it (or approved it after reports).
+    pub moderation_note: Option<String>,
+    pub reply: Option<ReviewReply>,
+    /// Distinct people who reported it since an admin last approved it.
+    pub reports: u32,
+    /// The author may edit it until then.
+    pub editable_until: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl Review {
+    /// The review as shown: with its author's and order's ids when
+    /// `parties` (see `ReviewRecord::shows_parties`), else without.
+    pub fn view(self, parties: bool) -> ReviewView {
+        ReviewView {
+            author_name: if self.author_name.is_empty() {
+                display_name("")
+            } else {
+                self.author_name
+            },
+            author_id: parties.then_some(self.author_id),
+            order_id: parties.then_some(self.order_id),
+            id: self.id,
+            kind: self.kind,
+            subject_id: self.subject_id,
+            shop_id: self.shop_id,
+            verified_purchase: self.verified_purchase,
+            stars: self.stars,
+            text: self.text,
+            images: self.images,
+            status: self.status,
+            moderation_note: self.moderation_note,
+            reply: self.reply,
+            reports: self.reports,
+            editable_until: self.editable_until,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// As a public listing shows it.
+    pub fn public(self) -> ReviewView {
+        self.view(false)
+    }
+
     /// What the review adds to its subject's rating summary.
     pub fn counts(&self) -> Option<u8> {
         (self.status == ReviewStatus::Approved).then_some(self.stars)
@@ -426,10 +524,11 @@ pub fn subject_of(
     })
 }
 
-/// The id of the one review `kind` of `subject_id` in `order_id` may have:
-/// the same inputs always give the same id, so a second review of one
-/// order line is the same entity (and refused) on every node.
-pub fn review_id(order_id: &str, kind: ReviewKind, subject_id: &str) -> String {
+/// The id a review of `kind` of `subject_id` in `order_id` had before
+/// review ids were random (derived from those ids, so computable by
+/// anyone holding them). Reviews written since have random ids recorded
+/// by their order; this one is still looked up for older reviews.
+pub fn legacy_review_id(order_id: &str, kind: ReviewKind, subject_id: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("review|{order_id}|{}|{subject_id}", kind.as_str()));
     let bytes: [u8; 16] = digest[..16].try_into().expect("16 bytes");
@@ -453,17 +552,37 @@ pub struct ReviewRecord {
 }
 
 impl ReviewRecord {
+    /// Whether `viewer` is shown who wrote the review and from which
+    /// order: its author, the reviewed shop's merchant and admins. (The
+    /// reviewed shipper is not: a rating of them is not a way to find the
+    /// customer.)
+    pub fn shows_parties(&self, viewer: Option<&Caller>) -> bool {
+        viewer.is_some_and(|c| {
+            c.role == Role::Admin
+                || c.user_id == self.review.author_id
+                || c.user_id == self.merchant_id
+        })
+    }
+
+    /// The review as `viewer` is shown it.
+    pub fn view_for(self, viewer: Option<&Caller>) -> ReviewView {
+        let parties = self.shows_parties(viewer);
+        self.review.view(parties)
+    }
+
     pub fn new(
+        id: &str,
         subject: Subject,
         author: &Caller,
+        author_name: String,
         draft: Draft,
         policy: &ReviewPolicy,
         now: DateTime<Utc>,
     ) -> Self {
-        let id = review_id(&subject.order_id, subject.kind, &subject.subject_id);
         ReviewRecord {
             review: Review {
-                id,
+                id: id.to_owned(),
+                author_name,
                 kind: subject.kind,
                 subject_id: subject.subject_id,
                 order_id: subject.order_id,

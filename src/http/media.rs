@@ -14,7 +14,7 @@ use super::extract::{Auth, Json, MaybeAuth, Path, Query};
 use super::state::AppState;
 use crate::domain::catalog::{Course, Product};
 use crate::domain::media::{MediaOrder, MediaRef};
-use crate::domain::review::Review;
+use crate::domain::review::ReviewView;
 use crate::media::Size;
 use crate::service::media::Owner;
 
@@ -201,7 +201,7 @@ pub async fn remove_course_media(
 #[utoipa::path(post, path = "/api/v1/reviews/{id}/photos", tag = "media", security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body(content = inline(Upload), content_type = "multipart/form-data"),
-    responses((status = 201, body = Review), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, body = ReviewView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn upload_review_photo(
@@ -209,7 +209,7 @@ pub async fn upload_review_photo(
     auth: Auth,
     Path(id): Path<String>,
     form: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, Json<Review>), AppError> {
+) -> Result<(StatusCode, Json<ReviewView>), AppError> {
     let bytes = file(form).await?;
     let r = s
         .services
@@ -222,12 +222,12 @@ pub async fn upload_review_photo(
 /// Take a photo uploaded to your review off it and delete it.
 #[utoipa::path(delete, path = "/api/v1/reviews/{id}/photos/{media_id}", tag = "media", security(("bearer" = [])),
     params(("id" = String, Path), ("media_id" = String, Path)),
-    responses((status = 200, body = Review), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_review_photo(
     State(s): State<AppState>,
     auth: Auth,
     Path((id, media_id)): Path<(String, String)>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     let caller = auth.0.caller();
     let r = s
         .services

@@ -9,19 +9,19 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, MaybeAuth, PageQuery, Path, Query};
 use super::state::AppState;
 use crate::domain::review::{
-    DeliveryReviewInput, ModerationInput, RatingSummary, ReplyInput, ReportInput, Review,
-    ReviewEdit, ReviewInput, ReviewKind, ReviewStatus,
+    DeliveryReviewInput, ModerationInput, RatingSummary, ReplyInput, ReportInput, ReviewEdit,
+    ReviewInput, ReviewKind, ReviewStatus, ReviewView,
 };
 use crate::service::catalog::{check_limit, Page};
 
 #[derive(Serialize, ToSchema)]
 pub struct ReviewPage {
-    pub items: Vec<Review>,
+    pub items: Vec<ReviewView>,
     pub next_cursor: Option<String>,
 }
 
-impl From<Page<Review>> for ReviewPage {
-    fn from(p: Page<Review>) -> Self {
+impl From<Page<ReviewView>> for ReviewPage {
+    fn from(p: Page<ReviewView>) -> Self {
         ReviewPage {
             items: p.items,
             next_cursor: p.next_cursor,
@@ -35,7 +35,7 @@ async fn write(
     kind: ReviewKind,
     subject: &str,
     input: ReviewInput,
-) -> Result<(StatusCode, Json<Review>), AppError> {
+) -> Result<(StatusCode, Json<ReviewView>), AppError> {
     let (order_id, draft) = input.split();
     let review = s
         .services
@@ -66,7 +66,7 @@ async fn list(
 /// Review a product of one of your delivered orders (once per order line).
 #[utoipa::path(post, path = "/api/v1/products/{id}/reviews", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReviewInput,
-    responses((status = 201, body = Review), (status = 403, body = ErrorBody, description = "not the order's customer"),
+    responses((status = 201, body = ReviewView), (status = 403, body = ErrorBody, description = "not the order's customer"),
         (status = 404, body = ErrorBody, description = "no such product"),
         (status = 409, body = ErrorBody, description = "`not_delivered`, `already_reviewed`"),
         (status = 422, body = ErrorBody, description = "`order_id` is no order of yours or has no such product, or the review breaks a rule")))]
@@ -75,7 +75,7 @@ pub async fn review_product(
     auth: Auth,
     Path(id): Path<String>,
     Json(input): Json<ReviewInput>,
-) -> Result<(StatusCode, Json<Review>), AppError> {
+) -> Result<(StatusCode, Json<ReviewView>), AppError> {
     write(&s, &auth, ReviewKind::Product, &id, input).await
 }
 
@@ -111,7 +111,7 @@ pub async fn product_rating(
 /// Review the shop of one of your delivered orders (once per order).
 #[utoipa::path(post, path = "/api/v1/shops/{id}/reviews", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReviewInput,
-    responses((status = 201, body = Review), (status = 403, body = ErrorBody, description = "not the order's customer"),
+    responses((status = 201, body = ReviewView), (status = 403, body = ErrorBody, description = "not the order's customer"),
         (status = 404, body = ErrorBody, description = "no such shop"),
         (status = 409, body = ErrorBody, description = "`not_delivered`, `already_reviewed`"),
         (status = 422, body = ErrorBody, description = "`order_id` is no order of yours or not from this shop, or the review breaks a rule")))]
@@ -120,7 +120,7 @@ pub async fn review_shop(
     auth: Auth,
     Path(id): Path<String>,
     Json(input): Json<ReviewInput>,
-) -> Result<(StatusCode, Json<Review>), AppError> {
+) -> Result<(StatusCode, Json<ReviewView>), AppError> {
     write(&s, &auth, ReviewKind::Shop, &id, input).await
 }
 
@@ -156,7 +156,7 @@ pub async fn shop_rating(
 /// Review the shipper who delivered one of your orders (once per order).
 #[utoipa::path(post, path = "/api/v1/deliveries/{order_id}/review", tag = "reviews", security(("bearer" = [])),
     params(("order_id" = String, Path)), request_body = DeliveryReviewInput,
-    responses((status = 201, body = Review), (status = 403, body = ErrorBody, description = "not the order's customer"),
+    responses((status = 201, body = ReviewView), (status = 403, body = ErrorBody, description = "not the order's customer"),
         (status = 404, body = ErrorBody, description = "no such order of yours"),
         (status = 409, body = ErrorBody, description = "`not_delivered`, `no_shipper` (nobody carried it), `already_reviewed`")))]
 pub async fn review_delivery(
@@ -164,7 +164,7 @@ pub async fn review_delivery(
     auth: Auth,
     Path(order_id): Path<String>,
     Json(input): Json<DeliveryReviewInput>,
-) -> Result<(StatusCode, Json<Review>), AppError> {
+) -> Result<(StatusCode, Json<ReviewView>), AppError> {
     let review = s
         .services
         .reviews
@@ -182,13 +182,13 @@ pub async fn review_delivery(
 /// The review of an order's delivery.
 #[utoipa::path(get, path = "/api/v1/deliveries/{order_id}/review", tag = "reviews", security(("bearer" = [])),
     params(("order_id" = String, Path)),
-    responses((status = 200, body = Review), (status = 404, body = ErrorBody, description = "no such order of yours, or no review of its delivery"),
+    responses((status = 200, body = ReviewView), (status = 404, body = ErrorBody, description = "no such order of yours, or no review of its delivery"),
         (status = 409, body = ErrorBody, description = "`no_shipper`: nobody carried it")))]
 pub async fn delivery_review(
     State(s): State<AppState>,
     auth: Auth,
     Path(order_id): Path<String>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(
         s.services
             .reviews
@@ -218,12 +218,12 @@ pub async fn shipper_rating(
 /// shipper's) that you may see.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/reviews", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Vec<Review>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<ReviewView>), (status = 404, body = ErrorBody)))]
 pub async fn order_reviews(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> Result<Json<Vec<Review>>, AppError> {
+) -> Result<Json<Vec<ReviewView>>, AppError> {
     Ok(Json(
         s.services.reviews.of_order(&auth.0.caller(), &id).await?,
     ))
@@ -233,12 +233,12 @@ pub async fn order_reviews(
 /// shop's merchant and admins.
 #[utoipa::path(get, path = "/api/v1/reviews/{id}", tag = "reviews", security((), ("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Review), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ReviewView), (status = 404, body = ErrorBody)))]
 pub async fn get_review(
     State(s): State<AppState>,
     auth: MaybeAuth,
     Path(id): Path<String>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(
         s.services.reviews.get(auth.caller().as_ref(), &id).await?,
     ))
@@ -248,14 +248,14 @@ pub async fn get_review(
 /// value; an edit that changes nothing changes nothing).
 #[utoipa::path(put, path = "/api/v1/reviews/{id}", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReviewEdit,
-    responses((status = 200, body = Review), (status = 403, body = ErrorBody, description = "not its author"),
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody, description = "not its author"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`edit_window_closed`")))]
 pub async fn edit_review(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     Json(edit): Json<ReviewEdit>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(
         s.services.reviews.edit(&auth.0.caller(), &id, edit).await?,
     ))
@@ -264,14 +264,14 @@ pub async fn edit_review(
 /// Reply to a review of your shop, its products or its deliveries (once).
 #[utoipa::path(post, path = "/api/v1/reviews/{id}/reply", tag = "reviews", security(("bearer" = ["merchant"])),
     params(("id" = String, Path)), request_body = ReplyInput,
-    responses((status = 200, body = Review), (status = 403, body = ErrorBody, description = "not the shop's merchant"),
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody, description = "not the shop's merchant"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`already_replied`")))]
 pub async fn reply_review(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     Json(input): Json<ReplyInput>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(
         s.services
             .reviews
@@ -285,7 +285,7 @@ pub async fn reply_review(
 /// merchant cannot report its reviews; reports are throttled per account.
 #[utoipa::path(post, path = "/api/v1/reviews/{id}/report", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReportInput,
-    responses((status = 200, body = Review), (status = 403, body = ErrorBody, description = "the reviewed shop's merchant"),
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody, description = "the reviewed shop's merchant"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "`own_review`"),
         (status = 429, body = ErrorBody, description = "too many reports from this account")))]
@@ -294,7 +294,7 @@ pub async fn report_review(
     auth: Auth,
     Path(id): Path<String>,
     Json(input): Json<ReportInput>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(
         s.services
             .reviews
@@ -327,7 +327,7 @@ async fn moderate(
     id: &str,
     to: ReviewStatus,
     input: ModerationInput,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(
         s.services
             .reviews
@@ -339,27 +339,27 @@ async fn moderate(
 /// Approve a review (admins): public and counted.
 #[utoipa::path(put, path = "/api/v1/reviews/{id}/approve", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ModerationInput,
-    responses((status = 200, body = Review), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "`already_approved`")))]
 pub async fn approve_review(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     Json(input): Json<ModerationInput>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     moderate(&s, &auth, &id, ReviewStatus::Approved, input).await
 }
 
 /// Reject a review (admins): hidden and not counted.
 #[utoipa::path(put, path = "/api/v1/reviews/{id}/reject", tag = "reviews", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ModerationInput,
-    responses((status = 200, body = Review), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "`already_rejected`")))]
 pub async fn reject_review(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     Json(input): Json<ModerationInput>,
-) -> Result<Json<Review>, AppError> {
+) -> Result<Json<ReviewView>, AppError> {
     moderate(&s, &auth, &id, ReviewStatus::Rejected, input).await
 }

@@ -14,7 +14,7 @@ use crate::actors::user::{User, UserExport};
 use crate::actors::Registry;
 use crate::domain::catalog::{Course, Shop};
 use crate::domain::order::{Order, OrderStatus};
-use crate::domain::review::Review;
+use crate::domain::review::ReviewView;
 use crate::domain::Caller;
 use crate::domain::{DomainError, Role};
 use crate::store::Store;
@@ -36,7 +36,7 @@ pub struct AccountExport {
     /// Flash-sale claims and course enrollments.
     pub claims: Vec<Claim>,
     /// Reviews written.
-    pub reviews: Vec<Review>,
+    pub reviews: Vec<ReviewView>,
     /// Products viewed lately.
     pub recently_viewed: Vec<super::behavior::Viewed>,
     pub cart: super::cart::CartView,
@@ -76,7 +76,7 @@ impl SelfService {
                     .of_order(caller, &o.id)
                     .await?
                     .into_iter()
-                    .filter(|r| r.author_id == caller.user_id),
+                    .filter(|r| r.author_id.as_ref() == Some(&caller.user_id)),
             );
         }
         let shops = self
@@ -205,16 +205,17 @@ impl SelfService {
             .into());
         }
         // Orders keep what accounting needs; the address's personal part
-        // goes, and so do the delivery tracks and the photos of the
-        // user's reviews of them.
+        // goes, and so do the delivery tracks, the photos of the user's
+        // reviews of them and the name those reviews show.
         for o in &orders {
             self.orders.erase_customer(&o.id).await?;
             self.delete_rows(crate::store::tables::TRACK_POINTS, &format!("{}|", o.id))
                 .await?;
             if o.delivered_at.is_some() {
                 for r in self.reviews.of_order(&caller, &o.id).await? {
-                    if r.author_id == caller.user_id {
+                    if r.author_id.as_ref() == Some(&caller.user_id) {
                         self.media.purge(&r.id).await?;
+                        self.reviews.erase_author(&r.id).await?;
                     }
                 }
             }

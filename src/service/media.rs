@@ -16,7 +16,7 @@ use crate::actors::course::CourseCommand;
 use crate::actors::product::ProductCommand;
 use crate::domain::catalog::{Course, Product};
 use crate::domain::media::{MediaChange, MediaRef, MAX_MEDIA};
-use crate::domain::review::{Review, ReviewEdit, MAX_IMAGES};
+use crate::domain::review::{ReviewEdit, ReviewView, MAX_IMAGES};
 use crate::domain::{Caller, DomainError};
 use crate::media::{MediaError, MediaStore, Size};
 
@@ -206,9 +206,9 @@ impl Media {
 
     /// The caller's own review (its author only: admins do not edit
     /// reviews).
-    async fn own_review(&self, caller: &Caller, id: &str) -> Result<Review, ServiceError> {
+    async fn own_review(&self, caller: &Caller, id: &str) -> Result<ReviewView, ServiceError> {
         let r = self.reviews.get(Some(caller), id).await?;
-        if r.author_id != caller.user_id {
+        if r.author_id.as_ref() != Some(&caller.user_id) {
             return Err(DomainError::Forbidden(
                 "only its author adds or removes a review's photos".into(),
             )
@@ -224,7 +224,7 @@ impl Media {
         caller: &Caller,
         id: &str,
         bytes: Bytes,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         let r = self.own_review(caller, id).await?;
         // The review's own rule, checked again when the photo is listed;
         // first here, so nothing is decoded for a review that is closed.
@@ -261,7 +261,7 @@ impl Media {
         caller: &Caller,
         id: &str,
         media_id: &str,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         let r = self.own_review(caller, id).await?;
         let url = MediaRef::new(media_id.to_owned(), "", 0, 0).url;
         if !media_id.starts_with(&format!("{id}.")) || !r.images.contains(&url) {

@@ -10,14 +10,16 @@ use super::orders::Orders;
 use super::ratings::rating_of;
 use super::ratings::Tally;
 use super::{found, ServiceError};
-use crate::actors::review::{ReviewCommand, ReviewEntity, REVIEWS_BY_SUBJECT, REVIEWS_PENDING};
+use crate::actors::review::{
+    subject_key_of, ReviewCommand, ReviewEntity, REVIEWS_BY_SUBJECT, REVIEWS_PENDING,
+};
 use crate::actors::user::User;
 use crate::actors::{Entity, Registry};
 use crate::domain::order::Order;
 use crate::domain::review::{
-    check_draft, check_note, check_reason, check_reply, review_id, subject_of, DeliveryReviewInput,
-    ModerationInput, RatingSummary, ReplyInput, ReportInput, Review, ReviewEdit, ReviewKind,
-    ReviewPolicy, ReviewRecord, ReviewStatus,
+    check_draft, check_note, check_reason, check_reply, display_name, legacy_review_id, subject_of,
+    DeliveryReviewInput, ModerationInput, RatingSummary, ReplyInput, ReportInput, Review,
+    ReviewEdit, ReviewKind, ReviewPolicy, ReviewRecord, ReviewStatus, ReviewView,
 };
 use crate::domain::{Caller, DomainError, Role};
 use crate::store::Store;
@@ -37,13 +39,13 @@ pub struct Reviews {
 
 impl Reviews {
     /// Settles at once; the timer row retries what fails here.
-    async fn settled(&self, rec: ReviewRecord) -> Review {
+    async fn settled(&self, rec: ReviewRecord) -> ReviewRecord {
         if rec.unsettled() {
             if let Err(e) = self.tally.settle(&rec.review.id).await {
                 tracing::warn!(review = %rec.review.id, error = %e, "rating not updated yet; the scheduler retries");
             }
         }
-        rec.review
+        rec
     }
 
     /// The subject of a listing or summary exists and `viewer` may see it
@@ -71,7 +73,7 @@ impl Reviews {
         subject_id: Option<&str>,
         order_id: &str,
         input: DeliveryReviewInput,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         let draft = check_draft(&input)?;
         if let Some(id) = subject_id {
             self.subject_visible(Some(caller), kind, id).await?;
@@ -89,15 +91,36 @@ impl Reviews {
             None => shipper_of(&order)?.to_owned(),
         };
         let subject = subject_of(&order, caller, kind, &subject_id)?;
-        let id = review_id(&order.id, kind, &subject_id);
+        // A random id, recorded by the order, which keeps the first one it
+        // is given for each subject: so a second review of one line is the
+        // same entity (and refused) on every node. A review written before
+        // ids were random keeps its id.
+        let legacy = legacy_review_id(&order.id, kind, &subject_id);
+        let proposed = if self.reviews.exists(&legacy).await? {
+            legacy
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        let id = self
+            .orders
+            .orders
+            .attach_review(
+                &order.id,
+                caller,
+                subject_key_of(kind, &subject_id),
+                proposed,
+            )
+            .await?;
+        let author_name = display_name(&self.users.account(&caller.user_id).await?.name);
         let create = ReviewCommand::Create {
             caller: caller.clone(),
+            author_name,
             subject,
             draft,
             policy: self.policy,
         };
         let rec = self.reviews.call(&id, create).await?;
-        Ok(self.settled(rec).await)
+        Ok(self.settled(rec).await.view_for(Some(caller)))
     }
 
     async fn record(&self, id: &str) -> Result<ReviewRecord, ServiceError> {
@@ -124,8 +147,14 @@ impl Reviews {
         Ok(rec)
     }
 
-    pub async fn get(&self, caller: Option<&Caller>, id: &str) -> Result<Review, ServiceError> {
-        Ok(self.visible(caller, id).await?.review)
+    pub async fn get(&self, caller: Option<&Caller>, id: &str) -> Result<ReviewView, ServiceError> {
+        Ok(self.visible(caller, id).await?.view_for(caller))
+    }
+
+    /// The author erased their account: the review shows `Deleted user`.
+    pub async fn erase_author(&self, id: &str) -> Result<(), ServiceError> {
+        self.reviews.call(id, ReviewCommand::EraseAuthor).await?;
+        Ok(())
     }
 
     pub async fn edit(
@@ -133,7 +162,7 @@ impl Reviews {
         caller: &Caller,
         id: &str,
         edit: ReviewEdit,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         self.visible(Some(caller), id).await?;
         let cmd = ReviewCommand::Edit {
             caller: caller.clone(),
@@ -141,7 +170,7 @@ impl Reviews {
             policy: self.policy,
         };
         let rec = self.reviews.call(id, cmd).await?;
-        Ok(self.settled(rec).await)
+        Ok(self.settled(rec).await.view_for(Some(caller)))
     }
 
     pub async fn reply(
@@ -149,14 +178,14 @@ impl Reviews {
         caller: &Caller,
         id: &str,
         input: ReplyInput,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         let text = check_reply(&input)?;
         self.visible(Some(caller), id).await?;
         let cmd = ReviewCommand::Reply {
             caller: caller.clone(),
             text,
         };
-        Ok(self.reviews.call(id, cmd).await?.review)
+        Ok(self.reviews.call(id, cmd).await?.view_for(Some(caller)))
     }
 
     pub async fn report(
@@ -164,7 +193,7 @@ impl Reviews {
         caller: &Caller,
         id: &str,
         input: ReportInput,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         let reason = check_reason(&input)?;
         self.visible(Some(caller), id).await?;
         self.throttles
@@ -176,7 +205,7 @@ impl Reviews {
             policy: self.policy,
         };
         let rec = self.reviews.call(id, cmd).await?;
-        Ok(self.settled(rec).await)
+        Ok(self.settled(rec).await.view_for(Some(caller)))
     }
 
     pub async fn moderate(
@@ -185,7 +214,7 @@ impl Reviews {
         id: &str,
         to: ReviewStatus,
         input: ModerationInput,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         let note = check_note(&input)?;
         ensure_admin(caller)?;
         self.record(id).await?;
@@ -195,7 +224,7 @@ impl Reviews {
             note,
         };
         let rec = self.reviews.call(id, cmd).await?;
-        Ok(self.settled(rec).await)
+        Ok(self.settled(rec).await.view_for(Some(caller)))
     }
 
     /// A product's, shop's or shipper's approved reviews, newest first.
@@ -206,10 +235,10 @@ impl Reviews {
         subject_id: &str,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<Page<Review>, ServiceError> {
+    ) -> Result<Page<ReviewView>, ServiceError> {
         self.subject_visible(viewer, kind, subject_id).await?;
-        let prefix = format!("{}:{subject_id}|", kind.as_str());
-        scan_page(
+        let prefix = format!("{}|", subject_key_of(kind, subject_id));
+        let page: Page<Review> = scan_page(
             self.store.as_ref(),
             REVIEWS_BY_SUBJECT,
             &prefix,
@@ -217,7 +246,12 @@ impl Reviews {
             cursor,
             limit,
         )
-        .await
+        .await?;
+        // A public listing: names, not ids, whoever looks.
+        Ok(Page {
+            items: page.items.into_iter().map(Review::public).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// Reviews waiting for moderation, oldest first (admins).
@@ -226,9 +260,9 @@ impl Reviews {
         caller: &Caller,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<Page<Review>, ServiceError> {
+    ) -> Result<Page<ReviewView>, ServiceError> {
         ensure_admin(caller)?;
-        scan_page(
+        let page: Page<Review> = scan_page(
             self.store.as_ref(),
             REVIEWS_PENDING,
             "",
@@ -236,7 +270,11 @@ impl Reviews {
             cursor,
             limit,
         )
-        .await
+        .await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|r| r.view(true)).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// The rating summary of a product or shop (public), or of a shipper
@@ -268,25 +306,14 @@ impl Reviews {
         &self,
         caller: &Caller,
         order_id: &str,
-    ) -> Result<Vec<Review>, ServiceError> {
+    ) -> Result<Vec<ReviewView>, ServiceError> {
         let order = self.orders.get_order(caller, order_id).await?;
-        let mut subjects: Vec<(ReviewKind, String)> = order
-            .lines
-            .iter()
-            .map(|l| (ReviewKind::Product, l.product_id.to_string()))
-            .collect();
-        subjects.dedup();
-        subjects.push((ReviewKind::Shop, order.shop_id.to_string()));
-        if let Some(s) = &order.delivery.shipper_id {
-            subjects.push((ReviewKind::Shipper, s.to_string()));
-        }
         let mut out = Vec::new();
-        for (kind, subject) in subjects {
-            let id = review_id(&order.id, kind, &subject);
+        for (_, id) in self.ids_of(caller, &order).await? {
             if self.reviews.exists(&id).await? {
                 let rec = self.reviews.call(&id, ReviewCommand::Get).await?;
                 if rec.review.visible_to(Some(caller), &rec.merchant_id) {
-                    out.push(rec.review);
+                    out.push(rec.view_for(Some(caller)));
                 }
             }
         }
@@ -298,10 +325,48 @@ impl Reviews {
         &self,
         caller: &Caller,
         order_id: &str,
-    ) -> Result<Review, ServiceError> {
+    ) -> Result<ReviewView, ServiceError> {
         let order = self.orders.get_order(caller, order_id).await?;
-        let id = review_id(&order.id, ReviewKind::Shipper, shipper_of(&order)?);
+        let shipper = subject_key_of(ReviewKind::Shipper, shipper_of(&order)?);
+        let id = self
+            .ids_of(caller, &order)
+            .await?
+            .into_iter()
+            .find_map(|(subject, id)| (subject == shipper).then_some(id))
+            .ok_or(DomainError::NotFound("review"))?;
         self.get(Some(caller), &id).await
+    }
+
+    /// The id of the review of each subject of `order` (its products, its
+    /// shop, its shipper), written or not: the one the order records, else
+    /// the one a review written before ids were random had.
+    async fn ids_of(
+        &self,
+        caller: &Caller,
+        order: &Order,
+    ) -> Result<Vec<(String, String)>, ServiceError> {
+        let mut subjects: Vec<(ReviewKind, String)> = order
+            .lines
+            .iter()
+            .map(|l| (ReviewKind::Product, l.product_id.to_string()))
+            .collect();
+        subjects.dedup();
+        subjects.push((ReviewKind::Shop, order.shop_id.to_string()));
+        if let Some(s) = &order.delivery.shipper_id {
+            subjects.push((ReviewKind::Shipper, s.to_string()));
+        }
+        let recorded = self.orders.orders.reviews(&order.id, caller).await?;
+        Ok(subjects
+            .into_iter()
+            .map(|(kind, subject)| {
+                let key = subject_key_of(kind, &subject);
+                let id = recorded.iter().find(|r| r.subject == key).map_or_else(
+                    || legacy_review_id(&order.id, kind, &subject),
+                    |r| r.review_id.clone(),
+                );
+                (key, id)
+            })
+            .collect())
     }
 }
 

@@ -572,7 +572,7 @@ async fn the_shipper_of_a_delivery_is_reviewed_once_and_only_merchants_admins_an
 async fn a_review_whose_rating_update_was_cut_short_is_counted_by_the_scheduler() {
     use surge::actors::review::ReviewCommand;
     use surge::domain::review::{
-        check_draft, review_id, DeliveryReviewInput, ReviewKind, ReviewPolicy, Subject,
+        check_draft, DeliveryReviewInput, ReviewKind, ReviewPolicy, Subject,
     };
     use surge::domain::{Caller, Role};
     let app = spawn_app_with(fast).await;
@@ -600,9 +600,10 @@ async fn a_review_whose_rating_update_was_cut_short_is_counted_by_the_scheduler(
         images: vec![],
     })
     .unwrap();
-    let id = review_id(&order, ReviewKind::Product, &mat);
+    let id = uuid::Uuid::new_v4().to_string();
     let create = ReviewCommand::Create {
         caller: author,
+        author_name: "Someone S.".into(),
         subject,
         draft,
         policy: ReviewPolicy::default(),
@@ -825,4 +826,142 @@ async fn verified_means_a_real_purchase_and_nobody_reviews_their_own_shop() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
     assert_eq!(r["verified_purchase"], true, "{r}");
+}
+
+/// Review ids are random (not computable from the order's and subject's
+/// ids); the order records each subject's review, so a second review of a
+/// line is still refused, and a review written when ids were derived keeps
+/// its id and its place.
+#[tokio::test]
+async fn review_ids_are_random_and_the_order_still_takes_one_review_per_line() {
+    use surge::domain::review::{legacy_review_id, ReviewKind};
+    let app = spawn_app_with(fast).await;
+    let (m, _, mat) = shop_with_product(&app, 50_000, 10).await;
+    let (c, order) = ordered(&app, &mat).await;
+    deliver(&app, &m, &order).await;
+    let path = format!("/api/v1/products/{mat}/reviews");
+    let (status, r) = review(&app, &c, &path, json!({"order_id": order, "stars": 4})).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, legacy_review_id(&order, ReviewKind::Product, &mat));
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    let (status, again) = review(&app, &c, &path, json!({"order_id": order, "stars": 1})).await;
+    assert_eq!(
+        (status, error_code(&again)),
+        (StatusCode::CONFLICT, "already_reviewed")
+    );
+    let (status, of_order) = app
+        .get(&format!("/api/v1/orders/{order}/reviews"), Some(&c.access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{of_order}");
+    let ids: Vec<&str> = of_order
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+
+    // A review written before ids were random, at its derived id.
+    use surge::actors::review::ReviewCommand;
+    use surge::domain::review::{check_draft, DeliveryReviewInput, ReviewPolicy, Subject};
+    let (c2, order2) = ordered(&app, &mat).await;
+    deliver(&app, &m, &order2).await;
+    let legacy = legacy_review_id(&order2, ReviewKind::Product, &mat);
+    let services = app.state.as_ref().expect("in process").services.clone();
+    let (_, shop) = app.get(&format!("/api/v1/products/{mat}"), None).await;
+    let create = ReviewCommand::Create {
+        caller: surge::domain::Caller {
+            user_id: c2.id.clone().into(),
+            role: surge::domain::Role::Customer,
+        },
+        author_name: String::new(),
+        subject: Subject {
+            kind: ReviewKind::Product,
+            subject_id: mat.clone(),
+            order_id: order2.clone().into(),
+            shop_id: shop["shop_id"].as_str().unwrap().into(),
+            merchant_id: m.id.clone().into(),
+            verified: false,
+        },
+        draft: check_draft(&DeliveryReviewInput {
+            stars: 3,
+            text: String::new(),
+            images: vec![],
+        })
+        .unwrap(),
+        policy: ReviewPolicy::default(),
+    };
+    services
+        .entities
+        .reviews
+        .call(&legacy, create)
+        .await
+        .unwrap();
+    let (status, again) = review(&app, &c2, &path, json!({"order_id": order2, "stars": 5})).await;
+    assert_eq!(
+        (status, error_code(&again)),
+        (StatusCode::CONFLICT, "already_reviewed"),
+        "the older review is the order's"
+    );
+    let (_, of_order) = app
+        .get(
+            &format!("/api/v1/orders/{order2}/reviews"),
+            Some(&c2.access),
+        )
+        .await;
+    assert_eq!(of_order[0]["id"], legacy.as_str(), "{of_order}");
+}
+
+/// Public listings show the author's display name as of writing, never
+/// who wrote it (`author_id`) or from which order (`order_id`); one review
+/// by id shows those to its author, the shop's merchant and admins only;
+/// an erased author's reviews show "Deleted user".
+#[tokio::test]
+async fn public_reviews_name_their_author_and_hide_who_and_which_order() {
+    let app = spawn_app_with(with_admin).await;
+    let admin = app.login(ADMIN).await;
+    let (m, _, mat) = shop_with_product(&app, 50_000, 10).await;
+    let (c, id) = reviewed(&app, &m, &mat, 4).await;
+    let stranger = app.user("customer").await;
+    let list = format!("/api/v1/products/{mat}/reviews");
+    for (who, token) in [
+        ("anonymous", None),
+        ("a stranger", Some(&stranger.access)),
+        ("the merchant", Some(&m.access)),
+        ("the author", Some(&c.access)),
+    ] {
+        let (status, page) = app.get(&list, token.map(String::as_str)).await;
+        assert_eq!(status, StatusCode::OK, "{who}: {page}");
+        let r = &page["items"][0];
+        assert_eq!(r["id"], id.as_str(), "{who}: {page}");
+        assert_eq!(r["author_name"], "Test U.", "{who}: {r}");
+        assert!(r.get("author_id").is_none(), "{who}: {r}");
+        assert!(r.get("order_id").is_none(), "{who}: {r}");
+    }
+    let by_id = format!("/api/v1/reviews/{id}");
+    for (who, token, parties) in [
+        ("anonymous", None, false),
+        ("a stranger", Some(&stranger.access), false),
+        ("the author", Some(&c.access), true),
+        ("the merchant", Some(&m.access), true),
+        ("an admin", Some(&admin.access), true),
+    ] {
+        let (status, r) = app.get(&by_id, token.map(String::as_str)).await;
+        assert_eq!(status, StatusCode::OK, "{who}: {r}");
+        assert_eq!(r["author_name"], "Test U.", "{who}: {r}");
+        assert_eq!(r["author_id"].is_string(), parties, "{who}: {r}");
+        assert_eq!(r["order_id"].is_string(), parties, "{who}: {r}");
+    }
+    let (status, body) = app
+        .request(
+            reqwest::Method::DELETE,
+            "/api/v1/users/me",
+            Some(&c.access),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    let (_, page) = app.get(&list, None).await;
+    assert_eq!(page["items"][0]["author_name"], "Deleted user", "{page}");
 }

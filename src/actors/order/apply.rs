@@ -22,6 +22,10 @@ pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
                 o.address.lng = 0.0;
             }
         }
+        E::ReviewAttached { subject, review_id } => state.reviews.push(super::ReviewRef {
+            subject: subject.clone(),
+            review_id: review_id.clone(),
+        }),
         E::WebhookSeen { event_id } => {
             state.seen_events.push_back(event_id.clone());
             while state.seen_events.len() > MAX_SEEN_EVENTS {
@@ -34,7 +38,10 @@ pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
             };
             // Exhaustive on purpose: a new event must be given a theme.
             match event {
-                E::Placed { .. } | E::WebhookSeen { .. } | E::CustomerErased { .. } => {}
+                E::Placed { .. }
+                | E::WebhookSeen { .. }
+                | E::CustomerErased { .. }
+                | E::ReviewAttached { .. } => {}
                 E::Transitioned { .. } => lifecycle(o, event),
                 E::PaymentReceived { .. }
                 | E::CashCollected { .. }

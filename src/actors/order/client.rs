@@ -3,7 +3,7 @@
 //! was a duplicate (an event id already seen). The reply enum is matched
 //! here and nowhere else.
 
-use super::{OrderCommand, OrderEntity, OrderReply, PaymentReport};
+use super::{OrderCommand, OrderEntity, OrderReply, PaymentReport, ReviewRef};
 use crate::actors::{CallError, Registry};
 use crate::domain::order::{Order, Step};
 use crate::domain::{Caller, DomainError};
@@ -23,6 +23,42 @@ impl Registry<OrderEntity> {
     pub async fn send(&self, id: &str, cmd: OrderCommand) -> Answer<Order> {
         match self.call(id, cmd).await? {
             OrderReply::Order(o) | OrderReply::Duplicate(o) => Ok(*o),
+            OrderReply::Reviews(_) => Err(unexpected()),
+        }
+    }
+
+    /// Records `caller`'s review of `subject` as `review_id` unless one
+    /// is recorded; the id of the order's review of `subject`.
+    pub async fn attach_review(
+        &self,
+        id: &str,
+        caller: &Caller,
+        subject: String,
+        review_id: String,
+    ) -> Answer<String> {
+        let cmd = OrderCommand::AttachReview {
+            caller: caller.clone(),
+            subject: subject.clone(),
+            review_id,
+        };
+        self.reviews_of(id, cmd)
+            .await?
+            .into_iter()
+            .find(|r| r.subject == subject)
+            .map(|r| r.review_id)
+            .ok_or_else(unexpected)
+    }
+
+    /// The reviews of the order, for one of its parties.
+    pub async fn reviews(&self, id: &str, caller: &Caller) -> Answer<Vec<ReviewRef>> {
+        let caller = caller.clone();
+        self.reviews_of(id, OrderCommand::Reviews { caller }).await
+    }
+
+    async fn reviews_of(&self, id: &str, cmd: OrderCommand) -> Answer<Vec<ReviewRef>> {
+        match self.call(id, cmd).await? {
+            OrderReply::Reviews(r) => Ok(r),
+            OrderReply::Order(_) | OrderReply::Duplicate(_) => Err(unexpected()),
         }
     }
 
@@ -72,6 +108,12 @@ impl Registry<OrderEntity> {
                 order: *o,
                 duplicate: true,
             },
+            OrderReply::Reviews(_) => return Err(unexpected()),
         })
     }
+}
+
+/// A reply of another kind than the command's: a bug, not the caller's.
+fn unexpected() -> CallError<DomainError> {
+    CallError::Unavailable("the order actor answered another kind of reply".into())
 }

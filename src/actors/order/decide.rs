@@ -20,6 +20,34 @@ pub(super) fn answered(state: &OrderState, events: Vec<OrderEvent>) -> Decided {
     Ok((events, OrderReply::Order(Box::new(o))))
 }
 
+/// Records the customer's review of `subject` as `review_id`, unless
+/// one is recorded: the first is kept, whoever asks again.
+pub(super) fn attach_review(
+    state: &OrderState,
+    caller: &Caller,
+    subject: String,
+    review_id: String,
+) -> Decided {
+    let o = order(state)?;
+    if o.customer_id != caller.user_id {
+        return Err(DomainError::Forbidden(
+            "only the order's customer reviews it".into(),
+        ));
+    }
+    if state.reviews.iter().any(|r| r.subject == subject) {
+        return Ok((vec![], OrderReply::Reviews(state.reviews.clone())));
+    }
+    if state.reviews.len() >= super::MAX_REVIEWS {
+        return Err(DomainError::conflict(
+            "too_many_reviews",
+            "this order has all the reviews it can have",
+        ));
+    }
+    let events = vec![OrderEvent::ReviewAttached { subject, review_id }];
+    let next = super::OrderEntity::evolve(state, &events);
+    Ok((events, OrderReply::Reviews(next.reviews)))
+}
+
 pub(super) fn order(state: &OrderState) -> Result<&Order, DomainError> {
     state.order.as_ref().ok_or(DomainError::NotFound("order"))
 }
@@ -342,4 +370,56 @@ pub(super) fn refunded(o: &Order, refund_reference: String, now: DateTime<Utc>) 
         });
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::order::ReviewRef;
+    use crate::domain::Role;
+
+    fn reviews(reply: OrderReply) -> Vec<ReviewRef> {
+        match reply {
+            OrderReply::Reviews(r) => r,
+            _ => panic!("not the order's reviews"),
+        }
+    }
+
+    #[test]
+    fn an_order_keeps_the_first_review_of_each_subject_and_only_its_customer_adds_one() {
+        let o = crate::domain::notification::tests::order_with(&[]);
+        let customer = Caller {
+            user_id: o.customer_id.clone(),
+            role: Role::Customer,
+        };
+        let state = OrderState {
+            order: Some(o.clone()),
+            ..OrderState::default()
+        };
+        let first = |review_id: &str| ReviewRef {
+            subject: "product:p".into(),
+            review_id: review_id.into(),
+        };
+        let (events, reply) =
+            attach_review(&state, &customer, "product:p".into(), "r1".into()).unwrap();
+        assert_eq!(reviews(reply), [first("r1")]);
+        let state = super::super::OrderEntity::evolve(&state, &events);
+        // Asked again (another node, a retry): the first one stays.
+        let (events, reply) =
+            attach_review(&state, &customer, "product:p".into(), "r2".into()).unwrap();
+        assert!(events.is_empty());
+        assert_eq!(reviews(reply), [first("r1")]);
+        let (events, reply) =
+            attach_review(&state, &customer, "shop:s".into(), "r3".into()).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(reviews(reply).len(), 2);
+        let merchant = Caller {
+            user_id: o.merchant_id.clone(),
+            role: Role::Merchant,
+        };
+        assert!(matches!(
+            attach_review(&state, &merchant, "shop:s".into(), "r4".into()),
+            Err(DomainError::Forbidden(_))
+        ));
+    }
 }

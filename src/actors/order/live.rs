@@ -49,7 +49,8 @@ pub(super) fn payload(id: &str, event: &OrderEvent) -> Option<(Topic, LiveEvent)
         | OrderEvent::ShipperBound
         | OrderEvent::ShipperReleased
         | OrderEvent::ClaimReleased
-        | OrderEvent::CustomerErased { .. } => return None,
+        | OrderEvent::CustomerErased { .. }
+        | OrderEvent::ReviewAttached { .. } => return None,
     };
     Some((Topic::order(id), LiveEvent::Order(data)))
 }

@@ -189,6 +189,15 @@ impl Entity for OrderEntity {
             OrderCommand::Refunded { refund_reference } => {
                 d::refunded(d::order(state)?, refund_reference, now)
             }
+            OrderCommand::AttachReview {
+                caller,
+                subject,
+                review_id,
+            } => return d::attach_review(state, &caller, subject, review_id),
+            OrderCommand::Reviews { caller } => {
+                d::get(state, Some(caller), now)?;
+                return Ok((vec![], OrderReply::Reviews(state.reviews.clone())));
+            }
         };
         d::answered(state, events)
     }

@@ -83,6 +83,11 @@ pub enum OrderEvent {
         at: DateTime<Utc>,
     },
     ClaimReleased,
+    /// The customer's review of `subject` is `review_id`.
+    ReviewAttached {
+        subject: String,
+        review_id: String,
+    },
 }
 
 /// What a payment provider reported.
@@ -155,6 +160,18 @@ pub enum OrderCommand {
     ShipperReleased,
     /// The shipper dwelt inside the delivery geofence.
     Arriving,
+    /// The customer reviews `subject` (`{kind}:{id}`) as `review_id`,
+    /// unless a review of it is recorded already; answers the order's
+    /// reviews (the one of `subject` is the one to use).
+    AttachReview {
+        caller: Caller,
+        subject: String,
+        review_id: String,
+    },
+    /// The order's reviews, for one of its parties.
+    Reviews {
+        caller: Caller,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,4 +179,5 @@ pub enum OrderReply {
     Order(Box<Order>),
     /// A webhook event this order had already processed: no effect.
     Duplicate(Box<Order>),
+    Reviews(Vec<super::ReviewRef>),
 }

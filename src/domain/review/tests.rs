@@ -27,12 +27,23 @@ fn record(policy: &ReviewPolicy, now: DateTime<Utc>) -> ReviewRecord {
         verified: true,
     };
     ReviewRecord::new(
+        "r1",
         subject,
         &caller("c", Role::Customer),
+        "Cam C.".into(),
         draft(4, "good"),
         policy,
         now,
     )
+}
+
+#[test]
+fn an_author_is_shown_by_first_name_and_initial() {
+    assert_eq!(display_name("Lan Nguyen"), "Lan N.");
+    assert_eq!(display_name("  Nguyen  Van   An "), "Nguyen A.");
+    assert_eq!(display_name("Cher"), "Cher");
+    assert_eq!(display_name(" "), "A customer");
+    assert_eq!(display_name(&"x".repeat(90)).chars().count(), 40);
 }
 
 #[test]
@@ -68,14 +79,14 @@ fn the_content_rules_refuse_what_they_must_and_keep_what_they_may() {
 
 #[test]
 fn one_review_per_order_line_shop_and_delivery() {
-    let a = review_id("o1", ReviewKind::Product, "p1");
-    assert_eq!(a, review_id("o1", ReviewKind::Product, "p1"));
+    let a = legacy_review_id("o1", ReviewKind::Product, "p1");
+    assert_eq!(a, legacy_review_id("o1", ReviewKind::Product, "p1"));
     assert!(uuid::Uuid::try_parse(&a).is_ok());
     let others = [
-        review_id("o1", ReviewKind::Product, "p2"),
-        review_id("o2", ReviewKind::Product, "p1"),
-        review_id("o1", ReviewKind::Shop, "p1"),
-        review_id("o1", ReviewKind::Shipper, "p1"),
+        legacy_review_id("o1", ReviewKind::Product, "p2"),
+        legacy_review_id("o2", ReviewKind::Product, "p1"),
+        legacy_review_id("o1", ReviewKind::Shop, "p1"),
+        legacy_review_id("o1", ReviewKind::Shipper, "p1"),
     ];
     assert!(others.iter().all(|o| o != &a));
 }
