@@ -68,9 +68,16 @@ pub trait Uplink: Send + Sync {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FleetUpdate {
     pub shipper_id: String,
-    /// `(lat, lng, device time ms)`; `None`: offline.
+    /// `(lat, lng, device time ms)`; `None`: offline (or, with
+    /// `revision`, where it is is not known to the sender).
     pub at: Option<(f64, f64, i64)>,
     pub available: bool,
+    /// The revision of the shipper actor's state the sender just saw
+    /// (`Shipper::revision`): a node whose slot knows an older state reads
+    /// the actor again before the shipper's next fix, so a delivery bound
+    /// (or ended) on another node is the one its positions are published on.
+    #[serde(default)]
+    pub revision: Option<u64>,
 }
 
 /// Where fleet updates from other nodes go (the dispatch's tracker).

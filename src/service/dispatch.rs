@@ -48,9 +48,7 @@ impl Dispatch {
     /// other nodes, whose dispatch would otherwise go on offering orders to
     /// a busy shipper, or never again to one free again, until its next fix.
     pub(super) fn seen(&self, s: &Shipper) {
-        if let Some(update) = self.tracker.observe(s) {
-            self.bus.publish_fleet(update);
-        }
+        self.bus.publish_fleet(self.tracker.observe(s));
     }
 
     pub(super) async fn shipper(
@@ -63,32 +61,41 @@ impl Dispatch {
         Ok(s)
     }
 
+    /// Reads the shipper actor's state into its slot (made if missing);
+    /// the order the slot now knows it carries.
+    pub(super) async fn refresh_slot(
+        &self,
+        shipper_id: &str,
+    ) -> Result<Option<crate::domain::ids::OrderId>, ServiceError> {
+        let s = self.shippers.call(shipper_id, ShipperCommand::Get).await?;
+        let mut slot = self.tracker.slots.entry(shipper_id.to_owned()).or_default();
+        slot.take_in(&s);
+        Ok(slot.shipper.active_order.clone())
+    }
+
     /// Makes sure the shipper has a live slot that knows its actor's state
     /// and, while delivering, the delivery address.
     pub(super) async fn ensure_slot(&self, shipper_id: &str) -> Result<(), ServiceError> {
         // A slot exists only once its shipper's state was loaded into it.
-        let known = self
-            .tracker
-            .slots
-            .get(shipper_id)
-            .map(|s| (s.shipper.active_order.clone(), s.target.is_some()));
+        let known = self.tracker.slots.get(shipper_id).map(|s| {
+            (
+                s.shipper.active_order.clone(),
+                s.target.is_some(),
+                s.behind(),
+            )
+        });
         let active = match known {
-            Some((_, true)) => return Ok(()),
-            Some((active, false)) => active,
+            Some((_, true, false)) => return Ok(()),
+            Some((active, false, false)) => active,
+            // Another node saw a newer state of the shipper.
+            Some((_, _, true)) => self.refresh_slot(shipper_id).await?,
             None => {
                 if self.tracker.slots.len() >= self.tracker.cfg.max_shippers {
                     return Err(ServiceError::Busy(
                         "too many live shippers on this node".into(),
                     ));
                 }
-                let s = self.shippers.call(shipper_id, ShipperCommand::Get).await?;
-                let active = s.active_order.clone();
-                self.tracker
-                    .slots
-                    .entry(shipper_id.to_owned())
-                    .or_default()
-                    .take_in(&s);
-                active
+                self.refresh_slot(shipper_id).await?
             }
         };
         if let Some(order_id) = active {

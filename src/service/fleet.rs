@@ -72,6 +72,8 @@ pub(super) struct Slot {
     pub(super) shipper: Shipper,
     pub(super) target: Option<Target>,
     pub(super) newest: Option<Arc<Position>>,
+    /// The newest revision of the shipper's state another node reported.
+    pub(super) announced: u64,
 }
 
 /// What a fix the slot accepted leads to.
@@ -89,6 +91,11 @@ impl Slot {
     /// assignment) can arrive in any order, and a stale one would drop the
     /// order being delivered, and with it every position its watchers wait
     /// for. A changed delivery resets the target and the arrival fence.
+    /// Another node saw a newer state of the shipper than this slot knows.
+    pub(super) fn behind(&self) -> bool {
+        self.announced > self.shipper.revision
+    }
+
     pub(super) fn take_in(&mut self, s: &Shipper) {
         if s.revision < self.shipper.revision {
             return;
@@ -181,7 +188,18 @@ impl Tracker {
     /// most `max_shippers`) for `nearest`. The offer itself goes to the
     /// shipper's actor, which refuses it if the shipper is no longer free.
     pub fn apply_remote(&self, u: crate::live::FleetUpdate) {
+        if let Some(revision) = u.revision {
+            if let Some(mut slot) = self.slots.get_mut(u.shipper_id.as_str()) {
+                slot.announced = slot.announced.max(revision);
+            }
+        }
         match u.at {
+            // A state seen without a known position: only availability.
+            None if u.revision.is_some() => {
+                if let Some(mut r) = self.remote.get_mut(&u.shipper_id) {
+                    r.available = u.available;
+                }
+            }
             None => {
                 self.remote.remove(&u.shipper_id);
             }
@@ -203,10 +221,10 @@ impl Tracker {
         }
     }
 
-    /// Takes in the shipper actor's state; returns what the other nodes'
-    /// dispatch should now know of it (its newest known fix and whether it
-    /// is free), when this node knows where it is.
-    pub(super) fn observe(&self, s: &Shipper) -> Option<crate::live::FleetUpdate> {
+    /// Takes in the shipper actor's state; returns what the other nodes
+    /// should now know of it: the state's revision, whether it is free
+    /// (for their dispatch) and its newest fix this node knows.
+    pub(super) fn observe(&self, s: &Shipper) -> crate::live::FleetUpdate {
         let available = s.available(Utc::now());
         if let Some(mut r) = self.remote.get_mut(s.id.as_str()) {
             r.available = available;
@@ -214,12 +232,14 @@ impl Tracker {
         if let Some(mut slot) = self.slots.get_mut(s.id.as_str()) {
             slot.take_in(s);
         }
-        self.last_seen(s.id.as_str())
-            .map(|seen| crate::live::FleetUpdate {
-                shipper_id: s.id.to_string(),
-                at: Some((seen.at.lat, seen.at.lng, seen.ts)),
-                available,
-            })
+        crate::live::FleetUpdate {
+            shipper_id: s.id.to_string(),
+            at: self
+                .last_seen(s.id.as_str())
+                .map(|seen| (seen.at.lat, seen.at.lng, seen.ts)),
+            available,
+            revision: Some(s.revision),
+        }
     }
 
     /// Where `shipper_id` was last seen: the newest fix this node took or
@@ -360,5 +380,30 @@ mod tests {
         let slot = tracker.slots.get("s1").unwrap();
         assert_eq!(slot.shipper.active_order, None);
         assert!(slot.target.is_none());
+    }
+
+    #[test]
+    fn a_newer_state_seen_on_another_node_makes_the_slot_read_the_actor_again() {
+        let tracker = Tracker::new(TrackingConfig::default());
+        let mut known = Shipper {
+            id: "s1".into(),
+            revision: 3,
+            ..Default::default()
+        };
+        tracker.slots.insert("s1".into(), Slot::default());
+        tracker.slots.get_mut("s1").unwrap().take_in(&known);
+        let update = |revision| crate::live::FleetUpdate {
+            shipper_id: "s1".into(),
+            at: None,
+            available: false,
+            revision: Some(revision),
+        };
+        tracker.apply_remote(update(2));
+        assert!(!tracker.slots.get("s1").unwrap().behind(), "an older one");
+        tracker.apply_remote(update(5));
+        assert!(tracker.slots.get("s1").unwrap().behind());
+        known.revision = 5;
+        tracker.slots.get_mut("s1").unwrap().take_in(&known);
+        assert!(!tracker.slots.get("s1").unwrap().behind(), "read again");
     }
 }

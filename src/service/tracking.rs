@@ -214,6 +214,7 @@ impl Shipping {
                 shipper_id: caller.user_id.to_string(),
                 at: None,
                 available: false,
+                revision: None,
             });
         }
         if let Some(fix) = at {
@@ -274,6 +275,7 @@ impl Shipping {
                         shipper_id: caller.user_id.to_string(),
                         at: Some((fix.lat, fix.lng, fix.ts)),
                         available: slot.shipper.available(Utc::now()),
+                        revision: None,
                     });
                     advanced
                 }
@@ -344,18 +346,25 @@ impl Shipping {
     ) -> Result<LocationOutcome, ServiceError> {
         shipper_only(caller)?;
         self.dispatch.ensure_slot(&caller.user_id).await?;
-        let delivering = self
-            .dispatch
-            .tracker
-            .slots
-            .get(caller.user_id.as_str())
-            .is_some_and(|s| s.shipper.active_order.as_deref() == Some(order_id));
-        if !delivering {
-            return Err(DomainError::conflict(
-                "not_delivering",
-                "you are not delivering this order",
-            )
-            .into());
+        let delivering = || {
+            self.dispatch
+                .tracker
+                .slots
+                .get(caller.user_id.as_str())
+                .is_some_and(|s| s.shipper.active_order.as_deref() == Some(order_id))
+        };
+        if !delivering() {
+            // Another node may have bound the delivery a moment ago (its
+            // word comes over Redis): the actor decides, asked once.
+            self.dispatch.refresh_slot(&caller.user_id).await?;
+            self.dispatch.ensure_slot(&caller.user_id).await?;
+            if !delivering() {
+                return Err(DomainError::conflict(
+                    "not_delivering",
+                    "you are not delivering this order",
+                )
+                .into());
+            }
         }
         self.report_location(caller, fix).await
     }

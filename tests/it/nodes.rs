@@ -825,6 +825,77 @@ async fn the_owner_of_an_order_offers_it_to_the_nearest_shipper_whichever_node_h
     assert!(me["offer"].is_null(), "{me}");
 }
 
+/// A shipper's fixes arrive at one node while its delivery is bound on
+/// another (the order's owner accepts and binds it): the node taking the
+/// fixes learns of the delivery from the other over Redis, and the
+/// positions its WebSocket brings reach the customer watching the order
+/// (CI stop 46: one order of eight got none of its positions). A fix
+/// posted for the order over HTTP is not refused meanwhile either.
+#[tokio::test]
+async fn a_delivery_bound_on_another_node_reaches_the_node_taking_the_shippers_fixes() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let Cluster {
+        pg,
+        apps,
+        front,
+        redis: _redis,
+    } = three_nodes(|_| {}).await;
+    let (m, c, order) = crate::ws::an_order(&front).await;
+    let owner = owner_index(&pg, SHARDS, &format!("order:{order}")).await;
+    let (bound, fixes) = (&apps[owner], &apps[(owner + 1) % 3]);
+    // Online (and so a live slot) on the node that will take its fixes.
+    let shipper = crate::shipping::shipper_at(fixes, 100.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::shipping::confirm(bound, &m, &order).await;
+    crate::shipping::wait_for_offer(bound, &shipper, &order, Duration::from_secs(5)).await;
+    let (status, body) = bound
+        .post(
+            &format!("/api/v1/shipping/{order}/accept"),
+            Some(&shipper.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/api/v1/shipping/{order}/live-tracking");
+    let mut watcher = crate::ws::connect_at(&bound.base, &path, &c.access).await;
+    let mut device = crate::ws::connect_at(&fixes.base, "/api/v1/ws", &shipper.access).await;
+    let start = Instant::now();
+    let mut lat = 21.031;
+    'seen: loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no position of the shipper reached the order's watcher"
+        );
+        lat += 0.0001;
+        let ts = chrono::Utc::now().timestamp_millis();
+        let frame = json!({"type": "location", "lat": lat, "lng": 105.85, "ts": ts});
+        device
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+        let until = tokio::time::Instant::now() + Duration::from_millis(200);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, watcher.next()).await {
+            if let Message::Text(t) = m {
+                if t.as_str().contains(r#""type":"location""#)
+                    && t.as_str().contains(&ts.to_string())
+                {
+                    break 'seen;
+                }
+            }
+        }
+    }
+    let (status, body) = fixes
+        .post(
+            &format!("/api/v1/shipping/{order}/location"),
+            Some(&shipper.access),
+            json!({"lat": lat + 0.0001, "lng": 105.85, "ts": chrono::Utc::now().timestamp_millis()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["position"]["order_id"], order.as_str(), "{body}");
+}
+
 /// Nodes in this process as the fault workload sees them.
 struct InProcess {
     pg: Pg,

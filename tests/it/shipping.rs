@@ -54,7 +54,7 @@ async fn me(app: &TestApp, s: &Session) -> Value {
 }
 
 /// Waits until `s` holds an offer (of `order`), or fails.
-async fn wait_for_offer(app: &TestApp, s: &Session, order: &str, within: Duration) {
+pub(crate) async fn wait_for_offer(app: &TestApp, s: &Session, order: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let body = me(app, s).await;
