@@ -70,6 +70,9 @@ impl Dispatch {
         let s = self.shippers.call(shipper_id, ShipperCommand::Get).await?;
         let mut slot = self.tracker.slots.entry(shipper_id.to_owned()).or_default();
         slot.take_in(&s);
+        // The actor is the truth: a revision announced beyond it (a node
+        // counting otherwise) does not make every later fix read it again.
+        slot.announced = slot.announced.min(slot.shipper.revision);
         Ok(slot.shipper.active_order.clone())
     }
 
