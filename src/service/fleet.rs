@@ -86,16 +86,16 @@ pub(super) struct Advanced {
 }
 
 impl Slot {
-    /// Takes in the shipper actor's state unless the slot already knows a
-    /// later one: replies to concurrent commands (an offer refused, an
-    /// assignment) can arrive in any order, and a stale one would drop the
-    /// order being delivered, and with it every position its watchers wait
-    /// for. A changed delivery resets the target and the arrival fence.
     /// Another node saw a newer state of the shipper than this slot knows.
     pub(super) fn behind(&self) -> bool {
         self.announced > self.shipper.revision
     }
 
+    /// Takes in the shipper actor's state unless the slot already knows a
+    /// later one: replies to concurrent commands (an offer refused, an
+    /// assignment) can arrive in any order, and a stale one would drop the
+    /// order being delivered, and with it every position its watchers wait
+    /// for. A changed delivery resets the target and the arrival fence.
     pub(super) fn take_in(&mut self, s: &Shipper) {
         if s.revision < self.shipper.revision {
             return;
