@@ -91,6 +91,9 @@ impl Reviews {
             None => shipper_of(&order)?.to_owned(),
         };
         let subject = subject_of(&order, caller, kind, &subject_id)?;
+        // Read before the order records anything, so a failure here leaves
+        // nothing behind.
+        let author_name = display_name(&self.users.account(&caller.user_id).await?.name);
         // A random id, recorded by the order, which keeps the first one it
         // is given for each subject: so a second review of one line is the
         // same entity (and refused) on every node. A review written before
@@ -111,7 +114,6 @@ impl Reviews {
                 proposed,
             )
             .await?;
-        let author_name = display_name(&self.users.account(&caller.user_id).await?.name);
         let create = ReviewCommand::Create {
             caller: caller.clone(),
             author_name,
