@@ -677,6 +677,8 @@ impl Watch {
         use crate::ws::send;
         let mut fresh = crate::ws::connect_at(base, "/api/v1/ws", token).await;
         let mut expected: HashMap<String, Vec<u64>> = HashMap::new();
+        // What each replayed event was, for the message of a stall.
+        let mut kinds: HashMap<String, Vec<(u64, String)>> = HashMap::new();
         for (topic, (since, _)) in &self.seen {
             send(
                 &mut fresh,
@@ -688,7 +690,13 @@ impl Watch {
                     .await
                     .expect("the replay in time");
                 match msg {
-                    ServerMsg::Event { topic: t, seq, .. } => {
+                    ServerMsg::Event {
+                        topic: t,
+                        seq,
+                        data,
+                    } => {
+                        let kind = data.to_string();
+                        kinds.entry(t.clone()).or_default().push((seq, kind));
                         expected.entry(t).or_default().push(seq)
                     }
                     ServerMsg::Subscribed { topic: t, .. } if &t == topic => break,
@@ -708,7 +716,12 @@ impl Watch {
             let left = Duration::from_secs(20).saturating_sub(start.elapsed());
             let msg = tokio::time::timeout(left, self.next())
                 .await
-                .unwrap_or_else(|_| panic!("the watcher stopped short: {:?}", self.seen));
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "the watcher stopped short: {:?}\nthe journal's: {kinds:?}",
+                        self.seen
+                    )
+                });
             self.take(msg);
         }
         for (topic, e) in &expected {
