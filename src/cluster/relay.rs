@@ -390,6 +390,7 @@ mod tests {
                 confirmed: 1,
                 remaining: 2,
                 waitlisted: 0,
+                state: crate::domain::window::WindowState::Open,
             }),
         };
         let bytes = rmp_serde::to_vec_named(&wire).unwrap();

@@ -16,6 +16,7 @@ pub mod review;
 pub mod shipping;
 pub mod stats;
 pub mod user;
+pub mod window;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -12,7 +12,7 @@ use crate::actors::queue::{Claim, ClaimStatus, QueueKind};
 use crate::domain::catalog::CourseSession;
 use crate::http::extract::PageQuery;
 use crate::service::catalog::check_limit;
-use crate::service::flash_sales::{FlashSaleInput, FlashSaleView};
+use crate::service::flash_sales::{FlashSaleInput, FlashSaleView, SaleListing};
 use crate::service::queues::{ClaimOutcome, ClaimRequest, CourseSeats};
 
 /// 201 for a confirmed claim, 202 for a waitlisted one.
@@ -66,6 +66,40 @@ pub async fn my_flash_sales(
     }))
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SaleListQuery {
+    /// `live` (open or sold out) or `upcoming` (not started); both when
+    /// absent.
+    pub state: Option<SaleListing>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The flash sales that have not ended, soonest ending first (those with
+/// no end last), each with its live counters and `state`. A page may hold
+/// fewer than `limit` (sales of hidden products and those not in `state`
+/// are left out); follow `next_cursor` until it is null.
+#[utoipa::path(get, path = "/api/v1/flash-sales", tag = "burst", params(SaleListQuery),
+    responses((status = 200, body = FlashSalePage), (status = 400, body = ErrorBody, description = "an unknown `state`"), (status = 422, body = ErrorBody)))]
+pub async fn list_flash_sales(
+    State(s): State<AppState>,
+    Query(q): Query<SaleListQuery>,
+) -> Result<Json<FlashSalePage>, AppError> {
+    let limit = check_limit(q.limit)?;
+    let page = s
+        .services
+        .flash_sales
+        .listed_sales(q.state, q.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(FlashSalePage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
 /// A flash sale: capacity, confirmed, remaining, waitlisted and state.
 #[utoipa::path(get, path = "/api/v1/flash-sales/{id}", tag = "burst", params(("id" = String, Path)),
     responses((status = 200, body = FlashSaleView), (status = 404, body = ErrorBody)))]
@@ -78,7 +112,8 @@ pub async fn get_flash_sale(
 
 /// Claim units of a flash sale. 201 `confirmed` (an order at the sale
 /// price follows for payment), 202 `waitlisted` with its position, 409
-/// `sold_out` / `limit_reached` / `not_open` / `closed`, 429 when too many
+/// `sold_out` / `limit_reached` / `not_started` (before `opens_at`) /
+/// `ended` (from `closes_at`), 429 when too many
 /// claims are waiting. The answer is sent once the decision is durable; a
 /// retry with the same `Idempotency-Key` answers the first decision.
 #[utoipa::path(post, path = "/api/v1/flash-sales/{id}/claims", tag = "burst", security(("bearer" = [])),

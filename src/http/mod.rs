@@ -156,7 +156,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(orders::receive_return))
         .routes(routes!(shipping::shipping_status))
         .routes(routes!(shipping::shipping_calculate))
-        .routes(routes!(burst::create_flash_sale))
+        .routes(routes!(burst::create_flash_sale, burst::list_flash_sales))
         .routes(routes!(burst::get_flash_sale))
         .routes(routes!(burst::claim_flash_sale, burst::sale_claims))
         .routes(routes!(burst::cancel_sale_claim))

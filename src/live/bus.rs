@@ -429,6 +429,7 @@ mod tests {
             confirmed: 0,
             remaining: n,
             waitlisted: 0,
+            state: crate::domain::window::WindowState::Open,
         })
     }
 

@@ -157,7 +157,8 @@ pub enum ShipperLive {
 }
 
 /// On `queue:{id}`: a flash sale's or course's counters (at most every
-/// 100 ms; a late subscriber is sent the current ones).
+/// 100 ms, and once when its window opens; a late subscriber is sent the
+/// current ones).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QueueLive {
@@ -166,6 +167,9 @@ pub enum QueueLive {
         confirmed: u32,
         remaining: u32,
         waitlisted: u32,
+        /// Its window when published: a scheduled sale's subscribers are
+        /// sent `open` the moment it opens.
+        state: crate::domain::window::WindowState,
     },
 }
 

@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 
 use super::{new_id, ServiceError};
 use crate::actors::product::ProductCommand;
-use crate::actors::queue::{QueueConfig, QueueKind, QueueStatus, SALES_BY_OWNER};
+use crate::actors::queue::{QueueConfig, QueueKind, QueueStatus, SALES_BY_END, SALES_BY_OWNER};
+use crate::domain::window::WindowState;
 use crate::domain::{Caller, DomainError};
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -34,24 +35,35 @@ pub struct FlashSaleView {
     pub id: String,
     #[serde(flatten)]
     pub status: QueueStatus,
-    /// `scheduled`, `open`, `sold_out` (only the waitlist is left) or `closed`.
-    pub state: &'static str,
+    /// Its window now: `scheduled`, `open`, `sold_out` (only the waitlist
+    /// is left) or `closed`.
+    pub state: WindowState,
 }
 
 pub(super) fn view(id: &str, status: QueueStatus, now: DateTime<Utc>) -> FlashSaleView {
-    let state = if status.config.opens_at.is_some_and(|t| now < t) {
-        "scheduled"
-    } else if status.config.closes_at.is_some_and(|t| now >= t) {
-        "closed"
-    } else if status.remaining == 0 {
-        "sold_out"
-    } else {
-        "open"
-    };
     FlashSaleView {
         id: id.to_owned(),
+        state: status.state(now),
         status,
-        state,
+    }
+}
+
+/// Which sales the storefront lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleListing {
+    /// Open or sold out, not ended.
+    Live,
+    /// Not started yet.
+    Upcoming,
+}
+
+impl SaleListing {
+    fn takes(self, state: WindowState) -> bool {
+        match self {
+            SaleListing::Live => matches!(state, WindowState::Open | WindowState::SoldOut),
+            SaleListing::Upcoming => state == WindowState::Scheduled,
+        }
     }
 }
 
@@ -79,13 +91,7 @@ impl FlashSales {
             )
             .into());
         }
-        if let (Some(o), Some(c)) = (input.opens_at, input.closes_at) {
-            if c <= o {
-                return Err(
-                    DomainError::invalid("closes_at", "closes_at must be after opens_at").into(),
-                );
-            }
-        }
+        crate::domain::window::validate(input.opens_at, input.closes_at)?;
         found(&self.products, &input.product_id, "product").await?;
         let product = self
             .products
@@ -165,6 +171,61 @@ impl FlashSales {
             Ok::<_, ServiceError>(view(id, status, now))
         });
         let items = futures_util::future::try_join_all(reads).await?;
+        Ok(super::catalog::Page { items, next_cursor })
+    }
+
+    /// `GET /flash-sales`: the storefront's sales that have not ended,
+    /// soonest ending first (those without an end last), each with its
+    /// live counters: `live` ones (open or sold out), `upcoming` ones, or
+    /// both. A sale of a hidden or deleted product is not listed. Reads
+    /// from `sales_by_end` at now, so ended sales cost nothing; a page may
+    /// hold fewer than `limit` (the cursor goes on).
+    pub async fn listed_sales(
+        &self,
+        which: Option<SaleListing>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<super::catalog::Page<FlashSaleView>, ServiceError> {
+        let now = Utc::now();
+        let from = match cursor {
+            Some(c) => super::catalog::decode_cursor(c)?,
+            // Every key of a sale ending at or before now sorts before this.
+            None => format!("{:020}|", now.timestamp_millis()),
+        };
+        let rows = self
+            .store
+            .scan(SALES_BY_END, "", Some(&from), limit)
+            .await?;
+        let next_cursor = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| super::catalog::encode_cursor(k)))
+            .flatten();
+        let reads = rows.iter().map(|(key, _)| async move {
+            let id = key.split_once('|').map_or(key.as_str(), |(_, id)| id);
+            let status = self.queues.status(id).await?;
+            let shown = match self
+                .products
+                .call(&status.config.subject_id, ProductCommand::Get)
+                .await
+            {
+                Ok(r) => {
+                    let p = r.product;
+                    p.hidden.is_none() && p.deleted_at.is_none() && p.active
+                }
+                Err(crate::actors::entity::CallError::Rejected(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            let sale = view(id, status, now);
+            let wanted = match which {
+                Some(w) => w.takes(sale.state),
+                None => sale.state != WindowState::Closed,
+            };
+            Ok::<_, ServiceError>((shown && wanted).then_some(sale))
+        });
+        let items = futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         Ok(super::catalog::Page { items, next_cursor })
     }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::ServiceError;
-use crate::actors::entity::stream_id;
+use crate::actors::entity::{stream_id, CallError};
 use crate::actors::product::ProductCommand;
 use crate::actors::queue::{
     part_id, Claim, ClaimOrder, ClaimStatus, PendingWork, QueueConfig, QueueEntity, QueueKind,
@@ -333,22 +333,107 @@ impl QueueWork {
         })
     }
 
-    /// Runs the work of queues that owe some (after a restart, or when a
-    /// kick was missed).
-    /// Queues that owe work and whose shard this node holds: up to 64,
-    /// reading at most 16 pages to get past other nodes' queues.
-    async fn queues_owing_work(&self) -> Result<Vec<String>, crate::store::StoreError> {
+    /// Rows of `queue_timers` due now, for queues whose shard this node
+    /// holds: work owed (keyed 0, up to 64, reading at most 16 pages to get
+    /// past other nodes' queues) and windows to open (keyed by `opens_at`).
+    /// Also answers when the next opening not yet due is (ms).
+    async fn timers_due(&self) -> Result<(Vec<TimerDue>, Option<i64>), crate::store::StoreError> {
         use crate::store::Pick;
         let table = crate::actors::queue::QUEUE_TIMERS;
-        crate::store::scan_picking(self.store.as_ref(), table, 64, 16, |key, _| {
-            match key.split_once('|') {
-                Some((_, id)) if self.duty.mine(&stream_id::<QueueEntity>(id)) => {
-                    Pick::Take(id.to_owned())
-                }
-                _ => Pick::Skip,
+        let now = Utc::now().timestamp_millis();
+        let mut next = None;
+        let due = crate::store::scan_picking(self.store.as_ref(), table, 64, 16, |key, _| {
+            let Some((at, id)) = key.split_once('|') else {
+                return Pick::Skip;
+            };
+            let at: i64 = at.parse().unwrap_or(0);
+            if at > now {
+                next = Some(at);
+                return Pick::Stop;
             }
+            if !self.duty.mine(&stream_id::<QueueEntity>(id)) {
+                return Pick::Skip;
+            }
+            Pick::Take(match at {
+                0 => TimerDue::Work(id.to_owned()),
+                _ => TimerDue::Opening {
+                    id: id.to_owned(),
+                    key: key.clone(),
+                },
+            })
         })
-        .await
+        .await?;
+        Ok((due, next))
+    }
+
+    /// Records that queue `id`'s window opened and announces it on
+    /// `queue:{id}`; then its timer row goes.
+    async fn open_window(&self, id: &str, key: String) -> Result<(), ServiceError> {
+        match self.queues.open_window(id).await {
+            Ok(_) => self.publish_counters(id),
+            // Never opened (its creation failed after the row was written).
+            Err(CallError::Rejected(crate::domain::DomainError::NotFound(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let table = crate::actors::queue::QUEUE_TIMERS;
+        self.store
+            .write_rows(vec![crate::store::IndexOp::Delete { table, key }])
+            .await?;
+        Ok(())
+    }
+
+    /// Flash sales opened before `sales_by_end` and window timers existed
+    /// (migration 009): their rows, from `sales_by_owner`. Idempotent; run
+    /// once at start. Sales that ended are left out.
+    pub async fn backfill_sale_windows(&self) -> Result<usize, ServiceError> {
+        let now = Utc::now();
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .scan(
+                    crate::actors::queue::SALES_BY_OWNER,
+                    "",
+                    after.as_deref(),
+                    256,
+                )
+                .await?;
+            for (key, value) in &page {
+                let Some((_, id)) = key.split_once('|') else {
+                    continue;
+                };
+                let Ok(config) = crate::store::codec::decode::<QueueConfig>(1, value) else {
+                    continue;
+                };
+                if config.closes_at.is_some_and(|t| t <= now) {
+                    continue;
+                }
+                use crate::actors::queue::{opening_key, sale_end_key, QUEUE_TIMERS, SALES_BY_END};
+                use crate::store::IndexOp;
+                rows.push(IndexOp::Put {
+                    table: SALES_BY_END,
+                    key: sale_end_key(id, config.closes_at),
+                    value: value.clone(),
+                });
+                if let Some(t) = config.opens_at.filter(|t| *t > now) {
+                    rows.push(IndexOp::Put {
+                        table: QUEUE_TIMERS,
+                        key: opening_key(id, t),
+                        value: Vec::new(),
+                    });
+                }
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == 256 => after = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let n = rows.len();
+        for chunk in rows.chunks(256) {
+            self.store.write_rows(chunk.to_vec()).await?;
+        }
+        Ok(n)
     }
 
     pub async fn run_queue_work(
@@ -356,27 +441,56 @@ impl QueueWork {
         interval: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        match self.backfill_sale_windows().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "flash-sale windows backfilled"),
+            Err(e) => tracing::warn!(error = %e, "flash-sale windows not backfilled"),
+        }
+        let mut wait = interval;
         loop {
             tokio::select! {
                 _ = self.kick.notified() => {}
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait_for(|d| *d) => return,
             }
-            let queues = match self.queues_owing_work().await {
-                Ok(q) => q,
+            let (due, next) = match self.timers_due().await {
+                Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(error = %e, "queue timer scan failed");
+                    wait = interval;
                     continue;
                 }
             };
-            for queue_id in queues {
-                let queue_id = queue_id.as_str();
-                if let Err(e) = self.advance_queue(queue_id).await {
+            // A window opening before the next round is opened on time.
+            wait = next.map_or(interval, |at| {
+                let until = (at - Utc::now().timestamp_millis()).max(1) as u64;
+                interval.min(Duration::from_millis(until))
+            });
+            for timer in due {
+                let (queue_id, done) = match timer {
+                    TimerDue::Work(id) => {
+                        let r = self.advance_queue(&id).await;
+                        (id, r)
+                    }
+                    TimerDue::Opening { id, key } => {
+                        let r = self.open_window(&id, key).await;
+                        (id, r)
+                    }
+                };
+                if let Err(e) = done {
                     tracing::warn!(queue = %queue_id, error = %e, "queue work failed; retrying");
                 }
             }
         }
     }
+}
+
+/// A due row of `queue_timers`.
+enum TimerDue {
+    /// Orders to place or users to tell.
+    Work(String),
+    /// The window of queue `id` opens (`key`: its row).
+    Opening { id: String, key: String },
 }
 
 /// The sequence number of a queue's counters: its journal head, plus its
@@ -404,6 +518,7 @@ pub fn counters(s: &QueueStatus) -> LiveEvent {
         confirmed: s.confirmed,
         remaining: s.remaining,
         waitlisted: s.waitlisted,
+        state: s.state(Utc::now()),
     })
 }
 

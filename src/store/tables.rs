@@ -28,6 +28,10 @@ pub const CLAIMS_BY_QUEUE: &str = "claims_by_queue";
 /// Read table: `{owner}|{sale}` → encoded `QueueConfig`: a merchant's flash
 /// sales (written when one opens).
 pub const SALES_BY_OWNER: &str = "sales_by_owner";
+/// Read table: `{closes ms:020 (none: u64::MAX)}|{sale}` → encoded
+/// `QueueConfig`: every flash sale by its end, the storefront's list of
+/// live and upcoming ones (scanned from now on).
+pub const SALES_BY_END: &str = "sales_by_end";
 
 // Written by `actors::user`.
 /// Read table: `{role}|{user id}` → encoded `UserView` (whom a broadcast
@@ -146,6 +150,7 @@ pub const ALL: &[&str] = &[
     COURSES_TABLE,
     COURSES_BY_TRAINER,
     SALES_BY_OWNER,
+    SALES_BY_END,
     PAYMENT_REFS,
     TIMERS_TABLE,
     QUEUE_TIMERS,

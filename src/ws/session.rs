@@ -677,6 +677,7 @@ mod tests {
             confirmed: 0,
             remaining: 0,
             waitlisted: 0,
+            state: crate::domain::window::WindowState::SoldOut,
         })
     }
 

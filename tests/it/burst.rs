@@ -448,7 +448,7 @@ pub(crate) async fn a_flash_sale_turns_claims_into_orders_and_unpaid_ones_go_to_
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(error_code(&body), "not_open");
+    assert_eq!(error_code(&body), "not_started");
     tokio::time::sleep(Duration::from_millis(700)).await;
     // No address: refused, nothing decided.
     let homeless = app.user("customer").await;
@@ -1058,4 +1058,155 @@ async fn a_claims_listing_refuses_a_cursor_it_did_not_issue() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 3);
+}
+
+/// The sales of the storefront's listing (`GET /flash-sales?…`), all pages:
+/// id → state.
+async fn listed_sales(app: &TestApp, query: &str) -> std::collections::HashMap<String, String> {
+    app.all_pages(&format!("/api/v1/flash-sales?{query}limit=2"), None, 100)
+        .await
+        .into_iter()
+        .map(|s| {
+            let id = s["id"].as_str().unwrap().to_owned();
+            (id, s["state"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flash_sale_window_refuses_before_and_after_lists_live_and_upcoming_and_announces_its_opening(
+) {
+    const ADMIN: &str = "root@example.com";
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.admin_email = Some(ADMIN.into());
+        s.admin_password = Some(PASSWORD.into());
+    })
+    .await;
+    let (m, shop, pid) = shop_with_product(&app, 100_000, 20).await;
+    let (status, other) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            product_body("Tote", "bags", 40_000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let other = other["id"].as_str().unwrap().to_owned();
+    let sale = |product: &str, window: Value| {
+        let mut body =
+            json!({"product_id": product, "stock": 2, "per_user_limit": 1, "price": 30_000});
+        body.as_object_mut()
+            .unwrap()
+            .extend(window.as_object().unwrap().clone());
+        let (app, m) = (&app, &m);
+        async move {
+            let (status, sale) = app.post("/api/v1/flash-sales", Some(&m.access), body).await;
+            assert_eq!(status, StatusCode::CREATED, "{sale}");
+            (sale["id"].as_str().unwrap().to_owned(), sale)
+        }
+    };
+    let now = chrono::Utc::now();
+    let opens = now + chrono::Duration::milliseconds(2_500);
+    let closes = opens + chrono::Duration::milliseconds(2_500);
+    let (windowed, body) = sale(&pid, json!({"opens_at": opens, "closes_at": closes})).await;
+    assert_eq!(body["state"], "scheduled");
+    let (always, _) = sale(&other, json!({})).await;
+    let (later, _) = sale(&pid, json!({"opens_at": now + chrono::Duration::hours(1)})).await;
+    // A window that ends before it starts changes nothing.
+    let (status, body) = app
+        .post(
+            "/api/v1/flash-sales",
+            Some(&m.access),
+            json!({"product_id": pid, "stock": 2, "per_user_limit": 1, "price": 30_000,
+                   "opens_at": closes, "closes_at": opens}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, product) = app.get(&format!("/api/v1/products/{pid}"), None).await;
+    assert_eq!(product["stock"], 16, "only the two sales' reserves left it");
+
+    // The storefront lists what is live and what is coming, by state.
+    let upcoming = listed_sales(&app, "state=upcoming&").await;
+    assert_eq!(
+        upcoming.get(&windowed).map(String::as_str),
+        Some("scheduled")
+    );
+    assert_eq!(upcoming.get(&later).map(String::as_str), Some("scheduled"));
+    assert!(!upcoming.contains_key(&always), "{upcoming:?}");
+    let live = listed_sales(&app, "state=live&").await;
+    assert_eq!(live.get(&always).map(String::as_str), Some("open"));
+    assert!(!live.contains_key(&windowed) && !live.contains_key(&later));
+    let (status, body) = app.get("/api/v1/flash-sales?state=gone", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Someone waits on the sale's topic: told the moment it opens (nothing
+    // else happens to it meanwhile).
+    let buyer = app.user("customer").await;
+    let home = json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.04, "lng": 105.85});
+    app.post("/api/v1/users/addresses", Some(&buyer.access), home)
+        .await;
+    let mut ws = connect_path(&app, "/api/v1/ws", &buyer.access).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topic": format!("queue:{windowed}")}),
+    )
+    .await;
+    let claim_path = format!("/api/v1/flash-sales/{windowed}/claims");
+    let claim = || app.post(&claim_path, Some(&buyer.access), json!({"quantity": 1}));
+    let (status, body) = claim().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "not_started");
+    let mut states = Vec::new();
+    let opened_at = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), recv(&mut ws))
+            .await
+            .expect("the opening announced");
+        if let ServerMsg::Event { data, .. } = msg {
+            states.push(data["state"].as_str().unwrap().to_owned());
+            if data["state"] == "open" {
+                break chrono::Utc::now();
+            }
+        }
+    };
+    assert!(
+        states[..states.len() - 1].iter().all(|s| s == "scheduled"),
+        "{states:?}"
+    );
+    assert!(
+        opened_at >= opens,
+        "announced at {opened_at}, before {opens}"
+    );
+    let (status, body) = claim().await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let live = listed_sales(&app, "state=live&").await;
+    assert!(live.contains_key(&windowed), "{live:?}");
+
+    // A hidden product's sale leaves the listing.
+    let admin = app.login(ADMIN).await;
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/admin/products/{other}/hide"),
+            Some(&admin.access),
+            json!({"reason": "counterfeit"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!listed_sales(&app, "").await.contains_key(&always));
+
+    // From closes_at on: refused, and no longer listed.
+    let left = (closes - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
+    // (The window is checked before the per-person limit.)
+    let (status, body) = claim().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "ended");
+    let (_, body) = app
+        .get(&format!("/api/v1/flash-sales/{windowed}"), None)
+        .await;
+    assert_eq!(body["state"], "closed");
+    assert_eq!(body["confirmed"], 1);
+    let all = listed_sales(&app, "").await;
+    assert!(!all.contains_key(&windowed), "{all:?}");
+    assert!(all.contains_key(&later), "{all:?}");
 }

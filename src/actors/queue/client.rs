@@ -81,6 +81,12 @@ impl Registry<QueueEntity> {
         self.status_after(id, QueueCommand::Open(config)).await
     }
 
+    /// Records that its window opened, once `opens_at` has passed (a no-op
+    /// before, and after the first time).
+    pub async fn open_window(&self, id: &str) -> Answer<QueueStatus> {
+        self.status_after(id, QueueCommand::Start).await
+    }
+
     /// The queue's counters; a split queue's are the sums of its parts'
     /// (a part not opened yet has decided nothing).
     pub async fn status(&self, id: &str) -> Answer<QueueStatus> {

@@ -28,6 +28,7 @@ pub(super) fn answered(state: &QueueState, events: Vec<QueueEvent>) -> Decided {
             QueueEvent::Notified { .. }
                 | QueueEvent::OrderPlaced { .. }
                 | QueueEvent::ClaimantErased { .. }
+                | QueueEvent::Started { .. }
         )
     }) {
         let status = state.status().ok_or(DomainError::NotFound("queue"))?;
@@ -211,15 +212,7 @@ fn admit(
             "quantity must be at least 1",
         ));
     }
-    if cfg.opens_at.is_some_and(|t| now < t) {
-        return Err(DomainError::conflict(
-            "not_open",
-            "this queue is not open yet",
-        ));
-    }
-    if cfg.closes_at.is_some_and(|t| now >= t) {
-        return Err(DomainError::conflict("closed", "this queue is closed"));
-    }
+    crate::domain::window::admits(cfg.opens_at, cfg.closes_at, now)?;
     if state.held_by(&new.user_id) + quantity > cfg.per_user_limit {
         return Err(DomainError::conflict(
             "limit_reached",

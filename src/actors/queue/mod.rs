@@ -27,7 +27,9 @@ use chrono::{DateTime, Utc};
 use crate::actors::{Ctx, Entity};
 use crate::domain::DomainError;
 /// The read tables this module writes (named in the store's catalog).
-pub use crate::store::tables::{CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS, SALES_BY_OWNER};
+pub use crate::store::tables::{
+    CLAIMS_BY_QUEUE, CLAIMS_BY_USER, QUEUE_TIMERS, SALES_BY_END, SALES_BY_OWNER,
+};
 use crate::store::IndexOp;
 
 /// Promotions that freeing capacity allows, head of the waitlist first.
@@ -61,8 +63,9 @@ fn raise(totals: &mut Vec<u32>, part: u32, total: u32) {
 impl Entity for QueueEntity {
     const KIND: &'static str = "queue";
     /// 2: the state keeps `waitlisted_units` and `due`; 3: the units of
-    /// split queues and their parts (older snapshots are replayed instead).
-    const VERSION: u16 = 3;
+    /// split queues and their parts; 4: `started_at` (older snapshots are
+    /// replayed instead).
+    const VERSION: u16 = 4;
     type State = QueueState;
     type Command = QueueCommand;
     type Event = QueueEvent;
@@ -82,6 +85,12 @@ impl Entity for QueueEntity {
                 None => vec![QueueEvent::Opened { config }],
             },
             QueueCommand::Status => vec![],
+            QueueCommand::Start => match &state.config {
+                Some(c) if state.started_at.is_none() && c.opens_at.is_some_and(|t| t <= now) => {
+                    vec![QueueEvent::Started { at: now }]
+                }
+                _ => vec![],
+            },
             QueueCommand::EraseClaimant { user_id } => {
                 let claim_ids: Vec<String> = state
                     .claims
@@ -158,7 +167,7 @@ impl Entity for QueueEntity {
                     state.refresh_due(id);
                 }
             }
-            QueueEvent::ClaimantErased { .. } => {}
+            QueueEvent::ClaimantErased { .. } | QueueEvent::Started { .. } => {}
             QueueEvent::Granted { .. }
             | QueueEvent::GaveBack { .. }
             | QueueEvent::Allotted { .. }
@@ -190,6 +199,49 @@ impl Entity for QueueEntity {
     }
 }
 
+/// The key of a queue's opening in `queue_timers`: due at `opens_at`
+/// (work due now is keyed 0).
+pub fn opening_key(id: &str, opens_at: DateTime<Utc>) -> String {
+    format!("{:020}|{id}", opens_at.timestamp_millis().max(1))
+}
+
+/// The key of a flash sale in `sales_by_end`: by its end (none: last).
+pub fn sale_end_key(id: &str, closes_at: Option<DateTime<Utc>>) -> String {
+    let end = closes_at.map_or(u64::MAX, |t| t.timestamp_millis().max(0) as u64);
+    format!("{end:020}|{id}")
+}
+
+/// The rows a queue opening with `config` writes: a flash sale's in its
+/// merchant's list and the storefront's (by end), and the timer that
+/// announces its window's opening.
+pub fn opened_rows(id: &str, config: &QueueConfig) -> Vec<IndexOp> {
+    let mut ops = Vec::new();
+    if config.part_of.is_some() {
+        return ops;
+    }
+    if config.kind == QueueKind::FlashSale {
+        let value = crate::store::codec::encode(1, config).expect("queue configs encode");
+        ops.push(IndexOp::Put {
+            table: SALES_BY_OWNER,
+            key: format!("{}|{id}", config.owner_id),
+            value: value.clone(),
+        });
+        ops.push(IndexOp::Put {
+            table: SALES_BY_END,
+            key: sale_end_key(id, config.closes_at),
+            value,
+        });
+    }
+    if let Some(t) = config.opens_at {
+        ops.push(IndexOp::Put {
+            table: QUEUE_TIMERS,
+            key: opening_key(id, t),
+            value: Vec::new(),
+        });
+    }
+    ops
+}
+
 impl QueueEntity {
     /// The read-table rows of `events`, given the state after them and
     /// whether work was due before them.
@@ -214,14 +266,7 @@ impl QueueEntity {
                 ops.push(super::entity::stats_fact(at, &key, &fact));
             }
             if let QueueEvent::Opened { config } = e {
-                if config.kind == QueueKind::FlashSale && config.part_of.is_none() {
-                    ops.push(IndexOp::Put {
-                        table: SALES_BY_OWNER,
-                        key: format!("{}|{id}", config.owner_id),
-                        value: crate::store::codec::encode(1, config)
-                            .expect("queue configs encode"),
-                    });
-                }
+                ops.extend(opened_rows(id, config));
             }
         }
         let mut touched: Vec<&String> = events
@@ -238,7 +283,8 @@ impl QueueEntity {
                 | QueueEvent::Granted { .. }
                 | QueueEvent::GaveBack { .. }
                 | QueueEvent::Allotted { .. }
-                | QueueEvent::Recovered { .. } => vec![],
+                | QueueEvent::Recovered { .. }
+                | QueueEvent::Started { .. } => vec![],
             })
             .collect();
         touched.dedup();
@@ -373,6 +419,7 @@ impl QueueEntity {
             QueueEvent::Recovered { part, total } => {
                 raise(&mut state.recovered, *part, *total);
             }
+            QueueEvent::Started { at } => state.started_at = Some(*at),
         }
     }
 

@@ -17,6 +17,14 @@ pub struct QueueStatus {
     pub waitlisted: u32,
 }
 
+impl QueueStatus {
+    /// The window's state at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> crate::domain::window::WindowState {
+        let c = &self.config;
+        crate::domain::window::state(c.opens_at, c.closes_at, self.remaining, now)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum QueueEvent {
@@ -67,6 +75,10 @@ pub enum QueueEvent {
     Recovered {
         part: u32,
         total: u32,
+    },
+    /// Its window opened (`opens_at` passed) and was announced.
+    Started {
+        at: DateTime<Utc>,
     },
 }
 
@@ -144,6 +156,8 @@ pub enum QueueCommand {
         part: u32,
         total: u32,
     },
+    /// Its `opens_at` is due: record the opening once (answers the status).
+    Start,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -200,6 +200,10 @@ pub struct QueueState {
     pub allotted: Vec<u32>,
     #[serde(default)]
     pub recovered: Vec<u32>,
+    /// When its window's opening was announced (`Started`): a queue with
+    /// an `opens_at` is announced once, at that moment, on `queue:{id}`.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// The claims as a map of plain claims (the same bytes as before they

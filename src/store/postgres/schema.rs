@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "008_stats.sql",
         text: include_str!("../../../schema/postgres/008_stats.sql"),
     },
+    Migration {
+        version: 9,
+        name: "009_sale_windows.sql",
+        text: include_str!("../../../schema/postgres/009_sale_windows.sql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "008_stats.cql",
         text: include_str!("../../../schema/scylla/008_stats.cql"),
     },
+    Migration {
+        version: 9,
+        name: "009_sale_windows.cql",
+        text: include_str!("../../../schema/scylla/009_sale_windows.cql"),
+    },
 ];
 
 /// The schema version this build needs.
