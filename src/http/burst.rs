@@ -71,6 +71,7 @@ pub async fn my_flash_sales(
 pub struct SaleListQuery {
     /// `live` (open or sold out) or `upcoming` (not started); both when
     /// absent.
+    #[param(inline)]
     pub state: Option<SaleListing>,
     /// 1 to 100, default 20.
     pub limit: Option<usize>,

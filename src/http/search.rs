@@ -27,7 +27,7 @@ pub struct SearchQuery {
     pub q: Option<String>,
     /// `product`, `shop` or `course` (default: all).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", inline)]
     pub kind: Option<Kind>,
     pub category: Option<String>,
     /// A category of the tree: what is in it or in one below it.
@@ -42,6 +42,7 @@ pub struct SearchQuery {
     pub near: Option<String>,
     /// With `near`: 0 < radius ≤ 1000, default 10.
     pub radius_km: Option<f64>,
+    #[param(inline)]
     pub sort: Option<Sort>,
     /// 1 to 100, default 20.
     pub limit: Option<usize>,
@@ -198,7 +199,7 @@ pub struct SuggestQuery {
     /// What has been typed so far.
     pub q: Option<String>,
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", inline)]
     pub kind: Option<Kind>,
     /// 1 to 100, default 8; at most 20 are answered.
     pub limit: Option<usize>,
