@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
@@ -338,4 +338,50 @@ async fn a_request_safe_to_repeat_is_sent_again_after_a_reset_and_a_post_is_not(
     client.get(&url).send().await.unwrap();
     let post = client.post(&url).body("{}").send().await;
     assert!(post.is_err(), "a POST is never repeated: {post:?}");
+}
+
+/// The TypeScript SDK (`web/sdk`) is generated from `web/sdk/openapi.json`:
+/// that file is the document the server serves, byte for byte (pretty
+/// JSON), so a route or schema changed here without regenerating the SDK
+/// fails. `SURGE_BLESS_SDK=1` writes it instead; then `npm run generate`
+/// in `web/sdk` makes the types, which its `npm test` checks in turn.
+#[tokio::test]
+async fn the_sdk_document_is_the_one_the_server_serves() {
+    let app = spawn_app().await;
+    let (status, doc) = app.get("/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // Every reference resolves (a generator refuses a dangling one).
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").expect(r);
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
+    }
+    let served = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/sdk/openapi.json");
+    if std::env::var_os("SURGE_BLESS_SDK").is_some() {
+        std::fs::write(&path, &served).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == served,
+        "web/sdk/openapi.json differs from the served document: run \
+         SURGE_BLESS_SDK=1 cargo nextest run -E 'test(the_sdk_document)' \
+         and `npm run generate` in web/sdk"
+    );
 }
