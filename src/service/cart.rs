@@ -52,10 +52,42 @@ pub struct ShopQuote {
 pub struct CartView {
     pub items: Vec<CartLine>,
     pub coupon: Option<String>,
+    /// Why the applied coupon gives nothing now (paused, expired, used
+    /// up, deleted, below its minimum spend): the totals leave it out, and
+    /// checking out with it is refused with that code until it is removed.
+    pub coupon_problem: Option<CouponProblem>,
     pub currency: Option<String>,
     /// One entry per shop (each becomes one order at checkout).
     pub shops: Vec<ShopQuote>,
     pub totals: Totals,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CouponProblem {
+    /// The error code checkout would answer (`coupon_paused`, …, or
+    /// `not_found`).
+    pub code: String,
+    pub message: String,
+}
+
+/// Whether `e` is the coupon's own refusal (not a product's, not the
+/// store's): the cart is still shown, without it.
+fn coupon_refusal(e: &ServiceError) -> Option<CouponProblem> {
+    match e {
+        ServiceError::Domain(DomainError::Conflict { code, message })
+            if code.starts_with("coupon_") =>
+        {
+            Some(CouponProblem {
+                code: (*code).to_owned(),
+                message: message.clone(),
+            })
+        }
+        ServiceError::Domain(DomainError::NotFound("coupon")) => Some(CouponProblem {
+            code: "not_found".into(),
+            message: "this coupon no longer exists".into(),
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -210,9 +242,19 @@ impl Carts {
             .filter(|l| in_currency(l))
             .cloned()
             .collect();
-        let (shops, _, _) = self
+        let (shops, coupon_problem) = match self
             .quote(user_id, &quoted, cart.coupon.as_deref(), address)
-            .await?;
+            .await
+        {
+            Ok((shops, _, _)) => (shops, None),
+            Err(e) => match coupon_refusal(&e) {
+                Some(problem) => {
+                    let (shops, _, _) = self.quote(user_id, &quoted, None, address).await?;
+                    (shops, Some(problem))
+                }
+                None => return Err(e),
+            },
+        };
         let items = priced
             .lines
             .iter()
@@ -229,6 +271,7 @@ impl Carts {
         Ok(CartView {
             items,
             coupon: cart.coupon.clone(),
+            coupon_problem,
             currency,
             shops,
             totals: sum,
