@@ -1,4 +1,4 @@
-//! Cart and coupon handlers (`service::cart`, `service::coupons`).
+//! Cart handlers (`service::cart`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +9,6 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
 use crate::actors::cart::SavedCart;
-use crate::actors::coupon::{Coupon, CouponInput};
 use crate::service::cart::{CartView, QuantityChange};
 
 pub(super) const CART: &str = "cart";
@@ -165,33 +164,4 @@ pub async fn restore_cart(
     Path(id): Path<String>,
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(s.services.carts.restore_cart(&auth.0.id, &id).await?))
-}
-
-/// Create a coupon on your shop.
-#[utoipa::path(post, path = "/api/v1/shops/{id}/coupons", tag = "catalog", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
-    request_body = CouponInput, responses((status = 201, body = Coupon), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create_coupon(
-    State(s): State<AppState>,
-    auth: Auth,
-    Path(shop_id): Path<String>,
-    Json(input): Json<CouponInput>,
-) -> Result<(StatusCode, Json<Coupon>), AppError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            s.services
-                .coupons
-                .create_coupon(auth.0.caller(), &shop_id, input)
-                .await?,
-        ),
-    ))
-}
-
-#[utoipa::path(get, path = "/api/v1/coupons/{code}", tag = "catalog", params(("code" = String, Path)),
-    responses((status = 200, body = Coupon), (status = 404, body = ErrorBody)))]
-pub async fn get_coupon(
-    State(s): State<AppState>,
-    Path(code): Path<String>,
-) -> Result<Json<Coupon>, AppError> {
-    Ok(Json(s.services.coupons.get_coupon(&code).await?))
 }

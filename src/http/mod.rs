@@ -23,6 +23,7 @@ pub mod cart;
 pub mod catalog;
 pub mod categories;
 pub mod client;
+pub mod coupons;
 pub mod error;
 pub mod extract;
 pub mod inventory;
@@ -145,8 +146,15 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(cart::save_cart))
         .routes(routes!(cart::saved_carts))
         .routes(routes!(cart::restore_cart))
-        .routes(routes!(cart::create_coupon))
-        .routes(routes!(cart::get_coupon))
+        .routes(routes!(coupons::create_coupon, coupons::list_coupons))
+        .routes(routes!(
+            coupons::get_coupon,
+            coupons::edit_coupon,
+            coupons::delete_coupon
+        ))
+        .routes(routes!(coupons::pause_coupon))
+        .routes(routes!(coupons::resume_coupon))
+        .routes(routes!(coupons::coupon_usage))
         .routes(routes!(orders::checkout, orders::list_orders))
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::order_timeline))

@@ -1,13 +1,37 @@
-//! Coupons: created by merchants and admins, read by code.
+//! Coupons: created by merchants and admins, read by code; listed,
+//! edited, paused, resumed, deleted and reported on by their shop's
+//! merchant (or an admin).
 
-use super::catalog::Catalog;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::catalog::{decode_cursor, encode_cursor, Catalog, Page};
 use super::ServiceError;
-use crate::actors::coupon::{normalize_code, Coupon, CouponCommand, CouponEntity, CouponInput};
-use crate::actors::entity::stream_id;
+use crate::actors::coupon::{
+    normalize_code, Coupon, CouponCommand, CouponEntity, CouponInput, CouponStatus, CouponUsage,
+};
+use crate::actors::entity::{stream_id, Entity};
 use crate::actors::Registry;
 use crate::domain::{Caller, DomainError};
-use crate::store::Store;
+use crate::store::tables::COUPONS_BY_SHOP;
+use crate::store::{codec, Store};
 use std::sync::Arc;
+
+/// A coupon with where it stands now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CouponView {
+    #[serde(flatten)]
+    pub coupon: Coupon,
+    pub status: CouponStatus,
+}
+
+impl From<Coupon> for CouponView {
+    fn from(coupon: Coupon) -> Self {
+        let status = coupon.status(Utc::now());
+        CouponView { coupon, status }
+    }
+}
 
 /// A shop's coupons.
 pub struct Coupons {
@@ -22,7 +46,7 @@ impl Coupons {
         caller: Caller,
         shop_id: &str,
         input: CouponInput,
-    ) -> Result<Coupon, ServiceError> {
+    ) -> Result<CouponView, ServiceError> {
         let code = normalize_code(&input.code)?;
         let shop = self.catalog.get_shop(shop_id).await?;
         Ok(self
@@ -36,14 +60,80 @@ impl Coupons {
                 },
             )
             .await?
-            .coupon)
+            .coupon
+            .into())
     }
 
-    pub async fn get_coupon(&self, code: &str) -> Result<Coupon, ServiceError> {
+    /// The code of a coupon that was created (404 otherwise, without
+    /// starting an actor for it).
+    async fn existing(&self, code: &str) -> Result<String, ServiceError> {
         let code = normalize_code(code).map_err(|_| DomainError::NotFound("coupon"))?;
         if self.store.head(&stream_id::<CouponEntity>(&code)).await? == 0 {
             return Err(DomainError::NotFound("coupon").into());
         }
-        Ok(self.coupons.call(&code, CouponCommand::Get).await?.coupon)
+        Ok(code)
+    }
+
+    pub async fn get_coupon(&self, code: &str) -> Result<CouponView, ServiceError> {
+        let code = self.existing(code).await?;
+        let reply = self.coupons.call(&code, CouponCommand::Get).await?;
+        if reply.deleted {
+            return Err(DomainError::NotFound("coupon").into());
+        }
+        Ok(reply.coupon.into())
+    }
+
+    /// Edit, pause, resume or delete, by the coupon's shop's merchant.
+    pub async fn change(&self, code: &str, cmd: CouponCommand) -> Result<CouponView, ServiceError> {
+        let code = self.existing(code).await?;
+        Ok(self.coupons.call(&code, cmd).await?.coupon.into())
+    }
+
+    pub async fn usage(&self, caller: Caller, code: &str) -> Result<CouponUsage, ServiceError> {
+        let code = self.existing(code).await?;
+        let reply = self
+            .coupons
+            .call(&code, CouponCommand::Usage { caller })
+            .await?;
+        reply
+            .usage
+            .ok_or_else(|| ServiceError::Unavailable("the coupon answered no report".into()))
+    }
+
+    /// A shop's coupons by code, for its merchant (or an admin); with
+    /// `status`, only those standing so (a page may then hold fewer than
+    /// `limit`: follow `next_cursor`).
+    pub async fn coupons_of(
+        &self,
+        caller: &Caller,
+        shop_id: &str,
+        status: Option<CouponStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CouponView>, ServiceError> {
+        let shop = self.catalog.get_shop(shop_id).await?;
+        caller.ensure_owner(&shop.owner_id, "shop")?;
+        let after = cursor.map(decode_cursor).transpose()?;
+        let rows = self
+            .store
+            .scan(
+                COUPONS_BY_SHOP,
+                &format!("{shop_id}|"),
+                after.as_deref(),
+                limit,
+            )
+            .await?;
+        let next_cursor = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| encode_cursor(k)))
+            .flatten();
+        let mut items = Vec::with_capacity(rows.len());
+        for (_, value) in rows {
+            let coupon: Coupon = codec::decode(CouponEntity::VERSION, &value)?;
+            let view = CouponView::from(coupon);
+            if status.is_none_or(|s| s == view.status) {
+                items.push(view);
+            }
+        }
+        Ok(Page { items, next_cursor })
     }
 }

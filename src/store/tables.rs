@@ -33,6 +33,12 @@ pub const SALES_BY_OWNER: &str = "sales_by_owner";
 /// live and upcoming ones (scanned from now on).
 pub const SALES_BY_END: &str = "sales_by_end";
 
+// Written by `actors::coupon`.
+/// Read table: `{shop}|{code}` → encoded `Coupon`: a shop's coupons (not
+/// deleted), rewritten with every change. A coupon unchanged since before
+/// migration 010 has no row until its next change.
+pub const COUPONS_BY_SHOP: &str = "coupons_by_shop";
+
 // Written by `actors::user`.
 /// Read table: `{role}|{user id}` → encoded `UserView` (whom a broadcast
 /// reaches; the admin's listing by role). Rows of accounts unchanged since
@@ -151,6 +157,7 @@ pub const ALL: &[&str] = &[
     COURSES_BY_TRAINER,
     SALES_BY_OWNER,
     SALES_BY_END,
+    COUPONS_BY_SHOP,
     PAYMENT_REFS,
     TIMERS_TABLE,
     QUEUE_TIMERS,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use surge::payments::signature::stripe_sign;
 
@@ -1170,4 +1170,277 @@ async fn a_cart_stays_in_one_currency_and_viewable_when_a_product_changes_curren
     assert!(line(&cart, &block).is_none());
     let (status, order) = checkout(&app, &c, &address, "cod", None).await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
+}
+
+#[tokio::test]
+async fn a_coupon_is_listed_edited_paused_resumed_reported_and_deleted_by_its_merchant_only() {
+    a_coupon_is_listed_edited_paused_resumed_reported_and_deleted_by_its_merchant_only_on(
+        spawn_app_with(fast).await,
+    )
+    .await;
+}
+
+/// A coupon's life as its merchant runs it: listed by status, edited
+/// within the rules (never below the uses made), paused (a cart holding
+/// it shows why and leaves it out; checkout refuses and changes nothing),
+/// resumed, reported on, deleted (gone; the order that used it keeps its
+/// discount; the code can start afresh). Nobody else may touch it.
+pub(crate) async fn a_coupon_is_listed_edited_paused_resumed_reported_and_deleted_by_its_merchant_only_on(
+    app: TestApp,
+) {
+    let (m, shop_id, mat) = shop_with_product(&app, 100_000, 10).await;
+    let list = format!("/api/v1/shops/{shop_id}/coupons");
+    let codes = |page: &Value| -> Vec<(String, String)> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let code = c["code"].as_str().unwrap().to_owned();
+                (code, c["status"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    for (code, limit) in [("SAVE10", json!(2)), ("LATER", Value::Null)] {
+        let (status, c) = app
+            .post(
+                &list,
+                Some(&m.access),
+                json!({"code": code, "kind": "percentage", "value": 10, "global_limit": limit}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        assert_eq!(c["status"], "active");
+    }
+    let (status, page) = app.get(&list, Some(&m.access)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        codes(&page),
+        [
+            ("LATER".into(), "active".into()),
+            ("SAVE10".into(), "active".into())
+        ]
+    );
+
+    // Nobody else lists, edits, pauses, deletes or reads the usage.
+    let other = app.user("merchant").await;
+    let (c1, home1) = customer(&app).await;
+    for token in [&other.access, &c1.access] {
+        assert_eq!(app.get(&list, Some(token)).await.0, StatusCode::FORBIDDEN);
+        let (status, _) = app
+            .request(
+                Method::PATCH,
+                "/api/v1/coupons/SAVE10",
+                Some(token),
+                Some(json!({"value": 50})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        for path in ["pause", "resume"] {
+            let (status, _) = app
+                .post(
+                    &format!("/api/v1/coupons/SAVE10/{path}"),
+                    Some(token),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        }
+        let usage = app.get("/api/v1/coupons/SAVE10/usage", Some(token)).await;
+        assert_eq!(usage.0, StatusCode::FORBIDDEN);
+        let deleted = app.delete("/api/v1/coupons/SAVE10", Some(token)).await;
+        assert_eq!(deleted.0, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(app.get("/api/v1/coupons/SAVE10", None).await.1["value"], 10);
+
+    // Two customers use it.
+    let (c2, home2) = customer(&app).await;
+    let mut orders = Vec::new();
+    for (c, home) in [(&c1, &home1), (&c2, &home2)] {
+        add(&app, c, &mat, 1).await;
+        let applied = app
+            .post(
+                "/api/v1/cart/apply-coupon",
+                Some(&c.access),
+                json!({"code": "save10"}),
+            )
+            .await;
+        assert_eq!(applied.0, StatusCode::OK, "{}", applied.1);
+        let (status, placed) = checkout(&app, c, home, "cod", None).await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        assert_eq!(placed["orders"][0]["totals"]["discount"], 10_000);
+        orders.push((c, placed["orders"][0]["id"].as_str().unwrap().to_owned()));
+    }
+    let (status, usage) = app
+        .get("/api/v1/coupons/SAVE10/usage", Some(&m.access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(
+        (
+            &usage["used"],
+            &usage["remaining"],
+            &usage["customers"],
+            &usage["discount_total"]
+        ),
+        (&json!(2), &json!(0), &json!(2), &json!(20_000))
+    );
+    assert_eq!(usage["days"][0]["uses"], 2);
+    let (_, page) = app
+        .get(&format!("{list}?status=exhausted"), Some(&m.access))
+        .await;
+    assert_eq!(codes(&page), [("SAVE10".into(), "exhausted".into())]);
+
+    // Edits: never below the uses made, nothing else changes on a refusal;
+    // the code and the kind are fixed.
+    let patch = |body: Value| {
+        let app = &app;
+        let token = m.access.clone();
+        async move {
+            app.request(
+                Method::PATCH,
+                "/api/v1/coupons/SAVE10",
+                Some(&token),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, refused) = patch(json!({"global_limit": 1, "value": 50})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "coupon_below_uses");
+    let now = app.get("/api/v1/coupons/SAVE10", None).await.1;
+    assert_eq!(
+        (&now["global_limit"], &now["value"]),
+        (&json!(2), &json!(10))
+    );
+    for bad in [
+        json!({"kind": "fixed"}),
+        json!({"code": "OTHER"}),
+        json!({"value": 101}),
+    ] {
+        let (status, body) = patch(bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let (status, edited) = patch(json!({"global_limit": 3, "value": 20})).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(
+        (&edited["global_limit"], &edited["value"]),
+        (&json!(3), &json!(20))
+    );
+    assert_eq!(edited["status"], "active");
+    let (_, unlimited) = patch(json!({"global_limit": null})).await;
+    assert_eq!(unlimited["global_limit"], Value::Null);
+
+    // Paused: a cart that holds it shows why and leaves it out; checking
+    // out with it is refused and holds nothing; a new cart cannot apply it.
+    let (c3, home3) = customer(&app).await;
+    add(&app, &c3, &mat, 1).await;
+    let applied = app
+        .post(
+            "/api/v1/cart/apply-coupon",
+            Some(&c3.access),
+            json!({"code": "SAVE10"}),
+        )
+        .await;
+    assert_eq!(applied.1["totals"]["discount"], 20_000);
+    let (status, paused) = app
+        .post("/api/v1/coupons/SAVE10/pause", Some(&m.access), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(paused["status"], "paused");
+    let (status, cart) = app.get("/api/v1/cart", Some(&c3.access)).await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    assert_eq!(cart["coupon_problem"]["code"], "coupon_paused");
+    assert_eq!(cart["totals"]["discount"], 0);
+    let stock_before = stock(&app, &mat).await;
+    let (status, refused) = checkout(&app, &c3, &home3, "cod", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "coupon_paused");
+    assert_eq!(
+        stock(&app, &mat).await,
+        stock_before,
+        "the refusal held nothing"
+    );
+    assert_eq!(app.get("/api/v1/coupons/SAVE10", None).await.1["used"], 2);
+    let (c4, _) = customer(&app).await;
+    add(&app, &c4, &mat, 1).await;
+    let (status, body) = app
+        .post(
+            "/api/v1/cart/apply-coupon",
+            Some(&c4.access),
+            json!({"code": "SAVE10"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("coupon_paused"))
+    );
+    let (_, page) = app
+        .get(&format!("{list}?status=paused"), Some(&m.access))
+        .await;
+    assert_eq!(codes(&page), [("SAVE10".into(), "paused".into())]);
+    let (_, page) = app
+        .get(&format!("{list}?status=active"), Some(&m.access))
+        .await;
+    assert_eq!(codes(&page), [("LATER".into(), "active".into())]);
+
+    // Resumed: the same checkout goes through.
+    let (status, resumed) = app
+        .post("/api/v1/coupons/SAVE10/resume", Some(&m.access), json!({}))
+        .await;
+    assert_eq!(
+        (status, &resumed["status"]),
+        (StatusCode::OK, &json!("active"))
+    );
+    let (status, placed) = checkout(&app, &c3, &home3, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["orders"][0]["totals"]["discount"], 20_000);
+    let usage = app
+        .get("/api/v1/coupons/SAVE10/usage", Some(&m.access))
+        .await
+        .1;
+    assert_eq!(
+        (&usage["used"], &usage["discount_total"]),
+        (&json!(3), &json!(40_000))
+    );
+
+    // Deleted: gone for everyone; the orders keep their discount; the
+    // code can be created again and starts afresh.
+    let (status, _) = app.delete("/api/v1/coupons/SAVE10", Some(&m.access)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/v1/coupons/SAVE10", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let usage = app
+        .get("/api/v1/coupons/SAVE10/usage", Some(&m.access))
+        .await;
+    assert_eq!(usage.0, StatusCode::NOT_FOUND);
+    let (_, page) = app.get(&list, Some(&m.access)).await;
+    assert_eq!(codes(&page), [("LATER".into(), "active".into())]);
+    let (status, body) = app
+        .post(
+            "/api/v1/cart/apply-coupon",
+            Some(&c4.access),
+            json!({"code": "SAVE10"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (c, id) = &orders[0];
+    let (_, o) = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&c.access))
+        .await;
+    assert_eq!(o["totals"]["discount"], 10_000);
+    let (status, again) = app
+        .post(
+            &list,
+            Some(&m.access),
+            json!({"code": "SAVE10", "kind": "fixed", "value": 5_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(
+        (&again["used"], &again["kind"]),
+        (&json!(0), &json!("fixed"))
+    );
 }

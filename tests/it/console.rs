@@ -1206,6 +1206,14 @@ async fn seller_rights_follow_the_role_on_every_merchant_operation() {
     assert_eq!(status, StatusCode::CREATED, "{sale}");
     let (_, order) = crate::reviews::ordered(&app, &product).await;
     assert!(storefront_shops(&app).await.contains(&shop));
+    let (status, coupon) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/coupons"),
+            Some(&m.access),
+            json!({"code": "OWNED", "kind": "fixed", "value": 1_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{coupon}");
 
     // Made a customer: every merchant operation of the document refuses
     // them, on their own shop, product, course, sale and order.
@@ -1229,7 +1237,8 @@ async fn seller_rights_follow_the_role_on_every_merchant_operation() {
     for (method, template) in &operations {
         let mut path = template
             .replace("{media_id}", "no-such-media")
-            .replace("{order_id}", &order);
+            .replace("{order_id}", &order)
+            .replace("{code}", "OWNED");
         if let Some((_, id)) = own
             .iter()
             .find(|(kind, _)| path.starts_with(&format!("/api/v1/{kind}/{{id}}")))
@@ -1254,6 +1263,11 @@ async fn seller_rights_follow_the_role_on_every_merchant_operation() {
         .get(&format!("/api/v1/products/{product}"), Some(&admin.access))
         .await;
     assert_eq!(p["price"], 10_000);
+    let (_, coupon) = app.get("/api/v1/coupons/OWNED", None).await;
+    assert_eq!(
+        (&coupon["status"], &coupon["value"]),
+        (&json!("active"), &json!(1_000))
+    );
     assert!(!storefront_shops(&app).await.contains(&shop));
     let (_, listed) = app
         .get(&format!("/api/v1/products?shop_id={shop}"), None)

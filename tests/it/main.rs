@@ -57,6 +57,10 @@ macro_rules! flows_on {
                 $app(crate::commerce::fast).await,
             )
             .await;
+            crate::commerce::a_coupon_is_listed_edited_paused_resumed_reported_and_deleted_by_its_merchant_only_on(
+                $app(crate::commerce::fast).await,
+            )
+            .await;
         }
 
         #[tokio::test]

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "009_sale_windows.sql",
         text: include_str!("../../../schema/postgres/009_sale_windows.sql"),
     },
+    Migration {
+        version: 10,
+        name: "010_coupons_by_shop.sql",
+        text: include_str!("../../../schema/postgres/010_coupons_by_shop.sql"),
+    },
 ];
 
 /// The schema version this build needs.

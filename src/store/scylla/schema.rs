@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "009_sale_windows.cql",
         text: include_str!("../../../schema/scylla/009_sale_windows.cql"),
     },
+    Migration {
+        version: 10,
+        name: "010_coupons_by_shop.cql",
+        text: include_str!("../../../schema/scylla/010_coupons_by_shop.cql"),
+    },
 ];
 
 /// The schema version this build needs.

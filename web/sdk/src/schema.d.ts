@@ -546,7 +546,71 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** A coupon by code (case does not matter); a deleted one is 404. */
         get: operations["get_coupon"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete your coupon: it is not found from now on (its code may be
+         *     created again, afresh); orders that used it keep their discount.
+         */
+        delete: operations["delete_coupon"];
+        options?: never;
+        head?: never;
+        /**
+         * Change your coupon: absent fields stay; its code and kind are fixed.
+         *     A limit below the uses already made is 409 `coupon_below_uses`.
+         */
+        patch: operations["edit_coupon"];
+        trace?: never;
+    };
+    "/api/v1/coupons/{code}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause your coupon: carts and checkouts refuse it (409 `coupon_paused`)
+         *     until it is resumed; uses already made stay. Pausing a paused one
+         *     changes nothing.
+         */
+        post: operations["pause_coupon"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/coupons/{code}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume your paused coupon. */
+        post: operations["resume_coupon"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/coupons/{code}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your coupon's usage: uses, customers, discount given, by day. */
+        get: operations["coupon_usage"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1783,7 +1847,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Your shop's coupons by code (deleted ones are gone), each with its
+         *     `status`. With `status` a page may hold fewer than `limit`: follow
+         *     `next_cursor` until it is null.
+         */
+        get: operations["list_coupons"];
         put?: never;
         /** Create a coupon on your shop. */
         post: operations["create_coupon"];
@@ -2414,6 +2483,7 @@ export interface components {
         /** @description A cart with current prices; with an address, shipping is included. */
         CartView: {
             coupon?: string | null;
+            coupon_problem?: components["schemas"]["CouponProblem"] | null;
             currency?: string | null;
             items: components["schemas"]["CartLine"][];
             /** @description One entry per shop (each becomes one order at checkout). */
@@ -2589,9 +2659,16 @@ export interface components {
             /** Format: int64 */
             min_spend: number;
             owner_id: components["schemas"]["UserId"];
+            /** @description Paused by its merchant: refused until resumed. */
+            paused?: boolean;
             /** Format: int32 */
             per_user_limit: number;
             shop_id: components["schemas"]["ShopId"];
+            /**
+             * Format: date-time
+             * @description The last edit, pause or resume.
+             */
+            updated_at?: string | null;
             /**
              * Format: int32
              * @description Redemptions so far (by orders that were not cancelled).
@@ -2622,6 +2699,81 @@ export interface components {
             per_user_limit?: number | null;
             /** Format: int64 */
             value: number;
+        };
+        CouponPage: {
+            items: components["schemas"]["CouponView"][];
+            next_cursor?: string | null;
+        };
+        /**
+         * @description A merchant's change to a coupon: absent fields stay. Its code and kind
+         *     are fixed (a different kind is a new coupon).
+         */
+        CouponPatch: {
+            /**
+             * Format: date-time
+             * @description A time sets the expiry (in the future); `null` removes it.
+             */
+            expires_at?: string | null;
+            /**
+             * Format: int32
+             * @description Never below the uses made; `null`: unlimited.
+             */
+            global_limit?: number | null;
+            /** Format: int64 */
+            min_spend?: number | null;
+            /**
+             * Format: int32
+             * @description Never below what one customer has used already.
+             */
+            per_user_limit?: number | null;
+            /** Format: int64 */
+            value?: number | null;
+        };
+        CouponProblem: {
+            /**
+             * @description The error code checkout would answer (`coupon_paused`, …, or
+             *     `not_found`).
+             */
+            code: string;
+            message: string;
+        };
+        /**
+         * @description Where a coupon stands now.
+         * @enum {string}
+         */
+        CouponStatus: "active" | "paused" | "expired" | "exhausted";
+        /**
+         * @description `GET /coupons/{code}/usage`: what the coupon has given, by orders that
+         *     were not cancelled.
+         */
+        CouponUsage: {
+            code: string;
+            /**
+             * Format: int32
+             * @description Distinct customers who used it.
+             */
+            customers: number;
+            /** @description The most recent days with uses, newest first (at most 366). */
+            days: components["schemas"]["DayUse"][];
+            /**
+             * Format: int64
+             * @description Discount given, minor units.
+             */
+            discount_total: number;
+            /** Format: int32 */
+            global_limit?: number | null;
+            /**
+             * Format: int32
+             * @description Uses left (`null`: unlimited).
+             */
+            remaining?: number | null;
+            status: components["schemas"]["CouponStatus"];
+            /** Format: int32 */
+            used: number;
+        };
+        /** @description A coupon with where it stands now. */
+        CouponView: components["schemas"]["Coupon"] & {
+            status: components["schemas"]["CouponStatus"];
         };
         Course: {
             /** Format: int32 */
@@ -2694,6 +2846,18 @@ export interface components {
             /** Format: date-time */
             starts_at: string;
             title?: string | null;
+        };
+        /** @description A day of a coupon's uses (UTC), net of cancelled orders. */
+        DayUse: {
+            /** Format: date */
+            day: string;
+            /**
+             * Format: int64
+             * @description Minor units.
+             */
+            discount: number;
+            /** Format: int32 */
+            uses: number;
         };
         /** @description The delivery side of an order. */
         Delivery: {
@@ -6927,9 +7091,446 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Coupon"];
+                    "application/json": components["schemas"]["CouponView"];
                 };
             };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_coupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    edit_coupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CouponPatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponView"];
+                };
+            };
+            /** @description invalid_json: the body is not JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description coupon_below_uses */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unsupported_media_type: send Content-Type: application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_body or validation_failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pause_coupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponView"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resume_coupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponView"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    coupon_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponUsage"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -14522,6 +15123,109 @@ export interface operations {
             };
         };
     };
+    list_coupons: {
+        parameters: {
+            query?: {
+                /** @description Only coupons standing so now. */
+                status?: ("active" | "paused" | "expired" | "exhausted") | null;
+                /** @description 1 to 100, default 20. */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponPage"];
+                };
+            };
+            /** @description invalid_query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation_failed: a query value breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     create_coupon: {
         parameters: {
             query?: never;
@@ -14542,7 +15246,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Coupon"];
+                    "application/json": components["schemas"]["CouponView"];
                 };
             };
             /** @description invalid_json: the body is not JSON */
