@@ -1,0 +1,233 @@
+//! The coupon's data: what a merchant creates and changes, where it
+//! stands, the state its actor keeps and the usage report.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::catalog::present;
+use crate::domain::ids::{OrderId, UserId};
+use crate::domain::pricing::{CouponRule, DiscountKind};
+use crate::domain::DomainError;
+
+pub const MAX_GLOBAL_LIMIT: u32 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Coupon {
+    pub code: String,
+    pub shop_id: crate::domain::ids::ShopId,
+    pub owner_id: UserId,
+    pub kind: DiscountKind,
+    /// Percent (1–100) or minor units, by `kind`.
+    pub value: u64,
+    pub min_spend: u64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub per_user_limit: u32,
+    pub global_limit: Option<u32>,
+    /// Redemptions so far (by orders that were not cancelled).
+    pub used: u32,
+    /// Paused by its merchant: refused until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    pub created_at: DateTime<Utc>,
+    /// The last edit, pause or resume.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Where a coupon stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CouponStatus {
+    Active,
+    Paused,
+    Expired,
+    /// Every use of its `global_limit` is made.
+    Exhausted,
+}
+
+impl Coupon {
+    /// Paused first, then expired, then used up.
+    pub fn status(&self, now: DateTime<Utc>) -> CouponStatus {
+        if self.paused {
+            CouponStatus::Paused
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            CouponStatus::Expired
+        } else if self.global_limit.is_some_and(|g| self.used >= g) {
+            CouponStatus::Exhausted
+        } else {
+            CouponStatus::Active
+        }
+    }
+
+    pub fn rule(&self) -> CouponRule {
+        CouponRule {
+            kind: self.kind,
+            value: self.value,
+            min_spend: self.min_spend,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponInput {
+    pub code: String,
+    pub kind: DiscountKind,
+    pub value: u64,
+    #[serde(default)]
+    pub min_spend: u64,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Uses per customer (default 1).
+    pub per_user_limit: Option<u32>,
+    /// Uses in total (default: unlimited).
+    pub global_limit: Option<u32>,
+}
+
+/// A merchant's change to a coupon: absent fields stay. Its code and kind
+/// are fixed (a different kind is a new coupon).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponPatch {
+    pub value: Option<u64>,
+    pub min_spend: Option<u64>,
+    /// A time sets the expiry (in the future); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Never below what one customer has used already.
+    pub per_user_limit: Option<u32>,
+    /// Never below the uses made; `null`: unlimited.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub global_limit: Option<Option<u32>>,
+}
+
+/// One use, for the usage report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Use {
+    pub discount: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// A day of a coupon's uses (UTC), net of cancelled orders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DayUse {
+    pub day: NaiveDate,
+    pub uses: u32,
+    /// Minor units.
+    pub discount: u64,
+}
+
+/// `GET /coupons/{code}/usage`: what the coupon has given, by orders that
+/// were not cancelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CouponUsage {
+    pub code: String,
+    pub status: CouponStatus,
+    pub used: u32,
+    pub global_limit: Option<u32>,
+    /// Uses left (`null`: unlimited).
+    pub remaining: Option<u32>,
+    /// Distinct customers who used it.
+    pub customers: u32,
+    /// Discount given, minor units.
+    pub discount_total: u64,
+    /// The most recent days with uses, newest first (at most 366).
+    pub days: Vec<DayUse>,
+}
+
+/// Days a usage report lists.
+pub const USAGE_DAYS: usize = 366;
+
+/// Upper-cases a code and checks its shape: 3–32 of A–Z, 0–9, `-`, `_`.
+pub fn normalize_code(raw: &str) -> Result<String, DomainError> {
+    let code = raw.trim().to_ascii_uppercase();
+    let ok = (3..=32).contains(&code.len())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(code)
+    } else {
+        Err(DomainError::invalid(
+            "code",
+            "a coupon code is 3 to 32 letters, digits, '-' or '_'",
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CouponState {
+    pub coupon: Option<Coupon>,
+    /// order id → user id of live redemptions.
+    pub redemptions: BTreeMap<OrderId, UserId>,
+    pub per_user: BTreeMap<UserId, u32>,
+    /// order id → the discount and time of its use (uses made before this
+    /// was kept have none).
+    #[serde(default)]
+    pub uses: BTreeMap<OrderId, Use>,
+    /// Deleted by its merchant: not found until a coupon is created again
+    /// under its code.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl CouponState {
+    /// The coupon unless it was deleted.
+    pub(super) fn live(&self) -> Result<&Coupon, DomainError> {
+        match &self.coupon {
+            Some(c) if !self.deleted => Ok(c),
+            _ => Err(DomainError::NotFound("coupon")),
+        }
+    }
+
+    pub fn usage(&self, now: DateTime<Utc>) -> Result<CouponUsage, DomainError> {
+        let c = self.live()?;
+        let mut days: BTreeMap<NaiveDate, DayUse> = BTreeMap::new();
+        for u in self.uses.values() {
+            let day = u.at.date_naive();
+            let d = days.entry(day).or_insert(DayUse {
+                day,
+                uses: 0,
+                discount: 0,
+            });
+            d.uses += 1;
+            d.discount = d.discount.saturating_add(u.discount);
+        }
+        Ok(CouponUsage {
+            code: c.code.clone(),
+            status: c.status(now),
+            used: c.used,
+            global_limit: c.global_limit,
+            remaining: c.global_limit.map(|g| g.saturating_sub(c.used)),
+            customers: self.per_user.len() as u32,
+            discount_total: self.uses.values().map(|u| u.discount).sum(),
+            days: days.into_values().rev().take(USAGE_DAYS).collect(),
+        })
+    }
+}
+
+/// The coupon with `patch` applied.
+pub(super) fn patched(c: &Coupon, patch: &CouponPatch) -> Coupon {
+    let mut c = c.clone();
+    if let Some(v) = patch.value {
+        c.value = v;
+    }
+    if let Some(m) = patch.min_spend {
+        c.min_spend = m;
+    }
+    if let Some(e) = patch.expires_at {
+        c.expires_at = e;
+    }
+    if let Some(p) = patch.per_user_limit {
+        c.per_user_limit = p;
+    }
+    if let Some(g) = patch.global_limit {
+        c.global_limit = g;
+    }
+    c
+}
