@@ -6,6 +6,16 @@ const $ = (sel, root = document) => root.querySelector(sel);
 const view = () => $("#view");
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const money = (n, cur) => `${Number(n || 0).toLocaleString("en")} ${esc(cur || "")}`;
+// A product's price now: its sale price while the sale runs (half-open
+// window, as the server charges it), with the list price struck through.
+const priceTag = (p) => {
+  const now = Date.now();
+  const s = p.sale;
+  const runs = s && (!s.starts_at || Date.parse(s.starts_at) <= now) && (!s.ends_at || now < Date.parse(s.ends_at));
+  return runs
+    ? `<span class="price">${money(s.price, p.currency)}</span> <del aria-label="was">${money(p.price, p.currency)}</del>`
+    : `<span class="price">${money(p.price, p.currency)}</span>`;
+};
 const when = (t) => (t ? new Date(t).toLocaleTimeString() : "");
 
 // ---- session -----------------------------------------------------------------
@@ -420,7 +430,8 @@ function watchQueues() {
 function drawCart(cart) {
   const el = $("#cart");
   const items = cart.items || [];
-  el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td></tr>`).join("")}</table>
+  el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td><td>${money(l.unit_price, l.currency)}${l.list_price ? ` <del aria-label="was">${money(l.list_price, l.currency)}</del>` : ""}</td></tr>`).join("")}</table>
+    ${cart.coupon_problem ? `<p class="error">Coupon ${esc(cart.coupon)}: ${esc(cart.coupon_problem.message)}</p>` : ""}
     <p>Total <span class="price">${money(cart.totals?.total, cart.currency)}</span></p>
     <button class="primary" id="checkout">Check out and pay</button><p class="error" id="cerr"></p>` : `<p class="muted">Empty.</p>`}`;
   const btn = $("#checkout", el);
@@ -534,7 +545,7 @@ async function productView(id) {
   view().innerHTML = `<div class="cols"><section>
       <h1>${esc(p.name)}</h1><div class="muted">${esc(p.category)} · ${p.stock} in stock · <a href="#/shops/${p.shop_id}">the shop</a></div>
       ${p.media?.length ? `<div class="gallery">${p.media.map((m) => `<img src="${esc(m.url)}" width="${m.width}" height="${m.height}" alt="">`).join("")}</div>` : ""}
-      <p><span class="price">${money(p.price, p.currency)}</span> <button class="add primary" data-id="${p.id}">Add to cart</button></p>
+      <p>${priceTag(p)} <button class="add primary" data-id="${p.id}">Add to cart</button></p>
       <h2>Reviews</h2><div id="reviews"></div></section>
     <aside class="card"><h2>Rating</h2><div id="rating"></div><h2>Bought together</h2><div id="together"></div>
       <h2>Similar</h2><div id="related"></div></aside></div>`;

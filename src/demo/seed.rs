@@ -176,6 +176,14 @@ pub(super) async fn seed(c: &Client) -> anyhow::Result<Seeded> {
             json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 500, "weight_grams": grams})).await?;
         products.push(p["id"].as_str().context("product id")?.to_owned());
     }
+    // The foam roller is on sale for a week: struck through in the shop.
+    let week = chrono::Utc::now() + chrono::Duration::days(7);
+    c.put(
+        &format!("/api/v1/products/{}", products[3]),
+        &mai,
+        json!({"sale": {"price": 199_000, "starts_at": null, "ends_at": week}}),
+    )
+    .await?;
     let shops = seed_catalog(c, &tokens).await?;
     // A few views and a basket, so trending and "bought together" show.
     let (binh, _) = &tokens["binh@demo.surge"];

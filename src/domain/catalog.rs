@@ -137,6 +137,43 @@ pub struct Product {
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A sale price, for a while or until removed (none: not on sale).
+    #[serde(default)]
+    pub sale: Option<Sale>,
+}
+
+/// A product's sale price: below its price, from `starts_at` (none: at
+/// once) until `ends_at` (none: until removed), half-open — at `ends_at`
+/// the list price is back. Carts and checkouts charge it while it runs;
+/// lines show the list price beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sale {
+    /// Minor units, at least 1 and below the product's price.
+    pub price: u64,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+impl Sale {
+    pub fn runs_at(&self, now: DateTime<Utc>) -> bool {
+        self.starts_at.is_none_or(|s| s <= now) && self.ends_at.is_none_or(|e| now < e)
+    }
+}
+
+fn check_sale(sale: &Sale, price: u64) -> Result<(), DomainError> {
+    if sale.price == 0 || sale.price >= price {
+        return Err(DomainError::invalid(
+            "sale",
+            "a sale price is at least 1 and below the product's price",
+        ));
+    }
+    if let (Some(s), Some(e)) = (sale.starts_at, sale.ends_at) {
+        if e <= s {
+            return Err(DomainError::invalid("sale", "a sale ends after it starts"));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -164,6 +201,8 @@ pub struct ProductInput {
     #[serde(default)]
     #[schema(maximum = 1_000_000_000)]
     pub low_stock_threshold: Option<u64>,
+    #[serde(default)]
+    pub sale: Option<Sale>,
 }
 
 fn one_bucket() -> u32 {
@@ -190,6 +229,10 @@ pub struct ProductPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, maximum = 1_000_000_000)]
     pub low_stock_threshold: Option<Option<u64>>,
+    /// A sale sets (replaces) the sale price; `null` ends it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Sale>)]
+    pub sale: Option<Option<Sale>>,
 }
 
 /// A field that is present, `null` included (`Some(None)`); absent is
@@ -233,6 +276,9 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
             format!("weight_grams must be at most {MAX_WEIGHT_GRAMS}"),
         ));
     }
+    if let Some(sale) = &input.sale {
+        check_sale(sale, input.price)?;
+    }
     Ok(ProductInput {
         name: check_text("name", &input.name, 200)?,
         category: check_text("category", &input.category, 60)?.to_lowercase(),
@@ -243,6 +289,7 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
         weight_grams: input.weight_grams,
         stock_buckets: input.stock_buckets,
         low_stock_threshold: input.low_stock_threshold,
+        sale: input.sale,
     })
 }
 
@@ -262,6 +309,9 @@ pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, 
         weight_grams: patch.weight_grams.unwrap_or(p.weight_grams),
         stock_buckets: patch.stock_buckets.unwrap_or(p.stock_buckets),
         low_stock_threshold: patch.low_stock_threshold.unwrap_or(p.low_stock_threshold),
+        // A new price under a running sale keeps the sale only if it stays
+        // below: otherwise the patch is refused (end the sale with it).
+        sale: patch.sale.unwrap_or(p.sale),
     })
 }
 
@@ -296,6 +346,15 @@ impl Product {
     /// Active and not hidden by an admin: listed, searched, sold.
     pub fn on_sale(&self) -> bool {
         self.active && self.hidden.is_none() && self.deleted_at.is_none()
+    }
+
+    /// What one unit costs at `now`: the sale price while a sale runs,
+    /// else the price. Every cart line and checkout is priced by it.
+    pub fn price_at(&self, now: DateTime<Utc>) -> u64 {
+        match self.sale {
+            Some(s) if s.runs_at(now) => s.price,
+            _ => self.price,
+        }
     }
 }
 
@@ -510,6 +569,7 @@ mod tests {
             deleted_at: None,
             created_at: now,
             updated_at: now,
+            sale: None,
         }
     }
 
@@ -569,6 +629,7 @@ mod tests {
             stock_buckets: 1,
             low_stock_threshold: None,
             category_id: None,
+            sale: None,
         };
         let checked = check_product(&ok).unwrap();
         assert_eq!(
@@ -611,6 +672,58 @@ mod tests {
         ] {
             assert!(check_product(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_sale_price_is_below_the_price_and_runs_in_its_half_open_window() {
+        let at = |s: &str| -> DateTime<Utc> { s.parse().unwrap() };
+        let (start, end) = (at("2030-01-01T00:00:00Z"), at("2030-01-02T00:00:00Z"));
+        let sale = |price| Sale {
+            price,
+            starts_at: Some(start),
+            ends_at: Some(end),
+        };
+        let input = |sale| ProductInput {
+            name: "Mat".into(),
+            category: "yoga".into(),
+            price: 100,
+            currency: "VND".into(),
+            stock: 1,
+            weight_grams: 1,
+            stock_buckets: 1,
+            low_stock_threshold: None,
+            category_id: None,
+            sale: Some(sale),
+        };
+        assert!(check_product(&input(sale(99))).is_ok());
+        for bad in [
+            sale(100),
+            sale(0),
+            Sale {
+                ends_at: Some(start),
+                ..sale(50)
+            },
+        ] {
+            assert!(check_product(&input(bad)).is_err(), "{bad:?}");
+        }
+        let p = Product {
+            sale: Some(sale(60)),
+            ..product(100, "yoga", "Mat", true)
+        };
+        let second = chrono::Duration::seconds(1);
+        assert_eq!(p.price_at(start - second), 100, "before it starts");
+        assert_eq!(p.price_at(start), 60, "from its start");
+        assert_eq!(p.price_at(end - second), 60);
+        assert_eq!(p.price_at(end), 100, "its end is the list price again");
+        let open = Product {
+            sale: Some(Sale {
+                price: 60,
+                starts_at: None,
+                ends_at: None,
+            }),
+            ..p.clone()
+        };
+        assert_eq!(open.price_at(end), 60, "no end: until removed");
     }
 
     #[test]

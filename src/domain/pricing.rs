@@ -18,6 +18,10 @@ pub struct Line {
     pub currency: String,
     pub quantity: u32,
     pub weight_grams: u64,
+    /// The list price while a sale price is charged (`unit_price`), to show
+    /// struck through; none otherwise.
+    #[serde(default)]
+    pub list_price: Option<u64>,
 }
 
 fn overflow() -> DomainError {
@@ -263,6 +267,7 @@ mod tests {
             currency: "VND".into(),
             quantity: qty,
             weight_grams: grams,
+            list_price: None,
         }
     }
 

@@ -140,16 +140,19 @@ impl Carts {
     async fn lines_of(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
         let mut lines = Vec::with_capacity(items.len());
         let mut products = Vec::with_capacity(items.len());
+        let now = chrono::Utc::now();
         for item in items {
             let p = self.catalog.product_record(&item.product_id).await?;
+            let unit_price = p.price_at(now);
             lines.push(Line {
                 product_id: p.id.clone(),
                 shop_id: p.shop_id.clone(),
                 name: p.name.clone(),
-                unit_price: p.price,
+                unit_price,
                 currency: p.currency.clone(),
                 quantity: item.quantity,
                 weight_grams: p.weight_grams,
+                list_price: (unit_price != p.price).then_some(p.price),
             });
             products.push(p);
         }

@@ -1444,3 +1444,100 @@ pub(crate) async fn a_coupon_is_listed_edited_paused_resumed_reported_and_delete
         (&json!(0), &json!("fixed"))
     );
 }
+
+/// A merchant's sale price: charged only while its window runs (before it
+/// starts and from its end the list price), shown beside the list price on
+/// cart and order lines, always below the price (a refusal changes
+/// nothing), ended with `null`.
+#[tokio::test]
+async fn a_sale_price_is_charged_inside_its_window_and_shown_beside_the_list_price() {
+    let app = spawn_app_with(fast).await;
+    let (m, _, mat) = shop_with_product(&app, 100_000, 10).await;
+    let (c, home) = customer(&app).await;
+    add(&app, &c, &mat, 2).await;
+    let path = format!("/api/v1/products/{mat}");
+    let hour = chrono::Duration::hours(1);
+    let now = chrono::Utc::now();
+    let set = |sale: Value| {
+        let (app, token, path) = (&app, m.access.clone(), path.clone());
+        async move {
+            app.request(
+                Method::PUT,
+                &path,
+                Some(&token),
+                Some(json!({"sale": sale})),
+            )
+            .await
+        }
+    };
+    let line = |cart: &Value| {
+        (
+            cart["items"][0]["unit_price"].clone(),
+            cart["items"][0]["list_price"].clone(),
+        )
+    };
+    for (what, sale, charged) in [
+        (
+            "not started",
+            json!({"price": 60_000, "starts_at": now + hour, "ends_at": null}),
+            100_000,
+        ),
+        (
+            "ended",
+            json!({"price": 60_000, "starts_at": null, "ends_at": now - hour}),
+            100_000,
+        ),
+        (
+            "running",
+            json!({"price": 60_000, "starts_at": now - hour, "ends_at": now + hour}),
+            60_000,
+        ),
+    ] {
+        let (status, p) = set(sale).await;
+        assert_eq!(status, StatusCode::OK, "{what}: {p}");
+        assert_eq!(p["sale"]["price"], 60_000);
+        let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+        let list = if charged == 100_000 {
+            Value::Null
+        } else {
+            json!(100_000)
+        };
+        assert_eq!(line(&cart), (json!(charged), list), "{what}: {cart}");
+        assert_eq!(cart["totals"]["subtotal"], 2 * charged, "{what}");
+    }
+
+    // Always below the price; a refused change changes nothing.
+    for bad in [
+        json!({"sale": {"price": 100_000, "starts_at": null, "ends_at": null}}),
+        json!({"sale": {"price": 0, "starts_at": null, "ends_at": null}}),
+        json!({"sale": {"price": 10, "starts_at": now + hour, "ends_at": now}}),
+        json!({"price": 50_000}),
+    ] {
+        let (status, body) = app
+            .request(Method::PUT, &path, Some(&m.access), Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let (_, p) = app.get(&path, None).await;
+    assert_eq!(
+        (&p["price"], &p["sale"]["price"]),
+        (&json!(100_000), &json!(60_000))
+    );
+
+    // The order charges the sale price and keeps the list price beside it.
+    let (status, placed) = checkout(&app, &c, &home, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let o = &placed["orders"][0];
+    assert_eq!(
+        (&o["lines"][0]["unit_price"], &o["lines"][0]["list_price"]),
+        (&json!(60_000), &json!(100_000))
+    );
+    assert_eq!(o["totals"]["subtotal"], 120_000);
+
+    // Ended by its merchant.
+    let (status, p) = set(Value::Null).await;
+    assert_eq!((status, &p["sale"]), (StatusCode::OK, &Value::Null));
+    add(&app, &c, &mat, 1).await;
+    let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+    assert_eq!(line(&cart), (json!(100_000), Value::Null));
+}

@@ -376,6 +376,7 @@ fn create(
         deleted_at: None,
         created_at: ctx.now,
         updated_at: ctx.now,
+        sale: input.sale,
     };
     Ok(vec![ProductEvent::Created { product }])
 }
@@ -412,6 +413,7 @@ fn update(
         low_stock_threshold: input.low_stock_threshold,
         category_id: input.category_id,
         active: patch.active.unwrap_or(current.active),
+        sale: input.sale,
         updated_at: ctx.now,
         ..current.clone()
     };
@@ -878,6 +880,7 @@ mod tests {
             stock_buckets: 1,
             low_stock_threshold: None,
             category_id: None,
+            sale: None,
         };
         run(
             &ProductState::default(),

@@ -324,6 +324,7 @@ impl QueueWork {
             currency: config.currency.clone(),
             quantity: claim.quantity,
             weight_grams: product.weight_grams,
+            list_price: (config.price < product.price).then_some(product.price),
         };
         Ok(ClaimGoods {
             shop_id: shop.id,
@@ -488,6 +489,7 @@ fn course_goods(config: &QueueConfig, claim: &Claim) -> ClaimGoods {
         currency: config.currency.clone(),
         quantity: claim.quantity,
         weight_grams: 0,
+        list_price: None,
     };
     let online = Address {
         id: String::new(),

@@ -3079,6 +3079,12 @@ export interface components {
         /** @description One priced line of a cart or order. */
         Line: {
             currency: string;
+            /**
+             * Format: int64
+             * @description The list price while a sale price is charged (`unit_price`), to show
+             *     struck through; none otherwise.
+             */
+            list_price?: number | null;
             name: string;
             product_id: components["schemas"]["ProductId"];
             /** Format: int32 */
@@ -3377,6 +3383,7 @@ export interface components {
              * @description Price in minor units of `currency`.
              */
             price: number;
+            sale?: components["schemas"]["Sale"] | null;
             shop_id: components["schemas"]["ShopId"];
             /** Format: int64 */
             stock: number;
@@ -3411,6 +3418,7 @@ export interface components {
             name: string;
             /** Format: int64 */
             price: number;
+            sale?: components["schemas"]["Sale"] | null;
             /** Format: int64 */
             stock: number;
             /**
@@ -3453,6 +3461,7 @@ export interface components {
             name?: string | null;
             /** Format: int64 */
             price?: number | null;
+            sale?: components["schemas"]["Sale"] | null;
             /** Format: int64 */
             stock?: number | null;
             /**
@@ -3708,6 +3717,23 @@ export interface components {
         Role: "customer" | "merchant" | "shipper" | "admin";
         RoleInput: {
             role: components["schemas"]["Role"];
+        };
+        /**
+         * @description A product's sale price: below its price, from `starts_at` (none: at
+         *     once) until `ends_at` (none: until removed), half-open — at `ends_at`
+         *     the list price is back. Carts and checkouts charge it while it runs;
+         *     lines show the list price beside it.
+         */
+        Sale: {
+            /** Format: date-time */
+            ends_at?: string | null;
+            /**
+             * Format: int64
+             * @description Minor units, at least 1 and below the product's price.
+             */
+            price: number;
+            /** Format: date-time */
+            starts_at?: string | null;
         };
         SavedCart: {
             coupon?: string | null;
