@@ -471,7 +471,14 @@ async function orderView(id) {
       <div class="muted" id="distance"></div>
       <h2>Timeline</h2><ul class="timeline" id="timeline"></ul>
       <div id="review"></div>
+      ${o.customer_id === auth.me?.id ? `<p><button id="again">Buy again</button></p><p class="muted" id="again-note" aria-live="polite"></p>` : ""}
     </aside></div>`;
+  $("#again")?.addEventListener("click", async () => {
+    const r = await api("POST", `/api/v1/orders/${id}/buy-again`);
+    $("#again-note").textContent = r.skipped.length
+      ? `In your cart. Left out: ${r.skipped.map((x) => `${x.name} (${x.message})`).join("; ")}`
+      : "In your cart.";
+  });
   const map = new MiniMap($("#map"), [shop.location, o.address]);
   map.mark(shop.location, shop.name, "#1f6feb");
   map.mark(o.address, "You", "#1a7f37");

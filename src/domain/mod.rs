@@ -48,6 +48,19 @@ pub enum DomainError {
     Unprocessable { code: &'static str, message: String },
 }
 
+impl DomainError {
+    /// The error code the API answers it with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Invalid { .. } => "validation_failed",
+            DomainError::NotFound(_) => "not_found",
+            DomainError::Forbidden(_) => "forbidden",
+            DomainError::Conflict { code, .. } | DomainError::Unprocessable { code, .. } => code,
+            DomainError::Unauthorized(_) => "unauthorized",
+        }
+    }
+}
+
 /// `DomainError` as it crosses between nodes (a forwarded command's
 /// rejection): the same variants with owned text.
 #[derive(Serialize, Deserialize)]

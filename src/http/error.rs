@@ -122,23 +122,16 @@ impl IntoResponse for AppError {
 
 impl From<DomainError> for AppError {
     fn from(e: DomainError) -> Self {
-        let message = e.to_string();
-        match e {
-            DomainError::Invalid { .. } => AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                message,
-            ),
-            DomainError::NotFound(_) => AppError::new(StatusCode::NOT_FOUND, "not_found", message),
-            DomainError::Forbidden(_) => AppError::forbidden(message),
-            DomainError::Conflict { code, .. } => {
-                AppError::new(StatusCode::CONFLICT, code, message)
+        let status = match e {
+            DomainError::Invalid { .. } | DomainError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
             }
-            DomainError::Unauthorized(_) => AppError::unauthorized(message),
-            DomainError::Unprocessable { code, .. } => {
-                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-            }
-        }
+            DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+            DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+            DomainError::Conflict { .. } => StatusCode::CONFLICT,
+            DomainError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        };
+        AppError::new(status, e.code(), e.to_string())
     }
 }
 

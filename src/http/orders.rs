@@ -98,6 +98,21 @@ pub async fn get_order(
     ))
 }
 
+/// "Buy again": your order's lines back in your cart at today's prices,
+/// each at least at the quantity ordered (again changes nothing); what
+/// cannot be bought now is left out with why.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/buy-again", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = crate::service::cart::BuyAgain), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn buy_again(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<crate::service::cart::BuyAgain>, AppError> {
+    let caller = auth.0.caller();
+    let order = s.services.orders.get_order(&caller, &id).await?;
+    Ok(Json(s.services.carts.buy_again(&caller, &order).await?))
+}
+
 /// Every transition with who, when and why.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/timeline", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Vec<TimelineEntry>), (status = 404, body = ErrorBody)))]

@@ -62,6 +62,31 @@ pub struct CartView {
     pub totals: Totals,
 }
 
+/// What "buy again" did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BuyAgain {
+    pub cart: CartView,
+    /// Lines now in the cart, with the quantity they hold.
+    pub added: Vec<BoughtAgain>,
+    /// Lines left out, each with why (the code adding it would answer).
+    pub skipped: Vec<NotBoughtAgain>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BoughtAgain {
+    pub product_id: crate::domain::ids::ProductId,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotBoughtAgain {
+    pub product_id: crate::domain::ids::ProductId,
+    pub name: String,
+    /// `not_found`, `product_unavailable`, `out_of_stock`, `mixed_currency`.
+    pub code: String,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CouponProblem {
     /// The error code checkout would answer (`coupon_paused`, …, or
@@ -391,6 +416,57 @@ impl Carts {
             )
             .await?;
         self.view(user_id, &cart, None).await
+    }
+
+    /// "Buy again": `order`'s lines back in its customer's cart at today's
+    /// prices, each product at least at the quantity ordered (a line that
+    /// already holds more keeps it, so doing it twice changes nothing).
+    /// What cannot be bought now (gone, hidden, no longer sold, short of
+    /// stock, another currency, a course place) is left out and said why.
+    pub async fn buy_again(
+        &self,
+        caller: &crate::domain::Caller,
+        order: &crate::domain::order::Order,
+    ) -> Result<BuyAgain, ServiceError> {
+        if order.customer_id != caller.user_id {
+            return Err(
+                DomainError::Forbidden("only the order's customer buys it again".into()).into(),
+            );
+        }
+        let cart = self.carts.send(&caller.user_id, CartCommand::Get).await?;
+        let mut added = Vec::new();
+        let mut skipped = Vec::new();
+        for line in &order.lines {
+            let held = cart
+                .items
+                .iter()
+                .find(|i| i.product_id == line.product_id)
+                .map_or(0, |i| i.quantity);
+            let wanted = held.max(line.quantity);
+            let change = QuantityChange::Set(wanted);
+            match self
+                .put_cart_item(&caller.user_id, &line.product_id, change)
+                .await
+            {
+                Ok(_) => added.push(BoughtAgain {
+                    product_id: line.product_id.clone(),
+                    quantity: wanted,
+                }),
+                Err(ServiceError::Domain(e)) => skipped.push(NotBoughtAgain {
+                    product_id: line.product_id.clone(),
+                    name: line.name.clone(),
+                    code: e.code().to_owned(),
+                    message: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        let cart = self.get_cart(&caller.user_id).await?;
+        Ok(BuyAgain {
+            cart,
+            added,
+            skipped,
+        })
     }
 
     pub async fn clear_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {

@@ -1541,3 +1541,80 @@ async fn a_sale_price_is_charged_inside_its_window_and_shown_beside_the_list_pri
     let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
     assert_eq!(line(&cart), (json!(100_000), Value::Null));
 }
+
+/// "Buy again" puts an order's lines back in its customer's cart at
+/// today's prices, each at least at the quantity ordered (so a second time
+/// changes nothing), leaves out what cannot be bought now with why, and
+/// is the customer's alone.
+#[tokio::test]
+async fn buy_again_refills_the_cart_at_todays_prices_and_says_what_it_left_out() {
+    let app = spawn_app_with(fast).await;
+    let (m, shop_id, mat) = shop_with_product(&app, 100_000, 10).await;
+    let mut body = product_body("Yoga strap", "yoga", 50_000);
+    body["stock"] = json!(5);
+    let (_, strap) = app
+        .post(
+            &format!("/api/v1/shops/{shop_id}/products"),
+            Some(&m.access),
+            body,
+        )
+        .await;
+    let strap = strap["id"].as_str().unwrap().to_owned();
+    let (c, home) = customer(&app).await;
+    add(&app, &c, &mat, 2).await;
+    add(&app, &c, &strap, 1).await;
+    let (status, placed) = checkout(&app, &c, &home, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let id = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+
+    // Since: the mat costs less, the strap is no longer sold, and the
+    // customer already holds three mats.
+    for (product, change) in [
+        (&mat, json!({"price": 90_000})),
+        (&strap, json!({"active": false})),
+    ] {
+        let (status, p) = app
+            .put(
+                &format!("/api/v1/products/{product}"),
+                Some(&m.access),
+                change,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{p}");
+    }
+    add(&app, &c, &mat, 3).await;
+
+    let path = format!("/api/v1/orders/{id}/buy-again");
+    let (status, first) = app.post(&path, Some(&c.access), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["added"], json!([{"product_id": mat, "quantity": 3}]));
+    assert_eq!(first["skipped"][0]["product_id"], json!(strap));
+    assert_eq!(first["skipped"][0]["code"], "product_unavailable");
+    let items = &first["cart"]["items"];
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    assert_eq!(
+        (&items[0]["quantity"], &items[0]["unit_price"]),
+        (&json!(3), &json!(90_000))
+    );
+    let (_, second) = app.post(&path, Some(&c.access), json!({})).await;
+    assert_eq!(
+        second["cart"], first["cart"],
+        "a second time changes nothing"
+    );
+
+    // With an emptied cart the ordered quantity comes back.
+    let (status, _) = app.delete("/api/v1/cart/clear", Some(&c.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = app.post(&path, Some(&c.access), json!({})).await;
+    assert_eq!(again["cart"]["items"][0]["quantity"], 2);
+
+    // The customer's alone: the shop's merchant may not, a stranger does
+    // not see the order.
+    let (status, _) = app.post(&path, Some(&m.access), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (stranger, _) = customer(&app).await;
+    let (status, _) = app.post(&path, Some(&stranger.access), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, cart) = app.get("/api/v1/cart", Some(&m.access)).await;
+    assert_eq!(cart["items"], json!([]));
+}

@@ -1020,6 +1020,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orders/{id}/buy-again": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * "Buy again": your order's lines back in your cart at today's prices,
+         *     each at least at the quantity ordered (again changes nothing); what
+         *     cannot be bought now is left out with why.
+         */
+        post: operations["buy_again"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orders/{id}/cancel": {
         parameters: {
             query?: never;
@@ -2437,6 +2458,11 @@ export interface components {
         };
         /** @enum {string} */
         Availability: "online" | "offline";
+        BoughtAgain: {
+            product_id: components["schemas"]["ProductId"];
+            /** Format: int32 */
+            quantity: number;
+        };
         BroadcastOutcome: {
             recipients: number;
         };
@@ -2468,6 +2494,14 @@ export interface components {
         BulkResults: {
             /** @description One per id asked, in the order asked. */
             results: components["schemas"]["BulkOutcome"][];
+        };
+        /** @description What "buy again" did. */
+        BuyAgain: {
+            /** @description Lines now in the cart, with the quantity they hold. */
+            added: components["schemas"]["BoughtAgain"][];
+            cart: components["schemas"]["CartView"];
+            /** @description Lines left out, each with why (the code adding it would answer). */
+            skipped: components["schemas"]["NotBoughtAgain"][];
         };
         CartItem: {
             product_id: components["schemas"]["ProductId"];
@@ -3199,6 +3233,13 @@ export interface components {
             next_cursor?: string | null;
             /** Format: int64 */
             total: number;
+        };
+        NotBoughtAgain: {
+            /** @description `not_found`, `product_unavailable`, `out_of_stock`, `mixed_currency`. */
+            code: string;
+            message: string;
+            name: string;
+            product_id: components["schemas"]["ProductId"];
         };
         /** @description An in-app notification. */
         Notification: {
@@ -10270,6 +10311,83 @@ export interface operations {
             };
             /** @description unauthorized: missing, invalid, expired or ended token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    buy_again: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BuyAgain"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
