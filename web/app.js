@@ -433,19 +433,38 @@ function drawCart(cart) {
   el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td><td>${money(l.unit_price, l.currency)}${l.list_price ? ` <del aria-label="was">${money(l.list_price, l.currency)}</del>` : ""}</td></tr>`).join("")}</table>
     ${cart.coupon_problem ? `<p class="error">Coupon ${esc(cart.coupon)}: ${esc(cart.coupon_problem.message)}</p>` : ""}
     <p>Total <span class="price">${money(cart.totals?.total, cart.currency)}</span></p>
-    <button class="primary" id="checkout">Check out and pay</button><p class="error" id="cerr"></p>` : `<p class="muted">Empty.</p>`}`;
+    <fieldset><legend>Payment</legend>
+      <label><input type="radio" name="pay" value="sandbox" checked> Pay online</label>
+      <label><input type="radio" name="pay" value="cod"> Cash on delivery</label></fieldset>
+    <p><label>Deliver to <select id="addr"><option value="">a new home address</option></select></label></p>
+    <button class="primary" id="checkout">Check out</button><p class="error" id="cerr"></p>` : `<p class="muted">Empty.</p>`}`;
   const btn = $("#checkout", el);
-  // One key per checkout of this cart, kept across retries: a checkout
-  // answered 503 is resumed, not placed again.
-  const key = Date.now().toString(36) + Math.random().toString(36).slice(2);
+  // One key per checkout of this cart (per address and payment chosen),
+  // kept across retries: a checkout answered 503 is resumed, not placed
+  // again; choosing otherwise is another checkout.
+  const keys = new Map();
+  const keyFor = (body) => {
+    const k = JSON.stringify(body);
+    if (!keys.has(k)) keys.set(k, Date.now().toString(36) + Math.random().toString(36).slice(2));
+    return keys.get(k);
+  };
+  // The addresses to choose from, the default first.
+  if (btn) api("GET", "/api/v1/users/addresses").then((list) => {
+    const sel = $("#addr", el);
+    if (!sel || !list.length) return;
+    const sorted = [...list].sort((a, b) => Number(!!b.is_default) - Number(!!a.is_default));
+    sel.innerHTML = sorted.map((a) => `<option value="${esc(a.id)}">${esc(a.label)} — ${esc(a.line1)}, ${esc(a.city)}</option>`).join("");
+  }, () => {});
   if (btn) btn.onclick = async () => {
     btn.disabled = true;
     try {
-      let addresses = await api("GET", "/api/v1/users/addresses");
-      if (!addresses.length) {
-        addresses = [await api("POST", "/api/v1/users/addresses", { label: "home", line1: "5 Hang Gai", city: "Hanoi", lat: 21.0335, lng: 105.8502 })];
+      let address = $("#addr", el).value;
+      if (!address) {
+        address = (await api("POST", "/api/v1/users/addresses", { label: "home", line1: "5 Hang Gai", city: "Hanoi", lat: 21.0335, lng: 105.8502 })).id;
       }
-      const placed = await api("POST", "/api/v1/orders", { address_id: addresses[0].id, payment_method: "sandbox" }, false, { "idempotency-key": key });
+      const method = $("input[name=pay]:checked", el).value;
+      const body = { address_id: address, payment_method: method };
+      const placed = await api("POST", "/api/v1/orders", body, false, { "idempotency-key": keyFor(body) });
       const order = placed.orders[0];
       // The sandbox gateway's hosted page; paying there returns to the order.
       location.href = order.payment?.checkout_url || `#/orders/${order.id}`;
