@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{Auth, Json, PageQuery, Path, Query};
+use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
 use crate::domain::order::Step;
 use crate::domain::order::{Order, TimelineEntry};
@@ -67,17 +67,42 @@ pub async fn checkout(
     Ok((StatusCode::CREATED, Json(CheckoutResponse { orders })))
 }
 
-/// Your orders, newest first.
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(PageQuery), responses((status = 200, body = OrderPage)))]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MyOrdersQuery {
+    /// Only orders in this status now (`return_requested`, `returned`
+    /// and `refunded` list returns and refunds).
+    #[param(inline)]
+    pub status: Option<crate::domain::order::OrderStatus>,
+    /// Only orders created at or after this time.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only orders created before this time (after `from`).
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Your orders, newest first, by status and creation time. A page reads
+/// at most 500 orders, so one narrowed by `status` may hold fewer than
+/// `limit`: follow `next_cursor` until it is null.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(MyOrdersQuery), responses((status = 200, body = OrderPage)))]
 pub async fn list_orders(
     State(s): State<AppState>,
     auth: Auth,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<MyOrdersQuery>,
 ) -> Result<Json<OrderPage>, AppError> {
+    let filter = crate::service::orders::OrderFilter {
+        status: q.status,
+        from: q.from,
+        to: q.to,
+    };
+    let limit = check_limit(q.limit)?;
     let page = s
         .services
         .orders
-        .my_orders(&auth.0.id, q.cursor.as_deref(), check_limit(q.limit)?)
+        .my_orders(&auth.0.id, filter, q.cursor.as_deref(), limit)
         .await?;
     Ok(Json(OrderPage {
         items: page.items,

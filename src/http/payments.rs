@@ -81,7 +81,12 @@ pub async fn payment_history(
     let page = s
         .services
         .orders
-        .my_orders(&auth.0.id, q.cursor.as_deref(), check_limit(q.limit)?)
+        .my_orders(
+            &auth.0.id,
+            Default::default(),
+            q.cursor.as_deref(),
+            check_limit(q.limit)?,
+        )
         .await?;
     Ok(Json(PaymentPage {
         items: page.items.into_iter().map(|o| o.payment).collect(),

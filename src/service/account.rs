@@ -105,7 +105,10 @@ impl SelfService {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.orders.my_orders(id, cursor.as_deref(), 100).await?;
+            let page = self
+                .orders
+                .my_orders(id, Default::default(), cursor.as_deref(), 100)
+                .await?;
             out.extend(page.items);
             if out.len() >= MAX_EXPORT_ORDERS {
                 out.truncate(MAX_EXPORT_ORDERS);
@@ -123,7 +126,10 @@ impl SelfService {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.orders.my_orders(id, cursor.as_deref(), 100).await?;
+            let page = self
+                .orders
+                .my_orders(id, Default::default(), cursor.as_deref(), 100)
+                .await?;
             out.extend(page.items);
             match page.next_cursor {
                 Some(c) => cursor = Some(c),

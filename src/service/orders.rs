@@ -12,6 +12,17 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::catalog::Page;
+
+/// Orders a page of a filtered history reads at most.
+pub const FILTER_SCAN: usize = 500;
+
+/// What `GET /orders` narrows the caller's history to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub from: Option<chrono::DateTime<Utc>>,
+    pub to: Option<chrono::DateTime<Utc>>,
+}
 use super::ServiceError;
 use crate::actors::order::{
     OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, ORDERS_BY_SHOP_STATUS,
@@ -85,15 +96,57 @@ impl Orders {
         .await
     }
 
-    /// The caller's orders, newest first.
+    /// The caller's orders, newest first: with `filter.status` only those
+    /// in it now, with `from`/`to` only those created in `[from, to)`. A
+    /// page reads at most `FILTER_SCAN` orders, so one narrowed by status
+    /// may hold fewer than `limit`: `next_cursor` goes on until null.
     pub async fn my_orders(
         &self,
         user_id: &str,
+        filter: OrderFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Order>, ServiceError> {
-        self.list_orders_in(ORDERS_BY_CUSTOMER, user_id, cursor, limit)
-            .await
+        if let (Some(f), Some(t)) = (filter.from, filter.to) {
+            if t <= f {
+                return Err(DomainError::invalid("to", "to must be after from").into());
+            }
+        }
+        let after = match cursor {
+            Some(c) => Some(super::catalog::decode_cursor(c)?),
+            None => filter
+                .to
+                .map(|t| crate::actors::order::listing_key_before(user_id, t)),
+        };
+        let (mut items, mut last, mut scanned, mut more) = (Vec::new(), None, 0, false);
+        crate::store::walk_rows(
+            self.store.as_ref(),
+            ORDERS_BY_CUSTOMER,
+            &format!("{user_id}|"),
+            after,
+            limit,
+            |key, value| {
+                let o: Order = crate::store::codec::decode(OrderEntity::VERSION, &value)?;
+                if filter.from.is_some_and(|f| o.created_at < f) {
+                    return Ok::<_, ServiceError>(false);
+                }
+                if items.len() == limit || scanned == FILTER_SCAN {
+                    more = true;
+                    return Ok(false);
+                }
+                scanned += 1;
+                last = Some(key);
+                if filter.status.is_none_or(|s| s == o.status) {
+                    items.push(o);
+                }
+                Ok(true)
+            },
+        )
+        .await?;
+        let next_cursor = last
+            .filter(|_| more)
+            .map(|k| super::catalog::encode_cursor(&k));
+        Ok(Page { items, next_cursor })
     }
 
     /// A shop's orders, newest first (its owner or an admin); with

@@ -68,15 +68,6 @@ fn paid(o: &Order) -> bool {
     )
 }
 
-/// The order listing's row key just past orders created at `at` or later
-/// (rows are newest first: created ms inverted).
-fn key_before(shop_id: &str, at: DateTime<Utc>) -> String {
-    let inverted = i64::MAX - at.timestamp_millis().max(0);
-    // `~` sorts after every id character: the rows of `at` itself come
-    // before this key.
-    format!("{shop_id}|{inverted:020}|~")
-}
-
 impl ShopReports {
     /// The shop's orders created in `[from, to)`, newest first: at most
     /// `max`, and whether more were left.
@@ -96,7 +87,7 @@ impl ShopReports {
             }
         }
         let (mut out, mut more) = (Vec::new(), false);
-        let after = to.map(|t| key_before(shop_id, t));
+        let after = to.map(|t| crate::actors::order::listing_key_before(shop_id, t));
         walk_rows(
             self.store.as_ref(),
             ORDERS_BY_SHOP,

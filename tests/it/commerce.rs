@@ -1618,3 +1618,99 @@ async fn buy_again_refills_the_cart_at_todays_prices_and_says_what_it_left_out()
     let (_, cart) = app.get("/api/v1/cart", Some(&m.access)).await;
     assert_eq!(cart["items"], json!([]));
 }
+
+/// Order history narrows by status (returns and refunds are statuses) and
+/// by creation time, newest first, page by page; a bad range is 422.
+#[tokio::test]
+async fn order_history_filters_by_status_and_time() {
+    let app = spawn_app_with(fast).await;
+    let (m, _, mat) = shop_with_product(&app, 10_000, 20).await;
+    let (c, home) = customer(&app).await;
+    let mut orders = Vec::new();
+    for _ in 0..4 {
+        add(&app, &c, &mat, 1).await;
+        let (status, placed) = checkout(&app, &c, &home, "cod", None).await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        let o = placed["orders"][0].clone();
+        orders.push((
+            o["id"].as_str().unwrap().to_owned(),
+            o["created_at"].as_str().unwrap().to_owned(),
+        ));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The merchant cancels the oldest and the third.
+    for k in [0, 2] {
+        let (status, body) = app
+            .put(
+                &format!("/api/v1/orders/{}/cancel", orders[k].0),
+                Some(&m.access),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let id = |k: usize| orders[k].0.clone();
+    let (_, all) = app.get("/api/v1/orders", Some(&c.access)).await;
+    assert_eq!(ids(&all), [id(3), id(2), id(1), id(0)]);
+    let (_, cancelled) = app
+        .get("/api/v1/orders?status=cancelled", Some(&c.access))
+        .await;
+    assert_eq!(ids(&cancelled), [id(2), id(0)]);
+    // Page by page, one at a time, the cursor goes on until null.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..4 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/orders?status=cancelled&limit=1&cursor={c}"),
+            None => "/api/v1/orders?status=cancelled&limit=1".into(),
+        };
+        let (status, page) = app.get(&path, Some(&c.access)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(ids(&page));
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, [id(2), id(0)]);
+    assert!(cursor.is_none(), "the last page says so");
+    // [from, to): from the second's creation, before the fourth's.
+    let enc = |t: &str| t.replace('+', "%2B").replace(':', "%3A");
+    let path = format!(
+        "/api/v1/orders?from={}&to={}",
+        enc(&orders[1].1),
+        enc(&orders[3].1)
+    );
+    let (status, range) = app.get(&path, Some(&c.access)).await;
+    assert_eq!(status, StatusCode::OK, "{range}");
+    assert_eq!(ids(&range), [id(2), id(1)]);
+    let path = format!(
+        "/api/v1/orders?from={}&to={}&status=cancelled",
+        enc(&orders[1].1),
+        enc(&orders[3].1)
+    );
+    assert_eq!(ids(&app.get(&path, Some(&c.access)).await.1), [id(2)]);
+    let backwards = format!(
+        "/api/v1/orders?from={}&to={}",
+        enc(&orders[3].1),
+        enc(&orders[1].1)
+    );
+    assert_eq!(
+        app.get(&backwards, Some(&c.access)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.get("/api/v1/orders?status=lost", Some(&c.access))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+}

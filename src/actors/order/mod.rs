@@ -45,6 +45,16 @@ fn listing_key(owner: &str, o: &Order) -> String {
     format!("{owner}|{inverted:020}|{}", o.id)
 }
 
+/// In a newest-first listing of `owner` (`orders_by_customer`,
+/// `orders_by_shop`): the key every order created before `at` sorts
+/// after, and every order created at or after it before.
+pub fn listing_key_before(owner: &str, at: DateTime<Utc>) -> String {
+    let inverted = i64::MAX - at.timestamp_millis().max(0);
+    // `~` sorts after every id character: the rows of `at` itself come
+    // before this key.
+    format!("{owner}|{inverted:020}|~")
+}
+
 /// What the statistics count of the order's change from `before` to `o`:
 /// placed, paid (online or cash collected), refunded, delivered by a
 /// shipper — each once.

@@ -989,7 +989,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your orders, newest first. */
+        /**
+         * Your orders, newest first, by status and creation time. A page reads
+         *     at most 500 orders, so one narrowed by `status` may hold fewer than
+         *     `limit`: follow `next_cursor` until it is null.
+         */
         get: operations["list_orders"];
         put?: never;
         /**
@@ -10094,7 +10098,18 @@ export interface operations {
     list_orders: {
         parameters: {
             query?: {
+                /**
+                 * @description Only orders in this status now (`return_requested`, `returned`
+                 *     and `refunded` list returns and refunds).
+                 */
+                status?: ("pending_payment" | "paid" | "confirmed" | "ready_for_pickup" | "picked_up" | "delivering" | "delivered" | "cancelled" | "return_requested" | "returned" | "refunded") | null;
+                /** @description Only orders created at or after this time. */
+                from?: string | null;
+                /** @description Only orders created before this time (after `from`). */
+                to?: string | null;
+                /** @description 1 to 100, default 20. */
                 limit?: number;
+                /** @description `next_cursor` of the previous page. */
                 cursor?: string;
             };
             header?: never;
