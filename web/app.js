@@ -386,7 +386,7 @@ async function shopView() {
       <h1>Products</h1><div id="strips"></div><div id="finder"></div>
       ${sales.length || courses.length ? `<h2>Flash sales and free courses</h2><div class="grid">
         ${sales.map((s) => `<div class="card queue" data-queue="${s.id}" data-kind="sale"><b>${esc(s.title)}</b>
-          <div><span class="counter" data-remaining>…</span> <span class="muted">left</span></div>
+          <div><span class="counter" data-remaining>…</span> <span class="muted">left</span> · <span data-state aria-live="polite"></span></div>
           <div class="bar"><div data-fill style="width:0"></div></div>
           <button class="claim" data-id="${s.id}">Grab one</button></div>`).join("")}
         ${courses.map((c) => `<div class="card queue" data-queue="${c.id}" data-kind="course"><b>${esc(c.title)}</b>
@@ -416,6 +416,13 @@ function watchQueues() {
       const cap = s.capacity ?? s.config?.capacity ?? 0;
       $("[data-remaining]", card).textContent = s.remaining;
       $("[data-fill]", card).style.width = `${cap ? (100 * (cap - s.remaining)) / cap : 0}%`;
+      // A sale's window: the card flips when the server announces the opening.
+      const state = $("[data-state]", card);
+      if (state && s.state) {
+        state.textContent = { scheduled: "opens soon", open: "open now", sold_out: "sold out", closed: "ended" }[s.state] || s.state;
+        const claim = $("button.claim", card);
+        if (claim) claim.disabled = s.state === "scheduled" || s.state === "closed";
+      }
     };
     const path = card.dataset.kind === "sale" ? `/api/v1/flash-sales/${id}` : `/api/v1/courses/${id}/seats`;
     const current = () => api("GET", path).then((s) => { if (s.remaining !== undefined) show(s); }, () => {});

@@ -201,6 +201,17 @@ pub(super) async fn seed(c: &Client) -> anyhow::Result<Seeded> {
             json!({"product_id": products[0], "stock": 50, "per_user_limit": 1, "price": 225_000}),
         )
         .await?;
+    // A second sale opens a minute after the demo starts: its card counts
+    // down to the opening the server announces.
+    let soon = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let later_sale = c
+        .post(
+            "/api/v1/flash-sales",
+            Some(&mai),
+            json!({"product_id": products[5], "stock": 30, "per_user_limit": 1, "price": 60_000,
+                   "opens_at": soon, "closes_at": soon + chrono::Duration::hours(2)}),
+        )
+        .await?;
     let course = c.post("/api/v1/courses", Some(&linh),
         json!({"title": "Free Pilates basics", "kind": "pilates", "capacity": 30, "price": 0, "currency": "VND", "sessions": []})).await?;
     for (i, email) in ["an@demo.surge", "binh@demo.surge"].iter().enumerate() {
@@ -248,11 +259,18 @@ pub(super) async fn seed(c: &Client) -> anyhow::Result<Seeded> {
         logins,
         shop_id: shop_id.into(),
         shops,
-        flash_sales: vec![Queue {
-            id: sale["id"].as_str().context("sale id")?.to_owned(),
-            title: "Flash sale: cork yoga mat at half price".into(),
-            owner_id: mai_id.into(),
-        }],
+        flash_sales: vec![
+            Queue {
+                id: sale["id"].as_str().context("sale id")?.to_owned(),
+                title: "Flash sale: cork yoga mat at half price".into(),
+                owner_id: mai_id.clone().into(),
+            },
+            Queue {
+                id: later_sale["id"].as_str().context("sale id")?.to_owned(),
+                title: "In a minute: yoga block pair at half price".into(),
+                owner_id: mai_id.into(),
+            },
+        ],
         courses: vec![Queue {
             id: course["id"].as_str().context("course id")?.to_owned(),
             title: "Free Pilates basics".into(),
