@@ -75,6 +75,17 @@ pub fn validate(
     }
 }
 
+/// A report's or a listing's `[from, to)` as given: `to` after `from`.
+pub fn check_period(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<(), DomainError> {
+    match (from, to) {
+        (Some(f), Some(t)) if t <= f => Err(DomainError::invalid("to", "to must be after from")),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,10 +207,7 @@ impl FlashSales {
                 .call(&status.config.subject_id, ProductCommand::Get)
                 .await
             {
-                Ok(r) => {
-                    let p = r.product;
-                    p.hidden.is_none() && p.deleted_at.is_none() && p.active
-                }
+                Ok(r) => r.product.on_sale(),
                 Err(crate::actors::entity::CallError::Rejected(_)) => false,
                 Err(e) => return Err(e.into()),
             };

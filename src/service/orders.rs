@@ -12,6 +12,14 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::catalog::Page;
+use super::ServiceError;
+use crate::actors::order::{
+    OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, ORDERS_BY_SHOP_STATUS,
+};
+use crate::actors::Entity;
+use crate::domain::order::{next_action, Order, OrderStatus, Step};
+use crate::domain::{Caller, DomainError};
+use futures_util::StreamExt;
 
 /// Orders a page of a filtered history reads at most.
 pub const FILTER_SCAN: usize = 500;
@@ -23,14 +31,6 @@ pub struct OrderFilter {
     pub from: Option<chrono::DateTime<Utc>>,
     pub to: Option<chrono::DateTime<Utc>>,
 }
-use super::ServiceError;
-use crate::actors::order::{
-    OrderEntity, ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, ORDERS_BY_SHOP_STATUS,
-};
-use crate::actors::Entity;
-use crate::domain::order::{next_action, Order, OrderStatus, Step};
-use crate::domain::{Caller, DomainError};
-use futures_util::StreamExt;
 
 /// Orders one bulk request may name.
 pub const MAX_BULK: usize = 100;
@@ -107,11 +107,7 @@ impl Orders {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Order>, ServiceError> {
-        if let (Some(f), Some(t)) = (filter.from, filter.to) {
-            if t <= f {
-                return Err(DomainError::invalid("to", "to must be after from").into());
-            }
-        }
+        crate::domain::window::check_period(filter.from, filter.to)?;
         let after = match cursor {
             Some(c) => Some(super::catalog::decode_cursor(c)?),
             None => filter

@@ -14,7 +14,7 @@ use super::ServiceError;
 use crate::actors::order::{OrderEntity, ORDERS_BY_SHOP};
 use crate::actors::Entity;
 use crate::domain::order::{Order, PaymentStatus};
-use crate::domain::{Caller, DomainError};
+use crate::domain::Caller;
 use crate::store::{codec, walk_rows, Store};
 
 /// Orders a report reads at most (the newest).
@@ -81,11 +81,7 @@ impl ShopReports {
     ) -> Result<(Vec<Order>, bool), ServiceError> {
         let shop = self.catalog.get_shop(shop_id).await?;
         caller.ensure_owner(&shop.owner_id, "shop")?;
-        if let (Some(f), Some(t)) = (from, to) {
-            if t <= f {
-                return Err(DomainError::invalid("to", "to must be after from").into());
-            }
-        }
+        crate::domain::window::check_period(from, to)?;
         let (mut out, mut more) = (Vec::new(), false);
         let after = to.map(|t| crate::actors::order::listing_key_before(shop_id, t));
         walk_rows(

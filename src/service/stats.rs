@@ -258,9 +258,7 @@ impl Stats {
                 DomainError::Forbidden("only admins read platform statistics".into()).into(),
             );
         }
-        if to <= from {
-            return Err(DomainError::invalid("to", "to must be after from").into());
-        }
+        crate::domain::window::check_period(Some(from), Some(to))?;
         let (step, max, what) = match granularity {
             Granularity::Hour => (Span::hours(1), MAX_HOURS, "hours"),
             Granularity::Day => (Span::days(1), MAX_DAYS, "days"),
