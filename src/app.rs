@@ -93,6 +93,7 @@ impl Application {
                     c.node(),
                     &rt.bus,
                     metrics.clone(),
+                    c.departures(),
                     shutdown.clone(),
                 )
                 .await

@@ -63,6 +63,9 @@ pub struct Metrics {
     pub cluster_shards_handed_over: Counter,
     pub cluster_shards_taken: Counter,
     pub cluster_rounds_failed: Counter,
+    /// Cluster mode: members seen to stop heartbeating while they served
+    /// (not draining) — each has every watched topic here checked.
+    pub cluster_members_departed: Counter,
     /// Cluster mode, live events over Redis: pipelines sent, pipelines
     /// that failed, messages dropped at the full queue, reconnects.
     pub relay_published: Counter,
@@ -108,6 +111,7 @@ impl Metrics {
             cluster_shards_handed_over: Counter::default(),
             cluster_shards_taken: Counter::default(),
             cluster_rounds_failed: Counter::default(),
+            cluster_members_departed: Counter::default(),
             relay_published: Counter::default(),
             relay_failed: Counter::default(),
             relay_dropped: Counter::default(),
@@ -217,6 +221,11 @@ impl Metrics {
             "cluster_rounds_failed",
             "Cluster mode: lease rounds that failed (store unreachable)",
             m.cluster_rounds_failed.clone(),
+        );
+        registry.register(
+            "cluster_members_departed",
+            "Cluster mode: members that stopped heartbeating without draining (killed, paused, cut off)",
+            m.cluster_members_departed.clone(),
         );
         registry.register(
             "relay_pipelines",

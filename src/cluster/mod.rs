@@ -122,6 +122,8 @@ struct View {
     /// Inter-node address of each member.
     addrs: HashMap<String, String>,
     members: Vec<Member>,
+    /// The members serving (heartbeating, not draining) at the last round.
+    serving: Vec<String>,
     held: HashMap<u32, Held>,
 }
 
@@ -183,6 +185,8 @@ pub struct Cluster {
     peers: wire::Peers,
     draining: AtomicBool,
     ready: AtomicBool,
+    /// Counts members that stopped heartbeating while serving (`departed`).
+    departures: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why a node cannot join the cluster.
@@ -227,7 +231,16 @@ impl Cluster {
             peers,
             draining: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            departures: tokio::sync::watch::Sender::new(0),
         }))
+    }
+
+    /// Changes each time a member is seen to have stopped heartbeating
+    /// while it served: whatever it committed last may never have been
+    /// published (a `kill -9` between its commit and its publish), so the
+    /// live relay has every watched topic checked against the journal.
+    pub fn departures(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.departures.subscribe()
     }
 
     /// How the inter-node channel's connections are secured.
@@ -473,6 +486,15 @@ impl Cluster {
             .map(|m| (m.node.clone(), m.addr.clone()))
             .collect();
         v.members = members.clone();
+        let gone = departed(&v.serving, &members, ttl, me);
+        if !gone.is_empty() {
+            tracing::warn!(nodes = ?gone, "members stopped heartbeating without draining");
+            self.metrics
+                .cluster_members_departed
+                .inc_by(gone.len() as u64);
+            self.departures.send_modify(|n| *n += gone.len() as u64);
+        }
+        v.serving = live.iter().map(|n| (*n).to_owned()).collect();
         let ready = !draining
             && desired
                 .iter()
@@ -546,6 +568,21 @@ impl Cluster {
             &v.epochs,
         )
     }
+}
+
+/// The members that served at the last round (`before`) and are now
+/// silent for the lease TTL, or gone, without having drained (a drain
+/// finishes its publications before it leaves).
+fn departed(before: &[String], members: &[Member], ttl: Duration, me: &str) -> Vec<String> {
+    before
+        .iter()
+        .filter(|n| n.as_str() != me)
+        .filter(|n| match members.iter().find(|m| &m.node == *n) {
+            Some(m) => m.silent_for >= ttl && !m.draining,
+            None => true,
+        })
+        .cloned()
+        .collect()
 }
 
 fn apply_leases(v: &mut View, leases: &[Lease], me: &str) {
@@ -707,6 +744,30 @@ pub fn advertised(listen: SocketAddr, advertise: Option<&str>) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_silent_past_the_ttl_without_draining_has_departed() {
+        let ttl = Duration::from_secs(2);
+        let member = |node: &str, silent_ms: u64, draining: bool| Member {
+            node: node.into(),
+            addr: String::new(),
+            draining,
+            silent_for: Duration::from_millis(silent_ms),
+        };
+        let before: Vec<String> = ["me", "a", "b", "c", "d"].map(String::from).into();
+        let now = [
+            member("me", 5_000, false), // this node never counts itself
+            member("a", 100, false),    // still heartbeating
+            member("b", 2_000, false),  // silent for the TTL: killed or cut off
+            member("c", 9_000, true),   // drained: it published before leaving
+        ];
+        // "d" has no row any more: gone too.
+        assert_eq!(departed(&before, &now, ttl, "me"), ["b", "d"]);
+        // Only members that served before: a newcomer's silence is no
+        // departure, and nothing departs twice.
+        assert!(departed(&[], &now, ttl, "me").is_empty());
+        assert!(departed(&["a".into()], &now, ttl, "me").is_empty());
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {

@@ -15,7 +15,11 @@
 //!   of the topic's previous event from the same owner; a subscriber that
 //!   did not see it fills the gap from the journal first (`Prev`). After a
 //!   reconnect, and after a topic is newly subscribed, every subscriber of
-//!   the topics concerned checks the journal (`Bus::resync`). So a client
+//!   the topics concerned checks the journal (`Bus::resync`), and so does
+//!   every watched topic when a member stops heartbeating without draining
+//!   (`Cluster::departures`): a node killed between its commit and its
+//!   publish leaves a topic's *last* event with no later one to reveal the
+//!   gap. So a client
 //!   sees every event in order, with no hole and no duplicate; when Redis
 //!   is down, commands keep working and live delivery resumes with the
 //!   journal catch-up once it is back. Positions stay newest-only.
@@ -95,6 +99,7 @@ impl RedisRelay {
         node: &str,
         bus: &Arc<Bus>,
         metrics: Arc<Metrics>,
+        departures: tokio::sync::watch::Receiver<u64>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Arc<RedisRelay>, RelayError> {
         let mut config = Config::from_url(url).map_err(|e| RelayError(e.to_string()))?;
@@ -131,7 +136,7 @@ impl RedisRelay {
             rx,
             relay.metrics.clone(),
         ));
-        tokio::spawn(receive_loop(relay.clone(), Arc::downgrade(bus)));
+        tokio::spawn(receive_loop(relay.clone(), Arc::downgrade(bus), departures));
         tokio::spawn(reconcile_loop(
             Arc::downgrade(&relay),
             Arc::downgrade(bus),
@@ -239,12 +244,27 @@ async fn publish_loop(
 }
 
 /// Delivers other nodes' messages to this node's subscribers; after each
-/// reconnect, subscribes again and has every watched topic checked.
-async fn receive_loop(relay: Arc<RedisRelay>, bus: Weak<Bus>) {
+/// reconnect, subscribes again and has every watched topic checked, as
+/// after each departure of a member.
+async fn receive_loop(
+    relay: Arc<RedisRelay>,
+    bus: Weak<Bus>,
+    mut departures: tokio::sync::watch::Receiver<u64>,
+) {
     let mut messages = relay.subscriber.message_rx();
     let mut reconnects = relay.subscriber.reconnect_rx();
+    // Until the cluster is gone (this node shutting down).
+    let mut cluster = true;
     loop {
         tokio::select! {
+            r = departures.changed(), if cluster => {
+                if r.is_err() {
+                    cluster = false;
+                    continue;
+                }
+                let Some(bus) = bus.upgrade() else { return };
+                bus.resync_all();
+            }
             m = messages.recv() => {
                 let message = match m {
                     Ok(m) => m,

@@ -935,6 +935,94 @@ async fn kill_9_of_the_queue_owner_mid_burst_loses_nothing_acknowledged() {
     check(&procs, &w, &acks).await;
 }
 
+/// Run I of the flake sweep (#44): the watcher missed the *last* event of
+/// one tracked order, its cancel, committed by the killed owner. Redis
+/// pub/sub is at-most-once and a gap shows only at the topic's next event,
+/// so an event committed and never published (the owner killed in
+/// between) stayed unseen for good. Made certain here by cutting the
+/// owner's link to Redis before the command: (1) healed after longer than
+/// a command's timeout, the publish goes out on reconnection; (2) killed
+/// instead,
+/// the other nodes see it stop heartbeating and have every watched topic
+/// checked against the journal. Either way the watcher gets the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_publish_failed_reaches_the_watcher_once_redis_is_back_or_its_owner_gone() {
+    use crate::ws::{recv, send};
+    let mut procs = Procs::start(3).await;
+    procs.settled(&["n1", "n2", "n3"]).await;
+    let app = TestApp::at(procs.base(0));
+    let user = app.user("customer").await;
+    let topic = format!("user:{}", user.id);
+    let owner = procs.owner_of(&topic).await;
+    let (watcher, commander) = ((owner + 1) % 3, (owner + 2) % 3);
+    let mut ws = crate::ws::connect_at(&procs.base(watcher), "/api/v1/ws", &user.access).await;
+    send(&mut ws, json!({"type": "subscribe", "topic": topic})).await;
+    let mut last = match recv(&mut ws).await {
+        ServerMsg::Subscribed { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    };
+    let base = procs.base(commander);
+    let client = procs.client.clone();
+    let update = |name: &'static str| {
+        let req = client
+            .put(format!("{base}/api/v1/users/profile"))
+            .bearer_auth(&user.access)
+            .json(&json!({ "name": name }));
+        async move { assert_eq!(req.send().await.unwrap().status(), StatusCode::OK) }
+    };
+    let mut expect =
+        async |ws: &mut crate::ws::Ws, name: &str, within: Duration| match tokio::time::timeout(
+            within,
+            next_msg(ws),
+        )
+        .await
+        {
+            Ok(ServerMsg::Event { seq, data, .. }) => {
+                assert_eq!((seq, &data["name"]), (last + 1, &json!(name)), "{data}");
+                last = seq;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => panic!("{name:?} not delivered within {within:?}"),
+        };
+    // Delivered at once while the owner reaches Redis.
+    update("Before").await;
+    expect(&mut ws, "Before", Duration::from_secs(5)).await;
+
+    // (1) Published while Redis is out of reach for longer than a
+    // command's timeout (2 s): the Redis client sends again what a broken
+    // connection left unanswered once it reconnects (without the heal,
+    // nothing arrives).
+    let link = &procs.nodes[owner].links[1];
+    link.cut();
+    update("Unreachable").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    link.heal();
+    expect(&mut ws, "Unreachable", Duration::from_secs(10)).await;
+
+    // (2) Committed by the owner, never published: killed with its Redis
+    // link cut. The others see it silent for the lease TTL within a round
+    // or two.
+    procs.nodes[owner].links[1].cut();
+    update("Last").await;
+    procs.nodes[owner].kill();
+    expect(&mut ws, "Last", Duration::from_millis(TTL_MS * 5)).await;
+    let text = procs
+        .client
+        .get(format!("{}/metrics", procs.base(watcher)))
+        .bearer_auth(crate::helpers::METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric_value(&text, "surge_cluster_members_departed_total"),
+        1.0,
+        "{text}"
+    );
+}
+
 /// The workload with the queue's owner out of the cluster (`away`) for
 /// well past the lease TTL, then back (`back`): the others take its shards
 /// over within the TTL and a little more, and nothing acknowledged is
