@@ -579,6 +579,11 @@ async function productView(id) {
       <h1>${esc(p.name)}</h1><div class="muted">${esc(p.category)} · ${p.stock} in stock · <a href="#/shops/${p.shop_id}">the shop</a></div>
       ${p.media?.length ? `<div class="gallery">${p.media.map((m) => `<img src="${esc(m.url)}" width="${m.width}" height="${m.height}" alt="">`).join("")}</div>` : ""}
       <p>${priceTag(p)} <button class="add primary" data-id="${p.id}">Add to cart</button></p>
+      ${p.brand ? `<p class="muted">Brand: ${esc(p.brand)}</p>` : ""}
+      ${/* The server renders the description and sanitizes it (ammonia). */ ""}
+      ${p.description ? `<div class="description">${p.description.html}</div>` : ""}
+      ${Object.keys(p.attributes || {}).length ? `<dl class="attributes">${Object.entries(p.attributes)
+        .map(([k, vs]) => `<dt>${esc(k)}</dt><dd>${vs.map(esc).join(", ")}</dd>`).join("")}</dl>` : ""}
       <h2>Reviews</h2><div id="reviews"></div></section>
     <aside class="card"><h2>Rating</h2><div id="rating"></div><h2>Bought together</h2><div id="together"></div>
       <h2>Similar</h2><div id="related"></div></aside></div>`;

@@ -164,16 +164,79 @@ pub(super) async fn seed(c: &Client) -> anyhow::Result<Seeded> {
         json!({"name": "Mai Yoga Store", "location": {"lat": SHOP.0, "lng": SHOP.1}, "address": "12 Trang Tien, Hoan Kiem, Hanoi"})).await?;
     let shop_id = shop["id"].as_str().context("shop id")?.to_owned();
     let mut products = Vec::new();
-    for (name, category, price, grams) in [
-        ("Cork yoga mat", "yoga", 450_000, 1_800),
-        ("Pilates ring", "pilates", 220_000, 600),
-        ("Resistance bands (set of 5)", "gym", 180_000, 400),
-        ("Foam roller", "gym", 260_000, 700),
-        ("Steel water bottle", "accessories", 150_000, 350),
-        ("Yoga block pair", "yoga", 120_000, 500),
+    // Each with a brand, attributes and a description (shown on its page,
+    // searched, faceted).
+    for (name, category, price, grams, brand, attributes, description) in [
+        (
+            "Cork yoga mat",
+            "yoga",
+            450_000,
+            1_800,
+            "Lotus Cork",
+            json!({"material": ["cork", "natural rubber"], "thickness": ["6 mm"]}),
+            "## Grip that grows with sweat
+
+Natural **cork** on a rubber base: the wetter it gets, the better it holds.
+
+- 183 × 61 cm, 6 mm
+- Wipe with a damp cloth; dry flat
+",
+        ),
+        (
+            "Pilates ring",
+            "pilates",
+            220_000,
+            600,
+            "Core Studio",
+            json!({"material": ["fibreglass", "foam"], "diameter": ["38 cm"]}),
+            "A light, springy ring with *padded* handles, for inner-thigh and arm work.",
+        ),
+        (
+            "Resistance bands (set of 5)",
+            "gym",
+            180_000,
+            400,
+            "Core Studio",
+            json!({"material": ["latex"], "resistance": ["5–40 kg"]}),
+            "Five bands from extra light to heavy, with a carry bag.
+
+1. Yellow 5 kg
+2. Red 10 kg
+3. Green 20 kg
+4. Blue 30 kg
+5. Black 40 kg",
+        ),
+        (
+            "Foam roller",
+            "gym",
+            260_000,
+            700,
+            "Lotus Cork",
+            json!({"material": ["EVA foam"], "length": ["45 cm"]}),
+            "Firm EVA foam with a ridged surface, for calves, back and quads after a session.",
+        ),
+        (
+            "Steel water bottle",
+            "accessories",
+            150_000,
+            350,
+            "Hanoi Flask",
+            json!({"material": ["stainless steel"], "capacity": ["750 ml"]}),
+            "Double-walled: cold for 24 hours, hot for 12. ~~Plastic~~ not here.",
+        ),
+        (
+            "Yoga block pair",
+            "yoga",
+            120_000,
+            500,
+            "Lotus Cork",
+            json!({"material": ["cork"]}),
+            "Two dense cork blocks for support in standing and seated poses.",
+        ),
     ] {
         let p = c.post(&format!("/api/v1/shops/{shop_id}/products"), Some(&mai),
-            json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 500, "weight_grams": grams})).await?;
+            json!({"name": name, "category": category, "price": price, "currency": "VND", "stock": 500, "weight_grams": grams,
+                   "brand": brand, "attributes": attributes, "description": description})).await?;
         products.push(p["id"].as_str().context("product id")?.to_owned());
     }
     // The foam roller is on sale for a week: struck through in the shop.

@@ -13,6 +13,13 @@ pub const MAX_WEIGHT_GRAMS: u64 = 1_000_000;
 pub const MAX_STOCK_BUCKETS: u32 = 64;
 pub const MAX_CAPACITY: u32 = 1_000_000;
 pub const MAX_COURSE_SESSIONS: usize = 500;
+/// A product's attributes: at most this many names, each with at most
+/// `MAX_ATTRIBUTE_VALUES` values.
+pub const MAX_ATTRIBUTES: usize = 20;
+pub const MAX_ATTRIBUTE_VALUES: usize = 10;
+
+/// Attribute name → its values (e.g. `material: [cotton]`), in name order.
+pub type Attributes = std::collections::BTreeMap<String, Vec<String>>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Shop {
@@ -140,6 +147,14 @@ pub struct Product {
     /// A sale price, for a while or until removed (none: not on sale).
     #[serde(default)]
     pub sale: Option<Sale>,
+    /// What it is, as its merchant wrote it and as a page shows it.
+    #[serde(default)]
+    pub description: Option<crate::domain::description::Description>,
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// Searchable and faceted (`/search?attribute=material:cotton`).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// A product's sale price: below its price, from `starts_at` (none: at
@@ -203,6 +218,19 @@ pub struct ProductInput {
     pub low_stock_threshold: Option<u64>,
     #[serde(default)]
     pub sale: Option<Sale>,
+    /// In the Markdown subset the README describes (at most 10,000
+    /// characters); rendered to sanitized HTML as `description.html`.
+    #[serde(default)]
+    #[schema(max_length = 10_000)]
+    pub description: Option<String>,
+    /// At most 60 characters.
+    #[serde(default)]
+    #[schema(max_length = 60)]
+    pub brand: Option<String>,
+    /// At most 20 names (1–40 characters, no `:` or `,`; kept lower-case),
+    /// each with 1 to 10 values (1–60 characters, no `,`).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 fn one_bucket() -> u32 {
@@ -233,6 +261,15 @@ pub struct ProductPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Sale>)]
     pub sale: Option<Option<Sale>>,
+    /// Replaces the description; `""` removes it.
+    #[schema(max_length = 10_000)]
+    pub description: Option<String>,
+    /// A name sets the brand; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 60)]
+    pub brand: Option<Option<String>>,
+    /// Replaces every attribute (`{}` removes them all).
+    pub attributes: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// A field that is present, `null` included (`Some(None)`); absent is
@@ -279,6 +316,11 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
     if let Some(sale) = &input.sale {
         check_sale(sale, input.price)?;
     }
+    // Checked here, rendered when the product records it.
+    let description = match &input.description {
+        Some(d) => crate::domain::description::render(d)?.map(|d| d.markdown),
+        None => None,
+    };
     Ok(ProductInput {
         name: check_text("name", &input.name, 200)?,
         category: check_text("category", &input.category, 60)?.to_lowercase(),
@@ -290,7 +332,60 @@ pub fn check_product(input: &ProductInput) -> Result<ProductInput, DomainError> 
         stock_buckets: input.stock_buckets,
         low_stock_threshold: input.low_stock_threshold,
         sale: input.sale,
+        description,
+        brand: match &input.brand {
+            Some(b) if !b.trim().is_empty() => Some(check_text("brand", b, 60)?),
+            _ => None,
+        },
+        attributes: check_attributes(&input.attributes)?,
     })
+}
+
+/// Names trimmed and lower-cased, values trimmed and without repeats (in
+/// the order given); a name without values is refused.
+pub fn check_attributes(attrs: &Attributes) -> Result<Attributes, DomainError> {
+    if attrs.len() > MAX_ATTRIBUTES {
+        return Err(DomainError::invalid(
+            "attributes",
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        ));
+    }
+    let mut out = Attributes::new();
+    for (name, values) in attrs {
+        let key = check_text("attributes", name, 40)?.to_lowercase();
+        if key.contains([':', ',']) {
+            return Err(DomainError::invalid(
+                "attributes",
+                format!("attribute name {key:?} must not contain ':' or ','"),
+            ));
+        }
+        if values.is_empty() || values.len() > MAX_ATTRIBUTE_VALUES {
+            return Err(DomainError::invalid(
+                "attributes",
+                format!("attribute {key:?} needs 1 to {MAX_ATTRIBUTE_VALUES} values"),
+            ));
+        }
+        let mut kept: Vec<String> = Vec::with_capacity(values.len());
+        for v in values {
+            let v = check_text("attributes", v, 60)?;
+            if v.contains(',') {
+                return Err(DomainError::invalid(
+                    "attributes",
+                    format!("attribute value {v:?} must not contain ','"),
+                ));
+            }
+            if !kept.iter().any(|k| k.eq_ignore_ascii_case(&v)) {
+                kept.push(v);
+            }
+        }
+        if out.insert(key.clone(), kept).is_some() {
+            return Err(DomainError::invalid(
+                "attributes",
+                format!("attribute {key:?} is named twice"),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, DomainError> {
@@ -312,6 +407,15 @@ pub fn patch_product(p: &Product, patch: &ProductPatch) -> Result<ProductInput, 
         // A new price under a running sale keeps the sale only if it stays
         // below: otherwise the patch is refused (end the sale with it).
         sale: patch.sale.unwrap_or(p.sale),
+        description: match &patch.description {
+            Some(d) => Some(d.clone()),
+            None => p.description.as_ref().map(|d| d.markdown.clone()),
+        },
+        brand: patch.brand.clone().unwrap_or_else(|| p.brand.clone()),
+        attributes: patch
+            .attributes
+            .clone()
+            .unwrap_or_else(|| p.attributes.clone()),
     })
 }
 
@@ -570,6 +674,9 @@ mod tests {
             created_at: now,
             updated_at: now,
             sale: None,
+            description: None,
+            brand: None,
+            attributes: Attributes::new(),
         }
     }
 
@@ -618,6 +725,37 @@ mod tests {
     }
 
     #[test]
+    fn attributes_are_tidied_and_bounded() {
+        let attrs = |pairs: &[(&str, &[&str])]| -> Attributes {
+            pairs
+                .iter()
+                .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+                .collect()
+        };
+        assert_eq!(
+            check_attributes(&attrs(&[(" Material ", &[" cotton", "Cotton", "linen"])])).unwrap(),
+            attrs(&[("material", &["cotton", "linen"])])
+        );
+        for bad in [
+            attrs(&[("material", &[])]),
+            attrs(&[("size:eu", &["40"])]),
+            attrs(&[("fit", &["slim, regular"])]),
+            attrs(&[("", &["x"])]),
+            attrs(&[("Color", &["red"]), ("color", &["blue"])]),
+            attrs(&[("colour", &["x"; MAX_ATTRIBUTE_VALUES + 1])]),
+            (0..=MAX_ATTRIBUTES)
+                .map(|i| (format!("a{i}"), vec!["x".to_string()]))
+                .collect(),
+        ] {
+            let e = check_attributes(&bad).unwrap_err();
+            assert!(
+                matches!(&e, DomainError::Invalid { field, .. } if *field == "attributes"),
+                "{bad:?}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn product_input_rules() {
         let ok = ProductInput {
             name: " Mat ".into(),
@@ -630,6 +768,9 @@ mod tests {
             low_stock_threshold: None,
             category_id: None,
             sale: None,
+            description: None,
+            brand: None,
+            attributes: Attributes::new(),
         };
         let checked = check_product(&ok).unwrap();
         assert_eq!(
@@ -694,6 +835,9 @@ mod tests {
             low_stock_threshold: None,
             category_id: None,
             sale: Some(sale),
+            description: None,
+            brand: None,
+            attributes: Attributes::new(),
         };
         assert!(check_product(&input(sale(99))).is_ok());
         for bad in [

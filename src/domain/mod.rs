@@ -5,6 +5,7 @@
 pub mod behavior;
 pub mod catalog;
 pub mod category;
+pub mod description;
 pub mod ids;
 pub mod inventory;
 pub mod media;

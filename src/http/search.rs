@@ -18,6 +18,8 @@ pub const MAX_DEPTH: usize = 1_000;
 pub const MAX_RADIUS_KM: f64 = 1_000.0;
 pub const DEFAULT_RADIUS_KM: f64 = 10.0;
 pub const MAX_SUGGESTIONS: usize = 20;
+/// Most attribute values one search filters by.
+pub const MAX_ATTRIBUTE_FILTERS: usize = 10;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +34,12 @@ pub struct SearchQuery {
     pub category: Option<String>,
     /// A category of the tree: what is in it or in one below it.
     pub category_id: Option<String>,
+    /// Products of this brand, as the `brands` facet names it.
+    pub brand: Option<String>,
+    /// Products with each of these attribute values: `name:value`, several
+    /// separated by commas (at most 10), as the `attributes` facet names
+    /// them (e.g. `material:cotton,size:M`).
+    pub attribute: Option<String>,
     /// Minimum price in minor units (what has a price: products, courses).
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,
@@ -61,6 +69,32 @@ pub struct SearchPage {
 
 fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
     DomainError::invalid(field, message).into()
+}
+
+/// `name:value[,name:value…]` as the index holds them (names lower-case).
+fn parse_attributes(s: Option<&str>) -> Result<Vec<String>, AppError> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    let bad = || {
+        invalid(
+            "attribute",
+            format!(
+                "attribute must be name:value, at most {MAX_ATTRIBUTE_FILTERS} separated by commas"
+            ),
+        )
+    };
+    let pairs: Vec<String> = s
+        .split(',')
+        .map(|pair| match pair.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                Ok(format!("{}:{}", k.trim().to_lowercase(), v.trim()))
+            }
+            _ => Err(bad()),
+        })
+        .collect::<Result<_, _>>()?;
+    if pairs.len() > MAX_ATTRIBUTE_FILTERS {
+        return Err(bad());
+    }
+    Ok(pairs)
 }
 
 fn check_q(q: Option<String>) -> Result<String, AppError> {
@@ -145,16 +179,13 @@ pub async fn search(
         }
     }
     crate::domain::catalog::check_price_bounds(q.min_price, q.max_price)?;
+    let attributes = parse_attributes(q.attribute.as_deref())?;
     let offset = offset_of(q.cursor.as_deref())?;
     if offset >= MAX_DEPTH {
         return Ok(Json(SearchPage {
             items: vec![],
             total: 0,
-            facets: Facets {
-                categories: vec![],
-                price: vec![],
-                rating: vec![],
-            },
+            facets: Facets::default(),
             next_cursor: None,
         }));
     }
@@ -176,6 +207,11 @@ pub async fn search(
         },
         sells: None,
         shop: None,
+        brand: q
+            .brand
+            .map(|b| b.trim().to_owned())
+            .filter(|b| !b.is_empty()),
+        attributes,
         min_price: q.min_price,
         max_price: q.max_price,
         min_rating: q.min_rating,

@@ -18,7 +18,7 @@ use crate::domain::GeoPoint;
 
 /// Bumped when the schema or what is indexed changes: an index of another
 /// version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Memory the writer may use before it flushes a segment.
 const WRITER_HEAP: usize = 32 * 1024 * 1024;
 
@@ -71,6 +71,16 @@ pub struct Entry {
     /// Shops: the categories of their active products.
     #[serde(default)]
     pub sells: Vec<String>,
+    /// Products: their brand (a facet, and words it is found by).
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// Products: `name:value` of each attribute value (a facet).
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// Words it is found by that are not kept with the entry (a
+    /// description's text).
+    #[serde(default, skip_serializing)]
+    pub body: String,
 }
 
 impl Entry {
@@ -94,6 +104,8 @@ pub struct Hit {
     pub rating: f64,
     pub rating_count: u64,
     pub shop_id: Option<String>,
+    /// Products: their brand.
+    pub brand: Option<String>,
     pub location: Option<GeoPoint>,
     /// From `near`, when given.
     pub distance_km: Option<f64>,
@@ -112,6 +124,7 @@ impl Hit {
             rating: e.rating,
             rating_count: e.rating_count,
             shop_id: e.shop_id,
+            brand: e.brand,
             location: e.location,
             distance_km: distance_km.map(|d| (d * 1000.0).round() / 1000.0),
             score,
@@ -169,6 +182,9 @@ pub(super) struct Fields {
     pub lng: Field,
     pub shop: Field,
     pub sells: Field,
+    pub brand: Field,
+    /// `name:value` of each attribute value.
+    pub attr: Field,
     /// The entry itself (JSON), handed back with each hit.
     pub entry: Field,
 }
@@ -200,6 +216,8 @@ fn schema() -> (Schema, Fields) {
         lng: b.add_f64_field("lng", number()),
         shop: b.add_text_field("shop", STRING),
         sells: b.add_text_field("sells", STRING),
+        brand: b.add_text_field("brand", STRING | FAST),
+        attr: b.add_text_field("attr", STRING | FAST),
         entry: b.add_text_field("entry", STORED),
     };
     (b.build(), fields)
@@ -286,7 +304,18 @@ impl SearchIndex {
         let mut d = doc!(
             f.key => e.key(),
             f.kind => e.kind.code(),
-            f.text => text::clean(&format!("{} {}", e.name, e.extra)),
+            f.text => text::clean(&format!(
+                "{} {} {} {} {}",
+                e.name,
+                e.extra,
+                e.brand.as_deref().unwrap_or(""),
+                e.attributes
+                    .iter()
+                    .filter_map(|a| a.split_once(':').map(|(_, v)| v))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                e.body
+            )),
             f.prefixes => text::prefixes(&e.name),
             f.category => e.category.clone(),
             f.rating => e.rating,
@@ -306,6 +335,12 @@ impl SearchIndex {
         }
         for c in &e.sells {
             d.add_text(f.sells, c);
+        }
+        if let Some(b) = &e.brand {
+            d.add_text(f.brand, b);
+        }
+        for a in &e.attributes {
+            d.add_text(f.attr, a);
         }
         d
     }

@@ -11,5 +11,6 @@ pub mod text;
 
 pub use index::{Checkpoint, Entry, Hit, IndexError, Kind, SearchIndex, SCHEMA_VERSION};
 pub use query::{
-    Bucket, Facets, Params, RangeBucket, Results, Sort, MAX_QUERY_TERMS, PRICE_BUCKETS,
+    AttributeFacet, Bucket, Facets, Params, RangeBucket, Results, Sort, MAX_QUERY_TERMS,
+    PRICE_BUCKETS,
 };

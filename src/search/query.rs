@@ -63,6 +63,10 @@ pub struct Params {
     pub sells: Option<String>,
     /// Products of this shop.
     pub shop: Option<String>,
+    /// Products of this brand (as the brand facet names it).
+    pub brand: Option<String>,
+    /// Products with every one of these `name:value` attribute values.
+    pub attributes: Vec<String>,
     pub min_price: Option<u64>,
     pub max_price: Option<u64>,
     pub min_rating: Option<f64>,
@@ -87,8 +91,20 @@ pub struct RangeBucket {
     pub count: u64,
 }
 
-/// Counts of the matches (all of them, not only the page's).
+/// An attribute's values among the matches.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttributeFacet {
+    pub name: String,
+    /// Most matches first; filter by one with `attribute=name:value`.
+    pub values: Vec<Bucket>,
+}
+
+/// Most buckets a brand or attribute facet lists (most matches first),
+/// and most attributes listed.
+pub const FACET_BUCKETS: usize = 20;
+
+/// Counts of the matches (all of them, not only the page's).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Facets {
     /// By category, largest first; `""` for what has none (shops).
     pub categories: Vec<Bucket>,
@@ -97,6 +113,11 @@ pub struct Facets {
     /// By average rating: 4–5, 3–4, 2–3, 1–2 stars, and `from: 0, to: 1`
     /// for the unrated.
     pub rating: Vec<RangeBucket>,
+    /// Products by brand (at most 20, most matches first).
+    pub brands: Vec<Bucket>,
+    /// Products by attribute value, per attribute (at most 20 attributes,
+    /// those on most matches first; at most 20 values each).
+    pub attributes: Vec<AttributeFacet>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -306,6 +327,12 @@ impl SearchIndex {
         if let Some(c) = &p.sells {
             parts.push(filter(term_query(Term::from_field_text(f.sells, c))));
         }
+        if let Some(b) = &p.brand {
+            parts.push(filter(term_query(Term::from_field_text(f.brand, b))));
+        }
+        for a in &p.attributes {
+            parts.push(filter(term_query(Term::from_field_text(f.attr, a))));
+        }
         if p.min_price.is_some() || p.max_price.is_some() {
             parts.push(filter(range(
                 f.price,
@@ -441,11 +468,101 @@ impl SearchIndex {
                 count,
             })
             .collect();
+        let (brands, attributes) = self.labels(searcher, rows)?;
         Ok(Facets {
             categories,
             price,
             rating,
+            brands,
+            attributes,
         })
+    }
+
+    /// The brand and attribute facets of `rows`: each row's values read
+    /// from the fast columns, counted per segment by term ordinal, then
+    /// named.
+    fn labels(
+        &self,
+        searcher: &tantivy::Searcher,
+        rows: &[Row],
+    ) -> Result<(Vec<Bucket>, Vec<AttributeFacet>), IndexError> {
+        type Counts = HashMap<(SegmentOrdinal, u64), u64>;
+        let (mut brand_ords, mut attr_ords): (Counts, Counts) = Default::default();
+        let mut columns: HashMap<SegmentOrdinal, (Option<StrColumn>, Option<StrColumn>)> =
+            HashMap::new();
+        for r in rows {
+            let (brand, attr) = match columns.entry(r.seg) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let ff = searcher.segment_reader(r.seg).fast_fields();
+                    e.insert((ff.str("brand").map_err(err)?, ff.str("attr").map_err(err)?))
+                }
+            };
+            if let Some(ord) = brand.as_ref().and_then(|c| c.term_ords(r.doc).next()) {
+                *brand_ords.entry((r.seg, ord)).or_default() += 1;
+            }
+            if let Some(c) = attr {
+                for ord in c.term_ords(r.doc) {
+                    *attr_ords.entry((r.seg, ord)).or_default() += 1;
+                }
+            }
+        }
+        let name = |column: Option<&StrColumn>, ord: u64| -> Result<String, IndexError> {
+            let mut s = String::new();
+            if let Some(c) = column {
+                c.ord_to_str(ord, &mut s).map_err(err)?;
+            }
+            Ok(s)
+        };
+        let mut brands: HashMap<String, u64> = HashMap::new();
+        for ((seg, ord), n) in brand_ords {
+            *brands
+                .entry(name(columns[&seg].0.as_ref(), ord)?)
+                .or_default() += n;
+        }
+        let mut values: HashMap<String, u64> = HashMap::new();
+        for ((seg, ord), n) in attr_ords {
+            *values
+                .entry(name(columns[&seg].1.as_ref(), ord)?)
+                .or_default() += n;
+        }
+        let top = |m: HashMap<String, u64>| -> Vec<Bucket> {
+            let mut v: Vec<Bucket> = m
+                .into_iter()
+                .map(|(value, count)| Bucket { value, count })
+                .collect();
+            v.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+            v.truncate(FACET_BUCKETS);
+            v
+        };
+        let mut per_name: HashMap<String, HashMap<String, u64>> = HashMap::new();
+        for (pair, n) in values {
+            if let Some((k, v)) = pair.split_once(':') {
+                per_name
+                    .entry(k.to_owned())
+                    .or_default()
+                    .insert(v.to_owned(), n);
+            }
+        }
+        let mut attributes: Vec<(u64, AttributeFacet)> = per_name
+            .into_iter()
+            .map(|(name, m)| {
+                let total = m.values().sum();
+                (
+                    total,
+                    AttributeFacet {
+                        name,
+                        values: top(m),
+                    },
+                )
+            })
+            .collect();
+        attributes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.name.cmp(&b.1.name)));
+        attributes.truncate(FACET_BUCKETS);
+        Ok((
+            top(brands),
+            attributes.into_iter().map(|(_, f)| f).collect(),
+        ))
     }
 
     /// Up to `limit` names that the words typed so far could be: every

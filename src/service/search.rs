@@ -91,6 +91,17 @@ fn product_entry(p: &Product, shop: Option<&Shop>, rating: Option<&RatingSummary
         location: shop.map(|s| s.location),
         shop_id: Some(p.shop_id.to_string()),
         sells: Vec::new(),
+        brand: p.brand.clone(),
+        attributes: p
+            .attributes
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |v| format!("{name}:{v}")))
+            .collect(),
+        body: p
+            .description
+            .as_ref()
+            .map(|d| d.plain_text())
+            .unwrap_or_default(),
     }
 }
 
@@ -109,6 +120,9 @@ fn shop_entry(s: &Shop, rating: Option<&RatingSummary>, sells: BTreeSet<String>)
         location: Some(s.location),
         shop_id: Some(s.id.to_string()),
         sells: sells.into_iter().collect(),
+        brand: None,
+        attributes: Vec::new(),
+        body: String::new(),
     }
 }
 
@@ -131,6 +145,9 @@ fn course_entry(c: &Course) -> Entry {
         location: None,
         shop_id: None,
         sells: Vec::new(),
+        brand: None,
+        attributes: Vec::new(),
+        body: String::new(),
     }
 }
 

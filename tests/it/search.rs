@@ -707,3 +707,150 @@ async fn a_category_finds_its_subtree_in_listings_and_search_and_follows_moves()
     let (status, _) = app.get(&format!("/api/v1/categories/{mats}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// #37: a product's description (Markdown, rendered to sanitized HTML,
+/// its source kept), brand and attributes; search finds their words and
+/// answers facets by brand and by attribute value, and filters by them.
+#[tokio::test]
+async fn descriptions_brands_and_attributes_are_shown_searched_and_faceted() {
+    let app = spawn_app_with(fast).await;
+    let (m, shop) = shop_at(&app, "Threads", 21.03, 105.85).await;
+    let make =
+        |name: &'static str, brand: &'static str, attrs: Value, description: &'static str| {
+            let mut body = product_body(name, "fashion", 150_000);
+            body["brand"] = json!(brand);
+            body["attributes"] = attrs;
+            body["description"] = json!(description);
+            body
+        };
+    let (status, tee) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            make(
+                "Everyday tee",
+                "Saigon Loom",
+                json!({"Material": ["cotton"], "fit": ["regular", "slim"]}),
+                "# Breathes\n\nWoven from **organic** fibre. <script>alert(1)</script> [care](javascript:alert(1))",
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tee}");
+    assert_eq!(tee["brand"], "Saigon Loom");
+    assert_eq!(
+        tee["attributes"],
+        json!({"material": ["cotton"], "fit": ["regular", "slim"]})
+    );
+    let html = tee["description"]["html"].as_str().unwrap();
+    assert!(
+        html.starts_with("<h2>Breathes</h2>\n<p>Woven from <strong>organic</strong> fibre."),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("javascript:"),
+        "{html}"
+    );
+    assert!(tee["description"]["markdown"]
+        .as_str()
+        .unwrap()
+        .starts_with("# Breathes"));
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            make(
+                "Linen shirt",
+                "Saigon Loom",
+                json!({"material": ["linen"], "fit": ["regular"]}),
+                "",
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, polo) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            make(
+                "Polo",
+                "Hanoi Knit",
+                json!({"material": ["cotton"]}),
+                "Pique knit.",
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let polo = polo["id"].as_str().unwrap().to_owned();
+
+    // A word only in a description finds its product.
+    let page = search_until(&app, "q=organic", |p| p["total"] == 1).await;
+    assert_eq!(names(&page), ["Everyday tee"]);
+    // Facets over every match.
+    let page = search_until(&app, "type=product&category=fashion", |p| p["total"] == 3).await;
+    assert_eq!(
+        page["facets"]["brands"],
+        json!([{"value": "Saigon Loom", "count": 2}, {"value": "Hanoi Knit", "count": 1}])
+    );
+    assert_eq!(
+        page["facets"]["attributes"],
+        json!([
+            {"name": "fit", "values": [{"value": "regular", "count": 2}, {"value": "slim", "count": 1}]},
+            {"name": "material", "values": [{"value": "cotton", "count": 2}, {"value": "linen", "count": 1}]}
+        ])
+    );
+    // Filters: by brand, by one attribute value, by two (all must hold).
+    let page = search(&app, "brand=Saigon%20Loom").await;
+    let mut got = names(&page);
+    got.sort();
+    assert_eq!(got, ["Everyday tee", "Linen shirt"]);
+    let page = search(&app, "attribute=Material:cotton").await;
+    let mut got = names(&page);
+    got.sort();
+    assert_eq!(got, ["Everyday tee", "Polo"]);
+    let page = search(&app, "attribute=material:cotton,fit:regular").await;
+    assert_eq!(names(&page), ["Everyday tee"]);
+    assert_eq!(
+        page["facets"]["brands"],
+        json!([{"value": "Saigon Loom", "count": 1}])
+    );
+    for bad in [
+        "attribute=material",
+        "attribute=:x",
+        "attribute=a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9,j:10,k:11",
+    ] {
+        let (status, body) = app.get(&format!("/api/v1/search?{bad}"), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+
+    // Editing: a new brand and attributes replace the old; `null` and
+    // `""` remove; what changes reaches the index.
+    let (status, p) = app
+        .put(
+            &format!("/api/v1/products/{polo}"),
+            Some(&m.access),
+            json!({"brand": null, "attributes": {"material": ["wool"]}, "description": ""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(
+        (&p["brand"], &p["description"]),
+        (&Value::Null, &Value::Null)
+    );
+    search_until(&app, "attribute=material:wool", |p| p["total"] == 1).await;
+    let page = search(&app, "q=pique").await;
+    assert_eq!(page["total"], 0, "{page}");
+    // A refused edit changes nothing.
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/products/{polo}"),
+            Some(&m.access),
+            json!({"attributes": {"size:eu": ["40"]}, "name": "Renamed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, p) = app.get(&format!("/api/v1/products/{polo}"), None).await;
+    assert_eq!(
+        (&p["name"], &p["attributes"]),
+        (&json!("Polo"), &json!({"material": ["wool"]}))
+    );
+}

@@ -357,6 +357,7 @@ fn create(
     }
     caller.ensure_owner(&shop.owner_id, "shop")?;
     let input = check_product(input)?;
+    let description = described(&input)?;
     let product = Product {
         id: ctx.id.into(),
         shop_id: shop.id,
@@ -377,8 +378,21 @@ fn create(
         created_at: ctx.now,
         updated_at: ctx.now,
         sale: input.sale,
+        description,
+        brand: input.brand,
+        attributes: input.attributes,
     };
     Ok(vec![ProductEvent::Created { product }])
+}
+
+/// The checked input's description, rendered.
+fn described(
+    input: &ProductInput,
+) -> Result<Option<crate::domain::description::Description>, DomainError> {
+    match &input.description {
+        Some(d) => crate::domain::description::render(d),
+        None => Ok(None),
+    }
 }
 
 /// The product with `patch` applied, by its owner.
@@ -403,6 +417,11 @@ fn update(
         Some(n) => n.saturating_sub(in_buckets),
         None => current.stock,
     };
+    let description = match &patch.description {
+        // Rendered again only when it changes.
+        None => current.description.clone(),
+        Some(_) => described(&input)?,
+    };
     let product = Product {
         name: input.name,
         category: input.category,
@@ -414,6 +433,9 @@ fn update(
         category_id: input.category_id,
         active: patch.active.unwrap_or(current.active),
         sale: input.sale,
+        description,
+        brand: input.brand,
+        attributes: input.attributes,
         updated_at: ctx.now,
         ..current.clone()
     };
@@ -836,8 +858,23 @@ impl Entity for ProductEntity {
         };
         ops.extend(inventory::rows(id, before, state, events));
         if let Some(p) = after {
-            fn seen(p: &Product) -> (&str, &str, u64, &str, bool) {
-                (&p.name, &p.category, p.price, &p.currency, p.on_sale())
+            type Seen<'a> = (
+                (&'a str, &'a str, u64, &'a str, bool),
+                (
+                    Option<&'a str>,
+                    Option<&'a str>,
+                    &'a crate::domain::catalog::Attributes,
+                ),
+            );
+            fn seen(p: &Product) -> Seen<'_> {
+                (
+                    (&p.name, &p.category, p.price, &p.currency, p.on_sale()),
+                    (
+                        p.description.as_ref().map(|d| d.markdown.as_str()),
+                        p.brand.as_deref(),
+                        &p.attributes,
+                    ),
+                )
             }
             if before.product.as_ref().map(seen) != Some(seen(&p)) {
                 ops.push(super::entity::catalog_change("product", id, p.updated_at));
@@ -881,6 +918,9 @@ mod tests {
             low_stock_threshold: None,
             category_id: None,
             sale: None,
+            description: None,
+            brand: None,
+            attributes: Default::default(),
         };
         run(
             &ProductState::default(),

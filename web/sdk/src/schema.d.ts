@@ -2460,6 +2460,12 @@ export interface components {
         ApplyCoupon: {
             code: string;
         };
+        /** @description An attribute's values among the matches. */
+        AttributeFacet: {
+            name: string;
+            /** @description Most matches first; filter by one with `attribute=name:value`. */
+            values: components["schemas"]["Bucket"][];
+        };
         /** @enum {string} */
         Availability: "online" | "offline";
         BoughtAgain: {
@@ -2937,6 +2943,12 @@ export interface components {
             stars: number;
             text?: string;
         };
+        Description: {
+            /** @description Rendered and sanitized: safe to insert into a page. */
+            html: string;
+            /** @description As written (the Markdown subset). */
+            markdown: string;
+        };
         /** @enum {string} */
         DiscountKind: "percentage" | "fixed";
         EraseRequest: {
@@ -2968,6 +2980,13 @@ export interface components {
         };
         /** @description Counts of the matches (all of them, not only the page's). */
         Facets: {
+            /**
+             * @description Products by attribute value, per attribute (at most 20 attributes,
+             *     those on most matches first; at most 20 values each).
+             */
+            attributes: components["schemas"]["AttributeFacet"][];
+            /** @description Products by brand (at most 20, most matches first). */
+            brands: components["schemas"]["Bucket"][];
             /** @description By category, largest first; `""` for what has none (shops). */
             categories: components["schemas"]["Bucket"][];
             /** @description By price, for what has one. */
@@ -3054,6 +3073,8 @@ export interface components {
         };
         /** @description One hit: the entry, its score and (with `near`) its distance. */
         Hit: {
+            /** @description Products: their brand. */
+            brand?: string | null;
             category: string;
             currency?: string | null;
             /**
@@ -3395,6 +3416,11 @@ export interface components {
         };
         Product: {
             active: boolean;
+            /** @description Searchable and faceted (`/search?attribute=material:cotton`). */
+            attributes?: {
+                [key: string]: string[];
+            };
+            brand?: string | null;
             category: string;
             /**
              * @description The category of the tree it is in (its `category` is that
@@ -3411,6 +3437,7 @@ export interface components {
              *     channel's MessagePack is positional, so no field may be skipped.)
              */
             deleted_at?: string | null;
+            description?: components["schemas"]["Description"] | null;
             hidden?: components["schemas"]["Moderation"] | null;
             id: components["schemas"]["ProductId"];
             /**
@@ -3446,6 +3473,15 @@ export interface components {
         ProductId: string;
         ProductInput: {
             /**
+             * @description At most 20 names (1–40 characters, no `:` or `,`; kept lower-case),
+             *     each with 1 to 10 values (1–60 characters, no `,`).
+             */
+            attributes?: {
+                [key: string]: string[];
+            };
+            /** @description At most 60 characters. */
+            brand?: string | null;
+            /**
              * @description Free text (1 to 60 characters), or, with `category_id`, ignored:
              *     the category's slug is used.
              */
@@ -3454,6 +3490,11 @@ export interface components {
             category_id?: string | null;
             /** @description ISO 4217 code (case-insensitive) */
             currency: string;
+            /**
+             * @description In the Markdown subset the README describes (at most 10,000
+             *     characters); rendered to sanitized HTML as `description.html`.
+             */
+            description?: string | null;
             /**
              * Format: int64
              * @description Alert the merchant when available units fall to this (at most
@@ -3492,12 +3533,20 @@ export interface components {
         };
         ProductPatch: {
             active?: boolean | null;
+            /** @description Replaces every attribute (`{}` removes them all). */
+            attributes?: {
+                [key: string]: string[];
+            } | null;
+            /** @description A name sets the brand; `null` removes it. */
+            brand?: string | null;
             /** @description Free text: the product leaves its tree category. */
             category?: string | null;
             /** @description A category of the tree: `category` becomes its slug. */
             category_id?: string | null;
             /** @description ISO 4217 code (case-insensitive) */
             currency?: string | null;
+            /** @description Replaces the description; `""` removes it. */
+            description?: string | null;
             /**
              * Format: int64
              * @description A number sets the low-stock threshold; `null` removes it.
@@ -13630,6 +13679,14 @@ export interface operations {
                 category?: string | null;
                 /** @description A category of the tree: what is in it or in one below it. */
                 category_id?: string | null;
+                /** @description Products of this brand, as the `brands` facet names it. */
+                brand?: string | null;
+                /**
+                 * @description Products with each of these attribute values: `name:value`, several
+                 *     separated by commas (at most 10), as the `attributes` facet names
+                 *     them (e.g. `material:cotton,size:M`).
+                 */
+                attribute?: string | null;
                 /** @description Minimum price in minor units (what has a price: products, courses). */
                 min_price?: number;
                 max_price?: number;
