@@ -392,9 +392,18 @@ async function shopView() {
         ${courses.map((c) => `<div class="card queue" data-queue="${c.id}" data-kind="course"><b>${esc(c.title)}</b>
           <div><span class="counter" data-remaining>…</span> <span class="muted">seats left</span></div>
           <div class="bar"><div data-fill style="width:0"></div></div>
-          <button class="enroll" data-id="${c.id}">Enroll free</button></div>`).join("")}</div>` : ""}
+          <button class="enroll" data-id="${c.id}">Enroll free</button>
+          <details class="about" data-course="${c.id}" hidden><summary>About this course</summary></details></div>`).join("")}</div>` : ""}
     </section><aside><div class="card" id="cart"></div></aside></div>`;
   drawCart(cart);
+  // A course's description (rendered and sanitized by the server) and syllabus.
+  view().querySelectorAll("details.about").forEach(async (d) => {
+    const c = await api("GET", `/api/v1/courses/${d.dataset.course}`).catch(() => null);
+    if (!c || (!c.description && !c.syllabus?.length)) return;
+    d.insertAdjacentHTML("beforeend", `${c.description ? `<div class="description">${c.description.html}</div>` : ""}
+      ${c.syllabus?.length ? `<ol class="syllabus">${c.syllabus.map((p) => `<li>${esc(p.title)}${p.minutes ? ` <span class="muted">${p.minutes} min</span>` : ""}</li>`).join("")}</ol>` : ""}`);
+    d.hidden = false;
+  });
   await Promise.all([strips($("#strips")), searchBox($("#finder"))]);
   view().querySelectorAll("button.claim").forEach((b) => (b.onclick = async () => {
     try {

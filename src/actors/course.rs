@@ -49,8 +49,12 @@ fn build(
     input: CourseInput,
     ctx: &Ctx<'_>,
     created_at: chrono::DateTime<chrono::Utc>,
-) -> Course {
-    Course {
+) -> Result<Course, DomainError> {
+    let description = match &input.description {
+        Some(d) => crate::domain::description::render(d)?,
+        None => None,
+    };
+    Ok(Course {
         id: id.to_owned(),
         trainer_id,
         title: input.title,
@@ -63,7 +67,9 @@ fn build(
         media: Vec::new(),
         created_at,
         updated_at: ctx.now,
-    }
+        description,
+        syllabus: input.syllabus,
+    })
 }
 
 impl Entity for CourseEntity {
@@ -87,7 +93,7 @@ impl Entity for CourseEntity {
                         "this course already exists",
                     ));
                 }
-                let course = build(ctx.id, caller.user_id, check_course(&input)?, ctx, ctx.now);
+                let course = build(ctx.id, caller.user_id, check_course(&input)?, ctx, ctx.now)?;
                 Ok((
                     vec![CourseEvent::Created {
                         course: course.clone(),
@@ -107,7 +113,7 @@ impl Entity for CourseEntity {
                         input,
                         ctx,
                         current.created_at,
-                    )
+                    )?
                 };
                 Ok((
                     vec![CourseEvent::Updated {

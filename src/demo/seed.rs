@@ -276,7 +276,10 @@ Natural **cork** on a rubber base: the wetter it gets, the better it holds.
         )
         .await?;
     let course = c.post("/api/v1/courses", Some(&linh),
-        json!({"title": "Free Pilates basics", "kind": "pilates", "capacity": 30, "price": 0, "currency": "VND", "sessions": []})).await?;
+        json!({"title": "Free Pilates basics", "kind": "pilates", "capacity": 30, "price": 0, "currency": "VND", "sessions": [],
+               "description": "Four weeks of mat Pilates for **complete beginners**: posture, breath and a strong centre. Bring a mat and water.",
+               "syllabus": [{"title": "Breathing and neutral spine", "minutes": 15}, {"title": "The hundred", "minutes": 10},
+                            {"title": "Roll-ups and leg circles", "minutes": 20}, {"title": "Cool-down stretch", "minutes": 10}]})).await?;
     for (i, email) in ["an@demo.surge", "binh@demo.surge"].iter().enumerate() {
         let (token, _) = &tokens[*email];
         let (lat, lng) = HOMES[i % HOMES.len()];

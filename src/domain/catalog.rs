@@ -567,6 +567,29 @@ pub struct Course {
     pub media: Vec<crate::domain::media::MediaRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What it teaches and for whom, as its trainer wrote it and as a page
+    /// shows it (the Markdown subset of product descriptions).
+    #[serde(default)]
+    pub description: Option<crate::domain::description::Description>,
+    /// Its parts in order.
+    #[serde(default)]
+    pub syllabus: Vec<SyllabusItem>,
+}
+
+/// Most parts a syllabus lists.
+pub const MAX_SYLLABUS: usize = 50;
+
+/// One part of a course's syllabus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyllabusItem {
+    /// 1 to 120 characters.
+    #[schema(max_length = 120)]
+    pub title: String,
+    /// How long it takes, if said (1 to 1440).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1440)]
+    pub minutes: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -579,6 +602,14 @@ pub struct CourseInput {
     pub currency: String,
     #[serde(default)]
     pub sessions: Vec<CourseSession>,
+    /// In the Markdown subset of product descriptions (at most 10,000
+    /// characters).
+    #[serde(default)]
+    #[schema(max_length = 10_000)]
+    pub description: Option<String>,
+    /// At most 50 parts.
+    #[serde(default)]
+    pub syllabus: Vec<SyllabusItem>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -590,6 +621,11 @@ pub struct CoursePatch {
     pub price: Option<u64>,
     pub currency: Option<String>,
     pub sessions: Option<Vec<CourseSession>>,
+    /// Replaces the description; `""` removes it.
+    #[schema(max_length = 10_000)]
+    pub description: Option<String>,
+    /// Replaces the syllabus (`[]` empties it).
+    pub syllabus: Option<Vec<SyllabusItem>>,
 }
 
 pub fn check_course(input: &CourseInput) -> Result<CourseInput, DomainError> {
@@ -627,6 +663,28 @@ pub fn check_course(input: &CourseInput) -> Result<CourseInput, DomainError> {
     }
     let mut sessions = checked;
     sessions.sort_by_key(|s| s.starts_at);
+    if input.syllabus.len() > MAX_SYLLABUS {
+        return Err(DomainError::invalid(
+            "syllabus",
+            format!("a syllabus has at most {MAX_SYLLABUS} parts"),
+        ));
+    }
+    let syllabus = input
+        .syllabus
+        .iter()
+        .map(|item| {
+            if item.minutes.is_some_and(|m| m == 0 || m > 24 * 60) {
+                return Err(DomainError::invalid(
+                    "syllabus",
+                    "a part's minutes must be 1 to 1440",
+                ));
+            }
+            Ok(SyllabusItem {
+                title: check_text("syllabus", &item.title, 120)?,
+                minutes: item.minutes,
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(CourseInput {
         title: check_text("title", &input.title, 200)?,
         kind: input.kind,
@@ -634,6 +692,11 @@ pub fn check_course(input: &CourseInput) -> Result<CourseInput, DomainError> {
         price: input.price,
         currency: check_currency(&input.currency)?,
         sessions,
+        description: match &input.description {
+            Some(d) => crate::domain::description::render(d)?.map(|d| d.markdown),
+            None => None,
+        },
+        syllabus,
     })
 }
 
@@ -645,6 +708,11 @@ pub fn patch_course(c: &Course, patch: &CoursePatch) -> Result<CourseInput, Doma
         price: patch.price.unwrap_or(c.price),
         currency: patch.currency.clone().unwrap_or_else(|| c.currency.clone()),
         sessions: patch.sessions.clone().unwrap_or_else(|| c.sessions.clone()),
+        description: match &patch.description {
+            Some(d) => Some(d.clone()),
+            None => c.description.as_ref().map(|d| d.markdown.clone()),
+        },
+        syllabus: patch.syllabus.clone().unwrap_or_else(|| c.syllabus.clone()),
     })
 }
 
@@ -896,13 +964,39 @@ mod tests {
                     exercises: vec![],
                 },
             ],
+            description: Some("**Wake up** gently.".into()),
+            syllabus: vec![SyllabusItem {
+                title: " Breathing ".into(),
+                minutes: Some(10),
+            }],
         };
         let checked = check_course(&ok).unwrap();
+        assert_eq!(checked.syllabus[0].title, "Breathing");
         assert_eq!(
             checked.sessions[0].starts_at, at,
             "sessions are sorted by start"
         );
+        let part = |title: &str, minutes| SyllabusItem {
+            title: title.into(),
+            minutes,
+        };
         for bad in [
+            CourseInput {
+                syllabus: vec![part("Warm-up", Some(0))],
+                ..ok.clone()
+            },
+            CourseInput {
+                syllabus: vec![part(" ", None)],
+                ..ok.clone()
+            },
+            CourseInput {
+                syllabus: vec![part("x", None); MAX_SYLLABUS + 1],
+                ..ok.clone()
+            },
+            CourseInput {
+                description: Some("x".repeat(10_001)),
+                ..ok.clone()
+            },
             CourseInput {
                 capacity: 0,
                 ..ok.clone()

@@ -156,6 +156,9 @@ impl Modify for EdgeStatuses {
 /// characters (`domain::check_text`). The server also takes U+200C/U+200D
 /// between two non-ASCII characters (emoji sequences); this pattern, kept
 /// simple, leaves them out.
+/// A description: any text but control characters other than line
+/// breaks and tabs (`domain::description::render`).
+const DESCRIPTION: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
 const TEXT: &str = r"^[^\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*[^\s\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff][^\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*$";
 
 fn text(max: usize) -> serde_json::Value {
@@ -211,6 +214,7 @@ fn constraints(enabled_providers: &[&str]) -> Vec<(&'static str, &'static str, s
         json!({"pattern": "^[A-Za-z]{3}$", "description": "ISO 4217 code (case-insensitive)"});
     let code = json!({"pattern": r"^\s*[A-Za-z0-9_-]{3,32}\s*$"});
     let providers = json!({"enum": enabled_providers});
+    let description = json!({"pattern": DESCRIPTION});
     vec![
         ("RegisterRequest", "email", email.clone()),
         ("RegisterRequest", "password", password.clone()),
@@ -292,6 +296,21 @@ fn constraints(enabled_providers: &[&str]) -> Vec<(&'static str, &'static str, s
             json!({"minimum": 1, "maximum": 1440}),
         ),
         ("CourseSession", "title", text(120)),
+        ("SyllabusItem", "title", text(120)),
+        ("CourseInput", "description", description.clone()),
+        ("CoursePatch", "description", description.clone()),
+        ("ProductInput", "description", description.clone()),
+        ("ProductPatch", "description", description),
+        (
+            "CourseInput",
+            "syllabus",
+            json!({"maxItems": crate::domain::catalog::MAX_SYLLABUS}),
+        ),
+        (
+            "CoursePatch",
+            "syllabus",
+            json!({"maxItems": crate::domain::catalog::MAX_SYLLABUS}),
+        ),
         ("Exercise", "name", text(100)),
         (
             "AddItem",

@@ -147,7 +147,14 @@ fn course_entry(c: &Course) -> Entry {
         sells: Vec::new(),
         brand: None,
         attributes: Vec::new(),
-        body: String::new(),
+        body: c
+            .description
+            .as_ref()
+            .map(|d| d.plain_text())
+            .into_iter()
+            .chain(c.syllabus.iter().map(|p| p.title.clone()))
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 

@@ -269,3 +269,91 @@ async fn courses_are_created_listed_and_updated_by_their_trainer() {
     let (_, got) = app.get(&format!("/api/v1/courses/{id}"), None).await;
     assert_eq!(got["capacity"], 50);
 }
+
+/// #37: a course has a description (rendered and sanitized like a
+/// product's) and a syllabus; both are replaced by an edit, refused input
+/// changes nothing, and search finds a course by its syllabus' words.
+#[tokio::test]
+async fn a_course_has_a_description_and_a_syllabus_its_trainer_edits() {
+    let app = spawn_app_with(|s| {
+        crate::commerce::fast(s);
+        s.search_refresh_ms = 50;
+    })
+    .await;
+    let trainer = app.user("merchant").await;
+    let (status, course) = app
+        .post(
+            "/api/v1/courses",
+            Some(&trainer.access),
+            json!({"title": "Reformer basics", "kind": "pilates", "capacity": 12, "price": 0, "currency": "VND",
+                   "description": "For **beginners**.<iframe src=\"https://x.example\"></iframe>",
+                   "syllabus": [{"title": "Footwork", "minutes": 15}, {"title": "Hundred breathing"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let html = course["description"]["html"].as_str().unwrap();
+    assert!(
+        html.starts_with("<p>For <strong>beginners</strong>."),
+        "{html}"
+    );
+    assert!(!html.contains("<iframe"), "{html}");
+    assert_eq!(
+        course["syllabus"],
+        json!([{"title": "Footwork", "minutes": 15}, {"title": "Hundred breathing", "minutes": null}])
+    );
+    let id = course["id"].as_str().unwrap();
+    // Found by a word of its syllabus.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = app.get("/api/v1/search?q=footwork&type=course", None).await;
+        if page["total"] == 1 {
+            assert_eq!(page["items"][0]["id"], id);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for bad in [
+        json!({"syllabus": [{"title": "x", "minutes": 0}]}),
+        json!({"syllabus": [{"title": "  "}]}),
+        json!({"description": "x".repeat(10_001)}),
+    ] {
+        let (status, body) = app
+            .put(
+                &format!("/api/v1/courses/{id}"),
+                Some(&trainer.access),
+                bad.clone(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let (_, same) = app.get(&format!("/api/v1/courses/{id}"), None).await;
+    assert_eq!(
+        (&same["syllabus"], &same["description"]),
+        (&course["syllabus"], &course["description"])
+    );
+    // Someone else's edit is refused.
+    let other = app.user("merchant").await;
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/courses/{id}"),
+            Some(&other.access),
+            json!({"syllabus": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, edited) = app
+        .put(
+            &format!("/api/v1/courses/{id}"),
+            Some(&trainer.access),
+            json!({"description": "", "syllabus": [{"title": "Spine stretch", "minutes": 20}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["description"], Value::Null);
+    assert_eq!(
+        edited["syllabus"],
+        json!([{"title": "Spine stretch", "minutes": 20}])
+    );
+    assert_eq!(edited["title"], "Reformer basics");
+}

@@ -2825,6 +2825,7 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             currency: string;
+            description?: components["schemas"]["Description"] | null;
             id: string;
             is_free: boolean;
             kind: components["schemas"]["CourseKind"];
@@ -2836,6 +2837,8 @@ export interface components {
              */
             price: number;
             sessions: components["schemas"]["CourseSession"][];
+            /** @description Its parts in order. */
+            syllabus?: components["schemas"]["SyllabusItem"][];
             title: string;
             trainer_id: components["schemas"]["UserId"];
             /** Format: date-time */
@@ -2846,10 +2849,17 @@ export interface components {
             capacity: number;
             /** @description ISO 4217 code (case-insensitive) */
             currency: string;
+            /**
+             * @description In the Markdown subset of product descriptions (at most 10,000
+             *     characters).
+             */
+            description?: string | null;
             kind: components["schemas"]["CourseKind"];
             /** Format: int64 */
             price: number;
             sessions?: components["schemas"]["CourseSession"][];
+            /** @description At most 50 parts. */
+            syllabus?: components["schemas"]["SyllabusItem"][];
             title: string;
         };
         /** @enum {string} */
@@ -2863,10 +2873,14 @@ export interface components {
             capacity?: number | null;
             /** @description ISO 4217 code (case-insensitive) */
             currency?: string | null;
+            /** @description Replaces the description; `""` removes it. */
+            description?: string | null;
             kind?: components["schemas"]["CourseKind"] | null;
             /** Format: int64 */
             price?: number | null;
             sessions?: components["schemas"]["CourseSession"][] | null;
+            /** @description Replaces the syllabus (`[]` empties it). */
+            syllabus?: components["schemas"]["SyllabusItem"][] | null;
             title?: string | null;
         };
         /** @description A course's seats: the same counters `queue:{id}` publishes live. */
@@ -4003,6 +4017,16 @@ export interface components {
             /** Format: date-time */
             at: string;
             reason: string;
+        };
+        /** @description One part of a course's syllabus. */
+        SyllabusItem: {
+            /**
+             * Format: int32
+             * @description How long it takes, if said (1 to 1440).
+             */
+            minutes?: number | null;
+            /** @description 1 to 120 characters. */
+            title: string;
         };
         TimelineEntry: {
             actor_id?: string | null;
