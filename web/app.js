@@ -448,6 +448,8 @@ function drawCart(cart) {
   const items = cart.items || [];
   el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td><td>${money(l.unit_price, l.currency)}${l.list_price ? ` <del aria-label="was">${money(l.list_price, l.currency)}</del>` : ""}</td></tr>`).join("")}</table>
     ${cart.coupon_problem ? `<p class="error">Coupon ${esc(cart.coupon)}: ${esc(cart.coupon_problem.message)}</p>` : ""}
+    ${(cart.shops || []).filter((q) => q.shipping_problem).map((q) => `<p class="error">${esc(q.shipping_problem.message)}</p>`).join("")}
+    ${cart.address_id ? `<p class="muted">Shipping ${money(cart.totals?.shipping_fee, cart.currency)} · tax ${money(cart.totals?.tax, cart.currency)}${cart.totals?.discount ? ` · discount −${money(cart.totals.discount, cart.currency)}` : ""}</p>` : ""}
     <p>Total <span class="price">${money(cart.totals?.total, cart.currency)}</span></p>
     <fieldset><legend>Payment</legend>
       <label><input type="radio" name="pay" value="sandbox" checked> Pay online</label>

@@ -45,14 +45,32 @@ pub struct ShopQuote {
     pub shop_id: crate::domain::ids::ShopId,
     pub distance_km: Option<f64>,
     pub totals: Totals,
+    /// Why this shop's shipping is not in its totals: the address is
+    /// beyond the delivery area (`out_of_delivery_area`, what checking
+    /// out to it would answer). Absent when shipping is quoted.
+    pub shipping_problem: Option<CouponProblem>,
+}
+
+/// What a quote does with an address beyond a shop's delivery area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Area {
+    /// Refuses (409 `out_of_delivery_area`): a checkout, an explicit total.
+    Refuse,
+    /// Quotes that shop without shipping and says why (`shipping_problem`):
+    /// the cart as it is shown.
+    Note,
 }
 
 /// A cart with current prices; with an address, shipping is included.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CartView {
     pub items: Vec<CartLine>,
+    /// The address shipping is quoted to: the one asked for, else the
+    /// owner's default; `null`: none, so no shipping is quoted.
+    pub address_id: Option<String>,
     pub coupon: Option<String>,
-    /// Why the applied coupon gives nothing now (paused, expired, used
+    /// Why something is left out of a cart's totals: the applied coupon, or a
+    /// shop's shipping. Why the applied coupon gives nothing now (paused, expired, used
     /// up, deleted, below its minimum spend): the totals leave it out, and
     /// checking out with it is refused with that code until it is removed.
     pub coupon_problem: Option<CouponProblem>,
@@ -192,6 +210,7 @@ impl Carts {
         lines: &[Line],
         coupon: Option<&str>,
         address: Option<&Address>,
+        area: Area,
     ) -> Result<(Vec<ShopQuote>, Vec<(Shop, Vec<Line>)>, u64), ServiceError> {
         let mut by_shop: BTreeMap<String, Vec<Line>> = BTreeMap::new();
         for l in lines {
@@ -227,17 +246,27 @@ impl Carts {
                 }
                 _ => 0,
             };
+            let mut shipping_problem = None;
             let (km, fee) = match address {
                 Some(a) => {
-                    let (km, fee) = self.commerce.ship(
-                        &shop,
-                        GeoPoint {
-                            lat: a.lat,
-                            lng: a.lng,
-                        },
-                        total_weight(&lines)?,
-                    )?;
-                    (Some(km), fee)
+                    let to = GeoPoint {
+                        lat: a.lat,
+                        lng: a.lng,
+                    };
+                    match self.commerce.ship(&shop, to, total_weight(&lines)?) {
+                        Ok((km, fee)) => (Some(km), fee),
+                        Err(ServiceError::Domain(DomainError::Conflict { code, message }))
+                            if area == Area::Note && code == "out_of_delivery_area" =>
+                        {
+                            shipping_problem = Some(CouponProblem {
+                                code: code.to_owned(),
+                                message,
+                            });
+                            let km = crate::domain::pricing::haversine_km(shop.location, to);
+                            (Some(km), 0)
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 None => (None, 0),
             };
@@ -245,6 +274,7 @@ impl Carts {
                 shop_id: shop_id.clone().into(),
                 distance_km: km,
                 totals: totals(sub, discount, fee, self.commerce.tax_bps)?,
+                shipping_problem,
             });
             groups.push((shop, lines));
         }
@@ -260,6 +290,7 @@ impl Carts {
         user_id: &str,
         cart: &CartState,
         address: Option<&Address>,
+        area: Area,
     ) -> Result<CartView, ServiceError> {
         let priced = self.lines_of(&cart.items).await?;
         let currency = priced.lines.first().map(|l| l.currency.clone());
@@ -271,13 +302,13 @@ impl Carts {
             .cloned()
             .collect();
         let (shops, coupon_problem) = match self
-            .quote(user_id, &quoted, cart.coupon.as_deref(), address)
+            .quote(user_id, &quoted, cart.coupon.as_deref(), address, area)
             .await
         {
             Ok((shops, _, _)) => (shops, None),
             Err(e) => match coupon_refusal(&e) {
                 Some(problem) => {
-                    let (shops, _, _) = self.quote(user_id, &quoted, None, address).await?;
+                    let (shops, _, _) = self.quote(user_id, &quoted, None, address, area).await?;
                     (shops, Some(problem))
                 }
                 None => return Err(e),
@@ -298,6 +329,7 @@ impl Carts {
             .fold(Totals::default(), |acc, s| acc + s.totals);
         Ok(CartView {
             items,
+            address_id: address.map(|a| a.id.clone()),
             coupon: cart.coupon.clone(),
             coupon_problem,
             currency,
@@ -308,7 +340,15 @@ impl Carts {
 
     pub async fn get_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
         let cart = self.carts.send(user_id, CartCommand::Get).await?;
-        self.view(user_id, &cart, None).await
+        self.shown(user_id, &cart).await
+    }
+
+    /// The cart as every cart operation answers it: shipping quoted to the
+    /// owner's default address (if any), a shop beyond its delivery area
+    /// quoted without it and saying so.
+    async fn shown(&self, user_id: &str, cart: &CartState) -> Result<CartView, ServiceError> {
+        let address = self.profiles.address(user_id, None).await?;
+        self.view(user_id, cart, address.as_ref(), Area::Note).await
     }
 
     pub async fn cart_total(
@@ -318,7 +358,8 @@ impl Carts {
     ) -> Result<CartView, ServiceError> {
         let address = self.profiles.address(user_id, address_id).await?;
         let cart = self.carts.send(user_id, CartCommand::Get).await?;
-        self.view(user_id, &cart, address.as_ref()).await
+        self.view(user_id, &cart, address.as_ref(), Area::Refuse)
+            .await
     }
 
     /// Sets or adds to a product's quantity, checked against the product's
@@ -398,7 +439,7 @@ impl Carts {
                 },
             )
             .await?;
-        self.view(user_id, &cart, None).await
+        self.shown(user_id, &cart).await
     }
 
     pub async fn remove_cart_item(
@@ -415,7 +456,7 @@ impl Carts {
                 },
             )
             .await?;
-        self.view(user_id, &cart, None).await
+        self.shown(user_id, &cart).await
     }
 
     /// "Buy again": `order`'s lines back in its customer's cart at today's
@@ -471,7 +512,7 @@ impl Carts {
 
     pub async fn clear_cart(&self, user_id: &str) -> Result<CartView, ServiceError> {
         let cart = self.carts.send(user_id, CartCommand::Clear).await?;
-        self.view(user_id, &cart, None).await
+        self.shown(user_id, &cart).await
     }
 
     pub async fn apply_coupon(&self, user_id: &str, code: &str) -> Result<CartView, ServiceError> {
@@ -508,12 +549,12 @@ impl Carts {
             .carts
             .send(user_id, CartCommand::ApplyCoupon { code })
             .await?;
-        self.view(user_id, &cart, None).await
+        self.shown(user_id, &cart).await
     }
 
     pub async fn remove_coupon(&self, user_id: &str) -> Result<CartView, ServiceError> {
         let cart = self.carts.send(user_id, CartCommand::RemoveCoupon).await?;
-        self.view(user_id, &cart, None).await
+        self.shown(user_id, &cart).await
     }
 
     pub async fn save_cart(&self, user_id: &str) -> Result<SavedCart, ServiceError> {
@@ -538,7 +579,7 @@ impl Carts {
             .carts
             .send(user_id, CartCommand::Restore { id: id.to_owned() })
             .await?;
-        self.view(user_id, &cart, None).await
+        self.shown(user_id, &cart).await
     }
 
     /// The shipping fee from a shop to `to`, else to `user_id`'s address

@@ -247,7 +247,13 @@ impl Checkouts {
         let priced = self.cart.price(items).await?;
         let (quotes, groups, _) = self
             .cart
-            .quote(&caller.user_id, &priced.lines, coupon, Some(address))
+            .quote(
+                &caller.user_id,
+                &priced.lines,
+                coupon,
+                Some(address),
+                super::cart::Area::Refuse,
+            )
             .await?;
         let now = Utc::now();
         let mut planned = Vec::new();

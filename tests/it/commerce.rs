@@ -1714,3 +1714,88 @@ async fn order_history_filters_by_status_and_time() {
         StatusCode::BAD_REQUEST
     );
 }
+
+/// #37: the cart shows shipping per shop before checkout, quoted to the
+/// owner's default address; a shop beyond its delivery area is quoted
+/// without shipping and says why (`out_of_delivery_area`, what checking out
+/// there answers) instead of the whole cart answering 409.
+#[tokio::test]
+async fn the_cart_quotes_shipping_per_shop_to_the_default_address() {
+    let app = spawn_app_with(fast).await;
+    let (_, _, near) = shop_with_product(&app, 100_000, 10).await;
+    // A second shop in Ho Chi Minh City, about 1,100 km from Hanoi.
+    let m = app.user("merchant").await;
+    let (_, far_shop) = app
+        .post(
+            "/api/v1/shops",
+            Some(&m.access),
+            json!({"name": "Saigon Shop", "location": {"lat": 10.78, "lng": 106.7}, "address": "1 Le Loi"}),
+        )
+        .await;
+    let far_shop = far_shop["id"].as_str().unwrap().to_owned();
+    let (status, far) = app
+        .post(
+            &format!("/api/v1/shops/{far_shop}/products"),
+            Some(&m.access),
+            product_body("Ao dai", "fashion", 50_000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let far = far["id"].as_str().unwrap().to_owned();
+
+    // Without an address nothing is quoted for shipping.
+    let c = app.user("customer").await;
+    let cart = add(&app, &c, &near, 1).await;
+    assert_eq!(cart["address_id"], Value::Null);
+    assert_eq!(cart["totals"]["shipping_fee"], 0, "{cart}");
+    // With a default address every cart answer quotes it.
+    let (status, home) = app
+        .post("/api/v1/users/addresses", Some(&c.access), json!({"label": "home", "line1": "5 Hang Gai", "city": "Hanoi", "lat": 21.045, "lng": 105.85}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+    assert_eq!(cart["address_id"], home["id"]);
+    let shipping = cart["shops"][0]["totals"]["shipping_fee"].as_u64().unwrap();
+    assert!(shipping > 0, "{cart}");
+    assert_eq!(cart["shops"][0]["shipping_problem"], Value::Null);
+    // Exactly what the explicit total and the checkout charge.
+    let (_, total) = app
+        .get("/api/v1/cart/calculate-total", Some(&c.access))
+        .await;
+    assert_eq!(total["totals"], cart["totals"]);
+
+    // A shop beyond the area: its line is quoted without shipping, with
+    // the reason, and the near shop's quote is unchanged.
+    let cart = add(&app, &c, &far, 1).await;
+    let shops = cart["shops"].as_array().unwrap();
+    let quote = |id: &str| shops.iter().find(|s| s["shop_id"] == id).unwrap().clone();
+    let far_quote = quote(&far_shop);
+    assert_eq!(
+        far_quote["shipping_problem"]["code"], "out_of_delivery_area",
+        "{cart}"
+    );
+    assert_eq!(far_quote["totals"]["shipping_fee"], 0);
+    assert!(far_quote["distance_km"].as_f64().unwrap() > 1_000.0);
+    assert_eq!(cart["totals"]["shipping_fee"].as_u64(), Some(shipping));
+    // The explicit total and the checkout refuse it, as before.
+    let (status, body) = app
+        .get("/api/v1/cart/calculate-total", Some(&c.access))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "out_of_delivery_area")
+    );
+    let (status, body) = checkout(&app, &c, home["id"].as_str().unwrap(), "cod", None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "out_of_delivery_area")
+    );
+    // Removing it leaves a cart that checks out at the quoted total.
+    let (status, cart) = app
+        .delete(&format!("/api/v1/cart/items/{far}"), Some(&c.access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    let (status, placed) = checkout(&app, &c, home["id"].as_str().unwrap(), "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["orders"][0]["totals"], cart["totals"], "{placed}");
+}

@@ -2526,6 +2526,11 @@ export interface components {
         };
         /** @description A cart with current prices; with an address, shipping is included. */
         CartView: {
+            /**
+             * @description The address shipping is quoted to: the one asked for, else the
+             *     owner's default; `null`: none, so no shipping is quoted.
+             */
+            address_id?: string | null;
             coupon?: string | null;
             coupon_problem?: components["schemas"]["CouponProblem"] | null;
             currency?: string | null;
@@ -3970,6 +3975,7 @@ export interface components {
         ShopQuote: {
             /** Format: double */
             distance_km?: number | null;
+            shipping_problem?: components["schemas"]["CouponProblem"] | null;
             shop_id: components["schemas"]["ShopId"];
             totals: components["schemas"]["Totals"];
         };
