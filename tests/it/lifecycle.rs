@@ -108,9 +108,13 @@ pub(crate) fn serve_child(
         .unwrap()
 }
 
+/// Waits until `base` answers `/healthz`. The bound catches a server that
+/// never comes up, not a slow one: a debug build starting on the CQL
+/// emulator took over 30 s once with both cores busy with two test runs
+/// (3 s alone).
 pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
+    while started.elapsed() < Duration::from_secs(120) {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
             if r.status().is_success() {
                 return;
