@@ -48,7 +48,7 @@ pub struct ShopQuote {
     /// Why this shop's shipping is not in its totals: the address is
     /// beyond the delivery area (`out_of_delivery_area`, what checking
     /// out to it would answer). Absent when shipping is quoted.
-    pub shipping_problem: Option<CouponProblem>,
+    pub shipping_problem: Option<LeftOut>,
 }
 
 /// What a quote does with an address beyond a shop's delivery area.
@@ -69,11 +69,10 @@ pub struct CartView {
     /// owner's default; `null`: none, so no shipping is quoted.
     pub address_id: Option<String>,
     pub coupon: Option<String>,
-    /// Why something is left out of a cart's totals: the applied coupon, or a
-    /// shop's shipping. Why the applied coupon gives nothing now (paused, expired, used
+    /// Why the applied coupon gives nothing now (paused, expired, used
     /// up, deleted, below its minimum spend): the totals leave it out, and
     /// checking out with it is refused with that code until it is removed.
-    pub coupon_problem: Option<CouponProblem>,
+    pub coupon_problem: Option<LeftOut>,
     pub currency: Option<String>,
     /// One entry per shop (each becomes one order at checkout).
     pub shops: Vec<ShopQuote>,
@@ -105,27 +104,29 @@ pub struct NotBoughtAgain {
     pub message: String,
 }
 
+/// Why something is left out of a cart's totals (the applied coupon, or a
+/// shop's shipping), by the code checking out would answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CouponProblem {
-    /// The error code checkout would answer (`coupon_paused`, …, or
-    /// `not_found`).
+pub struct LeftOut {
+    /// The error code checkout would answer (`coupon_paused`, …,
+    /// `not_found`; `out_of_delivery_area`).
     pub code: String,
     pub message: String,
 }
 
 /// Whether `e` is the coupon's own refusal (not a product's, not the
 /// store's): the cart is still shown, without it.
-fn coupon_refusal(e: &ServiceError) -> Option<CouponProblem> {
+fn coupon_refusal(e: &ServiceError) -> Option<LeftOut> {
     match e {
         ServiceError::Domain(DomainError::Conflict { code, message })
             if code.starts_with("coupon_") =>
         {
-            Some(CouponProblem {
+            Some(LeftOut {
                 code: (*code).to_owned(),
                 message: message.clone(),
             })
         }
-        ServiceError::Domain(DomainError::NotFound("coupon")) => Some(CouponProblem {
+        ServiceError::Domain(DomainError::NotFound("coupon")) => Some(LeftOut {
             code: "not_found".into(),
             message: "this coupon no longer exists".into(),
         }),
@@ -258,7 +259,7 @@ impl Carts {
                         Err(ServiceError::Domain(DomainError::Conflict { code, message }))
                             if area == Area::Note && code == "out_of_delivery_area" =>
                         {
-                            shipping_problem = Some(CouponProblem {
+                            shipping_problem = Some(LeftOut {
                                 code: code.to_owned(),
                                 message,
                             });

@@ -2532,7 +2532,7 @@ export interface components {
              */
             address_id?: string | null;
             coupon?: string | null;
-            coupon_problem?: components["schemas"]["CouponProblem"] | null;
+            coupon_problem?: components["schemas"]["LeftOut"] | null;
             currency?: string | null;
             items: components["schemas"]["CartLine"][];
             /** @description One entry per shop (each becomes one order at checkout). */
@@ -2777,14 +2777,6 @@ export interface components {
             per_user_limit?: number | null;
             /** Format: int64 */
             value?: number | null;
-        };
-        CouponProblem: {
-            /**
-             * @description The error code checkout would answer (`coupon_paused`, …, or
-             *     `not_found`).
-             */
-            code: string;
-            message: string;
         };
         /**
          * @description Where a coupon stands now.
@@ -3154,6 +3146,18 @@ export interface components {
          * @enum {string}
          */
         Kind: "product" | "shop" | "course";
+        /**
+         * @description Why something is left out of a cart's totals (the applied coupon, or a
+         *     shop's shipping), by the code checking out would answer.
+         */
+        LeftOut: {
+            /**
+             * @description The error code checkout would answer (`coupon_paused`, …,
+             *     `not_found`; `out_of_delivery_area`).
+             */
+            code: string;
+            message: string;
+        };
         /** @description One priced line of a cart or order. */
         Line: {
             currency: string;
@@ -3975,7 +3979,7 @@ export interface components {
         ShopQuote: {
             /** Format: double */
             distance_km?: number | null;
-            shipping_problem?: components["schemas"]["CouponProblem"] | null;
+            shipping_problem?: components["schemas"]["LeftOut"] | null;
             shop_id: components["schemas"]["ShopId"];
             totals: components["schemas"]["Totals"];
         };
