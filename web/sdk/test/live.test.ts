@@ -27,7 +27,15 @@ test("register, sign in and read the profile through the typed client", async ()
   const dir = mkdtempSync(join(tmpdir(), "surge-sdk-"));
   const port = await freePort();
   const server = spawn(bin, ["serve", "--addr", `127.0.0.1:${port}`, "--data-dir", dir], {
-    env: { ...process.env, SURGE_LOG: "error", SURGE_HASH_MEMORY_KIB: "8", SURGE_HASH_ITERATIONS: "1" },
+    // The metrics listener on a free port too: its default (9464) may be
+    // taken by another Surge on this machine.
+    env: {
+      ...process.env,
+      SURGE_LOG: "error",
+      SURGE_HASH_MEMORY_KIB: "8",
+      SURGE_HASH_ITERATIONS: "1",
+      SURGE_METRICS_ADDR: "127.0.0.1:0",
+    },
     stdio: ["ignore", "inherit", "inherit"],
   });
   try {
