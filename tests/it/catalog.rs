@@ -275,11 +275,7 @@ async fn courses_are_created_listed_and_updated_by_their_trainer() {
 /// changes nothing, and search finds a course by its syllabus' words.
 #[tokio::test]
 async fn a_course_has_a_description_and_a_syllabus_its_trainer_edits() {
-    let app = spawn_app_with(|s| {
-        crate::commerce::fast(s);
-        s.search_refresh_ms = 50;
-    })
-    .await;
+    let app = spawn_app_with(crate::search::fast).await;
     let trainer = app.user("merchant").await;
     let (status, course) = app
         .post(

@@ -264,6 +264,19 @@ impl Procs {
         crate::nodes::wait_placed_over(&self.pg, SHARDS, names).await
     }
 
+    /// Node `i`'s `/metrics` exposition.
+    async fn metrics(&self, i: usize) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base(i)))
+            .bearer_auth(crate::helpers::METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The node owning `stream` now.
     async fn owner_of(&self, stream: &str) -> usize {
         crate::nodes::owner_index(&self.pg, SHARDS, stream).await
@@ -1006,16 +1019,7 @@ async fn an_event_whose_publish_failed_reaches_the_watcher_once_redis_is_back_or
     update("Last").await;
     procs.nodes[owner].kill();
     expect(&mut ws, "Last", Duration::from_millis(TTL_MS * 5)).await;
-    let text = procs
-        .client
-        .get(format!("{}/metrics", procs.base(watcher)))
-        .bearer_auth(crate::helpers::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = procs.metrics(watcher).await;
     assert_eq!(
         metric_value(&text, "surge_cluster_members_departed_total"),
         1.0,
@@ -1052,16 +1056,7 @@ async fn a_paused_owner_past_its_lease_is_fenced_when_it_wakes() {
     let (procs, owner) = owner_away_for_a_while(|n| n.signal("-STOP"), |n| n.signal("-CONT")).await;
     // The zombie woke with leases it no longer holds: it dropped them (its
     // own clock, or the store refusing its appends) and took part again.
-    let text = procs
-        .client
-        .get(format!("{}/metrics", procs.nodes[owner].base()))
-        .bearer_auth(crate::helpers::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = procs.metrics(owner).await;
     assert!(
         metric_value(&text, "surge_cluster_leases_lost_total") >= 1.0,
         "{text}"

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn fast(s: &mut surge::config::Settings) {
+pub(crate) fn fast(s: &mut surge::config::Settings) {
     crate::commerce::fast(s);
     s.search_refresh_ms = 50;
 }
