@@ -6,11 +6,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use tantivy::columnar::StrColumn;
-use tantivy::SegmentOrdinal;
+use tantivy::{DocId, Score, SegmentOrdinal};
 use utoipa::ToSchema;
 
 use super::index::{err, IndexError, SearchIndex};
-use super::query::Row;
 
 /// Upper bounds of the price facet's buckets (minor units); the last
 /// bucket is open.
@@ -57,6 +56,21 @@ pub struct Facets {
     /// Products by attribute value, per attribute (at most 20 attributes,
     /// those on most matches first; at most 20 values each).
     pub attributes: Vec<AttributeFacet>,
+}
+
+/// One match, as read from the fast fields (for the facets and the
+/// sorts).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Row {
+    pub(super) seg: SegmentOrdinal,
+    pub(super) doc: DocId,
+    pub(super) score: Score,
+    pub(super) price: Option<u64>,
+    pub(super) rating: f64,
+    pub(super) popularity: u64,
+    pub(super) created: i64,
+    pub(super) distance_km: Option<f64>,
+    pub(super) category: Option<u64>,
 }
 
 impl SearchIndex {

@@ -21,7 +21,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
 use utoipa::ToSchema;
 
-use super::facets::Facets;
+use super::facets::{Facets, Row};
 use super::index::{err, Hit, IndexError, Kind, SearchIndex};
 use super::text;
 use crate::domain::pricing::haversine_km;
@@ -79,20 +79,6 @@ pub struct Results {
     pub total: u64,
     pub hits: Vec<Hit>,
     pub facets: Facets,
-}
-
-/// One match, as read from the fast fields.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Row {
-    pub(super) seg: SegmentOrdinal,
-    pub(super) doc: DocId,
-    score: Score,
-    pub(super) price: Option<u64>,
-    pub(super) rating: f64,
-    popularity: u64,
-    created: i64,
-    distance_km: Option<f64>,
-    pub(super) category: Option<u64>,
 }
 
 /// Collects every match with what the facets and sorts need.
