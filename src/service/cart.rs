@@ -371,6 +371,17 @@ impl Carts {
         product_id: &str,
         change: QuantityChange,
     ) -> Result<CartView, ServiceError> {
+        let cart = self.set_item(user_id, product_id, change).await?;
+        self.shown(user_id, &cart).await
+    }
+
+    /// `put_cart_item`'s checks and change, without rendering the cart.
+    async fn set_item(
+        &self,
+        user_id: &str,
+        product_id: &str,
+        change: QuantityChange,
+    ) -> Result<CartState, ServiceError> {
         let (quantity, add) = match change {
             QuantityChange::Add(q) => (q, true),
             QuantityChange::Set(q) => (q, false),
@@ -403,7 +414,10 @@ impl Carts {
             return Err(DomainError::invalid("quantity", "quantity must be at least 1").into());
         }
         if wanted == 0 {
-            return self.remove_cart_item(user_id, product_id).await;
+            let remove = CartCommand::RemoveItem {
+                product_id: product_id.into(),
+            };
+            return Ok(self.carts.send(user_id, remove).await?);
         }
         let others = cart.items.iter().filter(|i| i.product_id != product_id);
         let others: Vec<CartItem> = others.cloned().collect();
@@ -430,7 +444,7 @@ impl Carts {
             )
             .into());
         }
-        let cart = self
+        Ok(self
             .carts
             .send(
                 user_id,
@@ -439,8 +453,7 @@ impl Carts {
                     quantity: wanted,
                 },
             )
-            .await?;
-        self.shown(user_id, &cart).await
+            .await?)
     }
 
     pub async fn remove_cart_item(
@@ -487,7 +500,7 @@ impl Carts {
             let wanted = held.max(line.quantity);
             let change = QuantityChange::Set(wanted);
             match self
-                .put_cart_item(&caller.user_id, &line.product_id, change)
+                .set_item(&caller.user_id, &line.product_id, change)
                 .await
             {
                 Ok(_) => added.push(BoughtAgain {
