@@ -237,6 +237,7 @@ const routes = [
   [/^#\/shop$/, shopView],
   [/^#\/orders$/, ordersView],
   [/^#\/orders\/([\w-]+)$/, orderView],
+  [/^#\/checkouts\/([\w-]+)$/, checkoutView],
   [/^#\/products\/([\w-]+)$/, productView],
   [/^#\/shops\/([\w-]+)$/, shopPage],
   [/^#\/admin$/, adminView],
@@ -446,7 +447,10 @@ function watchQueues() {
 function drawCart(cart) {
   const el = $("#cart");
   const items = cart.items || [];
-  el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td><td>${money(l.unit_price, l.currency)}${l.list_price ? ` <del aria-label="was">${money(l.list_price, l.currency)}</del>` : ""}</td></tr>`).join("")}</table>
+  // Each line's part of the discount, as the one pricing function shared it.
+  const priced = new Map((cart.shops || []).flatMap((q) => q.lines || []).map((p) => [p.product_id, p]));
+  const off = (l) => { const p = priced.get(l.product_id); return p?.discount ? `<div class="muted">coupon −${money(p.discount, l.currency)}</div>` : ""; };
+  el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td><td>${money(l.unit_price, l.currency)}${l.list_price ? ` <del aria-label="was">${money(l.list_price, l.currency)}</del>` : ""}${off(l)}</td></tr>`).join("")}</table>
     ${cart.coupon_problem ? `<p class="error">Coupon ${esc(cart.coupon)}: ${esc(cart.coupon_problem.message)}</p>` : ""}
     ${(cart.shops || []).filter((q) => q.shipping_problem).map((q) => `<p class="error">${esc(q.shipping_problem.message)}</p>`).join("")}
     ${cart.address_id ? `<p class="muted">Shipping ${money(cart.totals?.shipping_fee, cart.currency)} · tax ${money(cart.totals?.tax, cart.currency)}${cart.totals?.discount ? ` · discount −${money(cart.totals.discount, cart.currency)}` : ""}</p>` : ""}
@@ -484,8 +488,9 @@ function drawCart(cart) {
       const body = { address_id: address, payment_method: method };
       const placed = await api("POST", "/api/v1/orders", body, false, { "idempotency-key": keyFor(body) });
       const order = placed.orders[0];
-      // The sandbox gateway's hosted page; paying there returns to the order.
-      location.href = order.payment?.checkout_url || `#/orders/${order.id}`;
+      // One payment for every shop's order: the gateway's hosted page,
+      // which returns to the order once paid.
+      location.href = placed.payment?.checkout_url || `#/orders/${order.id}`;
     } catch (e) { $("#cerr").textContent = e.message; btn.disabled = false; }
   };
 }
@@ -495,6 +500,36 @@ async function ordersView() {
   view().innerHTML = `<h1>My orders</h1><div class="card"><table><tr><th>Order</th><th>Placed</th><th>Status</th><th>Total</th></tr>
     ${page.items.map((o) => `<tr><td><a href="#/orders/${o.id}">${o.id.slice(0, 8)}…</a></td><td>${when(o.created_at)}</td>
     <td class="status">${esc(o.status.replaceAll("_", " "))}</td><td>${money(o.totals?.total, o.currency)}</td></tr>`).join("")}</table></div>`;
+}
+
+// An unpaid online order: its checkout's payment (every shop's order of
+// that checkout) can be paid again until the deadline.
+function payAgain(o) {
+  const box = $("#pay");
+  const s = o.payment?.session;
+  if (!box || !s || o.status !== "pending_payment" || o.customer_id !== auth.me?.id) { if (box) box.innerHTML = ""; return; }
+  const declined = o.payment.status === "declined";
+  const shops = s.orders.length > 1 ? ` for ${s.orders.length} shops' orders` : "";
+  box.innerHTML = `<p class="${declined ? "error" : "muted"}">${declined ? "Your payment was declined." : "Waiting for your payment."}
+    Pay ${money(s.total, o.payment.currency)}${shops} by ${when(o.payment_deadline)}.</p>
+    <p><button id="pay-again">${declined ? "Try again" : "Pay now"}</button></p>`;
+  $("#pay-again").onclick = async (ev) => {
+    ev.target.disabled = true;
+    try {
+      const p = await api("POST", `/api/v1/checkouts/${encodeURIComponent(s.id)}/pay`);
+      location.href = p.checkout_url;
+    } catch (e) { box.insertAdjacentHTML("beforeend", `<p class="error">${esc(e.message)}</p>`); ev.target.disabled = false; }
+  };
+}
+
+// Back from the payment page: one shop's order opens at once; a checkout
+// over several shops lists its orders, paid once.
+async function checkoutView(id) {
+  const p = await api("GET", `/api/v1/checkouts/${encodeURIComponent(id)}`);
+  if (p.orders.length === 1) { location.replace(`#/orders/${p.orders[0]}`); return; }
+  view().innerHTML = `<h1>Your checkout</h1><div class="card">
+    <p>Payment: <span class="status">${esc(p.status.replaceAll("_", " "))}</span> · ${money(p.amount, p.currency)} for ${p.orders.length} shops</p>
+    <ul>${p.orders.map((o) => `<li><a href="#/orders/${esc(o)}">Order ${esc(o.slice(0, 8))}…</a></li>`).join("")}</ul></div>`;
 }
 
 async function orderView(id) {
@@ -507,6 +542,7 @@ async function orderView(id) {
       <div class="muted">Arriving in</div><div class="eta" id="eta">—</div>
       <div class="muted" id="distance"></div>
       <h2>Timeline</h2><ul class="timeline" id="timeline"></ul>
+      <div id="pay" aria-live="polite"></div>
       <div id="review"></div>
       ${o.customer_id === auth.me?.id ? `<p><button id="again">Buy again</button></p><p class="muted" id="again-note" aria-live="polite"></p>` : ""}
     </aside></div>`;
@@ -527,6 +563,7 @@ async function orderView(id) {
     tl.innerHTML = "";
     for (const t of o.timeline || []) addStep(t.event || t.status, t.at, t.by);
     reviewForms(o);
+    payAgain(o);
   };
   draw(o);
   const topic = `order:${id}`;
@@ -543,6 +580,9 @@ async function orderView(id) {
       $("#status").textContent = d.status.replaceAll("_", " ");
       addStep(d.status, d.at, d.by);
       if (d.status === "delivered") api("GET", `/api/v1/orders/${id}`).then(reviewForms, () => {});
+      if (d.status !== "pending_payment") $("#pay").innerHTML = "";
+    } else if (d.kind === "payment_declined" || d.kind === "payment_reopened") {
+      api("GET", `/api/v1/orders/${id}`).then(payAgain, () => {});
     } else if (d.kind === "shipper_assigned") {
       addStep("shipper assigned", d.at);
     } else if (d.kind === "arriving") {

@@ -27,6 +27,12 @@ pub struct SandboxPayment {
     pub currency: String,
     pub status: SandboxStatus,
     pub updated_at: DateTime<Utc>,
+    /// Refunded so far (a checkout's payment is refunded order by order).
+    #[serde(default)]
+    pub refunded: u64,
+    /// The keys of the refunds made (one per order): a repeated one is a no-op.
+    #[serde(default)]
+    pub refunds: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,15 +45,30 @@ pub enum SandboxEvent {
         status: SandboxStatus,
         at: DateTime<Utc>,
     },
+    /// `amount` of the payment went back under refund `key`.
+    RefundedPart {
+        key: String,
+        amount: u64,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SandboxCommand {
-    Create { amount: u64, currency: String },
+    Create {
+        amount: u64,
+        currency: String,
+    },
     Get,
     Pay,
     Fail,
-    Refund,
+    /// Refunds `amount` more under `key` (once per key).
+    Refund {
+        amount: u64,
+        key: String,
+    },
+    /// Closes an unpaid payment (`Fail` without a webhook); refused once paid.
+    Cancel,
 }
 
 impl Entity for SandboxPaymentEntity {
@@ -90,13 +111,37 @@ impl Entity for SandboxPaymentEntity {
                         currency,
                         status: SandboxStatus::Pending,
                         updated_at: ctx.now,
+                        refunded: 0,
+                        refunds: Vec::new(),
                     },
                 }],
             },
             SandboxCommand::Get => vec![],
             SandboxCommand::Pay => change(SandboxStatus::Paid, &[SandboxStatus::Pending])?,
             SandboxCommand::Fail => change(SandboxStatus::Failed, &[SandboxStatus::Pending])?,
-            SandboxCommand::Refund => change(SandboxStatus::Refunded, &[SandboxStatus::Paid])?,
+            SandboxCommand::Cancel => change(SandboxStatus::Failed, &[SandboxStatus::Pending])?,
+            SandboxCommand::Refund { amount, key } => {
+                let p = state.as_ref().ok_or(DomainError::NotFound("payment"))?;
+                if p.refunds.contains(&key) {
+                    vec![]
+                } else if p.status != SandboxStatus::Paid {
+                    change(SandboxStatus::Refunded, &[SandboxStatus::Paid])?
+                } else if amount == 0 || p.refunded + amount > p.amount {
+                    return Err(DomainError::conflict(
+                        "refund_exceeds_payment",
+                        format!(
+                            "{amount} more would refund more than the {} paid ({} refunded)",
+                            p.amount, p.refunded
+                        ),
+                    ));
+                } else {
+                    vec![SandboxEvent::RefundedPart {
+                        key,
+                        amount,
+                        at: ctx.now,
+                    }]
+                }
+            }
         };
         let next = Self::evolve(state, &events).ok_or(DomainError::NotFound("payment"))?;
         Ok((events, next))
@@ -108,6 +153,16 @@ impl Entity for SandboxPaymentEntity {
             SandboxEvent::StatusChanged { status, at } => {
                 if let Some(p) = state.as_mut() {
                     p.status = *status;
+                    p.updated_at = *at;
+                }
+            }
+            SandboxEvent::RefundedPart { key, amount, at } => {
+                if let Some(p) = state.as_mut() {
+                    p.refunded += amount;
+                    p.refunds.push(key.clone());
+                    if p.refunded >= p.amount {
+                        p.status = SandboxStatus::Refunded;
+                    }
                     p.updated_at = *at;
                 }
             }

@@ -247,9 +247,12 @@ pub(crate) mod tests {
                 merchant_id: "merch".into(),
                 lines: vec![],
                 coupon: None,
-                totals: Totals {
-                    total: 1000,
-                    ..Totals::default()
+                priced: crate::domain::pricing::Priced {
+                    totals: Totals {
+                        total: 1000,
+                        ..Totals::default()
+                    },
+                    lines: vec![],
                 },
                 address: Address {
                     id: "a".into(),
@@ -271,6 +274,7 @@ pub(crate) mod tests {
                     reference: "p".into(),
                     paid_at: None,
                     refund_reference: None,
+                    session: None,
                 },
                 payment_deadline: None,
                 return_window_secs: 0,

@@ -220,7 +220,7 @@ pub struct Totals {
     pub total: u64,
 }
 
-pub fn totals(
+fn totals(
     subtotal: u64,
     discount: u64,
     shipping_fee: u64,
@@ -239,6 +239,111 @@ pub fn totals(
         tax,
         total,
     })
+}
+
+/// One line's money in an order: what it lists at, what its sale price
+/// takes off, its part of the order's discount and tax, what it costs. The
+/// lines' totals and the order's shipping fee add up to the order's total
+/// exactly; a line's share is what a refund of that line gives back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LinePrice {
+    pub product_id: crate::domain::ids::ProductId,
+    pub quantity: u32,
+    /// The list price × the quantity.
+    pub list_total: u64,
+    /// What the sale price takes off `list_total` (0 when not on sale).
+    pub sale_saving: u64,
+    /// The price charged (the sale price while on sale) × the quantity.
+    pub subtotal: u64,
+    /// The line's part of the order's discount, in proportion to its
+    /// subtotal (the remainder to the largest fractions): never more than
+    /// its subtotal.
+    pub discount: u64,
+    /// The line's part of the order's tax, shared the same way.
+    pub tax: u64,
+    /// `subtotal − discount + tax` (shipping is the order's).
+    pub total: u64,
+}
+
+/// An order's (or one shop's part of a cart's) money: the totals and each
+/// line's breakdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Priced {
+    pub totals: Totals,
+    pub lines: Vec<LinePrice>,
+}
+
+/// `amount` shared among `weights` in proportion, the units left over by
+/// rounding down going to the largest remainders (the first on a tie): the
+/// shares add up to `amount` exactly, and none is above its weight's
+/// proportional share rounded up. All zeros when the weights are.
+fn share(amount: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if sum == 0 {
+        return vec![0; weights.len()];
+    }
+    let exact: Vec<(u64, u128)> = weights
+        .iter()
+        .map(|&w| {
+            let n = u128::from(amount) * u128::from(w);
+            ((n / sum) as u64, n % sum)
+        })
+        .collect();
+    let mut shares: Vec<u64> = exact.iter().map(|&(q, _)| q).collect();
+    let left = amount - shares.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| exact[b].1.cmp(&exact[a].1).then(a.cmp(&b)));
+    for &i in order.iter().take(left as usize) {
+        shares[i] += 1;
+    }
+    shares
+}
+
+/// The one pricing function: the money of `lines` (each charged its
+/// `unit_price`, the sale price while on sale, with `list_price` beside)
+/// less `discount` (what the coupon takes off, at most the subtotal), plus
+/// `shipping_fee` and tax at `tax_bps` on what is left after the discount.
+/// Every cart quote, checkout and flash-sale order is priced here.
+pub fn price(
+    lines: &[Line],
+    discount: u64,
+    shipping_fee: u64,
+    tax_bps: u32,
+) -> Result<Priced, DomainError> {
+    let subtotals = lines
+        .iter()
+        .map(line_total)
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = totals(subtotal(lines)?, discount, shipping_fee, tax_bps)?;
+    let discounts = share(t.discount, &subtotals);
+    let taxable: Vec<u64> = subtotals
+        .iter()
+        .zip(&discounts)
+        .map(|(s, d)| s - d)
+        .collect();
+    let taxes = share(t.tax, &taxable);
+    let lines = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let list_total = l
+                .list_price
+                .unwrap_or(l.unit_price)
+                .checked_mul(u64::from(l.quantity))
+                .ok_or_else(overflow)?;
+            Ok(LinePrice {
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
+                list_total,
+                sale_saving: list_total.saturating_sub(subtotals[i]),
+                subtotal: subtotals[i],
+                discount: discounts[i],
+                tax: taxes[i],
+                total: taxable[i] + taxes[i],
+            })
+        })
+        .collect::<Result<Vec<_>, DomainError>>()?;
+    Ok(Priced { totals: t, lines })
 }
 
 impl std::ops::Add for Totals {
@@ -389,5 +494,77 @@ mod tests {
                 total: 23_800
             }
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn lines() -> impl Strategy<Value = Vec<Line>> {
+            proptest::collection::vec(
+                (
+                    0u64..2_000_000_000,
+                    1u32..1_000,
+                    proptest::option::of(0u64..1_000_000_000),
+                ),
+                0..12,
+            )
+            .prop_map(|ls| {
+                ls.into_iter()
+                    .enumerate()
+                    .map(|(i, (unit, quantity, above))| Line {
+                        product_id: format!("p{i}").into(),
+                        shop_id: "s".into(),
+                        name: "n".into(),
+                        unit_price: unit,
+                        currency: "VND".into(),
+                        quantity,
+                        weight_grams: 1,
+                        list_price: above.map(|a| unit + a),
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            /// A total is never negative (nothing underflows), a discount
+            /// never exceeds what it discounts (the order's subtotal, each
+            /// line's subtotal), and the lines add up to the order exactly.
+            #[test]
+            fn totals_never_go_negative_and_discounts_never_exceed_what_they_discount(
+                lines in lines(),
+                discount in 0u64..u64::MAX / 4,
+                shipping in 0u64..10_000_000,
+                tax_bps in 0u32..=10_000,
+            ) {
+                let p = price(&lines, discount, shipping, tax_bps).unwrap();
+                let t = p.totals;
+                prop_assert!(t.discount <= t.subtotal);
+                prop_assert_eq!(t.discount, discount.min(t.subtotal));
+                prop_assert_eq!(t.total, t.subtotal - t.discount + t.shipping_fee + t.tax);
+                prop_assert!(t.total >= t.shipping_fee);
+                prop_assert_eq!(p.lines.len(), lines.len());
+                for (l, lp) in lines.iter().zip(&p.lines) {
+                    prop_assert!(lp.discount <= lp.subtotal, "{:?}", lp);
+                    prop_assert!(lp.sale_saving <= lp.list_total);
+                    prop_assert_eq!(lp.subtotal, l.unit_price * u64::from(l.quantity));
+                    prop_assert_eq!(lp.list_total - lp.sale_saving, lp.subtotal);
+                    prop_assert_eq!(lp.total, lp.subtotal - lp.discount + lp.tax);
+                }
+                let sum = |f: fn(&LinePrice) -> u64| p.lines.iter().map(f).sum::<u64>();
+                prop_assert_eq!(sum(|l| l.subtotal), t.subtotal);
+                prop_assert_eq!(sum(|l| l.discount), t.discount);
+                prop_assert_eq!(sum(|l| l.tax), t.tax);
+                prop_assert_eq!(sum(|l| l.total) + t.shipping_fee, t.total);
+            }
+        }
+
+        #[test]
+        fn a_discount_is_shared_in_proportion_and_its_remainder_to_the_largest_fractions() {
+            assert_eq!(share(10, &[1, 1, 1]), [4, 3, 3]);
+            assert_eq!(share(100, &[300, 100]), [75, 25]);
+            assert_eq!(share(7, &[0, 0]), [0, 0]);
+            assert_eq!(share(5, &[0, 2, 3]), [0, 2, 3]);
+        }
     }
 }

@@ -157,6 +157,8 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(coupons::coupon_usage))
         .routes(routes!(orders::checkout, orders::list_orders))
         .routes(routes!(orders::get_order))
+        .routes(routes!(orders::get_checkout))
+        .routes(routes!(orders::pay_checkout))
         .routes(routes!(orders::buy_again))
         .routes(routes!(orders::order_timeline))
         .routes(routes!(orders::cancel_order))

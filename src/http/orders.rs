@@ -11,6 +11,7 @@ use super::state::AppState;
 use crate::domain::order::Step;
 use crate::domain::order::{Order, TimelineEntry};
 use crate::service::catalog::check_limit;
+use crate::service::checkout_payment::CheckoutPayment;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +25,9 @@ pub struct CheckoutRequest {
 pub struct CheckoutResponse {
     /// One order per shop.
     pub orders: Vec<Order>,
+    /// Online: the one payment of all of them (pay at its `checkout_url`);
+    /// null for cash on delivery, which is due per order.
+    pub payment: Option<CheckoutPayment>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -64,7 +68,41 @@ pub async fn checkout(
         .checkout
         .checkout(&auth.0.caller(), &r.address_id, &r.payment_method, key)
         .await?;
-    Ok((StatusCode::CREATED, Json(CheckoutResponse { orders })))
+    let payment = CheckoutPayment::of(&orders);
+    Ok((
+        StatusCode::CREATED,
+        Json(CheckoutResponse { orders, payment }),
+    ))
+}
+
+/// Your checkout's payment: its status, its current link, its deadline
+/// and its orders.
+#[utoipa::path(get, path = "/api/v1/checkouts/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path, description = "the payment's id (`payment.session.id` of each of its orders)")),
+    responses((status = 200, body = CheckoutPayment), (status = 404, body = ErrorBody, description = "no such checkout payment of yours")))]
+pub async fn get_checkout(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CheckoutPayment>, AppError> {
+    Ok(Json(
+        s.services.checkout.payment(&auth.0.caller(), &id).await?,
+    ))
+}
+
+/// Pay your checkout again: after a declined payment, or a payment page
+/// closed or lost, a new link for the same total, until the checkout's
+/// deadline. The link before stops taking payments.
+#[utoipa::path(post, path = "/api/v1/checkouts/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = String, Path, description = "the payment's id (`payment.session.id` of each of its orders)")),
+    responses((status = 200, body = CheckoutPayment), (status = 404, body = ErrorBody, description = "no such checkout payment of yours"),
+        (status = 409, body = ErrorBody, description = "already_paid; checkout_expired (past the deadline: the orders are cancelled and what they held released); too_many_attempts")))]
+pub async fn pay_checkout(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CheckoutPayment>, AppError> {
+    Ok(Json(
+        s.services.checkout.pay_again(&auth.0.caller(), &id).await?,
+    ))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -116,12 +116,13 @@ pub async fn sandbox_page(
     let r = format!("{}/{}", escape(&p.reference), escape(&key));
     let html = format!(
         "<!doctype html><html><head><meta charset=utf-8><title>Sandbox payment</title></head><body>\
-         <h1>Surge sandbox gateway</h1><p>Payment <code>{r}</code>: <strong>{} {}</strong> ({:?})</p>\
+         <h1>Surge sandbox gateway</h1><p>Payment <code>{r}</code>: <strong>{} {}</strong> ({:?}; refunded <span id=refunded>{}</span>)</p>\
          <form method=post action=\"/payments/sandbox/{r}/pay\"><button id=pay>Pay</button></form>\
          <form method=post action=\"/payments/sandbox/{r}/fail\"><button id=fail>Decline</button></form></body></html>",
         p.amount,
         escape(&p.currency),
-        p.status
+        p.status,
+        p.refunded
     );
     Ok(Html(html).into_response())
 }
@@ -141,9 +142,14 @@ pub struct SettleQuery {
 }
 
 /// A sandbox page link names a payment and carries its key; anything
-/// else (a stranger guessing an order id, sandbox disabled) is 404.
+/// else (a stranger guessing an order id, sandbox disabled) is 404. A
+/// payment's reference is a checkout's (`pay_{order id}`, `.{attempt}`
+/// after the first), or an order id for orders placed before checkouts
+/// were paid once.
 pub(super) fn sandbox_link(s: &AppState, reference: &str, key: &str) -> Result<(), AppError> {
-    if uuid::Uuid::try_parse(reference).is_err()
+    let session = crate::payments::session_of(reference);
+    let id = session.strip_prefix("pay_").unwrap_or(session);
+    if uuid::Uuid::try_parse(id).is_err()
         || s.services
             .providers
             .get(crate::domain::payment::PaymentMethod::Sandbox)
@@ -185,14 +191,18 @@ pub(super) async fn settle(
         .settle(reference, paid, deliver)
         .await
         .map_err(|e| AppError::from(crate::service::ServiceError::from(e)))?;
-    // A person paying in a browser goes back to the order's page (the
-    // payment's reference is the order id); API clients get the outcome.
+    // A person paying in a browser goes back to the storefront's page of
+    // the checkout (of its orders); API clients get the outcome.
     let browser = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if browser {
-        return Ok(axum::response::Redirect::to(&format!("/#/orders/{reference}")).into_response());
+        let back = match reference.starts_with("pay_") {
+            true => format!("/#/checkouts/{}", crate::payments::session_of(reference)),
+            false => format!("/#/orders/{reference}"),
+        };
+        return Ok(axum::response::Redirect::to(&back).into_response());
     }
     Ok(Json(Settled {
         reference: reference.to_owned(),

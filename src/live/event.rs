@@ -113,6 +113,16 @@ pub enum OrderLive {
         amount: u64,
         at: DateTime<Utc>,
     },
+    /// The gateway declined the checkout's payment; it can be paid again
+    /// until the deadline.
+    PaymentDeclined {
+        at: DateTime<Utc>,
+    },
+    /// The checkout's payment has a new link (attempt `attempt`).
+    PaymentReopened {
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
     CashCollected {
         at: DateTime<Utc>,
     },

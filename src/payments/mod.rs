@@ -11,7 +11,7 @@ pub mod signature;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::domain::order::{Payment, PaymentStatus};
+use crate::domain::order::{Payment, PaymentSession, PaymentStatus};
 use crate::domain::payment::{Money, PaymentMethod};
 use async_trait::async_trait;
 
@@ -58,6 +58,9 @@ pub enum ProviderError {
     Unsupported(&'static str),
     #[error("payment provider unavailable: {0}")]
     Unavailable(String),
+    /// Closing a payment that was paid meanwhile.
+    #[error("the payment was paid")]
+    AlreadyPaid,
 }
 
 #[async_trait]
@@ -78,8 +81,19 @@ pub trait Provider: Send + Sync + 'static {
         now: i64,
     ) -> Result<WebhookEvent, ProviderError>;
     async fn status(&self, reference: &str) -> Result<RemoteStatus, ProviderError>;
-    /// Refunds a paid payment; answers the refund's reference.
-    async fn refund(&self, reference: &str, amount: u64) -> Result<String, ProviderError>;
+    /// Refunds `amount` of a paid payment (all of it, or one order's share
+    /// of a checkout's payment); answers the refund's reference. `key`
+    /// (the order id) makes a repeated refund a no-op.
+    async fn refund(
+        &self,
+        reference: &str,
+        amount: u64,
+        key: &str,
+    ) -> Result<String, ProviderError>;
+    /// Closes an unpaid payment so that it can no longer be paid (a link
+    /// replaced by a new attempt, a checkout past its deadline): `Ok` when
+    /// it is closed or was already, `AlreadyPaid` when it was paid.
+    async fn cancel(&self, reference: &str) -> Result<(), ProviderError>;
 }
 
 /// Cash on delivery: nothing online; the cash is collected on delivery.
@@ -110,8 +124,11 @@ impl Provider for Cod {
     async fn status(&self, _reference: &str) -> Result<RemoteStatus, ProviderError> {
         Ok(RemoteStatus::Pending)
     }
-    async fn refund(&self, _reference: &str, _amount: u64) -> Result<String, ProviderError> {
+    async fn refund(&self, _r: &str, _amount: u64, _key: &str) -> Result<String, ProviderError> {
         Err(ProviderError::Unsupported("cod"))
+    }
+    async fn cancel(&self, _reference: &str) -> Result<(), ProviderError> {
+        Ok(())
     }
 }
 
@@ -140,38 +157,89 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for WebhookHeaders {
     }
 }
 
-/// Opens the payment of a new order with `provider`: the order's
-/// payment record and, for online providers, its deadline.
-pub async fn open_payment(
+/// The provider's reference of attempt `attempt` of checkout payment
+/// `session`: the session id itself at first, then `{session}.{attempt}`
+/// (a provider takes each reference once).
+pub fn attempt_reference(session: &str, attempt: u32) -> String {
+    match attempt {
+        0 => session.to_owned(),
+        n => format!("{session}.{n}"),
+    }
+}
+
+/// The checkout payment an attempt's reference belongs to (the inverse of
+/// `attempt_reference`).
+pub fn session_of(reference: &str) -> &str {
+    match reference.rsplit_once('.') {
+        Some((session, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => session,
+        _ => reference,
+    }
+}
+
+/// Opens the payment of a checkout's orders (`shares`: each order's id
+/// and total, in minor units of `currency`) with `provider`. Online, that
+/// is one payment of the sum, attempt 0 of session `session_id`, which
+/// every order names with its own share; cash on delivery is due per
+/// order. Answers each order's payment record (in `shares`' order) and,
+/// online, the deadline to pay by.
+pub async fn open_checkout(
     payment_timeout: chrono::Duration,
-    provider: &dyn crate::payments::Provider,
-    order_id: &str,
-    price: Money,
+    provider: &dyn Provider,
+    session_id: &str,
+    shares: &[(crate::domain::ids::OrderId, u64)],
+    currency: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(Payment, Option<chrono::DateTime<chrono::Utc>>), ProviderError> {
-    let opened = provider
-        .open(&NewPayment {
-            reference: order_id.to_owned(),
-            price: price.clone(),
-        })
-        .await?;
-    let payment = Payment {
-        id: order_id.to_owned(),
+) -> Result<(Vec<Payment>, Option<chrono::DateTime<chrono::Utc>>), ProviderError> {
+    let record = |id: &str, amount: u64, opened: OpenedPayment, reference: &str| Payment {
+        id: id.to_owned(),
         provider: provider.method(),
         status: if provider.online() {
             PaymentStatus::Pending
         } else {
             PaymentStatus::DueOnDelivery
         },
-        amount: price.amount,
-        currency: price.currency,
+        amount,
+        currency: currency.to_owned(),
         checkout_url: opened.checkout_url,
-        reference: opened.reference.unwrap_or_else(|| order_id.to_owned()),
+        reference: opened.reference.unwrap_or_else(|| reference.to_owned()),
         paid_at: None,
         refund_reference: None,
+        session: None,
     };
-    let deadline = provider.online().then(|| now + payment_timeout);
-    Ok((payment, deadline))
+    if !provider.online() {
+        let mut payments = Vec::new();
+        for (order_id, amount) in shares {
+            let price = Money::new(*amount, currency.to_owned());
+            let new = NewPayment {
+                reference: order_id.to_string(),
+                price,
+            };
+            let opened = provider.open(&new).await?;
+            payments.push(record(order_id, *amount, opened, order_id));
+        }
+        return Ok((payments, None));
+    }
+    let total = shares.iter().map(|(_, a)| a).sum();
+    let reference = attempt_reference(session_id, 0);
+    let new = NewPayment {
+        reference: reference.clone(),
+        price: Money::new(total, currency.to_owned()),
+    };
+    let opened = provider.open(&new).await?;
+    let session = PaymentSession {
+        id: session_id.to_owned(),
+        total,
+        orders: shares.iter().map(|(id, _)| id.clone()).collect(),
+        attempt: 0,
+    };
+    let payments = shares
+        .iter()
+        .map(|(order_id, amount)| Payment {
+            session: Some(session.clone()),
+            ..record(order_id, *amount, opened.clone(), &reference)
+        })
+        .collect();
+    Ok((payments, Some(now + payment_timeout)))
 }
 
 /// The configured providers by payment method.

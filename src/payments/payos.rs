@@ -193,8 +193,23 @@ impl Provider for PayOs {
         })
     }
 
-    async fn refund(&self, _reference: &str, _amount: u64) -> Result<String, ProviderError> {
+    async fn refund(&self, _r: &str, _amount: u64, _key: &str) -> Result<String, ProviderError> {
         Err(ProviderError::Unsupported("payos"))
+    }
+
+    /// `POST /v2/payment-requests/{id}/cancel`; refused by PayOS once the
+    /// link is paid, which the status then tells.
+    async fn cancel(&self, reference: &str) -> Result<(), ProviderError> {
+        let url = self.url(&format!("/v2/payment-requests/{reference}/cancel"));
+        let body = json!({"cancellationReason": "replaced or past the checkout's deadline"});
+        match self.call(self.http.post(url).json(&body)).await {
+            Ok(_) => Ok(()),
+            Err(refused) => match self.status(reference).await? {
+                RemoteStatus::Failed => Ok(()),
+                RemoteStatus::Paid { .. } => Err(ProviderError::AlreadyPaid),
+                RemoteStatus::Pending => Err(refused),
+            },
+        }
     }
 }
 

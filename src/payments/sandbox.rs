@@ -235,11 +235,33 @@ impl Provider for Sandbox {
         }
     }
 
-    async fn refund(&self, reference: &str, _amount: u64) -> Result<String, ProviderError> {
+    async fn refund(
+        &self,
+        reference: &str,
+        amount: u64,
+        key: &str,
+    ) -> Result<String, ProviderError> {
+        let refund = SandboxCommand::Refund {
+            amount,
+            key: key.to_owned(),
+        };
         self.payments
-            .call(reference, SandboxCommand::Refund)
+            .call(reference, refund)
             .await
             .map_err(unavailable)?;
-        Ok(format!("sandbox_refund_{reference}"))
+        Ok(format!("sandbox_refund_{reference}_{key}"))
+    }
+
+    async fn cancel(&self, reference: &str) -> Result<(), ProviderError> {
+        match self.payments.call(reference, SandboxCommand::Cancel).await {
+            Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => Ok(()),
+            Err(CallError::Rejected(DomainError::Conflict { .. })) => {
+                match self.get(reference).await.map_err(unavailable)?.status {
+                    SandboxStatus::Failed => Ok(()),
+                    _ => Err(ProviderError::AlreadyPaid),
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }

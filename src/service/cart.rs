@@ -18,7 +18,7 @@ use crate::actors::cart::{CartCommand, CartItem, CartState, SavedCart};
 use crate::actors::coupon::{normalize_code, CouponCommand, CouponEntity};
 use crate::actors::entity::stream_id;
 use crate::domain::catalog::{Product, Shop};
-use crate::domain::pricing::{subtotal, total_weight, totals, Line, Totals};
+use crate::domain::pricing::{price, subtotal, total_weight, Line, LinePrice, Totals};
 use crate::domain::user::Address;
 use crate::domain::{DomainError, GeoPoint};
 
@@ -45,6 +45,9 @@ pub struct ShopQuote {
     pub shop_id: crate::domain::ids::ShopId,
     pub distance_km: Option<f64>,
     pub totals: Totals,
+    /// Each line's money: list total, sale saving, its part of the
+    /// discount and tax, its total (they add up to `totals` with shipping).
+    pub lines: Vec<LinePrice>,
     /// Why this shop's shipping is not in its totals: the address is
     /// beyond the delivery area (`out_of_delivery_area`, what checking
     /// out to it would answer). Absent when shipping is quoted.
@@ -271,10 +274,12 @@ impl Carts {
                 }
                 None => (None, 0),
             };
+            let priced = price(&lines, discount, fee, self.commerce.tax_bps)?;
             quotes.push(ShopQuote {
                 shop_id: shop_id.clone().into(),
                 distance_km: km,
-                totals: totals(sub, discount, fee, self.commerce.tax_bps)?,
+                totals: priced.totals,
+                lines: priced.lines,
                 shipping_problem,
             });
             groups.push((shop, lines));

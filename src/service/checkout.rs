@@ -1,7 +1,8 @@
 //! Checkout: one order per shop, idempotent by key.
 //!
 //! Checkout reserves first (stock holds and coupon redemptions under the
-//! planned order ids), then opens the payments and places the orders. An
+//! planned order ids), then opens the checkout's one payment (online; cash
+//! on delivery is due per order) and places the orders. An
 //! open checkout has a `timers` row, so one abandoned half-way (or cut off
 //! by a crash) is resolved by the scheduler: its reservations go back.
 
@@ -14,7 +15,7 @@ use crate::actors::cart::CartEntity;
 use crate::actors::coupon::CouponEntity;
 use crate::actors::order::OrderEntity;
 use crate::actors::Registry;
-use crate::payments::open_payment;
+use crate::payments::open_checkout;
 use crate::payments::Providers;
 use chrono::Utc;
 use std::sync::Arc;
@@ -25,8 +26,7 @@ use crate::actors::cart::{CartCommand, CartItem, Checkout, PlannedOrder};
 use crate::actors::coupon::CouponCommand;
 use crate::domain::catalog::Shop;
 use crate::domain::ids::OrderId;
-use crate::domain::order::{Order, OrderStatus, Party, Placement};
-use crate::domain::payment::Money;
+use crate::domain::order::{Order, OrderStatus, Party, Payment, Placement};
 use crate::domain::pricing::Line;
 use crate::domain::user::Address;
 use crate::domain::{Caller, DomainError};
@@ -40,7 +40,7 @@ struct Planned<'a> {
     coupon: Option<String>,
 }
 
-/// Checking out a cart: reserve, open the payments, place the orders.
+/// Checking out a cart: reserve, open the payment, place the orders.
 pub struct Checkouts {
     pub(super) carts: Registry<CartEntity>,
     pub(super) stock: super::stock::Stock,
@@ -55,6 +55,8 @@ pub struct Checkouts {
     pub(super) fulfilment: Arc<Fulfilment>,
     /// Told of each checkout placed (trending, bought together).
     pub(super) behavior: Arc<super::behavior::Behavior>,
+    /// Finds a checkout's orders by its payment (`PAYMENT_REFS`).
+    pub(super) store: Arc<dyn crate::store::Store>,
 }
 
 impl Checkouts {
@@ -186,6 +188,48 @@ impl Checkouts {
         }
     }
 
+    /// The payment of each planned order (in `planned`'s order) and the
+    /// deadline to pay by: online, one payment of the checkout's total
+    /// (session `pay_{first order id}`) which each order names with its
+    /// share; cash on delivery, one due per order. When an earlier attempt
+    /// under this key placed some orders, the rest join their session
+    /// rather than open another.
+    async fn open_payment(
+        &self,
+        provider: &dyn crate::payments::Provider,
+        planned: &[Planned<'_>],
+        placed: &[Order],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(Vec<Payment>, Option<chrono::DateTime<Utc>>), ServiceError> {
+        let shares: Vec<(OrderId, u64)> = planned
+            .iter()
+            .map(|p| (p.order_id.clone(), p.quote.totals.total))
+            .collect();
+        if let Some(earlier) = placed.iter().find(|o| o.payment.session.is_some()) {
+            let payments = shares
+                .into_iter()
+                .map(|(id, amount)| Payment {
+                    id: id.to_string(),
+                    amount,
+                    ..earlier.payment.clone()
+                })
+                .collect();
+            return Ok((payments, earlier.payment_deadline));
+        }
+        let session = format!("pay_{}", planned[0].order_id);
+        let currency = &planned[0].lines[0].currency;
+        open_checkout(
+            self.commerce.payment_timeout,
+            provider,
+            &session,
+            &shares,
+            currency,
+            now,
+        )
+        .await
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
     /// Holds the stock (idempotent per order) and then the coupon uses for
     /// the planned orders. A retry of a checkout whose orders were placed
     /// and then cancelled (its release already happened) must not hold
@@ -280,8 +324,10 @@ impl Checkouts {
             });
         }
         let mut placed = self.reserve(&caller.user_id, &planned).await?;
-        // 2. Everything held: open the payments and place the orders
-        // (idempotent by id).
+        // 2. Everything held: open the checkout's one payment and place the
+        // orders (idempotent by id).
+        let (mut payments, payment_deadline) =
+            self.open_payment(provider, &planned, &placed, now).await?;
         let mut orders = Vec::new();
         for Planned {
             order_id,
@@ -291,22 +337,13 @@ impl Checkouts {
             coupon,
         } in planned
         {
+            let payment = payments.remove(0);
             // Placed by an earlier attempt under this key (whose answer was
             // lost): its payment is open already.
             if let Some(at) = placed.iter().position(|o| o.id == order_id) {
                 orders.push(placed.swap_remove(at));
                 continue;
             }
-            let currency = lines[0].currency.clone();
-            let (payment, payment_deadline) = open_payment(
-                self.commerce.payment_timeout,
-                provider,
-                &order_id,
-                Money::new(quote.totals.total, currency),
-                now,
-            )
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             let order = Order::placed(
                 Placement {
                     id: order_id.clone(),
@@ -315,7 +352,10 @@ impl Checkouts {
                     merchant_id: shop.owner_id.clone(),
                     lines: lines.to_vec(),
                     coupon,
-                    totals: quote.totals,
+                    priced: crate::domain::pricing::Priced {
+                        totals: quote.totals,
+                        lines: quote.lines.clone(),
+                    },
                     address: address.clone(),
                     distance_km: quote.distance_km.unwrap_or(0.0),
                     payment,

@@ -220,21 +220,43 @@ impl Fulfilment {
     }
 
     /// Unpaid at the deadline: the provider is asked once more; paid is
-    /// recorded, anything else cancels.
+    /// recorded (this order's share of a checkout's payment), anything
+    /// else closes the payment at the provider, so that it can no longer
+    /// be paid, and cancels. Every order of a checkout shares its deadline,
+    /// so they go together; a payment that lands anyway (a provider that
+    /// cannot close one) is refunded by the cancelled orders.
     async fn payment_timeout(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
         let provider = self.provider_of(order)?;
-        Ok(match provider.status(&order.payment.reference).await {
-            Ok(RemoteStatus::Paid { amount }) => OrderCommand::Payment(PaymentReport {
+        let unavailable = |e: ProviderError| ServiceError::Unavailable(e.to_string());
+        let reference = &order.payment.reference;
+        let paid = |amount| {
+            OrderCommand::Payment(PaymentReport {
                 event_id: None,
-                amount,
+                amount: order.payment.share_of(amount).unwrap_or(amount),
                 paid: true,
-            }),
-            Ok(_) => OrderCommand::System {
-                step: Step::Cancel,
-                reason: "payment timeout".into(),
+            })
+        };
+        Ok(
+            match provider.status(reference).await.map_err(unavailable)? {
+                RemoteStatus::Paid { amount } => paid(amount),
+                RemoteStatus::Pending | RemoteStatus::Failed => {
+                    match provider.cancel(reference).await {
+                        Ok(()) => {}
+                        // Paid between the two questions: the next look records it.
+                        Err(ProviderError::AlreadyPaid) => {
+                            return Err(ServiceError::Unavailable(
+                                "paid while its deadline passed; looked at again".into(),
+                            ))
+                        }
+                        Err(e) => return Err(unavailable(e)),
+                    }
+                    OrderCommand::System {
+                        step: Step::Cancel,
+                        reason: "payment timeout".into(),
+                    }
+                }
             },
-            Err(e) => return Err(ServiceError::Unavailable(e.to_string())),
-        })
+        )
     }
 
     /// Cancelled: what the order held goes back (stock and coupon use, or
@@ -286,7 +308,7 @@ impl Fulfilment {
     async fn refund(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
         let provider = self.provider_of(order)?;
         match provider
-            .refund(&order.payment.reference, order.payment.amount)
+            .refund(&order.payment.reference, order.payment.amount, &order.id)
             .await
         {
             Ok(refund_reference) => Ok(OrderCommand::Refunded { refund_reference }),

@@ -13,6 +13,7 @@ pub mod cart;
 pub mod catalog;
 pub mod categories;
 pub mod checkout;
+pub mod checkout_payment;
 pub mod coupons;
 pub mod course_sessions;
 pub mod dispatch;
@@ -467,6 +468,7 @@ impl Services {
                 profiles: profiles.clone(),
                 fulfilment: fulfilment.clone(),
                 behavior,
+                store: store.clone(),
             },
             payments: payments::Payments {
                 orders: e.orders.clone(),

@@ -22,8 +22,12 @@ pub struct WebhookOutcome {
     /// a correctly signed event about no known payment (e.g. a provider's
     /// test event).
     pub status: &'static str,
+    /// The order the payment's reference names, and its status now.
     pub order_id: Option<crate::domain::ids::OrderId>,
     pub order_status: Option<OrderStatus>,
+    /// Every order the payment was for (a checkout's payment is each of
+    /// its orders').
+    pub order_ids: Vec<crate::domain::ids::OrderId>,
 }
 
 /// What payment providers report (webhooks).
@@ -69,25 +73,59 @@ impl Payments {
                 status: "ignored",
                 order_id: None,
                 order_status: None,
+                order_ids: Vec::new(),
             });
         };
-        let report = PaymentReport {
-            event_id: Some(event.event_id),
-            amount: event.amount,
-            paid: event.paid,
-        };
-        let applied = self.orders.report_payment(&order_id, report).await?;
-        let (status, order) = match applied.duplicate {
-            true => ("duplicate", applied.order),
-            false => ("processed", applied.order),
-        };
-        if next_action(&order).is_some_and(|(due, _)| due <= Utc::now()) {
-            let _ = self.fulfilment.advance_order(&order.id).await;
+        // A checkout's payment is every one of its orders': each takes its
+        // share, or none does when the amount is not the checkout's total.
+        let named = self.orders.get(&order_id).await?;
+        let mut orders = vec![named.clone()];
+        if let Some(session) = &named.payment.session {
+            for id in session.orders.iter().filter(|id| **id != named.id) {
+                orders.push(self.orders.get(id).await?);
+            }
         }
+        let mut shares = Vec::new();
+        for o in &orders {
+            let share = match event.paid {
+                true => o.payment.share_of(event.amount).ok_or_else(|| {
+                    DomainError::conflict(
+                        "amount_mismatch",
+                        format!(
+                            "paid {} but the checkout's total is {}",
+                            event.amount,
+                            o.payment.session.as_ref().map_or(0, |s| s.total)
+                        ),
+                    )
+                })?,
+                false => event.amount,
+            };
+            shares.push((o.id.clone(), share));
+        }
+        let mut applied = Vec::new();
+        for (id, amount) in shares {
+            let report = PaymentReport {
+                event_id: Some(event.event_id.clone()),
+                amount,
+                paid: event.paid,
+            };
+            applied.push(self.orders.report_payment(&id, report).await?);
+        }
+        for a in &applied {
+            if next_action(&a.order).is_some_and(|(due, _)| due <= Utc::now()) {
+                let _ = self.fulfilment.advance_order(&a.order.id).await;
+            }
+        }
+        let first = &applied[0];
+        let status = match applied.iter().all(|a| a.duplicate) {
+            true => "duplicate",
+            false => "processed",
+        };
         Ok(WebhookOutcome {
             status,
-            order_id: Some(order.id.clone()),
-            order_status: Some(order.status),
+            order_id: Some(first.order.id.clone()),
+            order_status: Some(first.order.status),
+            order_ids: applied.iter().map(|a| a.order.id.clone()).collect(),
         })
     }
 }

@@ -10,7 +10,7 @@ use surge::payments::signature::stripe_sign;
 
 use crate::helpers::*;
 
-const SANDBOX_SECRET: &str = "sandbox-test-secret";
+pub(crate) const SANDBOX_SECRET: &str = "sandbox-test-secret";
 
 pub(crate) fn fast(s: &mut surge::config::Settings) {
     s.sandbox_webhook_secret = Some(SANDBOX_SECRET.into());
@@ -75,13 +75,13 @@ async fn bought(
     (m, c, product, placed["orders"][0].clone())
 }
 
-async fn order(app: &TestApp, token: &str, id: &str) -> Value {
+pub(crate) async fn order(app: &TestApp, token: &str, id: &str) -> Value {
     let (status, o) = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
     assert_eq!(status, StatusCode::OK, "{o}");
     o
 }
 
-async fn wait_for(
+pub(crate) async fn wait_for(
     app: &TestApp,
     token: &str,
     id: &str,
@@ -110,7 +110,12 @@ pub(crate) async fn stock(app: &TestApp, product: &str) -> u64 {
         .unwrap()
 }
 
-fn signed_webhook(app: &TestApp, body: &Value, t: i64, secret: &str) -> reqwest::RequestBuilder {
+pub(crate) fn signed_webhook(
+    app: &TestApp,
+    body: &Value,
+    t: i64,
+    secret: &str,
+) -> reqwest::RequestBuilder {
     let raw = body.to_string();
     app.client
         .post(format!("{}/api/v1/payments/sandbox/webhook", app.base))
@@ -371,12 +376,14 @@ async fn forged_stale_replayed_and_mismatched_webhooks() {
     let app = spawn_app_with(fast).await;
     let (_, c, _, placed) = bought(&app, 50_000, 10, 1, "sandbox").await;
     let id = placed["id"].as_str().unwrap().to_owned();
+    // Webhooks name the provider's reference (the checkout's payment).
+    let reference = placed["payment"]["reference"].as_str().unwrap().to_owned();
     let total = placed["totals"]["total"].as_u64().unwrap();
     let now = chrono::Utc::now().timestamp();
 
     let forged = signed_webhook(
         &app,
-        &paid_event("evt_1", &id, total),
+        &paid_event("evt_1", &reference, total),
         now,
         "not-the-secret",
     )
@@ -386,7 +393,7 @@ async fn forged_stale_replayed_and_mismatched_webhooks() {
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     let stale = signed_webhook(
         &app,
-        &paid_event("evt_1", &id, total),
+        &paid_event("evt_1", &reference, total),
         now - 1000,
         SANDBOX_SECRET,
     )
@@ -397,14 +404,14 @@ async fn forged_stale_replayed_and_mismatched_webhooks() {
     let unsigned = app
         .client
         .post(format!("{}/api/v1/payments/sandbox/webhook", app.base))
-        .body(paid_event("evt_1", &id, total).to_string())
+        .body(paid_event("evt_1", &reference, total).to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     let mismatch = signed_webhook(
         &app,
-        &paid_event("evt_2", &id, total - 1),
+        &paid_event("evt_2", &reference, total - 1),
         now,
         SANDBOX_SECRET,
     )
@@ -422,7 +429,12 @@ async fn forged_stale_replayed_and_mismatched_webhooks() {
         "nothing took effect"
     );
 
-    let good = signed_webhook(&app, &paid_event("evt_3", &id, total), now, SANDBOX_SECRET);
+    let good = signed_webhook(
+        &app,
+        &paid_event("evt_3", &reference, total),
+        now,
+        SANDBOX_SECRET,
+    );
     let replay = good.try_clone().unwrap();
     let first: Value = good.send().await.unwrap().json().await.unwrap();
     assert_eq!(
@@ -1013,23 +1025,28 @@ async fn returns_close_with_the_window() {
 }
 
 #[tokio::test]
-async fn a_payment_after_the_timeout_is_refunded_not_kept() {
-    let app = spawn_app_with(|s| {
-        fast(s);
-        s.payment_timeout_secs = 1;
-    })
-    .await;
+async fn a_payment_after_the_order_was_cancelled_is_refunded_not_kept() {
+    let app = spawn_app_with(fast).await;
     let (_, c, mat, placed) = bought(&app, 40_000, 5, 1, "sandbox").await;
     let id = placed["id"].as_str().unwrap().to_owned();
     let url = placed["payment"]["checkout_url"]
         .as_str()
         .unwrap()
         .to_owned();
-    wait_for(&app, &c.access, &id, "timeout", |o| {
+    // The customer cancels, with the payment page still open in another tab.
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{id}/cancel"),
+            Some(&c.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for(&app, &c.access, &id, "the release", |o| {
         o["status"] == "cancelled" && o["stock"] == "released"
     })
     .await;
-    // The customer pays late anyway.
+    // And pays there anyway: the money goes back, the order stays cancelled.
     let paid: Value = app
         .client
         .post(format!("{url}/pay"))
@@ -1056,7 +1073,7 @@ async fn a_payment_after_the_timeout_is_refunded_not_kept() {
 }
 
 #[tokio::test]
-async fn a_browser_paying_on_the_sandbox_page_goes_back_to_its_order() {
+async fn a_browser_paying_on_the_sandbox_page_goes_back_to_its_checkout() {
     let app = spawn_app_with(fast).await;
     let (_, c, _, o) = bought(&app, 30_000, 5, 1, "sandbox").await;
     let id = o["id"].as_str().unwrap();
@@ -1072,9 +1089,13 @@ async fn a_browser_paying_on_the_sandbox_page_goes_back_to_its_order() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // The storefront's page of the checkout (which opens its one order).
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
-        format!("/#/orders/{id}")
+        format!(
+            "/#/checkouts/{}",
+            o["payment"]["session"]["id"].as_str().unwrap()
+        )
     );
     let o = wait_for(&app, &c.access, id, "payment", |o| o["status"] == "paid").await;
     assert_eq!(o["payment"]["status"], "paid");
@@ -1798,4 +1819,87 @@ async fn the_cart_quotes_shipping_per_shop_to_the_default_address() {
     let (status, placed) = checkout(&app, &c, home["id"].as_str().unwrap(), "cod", None).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     assert_eq!(placed["orders"][0]["totals"], cart["totals"], "{placed}");
+}
+
+/// The one pricing function's breakdown: a shop's coupon is shared among
+/// its lines in proportion to what each costs, the tax likewise, and the
+/// cart and the order show the same lines adding up to the totals.
+#[tokio::test]
+async fn a_coupon_and_the_tax_are_shared_among_lines_and_the_order_keeps_each_lines_price() {
+    let app = spawn_app_with(|s| {
+        fast(s);
+        s.tax_rate_bps = 1_000;
+    })
+    .await;
+    let (m, shop, mat) = shop_with_product(&app, 300_000, 5).await;
+    let mut body = product_body("Yoga Strap", "yoga", 100_000);
+    body["stock"] = json!(5);
+    let (status, strap) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/products"),
+            Some(&m.access),
+            body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{strap}");
+    let strap = strap["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/shops/{shop}/coupons"),
+            Some(&m.access),
+            json!({"code": "FORTY", "kind": "fixed", "value": 40_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (c, address) = customer(&app).await;
+    add(&app, &c, &mat, 1).await;
+    add(&app, &c, &strap, 1).await;
+    let (status, cart) = app
+        .post(
+            "/api/v1/cart/apply-coupon",
+            Some(&c.access),
+            json!({"code": "FORTY"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cart}");
+    let by_product = |lines: &Value| -> Vec<(String, u64, u64, u64)> {
+        let mut v: Vec<_> = lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let n = |k: &str| l[k].as_u64().unwrap();
+                (
+                    l["product_id"].as_str().unwrap().to_owned(),
+                    n("discount"),
+                    n("tax"),
+                    n("total"),
+                )
+            })
+            .collect();
+        v.sort_by_key(|l| std::cmp::Reverse(l.1));
+        v
+    };
+    // 300,000 and 100,000: the 40,000 off is 30,000 and 10,000; 10 % tax
+    // on what is left, 27,000 and 9,000.
+    let want = vec![
+        (mat.clone(), 30_000, 27_000, 297_000),
+        (strap.clone(), 10_000, 9_000, 99_000),
+    ];
+    let (_, cart) = app.get("/api/v1/cart", Some(&c.access)).await;
+    assert_eq!(by_product(&cart["shops"][0]["lines"]), want, "{cart}");
+    let totals = &cart["shops"][0]["totals"];
+    assert_eq!(
+        (totals["discount"].as_u64(), totals["tax"].as_u64()),
+        (Some(40_000), Some(36_000))
+    );
+    let (status, placed) = checkout(&app, &c, &address, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let o = &placed["orders"][0];
+    assert_eq!(by_product(&o["line_prices"]), want, "{o}");
+    let lines_total: u64 = want.iter().map(|l| l.3).sum();
+    assert_eq!(
+        o["totals"]["total"].as_u64(),
+        Some(lines_total + o["totals"]["shipping_fee"].as_u64().unwrap())
+    );
 }

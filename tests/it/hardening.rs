@@ -1113,8 +1113,10 @@ async fn checkout_keys_are_bound_to_their_request_and_strangers_cannot_decline_a
         .as_str()
         .unwrap()
         .to_owned();
+    // The payment is the checkout's, named after its first order.
+    let reference = format!("pay_{id}");
     assert!(
-        url.starts_with(&format!("{}/payments/sandbox/{id}/", app.base)),
+        url.starts_with(&format!("{}/payments/sandbox/{reference}/", app.base)),
         "{url}"
     );
     let stranger = |path: String| {
@@ -1122,7 +1124,11 @@ async fn checkout_keys_are_bound_to_their_request_and_strangers_cannot_decline_a
         async move { client.post(path).send().await.unwrap().status() }
     };
     for path in [
-        format!("{}/payments/sandbox/{id}/fail", app.base),
+        format!("{}/payments/sandbox/{reference}/fail", app.base),
+        format!(
+            "{}/payments/sandbox/{reference}/0123456789abcdef0123456789abcdef/fail",
+            app.base
+        ),
         format!(
             "{}/payments/sandbox/{id}/0123456789abcdef0123456789abcdef/fail",
             app.base

@@ -64,6 +64,18 @@ macro_rules! flows_on {
         }
 
         #[tokio::test]
+        async fn payment_flows() {
+            crate::checkout_payment::a_two_shop_checkout_is_paid_once_split_into_two_escrows_and_refunded_by_order_on(
+                $app(crate::commerce::fast).await,
+            )
+            .await;
+            crate::checkout_payment::a_declined_or_abandoned_payment_is_paid_again_from_a_fresh_link_on(
+                $app(crate::commerce::fast).await,
+            )
+            .await;
+        }
+
+        #[tokio::test]
         async fn review_flows() {
             crate::reviews::only_a_delivered_orders_customer_reviews_once_per_line_and_the_merchant_replies_once_on(
                 $app(crate::reviews::with_admin).await,
@@ -112,6 +124,7 @@ mod auth;
 pub(crate) mod behavior;
 pub(crate) mod burst;
 mod catalog;
+mod checkout_payment;
 mod cluster;
 mod commerce;
 mod conformance;

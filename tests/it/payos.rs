@@ -88,11 +88,27 @@ async fn status(State(fake): State<Shared>, Path(code): Path<i64>) -> Json<Value
     signed(json!({"orderCode": code, "amount": amount, "amountPaid": paid, "status": status}))
 }
 
+/// PayOS closes a pending link; a paid one it refuses to.
+async fn cancel(State(fake): State<Shared>, Path(code): Path<i64>) -> Json<Value> {
+    let mut f = fake.lock().unwrap();
+    let link = f.links.get_mut(&code).unwrap();
+    match link.1 {
+        "PENDING" | "CANCELLED" => {
+            link.1 = "CANCELLED";
+            let amount = link.0;
+            drop(f);
+            signed(json!({"orderCode": code, "amount": amount, "status": "CANCELLED"}))
+        }
+        _ => Json(json!({"code": "101", "desc": "the payment link is paid", "data": null})),
+    }
+}
+
 async fn fake_payos() -> (String, Shared) {
     let fake: Shared = Arc::default();
     let app = Router::new()
         .route("/v2/payment-requests", post(create))
         .route("/v2/payment-requests/{code}", get(status))
+        .route("/v2/payment-requests/{code}/cancel", post(cancel))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -271,9 +287,15 @@ async fn payos_links_webhooks_status_queries_and_manual_refunds() {
     fake.lock().unwrap().links.get_mut(&code2).unwrap().1 = "PAID";
     wait_status(&app, &c.access, second["id"].as_str().unwrap(), "paid").await;
 
-    // 5. Never paid: cancelled at the deadline.
+    // 5. Never paid: cancelled at the deadline, its link closed at PayOS.
     let third = buy().await;
     wait_status(&app, &c.access, third["id"].as_str().unwrap(), "cancelled").await;
+    let code3: i64 = third["payment"]["reference"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(fake.lock().unwrap().links[&code3].1, "CANCELLED");
 
     // Only the configured providers exist: no sandbox (its pay page would
     // let anyone mark an order paid) and no cash on delivery here.
@@ -321,12 +343,11 @@ async fn payos_links_webhooks_status_queries_and_manual_refunds() {
     );
 }
 
-/// A checkout of two shops' goods whose second payment link cannot be
-/// opened (PayOS answering 503) ends with an unknown outcome: the first
-/// order exists. The retry under the same key resumes that checkout — the
-/// first order as it was (its link not asked for again), the second placed
-/// — so the customer has exactly the two orders the retry answers, not a
-/// cancelled one beside two new ones.
+/// A checkout of two shops' goods whose payment link cannot be opened
+/// (PayOS answering 503) ends with an unknown outcome and places nothing.
+/// The retry under the same key resumes that checkout with the orders it
+/// planned: the customer has exactly the two orders the retry answers,
+/// paid by one link, not a cancelled one beside two new ones.
 #[tokio::test]
 async fn a_checkout_retried_after_a_provider_outage_resumes_its_orders() {
     let (payos_url, fake) = fake_payos().await;
@@ -337,11 +358,17 @@ async fn a_checkout_retried_after_a_provider_outage_resumes_its_orders() {
     for product in [&mat, &block] {
         crate::commerce::add(&app, &c, product, 1).await;
     }
-    fake.lock().unwrap().fail_at = Some(1);
+    fake.lock().unwrap().fail_at = Some(0);
     let body = json!({"address_id": address, "payment_method": "payos"});
     let (status, failed) =
         crate::hardening::post_keyed(&app, &c.access, "/api/v1/orders", "co-1", body.clone()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{failed}");
+    let (_, mine) = app.get("/api/v1/orders", Some(&c.access)).await;
+    assert_eq!(
+        mine["items"],
+        json!([]),
+        "nothing placed without a payment link"
+    );
     let (status, placed) =
         crate::hardening::post_keyed(&app, &c.access, "/api/v1/orders", "co-1", body).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
@@ -362,14 +389,15 @@ async fn a_checkout_retried_after_a_provider_outage_resumes_its_orders() {
     listed.sort();
     assert_eq!(listed, answered, "the customer's orders are the retry's");
     assert_eq!(listed.len(), 2);
+    let url = &placed["payment"]["checkout_url"];
     assert!(mine["items"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|o| o["status"] == "pending_payment"));
+        .all(|o| o["status"] == "pending_payment" && o["payment"]["checkout_url"] == *url));
     assert_eq!(
         fake.lock().unwrap().creates,
-        3,
-        "one link, the one refused, then only the missing one"
+        2,
+        "the link refused, then one for both orders"
     );
 }

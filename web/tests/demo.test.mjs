@@ -211,6 +211,32 @@ test("a customer buys, pays on the sandbox page and watches the delivery live", 
   assert.deepEqual(external, [], "requests left the machine");
 });
 
+test("a declined payment is tried again from the order page and then paid", async () => {
+  const page = await newPage();
+  await logIn(page, "an@demo.surge");
+  await page.waitForSelector("button.add");
+  await page.click("button.add");
+  await page.waitForSelector("#checkout");
+  await page.click("#checkout");
+  // The gateway declines: back on the order, which waits and says so.
+  await page.waitForSelector("button#fail");
+  const first = page.url();
+  await page.click("button#fail");
+  await page.waitForURL(/#\/orders\//);
+  await page.waitForSelector("#pay-again");
+  assert.match(await page.textContent("#pay"), /declined/);
+  assert.match(await page.textContent("#status"), /pending payment/i);
+  // A fresh link for the same checkout; paying there pays the order.
+  await page.click("#pay-again");
+  await page.waitForSelector("button#pay");
+  assert.notEqual(page.url(), first, "a new link, the declined one closed");
+  await page.click("button#pay");
+  await page.waitForURL(/#\/orders\//);
+  await until("the order to be paid", async () => !(await page.textContent("#status")).match(/pending/i));
+  assert.equal(await page.locator("#pay-again").count(), 0);
+  assert.deepEqual(external, [], "requests left the machine");
+});
+
 test("a flash sale's counter drops live during a burst", async () => {
   const page = await newPage();
   const heard = [];

@@ -44,6 +44,8 @@ pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
                 | E::ReviewAttached { .. } => {}
                 E::Transitioned { .. } => lifecycle(o, event),
                 E::PaymentReceived { .. }
+                | E::PaymentDeclined { .. }
+                | E::PaymentReopened { .. }
                 | E::CashCollected { .. }
                 | E::StockReleased { .. }
                 | E::StockConsumed { .. }
@@ -104,8 +106,10 @@ fn lifecycle(o: &mut Order, event: &OrderEvent) {
             o.return_deadline = Some(*at + chrono::Duration::seconds(o.return_window_secs as i64));
         }
         Step::Cancel
-            if o.payment.status == PaymentStatus::Pending
-                || o.payment.status == PaymentStatus::DueOnDelivery =>
+            if matches!(
+                o.payment.status,
+                PaymentStatus::Pending | PaymentStatus::Declined | PaymentStatus::DueOnDelivery
+            ) =>
         {
             o.payment.status = PaymentStatus::Voided;
         }
@@ -127,6 +131,24 @@ fn money(o: &mut Order, event: &OrderEvent) {
             o.payment_deadline = None;
             let reason = Some(Money::new(*amount, o.currency.clone()).to_string());
             note(o, *at, T::PaymentReceived, *by, None, reason);
+        }
+        OrderEvent::PaymentDeclined { at } => {
+            o.payment.status = PaymentStatus::Declined;
+            o.updated_at = *at;
+        }
+        OrderEvent::PaymentReopened {
+            attempt,
+            reference,
+            checkout_url,
+            at,
+        } => {
+            o.payment.status = PaymentStatus::Pending;
+            o.payment.reference = reference.clone();
+            o.payment.checkout_url = checkout_url.clone();
+            if let Some(s) = o.payment.session.as_mut() {
+                s.attempt = *attempt;
+            }
+            o.updated_at = *at;
         }
         OrderEvent::CashCollected { at } => {
             o.payment.status = PaymentStatus::Collected;

@@ -269,8 +269,12 @@ pub(super) fn payment(state: &OrderState, report: PaymentReport, now: DateTime<U
         .collect();
     let payable = matches!(
         o.payment.status,
-        PaymentStatus::Pending | PaymentStatus::Voided
+        PaymentStatus::Pending | PaymentStatus::Declined | PaymentStatus::Voided
     );
+    if !report.paid && o.payment.status == PaymentStatus::Pending {
+        // Declined: still payable again until the deadline.
+        events.push(OrderEvent::PaymentDeclined { at: now });
+    }
     if report.paid && payable {
         events.push(OrderEvent::PaymentReceived {
             event_id: report.event_id.clone(),
@@ -291,6 +295,52 @@ pub(super) fn payment(state: &OrderState, report: PaymentReport, now: DateTime<U
         }
     }
     answered(state, events)
+}
+
+/// The checkout's payment asked again as attempt `attempt` (whose link
+/// and reference the provider gave): only while the order awaits its
+/// payment; an attempt recorded already is not recorded again.
+pub(super) fn reopen(
+    o: &Order,
+    attempt: u32,
+    reference: String,
+    checkout_url: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    let Some(session) = &o.payment.session else {
+        return Err(DomainError::conflict(
+            "not_paid_online",
+            "this order is not paid online by a checkout's payment",
+        ));
+    };
+    if attempt <= session.attempt {
+        return Ok(vec![]);
+    }
+    if o.payment.status == PaymentStatus::Paid || o.status != OrderStatus::PendingPayment {
+        return Err(closed(o));
+    }
+    Ok(vec![OrderEvent::PaymentReopened {
+        attempt,
+        reference,
+        checkout_url,
+        at: now,
+    }])
+}
+
+/// Why an order's payment can no longer be asked again: paid already, or
+/// cancelled (its deadline passed, or the customer cancelled it).
+pub fn closed(o: &Order) -> DomainError {
+    if matches!(
+        o.payment.status,
+        PaymentStatus::Paid | PaymentStatus::Refunded | PaymentStatus::RefundDue
+    ) {
+        DomainError::conflict("already_paid", "this checkout is paid")
+    } else {
+        DomainError::conflict(
+            "checkout_expired",
+            "this checkout's deadline passed and its orders were cancelled; check out again",
+        )
+    }
 }
 
 /// Everything a cancelled order held went back: the claim, the stock,
@@ -421,5 +471,80 @@ mod tests {
             attach_review(&state, &merchant, "shop:s".into(), "r4".into()),
             Err(DomainError::Forbidden(_))
         ));
+    }
+
+    /// An order of a two-order checkout, awaiting its payment.
+    fn awaiting() -> OrderState {
+        let mut o = crate::domain::notification::tests::order_with(&[]);
+        o.status = OrderStatus::PendingPayment;
+        o.escrow = EscrowStatus::None;
+        o.payment.status = PaymentStatus::Pending;
+        o.payment.session = Some(crate::domain::order::PaymentSession {
+            id: "pay_x".into(),
+            total: 1500,
+            orders: vec![o.id.clone(), "other".into()],
+            attempt: 0,
+        });
+        OrderState {
+            order: Some(o),
+            ..OrderState::default()
+        }
+    }
+
+    fn after(state: &OrderState, events: &[OrderEvent]) -> OrderState {
+        super::super::OrderEntity::evolve(state, events)
+    }
+
+    #[test]
+    fn a_declined_payment_waits_and_a_new_attempt_is_recorded_once_while_unpaid() {
+        let now = Utc::now();
+        let state = awaiting();
+        let declined = PaymentReport {
+            event_id: Some("e1".into()),
+            amount: 1000,
+            paid: false,
+        };
+        let (events, _) = payment(&state, declined, now).unwrap();
+        let state = after(&state, &events);
+        let o = state.order.as_ref().unwrap();
+        assert_eq!(
+            (o.status, o.payment.status),
+            (OrderStatus::PendingPayment, PaymentStatus::Declined)
+        );
+        let events = reopen(o, 1, "pay_x.1".into(), Some("u1".into()), now).unwrap();
+        let state = after(&state, &events);
+        let o = state.order.as_ref().unwrap();
+        assert_eq!(o.payment.status, PaymentStatus::Pending);
+        assert_eq!(o.payment.reference, "pay_x.1");
+        assert_eq!(o.payment.session.as_ref().unwrap().attempt, 1);
+        // The same attempt again (the other node, a retry): nothing new.
+        assert!(reopen(o, 1, "pay_x.1".into(), None, now)
+            .unwrap()
+            .is_empty());
+        // Paid: a new attempt is refused as `already_paid`.
+        let paid = PaymentReport {
+            event_id: Some("e2".into()),
+            amount: 1000,
+            paid: true,
+        };
+        let (events, _) = payment(&state, paid, now).unwrap();
+        let o = after(&state, &events).order.unwrap();
+        assert_eq!(o.status, OrderStatus::Paid);
+        let refused = reopen(&o, 2, "pay_x.2".into(), None, now).unwrap_err();
+        assert_eq!(refused.code(), "already_paid");
+    }
+
+    #[test]
+    fn a_cancelled_orders_payment_cannot_be_asked_again() {
+        let now = Utc::now();
+        let mut state = awaiting();
+        let o = state.order.as_mut().unwrap();
+        o.status = OrderStatus::Cancelled;
+        o.payment.status = PaymentStatus::Voided;
+        let refused = reopen(o, 1, "pay_x.1".into(), None, now).unwrap_err();
+        assert_eq!(refused.code(), "checkout_expired");
+        o.payment.session = None;
+        let refused = reopen(o, 1, "pay_x.1".into(), None, now).unwrap_err();
+        assert_eq!(refused.code(), "not_paid_online");
     }
 }

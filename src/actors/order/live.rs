@@ -29,6 +29,11 @@ pub(super) fn payload(id: &str, event: &OrderEvent) -> Option<(Topic, LiveEvent)
             amount: *amount,
             at: *at,
         },
+        OrderEvent::PaymentDeclined { at } => OrderLive::PaymentDeclined { at: *at },
+        OrderEvent::PaymentReopened { attempt, at, .. } => OrderLive::PaymentReopened {
+            attempt: *attempt,
+            at: *at,
+        },
         OrderEvent::CashCollected { at } => OrderLive::CashCollected { at: *at },
         OrderEvent::EscrowReleased { at } => OrderLive::EscrowReleased { at: *at },
         OrderEvent::Refunded { at, .. } => OrderLive::Refunded { at: *at },

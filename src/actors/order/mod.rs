@@ -14,6 +14,7 @@ mod protocol;
 mod state;
 
 pub use client::PaymentApplied;
+pub use decide::closed as payment_closed;
 
 pub use protocol::*;
 pub use state::*;
@@ -29,6 +30,12 @@ pub use crate::store::tables::{
     ORDERS_BY_CUSTOMER, ORDERS_BY_SHOP, ORDERS_BY_SHOP_STATUS, PAYMENT_REFS, TIMERS_TABLE,
 };
 use crate::store::{codec, IndexOp};
+
+/// The `PAYMENT_REFS` key of checkout payment `session`, which names
+/// one of its orders (each of them names all).
+pub fn session_key(session: &str) -> String {
+    format!("checkout|{session}")
+}
 
 pub fn timer_key(due: DateTime<Utc>, order_id: &str) -> String {
     format!("{:020}|{order_id}", due.timestamp_millis().max(0))
@@ -180,6 +187,11 @@ impl Entity for OrderEntity {
                 now,
             )?,
             OrderCommand::Payment(report) => return d::payment(state, report, now),
+            OrderCommand::Reopen {
+                attempt,
+                reference,
+                checkout_url,
+            } => d::reopen(d::order(state)?, attempt, reference, checkout_url, now)?,
             OrderCommand::StockReleased => d::stock_released(d::order(state)?, now),
             OrderCommand::StockConsumed => d::stock_consumed(d::order(state)?, now),
             OrderCommand::CouponReleased => d::coupon_released(d::order(state)?),
@@ -254,10 +266,21 @@ impl Entity for OrderEntity {
             }
         }
         ops.extend(stats_facts(id, before.order.as_ref(), o));
-        if before.order.is_none() {
+        // Webhooks find the order by the provider's reference (of every
+        // attempt, so a late one still lands) and `POST /checkouts/{id}/pay`
+        // finds a checkout's orders by its payment session.
+        let earlier = before.order.as_ref().map(|b| &b.payment.reference);
+        if earlier != Some(&o.payment.reference) {
             ops.push(IndexOp::Put {
                 table: PAYMENT_REFS,
                 key: format!("{}|{}", o.payment.provider, o.payment.reference),
+                value: id.as_bytes().to_vec(),
+            });
+        }
+        if let (None, Some(session)) = (&before.order, &o.payment.session) {
+            ops.push(IndexOp::Put {
+                table: PAYMENT_REFS,
+                key: session_key(&session.id),
                 value: id.as_bytes().to_vec(),
             });
         }

@@ -30,6 +30,18 @@ pub enum OrderEvent {
     WebhookSeen {
         event_id: String,
     },
+    /// The gateway declined the payment's current attempt.
+    PaymentDeclined {
+        at: DateTime<Utc>,
+    },
+    /// The checkout's payment was asked again: attempt `attempt`, paid at
+    /// `checkout_url` under the provider's `reference`.
+    PaymentReopened {
+        attempt: u32,
+        reference: String,
+        checkout_url: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// The customer erased their account: the delivery address's personal
     /// part (label, street, position) is gone; the city stays.
     CustomerErased {
@@ -121,6 +133,13 @@ pub enum OrderCommand {
     },
     /// A verified webhook or status answer from the payment provider.
     Payment(PaymentReport),
+    /// The checkout's payment is asked again (its earlier attempt closed
+    /// at the provider): idempotent by `attempt`.
+    Reopen {
+        attempt: u32,
+        reference: String,
+        checkout_url: Option<String>,
+    },
     StockReleased,
     StockConsumed,
     CouponReleased,

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::{OrderStatus, Party, TimelineEvent};
 use crate::domain::ids::{OrderId, QueueId, ShopId, UserId};
-use crate::domain::pricing::{Line, Totals};
+use crate::domain::pricing::{Line, LinePrice, Priced, Totals};
 use crate::domain::user::Address;
 use crate::domain::{Caller, Role};
 
@@ -26,6 +26,23 @@ pub enum PaymentStatus {
     Voided,
     /// Must be refunded by hand: the provider has no refund API.
     RefundDue,
+    /// The gateway declined the last attempt: the checkout can be paid
+    /// again (`POST /checkouts/{id}/pay`) until its deadline.
+    Declined,
+}
+
+/// The one online payment of a checkout, which each of its orders names:
+/// paid once for `total`, each order's share is its own total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PaymentSession {
+    /// The checkout's payment id (`POST /checkouts/{id}/pay`).
+    pub id: String,
+    /// What the customer pays for the whole checkout, in minor units.
+    pub total: u64,
+    /// The checkout's orders, one per shop (this one among them).
+    pub orders: Vec<OrderId>,
+    /// 0 for the first attempt, one more for each payment link asked again.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -41,6 +58,23 @@ pub struct Payment {
     pub reference: String,
     pub paid_at: Option<DateTime<Utc>>,
     pub refund_reference: Option<String>,
+    /// The checkout's one payment this order's share belongs to; `None`
+    /// for cash on delivery (paid per order) and orders placed before
+    /// checkouts paid once.
+    #[serde(default)]
+    pub session: Option<PaymentSession>,
+}
+
+impl Payment {
+    /// This order's part of `paid`, an amount the provider reports for the
+    /// payment: its share when the checkout's whole total was paid (`None`
+    /// when any other amount was), all of it for an order paid alone.
+    pub fn share_of(&self, paid: u64) -> Option<u64> {
+        match &self.session {
+            Some(s) => (paid == s.total).then_some(self.amount),
+            None => Some(paid),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -116,6 +150,11 @@ pub struct Order {
     pub claim_released: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Each line's money as it was priced (`pricing::price`): its sale
+    /// saving, its part of the discount and tax, its total. Empty for
+    /// orders placed before lines were priced one by one.
+    #[serde(default)]
+    pub line_prices: Vec<LinePrice>,
 }
 
 /// The queue claim behind an order.
@@ -214,7 +253,8 @@ pub struct Placement {
     pub merchant_id: UserId,
     pub lines: Vec<Line>,
     pub coupon: Option<String>,
-    pub totals: Totals,
+    /// `pricing::price`'s answer for the lines.
+    pub priced: Priced,
     pub address: Address,
     pub distance_km: f64,
     /// The payment opened for it; its currency is the order's.
@@ -245,7 +285,8 @@ impl Order {
             lines: p.lines,
             coupon: p.coupon,
             currency: p.payment.currency.clone(),
-            totals: p.totals,
+            totals: p.priced.totals,
+            line_prices: p.priced.lines,
             address: p.address,
             distance_km: p.distance_km,
             status: OrderStatus::PendingPayment,

@@ -9,8 +9,7 @@ use crate::actors::order::OrderEntity;
 use crate::actors::product::ProductEntity;
 use crate::actors::shop::ShopEntity;
 use crate::actors::Registry;
-use crate::domain::payment::Money;
-use crate::payments::open_payment;
+use crate::payments::open_checkout;
 use crate::payments::Providers;
 use crate::store::Store;
 use dashmap::DashMap;
@@ -30,7 +29,7 @@ use crate::actors::queue::{
 use crate::actors::shop::ShopCommand;
 use crate::domain::notification::Notification;
 use crate::domain::order::{ClaimRef, Order, Party, Placement};
-use crate::domain::pricing::{totals, Line};
+use crate::domain::pricing::{price, Line};
 use crate::domain::user::Address;
 use crate::domain::GeoPoint;
 use crate::live::{LiveEvent, QueueLive, Topic};
@@ -220,7 +219,6 @@ impl QueueWork {
             .get(details.payment_method)
             .cloned()
             .ok_or_else(|| ServiceError::Unavailable("payment provider gone".into()))?;
-        let subtotal = config.price * u64::from(claim.quantity);
         let what = match config.kind {
             QueueKind::FlashSale => self.flash_sale_goods(config, claim, details).await?,
             QueueKind::Course => course_goods(config, claim),
@@ -234,17 +232,21 @@ impl QueueWork {
             fee,
             digital,
         } = what;
-        let t = totals(subtotal, 0, fee, self.commerce.tax_bps)?;
+        let priced = price(std::slice::from_ref(&line), 0, fee, self.commerce.tax_bps)?;
+        let t = priced.totals;
         let now = Utc::now();
-        let (payment, payment_deadline) = open_payment(
+        // A checkout of its own: one payment, paid again after a decline.
+        let (mut payments, payment_deadline) = open_checkout(
             self.commerce.payment_timeout,
             provider.as_ref(),
-            &claim.id,
-            Money::new(t.total, config.currency.clone()),
+            &format!("pay_{}", claim.id),
+            &[(claim.id.clone().into(), t.total)],
+            &config.currency,
             now,
         )
         .await
         .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let payment = payments.remove(0);
         let order = Order::placed(
             Placement {
                 id: claim.id.clone().into(),
@@ -253,7 +255,7 @@ impl QueueWork {
                 merchant_id,
                 lines: vec![line],
                 coupon: None,
-                totals: t,
+                priced,
                 address,
                 distance_km: km,
                 payment,

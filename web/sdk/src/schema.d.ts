@@ -539,6 +539,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/checkouts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your checkout's payment: its status, its current link, its deadline
+         *     and its orders.
+         */
+        get: operations["get_checkout"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/checkouts/{id}/pay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pay your checkout again: after a declined payment, or a payment page
+         *     closed or lost, a new link for the same total, until the checkout's
+         *     deadline. The link before stops taking payments.
+         */
+        post: operations["pay_checkout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/coupons/{code}": {
         parameters: {
             query?: never;
@@ -2574,6 +2615,44 @@ export interface components {
             current_password: string;
             new_password: string;
         };
+        /** @description A checkout's one online payment, for all of its orders. */
+        CheckoutPayment: {
+            /**
+             * Format: int64
+             * @description The checkout's total, in minor units: the sum of its orders' totals.
+             */
+            amount: number;
+            /**
+             * Format: int32
+             * @description 0 for the first link, one more for each asked again.
+             */
+            attempt: number;
+            /**
+             * Format: int32
+             * @description Links left to ask (`MAX_ATTEMPTS` in all).
+             */
+            attempts_left: number;
+            /** @description The hosted payment page of the current attempt. */
+            checkout_url?: string | null;
+            currency: string;
+            /**
+             * Format: date-time
+             * @description Pay by then; after it the orders are cancelled and what they held
+             *     (stock, coupon uses) goes back.
+             */
+            deadline?: string | null;
+            /** @description `POST /checkouts/{id}/pay` asks a new link for it. */
+            id: string;
+            /** @description The checkout's orders, one per shop, each paid its own total. */
+            orders: components["schemas"]["OrderId"][];
+            provider: components["schemas"]["PaymentMethod"];
+            /**
+             * @description `pending` (pay at `checkout_url`), `declined` (pay again), `paid`,
+             *     `voided` (the deadline passed: the orders were cancelled), or
+             *     `refunded` / `refund_due` once an order's share went back.
+             */
+            status: components["schemas"]["PaymentStatus"];
+        };
         CheckoutRequest: {
             address_id: string;
             /**
@@ -2585,6 +2664,7 @@ export interface components {
         CheckoutResponse: {
             /** @description One order per shop. */
             orders: components["schemas"]["Order"][];
+            payment?: components["schemas"]["CheckoutPayment"] | null;
         };
         Claim: {
             /** Format: date-time */
@@ -3177,6 +3257,49 @@ export interface components {
             /** Format: int64 */
             weight_grams: number;
         };
+        /**
+         * @description One line's money in an order: what it lists at, what its sale price
+         *     takes off, its part of the order's discount and tax, what it costs. The
+         *     lines' totals and the order's shipping fee add up to the order's total
+         *     exactly; a line's share is what a refund of that line gives back.
+         */
+        LinePrice: {
+            /**
+             * Format: int64
+             * @description The line's part of the order's discount, in proportion to its
+             *     subtotal (the remainder to the largest fractions): never more than
+             *     its subtotal.
+             */
+            discount: number;
+            /**
+             * Format: int64
+             * @description The list price × the quantity.
+             */
+            list_total: number;
+            product_id: components["schemas"]["ProductId"];
+            /** Format: int32 */
+            quantity: number;
+            /**
+             * Format: int64
+             * @description What the sale price takes off `list_total` (0 when not on sale).
+             */
+            sale_saving: number;
+            /**
+             * Format: int64
+             * @description The price charged (the sale price while on sale) × the quantity.
+             */
+            subtotal: number;
+            /**
+             * Format: int64
+             * @description The line's part of the order's tax, shared the same way.
+             */
+            tax: number;
+            /**
+             * Format: int64
+             * @description `subtotal − discount + tax` (shipping is the order's).
+             */
+            total: number;
+        };
         /** @description What became of a fix. */
         LocationOutcome: {
             accepted: boolean;
@@ -3337,6 +3460,12 @@ export interface components {
             distance_km: number;
             escrow: components["schemas"]["EscrowStatus"];
             id: components["schemas"]["OrderId"];
+            /**
+             * @description Each line's money as it was priced (`pricing::price`): its sale
+             *     saving, its part of the discount and tax, its total. Empty for
+             *     orders placed before lines were priced one by one.
+             */
+            line_prices?: components["schemas"]["LinePrice"][];
             lines: components["schemas"]["Line"][];
             merchant_id: components["schemas"]["UserId"];
             /**
@@ -3387,6 +3516,7 @@ export interface components {
             /** @description The provider's reference for this payment. */
             reference: string;
             refund_reference?: string | null;
+            session?: components["schemas"]["PaymentSession"] | null;
             status: components["schemas"]["PaymentStatus"];
         };
         /**
@@ -3399,8 +3529,28 @@ export interface components {
             items: components["schemas"]["Payment"][];
             next_cursor?: string | null;
         };
+        /**
+         * @description The one online payment of a checkout, which each of its orders names:
+         *     paid once for `total`, each order's share is its own total.
+         */
+        PaymentSession: {
+            /**
+             * Format: int32
+             * @description 0 for the first attempt, one more for each payment link asked again.
+             */
+            attempt: number;
+            /** @description The checkout's payment id (`POST /checkouts/{id}/pay`). */
+            id: string;
+            /** @description The checkout's orders, one per shop (this one among them). */
+            orders: components["schemas"]["OrderId"][];
+            /**
+             * Format: int64
+             * @description What the customer pays for the whole checkout, in minor units.
+             */
+            total: number;
+        };
         /** @enum {string} */
-        PaymentStatus: "pending" | "paid" | "refunded" | "due_on_delivery" | "collected" | "voided" | "refund_due";
+        PaymentStatus: "pending" | "paid" | "refunded" | "due_on_delivery" | "collected" | "voided" | "refund_due" | "declined";
         /**
          * @description The newest position of a shipper as watchers see it (`location` frames
          *     and `GET /shipping/{order_id}/tracking`).
@@ -3979,6 +4129,11 @@ export interface components {
         ShopQuote: {
             /** Format: double */
             distance_km?: number | null;
+            /**
+             * @description Each line's money: list total, sale saving, its part of the
+             *     discount and tax, its total (they add up to `totals` with shipping).
+             */
+            lines: components["schemas"]["LinePrice"][];
             shipping_problem?: components["schemas"]["LeftOut"] | null;
             shop_id: components["schemas"]["ShopId"];
             totals: components["schemas"]["Totals"];
@@ -4171,6 +4326,11 @@ export interface components {
         /** @description What a webhook did. */
         WebhookOutcome: {
             order_id?: components["schemas"]["OrderId"] | null;
+            /**
+             * @description Every order the payment was for (a checkout's payment is each of
+             *     its orders').
+             */
+            order_ids: components["schemas"]["OrderId"][];
             order_status?: components["schemas"]["OrderStatus"] | null;
             /**
              * @description `processed`; `duplicate` for an event already handled; `ignored` for
@@ -7197,6 +7357,157 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_checkout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the payment's id (`payment.session.id` of each of its orders) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutPayment"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such checkout payment of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pay_checkout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the payment's id (`payment.session.id` of each of its orders) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutPayment"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such checkout payment of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description already_paid; checkout_expired (past the deadline: the orders are cancelled and what they held released); too_many_attempts */
             409: {
                 headers: {
                     [name: string]: unknown;
