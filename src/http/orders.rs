@@ -94,7 +94,7 @@ pub async fn get_checkout(
 /// deadline. The link before stops taking payments.
 #[utoipa::path(post, path = "/api/v1/checkouts/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = String, Path, description = "the payment's id (`payment.session.id` of each of its orders)")),
     responses((status = 200, body = CheckoutPayment), (status = 404, body = ErrorBody, description = "no such checkout payment of yours"),
-        (status = 409, body = ErrorBody, description = "already_paid; checkout_expired (past the deadline: the orders are cancelled and what they held released); too_many_attempts")))]
+        (status = 409, body = ErrorBody, description = "already_paid; checkout_expired (past the deadline: the orders are cancelled and what they held released); checkout_cancelled (you cancelled one of its orders); too_many_attempts")))]
 pub async fn pay_checkout(
     State(s): State<AppState>,
     auth: Auth,

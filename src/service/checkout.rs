@@ -216,8 +216,14 @@ impl Checkouts {
                 .collect();
             return Ok((payments, earlier.payment_deadline));
         }
-        let session = format!("pay_{}", planned[0].order_id);
-        let currency = &planned[0].lines[0].currency;
+        let (Some(first), Some(line)) = (
+            planned.first(),
+            planned.first().and_then(|p| p.lines.first()),
+        ) else {
+            return Err(DomainError::conflict("cart_empty", "the cart is empty").into());
+        };
+        let session = format!("pay_{}", first.order_id);
+        let currency = &line.currency;
         open_checkout(
             self.commerce.payment_timeout,
             provider,

@@ -110,7 +110,8 @@ impl Checkouts {
 
     /// A new payment link for checkout `id` (declined, abandoned, or the
     /// page lost), while every order awaits its payment and the deadline
-    /// has not passed: 409 `already_paid`, `checkout_expired` or
+    /// has not passed: 409 `already_paid`, `checkout_expired`,
+    /// `checkout_cancelled` (its customer cancelled one of its orders) or
     /// `too_many_attempts` otherwise. The attempt before is closed at the
     /// provider first; when it turns out paid meanwhile, that payment
     /// stands (its webhook, or the provider asked at the deadline, records
@@ -122,16 +123,34 @@ impl Checkouts {
     ) -> Result<CheckoutPayment, ServiceError> {
         let orders = self.session_orders(caller, id).await?;
         let current = CheckoutPayment::of(&orders).ok_or(DomainError::NotFound("checkout"))?;
-        if let Some(o) = orders.iter().find(|o| {
-            o.status != OrderStatus::PendingPayment || o.payment.status == PaymentStatus::Paid
-        }) {
+        let paid = |o: &&Order| {
+            matches!(
+                o.payment.status,
+                PaymentStatus::Paid | PaymentStatus::Refunded | PaymentStatus::RefundDue
+            )
+        };
+        if let Some(o) = orders.iter().find(paid) {
             return Err(payment_closed(o).into());
         }
-        if current.deadline.is_some_and(|d| d <= Utc::now()) {
+        let past = current.deadline.is_some_and(|d| d <= Utc::now());
+        if past || orders.iter().any(Order::expired_unpaid) {
             return Err(DomainError::conflict(
                 "checkout_expired",
-                "this checkout's deadline passed; its orders are being cancelled",
+                "this checkout's deadline passed: its orders are cancelled and what they held released; check out again",
             )
+            .into());
+        }
+        if let Some(o) = orders
+            .iter()
+            .find(|o| o.status != OrderStatus::PendingPayment)
+        {
+            return Err(match o.status {
+                OrderStatus::Cancelled => DomainError::conflict(
+                    "checkout_cancelled",
+                    "an order of this checkout was cancelled; check out the rest again",
+                ),
+                _ => payment_closed(o),
+            }
             .into());
         }
         if current.attempts_left == 0 {

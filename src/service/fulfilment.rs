@@ -252,7 +252,7 @@ impl Fulfilment {
                     }
                     OrderCommand::System {
                         step: Step::Cancel,
-                        reason: "payment timeout".into(),
+                        reason: crate::domain::order::PAYMENT_TIMEOUT.into(),
                     }
                 }
             },

@@ -435,3 +435,47 @@ async fn a_webhook_for_another_amount_than_the_checkouts_total_changes_no_order(
         assert_eq!(order(&app, &c.access, &oid).await["status"], "paid");
     }
 }
+
+#[tokio::test]
+async fn cancelling_one_order_of_an_unpaid_checkout_stops_paying_it_again_and_a_payment_anyway_refunds_that_share(
+) {
+    let app = spawn_app_with(crate::commerce::fast).await;
+    let (c, address, _) = two_shop_cart(&app).await;
+    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
+    let id = placed["payment"]["id"].as_str().unwrap().to_owned();
+    let url = placed["payment"]["checkout_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let orders = ids(&placed);
+    let (status, _) = app
+        .put(
+            &format!("/api/v1/orders/{}/cancel", orders[0]),
+            Some(&c.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = pay_again(&app, &c.access, &id).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("checkout_cancelled")),
+        "{body}"
+    );
+    // Paid anyway at the open link: the other order is paid, the cancelled
+    // one's share goes back.
+    let (status, paid) = settle(&app, &url, "pay").await;
+    assert_eq!(
+        (status, &paid["webhook_status"]),
+        (StatusCode::OK, &json!(200)),
+        "{paid}"
+    );
+    let o = wait_for(&app, &c.access, &orders[0], "the refund", |o| {
+        o["payment"]["status"] == "refunded"
+    })
+    .await;
+    assert_eq!(o["status"], "cancelled");
+    let share = o["payment"]["amount"].as_u64().unwrap();
+    assert_eq!(refunded_at_gateway(&app, &url).await, share);
+    assert_eq!(order(&app, &c.access, &orders[1]).await["status"], "paid");
+}

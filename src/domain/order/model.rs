@@ -65,6 +65,9 @@ pub struct Payment {
     pub session: Option<PaymentSession>,
 }
 
+/// The reason Surge records when it cancels an order unpaid at its deadline.
+pub const PAYMENT_TIMEOUT: &str = "payment timeout";
+
 impl Payment {
     /// This order's part of `paid`, an amount the provider reports for the
     /// payment: its share when the checkout's whole total was paid (`None`
@@ -267,6 +270,15 @@ pub struct Placement {
 }
 
 impl Order {
+    /// Cancelled by Surge because it was not paid by its deadline.
+    pub fn expired_unpaid(&self) -> bool {
+        self.status == OrderStatus::Cancelled
+            && self
+                .timeline
+                .iter()
+                .any(|t| t.by == Party::System && t.reason.as_deref() == Some(PAYMENT_TIMEOUT))
+    }
+
     /// A new order, its timeline opened with `placed`.
     pub fn placed(p: Placement, now: DateTime<Utc>) -> Order {
         Order {

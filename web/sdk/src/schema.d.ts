@@ -7507,7 +7507,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description already_paid; checkout_expired (past the deadline: the orders are cancelled and what they held released); too_many_attempts */
+            /** @description already_paid; checkout_expired (past the deadline: the orders are cancelled and what they held released); checkout_cancelled (you cancelled one of its orders); too_many_attempts */
             409: {
                 headers: {
                     [name: string]: unknown;
