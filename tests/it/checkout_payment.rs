@@ -479,3 +479,33 @@ async fn cancelling_one_order_of_an_unpaid_checkout_stops_paying_it_again_and_a_
     assert_eq!(refunded_at_gateway(&app, &url).await, share);
     assert_eq!(order(&app, &c.access, &orders[1]).await["status"], "paid");
 }
+
+#[tokio::test]
+async fn a_checkout_is_paid_again_at_most_ten_links_in_all() {
+    let app = spawn_app_with(crate::commerce::fast).await;
+    let (c, address, _) = two_shop_cart(&app).await;
+    let (_, placed) = checkout(&app, &c, &address, "sandbox", None).await;
+    let id = placed["payment"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(placed["payment"]["attempts_left"], 9);
+    for attempt in 1..=9u64 {
+        let (status, again) = pay_again(&app, &c.access, &id).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["attempt"].as_u64(), Some(attempt));
+        assert_eq!(again["attempts_left"].as_u64(), Some(9 - attempt));
+    }
+    let (status, body) = pay_again(&app, &c.access, &id).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("too_many_attempts")),
+        "{body}"
+    );
+    // The last link still pays the checkout.
+    let (_, current) = app
+        .get(&format!("/api/v1/checkouts/{id}"), Some(&c.access))
+        .await;
+    let (status, _) = settle(&app, current["checkout_url"].as_str().unwrap(), "pay").await;
+    assert_eq!(status, StatusCode::OK);
+    for oid in ids(&placed) {
+        wait_for(&app, &c.access, &oid, "paid", |o| o["status"] == "paid").await;
+    }
+}
