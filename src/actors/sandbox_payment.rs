@@ -126,7 +126,7 @@ impl Entity for SandboxPaymentEntity {
                     vec![]
                 } else if p.status != SandboxStatus::Paid {
                     change(SandboxStatus::Refunded, &[SandboxStatus::Paid])?
-                } else if amount == 0 || p.refunded + amount > p.amount {
+                } else if amount == 0 || amount > p.amount.saturating_sub(p.refunded) {
                     return Err(DomainError::conflict(
                         "refund_exceeds_payment",
                         format!(

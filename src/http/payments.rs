@@ -148,7 +148,9 @@ pub struct SettleQuery {
 /// were paid once.
 pub(super) fn sandbox_link(s: &AppState, reference: &str, key: &str) -> Result<(), AppError> {
     let session = crate::payments::session_of(reference);
-    let id = session.strip_prefix("pay_").unwrap_or(session);
+    let id = session
+        .strip_prefix(crate::payments::SESSION_PREFIX)
+        .unwrap_or(session);
     if uuid::Uuid::try_parse(id).is_err()
         || s.services
             .providers
@@ -198,7 +200,7 @@ pub(super) async fn settle(
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if browser {
-        let back = match reference.starts_with("pay_") {
+        let back = match reference.starts_with(crate::payments::SESSION_PREFIX) {
             true => format!("/#/checkouts/{}", crate::payments::session_of(reference)),
             false => format!("/#/orders/{reference}"),
         };

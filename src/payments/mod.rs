@@ -157,6 +157,14 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for WebhookHeaders {
     }
 }
 
+/// What starts a checkout payment's id.
+pub const SESSION_PREFIX: &str = "pay_";
+
+/// The id of the checkout payment whose first order is `order_id`.
+pub fn session_for(order_id: &str) -> String {
+    format!("{SESSION_PREFIX}{order_id}")
+}
+
 /// The provider's reference of attempt `attempt` of checkout payment
 /// `session`: the session id itself at first, then `{session}.{attempt}`
 /// (a provider takes each reference once).

@@ -222,7 +222,7 @@ impl Checkouts {
         ) else {
             return Err(DomainError::conflict("cart_empty", "the cart is empty").into());
         };
-        let session = format!("pay_{}", first.order_id);
+        let session = crate::payments::session_for(&first.order_id);
         let currency = &line.currency;
         open_checkout(
             self.commerce.payment_timeout,

@@ -84,17 +84,11 @@ impl Checkouts {
             .and_then(|v| String::from_utf8(v).ok())
             .ok_or_else(missing)?;
         let first = self.orders.get(&named).await?;
-        let session = first.payment.session.clone().ok_or_else(missing)?;
+        let session = first.payment.session.as_ref().ok_or_else(missing)?;
         if first.customer_id != caller.user_id || session.id != id {
             return Err(missing());
         }
-        let mut orders = Vec::with_capacity(session.orders.len());
-        for order_id in &session.orders {
-            orders.push(match *order_id == first.id {
-                true => first.clone(),
-                false => self.orders.get(order_id).await?,
-            });
-        }
+        let orders = self.orders.checkout_orders(first).await?;
         Ok(orders)
     }
 

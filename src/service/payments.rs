@@ -79,12 +79,7 @@ impl Payments {
         // A checkout's payment is every one of its orders': each takes its
         // share, or none does when the amount is not the checkout's total.
         let named = self.orders.get(&order_id).await?;
-        let mut orders = vec![named.clone()];
-        if let Some(session) = &named.payment.session {
-            for id in session.orders.iter().filter(|id| **id != named.id) {
-                orders.push(self.orders.get(id).await?);
-            }
-        }
+        let orders = self.orders.checkout_orders(named).await?;
         let mut shares = Vec::new();
         for o in &orders {
             let share = match event.paid {
@@ -116,7 +111,11 @@ impl Payments {
                 let _ = self.fulfilment.advance_order(&a.order.id).await;
             }
         }
-        let first = &applied[0];
+        // The order the reference names answers for the payment.
+        let first = applied
+            .iter()
+            .find(|a| a.order.id == order_id)
+            .unwrap_or(&applied[0]);
         let status = match applied.iter().all(|a| a.duplicate) {
             true => "duplicate",
             false => "processed",

@@ -67,6 +67,23 @@ impl Registry<OrderEntity> {
         self.send(id, OrderCommand::Get { caller: None }).await
     }
 
+    /// The orders of `order`'s checkout payment, in the session's order
+    /// (`order` itself among them, not read again); just `order` when it
+    /// is paid alone.
+    pub async fn checkout_orders(&self, order: Order) -> Answer<Vec<Order>> {
+        let Some(session) = order.payment.session.clone() else {
+            return Ok(vec![order]);
+        };
+        let mut orders = Vec::with_capacity(session.orders.len());
+        for id in &session.orders {
+            orders.push(match *id == order.id {
+                true => order.clone(),
+                false => self.get(id).await?,
+            });
+        }
+        Ok(orders)
+    }
+
     /// The order, if `caller` is one of its parties.
     pub async fn get_for(&self, id: &str, caller: &Caller) -> Answer<Order> {
         let caller = Some(caller.clone());

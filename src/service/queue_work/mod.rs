@@ -239,7 +239,7 @@ impl QueueWork {
         let (mut payments, payment_deadline) = open_checkout(
             self.commerce.payment_timeout,
             provider.as_ref(),
-            &format!("pay_{}", claim.id),
+            &crate::payments::session_for(&claim.id),
             &[(claim.id.clone().into(), t.total)],
             &config.currency,
             now,
