@@ -35,6 +35,15 @@ pub struct SavedCart {
     pub saved_at: DateTime<Utc>,
 }
 
+/// A voucher applied to the cart: its code and its shop (none: the
+/// platform's). A cart holds at most one per shop (with the shop's
+/// coupon, if any, counting as that shop's) and one of the platform's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppliedVoucher {
+    pub code: String,
+    pub shop_id: Option<crate::domain::ids::ShopId>,
+}
+
 /// One order a checkout creates: the shop and the order id chosen for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedOrder {
@@ -47,6 +56,9 @@ pub struct Checkout {
     pub key: String,
     pub items: Vec<CartItem>,
     pub coupon: Option<String>,
+    /// The vouchers applied when it began.
+    #[serde(default)]
+    pub vouchers: Vec<AppliedVoucher>,
     pub orders: Vec<PlannedOrder>,
     pub completed: bool,
     /// When it began; one still open `CHECKOUT_DEADLINE_SECS` later was
@@ -76,6 +88,9 @@ pub const CHECKOUT_TIMER_PREFIX: &str = "checkout:";
 pub struct CartState {
     pub items: Vec<CartItem>,
     pub coupon: Option<String>,
+    /// Vouchers applied (one per shop, one of the platform's).
+    #[serde(default)]
+    pub vouchers: Vec<AppliedVoucher>,
     pub saved: Vec<SavedCart>,
     /// Newest last; at most `MAX_CHECKOUTS`.
     pub checkouts: VecDeque<Checkout>,
@@ -96,6 +111,12 @@ pub enum CartEvent {
         code: String,
     },
     CouponRemoved,
+    VoucherApplied {
+        voucher: AppliedVoucher,
+    },
+    VoucherRemoved {
+        code: String,
+    },
     Saved {
         saved: SavedCart,
     },
@@ -125,10 +146,22 @@ pub enum CartCommand {
         product_id: ProductId,
     },
     Clear,
+    /// Apply coupon `code` of `shop_id`: it replaces a voucher of that
+    /// shop.
     ApplyCoupon {
         code: String,
+        shop_id: crate::domain::ids::ShopId,
     },
     RemoveCoupon,
+    /// Apply a voucher: it replaces the voucher (and, for a shop's, the
+    /// coupon when `coupon_of_shop`) in the same place.
+    ApplyVoucher {
+        voucher: AppliedVoucher,
+        coupon_of_shop: bool,
+    },
+    RemoveVoucher {
+        code: String,
+    },
     Save {
         id: String,
     },
@@ -189,6 +222,7 @@ fn begin_checkout(
         key,
         items: state.items.clone(),
         coupon: state.coupon.clone(),
+        vouchers: state.vouchers.clone(),
         orders,
         completed: false,
         started_at: Some(ctx.now),
@@ -275,7 +309,45 @@ impl Entity for CartEntity {
                 vec![CartEvent::ItemRemoved { product_id }]
             }
             CartCommand::Clear => vec![CartEvent::Cleared],
-            CartCommand::ApplyCoupon { code } => vec![CartEvent::CouponApplied { code }],
+            CartCommand::ApplyCoupon { code, shop_id } => state
+                .vouchers
+                .iter()
+                .filter(|v| v.shop_id.as_ref() == Some(&shop_id))
+                .map(|v| CartEvent::VoucherRemoved {
+                    code: v.code.clone(),
+                })
+                .chain([CartEvent::CouponApplied { code }])
+                .collect(),
+            CartCommand::ApplyVoucher {
+                voucher,
+                coupon_of_shop,
+            } => {
+                if state.vouchers.contains(&voucher) {
+                    vec![]
+                } else {
+                    let coupon = (coupon_of_shop && state.coupon.is_some())
+                        .then_some(CartEvent::CouponRemoved);
+                    let place = voucher.shop_id.clone();
+                    let same_place = state
+                        .vouchers
+                        .iter()
+                        .filter(move |v| v.shop_id == place)
+                        .map(|v| CartEvent::VoucherRemoved {
+                            code: v.code.clone(),
+                        });
+                    coupon
+                        .into_iter()
+                        .chain(same_place)
+                        .chain([CartEvent::VoucherApplied { voucher }])
+                        .collect()
+                }
+            }
+            CartCommand::RemoveVoucher { code } => {
+                if !state.vouchers.iter().any(|v| v.code == code) {
+                    return Err(DomainError::NotFound("voucher"));
+                }
+                vec![CartEvent::VoucherRemoved { code }]
+            }
             CartCommand::RemoveCoupon => match state.coupon {
                 Some(_) => vec![CartEvent::CouponRemoved],
                 None => vec![],
@@ -357,9 +429,12 @@ impl Entity for CartEntity {
             CartEvent::Cleared => {
                 state.items.clear();
                 state.coupon = None;
+                state.vouchers.clear();
             }
             CartEvent::CouponApplied { code } => state.coupon = Some(code.clone()),
             CartEvent::CouponRemoved => state.coupon = None,
+            CartEvent::VoucherApplied { voucher } => state.vouchers.push(voucher.clone()),
+            CartEvent::VoucherRemoved { code } => state.vouchers.retain(|v| &v.code != code),
             CartEvent::Saved { saved } => state.saved.push(saved.clone()),
             CartEvent::Restored { id } => {
                 if let Some(pos) = state.saved.iter().position(|s| &s.id == id) {
@@ -383,6 +458,7 @@ impl Entity for CartEntity {
                         .items
                         .retain(|i| !bought.iter().any(|b| b.product_id == i.product_id));
                     state.coupon = None;
+                    state.vouchers.clear();
                 }
             }
             CartEvent::CheckoutAbandoned { key } => state.checkouts.retain(|c| &c.key != key),

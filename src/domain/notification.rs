@@ -247,6 +247,7 @@ pub(crate) mod tests {
                 merchant_id: "merch".into(),
                 lines: vec![],
                 coupon: None,
+                platform_voucher: None,
                 priced: crate::domain::pricing::Priced {
                     totals: Totals {
                         total: 1000,

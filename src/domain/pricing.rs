@@ -56,6 +56,9 @@ pub enum DiscountKind {
     Percentage,
     /// `value` minor units off.
     Fixed,
+    /// The shipping fee off, up to `value` minor units (platform vouchers
+    /// only).
+    FreeShipping,
 }
 
 /// The rule part of a coupon (its usage limits live in the coupon entity).
@@ -74,13 +77,13 @@ pub fn check_coupon_rule(rule: &CouponRule, now: DateTime<Utc>) -> Result<(), Do
             "value",
             "a percentage must be between 1 and 100",
         )),
-        DiscountKind::Fixed
+        DiscountKind::Fixed | DiscountKind::FreeShipping
             if rule.value == 0 || rule.value > crate::domain::catalog::MAX_PRICE =>
         {
             Err(DomainError::invalid(
                 "value",
                 format!(
-                    "a fixed discount must be between 1 and {}",
+                    "a fixed discount or a free-shipping cap must be between 1 and {}",
                     crate::domain::catalog::MAX_PRICE
                 ),
             ))
@@ -100,27 +103,45 @@ pub fn check_coupon_rule(rule: &CouponRule, now: DateTime<Utc>) -> Result<(), Do
     }
 }
 
-/// The discount `rule` gives on `eligible` (the coupon shop's subtotal), or
-/// why it does not apply. Never more than `eligible`.
-pub fn discount(rule: &CouponRule, eligible: u64, now: DateTime<Utc>) -> Result<u64, DomainError> {
+/// What a coupon or voucher discounts: the items (after the discounts
+/// applied before it) and the shipping fee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    /// The items' subtotal it applies to; `min_spend` is checked on it.
+    pub items: u64,
+    /// The shipping fee (0 before an address is known).
+    #[serde(default)]
+    pub shipping: u64,
+}
+
+impl Base {
+    pub fn items(items: u64) -> Base {
+        Base { items, shipping: 0 }
+    }
+}
+
+/// The discount `rule` gives on `base`, or why it does not apply. Never
+/// more than what it discounts: the items, or the shipping fee for free
+/// shipping.
+pub fn discount(rule: &CouponRule, base: Base, now: DateTime<Utc>) -> Result<u64, DomainError> {
     if rule.expires_at.is_some_and(|e| e <= now) {
         return Err(DomainError::conflict(
             "coupon_expired",
             "this coupon has expired",
         ));
     }
-    if eligible < rule.min_spend {
+    if base.items < rule.min_spend {
         return Err(DomainError::conflict(
             "coupon_min_spend",
             format!("this coupon needs a minimum spend of {}", rule.min_spend),
         ));
     }
-    let off = match rule.kind {
+    Ok(match rule.kind {
         // Rounded down: the customer never gets more than the percentage.
-        DiscountKind::Percentage => (u128::from(eligible) * u128::from(rule.value) / 100) as u64,
-        DiscountKind::Fixed => rule.value,
-    };
-    Ok(off.min(eligible))
+        DiscountKind::Percentage => (u128::from(base.items) * u128::from(rule.value) / 100) as u64,
+        DiscountKind::Fixed => rule.value.min(base.items),
+        DiscountKind::FreeShipping => rule.value.min(base.shipping),
+    })
 }
 
 /// Great-circle distance in kilometres (mean Earth radius 6371.0088 km).
@@ -213,29 +234,56 @@ pub fn tax(amount: u64, rate_bps: u32) -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Totals {
     pub subtotal: u64,
+    /// What the shop's coupon or voucher takes off the items (the shop
+    /// bears it).
     pub discount: u64,
+    /// This order's part of the platform voucher on the items (the
+    /// platform bears it).
+    #[serde(default)]
+    pub platform_discount: u64,
     pub shipping_fee: u64,
-    /// On (subtotal − discount); shipping is not taxed.
+    /// What a free-shipping voucher takes off `shipping_fee` (the platform
+    /// bears it).
+    #[serde(default)]
+    pub shipping_discount: u64,
+    /// On (subtotal − discount − platform_discount); shipping is not taxed.
     pub tax: u64,
+    /// `subtotal − discount − platform_discount + tax + shipping_fee −
+    /// shipping_discount`.
     pub total: u64,
+}
+
+/// What one order's discounts take off: the shop's coupon or voucher and
+/// its part of the platform voucher (the items), and of a free-shipping
+/// voucher (the shipping fee). Each is capped by what it discounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Discounts {
+    pub shop: u64,
+    pub platform: u64,
+    pub shipping: u64,
 }
 
 fn totals(
     subtotal: u64,
-    discount: u64,
+    d: Discounts,
     shipping_fee: u64,
     tax_bps: u32,
 ) -> Result<Totals, DomainError> {
-    let taxable = subtotal.saturating_sub(discount);
+    let discount = d.shop.min(subtotal);
+    let platform_discount = d.platform.min(subtotal - discount);
+    let taxable = subtotal - discount - platform_discount;
+    let shipping_discount = d.shipping.min(shipping_fee);
     let tax = tax(taxable, tax_bps);
     let total = taxable
-        .checked_add(shipping_fee)
+        .checked_add(shipping_fee - shipping_discount)
         .and_then(|t| t.checked_add(tax))
         .ok_or_else(overflow)?;
     Ok(Totals {
         subtotal,
-        discount: discount.min(subtotal),
+        discount,
+        platform_discount,
         shipping_fee,
+        shipping_discount,
         tax,
         total,
     })
@@ -259,9 +307,14 @@ pub struct LinePrice {
     /// subtotal (the remainder to the largest fractions): never more than
     /// its subtotal.
     pub discount: u64,
+    /// The line's part of the order's platform voucher, shared the same
+    /// way over what is left after `discount`.
+    #[serde(default)]
+    pub platform_discount: u64,
     /// The line's part of the order's tax, shared the same way.
     pub tax: u64,
-    /// `subtotal − discount + tax` (shipping is the order's).
+    /// `subtotal − discount − platform_discount + tax` (shipping is the
+    /// order's).
     pub total: u64,
 }
 
@@ -276,8 +329,9 @@ pub struct Priced {
 /// `amount` shared among `weights` in proportion, the units left over by
 /// rounding down going to the largest remainders (the first on a tie): the
 /// shares add up to `amount` exactly, and none is above its weight's
-/// proportional share rounded up. All zeros when the weights are.
-fn share(amount: u64, weights: &[u64]) -> Vec<u64> {
+/// proportional share rounded up. All zeros when the weights are. A
+/// platform voucher is shared among a checkout's orders with it too.
+pub fn share(amount: u64, weights: &[u64]) -> Vec<u64> {
     let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
     if sum == 0 {
         return vec![0; weights.len()];
@@ -301,12 +355,14 @@ fn share(amount: u64, weights: &[u64]) -> Vec<u64> {
 
 /// The one pricing function: the money of `lines` (each charged its
 /// `unit_price`, the sale price while on sale, with `list_price` beside)
-/// less `discount` (what the coupon takes off, at most the subtotal), plus
-/// `shipping_fee` and tax at `tax_bps` on what is left after the discount.
-/// Every cart quote, checkout and flash-sale order is priced here.
+/// less the shop's discount, then this order's part of the platform
+/// voucher (each at most what is left), plus `shipping_fee` less the
+/// free-shipping discount, and tax at `tax_bps` on the items after both
+/// discounts. Every cart quote, checkout and flash-sale order is priced
+/// here.
 pub fn price(
     lines: &[Line],
-    discount: u64,
+    discounts: Discounts,
     shipping_fee: u64,
     tax_bps: u32,
 ) -> Result<Priced, DomainError> {
@@ -314,11 +370,13 @@ pub fn price(
         .iter()
         .map(line_total)
         .collect::<Result<Vec<_>, _>>()?;
-    let t = totals(subtotal(lines)?, discount, shipping_fee, tax_bps)?;
-    let discounts = share(t.discount, &subtotals);
-    let taxable: Vec<u64> = subtotals
+    let t = totals(subtotal(lines)?, discounts, shipping_fee, tax_bps)?;
+    let shop = share(t.discount, &subtotals);
+    let after_shop: Vec<u64> = subtotals.iter().zip(&shop).map(|(s, d)| s - d).collect();
+    let platform = share(t.platform_discount, &after_shop);
+    let taxable: Vec<u64> = after_shop
         .iter()
-        .zip(&discounts)
+        .zip(&platform)
         .map(|(s, d)| s - d)
         .collect();
     let taxes = share(t.tax, &taxable);
@@ -337,7 +395,8 @@ pub fn price(
                 list_total,
                 sale_saving: list_total.saturating_sub(subtotals[i]),
                 subtotal: subtotals[i],
-                discount: discounts[i],
+                discount: shop[i],
+                platform_discount: platform[i],
                 tax: taxes[i],
                 total: taxable[i] + taxes[i],
             })
@@ -352,7 +411,9 @@ impl std::ops::Add for Totals {
         Totals {
             subtotal: self.subtotal.saturating_add(o.subtotal),
             discount: self.discount.saturating_add(o.discount),
+            platform_discount: self.platform_discount.saturating_add(o.platform_discount),
             shipping_fee: self.shipping_fee.saturating_add(o.shipping_fee),
+            shipping_discount: self.shipping_discount.saturating_add(o.shipping_discount),
             tax: self.tax.saturating_add(o.tax),
             total: self.total.saturating_add(o.total),
         }
@@ -421,7 +482,7 @@ mod tests {
             ),
         ];
         for (rule, eligible, want) in cases {
-            let got = discount(&rule, eligible, now).map_err(|e| match e {
+            let got = discount(&rule, Base::items(eligible), now).map_err(|e| match e {
                 DomainError::Conflict { code, .. } => code,
                 _ => "other",
             });
@@ -431,6 +492,33 @@ mod tests {
         assert!(check_coupon_rule(&pct(101, 0), now).is_err());
         assert!(check_coupon_rule(&fixed(0, 0), now).is_err());
         assert!(check_coupon_rule(&pct(50, 0), now).is_ok());
+        let free = |cap, min| CouponRule {
+            kind: DiscountKind::FreeShipping,
+            value: cap,
+            min_spend: min,
+            expires_at: None,
+        };
+        let on = |items, shipping| Base { items, shipping };
+        assert_eq!(
+            discount(&free(20_000, 0), on(5_000, 15_000), now).unwrap(),
+            15_000,
+            "the whole fee under the cap"
+        );
+        assert_eq!(
+            discount(&free(10_000, 0), on(5_000, 15_000), now).unwrap(),
+            10_000,
+            "the cap"
+        );
+        assert_eq!(
+            discount(&free(10_000, 0), on(5_000, 0), now).unwrap(),
+            0,
+            "no address: no fee yet"
+        );
+        assert!(
+            discount(&free(10_000, 6_000), on(5_000, 15_000), now).is_err(),
+            "min spend on the items"
+        );
+        assert!(check_coupon_rule(&free(0, 0), now).is_err());
     }
 
     #[test]
@@ -483,16 +571,40 @@ mod tests {
         assert_eq!(tax(10_000, 1_000), 1_000);
         assert_eq!(tax(15, 1_000), 2, "1.5 rounds half up");
         assert_eq!(tax(14, 1_000), 1);
-        let t = totals(10_000, 2_000, 15_000, 1_000).unwrap();
+        let shop = |shop| Discounts {
+            shop,
+            ..Discounts::default()
+        };
+        let t = totals(10_000, shop(2_000), 15_000, 1_000).unwrap();
         assert_eq!(
             t,
             Totals {
                 subtotal: 10_000,
                 discount: 2_000,
+                platform_discount: 0,
                 shipping_fee: 15_000,
+                shipping_discount: 0,
                 tax: 800,
                 total: 23_800
             }
+        );
+        // The shop's discount first, then the platform's on what is left,
+        // each capped; free shipping off the fee, capped by it.
+        let all = Discounts {
+            shop: 8_000,
+            platform: 5_000,
+            shipping: 20_000,
+        };
+        let t = totals(10_000, all, 15_000, 1_000).unwrap();
+        assert_eq!(
+            (
+                t.discount,
+                t.platform_discount,
+                t.shipping_discount,
+                t.tax,
+                t.total
+            ),
+            (8_000, 2_000, 15_000, 0, 0)
         );
     }
 
@@ -534,28 +646,38 @@ mod tests {
             fn totals_never_go_negative_and_discounts_never_exceed_what_they_discount(
                 lines in lines(),
                 discount in 0u64..u64::MAX / 4,
+                platform in 0u64..u64::MAX / 4,
+                free_shipping in 0u64..20_000_000,
                 shipping in 0u64..10_000_000,
                 tax_bps in 0u32..=10_000,
             ) {
-                let p = price(&lines, discount, shipping, tax_bps).unwrap();
+                let d = Discounts { shop: discount, platform, shipping: free_shipping };
+                let p = price(&lines, d, shipping, tax_bps).unwrap();
                 let t = p.totals;
-                prop_assert!(t.discount <= t.subtotal);
+                prop_assert!(t.discount + t.platform_discount <= t.subtotal);
+                prop_assert!(t.shipping_discount <= t.shipping_fee);
                 prop_assert_eq!(t.discount, discount.min(t.subtotal));
-                prop_assert_eq!(t.total, t.subtotal - t.discount + t.shipping_fee + t.tax);
-                prop_assert!(t.total >= t.shipping_fee);
+                prop_assert_eq!(t.platform_discount, platform.min(t.subtotal - t.discount));
+                prop_assert_eq!(t.shipping_discount, free_shipping.min(shipping));
+                prop_assert_eq!(
+                    t.total,
+                    t.subtotal - t.discount - t.platform_discount + t.shipping_fee
+                        - t.shipping_discount + t.tax
+                );
                 prop_assert_eq!(p.lines.len(), lines.len());
                 for (l, lp) in lines.iter().zip(&p.lines) {
-                    prop_assert!(lp.discount <= lp.subtotal, "{:?}", lp);
+                    prop_assert!(lp.discount + lp.platform_discount <= lp.subtotal, "{:?}", lp);
                     prop_assert!(lp.sale_saving <= lp.list_total);
                     prop_assert_eq!(lp.subtotal, l.unit_price * u64::from(l.quantity));
                     prop_assert_eq!(lp.list_total - lp.sale_saving, lp.subtotal);
-                    prop_assert_eq!(lp.total, lp.subtotal - lp.discount + lp.tax);
+                    prop_assert_eq!(lp.total, lp.subtotal - lp.discount - lp.platform_discount + lp.tax);
                 }
                 let sum = |f: fn(&LinePrice) -> u64| p.lines.iter().map(f).sum::<u64>();
                 prop_assert_eq!(sum(|l| l.subtotal), t.subtotal);
                 prop_assert_eq!(sum(|l| l.discount), t.discount);
+                prop_assert_eq!(sum(|l| l.platform_discount), t.platform_discount);
                 prop_assert_eq!(sum(|l| l.tax), t.tax);
-                prop_assert_eq!(sum(|l| l.total) + t.shipping_fee, t.total);
+                prop_assert_eq!(sum(|l| l.total) + t.shipping_fee - t.shipping_discount, t.total);
             }
         }
 

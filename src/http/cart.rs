@@ -123,7 +123,7 @@ pub async fn apply_coupon(
     Json(r): Json<ApplyCoupon>,
 ) -> Result<Json<CartView>, AppError> {
     Ok(Json(
-        s.services.carts.apply_coupon(&auth.0.id, &r.code).await?,
+        s.services.carts.apply_code(&auth.0.id, &r.code).await?,
     ))
 }
 

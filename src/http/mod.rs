@@ -41,6 +41,7 @@ pub mod server;
 pub mod shipping;
 pub mod shop_console;
 pub mod state;
+pub mod vouchers;
 pub mod web;
 
 use axum::extract::DefaultBodyLimit;
@@ -155,6 +156,12 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(coupons::pause_coupon))
         .routes(routes!(coupons::resume_coupon))
         .routes(routes!(coupons::coupon_usage))
+        .routes(routes!(vouchers::create_platform_voucher))
+        .routes(routes!(vouchers::list_vouchers))
+        .routes(routes!(vouchers::collect_voucher))
+        .routes(routes!(vouchers::my_vouchers))
+        .routes(routes!(vouchers::cart_vouchers, vouchers::apply_voucher))
+        .routes(routes!(vouchers::remove_voucher))
         .routes(routes!(orders::checkout, orders::list_orders))
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::get_checkout))

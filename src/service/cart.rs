@@ -7,18 +7,19 @@ use super::CommerceConfig;
 use crate::actors::cart::CartEntity;
 use crate::actors::Registry;
 use crate::store::Store;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::cart_quote::{refusal, Codes};
 use super::{new_id, ServiceError};
+use crate::actors::cart::AppliedVoucher;
 use crate::actors::cart::{CartCommand, CartItem, CartState, SavedCart};
 use crate::actors::coupon::{normalize_code, CouponCommand, CouponEntity};
 use crate::actors::entity::stream_id;
-use crate::domain::catalog::{Product, Shop};
-use crate::domain::pricing::{price, subtotal, total_weight, Line, LinePrice, Totals};
+use crate::domain::catalog::Product;
+use crate::domain::pricing::{subtotal, Base, Line, LinePrice, Totals};
 use crate::domain::user::Address;
 use crate::domain::{DomainError, GeoPoint};
 
@@ -52,6 +53,9 @@ pub struct ShopQuote {
     /// beyond the delivery area (`out_of_delivery_area`, what checking
     /// out to it would answer). Absent when shipping is quoted.
     pub shipping_problem: Option<LeftOut>,
+    /// The code whose discount is in `totals.discount`: the shop's coupon
+    /// or voucher. Absent when none gives anything.
+    pub code: Option<String>,
 }
 
 /// What a quote does with an address beyond a shop's delivery area.
@@ -76,6 +80,12 @@ pub struct CartView {
     /// up, deleted, below its minimum spend): the totals leave it out, and
     /// checking out with it is refused with that code until it is removed.
     pub coupon_problem: Option<LeftOut>,
+    /// The vouchers applied: at most one per shop and one of the
+    /// platform's (`shop_id` null).
+    pub vouchers: Vec<AppliedVoucher>,
+    /// Applied vouchers that give nothing now, each with why (as
+    /// `coupon_problem`).
+    pub voucher_problems: Vec<CodeProblem>,
     pub currency: Option<String>,
     /// One entry per shop (each becomes one order at checkout).
     pub shops: Vec<ShopQuote>,
@@ -107,6 +117,13 @@ pub struct NotBoughtAgain {
     pub message: String,
 }
 
+/// An applied code left out of the totals, and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CodeProblem {
+    pub code: String,
+    pub problem: LeftOut,
+}
+
 /// Why something is left out of a cart's totals (the applied coupon, or a
 /// shop's shipping), by the code checking out would answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -115,26 +132,6 @@ pub struct LeftOut {
     /// `not_found`; `out_of_delivery_area`).
     pub code: String,
     pub message: String,
-}
-
-/// Whether `e` is the coupon's own refusal (not a product's, not the
-/// store's): the cart is still shown, without it.
-fn coupon_refusal(e: &ServiceError) -> Option<LeftOut> {
-    match e {
-        ServiceError::Domain(DomainError::Conflict { code, message })
-            if code.starts_with("coupon_") =>
-        {
-            Some(LeftOut {
-                code: (*code).to_owned(),
-                message: message.clone(),
-            })
-        }
-        ServiceError::Domain(DomainError::NotFound("coupon")) => Some(LeftOut {
-            code: "not_found".into(),
-            message: "this coupon no longer exists".into(),
-        }),
-        _ => None,
-    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -147,6 +144,17 @@ pub struct ShippingQuote {
 pub(super) struct Priced {
     pub(super) lines: Vec<Line>,
     pub(super) products: Vec<Product>,
+}
+
+/// The lines priced in the first line's currency (a cart shows the others
+/// unavailable and leaves them out of its totals).
+fn in_first_currency(lines: &[Line]) -> Vec<Line> {
+    let currency = lines.first().map(|l| l.currency.clone());
+    lines
+        .iter()
+        .filter(|l| Some(&l.currency) == currency.as_ref())
+        .cloned()
+        .collect()
 }
 
 /// Whether `lines` are priced in more than one currency.
@@ -183,6 +191,14 @@ impl Carts {
         Ok(priced)
     }
 
+    /// The cart's lines in its currency (see `view`).
+    pub(super) async fn lines_in_currency(
+        &self,
+        items: &[CartItem],
+    ) -> Result<Vec<Line>, ServiceError> {
+        Ok(in_first_currency(&self.lines_of(items).await?.lines))
+    }
+
     /// The cart's lines at today's product records.
     async fn lines_of(&self, items: &[CartItem]) -> Result<Priced, ServiceError> {
         let mut lines = Vec::with_capacity(items.len());
@@ -206,87 +222,6 @@ impl Carts {
         Ok(Priced { lines, products })
     }
 
-    /// Prices `lines` per shop, with the coupon and (given an address)
-    /// shipping and tax.
-    pub(super) async fn quote(
-        &self,
-        user_id: &str,
-        lines: &[Line],
-        coupon: Option<&str>,
-        address: Option<&Address>,
-        area: Area,
-    ) -> Result<(Vec<ShopQuote>, Vec<(Shop, Vec<Line>)>, u64), ServiceError> {
-        let mut by_shop: BTreeMap<String, Vec<Line>> = BTreeMap::new();
-        for l in lines {
-            by_shop
-                .entry(l.shop_id.clone().into())
-                .or_default()
-                .push(l.clone());
-        }
-        let coupon = match coupon {
-            Some(code) => Some(self.coupons.call(code, CouponCommand::Get).await?.coupon),
-            None => None,
-        };
-        let mut quotes = Vec::new();
-        let mut groups = Vec::new();
-        let mut coupon_discount = 0;
-        for (shop_id, lines) in by_shop {
-            let shop = self.catalog.get_shop(&shop_id).await?;
-            let sub = subtotal(&lines)?;
-            let discount = match &coupon {
-                Some(c) if c.shop_id == shop_id => {
-                    let reply = self
-                        .coupons
-                        .call(
-                            &c.code,
-                            CouponCommand::Quote {
-                                user_id: user_id.into(),
-                                eligible: sub,
-                            },
-                        )
-                        .await?;
-                    coupon_discount = reply.discount;
-                    reply.discount
-                }
-                _ => 0,
-            };
-            let mut shipping_problem = None;
-            let (km, fee) = match address {
-                Some(a) => {
-                    let to = GeoPoint {
-                        lat: a.lat,
-                        lng: a.lng,
-                    };
-                    match self.commerce.ship(&shop, to, total_weight(&lines)?) {
-                        Ok((km, fee)) => (Some(km), fee),
-                        Err(ServiceError::Domain(DomainError::Conflict { code, message }))
-                            if area == Area::Note && code == "out_of_delivery_area" =>
-                        {
-                            shipping_problem = Some(LeftOut {
-                                code: code.to_owned(),
-                                message,
-                            });
-                            let km = crate::domain::pricing::haversine_km(shop.location, to);
-                            (Some(km), 0)
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                None => (None, 0),
-            };
-            let priced = price(&lines, discount, fee, self.commerce.tax_bps)?;
-            quotes.push(ShopQuote {
-                shop_id: shop_id.clone().into(),
-                distance_km: km,
-                totals: priced.totals,
-                lines: priced.lines,
-                shipping_problem,
-            });
-            groups.push((shop, lines));
-        }
-        Ok((quotes, groups, coupon_discount))
-    }
-
     /// The cart as its owner sees it. A line whose product has since moved
     /// to another currency than the cart's (its first line's) is shown
     /// unavailable and left out of the totals, so the cart can still be
@@ -301,25 +236,26 @@ impl Carts {
         let priced = self.lines_of(&cart.items).await?;
         let currency = priced.lines.first().map(|l| l.currency.clone());
         let in_currency = |l: &Line| Some(&l.currency) == currency.as_ref();
-        let quoted: Vec<Line> = priced
-            .lines
-            .iter()
-            .filter(|l| in_currency(l))
-            .cloned()
-            .collect();
-        let (shops, coupon_problem) = match self
-            .quote(user_id, &quoted, cart.coupon.as_deref(), address, area)
-            .await
-        {
-            Ok((shops, _, _)) => (shops, None),
-            Err(e) => match coupon_refusal(&e) {
-                Some(problem) => {
-                    let (shops, _, _) = self.quote(user_id, &quoted, None, address, area).await?;
-                    (shops, Some(problem))
-                }
-                None => return Err(e),
-            },
+        let quoted = in_first_currency(&priced.lines);
+        let codes = Codes {
+            coupon: cart.coupon.as_deref(),
+            vouchers: &cart.vouchers,
         };
+        let quote = self.quote(user_id, &quoted, codes, address, area).await?;
+        let mut coupon_problem = None;
+        let mut voucher_problems = Vec::new();
+        for (code, e) in &quote.problems {
+            let problem = refusal(e).expect("a quote's problems are code refusals");
+            if cart.coupon.as_deref() == Some(code.as_str()) {
+                coupon_problem = Some(problem);
+            } else {
+                voucher_problems.push(CodeProblem {
+                    code: code.clone(),
+                    problem,
+                });
+            }
+        }
+        let shops = quote.shops;
         let items = priced
             .lines
             .iter()
@@ -338,6 +274,8 @@ impl Carts {
             address_id: address.map(|a| a.id.clone()),
             coupon: cart.coupon.clone(),
             coupon_problem,
+            vouchers: cart.vouchers.clone(),
+            voucher_problems,
             currency,
             shops,
             totals: sum,
@@ -352,7 +290,11 @@ impl Carts {
     /// The cart as every cart operation answers it: shipping quoted to the
     /// owner's default address (if any), a shop beyond its delivery area
     /// quoted without it and saying so.
-    async fn shown(&self, user_id: &str, cart: &CartState) -> Result<CartView, ServiceError> {
+    pub(super) async fn shown(
+        &self,
+        user_id: &str,
+        cart: &CartState,
+    ) -> Result<CartView, ServiceError> {
         let address = self.profiles.address(user_id, None).await?;
         self.view(user_id, cart, address.as_ref(), Area::Note).await
     }
@@ -534,19 +476,52 @@ impl Carts {
         self.shown(user_id, &cart).await
     }
 
-    pub async fn apply_coupon(&self, user_id: &str, code: &str) -> Result<CartView, ServiceError> {
+    /// Applies a code: a shop's coupon (it replaces that shop's voucher),
+    /// or a voucher from the wallet (see `put_voucher`). 422 for a code
+    /// of another shape, 404 for one that does not exist; 409 `coupon_not_applicable` for a shop with
+    /// nothing in the cart; the code's own refusals.
+    pub async fn apply_code(&self, user_id: &str, code: &str) -> Result<CartView, ServiceError> {
         let code = normalize_code(code)?;
         if self.store.head(&stream_id::<CouponEntity>(&code)).await? == 0 {
             return Err(DomainError::NotFound("coupon").into());
         }
+        let reply = self.coupons.call(&code, CouponCommand::Get).await?;
+        if reply.deleted {
+            return Err(DomainError::NotFound("coupon").into());
+        }
+        let coupon = reply.coupon;
+        if coupon.voucher {
+            return self.put_voucher(user_id, coupon).await;
+        }
+        let base = self.base_for(user_id, &coupon).await?;
+        let quote = CouponCommand::Quote {
+            user_id: user_id.into(),
+            base,
+        };
+        self.coupons.call(&code, quote).await?;
+        let apply = CartCommand::ApplyCoupon {
+            code,
+            shop_id: coupon.shop_id,
+        };
+        let cart = self.carts.send(user_id, apply).await?;
+        self.shown(user_id, &cart).await
+    }
+
+    /// What `coupon` would discount in `user_id`'s cart now: its shop's
+    /// subtotal, or for a platform voucher the whole cart's (shipping is
+    /// not known before an address; 0). 409 `coupon_not_applicable` when
+    /// its shop has nothing in the cart.
+    pub(super) async fn base_for(
+        &self,
+        user_id: &str,
+        coupon: &crate::actors::coupon::Coupon,
+    ) -> Result<Base, ServiceError> {
         let cart = self.carts.send(user_id, CartCommand::Get).await?;
-        let coupon = self.coupons.call(&code, CouponCommand::Get).await?.coupon;
         let priced = self.price(&cart.items).await?;
         let eligible: Vec<Line> = priced
             .lines
-            .iter()
-            .filter(|l| l.shop_id == coupon.shop_id)
-            .cloned()
+            .into_iter()
+            .filter(|l| coupon.shop().is_none_or(|s| &l.shop_id == s))
             .collect();
         if eligible.is_empty() {
             return Err(DomainError::conflict(
@@ -555,20 +530,7 @@ impl Carts {
             )
             .into());
         }
-        self.coupons
-            .call(
-                &code,
-                CouponCommand::Quote {
-                    user_id: user_id.into(),
-                    eligible: subtotal(&eligible)?,
-                },
-            )
-            .await?;
-        let cart = self
-            .carts
-            .send(user_id, CartCommand::ApplyCoupon { code })
-            .await?;
-        self.shown(user_id, &cart).await
+        Ok(Base::items(subtotal(&eligible)?))
     }
 
     pub async fn remove_coupon(&self, user_id: &str) -> Result<CartView, ServiceError> {

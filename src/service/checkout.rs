@@ -21,13 +21,14 @@ use chrono::Utc;
 use std::sync::Arc;
 
 use super::cart::ShopQuote;
+use super::cart_quote::{Codes, PlatformUse};
 use super::{new_id, ServiceError};
 use crate::actors::cart::{CartCommand, CartItem, Checkout, PlannedOrder};
 use crate::actors::coupon::CouponCommand;
 use crate::domain::catalog::Shop;
 use crate::domain::ids::OrderId;
-use crate::domain::order::{Order, OrderStatus, Party, Payment, Placement};
-use crate::domain::pricing::Line;
+use crate::domain::order::{Order, OrderStatus, Party, Payment, Placement, PlatformVoucher};
+use crate::domain::pricing::{Base, Line};
 use crate::domain::user::Address;
 use crate::domain::{Caller, DomainError};
 
@@ -37,6 +38,7 @@ struct Planned<'a> {
     shop: &'a Shop,
     lines: &'a [Line],
     quote: &'a ShopQuote,
+    /// The shop's coupon or voucher whose discount it has.
     coupon: Option<String>,
 }
 
@@ -103,13 +105,17 @@ impl Checkouts {
             }
             return Ok(orders);
         }
+        let codes = Codes {
+            coupon: checkout.coupon.as_deref(),
+            vouchers: &checkout.vouchers,
+        };
         let placed = self
             .place_checkout(
                 caller,
                 &address,
                 provider.as_ref(),
                 &checkout.items,
-                checkout.coupon.as_deref(),
+                codes,
                 &checkout.orders,
             )
             .await;
@@ -171,13 +177,7 @@ impl Checkouts {
                 | ServiceError::Storage(_)),
             ) if resumable => Err(e),
             Err(e) => {
-                let items = &checkout.items;
-                let coupon = checkout.coupon.as_deref();
-                if self
-                    .fulfilment
-                    .undo_checkout(items, coupon, &checkout.orders)
-                    .await
-                {
+                if self.fulfilment.undo_checkout(checkout).await {
                     let _ = self
                         .carts
                         .send(user_id, CartCommand::AbandonCheckout { key })
@@ -236,8 +236,9 @@ impl Checkouts {
         .map_err(|e| ServiceError::Unavailable(e.to_string()))
     }
 
-    /// Holds the stock (idempotent per order) and then the coupon uses for
-    /// the planned orders. A retry of a checkout whose orders were placed
+    /// Holds the stock (idempotent per order), then the shops' coupon or
+    /// voucher uses for the planned orders, then the platform voucher's
+    /// one use for the checkout (under its first order's id). A retry of a checkout whose orders were placed
     /// and then cancelled (its release already happened) must not hold
     /// anything again. Returns the orders an earlier attempt under this
     /// key placed already.
@@ -245,6 +246,7 @@ impl Checkouts {
         &self,
         user_id: &str,
         planned: &[Planned<'_>],
+        platform: Option<&PlatformUse>,
     ) -> Result<Vec<Order>, ServiceError> {
         let mut placed = Vec::new();
         for p in planned {
@@ -269,13 +271,25 @@ impl Checkouts {
         }
         for p in planned {
             if let Some(code) = &p.coupon {
+                let t = p.quote.totals;
                 let redeem = CouponCommand::Redeem {
                     user_id: user_id.into(),
                     order_id: p.order_id.clone(),
-                    eligible: p.quote.totals.subtotal,
+                    base: Base {
+                        items: t.subtotal,
+                        shipping: t.shipping_fee,
+                    },
                 };
                 self.coupons.call(code, redeem).await?;
             }
+        }
+        if let (Some(v), Some(first)) = (platform, planned.first()) {
+            let redeem = CouponCommand::Redeem {
+                user_id: user_id.into(),
+                order_id: first.order_id.clone(),
+                base: v.base,
+            };
+            self.coupons.call(&v.code, redeem).await?;
         }
         Ok(placed)
     }
@@ -291,23 +305,24 @@ impl Checkouts {
         address: &Address,
         provider: &dyn crate::payments::Provider,
         items: &[CartItem],
-        coupon: Option<&str>,
+        codes: Codes<'_>,
         plan: &[PlannedOrder],
     ) -> Result<Vec<Order>, ServiceError> {
         let priced = self.cart.price(items).await?;
-        let (quotes, groups, _) = self
+        let quoted = self
             .cart
             .quote(
                 &caller.user_id,
                 &priced.lines,
-                coupon,
+                codes,
                 Some(address),
                 super::cart::Area::Refuse,
             )
             .await?;
+        let (quotes, groups) = (&quoted.shops, &quoted.groups);
         let now = Utc::now();
         let mut planned = Vec::new();
-        for ((shop, lines), quote) in groups.iter().zip(&quotes) {
+        for ((shop, lines), quote) in groups.iter().zip(quotes.iter()) {
             let order_id = plan
                 .iter()
                 .find(|p| p.shop_id == shop.id)
@@ -318,9 +333,7 @@ impl Checkouts {
                         "the cart changed during checkout; try again",
                     )
                 })?;
-            let coupon = coupon
-                .filter(|_| quote.totals.discount > 0)
-                .map(str::to_owned);
+            let coupon = quote.code.clone();
             planned.push(Planned {
                 order_id,
                 shop,
@@ -329,7 +342,13 @@ impl Checkouts {
                 coupon,
             });
         }
-        let mut placed = self.reserve(&caller.user_id, &planned).await?;
+        let platform = quoted.platform.as_ref();
+        let mut placed = self.reserve(&caller.user_id, &planned, platform).await?;
+        let platform_voucher = platform.map(|v| PlatformVoucher {
+            code: v.code.clone(),
+            redemption: planned[0].order_id.clone(),
+            orders: planned.iter().map(|p| p.order_id.clone()).collect(),
+        });
         // 2. Everything held: open the checkout's one payment and place the
         // orders (idempotent by id).
         let (mut payments, payment_deadline) =
@@ -358,6 +377,7 @@ impl Checkouts {
                     merchant_id: shop.owner_id.clone(),
                     lines: lines.to_vec(),
                     coupon,
+                    platform_voucher: platform_voucher.clone(),
                     priced: crate::domain::pricing::Priced {
                         totals: quote.totals,
                         lines: quote.lines.clone(),

@@ -10,11 +10,12 @@ use super::catalog::{decode_cursor, encode_cursor, Catalog, Page};
 use super::ServiceError;
 use crate::actors::coupon::{
     normalize_code, Coupon, CouponCommand, CouponEntity, CouponInput, CouponStatus, CouponUsage,
+    PLATFORM_KEY,
 };
 use crate::actors::entity::{stream_id, Entity};
 use crate::actors::Registry;
 use crate::domain::{Caller, DomainError};
-use crate::store::tables::COUPONS_BY_SHOP;
+use crate::store::tables::{COUPONS_BY_SHOP, VOUCHER_WALLET};
 use crate::store::{codec, Store};
 use std::sync::Arc;
 
@@ -33,7 +34,12 @@ impl From<Coupon> for CouponView {
     }
 }
 
-/// A shop's coupons.
+/// Vouchers a wallet lists (the newest collections past this are not
+/// shown; a customer rarely holds more).
+pub const MAX_WALLET: usize = 100;
+
+/// A shop's coupons and vouchers, the platform's vouchers, customers'
+/// wallets.
 pub struct Coupons {
     pub(super) coupons: Registry<CouponEntity>,
     pub(super) store: Arc<dyn Store>,
@@ -62,6 +68,89 @@ impl Coupons {
             .await?
             .coupon
             .into())
+    }
+
+    /// An admin issues a platform voucher (always collected before use).
+    pub async fn create_platform_voucher(
+        &self,
+        caller: Caller,
+        input: CouponInput,
+    ) -> Result<CouponView, ServiceError> {
+        let code = normalize_code(&input.code)?;
+        let cmd = CouponCommand::CreatePlatform { caller, input };
+        Ok(self.coupons.call(&code, cmd).await?.coupon.into())
+    }
+
+    /// `user_id` collects voucher `code` into their wallet (again: the
+    /// same answer).
+    pub async fn collect(&self, user_id: &str, code: &str) -> Result<CouponView, ServiceError> {
+        let code = self.existing(code).await?;
+        let cmd = CouponCommand::Collect {
+            user_id: user_id.into(),
+        };
+        Ok(self.coupons.call(&code, cmd).await?.coupon.into())
+    }
+
+    /// The vouchers `user_id` collected and that still exist, by code
+    /// (at most `MAX_WALLET`), each with its status now.
+    pub async fn wallet(&self, user_id: &str) -> Result<Vec<CouponView>, ServiceError> {
+        let rows = self
+            .store
+            .scan(VOUCHER_WALLET, &format!("{user_id}|"), None, MAX_WALLET)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, _) in rows {
+            let Some((_, code)) = key.split_once('|') else {
+                continue;
+            };
+            let reply = self.coupons.call(code, CouponCommand::Get).await?;
+            if !reply.deleted {
+                out.push(reply.coupon.into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The vouchers customers can collect now (active), of a shop or
+    /// (`shop_id` none) of the platform, by code; a page may hold fewer
+    /// than `limit`: follow `next_cursor`.
+    pub async fn collectible(
+        &self,
+        shop_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CouponView>, ServiceError> {
+        if let Some(shop_id) = shop_id {
+            self.catalog.get_shop(shop_id).await?;
+        }
+        let prefix = format!("{}|", shop_id.unwrap_or(PLATFORM_KEY));
+        let mut page = self.listed(&prefix, cursor, limit).await?;
+        page.items
+            .retain(|v| v.coupon.voucher && v.status == CouponStatus::Active);
+        Ok(page)
+    }
+
+    /// A page of `coupons_by_shop` under `prefix`.
+    async fn listed(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CouponView>, ServiceError> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let rows = self
+            .store
+            .scan(COUPONS_BY_SHOP, prefix, after.as_deref(), limit)
+            .await?;
+        let next_cursor = (rows.len() == limit)
+            .then(|| rows.last().map(|(k, _)| encode_cursor(k)))
+            .flatten();
+        let mut items = Vec::with_capacity(rows.len());
+        for (_, value) in rows {
+            let coupon: Coupon = codec::decode(CouponEntity::VERSION, &value)?;
+            items.push(CouponView::from(coupon));
+        }
+        Ok(Page { items, next_cursor })
     }
 
     /// The code of a coupon that was created (404 otherwise, without
@@ -113,27 +202,8 @@ impl Coupons {
     ) -> Result<Page<CouponView>, ServiceError> {
         let shop = self.catalog.get_shop(shop_id).await?;
         caller.ensure_owner(&shop.owner_id, "shop")?;
-        let after = cursor.map(decode_cursor).transpose()?;
-        let rows = self
-            .store
-            .scan(
-                COUPONS_BY_SHOP,
-                &format!("{shop_id}|"),
-                after.as_deref(),
-                limit,
-            )
-            .await?;
-        let next_cursor = (rows.len() == limit)
-            .then(|| rows.last().map(|(k, _)| encode_cursor(k)))
-            .flatten();
-        let mut items = Vec::with_capacity(rows.len());
-        for (_, value) in rows {
-            let coupon: Coupon = codec::decode(CouponEntity::VERSION, &value)?;
-            let view = CouponView::from(coupon);
-            if status.is_none_or(|s| s == view.status) {
-                items.push(view);
-            }
-        }
-        Ok(Page { items, next_cursor })
+        let mut page = self.listed(&format!("{shop_id}|"), cursor, limit).await?;
+        page.items.retain(|v| status.is_none_or(|s| s == v.status));
+        Ok(page)
     }
 }

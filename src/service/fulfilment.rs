@@ -7,7 +7,7 @@ use super::dispatch::Dispatch;
 use super::found;
 use super::queue_work::QueueWork;
 use crate::actors::cart::CartEntity;
-use crate::actors::cart::{CartCommand, CartItem, PlannedOrder};
+use crate::actors::cart::{CartCommand, CartItem, Checkout};
 use crate::actors::coupon::CouponEntity;
 use crate::actors::entity::stream_id;
 use crate::actors::order::OrderEntity;
@@ -31,7 +31,7 @@ use crate::actors::coupon::CouponCommand;
 use crate::actors::order::{timer_order, OrderCommand, PaymentReport, TIMERS_TABLE};
 use crate::actors::product::ProductCommand;
 use crate::domain::notification::notifications_for;
-use crate::domain::order::{next_action, Action, Order, Step, StockStatus};
+use crate::domain::order::{next_action, Action, Order, OrderStatus, Step, StockStatus};
 use crate::payments::{Provider, ProviderError, RemoteStatus};
 
 /// The order follow-up worker: it touches every entity an order holds
@@ -60,14 +60,16 @@ impl Fulfilment {
     /// placed are cancelled (their next action returns their stock and
     /// coupon use); for the others, held stock and the coupon use are
     /// released directly. Whether everything went back.
-    pub(super) async fn undo_checkout(
-        &self,
-        items: &[CartItem],
-        coupon: Option<&str>,
-        plan: &[PlannedOrder],
-    ) -> bool {
+    pub(super) async fn undo_checkout(&self, checkout: &Checkout) -> bool {
+        let items = &checkout.items;
+        let codes: Vec<&str> = checkout
+            .coupon
+            .iter()
+            .map(String::as_str)
+            .chain(checkout.vouchers.iter().map(|v| v.code.as_str()))
+            .collect();
         let mut clean = true;
-        for p in plan {
+        for p in &checkout.orders {
             if found(&self.orders, &p.order_id, "order").await.is_ok() {
                 let cancel = OrderCommand::System {
                     step: Step::Cancel,
@@ -77,17 +79,18 @@ impl Fulfilment {
                 let _ = self.advance_order(&p.order_id).await;
                 continue;
             }
-            clean &= self.release_reservations(items, coupon, &p.order_id).await;
+            clean &= self.release_reservations(items, &codes, &p.order_id).await;
         }
         clean
     }
 
-    /// Releases stock held and a coupon use made for `order_id` (a no-op
-    /// where nothing is held). Whether every release went through.
+    /// Releases stock held and the coupon and voucher uses made for
+    /// `order_id` (a no-op where nothing is held). Whether every release
+    /// went through.
     pub(super) async fn release_reservations(
         &self,
         items: &[CartItem],
-        coupon: Option<&str>,
+        codes: &[&str],
         order_id: &str,
     ) -> bool {
         let mut clean = true;
@@ -100,7 +103,7 @@ impl Fulfilment {
                 }
             }
         }
-        if let Some(code) = coupon {
+        for code in codes {
             let release = CouponCommand::Release {
                 order_id: order_id.into(),
             };
@@ -134,10 +137,7 @@ impl Fulfilment {
             self.carts
                 .send(user_id, CartCommand::CompleteCheckout { key })
                 .await?;
-        } else if self
-            .undo_checkout(&open.items, open.coupon.as_deref(), &open.orders)
-            .await
-        {
+        } else if self.undo_checkout(open).await {
             self.carts
                 .send(user_id, CartCommand::AbandonCheckout { key })
                 .await?;
@@ -293,7 +293,35 @@ impl Fulfilment {
             };
             self.coupons.call(code, release).await?;
         }
+        if let (Some(v), false) = (&order.platform_voucher, order.coupon_released) {
+            self.release_platform_voucher(order, v).await?;
+        }
         Ok(OrderCommand::StockReleased)
+    }
+
+    /// The checkout's platform voucher use goes back once every order of
+    /// the checkout is cancelled (or was never placed). Each order checks
+    /// after its own cancellation is recorded, so the last one to be
+    /// cancelled sees all the others cancelled; a release twice is a no-op.
+    async fn release_platform_voucher(
+        &self,
+        order: &Order,
+        v: &crate::domain::order::PlatformVoucher,
+    ) -> Result<(), ServiceError> {
+        for other in v.orders.iter().filter(|o| **o != order.id) {
+            match self.orders.get(other).await {
+                Ok(o) if o.status != OrderStatus::Cancelled => return Ok(()),
+                Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let release = CouponCommand::Release {
+            order_id: v.redemption.clone(),
+        };
+        match self.coupons.call(&v.code, release).await {
+            Ok(_) | Err(CallError::Rejected(DomainError::NotFound(_))) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Delivered: the held stock is sold.

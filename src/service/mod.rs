@@ -10,6 +10,8 @@ pub mod admin;
 pub mod auth;
 pub mod behavior;
 pub mod cart;
+pub mod cart_quote;
+pub mod cart_vouchers;
 pub mod catalog;
 pub mod categories;
 pub mod checkout;

@@ -38,6 +38,9 @@ pub const SALES_BY_END: &str = "sales_by_end";
 /// deleted), rewritten with every change. A coupon unchanged since before
 /// migration 010 has no row until its next change.
 pub const COUPONS_BY_SHOP: &str = "coupons_by_shop";
+/// Read table: `{user}|{code}` → empty: the vouchers a customer collected
+/// (their wallet; a voucher deleted since is left out when listed).
+pub const VOUCHER_WALLET: &str = "voucher_wallet";
 
 // Written by `actors::user`.
 /// Read table: `{role}|{user id}` → encoded `UserView` (whom a broadcast
@@ -158,6 +161,7 @@ pub const ALL: &[&str] = &[
     SALES_BY_OWNER,
     SALES_BY_END,
     COUPONS_BY_SHOP,
+    VOUCHER_WALLET,
     PAYMENT_REFS,
     TIMERS_TABLE,
     QUEUE_TIMERS,

@@ -190,7 +190,7 @@ pub(crate) async fn the_happy_path_from_cart_to_escrow_release_on(app: TestApp) 
     // 10 % tax on 360,000 = 36,000.
     assert_eq!(
         quote["totals"],
-        json!({"subtotal": 400_000, "discount": 40_000, "shipping_fee": 25_000, "tax": 36_000, "total": 421_000})
+        json!({"subtotal": 400_000, "discount": 40_000, "platform_discount": 0, "shipping_fee": 25_000, "shipping_discount": 0, "tax": 36_000, "total": 421_000})
     );
 
     let (status, placed) = checkout(&app, &c, &address, "sandbox", Some("checkout-1")).await;

@@ -26,8 +26,9 @@ macro_rules! conformance_on {
     )*};
 }
 
-/// The auth, commerce, review, behaviour and burst flows end to end over
-/// HTTP, as tests named `auth_flows`, `commerce_flows`, `review_flows`,
+/// The auth, commerce, payment, voucher, review, behaviour and burst flows
+/// end to end over HTTP, as tests named `auth_flows`, `commerce_flows`,
+/// `payment_flows`, `voucher_flows`, `review_flows`,
 /// `behavior_flows` and `burst_flows`, on the apps `$app`
 /// starts: an `async fn(impl FnOnce(&mut Settings)) -> TestApp` of the
 /// backend's module (`scylla_app`, `postgres_app`).
@@ -71,6 +72,18 @@ macro_rules! flows_on {
             .await;
             crate::checkout_payment::a_declined_or_abandoned_payment_is_paid_again_from_a_fresh_link_on(
                 $app(crate::commerce::fast).await,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn voucher_flows() {
+            crate::vouchers::a_platform_vouchers_use_comes_back_only_when_every_order_of_its_checkout_is_cancelled_on(
+                $app(crate::vouchers::with_admin).await,
+            )
+            .await;
+            crate::vouchers::two_hundred_shoppers_race_for_fifty_units_and_a_twenty_use_voucher_on(
+                $app(crate::vouchers::with_admin).await,
             )
             .await;
         }
@@ -147,5 +160,6 @@ mod search;
 mod shipping;
 mod split;
 mod stock;
+pub(crate) mod vouchers;
 mod web;
 mod ws;

@@ -3,6 +3,13 @@
 //! holds under any concurrency. Redemptions are keyed by order id: redeeming
 //! twice for one order counts once; a cancelled order gives its use back.
 //!
+//! A voucher is a coupon customers collect into their wallet before they
+//! use it (`Collect`; the wallet is the `voucher_wallet` read table); a
+//! platform voucher is an admin's, on a whole checkout. The stacking rules
+//! (one shop discount per shop, one platform voucher per checkout) are the
+//! cart's and checkout's; this entity answers one code's discount and
+//! counts its uses.
+//!
 //! Its shop's merchant (or an admin) lists, edits, pauses, resumes and
 //! deletes it and reads its usage: an edit never takes a limit below the
 //! uses already made; a paused coupon is refused (409 `coupon_paused`)
@@ -21,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use super::{Ctx, Entity};
 use crate::domain::catalog::Shop;
 use crate::domain::ids::{OrderId, UserId};
-use crate::domain::pricing::{check_coupon_rule, discount, CouponRule};
-use crate::domain::{Caller, DomainError};
-use crate::store::tables::COUPONS_BY_SHOP;
+use crate::domain::pricing::{check_coupon_rule, discount, Base, CouponRule, DiscountKind};
+use crate::domain::{Caller, DomainError, Role};
+use crate::store::tables::{COUPONS_BY_SHOP, VOUCHER_WALLET};
 use crate::store::IndexOp;
 
 pub struct CouponEntity;
@@ -59,6 +66,11 @@ pub enum CouponEvent {
     Deleted {
         at: DateTime<Utc>,
     },
+    /// A customer put the voucher in their wallet.
+    Collected {
+        user_id: UserId,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,17 +80,27 @@ pub enum CouponCommand {
         shop: Box<Shop>,
         input: CouponInput,
     },
+    /// An admin issues a platform voucher.
+    CreatePlatform {
+        caller: Caller,
+        input: CouponInput,
+    },
     Get,
-    /// The discount it would give `user_id` on `eligible`, without using it.
+    /// The discount it would give `user_id` on `base`, without using it.
     Quote {
         user_id: UserId,
-        eligible: u64,
+        base: Base,
     },
-    /// Use it for `order_id`; answers the discount.
+    /// Use it for `order_id` (a platform voucher: for the checkout, under
+    /// its first order's id); answers the discount.
     Redeem {
         user_id: UserId,
         order_id: OrderId,
-        eligible: u64,
+        base: Base,
+    },
+    /// Put the voucher in `user_id`'s wallet (again: nothing changes).
+    Collect {
+        user_id: UserId,
     },
     Release {
         order_id: OrderId,
@@ -116,13 +138,9 @@ fn coupon(state: &CouponState) -> Result<&Coupon, DomainError> {
     state.coupon.as_ref().ok_or(DomainError::NotFound("coupon"))
 }
 
-fn usable(
-    state: &CouponState,
-    user_id: &str,
-    eligible: u64,
-    now: DateTime<Utc>,
-) -> Result<u64, DomainError> {
-    let c = state.live()?;
+/// Whether the coupon can be used or collected now: not paused, not used
+/// up, not expired.
+fn open(c: &Coupon, now: DateTime<Utc>) -> Result<(), DomainError> {
     if c.paused {
         return Err(DomainError::conflict(
             "coupon_paused",
@@ -135,20 +153,65 @@ fn usable(
             "this coupon has been used up",
         ));
     }
+    if c.expires_at.is_some_and(|e| e <= now) {
+        return Err(DomainError::conflict(
+            "coupon_expired",
+            "this coupon has expired",
+        ));
+    }
+    Ok(())
+}
+
+fn usable(
+    state: &CouponState,
+    user_id: &str,
+    base: Base,
+    now: DateTime<Utc>,
+) -> Result<u64, DomainError> {
+    let c = state.live()?;
+    open(c, now)?;
+    if c.voucher && !state.collected.contains(user_id) {
+        return Err(DomainError::conflict(
+            "voucher_not_collected",
+            "collect this voucher into your wallet before using it",
+        ));
+    }
     if state.per_user.get(user_id).copied().unwrap_or(0) >= c.per_user_limit {
         return Err(DomainError::conflict(
             "coupon_limit_reached",
             "you have already used this coupon as often as allowed",
         ));
     }
-    discount(&c.rule(), eligible, now)
+    discount(&c.rule(), base, now)
 }
 
-/// A merchant creates a coupon for their shop under the actor's id (its code).
+/// A customer collects a voucher that can be used now; a plain coupon is
+/// not collected (409 `not_a_voucher`).
+fn collect(
+    state: &CouponState,
+    user_id: UserId,
+    now: DateTime<Utc>,
+) -> Result<Vec<CouponEvent>, DomainError> {
+    let c = state.live()?;
+    if !c.voucher {
+        return Err(DomainError::conflict(
+            "not_a_voucher",
+            "this is a coupon code to enter at checkout, not a voucher to collect",
+        ));
+    }
+    if state.collected.contains(&user_id) {
+        return Ok(vec![]);
+    }
+    open(c, now)?;
+    Ok(vec![CouponEvent::Collected { user_id, at: now }])
+}
+
+/// A merchant creates a coupon or voucher for their shop, or an admin a
+/// platform voucher (`shop` none), under the actor's id (its code).
 fn create(
     state: &CouponState,
     caller: &Caller,
-    shop: Shop,
+    shop: Option<Shop>,
     input: CouponInput,
     ctx: &Ctx<'_>,
 ) -> Result<Vec<CouponEvent>, DomainError> {
@@ -158,7 +221,28 @@ fn create(
             "this coupon code is taken",
         ));
     }
-    caller.ensure_owner(&shop.owner_id, "shop")?;
+    let (shop_id, owner_id, scope) = match shop {
+        Some(shop) => {
+            caller.ensure_owner(&shop.owner_id, "shop")?;
+            if input.kind == DiscountKind::FreeShipping {
+                return Err(DomainError::invalid(
+                    "kind",
+                    "free shipping is a platform voucher; a shop gives percentage or fixed",
+                ));
+            }
+            (shop.id, shop.owner_id, CouponScope::Shop)
+        }
+        None if caller.role == Role::Admin => (
+            String::new().into(),
+            caller.user_id.clone(),
+            CouponScope::Platform,
+        ),
+        None => {
+            return Err(DomainError::Forbidden(
+                "only an admin issues platform vouchers".into(),
+            ))
+        }
+    };
     let rule = CouponRule {
         kind: input.kind,
         value: input.value,
@@ -170,8 +254,10 @@ fn create(
     check_limits(per_user_limit, input.global_limit)?;
     let coupon = Coupon {
         code: ctx.id.to_owned(),
-        shop_id: shop.id,
-        owner_id: shop.owner_id,
+        shop_id,
+        scope,
+        voucher: input.voucher || scope == CouponScope::Platform,
+        owner_id,
         kind: rule.kind,
         value: rule.value,
         min_spend: rule.min_spend,
@@ -256,8 +342,9 @@ fn switch(
 
 impl Entity for CouponEntity {
     const KIND: &'static str = "coupon";
-    /// 2: edits, pauses, deletion and the discount of each use.
-    const VERSION: u16 = 2;
+    /// 2: edits, pauses, deletion and the discount of each use; 3:
+    /// vouchers (scope, collection).
+    const VERSION: u16 = 3;
     type State = CouponState;
     type Command = CouponCommand;
     type Event = CouponEvent;
@@ -274,7 +361,11 @@ impl Entity for CouponEntity {
                 caller,
                 shop,
                 input,
-            } => (create(state, &caller, *shop, input, ctx)?, 0),
+            } => (create(state, &caller, Some(*shop), input, ctx)?, 0),
+            CouponCommand::CreatePlatform { caller, input } => {
+                (create(state, &caller, None, input, ctx)?, 0)
+            }
+            CouponCommand::Collect { user_id } => (collect(state, user_id, ctx.now)?, 0),
             CouponCommand::Get => (vec![], 0),
             CouponCommand::Edit { caller, patch } => (edit(state, &caller, patch, ctx.now)?, 0),
             CouponCommand::Pause { caller } => (
@@ -301,21 +392,23 @@ impl Entity for CouponEntity {
                 };
                 return Ok((vec![], reply));
             }
-            CouponCommand::Quote { user_id, eligible } => {
-                (vec![], usable(state, &user_id, eligible, ctx.now)?)
+            CouponCommand::Quote { user_id, base } => {
+                (vec![], usable(state, &user_id, base, ctx.now)?)
             }
             CouponCommand::Redeem {
                 user_id,
                 order_id,
-                eligible,
+                base,
             } => {
-                if state.redemptions.contains_key(&order_id) {
+                if let Some(u) = state.uses.get(&order_id) {
+                    (vec![], u.discount)
+                } else if state.redemptions.contains_key(&order_id) {
                     (
                         vec![],
-                        discount(&coupon(state)?.rule(), eligible, ctx.now).unwrap_or(0),
+                        discount(&coupon(state)?.rule(), base, ctx.now).unwrap_or(0),
                     )
                 } else {
-                    let off = usable(state, &user_id, eligible, ctx.now)?;
+                    let off = usable(state, &user_id, base, ctx.now)?;
                     let redeemed = CouponEvent::Redeemed {
                         order_id,
                         user_id,
@@ -345,10 +438,12 @@ impl Entity for CouponEntity {
         Ok((events, reply))
     }
 
-    /// `coupons_by_shop` (`{shop_id}|{code}` → the coupon): its shop's
-    /// list, kept with every change; a deleted coupon leaves it.
+    /// `coupons_by_shop` (`{shop_id}|{code}` → the coupon; the platform's
+    /// under `~platform`): its shop's list, kept with every change; a
+    /// deleted coupon leaves it. `voucher_wallet` (`{user}|{code}`): a
+    /// row per collection.
     fn index(
-        id: &str,
+        _id: &str,
         _before: &CouponState,
         after: &CouponState,
         events: &[CouponEvent],
@@ -359,19 +454,32 @@ impl Entity for CouponEntity {
         if events.is_empty() {
             return Vec::new();
         }
-        let key = format!("{}|{id}", c.shop_id);
+        let key = c.list_key();
+        let mut ops: Vec<IndexOp> = events
+            .iter()
+            .filter_map(|e| match e {
+                CouponEvent::Collected { user_id, .. } => Some(IndexOp::Put {
+                    table: VOUCHER_WALLET,
+                    key: format!("{user_id}|{}", c.code),
+                    value: Vec::new(),
+                }),
+                _ => None,
+            })
+            .collect();
         if after.deleted {
-            return vec![IndexOp::Delete {
+            ops.push(IndexOp::Delete {
                 table: COUPONS_BY_SHOP,
                 key,
-            }];
+            });
+            return ops;
         }
         let value = crate::store::codec::encode(Self::VERSION, c).expect("coupons encode");
-        vec![IndexOp::Put {
+        ops.push(IndexOp::Put {
             table: COUPONS_BY_SHOP,
             key,
             value,
-        }]
+        });
+        ops
     }
 
     fn apply(state: &mut CouponState, event: &CouponEvent) {
@@ -431,6 +539,9 @@ impl Entity for CouponEntity {
                 }
             }
             CouponEvent::Deleted { .. } => state.deleted = true,
+            CouponEvent::Collected { user_id, .. } => {
+                state.collected.insert(user_id.clone());
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The coupon's data: what a merchant creates and changes, where it
 //! stands, the state its actor keeps and the usage report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,10 +14,33 @@ use crate::domain::DomainError;
 
 pub const MAX_GLOBAL_LIMIT: u32 = 1_000_000;
 
+/// Whose discount it is: a shop's (on that shop's lines, one per shop in a
+/// checkout) or the platform's (an admin's, on the whole checkout after
+/// the shops' discounts, one per checkout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CouponScope {
+    #[default]
+    Shop,
+    Platform,
+}
+
+/// The `coupons_by_shop` key part that lists the platform's vouchers
+/// (no shop id has this shape).
+pub const PLATFORM_KEY: &str = "~platform";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Coupon {
     pub code: String,
+    /// Its shop; empty for a platform voucher.
     pub shop_id: crate::domain::ids::ShopId,
+    #[serde(default)]
+    pub scope: CouponScope,
+    /// A voucher: used only by customers who collected it into their
+    /// wallet first (`POST /vouchers/{code}/collect`); a plain coupon is
+    /// used by whoever knows its code.
+    #[serde(default)]
+    pub voucher: bool,
     pub owner_id: UserId,
     pub kind: DiscountKind,
     /// Percent (1–100) or minor units, by `kind`.
@@ -62,6 +85,19 @@ impl Coupon {
         }
     }
 
+    /// Its shop, unless it is the platform's.
+    pub fn shop(&self) -> Option<&crate::domain::ids::ShopId> {
+        (self.scope == CouponScope::Shop).then_some(&self.shop_id)
+    }
+
+    /// Its `coupons_by_shop` key.
+    pub fn list_key(&self) -> String {
+        match self.scope {
+            CouponScope::Shop => format!("{}|{}", self.shop_id, self.code),
+            CouponScope::Platform => format!("{PLATFORM_KEY}|{}", self.code),
+        }
+    }
+
     pub fn rule(&self) -> CouponRule {
         CouponRule {
             kind: self.kind,
@@ -85,6 +121,10 @@ pub struct CouponInput {
     pub per_user_limit: Option<u32>,
     /// Uses in total (default: unlimited).
     pub global_limit: Option<u32>,
+    /// A voucher customers collect before they use it (default: a code
+    /// anyone may enter). Platform vouchers always are.
+    #[serde(default)]
+    pub voucher: bool,
 }
 
 /// A merchant's change to a coupon: absent fields stay. Its code and kind
@@ -174,6 +214,9 @@ pub struct CouponState {
     /// under its code.
     #[serde(default)]
     pub deleted: bool,
+    /// Who collected it (a voucher), so who may use it.
+    #[serde(default)]
+    pub collected: BTreeSet<UserId>,
 }
 
 impl CouponState {

@@ -39,6 +39,7 @@ fn input() -> CouponInput {
         expires_at: None,
         per_user_limit: None,
         global_limit: None,
+        voucher: false,
     }
 }
 
@@ -60,7 +61,7 @@ fn redeem(user: &str, order: &str) -> CouponCommand {
     CouponCommand::Redeem {
         user_id: user.into(),
         order_id: order.into(),
-        eligible: 1000,
+        base: Base::items(1000),
     }
 }
 
@@ -179,7 +180,7 @@ fn paused_refuses_uses_deleted_is_gone_and_a_code_created_again_starts_afresh() 
     );
     let quote = CouponCommand::Quote {
         user_id: "u2".into(),
-        eligible: 1000,
+        base: Base::items(1000),
     };
     assert_eq!(code(run(&paused, quote).unwrap_err()), "coupon_paused");
     let (again, _) = run(&paused, CouponCommand::Pause { caller: owner() }).unwrap();
@@ -238,4 +239,95 @@ fn the_usage_report_counts_uses_net_of_cancelled_orders() {
     );
     assert_eq!(u.days.len(), 1);
     assert_eq!((u.days[0].uses, u.days[0].discount), (2, 200));
+}
+
+fn admin() -> Caller {
+    Caller {
+        user_id: "a".into(),
+        role: Role::Admin,
+    }
+}
+
+fn collect(user: &str) -> CouponCommand {
+    CouponCommand::Collect {
+        user_id: user.into(),
+    }
+}
+
+#[test]
+fn a_voucher_is_used_only_by_who_collected_it_and_collecting_twice_changes_nothing() {
+    let create = CouponCommand::Create {
+        caller: owner(),
+        shop: Box::new(shop()),
+        input: CouponInput {
+            voucher: true,
+            ..input()
+        },
+    };
+    let s = run(&CouponState::default(), create).unwrap().0;
+    assert_eq!(
+        code(run(&s, redeem("u1", "o1")).unwrap_err()),
+        "voucher_not_collected"
+    );
+    let (s, _) = run(&s, collect("u1")).unwrap();
+    let (again, _) = run(&s, collect("u1")).unwrap();
+    assert_eq!(again, s, "collecting again records nothing");
+    let (s, off) = run(&s, redeem("u1", "o1")).unwrap();
+    assert_eq!(off, 100);
+    // A plain coupon is not collected.
+    let plain = created(None, 1);
+    assert_eq!(
+        code(run(&plain, collect("u1")).unwrap_err()),
+        "not_a_voucher"
+    );
+    // A paused voucher is not collected either.
+    let (paused, _) = run(&s, CouponCommand::Pause { caller: owner() }).unwrap();
+    assert_eq!(
+        code(run(&paused, collect("u2")).unwrap_err()),
+        "coupon_paused"
+    );
+}
+
+#[test]
+fn only_an_admin_issues_a_platform_voucher_and_free_shipping_is_the_platforms() {
+    let input = || CouponInput {
+        kind: DiscountKind::FreeShipping,
+        value: 20_000,
+        ..input()
+    };
+    let by = |caller| CouponCommand::CreatePlatform {
+        caller,
+        input: input(),
+    };
+    assert!(matches!(
+        run(&CouponState::default(), by(owner())).unwrap_err(),
+        DomainError::Forbidden(_)
+    ));
+    let (s, _) = run(&CouponState::default(), by(admin())).unwrap();
+    let c = s.coupon.clone().unwrap();
+    assert!(c.voucher && c.shop().is_none(), "always collected, no shop");
+    assert_eq!(c.list_key(), format!("{PLATFORM_KEY}|SAVE10"));
+    let (s, _) = run(&s, collect("u1")).unwrap();
+    let shipping = CouponCommand::Redeem {
+        user_id: "u1".into(),
+        order_id: "o1".into(),
+        base: Base {
+            items: 1_000,
+            shipping: 15_000,
+        },
+    };
+    assert_eq!(
+        run(&s, shipping).unwrap().1,
+        15_000,
+        "the fee, under the cap"
+    );
+    let shop_free = CouponCommand::Create {
+        caller: owner(),
+        shop: Box::new(shop()),
+        input: input(),
+    };
+    assert_eq!(
+        run(&CouponState::default(), shop_free).unwrap_err().code(),
+        "validation_failed"
+    );
 }

@@ -353,7 +353,7 @@ pub(super) fn stock_released(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
     if o.stock == StockStatus::Held {
         events.push(OrderEvent::StockReleased { at: now });
     }
-    if o.coupon.is_some() && !o.coupon_released {
+    if o.holds_codes() && !o.coupon_released {
         events.push(OrderEvent::CouponReleased);
     }
     events
@@ -367,7 +367,7 @@ pub(super) fn stock_consumed(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
 }
 
 pub(super) fn coupon_released(o: &Order) -> Vec<OrderEvent> {
-    if o.coupon.is_some() && !o.coupon_released {
+    if o.holds_codes() && !o.coupon_released {
         vec![OrderEvent::CouponReleased]
     } else {
         vec![]

@@ -112,6 +112,17 @@ pub struct TimelineEntry {
     pub reason: Option<String>,
 }
 
+/// The platform voucher a checkout used, as each of its orders records
+/// it. Its use is counted once for the checkout (under its first order's
+/// id, `redemption`) and given back only when every order of the checkout
+/// (`orders`) is cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlatformVoucher {
+    pub code: String,
+    pub redemption: OrderId,
+    pub orders: Vec<OrderId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
     pub id: OrderId,
@@ -119,7 +130,12 @@ pub struct Order {
     pub shop_id: ShopId,
     pub merchant_id: UserId,
     pub lines: Vec<Line>,
+    /// The shop's coupon or voucher whose discount it has.
     pub coupon: Option<String>,
+    /// The checkout's platform voucher, when its part is in this order's
+    /// totals (`platform_discount`, `shipping_discount`).
+    #[serde(default)]
+    pub platform_voucher: Option<PlatformVoucher>,
     pub currency: String,
     pub totals: Totals,
     pub address: Address,
@@ -256,6 +272,7 @@ pub struct Placement {
     pub merchant_id: UserId,
     pub lines: Vec<Line>,
     pub coupon: Option<String>,
+    pub platform_voucher: Option<PlatformVoucher>,
     /// `pricing::price`'s answer for the lines.
     pub priced: Priced,
     pub address: Address,
@@ -270,6 +287,12 @@ pub struct Placement {
 }
 
 impl Order {
+    /// Whether it used a coupon or voucher (the shop's or the platform's),
+    /// whose use goes back when it is cancelled (`coupon_released`).
+    pub fn holds_codes(&self) -> bool {
+        self.coupon.is_some() || self.platform_voucher.is_some()
+    }
+
     /// Cancelled by Surge because it was not paid by its deadline.
     pub fn expired_unpaid(&self) -> bool {
         self.status == OrderStatus::Cancelled
@@ -296,6 +319,7 @@ impl Order {
             merchant_id: p.merchant_id,
             lines: p.lines,
             coupon: p.coupon,
+            platform_voucher: p.platform_voucher,
             currency: p.payment.currency.clone(),
             totals: p.priced.totals,
             line_prices: p.priced.lines,

@@ -11,7 +11,7 @@ use super::{EscrowStatus, Order, OrderStatus, PaymentStatus, StockStatus};
 pub enum Action {
     /// Unpaid at the deadline: ask the provider, then mark paid or cancel.
     PaymentTimeout,
-    /// Cancelled: give held stock and the coupon use back.
+    /// Cancelled: give held stock and the coupon and voucher uses back.
     ReleaseStock,
     /// Delivered: the held stock is sold.
     ConsumeStock,
@@ -43,7 +43,7 @@ pub fn next_action(o: &Order) -> Option<(DateTime<Utc>, Action)> {
     }
     if o.status == S::Cancelled
         && (o.stock == StockStatus::Held
-            || (o.coupon.is_some() && !o.coupon_released)
+            || (o.holds_codes() && !o.coupon_released)
             || (o.claim.is_some() && !o.claim_released))
     {
         due.push((o.updated_at, Action::ReleaseStock));

@@ -232,7 +232,12 @@ impl QueueWork {
             fee,
             digital,
         } = what;
-        let priced = price(std::slice::from_ref(&line), 0, fee, self.commerce.tax_bps)?;
+        let priced = price(
+            std::slice::from_ref(&line),
+            Default::default(),
+            fee,
+            self.commerce.tax_bps,
+        )?;
         let t = priced.totals;
         let now = Utc::now();
         // A checkout of its own: one payment, paid again after a decline.
@@ -255,6 +260,7 @@ impl QueueWork {
                 merchant_id,
                 lines: vec![line],
                 coupon: None,
+                platform_voucher: None,
                 priced,
                 address,
                 distance_km: km,

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "010_coupons_by_shop.sql",
         text: include_str!("../../../schema/postgres/010_coupons_by_shop.sql"),
     },
+    Migration {
+        version: 11,
+        name: "011_voucher_wallet.sql",
+        text: include_str!("../../../schema/postgres/011_voucher_wallet.sql"),
+    },
 ];
 
 /// The schema version this build needs.

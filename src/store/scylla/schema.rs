@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "010_coupons_by_shop.cql",
         text: include_str!("../../../schema/scylla/010_coupons_by_shop.cql"),
     },
+    Migration {
+        version: 11,
+        name: "011_voucher_wallet.cql",
+        text: include_str!("../../../schema/scylla/011_voucher_wallet.cql"),
+    },
 ];
 
 /// The schema version this build needs.

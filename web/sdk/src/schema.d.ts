@@ -170,6 +170,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/vouchers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issue a platform voucher (admin): on a whole checkout after the shops'
+         *     discounts, `percentage`, `fixed` or `free_shipping` (up to `value` off
+         *     the shipping fees); always collected before use. Managed afterwards
+         *     like a coupon (`/coupons/{code}`).
+         */
+        post: operations["create_platform_voucher"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/change-password": {
         parameters: {
             query?: never;
@@ -485,6 +507,51 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cart/vouchers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your wallet against your cart: what each voucher would take off, or
+         *     why it cannot be used, and the best combination (one voucher per shop,
+         *     then one of the platform's).
+         */
+        get: operations["cart_vouchers"];
+        put?: never;
+        /**
+         * Apply a code to your cart: a voucher from your wallet (a shop's
+         *     replaces that shop's voucher or coupon; the platform's replaces the
+         *     platform's) or a shop's coupon (it replaces that shop's voucher). 409
+         *     `voucher_not_collected`, `coupon_not_applicable` and the code's own
+         *     refusals; nothing changes.
+         */
+        post: operations["apply_voucher"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/cart/vouchers/{code}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Take a voucher off your cart. */
+        delete: operations["remove_voucher"];
         options?: never;
         head?: never;
         patch?: never;
@@ -908,6 +975,23 @@ export interface paths {
         post?: never;
         /** Give up a flash-sale claim (its order is cancelled); the waitlist moves up. */
         delete: operations["cancel_sale_claim"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/vouchers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your wallet: the vouchers you collected that still exist. */
+        get: operations["my_vouchers"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -2365,6 +2449,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/vouchers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The vouchers that can be collected now (active), of a shop or of the
+         *     platform, by code. A page may hold fewer than `limit`: follow
+         *     `next_cursor` until it is null.
+         */
+        get: operations["list_vouchers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/vouchers/{code}/collect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Collect a voucher into your wallet (again: the same answer). 409
+         *     `not_a_voucher` for a coupon code (enter it in the cart instead),
+         *     `coupon_paused`, `coupon_expired`, `coupon_exhausted`.
+         */
+        post: operations["collect_voucher"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -2498,6 +2624,15 @@ export interface components {
         AdjustmentKind: "received" | "adjusted" | "returned";
         /** @description An entity's id as a request names it: 1 to 100 visible characters. */
         AnId: string;
+        /**
+         * @description A voucher applied to the cart: its code and its shop (none: the
+         *     platform's). A cart holds at most one per shop (with the shop's
+         *     coupon, if any, counting as that shop's) and one of the platform's.
+         */
+        AppliedVoucher: {
+            code: string;
+            shop_id?: components["schemas"]["ShopId"] | null;
+        };
         ApplyCoupon: {
             code: string;
         };
@@ -2579,6 +2714,16 @@ export interface components {
             /** @description One entry per shop (each becomes one order at checkout). */
             shops: components["schemas"]["ShopQuote"][];
             totals: components["schemas"]["Totals"];
+            /**
+             * @description Applied vouchers that give nothing now, each with why (as
+             *     `coupon_problem`).
+             */
+            voucher_problems: components["schemas"]["CodeProblem"][];
+            /**
+             * @description The vouchers applied: at most one per shop and one of the
+             *     platform's (`shop_id` null).
+             */
+            vouchers: components["schemas"]["AppliedVoucher"][];
         };
         Category: {
             /** Format: date-time */
@@ -2737,6 +2882,11 @@ export interface components {
         };
         /** @enum {string} */
         ClaimStatus: "confirmed" | "waitlisted" | "cancelled" | "expired";
+        /** @description An applied code left out of the totals, and why. */
+        CodeProblem: {
+            code: string;
+            problem: components["schemas"]["LeftOut"];
+        };
         /** @description The counters of a span (an hour, a day, a whole range), as served. */
         Counters: {
             /**
@@ -2792,6 +2942,8 @@ export interface components {
             paused?: boolean;
             /** Format: int32 */
             per_user_limit: number;
+            scope?: components["schemas"]["CouponScope"];
+            /** @description Its shop; empty for a platform voucher. */
             shop_id: components["schemas"]["ShopId"];
             /**
              * Format: date-time
@@ -2808,6 +2960,12 @@ export interface components {
              * @description Percent (1–100) or minor units, by `kind`.
              */
             value: number;
+            /**
+             * @description A voucher: used only by customers who collected it into their
+             *     wallet first (`POST /vouchers/{code}/collect`); a plain coupon is
+             *     used by whoever knows its code.
+             */
+            voucher?: boolean;
         };
         CouponInput: {
             code: string;
@@ -2828,6 +2986,11 @@ export interface components {
             per_user_limit?: number | null;
             /** Format: int64 */
             value: number;
+            /**
+             * @description A voucher customers collect before they use it (default: a code
+             *     anyone may enter). Platform vouchers always are.
+             */
+            voucher?: boolean;
         };
         CouponPage: {
             items: components["schemas"]["CouponView"][];
@@ -2858,6 +3021,13 @@ export interface components {
             /** Format: int64 */
             value?: number | null;
         };
+        /**
+         * @description Whose discount it is: a shop's (on that shop's lines, one per shop in a
+         *     checkout) or the platform's (an admin's, on the whole checkout after
+         *     the shops' discounts, one per checkout).
+         * @enum {string}
+         */
+        CouponScope: "shop" | "platform";
         /**
          * @description Where a coupon stands now.
          * @enum {string}
@@ -3041,7 +3211,7 @@ export interface components {
             markdown: string;
         };
         /** @enum {string} */
-        DiscountKind: "percentage" | "fixed";
+        DiscountKind: "percentage" | "fixed" | "free_shipping";
         EraseRequest: {
             /** @description Your password, to confirm. */
             password: string;
@@ -3276,6 +3446,12 @@ export interface components {
              * @description The list price × the quantity.
              */
             list_total: number;
+            /**
+             * Format: int64
+             * @description The line's part of the order's platform voucher, shared the same
+             *     way over what is left after `discount`.
+             */
+            platform_discount?: number;
             product_id: components["schemas"]["ProductId"];
             /** Format: int32 */
             quantity: number;
@@ -3296,7 +3472,8 @@ export interface components {
             tax: number;
             /**
              * Format: int64
-             * @description `subtotal − discount + tax` (shipping is the order's).
+             * @description `subtotal − discount − platform_discount + tax` (shipping is the
+             *     order's).
              */
             total: number;
         };
@@ -3444,6 +3621,7 @@ export interface components {
             claim?: components["schemas"]["ClaimRef"] | null;
             /** @description The claim behind it was told the order ended unpaid or cancelled. */
             claim_released?: boolean;
+            /** @description The shop's coupon or voucher whose discount it has. */
             coupon?: string | null;
             coupon_released: boolean;
             /** Format: date-time */
@@ -3476,6 +3654,7 @@ export interface components {
             payment: components["schemas"]["Payment"];
             /** Format: date-time */
             payment_deadline?: string | null;
+            platform_voucher?: components["schemas"]["PlatformVoucher"] | null;
             /** Format: date-time */
             return_deadline?: string | null;
             /**
@@ -3551,6 +3730,17 @@ export interface components {
         };
         /** @enum {string} */
         PaymentStatus: "pending" | "paid" | "refunded" | "due_on_delivery" | "collected" | "voided" | "refund_due" | "declined";
+        /**
+         * @description The platform voucher a checkout used, as each of its orders records
+         *     it. Its use is counted once for the checkout (under its first order's
+         *     id, `redemption`) and given back only when every order of the checkout
+         *     (`orders`) is cancelled.
+         */
+        PlatformVoucher: {
+            code: string;
+            orders: components["schemas"]["OrderId"][];
+            redemption: components["schemas"]["OrderId"];
+        };
         /**
          * @description The newest position of a shipper as watchers see it (`location` frames
          *     and `GET /shipping/{order_id}/tracking`).
@@ -4127,6 +4317,11 @@ export interface components {
             name?: string | null;
         };
         ShopQuote: {
+            /**
+             * @description The code whose discount is in `totals.discount`: the shop's coupon
+             *     or voucher. Absent when none gives anything.
+             */
+            code?: string | null;
             /** Format: double */
             distance_km?: number | null;
             /**
@@ -4228,18 +4423,38 @@ export interface components {
         };
         /** @description The money of one order (or of a whole cart). */
         Totals: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description What the shop's coupon or voucher takes off the items (the shop
+             *     bears it).
+             */
             discount: number;
+            /**
+             * Format: int64
+             * @description This order's part of the platform voucher on the items (the
+             *     platform bears it).
+             */
+            platform_discount?: number;
+            /**
+             * Format: int64
+             * @description What a free-shipping voucher takes off `shipping_fee` (the platform
+             *     bears it).
+             */
+            shipping_discount?: number;
             /** Format: int64 */
             shipping_fee: number;
             /** Format: int64 */
             subtotal: number;
             /**
              * Format: int64
-             * @description On (subtotal − discount); shipping is not taxed.
+             * @description On (subtotal − discount − platform_discount); shipping is not taxed.
              */
             tax: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description `subtotal − discount − platform_discount + tax + shipping_fee −
+             *     shipping_discount`.
+             */
             total: number;
         };
         /** @description A sampled point of a delivery's path. */
@@ -4322,6 +4537,43 @@ export interface components {
         Viewed: components["schemas"]["Hit"] & {
             /** Format: date-time */
             viewed_at: string;
+        };
+        /**
+         * @description `GET /cart/vouchers`: the wallet's vouchers against the cart as it is
+         *     (shipping to the default address), and the best combination.
+         */
+        VoucherChoice: {
+            /** @description Applied now. */
+            applied: components["schemas"]["AppliedVoucher"][];
+            /**
+             * @description The best valid combination: for each shop in the cart its voucher
+             *     (or applied coupon) taking off the most, then the platform voucher
+             *     taking off the most from what is left. Apply each code to use it.
+             */
+            best: string[];
+            /**
+             * Format: int64
+             * @description What `best` takes off in all (items and shipping), minor units.
+             */
+            best_saving: number;
+            /**
+             * @description Each voucher of the wallet, what it would take off alone (its
+             *     shop's at most one, the platform's on top of the best shop ones),
+             *     or why it cannot be used now.
+             */
+            wallet: components["schemas"]["WalletVoucher"][];
+        };
+        Wallet: {
+            /** @description By code, each with its status now (at most 100). */
+            items: components["schemas"]["CouponView"][];
+        };
+        WalletVoucher: components["schemas"]["CouponView"] & {
+            problem?: components["schemas"]["LeftOut"] | null;
+            /**
+             * Format: int64
+             * @description What it takes off this cart (0 with a `problem`).
+             */
+            saving: number;
         };
         /** @description What a webhook did. */
         WebhookOutcome: {
@@ -5305,6 +5557,120 @@ export interface operations {
                 };
             };
             /** @description invalid_body or validation_failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_platform_voucher: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CouponInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponView"];
+                };
+            };
+            /** @description invalid_json: the body is not JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unsupported_media_type: send Content-Type: application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6924,6 +7290,256 @@ export interface operations {
             };
             /** @description unauthorized: missing, invalid, expired or ended token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cart_vouchers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VoucherChoice"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    apply_voucher: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApplyCoupon"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CartView"];
+                };
+            };
+            /** @description invalid_json: the body is not JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unsupported_media_type: send Content-Type: application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove_voucher: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CartView"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10010,6 +10626,65 @@ export interface operations {
             };
             /** @description `claim_not_active`: the claim is already cancelled or expired */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    my_vouchers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Wallet"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18339,6 +19014,167 @@ export interface operations {
             };
             /** @description request_timeout: the request body or the answer took too long */
             408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_vouchers: {
+        parameters: {
+            query?: {
+                /** @description A shop's vouchers; without it, the platform's. */
+                shop_id?: string | null;
+                /** @description 1 to 100, default 20. */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponPage"];
+                };
+            };
+            /** @description invalid_query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such shop */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation_failed: a query value breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    collect_voucher: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponView"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

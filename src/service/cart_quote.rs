@@ -1,0 +1,287 @@
+//! What a cart costs: its lines priced per shop (one future order each),
+//! with the cart's codes stacked by the rules below, and shipping and tax
+//! to an address.
+//!
+//! Stacking, in this order:
+//! 1. **Sale prices** are the lines' prices (`Line::unit_price`).
+//! 2. **One shop discount per shop**: the shop's coupon or one of its
+//!    vouchers (the cart holds at most one per shop), on that shop's
+//!    subtotal; `min_spend` is checked on it.
+//! 3. **One platform voucher per checkout**, on what is left of all shops
+//!    after their discounts (`min_spend` checked on that sum), or, for free
+//!    shipping, on the shipping fees (up to its cap). Its discount is
+//!    shared among the shops' orders in proportion to what it discounts
+//!    (largest remainder), so each order and each line carries its part.
+//! 4. **Tax** on the items after both discounts; shipping is not taxed.
+//!
+//! A code that gives nothing now (paused, expired, used up, not collected,
+//! below its minimum spend, deleted) is left out of the cart's totals and
+//! said why; checking out with it is refused with that code.
+
+use std::collections::BTreeMap;
+
+use super::cart::{Area, Carts, LeftOut, ShopQuote};
+use super::ServiceError;
+use crate::actors::cart::AppliedVoucher;
+use crate::actors::coupon::{Coupon, CouponCommand};
+use crate::domain::catalog::Shop;
+use crate::domain::ids::ShopId;
+use crate::domain::pricing::{
+    price, share, subtotal, total_weight, Base, DiscountKind, Discounts, Line,
+};
+use crate::domain::user::Address;
+use crate::domain::{DomainError, GeoPoint};
+
+/// The codes a cart holds: its coupon (one shop's) and its vouchers.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Codes<'a> {
+    pub(super) coupon: Option<&'a str>,
+    pub(super) vouchers: &'a [AppliedVoucher],
+}
+
+/// The platform voucher a quote used: its code, what it discounted and
+/// what it took off in all.
+#[derive(Debug, Clone)]
+pub(super) struct PlatformUse {
+    pub(super) code: String,
+    pub(super) base: Base,
+}
+
+/// A cart priced per shop.
+pub(super) struct Quote {
+    pub(super) shops: Vec<ShopQuote>,
+    /// Each shop (in `shops`' order) with its lines.
+    pub(super) groups: Vec<(Shop, Vec<Line>)>,
+    /// The platform voucher in the totals, if any.
+    pub(super) platform: Option<PlatformUse>,
+    /// Codes left out of the totals, each with why.
+    pub(super) problems: Vec<(String, ServiceError)>,
+}
+
+/// One shop's part before the platform voucher.
+struct ShopPart {
+    shop: Shop,
+    lines: Vec<Line>,
+    subtotal: u64,
+    km: Option<f64>,
+    fee: u64,
+    shipping_problem: Option<LeftOut>,
+    code: Option<String>,
+    discount: u64,
+}
+
+/// Whether `e` is a coupon's or voucher's own refusal (not a product's,
+/// not the store's): the cart is still shown, without it.
+pub(super) fn refusal(e: &ServiceError) -> Option<LeftOut> {
+    match e {
+        ServiceError::Domain(DomainError::Conflict { code, message })
+            if code.starts_with("coupon_") || code.starts_with("voucher_") =>
+        {
+            Some(LeftOut {
+                code: (*code).to_owned(),
+                message: message.clone(),
+            })
+        }
+        ServiceError::Domain(DomainError::NotFound("coupon")) => Some(LeftOut {
+            code: "not_found".into(),
+            message: "this coupon no longer exists".into(),
+        }),
+        _ => None,
+    }
+}
+
+impl Carts {
+    /// The record of `code`, or why it is left out.
+    async fn record(
+        &self,
+        code: &str,
+        problems: &mut Vec<(String, ServiceError)>,
+    ) -> Result<Option<Coupon>, ServiceError> {
+        match self.coupons.call(code, CouponCommand::Get).await {
+            Ok(r) if r.deleted => {
+                problems.push((code.into(), DomainError::NotFound("coupon").into()));
+                Ok(None)
+            }
+            Ok(r) => Ok(Some(r.coupon)),
+            Err(e) => {
+                let e = ServiceError::from(e);
+                if refusal(&e).is_none() {
+                    return Err(e);
+                }
+                problems.push((code.into(), e));
+                Ok(None)
+            }
+        }
+    }
+
+    /// What `coupon` takes off `base` for `user_id` (none with a problem).
+    async fn discount_of(
+        &self,
+        user_id: &str,
+        coupon: &Coupon,
+        base: Base,
+        problems: &mut Vec<(String, ServiceError)>,
+    ) -> Result<u64, ServiceError> {
+        let quote = CouponCommand::Quote {
+            user_id: user_id.into(),
+            base,
+        };
+        match self.coupons.call(&coupon.code, quote).await {
+            Ok(r) => Ok(r.discount),
+            Err(e) => {
+                let e = ServiceError::from(e);
+                if refusal(&e).is_none() {
+                    return Err(e);
+                }
+                problems.push((coupon.code.clone(), e));
+                Ok(0)
+            }
+        }
+    }
+
+    /// Prices `lines` per shop with `codes` stacked (see the module), and
+    /// (given an address) shipping and tax. With `Area::Refuse` (a
+    /// checkout, an explicit total) a code left out or an address beyond a
+    /// shop's area is the error; with `Area::Note` they are said.
+    pub(super) async fn quote(
+        &self,
+        user_id: &str,
+        lines: &[Line],
+        codes: Codes<'_>,
+        address: Option<&Address>,
+        area: Area,
+    ) -> Result<Quote, ServiceError> {
+        let mut by_shop: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+        for l in lines {
+            by_shop
+                .entry(l.shop_id.clone().into())
+                .or_default()
+                .push(l.clone());
+        }
+        let mut problems = Vec::new();
+        let coupon = match codes.coupon {
+            Some(code) => self.record(code, &mut problems).await?,
+            None => None,
+        };
+        let mut vouchers = Vec::new();
+        for v in codes.vouchers {
+            if let Some(c) = self.record(&v.code, &mut problems).await? {
+                vouchers.push(c);
+            }
+        }
+        let mut parts = Vec::new();
+        for (shop_id, lines) in by_shop {
+            let shop = self.catalog.get_shop(&shop_id).await?;
+            let sub = subtotal(&lines)?;
+            let (km, fee, shipping_problem) = self.shipping(&shop, &lines, address, area)?;
+            let shop_id = ShopId::from(shop_id);
+            let code = coupon
+                .iter()
+                .chain(&vouchers)
+                .find(|c| c.shop() == Some(&shop_id));
+            let mut discount = 0;
+            if let Some(c) = code {
+                let base = Base {
+                    items: sub,
+                    shipping: fee,
+                };
+                discount = self.discount_of(user_id, c, base, &mut problems).await?;
+            }
+            parts.push(ShopPart {
+                shop,
+                lines,
+                subtotal: sub,
+                km,
+                fee,
+                shipping_problem,
+                code: code.filter(|_| discount > 0).map(|c| c.code.clone()),
+                discount,
+            });
+        }
+        let after_shop: Vec<u64> = parts.iter().map(|p| p.subtotal - p.discount).collect();
+        let fees: Vec<u64> = parts.iter().map(|p| p.fee).collect();
+        let mut platform = None;
+        let mut item_shares = vec![0; parts.len()];
+        let mut shipping_shares = vec![0; parts.len()];
+        if let Some(v) = vouchers.iter().find(|c| c.shop().is_none()) {
+            let base = Base {
+                items: after_shop.iter().sum(),
+                shipping: fees.iter().sum(),
+            };
+            let off = self.discount_of(user_id, v, base, &mut problems).await?;
+            if off > 0 {
+                if v.kind == DiscountKind::FreeShipping {
+                    shipping_shares = share(off, &fees);
+                } else {
+                    item_shares = share(off, &after_shop);
+                }
+                platform = Some(PlatformUse {
+                    code: v.code.clone(),
+                    base,
+                });
+            }
+        }
+        if area == Area::Refuse {
+            if let Some((_, e)) = problems.drain(..).next() {
+                return Err(e);
+            }
+        }
+        let mut shops = Vec::with_capacity(parts.len());
+        let mut groups = Vec::with_capacity(parts.len());
+        for (i, p) in parts.into_iter().enumerate() {
+            let discounts = Discounts {
+                shop: p.discount,
+                platform: item_shares[i],
+                shipping: shipping_shares[i],
+            };
+            let priced = price(&p.lines, discounts, p.fee, self.commerce.tax_bps)?;
+            shops.push(ShopQuote {
+                shop_id: p.shop.id.clone(),
+                distance_km: p.km,
+                totals: priced.totals,
+                lines: priced.lines,
+                shipping_problem: p.shipping_problem,
+                code: p.code,
+            });
+            groups.push((p.shop, p.lines));
+        }
+        Ok(Quote {
+            shops,
+            groups,
+            platform,
+            problems,
+        })
+    }
+
+    /// The distance and fee from `shop` to `address` (none without one);
+    /// beyond the delivery area, with `Area::Note`, no fee and why.
+    fn shipping(
+        &self,
+        shop: &Shop,
+        lines: &[Line],
+        address: Option<&Address>,
+        area: Area,
+    ) -> Result<(Option<f64>, u64, Option<LeftOut>), ServiceError> {
+        let Some(a) = address else {
+            return Ok((None, 0, None));
+        };
+        let to = GeoPoint {
+            lat: a.lat,
+            lng: a.lng,
+        };
+        match self.commerce.ship(shop, to, total_weight(lines)?) {
+            Ok((km, fee)) => Ok((Some(km), fee, None)),
+            Err(ServiceError::Domain(DomainError::Conflict { code, message }))
+                if area == Area::Note && code == "out_of_delivery_area" =>
+            {
+                let km = crate::domain::pricing::haversine_km(shop.location, to);
+                let problem = LeftOut {
+                    code: code.to_owned(),
+                    message,
+                };
+                Ok((Some(km), 0, Some(problem)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
