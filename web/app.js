@@ -453,7 +453,9 @@ function drawCart(cart) {
   el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td><td>${money(l.unit_price, l.currency)}${l.list_price ? ` <del aria-label="was">${money(l.list_price, l.currency)}</del>` : ""}${off(l)}</td></tr>`).join("")}</table>
     ${cart.coupon_problem ? `<p class="error">Coupon ${esc(cart.coupon)}: ${esc(cart.coupon_problem.message)}</p>` : ""}
     ${(cart.shops || []).filter((q) => q.shipping_problem).map((q) => `<p class="error">${esc(q.shipping_problem.message)}</p>`).join("")}
-    ${cart.address_id ? `<p class="muted">Shipping ${money(cart.totals?.shipping_fee, cart.currency)} · tax ${money(cart.totals?.tax, cart.currency)}${cart.totals?.discount ? ` · discount −${money(cart.totals.discount, cart.currency)}` : ""}</p>` : ""}
+    ${(cart.voucher_problems || []).map((v) => `<p class="error">Voucher ${esc(v.code)}: ${esc(v.problem.message)}</p>`).join("")}
+    ${cart.address_id ? `<p class="muted">Shipping ${money(cart.totals?.shipping_fee, cart.currency)}${cart.totals?.shipping_discount ? ` (−${money(cart.totals.shipping_discount, cart.currency)} free shipping)` : ""} · tax ${money(cart.totals?.tax, cart.currency)}${cart.totals?.discount ? ` · shop discount −${money(cart.totals.discount, cart.currency)}` : ""}${cart.totals?.platform_discount ? ` · voucher −${money(cart.totals.platform_discount, cart.currency)}` : ""}</p>` : ""}
+    <div id="vouchers" aria-live="polite"></div>
     <p>Total <span class="price">${money(cart.totals?.total, cart.currency)}</span></p>
     <fieldset><legend>Payment</legend>
       <label><input type="radio" name="pay" value="sandbox" checked> Pay online</label>
@@ -461,6 +463,7 @@ function drawCart(cart) {
     <p><label>Deliver to <select id="addr"><option value="">a new home address</option></select></label></p>
     <button class="primary" id="checkout">Check out</button><p class="error" id="cerr"></p>` : `<p class="muted">Empty.</p>`}`;
   const btn = $("#checkout", el);
+  if (items.length) drawVouchers(cart);
   // One key per checkout of this cart (per address and payment chosen),
   // kept across retries: a checkout answered 503 is resumed, not placed
   // again; choosing otherwise is another checkout.
@@ -493,6 +496,46 @@ function drawCart(cart) {
       location.href = placed.payment?.checkout_url || `#/orders/${order.id}`;
     } catch (e) { $("#cerr").textContent = e.message; btn.disabled = false; }
   };
+}
+
+// The cart's vouchers: the wallet against the cart (apply one, or the
+// best combination the server suggests), and the vouchers of the cart's
+// shops and of the platform still to collect.
+async function drawVouchers(cart) {
+  const box = $("#vouchers");
+  if (!box) return;
+  const shops = [...new Set((cart.shops || []).map((q) => q.shop_id))];
+  let choice, open;
+  try {
+    [choice, ...open] = await Promise.all([api("GET", "/api/v1/cart/vouchers"), api("GET", "/api/v1/vouchers"),
+      ...shops.map((id) => api("GET", `/api/v1/vouchers?shop_id=${encodeURIComponent(id)}`))]);
+  } catch { return; }
+  const held = new Set(choice.wallet.map((v) => v.code));
+  const applied = new Set([...(cart.vouchers || []).map((v) => v.code), cart.coupon].filter(Boolean));
+  const toCollect = open.flatMap((p) => p.items).filter((v) => !held.has(v.code));
+  const what = (v) => v.kind === "percentage" ? `${v.value}% off` : v.kind === "free_shipping" ? `free shipping up to ${money(v.value, cart.currency)}` : `${money(v.value, cart.currency)} off`;
+  const whose = (v) => v.scope === "platform" ? "Surge" : "shop";
+  const best = choice.best.filter((c) => !applied.has(c));
+  box.innerHTML = `<h3>Vouchers</h3>
+    ${best.length && choice.best_saving ? `<p><button id="best-vouchers">Use the best vouchers (save ${money(choice.best_saving, cart.currency)})</button></p>` : ""}
+    <ul class="vouchers">${choice.wallet.map((v) => `<li><b>${esc(v.code)}</b> · ${whose(v)} · ${what(v)}${v.min_spend ? `, min. ${money(v.min_spend, cart.currency)}` : ""}
+      ${applied.has(v.code) ? `<span class="muted">applied</span> <button data-remove="${esc(v.code)}">Remove</button>` : v.problem ? `<span class="muted">${esc(v.problem.message)}</span>` : `<button data-apply="${esc(v.code)}">Apply (−${money(v.saving, cart.currency)})</button>`}</li>`).join("")}
+    ${toCollect.map((v) => `<li><b>${esc(v.code)}</b> · ${whose(v)} · ${what(v)} <button data-collect="${esc(v.code)}">Collect</button></li>`).join("")}</ul>
+    ${choice.wallet.length || toCollect.length ? "" : `<p class="muted">No vouchers for this cart.</p>`}<p class="error" id="verr"></p>`;
+  const act = (fn) => async (ev) => {
+    ev.target.disabled = true;
+    try { await fn(ev.target.dataset); } catch (e) { $("#verr").textContent = e.message; ev.target.disabled = false; }
+  };
+  const apply = (code) => api("POST", "/api/v1/cart/vouchers", { code });
+  box.querySelectorAll("[data-apply]").forEach((b) => b.onclick = act(async (d) => drawCart(await apply(d.apply))));
+  box.querySelectorAll("[data-remove]").forEach((b) => b.onclick = act(async (d) =>
+    drawCart(await (d.remove === cart.coupon ? api("DELETE", "/api/v1/cart/remove-coupon") : api("DELETE", `/api/v1/cart/vouchers/${encodeURIComponent(d.remove)}`)))));
+  box.querySelectorAll("[data-collect]").forEach((b) => b.onclick = act(async (d) => {
+    await api("POST", `/api/v1/vouchers/${encodeURIComponent(d.collect)}/collect`);
+    drawCart(await api("GET", "/api/v1/cart"));
+  }));
+  const all = $("#best-vouchers", box);
+  if (all) all.onclick = act(async () => { let c = cart; for (const code of best) c = await apply(code); drawCart(c); });
 }
 
 async function ordersView() {

@@ -1,5 +1,5 @@
 //! The demo's seed: its people, the first shop and its products, four
-//! generated shops with 300 products, a flash sale, a free course, views
+//! generated shops with 300 products, vouchers, a flash sale, a free course, views
 //! and orders, and reviews of delivered orders. Everything goes through
 //! the public API.
 
@@ -247,6 +247,18 @@ Natural **cork** on a rubber base: the wetter it gets, the better it holds.
         json!({"sale": {"price": 199_000, "starts_at": null, "ends_at": week}}),
     )
     .await?;
+    // Vouchers to collect: the shop's (20,000 off from 300,000) and the
+    // platform's (free shipping up to 30,000 from 200,000; 10 % off from
+    // 1,000,000), shown in the cart with the best combination.
+    c.post(&format!("/api/v1/shops/{shop_id}/coupons"), Some(&mai),
+        json!({"code": "MAI20K", "kind": "fixed", "value": 20_000, "min_spend": 300_000, "voucher": true, "global_limit": 500})).await?;
+    let (admin, _) = &tokens[ADMIN_EMAIL];
+    for body in [
+        json!({"code": "FREESHIP", "kind": "free_shipping", "value": 30_000, "min_spend": 200_000, "per_user_limit": 3}),
+        json!({"code": "SURGE10", "kind": "percentage", "value": 10, "min_spend": 1_000_000, "global_limit": 100}),
+    ] {
+        c.post("/api/v1/admin/vouchers", Some(admin), body).await?;
+    }
     let shops = seed_catalog(c, &tokens).await?;
     // A few views and a basket, so trending and "bought together" show.
     let (binh, _) = &tokens["binh@demo.surge"];

@@ -9,7 +9,8 @@
 // three reports sent it back to moderation, and the product heads the shopper's
 // recently viewed list. A merchant adds a product image through the page's
 // file input and a shopper sees it on the shop's page; writing stock off to
-// the product's threshold brings the low-stock alert over the WebSocket. An
+// the product's threshold brings the low-stock alert over the WebSocket. A
+// shopper collects vouchers in the cart and uses the best of them. An
 // admin watches today's flash-sale sign-ups rise live during a burst and
 // suspends one of its buyers from the console. The page's client sends a
 // request safe to repeat once more after a connection reset, and nothing else.
@@ -234,6 +235,32 @@ test("a declined payment is tried again from the order page and then paid", asyn
   await page.waitForURL(/#\/orders\//);
   await until("the order to be paid", async () => !(await page.textContent("#status")).match(/pending/i));
   assert.equal(await page.locator("#pay-again").count(), 0);
+  assert.deepEqual(external, [], "requests left the machine");
+});
+
+test("a shopper collects the shop's and the platform's vouchers in the cart and uses the best of them", async () => {
+  const me = await account(`vouchers-${Date.now()}@demo.surge`, "customer", "Voucher shopper");
+  const { items } = await api("GET", "/api/v1/search?q=cork%20yoga%20mat&limit=5");
+  const mat = items.find((p) => p.name === "Cork yoga mat");
+  assert.ok(mat, "the demo's cork mat");
+  await api("POST", "/api/v1/cart/items", me.token, { product_id: mat.id, quantity: 1 });
+  const page = await newPage();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await logIn(page, me.email);
+  // The shop's and the platform's vouchers are offered; collected, the
+  // best combination is suggested and used at once.
+  for (const code of ["MAI20K", "FREESHIP", "SURGE10"]) await page.click(`#vouchers [data-collect="${code}"]`);
+  await page.waitForSelector("#best-vouchers");
+  await page.click("#best-vouchers");
+  await until("both vouchers applied", async () => (await page.locator("#vouchers .vouchers li:has-text('applied')").count()) === 2);
+  const cart = await api("GET", "/api/v1/cart", me.token);
+  assert.deepEqual(cart.vouchers.map((v) => v.code).sort(), ["FREESHIP", "MAI20K"]);
+  assert.equal(cart.totals.discount, 20_000);
+  assert.ok(cart.totals.shipping_discount > 0, JSON.stringify(cart.totals));
+  // SURGE10 needs 1,000,000: collected, it says why it cannot be used.
+  assert.match(await page.textContent("#vouchers"), /SURGE10[\s\S]*minimum spend/);
+  assert.match(await page.textContent("#cart"), /free shipping/);
+  await page.screenshot({ path: join(artifacts, "cart-vouchers.png"), fullPage: true });
   assert.deepEqual(external, [], "requests left the machine");
 });
 
