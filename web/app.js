@@ -449,7 +449,7 @@ function drawCart(cart) {
   const items = cart.items || [];
   // Each line's part of the discount, as the one pricing function shared it.
   const priced = new Map((cart.shops || []).flatMap((q) => q.lines || []).map((p) => [p.product_id, p]));
-  const off = (l) => { const p = priced.get(l.product_id); return p?.discount ? `<div class="muted">coupon −${money(p.discount, l.currency)}</div>` : ""; };
+  const off = (l) => { const p = priced.get(l.product_id); return p?.discount ? `<div class="muted">discount −${money(p.discount, l.currency)}</div>` : ""; };
   el.innerHTML = `<h2>Cart</h2>${items.length ? `<table>${items.map((l) => `<tr><td>${esc(l.name || l.product_id)}</td><td>× ${l.quantity}</td><td>${money(l.unit_price, l.currency)}${l.list_price ? ` <del aria-label="was">${money(l.list_price, l.currency)}</del>` : ""}${off(l)}</td></tr>`).join("")}</table>
     ${cart.coupon_problem ? `<p class="error">Coupon ${esc(cart.coupon)}: ${esc(cart.coupon_problem.message)}</p>` : ""}
     ${(cart.shops || []).filter((q) => q.shipping_problem).map((q) => `<p class="error">${esc(q.shipping_problem.message)}</p>`).join("")}
@@ -545,6 +545,54 @@ async function ordersView() {
     <td class="status">${esc(o.status.replaceAll("_", " "))}</td><td>${money(o.totals?.total, o.currency)}</td></tr>`).join("")}</table></div>`;
 }
 
+// A delivered order's return: its customer picks lines and how many of
+// each, says why and adds photos; its merchant accepts (the amount shown
+// is refunded) or refuses saying why.
+function returnBox(o, redraw) {
+  const box = $("#returns");
+  if (!box) return;
+  const r = o.return_request;
+  const mine = o.customer_id === auth.me?.id;
+  const open = o.status === "delivered" && !r && o.return_deadline && new Date(o.return_deadline) > new Date();
+  const act = async (ev, f) => {
+    ev.target.disabled = true;
+    try { redraw(await f()); } catch (e) { $("#rerr", box).textContent = e.message; ev.target.disabled = false; }
+  };
+  if (r) {
+    const names = new Map(o.lines.map((l) => [l.product_id, l.name]));
+    const decided = r.refused ? `<p class="error">Refused: ${esc(r.refused)}</p>` : o.status === "refunded" ? `<p>Refunded ${money(o.refunded, o.currency)}</p>` : "";
+    box.innerHTML = `<h2>Return</h2><ul>${r.lines.map((l) => `<li>${esc(names.get(l.product_id) || l.product_id)} × ${l.quantity}</li>`).join("")}</ul>
+      <p class="muted">${r.reason ? esc(r.reason) + " · " : ""}refund ${money(r.amount, o.currency)}${r.photos.length ? ` · ${r.photos.length} photo(s)` : ""}</p>
+      <p>${r.photos.map((p) => `<img class="thumb" data-private="${esc(p)}?size=thumbnail" alt="return photo">`).join("")}</p>${decided}
+      ${o.status === "return_requested" && !mine ? `<p><button id="accept-return">Accept and refund ${money(r.amount, o.currency)}</button></p>
+        <p><label>Reason to refuse <input id="refuse-why" maxlength="500"></label> <button id="refuse-return">Refuse</button></p>` : ""}<p class="error" id="rerr"></p>`;
+    // The order's parties only: fetched with the session, shown from memory.
+    box.querySelectorAll("img[data-private]").forEach(async (img) => {
+      const r = await send(img.dataset.private, { headers: { authorization: `Bearer ${auth.token}` } }).catch(() => null);
+      if (r?.ok) img.src = URL.createObjectURL(await r.blob());
+    });
+    $("#accept-return", box)?.addEventListener("click", (ev) => act(ev, () => api("PUT", `/api/v1/orders/${o.id}/return/receive`)));
+    $("#refuse-return", box)?.addEventListener("click", (ev) => act(ev, () => api("PUT", `/api/v1/orders/${o.id}/return/refuse`, { reason: $("#refuse-why", box).value })));
+    return;
+  }
+  if (!mine || !open) { box.innerHTML = ""; return; }
+  box.innerHTML = `<details><summary>Return items</summary>
+    ${o.lines.map((l, i) => `<p><label>${esc(l.name)} <input type="number" min="0" max="${l.quantity}" value="0" data-line="${i}" aria-label="how many ${esc(l.name)} to return"></label> of ${l.quantity}</p>`).join("")}
+    <p><label>Why <input id="return-why" maxlength="500"></label></p>
+    <p><label>Photos <input type="file" id="return-photo" accept="image/*"></label> <span class="muted">${o.return_photos.length} added</span></p>
+    <p><button id="ask-return">Ask for a return</button></p><p class="error" id="rerr"></p></details>`;
+  $("#return-photo", box).addEventListener("change", async (ev) => {
+    const f = ev.target.files[0];
+    if (!f) return;
+    try { redraw(await upload(`/api/v1/orders/${o.id}/return/photos`, f)); } catch (e) { $("#rerr", box).textContent = e.message; }
+  });
+  $("#ask-return", box).addEventListener("click", (ev) => act(ev, () => {
+    const lines = [...box.querySelectorAll("[data-line]")].map((el) => ({ product_id: o.lines[el.dataset.line].product_id, quantity: Number(el.value) })).filter((l) => l.quantity > 0);
+    const reason = $("#return-why", box).value.trim();
+    return api("POST", `/api/v1/orders/${o.id}/return`, { lines, ...(reason ? { reason } : {}) });
+  }));
+}
+
 // An unpaid online order: its checkout's payment (every shop's order of
 // that checkout) can be paid again until the deadline.
 function payAgain(o) {
@@ -586,6 +634,7 @@ async function orderView(id) {
       <div class="muted" id="distance"></div>
       <h2>Timeline</h2><ul class="timeline" id="timeline"></ul>
       <div id="pay" aria-live="polite"></div>
+      <div id="returns" aria-live="polite"></div>
       <div id="review"></div>
       ${o.customer_id === auth.me?.id ? `<p><button id="again">Buy again</button></p><p class="muted" id="again-note" aria-live="polite"></p>` : ""}
     </aside></div>`;
@@ -607,6 +656,7 @@ async function orderView(id) {
     for (const t of o.timeline || []) addStep(t.event || t.status, t.at, t.by);
     reviewForms(o);
     payAgain(o);
+    returnBox(o, draw);
   };
   draw(o);
   const topic = `order:${id}`;
@@ -622,7 +672,7 @@ async function orderView(id) {
     if (d.kind === "status") {
       $("#status").textContent = d.status.replaceAll("_", " ");
       addStep(d.status, d.at, d.by);
-      if (d.status === "delivered") api("GET", `/api/v1/orders/${id}`).then(reviewForms, () => {});
+      if (["delivered", "return_requested", "returned", "refunded"].includes(d.status)) api("GET", `/api/v1/orders/${id}`).then(draw, () => {});
       if (d.status !== "pending_payment") $("#pay").innerHTML = "";
     } else if (d.kind === "payment_declined" || d.kind === "payment_reopened") {
       api("GET", `/api/v1/orders/${id}`).then(payAgain, () => {});

@@ -163,10 +163,22 @@ pub fn notifications_for(o: &Order, index: usize) -> Vec<(UserId, Notification)>
             ));
         }
         E::PaymentRefunded => {
+            let refunded = match o.refunded {
+                0 => total.clone(),
+                n => format!("{n} {}", o.currency),
+            };
             out.push(to_customer(
                 "order_refunded",
                 "Refunded",
-                format!("{total} for order …{short} was refunded."),
+                format!("{refunded} for order …{short} was refunded."),
+            ));
+        }
+        E::ReturnRefused => {
+            let why = entry.reason.clone().unwrap_or_default();
+            out.push(to_customer(
+                "return_refused",
+                "Return refused",
+                format!("The shop refused the return of order …{short}: {why}"),
             ));
         }
         E::ShipperOffered => {

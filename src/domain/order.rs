@@ -7,7 +7,7 @@
 //!       └─cancel (system: payment timeout)                             ▼
 //!                                   picked_up ──▶ delivering ──▶ delivered
 //!                                                                   │ return (customer, within window)
-//!                                                                   ▼
+//!                                                                   ▼  ▲ refuse (merchant)
 //!                                      refunded ◀── returned ◀── return_requested
 //! ```
 
@@ -18,6 +18,7 @@ use super::DomainError;
 
 mod model;
 mod next;
+pub mod returns;
 
 pub use model::*;
 pub use next::{next_action, Action};
@@ -94,6 +95,8 @@ pub enum Step {
     Cancel,
     RequestReturn,
     ReceiveReturn,
+    /// The merchant refuses a requested return (with a reason).
+    RefuseReturn,
     Refund,
     /// A digital order (a course place) is fulfilled once paid.
     Complete,
@@ -117,6 +120,7 @@ impl Step {
             Step::Cancel => "cancel",
             Step::RequestReturn => "return",
             Step::ReceiveReturn => "receive the return of",
+            Step::RefuseReturn => "refuse the return of",
             Step::Refund => "refund",
             Step::Complete => "complete",
         }
@@ -155,6 +159,7 @@ pub fn transition(
             (matches!(by, P::Customer | P::Admin), S::ReturnRequested)
         }
         (Step::ReceiveReturn, S::ReturnRequested) => (staff, S::Returned),
+        (Step::RefuseReturn, S::ReturnRequested) => (staff, S::Delivered),
         (Step::Refund, S::Returned) => (matches!(by, P::System | P::Admin), S::Refunded),
         (Step::Complete, S::Paid) => (by == P::System, S::Delivered),
         _ => {
@@ -205,6 +210,8 @@ pub enum TimelineEvent {
     ReturnRequested,
     Returned,
     Refunded,
+    /// The merchant refused the return: delivered again.
+    ReturnRefused,
     PaymentReceived,
     CashCollected,
     StockReleased,
@@ -233,6 +240,7 @@ impl TimelineEvent {
             E::ReturnRequested => S::ReturnRequested,
             E::Returned => S::Returned,
             E::Refunded => S::Refunded,
+            E::ReturnRefused => S::Delivered,
             E::Placed
             | E::PaymentReceived
             | E::CashCollected

@@ -283,9 +283,10 @@ fn check_paragraphs(
 /// Image paths on this host: `/…`, no scheme or other host, no spaces or
 /// control characters, at most `MAX_IMAGES`.
 fn check_images(images: &[String]) -> Result<Vec<String>, DomainError> {
+    let field = "images";
     if images.len() > MAX_IMAGES {
         return Err(DomainError::invalid(
-            "images",
+            field,
             format!("at most {MAX_IMAGES} images"),
         ));
     }
@@ -299,7 +300,7 @@ fn check_images(images: &[String]) -> Result<Vec<String>, DomainError> {
             match ok {
                 true => Ok(p.clone()),
                 false => Err(DomainError::invalid(
-                    "images",
+                    field,
                     "each image must be a path on this host (starting with one '/', no spaces), at most 300 characters",
                 )),
             }

@@ -219,6 +219,32 @@ pub async fn upload_review_photo(
     Ok((StatusCode::CREATED, Json(r)))
 }
 
+/// Add a photo of the goods for a return of your delivered order, before
+/// you ask for it (at most 6; 409 `return_closed` once asked or outside
+/// the return window, `media_limit`). The return carries them; only the
+/// order's customer, its merchant and admins see them. Checked and
+/// converted as product images.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/return/photos", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body(content = inline(Upload), content_type = "multipart/form-data"),
+    responses((status = 201, body = crate::domain::order::Order), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn upload_return_photo(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<crate::domain::order::Order>), AppError> {
+    let bytes = file(form).await?;
+    let o = s
+        .services
+        .media
+        .add_return_photo(&auth.0.caller(), &id, bytes)
+        .await?;
+    Ok((StatusCode::CREATED, Json(o)))
+}
+
 /// Take a photo uploaded to your review off it and delete it.
 #[utoipa::path(delete, path = "/api/v1/reviews/{id}/photos/{media_id}", tag = "media", security(("bearer" = [])),
     params(("id" = String, Path), ("media_id" = String, Path)),

@@ -172,6 +172,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(orders::confirm_order))
         .routes(routes!(orders::return_order))
         .routes(routes!(orders::receive_return))
+        .routes(routes!(orders::refuse_return))
         .routes(routes!(shipping::shipping_status))
         .routes(routes!(shipping::shipping_calculate))
         .routes(routes!(burst::create_flash_sale, burst::list_flash_sales))
@@ -252,6 +253,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
                 .routes(routes!(media::upload_product_media))
                 .routes(routes!(media::upload_course_media))
                 .routes(routes!(media::upload_review_photo))
+                .routes(routes!(media::upload_return_photo))
                 .layer(DefaultBodyLimit::max(
                     state.services.media.max_bytes() + UPLOAD_FORM_OVERHEAD,
                 )),

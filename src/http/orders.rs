@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
+use crate::domain::order::returns::ReturnInput;
 use crate::domain::order::Step;
 use crate::domain::order::{Order, TimelineEntry};
 use crate::service::catalog::check_limit;
@@ -231,19 +232,41 @@ pub async fn confirm_order(
     step(&s, &auth, &id, Step::Confirm, None).await
 }
 
-/// Request a return (customer, within the return window after delivery).
-#[utoipa::path(post, path = "/api/v1/orders/{id}/return", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)), request_body = Option<Reason>,
-    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody)))]
+/// Request a return (customer, within the return window after delivery,
+/// once per order): every line, or `lines` with how many units of each,
+/// with a reason and photos. Accepting it refunds `return_request.amount`.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/return", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)), request_body = Option<ReturnInput>,
+    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody, description = "illegal_transition, return_window_closed, return_already_requested, partial_return_unavailable"), (status = 422, body = ErrorBody)))]
 pub async fn return_order(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Option<Json<ReturnInput>>,
+) -> Result<Json<Order>, AppError> {
+    let input = body.map(|Json(b)| b).unwrap_or_default();
+    Ok(Json(
+        s.services
+            .orders
+            .request_return(&auth.0.caller(), &id, input)
+            .await?,
+    ))
+}
+
+/// Refuse a requested return (the shop's merchant), saying why: the order
+/// is delivered again, and the shop is paid at the return window's end.
+#[utoipa::path(put, path = "/api/v1/orders/{id}/return/refuse", tag = "orders", security(("bearer" = ["merchant"])), params(("id" = String, Path)), request_body = Reason,
+    responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "no reason")))]
+pub async fn refuse_return(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Order>, AppError> {
-    step(&s, &auth, &id, Step::RequestReturn, reason(body)?).await
+    step(&s, &auth, &id, Step::RefuseReturn, reason(body)?).await
 }
 
-/// The merchant received the returned goods; the payment is refunded.
+/// The merchant received the returned goods; the return's amount is
+/// refunded (all of the payment for a whole return).
 #[utoipa::path(put, path = "/api/v1/orders/{id}/return/receive", tag = "orders", security(("bearer" = ["merchant"])), params(("id" = String, Path)),
     responses((status = 200, body = Order), (status = 403, body = ErrorBody, description = "`forbidden`: the caller's part in the order may not take this step"), (status = 409, body = ErrorBody)))]
 pub async fn receive_return(

@@ -13,9 +13,10 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE: &str = include_str!("../../web/style.css");
 
 /// Scripts, styles, images and connections (HTTP and WebSocket) from this
-/// origin only; nothing may frame the page.
+/// origin only (images also as `blob:` URLs the page makes of images it
+/// fetched with the session: a return's photos); nothing may frame the page.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-                   img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'";
+                   img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'";
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (

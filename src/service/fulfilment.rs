@@ -335,11 +335,15 @@ impl Fulfilment {
     /// Paid money goes back, through the provider when it can refund.
     async fn refund(&self, order: &Order) -> Result<OrderCommand, ServiceError> {
         let provider = self.provider_of(order)?;
+        let amount = order.refund_amount();
         match provider
-            .refund(&order.payment.reference, order.payment.amount, &order.id)
+            .refund(&order.payment.reference, amount, &order.id)
             .await
         {
-            Ok(refund_reference) => Ok(OrderCommand::Refunded { refund_reference }),
+            Ok(refund_reference) => Ok(OrderCommand::Refunded {
+                refund_reference,
+                amount,
+            }),
             Err(ProviderError::Unsupported(_)) => Ok(OrderCommand::RefundDue),
             Err(e) => Err(ServiceError::Unavailable(e.to_string())),
         }

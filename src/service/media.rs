@@ -25,6 +25,8 @@ pub struct Media {
     pub(super) store: MediaStore,
     pub(super) catalog: Catalog,
     pub(super) reviews: Reviews,
+    /// A return's photos are its order's.
+    pub(super) orders: crate::actors::Registry<crate::actors::order::OrderEntity>,
     pub(super) throttles: Arc<crate::auth::Throttles>,
 }
 
@@ -255,6 +257,26 @@ impl Media {
         .await
     }
 
+    /// A photo of the goods for a return of order `id` by its customer
+    /// (before the return is asked, at most 6): seen only by the order's
+    /// customer, its merchant and admins; the return request carries the
+    /// photos uploaded.
+    pub async fn add_return_photo(
+        &self,
+        caller: &Caller,
+        id: &str,
+        bytes: Bytes,
+    ) -> Result<crate::domain::order::Order, ServiceError> {
+        found(&self.orders, id, "order").await?;
+        // The order's own rule first, so nothing is decoded in vain.
+        let o = self.orders.get_for(id, caller).await?;
+        crate::domain::order::returns::may_add_photo(&o, caller, chrono::Utc::now())?;
+        self.upload(caller, id, bytes, |m| async move {
+            Ok(self.orders.add_return_photo(id, caller, m.url).await?)
+        })
+        .await
+    }
+
     /// Takes a photo uploaded to the review off it and deletes it.
     pub async fn remove_from_review(
         &self,
@@ -301,6 +323,16 @@ impl Media {
                 .await
                 .map_err(not_found)?;
             return Ok(p.hidden.is_none());
+        }
+        if found(&self.orders, owner, "order").await.is_ok() {
+            // A return's photo: its order's parties only, never cached
+            // for others.
+            let viewer = viewer.ok_or(DomainError::NotFound("media"))?;
+            self.orders
+                .get_for(owner, viewer)
+                .await
+                .map_err(|e| not_found(e.into()))?;
+            return Ok(false);
         }
         if found(&self.reviews.reviews, owner, "review").await.is_ok() {
             self.reviews.get(viewer, owner).await.map_err(not_found)?;

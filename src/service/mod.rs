@@ -423,6 +423,7 @@ impl Services {
             store: media,
             catalog: catalog.clone(),
             reviews: reviews.clone(),
+            orders: e.orders.clone(),
             throttles: throttles.clone(),
         };
         Ok(Services {

@@ -67,6 +67,25 @@ impl Orders {
     ) -> Result<Order, ServiceError> {
         self.order_exists(id).await?;
         let order = self.orders.act(id, caller, step, reason).await?;
+        self.follow_up(id, order).await
+    }
+
+    /// The customer asks to return lines of a delivered order (see
+    /// `domain::order::returns`).
+    pub async fn request_return(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: crate::domain::order::returns::ReturnInput,
+    ) -> Result<Order, ServiceError> {
+        self.order_exists(id).await?;
+        let order = self.orders.request_return(id, caller, input).await?;
+        self.follow_up(id, order).await
+    }
+
+    /// Carries out what `order` owes at once (a refund, a release), the
+    /// scheduler retrying what fails; answers the order after it.
+    async fn follow_up(&self, id: &str, order: Order) -> Result<Order, ServiceError> {
         if let Some((due, _)) = next_action(&order) {
             if due <= Utc::now() {
                 if let Err(e) = self.fulfilment.advance_order(id).await {

@@ -10,7 +10,9 @@
 // recently viewed list. A merchant adds a product image through the page's
 // file input and a shopper sees it on the shop's page; writing stock off to
 // the product's threshold brings the low-stock alert over the WebSocket. A
-// shopper collects vouchers in the cart and uses the best of them. An
+// shopper collects vouchers in the cart and uses the best of them. A
+// customer returns one unit of a line with a photo, and the merchant
+// refunds its share from the order page. An
 // admin watches today's flash-sale sign-ups rise live during a burst and
 // suspends one of its buyers from the console. The page's client sends a
 // request safe to repeat once more after a connection reset, and nothing else.
@@ -260,7 +262,7 @@ test("a shopper collects the shop's and the platform's vouchers in the cart and 
   // SURGE10 needs 1,000,000: collected, it says why it cannot be used.
   assert.match(await page.textContent("#vouchers"), /SURGE10[\s\S]*minimum spend/);
   assert.match(await page.textContent("#cart"), /free shipping/);
-  await page.screenshot({ path: join(artifacts, "cart-vouchers.png"), fullPage: true });
+  await page.locator("#cart").screenshot({ path: join(artifacts, "cart-vouchers.png") });
   assert.deepEqual(external, [], "requests left the machine");
 });
 
@@ -460,6 +462,57 @@ test("a merchant adds a product image and sees it in the shop, and is alerted li
   await sleep(1_000);
   assert.equal(alerts.length, 1, "one alert per crossing");
   await page.screenshot({ path: join(artifacts, "merchant-stock.png") });
+  assert.deepEqual(external, [], "requests left the machine");
+});
+
+test("a customer returns one unit of a line with a photo and the merchant refunds its share", async () => {
+  // A shop in Da Nang (no demo shipper within reach: its merchant delivers)
+  // and an online-paid order of two of its mats, delivered.
+  const stamp = Date.now();
+  const merchant = await account(`return-${stamp}-m@demo.surge`, "merchant", "Return merchant");
+  const shop = await api("POST", "/api/v1/shops", merchant.token, { name: "Da Nang Mats", location: { lat: 16.06, lng: 108.2 }, address: "3 Le Loi" });
+  const product = await api("POST", `/api/v1/shops/${shop.id}/products`, merchant.token, { name: "Travel mat", category: "yoga", price: 200000, currency: "VND", stock: 10, weight_grams: 900 });
+  const buyer = await account(`return-${stamp}-c@demo.surge`, "customer", "Return buyer");
+  const address = await api("POST", "/api/v1/users/addresses", buyer.token, { label: "home", line1: "5 Bach Dang", city: "Da Nang", lat: 16.07, lng: 108.22 });
+  await api("POST", "/api/v1/cart/items", buyer.token, { product_id: product.id, quantity: 2 });
+  const placed = await api("POST", "/api/v1/orders", buyer.token, { address_id: address.id, payment_method: "sandbox" });
+  const order = placed.orders[0];
+  await fetch(`${order.payment.checkout_url}/pay`, { method: "POST" });
+  await until("the payment", async () => (await api("GET", `/api/v1/orders/${order.id}`, buyer.token)).status === "paid");
+  await api("PUT", `/api/v1/orders/${order.id}/confirm`, merchant.token, {});
+  for (const status of ["ready_for_pickup", "picked_up", "delivering", "delivered"]) {
+    await api("PUT", `/api/v1/shipping/${order.id}/status`, merchant.token, { status });
+  }
+  // On a phone: one of the two, why, a photo; the request says what it refunds.
+  const page = await newPage();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await logIn(page, buyer.email);
+  await page.goto(`${base}/#/orders/${order.id}`);
+  await page.click("#returns summary");
+  await page.locator("#return-photo").setInputFiles({ name: "tear.png", mimeType: "image/png", buffer: png(320, 240) });
+  await until("the photo added", async () => (await page.textContent("#returns")).includes("1 added"));
+  await page.click("#returns summary").catch(() => {});
+  await page.fill("#returns [data-line='0']", "1");
+  await page.fill("#return-why", "one has a tear");
+  await page.click("#ask-return");
+  await until("the return shown", async () => (await page.textContent("#returns")).includes("one has a tear"));
+  const asked = await api("GET", `/api/v1/orders/${order.id}`, buyer.token);
+  assert.equal(asked.status, "return_requested");
+  assert.deepEqual(asked.return_request.lines, [{ product_id: product.id, quantity: 1 }]);
+  assert.equal(asked.return_request.amount, Math.floor(asked.line_prices[0].total / 2));
+  assert.equal(asked.return_request.photos.length, 1);
+  // The photo is shown to the order's parties, fetched with their session.
+  await until("the photo shown", async () => page.locator("#returns img[src^='blob:']").count());
+  await page.screenshot({ path: join(artifacts, "return-asked.png"), fullPage: true });
+  // The merchant accepts from the same page; the share is refunded.
+  const shopPage = await newPage();
+  await logIn(shopPage, merchant.email);
+  await shopPage.goto(`${base}/#/orders/${order.id}`);
+  await shopPage.click("#accept-return");
+  await until("the refund", async () => (await api("GET", `/api/v1/orders/${order.id}`, buyer.token)).status === "refunded");
+  const done = await api("GET", `/api/v1/orders/${order.id}`, buyer.token);
+  assert.equal(done.refunded, asked.return_request.amount);
+  await until("the refund shown", async () => (await shopPage.textContent("#returns")).includes("Refunded"));
   assert.deepEqual(external, [], "requests left the machine");
 });
 

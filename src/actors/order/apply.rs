@@ -20,6 +20,11 @@ pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
                 o.address.line1 = super::ERASED.into();
                 o.address.lat = 0.0;
                 o.address.lng = 0.0;
+                // The return's words are the customer's; its lines and
+                // amount are the shop's books.
+                if let Some(r) = o.return_request.as_mut() {
+                    r.reason = None;
+                }
             }
         }
         E::ReviewAttached { subject, review_id } => state.reviews.push(super::ReviewRef {
@@ -55,6 +60,8 @@ pub(super) fn apply(state: &mut OrderState, event: &OrderEvent) {
                 | E::NotificationsSent { .. }
                 | E::RefundMarkedDue { .. }
                 | E::Refunded { .. } => money(o, event),
+                E::ReturnDetailed { request } => o.return_request = Some(request.clone()),
+                E::ReturnPhotoAdded { url } => o.return_photos.push(url.clone()),
                 E::ShipperOffered { .. }
                 | E::OfferEnded { .. }
                 | E::DispatchDeferred { .. }
@@ -117,7 +124,16 @@ fn lifecycle(o: &mut Order, event: &OrderEvent) {
     }
     // The deadline only matters while the order awaits payment.
     o.payment_deadline = None;
-    note(o, *at, (*to).into(), *by, actor_id.clone(), reason.clone());
+    let entry = match step {
+        Step::RefuseReturn => {
+            if let Some(r) = o.return_request.as_mut() {
+                r.refused = reason.clone();
+            }
+            TimelineEvent::ReturnRefused
+        }
+        _ => (*to).into(),
+    };
+    note(o, *at, entry, *by, actor_id.clone(), reason.clone());
 }
 
 fn money(o: &mut Order, event: &OrderEvent) {
@@ -181,11 +197,18 @@ fn money(o: &mut Order, event: &OrderEvent) {
         OrderEvent::Refunded {
             refund_reference,
             at,
+            amount,
         } => {
             o.payment.status = PaymentStatus::Refunded;
             o.payment.refund_reference = Some(refund_reference.clone());
+            o.refunded = amount.unwrap_or(o.payment.amount);
+            // A partial return's refund: the rest is the shop's at once.
             if o.escrow == EscrowStatus::Held {
-                o.escrow = EscrowStatus::Refunded;
+                o.escrow = if o.refunded < o.payment.amount {
+                    EscrowStatus::Released
+                } else {
+                    EscrowStatus::Refunded
+                };
             }
             note(o, *at, T::PaymentRefunded, system, None, None);
         }

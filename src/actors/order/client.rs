@@ -115,6 +115,29 @@ impl Registry<OrderEntity> {
         self.send(id, cmd).await
     }
 
+    /// The customer asks to return lines of order `id`.
+    pub async fn request_return(
+        &self,
+        id: &str,
+        caller: &Caller,
+        input: crate::domain::order::returns::ReturnInput,
+    ) -> Answer<Order> {
+        let cmd = OrderCommand::RequestReturn {
+            caller: caller.clone(),
+            input,
+        };
+        self.send(id, cmd).await
+    }
+
+    /// The customer adds a photo (`url`) for a return of order `id`.
+    pub async fn add_return_photo(&self, id: &str, caller: &Caller, url: String) -> Answer<Order> {
+        let cmd = OrderCommand::AddReturnPhoto {
+            caller: caller.clone(),
+            url,
+        };
+        self.send(id, cmd).await
+    }
+
     pub async fn report_payment(&self, id: &str, report: PaymentReport) -> Answer<PaymentApplied> {
         Ok(match self.call(id, OrderCommand::Payment(report)).await? {
             OrderReply::Order(o) => PaymentApplied {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{OrderEvent, OrderReply, OrderState, PaymentReport};
 use crate::actors::Entity;
+use crate::domain::order::returns::{self, ReturnInput};
 use crate::domain::order::{
     may_carry, transition, EscrowStatus, Order, OrderStatus, Party, PaymentStatus, Step,
     StockStatus,
@@ -52,6 +53,36 @@ pub(super) fn order(state: &OrderState) -> Result<&Order, DomainError> {
     state.order.as_ref().ok_or(DomainError::NotFound("order"))
 }
 
+/// The customer's return of lines of a delivered order, once per order:
+/// the transition and the request's details, or why not (nothing
+/// recorded).
+pub(super) fn request_return(
+    o: &Order,
+    caller: Caller,
+    input: ReturnInput,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrderEvent>, DomainError> {
+    let by = o.party_of(&caller).ok_or(DomainError::NotFound("order"))?;
+    if o.return_request.is_some() && o.status == OrderStatus::Delivered {
+        return Err(DomainError::conflict(
+            "return_already_requested",
+            "a return of this order was requested and refused; it cannot be asked again",
+        ));
+    }
+    let request = returns::request(o, &input, now)?;
+    let reason = request.reason.clone();
+    let mut events = step_events(
+        o,
+        Step::RequestReturn,
+        by,
+        Some(caller.user_id.into()),
+        reason,
+        now,
+    )?;
+    events.push(OrderEvent::ReturnDetailed { request });
+    Ok(events)
+}
+
 pub(super) fn step_events(
     o: &Order,
     step: Step,
@@ -62,6 +93,12 @@ pub(super) fn step_events(
 ) -> Result<Vec<OrderEvent>, DomainError> {
     let to = transition(o.status, step, by, o.is_cod())?;
     may_carry(o, step, by)?;
+    if step == Step::RefuseReturn && reason.is_none() {
+        return Err(DomainError::invalid(
+            "reason",
+            "say why the return is refused",
+        ));
+    }
     if step == Step::RequestReturn && o.return_deadline.is_some_and(|d| now > d) {
         return Err(DomainError::conflict(
             "return_window_closed",
@@ -401,13 +438,19 @@ pub(super) fn refund_due(o: &Order, now: DateTime<Utc>) -> Vec<OrderEvent> {
 
 /// The money went back. A returned order becomes refunded; a cancelled one
 /// stays cancelled.
-pub(super) fn refunded(o: &Order, refund_reference: String, now: DateTime<Utc>) -> Vec<OrderEvent> {
+pub(super) fn refunded(
+    o: &Order,
+    refund_reference: String,
+    amount: u64,
+    now: DateTime<Utc>,
+) -> Vec<OrderEvent> {
     if o.payment.status != PaymentStatus::Paid {
         return vec![];
     }
     let mut events = vec![OrderEvent::Refunded {
         refund_reference,
         at: now,
+        amount: Some(amount),
     }];
     if let Ok(to) = transition(o.status, Step::Refund, Party::System, o.is_cod()) {
         events.push(OrderEvent::Transitioned {

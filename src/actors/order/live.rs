@@ -55,7 +55,10 @@ pub(super) fn payload(id: &str, event: &OrderEvent) -> Option<(Topic, LiveEvent)
         | OrderEvent::ShipperReleased
         | OrderEvent::ClaimReleased
         | OrderEvent::CustomerErased { .. }
-        | OrderEvent::ReviewAttached { .. } => return None,
+        | OrderEvent::ReviewAttached { .. }
+        // A return is seen by its `return_requested` status frame.
+        | OrderEvent::ReturnPhotoAdded { .. }
+        | OrderEvent::ReturnDetailed { .. } => return None,
     };
     Some((Topic::order(id), LiveEvent::Order(data)))
 }

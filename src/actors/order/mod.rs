@@ -7,6 +7,7 @@
 //! change it, so the scheduler finds it again after a restart.
 
 mod apply;
+use crate::domain::order::returns;
 mod client;
 mod decide;
 mod live;
@@ -208,9 +209,18 @@ impl Entity for OrderEntity {
                     vec![OrderEvent::CustomerErased { at: now }]
                 }
             }
-            OrderCommand::Refunded { refund_reference } => {
-                d::refunded(d::order(state)?, refund_reference, now)
+            OrderCommand::AddReturnPhoto { caller, url } => {
+                let o = d::order(state)?;
+                returns::may_add_photo(o, &caller, now)?;
+                vec![OrderEvent::ReturnPhotoAdded { url }]
             }
+            OrderCommand::RequestReturn { caller, input } => {
+                d::request_return(d::order(state)?, caller, input, now)?
+            }
+            OrderCommand::Refunded {
+                refund_reference,
+                amount,
+            } => d::refunded(d::order(state)?, refund_reference, amount, now),
             OrderCommand::AttachReview {
                 caller,
                 subject,

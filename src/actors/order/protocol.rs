@@ -63,6 +63,18 @@ pub enum OrderEvent {
     Refunded {
         refund_reference: String,
         at: DateTime<Utc>,
+        /// What went back (absent in events written before partial
+        /// returns: the whole payment).
+        #[serde(default)]
+        amount: Option<u64>,
+    },
+    /// A photo for the return to come.
+    ReturnPhotoAdded {
+        url: String,
+    },
+    /// The details of the return just requested (beside its transition).
+    ReturnDetailed {
+        request: crate::domain::order::returns::ReturnRequest,
     },
     RefundMarkedDue {
         at: DateTime<Utc>,
@@ -146,6 +158,17 @@ pub enum OrderCommand {
     ReleaseEscrow,
     Refunded {
         refund_reference: String,
+        amount: u64,
+    },
+    /// The customer adds a photo of the goods for a return.
+    AddReturnPhoto {
+        caller: Caller,
+        url: String,
+    },
+    /// The customer asks to return lines of a delivered order.
+    RequestReturn {
+        caller: Caller,
+        input: crate::domain::order::returns::ReturnInput,
     },
     /// The provider cannot refund: the merchant must, by hand.
     RefundDue,

@@ -150,6 +150,18 @@ pub struct Order {
     pub return_deadline: Option<DateTime<Utc>>,
     /// How long after delivery a return may be requested (seconds).
     pub return_window_secs: u64,
+    /// The return asked (once per order): its lines, reason, photos and
+    /// what accepting it refunds; `refused` once the merchant refused it.
+    #[serde(default)]
+    pub return_request: Option<super::returns::ReturnRequest>,
+    /// Photos of the goods uploaded for the return to come (at most 6);
+    /// the request carries them.
+    #[serde(default)]
+    pub return_photos: Vec<String>,
+    /// What was refunded (minor units): the payment, or a partial
+    /// return's amount.
+    #[serde(default)]
+    pub refunded: u64,
     pub timeline: Vec<TimelineEntry>,
     /// Timeline entries already turned into notifications.
     #[serde(default)]
@@ -293,6 +305,15 @@ impl Order {
         self.coupon.is_some() || self.platform_voucher.is_some()
     }
 
+    /// What a refund of it gives back now: an accepted partial return's
+    /// amount, else the whole payment.
+    pub fn refund_amount(&self) -> u64 {
+        match &self.return_request {
+            Some(r) if r.refused.is_none() && !r.whole => r.amount.min(self.payment.amount),
+            _ => self.payment.amount,
+        }
+    }
+
     /// Cancelled by Surge because it was not paid by its deadline.
     pub fn expired_unpaid(&self) -> bool {
         self.status == OrderStatus::Cancelled
@@ -334,6 +355,9 @@ impl Order {
             delivered_at: None,
             return_deadline: None,
             return_window_secs: p.return_window_secs,
+            return_request: None,
+            return_photos: Vec::new(),
+            refunded: 0,
             notified: 0,
             delivery: Delivery::default(),
             claim: None,

@@ -1213,8 +1213,35 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Request a return (customer, within the return window after delivery). */
+        /**
+         * Request a return (customer, within the return window after delivery,
+         *     once per order): every line, or `lines` with how many units of each,
+         *     with a reason and photos. Accepting it refunds `return_request.amount`.
+         */
         post: operations["return_order"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{id}/return/photos": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a photo of the goods for a return of your delivered order, before
+         *     you ask for it (at most 6; 409 `return_closed` once asked or outside
+         *     the return window, `media_limit`). The return carries them; only the
+         *     order's customer, its merchant and admins see them. Checked and
+         *     converted as product images.
+         */
+        post: operations["upload_return_photo"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1229,8 +1256,31 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** The merchant received the returned goods; the payment is refunded. */
+        /**
+         * The merchant received the returned goods; the return's amount is
+         *     refunded (all of the payment for a whole return).
+         */
         put: operations["receive_return"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{id}/return/refuse": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Refuse a requested return (the shop's merchant), saying why: the order
+         *     is delivered again, and the shop is paid at the return window's end.
+         */
+        put: operations["refuse_return"];
         post?: never;
         delete?: never;
         options?: never;
@@ -3655,8 +3705,20 @@ export interface components {
             /** Format: date-time */
             payment_deadline?: string | null;
             platform_voucher?: components["schemas"]["PlatformVoucher"] | null;
+            /**
+             * Format: int64
+             * @description What was refunded (minor units): the payment, or a partial
+             *     return's amount.
+             */
+            refunded?: number;
             /** Format: date-time */
             return_deadline?: string | null;
+            /**
+             * @description Photos of the goods uploaded for the return to come (at most 6);
+             *     the request carries them.
+             */
+            return_photos?: string[];
+            return_request?: components["schemas"]["ReturnRequest"] | null;
             /**
              * Format: int64
              * @description How long after delivery a return may be requested (seconds).
@@ -4074,6 +4136,39 @@ export interface components {
             /** @description The 6-digit code from the mail. */
             otp: string;
         };
+        /** @description `POST /orders/{id}/return`. */
+        ReturnInput: {
+            /** @description What is returned; absent: every line, every unit. */
+            lines?: components["schemas"]["ReturnLine"][] | null;
+            /** @description Why (1–500 characters). */
+            reason?: string | null;
+        };
+        /** @description A line returned: its product and how many units. */
+        ReturnLine: {
+            product_id: components["schemas"]["ProductId"];
+            /**
+             * Format: int32
+             * @description At least 1, at most what was ordered.
+             */
+            quantity: number;
+        };
+        /** @description A return as the order records it. */
+        ReturnRequest: {
+            /**
+             * Format: int64
+             * @description What accepting it refunds (minor units).
+             */
+            amount: number;
+            lines: components["schemas"]["ReturnLine"][];
+            photos: string[];
+            reason?: string | null;
+            /** @description Refused by the merchant, with this reason. */
+            refused?: string | null;
+            /** Format: date-time */
+            requested_at: string;
+            /** @description Every unit of every line. */
+            whole: boolean;
+        };
         RevenueDay: {
             /** @description `YYYY-MM-DD` (UTC), by order creation. */
             day: string;
@@ -4404,7 +4499,7 @@ export interface components {
          *     snake_case name (the same string journals held before it had a type).
          * @enum {string}
          */
-        TimelineEvent: "placed" | "pending_payment" | "paid" | "confirmed" | "ready_for_pickup" | "picked_up" | "delivering" | "delivered" | "cancelled" | "return_requested" | "returned" | "refunded" | "payment_received" | "cash_collected" | "stock_released" | "escrow_released" | "shipper_offered" | "shipper_assigned" | "arriving" | "refund_due" | "payment_refunded";
+        TimelineEvent: "placed" | "pending_payment" | "paid" | "confirmed" | "ready_for_pickup" | "picked_up" | "delivering" | "delivered" | "cancelled" | "return_requested" | "returned" | "refunded" | "return_refused" | "payment_received" | "cash_collected" | "stock_released" | "escrow_released" | "shipper_offered" | "shipper_assigned" | "arriving" | "refund_due" | "payment_refunded";
         /** @description Tokens answered by login and refresh. */
         TokenPair: {
             access_token: string;
@@ -11746,7 +11841,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["Reason"] | null;
+                "application/json": components["schemas"]["ReturnInput"] | null;
             };
         };
         responses: {
@@ -11803,6 +11898,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description illegal_transition, return_window_closed, return_already_requested, partial_return_unavailable */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11829,7 +11925,134 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description invalid_body or validation_failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    upload_return_photo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /**
+                     * Format: binary
+                     * @description A JPEG, PNG or WebP image (judged by its bytes), at most
+                     *     `media_max_bytes` and `media_max_pixels`.
+                     */
+                    file: string;
+                };
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -11918,6 +12141,133 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refuse_return: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Reason"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            /** @description invalid_json: the body is not JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`: the caller's part in the order may not take this step */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unsupported_media_type: send Content-Type: application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no reason */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
