@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::pricing::{check_fee_table, FeeTable};
 
 /// Every setting, with its default. Keys are flat so that a TOML key, an
-/// environment variable (`SURGE_` + upper-cased key) and the README table
-/// line up one to one.
+/// environment variable (`SURGE_` + upper-cased key) and the table in
+/// docs/configuration.md line up one to one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {

@@ -33,7 +33,7 @@ enum Command {
     #[command(
         long_about = "Run the engine: HTTP API on --addr, data in --data-dir (embedded redb store; no external service needed).
 
-Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, SURGE_SNAPSHOT_EVERY) or from a TOML file given with --config; precedence is flag > environment > file > default. The README lists every key."
+Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, SURGE_SNAPSHOT_EVERY) or from a TOML file given with --config; precedence is flag > environment > file > default. docs/configuration.md lists every key."
     )]
     Serve {
         /// Address to listen on, HOST:PORT [env: SURGE_ADDR] [default: 127.0.0.1:8080]
@@ -42,7 +42,7 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         /// Directory for the embedded store and the generated JWT secret [env: SURGE_DATA_DIR] [default: ./data]
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// TOML file with settings (keys as in the README)
+        /// TOML file with settings (keys as in docs/configuration.md)
         #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
         config: Option<PathBuf>,
         /// Storage backend [env: SURGE_STORE] [default: embedded]
@@ -67,7 +67,7 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
     },
     /// Apply pending migrations to the configured store and record them: schema/scylla/*.cql to the ScyllaDB keyspace, schema/postgres/*.sql to the PostgreSQL schema.
     Migrate {
-        /// TOML file with settings (keys as in the README)
+        /// TOML file with settings (keys as in docs/configuration.md)
         #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
         config: Option<PathBuf>,
         /// The store to migrate: scylla or postgres [env: SURGE_STORE]
@@ -98,7 +98,7 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
 enum ClusterCommand {
     /// Members (address, live/silent/draining, shards held, highest epoch, last heartbeat), shards held by nobody, and whether Redis answers.
     Status {
-        /// TOML file with settings (keys as in the README)
+        /// TOML file with settings (keys as in docs/configuration.md)
         #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
         config: Option<PathBuf>,
         /// PostgreSQL URL [env: SURGE_POSTGRES_URL]

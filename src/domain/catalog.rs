@@ -218,7 +218,7 @@ pub struct ProductInput {
     pub low_stock_threshold: Option<u64>,
     #[serde(default)]
     pub sale: Option<Sale>,
-    /// In the Markdown subset the README describes (at most 10,000
+    /// In the Markdown subset docs/commerce.md describes (at most 10,000
     /// characters); rendered to sanitized HTML as `description.html`.
     #[serde(default)]
     #[schema(max_length = 10_000)]

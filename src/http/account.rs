@@ -28,10 +28,10 @@ pub struct EraseRequest {
     pub password: String,
 }
 
-/// Erase your account (see the README's erasure policy): personal data is
-/// removed from the account, its addresses, notifications and queued mail,
-/// its orders' delivery addresses and tracks, its claims and recently
-/// viewed products; orders keep what accounting needs. Every session and
+/// Erase your account (see the erasure policy in docs/commerce.md):
+/// personal data is removed from the account, its addresses, notifications
+/// and queued mail, its orders' delivery addresses and tracks, its claims
+/// and recently viewed products; orders keep what accounting needs. Every session and
 /// live connection ends; the email may be registered again. 422 when the
 /// password is wrong (attempts count against the login throttles); 409
 /// `admin_account`, `owns_shops`, `orders_in_progress` or (a shipper

@@ -1,5 +1,5 @@
 //! How a client of a Surge server is built (the demo seeder's, the tests',
-//! the bench's), by the rule the README gives every client:
+//! the bench's), by the rule docs/api.md gives every client:
 //!
 //! - its pool lets an idle connection go before the server does
 //!   ([`CLIENT_IDLE`], below `keep_alive_idle_secs`), so it never sends on a

@@ -159,8 +159,9 @@ impl SelfService {
     }
 
     /// `DELETE /users/me`: the caller's account is erased (see the
-    /// README's erasure policy). Refused with nothing changed for an admin,
-    /// a merchant who runs shops, or someone with an order under way.
+    /// erasure policy in docs/commerce.md). Refused with nothing changed
+    /// for an admin, a merchant who runs shops, or someone with an order
+    /// under way.
     /// Every step can be repeated, so an interrupted erasure is finished
     /// by asking again (until the account itself is erased, the last step
     /// but one).

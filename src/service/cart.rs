@@ -12,14 +12,16 @@ use std::sync::Arc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::cart_quote::{refusal, Codes};
+pub(super) use super::cart_quote::Area;
+use super::cart_quote::{refusal, Codes, Quoter};
+pub use super::cart_quote::{LeftOut, ShopQuote};
 use super::{new_id, ServiceError};
 use crate::actors::cart::AppliedVoucher;
 use crate::actors::cart::{CartCommand, CartItem, CartState, SavedCart};
 use crate::actors::coupon::{normalize_code, CouponCommand, CouponEntity};
 use crate::actors::entity::stream_id;
 use crate::domain::catalog::Product;
-use crate::domain::pricing::{subtotal, Base, Line, LinePrice, Totals};
+use crate::domain::pricing::{subtotal, Base, Line, Totals};
 use crate::domain::user::Address;
 use crate::domain::{DomainError, GeoPoint};
 
@@ -39,33 +41,6 @@ pub struct CartLine {
     pub line_total: u64,
     /// Whether the product is on sale with enough stock right now.
     pub available: bool,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ShopQuote {
-    pub shop_id: crate::domain::ids::ShopId,
-    pub distance_km: Option<f64>,
-    pub totals: Totals,
-    /// Each line's money: list total, sale saving, its part of the
-    /// discount and tax, its total (they add up to `totals` with shipping).
-    pub lines: Vec<LinePrice>,
-    /// Why this shop's shipping is not in its totals: the address is
-    /// beyond the delivery area (`out_of_delivery_area`, what checking
-    /// out to it would answer). Absent when shipping is quoted.
-    pub shipping_problem: Option<LeftOut>,
-    /// The code whose discount is in `totals.discount`: the shop's coupon
-    /// or voucher. Absent when none gives anything.
-    pub code: Option<String>,
-}
-
-/// What a quote does with an address beyond a shop's delivery area.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Area {
-    /// Refuses (409 `out_of_delivery_area`): a checkout, an explicit total.
-    Refuse,
-    /// Quotes that shop without shipping and says why (`shipping_problem`):
-    /// the cart as it is shown.
-    Note,
 }
 
 /// A cart with current prices; with an address, shipping is included.
@@ -124,16 +99,6 @@ pub struct CodeProblem {
     pub problem: LeftOut,
 }
 
-/// Why something is left out of a cart's totals (the applied coupon, or a
-/// shop's shipping), by the code checking out would answer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LeftOut {
-    /// The error code checkout would answer (`coupon_paused`, …,
-    /// `not_found`; `out_of_delivery_area`).
-    pub code: String,
-    pub message: String,
-}
-
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ShippingQuote {
     pub distance_km: f64,
@@ -169,6 +134,8 @@ fn mixed_currency(lines: &[Line]) -> bool {
 #[derive(Clone)]
 pub struct Carts {
     pub(super) carts: Registry<CartEntity>,
+    /// Prices a cart per shop with its codes stacked.
+    pub(super) quoter: Quoter,
     pub(super) coupons: Registry<CouponEntity>,
     pub(super) store: Arc<dyn Store>,
     pub(super) commerce: Arc<CommerceConfig>,
@@ -241,7 +208,10 @@ impl Carts {
             coupon: cart.coupon.as_deref(),
             vouchers: &cart.vouchers,
         };
-        let quote = self.quote(user_id, &quoted, codes, address, area).await?;
+        let quote = self
+            .quoter
+            .quote(user_id, &quoted, codes, address, area)
+            .await?;
         let mut coupon_problem = None;
         let mut voucher_problems = Vec::new();
         for (code, e) in &quote.problems {

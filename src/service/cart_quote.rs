@@ -20,17 +20,71 @@
 
 use std::collections::BTreeMap;
 
-use super::cart::{Area, Carts, LeftOut, ShopQuote};
-use super::ServiceError;
+use std::sync::Arc;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::catalog::Catalog;
+use super::{CommerceConfig, ServiceError};
 use crate::actors::cart::AppliedVoucher;
+use crate::actors::coupon::CouponEntity;
 use crate::actors::coupon::{Coupon, CouponCommand};
+use crate::actors::Registry;
 use crate::domain::catalog::Shop;
 use crate::domain::ids::ShopId;
 use crate::domain::pricing::{
     price, share, subtotal, total_weight, Base, DiscountKind, Discounts, Line,
 };
+use crate::domain::pricing::{LinePrice, Totals};
 use crate::domain::user::Address;
 use crate::domain::{DomainError, GeoPoint};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShopQuote {
+    pub shop_id: crate::domain::ids::ShopId,
+    pub distance_km: Option<f64>,
+    pub totals: Totals,
+    /// Each line's money: list total, sale saving, its part of the
+    /// discount and tax, its total (they add up to `totals` with shipping).
+    pub lines: Vec<LinePrice>,
+    /// Why this shop's shipping is not in its totals: the address is
+    /// beyond the delivery area (`out_of_delivery_area`, what checking
+    /// out to it would answer). Absent when shipping is quoted.
+    pub shipping_problem: Option<LeftOut>,
+    /// The code whose discount is in `totals.discount`: the shop's coupon
+    /// or voucher. Absent when none gives anything.
+    pub code: Option<String>,
+}
+
+/// What a quote does with an address beyond a shop's delivery area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Area {
+    /// Refuses (409 `out_of_delivery_area`): a checkout, an explicit total.
+    Refuse,
+    /// Quotes that shop without shipping and says why (`shipping_problem`):
+    /// the cart as it is shown.
+    Note,
+}
+
+/// Why something is left out of a cart's totals (the applied coupon, or a
+/// shop's shipping), by the code checking out would answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeftOut {
+    /// The error code checkout would answer (`coupon_paused`, …,
+    /// `not_found`; `out_of_delivery_area`).
+    pub code: String,
+    pub message: String,
+}
+
+/// Prices carts: the coupon entity's answers, the catalog's shops, the
+/// shipping table and the tax rate.
+#[derive(Clone)]
+pub struct Quoter {
+    pub(super) coupons: Registry<CouponEntity>,
+    pub(super) catalog: Catalog,
+    pub(super) commerce: Arc<CommerceConfig>,
+}
 
 /// The codes a cart holds: its coupon (one shop's) and its vouchers.
 #[derive(Clone, Copy, Default)]
@@ -39,8 +93,7 @@ pub(super) struct Codes<'a> {
     pub(super) vouchers: &'a [AppliedVoucher],
 }
 
-/// The platform voucher a quote used: its code, what it discounted and
-/// what it took off in all.
+/// The platform voucher a quote used: its code and what it discounted.
 #[derive(Debug, Clone)]
 pub(super) struct PlatformUse {
     pub(super) code: String,
@@ -90,7 +143,7 @@ pub(super) fn refusal(e: &ServiceError) -> Option<LeftOut> {
     }
 }
 
-impl Carts {
+impl Quoter {
     /// The record of `code`, or why it is left out.
     async fn record(
         &self,
@@ -114,7 +167,32 @@ impl Carts {
         }
     }
 
-    /// What `coupon` takes off `base` for `user_id` (none with a problem).
+    /// What `coupon` takes off `base` for `user_id`, or (the inner error)
+    /// the code's own refusal; any other failure is the outer error.
+    pub(super) async fn code_discount(
+        &self,
+        user_id: &str,
+        coupon: &Coupon,
+        base: Base,
+    ) -> Result<Result<u64, ServiceError>, ServiceError> {
+        let quote = CouponCommand::Quote {
+            user_id: user_id.into(),
+            base,
+        };
+        match self.coupons.call(&coupon.code, quote).await {
+            Ok(r) => Ok(Ok(r.discount)),
+            Err(e) => {
+                let e = ServiceError::from(e);
+                match refusal(&e) {
+                    Some(_) => Ok(Err(e)),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// What `coupon` takes off `base` for `user_id` (none with a problem,
+    /// which joins `problems`).
     async fn discount_of(
         &self,
         user_id: &str,
@@ -122,21 +200,13 @@ impl Carts {
         base: Base,
         problems: &mut Vec<(String, ServiceError)>,
     ) -> Result<u64, ServiceError> {
-        let quote = CouponCommand::Quote {
-            user_id: user_id.into(),
-            base,
-        };
-        match self.coupons.call(&coupon.code, quote).await {
-            Ok(r) => Ok(r.discount),
+        Ok(match self.code_discount(user_id, coupon, base).await? {
+            Ok(off) => off,
             Err(e) => {
-                let e = ServiceError::from(e);
-                if refusal(&e).is_none() {
-                    return Err(e);
-                }
                 problems.push((coupon.code.clone(), e));
-                Ok(0)
+                0
             }
-        }
+        })
     }
 
     /// Prices `lines` per shop with `codes` stacked (see the module), and

@@ -6,8 +6,9 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::cart::{Area, CartView, Carts};
+use super::cart::{CartView, Carts};
 use super::cart_quote::{refusal, Codes};
+use super::cart_quote::{Area, LeftOut};
 use super::coupons::CouponView;
 use super::ServiceError;
 use crate::actors::cart::{AppliedVoucher, CartCommand};
@@ -41,7 +42,7 @@ pub struct WalletVoucher {
     /// Why it cannot be used on this cart now (`coupon_min_spend`,
     /// `coupon_expired`, `coupon_exhausted`, `coupon_paused`,
     /// `coupon_limit_reached`, `coupon_not_applicable`).
-    pub problem: Option<super::cart::LeftOut>,
+    pub problem: Option<LeftOut>,
 }
 
 impl Carts {
@@ -108,6 +109,7 @@ impl Carts {
         let priced = self.lines_in_currency(&cart.items).await?;
         // The cart without any code: each shop's subtotal and fee.
         let bare = self
+            .quoter
             .quote(
                 user_id,
                 &priced,
@@ -206,26 +208,16 @@ impl Carts {
         user_id: &str,
         c: &Coupon,
         base: Base,
-    ) -> Result<(u64, Option<super::cart::LeftOut>), ServiceError> {
-        let quote = CouponCommand::Quote {
-            user_id: user_id.into(),
-            base,
-        };
-        match self.coupons.call(&c.code, quote).await {
-            Ok(r) => Ok((r.discount, None)),
-            Err(e) => {
-                let e = ServiceError::from(e);
-                match refusal(&e) {
-                    Some(p) => Ok((0, Some(p))),
-                    None => Err(e),
-                }
-            }
-        }
+    ) -> Result<(u64, Option<LeftOut>), ServiceError> {
+        Ok(match self.quoter.code_discount(user_id, c, base).await? {
+            Ok(off) => (off, None),
+            Err(e) => (0, refusal(&e)),
+        })
     }
 }
 
-fn not_applicable() -> super::cart::LeftOut {
-    super::cart::LeftOut {
+fn not_applicable() -> LeftOut {
+    LeftOut {
         code: "coupon_not_applicable".into(),
         message: "this voucher is for a shop with nothing in your cart".into(),
     }

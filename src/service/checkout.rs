@@ -20,7 +20,7 @@ use crate::payments::Providers;
 use chrono::Utc;
 use std::sync::Arc;
 
-use super::cart::ShopQuote;
+use super::cart_quote::ShopQuote;
 use super::cart_quote::{Codes, PlatformUse};
 use super::{new_id, ServiceError};
 use crate::actors::cart::{CartCommand, CartItem, Checkout, PlannedOrder};
@@ -238,10 +238,10 @@ impl Checkouts {
 
     /// Holds the stock (idempotent per order), then the shops' coupon or
     /// voucher uses for the planned orders, then the platform voucher's
-    /// one use for the checkout (under its first order's id). A retry of a checkout whose orders were placed
-    /// and then cancelled (its release already happened) must not hold
-    /// anything again. Returns the orders an earlier attempt under this
-    /// key placed already.
+    /// one use for the checkout (under its first order's id). A retry of a
+    /// checkout whose orders were placed and then cancelled (its release
+    /// already happened) must not hold anything again. Returns the orders
+    /// an earlier attempt under this key placed already.
     async fn reserve(
         &self,
         user_id: &str,
@@ -311,12 +311,13 @@ impl Checkouts {
         let priced = self.cart.price(items).await?;
         let quoted = self
             .cart
+            .quoter
             .quote(
                 &caller.user_id,
                 &priced.lines,
                 codes,
                 Some(address),
-                super::cart::Area::Refuse,
+                super::cart_quote::Area::Refuse,
             )
             .await?;
         let (quotes, groups) = (&quoted.shops, &quoted.groups);

@@ -326,6 +326,11 @@ impl Services {
         };
         let carts = cart::Carts {
             carts: e.carts.clone(),
+            quoter: cart_quote::Quoter {
+                coupons: e.coupons.clone(),
+                catalog: catalog.clone(),
+                commerce: commerce.clone(),
+            },
             coupons: e.coupons.clone(),
             store: store.clone(),
             commerce: commerce.clone(),

@@ -1,4 +1,4 @@
-//! The WebSocket wire contract (see the README): JSON text frames, or
+//! The WebSocket wire contract (docs/websocket.md): JSON text frames, or
 //! MessagePack binary frames for a client that negotiated `surge.msgpack`.
 
 use axum::extract::ws::Message;

@@ -36,7 +36,7 @@ async fn settle(app: &TestApp, url: &str, action: &str) -> (StatusCode, Value) {
 }
 
 /// What the sandbox gateway says it refunded of the payment at `url`.
-async fn refunded_at_gateway(app: &TestApp, url: &str) -> u64 {
+pub(crate) async fn refunded_at_gateway(app: &TestApp, url: &str) -> u64 {
     let page = app
         .client
         .get(url)

@@ -372,16 +372,20 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
 }
 
 #[test]
-fn the_readme_points_at_the_cluster_files() {
+fn the_operations_doc_points_at_the_cluster_files() {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
     for f in [
         "cluster/docker-compose.yml",
         "cluster/kustomization.yaml",
         "cluster/README.md",
         "cluster/postgres/docker-compose.yml",
     ] {
-        assert!(readme.contains(f), "README.md does not mention {f}");
+        assert!(
+            readme.contains(f),
+            "docs/operations.md does not mention {f}"
+        );
         assert!(
             Path::new(env!("CARGO_MANIFEST_DIR")).join(f).is_file(),
             "{f} missing"

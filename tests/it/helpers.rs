@@ -49,7 +49,7 @@ pub struct TestApp {
 
 /// Every HTTP client the tests use, built one way: an idle pool below the
 /// server's keep-alive and one retry of a request safe to repeat on a
-/// reset (`surge::http::client`, the rule the README gives clients).
+/// reset (`surge::http::client`, the rule docs/api.md gives clients).
 pub fn client_builder() -> reqwest::ClientBuilder {
     surge::http::client::builder()
 }

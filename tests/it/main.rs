@@ -137,7 +137,7 @@ mod auth;
 pub(crate) mod behavior;
 pub(crate) mod burst;
 mod catalog;
-mod checkout_payment;
+pub(crate) mod checkout_payment;
 mod cluster;
 mod commerce;
 mod conformance;

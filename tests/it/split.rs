@@ -4,7 +4,7 @@
 //! unit is unconfirmed anywhere, never oversold, no unit left unused while
 //! someone waits), each part's waitlist is FIFO with the part's own
 //! positions, and a unit freed where nobody waits goes to the part whose
-//! waitlist head claimed first (the fairness README "Burst signups" states).
+//! waitlist head claimed first (the fairness docs/bursts.md states).
 
 use std::collections::HashMap;
 

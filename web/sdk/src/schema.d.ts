@@ -2319,10 +2319,10 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * Erase your account (see the README's erasure policy): personal data is
-         *     removed from the account, its addresses, notifications and queued mail,
-         *     its orders' delivery addresses and tracks, its claims and recently
-         *     viewed products; orders keep what accounting needs. Every session and
+         * Erase your account (see the erasure policy in docs/commerce.md):
+         *     personal data is removed from the account, its addresses, notifications
+         *     and queued mail, its orders' delivery addresses and tracks, its claims
+         *     and recently viewed products; orders keep what accounting needs. Every session and
          *     live connection ends; the email may be registered again. 422 when the
          *     password is wrong (attempts count against the login throttles); 409
          *     `admin_account`, `owns_shops`, `orders_in_progress` or (a shipper
@@ -3916,7 +3916,7 @@ export interface components {
             /** @description ISO 4217 code (case-insensitive) */
             currency: string;
             /**
-             * @description In the Markdown subset the README describes (at most 10,000
+             * @description In the Markdown subset docs/commerce.md describes (at most 10,000
              *     characters); rendered to sanitized HTML as `description.html`.
              */
             description?: string | null;
