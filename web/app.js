@@ -268,6 +268,9 @@ async function render() {
     const m = hash.match(re);
     if (m) {
       try { await f(...m.slice(1)); } catch (e) { view().innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+      // A view still loading when the route changed wrote over the newer
+      // one: draw the current route again.
+      if ((location.hash || "#/") !== hash) render();
       return;
     }
   }
