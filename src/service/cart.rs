@@ -460,15 +460,11 @@ impl Carts {
             return Err(DomainError::NotFound("coupon").into());
         }
         let coupon = reply.coupon;
+        let cart = self.carts.send(user_id, CartCommand::Get).await?;
+        self.check_applies(user_id, &cart, &coupon).await?;
         if coupon.voucher {
-            return self.put_voucher(user_id, coupon).await;
+            return self.put_voucher(user_id, &cart, coupon).await;
         }
-        let base = self.base_for(user_id, &coupon).await?;
-        let quote = CouponCommand::Quote {
-            user_id: user_id.into(),
-            base,
-        };
-        self.coupons.call(&code, quote).await?;
         let apply = CartCommand::ApplyCoupon {
             code,
             shop_id: coupon.shop_id,
@@ -477,16 +473,17 @@ impl Carts {
         self.shown(user_id, &cart).await
     }
 
-    /// What `coupon` would discount in `user_id`'s cart now: its shop's
-    /// subtotal, or for a platform voucher the whole cart's (shipping is
-    /// not known before an address; 0). 409 `coupon_not_applicable` when
-    /// its shop has nothing in the cart.
-    pub(super) async fn base_for(
+    /// Whether `coupon` applies to `cart` for `user_id` now, before it is
+    /// applied: 409 `coupon_not_applicable` when its shop has nothing in
+    /// the cart, else the code's own refusals on what it would discount
+    /// (its shop's subtotal, or for a platform voucher the whole cart's;
+    /// shipping is not known before an address).
+    async fn check_applies(
         &self,
         user_id: &str,
+        cart: &CartState,
         coupon: &crate::actors::coupon::Coupon,
-    ) -> Result<Base, ServiceError> {
-        let cart = self.carts.send(user_id, CartCommand::Get).await?;
+    ) -> Result<(), ServiceError> {
         let priced = self.price(&cart.items).await?;
         let eligible: Vec<Line> = priced
             .lines
@@ -500,7 +497,12 @@ impl Carts {
             )
             .into());
         }
-        Ok(Base::items(subtotal(&eligible)?))
+        let quote = CouponCommand::Quote {
+            user_id: user_id.into(),
+            base: Base::items(subtotal(&eligible)?),
+        };
+        self.coupons.call(&coupon.code, quote).await?;
+        Ok(())
     }
 
     pub async fn remove_coupon(&self, user_id: &str) -> Result<CartView, ServiceError> {

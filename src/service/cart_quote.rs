@@ -143,6 +143,23 @@ pub(super) fn refusal(e: &ServiceError) -> Option<LeftOut> {
     }
 }
 
+/// A coupon entity's answer with its own refusal inside (`Ok(Err(..))`)
+/// and any other failure outside.
+fn refused_or<T>(
+    answer: Result<T, crate::actors::CallError<DomainError>>,
+) -> Result<Result<T, ServiceError>, ServiceError> {
+    match answer {
+        Ok(t) => Ok(Ok(t)),
+        Err(e) => {
+            let e = ServiceError::from(e);
+            match refusal(&e) {
+                Some(_) => Ok(Err(e)),
+                None => Err(e),
+            }
+        }
+    }
+}
+
 impl Quoter {
     /// The record of `code`, or why it is left out.
     async fn record(
@@ -150,17 +167,14 @@ impl Quoter {
         code: &str,
         problems: &mut Vec<(String, ServiceError)>,
     ) -> Result<Option<Coupon>, ServiceError> {
-        match self.coupons.call(code, CouponCommand::Get).await {
-            Ok(r) if r.deleted => {
+        let reply = refused_or(self.coupons.call(code, CouponCommand::Get).await)?;
+        match reply {
+            Ok(r) if !r.deleted => Ok(Some(r.coupon)),
+            Ok(_) => {
                 problems.push((code.into(), DomainError::NotFound("coupon").into()));
                 Ok(None)
             }
-            Ok(r) => Ok(Some(r.coupon)),
             Err(e) => {
-                let e = ServiceError::from(e);
-                if refusal(&e).is_none() {
-                    return Err(e);
-                }
                 problems.push((code.into(), e));
                 Ok(None)
             }
@@ -179,16 +193,8 @@ impl Quoter {
             user_id: user_id.into(),
             base,
         };
-        match self.coupons.call(&coupon.code, quote).await {
-            Ok(r) => Ok(Ok(r.discount)),
-            Err(e) => {
-                let e = ServiceError::from(e);
-                match refusal(&e) {
-                    Some(_) => Ok(Err(e)),
-                    None => Err(e),
-                }
-            }
-        }
+        let reply = refused_or(self.coupons.call(&coupon.code, quote).await)?;
+        Ok(reply.map(|r| r.discount))
     }
 
     /// What `coupon` takes off `base` for `user_id` (none with a problem,

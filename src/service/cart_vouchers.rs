@@ -11,7 +11,7 @@ use super::cart_quote::{refusal, Codes};
 use super::cart_quote::{Area, LeftOut};
 use super::coupons::CouponView;
 use super::ServiceError;
-use crate::actors::cart::{AppliedVoucher, CartCommand};
+use crate::actors::cart::{AppliedVoucher, CartCommand, CartState};
 use crate::actors::coupon::{Coupon, CouponCommand};
 use crate::domain::pricing::Base;
 
@@ -46,24 +46,18 @@ pub struct WalletVoucher {
 }
 
 impl Carts {
-    /// Applies voucher `code` from `user_id`'s wallet: a shop's replaces
-    /// that shop's voucher or coupon, the platform's the platform's. 409
-    /// `voucher_not_collected`, `coupon_not_applicable` (its shop has
-    /// nothing in the cart) and the voucher's own refusals; a plain coupon
-    /// is applied as a coupon.
+    /// Applies voucher `coupon` from `user_id`'s wallet to `cart` (checked
+    /// by `apply_code`, which refuses `voucher_not_collected`,
+    /// `coupon_not_applicable` and the voucher's own refusals): a shop's
+    /// replaces that shop's voucher or coupon, the platform's the
+    /// platform's.
     pub(super) async fn put_voucher(
         &self,
         user_id: &str,
+        cart: &CartState,
         coupon: Coupon,
     ) -> Result<CartView, ServiceError> {
         let code = coupon.code.clone();
-        let base = self.base_for(user_id, &coupon).await?;
-        let quote = CouponCommand::Quote {
-            user_id: user_id.into(),
-            base,
-        };
-        self.coupons.call(&code, quote).await?;
-        let cart = self.carts.send(user_id, CartCommand::Get).await?;
         let coupon_of_shop = match (&cart.coupon, coupon.shop()) {
             (Some(c), Some(shop)) => self
                 .coupons

@@ -116,6 +116,8 @@ pub fn request(
         return Err(DomainError::invalid("lines", "return at least one line"));
     }
     let mut units = 0u64;
+    // Each returned line's place in the order.
+    let mut places = Vec::with_capacity(lines.len());
     for (i, r) in lines.iter().enumerate() {
         if lines[..i].iter().any(|p| p.product_id == r.product_id) {
             return Err(DomainError::invalid(
@@ -137,6 +139,7 @@ pub fn request(
             ));
         }
         units += u64::from(r.quantity);
+        places.push(at);
     }
     let ordered: u64 = o.lines.iter().map(|l| u64::from(l.quantity)).sum();
     let whole = units == ordered;
@@ -144,12 +147,7 @@ pub fn request(
         o.totals.total
     } else {
         let mut sum = 0u64;
-        for r in &lines {
-            let at = o
-                .lines
-                .iter()
-                .position(|l| l.product_id == r.product_id)
-                .expect("checked above");
+        for (r, &at) in lines.iter().zip(&places) {
             sum += share_of(o, at, r.quantity)?;
         }
         sum
