@@ -184,6 +184,18 @@ impl Application {
         &self.state
     }
 
+    /// Stops what `build` started, without having served: every actor,
+    /// the live-event relay, then the journal (flushed). For the commands
+    /// that open the store to do one thing (`surge admin create`,
+    /// `surge reindex`).
+    pub async fn close(self) {
+        self.state.services.shutdown().await;
+        if let Some(relay) = &self.relay {
+            relay.close().await;
+        }
+        self.store.close().await;
+    }
+
     /// Serves until `shutdown` resolves, then: stop accepting, finish
     /// in-flight requests, stop every actor, flush the journal.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
@@ -444,6 +456,7 @@ fn service_config(
             tax_bps: settings.tax_rate_bps,
             payment_timeout: chrono::Duration::seconds(settings.payment_timeout_secs as i64),
             return_window_secs: settings.return_window_secs,
+            report_zone: settings.report_zone(),
         },
         gateways: GatewayConfig {
             secret: match &settings.sandbox_webhook_secret {

@@ -19,6 +19,8 @@
 //! - [`mail`]: the outbox and its worker.
 //! - [`payments`]: payment providers (cod, sandbox) and webhook signatures.
 //! - [`search`]: the full-text catalog index (tantivy) and its queries.
+//! - [`context`]: the request id, carried from the edge to the actors and
+//!   across nodes.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`worker`]: the rhythm of the background workers.
 
@@ -27,6 +29,7 @@ pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod demo;
 pub mod domain;
 #[cfg(feature = "cql-emulator")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use surge::app::Application;
-use surge::config::{Overrides, Settings, StoreKind};
+use surge::config::{LogFormat, Overrides, Settings, StoreKind};
 use surge::store::postgres::schema as postgres_schema;
 use surge::store::scylla::schema as scylla_schema;
 
@@ -80,6 +80,25 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         #[arg(long, value_name = "URL")]
         postgres_url: Option<String>,
     },
+    /// Accounts: make the first admin without editing settings.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Rebuild this node's search index from the catalog's read tables (the server stopped: the index is locked while it runs).
+    Reindex {
+        /// TOML file with settings (keys as in docs/configuration.md)
+        #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Directory of the embedded store and of this node's index [env: SURGE_DATA_DIR]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Settings: the reference of every key.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Cluster mode: what the shared store says about the cluster.
     Cluster {
         #[command(subcommand)]
@@ -95,15 +114,43 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account with EMAIL (or make that account an admin), its password read from the first line of standard input. With the embedded store, run it while the server is stopped (the store is locked while it runs); with a shared store, any time, with the servers' settings.
+    Create {
+        /// The admin's email
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// TOML file with settings (keys as in docs/configuration.md)
+        #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Directory of the embedded store [env: SURGE_DATA_DIR]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print docs/configuration.md: every key with its default and meaning, from the settings' doc comments.
+    Reference,
+}
+
+#[derive(Subcommand)]
 enum ClusterCommand {
     /// Members (address, live/silent/draining, shards held, highest epoch, last heartbeat), shards held by nobody, and whether Redis answers.
     Status {
         /// TOML file with settings (keys as in docs/configuration.md)
         #[arg(long, value_name = "FILE", env = "SURGE_CONFIG")]
         config: Option<PathBuf>,
+        /// The shared store: postgres or scylla [env: SURGE_STORE]
+        #[arg(long, value_enum)]
+        store: Option<StoreKind>,
         /// PostgreSQL URL [env: SURGE_POSTGRES_URL]
         #[arg(long, value_name = "URL")]
         postgres_url: Option<String>,
+        /// ScyllaDB contact points, HOST:PORT,... [env: SURGE_SCYLLA_NODES]
+        #[arg(long, value_name = "HOST:PORT,...")]
+        scylla_nodes: Option<String>,
     },
     /// A new cluster CA and the node certificate every node presents on the inter-node channel: writes ca.pem, node.pem and node.key into DIR (for cluster_tls_ca, cluster_tls_cert, cluster_tls_key). The CA's key is not kept; to rotate, run again and roll the files out.
     Certs {
@@ -119,13 +166,23 @@ enum ClusterCommand {
     },
 }
 
-fn init_logging(default: &str) {
+/// Logs to stdout, filtered by `RUST_LOG` or `default`; as JSON lines
+/// (each with its span's fields: the request id) when `format` says so.
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// The configured log filter; against the emulator, without the driver's
@@ -182,7 +239,7 @@ async fn demo(addr: Option<String>, data_dir: PathBuf) -> anyhow::Result<()> {
     // An admin to moderate reviews with (bootstrapped at start).
     settings.admin_email = Some(surge::demo::ADMIN_EMAIL.into());
     settings.admin_password = Some(surge::demo::PASSWORD.into());
-    init_logging(&log_filter(&settings));
+    init_logging(&log_filter(&settings), settings.log_format);
     let data_dir = settings.data_dir.clone();
     let public = settings.public_url.clone();
     let app = Application::build(settings)
@@ -210,7 +267,7 @@ async fn demo(addr: Option<String>, data_dir: PathBuf) -> anyhow::Result<()> {
 /// `surge migrate`: applies the migrations the configured store lacks.
 async fn migrate(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref(), flags)?;
-    init_logging(&log_filter(&settings));
+    init_logging(&log_filter(&settings), settings.log_format);
     let (place, applied, latest) = match settings.store {
         StoreKind::Embedded => anyhow::bail!(
             "the embedded store needs no migration: `surge migrate` is for store = scylla or postgres (set SURGE_STORE or --store)"
@@ -249,10 +306,30 @@ async fn migrate(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()
     Ok(())
 }
 
+/// The settings of a command that opens the store without serving: no
+/// listener anyone reaches, no cluster membership (it takes no shard).
+fn offline_settings(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(
+        config.as_deref(),
+        Overrides {
+            data_dir,
+            ..Overrides::default()
+        },
+    )?;
+    init_logging(&log_filter(&settings), settings.log_format);
+    settings.addr = "127.0.0.1:0".into();
+    settings.metrics_addr = String::new();
+    settings.cluster = false;
+    Ok(settings)
+}
+
 /// `surge cluster status`.
 async fn cluster_status(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref(), flags)?;
-    init_logging("warn");
+    init_logging("warn", LogFormat::Text);
     let metrics = std::sync::Arc::new(surge::metrics::Metrics::new());
     let store: std::sync::Arc<dyn surge::store::Store> = match settings.store {
         StoreKind::Postgres => std::sync::Arc::new(
@@ -302,7 +379,7 @@ async fn main() -> anyhow::Result<()> {
                     postgres_url,
                 },
             )?;
-            init_logging(&log_filter(&settings));
+            init_logging(&log_filter(&settings), settings.log_format);
             let data_dir = settings.data_dir.clone();
             let app = Application::build(settings)
                 .await
@@ -332,18 +409,54 @@ async fn main() -> anyhow::Result<()> {
             command:
                 ClusterCommand::Status {
                     config,
+                    store,
                     postgres_url,
+                    scylla_nodes,
                 },
         } => {
             cluster_status(
                 config,
                 Overrides {
-                    store: Some(StoreKind::Postgres),
+                    store,
                     postgres_url,
+                    scylla_nodes,
                     ..Overrides::default()
                 },
             )
             .await?
+        }
+        Command::Config {
+            command: ConfigCommand::Reference,
+        } => print!("{}", surge::config::reference()),
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    config,
+                    data_dir,
+                },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let mut settings = offline_settings(config, data_dir)?;
+            settings.admin_email = Some(email.clone());
+            settings.admin_password = Some(password.to_owned());
+            let app = Application::build(settings)
+                .await
+                .context("creating the admin")?;
+            app.close().await;
+            println!("{email} is an admin");
+        }
+        Command::Reindex { config, data_dir } => {
+            let app = Application::build(offline_settings(config, data_dir)?)
+                .await
+                .context("opening the store")?;
+            let indexed = app.state().services.search.rebuild().await;
+            app.close().await;
+            println!("indexed {} products, shops and courses", indexed?);
         }
         Command::Cluster {
             command: ClusterCommand::Certs { dir, name, days },
@@ -358,7 +471,7 @@ async fn main() -> anyhow::Result<()> {
         }
         #[cfg(feature = "cql-emulator")]
         Command::CqlEmulator { addr } => {
-            init_logging("info");
+            init_logging("info", LogFormat::Text);
             let emulator = surge::emulator::Emulator::start(&addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;

@@ -167,7 +167,9 @@ pub type Reply<E> = Result<<E as Entity>::Reply, CallError<<E as Entity>::Reject
 
 /// The closed message set of an entity actor.
 pub enum EntityMsg<E: Entity> {
-    Command(E::Command, RpcReplyPort<Reply<E>>),
+    /// A command, its reply port, and the span of the request that sent
+    /// it (the actor decides inside it, so its log lines name the request).
+    Command(E::Command, RpcReplyPort<Reply<E>>, tracing::Span),
     /// The live sequence and state (for diagnostics and tests).
     Inspect(RpcReplyPort<(Seq, E::State)>),
     /// Periodic: passivate when idle.
@@ -599,9 +601,11 @@ impl<E: Entity> Actor for EntityActor<E> {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EntityMsg::Command(cmd, reply) => {
+            EntityMsg::Command(cmd, reply, span) => {
                 st.last_active = Instant::now();
-                let result = self.handle_command(st, cmd, reply).await;
+                let result =
+                    tracing::Instrument::instrument(self.handle_command(st, cmd, reply), span)
+                        .await;
                 st.pending.fetch_sub(1, Ordering::AcqRel);
                 result
             }

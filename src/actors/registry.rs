@@ -204,7 +204,7 @@ impl<E: Entity> RegistryShared<E> {
         match live
             .actor
             .call(
-                |port| EntityMsg::Command(cmd, port),
+                |port| EntityMsg::Command(cmd, port, tracing::Span::current()),
                 Some(self.rt.call_timeout),
             )
             .await
@@ -393,7 +393,14 @@ impl<E: Entity> Registry<E> {
                         .inc();
                     match cluster
                         .peers()
-                        .call(&addr, E::KIND, id, bytes, budget)
+                        .call(
+                            &addr,
+                            E::KIND,
+                            id,
+                            bytes,
+                            budget,
+                            crate::context::request_id(),
+                        )
                         .await
                     {
                         Ok(Outcome::Moved) => last = format!("{addr} no longer serves it"),
@@ -560,7 +567,9 @@ impl<E: Entity> RemoteHandler for Hosted<E> {
             Err(CallError::Moved(_)) => return Outcome::Moved,
             Err(e) => return outcome_of::<E>(Err(e)),
         };
-        outcome_of::<E>(shared.send(live, cmd).await)
+        let outcome = outcome_of::<E>(shared.send(live, cmd).await);
+        tracing::debug!(kind = E::KIND, %entity, outcome = outcome.label(), "served a forwarded command");
+        outcome
     }
 }
 

@@ -68,6 +68,9 @@ enum Frame {
         budget_ms: u64,
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
+        /// The id of the request that caused it (`crate::context`).
+        #[serde(default)]
+        request_id: Option<String>,
     },
     Reply {
         id: u64,
@@ -89,6 +92,19 @@ pub enum Outcome {
     /// Could not be run now (store down, actor failing); `transient`
     /// failures are worth retrying later.
     Failed { transient: bool, message: String },
+}
+
+impl Outcome {
+    /// What it was, for a log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "done",
+            Outcome::Moved => "moved",
+            Outcome::Busy(_) => "busy",
+            Outcome::Timeout => "timeout",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// Why a forwarded call has no outcome.
@@ -248,6 +264,7 @@ impl Peers {
         entity: &str,
         body: Vec<u8>,
         budget: Duration,
+        request_id: Option<std::sync::Arc<str>>,
     ) -> Result<Outcome, SendError> {
         let conn = tokio::time::timeout(budget, self.conn(addr))
             .await
@@ -266,6 +283,7 @@ impl Peers {
             entity: entity.to_owned(),
             budget_ms: budget.as_millis().min(u64::MAX as u128) as u64,
             body,
+            request_id: request_id.map(|id| id.to_string()),
         });
         if conn.out.try_send(frame).is_err() {
             conn.pending.remove(&id);
@@ -373,6 +391,7 @@ async fn serve_conn(
             entity,
             budget_ms,
             body,
+            request_id,
         }) = decode(&bytes)
         else {
             break; // a peer speaking something else: close
@@ -386,7 +405,19 @@ async fn serve_conn(
             continue;
         };
         let cluster = cluster.clone();
-        tokio::spawn(async move {
+        // Served as part of the caller's request: its id in this node's
+        // context and log lines.
+        let request_id = request_id
+            .as_deref()
+            .and_then(crate::context::accepted)
+            .unwrap_or_else(crate::context::new_id);
+        let span = tracing::info_span!(
+            "forwarded",
+            request_id = %request_id,
+            from = %node,
+            kind = %kind,
+        );
+        let serve = async move {
             let budget = Duration::from_millis(budget_ms);
             let outcome = match cluster.upgrade().and_then(|c| c.handler(&kind)) {
                 None => Outcome::Failed {
@@ -399,7 +430,11 @@ async fn serve_conn(
             };
             let _ = out.send(encode(&Frame::Reply { id, outcome })).await;
             drop(permit);
-        });
+        };
+        tokio::spawn(crate::context::scope(
+            request_id,
+            tracing::Instrument::instrument(serve, span),
+        ));
     }
     drop(out);
     let _ = writer.await;

@@ -18,6 +18,7 @@ pub mod shipping;
 pub mod stats;
 pub mod user;
 pub mod window;
+pub mod zone;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -153,7 +153,8 @@ pub async fn set_user_role(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
-    /// Start (RFC 3339; rounded down to its hour or day, UTC). Default:
+    /// Start (RFC 3339; rounded down to its hour, or to the midnight of
+    /// its day in `report_time_zone`). Default:
     /// 7 days (by day) or 24 hours (by hour) before `to`.
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     /// End, exclusive (RFC 3339). Default: now.

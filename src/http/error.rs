@@ -35,7 +35,8 @@ pub struct ErrorDetail {
     pub code: String,
     /// A sentence for people.
     pub message: String,
-    /// Quote it when reporting a problem; it is in the server log.
+    /// The request's id (as in `x-request-id`): quote it when reporting a
+    /// problem; every log line the request caused carries it.
     pub id: String,
 }
 
@@ -70,10 +71,12 @@ impl AppError {
 }
 
 impl AppError {
-    /// The error as a client is told it, with a fresh id under which the
-    /// log has it (a 5xx's cause is only in the log).
+    /// The error as a client is told it, with the request's id under
+    /// which the log has it (a 5xx's cause is only in the log).
     pub fn detail(&self) -> ErrorDetail {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = crate::context::request_id()
+            .unwrap_or_else(crate::context::new_id)
+            .to_string();
         if self.status.is_server_error() {
             tracing::error!(%id, status = %self.status, code = %self.code, cause = %self.message, "request failed");
         } else {

@@ -314,5 +314,6 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
             request_timeout,
         ))
         .layer(axum::middleware::map_response(ops::timed_out))
+        .layer(axum::middleware::from_fn(ops::request_context))
         .with_state(state)
 }

@@ -1,10 +1,11 @@
-//! Operations endpoints and the request-metrics middleware.
+//! Operations endpoints, the request-context and the request-metrics
+//! middleware.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -118,6 +119,42 @@ pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Respo
         .http_latency
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The header carrying a request's id, both ways.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Serves every request inside a `request` span named by its id (a valid
+/// `x-request-id` the client or a proxy sent, else a new one), with the
+/// id in the task's context for the actors and other nodes, and answers
+/// it in `x-request-id` (`crate::context`).
+pub async fn request_context(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::context::accepted)
+        .unwrap_or_else(crate::context::new_id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let started = Instant::now();
+    let mut resp = crate::context::scope(id.clone(), next.run(req).instrument(span.clone())).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
     resp
 }
 

@@ -44,6 +44,7 @@ pub struct Coupons {
     pub(super) coupons: Registry<CouponEntity>,
     pub(super) store: Arc<dyn Store>,
     pub(super) catalog: Catalog,
+    pub(super) zone: crate::domain::zone::ReportZone,
 }
 
 impl Coupons {
@@ -182,7 +183,13 @@ impl Coupons {
         let code = self.existing(code).await?;
         let reply = self
             .coupons
-            .call(&code, CouponCommand::Usage { caller })
+            .call(
+                &code,
+                CouponCommand::Usage {
+                    caller,
+                    zone: self.zone,
+                },
+            )
             .await?;
         reply
             .usage

@@ -120,6 +120,8 @@ pub struct CommerceConfig {
     pub tax_bps: u32,
     pub payment_timeout: chrono::Duration,
     pub return_window_secs: u64,
+    /// The zone reports count days in.
+    pub report_zone: crate::domain::zone::ReportZone,
 }
 
 impl CommerceConfig {
@@ -464,6 +466,7 @@ impl Services {
                 coupons: e.coupons.clone(),
                 store: store.clone(),
                 catalog: catalog.clone(),
+                zone: commerce.report_zone,
             },
             checkout: checkout::Checkouts {
                 carts: e.carts.clone(),
@@ -517,7 +520,12 @@ impl Services {
                 store: store.clone(),
                 bus: bus.clone(),
             },
-            stats: Arc::new(stats::Stats::new(store.clone(), bus.clone(), duty.clone())),
+            stats: Arc::new(stats::Stats::new(
+                store.clone(),
+                bus.clone(),
+                duty.clone(),
+                commerce.report_zone,
+            )),
             inventory: Arc::new(inventory::Inventory {
                 products: e.products.clone(),
                 orders: e.orders.clone(),
@@ -530,6 +538,7 @@ impl Services {
             reports: shop_reports::ShopReports {
                 store: store.clone(),
                 catalog: catalog.clone(),
+                zone: commerce.report_zone,
             },
             profiles,
             catalog,

@@ -59,6 +59,7 @@ pub struct Export {
 pub struct ShopReports {
     pub(super) store: Arc<dyn Store>,
     pub(super) catalog: Catalog,
+    pub(super) zone: crate::domain::zone::ReportZone,
 }
 
 fn paid(o: &Order) -> bool {
@@ -107,8 +108,8 @@ impl ShopReports {
         Ok((out, more))
     }
 
-    /// Revenue and order count by day (the newest `MAX_REPORT_ORDERS`
-    /// orders).
+    /// Revenue and order count by day in `report_time_zone` (the newest
+    /// `MAX_REPORT_ORDERS` orders).
     pub async fn revenue(
         &self,
         caller: &Caller,
@@ -119,7 +120,7 @@ impl ShopReports {
             .await?;
         let mut days: BTreeMap<String, RevenueDay> = BTreeMap::new();
         for o in orders {
-            let day = o.created_at.format("%Y-%m-%d").to_string();
+            let day = self.zone.day_of(o.created_at).to_string();
             let entry = days.entry(day.clone()).or_insert(RevenueDay {
                 day,
                 orders: 0,

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use super::feed::{Limits, Pruning, Tail};
 use super::ServiceError;
 use crate::domain::stats::{hour_key, sum, top, Counters, Fact, Hour, Top};
+use crate::domain::zone::ReportZone;
 use crate::domain::{Caller, DomainError, Role};
 use crate::live::{Bus, LiveEvent, StatsLive, Topic};
 use crate::store::tables::{STATS, STATS_FEED};
@@ -81,6 +82,8 @@ pub struct Stats {
     store: Arc<dyn Store>,
     bus: Arc<Bus>,
     duty: crate::cluster::Duty,
+    /// The zone days are counted in.
+    zone: ReportZone,
     state: tokio::sync::Mutex<Option<(Tail, Cursor)>>,
 }
 
@@ -91,11 +94,17 @@ fn start_of_hour(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 impl Stats {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<Bus>, duty: crate::cluster::Duty) -> Stats {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<Bus>,
+        duty: crate::cluster::Duty,
+        zone: ReportZone,
+    ) -> Stats {
         Stats {
             store,
             bus,
             duty,
+            zone,
             state: tokio::sync::Mutex::new(None),
         }
     }
@@ -198,11 +207,12 @@ impl Stats {
         Ok(())
     }
 
-    /// Today's (UTC) counters as `admin:stats` carries them.
+    /// Today's counters (the day in `report_time_zone`) as `admin:stats`
+    /// carries them.
     pub async fn today(&self) -> Result<LiveEvent, ServiceError> {
         let now = Utc::now();
-        let day = now.date_naive();
-        let from = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"));
+        let day = self.zone.day_of(now);
+        let from = self.zone.start_of(day);
         let hours = self.hours(from, now + Span::hours(1)).await?;
         Ok(LiveEvent::Stats(StatsLive::Today {
             day: day.to_string(),
@@ -243,8 +253,9 @@ impl Stats {
         Ok(out)
     }
 
-    /// `GET /admin/stats` (admins): the range `[from, to)` by hour or day
-    /// (UTC), its totals and its top products and shops.
+    /// `GET /admin/stats` (admins): the range `[from, to)` by hour or by
+    /// day in `report_time_zone` (a day bucket starts at its local
+    /// midnight), its totals and its top products and shops.
     pub async fn report(
         &self,
         caller: &Caller,
@@ -259,17 +270,31 @@ impl Stats {
             );
         }
         crate::domain::window::check_period(Some(from), Some(to))?;
-        let (step, max, what) = match granularity {
-            Granularity::Hour => (Span::hours(1), MAX_HOURS, "hours"),
-            Granularity::Day => (Span::days(1), MAX_DAYS, "days"),
+        let (max, what) = match granularity {
+            Granularity::Hour => (MAX_HOURS, "hours"),
+            Granularity::Day => (MAX_DAYS, "days"),
+        };
+        // The buckets' starts: hours, or the zone's local midnights (days
+        // of 23 or 25 hours where the clocks change).
+        let zone = self.zone;
+        let next = |at: DateTime<Utc>| match granularity {
+            Granularity::Hour => at + Span::hours(1),
+            Granularity::Day => zone.start_of_next(zone.day_of(at)),
         };
         let from = match granularity {
             Granularity::Hour => start_of_hour(from),
-            Granularity::Day => {
-                Utc.from_utc_datetime(&from.date_naive().and_hms_opt(0, 0, 0).expect("midnight"))
-            }
+            Granularity::Day => zone.start_of_day(from),
         };
-        if (to - from).num_seconds() > (step * max as i32).num_seconds() {
+        let mut starts = vec![from];
+        let mut last = from;
+        while starts.len() as i64 <= max {
+            last = next(last);
+            if last >= to {
+                break;
+            }
+            starts.push(last);
+        }
+        if starts.len() as i64 > max {
             return Err(DomainError::invalid(
                 "to",
                 format!("a report covers at most {max} {what}"),
@@ -277,28 +302,27 @@ impl Stats {
             .into());
         }
         let hours = self.hours(from, to).await?;
-        let mut by_bucket: HashMap<i64, Vec<&Hour>> = HashMap::new();
+        let mut by_bucket: HashMap<usize, Vec<&Hour>> = HashMap::new();
         for (key, h) in &hours {
             let Ok(naive) = NaiveDateTime::parse_from_str(&format!("{key}0000"), "%Y%m%d%H%M%S")
             else {
                 continue;
             };
             let at = Utc.from_utc_datetime(&naive);
-            let n = (at - from).num_seconds() / step.num_seconds();
+            let n = starts.partition_point(|s| *s <= at).saturating_sub(1);
             by_bucket.entry(n).or_default().push(h);
         }
-        let mut buckets = Vec::new();
-        let mut start = from;
-        let mut n = 0;
-        while start < to {
-            let counters = by_bucket
-                .get(&n)
-                .map(|hs| sum(hs.iter().copied()))
-                .unwrap_or_default();
-            buckets.push(StatsBucket { start, counters });
-            start += step;
-            n += 1;
-        }
+        let buckets = starts
+            .iter()
+            .enumerate()
+            .map(|(n, &start)| StatsBucket {
+                start,
+                counters: by_bucket
+                    .get(&n)
+                    .map(|hs| sum(hs.iter().copied()))
+                    .unwrap_or_default(),
+            })
+            .collect();
         Ok(StatsReport {
             from,
             to,

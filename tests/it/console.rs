@@ -1483,3 +1483,91 @@ async fn hidden_means_not_found_on_every_storefront_read_path() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A shop's revenue by day and the platform's day buckets count days in
+/// `report_time_zone`: an order placed now falls on the zone's date, not
+/// UTC's. The zone is one whose date differs from UTC's at this hour
+/// (+14 from 10:00 UTC on, −11 before 11:00; neither changes its clocks).
+#[tokio::test]
+async fn reports_count_days_in_the_report_time_zone() {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    let (zone, hours) = if now.hour() >= 10 {
+        ("Pacific/Kiritimati", 14)
+    } else {
+        ("Pacific/Pago_Pago", -11)
+    };
+    let local =
+        |t: chrono::DateTime<chrono::Utc>| (t + chrono::Duration::hours(hours)).date_naive();
+    let app = spawn_app_with(|s| {
+        crate::commerce::fast(s);
+        s.stats_interval_ms = 50;
+        s.report_time_zone = zone.into();
+        s.admin_email = Some(ADMIN.into());
+        s.admin_password = Some(PASSWORD.into());
+    })
+    .await;
+    let admin = app.login(ADMIN).await;
+    let (m, shop, product) = shop_with_product(&app, 30_000, 10).await;
+    let (c, address) = crate::commerce::customer(&app).await;
+    crate::commerce::add(&app, &c, &product, 1).await;
+    let (status, placed) = crate::commerce::checkout(&app, &c, &address, "cod", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let placed_at = chrono::Utc::now();
+    let day = local(placed_at);
+    assert_ne!(day, placed_at.date_naive(), "the zone's date is not UTC's");
+
+    let (status, revenue) = app
+        .get(
+            &format!("/api/v1/shops/{shop}/analytics/revenue"),
+            Some(&m.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revenue}");
+    assert_eq!(revenue[0]["day"], day.to_string(), "{revenue}");
+
+    stats_until(&app, &admin, |t| t["orders"] == 1).await;
+    let from =
+        (placed_at - chrono::Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to =
+        (placed_at + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, report) = app
+        .get(
+            &format!("/api/v1/admin/stats?granularity=day&from={from}&to={to}"),
+            Some(&admin.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let buckets = report["buckets"].as_array().unwrap();
+    let starts: Vec<chrono::DateTime<chrono::Utc>> = buckets
+        .iter()
+        .map(|b| b["start"].as_str().unwrap().parse().unwrap())
+        .collect();
+    // Each bucket starts at the zone's midnight, a day after the last.
+    for (i, start) in starts.iter().enumerate() {
+        assert_eq!(
+            (*start + chrono::Duration::hours(hours)).time(),
+            chrono::NaiveTime::MIN,
+            "{start} is the zone's midnight"
+        );
+        if i > 0 {
+            assert_eq!(*start - starts[i - 1], chrono::Duration::days(1));
+        }
+    }
+    let holding = starts
+        .iter()
+        .rposition(|s| *s <= placed_at)
+        .expect("a bucket holds the order");
+    assert_eq!(local(starts[holding]), day);
+    assert_eq!(buckets[holding]["orders"], 1, "{report}");
+    let others: u64 = buckets.iter().map(|b| b["orders"].as_u64().unwrap()).sum();
+    assert_eq!(others, 1, "counted once, in its local day: {report}");
+}
+
+#[test]
+fn an_unknown_report_time_zone_is_refused_at_start() {
+    let err = surge::config::Settings::from_toml("report_time_zone = \"Asia/Saigon-ish\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("report_time_zone"), "{err}");
+}

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::*;
-use crate::lifecycle::{free_port, serve_child, wait_healthy};
+use crate::lifecycle::{free_port, serve_child_logging, wait_healthy};
 use crate::nodes::Redis;
 use crate::postgres::Pg;
 
@@ -152,10 +152,17 @@ struct Procs {
     pg_port: u16,
     nodes: Vec<Node>,
     client: reqwest::Client,
+    /// Where each node writes its log (`{name}.log`, JSON lines, debug),
+    /// if anywhere.
+    logs: Option<std::path::PathBuf>,
 }
 
 impl Procs {
     async fn start(n: usize) -> Procs {
+        Procs::start_logging(n, None).await
+    }
+
+    async fn start_logging(n: usize, logs: Option<std::path::PathBuf>) -> Procs {
         let pg = Pg::new();
         pg.migrate().await;
         let pg_port: u16 = pg
@@ -178,6 +185,7 @@ impl Procs {
                 .pool_max_idle_per_host(64)
                 .build()
                 .unwrap(),
+            logs,
         };
         for i in 1..=n {
             p.add(&format!("n{i}")).await;
@@ -236,11 +244,21 @@ impl Procs {
             ("SURGE_ACTOR_CALL_TIMEOUT_MS".into(), "3000".into()),
             ("SURGE_BURST_QUEUE_PARTS".into(), "1".into()),
         ];
+        let mut env = env;
+        let log = match &self.logs {
+            Some(logs) => {
+                env.push(("SURGE_LOG".into(), "warn,surge=debug".into()));
+                env.push(("SURGE_LOG_FORMAT".into(), "json".into()));
+                let file = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+                std::process::Stdio::from(file)
+            }
+            None => std::process::Stdio::null(),
+        };
         let env_ref: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = serve_child(dir.path(), port, &env_ref);
+        let child = serve_child_logging(dir.path(), port, &env_ref, log);
         let node = Node {
             port,
             child: Some(child),
@@ -1144,4 +1162,77 @@ async fn a_redis_restart_mid_burst_loses_no_live_event_and_nothing_acknowledged(
     };
     let (acks, _) = run(&procs, &w, (1, 2), 1_000, outage).await;
     check(&procs, &w, &acks).await;
+}
+
+/// Node `name`'s log lines (JSON) whose span is `span` and carries
+/// `request_id`.
+fn logged(logs: &std::path::Path, name: &str, span: &str, request_id: &str) -> usize {
+    std::fs::read_to_string(logs.join(format!("{name}.log")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["span"]["name"] == span && l["span"]["request_id"] == request_id)
+        .count()
+}
+
+/// JSON logs name a request on every node it touches: registrations sent
+/// to n1 whose entities n2 owns are logged by n1 (the request) and by n2
+/// (the forwarded commands) under the one id, the client's own here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_requests_log_lines_carry_its_id_on_both_nodes() {
+    let logs = tempfile::tempdir().unwrap();
+    let procs = Procs::start_logging(2, Some(logs.path().to_owned())).await;
+    procs.settled(&["n1", "n2"]).await;
+    let mut forwarded = 0;
+    for i in 0..8 {
+        let id = format!("it-forwarded-{i}");
+        let email = format!("log{i}@example.com");
+        let resp = procs
+            .client
+            .post(format!("{}/api/v1/auth/register", procs.base(0)))
+            .header("x-request-id", &id)
+            .json(&json!({"email": email, "password": PASSWORD, "name": "Log", "role": "customer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        assert_eq!(resp.headers()["x-request-id"], id.as_str());
+        let owners = [
+            procs.owner_of(&format!("email:{email}")).await,
+            procs
+                .owner_of(&format!(
+                    "user:{}",
+                    resp.json::<Value>().await.unwrap()["id"].as_str().unwrap()
+                ))
+                .await,
+        ];
+        // The request's own line on n1 comes as it is answered; n2's
+        // while it serves (bounded wait for the files to be written).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while logged(logs.path(), "n1", "request", &id) == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            logged(logs.path(), "n1", "request", &id) > 0,
+            "n1 logged {id}"
+        );
+        let on_n2 = logged(logs.path(), "n2", "forwarded", &id);
+        if owners.contains(&1) {
+            assert!(on_n2 > 0, "n2 served part of {id} and logged it");
+            forwarded += 1;
+        } else {
+            assert_eq!(on_n2, 0, "n2 had no part in {id}");
+        }
+    }
+    assert!(forwarded > 0, "some registration touched n2 (8 tries)");
+    // An id that is not plain is replaced by one of Surge's own.
+    let resp = procs
+        .client
+        .get(format!("{}/healthz", procs.base(0)))
+        .header("x-request-id", "two words")
+        .send()
+        .await
+        .unwrap();
+    let given = resp.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(given.len(), 32, "{given}");
 }

@@ -86,6 +86,16 @@ pub(crate) fn serve_child(
     port: u16,
     env: &[(&str, &str)],
 ) -> std::process::Child {
+    serve_child_logging(dir, port, env, Stdio::null())
+}
+
+/// [`serve_child`], its standard output (the log) going to `log`.
+pub(crate) fn serve_child_logging(
+    dir: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+    log: Stdio,
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_surge"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("SURGE_DATA_DIR", dir)
@@ -102,7 +112,7 @@ pub(crate) fn serve_child(
         ])
         .envs(env.iter().copied())
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
+        .stdout(log)
         .stderr(Stdio::null())
         .spawn()
         .unwrap()

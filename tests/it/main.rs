@@ -152,6 +152,7 @@ pub(crate) mod lifecycle;
 mod mail;
 pub(crate) mod media;
 mod nodes;
+mod operations;
 mod payos;
 mod postgres;
 mod returns;

@@ -317,7 +317,11 @@ async fn three_nodes_talk_over_tls_and_refuse_a_node_without_the_clusters_certif
         let call = |transport: Transport, secret: &[u8]| {
             let peers = Peers::new("n9".into(), secret.to_vec(), transport);
             let addr = addr.clone();
-            async move { peers.call(&addr, "user", "u1", Vec::new(), budget).await }
+            async move {
+                peers
+                    .call(&addr, "user", "u1", Vec::new(), budget, None)
+                    .await
+            }
         };
         match call(stranger.clone(), b"any").await {
             // Refused by TLS, before the challenge (TLS 1.3: the caller

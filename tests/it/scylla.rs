@@ -273,6 +273,16 @@ async fn the_dev_commands_run_the_product_on_the_emulator() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("applied 001_init.cql"));
+    // `surge cluster status` asks the configured store, ScyllaDB here (it
+    // once always asked PostgreSQL): the emulator has no lightweight
+    // transactions, so no cluster, and the command says why.
+    let out = surge(&["cluster", "status"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("scylla_lwt") && !said.contains("PostgreSQL"),
+        "{said}"
+    );
 
     let client = crate::helpers::client();
     let serve = |port: u16| {

@@ -120,6 +120,9 @@ pub enum CouponCommand {
     },
     Usage {
         caller: Caller,
+        /// The zone its days are counted in.
+        #[serde(default)]
+        zone: crate::domain::zone::ReportZone,
     },
 }
 
@@ -380,10 +383,10 @@ impl Entity for CouponEntity {
                 switch(state, &caller, CouponEvent::Deleted { at: ctx.now })?,
                 0,
             ),
-            CouponCommand::Usage { caller } => {
+            CouponCommand::Usage { caller, zone } => {
                 let c = state.live()?;
                 caller.ensure_owner(&c.owner_id, "coupon")?;
-                let usage = state.usage(ctx.now)?;
+                let usage = state.usage(ctx.now, zone)?;
                 let reply = CouponReply {
                     coupon: c.clone(),
                     discount: 0,

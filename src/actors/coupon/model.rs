@@ -228,11 +228,16 @@ impl CouponState {
         }
     }
 
-    pub fn usage(&self, now: DateTime<Utc>) -> Result<CouponUsage, DomainError> {
+    /// Uses by day in `zone`.
+    pub fn usage(
+        &self,
+        now: DateTime<Utc>,
+        zone: crate::domain::zone::ReportZone,
+    ) -> Result<CouponUsage, DomainError> {
         let c = self.live()?;
         let mut days: BTreeMap<NaiveDate, DayUse> = BTreeMap::new();
         for u in self.uses.values() {
-            let day = u.at.date_naive();
+            let day = zone.day_of(u.at);
             let d = days.entry(day).or_insert(DayUse {
                 day,
                 uses: 0,

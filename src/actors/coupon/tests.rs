@@ -193,7 +193,10 @@ fn paused_refuses_uses_deleted_is_gone_and_a_code_created_again_starts_afresh() 
         code(run(&deleted, redeem("u2", "o2")).unwrap_err()),
         "not_found"
     );
-    let usage = CouponCommand::Usage { caller: owner() };
+    let usage = CouponCommand::Usage {
+        caller: owner(),
+        zone: Default::default(),
+    };
     assert_eq!(code(run(&deleted, usage).unwrap_err()), "not_found");
     // An order that used it, cancelled, still gives its use back.
     let (released, _) = run(
@@ -232,7 +235,7 @@ fn the_usage_report_counts_uses_net_of_cancelled_orders() {
         },
     )
     .unwrap();
-    let u = s.usage(Utc::now()).unwrap();
+    let u = s.usage(Utc::now(), Default::default()).unwrap();
     assert_eq!(
         (u.used, u.remaining, u.customers, u.discount_total),
         (2, Some(8), 2, 200)
