@@ -3272,7 +3272,10 @@ export interface components {
         ErrorDetail: {
             /** @description Stable, snake_case, for programs. */
             code: string;
-            /** @description Quote it when reporting a problem; it is in the server log. */
+            /**
+             * @description The request's id (as in `x-request-id`): quote it when reporting a
+             *     problem; every log line the request caused carries it.
+             */
             id: string;
             /** @description A sentence for people. */
             message: string;
@@ -5092,7 +5095,8 @@ export interface operations {
         parameters: {
             query?: {
                 /**
-                 * @description Start (RFC 3339; rounded down to its hour or day, UTC). Default:
+                 * @description Start (RFC 3339; rounded down to its hour, or to the midnight of
+                 *     its day in `report_time_zone`). Default:
                  *     7 days (by day) or 24 hours (by hour) before `to`.
                  */
                 from?: string | null;
