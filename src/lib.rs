@@ -22,6 +22,7 @@
 //! - [`context`]: the request id, carried from the edge to the actors and
 //!   across nodes.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`operator`]: `surge backup` and `surge restore`.
 //! - [`worker`]: the rhythm of the background workers.
 
 pub mod actors;
@@ -39,6 +40,7 @@ pub mod live;
 pub mod mail;
 pub mod media;
 pub mod metrics;
+pub mod operator;
 pub mod payments;
 pub mod search;
 pub mod service;

@@ -94,6 +94,27 @@ Every setting can also come from the environment (SURGE_<KEY>, e.g. SURGE_ADDR, 
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Take an online backup of a running server's embedded store, as an admin (the password read from the first line of standard input), into a file or s3://bucket/key (AWS_* environment). Nothing is kept unless the whole backup came.
+    Backup {
+        /// The server
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// An admin's email
+        #[arg(long)]
+        email: String,
+        /// A file, or s3://bucket/key
+        #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+        to: String,
+    },
+    /// Restore a backup (a file or s3://bucket/key) into an empty data directory; then `surge serve --data-dir DIR` (the search index is rebuilt at start).
+    Restore {
+        /// A file, or s3://bucket/key
+        #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+        from: String,
+        /// The data directory to fill (it must hold no store)
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
     /// Settings: the reference of every key.
     Config {
         #[command(subcommand)]
@@ -306,6 +327,15 @@ async fn migrate(config: Option<PathBuf>, flags: Overrides) -> anyhow::Result<()
     Ok(())
 }
 
+/// A password, from the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 /// The settings of a command that opens the store without serving: no
 /// listener anyone reaches, no cluster membership (it takes no shard).
 fn offline_settings(
@@ -436,11 +466,7 @@ async fn main() -> anyhow::Result<()> {
                     data_dir,
                 },
         } => {
-            let mut password = String::new();
-            std::io::stdin()
-                .read_line(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\r', '\n']);
+            let password = read_password()?;
             let mut settings = offline_settings(config, data_dir)?;
             settings.admin_email = Some(email.clone());
             settings.admin_password = Some(password.to_owned());
@@ -449,6 +475,22 @@ async fn main() -> anyhow::Result<()> {
                 .context("creating the admin")?;
             app.close().await;
             println!("{email} is an admin");
+        }
+        Command::Backup { server, email, to } => {
+            init_logging("warn", LogFormat::Text);
+            let password = read_password()?;
+            let bytes = surge::operator::backup(&server, &email, &password, &to).await?;
+            println!("backup of {server} in {to}: {bytes} bytes, checked");
+        }
+        Command::Restore { from, data_dir } => {
+            init_logging("warn", LogFormat::Text);
+            let restored = surge::operator::restore(&from, &data_dir).await?;
+            println!(
+                "restored {} rows ({} bytes) into {}",
+                restored.records,
+                restored.bytes,
+                data_dir.display()
+            );
         }
         Command::Reindex { config, data_dir } => {
             let app = Application::build(offline_settings(config, data_dir)?)

@@ -282,3 +282,44 @@ pub async fn unhide_shop(
             .await?,
     ))
 }
+
+/// A backup's bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct BackupBytes(Vec<u8>);
+
+/// A consistent copy of the embedded store (admins), streamed while the
+/// server goes on serving and writing: `surge backup` fetches it, `surge
+/// restore` puts it into an empty data directory. 422
+/// `backup_unsupported` on PostgreSQL and ScyllaDB (their own tools back
+/// them up).
+#[utoipa::path(get, path = "/api/v1/admin/backup", tag = "admin", security(("bearer" = ["admin"])),
+    responses((status = 200, description = "The backup (`store::backup`'s format)",
+        content((BackupBytes = "application/octet-stream"))),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn backup(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<axum::response::Response, AppError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    let chunks = s.services.backups.start(&auth.0.caller())?;
+    let body = axum::body::Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(chunks).map(Ok::<_, std::convert::Infallible>),
+    );
+    let name = format!(
+        "attachment; filename=\"surge-{}.backup\"",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}

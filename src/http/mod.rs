@@ -234,6 +234,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(behavior::also_bought))
         .routes(routes!(behavior::similar))
         .routes(routes!(admin::list_users))
+        .routes(routes!(admin::backup))
         .routes(routes!(admin::get_user))
         .routes(routes!(admin::suspend_user))
         .routes(routes!(admin::reactivate_user))

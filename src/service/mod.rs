@@ -8,6 +8,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod backups;
 pub mod behavior;
 pub mod cart;
 pub mod cart_quote;
@@ -209,6 +210,8 @@ pub struct Services {
     pub moderation: moderation::CatalogModeration,
     /// The admin's console over accounts.
     pub accounts: admin::Accounts,
+    /// Online backups of the embedded store.
+    pub backups: backups::Backups,
     pub profiles: users::Profiles,
     pub catalog: catalog::Catalog,
     pub categories: categories::Categories,
@@ -535,6 +538,9 @@ impl Services {
                 duty: duty.clone(),
                 wake: Arc::new(tokio::sync::Notify::new()),
             }),
+            backups: backups::Backups {
+                store: store.clone(),
+            },
             reports: shop_reports::ShopReports {
                 store: store.clone(),
                 catalog: catalog.clone(),

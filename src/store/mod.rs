@@ -12,6 +12,7 @@
 //! Nothing here names a backend type; `redb` is the embedded backend,
 //! `postgres` the PostgreSQL one and `scylla` the ScyllaDB one.
 
+pub mod backup;
 pub mod codec;
 pub mod lease;
 pub mod migrations;
@@ -247,6 +248,22 @@ pub trait Store: Send + Sync + 'static {
     /// in that partition. Single-node backends need nothing.
     async fn fence_stream(&self, _stream: &str, _fence: Fence) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Whether [`Store::backup`] works here: on the embedded store.
+    /// PostgreSQL and ScyllaDB are backed up with their own tools.
+    fn backs_up(&self) -> bool {
+        false
+    }
+    /// A consistent copy of everything stored (as of one commit, while
+    /// writes go on), as the chunks of a backup (`store::backup`) sent to
+    /// `out`; stops when `out` is dropped.
+    async fn backup(
+        &self,
+        _out: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<backup::Summary, StoreError> {
+        Err(StoreError::Backend(
+            "this store is backed up with its database's own tools".into(),
+        ))
     }
     /// Cheap liveness probe used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

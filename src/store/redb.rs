@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
 
+use super::backup::{self, Record};
 use super::queue::{WriteOp, WriteQueue};
 use super::{
     AppendRequest, AppendTicket, IndexOp, RecordedEvent, Seq, Snapshot, Store, StoreError,
@@ -367,11 +368,122 @@ impl Store for RedbStore {
         .await
     }
 
+    fn backs_up(&self) -> bool {
+        true
+    }
+
+    async fn backup(&self, out: mpsc::Sender<bytes::Bytes>) -> Result<backup::Summary, StoreError> {
+        self.blocking(move |db| copy_out(db, out)).await
+    }
+
     async fn close(&self) {
         self.queue.close().await;
         let handle = self.writer.lock().expect("writer handle").take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+/// Every row as of one commit (a read transaction; the writer goes on),
+/// as backup records.
+fn copy_out(db: &Database, out: mpsc::Sender<bytes::Bytes>) -> Result<backup::Summary, StoreError> {
+    let txn = db.begin_read().map_err(StoreError::backend)?;
+    let mut w = backup::Writer::new(|chunk| out.blocking_send(chunk).is_ok());
+    let journal = txn.open_table(JOURNAL).map_err(StoreError::backend)?;
+    for row in journal.iter().map_err(StoreError::backend)? {
+        let (k, v) = row.map_err(StoreError::backend)?;
+        let (stream, seq) = k.value();
+        w.push(&Record::Event {
+            stream: stream.to_owned(),
+            seq,
+            data: v.value().to_vec(),
+        })?;
+    }
+    let snapshots = txn.open_table(SNAPSHOTS).map_err(StoreError::backend)?;
+    for row in snapshots.iter().map_err(StoreError::backend)? {
+        let (k, v) = row.map_err(StoreError::backend)?;
+        let (seq, data) = v.value();
+        w.push(&Record::Snapshot {
+            stream: k.value().to_owned(),
+            seq,
+            data: data.to_vec(),
+        })?;
+    }
+    let index = txn.open_table(INDEX).map_err(StoreError::backend)?;
+    for row in index.iter().map_err(StoreError::backend)? {
+        let (k, v) = row.map_err(StoreError::backend)?;
+        let (table, key) = k.value();
+        w.push(&Record::Row {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            value: v.value().to_vec(),
+        })?;
+    }
+    w.finish()
+}
+
+/// Restores a backup into `dir`, which must hold no store yet: written to
+/// `surge.redb.restoring` in transactions of 10,000 rows, and renamed to
+/// `surge.redb` only once the backup's end checks out (a damaged or cut
+/// backup leaves nothing behind).
+pub fn restore(dir: &Path, source: impl std::io::Read) -> Result<backup::Summary, String> {
+    let target = dir.join("surge.redb");
+    if target.exists() {
+        return Err(format!(
+            "{} already holds a store: restore into an empty data directory",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let partial = dir.join("surge.redb.restoring");
+    let _ = std::fs::remove_file(&partial);
+    let result = fill(&partial, source);
+    match result {
+        Ok(summary) => {
+            std::fs::rename(&partial, &target).map_err(|e| e.to_string())?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+fn fill(path: &Path, source: impl std::io::Read) -> Result<backup::Summary, String> {
+    let mut reader =
+        backup::Reader::new(std::io::BufReader::new(source)).map_err(|e| e.to_string())?;
+    let db = Database::create(path).map_err(|e| e.to_string())?;
+    loop {
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        let mut more = true;
+        {
+            let mut journal = txn.open_table(JOURNAL).map_err(|e| e.to_string())?;
+            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(|e| e.to_string())?;
+            let mut index = txn.open_table(INDEX).map_err(|e| e.to_string())?;
+            for _ in 0..10_000 {
+                let Some(record) = reader.next_record().map_err(|e| e.to_string())? else {
+                    more = false;
+                    break;
+                };
+                let done = match &record {
+                    Record::Event { stream, seq, data } => journal
+                        .insert((stream.as_str(), *seq), data.as_slice())
+                        .map(|_| ()),
+                    Record::Snapshot { stream, seq, data } => snapshots
+                        .insert(stream.as_str(), (*seq, data.as_slice()))
+                        .map(|_| ()),
+                    Record::Row { table, key, value } => index
+                        .insert((table.as_str(), key.as_str()), value.as_slice())
+                        .map(|_| ()),
+                };
+                done.map_err(|e| e.to_string())?;
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        if !more {
+            return Ok(reader.summary());
         }
     }
 }

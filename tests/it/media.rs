@@ -383,9 +383,9 @@ async fn a_product_whose_stock_is_held_is_not_deleted_and_courses_and_reviews_ta
 }
 
 /// A moto S3 server on a free port, killed when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for S3Server {
@@ -395,7 +395,7 @@ impl Drop for S3Server {
     }
 }
 
-async fn s3_server() -> S3Server {
+pub(crate) async fn s3_server() -> S3Server {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/moto_server");
     assert!(
         bin.exists(),

@@ -4,6 +4,29 @@
  */
 
 export interface paths {
+    "/api/v1/admin/backup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A consistent copy of the embedded store (admins), streamed while the
+         *     server goes on serving and writing: `surge backup` fetches it, `surge
+         *     restore` puts it into an empty data directory. 422
+         *     `backup_unsupported` on PostgreSQL and ScyllaDB (their own tools back
+         *     them up).
+         */
+        get: operations["backup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/products/{id}/hide": {
         parameters: {
             query?: never;
@@ -2694,6 +2717,11 @@ export interface components {
         };
         /** @enum {string} */
         Availability: "online" | "offline";
+        /**
+         * Format: binary
+         * @description A backup's bytes.
+         */
+        BackupBytes: string;
         BoughtAgain: {
             product_id: components["schemas"]["ProductId"];
             /** Format: int32 */
@@ -4703,6 +4731,82 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The backup (`store::backup`'s format) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["BackupBytes"];
+                };
+            };
+            /** @description unauthorized: missing, invalid, expired or ended token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the request body or the answer took too long */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_many_requests: overloaded or throttled; retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unavailable or timeout: the engine could not answer now; retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     hide_product: {
         parameters: {
             query?: never;
