@@ -109,6 +109,8 @@ pub async fn start_nodes(
         // Four nodes' pools on one server of 200 connections.
         s.postgres_pool_size = 24;
         s.cluster = true;
+        // One directory every node reads images from.
+        s.media_dir = Some(std::env::temp_dir().join(format!("surge-bench-media-{schema}")));
         s.node_id = Some(format!("b{}", i + 1));
         s.cluster_addr = "127.0.0.1:0".into();
         s.shards = SHARDS;

@@ -256,11 +256,13 @@ pub struct Settings {
     /// in a zone with a half-hour offset a day holds the hours that start
     /// in it.
     pub report_time_zone: String,
-    /// Where uploaded images are kept: `disk` (`media_dir`; one node) or `s3`
-    /// (an S3-compatible bucket; needed when several nodes share a store, since
-    /// each serves every image). See "Media".
+    /// Where uploaded images are kept: `disk` (`media_dir`) or `s3` (an
+    /// S3-compatible bucket). Cluster mode, where each node serves every
+    /// image, refuses `disk` unless `media_dir` is set to a filesystem all
+    /// nodes share. See [Media](commerce.md#media).
     pub media_store: String,
-    /// Directory of the `disk` media store.
+    /// Directory of the `disk` media store. In cluster mode it must be
+    /// set, to a filesystem every node shares (NFS, EFS, …); or use `s3`.
     ///
     /// Default: `data_dir/media`.
     pub media_dir: Option<PathBuf>,
@@ -923,6 +925,11 @@ impl Settings {
         if self.lease_renew_ms != 0 && self.lease_renew_ms * 2 > self.lease_ttl_ms {
             return Err(ConfigError(
                 "lease_renew_ms must be at most half of lease_ttl_ms (leases are renewed well before they expire)".into(),
+            ));
+        }
+        if self.media_store != "s3" && self.media_dir.is_none() {
+            return Err(ConfigError(
+                "cluster mode keeps images where every node reads them: media_store = \"s3\" (an S3-compatible bucket), or media_dir on a filesystem all nodes share; the default, data_dir/media, is one node's own".into(),
             ));
         }
         Ok(())

@@ -193,11 +193,23 @@ fn the_kubernetes_manifests_run_surge_on_a_scylla_cluster_with_probes() {
             |j| j["spec"]["template"]["spec"]["containers"][0]["args"][0].as_str()
                 == Some("migrate")
         ));
-    let surge = of_kind("Deployment")
+    let surge = of_kind("StatefulSet")
         .into_iter()
         .find(|d| d["metadata"]["name"].as_str() == Some("surge"))
-        .expect("the surge Deployment");
+        .expect("the surge StatefulSet");
+    assert_eq!(surge["spec"]["replicas"].as_i64(), Some(1));
     let c = &surge["spec"]["template"]["spec"]["containers"][0];
+    // The data directory (images on disk, the index) is a claimed volume
+    // that outlives the pod, not an emptyDir.
+    let claim = &surge["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claim["metadata"]["name"].as_str(), Some("data"));
+    assert!(surge["spec"]["template"]["spec"]["volumes"].is_badvalue());
+    assert!(c["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"].as_str() == Some("data")
+            && m["mountPath"].as_str() == Some("/var/lib/surge")));
     assert_eq!(
         c["livenessProbe"]["httpGet"]["path"].as_str(),
         Some("/healthz")
@@ -240,6 +252,32 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
     let vars = env_file("postgres/surge.env");
     assert_eq!(vars["SURGE_STORE"], "postgres");
     assert_eq!(vars["SURGE_CLUSTER"], "true");
+    // Images in the compose file's MinIO, with its credentials.
+    assert_eq!(vars["SURGE_MEDIA_STORE"], "s3");
+    let minio = &compose["services"]["minio"];
+    assert!(minio["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("minio/minio:${MINIO_VERSION"));
+    assert!(versions.contains_key("MINIO_VERSION") && versions.contains_key("MC_VERSION"));
+    assert_eq!(
+        minio["environment"]["MINIO_ROOT_USER"].as_str(),
+        Some(vars["SURGE_MEDIA_S3_ACCESS_KEY_ID"].as_str())
+    );
+    assert_eq!(
+        minio["environment"]["MINIO_ROOT_PASSWORD"].as_str(),
+        Some(vars["SURGE_MEDIA_S3_SECRET_ACCESS_KEY"].as_str())
+    );
+    let bucket = compose["services"]["minio-bucket"]["entrypoint"][2]
+        .as_str()
+        .unwrap();
+    assert!(
+        bucket.contains(&format!(
+            "mc mb --ignore-existing local/{}",
+            vars["SURGE_MEDIA_S3_BUCKET"]
+        )),
+        "{bucket}"
+    );
     // Each node: its own name and advertised address, and Surge accepts
     // the whole of its settings; HAProxy balances over exactly these nodes.
     let haproxy = read("postgres/haproxy.cfg");
@@ -302,9 +340,33 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
         Some("postgresql.cnpg.io/v1")
     );
     assert_eq!(cluster["spec"]["instances"].as_i64(), Some(3));
-    assert!(cnpg
+    // Backups through the Barman Cloud plugin, not the deprecated
+    // in-tree barmanObjectStore.
+    assert!(!read("postgres/cnpg-cluster.yaml").contains("barmanObjectStore:"));
+    let store = cnpg
         .iter()
-        .any(|d| d["kind"].as_str() == Some("ScheduledBackup")));
+        .find(|d| d["kind"].as_str() == Some("ObjectStore"))
+        .expect("a Barman Cloud ObjectStore");
+    assert_eq!(store["apiVersion"].as_str(), Some("barmancloud.cnpg.io/v1"));
+    let plugin = &cluster["spec"]["plugins"][0];
+    assert_eq!(
+        plugin["name"].as_str(),
+        Some("barman-cloud.cloudnative-pg.io")
+    );
+    assert_eq!(plugin["isWALArchiver"].as_bool(), Some(true));
+    assert_eq!(
+        plugin["parameters"]["barmanObjectName"].as_str(),
+        store["metadata"]["name"].as_str()
+    );
+    let scheduled = cnpg
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ScheduledBackup"))
+        .expect("a ScheduledBackup");
+    assert_eq!(scheduled["spec"]["method"].as_str(), Some("plugin"));
+    assert_eq!(
+        scheduled["spec"]["pluginConfiguration"]["name"].as_str(),
+        Some("barman-cloud.cloudnative-pg.io")
+    );
 
     // Kubernetes: three replicas rolled one at a time, a budget keeping
     // two, a preStop before the SIGTERM drain, readiness on /readyz, and
@@ -315,17 +377,90 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
             .find(|d| d["kind"].as_str() == Some(kind))
             .unwrap_or_else(|| panic!("no {kind}"))
     };
-    let d = of_kind("Deployment");
+    // A StatefulSet: each node keeps its name (the pod's) across restarts.
+    assert!(k8s.iter().all(|d| d["kind"].as_str() != Some("Deployment")));
+    let d = of_kind("StatefulSet");
     assert_eq!(d["spec"]["replicas"].as_i64(), Some(3));
     assert_eq!(
-        d["spec"]["strategy"]["type"].as_str(),
+        d["spec"]["updateStrategy"]["type"].as_str(),
         Some("RollingUpdate")
     );
     assert_eq!(
-        d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_i64(),
-        Some(0)
+        d["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"].as_i64(),
+        Some(1)
     );
     let c = &d["spec"]["template"]["spec"]["containers"][0];
+    // Other nodes reach it by its stable name in the headless Service,
+    // published before it is ready.
+    let nodes_svc = k8s
+        .iter()
+        .find(|d| {
+            d["kind"].as_str() == Some("Service")
+                && d["metadata"]["name"].as_str() == Some("surge-nodes")
+        })
+        .expect("the headless surge-nodes Service");
+    assert_eq!(d["spec"]["serviceName"].as_str(), Some("surge-nodes"));
+    assert_eq!(nodes_svc["spec"]["clusterIP"].as_str(), Some("None"));
+    assert_eq!(
+        nodes_svc["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true)
+    );
+    let env: Vec<(&str, &str)> = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    assert!(
+        env.contains(&(
+            "SURGE_CLUSTER_ADVERTISE",
+            "$(POD_NAME).surge-nodes.surge.svc:7070"
+        )),
+        "{env:?}"
+    );
+    // Only the nodes reach the inter-node port; only the monitoring
+    // namespace the metrics.
+    let policy = of_kind("NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["app"].as_str(),
+        Some("surge")
+    );
+    let rules = policy["spec"]["ingress"].as_vec().unwrap();
+    let rule_for = |port: i64| {
+        rules
+            .iter()
+            .find(|r| r["ports"][0]["port"].as_i64() == Some(port))
+            .unwrap_or_else(|| panic!("no rule for {port}"))
+    };
+    assert_eq!(
+        rule_for(7070)["from"][0]["podSelector"]["matchLabels"]["app"].as_str(),
+        Some("surge")
+    );
+    assert!(rule_for(8080)["from"].is_badvalue(), "the API is open");
+    assert_eq!(
+        rule_for(9464)["from"][0]["namespaceSelector"]["matchLabels"]
+            ["kubernetes.io/metadata.name"]
+            .as_str(),
+        Some("monitoring")
+    );
+    // Prometheus finds the nodes through the headless Service's metrics port.
+    let monitor = of_kind("ServiceMonitor");
+    assert_eq!(
+        monitor["apiVersion"].as_str(),
+        Some("monitoring.coreos.com/v1")
+    );
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_hash()
+        .unwrap()
+    {
+        assert_eq!(nodes_svc["metadata"]["labels"][k.as_str().unwrap()], *v);
+    }
+    let port = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    assert!(nodes_svc["spec"]["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"].as_str() == Some(port)));
     assert!(!c["lifecycle"]["preStop"].is_badvalue());
     assert_eq!(
         c["readinessProbe"]["httpGet"]["path"].as_str(),
@@ -367,7 +502,29 @@ fn the_postgres_deployment_runs_three_surge_nodes_in_cluster_mode() {
         "SURGE_JWT_SECRET".into(),
         "a-secret-from-surge-secrets-0123456789abcdef".into(),
     );
-    vars.insert("SURGE_NODE_ID".into(), "surge-5d9c7b-x2k4q".into());
+    vars.insert("SURGE_NODE_ID".into(), "surge-0".into());
+    for (k, v) in &env {
+        if k.starts_with("SURGE_") {
+            vars.insert((*k).into(), v.replace("$(POD_NAME)", "surge-0"));
+        }
+    }
+    // Images in a bucket; its keys from the surge-media-s3 Secret.
+    assert_eq!(vars["SURGE_MEDIA_STORE"], "s3");
+    for key in [
+        "SURGE_MEDIA_S3_ACCESS_KEY_ID",
+        "SURGE_MEDIA_S3_SECRET_ACCESS_KEY",
+    ] {
+        assert!(
+            c["env"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"].as_str() == Some(key)
+                    && e["valueFrom"]["secretKeyRef"]["name"].as_str() == Some("surge-media-s3")),
+            "{key}"
+        );
+        vars.insert(key.into(), "from-the-secret".into());
+    }
     assert_surge_accepts("cluster/postgres/surge-cluster.yaml", &vars);
 }
 
@@ -391,4 +548,25 @@ fn the_operations_doc_points_at_the_cluster_files() {
             "{f} missing"
         );
     }
+}
+
+/// In cluster mode every node serves every image: images on one node's
+/// own disk (the default `data_dir/media`) are refused at start; a bucket
+/// or a directory all nodes share is taken.
+#[test]
+fn cluster_mode_refuses_images_on_one_nodes_own_disk() {
+    let base = format!(
+        "cluster = true\nstore = \"postgres\"\nnode_id = \"n1\"\njwt_secret = \"{}\"\nredis_url = \"redis://127.0.0.1:6379\"\ncluster_plaintext = true\n",
+        crate::helpers::TEST_SECRET
+    );
+    let err = Settings::from_toml(&base).unwrap_err().to_string();
+    assert!(
+        err.contains("media_store") && err.contains("share"),
+        "{err}"
+    );
+    Settings::from_toml(&format!(
+        "{base}media_store = \"s3\"\nmedia_s3_bucket = \"surge-media\"\n"
+    ))
+    .unwrap();
+    Settings::from_toml(&format!("{base}media_dir = \"/mnt/shared/surge-media\"\n")).unwrap();
 }

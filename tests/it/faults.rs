@@ -222,6 +222,13 @@ impl Procs {
             ("SURGE_POSTGRES_CONNECT_TIMEOUT_MS".into(), "1000".into()),
             ("SURGE_POSTGRES_STATEMENT_TIMEOUT_MS".into(), "2000".into()),
             ("SURGE_CLUSTER".into(), "true".into()),
+            (
+                "SURGE_MEDIA_DIR".into(),
+                std::env::temp_dir()
+                    .join(format!("surge-it-media-{}", self.pg.schema))
+                    .display()
+                    .to_string(),
+            ),
             ("SURGE_NODE_ID".into(), name.into()),
             (
                 "SURGE_CLUSTER_ADDR".into(),

@@ -107,6 +107,8 @@ pub(crate) fn node(pg: &Pg, redis: &Redis, name: &str, s: &mut Settings) {
     pg.apply(s);
     s.redis_url = Some(redis.url());
     s.cluster = true;
+    // Every node of the test's cluster reads the others' images.
+    s.media_dir = Some(std::env::temp_dir().join(format!("surge-it-media-{}", pg.schema)));
     s.node_id = Some(name.into());
     s.cluster_addr = "127.0.0.1:0".into();
     s.shards = SHARDS;
