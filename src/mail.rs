@@ -124,6 +124,7 @@ pub struct Mailer {
     wake: Notify,
     /// Cluster mode: a mail is sent by the owner of `mail:{id}`'s shard.
     duty: crate::cluster::Duty,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn backoff(attempts: u32) -> chrono::Duration {
@@ -135,6 +136,7 @@ impl Mailer {
         cfg: &MailConfig,
         store: Arc<dyn Store>,
         duty: crate::cluster::Duty,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, String> {
         let from: Mailbox = cfg
             .from
@@ -159,6 +161,7 @@ impl Mailer {
             store,
             wake: Notify::new(),
             duty,
+            metrics,
         })
     }
 
@@ -221,6 +224,15 @@ impl Mailer {
             },
         )
         .await?;
+        // How much is waiting, and for how long, as this round found it.
+        let oldest = rows
+            .first()
+            .and_then(|(key, _)| key.split_once('|'))
+            .and_then(|(ms, _)| ms.parse::<i64>().ok());
+        self.metrics.mail_due.set(rows.len() as i64);
+        self.metrics
+            .mail_oldest_due_seconds
+            .set(oldest.map_or(0.0, |ms| (due_by - ms).max(0) as f64 / 1000.0));
         for (key, value) in rows {
             handled += 1;
             let done = IndexOp::Delete {
@@ -233,12 +245,17 @@ impl Mailer {
                 continue;
             };
             match self.send(&mail).await {
-                Ok(()) => ops.push(done),
+                Ok(()) => {
+                    self.metrics.mail_sent.inc();
+                    ops.push(done)
+                }
                 Err(e) => {
+                    self.metrics.mail_failures.inc();
                     mail.attempts += 1;
                     tracing::warn!(mail = %mail.id, attempts = mail.attempts, error = %e, "mail not sent");
                     mail.last_error = Some(e);
                     let next = if mail.attempts >= MAX_ATTEMPTS {
+                        self.metrics.mail_dead.inc();
                         IndexOp::Put {
                             table: OUTBOX_DEAD,
                             key: mail.id.clone(),

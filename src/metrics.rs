@@ -77,6 +77,26 @@ pub struct Metrics {
     /// checkout for bought together; `activity`: a product's trending
     /// count in a window).
     pub behavior_dropped: Family<KindLabels, Counter>,
+    /// Open WebSocket sessions, their subscriptions, and sessions closed
+    /// because the client read too slowly.
+    pub ws_sessions: Gauge,
+    pub ws_subscriptions: Gauge,
+    pub ws_slow_closes: Counter,
+    /// The mail outbox: mails due now that this node's last round found
+    /// (at most a round's worth), the age of the oldest of them, mails
+    /// sent, failed sends, and mails given up on (moved to `outbox_dead`).
+    pub mail_due: Gauge,
+    pub mail_oldest_due_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub mail_sent: Counter,
+    pub mail_failures: Counter,
+    pub mail_dead: Counter,
+    /// How far this node's search index is behind the catalog feed.
+    pub search_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The tokio runtime, sampled at each scrape.
+    pub runtime_workers: Gauge,
+    pub runtime_alive_tasks: Gauge,
+    pub runtime_global_queue_depth: Gauge,
+    pub runtime_busy_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -116,6 +136,19 @@ impl Metrics {
             relay_failed: Counter::default(),
             relay_dropped: Counter::default(),
             relay_reconnects: Counter::default(),
+            ws_sessions: Gauge::default(),
+            ws_subscriptions: Gauge::default(),
+            ws_slow_closes: Counter::default(),
+            mail_due: Gauge::default(),
+            mail_oldest_due_seconds: Gauge::default(),
+            mail_sent: Counter::default(),
+            mail_failures: Counter::default(),
+            mail_dead: Counter::default(),
+            search_lag_seconds: Gauge::default(),
+            runtime_workers: Gauge::default(),
+            runtime_alive_tasks: Gauge::default(),
+            runtime_global_queue_depth: Gauge::default(),
+            runtime_busy_seconds: Gauge::default(),
         };
         registry.register(
             "http_requests",
@@ -247,12 +280,100 @@ impl Metrics {
             "Cluster mode: reconnections to Redis (every watched topic is checked against the journal)",
             m.relay_reconnects.clone(),
         );
+        registry.register(
+            "ws_sessions",
+            "Open WebSocket sessions",
+            m.ws_sessions.clone(),
+        );
+        registry.register(
+            "ws_subscriptions",
+            "Topics subscribed by the open WebSocket sessions",
+            m.ws_subscriptions.clone(),
+        );
+        registry.register(
+            "ws_slow_consumer_closes",
+            "WebSocket sessions closed because the client read too slowly (4008)",
+            m.ws_slow_closes.clone(),
+        );
+        registry.register(
+            "mail_outbox_due",
+            "Mails due now that this node's last outbox round found (at most one round's worth)",
+            m.mail_due.clone(),
+        );
+        registry.register(
+            "mail_outbox_oldest_due_seconds",
+            "How long the oldest mail this node's last round found has been due",
+            m.mail_oldest_due_seconds.clone(),
+        );
+        registry.register("mails_sent", "Mails sent", m.mail_sent.clone());
+        registry.register(
+            "mail_send_failures",
+            "Mail sends that failed (retried with back-off)",
+            m.mail_failures.clone(),
+        );
+        registry.register(
+            "mails_dead",
+            "Mails given up on after their last attempt (moved to outbox_dead)",
+            m.mail_dead.clone(),
+        );
+        registry.register(
+            "search_index_lag_seconds",
+            "How far this node's search index is behind the catalog feed",
+            m.search_lag_seconds.clone(),
+        );
+        registry.register(
+            "runtime_workers",
+            "Worker threads of the tokio runtime",
+            m.runtime_workers.clone(),
+        );
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive in the tokio runtime",
+            m.runtime_alive_tasks.clone(),
+        );
+        registry.register(
+            "runtime_global_queue_depth",
+            "Tasks waiting in the tokio runtime's global queue",
+            m.runtime_global_queue_depth.clone(),
+        );
+        registry.register(
+            "runtime_busy_seconds",
+            "Time the tokio runtime's workers have spent busy since start, summed (a counter; rate() of it over the worker count is their load)",
+            m.runtime_busy_seconds.clone(),
+        );
         *m.registry.lock().expect("metrics registry") = registry;
         m
     }
 
+    /// Mails sent, failed sends and dead mails so far.
+    pub fn mail_counts(&self) -> (u64, u64, u64) {
+        (
+            self.mail_sent.get(),
+            self.mail_failures.get(),
+            self.mail_dead.get(),
+        )
+    }
+
+    /// Samples the tokio runtime this is called on.
+    fn sample_runtime(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let m = rt.metrics();
+        let workers = m.num_workers();
+        self.runtime_workers.set(workers as i64);
+        self.runtime_alive_tasks.set(m.num_alive_tasks() as i64);
+        self.runtime_global_queue_depth
+            .set(m.global_queue_depth() as i64);
+        let busy: f64 = (0..workers)
+            .map(|w| m.worker_total_busy_duration(w).as_secs_f64())
+            .sum();
+        self.runtime_busy_seconds.set(busy);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.sample_runtime();
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics registry");
         prometheus_client::encoding::text::encode(&mut out, &registry)

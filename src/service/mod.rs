@@ -295,7 +295,7 @@ impl Services {
         let store = rt.store.clone();
         let bus = rt.bus.clone();
         let mailer = Arc::new(
-            crate::mail::Mailer::new(&mail, store.clone(), duty.clone())
+            crate::mail::Mailer::new(&mail, store.clone(), duty.clone(), rt.metrics.clone())
                 .map_err(ServiceError::Unavailable)?,
         );
         let sandbox = Arc::new(Sandbox::new(
@@ -398,7 +398,12 @@ impl Services {
             catalog: catalog.clone(),
             fulfilment: fulfilment.clone(),
         };
-        let search = Arc::new(search::Search::open(&search, store.clone(), duty.clone())?);
+        let search = Arc::new(search::Search::open(
+            &search,
+            store.clone(),
+            duty.clone(),
+            rt.metrics.clone(),
+        )?);
         let behavior = Arc::new(behavior::Behavior::new(
             store.clone(),
             search.clone(),

@@ -56,6 +56,7 @@ pub struct Search {
     /// rebuild or catch-up.
     tail: tokio::sync::Mutex<Tail>,
     pub(super) duty: crate::cluster::Duty,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ServiceError {
@@ -164,6 +165,7 @@ impl Search {
         cfg: &SearchConfig,
         store: Arc<dyn Store>,
         duty: crate::cluster::Duty,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Search, ServiceError> {
         let (index, checkpoint) = SearchIndex::open(&cfg.dir).map_err(unavailable)?;
         Ok(Search {
@@ -171,6 +173,7 @@ impl Search {
             store,
             tail: tokio::sync::Mutex::new(Tail::at(checkpoint.map(|c| c.feed_ms))),
             duty,
+            metrics,
         })
     }
 
@@ -459,6 +462,9 @@ impl Search {
         // With only rows applied before, the checkpoint still moves on
         // (the index's own copy of it does at its next commit).
         tail.advance(applied, cp, FEED_OVERLAP_MS);
+        self.metrics
+            .search_lag_seconds
+            .set((now - cp).max(0) as f64 / 1000.0);
         Ok(changed.len())
     }
 

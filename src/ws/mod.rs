@@ -339,6 +339,7 @@ async fn open_session(
         },
         shutdown: state.shutdown.clone(),
         initial,
+        metrics: state.metrics.clone(),
     };
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES * 16)

@@ -132,6 +132,8 @@ pub struct SessionCtx {
     /// Topics (and `since`) subscribed from the start, as if the client had
     /// sent `subscribe` first (the single-topic paths).
     pub initial: Vec<(String, Option<u64>)>,
+    /// Where open sessions, subscriptions and slow-consumer closes count.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn decode(codec: Codec, msg: &Message) -> Option<Result<ClientMsg, String>> {
@@ -159,15 +161,22 @@ struct Subscriptions {
     /// Position slots the session polls.
     positions: Positions,
     outlet: Outlet,
+    /// The node's count of live subscriptions.
+    live: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Subscriptions {
-    fn new(out: mpsc::Sender<Box<ServerMsg>>, close: mpsc::Sender<(u16, &'static str)>) -> Self {
+    fn new(
+        out: mpsc::Sender<Box<ServerMsg>>,
+        close: mpsc::Sender<(u16, &'static str)>,
+        live: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
         Subscriptions {
             tasks: HashMap::new(),
             waiting: HashMap::new(),
             positions: Positions::new(),
             outlet: Outlet { out, close },
+            live,
         }
     }
 
@@ -176,6 +185,7 @@ impl Subscriptions {
         self.waiting.remove(topic);
         self.positions.remove(topic);
         let old = self.tasks.remove(topic)?;
+        self.live.dec();
         old.task.abort();
         let _ = old.task.await;
         Some(old.topic)
@@ -241,6 +251,7 @@ impl Subscriptions {
                 };
                 self.waiting.insert(topic.clone(), sub.positions);
                 let task = tokio::spawn(feed.run(sub.events, since));
+                self.live.inc();
                 self.tasks.insert(
                     topic,
                     Subscribed {
@@ -268,6 +279,7 @@ impl Subscriptions {
         self.waiting.clear();
         self.positions.clear();
         for (_, s) in self.tasks.drain() {
+            self.live.dec();
             s.task.abort();
             let _ = s.task.await;
             bus.release(&s.topic);
@@ -405,7 +417,12 @@ where
     let (out_tx, mut out_rx) = mpsc::channel::<Box<ServerMsg>>(ctx.limits.out_queue.max(1));
     // A subscription task that sees the client fall behind asks for a close.
     let (close_tx, mut close_rx) = mpsc::channel::<(u16, &'static str)>(1);
-    let mut subs = Subscriptions::new(out_tx.clone(), close_tx);
+    let mut subs = Subscriptions::new(
+        out_tx.clone(),
+        close_tx,
+        ctx.metrics.ws_subscriptions.clone(),
+    );
+    ctx.metrics.ws_sessions.inc();
     let mut last_heard = Instant::now();
     let mut server_down = std::pin::pin!(server_down(ctx.shutdown.clone()));
     let mut ping = tokio::time::interval(ctx.limits.ping_every);
@@ -469,6 +486,10 @@ where
         }
     };
     subs.end(&ctx.bus).await;
+    ctx.metrics.ws_sessions.dec();
+    if matches!(ending, Ending::Close(close::SLOW_CONSUMER, _)) {
+        ctx.metrics.ws_slow_closes.inc();
+    }
     finish(sink, ending, limits.write_timeout).await;
 }
 
@@ -763,6 +784,7 @@ mod tests {
             codec: Codec::Json,
             bus,
             topics: Arc::new(OneTopic),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             limits,
             shutdown: tokio::sync::watch::channel(false).1,
             initial: vec![],

@@ -125,6 +125,22 @@ async fn the_metrics_leave_the_api_port_for_a_listener_of_their_own() {
             StatusCode::NOT_FOUND
         );
     }
+    // The runtime, sampled at the scrape; the search index's lag, once
+    // the indexer has run (every 500 ms by default).
+    let metric = |text: &str, name: &str| crate::helpers::metric_value(text, &format!("{name} "));
+    assert!(metric(&text, "surge_runtime_workers") >= 1.0, "{text}");
+    assert!(metric(&text, "surge_runtime_alive_tasks") >= 1.0);
+    assert!(text.contains("surge_runtime_busy_seconds "));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, text) = get(format!("{own}/metrics"), None).await;
+        let lag = metric(&text, "surge_search_index_lag_seconds");
+        if text.contains("surge_search_index_lag_seconds ") && lag > 0.0 && lag < 5.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "search lag {lag}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // With a token set, the API port serves them to that bearer only.
     const TOKEN: &str = "metrics-token-0123456789-abcdefghijk";

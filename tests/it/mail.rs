@@ -396,10 +396,13 @@ async fn a_round_of_mails_is_one_durable_write() {
         },
         store.clone(),
         surge::cluster::Duty::default(),
+        metrics.clone(),
     )
     .unwrap();
     let before = metrics.journal_commits.get();
     assert_eq!(mailer.drain().await.unwrap(), 10);
+    assert_eq!(metrics.mail_counts(), (10, 0, 0));
+    assert_eq!(metrics.mail_due.get(), 10, "the round found ten due");
     assert_eq!(
         metrics.journal_commits.get() - before,
         1,
@@ -410,4 +413,69 @@ async fn a_round_of_mails_is_one_durable_write() {
         10
     );
     assert_eq!(mailer.drain().await.unwrap(), 0, "nothing is sent twice");
+    assert_eq!(metrics.mail_due.get(), 0);
+    assert_eq!(metrics.mail_oldest_due_seconds.get(), 0.0);
+}
+
+/// With the SMTP server away, the metrics say so: sends fail, the mails
+/// wait (how many, how long), and one past its last attempt is dead.
+#[tokio::test]
+async fn the_outbox_metrics_tell_a_failing_server() {
+    use surge::mail::{outbox_row, MailConfig, Mailer, OutMail, MAX_ATTEMPTS};
+    use surge::store::redb::{RedbOptions, RedbStore};
+    use surge::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(surge::metrics::Metrics::new());
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(dir.path(), RedbOptions::default(), metrics.clone()).unwrap());
+    let due = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let rows = [0, MAX_ATTEMPTS - 1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, attempts)| {
+            let mail = OutMail {
+                id: format!("m{i}"),
+                to: format!("u{i}@example.com"),
+                subject: "Hi".into(),
+                body: "Hello".into(),
+                attempts,
+                created_at: due,
+                last_error: None,
+            };
+            outbox_row(&mail, due)
+        })
+        .collect();
+    store.write_rows(rows).await.unwrap();
+    // Nothing listens on the port.
+    let port = crate::lifecycle::free_port();
+    let mailer = Mailer::new(
+        &MailConfig {
+            smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+            from: "Surge <no-reply@surge.localhost>".into(),
+            dir: dir.path().join("mail"),
+        },
+        store.clone(),
+        surge::cluster::Duty::default(),
+        metrics.clone(),
+    )
+    .unwrap();
+    assert_eq!(mailer.drain().await.unwrap(), 2);
+    assert_eq!(
+        metrics.mail_counts(),
+        (0, 2, 1),
+        "two failed, one of them dead"
+    );
+    assert_eq!(metrics.mail_due.get(), 2);
+    let waited = metrics.mail_oldest_due_seconds.get();
+    assert!((29.0..120.0).contains(&waited), "{waited}");
+    let dead = store.scan("outbox_dead", "", None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let text = metrics.render();
+    for line in [
+        "surge_mails_dead_total 1",
+        "surge_mail_send_failures_total 2",
+        "surge_mail_outbox_due 2",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
 }

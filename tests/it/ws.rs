@@ -657,6 +657,13 @@ async fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
             .unwrap(),
         ServerMsg::Subscribed { .. }
     ));
+    // Two sessions, a subscription each, nobody cut off yet.
+    assert_eq!(app.metric("surge_ws_sessions ").await, 2.0);
+    assert_eq!(app.metric("surge_ws_subscriptions ").await, 2.0);
+    assert_eq!(
+        app.metric("surge_ws_slow_consumer_closes_total ").await,
+        0.0
+    );
     // The slow client stops reading; the good one reads as they come.
     const N: usize = 800;
     let reader = tokio::spawn(async move {
@@ -713,7 +720,22 @@ async fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
     );
     if let Some(code) = ended {
         assert_eq!(code, 4008);
+        assert_eq!(
+            app.metric("surge_ws_slow_consumer_closes_total ").await,
+            1.0
+        );
     }
+    // Both sessions over (the reader dropped its client): neither they
+    // nor their subscriptions are counted any more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.metric("surge_ws_sessions ").await != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.metric("surge_ws_subscriptions ").await, 0.0);
 }
 
 #[tokio::test]
