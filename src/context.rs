@@ -12,6 +12,24 @@ tokio::task_local! {
     static REQUEST_ID: Arc<str>;
 }
 
+/// What a command forwarded to another node carries of its request: the
+/// id and, when traces are exported, the W3C trace context.
+#[derive(Debug, Clone, Default)]
+pub struct Carried {
+    pub request_id: Option<Arc<str>>,
+    pub traceparent: Option<String>,
+}
+
+impl Carried {
+    /// The request being served on this task, in the current span.
+    pub fn current() -> Carried {
+        Carried {
+            request_id: request_id(),
+            traceparent: crate::telemetry::traceparent(),
+        }
+    }
+}
+
 /// The longest id taken from a client.
 pub const MAX_ID_LEN: usize = 64;
 

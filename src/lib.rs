@@ -23,6 +23,7 @@
 //!   across nodes.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`operator`]: `surge backup` and `surge restore`.
+//! - [`telemetry`]: traces over OTLP and their context across nodes.
 //! - [`worker`]: the rhythm of the background workers.
 
 pub mod actors;
@@ -45,5 +46,6 @@ pub mod payments;
 pub mod search;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod worker;
 pub mod ws;

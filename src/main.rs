@@ -190,20 +190,53 @@ enum ClusterCommand {
 /// Logs to stdout, filtered by `RUST_LOG` or `default`; as JSON lines
 /// (each with its span's fields: the request id) when `format` says so.
 fn init_logging(default: &str, format: LogFormat) {
+    init_tracing(default, format, None);
+}
+
+/// Logging as [`init_logging`], and with `otlp_endpoint` set, the
+/// `surge` spans (debug and up) exported as traces; the provider to flush
+/// at exit.
+fn init_tracing(
+    default: &str,
+    format: LogFormat,
+    settings: Option<&Settings>,
+) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use tracing_subscriber::prelude::*;
+    type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match format {
-        LogFormat::Text => logs.init(),
+    let logs = tracing_subscriber::fmt::layer().with_target(false);
+    let logs: Boxed = match format {
+        LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
+            .boxed(),
+    };
+    let provider = settings.and_then(|s| {
+        let endpoint = s.otlp_endpoint.as_deref()?;
+        let node = s.node_id().unwrap_or_else(|_| "surge".into());
+        match surge::telemetry::provider(endpoint, &node, s.otlp_sample_ratio) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("traces off: {e}");
+                None
+            }
+        }
+    });
+    let traces = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("surge"))
+            .with_filter(tracing_subscriber::EnvFilter::new("surge=debug"))
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .init();
+    provider
 }
 
 /// The configured log filter; against the emulator, without the driver's
@@ -409,13 +442,17 @@ async fn main() -> anyhow::Result<()> {
                     postgres_url,
                 },
             )?;
-            init_logging(&log_filter(&settings), settings.log_format);
+            let traces = init_tracing(&log_filter(&settings), settings.log_format, Some(&settings));
             let data_dir = settings.data_dir.clone();
             let app = Application::build(settings)
                 .await
                 .context("starting Surge")?;
             tracing::info!(port = app.port(), data_dir = %data_dir.display(), "Surge is listening");
             app.run_until_stopped(shutdown_signal()).await;
+            if let Some(traces) = traces {
+                // The last spans out before the process ends.
+                let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+            }
         }
         Command::Demo { addr, data_dir } => demo(addr, data_dir).await?,
         Command::Migrate {

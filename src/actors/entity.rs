@@ -283,6 +283,8 @@ enum Completion<E: Entity> {
         publish: Vec<(Topic, Seq, LiveEvent)>,
         revoke: Vec<crate::live::Revocation>,
         snapshot: Option<Snapshot>,
+        /// From submission until durable (closed when dropped).
+        commit: tracing::Span,
     },
     /// A reply with no events of its own, sent once everything decided
     /// before it is durable (so it never reveals a decision that may fail).
@@ -324,12 +326,14 @@ async fn complete<E: Entity>(
                 publish,
                 revoke,
                 snapshot,
+                commit,
             } => {
                 let result = if failed {
                     Err(StoreError::Backend("an earlier append failed".into()))
                 } else {
                     ticket.await.unwrap_or(Err(StoreError::Closed))
                 };
+                drop(commit);
                 match result {
                     Ok(_) => {
                         for (topic, seq, data) in publish {
@@ -436,6 +440,8 @@ impl<E: Entity> EntityActor<E> {
             index,
             fence: st.fence,
         };
+        let commit =
+            tracing::debug_span!("journal_commit", stream = %st.stream, events = events.len());
         let ticket = match st.shared.rt.store.submit(req).await {
             Ok(t) => t,
             Err(e) => {
@@ -469,6 +475,7 @@ impl<E: Entity> EntityActor<E> {
                 publish,
                 revoke,
                 snapshot,
+                commit,
             })
             .await
             .map_err(|_| "the completer stopped")?;

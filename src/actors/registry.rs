@@ -351,6 +351,13 @@ impl<E: Entity> Registry<E> {
     /// timeout; a forwarded command whose reply is lost is `Timeout` (its
     /// outcome is unknown, and a client retries with its idempotency key).
     pub async fn call(&self, id: &str, cmd: E::Command) -> Reply<E> {
+        // A span per command (debug: kept only when traces are exported).
+        let span = tracing::debug_span!("command", kind = E::KIND, entity = %id);
+        tracing::Instrument::instrument(self.route(id, cmd), span).await
+    }
+
+    /// [`Registry::call`]'s work: the local actor, or the owning node.
+    async fn route(&self, id: &str, cmd: E::Command) -> Reply<E> {
         let Some(cluster) = self.shared.rt.cluster.clone() else {
             let live = self.shared.live(id, None).await?;
             return self.shared.send(live, cmd).await;
@@ -391,18 +398,12 @@ impl<E: Entity> Registry<E> {
                         .forwarded
                         .get_or_create(&KindLabels { kind: E::KIND })
                         .inc();
-                    match cluster
+                    let span = tracing::debug_span!("forward", kind = E::KIND, to = %addr);
+                    let carried = span.in_scope(crate::context::Carried::current);
+                    let sent = cluster
                         .peers()
-                        .call(
-                            &addr,
-                            E::KIND,
-                            id,
-                            bytes,
-                            budget,
-                            crate::context::request_id(),
-                        )
-                        .await
-                    {
+                        .call(&addr, E::KIND, id, bytes, budget, carried);
+                    match tracing::Instrument::instrument(sent, span).await {
                         Ok(Outcome::Moved) => last = format!("{addr} no longer serves it"),
                         Err(SendError::NotSent(why)) => last = why,
                         Ok(outcome) => return reply_of::<E>(outcome),

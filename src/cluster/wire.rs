@@ -71,6 +71,9 @@ enum Frame {
         /// The id of the request that caused it (`crate::context`).
         #[serde(default)]
         request_id: Option<String>,
+        /// Its trace context (W3C `traceparent`), when traces are on.
+        #[serde(default)]
+        traceparent: Option<String>,
     },
     Reply {
         id: u64,
@@ -264,7 +267,7 @@ impl Peers {
         entity: &str,
         body: Vec<u8>,
         budget: Duration,
-        request_id: Option<std::sync::Arc<str>>,
+        carried: crate::context::Carried,
     ) -> Result<Outcome, SendError> {
         let conn = tokio::time::timeout(budget, self.conn(addr))
             .await
@@ -283,7 +286,8 @@ impl Peers {
             entity: entity.to_owned(),
             budget_ms: budget.as_millis().min(u64::MAX as u128) as u64,
             body,
-            request_id: request_id.map(|id| id.to_string()),
+            request_id: carried.request_id.map(|id| id.to_string()),
+            traceparent: carried.traceparent,
         });
         if conn.out.try_send(frame).is_err() {
             conn.pending.remove(&id);
@@ -392,6 +396,7 @@ async fn serve_conn(
             budget_ms,
             body,
             request_id,
+            traceparent,
         }) = decode(&bytes)
         else {
             break; // a peer speaking something else: close
@@ -417,6 +422,9 @@ async fn serve_conn(
             from = %node,
             kind = %kind,
         );
+        if let Some(parent) = &traceparent {
+            crate::telemetry::continue_trace(&span, parent);
+        }
         let serve = async move {
             let budget = Duration::from_millis(budget_ms);
             let outcome = match cluster.upgrade().and_then(|c| c.handler(&kind)) {

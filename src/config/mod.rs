@@ -129,6 +129,14 @@ pub struct Settings {
     /// object per line, with the request id of the request that caused it,
     /// for a log collector).
     pub log_format: LogFormat,
+    /// An OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo:
+    /// `http://collector:4318`) to export traces to: spans of each HTTP
+    /// request, entity command, journal commit and forwarded call, one
+    /// trace across nodes. Unset: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces kept (0–1); a trace continued from another
+    /// node keeps its parent's choice.
+    pub otlp_sample_ratio: f64,
     /// Base URL customers reach Surge at (payment page links).
     ///
     /// Default: `http://` + bound address.
@@ -474,6 +482,8 @@ impl Default for Settings {
             hash_queue: 256,
             log: "info".into(),
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            otlp_sample_ratio: 1.0,
             public_url: None,
             tax_rate_bps: 0,
             payment_timeout_secs: 15 * 60,
@@ -603,6 +613,8 @@ pub const KEYS: &[&str] = &[
     "hash_queue",
     "log",
     "log_format",
+    "otlp_endpoint",
+    "otlp_sample_ratio",
     "public_url",
     "tax_rate_bps",
     "payment_timeout_secs",
@@ -760,6 +772,16 @@ impl Settings {
         if let Some(s) = &self.jwt_secret {
             if s.len() < 32 {
                 return Err(ConfigError("jwt_secret must be at least 32 bytes".into()));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.otlp_sample_ratio) {
+            return Err(ConfigError("otlp_sample_ratio must be 0–1".into()));
+        }
+        if let Some(e) = &self.otlp_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "otlp_endpoint '{e}' is not an http:// or https:// URL"
+                )));
             }
         }
         self.report_time_zone

@@ -155,6 +155,8 @@ struct Procs {
     /// Where each node writes its log (`{name}.log`, JSON lines, debug),
     /// if anywhere.
     logs: Option<std::path::PathBuf>,
+    /// More settings for every node.
+    extra: Vec<(String, String)>,
 }
 
 impl Procs {
@@ -163,6 +165,14 @@ impl Procs {
     }
 
     async fn start_logging(n: usize, logs: Option<std::path::PathBuf>) -> Procs {
+        Procs::start_with(n, logs, Vec::new()).await
+    }
+
+    async fn start_with(
+        n: usize,
+        logs: Option<std::path::PathBuf>,
+        extra: Vec<(String, String)>,
+    ) -> Procs {
         let pg = Pg::new();
         pg.migrate().await;
         let pg_port: u16 = pg
@@ -186,6 +196,7 @@ impl Procs {
                 .build()
                 .unwrap(),
             logs,
+            extra,
         };
         for i in 1..=n {
             p.add(&format!("n{i}")).await;
@@ -252,6 +263,7 @@ impl Procs {
             ("SURGE_BURST_QUEUE_PARTS".into(), "1".into()),
         ];
         let mut env = env;
+        env.extend(self.extra.iter().cloned());
         let log = match &self.logs {
             Some(logs) => {
                 env.push(("SURGE_LOG".into(), "warn,surge=debug".into()));
@@ -1242,4 +1254,185 @@ async fn a_forwarded_requests_log_lines_carry_its_id_on_both_nodes() {
         .unwrap();
     let given = resp.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(given.len(), 32, "{given}");
+}
+
+/// One exported span: the node that sent it, its name, ids and string
+/// attributes.
+#[derive(Debug, Clone)]
+struct Exported {
+    node: String,
+    name: String,
+    trace: Vec<u8>,
+    id: Vec<u8>,
+    parent: Vec<u8>,
+    attributes: HashMap<String, String>,
+}
+
+/// A small OTLP/HTTP receiver (protobuf) on a free port: its URL and the
+/// spans it has been sent.
+async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message;
+    let spans: Arc<Mutex<Vec<Exported>>> = Arc::default();
+    let kept = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let Ok(req) = ExportTraceServiceRequest::decode(body) else {
+                    return StatusCode::BAD_REQUEST;
+                };
+                let mut out = kept.lock().unwrap();
+                for rs in req.resource_spans {
+                    let node = rs
+                        .resource
+                        .iter()
+                        .flat_map(|r| &r.attributes)
+                        .find(|a| a.key == "service.instance.id")
+                        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                            Any::StringValue(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                        let attributes = span
+                            .attributes
+                            .iter()
+                            .filter_map(|a| match a.value.as_ref()?.value.as_ref()? {
+                                Any::StringValue(s) => Some((a.key.clone(), s.clone())),
+                                Any::IntValue(i) => Some((a.key.clone(), i.to_string())),
+                                _ => None,
+                            })
+                            .collect();
+                        out.push(Exported {
+                            node: node.clone(),
+                            name: span.name,
+                            trace: span.trace_id,
+                            id: span.span_id,
+                            parent: span.parent_span_id,
+                            attributes,
+                        });
+                    }
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, spans)
+}
+
+/// With `otlp_endpoint` set, a claim sent to the node that does not own
+/// the sale's queue is one trace over both nodes: the request, the
+/// commands, the forward on the first node; the forwarded command, the
+/// queue's command and its journal commit on the owner, the `forwarded`
+/// span a child of the `forward` span across the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_claim_is_one_trace_over_both_nodes() {
+    let (collector, spans) = otlp_receiver().await;
+    let procs = Procs::start_with(
+        2,
+        None,
+        vec![
+            ("SURGE_OTLP_ENDPOINT".into(), collector),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ],
+    )
+    .await;
+    procs.settled(&["n1", "n2"]).await;
+    let app = TestApp::at(procs.base(0));
+    let (m, _, product) = shop_with_product(&app, 100_000, 10).await;
+    let (status, sale) = app
+        .post(
+            "/api/v1/flash-sales",
+            Some(&m.access),
+            json!({"product_id": product, "stock": 5, "per_user_limit": 1, "price": 50_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sale}");
+    let sale = sale["id"].as_str().unwrap().to_owned();
+    // One claim through each node: one of them is not the queue's owner.
+    for node in 0..2 {
+        let (buyer, _) = crate::commerce::customer(&app).await;
+        let resp = procs
+            .client
+            .post(format!(
+                "{}/api/v1/flash-sales/{sale}/claims",
+                procs.base(node)
+            ))
+            .bearer_auth(&buyer.access)
+            .header("x-request-id", format!("traced-claim-{node}"))
+            .json(&json!({"quantity": 1, "payment_method": "cod"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+    let request = |spans: &[Exported], id: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                s.name == "request"
+                    && s.attributes.get("request_id").map(String::as_str) == Some(id)
+            })
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let over_both = loop {
+        let all = spans.lock().unwrap().clone();
+        let found = (0..2).find_map(|node| {
+            let root = request(&all, &format!("traced-claim-{node}"))?;
+            let trace: Vec<&Exported> = all.iter().filter(|s| s.trace == root.trace).collect();
+            let nodes: HashSet<&str> = trace.iter().map(|s| s.node.as_str()).collect();
+            let forwarded = trace.iter().find(|s| {
+                s.name == "forwarded"
+                    && s.attributes.get("kind").map(String::as_str) == Some("queue")
+            })?;
+            let commit = trace
+                .iter()
+                .any(|s| s.name == "journal_commit" && s.node == forwarded.node);
+            (nodes.len() == 2 && commit)
+                .then(|| (root.clone(), trace.into_iter().cloned().collect::<Vec<_>>()))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no claim's trace spans both nodes: {:#?}",
+            all.iter()
+                .map(|s| (&s.node, &s.name, &s.attributes))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (root, trace) = over_both;
+    let forwarded = trace
+        .iter()
+        .find(|s| {
+            s.name == "forwarded" && s.attributes.get("kind").map(String::as_str) == Some("queue")
+        })
+        .unwrap();
+    let forward = trace
+        .iter()
+        .find(|s| s.id == forwarded.parent)
+        .expect("the forwarded span's parent is in the trace");
+    assert_eq!(forward.name, "forward");
+    assert_eq!(
+        forward.node, root.node,
+        "sent by the node the claim came to"
+    );
+    assert_ne!(forwarded.node, root.node, "served by the other");
+    assert_eq!(
+        forwarded.attributes.get("request_id"),
+        root.attributes.get("request_id"),
+        "the same request id on both nodes"
+    );
+    assert!(trace
+        .iter()
+        .any(|s| s.name == "command" && s.node == root.node));
 }

@@ -321,7 +321,7 @@ async fn three_nodes_talk_over_tls_and_refuse_a_node_without_the_clusters_certif
             let addr = addr.clone();
             async move {
                 peers
-                    .call(&addr, "user", "u1", Vec::new(), budget, None)
+                    .call(&addr, "user", "u1", Vec::new(), budget, Default::default())
                     .await
             }
         };
