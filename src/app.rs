@@ -135,7 +135,7 @@ impl Application {
                 .await
                 .map_err(|e| BuildError::Startup(format!("bootstrap admin: {e}")))?;
         }
-        let ws = Arc::new(crate::ws::Gate::new(
+        let ws = Arc::new(crate::http::ws::Gate::new(
             origin_of(&public_url),
             settings.ws_allowed_origins.clone(),
             settings.ws_max_connections_per_user.max(1),

@@ -14,8 +14,8 @@
 //! - [`auth`]: password hashing (bounded), JWT, throttles.
 //! - [`service`]: the use cases, one file each; no HTTP types.
 //! - [`http`]: the axum edge: routes, error shape, extractors, OpenAPI,
-//!   metrics, the server loop with its deadlines and graceful shutdown.
-//! - [`ws`]: the WebSocket gateway (frames, sessions, topic authorization).
+//!   metrics, the server loop with its deadlines and graceful shutdown,
+//!   and the WebSocket transport (`http::ws`: frames, sessions).
 //! - [`mail`]: the outbox and its worker.
 //! - [`payments`]: payment providers (cod, sandbox) and webhook signatures.
 //! - [`search`]: the full-text catalog index (tantivy) and its queries.
@@ -48,4 +48,3 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
-pub mod ws;

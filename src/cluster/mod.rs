@@ -27,7 +27,6 @@ pub mod tls;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -729,21 +728,12 @@ async fn redis_state(url: &str) -> String {
     }
 }
 
-/// The inter-node listener's address as configured, and the address
-/// advertised for it.
-pub fn advertised(listen: SocketAddr, advertise: Option<&str>) -> Result<String, String> {
-    match advertise {
-        Some(a) if !a.trim().is_empty() => Ok(a.trim().to_owned()),
-        _ if listen.ip().is_unspecified() => Err(format!(
-            "cluster_addr {listen} listens on every interface: set cluster_advertise to the address other nodes reach"
-        )),
-        _ => Ok(listen.to_string()),
-    }
-}
+pub use crate::config::advertised;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn a_member_silent_past_the_ttl_without_draining_has_departed() {

@@ -41,14 +41,7 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// Files of a node's TLS identity and the CA its peers' must chain to.
-#[derive(Debug, Clone)]
-pub struct TlsFiles<'a> {
-    pub ca: &'a Path,
-    pub cert: &'a Path,
-    pub key: &'a Path,
-    pub name: &'a str,
-}
+pub use crate::config::TlsFiles;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())

@@ -43,6 +43,7 @@ pub mod shop_console;
 pub mod state;
 pub mod vouchers;
 pub mod web;
+pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -266,18 +267,18 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
     openapi::EdgeStatuses.modify(&mut doc);
     let doc = openapi::constrain(doc, &state.services.providers.names());
     let roles = std::sync::Arc::new(roles::Roles::from_doc(&doc));
-    api.route("/api/v1/ws", axum::routing::get(crate::ws::handler))
+    api.route("/api/v1/ws", axum::routing::get(crate::http::ws::handler))
         .route(
             "/api/v1/notifications/live",
-            axum::routing::get(crate::ws::notifications_live),
+            axum::routing::get(crate::http::ws::notifications_live),
         )
         .route(
             "/api/v1/orders/{id}/live-updates",
-            axum::routing::get(crate::ws::order_live),
+            axum::routing::get(crate::http::ws::order_live),
         )
         .route(
             "/api/v1/shipping/{id}/live-tracking",
-            axum::routing::get(crate::ws::order_live),
+            axum::routing::get(crate::http::ws::order_live),
         )
         .route(
             "/payments/sandbox/{reference}/{key}",

@@ -3,9 +3,9 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::http::ws::Gate;
 use crate::metrics::Metrics;
 use crate::service::Services;
-use crate::ws::Gate;
 
 /// What every handler can reach.
 #[derive(Clone)]

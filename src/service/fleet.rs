@@ -321,6 +321,31 @@ impl Tracker {
     }
 }
 
+impl crate::config::Settings {
+    /// Dispatch and tracking, from the settings.
+    pub fn tracking(&self) -> TrackingConfig {
+        use crate::domain::shipping::{Freshness, Geofence};
+        let secs = |s: u64| chrono::Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64);
+        TrackingConfig {
+            dispatch_radius_km: self.dispatch_radius_km,
+            offer_timeout: secs(self.dispatch_offer_secs),
+            dispatch_retry: secs(self.dispatch_retry_secs),
+            fence: Geofence {
+                radius_m: self.geofence_radius_m,
+                dwell_ms: secs(self.arrival_dwell_secs).num_milliseconds(),
+            },
+            fresh: Freshness {
+                max_age_ms: secs(self.location_max_age_secs).num_milliseconds(),
+                max_skew_ms: secs(self.location_max_skew_secs).num_milliseconds(),
+            },
+            default_speed: self.eta_default_speed_mps,
+            sample_every_ms: secs(self.track_sample_secs).num_milliseconds(),
+            retention: secs(self.track_retention_secs),
+            max_shippers: self.actor_max_live,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

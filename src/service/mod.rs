@@ -39,6 +39,7 @@ pub mod search;
 pub mod shop_reports;
 pub mod stats;
 pub mod stock;
+pub mod topics;
 pub mod tracking;
 pub mod users;
 

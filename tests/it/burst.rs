@@ -15,7 +15,7 @@ use crate::lifecycle::{free_port, serve_child, wait_healthy};
 use crate::ws::{connect_path, recv, send};
 
 /// Server frames as a client reads them: event data as plain JSON.
-type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+type ServerMsg = surge::http::ws::protocol::ServerMsg<serde_json::Value>;
 
 /// Cheap password hashing: these tests register thousands of users.
 pub(crate) fn fast(s: &mut surge::config::Settings) {

@@ -720,7 +720,7 @@ async fn platform_statistics_equal_a_recount_of_what_happened_and_move_live() {
     assert!(
         matches!(
             subscribed,
-            surge::ws::protocol::ServerMsg::Subscribed { .. }
+            surge::http::ws::protocol::ServerMsg::Subscribed { .. }
         ),
         "{subscribed:?}"
     );
@@ -734,7 +734,7 @@ async fn platform_statistics_equal_a_recount_of_what_happened_and_move_live() {
     .await;
     assert!(matches!(
         crate::ws::recv(&mut other).await,
-        surge::ws::protocol::ServerMsg::Error { .. }
+        surge::http::ws::protocol::ServerMsg::Error { .. }
     ));
 
     // A generated history: two shops, cash orders delivered, cancelled or
@@ -946,7 +946,7 @@ async fn platform_statistics_equal_a_recount_of_what_happened_and_move_live() {
     while let Ok(msg) =
         tokio::time::timeout(Duration::from_millis(500), crate::ws::recv(&mut live)).await
     {
-        if let surge::ws::protocol::ServerMsg::Event { data, .. } = msg {
+        if let surge::http::ws::protocol::ServerMsg::Event { data, .. } = msg {
             last = serde_json::to_value(data).unwrap();
         }
     }

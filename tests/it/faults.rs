@@ -665,7 +665,7 @@ struct Watch {
     seen: HashMap<String, (u64, Vec<u64>)>,
 }
 
-type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+type ServerMsg = surge::http::ws::protocol::ServerMsg<serde_json::Value>;
 
 /// The next message on `ws` (no deadline: during a fault nothing may come
 /// for a while; callers bound the wait).

@@ -15,7 +15,7 @@ use crate::helpers::*;
 use crate::ws::{recv, send, Ws};
 
 /// Server frames as a client reads them: event data as plain JSON.
-type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+type ServerMsg = surge::http::ws::protocol::ServerMsg<serde_json::Value>;
 
 async fn connect(app: &TestApp, token: &str) -> Ws {
     crate::ws::connect_path(app, "/api/v1/ws", token).await

@@ -148,6 +148,7 @@ mod helpers;
 mod http_edge;
 mod inventory;
 mod journal;
+mod layers;
 pub(crate) mod lifecycle;
 mod mail;
 pub(crate) mod media;

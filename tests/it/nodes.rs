@@ -576,7 +576,7 @@ pub(crate) async fn owner_index(pg: &Pg, shards: u32, stream: &str) -> usize {
 #[tokio::test]
 async fn a_watcher_on_another_node_sees_every_event_in_order_through_faults() {
     use crate::ws::{recv, send};
-    type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+    type ServerMsg = surge::http::ws::protocol::ServerMsg<serde_json::Value>;
     let Cluster {
         pg,
         mut redis,
@@ -784,7 +784,7 @@ async fn a_logout_on_one_node_ends_the_sessions_sockets_on_every_node() {
             json!({"name": "After"}),
         )
         .await;
-    type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+    type ServerMsg = surge::http::ws::protocol::ServerMsg<serde_json::Value>;
     loop {
         match crate::ws::recv(&mut laptop_ws).await {
             ServerMsg::Event { data, .. } if data["kind"] == "session_ended" => continue,

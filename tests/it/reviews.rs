@@ -12,7 +12,7 @@ use crate::commerce::{add, checkout, customer, fast};
 use crate::helpers::*;
 use crate::ws::{connect_path, recv, send};
 
-type ServerMsg = surge::ws::protocol::ServerMsg<Value>;
+type ServerMsg = surge::http::ws::protocol::ServerMsg<Value>;
 
 const ADMIN: &str = "root@example.com";
 

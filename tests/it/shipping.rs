@@ -12,7 +12,7 @@ use crate::helpers::*;
 use crate::ws::{an_order, connect_path, recv, send, Ws};
 
 /// Server frames as a client reads them: event data as plain JSON.
-type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+type ServerMsg = surge::http::ws::protocol::ServerMsg<serde_json::Value>;
 
 /// The test shop's location (see `shop_body`).
 const SHOP: (f64, f64) = (21.03, 105.85);

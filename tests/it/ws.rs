@@ -14,7 +14,7 @@ use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 use crate::helpers::*;
 
 /// Server frames as a client reads them: event data as plain JSON.
-type ServerMsg = surge::ws::protocol::ServerMsg<serde_json::Value>;
+type ServerMsg = surge::http::ws::protocol::ServerMsg<serde_json::Value>;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 

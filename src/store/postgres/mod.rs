@@ -1148,6 +1148,31 @@ impl Store for PostgresStore {
     }
 }
 
+/// The PostgreSQL backend's options, from the settings.
+impl crate::config::Settings {
+    /// How the PostgreSQL backend connects (`store = postgres`, `surge
+    /// migrate`).
+    pub fn postgres(&self) -> Result<PostgresOptions, crate::config::ConfigError> {
+        Ok(PostgresOptions {
+            config: self.postgres_config()?,
+            schema: self.postgres_schema.clone(),
+            pool_size: self.postgres_pool_size,
+            connect_timeout: std::time::Duration::from_millis(self.postgres_connect_timeout_ms),
+            statement_timeout: std::time::Duration::from_millis(self.postgres_statement_timeout_ms),
+            ca_file: self.postgres_ca_file.clone(),
+            max_batch: self.journal_max_batch,
+            queue: self.journal_queue,
+            // Cluster mode: the writer's sessions are named after the node,
+            // so a node taking over an expired lease can end them.
+            node: if self.cluster {
+                Some(self.node_id()?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

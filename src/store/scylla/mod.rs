@@ -105,21 +105,7 @@ pub async fn connect(o: &ScyllaOptions) -> Result<Session, StoreError> {
     })
 }
 
-/// Parses a consistency level name (`local_quorum`, `quorum`, `one`, …).
-pub fn parse_consistency(name: &str) -> Option<Consistency> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "any" => Consistency::Any,
-        "one" => Consistency::One,
-        "two" => Consistency::Two,
-        "three" => Consistency::Three,
-        "quorum" => Consistency::Quorum,
-        "all" => Consistency::All,
-        "local_quorum" => Consistency::LocalQuorum,
-        "each_quorum" => Consistency::EachQuorum,
-        "local_one" => Consistency::LocalOne,
-        _ => return None,
-    })
-}
+pub use crate::config::parse_consistency;
 
 struct TableStatements {
     table: &'static ReadTable,
@@ -939,6 +925,32 @@ impl Store for ScyllaStore {
         let handle = self.writer.lock().expect("writer handle").take();
         if let Some(handle) = handle {
             let _ = handle.await;
+        }
+    }
+}
+
+/// The ScyllaDB backend's options, from the settings.
+impl crate::config::Settings {
+    /// How the ScyllaDB backend connects (`store = scylla`, `surge migrate`).
+    pub fn scylla(&self) -> ScyllaOptions {
+        ScyllaOptions {
+            nodes: self
+                .scylla_nodes
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            keyspace: self.scylla_keyspace.clone(),
+            replication: self.scylla_replication.trim().to_owned(),
+            consistency: parse_consistency(&self.scylla_consistency)
+                .unwrap_or(::scylla::statement::Consistency::LocalQuorum),
+            user: self.scylla_user.clone(),
+            password: self.scylla_password.clone(),
+            lwt: self.scylla_lwt,
+            emulator: self.scylla_emulator,
+            request_timeout: std::time::Duration::from_millis(self.scylla_request_timeout_ms),
+            max_batch: self.journal_max_batch,
+            queue: self.journal_queue,
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The WebSocket gateway: `GET /api/v1/ws`. Topics, payloads and the bus
-//! are in `live`; this module authenticates, authorizes, replays and
-//! encodes them for the wire.
+//! The WebSocket transport: `GET /api/v1/ws`. Topics, payloads and the bus
+//! are in `live`; who may watch what, and what a client missed, is
+//! `service::topics`. This module upgrades the connection (origin, token,
+//! the per-user cap), runs its session and encodes frames for the wire.
 //!
 //! - `protocol`: the frames (JSON, or MessagePack with `surge.msgpack`).
 //! - `session`: one connection's logic, generic over `Sink`/`Stream`.
@@ -32,23 +33,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::actors::entity::stream_id;
-use crate::actors::order::OrderEntity;
-use crate::actors::rating::RatingEntity;
-use crate::actors::shipper::ShipperEntity;
-use crate::actors::user::User;
-use crate::actors::Entity;
-use crate::domain::review::ReviewKind;
 use crate::domain::shipping::Fix;
-use crate::domain::Role;
 use crate::http::error::AppError;
 use crate::http::extract::Path;
 use crate::http::state::AppState;
 use crate::live::{LiveEvent, Topic};
+use crate::service::topics::{Scope, Topics};
 use crate::service::{AuthUser, ServiceError, Services};
-use crate::store::codec;
 use protocol::{Codec, ServerMsg, JSON_PROTOCOL, MSGPACK_PROTOCOL, TOKEN_PROTOCOL_PREFIX};
-use session::{Limits, Scope, SessionCtx, TopicSource};
+use session::{Limits, SessionCtx, TopicSource};
 
 /// Largest message a client may send (bigger closes the session with
 /// 1009); the transport drops anything past 16 times this without reading it.
@@ -59,98 +52,29 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// frames are small (a position is ~100 bytes) and bigger ones are
 /// assembled across reads.
 pub const READ_BUFFER_BYTES: usize = 2 * 1024;
-/// Journal records read per replay page.
-pub const REPLAY_PAGE: usize = 1024;
-
-/// Topic authorization and replay over the entities.
-pub struct Topics {
+/// The session's way into the services: topics (`service::topics`),
+/// token renewal and shippers' positions, their refusals as frames.
+pub struct Gateway {
     services: Arc<Services>,
+    topics: Topics,
 }
 
-impl Topics {
+impl Gateway {
     pub fn new(services: Arc<Services>) -> Self {
-        Topics { services }
-    }
-}
-
-/// One page of `E`'s stream `id` after `after`: its published events and
-/// the last sequence number read.
-async fn replay_page<E: Entity>(
-    store: &dyn crate::store::Store,
-    id: &str,
-    after: u64,
-    until: u64,
-) -> Result<(Vec<(u64, LiveEvent)>, u64), String> {
-    let limit = REPLAY_PAGE.min(until.saturating_sub(after) as usize);
-    let page = store
-        .read(&stream_id::<E>(id), after, limit)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut covered = after;
-    let mut out = Vec::with_capacity(page.len());
-    for rec in page {
-        covered = rec.seq;
-        let event: E::Event = codec::decode(E::VERSION, &rec.payload).map_err(|e| e.to_string())?;
-        if let Some((_, data)) = E::publish(id, &event) {
-            out.push((rec.seq, data));
+        Gateway {
+            topics: Topics::new(services.clone()),
+            services,
         }
     }
-    Ok((out, covered))
 }
 
 #[async_trait]
-impl TopicSource for Topics {
+impl TopicSource for Gateway {
     async fn authorize(&self, user: &AuthUser, topic: &Topic) -> Result<Scope, ServerMsg> {
-        let forbidden = || ServerMsg::error("forbidden", format!("you may not watch {topic}"));
-        let decided = |r: Result<Scope, ServiceError>| match r {
-            Ok(scope) => Ok(scope),
-            Err(ServiceError::Domain(_)) => Err(forbidden()),
-            Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
-        };
-        match topic {
-            Topic::User(id) if user.id == *id || user.role == Role::Admin => Ok(None),
-            Topic::User(_) => Err(forbidden()),
-            // The order actor decides: its customer, its shop's merchant,
-            // its shipper, admins.
-            Topic::Order(id) => decided(
-                self.services
-                    .orders
-                    .get_order(&user.caller(), id)
-                    .await
-                    .map(|_| None),
-            ),
-            Topic::Shipper(id) => decided(
-                self.services
-                    .shipping
-                    .shipper_topic_scope(&user.caller(), id)
-                    .await,
-            ),
-            // Capacity counters are public to every signed-in user.
-            Topic::Queue(id) => match self.services.queues.watchable(id).await {
-                Ok(()) => Ok(None),
-                Err(ServiceError::Domain(_)) => Err(ServerMsg::error(
-                    "not_found",
-                    format!("no such queue: {id}"),
-                )),
-                Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
-            },
-            Topic::AdminStats if user.role == Role::Admin => Ok(None),
-            Topic::AdminStats => Err(forbidden()),
-            // A product's rating is public to every signed-in user.
-            Topic::Product(id) => match self
-                .services
-                .catalog
-                .product_for(Some(&user.caller()), id)
-                .await
-            {
-                Ok(_) => Ok(None),
-                Err(ServiceError::Domain(_)) => Err(ServerMsg::error(
-                    "not_found",
-                    format!("no such product: {id}"),
-                )),
-                Err(e) => Err(ServerMsg::error("unavailable", e.to_string())),
-            },
-        }
+        self.topics
+            .authorize(user, topic)
+            .await
+            .map_err(|r| ServerMsg::error(r.code, r.message))
     }
 
     async fn reauthenticate(&self, token: &str) -> Result<AuthUser, ServerMsg> {
@@ -177,34 +101,7 @@ impl TopicSource for Topics {
     }
 
     async fn head(&self, topic: &Topic) -> Result<u64, String> {
-        let stream = match topic {
-            Topic::User(id) => stream_id::<User>(id),
-            Topic::Order(id) => stream_id::<OrderEntity>(id),
-            Topic::Shipper(id) => stream_id::<ShipperEntity>(id),
-            Topic::Product(id) => stream_id::<RatingEntity>(&format!("product:{id}")),
-            Topic::AdminStats => {
-                return self
-                    .services
-                    .stats
-                    .applied()
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            // A split queue's counters move with its parts' journals too.
-            Topic::Queue(id) => {
-                return self
-                    .services
-                    .queue_work
-                    .queue_seq(id)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        };
-        self.services
-            .store
-            .head(&stream)
-            .await
-            .map_err(|e| e.to_string())
+        self.topics.head(topic).await
     }
 
     async fn replay(
@@ -213,41 +110,7 @@ impl TopicSource for Topics {
         after: u64,
         until: u64,
     ) -> Result<(Vec<(u64, LiveEvent)>, u64), String> {
-        let store = self.services.store.as_ref();
-        match topic {
-            Topic::User(id) => replay_page::<User>(store, id, after, until).await,
-            Topic::Order(id) => replay_page::<OrderEntity>(store, id, after, until).await,
-            Topic::Shipper(id) => replay_page::<ShipperEntity>(store, id, after, until).await,
-            // Counters, not a log: what was missed is the state at the head.
-            Topic::Queue(id) => {
-                let status = self
-                    .services
-                    .queues
-                    .queue_status(id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let counters = crate::service::queue_work::counters(&status);
-                Ok((vec![(until, counters)], until))
-            }
-            // Counters, not a log: what was missed is today's now.
-            Topic::AdminStats => {
-                let today = self
-                    .services
-                    .stats
-                    .today()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok((vec![(until, today)], until))
-            }
-            // A summary, not a log: what was missed is the one at the head.
-            Topic::Product(id) => {
-                let summary = crate::service::ratings::rating_of(store, ReviewKind::Product, id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let data = LiveEvent::Product(crate::live::ProductLive::Rating { summary });
-                Ok((vec![(until, data)], until))
-            }
-        }
+        self.topics.replay(topic, after, until).await
     }
 }
 
@@ -332,7 +195,7 @@ async fn open_session(
         revocations,
         codec,
         bus: state.services.bus.clone(),
-        topics: Arc::new(Topics::new(state.services.clone())),
+        topics: Arc::new(Gateway::new(state.services.clone())),
         limits: Limits {
             max_message: MAX_MESSAGE_BYTES,
             ..Limits::default()
