@@ -7,42 +7,19 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{CallError, Ctx, Entity};
 use crate::domain::ids::ProductId;
 use crate::domain::DomainError;
 
-pub const MAX_ITEMS: usize = 50;
-pub const MAX_QUANTITY: u32 = 1_000;
-pub const MAX_SAVED: usize = 10;
+pub use crate::domain::cart::{
+    AppliedVoucher, CartItem, SavedCart, MAX_ITEMS, MAX_QUANTITY, MAX_SAVED,
+};
+
 /// Checkouts remembered for idempotency.
 pub const MAX_CHECKOUTS: usize = 20;
 
 pub struct CartEntity;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CartItem {
-    pub product_id: ProductId,
-    pub quantity: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct SavedCart {
-    pub id: String,
-    pub items: Vec<CartItem>,
-    pub coupon: Option<String>,
-    pub saved_at: DateTime<Utc>,
-}
-
-/// A voucher applied to the cart: its code and its shop (none: the
-/// platform's). A cart holds at most one per shop (with the shop's
-/// coupon, if any, counting as that shop's) and one of the platform's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct AppliedVoucher {
-    pub code: String,
-    pub shop_id: Option<crate::domain::ids::ShopId>,
-}
 
 /// One order a checkout creates: the shop and the order id chosen for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

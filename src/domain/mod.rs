@@ -3,8 +3,11 @@
 //! call these and the HTTP layer never re-implements them.
 
 pub mod behavior;
+pub mod cart;
 pub mod catalog;
 pub mod category;
+pub mod claim;
+pub mod coupon;
 pub mod description;
 pub mod ids;
 pub mod inventory;

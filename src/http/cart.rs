@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
-use crate::actors::cart::SavedCart;
+use crate::domain::cart::SavedCart;
 use crate::service::cart::{CartView, QuantityChange};
 
 pub(super) const CART: &str = "cart";

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
-use crate::actors::coupon::{CouponCommand, CouponInput, CouponPatch, CouponStatus, CouponUsage};
+use crate::domain::coupon::{CouponInput, CouponPatch, CouponStatus, CouponUsage};
 use crate::service::catalog::check_limit;
 use crate::service::coupons::CouponView;
 
@@ -101,9 +101,12 @@ pub async fn edit_coupon(
     Path(code): Path<String>,
     Json(patch): Json<CouponPatch>,
 ) -> Result<Json<CouponView>, AppError> {
-    let caller = auth.0.caller();
-    let cmd = CouponCommand::Edit { caller, patch };
-    Ok(Json(s.services.coupons.change(&code, cmd).await?))
+    Ok(Json(
+        s.services
+            .coupons
+            .edit(auth.0.caller(), &code, patch)
+            .await?,
+    ))
 }
 
 /// Pause your coupon: carts and checkouts refuse it (409 `coupon_paused`)
@@ -116,10 +119,9 @@ pub async fn pause_coupon(
     auth: Auth,
     Path(code): Path<String>,
 ) -> Result<Json<CouponView>, AppError> {
-    let cmd = CouponCommand::Pause {
-        caller: auth.0.caller(),
-    };
-    Ok(Json(s.services.coupons.change(&code, cmd).await?))
+    Ok(Json(
+        s.services.coupons.pause(auth.0.caller(), &code).await?,
+    ))
 }
 
 /// Resume your paused coupon.
@@ -130,10 +132,9 @@ pub async fn resume_coupon(
     auth: Auth,
     Path(code): Path<String>,
 ) -> Result<Json<CouponView>, AppError> {
-    let cmd = CouponCommand::Resume {
-        caller: auth.0.caller(),
-    };
-    Ok(Json(s.services.coupons.change(&code, cmd).await?))
+    Ok(Json(
+        s.services.coupons.resume(auth.0.caller(), &code).await?,
+    ))
 }
 
 /// Delete your coupon: it is not found from now on (its code may be
@@ -145,10 +146,7 @@ pub async fn delete_coupon(
     auth: Auth,
     Path(code): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let cmd = CouponCommand::Delete {
-        caller: auth.0.caller(),
-    };
-    s.services.coupons.change(&code, cmd).await?;
+    s.services.coupons.delete(auth.0.caller(), &code).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -315,12 +315,12 @@ fn constraints(enabled_providers: &[&str]) -> Vec<(&'static str, &'static str, s
         (
             "AddItem",
             "quantity",
-            json!({"minimum": 1, "maximum": crate::actors::cart::MAX_QUANTITY}),
+            json!({"minimum": 1, "maximum": crate::domain::cart::MAX_QUANTITY}),
         ),
         (
             "SetQuantity",
             "quantity",
-            json!({"maximum": crate::actors::cart::MAX_QUANTITY}),
+            json!({"maximum": crate::domain::cart::MAX_QUANTITY}),
         ),
         ("ApplyCoupon", "code", code.clone()),
         ("CouponInput", "code", code),
@@ -343,12 +343,12 @@ fn constraints(enabled_providers: &[&str]) -> Vec<(&'static str, &'static str, s
         (
             "CouponInput",
             "per_user_limit",
-            json!({"minimum": 1, "maximum": crate::actors::coupon::MAX_GLOBAL_LIMIT}),
+            json!({"minimum": 1, "maximum": crate::domain::coupon::MAX_GLOBAL_LIMIT}),
         ),
         (
             "CouponInput",
             "global_limit",
-            json!({"minimum": 1, "maximum": crate::actors::coupon::MAX_GLOBAL_LIMIT}),
+            json!({"minimum": 1, "maximum": crate::domain::coupon::MAX_GLOBAL_LIMIT}),
         ),
         (
             "ShippingCalcRequest",

@@ -12,7 +12,7 @@ use super::coupons::CouponPage;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
-use crate::actors::coupon::CouponInput;
+use crate::domain::coupon::CouponInput;
 use crate::service::cart::CartView;
 use crate::service::cart_vouchers::VoucherChoice;
 use crate::service::catalog::check_limit;

@@ -174,9 +174,34 @@ impl Coupons {
     }
 
     /// Edit, pause, resume or delete, by the coupon's shop's merchant.
-    pub async fn change(&self, code: &str, cmd: CouponCommand) -> Result<CouponView, ServiceError> {
+    async fn change(&self, code: &str, cmd: CouponCommand) -> Result<CouponView, ServiceError> {
         let code = self.existing(code).await?;
         Ok(self.coupons.call(&code, cmd).await?.coupon.into())
+    }
+
+    /// A merchant's change to their coupon (absent fields stay).
+    pub async fn edit(
+        &self,
+        caller: Caller,
+        code: &str,
+        patch: crate::domain::coupon::CouponPatch,
+    ) -> Result<CouponView, ServiceError> {
+        self.change(code, CouponCommand::Edit { caller, patch })
+            .await
+    }
+
+    /// Paused: refused by carts and checkouts until resumed.
+    pub async fn pause(&self, caller: Caller, code: &str) -> Result<CouponView, ServiceError> {
+        self.change(code, CouponCommand::Pause { caller }).await
+    }
+
+    pub async fn resume(&self, caller: Caller, code: &str) -> Result<CouponView, ServiceError> {
+        self.change(code, CouponCommand::Resume { caller }).await
+    }
+
+    /// Not found from now on (its code may be created again, afresh).
+    pub async fn delete(&self, caller: Caller, code: &str) -> Result<CouponView, ServiceError> {
+        self.change(code, CouponCommand::Delete { caller }).await
     }
 
     pub async fn usage(&self, caller: Caller, code: &str) -> Result<CouponUsage, ServiceError> {

@@ -7,23 +7,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::catalog::present;
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::pricing::{CouponRule, DiscountKind};
 use crate::domain::DomainError;
 
-pub const MAX_GLOBAL_LIMIT: u32 = 1_000_000;
-
-/// Whose discount it is: a shop's (on that shop's lines, one per shop in a
-/// checkout) or the platform's (an admin's, on the whole checkout after
-/// the shops' discounts, one per checkout).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CouponScope {
-    #[default]
-    Shop,
-    Platform,
-}
+pub use crate::domain::coupon::{
+    CouponInput, CouponPatch, CouponScope, CouponStatus, CouponUsage, DayUse, MAX_GLOBAL_LIMIT,
+};
 
 /// The `coupons_by_shop` key part that lists the platform's vouchers
 /// (no shop id has this shape).
@@ -58,17 +48,6 @@ pub struct Coupon {
     /// The last edit, pause or resume.
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
-}
-
-/// Where a coupon stands now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CouponStatus {
-    Active,
-    Paused,
-    Expired,
-    /// Every use of its `global_limit` is made.
-    Exhausted,
 }
 
 impl Coupon {
@@ -108,76 +87,11 @@ impl Coupon {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CouponInput {
-    pub code: String,
-    pub kind: DiscountKind,
-    pub value: u64,
-    #[serde(default)]
-    pub min_spend: u64,
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Uses per customer (default 1).
-    pub per_user_limit: Option<u32>,
-    /// Uses in total (default: unlimited).
-    pub global_limit: Option<u32>,
-    /// A voucher customers collect before they use it (default: a code
-    /// anyone may enter). Platform vouchers always are.
-    #[serde(default)]
-    pub voucher: bool,
-}
-
-/// A merchant's change to a coupon: absent fields stay. Its code and kind
-/// are fixed (a different kind is a new coupon).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CouponPatch {
-    pub value: Option<u64>,
-    pub min_spend: Option<u64>,
-    /// A time sets the expiry (in the future); `null` removes it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub expires_at: Option<Option<DateTime<Utc>>>,
-    /// Never below what one customer has used already.
-    pub per_user_limit: Option<u32>,
-    /// Never below the uses made; `null`: unlimited.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>)]
-    pub global_limit: Option<Option<u32>>,
-}
-
 /// One use, for the usage report.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Use {
     pub discount: u64,
     pub at: DateTime<Utc>,
-}
-
-/// A day of a coupon's uses (UTC), net of cancelled orders.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct DayUse {
-    pub day: NaiveDate,
-    pub uses: u32,
-    /// Minor units.
-    pub discount: u64,
-}
-
-/// `GET /coupons/{code}/usage`: what the coupon has given, by orders that
-/// were not cancelled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct CouponUsage {
-    pub code: String,
-    pub status: CouponStatus,
-    pub used: u32,
-    pub global_limit: Option<u32>,
-    /// Uses left (`null`: unlimited).
-    pub remaining: Option<u32>,
-    /// Distinct customers who used it.
-    pub customers: u32,
-    /// Discount given, minor units.
-    pub discount_total: u64,
-    /// The most recent days with uses, newest first (at most 366).
-    pub days: Vec<DayUse>,
 }
 
 /// Days a usage report lists.

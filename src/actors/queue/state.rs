@@ -7,18 +7,13 @@ use utoipa::ToSchema;
 use super::*;
 use crate::store::codec;
 
+pub use crate::domain::claim::{Claim, ClaimOrder, ClaimStatus, QueueKind};
+
 pub struct QueueEntity;
 
 /// Claims a queue keeps beyond its capacity and waitlist (cancelled and
 /// expired ones).
 pub const MAX_CLAIM_HISTORY: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueKind {
-    Course,
-    FlashSale,
-}
 
 /// Fixed when the queue opens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -109,54 +104,9 @@ impl QueueState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimStatus {
-    Confirmed,
-    Waitlisted,
-    /// Given up by the user.
-    Cancelled,
-    /// Its order was not paid in time (or was cancelled).
-    Expired,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Claim {
-    /// Also the id of its order, when it needs one.
-    pub id: String,
-    pub queue_id: crate::domain::ids::QueueId,
-    pub user_id: crate::domain::ids::UserId,
-    pub quantity: u32,
-    pub status: ClaimStatus,
-    /// Position in the waitlist (1 = next), while waitlisted.
-    pub position: Option<u32>,
-    pub idempotency_key: Option<String>,
-    /// SHA-256 of the request that first used `idempotency_key` (method,
-    /// path, body): the same key with another request is refused. Always
-    /// written, like `QueueConfig::part_of`.
-    #[serde(default)]
-    pub idempotency_request: Option<String>,
-    /// Where and how its order is paid and delivered (claims that need one).
-    pub order: Option<ClaimOrder>,
-    /// The order was placed (claims that need one).
-    pub order_placed: bool,
-    /// The last status the user was notified of.
-    pub notified: Option<ClaimStatus>,
-    pub created_at: DateTime<Utc>,
-    pub confirmed_at: Option<DateTime<Utc>>,
-}
-
 /// Persistent (structurally shared) collections: the actor derives the
 /// next state from a clone of the current one for every decision, and a
 /// queue in a burst holds thousands of claims, so cloning must be O(1).
-/// What a claim's order needs, fixed when the claim is made.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ClaimOrder {
-    /// Where to deliver (flash sales; none for a course).
-    pub address: Option<crate::domain::user::Address>,
-    pub payment_method: crate::domain::payment::PaymentMethod,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueState {
     pub config: Option<QueueConfig>,

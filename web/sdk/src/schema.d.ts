@@ -2918,12 +2918,7 @@ export interface components {
             status: components["schemas"]["ClaimStatus"];
             user_id: components["schemas"]["UserId"];
         };
-        /**
-         * @description Persistent (structurally shared) collections: the actor derives the
-         *     next state from a clone of the current one for every decision, and a
-         *     queue in a burst holds thousands of claims, so cloning must be O(1).
-         *     What a claim's order needs, fixed when the claim is made.
-         */
+        /** @description What a claim's order needs, fixed when the claim is made. */
         ClaimOrder: {
             address?: components["schemas"]["Address"] | null;
             payment_method: components["schemas"]["PaymentMethod"];
@@ -3230,7 +3225,10 @@ export interface components {
             starts_at: string;
             title?: string | null;
         };
-        /** @description A day of a coupon's uses (UTC), net of cancelled orders. */
+        /**
+         * @description A day of a coupon's uses (in `report_time_zone`), net of cancelled
+         *     orders.
+         */
         DayUse: {
             /** Format: date */
             day: string;
