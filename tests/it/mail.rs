@@ -364,33 +364,46 @@ async fn without_smtp_mails_are_files_and_broadcasts_reach_inboxes() {
     );
 }
 
-#[tokio::test]
-async fn a_round_of_mails_is_one_durable_write() {
+/// An outbox on a fresh embedded store holding one mail per `attempts`
+/// entry (made that many attempts, due at `due`), and a mailer sending to
+/// `smtp_url` (unset: files): the data dir, the store, the metrics, the
+/// mailer.
+async fn outbox(
+    attempts: &[u32],
+    due: chrono::DateTime<chrono::Utc>,
+    smtp_url: Option<String>,
+) -> (
+    tempfile::TempDir,
+    Arc<dyn surge::store::Store>,
+    Arc<surge::metrics::Metrics>,
+    surge::mail::Mailer,
+) {
     use surge::mail::{outbox_row, MailConfig, Mailer, OutMail};
     use surge::store::redb::{RedbOptions, RedbStore};
-    use surge::store::Store;
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(surge::metrics::Metrics::new());
-    let store: Arc<dyn Store> =
+    let store: Arc<dyn surge::store::Store> =
         Arc::new(RedbStore::open(dir.path(), RedbOptions::default(), metrics.clone()).unwrap());
-    let rows = (0..10)
-        .map(|i| {
+    let rows = attempts
+        .iter()
+        .enumerate()
+        .map(|(i, attempts)| {
             let mail = OutMail {
                 id: format!("m{i}"),
                 to: format!("u{i}@example.com"),
                 subject: "Hi".into(),
                 body: "Hello".into(),
-                attempts: 0,
-                created_at: chrono::Utc::now(),
+                attempts: *attempts,
+                created_at: due,
                 last_error: None,
             };
-            outbox_row(&mail, mail.created_at)
+            outbox_row(&mail, due)
         })
         .collect();
     store.write_rows(rows).await.unwrap();
     let mailer = Mailer::new(
         &MailConfig {
-            smtp_url: None,
+            smtp_url,
             from: "Surge <no-reply@surge.localhost>".into(),
             dir: dir.path().join("mail"),
         },
@@ -399,6 +412,12 @@ async fn a_round_of_mails_is_one_durable_write() {
         metrics.clone(),
     )
     .unwrap();
+    (dir, store, metrics, mailer)
+}
+
+#[tokio::test]
+async fn a_round_of_mails_is_one_durable_write() {
+    let (dir, _store, metrics, mailer) = outbox(&[0; 10], chrono::Utc::now(), None).await;
     let before = metrics.journal_commits.get();
     assert_eq!(mailer.drain().await.unwrap(), 10);
     assert_eq!(metrics.mail_counts(), (10, 0, 0));
@@ -421,44 +440,16 @@ async fn a_round_of_mails_is_one_durable_write() {
 /// wait (how many, how long), and one past its last attempt is dead.
 #[tokio::test]
 async fn the_outbox_metrics_tell_a_failing_server() {
-    use surge::mail::{outbox_row, MailConfig, Mailer, OutMail, MAX_ATTEMPTS};
-    use surge::store::redb::{RedbOptions, RedbStore};
-    use surge::store::Store;
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = Arc::new(surge::metrics::Metrics::new());
-    let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(dir.path(), RedbOptions::default(), metrics.clone()).unwrap());
-    let due = chrono::Utc::now() - chrono::Duration::seconds(30);
-    let rows = [0, MAX_ATTEMPTS - 1]
-        .into_iter()
-        .enumerate()
-        .map(|(i, attempts)| {
-            let mail = OutMail {
-                id: format!("m{i}"),
-                to: format!("u{i}@example.com"),
-                subject: "Hi".into(),
-                body: "Hello".into(),
-                attempts,
-                created_at: due,
-                last_error: None,
-            };
-            outbox_row(&mail, due)
-        })
-        .collect();
-    store.write_rows(rows).await.unwrap();
+    use surge::mail::MAX_ATTEMPTS;
     // Nothing listens on the port.
     let port = crate::lifecycle::free_port();
-    let mailer = Mailer::new(
-        &MailConfig {
-            smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
-            from: "Surge <no-reply@surge.localhost>".into(),
-            dir: dir.path().join("mail"),
-        },
-        store.clone(),
-        surge::cluster::Duty::default(),
-        metrics.clone(),
+    let due = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let (_dir, store, metrics, mailer) = outbox(
+        &[0, MAX_ATTEMPTS - 1],
+        due,
+        Some(format!("smtp://127.0.0.1:{port}")),
     )
-    .unwrap();
+    .await;
     assert_eq!(mailer.drain().await.unwrap(), 2);
     assert_eq!(
         metrics.mail_counts(),
