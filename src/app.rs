@@ -23,7 +23,7 @@ use crate::live::Bus;
 use crate::mail::MailConfig;
 use crate::metrics::Metrics;
 use crate::payments::payos::PayOsConfig;
-use crate::service::auth::ResetConfig;
+use crate::service::account::auth::ResetConfig;
 use crate::service::CommerceConfig;
 use crate::service::{GatewayConfig, ServiceConfig, Services};
 use crate::store::postgres::PostgresStore;
@@ -474,7 +474,7 @@ fn service_config(
             from: settings.mail_from.clone(),
             dir: settings.data_dir.join("mail"),
         },
-        burst: crate::service::queues::BurstConfig {
+        burst: crate::service::queue::queues::BurstConfig {
             max_pending: settings.burst_max_pending.max(1),
             max_waitlist: settings.burst_max_waitlist,
             parts: match settings.burst_queue_parts {
@@ -482,15 +482,15 @@ fn service_config(
                 n => n,
             },
             min_units_per_part: match settings.burst_queue_parts {
-                0 => crate::service::queues::AUTO_UNITS_PER_PART,
+                0 => crate::service::queue::queues::AUTO_UNITS_PER_PART,
                 _ => 1,
             },
         },
-        search: crate::service::search::SearchConfig {
+        search: crate::service::products::search::SearchConfig {
             dir: settings.data_dir.join("search"),
         },
         media,
-        behavior: crate::service::behavior::BehaviorConfig {
+        behavior: crate::service::products::behavior::BehaviorConfig {
             half_life_ms: settings.trending_half_life_secs as i64 * 1000,
             // One node alone names its rows `local`.
             node: match settings.cluster {

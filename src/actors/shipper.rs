@@ -2,7 +2,7 @@
 //! id). It is the single writer of what must survive a restart: online or
 //! offline, the delivery offer it holds, and the order it is delivering.
 //! Its position is deliberately not here: positions are high-rate and not
-//! journal events (see `service::tracking`).
+//! journal events (see `service::delivery::shipping`).
 //!
 //! A shipper holds at most one offer and one delivery at a time. An offer
 //! lapses by itself at its deadline, so a dispatcher that crashed between

@@ -1,5 +1,5 @@
 //! Live shipper positions as pure rules: which device fixes count, speed and
-//! ETA, and the arrival geofence. No I/O; `service::tracking` feeds it.
+//! ETA, and the arrival geofence. No I/O; `service::delivery::shipping` feeds it.
 //!
 //! - Fixes are ordered by the device's timestamp: a fix not newer than the
 //!   last accepted one, too old, or from the future is ignored.

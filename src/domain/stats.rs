@@ -1,7 +1,7 @@
 //! Platform statistics: the facts entities record as they happen (an order
 //! placed, paid, refunded, delivered; a sign-up; a burst place confirmed),
 //! counted per hour. Pure: the worker that applies the facts and the
-//! readers that sum hours into days live in `service::stats`.
+//! readers that sum hours into days live in `service::platform::stats`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

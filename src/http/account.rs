@@ -1,11 +1,11 @@
-//! `/users/me/export`: the caller's own data (`service::account`).
+//! `/users/me/export`: the caller's own data (`service::account::self_service`).
 
 use axum::extract::State;
 
 use super::error::AppError;
 use super::extract::{Auth, Json};
 use super::state::AppState;
-use crate::service::account::AccountExport;
+use crate::service::account::self_service::AccountExport;
 
 /// Everything Surge holds about you as one JSON document: the account,
 /// addresses, notifications, mail preferences and sign-ins; your orders

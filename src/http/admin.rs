@@ -1,4 +1,4 @@
-//! `/admin/...`: the admin console's handlers over `service::admin`.
+//! `/admin/...`: the admin console's handlers over `service::account::self_service::accounts`.
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -8,8 +8,8 @@ use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
 use crate::domain::user::UserView;
 use crate::domain::Role;
-use crate::service::admin::UserFilter;
-use crate::service::catalog::{check_limit, Page};
+use crate::service::account::accounts::UserFilter;
+use crate::service::products::catalog::{check_limit, Page};
 use axum::extract::State;
 
 #[derive(Deserialize, IntoParams)]
@@ -161,7 +161,7 @@ pub struct StatsQuery {
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     /// `day` (default; at most 366) or `hour` (at most 744).
     #[param(inline)]
-    pub granularity: Option<crate::service::stats::Granularity>,
+    pub granularity: Option<crate::service::platform::stats::Granularity>,
     /// Top products and shops listed: 1 to 100, default 10.
     #[param(minimum = 1, maximum = 100)]
     pub top: Option<usize>,
@@ -175,17 +175,17 @@ pub struct StatsQuery {
 /// behind; the same counters for today arrive live on `admin:stats`.
 #[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", security(("bearer" = [])),
     params(StatsQuery),
-    responses((status = 200, body = crate::service::stats::StatsReport), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = crate::service::platform::stats::StatsReport), (status = 403, body = ErrorBody)))]
 pub async fn platform_stats(
     State(s): State<AppState>,
     auth: Auth,
     Query(q): Query<StatsQuery>,
-) -> Result<Json<crate::service::stats::StatsReport>, AppError> {
+) -> Result<Json<crate::service::platform::stats::StatsReport>, AppError> {
     let granularity = q.granularity.unwrap_or_default();
     let to = q.to.unwrap_or_else(chrono::Utc::now);
     let from = q.from.unwrap_or_else(|| match granularity {
-        crate::service::stats::Granularity::Day => to - chrono::Duration::days(7),
-        crate::service::stats::Granularity::Hour => to - chrono::Duration::hours(24),
+        crate::service::platform::stats::Granularity::Day => to - chrono::Duration::days(7),
+        crate::service::platform::stats::Granularity::Hour => to - chrono::Duration::hours(24),
     });
     let top = q.top.unwrap_or(10);
     if !(1..=100).contains(&top) {

@@ -1,4 +1,4 @@
-//! `/auth/*` and `/users/*`: thin handlers over `service::auth` and the
+//! `/auth/*` and `/users/*`: thin handlers over `service::account::auth` and the
 //! user entity.
 
 use axum::extract::State;

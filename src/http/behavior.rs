@@ -1,5 +1,5 @@
 //! Trending, recently viewed, bought together, similar: thin handlers
-//! over `service::behavior`.
+//! over `service::products::behavior`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,8 +11,8 @@ use super::extract::{Auth, Json, MaybeAuth, Path, Query};
 use super::state::AppState;
 use crate::domain::behavior::{Ranked, RECENT_MAX};
 use crate::search::Hit;
-use crate::service::behavior::Viewed;
-use crate::service::catalog::check_limit;
+use crate::service::products::behavior::Viewed;
+use crate::service::products::catalog::check_limit;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! Cart handlers (`service::cart`).
+//! Cart handlers (`service::commerce::cart`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +9,7 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
 use crate::domain::cart::SavedCart;
-use crate::service::cart::{CartView, QuantityChange};
+use crate::service::commerce::cart::{CartView, QuantityChange};
 
 pub(super) const CART: &str = "cart";
 

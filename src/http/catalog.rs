@@ -1,4 +1,4 @@
-//! `/shops`, `/products`, `/courses`: thin handlers over `service::catalog`.
+//! `/shops`, `/products`, `/courses`: thin handlers over `service::products::catalog`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use crate::domain::catalog::{
     Course, CourseInput, CourseKind, CoursePatch, Product, ProductFilter, ProductInput,
     ProductPatch, Shop, ShopInput, ShopPatch,
 };
-use crate::service::catalog::{check_limit, Page};
+use crate::service::products::catalog::{check_limit, Page};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

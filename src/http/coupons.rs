@@ -1,4 +1,4 @@
-//! Coupon handlers (`service::coupons`): a merchant's coupons and the
+//! Coupon handlers (`service::commerce::coupons`): a merchant's coupons and the
 //! public read by code.
 
 use axum::extract::State;
@@ -10,8 +10,8 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
 use crate::domain::coupon::{CouponInput, CouponPatch, CouponStatus, CouponUsage};
-use crate::service::catalog::check_limit;
-use crate::service::coupons::CouponView;
+use crate::service::commerce::coupons::CouponView;
+use crate::service::products::catalog::check_limit;
 
 const TAG: &str = "catalog";
 

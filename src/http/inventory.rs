@@ -1,4 +1,4 @@
-//! Inventory handlers over `service::inventory`: a product's levels and
+//! Inventory handlers over `service::commerce::inventory`: a product's levels and
 //! history, recorded movements, a shop's inventory, low stock, CSV.
 
 use axum::extract::State;
@@ -11,8 +11,8 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, PageQuery, Path, Query};
 use super::state::AppState;
 use crate::domain::inventory::{AdjustmentInput, InventoryItem, StockLevels};
-use crate::service::catalog::check_limit;
-use crate::service::inventory::ProductInventory;
+use crate::service::commerce::inventory::ProductInventory;
+use crate::service::products::catalog::check_limit;
 
 #[derive(Serialize, ToSchema)]
 pub struct InventoryPage {

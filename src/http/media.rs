@@ -16,7 +16,7 @@ use crate::domain::catalog::{Course, Product};
 use crate::domain::media::{MediaOrder, MediaRef};
 use crate::domain::review::ReviewView;
 use crate::media::Size;
-use crate::service::media::Owner;
+use crate::service::products::media::Owner;
 
 /// A multipart form with the image in its `file` part.
 #[derive(ToSchema, Deserialize)]

@@ -18,7 +18,6 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod behavior;
-pub mod burst;
 pub mod cart;
 pub mod catalog;
 pub mod categories;
@@ -34,6 +33,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod payments;
+pub mod queues;
 pub mod reviews;
 pub mod roles;
 pub mod search;
@@ -176,15 +176,15 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(orders::refuse_return))
         .routes(routes!(shipping::shipping_status))
         .routes(routes!(shipping::shipping_calculate))
-        .routes(routes!(burst::create_flash_sale, burst::list_flash_sales))
-        .routes(routes!(burst::get_flash_sale))
-        .routes(routes!(burst::claim_flash_sale, burst::sale_claims))
-        .routes(routes!(burst::cancel_sale_claim))
-        .routes(routes!(burst::enroll, burst::course_enrollments))
-        .routes(routes!(burst::cancel_enrollment))
-        .routes(routes!(burst::course_seats))
-        .routes(routes!(burst::my_enrollments))
-        .routes(routes!(burst::add_session, burst::sessions))
+        .routes(routes!(queues::create_flash_sale, queues::list_flash_sales))
+        .routes(routes!(queues::get_flash_sale))
+        .routes(routes!(queues::claim_flash_sale, queues::sale_claims))
+        .routes(routes!(queues::cancel_sale_claim))
+        .routes(routes!(queues::enroll, queues::course_enrollments))
+        .routes(routes!(queues::cancel_enrollment))
+        .routes(routes!(queues::course_seats))
+        .routes(routes!(queues::my_enrollments))
+        .routes(routes!(queues::add_session, queues::sessions))
         .routes(routes!(shipping::set_status))
         .routes(routes!(shipping::me))
         .routes(routes!(shipping::accept))
@@ -197,7 +197,7 @@ pub fn router(state: AppState, body_limit: usize, request_timeout: std::time::Du
         .routes(routes!(shop_console::shop_revenue))
         .routes(routes!(shop_console::product_sales))
         .routes(routes!(catalog::my_courses))
-        .routes(routes!(burst::my_flash_sales))
+        .routes(routes!(queues::my_flash_sales))
         .routes(routes!(payments::webhook))
         .routes(routes!(payments::payment_history))
         .routes(routes!(payments::get_payment))

@@ -1,4 +1,4 @@
-//! Notification handlers (`service::notifications`).
+//! Notification handlers (`service::account::notifications`).
 
 use axum::extract::State;
 use axum::http::StatusCode;

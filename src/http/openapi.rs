@@ -414,7 +414,7 @@ pub fn constrain(
                             "type": "number", "minimum": 0, "maximum": 5
                         }),
                         (Some("query"), Some("limit")) => serde_json::json!({
-                            "type": "integer", "minimum": 1, "maximum": crate::service::catalog::MAX_PAGE
+                            "type": "integer", "minimum": 1, "maximum": crate::service::products::catalog::MAX_PAGE
                         }),
                         (Some("query"), Some("cursor")) => serde_json::json!({
                             "type": "string",

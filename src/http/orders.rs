@@ -1,4 +1,4 @@
-//! Checkout and order handlers (`service::checkout`, `service::orders`).
+//! Checkout and order handlers (`service::commerce::checkout`, `service::commerce::orders`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,8 +11,8 @@ use super::state::AppState;
 use crate::domain::order::returns::ReturnInput;
 use crate::domain::order::Step;
 use crate::domain::order::{Order, TimelineEntry};
-use crate::service::catalog::check_limit;
-use crate::service::checkout_payment::CheckoutPayment;
+use crate::service::commerce::checkout_payment::CheckoutPayment;
+use crate::service::products::catalog::check_limit;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +132,7 @@ pub async fn list_orders(
     auth: Auth,
     Query(q): Query<MyOrdersQuery>,
 ) -> Result<Json<OrderPage>, AppError> {
-    let filter = crate::service::orders::OrderFilter {
+    let filter = crate::service::commerce::orders::OrderFilter {
         status: q.status,
         from: q.from,
         to: q.to,
@@ -166,12 +166,12 @@ pub async fn get_order(
 /// each at least at the quantity ordered (again changes nothing); what
 /// cannot be bought now is left out with why.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/buy-again", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = crate::service::cart::BuyAgain), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = crate::service::commerce::cart::BuyAgain), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn buy_again(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> Result<Json<crate::service::cart::BuyAgain>, AppError> {
+) -> Result<Json<crate::service::commerce::cart::BuyAgain>, AppError> {
     let caller = auth.0.caller();
     let order = s.services.orders.get_order(&caller, &id).await?;
     Ok(Json(s.services.carts.buy_again(&caller, &order).await?))

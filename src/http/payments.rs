@@ -1,4 +1,4 @@
-//! Payment handlers (`service::payments`): provider webhooks, payment
+//! Payment handlers (`service::commerce::payments`): provider webhooks, payment
 //! reads, and the sandbox gateway's hosted page.
 
 use axum::extract::State;
@@ -11,8 +11,8 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, PageQuery, Path, Query};
 use super::state::AppState;
 use crate::domain::order::Payment;
-use crate::service::catalog::check_limit;
-use crate::service::payments::WebhookOutcome;
+use crate::service::commerce::payments::WebhookOutcome;
+use crate::service::products::catalog::check_limit;
 
 /// Largest webhook body read (providers send a few hundred bytes).
 const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;

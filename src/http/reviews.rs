@@ -1,4 +1,4 @@
-//! Reviews and ratings: thin handlers over `service::reviews`.
+//! Reviews and ratings: thin handlers over `service::products::reviews`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use crate::domain::review::{
     DeliveryReviewInput, ModerationInput, RatingSummary, ReplyInput, ReportInput, ReviewEdit,
     ReviewInput, ReviewKind, ReviewStatus, ReviewView,
 };
-use crate::service::catalog::{check_limit, Page};
+use crate::service::products::catalog::{check_limit, Page};
 
 #[derive(Serialize, ToSchema)]
 pub struct ReviewPage {

@@ -1,4 +1,4 @@
-//! `/search` and `/search/suggest`: thin handlers over `service::search`.
+//! `/search` and `/search/suggest`: thin handlers over `service::products::search`.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use super::extract::{Json, Query};
 use super::state::AppState;
 use crate::domain::{DomainError, GeoPoint};
 use crate::search::{Facets, Hit, Kind, Params, Sort};
-use crate::service::catalog::{check_limit, decode_cursor, encode_cursor};
+use crate::service::products::catalog::{check_limit, decode_cursor, encode_cursor};
 
 /// Longest query text taken.
 pub const MAX_Q: usize = 200;

@@ -1,6 +1,6 @@
 //! `/shipping`: shippers going online, answering offers, reporting
 //! positions, and the tracking view. Thin handlers over
-//! `service::tracking`.
+//! `service::delivery::shipping`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,8 +13,8 @@ use super::state::AppState;
 use crate::domain::order::{Order, Step};
 use crate::domain::shipping::Fix;
 use crate::domain::GeoPoint;
-use crate::service::cart::ShippingQuote;
-use crate::service::tracking::{LocationOutcome, ShipperView, Tracking};
+use crate::service::commerce::cart::ShippingQuote;
+use crate::service::delivery::shipping::{LocationOutcome, ShipperView, Tracking};
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

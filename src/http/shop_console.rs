@@ -1,6 +1,6 @@
 //! The merchant's console over one shop: its orders by status (the
 //! pending-orders queue), bulk confirmation, revenue, sales by product,
-//! and the orders as CSV (`service::orders`, `service::shop_reports`).
+//! and the orders as CSV (`service::commerce::orders`, `service::commerce::shop_reports`).
 
 use axum::extract::State;
 use axum::http::header;
@@ -14,8 +14,8 @@ use super::extract::{Auth, Json, Path, Query};
 use super::orders::OrderPage;
 use super::state::AppState;
 use crate::domain::order::{Order, OrderStatus};
-use crate::service::catalog::check_limit;
-use crate::service::shop_reports::{ProductSales, RevenueDay};
+use crate::service::commerce::shop_reports::{ProductSales, RevenueDay};
+use crate::service::products::catalog::check_limit;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

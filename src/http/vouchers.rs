@@ -1,4 +1,4 @@
-//! Voucher handlers (`service::coupons`, `service::cart_vouchers`): the
+//! Voucher handlers (`service::commerce::coupons`, `service::commerce::cart_vouchers`): the
 //! platform's vouchers an admin issues, vouchers customers collect into
 //! their wallet, and the vouchers applied to a cart.
 
@@ -13,10 +13,10 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use super::state::AppState;
 use crate::domain::coupon::CouponInput;
-use crate::service::cart::CartView;
-use crate::service::cart_vouchers::VoucherChoice;
-use crate::service::catalog::check_limit;
-use crate::service::coupons::CouponView;
+use crate::service::commerce::cart::CartView;
+use crate::service::commerce::cart_vouchers::VoucherChoice;
+use crate::service::commerce::coupons::CouponView;
+use crate::service::products::catalog::check_limit;
 
 const TAG: &str = "catalog";
 

@@ -3,7 +3,7 @@
 //! writing them with a checkpoint, the short-prefix suggestions kept per
 //! searcher generation), `query` (search with filters and sorts;
 //! suggestions), `facets` (the counts over every match), `text` (the folding analyzer shared by indexing
-//! and queries). `service::search` keeps it fed from the catalog feed.
+//! and queries). `service::products::search` keeps it fed from the catalog feed.
 
 mod facets;
 mod index;

@@ -4,44 +4,16 @@
 //! depend on each other downwards only: `Fulfilment` (each order's next
 //! action) sits under everything that moves an order. No HTTP types here:
 //! the edge maps `ServiceError` to responses.
+//!
+//! Grouped by area, each file named for the struct it holds: `account/`,
+//! `commerce/`, `products/`, `queue/`, `delivery/`, `platform/`.
 
 pub mod account;
-pub mod admin;
-pub mod auth;
-pub mod backups;
-pub mod behavior;
-pub mod cart;
-pub mod cart_quote;
-pub mod cart_vouchers;
-pub mod catalog;
-pub mod categories;
-pub mod checkout;
-pub mod checkout_payment;
-pub mod coupons;
-pub mod course_sessions;
-pub mod dispatch;
-pub mod feed;
-pub mod flash_sales;
-pub mod fleet;
-pub mod fulfilment;
-pub mod inventory;
-pub mod media;
-pub mod moderation;
-pub mod notifications;
-pub mod orders;
-pub mod payments;
-pub mod queue_parts;
-pub mod queue_work;
-pub mod queues;
-pub mod ratings;
-pub mod reviews;
-pub mod search;
-pub mod shop_reports;
-pub mod stats;
-pub mod stock;
-pub mod topics;
-pub mod tracking;
-pub mod users;
+pub mod commerce;
+pub mod delivery;
+pub mod platform;
+pub mod products;
+pub mod queue;
 
 use std::sync::Arc;
 
@@ -68,7 +40,7 @@ use crate::payments::sandbox::Sandbox;
 use crate::payments::{Cod, Providers};
 use crate::store::{Store, StoreError};
 
-pub use auth::{AuthUser, TokenPair};
+pub use account::auth::{AuthUser, TokenPair};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -204,45 +176,45 @@ impl Entities {
 /// The use cases, one per room: each holds only the entity clients and
 /// settings it uses. A handler calls exactly one of them.
 pub struct Services {
-    pub auth: auth::Auth,
+    pub auth: account::auth::Auth,
     /// The user's own account: export (and erasure).
-    pub account: account::SelfService,
+    pub account: account::self_service::SelfService,
     /// Hiding products and shops (admins).
-    pub moderation: moderation::CatalogModeration,
+    pub moderation: products::moderation::CatalogModeration,
     /// The admin's console over accounts.
-    pub accounts: admin::Accounts,
+    pub accounts: account::accounts::Accounts,
     /// Online backups of the embedded store.
-    pub backups: backups::Backups,
-    pub profiles: users::Profiles,
-    pub catalog: catalog::Catalog,
-    pub categories: categories::Categories,
-    pub coupons: coupons::Coupons,
-    pub carts: cart::Carts,
-    pub checkout: checkout::Checkouts,
-    pub orders: orders::Orders,
+    pub backups: platform::backups::Backups,
+    pub profiles: account::profiles::Profiles,
+    pub catalog: products::catalog::Catalog,
+    pub categories: products::categories::Categories,
+    pub coupons: commerce::coupons::Coupons,
+    pub carts: commerce::cart::Carts,
+    pub checkout: commerce::checkout::Checkouts,
+    pub orders: commerce::orders::Orders,
     /// Platform statistics (and the worker that counts them).
-    pub stats: Arc<stats::Stats>,
+    pub stats: Arc<platform::stats::Stats>,
     /// Stock levels, movements, low-stock alerts (and their worker).
-    pub inventory: Arc<inventory::Inventory>,
+    pub inventory: Arc<commerce::inventory::Inventory>,
     /// A merchant's figures about a shop (revenue, product sales, CSV).
-    pub reports: shop_reports::ShopReports,
-    pub payments: payments::Payments,
+    pub reports: commerce::shop_reports::ShopReports,
+    pub payments: commerce::payments::Payments,
     /// The order follow-up worker (and its scheduler).
-    pub fulfilment: Arc<fulfilment::Fulfilment>,
-    pub notifications: notifications::Notifications,
-    pub queues: queues::Queues,
+    pub fulfilment: Arc<commerce::fulfilment::Fulfilment>,
+    pub notifications: account::notifications::Notifications,
+    pub queues: queue::queues::Queues,
     /// The queue worker (places the orders of won claims).
-    pub queue_work: Arc<queue_work::QueueWork>,
-    pub flash_sales: flash_sales::FlashSales,
-    pub reviews: reviews::Reviews,
+    pub queue_work: Arc<queue::work::QueueWork>,
+    pub flash_sales: queue::flash_sales::FlashSales,
+    pub reviews: products::reviews::Reviews,
     /// Images of products, courses and reviews.
-    pub media: media::Media,
+    pub media: products::media::Media,
     /// Full-text search over this node's index (and its indexer).
-    pub search: Arc<search::Search>,
+    pub search: Arc<products::search::Search>,
     /// Views and checkouts as trending, recently viewed, bought together.
-    pub behavior: Arc<behavior::Behavior>,
-    pub course_sessions: course_sessions::CourseSessions,
-    pub shipping: tracking::Shipping,
+    pub behavior: Arc<products::behavior::Behavior>,
+    pub course_sessions: queue::course_sessions::CourseSessions,
+    pub shipping: delivery::shipping::Shipping,
     /// Configured payment providers by name.
     pub providers: Providers,
     /// The sandbox gateway (its hosted page needs it directly).
@@ -259,14 +231,14 @@ pub struct Services {
 pub struct ServiceConfig {
     pub commerce: CommerceConfig,
     pub gateways: GatewayConfig,
-    pub tracking: fleet::TrackingConfig,
+    pub tracking: delivery::tracker::TrackingConfig,
     pub mail: crate::mail::MailConfig,
-    pub reset: auth::ResetConfig,
-    pub burst: queues::BurstConfig,
+    pub reset: account::auth::ResetConfig,
+    pub burst: queue::queues::BurstConfig,
     pub throttles: crate::auth::ThrottleConfig,
     pub reviews: crate::domain::review::ReviewPolicy,
-    pub search: search::SearchConfig,
-    pub behavior: behavior::BehaviorConfig,
+    pub search: products::search::SearchConfig,
+    pub behavior: products::behavior::BehaviorConfig,
     pub media: crate::media::MediaStore,
 }
 
@@ -309,15 +281,15 @@ impl Services {
         let throttles = Arc::new(crate::auth::Throttles::new(throttles));
         let commerce = Arc::new(commerce);
 
-        let profiles = users::Profiles {
+        let profiles = account::profiles::Profiles {
             users: e.users.clone(),
         };
-        let stock = stock::Stock::new(e.products.clone(), e.stock_buckets.clone());
-        let categories = categories::Categories {
+        let stock = commerce::stock::Stock::new(e.products.clone(), e.stock_buckets.clone());
+        let categories = products::categories::Categories {
             tree: e.categories.clone(),
             store: store.clone(),
         };
-        let catalog = catalog::Catalog {
+        let catalog = products::catalog::Catalog {
             categories: categories.clone(),
             shops: e.shops.clone(),
             products: e.products.clone(),
@@ -325,14 +297,14 @@ impl Services {
             stock: stock.clone(),
             store: store.clone(),
         };
-        let notifications = notifications::Notifications {
+        let notifications = account::notifications::Notifications {
             users: e.users.clone(),
             mailer: mailer.clone(),
             store: store.clone(),
         };
-        let carts = cart::Carts {
+        let carts = commerce::cart::Carts {
             carts: e.carts.clone(),
-            quoter: cart_quote::Quoter {
+            quoter: commerce::cart_quote::Quoter {
                 coupons: e.coupons.clone(),
                 catalog: catalog.clone(),
                 commerce: commerce.clone(),
@@ -343,8 +315,8 @@ impl Services {
             catalog: catalog.clone(),
             profiles: profiles.clone(),
         };
-        let bursts = Arc::new(queue_work::Bursts::default());
-        let queue_work = Arc::new(queue_work::QueueWork {
+        let bursts = Arc::new(queue::work::Bursts::default());
+        let queue_work = Arc::new(queue::work::QueueWork {
             queues: e.queues.clone(),
             orders: e.orders.clone(),
             products: e.products.clone(),
@@ -358,8 +330,8 @@ impl Services {
             notifications: notifications.clone(),
             duty: duty.clone(),
         });
-        let dispatch = dispatch::Dispatch {
-            tracker: Arc::new(fleet::Tracker::new(tracking)),
+        let dispatch = delivery::dispatch::Dispatch {
+            tracker: Arc::new(delivery::tracker::Tracker::new(tracking)),
             shippers: e.shippers.clone(),
             orders: e.orders.clone(),
             shops: e.shops.clone(),
@@ -373,11 +345,11 @@ impl Services {
                 t.apply_remote(update);
             }
         }));
-        let tally = ratings::Tally {
+        let tally = products::ratings::Tally {
             reviews: e.reviews.clone(),
             ratings: e.ratings.clone(),
         };
-        let fulfilment = Arc::new(fulfilment::Fulfilment {
+        let fulfilment = Arc::new(commerce::fulfilment::Fulfilment {
             tally: tally.clone(),
             orders: e.orders.clone(),
             products: e.products.clone(),
@@ -393,26 +365,26 @@ impl Services {
             queue_work: queue_work.clone(),
             duty: duty.clone(),
         });
-        let orders = orders::Orders {
+        let orders = commerce::orders::Orders {
             orders: e.orders.clone(),
             store: store.clone(),
             catalog: catalog.clone(),
             fulfilment: fulfilment.clone(),
         };
-        let search = Arc::new(search::Search::open(
+        let search = Arc::new(products::search::Search::open(
             &search,
             store.clone(),
             duty.clone(),
             rt.metrics.clone(),
         )?);
-        let behavior = Arc::new(behavior::Behavior::new(
+        let behavior = Arc::new(products::behavior::Behavior::new(
             store.clone(),
             search.clone(),
             behavior,
             duty.clone(),
             rt.metrics.clone(),
         ));
-        let reviews = reviews::Reviews {
+        let reviews = products::reviews::Reviews {
             reviews: e.reviews.clone(),
             tally: tally.clone(),
             orders: orders.clone(),
@@ -422,7 +394,7 @@ impl Services {
             policy: review_policy,
             throttles: throttles.clone(),
         };
-        let account = account::SelfService {
+        let account = account::self_service::SelfService {
             users: e.users.clone(),
             emails: e.emails.clone(),
             queues: e.queues.clone(),
@@ -435,7 +407,7 @@ impl Services {
             media: media.clone(),
             shippers: e.shippers.clone(),
         };
-        let media = media::Media {
+        let media = products::media::Media {
             store: media,
             catalog: catalog.clone(),
             reviews: reviews.clone(),
@@ -448,21 +420,21 @@ impl Services {
             search,
             behavior: behavior.clone(),
             cluster: rt.cluster.clone(),
-            moderation: moderation::CatalogModeration {
+            moderation: products::moderation::CatalogModeration {
                 products: e.products.clone(),
                 shops: e.shops.clone(),
                 store: store.clone(),
             },
-            accounts: admin::Accounts {
+            accounts: account::accounts::Accounts {
                 users: e.users.clone(),
                 store: store.clone(),
-                catalog: moderation::CatalogModeration {
+                catalog: products::moderation::CatalogModeration {
                     products: e.products.clone(),
                     shops: e.shops.clone(),
                     store: store.clone(),
                 },
             },
-            auth: auth::Auth {
+            auth: account::auth::Auth {
                 users: e.users.clone(),
                 emails: e.emails.clone(),
                 hasher,
@@ -471,13 +443,13 @@ impl Services {
                 reset,
                 throttles,
             },
-            coupons: coupons::Coupons {
+            coupons: commerce::coupons::Coupons {
                 coupons: e.coupons.clone(),
                 store: store.clone(),
                 catalog: catalog.clone(),
                 zone: commerce.report_zone,
             },
-            checkout: checkout::Checkouts {
+            checkout: commerce::checkout::Checkouts {
                 carts: e.carts.clone(),
                 stock: stock.clone(),
                 coupons: e.coupons.clone(),
@@ -490,13 +462,13 @@ impl Services {
                 behavior,
                 store: store.clone(),
             },
-            payments: payments::Payments {
+            payments: commerce::payments::Payments {
                 orders: e.orders.clone(),
                 providers: providers.clone(),
                 store: store.clone(),
                 fulfilment: fulfilment.clone(),
             },
-            queues: queues::Queues {
+            queues: queue::queues::Queues {
                 queues: e.queues.clone(),
                 courses: e.courses.clone(),
                 bursts,
@@ -510,32 +482,32 @@ impl Services {
                 store: store.clone(),
             },
             reviews: reviews.clone(),
-            flash_sales: flash_sales::FlashSales {
+            flash_sales: queue::flash_sales::FlashSales {
                 queues: e.queues.clone(),
                 products: e.products.clone(),
                 stock: stock.clone(),
                 burst,
                 store: store.clone(),
             },
-            course_sessions: course_sessions::CourseSessions {
+            course_sessions: queue::course_sessions::CourseSessions {
                 courses: e.courses.clone(),
                 notifications: notifications.clone(),
                 store: store.clone(),
             },
-            shipping: tracking::Shipping {
+            shipping: delivery::shipping::Shipping {
                 dispatch,
                 orders: orders.clone(),
                 fulfilment: fulfilment.clone(),
                 store: store.clone(),
                 bus: bus.clone(),
             },
-            stats: Arc::new(stats::Stats::new(
+            stats: Arc::new(platform::stats::Stats::new(
                 store.clone(),
                 bus.clone(),
                 duty.clone(),
                 commerce.report_zone,
             )),
-            inventory: Arc::new(inventory::Inventory {
+            inventory: Arc::new(commerce::inventory::Inventory {
                 products: e.products.clone(),
                 orders: e.orders.clone(),
                 users: e.users.clone(),
@@ -544,10 +516,10 @@ impl Services {
                 duty: duty.clone(),
                 wake: Arc::new(tokio::sync::Notify::new()),
             }),
-            backups: backups::Backups {
+            backups: platform::backups::Backups {
                 store: store.clone(),
             },
-            reports: shop_reports::ShopReports {
+            reports: commerce::shop_reports::ShopReports {
                 store: store.clone(),
                 catalog: catalog.clone(),
                 zone: commerce.report_zone,

@@ -104,7 +104,7 @@ pub const REVIEWS_PENDING: &str = "reviews_pending";
 /// Read table: `{kind}:{subject}` → encoded `RatingSummary`.
 pub const RATINGS: &str = "ratings";
 
-// Written by `service::behavior`, each node its own rows.
+// Written by `service::products::behavior`, each node its own rows.
 /// Read table: `{user}|{node}` → encoded `RecentlyViewed`: a user's last
 /// views as one node recorded them (a read merges the user's rows).
 pub const RECENTLY_VIEWED: &str = "recently_viewed";
@@ -116,7 +116,7 @@ pub const ALSO_BOUGHT: &str = "also_bought";
 pub const ACTIVITY_FEED: &str = "activity_feed";
 
 // Written by `actors::{order,user,queue}` (the feed) and
-// `service::stats` (the hours).
+// `service::platform::stats` (the hours).
 /// Read table: `{ms:020}|{fact key}` → encoded `Fact`: what happened, for
 /// the statistics worker to count (pruned after two days).
 pub const STATS_FEED: &str = "stats_feed";
@@ -130,7 +130,7 @@ pub const OUTBOX: &str = "outbox";
 /// Read table: mail id → encoded `OutMail` that could not be sent.
 pub const OUTBOX_DEAD: &str = "outbox_dead";
 
-// Written by `service::tracking`.
+// Written by `service::delivery::shipping`.
 /// Read table: `{order_id}|{device ts ms:020}` → encoded `TrackPoint`.
 pub const TRACK_POINTS: &str = "track_points";
 /// Read table: `{expires ms:020}|{order_id}` → empty: when an order's

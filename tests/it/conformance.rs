@@ -10,7 +10,7 @@ use surge::actors::course::COURSES_TABLE as OTHER;
 use surge::actors::product::PRODUCTS_TABLE as T;
 use surge::actors::queue::CLAIMS_BY_QUEUE;
 use surge::mail::OUTBOX;
-use surge::service::tracking::TRACK_POINTS;
+use surge::service::delivery::shipping::TRACK_POINTS;
 use surge::store::{AppendRequest, IndexOp, Snapshot, Store, StoreError};
 
 /// An append of `events` (as bytes) to `stream`, expecting it at `expected`.

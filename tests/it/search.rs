@@ -456,7 +456,7 @@ async fn the_catalog_feed_keeps_a_day() {
     let app = spawn_app_with(fast).await;
     let services = app.state.as_ref().expect("in process").services.clone();
     let now = chrono::Utc::now().timestamp_millis();
-    let day = surge::service::search::FEED_RETENTION_MS;
+    let day = surge::service::products::search::FEED_RETENTION_MS;
     let row = |ms: i64, id: &str| IndexOp::Put {
         table: surge::store::tables::CATALOG_FEED,
         key: format!("{ms:020}|product:{id}"),

@@ -175,7 +175,7 @@ impl Entity for QueueEntity {
         }
     }
     // Nothing per event: `queue:{id}` carries the capacity counters,
-    // coalesced by `service::queue_work`; each claimant hears of their own claim
+    // coalesced by `service::queue::work`; each claimant hears of their own claim
     // through a notification on `user:{id}`.
 
     fn index(

@@ -1,6 +1,6 @@
 //! The WebSocket transport: `GET /api/v1/ws`. Topics, payloads and the bus
 //! are in `live`; who may watch what, and what a client missed, is
-//! `service::topics`. This module upgrades the connection (origin, token,
+//! `service::platform::topics`. This module upgrades the connection (origin, token,
 //! the per-user cap), runs its session and encodes frames for the wire.
 //!
 //! - `protocol`: the frames (JSON, or MessagePack with `surge.msgpack`).
@@ -38,7 +38,7 @@ use crate::http::error::AppError;
 use crate::http::extract::Path;
 use crate::http::state::AppState;
 use crate::live::{LiveEvent, Topic};
-use crate::service::topics::{Scope, Topics};
+use crate::service::platform::topics::{Scope, Topics};
 use crate::service::{AuthUser, ServiceError, Services};
 use protocol::{Codec, ServerMsg, JSON_PROTOCOL, MSGPACK_PROTOCOL, TOKEN_PROTOCOL_PREFIX};
 use session::{Limits, SessionCtx, TopicSource};
@@ -52,7 +52,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// frames are small (a position is ~100 bytes) and bigger ones are
 /// assembled across reads.
 pub const READ_BUFFER_BYTES: usize = 2 * 1024;
-/// The session's way into the services: topics (`service::topics`),
+/// The session's way into the services: topics (`service::platform::topics`),
 /// token renewal and shippers' positions, their refusals as frames.
 pub struct Gateway {
     services: Arc<Services>,

@@ -40,7 +40,7 @@ use crate::service::AuthUser;
 /// only events and positions about that order (a customer watching the
 /// shipper who delivers their order). A scoped subscription ends when
 /// that delivery does (`released`).
-pub use crate::service::topics::Scope;
+pub use crate::service::platform::topics::Scope;
 
 fn in_scope(scope: &Scope, data: &LiveEvent) -> bool {
     scope

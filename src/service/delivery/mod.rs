@@ -1,0 +1,5 @@
+//! Delivery: the live shippers, dispatch, tracking.
+
+pub mod dispatch;
+pub mod shipping;
+pub mod tracker;
