@@ -2,7 +2,7 @@
 //! cursor this server issues decodes back to what it encoded.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use surge::service::catalog::{decode_cursor, encode_cursor};
+use surge::service::products::catalog::{decode_cursor, encode_cursor};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

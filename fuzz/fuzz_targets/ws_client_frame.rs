@@ -2,7 +2,7 @@
 //! `surge.msgpack` connection, refused on a JSON one): never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use surge::ws::protocol::{ClientMsg, Codec};
+use surge::http::ws::protocol::{ClientMsg, Codec};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
