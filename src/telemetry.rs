@@ -44,7 +44,13 @@ pub fn provider(endpoint: &str, node: &str, ratio: f64) -> Result<SdkTracerProvi
 /// The current span's trace context as a W3C `traceparent`, when it is
 /// traced (no exporter, no header).
 pub fn traceparent() -> Option<String> {
-    let cx = tracing::Span::current().context();
+    let span = tracing::Span::current();
+    // Without an exporter the forward span is off: no context to carry,
+    // and no map built on every forwarded command.
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
     let mut carrier: HashMap<String, String> = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     carrier.remove("traceparent")
