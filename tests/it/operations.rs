@@ -209,6 +209,14 @@ async fn a_backup_taken_while_writes_go_on_restores_to_one_consistent_moment() {
     })
     .await;
     shop_with_product(&app, 30_000, 100).await;
+    // Only admins take the copy (it holds every account's data).
+    let customer = app.user("customer").await;
+    let (status, _) = app
+        .get("/api/v1/admin/backup", Some(&customer.access))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get("/api/v1/admin/backup", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let mut before = Vec::new();
     for i in 0..6 {
         let email = format!("before{i}@example.com");
